@@ -1,0 +1,92 @@
+"""One error taxonomy, mapped to HTTP status codes in one place.
+
+Raise a subclass of :class:`YituError` anywhere below the API; the handler turns it into
+``{"error": code, "message": ..., "field": ...}`` with the status from ``STATUS``. Request
+validation errors (pydantic) become 422 with the offending field named.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger("yitu.api")
+
+
+class YituError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class BadRequest(YituError):
+    code = "bad_request"
+
+
+class NotFound(YituError):
+    code = "not_found"
+
+
+class Conflict(YituError):
+    code = "conflict"
+
+
+class Unauthorized(YituError):
+    code = "unauthorized"
+
+
+class Forbidden(YituError):
+    code = "forbidden"
+
+
+class ServiceUnavailable(YituError):
+    code = "service_unavailable"
+
+
+STATUS: dict[type[YituError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    ServiceUnavailable: 503,
+}
+
+
+def _status_of(exc: YituError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def _field_of(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(YituError)
+    async def _yitu_error(_req: Request, exc: YituError) -> JSONResponse:
+        body = {"error": exc.code, "message": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return JSONResponse(body, status_code=_status_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field_of(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        return JSONResponse(
+            {"error": "invalid", "message": f"{first['field']}: {first['message']}", "field": first["field"], "errors": errors},
+            status_code=422,
+        )

@@ -1,0 +1,54 @@
+"""``GET /healthz``: is PostGIS and Redis reachable from this process?
+
+200 ``{"status": "ok", "postgis": "<version>", "redis": "ok"}``; 503 with the failing part(s)
+named in ``failing`` and an error text in place of the version or "ok". Each probe has a short
+timeout, so a dead service makes the answer slow by seconds, never hang.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+import redis
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+from api.services import Services, services
+
+log = logging.getLogger("yitu.health")
+router = APIRouter(tags=["health"])
+
+
+def _postgis(svc: Services) -> tuple[bool, str]:
+    try:
+        with svc.pool.connection(timeout=svc.settings.db_connect_timeout) as conn:
+            row = conn.execute("SELECT postgis_lib_version()").fetchone()
+        return True, str(row[0]) if row else "unknown"
+    except psycopg.errors.UndefinedFunction:
+        return False, "error: the PostGIS extension is not installed in this database (run `yitu db migrate`)"
+    except PoolTimeout:
+        return False, "unreachable: no connection within timeout"
+    except psycopg.Error as exc:
+        return False, f"error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def _redis(svc: Services) -> tuple[bool, str]:
+    try:
+        svc.redis.ping()
+        return True, "ok"
+    except redis.RedisError as exc:
+        return False, f"unreachable: {type(exc).__name__}"
+
+
+@router.get("/healthz", summary="Liveness of PostGIS and Redis")
+def healthz(svc: Services = Depends(services)) -> JSONResponse:
+    pg_ok, pg = _postgis(svc)
+    redis_ok, rd = _redis(svc)
+    body: dict[str, object] = {"status": "ok" if pg_ok and redis_ok else "unavailable", "postgis": pg, "redis": rd}
+    if not (pg_ok and redis_ok):
+        body["failing"] = [name for name, ok in (("postgis", pg_ok), ("redis", redis_ok)) if not ok]
+        log.warning("health check failed failing=%s", ",".join(body["failing"]))  # type: ignore[arg-type]
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)

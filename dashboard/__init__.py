@@ -1,0 +1,1 @@
+"""yitu's dashboard: the app factory, pages, settings, the CLI and the embedded stack."""

@@ -1,0 +1,74 @@
+"""The app factory: one FastAPI application with the Dash dashboard mounted on it.
+
+``create_app(settings)`` builds everything from the settings it is given; the PostGIS pool
+and the Redis client are opened in the lifespan and closed on shutdown, so several processes
+can run side by side, each with its own pools.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import dash
+from fastapi import FastAPI
+
+from api import errors, health
+from api.services import Services, open_redis
+from dashboard import layout
+from dashboard.settings import Settings
+from dashboard.stack import EmbeddedStack
+from geodata.db import open_pool
+
+log = logging.getLogger("yitu.app")
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def _open_services(settings: Settings) -> Services:
+    stack = EmbeddedStack(settings)
+    pool = open_pool(
+        stack.database_url(),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        connect_timeout=settings.db_connect_timeout,
+    )
+    return Services(settings=settings, pool=pool, redis=open_redis(stack.redis_url(), settings.redis_timeout))
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = _open_services(settings)
+        log.info("yitu started lang=%s embedded=%s", settings.lang, settings.embedded)
+        try:
+            yield
+        finally:
+            app.state.services.close()
+            log.info("yitu stopped; pools closed")
+
+    app = FastAPI(
+        title="yitu 一图指挥 API",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    errors.install(app)
+    # API routes first: Dash adds a catch-all GET route for its pages.
+    app.include_router(health.router)
+
+    dash_app = dash.Dash(
+        __name__,
+        server=app,
+        assets_folder=str(ASSETS),
+        title=layout.page_title(settings.lang),
+        update_title=None,
+        serve_locally=True,
+        suppress_callback_exceptions=False,
+    )
+    dash_app.layout = layout.root(settings.lang)
+    app.state.dash = dash_app
+    return app

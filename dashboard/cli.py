@@ -1,0 +1,199 @@
+"""The ``yitu`` command: run the embedded stack, migrate, serve the dashboard.
+
+Every command reads the same settings (``YITU_*`` environment, then ``.env``, then defaults);
+with ``YITU_DATABASE_URL`` / ``YITU_REDIS_URL`` set, those servers are used and nothing is started.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from dashboard.logs import setup_logging
+from dashboard.settings import Settings
+from dashboard.stack import EmbeddedStack, StackError
+
+log = logging.getLogger("yitu.cli")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  YITU_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+        raise click.ClickException("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can act on into one clear line and exit code 1, no traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from geodata.migrate import MigrationError
+
+        try:
+            return fn(*args, **kwargs)
+        except (StackError, MigrationError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """yitu 一图指挥: the command-centre dashboard of a banner's grid-governance and
+    dispute-resolution centre.
+
+    \b
+    Quick start:
+      yitu demo            start the embedded stack, migrate, serve http://127.0.0.1:8050
+      yitu db up           only start the private PostgreSQL+PostGIS and Redis
+      yitu serve           serve the dashboard and API against the configured servers
+
+    Settings come from YITU_* environment variables, then .env, then defaults (see .env.example).
+    """
+    settings = _settings()
+    setup_logging(settings.log_level, settings.log_format)
+    ctx.obj = settings
+
+
+@main.group()
+def db() -> None:
+    """The database and Redis: the embedded stack under .yitu/, or the servers from YITU_*_URL."""
+
+
+@db.command("up")
+@click.pass_obj
+@_friendly
+def db_up(settings: Settings) -> None:
+    """Start the private PostgreSQL (with PostGIS) and Redis, unless they already run.
+
+    Ports: YITU_PG_PORT (55432) and YITU_REDIS_PORT (56379), on 127.0.0.1 only.
+    Under root, PostgreSQL runs as the unprivileged user YITU_SERVICE_USER (yitu).
+    """
+    report = EmbeddedStack(settings).up()
+    for name in report.started:
+        click.echo(f"{name}: started")
+    for name in report.already_running:
+        click.echo(f"{name}: already running")
+    for name in report.external:
+        click.echo(f"{name}: external server from settings, nothing started")
+
+
+@db.command("down")
+@click.option("--purge", is_flag=True, help="Also delete the embedded data (asks no question).")
+@click.pass_obj
+@_friendly
+def db_down(settings: Settings, purge: bool) -> None:
+    """Stop the private PostgreSQL and Redis (external servers are never touched)."""
+    stack = EmbeddedStack(settings)
+    if purge:
+        stack.purge()
+        click.echo(f"stopped and deleted {stack.run_dir}")
+        return
+    stopped = stack.down()
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@db.command("status")
+@click.pass_obj
+@_friendly
+def db_status(settings: Settings) -> None:
+    """Say what runs: each server, embedded or external, and where."""
+    for name, state in EmbeddedStack(settings).status().items():
+        click.echo(f"{name}: {state}")
+
+
+@db.command("url")
+@click.option("--redis", "which", flag_value="redis", help="Print the Redis URL instead.")
+@click.pass_obj
+@_friendly
+def db_url(settings: Settings, which: str | None) -> None:
+    """Print the database DSN in use (contains the password: keep it to yourself)."""
+    stack = EmbeddedStack(settings)
+    click.echo(stack.redis_url() if which == "redis" else stack.database_url())
+
+
+@db.command("migrate")
+@click.pass_obj
+@_friendly
+def db_migrate(settings: Settings) -> None:
+    """Apply pending geodata/sql/NNN_*.sql migrations, each in its own transaction."""
+    from geodata.migrate import migrate
+
+    done = migrate(EmbeddedStack(settings).database_url())
+    if done:
+        for name in done:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("schema up to date")
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from dashboard.app import create_app
+
+    host = host or settings.host
+    port = port or settings.port
+    log.info("serving dashboard url=http://%s:%d/ health=http://%s:%d/healthz", host, port, host, port)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (YITU_HOST, default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (YITU_PORT, default 8050).")
+@click.pass_obj
+@_friendly
+def serve(settings: Settings, host: str | None, port: int | None) -> None:
+    """Serve the dashboard, the API and /healthz (starts no database; see `yitu db up`)."""
+    _serve(settings, host, port)
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (YITU_HOST, default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (YITU_PORT, default 8050).")
+@click.pass_obj
+@_friendly
+def demo(settings: Settings, host: str | None, port: int | None) -> None:
+    """Start the embedded stack, migrate, seed an empty database, serve until Ctrl-C.
+
+    On Ctrl-C it stops the servers it started (ones that were already running stay up).
+    """
+    from geodata.migrate import migrate
+
+    stack = EmbeddedStack(settings)
+    report = stack.up()
+    for name in report.started:
+        click.echo(f"{name}: started")
+    try:
+        for name in migrate(stack.database_url()):
+            click.echo(f"applied {name}")
+        _seed_if_empty(stack.database_url())
+        _serve(settings, host, port)
+    finally:
+        if report.started:
+            stopped = stack.down(only=report.started)
+            click.echo("stopped: " + ", ".join(stopped))
+
+
+def _seed_if_empty(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM areas").fetchone()
+    if row and row[0]:
+        log.info("territory present areas=%d", row[0])
+    else:
+        log.warning("database holds no territory yet; the demo-territory generator is not built yet")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

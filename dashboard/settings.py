@@ -1,0 +1,88 @@
+"""yitu's one settings object.
+
+Built by the caller (the CLI, the app factory, a test) and passed down; nothing reads the
+environment at import time. Precedence, highest first: keyword arguments, ``YITU_*``
+environment variables, the ``.env`` file, the defaults below. Every field is listed in
+``.env.example``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="YITU_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+        env_ignore_empty=True,  # "YITU_X=" in .env means "use the default"
+    )
+
+    # --- where the data lives -------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL/PostGIS DSN. Unset: the embedded cluster under `home` is used.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL. Unset: the embedded Redis under `home` is used.",
+    )
+    home: Path = Field(
+        default=PROJECT_ROOT / ".yitu",
+        description="State folder of the embedded stack (data, logs, generated passwords).",
+    )
+    pg_port: int = Field(default=55432, ge=1024, le=65535, description="Embedded PostgreSQL port.")
+    redis_port: int = Field(default=56379, ge=1024, le=65535, description="Embedded Redis port.")
+    pg_bindir: Path | None = Field(
+        default=None,
+        description="PostgreSQL server binaries; unset: the newest /usr/lib/postgresql/N/bin.",
+    )
+    service_user: str = Field(
+        default="yitu",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Unprivileged system user that runs the embedded PostgreSQL when yitu runs as root.",
+    )
+
+    # --- the web server ---------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
+    port: int = Field(default=8050, ge=1, le=65535, description="Port the dashboard listens on.")
+    lang: Literal["zh-CN", "en"] = Field(default="zh-CN", description="Language of the UI.")
+
+    # --- pools and timeouts -------------------------------------------------------
+    db_pool_min: int = Field(default=1, ge=0, le=100)
+    db_pool_max: int = Field(default=10, ge=1, le=200)
+    db_connect_timeout: float = Field(default=3.0, gt=0, le=60, description="Seconds.")
+    redis_timeout: float = Field(default=2.0, gt=0, le=60, description="Seconds.")
+
+    # --- logs ---------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text: key=value lines for people; json: one object a line."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("db_pool_max")
+    @classmethod
+    def _max_at_least_min(cls, v: int, info) -> int:  # type: ignore[no-untyped-def]
+        low = info.data.get("db_pool_min", 0)
+        if v < low:
+            raise ValueError(f"db_pool_max ({v}) is smaller than db_pool_min ({low})")
+        return v
+
+    @property
+    def embedded(self) -> bool:
+        """True when yitu runs its own PostgreSQL and Redis (no URL given for either)."""
+        return self.database_url is None or self.redis_url is None

@@ -1,0 +1,396 @@
+"""The embedded default stack: a private PostgreSQL + PostGIS cluster and a private Redis.
+
+Both run from the system's binaries, on loopback, on their own ports, with generated
+passwords kept in ``<home>/secrets`` (mode 0600). ``initdb`` and ``pg_ctl`` refuse to run as
+root, so under root both servers run as an unprivileged system user (``settings.service_user``)
+and their data lives in ``/var/lib/yitu/<id>`` (a folder that user can reach even when the
+checkout sits in a private temporary directory), linked from ``<home>/run``.
+
+With ``YITU_DATABASE_URL`` / ``YITU_REDIS_URL`` set, the matching part is never started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from dashboard.settings import Settings
+
+log = logging.getLogger("yitu.stack")
+
+DB_NAME = "yitu"
+DB_USER = "yitu"
+
+
+class StackError(RuntimeError):
+    """The embedded stack cannot be started or reached; the message says what to do."""
+
+
+@dataclass
+class UpReport:
+    started: list[str] = field(default_factory=list)
+    already_running: list[str] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def _find_pg_bindir(explicit: Path | None) -> Path:
+    if explicit is not None:
+        if not (explicit / "postgres").exists():
+            raise StackError(f"YITU_PG_BINDIR={explicit} holds no 'postgres' binary")
+        return explicit
+    base = Path("/usr/lib/postgresql")
+    versions = sorted(
+        (p for p in base.glob("*") if p.name.isdigit() and (p / "bin" / "postgres").exists()),
+        key=lambda p: int(p.name),
+    )
+    if not versions:
+        raise StackError(
+            "no PostgreSQL server binaries under /usr/lib/postgresql; run scripts/bootstrap.sh "
+            "or set YITU_PG_BINDIR"
+        )
+    return versions[-1] / "bin"
+
+
+class EmbeddedStack:
+    """Start, stop and describe the private PostgreSQL and Redis of one ``home`` folder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home.resolve()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            ident = hashlib.sha1(str(self.home).encode()).hexdigest()[:12]
+            self.run_dir = Path("/var/lib/yitu") / ident
+        else:
+            self.run_dir = self.home / "run"
+        self.pg_data = self.run_dir / "pg"
+        self.pg_log = self.run_dir / "postgresql.log"
+        self.redis_dir = self.run_dir / "redis"
+        self.secrets_dir = self.home / "secrets"
+
+    # --- what is wanted ---------------------------------------------------------
+    @property
+    def wants_pg(self) -> bool:
+        return self.settings.database_url is None
+
+    @property
+    def wants_redis(self) -> bool:
+        return self.settings.redis_url is None
+
+    # --- passwords and URLs -----------------------------------------------------
+    def _secret(self, name: str) -> str:
+        path = self.secrets_dir / name
+        if not path.exists():
+            self.secrets_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.secrets_dir, 0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24))
+        return path.read_text().strip()
+
+    def database_url(self) -> str:
+        if self.settings.database_url is not None:
+            return self.settings.database_url.get_secret_value()
+        pw = quote(self._secret("pg_password"), safe="")
+        return f"postgresql://{DB_USER}:{pw}@127.0.0.1:{self.settings.pg_port}/{DB_NAME}"
+
+    def redis_url(self) -> str:
+        if self.settings.redis_url is not None:
+            return self.settings.redis_url.get_secret_value()
+        pw = quote(self._secret("redis_password"), safe="")
+        return f"redis://:{pw}@127.0.0.1:{self.settings.redis_port}/0"
+
+    # --- running commands as the service user ---------------------------------------
+    def _service_user(self) -> pwd.struct_passwd:
+        name = self.settings.service_user
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            log.info("creating system user name=%s (PostgreSQL refuses to run as root)", name)
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                check=True,
+            )
+            return pwd.getpwnam(name)
+
+    def _as_service(self, argv: list[str]) -> list[str]:
+        if not self.as_root:
+            return argv
+        return ["runuser", "-u", self.settings.service_user, "--", *argv]
+
+    def _run(self, argv: list[str], what: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self._as_service(argv), capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise StackError(f"{what} failed (exit {proc.returncode}): " + " | ".join(tail))
+        return proc
+
+    def _prepare_run_dir(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.as_root:
+            user = self._service_user()
+            os.chown(self.run_dir, user.pw_uid, user.pw_gid)
+            os.chmod(self.run_dir, 0o700)
+            Path("/var/lib/yitu").chmod(0o755)
+            link = self.home / "run"
+            if not link.is_symlink():
+                link.symlink_to(self.run_dir)
+
+    def _write_private(self, path: Path, text: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        if self.as_root:
+            user = self._service_user()
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    # --- PostgreSQL ---------------------------------------------------------------
+    def pg_bindir(self) -> Path:
+        return _find_pg_bindir(self.settings.pg_bindir)
+
+    def pg_running(self) -> bool:
+        if not (self.pg_data / "PG_VERSION").exists():
+            return False
+        proc = subprocess.run(
+            self._as_service([str(self.pg_bindir() / "pg_ctl"), "status", "-D", str(self.pg_data)]),
+            capture_output=True,
+            text=True,
+        )
+        return proc.returncode == 0
+
+    def _check_postgis_installed(self, bindir: Path) -> None:
+        major = bindir.parent.name
+        control = Path(f"/usr/share/postgresql/{major}/extension/postgis.control")
+        if not control.exists():
+            raise StackError(
+                f"PostGIS for PostgreSQL {major} is not installed ({control} missing): "
+                f"run scripts/bootstrap.sh (Debian package postgresql-{major}-postgis-3)"
+            )
+
+    def _initdb(self, bindir: Path) -> None:
+        log.info("initialising PostgreSQL cluster data=%s", self.pg_data)
+        pwfile = self.run_dir / ".pwfile"
+        self._write_private(pwfile, self._secret("pg_password") + "\n")
+        try:
+            self._run(
+                [
+                    str(bindir / "initdb"),
+                    "-D", str(self.pg_data),
+                    "-U", DB_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E", "UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                "initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        conf = "\n".join(
+            [
+                "# yitu embedded cluster",
+                "listen_addresses = '127.0.0.1'",
+                "unix_socket_directories = ''",
+                "max_connections = 200",
+                "shared_buffers = '512MB'",
+                "work_mem = '32MB'",
+                "maintenance_work_mem = '512MB'",
+                "max_wal_size = '4GB'",
+                "checkpoint_timeout = '15min'",
+                "random_page_cost = 1.1",
+                "",
+            ]
+        )
+        with open(self.pg_data / "postgresql.auto.conf", "a") as f:
+            f.write(conf)
+
+    def start_pg(self) -> bool:
+        """Start PostgreSQL unless it already runs; return True if this call started it."""
+        bindir = self.pg_bindir()
+        self._check_postgis_installed(bindir)
+        self._prepare_run_dir()
+        if not (self.pg_data / "PG_VERSION").exists():
+            self._initdb(bindir)
+        if self.pg_running():
+            return False
+        port = self.settings.pg_port
+        if _port_open(port):
+            raise StackError(
+                f"port {port} is already taken by another program; set YITU_PG_PORT to a free port"
+            )
+        self._run(
+            [
+                str(bindir / "pg_ctl"), "start", "-w", "-t", "60",
+                "-D", str(self.pg_data), "-l", str(self.pg_log),
+                "-o", f"-p {port}",
+            ],
+            f"starting PostgreSQL (log: {self.pg_log})",
+        )
+        self._ensure_database()
+        log.info("PostgreSQL started port=%d data=%s", port, self.pg_data)
+        return True
+
+    def _ensure_database(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        admin = self.database_url().rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+                log.info("created database name=%s", DB_NAME)
+
+    def stop_pg(self) -> bool:
+        if not self.pg_running():
+            return False
+        self._run(
+            [str(self.pg_bindir() / "pg_ctl"), "stop", "-w", "-t", "60", "-m", "fast", "-D", str(self.pg_data)],
+            "stopping PostgreSQL",
+        )
+        log.info("PostgreSQL stopped port=%d", self.settings.pg_port)
+        return True
+
+    # --- Redis ----------------------------------------------------------------------
+    @property
+    def _redis_pidfile(self) -> Path:
+        return self.redis_dir / "redis.pid"
+
+    def _redis_pid(self) -> int | None:
+        try:
+            pid = int(self._redis_pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+
+    def redis_running(self) -> bool:
+        return self._redis_pid() is not None
+
+    def start_redis(self) -> bool:
+        if self.redis_running():
+            return False
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(server).exists():
+            raise StackError("redis-server is not installed: run scripts/bootstrap.sh (Debian package redis-server)")
+        port = self.settings.redis_port
+        if _port_open(port):
+            raise StackError(
+                f"port {port} is already taken by another program; set YITU_REDIS_PORT to a free port"
+            )
+        self._prepare_run_dir()
+        self.redis_dir.mkdir(exist_ok=True)
+        if self.as_root:
+            user = self._service_user()
+            os.chown(self.redis_dir, user.pw_uid, user.pw_gid)
+        os.chmod(self.redis_dir, 0o700)
+        conf = self.redis_dir / "redis.conf"
+        self._write_private(
+            conf,
+            "\n".join(
+                [
+                    "bind 127.0.0.1",
+                    f"port {port}",
+                    "protected-mode yes",
+                    f"requirepass {self._secret('redis_password')}",
+                    "daemonize yes",
+                    f"pidfile {self._redis_pidfile}",
+                    f"logfile {self.redis_dir / 'redis.log'}",
+                    f"dir {self.redis_dir}",
+                    # Redis holds live state only; PostGIS is the record. No snapshots.
+                    'save ""',
+                    "appendonly no",
+                    "",
+                ]
+            ),
+        )
+        self._run([server, str(conf)], "starting Redis")
+        deadline = time.monotonic() + 10
+        while not _port_open(port):
+            if time.monotonic() > deadline:
+                raise StackError(f"Redis did not open port {port}; see {self.redis_dir / 'redis.log'}")
+            time.sleep(0.05)
+        log.info("Redis started port=%d", port)
+        return True
+
+    def stop_redis(self) -> bool:
+        pid = self._redis_pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while self._redis_pid() is not None or _port_open(self.settings.redis_port):
+            if time.monotonic() > deadline:
+                raise StackError(f"Redis (pid {pid}) did not stop within 15 s")
+            time.sleep(0.05)
+        log.info("Redis stopped port=%d", self.settings.redis_port)
+        return True
+
+    # --- the whole stack --------------------------------------------------------------
+    def up(self) -> UpReport:
+        report = UpReport()
+        for name, wanted, start in (
+            ("postgresql", self.wants_pg, self.start_pg),
+            ("redis", self.wants_redis, self.start_redis),
+        ):
+            if not wanted:
+                report.external.append(name)
+            elif start():
+                report.started.append(name)
+            else:
+                report.already_running.append(name)
+        return report
+
+    def down(self, only: list[str] | None = None) -> list[str]:
+        stopped = []
+        if (only is None or "redis" in only) and self.stop_redis():
+            stopped.append("redis")
+        if (only is None or "postgresql" in only) and self.stop_pg():
+            stopped.append("postgresql")
+        return stopped
+
+    def status(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.wants_pg:
+            state = "running" if self.pg_running() else "stopped"
+            out["postgresql"] = f"{state} (embedded, 127.0.0.1:{self.settings.pg_port}, data {self.pg_data})"
+        else:
+            out["postgresql"] = "external (YITU_DATABASE_URL)"
+        if self.wants_redis:
+            state = "running" if self.redis_running() else "stopped"
+            out["redis"] = f"{state} (embedded, 127.0.0.1:{self.settings.redis_port})"
+        else:
+            out["redis"] = "external (YITU_REDIS_URL)"
+        return out
+
+    def purge(self) -> None:
+        """Stop both servers and delete their data (the demo database is rebuilt on next up)."""
+        self.down()
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        link = self.home / "run"
+        if link.is_symlink():
+            link.unlink()

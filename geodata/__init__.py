@@ -1,0 +1,1 @@
+"""Everything PostGIS: the connection pool, migrations, named queries."""

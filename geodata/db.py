@@ -1,0 +1,27 @@
+"""The PostGIS connection pool.
+
+Opened without waiting, so the app starts (and answers /healthz with 503) while the database
+is down; every checkout tests the connection, so a restarted server is picked up by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger("yitu.db")
+
+
+def open_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout: float, name: str = "yitu") -> ConnectionPool:
+    pool = ConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        kwargs={"connect_timeout": max(1, round(connect_timeout)), "application_name": "yitu"},
+        check=ConnectionPool.check_connection,
+        open=False,
+    )
+    pool.open(wait=False)
+    return pool

@@ -1,0 +1,142 @@
+"""The yitu command: help, db url/status/migrate, external servers, and the embedded stack."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from dashboard.cli import main
+from dashboard.settings import Settings
+from dashboard.stack import EmbeddedStack, StackError
+
+from .helpers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_help_explains_every_command() -> None:
+    out = subprocess.run([sys.executable, "-m", "dashboard.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for cmd in ("db", "serve", "demo"):
+        assert cmd in out
+    db_help = CliRunner().invoke(main, ["db", "--help"]).output
+    for cmd in ("up", "down", "status", "url", "migrate"):
+        assert f"  {cmd} " in db_help
+
+
+def test_external_servers_are_used_and_nothing_is_started(db_url: str, redis_url: str, tmp_path: Path) -> None:
+    env = {"YITU_DATABASE_URL": db_url, "YITU_REDIS_URL": redis_url, "YITU_HOME": str(tmp_path / "h")}
+    runner = CliRunner()
+    up = runner.invoke(main, ["db", "up"], env=env)
+    assert up.exit_code == 0, up.output
+    assert "postgresql: external" in up.output and "redis: external" in up.output
+    assert not (tmp_path / "h").exists()  # no cluster, no secrets created
+    assert runner.invoke(main, ["db", "url"], env=env).output.strip() == db_url
+    status = runner.invoke(main, ["db", "status"], env=env).output
+    assert "external (YITU_DATABASE_URL)" in status and "external (YITU_REDIS_URL)" in status
+
+
+def test_db_migrate_on_an_external_database(fresh_db: str, redis_url: str) -> None:
+    env = {"YITU_DATABASE_URL": fresh_db, "YITU_REDIS_URL": redis_url}
+    first = CliRunner().invoke(main, ["db", "migrate"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "applied 001_extensions.sql" in first.output
+    second = CliRunner().invoke(main, ["db", "migrate"], env=env)
+    assert second.output.strip() == "schema up to date"
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"YITU_DATABASE_URL": f"postgresql://u:p@127.0.0.1:{free_port()}/x", "YITU_REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard.cli", "db", "migrate"],
+        capture_output=True, text=True, env={**_base_env(), **env}, cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "connection" in result.stderr.lower() or "connect" in result.stderr.lower()
+
+
+def _base_env() -> dict[str, str]:
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("YITU_")}
+
+
+def test_embedded_stack_up_is_idempotent_and_status_tells(scratch_stack: EmbeddedStack) -> None:
+    again = scratch_stack.up()
+    assert again.started == [] and sorted(again.already_running) == ["postgresql", "redis"]
+    status = scratch_stack.status()
+    assert status["postgresql"].startswith("running") and status["redis"].startswith("running")
+    with psycopg.connect(scratch_stack.database_url()) as conn:
+        assert conn.execute("SELECT current_database(), current_user").fetchone() == ("yitu", "yitu")
+    secrets = scratch_stack.secrets_dir
+    assert oct(secrets.stat().st_mode & 0o777) == "0o700"
+    assert oct((secrets / "pg_password").stat().st_mode & 0o777) == "0o600"
+
+    assert sorted(scratch_stack.down()) == ["postgresql", "redis"]
+    assert scratch_stack.status()["postgresql"].startswith("stopped")
+    assert scratch_stack.down() == []
+    assert sorted(scratch_stack.up().started) == ["postgresql", "redis"]  # restarts on the same data
+
+
+def test_embedded_servers_listen_on_loopback_only_and_need_passwords(scratch_stack: EmbeddedStack) -> None:
+    import redis
+
+    port = scratch_stack.settings.redis_port
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=port).ping()
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(f"postgresql://yitu:wrong@127.0.0.1:{scratch_stack.settings.pg_port}/yitu")
+
+
+def test_a_taken_port_is_named(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        stack = EmbeddedStack(Settings(home=tmp_path / "h", redis_port=port, pg_port=free_port(), _env_file=None))
+        with pytest.raises(StackError, match=f"port {port} is already taken.*YITU_REDIS_PORT"):
+            stack.start_redis()
+
+
+def test_demo_serves_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
+    import signal
+
+    import httpx
+
+    from .helpers import wait_for
+
+    ports = {"YITU_PG_PORT": free_port(), "YITU_REDIS_PORT": free_port(), "YITU_PORT": free_port()}
+    env = {**_base_env(), "YITU_HOME": str(tmp_path / "demo-home"), **{k: str(v) for k, v in ports.items()}}
+    log = open(tmp_path / "demo.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{ports['YITU_PORT']}"
+    try:
+        def healthy() -> bool:
+            assert proc.poll() is None, (tmp_path / "demo.log").read_text()
+            try:
+                return httpx.get(base + "/healthz", timeout=5).json()["status"] == "ok"
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=120, what="yitu demo to serve /healthz")
+        assert "<title>一图指挥" in httpx.get(base + "/", timeout=10).text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+        stack = EmbeddedStack(Settings(home=tmp_path / "demo-home", pg_port=ports["YITU_PG_PORT"],
+                                       redis_port=ports["YITU_REDIS_PORT"], _env_file=None))
+        running = stack.status()
+        stack.purge()
+    out = (tmp_path / "demo.log").read_text()
+    assert "applied 001_extensions.sql" in out and "stopped: redis, postgresql" in out
+    assert running["postgresql"].startswith("stopped") and running["redis"].startswith("stopped")
+    for port in (ports["YITU_PG_PORT"], ports["YITU_REDIS_PORT"]):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after Ctrl-C"

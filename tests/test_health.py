@@ -1,0 +1,85 @@
+"""/healthz on the real servers: ok, 503 naming the failing part, and recovery without a restart."""
+
+from __future__ import annotations
+
+import psycopg
+from fastapi.testclient import TestClient
+
+from dashboard.app import create_app
+from dashboard.settings import Settings
+from dashboard.stack import EmbeddedStack
+from geodata.migrate import migrate
+
+from .helpers import free_port, wait_for, with_redis_db
+
+
+def test_healthz_ok_reports_the_postgis_version(app_settings: Settings, db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        version = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
+    with TestClient(create_app(app_settings)) as client:
+        r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "postgis": version, "redis": "ok"}
+
+
+def _health(srv) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+    r = srv.get("/healthz")
+    return r.status_code, r.json()
+
+
+def test_redis_outage_gives_503_then_recovers(live_server, scratch_stack: EmbeddedStack, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(db_url, with_redis_db(scratch_stack.redis_url(), 0))
+    assert _health(srv)[0] == 200
+
+    scratch_stack.stop_redis()
+    status, body = _health(srv)
+    assert status == 503
+    assert body["failing"] == ["redis"]
+    assert body["status"] == "unavailable" and body["redis"].startswith("unreachable")
+    assert body["postgis"][0].isdigit()  # the database side still answers with its version
+
+    scratch_stack.start_redis()
+    wait_for(lambda: _health(srv) == (200, {"status": "ok", "postgis": body["postgis"], "redis": "ok"}),
+             what="healthz 200 after Redis came back")
+    assert srv.proc.poll() is None
+
+
+def test_postgis_outage_gives_503_then_recovers(live_server, scratch_stack: EmbeddedStack, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+    migrate(scratch_stack.database_url())
+    srv = live_server(scratch_stack.database_url(), redis_url, YITU_DB_CONNECT_TIMEOUT="1")
+    status, body = _health(srv)
+    assert status == 200
+    version = body["postgis"]
+
+    scratch_stack.stop_pg()
+    status, body = _health(srv)
+    assert status == 503
+    assert body["failing"] == ["postgis"]
+    assert body["redis"] == "ok"
+    assert not body["postgis"][0].isdigit()
+
+    scratch_stack.start_pg()
+    wait_for(lambda: _health(srv) == (200, {"status": "ok", "postgis": version, "redis": "ok"}),
+             what="healthz 200 after PostgreSQL came back")
+    assert srv.proc.poll() is None
+
+
+def test_app_starts_while_both_services_are_down(live_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(
+        f"postgresql://nobody:x@127.0.0.1:{free_port()}/none",
+        f"redis://127.0.0.1:{free_port()}/0",
+        YITU_DB_CONNECT_TIMEOUT="1",
+        YITU_REDIS_TIMEOUT="1",
+    )
+    status, body = _health(srv)
+    assert status == 503
+    assert body["failing"] == ["postgis", "redis"]
+    assert "nobody" not in str(body) and "x@" not in str(body)  # no credentials in the answer
+
+
+def test_database_without_postgis_is_reported_not_crashed(live_server, fresh_db: str, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(fresh_db, redis_url)
+    status, body = _health(srv)
+    assert status == 503
+    assert body["failing"] == ["postgis"]
+    assert "yitu db migrate" in body["postgis"]
