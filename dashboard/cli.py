@@ -35,11 +35,12 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from geodata.demo.seed import SeedError
         from geodata.migrate import MigrationError
 
         try:
             return fn(*args, **kwargs)
-        except (StackError, MigrationError) as exc:
+        except (StackError, MigrationError, SeedError) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
@@ -187,12 +188,49 @@ def demo(settings: Settings, host: str | None, port: int | None) -> None:
 def _seed_if_empty(dsn: str) -> None:
     import psycopg
 
+    from geodata.demo.seed import database_is_empty, seed_demo
+
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM areas").fetchone()
-    if row and row[0]:
-        log.info("territory present areas=%d", row[0])
-    else:
-        log.warning("database holds no territory yet; the demo-territory generator is not built yet")
+        empty = database_is_empty(conn)
+    if not empty:
+        log.info("database already holds a territory; not seeding")
+        return
+    click.echo("seeding the demo territory (鄂托克前旗) …")
+    counts = seed_demo(dsn, "banner", seed=1, progress=sys.stderr.isatty())
+    click.echo("seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@main.group()
+def seed() -> None:
+    """Generate demo and benchmark data."""
+
+
+@seed.command("demo")
+@click.option("--seed", "seed_value", type=click.IntRange(0, 2**32 - 1), default=1, show_default=True,
+              help="Random seed: the same seed and --as-of give the same data.")
+@click.option("--scale", type=click.Choice(["banner", "city"]), default="banner", show_default=True,
+              help="banner: Otog Front Banner (4 towns, 85 villages, 401 cells, 4,000 cameras, 6,000 cases); "
+                   "city: Dalad-sized for benchmarks (~1,700 cells, 17,000 cameras, 1,000,000 cases).")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+              default=None, help="End of the year of history, UTC (default: now).")
+@click.option("--cameras", type=click.IntRange(0, 200_000), default=None, help="Override the number of cameras.")
+@click.option("--cases", type=click.IntRange(0, 5_000_000), default=None, help="Override the number of historical cases.")
+@click.option("--replace", is_flag=True, help="Wipe the territory, resources and cases already in the database first.")
+@click.pass_obj
+@_friendly
+def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, cameras, cases, replace: bool) -> None:  # type: ignore[no-untyped-def]
+    """Seed the demo territory: grid, roads, cameras, mediation centres, vans and a year of cases.
+
+    Writes everything in one transaction; refuses a database that already holds data unless --replace.
+    """
+    from datetime import timezone
+
+    from geodata.demo.seed import seed_demo
+
+    when = as_of.replace(tzinfo=timezone.utc) if as_of else None
+    counts = seed_demo(EmbeddedStack(settings).database_url(), scale, seed=seed_value, as_of=when, replace=replace,
+                       progress=True, cameras=cameras, cases=cases)
+    click.echo("seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,6 +67,44 @@ def template_dsn(server_dsn: str) -> str:
     dsn = with_dbname(server_dsn, TEMPLATE)
     migrate(dsn)
     return dsn
+
+
+DEMO_TEMPLATE = "yitu_test_demo_template"
+DEMO_AS_OF = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+DEMO_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def demo_dsn(server_dsn: str, template_dsn: str) -> str:
+    """The banner-scale demo (seed 7, as of 2026-11-22 08:00 UTC), seeded once per session.
+
+    Read-only for tests: a test that writes asks for ``demo_db`` (its own clone) instead.
+    """
+    from geodata.demo.seed import seed_demo
+
+    admin = with_dbname(server_dsn, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_TEMPLATE)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(DEMO_TEMPLATE), sql.Identifier(TEMPLATE))
+        )
+    dsn = with_dbname(server_dsn, DEMO_TEMPLATE)
+    seed_demo(dsn, "banner", seed=DEMO_SEED, as_of=DEMO_AS_OF)
+    return dsn
+
+
+@pytest.fixture
+def demo_db(server_dsn: str, demo_dsn: str) -> Iterator[str]:
+    """A clone of the seeded demo of this test's own."""
+    name = f"yitu_test_{uuid.uuid4().hex[:12]}"
+    admin = with_dbname(server_dsn, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(DEMO_TEMPLATE))
+        )
+    yield with_dbname(server_dsn, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

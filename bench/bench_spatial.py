@@ -1,0 +1,145 @@
+"""Benchmark the spatial queries on the city-scale territory.
+
+    .venv/bin/python bench/bench_spatial.py [--runs 200] [--database yitu_bench] [--reseed]
+
+Seeds the city scale (``yitu seed demo --scale city``) into its own database on the configured
+server the first time (several minutes), then times, for each query, three ways in the same run:
+
+  api    the yitu function (geodata.queries), as the API and the dashboard call it
+  raw    the same SQL text sent straight through psycopg (the baseline: the database's own cost)
+  naive  for context, the obvious alternative a careful engineer would avoid (polygon tests
+         over every case for cases-in-area; a geography cast per row for cameras-near)
+
+and prints median and p95 in milliseconds. Results go into docs/performance.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dashboard.settings import Settings  # noqa: E402
+from dashboard.stack import EmbeddedStack  # noqa: E402
+from geodata import queries  # noqa: E402
+from geodata.migrate import migrate  # noqa: E402
+
+NAIVE_CASES = """SELECT c.id, c.code FROM cases c JOIN areas a ON ST_Intersects(a.geom, c.geom)
+                 WHERE a.code = %(code)s ORDER BY c.reported_at DESC, c.id DESC LIMIT %(limit)s"""
+NAIVE_CAMERAS = """SELECT id FROM cameras WHERE ST_DWithin(geom::geography,
+                   ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography, %(radius)s)"""
+
+
+def _timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+    fn()  # warm the plan and the cache
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))]
+
+
+def _ensure_database(server_dsn: str, name: str, reseed: bool) -> str:
+    admin = psycopg.conninfo.make_conninfo(server_dsn, dbname="postgres")
+    dsn = psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrate(dsn)
+    with psycopg.connect(dsn) as conn:
+        cells = conn.execute("SELECT count(*) FROM areas WHERE level = 4").fetchone()[0]  # type: ignore[index]
+    if reseed or cells < 1000:
+        from geodata.demo.seed import seed_demo
+
+        print(f"seeding the city scale into {name} (a few minutes)…", file=sys.stderr)
+        t0 = time.perf_counter()
+        counts = seed_demo(dsn, "city", seed=1, replace=True, progress=True)
+        print(f"seeded in {time.perf_counter() - t0:.0f} s: {counts}", file=sys.stderr)
+    return dsn
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=200, help="timed runs per query (default 200)")
+    ap.add_argument("--database", default="yitu_bench", help="database for the city-scale data (default yitu_bench)")
+    ap.add_argument("--reseed", action="store_true", help="seed the city scale again even if present")
+    ap.add_argument("--no-naive", action="store_true", help="skip the naive comparisons (slow at the banner level)")
+    args = ap.parse_args()
+
+    stack = EmbeddedStack(Settings())
+    dsn = _ensure_database(stack.database_url(), args.database, args.reseed)
+    rng = np.random.default_rng(42)
+    rows: list[tuple[str, str, tuple[float, float], tuple[float, float], tuple[float, float] | None]] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM areas WHERE level = 4), (SELECT count(*) FROM cameras), (SELECT count(*) FROM cases)"
+        ).fetchone()
+        banner_code, bounds = conn.execute(
+            "SELECT code, ARRAY[ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)] FROM areas WHERE level = 1"
+        ).fetchone()  # type: ignore[misc]
+        pts = []
+        while len(pts) < args.runs:
+            x, y = rng.uniform(bounds[0], bounds[2]), rng.uniform(bounds[1], bounds[3])
+            if conn.execute("SELECT ST_Intersects(geom, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) FROM areas WHERE level = 1",
+                            (x, y)).fetchone()[0]:  # type: ignore[index]
+                pts.append((float(x), float(y)))
+        it = iter(pts * 2)
+
+        def point() -> tuple[float, float]:
+            nonlocal it
+            try:
+                return next(it)
+            except StopIteration:
+                it = iter(pts)
+                return next(it)
+
+        chain_sql = queries.query("grid_chain")
+        rows.append(("point → grid chain", "-",
+                     _timed(lambda: queries.grid_chain(conn, *point()), args.runs),
+                     _timed(lambda: conn.execute(chain_sql, dict(zip(("lon", "lat"), point()))).fetchall(), args.runs),
+                     None))
+        for level in (4, 3, 2, 1):
+            codes = [r[0] for r in conn.execute("SELECT code FROM areas WHERE level = %s ORDER BY code", (level,))]
+            sample = [str(c) for c in rng.choice(codes, size=min(len(codes), 50), replace=True)]
+            cyc = iter(sample * (args.runs * 3))
+            stmt = sql.SQL(queries.query("cases_in_area")).format(column=sql.Identifier("c", queries.CHAIN_COLUMN[level]))
+            params = lambda code: {"code": code, "step": None, "type": None, "since": None, "until": None,  # noqa: E731
+                                   "limit": 100, "offset": 0}
+            api = _timed(lambda: queries.cases_in_area(conn, next(cyc), limit=100), args.runs)
+            raw = _timed(lambda: conn.execute(stmt, params(next(cyc))).fetchall(), args.runs)
+            naive = None
+            if not args.no_naive:
+                naive = _timed(lambda: conn.execute(NAIVE_CASES, {"code": next(cyc), "limit": 100}).fetchall(),
+                               max(5, args.runs // (20 if level <= 2 else 4)))
+            rows.append((f"cases in area (100 newest)", f"level {level}", api, raw, naive))
+        cam_sql = queries.query("cameras_near")
+        cam = lambda: dict(zip(("lon", "lat"), point()), radius=500.0)  # noqa: E731
+        rows.append(("cameras within 500 m", "-",
+                     _timed(lambda: queries.cameras_near(conn, *point(), 500.0), args.runs),
+                     _timed(lambda: conn.execute(cam_sql, cam()).fetchall(), args.runs),
+                     None if args.no_naive else _timed(lambda: conn.execute(NAIVE_CAMERAS, cam()).fetchall(), max(5, args.runs // 10))))
+    print(f"# bench_spatial — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(f"# city scale: {counts[0]} level-4 cells, {counts[1]} cameras, {counts[2]} cases; banner {banner_code}; "
+          f"{args.runs} runs each")
+    print(f"{'query':30} {'area':8} {'api med':>8} {'api p95':>8} {'raw med':>8} {'raw p95':>8} {'naive med':>10} {'naive p95':>10}")
+    for name, area, api, raw, naive in rows:
+        nv = f"{naive[0]:10.2f} {naive[1]:10.2f}" if naive else f"{'-':>10} {'-':>10}"
+        print(f"{name:30} {area:8} {api[0]:8.2f} {api[1]:8.2f} {raw[0]:8.2f} {raw[1]:8.2f} {nv}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""``yitu seed demo``: build the demo territory and write it in one transaction.
+
+Deterministic for a seed and an ``as_of`` time: the same pair gives the same rows. The banner
+scale is Otog Front Banner (real boundary and NBS names/codes, synthetic geometry below level 1);
+the city scale is a Dalad-sized territory for benchmarks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import psycopg
+import shapely
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from tqdm import tqdm
+
+from geodata.demo import cases as case_gen
+from geodata.demo import resources
+from geodata.demo.territory import Territory, TownSpec, VillageSpec, build_territory
+
+log = logging.getLogger("yitu.seed")
+
+DEMO_TABLES = ("case_events", "cases", "van_positions", "vans", "mediation_centers", "cameras", "roads", "areas")
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    banner_code: str
+    cells: int
+    cameras: int
+    cases: int
+    open_cases: int
+    vans: int = 4
+
+
+SCALES = {
+    "banner": Scale("banner", "150623", cells=401, cameras=4000, cases=6000, open_cases=320),
+    "city": Scale("city", "150621", cells=1700, cameras=17000, cases=1_000_000, open_cases=2400),
+}
+
+# Approximate seats of Otog Front's towns (敖勒召其镇 from DOMAIN.md; the others placed where the
+# towns lie on public maps: 上海庙 in the west, 城川 in the south-east, 昂素 in the north-east).
+OTOG_SEATS = {
+    "150623100": (107.48, 38.18),
+    "150623101": (106.96, 38.27),
+    "150623102": (108.27, 37.73),
+    "150623103": (107.93, 38.40),
+}
+
+
+class SeedError(RuntimeError):
+    """The demo cannot be seeded as asked (e.g. the database already holds a territory)."""
+
+
+@dataclass
+class Demo:
+    territory: Territory
+    roads: list[resources.Road]
+    cameras: list[resources.Camera]
+    centres: list[resources.Centre]
+    vans: list[resources.VanSpec]
+
+
+def _source(scale: Scale):  # type: ignore[no-untyped-def]
+    from geodata import vendored
+
+    boundary = vendored.load_boundary(scale.banner_code)
+    divisions = vendored.load_divisions(scale.banner_code)
+    banner = next(d for d in divisions if d.level == 1)
+    seats = OTOG_SEATS if scale.banner_code == "150623" else {}
+    towns = [TownSpec(d.code, d.name, seats.get(d.code)) for d in divisions if d.level == 2]
+    villages = [VillageSpec(d.code, d.name, d.parent_code) for d in divisions if d.level == 3]
+    return boundary, banner, towns, villages
+
+
+def build_demo(scale: Scale, seed: int, progress: bool = False) -> Demo:
+    rng = np.random.default_rng(seed)
+    boundary, banner, towns, villages = _source(scale)
+    bar = tqdm(total=len(villages) + 3, desc="territory", unit="step", disable=not progress, leave=False)
+    territory = build_territory(boundary, banner.code, banner.name, towns, villages, scale.cells, rng, progress=bar)
+    bar.close()
+    roads, _nodes = resources.make_roads(territory, rng)
+    cameras = resources.make_cameras(territory, roads, scale.cameras, rng, banner.code)
+    centres = resources.make_centres(territory, banner.name, rng)
+    return Demo(territory, roads, cameras, centres, resources.make_vans(scale.vans))
+
+
+def _ewkb(geom: shapely.Geometry) -> str:
+    return shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True)
+
+
+def _copy(cur: psycopg.Cursor, statement: str, rows: Iterable[tuple]) -> int:
+    n = 0
+    with cur.copy(statement) as cp:  # type: ignore[arg-type]
+        for row in rows:
+            cp.write_row(row)
+            n += 1
+    return n
+
+
+def database_is_empty(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT (SELECT count(*) FROM areas) + (SELECT count(*) FROM cases)").fetchone()
+    return bool(row) and row[0] == 0
+
+
+def seed_demo(dsn: str, scale_name: str = "banner", seed: int = 1, as_of: datetime | None = None,
+              replace: bool = False, progress: bool = False, cameras: int | None = None,
+              cases: int | None = None) -> dict[str, int]:
+    """Generate and write the demo; return row counts per table. One transaction: all or nothing."""
+    base = SCALES[scale_name]
+    scale = Scale(base.name, base.banner_code, base.cells, cameras if cameras is not None else base.cameras,
+                  cases if cases is not None else base.cases, base.open_cases, base.vans)
+    as_of = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    log.info("building demo scale=%s seed=%d as_of=%s", scale.name, seed, as_of.isoformat())
+    demo = build_demo(scale, seed, progress)
+    counts: dict[str, int] = {}
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        if not database_is_empty(conn):
+            if not replace:
+                raise SeedError("the database already holds a territory or cases; use --replace to wipe and reseed")
+            cur.execute("TRUNCATE " + ", ".join(DEMO_TABLES) + " RESTART IDENTITY CASCADE")  # constant names
+        counts["areas"] = _copy(cur, "COPY areas (code, name, level, parent_code, geom, props) FROM STDIN", (
+            (a.code, a.name, a.level, a.parent_code, _ewkb(a.geom),
+             Jsonb({**a.props, "seat": [round(a.seat[0], 6), round(a.seat[1], 6)]}))
+            for a in demo.territory.areas))
+        counts["roads"] = _copy(cur, "COPY roads (kind, name, source, target, length_m, geom) FROM STDIN", (
+            (r.kind, r.name or None, r.source, r.target, r.length_m, _ewkb(r.geom)) for r in demo.roads))
+        counts["mediation_centers"] = _copy(
+            cur, "COPY mediation_centers (code, name, level, area_code, mediators, specialties, phone, geom) FROM STDIN",
+            ((c.code, c.name, c.level, c.area_code, c.mediators, c.specialties, c.phone or None,
+              f"SRID=4326;POINT({c.lon:.6f} {c.lat:.6f})") for c in demo.centres))
+        centre_id, base = cur.execute(
+            "SELECT id, ST_AsEWKT(geom) FROM mediation_centers WHERE level = 1").fetchone()  # type: ignore[misc]
+        counts["vans"] = _copy(cur, "COPY vans (id, name, plate, base_center_id, geom, last_seen_at) FROM STDIN",
+                               ((v.id, v.name, v.plate, centre_id, base, as_of) for v in demo.vans))
+        counts["cameras"] = _copy(
+            cur, "COPY cameras (device_code, name, kind, status, stream_url, geom) FROM STDIN",
+            ((c.device_code, c.name, c.kind, c.status, c.stream_url, f"SRID=4326;POINT({c.lon} {c.lat})")
+             for c in demo.cameras))
+        cur.execute(
+            """UPDATE cameras c SET area_code = a.code
+               FROM areas a WHERE a.level = 4 AND ST_Intersects(a.geom, c.geom)"""
+        )
+        first_day = (as_of - timedelta(days=400)).date()
+        for table in ("case_events", "van_positions"):
+            cur.execute("SELECT yitu_ensure_month_partitions(%s::regclass, %s, %s)",
+                        (table, first_day, (as_of + timedelta(days=62)).date()))
+        counts["cases"], counts["case_events"] = _write_cases(cur, demo.territory, scale, as_of, seed, progress)
+        cur.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), GREATEST((SELECT max(id) FROM cases), 1))")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in DEMO_TABLES:
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+    log.info("demo seeded %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts
+
+
+def _write_cases(cur: psycopg.Cursor, territory: Territory, scale: Scale, as_of: datetime, seed: int,
+                 progress: bool) -> tuple[int, int]:
+    rng = np.random.default_rng([seed, 2])  # its own stream: the territory does not shift the cases
+    total = scale.cases + scale.open_cases
+    n_cases = n_events = 0
+    bar = tqdm(total=total, desc="cases", unit="case", unit_scale=True, disable=not progress, leave=False)
+    for rows, events in case_gen.generate_cases(territory, scale.cases, scale.open_cases, as_of, rng):
+        n_cases += _copy(cur, """COPY cases (id, code, type, description, parties, geom, grid_code, village_code,
+                 town_code, banner_code, channel, reporter, level, step, deadline, attempts, outcome, satisfaction,
+                 followup_note, reported_at, closed_at, updated_at) FROM STDIN""", rows)
+        n_events += _copy(cur, """COPY case_events (case_id, occurred_at, actor, role, action, from_step, to_step,
+                 level, note) FROM STDIN""", events)
+        bar.update(len(rows))
+    bar.close()
+    return n_cases, n_events
+
+
+__all__ = ["SCALES", "Scale", "SeedError", "build_demo", "database_is_empty", "seed_demo"]

@@ -1,0 +1,109 @@
+"""Named spatial queries: ``geodata/sql/<name>.sql`` files (the unnumbered ones), loaded once.
+
+Values always go in as parameters; the one identifier that varies (the chain column of
+cases_in_area) goes through ``psycopg.sql.Identifier`` from a fixed table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+NEAR_BOUNDARY_M = 50.0
+CHAIN_COLUMN = {4: "grid_code", 3: "village_code", 2: "town_code", 1: "banner_code"}
+
+
+@cache
+def query(name: str) -> str:
+    """The text of ``geodata/sql/<name>.sql``; unknown names raise KeyError."""
+    path = SQL_DIR / f"{name}.sql"
+    if name[:1].isdigit() or not path.is_file():
+        raise KeyError(f"no named query {name!r} in {SQL_DIR}")
+    return path.read_text(encoding="utf-8")
+
+
+def level_of(code: str) -> int:
+    """The grid level a code belongs to (6/9/12/15 digits → 1/2/3/4); ValueError otherwise."""
+    if not code.isdigit() or len(code) not in (6, 9, 12, 15):
+        raise ValueError(f"{code!r} is not an area code (6, 9, 12 or 15 digits)")
+    return (len(code) - 3) // 3
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    code: str
+    name: str
+    level: int
+
+
+@dataclass(frozen=True)
+class GridChain:
+    """Where a point falls: ``links`` deepest first; empty when outside the territory."""
+
+    links: tuple[ChainLink, ...]
+    boundary_m: float | None
+
+    @property
+    def outside(self) -> bool:
+        return not self.links
+
+    @property
+    def near_boundary(self) -> bool:
+        return self.boundary_m is not None and self.boundary_m < NEAR_BOUNDARY_M
+
+    def code_at(self, level: int) -> str | None:
+        return next((link.code for link in self.links if link.level == level), None)
+
+
+def grid_chain(conn: psycopg.Connection, lon: float, lat: float) -> GridChain:
+    rows = conn.execute(query("grid_chain"), {"lon": lon, "lat": lat}).fetchall()
+    if not rows:
+        return GridChain((), None)
+    return GridChain(tuple(ChainLink(r[0], r[1], r[2]) for r in rows), float(rows[0][3]))
+
+
+def cases_in_area(conn: psycopg.Connection, code: str, *, step: str | None = None, type: str | None = None,
+                  since: datetime | None = None, until: datetime | None = None,
+                  limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    column = sql.Identifier("c", CHAIN_COLUMN[level_of(code)])
+    stmt = sql.SQL(query("cases_in_area")).format(column=column)
+    params = {"code": code, "step": step, "type": type, "since": since, "until": until,
+              "limit": limit, "offset": offset}
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(stmt, params).fetchall()
+
+
+def _areas(conn: psycopg.Connection, name: str, code: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query(name), {"code": code}).fetchall()
+
+
+def area_children(conn: psycopg.Connection, code: str) -> list[dict[str, Any]]:
+    return _areas(conn, "area_children", code)
+
+
+def area_ancestors(conn: psycopg.Connection, code: str) -> list[dict[str, Any]]:
+    return _areas(conn, "area_ancestors", code)
+
+
+def area_neighbours(conn: psycopg.Connection, code: str) -> list[dict[str, Any]]:
+    return _areas(conn, "area_neighbours", code)
+
+
+def cameras_near(conn: psycopg.Connection, lon: float, lat: float, radius_m: float) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query("cameras_near"), {"lon": lon, "lat": lat, "radius": radius_m}).fetchall()
+
+
+def vans_nearest(conn: psycopg.Connection, lon: float, lat: float, k: int = 4,
+                 status: str | None = None) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query("vans_nearest"), {"lon": lon, "lat": lat, "k": k, "status": status}).fetchall()
