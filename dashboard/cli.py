@@ -233,5 +233,15 @@ def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, camera
     click.echo("seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+def _register_io() -> None:
+    from dashboard.cli_io import export_group, import_group
+
+    main.add_command(import_group)
+    main.add_command(export_group)
+
+
+_register_io()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

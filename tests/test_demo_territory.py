@@ -178,3 +178,21 @@ def test_reseeding_needs_replace_and_is_all_or_nothing(demo_db: str) -> None:
     with psycopg.connect(demo_db) as conn:
         assert conn.execute("SELECT count(*) FROM cases").fetchone()[0] == counts["cases"]
         assert conn.execute("SELECT count(*) FROM areas").fetchone()[0] == 491
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".geojson"])
+def test_demo_territory_round_trips_through_export_and_import(demo_dsn: str, db_url: str, tmp_path, suffix: str) -> None:  # type: ignore[no-untyped-def]
+    from geodata.io import export_grids, import_grids
+
+    for level in (1, 2, 3, 4):
+        out = tmp_path / f"level{level}{suffix}"
+        assert export_grids(demo_dsn, level, out) == {1: 1, 2: 4, 3: 85, 4: 401}[level]
+        import_grids(db_url, out)  # levels imported one after the other, each judged with what is there
+    query = "SELECT code, name, level, parent_code, ST_AsBinary(geom) FROM areas ORDER BY code"
+    with psycopg.connect(demo_dsn) as a, psycopg.connect(db_url) as b:
+        before = a.execute(query).fetchall()
+        after = b.execute(query).fetchall()
+    assert [r[:4] for r in after] == [r[:4] for r in before]
+    worst = max(shapely.symmetric_difference(wkb.loads(x[4]), wkb.loads(y[4])).area / wkb.loads(x[4]).area
+                for x, y in zip(before, after))
+    assert worst < 1e-9

@@ -1,0 +1,147 @@
+"""``yitu import`` and ``yitu export``: the grid and the cameras in and out of GIS files.
+
+The logic is in geodata/io.py; this module turns its outcomes into what a terminal user needs:
+a summary, warnings on stderr, and on rejection every problem, one a line, with exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from dashboard.settings import Settings
+from dashboard.stack import EmbeddedStack, StackError
+from geodata import io
+
+_FILE = click.Path(exists=True, dir_okay=True, path_type=Path)
+
+
+def _defaults(names: tuple[str, ...]) -> str:
+    return "default: the first of " + ", ".join(names) + " present"
+
+
+def _dsn(ctx: click.Context) -> str:
+    """The database in use: YITU_DATABASE_URL, or the embedded one (``yitu db up``)."""
+    settings = ctx.find_object(Settings)
+    try:
+        settings = settings or Settings()
+        return EmbeddedStack(settings).database_url()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings: {exc.error_count()} error(s); see .env.example") from None
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _run_import(fn: Any, ctx: click.Context, path: Path, **kwargs: Any) -> None:
+    """Call an import; rejection, unreachable database and the like become exit code 1."""
+    import psycopg
+
+    try:
+        report = fn(_dsn(ctx), path, progress=sys.stderr.isatty(), **kwargs)
+    except io.ImportRejected as exc:
+        _warn(exc.warnings)
+        lines = "\n".join(f"  {p}" for p in exc.problems)
+        raise click.ClickException(
+            f"{path.name} rejected, {len(exc.problems)} problem(s), nothing was written:\n{lines}") from None
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
+    _warn(report.warnings)
+    click.echo(report.summary())
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import the four-level grid or the cameras from a GIS file.
+
+    Reads anything GDAL reads (GeoPackage, GeoJSON, Shapefile, ...) in any CRS. The whole file is
+    checked before anything is written and every problem is listed; one transaction writes it all.
+    """
+
+
+@import_group.command("grids")
+@click.argument("file", type=_FILE)
+@click.option("--layer", help="Layer to read (required when the file holds several).")
+@click.option("--code-field", help="Field with the NBS area code; " + _defaults(io.CODE_FIELDS) + ".")
+@click.option("--name-field", help="Field with the area name; " + _defaults(io.NAME_FIELDS) + ".")
+@click.option("--level-field", help="Field with the level 1-4; " + _defaults(io.LEVEL_FIELDS)
+              + "; without one, the code's length says it (6/9/12/15 digits = 1/2/3/4).")
+@click.option("--parent-field", help="Field with the parent's code; " + _defaults(io.PARENT_FIELDS)
+              + "; without one, the code minus its last 3 digits.")
+@click.option("--encoding", help="Text encoding of the attributes, e.g. gbk for a Shapefile without .cpg.")
+@click.option("--gcj02", is_flag=True, help="The coordinates are GCJ-02 (AMap/Tencent): convert them to WGS-84.")
+@click.option("--replace", is_flag=True,
+              help="Replace the whole territory with the file (checked alone). Default: add to / update "
+                   "the areas already in the database, checking the result as a whole.")
+@click.pass_context
+def import_grids(ctx: click.Context, file: Path, layer: str | None, code_field: str | None, name_field: str | None,
+                 level_field: str | None, parent_field: str | None, encoding: str | None, gcj02: bool,
+                 replace: bool) -> None:
+    """Import grid areas (banner, towns, villages, grid cells) from FILE.
+
+    Checks: polygons, valid geometry, unique codes, codes that fit their level and parent
+    (6 + 3 digits per level), parents present (in the file or the database), children inside their
+    parent, no overlapping siblings and no gaps (全覆盖、不交叉, 1 m² tolerance). A file without a
+    CRS is taken as WGS-84 longitude/latitude; Z coordinates are dropped.
+    """
+    _run_import(io.import_grids, ctx, file, layer=layer, code_field=code_field, name_field=name_field,
+                level_field=level_field, parent_field=parent_field, encoding=encoding, gcj02=gcj02, replace=replace)
+
+
+@import_group.command("cameras")
+@click.argument("file", type=_FILE)
+@click.option("--layer", help="Layer to read (required when the file holds several).")
+@click.option("--encoding", help="Text encoding of the attributes, e.g. gbk for a Shapefile without .cpg.")
+@click.option("--gcj02", is_flag=True, help="The coordinates are GCJ-02 (AMap/Tencent): convert them to WGS-84.")
+@click.option("--replace", is_flag=True,
+              help="Replace all cameras with the file. Default: add / update by device code.")
+@click.pass_context
+def import_cameras(ctx: click.Context, file: Path, layer: str | None, encoding: str | None, gcj02: bool,
+                   replace: bool) -> None:
+    """Import cameras (points) from FILE, matched on their device code.
+
+    \b
+    Fields (the first present of each):
+      device code  device_code, 设备编码, 编码, code
+      name         name, 名称
+      kind         kind, type, 类型: dome/bullet/mini_dome/checkpoint or 球机/枪机/半球/卡口
+      status       status, 状态: online/offline or 在线/离线 (default online)
+      stream URL   stream_url, 视频流, url: rtsp://, rtmp://, http(s):// (optional)
+    Every camera must lie inside the territory; its area becomes the smallest area holding it.
+    """
+    _run_import(io.import_cameras, ctx, file, layer=layer, encoding=encoding, gcj02=gcj02, replace=replace)
+
+
+@click.group("export")
+def export_group() -> None:
+    """Export the grid to a GIS file."""
+
+
+@export_group.command("grids")
+@click.option("--level", type=click.IntRange(1, 4), required=True,
+              help="Which level: 1 banner, 2 towns, 3 villages, 4 grid cells.")
+@click.argument("out", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.pass_context
+def export_grids(ctx: click.Context, level: int, out: Path) -> None:
+    """Write one level of the grid to OUT (.gpkg or .geojson), EPSG:4326.
+
+    Features carry code, name, level and parent_code: the file re-imports as it is.
+    """
+    import psycopg
+
+    try:
+        io.export_driver(out)
+        count = io.export_grids(_dsn(ctx), level, out)
+    except io.ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
+    click.echo(f"exported {count} level-{level} areas to {out}")
