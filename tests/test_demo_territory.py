@@ -167,6 +167,15 @@ def test_seed_is_deterministic_for_a_seed() -> None:
     assert [(x.device_code, x.lon, x.lat) for x in a.cameras] == [(x.device_code, x.lon, x.lat) for x in b.cameras]
     assert geoms(a) != geoms(c)
 
+    import numpy as np
+
+    from geodata.demo.cases import generate_cases
+
+    def rows(demo):  # type: ignore[no-untyped-def]
+        return [chunk for chunk in generate_cases(demo.territory, 300, 40, DEMO_AS_OF, np.random.default_rng([3, 2]))]
+
+    assert rows(a) == rows(b)
+
 
 def test_reseeding_needs_replace_and_is_all_or_nothing(demo_db: str) -> None:
     with pytest.raises(SeedError, match="--replace"):
