@@ -15,7 +15,8 @@ from pathlib import Path
 import dash
 from fastapi import FastAPI
 
-from api import errors, health
+from api import errors
+from api.routers import all_routers
 from api.services import Services, open_redis
 from dashboard import layout
 from dashboard.settings import Settings
@@ -58,7 +59,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     # API routes first: Dash adds a catch-all GET route for its pages.
-    app.include_router(health.router)
+    for router in all_routers():
+        app.include_router(router)
 
     dash_app = dash.Dash(
         __name__,

@@ -233,14 +233,15 @@ def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, camera
     click.echo("seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
-def _register_io() -> None:
+def _register_groups() -> None:
+    """Command groups that live in their own modules."""
     from dashboard.cli_io import export_group, import_group
 
-    main.add_command(import_group)
-    main.add_command(export_group)
+    for group in (import_group, export_group):
+        main.add_command(group)
 
 
-_register_io()
+_register_groups()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     port: int = Field(default=8050, ge=1, le=65535, description="Port the dashboard listens on.")
     lang: Literal["zh-CN", "en"] = Field(default="zh-CN", description="Language of the UI.")
 
+    # --- the map ------------------------------------------------------------------
+    basemap: Literal["none", "osm", "tianditu-vec", "tianditu-img", "xyz"] = Field(
+        default="none",
+        description="Base map: none (own layers on dark, works offline), osm, tianditu-vec/-img, or xyz.",
+    )
+    basemap_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="Tile URL template for basemap=xyz, e.g. http://tiles.local/{z}/{x}/{y}.png",
+    )
+    basemap_gcj02: bool = Field(default=False, description="The xyz tiles are GCJ-02 (AMap): shift overlays to match.")
+    tianditu_token: SecretStr | None = Field(default=None, description="Tianditu key for basemap=tianditu-*.")
+
     # --- pools and timeouts -------------------------------------------------------
     db_pool_min: int = Field(default=1, ge=0, le=100)
     db_pool_max: int = Field(default=10, ge=1, le=200)
