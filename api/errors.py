@@ -49,7 +49,14 @@ class ServiceUnavailable(YituError):
     code = "service_unavailable"
 
 
+class InvalidParameter(BadRequest):
+    """A parameter that parses but makes no sense: 422, like the request validation errors."""
+
+    code = "invalid"
+
+
 STATUS: dict[type[YituError], int] = {
+    InvalidParameter: 422,
     BadRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,

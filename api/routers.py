@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import health
+from api import area_export, health, layers
 
 
 def all_routers() -> list[APIRouter]:
-    return [health.router]
+    return [health.router, layers.router, area_export.router]

@@ -14,8 +14,12 @@ from pathlib import Path
 
 import dash
 from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors
+from callbacks import area as area_callbacks
+from callbacks import pages as pages_callbacks
+from callbacks import wall as wall_callbacks
 from api.routers import all_routers
 from api.services import Services, open_redis
 from dashboard import layout
@@ -57,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     errors.install(app)
     # API routes first: Dash adds a catch-all GET route for its pages.
     for router in all_routers():
@@ -69,8 +74,11 @@ def create_app(settings: Settings) -> FastAPI:
         title=layout.page_title(settings.lang),
         update_title=None,
         serve_locally=True,
-        suppress_callback_exceptions=False,
+        suppress_callback_exceptions=True,  # pages are built per visit, after the frame
     )
     dash_app.layout = layout.root(settings.lang)
+    get_services = lambda: app.state.services  # noqa: E731 - the lifespan opens them after start
+    for module in (pages_callbacks, wall_callbacks, area_callbacks):
+        module.register(dash_app, get_services)
     app.state.dash = dash_app
     return app

@@ -1,19 +1,14 @@
-"""The page skeleton: a header and the map on a dark wall-screen background.
+"""The page frame: the URL, the UI language, and the container the routed page goes into.
 
-The wall screen proper (layers, KPI tiles, charts) is built by the wall-screen issue on this
-skeleton; here the map already runs without any base map and without a CDN.
+Pages are built per visit by ``callbacks/pages.py`` (``/`` the wall screen, ``/area/{code}`` the
+area view) from the territory in the database.
 """
 
 from __future__ import annotations
 
-import dash_leaflet as dl
-from dash import html
+from dash import dcc, html
 
 from dashboard.i18n import translator
-
-# Otog Front Banner's seat, 敖勒召其镇 (DOMAIN.md): the default view until a territory is loaded.
-DEFAULT_CENTER = (38.18, 107.48)
-DEFAULT_ZOOM = 8
 
 
 def page_title(lang: str) -> str:
@@ -22,31 +17,12 @@ def page_title(lang: str) -> str:
 
 
 def root(lang: str) -> html.Div:
-    t = translator(lang)
     return html.Div(
         className="yitu-root",
         lang=lang,
         children=[
-            html.Header(
-                className="yitu-header",
-                children=[
-                    html.H1(t("title"), className="yitu-title"),
-                    html.Span(t("subtitle"), className="yitu-subtitle"),
-                ],
-            ),
-            html.Main(
-                className="yitu-main",
-                children=[
-                    dl.Map(
-                        id="yitu-map",
-                        center=DEFAULT_CENTER,
-                        zoom=DEFAULT_ZOOM,
-                        preferCanvas=True,
-                        attributionControl=False,
-                        className="yitu-map",
-                        children=[],
-                    )
-                ],
-            ),
+            dcc.Location(id="url", refresh=False),
+            dcc.Store(id="lang", data=lang),
+            html.Div(id="page", className="yitu-page"),
         ],
     )

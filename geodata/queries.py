@@ -107,3 +107,54 @@ def vans_nearest(conn: psycopg.Connection, lon: float, lat: float, k: int = 4,
                  status: str | None = None) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query("vans_nearest"), {"lon": lon, "lat": lat, "k": k, "status": status}).fetchall()
+
+
+SORTABLE = {"code": "code", "type": "type", "step": "step", "level": "level",
+            "reported_at": "reported_at", "deadline": "deadline", "grid": "grid_code"}
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """The area view's filters; ``until`` is exclusive."""
+
+    step: str | None = None
+    type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"step": self.step, "type": self.type, "since": self.since, "until": self.until}
+
+
+def _area_stmt(name: str, code: str, **extra: sql.Composable) -> sql.Composed:
+    return sql.SQL(query(name)).format(column=sql.Identifier("c", CHAIN_COLUMN[level_of(code)]), **extra)
+
+
+def area_cases_page(conn: psycopg.Connection, code: str, flt: CaseFilter, *, sort: str = "reported_at",
+                    descending: bool = True, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+    if sort not in SORTABLE:
+        raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
+    stmt = _area_stmt("area_cases_page", code, order=sql.Identifier("c", SORTABLE[sort]),
+                      direction=sql.SQL("DESC" if descending else "ASC"))
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(stmt, {"code": code, **flt.params(), "limit": limit, "offset": offset}).fetchall()
+
+
+def area_cases_count(conn: psycopg.Connection, code: str, flt: CaseFilter) -> int:
+    row = conn.execute(_area_stmt("area_cases_count", code), {"code": code, **flt.params()}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def area_summary(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
+    """Name, level, parent and bounds (minx, miny, maxx, maxy) of one area."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT code, name, level, parent_code,
+                      ARRAY[ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)] AS bounds
+               FROM areas WHERE code = %s""", (code,)).fetchone()
+
+
+def banner(conn: psycopg.Connection) -> dict[str, Any] | None:
+    """The territory's level-1 area (the first by code if several banners were imported)."""
+    row = conn.execute("SELECT code FROM areas WHERE level = 1 ORDER BY code LIMIT 1").fetchone()
+    return area_summary(conn, row[0]) if row else None

@@ -1,0 +1,46 @@
+"""Routing: the URL's path picks the page; the page is built from the database per visit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+from dash import Dash, Input, Output, State, html
+
+from api.services import Services
+from dashboard.pages import area, wall
+from geodata import queries
+
+
+def _attribution(banner_code: str) -> str:
+    """The boundary's source credit when it is one of the vendored banners (its licence asks for it)."""
+    from geodata.vendored import TerritoryNotVendored, load_attribution
+
+    try:
+        return load_attribution(banner_code)
+    except TerritoryNotVendored:
+        return ""
+
+
+def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
+    path = (pathname or "/").rstrip("/") or "/"
+    with svc.pool.connection() as conn:
+        if path == "/":
+            banner = queries.banner(conn)
+            if banner is not None:
+                banner["attribution"] = _attribution(banner["code"])
+            return wall.layout(svc.settings, banner)
+        if path.startswith("/area/"):
+            code = path.removeprefix("/area/")
+            summary = queries.area_summary(conn, code) if code.isdigit() and len(code) <= 15 else None
+            types = conn.execute("SELECT code, name_zh, name_en FROM case_types WHERE active ORDER BY sort_order").fetchall()
+            query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items() if v}
+            return area.layout(svc.settings, summary,
+                               [{"code": c, "name_zh": zh, "name_en": en} for c, zh, en in types], query)
+    return html.Div(className="yitu-empty", children="404")
+
+
+def register(app: Dash, get: Callable[[], Services]) -> None:
+    @app.callback(Output("page", "children"), Input("url", "pathname"), State("url", "search"))
+    def _route(pathname, search):  # type: ignore[no-untyped-def]
+        return render(get(), pathname, search)

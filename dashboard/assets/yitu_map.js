@@ -1,0 +1,156 @@
+/* yitu map styling: every function the dash-leaflet layers name lives under window.yitu.map.
+ * Data drives style through each layer's `hideout` (set by Python callbacks); the logic is here.
+ * window.yitu.loaded counts features per layer, so tests and the bench can tell the map has settled.
+ */
+(function () {
+  "use strict";
+  var yitu = (window.yitu = window.yitu || {});
+  yitu.loaded = yitu.loaded || {};
+  yitu.maps = yitu.maps || [];
+
+  // Keep a handle on every Leaflet map (tests and the bench drive the map through it).
+  if (window.L && window.L.Map && !yitu._hooked) {
+    window.L.Map.addInitHook(function () { yitu.maps.push(this); });
+    yitu._hooked = true;
+  }
+
+  var STEP_COLOURS = {
+    reported: "#ffb020", accepted: "#ffd84d", dispatched: "#3fb6ff",
+    handling: "#a070ff", closed: "#3ddc84", evaluated: "#2fa86a", rejected: "#7a8599"
+  };
+  var VAN_COLOURS = { available: "#3ddc84", en_route: "#3fb6ff", on_site: "#ffb020", offline: "#7a8599" };
+  var LEVEL_LINE = { 1: ["#7fd3ff", 3], 2: ["#4fc3f7", 2.2], 3: ["#2e8bd8", 1.4], 4: ["#1f5fa8", 0.9] };
+  // One glyph per case type, readable at wall-screen distance.
+  var TYPE_GLYPH = {
+    marriage_family: "婚", neighbour: "邻", housing_land: "宅", contract: "合", business: "营",
+    damages: "损", forest_land: "林", expropriation: "拆", pollution: "污", labour: "劳",
+    consumer: "消", medical: "医", traffic: "交", property_mgmt: "物", grassland: "草",
+    herder_enterprise: "企", land_transfer: "流", seed_corn: "种", private_lending: "贷", other: "他"
+  };
+  var RAMPS = {
+    open: ["#0d2a4a", "#124a7a", "#1c6fb0", "#f0a030", "#ff5a3c"],
+    overdue: ["#0d2a4a", "#5a2a4a", "#9a2f45", "#d2393a", "#ff3b30"],
+    rate: ["#ff5a3c", "#f0a030", "#d9d94a", "#56c271", "#2fa86a"]
+  };
+
+  function count(layer) {
+    yitu.loaded[layer] = (yitu.loaded[layer] || 0) + 1;
+  }
+
+  function rampColour(mode, value, breaks) {
+    var ramp = RAMPS[mode] || RAMPS.open;
+    if (value === null || value === undefined) { return "#0b1730"; }
+    for (var i = 0; i < breaks.length; i++) { if (value <= breaks[i]) { return ramp[i]; } }
+    return ramp[ramp.length - 1];
+  }
+
+  function esc(s) {
+    return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  yitu.map = {
+    gridStyle: function (feature, context) {
+      var h = (context && context.hideout) || {};
+      var p = feature.properties;
+      var line = LEVEL_LINE[p.level] || LEVEL_LINE[4];
+      var style = { color: line[0], weight: line[1], opacity: 0.9, fillColor: "#0b1730", fillOpacity: 0.15 };
+      if (h.mode && h.mode !== "none" && h.stats) {
+        var s = h.stats[p.code] || {};
+        var v = h.mode === "rate" ? s.rate : (s[h.mode] || 0);
+        style.fillColor = rampColour(h.mode, v, (h.breaks || {})[h.mode] || [0, 1, 3, 6]);
+        style.fillOpacity = 0.55;
+      }
+      if (h.selected && h.selected === p.code) {
+        style.color = "#ffe066"; style.weight = line[1] + 2; style.fillOpacity = Math.max(style.fillOpacity, 0.3);
+      }
+      return style;
+    },
+    gridHover: function () { return { weight: 4, color: "#ffe066" }; },
+    gridEach: function (feature, layer, context) {
+      count("grids");
+      var h = (context && context.hideout) || {};
+      if (h.labels !== false) {
+        layer.bindTooltip(esc(feature.properties.name), {
+          permanent: true, direction: "center", className: "yitu-label yitu-label-l" + feature.properties.level
+        });
+      }
+    },
+    count_cameras: function () { count("cameras"); },
+    count_cases: function () { count("cases"); },
+    count_centers: function () { count("centers"); },
+    count_vans: function (feature) { count(feature.properties.kind === "trail" ? "trails" : "vans"); },
+    cameraPoint: function (feature, latlng) {
+      var on = feature.properties.status === "online";
+      return L.circleMarker(latlng, {
+        radius: 4, weight: 1, color: on ? "#7dffb0" : "#8a93a6", fillColor: on ? "#23c16b" : "#4a5366", fillOpacity: 0.9
+      });
+    },
+    cameraCluster: function (feature, latlng, index) {
+      var n = feature.properties.point_count;
+      var size = n < 50 ? 30 : n < 500 ? 38 : 46;
+      var icon = L.divIcon({
+        html: "<div><span>" + feature.properties.point_count_abbreviated + "</span></div>",
+        className: "yitu-cluster yitu-cluster-camera", iconSize: L.point(size, size)
+      });
+      return L.marker(latlng, { icon: icon });
+    },
+    casePoint: function (feature, latlng) {
+      var p = feature.properties;
+      var colour = STEP_COLOURS[p.step] || "#ffffff";
+      var icon = L.divIcon({
+        className: "yitu-pin" + (p.overdue ? " yitu-pin-overdue" : ""),
+        html: '<div class="yitu-pin-dot" style="background:' + colour + '">' + (TYPE_GLYPH[p.type] || "?") + "</div>",
+        iconSize: L.point(26, 26), iconAnchor: L.point(13, 13)
+      });
+      return L.marker(latlng, { icon: icon, title: p.code, riseOnHover: true });
+    },
+    caseCluster: function (feature, latlng) {
+      var n = feature.properties.point_count;
+      var size = n < 10 ? 30 : n < 100 ? 38 : 46;
+      var icon = L.divIcon({
+        html: "<div><span>" + feature.properties.point_count_abbreviated + "</span></div>",
+        className: "yitu-cluster yitu-cluster-case", iconSize: L.point(size, size)
+      });
+      return L.marker(latlng, { icon: icon });
+    },
+    vanPoint: function (feature, latlng) {
+      var p = feature.properties;
+      var colour = VAN_COLOURS[p.status] || "#ffffff";
+      var heading = p.heading === null || p.heading === undefined ? 0 : p.heading;
+      var icon = L.divIcon({
+        className: "yitu-van",
+        html: '<div class="yitu-van-body" style="border-color:' + colour + '">' +
+              '<div class="yitu-van-arrow" style="transform:rotate(' + heading + 'deg);border-bottom-color:' + colour + '"></div>' +
+              '<span>' + esc(p.id) + "</span></div>",
+        iconSize: L.point(40, 40), iconAnchor: L.point(20, 20)
+      });
+      return L.marker(latlng, { icon: icon, title: p.name, zIndexOffset: 1000 });
+    },
+    trailStyle: function (feature) {
+      var p = feature.properties;
+      return { color: "#3fb6ff", weight: 3, opacity: 0.7, dashArray: "6 6" };
+    },
+    centerPoint: function (feature, latlng) {
+      var p = feature.properties;
+      var size = p.level === 1 ? 22 : p.level === 2 ? 16 : 10;
+      var icon = L.divIcon({
+        className: "yitu-center yitu-center-l" + p.level,
+        html: p.level === 1 ? "<div>调</div>" : "<div></div>",
+        iconSize: L.point(size, size), iconAnchor: L.point(size / 2, size / 2)
+      });
+      return L.marker(latlng, { icon: icon, title: p.name });
+    }
+  };
+
+  // The wall-screen clock: pure UI, so it runs in the browser (no server round trip).
+  yitu.clock = function (n, lang) {
+    var d = new Date();
+    var fmt = new Intl.DateTimeFormat(lang === "en" ? "en-GB" : "zh-CN", {
+      timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", weekday: "short", hour12: false
+    });
+    return fmt.format(d);
+  };
+})();

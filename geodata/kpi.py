@@ -1,0 +1,78 @@
+"""The numbers around the map: KPI tiles, steps, top types, trend and the town ranking.
+
+Each is one named SQL file over the grid-chain columns of ``cases`` (an indexed equality on the
+area's level), cached for a few seconds in Redis because every wall screen asks the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import psycopg
+import redis as redis_lib
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from geodata.queries import CHAIN_COLUMN, level_of, query
+
+log = logging.getLogger("yitu.kpi")
+CACHE_SECONDS = 15
+
+
+def _run(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list[dict[str, Any]]:
+    stmt = sql.SQL(query(name)).format(column=sql.Identifier(CHAIN_COLUMN[level_of(code)]))
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(stmt, {"code": code, **params}).fetchall()
+
+
+def tiles(conn: psycopg.Connection, code: str) -> dict[str, Any]:
+    row = _run(conn, "kpi_area", code)[0]
+    rate = row["resolved_of_reported_ytd"] / row["reported_ytd"] if row["reported_ytd"] else None
+    share = row["resolved_low_ytd"] / row["resolved_ytd"] if row["resolved_ytd"] else None
+    return {**row, "rate_ytd": rate, "village_share": share,
+            "overdue": {lv: row[f"overdue_{lv}"] for lv in ("grid", "village", "town", "banner")}}
+
+
+def steps(conn: psycopg.Connection, code: str) -> dict[str, int]:
+    return {r["step"]: r["n"] for r in _run(conn, "kpi_steps", code)}
+
+
+def top_types(conn: psycopg.Connection, code: str) -> list[dict[str, Any]]:
+    return _run(conn, "kpi_top_types", code)
+
+
+def trend(conn: psycopg.Connection, code: str, days: int = 30) -> list[dict[str, Any]]:
+    return _run(conn, "kpi_trend", code, days=days)
+
+
+def town_ranking(conn: psycopg.Connection, banner: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query("kpi_town_ranking"), {"banner": banner}).fetchall()
+
+
+def _default(value: object) -> object:
+    if isinstance(value, date):
+        return value.isoformat()
+    return float(value)  # Decimal from numeric columns
+
+
+def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: int = CACHE_SECONDS) -> Any:
+    """``compute()`` through Redis; a Redis outage only costs the query."""
+    full = f"yitu:cache:kpi:{key}"
+    try:
+        hit = redis.get(full)
+        if hit:
+            return json.loads(hit)
+    except redis_lib.RedisError as exc:
+        log.warning("kpi cache unavailable error=%s", type(exc).__name__)
+        return compute()
+    value = compute()
+    try:
+        redis.set(full, json.dumps(value, default=_default), ex=ttl)
+    except redis_lib.RedisError as exc:
+        log.warning("kpi not cached error=%s", type(exc).__name__)
+    return json.loads(json.dumps(value, default=_default))

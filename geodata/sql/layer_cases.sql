@@ -1,0 +1,18 @@
+-- Case pins inside a box: the open cases (and, with %(closed_hours)s, those closed recently), with
+-- what the pin shows: step colour, type letter, overdue ring. No personal data here.
+SELECT json_build_object(
+    'type', 'FeatureCollection',
+    'features', coalesce(json_agg(json_build_object(
+        'type', 'Feature',
+        'geometry', json_build_object('type', 'Point', 'coordinates', json_build_array(round(ST_X(c.geom)::numeric, 6), round(ST_Y(c.geom)::numeric, 6))),
+        'properties', json_build_object('code', c.code, 'type', c.type, 'step', c.step, 'level', c.level,
+                                        'overdue', c.step IN ('reported', 'accepted', 'dispatched', 'handling') AND c.deadline < now())
+    ) ORDER BY c.id), '[]'::json)
+)::text
+FROM cases c
+WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
+  AND (c.step IN ('reported', 'accepted', 'dispatched', 'handling')
+       OR (%(closed_hours)s > 0 AND c.step IN ('closed', 'evaluated') AND c.closed_at > now() - make_interval(hours => %(closed_hours)s)))
+  AND (%(step)s::text IS NULL OR c.step = %(step)s)
+  AND (%(type)s::text IS NULL OR c.type = %(type)s)
+  AND (NOT %(overdue_only)s OR (c.deadline < now() AND c.step IN ('reported', 'accepted', 'dispatched', 'handling')))

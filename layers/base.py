@@ -1,0 +1,102 @@
+"""What every map layer shares: the box, zoom → level, and the wire formats.
+
+Layers return GeoJSON text built by PostGIS; this module turns it into the bytes the browser
+asks for (GeoJSON or geobuf), shifted to GCJ-02 when the base map is an AMap-style one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import geobuf
+
+# The whole map: a box that contains any banner (used when no bbox is given).
+WORLD = (-180.0, -90.0, 180.0, 90.0)
+
+
+@dataclass(frozen=True)
+class BBox:
+    minx: float
+    miny: float
+    maxx: float
+    maxy: float
+
+    @classmethod
+    def parse(cls, text: str | None) -> "BBox":
+        """``"minx,miny,maxx,maxy"`` in degrees; ValueError says what is wrong."""
+        if text is None or text == "":
+            return cls(*WORLD)
+        parts = text.split(",")
+        if len(parts) != 4:
+            raise ValueError("bbox needs 4 comma-separated numbers: minx,miny,maxx,maxy")
+        try:
+            minx, miny, maxx, maxy = (float(p) for p in parts)
+        except ValueError:
+            raise ValueError("bbox values must be numbers") from None
+        if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+            raise ValueError("bbox values must be finite")
+        if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+            raise ValueError("bbox must satisfy -180 ≤ minx < maxx ≤ 180 and -90 ≤ miny < maxy ≤ 90")
+        return cls(minx, miny, maxx, maxy)
+
+    def params(self) -> dict[str, float]:
+        return {"minx": self.minx, "miny": self.miny, "maxx": self.maxx, "maxy": self.maxy}
+
+
+def level_for_zoom(zoom: int) -> int:
+    """The grid level a wall screen shows at a zoom: towns, then villages, then cells.
+
+    Zoom 9 fits a banner of ~2° on a 1,400-pixel map; one level deeper per zoom step after that.
+    """
+    if zoom <= 9:
+        return 2
+    if zoom == 10:
+        return 3
+    return 4
+
+
+def tolerance_for_zoom(zoom: int) -> float:
+    """Half a screen pixel in degrees at ``zoom``: simplification nobody can see."""
+    return 0.5 * 360.0 / (256 * 2**zoom)
+
+
+def _shift(coords: object) -> object:
+    from geodata.gcj02 import wgs84_to_gcj02
+
+    if isinstance(coords, list) and coords and isinstance(coords[0], (int, float)):
+        lon, lat = wgs84_to_gcj02(float(coords[0]), float(coords[1]))
+        return [round(float(lon), 6), round(float(lat), 6)]
+    if isinstance(coords, list):
+        return [_shift(c) for c in coords]
+    return coords
+
+
+def to_gcj02(fc: dict) -> dict:
+    """Shift every coordinate of a FeatureCollection from WGS-84 to GCJ-02 (for AMap tiles)."""
+    for feature in fc.get("features", []):
+        geom = feature.get("geometry")
+        if geom and "coordinates" in geom:
+            geom["coordinates"] = _shift(geom["coordinates"])
+    return fc
+
+
+def encode(geojson_text: str, fmt: str = "geojson", gcj02: bool = False) -> tuple[bytes, str]:
+    """The response body and its media type."""
+    if not gcj02 and fmt == "geojson":
+        return geojson_text.encode("utf-8"), "application/geo+json"
+    fc = json.loads(geojson_text)
+    if gcj02:
+        fc = to_gcj02(fc)
+    if fmt == "geobuf":
+        return geobuf.encode(fc, 6), "application/x-protobuf"
+    return json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), "application/geo+json"
+
+
+def feature_collection(conn, name: str, params: dict) -> str:  # type: ignore[no-untyped-def]
+    """Run the named layer query (``geodata/sql/layer_<name>.sql``) and return its GeoJSON text."""
+    from geodata.queries import query
+
+    row = conn.execute(query(f"layer_{name}"), params).fetchone()
+    return row[0] if row else '{"type":"FeatureCollection","features":[]}'

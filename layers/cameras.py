@@ -1,0 +1,41 @@
+"""Cameras (雪亮工程): clustered points, coloured by online/offline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_leaflet as dl
+import psycopg
+from psycopg.rows import dict_row
+
+from layers.base import BBox, feature_collection
+
+LAYER_ID = "layer-cameras"
+
+
+def features(conn: psycopg.Connection, bbox: BBox, *, status: str | None = None, kind: str | None = None) -> str:
+    return feature_collection(conn, "cameras", {**bbox.params(), "status": status, "kind": kind})
+
+
+def detail(conn: psycopg.Connection, camera_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT id, device_code, name, kind, status, stream_url, area_code,
+                      ST_X(geom) AS lon, ST_Y(geom) AS lat FROM cameras WHERE id = %s""",
+            (camera_id,),
+        ).fetchone()
+
+
+def component(url: str, hideout: dict) -> dl.GeoJSON:
+    return dl.GeoJSON(
+        id=LAYER_ID,
+        url=url,
+        format="geobuf",
+        cluster=True,
+        superClusterOptions={"radius": 60, "maxZoom": 15},
+        pointToLayer={"variable": "yitu.map.cameraPoint"},
+        clusterToLayer={"variable": "yitu.map.cameraCluster"},
+        onEachFeature={"variable": "yitu.map.count_cameras"},
+        hideout=hideout,
+        zoomToBoundsOnClick=True,
+    )

@@ -1,0 +1,63 @@
+"""The four-level grid: polygons of the level the zoom asks for, styled by hideout."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import dash_leaflet as dl
+import psycopg
+from psycopg import sql
+
+from geodata.queries import CHAIN_COLUMN, query
+from layers.base import BBox, feature_collection, level_for_zoom, tolerance_for_zoom
+
+LAYER_ID = "layer-grids"
+log = logging.getLogger("yitu.layers")
+
+
+def features(conn: psycopg.Connection, bbox: BBox, *, level: int | None = None, zoom: int | None = None,
+             parent: str | None = None) -> str:
+    lvl = level or level_for_zoom(zoom if zoom is not None else 9)
+    tol = tolerance_for_zoom(zoom) if zoom is not None else 0.0
+    return feature_collection(conn, "grids", {**bbox.params(), "level": lvl, "tol": tol, "parent": parent})
+
+
+def stats(conn: psycopg.Connection, level: int) -> dict[str, dict[str, float]]:
+    """Per-area numbers for the choropleth: open, overdue, rate (resolved ÷ reported this year)."""
+    stmt = sql.SQL(query("area_stats_by_level")).format(column=sql.Identifier(CHAIN_COLUMN[level]))
+    out: dict[str, dict[str, float]] = {}
+    for code, open_, overdue, reported, resolved in conn.execute(stmt):
+        out[code] = {"open": open_, "overdue": overdue, "rate": round(resolved / reported, 4) if reported else None}
+    return out
+
+
+def stats_cached(conn: psycopg.Connection, redis, level: int, ttl: int = 30) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """``stats`` through a short Redis cache: every wall screen asks for the same numbers."""
+    import redis as redis_lib
+
+    key = f"yitu:cache:area-stats:{level}"
+    try:
+        hit = redis.get(key)
+        if hit:
+            return json.loads(hit)
+    except redis_lib.RedisError:
+        hit = None
+    value = stats(conn, level)
+    try:
+        redis.set(key, json.dumps(value), ex=ttl)
+    except redis_lib.RedisError as exc:  # the cache is optional: Redis down only costs a query
+        log.warning("area stats not cached error=%s", type(exc).__name__)
+    return value
+
+
+def component(url: str, hideout: dict) -> dl.GeoJSON:
+    return dl.GeoJSON(
+        id=LAYER_ID,
+        url=url,
+        style={"variable": "yitu.map.gridStyle"},
+        onEachFeature={"variable": "yitu.map.gridEach"},
+        hoverStyle={"variable": "yitu.map.gridHover"},
+        hideout=hideout,
+        zoomToBoundsOnClick=False,
+    )
