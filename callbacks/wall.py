@@ -15,9 +15,10 @@ from dash_svg import G, Line, Polyline, Svg, Text
 
 from api.services import Services
 from dashboard.i18n import translator
-from dashboard.pages.wall import CRUMB, Ids
+from dashboard.pages.wall import CRUMB, POINT, Ids, group_id, point_layer
 from geodata import kpi, queries
 from layers import cameras, cases, grids, vans
+from layers import centers as centers_layer
 from layers.base import level_for_zoom
 
 GRID_LAYER = grids.LAYER_ID
@@ -37,6 +38,14 @@ def grid_url(zoom: int | None, bounds: list[list[float]] | None) -> tuple[str, i
                min(180, ((e + dx) // r + 1) * r), min(90, ((n + dy) // r + 1) * r)]
         url += "&bbox=" + ",".join(f"{v:.2f}" for v in box)
     return url, level
+
+
+EMPTY = {"type": "FeatureCollection", "features": []}
+
+
+def switched(url: str, on: bool) -> tuple[str | None, dict | None]:
+    """A layer switched on fetches its URL; switched off it holds no features (url and data)."""
+    return (url, None) if on else (None, EMPTY)
 
 
 def grid_hideout(svc: Services, level: int, mode: str, selected: str | None, zoom: int | None,
@@ -235,6 +244,19 @@ def van_card(svc: Services, van_id: str, lang: str) -> list[Any]:
             html.Div(f"{row['odometer_km']:.0f} km · {row['cases_mediated']}", className="yitu-muted")]
 
 
+def detail_for(svc: Services, layer: str, props: dict[str, Any], lang: str) -> Any:
+    """The card for a clicked point: a case, a camera or a van (clusters just zoom)."""
+    if props.get("cluster"):
+        return no_update
+    if layer == cases.LAYER_ID and props.get("code"):
+        return case_card(svc, props["code"], lang)
+    if layer == cameras.LAYER_ID and props.get("id") is not None:
+        return camera_card(svc, int(props["id"]), lang)
+    if layer == vans.LAYER_ID and props.get("kind") == "van":
+        return van_card(svc, str(props["id"]), lang)
+    return no_update
+
+
 def fly_to(svc: Services, code: str) -> dict[str, Any] | None:
     with svc.pool.connection() as conn:
         area = queries.area_summary(conn, code)
@@ -249,17 +271,31 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
 
     @app.callback(
         Output(GRID_LAYER, "url"),
+        Output(GRID_LAYER, "data"),
         Output(GRID_LAYER, "hideout"),
         Input(Ids.MAP, "zoom"),
         Input(Ids.MAP, "bounds"),
         Input(Ids.MODE, "value"),
         Input(Ids.SELECTED, "data"),
+        Input(Ids.LAYERS, "value"),
         State(GRID_LAYER, "hideout"),
-        State("lang", "data"),
     )
-    def _grid(zoom, bounds, mode, selected, hideout, lang):  # type: ignore[no-untyped-def]
+    def _grid(zoom, bounds, mode, selected, shown, hideout):  # type: ignore[no-untyped-def]
         url, level = grid_url(zoom, bounds)
-        return url, grid_hideout(get(), level, mode or "none", (selected or {}).get("code"), zoom, hideout)
+        url, data = switched(url, "grids" in (shown or []))
+        return url, data, grid_hideout(get(), level, mode or "none", (selected or {}).get("code"), zoom, hideout)
+
+    point_layers = (centers_layer.LAYER_ID, cameras.LAYER_ID, cases.LAYER_ID, vans.LAYER_ID)
+
+    @app.callback(
+        [Output(group_id(layer), "children") for layer in point_layers],
+        Input(Ids.LAYERS, "value"),
+        State(Ids.URLS, "data"),
+        prevent_initial_call=True,
+    )
+    def _switch(shown, urls):  # type: ignore[no-untyped-def]
+        return [[point_layer(layer, urls[layer])] if layer.removeprefix("layer-") in (shown or []) else []
+                for layer in point_layers]
 
     @app.callback(
         Output(Ids.SELECTED, "data"),
@@ -305,24 +341,15 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
 
     @app.callback(
         Output(Ids.DETAIL, "children"),
-        Input(cases.LAYER_ID, "clickData"),
-        Input(cameras.LAYER_ID, "clickData"),
-        Input(vans.LAYER_ID, "clickData"),
+        Input({"type": POINT, "layer": ALL}, "clickData"),
         State("lang", "data"),
         prevent_initial_call=True,
     )
-    def _detail(case_click, camera_click, van_click, lang):  # type: ignore[no-untyped-def]
+    def _detail(_clicks, lang):  # type: ignore[no-untyped-def]
         trig = ctx.triggered_id
-        props = ((ctx.triggered[0]["value"] or {}).get("properties") or {}) if ctx.triggered else {}
-        if props.get("cluster"):
+        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update
-        if trig == cases.LAYER_ID and props.get("code"):
-            return case_card(get(), props["code"], lang)
-        if trig == cameras.LAYER_ID and props.get("id") is not None:
-            return camera_card(get(), int(props["id"]), lang)
-        if trig == vans.LAYER_ID and props.get("kind") == "van":
-            return van_card(get(), str(props["id"]), lang)
-        return no_update
+        return detail_for(get(), trig["layer"], ctx.triggered[0]["value"].get("properties") or {}, lang)
 
     app.clientside_callback(
         "function(n, lang) { return window.yitu.clock(n, lang); }",

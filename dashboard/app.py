@@ -80,5 +80,8 @@ def create_app(settings: Settings) -> FastAPI:
     get_services = lambda: app.state.services  # noqa: E731 - the lifespan opens them after start
     for module in (pages_callbacks, wall_callbacks, area_callbacks):
         module.register(dash_app, get_services)
+    # Dash collects its assets on the first request; with the FastAPI backend the first page served
+    # (say a shared /area/… link) would go out without them. Collect them now instead.
+    dash_app._setup_server()
     app.state.dash = dash_app
     return app

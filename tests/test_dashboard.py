@@ -1,35 +1,43 @@
-"""The dashboard served by `yitu serve`: the page, its assets (no CDN), and a real headless Chromium."""
+"""The dashboard in a real headless Chromium, served by `yitu serve` on the seeded demo."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
+import psycopg
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
+from .browser import CHROMIUM_ARGS, SETTLED, chromium_path
 from .conftest import ARTIFACTS
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from .helpers import wait_for
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian chromium is missing: run scripts/bootstrap.sh --test"
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+class Watched:
+    """A page whose console errors, page errors and requests leaving the server are recorded."""
+
+    def __init__(self, browser: Browser, base: str, width: int = 1920, height: int = 1080) -> None:
+        self.page: Page = browser.new_page(viewport={"width": width, "height": height})
+        self.problems: list[str] = []
+        self.outside: list[str] = []
+        self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("request", lambda r: self.outside.append(r.url)
+                     if not r.url.startswith(base) and not r.url.startswith("data:") else None)
+
+    def close(self) -> None:
+        self.page.close()
+        assert self.problems == [], self.problems
+        assert self.outside == [], f"requests left the server: {self.outside}"
 
 
 def test_index_is_served_in_chinese_with_no_external_urls(live_server, db_url: str, redis_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -39,8 +47,7 @@ def test_index_is_served_in_chinese_with_no_external_urls(live_server, db_url: s
     assert "<title>一图指挥" in r.text
     external = [u for u in re.findall(r'(?:src|href)="([^"]+)"', r.text) if re.match(r"(https?:)?//", u)]
     assert external == [], f"page loads from outside: {external}"
-    assert srv.get("/healthz").status_code == 200
-    assert srv.get("/openapi.json").json()["paths"].get("/healthz")
+    assert srv.get("/openapi.json").json()["paths"].get("/api/v1/layers/grids")
 
 
 def test_english_ui_with_yitu_lang_en(live_server, db_url: str, redis_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -49,26 +56,133 @@ def test_english_ui_with_yitu_lang_en(live_server, db_url: str, redis_url: str) 
 
 
 @pytest.mark.browser
-def test_wall_screen_renders_in_chromium_without_console_errors(
-    live_server, db_url: str, redis_url: str, browser: Browser  # type: ignore[no-untyped-def]
-) -> None:
+def test_empty_database_says_so(live_server, db_url: str, redis_url: str, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(db_url, redis_url)
-    page = browser.new_page(viewport={"width": 1920, "height": 1080})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    outside: list[str] = []
-    page.on("request", lambda req: outside.append(req.url) if not req.url.startswith(srv.url) and not req.url.startswith("data:") else None)
+    w = Watched(browser, srv.url)
+    w.page.goto(srv.url + "/")
+    w.page.wait_for_selector(".yitu-empty")
+    assert "尚未导入辖区网格" in w.page.inner_text(".yitu-empty")
+    w.close()
 
-    page.goto(srv.url + "/", wait_until="load")
-    page.wait_for_selector(".yitu-title")
-    assert page.inner_text(".yitu-title") == "一图指挥"
-    page.wait_for_selector("#yitu-map.leaflet-container")
-    box = page.locator("#yitu-map").bounding_box()
-    assert box is not None and box["width"] >= 1900 and box["height"] >= 900  # the map fills the screen
 
+def _open_count(dsn: str, column: str | None = None, code: str | None = None) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM cases WHERE step IN ('reported','accepted','dispatched','handling')"
+                            + (" AND " + {"town": "town_code", "village": "village_code", "grid": "grid_code"}[column]
+                               + " = %s" if column else ""), (code,) if column else ()).fetchone()[0]
+
+
+@pytest.mark.browser
+def test_wall_screen_shows_every_layer_and_true_numbers(live_server, demo_db: str, redis_url: str,
+                                                        browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(demo_db, redis_url)
+    w = Watched(browser, srv.url)
+    w.page.goto(srv.url + "/")
+    w.page.wait_for_function(SETTLED, timeout=30_000)
+    loaded = w.page.evaluate("() => window.yitu.loaded")
+    assert loaded["grids"] == 4 and loaded["centers"] == 90 and loaded["vans"] == 4
+    assert loaded["cameras"] > 0 and loaded["cases"] > 0  # clusters and single points
+    w.page.wait_for_selector("#kpi-in_progress")
+    assert w.page.inner_text("#kpi-in_progress .yitu-kpi-value") == str(_open_count(demo_db))
+    assert w.page.inner_text("#panel-name") == "鄂托克前旗"
+    assert "敖勒召其镇" in w.page.inner_text("#wall-ranking")
+    box = w.page.locator("#yitu-map").bounding_box()
+    assert box is not None and box["width"] > 900 and box["height"] > 900
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "wall-screen-skeleton-1920x1080.png"))
-    page.close()
-    assert problems == []
-    assert outside == [], f"requests left the server: {outside}"
+    w.page.wait_for_timeout(500)  # let the last tiles of the canvas paint before the picture
+    w.page.screenshot(path=str(ARTIFACTS / "wall-screen-1920x1080.png"))
+    w.close()
+
+
+@pytest.mark.browser
+def test_wall_screen_scales_to_4k(live_server, demo_db: str, redis_url: str, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(demo_db, redis_url)
+    w = Watched(browser, srv.url, 3840, 2160)
+    w.page.goto(srv.url + "/")
+    w.page.wait_for_function(SETTLED, timeout=30_000)
+    w.page.wait_for_selector("#kpi-in_progress")
+    sizes = w.page.evaluate("""() => ['.yitu-kpi-value', '.yitu-kpi-label', '.yitu-bar-label', '.yitu-table td']
+        .map(s => parseFloat(getComputedStyle(document.querySelector(s)).fontSize))""")
+    assert min(sizes) >= 28, sizes  # nothing tiny on a 4K wall (1.3% of the height or more)
+    w.page.screenshot(path=str(ARTIFACTS / "wall-screen-3840x2160.png"))
+    w.close()
+
+
+def _click_area(page: Page, dsn: str, code: str) -> None:
+    """Click the map inside an area (at a point PostGIS guarantees is on its surface)."""
+    with psycopg.connect(dsn) as conn:
+        lon, lat = conn.execute("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM areas WHERE code = %s) s",
+                                (code,)).fetchone()
+    xy = page.evaluate("([lat, lon]) => { const m = window.yitu.maps[window.yitu.maps.length - 1];"
+                       " const p = m.latLngToContainerPoint([lat, lon]); const r = m.getContainer().getBoundingClientRect();"
+                       " return [r.left + p.x, r.top + p.y]; }", [lat, lon])
+    page.mouse.click(xy[0], xy[1])
+
+
+def _wait_still(page: Page, level: int) -> None:
+    """Until the map has stopped moving and shows grid level ``level``."""
+    state = "() => { const m = window.yitu.maps[window.yitu.maps.length - 1]; return [m.getZoom(), m.getCenter().lat, window.yitu.gridLevel]; }"
+    last: list = []
+
+    def still() -> bool:
+        nonlocal last
+        now = page.evaluate(state)
+        ok = now == last and now[2] == level
+        last = now
+        return ok
+
+    wait_for(still, timeout=20, what=f"the map to settle on level {level}")
+
+
+@pytest.mark.browser
+def test_drill_down_from_banner_to_cell_and_back(live_server, demo_db: str, redis_url: str, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(demo_db, redis_url)
+    w = Watched(browser, srv.url)
+    page = w.page
+    page.goto(srv.url + "/")
+    page.wait_for_function(SETTLED, timeout=30_000)
+    for name in ("调解中心", "视频监控", "矛盾纠纷", "调解车"):  # only polygons under the pointer
+        page.locator("#wall-layers label", has_text=name).click()
+    wait_for(lambda: page.locator(".yitu-pin, .yitu-cluster, .yitu-van, .yitu-center").count() == 0,
+             timeout=20, what="the point layers switched off")
+    with psycopg.connect(demo_db) as conn:
+        town = "150623100"
+        village = conn.execute("SELECT code FROM areas WHERE parent_code = %s ORDER BY code LIMIT 1", (town,)).fetchone()[0]
+        cell = conn.execute("SELECT code FROM areas WHERE parent_code = %s ORDER BY code LIMIT 1", (village,)).fetchone()[0]
+        names = dict(conn.execute("SELECT code, name FROM areas WHERE code = ANY(%s)", ([town, village, cell],)).fetchall())
+    shown_level = 2
+    for code, next_level in ((town, 3), (village, 4), (cell, 4)):
+        _wait_still(page, shown_level)
+        _click_area(page, demo_db, code)
+        wait_for(lambda: page.inner_text("#panel-name") == names[code], timeout=20, what=f"panel for {code}")
+        shown_level = next_level  # the map flies to the area and the grid shows the next level down
+        assert page.locator(".yitu-crumb").count() == len(code) // 3 - 1
+    assert f"/area/{cell}" in page.get_attribute("#panel-link", "href")
+    assert _open_count(demo_db, "grid", cell) == int(page.inner_text("#kpi-in_progress .yitu-kpi-value"))
+    page.get_by_role("button", name="鄂托克前旗").click()  # the breadcrumb back to the banner
+    wait_for(lambda: page.inner_text("#panel-name") == "鄂托克前旗", timeout=20, what="back to the banner")
+    assert page.locator(".yitu-crumb").count() == 1
+    w.close()
+
+
+@pytest.mark.browser
+def test_area_page_lists_exactly_the_areas_cases(live_server, demo_db: str, redis_url: str, browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(demo_db, redis_url)
+    w = Watched(browser, srv.url)
+    page = w.page
+    town = "150623102"
+    with psycopg.connect(demo_db) as conn:
+        total = conn.execute("SELECT count(*) FROM cases WHERE town_code = %s", (town,)).fetchone()[0]
+        handling = conn.execute("SELECT count(*) FROM cases WHERE town_code = %s AND step = 'handling'", (town,)).fetchone()[0]
+    page.goto(f"{srv.url}/area/{town}")
+    wait_for(lambda: page.inner_text("#area-total") == f"共 {total} 件", timeout=20, what="the total")
+    wait_for(lambda: page.locator("#area-table td[data-dash-column=code]").count() == 20, timeout=20, what="a page of rows")
+    w.close()
+    w = Watched(browser, srv.url)  # a shared link with a filter opens filtered
+    page = w.page
+    page.goto(f"{srv.url}/area/{town}?step=handling")
+    wait_for(lambda: page.inner_text("#area-total") == f"共 {handling} 件", timeout=20, what="the filtered total")
+    assert "step=handling" in page.get_attribute("#area-csv", "href")
+    csv_rows = srv.get(page.get_attribute("#area-csv", "href")).text.strip().splitlines()
+    assert len(csv_rows) == handling + 1
+    w.close()

@@ -31,9 +31,29 @@ class Ids(StrEnum):
     DETAIL = "wall-detail"
     RANKING = "wall-ranking"
     VANS = "wall-vans"
+    LAYERS = "wall-layers"
+    URLS = "wall-urls"
 
 
-CRUMB = "wall-crumb"  # pattern-matching id type of the breadcrumb buttons
+CRUMB = "wall-crumb"
+POINT = "wall-point-layer"  # pattern-matching id type of the switchable point layers
+LAYER_KEYS = ("grids", "centers", "cameras", "cases", "vans")  # the operator's layer switches
+
+
+POINT_LAYERS = {centers.LAYER_ID: centers, cameras.LAYER_ID: cameras, cases.LAYER_ID: cases, vans.LAYER_ID: vans}
+
+
+def group_id(layer_id: str) -> str:
+    return f"group-{layer_id}"
+
+
+def point_layer(layer_id: str, url: str) -> dl.GeoJSON:
+    """A point layer as first drawn (switching it off removes it from its group; on re-creates it).
+
+    Its id is a pattern-matching one, so the click callback listens to whichever layers exist."""
+    layer = POINT_LAYERS[layer_id].component(url, {})
+    layer.id = {"type": POINT, "layer": layer_id}
+    return layer
 
 
 def basemap_layers(settings: Settings) -> list[Any]:
@@ -63,19 +83,21 @@ def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
     bbox = f"{minx - pad_x:.4f},{miny - pad_y:.4f},{maxx + pad_x:.4f},{maxy + pad_y:.4f}"
     grid_hideout = {"mode": "none", "stats": {}, "selected": None, "labels": True,
                     "breaks": {"open": [0, 2, 5, 10], "overdue": [0, 1, 2, 4], "rate": [0.8, 0.88, 0.92, 0.95]}}
-    layer_ctl = dl.LayersControl(
-        position="topright",
-        collapsed=False,
-        children=[
-            dl.Overlay(grids.component(f"/api/v1/layers/grids?level=2&bbox={bbox}", grid_hideout),
-                       name=t("layers.grids"), checked=True),
-            dl.Overlay(centers.component(f"/api/v1/layers/centers?bbox={bbox}", {}), name=t("layers.centers"), checked=True),
-            dl.Overlay(cameras.component(f"/api/v1/layers/cameras?bbox={bbox}&format=geobuf", {}),
-                       name=t("layers.cameras"), checked=True),
-            dl.Overlay(cases.component(f"/api/v1/layers/cases?bbox={bbox}&format=geobuf", {}),
-                       name=t("layers.cases"), checked=True),
-            dl.Overlay(vans.component("/api/v1/layers/vans", {}), name=t("layers.vans"), checked=True),
-        ],
+    point_urls = {
+        centers.LAYER_ID: f"/api/v1/layers/centers?bbox={bbox}",
+        cameras.LAYER_ID: f"/api/v1/layers/cameras?bbox={bbox}&format=geobuf",
+        cases.LAYER_ID: f"/api/v1/layers/cases?bbox={bbox}&format=geobuf",
+        vans.LAYER_ID: "/api/v1/layers/vans",
+    }
+    map_layers = [
+        grids.component(f"/api/v1/layers/grids?level=2&bbox={bbox}", grid_hideout),
+        *[dl.LayerGroup(id=group_id(layer_id), children=point_layer(layer_id, url)) for layer_id, url in point_urls.items()],
+    ]
+    switches = dcc.Checklist(
+        id=Ids.LAYERS,
+        className="yitu-layers",
+        value=list(LAYER_KEYS),
+        options=[{"label": t(f"layers.{k}"), "value": k} for k in LAYER_KEYS],
     )
     return html.Div(
         className="yitu-wall",
@@ -106,8 +128,10 @@ def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
                     zoomSnap=0.5,
                     attributionControl=bool(settings.basemap != "none"),
                     className="yitu-map",
-                    children=[*basemap_layers(settings), layer_ctl, dl.ScaleControl(position="bottomleft", imperial=False)],
+                    children=[*basemap_layers(settings), *map_layers, dl.ScaleControl(position="bottomleft", imperial=False)],
                 ),
+                dcc.Store(id=Ids.URLS, data=point_urls),
+                switches,
                 html.Div(banner.get("attribution", ""), className="yitu-attribution"),
                 dcc.RadioItems(
                     id=Ids.MODE,
