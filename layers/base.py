@@ -94,6 +94,25 @@ def encode(geojson_text: str, fmt: str = "geojson", gcj02: bool = False) -> tupl
     return json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), "application/geo+json"
 
 
+def clustered_points(layer_id: str, url: str, hideout: dict, *, js: str, radius: int, max_zoom: int) -> "dl.GeoJSON":
+    """A geobuf point layer clustered in the browser; ``js`` names its functions under yitu.map
+    (``<js>Point``, ``<js>Cluster``) and its loaded-feature counter."""
+    import dash_leaflet as dl
+
+    return dl.GeoJSON(
+        id=layer_id,
+        url=url,
+        format="geobuf",
+        cluster=True,
+        superClusterOptions={"radius": radius, "maxZoom": max_zoom},
+        pointToLayer={"variable": f"yitu.map.{js}Point"},
+        clusterToLayer={"variable": f"yitu.map.{js}Cluster"},
+        onEachFeature={"variable": f"yitu.map.count_{layer_id.removeprefix('layer-')}"},
+        hideout=hideout,
+        zoomToBoundsOnClick=True,
+    )
+
+
 def feature_collection(conn, name: str, params: dict) -> str:  # type: ignore[no-untyped-def]
     """Run the named layer query (``geodata/sql/layer_<name>.sql``) and return its GeoJSON text."""
     from geodata.queries import query

@@ -8,7 +8,7 @@ import dash_leaflet as dl
 import psycopg
 from psycopg.rows import dict_row
 
-from layers.base import BBox, feature_collection
+from layers.base import BBox, clustered_points, feature_collection
 
 LAYER_ID = "layer-cameras"
 
@@ -27,15 +27,4 @@ def detail(conn: psycopg.Connection, camera_id: int) -> dict[str, Any] | None:
 
 
 def component(url: str, hideout: dict) -> dl.GeoJSON:
-    return dl.GeoJSON(
-        id=LAYER_ID,
-        url=url,
-        format="geobuf",
-        cluster=True,
-        superClusterOptions={"radius": 60, "maxZoom": 15},
-        pointToLayer={"variable": "yitu.map.cameraPoint"},
-        clusterToLayer={"variable": "yitu.map.cameraCluster"},
-        onEachFeature={"variable": "yitu.map.count_cameras"},
-        hideout=hideout,
-        zoomToBoundsOnClick=True,
-    )
+    return clustered_points(LAYER_ID, url, hideout, js="camera", radius=60, max_zoom=15)

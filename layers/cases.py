@@ -8,7 +8,7 @@ import dash_leaflet as dl
 import psycopg
 from psycopg.rows import dict_row
 
-from layers.base import BBox, feature_collection
+from layers.base import BBox, clustered_points, feature_collection
 
 LAYER_ID = "layer-cases"
 
@@ -48,15 +48,4 @@ def card(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
 
 
 def component(url: str, hideout: dict) -> dl.GeoJSON:
-    return dl.GeoJSON(
-        id=LAYER_ID,
-        url=url,
-        format="geobuf",
-        cluster=True,
-        superClusterOptions={"radius": 50, "maxZoom": 14},
-        pointToLayer={"variable": "yitu.map.casePoint"},
-        clusterToLayer={"variable": "yitu.map.caseCluster"},
-        onEachFeature={"variable": "yitu.map.count_cases"},
-        hideout=hideout,
-        zoomToBoundsOnClick=True,
-    )
+    return clustered_points(LAYER_ID, url, hideout, js="case", radius=50, max_zoom=14)

@@ -96,12 +96,18 @@ def demo_dsn(server_dsn: str, template_dsn: str) -> str:
 @pytest.fixture
 def demo_db(server_dsn: str, demo_dsn: str) -> Iterator[str]:
     """A clone of the seeded demo of this test's own."""
+    yield from _own_database(server_dsn, DEMO_TEMPLATE)
+
+
+def _own_database(server_dsn: str, template: str | None) -> Iterator[str]:
+    """A database for one test (a copy of ``template``, or empty), dropped afterwards."""
     name = f"yitu_test_{uuid.uuid4().hex[:12]}"
     admin = with_dbname(server_dsn, "postgres")
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(DEMO_TEMPLATE))
-        )
+        conn.execute(create)
     yield with_dbname(server_dsn, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -110,27 +116,13 @@ def demo_db(server_dsn: str, demo_dsn: str) -> Iterator[str]:
 @pytest.fixture
 def fresh_db(server_dsn: str) -> Iterator[str]:
     """An empty database (no migrations), dropped after the test."""
-    name = f"yitu_test_{uuid.uuid4().hex[:12]}"
-    admin = with_dbname(server_dsn, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield with_dbname(server_dsn, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    yield from _own_database(server_dsn, None)
 
 
 @pytest.fixture
 def db_url(server_dsn: str, template_dsn: str) -> Iterator[str]:
     """A migrated database of this test's own, cloned from the session template."""
-    name = f"yitu_test_{uuid.uuid4().hex[:12]}"
-    admin = with_dbname(server_dsn, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
-        )
-    yield with_dbname(server_dsn, name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    yield from _own_database(server_dsn, TEMPLATE)
 
 
 @pytest.fixture

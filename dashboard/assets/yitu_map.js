@@ -44,6 +44,17 @@
     return ramp[ramp.length - 1];
   }
 
+  // A cluster bubble: its size grows in two steps with the count.
+  function cluster(feature, latlng, kind, mid, big) {
+    var n = feature.properties.point_count;
+    var size = n < mid ? 30 : n < big ? 38 : 46;
+    var icon = L.divIcon({
+      html: "<div><span>" + feature.properties.point_count_abbreviated + "</span></div>",
+      className: "yitu-cluster yitu-cluster-" + kind, iconSize: L.point(size, size)
+    });
+    return L.marker(latlng, { icon: icon });
+  }
+
   function esc(s) {
     return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, function (c) {
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
@@ -88,15 +99,7 @@
         radius: 4, weight: 1, color: on ? "#7dffb0" : "#8a93a6", fillColor: on ? "#23c16b" : "#4a5366", fillOpacity: 0.9
       });
     },
-    cameraCluster: function (feature, latlng, index) {
-      var n = feature.properties.point_count;
-      var size = n < 50 ? 30 : n < 500 ? 38 : 46;
-      var icon = L.divIcon({
-        html: "<div><span>" + feature.properties.point_count_abbreviated + "</span></div>",
-        className: "yitu-cluster yitu-cluster-camera", iconSize: L.point(size, size)
-      });
-      return L.marker(latlng, { icon: icon });
-    },
+    cameraCluster: function (feature, latlng) { return cluster(feature, latlng, "camera", 50, 500); },
     casePoint: function (feature, latlng) {
       var p = feature.properties;
       var colour = STEP_COLOURS[p.step] || "#ffffff";
@@ -107,15 +110,7 @@
       });
       return L.marker(latlng, { icon: icon, title: p.code, riseOnHover: true });
     },
-    caseCluster: function (feature, latlng) {
-      var n = feature.properties.point_count;
-      var size = n < 10 ? 30 : n < 100 ? 38 : 46;
-      var icon = L.divIcon({
-        html: "<div><span>" + feature.properties.point_count_abbreviated + "</span></div>",
-        className: "yitu-cluster yitu-cluster-case", iconSize: L.point(size, size)
-      });
-      return L.marker(latlng, { icon: icon });
-    },
+    caseCluster: function (feature, latlng) { return cluster(feature, latlng, "case", 10, 100); },
     vanPoint: function (feature, latlng) {
       var p = feature.properties;
       var colour = VAN_COLOURS[p.status] || "#ffffff";
