@@ -104,3 +104,15 @@ def test_area_table_page_sort_and_filters(svc: Services, demo_dsn: str) -> None:
     assert area_cb.query_string("handling", None, "2026-10-01", None) == "?step=handling&since=2026-10-01"
     # a malformed date from a hand-edited URL is ignored, not an error
     assert area_cb.table_page(svc, "150623102201", None, None, "2026-99-99", None, 0, [], "zh-CN")[2] == total
+
+
+def test_choropleth_hideout_carries_the_levels_numbers(svc: Services, demo_dsn: str) -> None:
+    with psycopg.connect(demo_dsn) as conn:
+        overdue = dict(conn.execute("""SELECT village_code, count(*) FROM cases
+                                       WHERE step IN ('reported','accepted','dispatched','handling') AND deadline < now()
+                                       GROUP BY 1""").fetchall())
+    h = wall.grid_hideout(svc, 3, "overdue", "150623100", 10, {"breaks": {"overdue": [0, 1, 2, 4]}})
+    assert h["mode"] == "overdue" and h["selected"] == "150623100" and h["breaks"]["overdue"] == [0, 1, 2, 4]
+    assert {c: s["overdue"] for c, s in h["stats"].items() if s["overdue"]} == overdue
+    plain = wall.grid_hideout(svc, 4, "none", None, 11, h)
+    assert plain["stats"] == {} and plain["labels"] is False  # cell names only from zoom 12
