@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors
+from api import scheduler as cases_scheduler
 from callbacks import area as area_callbacks
 from callbacks import pages as pages_callbacks
 from callbacks import wall as wall_callbacks
@@ -46,10 +47,12 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = _open_services(settings)
+        app.state.cases_runtime = cases_scheduler.start(app.state.services)
         log.info("yitu started lang=%s embedded=%s", settings.lang, settings.embedded)
         try:
             yield
         finally:
+            app.state.cases_runtime.stop()
             app.state.services.close()
             log.info("yitu stopped; pools closed")
 

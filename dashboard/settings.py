@@ -76,6 +76,23 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=3.0, gt=0, le=60, description="Seconds.")
     redis_timeout: float = Field(default=2.0, gt=0, le=60, description="Seconds.")
 
+    # --- cases ---------------------------------------------------------------------
+    deadline_grid_hours: float = Field(
+        default=0, ge=0, le=24 * 30,
+        description="Hours a grid cell has to settle a case; 0: by the end of the day it arrived (当天, China time).")
+    deadline_village_hours: float = Field(default=72, ge=0, le=24 * 90, description="Village level: 3 days.")
+    deadline_town_hours: float = Field(default=120, ge=0, le=24 * 90, description="Town level: 5 days.")
+    deadline_banner_hours: float = Field(default=168, ge=0, le=24 * 90, description="Banner level: 7 days.")
+    max_attempts_per_level: int = Field(
+        default=3, ge=1, le=20, description="Mediation attempts per level before escalation is proposed (三个三).")
+    auto_escalate: bool = Field(default=False, description="The scheduler escalates overdue cases by one level.")
+    scheduler_interval: float = Field(
+        default=60, ge=0, le=86400, description="Seconds between overdue sweeps; 0 turns the scheduler off.")
+    events_timeout: float = Field(
+        default=0.25, gt=0, le=10, description="Seconds a publish to the live event stream may take.")
+    auth_cache_seconds: float = Field(
+        default=10, ge=0, le=3600, description="How long a process trusts a token it has looked up (revocation lag).")
+
     # --- logs ---------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field(

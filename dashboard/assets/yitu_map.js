@@ -33,6 +33,11 @@
     rate: ["#ff5a3c", "#f0a030", "#d9d94a", "#56c271", "#2fa86a"]
   };
 
+  // Icons are drawn for 1080 lines; a 4K wall gets them twice as large.
+  function ui(px) {
+    return Math.round(px * Math.max(1, (window.innerHeight || 1080) / 1080));
+  }
+
   function count(layer) {
     yitu.loaded[layer] = (yitu.loaded[layer] || 0) + 1;
   }
@@ -47,7 +52,7 @@
   // A cluster bubble: its size grows in two steps with the count.
   function cluster(feature, latlng, kind, mid, big) {
     var n = feature.properties.point_count;
-    var size = n < mid ? 30 : n < big ? 38 : 46;
+    var size = ui(n < mid ? 30 : n < big ? 38 : 46);
     var icon = L.divIcon({
       html: "<div><span>" + feature.properties.point_count_abbreviated + "</span></div>",
       className: "yitu-cluster yitu-cluster-" + kind, iconSize: L.point(size, size)
@@ -96,7 +101,7 @@
     cameraPoint: function (feature, latlng) {
       var on = feature.properties.status === "online";
       return L.circleMarker(latlng, {
-        radius: 4, weight: 1, color: on ? "#7dffb0" : "#8a93a6", fillColor: on ? "#23c16b" : "#4a5366", fillOpacity: 0.9
+        radius: ui(4), weight: 1, color: on ? "#7dffb0" : "#8a93a6", fillColor: on ? "#23c16b" : "#4a5366", fillOpacity: 0.9
       });
     },
     cameraCluster: function (feature, latlng) { return cluster(feature, latlng, "camera", 50, 500); },
@@ -106,7 +111,7 @@
       var icon = L.divIcon({
         className: "yitu-pin" + (p.overdue ? " yitu-pin-overdue" : ""),
         html: '<div class="yitu-pin-dot" style="background:' + colour + '">' + (TYPE_GLYPH[p.type] || "?") + "</div>",
-        iconSize: L.point(26, 26), iconAnchor: L.point(13, 13)
+        iconSize: L.point(ui(26), ui(26)), iconAnchor: L.point(ui(13), ui(13))
       });
       return L.marker(latlng, { icon: icon, title: p.code, riseOnHover: true });
     },
@@ -120,7 +125,7 @@
         html: '<div class="yitu-van-body" style="border-color:' + colour + '">' +
               '<div class="yitu-van-arrow" style="transform:rotate(' + heading + 'deg);border-bottom-color:' + colour + '"></div>' +
               '<span>' + esc(p.id) + "</span></div>",
-        iconSize: L.point(40, 40), iconAnchor: L.point(20, 20)
+        iconSize: L.point(ui(40), ui(40)), iconAnchor: L.point(ui(20), ui(20))
       });
       return L.marker(latlng, { icon: icon, title: p.name, zIndexOffset: 1000 });
     },
@@ -130,7 +135,7 @@
     },
     centerPoint: function (feature, latlng) {
       var p = feature.properties;
-      var size = p.level === 1 ? 22 : p.level === 2 ? 16 : 10;
+      var size = ui(p.level === 1 ? 22 : p.level === 2 ? 16 : 10);
       var icon = L.divIcon({
         className: "yitu-center yitu-center-l" + p.level,
         html: p.level === 1 ? "<div>调</div>" : "<div></div>",

@@ -121,8 +121,7 @@ def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
                     id=Ids.MAP,
                     center=[(miny + maxy) / 2, (minx + maxx) / 2],
                     zoom=9,
-                    bounds=[[miny, minx], [maxy, maxx]],
-                    boundsOptions={"padding": [10, 10]},
+                    viewport={"bounds": [[miny, minx], [maxy, maxx]]},  # fitted on any screen size
                     preferCanvas=True,
                     trackViewport=True,
                     zoomSnap=0.5,
