@@ -19,10 +19,11 @@ log = logging.getLogger("yitu.api")
 class YituError(Exception):
     code = "error"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, extra: dict | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.extra = extra or {}  # more keys for the JSON body (e.g. the allowed actions of a 409)
 
 
 class BadRequest(YituError):
@@ -37,6 +38,12 @@ class Conflict(YituError):
     code = "conflict"
 
 
+class TransitionConflict(Conflict):
+    """A case workflow action that does not apply now; the body lists ``allowed`` actions."""
+
+    code = "illegal_transition"
+
+
 class Unauthorized(YituError):
     code = "unauthorized"
 
@@ -49,6 +56,12 @@ class ServiceUnavailable(YituError):
     code = "service_unavailable"
 
 
+class UnsupportedMediaType(BadRequest):
+    """The body is not in a format the endpoint reads (JSON endpoints want application/json)."""
+
+    code = "unsupported_media_type"
+
+
 class InvalidParameter(BadRequest):
     """A parameter that parses but makes no sense: 422, like the request validation errors."""
 
@@ -57,6 +70,7 @@ class InvalidParameter(BadRequest):
 
 STATUS: dict[type[YituError], int] = {
     InvalidParameter: 422,
+    UnsupportedMediaType: 415,
     BadRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
@@ -84,7 +98,9 @@ def install(app: FastAPI) -> None:
         body = {"error": exc.code, "message": exc.message}
         if exc.field:
             body["field"] = exc.field
-        return JSONResponse(body, status_code=_status_of(exc))
+        body.update(exc.extra)
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse(body, status_code=_status_of(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -236,8 +236,9 @@ def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, camera
 def _register_groups() -> None:
     """Command groups that live in their own modules."""
     from dashboard.cli_io import export_group, import_group
+    from dashboard.cli_tokens import token_group
 
-    for group in (import_group, export_group):
+    for group in (import_group, export_group, token_group):
         main.add_command(group)
 
 

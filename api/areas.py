@@ -1,0 +1,80 @@
+"""``/api/v1/areas/{code}``: one area of the four-level grid, its children, stats and cases.
+
+Aggregates carry no personal data, but a scoped token (a grid worker's) still sees only the
+areas inside its own. The stats are one GROUPING SETS pass over the area's grid-chain column.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from api import errors
+from api.area_export import day_start
+from api.auth import Principal, principal
+from api.cases import AREA, STEP, TYPE, case_out
+from api.scheduler import CasesRuntime, runtime
+from api.services import Services, services
+from geodata import areas_stats, queries
+from geodata import cases as store
+
+router = APIRouter(prefix="/api/v1/areas", tags=["areas"])
+
+Svc = Annotated[Services, Depends(services)]
+Who = Annotated[Principal, Depends(principal)]
+Code = Annotated[str, Path(pattern=AREA)]
+
+
+def _area(conn: Any, code: str, who: Principal) -> dict[str, Any]:
+    who.require_area(code)
+    found = queries.area_summary(conn, code)
+    if found is None:
+        raise errors.NotFound(f"no area with code {code}", field="code")
+    return found
+
+
+@router.get("/{code}", summary="One area: name, level, parent, bounds and its ancestors")
+def get_area(code: Code, svc: Svc, who: Who) -> dict[str, Any]:
+    with svc.pool.connection() as conn:
+        out = _area(conn, code, who)
+        out["ancestors"] = queries.area_ancestors(conn, code)
+    return out
+
+
+@router.get("/{code}/children", summary="The areas one level down")
+def get_children(code: Code, svc: Svc, who: Who) -> dict[str, Any]:
+    with svc.pool.connection() as conn:
+        _area(conn, code, who)
+        return {"code": code, "children": queries.area_children(conn, code)}
+
+
+@router.get("/{code}/stats", summary="Counts by step, type and level; resolution rate, village share, overdue")
+def get_stats(code: Code, svc: Svc, who: Who, since: date | None = None, until: date | None = None) -> dict[str, Any]:
+    if since and until and until < since:
+        raise errors.InvalidParameter("until is before since", field="until")
+    now = datetime.now(timezone.utc)
+    with svc.pool.connection() as conn:
+        _area(conn, code, who)
+        stats = areas_stats.area_stats(conn, code, now, since=day_start(since), until=day_start(until, end=True))
+    return {"code": code, "since": since, "until": until, **stats}
+
+
+@router.get("/{code}/cases", summary="An area's cases, newest first (masked for viewers)")
+def get_area_cases(
+    code: Code, svc: Svc, who: Who, rt: Annotated[CasesRuntime, Depends(runtime)],
+    step: Annotated[str | None, Query(pattern=STEP)] = None,
+    type: Annotated[str | None, Query(pattern=TYPE)] = None,
+    overdue: bool | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    with svc.pool.connection() as conn:
+        _area(conn, code, who)
+        rows = store.search(conn, area=code, step=step, type=type, since=day_start(since),
+                            until=day_start(until, end=True), overdue=overdue, now=now, limit=limit, offset=offset)
+    return {"code": code, "limit": limit, "offset": offset, "cases": [case_out(r, who, rt.rules, now) for r in rows]}

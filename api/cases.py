@@ -1,0 +1,223 @@
+"""``/api/v1/cases``: intake, reading, searching and the closed loop's transitions.
+
+Every write needs a bearer token (api/auth.py), is one transaction (geodata/cases.py) and is
+published to the live stream after it commits (api/events.py). Readers without a need for
+personal data (viewers) get names and phone numbers masked (api/masking.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from api import errors, events
+from api.area_export import day_start
+from api.auth import Principal, principal
+from api.masking import mask_case
+from api.scheduler import CasesRuntime, runtime
+from api.services import Services, services
+from geodata import cases as store
+from geodata import workflow
+from geodata.workflow import DeadlineRules
+
+router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
+
+CODE = r"^[0-9]{6}-[0-9]{8}-[0-9]{6,9}$"
+AREA = r"^[0-9]{6}([0-9]{3}){0,3}$"
+TYPE = r"^[a-z][a-z0-9_]{1,40}$"
+STEP = "^(" + "|".join(workflow.STEPS) + ")$"
+MAX_FUTURE = timedelta(minutes=5)  # phones' clocks drift; more than this is a wrong date
+
+
+class Party(BaseModel):
+    """A party to the dispute: personal data, masked for viewers."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=50)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 \-]{4,19}$")
+    role: str | None = Field(default=None, max_length=20, description="e.g. 申请人 (applicant), 被申请人 (respondent)")
+
+
+class CaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    type: str = Field(pattern=TYPE, description="An active code of case_types, e.g. grassland, neighbour.")
+    description: str = Field(min_length=1, max_length=4000)
+    lon: float = Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="WGS-84 longitude")
+    lat: float = Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="WGS-84 latitude")
+    channel: Literal["grid_app", "hotline_12345", "window", "visit", "petition"]
+    parties: list[Party] = Field(default_factory=list, max_length=10)
+    reported_at: AwareDatetime | None = Field(default=None, description="When it was reported (default: now).")
+
+    @field_validator("reported_at")
+    @classmethod
+    def _not_in_future(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v > datetime.now(timezone.utc) + MAX_FUTURE:
+            raise ValueError("reported_at is in the future")
+        return v
+
+
+class Assignee(BaseModel):
+    """Who a case is dispatched to. Vans are dispatched through the dispatch API (a later issue),
+    which will add ``kind: "van"`` here and reuse the ``dispatch`` action."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    kind: Literal["unit", "mediator"]
+    id: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(default=None, max_length=100)
+
+
+class TransitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    action: Literal["accept", "reject", "dispatch", "start", "attempt", "escalate", "close", "evaluate", "reopen"]
+    note: str | None = Field(default=None, max_length=2000)
+    version: int | None = Field(default=None, ge=1, description="Refuse (409) if the case changed since this version.")
+    reason: Literal["not_dispute", "duplicate"] | None = Field(default=None, description="reject")
+    duplicate_of: str | None = Field(default=None, pattern=CODE, description="reject as duplicate")
+    assignee: Assignee | None = Field(default=None, description="dispatch")
+    result: Literal["success", "failed"] | None = Field(default=None, description="attempt")
+    outcome: Literal["mediated", "judicial_confirmation", "litigation", "arbitration", "withdrawn"] | None = Field(
+        default=None, description="close")
+    satisfaction: int | None = Field(default=None, ge=1, le=5, strict=True, description="evaluate")
+    followup_note: str | None = Field(default=None, max_length=2000, description="evaluate (回访)")
+
+
+def require_json(request: Request) -> None:
+    """A JSON body or nothing: a form or text body gets 415, not a confusing 422."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise errors.UnsupportedMediaType(f"send the body as application/json (got {ctype or 'no content type'})",
+                                          field="Content-Type")
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Translate the workflow's refusals into the API's error taxonomy."""
+    try:
+        yield
+    except (workflow.IllegalTransition, store.StaleVersion) as exc:
+        raise errors.TransitionConflict(exc.message, field=exc.field, extra={"allowed": exc.allowed}) from None
+    except store.CaseNotFound as exc:
+        raise errors.NotFound(exc.message, field=exc.field) from None
+    except (workflow.MissingInput, store.UnknownType) as exc:
+        raise errors.InvalidParameter(exc.message, field=exc.field) from None
+    except (store.KeyReused, store.NoTerritory) as exc:
+        raise errors.Conflict(exc.message, field=exc.field) from None
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v else None
+
+
+def case_out(row: Mapping[str, Any], who: Principal, rules: DeadlineRules, now: datetime) -> dict[str, Any]:
+    """The API shape of a case (masked for readers without a need for personal data)."""
+    state = store.state_of(row)
+    out = {
+        "code": row["code"], "type": row["type"], "description": row["description"], "parties": row["parties"],
+        "lon": row["lon"], "lat": row["lat"], "grid": store.chain_of(row), "channel": row["channel"],
+        "reporter": row["reporter"], "level": row["level"], "deadline": _iso(row["deadline"]),
+        "overdue": workflow.is_overdue(row["step"], row["deadline"], now), "attempts": row["attempts"],
+        "max_attempts": rules.max_attempts, "step": row["step"], "outcome": row["outcome"],
+        "satisfaction": row["satisfaction"], "followup_note": row["followup_note"], "flags": list(row["flags"]),
+        "assignee": row["assignee"], "duplicate_of": row["duplicate_of"], "reported_at": _iso(row["reported_at"]),
+        "closed_at": _iso(row["closed_at"]), "updated_at": _iso(row["updated_at"]), "version": row["version"],
+        "allowed_actions": workflow.allowed_actions(state, rules, who.role),
+    }
+    return out if who.sees_personal_data else mask_case(out)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+Svc = Annotated[Services, Depends(services)]
+Rt = Annotated[CasesRuntime, Depends(runtime)]
+Who = Annotated[Principal, Depends(principal)]
+
+
+@router.post("", status_code=201, dependencies=[Depends(require_json)],
+             summary="Report a case: grid chain, level and deadline found at intake",
+             responses={200: {"description": "A retry with the same Idempotency-Key: the case it created"}})
+def create_case(body: CaseIn, response: Response, svc: Svc, rt: Rt, who: Who,
+                idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                                              pattern=r"^[\x21-\x7e]+$")] = None,
+                ) -> dict[str, Any]:
+    who.require_reporter()
+    now = _now()
+    new = store.NewCase(body.type, body.description, body.lon, body.lat, body.channel,
+                        [p.model_dump(exclude_none=True) for p in body.parties], body.reported_at)
+    with domain_errors(), svc.pool.connection() as conn:
+        row, created = store.intake(conn, new, who.actor, rt.rules, now, idempotency_key)
+        # A scoped reporter may only report inside its area: refusing here rolls the intake back.
+        who.require_case(row)
+    if created:
+        events.publish(rt.stream, store.event_of("case.created", row, now, channel=row["channel"]))
+    else:
+        response.status_code = 200
+    return case_out(row, who, rt.rules, now)
+
+
+@router.get("/{code}", summary="One case with its timeline (the audit trail)")
+def get_case(code: Annotated[str, Path(pattern=CODE)], svc: Svc, rt: Rt, who: Who) -> dict[str, Any]:
+    now = _now()
+    with svc.pool.connection() as conn:
+        row = store.get_case(conn, code)
+        if row is None:
+            raise errors.NotFound(f"no case with code {code}", field="code")
+        who.require_case(row)
+        events_ = store.timeline(conn, row["id"])
+    out = case_out(row, who, rt.rules, now)
+    out["timeline"] = [{**e, "occurred_at": e["occurred_at"].isoformat()} for e in events_]
+    out["time_in"] = workflow.time_in(events_, now, closed=row["step"] not in workflow.OPEN_STEPS)
+    return out
+
+
+@router.get("", summary="Search cases (area of any level, step, type, overdue, reported between since and until)")
+def list_cases(
+    svc: Svc, rt: Rt, who: Who,
+    area: Annotated[str | None, Query(pattern=AREA)] = None,
+    step: Annotated[str | None, Query(pattern=STEP)] = None,
+    type: Annotated[str | None, Query(pattern=TYPE)] = None,
+    overdue: bool | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    if since and until and until < since:
+        raise errors.InvalidParameter("until is before since", field="until")
+    area = area or who.area
+    if area:
+        who.require_area(area)
+    now = _now()
+    with svc.pool.connection() as conn:
+        rows = store.search(conn, area=area, step=step, type=type, since=day_start(since),
+                            until=day_start(until, end=True), overdue=overdue, now=now, limit=limit, offset=offset)
+    return {"area": area, "limit": limit, "offset": offset,
+            "cases": [case_out(r, who, rt.rules, now) for r in rows]}
+
+
+@router.post("/{code}/transitions", dependencies=[Depends(require_json)],
+             summary="Move a case through the loop; 409 lists the actions allowed instead",
+             responses={409: {"description": "Not allowed now (or stale version): `allowed` lists what is"}})
+def transition(code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, svc: Svc, rt: Rt,
+               who: Who) -> dict[str, Any]:
+    if body.action not in workflow.ROLE_ACTIONS.get(who.role, frozenset()):
+        raise errors.Forbidden(f"a {who.role} token cannot {body.action} cases", field="action")
+    now = _now()
+    params = body.model_dump(exclude={"action", "version"}, exclude_none=True)
+    with domain_errors(), svc.pool.connection() as conn:
+        row, change = store.transition(conn, code, body.action, params, who.actor, rt.rules, now,
+                                       version=body.version, authorize=who.require_case)
+    extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
+    if "from_level" in change.data:
+        extra["from_level"] = change.data["from_level"]
+    events.publish(rt.stream, store.event_of("case.changed", row, now, **extra))
+    out = case_out(row, who, rt.rules, now)
+    if change.propose:
+        out["proposal"] = change.propose
+    return out

@@ -1,0 +1,84 @@
+"""The live event stream: every committed case change goes to the Redis Stream ``yitu:events``.
+
+Called only after COMMIT, so a screen never shows what the database does not hold. Redis is
+live state, not the record: when it is down the write stands, the failure is logged, and for a
+few seconds publishing is not even tried (so a dead Redis costs requests nothing); screens catch
+up from PostGIS. The stream is capped (``MAXLEN ~ 100000``) so it cannot fill Redis.
+
+Entry fields: ``type`` (case.created / case.changed) and ``event`` (the JSON object).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+log = logging.getLogger("yitu.events")
+STREAM = "yitu:events"
+MAXLEN = 100_000
+PAUSE_AFTER_FAILURE = 5.0  # seconds without trying after Redis failed
+
+
+class _Breaker:
+    """Remembers a failure per client so that an outage is paid for once every few seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: dict[int, float] = {}
+
+    def open(self, client: redis.Redis) -> bool:
+        with self._lock:
+            return self._until.get(id(client), 0.0) > time.monotonic()
+
+    def trip(self, client: redis.Redis) -> None:
+        with self._lock:
+            self._until[id(client)] = time.monotonic() + PAUSE_AFTER_FAILURE
+
+    def reset(self, client: redis.Redis) -> None:
+        with self._lock:
+            self._until.pop(id(client), None)
+
+
+_breaker = _Breaker()
+
+
+def publish_many(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> bool:
+    """XADD each event (one pipeline); False, logged, when Redis is unavailable."""
+    batch = list(events)
+    if not batch:
+        return True
+    if _breaker.open(client):
+        log.warning("event stream paused after a Redis failure; dropped events=%d", len(batch))
+        return False
+    try:
+        pipe = client.pipeline(transaction=False)
+        for event in batch:
+            pipe.xadd(STREAM, {"type": str(event.get("type", "")), "event": json.dumps(event, ensure_ascii=False,
+                                                                                       default=str)},
+                      maxlen=MAXLEN, approximate=True)
+        pipe.execute()
+    except redis.RedisError as exc:
+        _breaker.trip(client)
+        log.warning("event stream unavailable; the write stands error=%s dropped=%d", type(exc).__name__, len(batch))
+        return False
+    _breaker.reset(client)
+    return True
+
+
+def publish(client: redis.Redis, event: Mapping[str, Any]) -> bool:
+    """XADD one event to ``yitu:events``; never raises for a Redis problem."""
+    return publish_many(client, [event])
+
+
+def stream_client(source: redis.Redis, timeout: float) -> redis.Redis:
+    """A client on the same server as ``source`` with a short timeout, for publishing only."""
+    kwargs = dict(source.connection_pool.connection_kwargs)
+    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+    pool = redis.ConnectionPool(connection_class=source.connection_pool.connection_class, **kwargs)
+    return redis.Redis(connection_pool=pool)

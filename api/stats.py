@@ -1,0 +1,47 @@
+"""``/api/v1/stats/ranking``: the monthly / quarterly / yearly ranking of towns (or villages).
+
+The formula is in geodata/areas_stats.py (RANKING_FORMULA) and returned with every answer, so
+whoever reads the ranking can check it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from api import errors
+from api.auth import Principal, principal
+from api.cases import AREA
+from api.services import Services, services
+from geodata import areas_stats, queries
+from geodata.workflow import CST
+
+router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
+
+
+@router.get("/ranking", summary="Ranking of the areas of one level (towns by default) for a period")
+def get_ranking(
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Principal, Depends(principal)],
+    level: Annotated[int, Query(ge=2, le=4)] = 2,
+    period: Literal["month", "quarter", "year"] = "quarter",
+    at: Annotated[date | None, Query(description="A day in the period (default: today, China time)")] = None,
+    area: Annotated[str | None, Query(pattern=AREA, description="Parent area (default: the banner)")] = None,
+) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    start, end = areas_stats.period_bounds(period, at or now.astimezone(CST).date())
+    with svc.pool.connection() as conn:
+        if area is None:
+            found = queries.banner(conn)
+            if found is None:
+                raise errors.NotFound("no territory loaded", field="area")
+            area = found["code"]
+        if queries.area_summary(conn, area) is None:
+            raise errors.NotFound(f"no area with code {area}", field="area")
+        if not queries.level_of(area) < level:
+            raise errors.InvalidParameter(f"level {level} is not below the level of area {area}", field="level")
+        rows = areas_stats.ranking(conn, level, area, start, end, now)
+    return {"level": level, "period": period, "start": start.isoformat(), "end": end.isoformat(), "area": area,
+            "formula": areas_stats.RANKING_FORMULA, "ranking": rows}

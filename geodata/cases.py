@@ -1,0 +1,231 @@
+"""Cases in PostGIS: intake, transitions, the audit trail and the overdue sweep.
+
+Every write here is one transaction on the caller's connection (the caller commits, then
+publishes the returned events: a Redis outage must never undo or block a write). Intake is a
+single SQL statement (``case_intake.sql``); a transition locks the case row (``FOR UPDATE``), so
+two clerks acting at once are serialised and the second one sees the first one's result: it
+gets a refusal listing the actions that are allowed now, never a lost update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from geodata import workflow
+from geodata.queries import CHAIN_COLUMN, level_of, query
+from geodata.workflow import CST, DeadlineRules, WorkflowError
+
+SYSTEM_ACTOR = "scheduler"
+# Columns a transition may set (identifiers for the UPDATE come only from here).
+WRITABLE = ("step", "level", "deadline", "attempts", "outcome", "satisfaction", "followup_note", "flags",
+            "assignee", "duplicate_of", "closed_at")
+
+
+class CaseNotFound(WorkflowError):
+    """No case with that code."""
+
+
+class UnknownType(WorkflowError):
+    """The type is not an active entry of case_types."""
+
+
+class NoTerritory(WorkflowError):
+    """No level-1 area in the database: a case cannot be given a banner."""
+
+
+class KeyReused(WorkflowError):
+    """An Idempotency-Key came back with a different request than the one it created a case for."""
+
+
+class StaleVersion(WorkflowError):
+    """The client acted on an older version of the case than the one stored."""
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message, field="version")
+        self.allowed = allowed
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: recorded in every audit row (``name``, ``role``) and scoping idempotency keys."""
+
+    name: str
+    role: str
+    token_id: int = 0
+
+
+@dataclass(frozen=True)
+class NewCase:
+    type: str
+    description: str
+    lon: float
+    lat: float
+    channel: str
+    parties: list[dict[str, Any]]
+    reported_at: datetime | None = None
+
+
+def request_hash(new: NewCase) -> str:
+    """A stable fingerprint of an intake request, to tell a retry from a reused key."""
+    body = {"type": new.type, "description": new.description, "lon": new.lon, "lat": new.lat,
+            "channel": new.channel, "parties": new.parties,
+            "reported_at": new.reported_at.isoformat() if new.reported_at else None}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def chain_of(row: Mapping[str, Any]) -> list[str | None]:
+    """The case's grid chain, codes of levels 4 to 1 (None where the point has no area)."""
+    return [row["grid_code"], row["village_code"], row["town_code"], row["banner_code"]]
+
+
+def event_of(kind: str, row: Mapping[str, Any], at: datetime, **extra: Any) -> dict[str, Any]:
+    """The live-stream event of a committed change (``case.created`` / ``case.changed``)."""
+    return {"type": kind, "code": row["code"], "step": row["step"], "level": row["level"], "grid": chain_of(row),
+            "lon": row["lon"], "lat": row["lat"], "case_type": row["type"], "flags": list(row["flags"]),
+            "deadline": row["deadline"].isoformat() if row["deadline"] else None, "at": at.isoformat(), **extra}
+
+
+def intake(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime,
+           key: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Create a case (or find the one ``key`` created before): (case row, created?)."""
+    reported = new.reported_at or now
+    digest = request_hash(new)
+    params = {
+        "type": new.type, "description": new.description, "lon": new.lon, "lat": new.lat,
+        "channel": new.channel, "parties": Jsonb(new.parties), "reporter": actor.name,
+        "reported_at": reported, "now": now, "day": reported.astimezone(CST).date(),
+        "token_id": actor.token_id, "key": key, "request_hash": digest,
+        "actor": actor.name, "role": actor.role,
+        **{f"dl_{lv}": rules.deadline(lv, reported) for lv in workflow.LEVELS},
+    }
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query("case_intake"), params, prepare=True).fetchone()
+        assert row is not None  # the statement always returns its one status row
+        if not row["type_ok"]:
+            raise UnknownType(f"unknown case type {new.type!r} (see case_types)", field="type")
+        if row["territory"] is None:
+            raise NoTerritory("no territory loaded: import the grid (yitu import grids) or seed the demo")
+        if row["code"] is not None:
+            return row, True
+        # The key was used before (perhaps by a retry running right now: the insert above waited
+        # for it to commit). This statement sees what it committed.
+        old = cur.execute(query("case_by_key"), {"token_id": actor.token_id, "key": key}).fetchone()
+    if old is None:  # pragma: no cover - the key row and its case are written together
+        raise CaseNotFound(f"Idempotency-Key {key!r} names no case", field="Idempotency-Key")
+    if old["request_hash"] != digest:
+        raise KeyReused("this Idempotency-Key was used for a different request", field="Idempotency-Key")
+    return old, False
+
+
+def get_case(conn: psycopg.Connection, code: str, *, lock: bool = False) -> dict[str, Any] | None:
+    stmt = query("case_get") + (" FOR UPDATE" if lock else "")
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(stmt, {"code": code}).fetchone()
+
+
+def timeline(conn: psycopg.Connection, case_id: int) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query("case_timeline"), {"case_id": case_id}).fetchall()
+
+
+def state_of(row: Mapping[str, Any]) -> workflow.CaseState:
+    return workflow.CaseState(row["step"], row["level"], int(row["attempts"]), row["deadline"], tuple(row["flags"]))
+
+
+def _write(conn: psycopg.Connection, row: Mapping[str, Any], change: workflow.Change, actor: Actor, now: datetime,
+           note: str | None, *, bump: bool = True) -> dict[str, Any]:
+    values = {"step": change.to_step, "level": change.level, **change.values}
+    sets = [sql.SQL("{} = {}").format(sql.Identifier(col), sql.Placeholder(col)) for col in WRITABLE if col in values]
+    sets.append(sql.SQL("updated_at = %(now)s"))
+    if bump:
+        sets.append(sql.SQL("version = version + 1"))
+    stmt = sql.SQL("UPDATE cases SET {} WHERE id = %(id)s").format(sql.SQL(", ").join(sets))
+    params = {col: (Jsonb(v) if col == "assignee" and v is not None else v) for col, v in values.items()}
+    conn.execute(stmt, {**params, "now": now, "id": row["id"]})
+    conn.execute(
+        """INSERT INTO case_events (case_id, occurred_at, actor, role, action, from_step, to_step, level, note, data)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (row["id"], now, actor.name, actor.role, change.action, change.from_step, change.to_step, change.level,
+         note, Jsonb({**change.data, **({"from_level": row["level"]} if row["level"] != change.level else {})})))
+    fresh = get_case(conn, row["code"])
+    assert fresh is not None
+    return fresh
+
+
+def transition(conn: psycopg.Connection, code: str, action: str, params: Mapping[str, Any], actor: Actor,
+               rules: DeadlineRules, now: datetime, *, version: int | None = None,
+               authorize: Callable[[Mapping[str, Any]], None] | None = None,
+               ) -> tuple[dict[str, Any], workflow.Change]:
+    """Apply ``action`` to the case ``code`` (locked for the rest of the caller's transaction)."""
+    row = get_case(conn, code, lock=True)
+    if row is None:
+        raise CaseNotFound(f"no case with code {code}", field="code")
+    if authorize:
+        authorize(row)
+    state = state_of(row)
+    if version is not None and version != row["version"]:
+        raise StaleVersion(f"case {code} changed since version {version} (now {row['version']}, {row['step']})",
+                           workflow.allowed_actions(state, rules, actor.role))
+    if params.get("duplicate_of") and action == "reject":
+        if params["duplicate_of"] == code or get_case(conn, params["duplicate_of"]) is None:
+            raise workflow.MissingInput(f"duplicate_of {params['duplicate_of']!r} is not another case's code",
+                                        field="duplicate_of")
+    change = workflow.apply(state, action, params, now, rules, actor.role)
+    fresh = _write(conn, row, change, actor, now, params.get("note"))
+    return fresh, change
+
+
+def search(conn: psycopg.Connection, *, area: str | None, step: str | None, type: str | None,
+           since: datetime | None, until: datetime | None, overdue: bool | None, now: datetime,
+           limit: int, offset: int) -> list[dict[str, Any]]:
+    scope: sql.Composable = sql.SQL("TRUE")
+    if area:
+        scope = sql.SQL("{} = %(area)s").format(sql.Identifier("c", CHAIN_COLUMN[level_of(area)]))
+    stmt = sql.SQL(query("case_search")).format(scope=scope)
+    params = {"area": area, "step": step, "type": type, "since": since, "until": until, "overdue": overdue,
+              "now": now, "limit": limit, "offset": offset}
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(stmt, params).fetchall()
+
+
+def sweep_overdue(conn: psycopg.Connection, now: datetime, rules: DeadlineRules, *, escalate: bool,
+                  limit: int = 1000) -> list[dict[str, Any]]:
+    """Flag open cases past their deadline ('overdue' + an audit row) and, if asked, escalate them.
+
+    Returns the events to publish after the caller commits. A transaction-level advisory lock
+    keeps two app processes from sweeping at once; rows a clerk holds are skipped this time.
+    """
+    got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext('yitu:overdue-sweep'))").fetchone()
+    if not got or not got[0]:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        due = cur.execute(query("case_overdue"), {"now": now, "escalate": escalate, "limit": limit}).fetchall()
+    system = Actor(SYSTEM_ACTOR, "system")
+    events = []
+    for row in due:
+        full = get_case(conn, row["code"])
+        assert full is not None
+        state = state_of(full)
+        if "overdue" not in full["flags"]:
+            flag = workflow.Change("overdue", state.step, state.step, state.level,
+                                   {"flags": [*full["flags"], "overdue"]},
+                                   {"deadline": full["deadline"].isoformat()})
+            full = _write(conn, full, flag, system, now, None, bump=False)
+            events.append(event_of("case.changed", full, now, action="overdue", overdue=True))
+            state = state_of(full)
+        if escalate and "escalate" in workflow.allowed_actions(state, rules, "admin"):
+            change = workflow.apply(state, "escalate", {}, now, rules, "admin")
+            full = _write(conn, full, change, system, now, "overdue: escalated by the scheduler")
+            events.append(event_of("case.changed", full, now, action="escalate", from_step=change.from_step,
+                                   from_level=state.level))
+    return events
