@@ -35,7 +35,8 @@ from .helpers import free_port, wait_for, with_dbname, with_redis_db
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-TEMPLATE = "yitu_test_template"
+# Per test session: two runs on one cluster (two checkouts, or a developer beside CI) never collide.
+TEMPLATE = f"yitu_test_template_{os.getpid()}"
 TEST_REDIS_DB = 15
 
 
@@ -59,23 +60,24 @@ def server_dsn(stack: EmbeddedStack) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_dsn(server_dsn: str) -> str:
+def template_dsn(server_dsn: str) -> Iterator[str]:
     admin = with_dbname(server_dsn, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     dsn = with_dbname(server_dsn, TEMPLATE)
     migrate(dsn)
-    return dsn
+    yield dsn
+    _drop(server_dsn, TEMPLATE)
 
 
-DEMO_TEMPLATE = "yitu_test_demo_template"
+DEMO_TEMPLATE = f"yitu_test_demo_template_{os.getpid()}"
 DEMO_AS_OF = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 DEMO_SEED = 7
 
 
 @pytest.fixture(scope="session")
-def demo_dsn(server_dsn: str, template_dsn: str) -> str:
+def demo_dsn(server_dsn: str, template_dsn: str) -> Iterator[str]:
     """The banner-scale demo (seed 7, as of 2026-11-22 08:00 UTC), seeded once per session.
 
     Read-only for tests: a test that writes asks for ``demo_db`` (its own clone) instead.
@@ -90,7 +92,13 @@ def demo_dsn(server_dsn: str, template_dsn: str) -> str:
         )
     dsn = with_dbname(server_dsn, DEMO_TEMPLATE)
     seed_demo(dsn, "banner", seed=DEMO_SEED, as_of=DEMO_AS_OF)
-    return dsn
+    yield dsn
+    _drop(server_dsn, DEMO_TEMPLATE)
+
+
+def _drop(server_dsn: str, name: str) -> None:
+    with psycopg.connect(with_dbname(server_dsn, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
