@@ -237,8 +237,9 @@ def _register_groups() -> None:
     """Command groups that live in their own modules."""
     from dashboard.cli_io import export_group, import_group
     from dashboard.cli_tokens import token_group
+    from dashboard.cli_vans import van_group
 
-    for group in (import_group, export_group, token_group):
+    for group in (import_group, export_group, token_group, van_group):
         main.add_command(group)
 
 

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(
         default=10, ge=0, le=3600, description="How long a process trusts a token it has looked up (revocation lag).")
 
+    # --- vans ----------------------------------------------------------------------
+    van_offline_seconds: float = Field(
+        default=300, gt=0, le=86400, description="A van that has not reported for this many seconds shows offline.")
+    van_max_speed_kmh: float = Field(
+        default=200, gt=0, le=2000,
+        description="A step between two pings faster than this is a GPS glitch: it adds no mileage.")
+    van_track_max_days: float = Field(
+        default=7, gt=0, le=366, description="The longest span GET /api/v1/vans/{id}/track answers for.")
+
     # --- logs ---------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field(

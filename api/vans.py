@@ -1,0 +1,286 @@
+"""``/api/v1/vans``: GPS from the roving mediation vans (行走的调解室), their board and their tracks.
+
+Who may post a van's positions: an ``admin`` token, any van; a ``van`` token, only the van whose
+id is the token's name (``yitu token create --role van --name V01`` reports for V01 alone). Phones
+running Traccar Client post through ``/osmand`` instead (api/osmand.py), with a registered device
+identifier as their credential.
+
+A batch is all or nothing: one bad row rejects it whole with a 422 whose ``errors`` name every bad
+row (``positions.3.lon``), so a terminal never has to guess what was kept. Pings already stored
+are not an error (a terminal resending its buffer is normal): they are counted as ``duplicates``.
+
+Where things go (geodata/tracking.py): the history to PostGIS and each van's latest fix to
+``vans`` in one transaction; after COMMIT the latest fix to Redis (``yitu:vans:geo`` GEO set and
+the hash ``yitu:van:<id>``, for dispatch and live screens) and one ``van.moved`` event per stored
+ping to the stream. Redis is best effort: when it is down the positions are still saved and the
+request still succeeds. The Redis copy only ever moves forward (a Lua compare on the fix time), so
+two requests finishing in the wrong order cannot put a van back.
+
+Offline is computed when read: a van whose ``last_seen_at`` is older than
+``van_offline_seconds`` (or that never reported) shows ``offline``; ``vans.status`` keeps its
+dispatch status, so a van that reports again is back as it was. No sweep writes 'offline'.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any
+
+import redis
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from api import errors, events
+from api.auth import Principal, principal
+from api.cases import require_json
+from api.scheduler import runtime
+from api.services import Services, services
+from geodata import tracking
+from geodata.tracking import Fix, IngestResult, Ping
+
+log = logging.getLogger("yitu.vans")
+router = APIRouter(prefix="/api/v1/vans", tags=["vans"])
+
+VAN_ID = r"^[A-Za-z0-9_-]{1,32}$"
+MAX_BATCH = 5000
+MAX_FUTURE = timedelta(minutes=5)  # terminals' clocks drift a little; more is a clock fault
+MAX_AGE = timedelta(days=366)  # older is a clock fault too (and would open partitions for nothing)
+MAX_SPEED_KMH = 400.0
+POSTERS = frozenset({"admin", "van"})
+GEO_KEY = "yitu:vans:geo"
+
+
+def live_key(van: str) -> str:
+    """The Redis hash of a van's latest fix: lon, lat, time, ts (epoch ms), speed_kmh, heading, …"""
+    return f"yitu:van:{van}"
+
+
+def check_time(v: datetime, now: datetime | None = None) -> datetime:
+    now = now or datetime.now(timezone.utc)
+    if v > now + MAX_FUTURE:
+        raise ValueError(f"{v.isoformat()} is more than 5 minutes in the future (is the terminal's clock right?)")
+    if v < now - MAX_AGE:
+        raise ValueError(f"{v.isoformat()} is more than a year ago (is the terminal's clock right?)")
+    return v
+
+
+class PositionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    van: str = Field(pattern=VAN_ID, description="The van's id, e.g. V01.")
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False, description="WGS-84 longitude")
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False, description="WGS-84 latitude")
+    time: AwareDatetime = Field(description="When the fix was taken (ISO 8601 with an offset, or unix seconds).")
+    speed: float | None = Field(default=None, ge=0, le=MAX_SPEED_KMH, allow_inf_nan=False, description="km/h")
+    heading: float | None = Field(default=None, ge=0, lt=360, allow_inf_nan=False,
+                                  description="Degrees clockwise from north, [0, 360).")
+
+    @field_validator("time")
+    @classmethod
+    def _plausible(cls, v: datetime) -> datetime:
+        return check_time(v)
+
+    def ping(self) -> Ping:
+        return Ping(self.van, self.time, self.lon, self.lat, self.speed, self.heading)
+
+
+class PositionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    positions: list[PositionIn] = Field(min_length=1, max_length=MAX_BATCH,
+                                        description=f"1 to {MAX_BATCH} pings, any vans, any order.")
+
+
+# --- the live copy in Redis ----------------------------------------------------------------------
+
+# Write the fix only if it is newer than the one held (ARGV[1] = its time in epoch ms).
+_FORWARD_ONLY = """
+local held = tonumber(redis.call('HGET', KEYS[1], 'ts') or '-1')
+if tonumber(ARGV[1]) <= held then return 0 end
+redis.call('HSET', KEYS[1], 'ts', ARGV[1], unpack(ARGV, 5))
+redis.call('GEOADD', KEYS[2], ARGV[2], ARGV[3], ARGV[4])
+return 1
+"""
+
+
+class _Pause:
+    """After a Redis failure, skip the live copy on that client for a few seconds (an outage then
+    costs requests nothing); the next moving ping after the pause refreshes it."""
+
+    def __init__(self, seconds: float = 5.0) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._until: dict[int, float] = {}
+
+    def active(self, client: redis.Redis) -> bool:
+        with self._lock:
+            return self._until.get(id(client), 0.0) > time.monotonic()
+
+    def trip(self, client: redis.Redis) -> None:
+        with self._lock:
+            self._until[id(client)] = time.monotonic() + self.seconds
+
+    def reset(self, client: redis.Redis) -> None:
+        with self._lock:
+            self._until.pop(id(client), None)
+
+
+_pause = _Pause()
+
+
+def _fix_fields(fix: Fix) -> list[str]:
+    fields = {"van": fix.van, "lon": repr(fix.lon), "lat": repr(fix.lat), "time": fix.time.isoformat(),
+              "speed_kmh": "" if fix.speed_kmh is None else repr(fix.speed_kmh),
+              "heading": "" if fix.heading is None else repr(fix.heading),
+              "odometer_km": repr(round(fix.odometer_km, 3)), "status": fix.status}
+    return [x for kv in fields.items() for x in kv]
+
+
+def write_live(client: redis.Redis, fixes: Iterable[Fix]) -> bool:
+    """Put each van's latest fix into Redis (forward only); False, logged, if Redis is unavailable."""
+    fixes = list(fixes)
+    if not fixes:
+        return True
+    if _pause.active(client):
+        return False
+    try:
+        script = client.register_script(_FORWARD_ONLY)
+        pipe = client.pipeline(transaction=False)
+        for f in fixes:
+            script(keys=[live_key(f.van), GEO_KEY],
+                   args=[int(f.time.timestamp() * 1000), f.lon, f.lat, f.van, *_fix_fields(f)], client=pipe)
+        pipe.execute()
+    except redis.RedisError as exc:
+        _pause.trip(client)
+        log.warning("live van state unavailable; positions saved in PostGIS error=%s vans=%d",
+                    type(exc).__name__, len(fixes))
+        return False
+    _pause.reset(client)
+    return True
+
+
+def read_live(client: redis.Redis, van: str) -> dict[str, str]:
+    """The Redis hash of a van (empty when Redis has none)."""
+    return client.hgetall(live_key(van))  # type: ignore[return-value]
+
+
+def moved_events(result: IngestResult) -> list[dict[str, Any]]:
+    """One ``van.moved`` per stored ping; ``latest`` says whether the van now shows it."""
+    out = []
+    for p in result.stored:
+        fix = result.moved.get(p.van)
+        latest = fix is not None and fix.time == p.time
+        event = {"type": "van.moved", "van": p.van, "lon": p.lon, "lat": p.lat, "time": p.time.isoformat(),
+                 "speed_kmh": p.speed_kmh, "heading": p.heading, "latest": latest}
+        if latest and fix is not None:
+            event.update(odometer_km=round(fix.odometer_km, 3), status=fix.status)
+        out.append(event)
+    return out
+
+
+def _partitions(request: Request) -> tracking.PartitionCache:
+    cache = getattr(request.app.state, "van_partitions", None)
+    if cache is None:
+        cache = request.app.state.van_partitions = tracking.PartitionCache()
+    return cache
+
+
+def accept(request: Request, pings: list[Ping]) -> IngestResult:
+    """Store a batch (PostGIS, committed), then tell Redis; the shared path of both endpoints."""
+    svc: Services = request.app.state.services
+    with svc.pool.connection() as conn:
+        try:
+            result = tracking.ingest(conn, pings, partitions=_partitions(request),
+                                     max_speed_kmh=svc.settings.van_max_speed_kmh)
+        except tracking.UnknownVan as exc:
+            raise errors.InvalidParameter(str(exc), field=f"positions.{exc.index}.van") from None
+    stream = runtime(request).stream  # short timeouts: a dead Redis costs little
+    write_live(stream, result.moved.values())
+    events.publish_many(stream, moved_events(result))
+    return result
+
+
+# --- the endpoints -------------------------------------------------------------------------------
+
+Svc = Annotated[Services, Depends(services)]
+Who = Annotated[Principal, Depends(principal)]
+
+
+def _may_post(who: Principal, body: PositionsIn) -> None:
+    if who.role not in POSTERS:
+        raise errors.Forbidden(f"a {who.role} token cannot report van positions (admin or van only)",
+                               field="Authorization")
+    if who.role == "van":
+        for i, p in enumerate(body.positions):
+            if p.van != who.name:
+                raise errors.Forbidden(f"this van token reports for {who.name} only, not {p.van}",
+                                       field=f"positions.{i}.van")
+
+
+@router.post("/positions", dependencies=[Depends(require_json)],
+             summary="A batch of GPS pings from vehicle terminals (all or nothing)")
+def post_positions(body: PositionsIn, request: Request, who: Who) -> dict[str, Any]:
+    _may_post(who, body)
+    result = accept(request, [p.ping() for p in body.positions])
+    return {"received": result.received, "stored": len(result.stored), "duplicates": result.duplicates,
+            "moved": sorted(result.moved)}
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v else None
+
+
+def van_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"], "plate": row["plate"], "status": row["status"],
+            "dispatch_status": row["dispatch_status"], "lon": row["lon"], "lat": row["lat"],
+            "heading": row["heading"], "speed_kmh": row["speed_kmh"], "last_seen_at": _iso(row["last_seen_at"]),
+            "odometer_km": round(row["odometer_km"], 3), "cases_mediated": row["cases_mediated"]}
+
+
+@router.get("", summary="Every van: position, status (offline when silent), mileage, cases mediated")
+def list_vans(svc: Svc, who: Who) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    with svc.pool.connection() as conn:
+        rows = tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=now)
+    return {"as_of": now.isoformat(), "offline_after_seconds": svc.settings.van_offline_seconds,
+            "vans": [van_out(r) for r in rows]}
+
+
+@router.get("/{van}/track", summary="A van's pings in [since, until) as GeoJSON, oldest first, for replay")
+def van_track(svc: Svc, who: Who,
+              van: Annotated[str, Path(pattern=VAN_ID)],
+              since: Annotated[AwareDatetime | None, Query(description="Default: an hour before until.")] = None,
+              until: Annotated[AwareDatetime | None, Query(description="Default: now.")] = None,
+              limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000) -> dict[str, Any]:
+    until = until or datetime.now(timezone.utc)
+    since = since or until - timedelta(hours=1)
+    if since >= until:
+        raise errors.InvalidParameter("since must be before until", field="since")
+    max_days = svc.settings.van_track_max_days
+    if until - since > timedelta(days=max_days):
+        raise errors.InvalidParameter(f"ask for at most {max_days:g} days at a time", field="since")
+    with svc.pool.connection() as conn:
+        if not tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=until, van=van):
+            raise errors.NotFound(f"no van with id {van!r}", field="van")
+        rows = tracking.track(conn, van, since, until, limit + 1)
+    return track_geojson(van, rows[:limit], since, until, truncated=len(rows) > limit)
+
+
+def track_geojson(van: str, rows: list[dict[str, Any]], since: datetime, until: datetime,
+                  truncated: bool) -> dict[str, Any]:
+    """A LineString of the whole track (when it has two points or more), then one Point per ping."""
+    coords = [[round(r["lon"], 7), round(r["lat"], 7)] for r in rows]
+    features: list[dict[str, Any]] = []
+    if len(coords) > 1:
+        features.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords},
+                         "properties": {"van": van, "kind": "track", "start": _iso(rows[0]["recorded_at"]),
+                                        "end": _iso(rows[-1]["recorded_at"])}})
+    features += [{"type": "Feature", "geometry": {"type": "Point", "coordinates": c},
+                  "properties": {"van": van, "kind": "ping", "time": _iso(r["recorded_at"]),
+                                 "speed_kmh": r["speed_kmh"], "heading": r["heading"]}}
+                 for c, r in zip(coords, rows)]
+    return {"type": "FeatureCollection", "features": features,
+            "properties": {"van": van, "since": since.isoformat(), "until": until.isoformat(), "count": len(rows),
+                           "truncated": truncated}}

@@ -1,0 +1,111 @@
+"""``yitu van``: the devices that may report a van's GPS through ``/osmand`` (Traccar Client).
+
+A device identifier is the only credential a phone running Traccar Client sends, so it is treated
+like a password: only its SHA-256 is stored, nothing secret is printed except an identifier made
+by ``--generate`` (shown once, to type into the app), and short identifiers are refused (the
+app's default 6-digit one could be guessed). Vehicle terminals that post batches use a van token
+instead: ``yitu token create --role van --name V01`` (the token's name is the van's id).
+
+Register the group in dashboard/cli.py ``_register_groups``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+import psycopg
+from pydantic import ValidationError
+
+from dashboard.settings import Settings
+from dashboard.stack import EmbeddedStack, StackError
+from geodata import tracking
+
+MIN_DEVICE_LEN = 8
+MAX_DEVICE_LEN = 200
+
+
+def _dsn(ctx: click.Context) -> str:
+    try:
+        settings = ctx.find_object(Settings) or Settings()
+        return EmbeddedStack(settings).database_url()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings: {exc.error_count()} error(s); see .env.example") from None
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _db_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except psycopg.errors.UndefinedTable:
+            raise click.ClickException("the database has no van_devices table: run `yitu db migrate`") from None
+        except psycopg.OperationalError as exc:
+            raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
+
+    return wrapper
+
+
+@click.group("van")
+def van_group() -> None:
+    """The roving mediation vans (行走的调解室): devices that report their GPS."""
+
+
+@van_group.command("register")
+@click.argument("van")
+@click.option("--device", "device", default=None, metavar="IDENTIFIER",
+              help="The device identifier set in Traccar Client (at least 8 characters; treat it as a password).")
+@click.option("--generate", is_flag=True, help="Make a random identifier, print it once, register it.")
+@click.pass_context
+@_db_errors
+def register(ctx: click.Context, van: str, device: str | None, generate: bool) -> None:
+    """Let a device (a phone running Traccar Client) report positions for VAN."""
+    if (device is None) == (not generate):
+        raise click.UsageError("give either --device IDENTIFIER or --generate")
+    if generate:
+        device = secrets.token_urlsafe(18)
+    assert device is not None
+    device = device.strip()
+    if not MIN_DEVICE_LEN <= len(device) <= MAX_DEVICE_LEN or not device.isprintable():
+        raise click.BadParameter(f"use {MIN_DEVICE_LEN} to {MAX_DEVICE_LEN} printable characters: the identifier "
+                                 "is the device's password", param_hint="--device")
+    with psycopg.connect(_dsn(ctx)) as conn:
+        try:
+            before = tracking.register_device(conn, van, device)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="VAN") from None
+    moved = f" (it reported for {before} until now)" if before else ""
+    click.echo(f"device registered for van {van}{moved}", err=True)
+    if generate:
+        click.echo("set this as the device identifier in Traccar Client; shown only now:", err=True)
+        click.echo(device)
+
+
+@van_group.command("unregister")
+@click.option("--device", "device", required=True, metavar="IDENTIFIER", help="The identifier to forget.")
+@click.pass_context
+@_db_errors
+def unregister(ctx: click.Context, device: str) -> None:
+    """Stop accepting positions from a device."""
+    with psycopg.connect(_dsn(ctx)) as conn:
+        van = tracking.unregister_device(conn, device.strip())
+    if van is None:
+        raise click.ClickException("no such device is registered")
+    click.echo(f"device unregistered from van {van}")
+
+
+@van_group.command("list")
+@click.pass_context
+@_db_errors
+def list_(ctx: click.Context) -> None:
+    """Every van and how many devices may report for it (never the identifiers)."""
+    with psycopg.connect(_dsn(ctx)) as conn:
+        rows = tracking.device_counts(conn)
+    click.echo("van\tname\tdevices")
+    for van, name, n in rows:
+        click.echo(f"{van}\t{name}\t{n}")
