@@ -91,7 +91,8 @@ def get_vans(
     format: Format = "geojson",
 ) -> Response:
     with svc.pool.connection() as conn:
-        return _respond(svc, vans.features(conn, trail_minutes=trail_minutes), format)
+        return _respond(svc, vans.features(conn, trail_minutes=trail_minutes,
+                                           offline_seconds=svc.settings.van_offline_seconds), format)
 
 
 @router.get("/centers", summary="Mediation centres in a box")

@@ -142,7 +142,7 @@ def ranking_table(svc: Services, banner: str, lang: str) -> html.Table:
 def van_board(svc: Services, lang: str) -> list[Any]:
     t = translator(lang)
     with svc.pool.connection() as conn:
-        rows = vans.board(conn)
+        rows = vans.board(conn, svc.settings.van_offline_seconds)
     return [html.Div(className=f"yitu-van-row yitu-van-{r['status']}", children=[
         html.Span(r["id"], className="yitu-van-id"), html.Span(r["name"]),
         html.Span(t(f"van.{r['status']}"), className="yitu-van-status"),
@@ -236,7 +236,7 @@ def camera_card(svc: Services, camera_id: int, lang: str) -> list[Any]:
 def van_card(svc: Services, van_id: str, lang: str) -> list[Any]:
     t = translator(lang)
     with svc.pool.connection() as conn:
-        row = next((v for v in vans.board(conn) if v["id"] == van_id), None)
+        row = next((v for v in vans.board(conn, svc.settings.van_offline_seconds) if v["id"] == van_id), None)
     if row is None:
         return []
     return [html.H3(f"{t('van.title')} {row['id']} · {row['name']}"),

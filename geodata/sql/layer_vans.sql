@@ -1,11 +1,12 @@
 -- Vans with their latest position, and their trail over the last %(trail_minutes)s minutes.
+-- A van silent for %(offline_seconds)s seconds shows offline (yitu_van_status, as GET /api/v1/vans).
 SELECT json_build_object(
     'type', 'FeatureCollection',
     'features', coalesce((SELECT json_agg(f ORDER BY f->'properties'->>'id', f->'properties'->>'kind') FROM (
         SELECT json_build_object(
             'type', 'Feature',
             'geometry', ST_AsGeoJSON(v.geom, 6)::json,
-            'properties', json_build_object('id', v.id, 'kind', 'van', 'name', v.name, 'status', v.status,
+            'properties', json_build_object('id', v.id, 'kind', 'van', 'name', v.name, 'status', yitu_van_status(v.status, v.last_seen_at, make_interval(secs => %(offline_seconds)s)),
                                             'heading', v.heading, 'speed', v.speed_kmh, 'seen', v.last_seen_at)
         ) AS f
         FROM vans v WHERE v.geom IS NOT NULL
