@@ -6,43 +6,12 @@ group in dashboard/cli.py ``_register_groups``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 import click
 import psycopg
-from pydantic import ValidationError
 
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack, StackError
+from dashboard.cli_common import db_errors, dsn
 from geodata.workflow import ROLES
-
-
-def _dsn(ctx: click.Context) -> str:
-    """The database in use: YITU_DATABASE_URL, or the embedded one (``yitu db up``)."""
-    try:
-        settings = ctx.find_object(Settings) or Settings()
-        return EmbeddedStack(settings).database_url()
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid settings: {exc.error_count()} error(s); see .env.example") from None
-    except StackError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _db_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """An unreachable or unmigrated database is one clear line and exit code 1."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except psycopg.errors.UndefinedTable:
-            raise click.ClickException("the database has no api_tokens table: run `yitu db migrate`") from None
-        except psycopg.OperationalError as exc:
-            raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
-
-    return wrapper
 
 
 @click.group("token")
@@ -58,7 +27,7 @@ def token_group() -> None:
               help="Limit the token to an area of any level (a 6-, 9-, 12- or 15-digit code).")
 @click.option("--name", required=True, help="Who holds it (shown as the actor in the audit trail).")
 @click.pass_context
-@_db_errors
+@db_errors("api_tokens")
 def create(ctx: click.Context, role: str, area: str | None, name: str) -> None:
     """Make a token and print it (once: only its hash is stored)."""
     from api.auth import create_token
@@ -66,7 +35,7 @@ def create(ctx: click.Context, role: str, area: str | None, name: str) -> None:
     name = name.strip()
     if not name or len(name) > 100:
         raise click.BadParameter("give a name of 1 to 100 characters", param_hint="--name")
-    with psycopg.connect(_dsn(ctx)) as conn:
+    with psycopg.connect(dsn(ctx)) as conn:
         try:
             token_id, token = create_token(conn, name=name, role=role, area=area)
         except ValueError as exc:
@@ -77,12 +46,12 @@ def create(ctx: click.Context, role: str, area: str | None, name: str) -> None:
 
 @token_group.command("list")
 @click.pass_context
-@_db_errors
+@db_errors("api_tokens")
 def list_(ctx: click.Context) -> None:
     """List the tokens (never the tokens themselves): id, name, role, area, created, revoked."""
     from api.auth import list_tokens
 
-    with psycopg.connect(_dsn(ctx)) as conn:
+    with psycopg.connect(dsn(ctx)) as conn:
         rows = list_tokens(conn)
     click.echo("id\tname\trole\tarea\tcreated\trevoked")
     for r in rows:
@@ -94,12 +63,12 @@ def list_(ctx: click.Context) -> None:
 @token_group.command("revoke")
 @click.argument("ident")
 @click.pass_context
-@_db_errors
+@db_errors("api_tokens")
 def revoke(ctx: click.Context, ident: str) -> None:
     """Revoke the token with this id, or every live token with this name."""
     from api.auth import revoke_token
 
-    with psycopg.connect(_dsn(ctx)) as conn:
+    with psycopg.connect(dsn(ctx)) as conn:
         n = revoke_token(conn, ident)
     if not n:
         raise click.ClickException(f"no live token with id or name {ident!r}")

@@ -12,43 +12,15 @@ Register the group in dashboard/cli.py ``_register_groups``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 import click
 import psycopg
-from pydantic import ValidationError
 
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack, StackError
+from dashboard.cli_common import db_errors, dsn
 from geodata import tracking
 
 MIN_DEVICE_LEN = 8
 MAX_DEVICE_LEN = 200
-
-
-def _dsn(ctx: click.Context) -> str:
-    try:
-        settings = ctx.find_object(Settings) or Settings()
-        return EmbeddedStack(settings).database_url()
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid settings: {exc.error_count()} error(s); see .env.example") from None
-    except StackError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _db_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except psycopg.errors.UndefinedTable:
-            raise click.ClickException("the database has no van_devices table: run `yitu db migrate`") from None
-        except psycopg.OperationalError as exc:
-            raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
-
-    return wrapper
 
 
 @click.group("van")
@@ -62,7 +34,7 @@ def van_group() -> None:
               help="The device identifier set in Traccar Client (at least 8 characters; treat it as a password).")
 @click.option("--generate", is_flag=True, help="Make a random identifier, print it once, register it.")
 @click.pass_context
-@_db_errors
+@db_errors("van_devices")
 def register(ctx: click.Context, van: str, device: str | None, generate: bool) -> None:
     """Let a device (a phone running Traccar Client) report positions for VAN."""
     if (device is None) == (not generate):
@@ -74,7 +46,7 @@ def register(ctx: click.Context, van: str, device: str | None, generate: bool) -
     if not MIN_DEVICE_LEN <= len(device) <= MAX_DEVICE_LEN or not device.isprintable():
         raise click.BadParameter(f"use {MIN_DEVICE_LEN} to {MAX_DEVICE_LEN} printable characters: the identifier "
                                  "is the device's password", param_hint="--device")
-    with psycopg.connect(_dsn(ctx)) as conn:
+    with psycopg.connect(dsn(ctx)) as conn:
         try:
             before = tracking.register_device(conn, van, device)
         except ValueError as exc:
@@ -89,10 +61,10 @@ def register(ctx: click.Context, van: str, device: str | None, generate: bool) -
 @van_group.command("unregister")
 @click.option("--device", "device", required=True, metavar="IDENTIFIER", help="The identifier to forget.")
 @click.pass_context
-@_db_errors
+@db_errors("van_devices")
 def unregister(ctx: click.Context, device: str) -> None:
     """Stop accepting positions from a device."""
-    with psycopg.connect(_dsn(ctx)) as conn:
+    with psycopg.connect(dsn(ctx)) as conn:
         van = tracking.unregister_device(conn, device.strip())
     if van is None:
         raise click.ClickException("no such device is registered")
@@ -101,10 +73,10 @@ def unregister(ctx: click.Context, device: str) -> None:
 
 @van_group.command("list")
 @click.pass_context
-@_db_errors
+@db_errors("van_devices")
 def list_(ctx: click.Context) -> None:
     """Every van and how many devices may report for it (never the identifiers)."""
-    with psycopg.connect(_dsn(ctx)) as conn:
+    with psycopg.connect(dsn(ctx)) as conn:
         rows = tracking.device_counts(conn)
     click.echo("van\tname\tdevices")
     for van, name, n in rows:

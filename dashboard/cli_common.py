@@ -1,0 +1,43 @@
+"""What the command groups share: the database in use, and database errors as one clear line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+import psycopg
+from pydantic import ValidationError
+
+from dashboard.settings import Settings
+from dashboard.stack import EmbeddedStack, StackError
+
+
+def dsn(ctx: click.Context) -> str:
+    """The database in use: YITU_DATABASE_URL, or the embedded one (``yitu db up``)."""
+    try:
+        settings = ctx.find_object(Settings) or Settings()
+        return EmbeddedStack(settings).database_url()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings: {exc.error_count()} error(s); see .env.example") from None
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def db_errors(table: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An unreachable or unmigrated database (no ``table``) is one clear line and exit code 1."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except psycopg.errors.UndefinedTable:
+                raise click.ClickException(f"the database has no {table} table: run `yitu db migrate`") from None
+            except psycopg.OperationalError as exc:
+                raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
+
+        return wrapper
+
+    return decorate
