@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any
 
 import psycopg
@@ -17,6 +17,7 @@ import redis as redis_lib
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from geodata import areas_stats
 from geodata.queries import CHAIN_COLUMN, level_of, query
 
 log = logging.getLogger("yitu.kpi")
@@ -50,8 +51,10 @@ def trend(conn: psycopg.Connection, code: str, days: int = 30) -> list[dict[str,
 
 
 def town_ranking(conn: psycopg.Connection, banner: str) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query("kpi_town_ranking"), {"banner": banner}).fetchall()
+    """季排名: the banner's towns for the current quarter (the same formula as /api/v1/stats/ranking)."""
+    now = datetime.now(timezone.utc)
+    start, end = areas_stats.period_bounds("quarter", now.astimezone(areas_stats.CST).date())
+    return areas_stats.ranking(conn, 2, banner, start, end, now)
 
 
 def _default(value: object) -> object:

@@ -4,7 +4,7 @@
 --   O = overdue ÷ open at %(now)s (0 with nothing open),
 --   S = mean satisfaction (1–5) of the period's evaluated cases (3, neutral, with none).
 -- {column} is the grid-chain column of the ranked level, {parent} that of the parent's level
--- (psycopg.sql, from a fixed table). The same formula as the wall screen's kpi_town_ranking.
+-- (psycopg.sql, from a fixed table). The wall screen ranks its towns with this too.
 WITH per AS (
     SELECT {column} AS code,
            count(*) FILTER (WHERE c.reported_at >= %(start)s AND c.reported_at < %(end)s) AS reported,
