@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dash
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors
@@ -43,6 +44,22 @@ def _open_services(settings: Settings) -> Services:
     return Services(settings=settings, pool=pool, redis=open_redis(stack.redis_url(), settings.redis_timeout))
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the swagger-ui-bundle package instead of FastAPI's CDN default."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="yitu 一图指挥 API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,13 +77,14 @@ def create_app(settings: Settings) -> FastAPI:
         title="yitu 一图指挥 API",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below from local files: a command network may be offline
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     errors.install(app)
     # API routes first: Dash adds a catch-all GET route for its pages.
+    _offline_docs(app)
     for router in all_routers():
         app.include_router(router)
 

@@ -48,6 +48,9 @@ def test_index_is_served_in_chinese_with_no_external_urls(live_server, db_url: s
     external = [u for u in re.findall(r'(?:src|href)="([^"]+)"', r.text) if re.match(r"(https?:)?//", u)]
     assert external == [], f"page loads from outside: {external}"
     assert srv.get("/openapi.json").json()["paths"].get("/api/v1/layers/grids")
+    docs = srv.get("/docs").text  # the API docs work offline too
+    assert "/static/swagger/swagger-ui-bundle.js" in docs and "cdn" not in docs
+    assert srv.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
 
 
 def test_english_ui_with_yitu_lang_en(live_server, db_url: str, redis_url: str) -> None:  # type: ignore[no-untyped-def]
