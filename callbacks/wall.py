@@ -15,7 +15,7 @@ from dash_svg import G, Line, Polyline, Svg, Text
 
 from api.services import Services
 from dashboard.i18n import translator
-from dashboard.pages.wall import CRUMB, POINT, Ids, group_id, point_layer
+from dashboard.pages.wall import CRUMB, LIVE_TICK, POINT, Ids, group_id, point_layer
 from geodata import kpi, queries
 from layers import cameras, cases, grids, vans
 from layers import centers as centers_layer
@@ -323,9 +323,10 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         Output(Ids.RANKING, "children"),
         Output(Ids.VANS, "children"),
         Input(Ids.SELECTED, "data"),
+        Input(LIVE_TICK, "data"),  # the live push: cases changed, recompute
         State("lang", "data"),
     )
-    def _numbers(selected, lang):  # type: ignore[no-untyped-def]
+    def _numbers(selected, _tick, lang):  # type: ignore[no-untyped-def]
         svc, code = get(), selected["code"]
         return (kpi_tiles(svc, code, lang), top_types_chart(svc, code, lang), trend_chart(svc, code, lang),
                 area_panel(svc, code, lang), crumbs(svc, code, lang), ranking_table(svc, selected["banner"], lang),

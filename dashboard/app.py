@@ -19,7 +19,9 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api import scheduler as cases_scheduler
+from api.live import LiveHub
 from callbacks import area as area_callbacks
+from callbacks import live as live_callbacks
 from callbacks import pages as pages_callbacks
 from callbacks import wall as wall_callbacks
 from api.routers import all_routers
@@ -65,10 +67,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = _open_services(settings)
         app.state.cases_runtime = cases_scheduler.start(app.state.services)
+        app.state.live = LiveHub(EmbeddedStack(settings).redis_url(), settings.redis_timeout)
+        await app.state.live.start()
         log.info("yitu started lang=%s embedded=%s", settings.lang, settings.embedded)
         try:
             yield
         finally:
+            await app.state.live.stop()
             app.state.cases_runtime.stop()
             app.state.services.close()
             log.info("yitu stopped; pools closed")
@@ -96,11 +101,13 @@ def create_app(settings: Settings) -> FastAPI:
         update_title=None,
         serve_locally=True,
         suppress_callback_exceptions=True,  # pages are built per visit, after the frame
+        websocket_allowed_origins=settings.websocket_origins,
     )
     dash_app.layout = layout.root(settings.lang)
     get_services = lambda: app.state.services  # noqa: E731 - the lifespan opens them after start
     for module in (pages_callbacks, wall_callbacks, area_callbacks):
         module.register(dash_app, get_services)
+    live_callbacks.register(dash_app, lambda: app.state.live)
     # Dash collects its assets on the first request; with the FastAPI backend the first page served
     # (say a shared /area/… link) would go out without them. Collect them now instead.
     dash_app._setup_server()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from callbacks.live import stores as live_stores
 from dashboard.i18n import translator
 
 
@@ -23,6 +24,7 @@ def root(lang: str) -> html.Div:
         children=[
             dcc.Location(id="url", refresh=False),
             dcc.Store(id="lang", data=lang),
+            *live_stores(),
             html.Div(id="page", className="yitu-page"),
         ],
     )

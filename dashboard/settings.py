@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     van_track_max_days: float = Field(
         default=7, gt=0, le=366, description="The longest span GET /api/v1/vans/{id}/track answers for.")
 
+    # --- live push ----------------------------------------------------------------
+    websocket_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins besides the page's own allowed to open the live WebSocket "
+                    '(JSON list, e.g. ["https://screens.example"]; needed behind a proxy that rewrites Host).')
+
     # --- logs ---------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field(

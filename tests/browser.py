@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -21,3 +25,29 @@ SETTLED = "() => window.yitu && %s.every(k => (window.yitu.loaded[k] || 0) > 0)"
 def chromium_path() -> str:
     assert Path(CHROMIUM).exists(), "Debian chromium is missing: run scripts/bootstrap.sh --test"
     return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Watched:
+    """A page whose console errors, page errors and requests leaving the server are recorded."""
+
+    def __init__(self, browser: Browser, base: str, width: int = 1920, height: int = 1080) -> None:
+        self.page: Page = browser.new_page(viewport={"width": width, "height": height})
+        self.problems: list[str] = []
+        self.outside: list[str] = []
+        self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("request", lambda r: self.outside.append(r.url)
+                     if not r.url.startswith(base) and not r.url.startswith("data:") else None)
+
+    def close(self) -> None:
+        self.page.close()
+        assert self.problems == [], self.problems
+        assert self.outside == [], f"requests left the server: {self.outside}"

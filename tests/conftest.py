@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 # Per test session: two runs on one cluster (two checkouts, or a developer beside CI) never collide.
 TEMPLATE = f"yitu_test_template_{os.getpid()}"
-TEST_REDIS_DB = 15
+# Redis database flushed per test; two suites running at once on one Redis each need their own.
+TEST_REDIS_DB = int(os.environ.get("YITU_TEST_REDIS_DB", "15"))
 
 
 @pytest.fixture(scope="session")
@@ -165,8 +166,8 @@ def scratch_stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
 class LiveServer:
     """``yitu serve`` in a subprocess: the real process, as a user runs it."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {**os.environ, **env, "YITU_PORT": str(self.port), "YITU_HOST": "127.0.0.1"}
@@ -210,9 +211,10 @@ class LiveServer:
 def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
 
-    def start(database_url: str, redis_url: str, **extra: str) -> LiveServer:
+    def start(database_url: str, redis_url: str, port: int | None = None, **extra: str) -> LiveServer:
+        """A new ``yitu serve``; ``port`` to take over from a stopped one (a restarted process)."""
         env = {"YITU_DATABASE_URL": database_url, "YITU_REDIS_URL": redis_url, **extra}
-        srv = LiveServer(env, tmp_path / f"serve-{len(started)}.log")
+        srv = LiveServer(env, tmp_path / f"serve-{len(started)}.log", port)
         started.append(srv)
         return srv
 

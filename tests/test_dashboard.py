@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from .browser import CHROMIUM_ARGS, SETTLED, chromium_path
+from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
 from .conftest import ARTIFACTS
 from .helpers import wait_for
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class Watched:
-    """A page whose console errors, page errors and requests leaving the server are recorded."""
-
-    def __init__(self, browser: Browser, base: str, width: int = 1920, height: int = 1080) -> None:
-        self.page: Page = browser.new_page(viewport={"width": width, "height": height})
-        self.problems: list[str] = []
-        self.outside: list[str] = []
-        self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("request", lambda r: self.outside.append(r.url)
-                     if not r.url.startswith(base) and not r.url.startswith("data:") else None)
-
-    def close(self) -> None:
-        self.page.close()
-        assert self.problems == [], self.problems
-        assert self.outside == [], f"requests left the server: {self.outside}"
 
 
 def test_index_is_served_in_chinese_with_no_external_urls(live_server, db_url: str, redis_url: str) -> None:  # type: ignore[no-untyped-def]

@@ -107,6 +107,9 @@
     cameraCluster: function (feature, latlng) { return cluster(feature, latlng, "camera", 50, 500); },
     casePoint: function (feature, latlng) {
       var p = feature.properties;
+      if (!(p.code in yitu.drawn)) { yitu.drawn[p.code] = performance.now(); }
+      yitu.pins = yitu.pins || {};
+      yitu.pins[p.code] = p.step;
       var colour = STEP_COLOURS[p.step] || "#ffffff";
       var icon = L.divIcon({
         className: "yitu-pin" + (p.overdue ? " yitu-pin-overdue" : ""),
@@ -118,6 +121,8 @@
     caseCluster: function (feature, latlng) { return cluster(feature, latlng, "case", 10, 100); },
     vanPoint: function (feature, latlng) {
       var p = feature.properties;
+      yitu.vanAt = yitu.vanAt || {};
+      yitu.vanAt[p.id] = [latlng.lat, latlng.lng, p.status];  // where each van is drawn (tests, bench)
       var colour = VAN_COLOURS[p.status] || "#ffffff";
       var heading = p.heading === null || p.heading === undefined ? 0 : p.heading;
       var icon = L.divIcon({
@@ -153,5 +158,53 @@
       hour: "2-digit", minute: "2-digit", second: "2-digit", weekday: "short", hour12: false
     });
     return fmt.format(d);
+  };
+
+  // Live push (callbacks/live.py): a batch of stream events arrives in the live-events store;
+  // the layers it touches reload from their URL (PostGIS is the record), the numbers refresh.
+  // yitu.live.seen[code] / yitu.drawn[code] record when an event and its pin reached the page.
+  yitu.drawn = yitu.drawn || {};
+  var LAYER_KINDS = {
+    "layer-cases": ["case.", "dispatch."],
+    "layer-vans": ["van.", "dispatch."],
+    "layer-cameras": [],
+    "layer-centers": []
+  };
+
+  function touches(batch, layer) {
+    if (batch.resync) { return true; }
+    var kinds = LAYER_KINDS[layer] || [];
+    return (batch.events || []).some(function (e) {
+      return kinds.some(function (k) { return String(e.type).indexOf(k) === 0; });
+    });
+  }
+
+  function withRev(url, rev) {
+    var base = String(url).replace(/([?&])rev=\d+(&|$)/, function (m, a, b) { return b ? a : ""; });
+    return base + (base.indexOf("?") >= 0 ? "&" : "?") + "rev=" + rev;
+  }
+
+  yitu.live = {
+    seen: {},
+    batches: 0,
+    resyncs: 0,
+    last: null,
+    layerUrls: function (batch, urls, ids) {
+      var nu = window.dash_clientside.no_update;
+      if (!batch) { return (ids || []).map(function () { return nu; }); }
+      var live = yitu.live;
+      live.batches += 1;
+      if (batch.resync) { live.resyncs += 1; }
+      live.last = batch;
+      var t = performance.now();
+      (batch.events || []).forEach(function (e) { if (e.code && !(e.code in live.seen)) { live.seen[e.code] = t; } });
+      return (ids || []).map(function (id, i) {
+        return urls[i] && touches(batch, id.layer) ? withRev(urls[i], batch.seq) : nu;
+      });
+    },
+    ticks: function (batch, ids) {
+      var nu = window.dash_clientside.no_update;
+      return (ids || []).map(function () { return batch && (batch.numbers || batch.resync) ? batch.seq : nu; });
+    }
   };
 })();

@@ -37,6 +37,7 @@ class Ids(StrEnum):
 
 CRUMB = "wall-crumb"
 POINT = "wall-point-layer"  # pattern-matching id type of the switchable point layers
+LIVE_TICK = {"type": "live-tick", "page": "wall"}  # callbacks/live.py TICK  # bumped by the live push when the numbers are stale
 LAYER_KEYS = ("grids", "centers", "cameras", "cases", "vans")  # the operator's layer switches
 
 
@@ -104,6 +105,7 @@ def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
         children=[
             dcc.Store(id=Ids.SELECTED, data={"code": banner["code"], "banner": banner["code"]}),
             dcc.Interval(id=Ids.TICK, interval=1000),
+            dcc.Store(id=LIVE_TICK),
             html.Header(className="yitu-header", children=[
                 html.H1(t("title"), className="yitu-title"),
                 html.Span(f"{banner['name']} · {t('subtitle')}", className="yitu-subtitle"),

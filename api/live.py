@@ -1,0 +1,294 @@
+"""Live push: each app process tails the Redis Stream ``yitu:events`` once and fans it out.
+
+One :class:`LiveHub` per process, started in the app's lifespan, runs a single ``XREAD BLOCK``
+loop on the event loop (``redis.asyncio``) and hands every entry to the screens this process
+serves (the WebSocket callbacks in ``callbacks/live.py``), each through its own bounded queue.
+So a hundred wall screens cost one Redis reader, and several processes each serve their own
+screens from the same stream.
+
+Nothing is lost silently:
+
+- a screen that reconnects (a lost WebSocket, a restarted app process) sends the id of the last
+  entry it saw, and :meth:`LiveHub.subscribe` replays what came after it (``XRANGE``) before it
+  goes live;
+- when that is not possible — the stream was trimmed past the screen's id, Redis was restarted
+  and the stream is new, the screen's queue overflowed, or this process lost Redis for a while
+  (events published meanwhile were dropped by the writers, see ``api/events.py``) — the screen
+  gets a ``resync`` message and reloads its layers and numbers from PostGIS, the record.
+
+Seeing case events also drops the cached KPI figures (``yitu:cache:kpi:*``), so the tiles a
+screen reloads are the new ones rather than up to 15 s old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from api.events import STREAM
+
+log = logging.getLogger("yitu.live")
+
+BLOCK_MS = 2000          # one XREAD waits at most this long (so shutdown is prompt)
+READ_COUNT = 500         # entries per XREAD
+QUEUE_SIZE = 2000        # entries a slow screen may lag before it is told to resync
+REPLAY_LIMIT = 5000      # entries replayed to a reconnecting screen before a resync is cheaper
+KPI_CACHE_PATTERN = "yitu:cache:kpi:*"
+RETRY_MAX = 5.0          # seconds between attempts while Redis is down
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry: its id, its type (case.created, van.moved, dispatch.created …) and its event."""
+
+    id: str
+    type: str
+    event: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, **{k: self.event.get(k) for k in _WIRE_FIELDS if k in self.event}}
+
+
+# What a screen needs of an event to decide what to refresh; events carry no personal data.
+_WIRE_FIELDS = ("code", "step", "level", "grid", "lon", "lat", "at", "action", "van", "status", "dispatch",
+                "heading", "speed", "case")
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _parse(entry_id: str, fields: dict[str, str]) -> Entry:
+    try:
+        event = json.loads(fields.get("event") or "{}")
+    except json.JSONDecodeError:
+        event = {}
+    if not isinstance(event, dict):
+        event = {}
+    return Entry(entry_id, fields.get("type") or str(event.get("type", "")), event)
+
+
+@dataclass(eq=False)  # identity: each screen's subscription is its own
+class Subscription:
+    """A screen's view of the hub: entries in order, or a resync when continuity is lost."""
+
+    queue: asyncio.Queue[Entry] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    resync: asyncio.Event = field(default_factory=asyncio.Event)
+    last_id: str | None = None
+
+    def offer(self, entry: Entry) -> None:
+        if self.last_id is not None and _id_tuple(entry.id) <= _id_tuple(self.last_id):
+            return  # already replayed to this screen
+        try:
+            self.queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.resync.set()
+
+    async def next(self, timeout: float) -> list[Entry] | None:
+        """The entries waiting (at least one, within ``timeout``), ``[]`` on timeout, None for resync."""
+        if self.resync.is_set():
+            return None
+        out: list[Entry] = []
+        if self.queue.empty() and timeout > 0:
+            getter = asyncio.ensure_future(self.queue.get())
+            flag = asyncio.ensure_future(self.resync.wait())
+            await asyncio.wait({getter, flag}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            flag.cancel()
+            if getter.done():
+                out.append(getter.result())
+            else:
+                getter.cancel()
+        while not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        if self.resync.is_set():
+            return None
+        if out:
+            self.last_id = out[-1].id
+        return out
+
+    def resynced(self) -> None:
+        """The screen reloaded from PostGIS: what it had queued is stale, continue from here."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.resync.clear()
+
+
+class LiveHub:
+    """The process's one reader of ``yitu:events`` and the fan-out to its screens."""
+
+    def __init__(self, redis_url: str, timeout: float) -> None:
+        self._url = redis_url
+        self._timeout = timeout
+        self._subs: set[Subscription] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._client: aioredis.Redis | None = None
+        self._last_id: str | None = None
+        self._healthy = False
+        self._failed = False  # Redis failed since the last good read: screens must resync
+        self._stopping = False
+        self.read_entries = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._client = aioredis.Redis.from_url(self._url, decode_responses=True,
+                                               socket_connect_timeout=self._timeout,
+                                               socket_timeout=self._timeout + BLOCK_MS / 1000)
+        self._task = asyncio.create_task(self._run(), name="yitu-live-hub")
+
+    async def stop(self) -> None:
+        """Let the reader finish its current XREAD (at most BLOCK_MS), then close the client.
+
+        Cancelling a blocked ``XREAD`` leaves redis-py waiting on the half-read reply, so the
+        loop is asked to stop instead; cancelling is only the fallback.
+        """
+        self._stopping = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), BLOCK_MS / 1000 + self._timeout + 1)
+            except asyncio.TimeoutError:
+                self._task.cancel()
+                log.warning("live reader did not stop in time; cancelled")
+        if self._client is not None:
+            await self._client.aclose()
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    @property
+    def position(self) -> str | None:
+        """The id of the last entry read: where a screen that reloads now stands."""
+        return self._last_id
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    # --- subscribing -------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def subscribe(self, cursor: str | None) -> AsyncIterator[tuple[Subscription, list[Entry]]]:
+        """A subscription and the entries after ``cursor`` the screen missed (``[]`` when new).
+
+        The subscription is registered before the replay is read, so nothing falls between the
+        two (duplicates are dropped by id). When the gap cannot be replayed the subscription
+        starts with ``resync`` set.
+        """
+        sub = Subscription()
+        self._subs.add(sub)
+        try:
+            missed: list[Entry] = []
+            if cursor:
+                replay = await self._replay(cursor)
+                if replay is None:
+                    sub.resync.set()
+                else:
+                    missed = replay
+                    sub.last_id = replay[-1].id if replay else cursor
+            else:
+                sub.last_id = self._last_id
+            yield sub, missed
+        finally:
+            self._subs.discard(sub)
+
+    async def _replay(self, cursor: str) -> list[Entry] | None:
+        """Entries strictly after ``cursor``; None when the stream no longer reaches back to it."""
+        try:
+            _id_tuple(cursor)
+        except ValueError:
+            return None
+        assert self._client is not None
+        try:
+            first = await self._client.xrange(STREAM, count=1)
+            last = await self._client.xrevrange(STREAM, count=1)
+            if not last or _id_tuple(last[0][0]) < _id_tuple(cursor):
+                return None  # a new stream (Redis restarted, flushed): the screen's id is from before
+            if _id_tuple(first[0][0]) > _id_tuple(cursor):
+                # The oldest entry left is newer than the screen's: some may be trimmed away.
+                return None
+            rows = await self._client.xrange(STREAM, min=f"({cursor}", count=REPLAY_LIMIT + 1)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("live replay unavailable error=%s", type(exc).__name__)
+            return None
+        if len(rows) > REPLAY_LIMIT:
+            return None
+        return [_parse(i, f) for i, f in rows]
+
+    # --- the reader --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                await self._read_forever()
+            except (redis.RedisError, OSError) as exc:
+                if self._healthy or not self._failed:
+                    log.warning("live stream unavailable; screens will resync when Redis is back error=%s",
+                                type(exc).__name__)
+                self._healthy = False
+                self._failed = True
+                await self._pause(delay)
+                delay = min(RETRY_MAX, delay * 2)
+            else:
+                delay = 0.2
+
+    async def _pause(self, seconds: float) -> None:
+        end = asyncio.get_running_loop().time() + seconds
+        while not self._stopping and asyncio.get_running_loop().time() < end:
+            await asyncio.sleep(0.05)
+
+    async def _read_forever(self) -> None:
+        assert self._client is not None
+        if self._last_id is None or self._failed:
+            # Start at the end. After an outage what was published meanwhile may be lost (the
+            # writers drop events while Redis is down): every screen reloads from PostGIS.
+            newest = await self._client.xrevrange(STREAM, count=1)
+            self._last_id = newest[0][0] if newest else "0-0"
+            if self._failed:
+                log.info("live stream back; telling %d screen(s) to resync", len(self._subs))
+                for sub in self._subs:
+                    sub.resync.set()
+                self._failed = False
+        self._healthy = True
+        while not self._stopping:
+            reply = await self._client.xread({STREAM: self._last_id}, count=READ_COUNT, block=BLOCK_MS)
+            if not reply:
+                await self._stream_reset()
+                continue
+            for _stream, rows in reply:
+                entries = [_parse(i, f) for i, f in rows]
+                self._last_id = rows[-1][0]
+                self.read_entries += len(entries)
+                await self._deliver(entries)
+
+    async def _stream_reset(self) -> None:
+        """Notice a stream that now ends before our position: Redis lost it (restarted without data)."""
+        assert self._client is not None and self._last_id is not None
+        newest = await self._client.xrevrange(STREAM, count=1)
+        newest_id = newest[0][0] if newest else "0-0"
+        if _id_tuple(newest_id) < _id_tuple(self._last_id):
+            log.info("live stream was reset (Redis restarted?); telling %d screen(s) to resync", len(self._subs))
+            self._last_id = newest_id
+            for sub in self._subs:
+                sub.resync.set()
+
+    async def _deliver(self, entries: list[Entry]) -> None:
+        # Caches first: a screen told of a change must not then read the figures from before it.
+        if any(e.type.startswith(("case.", "dispatch.")) for e in entries):
+            await self._flush_kpi_cache()
+        for sub in list(self._subs):
+            for entry in entries:
+                sub.offer(entry)
+
+    async def _flush_kpi_cache(self) -> None:
+        assert self._client is not None
+        keys = [k async for k in self._client.scan_iter(match=KPI_CACHE_PATTERN, count=500)]
+        if keys:
+            await self._client.delete(*keys)

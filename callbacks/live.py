@@ -1,0 +1,156 @@
+"""Live push to each open screen: one persistent WebSocket callback per browser, no polling.
+
+The callback has no inputs and no outputs, so Dash starts it when the page opens and starts it
+again whenever the WebSocket comes back (a network blip, a restarted app process). It asks the
+browser for the id of the last stream entry it saw (the ``live-cursor`` store), subscribes to
+this process's :class:`api.live.LiveHub` from there — replaying what the screen missed — and then
+streams batches to the ``live-events`` store with ``set_props``. What the page does with a
+batch (reload the case pins, move the vans, refresh the numbers) is a clientside callback in
+``dashboard/assets/yitu_map.js``: layers still travel by URL, the push only says what changed.
+
+Batches: the first event after a quiet spell goes out at once (a new pin shows within a frame
+or two); events closer together than ``BATCH_SECONDS`` are gathered, so a burst costs each
+screen a handful of layer reloads, not one per event. The numbers (KPI tiles, charts, ranking)
+are recomputed at most every ``NUMBERS_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, set_props
+from dash.exceptions import PreventUpdate, WebsocketDisconnected
+
+from api.live import Entry, LiveHub
+from dashboard.pages.wall import POINT
+
+log = logging.getLogger("yitu.live")
+
+BATCH_SECONDS = 0.2
+NUMBERS_SECONDS = 2.0
+IDLE_SECONDS = 15.0  # a heartbeat batch when nothing happens (the page shows the push is alive)
+
+
+class Ids(StrEnum):
+    EVENTS = "live-events"   # the last batch pushed: {"seq", "events", "resync", "numbers", "at"}
+    CURSOR = "live-cursor"   # the id of the last stream entry this browser has seen
+
+
+TICK = "live-tick"  # pattern-matching type: {"type": TICK, "page": ...} is bumped when numbers are stale
+
+
+def stores() -> list[dcc.Store]:
+    """The two stores in the page frame (they outlive page changes, so the cursor survives)."""
+    return [dcc.Store(id=Ids.EVENTS), dcc.Store(id=Ids.CURSOR)]
+
+
+def batch_message(seq: int, entries: list[Entry], *, resync: bool, numbers: bool) -> dict[str, Any]:
+    """What one push carries: the events (ids, types, codes, places; no personal data)."""
+    return {"seq": seq, "resync": resync, "numbers": numbers, "at": time.time(),
+            "events": [e.as_json() for e in entries]}
+
+
+def _touches_numbers(entries: list[Entry]) -> bool:
+    return any(e.type.startswith(("case.", "dispatch.")) for e in entries)
+
+
+class _Pusher:
+    """Sends batches to one browser: numbers at most every NUMBERS_SECONDS, a heartbeat when idle."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.sent_at = 0.0
+        self.numbers_at = 0.0
+        self.numbers_due = False
+
+    def _numbers_ready(self, now: float) -> bool:
+        return self.numbers_due and now - self.numbers_at >= NUMBERS_SECONDS
+
+    def send(self, entries: list[Entry], resync: bool, position: str | None = None) -> None:
+        now = time.monotonic()
+        self.numbers_due = self.numbers_due or resync or _touches_numbers(entries)
+        numbers = self._numbers_ready(now)
+        self.seq += 1
+        set_props(Ids.EVENTS, {"data": batch_message(self.seq, entries, resync=resync, numbers=numbers)})
+        cursor = entries[-1].id if entries else position if resync else None
+        if cursor:
+            set_props(Ids.CURSOR, {"data": cursor})
+        if numbers:
+            self.numbers_at, self.numbers_due = now, False
+        self.sent_at = now
+
+    def wait(self) -> float:
+        """How long to wait for events before the numbers (or a heartbeat) are due."""
+        if not self.numbers_due:
+            return IDLE_SECONDS
+        return max(0.05, NUMBERS_SECONDS - (time.monotonic() - self.numbers_at))
+
+    def idle(self) -> None:
+        """Nothing came: send the numbers now due, or a heartbeat."""
+        if not self.numbers_due or self._numbers_ready(time.monotonic()):
+            self.send([], False)
+
+
+async def stream_to_screen(hub: LiveHub, ws: Any, cursor: str | None) -> None:
+    """Push the hub's entries to one browser until its WebSocket closes."""
+    pusher = _Pusher()
+    async with hub.subscribe(cursor) as (sub, missed):
+        pending, resync = list(missed), sub.resync.is_set()
+        while not ws.is_shutdown:
+            if pending or resync:
+                gap = BATCH_SECONDS - (time.monotonic() - pusher.sent_at)
+                if gap > 0 and not resync:  # close behind the last batch: gather for the rest of the window
+                    await asyncio.sleep(gap)
+                    more = await sub.next(0)
+                    resync = more is None
+                    pending.extend(more or [])
+                pusher.send([] if resync else pending, resync, hub.position)
+                if resync:
+                    sub.resynced()
+                pending, resync = [], False
+            got = await sub.next(pusher.wait())
+            if got is None:
+                resync = True
+            elif got:
+                pending.extend(got)
+            else:
+                pusher.idle()
+
+
+def register(app: Dash, get_hub: Callable[[], LiveHub]) -> None:
+    @app.callback(websocket=True, persistent=True, hidden=True)
+    async def _live() -> None:
+        ws = ctx.websocket
+        if ws is None:  # pragma: no cover - only reached without a WebSocket backend
+            raise PreventUpdate
+        try:
+            cursor = await ws.get_prop(Ids.CURSOR, "data", timeout=5.0)
+        except WebsocketDisconnected:
+            raise PreventUpdate from None
+        except TimeoutError:  # a browser that does not answer starts from now
+            log.info("live cursor not read in time; the screen starts from now")
+            cursor = None
+        await stream_to_screen(get_hub(), ws, cursor if isinstance(cursor, str) else None)
+        raise PreventUpdate
+
+    # What the page does with a batch is pure UI: which layers reload, whether numbers refresh.
+    app.clientside_callback(
+        "function(batch, urls, ids) { return window.yitu.live.layerUrls(batch, urls, ids); }",
+        Output({"type": POINT, "layer": ALL}, "url"),
+        Input(Ids.EVENTS, "data"),
+        State({"type": POINT, "layer": ALL}, "url"),
+        State({"type": POINT, "layer": ALL}, "id"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        "function(batch, ids) { return window.yitu.live.ticks(batch, ids); }",
+        Output({"type": TICK, "page": ALL}, "data"),
+        Input(Ids.EVENTS, "data"),
+        State({"type": TICK, "page": ALL}, "id"),
+        prevent_initial_call=True,
+    )

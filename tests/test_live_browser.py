@@ -1,0 +1,167 @@
+"""Live push in a real headless Chromium: what the API commits shows on open screens, no reload.
+
+Each test opens the wall screen on `yitu serve` processes over a clone of the seeded demo,
+zooms into the banner seat (so a new pin is drawn on its own, not inside a cluster bubble),
+then writes through the API and waits for the page to show it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from playwright.sync_api import Browser, Page
+
+from api.auth import create_token
+from dashboard.stack import EmbeddedStack
+
+from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
+from .helpers import wait_for, with_redis_db
+
+SEAT = (107.4812, 38.1834)  # 敖勒召其镇, the banner seat: inside the territory, near the vans' base
+
+
+def _tokens(dsn: str) -> dict[str, str]:
+    with psycopg.connect(dsn) as conn:
+        return {"admin": create_token(conn, name="live-admin", role="admin", area=None)[1],
+                "van": create_token(conn, name="V01", role="van", area=None)[1]}
+
+
+def _report(base: str, token: str, lon: float, lat: float) -> str:
+    r = httpx.post(base + "/api/v1/cases", headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                   json={"type": "grassland", "description": "牧户草场边界争议（实时推送测试）", "lon": lon, "lat": lat,
+                         "channel": "grid_app", "parties": [{"name": "巴图", "phone": "13812345678"}]})
+    assert r.status_code == 201, r.text
+    return r.json()["code"]
+
+
+def _ping(base: str, token: str, lon: float, lat: float) -> None:
+    now = datetime.now(timezone.utc).isoformat()
+    r = httpx.post(base + "/api/v1/vans/positions", headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                   json={"positions": [{"van": "V01", "lon": lon, "lat": lat, "time": now, "speed": 30, "heading": 90}]})
+    assert r.status_code == 200, r.text
+
+
+def _open_wall(w: Watched, base: str) -> Page:
+    page = w.page
+    page.goto(base + "/")
+    page.wait_for_function(SETTLED, timeout=30_000)
+    page.evaluate("() => { window.__sameDocument = true; }")  # gone if the page reloads
+    page.evaluate("([lon, lat]) => void window.yitu.maps[0].setView([lat, lon], 15, {animate: false})", list(SEAT))
+    return page
+
+
+def _wait_pin(page: Page, code: str, timeout: float = 15_000) -> None:
+    page.wait_for_function("code => window.yitu.drawn[code] !== undefined", arg=code, timeout=timeout)
+
+
+def _van_at(page: Page) -> Any:
+    return page.evaluate("() => (window.yitu.vanAt || {})['V01']")
+
+
+def _no_reload(page: Page) -> None:
+    assert page.evaluate("() => window.__sameDocument === true"), "the page reloaded"
+
+
+@pytest.mark.browser
+def test_a_reported_case_and_a_van_ping_show_on_an_open_wall_screen(live_server, demo_db: str, redis_url: str,
+                                                                      browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(demo_db, redis_url)
+    tok = _tokens(demo_db)
+    w = Watched(browser, srv.url)
+    page = _open_wall(w, srv.url)
+    page.wait_for_selector("#kpi-new_today")
+    new_today = int(page.inner_text("#kpi-new_today .yitu-kpi-value"))
+
+    code = _report(srv.url, tok["admin"], SEAT[0] + 0.002, SEAT[1] + 0.001)
+    _wait_pin(page, code)
+    assert page.evaluate("code => window.yitu.pins[code]", code) == "reported"
+    # The numbers follow: the KPI tile counts the new case.
+    wait_for(lambda: int(page.inner_text("#kpi-new_today .yitu-kpi-value")) == new_today + 1,
+             what="the new-today tile to count the new case")
+
+    # A step change recolours the pin.
+    r = httpx.post(f"{srv.url}/api/v1/cases/{code}/transitions", headers={"Authorization": f"Bearer {tok['admin']}"},
+                   json={"action": "accept"}, timeout=30)
+    assert r.status_code == 200, r.text
+    page.wait_for_function("code => window.yitu.pins[code] === 'accepted'", arg=code, timeout=15_000)
+
+    # A van ping moves its marker.
+    target = (SEAT[0] + 0.01, SEAT[1] - 0.004)
+    _ping(srv.url, tok["van"], *target)
+    wait_for(lambda: (_van_at(page) or [0, 0])[:2] == [pytest.approx(target[1], abs=1e-6),
+                                                          pytest.approx(target[0], abs=1e-6)],
+             what="the van marker at the new position")
+    _no_reload(page)
+    w.close()
+
+
+@pytest.mark.browser
+def test_two_app_processes_each_push_to_their_own_screens(live_server, demo_db: str, redis_url: str,
+                                                          browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    a, b = live_server(demo_db, redis_url), live_server(demo_db, redis_url)
+    tok = _tokens(demo_db)
+    wa, wb = Watched(browser, a.url), Watched(browser, b.url)
+    pa, pb = _open_wall(wa, a.url), _open_wall(wb, b.url)
+    code = _report(a.url, tok["admin"], SEAT[0] - 0.002, SEAT[1] + 0.002)  # written through process A
+    _wait_pin(pa, code)
+    _wait_pin(pb, code)  # B's screen hears of it from the stream, not from A
+    target = (SEAT[0] - 0.006, SEAT[1] + 0.003)
+    _ping(b.url, tok["van"], *target)  # and the other way round
+    for page in (pa, pb):
+        wait_for(lambda: (_van_at(page) or [0, 0])[1] == pytest.approx(target[0], abs=1e-6),
+                 what="the van marker moved on both screens")
+        _no_reload(page)
+    wa.close()
+    wb.close()
+
+
+@pytest.mark.browser
+def test_a_screen_catches_up_after_its_app_process_restarts(live_server, demo_db: str, redis_url: str,
+                                                            browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    a = live_server(demo_db, redis_url)
+    other = live_server(demo_db, redis_url)
+    tok = _tokens(demo_db)
+    w = Watched(browser, a.url)
+    page = _open_wall(w, a.url)
+    first = _report(other.url, tok["admin"], SEAT[0] + 0.001, SEAT[1] - 0.001)
+    _wait_pin(page, first)
+    page.wait_for_function("() => !!window.dash_clientside", timeout=5_000)
+
+    a.stop()  # the screen's WebSocket drops; cases keep coming in through the other process
+    missed = _report(other.url, tok["admin"], SEAT[0] + 0.003, SEAT[1] - 0.002)
+    resyncs = page.evaluate("() => window.yitu.live.resyncs")
+    live_server(demo_db, redis_url, port=a.port)  # the process comes back on the same address
+
+    _wait_pin(page, missed, timeout=60_000)
+    _no_reload(page)
+    # Caught up by replaying the stream from the screen's cursor, not by reloading everything.
+    assert page.evaluate("() => window.yitu.live.resyncs") == resyncs
+    assert page.evaluate("code => code in window.yitu.live.seen", missed)
+    # While the process was down the browser logged the lost connection; nothing else went wrong.
+    w.problems = [p for p in w.problems if "WebSocket" not in p and "Failed to load resource" not in p]
+    w.close()
+
+
+@pytest.mark.browser
+def test_a_screen_catches_up_after_a_redis_restart(live_server, demo_db: str, scratch_stack: EmbeddedStack,
+                                                   browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    redis_url = with_redis_db(scratch_stack.redis_url(), 0)
+    srv = live_server(demo_db, redis_url)
+    tok = _tokens(demo_db)
+    w = Watched(browser, srv.url)
+    page = _open_wall(w, srv.url)
+    before = _report(srv.url, tok["admin"], SEAT[0] - 0.001, SEAT[1] - 0.002)
+    _wait_pin(page, before)
+
+    scratch_stack.stop_redis()
+    during = _report(srv.url, tok["admin"], SEAT[0] - 0.003, SEAT[1] - 0.001)  # saved; its event is lost
+    scratch_stack.start_redis()
+
+    _wait_pin(page, during, timeout=60_000)  # the screen was told to reload from PostGIS
+    assert page.evaluate("() => window.yitu.live.resyncs") >= 1
+    _no_reload(page)
+    w.close()

@@ -1,0 +1,178 @@
+"""The live hub on the real Redis: fan-out, replay after a reconnect, resync when continuity is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis
+
+from api import events
+from api.live import LiveHub, Subscription
+from dashboard.stack import EmbeddedStack
+
+from .helpers import with_redis_db
+
+
+def _publish(url: str, *evs: dict[str, Any]) -> None:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        assert events.publish_many(client, evs)
+    finally:
+        client.close()
+
+
+def _ids(url: str) -> list[str]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return [i for i, _ in client.xrange(events.STREAM)]
+    finally:
+        client.close()
+
+
+def _run(url: str, body: Callable[[LiveHub], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        hub = LiveHub(url, 2.0)
+        await hub.start()
+        try:
+            await _until(lambda: hub.healthy, "the hub reading the stream")
+            return await body(hub)
+        finally:
+            await hub.stop()
+
+    return asyncio.run(main())
+
+
+async def _until(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def _collect(sub: Subscription, n: int, timeout: float = 10.0) -> list[Any]:
+    got: list[Any] = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while len(got) < n:
+        batch = await sub.next(max(0.05, end - loop.time()))
+        assert batch is not None, "unexpected resync"
+        got.extend(batch)
+        if loop.time() > end:
+            raise AssertionError(f"got {len(got)} of {n} entries")
+    return got
+
+
+def test_every_screen_gets_every_event_in_order(redis_url: str) -> None:
+    async def body(hub: LiveHub) -> None:
+        async with hub.subscribe(None) as (a, missed_a), hub.subscribe(None) as (b, missed_b):
+            assert missed_a == missed_b == []
+            assert hub.subscribers == 2
+            await asyncio.to_thread(_publish, redis_url,
+                                    *[{"type": "case.created", "code": f"C{i}", "lon": 107.5, "lat": 38.2}
+                                      for i in range(50)])
+            got_a, got_b = await _collect(a, 50), await _collect(b, 50)
+        assert [e.event["code"] for e in got_a] == [f"C{i}" for i in range(50)]
+        assert [e.id for e in got_a] == [e.id for e in got_b]
+        assert got_a[0].type == "case.created" and got_a[0].as_json()["lon"] == 107.5
+        assert hub.subscribers == 0
+
+    _run(redis_url, body)
+
+
+def test_a_reconnecting_screen_gets_what_it_missed_and_nothing_twice(redis_url: str) -> None:
+    _publish(redis_url, {"type": "case.created", "code": "BEFORE"})
+    seen = _ids(redis_url)[-1]  # the last entry the screen saw before its connection dropped
+    _publish(redis_url, *[{"type": "case.changed", "code": f"M{i}"} for i in range(3)])
+
+    async def body(hub: LiveHub) -> None:
+        async with hub.subscribe(seen) as (sub, missed):
+            assert [e.event["code"] for e in missed] == ["M0", "M1", "M2"]
+            await asyncio.to_thread(_publish, redis_url, {"type": "case.changed", "code": "AFTER"})
+            live = await _collect(sub, 1)
+            assert [e.event["code"] for e in live] == ["AFTER"]
+            assert await sub.next(0.3) == []  # the replayed ones do not come again
+
+    _run(redis_url, body)
+
+
+def test_a_gap_that_cannot_be_replayed_means_resync(redis_url: str) -> None:
+    _publish(redis_url, *[{"type": "case.created", "code": f"X{i}"} for i in range(5)])
+    ids = _ids(redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.xtrim(events.STREAM, minid=ids[3], approximate=False)  # the entries after ids[0] up to ids[3] are gone
+    client.close()
+
+    async def body(hub: LiveHub) -> list[Any]:
+        out = []
+        for cursor in (ids[0], "99999999999999-0", "not-an-id"):  # trimmed past; from another stream; junk
+            async with hub.subscribe(cursor) as (sub, missed):
+                out.append((missed, await sub.next(0.1)))
+        async with hub.subscribe(ids[3]) as (sub, missed):  # still reachable: replay, no resync
+            out.append((missed, await sub.next(0.1)))
+        return out
+
+    trimmed, future, junk, fine = _run(redis_url, body)
+    assert trimmed == ([], None) and future == ([], None) and junk == ([], None)
+    assert [e.event["code"] for e in fine[0]] == ["X4"] and fine[1] == []
+
+
+def test_a_screen_that_falls_too_far_behind_is_told_to_resync(redis_url: str) -> None:
+    async def body(hub: LiveHub) -> Any:
+        async with hub.subscribe(None) as (sub, _):
+            sub.queue = asyncio.Queue(3)  # a very slow screen
+            await asyncio.to_thread(_publish, redis_url, *[{"type": "van.moved", "van": "V01"} for _ in range(10)])
+            await _until(lambda: sub.resync.is_set(), "the overflow to be noticed")
+            first = await sub.next(0.1)
+            sub.resynced()
+            await asyncio.to_thread(_publish, redis_url, {"type": "van.moved", "van": "V02"})
+            after = await _collect(sub, 1)
+            return first, after
+
+    first, after = _run(redis_url, body)
+    assert first is None
+    assert [e.event["van"] for e in after] == ["V02"]
+
+
+def test_case_events_drop_the_cached_numbers_before_screens_hear_of_them(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.set("yitu:cache:kpi:tiles:150623", json.dumps({"new_today": 1}), ex=60)
+    client.set("yitu:other", "kept")
+
+    async def body(hub: LiveHub) -> list[bool]:
+        async with hub.subscribe(None) as (sub, _):
+            await asyncio.to_thread(_publish, redis_url, {"type": "van.moved", "van": "V01"})
+            await _collect(sub, 1)
+            after_van = client.exists("yitu:cache:kpi:tiles:150623") == 1
+            await asyncio.to_thread(_publish, redis_url, {"type": "case.created", "code": "K1"})
+            await _collect(sub, 1)  # by the time the screen has it, the cache is gone
+            return [after_van, client.exists("yitu:cache:kpi:tiles:150623") == 1]
+
+    try:
+        assert _run(redis_url, body) == [True, False]
+        assert client.get("yitu:other") == "kept"
+    finally:
+        client.close()
+
+
+def test_redis_restart_tells_every_screen_to_resync_and_the_stream_goes_on(scratch_stack: EmbeddedStack) -> None:
+    url = with_redis_db(scratch_stack.redis_url(), 0)
+
+    async def body(hub: LiveHub) -> Any:
+        async with hub.subscribe(None) as (sub, _):
+            await asyncio.to_thread(scratch_stack.stop_redis)
+            await _until(lambda: not hub.healthy, "the hub to notice Redis is gone")
+            await asyncio.to_thread(scratch_stack.start_redis)
+            await _until(lambda: hub.healthy, "the hub to read again")
+            told = await sub.next(1.0)
+            sub.resynced()
+            await asyncio.to_thread(_publish, url, {"type": "case.created", "code": "AFTER-RESTART"})
+            return told, await _collect(sub, 1)
+
+    told, after = _run(url, body)
+    assert told is None  # resync: what was published while Redis was down may be lost
+    assert [e.event["code"] for e in after] == ["AFTER-RESTART"]
