@@ -129,6 +129,14 @@ def _lookup(svc: Services, digest: str) -> Principal | None:
     return Principal(int(row[0]), row[1], row[2], row[3]) if row else None
 
 
+def lookup(svc: Services, token: str) -> Principal | None:
+    """The principal of a raw token, or None (for callers that are not requests: the dispatch page)."""
+    token = (token or "").strip()
+    if not token or len(token) > 200:
+        return None
+    return _lookup(svc, hash_token(token))
+
+
 def principal(request: Request) -> Principal:
     """The dependency: the caller's principal, or 401 without a valid ``Authorization: Bearer``."""
     header = request.headers.get("authorization", "")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import area_export, areas, cases, health, layers, osmand, stats, vans
+from api import area_export, areas, cases, dispatch, health, layers, osmand, stats, vans
 
 
 def all_routers() -> list[APIRouter]:
     return [health.router, layers.router, area_export.router, cases.router, areas.router, stats.router,
-            vans.router, osmand.router]
+            vans.router, osmand.router, dispatch.router]

@@ -193,12 +193,13 @@ def accept(request: Request, pings: list[Ping]) -> IngestResult:
     with svc.pool.connection() as conn:
         try:
             result = tracking.ingest(conn, pings, partitions=_partitions(request),
-                                     max_speed_kmh=svc.settings.van_max_speed_kmh)
+                                     max_speed_kmh=svc.settings.van_max_speed_kmh,
+                                     arrival_radius_m=svc.settings.arrival_radius_m, rules=runtime(request).rules)
         except tracking.UnknownVan as exc:
             raise errors.InvalidParameter(str(exc), field=f"positions.{exc.index}.van") from None
     stream = runtime(request).stream  # short timeouts: a dead Redis costs little
     write_live(stream, result.moved.values())
-    events.publish_many(stream, moved_events(result))
+    events.publish_many(stream, [*moved_events(result), *result.events])  # + dispatch.arrived, case.changed
     return result
 
 

@@ -27,7 +27,8 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, set_props
 from dash.exceptions import PreventUpdate, WebsocketDisconnected
 
 from api.live import Entry, LiveHub
-from dashboard.pages.wall import POINT
+from dashboard.pages import dispatch as dispatch_page
+from dashboard.pages import wall as wall_page
 
 log = logging.getLogger("yitu.live")
 
@@ -139,14 +140,15 @@ def register(app: Dash, get_hub: Callable[[], LiveHub]) -> None:
         raise PreventUpdate
 
     # What the page does with a batch is pure UI: which layers reload, whether numbers refresh.
-    app.clientside_callback(
-        "function(batch, urls, ids) { return window.yitu.live.layerUrls(batch, urls, ids); }",
-        Output({"type": POINT, "layer": ALL}, "url"),
-        Input(Ids.EVENTS, "data"),
-        State({"type": POINT, "layer": ALL}, "url"),
-        State({"type": POINT, "layer": ALL}, "id"),
-        prevent_initial_call=True,
-    )
+    for point in (wall_page.POINT, dispatch_page.POINT):  # the live point layers of each page
+        app.clientside_callback(
+            "function(batch, urls, ids) { return window.yitu.live.layerUrls(batch, urls, ids); }",
+            Output({"type": point, "layer": ALL}, "url"),
+            Input(Ids.EVENTS, "data"),
+            State({"type": point, "layer": ALL}, "url"),
+            State({"type": point, "layer": ALL}, "id"),
+            prevent_initial_call=True,
+        )
     app.clientside_callback(
         "function(batch, ids) { return window.yitu.live.ticks(batch, ids); }",
         Output({"type": TICK, "page": ALL}, "data"),

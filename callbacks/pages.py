@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 from dash import Dash, Input, Output, State, html
 
 from api.services import Services
-from dashboard.pages import area, wall
+from dashboard.pages import area, dispatch, wall
 from geodata import queries
 
 
@@ -30,6 +30,8 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
             if banner is not None:
                 banner["attribution"] = _attribution(banner["code"])
             return wall.layout(svc.settings, banner)
+        if path == "/dispatch":
+            return dispatch.layout(svc.settings, queries.banner(conn))
         if path.startswith("/area/"):
             code = path.removeprefix("/area/")
             summary = queries.area_summary(conn, code) if code.isdigit() and len(code) <= 15 else None

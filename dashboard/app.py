@@ -21,6 +21,7 @@ from api import errors
 from api import scheduler as cases_scheduler
 from api.live import LiveHub
 from callbacks import area as area_callbacks
+from callbacks import dispatch as dispatch_callbacks
 from callbacks import live as live_callbacks
 from callbacks import pages as pages_callbacks
 from callbacks import wall as wall_callbacks
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     get_services = lambda: app.state.services  # noqa: E731 - the lifespan opens them after start
     for module in (pages_callbacks, wall_callbacks, area_callbacks):
         module.register(dash_app, get_services)
+    dispatch_callbacks.register(dash_app, get_services, lambda: app.state.cases_runtime)
     live_callbacks.register(dash_app, lambda: app.state.live)
     # Dash collects its assets on the first request; with the FastAPI backend the first page served
     # (say a shared /area/… link) would go out without them. Collect them now instead.

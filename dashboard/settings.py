@@ -102,6 +102,20 @@ class Settings(BaseSettings):
     van_track_max_days: float = Field(
         default=7, gt=0, le=366, description="The longest span GET /api/v1/vans/{id}/track answers for.")
 
+    # --- dispatch -------------------------------------------------------------------
+    dispatch_snap_max_m: float = Field(
+        default=2000, ge=0, le=50_000,
+        description="A van or case farther than this from every road is routed by great circle (× detour).")
+    dispatch_detour_factor: float = Field(
+        default=1.3, ge=1, le=5, description="Off-road legs and great-circle routes: straight distance × this.")
+    dispatch_speed_trunk_kmh: float = Field(default=80, gt=0, le=200, description="ETA speed on trunk roads.")
+    dispatch_speed_county_kmh: float = Field(default=60, gt=0, le=200, description="ETA speed on county roads.")
+    dispatch_speed_village_kmh: float = Field(default=40, gt=0, le=200, description="ETA speed on village roads.")
+    dispatch_speed_offroad_kmh: float = Field(default=30, gt=0, le=200, description="ETA speed off the road network.")
+    arrival_radius_m: float = Field(
+        default=200, gt=0, le=5000,
+        description="A van on its way that reports a fix this close to its case is on site (the case starts).")
+
     # --- live push ----------------------------------------------------------------
     websocket_origins: list[str] = Field(
         default_factory=list,

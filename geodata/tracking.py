@@ -22,8 +22,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,9 @@ import psycopg
 from psycopg.rows import dict_row
 from pyproj import Geod
 
+from geodata import dispatch
 from geodata.queries import query
+from geodata.workflow import DeadlineRules
 
 GEOD = Geod(ellps="WGS84")
 DEFAULT_MAX_SPEED_KMH = 200.0
@@ -68,6 +70,7 @@ class IngestResult:
     received: int
     stored: list[Ping]  # new in the history, oldest first
     moved: dict[str, Fix]  # the vans whose latest position changed
+    events: list[dict[str, Any]] = field(default_factory=list)  # arrivals: publish after COMMIT
 
     @property
     def duplicates(self) -> int:
@@ -155,8 +158,15 @@ def mileage_km(track: list[tuple[float, float, datetime]], max_speed_kmh: float)
 
 
 def ingest(conn: psycopg.Connection, pings: list[Ping], *, partitions: PartitionCache,
-           max_speed_kmh: float = DEFAULT_MAX_SPEED_KMH) -> IngestResult:
+           max_speed_kmh: float = DEFAULT_MAX_SPEED_KMH,
+           arrival_radius_m: float = dispatch.DEFAULT_ARRIVAL_RADIUS_M,
+           rules: DeadlineRules | None = None) -> IngestResult:
     """Store a batch and move the vans; commits (call with no transaction open).
+
+    A van on its way to a case whose newest in-order fix lies within ``arrival_radius_m`` of it
+    arrives, in the same transaction (geodata/dispatch.py ``arrive``: one statement per batch);
+    late pings never move a van, so they never make it arrive. The caller publishes
+    ``IngestResult.events`` after this returns.
 
     Raises :class:`UnknownVan` (nothing written) if a ping names a van that does not exist.
     """
@@ -175,13 +185,19 @@ def ingest(conn: psycopg.Connection, pings: list[Ping], *, partitions: Partition
         stored = sorted((p for p in rows if (p.van, p.time) in new), key=lambda p: p.time)
         moves = _moves(stored, vans, max_speed_kmh)
         moved: dict[str, Fix] = {}
+        events: list[dict[str, Any]] = []
         if moves:
             latest = [m[0] for m in moves]
             params = {**_columns(latest), "km": [m[1] for m in moves]}
             for van, odometer, status in conn.execute(query("van_update_latest"), params, prepare=True):
                 p = next(x for x in latest if x.van == van)
                 moved[van] = Fix(van, p.time, p.lon, p.lat, p.speed_kmh, p.heading, float(odometer), status)
-    return IngestResult(len(pings), stored, moved)
+            events = dispatch.arrive(conn, latest, arrival_radius_m, rules or DeadlineRules(),
+                                     datetime.now(timezone.utc))
+            for e in events:
+                if e["type"] == "dispatch.arrived":
+                    moved[e["van"]] = replace(moved[e["van"]], status="on_site")
+    return IngestResult(len(pings), stored, moved, events)
 
 
 def _moves(stored: list[Ping], vans: dict[str, dict[str, Any]], max_speed_kmh: float) -> list[tuple[Ping, float]]:

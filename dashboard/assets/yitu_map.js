@@ -193,18 +193,37 @@
       var nu = window.dash_clientside.no_update;
       if (!batch) { return (ids || []).map(function () { return nu; }); }
       var live = yitu.live;
-      live.batches += 1;
-      if (batch.resync) { live.resyncs += 1; }
-      live.last = batch;
-      var t = performance.now();
-      (batch.events || []).forEach(function (e) { if (e.code && !(e.code in live.seen)) { live.seen[e.code] = t; } });
+      var key = batch.seq + "@" + batch.at;  // one callback per page's layer type: count a batch once
+      if (live.lastKey !== key) {
+        live.lastKey = key;
+        live.batches += 1;
+        if (batch.resync) { live.resyncs += 1; }
+        live.last = batch;
+        var t = performance.now();
+        live.lastAt = t;
+        (batch.events || []).forEach(function (e) { if (e.code && !(e.code in live.seen)) { live.seen[e.code] = t; } });
+      }
+      var rev = Math.round(batch.at * 1000) % 1000000000;  // new on every batch, also after a reconnect
       return (ids || []).map(function (id, i) {
-        return urls[i] && touches(batch, id.layer) ? withRev(urls[i], batch.seq) : nu;
+        return urls[i] && touches(batch, id.layer) ? withRev(urls[i], rev) : nu;
       });
     },
+    lastAt: performance.now(),
     ticks: function (batch, ids) {
       var nu = window.dash_clientside.no_update;
       return (ids || []).map(function () { return batch && (batch.numbers || batch.resync) ? batch.seq : nu; });
     }
   };
+
+  // A wall screen runs unattended. The push sends at least a heartbeat every 15 s; when it has
+  // been silent for a minute (Dash's WebSocket gives up after ten failed reconnects) and the
+  // server answers again, reload the page rather than show a frozen picture.
+  if (!yitu._watchdog) {
+    yitu._watchdog = setInterval(function () {
+      if (performance.now() - yitu.live.lastAt < 60000) { return; }
+      fetch("/healthz", { cache: "no-store" }).then(function (r) {
+        if (r.ok) { window.location.reload(); }
+      }, function () { /* still down: try again on the next tick */ });
+    }, 10000);
+  }
 })();

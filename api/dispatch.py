@@ -1,0 +1,278 @@
+"""Van dispatch (派车): candidates for a case, sending a van, the end of its visit; cameras near a case.
+
+``GET /api/v1/cases/{code}/van-candidates`` ranks the vans by road distance (pgRouting, see
+geodata/dispatch.py); ``POST /api/v1/dispatches`` sends one (admin or dispatcher) in one
+transaction with the case's ``dispatch`` action; the van's own GPS marks its arrival
+(geodata/tracking.py); ``POST /api/v1/dispatches/{id}/end`` (or ``/cancel``) frees the van. Every
+committed change is published to the live stream afterwards (``dispatch.created``,
+``dispatch.arrived``, ``dispatch.ended``, ``dispatch.cancelled``, and the ``case.changed`` of each
+workflow step). A refusal is a 409 naming the ``field`` at fault (``van``, ``case``, ``id``, or
+``action`` with the ``allowed`` actions when the case is not at a step that permits it).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api import errors, events
+from api.auth import Principal, principal
+from api.cases import CODE, domain_errors, require_json
+from api.scheduler import CasesRuntime, runtime
+from api.services import Services, services
+from dashboard.settings import Settings
+from geodata import cases as store
+from geodata import dispatch
+from geodata.queries import cameras_near
+
+router = APIRouter(prefix="/api/v1", tags=["dispatch"])
+
+VAN_ID = r"^[A-Za-z0-9_-]{1,32}$"
+DISPATCHERS = frozenset({"admin", "dispatcher"})
+
+Svc = Annotated[Services, Depends(services)]
+Rt = Annotated[CasesRuntime, Depends(runtime)]
+Who = Annotated[Principal, Depends(principal)]
+DispatchId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The dispatch's id.")]
+
+
+class DispatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    case: str = Field(pattern=CODE, description="The case's code (一案一码).")
+    van: str = Field(pattern=VAN_ID, description="The van's id, e.g. V01.")
+    note: str | None = Field(default=None, max_length=2000, description="Goes into the case's audit row.")
+
+
+class EndIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    note: str | None = Field(default=None, max_length=2000)
+    result: Literal["success", "failed"] | None = Field(
+        default=None, description="Record the mediation attempt (workflow action attempt).")
+    outcome: Literal["mediated", "judicial_confirmation", "litigation", "arbitration", "withdrawn"] | None = Field(
+        default=None, description="Close the case with this outcome (workflow action close).")
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+def routing(settings: Settings) -> dispatch.Routing:
+    """Travel estimation from the ``dispatch_*`` settings."""
+    return dispatch.Routing(
+        snap_max_m=settings.dispatch_snap_max_m, detour=settings.dispatch_detour_factor,
+        trunk_kmh=settings.dispatch_speed_trunk_kmh, county_kmh=settings.dispatch_speed_county_kmh,
+        village_kmh=settings.dispatch_speed_village_kmh, offroad_kmh=settings.dispatch_speed_offroad_kmh,
+        offline_seconds=settings.van_offline_seconds)
+
+
+async def json_if_any(request: Request) -> None:
+    """The body is optional here; when there is one it must be JSON (415 otherwise)."""
+    if request.headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in request.headers:
+        checked = require_json(request)
+        if inspect.isawaitable(checked):  # require_json may be a coroutine function
+            await checked
+
+
+@contextmanager
+def dispatch_errors() -> Iterator[None]:
+    """The dispatch refusals in the API's taxonomy (the workflow's through ``domain_errors``)."""
+    try:
+        with domain_errors():
+            yield
+    except (dispatch.UnknownVan, dispatch.UnknownDispatch) as exc:
+        raise errors.NotFound(exc.message, field=exc.field) from None
+    except (dispatch.VanBusy, dispatch.CaseBusy, dispatch.NotActive) as exc:
+        raise errors.Conflict(exc.message, field=exc.field) from None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v else None
+
+
+def _r(v: float | None, nd: int = 1) -> float | None:
+    return None if v is None else round(v, nd)
+
+
+def _case_in_scope(svc: Services, who: Principal, code: str) -> dict[str, Any]:
+    """The case (404 if unknown, 403 outside the token's area), as GET /api/v1/cases/{code} does."""
+    with svc.pool.connection() as conn:
+        row = store.get_case(conn, code)
+    if row is None:
+        raise errors.NotFound(f"no case with code {code}", field="code")
+    who.require_case(row)
+    return row
+
+
+def _scoped(who: Principal, field: str) -> Callable[[Mapping[str, Any]], None]:
+    """A check for geodata's ``authorize`` hooks: the case must lie in the token's area."""
+    def check(row: Mapping[str, Any]) -> None:
+        if not who.sees_case(row):
+            raise errors.Forbidden(f"case {row.get('code') or row.get('case_code')} is outside your area {who.area}",
+                                   field=field)
+    return check
+
+
+def _require_dispatcher(who: Principal) -> None:
+    if who.role not in DISPATCHERS:
+        raise errors.Forbidden(f"a {who.role} token cannot dispatch vans (admin or dispatcher only)",
+                               field="Authorization")
+
+
+def _may_end(who: Principal) -> Callable[[Mapping[str, Any]], None]:
+    """Dispatchers (within their area), or the crew of that very van (a ``van`` token named so)."""
+    scope = _scoped(who, "id")
+
+    def check(d: Mapping[str, Any]) -> None:
+        if who.role == "van":
+            if who.name != d["van_id"]:
+                raise errors.Forbidden(f"this van token is for {who.name}, not {d['van_id']}", field="Authorization")
+            return
+        _require_dispatcher(who)
+        scope(d)
+    return check
+
+
+def candidate_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"], "plate": row["plate"], "status": row["status"],
+            "lon": row["lon"], "lat": row["lat"], "last_seen_at": _iso(row["last_seen_at"]),
+            "distance_m": _r(row["distance_m"]), "eta_s": _r(row["eta_s"], 0), "method": row["method"],
+            "dispatchable": row["dispatchable"], "reason": dispatch.not_dispatchable_because(row),
+            "active_dispatch": row["active_dispatch"]}
+
+
+def dispatch_out(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": d["id"], "case": d["case_code"], "van": d["van_id"], "van_name": d["van_name"],
+            "status": d["status"], "distance_m": _r(d["distance_m"]), "eta_s": _r(d["eta_s"], 0),
+            "method": d["method"], "created_at": _iso(d["created_at"]), "created_by": d["created_by"],
+            "note": d["note"], "arrived_at": _iso(d["arrived_at"]), "ended_at": _iso(d["ended_at"]),
+            "ended_by": d["ended_by"], "end_note": d["end_note"], "result": d["result"], "outcome": d["outcome"],
+            "case_step": d["case_step"], "case_lon": d["case_lon"], "case_lat": d["case_lat"]}
+
+
+# --- around a case -------------------------------------------------------------------------------
+
+@router.get("/cases/{code}/van-candidates",
+            summary="The vans that could go to a case, by road distance (pgRouting); dispatchable first")
+def van_candidates(code: Annotated[str, Path(pattern=CODE)], svc: Svc, who: Who) -> dict[str, Any]:
+    case = _case_in_scope(svc, who, code)
+    now = _now()
+    route = routing(svc.settings)
+    with svc.pool.connection() as conn:
+        rows = dispatch.candidates(conn, code, route, now)
+    return {"case": code, "lon": case["lon"], "lat": case["lat"], "step": case["step"], "as_of": now.isoformat(),
+            "routing": {"snap_max_m": route.snap_max_m, "detour_factor": route.detour,
+                        "speeds_kmh": {"trunk": route.trunk_kmh, "county": route.county_kmh,
+                                       "village": route.village_kmh, "offroad": route.offroad_kmh}},
+            "candidates": [candidate_out(r) for r in rows]}
+
+
+@router.get("/cases/{code}/cameras", summary="Cameras within radius metres of a case, nearest first")
+def case_cameras(code: Annotated[str, Path(pattern=CODE)], svc: Svc, who: Who,
+                 radius: Annotated[float, Query(ge=1, le=5000, allow_inf_nan=False,
+                                                description="Metres, 1 to 5000.")] = 500) -> dict[str, Any]:
+    case = _case_in_scope(svc, who, code)
+    rows: list[dict[str, Any]] = []
+    if case["lon"] is not None:
+        with svc.pool.connection() as conn:
+            rows = cameras_near(conn, case["lon"], case["lat"], radius)
+    return {"case": code, "lon": case["lon"], "lat": case["lat"], "radius_m": radius,
+            "cameras": [{"code": r["device_code"], "name": r["name"], "type": r["kind"], "status": r["status"],
+                         "stream_url": r["stream_url"], "lon": r["lon"], "lat": r["lat"],
+                         "distance_m": _r(r["distance_m"])} for r in rows]}
+
+
+# --- dispatches ----------------------------------------------------------------------------------
+
+@router.post("/dispatches", status_code=201, dependencies=[Depends(require_json)],
+             summary="Send a van to a case (admin, dispatcher); 409 if the van or the case is not free",
+             responses={409: {"description": "Van busy / offline / not available, case busy, or the case's step "
+                                             "does not allow dispatch (`allowed` lists what does)"}})
+def create_dispatch(body: DispatchIn, svc: Svc, rt: Rt, who: Who) -> dict[str, Any]:
+    return send_van(svc, rt, who, body.case, body.van, body.note)
+
+
+def send_van(svc: Services, rt: CasesRuntime, who: Principal, case: str, van: str, note: str | None, *,
+             accept_first: bool = False) -> dict[str, Any]:
+    """Send ``van`` to ``case`` for ``who``: the API's POST and the dispatch page's button both call this.
+
+    ``accept_first`` (the page's 核实并派车 on a case still ``reported``): the dispatcher verifies
+    the report and sends the van in one transaction, two audit rows; a refusal undoes both.
+    """
+    _require_dispatcher(who)
+    now = _now()
+    published: list[dict[str, Any]] = []
+    with dispatch_errors(), svc.pool.connection() as conn:
+        if accept_first:
+            row = store.get_case(conn, case)
+            if row is not None and row["step"] == "reported":
+                accepted, change = store.transition(conn, case, "accept", {}, who.actor, rt.rules, now,
+                                                    authorize=_scoped(who, "case"))
+                published.append(store.event_of("case.changed", accepted, now, action="accept",
+                                                from_step=change.from_step))
+        out = dispatch.create(conn, case, van, note, who.actor, rt.rules, routing(svc.settings), now,
+                              authorize=_scoped(who, "case"))
+    events.publish_many(rt.stream, [*published, *out.events])  # committed: now the screens may hear of it
+    return dispatch_out(out.dispatch)
+
+
+@router.get("/dispatches", summary="Dispatches, newest first (active=true: vans on their way or on site)")
+def list_dispatches(svc: Svc, who: Who,
+                    active: bool = False,
+                    van: Annotated[str | None, Query(pattern=VAN_ID)] = None,
+                    case: Annotated[str | None, Query(pattern=CODE)] = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> dict[str, Any]:
+    with svc.pool.connection() as conn:
+        rows = dispatch.dispatches(conn, active=active, van=van, case=case, area=who.area, limit=limit,
+                                   offset=offset)
+    return {"active": active, "limit": limit, "offset": offset, "dispatches": [dispatch_out(r) for r in rows]}
+
+
+@router.get("/dispatches/{dispatch_id}", summary="One dispatch")
+def get_dispatch(dispatch_id: DispatchId, svc: Svc, who: Who) -> dict[str, Any]:
+    with svc.pool.connection() as conn:
+        row = dispatch.get(conn, dispatch_id)
+    if row is None or not who.sees_case(row):
+        raise errors.NotFound(f"no dispatch with id {dispatch_id}", field="id")
+    return dispatch_out(row)
+
+
+@router.post("/dispatches/{dispatch_id}/end", dependencies=[Depends(json_if_any)],
+             summary="End a visit (admin, dispatcher, or that van): van available; optionally attempt / close",
+             responses={409: {"description": "Already ended or cancelled, or the case's step refuses the action"}})
+def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndIn | None = None) -> dict[str, Any]:
+    if who.role not in DISPATCHERS | {"van"}:
+        raise errors.Forbidden(f"a {who.role} token cannot end a dispatch", field="Authorization")
+    body = body or EndIn()
+    now = _now()
+    with dispatch_errors(), svc.pool.connection() as conn:
+        out = dispatch.end(conn, dispatch_id, who.actor, rt.rules, routing(svc.settings), now, note=body.note,
+                           result=body.result, outcome=body.outcome, authorize=_may_end(who))
+    events.publish_many(rt.stream, out.events)
+    return dispatch_out(out.dispatch)
+
+
+@router.post("/dispatches/{dispatch_id}/cancel", dependencies=[Depends(json_if_any)],
+             summary="Call back a van on its way (admin, dispatcher): van available, case left dispatched",
+             responses={409: {"description": "Not en route (on site: end it; or already over)"}})
+def cancel_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who,
+                    body: CancelIn | None = None) -> dict[str, Any]:
+    _require_dispatcher(who)
+    body = body or CancelIn()
+    now = _now()
+    with dispatch_errors(), svc.pool.connection() as conn:
+        out = dispatch.cancel(conn, dispatch_id, who.actor, routing(svc.settings), now, note=body.note,
+                              authorize=_scoped(who, "id"))
+    events.publish_many(rt.stream, out.events)
+    return dispatch_out(out.dispatch)

@@ -1,0 +1,263 @@
+"""Dispatch-page callbacks: sign in with a token, the queue, a case's candidates, one-click send.
+
+The work is in module-level functions taking the services first (tests call them directly);
+``register`` wires them. Every callback that shows or changes anything checks the token again
+(a revoked token stops working at once), and sending goes through the same function as
+``POST /api/v1/dispatches`` (``api.dispatch.send_van``): one transaction, the same refusals,
+the same events on the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import dash_leaflet as dl
+from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
+from psycopg.rows import dict_row
+
+from api import auth
+from api import dispatch as dispatch_api
+from api.errors import YituError
+from api.scheduler import CasesRuntime
+from api.services import Services
+from callbacks.wall import case_card, van_board
+from dashboard.i18n import translator
+from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids
+from geodata import dispatch, queries
+from geodata.queries import query
+from geodata.workflow import WorkflowError
+from layers import cases as cases_layer
+
+DISPATCHERS = frozenset({"admin", "dispatcher"})
+QUEUE_LIMIT = 200  # the queue scrolls; a banner rarely has more waiting at once
+CAMERA_RADIUS_M = 500
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def signed_in(svc: Services, token: str | None) -> auth.Principal | None:
+    """The dispatcher behind ``token``, or None when it is unknown, revoked or may not dispatch."""
+    who = auth.lookup(svc, token or "")
+    return who if who is not None and who.role in DISPATCHERS else None
+
+
+def sign_in(svc: Services, token: str | None, lang: str) -> tuple[str | None, str, str]:
+    """(token to keep, who is signed in, message) for a token typed into the page."""
+    t = translator(lang)
+    who = auth.lookup(svc, token or "")
+    if who is None:
+        return None, "", t("dispatch.bad_token")
+    if who.role not in DISPATCHERS:
+        return None, "", t("dispatch.no_right")
+    return token, f"{who.name} · {who.role}" + (f" · {who.area}" if who.area else ""), ""
+
+
+def _hours(seconds: float) -> str:
+    h, m = divmod(int(abs(seconds)) // 60, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m"
+
+
+def waiting(svc: Services, who: auth.Principal, now: datetime) -> list[dict[str, Any]]:
+    with svc.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query("dispatch_queue"), {"area": who.area, "now": now, "limit": QUEUE_LIMIT}).fetchall()
+
+
+def queue_items(svc: Services, who: auth.Principal | None, selected: str | None, lang: str,
+                now: datetime | None = None) -> list[Any]:
+    t = translator(lang)
+    if who is None:
+        return [html.P(t("dispatch.need_token"), className="yitu-muted")]
+    now = now or _now()
+    rows = waiting(svc, who, now)
+    if not rows:
+        return [html.P(t("dispatch.queue_empty"), className="yitu-muted")]
+    name = "type_zh" if lang == "zh-CN" else "type_en"
+    out = []
+    for r in rows:
+        left = (r["deadline"] - now).total_seconds() if r["deadline"] else None
+        due = "" if left is None else t("dispatch.over" if left < 0 else "dispatch.left").format(h=_hours(left))
+        out.append(html.Button(
+            id={"type": QUEUE_ITEM, "code": r["code"]}, n_clicks=0,
+            className="yitu-queue-item" + (" yitu-overdue" if r["overdue"] else "")
+            + (" yitu-selected" if r["code"] == selected else ""),
+            children=[html.Span(r["code"], className="yitu-queue-code"),
+                      html.Span(r[name], className="yitu-chip"),
+                      html.Span(t(f"step.{r['step']}"), className=f"yitu-chip yitu-step-{r['step']}"),
+                      html.Span(t(f"level.{r['level']}"), className="yitu-chip"),
+                      html.Span(due, className="yitu-due" + (" yitu-red" if r["overdue"] else "")),
+                      html.Span(r["grid_name"] or "", className="yitu-muted")]))
+    return out
+
+
+def _why(reason: str | None, status: str, t: Callable[[str], str]) -> str:
+    """Why a van cannot go, unless its status already says it (an offline van is just offline)."""
+    if reason is None:
+        return t("dispatch.busy")
+    return "" if reason == status else t(f"dispatch.reason.{reason}")
+
+
+def _candidate_row(r: dict[str, Any], t: Callable[[str], str]) -> html.Tr:
+    reason = dispatch.not_dispatchable_because(r)
+    km = f"{r['distance_m'] / 1000:.1f}" if r["distance_m"] is not None else "—"
+    eta = f"{r['eta_s'] / 60:.0f}" if r["eta_s"] is not None else "—"
+    action: Any = (html.Button(t("dispatch.send"), id={"type": SEND, "van": r["id"]}, n_clicks=0,
+                               className="yitu-button yitu-send")
+                   if r["dispatchable"] else html.Span(_why(reason, r["status"], t), className="yitu-muted"))
+    return html.Tr(className=f"yitu-van-{r['status']}", children=[
+        html.Td(f"{r['id']} {r['name']}"), html.Td(t(f"van.{r['status']}")),
+        html.Td(f"{km} {t('dispatch.km')}"), html.Td(f"{eta} {t('dispatch.min')}"),
+        html.Td(t(f"dispatch.{r['method']}") if r["method"] else "—", className="yitu-muted"), html.Td(action)])
+
+
+def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lang: str) -> tuple[Any, Any, Any, Any]:
+    """The selected case's card, its candidate vans, its cameras, and its marker on the map."""
+    t = translator(lang)
+    if who is None or not code:
+        hint = html.P(t("dispatch.pick" if who else "dispatch.need_token"), className="yitu-muted")
+        return [], hint, [], []
+    with svc.pool.connection() as conn:
+        card = cases_layer.card(conn, code)
+        if card is None or not who.sees_case(_chain(conn, code)):
+            return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
+        rows = dispatch.candidates(conn, code, dispatch_api.routing(svc.settings), _now())
+        lon, lat = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
+        cams = queries.cameras_near(conn, lon, lat, CAMERA_RADIUS_M)
+    table = html.Table(className="yitu-table yitu-candidates", children=[html.Tbody(
+        [_candidate_row(r, t) for r in rows])])
+    cameras = ([html.Div(className="yitu-camera-row", children=[
+        html.A(c["name"], href=c["stream_url"], target="_blank", className="yitu-link"),
+        html.Span(f"{t('camera.' + c['kind'])} · {t('camera.' + c['status'])} · {c['distance_m']:.0f} m",
+                  className="yitu-muted")]) for c in cams]
+               or [html.P(t("dispatch.no_cameras"), className="yitu-muted")])
+    focus = [dl.Circle(center=[lat, lon], radius=CAMERA_RADIUS_M, color="#ffe066", weight=2, fill=False,
+                       dashArray="6 6"),
+             dl.CircleMarker(center=[lat, lon], radius=14, color="#ffe066", weight=3, fill=False)]
+    return case_card(svc, code, lang), table, cameras, focus
+
+
+def _chain(conn: Any, code: str) -> dict[str, Any]:
+    row = conn.execute("SELECT grid_code, village_code, town_code, banner_code FROM cases WHERE code = %s",
+                       (code,)).fetchone()
+    return dict(zip(("grid_code", "village_code", "town_code", "banner_code"), row or (None,) * 4))
+
+
+def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, van: str, lang: str) -> dict[str, Any]:
+    """Send ``van`` to case ``code``; the outcome as {"ok", "message", ...} for the page."""
+    t = translator(lang)
+    who = signed_in(svc, token)
+    if who is None:
+        return {"ok": False, "message": t("dispatch.no_right")}
+    if not code:
+        return {"ok": False, "message": t("dispatch.pick")}
+    try:
+        out = dispatch_api.send_van(svc, rt, who, code, van, None, accept_first=True)
+    except (YituError, WorkflowError) as exc:
+        return {"ok": False, "message": getattr(exc, "message", str(exc)), "field": getattr(exc, "field", None)}
+    eta = f"{out['eta_s'] / 60:.0f}" if out.get("eta_s") is not None else "—"
+    return {"ok": True, "id": out["id"], "at": _now().isoformat(),
+            "message": t("dispatch.sent").format(van=f"{van} {out.get('van_name') or ''}".strip(), case=code, eta=eta)}
+
+
+def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], CasesRuntime]) -> None:
+    @app.callback(
+        Output(Ids.TOKEN, "data"),
+        Output(Ids.WHO, "children"),
+        Output(Ids.MESSAGE, "children", allow_duplicate=True),
+        Output(Ids.TOKEN_INPUT, "value"),
+        Input(Ids.SIGNIN, "n_clicks"),
+        Input(Ids.TOKEN_INPUT, "n_submit"),
+        Input(Ids.SIGNOUT, "n_clicks"),
+        Input(Ids.TOKEN, "modified_timestamp"),
+        State(Ids.TOKEN_INPUT, "value"),
+        State(Ids.TOKEN, "data"),
+        State("lang", "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def _signin(_n, _submit, _out, _ts, typed, kept, lang):  # type: ignore[no-untyped-def]
+        trig = ctx.triggered_id
+        if trig == Ids.SIGNOUT:
+            return None, "", "", ""
+        if trig in (Ids.SIGNIN, Ids.TOKEN_INPUT):
+            token, who, msg = sign_in(get(), typed, lang)
+            return token, who, msg, ""
+        # A page opened (or reopened) in a tab that is already signed in.
+        token, who, msg = sign_in(get(), kept, lang) if kept else (None, "", "")
+        return (no_update if token else None), who, msg if kept else "", no_update
+
+    @app.callback(
+        Output(Ids.QUEUE, "children"),
+        Input(Ids.TOKEN, "data"),
+        Input(LIVE_TICK, "data"),
+        Input(Ids.SENT, "data"),
+        Input(Ids.SELECTED, "data"),
+        State("lang", "data"),
+    )
+    def _queue(token, _tick, _sent, selected, lang):  # type: ignore[no-untyped-def]
+        svc = get()
+        return queue_items(svc, signed_in(svc, token), selected, lang)
+
+    @app.callback(
+        Output(Ids.SELECTED, "data"),
+        Input({"type": QUEUE_ITEM, "code": ALL}, "n_clicks"),
+        Input({"type": POINT, "layer": ALL}, "clickData"),
+        prevent_initial_call=True,
+    )
+    def _select(_clicks, _points):  # type: ignore[no-untyped-def]
+        trig = ctx.triggered_id
+        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+            return no_update
+        if trig.get("type") == QUEUE_ITEM:
+            return trig["code"]
+        props = (ctx.triggered[0]["value"] or {}).get("properties") or {}
+        if trig.get("layer") == cases_layer.LAYER_ID and props.get("code") and not props.get("cluster"):
+            return props["code"]
+        return no_update
+
+    @app.callback(
+        Output(Ids.CASE, "children"),
+        Output(Ids.CANDIDATES, "children"),
+        Output(Ids.CAMERAS, "children"),
+        Output(Ids.FOCUS, "children"),
+        Output(Ids.VANS, "children"),
+        Input(Ids.SELECTED, "data"),
+        Input(Ids.TOKEN, "data"),
+        Input(LIVE_TICK, "data"),
+        Input(Ids.SENT, "data"),
+        State("lang", "data"),
+    )
+    def _panels(code, token, _tick, _sent, lang):  # type: ignore[no-untyped-def]
+        svc = get()
+        card, candidates, cameras, focus = case_panels(svc, signed_in(svc, token), code, lang)
+        return card, candidates, cameras, focus, van_board(svc, lang)
+
+    @app.callback(
+        Output(Ids.MAP, "viewport"),
+        Input(Ids.SELECTED, "data"),
+        prevent_initial_call=True,
+    )
+    def _fly(code):  # type: ignore[no-untyped-def]
+        with get().pool.connection() as conn:
+            row = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
+        if row is None:
+            return no_update
+        return {"center": [row[1], row[0]], "zoom": 13, "transition": "flyTo"}
+
+    @app.callback(
+        Output(Ids.SENT, "data"),
+        Output(Ids.MESSAGE, "children"),
+        Input({"type": SEND, "van": ALL}, "n_clicks"),
+        State(Ids.SELECTED, "data"),
+        State(Ids.TOKEN, "data"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )
+    def _send(_clicks, code, token, lang):  # type: ignore[no-untyped-def]
+        trig = ctx.triggered_id
+        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+            return no_update, no_update  # a re-rendered button (n_clicks 0), not a click
+        out = send(get(), get_runtime(), token, code, trig["van"], lang)
+        return out, out["message"]

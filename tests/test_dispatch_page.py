@@ -1,0 +1,205 @@
+"""The dispatcher's page: its callbacks as plain functions, then the page in headless Chromium."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from playwright.sync_api import Browser
+
+from api.auth import create_token, revoke_token
+from callbacks import dispatch as page
+from callbacks.pages import render
+from dashboard.app import create_app
+
+from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
+from .cases_fixtures import settings_for
+from .conftest import ARTIFACTS
+from .helpers import wait_for
+
+SEAT = (107.4812, 38.1834)
+
+
+@pytest.fixture
+def app_client(demo_db: str, redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_for(demo_db, redis_url, tmp_path))) as c:
+        yield c
+
+
+def _svc(c: TestClient) -> Any:
+    return c.app.state.services  # type: ignore[attr-defined]
+
+
+def _token(dsn: str, role: str, area: str | None = None, name: str | None = None) -> str:
+    with psycopg.connect(dsn) as conn:
+        return create_token(conn, name=name or f"page-{role}", role=role, area=area)[1]
+
+
+def _online(dsn: str, *vans: str, lon: float = SEAT[0], lat: float = SEAT[1]) -> None:
+    """Put vans at the seat, available, with a fresh fix (the demo's vans have not reported today)."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE vans SET geom = ST_SetSRID(ST_MakePoint(%s, %s), 4326), last_seen_at = now(), "
+                     "status = 'available' WHERE id = ANY(%s)", (lon, lat, list(vans)))
+
+
+def _texts(component: Any) -> str:
+    """All the text in a Dash component tree."""
+    if component is None:
+        return ""
+    if isinstance(component, (str, int, float)):
+        return str(component)
+    if isinstance(component, (list, tuple)):
+        return " ".join(_texts(c) for c in component)
+    return _texts(getattr(component, "children", None))
+
+
+def _ids(component: Any, kind: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if isinstance(component, (list, tuple)):
+        for c in component:
+            out += _ids(c, kind)
+        return out
+    cid = getattr(component, "id", None)
+    if isinstance(cid, dict) and cid.get("type") == kind:
+        out.append(cid)
+    children = getattr(component, "children", None)
+    return out + (_ids(children, kind) if children is not None else [])
+
+
+def test_only_a_live_dispatcher_or_admin_token_signs_in(app_client: TestClient, demo_db: str) -> None:
+    svc = _svc(app_client)
+    disp = _token(demo_db, "dispatcher", name="值班调度")
+    kept, who, msg = page.sign_in(svc, disp, "zh-CN")
+    assert kept == disp and who == "值班调度 · dispatcher" and msg == ""
+    for bad, why in ((_token(demo_db, "viewer"), "无调度权限"), (_token(demo_db, "van", name="V01"), "无调度权限"),
+                     ("yitu_not-a-token", "无效"), ("", "无效"), ("x" * 5000, "无效"), ("'; DROP TABLE cases; --", "无效")):
+        kept, who, msg = page.sign_in(svc, bad, "zh-CN")
+        assert kept is None and who == "" and why in msg
+    with psycopg.connect(demo_db) as conn:
+        revoke_token(conn, "值班调度")
+    assert page.signed_in(svc, disp) is None  # revoked: the page stops working at once
+    assert "令牌" in _texts(page.queue_items(svc, None, None, "zh-CN"))
+
+
+def test_the_queue_is_the_waiting_cases_of_the_area_most_urgent_first(app_client: TestClient, demo_db: str) -> None:
+    svc = _svc(app_client)
+    now = datetime.now(timezone.utc)
+    for area in (None, "150623102"):
+        who = page.signed_in(svc, _token(demo_db, "dispatcher", area=area, name=f"d-{area}"))
+        assert who is not None
+        rows = page.waiting(svc, who, now)
+        with psycopg.connect(demo_db) as conn:
+            expected = [r[0] for r in conn.execute(
+                "SELECT code FROM cases WHERE step IN ('reported', 'accepted') AND (%(a)s::text IS NULL OR town_code = %(a)s) "
+                "ORDER BY deadline NULLS LAST, reported_at, id LIMIT 200", {"a": area})]
+        assert [r["code"] for r in rows] == expected and len(expected) > 5
+        deadlines = [r["deadline"] for r in rows if r["deadline"]]
+        assert deadlines == sorted(deadlines)
+        assert all(r["overdue"] == (r["deadline"] is not None and r["deadline"] < now) for r in rows)
+        items = page.queue_items(svc, who, expected[0], "zh-CN", now)
+        assert [i["code"] for i in _ids(items, page.QUEUE_ITEM)] == expected
+        assert "yitu-selected" in items[0].className
+
+
+def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client: TestClient, demo_db: str) -> None:
+    svc = _svc(app_client)
+    _online(demo_db, "V01", "V02")
+    who = page.signed_in(svc, _token(demo_db, "dispatcher"))
+    code = page.waiting(svc, who, datetime.now(timezone.utc))[0]["code"]  # type: ignore[arg-type]
+    card, candidates, cameras, focus = page.case_panels(svc, who, code, "zh-CN")
+    text = _texts(card)
+    assert code in text and "****" in text  # phones masked on the page too
+    with psycopg.connect(demo_db) as conn:
+        phones = [p["phone"] for p in conn.execute("SELECT parties FROM cases WHERE code = %s", (code,)).fetchone()[0]]
+    assert phones and not any(p in text for p in phones)
+    assert [i["van"] for i in _ids(candidates, page.SEND)] == ["V01", "V02"]  # only the dispatchable ones
+    assert "公里" in _texts(candidates) and "分钟" in _texts(candidates)
+    assert len(focus) == 2 and cameras
+    # A token scoped to another town does not see the case.
+    with psycopg.connect(demo_db) as conn:
+        town = conn.execute("SELECT town_code FROM cases WHERE code = %s", (code,)).fetchone()[0]
+        other = conn.execute("SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1",
+                             (town,)).fetchone()[0]
+    outsider = page.signed_in(svc, _token(demo_db, "dispatcher", area=other, name="outsider"))
+    card, candidates, _, _ = page.case_panels(svc, outsider, code, "zh-CN")
+    assert card == [] and _ids(candidates, page.SEND) == []
+
+
+def test_sending_from_the_page_is_the_api_dispatch_with_its_refusals(app_client: TestClient, demo_db: str) -> None:
+    svc, rt = _svc(app_client), app_client.app.state.cases_runtime  # type: ignore[attr-defined]
+    _online(demo_db, "V01")
+    disp = _token(demo_db, "dispatcher")
+    first, second = [r["code"] for r in page.waiting(svc, page.signed_in(svc, disp), datetime.now(timezone.utc))[:2]]
+    assert page.send(svc, rt, _token(demo_db, "viewer"), first, "V01", "zh-CN")["ok"] is False
+    out = page.send(svc, rt, disp, first, "V01", "zh-CN")
+    assert out["ok"] is True and "V01" in out["message"] and first in out["message"], out
+    with psycopg.connect(demo_db) as conn:
+        assert conn.execute("SELECT step FROM cases WHERE code = %s", (first,)).fetchone()[0] == "dispatched"
+        assert conn.execute("SELECT status FROM vans WHERE id = 'V01'").fetchone()[0] == "en_route"
+    busy = page.send(svc, rt, disp, second, "V01", "zh-CN")  # the van is on its way: refused, named
+    assert busy["ok"] is False and busy["field"] == "van"
+    unknown = page.send(svc, rt, disp, second, "V99", "zh-CN")
+    assert unknown["ok"] is False and unknown["field"] == "van"
+    assert page.send(svc, rt, disp, None, "V01", "zh-CN")["ok"] is False
+    with psycopg.connect(demo_db) as conn:
+        assert conn.execute("SELECT step FROM cases WHERE code = %s", (second,)).fetchone()[0] in ("reported", "accepted")
+        assert conn.execute("SELECT count(*) FROM dispatches").fetchone()[0] == 1
+
+
+@pytest.mark.browser
+def test_a_dispatcher_signs_in_picks_a_case_and_sends_a_van_in_one_click(live_server, demo_db: str, redis_url: str,
+                                                                         browser: Browser) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(demo_db, redis_url)
+    _online(demo_db, "V02")
+    disp, admin = _token(demo_db, "dispatcher", name="值班调度"), _token(demo_db, "admin")
+    wall = Watched(browser, srv.url)
+    wall.page.goto(srv.url + "/")
+    wall.page.wait_for_function(SETTLED, timeout=30_000)
+
+    w = Watched(browser, srv.url)
+    p = w.page
+    p.goto(srv.url + "/dispatch")
+    p.wait_for_selector("#dispatch-token-input")
+    wait_for(lambda: "令牌" in p.inner_text("#dispatch-queue"), what="the sign-in hint")  # nothing before signing in
+    p.fill("#dispatch-token-input", disp)
+    p.click("#dispatch-signin")
+    p.wait_for_selector(".yitu-queue-item", timeout=15_000)
+    assert p.inner_text("#dispatch-who").startswith("值班调度")
+    assert p.input_value("#dispatch-token-input") == ""  # the token is not left in the field
+
+    # A case reported now joins the queue while the page is open (live push, no reload).
+    r = httpx.post(srv.url + "/api/v1/cases", headers={"Authorization": f"Bearer {admin}"}, timeout=30,
+                   json={"type": "grassland", "description": "草场边界争议", "lon": SEAT[0] + 0.02, "lat": SEAT[1] + 0.01,
+                         "channel": "hotline_12345", "parties": [{"name": "巴特尔", "phone": "13912345678"}]})
+    assert r.status_code == 201
+    code = r.json()["code"]
+    item = f"[id*='{code}']"
+    p.wait_for_selector(f".yitu-queue-item{item}", timeout=15_000)
+    p.click(f".yitu-queue-item{item}")
+    p.wait_for_selector(".yitu-send", timeout=15_000)
+    assert code in p.inner_text("#dispatch-case") and "139****5678" in p.inner_text("#dispatch-case")
+    p.click(".yitu-send")
+    wait_for(lambda: "V02" in p.inner_text("#dispatch-message"), what="the dispatch confirmation")
+    with psycopg.connect(demo_db) as conn:
+        step, assignee = conn.execute("SELECT step, assignee->>'id' FROM cases WHERE code = %s", (code,)).fetchone()
+    assert (step, assignee) == ("dispatched", "V02")
+    p.wait_for_function("c => !document.querySelector(`.yitu-queue-item[id*='${c}']`)", arg=code, timeout=15_000)
+    # The open wall screen recolours the pin: the dispatch reached it through the stream.
+    wall.page.wait_for_function("c => window.yitu.live.seen[c] !== undefined", arg=code, timeout=15_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    p.screenshot(path=str(ARTIFACTS / "dispatch-1920x1080.png"))
+    w.problems = [x for x in w.problems if "Password field" not in x]
+    w.close()
+    wall.close()
+
+
+def test_dispatch_page_without_a_territory_says_so(db_url: str, redis_url: str, tmp_path: Path) -> None:
+    with TestClient(create_app(settings_for(db_url, redis_url, tmp_path))) as c:
+        out = render(_svc(c), "/dispatch", "")
+    assert _texts(out) == "尚未导入辖区网格"
