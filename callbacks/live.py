@@ -11,7 +11,7 @@ batch (reload the case pins, move the vans, refresh the numbers) is a clientside
 Batches: the first event after a quiet spell goes out at once (a new pin shows within a frame
 or two); events closer together than ``BATCH_SECONDS`` are gathered, so a burst costs each
 screen a handful of layer reloads, not one per event. The numbers (KPI tiles, charts, ranking)
-are recomputed at most every ``NUMBERS_SECONDS``.
+follow ``NUMBERS_DELAY`` behind the pins and are recomputed at most every ``NUMBERS_SECONDS``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ log = logging.getLogger("yitu.live")
 
 BATCH_SECONDS = 0.2
 NUMBERS_SECONDS = 2.0
+NUMBERS_DELAY = 0.5  # the numbers refresh this long after the change, behind the pins
 IDLE_SECONDS = 15.0  # a heartbeat batch when nothing happens (the page shows the push is alive)
 
 
@@ -61,39 +62,42 @@ def _touches_numbers(entries: list[Entry]) -> bool:
 
 
 class _Pusher:
-    """Sends batches to one browser: numbers at most every NUMBERS_SECONDS, a heartbeat when idle."""
+    """Sends batches to one browser: the numbers trail the pins, a heartbeat when idle.
+
+    The numbers (seven queries once the cache is dropped) are flagged NUMBERS_DELAY after the
+    change that made them stale, never in the same batch: on a busy two-core server the pins'
+    layer reload goes first. After that at most one refresh every NUMBERS_SECONDS.
+    """
 
     def __init__(self) -> None:
         self.seq = 0
         self.sent_at = 0.0
-        self.numbers_at = 0.0
-        self.numbers_due = False
-
-    def _numbers_ready(self, now: float) -> bool:
-        return self.numbers_due and now - self.numbers_at >= NUMBERS_SECONDS
+        self.numbers_at = -NUMBERS_SECONDS
+        self.numbers_ready_at: float | None = None  # None: the numbers on screen are current
 
     def send(self, entries: list[Entry], resync: bool, position: str | None = None) -> None:
         now = time.monotonic()
-        self.numbers_due = self.numbers_due or resync or _touches_numbers(entries)
-        numbers = self._numbers_ready(now)
+        numbers = self.numbers_ready_at is not None and now >= self.numbers_ready_at
+        if (resync or _touches_numbers(entries)) and self.numbers_ready_at is None:
+            self.numbers_ready_at = max(now + NUMBERS_DELAY, self.numbers_at + NUMBERS_SECONDS)
         self.seq += 1
         set_props(Ids.EVENTS, {"data": batch_message(self.seq, entries, resync=resync, numbers=numbers)})
         cursor = entries[-1].id if entries else position if resync else None
         if cursor:
             set_props(Ids.CURSOR, {"data": cursor})
         if numbers:
-            self.numbers_at, self.numbers_due = now, False
+            self.numbers_at, self.numbers_ready_at = now, None
         self.sent_at = now
 
     def wait(self) -> float:
         """How long to wait for events before the numbers (or a heartbeat) are due."""
-        if not self.numbers_due:
+        if self.numbers_ready_at is None:
             return IDLE_SECONDS
-        return max(0.05, NUMBERS_SECONDS - (time.monotonic() - self.numbers_at))
+        return max(0.02, self.numbers_ready_at - time.monotonic())
 
     def idle(self) -> None:
         """Nothing came: send the numbers now due, or a heartbeat."""
-        if not self.numbers_due or self._numbers_ready(time.monotonic()):
+        if self.numbers_ready_at is None or time.monotonic() >= self.numbers_ready_at:
             self.send([], False)
 
 
