@@ -161,12 +161,16 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
 @main.command()
 @click.option("--host", default=None, help="Listen address (YITU_HOST, default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (YITU_PORT, default 8050).")
+@click.option("--no-simulate", "no_simulate", is_flag=True,
+              help="Serve without the simulator that reports cases and drives the vans (YITU_DEMO_SIMULATE=false).")
 @click.pass_obj
 @_friendly
-def demo(settings: Settings, host: str | None, port: int | None) -> None:
+def demo(settings: Settings, host: str | None, port: int | None, no_simulate: bool) -> None:
     """Start the embedded stack, migrate, seed an empty database, serve until Ctrl-C.
 
-    On Ctrl-C it stops the servers it started (ones that were already running stay up).
+    Beside the server runs the simulator (`yitu simulate`, YITU_SIM_RATE and YITU_SIM_SPEEDUP),
+    which keeps the wall screen alive: new cases, dispatch and handling, vans on the roads.
+    On Ctrl-C it stops the simulator and the servers it started (ones that were already running stay up).
     """
     from geodata.migrate import migrate
 
@@ -178,7 +182,16 @@ def demo(settings: Settings, host: str | None, port: int | None) -> None:
         for name in migrate(stack.database_url()):
             click.echo(f"applied {name}")
         _seed_if_empty(stack.database_url())
-        _serve(settings, host, port)
+        sim = None
+        if settings.demo_simulate and not no_simulate:
+            from dashboard.cli_simulate import start_beside_server
+
+            sim = start_beside_server(settings, stack.database_url(), host, port)
+        try:
+            _serve(settings, host, port)
+        finally:
+            if sim is not None:
+                sim.stop()
     finally:
         if report.started:
             stopped = stack.down(only=report.started)
@@ -236,10 +249,11 @@ def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, camera
 def _register_groups() -> None:
     """Command groups that live in their own modules."""
     from dashboard.cli_io import export_group, import_group
+    from dashboard.cli_simulate import simulate_command
     from dashboard.cli_tokens import token_group
     from dashboard.cli_vans import van_group
 
-    for group in (import_group, export_group, token_group, van_group):
+    for group in (import_group, export_group, token_group, van_group, simulate_command):
         main.add_command(group)
 
 

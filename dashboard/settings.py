@@ -122,6 +122,14 @@ class Settings(BaseSettings):
         description="Origins besides the page's own allowed to open the live WebSocket "
                     '(JSON list, e.g. ["https://screens.example"]; needed behind a proxy that rewrites Host).')
 
+    # --- simulator ------------------------------------------------------------------
+    demo_simulate: bool = Field(
+        default=True, description="`yitu demo` runs the simulator (`yitu simulate`) beside the server.")
+    sim_rate: float = Field(
+        default=6, gt=0, le=3600, description="Simulator: new cases per simulated hour, averaged over the day.")
+    sim_speedup: float = Field(
+        default=10, gt=0, le=1000, description="Simulator: simulated time runs this many times faster than real time.")
+
     # --- logs ---------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = Field(
