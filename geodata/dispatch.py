@@ -277,7 +277,11 @@ def end(conn: psycopg.Connection, dispatch_id: int, actor: Actor, rules: Deadlin
         now: datetime, *, note: str | None = None, result: str | None = None, outcome: str | None = None,
         authorize: Callable[[Mapping[str, Any]], None] | None = None) -> Written:
     """End a visit: van available again (+1 case mediated if it was on site); with ``result`` the
-    workflow records an ``attempt``, with ``outcome`` it then ``close``s the case."""
+    workflow records an ``attempt``, with ``outcome`` it then ``close``s the case.
+
+    A visit that never arrived ends like a cancel for its case (the van's name comes off it, the
+    case stays ``dispatched`` for the next van): a case must not keep a van that went home.
+    """
     d = _lock_dispatch(conn, dispatch_id, routing, now)
     if authorize:
         authorize(d)
@@ -291,6 +295,8 @@ def end(conn: psycopg.Connection, dispatch_id: int, actor: Actor, rules: Deadlin
                                         actor, rules, now)
         extra = {"proposal": change.propose} if change.propose else {}
         events.append(store.event_of("case.changed", case, now, action=action, from_step=change.from_step, **extra))
+    if d["status"] == "en_route":
+        events += _uncase(conn, d, actor, now, note)
     fresh = _finish(conn, d, "ended", actor, now, note, result, outcome)
     events.insert(0, dispatch_event("dispatch.ended", fresh, now, was_on_site=d["status"] == "on_site",
                                     result=result, outcome=outcome))

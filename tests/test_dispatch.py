@@ -466,7 +466,12 @@ def test_ending_without_a_result_and_failed_attempts(client: TestClient, dispatc
     r = client.post(f"/api/v1/dispatches/{d['id']}/end", headers=auth(dispatcher))  # no body at all
     assert r.status_code == 200 and r.json()["status"] == "ended"
     assert one(demo_db, "SELECT status, cases_mediated FROM vans WHERE id = 'V02'") == ("available", 0)
-    assert client.get(f"/api/v1/cases/{code}", headers=auth(dispatcher)).json()["step"] == "dispatched"
+    case = client.get(f"/api/v1/cases/{code}", headers=auth(dispatcher)).json()
+    # The van went home without arriving: it comes off the case, which waits for the next van.
+    assert (case["step"], case["assignee"]) == ("dispatched", None)
+    assert case["timeline"][-1]["action"] == "cancel_dispatch"
+    other = send(client, dispatcher, code, "V02")
+    assert other.status_code == 201, other.text
 
 
 def test_cancel_a_van_on_its_way(client: TestClient, dispatcher: str, demo_db: str, redis_url: str) -> None:
