@@ -131,6 +131,8 @@ class LiveHub:
         self._subs: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._client: aioredis.Redis | None = None
+        self._reader: aioredis.Redis | None = None
+        self._reader_id: int | None = None
         self._last_id: str | None = None
         self._healthy = False
         self._failed = False  # Redis failed since the last good read: screens must resync
@@ -139,26 +141,33 @@ class LiveHub:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._client = aioredis.Redis.from_url(self._url, decode_responses=True,
-                                               socket_connect_timeout=self._timeout,
-                                               socket_timeout=self._timeout + BLOCK_MS / 1000)
+        kw = {"decode_responses": True, "socket_connect_timeout": self._timeout}
+        self._client = aioredis.Redis.from_url(self._url, socket_timeout=self._timeout, **kw)
+        # The blocking XREAD gets a connection of its own, so stop() can wake it (CLIENT UNBLOCK).
+        self._reader = aioredis.Redis.from_url(self._url, socket_timeout=self._timeout + BLOCK_MS / 1000,
+                                               single_connection_client=True, **kw)
         self._task = asyncio.create_task(self._run(), name="yitu-live-hub")
 
     async def stop(self) -> None:
-        """Let the reader finish its current XREAD (at most BLOCK_MS), then close the client.
+        """Wake the reader's XREAD and let the loop end, then close the clients.
 
         Cancelling a blocked ``XREAD`` leaves redis-py waiting on the half-read reply, so the
-        loop is asked to stop instead; cancelling is only the fallback.
+        loop is asked to stop and its XREAD unblocked from the other connection (without that,
+        every app shutdown — and every test app — would wait for the block to run out).
         """
         self._stopping = True
+        if self._reader_id is not None and self._client is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await self._client.client_unblock(self._reader_id)
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), BLOCK_MS / 1000 + self._timeout + 1)
             except asyncio.TimeoutError:
                 self._task.cancel()
                 log.warning("live reader did not stop in time; cancelled")
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._reader, self._client):
+            if client is not None:
+                await client.aclose()
 
     @property
     def healthy(self) -> bool:
@@ -256,9 +265,11 @@ class LiveHub:
                 for sub in self._subs:
                     sub.resync.set()
                 self._failed = False
+        assert self._reader is not None
+        self._reader_id = int(await self._reader.client_id())
         self._healthy = True
         while not self._stopping:
-            reply = await self._client.xread({STREAM: self._last_id}, count=READ_COUNT, block=BLOCK_MS)
+            reply = await self._reader.xread({STREAM: self._last_id}, count=READ_COUNT, block=BLOCK_MS)
             if not reply:
                 await self._stream_reset()
                 continue
