@@ -3,6 +3,8 @@
 Tokens are random (``yitu_`` + 32 bytes, URL-safe) and stored as their SHA-256 only: a copy of
 the table grants nothing, and a token is shown once, when it is made. Looking a token up costs a
 round trip, so each process trusts what it found for ``auth_cache_seconds`` (the revocation lag).
+The dependency is ``async``: a cached token is checked on the event loop, and only a lookup goes
+to the thread pool (a plain ``def`` dependency would take a thread-pool hop on every request).
 
 Scope: a token with an area (a code of any level) sees only what lies inside it — a case whose
 grid chain contains the code, an area whose code starts with it.
@@ -20,6 +22,7 @@ from typing import Any
 
 import psycopg
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from psycopg.rows import dict_row
 
 from api.errors import Forbidden, InvalidParameter, Unauthorized
@@ -137,7 +140,7 @@ def lookup(svc: Services, token: str) -> Principal | None:
     return _lookup(svc, hash_token(token))
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
     """The dependency: the caller's principal, or 401 without a valid ``Authorization: Bearer``."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -154,7 +157,7 @@ def principal(request: Request) -> Principal:
     found, who = cache.get(digest)
     if not found:
         svc: Services = app.state.services
-        who = _lookup(svc, digest)
+        who = await run_in_threadpool(_lookup, svc, digest)
         cache.put(digest, who, svc.settings.auth_cache_seconds)
     if who is None:
         raise Unauthorized("unknown or revoked token", field="Authorization")

@@ -3,16 +3,30 @@
 Every write needs a bearer token (api/auth.py), is one transaction (geodata/cases.py) and is
 published to the live stream after it commits (api/events.py). Readers without a need for
 personal data (viewers) get names and phone numbers masked (api/masking.py).
+
+Intake is the hot path (a thousand reports a second at peak), so it runs on the event loop end
+to end: an asyncio connection pool of its own (autocommit: the one intake statement is its own
+transaction, one round trip) and an asyncio Redis client for the XADD, both opened and closed
+with the app (this router's lifespan; it takes up to ``db_pool_max`` connections of its own, besides
+the main pool's). No thread-pool hop: a request that hands its I/O to a
+thread waits for that thread to get the GIL back from the busy event loop, several times per
+request. The dependencies here are ``async`` too: a plain ``def`` dependency costs a thread-pool
+round trip of its own on every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import select
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+import psycopg
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from psycopg_pool import AsyncConnectionPool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from api import errors, events
@@ -21,11 +35,57 @@ from api.auth import Principal, principal
 from api.masking import mask_case
 from api.scheduler import CasesRuntime, runtime
 from api.services import Services, services
+from dashboard.stack import EmbeddedStack
 from geodata import cases as store
 from geodata import workflow
 from geodata.workflow import DeadlineRules
 
-router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
+
+async def _check_quietly(conn: psycopg.AsyncConnection) -> None:
+    """The pool's check on checkout, without a round trip while the connection is quiet.
+
+    An idle connection has nothing to read; one the server closed (a restart, a terminated
+    backend) has, and so has one with a notice pending: only then is the full check (an empty
+    query) run, and a failing connection is replaced by the pool as with the full check.
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+@dataclass
+class IntakeRuntime:
+    """The intake route's asyncio pool (autocommit connections) and event-stream client."""
+
+    pool: AsyncConnectionPool
+    stream: aioredis.Redis
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.stream.aclose()
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Runs inside the app's lifespan (FastAPI nests an included router's), after the services open."""
+    svc: Services = app.state.services
+    settings = svc.settings
+    pool = AsyncConnectionPool(
+        svc.pool.conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max, name="yitu-intake",
+        kwargs={**(svc.pool.kwargs or {}), "autocommit": True}, check=_check_quietly,
+        open=False)
+    await pool.open(wait=False)  # like the main pool: the app starts while the database is down
+    stream = events.async_stream_client(EmbeddedStack(settings).redis_url(), settings.events_timeout)
+    app.state.intake = IntakeRuntime(pool, stream)
+    try:
+        yield
+    finally:
+        await app.state.intake.close()
+
+
+router = APIRouter(prefix="/api/v1/cases", tags=["cases"], lifespan=_lifespan)
 
 CODE = r"^[0-9]{6}-[0-9]{8}-[0-9]{6,9}$"
 AREA = r"^[0-9]{6}([0-9]{3}){0,3}$"
@@ -86,7 +146,7 @@ class TransitionIn(BaseModel):
     followup_note: str | None = Field(default=None, max_length=2000, description="evaluate (回访)")
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """A JSON body or nothing: a form or text body gets 415, not a confusing 422."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
@@ -107,6 +167,8 @@ def domain_errors() -> Iterator[None]:
         raise errors.InvalidParameter(exc.message, field=exc.field) from None
     except (store.KeyReused, store.NoTerritory) as exc:
         raise errors.Conflict(exc.message, field=exc.field) from None
+    except store.OutsideScope as exc:
+        raise errors.Forbidden(exc.message, field=exc.field) from None
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -134,28 +196,41 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-Svc = Annotated[Services, Depends(services)]
-Rt = Annotated[CasesRuntime, Depends(runtime)]
+async def _services(request: Request) -> Services:
+    return services(request)
+
+
+async def _runtime(request: Request) -> CasesRuntime:
+    return runtime(request)
+
+
+Svc = Annotated[Services, Depends(_services)]
+Rt = Annotated[CasesRuntime, Depends(_runtime)]
 Who = Annotated[Principal, Depends(principal)]
 
 
 @router.post("", status_code=201, dependencies=[Depends(require_json)],
              summary="Report a case: grid chain, level and deadline found at intake",
              responses={200: {"description": "A retry with the same Idempotency-Key: the case it created"}})
-def create_case(body: CaseIn, response: Response, svc: Svc, rt: Rt, who: Who,
-                idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
-                                                              pattern=r"^[\x21-\x7e]+$")] = None,
-                ) -> dict[str, Any]:
+async def create_case(body: CaseIn, request: Request, response: Response, who: Who,
+                      idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                                                    max_length=200, pattern=r"^[\x21-\x7e]+$")] = None,
+                      ) -> dict[str, Any]:
     who.require_reporter()
     now = _now()
     new = store.NewCase(body.type, body.description, body.lon, body.lat, body.channel,
                         [p.model_dump(exclude_none=True) for p in body.parties], body.reported_at)
-    with domain_errors(), svc.pool.connection() as conn:
-        row, created = store.intake(conn, new, who.actor, rt.rules, now, idempotency_key)
-        # A scoped reporter may only report inside its area: refusing here rolls the intake back.
-        who.require_case(row)
-    if created:
-        events.publish(rt.stream, store.event_of("case.created", row, now, channel=row["channel"]))
+    rt: CasesRuntime = request.app.state.cases_runtime
+    intake: IntakeRuntime = request.app.state.intake
+    with domain_errors():
+        async with intake.pool.connection() as conn:
+            # One statement that commits as it returns; a point outside a scoped reporter's
+            # area writes nothing (store.OutsideScope).
+            row, created = await store.intake_async(conn, new, who.actor, rt.rules, now, idempotency_key,
+                                                    scope=who.area)
+    who.require_case(row)  # a retry's case (made by this token, so inside its area)
+    if created:  # committed: now the screens may hear of it
+        await events.publish_async(intake.stream, store.event_of("case.created", row, now, channel=row["channel"]))
     else:
         response.status_code = 200
     return case_out(row, who, rt.rules, now)

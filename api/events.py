@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 log = logging.getLogger("yitu.events")
 STREAM = "yitu:events"
@@ -32,20 +33,24 @@ class _Breaker:
         self._lock = threading.Lock()
         self._until: dict[int, float] = {}
 
-    def open(self, client: redis.Redis) -> bool:
+    def open(self, client: redis.Redis | aioredis.Redis) -> bool:
         with self._lock:
             return self._until.get(id(client), 0.0) > time.monotonic()
 
-    def trip(self, client: redis.Redis) -> None:
+    def trip(self, client: redis.Redis | aioredis.Redis) -> None:
         with self._lock:
             self._until[id(client)] = time.monotonic() + PAUSE_AFTER_FAILURE
 
-    def reset(self, client: redis.Redis) -> None:
+    def reset(self, client: redis.Redis | aioredis.Redis) -> None:
         with self._lock:
             self._until.pop(id(client), None)
 
 
 _breaker = _Breaker()
+
+
+def _fields(event: Mapping[str, Any]) -> dict[str, str]:
+    return {"type": str(event.get("type", "")), "event": json.dumps(event, ensure_ascii=False, default=str)}
 
 
 def publish_many(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> bool:
@@ -57,12 +62,13 @@ def publish_many(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> bo
         log.warning("event stream paused after a Redis failure; dropped events=%d", len(batch))
         return False
     try:
-        pipe = client.pipeline(transaction=False)
-        for event in batch:
-            pipe.xadd(STREAM, {"type": str(event.get("type", "")), "event": json.dumps(event, ensure_ascii=False,
-                                                                                       default=str)},
-                      maxlen=MAXLEN, approximate=True)
-        pipe.execute()
+        if len(batch) == 1:  # the common case (one write, one event): no pipeline object to build
+            client.xadd(STREAM, _fields(batch[0]), maxlen=MAXLEN, approximate=True)
+        else:
+            pipe = client.pipeline(transaction=False)
+            for event in batch:
+                pipe.xadd(STREAM, _fields(event), maxlen=MAXLEN, approximate=True)
+            pipe.execute()
     except redis.RedisError as exc:
         _breaker.trip(client)
         log.warning("event stream unavailable; the write stands error=%s dropped=%d", type(exc).__name__, len(batch))
@@ -82,3 +88,23 @@ def stream_client(source: redis.Redis, timeout: float) -> redis.Redis:
     kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
     pool = redis.ConnectionPool(connection_class=source.connection_pool.connection_class, **kwargs)
     return redis.Redis(connection_pool=pool)
+
+
+async def publish_async(client: aioredis.Redis, event: Mapping[str, Any]) -> bool:
+    """:func:`publish` on the event loop (the intake route's client): one XADD, never raises for Redis."""
+    if _breaker.open(client):
+        log.warning("event stream paused after a Redis failure; dropped events=1")
+        return False
+    try:
+        await client.xadd(STREAM, _fields(event), maxlen=MAXLEN, approximate=True)
+    except (redis.RedisError, OSError) as exc:
+        _breaker.trip(client)
+        log.warning("event stream unavailable; the write stands error=%s dropped=1", type(exc).__name__)
+        return False
+    _breaker.reset(client)
+    return True
+
+
+def async_stream_client(url: str, timeout: float) -> aioredis.Redis:
+    """An asyncio client for publishing only, with a short timeout."""
+    return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)

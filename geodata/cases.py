@@ -2,9 +2,11 @@
 
 Every write here is one transaction on the caller's connection (the caller commits, then
 publishes the returned events: a Redis outage must never undo or block a write). Intake is a
-single SQL statement (``case_intake.sql``); a transition locks the case row (``FOR UPDATE``), so
-two clerks acting at once are serialised and the second one sees the first one's result: it
-gets a refusal listing the actions that are allowed now, never a lost update.
+single SQL statement (``case_intake.sql``), so it can also run as a transaction of its own
+(:func:`intake_committed`: one round trip, committed when it returns); a transition locks the
+case row (``FOR UPDATE``), so two clerks acting at once are serialised and the second one sees
+the first one's result: it gets a refusal listing the actions that are allowed now, never a lost
+update.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -41,6 +44,10 @@ class UnknownType(WorkflowError):
 
 class NoTerritory(WorkflowError):
     """No level-1 area in the database: a case cannot be given a banner."""
+
+
+class OutsideScope(WorkflowError):
+    """The point lies outside the reporter's area scope: nothing was written."""
 
 
 class KeyReused(WorkflowError):
@@ -95,36 +102,105 @@ def event_of(kind: str, row: Mapping[str, Any], at: datetime, **extra: Any) -> d
             "deadline": row["deadline"].isoformat() if row["deadline"] else None, "at": at.isoformat(), **extra}
 
 
-def intake(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime,
-           key: str | None = None) -> tuple[dict[str, Any], bool]:
-    """Create a case (or find the one ``key`` created before): (case row, created?)."""
+def _compact(stmt: str) -> str:
+    """The statement without comment lines and indentation (psycopg caches the parsing of a
+    query of up to 4 KB only; the commented intake statement is longer)."""
+    lines = (line.strip() for line in stmt.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("--"))
+
+
+@cache
+def _intake_sql() -> str:
+    return _compact(query("case_intake"))
+
+
+def _intake_params(new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime, key: str | None,
+                   scope: str | None) -> dict[str, Any]:
     reported = new.reported_at or now
-    digest = request_hash(new)
-    params = {
+    return {
         "type": new.type, "description": new.description, "lon": new.lon, "lat": new.lat,
         "channel": new.channel, "parties": Jsonb(new.parties), "reporter": actor.name,
         "reported_at": reported, "now": now, "day": reported.astimezone(CST).date(),
-        "token_id": actor.token_id, "key": key, "request_hash": digest,
-        "actor": actor.name, "role": actor.role,
+        "token_id": actor.token_id, "key": key, "request_hash": request_hash(new),
+        "actor": actor.name, "role": actor.role, "scope": scope,
         **{f"dl_{lv}": rules.deadline(lv, reported) for lv in workflow.LEVELS},
     }
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query("case_intake"), params, prepare=True).fetchone()
-        assert row is not None  # the statement always returns its one status row
-        if not row["type_ok"]:
-            raise UnknownType(f"unknown case type {new.type!r} (see case_types)", field="type")
-        if row["territory"] is None:
-            raise NoTerritory("no territory loaded: import the grid (yitu import grids) or seed the demo")
-        if row["code"] is not None:
-            return row, True
-        # The key was used before (perhaps by a retry running right now: the insert above waited
-        # for it to commit). This statement sees what it committed.
-        old = cur.execute(query("case_by_key"), {"token_id": actor.token_id, "key": key}).fetchone()
+
+
+def _intake_outcome(row: Mapping[str, Any] | None, new: NewCase, scope: str | None) -> bool:
+    """True when the statement created the case; raises for what it refused."""
+    assert row is not None  # the statement always returns its one status row
+    if not row["type_ok"]:
+        raise UnknownType(f"unknown case type {new.type!r} (see case_types)", field="type")
+    if row["territory"] is None:
+        raise NoTerritory("no territory loaded: import the grid (yitu import grids) or seed the demo")
+    if not row["in_scope"]:
+        raise OutsideScope(f"the point lies in {row['area']}, outside your area {scope}", field="lon")
+    return row["code"] is not None
+
+
+def _replayed(old: dict[str, Any] | None, key: str | None, digest: str) -> dict[str, Any]:
     if old is None:  # pragma: no cover - the key row and its case are written together
         raise CaseNotFound(f"Idempotency-Key {key!r} names no case", field="Idempotency-Key")
     if old["request_hash"] != digest:
         raise KeyReused("this Idempotency-Key was used for a different request", field="Idempotency-Key")
-    return old, False
+    return old
+
+
+def intake(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime,
+           key: str | None = None, *, scope: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Create a case (or find the one ``key`` created before): (case row, created?).
+
+    ``scope`` is the reporter's area (a code of any level): a point whose grid chain does not
+    contain it raises :class:`OutsideScope` and writes nothing, in the same statement.
+    """
+    params = _intake_params(new, actor, rules, now, key, scope)
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_intake_sql(), params, prepare=True).fetchone()
+        if _intake_outcome(row, new, scope):
+            assert row is not None
+            return row, True
+        # The key was used before (perhaps by a retry running right now: the insert above waited
+        # for it to commit). This statement sees what it committed.
+        old = cur.execute(query("case_by_key"), {"token_id": actor.token_id, "key": key}).fetchone()
+    return _replayed(old, key, params["request_hash"]), False
+
+
+def intake_committed(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime,
+                     key: str | None = None, *, scope: str | None = None) -> tuple[dict[str, Any], bool]:
+    """:func:`intake` as a transaction of its own, committed when this returns.
+
+    The intake is one statement, so in autocommit it is still all or nothing (and durable on
+    return, as with COMMIT); it saves the BEGIN and COMMIT round trips. ``conn`` must not be in
+    a transaction; it is left as it came.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError("intake_committed needs a connection outside a transaction")
+    was = conn.autocommit
+    conn.autocommit = True
+    try:
+        return intake(conn, new, actor, rules, now, key, scope=scope)
+    finally:
+        if not conn.closed:
+            conn.autocommit = was
+
+
+async def intake_async(conn: psycopg.AsyncConnection, new: NewCase, actor: Actor, rules: DeadlineRules,
+                       now: datetime, key: str | None = None, *,
+                       scope: str | None = None) -> tuple[dict[str, Any], bool]:
+    """:func:`intake` on an asyncio connection in autocommit: the statement commits as it returns."""
+    if not conn.autocommit:
+        raise RuntimeError("intake_async needs an autocommit connection (the statement is its own transaction)")
+    params = _intake_params(new, actor, rules, now, key, scope)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_intake_sql(), params, prepare=True)
+        row = await cur.fetchone()
+        if _intake_outcome(row, new, scope):
+            assert row is not None
+            return row, True
+        await cur.execute(query("case_by_key"), {"token_id": actor.token_id, "key": key})
+        old = await cur.fetchone()
+    return _replayed(old, key, params["request_hash"]), False
 
 
 def get_case(conn: psycopg.Connection, code: str, *, lock: bool = False) -> dict[str, Any] | None:
