@@ -276,6 +276,23 @@ def list_cases(
             "cases": [case_out(r, who, rt.rules, now) for r in rows]}
 
 
+def _release_van(svc: Services, rt: CasesRuntime, who: Principal, code: str, action: str, now: datetime) -> None:
+    """A case closed, rejected or escalated with a van on its way or on site: the visit is over.
+
+    Its own transaction after the case's commit, so the lock order of the dispatch code (van →
+    dispatch → case) holds; should it fail, the case change stands and the van is ended by hand.
+    """
+    from api.dispatch import routing  # the dispatch router imports this module
+    from geodata import dispatch
+
+    if action not in dispatch.RELEASING_ACTIONS:
+        return
+    with svc.pool.connection() as conn:
+        out = dispatch.release(conn, code, action, who.actor, routing(svc.settings), now)
+    if out is not None:
+        events.publish_many(rt.stream, out.events)
+
+
 @router.post("/{code}/transitions", dependencies=[Depends(require_json)],
              summary="Move a case through the loop; 409 lists the actions allowed instead",
              responses={409: {"description": "Not allowed now (or stale version): `allowed` lists what is"}})
@@ -292,6 +309,7 @@ def transition(code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, svc
     if "from_level" in change.data:
         extra["from_level"] = change.data["from_level"]
     events.publish(rt.stream, store.event_of("case.changed", row, now, **extra))
+    _release_van(svc, rt, who, code, change.action, now)
     out = case_out(row, who, rt.rules, now)
     if change.propose:
         out["proposal"] = change.propose

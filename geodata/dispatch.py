@@ -303,6 +303,33 @@ def end(conn: psycopg.Connection, dispatch_id: int, actor: Actor, rules: Deadlin
     return Written(fresh, events)
 
 
+# The case actions after which a van on its way or on site has nothing more to do there.
+RELEASING_ACTIONS = frozenset({"close", "reject", "escalate"})
+
+
+def release(conn: psycopg.Connection, code: str, action: str, actor: Actor, routing: Routing,
+            now: datetime) -> Written | None:
+    """Free the van of a case that was just closed, rejected or escalated through the loop.
+
+    Called after that change committed, in a transaction of its own, so the one lock order
+    (van → dispatch → case) holds; the visit ends with a note saying why, the van is available,
+    and a visit that was on site counts as mediated. None when there was no active visit.
+    """
+    if action not in RELEASING_ACTIONS:
+        return None
+    row = conn.execute("SELECT d.id FROM dispatches d JOIN cases c ON c.id = d.case_id "
+                       "WHERE c.code = %s AND d.status = ANY(%s)", (code, list(ACTIVE))).fetchone()
+    if row is None:
+        return None
+    d = _lock_dispatch(conn, int(row[0]), routing, now)
+    if d["status"] not in ACTIVE:  # ended meanwhile by the crew
+        return None
+    note = f"case {action}: visit over"
+    fresh = _finish(conn, d, "ended", actor, now, note)
+    return Written(fresh, [dispatch_event("dispatch.ended", fresh, now, was_on_site=d["status"] == "on_site",
+                                          result=None, outcome=None, reason=action)])
+
+
 def cancel(conn: psycopg.Connection, dispatch_id: int, actor: Actor, routing: Routing, now: datetime, *,
            note: str | None = None, authorize: Callable[[Mapping[str, Any]], None] | None = None) -> Written:
     """Call back a van that is on its way: the van is available again, the case stays

@@ -474,6 +474,25 @@ def test_ending_without_a_result_and_failed_attempts(client: TestClient, dispatc
     assert other.status_code == 201, other.text
 
 
+def test_a_case_closed_or_escalated_through_the_loop_frees_its_van(client: TestClient, dispatcher: str,
+                                                                   demo_db: str, redis_url: str) -> None:
+    lon, lat, _ = inner_point(demo_db)
+    for van, action, body in (("V01", "escalate", {"action": "escalate"}),
+                              ("V03", "close", {"action": "close", "outcome": "withdrawn", "note": "当事人撤回"})):
+        code = new_case(client, dispatcher, lon, lat)
+        place_van(demo_db, van, *offset(lon, lat, 3000))
+        d = send(client, dispatcher, code, van).json()
+        r = client.post(f"/api/v1/cases/{code}/transitions", json=body, headers=auth(dispatcher))
+        assert r.status_code == 200, r.text
+        ended = client.get(f"/api/v1/dispatches/{d['id']}", headers=auth(dispatcher)).json()
+        assert ended["status"] == "ended" and action in ended["end_note"]
+        assert one(demo_db, "SELECT status FROM vans WHERE id = %s", van) == "available"
+        assert send(client, dispatcher, new_case(client, dispatcher, lon, lat), van).status_code == 201
+    released = wait_for(lambda: [e for e in stream(redis_url, "dispatch.ended") if e.get("reason")],
+                        what="dispatch.ended with a reason")
+    assert {e["reason"] for e in released} == {"escalate", "close"}
+
+
 def test_cancel_a_van_on_its_way(client: TestClient, dispatcher: str, demo_db: str, redis_url: str) -> None:
     lon, lat, _ = inner_point(demo_db)
     code = new_case(client, dispatcher, lon, lat)
