@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -45,13 +46,25 @@ KPI_CACHE_PATTERN = "yitu:cache:kpi:*"
 RETRY_MAX = 5.0          # seconds between attempts while Redis is down
 
 
-@dataclass(frozen=True)
+@dataclass
 class Entry:
-    """One stream entry: its id, its type (case.created, van.moved, dispatch.created …) and its event."""
+    """One stream entry: its id, its type (case.created, van.moved, dispatch.created …) and its event.
+
+    The event's JSON is parsed only when a screen needs it: a process with no screen open (an
+    API-only worker taking GPS batches of 500) reads the stream for the cache flush only.
+    """
 
     id: str
     type: str
-    event: dict[str, Any]
+    raw: str
+
+    @functools.cached_property
+    def event(self) -> dict[str, Any]:
+        try:
+            event = json.loads(self.raw or "{}")
+        except json.JSONDecodeError:
+            return {}
+        return event if isinstance(event, dict) else {}
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, **{k: self.event.get(k) for k in _WIRE_FIELDS if k in self.event}}
@@ -68,13 +81,7 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
 
 
 def _parse(entry_id: str, fields: dict[str, str]) -> Entry:
-    try:
-        event = json.loads(fields.get("event") or "{}")
-    except json.JSONDecodeError:
-        event = {}
-    if not isinstance(event, dict):
-        event = {}
-    return Entry(entry_id, fields.get("type") or str(event.get("type", "")), event)
+    return Entry(entry_id, fields.get("type") or "", fields.get("event") or "")
 
 
 @dataclass(eq=False)  # identity: each screen's subscription is its own
