@@ -108,12 +108,15 @@ class Subscription:
         if self.queue.empty() and timeout > 0:
             getter = asyncio.ensure_future(self.queue.get())
             flag = asyncio.ensure_future(self.resync.wait())
-            await asyncio.wait({getter, flag}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            flag.cancel()
-            if getter.done():
+            try:
+                await asyncio.wait({getter, flag}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when the screen's callback is cancelled (its WebSocket closed)
+                flag.cancel()
+                got = getter.done() and not getter.cancelled()
+                if not getter.done():
+                    getter.cancel()
+            if got:
                 out.append(getter.result())
-            else:
-                getter.cancel()
         while not self.queue.empty():
             out.append(self.queue.get_nowait())
         if self.resync.is_set():
