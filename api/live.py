@@ -154,7 +154,7 @@ class LiveHub:
         kw = {"decode_responses": True, "socket_connect_timeout": self._timeout}
         self._client = aioredis.Redis.from_url(self._url, socket_timeout=self._timeout, **kw)
         # The blocking XREAD gets a connection of its own, so stop() can wake it (CLIENT UNBLOCK).
-        self._reader = aioredis.Redis.from_url(self._url, socket_timeout=self._timeout + BLOCK_MS / 1000,
+        self._reader = aioredis.Redis.from_url(self._url, socket_timeout=2 * self._timeout + BLOCK_MS / 1000,
                                                single_connection_client=True, **kw)
         self._task = asyncio.create_task(self._run(), name="yitu-live-hub")
 
@@ -247,16 +247,36 @@ class LiveHub:
         while not self._stopping:
             try:
                 await self._read_forever()
+            except (redis.TimeoutError, asyncio.TimeoutError, TimeoutError) as exc:
+                if await self._answers():
+                    # A reply late (a busy process, a slow Redis) loses nothing: the stream still
+                    # holds what came, and the next XREAD goes on from the last id read.
+                    log.info("live stream read timed out; reading on from %s", self._last_id)
+                    continue
+                self._lost(exc)
+                await self._pause(delay)
+                delay = min(RETRY_MAX, delay * 2)
             except (redis.RedisError, OSError) as exc:
-                if self._healthy or not self._failed:
-                    log.warning("live stream unavailable; screens will resync when Redis is back error=%s",
-                                type(exc).__name__)
-                self._healthy = False
-                self._failed = True
+                self._lost(exc)
                 await self._pause(delay)
                 delay = min(RETRY_MAX, delay * 2)
             else:
                 delay = 0.2
+
+    def _lost(self, exc: BaseException) -> None:
+        if self._healthy or not self._failed:
+            log.warning("live stream unavailable; screens will resync when Redis is back error=%s",
+                        type(exc).__name__)
+        self._healthy = False
+        self._failed = True
+
+    async def _answers(self) -> bool:
+        """Does Redis answer a PING now (the connection is fine, the read was only late)?"""
+        assert self._client is not None
+        try:
+            return bool(await self._client.ping())
+        except (redis.RedisError, OSError, TimeoutError):
+            return False
 
     async def _pause(self, seconds: float) -> None:
         end = asyncio.get_running_loop().time() + seconds

@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 import redis
 
 from api import events
@@ -176,3 +177,30 @@ def test_redis_restart_tells_every_screen_to_resync_and_the_stream_goes_on(scrat
     told, after = _run(url, body)
     assert told is None  # resync: what was published while Redis was down may be lost
     assert [e.event["code"] for e in after] == ["AFTER-RESTART"]
+
+
+def test_a_late_reply_is_not_an_outage(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api import live
+
+    async def body(hub: LiveHub) -> Any:
+        async with hub.subscribe(None) as (sub, _):
+            # From now on each XREAD blocks longer than the reader's socket timeout (2 × 0.5 + 2 s):
+            # its reply is "late", while Redis answers a PING at once.
+            monkeypatch.setattr(live, "BLOCK_MS", 6000)
+            await asyncio.sleep(7)
+            monkeypatch.setattr(live, "BLOCK_MS", 2000)
+            await asyncio.to_thread(_publish, redis_url, {"type": "case.created", "code": "AFTER-LATE"})
+            return hub.healthy, await _collect(sub, 1)
+
+    async def main() -> Any:
+        hub = LiveHub(redis_url, 0.5)
+        await hub.start()
+        try:
+            await _until(lambda: hub.healthy, "the hub reading the stream")
+            return await body(hub)
+        finally:
+            await hub.stop()
+
+    healthy, got = asyncio.run(main())
+    assert healthy is True
+    assert [e.event["code"] for e in got] == ["AFTER-LATE"]  # no resync: nothing was lost
