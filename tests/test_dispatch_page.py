@@ -181,6 +181,10 @@ def test_a_dispatcher_signs_in_picks_a_case_and_sends_a_van_in_one_click(live_se
     code = r.json()["code"]
     item = f"[id*='{code}']"
     p.wait_for_selector(f".yitu-queue-item{item}", timeout=15_000)
+    # The page's own map heard of it too: its case layer reloaded (the push bumps the layer's URL).
+    p.wait_for_function("c => window.yitu.live.seen[c] !== undefined", arg=code, timeout=15_000)
+    p.wait_for_function("() => window.performance.getEntriesByType('resource').some("
+                        "e => e.name.includes('/api/v1/layers/cases') && e.name.includes('rev='))", timeout=15_000)
     p.click(f".yitu-queue-item{item}")
     p.wait_for_selector(".yitu-send", timeout=15_000)
     assert code in p.inner_text("#dispatch-case") and "139****5678" in p.inner_text("#dispatch-case")

@@ -265,7 +265,7 @@ def _with(**kw: Any) -> dict[str, Any]:
     (_with(lon=180.5), "positions.1.lon"),
     (_with(lat=-91), "positions.1.lat"),
     (_with(lon="east"), "positions.1.lon"),
-    (_with(time=_future(10)), "positions.1.time"),
+    (_with(time=lambda: _future(10)), "positions.1.time"),  # resolved when the test runs, not at collection
     (_with(time="yesterday"), "positions.1.time"),
     (_with(time="2026-11-22T08:00:00"), "positions.1.time"),  # no offset: ambiguous
     (_with(time="1999-01-01T00:00:00Z"), "positions.1.time"),
@@ -279,6 +279,7 @@ def _with(**kw: Any) -> dict[str, Any]:
 ])
 def test_a_bad_row_rejects_the_whole_batch(client: TestClient, admin: dict[str, str], demo_db: str,
                                            bad: dict[str, Any], field: str) -> None:
+    bad = {k: v() if callable(v) else v for k, v in bad.items()}
     good = ping("V01", datetime.now(timezone.utc) - timedelta(minutes=2))
     r = client.post(URL, json={"positions": [good, bad]}, headers=admin)
     assert r.status_code == 422, r.text
