@@ -227,6 +227,7 @@ class EmbeddedStack:
         bindir = self.pg_bindir()
         self._check_postgis_installed(bindir)
         self._prepare_run_dir()
+        self._set_aside_orphan()
         if not (self.pg_data / "PG_VERSION").exists():
             self._initdb(bindir)
         if self.pg_running():
@@ -247,6 +248,21 @@ class EmbeddedStack:
         self._ensure_database()
         log.info("PostgreSQL started port=%d data=%s", port, self.pg_data)
         return True
+
+    def _set_aside_orphan(self) -> None:
+        """Move aside a cluster whose password is gone, so a new one can be made.
+
+        As root the data lives in ``/var/lib/yitu/<hash of the checkout's path>``: a checkout deleted
+        and cloned again at the same path finds the old cluster, but not the password (it was in the
+        deleted ``.yitu/secrets``), and nobody could log in. The old data is kept, not deleted.
+        """
+        if not (self.pg_data / "PG_VERSION").exists() or (self.secrets_dir / "pg_password").exists():
+            return
+        self.stop_pg()
+        aside = self.run_dir / f"pg.orphan-{int(time.time())}"
+        self.pg_data.rename(aside)
+        log.warning("a PostgreSQL cluster without its password (a deleted checkout at this path?) was set "
+                    "aside data=%s; a new one is made", aside)
 
     def _ensure_database(self) -> None:
         import psycopg

@@ -83,6 +83,25 @@ def test_embedded_stack_up_is_idempotent_and_status_tells(scratch_stack: Embedde
     assert sorted(scratch_stack.up().started) == ["postgresql", "redis"]  # restarts on the same data
 
 
+@pytest.mark.parametrize("running", [True, False])
+def test_a_checkout_cloned_again_at_the_same_path_gets_a_working_cluster(scratch_stack: EmbeddedStack,
+                                                                         running: bool) -> None:
+    """As root the data outlives the checkout (/var/lib/yitu/<hash of the path>); its password does not."""
+    import shutil
+
+    with psycopg.connect(scratch_stack.database_url(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+    if not running:
+        scratch_stack.down()
+    shutil.rmtree(scratch_stack.secrets_dir)  # what deleting the checkout leaves behind
+    fresh = EmbeddedStack(scratch_stack.settings)
+    assert "postgresql" in fresh.up().started
+    with psycopg.connect(fresh.database_url()) as conn:  # the new password works: a new cluster
+        assert conn.execute("SELECT to_regclass('kept')").fetchone() == (None,)
+    aside = list(fresh.run_dir.glob("pg.orphan-*"))
+    assert len(aside) == 1 and (aside[0] / "PG_VERSION").exists()  # the old data is kept, set aside
+
+
 def test_embedded_servers_listen_on_loopback_only_and_need_passwords(scratch_stack: EmbeddedStack) -> None:
     import redis
 
