@@ -56,7 +56,9 @@ def test_wall_screen_shows_every_layer_and_true_numbers(live_server, demo_db: st
     w.page.goto(srv.url + "/")
     w.page.wait_for_function(SETTLED, timeout=30_000)
     loaded = w.page.evaluate("() => window.yitu.loaded")
-    assert loaded["grids"] == 4 and loaded["centers"] == 90 and loaded["vans"] == 4
+    assert loaded["grids"] == 4 and loaded["centers"] == 90
+    # The live push may reload the van layer (a resync): count the vans drawn, not the draws.
+    assert w.page.evaluate("() => Object.keys(window.yitu.vanAt || {}).sort()") == ["V01", "V02", "V03", "V04"]
     assert loaded["cameras"] > 0 and loaded["cases"] > 0  # clusters and single points
     w.page.wait_for_selector("#kpi-in_progress")
     assert w.page.inner_text("#kpi-in_progress .yitu-kpi-value") == str(_open_count(demo_db))
