@@ -33,9 +33,9 @@ def _ids(url: str) -> list[str]:
         client.close()
 
 
-def _run(url: str, body: Callable[[LiveHub], Awaitable[Any]]) -> Any:
+def _run(url: str, body: Callable[[LiveHub], Awaitable[Any]], timeout: float = 2.0) -> Any:
     async def main() -> Any:
-        hub = LiveHub(url, 2.0)
+        hub = LiveHub(url, timeout)
         await hub.start()
         try:
             await _until(lambda: hub.healthy, "the hub reading the stream")
@@ -192,15 +192,6 @@ def test_a_late_reply_is_not_an_outage(redis_url: str, monkeypatch: pytest.Monke
             await asyncio.to_thread(_publish, redis_url, {"type": "case.created", "code": "AFTER-LATE"})
             return hub.healthy, await _collect(sub, 1)
 
-    async def main() -> Any:
-        hub = LiveHub(redis_url, 0.5)
-        await hub.start()
-        try:
-            await _until(lambda: hub.healthy, "the hub reading the stream")
-            return await body(hub)
-        finally:
-            await hub.stop()
-
-    healthy, got = asyncio.run(main())
+    healthy, got = _run(redis_url, body, timeout=0.5)
     assert healthy is True
     assert [e.event["code"] for e in got] == ["AFTER-LATE"]  # no resync: nothing was lost
