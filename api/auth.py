@@ -140,6 +140,20 @@ def lookup(svc: Services, token: str) -> Principal | None:
     return _lookup(svc, hash_token(token))
 
 
+def cached(app: Any, authorization: str) -> Principal | None:
+    """The principal of an ``Authorization`` header if this process looked it up lately and it
+    is valid; None otherwise (no cache yet, not cached, expired, unknown, or not a bearer token).
+
+    For the intake front (api/intake.py): what it does not find here goes the long way, through
+    :func:`principal`, which answers and fills the cache.
+    """
+    cache = getattr(app.state, "token_cache", None)
+    scheme, _, token = authorization.partition(" ")
+    if cache is None or scheme.lower() != "bearer" or not token.strip() or len(token) > 200:
+        return None
+    return cache.get(hash_token(token.strip()))[1]
+
+
 async def principal(request: Request) -> Principal:
     """The dependency: the caller's principal, or 401 without a valid ``Authorization: Bearer``."""
     header = request.headers.get("authorization", "")

@@ -5,12 +5,13 @@ published to the live stream after it commits (api/events.py). Readers without a
 personal data (viewers) get names and phone numbers masked (api/masking.py).
 
 Intake is the hot path (a thousand reports a second at peak), so it runs on the event loop end
-to end: an asyncio connection pool of its own (autocommit: the one intake statement is its own
-transaction, one round trip) and an asyncio Redis client for the XADD, both opened and closed
-with the app (this router's lifespan; it takes up to ``db_pool_max`` connections of its own, besides
-the main pool's). No thread-pool hop: a request that hands its I/O to a
-thread waits for that thread to get the GIL back from the busy event loop, several times per
-request. The dependencies here are ``async`` too: a plain ``def`` dependency costs a thread-pool
+to end: the reports waiting at one moment are written in one statement by the intake lanes
+(api/intake.py) on an asyncio connection pool of their own (autocommit: the statement is its own
+transaction, one round trip), and their events go out in one pipeline on an asyncio Redis
+client; pool, client and lanes are opened and closed with the app (this router's lifespan; at
+most ``intake.LANES`` connections of its own, besides the main pool's). No thread-pool hop: a
+request that hands its I/O to a thread waits for that thread to get the GIL back from the busy
+event loop, several times per request. The dependencies here are ``async`` too: a plain ``def`` dependency costs a thread-pool
 round trip of its own on every request.
 """
 
@@ -33,7 +34,8 @@ from api import errors, events
 from api.area_export import day_start
 from api.auth import Principal, principal
 from api.masking import mask_case
-from api.scheduler import CasesRuntime, runtime
+from api.intake import LANES, IntakeLanes
+from api.scheduler import CasesRuntime, deadline_rules, runtime
 from api.services import Services, services
 from dashboard.stack import EmbeddedStack
 from geodata import cases as store
@@ -57,10 +59,12 @@ async def _check_quietly(conn: psycopg.AsyncConnection) -> None:
 
 @dataclass
 class IntakeRuntime:
-    """The intake route's asyncio pool (autocommit connections) and event-stream client."""
+    """The intake route's asyncio pool (autocommit connections), event-stream client and lanes."""
 
     pool: AsyncConnectionPool
     stream: aioredis.Redis
+    lanes: IntakeLanes
+    front_served: int = 0  # reports the intake front answered (api/intake_front.py)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -78,7 +82,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         open=False)
     await pool.open(wait=False)  # like the main pool: the app starts while the database is down
     stream = events.async_stream_client(EmbeddedStack(settings).redis_url(), settings.events_timeout)
-    app.state.intake = IntakeRuntime(pool, stream)
+    lanes = IntakeLanes(pool, stream, deadline_rules(settings), lanes=min(LANES, settings.db_pool_max))
+    app.state.intake = IntakeRuntime(pool, stream, lanes)
     try:
         yield
     finally:
@@ -154,21 +159,31 @@ async def require_json(request: Request) -> None:
                                           field="Content-Type")
 
 
+def api_error(exc: workflow.WorkflowError) -> errors.YituError | None:
+    """A refusal of the workflow or the store in the API's error taxonomy (None: not one of theirs)."""
+    if isinstance(exc, (workflow.IllegalTransition, store.StaleVersion)):
+        return errors.TransitionConflict(exc.message, field=exc.field, extra={"allowed": exc.allowed})
+    if isinstance(exc, store.CaseNotFound):
+        return errors.NotFound(exc.message, field=exc.field)
+    if isinstance(exc, (workflow.MissingInput, store.UnknownType)):
+        return errors.InvalidParameter(exc.message, field=exc.field)
+    if isinstance(exc, (store.KeyReused, store.NoTerritory)):
+        return errors.Conflict(exc.message, field=exc.field)
+    if isinstance(exc, store.OutsideScope):
+        return errors.Forbidden(exc.message, field=exc.field)
+    return None
+
+
 @contextmanager
 def domain_errors() -> Iterator[None]:
     """Translate the workflow's refusals into the API's error taxonomy."""
     try:
         yield
-    except (workflow.IllegalTransition, store.StaleVersion) as exc:
-        raise errors.TransitionConflict(exc.message, field=exc.field, extra={"allowed": exc.allowed}) from None
-    except store.CaseNotFound as exc:
-        raise errors.NotFound(exc.message, field=exc.field) from None
-    except (workflow.MissingInput, store.UnknownType) as exc:
-        raise errors.InvalidParameter(exc.message, field=exc.field) from None
-    except (store.KeyReused, store.NoTerritory) as exc:
-        raise errors.Conflict(exc.message, field=exc.field) from None
-    except store.OutsideScope as exc:
-        raise errors.Forbidden(exc.message, field=exc.field) from None
+    except workflow.WorkflowError as exc:
+        mapped = api_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from None
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -209,31 +224,39 @@ Rt = Annotated[CasesRuntime, Depends(_runtime)]
 Who = Annotated[Principal, Depends(principal)]
 
 
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]+$"  # printable ASCII, no spaces; 1 to 200 characters
+
+
+async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | None) -> tuple[int, dict[str, Any]]:
+    """Intake of one validated report by ``who``: (201 or 200 for a retry, the case as answered).
+
+    The one implementation behind ``POST /api/v1/cases``, for the route below and for the intake
+    front (api/intake_front.py). Raises the API's errors for refusals.
+    """
+    who.require_reporter()
+    now = _now()
+    new = store.NewCase(body.type, body.description, body.lon, body.lat, body.channel,
+                        [p.model_dump(exclude_none=True) for p in body.parties], body.reported_at)
+    rt: CasesRuntime = app.state.cases_runtime
+    intake: IntakeRuntime = app.state.intake
+    # Written with whatever other reports are waiting (api/intake.py): one statement that commits
+    # as it returns, then the events; a point outside a scoped reporter's area writes nothing.
+    result = await intake.lanes.submit(store.IntakeRequest(new, who.actor, idempotency_key, who.area, now))
+    with domain_errors():
+        row, created = store.unwrap(result)
+    who.require_case(row)  # a retry's case (made by this token, so inside its area)
+    return (201 if created else 200), case_out(row, who, rt.rules, now)
+
+
 @router.post("", status_code=201, dependencies=[Depends(require_json)],
              summary="Report a case: grid chain, level and deadline found at intake",
              responses={200: {"description": "A retry with the same Idempotency-Key: the case it created"}})
 async def create_case(body: CaseIn, request: Request, response: Response, who: Who,
                       idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
-                                                                    max_length=200, pattern=r"^[\x21-\x7e]+$")] = None,
+                                                                    max_length=200, pattern=IDEMPOTENCY_KEY)] = None,
                       ) -> dict[str, Any]:
-    who.require_reporter()
-    now = _now()
-    new = store.NewCase(body.type, body.description, body.lon, body.lat, body.channel,
-                        [p.model_dump(exclude_none=True) for p in body.parties], body.reported_at)
-    rt: CasesRuntime = request.app.state.cases_runtime
-    intake: IntakeRuntime = request.app.state.intake
-    with domain_errors():
-        async with intake.pool.connection() as conn:
-            # One statement that commits as it returns; a point outside a scoped reporter's
-            # area writes nothing (store.OutsideScope).
-            row, created = await store.intake_async(conn, new, who.actor, rt.rules, now, idempotency_key,
-                                                    scope=who.area)
-    who.require_case(row)  # a retry's case (made by this token, so inside its area)
-    if created:  # committed: now the screens may hear of it
-        await events.publish_async(intake.stream, store.event_of("case.created", row, now, channel=row["channel"]))
-    else:
-        response.status_code = 200
-    return case_out(row, who, rt.rules, now)
+    response.status_code, out = await report(request.app, body, who, idempotency_key)
+    return out
 
 
 @router.get("/{code}", summary="One case with its timeline (the audit trail)")

@@ -92,15 +92,21 @@ def _field_of(loc: tuple) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
+def payload(exc: YituError) -> tuple[int, dict, dict[str, str] | None]:
+    """(status, JSON body, extra headers) of an error: the one shape every route answers with."""
+    body = {"error": exc.code, "message": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    body.update(exc.extra)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return _status_of(exc), body, headers
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(YituError)
     async def _yitu_error(_req: Request, exc: YituError) -> JSONResponse:
-        body = {"error": exc.code, "message": exc.message}
-        if exc.field:
-            body["field"] = exc.field
-        body.update(exc.extra)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return JSONResponse(body, status_code=_status_of(exc), headers=headers)
+        status, body, headers = payload(exc)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:

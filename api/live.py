@@ -321,6 +321,10 @@ class LiveHub:
                 sub.resync.set()
 
     async def _deliver(self, entries: list[Entry]) -> None:
+        if not self._subs:
+            # No screen here to tell (an API-only process, or before the first screen opens):
+            # nothing to flush for; the processes that serve screens flush before telling them.
+            return
         # Caches first: a screen told of a change must not then read the figures from before it.
         if any(e.type.startswith(("case.", "dispatch.")) for e in entries):
             await self._flush_kpi_cache()

@@ -2,16 +2,17 @@
 
 Run (wrk is the load client: ``apt-get install wrk``; without it, ``--client httpx``)::
 
-    .venv/bin/python bench/bench_intake.py [--seconds 20] [--workers 2] [--connections 16]
+    .venv/bin/python bench/bench_intake.py [--seconds 20] [--workers 2] [--connections 32]
 
 The city-scale database ``yitu_bench`` (``yitu seed demo --scale city --seed 1``, seeded here
 when missing, as bench/bench_spatial.py does) is never written to: it is cloned
 (CREATE DATABASE … TEMPLATE) into a scratch database, migrated, used and dropped.
 Two measurements in the same run, printed side by side:
 
-* raw SQL: ``geodata.cases.intake_committed`` (the one intake statement as its own transaction,
-  as the API runs it) called from threads on pooled connections: what one request does in the
-  database, without HTTP; and ``cases_in_area`` for areas of every level;
+* raw SQL: ``geodata.cases.intake_many`` (the intake statement as its own transaction, as the
+  API's lanes run it) called from threads on pooled connections, one report per statement and
+  16 per statement: what the database does without HTTP; and ``cases_in_area`` for areas of
+  every level;
 * HTTP: ``uvicorn --factory api.asgi:app --workers N --loop uvloop --http httptools`` on
   loopback. Intake is driven by ``wrk`` (one thread in C, so the load client takes a small share
   of the machine's CPU) with a Lua script POSTing varied points, types and descriptions with the
@@ -186,7 +187,11 @@ def _body(pt: tuple[float, float], i: int) -> dict[str, Any]:
 
 # --- raw SQL -------------------------------------------------------------------------------------
 
-def bench_sql_intake(dsn: str, points: list[tuple[float, float]], seconds: float, threads: int) -> str:
+def bench_sql_intake(dsn: str, points: list[tuple[float, float]], seconds: float, threads: int,
+                     batch: int = 1) -> str:
+    """The intake statement straight through psycopg from ``threads`` threads, ``batch`` reports
+    per statement in autocommit (1: a report alone; more: as the API's lanes write under load).
+    Latency is per statement; the rate counts cases."""
     rules = deadline_rules(Settings(_env_file=None))
     actor = store.Actor("bench-sql", "dispatcher", 0)
     lat_ms: list[float] = []
@@ -194,16 +199,19 @@ def bench_sql_intake(dsn: str, points: list[tuple[float, float]], seconds: float
     stop = time.monotonic() + seconds
     counter = iter(range(10**9))
 
-    with ConnectionPool(dsn, min_size=threads, max_size=threads) as pool:
+    with ConnectionPool(dsn, min_size=threads, max_size=threads, kwargs={"autocommit": True}) as pool:
         def run() -> None:
             mine = []
             while time.monotonic() < stop:
-                i = next(counter)
-                b = _body(points[i % len(points)], i)
-                new = store.NewCase(b["type"], b["description"], b["lon"], b["lat"], b["channel"], b["parties"])
+                reqs = []
+                for _ in range(batch):
+                    i = next(counter)
+                    b = _body(points[i % len(points)], i)
+                    reqs.append(store.IntakeRequest(store.NewCase(b["type"], b["description"], b["lon"], b["lat"],
+                                                                  b["channel"], b["parties"]), actor))
                 t = time.perf_counter()
                 with pool.connection() as conn:
-                    store.intake_committed(conn, new, actor, rules, datetime.now(timezone.utc))
+                    store.intake_many(conn, reqs, rules, datetime.now(timezone.utc))
                 mine.append((time.perf_counter() - t) * 1000)
             with lock:
                 lat_ms.extend(mine)
@@ -215,7 +223,9 @@ def bench_sql_intake(dsn: str, points: list[tuple[float, float]], seconds: float
         for w in workers:
             w.join()
         elapsed = time.monotonic() - started
-    return _line(f"SQL intake ({threads} connections)", lat_ms, len(lat_ms), elapsed)
+    name = f"SQL intake ({threads} connections, {batch} per statement)"
+    return _fmt(name, len(lat_ms) * batch, len(lat_ms) * batch / elapsed, statistics.median(lat_ms),
+                _pct(lat_ms, 0.95), _pct(lat_ms, 0.99))
 
 
 def bench_sql_area(dsn: str, codes: list[str]) -> str:
@@ -346,7 +356,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20, help="length of each timed run")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    ap.add_argument("--connections", "--clients", type=int, default=16,
+    ap.add_argument("--connections", "--clients", type=int, default=32,
                     help="concurrent keep-alive connections of the load client")
     ap.add_argument("--client", choices=("wrk", "httpx"), default="wrk" if shutil.which("wrk") else "httpx",
                     help="the intake load client (default wrk when installed)")
@@ -384,6 +394,7 @@ def main() -> None:
               f"({time.monotonic() - t:.0f} s); {os.cpu_count()} CPUs; {args.seconds:.0f} s per run; {_load()}")
         points = _points(dsn, 50_000)
         print(bench_sql_intake(dsn, points, args.seconds, args.sql_threads))
+        print(bench_sql_intake(dsn, points, args.seconds, args.sql_threads, batch=16))
         print(bench_sql_area(dsn, codes))
 
         r = redis.Redis.from_url(redis_url)

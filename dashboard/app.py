@@ -19,6 +19,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api import scheduler as cases_scheduler
+from api.intake_front import IntakeFront
 from api.live import LiveHub
 from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
@@ -114,4 +115,6 @@ def create_app(settings: Settings) -> FastAPI:
     # (say a shared /area/… link) would go out without them. Collect them now instead.
     dash_app._setup_server()
     app.state.dash = dash_app
+    # Outermost (added last): a well-formed report from a known token skips the layers above.
+    app.add_middleware(IntakeFront)
     return app

@@ -19,6 +19,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -114,37 +115,135 @@ def _intake_sql() -> str:
     return _compact(query("case_intake"))
 
 
-def _intake_params(new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime, key: str | None,
-                   scope: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class IntakeRequest:
+    """One report for :func:`intake_many`: the case, who reports it, the retry key, the
+    reporter's area scope (a code of any level; a point outside it writes nothing) and when it
+    was received (``at``; default: the batch's ``now``)."""
+
+    new: NewCase
+    actor: Actor
+    key: str | None = None
+    scope: str | None = None
+    at: datetime | None = None
+
+
+# What intake gives for each request: (the case row, created?) or the refusal, as an exception
+# (UnknownType, NoTerritory, OutsideScope, KeyReused): one bad request never fails its neighbours.
+IntakeResult = tuple[dict[str, Any], bool] | WorkflowError
+
+
+def _intake_row(i: int, req: IntakeRequest, rules: DeadlineRules, now: datetime) -> dict[str, Any]:
+    new, actor, now = req.new, req.actor, req.at or now
     reported = new.reported_at or now
     return {
-        "type": new.type, "description": new.description, "lon": new.lon, "lat": new.lat,
-        "channel": new.channel, "parties": Jsonb(new.parties), "reporter": actor.name,
+        "i": i, "type": new.type, "description": new.description, "lon": new.lon, "lat": new.lat,
+        "channel": new.channel, "parties": new.parties, "reporter": actor.name,
         "reported_at": reported, "now": now, "day": reported.astimezone(CST).date(),
-        "token_id": actor.token_id, "key": key, "request_hash": request_hash(new),
-        "actor": actor.name, "role": actor.role, "scope": scope,
+        "token_id": actor.token_id, "key": req.key, "request_hash": request_hash(new),
+        "actor": actor.name, "role": actor.role, "scope": req.scope,
         **{f"dl_{lv}": rules.deadline(lv, reported) for lv in workflow.LEVELS},
     }
 
 
-def _intake_outcome(row: Mapping[str, Any] | None, new: NewCase, scope: str | None) -> bool:
-    """True when the statement created the case; raises for what it refused."""
-    assert row is not None  # the statement always returns its one status row
+def _intake_params(reqs: list[IntakeRequest], rules: DeadlineRules, now: datetime) -> dict[str, Any]:
+    rows = [_intake_row(i, req, rules, now) for i, req in enumerate(reqs)]
+    return {"rows": orjson.dumps(rows).decode()}  # aware datetimes as RFC 3339, which timestamptz reads
+
+
+_STATUS = ("i", "type_ok", "territory", "in_scope", "area")
+
+
+def _intake_outcome(row: dict[str, Any], req: IntakeRequest) -> IntakeResult | None:
+    """The result of a request from its output row; None when its key was used before."""
     if not row["type_ok"]:
-        raise UnknownType(f"unknown case type {new.type!r} (see case_types)", field="type")
+        return UnknownType(f"unknown case type {req.new.type!r} (see case_types)", field="type")
     if row["territory"] is None:
-        raise NoTerritory("no territory loaded: import the grid (yitu import grids) or seed the demo")
+        return NoTerritory("no territory loaded: import the grid (yitu import grids) or seed the demo")
     if not row["in_scope"]:
-        raise OutsideScope(f"the point lies in {row['area']}, outside your area {scope}", field="lon")
-    return row["code"] is not None
+        return OutsideScope(f"the point lies in {row['area']}, outside your area {req.scope}", field="lon")
+    if row["code"] is None:
+        return None
+    for k in _STATUS:
+        del row[k]
+    return row, True
 
 
-def _replayed(old: dict[str, Any] | None, key: str | None, digest: str) -> dict[str, Any]:
+def _replayed(old: dict[str, Any] | None, req: IntakeRequest) -> IntakeResult:
     if old is None:  # pragma: no cover - the key row and its case are written together
-        raise CaseNotFound(f"Idempotency-Key {key!r} names no case", field="Idempotency-Key")
-    if old["request_hash"] != digest:
-        raise KeyReused("this Idempotency-Key was used for a different request", field="Idempotency-Key")
-    return old
+        return CaseNotFound(f"Idempotency-Key {req.key!r} names no case", field="Idempotency-Key")
+    if old.pop("request_hash") != request_hash(req.new):
+        return KeyReused("this Idempotency-Key was used for a different request", field="Idempotency-Key")
+    return old, False
+
+
+def _rounds(reqs: list[IntakeRequest]) -> list[list[int]]:
+    """The requests split into statements in which no (token, key) comes twice: a retry sent
+    twice in one batch goes in the next statement and finds the case the first one made."""
+    rounds: list[list[int]] = []
+    seen: list[set[tuple[int, str]]] = []
+    for i, req in enumerate(reqs):
+        ident = (req.actor.token_id, req.key) if req.key is not None else None
+        n = 0
+        if ident is not None:
+            while n < len(seen) and ident in seen[n]:
+                n += 1
+        if n == len(rounds):
+            rounds.append([])
+            seen.append(set())
+        rounds[n].append(i)
+        if ident is not None:
+            seen[n].add(ident)
+    return rounds
+
+
+def intake_many(conn: psycopg.Connection, reqs: list[IntakeRequest], rules: DeadlineRules,
+                now: datetime) -> list[IntakeResult]:
+    """Create the cases of ``reqs`` (or find the ones their keys created before), in order.
+
+    One statement for the whole batch (more only when a key repeats in it), on the caller's
+    transaction; each request gets its own result, a refusal included.
+    """
+    out: list[IntakeResult | None] = [None] * len(reqs)
+    with conn.cursor(row_factory=dict_row) as cur:
+        for part in _rounds(reqs):
+            batch = [reqs[i] for i in part]
+            rows = cur.execute(_intake_sql(), _intake_params(batch, rules, now), prepare=True).fetchall()
+            for i, req, row in zip(part, batch, rows, strict=True):
+                out[i] = _intake_outcome(row, req)
+                if out[i] is None:
+                    # The key was used before (perhaps by a retry running right now: the insert
+                    # waited for it to commit). This statement sees what it committed.
+                    old = cur.execute(query("case_by_key"), {"token_id": req.actor.token_id, "key": req.key}).fetchone()
+                    out[i] = _replayed(old, req)
+    return [r for r in out if r is not None]
+
+
+async def intake_many_async(conn: psycopg.AsyncConnection, reqs: list[IntakeRequest], rules: DeadlineRules,
+                            now: datetime) -> list[IntakeResult]:
+    """:func:`intake_many` on an asyncio connection in autocommit: each statement commits as it
+    returns (a batch is all written or none of it, and durable on return, as with COMMIT)."""
+    if not conn.autocommit:
+        raise RuntimeError("intake_many_async needs an autocommit connection (each statement is its own transaction)")
+    out: list[IntakeResult | None] = [None] * len(reqs)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        for part in _rounds(reqs):
+            batch = [reqs[i] for i in part]
+            await cur.execute(_intake_sql(), _intake_params(batch, rules, now), prepare=True)
+            rows = await cur.fetchall()
+            for i, req, row in zip(part, batch, rows, strict=True):
+                out[i] = _intake_outcome(row, req)
+                if out[i] is None:
+                    await cur.execute(query("case_by_key"), {"token_id": req.actor.token_id, "key": req.key})
+                    out[i] = _replayed(await cur.fetchone(), req)
+    return [r for r in out if r is not None]
+
+
+def unwrap(result: IntakeResult) -> tuple[dict[str, Any], bool]:
+    """(case row, created?) of an intake result; raises its refusal."""
+    if isinstance(result, WorkflowError):
+        raise result
+    return result
 
 
 def intake(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime,
@@ -154,16 +253,7 @@ def intake(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: Deadline
     ``scope`` is the reporter's area (a code of any level): a point whose grid chain does not
     contain it raises :class:`OutsideScope` and writes nothing, in the same statement.
     """
-    params = _intake_params(new, actor, rules, now, key, scope)
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_intake_sql(), params, prepare=True).fetchone()
-        if _intake_outcome(row, new, scope):
-            assert row is not None
-            return row, True
-        # The key was used before (perhaps by a retry running right now: the insert above waited
-        # for it to commit). This statement sees what it committed.
-        old = cur.execute(query("case_by_key"), {"token_id": actor.token_id, "key": key}).fetchone()
-    return _replayed(old, key, params["request_hash"]), False
+    return unwrap(intake_many(conn, [IntakeRequest(new, actor, key, scope)], rules, now)[0])
 
 
 def intake_committed(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime,
@@ -189,18 +279,7 @@ async def intake_async(conn: psycopg.AsyncConnection, new: NewCase, actor: Actor
                        now: datetime, key: str | None = None, *,
                        scope: str | None = None) -> tuple[dict[str, Any], bool]:
     """:func:`intake` on an asyncio connection in autocommit: the statement commits as it returns."""
-    if not conn.autocommit:
-        raise RuntimeError("intake_async needs an autocommit connection (the statement is its own transaction)")
-    params = _intake_params(new, actor, rules, now, key, scope)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_intake_sql(), params, prepare=True)
-        row = await cur.fetchone()
-        if _intake_outcome(row, new, scope):
-            assert row is not None
-            return row, True
-        await cur.execute(query("case_by_key"), {"token_id": actor.token_id, "key": key})
-        old = await cur.fetchone()
-    return _replayed(old, key, params["request_hash"]), False
+    return unwrap((await intake_many_async(conn, [IntakeRequest(new, actor, key, scope)], rules, now))[0])
 
 
 def get_case(conn: psycopg.Connection, code: str, *, lock: bool = False) -> dict[str, Any] | None:
