@@ -28,7 +28,7 @@ import psycopg
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from psycopg_pool import AsyncConnectionPool
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from api import errors, events
 from api.area_export import day_start
@@ -99,19 +99,28 @@ STEP = "^(" + "|".join(workflow.STEPS) + ")$"
 MAX_FUTURE = timedelta(minutes=5)  # phones' clocks drift; more than this is a wrong date
 
 
+def _no_nul(v: str | None) -> str | None:
+    if v is not None and "\x00" in v:
+        raise ValueError("must not contain NUL characters")  # PostgreSQL text cannot hold them
+    return v
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
 class Party(BaseModel):
     """A party to the dispute: personal data, masked for viewers."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: str = Field(min_length=1, max_length=50)
+    name: Text = Field(min_length=1, max_length=50)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 \-]{4,19}$")
-    role: str | None = Field(default=None, max_length=20, description="e.g. 申请人 (applicant), 被申请人 (respondent)")
+    role: Text | None = Field(default=None, max_length=20, description="e.g. 申请人 (applicant), 被申请人 (respondent)")
 
 
 class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     type: str = Field(pattern=TYPE, description="An active code of case_types, e.g. grassland, neighbour.")
-    description: str = Field(min_length=1, max_length=4000)
+    description: Text = Field(min_length=1, max_length=4000)
     lon: float = Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="WGS-84 longitude")
     lat: float = Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="WGS-84 latitude")
     channel: Literal["grid_app", "hotline_12345", "window", "visit", "petition"]
@@ -132,14 +141,14 @@ class Assignee(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     kind: Literal["unit", "mediator"]
-    id: str = Field(min_length=1, max_length=64)
-    name: str | None = Field(default=None, max_length=100)
+    id: Text = Field(min_length=1, max_length=64)
+    name: Text | None = Field(default=None, max_length=100)
 
 
 class TransitionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     action: Literal["accept", "reject", "dispatch", "start", "attempt", "escalate", "close", "evaluate", "reopen"]
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(default=None, max_length=2000)
     version: int | None = Field(default=None, ge=1, description="Refuse (409) if the case changed since this version.")
     reason: Literal["not_dispute", "duplicate"] | None = Field(default=None, description="reject")
     duplicate_of: str | None = Field(default=None, pattern=CODE, description="reject as duplicate")
@@ -148,7 +157,7 @@ class TransitionIn(BaseModel):
     outcome: Literal["mediated", "judicial_confirmation", "litigation", "arbitration", "withdrawn"] | None = Field(
         default=None, description="close")
     satisfaction: int | None = Field(default=None, ge=1, le=5, strict=True, description="evaluate")
-    followup_note: str | None = Field(default=None, max_length=2000, description="evaluate (回访)")
+    followup_note: Text | None = Field(default=None, max_length=2000, description="evaluate (回访)")
 
 
 async def require_json(request: Request) -> None:

@@ -79,7 +79,7 @@ class IntakeFront:
                 break
         body = b"".join(chunks)
         case = None
-        if not more:
+        if not more and size <= MAX_BODY:
             try:
                 case = CaseIn.model_validate(orjson.loads(body))
             except (ValueError, pydantic.ValidationError):  # malformed JSON, a bad field: the route says which

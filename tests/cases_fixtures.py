@@ -20,8 +20,8 @@ from dashboard.settings import Settings
 
 def settings_for(db: str, redis_url: str, tmp_path: Path, **extra: Any) -> Settings:
     """Settings for a test app: no background sweep, no token cache (revocation is immediate)."""
-    return Settings(database_url=db, redis_url=redis_url, home=tmp_path / "home", _env_file=None,
-                    scheduler_interval=0, auth_cache_seconds=0, **extra)
+    return Settings(**{"database_url": db, "redis_url": redis_url, "home": tmp_path / "home", "_env_file": None,
+                       "scheduler_interval": 0, "auth_cache_seconds": 0, **extra})
 
 
 @pytest.fixture

@@ -1,0 +1,251 @@
+"""Intake in batches (geodata/cases.py intake_many, api/intake.py lanes) and the intake front
+(api/intake_front.py): each report keeps its own answer, a bad one never costs its neighbours,
+and the front answers exactly as the route does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+import redis.asyncio as aioredis
+from fastapi.testclient import TestClient
+from psycopg_pool import AsyncConnectionPool
+
+from api.events import STREAM
+from api.intake import IntakeLanes
+from api.scheduler import deadline_rules
+from dashboard.app import create_app
+from geodata import cases
+from geodata.cases import Actor, IntakeRequest, NewCase
+
+from .cases_fixtures import auth, case_body, inner_point, settings_for, token  # noqa: F401
+
+CLERK = Actor("clerk", "dispatcher", 7)
+
+
+def _new(lon: float, lat: float, **change: object) -> NewCase:
+    body = {**case_body(lon, lat), **change}
+    return NewCase(body["type"], body["description"], body["lon"], body["lat"], body["channel"], body["parties"])
+
+
+def _count(dsn: str, sql: str, *args: object) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, args).fetchone()[0]  # type: ignore[index]
+
+
+def _rules(dsn: str):  # type: ignore[no-untyped-def]
+    return deadline_rules(settings_for(dsn, "redis://unused", Path("/tmp")))
+
+
+def test_one_statement_gives_each_report_its_own_result(demo_db: str) -> None:
+    lon, lat, cell = inner_point(demo_db)
+    with psycopg.connect(demo_db) as conn:
+        other_village = conn.execute("SELECT code FROM areas WHERE level = 3 AND code <> %s ORDER BY code LIMIT 1",
+                                     (cell[:12],)).fetchone()[0]
+    n_cases = _count(demo_db, "SELECT count(*) FROM cases")
+    reqs = [
+        IntakeRequest(_new(lon, lat), CLERK),                                   # 0 made
+        IntakeRequest(_new(lon, lat, type="unicorn"), CLERK),                   # 1 unknown type
+        IntakeRequest(_new(lon, lat), CLERK, scope=other_village),              # 2 outside the scope
+        IntakeRequest(_new(lon, lat, description="同一键"), CLERK, key="k-1"),   # 3 made
+        IntakeRequest(_new(lon, lat, description="同一键"), CLERK, key="k-1"),   # 4 the retry of 3, same batch
+        IntakeRequest(_new(lon, lat, description="另一件事"), CLERK, key="k-1"),  # 5 the key reused: refused
+        IntakeRequest(_new(100.0, 30.0), CLERK),                                # 6 outside the territory: queued
+    ]
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        out = cases.intake_many(conn, reqs, _rules(demo_db), datetime.now(timezone.utc))
+    assert isinstance(out[1], cases.UnknownType) and out[1].field == "type"
+    assert isinstance(out[2], cases.OutsideScope) and other_village in out[2].message
+    assert isinstance(out[5], cases.KeyReused) and out[5].field == "Idempotency-Key"
+    (made, c0), (keyed, c3), (retry, c4), (outside, c6) = out[0], out[3], out[4], out[6]  # type: ignore[misc]
+    assert (c0, c3, c4, c6) == (True, True, False, True)
+    assert made["grid_code"] == cell and made["step"] == "reported" and made["description"] == case_body(0, 0)["description"]
+    assert retry["code"] == keyed["code"] and "request_hash" not in retry
+    assert outside["grid_code"] is None and "outside_territory" in outside["flags"] and outside["level"] == "banner"
+    assert len({made["code"], keyed["code"], outside["code"]}) == 3
+    assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases + 3
+    for row in (made, keyed, outside):  # each with its first audit row
+        assert _count(demo_db, "SELECT count(*) FROM case_events WHERE case_id = %s AND action = 'report'",
+                      row["id"]) == 1
+
+
+def test_a_report_the_database_refuses_does_not_fail_the_reports_beside_it(demo_db: str, redis_url: str) -> None:
+    """A NUL character passes no API validation (tested below) but here it reaches PostgreSQL,
+    which refuses the whole statement: the lane writes the batch again one report at a time."""
+    lon, lat, _ = inner_point(demo_db)
+    rules = _rules(demo_db)
+    n_cases = _count(demo_db, "SELECT count(*) FROM cases")
+
+    async def run() -> tuple[list[object], int]:
+        pool = AsyncConnectionPool(demo_db, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False)
+        await pool.open()
+        stream = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        lanes = IntakeLanes(pool, stream, rules, lanes=1)
+        try:
+            bad = IntakeRequest(_new(lon, lat, description="坏\x00字"), CLERK)
+            good = [IntakeRequest(_new(lon, lat, description=f"好 {i}"), CLERK) for i in range(5)]
+            out = await asyncio.gather(*(lanes.submit(r) for r in [good[0], bad, *good[1:]]), return_exceptions=True)
+            return out, lanes.batches
+        finally:
+            await pool.close()
+            await stream.aclose()
+
+    out, _ = asyncio.run(run())
+    assert isinstance(out[1], psycopg.Error)
+    made = [o for i, o in enumerate(out) if i != 1]
+    assert all(isinstance(o, tuple) and o[1] for o in made)
+    assert [o[0]["description"] for o in made] == [f"好 {i}" for i in range(5)]  # type: ignore[index]
+    assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases + 5
+
+
+def test_reports_that_arrive_together_are_written_together_and_all_published(demo_db: str, redis_url: str) -> None:
+    lon, lat, _ = inner_point(demo_db)
+    rules = _rules(demo_db)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r.delete(STREAM)
+
+    async def run() -> tuple[list[object], int]:
+        pool = AsyncConnectionPool(demo_db, min_size=1, max_size=2, kwargs={"autocommit": True}, open=False)
+        await pool.open()
+        stream = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        lanes = IntakeLanes(pool, stream, rules, lanes=2, max_batch=16)
+        try:
+            reqs = [IntakeRequest(_new(lon, lat, description=f"一起 {i}"), CLERK) for i in range(60)]
+            out = await asyncio.gather(*(lanes.submit(q) for q in reqs))
+            return list(out), lanes.batches
+        finally:
+            await pool.close()
+            await stream.aclose()
+
+    try:
+        out, batches = asyncio.run(run())
+        assert all(created for _, created in out)  # type: ignore[misc]
+        # 60 at once through 2 lanes of at most 16: the first two alone, then batches of what waited
+        assert 4 <= batches <= 8, batches
+        codes = [row["code"] for row, _ in out]  # type: ignore[misc]
+        assert len(set(codes)) == 60
+        published = [json.loads(f["event"])["code"] for _id, f in r.xrange(STREAM) if f["type"] == "case.created"]
+        assert sorted(published) == sorted(codes)
+    finally:
+        r.close()
+
+
+def test_the_api_refuses_nul_characters_with_the_field_named(client_cached: TestClient, token: Callable[..., str],
+                                                              demo_db: str) -> None:
+    lon, lat, _ = inner_point(demo_db)
+    tok = token("dispatcher")
+    n_cases = _count(demo_db, "SELECT count(*) FROM cases")
+    for change, field in (({"description": "a\x00b"}, "description"),
+                          ({"parties": [{"name": "张\x00三"}]}, "parties.0.name")):
+        for _ in range(2):  # the long way (the token not cached yet), then the front
+            r = client_cached.post("/api/v1/cases", json={**case_body(lon, lat), **change}, headers=auth(tok))
+            assert r.status_code == 422 and r.json()["field"] == field, r.text
+    assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases
+    code = client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok)).json()["code"]
+    r = client_cached.post(f"/api/v1/cases/{code}/transitions", json={"action": "accept", "note": "好\x00"},
+                           headers=auth(tok))
+    assert r.status_code == 422 and r.json()["field"] == "note", r.text
+    assert _count(demo_db, "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
+                           "WHERE c.code = %s", code) == 1  # the report only
+
+
+# --- the intake front ----------------------------------------------------------------------------
+
+@pytest.fixture
+def client_cached(demo_db: str, redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    """An app that trusts a looked-up token for a minute, as a deployment does (the front's case)."""
+    settings = settings_for(demo_db, redis_url, tmp_path, auth_cache_seconds=60)
+    with TestClient(create_app(settings), raise_server_exceptions=True) as c:
+        yield c
+
+
+def _served(c: TestClient) -> int:
+    return c.app.state.intake.front_served  # type: ignore[attr-defined]
+
+
+_SAME = ("type", "description", "parties", "lon", "lat", "grid", "channel", "reporter", "level", "overdue",
+         "attempts", "max_attempts", "step", "outcome", "satisfaction", "followup_note", "flags", "assignee",
+         "duplicate_of", "closed_at", "version", "allowed_actions")
+
+
+def test_the_front_answers_a_known_token_as_the_route_does(client_cached: TestClient, token: Callable[..., str],
+                                                         demo_db: str) -> None:
+    lon, lat, _ = inner_point(demo_db)
+    tok = token("dispatcher")
+    body = case_body(lon, lat)
+    by_route = client_cached.post("/api/v1/cases", json=body, headers=auth(tok))  # looks the token up
+    assert by_route.status_code == 201 and _served(client_cached) == 0
+    by_front = client_cached.post("/api/v1/cases", json=body, headers=auth(tok))
+    assert by_front.status_code == 201 and _served(client_cached) == 1
+    a, b = by_route.json(), by_front.json()
+    assert set(a) == set(b)
+    assert {k: a[k] for k in _SAME} == {k: b[k] for k in _SAME}
+    assert b["code"] != a["code"] and by_front.headers["content-type"] == "application/json"
+    assert _count(demo_db, "SELECT count(*) FROM cases WHERE code = ANY(%s)", [a["code"], b["code"]]) == 2
+    # the viewer's view: masked, as the route masks it (a viewer cannot report: 403 from both)
+    viewer = token("viewer")
+    first = client_cached.post("/api/v1/cases", json=body, headers=auth(viewer))
+    second = client_cached.post("/api/v1/cases", json=body, headers=auth(viewer))
+    assert first.status_code == second.status_code == 403 and first.json() == second.json()
+    # gzip as the app's middleware does it, for a client that asks
+    big = {**body, "description": "草场边界争议" * 100}
+    zipped = client_cached.post("/api/v1/cases", json=big, headers={**auth(tok), "Accept-Encoding": "gzip"})
+    assert zipped.status_code == 201 and zipped.headers["content-encoding"] == "gzip"
+    assert zipped.json()["description"] == big["description"] and _served(client_cached) == 3
+
+
+def test_the_front_leaves_every_bad_request_to_the_route(client_cached: TestClient, token: Callable[..., str],
+                                                       demo_db: str) -> None:
+    lon, lat, _ = inner_point(demo_db)
+    tok = token("dispatcher")
+    assert client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok)).status_code == 201
+    before, n_cases = _served(client_cached), _count(demo_db, "SELECT count(*) FROM cases")
+    headers = auth(tok)
+    cases_ = [
+        (dict(json={**case_body(lon, lat), "lat": 91}, headers=headers), 422, "lat"),
+        (dict(json={**case_body(lon, lat), "surprise": 1}, headers=headers), 422, "surprise"),
+        (dict(content=b'{"type": "grassland", ', headers={**headers, "Content-Type": "application/json"}), 422, None),
+        (dict(content=b"[1, 2]", headers={**headers, "Content-Type": "application/json"}), 422, None),
+        (dict(content=b"type=grassland", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}),
+         415, "Content-Type"),
+        (dict(json=case_body(lon, lat), headers={**headers, "Idempotency-Key": "has space"}), 422, "Idempotency-Key"),
+        (dict(json=case_body(lon, lat), headers={**headers, "Idempotency-Key": "k" * 201}), 422, "Idempotency-Key"),
+        (dict(json=case_body(lon, lat), headers={"Authorization": "Bearer yitu_not-a-token"}), 401, "Authorization"),
+        (dict(content=json.dumps({**case_body(lon, lat), "description": "长" * 30000}).encode(),
+              headers={**headers, "Content-Type": "application/json"}), 422, "description"),
+    ]
+    for kwargs, status, field in cases_:
+        r = client_cached.post("/api/v1/cases", **kwargs)
+        assert r.status_code == status, (kwargs.get("json"), r.text)
+        if field:
+            assert r.json()["field"] == field
+    assert _served(client_cached) == before  # all of them answered by the route
+    assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases
+
+
+def test_the_front_keeps_idempotency_and_scope(client_cached: TestClient, token: Callable[..., str],
+                                               demo_db: str) -> None:
+    lon_in, lat_in, cell_in = inner_point(demo_db)
+    lon_out, lat_out, _ = next(p for p in (inner_point(demo_db, offset=i) for i in range(0, 400, 40))
+                               if p[2][:12] != cell_in[:12])
+    worker = token("grid_worker", area=cell_in[:12])
+    headers = {**auth(worker), "Idempotency-Key": "phone-3-report-9"}
+    body = case_body(lon_in, lat_in)
+    client_cached.get("/api/v1/cases", headers=auth(worker))  # the token looked up (and cached)
+    first = client_cached.post("/api/v1/cases", json=body, headers=headers)
+    again = client_cached.post("/api/v1/cases", json=body, headers=headers)
+    other = client_cached.post("/api/v1/cases", json={**body, "description": "另一件事"}, headers=headers)
+    outside = client_cached.post("/api/v1/cases", json=case_body(lon_out, lat_out),
+                                 headers={**auth(worker), "Idempotency-Key": "phone-3-report-10"})
+    assert _served(client_cached) == 4
+    assert (first.status_code, again.status_code) == (201, 200) and again.json()["code"] == first.json()["code"]
+    assert other.status_code == 409 and other.json()["field"] == "Idempotency-Key"
+    assert outside.status_code == 403 and cell_in[:12] in outside.json()["message"]
+    assert _count(demo_db, "SELECT count(*) FROM case_idempotency_keys WHERE key LIKE 'phone-3-report-%%'") == 1
+
