@@ -97,6 +97,7 @@ AREA = r"^[0-9]{6}([0-9]{3}){0,3}$"
 TYPE = r"^[a-z][a-z0-9_]{1,40}$"
 STEP = "^(" + "|".join(workflow.STEPS) + ")$"
 MAX_FUTURE = timedelta(minutes=5)  # phones' clocks drift; more than this is a wrong date
+OLDEST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # older is a wrong date (and 0001-01-01 overflows)
 
 
 def _no_nul(v: str | None) -> str | None:
@@ -132,6 +133,8 @@ class CaseIn(BaseModel):
     def _not_in_future(cls, v: datetime | None) -> datetime | None:
         if v is not None and v > datetime.now(timezone.utc) + MAX_FUTURE:
             raise ValueError("reported_at is in the future")
+        if v is not None and v < OLDEST:
+            raise ValueError("reported_at is before 2000: a wrong date")
         return v
 
 

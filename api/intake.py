@@ -27,11 +27,11 @@ from datetime import datetime, timezone
 
 import psycopg
 import redis.asyncio as aioredis
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from api import errors, events
 from geodata import cases as store
-from geodata.workflow import DeadlineRules, WorkflowError
+from geodata.workflow import DeadlineRules
 
 log = logging.getLogger("yitu.intake")
 
@@ -55,60 +55,99 @@ class IntakeLanes:
         self.pool, self.stream, self.rules = pool, stream, rules
         self.lanes, self.max_batch = lanes, max_batch
         self._queue: deque[_Waiting] = deque()
-        self._running: set[asyncio.Task[None]] = set()
+        self._active = 0     # lanes running; changed only on the event loop, never across an await
+        self._tasks: set[asyncio.Task[None]] = set()  # held so they are not collected while running
         self.batches = 0     # statements run (for the tests and the bench)
         self.requests = 0    # requests written through them
+        self.isolated = 0    # batches that failed as a whole and were written one by one
 
     async def submit(self, req: store.IntakeRequest) -> store.IntakeResult:
         """The request's result once its batch has committed and its event is published.
 
-        Raises :class:`api.errors.ServiceUnavailable` when the database cannot be reached, and a
-        database error of the request's own as it is.
+        Raises :class:`api.errors.ServiceUnavailable` when the database cannot be reached, and
+        an error of the request's own (one the database raised for it alone) as it is.
         """
         waiting = _Waiting(req)
         self._queue.append(waiting)
-        if len(self._running) < self.lanes:
+        if self._active < self.lanes:
+            self._active += 1
             task = asyncio.get_running_loop().create_task(self._lane())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         # The lane sets the result even if this request is cancelled (its client went away):
         # the case is written all the same, as a request cancelled after its statement was sent.
         return await asyncio.shield(waiting.done)
 
+    def _take(self) -> list[_Waiting]:
+        """Up to ``max_batch`` waiting requests, oldest first; a second one with the same
+        Idempotency-Key waits for the next batch (it then finds the case the first one made)."""
+        batch: list[_Waiting] = []
+        keys: set[tuple[int, str]] = set()
+        later: list[_Waiting] = []
+        while self._queue and len(batch) < self.max_batch:
+            w = self._queue.popleft()
+            ident = (w.req.actor.token_id, w.req.key) if w.req.key is not None else None
+            if ident is not None and ident in keys:
+                later.append(w)
+                continue
+            if ident is not None:
+                keys.add(ident)
+            batch.append(w)
+        self._queue.extendleft(reversed(later))
+        return batch
+
     async def _lane(self) -> None:
-        while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            try:
-                await self._write(batch)
-            except Exception as exc:  # noqa: BLE001 - every waiting request gets an answer
-                for w in batch:
-                    if not w.done.done():
-                        w.done.set_exception(exc)
-            finally:  # the lane cancelled (the app stopping): its requests are told so
-                for w in batch:
-                    if not w.done.done():
-                        w.done.cancel()
+        try:
+            while self._queue:
+                batch = self._take()
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # noqa: BLE001 - every waiting request gets an answer
+                    for w in batch:
+                        if not w.done.done():
+                            w.done.set_exception(exc)
+                finally:  # the lane cancelled (the app stopping): its requests are told so
+                    for w in batch:
+                        if not w.done.done():
+                            w.done.cancel()
+        finally:
+            # In the same step as the loop's last look at the queue: a request queued after it
+            # finds this lane gone and starts one (a done-callback would run a step later).
+            self._active -= 1
 
     async def _write(self, batch: list[_Waiting]) -> None:
-        try:
-            results = await self._statement([w.req for w in batch])
-        except psycopg.Error as exc:
-            if len(batch) == 1:
+        for attempt in range(3):
+            try:
+                results = await self._statement([w.req for w in batch])
+                break
+            except errors.ServiceUnavailable:
                 raise
-            log.warning("intake batch failed as a whole; writing its %d requests one by one error=%s",
-                        len(batch), type(exc).__name__)
-            for w in batch:  # isolate the request that causes it
-                try:
-                    await self._write([w])
-                except Exception as one:  # noqa: BLE001 - that request's own answer
-                    if not w.done.done():
-                        w.done.set_exception(one)
-            return
-        created = [r[0] for r in results if not isinstance(r, WorkflowError) and r[1]]
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                # Two batches taking the same rows (a day's first code of two banners, two keys) in
+                # opposite order: nothing was written; once more (the statement orders its writes).
+                log.info("intake batch rolled back error=%s attempt=%d", type(exc).__name__, attempt + 1)
+                if attempt == 2:
+                    raise
+            except Exception as exc:  # noqa: BLE001 - a request of the batch the database (or the
+                # conversion of its parameters) cannot take: nothing was written, so write them
+                # one by one and let that request alone have the error.
+                if len(batch) == 1:
+                    raise
+                self.isolated += 1
+                log.warning("intake batch failed as a whole; writing its %d requests one by one error=%s",
+                            len(batch), type(exc).__name__)
+                for w in batch:
+                    try:
+                        await self._write([w])
+                    except Exception as one:  # noqa: BLE001 - that request's own answer
+                        if not w.done.done():
+                            w.done.set_exception(one)
+                return
+        now = datetime.now(timezone.utc)
+        created = [store.event_of("case.created", r[0], w.req.at or now, channel=r[0]["channel"])
+                   for w, r in zip(batch, results, strict=True) if isinstance(r, tuple) and r[1]]
         if created:
-            await events.publish_many_async(
-                self.stream, [store.event_of("case.created", row, row["updated_at"], channel=row["channel"])
-                              for row in created])
+            await events.publish_many_async(self.stream, created)
         for w, result in zip(batch, results, strict=True):
             if not w.done.done():
                 w.done.set_result(result)
@@ -117,11 +156,30 @@ class IntakeLanes:
         try:
             async with self.pool.connection() as conn:
                 results = await store.intake_many_async(conn, reqs, self.rules, datetime.now(timezone.utc))
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            log.warning("intake: the database is unavailable error=%s requests=%d", type(exc).__name__, len(reqs))
-            raise errors.ServiceUnavailable("the database is unavailable; the case was not written, "
-                                            "send it again") from exc
+        except (PoolTimeout, PoolClosed) as exc:
+            raise _unavailable(exc, len(reqs)) from exc
+        except psycopg.OperationalError as exc:
+            if not _connection_lost(exc):
+                raise  # a deadlock, a cancelled statement: not an outage
+            raise _unavailable(exc, len(reqs)) from exc
         self.batches += 1
         self.requests += len(reqs)
-        return results
+        # A retry's lookup of the case its key made, failed after the statement committed: that
+        # request alone is told to send again (its key keeps it from being written twice).
+        return [_unavailable(r, 1, _LOOKUP_LOST) if isinstance(r, psycopg.Error) else r for r in results]
 
+
+def _connection_lost(exc: psycopg.Error) -> bool:
+    """The server or the connection is gone (no SQLSTATE, class 08, or a shutdown: 57P01–57P03)."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+_NOT_WRITTEN = "the database is unavailable; the case was not written, send it again"
+_LOOKUP_LOST = ("the database became unavailable while finding the case this Idempotency-Key made; "
+                "send the report again with the same key")
+
+
+def _unavailable(exc: BaseException, n: int, message: str = _NOT_WRITTEN) -> errors.ServiceUnavailable:
+    log.warning("intake: the database is unavailable error=%s requests=%d", type(exc).__name__, n)
+    return errors.ServiceUnavailable(message, field=None)

@@ -51,16 +51,19 @@ class IntakeFront:
             return
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
-            if name in _ONE_OF and name in headers:  # two of them: let the framework decide
-                await self.app(scope, receive, send)
-                return
+            if name in headers:
+                if name in _ONE_OF:  # two of them: let the framework decide
+                    await self.app(scope, receive, send)
+                    return
+                continue  # as Starlette's Headers.get: the first one counts
             headers[name] = value
         app = scope.get("app")
         who = auth.cached(app, headers.get(b"authorization", b"").decode("latin-1")) if app is not None else None
         key = headers.get(b"idempotency-key")
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        main, _, sub = ctype.partition(b"/")
         if (who is None or getattr(app.state, "intake", None) is None
-                or not (ctype == b"application/json" or ctype.endswith(b"+json"))
+                or not (main == b"application" and (sub == b"json" or sub.endswith(b"+json")))  # as FastAPI reads JSON
                 or (key is not None and not (len(key) <= 200 and _KEY.match(key.decode("latin-1"))))):
             await self.app(scope, receive, send)
             return
@@ -116,9 +119,11 @@ async def _answer(send: Send, status: int, out: dict[str, Any], extra: dict[str,
     # The JSON JSONResponse renders (compact, UTF-8, no NaN), four times faster.
     content = orjson.dumps(out)
     headers = [(b"content-type", b"application/json")]
-    if len(content) >= GZIP_MIN and b"gzip" in accept_encoding.lower():
-        content = gzip.compress(content, compresslevel=6)
-        headers += [(b"content-encoding", b"gzip"), (b"vary", b"Accept-Encoding")]
+    if len(content) >= GZIP_MIN:  # as GZipMiddleware: Vary on every answer it could compress
+        headers.append((b"vary", b"Accept-Encoding"))
+        if b"gzip" in accept_encoding:
+            content = gzip.compress(content, compresslevel=6)
+            headers.append((b"content-encoding", b"gzip"))
     headers.append((b"content-length", str(len(content)).encode()))
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (extra or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -17,7 +17,9 @@ Nothing is lost silently:
   gets a ``resync`` message and reloads its layers and numbers from PostGIS, the record.
 
 Seeing case events also drops the cached KPI figures (``yitu:cache:kpi:*``), so the tiles a
-screen reloads are the new ones rather than up to 15 s old.
+screen reloads are the new ones rather than up to 15 s old. A process with no screen open skips
+both (the processes that serve screens do it before telling theirs): with no screen open
+anywhere, a screen that opens then reads figures at most the cache's 15 s old, as any cache read.
 """
 
 from __future__ import annotations

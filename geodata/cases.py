@@ -129,8 +129,9 @@ class IntakeRequest:
 
 
 # What intake gives for each request: (the case row, created?) or the refusal, as an exception
-# (UnknownType, NoTerritory, OutsideScope, KeyReused): one bad request never fails its neighbours.
-IntakeResult = tuple[dict[str, Any], bool] | WorkflowError
+# (UnknownType, NoTerritory, OutsideScope, KeyReused; from intake_many_async also the database
+# error of a retry's lookup after the statement committed): one request never fails its neighbours.
+IntakeResult = tuple[dict[str, Any], bool] | Exception
 
 
 def _intake_row(i: int, req: IntakeRequest, rules: DeadlineRules, now: datetime) -> dict[str, Any]:
@@ -221,27 +222,33 @@ def intake_many(conn: psycopg.Connection, reqs: list[IntakeRequest], rules: Dead
 
 async def intake_many_async(conn: psycopg.AsyncConnection, reqs: list[IntakeRequest], rules: DeadlineRules,
                             now: datetime) -> list[IntakeResult]:
-    """:func:`intake_many` on an asyncio connection in autocommit: each statement commits as it
-    returns (a batch is all written or none of it, and durable on return, as with COMMIT)."""
+    """:func:`intake_many` on an asyncio connection in autocommit, as one statement: the batch is
+    written as a whole or not at all, and durable when this returns (as with COMMIT). So no
+    (token, key) may come twice in ``reqs`` (the intake lanes keep a repeat for their next batch):
+    a second statement could fail after the first committed."""
     if not conn.autocommit:
         raise RuntimeError("intake_many_async needs an autocommit connection (each statement is its own transaction)")
-    out: list[IntakeResult | None] = [None] * len(reqs)
+    if len(_rounds(reqs)) > 1:
+        raise ValueError("an Idempotency-Key comes twice in the batch; send the repeat in the next one")
+    out: list[IntakeResult] = []
     async with conn.cursor(row_factory=dict_row) as cur:
-        for part in _rounds(reqs):
-            batch = [reqs[i] for i in part]
-            await cur.execute(_intake_sql(), _intake_params(batch, rules, now), prepare=True)
-            rows = await cur.fetchall()
-            for i, req, row in zip(part, batch, rows, strict=True):
-                out[i] = _intake_outcome(row, req)
-                if out[i] is None:
+        await cur.execute(_intake_sql(), _intake_params(reqs, rules, now), prepare=True)
+        rows = await cur.fetchall()
+        for req, row in zip(reqs, rows, strict=True):
+            result = _intake_outcome(row, req)
+            if result is None:
+                try:  # the batch is committed: a failure here is this request's alone
                     await cur.execute(query("case_by_key"), {"token_id": req.actor.token_id, "key": req.key})
-                    out[i] = _replayed(await cur.fetchone(), req)
-    return [r for r in out if r is not None]
+                    result = _replayed(await cur.fetchone(), req)
+                except psycopg.Error as exc:
+                    result = exc
+            out.append(result)
+    return out
 
 
 def unwrap(result: IntakeResult) -> tuple[dict[str, Any], bool]:
     """(case row, created?) of an intake result; raises its refusal."""
-    if isinstance(result, WorkflowError):
+    if isinstance(result, Exception):
         raise result
     return result
 

@@ -5,7 +5,9 @@
 -- and its first audit row. ``rows`` is a JSON array of requests (see geodata/cases.py,
 -- _intake_row); one output row per request, in the order of ``i``.
 -- A batch is what the app's intake lanes found waiting (api/intake.py): a request is never held
--- back to fill one, and a single request is a batch of one.
+-- back to fill one, and a single request is a batch of one. Rows are locked in one order in every
+-- batch (the Idempotency-Keys by token and key, a day's first case code by banner and day), so two
+-- batches running at once wait for each other rather than deadlock.
 -- The cells are tried first: a point in a cell never pays for the point-in-polygon test against
 -- its (far more detailed) village, town and banner outlines; those are tried only for a point
 -- in no cell.
@@ -61,6 +63,7 @@ id AS (
 k AS (
     INSERT INTO case_idempotency_keys (token_id, key, case_id, request_hash)
     SELECT ok.token_id, ok.key, id.id, ok.request_hash FROM id JOIN ok ON ok.i = id.i WHERE ok.key IS NOT NULL
+    ORDER BY ok.token_id, ok.key
     ON CONFLICT (token_id, key) DO NOTHING
     RETURNING case_id
 ),
@@ -82,7 +85,7 @@ c AS (
     FROM go JOIN ok ON ok.i = go.i,
          LATERAL (SELECT CASE ok.deep_level WHEN 4 THEN 'grid' WHEN 3 THEN 'village' WHEN 2 THEN 'town'
                                             ELSE 'banner' END AS level) lv
-    ORDER BY go.i
+    ORDER BY ok.banner, ok.day, go.i
     RETURNING *
 ),
 ev AS (
