@@ -136,10 +136,15 @@ class IntakeLanes:
                 self.isolated += 1
                 log.warning("intake batch failed as a whole; writing its %d requests one by one error=%s",
                             len(batch), type(exc).__name__)
+                down: errors.ServiceUnavailable | None = None
                 for w in batch:
                     try:
+                        if down is not None:  # not one pool timeout per request
+                            raise down
                         await self._write([w])
                     except Exception as one:  # noqa: BLE001 - that request's own answer
+                        if isinstance(one, errors.ServiceUnavailable):
+                            down = one
                         if not w.done.done():
                             w.done.set_exception(one)
                 return
