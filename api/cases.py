@@ -40,6 +40,7 @@ from api.services import Services, services
 from dashboard.stack import EmbeddedStack
 from geodata import cases as store
 from geodata import workflow
+from geodata.db import checkout_timeout
 from geodata.workflow import DeadlineRules
 
 
@@ -78,6 +79,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = svc.settings
     pool = AsyncConnectionPool(
         svc.pool.conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max, name="yitu-intake",
+        timeout=checkout_timeout(settings.db_connect_timeout),
         kwargs={**(svc.pool.kwargs or {}), "autocommit": True}, check=_check_quietly,
         open=False)
     await pool.open(wait=False)  # like the main pool: the app starts while the database is down

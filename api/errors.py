@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 
 log = logging.getLogger("yitu.api")
 
@@ -98,14 +100,31 @@ def payload(exc: YituError) -> tuple[int, dict, dict[str, str] | None]:
     if exc.field:
         body["field"] = exc.field
     body.update(exc.extra)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    headers = None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, ServiceUnavailable):
+        headers = {"Retry-After": "5"}
     return _status_of(exc), body, headers
+
+
+def database_unavailable(exc: Exception) -> ServiceUnavailable:
+    """The database down or gone mid-request (a pool timeout, a lost connection; also a deadlock
+    or a cancelled statement): nothing of the request was committed, and trying again is the answer."""
+    log.warning("database unavailable for a request error=%s", type(exc).__name__)
+    return ServiceUnavailable("the database is unavailable; nothing was written, try again")
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(YituError)
     async def _yitu_error(_req: Request, exc: YituError) -> JSONResponse:
         status, body, headers = payload(exc)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    async def _database_unavailable(_req: Request, exc: Exception) -> JSONResponse:
+        status, body, headers = payload(database_unavailable(exc))
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

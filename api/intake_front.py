@@ -26,7 +26,9 @@ import re
 from typing import Any
 
 import orjson
+import psycopg
 import pydantic
+from psycopg_pool import PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import auth, errors
@@ -96,6 +98,8 @@ class IntakeFront:
             extra = None
         except errors.YituError as exc:
             status, out, extra = errors.payload(exc)
+        except (psycopg.OperationalError, PoolTimeout) as exc:  # as the app's handler answers them
+            status, out, extra = errors.payload(errors.database_unavailable(exc))
         app.state.intake.front_served += 1
         await _answer(send, status, out, extra, headers.get(b"accept-encoding", b""))
 

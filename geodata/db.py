@@ -1,7 +1,9 @@
 """The PostGIS connection pool.
 
 Opened without waiting, so the app starts (and answers /healthz with 503) while the database
-is down; every checkout tests the connection, so a restarted server is picked up by itself.
+is down; every checkout tests the connection, so a restarted server is picked up by itself. A
+checkout waits at most :func:`checkout_timeout` for a connection (not psycopg_pool's 30 s): with
+the database down a request is answered 503 in seconds (api/errors.py), not left hanging.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ from psycopg_pool import ConnectionPool
 log = logging.getLogger("yitu.db")
 
 
+def checkout_timeout(connect_timeout: float) -> float:
+    """How long a request waits for a pooled connection: one connection attempt and a margin."""
+    return connect_timeout + 2.0
+
+
 def open_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout: float, name: str = "yitu") -> ConnectionPool:
     pool = ConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        timeout=checkout_timeout(connect_timeout),
         name=name,
         kwargs={"connect_timeout": max(1, round(connect_timeout)), "application_name": "yitu"},
         check=ConnectionPool.check_connection,
