@@ -79,7 +79,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = svc.settings
     pool = AsyncConnectionPool(
         svc.pool.conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max, name="yitu-intake",
-        timeout=checkout_timeout(settings.db_connect_timeout),
+        timeout=checkout_timeout(settings.db_connect_timeout, margin=2.0),
         kwargs={**(svc.pool.kwargs or {}), "autocommit": True}, check=_check_quietly,
         open=False)
     await pool.open(wait=False)  # like the main pool: the app starts while the database is down

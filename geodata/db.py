@@ -15,9 +15,11 @@ from psycopg_pool import ConnectionPool
 log = logging.getLogger("yitu.db")
 
 
-def checkout_timeout(connect_timeout: float) -> float:
-    """How long a request waits for a pooled connection: one connection attempt and a margin."""
-    return connect_timeout + 2.0
+def checkout_timeout(connect_timeout: float, margin: float = 7.0) -> float:
+    """How long a request waits for a pooled connection: one connection attempt and a margin
+    (the main pool's 7 s lets a burst of slow wall-screen queries queue rather than fail; the
+    intake pool's 2 s: its lanes hold at most two connections, only an outage makes them wait)."""
+    return connect_timeout + margin
 
 
 def open_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout: float, name: str = "yitu") -> ConnectionPool:

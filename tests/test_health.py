@@ -97,7 +97,8 @@ def test_a_postgis_outage_answers_the_api_503_in_seconds_then_recovers(live_serv
     migrate(scratch_stack.database_url())
     with psycopg.connect(scratch_stack.database_url()) as conn:
         _, tok = create_token(conn, name="outage", role="dispatcher", area=None)
-    srv = live_server(scratch_stack.database_url(), redis_url, YITU_DB_CONNECT_TIMEOUT="1")
+    srv = live_server(scratch_stack.database_url(), redis_url, YITU_DB_CONNECT_TIMEOUT="1",
+                      YITU_AUTH_CACHE_SECONDS="300")  # the token stays known while the database is down
     h = {"Authorization": f"Bearer {tok}"}
     body = {"type": "neighbour", "description": "停电时的上报", "lon": 110.0, "lat": 40.0, "channel": "grid_app"}
 
@@ -108,7 +109,8 @@ def test_a_postgis_outage_answers_the_api_503_in_seconds_then_recovers(live_serv
     assert post().json()["error"] == "conflict"  # (now through the intake front: the token is cached)
     scratch_stack.stop_pg()
     try:
-        for call in (post, lambda: httpx.get(f"{srv.url}/api/v1/cases", headers=h, timeout=60)):
+        # a report within the connect timeout (1 s) + 2 s, the main pool's routes within 1 + 7 s
+        for call, limit in ((post, 5.0), (lambda: httpx.get(f"{srv.url}/api/v1/cases", headers=h, timeout=60), 8.5)):
             started = time.monotonic()
             r = call()
             took = time.monotonic() - started
@@ -116,7 +118,7 @@ def test_a_postgis_outage_answers_the_api_503_in_seconds_then_recovers(live_serv
             # "the case was not written, send it again" / "nothing was written, try again"
             assert r.json()["error"] == "service_unavailable" and " written" in r.json()["message"]
             assert r.headers["retry-after"] == "5"
-            assert took < 10, took
+            assert took < limit, took
     finally:
         scratch_stack.start_pg()
     wait_for(lambda: post().status_code == 409, what="intake answering again after PostgreSQL came back")
