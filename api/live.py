@@ -16,7 +16,7 @@ Nothing is lost silently:
   (events published meanwhile were dropped by the writers, see ``api/events.py``) — the screen
   gets a ``resync`` message and reloads its layers and numbers from PostGIS, the record.
 
-Seeing case events also drops the cached KPI figures (``yitu:cache:kpi:*``), so the tiles a
+Seeing case events also drops the cached KPI figures (the hash ``yitu:cache:kpi``), so the tiles a
 screen reloads are the new ones rather than up to 15 s old. A process with no screen open skips
 both (the processes that serve screens do it before telling theirs): with no screen open
 anywhere, a screen that opens then reads figures at most the cache's 15 s old, as any cache read.
@@ -37,6 +37,7 @@ import redis
 import redis.asyncio as aioredis
 
 from api.events import STREAM
+from geodata.kpi import CACHE_KEY as KPI_CACHE
 
 log = logging.getLogger("yitu.live")
 
@@ -44,7 +45,6 @@ BLOCK_MS = 2000          # one XREAD waits at most this long (so shutdown is pro
 READ_COUNT = 500         # entries per XREAD
 QUEUE_SIZE = 2000        # entries a slow screen may lag before it is told to resync
 REPLAY_LIMIT = 5000      # entries replayed to a reconnecting screen before a resync is cheaper
-KPI_CACHE_PATTERN = "yitu:cache:kpi:*"
 RETRY_MAX = 5.0          # seconds between attempts while Redis is down
 
 
@@ -336,6 +336,4 @@ class LiveHub:
 
     async def _flush_kpi_cache(self) -> None:
         assert self._client is not None
-        keys = [k async for k in self._client.scan_iter(match=KPI_CACHE_PATTERN, count=500)]
-        if keys:
-            await self._client.delete(*keys)
+        await self._client.delete(KPI_CACHE)  # every figure is a field of the one hash: one command

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from typing import Any
@@ -63,19 +64,31 @@ def _default(value: object) -> object:
     return float(value)  # Decimal from numeric columns
 
 
+CACHE_KEY = "yitu:cache:kpi"  # one hash: field = the figure's key, value = {"t": when computed, "v": figures}
+
+
 def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: int = CACHE_SECONDS) -> Any:
-    """``compute()`` through Redis; a Redis outage only costs the query."""
-    full = f"yitu:cache:kpi:{key}"
+    """``compute()`` through Redis; a Redis outage only costs the query.
+
+    Every figure lives in the one hash ``CACHE_KEY`` with the time it was computed, so dropping
+    them all when cases change (the live hub, api/live.py) is one ``DEL``, not a scan of Redis.
+    """
     try:
-        hit = redis.get(full)
+        hit = redis.hget(CACHE_KEY, key)
         if hit:
-            return json.loads(hit)
-    except redis_lib.RedisError as exc:
+            entry = json.loads(hit)
+            if isinstance(entry, dict) and time.time() - float(entry.get("t", 0)) < ttl:
+                return entry.get("v")
+    except (redis_lib.RedisError, ValueError, TypeError) as exc:
         log.warning("kpi cache unavailable error=%s", type(exc).__name__)
-        return compute()
-    value = compute()
+        if isinstance(exc, redis_lib.RedisError):
+            return json.loads(json.dumps(compute(), default=_default))
+    value = json.loads(json.dumps(compute(), default=_default))
     try:
-        redis.set(full, json.dumps(value, default=_default), ex=ttl)
+        pipe = redis.pipeline(transaction=False)
+        pipe.hset(CACHE_KEY, key, json.dumps({"t": time.time(), "v": value}))
+        pipe.expire(CACHE_KEY, ttl * 4)  # an idle hash goes away by itself
+        pipe.execute()
     except redis_lib.RedisError as exc:
         log.warning("kpi not cached error=%s", type(exc).__name__)
-    return json.loads(json.dumps(value, default=_default))
+    return value

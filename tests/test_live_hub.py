@@ -13,6 +13,8 @@ import redis
 from api import events
 from api.live import LiveHub, Subscription
 from dashboard.stack import EmbeddedStack
+from geodata import kpi
+from geodata.kpi import CACHE_KEY as KPI_CACHE
 
 from .helpers import with_redis_db
 
@@ -139,19 +141,25 @@ def test_a_screen_that_falls_too_far_behind_is_told_to_resync(redis_url: str) ->
     assert [e.event["van"] for e in after] == ["V02"]
 
 
+def cache_tiles(client: redis.Redis) -> None:
+    """A cached figure, put there as the wall screen's callbacks do (geodata/kpi.py)."""
+    assert kpi.cached(client, "tiles:150623", lambda: {"new_today": 1}) == {"new_today": 1}
+    assert kpi.cached(client, "tiles:150623", lambda: {"new_today": 2}) == {"new_today": 1}  # from the cache
+
+
 def test_case_events_drop_the_cached_numbers_before_screens_hear_of_them(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.set("yitu:cache:kpi:tiles:150623", json.dumps({"new_today": 1}), ex=60)
+    cache_tiles(client)
     client.set("yitu:other", "kept")
 
     async def body(hub: LiveHub) -> list[bool]:
         async with hub.subscribe(None) as (sub, _):
             await asyncio.to_thread(_publish, redis_url, {"type": "van.moved", "van": "V01"})
             await _collect(sub, 1)
-            after_van = client.exists("yitu:cache:kpi:tiles:150623") == 1
+            after_van = client.hget(KPI_CACHE, "tiles:150623") is not None
             await asyncio.to_thread(_publish, redis_url, {"type": "case.created", "code": "K1"})
             await _collect(sub, 1)  # by the time the screen has it, the cache is gone
-            return [after_van, client.exists("yitu:cache:kpi:tiles:150623") == 1]
+            return [after_van, client.hget(KPI_CACHE, "tiles:150623") is not None]
 
     try:
         assert _run(redis_url, body) == [True, False]
@@ -195,3 +203,19 @@ def test_a_late_reply_is_not_an_outage(redis_url: str, monkeypatch: pytest.Monke
     healthy, got = _run(redis_url, body, timeout=0.5)
     assert healthy is True
     assert [e.event["code"] for e in got] == ["AFTER-LATE"]  # no resync: nothing was lost
+
+
+def test_cached_figures_last_their_ttl_and_a_bad_entry_is_recomputed(redis_url: str) -> None:
+    import time
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert kpi.cached(client, "trend:150623", lambda: [1], ttl=1) == [1]
+        assert kpi.cached(client, "trend:150623", lambda: [2], ttl=1) == [1]
+        time.sleep(1.2)
+        assert kpi.cached(client, "trend:150623", lambda: [3], ttl=1) == [3]
+        assert 0 < client.ttl(KPI_CACHE) <= 4  # the hash goes away when nobody asks
+        client.hset(KPI_CACHE, "trend:150623", "not json")
+        assert kpi.cached(client, "trend:150623", lambda: [4]) == [4]
+    finally:
+        client.close()
