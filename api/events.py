@@ -90,35 +90,21 @@ def stream_client(source: redis.Redis, timeout: float) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-async def publish_async(client: aioredis.Redis, event: Mapping[str, Any]) -> bool:
-    """:func:`publish` on the event loop (the intake route's client): one XADD, never raises for Redis."""
-    if _breaker.open(client):
-        log.warning("event stream paused after a Redis failure; dropped events=1")
-        return False
-    try:
-        await client.xadd(STREAM, _fields(event), maxlen=MAXLEN, approximate=True)
-    except (redis.RedisError, OSError) as exc:
-        _breaker.trip(client)
-        log.warning("event stream unavailable; the write stands error=%s dropped=1", type(exc).__name__)
-        return False
-    _breaker.reset(client)
-    return True
-
-
 async def publish_many_async(client: aioredis.Redis, events: list[Mapping[str, Any]]) -> bool:
-    """:func:`publish_many` on the event loop: the XADDs in one pipeline, never raises for Redis."""
-    if len(events) == 1:
-        return await publish_async(client, events[0])
+    """:func:`publish_many` on the event loop (the intake lanes' client): never raises for Redis."""
     if not events:
         return True
     if _breaker.open(client):
         log.warning("event stream paused after a Redis failure; dropped events=%d", len(events))
         return False
     try:
-        async with client.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(STREAM, _fields(event), maxlen=MAXLEN, approximate=True)
-            await pipe.execute()
+        if len(events) == 1:  # a quiet moment's batch of one: no pipeline object to build
+            await client.xadd(STREAM, _fields(events[0]), maxlen=MAXLEN, approximate=True)
+        else:
+            async with client.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.xadd(STREAM, _fields(event), maxlen=MAXLEN, approximate=True)
+                await pipe.execute()
     except (redis.RedisError, OSError) as exc:
         _breaker.trip(client)
         log.warning("event stream unavailable; the write stands error=%s dropped=%d", type(exc).__name__, len(events))

@@ -180,11 +180,13 @@ def _connection_lost(exc: psycopg.Error) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-_NOT_WRITTEN = "the database is unavailable; the case was not written, send it again"
 _LOOKUP_LOST = ("the database became unavailable while finding the case this Idempotency-Key made; "
                 "send the report again with the same key")
 
 
-def _unavailable(exc: BaseException, n: int, message: str = _NOT_WRITTEN) -> errors.ServiceUnavailable:
+def _unavailable(exc: BaseException, n: int, message: str | None = None) -> errors.ServiceUnavailable:
+    """The 503 of the app's handler (api/errors.py), or one with its own ``message``."""
+    if message is None:
+        return errors.database_unavailable(exc)
     log.warning("intake: the database is unavailable error=%s requests=%d", type(exc).__name__, n)
-    return errors.ServiceUnavailable(message, field=None)
+    return errors.ServiceUnavailable(message)

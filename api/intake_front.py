@@ -21,7 +21,6 @@ provoke is answered by the route and its validation, in one place.
 from __future__ import annotations
 
 import gzip
-import logging
 import re
 from typing import Any
 
@@ -33,8 +32,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import auth, errors
 from api.cases import IDEMPOTENCY_KEY, CaseIn, report
-
-log = logging.getLogger("yitu.intake")
 
 PATH = "/api/v1/cases"
 MAX_BODY = 64 * 1024           # far above the largest valid report (4,000 characters and 10 parties)

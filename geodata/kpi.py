@@ -75,15 +75,13 @@ def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: in
     """
     try:
         hit = redis.hget(CACHE_KEY, key)
-        if hit:
-            entry = json.loads(hit)
-            if isinstance(entry, dict) and time.time() - float(entry.get("t", 0)) < ttl:
-                return entry.get("v")
-    except (redis_lib.RedisError, ValueError, TypeError) as exc:
+    except redis_lib.RedisError as exc:
         log.warning("kpi cache unavailable error=%s", type(exc).__name__)
-        if isinstance(exc, redis_lib.RedisError):
-            return json.loads(json.dumps(compute(), default=_default))
-    value = json.loads(json.dumps(compute(), default=_default))
+        return _plain(compute())
+    fresh = _fresh(hit, ttl)
+    if fresh is not None:
+        return fresh[0]
+    value = _plain(compute())
     try:
         pipe = redis.pipeline(transaction=False)
         pipe.hset(CACHE_KEY, key, json.dumps({"t": time.time(), "v": value}))
@@ -92,3 +90,21 @@ def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: in
     except redis_lib.RedisError as exc:
         log.warning("kpi not cached error=%s", type(exc).__name__)
     return value
+
+
+def _plain(value: Any) -> Any:
+    """The figures as JSON gives them back (dates as text, Decimals as floats), cached or not."""
+    return json.loads(json.dumps(value, default=_default))
+
+
+def _fresh(hit: str | bytes | None, ttl: int) -> tuple[Any] | None:
+    """(figures,) of a cache entry younger than ``ttl``; None if missing, stale or unreadable."""
+    if not hit:
+        return None
+    try:
+        entry = json.loads(hit)
+        if isinstance(entry, dict) and time.time() - float(entry.get("t", 0)) < ttl:
+            return (entry.get("v"),)
+    except (ValueError, TypeError):
+        log.warning("kpi cache entry unreadable; computed again")
+    return None

@@ -69,3 +69,8 @@ def case_body(lon: float, lat: float, **extra: Any) -> dict[str, Any]:
             "parties": [{"name": "巴图", "phone": "13812345678", "role": "申请人"},
                         {"name": "乌兰其其格", "phone": "15900001111", "role": "被申请人"}]}
     return {**body, **extra}
+
+
+def inner_point_where(dsn: str, wanted: Callable[[str], bool]) -> tuple[float, float, str]:
+    """The first of every 40th cell's inner points (as :func:`inner_point`) whose cell code is ``wanted``."""
+    return next(p for p in (inner_point(dsn, offset=i) for i in range(0, 400, 40)) if wanted(p[2]))

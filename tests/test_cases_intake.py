@@ -18,7 +18,7 @@ from api.scheduler import deadline_rules
 from geodata import cases
 from geodata.cases import Actor, NewCase
 
-from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, settings_for, token  # noqa: F401
+from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, inner_point_where, settings_for, token  # noqa: F401
 
 CLERK = Actor("clerk", "dispatcher", 0)
 
@@ -72,8 +72,7 @@ def test_the_scope_is_checked_in_the_statement(demo_db: str) -> None:
 def test_a_refused_scoped_report_does_not_use_up_its_idempotency_key(client: TestClient, token: Callable[..., str],
                                                                      demo_db: str) -> None:
     lon_in, lat_in, cell_in = inner_point(demo_db)
-    lon_out, lat_out, _ = next(p for p in (inner_point(demo_db, offset=i) for i in range(0, 400, 40))
-                               if p[2][:12] != cell_in[:12])
+    lon_out, lat_out, _ = inner_point_where(demo_db, lambda cell: cell[:12] != cell_in[:12])
     worker = token("grid_worker", area=cell_in[:12])
     headers = {**auth(worker), "Idempotency-Key": "phone-9-report-1"}
     refused = client.post("/api/v1/cases", json=case_body(lon_out, lat_out), headers=headers)

@@ -115,7 +115,7 @@ def test_a_postgis_outage_answers_the_api_503_in_seconds_then_recovers(live_serv
             r = call()
             took = time.monotonic() - started
             assert r.status_code == 503, r.text
-            # "the case was not written, send it again" / "nothing was written, try again"
+            # "nothing was written, try again" (the handler and the intake lanes alike)
             assert r.json()["error"] == "service_unavailable" and " written" in r.json()["message"]
             assert r.headers["retry-after"] == "5"
             assert took < limit, took
