@@ -87,6 +87,8 @@
     gridEach: function (feature, layer, context) {
       count("grids");
       yitu.gridLevel = feature.properties.level;  // the level on screen (tests wait for it)
+      yitu.gridsDrawn = yitu.gridsDrawn || {};   // which areas were drawn (a layer may redraw)
+      yitu.gridsDrawn[feature.properties.code] = feature.properties.level;
       var h = (context && context.hideout) || {};
       if (h.labels !== false) {
         layer.bindTooltip(esc(feature.properties.name), {
