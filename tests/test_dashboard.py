@@ -56,8 +56,8 @@ def test_wall_screen_shows_every_layer_and_true_numbers(live_server, demo_db: st
     w.page.goto(srv.url + "/")
     w.page.wait_for_function(SETTLED, timeout=30_000)
     loaded = w.page.evaluate("() => window.yitu.loaded")
-    # The grid layer draws again when the map reports its bounds (its URL carries the view's box):
-    # count the areas drawn, not the draws (as for the vans below).
+    # The grid layer may draw twice while the page settles (its URL follows the map's bounds and
+    # zoom; the clean-clone run saw 8 draws of the 4 towns): count the areas drawn, as for the vans.
     drawn = w.page.evaluate("() => window.yitu.gridsDrawn || {}")
     assert len(drawn) == 4 and set(drawn.values()) == {2} and loaded["centers"] == 90
     # The live push may reload the van layer (a resync): count the vans drawn, not the draws.
