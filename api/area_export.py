@@ -15,20 +15,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
-from api.errors import InvalidParameter, NotFound
-from api.services import Services, services
+from api.errors import Invalid, NotFound
+from api.deps import services
+from services.runtime import Services
 from geodata import queries
+from geodata.clock import day_start
+from geodata.workflow import STEPS
 
 router = APIRouter(prefix="/api/v1/areas", tags=["areas"])
-CST = timezone(timedelta(hours=8))
-STEP = r"^(reported|accepted|dispatched|handling|closed|evaluated|rejected)$"
-
-
-def day_start(d: date | None, *, end: bool = False) -> datetime | None:
-    """A calendar day (China time) as the instant it starts; ``end`` gives the next day's start."""
-    if d is None:
-        return None
-    return datetime.combine(d + timedelta(days=1) if end else d, time.min, tzinfo=CST)
+STEP = "^(" + "|".join(STEPS) + ")$"
 
 
 @router.get("/{code}/cases.csv", summary="An area's cases as CSV (filters as in the area view)")
@@ -41,7 +36,7 @@ def cases_csv(
     until: date | None = None,
 ) -> StreamingResponse:
     if since and until and until < since:
-        raise InvalidParameter("until is before since", field="until")
+        raise Invalid("until is before since", field="until")
     flt = queries.CaseFilter(step=step, type=type, since=day_start(since), until=day_start(until, end=True))
     with svc.pool.connection() as conn:
         if queries.area_summary(conn, code) is None:

@@ -12,11 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 
 from api import errors
-from api.area_export import day_start
+from geodata.clock import day_start
 from api.auth import Principal, principal
 from api.cases import AREA, STEP, TYPE, case_out
-from api.scheduler import CasesRuntime, runtime
-from api.services import Services, services
+from api.deps import runtime
+from services.scheduler import CasesRuntime
+from api.deps import services
+from services.runtime import Services
 from geodata import areas_stats, queries
 from geodata import cases as store
 
@@ -53,7 +55,7 @@ def get_children(code: Code, svc: Svc, who: Who) -> dict[str, Any]:
 @router.get("/{code}/stats", summary="Counts by step, type and level; resolution rate, village share, overdue")
 def get_stats(code: Code, svc: Svc, who: Who, since: date | None = None, until: date | None = None) -> dict[str, Any]:
     if since and until and until < since:
-        raise errors.InvalidParameter("until is before since", field="until")
+        raise errors.Invalid("until is before since", field="until")
     now = datetime.now(timezone.utc)
     with svc.pool.connection() as conn:
         _area(conn, code, who)

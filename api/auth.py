@@ -1,143 +1,21 @@
-"""Bearer tokens → a principal with a role and an area scope (a FastAPI dependency).
+"""The API's side of identities (services/identity.py): the ``principal`` dependency.
 
-Tokens are random (``yitu_`` + 32 bytes, URL-safe) and stored as their SHA-256 only: a copy of
-the table grants nothing, and a token is shown once, when it is made. Looking a token up costs a
-round trip, so each process trusts what it found for ``auth_cache_seconds`` (the revocation lag).
 The dependency is ``async``: a cached token is checked on the event loop, and only a lookup goes
 to the thread pool (a plain ``def`` dependency would take a thread-pool hop on every request).
-
-Scope: a token with an area (a code of any level) sees only what lies inside it — a case whose
-grid chain contains the code, an area whose code starts with it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import threading
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
-from psycopg.rows import dict_row
 
-from api.errors import Forbidden, InvalidParameter, Unauthorized
-from api.services import Services
-from geodata.cases import Actor, chain_of
-from geodata.workflow import ROLES, ROLES_THAT_REPORT
+from geodata.errors import Invalid, Unauthorized
+from services.identity import Principal, TokenCache, hash_token, lookup_digest
+from services.runtime import Services
 
-TOKEN_PREFIX = "yitu_"
-PERSONAL_DATA_ROLES = frozenset({"admin", "dispatcher", "grid_worker", "van"})
-
-
-@dataclass(frozen=True)
-class Principal:
-    token_id: int
-    name: str
-    role: str
-    area: str | None
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(self.name, self.role, self.token_id)
-
-    @property
-    def sees_personal_data(self) -> bool:
-        """Viewers (and the wall screen) get names and phones masked."""
-        return self.role in PERSONAL_DATA_ROLES
-
-    def sees_case(self, row: Mapping[str, Any]) -> bool:
-        return self.area is None or self.area in chain_of(row)
-
-    def sees_area(self, code: str) -> bool:
-        return self.area is None or code.startswith(self.area)
-
-    def require_case(self, row: Mapping[str, Any]) -> None:
-        if not self.sees_case(row):
-            raise Forbidden(f"case {row['code']} is outside your area {self.area}", field="code")
-
-    def require_area(self, code: str) -> None:
-        if not self.sees_area(code):
-            raise Forbidden(f"area {code} is outside your area {self.area}", field="area")
-
-    def require_reporter(self) -> None:
-        if self.role not in ROLES_THAT_REPORT:
-            raise Forbidden(f"a {self.role} token cannot report cases")
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def create_token(conn: psycopg.Connection, *, name: str, role: str, area: str | None) -> tuple[int, str]:
-    """Store a new token's hash; returns (id, the token), the only time the token is seen."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
-    if area is not None and conn.execute("SELECT 1 FROM areas WHERE code = %s", (area,)).fetchone() is None:
-        raise ValueError(f"no area with code {area!r}")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = conn.execute(
-        "INSERT INTO api_tokens (name, role, area_code, token_hash) VALUES (%s, %s, %s, %s) RETURNING id",
-        (name, role, area, hash_token(token))).fetchone()
-    assert row is not None
-    return int(row[0]), token
-
-
-def list_tokens(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT id, name, role, area_code, created_at, revoked_at FROM api_tokens ORDER BY id"
-                           ).fetchall()
-
-
-def revoke_token(conn: psycopg.Connection, ident: str) -> int:
-    """Revoke by id or by name; returns how many tokens were revoked."""
-    cur = conn.execute(
-        """UPDATE api_tokens SET revoked_at = now()
-           WHERE revoked_at IS NULL AND (name = %(ident)s OR id::text = %(ident)s)""", {"ident": ident})
-    return cur.rowcount
-
-
-class _TokenCache:
-    """hash → (principal or None, expiry): a few seconds of trust per process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: dict[str, tuple[Principal | None, float]] = {}
-
-    def get(self, key: str) -> tuple[bool, Principal | None]:
-        with self._lock:
-            hit = self._items.get(key)
-        if hit and hit[1] > time.monotonic():
-            return True, hit[0]
-        return False, None
-
-    def put(self, key: str, value: Principal | None, ttl: float) -> None:
-        if ttl <= 0:
-            return
-        with self._lock:
-            if len(self._items) > 10_000:
-                self._items.clear()
-            self._items[key] = (value, time.monotonic() + ttl)
-
-
-def _lookup(svc: Services, digest: str) -> Principal | None:
-    with svc.pool.connection() as conn:
-        row = conn.execute(
-            "SELECT id, name, role, area_code FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
-            (digest,), prepare=True).fetchone()
-    return Principal(int(row[0]), row[1], row[2], row[3]) if row else None
-
-
-def lookup(svc: Services, token: str) -> Principal | None:
-    """The principal of a raw token, or None (for callers that are not requests: the dispatch page)."""
-    token = (token or "").strip()
-    if not token or len(token) > 200:
-        return None
-    return _lookup(svc, hash_token(token))
+__all__ = ["Principal", "cached", "principal"]
 
 
 def cached(app: Any, authorization: str) -> Principal | None:
@@ -162,16 +40,16 @@ async def principal(request: Request) -> Principal:
         raise Unauthorized("missing bearer token: send Authorization: Bearer <token> (see `yitu token create`)",
                            field="Authorization")
     if len(token) > 200:
-        raise InvalidParameter("the bearer token is too long", field="Authorization")
+        raise Invalid("the bearer token is too long", field="Authorization")
     app = request.app
     cache = getattr(app.state, "token_cache", None)
     if cache is None:
-        cache = app.state.token_cache = _TokenCache()
+        cache = app.state.token_cache = TokenCache()
     digest = hash_token(token.strip())
     found, who = cache.get(digest)
     if not found:
         svc: Services = app.state.services
-        who = await run_in_threadpool(_lookup, svc, digest)
+        who = await run_in_threadpool(lookup_digest, svc, digest)
         cache.put(digest, who, svc.settings.auth_cache_seconds)
     if who is None:
         raise Unauthorized("unknown or revoked token", field="Authorization")

@@ -30,14 +30,17 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 from psycopg_pool import AsyncConnectionPool
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from api import errors, events
-from api.area_export import day_start
+from api import errors
+from services import events
+from geodata.clock import day_start
 from api.auth import Principal, principal
-from api.masking import mask_case
+from geodata.masking import mask_case
 from api.intake import LANES, IntakeLanes
-from api.scheduler import CasesRuntime, deadline_rules, runtime
-from api.services import Services, services
-from dashboard.stack import EmbeddedStack
+from api.deps import runtime
+from services.scheduler import CasesRuntime, deadline_rules
+from api.deps import services
+from services.dispatching import release_van
+from services.runtime import Services
 from geodata import cases as store
 from geodata import workflow
 from geodata.db import checkout_timeout
@@ -83,7 +86,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         kwargs={**(svc.pool.kwargs or {}), "autocommit": True}, check=_check_quietly,
         open=False)
     await pool.open(wait=False)  # like the main pool: the app starts while the database is down
-    stream = events.async_stream_client(EmbeddedStack(settings).redis_url(), settings.events_timeout)
+    stream = events.async_stream_client(settings.redis_dsn(), settings.events_timeout)
     lanes = IntakeLanes(pool, stream, deadline_rules(settings), lanes=min(LANES, settings.db_pool_max))
     app.state.intake = IntakeRuntime(pool, stream, lanes)
     try:
@@ -173,33 +176,6 @@ async def require_json(request: Request) -> None:
                                           field="Content-Type")
 
 
-def api_error(exc: workflow.WorkflowError) -> errors.YituError | None:
-    """A refusal of the workflow or the store in the API's error taxonomy (None: not one of theirs)."""
-    if isinstance(exc, (workflow.IllegalTransition, store.StaleVersion)):
-        return errors.TransitionConflict(exc.message, field=exc.field, extra={"allowed": exc.allowed})
-    if isinstance(exc, store.CaseNotFound):
-        return errors.NotFound(exc.message, field=exc.field)
-    if isinstance(exc, (workflow.MissingInput, store.UnknownType)):
-        return errors.InvalidParameter(exc.message, field=exc.field)
-    if isinstance(exc, (store.KeyReused, store.NoTerritory)):
-        return errors.Conflict(exc.message, field=exc.field)
-    if isinstance(exc, store.OutsideScope):
-        return errors.Forbidden(exc.message, field=exc.field)
-    return None
-
-
-@contextmanager
-def domain_errors() -> Iterator[None]:
-    """Translate the workflow's refusals into the API's error taxonomy."""
-    try:
-        yield
-    except workflow.WorkflowError as exc:
-        mapped = api_error(exc)
-        if mapped is None:
-            raise
-        raise mapped from None
-
-
 def _iso(v: datetime | None) -> str | None:
     return v.isoformat() if v else None
 
@@ -256,8 +232,7 @@ async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | 
     # Written with whatever other reports are waiting (api/intake.py): one statement that commits
     # as it returns, then the events; a point outside a scoped reporter's area writes nothing.
     result = await intake.lanes.submit(store.IntakeRequest(new, who.actor, idempotency_key, who.area, now))
-    with domain_errors():
-        row, created = store.unwrap(result)
+    row, created = store.unwrap(result)
     who.require_case(row)  # a retry's case (made by this token, so inside its area)
     return (201 if created else 200), case_out(row, who, rt.rules, now)
 
@@ -301,7 +276,7 @@ def list_cases(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     if since and until and until < since:
-        raise errors.InvalidParameter("until is before since", field="until")
+        raise errors.Invalid("until is before since", field="until")
     area = area or who.area
     if area:
         who.require_area(area)
@@ -313,23 +288,6 @@ def list_cases(
             "cases": [case_out(r, who, rt.rules, now) for r in rows]}
 
 
-def _release_van(svc: Services, rt: CasesRuntime, who: Principal, code: str, action: str, now: datetime) -> None:
-    """A case closed, rejected or escalated with a van on its way or on site: the visit is over.
-
-    Its own transaction after the case's commit, so the lock order of the dispatch code (van →
-    dispatch → case) holds; should it fail, the case change stands and the van is ended by hand.
-    """
-    from api.dispatch import routing  # the dispatch router imports this module
-    from geodata import dispatch
-
-    if action not in dispatch.RELEASING_ACTIONS:
-        return
-    with svc.pool.connection() as conn:
-        out = dispatch.release(conn, code, action, who.actor, routing(svc.settings), now)
-    if out is not None:
-        events.publish_many(rt.stream, out.events)
-
-
 @router.post("/{code}/transitions", dependencies=[Depends(require_json)],
              summary="Move a case through the loop; 409 lists the actions allowed instead",
              responses={409: {"description": "Not allowed now (or stale version): `allowed` lists what is"}})
@@ -339,14 +297,14 @@ def transition(code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, svc
         raise errors.Forbidden(f"a {who.role} token cannot {body.action} cases", field="action")
     now = _now()
     params = body.model_dump(exclude={"action", "version"}, exclude_none=True)
-    with domain_errors(), svc.pool.connection() as conn:
+    with svc.pool.connection() as conn:
         row, change = store.transition(conn, code, body.action, params, who.actor, rt.rules, now,
                                        version=body.version, authorize=who.require_case)
     extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
     if "from_level" in change.data:
         extra["from_level"] = change.data["from_level"]
     events.publish(rt.stream, store.event_of("case.changed", row, now, **extra))
-    _release_van(svc, rt, who, code, change.action, now)
+    release_van(svc, rt, who, code, change.action, now)
     out = case_out(row, who, rt.rules, now)
     if change.propose:
         out["proposal"] = change.propose

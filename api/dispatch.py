@@ -21,12 +21,24 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import errors, events
+from api import errors
+from services import events
 from api.auth import Principal, principal
-from api.cases import CODE, domain_errors, require_json
-from api.scheduler import CasesRuntime, runtime
-from api.services import Services, services
-from dashboard.settings import Settings
+from api.cases import CODE, require_json
+from api.deps import runtime
+from services.scheduler import CasesRuntime
+from api.deps import services
+from services.dispatching import (
+    DISPATCHERS,
+    candidate_out,
+    dispatch_out,
+    may_end,
+    require_dispatcher,
+    routing,
+    scoped,
+    send_van,
+)
+from services.runtime import Services
 from geodata import cases as store
 from geodata import dispatch
 from geodata.queries import cameras_near
@@ -34,7 +46,6 @@ from geodata.queries import cameras_near
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 
 VAN_ID = r"^[A-Za-z0-9_-]{1,32}$"
-DISPATCHERS = frozenset({"admin", "dispatcher"})
 
 Svc = Annotated[Services, Depends(services)]
 Rt = Annotated[CasesRuntime, Depends(runtime)]
@@ -63,15 +74,6 @@ class CancelIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-def routing(settings: Settings) -> dispatch.Routing:
-    """Travel estimation from the ``dispatch_*`` settings."""
-    return dispatch.Routing(
-        snap_max_m=settings.dispatch_snap_max_m, detour=settings.dispatch_detour_factor,
-        trunk_kmh=settings.dispatch_speed_trunk_kmh, county_kmh=settings.dispatch_speed_county_kmh,
-        village_kmh=settings.dispatch_speed_village_kmh, offroad_kmh=settings.dispatch_speed_offroad_kmh,
-        offline_seconds=settings.van_offline_seconds)
-
-
 async def json_if_any(request: Request) -> None:
     """The body is optional here; when there is one it must be JSON (415 otherwise)."""
     if request.headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in request.headers:
@@ -79,25 +81,8 @@ async def json_if_any(request: Request) -> None:
         if inspect.isawaitable(checked):  # require_json may be a coroutine function
             await checked
 
-
-@contextmanager
-def dispatch_errors() -> Iterator[None]:
-    """The dispatch refusals in the API's taxonomy (the workflow's through ``domain_errors``)."""
-    try:
-        with domain_errors():
-            yield
-    except (dispatch.UnknownVan, dispatch.UnknownDispatch) as exc:
-        raise errors.NotFound(exc.message, field=exc.field) from None
-    except (dispatch.VanBusy, dispatch.CaseBusy, dispatch.NotActive) as exc:
-        raise errors.Conflict(exc.message, field=exc.field) from None
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _iso(v: datetime | None) -> str | None:
-    return v.isoformat() if v else None
 
 
 def _r(v: float | None, nd: int = 1) -> float | None:
@@ -112,52 +97,6 @@ def _case_in_scope(svc: Services, who: Principal, code: str) -> dict[str, Any]:
         raise errors.NotFound(f"no case with code {code}", field="code")
     who.require_case(row)
     return row
-
-
-def _scoped(who: Principal, field: str) -> Callable[[Mapping[str, Any]], None]:
-    """A check for geodata's ``authorize`` hooks: the case must lie in the token's area."""
-    def check(row: Mapping[str, Any]) -> None:
-        if not who.sees_case(row):
-            raise errors.Forbidden(f"case {row.get('code') or row.get('case_code')} is outside your area {who.area}",
-                                   field=field)
-    return check
-
-
-def _require_dispatcher(who: Principal) -> None:
-    if who.role not in DISPATCHERS:
-        raise errors.Forbidden(f"a {who.role} token cannot dispatch vans (admin or dispatcher only)",
-                               field="Authorization")
-
-
-def _may_end(who: Principal) -> Callable[[Mapping[str, Any]], None]:
-    """Dispatchers (within their area), or the crew of that very van (a ``van`` token named so)."""
-    scope = _scoped(who, "id")
-
-    def check(d: Mapping[str, Any]) -> None:
-        if who.role == "van":
-            if who.name != d["van_id"]:
-                raise errors.Forbidden(f"this van token is for {who.name}, not {d['van_id']}", field="Authorization")
-            return
-        _require_dispatcher(who)
-        scope(d)
-    return check
-
-
-def candidate_out(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "name": row["name"], "plate": row["plate"], "status": row["status"],
-            "lon": row["lon"], "lat": row["lat"], "last_seen_at": _iso(row["last_seen_at"]),
-            "distance_m": _r(row["distance_m"]), "eta_s": _r(row["eta_s"], 0), "method": row["method"],
-            "dispatchable": row["dispatchable"], "reason": dispatch.not_dispatchable_because(row),
-            "active_dispatch": row["active_dispatch"]}
-
-
-def dispatch_out(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": d["id"], "case": d["case_code"], "van": d["van_id"], "van_name": d["van_name"],
-            "status": d["status"], "distance_m": _r(d["distance_m"]), "eta_s": _r(d["eta_s"], 0),
-            "method": d["method"], "created_at": _iso(d["created_at"]), "created_by": d["created_by"],
-            "note": d["note"], "arrived_at": _iso(d["arrived_at"]), "ended_at": _iso(d["ended_at"]),
-            "ended_by": d["ended_by"], "end_note": d["end_note"], "result": d["result"], "outcome": d["outcome"],
-            "case_step": d["case_step"], "case_lon": d["case_lon"], "case_lat": d["case_lat"]}
 
 
 # --- around a case -------------------------------------------------------------------------------
@@ -202,30 +141,6 @@ def create_dispatch(body: DispatchIn, svc: Svc, rt: Rt, who: Who) -> dict[str, A
     return send_van(svc, rt, who, body.case, body.van, body.note)
 
 
-def send_van(svc: Services, rt: CasesRuntime, who: Principal, case: str, van: str, note: str | None, *,
-             accept_first: bool = False) -> dict[str, Any]:
-    """Send ``van`` to ``case`` for ``who``: the API's POST and the dispatch page's button both call this.
-
-    ``accept_first`` (the page's 核实并派车 on a case still ``reported``): the dispatcher verifies
-    the report and sends the van in one transaction, two audit rows; a refusal undoes both.
-    """
-    _require_dispatcher(who)
-    now = _now()
-    published: list[dict[str, Any]] = []
-    with dispatch_errors(), svc.pool.connection() as conn:
-        if accept_first:
-            row = store.get_case(conn, case)
-            if row is not None and row["step"] == "reported":
-                accepted, change = store.transition(conn, case, "accept", {}, who.actor, rt.rules, now,
-                                                    authorize=_scoped(who, "case"))
-                published.append(store.event_of("case.changed", accepted, now, action="accept",
-                                                from_step=change.from_step))
-        out = dispatch.create(conn, case, van, note, who.actor, rt.rules, routing(svc.settings), now,
-                              authorize=_scoped(who, "case"))
-    events.publish_many(rt.stream, [*published, *out.events])  # committed: now the screens may hear of it
-    return dispatch_out(out.dispatch)
-
-
 @router.get("/dispatches", summary="Dispatches, newest first (active=true: vans on their way or on site)")
 def list_dispatches(svc: Svc, who: Who,
                     active: bool = False,
@@ -256,9 +171,9 @@ def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndI
         raise errors.Forbidden(f"a {who.role} token cannot end a dispatch", field="Authorization")
     body = body or EndIn()
     now = _now()
-    with dispatch_errors(), svc.pool.connection() as conn:
+    with svc.pool.connection() as conn:
         out = dispatch.end(conn, dispatch_id, who.actor, rt.rules, routing(svc.settings), now, note=body.note,
-                           result=body.result, outcome=body.outcome, authorize=_may_end(who))
+                           result=body.result, outcome=body.outcome, authorize=may_end(who))
     events.publish_many(rt.stream, out.events)
     return dispatch_out(out.dispatch)
 
@@ -268,11 +183,11 @@ def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndI
              responses={409: {"description": "Not en route (on site: end it; or already over)"}})
 def cancel_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who,
                     body: CancelIn | None = None) -> dict[str, Any]:
-    _require_dispatcher(who)
+    require_dispatcher(who)
     body = body or CancelIn()
     now = _now()
-    with dispatch_errors(), svc.pool.connection() as conn:
+    with svc.pool.connection() as conn:
         out = dispatch.cancel(conn, dispatch_id, who.actor, routing(svc.settings), now, note=body.note,
-                              authorize=_scoped(who, "id"))
+                              authorize=scoped(who, "id"))
     events.publish_many(rt.stream, out.events)
     return dispatch_out(out.dispatch)

@@ -1,8 +1,8 @@
-"""One error taxonomy, mapped to HTTP status codes in one place.
+"""The HTTP face of yitu's one error family (geodata/errors.py): the status table and the handlers.
 
-Raise a subclass of :class:`YituError` anywhere below the API; the handler turns it into
-``{"error": code, "message": ..., "field": ...}`` with the status from ``STATUS``. Request
-validation errors (pydantic) become 422 with the offending field named.
+Raise a :class:`YituError` anywhere (a kind, or a domain error deriving from one); the handler
+turns it into ``{"error": code, "message": ..., "field": ...}`` with the status of its kind from
+``STATUS``. Request validation errors (pydantic) become 422 with the offending field named.
 """
 
 from __future__ import annotations
@@ -15,70 +15,34 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
+from geodata.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TransitionConflict,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+    YituError,
+)
+
+__all__ = ["STATUS", "BadRequest", "Conflict", "Forbidden", "Invalid", "NotFound", "TransitionConflict",
+           "Unauthorized", "Unavailable", "UnsupportedMediaType", "YituError", "install", "payload"]
+
 log = logging.getLogger("yitu.api")
 
 
-class YituError(Exception):
-    code = "error"
-
-    def __init__(self, message: str, *, field: str | None = None, extra: dict | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.extra = extra or {}  # more keys for the JSON body (e.g. the allowed actions of a 409)
-
-
-class BadRequest(YituError):
-    code = "bad_request"
-
-
-class NotFound(YituError):
-    code = "not_found"
-
-
-class Conflict(YituError):
-    code = "conflict"
-
-
-class TransitionConflict(Conflict):
-    """A case workflow action that does not apply now; the body lists ``allowed`` actions."""
-
-    code = "illegal_transition"
-
-
-class Unauthorized(YituError):
-    code = "unauthorized"
-
-
-class Forbidden(YituError):
-    code = "forbidden"
-
-
-class ServiceUnavailable(YituError):
-    code = "service_unavailable"
-
-
-class UnsupportedMediaType(BadRequest):
-    """The body is not in a format the endpoint reads (JSON endpoints want application/json)."""
-
-    code = "unsupported_media_type"
-
-
-class InvalidParameter(BadRequest):
-    """A parameter that parses but makes no sense: 422, like the request validation errors."""
-
-    code = "invalid"
-
-
 STATUS: dict[type[YituError], int] = {
-    InvalidParameter: 422,
+    Invalid: 422,
     UnsupportedMediaType: 415,
     BadRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
-    ServiceUnavailable: 503,
+    Unavailable: 503,
 }
 
 
@@ -103,16 +67,16 @@ def payload(exc: YituError) -> tuple[int, dict, dict[str, str] | None]:
     headers = None
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, ServiceUnavailable):
+    elif isinstance(exc, Unavailable):
         headers = {"Retry-After": "5"}
     return _status_of(exc), body, headers
 
 
-def database_unavailable(exc: Exception) -> ServiceUnavailable:
+def database_unavailable(exc: Exception) -> Unavailable:
     """The database down or gone mid-request (a pool timeout, a lost connection; also a deadlock
     or a cancelled statement): nothing of the request was committed, and trying again is the answer."""
     log.warning("database unavailable for a request error=%s", type(exc).__name__)
-    return ServiceUnavailable("the database is unavailable; nothing was written, try again")
+    return Unavailable("the database is unavailable; nothing was written, try again")
 
 
 def install(app: FastAPI) -> None:

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from api.services import Services, services
+from api.deps import services
+from services.runtime import Services
 
 log = logging.getLogger("yitu.health")
 router = APIRouter(tags=["health"])

@@ -29,7 +29,8 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from api import errors, events
+from api import errors
+from services import events
 from geodata import cases as store
 from geodata.workflow import DeadlineRules
 
@@ -64,7 +65,7 @@ class IntakeLanes:
     async def submit(self, req: store.IntakeRequest) -> store.IntakeResult:
         """The request's result once its batch has committed and its event is published.
 
-        Raises :class:`api.errors.ServiceUnavailable` when the database cannot be reached, and
+        Raises :class:`api.errors.Unavailable` when the database cannot be reached, and
         an error of the request's own (one the database raised for it alone) as it is.
         """
         waiting = _Waiting(req)
@@ -120,7 +121,7 @@ class IntakeLanes:
             try:
                 results = await self._statement([w.req for w in batch])
                 break
-            except errors.ServiceUnavailable:
+            except errors.Unavailable:
                 raise
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 # Two batches taking the same rows (a day's first code of two banners, two keys) in
@@ -136,14 +137,14 @@ class IntakeLanes:
                 self.isolated += 1
                 log.warning("intake batch failed as a whole; writing its %d requests one by one error=%s",
                             len(batch), type(exc).__name__)
-                down: errors.ServiceUnavailable | None = None
+                down: errors.Unavailable | None = None
                 for w in batch:
                     try:
                         if down is not None:  # not one pool timeout per request
                             raise down
                         await self._write([w])
                     except Exception as one:  # noqa: BLE001 - that request's own answer
-                        if isinstance(one, errors.ServiceUnavailable):
+                        if isinstance(one, errors.Unavailable):
                             down = one
                         if not w.done.done():
                             w.done.set_exception(one)
@@ -184,9 +185,9 @@ _LOOKUP_LOST = ("the database became unavailable while finding the case this Ide
                 "send the report again with the same key")
 
 
-def _unavailable(exc: BaseException, n: int, message: str | None = None) -> errors.ServiceUnavailable:
+def _unavailable(exc: BaseException, n: int, message: str | None = None) -> errors.Unavailable:
     """The 503 of the app's handler (api/errors.py), or one with its own ``message``."""
     if message is None:
         return errors.database_unavailable(exc)
     log.warning("intake: the database is unavailable error=%s requests=%d", type(exc).__name__, n)
-    return errors.ServiceUnavailable(message)
+    return errors.Unavailable(message)

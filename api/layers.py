@@ -11,8 +11,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.errors import InvalidParameter
-from api.services import Services, services
+from api.errors import Invalid
+from api.deps import services
+from services.runtime import Services
 from layers import cameras, cases, centers, grids, vans
 from layers.base import BBox, encode
 
@@ -27,7 +28,7 @@ def _bbox(text: str | None) -> BBox:
     try:
         return BBox.parse(text)
     except ValueError as exc:
-        raise InvalidParameter(str(exc), field="bbox") from None
+        raise Invalid(str(exc), field="bbox") from None
 
 
 def _respond(svc: Services, text: str, fmt: str) -> Response:

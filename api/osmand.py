@@ -33,7 +33,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from api.services import Services
+from services.runtime import Services
 from api.vans import MAX_SPEED_KMH, accept, check_time
 from geodata import tracking
 from geodata.tracking import Ping
@@ -58,12 +58,12 @@ def parse_time(value: str | None, now: datetime) -> datetime:
             t = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T", 1))
             t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
     except (ValueError, OverflowError, OSError):
-        raise errors.InvalidParameter(f"timestamp {value[:40]!r} is neither unix seconds nor ISO 8601",
+        raise errors.Invalid(f"timestamp {value[:40]!r} is neither unix seconds nor ISO 8601",
                                       field="timestamp") from None
     try:
         return check_time(t, now)
     except ValueError as exc:
-        raise errors.InvalidParameter(str(exc), field="timestamp") from None
+        raise errors.Invalid(str(exc), field="timestamp") from None
 
 
 def _number(params: Mapping[str, str], name: str, low: float, high: float, *, high_open: bool = False,
@@ -71,24 +71,24 @@ def _number(params: Mapping[str, str], name: str, low: float, high: float, *, hi
     raw = params.get(name)
     if raw is None or raw.strip() == "":
         if required:
-            raise errors.InvalidParameter(f"{name} is required", field=name)
+            raise errors.Invalid(f"{name} is required", field=name)
         return None
     try:
         v = float(raw)
     except ValueError:
-        raise errors.InvalidParameter(f"{name} {raw[:40]!r} is not a number", field=name) from None
+        raise errors.Invalid(f"{name} {raw[:40]!r} is not a number", field=name) from None
     if not math.isfinite(v) or v < low or v > high or (high_open and v == high):
         bound = f"[{low:g}, {high:g}{')' if high_open else ']'}"
-        raise errors.InvalidParameter(f"{name} {v:g} is outside {bound}", field=name)
+        raise errors.Invalid(f"{name} {v:g} is outside {bound}", field=name)
     return v
 
 
 def device_of(params: Mapping[str, str]) -> str:
     device = (params.get("id") or params.get("deviceid") or "").strip()
     if not device:
-        raise errors.InvalidParameter("the device identifier (id) is missing: set it in Traccar Client", field="id")
+        raise errors.Invalid("the device identifier (id) is missing: set it in Traccar Client", field="id")
     if len(device) > MAX_ID:
-        raise errors.InvalidParameter("the device identifier is too long", field="id")
+        raise errors.Invalid("the device identifier is too long", field="id")
     return device
 
 
@@ -116,14 +116,14 @@ def read_params(params: Mapping[str, str], now: datetime) -> tuple[str, Ping | N
 def json_params(body: Any) -> list[dict[str, str]]:
     """Traccar Client 9's JSON as OsmAnd parameters (speed converted from m/s to knots)."""
     if not isinstance(body, dict):
-        raise errors.InvalidParameter("expected a JSON object with device_id and location", field="body")
+        raise errors.Invalid("expected a JSON object with device_id and location", field="body")
     device = str(body.get("device_id") or body.get("id") or "")
     locations = body.get("location")
     locations = locations if isinstance(locations, list) else [locations]
     out = []
     for loc in locations:
         if not isinstance(loc, dict) or not isinstance(loc.get("coords"), dict):
-            raise errors.InvalidParameter("location.coords is required", field="location.coords")
+            raise errors.Invalid("location.coords is required", field="location.coords")
         c = loc["coords"]
         p = {"id": device, "lat": c.get("latitude"), "lon": c.get("longitude"), "timestamp": loc.get("timestamp")}
         speed, heading = c.get("speed"), c.get("heading")
@@ -133,7 +133,7 @@ def json_params(body: Any) -> list[dict[str, str]]:
             p["bearing"] = heading
         out.append({k: str(v) for k, v in p.items() if v is not None})
     if not out:
-        raise errors.InvalidParameter("location is empty", field="location")
+        raise errors.Invalid("location is empty", field="location")
     return out
 
 
@@ -143,14 +143,14 @@ async def _params_of(request: Request) -> list[dict[str, str]]:
         return [query]
     body = await request.body()
     if len(body) > MAX_BODY:
-        raise errors.InvalidParameter("the body is too large for one position", field="body")
+        raise errors.Invalid("the body is too large for one position", field="body")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     text = body.decode("utf-8", errors="replace")
     if ctype == "application/json" or text.lstrip().startswith("{"):
         try:
             return json_params(json.loads(text))
         except json.JSONDecodeError:
-            raise errors.InvalidParameter("the body is not valid JSON", field="body") from None
+            raise errors.Invalid("the body is not valid JSON", field="body") from None
     form = {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
     return [{**query, **form}]
 

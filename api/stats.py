@@ -14,9 +14,10 @@ from fastapi import APIRouter, Depends, Query
 from api import errors
 from api.auth import Principal, principal
 from api.cases import AREA
-from api.services import Services, services
+from api.deps import services
+from services.runtime import Services
 from geodata import areas_stats, queries
-from geodata.workflow import CST
+from geodata.clock import CST
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 
@@ -41,7 +42,7 @@ def get_ranking(
         if queries.area_summary(conn, area) is None:
             raise errors.NotFound(f"no area with code {area}", field="area")
         if not queries.level_of(area) < level:
-            raise errors.InvalidParameter(f"level {level} is not below the level of area {area}", field="level")
+            raise errors.Invalid(f"level {level} is not below the level of area {area}", field="level")
         rows = areas_stats.ranking(conn, level, area, start, end, now)
     return {"level": level, "period": period, "start": start.isoformat(), "end": end.isoformat(), "area": area,
             "formula": areas_stats.RANKING_FORMULA, "ranking": rows}

@@ -34,11 +34,14 @@ import redis
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from api import errors, events
+from api import errors
+from services import events
 from api.auth import Principal, principal
 from api.cases import require_json
-from api.scheduler import runtime
-from api.services import Services, services
+from api.deps import runtime
+from api.deps import services
+from services.vans import moved_events, write_live
+from services.runtime import Services
 from geodata import tracking
 from geodata.tracking import Fix, IngestResult, Ping
 
@@ -51,12 +54,6 @@ MAX_FUTURE = timedelta(minutes=5)  # terminals' clocks drift a little; more is a
 MAX_AGE = timedelta(days=366)  # older is a clock fault too (and would open partitions for nothing)
 MAX_SPEED_KMH = 400.0
 POSTERS = frozenset({"admin", "van"})
-GEO_KEY = "yitu:vans:geo"
-
-
-def live_key(van: str) -> str:
-    """The Redis hash of a van's latest fix: lon, lat, time, ts (epoch ms), speed_kmh, heading, …"""
-    return f"yitu:van:{van}"
 
 
 def check_time(v: datetime, now: datetime | None = None) -> datetime:
@@ -93,93 +90,6 @@ class PositionsIn(BaseModel):
                                         description=f"1 to {MAX_BATCH} pings, any vans, any order.")
 
 
-# --- the live copy in Redis ----------------------------------------------------------------------
-
-# Write the fix only if it is newer than the one held (ARGV[1] = its time in epoch ms).
-_FORWARD_ONLY = """
-local held = tonumber(redis.call('HGET', KEYS[1], 'ts') or '-1')
-if tonumber(ARGV[1]) <= held then return 0 end
-redis.call('HSET', KEYS[1], 'ts', ARGV[1], unpack(ARGV, 5))
-redis.call('GEOADD', KEYS[2], ARGV[2], ARGV[3], ARGV[4])
-return 1
-"""
-
-
-class _Pause:
-    """After a Redis failure, skip the live copy on that client for a few seconds (an outage then
-    costs requests nothing); the next moving ping after the pause refreshes it."""
-
-    def __init__(self, seconds: float = 5.0) -> None:
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._until: dict[int, float] = {}
-
-    def active(self, client: redis.Redis) -> bool:
-        with self._lock:
-            return self._until.get(id(client), 0.0) > time.monotonic()
-
-    def trip(self, client: redis.Redis) -> None:
-        with self._lock:
-            self._until[id(client)] = time.monotonic() + self.seconds
-
-    def reset(self, client: redis.Redis) -> None:
-        with self._lock:
-            self._until.pop(id(client), None)
-
-
-_pause = _Pause()
-
-
-def _fix_fields(fix: Fix) -> list[str]:
-    fields = {"van": fix.van, "lon": repr(fix.lon), "lat": repr(fix.lat), "time": fix.time.isoformat(),
-              "speed_kmh": "" if fix.speed_kmh is None else repr(fix.speed_kmh),
-              "heading": "" if fix.heading is None else repr(fix.heading),
-              "odometer_km": repr(round(fix.odometer_km, 3)), "status": fix.status}
-    return [x for kv in fields.items() for x in kv]
-
-
-def write_live(client: redis.Redis, fixes: Iterable[Fix]) -> bool:
-    """Put each van's latest fix into Redis (forward only); False, logged, if Redis is unavailable."""
-    fixes = list(fixes)
-    if not fixes:
-        return True
-    if _pause.active(client):
-        return False
-    try:
-        script = client.register_script(_FORWARD_ONLY)
-        pipe = client.pipeline(transaction=False)
-        for f in fixes:
-            script(keys=[live_key(f.van), GEO_KEY],
-                   args=[int(f.time.timestamp() * 1000), f.lon, f.lat, f.van, *_fix_fields(f)], client=pipe)
-        pipe.execute()
-    except redis.RedisError as exc:
-        _pause.trip(client)
-        log.warning("live van state unavailable; positions saved in PostGIS error=%s vans=%d",
-                    type(exc).__name__, len(fixes))
-        return False
-    _pause.reset(client)
-    return True
-
-
-def read_live(client: redis.Redis, van: str) -> dict[str, str]:
-    """The Redis hash of a van (empty when Redis has none)."""
-    return client.hgetall(live_key(van))  # type: ignore[return-value]
-
-
-def moved_events(result: IngestResult) -> list[dict[str, Any]]:
-    """One ``van.moved`` per stored ping; ``latest`` says whether the van now shows it."""
-    out = []
-    for p in result.stored:
-        fix = result.moved.get(p.van)
-        latest = fix is not None and fix.time == p.time
-        event = {"type": "van.moved", "van": p.van, "lon": p.lon, "lat": p.lat, "time": p.time.isoformat(),
-                 "speed_kmh": p.speed_kmh, "heading": p.heading, "latest": latest}
-        if latest and fix is not None:
-            event.update(odometer_km=round(fix.odometer_km, 3), status=fix.status)
-        out.append(event)
-    return out
-
-
 def _partitions(request: Request) -> tracking.PartitionCache:
     cache = getattr(request.app.state, "van_partitions", None)
     if cache is None:
@@ -191,12 +101,9 @@ def accept(request: Request, pings: list[Ping]) -> IngestResult:
     """Store a batch (PostGIS, committed), then tell Redis; the shared path of both endpoints."""
     svc: Services = request.app.state.services
     with svc.pool.connection() as conn:
-        try:
-            result = tracking.ingest(conn, pings, partitions=_partitions(request),
-                                     max_speed_kmh=svc.settings.van_max_speed_kmh,
-                                     arrival_radius_m=svc.settings.arrival_radius_m, rules=runtime(request).rules)
-        except tracking.UnknownVan as exc:
-            raise errors.InvalidParameter(str(exc), field=f"positions.{exc.index}.van") from None
+        result = tracking.ingest(conn, pings, partitions=_partitions(request),
+                                 max_speed_kmh=svc.settings.van_max_speed_kmh,
+                                 arrival_radius_m=svc.settings.arrival_radius_m, rules=runtime(request).rules)
     stream = runtime(request).stream  # short timeouts: a dead Redis costs little
     write_live(stream, result.moved.values())
     events.publish_many(stream, [*moved_events(result), *result.events])  # + dispatch.arrived, case.changed
@@ -258,10 +165,10 @@ def van_track(svc: Svc, who: Who,
     until = until or datetime.now(timezone.utc)
     since = since or until - timedelta(hours=1)
     if since >= until:
-        raise errors.InvalidParameter("since must be before until", field="since")
+        raise errors.Invalid("since must be before until", field="since")
     max_days = svc.settings.van_track_max_days
     if until - since > timedelta(days=max_days):
-        raise errors.InvalidParameter(f"ask for at most {max_days:g} days at a time", field="since")
+        raise errors.Invalid(f"ask for at most {max_days:g} days at a time", field="since")
     with svc.pool.connection() as conn:
         if not tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=until, van=van):
             raise errors.NotFound(f"no van with id {van!r}", field="van")

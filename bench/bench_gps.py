@@ -39,9 +39,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.auth import create_token  # noqa: E402
-from dashboard.settings import Settings  # noqa: E402
-from dashboard.stack import EmbeddedStack  # noqa: E402
+from services.identity import create_token  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from cli.stack import EmbeddedStack  # noqa: E402
 from geodata.migrate import migrate  # noqa: E402
 from geodata.queries import query  # noqa: E402
 
@@ -171,7 +171,7 @@ def main() -> None:
     log = tempfile.NamedTemporaryFile(prefix="bench-gps-serve-", suffix=".log", delete=False)
     env = {**os.environ, "YITU_DATABASE_URL": dsn, "YITU_REDIS_URL": redis_url, "YITU_PORT": str(port),
            "YITU_HOST": "127.0.0.1", "YITU_SCHEDULER_INTERVAL": "0", "YITU_LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "serve"], cwd=ROOT, env=env,
+    server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     results: list[tuple[str, list[float], float]] = []

@@ -13,7 +13,7 @@ Two measurements in the same run, printed side by side:
   API's lanes run it) called from threads on pooled connections, one report per statement and
   16 per statement: what the database does without HTTP; and ``cases_in_area`` for areas of
   every level;
-* HTTP: ``uvicorn --factory api.asgi:app --workers N --loop uvloop --http httptools`` on
+* HTTP: ``uvicorn --factory cli.asgi:app --workers N --loop uvloop --http httptools`` on
   loopback. Intake is driven by ``wrk`` (one thread in C, so the load client takes a small share
   of the machine's CPU) with a Lua script POSTing varied points, types and descriptions with the
   bearer token; every answer must be 201, and the cases written and events published are counted
@@ -53,11 +53,11 @@ from psycopg_pool import ConnectionPool
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.auth import create_token  # noqa: E402
-from api.events import STREAM  # noqa: E402
-from api.scheduler import deadline_rules  # noqa: E402
-from dashboard.settings import Settings  # noqa: E402
-from dashboard.stack import EmbeddedStack  # noqa: E402
+from services.identity import create_token  # noqa: E402
+from services.events import STREAM  # noqa: E402
+from services.scheduler import deadline_rules  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from cli.stack import EmbeddedStack  # noqa: E402
 from geodata import cases as store  # noqa: E402
 from geodata.migrate import migrate  # noqa: E402
 from geodata.queries import cases_in_area  # noqa: E402
@@ -334,7 +334,7 @@ async def _http_area(url: str, token: str, codes: list[str]) -> list[float]:
 def _serve(dsn: str, redis_url: str, port: int, workers: int, pool_max: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "YITU_DATABASE_URL": dsn, "YITU_REDIS_URL": redis_url, "YITU_SCHEDULER_INTERVAL": "0",
            "YITU_LOG_LEVEL": "WARNING", "YITU_DB_POOL_MAX": str(pool_max)}
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.asgi:app", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "cli.asgi:app", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
            "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)

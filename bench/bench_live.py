@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.auth import create_token  # noqa: E402
+from services.identity import create_token  # noqa: E402
 from bench.bench_wallscreen import _database, _serve  # noqa: E402
 from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path  # noqa: E402
 

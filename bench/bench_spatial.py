@@ -30,8 +30,8 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard.settings import Settings  # noqa: E402
-from dashboard.stack import EmbeddedStack  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from cli.stack import EmbeddedStack  # noqa: E402
 from geodata import queries  # noqa: E402
 from geodata.migrate import migrate  # noqa: E402
 

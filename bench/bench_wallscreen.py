@@ -32,8 +32,8 @@ from psycopg.conninfo import make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dashboard.settings import Settings  # noqa: E402
-from dashboard.stack import EmbeddedStack  # noqa: E402
+from services.settings import Settings  # noqa: E402
+from cli.stack import EmbeddedStack  # noqa: E402
 from geodata.migrate import migrate  # noqa: E402
 from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path  # noqa: E402
 
@@ -67,7 +67,7 @@ def _database(scale: str) -> str:
 def _serve(dsn: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "YITU_DATABASE_URL": dsn, "YITU_PORT": str(port), "YITU_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "serve"], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

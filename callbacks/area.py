@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 from dash import Dash, Input, Output, State
 
-from api.area_export import day_start
-from api.services import Services
+from geodata.clock import day_start
+from services.runtime import Services
 from dashboard.i18n import translator
 from dashboard.pages.area import PAGE_SIZE, Ids
 from geodata import queries

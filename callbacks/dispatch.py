@@ -3,7 +3,7 @@
 The work is in module-level functions taking the services first (tests call them directly);
 ``register`` wires them. Every callback that shows or changes anything checks the token again
 (a revoked token stops working at once), and sending goes through the same function as
-``POST /api/v1/dispatches`` (``api.dispatch.send_van``): one transaction, the same refusals,
+``POST /api/v1/dispatches`` (``services.dispatching.send_van``): one transaction, the same refusals,
 the same events on the stream.
 """
 
@@ -17,20 +17,19 @@ import dash_leaflet as dl
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from psycopg.rows import dict_row
 
-from api import auth
-from api import dispatch as dispatch_api
-from api.errors import YituError
-from api.scheduler import CasesRuntime
-from api.services import Services
+from services.scheduler import CasesRuntime
+from services.runtime import Services
 from callbacks.wall import case_card, van_board
 from dashboard.i18n import translator
 from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids
 from geodata import dispatch, queries
 from geodata.queries import query
-from geodata.workflow import WorkflowError
+from geodata.errors import YituError
+from services import dispatching
+from services import identity as auth
 from layers import cases as cases_layer
 
-DISPATCHERS = frozenset({"admin", "dispatcher"})
+DISPATCHERS = dispatching.DISPATCHERS
 QUEUE_LIMIT = 200  # the queue scrolls; a banner rarely has more waiting at once
 CAMERA_RADIUS_M = 500
 
@@ -123,7 +122,7 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         card = cases_layer.card(conn, code)
         if card is None or not who.sees_case(_chain(conn, code)):
             return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
-        rows = dispatch.candidates(conn, code, dispatch_api.routing(svc.settings), _now())
+        rows = dispatch.candidates(conn, code, dispatching.routing(svc.settings), _now())
         lon, lat = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
         cams = queries.cameras_near(conn, lon, lat, CAMERA_RADIUS_M)
     table = html.Table(className="yitu-table yitu-candidates", children=[html.Tbody(
@@ -154,8 +153,8 @@ def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, v
     if not code:
         return {"ok": False, "message": t("dispatch.pick")}
     try:
-        out = dispatch_api.send_van(svc, rt, who, code, van, None, accept_first=True)
-    except (YituError, WorkflowError) as exc:
+        out = dispatching.send_van(svc, rt, who, code, van, None, accept_first=True)
+    except YituError as exc:
         return {"ok": False, "message": getattr(exc, "message", str(exc)), "field": getattr(exc, "field", None)}
     eta = f"{out['eta_s'] / 60:.0f}" if out.get("eta_s") is not None else "—"
     return {"ok": True, "id": out["id"], "at": _now().isoformat(),

@@ -3,7 +3,7 @@
 The callback has no inputs and no outputs, so Dash starts it when the page opens and starts it
 again whenever the WebSocket comes back (a network blip, a restarted app process). It asks the
 browser for the id of the last stream entry it saw (the ``live-cursor`` store), subscribes to
-this process's :class:`api.live.LiveHub` from there — replaying what the screen missed — and then
+this process's :class:`services.live.LiveHub` from there — replaying what the screen missed — and then
 streams batches to the ``live-events`` store with ``set_props``. What the page does with a
 batch (reload the case pins, move the vans, refresh the numbers) is a clientside callback in
 ``dashboard/assets/yitu_map.js``: layers still travel by URL, the push only says what changed.
@@ -26,7 +26,7 @@ from typing import Any
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, set_props
 from dash.exceptions import PreventUpdate, WebsocketDisconnected
 
-from api.live import Entry, LiveHub
+from services.live import Entry, LiveHub
 from dashboard.pages import dispatch as dispatch_page
 from dashboard.pages import wall as wall_page
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, State, html
 
-from api.services import Services
+from services.runtime import Services
 from dashboard.pages import area, dispatch, wall
 from geodata import queries
 

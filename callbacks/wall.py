@@ -13,7 +13,7 @@ from typing import Any
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from dash_svg import G, Line, Polyline, Svg, Text
 
-from api.services import Services
+from services.runtime import Services
 from dashboard.i18n import translator
 from dashboard.pages.wall import CRUMB, LIVE_TICK, POINT, Ids, group_id, point_layer
 from geodata import kpi, queries

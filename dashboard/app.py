@@ -18,19 +18,18 @@ from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors
-from api import scheduler as cases_scheduler
+from services import scheduler as cases_scheduler
 from api.intake_front import IntakeFront
-from api.live import LiveHub
+from services.live import LiveHub
 from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
 from callbacks import live as live_callbacks
 from callbacks import pages as pages_callbacks
 from callbacks import wall as wall_callbacks
 from api.routers import all_routers
-from api.services import Services, open_redis
+from services.runtime import Services, open_redis
 from dashboard import layout
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack
+from services.settings import Settings
 from geodata.db import open_pool
 
 log = logging.getLogger("yitu.app")
@@ -38,14 +37,13 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def _open_services(settings: Settings) -> Services:
-    stack = EmbeddedStack(settings)
     pool = open_pool(
-        stack.database_url(),
+        settings.database_dsn(),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout,
     )
-    return Services(settings=settings, pool=pool, redis=open_redis(stack.redis_url(), settings.redis_timeout))
+    return Services(settings=settings, pool=pool, redis=open_redis(settings.redis_dsn(), settings.redis_timeout))
 
 
 def _offline_docs(app: FastAPI) -> None:
@@ -69,7 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = _open_services(settings)
         app.state.cases_runtime = cases_scheduler.start(app.state.services)
-        app.state.live = LiveHub(EmbeddedStack(settings).redis_url(), settings.redis_timeout)
+        app.state.live = LiveHub(settings.redis_dsn(), settings.redis_timeout)
         await app.state.live.start()
         log.info("yitu started lang=%s embedded=%s", settings.lang, settings.embedded)
         try:

@@ -15,7 +15,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata.queries import CHAIN_COLUMN, level_of, query
-from geodata.workflow import CST, LEVELS
+from geodata.clock import CST
+from geodata.workflow import LEVELS
 
 RANKING_FORMULA = ("score = 60 × R + 25 × (1 − O) + 15 × (S − 1) / 4; R = resolved ÷ reported in the period, "
                    "O = overdue ÷ open now, S = mean satisfaction (1–5) of the period's cases (3 with none)")

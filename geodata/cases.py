@@ -27,7 +27,9 @@ from psycopg.types.json import Jsonb
 
 from geodata import workflow
 from geodata.queries import CHAIN_COLUMN, level_of, query
-from geodata.workflow import CST, DeadlineRules, WorkflowError
+from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TransitionConflict
+from geodata.clock import CST
+from geodata.workflow import DeadlineRules, WorkflowError
 
 SYSTEM_ACTOR = "scheduler"
 # Columns a transition may set (identifiers for the UPDATE come only from here).
@@ -35,31 +37,31 @@ WRITABLE = ("step", "level", "deadline", "attempts", "outcome", "satisfaction", 
             "assignee", "duplicate_of", "closed_at")
 
 
-class CaseNotFound(WorkflowError):
+class CaseNotFound(WorkflowError, NotFound):
     """No case with that code."""
 
 
-class UnknownType(WorkflowError):
+class UnknownType(WorkflowError, Invalid):
     """The type is not an active entry of case_types."""
 
 
-class NoTerritory(WorkflowError):
+class NoTerritory(WorkflowError, Conflict):
     """No level-1 area in the database: a case cannot be given a banner."""
 
 
-class OutsideScope(WorkflowError):
+class OutsideScope(WorkflowError, Forbidden):
     """The point lies outside the reporter's area scope: nothing was written."""
 
 
-class KeyReused(WorkflowError):
+class KeyReused(WorkflowError, Conflict):
     """An Idempotency-Key came back with a different request than the one it created a case for."""
 
 
-class StaleVersion(WorkflowError):
+class StaleVersion(WorkflowError, TransitionConflict):
     """The client acted on an older version of the case than the one stored."""
 
     def __init__(self, message: str, allowed: list[str]) -> None:
-        super().__init__(message, field="version")
+        super().__init__(message, field="version", extra={"allowed": allowed})
         self.allowed = allowed
 
 

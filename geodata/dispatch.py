@@ -31,6 +31,7 @@ from geodata import cases as store
 from geodata import workflow
 from geodata.cases import Actor, CaseNotFound
 from geodata.queries import query
+from geodata.errors import Conflict, NotFound
 from geodata.workflow import DeadlineRules, WorkflowError
 
 ACTIVE = ("en_route", "on_site")
@@ -61,23 +62,23 @@ class DispatchError(WorkflowError):
     """A dispatch request that cannot be carried out; ``field`` names the input at fault."""
 
 
-class UnknownVan(DispatchError):
+class UnknownVan(DispatchError, NotFound):
     """No van with that id."""
 
 
-class UnknownDispatch(DispatchError):
+class UnknownDispatch(DispatchError, NotFound):
     """No dispatch with that id."""
 
 
-class VanBusy(DispatchError):
+class VanBusy(DispatchError, Conflict):
     """The van is not free: on another visit, not available, or offline."""
 
 
-class CaseBusy(DispatchError):
+class CaseBusy(DispatchError, Conflict):
     """The case already has a van on its way or on site."""
 
 
-class NotActive(DispatchError):
+class NotActive(DispatchError, Conflict):
     """The visit is over (ended or cancelled), or cannot be cancelled any more (on site)."""
 
 

@@ -29,6 +29,8 @@ import shapely
 from pyproj import CRS
 from tqdm import tqdm
 
+from geodata.errors import Invalid
+
 # Field names tried in order when the caller names none (exact match first, then ignoring case).
 CODE_FIELDS = ("code", "编码", "代码", "区划代码", "网格编码", "CODE")
 NAME_FIELDS = ("name", "名称", "网格名称", "NAME")
@@ -102,17 +104,17 @@ class Problem:
         return f"{self.kind}: {codes} @ {self.location}: {_one_line(self.message)}"
 
 
-class ImportRejected(Exception):
+class ImportRejected(Invalid):
     """The file was judged and refused; nothing was written. ``problems`` lists every defect."""
 
     def __init__(self, problems: Sequence[Problem], warnings: Sequence[str] = ()) -> None:
         self.problems = list(problems)
         self.warnings = list(warnings)
         lines = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s), nothing was written:\n{lines}")
+        super().__init__(f"{len(self.problems)} problem(s), nothing was written:\n{lines}", field="file")
 
 
-class ExportError(ValueError):
+class ExportError(Invalid):
     """The export cannot be made as asked (format, level, or nothing to export)."""
 
 

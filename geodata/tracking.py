@@ -32,6 +32,7 @@ from psycopg.rows import dict_row
 from pyproj import Geod
 
 from geodata import dispatch
+from geodata.errors import Invalid
 from geodata.queries import query
 from geodata.workflow import DeadlineRules
 
@@ -77,9 +78,11 @@ class IngestResult:
         return self.received - len(self.stored)
 
 
-class UnknownVan(ValueError):
+class UnknownVan(Invalid):
+    """A ping names a van that does not exist (``index``: its place in the batch); nothing written."""
+
     def __init__(self, van: str, index: int) -> None:
-        super().__init__(f"no van with id {van!r}")
+        super().__init__(f"no van with id {van!r}", field=f"positions.{index}.van")
         self.van = van
         self.index = index
 

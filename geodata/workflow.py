@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
-CST = timezone(timedelta(hours=8))  # China time: no daylight saving, so a fixed offset is exact
+from geodata.clock import CST
+from geodata.errors import Invalid, TransitionConflict, YituError
+
 LEVELS: tuple[str, ...] = ("grid", "village", "town", "banner")
 STEPS: tuple[str, ...] = ("reported", "accepted", "dispatched", "handling", "closed", "evaluated", "rejected")
 OPEN_STEPS: frozenset[str] = frozenset({"reported", "accepted", "dispatched", "handling"})
@@ -82,24 +84,20 @@ class CaseState:
     flags: tuple[str, ...] = ()
 
 
-class WorkflowError(Exception):
-    """A transition that cannot happen; ``field`` names the input at fault when there is one."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+class WorkflowError(YituError):
+    """A transition that cannot happen; ``field`` names the input at fault when there is one.
+    Each subclass also derives from the kind of refusal it is (geodata/errors.py)."""
 
 
-class IllegalTransition(WorkflowError):
+class IllegalTransition(WorkflowError, TransitionConflict):
     """The action does not apply to the case as it is now; ``allowed`` lists what does."""
 
     def __init__(self, message: str, allowed: list[str]) -> None:
-        super().__init__(message, field="action")
+        super().__init__(message, field="action", extra={"allowed": allowed})
         self.allowed = allowed
 
 
-class MissingInput(WorkflowError):
+class MissingInput(WorkflowError, Invalid):
     """The action needs a field the request did not give (or gave with a wrong value)."""
 
 

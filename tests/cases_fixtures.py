@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from api.auth import create_token
+from services.identity import create_token
 from dashboard.app import create_app
-from dashboard.settings import Settings
+from services.settings import Settings
 
 
 def settings_for(db: str, redis_url: str, tmp_path: Path, **extra: Any) -> Settings:

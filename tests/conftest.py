@@ -27,8 +27,8 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack
+from services.settings import Settings
+from cli.stack import EmbeddedStack
 from geodata.migrate import migrate
 
 from .helpers import free_port, wait_for, with_dbname, with_redis_db
@@ -173,7 +173,7 @@ class LiveServer:
         full_env = {**os.environ, **env, "YITU_PORT": str(self.port), "YITU_HOST": "127.0.0.1"}
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard.cli", "serve"],
+            [sys.executable, "-m", "cli.main", "serve"],
             cwd=ROOT,
             env=full_env,
             stdout=self._log,

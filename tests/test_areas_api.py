@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 
 from geodata.areas_stats import period_bounds
-from geodata.workflow import CST
+from geodata.clock import CST
 
 from .cases_fixtures import auth, cases_settings, client, token  # noqa: F401
 

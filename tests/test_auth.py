@@ -10,9 +10,9 @@ import psycopg
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from api.masking import mask_name, mask_phone, mask_text
-from dashboard.cli_tokens import token_group
-from dashboard.settings import Settings
+from geodata.masking import mask_name, mask_phone, mask_text
+from cli.tokens import token_group
+from services.settings import Settings
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, inner_point_where, token  # noqa: F401
 

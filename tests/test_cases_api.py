@@ -16,7 +16,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api.events import STREAM
+from services.events import STREAM
 from dashboard.app import create_app
 from geodata.queries import grid_chain
 

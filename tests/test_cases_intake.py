@@ -13,8 +13,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api.events import STREAM
-from api.scheduler import deadline_rules
+from services.events import STREAM
+from services.scheduler import deadline_rules
 from geodata import cases
 from geodata.cases import Actor, NewCase
 

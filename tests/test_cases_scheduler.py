@@ -13,8 +13,8 @@ import redis
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
-from api.events import STREAM
-from api.scheduler import deadline_rules, run_once
+from services.events import STREAM
+from services.scheduler import deadline_rules, run_once
 from dashboard.app import create_app
 from geodata import cases
 from geodata.cases import Actor, NewCase

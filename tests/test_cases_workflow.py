@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from geodata import workflow
-from geodata.workflow import CST, CaseState, DeadlineRules, IllegalTransition, MissingInput
+from geodata.clock import CST
+from geodata.workflow import CaseState, DeadlineRules, IllegalTransition, MissingInput
 
 RULES = DeadlineRules()
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)  # 10:00 China time

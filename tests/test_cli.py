@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from dashboard.cli import main
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack, StackError
+from cli.main import main
+from services.settings import Settings
+from cli.stack import EmbeddedStack, StackError
 
 from .helpers import free_port
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_help_explains_every_command() -> None:
-    out = subprocess.run([sys.executable, "-m", "dashboard.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "cli.main", "--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("db", "serve", "demo", "seed"):
         assert cmd in out
     db_help = CliRunner().invoke(main, ["db", "--help"]).output
@@ -54,7 +54,7 @@ def test_db_migrate_on_an_external_database(fresh_db: str, redis_url: str) -> No
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     env = {"YITU_DATABASE_URL": f"postgresql://u:p@127.0.0.1:{free_port()}/x", "YITU_REDIS_URL": "redis://127.0.0.1:1/0"}
     result = subprocess.run(
-        [sys.executable, "-m", "dashboard.cli", "db", "migrate"],
+        [sys.executable, "-m", "cli.main", "db", "migrate"],
         capture_output=True, text=True, env={**_base_env(), **env}, cwd=tmp_path,
     )
     assert result.returncode != 0
@@ -132,7 +132,7 @@ def test_demo_serves_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
     ports = {"YITU_PG_PORT": free_port(), "YITU_REDIS_PORT": free_port(), "YITU_PORT": free_port()}
     env = {**_base_env(), "YITU_HOME": str(tmp_path / "demo-home"), **{k: str(v) for k, v in ports.items()}}
     log = open(tmp_path / "demo.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{ports['YITU_PORT']}"
     try:
         def healthy() -> bool:

@@ -19,7 +19,7 @@ import shapely
 from fastapi.testclient import TestClient
 from pyproj import Geod
 
-from api.vans import live_key
+from services.vans import live_key
 from geodata import tracking
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, settings_for, token  # noqa: F401

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser
 
-from api.auth import create_token, revoke_token
+from services.identity import create_token, revoke_token
 from callbacks import dispatch as page
 from callbacks.pages import render
 from dashboard.app import create_app

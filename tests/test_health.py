@@ -6,8 +6,8 @@ import psycopg
 from fastapi.testclient import TestClient
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack
+from services.settings import Settings
+from cli.stack import EmbeddedStack
 from geodata.migrate import migrate
 
 from .helpers import free_port, wait_for, with_redis_db
@@ -92,7 +92,7 @@ def test_a_postgis_outage_answers_the_api_503_in_seconds_then_recovers(live_serv
 
     import httpx
 
-    from api.auth import create_token
+    from services.identity import create_token
 
     migrate(scratch_stack.database_url())
     with psycopg.connect(scratch_stack.database_url()) as conn:

@@ -17,7 +17,7 @@ import pytest
 import shapely
 from click.testing import CliRunner, Result
 
-from dashboard.cli_io import export_group, import_group
+from cli.data import export_group, import_group
 from geodata import io
 from geodata.migrate import migrate
 

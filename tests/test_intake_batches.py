@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 from psycopg_pool import AsyncConnectionPool
 
-from api.events import STREAM
+from services.events import STREAM
 from api.intake import IntakeLanes
-from api.scheduler import deadline_rules
+from services.scheduler import deadline_rules
 from dashboard.app import create_app
 from geodata import cases
 from geodata.cases import Actor, IntakeRequest, NewCase

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from shapely import wkb
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
+from services.settings import Settings
 
 
 @pytest.fixture

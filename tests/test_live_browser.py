@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page
 
-from api.auth import create_token
-from dashboard.stack import EmbeddedStack
+from services.identity import create_token
+from cli.stack import EmbeddedStack
 
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
 from .helpers import wait_for, with_redis_db

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import redis
 
-from api import events
-from api.live import LiveHub, Subscription
-from dashboard.stack import EmbeddedStack
+from services import events
+from services.live import LiveHub, Subscription
+from cli.stack import EmbeddedStack
 from geodata import kpi
 from geodata.kpi import CACHE_KEY as KPI_CACHE
 
@@ -187,7 +187,7 @@ def test_redis_restart_tells_every_screen_to_resync_and_the_stream_goes_on(scrat
 
 
 def test_a_late_reply_is_not_an_outage(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from api import live
+    from services import live
 
     async def body(hub: LiveHub) -> Any:
         async with hub.subscribe(None) as (sub, _):

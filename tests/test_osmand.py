@@ -13,8 +13,8 @@ import redis
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from dashboard.cli_vans import van_group
-from dashboard.settings import Settings
+from cli.vans import van_group
+from services.settings import Settings
 
 from .cases_fixtures import cases_settings, client  # noqa: F401
 

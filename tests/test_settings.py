@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from dashboard.cli import main
-from dashboard.settings import Settings
+from cli.main import main
+from services.settings import Settings
 
 
 @pytest.fixture

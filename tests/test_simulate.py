@@ -21,9 +21,9 @@ import shapely
 from click.testing import CliRunner
 from pyproj import Geod
 
-from dashboard.cli import main
+from cli.main import main
 from geodata.demo.cases import TYPE_WEIGHTS
-from geodata.demo.simulate import CST, Territory, load_territory, plan_reports, route_between
+from sim.simulate import CST, Territory, load_territory, plan_reports, route_between
 
 from .helpers import wait_for
 
@@ -141,7 +141,7 @@ class SimProcess:
         env = {**os.environ, "YITU_DATABASE_URL": db, "YITU_REDIS_URL": redis_url}
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dashboard.cli", "simulate", "--url", url, *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "simulate", "--url", url, *args],
                                      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._log)
 
     def log(self) -> str:

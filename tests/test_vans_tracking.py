@@ -14,10 +14,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api.vans import GEO_KEY, live_key
+from services.vans import live_key
 from dashboard.app import create_app
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack
+from services.settings import Settings
+from cli.stack import EmbeddedStack
 from geodata import tracking
 
 from .cases_fixtures import auth, cases_settings, client, settings_for, token  # noqa: F401
@@ -94,13 +94,14 @@ def test_batch_ingest_stores_history_moves_vans_and_tells_redis(
     assert v1["status"] == "available" and v1["name"] and v1["plate"] and v1["cases_mediated"] == 0
     assert v1["last_seen_at"] == (t0 + timedelta(seconds=20)).isoformat()
     assert vans["V03"]["status"] == "offline"  # silent for an hour
-    # the live copy in Redis: GEO + a hash per van
+    # the live copy in Redis: a hash per van (nothing else: no key that nobody reads)
     rc = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         hv = rc.hgetall(live_key("V01"))
         assert (float(hv["lon"]), hv["time"], float(hv["speed_kmh"])) == (107.482, v1["last_seen_at"], 36.5)
-        (pos,) = rc.geopos(GEO_KEY, "V02")
-        assert pos == (pytest.approx(107.501, abs=1e-5), pytest.approx(38.201, abs=1e-5))
+        hv2 = rc.hgetall(live_key("V02"))
+        assert (float(hv2["lon"]), float(hv2["lat"])) == (pytest.approx(107.501, abs=1e-5), pytest.approx(38.201, abs=1e-5))
+        assert sorted(k for k in rc.scan_iter("yitu:van*")) == sorted(live_key(v) for v in ("V01", "V02"))
     finally:
         rc.close()
     moved = stream_events(redis_url)

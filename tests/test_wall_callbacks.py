@@ -8,11 +8,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from api.services import Services
+from services.runtime import Services
 from callbacks import area as area_cb
 from callbacks import wall
 from dashboard.app import create_app
-from dashboard.settings import Settings
+from services.settings import Settings
 
 
 @pytest.fixture

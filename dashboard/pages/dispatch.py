@@ -18,7 +18,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
-from dashboard.settings import Settings
+from services.settings import Settings
 from layers import cases, grids, vans
 
 POINT = "dispatch-point-layer"  # pattern-matching type of the page's live point layers

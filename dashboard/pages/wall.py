@@ -13,7 +13,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
-from dashboard.settings import Settings
+from services.settings import Settings
 from layers import cameras, cases, centers, grids, vans
 
 

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import shapely
 
+from geodata.clock import CST
 from geodata.demo.territory import Territory
 
-CST = timezone(timedelta(hours=8))
 LEVELS = ("grid", "village", "town", "banner")
 # Handling time allowed per level (DOMAIN.md, Otog Front four-level loop): the grid the same day,
 # the village 3 days, the town 5, the banner 7.

@@ -451,7 +451,7 @@ class Tokens:
 def issue_tokens(dsn: str, van_ids: list[str]) -> Tokens:
     """A dispatcher token and one van token per van (named after it), straight into the database;
     they live in memory only and are revoked when the run ends."""
-    from api.auth import create_token  # the API's own token format and hashing
+    from services.identity import create_token  # the API's own token format and hashing
 
     ids: list[int] = []
     with psycopg.connect(dsn) as conn:

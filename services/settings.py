@@ -8,13 +8,18 @@ environment variables, the ``.env`` file, the defaults below. Every field is lis
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_DB_NAME = "yitu"
+EMBEDDED_DB_USER = "yitu"
 
 
 class Settings(BaseSettings):
@@ -153,3 +158,35 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when yitu runs its own PostgreSQL and Redis (no URL given for either)."""
         return self.database_url is None or self.redis_url is None
+
+    # --- where the servers are ------------------------------------------------------
+    # The one place that knows: every process (server, CLI, simulator, tests) resolves the URLs here.
+    def database_dsn(self) -> str:
+        """The PostgreSQL DSN in use: ``database_url``, or the embedded cluster's (``yitu db up``)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        pw = quote(self.embedded_secret("pg_password"), safe="")
+        return f"postgresql://{EMBEDDED_DB_USER}:{pw}@127.0.0.1:{self.pg_port}/{EMBEDDED_DB_NAME}"
+
+    def redis_dsn(self) -> str:
+        """The Redis URL in use: ``redis_url``, or the embedded Redis's."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        pw = quote(self.embedded_secret("redis_password"), safe="")
+        return f"redis://:{pw}@127.0.0.1:{self.redis_port}/0"
+
+    def embedded_secret(self, name: str) -> str:
+        """A generated password of the embedded stack (``<home>/secrets/<name>``, mode 0600),
+        made on first use so the stack and its clients agree without configuration."""
+        folder = self.home.resolve() / "secrets"
+        path = folder / name
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o700)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it first
+                return path.read_text().strip()
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24))
+        return path.read_text().strip()

@@ -15,9 +15,9 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from dashboard.logs import setup_logging
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack, StackError
+from cli.logs import setup_logging
+from services.settings import Settings
+from cli.stack import EmbeddedStack, StackError
 
 log = logging.getLogger("yitu.cli")
 
@@ -184,7 +184,7 @@ def demo(settings: Settings, host: str | None, port: int | None, no_simulate: bo
         _seed_if_empty(stack.database_url())
         sim = None
         if settings.demo_simulate and not no_simulate:
-            from dashboard.cli_simulate import start_beside_server
+            from cli.simulate import start_beside_server
 
             sim = start_beside_server(settings, stack.database_url(), host, port)
         try:
@@ -248,10 +248,10 @@ def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, camera
 
 def _register_groups() -> None:
     """Command groups that live in their own modules."""
-    from dashboard.cli_io import export_group, import_group
-    from dashboard.cli_simulate import simulate_command
-    from dashboard.cli_tokens import token_group
-    from dashboard.cli_vans import van_group
+    from cli.data import export_group, import_group
+    from cli.simulate import simulate_command
+    from cli.tokens import token_group
+    from cli.vans import van_group
 
     for group in (import_group, export_group, token_group, van_group, simulate_command):
         main.add_command(group)

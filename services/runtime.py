@@ -1,6 +1,7 @@
 """The shared parts of one app process: settings, the PostGIS pool, the Redis client.
 
-Built once in the app factory's lifespan and reached from routes through ``services(request)``.
+Built once in the app factory's lifespan; routes reach it through ``api.deps.services``, callbacks
+through the getter the app factory hands them.
 """
 
 from __future__ import annotations
@@ -8,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
-from fastapi import Request
 from psycopg_pool import ConnectionPool
 
-from dashboard.settings import Settings
+from services.settings import Settings
 
 
 @dataclass
@@ -33,7 +33,3 @@ def open_redis(url: str, timeout: float) -> redis.Redis:
         health_check_interval=15,
         decode_responses=True,
     )
-
-
-def services(request: Request) -> Services:
-    return request.app.state.services

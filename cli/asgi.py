@@ -1,4 +1,4 @@
-"""An ASGI factory for running several worker processes (``uvicorn --factory api.asgi:app --workers N``).
+"""An ASGI factory for running several worker processes (``uvicorn --factory cli.asgi:app --workers N``).
 
 ``yitu serve`` runs one process; a deployment (and bench/bench_intake.py) may run several side by
 side, each with its own pools, reading the same settings from the environment and ``.env``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
+from services.settings import Settings
 
 
 def app() -> FastAPI:

@@ -13,8 +13,8 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack, StackError
+from services.settings import Settings
+from cli.stack import EmbeddedStack, StackError
 from geodata import io
 
 _FILE = click.Path(exists=True, dir_okay=True, path_type=Path)

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import click
 import psycopg
 
-from dashboard.cli_common import db_errors, dsn
-from dashboard.settings import Settings
+from cli.common import db_errors, dsn
+from services.settings import Settings
 
 log = logging.getLogger("yitu.sim")
 
@@ -57,7 +57,7 @@ def _config(settings: Settings, url: str | None, rate: float | None, vans: int |
             seed: int | None, duration: float | None, sim_start: datetime | None) -> Any:
     import random
 
-    from geodata.demo.simulate import CST, DEFAULT_SPEEDS_KMH, SimConfig
+    from sim.simulate import CST, DEFAULT_SPEEDS_KMH, SimConfig
 
     start = datetime.now(CST)
     if sim_start is not None:
@@ -122,7 +122,7 @@ def simulate_command(ctx: click.Context, rate: float | None, vans: int | None, s
     logged and backed off from, never fatal.
     """
     try:
-        from geodata.demo.simulate import SimulationError, Simulator, load_territory
+        from sim.simulate import SimulationError, Simulator, load_territory
     except ImportError as exc:  # httpx: a dependency of the simulator only
         raise click.ClickException(f"the simulator cannot run: {exc} (pip install httpx)") from None
 
@@ -165,7 +165,7 @@ class BesideServer:
 
     def _run(self) -> None:
         try:
-            from geodata.demo.simulate import Simulator, load_territory, wait_healthy
+            from sim.simulate import Simulator, load_territory, wait_healthy
         except ImportError as exc:  # httpx is not installed
             log.error("the simulator cannot run (%s); the demo goes on without it", exc)
             return

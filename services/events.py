@@ -20,33 +20,14 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from services.breaker import Breaker
+
 log = logging.getLogger("yitu.events")
 STREAM = "yitu:events"
 MAXLEN = 100_000
-PAUSE_AFTER_FAILURE = 5.0  # seconds without trying after Redis failed
 
 
-class _Breaker:
-    """Remembers a failure per client so that an outage is paid for once every few seconds."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._until: dict[int, float] = {}
-
-    def open(self, client: redis.Redis | aioredis.Redis) -> bool:
-        with self._lock:
-            return self._until.get(id(client), 0.0) > time.monotonic()
-
-    def trip(self, client: redis.Redis | aioredis.Redis) -> None:
-        with self._lock:
-            self._until[id(client)] = time.monotonic() + PAUSE_AFTER_FAILURE
-
-    def reset(self, client: redis.Redis | aioredis.Redis) -> None:
-        with self._lock:
-            self._until.pop(id(client), None)
-
-
-_breaker = _Breaker()
+_breaker = Breaker()
 
 
 def _fields(event: Mapping[str, Any]) -> dict[str, str]:

@@ -36,7 +36,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from api.events import STREAM
+from services.events import STREAM
 from geodata.kpi import CACHE_KEY as KPI_CACHE
 
 log = logging.getLogger("yitu.live")

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from dashboard.settings import Settings
+from services.settings import EMBEDDED_DB_NAME as DB_NAME
+from services.settings import EMBEDDED_DB_USER as DB_USER
+from services.settings import Settings
 
 log = logging.getLogger("yitu.stack")
 
-DB_NAME = "yitu"
-DB_USER = "yitu"
 
 
 class StackError(RuntimeError):
@@ -94,28 +94,15 @@ class EmbeddedStack:
     def wants_redis(self) -> bool:
         return self.settings.redis_url is None
 
-    # --- passwords and URLs -----------------------------------------------------
+    # --- passwords and URLs (resolved by the settings: every client agrees with the stack) --------
     def _secret(self, name: str) -> str:
-        path = self.secrets_dir / name
-        if not path.exists():
-            self.secrets_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.secrets_dir, 0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24))
-        return path.read_text().strip()
+        return self.settings.embedded_secret(name)
 
     def database_url(self) -> str:
-        if self.settings.database_url is not None:
-            return self.settings.database_url.get_secret_value()
-        pw = quote(self._secret("pg_password"), safe="")
-        return f"postgresql://{DB_USER}:{pw}@127.0.0.1:{self.settings.pg_port}/{DB_NAME}"
+        return self.settings.database_dsn()
 
     def redis_url(self) -> str:
-        if self.settings.redis_url is not None:
-            return self.settings.redis_url.get_secret_value()
-        pw = quote(self._secret("redis_password"), safe="")
-        return f"redis://:{pw}@127.0.0.1:{self.settings.redis_port}/0"
+        return self.settings.redis_dsn()
 
     # --- running commands as the service user ---------------------------------------
     def _service_user(self) -> pwd.struct_passwd:

@@ -17,12 +17,11 @@ from typing import Any
 
 import psycopg
 import redis
-from fastapi import Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from api import events
-from api.services import Services
-from dashboard.settings import Settings
+from services import events
+from services.runtime import Services
+from services.settings import Settings
 from geodata import cases
 from geodata.workflow import DeadlineRules
 
@@ -97,8 +96,3 @@ def start(svc: Services) -> CasesRuntime:
     scheduler = Scheduler(svc.pool, stream, svc.settings)
     scheduler.start()
     return CasesRuntime(stream, scheduler, deadline_rules(svc.settings))
-
-
-def runtime(request: Request) -> CasesRuntime:
-    """Dependency: the runtime the lifespan started."""
-    return request.app.state.cases_runtime

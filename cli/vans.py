@@ -16,7 +16,7 @@ import secrets
 import click
 import psycopg
 
-from dashboard.cli_common import db_errors, dsn
+from cli.common import db_errors, dsn
 from geodata import tracking
 
 MIN_DEVICE_LEN = 8

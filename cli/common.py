@@ -10,8 +10,8 @@ import click
 import psycopg
 from pydantic import ValidationError
 
-from dashboard.settings import Settings
-from dashboard.stack import EmbeddedStack, StackError
+from services.settings import Settings
+from cli.stack import EmbeddedStack, StackError
 
 
 def dsn(ctx: click.Context) -> str:

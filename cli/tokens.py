@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 import psycopg
 
-from dashboard.cli_common import db_errors, dsn
+from cli.common import db_errors, dsn
 from geodata.workflow import ROLES
 
 
@@ -30,7 +30,7 @@ def token_group() -> None:
 @db_errors("api_tokens")
 def create(ctx: click.Context, role: str, area: str | None, name: str) -> None:
     """Make a token and print it (once: only its hash is stored)."""
-    from api.auth import create_token
+    from services.identity import create_token
 
     name = name.strip()
     if not name or len(name) > 100:
@@ -49,7 +49,7 @@ def create(ctx: click.Context, role: str, area: str | None, name: str) -> None:
 @db_errors("api_tokens")
 def list_(ctx: click.Context) -> None:
     """List the tokens (never the tokens themselves): id, name, role, area, created, revoked."""
-    from api.auth import list_tokens
+    from services.identity import list_tokens
 
     with psycopg.connect(dsn(ctx)) as conn:
         rows = list_tokens(conn)
@@ -66,7 +66,7 @@ def list_(ctx: click.Context) -> None:
 @db_errors("api_tokens")
 def revoke(ctx: click.Context, ident: str) -> None:
     """Revoke the token with this id, or every live token with this name."""
-    from api.auth import revoke_token
+    from services.identity import revoke_token
 
     with psycopg.connect(dsn(ctx)) as conn:
         n = revoke_token(conn, ident)

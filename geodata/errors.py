@@ -1,0 +1,81 @@
+"""yitu's one error family.
+
+Every refusal anywhere in yitu is a :class:`YituError`: a **kind** (``code``: what sort of refusal,
+which api/errors.py maps to an HTTP status in its one table), the **field** at fault when there is
+one, an English **message** for logs and API clients, and a **message key** (``error.<name>``) from
+which a page shows the refusal in its own language. The domain's errors (workflow, dispatch,
+tracking, import, identity) derive from the kind they are, so nothing translates one family into
+another: raise the domain error, and the API and the pages both know what to do with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+class YituError(Exception):
+    """The base of every refusal: kind ``code``, ``field`` at fault, ``message``, message ``key``."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str, *, field: str | None = None, extra: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.extra: dict[str, Any] = dict(extra or {})  # more keys for an API body (e.g. ``allowed`` actions)
+
+    @property
+    def key(self) -> str:
+        """The i18n key of this refusal: ``error.<class name in snake case>`` (``error.van_busy``);
+        a page without that key falls back to the kind's, ``error.<code>``."""
+        return "error." + _CAMEL.sub("_", type(self).__name__).lower()
+
+
+# --- the kinds (one status each, in api/errors.py) ------------------------------------------------
+
+class BadRequest(YituError):
+    code = "bad_request"
+
+
+class Invalid(BadRequest):
+    """An input that parses but makes no sense (the request validation errors' kind)."""
+
+    code = "invalid"
+
+
+class UnsupportedMediaType(BadRequest):
+    """The body is not in a format the endpoint reads (JSON endpoints want application/json)."""
+
+    code = "unsupported_media_type"
+
+
+class Unauthorized(YituError):
+    code = "unauthorized"
+
+
+class Forbidden(YituError):
+    code = "forbidden"
+
+
+class NotFound(YituError):
+    code = "not_found"
+
+
+class Conflict(YituError):
+    code = "conflict"
+
+
+class TransitionConflict(Conflict):
+    """An action that does not apply to the case as it is now; ``extra["allowed"]`` lists what does."""
+
+    code = "illegal_transition"
+
+
+class Unavailable(YituError):
+    """A server yitu needs (PostGIS, Redis) is down: nothing was written, try again."""
+
+    code = "service_unavailable"
