@@ -9,18 +9,18 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
-from api.errors import Invalid, NotFound
 from api.deps import services
-from services.runtime import Services
+from api.errors import Invalid, NotFound
 from geodata import queries
 from geodata.clock import day_start
 from geodata.workflow import STEPS
+from services.runtime import Services
 
 router = APIRouter(prefix="/api/v1/areas", tags=["areas"])
 STEP = "^(" + "|".join(STEPS) + ")$"
@@ -46,15 +46,31 @@ def cases_csv(
     def lines() -> Iterator[str]:
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["code", "type", "type_zh", "step", "level", "reported_at", "deadline", "grid", "grid_name", "overdue"])
+        writer.writerow(
+            ["code", "type", "type_zh", "step", "level", "reported_at", "deadline", "grid", "grid_name", "overdue"]
+        )
         yield "\ufeff" + buf.getvalue()
         for r in rows:
             buf.seek(0)
             buf.truncate()
-            writer.writerow([r["code"], r["type"], r["type_zh"], r["step"], r["level"], r["reported_at"].isoformat(),
-                             r["deadline"].isoformat() if r["deadline"] else "", r["grid"] or "", r["grid_name"] or "",
-                             "1" if r["overdue"] else "0"])
+            writer.writerow(
+                [
+                    r["code"],
+                    r["type"],
+                    r["type_zh"],
+                    r["step"],
+                    r["level"],
+                    r["reported_at"].isoformat(),
+                    r["deadline"].isoformat() if r["deadline"] else "",
+                    r["grid"] or "",
+                    r["grid_name"] or "",
+                    "1" if r["overdue"] else "0",
+                ]
+            )
             yield buf.getvalue()
 
-    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="cases-{code}.csv"'})
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="cases-{code}.csv"'},
+    )

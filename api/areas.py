@@ -6,21 +6,20 @@ areas inside its own. The stats are one GROUPING SETS pass over the area's grid-
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
 from api import errors
-from geodata.clock import day_start
 from api.auth import Principal, principal
 from api.cases import AREA, STEP, TYPE, case_out
-from api.deps import runtime
-from services.scheduler import CasesRuntime
-from api.deps import services
-from services.runtime import Services
+from api.deps import runtime, services
 from geodata import areas_stats, queries
 from geodata import cases as store
+from geodata.clock import day_start
+from services.runtime import Services
+from services.scheduler import CasesRuntime
 
 router = APIRouter(prefix="/api/v1/areas", tags=["areas"])
 
@@ -56,7 +55,7 @@ def get_children(code: Code, svc: Svc, who: Who) -> dict[str, Any]:
 def get_stats(code: Code, svc: Svc, who: Who, since: date | None = None, until: date | None = None) -> dict[str, Any]:
     if since and until and until < since:
         raise errors.Invalid("until is before since", field="until")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with svc.pool.connection() as conn:
         _area(conn, code, who)
         stats = areas_stats.area_stats(conn, code, now, since=day_start(since), until=day_start(until, end=True))
@@ -65,7 +64,10 @@ def get_stats(code: Code, svc: Svc, who: Who, since: date | None = None, until: 
 
 @router.get("/{code}/cases", summary="An area's cases, newest first (masked for viewers)")
 def get_area_cases(
-    code: Code, svc: Svc, who: Who, rt: Annotated[CasesRuntime, Depends(runtime)],
+    code: Code,
+    svc: Svc,
+    who: Who,
+    rt: Annotated[CasesRuntime, Depends(runtime)],
     step: Annotated[str | None, Query(pattern=STEP)] = None,
     type: Annotated[str | None, Query(pattern=TYPE)] = None,
     overdue: bool | None = None,
@@ -74,9 +76,19 @@ def get_area_cases(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with svc.pool.connection() as conn:
         _area(conn, code, who)
-        rows = store.search(conn, area=code, step=step, type=type, since=day_start(since),
-                            until=day_start(until, end=True), overdue=overdue, now=now, limit=limit, offset=offset)
+        rows = store.search(
+            conn,
+            area=code,
+            step=step,
+            type=type,
+            since=day_start(since),
+            until=day_start(until, end=True),
+            overdue=overdue,
+            now=now,
+            limit=limit,
+            offset=offset,
+        )
     return {"code": code, "limit": limit, "offset": offset, "cases": [case_out(r, who, rt.rules, now) for r in rows]}

@@ -37,8 +37,9 @@ async def principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing bearer token: send Authorization: Bearer <token> (see `yitu token create`)",
-                           field="Authorization")
+        raise Unauthorized(
+            "missing bearer token: send Authorization: Bearer <token> (see `yitu token create`)", field="Authorization"
+        )
     if len(token) > 200:
         raise Invalid("the bearer token is too long", field="Authorization")
     app = request.app

@@ -18,10 +18,10 @@ round trip of its own on every request.
 from __future__ import annotations
 
 import select
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -31,20 +31,19 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from api import errors
-from services import events
-from geodata.clock import day_start
 from api.auth import Principal, principal
-from geodata.masking import mask_case
+from api.deps import runtime, services
 from api.intake import LANES, IntakeLanes
-from api.deps import runtime
-from services.scheduler import CasesRuntime, deadline_rules
-from api.deps import services
-from services.dispatching import release_van
-from services.runtime import Services
 from geodata import cases as store
 from geodata import workflow
+from geodata.clock import day_start
 from geodata.db import checkout_timeout
+from geodata.masking import mask_case
 from geodata.workflow import DeadlineRules
+from services import events
+from services.dispatching import release_van
+from services.runtime import Services
+from services.scheduler import CasesRuntime, deadline_rules
 
 
 async def _check_quietly(conn: psycopg.AsyncConnection) -> None:
@@ -81,10 +80,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     svc: Services = app.state.services
     settings = svc.settings
     pool = AsyncConnectionPool(
-        svc.pool.conninfo, min_size=settings.db_pool_min, max_size=settings.db_pool_max, name="yitu-intake",
+        svc.pool.conninfo,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        name="yitu-intake",
         timeout=checkout_timeout(settings.db_connect_timeout, margin=2.0),
-        kwargs={**(svc.pool.kwargs or {}), "autocommit": True}, check=_check_quietly,
-        open=False)
+        kwargs={**(svc.pool.kwargs or {}), "autocommit": True},
+        check=_check_quietly,
+        open=False,
+    )
     await pool.open(wait=False)  # like the main pool: the app starts while the database is down
     stream = events.async_stream_client(settings.redis_dsn(), settings.events_timeout)
     lanes = IntakeLanes(pool, stream, deadline_rules(settings), lanes=min(LANES, settings.db_pool_max))
@@ -102,7 +106,7 @@ AREA = r"^[0-9]{6}([0-9]{3}){0,3}$"
 TYPE = r"^[a-z][a-z0-9_]{1,40}$"
 STEP = "^(" + "|".join(workflow.STEPS) + ")$"
 MAX_FUTURE = timedelta(minutes=5)  # phones' clocks drift; more than this is a wrong date
-OLDEST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # older is a wrong date (and 0001-01-01 overflows)
+OLDEST = datetime(2000, 1, 1, tzinfo=UTC)  # older is a wrong date (and 0001-01-01 overflows)
 
 
 def _no_nul(v: str | None) -> str | None:
@@ -136,7 +140,7 @@ class CaseIn(BaseModel):
     @field_validator("reported_at")
     @classmethod
     def _not_in_future(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v > datetime.now(timezone.utc) + MAX_FUTURE:
+        if v is not None and v > datetime.now(UTC) + MAX_FUTURE:
             raise ValueError("reported_at is in the future")
         if v is not None and v < OLDEST:
             raise ValueError("reported_at is before 2000: a wrong date")
@@ -163,7 +167,8 @@ class TransitionIn(BaseModel):
     assignee: Assignee | None = Field(default=None, description="dispatch")
     result: Literal["success", "failed"] | None = Field(default=None, description="attempt")
     outcome: Literal["mediated", "judicial_confirmation", "litigation", "arbitration", "withdrawn"] | None = Field(
-        default=None, description="close")
+        default=None, description="close"
+    )
     satisfaction: int | None = Field(default=None, ge=1, le=5, strict=True, description="evaluate")
     followup_note: Text | None = Field(default=None, max_length=2000, description="evaluate (回访)")
 
@@ -172,8 +177,9 @@ async def require_json(request: Request) -> None:
     """A JSON body or nothing: a form or text body gets 415, not a confusing 422."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
-        raise errors.UnsupportedMediaType(f"send the body as application/json (got {ctype or 'no content type'})",
-                                          field="Content-Type")
+        raise errors.UnsupportedMediaType(
+            f"send the body as application/json (got {ctype or 'no content type'})", field="Content-Type"
+        )
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -184,21 +190,38 @@ def case_out(row: Mapping[str, Any], who: Principal, rules: DeadlineRules, now: 
     """The API shape of a case (masked for readers without a need for personal data)."""
     state = store.state_of(row)
     out = {
-        "code": row["code"], "type": row["type"], "description": row["description"], "parties": row["parties"],
-        "lon": row["lon"], "lat": row["lat"], "grid": store.chain_of(row), "channel": row["channel"],
-        "reporter": row["reporter"], "level": row["level"], "deadline": _iso(row["deadline"]),
-        "overdue": workflow.is_overdue(row["step"], row["deadline"], now), "attempts": row["attempts"],
-        "max_attempts": rules.max_attempts, "step": row["step"], "outcome": row["outcome"],
-        "satisfaction": row["satisfaction"], "followup_note": row["followup_note"], "flags": list(row["flags"]),
-        "assignee": row["assignee"], "duplicate_of": row["duplicate_of"], "reported_at": _iso(row["reported_at"]),
-        "closed_at": _iso(row["closed_at"]), "updated_at": _iso(row["updated_at"]), "version": row["version"],
+        "code": row["code"],
+        "type": row["type"],
+        "description": row["description"],
+        "parties": row["parties"],
+        "lon": row["lon"],
+        "lat": row["lat"],
+        "grid": store.chain_of(row),
+        "channel": row["channel"],
+        "reporter": row["reporter"],
+        "level": row["level"],
+        "deadline": _iso(row["deadline"]),
+        "overdue": workflow.is_overdue(row["step"], row["deadline"], now),
+        "attempts": row["attempts"],
+        "max_attempts": rules.max_attempts,
+        "step": row["step"],
+        "outcome": row["outcome"],
+        "satisfaction": row["satisfaction"],
+        "followup_note": row["followup_note"],
+        "flags": list(row["flags"]),
+        "assignee": row["assignee"],
+        "duplicate_of": row["duplicate_of"],
+        "reported_at": _iso(row["reported_at"]),
+        "closed_at": _iso(row["closed_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "version": row["version"],
         "allowed_actions": workflow.allowed_actions(state, rules, who.role),
     }
     return out if who.sees_personal_data else mask_case(out)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def _services(request: Request) -> Services:
@@ -225,8 +248,15 @@ async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | 
     """
     who.require_reporter()
     now = _now()
-    new = store.NewCase(body.type, body.description, body.lon, body.lat, body.channel,
-                        [p.model_dump(exclude_none=True) for p in body.parties], body.reported_at)
+    new = store.NewCase(
+        body.type,
+        body.description,
+        body.lon,
+        body.lat,
+        body.channel,
+        [p.model_dump(exclude_none=True) for p in body.parties],
+        body.reported_at,
+    )
     rt: CasesRuntime = app.state.cases_runtime
     intake: IntakeRuntime = app.state.intake
     # Written with whatever other reports are waiting (api/intake.py): one statement that commits
@@ -237,13 +267,22 @@ async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | 
     return (201 if created else 200), case_out(row, who, rt.rules, now)
 
 
-@router.post("", status_code=201, dependencies=[Depends(require_json)],
-             summary="Report a case: grid chain, level and deadline found at intake",
-             responses={200: {"description": "A retry with the same Idempotency-Key: the case it created"}})
-async def create_case(body: CaseIn, request: Request, response: Response, who: Who,
-                      idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
-                                                                    max_length=200, pattern=IDEMPOTENCY_KEY)] = None,
-                      ) -> dict[str, Any]:
+@router.post(
+    "",
+    status_code=201,
+    dependencies=[Depends(require_json)],
+    summary="Report a case: grid chain, level and deadline found at intake",
+    responses={200: {"description": "A retry with the same Idempotency-Key: the case it created"}},
+)
+async def create_case(
+    body: CaseIn,
+    request: Request,
+    response: Response,
+    who: Who,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=IDEMPOTENCY_KEY)
+    ] = None,
+) -> dict[str, Any]:
     response.status_code, out = await report(request.app, body, who, idempotency_key)
     return out
 
@@ -265,7 +304,9 @@ def get_case(code: Annotated[str, Path(pattern=CODE)], svc: Svc, rt: Rt, who: Wh
 
 @router.get("", summary="Search cases (area of any level, step, type, overdue, reported between since and until)")
 def list_cases(
-    svc: Svc, rt: Rt, who: Who,
+    svc: Svc,
+    rt: Rt,
+    who: Who,
     area: Annotated[str | None, Query(pattern=AREA)] = None,
     step: Annotated[str | None, Query(pattern=STEP)] = None,
     type: Annotated[str | None, Query(pattern=TYPE)] = None,
@@ -282,24 +323,38 @@ def list_cases(
         who.require_area(area)
     now = _now()
     with svc.pool.connection() as conn:
-        rows = store.search(conn, area=area, step=step, type=type, since=day_start(since),
-                            until=day_start(until, end=True), overdue=overdue, now=now, limit=limit, offset=offset)
-    return {"area": area, "limit": limit, "offset": offset,
-            "cases": [case_out(r, who, rt.rules, now) for r in rows]}
+        rows = store.search(
+            conn,
+            area=area,
+            step=step,
+            type=type,
+            since=day_start(since),
+            until=day_start(until, end=True),
+            overdue=overdue,
+            now=now,
+            limit=limit,
+            offset=offset,
+        )
+    return {"area": area, "limit": limit, "offset": offset, "cases": [case_out(r, who, rt.rules, now) for r in rows]}
 
 
-@router.post("/{code}/transitions", dependencies=[Depends(require_json)],
-             summary="Move a case through the loop; 409 lists the actions allowed instead",
-             responses={409: {"description": "Not allowed now (or stale version): `allowed` lists what is"}})
-def transition(code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, svc: Svc, rt: Rt,
-               who: Who) -> dict[str, Any]:
+@router.post(
+    "/{code}/transitions",
+    dependencies=[Depends(require_json)],
+    summary="Move a case through the loop; 409 lists the actions allowed instead",
+    responses={409: {"description": "Not allowed now (or stale version): `allowed` lists what is"}},
+)
+def transition(
+    code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, svc: Svc, rt: Rt, who: Who
+) -> dict[str, Any]:
     if body.action not in workflow.ROLE_ACTIONS.get(who.role, frozenset()):
         raise errors.Forbidden(f"a {who.role} token cannot {body.action} cases", field="action")
     now = _now()
     params = body.model_dump(exclude={"action", "version"}, exclude_none=True)
     with svc.pool.connection() as conn:
-        row, change = store.transition(conn, code, body.action, params, who.actor, rt.rules, now,
-                                       version=body.version, authorize=who.require_case)
+        row, change = store.transition(
+            conn, code, body.action, params, who.actor, rt.rules, now, version=body.version, authorize=who.require_case
+        )
     extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
     if "from_level" in change.data:
         extra["from_level"] = change.data["from_level"]

@@ -13,21 +13,20 @@ workflow step). A refusal is a 409 naming the ``field`` at fault (``van``, ``cas
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import errors
-from services import events
 from api.auth import Principal, principal
 from api.cases import CODE, require_json
-from api.deps import runtime
-from services.scheduler import CasesRuntime
-from api.deps import services
+from api.deps import runtime, services
+from geodata import cases as store
+from geodata import dispatch
+from geodata.queries import cameras_near
+from services import events
 from services.dispatching import (
     DISPATCHERS,
     candidate_out,
@@ -39,9 +38,7 @@ from services.dispatching import (
     send_van,
 )
 from services.runtime import Services
-from geodata import cases as store
-from geodata import dispatch
-from geodata.queries import cameras_near
+from services.scheduler import CasesRuntime
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 
@@ -64,9 +61,11 @@ class EndIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     note: str | None = Field(default=None, max_length=2000)
     result: Literal["success", "failed"] | None = Field(
-        default=None, description="Record the mediation attempt (workflow action attempt).")
+        default=None, description="Record the mediation attempt (workflow action attempt)."
+    )
     outcome: Literal["mediated", "judicial_confirmation", "litigation", "arbitration", "withdrawn"] | None = Field(
-        default=None, description="Close the case with this outcome (workflow action close).")
+        default=None, description="Close the case with this outcome (workflow action close)."
+    )
 
 
 class CancelIn(BaseModel):
@@ -81,8 +80,9 @@ async def json_if_any(request: Request) -> None:
         if inspect.isawaitable(checked):  # require_json may be a coroutine function
             await checked
 
+
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _r(v: float | None, nd: int = 1) -> float | None:
@@ -101,56 +101,101 @@ def _case_in_scope(svc: Services, who: Principal, code: str) -> dict[str, Any]:
 
 # --- around a case -------------------------------------------------------------------------------
 
-@router.get("/cases/{code}/van-candidates",
-            summary="The vans that could go to a case, by road distance (pgRouting); dispatchable first")
+
+@router.get(
+    "/cases/{code}/van-candidates",
+    summary="The vans that could go to a case, by road distance (pgRouting); dispatchable first",
+)
 def van_candidates(code: Annotated[str, Path(pattern=CODE)], svc: Svc, who: Who) -> dict[str, Any]:
     case = _case_in_scope(svc, who, code)
     now = _now()
     route = routing(svc.settings)
     with svc.pool.connection() as conn:
         rows = dispatch.candidates(conn, code, route, now)
-    return {"case": code, "lon": case["lon"], "lat": case["lat"], "step": case["step"], "as_of": now.isoformat(),
-            "routing": {"snap_max_m": route.snap_max_m, "detour_factor": route.detour,
-                        "speeds_kmh": {"trunk": route.trunk_kmh, "county": route.county_kmh,
-                                       "village": route.village_kmh, "offroad": route.offroad_kmh}},
-            "candidates": [candidate_out(r) for r in rows]}
+    return {
+        "case": code,
+        "lon": case["lon"],
+        "lat": case["lat"],
+        "step": case["step"],
+        "as_of": now.isoformat(),
+        "routing": {
+            "snap_max_m": route.snap_max_m,
+            "detour_factor": route.detour,
+            "speeds_kmh": {
+                "trunk": route.trunk_kmh,
+                "county": route.county_kmh,
+                "village": route.village_kmh,
+                "offroad": route.offroad_kmh,
+            },
+        },
+        "candidates": [candidate_out(r) for r in rows],
+    }
 
 
 @router.get("/cases/{code}/cameras", summary="Cameras within radius metres of a case, nearest first")
-def case_cameras(code: Annotated[str, Path(pattern=CODE)], svc: Svc, who: Who,
-                 radius: Annotated[float, Query(ge=1, le=5000, allow_inf_nan=False,
-                                                description="Metres, 1 to 5000.")] = 500) -> dict[str, Any]:
+def case_cameras(
+    code: Annotated[str, Path(pattern=CODE)],
+    svc: Svc,
+    who: Who,
+    radius: Annotated[float, Query(ge=1, le=5000, allow_inf_nan=False, description="Metres, 1 to 5000.")] = 500,
+) -> dict[str, Any]:
     case = _case_in_scope(svc, who, code)
     rows: list[dict[str, Any]] = []
     if case["lon"] is not None:
         with svc.pool.connection() as conn:
             rows = cameras_near(conn, case["lon"], case["lat"], radius)
-    return {"case": code, "lon": case["lon"], "lat": case["lat"], "radius_m": radius,
-            "cameras": [{"code": r["device_code"], "name": r["name"], "type": r["kind"], "status": r["status"],
-                         "stream_url": r["stream_url"], "lon": r["lon"], "lat": r["lat"],
-                         "distance_m": _r(r["distance_m"])} for r in rows]}
+    return {
+        "case": code,
+        "lon": case["lon"],
+        "lat": case["lat"],
+        "radius_m": radius,
+        "cameras": [
+            {
+                "code": r["device_code"],
+                "name": r["name"],
+                "type": r["kind"],
+                "status": r["status"],
+                "stream_url": r["stream_url"],
+                "lon": r["lon"],
+                "lat": r["lat"],
+                "distance_m": _r(r["distance_m"]),
+            }
+            for r in rows
+        ],
+    }
 
 
 # --- dispatches ----------------------------------------------------------------------------------
 
-@router.post("/dispatches", status_code=201, dependencies=[Depends(require_json)],
-             summary="Send a van to a case (admin, dispatcher); 409 if the van or the case is not free",
-             responses={409: {"description": "Van busy / offline / not available, case busy, or the case's step "
-                                             "does not allow dispatch (`allowed` lists what does)"}})
+
+@router.post(
+    "/dispatches",
+    status_code=201,
+    dependencies=[Depends(require_json)],
+    summary="Send a van to a case (admin, dispatcher); 409 if the van or the case is not free",
+    responses={
+        409: {
+            "description": "Van busy / offline / not available, case busy, or the case's step "
+            "does not allow dispatch (`allowed` lists what does)"
+        }
+    },
+)
 def create_dispatch(body: DispatchIn, svc: Svc, rt: Rt, who: Who) -> dict[str, Any]:
     return send_van(svc, rt, who, body.case, body.van, body.note)
 
 
 @router.get("/dispatches", summary="Dispatches, newest first (active=true: vans on their way or on site)")
-def list_dispatches(svc: Svc, who: Who,
-                    active: bool = False,
-                    van: Annotated[str | None, Query(pattern=VAN_ID)] = None,
-                    case: Annotated[str | None, Query(pattern=CODE)] = None,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> dict[str, Any]:
+def list_dispatches(
+    svc: Svc,
+    who: Who,
+    active: bool = False,
+    van: Annotated[str | None, Query(pattern=VAN_ID)] = None,
+    case: Annotated[str | None, Query(pattern=CODE)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
     with svc.pool.connection() as conn:
-        rows = dispatch.dispatches(conn, active=active, van=van, case=case, area=who.area, limit=limit,
-                                   offset=offset)
+        rows = dispatch.dispatches(conn, active=active, van=van, case=case, area=who.area, limit=limit, offset=offset)
     return {"active": active, "limit": limit, "offset": offset, "dispatches": [dispatch_out(r) for r in rows]}
 
 
@@ -163,31 +208,49 @@ def get_dispatch(dispatch_id: DispatchId, svc: Svc, who: Who) -> dict[str, Any]:
     return dispatch_out(row)
 
 
-@router.post("/dispatches/{dispatch_id}/end", dependencies=[Depends(json_if_any)],
-             summary="End a visit (admin, dispatcher, or that van): van available; optionally attempt / close",
-             responses={409: {"description": "Already ended or cancelled, or the case's step refuses the action"}})
+@router.post(
+    "/dispatches/{dispatch_id}/end",
+    dependencies=[Depends(json_if_any)],
+    summary="End a visit (admin, dispatcher, or that van): van available; optionally attempt / close",
+    responses={409: {"description": "Already ended or cancelled, or the case's step refuses the action"}},
+)
 def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndIn | None = None) -> dict[str, Any]:
     if who.role not in DISPATCHERS | {"van"}:
         raise errors.Forbidden(f"a {who.role} token cannot end a dispatch", field="Authorization")
     body = body or EndIn()
     now = _now()
     with svc.pool.connection() as conn:
-        out = dispatch.end(conn, dispatch_id, who.actor, rt.rules, routing(svc.settings), now, note=body.note,
-                           result=body.result, outcome=body.outcome, authorize=may_end(who))
+        out = dispatch.end(
+            conn,
+            dispatch_id,
+            who.actor,
+            rt.rules,
+            routing(svc.settings),
+            now,
+            note=body.note,
+            result=body.result,
+            outcome=body.outcome,
+            authorize=may_end(who),
+        )
     events.publish_many(rt.stream, out.events)
     return dispatch_out(out.dispatch)
 
 
-@router.post("/dispatches/{dispatch_id}/cancel", dependencies=[Depends(json_if_any)],
-             summary="Call back a van on its way (admin, dispatcher): van available, case left dispatched",
-             responses={409: {"description": "Not en route (on site: end it; or already over)"}})
-def cancel_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who,
-                    body: CancelIn | None = None) -> dict[str, Any]:
+@router.post(
+    "/dispatches/{dispatch_id}/cancel",
+    dependencies=[Depends(json_if_any)],
+    summary="Call back a van on its way (admin, dispatcher): van available, case left dispatched",
+    responses={409: {"description": "Not en route (on site: end it; or already over)"}},
+)
+def cancel_dispatch(
+    dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: CancelIn | None = None
+) -> dict[str, Any]:
     require_dispatcher(who)
     body = body or CancelIn()
     now = _now()
     with svc.pool.connection() as conn:
-        out = dispatch.cancel(conn, dispatch_id, who.actor, routing(svc.settings), now, note=body.note,
-                              authorize=scoped(who, "id"))
+        out = dispatch.cancel(
+            conn, dispatch_id, who.actor, routing(svc.settings), now, note=body.note, authorize=scoped(who, "id")
+        )
     events.publish_many(rt.stream, out.events)
     return dispatch_out(out.dispatch)

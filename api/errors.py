@@ -28,8 +28,21 @@ from geodata.errors import (
     YituError,
 )
 
-__all__ = ["STATUS", "BadRequest", "Conflict", "Forbidden", "Invalid", "NotFound", "TransitionConflict",
-           "Unauthorized", "Unavailable", "UnsupportedMediaType", "YituError", "install", "payload"]
+__all__ = [
+    "STATUS",
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
+    "TransitionConflict",
+    "Unauthorized",
+    "Unavailable",
+    "UnsupportedMediaType",
+    "YituError",
+    "install",
+    "payload",
+]
 
 log = logging.getLogger("yitu.api")
 
@@ -94,11 +107,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field_of(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
-            for e in exc.errors()
+            {"field": _field_of(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")} for e in exc.errors()
         ]
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
         return JSONResponse(
-            {"error": "invalid", "message": f"{first['field']}: {first['message']}", "field": first["field"], "errors": errors},
+            {
+                "error": "invalid",
+                "message": f"{first['field']}: {first['message']}",
+                "field": first["field"],
+                "errors": errors,
+            },
             status_code=422,
         )

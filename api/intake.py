@@ -23,21 +23,21 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from api import errors
-from services import events
 from geodata import cases as store
 from geodata.workflow import DeadlineRules
+from services import events
 
 log = logging.getLogger("yitu.intake")
 
-LANES = 2        # statements in flight per app process
-MAX_BATCH = 64   # requests per statement
+LANES = 2  # statements in flight per app process
+MAX_BATCH = 64  # requests per statement
 
 
 @dataclass
@@ -49,18 +49,25 @@ class _Waiting:
 class IntakeLanes:
     """Writes the reports of one app process in batches of what is waiting (see the module)."""
 
-    def __init__(self, pool: AsyncConnectionPool, stream: aioredis.Redis, rules: DeadlineRules, *,
-                 lanes: int = LANES, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        stream: aioredis.Redis,
+        rules: DeadlineRules,
+        *,
+        lanes: int = LANES,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
         if lanes < 1 or max_batch < 1:
             raise ValueError("lanes and max_batch must be at least 1")
         self.pool, self.stream, self.rules = pool, stream, rules
         self.lanes, self.max_batch = lanes, max_batch
         self._queue: deque[_Waiting] = deque()
-        self._active = 0     # lanes running; changed only on the event loop, never across an await
+        self._active = 0  # lanes running; changed only on the event loop, never across an await
         self._tasks: set[asyncio.Task[None]] = set()  # held so they are not collected while running
-        self.batches = 0     # statements run (for the tests and the bench)
-        self.requests = 0    # requests written through them
-        self.isolated = 0    # batches that failed as a whole and were written one by one
+        self.batches = 0  # statements run (for the tests and the bench)
+        self.requests = 0  # requests written through them
+        self.isolated = 0  # batches that failed as a whole and were written one by one
 
     async def submit(self, req: store.IntakeRequest) -> store.IntakeResult:
         """The request's result once its batch has committed and its event is published.
@@ -103,7 +110,7 @@ class IntakeLanes:
                 batch = self._take()
                 try:
                     await self._write(batch)
-                except Exception as exc:  # noqa: BLE001 - every waiting request gets an answer
+                except Exception as exc:
                     for w in batch:
                         if not w.done.done():
                             w.done.set_exception(exc)
@@ -129,29 +136,35 @@ class IntakeLanes:
                 log.info("intake batch rolled back error=%s attempt=%d", type(exc).__name__, attempt + 1)
                 if attempt == 2:
                     raise
-            except Exception as exc:  # noqa: BLE001 - a request of the batch the database (or the
+            except Exception as exc:
                 # conversion of its parameters) cannot take: nothing was written, so write them
                 # one by one and let that request alone have the error.
                 if len(batch) == 1:
                     raise
                 self.isolated += 1
-                log.warning("intake batch failed as a whole; writing its %d requests one by one error=%s",
-                            len(batch), type(exc).__name__)
+                log.warning(
+                    "intake batch failed as a whole; writing its %d requests one by one error=%s",
+                    len(batch),
+                    type(exc).__name__,
+                )
                 down: errors.Unavailable | None = None
                 for w in batch:
                     try:
                         if down is not None:  # not one pool timeout per request
                             raise down
                         await self._write([w])
-                    except Exception as one:  # noqa: BLE001 - that request's own answer
+                    except Exception as one:
                         if isinstance(one, errors.Unavailable):
                             down = one
                         if not w.done.done():
                             w.done.set_exception(one)
                 return
-        now = datetime.now(timezone.utc)
-        created = [store.event_of("case.created", r[0], w.req.at or now, channel=r[0]["channel"])
-                   for w, r in zip(batch, results, strict=True) if isinstance(r, tuple) and r[1]]
+        now = datetime.now(UTC)
+        created = [
+            store.event_of("case.created", r[0], w.req.at or now, channel=r[0]["channel"])
+            for w, r in zip(batch, results, strict=True)
+            if isinstance(r, tuple) and r[1]
+        ]
         if created:
             await events.publish_many_async(self.stream, created)
         for w, result in zip(batch, results, strict=True):
@@ -161,7 +174,7 @@ class IntakeLanes:
     async def _statement(self, reqs: list[store.IntakeRequest]) -> list[store.IntakeResult]:
         try:
             async with self.pool.connection() as conn:
-                results = await store.intake_many_async(conn, reqs, self.rules, datetime.now(timezone.utc))
+                results = await store.intake_many_async(conn, reqs, self.rules, datetime.now(UTC))
         except (PoolTimeout, PoolClosed) as exc:
             raise _unavailable(exc, len(reqs)) from exc
         except psycopg.OperationalError as exc:
@@ -181,8 +194,10 @@ def _connection_lost(exc: psycopg.Error) -> bool:
     return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
-_LOOKUP_LOST = ("the database became unavailable while finding the case this Idempotency-Key made; "
-                "send the report again with the same key")
+_LOOKUP_LOST = (
+    "the database became unavailable while finding the case this Idempotency-Key made; "
+    "send the report again with the same key"
+)
 
 
 def _unavailable(exc: BaseException, n: int, message: str | None = None) -> errors.Unavailable:

@@ -34,8 +34,8 @@ from api import auth, errors
 from api.cases import IDEMPOTENCY_KEY, CaseIn, report
 
 PATH = "/api/v1/cases"
-MAX_BODY = 64 * 1024           # far above the largest valid report (4,000 characters and 10 parties)
-GZIP_MIN = 1024                # as the app's GZipMiddleware
+MAX_BODY = 64 * 1024  # far above the largest valid report (4,000 characters and 10 parties)
+GZIP_MIN = 1024  # as the app's GZipMiddleware
 _KEY = re.compile(IDEMPOTENCY_KEY)
 _ONE_OF = (b"authorization", b"content-type", b"idempotency-key")
 
@@ -61,9 +61,12 @@ class IntakeFront:
         key = headers.get(b"idempotency-key")
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         main, _, sub = ctype.partition(b"/")
-        if (who is None or getattr(app.state, "intake", None) is None
-                or not (main == b"application" and (sub == b"json" or sub.endswith(b"+json")))  # as FastAPI reads JSON
-                or (key is not None and not (len(key) <= 200 and _KEY.match(key.decode("latin-1"))))):
+        if (
+            who is None
+            or getattr(app.state, "intake", None) is None
+            or not (main == b"application" and (sub == b"json" or sub.endswith(b"+json")))  # as FastAPI reads JSON
+            or (key is not None and not (len(key) <= 200 and _KEY.match(key.decode("latin-1"))))
+        ):
             await self.app(scope, receive, send)
             return
 
@@ -115,8 +118,9 @@ def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
     return again
 
 
-async def _answer(send: Send, status: int, out: dict[str, Any], extra: dict[str, str] | None,
-                  accept_encoding: bytes) -> None:
+async def _answer(
+    send: Send, status: int, out: dict[str, Any], extra: dict[str, str] | None, accept_encoding: bytes
+) -> None:
     # The JSON JSONResponse renders (compact, UTF-8, no NaN), four times faster.
     content = orjson.dumps(out)
     headers = [(b"content-type", b"application/json")]

@@ -11,11 +11,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.errors import Invalid
 from api.deps import services
-from services.runtime import Services
+from api.errors import Invalid
 from layers import cameras, cases, centers, grids, vans
 from layers.base import BBox, encode
+from services.runtime import Services
 
 router = APIRouter(prefix="/api/v1/layers", tags=["layers"])
 
@@ -81,8 +81,11 @@ def get_cases(
     format: Format = "geojson",
 ) -> Response:
     with svc.pool.connection() as conn:
-        return _respond(svc, cases.features(conn, _bbox(bbox), step=step, type=type, overdue_only=overdue,
-                                            closed_hours=closed_hours), format)
+        return _respond(
+            svc,
+            cases.features(conn, _bbox(bbox), step=step, type=type, overdue_only=overdue, closed_hours=closed_hours),
+            format,
+        )
 
 
 @router.get("/vans", summary="Vans and their trails")
@@ -92,8 +95,11 @@ def get_vans(
     format: Format = "geojson",
 ) -> Response:
     with svc.pool.connection() as conn:
-        return _respond(svc, vans.features(conn, trail_minutes=trail_minutes,
-                                           offline_seconds=svc.settings.van_offline_seconds), format)
+        return _respond(
+            svc,
+            vans.features(conn, trail_minutes=trail_minutes, offline_seconds=svc.settings.van_offline_seconds),
+            format,
+        )
 
 
 @router.get("/centers", summary="Mediation centres in a box")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -33,10 +33,10 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
-from services.runtime import Services
 from api.vans import MAX_SPEED_KMH, accept, check_time
 from geodata import tracking
 from geodata.tracking import Ping
+from services.runtime import Services
 
 router = APIRouter(tags=["vans"])
 
@@ -53,21 +53,23 @@ def parse_time(value: str | None, now: datetime) -> datetime:
     try:
         if value.lstrip("-").isdigit():
             n = int(value)
-            t = datetime.fromtimestamp(n / 1000 if n >= 2**31 - 1 else n, tz=timezone.utc)
+            t = datetime.fromtimestamp(n / 1000 if n >= 2**31 - 1 else n, tz=UTC)
         else:
             t = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T", 1))
-            t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+            t = t if t.tzinfo else t.replace(tzinfo=UTC)
     except (ValueError, OverflowError, OSError):
-        raise errors.Invalid(f"timestamp {value[:40]!r} is neither unix seconds nor ISO 8601",
-                                      field="timestamp") from None
+        raise errors.Invalid(
+            f"timestamp {value[:40]!r} is neither unix seconds nor ISO 8601", field="timestamp"
+        ) from None
     try:
         return check_time(t, now)
     except ValueError as exc:
         raise errors.Invalid(str(exc), field="timestamp") from None
 
 
-def _number(params: Mapping[str, str], name: str, low: float, high: float, *, high_open: bool = False,
-            required: bool = False) -> float | None:
+def _number(
+    params: Mapping[str, str], name: str, low: float, high: float, *, high_open: bool = False, required: bool = False
+) -> float | None:
     raw = params.get(name)
     if raw is None or raw.strip() == "":
         if required:
@@ -161,8 +163,9 @@ def _store(request: Request, batch: list[dict[str, str]], now: datetime) -> int:
     with svc.pool.connection() as conn:
         van = tracking.van_of_device(conn, device)
     if van is None:
-        raise errors.Forbidden("unknown device identifier: register it with "
-                               "`yitu van register VAN --device IDENTIFIER`", field="id")
+        raise errors.Forbidden(
+            "unknown device identifier: register it with `yitu van register VAN --device IDENTIFIER`", field="id"
+        )
     pings: list[Ping] = []
     for params in batch:
         _, ping = read_params(params, now)
@@ -178,5 +181,5 @@ _DOC: dict[str, Any] = {"response_class": Response, "responses": {200: {"descrip
 @router.post("/osmand", operation_id="osmand_post", summary="OsmAnd / Traccar Client position report (body)", **_DOC)
 async def osmand(request: Request) -> Response:
     batch = await _params_of(request)
-    await run_in_threadpool(_store, request, batch, datetime.now(timezone.utc))
+    await run_in_threadpool(_store, request, batch, datetime.now(UTC))
     return Response(status_code=200)

@@ -8,5 +8,14 @@ from api import area_export, areas, cases, dispatch, health, layers, osmand, sta
 
 
 def all_routers() -> list[APIRouter]:
-    return [health.router, layers.router, area_export.router, cases.router, areas.router, stats.router,
-            vans.router, osmand.router, dispatch.router]
+    return [
+        health.router,
+        layers.router,
+        area_export.router,
+        cases.router,
+        areas.router,
+        stats.router,
+        vans.router,
+        osmand.router,
+        dispatch.router,
+    ]

@@ -6,7 +6,7 @@ whoever reads the ranking can check it.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -15,9 +15,9 @@ from api import errors
 from api.auth import Principal, principal
 from api.cases import AREA
 from api.deps import services
-from services.runtime import Services
 from geodata import areas_stats, queries
 from geodata.clock import CST
+from services.runtime import Services
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 
@@ -31,7 +31,7 @@ def get_ranking(
     at: Annotated[date | None, Query(description="A day in the period (default: today, China time)")] = None,
     area: Annotated[str | None, Query(pattern=AREA, description="Parent area (default: the banner)")] = None,
 ) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start, end = areas_stats.period_bounds(period, at or now.astimezone(CST).date())
     with svc.pool.connection() as conn:
         if area is None:
@@ -44,5 +44,12 @@ def get_ranking(
         if not queries.level_of(area) < level:
             raise errors.Invalid(f"level {level} is not below the level of area {area}", field="level")
         rows = areas_stats.ranking(conn, level, area, start, end, now)
-    return {"level": level, "period": period, "start": start.isoformat(), "end": end.isoformat(), "area": area,
-            "formula": areas_stats.RANKING_FORMULA, "ranking": rows}
+    return {
+        "level": level,
+        "period": period,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "area": area,
+        "formula": areas_stats.RANKING_FORMULA,
+        "ranking": rows,
+    }

@@ -24,26 +24,21 @@ dispatch status, so a van that reports again is back as it was. No sweep writes 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import redis
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from api import errors
-from services import events
 from api.auth import Principal, principal
 from api.cases import require_json
-from api.deps import runtime
-from api.deps import services
-from services.vans import moved_events, write_live
-from services.runtime import Services
+from api.deps import runtime, services
 from geodata import tracking
-from geodata.tracking import Fix, IngestResult, Ping
+from geodata.tracking import IngestResult, Ping
+from services import events
+from services.runtime import Services
+from services.vans import moved_events, write_live
 
 log = logging.getLogger("yitu.vans")
 router = APIRouter(prefix="/api/v1/vans", tags=["vans"])
@@ -57,7 +52,7 @@ POSTERS = frozenset({"admin", "van"})
 
 
 def check_time(v: datetime, now: datetime | None = None) -> datetime:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if v > now + MAX_FUTURE:
         raise ValueError(f"{v.isoformat()} is more than 5 minutes in the future (is the terminal's clock right?)")
     if v < now - MAX_AGE:
@@ -72,8 +67,9 @@ class PositionIn(BaseModel):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False, description="WGS-84 latitude")
     time: AwareDatetime = Field(description="When the fix was taken (ISO 8601 with an offset, or unix seconds).")
     speed: float | None = Field(default=None, ge=0, le=MAX_SPEED_KMH, allow_inf_nan=False, description="km/h")
-    heading: float | None = Field(default=None, ge=0, lt=360, allow_inf_nan=False,
-                                  description="Degrees clockwise from north, [0, 360).")
+    heading: float | None = Field(
+        default=None, ge=0, lt=360, allow_inf_nan=False, description="Degrees clockwise from north, [0, 360)."
+    )
 
     @field_validator("time")
     @classmethod
@@ -86,8 +82,9 @@ class PositionIn(BaseModel):
 
 class PositionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    positions: list[PositionIn] = Field(min_length=1, max_length=MAX_BATCH,
-                                        description=f"1 to {MAX_BATCH} pings, any vans, any order.")
+    positions: list[PositionIn] = Field(
+        min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} pings, any vans, any order."
+    )
 
 
 def _partitions(request: Request) -> tracking.PartitionCache:
@@ -101,9 +98,14 @@ def accept(request: Request, pings: list[Ping]) -> IngestResult:
     """Store a batch (PostGIS, committed), then tell Redis; the shared path of both endpoints."""
     svc: Services = request.app.state.services
     with svc.pool.connection() as conn:
-        result = tracking.ingest(conn, pings, partitions=_partitions(request),
-                                 max_speed_kmh=svc.settings.van_max_speed_kmh,
-                                 arrival_radius_m=svc.settings.arrival_radius_m, rules=runtime(request).rules)
+        result = tracking.ingest(
+            conn,
+            pings,
+            partitions=_partitions(request),
+            max_speed_kmh=svc.settings.van_max_speed_kmh,
+            arrival_radius_m=svc.settings.arrival_radius_m,
+            rules=runtime(request).rules,
+        )
     stream = runtime(request).stream  # short timeouts: a dead Redis costs little
     write_live(stream, result.moved.values())
     events.publish_many(stream, [*moved_events(result), *result.events])  # + dispatch.arrived, case.changed
@@ -118,22 +120,31 @@ Who = Annotated[Principal, Depends(principal)]
 
 def _may_post(who: Principal, body: PositionsIn) -> None:
     if who.role not in POSTERS:
-        raise errors.Forbidden(f"a {who.role} token cannot report van positions (admin or van only)",
-                               field="Authorization")
+        raise errors.Forbidden(
+            f"a {who.role} token cannot report van positions (admin or van only)", field="Authorization"
+        )
     if who.role == "van":
         for i, p in enumerate(body.positions):
             if p.van != who.name:
-                raise errors.Forbidden(f"this van token reports for {who.name} only, not {p.van}",
-                                       field=f"positions.{i}.van")
+                raise errors.Forbidden(
+                    f"this van token reports for {who.name} only, not {p.van}", field=f"positions.{i}.van"
+                )
 
 
-@router.post("/positions", dependencies=[Depends(require_json)],
-             summary="A batch of GPS pings from vehicle terminals (all or nothing)")
+@router.post(
+    "/positions",
+    dependencies=[Depends(require_json)],
+    summary="A batch of GPS pings from vehicle terminals (all or nothing)",
+)
 def post_positions(body: PositionsIn, request: Request, who: Who) -> dict[str, Any]:
     _may_post(who, body)
     result = accept(request, [p.ping() for p in body.positions])
-    return {"received": result.received, "stored": len(result.stored), "duplicates": result.duplicates,
-            "moved": sorted(result.moved)}
+    return {
+        "received": result.received,
+        "stored": len(result.stored),
+        "duplicates": result.duplicates,
+        "moved": sorted(result.moved),
+    }
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -141,28 +152,44 @@ def _iso(v: datetime | None) -> str | None:
 
 
 def van_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "name": row["name"], "plate": row["plate"], "status": row["status"],
-            "dispatch_status": row["dispatch_status"], "lon": row["lon"], "lat": row["lat"],
-            "heading": row["heading"], "speed_kmh": row["speed_kmh"], "last_seen_at": _iso(row["last_seen_at"]),
-            "odometer_km": round(row["odometer_km"], 3), "cases_mediated": row["cases_mediated"]}
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "plate": row["plate"],
+        "status": row["status"],
+        "dispatch_status": row["dispatch_status"],
+        "lon": row["lon"],
+        "lat": row["lat"],
+        "heading": row["heading"],
+        "speed_kmh": row["speed_kmh"],
+        "last_seen_at": _iso(row["last_seen_at"]),
+        "odometer_km": round(row["odometer_km"], 3),
+        "cases_mediated": row["cases_mediated"],
+    }
 
 
 @router.get("", summary="Every van: position, status (offline when silent), mileage, cases mediated")
 def list_vans(svc: Svc, who: Who) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with svc.pool.connection() as conn:
         rows = tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=now)
-    return {"as_of": now.isoformat(), "offline_after_seconds": svc.settings.van_offline_seconds,
-            "vans": [van_out(r) for r in rows]}
+    return {
+        "as_of": now.isoformat(),
+        "offline_after_seconds": svc.settings.van_offline_seconds,
+        "vans": [van_out(r) for r in rows],
+    }
 
 
 @router.get("/{van}/track", summary="A van's pings in [since, until) as GeoJSON, oldest first, for replay")
-def van_track(svc: Svc, who: Who,
-              van: Annotated[str, Path(pattern=VAN_ID)],
-              since: Annotated[AwareDatetime | None, Query(description="Default: an hour before until.")] = None,
-              until: Annotated[AwareDatetime | None, Query(description="Default: now.")] = None,
-              limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000) -> dict[str, Any]:
-    until = until or datetime.now(timezone.utc)
+def van_track(
+    svc: Svc,
+    who: Who,
+    van: Annotated[str, Path(pattern=VAN_ID)],
+    since: Annotated[AwareDatetime | None, Query(description="Default: an hour before until.")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Default: now.")] = None,
+    limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
+) -> dict[str, Any]:
+    until = until or datetime.now(UTC)
     since = since or until - timedelta(hours=1)
     if since >= until:
         raise errors.Invalid("since must be before until", field="since")
@@ -176,19 +203,47 @@ def van_track(svc: Svc, who: Who,
     return track_geojson(van, rows[:limit], since, until, truncated=len(rows) > limit)
 
 
-def track_geojson(van: str, rows: list[dict[str, Any]], since: datetime, until: datetime,
-                  truncated: bool) -> dict[str, Any]:
+def track_geojson(
+    van: str, rows: list[dict[str, Any]], since: datetime, until: datetime, truncated: bool
+) -> dict[str, Any]:
     """A LineString of the whole track (when it has two points or more), then one Point per ping."""
     coords = [[round(r["lon"], 7), round(r["lat"], 7)] for r in rows]
     features: list[dict[str, Any]] = []
     if len(coords) > 1:
-        features.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords},
-                         "properties": {"van": van, "kind": "track", "start": _iso(rows[0]["recorded_at"]),
-                                        "end": _iso(rows[-1]["recorded_at"])}})
-    features += [{"type": "Feature", "geometry": {"type": "Point", "coordinates": c},
-                  "properties": {"van": van, "kind": "ping", "time": _iso(r["recorded_at"]),
-                                 "speed_kmh": r["speed_kmh"], "heading": r["heading"]}}
-                 for c, r in zip(coords, rows)]
-    return {"type": "FeatureCollection", "features": features,
-            "properties": {"van": van, "since": since.isoformat(), "until": until.isoformat(), "count": len(rows),
-                           "truncated": truncated}}
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": coords},
+                "properties": {
+                    "van": van,
+                    "kind": "track",
+                    "start": _iso(rows[0]["recorded_at"]),
+                    "end": _iso(rows[-1]["recorded_at"]),
+                },
+            }
+        )
+    features += [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": c},
+            "properties": {
+                "van": van,
+                "kind": "ping",
+                "time": _iso(r["recorded_at"]),
+                "speed_kmh": r["speed_kmh"],
+                "heading": r["heading"],
+            },
+        }
+        for c, r in zip(coords, rows)
+    ]
+    return {
+        "type": "FeatureCollection",
+        "features": features,
+        "properties": {
+            "van": van,
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "count": len(rows),
+            "truncated": truncated,
+        },
+    }

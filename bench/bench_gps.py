@@ -28,9 +28,8 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
@@ -39,11 +38,11 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.identity import create_token  # noqa: E402
-from services.settings import Settings  # noqa: E402
-from cli.stack import EmbeddedStack  # noqa: E402
-from geodata.migrate import migrate  # noqa: E402
-from geodata.queries import query  # noqa: E402
+from cli.stack import EmbeddedStack
+from geodata.migrate import migrate
+from geodata.queries import query
+from services.identity import create_token
+from services.settings import Settings
 
 Row = tuple[str, datetime, float, float, float, float]
 
@@ -62,8 +61,9 @@ def _fresh_database(server_dsn: str, name: str, vans: int) -> str:
     dsn = psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
     migrate(dsn)
     with psycopg.connect(dsn) as conn:
-        conn.cursor().executemany("INSERT INTO vans (id, name) VALUES (%s, %s)",
-                                  [(f"B{i:03d}", f"bench van {i}") for i in range(vans)])
+        conn.cursor().executemany(
+            "INSERT INTO vans (id, name) VALUES (%s, %s)", [(f"B{i:03d}", f"bench van {i}") for i in range(vans)]
+        )
     return dsn
 
 
@@ -72,16 +72,21 @@ def _rows(n: int, vans: int, start: datetime) -> list[Row]:
     out: list[Row] = []
     for k in range(n):
         v, step = k % vans, k // vans
-        out.append((f"B{v:03d}", start + timedelta(seconds=step), 107.0 + 0.0002 * step, 38.0 + 0.01 * v,
-                    50.0, 90.0))
+        out.append((f"B{v:03d}", start + timedelta(seconds=step), 107.0 + 0.0002 * step, 38.0 + 0.01 * v, 50.0, 90.0))
     return out
 
 
 def _body(batch: list[Row]) -> bytes:
     import json
 
-    return json.dumps({"positions": [{"van": r[0], "time": r[1].isoformat(), "lon": r[2], "lat": r[3],
-                                      "speed": r[4], "heading": r[5]} for r in batch]}).encode()
+    return json.dumps(
+        {
+            "positions": [
+                {"van": r[0], "time": r[1].isoformat(), "lon": r[2], "lat": r[3], "speed": r[4], "heading": r[5]}
+                for r in batch
+            ]
+        }
+    ).encode()
 
 
 def _stats(samples: list[float]) -> tuple[float, float]:
@@ -92,8 +97,9 @@ def _stats(samples: list[float]) -> tuple[float, float]:
 def _reset(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE van_positions")
-        conn.execute("UPDATE vans SET geom = NULL, last_seen_at = NULL, odometer_km = 0, heading = NULL, "
-                     "speed_kmh = NULL")
+        conn.execute(
+            "UPDATE vans SET geom = NULL, last_seen_at = NULL, odometer_km = 0, heading = NULL, speed_kmh = NULL"
+        )
 
 
 def _api(url: str, token: str, bodies: list[bytes], clients: int) -> tuple[list[float], float]:
@@ -120,23 +126,34 @@ def _api(url: str, token: str, bodies: list[bytes], clients: int) -> tuple[list[
 def _raw(dsn: str, batches: list[list[Row]], how: str) -> tuple[list[float], float]:
     lat: list[float] = []
     with psycopg.connect(dsn) as conn:
-        conn.execute("SELECT yitu_ensure_month_partitions('van_positions'::regclass, %s, %s)",
-                     (batches[0][0][1].date() - timedelta(days=1), batches[-1][-1][1].date() + timedelta(days=1)))
+        conn.execute(
+            "SELECT yitu_ensure_month_partitions('van_positions'::regclass, %s, %s)",
+            (batches[0][0][1].date() - timedelta(days=1), batches[-1][-1][1].date() + timedelta(days=1)),
+        )
         conn.commit()
         t_all = time.perf_counter()
         for i, batch in enumerate(batches):
             t0 = time.perf_counter()
             if how == "copy":
-                with conn.cursor().copy("COPY van_positions (van_id, recorded_at, geom, speed_kmh, heading) "
-                                        "FROM STDIN") as cp:
+                with conn.cursor().copy(
+                    "COPY van_positions (van_id, recorded_at, geom, speed_kmh, heading) FROM STDIN"
+                ) as cp:
                     for r in batch:
                         cp.write_row((r[0], r[1], f"SRID=4326;POINT({r[2]} {r[3]})", r[4], r[5]))
             else:
                 cols = list(zip(*batch))
-                conn.execute(query("van_positions_insert"),
-                             {"van": list(cols[0]), "time": list(cols[1]), "lon": list(cols[2]),
-                              "lat": list(cols[3]), "speed": list(cols[4]), "heading": list(cols[5])},
-                             prepare=True).fetchall()
+                conn.execute(
+                    query("van_positions_insert"),
+                    {
+                        "van": list(cols[0]),
+                        "time": list(cols[1]),
+                        "lon": list(cols[2]),
+                        "lat": list(cols[3]),
+                        "speed": list(cols[4]),
+                        "heading": list(cols[5]),
+                    },
+                    prepare=True,
+                ).fetchall()
             conn.commit()
             if i:  # the first batch warms, as for the API
                 lat.append(time.perf_counter() - t0)
@@ -161,18 +178,26 @@ def main() -> None:
     with psycopg.connect(dsn) as conn:
         _, token = create_token(conn, name="bench", role="admin", area=None)
     redis_url = stack.redis_url().rsplit("/", 1)[0] + "/13"
-    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=6)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
     rows = _rows(args.positions, args.vans, start)
-    batches = [rows[i:i + args.batch] for i in range(0, len(rows), args.batch)]
+    batches = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
     bodies = [_body(b) for b in batches]
     n_timed = sum(len(b) for b in batches[1:])
 
     port = _free_port()
     log = tempfile.NamedTemporaryFile(prefix="bench-gps-serve-", suffix=".log", delete=False)
-    env = {**os.environ, "YITU_DATABASE_URL": dsn, "YITU_REDIS_URL": redis_url, "YITU_PORT": str(port),
-           "YITU_HOST": "127.0.0.1", "YITU_SCHEDULER_INTERVAL": "0", "YITU_LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "YITU_DATABASE_URL": dsn,
+        "YITU_REDIS_URL": redis_url,
+        "YITU_PORT": str(port),
+        "YITU_HOST": "127.0.0.1",
+        "YITU_SCHEDULER_INTERVAL": "0",
+        "YITU_LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     results: list[tuple[str, list[float], float]] = []
     try:
@@ -202,9 +227,11 @@ def main() -> None:
         lat, wall = _raw(dsn, batches, how)
         results.append((f"raw {how.upper()}", lat, wall))
 
-    print(f"GPS ingest: {len(rows):,} positions, {args.vans} vans, batches of {args.batch} "
-          f"({len(batches) - 1} timed after one warm-up); {platform.node()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
+    print(
+        f"GPS ingest: {len(rows):,} positions, {args.vans} vans, batches of {args.batch} "
+        f"({len(batches) - 1} timed after one warm-up); {platform.node()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
+    )
     print(f"fleet odometer after the API run: {odo:,.1f} km")
     print(f"{'way':<22}{'median ms':>11}{'p95 ms':>9}{'positions/s':>13}")
     for name, lat, wall in results:

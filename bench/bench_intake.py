@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +53,14 @@ from psycopg_pool import ConnectionPool
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.identity import create_token  # noqa: E402
-from services.events import STREAM  # noqa: E402
-from services.scheduler import deadline_rules  # noqa: E402
-from services.settings import Settings  # noqa: E402
-from cli.stack import EmbeddedStack  # noqa: E402
-from geodata import cases as store  # noqa: E402
-from geodata.migrate import migrate  # noqa: E402
-from geodata.queries import cases_in_area  # noqa: E402
+from cli.stack import EmbeddedStack
+from geodata import cases as store
+from geodata.migrate import migrate
+from geodata.queries import cases_in_area
+from services.events import STREAM
+from services.identity import create_token
+from services.scheduler import deadline_rules
+from services.settings import Settings
 
 SOURCE_DB = "yitu_bench"
 TYPES = ["neighbour", "marriage_family", "grassland", "private_lending", "land_transfer", "labour", "contract"]
@@ -73,8 +73,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _fmt(name: str, count: int, rate: float, median: float, p95: float, p99: float) -> str:
-    return (f"{name:<44} n={count:>7}  {rate:>7.0f}/s  median {median:6.2f} ms  p95 {p95:6.2f} ms  "
-            f"p99 {p99:6.2f} ms")
+    return f"{name:<44} n={count:>7}  {rate:>7.0f}/s  median {median:6.2f} ms  p95 {p95:6.2f} ms  p99 {p99:6.2f} ms"
 
 
 def _line(name: str, lat_ms: list[float], count: int, seconds: float) -> str:
@@ -93,8 +92,9 @@ def _connections_per_worker(port: int) -> str:
     """
     if not shutil.which("ss"):
         return ""
-    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"], capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True
+    ).stdout
     per_pid: dict[str, int] = {}
     for line in out.splitlines():
         for pid in set(re.findall(r"pid=(\d+)", line)):
@@ -127,8 +127,14 @@ def _cpu_ticks() -> dict[int, tuple[int, int, str]]:
     return out
 
 
-def _cpu_share(before: dict[int, tuple[int, int, str]], after: dict[int, tuple[int, int, str]], seconds: float,
-               server_pid: int, scratch: str, client_seconds: float) -> str:
+def _cpu_share(
+    before: dict[int, tuple[int, int, str]],
+    after: dict[int, tuple[int, int, str]],
+    seconds: float,
+    server_pid: int,
+    scratch: str,
+    client_seconds: float,
+) -> str:
     """Where the machine's CPU went during a run, in % of one core (2 cores = 200%).
 
     ``client_seconds``: the load client's CPU (wrk has exited by now: it is counted from this
@@ -173,22 +179,28 @@ def _points(dsn: str, n: int) -> list[tuple[float, float]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT ST_X(p), ST_Y(p) FROM (SELECT (ST_Dump(ST_GeneratePoints(geom, 3))).geom AS p "
-            "FROM areas WHERE level = 4) s").fetchall()
+            "FROM areas WHERE level = 4) s"
+        ).fetchall()
     pts = [(float(x), float(y)) for x, y in rows]
     rng = random.Random(1)
     return [rng.choice(pts) if rng.random() > 0.005 else (100.0, 30.0) for _ in range(n)]
 
 
 def _body(pt: tuple[float, float], i: int) -> dict[str, Any]:
-    return {"type": TYPES[i % len(TYPES)], "description": f"压测案件 {i}: 邻里因通行发生争议",
-            "lon": pt[0], "lat": pt[1], "channel": "grid_app",
-            "parties": [{"name": "张三", "phone": "13800000000"}, {"name": "李四"}]}
+    return {
+        "type": TYPES[i % len(TYPES)],
+        "description": f"压测案件 {i}: 邻里因通行发生争议",
+        "lon": pt[0],
+        "lat": pt[1],
+        "channel": "grid_app",
+        "parties": [{"name": "张三", "phone": "13800000000"}, {"name": "李四"}],
+    }
 
 
 # --- raw SQL -------------------------------------------------------------------------------------
 
-def bench_sql_intake(dsn: str, points: list[tuple[float, float]], seconds: float, threads: int,
-                     batch: int = 1) -> str:
+
+def bench_sql_intake(dsn: str, points: list[tuple[float, float]], seconds: float, threads: int, batch: int = 1) -> str:
     """The intake statement straight through psycopg from ``threads`` threads, ``batch`` reports
     per statement in autocommit (1: a report alone; more: as the API's lanes write under load).
     Latency is per statement; the rate counts cases."""
@@ -200,6 +212,7 @@ def bench_sql_intake(dsn: str, points: list[tuple[float, float]], seconds: float
     counter = iter(range(10**9))
 
     with ConnectionPool(dsn, min_size=threads, max_size=threads, kwargs={"autocommit": True}) as pool:
+
         def run() -> None:
             mine = []
             while time.monotonic() < stop:
@@ -207,11 +220,15 @@ def bench_sql_intake(dsn: str, points: list[tuple[float, float]], seconds: float
                 for _ in range(batch):
                     i = next(counter)
                     b = _body(points[i % len(points)], i)
-                    reqs.append(store.IntakeRequest(store.NewCase(b["type"], b["description"], b["lon"], b["lat"],
-                                                                  b["channel"], b["parties"]), actor))
+                    reqs.append(
+                        store.IntakeRequest(
+                            store.NewCase(b["type"], b["description"], b["lon"], b["lat"], b["channel"], b["parties"]),
+                            actor,
+                        )
+                    )
                 t = time.perf_counter()
                 with pool.connection() as conn:
-                    store.intake_many(conn, reqs, rules, datetime.now(timezone.utc))
+                    store.intake_many(conn, reqs, rules, datetime.now(UTC))
                 mine.append((time.perf_counter() - t) * 1000)
             with lock:
                 lat_ms.extend(mine)
@@ -224,8 +241,14 @@ def bench_sql_intake(dsn: str, points: list[tuple[float, float]], seconds: float
             w.join()
         elapsed = time.monotonic() - started
     name = f"SQL intake ({threads} connections, {batch} per statement)"
-    return _fmt(name, len(lat_ms) * batch, len(lat_ms) * batch / elapsed, statistics.median(lat_ms),
-                _pct(lat_ms, 0.95), _pct(lat_ms, 0.99))
+    return _fmt(
+        name,
+        len(lat_ms) * batch,
+        len(lat_ms) * batch / elapsed,
+        statistics.median(lat_ms),
+        _pct(lat_ms, 0.95),
+        _pct(lat_ms, 0.99),
+    )
 
 
 def bench_sql_area(dsn: str, codes: list[str]) -> str:
@@ -281,27 +304,47 @@ def _wrk_script(token: str, points: list[tuple[float, float]], path: Path) -> No
 
 
 def http_intake_wrk(url: str, script: Path, seconds: float, connections: int, threads: int) -> dict[str, Any]:
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s", "--timeout", "10s",
-           "-s", str(script), url]
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds:.0f}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("WRK "))
     res = json.loads(line[4:])
-    return {"n": res["requests"], "seconds": res["duration_us"] / 1e6,
-            "errors": res["status_errors"] + res["socket_errors"],
-            "median": res["p50_us"] / 1000, "p95": res["p95_us"] / 1000, "p99": res["p99_us"] / 1000,
-            "max": res["max_us"] / 1000}
+    return {
+        "n": res["requests"],
+        "seconds": res["duration_us"] / 1e6,
+        "errors": res["status_errors"] + res["socket_errors"],
+        "median": res["p50_us"] / 1000,
+        "p95": res["p95_us"] / 1000,
+        "p99": res["p99_us"] / 1000,
+        "max": res["max_us"] / 1000,
+    }
 
 
 # --- HTTP: httpx (a Python client; it takes a core of its own) -----------------------------------
 
-async def _httpx_intake(url: str, token: str, points: list[tuple[float, float]], seconds: float,
-                        clients: int) -> dict[str, Any]:
+
+async def _httpx_intake(
+    url: str, token: str, points: list[tuple[float, float]], seconds: float, clients: int
+) -> dict[str, Any]:
     lat_ms: list[float] = []
     errors = 0
     stop = time.monotonic() + seconds
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+
         async def one(k: int) -> None:
             nonlocal errors
             i = k
@@ -315,8 +358,15 @@ async def _httpx_intake(url: str, token: str, points: list[tuple[float, float]],
         started = time.monotonic()
         await asyncio.gather(*(one(k) for k in range(clients)))
         elapsed = time.monotonic() - started
-    return {"n": len(lat_ms), "seconds": elapsed, "errors": errors, "median": statistics.median(lat_ms),
-            "p95": _pct(lat_ms, 0.95), "p99": _pct(lat_ms, 0.99), "max": max(lat_ms)}
+    return {
+        "n": len(lat_ms),
+        "seconds": elapsed,
+        "errors": errors,
+        "median": statistics.median(lat_ms),
+        "p95": _pct(lat_ms, 0.95),
+        "p99": _pct(lat_ms, 0.99),
+        "max": max(lat_ms),
+    }
 
 
 async def _http_area(url: str, token: str, codes: list[str]) -> list[float]:
@@ -332,11 +382,34 @@ async def _http_area(url: str, token: str, codes: list[str]) -> list[float]:
 
 
 def _serve(dsn: str, redis_url: str, port: int, workers: int, pool_max: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "YITU_DATABASE_URL": dsn, "YITU_REDIS_URL": redis_url, "YITU_SCHEDULER_INTERVAL": "0",
-           "YITU_LOG_LEVEL": "WARNING", "YITU_DB_POOL_MAX": str(pool_max)}
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "cli.asgi:app", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-           "--log-level", "warning"]
+    env = {
+        **os.environ,
+        "YITU_DATABASE_URL": dsn,
+        "YITU_REDIS_URL": redis_url,
+        "YITU_SCHEDULER_INTERVAL": "0",
+        "YITU_LOG_LEVEL": "WARNING",
+        "YITU_DB_POOL_MAX": str(pool_max),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "cli.asgi:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -356,16 +429,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20, help="length of each timed run")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    ap.add_argument("--connections", "--clients", type=int, default=32,
-                    help="concurrent keep-alive connections of the load client")
-    ap.add_argument("--client", choices=("wrk", "httpx"), default="wrk" if shutil.which("wrk") else "httpx",
-                    help="the intake load client (default wrk when installed)")
+    ap.add_argument(
+        "--connections", "--clients", type=int, default=32, help="concurrent keep-alive connections of the load client"
+    )
+    ap.add_argument(
+        "--client",
+        choices=("wrk", "httpx"),
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="the intake load client (default wrk when installed)",
+    )
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--pool-max", type=int, default=10, help="YITU_DB_POOL_MAX of each worker")
     ap.add_argument("--sql-threads", type=int, default=8)
     ap.add_argument("--port", type=int, default=18050)
-    ap.add_argument("--keep-server", action="store_true",
-                    help="after the runs, leave uvicorn and the scratch database up until Enter (to profile)")
+    ap.add_argument(
+        "--keep-server",
+        action="store_true",
+        help="after the runs, leave uvicorn and the scratch database up until Enter (to profile)",
+    )
     args = ap.parse_args()
 
     stack = EmbeddedStack(Settings())
@@ -376,7 +457,9 @@ def main() -> None:
     redis_url = stack.redis_url().rsplit("/", 1)[0] + "/14"
     t = time.monotonic()
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(scratch), sql.Identifier(SOURCE_DB)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(scratch), sql.Identifier(SOURCE_DB))
+        )
     dsn = psycopg.conninfo.make_conninfo(server, dbname=scratch)
     proc = None
     tmp = Path(tempfile.mkdtemp(prefix="bench_intake_"))
@@ -385,13 +468,19 @@ def main() -> None:
         with psycopg.connect(dsn) as conn:
             n_cases = conn.execute("SELECT count(*) FROM cases").fetchone()[0]
             n_cells = conn.execute("SELECT count(*) FROM areas WHERE level = 4").fetchone()[0]
-            codes = [r[0] for r in conn.execute(
-                "(SELECT code FROM areas WHERE level < 4) UNION ALL "
-                "(SELECT code FROM areas WHERE level = 4 ORDER BY random() LIMIT 200)")]
+            codes = [
+                r[0]
+                for r in conn.execute(
+                    "(SELECT code FROM areas WHERE level < 4) UNION ALL "
+                    "(SELECT code FROM areas WHERE level = 4 ORDER BY random() LIMIT 200)"
+                )
+            ]
             conn.execute("ANALYZE cases")
             _, token = create_token(conn, name="bench", role="dispatcher", area=None)
-        print(f"city scale: {n_cases:,} cases, {n_cells:,} grid cells; scratch clone {scratch} "
-              f"({time.monotonic() - t:.0f} s); {os.cpu_count()} CPUs; {args.seconds:.0f} s per run; {_load()}")
+        print(
+            f"city scale: {n_cases:,} cases, {n_cells:,} grid cells; scratch clone {scratch} "
+            f"({time.monotonic() - t:.0f} s); {os.cpu_count()} CPUs; {args.seconds:.0f} s per run; {_load()}"
+        )
         points = _points(dsn, 50_000)
         print(bench_sql_intake(dsn, points, args.seconds, args.sql_threads))
         print(bench_sql_intake(dsn, points, args.seconds, args.sql_threads, batch=16))
@@ -428,8 +517,9 @@ def main() -> None:
         sampler.start()
         res = run(args.seconds)
         sampler.join()
-        cpu = _cpu_share(ticks_before, _cpu_ticks(), time.monotonic() - t_run, proc.pid, scratch,
-                         _client_cpu() - client_before)
+        cpu = _cpu_share(
+            ticks_before, _cpu_ticks(), time.monotonic() - t_run, proc.pid, scratch, _client_cpu() - client_before
+        )
         # The requests in flight when the client stopped finish on their own (a case is
         # committed before its event is added, and a slow XADD is retried): count when every
         # case written has its event, or after 15 s, when the difference is what was lost.
@@ -447,9 +537,11 @@ def main() -> None:
                 made = {c for (c,) in conn.execute("SELECT code FROM cases WHERE id > %s", (id_before,))}
             missing = sorted(made - {json.loads(f[b"event"])["code"] for _, f in r.xrange(STREAM)})
         name = f"HTTP POST /api/v1/cases ({args.workers} workers, {args.connections} conns, {args.client})"
-        print(_fmt(name, res["n"], res["n"] / res["seconds"], res["median"], res["p95"], res["p99"])
-              + f"  max {res['max']:.0f} ms  errors {res['errors']}  cases written {written}"
-              + f"  events published {published}")
+        print(
+            _fmt(name, res["n"], res["n"] / res["seconds"], res["median"], res["p95"], res["p99"])
+            + f"  max {res['max']:.0f} ms  errors {res['errors']}  cases written {written}"
+            + f"  events published {published}"
+        )
         print(f"  {load_before} before the HTTP intake run, {_load()} after")
         print(f"  CPU during it (% of one core, {os.cpu_count()} cores = {100 * (os.cpu_count() or 1)}%): {cpu}")
         if missing:
@@ -457,8 +549,10 @@ def main() -> None:
         if split and split[0]:
             print(f"  connections per worker: {split[0]} (one shared listening socket: the kernel hands them out)")
         area_ms = asyncio.run(_http_area(url, token, codes))
-        print(_line("HTTP GET /api/v1/areas/{code}/cases", area_ms, len(area_ms), sum(area_ms) / 1000)
-              + f"  max {max(area_ms):.1f} ms over {len(codes)} areas of every level")
+        print(
+            _line("HTTP GET /api/v1/areas/{code}/cases", area_ms, len(area_ms), sum(area_ms) / 1000)
+            + f"  max {max(area_ms):.1f} ms over {len(codes)} areas of every level"
+        )
         warnings = [ln for ln in (tmp / "uvicorn.log").read_text(errors="replace").splitlines() if ln.strip()]
         if warnings:
             print(f"  server log: {len(warnings)} lines, e.g. {warnings[0][:160]}")

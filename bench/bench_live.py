@@ -36,9 +36,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.identity import create_token  # noqa: E402
-from bench.bench_wallscreen import _database, _serve  # noqa: E402
-from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path  # noqa: E402
+from bench.bench_wallscreen import _database, _serve
+from services.identity import create_token
+from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path
 
 SEAT = (107.4812, 38.1834)
 
@@ -90,8 +90,9 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
             page.goto(url + "/")
             page.wait_for_function(SETTLED, timeout=60_000)
-            page.evaluate("([lon, lat]) => void window.yitu.maps[0].setView([lat, lon], 15, {animate: false})",
-                          list(SEAT))
+            page.evaluate(
+                "([lon, lat]) => void window.yitu.maps[0].setView([lat, lon], 15, {animate: false})", list(SEAT)
+            )
             page.wait_for_timeout(2000)  # the zoomed view's layers settle before the clock starts
             for i in range(args.reports):
                 lon = SEAT[0] + rng.uniform(-0.008, 0.008)
@@ -110,8 +111,10 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=30)
         _drop(dsn)
-    print(f"live push: {args.reports} reports, one every {args.interval:g} s, banner demo; "
-          f"{platform.node()}, {len(__import__('os').sched_getaffinity(0))} CPUs, Python {platform.python_version()}")
+    print(
+        f"live push: {args.reports} reports, one every {args.interval:g} s, banner demo; "
+        f"{platform.node()}, {len(__import__('os').sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
+    )
     print(f"{'stage (from the POST)':<24}{'median ms':>10}{'p95 ms':>9}{'max ms':>9}")
     for label, values in (("POST answered", answered), ("event on page", pushed), ("pin drawn", drawn)):
         print(f"{label:<24}{statistics.median(values):>10.1f}{_p95(values):>9.1f}{max(values):>9.1f}")

@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +30,10 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.settings import Settings  # noqa: E402
-from cli.stack import EmbeddedStack  # noqa: E402
-from geodata import queries  # noqa: E402
-from geodata.migrate import migrate  # noqa: E402
+from cli.stack import EmbeddedStack
+from geodata import queries
+from geodata.migrate import migrate
+from services.settings import Settings
 
 NAIVE_CASES = """SELECT c.id, c.code FROM cases c JOIN areas a ON ST_Intersects(a.geom, c.geom)
                  WHERE a.code = %(code)s ORDER BY c.reported_at DESC, c.id DESC LIMIT %(limit)s"""
@@ -104,38 +104,68 @@ def main() -> None:
         pts = []
         while len(pts) < args.runs:
             x, y = rng.uniform(bounds[0], bounds[2]), rng.uniform(bounds[1], bounds[3])
-            if conn.execute("SELECT ST_Intersects(geom, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) FROM areas WHERE level = 1",
-                            (x, y)).fetchone()[0]:  # type: ignore[index]
+            if conn.execute(
+                "SELECT ST_Intersects(geom, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) FROM areas WHERE level = 1", (x, y)
+            ).fetchone()[0]:  # type: ignore[index]
                 pts.append((float(x), float(y)))
         chain_sql = queries.query("grid_chain")
-        api, raw = _compare(pts, lambda p: queries.grid_chain(conn, *p),
-                            lambda p: conn.execute(chain_sql, {"lon": p[0], "lat": p[1]}).fetchall())
+        api, raw = _compare(
+            pts,
+            lambda p: queries.grid_chain(conn, *p),
+            lambda p: conn.execute(chain_sql, {"lon": p[0], "lat": p[1]}).fetchall(),
+        )
         rows.append(("point → grid chain", "-", api, raw, None))
         for level in (4, 3, 2, 1):
             codes = [r[0] for r in conn.execute("SELECT code FROM areas WHERE level = %s ORDER BY code", (level,))]
             sample = [str(c) for c in rng.choice(codes, size=args.runs, replace=True)]
-            stmt = sql.SQL(queries.query("cases_in_area")).format(column=sql.Identifier("c", queries.CHAIN_COLUMN[level]))
-            params = lambda code: {"code": code, "step": None, "type": None, "since": None, "until": None,  # noqa: E731
-                                   "limit": 100, "offset": 0}
-            api, raw = _compare(sample, lambda code: queries.cases_in_area(conn, code, limit=100),
-                                lambda code: conn.execute(stmt, params(code)).fetchall())
+            stmt = sql.SQL(queries.query("cases_in_area")).format(
+                column=sql.Identifier("c", queries.CHAIN_COLUMN[level])
+            )
+            params = lambda code: {
+                "code": code,
+                "step": None,
+                "type": None,
+                "since": None,
+                "until": None,
+                "limit": 100,
+                "offset": 0,
+            }
+            api, raw = _compare(
+                sample,
+                lambda code: queries.cases_in_area(conn, code, limit=100),
+                lambda code: conn.execute(stmt, params(code)).fetchall(),
+            )
             naive = None
             if not args.no_naive:
                 few = sample[: max(5, args.runs // (20 if level <= 2 else 4))]
-                naive = _compare(few, lambda code: conn.execute(NAIVE_CASES, {"code": code, "limit": 100}).fetchall())[0]
+                naive = _compare(few, lambda code: conn.execute(NAIVE_CASES, {"code": code, "limit": 100}).fetchall())[
+                    0
+                ]
             rows.append(("cases in area (100 newest)", f"level {level}", api, raw, naive))
         cam_sql = queries.query("cameras_near")
         cam = lambda p: {"lon": p[0], "lat": p[1], "radius": 500.0}  # noqa: E731
-        api, raw = _compare(pts, lambda p: queries.cameras_near(conn, p[0], p[1], 500.0),
-                            lambda p: conn.execute(cam_sql, cam(p)).fetchall())
-        naive = None if args.no_naive else _compare(pts[: max(5, args.runs // 10)],
-                                                     lambda p: conn.execute(NAIVE_CAMERAS, cam(p)).fetchall())[0]
+        api, raw = _compare(
+            pts,
+            lambda p: queries.cameras_near(conn, p[0], p[1], 500.0),
+            lambda p: conn.execute(cam_sql, cam(p)).fetchall(),
+        )
+        naive = (
+            None
+            if args.no_naive
+            else _compare(pts[: max(5, args.runs // 10)], lambda p: conn.execute(NAIVE_CAMERAS, cam(p)).fetchall())[0]
+        )
         rows.append(("cameras within 500 m", "-", api, raw, naive))
-    print(f"# bench_spatial — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
-    print(f"# city scale: {counts[0]} level-4 cells, {counts[1]} cameras, {counts[2]} cases; banner {banner_code}; "
-          f"{args.runs} runs each")
-    print(f"{'query':30} {'area':8} {'api med':>8} {'api p95':>8} {'raw med':>8} {'raw p95':>8} {'naive med':>10} {'naive p95':>10}")
+    print(
+        f"# bench_spatial — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
+    print(
+        f"# city scale: {counts[0]} level-4 cells, {counts[1]} cameras, {counts[2]} cases; banner {banner_code}; "
+        f"{args.runs} runs each"
+    )
+    print(
+        f"{'query':30} {'area':8} {'api med':>8} {'api p95':>8} {'raw med':>8} {'raw p95':>8} {'naive med':>10} {'naive p95':>10}"
+    )
     for name, area, api, raw, naive in rows:
         nv = f"{naive[0]:10.2f} {naive[1]:10.2f}" if naive else f"{'-':>10} {'-':>10}"
         print(f"{name:30} {area:8} {api[0]:8.2f} {api[1]:8.2f} {raw[0]:8.2f} {raw[1]:8.2f} {nv}")

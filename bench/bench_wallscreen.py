@@ -32,10 +32,10 @@ from psycopg.conninfo import make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.settings import Settings  # noqa: E402
-from cli.stack import EmbeddedStack  # noqa: E402
-from geodata.migrate import migrate  # noqa: E402
-from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path  # noqa: E402
+from cli.stack import EmbeddedStack
+from geodata.migrate import migrate
+from services.settings import Settings
+from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path
 
 DATABASES = {"banner": "yitu_bench_demo", "city": "yitu_bench"}
 
@@ -131,15 +131,19 @@ def main() -> None:
                     client.get(u).raise_for_status()
                 base.append(time.perf_counter() - t0)
         with psycopg.connect(dsn) as conn:
-            counts = conn.execute("SELECT (SELECT count(*) FROM areas WHERE level = 4), (SELECT count(*) FROM cameras),"
-                                  " (SELECT count(*) FROM cases)").fetchone()
+            counts = conn.execute(
+                "SELECT (SELECT count(*) FROM areas WHERE level = 4), (SELECT count(*) FROM cameras),"
+                " (SELECT count(*) FROM cases)"
+            ).fetchone()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
     p95 = sorted(times)[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-    print(f"# bench_wallscreen — {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {platform.node()}, "
-          f"{os.cpu_count()} cores, Chromium headless 1920×1080, scale {args.scale}: "
-          f"{counts[0]} cells, {counts[1]} cameras, {counts[2]} cases")  # type: ignore[index]
+    print(
+        f"# bench_wallscreen — {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {platform.node()}, "
+        f"{os.cpu_count()} cores, Chromium headless 1920×1080, scale {args.scale}: "
+        f"{counts[0]} cells, {counts[1]} cameras, {counts[2]} cases"
+    )  # type: ignore[index]
     print(f"first view settled   median {statistics.median(times):.2f} s   p95 {p95:.2f} s   runs {args.runs}")
     print(f"cold first view (empty server caches)   {cold:.2f} s")
     print(f"bytes transferred    median {statistics.median(sizes) / 1e6:.2f} MB   max {max(sizes) / 1e6:.2f} MB")

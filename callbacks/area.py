@@ -9,11 +9,11 @@ from urllib.parse import urlencode
 
 from dash import Dash, Input, Output, State
 
-from geodata.clock import day_start
-from services.runtime import Services
 from dashboard.i18n import translator
 from dashboard.pages.area import PAGE_SIZE, Ids
 from geodata import queries
+from geodata.clock import day_start
+from services.runtime import Services
 
 
 def _date(text: str | None) -> date | None:
@@ -28,23 +28,48 @@ def query_string(step: str | None, type_: str | None, since: str | None, until: 
     return ("?" + urlencode(params)) if params else ""
 
 
-def table_page(svc: Services, code: str, step: str | None, type_: str | None, since: str | None,
-               until: str | None, page: int, sort_by: list[dict[str, str]], lang: str) -> tuple[list[dict], int, int]:
+def table_page(
+    svc: Services,
+    code: str,
+    step: str | None,
+    type_: str | None,
+    since: str | None,
+    until: str | None,
+    page: int,
+    sort_by: list[dict[str, str]],
+    lang: str,
+) -> tuple[list[dict], int, int]:
     """Rows of one page, the page count and the total, for the filters and sort given."""
-    flt = queries.CaseFilter(step=step, type=type_, since=day_start(_date(since)), until=day_start(_date(until), end=True))
+    flt = queries.CaseFilter(
+        step=step, type=type_, since=day_start(_date(since)), until=day_start(_date(until), end=True)
+    )
     sort = sort_by[0]["column_id"] if sort_by else "reported_at"
     descending = (sort_by[0]["direction"] == "desc") if sort_by else True
     t = translator(lang)
     name = "type_zh" if lang == "zh-CN" else "type_en"
     with svc.pool.connection() as conn:
         total = queries.area_cases_count(conn, code, flt)
-        rows = queries.area_cases_page(conn, code, flt, sort=sort if sort in queries.SORTABLE else "reported_at",
-                                       descending=descending, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
-    data: list[dict[str, Any]] = [{
-        "code": r["code"], "type": r[name], "step": t(f"step.{r['step']}") + (" ⚠" if r["overdue"] else ""),
-        "level": t(f"level.{r['level']}"), "reported_at": f"{r['reported_at']:%Y-%m-%d %H:%M}",
-        "deadline": f"{r['deadline']:%Y-%m-%d %H:%M}" if r["deadline"] else "", "grid": r["grid_name"] or r["grid"] or "",
-    } for r in rows]
+        rows = queries.area_cases_page(
+            conn,
+            code,
+            flt,
+            sort=sort if sort in queries.SORTABLE else "reported_at",
+            descending=descending,
+            limit=PAGE_SIZE,
+            offset=page * PAGE_SIZE,
+        )
+    data: list[dict[str, Any]] = [
+        {
+            "code": r["code"],
+            "type": r[name],
+            "step": t(f"step.{r['step']}") + (" ⚠" if r["overdue"] else ""),
+            "level": t(f"level.{r['level']}"),
+            "reported_at": f"{r['reported_at']:%Y-%m-%d %H:%M}",
+            "deadline": f"{r['deadline']:%Y-%m-%d %H:%M}" if r["deadline"] else "",
+            "grid": r["grid_name"] or r["grid"] or "",
+        }
+        for r in rows
+    ]
     return data, max(1, -(-total // PAGE_SIZE)), total
 
 

@@ -10,24 +10,24 @@ the same events on the stream.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dash_leaflet as dl
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from psycopg.rows import dict_row
 
-from services.scheduler import CasesRuntime
-from services.runtime import Services
 from callbacks.wall import case_card, van_board
 from dashboard.i18n import translator
 from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids
 from geodata import dispatch, queries
-from geodata.queries import query
 from geodata.errors import YituError
+from geodata.queries import query
+from layers import cases as cases_layer
 from services import dispatching
 from services import identity as auth
-from layers import cases as cases_layer
+from services.runtime import Services
+from services.scheduler import CasesRuntime
 
 DISPATCHERS = dispatching.DISPATCHERS
 QUEUE_LIMIT = 200  # the queue scrolls; a banner rarely has more waiting at once
@@ -35,7 +35,7 @@ CAMERA_RADIUS_M = 500
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def signed_in(svc: Services, token: str | None) -> auth.Principal | None:
@@ -65,8 +65,9 @@ def waiting(svc: Services, who: auth.Principal, now: datetime) -> list[dict[str,
         return cur.execute(query("dispatch_queue"), {"area": who.area, "now": now, "limit": QUEUE_LIMIT}).fetchall()
 
 
-def queue_items(svc: Services, who: auth.Principal | None, selected: str | None, lang: str,
-                now: datetime | None = None) -> list[Any]:
+def queue_items(
+    svc: Services, who: auth.Principal | None, selected: str | None, lang: str, now: datetime | None = None
+) -> list[Any]:
     t = translator(lang)
     if who is None:
         return [html.P(t("dispatch.need_token"), className="yitu-muted")]
@@ -79,16 +80,23 @@ def queue_items(svc: Services, who: auth.Principal | None, selected: str | None,
     for r in rows:
         left = (r["deadline"] - now).total_seconds() if r["deadline"] else None
         due = "" if left is None else t("dispatch.over" if left < 0 else "dispatch.left").format(h=_hours(left))
-        out.append(html.Button(
-            id={"type": QUEUE_ITEM, "code": r["code"]}, n_clicks=0,
-            className="yitu-queue-item" + (" yitu-overdue" if r["overdue"] else "")
-            + (" yitu-selected" if r["code"] == selected else ""),
-            children=[html.Span(r["code"], className="yitu-queue-code"),
-                      html.Span(r[name], className="yitu-chip"),
-                      html.Span(t(f"step.{r['step']}"), className=f"yitu-chip yitu-step-{r['step']}"),
-                      html.Span(t(f"level.{r['level']}"), className="yitu-chip"),
-                      html.Span(due, className="yitu-due" + (" yitu-red" if r["overdue"] else "")),
-                      html.Span(r["grid_name"] or "", className="yitu-muted")]))
+        out.append(
+            html.Button(
+                id={"type": QUEUE_ITEM, "code": r["code"]},
+                n_clicks=0,
+                className="yitu-queue-item"
+                + (" yitu-overdue" if r["overdue"] else "")
+                + (" yitu-selected" if r["code"] == selected else ""),
+                children=[
+                    html.Span(r["code"], className="yitu-queue-code"),
+                    html.Span(r[name], className="yitu-chip"),
+                    html.Span(t(f"step.{r['step']}"), className=f"yitu-chip yitu-step-{r['step']}"),
+                    html.Span(t(f"level.{r['level']}"), className="yitu-chip"),
+                    html.Span(due, className="yitu-due" + (" yitu-red" if r["overdue"] else "")),
+                    html.Span(r["grid_name"] or "", className="yitu-muted"),
+                ],
+            )
+        )
     return out
 
 
@@ -103,13 +111,24 @@ def _candidate_row(r: dict[str, Any], t: Callable[[str], str]) -> html.Tr:
     reason = dispatch.not_dispatchable_because(r)
     km = f"{r['distance_m'] / 1000:.1f}" if r["distance_m"] is not None else "—"
     eta = f"{r['eta_s'] / 60:.0f}" if r["eta_s"] is not None else "—"
-    action: Any = (html.Button(t("dispatch.send"), id={"type": SEND, "van": r["id"]}, n_clicks=0,
-                               className="yitu-button yitu-send")
-                   if r["dispatchable"] else html.Span(_why(reason, r["status"], t), className="yitu-muted"))
-    return html.Tr(className=f"yitu-van-{r['status']}", children=[
-        html.Td(f"{r['id']} {r['name']}"), html.Td(t(f"van.{r['status']}")),
-        html.Td(f"{km} {t('dispatch.km')}"), html.Td(f"{eta} {t('dispatch.min')}"),
-        html.Td(t(f"dispatch.{r['method']}") if r["method"] else "—", className="yitu-muted"), html.Td(action)])
+    action: Any = (
+        html.Button(
+            t("dispatch.send"), id={"type": SEND, "van": r["id"]}, n_clicks=0, className="yitu-button yitu-send"
+        )
+        if r["dispatchable"]
+        else html.Span(_why(reason, r["status"], t), className="yitu-muted")
+    )
+    return html.Tr(
+        className=f"yitu-van-{r['status']}",
+        children=[
+            html.Td(f"{r['id']} {r['name']}"),
+            html.Td(t(f"van.{r['status']}")),
+            html.Td(f"{km} {t('dispatch.km')}"),
+            html.Td(f"{eta} {t('dispatch.min')}"),
+            html.Td(t(f"dispatch.{r['method']}") if r["method"] else "—", className="yitu-muted"),
+            html.Td(action),
+        ],
+    )
 
 
 def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lang: str) -> tuple[Any, Any, Any, Any]:
@@ -125,22 +144,33 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         rows = dispatch.candidates(conn, code, dispatching.routing(svc.settings), _now())
         lon, lat = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
         cams = queries.cameras_near(conn, lon, lat, CAMERA_RADIUS_M)
-    table = html.Table(className="yitu-table yitu-candidates", children=[html.Tbody(
-        [_candidate_row(r, t) for r in rows])])
-    cameras = ([html.Div(className="yitu-camera-row", children=[
-        html.A(c["name"], href=c["stream_url"], target="_blank", className="yitu-link"),
-        html.Span(f"{t('camera.' + c['kind'])} · {t('camera.' + c['status'])} · {c['distance_m']:.0f} m",
-                  className="yitu-muted")]) for c in cams]
-               or [html.P(t("dispatch.no_cameras"), className="yitu-muted")])
-    focus = [dl.Circle(center=[lat, lon], radius=CAMERA_RADIUS_M, color="#ffe066", weight=2, fill=False,
-                       dashArray="6 6"),
-             dl.CircleMarker(center=[lat, lon], radius=14, color="#ffe066", weight=3, fill=False)]
+    table = html.Table(
+        className="yitu-table yitu-candidates", children=[html.Tbody([_candidate_row(r, t) for r in rows])]
+    )
+    cameras = [
+        html.Div(
+            className="yitu-camera-row",
+            children=[
+                html.A(c["name"], href=c["stream_url"], target="_blank", className="yitu-link"),
+                html.Span(
+                    f"{t('camera.' + c['kind'])} · {t('camera.' + c['status'])} · {c['distance_m']:.0f} m",
+                    className="yitu-muted",
+                ),
+            ],
+        )
+        for c in cams
+    ] or [html.P(t("dispatch.no_cameras"), className="yitu-muted")]
+    focus = [
+        dl.Circle(center=[lat, lon], radius=CAMERA_RADIUS_M, color="#ffe066", weight=2, fill=False, dashArray="6 6"),
+        dl.CircleMarker(center=[lat, lon], radius=14, color="#ffe066", weight=3, fill=False),
+    ]
     return case_card(svc, code, lang), table, cameras, focus
 
 
 def _chain(conn: Any, code: str) -> dict[str, Any]:
-    row = conn.execute("SELECT grid_code, village_code, town_code, banner_code FROM cases WHERE code = %s",
-                       (code,)).fetchone()
+    row = conn.execute(
+        "SELECT grid_code, village_code, town_code, banner_code FROM cases WHERE code = %s", (code,)
+    ).fetchone()
     return dict(zip(("grid_code", "village_code", "town_code", "banner_code"), row or (None,) * 4))
 
 
@@ -157,8 +187,12 @@ def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, v
     except YituError as exc:
         return {"ok": False, "message": getattr(exc, "message", str(exc)), "field": getattr(exc, "field", None)}
     eta = f"{out['eta_s'] / 60:.0f}" if out.get("eta_s") is not None else "—"
-    return {"ok": True, "id": out["id"], "at": _now().isoformat(),
-            "message": t("dispatch.sent").format(van=f"{van} {out.get('van_name') or ''}".strip(), case=code, eta=eta)}
+    return {
+        "ok": True,
+        "id": out["id"],
+        "at": _now().isoformat(),
+        "message": t("dispatch.sent").format(van=f"{van} {out.get('van_name') or ''}".strip(), case=code, eta=eta),
+    }
 
 
 def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], CasesRuntime]) -> None:

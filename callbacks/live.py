@@ -26,9 +26,9 @@ from typing import Any
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, set_props
 from dash.exceptions import PreventUpdate, WebsocketDisconnected
 
-from services.live import Entry, LiveHub
 from dashboard.pages import dispatch as dispatch_page
 from dashboard.pages import wall as wall_page
+from services.live import Entry, LiveHub
 
 log = logging.getLogger("yitu.live")
 
@@ -39,8 +39,8 @@ IDLE_SECONDS = 15.0  # a heartbeat batch when nothing happens (the page shows th
 
 
 class Ids(StrEnum):
-    EVENTS = "live-events"   # the last batch pushed: {"seq", "events", "resync", "numbers", "at"}
-    CURSOR = "live-cursor"   # the id of the last stream entry this browser has seen
+    EVENTS = "live-events"  # the last batch pushed: {"seq", "events", "resync", "numbers", "at"}
+    CURSOR = "live-cursor"  # the id of the last stream entry this browser has seen
 
 
 TICK = "live-tick"  # pattern-matching type: {"type": TICK, "page": ...} is bumped when numbers are stale
@@ -53,8 +53,13 @@ def stores() -> list[dcc.Store]:
 
 def batch_message(seq: int, entries: list[Entry], *, resync: bool, numbers: bool) -> dict[str, Any]:
     """What one push carries: the events (ids, types, codes, places; no personal data)."""
-    return {"seq": seq, "resync": resync, "numbers": numbers, "at": time.time(),
-            "events": [e.as_json() for e in entries]}
+    return {
+        "seq": seq,
+        "resync": resync,
+        "numbers": numbers,
+        "at": time.time(),
+        "events": [e.as_json() for e in entries],
+    }
 
 
 def _touches_numbers(entries: list[Entry]) -> bool:

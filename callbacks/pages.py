@@ -7,9 +7,9 @@ from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, State, html
 
-from services.runtime import Services
 from dashboard.pages import area, dispatch, wall
 from geodata import queries
+from services.runtime import Services
 
 
 def _attribution(banner_code: str) -> str:
@@ -35,10 +35,13 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
         if path.startswith("/area/"):
             code = path.removeprefix("/area/")
             summary = queries.area_summary(conn, code) if code.isdigit() and len(code) <= 15 else None
-            types = conn.execute("SELECT code, name_zh, name_en FROM case_types WHERE active ORDER BY sort_order").fetchall()
+            types = conn.execute(
+                "SELECT code, name_zh, name_en FROM case_types WHERE active ORDER BY sort_order"
+            ).fetchall()
             query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items() if v}
-            return area.layout(svc.settings, summary,
-                               [{"code": c, "name_zh": zh, "name_en": en} for c, zh, en in types], query)
+            return area.layout(
+                svc.settings, summary, [{"code": c, "name_zh": zh, "name_en": en} for c, zh, en in types], query
+            )
     return html.Div(className="yitu-empty", children="404")
 
 

@@ -13,13 +13,13 @@ from typing import Any
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from dash_svg import G, Line, Polyline, Svg, Text
 
-from services.runtime import Services
 from dashboard.i18n import translator
 from dashboard.pages.wall import CRUMB, LIVE_TICK, POINT, Ids, group_id, point_layer
 from geodata import kpi, queries
 from layers import cameras, cases, grids, vans
 from layers import centers as centers_layer
 from layers.base import level_for_zoom
+from services.runtime import Services
 
 GRID_LAYER = grids.LAYER_ID
 
@@ -34,8 +34,12 @@ def grid_url(zoom: int | None, bounds: list[list[float]] | None) -> tuple[str, i
         (s, w), (n, e) = bounds
         dx, dy = (e - w) / 2, (n - s) / 2
         r = 0.05
-        box = [max(-180, (w - dx) // r * r), max(-90, (s - dy) // r * r),
-               min(180, ((e + dx) // r + 1) * r), min(90, ((n + dy) // r + 1) * r)]
+        box = [
+            max(-180, (w - dx) // r * r),
+            max(-90, (s - dy) // r * r),
+            min(180, ((e + dx) // r + 1) * r),
+            min(90, ((n + dy) // r + 1) * r),
+        ]
         url += "&bbox=" + ",".join(f"{v:.2f}" for v in box)
     return url, level
 
@@ -48,8 +52,9 @@ def switched(url: str, on: bool) -> tuple[str | None, dict | None]:
     return (url, None) if on else (None, EMPTY)
 
 
-def grid_hideout(svc: Services, level: int, mode: str, selected: str | None, zoom: int | None,
-                 current: dict[str, Any] | None) -> dict[str, Any]:
+def grid_hideout(
+    svc: Services, level: int, mode: str, selected: str | None, zoom: int | None, current: dict[str, Any] | None
+) -> dict[str, Any]:
     hideout = dict(current or {})
     hideout["mode"] = mode
     hideout["selected"] = selected
@@ -79,14 +84,27 @@ def kpi_tiles(svc: Services, code: str, lang: str) -> list[Any]:
         ("overdue", overdue_total, "yitu-kpi-red" if overdue_total else "yitu-kpi-green"),
         ("village_share", _pct(k["village_share"]), "yitu-kpi-cyan"),
     ]
-    boxes = [html.Div(className=f"yitu-kpi {cls}", id=f"kpi-{key}", children=[
-        html.Div(str(value), className="yitu-kpi-value"), html.Div(t(f"kpi.{key}"), className="yitu-kpi-label")])
-        for key, value, cls in tiles]
-    by_level = html.Div(className="yitu-kpi-levels", children=[
-        html.Span(t("kpi.overdue_by_level"), className="yitu-kpi-levels-title"),
-        *[html.Span(f"{t(f'level.{lv}')} {n}", className="yitu-chip" + (" yitu-chip-red" if n else ""))
-          for lv, n in k["overdue"].items()],
-    ])
+    boxes = [
+        html.Div(
+            className=f"yitu-kpi {cls}",
+            id=f"kpi-{key}",
+            children=[
+                html.Div(str(value), className="yitu-kpi-value"),
+                html.Div(t(f"kpi.{key}"), className="yitu-kpi-label"),
+            ],
+        )
+        for key, value, cls in tiles
+    ]
+    by_level = html.Div(
+        className="yitu-kpi-levels",
+        children=[
+            html.Span(t("kpi.overdue_by_level"), className="yitu-kpi-levels-title"),
+            *[
+                html.Span(f"{t(f'level.{lv}')} {n}", className="yitu-chip" + (" yitu-chip-red" if n else ""))
+                for lv, n in k["overdue"].items()
+            ],
+        ],
+    )
     return [*boxes, by_level]
 
 
@@ -97,12 +115,20 @@ def top_types_chart(svc: Services, code: str, lang: str) -> list[Any]:
         return [html.Div("—", className="yitu-muted")]
     top = max(r["n"] for r in rows)
     name = "name_zh" if lang == "zh-CN" else "name_en"
-    return [html.Div(className="yitu-bar", children=[
-        html.Span(r[name], className="yitu-bar-label"),
-        html.Span(className="yitu-bar-track", children=html.Span(className="yitu-bar-fill",
-                                                                  style={"width": f"{100 * r['n'] / top:.1f}%"})),
-        html.Span(str(r["n"]), className="yitu-bar-value"),
-    ]) for r in rows]
+    return [
+        html.Div(
+            className="yitu-bar",
+            children=[
+                html.Span(r[name], className="yitu-bar-label"),
+                html.Span(
+                    className="yitu-bar-track",
+                    children=html.Span(className="yitu-bar-fill", style={"width": f"{100 * r['n'] / top:.1f}%"}),
+                ),
+                html.Span(str(r["n"]), className="yitu-bar-value"),
+            ],
+        )
+        for r in rows
+    ]
 
 
 def trend_chart(svc: Services, code: str, lang: str) -> Svg:
@@ -114,28 +140,50 @@ def trend_chart(svc: Services, code: str, lang: str) -> Svg:
 
     def points(key: str) -> str:
         n = max(1, len(rows) - 1)
-        return " ".join(f"{pad + i * (w - 2 * pad) / n:.1f},{h - pad - r[key] * (h - 2 * pad) / top:.1f}"
-                        for i, r in enumerate(rows))
+        return " ".join(
+            f"{pad + i * (w - 2 * pad) / n:.1f},{h - pad - r[key] * (h - 2 * pad) / top:.1f}"
+            for i, r in enumerate(rows)
+        )
 
-    return Svg(viewBox=f"0 0 {w:.0f} {h:.0f}", className="yitu-trend", children=[
-        G([Line(x1=pad, x2=w - pad, y1=h - pad, y2=h - pad, stroke="#1f3b6e")]),
-        Polyline(points=points("reported"), fill="none", stroke="#3fb6ff", strokeWidth=2),
-        Polyline(points=points("resolved"), fill="none", stroke="#3ddc84", strokeWidth=2),
-        Text(f"{t('chart.reported')} ━", x=pad, y=11, fill="#3fb6ff", fontSize=9),
-        Text(f"{t('chart.resolved')} ━", x=pad + 60, y=11, fill="#3ddc84", fontSize=9),
-        Text(str(top), x=w - pad, y=pad, fill="#7a8599", fontSize=8, textAnchor="end"),
-    ])
+    return Svg(
+        viewBox=f"0 0 {w:.0f} {h:.0f}",
+        className="yitu-trend",
+        children=[
+            G([Line(x1=pad, x2=w - pad, y1=h - pad, y2=h - pad, stroke="#1f3b6e")]),
+            Polyline(points=points("reported"), fill="none", stroke="#3fb6ff", strokeWidth=2),
+            Polyline(points=points("resolved"), fill="none", stroke="#3ddc84", strokeWidth=2),
+            Text(f"{t('chart.reported')} ━", x=pad, y=11, fill="#3fb6ff", fontSize=9),
+            Text(f"{t('chart.resolved')} ━", x=pad + 60, y=11, fill="#3ddc84", fontSize=9),
+            Text(str(top), x=w - pad, y=pad, fill="#7a8599", fontSize=8, textAnchor="end"),
+        ],
+    )
 
 
 def ranking_table(svc: Services, banner: str, lang: str) -> html.Table:
     t = translator(lang)
     with svc.pool.connection() as conn:
         rows = kpi.cached(svc.redis, f"ranking:{banner}", lambda: kpi.town_ranking(conn, banner))
-    head = html.Tr([html.Th("#"), html.Th(t("level.2")), html.Th(t("ranking.score")), html.Th(t("ranking.rate")),
-                    html.Th(t("ranking.overdue"))])
-    body = [html.Tr([html.Td(i), html.Td(r["name"]), html.Td(f"{float(r['score']):.1f}"),
-                     html.Td(_pct(r["resolved"] / r["reported"]) if r["reported"] else "—"), html.Td(r["overdue"])])
-            for i, r in enumerate(rows, start=1)]
+    head = html.Tr(
+        [
+            html.Th("#"),
+            html.Th(t("level.2")),
+            html.Th(t("ranking.score")),
+            html.Th(t("ranking.rate")),
+            html.Th(t("ranking.overdue")),
+        ]
+    )
+    body = [
+        html.Tr(
+            [
+                html.Td(i),
+                html.Td(r["name"]),
+                html.Td(f"{float(r['score']):.1f}"),
+                html.Td(_pct(r["resolved"] / r["reported"]) if r["reported"] else "—"),
+                html.Td(r["overdue"]),
+            ]
+        )
+        for i, r in enumerate(rows, start=1)
+    ]
     return html.Table(className="yitu-table", children=[html.Thead(head), html.Tbody(body)])
 
 
@@ -143,11 +191,18 @@ def van_board(svc: Services, lang: str) -> list[Any]:
     t = translator(lang)
     with svc.pool.connection() as conn:
         rows = vans.board(conn, svc.settings.van_offline_seconds)
-    return [html.Div(className=f"yitu-van-row yitu-van-{r['status']}", children=[
-        html.Span(r["id"], className="yitu-van-id"), html.Span(r["name"]),
-        html.Span(t(f"van.{r['status']}"), className="yitu-van-status"),
-        html.Span(f"{r['odometer_km']:.0f} km", className="yitu-muted"),
-    ]) for r in rows]
+    return [
+        html.Div(
+            className=f"yitu-van-row yitu-van-{r['status']}",
+            children=[
+                html.Span(r["id"], className="yitu-van-id"),
+                html.Span(r["name"]),
+                html.Span(t(f"van.{r['status']}"), className="yitu-van-status"),
+                html.Span(f"{r['odometer_km']:.0f} km", className="yitu-muted"),
+            ],
+        )
+        for r in rows
+    ]
 
 
 def crumbs(svc: Services, code: str, lang: str) -> list[Any]:
@@ -159,8 +214,7 @@ def crumbs(svc: Services, code: str, lang: str) -> list[Any]:
     for i, a in enumerate(items):
         if i:
             out.append(html.Span("›", className="yitu-crumb-sep"))
-        out.append(html.Button(a["name"], id={"type": CRUMB, "code": a["code"]}, className="yitu-crumb",
-                               n_clicks=0))
+        out.append(html.Button(a["name"], id={"type": CRUMB, "code": a["code"]}, className="yitu-crumb", n_clicks=0))
     return out
 
 
@@ -177,21 +231,34 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Any]:
     return [
         html.H3(t("panel.area")),
         html.Div(area["name"], className="yitu-panel-name", id="panel-name"),
-        html.Div(f"{t('panel.code')} {area['code']} · {t('panel.level')} {t('level.' + str(area['level']))}",
-                 className="yitu-muted"),
-        html.Div(className="yitu-panel-figs", children=[
-            html.Span(f"{t('kpi.rate')} {_pct(k['rate_ytd'])}"),
-            html.Span(f"{t('kpi.overdue')} {sum(k['overdue'].values())}",
-                      className="yitu-red" if sum(k["overdue"].values()) else ""),
-            html.Span(f"{t('kpi.in_progress')} {k['in_progress']}"),
-        ]),
+        html.Div(
+            f"{t('panel.code')} {area['code']} · {t('panel.level')} {t('level.' + str(area['level']))}",
+            className="yitu-muted",
+        ),
+        html.Div(
+            className="yitu-panel-figs",
+            children=[
+                html.Span(f"{t('kpi.rate')} {_pct(k['rate_ytd'])}"),
+                html.Span(
+                    f"{t('kpi.overdue')} {sum(k['overdue'].values())}",
+                    className="yitu-red" if sum(k["overdue"].values()) else "",
+                ),
+                html.Span(f"{t('kpi.in_progress')} {k['in_progress']}"),
+            ],
+        ),
         html.H4(t("panel.by_step")),
-        html.Div(className="yitu-chips", children=[
-            html.Span(f"{t(f'step.{s}')} {steps.get(s, 0)}", className=f"yitu-chip yitu-step-{s}")
-            for s in ("reported", "accepted", "dispatched", "handling", "closed", "evaluated")]),
+        html.Div(
+            className="yitu-chips",
+            children=[
+                html.Span(f"{t(f'step.{s}')} {steps.get(s, 0)}", className=f"yitu-chip yitu-step-{s}")
+                for s in ("reported", "accepted", "dispatched", "handling", "closed", "evaluated")
+            ],
+        ),
         html.H4(t("panel.by_type")),
-        html.Div(className="yitu-chips", children=[html.Span(f"{r[name]} {r['n']}", className="yitu-chip")
-                                                   for r in types[:6]]),
+        html.Div(
+            className="yitu-chips",
+            children=[html.Span(f"{r[name]} {r['n']}", className="yitu-chip") for r in types[:6]],
+        ),
         html.A(t("panel.open_page"), href=f"/area/{area['code']}", className="yitu-link", id="panel-link"),
     ]
 
@@ -205,17 +272,22 @@ def case_card(svc: Services, code: str, lang: str) -> list[Any]:
     name = "type_zh" if lang == "zh-CN" else "type_en"
     return [
         html.H3(f"{t('case.title')} {c['code']}"),
-        html.Div(className="yitu-chips", children=[
-            html.Span(c[name], className="yitu-chip"),
-            html.Span(t(f"step.{c['step']}"), className=f"yitu-chip yitu-step-{c['step']}"),
-            html.Span(t(f"level.{c['level']}"), className="yitu-chip"),
-            *([html.Span(t("case.overdue"), className="yitu-chip yitu-chip-red")] if c["overdue"] else []),
-        ]),
+        html.Div(
+            className="yitu-chips",
+            children=[
+                html.Span(c[name], className="yitu-chip"),
+                html.Span(t(f"step.{c['step']}"), className=f"yitu-chip yitu-step-{c['step']}"),
+                html.Span(t(f"level.{c['level']}"), className="yitu-chip"),
+                *([html.Span(t("case.overdue"), className="yitu-chip yitu-chip-red")] if c["overdue"] else []),
+            ],
+        ),
         html.Div(f"{t('case.reported')} {c['reported_at']:%Y-%m-%d %H:%M}", className="yitu-muted"),
         html.Div(f"{t('case.deadline')} {c['deadline']:%Y-%m-%d %H:%M}" if c["deadline"] else ""),
         html.Div(f"{t('case.grid')} {c['grid_name'] or '—'} ({c['grid_code'] or '—'})"),
-        html.Div(f"{t('case.parties')} " + "，".join(f"{p['name']} {p['phone']}" for p in c["parties"]),
-                 className="yitu-parties"),
+        html.Div(
+            f"{t('case.parties')} " + "，".join(f"{p['name']} {p['phone']}" for p in c["parties"]),
+            className="yitu-parties",
+        ),
     ]
 
 
@@ -239,9 +311,11 @@ def van_card(svc: Services, van_id: str, lang: str) -> list[Any]:
         row = next((v for v in vans.board(conn, svc.settings.van_offline_seconds) if v["id"] == van_id), None)
     if row is None:
         return []
-    return [html.H3(f"{t('van.title')} {row['id']} · {row['name']}"),
-            html.Div(f"{t('van.' + str(row['status']))} · {row['plate'] or ''}"),
-            html.Div(f"{row['odometer_km']:.0f} km · {row['cases_mediated']}", className="yitu-muted")]
+    return [
+        html.H3(f"{t('van.title')} {row['id']} · {row['name']}"),
+        html.Div(f"{t('van.' + str(row['status']))} · {row['plate'] or ''}"),
+        html.Div(f"{row['odometer_km']:.0f} km · {row['cases_mediated']}", className="yitu-muted"),
+    ]
 
 
 def detail_for(svc: Services, layer: str, props: dict[str, Any], lang: str) -> Any:
@@ -294,8 +368,10 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         prevent_initial_call=True,
     )
     def _switch(shown, urls):  # type: ignore[no-untyped-def]
-        return [[point_layer(layer, urls[layer])] if layer.removeprefix("layer-") in (shown or []) else []
-                for layer in point_layers]
+        return [
+            [point_layer(layer, urls[layer])] if layer.removeprefix("layer-") in (shown or []) else []
+            for layer in point_layers
+        ]
 
     @app.callback(
         Output(Ids.SELECTED, "data"),
@@ -328,9 +404,15 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     )
     def _numbers(selected, _tick, lang):  # type: ignore[no-untyped-def]
         svc, code = get(), selected["code"]
-        return (kpi_tiles(svc, code, lang), top_types_chart(svc, code, lang), trend_chart(svc, code, lang),
-                area_panel(svc, code, lang), crumbs(svc, code, lang), ranking_table(svc, selected["banner"], lang),
-                van_board(svc, lang))
+        return (
+            kpi_tiles(svc, code, lang),
+            top_types_chart(svc, code, lang),
+            trend_chart(svc, code, lang),
+            area_panel(svc, code, lang),
+            crumbs(svc, code, lang),
+            ranking_table(svc, selected["banner"], lang),
+            van_board(svc, lang),
+        )
 
     @app.callback(
         Output(Ids.MAP, "viewport"),

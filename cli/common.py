@@ -10,8 +10,8 @@ import click
 import psycopg
 from pydantic import ValidationError
 
-from services.settings import Settings
 from cli.stack import EmbeddedStack, StackError
+from services.settings import Settings
 
 
 def dsn(ctx: click.Context) -> str:

@@ -13,9 +13,9 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from services.settings import Settings
 from cli.stack import EmbeddedStack, StackError
 from geodata import io
+from services.settings import Settings
 
 _FILE = click.Path(exists=True, dir_okay=True, path_type=Path)
 
@@ -51,7 +51,8 @@ def _run_import(fn: Any, ctx: click.Context, path: Path, **kwargs: Any) -> None:
         _warn(exc.warnings)
         lines = "\n".join(f"  {p}" for p in exc.problems)
         raise click.ClickException(
-            f"{path.name} rejected, {len(exc.problems)} problem(s), nothing was written:\n{lines}") from None
+            f"{path.name} rejected, {len(exc.problems)} problem(s), nothing was written:\n{lines}"
+        ) from None
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
     _warn(report.warnings)
@@ -72,19 +73,39 @@ def import_group() -> None:
 @click.option("--layer", help="Layer to read (required when the file holds several).")
 @click.option("--code-field", help="Field with the NBS area code; " + _defaults(io.CODE_FIELDS) + ".")
 @click.option("--name-field", help="Field with the area name; " + _defaults(io.NAME_FIELDS) + ".")
-@click.option("--level-field", help="Field with the level 1-4; " + _defaults(io.LEVEL_FIELDS)
-              + "; without one, the code's length says it (6/9/12/15 digits = 1/2/3/4).")
-@click.option("--parent-field", help="Field with the parent's code; " + _defaults(io.PARENT_FIELDS)
-              + "; without one, the code minus its last 3 digits.")
+@click.option(
+    "--level-field",
+    help="Field with the level 1-4; "
+    + _defaults(io.LEVEL_FIELDS)
+    + "; without one, the code's length says it (6/9/12/15 digits = 1/2/3/4).",
+)
+@click.option(
+    "--parent-field",
+    help="Field with the parent's code; "
+    + _defaults(io.PARENT_FIELDS)
+    + "; without one, the code minus its last 3 digits.",
+)
 @click.option("--encoding", help="Text encoding of the attributes, e.g. gbk for a Shapefile without .cpg.")
 @click.option("--gcj02", is_flag=True, help="The coordinates are GCJ-02 (AMap/Tencent): convert them to WGS-84.")
-@click.option("--replace", is_flag=True,
-              help="Replace the whole territory with the file (checked alone). Default: add to / update "
-                   "the areas already in the database, checking the result as a whole.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the whole territory with the file (checked alone). Default: add to / update "
+    "the areas already in the database, checking the result as a whole.",
+)
 @click.pass_context
-def import_grids(ctx: click.Context, file: Path, layer: str | None, code_field: str | None, name_field: str | None,
-                 level_field: str | None, parent_field: str | None, encoding: str | None, gcj02: bool,
-                 replace: bool) -> None:
+def import_grids(
+    ctx: click.Context,
+    file: Path,
+    layer: str | None,
+    code_field: str | None,
+    name_field: str | None,
+    level_field: str | None,
+    parent_field: str | None,
+    encoding: str | None,
+    gcj02: bool,
+    replace: bool,
+) -> None:
     """Import grid areas (banner, towns, villages, grid cells) from FILE.
 
     Checks: polygons, valid geometry, unique codes, codes that fit their level and parent
@@ -92,8 +113,19 @@ def import_grids(ctx: click.Context, file: Path, layer: str | None, code_field: 
     parent, no overlapping siblings and no gaps (全覆盖、不交叉, 1 m² tolerance). A file without a
     CRS is taken as WGS-84 longitude/latitude; Z coordinates are dropped.
     """
-    _run_import(io.import_grids, ctx, file, layer=layer, code_field=code_field, name_field=name_field,
-                level_field=level_field, parent_field=parent_field, encoding=encoding, gcj02=gcj02, replace=replace)
+    _run_import(
+        io.import_grids,
+        ctx,
+        file,
+        layer=layer,
+        code_field=code_field,
+        name_field=name_field,
+        level_field=level_field,
+        parent_field=parent_field,
+        encoding=encoding,
+        gcj02=gcj02,
+        replace=replace,
+    )
 
 
 @import_group.command("cameras")
@@ -101,11 +133,13 @@ def import_grids(ctx: click.Context, file: Path, layer: str | None, code_field: 
 @click.option("--layer", help="Layer to read (required when the file holds several).")
 @click.option("--encoding", help="Text encoding of the attributes, e.g. gbk for a Shapefile without .cpg.")
 @click.option("--gcj02", is_flag=True, help="The coordinates are GCJ-02 (AMap/Tencent): convert them to WGS-84.")
-@click.option("--replace", is_flag=True,
-              help="Replace all cameras with the file. Default: add / update by device code.")
+@click.option(
+    "--replace", is_flag=True, help="Replace all cameras with the file. Default: add / update by device code."
+)
 @click.pass_context
-def import_cameras(ctx: click.Context, file: Path, layer: str | None, encoding: str | None, gcj02: bool,
-                   replace: bool) -> None:
+def import_cameras(
+    ctx: click.Context, file: Path, layer: str | None, encoding: str | None, gcj02: bool, replace: bool
+) -> None:
     """Import cameras (points) from FILE, matched on their device code.
 
     \b
@@ -126,8 +160,12 @@ def export_group() -> None:
 
 
 @export_group.command("grids")
-@click.option("--level", type=click.IntRange(1, 4), required=True,
-              help="Which level: 1 banner, 2 towns, 3 villages, 4 grid cells.")
+@click.option(
+    "--level",
+    type=click.IntRange(1, 4),
+    required=True,
+    help="Which level: 1 banner, 2 towns, 3 villages, 4 grid cells.",
+)
 @click.argument("out", type=click.Path(dir_okay=False, writable=True, path_type=Path))
 @click.pass_context
 def export_grids(ctx: click.Context, level: int, out: Path) -> None:

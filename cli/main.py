@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC
 from functools import wraps
 from typing import Any
 
@@ -16,8 +17,8 @@ import click
 from pydantic import ValidationError
 
 from cli.logs import setup_logging
-from services.settings import Settings
 from cli.stack import EmbeddedStack, StackError
+from services.settings import Settings
 
 log = logging.getLogger("yitu.cli")
 
@@ -161,8 +162,12 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
 @main.command()
 @click.option("--host", default=None, help="Listen address (YITU_HOST, default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (YITU_PORT, default 8050).")
-@click.option("--no-simulate", "no_simulate", is_flag=True,
-              help="Serve without the simulator that reports cases and drives the vans (YITU_DEMO_SIMULATE=false).")
+@click.option(
+    "--no-simulate",
+    "no_simulate",
+    is_flag=True,
+    help="Serve without the simulator that reports cases and drives the vans (YITU_DEMO_SIMULATE=false).",
+)
 @click.pass_obj
 @_friendly
 def demo(settings: Settings, host: str | None, port: int | None, no_simulate: bool) -> None:
@@ -219,15 +224,33 @@ def seed() -> None:
 
 
 @seed.command("demo")
-@click.option("--seed", "seed_value", type=click.IntRange(0, 2**32 - 1), default=1, show_default=True,
-              help="Random seed: the same seed and --as-of give the same data.")
-@click.option("--scale", type=click.Choice(["banner", "city"]), default="banner", show_default=True,
-              help="banner: Otog Front Banner (4 towns, 85 villages, 401 cells, 4,000 cameras, 6,000 cases); "
-                   "city: Dalad-sized for benchmarks (~1,700 cells, 17,000 cameras, 1,000,000 cases).")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
-              default=None, help="End of the year of history, UTC (default: now).")
+@click.option(
+    "--seed",
+    "seed_value",
+    type=click.IntRange(0, 2**32 - 1),
+    default=1,
+    show_default=True,
+    help="Random seed: the same seed and --as-of give the same data.",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(["banner", "city"]),
+    default="banner",
+    show_default=True,
+    help="banner: Otog Front Banner (4 towns, 85 villages, 401 cells, 4,000 cameras, 6,000 cases); "
+    "city: Dalad-sized for benchmarks (~1,700 cells, 17,000 cameras, 1,000,000 cases).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    default=None,
+    help="End of the year of history, UTC (default: now).",
+)
 @click.option("--cameras", type=click.IntRange(0, 200_000), default=None, help="Override the number of cameras.")
-@click.option("--cases", type=click.IntRange(0, 5_000_000), default=None, help="Override the number of historical cases.")
+@click.option(
+    "--cases", type=click.IntRange(0, 5_000_000), default=None, help="Override the number of historical cases."
+)
 @click.option("--replace", is_flag=True, help="Wipe the territory, resources and cases already in the database first.")
 @click.pass_obj
 @_friendly
@@ -236,13 +259,20 @@ def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, camera
 
     Writes everything in one transaction; refuses a database that already holds data unless --replace.
     """
-    from datetime import timezone
 
     from geodata.demo.seed import seed_demo
 
-    when = as_of.replace(tzinfo=timezone.utc) if as_of else None
-    counts = seed_demo(EmbeddedStack(settings).database_url(), scale, seed=seed_value, as_of=when, replace=replace,
-                       progress=True, cameras=cameras, cases=cases)
+    when = as_of.replace(tzinfo=UTC) if as_of else None
+    counts = seed_demo(
+        EmbeddedStack(settings).database_url(),
+        scale,
+        seed=seed_value,
+        as_of=when,
+        replace=replace,
+        progress=True,
+        cameras=cameras,
+        cases=cases,
+    )
     click.echo("seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 

@@ -53,8 +53,16 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return value.rstrip("/")
 
 
-def _config(settings: Settings, url: str | None, rate: float | None, vans: int | None, speedup: float | None,
-            seed: int | None, duration: float | None, sim_start: datetime | None) -> Any:
+def _config(
+    settings: Settings,
+    url: str | None,
+    rate: float | None,
+    vans: int | None,
+    speedup: float | None,
+    seed: int | None,
+    duration: float | None,
+    sim_start: datetime | None,
+) -> Any:
     import random
 
     from sim.simulate import CST, DEFAULT_SPEEDS_KMH, SimConfig
@@ -62,18 +70,29 @@ def _config(settings: Settings, url: str | None, rate: float | None, vans: int |
     start = datetime.now(CST)
     if sim_start is not None:
         start = start.replace(hour=sim_start.hour, minute=sim_start.minute, second=0, microsecond=0)
-    speeds = {**DEFAULT_SPEEDS_KMH, "trunk": settings.dispatch_speed_trunk_kmh,
-              "county": settings.dispatch_speed_county_kmh, "village": settings.dispatch_speed_village_kmh,
-              "offroad": settings.dispatch_speed_offroad_kmh}
-    return SimConfig(url=url or default_url(settings), rate=rate or settings.sim_rate,
-                     speedup=speedup or settings.sim_speedup,
-                     seed=random.SystemRandom().randrange(2**32) if seed is None else seed,
-                     vans=vans, duration=duration, start=start, speeds=speeds)
+    speeds = {
+        **DEFAULT_SPEEDS_KMH,
+        "trunk": settings.dispatch_speed_trunk_kmh,
+        "county": settings.dispatch_speed_county_kmh,
+        "village": settings.dispatch_speed_village_kmh,
+        "offroad": settings.dispatch_speed_offroad_kmh,
+    }
+    return SimConfig(
+        url=url or default_url(settings),
+        rate=rate or settings.sim_rate,
+        speedup=speedup or settings.sim_speedup,
+        seed=random.SystemRandom().randrange(2**32) if seed is None else seed,
+        vans=vans,
+        duration=duration,
+        start=start,
+        speeds=speeds,
+    )
 
 
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """Ctrl-C and SIGTERM end the run cleanly (summary, tokens revoked) instead of a traceback."""
+
     def handler(signum: int, frame: object) -> None:
         log.info("stopping on %s", signal.Signals(signum).name)
         stop.set()
@@ -87,28 +106,72 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 @click.command("simulate")
-@click.option("--rate", type=click.FloatRange(0, MAX_RATE, min_open=True), default=None, metavar="N",
-              help="New cases per simulated hour, averaged over the day: few at night, most in office hours "
-                   "(default YITU_SIM_RATE, 6: with the default ×10 about one a real minute).")
-@click.option("--vans", type=click.IntRange(min=0), default=None, metavar="K",
-              help="Drive the first K vans (by id) and report their GPS; 0: no vans, cases go to mediators "
-                   "(default: every van in the database, 4 in the demo).")
-@click.option("--speedup", type=click.FloatRange(0, MAX_SPEEDUP, min_open=True), default=None, metavar="X",
-              help="Simulated time runs X times faster than real time, for durations and driving; the "
-                   "timestamps sent stay real (default YITU_SIM_SPEEDUP, 10).")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None, metavar="N",
-              help="Random seed: the same seed, rate and --sim-start give the same plan of reports and "
-                   "decisions (default: a random one, logged, to replay the run).")
-@click.option("--url", default=None, callback=_check_url, metavar="URL",
-              help="The yitu server to talk to (default http://YITU_HOST:YITU_PORT, i.e. http://127.0.0.1:8050).")
-@click.option("--duration", type=click.FloatRange(0, min_open=True), default=None, metavar="SECONDS",
-              help="Stop after this many real seconds (default: run until Ctrl-C).")
-@click.option("--sim-start", "sim_start", type=click.DateTime(formats=["%H:%M"]), default=None, metavar="HH:MM",
-              help="Simulated time of day (China time) at the start, for the daily rhythm (default: now).")
+@click.option(
+    "--rate",
+    type=click.FloatRange(0, MAX_RATE, min_open=True),
+    default=None,
+    metavar="N",
+    help="New cases per simulated hour, averaged over the day: few at night, most in office hours "
+    "(default YITU_SIM_RATE, 6: with the default ×10 about one a real minute).",
+)
+@click.option(
+    "--vans",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="K",
+    help="Drive the first K vans (by id) and report their GPS; 0: no vans, cases go to mediators "
+    "(default: every van in the database, 4 in the demo).",
+)
+@click.option(
+    "--speedup",
+    type=click.FloatRange(0, MAX_SPEEDUP, min_open=True),
+    default=None,
+    metavar="X",
+    help="Simulated time runs X times faster than real time, for durations and driving; the "
+    "timestamps sent stay real (default YITU_SIM_SPEEDUP, 10).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=None,
+    metavar="N",
+    help="Random seed: the same seed, rate and --sim-start give the same plan of reports and "
+    "decisions (default: a random one, logged, to replay the run).",
+)
+@click.option(
+    "--url",
+    default=None,
+    callback=_check_url,
+    metavar="URL",
+    help="The yitu server to talk to (default http://YITU_HOST:YITU_PORT, i.e. http://127.0.0.1:8050).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Stop after this many real seconds (default: run until Ctrl-C).",
+)
+@click.option(
+    "--sim-start",
+    "sim_start",
+    type=click.DateTime(formats=["%H:%M"]),
+    default=None,
+    metavar="HH:MM",
+    help="Simulated time of day (China time) at the start, for the daily rhythm (default: now).",
+)
 @click.pass_context
 @db_errors("vans")
-def simulate_command(ctx: click.Context, rate: float | None, vans: int | None, speedup: float | None,
-                     seed: int | None, url: str | None, duration: float | None, sim_start: datetime | None) -> None:
+def simulate_command(
+    ctx: click.Context,
+    rate: float | None,
+    vans: int | None,
+    speedup: float | None,
+    seed: int | None,
+    url: str | None,
+    duration: float | None,
+    sim_start: datetime | None,
+) -> None:
     """Keep the demo alive: report cases, play dispatch and handling, drive the vans.
 
     \b
@@ -178,7 +241,7 @@ class BesideServer:
                 territory = load_territory(conn)
             summary = Simulator(config, territory, self.database).run(self._stop)
             log.info("simulator stopped: %s", summary.text())
-        except Exception:  # noqa: BLE001 - logged with its traceback; the server stays up
+        except Exception:
             log.exception("the simulator stopped on an error; the server goes on")
 
 

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import pwd
-import secrets
 import shutil
 import signal
 import socket
@@ -23,14 +22,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 from services.settings import EMBEDDED_DB_NAME as DB_NAME
 from services.settings import EMBEDDED_DB_USER as DB_USER
 from services.settings import Settings
 
 log = logging.getLogger("yitu.stack")
-
 
 
 class StackError(RuntimeError):
@@ -62,8 +59,7 @@ def _find_pg_bindir(explicit: Path | None) -> Path:
     )
     if not versions:
         raise StackError(
-            "no PostgreSQL server binaries under /usr/lib/postgresql; run scripts/bootstrap.sh "
-            "or set YITU_PG_BINDIR"
+            "no PostgreSQL server binaries under /usr/lib/postgresql; run scripts/bootstrap.sh or set YITU_PG_BINDIR"
         )
     return versions[-1] / "bin"
 
@@ -180,11 +176,14 @@ class EmbeddedStack:
             self._run(
                 [
                     str(bindir / "initdb"),
-                    "-D", str(self.pg_data),
-                    "-U", DB_USER,
+                    "-D",
+                    str(self.pg_data),
+                    "-U",
+                    DB_USER,
                     f"--pwfile={pwfile}",
                     "--auth=scram-sha-256",
-                    "-E", "UTF8",
+                    "-E",
+                    "UTF8",
                     "--locale=C.UTF-8",
                 ],
                 "initdb",
@@ -221,14 +220,20 @@ class EmbeddedStack:
             return False
         port = self.settings.pg_port
         if _port_open(port):
-            raise StackError(
-                f"port {port} is already taken by another program; set YITU_PG_PORT to a free port"
-            )
+            raise StackError(f"port {port} is already taken by another program; set YITU_PG_PORT to a free port")
         self._run(
             [
-                str(bindir / "pg_ctl"), "start", "-w", "-t", "60",
-                "-D", str(self.pg_data), "-l", str(self.pg_log),
-                "-o", f"-p {port}",
+                str(bindir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(self.pg_data),
+                "-l",
+                str(self.pg_log),
+                "-o",
+                f"-p {port}",
             ],
             f"starting PostgreSQL (log: {self.pg_log})",
         )
@@ -248,8 +253,11 @@ class EmbeddedStack:
         self.stop_pg()
         aside = self.run_dir / f"pg.orphan-{int(time.time())}"
         self.pg_data.rename(aside)
-        log.warning("a PostgreSQL cluster without its password (a deleted checkout at this path?) was set "
-                    "aside data=%s; a new one is made", aside)
+        log.warning(
+            "a PostgreSQL cluster without its password (a deleted checkout at this path?) was set "
+            "aside data=%s; a new one is made",
+            aside,
+        )
 
     def _ensure_database(self) -> None:
         import psycopg
@@ -301,9 +309,7 @@ class EmbeddedStack:
             raise StackError("redis-server is not installed: run scripts/bootstrap.sh (Debian package redis-server)")
         port = self.settings.redis_port
         if _port_open(port):
-            raise StackError(
-                f"port {port} is already taken by another program; set YITU_REDIS_PORT to a free port"
-            )
+            raise StackError(f"port {port} is already taken by another program; set YITU_REDIS_PORT to a free port")
         self._prepare_run_dir()
         self.redis_dir.mkdir(exist_ok=True)
         if self.as_root:

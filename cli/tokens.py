@@ -6,7 +6,6 @@ group in dashboard/cli.py ``_register_groups``.
 
 from __future__ import annotations
 
-
 import click
 import psycopg
 
@@ -20,11 +19,19 @@ def token_group() -> None:
 
 
 @token_group.command("create")
-@click.option("--role", type=click.Choice(ROLES), required=True,
-              help="admin: everything; dispatcher: routes cases; grid_worker: reports and handles in its area; "
-                   "viewer: reads, personal data masked; van: a van crew.")
-@click.option("--area", default=None, metavar="CODE",
-              help="Limit the token to an area of any level (a 6-, 9-, 12- or 15-digit code).")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    required=True,
+    help="admin: everything; dispatcher: routes cases; grid_worker: reports and handles in its area; "
+    "viewer: reads, personal data masked; van: a van crew.",
+)
+@click.option(
+    "--area",
+    default=None,
+    metavar="CODE",
+    help="Limit the token to an area of any level (a 6-, 9-, 12- or 15-digit code).",
+)
 @click.option("--name", required=True, help="Who holds it (shown as the actor in the audit trail).")
 @click.pass_context
 @db_errors("api_tokens")
@@ -55,9 +62,18 @@ def list_(ctx: click.Context) -> None:
         rows = list_tokens(conn)
     click.echo("id\tname\trole\tarea\tcreated\trevoked")
     for r in rows:
-        click.echo("\t".join([str(r["id"]), r["name"], r["role"], r["area_code"] or "-",
-                              r["created_at"].isoformat(timespec="seconds"),
-                              r["revoked_at"].isoformat(timespec="seconds") if r["revoked_at"] else "-"]))
+        click.echo(
+            "\t".join(
+                [
+                    str(r["id"]),
+                    r["name"],
+                    r["role"],
+                    r["area_code"] or "-",
+                    r["created_at"].isoformat(timespec="seconds"),
+                    r["revoked_at"].isoformat(timespec="seconds") if r["revoked_at"] else "-",
+                ]
+            )
+        )
 
 
 @token_group.command("revoke")

@@ -30,8 +30,13 @@ def van_group() -> None:
 
 @van_group.command("register")
 @click.argument("van")
-@click.option("--device", "device", default=None, metavar="IDENTIFIER",
-              help="The device identifier set in Traccar Client (at least 8 characters; treat it as a password).")
+@click.option(
+    "--device",
+    "device",
+    default=None,
+    metavar="IDENTIFIER",
+    help="The device identifier set in Traccar Client (at least 8 characters; treat it as a password).",
+)
 @click.option("--generate", is_flag=True, help="Make a random identifier, print it once, register it.")
 @click.pass_context
 @db_errors("van_devices")
@@ -44,8 +49,10 @@ def register(ctx: click.Context, van: str, device: str | None, generate: bool) -
     assert device is not None
     device = device.strip()
     if not MIN_DEVICE_LEN <= len(device) <= MAX_DEVICE_LEN or not device.isprintable():
-        raise click.BadParameter(f"use {MIN_DEVICE_LEN} to {MAX_DEVICE_LEN} printable characters: the identifier "
-                                 "is the device's password", param_hint="--device")
+        raise click.BadParameter(
+            f"use {MIN_DEVICE_LEN} to {MAX_DEVICE_LEN} printable characters: the identifier is the device's password",
+            param_hint="--device",
+        )
     with psycopg.connect(dsn(ctx)) as conn:
         try:
             before = tracking.register_device(conn, van, device)

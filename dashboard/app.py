@@ -18,19 +18,19 @@ from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors
-from services import scheduler as cases_scheduler
 from api.intake_front import IntakeFront
-from services.live import LiveHub
+from api.routers import all_routers
 from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
 from callbacks import live as live_callbacks
 from callbacks import pages as pages_callbacks
 from callbacks import wall as wall_callbacks
-from api.routers import all_routers
-from services.runtime import Services, open_redis
 from dashboard import layout
-from services.settings import Settings
 from geodata.db import open_pool
+from services import scheduler as cases_scheduler
+from services.live import LiveHub
+from services.runtime import Services, open_redis
+from services.settings import Settings
 
 log = logging.getLogger("yitu.app")
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -56,10 +56,13 @@ def _offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="yitu 一图指挥 API",
-                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="yitu 一图指挥 API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
 
 
 def create_app(settings: Settings) -> FastAPI:

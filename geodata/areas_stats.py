@@ -14,20 +14,23 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from geodata.queries import CHAIN_COLUMN, level_of, query
 from geodata.clock import CST
+from geodata.queries import CHAIN_COLUMN, level_of, query
 from geodata.workflow import LEVELS
 
-RANKING_FORMULA = ("score = 60 × R + 25 × (1 − O) + 15 × (S − 1) / 4; R = resolved ÷ reported in the period, "
-                   "O = overdue ÷ open now, S = mean satisfaction (1–5) of the period's cases (3 with none)")
+RANKING_FORMULA = (
+    "score = 60 × R + 25 × (1 − O) + 15 × (S − 1) / 4; R = resolved ÷ reported in the period, "
+    "O = overdue ÷ open now, S = mean satisfaction (1–5) of the period's cases (3 with none)"
+)
 
 
 def _ratio(a: int, b: int) -> float | None:
     return a / b if b else None
 
 
-def area_stats(conn: psycopg.Connection, code: str, now: datetime, *, since: datetime | None = None,
-               until: datetime | None = None) -> dict[str, Any]:
+def area_stats(
+    conn: psycopg.Connection, code: str, now: datetime, *, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, Any]:
     stmt = sql.SQL(query("area_stats")).format(column=sql.Identifier("c", CHAIN_COLUMN[level_of(code)]))
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(stmt, {"code": code, "now": now, "since": since, "until": until}).fetchall()
@@ -37,14 +40,25 @@ def area_stats(conn: psycopg.Connection, code: str, now: datetime, *, since: dat
     by_level = {lv: {"cases": 0, "open": 0, "overdue": 0, "resolved": 0} for lv in LEVELS}
     for r in rows:
         if not r["g_level"]:
-            by_level[r["level"]] = {"cases": r["n"], "open": r["open"], "overdue": r["overdue"], "resolved": r["resolved"]}
+            by_level[r["level"]] = {
+                "cases": r["n"],
+                "open": r["open"],
+                "overdue": r["overdue"],
+                "resolved": r["resolved"],
+            }
     return {
-        "cases": total["n"], "open": total["open"], "closed": total["closed"], "resolved": total["resolved"],
+        "cases": total["n"],
+        "open": total["open"],
+        "closed": total["closed"],
+        "resolved": total["resolved"],
         "resolution_rate": _ratio(total["resolved"], total["n"]),
         "village_share": _ratio(total["resolved_low"], total["resolved"]),
-        "overdue": total["overdue"], "overdue_by_level": {lv: v["overdue"] for lv, v in by_level.items()},
+        "overdue": total["overdue"],
+        "overdue_by_level": {lv: v["overdue"] for lv, v in by_level.items()},
         "satisfaction": total["satisfaction"],
-        "by_step": by_step, "by_type": by_type, "by_level": by_level,
+        "by_step": by_step,
+        "by_type": by_type,
+        "by_level": by_level,
     }
 
 
@@ -61,19 +75,22 @@ def period_bounds(period: str, at: date) -> tuple[datetime, datetime]:
         start, end = date(at.year, 1, 1), date(at.year + 1, 1, 1)
     else:
         raise ValueError(f"unknown period {period!r}; one of month, quarter, year")
-    return (datetime.combine(start, datetime.min.time(), tzinfo=CST),
-            datetime.combine(end, datetime.min.time(), tzinfo=CST))
+    return (
+        datetime.combine(start, datetime.min.time(), tzinfo=CST),
+        datetime.combine(end, datetime.min.time(), tzinfo=CST),
+    )
 
 
-def ranking(conn: psycopg.Connection, level: int, parent: str, start: datetime, end: datetime,
-            now: datetime) -> list[dict[str, Any]]:
+def ranking(
+    conn: psycopg.Connection, level: int, parent: str, start: datetime, end: datetime, now: datetime
+) -> list[dict[str, Any]]:
     """The areas of ``level`` under ``parent`` ranked by the score of RANKING_FORMULA."""
     if not level_of(parent) < level <= 4:
         raise ValueError(f"level {level} is not below the level of {parent}")
-    stmt = sql.SQL(query("ranking")).format(column=sql.Identifier("c", CHAIN_COLUMN[level]),
-                                            parent=sql.Identifier("c", CHAIN_COLUMN[level_of(parent)]))
+    stmt = sql.SQL(query("ranking")).format(
+        column=sql.Identifier("c", CHAIN_COLUMN[level]), parent=sql.Identifier("c", CHAIN_COLUMN[level_of(parent)])
+    )
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(stmt, {"level": level, "parent_code": parent, "start": start, "end": end,
-                                  "now": now}).fetchall()
-
-
+        return cur.execute(
+            stmt, {"level": level, "parent_code": parent, "start": start, "end": end, "now": now}
+        ).fetchall()

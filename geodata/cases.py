@@ -26,15 +26,26 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from geodata import workflow
-from geodata.queries import CHAIN_COLUMN, level_of, query
-from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TransitionConflict
 from geodata.clock import CST
+from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TransitionConflict
+from geodata.queries import CHAIN_COLUMN, level_of, query
 from geodata.workflow import DeadlineRules, WorkflowError
 
 SYSTEM_ACTOR = "scheduler"
 # Columns a transition may set (identifiers for the UPDATE come only from here).
-WRITABLE = ("step", "level", "deadline", "attempts", "outcome", "satisfaction", "followup_note", "flags",
-            "assignee", "duplicate_of", "closed_at")
+WRITABLE = (
+    "step",
+    "level",
+    "deadline",
+    "attempts",
+    "outcome",
+    "satisfaction",
+    "followup_note",
+    "flags",
+    "assignee",
+    "duplicate_of",
+    "closed_at",
+)
 
 
 class CaseNotFound(WorkflowError, NotFound):
@@ -87,9 +98,15 @@ class NewCase:
 
 def request_hash(new: NewCase) -> str:
     """A stable fingerprint of an intake request, to tell a retry from a reused key."""
-    body = {"type": new.type, "description": new.description, "lon": new.lon, "lat": new.lat,
-            "channel": new.channel, "parties": new.parties,
-            "reported_at": new.reported_at.isoformat() if new.reported_at else None}
+    body = {
+        "type": new.type,
+        "description": new.description,
+        "lon": new.lon,
+        "lat": new.lat,
+        "channel": new.channel,
+        "parties": new.parties,
+        "reported_at": new.reported_at.isoformat() if new.reported_at else None,
+    }
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -100,9 +117,20 @@ def chain_of(row: Mapping[str, Any]) -> list[str | None]:
 
 def event_of(kind: str, row: Mapping[str, Any], at: datetime, **extra: Any) -> dict[str, Any]:
     """The live-stream event of a committed change (``case.created`` / ``case.changed``)."""
-    return {"type": kind, "code": row["code"], "step": row["step"], "level": row["level"], "grid": chain_of(row),
-            "lon": row["lon"], "lat": row["lat"], "case_type": row["type"], "flags": list(row["flags"]),
-            "deadline": row["deadline"].isoformat() if row["deadline"] else None, "at": at.isoformat(), **extra}
+    return {
+        "type": kind,
+        "code": row["code"],
+        "step": row["step"],
+        "level": row["level"],
+        "grid": chain_of(row),
+        "lon": row["lon"],
+        "lat": row["lat"],
+        "case_type": row["type"],
+        "flags": list(row["flags"]),
+        "deadline": row["deadline"].isoformat() if row["deadline"] else None,
+        "at": at.isoformat(),
+        **extra,
+    }
 
 
 def _compact(stmt: str) -> str:
@@ -140,11 +168,23 @@ def _intake_row(i: int, req: IntakeRequest, rules: DeadlineRules, now: datetime)
     new, actor, now = req.new, req.actor, req.at or now
     reported = new.reported_at or now
     return {
-        "i": i, "type": new.type, "description": new.description, "lon": new.lon, "lat": new.lat,
-        "channel": new.channel, "parties": new.parties, "reporter": actor.name,
-        "reported_at": reported, "now": now, "day": reported.astimezone(CST).date(),
-        "token_id": actor.token_id, "key": req.key, "request_hash": request_hash(new),
-        "actor": actor.name, "role": actor.role, "scope": req.scope,
+        "i": i,
+        "type": new.type,
+        "description": new.description,
+        "lon": new.lon,
+        "lat": new.lat,
+        "channel": new.channel,
+        "parties": new.parties,
+        "reporter": actor.name,
+        "reported_at": reported,
+        "now": now,
+        "day": reported.astimezone(CST).date(),
+        "token_id": actor.token_id,
+        "key": req.key,
+        "request_hash": request_hash(new),
+        "actor": actor.name,
+        "role": actor.role,
+        "scope": req.scope,
         **{f"dl_{lv}": rules.deadline(lv, reported) for lv in workflow.LEVELS},
     }
 
@@ -200,8 +240,9 @@ def _rounds(reqs: list[IntakeRequest]) -> list[list[int]]:
     return rounds
 
 
-def intake_many(conn: psycopg.Connection, reqs: list[IntakeRequest], rules: DeadlineRules,
-                now: datetime) -> list[IntakeResult]:
+def intake_many(
+    conn: psycopg.Connection, reqs: list[IntakeRequest], rules: DeadlineRules, now: datetime
+) -> list[IntakeResult]:
     """Create the cases of ``reqs`` (or find the ones their keys created before), in order.
 
     One statement for the whole batch (more only when a key repeats in it), on the caller's
@@ -222,8 +263,9 @@ def intake_many(conn: psycopg.Connection, reqs: list[IntakeRequest], rules: Dead
     return [r for r in out if r is not None]
 
 
-async def intake_many_async(conn: psycopg.AsyncConnection, reqs: list[IntakeRequest], rules: DeadlineRules,
-                            now: datetime) -> list[IntakeResult]:
+async def intake_many_async(
+    conn: psycopg.AsyncConnection, reqs: list[IntakeRequest], rules: DeadlineRules, now: datetime
+) -> list[IntakeResult]:
     """:func:`intake_many` on an asyncio connection in autocommit, as one statement: the batch is
     written as a whole or not at all, and durable when this returns (as with COMMIT). So no
     (token, key) may come twice in ``reqs`` (the intake lanes keep a repeat for their next batch):
@@ -255,8 +297,16 @@ def unwrap(result: IntakeResult) -> tuple[dict[str, Any], bool]:
     return result
 
 
-def intake(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime,
-           key: str | None = None, *, scope: str | None = None) -> tuple[dict[str, Any], bool]:
+def intake(
+    conn: psycopg.Connection,
+    new: NewCase,
+    actor: Actor,
+    rules: DeadlineRules,
+    now: datetime,
+    key: str | None = None,
+    *,
+    scope: str | None = None,
+) -> tuple[dict[str, Any], bool]:
     """Create a case (or find the one ``key`` created before): (case row, created?).
 
     ``scope`` is the reporter's area (a code of any level): a point whose grid chain does not
@@ -265,8 +315,16 @@ def intake(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: Deadline
     return unwrap(intake_many(conn, [IntakeRequest(new, actor, key, scope)], rules, now)[0])
 
 
-def intake_committed(conn: psycopg.Connection, new: NewCase, actor: Actor, rules: DeadlineRules, now: datetime,
-                     key: str | None = None, *, scope: str | None = None) -> tuple[dict[str, Any], bool]:
+def intake_committed(
+    conn: psycopg.Connection,
+    new: NewCase,
+    actor: Actor,
+    rules: DeadlineRules,
+    now: datetime,
+    key: str | None = None,
+    *,
+    scope: str | None = None,
+) -> tuple[dict[str, Any], bool]:
     """:func:`intake` as a transaction of its own, committed when this returns.
 
     The intake is one statement, so in autocommit it is still all or nothing (and durable on
@@ -284,9 +342,16 @@ def intake_committed(conn: psycopg.Connection, new: NewCase, actor: Actor, rules
             conn.autocommit = was
 
 
-async def intake_async(conn: psycopg.AsyncConnection, new: NewCase, actor: Actor, rules: DeadlineRules,
-                       now: datetime, key: str | None = None, *,
-                       scope: str | None = None) -> tuple[dict[str, Any], bool]:
+async def intake_async(
+    conn: psycopg.AsyncConnection,
+    new: NewCase,
+    actor: Actor,
+    rules: DeadlineRules,
+    now: datetime,
+    key: str | None = None,
+    *,
+    scope: str | None = None,
+) -> tuple[dict[str, Any], bool]:
     """:func:`intake` on an asyncio connection in autocommit: the statement commits as it returns."""
     return unwrap((await intake_many_async(conn, [IntakeRequest(new, actor, key, scope)], rules, now))[0])
 
@@ -306,8 +371,16 @@ def state_of(row: Mapping[str, Any]) -> workflow.CaseState:
     return workflow.CaseState(row["step"], row["level"], int(row["attempts"]), row["deadline"], tuple(row["flags"]))
 
 
-def _write(conn: psycopg.Connection, row: Mapping[str, Any], change: workflow.Change, actor: Actor, now: datetime,
-           note: str | None, *, bump: bool = True) -> dict[str, Any]:
+def _write(
+    conn: psycopg.Connection,
+    row: Mapping[str, Any],
+    change: workflow.Change,
+    actor: Actor,
+    now: datetime,
+    note: str | None,
+    *,
+    bump: bool = True,
+) -> dict[str, Any]:
     values = {"step": change.to_step, "level": change.level, **change.values}
     sets = [sql.SQL("{} = {}").format(sql.Identifier(col), sql.Placeholder(col)) for col in WRITABLE if col in values]
     sets.append(sql.SQL("updated_at = %(now)s"))
@@ -319,17 +392,36 @@ def _write(conn: psycopg.Connection, row: Mapping[str, Any], change: workflow.Ch
     conn.execute(
         """INSERT INTO case_events (case_id, occurred_at, actor, role, action, from_step, to_step, level, note, data)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (row["id"], now, actor.name, actor.role, change.action, change.from_step, change.to_step, change.level,
-         note, Jsonb({**change.data, **({"from_level": row["level"]} if row["level"] != change.level else {})})))
+        (
+            row["id"],
+            now,
+            actor.name,
+            actor.role,
+            change.action,
+            change.from_step,
+            change.to_step,
+            change.level,
+            note,
+            Jsonb({**change.data, **({"from_level": row["level"]} if row["level"] != change.level else {})}),
+        ),
+    )
     fresh = get_case(conn, row["code"])
     assert fresh is not None
     return fresh
 
 
-def transition(conn: psycopg.Connection, code: str, action: str, params: Mapping[str, Any], actor: Actor,
-               rules: DeadlineRules, now: datetime, *, version: int | None = None,
-               authorize: Callable[[Mapping[str, Any]], None] | None = None,
-               ) -> tuple[dict[str, Any], workflow.Change]:
+def transition(
+    conn: psycopg.Connection,
+    code: str,
+    action: str,
+    params: Mapping[str, Any],
+    actor: Actor,
+    rules: DeadlineRules,
+    now: datetime,
+    *,
+    version: int | None = None,
+    authorize: Callable[[Mapping[str, Any]], None] | None = None,
+) -> tuple[dict[str, Any], workflow.Change]:
     """Apply ``action`` to the case ``code`` (locked for the rest of the caller's transaction)."""
     row = get_case(conn, code, lock=True)
     if row is None:
@@ -338,32 +430,55 @@ def transition(conn: psycopg.Connection, code: str, action: str, params: Mapping
         authorize(row)
     state = state_of(row)
     if version is not None and version != row["version"]:
-        raise StaleVersion(f"case {code} changed since version {version} (now {row['version']}, {row['step']})",
-                           workflow.allowed_actions(state, rules, actor.role))
+        raise StaleVersion(
+            f"case {code} changed since version {version} (now {row['version']}, {row['step']})",
+            workflow.allowed_actions(state, rules, actor.role),
+        )
     if params.get("duplicate_of") and action == "reject":
         if params["duplicate_of"] == code or get_case(conn, params["duplicate_of"]) is None:
-            raise workflow.MissingInput(f"duplicate_of {params['duplicate_of']!r} is not another case's code",
-                                        field="duplicate_of")
+            raise workflow.MissingInput(
+                f"duplicate_of {params['duplicate_of']!r} is not another case's code", field="duplicate_of"
+            )
     change = workflow.apply(state, action, params, now, rules, actor.role)
     fresh = _write(conn, row, change, actor, now, params.get("note"))
     return fresh, change
 
 
-def search(conn: psycopg.Connection, *, area: str | None, step: str | None, type: str | None,
-           since: datetime | None, until: datetime | None, overdue: bool | None, now: datetime,
-           limit: int, offset: int) -> list[dict[str, Any]]:
+def search(
+    conn: psycopg.Connection,
+    *,
+    area: str | None,
+    step: str | None,
+    type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    overdue: bool | None,
+    now: datetime,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
     scope: sql.Composable = sql.SQL("TRUE")
     if area:
         scope = sql.SQL("{} = %(area)s").format(sql.Identifier("c", CHAIN_COLUMN[level_of(area)]))
     stmt = sql.SQL(query("case_search")).format(scope=scope)
-    params = {"area": area, "step": step, "type": type, "since": since, "until": until, "overdue": overdue,
-              "now": now, "limit": limit, "offset": offset}
+    params = {
+        "area": area,
+        "step": step,
+        "type": type,
+        "since": since,
+        "until": until,
+        "overdue": overdue,
+        "now": now,
+        "limit": limit,
+        "offset": offset,
+    }
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(stmt, params).fetchall()
 
 
-def sweep_overdue(conn: psycopg.Connection, now: datetime, rules: DeadlineRules, *, escalate: bool,
-                  limit: int = 1000) -> list[dict[str, Any]]:
+def sweep_overdue(
+    conn: psycopg.Connection, now: datetime, rules: DeadlineRules, *, escalate: bool, limit: int = 1000
+) -> list[dict[str, Any]]:
     """Flag open cases past their deadline ('overdue' + an audit row) and, if asked, escalate them.
 
     Returns the events to publish after the caller commits. A transaction-level advisory lock
@@ -381,15 +496,23 @@ def sweep_overdue(conn: psycopg.Connection, now: datetime, rules: DeadlineRules,
         assert full is not None
         state = state_of(full)
         if "overdue" not in full["flags"]:
-            flag = workflow.Change("overdue", state.step, state.step, state.level,
-                                   {"flags": [*full["flags"], "overdue"]},
-                                   {"deadline": full["deadline"].isoformat()})
+            flag = workflow.Change(
+                "overdue",
+                state.step,
+                state.step,
+                state.level,
+                {"flags": [*full["flags"], "overdue"]},
+                {"deadline": full["deadline"].isoformat()},
+            )
             full = _write(conn, full, flag, system, now, None, bump=False)
             events.append(event_of("case.changed", full, now, action="overdue", overdue=True))
             state = state_of(full)
         if escalate and "escalate" in workflow.allowed_actions(state, rules, "admin"):
             change = workflow.apply(state, "escalate", {}, now, rules, "admin")
             full = _write(conn, full, change, system, now, "overdue: escalated by the scheduler")
-            events.append(event_of("case.changed", full, now, action="escalate", from_step=change.from_step,
-                                   from_level=state.level))
+            events.append(
+                event_of(
+                    "case.changed", full, now, action="escalate", from_step=change.from_step, from_level=state.level
+                )
+            )
     return events

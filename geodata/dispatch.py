@@ -30,8 +30,8 @@ from psycopg.rows import dict_row
 from geodata import cases as store
 from geodata import workflow
 from geodata.cases import Actor, CaseNotFound
-from geodata.queries import query
 from geodata.errors import Conflict, NotFound
+from geodata.queries import query
 from geodata.workflow import DeadlineRules, WorkflowError
 
 ACTIVE = ("en_route", "on_site")
@@ -53,9 +53,15 @@ class Routing:
     offline_seconds: float = 300.0
 
     def params(self) -> dict[str, float]:
-        return {"snap_max": self.snap_max_m, "detour": self.detour, "trunk_kmh": self.trunk_kmh,
-                "county_kmh": self.county_kmh, "village_kmh": self.village_kmh, "offroad_kmh": self.offroad_kmh,
-                "offline_seconds": self.offline_seconds}
+        return {
+            "snap_max": self.snap_max_m,
+            "detour": self.detour,
+            "trunk_kmh": self.trunk_kmh,
+            "county_kmh": self.county_kmh,
+            "village_kmh": self.village_kmh,
+            "offroad_kmh": self.offroad_kmh,
+            "offline_seconds": self.offline_seconds,
+        }
 
 
 class DispatchError(WorkflowError):
@@ -101,8 +107,10 @@ class Written:
 
 # --- reading -------------------------------------------------------------------------------------
 
-def candidates(conn: psycopg.Connection, code: str, routing: Routing, at: datetime,
-               van: str | None = None) -> list[dict[str, Any]]:
+
+def candidates(
+    conn: psycopg.Connection, code: str, routing: Routing, at: datetime, van: str | None = None
+) -> list[dict[str, Any]]:
     """Every van (or one) with its road distance and ETA to the case, dispatchable ones first."""
     params = {"code": code, "van": van, "at": at, **routing.params()}
     with conn.cursor(row_factory=dict_row) as cur:
@@ -122,10 +130,17 @@ def not_dispatchable_because(row: Mapping[str, Any]) -> str | None:
     return "no_position"
 
 
-def dispatches(conn: psycopg.Connection, *, active: bool = False, van: str | None = None, case: str | None = None,
-               area: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    params = {"id": None, "active": active, "van": van, "case": case, "area": area, "limit": limit,
-              "offset": offset}
+def dispatches(
+    conn: psycopg.Connection,
+    *,
+    active: bool = False,
+    van: str | None = None,
+    case: str | None = None,
+    area: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    params = {"id": None, "active": active, "van": van, "case": case, "area": area, "limit": limit, "offset": offset}
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query("dispatch_list"), params).fetchall()
 
@@ -138,10 +153,12 @@ def get(conn: psycopg.Connection, dispatch_id: int) -> dict[str, Any] | None:
 
 # --- sending a van -------------------------------------------------------------------------------
 
+
 def _lock_van(conn: psycopg.Connection, van: str, routing: Routing, at: datetime) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query("dispatch_van_lock"),
-                          {"van": van, "offline_seconds": routing.offline_seconds, "at": at}).fetchone()
+        row = cur.execute(
+            query("dispatch_van_lock"), {"van": van, "offline_seconds": routing.offline_seconds, "at": at}
+        ).fetchone()
     if row is None:
         raise UnknownVan(f"no van with id {van!r}", field="van")
     return row
@@ -158,15 +175,26 @@ def _require_free(van: Mapping[str, Any]) -> None:
 
 
 def _case_free(conn: psycopg.Connection, case_id: int, code: str) -> None:
-    row = conn.execute("SELECT id, van_id FROM dispatches WHERE case_id = %s AND status = ANY(%s)",
-                       (case_id, list(ACTIVE))).fetchone()
+    row = conn.execute(
+        "SELECT id, van_id FROM dispatches WHERE case_id = %s AND status = ANY(%s)", (case_id, list(ACTIVE))
+    ).fetchone()
     if row is not None:
-        raise CaseBusy(f"case {code} already has van {row[1]} on dispatch {row[0]}; end or cancel it first",
-                       field="case")
+        raise CaseBusy(
+            f"case {code} already has van {row[1]} on dispatch {row[0]}; end or cancel it first", field="case"
+        )
 
 
-def create(conn: psycopg.Connection, code: str, van: str, note: str | None, actor: Actor, rules: DeadlineRules,
-           routing: Routing, now: datetime, authorize: Authorize | None = None) -> Written:
+def create(
+    conn: psycopg.Connection,
+    code: str,
+    van: str,
+    note: str | None,
+    actor: Actor,
+    rules: DeadlineRules,
+    routing: Routing,
+    now: datetime,
+    authorize: Authorize | None = None,
+) -> Written:
     """Send ``van`` to case ``code``: van locked and checked, case ``dispatch``ed, visit recorded.
 
     Raises :class:`UnknownVan`, :class:`VanBusy`, :class:`CaseBusy`, ``CaseNotFound`` (field
@@ -185,24 +213,48 @@ def create(conn: psycopg.Connection, code: str, van: str, note: str | None, acto
     route = candidates(conn, code, routing, now, van=van)[0]
     try:
         with conn.cursor() as cur:
-            row = cur.execute(query("dispatch_insert"), {
-                "case_id": case["id"], "case": code, "van": van, "now": now, "actor": actor.name, "note": note,
-                "distance_m": route["distance_m"], "eta_s": route["eta_s"], "method": route["method"]}).fetchone()
+            row = cur.execute(
+                query("dispatch_insert"),
+                {
+                    "case_id": case["id"],
+                    "case": code,
+                    "van": van,
+                    "now": now,
+                    "actor": actor.name,
+                    "note": note,
+                    "distance_m": route["distance_m"],
+                    "eta_s": route["eta_s"],
+                    "method": route["method"],
+                },
+            ).fetchone()
     except psycopg.errors.UniqueViolation as exc:  # a backstop: the van lock makes this unreachable
         raise VanBusy(f"van {van} or case {code} already has an active dispatch", field="van") from exc
     assert row is not None
     dispatch = get(conn, int(row[0]))
     assert dispatch is not None
-    events = [store.event_of("case.changed", case, now, action="dispatch", from_step=change.from_step),
-              dispatch_event("dispatch.created", dispatch, now)]
+    events = [
+        store.event_of("case.changed", case, now, action="dispatch", from_step=change.from_step),
+        dispatch_event("dispatch.created", dispatch, now),
+    ]
     return Written(dispatch, events)
 
 
 def dispatch_event(kind: str, d: Mapping[str, Any], at: datetime, **extra: Any) -> dict[str, Any]:
     """A ``dispatch.*`` event for the live stream: ids, status, route and the case's location."""
-    return {"type": kind, "id": d["id"], "case": d["case_code"], "van": d["van_id"], "status": d["status"],
-            "distance_m": _round(d["distance_m"]), "eta_s": _round(d["eta_s"]), "method": d["method"],
-            "lon": d["case_lon"], "lat": d["case_lat"], "at": at.isoformat(), **extra}
+    return {
+        "type": kind,
+        "id": d["id"],
+        "case": d["case_code"],
+        "van": d["van_id"],
+        "status": d["status"],
+        "distance_m": _round(d["distance_m"]),
+        "eta_s": _round(d["eta_s"]),
+        "method": d["method"],
+        "lon": d["case_lon"],
+        "lat": d["case_lat"],
+        "at": at.isoformat(),
+        **extra,
+    }
 
 
 def _round(v: float | None) -> float | None:
@@ -211,8 +263,10 @@ def _round(v: float | None) -> float | None:
 
 # --- arrival (called by geodata.tracking inside the ingest transaction) ---------------------------
 
-def arrive(conn: psycopg.Connection, fixes: Sequence[FixLike], radius_m: float, rules: DeadlineRules,
-           now: datetime) -> list[dict[str, Any]]:
+
+def arrive(
+    conn: psycopg.Connection, fixes: Sequence[FixLike], radius_m: float, rules: DeadlineRules, now: datetime
+) -> list[dict[str, Any]]:
     """Put on site the en_route visits whose van's newest fix (``fixes``: objects with van,
     time, lon, lat) is within ``radius_m`` of the case, and start those cases; the events to
     publish after COMMIT. One statement finds and records every arrival of the batch; only the
@@ -223,8 +277,13 @@ def arrive(conn: psycopg.Connection, fixes: Sequence[FixLike], radius_m: float, 
     """
     if not fixes:
         return []
-    params = {"van": [f.van for f in fixes], "time": [f.time for f in fixes], "lon": [f.lon for f in fixes],
-              "lat": [f.lat for f in fixes], "radius": radius_m}
+    params = {
+        "van": [f.van for f in fixes],
+        "time": [f.time for f in fixes],
+        "lon": [f.lon for f in fixes],
+        "lat": [f.lat for f in fixes],
+        "radius": radius_m,
+    }
     with conn.cursor(row_factory=dict_row) as cur:
         arrived = cur.execute(query("dispatch_arrive"), params, prepare=True).fetchall()
     events: list[dict[str, Any]] = []
@@ -233,8 +292,9 @@ def arrive(conn: psycopg.Connection, fixes: Sequence[FixLike], radius_m: float, 
     return events
 
 
-def _start_case(conn: psycopg.Connection, a: Mapping[str, Any], rules: DeadlineRules,
-                now: datetime) -> list[dict[str, Any]]:
+def _start_case(
+    conn: psycopg.Connection, a: Mapping[str, Any], rules: DeadlineRules, now: datetime
+) -> list[dict[str, Any]]:
     actor = Actor(a["van_id"], "van")
     out: list[dict[str, Any]] = []
     try:
@@ -245,12 +305,23 @@ def _start_case(conn: psycopg.Connection, a: Mapping[str, Any], rules: DeadlineR
         started = False
     d = get(conn, int(a["id"]))
     assert d is not None
-    out.insert(0, dispatch_event("dispatch.arrived", d, now, arrived_at=a["arrived_at"].isoformat(),
-                                 van_lon=a["lon"], van_lat=a["lat"], case_started=started))
+    out.insert(
+        0,
+        dispatch_event(
+            "dispatch.arrived",
+            d,
+            now,
+            arrived_at=a["arrived_at"].isoformat(),
+            van_lon=a["lon"],
+            van_lat=a["lat"],
+            case_started=started,
+        ),
+    )
     return out
 
 
 # --- the end of a visit --------------------------------------------------------------------------
+
 
 def _lock_dispatch(conn: psycopg.Connection, dispatch_id: int, routing: Routing, now: datetime) -> dict[str, Any]:
     """The dispatch, after its van's lock (van → dispatch → case, the one lock order)."""
@@ -264,19 +335,47 @@ def _lock_dispatch(conn: psycopg.Connection, dispatch_id: int, routing: Routing,
     return d
 
 
-def _finish(conn: psycopg.Connection, d: Mapping[str, Any], status: str, actor: Actor, now: datetime,
-            note: str | None, result: str | None = None, outcome: str | None = None) -> dict[str, Any]:
-    conn.execute(query("dispatch_finish"), {
-        "id": d["id"], "status": status, "now": now, "actor": actor.name, "note": note, "result": result,
-        "outcome": outcome, "was_on_site": d["status"] == "on_site"})
+def _finish(
+    conn: psycopg.Connection,
+    d: Mapping[str, Any],
+    status: str,
+    actor: Actor,
+    now: datetime,
+    note: str | None,
+    result: str | None = None,
+    outcome: str | None = None,
+) -> dict[str, Any]:
+    conn.execute(
+        query("dispatch_finish"),
+        {
+            "id": d["id"],
+            "status": status,
+            "now": now,
+            "actor": actor.name,
+            "note": note,
+            "result": result,
+            "outcome": outcome,
+            "was_on_site": d["status"] == "on_site",
+        },
+    )
     fresh = get(conn, int(d["id"]))
     assert fresh is not None
     return fresh
 
 
-def end(conn: psycopg.Connection, dispatch_id: int, actor: Actor, rules: DeadlineRules, routing: Routing,
-        now: datetime, *, note: str | None = None, result: str | None = None, outcome: str | None = None,
-        authorize: Callable[[Mapping[str, Any]], None] | None = None) -> Written:
+def end(
+    conn: psycopg.Connection,
+    dispatch_id: int,
+    actor: Actor,
+    rules: DeadlineRules,
+    routing: Routing,
+    now: datetime,
+    *,
+    note: str | None = None,
+    result: str | None = None,
+    outcome: str | None = None,
+    authorize: Callable[[Mapping[str, Any]], None] | None = None,
+) -> Written:
     """End a visit: van available again (+1 case mediated if it was on site); with ``result`` the
     workflow records an ``attempt``, with ``outcome`` it then ``close``s the case.
 
@@ -292,15 +391,20 @@ def end(conn: psycopg.Connection, dispatch_id: int, actor: Actor, rules: Deadlin
     for action, params in (("attempt", {"result": result}), ("close", {"outcome": outcome})):
         if next(iter(params.values())) is None:
             continue
-        case, change = store.transition(conn, d["case_code"], action, {**params, **({"note": note} if note else {})},
-                                        actor, rules, now)
+        case, change = store.transition(
+            conn, d["case_code"], action, {**params, **({"note": note} if note else {})}, actor, rules, now
+        )
         extra = {"proposal": change.propose} if change.propose else {}
         events.append(store.event_of("case.changed", case, now, action=action, from_step=change.from_step, **extra))
     if d["status"] == "en_route":
         events += _uncase(conn, d, actor, now, note)
     fresh = _finish(conn, d, "ended", actor, now, note, result, outcome)
-    events.insert(0, dispatch_event("dispatch.ended", fresh, now, was_on_site=d["status"] == "on_site",
-                                    result=result, outcome=outcome))
+    events.insert(
+        0,
+        dispatch_event(
+            "dispatch.ended", fresh, now, was_on_site=d["status"] == "on_site", result=result, outcome=outcome
+        ),
+    )
     return Written(fresh, events)
 
 
@@ -308,8 +412,9 @@ def end(conn: psycopg.Connection, dispatch_id: int, actor: Actor, rules: Deadlin
 RELEASING_ACTIONS = frozenset({"close", "reject", "escalate"})
 
 
-def release(conn: psycopg.Connection, code: str, action: str, actor: Actor, routing: Routing,
-            now: datetime) -> Written | None:
+def release(
+    conn: psycopg.Connection, code: str, action: str, actor: Actor, routing: Routing, now: datetime
+) -> Written | None:
     """Free the van of a case that was just closed, rejected or escalated through the loop.
 
     Called after that change committed, in a transaction of its own, so the one lock order
@@ -318,8 +423,10 @@ def release(conn: psycopg.Connection, code: str, action: str, actor: Actor, rout
     """
     if action not in RELEASING_ACTIONS:
         return None
-    row = conn.execute("SELECT d.id FROM dispatches d JOIN cases c ON c.id = d.case_id "
-                       "WHERE c.code = %s AND d.status = ANY(%s)", (code, list(ACTIVE))).fetchone()
+    row = conn.execute(
+        "SELECT d.id FROM dispatches d JOIN cases c ON c.id = d.case_id WHERE c.code = %s AND d.status = ANY(%s)",
+        (code, list(ACTIVE)),
+    ).fetchone()
     if row is None:
         return None
     d = _lock_dispatch(conn, int(row[0]), routing, now)
@@ -327,12 +434,32 @@ def release(conn: psycopg.Connection, code: str, action: str, actor: Actor, rout
         return None
     note = f"case {action}: visit over"
     fresh = _finish(conn, d, "ended", actor, now, note)
-    return Written(fresh, [dispatch_event("dispatch.ended", fresh, now, was_on_site=d["status"] == "on_site",
-                                          result=None, outcome=None, reason=action)])
+    return Written(
+        fresh,
+        [
+            dispatch_event(
+                "dispatch.ended",
+                fresh,
+                now,
+                was_on_site=d["status"] == "on_site",
+                result=None,
+                outcome=None,
+                reason=action,
+            )
+        ],
+    )
 
 
-def cancel(conn: psycopg.Connection, dispatch_id: int, actor: Actor, routing: Routing, now: datetime, *,
-           note: str | None = None, authorize: Callable[[Mapping[str, Any]], None] | None = None) -> Written:
+def cancel(
+    conn: psycopg.Connection,
+    dispatch_id: int,
+    actor: Actor,
+    routing: Routing,
+    now: datetime,
+    *,
+    note: str | None = None,
+    authorize: Callable[[Mapping[str, Any]], None] | None = None,
+) -> Written:
     """Call back a van that is on its way: the van is available again, the case stays
     ``dispatched`` with no assignee (ready to be dispatched again), audited as ``cancel_dispatch``."""
     d = _lock_dispatch(conn, dispatch_id, routing, now)
@@ -340,23 +467,31 @@ def cancel(conn: psycopg.Connection, dispatch_id: int, actor: Actor, routing: Ro
         authorize(d)
     if d["status"] != "en_route":
         hint = "; end the visit instead" if d["status"] == "on_site" else ""
-        raise NotActive(f"dispatch {dispatch_id} is {d['status']}: only a van on its way can be cancelled{hint}",
-                        field="id")
+        raise NotActive(
+            f"dispatch {dispatch_id} is {d['status']}: only a van on its way can be cancelled{hint}", field="id"
+        )
     events = _uncase(conn, d, actor, now, note)
     fresh = _finish(conn, d, "cancelled", actor, now, note)
     events.insert(0, dispatch_event("dispatch.cancelled", fresh, now))
     return Written(fresh, events)
 
 
-def _uncase(conn: psycopg.Connection, d: Mapping[str, Any], actor: Actor, now: datetime,
-            note: str | None) -> list[dict[str, Any]]:
+def _uncase(
+    conn: psycopg.Connection, d: Mapping[str, Any], actor: Actor, now: datetime, note: str | None
+) -> list[dict[str, Any]]:
     """Clear the case's assignee if it is still this van, with its audit row (see the module doc)."""
     case = store.get_case(conn, d["case_code"], lock=True)
     assert case is not None  # dispatches.case_id is a foreign key
     assignee = case["assignee"] or {}
     if case["step"] != "dispatched" or assignee.get("kind") != "van" or assignee.get("id") != d["van_id"]:
         return []
-    change = workflow.Change("cancel_dispatch", "dispatched", "dispatched", case["level"], {"assignee": None},
-                             {"dispatch": d["id"], "van": d["van_id"]})
+    change = workflow.Change(
+        "cancel_dispatch",
+        "dispatched",
+        "dispatched",
+        case["level"],
+        {"assignee": None},
+        {"dispatch": d["id"], "van": d["van_id"]},
+    )
     fresh = store._write(conn, case, change, actor, now, note)  # the audited write path of every change
     return [store.event_of("case.changed", fresh, now, action="cancel_dispatch", from_step="dispatched")]

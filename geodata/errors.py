@@ -37,6 +37,7 @@ class YituError(Exception):
 
 # --- the kinds (one status each, in api/errors.py) ------------------------------------------------
 
+
 class BadRequest(YituError):
     code = "bad_request"
 

@@ -42,8 +42,16 @@ KIND_FIELDS = ("kind", "type", "类型")
 STATUS_FIELDS = ("status", "状态")
 STREAM_URL_FIELDS = ("stream_url", "视频流", "url")
 
-KINDS = {"dome": "dome", "bullet": "bullet", "mini_dome": "mini_dome", "checkpoint": "checkpoint",
-         "球机": "dome", "枪机": "bullet", "半球": "mini_dome", "卡口": "checkpoint"}
+KINDS = {
+    "dome": "dome",
+    "bullet": "bullet",
+    "mini_dome": "mini_dome",
+    "checkpoint": "checkpoint",
+    "球机": "dome",
+    "枪机": "bullet",
+    "半球": "mini_dome",
+    "卡口": "checkpoint",
+}
 STATUSES = {"online": "online", "offline": "offline", "在线": "online", "离线": "offline"}
 STREAM_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://")
 NAME_MAX = 200  # the areas.name CHECK
@@ -210,8 +218,11 @@ def _pick_layer(path: Path, layer: str | None) -> str | None:
     layers = pyogrio.list_layers(path)
     spatial = [str(name) for name, geom_type in layers if geom_type is not None]
     if len(spatial) > 1:
-        raise _rejected("multiple-layers", path.name,
-                        f"the file holds {len(spatial)} layers ({', '.join(spatial)}); choose one with --layer")
+        raise _rejected(
+            "multiple-layers",
+            path.name,
+            f"the file holds {len(spatial)} layers ({', '.join(spatial)}); choose one with --layer",
+        )
     return spatial[0] if spatial else None
 
 
@@ -243,11 +254,13 @@ def _looks_misdecoded(names: Iterable[str]) -> bool:
     return any(any("\x80" <= ch <= "\xff" for ch in name) for name in names)
 
 
-def _pick_field(columns: list[str], explicit: str | None, candidates: Sequence[str], what: str,
-                required: bool, where: str) -> tuple[str | None, Problem | None]:
+def _pick_field(
+    columns: list[str], explicit: str | None, candidates: Sequence[str], what: str, required: bool, where: str
+) -> tuple[str | None, Problem | None]:
     found = f"; the file has: {', '.join(columns[:30]) or 'no fields'}"
-    hint = (" (field names look mis-decoded: add a .cpg file or pass --encoding gbk)"
-            if _looks_misdecoded(columns) else "")
+    hint = (
+        " (field names look mis-decoded: add a .cpg file or pass --encoding gbk)" if _looks_misdecoded(columns) else ""
+    )
     if explicit is not None:
         if explicit in columns:
             return explicit, None
@@ -264,8 +277,9 @@ def _pick_field(columns: list[str], explicit: str | None, candidates: Sequence[s
     return None, Problem("missing-field", (), where, f"no {what} field (tried {', '.join(candidates)}){found}{hint}")
 
 
-def _pick_fields(frame: gpd.GeoDataFrame, where: str,
-                 wanted: dict[str, tuple[str | None, Sequence[str], bool]]) -> dict[str, str | None]:
+def _pick_fields(
+    frame: gpd.GeoDataFrame, where: str, wanted: dict[str, tuple[str | None, Sequence[str], bool]]
+) -> dict[str, str | None]:
     """Every missing field is reported together."""
     columns = [str(c) for c in frame.columns if c != frame.geometry.name]
     chosen: dict[str, str | None] = {}
@@ -302,9 +316,12 @@ def _require_lonlat(arr: np.ndarray, where: str) -> None:
     """Without a CRS, projected metres would land somewhere absurd: refuse rather than guess."""
     bounds = shapely.total_bounds(arr[~shapely.is_missing(arr)])
     if np.isfinite(bounds).all() and (abs(bounds[[0, 2]]).max() > 180 or abs(bounds[[1, 3]]).max() > 90):
-        raise _rejected("bad-coordinates", where,
-                        f"no CRS and coordinates up to ({bounds[2]:.0f}, {bounds[3]:.0f}) are not longitude/latitude; "
-                        "add the .prj (or the CRS) to the file")
+        raise _rejected(
+            "bad-coordinates",
+            where,
+            f"no CRS and coordinates up to ({bounds[2]:.0f}, {bounds[3]:.0f}) are not longitude/latitude; "
+            "add the .prj (or the CRS) to the file",
+        )
 
 
 def _from_gcj02(arr: np.ndarray) -> np.ndarray:
@@ -317,9 +334,17 @@ def _from_gcj02(arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_grids(path: str | Path, *, layer: str | None = None, code_field: str | None = None,
-               name_field: str | None = None, level_field: str | None = None, parent_field: str | None = None,
-               encoding: str | None = None, gcj02: bool = False) -> tuple[gpd.GeoDataFrame, list[str]]:
+def read_grids(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    code_field: str | None = None,
+    name_field: str | None = None,
+    level_field: str | None = None,
+    parent_field: str | None = None,
+    encoding: str | None = None,
+    gcj02: bool = False,
+) -> tuple[gpd.GeoDataFrame, list[str]]:
     """Read a grid file into columns feature, code, name, level, parent_code, geometry (EPSG:4326).
 
     Level and parent may be absent from the file: the NBS code says both (6/9/12/15 digits,
@@ -328,22 +353,33 @@ def read_grids(path: str | Path, *, layer: str | None = None, code_field: str | 
     """
     frame = _read_vector(path, layer, encoding)
     where = Path(path).name
-    fields = _pick_fields(frame, where, {
-        "code": (code_field, CODE_FIELDS, True), "name": (name_field, NAME_FIELDS, True),
-        "level": (level_field, LEVEL_FIELDS, False), "parent": (parent_field, PARENT_FIELDS, False)})
+    fields = _pick_fields(
+        frame,
+        where,
+        {
+            "code": (code_field, CODE_FIELDS, True),
+            "name": (name_field, NAME_FIELDS, True),
+            "level": (level_field, LEVEL_FIELDS, False),
+            "parent": (parent_field, PARENT_FIELDS, False),
+        },
+    )
     geoms, warnings = _geometries_wgs84(frame, where, gcj02)
     codes = [normalise_code(v) for v in frame[fields["code"]]]
     levels = _column(frame, fields["level"], _level)
     levels = [lvl if lvl is not None else _level_from_code(c) for lvl, c in zip(levels, codes)]
     parents = _column(frame, fields["parent"], normalise_code)
     parents = [p if p is not None else _parent_from_code(c, lvl) for p, c, lvl in zip(parents, codes, levels)]
-    out = gpd.GeoDataFrame({
-        "feature": np.arange(1, len(frame) + 1),
-        "code": _objects(codes),
-        "name": _objects(_text(v) for v in frame[fields["name"]]),
-        "level": pd.array(levels, dtype="Int64"),
-        "parent_code": _objects(parents),
-    }, geometry=gpd.GeoSeries(geoms, crs=4326), crs=4326)
+    out = gpd.GeoDataFrame(
+        {
+            "feature": np.arange(1, len(frame) + 1),
+            "code": _objects(codes),
+            "name": _objects(_text(v) for v in frame[fields["name"]]),
+            "level": pd.array(levels, dtype="Int64"),
+            "parent_code": _objects(parents),
+        },
+        geometry=gpd.GeoSeries(geoms, crs=4326),
+        crs=4326,
+    )
     return out, warnings
 
 
@@ -354,8 +390,9 @@ def _objects(values: Iterable[Any]) -> pd.Series:
 
 def _with_none(frame: gpd.GeoDataFrame, columns: Sequence[str]) -> gpd.GeoDataFrame:
     """Callers may pass frames whose missing text is NaN: make it None, as ``read_*`` does."""
-    return frame.assign(**{c: _objects(None if _is_missing(v) else v for v in frame[c]).set_axis(frame.index)
-                           for c in columns})
+    return frame.assign(
+        **{c: _objects(None if _is_missing(v) else v for v in frame[c]).set_axis(frame.index) for c in columns}
+    )
 
 
 def _column(frame: gpd.GeoDataFrame, name: str | None, convert: Any) -> list[Any]:
@@ -378,14 +415,19 @@ def _location(geom: shapely.Geometry | None, feature: object) -> str:
     return f"lon/lat {point.x:.5f},{point.y:.5f}"
 
 
-def _geometry_problem(geom: shapely.Geometry | None, code: tuple[str, ...], feature: object,
-                      allowed: Sequence[str]) -> Problem | None:
+def _geometry_problem(
+    geom: shapely.Geometry | None, code: tuple[str, ...], feature: object, allowed: Sequence[str]
+) -> Problem | None:
     where = _location(geom, feature)
     if geom is None or geom.is_empty:
         return Problem("no-geometry", code, where, "the feature has no geometry")
     if geom.geom_type not in allowed:
-        return Problem("not-polygon" if allowed == POLYGONAL else "not-point", code, where,
-                       f"a {geom.geom_type}, expected {' or '.join(allowed)}")
+        return Problem(
+            "not-polygon" if allowed == POLYGONAL else "not-point",
+            code,
+            where,
+            f"a {geom.geom_type}, expected {' or '.join(allowed)}",
+        )
     x0, y0, x1, y1 = shapely.bounds(geom)
     if not np.isfinite([x0, y0, x1, y1]).all() or x0 < -180 or x1 > 180 or y0 < -90 or y1 > 90:
         return Problem("bad-coordinates", code, where, "coordinates are not valid longitudes/latitudes")
@@ -449,8 +491,11 @@ def _duplicates(gdf: gpd.GeoDataFrame) -> list[Problem]:
         if len(group) > 1:
             features = ", ".join(f"#{f}" for f in group.feature)
             where = _location(group.geometry.iloc[0], group.feature.iloc[0])
-            problems.append(Problem("duplicate-code", (str(code),), where,
-                                    f"the code appears {len(group)} times (features {features})"))
+            problems.append(
+                Problem(
+                    "duplicate-code", (str(code),), where, f"the code appears {len(group)} times (features {features})"
+                )
+            )
     return problems
 
 
@@ -461,8 +506,14 @@ def _missing_parents(rows: gpd.GeoDataFrame, known: set[str], judged_alone: bool
     problems = []
     for parent, group in orphans.groupby("parent_code", sort=True):
         where = _location(group.geometry.iloc[0], group.feature.iloc[0])
-        problems.append(Problem("missing-parent", tuple(dict.fromkeys(group.code)), where,
-                                f"parent {parent} is {'not ' if judged_alone else 'neither '}{where_else}"))
+        problems.append(
+            Problem(
+                "missing-parent",
+                tuple(dict.fromkeys(group.code)),
+                where,
+                f"parent {parent} is {'not ' if judged_alone else 'neither '}{where_else}",
+            )
+        )
     return problems
 
 
@@ -500,9 +551,14 @@ class _Union:
             parts.append(existing[~existing.code.isin(overridden)].assign(in_file=False))
         merged = pd.concat(parts, ignore_index=True)
         series = gpd.GeoSeries(merged.geometry.to_numpy(), crs=4326)
-        return cls(list(merged.code), [None if _is_missing(p) else p for p in merged.parent_code],
-                   [int(v) for v in merged.level], series.to_numpy(), merged["in_file"].to_numpy(bool),
-                   _metric_crs(series) if len(series) else CRS.from_epsg(6933))
+        return cls(
+            list(merged.code),
+            [None if _is_missing(p) else p for p in merged.parent_code],
+            [int(v) for v in merged.level],
+            series.to_numpy(),
+            merged["in_file"].to_numpy(bool),
+            _metric_crs(series) if len(series) else CRS.from_epsg(6933),
+        )
 
     def index(self) -> dict[str, int]:
         return {code: i for i, code in enumerate(self.codes)}
@@ -522,9 +578,16 @@ def _outside_parents(u: _Union) -> list[Problem]:
     out_area = _metric_areas(outside, u.metric)
     child_area = _metric_areas(u.geoms[child], u.metric)
     bad = (out_area > MIN_AREA_M2) & (out_area > REL_TOLERANCE * child_area)
-    return [Problem("outside-parent", (u.codes[c], u.codes[p]), _location(outside[k], None),
-                    f"{out_area[k]:,.0f} m² of {u.codes[c]} lie outside its parent {u.codes[p]}")
-            for k, (c, p) in enumerate(zip(child, parent)) if bad[k]]
+    return [
+        Problem(
+            "outside-parent",
+            (u.codes[c], u.codes[p]),
+            _location(outside[k], None),
+            f"{out_area[k]:,.0f} m² of {u.codes[c]} lie outside its parent {u.codes[p]}",
+        )
+        for k, (c, p) in enumerate(zip(child, parent))
+        if bad[k]
+    ]
 
 
 def _sibling_overlaps(u: _Union) -> list[Problem]:
@@ -532,14 +595,25 @@ def _sibling_overlaps(u: _Union) -> list[Problem]:
     left, right = shapely.STRtree(u.geoms).query(u.geoms, predicate="intersects")
     parents = np.array([p or "" for p in u.parents], dtype=object)
     levels = np.array(u.levels)
-    keep = ((left < right) & (parents[left] == parents[right]) & (levels[left] == levels[right])
-            & (u.from_file[left] | u.from_file[right]))
+    keep = (
+        (left < right)
+        & (parents[left] == parents[right])
+        & (levels[left] == levels[right])
+        & (u.from_file[left] | u.from_file[right])
+    )
     left, right = left[keep], right[keep]
     shared = shapely.intersection(u.geoms[left], u.geoms[right])
     area = _metric_areas(shared, u.metric)
-    return [Problem("overlap", (u.codes[a], u.codes[b]), _location(shared[k], None),
-                    f"{u.codes[a]} and {u.codes[b]} overlap by {area[k]:,.0f} m²")
-            for k, (a, b) in enumerate(zip(left, right)) if area[k] > MIN_AREA_M2]
+    return [
+        Problem(
+            "overlap",
+            (u.codes[a], u.codes[b]),
+            _location(shared[k], None),
+            f"{u.codes[a]} and {u.codes[b]} overlap by {area[k]:,.0f} m²",
+        )
+        for k, (a, b) in enumerate(zip(left, right))
+        if area[k] > MIN_AREA_M2
+    ]
 
 
 def _gaps(u: _Union, incomplete: set[str], unplaced: shapely.Geometry) -> list[Problem]:
@@ -552,14 +626,20 @@ def _gaps(u: _Union, incomplete: set[str], unplaced: shapely.Geometry) -> list[P
     kids: dict[int, list[int]] = defaultdict(list)
     for c, p in zip(child, parent):
         kids[int(p)].append(int(c))
-    judged = [p for p, cs in kids.items()
-              if u.codes[p] not in incomplete and (u.from_file[p] or u.from_file[cs].any())]
+    judged = [p for p, cs in kids.items() if u.codes[p] not in incomplete and (u.from_file[p] or u.from_file[cs].any())]
     holes = [shapely.difference(u.geoms[p], shapely.union_all([*u.geoms[kids[p]], unplaced])) for p in judged]
     hole_area = _metric_areas(holes, u.metric)
     parent_area = _metric_areas(u.geoms[judged], u.metric)
-    return [Problem("gap", (u.codes[p],), _location(holes[k], None),
-                    f"its {len(kids[p])} children leave {hole_area[k]:,.0f} m² uncovered")
-            for k, p in enumerate(judged) if hole_area[k] > max(MIN_AREA_M2, REL_TOLERANCE * parent_area[k])]
+    return [
+        Problem(
+            "gap",
+            (u.codes[p],),
+            _location(holes[k], None),
+            f"its {len(kids[p])} children leave {hole_area[k]:,.0f} m² uncovered",
+        )
+        for k, p in enumerate(judged)
+        if hole_area[k] > max(MIN_AREA_M2, REL_TOLERANCE * parent_area[k])
+    ]
 
 
 def validate_grids(gdf: gpd.GeoDataFrame, existing: gpd.GeoDataFrame | None = None) -> list[Problem]:
@@ -598,8 +678,9 @@ def _multi(geom: shapely.Geometry) -> shapely.Geometry:
     return geom if geom.geom_type == "MultiPolygon" else shapely.MultiPolygon([geom])
 
 
-def _copy_rows(cur: psycopg.Cursor[Any], statement: str, rows: Iterable[tuple[Any, ...]], total: int,
-               progress: bool, unit: str) -> None:
+def _copy_rows(
+    cur: psycopg.Cursor[Any], statement: str, rows: Iterable[tuple[Any, ...]], total: int, progress: bool, unit: str
+) -> None:
     with cur.copy(statement) as cp:  # type: ignore[arg-type]  # constant statement
         for row in tqdm(rows, total=total, disable=not progress, file=sys.stderr, unit=unit, leave=False):
             cp.write_row(row)
@@ -608,19 +689,27 @@ def _copy_rows(cur: psycopg.Cursor[Any], statement: str, rows: Iterable[tuple[An
 def existing_areas(conn: psycopg.Connection[Any]) -> gpd.GeoDataFrame:
     """The database's territory in ``read_grids`` columns (feature is missing: not from a file)."""
     rows = conn.execute(_SELECT_AREAS).fetchall()
-    return gpd.GeoDataFrame({
-        "feature": pd.array([None] * len(rows), dtype="Int64"),
-        "code": _objects(r[0] for r in rows), "name": _objects(r[1] for r in rows),
-        "level": pd.array([r[2] for r in rows], dtype="Int64"), "parent_code": _objects(r[3] for r in rows),
-    }, geometry=gpd.GeoSeries(shapely.from_wkb([bytes(r[4]) for r in rows]), crs=4326), crs=4326)
+    return gpd.GeoDataFrame(
+        {
+            "feature": pd.array([None] * len(rows), dtype="Int64"),
+            "code": _objects(r[0] for r in rows),
+            "name": _objects(r[1] for r in rows),
+            "level": pd.array([r[2] for r in rows], dtype="Int64"),
+            "parent_code": _objects(r[3] for r in rows),
+        },
+        geometry=gpd.GeoSeries(shapely.from_wkb([bytes(r[4]) for r in rows]), crs=4326),
+        crs=4326,
+    )
 
 
 def _write_areas(conn: psycopg.Connection[Any], gdf: gpd.GeoDataFrame, replace: bool, progress: bool) -> ImportReport:
     with conn.cursor() as cur:
         deleted = cur.execute("DELETE FROM areas").rowcount if replace else 0
         cur.execute(_TEMP_AREAS)
-        rows = ((r.code, r.name, int(r.level), r.parent_code, _ewkb(_multi(r.geometry)))
-                for r in gdf.itertuples(index=False))
+        rows = (
+            (r.code, r.name, int(r.level), r.parent_code, _ewkb(_multi(r.geometry)))
+            for r in gdf.itertuples(index=False)
+        )
         _copy_rows(cur, _COPY_AREAS, rows, len(gdf), progress, "area")
         updated = cur.execute(_COUNT_AREA_UPDATES).fetchone()[0]  # type: ignore[index]
         cur.execute(_UPSERT_AREAS)
@@ -629,17 +718,35 @@ def _write_areas(conn: psycopg.Connection[Any], gdf: gpd.GeoDataFrame, replace: 
     return ImportReport("areas", len(gdf) - updated, updated, deleted, counts)
 
 
-def import_grids(dsn: str, path: str | Path, *, layer: str | None = None, code_field: str | None = None,
-                 name_field: str | None = None, level_field: str | None = None, parent_field: str | None = None,
-                 encoding: str | None = None, gcj02: bool = False, replace: bool = False,
-                 progress: bool = False) -> ImportReport:
+def import_grids(
+    dsn: str,
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    code_field: str | None = None,
+    name_field: str | None = None,
+    level_field: str | None = None,
+    parent_field: str | None = None,
+    encoding: str | None = None,
+    gcj02: bool = False,
+    replace: bool = False,
+    progress: bool = False,
+) -> ImportReport:
     """Read, judge and write a grid file in one transaction; ImportRejected lists every problem.
 
     The areas table stays locked against other writers from judging to commit, so the territory
     that was judged is the one the file lands on; readers keep seeing the old one until commit.
     """
-    gdf, warnings = read_grids(path, layer=layer, code_field=code_field, name_field=name_field,
-                               level_field=level_field, parent_field=parent_field, encoding=encoding, gcj02=gcj02)
+    gdf, warnings = read_grids(
+        path,
+        layer=layer,
+        code_field=code_field,
+        name_field=name_field,
+        level_field=level_field,
+        parent_field=parent_field,
+        encoding=encoding,
+        gcj02=gcj02,
+    )
     with psycopg.connect(dsn) as conn:
         conn.execute(_LOCK_AREAS)
         problems = validate_grids(gdf, None if replace else existing_areas(conn))
@@ -651,10 +758,18 @@ def import_grids(dsn: str, path: str | Path, *, layer: str | None = None, code_f
 
 
 # --- cameras --------------------------------------------------------------------------------------
-def read_cameras(path: str | Path, *, layer: str | None = None, device_code_field: str | None = None,
-                 name_field: str | None = None, kind_field: str | None = None, status_field: str | None = None,
-                 stream_url_field: str | None = None, encoding: str | None = None,
-                 gcj02: bool = False) -> tuple[gpd.GeoDataFrame, list[str]]:
+def read_cameras(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    device_code_field: str | None = None,
+    name_field: str | None = None,
+    kind_field: str | None = None,
+    status_field: str | None = None,
+    stream_url_field: str | None = None,
+    encoding: str | None = None,
+    gcj02: bool = False,
+) -> tuple[gpd.GeoDataFrame, list[str]]:
     """Read a camera file into feature, device_code, name, kind, status, stream_url, geometry.
 
     Kind and status stay as written (e.g. 球机, 在线) so problems quote the file; ``camera_kind``
@@ -662,22 +777,33 @@ def read_cameras(path: str | Path, *, layer: str | None = None, device_code_fiel
     """
     frame = _read_vector(path, layer, encoding)
     where = Path(path).name
-    fields = _pick_fields(frame, where, {
-        "device code": (device_code_field, DEVICE_CODE_FIELDS, True), "name": (name_field, CAMERA_NAME_FIELDS, True),
-        "kind": (kind_field, KIND_FIELDS, True), "status": (status_field, STATUS_FIELDS, False),
-        "stream URL": (stream_url_field, STREAM_URL_FIELDS, False)})
+    fields = _pick_fields(
+        frame,
+        where,
+        {
+            "device code": (device_code_field, DEVICE_CODE_FIELDS, True),
+            "name": (name_field, CAMERA_NAME_FIELDS, True),
+            "kind": (kind_field, KIND_FIELDS, True),
+            "status": (status_field, STATUS_FIELDS, False),
+            "stream URL": (stream_url_field, STREAM_URL_FIELDS, False),
+        },
+    )
     geoms, warnings = _geometries_wgs84(frame, where, gcj02)
     for i, geom in enumerate(geoms):
         if geom is not None and geom.geom_type == "MultiPoint" and len(geom.geoms) == 1:
             geoms[i] = geom.geoms[0]
-    out = gpd.GeoDataFrame({
-        "feature": np.arange(1, len(frame) + 1),
-        "device_code": _objects(normalise_code(v) for v in frame[fields["device code"]]),
-        "name": _objects(_text(v) for v in frame[fields["name"]]),
-        "kind": _objects(_text(v) for v in frame[fields["kind"]]),
-        "status": _objects(_column(frame, fields["status"], _text)),
-        "stream_url": _objects(_column(frame, fields["stream URL"], _text)),
-    }, geometry=gpd.GeoSeries(geoms, crs=4326), crs=4326)
+    out = gpd.GeoDataFrame(
+        {
+            "feature": np.arange(1, len(frame) + 1),
+            "device_code": _objects(normalise_code(v) for v in frame[fields["device code"]]),
+            "name": _objects(_text(v) for v in frame[fields["name"]]),
+            "kind": _objects(_text(v) for v in frame[fields["kind"]]),
+            "status": _objects(_column(frame, fields["status"], _text)),
+            "stream_url": _objects(_column(frame, fields["stream URL"], _text)),
+        },
+        geometry=gpd.GeoSeries(geoms, crs=4326),
+        crs=4326,
+    )
     return out, warnings
 
 
@@ -698,22 +824,29 @@ def _camera_row_problems(row: Any) -> list[Problem]:
     if code is None:
         problems.append(Problem("missing-device-code", codes, where, "the device code is missing"))
     elif len(code) > DEVICE_CODE_MAX or not code.isprintable():
-        problems.append(Problem("bad-device-code", codes, where,
-                                f"a device code is at most {DEVICE_CODE_MAX} printable characters"))
+        problems.append(
+            Problem("bad-device-code", codes, where, f"a device code is at most {DEVICE_CODE_MAX} printable characters")
+        )
     if row.name is None:
         problems.append(Problem("missing-name", codes, where, "the name is missing"))
     elif (name_problem := _name_problem(row.name, codes, where)) is not None:
         problems.append(name_problem)
     if camera_kind(row.kind) is None:
-        problems.append(Problem("bad-kind", codes, where,
-                                f"kind {row.kind!r} is not one of {', '.join(KINDS)}"))
+        problems.append(Problem("bad-kind", codes, where, f"kind {row.kind!r} is not one of {', '.join(KINDS)}"))
     if camera_status(row.status) is None:
-        problems.append(Problem("bad-status", codes, where,
-                                f"status {row.status!r} is not one of {', '.join(STATUSES)}"))
+        problems.append(
+            Problem("bad-status", codes, where, f"status {row.status!r} is not one of {', '.join(STATUSES)}")
+        )
     url = row.stream_url
     if url is not None and (not url.lower().startswith(STREAM_SCHEMES) or not url.isprintable() or " " in url):
-        problems.append(Problem("bad-stream-url", codes, where,
-                                f"stream URL {_shown(url, 60)!r} is not an rtsp://, rtmp://, http:// or https:// URL"))
+        problems.append(
+            Problem(
+                "bad-stream-url",
+                codes,
+                where,
+                f"stream URL {_shown(url, 60)!r} is not an rtsp://, rtmp://, http:// or https:// URL",
+            )
+        )
     return problems
 
 
@@ -723,22 +856,34 @@ def _duplicate_devices(gdf: gpd.GeoDataFrame) -> list[Problem]:
         if len(group) > 1:
             features = ", ".join(f"#{f}" for f in group.feature)
             where = _location(group.geometry.iloc[0], group.feature.iloc[0])
-            problems.append(Problem("duplicate-device-code", (str(code),), where,
-                                    f"the device code appears {len(group)} times (features {features})"))
+            problems.append(
+                Problem(
+                    "duplicate-device-code",
+                    (str(code),),
+                    where,
+                    f"the device code appears {len(group)} times (features {features})",
+                )
+            )
     return problems
 
 
 def _outside_territory(gdf: gpd.GeoDataFrame, territory: shapely.Geometry | None) -> list[Problem]:
     points = gdf[[_geometry_problem(g, (), None, ("Point",)) is None for g in gdf.geometry]]
     if territory is None:
-        return [Problem("outside-territory", (), "database",
-                        "the database holds no level-1 area: import the grid first")]
+        return [
+            Problem("outside-territory", (), "database", "the database holds no level-1 area: import the grid first")
+        ]
     shapely.prepare(territory)
     outside = points[~shapely.covers(territory, points.geometry.to_numpy())]
-    return [Problem("outside-territory", (r.device_code,) if r.device_code is not None else (),
-                    _location(r.geometry, r.feature),
-                    "the point is not inside any level-1 area of the database")
-            for r in outside.itertuples(index=False)]
+    return [
+        Problem(
+            "outside-territory",
+            (r.device_code,) if r.device_code is not None else (),
+            _location(r.geometry, r.feature),
+            "the point is not inside any level-1 area of the database",
+        )
+        for r in outside.itertuples(index=False)
+    ]
 
 
 def validate_cameras(gdf: gpd.GeoDataFrame, territory: shapely.Geometry | None) -> list[Problem]:
@@ -757,8 +902,10 @@ def _write_cameras(conn: psycopg.Connection[Any], gdf: gpd.GeoDataFrame, replace
     with conn.cursor() as cur:
         deleted = cur.execute("DELETE FROM cameras").rowcount if replace else 0
         cur.execute(_TEMP_CAMERAS)
-        rows = ((r.device_code, r.name, camera_kind(r.kind), camera_status(r.status), r.stream_url, _ewkb(r.geometry))
-                for r in gdf.itertuples(index=False))
+        rows = (
+            (r.device_code, r.name, camera_kind(r.kind), camera_status(r.status), r.stream_url, _ewkb(r.geometry))
+            for r in gdf.itertuples(index=False)
+        )
         _copy_rows(cur, _COPY_CAMERAS, rows, len(gdf), progress, "camera")
         updated = cur.execute(_COUNT_CAMERA_UPDATES).fetchone()[0]  # type: ignore[index]
         cur.execute(_UPSERT_CAMERAS)
@@ -768,9 +915,17 @@ def _write_cameras(conn: psycopg.Connection[Any], gdf: gpd.GeoDataFrame, replace
     return ImportReport("cameras", len(gdf) - updated, updated, deleted, counts)
 
 
-def import_cameras(dsn: str, path: str | Path, *, layer: str | None = None, encoding: str | None = None,
-                   gcj02: bool = False, replace: bool = False, progress: bool = False,
-                   **fields: str | None) -> ImportReport:
+def import_cameras(
+    dsn: str,
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    encoding: str | None = None,
+    gcj02: bool = False,
+    replace: bool = False,
+    progress: bool = False,
+    **fields: str | None,
+) -> ImportReport:
     """Read, judge and upsert a camera file in one transaction (``fields``: see ``read_cameras``).
 
     Each camera's area_code becomes the smallest area holding it. The areas stay share-locked
@@ -809,14 +964,17 @@ def export_grids(dsn: str, level: int, out_path: str | Path) -> int:
         rows = conn.execute(_EXPORT_AREAS, {"level": level}).fetchall()
     if not rows:
         raise ExportError(f"the database holds no level-{level} areas: nothing to export")
-    frame = gpd.GeoDataFrame({
-        "code": pd.array([r[0] for r in rows], dtype="string"),
-        "name": pd.array([r[1] for r in rows], dtype="string"),
-        "level": pd.array([r[2] for r in rows], dtype="int32"),
-        "parent_code": pd.array([r[3] for r in rows], dtype="string"),
-    }, geometry=gpd.GeoSeries(shapely.from_wkb([bytes(r[4]) for r in rows]), crs=4326), crs=4326)
+    frame = gpd.GeoDataFrame(
+        {
+            "code": pd.array([r[0] for r in rows], dtype="string"),
+            "name": pd.array([r[1] for r in rows], dtype="string"),
+            "level": pd.array([r[2] for r in rows], dtype="int32"),
+            "parent_code": pd.array([r[3] for r in rows], dtype="string"),
+        },
+        geometry=gpd.GeoSeries(shapely.from_wkb([bytes(r[4]) for r in rows]), crs=4326),
+        crs=4326,
+    )
     out = Path(out_path)
     out.unlink(missing_ok=True)
     pyogrio.write_dataframe(frame, out, driver=driver, layer=f"areas_level{level}")
     return len(frame)
-

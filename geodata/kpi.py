@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -35,8 +35,12 @@ def tiles(conn: psycopg.Connection, code: str) -> dict[str, Any]:
     row = _run(conn, "kpi_area", code)[0]
     rate = row["resolved_of_reported_ytd"] / row["reported_ytd"] if row["reported_ytd"] else None
     share = row["resolved_low_ytd"] / row["resolved_ytd"] if row["resolved_ytd"] else None
-    return {**row, "rate_ytd": rate, "village_share": share,
-            "overdue": {lv: row[f"overdue_{lv}"] for lv in ("grid", "village", "town", "banner")}}
+    return {
+        **row,
+        "rate_ytd": rate,
+        "village_share": share,
+        "overdue": {lv: row[f"overdue_{lv}"] for lv in ("grid", "village", "town", "banner")},
+    }
 
 
 def steps(conn: psycopg.Connection, code: str) -> dict[str, int]:
@@ -53,7 +57,7 @@ def trend(conn: psycopg.Connection, code: str, days: int = 30) -> list[dict[str,
 
 def town_ranking(conn: psycopg.Connection, banner: str) -> list[dict[str, Any]]:
     """季排名: the banner's towns for the current quarter (the same formula as /api/v1/stats/ranking)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start, end = areas_stats.period_bounds("quarter", now.astimezone(areas_stats.CST).date())
     return areas_stats.ranking(conn, 2, banner, start, end, now)
 

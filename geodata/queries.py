@@ -70,13 +70,28 @@ def grid_chain(conn: psycopg.Connection, lon: float, lat: float) -> GridChain:
     return GridChain(tuple(ChainLink(r[0], r[1], r[2]) for r in rows), float(rows[0][3]))
 
 
-def cases_in_area(conn: psycopg.Connection, code: str, *, step: str | None = None, type: str | None = None,
-                  since: datetime | None = None, until: datetime | None = None,
-                  limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+def cases_in_area(
+    conn: psycopg.Connection,
+    code: str,
+    *,
+    step: str | None = None,
+    type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     column = sql.Identifier("c", CHAIN_COLUMN[level_of(code)])
     stmt = sql.SQL(query("cases_in_area")).format(column=column)
-    params = {"code": code, "step": step, "type": type, "since": since, "until": until,
-              "limit": limit, "offset": offset}
+    params = {
+        "code": code,
+        "step": step,
+        "type": type,
+        "since": since,
+        "until": until,
+        "limit": limit,
+        "offset": offset,
+    }
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(stmt, params).fetchall()
 
@@ -103,14 +118,22 @@ def cameras_near(conn: psycopg.Connection, lon: float, lat: float, radius_m: flo
         return cur.execute(query("cameras_near"), {"lon": lon, "lat": lat, "radius": radius_m}).fetchall()
 
 
-def vans_nearest(conn: psycopg.Connection, lon: float, lat: float, k: int = 4,
-                 status: str | None = None) -> list[dict[str, Any]]:
+def vans_nearest(
+    conn: psycopg.Connection, lon: float, lat: float, k: int = 4, status: str | None = None
+) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query("vans_nearest"), {"lon": lon, "lat": lat, "k": k, "status": status}).fetchall()
 
 
-SORTABLE = {"code": "code", "type": "type", "step": "step", "level": "level",
-            "reported_at": "reported_at", "deadline": "deadline", "grid": "grid_code"}
+SORTABLE = {
+    "code": "code",
+    "type": "type",
+    "step": "step",
+    "level": "level",
+    "reported_at": "reported_at",
+    "deadline": "deadline",
+    "grid": "grid_code",
+}
 
 
 @dataclass(frozen=True)
@@ -130,12 +153,24 @@ def _area_stmt(name: str, code: str, **extra: sql.Composable) -> sql.Composed:
     return sql.SQL(query(name)).format(column=sql.Identifier("c", CHAIN_COLUMN[level_of(code)]), **extra)
 
 
-def area_cases_page(conn: psycopg.Connection, code: str, flt: CaseFilter, *, sort: str = "reported_at",
-                    descending: bool = True, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+def area_cases_page(
+    conn: psycopg.Connection,
+    code: str,
+    flt: CaseFilter,
+    *,
+    sort: str = "reported_at",
+    descending: bool = True,
+    limit: int = 20,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     if sort not in SORTABLE:
         raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
-    stmt = _area_stmt("area_cases_page", code, order=sql.Identifier("c", SORTABLE[sort]),
-                      direction=sql.SQL("DESC" if descending else "ASC"))
+    stmt = _area_stmt(
+        "area_cases_page",
+        code,
+        order=sql.Identifier("c", SORTABLE[sort]),
+        direction=sql.SQL("DESC" if descending else "ASC"),
+    )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(stmt, {"code": code, **flt.params(), "limit": limit, "offset": offset}).fetchall()
 
@@ -151,7 +186,9 @@ def area_summary(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
         return cur.execute(
             """SELECT code, name, level, parent_code,
                       ARRAY[ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)] AS bounds
-               FROM areas WHERE code = %s""", (code,)).fetchone()
+               FROM areas WHERE code = %s""",
+            (code,),
+        ).fetchone()
 
 
 def banner(conn: psycopg.Connection) -> dict[str, Any] | None:

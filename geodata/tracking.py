@@ -23,7 +23,7 @@ import hashlib
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -124,8 +124,7 @@ def ensure_partitions(conn: psycopg.Connection, times: list[datetime], cache: Pa
         return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('yitu_ensure_month_partitions'))")
-        conn.execute("SELECT yitu_ensure_month_partitions('van_positions'::regclass, %s, %s)",
-                     (min(todo), max(todo)))
+        conn.execute("SELECT yitu_ensure_month_partitions('van_positions'::regclass, %s, %s)", (min(todo), max(todo)))
     cache.add(todo)
 
 
@@ -141,9 +140,14 @@ def _distinct(pings: list[Ping]) -> list[Ping]:
 
 
 def _columns(pings: list[Ping]) -> dict[str, list[Any]]:
-    return {"van": [p.van for p in pings], "time": [p.time for p in pings], "lon": [p.lon for p in pings],
-            "lat": [p.lat for p in pings], "speed": [p.speed_kmh for p in pings],
-            "heading": [p.heading for p in pings]}
+    return {
+        "van": [p.van for p in pings],
+        "time": [p.time for p in pings],
+        "lon": [p.lon for p in pings],
+        "lat": [p.lat for p in pings],
+        "speed": [p.speed_kmh for p in pings],
+        "heading": [p.heading for p in pings],
+    }
 
 
 def mileage_km(track: list[tuple[float, float, datetime]], max_speed_kmh: float) -> float:
@@ -160,10 +164,15 @@ def mileage_km(track: list[tuple[float, float, datetime]], max_speed_kmh: float)
     return float(km[plausible].sum())
 
 
-def ingest(conn: psycopg.Connection, pings: list[Ping], *, partitions: PartitionCache,
-           max_speed_kmh: float = DEFAULT_MAX_SPEED_KMH,
-           arrival_radius_m: float = dispatch.DEFAULT_ARRIVAL_RADIUS_M,
-           rules: DeadlineRules | None = None) -> IngestResult:
+def ingest(
+    conn: psycopg.Connection,
+    pings: list[Ping],
+    *,
+    partitions: PartitionCache,
+    max_speed_kmh: float = DEFAULT_MAX_SPEED_KMH,
+    arrival_radius_m: float = dispatch.DEFAULT_ARRIVAL_RADIUS_M,
+    rules: DeadlineRules | None = None,
+) -> IngestResult:
     """Store a batch and move the vans; commits (call with no transaction open).
 
     A van on its way to a case whose newest in-order fix lies within ``arrival_radius_m`` of it
@@ -179,8 +188,9 @@ def ingest(conn: psycopg.Connection, pings: list[Ping], *, partitions: Partition
     rows = _distinct(pings)
     with conn.transaction():
         with conn.cursor(row_factory=dict_row) as cur:
-            vans = {r["id"]: r for r in cur.execute(query("van_lock"), {"ids": sorted({p.van for p in rows})},
-                                                    prepare=True)}
+            vans = {
+                r["id"]: r for r in cur.execute(query("van_lock"), {"ids": sorted({p.van for p in rows})}, prepare=True)
+            }
         for i, p in enumerate(pings):
             if p.van not in vans:
                 raise UnknownVan(p.van, i)
@@ -195,8 +205,9 @@ def ingest(conn: psycopg.Connection, pings: list[Ping], *, partitions: Partition
             for van, odometer, status in conn.execute(query("van_update_latest"), params, prepare=True):
                 p = next(x for x in latest if x.van == van)
                 moved[van] = Fix(van, p.time, p.lon, p.lat, p.speed_kmh, p.heading, float(odometer), status)
-            events = dispatch.arrive(conn, latest, arrival_radius_m, rules or DeadlineRules(),
-                                     datetime.now(timezone.utc))
+            events = dispatch.arrive(
+                conn, latest, arrival_radius_m, rules or DeadlineRules(), datetime.now(UTC)
+            )
             for e in events:
                 if e["type"] == "dispatch.arrived":
                     moved[e["van"]] = replace(moved[e["van"]], status="on_site")
@@ -220,27 +231,29 @@ def _moves(stored: list[Ping], vans: dict[str, dict[str, Any]], max_speed_kmh: f
     return out
 
 
-def van_list(conn: psycopg.Connection, *, offline_seconds: float, at: datetime,
-             van: str | None = None) -> list[dict[str, Any]]:
+def van_list(
+    conn: psycopg.Connection, *, offline_seconds: float, at: datetime, van: str | None = None
+) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query("van_list"), {"offline_seconds": offline_seconds, "at": at, "id": van}).fetchall()
 
 
 def track(conn: psycopg.Connection, van: str, since: datetime, until: datetime, limit: int) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query("van_track"), {"van": van, "since": since, "until": until, "limit": limit}
-                           ).fetchall()
+        return cur.execute(query("van_track"), {"van": van, "since": since, "until": until, "limit": limit}).fetchall()
 
 
 # --- devices (the OsmAnd credential) -------------------------------------------------------------
+
 
 def device_hash(identifier: str) -> str:
     return hashlib.sha256(identifier.encode("utf-8")).hexdigest()
 
 
 def van_of_device(conn: psycopg.Connection, identifier: str) -> str | None:
-    row = conn.execute("SELECT van_id FROM van_devices WHERE device_hash = %s", (device_hash(identifier),),
-                       prepare=True).fetchone()
+    row = conn.execute(
+        "SELECT van_id FROM van_devices WHERE device_hash = %s", (device_hash(identifier),), prepare=True
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -253,21 +266,28 @@ def register_device(conn: psycopg.Connection, van: str, identifier: str) -> str 
         raise ValueError(f"no van with id {van!r}")
     digest = device_hash(identifier)
     before = conn.execute("SELECT van_id FROM van_devices WHERE device_hash = %s FOR UPDATE", (digest,)).fetchone()
-    conn.execute("""INSERT INTO van_devices (device_hash, van_id) VALUES (%s, %s)
+    conn.execute(
+        """INSERT INTO van_devices (device_hash, van_id) VALUES (%s, %s)
                     ON CONFLICT (device_hash) DO UPDATE SET van_id = EXCLUDED.van_id, created_at = now()""",
-                 (digest, van))
+        (digest, van),
+    )
     return before[0] if before and before[0] != van else None
 
 
 def unregister_device(conn: psycopg.Connection, identifier: str) -> str | None:
     """Forget a device; returns the van it reported for, or None if it was not registered."""
-    row = conn.execute("DELETE FROM van_devices WHERE device_hash = %s RETURNING van_id",
-                       (device_hash(identifier),)).fetchone()
+    row = conn.execute(
+        "DELETE FROM van_devices WHERE device_hash = %s RETURNING van_id", (device_hash(identifier),)
+    ).fetchone()
     return row[0] if row else None
 
 
 def device_counts(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
     """(van id, name, registered devices) for every van."""
-    return [(r[0], r[1], int(r[2])) for r in conn.execute(
-        """SELECT v.id, v.name, count(d.device_hash) FROM vans v LEFT JOIN van_devices d ON d.van_id = v.id
-           GROUP BY v.id, v.name ORDER BY v.id""")]
+    return [
+        (r[0], r[1], int(r[2]))
+        for r in conn.execute(
+            """SELECT v.id, v.name, count(d.device_hash) FROM vans v LEFT JOIN van_devices d ON d.van_id = v.id
+           GROUP BY v.id, v.name ORDER BY v.id"""
+        )
+    ]

@@ -21,7 +21,7 @@ from typing import Any
 import shapely
 from shapely.geometry import MultiPolygon, shape
 
-__all__ = ["Division", "TerritoryNotVendored", "VENDORED", "load_attribution", "load_boundary", "load_divisions"]
+__all__ = ["VENDORED", "Division", "TerritoryNotVendored", "load_attribution", "load_boundary", "load_divisions"]
 
 # banner code -> directory under geodata/territory/
 VENDORED: dict[str, str] = {"150623": "otog_front", "150621": "dalad"}
@@ -45,7 +45,8 @@ def _dir(banner_code: str) -> Traversable:
         return files("geodata") / "territory" / VENDORED[banner_code]
     except KeyError:
         raise TerritoryNotVendored(
-            f"no vendored territory for banner {banner_code!r}; available: {sorted(VENDORED)}") from None
+            f"no vendored territory for banner {banner_code!r}; available: {sorted(VENDORED)}"
+        ) from None
 
 
 @cache

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from geodata.clock import CST
@@ -23,8 +23,17 @@ from geodata.errors import Invalid, TransitionConflict, YituError
 LEVELS: tuple[str, ...] = ("grid", "village", "town", "banner")
 STEPS: tuple[str, ...] = ("reported", "accepted", "dispatched", "handling", "closed", "evaluated", "rejected")
 OPEN_STEPS: frozenset[str] = frozenset({"reported", "accepted", "dispatched", "handling"})
-ACTIONS: tuple[str, ...] = ("accept", "reject", "dispatch", "start", "attempt", "escalate", "close", "evaluate",
-                            "reopen")
+ACTIONS: tuple[str, ...] = (
+    "accept",
+    "reject",
+    "dispatch",
+    "start",
+    "attempt",
+    "escalate",
+    "close",
+    "evaluate",
+    "reopen",
+)
 OUTCOMES: tuple[str, ...] = ("mediated", "judicial_confirmation", "litigation", "arbitration", "withdrawn")
 RESOLVED_OUTCOMES: frozenset[str] = frozenset({"mediated", "judicial_confirmation"})
 CHANNELS: tuple[str, ...] = ("grid_app", "hotline_12345", "window", "visit", "petition")
@@ -69,7 +78,7 @@ class DeadlineRules:
         hours = self.hours[level]
         if hours <= 0:
             local = start.astimezone(CST)
-            return datetime.combine(local.date(), time(23, 59, 59), tzinfo=CST).astimezone(timezone.utc)
+            return datetime.combine(local.date(), time(23, 59, 59), tzinfo=CST).astimezone(UTC)
         return start + timedelta(hours=hours)
 
 
@@ -141,16 +150,18 @@ def _without(flags: Iterable[str], *drop: str) -> list[str]:
     return [f for f in flags if f not in drop]
 
 
-def apply(state: CaseState, action: str, params: Mapping[str, Any], now: datetime, rules: DeadlineRules,
-          role: str = "admin") -> Change:
+def apply(
+    state: CaseState, action: str, params: Mapping[str, Any], now: datetime, rules: DeadlineRules, role: str = "admin"
+) -> Change:
     """The change ``action`` makes to a case in ``state`` at ``now``; raises when it may not."""
     if action not in ACTIONS:
         raise MissingInput(f"unknown action {action!r}; one of {', '.join(ACTIONS)}", field="action")
     if action not in allowed_actions(state, rules, "admin"):
         allowed = allowed_actions(state, rules, role)
         why = _why_not(state, action, rules)
-        raise IllegalTransition(f"cannot {action} a case that is {why}; allowed: {', '.join(allowed) or 'none'}",
-                                allowed)
+        raise IllegalTransition(
+            f"cannot {action} a case that is {why}; allowed: {', '.join(allowed) or 'none'}", allowed
+        )
     return _HANDLERS[action](state, params, now, rules)
 
 
@@ -162,8 +173,15 @@ def _why_not(state: CaseState, action: str, rules: DeadlineRules) -> str:
     return state.step
 
 
-def _change(state: CaseState, action: str, to_step: str, values: dict[str, Any] | None = None,
-            data: dict[str, Any] | None = None, level: str | None = None, propose: str | None = None) -> Change:
+def _change(
+    state: CaseState,
+    action: str,
+    to_step: str,
+    values: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    level: str | None = None,
+    propose: str | None = None,
+) -> Change:
     return Change(action, state.step, to_step, level or state.level, values or {}, data or {}, propose)
 
 
@@ -178,16 +196,25 @@ def _reject(state: CaseState, p: Mapping[str, Any], now: datetime, rules: Deadli
     dup = p.get("duplicate_of")
     if reason == "duplicate" and not dup:
         raise MissingInput("a duplicate needs duplicate_of: the code of the other case", field="duplicate_of")
-    return _change(state, "reject", "rejected", {"duplicate_of": dup if reason == "duplicate" else None,
-                                                 "closed_at": now, "flags": _without(state.flags, "overdue")},
-                   {"reason": reason, "duplicate_of": dup})
+    return _change(
+        state,
+        "reject",
+        "rejected",
+        {
+            "duplicate_of": dup if reason == "duplicate" else None,
+            "closed_at": now,
+            "flags": _without(state.flags, "overdue"),
+        },
+        {"reason": reason, "duplicate_of": dup},
+    )
 
 
 def _dispatch(state: CaseState, p: Mapping[str, Any], now: datetime, rules: DeadlineRules) -> Change:
     assignee = p.get("assignee")
     if not assignee:
-        raise MissingInput("dispatch needs an assignee: {\"kind\": \"unit\"|\"mediator\", \"id\": ..., \"name\": ...}",
-                           field="assignee")
+        raise MissingInput(
+            'dispatch needs an assignee: {"kind": "unit"|"mediator", "id": ..., "name": ...}', field="assignee"
+        )
     return _change(state, "dispatch", "dispatched", {"assignee": dict(assignee)}, {"assignee": dict(assignee)})
 
 
@@ -208,17 +235,33 @@ def _attempt(state: CaseState, p: Mapping[str, Any], now: datetime, rules: Deadl
         propose = "escalate" if next_level(state.level) else "close"
         if "escalation_proposed" not in flags:
             flags.append("escalation_proposed")
-    return _change(state, "attempt", "handling", {"attempts": attempts, "flags": flags},
-                   {"result": result, "attempt": attempts}, propose=propose)
+    return _change(
+        state,
+        "attempt",
+        "handling",
+        {"attempts": attempts, "flags": flags},
+        {"result": result, "attempt": attempts},
+        propose=propose,
+    )
 
 
 def _escalate(state: CaseState, p: Mapping[str, Any], now: datetime, rules: DeadlineRules) -> Change:
     up = next_level(state.level)
     assert up is not None  # allowed_actions refuses escalation at the banner
-    return _change(state, "escalate", "accepted",
-                   {"level": up, "attempts": 0, "deadline": rules.deadline(up, now), "assignee": None,
-                    "flags": _without(state.flags, "overdue", "escalation_proposed")},
-                   {"from_level": state.level, "to_level": up}, level=up)
+    return _change(
+        state,
+        "escalate",
+        "accepted",
+        {
+            "level": up,
+            "attempts": 0,
+            "deadline": rules.deadline(up, now),
+            "assignee": None,
+            "flags": _without(state.flags, "overdue", "escalation_proposed"),
+        },
+        {"from_level": state.level, "to_level": up},
+        level=up,
+    )
 
 
 def _close(state: CaseState, p: Mapping[str, Any], now: datetime, rules: DeadlineRules) -> Change:
@@ -226,11 +269,16 @@ def _close(state: CaseState, p: Mapping[str, Any], now: datetime, rules: Deadlin
     if outcome not in OUTCOMES:
         raise MissingInput(f"close needs an outcome: one of {', '.join(OUTCOMES)}", field="outcome")
     if state.step != "handling" and outcome != "withdrawn":
-        raise MissingInput(f"a case that is {state.step} can only be closed as withdrawn; start handling first",
-                           field="outcome")
-    return _change(state, "close", "closed",
-                   {"outcome": outcome, "closed_at": now, "flags": _without(state.flags, "overdue", "escalation_proposed")},
-                   {"outcome": outcome})
+        raise MissingInput(
+            f"a case that is {state.step} can only be closed as withdrawn; start handling first", field="outcome"
+        )
+    return _change(
+        state,
+        "close",
+        "closed",
+        {"outcome": outcome, "closed_at": now, "flags": _without(state.flags, "overdue", "escalation_proposed")},
+        {"outcome": outcome},
+    )
 
 
 def _evaluate(state: CaseState, p: Mapping[str, Any], now: datetime, rules: DeadlineRules) -> Change:
@@ -238,21 +286,44 @@ def _evaluate(state: CaseState, p: Mapping[str, Any], now: datetime, rules: Dead
     if not isinstance(score, int) or not 1 <= score <= 5:
         raise MissingInput("evaluate needs satisfaction: 1 to 5", field="satisfaction")
     note = p.get("followup_note") or p.get("note")
-    return _change(state, "evaluate", "evaluated", {"satisfaction": score, "followup_note": note},
-                   {"satisfaction": score})
+    return _change(
+        state, "evaluate", "evaluated", {"satisfaction": score, "followup_note": note}, {"satisfaction": score}
+    )
 
 
 def _reopen(state: CaseState, p: Mapping[str, Any], now: datetime, rules: DeadlineRules) -> Change:
     if state.step == "rejected":
-        return _change(state, "reopen", "reported", {"closed_at": None, "duplicate_of": None,
-                                                    "deadline": rules.deadline(state.level, now)})
-    return _change(state, "reopen", "handling",
-                   {"outcome": None, "closed_at": None, "satisfaction": None, "followup_note": None,
-                    "deadline": rules.deadline(state.level, now)})
+        return _change(
+            state,
+            "reopen",
+            "reported",
+            {"closed_at": None, "duplicate_of": None, "deadline": rules.deadline(state.level, now)},
+        )
+    return _change(
+        state,
+        "reopen",
+        "handling",
+        {
+            "outcome": None,
+            "closed_at": None,
+            "satisfaction": None,
+            "followup_note": None,
+            "deadline": rules.deadline(state.level, now),
+        },
+    )
 
 
-_HANDLERS = {"accept": _accept, "reject": _reject, "dispatch": _dispatch, "start": _start, "attempt": _attempt,
-             "escalate": _escalate, "close": _close, "evaluate": _evaluate, "reopen": _reopen}
+_HANDLERS = {
+    "accept": _accept,
+    "reject": _reject,
+    "dispatch": _dispatch,
+    "start": _start,
+    "attempt": _attempt,
+    "escalate": _escalate,
+    "close": _close,
+    "evaluate": _evaluate,
+    "reopen": _reopen,
+}
 
 
 def time_in(events: list[Mapping[str, Any]], now: datetime, closed: bool) -> dict[str, dict[str, float]]:

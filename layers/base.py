@@ -24,7 +24,7 @@ class BBox:
     maxy: float
 
     @classmethod
-    def parse(cls, text: str | None) -> "BBox":
+    def parse(cls, text: str | None) -> BBox:
         """``"minx,miny,maxx,maxy"`` in degrees; ValueError says what is wrong."""
         if text is None or text == "":
             return cls(*WORLD)
@@ -94,7 +94,7 @@ def encode(geojson_text: str, fmt: str = "geojson", gcj02: bool = False) -> tupl
     return json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), "application/geo+json"
 
 
-def clustered_points(layer_id: str, url: str, hideout: dict, *, js: str, radius: int, max_zoom: int) -> "dl.GeoJSON":
+def clustered_points(layer_id: str, url: str, hideout: dict, *, js: str, radius: int, max_zoom: int) -> dl.GeoJSON:
     """A geobuf point layer clustered in the browser; ``js`` names its functions under yitu.map
     (``<js>Point``, ``<js>Cluster``) and its loaded-feature counter."""
     import dash_leaflet as dl

@@ -13,10 +13,20 @@ from layers.base import BBox, clustered_points, feature_collection
 LAYER_ID = "layer-cases"
 
 
-def features(conn: psycopg.Connection, bbox: BBox, *, step: str | None = None, type: str | None = None,
-             overdue_only: bool = False, closed_hours: int = 0) -> str:
-    return feature_collection(conn, "cases", {**bbox.params(), "step": step, "type": type,
-                                              "overdue_only": overdue_only, "closed_hours": closed_hours})
+def features(
+    conn: psycopg.Connection,
+    bbox: BBox,
+    *,
+    step: str | None = None,
+    type: str | None = None,
+    overdue_only: bool = False,
+    closed_hours: int = 0,
+) -> str:
+    return feature_collection(
+        conn,
+        "cases",
+        {**bbox.params(), "step": step, "type": type, "overdue_only": overdue_only, "closed_hours": closed_hours},
+    )
 
 
 def mask_name(name: str) -> str:
@@ -42,8 +52,10 @@ def card(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
         ).fetchone()
     if row is None:
         return None
-    row["parties"] = [{"name": mask_name(p.get("name", "")), "phone": mask_phone(p.get("phone", "")),
-                       "role": p.get("role", "")} for p in row["parties"] or []]
+    row["parties"] = [
+        {"name": mask_name(p.get("name", "")), "phone": mask_phone(p.get("phone", "")), "role": p.get("role", "")}
+        for p in row["parties"] or []
+    ]
     return row
 
 

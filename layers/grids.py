@@ -16,8 +16,14 @@ LAYER_ID = "layer-grids"
 log = logging.getLogger("yitu.layers")
 
 
-def features(conn: psycopg.Connection, bbox: BBox, *, level: int | None = None, zoom: int | None = None,
-             parent: str | None = None) -> str:
+def features(
+    conn: psycopg.Connection,
+    bbox: BBox,
+    *,
+    level: int | None = None,
+    zoom: int | None = None,
+    parent: str | None = None,
+) -> str:
     lvl = level or level_for_zoom(zoom if zoom is not None else 9)
     tol = tolerance_for_zoom(zoom) if zoom is not None else 0.0
     return feature_collection(conn, "grids", {**bbox.params(), "level": lvl, "tol": tol, "parent": parent})

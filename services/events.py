@@ -11,8 +11,6 @@ Entry fields: ``type`` (case.created / case.changed) and ``event`` (the JSON obj
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 

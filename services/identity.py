@@ -79,22 +79,26 @@ def create_token(conn: psycopg.Connection, *, name: str, role: str, area: str | 
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = conn.execute(
         "INSERT INTO api_tokens (name, role, area_code, token_hash) VALUES (%s, %s, %s, %s) RETURNING id",
-        (name, role, area, hash_token(token))).fetchone()
+        (name, role, area, hash_token(token)),
+    ).fetchone()
     assert row is not None
     return int(row[0]), token
 
 
 def list_tokens(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT id, name, role, area_code, created_at, revoked_at FROM api_tokens ORDER BY id"
-                           ).fetchall()
+        return cur.execute(
+            "SELECT id, name, role, area_code, created_at, revoked_at FROM api_tokens ORDER BY id"
+        ).fetchall()
 
 
 def revoke_token(conn: psycopg.Connection, ident: str) -> int:
     """Revoke by id or by name; returns how many tokens were revoked."""
     cur = conn.execute(
         """UPDATE api_tokens SET revoked_at = now()
-           WHERE revoked_at IS NULL AND (name = %(ident)s OR id::text = %(ident)s)""", {"ident": ident})
+           WHERE revoked_at IS NULL AND (name = %(ident)s OR id::text = %(ident)s)""",
+        {"ident": ident},
+    )
     return cur.rowcount
 
 
@@ -125,7 +129,9 @@ def lookup_digest(svc: Services, digest: str) -> Principal | None:
     with svc.pool.connection() as conn:
         row = conn.execute(
             "SELECT id, name, role, area_code FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
-            (digest,), prepare=True).fetchone()
+            (digest,),
+            prepare=True,
+        ).fetchone()
     return Principal(int(row[0]), row[1], row[2], row[3]) if row else None
 
 

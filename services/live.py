@@ -36,16 +36,16 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from services.events import STREAM
 from geodata.kpi import CACHE_KEY as KPI_CACHE
+from services.events import STREAM
 
 log = logging.getLogger("yitu.live")
 
-BLOCK_MS = 2000          # one XREAD waits at most this long (so shutdown is prompt)
-READ_COUNT = 500         # entries per XREAD
-QUEUE_SIZE = 2000        # entries a slow screen may lag before it is told to resync
-REPLAY_LIMIT = 5000      # entries replayed to a reconnecting screen before a resync is cheaper
-RETRY_MAX = 5.0          # seconds between attempts while Redis is down
+BLOCK_MS = 2000  # one XREAD waits at most this long (so shutdown is prompt)
+READ_COUNT = 500  # entries per XREAD
+QUEUE_SIZE = 2000  # entries a slow screen may lag before it is told to resync
+REPLAY_LIMIT = 5000  # entries replayed to a reconnecting screen before a resync is cheaper
+RETRY_MAX = 5.0  # seconds between attempts while Redis is down
 
 
 @dataclass
@@ -73,8 +73,22 @@ class Entry:
 
 
 # What a screen needs of an event to decide what to refresh; events carry no personal data.
-_WIRE_FIELDS = ("code", "step", "level", "grid", "lon", "lat", "at", "action", "van", "status", "dispatch",
-                "heading", "speed", "case")
+_WIRE_FIELDS = (
+    "code",
+    "step",
+    "level",
+    "grid",
+    "lon",
+    "lat",
+    "at",
+    "action",
+    "van",
+    "status",
+    "dispatch",
+    "heading",
+    "speed",
+    "case",
+)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:
@@ -156,8 +170,9 @@ class LiveHub:
         kw = {"decode_responses": True, "socket_connect_timeout": self._timeout}
         self._client = aioredis.Redis.from_url(self._url, socket_timeout=self._timeout, **kw)
         # The blocking XREAD gets a connection of its own, so stop() can wake it (CLIENT UNBLOCK).
-        self._reader = aioredis.Redis.from_url(self._url, socket_timeout=2 * self._timeout + BLOCK_MS / 1000,
-                                               single_connection_client=True, **kw)
+        self._reader = aioredis.Redis.from_url(
+            self._url, socket_timeout=2 * self._timeout + BLOCK_MS / 1000, single_connection_client=True, **kw
+        )
         self._task = asyncio.create_task(self._run(), name="yitu-live-hub")
 
     async def stop(self) -> None:
@@ -174,7 +189,7 @@ class LiveHub:
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), BLOCK_MS / 1000 + self._timeout + 1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._task.cancel()
                 log.warning("live reader did not stop in time; cancelled")
         for client in (self._reader, self._client):
@@ -249,7 +264,7 @@ class LiveHub:
         while not self._stopping:
             try:
                 await self._read_forever()
-            except (redis.TimeoutError, asyncio.TimeoutError, TimeoutError) as exc:
+            except (redis.TimeoutError, TimeoutError) as exc:
                 if await self._answers():
                     # A reply late (a busy process, a slow Redis) loses nothing: the stream still
                     # holds what came, and the next XREAD goes on from the last id read.
@@ -267,8 +282,7 @@ class LiveHub:
 
     def _lost(self, exc: BaseException) -> None:
         if self._healthy or not self._failed:
-            log.warning("live stream unavailable; screens will resync when Redis is back error=%s",
-                        type(exc).__name__)
+            log.warning("live stream unavailable; screens will resync when Redis is back error=%s", type(exc).__name__)
         self._healthy = False
         self._failed = True
 

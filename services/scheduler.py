@@ -12,18 +12,18 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from geodata import cases
+from geodata.workflow import DeadlineRules
 from services import events
 from services.runtime import Services
 from services.settings import Settings
-from geodata import cases
-from geodata.workflow import DeadlineRules
 
 log = logging.getLogger("yitu.scheduler")
 
@@ -31,16 +31,21 @@ log = logging.getLogger("yitu.scheduler")
 def deadline_rules(settings: Settings) -> DeadlineRules:
     """The workflow's deadline rules from the ``# --- cases`` settings."""
     return DeadlineRules(
-        hours={"grid": settings.deadline_grid_hours, "village": settings.deadline_village_hours,
-               "town": settings.deadline_town_hours, "banner": settings.deadline_banner_hours},
+        hours={
+            "grid": settings.deadline_grid_hours,
+            "village": settings.deadline_village_hours,
+            "town": settings.deadline_town_hours,
+            "banner": settings.deadline_banner_hours,
+        },
         max_attempts=settings.max_attempts_per_level,
     )
 
 
-def run_once(pool: ConnectionPool, stream: redis.Redis, settings: Settings,
-             now: datetime | None = None) -> list[dict[str, Any]]:
+def run_once(
+    pool: ConnectionPool, stream: redis.Redis, settings: Settings, now: datetime | None = None
+) -> list[dict[str, Any]]:
     """One overdue sweep at ``now`` (default: the clock); returns the events it published."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with pool.connection() as conn:
         out = cases.sweep_overdue(conn, now, deadline_rules(settings), escalate=settings.auto_escalate)
     # committed: now the screens may hear of it

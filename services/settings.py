@@ -83,57 +83,80 @@ class Settings(BaseSettings):
 
     # --- cases ---------------------------------------------------------------------
     deadline_grid_hours: float = Field(
-        default=0, ge=0, le=24 * 30,
-        description="Hours a grid cell has to settle a case; 0: by the end of the day it arrived (当天, China time).")
+        default=0,
+        ge=0,
+        le=24 * 30,
+        description="Hours a grid cell has to settle a case; 0: by the end of the day it arrived (当天, China time).",
+    )
     deadline_village_hours: float = Field(default=72, ge=0, le=24 * 90, description="Village level: 3 days.")
     deadline_town_hours: float = Field(default=120, ge=0, le=24 * 90, description="Town level: 5 days.")
     deadline_banner_hours: float = Field(default=168, ge=0, le=24 * 90, description="Banner level: 7 days.")
     max_attempts_per_level: int = Field(
-        default=3, ge=1, le=20, description="Mediation attempts per level before escalation is proposed (三个三).")
+        default=3, ge=1, le=20, description="Mediation attempts per level before escalation is proposed (三个三)."
+    )
     auto_escalate: bool = Field(default=False, description="The scheduler escalates overdue cases by one level.")
     scheduler_interval: float = Field(
-        default=60, ge=0, le=86400, description="Seconds between overdue sweeps; 0 turns the scheduler off.")
+        default=60, ge=0, le=86400, description="Seconds between overdue sweeps; 0 turns the scheduler off."
+    )
     events_timeout: float = Field(
-        default=0.25, gt=0, le=10, description="Seconds a publish to the live event stream may take.")
+        default=0.25, gt=0, le=10, description="Seconds a publish to the live event stream may take."
+    )
     auth_cache_seconds: float = Field(
-        default=10, ge=0, le=3600, description="How long a process trusts a token it has looked up (revocation lag).")
+        default=10, ge=0, le=3600, description="How long a process trusts a token it has looked up (revocation lag)."
+    )
 
     # --- vans ----------------------------------------------------------------------
     van_offline_seconds: float = Field(
-        default=300, gt=0, le=86400, description="A van that has not reported for this many seconds shows offline.")
+        default=300, gt=0, le=86400, description="A van that has not reported for this many seconds shows offline."
+    )
     van_max_speed_kmh: float = Field(
-        default=200, gt=0, le=2000,
-        description="A step between two pings faster than this is a GPS glitch: it adds no mileage.")
+        default=200,
+        gt=0,
+        le=2000,
+        description="A step between two pings faster than this is a GPS glitch: it adds no mileage.",
+    )
     van_track_max_days: float = Field(
-        default=7, gt=0, le=366, description="The longest span GET /api/v1/vans/{id}/track answers for.")
+        default=7, gt=0, le=366, description="The longest span GET /api/v1/vans/{id}/track answers for."
+    )
 
     # --- dispatch -------------------------------------------------------------------
     dispatch_snap_max_m: float = Field(
-        default=2000, ge=0, le=50_000,
-        description="A van or case farther than this from every road is routed by great circle (× detour).")
+        default=2000,
+        ge=0,
+        le=50_000,
+        description="A van or case farther than this from every road is routed by great circle (× detour).",
+    )
     dispatch_detour_factor: float = Field(
-        default=1.3, ge=1, le=5, description="Off-road legs and great-circle routes: straight distance × this.")
+        default=1.3, ge=1, le=5, description="Off-road legs and great-circle routes: straight distance × this."
+    )
     dispatch_speed_trunk_kmh: float = Field(default=80, gt=0, le=200, description="ETA speed on trunk roads.")
     dispatch_speed_county_kmh: float = Field(default=60, gt=0, le=200, description="ETA speed on county roads.")
     dispatch_speed_village_kmh: float = Field(default=40, gt=0, le=200, description="ETA speed on village roads.")
     dispatch_speed_offroad_kmh: float = Field(default=30, gt=0, le=200, description="ETA speed off the road network.")
     arrival_radius_m: float = Field(
-        default=200, gt=0, le=5000,
-        description="A van on its way that reports a fix this close to its case is on site (the case starts).")
+        default=200,
+        gt=0,
+        le=5000,
+        description="A van on its way that reports a fix this close to its case is on site (the case starts).",
+    )
 
     # --- live push ----------------------------------------------------------------
     websocket_origins: list[str] = Field(
         default_factory=list,
         description="Origins besides the page's own allowed to open the live WebSocket "
-                    '(JSON list, e.g. ["https://screens.example"]; needed behind a proxy that rewrites Host).')
+        '(JSON list, e.g. ["https://screens.example"]; needed behind a proxy that rewrites Host).',
+    )
 
     # --- simulator ------------------------------------------------------------------
     demo_simulate: bool = Field(
-        default=True, description="`yitu demo` runs the simulator (`yitu simulate`) beside the server.")
+        default=True, description="`yitu demo` runs the simulator (`yitu simulate`) beside the server."
+    )
     sim_rate: float = Field(
-        default=6, gt=0, le=3600, description="Simulator: new cases per simulated hour, averaged over the day.")
+        default=6, gt=0, le=3600, description="Simulator: new cases per simulated hour, averaged over the day."
+    )
     sim_speedup: float = Field(
-        default=10, gt=0, le=1000, description="Simulator: simulated time runs this many times faster than real time.")
+        default=10, gt=0, le=1000, description="Simulator: simulated time runs this many times faster than real time."
+    )
 
     # --- logs ---------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

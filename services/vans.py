@@ -38,10 +38,16 @@ _breaker = Breaker()
 
 
 def _fix_fields(fix: Fix) -> list[str]:
-    fields = {"van": fix.van, "lon": repr(fix.lon), "lat": repr(fix.lat), "time": fix.time.isoformat(),
-              "speed_kmh": "" if fix.speed_kmh is None else repr(fix.speed_kmh),
-              "heading": "" if fix.heading is None else repr(fix.heading),
-              "odometer_km": repr(round(fix.odometer_km, 3)), "status": fix.status}
+    fields = {
+        "van": fix.van,
+        "lon": repr(fix.lon),
+        "lat": repr(fix.lat),
+        "time": fix.time.isoformat(),
+        "speed_kmh": "" if fix.speed_kmh is None else repr(fix.speed_kmh),
+        "heading": "" if fix.heading is None else repr(fix.heading),
+        "odometer_km": repr(round(fix.odometer_km, 3)),
+        "status": fix.status,
+    }
     return [x for kv in fields.items() for x in kv]
 
 
@@ -60,8 +66,9 @@ def write_live(client: redis.Redis, fixes: Iterable[Fix]) -> bool:
         pipe.execute()
     except redis.RedisError as exc:
         _breaker.trip(client)
-        log.warning("live van state unavailable; positions saved in PostGIS error=%s vans=%d",
-                    type(exc).__name__, len(fixes))
+        log.warning(
+            "live van state unavailable; positions saved in PostGIS error=%s vans=%d", type(exc).__name__, len(fixes)
+        )
         return False
     _breaker.reset(client)
     return True
@@ -78,11 +85,17 @@ def moved_events(result: IngestResult) -> list[dict[str, Any]]:
     for p in result.stored:
         fix = result.moved.get(p.van)
         latest = fix is not None and fix.time == p.time
-        event = {"type": "van.moved", "van": p.van, "lon": p.lon, "lat": p.lat, "time": p.time.isoformat(),
-                 "speed_kmh": p.speed_kmh, "heading": p.heading, "latest": latest}
+        event = {
+            "type": "van.moved",
+            "van": p.van,
+            "lon": p.lon,
+            "lat": p.lat,
+            "time": p.time.isoformat(),
+            "speed_kmh": p.speed_kmh,
+            "heading": p.heading,
+            "latest": latest,
+        }
         if latest and fix is not None:
             event.update(odometer_km=round(fix.odometer_km, 3), status=fix.status)
         out.append(event)
     return out
-
-

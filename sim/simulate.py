@@ -33,7 +33,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -42,8 +42,17 @@ import shapely
 from psycopg.rows import dict_row
 from pyproj import Geod
 
-from geodata.demo.cases import (CHANNELS, CST, ESCALATION_PROPENSITY, GIVEN, HOUR_W, OUTCOMES, SURNAMES, TEMPLATES,
-                                TYPE_WEIGHTS)
+from geodata.demo.cases import (
+    CHANNELS,
+    CST,
+    ESCALATION_PROPENSITY,
+    GIVEN,
+    HOUR_W,
+    OUTCOMES,
+    SURNAMES,
+    TEMPLATES,
+    TYPE_WEIGHTS,
+)
 from geodata.queries import query
 
 log = logging.getLogger("yitu.sim")
@@ -82,6 +91,7 @@ class SimulationError(RuntimeError):
 
 
 # --- the territory, read once from PostGIS --------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Place:
@@ -129,22 +139,39 @@ def load_territory(conn: psycopg.Connection) -> Territory:
         raise SimulationError("the database holds no territory: run `yitu seed demo` (or `yitu import grids`)")
     outline = shapely.from_wkb(bytes(outline_row[0]))
     shapely.prepare(outline)
-    places = tuple(Place(r["code"], r["name"], r["town_name"] or r["name"],
-                         "town" if r["level"] == 2 else ("community" if r["kind"] == "community" else "village"),
-                         float(r["lon"]), float(r["lat"])) for r in rows)
+    places = tuple(
+        Place(
+            r["code"],
+            r["name"],
+            r["town_name"] or r["name"],
+            "town" if r["level"] == 2 else ("community" if r["kind"] == "community" else "village"),
+            float(r["lon"]),
+            float(r["lat"]),
+        )
+        for r in rows
+    )
     names = {str(c): str(n) for c, n in conn.execute("SELECT code, name FROM areas").fetchall()}
     centres: dict[str, tuple[str, str]] = {}
     for area, code, name in conn.execute("SELECT area_code, code, name FROM mediation_centers ORDER BY level, code"):
         centres.setdefault(area, (code, name))
     types = tuple(r[0] for r in conn.execute("SELECT code FROM case_types WHERE active ORDER BY code"))
     seat = places[0]
-    vans = tuple(VanSpec(r["id"], r["name"], r["lon"], r["lat"],
-                         r["base_lon"] if r["base_lon"] is not None else seat.lon,
-                         r["base_lat"] if r["base_lat"] is not None else seat.lat) for r in van_rows)
+    vans = tuple(
+        VanSpec(
+            r["id"],
+            r["name"],
+            r["lon"],
+            r["lat"],
+            r["base_lon"] if r["base_lon"] is not None else seat.lon,
+            r["base_lat"] if r["base_lat"] is not None else seat.lat,
+        )
+        for r in van_rows
+    )
     return Territory(places, outline, names, centres, types, vans)
 
 
 # --- the plan: a pure function of (seed, territory, rate, start) ----------------------------------
+
 
 @dataclass(frozen=True)
 class Party:
@@ -190,9 +217,14 @@ class Report:
 
     def body(self) -> dict[str, Any]:
         """The POST /api/v1/cases body."""
-        return {"type": self.type, "description": self.description, "lon": self.lon, "lat": self.lat,
-                "channel": self.channel,
-                "parties": [{"name": p.name, "phone": p.phone, "role": p.role} for p in self.parties]}
+        return {
+            "type": self.type,
+            "description": self.description,
+            "lon": self.lon,
+            "lat": self.lat,
+            "channel": self.channel,
+            "parties": [{"name": p.name, "phone": p.phone, "role": p.role} for p in self.parties],
+        }
 
 
 def _hour_factors() -> list[float]:
@@ -224,15 +256,22 @@ def plan_reports(seed: int, territory: Territory, rate_per_hour: float, start: d
         yield _report(seq, t, random.Random(f"yitu-sim/{seed}/report/{seq}"), territory, weights, types)
 
 
-def _report(seq: int, at_s: float, rng: random.Random, territory: Territory, weights: list[float],
-            types: list[tuple[str, float]]) -> Report:
+def _report(
+    seq: int,
+    at_s: float,
+    rng: random.Random,
+    territory: Territory,
+    weights: list[float],
+    types: list[tuple[str, float]],
+) -> Report:
     place = rng.choices(territory.places, weights=weights)[0]
     lon, lat = _point_near(rng, place, territory.outline)
     ctype = rng.choices([t for t, _ in types], weights=[w for _, w in types])[0]
     channel = rng.choices(list(CHANNELS), weights=list(CHANNELS.values()))[0]
     parties = (_person(rng, "申请人"), _person(rng, "被申请人"))
-    desc = TEMPLATES.get(ctype, "{v}{a}与{b}发生纠纷，申请调解").format(v=place.name, a=parties[0].name,
-                                                                  b=parties[1].name)
+    desc = TEMPLATES.get(ctype, "{v}{a}与{b}发生纠纷，申请调解").format(
+        v=place.name, a=parties[0].name, b=parties[1].name
+    )
     return Report(seq, round(at_s, 3), place, lon, lat, ctype, channel, parties, desc, _decisions(rng, ctype))
 
 
@@ -265,17 +304,27 @@ def _decisions(rng: random.Random, ctype: str) -> Decisions:
     failures = rng.choices(range(4), weights=FAILURES_W)[0]
     escalate = failures == 3 or rng.random() < 0.06 * ESCALATION_PROPENSITY.get(ctype, 1.0)
     return Decisions(
-        verify_s=rng.uniform(3, 45) * 60, reject=reject, route=route,
-        mediator=rng.choice(SURNAMES) + "调解员", mediator_no=rng.randint(1, 6),
-        dispatch_s=rng.uniform(2, 30) * 60, start_s=rng.uniform(10, 120) * 60, visit_s=rng.uniform(20, 90) * 60,
-        failures=failures, escalate=escalate, gaps_s=tuple(rng.uniform(0.3, 4.0) * 3600 for _ in range(6)),
+        verify_s=rng.uniform(3, 45) * 60,
+        reject=reject,
+        route=route,
+        mediator=rng.choice(SURNAMES) + "调解员",
+        mediator_no=rng.randint(1, 6),
+        dispatch_s=rng.uniform(2, 30) * 60,
+        start_s=rng.uniform(10, 120) * 60,
+        visit_s=rng.uniform(20, 90) * 60,
+        failures=failures,
+        escalate=escalate,
+        gaps_s=tuple(rng.uniform(0.3, 4.0) * 3600 for _ in range(6)),
         outcome=rng.choices(list(OUTCOMES), weights=list(OUTCOMES.values()))[0],
         satisfaction=rng.choices(SATISFACTION, weights=SATISFACTION_W)[0],
-        evaluate_s=rng.uniform(2, 48) * 3600, overdue=rng.random() < 0.05,
-        overdue_by_s=rng.uniform(0.5, 6) * 3600)
+        evaluate_s=rng.uniform(2, 48) * 3600,
+        overdue=rng.random() < 0.05,
+        overdue_by_s=rng.uniform(0.5, 6) * 3600,
+    )
 
 
 # --- roads -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class Route:
@@ -323,8 +372,9 @@ class Route:
 def route_between(conn: psycopg.Connection, a: tuple[float, float], b: tuple[float, float]) -> Route:
     """The road from a to b (pgRouting, ``sim_route.sql``) with the off-road legs at both ends;
     straight across country when there are no roads."""
-    rows = conn.execute(query("sim_route"), {"from_lon": a[0], "from_lat": a[1], "to_lon": b[0],
-                                             "to_lat": b[1]}).fetchall()
+    rows = conn.execute(
+        query("sim_route"), {"from_lon": a[0], "from_lat": a[1], "to_lon": b[0], "to_lat": b[1]}
+    ).fetchall()
     if not rows:
         return Route.through([a, b], ["offroad"])
     points = [a] + [(float(r[0]), float(r[1])) for r in rows] + [b]
@@ -334,6 +384,7 @@ def route_between(conn: psycopg.Connection, a: tuple[float, float], b: tuple[flo
 
 # --- the clock -------------------------------------------------------------------------------------
 
+
 class SimClock:
     """Simulated seconds since the start, ``speedup`` per real second; wall-clock times for the API."""
 
@@ -341,20 +392,21 @@ class SimClock:
         self.speedup = speedup
         self.start = start
         self._t0 = time.monotonic()
-        self._wall0 = datetime.now(timezone.utc)
+        self._wall0 = datetime.now(UTC)
 
     def now(self) -> float:
         return (time.monotonic() - self._t0) * self.speedup
 
     def wall(self, sim_s: float) -> datetime:
         """The real time at which the simulation reached ``sim_s`` (never later than now)."""
-        return min(self._wall0 + timedelta(seconds=sim_s / self.speedup), datetime.now(timezone.utc))
+        return min(self._wall0 + timedelta(seconds=sim_s / self.speedup), datetime.now(UTC))
 
     def local(self, sim_s: float) -> datetime:
         return (self.start + timedelta(seconds=sim_s)).astimezone(CST)
 
 
 # --- the server, as a phone or a terminal sees it -------------------------------------------------
+
 
 @dataclass
 class Answer:
@@ -376,8 +428,9 @@ class Api:
     longer while it stays away, so an outage costs the loop nothing."""
 
     def __init__(self, base_url: str, counts: Counter[str]) -> None:
-        self._client = httpx.Client(base_url=base_url, timeout=httpx.Timeout(10.0, connect=3.0),
-                                    headers={"User-Agent": "yitu-simulate"})
+        self._client = httpx.Client(
+            base_url=base_url, timeout=httpx.Timeout(10.0, connect=3.0), headers={"User-Agent": "yitu-simulate"}
+        )
         self.counts = counts
         self._failures = 0
         self._retry_at = 0.0
@@ -387,9 +440,16 @@ class Api:
     def retry_in(self) -> float:
         return max(0.0, self._retry_at - time.monotonic())
 
-    def call(self, method: str, path: str, token: str, body: Mapping[str, Any] | None = None,
-             key: str | None = None, params: Mapping[str, Any] | None = None,
-             timeout: float | None = None) -> Answer | None:
+    def call(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        body: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Answer | None:
         if time.monotonic() < self._retry_at:
             return None
         headers = {"Authorization": f"Bearer {token}"}
@@ -441,6 +501,7 @@ class Api:
 
 # --- tokens ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Tokens:
     dispatcher: str
@@ -473,6 +534,7 @@ def revoke_tokens(dsn: str, ids: list[int]) -> None:
 
 
 # --- the simulated actors --------------------------------------------------------------------------
+
 
 @dataclass
 class VanSim:
@@ -542,8 +604,14 @@ class VanSim:
 
     def fix(self, at: datetime) -> dict[str, Any]:
         heading = round(self.heading, 1)
-        return {"van": self.id, "lon": round(self.lon, 6), "lat": round(self.lat, 6), "time": at.isoformat(),
-                "speed": round(self.speed_kmh, 1), "heading": 0.0 if heading >= 360 else heading}
+        return {
+            "van": self.id,
+            "lon": round(self.lon, 6),
+            "lat": round(self.lat, 6),
+            "time": at.isoformat(),
+            "speed": round(self.speed_kmh, 1),
+            "heading": 0.0 if heading >= 360 else heading,
+        }
 
 
 @dataclass
@@ -590,6 +658,7 @@ class CaseRun:
 
 # --- the loop --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SimConfig:
     url: str
@@ -612,14 +681,16 @@ class Summary:
 
     def text(self) -> str:
         c = self.counts
-        return (f"simulated {self.sim_s / 3600:.1f} h in {self.real_s:.0f} s (×{self.config.speedup:g}, "
-                f"seed {self.config.seed}): {c['reported']} cases reported, {c['accept']} accepted, "
-                f"{c['reject']} rejected, {c['dispatch']} dispatched to mediators and units, "
-                f"{c['van_dispatches']} van dispatches ({c['arrivals']} arrived, {c['visits_ended']} visits ended), "
-                f"{c['attempt']} failed attempts, {c['escalate']} escalated, {c['close']} closed in the office, "
-                f"{c['closed_on_site']} closed on site, {c['evaluate']} evaluated; vans drove {self.km:.0f} km "
-                f"and sent {c['pings_stored']} pings; {c['races']} dispatch races, {c['refused']} refusals, "
-                f"{c['http_4xx']} 4xx answers, {c['http_failures']} failed requests, {c['outages']} outages")
+        return (
+            f"simulated {self.sim_s / 3600:.1f} h in {self.real_s:.0f} s (×{self.config.speedup:g}, "
+            f"seed {self.config.seed}): {c['reported']} cases reported, {c['accept']} accepted, "
+            f"{c['reject']} rejected, {c['dispatch']} dispatched to mediators and units, "
+            f"{c['van_dispatches']} van dispatches ({c['arrivals']} arrived, {c['visits_ended']} visits ended), "
+            f"{c['attempt']} failed attempts, {c['escalate']} escalated, {c['close']} closed in the office, "
+            f"{c['closed_on_site']} closed on site, {c['evaluate']} evaluated; vans drove {self.km:.0f} km "
+            f"and sent {c['pings_stored']} pings; {c['races']} dispatch races, {c['refused']} refusals, "
+            f"{c['http_4xx']} 4xx answers, {c['http_failures']} failed requests, {c['outages']} outages"
+        )
 
 
 class Simulator:
@@ -651,9 +722,15 @@ class Simulator:
         self.tokens = tokens
         self.api = Api(cfg.url, self.counts)
         self.clock = SimClock(cfg.speedup, cfg.start)
-        log.info("simulating url=%s seed=%d rate=%g/h speedup=%g vans=%s start=%s", cfg.url, cfg.seed, cfg.rate,
-                 cfg.speedup, ",".join(v.id for v in self.van_specs) or "none",
-                 cfg.start.astimezone(CST).strftime("%H:%M"))
+        log.info(
+            "simulating url=%s seed=%d rate=%g/h speedup=%g vans=%s start=%s",
+            cfg.url,
+            cfg.seed,
+            cfg.rate,
+            cfg.speedup,
+            ",".join(v.id for v in self.van_specs) or "none",
+            cfg.start.astimezone(CST).strftime("%H:%M"),
+        )
         began = time.monotonic()
         try:
             self._place_vans()
@@ -665,8 +742,13 @@ class Simulator:
             if self._db is not None:
                 self._db.close()
             revoke_tokens(self.dsn, tokens.ids)
-        return Summary(self.counts, time.monotonic() - began, self.clock.now(), cfg,
-                       sum(v.driven_m for v in self.vans.values()) / 1000)
+        return Summary(
+            self.counts,
+            time.monotonic() - began,
+            self.clock.now(),
+            cfg,
+            sum(v.driven_m for v in self.vans.values()) / 1000,
+        )
 
     def _loop(self, stop: threading.Event, began: float) -> None:
         plan = plan_reports(self.config.seed, self.territory, self.config.rate, self.config.start)
@@ -704,21 +786,34 @@ class Simulator:
 
     def _status(self) -> None:
         vans = " ".join(f"{v.id}:{v.state}" for v in self.vans.values())
-        log.info("status sim_time=%s open_cases=%d vans=%s", self.clock.local(self.clock.now()).strftime("%m-%d %H:%M"),
-                 len(self.cases), vans or "-")
+        log.info(
+            "status sim_time=%s open_cases=%d vans=%s",
+            self.clock.local(self.clock.now()).strftime("%m-%d %H:%M"),
+            len(self.cases),
+            vans or "-",
+        )
 
     def _shutdown(self) -> None:
         """End our vans' visits, so no van is left en route or on site with nobody driving it."""
         for van in self.vans.values():
             if van.dispatch_id is None:
                 continue
-            a = self.api.call("POST", f"/api/v1/dispatches/{van.dispatch_id}/end", self.tokens.dispatcher,
-                              {"note": "模拟器停止，结束出车"}, timeout=3.0)
+            a = self.api.call(
+                "POST",
+                f"/api/v1/dispatches/{van.dispatch_id}/end",
+                self.tokens.dispatcher,
+                {"note": "模拟器停止，结束出车"},
+                timeout=3.0,
+            )
             if a is not None and a.ok:
                 log.info("%s: visit %s ended as the simulator stops", van.id, van.dispatch_id)
             else:
-                log.info("%s: visit %s left open (%s); the next run ends it", van.id, van.dispatch_id,
-                         a.why if a else "server away")
+                log.info(
+                    "%s: visit %s left open (%s); the next run ends it",
+                    van.id,
+                    van.dispatch_id,
+                    a.why if a else "server away",
+                )
 
     def _startup(self) -> None:
         """End visits our vans were left on by an earlier run (killed mid-visit), so they can go again."""
@@ -728,10 +823,18 @@ class Simulator:
             return
         for d in a.body.get("dispatches", []) if a.ok else []:
             if d.get("van") in self.vans:
-                end = self.api.call("POST", f"/api/v1/dispatches/{d['id']}/end", self.tokens.dispatcher,
-                                    {"note": "模拟器重启：结束上次未完成的出车"})
-                log.info("%s: ended dispatch %s left from an earlier run (%s)", d["van"], d["id"],
-                         end.status if end else "server away")
+                end = self.api.call(
+                    "POST",
+                    f"/api/v1/dispatches/{d['id']}/end",
+                    self.tokens.dispatcher,
+                    {"note": "模拟器重启：结束上次未完成的出车"},
+                )
+                log.info(
+                    "%s: ended dispatch %s left from an earlier run (%s)",
+                    d["van"],
+                    d["id"],
+                    end.status if end else "server away",
+                )
 
     # -- reports and the case loop
 
@@ -749,8 +852,15 @@ class Simulator:
         self.cases[run.code] = run
         self.counts["reported"] += 1
         due = run.deadline.astimezone(CST).strftime("%m-%d %H:%M") if run.deadline else "-"
-        log.info("case reported %s %s at %s via %s (%s level, due %s)", run.code, r.type, self._where(run),
-                 r.channel, run.level, due)
+        log.info(
+            "case reported %s %s at %s via %s (%s level, due %s)",
+            run.code,
+            r.type,
+            self._where(run),
+            r.channel,
+            run.level,
+            due,
+        )
         self._plan_next(run)
         self._last_code = run.code
 
@@ -793,7 +903,7 @@ class Simulator:
         gap = d.gaps_s[min(run.handled, len(d.gaps_s) - 1)] * (3.0 if run.escalated else 1.0)
         if d.overdue and not run.stalled and run.deadline is not None:
             run.stalled = True  # hold it until the server's (real-time) deadline has passed
-            left = (run.deadline - datetime.now(timezone.utc)).total_seconds()
+            left = (run.deadline - datetime.now(UTC)).total_seconds()
             gap = max(gap, left * self.config.speedup + d.overdue_by_s)
         if run.failed < d.failures and not run.escalated and "attempt" in run.allowed:
             return "attempt", gap
@@ -843,8 +953,11 @@ class Simulator:
         d = run.report.decisions
         if action == "reject":
             dup = self._last_code if d.reject == "duplicate" and self._last_code != run.code else None
-            return ({"action": "reject", "reason": "duplicate", "duplicate_of": dup} if dup
-                    else {"action": "reject", "reason": "not_dispute", "note": "核实后不属于矛盾纠纷"})
+            return (
+                {"action": "reject", "reason": "duplicate", "duplicate_of": dup}
+                if dup
+                else {"action": "reject", "reason": "not_dispute", "note": "核实后不属于矛盾纠纷"}
+            )
         if action == "dispatch":
             return {"action": "dispatch", "assignee": self._assignee(run)}
         if action == "attempt":
@@ -901,8 +1014,14 @@ class Simulator:
         for spec in self.van_specs:
             lon = spec.lon if spec.lon is not None else spec.base_lon
             lat = spec.lat if spec.lat is not None else spec.base_lat
-            van = VanSim(spec, self.tokens.vans[spec.id], random.Random(f"yitu-sim/{self.config.seed}/van/{spec.id}"),
-                         self.config.speeds, lon, lat)
+            van = VanSim(
+                spec,
+                self.tokens.vans[spec.id],
+                random.Random(f"yitu-sim/{self.config.seed}/van/{spec.id}"),
+                self.config.speeds,
+                lon,
+                lat,
+            )
             self.vans[spec.id] = van
             _, _, away = GEOD.inv(lon, lat, spec.base_lon, spec.base_lat)
             if away > AT_BASE_M:
@@ -942,8 +1061,12 @@ class Simulator:
             van = self.vans.get(cand.get("id", ""))
             if van is None or not cand.get("dispatchable") or not van.free:
                 continue
-            d = self.api.call("POST", "/api/v1/dispatches", self.tokens.dispatcher,
-                              {"case": run.code, "van": van.id, "note": "模拟调度：派车上门调解"})
+            d = self.api.call(
+                "POST",
+                "/api/v1/dispatches",
+                self.tokens.dispatcher,
+                {"case": run.code, "van": van.id, "note": "模拟调度：派车上门调解"},
+            )
             if d is None:
                 run.van_tried = False
                 gen = run.gen
@@ -968,8 +1091,16 @@ class Simulator:
         self.counts["van_dispatches"] += 1
         km = (dispatch.get("distance_m") or 0) / 1000
         eta = (dispatch.get("eta_s") or 0) / 60
-        log.info("%s dispatched to %s at %s: %.1f km by %s, ETA %.0f min (dispatch %s)", van.id, run.code,
-                 self._where(run), km, dispatch.get("method") or "road", eta, dispatch["id"])
+        log.info(
+            "%s dispatched to %s at %s: %.1f km by %s, ETA %.0f min (dispatch %s)",
+            van.id,
+            run.code,
+            self._where(run),
+            km,
+            dispatch.get("method") or "road",
+            eta,
+            dispatch["id"],
+        )
 
     def _van_turn(self, van: VanSim, now: float) -> None:
         self._drive(van, now)
@@ -1031,15 +1162,24 @@ class Simulator:
             self.counts["arrivals"] += 1
             if run:
                 run.step = a.body.get("case_step") or run.step
-            log.info("%s on site at %s (arrived %s); mediating about %.0f min", van.id, van.case_code,
-                     (a.body.get("arrived_at") or "")[11:19], visit / 60)
+            log.info(
+                "%s on site at %s (arrived %s); mediating about %.0f min",
+                van.id,
+                van.case_code,
+                (a.body.get("arrived_at") or "")[11:19],
+                visit / 60,
+            )
         elif status != "en_route":
             log.info("%s: dispatch %s is %s (not by the simulator); driving home", van.id, van.dispatch_id, status)
             self._van_done(van, run)
         elif time.monotonic() - van.waiting_since > ARRIVAL_WAIT_REAL_S:
             log.warning("%s: the server has not seen it arrive at %s; ending the visit", van.id, van.case_code)
-            self.api.call("POST", f"/api/v1/dispatches/{van.dispatch_id}/end", self.tokens.dispatcher,
-                          {"note": "到达未确认，结束出车"})
+            self.api.call(
+                "POST",
+                f"/api/v1/dispatches/{van.dispatch_id}/end",
+                self.tokens.dispatcher,
+                {"note": "到达未确认，结束出车"},
+            )
             self._van_done(van, run)
 
     def _end_visit(self, van: VanSim) -> None:
@@ -1066,8 +1206,11 @@ class Simulator:
                 run.failed += 1
                 run.handled += 1
             self.counts["closed_on_site"] += bool(body.get("outcome"))
-            what = f"closed: {body['outcome']}" if body.get("outcome") else (
-                "mediation failed, the case stays open" if body.get("result") else "no result recorded")
+            what = (
+                f"closed: {body['outcome']}"
+                if body.get("outcome")
+                else ("mediation failed, the case stays open" if body.get("result") else "no result recorded")
+            )
             log.info("%s visit at %s ended: %s", van.id, van.case_code, what)
         self._van_done(van, run)
 
@@ -1094,5 +1237,18 @@ def wait_healthy(url: str, stop: threading.Event, timeout: float | None = None) 
     return False
 
 
-__all__ = ["MAX_RATE_PER_HOUR", "MAX_SPEEDUP", "Report", "Route", "SimConfig", "SimulationError", "Simulator",
-           "Summary", "Territory", "load_territory", "plan_reports", "route_between", "wait_healthy"]
+__all__ = [
+    "MAX_RATE_PER_HOUR",
+    "MAX_SPEEDUP",
+    "Report",
+    "Route",
+    "SimConfig",
+    "SimulationError",
+    "Simulator",
+    "Summary",
+    "Territory",
+    "load_territory",
+    "plan_reports",
+    "route_between",
+    "wait_healthy",
+]

@@ -44,8 +44,12 @@ class Watched:
         self.outside: list[str] = []
         self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("request", lambda r: self.outside.append(r.url)
-                     if not r.url.startswith(base) and not r.url.startswith("data:") else None)
+        self.page.on(
+            "request",
+            lambda r: (
+                self.outside.append(r.url) if not r.url.startswith(base) and not r.url.startswith("data:") else None
+            ),
+        )
 
     def close(self) -> None:
         self.page.close()

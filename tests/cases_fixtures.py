@@ -13,15 +13,24 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from services.identity import create_token
 from dashboard.app import create_app
+from services.identity import create_token
 from services.settings import Settings
 
 
 def settings_for(db: str, redis_url: str, tmp_path: Path, **extra: Any) -> Settings:
     """Settings for a test app: no background sweep, no token cache (revocation is immediate)."""
-    return Settings(**{"database_url": db, "redis_url": redis_url, "home": tmp_path / "home", "_env_file": None,
-                       "scheduler_interval": 0, "auth_cache_seconds": 0, **extra})
+    return Settings(
+        **{
+            "database_url": db,
+            "redis_url": redis_url,
+            "home": tmp_path / "home",
+            "_env_file": None,
+            "scheduler_interval": 0,
+            "auth_cache_seconds": 0,
+            **extra,
+        }
+    )
 
 
 @pytest.fixture
@@ -58,16 +67,24 @@ def inner_point(dsn: str, level: int = 4, offset: int = 0, margin_m: float = 200
                    SELECT code, ST_PointOnSurface(ST_Transform(ST_Buffer(ST_Transform(geom, 32648), -%s), 4326)) AS p
                    FROM areas WHERE level = %s ORDER BY code) s
                WHERE p IS NOT NULL AND NOT ST_IsEmpty(p) ORDER BY code OFFSET %s LIMIT 1""",
-            (margin_m, level, offset)).fetchone()
+            (margin_m, level, offset),
+        ).fetchone()
     assert row is not None
     return float(row[0]), float(row[1]), str(row[2])
 
 
 def case_body(lon: float, lat: float, **extra: Any) -> dict[str, Any]:
-    body = {"type": "grassland", "description": "巴图与乌兰其其格因草场边界发生争议，电话13812345678",
-            "lon": lon, "lat": lat, "channel": "grid_app",
-            "parties": [{"name": "巴图", "phone": "13812345678", "role": "申请人"},
-                        {"name": "乌兰其其格", "phone": "15900001111", "role": "被申请人"}]}
+    body = {
+        "type": "grassland",
+        "description": "巴图与乌兰其其格因草场边界发生争议，电话13812345678",
+        "lon": lon,
+        "lat": lat,
+        "channel": "grid_app",
+        "parties": [
+            {"name": "巴图", "phone": "13812345678", "role": "申请人"},
+            {"name": "乌兰其其格", "phone": "15900001111", "role": "被申请人"},
+        ],
+    }
     return {**body, **extra}
 
 

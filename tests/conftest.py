@@ -10,26 +10,22 @@ A service that cannot be reached makes the tests fail: nothing is skipped.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
 import pytest
 import redis
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
-from services.settings import Settings
 from cli.stack import EmbeddedStack
 from geodata.migrate import migrate
+from services.settings import Settings
 
 from .helpers import free_port, wait_for, with_dbname, with_redis_db
 
@@ -73,7 +69,7 @@ def template_dsn(server_dsn: str) -> Iterator[str]:
 
 
 DEMO_TEMPLATE = f"yitu_test_demo_template_{os.getpid()}"
-DEMO_AS_OF = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+DEMO_AS_OF = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 DEMO_SEED = 7
 
 

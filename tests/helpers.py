@@ -25,10 +25,12 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str =
             result = predicate()
             if result:
                 return result
-        except Exception as exc:  # noqa: BLE001 - remembered and reported on timeout
+        except Exception as exc:
             last_exc = exc
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 def with_dbname(dsn: str, dbname: str) -> str:

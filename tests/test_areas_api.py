@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -23,8 +23,10 @@ RESOLVED = {"mediated", "judicial_confirmation"}
 
 def _rows(dsn: str) -> list[dict[str, Any]]:
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT grid_code, village_code, town_code, banner_code, step, type, level, outcome, "
-                           "deadline, satisfaction, reported_at FROM cases").fetchall()
+        return cur.execute(
+            "SELECT grid_code, village_code, town_code, banner_code, step, type, level, outcome, "
+            "deadline, satisfaction, reported_at FROM cases"
+        ).fetchall()
 
 
 def _in(row: dict[str, Any], code: str) -> bool:
@@ -33,8 +35,9 @@ def _in(row: dict[str, Any], code: str) -> bool:
 
 def _codes(dsn: str) -> list[str]:
     with psycopg.connect(dsn) as conn:
-        cell = conn.execute("SELECT code FROM areas WHERE level = 4 AND code LIKE '150623101%' ORDER BY code "
-                            "OFFSET 5 LIMIT 1").fetchone()[0]
+        cell = conn.execute(
+            "SELECT code FROM areas WHERE level = 4 AND code LIKE '150623101%' ORDER BY code OFFSET 5 LIMIT 1"
+        ).fetchone()[0]
     return [cell[:6], cell[:9], cell[:12], cell]
 
 
@@ -43,27 +46,32 @@ def test_area_stats_equal_a_brute_force_count(client: TestClient, token: Callabl
     rows = _rows(demo_db)
     for code in _codes(demo_db):
         got = client.get(f"/api/v1/areas/{code}/stats", headers=auth(tok)).json()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         mine = [r for r in rows if _in(r, code)]
         resolved = [r for r in mine if r["outcome"] in RESOLVED]
         overdue = [r for r in mine if r["step"] in OPEN and r["deadline"] and r["deadline"] < now]
         assert got["cases"] == len(mine) > 0
         assert got["by_step"] == dict(Counter(r["step"] for r in mine))
         assert got["by_type"] == dict(Counter(r["type"] for r in mine))
-        assert {lv: v["cases"] for lv, v in got["by_level"].items() if v["cases"]} == dict(Counter(r["level"] for r in mine))
+        assert {lv: v["cases"] for lv, v in got["by_level"].items() if v["cases"]} == dict(
+            Counter(r["level"] for r in mine)
+        )
         assert got["open"] == sum(r["step"] in OPEN for r in mine)
         assert got["resolved"] == len(resolved)
         assert got["resolution_rate"] == pytest.approx(len(resolved) / len(mine))
         low = sum(r["level"] in ("grid", "village") for r in resolved)
         assert got["village_share"] == pytest.approx(low / len(resolved))
         assert got["overdue"] == len(overdue)
-        assert got["overdue_by_level"] == {lv: sum(r["level"] == lv for r in overdue)
-                                           for lv in ("grid", "village", "town", "banner")}
+        assert got["overdue_by_level"] == {
+            lv: sum(r["level"] == lv for r in overdue) for lv in ("grid", "village", "town", "banner")
+        }
 
 
 def test_area_stats_for_a_period(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
     code = _codes(demo_db)[1]
-    got = client.get(f"/api/v1/areas/{code}/stats?since=2026-10-01&until=2026-10-31", headers=auth(token("viewer"))).json()
+    got = client.get(
+        f"/api/v1/areas/{code}/stats?since=2026-10-01&until=2026-10-31", headers=auth(token("viewer"))
+    ).json()
     start, end = period_bounds("month", date(2026, 10, 1))
     expected = [r for r in _rows(demo_db) if _in(r, code) and start <= r["reported_at"] < end]
     assert got["cases"] == len(expected)
@@ -88,17 +96,22 @@ def test_area_cases_are_the_areas_own(client: TestClient, token: Callable[..., s
     expected = [r for r in _rows(demo_db) if r["village_code"] == village and r["step"] == "evaluated"]
     assert len(got["cases"]) == min(500, len(expected))
     assert all(c["grid"][1] == village and c["step"] == "evaluated" for c in got["cases"])
-    overdue = client.get(f"/api/v1/cases?area={village[:9]}&overdue=true&limit=500", headers=auth(token("viewer"))).json()
+    overdue = client.get(
+        f"/api/v1/cases?area={village[:9]}&overdue=true&limit=500", headers=auth(token("viewer"))
+    ).json()
     assert overdue["cases"] and all(c["overdue"] for c in overdue["cases"])
 
 
 @pytest.mark.parametrize("period", ["month", "quarter", "year"])
-def test_town_ranking_follows_the_formula(client: TestClient, token: Callable[..., str], demo_db: str,
-                                          period: str) -> None:
-    got = client.get(f"/api/v1/stats/ranking?level=2&period={period}&at=2026-11-20", headers=auth(token("viewer"))).json()
+def test_town_ranking_follows_the_formula(
+    client: TestClient, token: Callable[..., str], demo_db: str, period: str
+) -> None:
+    got = client.get(
+        f"/api/v1/stats/ranking?level=2&period={period}&at=2026-11-20", headers=auth(token("viewer"))
+    ).json()
     assert "60 × R" in got["formula"]
     start, end = period_bounds(period, date(2026, 11, 20))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = _rows(demo_db)
     scores = {}
     for town in {r["town_code"] for r in rows if r["town_code"]}:
@@ -116,9 +129,18 @@ def test_town_ranking_follows_the_formula(client: TestClient, token: Callable[..
 
 
 def test_period_bounds() -> None:
-    assert period_bounds("quarter", date(2026, 11, 22)) == (datetime(2026, 10, 1, tzinfo=CST), datetime(2027, 1, 1, tzinfo=CST))
-    assert period_bounds("quarter", date(2026, 5, 2)) == (datetime(2026, 4, 1, tzinfo=CST), datetime(2026, 7, 1, tzinfo=CST))
-    assert period_bounds("month", date(2026, 12, 31)) == (datetime(2026, 12, 1, tzinfo=CST), datetime(2027, 1, 1, tzinfo=CST))
+    assert period_bounds("quarter", date(2026, 11, 22)) == (
+        datetime(2026, 10, 1, tzinfo=CST),
+        datetime(2027, 1, 1, tzinfo=CST),
+    )
+    assert period_bounds("quarter", date(2026, 5, 2)) == (
+        datetime(2026, 4, 1, tzinfo=CST),
+        datetime(2026, 7, 1, tzinfo=CST),
+    )
+    assert period_bounds("month", date(2026, 12, 31)) == (
+        datetime(2026, 12, 1, tzinfo=CST),
+        datetime(2027, 1, 1, tzinfo=CST),
+    )
 
 
 def test_ranking_input_is_checked(client: TestClient, token: Callable[..., str]) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from geodata.masking import mask_name, mask_phone, mask_text
 from cli.tokens import token_group
+from geodata.masking import mask_name, mask_phone, mask_text
 from services.settings import Settings
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, inner_point_where, token  # noqa: F401
@@ -31,7 +30,9 @@ def test_token_create_list_revoke(cases_settings: Settings, demo_db: str) -> Non
     assert tok.startswith("yitu_") and len(tok) > 40 and "shown only now" in err
     with psycopg.connect(demo_db) as conn:
         row = conn.execute("SELECT token_hash, role, area_code FROM api_tokens WHERE name = '网格员 巴图'").fetchone()
-        stored = conn.execute("SELECT count(*) FROM api_tokens WHERE token_hash = %s OR name = %s", (tok, tok)).fetchone()
+        stored = conn.execute(
+            "SELECT count(*) FROM api_tokens WHERE token_hash = %s OR name = %s", (tok, tok)
+        ).fetchone()
     assert row == (hashlib.sha256(tok.encode()).hexdigest(), "grid_worker", TOWN)
     assert stored == (0,)  # only the hash is kept
     code, out, _ = _cli(cases_settings, "list")
@@ -64,7 +65,10 @@ def test_writes_and_reads_need_a_token(client: TestClient, demo_db: str) -> None
     lon, lat, _ = inner_point(demo_db)
     assert client.post("/api/v1/cases", json=case_body(lon, lat)).status_code == 401
     assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth("yitu_nope")).status_code == 401
-    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers={"Authorization": "Basic eDp5"}).status_code == 401
+    assert (
+        client.post("/api/v1/cases", json=case_body(lon, lat), headers={"Authorization": "Basic eDp5"}).status_code
+        == 401
+    )
     assert client.get("/api/v1/cases").status_code == 401
 
 
@@ -76,18 +80,28 @@ def test_roles(client: TestClient, token: Callable[..., str], demo_db: str) -> N
     code = client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(worker)).json()["code"]
     r = client.post(f"/api/v1/cases/{code}/transitions", json={"action": "accept"}, headers=auth(worker))
     assert r.status_code == 403 and r.json()["field"] == "action"
-    assert client.post(f"/api/v1/cases/{code}/transitions", json={"action": "accept"}, headers=auth(viewer)).status_code == 403
-    assert client.post(f"/api/v1/cases/{code}/transitions", json={"action": "accept"}, headers=auth(dispatcher)).status_code == 200
+    assert (
+        client.post(f"/api/v1/cases/{code}/transitions", json={"action": "accept"}, headers=auth(viewer)).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            f"/api/v1/cases/{code}/transitions", json={"action": "accept"}, headers=auth(dispatcher)
+        ).status_code
+        == 200
+    )
     r = client.get(f"/api/v1/cases/{code}", headers=auth(worker)).json()
     assert r["allowed_actions"] == ["escalate", "close"]  # accepted: no dispatching for a grid worker
 
 
-def test_a_grid_worker_reports_and_reads_only_inside_its_area(client: TestClient, token: Callable[..., str],
-                                                              demo_db: str) -> None:
+def test_a_grid_worker_reports_and_reads_only_inside_its_area(
+    client: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     lon_in, lat_in, cell_in = inner_point(demo_db)
     with psycopg.connect(demo_db) as conn:
-        other_town = conn.execute("SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1",
-                                  (cell_in[:9],)).fetchone()[0]
+        other_town = conn.execute(
+            "SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1", (cell_in[:9],)
+        ).fetchone()[0]
         n_before = conn.execute("SELECT count(*) FROM cases").fetchone()[0]
     lon_out, lat_out, cell_out = inner_point_where(demo_db, lambda cell: cell[:9] == other_town)
     worker = token("grid_worker", area=cell_in[:12])  # its village
@@ -119,7 +133,9 @@ def test_a_viewer_reads_with_personal_data_masked(client: TestClient, token: Cal
     assert "巴图" not in case["description"] and "13812345678" not in case["description"]
     assert case["description"] == "巴*与乌****因草场边界发生争议，电话138****5678"
     listed = client.get(f"/api/v1/areas/{cell}/cases", headers=auth(viewer)).json()["cases"]
-    assert listed and all("138****" in p["phone"] or "****" in p["phone"] for c in listed for p in c["parties"] if p.get("phone"))
+    assert listed and all(
+        "138****" in p["phone"] or "****" in p["phone"] for c in listed for p in c["parties"] if p.get("phone")
+    )
     assert not any(c["parties"] and c["parties"][0]["name"] == "巴图" for c in listed)
 
 

@@ -16,9 +16,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from services.events import STREAM
 from dashboard.app import create_app
 from geodata.queries import grid_chain
+from services.events import STREAM
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, settings_for, token  # noqa: F401
 from .helpers import free_port, wait_for
@@ -48,8 +48,9 @@ def _stream(redis_url: str) -> list[dict[str, Any]]:
         r.close()
 
 
-def test_intake_finds_the_grid_chain_level_and_deadline(client: TestClient, token: Callable[..., str],
-                                                        demo_db: str, redis_url: str) -> None:
+def test_intake_finds_the_grid_chain_level_and_deadline(
+    client: TestClient, token: Callable[..., str], demo_db: str, redis_url: str
+) -> None:
     tok = token("grid_worker", name="gw-巴图")
     lon, lat, cell = inner_point(demo_db)
     r = _post(client, tok, case_body(lon, lat))
@@ -70,22 +71,29 @@ def test_intake_finds_the_grid_chain_level_and_deadline(client: TestClient, toke
     assert "parties" not in events[-1]  # no personal data on the wall-screen stream
     timeline = client.get(f"/api/v1/cases/{case['code']}", headers=auth(tok)).json()["timeline"]
     assert [(e["action"], e["actor"], e["role"], e["to_step"]) for e in timeline] == [
-        ("report", "gw-巴图", "grid_worker", "reported")]
+        ("report", "gw-巴图", "grid_worker", "reported")
+    ]
 
 
 def test_codes_continue_the_day_and_never_repeat(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
     tok = token("dispatcher")
     lon, lat, _ = inner_point(demo_db, offset=3)
-    codes = [_post(client, tok, case_body(lon, lat, reported_at="2026-11-20T03:00:00+00:00")).json()["code"]
-             for _ in range(3)]
-    before = _count(demo_db, "SELECT max(split_part(code, '-', 3)::int) FROM cases WHERE code LIKE '150623-20261120-%%' "
-                             "AND code <> ALL(%s)", codes)
+    codes = [
+        _post(client, tok, case_body(lon, lat, reported_at="2026-11-20T03:00:00+00:00")).json()["code"]
+        for _ in range(3)
+    ]
+    before = _count(
+        demo_db,
+        "SELECT max(split_part(code, '-', 3)::int) FROM cases WHERE code LIKE '150623-20261120-%%' AND code <> ALL(%s)",
+        codes,
+    )
     assert [int(c.rsplit("-", 1)[1]) for c in codes] == [before + 1, before + 2, before + 3]
     assert all(c.startswith("150623-20261120-") for c in codes)
 
 
-def test_outside_the_territory_goes_to_the_banner_queue(client: TestClient, token: Callable[..., str],
-                                                        demo_db: str) -> None:
+def test_outside_the_territory_goes_to_the_banner_queue(
+    client: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     r = _post(client, token("dispatcher"), case_body(100.0, 30.0, channel="hotline_12345"))
     assert r.status_code == 201, r.text
     case = r.json()
@@ -114,18 +122,20 @@ def test_the_whole_loop_with_audit(client: TestClient, token: Callable[..., str]
     tok = token("dispatcher", name="值班调度")
     lon, lat, _ = inner_point(demo_db, offset=5)
     code = _post(client, tok, case_body(lon, lat)).json()["code"]
-    steps = [("accept", {}, "accepted"),
-             ("dispatch", {"assignee": {"kind": "mediator", "id": "m-17", "name": "王调解员"}}, "dispatched"),
-             ("start", {}, "handling"),
-             ("attempt", {"result": "failed", "note": "第一次劝调未果"}, "handling"),
-             ("escalate", {"note": "升级到村"}, "accepted"),
-             ("dispatch", {"assignee": {"kind": "unit", "id": "village-room"}}, "dispatched"),
-             ("start", {}, "handling"),
-             ("attempt", {"result": "success"}, "handling"),
-             ("close", {"outcome": "mediated"}, "closed"),
-             ("evaluate", {"satisfaction": 5, "followup_note": "回访：双方满意"}, "evaluated"),
-             ("reopen", {"note": "协议未履行"}, "handling"),
-             ("close", {"outcome": "judicial_confirmation"}, "closed")]
+    steps = [
+        ("accept", {}, "accepted"),
+        ("dispatch", {"assignee": {"kind": "mediator", "id": "m-17", "name": "王调解员"}}, "dispatched"),
+        ("start", {}, "handling"),
+        ("attempt", {"result": "failed", "note": "第一次劝调未果"}, "handling"),
+        ("escalate", {"note": "升级到村"}, "accepted"),
+        ("dispatch", {"assignee": {"kind": "unit", "id": "village-room"}}, "dispatched"),
+        ("start", {}, "handling"),
+        ("attempt", {"result": "success"}, "handling"),
+        ("close", {"outcome": "mediated"}, "closed"),
+        ("evaluate", {"satisfaction": 5, "followup_note": "回访：双方满意"}, "evaluated"),
+        ("reopen", {"note": "协议未履行"}, "handling"),
+        ("close", {"outcome": "judicial_confirmation"}, "closed"),
+    ]
     for action, params, step in steps:
         r = _act(client, tok, code, action, **params)
         assert r.status_code == 200, (action, r.text)
@@ -137,7 +147,12 @@ def test_the_whole_loop_with_audit(client: TestClient, token: Callable[..., str]
     assert [e["action"] for e in timeline] == ["report"] + [a for a, _, _ in steps]
     assert all(e["actor"] == "值班调度" and e["role"] == "dispatcher" for e in timeline)
     esc = timeline[5]
-    assert (esc["from_step"], esc["to_step"], esc["level"], esc["note"]) == ("handling", "accepted", "village", "升级到村")
+    assert (esc["from_step"], esc["to_step"], esc["level"], esc["note"]) == (
+        "handling",
+        "accepted",
+        "village",
+        "升级到村",
+    )
     assert esc["data"]["from_level"] == "grid"
     assert set(case["time_in"]["levels"]) == {"grid", "village"}
     events = wait_for(lambda: (e := _stream(redis_url)) and len(e) >= 13 and e, what="13 events")
@@ -145,16 +160,19 @@ def test_the_whole_loop_with_audit(client: TestClient, token: Callable[..., str]
     assert [e.get("action") for e in events[1:]] == [a for a, _, _ in steps]
 
 
-def test_illegal_transition_is_409_listing_the_allowed(client: TestClient, token: Callable[..., str],
-                                                       demo_db: str) -> None:
+def test_illegal_transition_is_409_listing_the_allowed(
+    client: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     tok = token("dispatcher")
     lon, lat, _ = inner_point(demo_db)
     code = _post(client, tok, case_body(lon, lat)).json()["code"]
     r = _act(client, tok, code, "close", outcome="mediated")
     assert r.status_code == 409
     assert r.json()["allowed"] == ["accept", "reject"] and r.json()["field"] == "action"
-    assert _count(demo_db, "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id WHERE c.code = %s",
-                  code) == 1
+    assert (
+        _count(demo_db, "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id WHERE c.code = %s", code)
+        == 1
+    )
 
 
 def test_stale_version_is_refused(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
@@ -210,24 +228,29 @@ def test_escalation_through_all_levels(client: TestClient, token: Callable[..., 
 
 # --- bad input ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"lon": None}, "lon"),
-    ({"lat": 91}, "lat"),
-    ({"lon": 181.5}, "lon"),
-    ({"lon": "107.5"}, "lon"),
-    ({"type": "unicorn"}, "type"),
-    ({"type": "Bad Type"}, "type"),
-    ({"description": "x" * 4001}, "description"),
-    ({"description": "   "}, "description"),
-    ({"channel": "fax"}, "channel"),
-    ({"parties": [{"name": "张三"}] * 11}, "parties"),
-    ({"parties": [{"name": "张三", "phone": "call me"}]}, "parties.0.phone"),
-    ({"reported_at": "2026-11-22T10:00:00"}, "reported_at"),
-    ({"reported_at": "2099-01-01T00:00:00+08:00"}, "reported_at"),
-    ({"surprise": 1}, "surprise"),
-])
-def test_bad_intake_is_a_4xx_naming_the_field(client: TestClient, token: Callable[..., str], demo_db: str,
-                                               change: dict, field: str) -> None:
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"lon": None}, "lon"),
+        ({"lat": 91}, "lat"),
+        ({"lon": 181.5}, "lon"),
+        ({"lon": "107.5"}, "lon"),
+        ({"type": "unicorn"}, "type"),
+        ({"type": "Bad Type"}, "type"),
+        ({"description": "x" * 4001}, "description"),
+        ({"description": "   "}, "description"),
+        ({"channel": "fax"}, "channel"),
+        ({"parties": [{"name": "张三"}] * 11}, "parties"),
+        ({"parties": [{"name": "张三", "phone": "call me"}]}, "parties.0.phone"),
+        ({"reported_at": "2026-11-22T10:00:00"}, "reported_at"),
+        ({"reported_at": "2099-01-01T00:00:00+08:00"}, "reported_at"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_bad_intake_is_a_4xx_naming_the_field(
+    client: TestClient, token: Callable[..., str], demo_db: str, change: dict, field: str
+) -> None:
     lon, lat, _ = inner_point(demo_db)
     body = {k: v for k, v in {**case_body(lon, lat), **change}.items() if v is not None}
     before = _count(demo_db, "SELECT count(*) FROM cases")
@@ -247,26 +270,39 @@ def test_an_inactive_type_is_refused(client: TestClient, token: Callable[..., st
 
 def test_malformed_json_and_wrong_content_type(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
     headers = auth(token("dispatcher"))
-    r = client.post("/api/v1/cases", content=b'{"type": "grassland", ', headers={**headers, "Content-Type": "application/json"})
+    r = client.post(
+        "/api/v1/cases", content=b'{"type": "grassland", ', headers={**headers, "Content-Type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["error"] == "invalid"
-    r = client.post("/api/v1/cases", content=b"type=grassland", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/api/v1/cases",
+        content=b"type=grassland",
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 415 and r.json()["field"] == "Content-Type"
     r = client.post("/api/v1/cases", content=b"[1, 2]", headers={**headers, "Content-Type": "application/json"})
     assert r.status_code == 422
-    r = client.post("/api/v1/cases/150623-20261122-000001/transitions", content=b"accept",
-                    headers={**headers, "Content-Type": "text/plain"})
+    r = client.post(
+        "/api/v1/cases/150623-20261122-000001/transitions",
+        content=b"accept",
+        headers={**headers, "Content-Type": "text/plain"},
+    )
     assert r.status_code == 415
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"action": "explode"}, "action"),
-    ({"action": "close", "outcome": "won"}, "outcome"),
-    ({"action": "accept", "note": "n" * 2001}, "note"),
-    ({"action": "evaluate", "satisfaction": 9}, "satisfaction"),
-    ({"action": "dispatch", "assignee": {"kind": "van", "id": "v1"}}, "assignee.kind"),
-])
-def test_bad_transition_input(client: TestClient, token: Callable[..., str], demo_db: str, body: dict,
-                              field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "explode"}, "action"),
+        ({"action": "close", "outcome": "won"}, "outcome"),
+        ({"action": "accept", "note": "n" * 2001}, "note"),
+        ({"action": "evaluate", "satisfaction": 9}, "satisfaction"),
+        ({"action": "dispatch", "assignee": {"kind": "van", "id": "v1"}}, "assignee.kind"),
+    ],
+)
+def test_bad_transition_input(
+    client: TestClient, token: Callable[..., str], demo_db: str, body: dict, field: str
+) -> None:
     tok = token("dispatcher")
     lon, lat, _ = inner_point(demo_db)
     code = _post(client, tok, case_body(lon, lat)).json()["code"]
@@ -284,6 +320,7 @@ def test_unknown_and_malformed_codes(client: TestClient, token: Callable[..., st
 
 # --- idempotency -------------------------------------------------------------------------------
 
+
 def test_idempotency_key_returns_the_same_case(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
     tok = token("grid_worker")
     lon, lat, _ = inner_point(demo_db)
@@ -298,8 +335,9 @@ def test_idempotency_key_returns_the_same_case(client: TestClient, token: Callab
     assert _post(client, token("grid_worker"), body, **{"Idempotency-Key": "phone-42-report-7"}).status_code == 201
 
 
-def test_concurrent_retries_with_one_key_make_one_case(client: TestClient, token: Callable[..., str],
-                                                       demo_db: str) -> None:
+def test_concurrent_retries_with_one_key_make_one_case(
+    client: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     tok = token("grid_worker")
     lon, lat, _ = inner_point(demo_db, offset=7)
     body = case_body(lon, lat, description="并发重试")
@@ -326,23 +364,37 @@ def test_concurrent_retries_with_one_key_make_one_case(client: TestClient, token
 
 # --- concurrency and outages on the real server --------------------------------------------------
 
-def test_two_clerks_closing_at_once_exactly_one_wins(live_server: Callable[..., Any], demo_db: str, redis_url: str,
-                                                     token: Callable[..., str]) -> None:
+
+def test_two_clerks_closing_at_once_exactly_one_wins(
+    live_server: Callable[..., Any], demo_db: str, redis_url: str, token: Callable[..., str]
+) -> None:
     srv = live_server(demo_db, redis_url, YITU_SCHEDULER_INTERVAL="0")
     headers = auth(token("dispatcher"))
     lon, lat, _ = inner_point(demo_db)
     for round_ in range(8):
-        code = httpx.post(srv.url + "/api/v1/cases", json=case_body(lon, lat), headers=headers, timeout=30).json()["code"]
+        code = httpx.post(srv.url + "/api/v1/cases", json=case_body(lon, lat), headers=headers, timeout=30).json()[
+            "code"
+        ]
         for action, params in (("accept", {}), ("dispatch", {"assignee": {"kind": "unit", "id": "u"}}), ("start", {})):
-            httpx.post(f"{srv.url}/api/v1/cases/{code}/transitions", json={"action": action, **params},
-                       headers=headers, timeout=30).raise_for_status()
+            httpx.post(
+                f"{srv.url}/api/v1/cases/{code}/transitions",
+                json={"action": action, **params},
+                headers=headers,
+                timeout=30,
+            ).raise_for_status()
         barrier = threading.Barrier(2)
         answers: list[httpx.Response] = []
 
         def close(outcome: str) -> None:
             barrier.wait()
-            answers.append(httpx.post(f"{srv.url}/api/v1/cases/{code}/transitions",
-                                      json={"action": "close", "outcome": outcome}, headers=headers, timeout=30))
+            answers.append(
+                httpx.post(
+                    f"{srv.url}/api/v1/cases/{code}/transitions",
+                    json={"action": "close", "outcome": outcome},
+                    headers=headers,
+                    timeout=30,
+                )
+            )
 
         threads = [threading.Thread(target=close, args=(o,)) for o in ("mediated", "withdrawn")]
         for t in threads:
@@ -352,12 +404,18 @@ def test_two_clerks_closing_at_once_exactly_one_wins(live_server: Callable[..., 
         assert sorted(r.status_code for r in answers) == [200, 409], (round_, [r.text for r in answers])
         loser = next(r for r in answers if r.status_code == 409).json()
         assert loser["allowed"] == ["evaluate", "reopen"]
-        assert _count(demo_db, "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
-                               "WHERE c.code = %s AND e.action = 'close'", code) == 1
+        assert (
+            _count(
+                demo_db,
+                "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
+                "WHERE c.code = %s AND e.action = 'close'",
+                code,
+            )
+            == 1
+        )
 
 
-def test_a_redis_outage_never_blocks_or_loses_a_write(demo_db: str, tmp_path: Path,
-                                                      token: Callable[..., str]) -> None:
+def test_a_redis_outage_never_blocks_or_loses_a_write(demo_db: str, tmp_path: Path, token: Callable[..., str]) -> None:
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     settings = settings_for(demo_db, dead_redis, tmp_path)
     tok = token("dispatcher")
@@ -370,20 +428,30 @@ def test_a_redis_outage_never_blocks_or_loses_a_write(demo_db: str, tmp_path: Pa
         elapsed = time.monotonic() - started
     assert elapsed < 5
     assert _count(demo_db, "SELECT count(*) FROM cases WHERE code = ANY(%s)", codes) == 5
-    assert _count(demo_db, "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id WHERE c.code = %s",
-                  code) == 2
+    assert (
+        _count(demo_db, "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id WHERE c.code = %s", code)
+        == 2
+    )
 
 
 def test_openapi_lists_the_case_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/v1/cases", "/api/v1/cases/{code}", "/api/v1/cases/{code}/transitions", "/api/v1/areas/{code}",
-                 "/api/v1/areas/{code}/children", "/api/v1/areas/{code}/stats", "/api/v1/areas/{code}/cases",
-                 "/api/v1/stats/ranking"):
+    for path in (
+        "/api/v1/cases",
+        "/api/v1/cases/{code}",
+        "/api/v1/cases/{code}/transitions",
+        "/api/v1/areas/{code}",
+        "/api/v1/areas/{code}/children",
+        "/api/v1/areas/{code}/stats",
+        "/api/v1/areas/{code}/cases",
+        "/api/v1/stats/ranking",
+    ):
         assert path in paths
 
 
-def test_concurrent_intakes_on_a_new_day_get_distinct_codes(client: TestClient, token: Callable[..., str],
-                                                             demo_db: str) -> None:
+def test_concurrent_intakes_on_a_new_day_get_distinct_codes(
+    client: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     tok = token("dispatcher")
     lon, lat, _ = inner_point(demo_db)
     n = 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -13,10 +13,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from services.events import STREAM
-from services.scheduler import deadline_rules
 from geodata import cases
 from geodata.cases import Actor, NewCase
+from services.events import STREAM
+from services.scheduler import deadline_rules
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, inner_point_where, settings_for, token  # noqa: F401
 
@@ -37,40 +37,45 @@ def test_intake_committed_is_durable_on_return_and_leaves_the_connection_as_it_w
     lon, lat, cell = inner_point(demo_db)
     rules = deadline_rules(settings_for(demo_db, "redis://unused", Path("/tmp")))
     with psycopg.connect(demo_db) as conn:
-        row, created = cases.intake_committed(conn, _new(lon, lat), CLERK, rules, datetime.now(timezone.utc))
+        row, created = cases.intake_committed(conn, _new(lon, lat), CLERK, rules, datetime.now(UTC))
         assert created and row["grid_code"] == cell and not conn.autocommit
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         # committed already: another session sees the case and its audit row
         assert _count(demo_db, "SELECT count(*) FROM cases WHERE code = %s", row["code"]) == 1
-        assert _count(demo_db, "SELECT count(*) FROM case_events WHERE case_id = %s AND action = 'report'",
-                      row["id"]) == 1
+        assert (
+            _count(demo_db, "SELECT count(*) FROM case_events WHERE case_id = %s AND action = 'report'", row["id"]) == 1
+        )
         conn.execute("SELECT 1")  # now in a transaction of the caller's: refused, nothing run
         with pytest.raises(RuntimeError, match="outside a transaction"):
-            cases.intake_committed(conn, _new(lon, lat), CLERK, rules, datetime.now(timezone.utc))
+            cases.intake_committed(conn, _new(lon, lat), CLERK, rules, datetime.now(UTC))
 
 
 def test_the_scope_is_checked_in_the_statement(demo_db: str) -> None:
     lon, lat, cell = inner_point(demo_db)
     rules = deadline_rules(settings_for(demo_db, "redis://unused", Path("/tmp")))
     with psycopg.connect(demo_db) as conn:
-        other_village = conn.execute("SELECT code FROM areas WHERE level = 3 AND code <> %s ORDER BY code LIMIT 1",
-                                     (cell[:12],)).fetchone()[0]
+        other_village = conn.execute(
+            "SELECT code FROM areas WHERE level = 3 AND code <> %s ORDER BY code LIMIT 1", (cell[:12],)
+        ).fetchone()[0]
     n_cases = _count(demo_db, "SELECT count(*) FROM cases")
     n_keys = _count(demo_db, "SELECT count(*) FROM case_idempotency_keys")
     with psycopg.connect(demo_db) as conn:
         with pytest.raises(cases.OutsideScope, match=f"lies in {cell}, outside your area {other_village}"):
-            cases.intake_committed(conn, _new(lon, lat), CLERK, rules, datetime.now(timezone.utc), "k-1",
-                                   scope=other_village)
+            cases.intake_committed(
+                conn, _new(lon, lat), CLERK, rules, datetime.now(UTC), "k-1", scope=other_village
+            )
         for scope in (cell, cell[:12], cell[:9], cell[:6]):  # any level of the point's chain
-            row, created = cases.intake_committed(conn, _new(lon, lat), CLERK, rules, datetime.now(timezone.utc),
-                                                  scope=scope)
+            row, created = cases.intake_committed(
+                conn, _new(lon, lat), CLERK, rules, datetime.now(UTC), scope=scope
+            )
             assert created and row["grid_code"] == cell
     assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases + 4
     assert _count(demo_db, "SELECT count(*) FROM case_idempotency_keys") == n_keys  # the refused key was not kept
 
 
-def test_a_refused_scoped_report_does_not_use_up_its_idempotency_key(client: TestClient, token: Callable[..., str],
-                                                                     demo_db: str) -> None:
+def test_a_refused_scoped_report_does_not_use_up_its_idempotency_key(
+    client: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     lon_in, lat_in, cell_in = inner_point(demo_db)
     lon_out, lat_out, _ = inner_point_where(demo_db, lambda cell: cell[:12] != cell_in[:12])
     worker = token("grid_worker", area=cell_in[:12])
@@ -82,8 +87,9 @@ def test_a_refused_scoped_report_does_not_use_up_its_idempotency_key(client: Tes
     assert made.status_code == 201 and made.json()["grid"][0] == cell_in
 
 
-def test_intake_recovers_from_connections_the_server_closed(client: TestClient, token: Callable[..., str],
-                                                            demo_db: str, redis_url: str) -> None:
+def test_intake_recovers_from_connections_the_server_closed(
+    client: TestClient, token: Callable[..., str], demo_db: str, redis_url: str
+) -> None:
     lon, lat, _ = inner_point(demo_db)
     headers = auth(token("dispatcher"))
     assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=headers).status_code == 201

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -13,16 +13,16 @@ import redis
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
-from services.events import STREAM
-from services.scheduler import deadline_rules, run_once
 from dashboard.app import create_app
 from geodata import cases
 from geodata.cases import Actor, NewCase
+from services.events import STREAM
+from services.scheduler import deadline_rules, run_once
 
 from .cases_fixtures import auth, case_body, inner_point, settings_for, token  # noqa: F401
 from .helpers import wait_for
 
-T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)  # 10:00 China time; the grid's deadline is 23:59:59
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 China time; the grid's deadline is 23:59:59
 CLERK = Actor("clerk", "dispatcher", 0)
 
 
@@ -63,12 +63,13 @@ def _mine(events: list[dict], code: str) -> list[dict]:
     return [e for e in events if e["code"] == code]
 
 
-def test_overdue_is_flagged_once_with_a_frozen_clock(pool: ConnectionPool, stream: redis.Redis, demo_db: str,
-                                                     redis_url: str, tmp_path: Path) -> None:
+def test_overdue_is_flagged_once_with_a_frozen_clock(
+    pool: ConnectionPool, stream: redis.Redis, demo_db: str, redis_url: str, tmp_path: Path
+) -> None:
     settings = settings_for(demo_db, redis_url, tmp_path)
     code = _new_case(pool, demo_db)
     assert _mine(run_once(pool, stream, settings, now=T0 + timedelta(hours=13)), code) == []  # 23:00: not yet
-    late = datetime(2026, 11, 22, 16, 0, 1, tzinfo=timezone.utc)  # 00:00:01 the next day, China time
+    late = datetime(2026, 11, 22, 16, 0, 1, tzinfo=UTC)  # 00:00:01 the next day, China time
     published = _mine(run_once(pool, stream, settings, now=late), code)
     assert [(e["type"], e["action"], e["overdue"]) for e in published] == [("case.changed", "overdue", True)]
     case = _case(pool, code)
@@ -80,11 +81,12 @@ def test_overdue_is_flagged_once_with_a_frozen_clock(pool: ConnectionPool, strea
     assert _mine(run_once(pool, stream, settings, now=late + timedelta(hours=1)), code) == []  # once only
 
 
-def test_auto_escalation_climbs_to_the_banner(pool: ConnectionPool, stream: redis.Redis, demo_db: str,
-                                              redis_url: str, tmp_path: Path) -> None:
+def test_auto_escalation_climbs_to_the_banner(
+    pool: ConnectionPool, stream: redis.Redis, demo_db: str, redis_url: str, tmp_path: Path
+) -> None:
     settings = settings_for(demo_db, redis_url, tmp_path, auto_escalate=True)
     code = _new_case(pool, demo_db, accept=True)
-    now = datetime(2026, 11, 22, 16, 0, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, 16, 0, 1, tzinfo=UTC)
     for level, hours in (("village", 72), ("town", 120), ("banner", 168)):
         events = _mine(run_once(pool, stream, settings, now=now), code)
         assert [e["action"] for e in events][-1] == "escalate"
@@ -98,13 +100,17 @@ def test_auto_escalation_climbs_to_the_banner(pool: ConnectionPool, stream: redi
     case = _case(pool, code)
     assert case["level"] == "banner" and "overdue" in case["flags"]
     escalations = [e for e in case["events"] if e["action"] == "escalate"]
-    assert [(e["actor"], e["level"]) for e in escalations] == [("scheduler", "village"), ("scheduler", "town"),
-                                                              ("scheduler", "banner")]
+    assert [(e["actor"], e["level"]) for e in escalations] == [
+        ("scheduler", "village"),
+        ("scheduler", "town"),
+        ("scheduler", "banner"),
+    ]
     assert _mine(run_once(pool, stream, settings, now=now + timedelta(days=1)), code) == []
 
 
-def test_without_auto_escalate_overdue_cases_stay_at_their_level(pool: ConnectionPool, stream: redis.Redis,
-                                                                 demo_db: str, redis_url: str, tmp_path: Path) -> None:
+def test_without_auto_escalate_overdue_cases_stay_at_their_level(
+    pool: ConnectionPool, stream: redis.Redis, demo_db: str, redis_url: str, tmp_path: Path
+) -> None:
     settings = settings_for(demo_db, redis_url, tmp_path)
     code = _new_case(pool, demo_db, accept=True)
     run_once(pool, stream, settings, now=T0 + timedelta(days=2))
@@ -112,14 +118,15 @@ def test_without_auto_escalate_overdue_cases_stay_at_their_level(pool: Connectio
     assert case["level"] == "grid" and "overdue" in case["flags"]
 
 
-def test_the_scheduler_runs_in_the_app(demo_db: str, redis_url: str, tmp_path: Path,
-                                       token: Callable[..., str]) -> None:
+def test_the_scheduler_runs_in_the_app(demo_db: str, redis_url: str, tmp_path: Path, token: Callable[..., str]) -> None:
     settings = settings_for(demo_db, redis_url, tmp_path).model_copy(update={"scheduler_interval": 0.2})
     lon, lat, _ = inner_point(demo_db)
-    two_days_ago = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
+    two_days_ago = (datetime.now(UTC) - timedelta(days=2)).isoformat()
     with TestClient(create_app(settings)) as c:
         tok = token("dispatcher")
-        code = c.post("/api/v1/cases", json=case_body(lon, lat, reported_at=two_days_ago), headers=auth(tok)).json()["code"]
+        code = c.post("/api/v1/cases", json=case_body(lon, lat, reported_at=two_days_ago), headers=auth(tok)).json()[
+            "code"
+        ]
 
         def flagged() -> bool:
             return "overdue" in c.get(f"/api/v1/cases/{code}", headers=auth(tok)).json()["flags"]
@@ -128,6 +135,9 @@ def test_the_scheduler_runs_in_the_app(demo_db: str, redis_url: str, tmp_path: P
         listed = c.get("/api/v1/cases?overdue=true&limit=500", headers=auth(tok)).json()["cases"]
         assert code in [x["code"] for x in listed]
     with psycopg.connect(demo_db) as conn:
-        n = conn.execute("SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
-                         "WHERE c.code = %s AND e.action = 'overdue'", (code,)).fetchone()[0]
+        n = conn.execute(
+            "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
+            "WHERE c.code = %s AND e.action = 'overdue'",
+            (code,),
+        ).fetchone()[0]
     assert n == 1

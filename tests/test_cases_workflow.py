@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,9 +11,14 @@ from geodata.clock import CST
 from geodata.workflow import CaseState, DeadlineRules, IllegalTransition, MissingInput
 
 RULES = DeadlineRules()
-NOW = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)  # 10:00 China time
-PARAMS = {"reason": "not_dispute", "assignee": {"kind": "unit", "id": "town-station"}, "result": "failed",
-          "outcome": "mediated", "satisfaction": 5}
+NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 China time
+PARAMS = {
+    "reason": "not_dispute",
+    "assignee": {"kind": "unit", "id": "town-station"},
+    "result": "failed",
+    "outcome": "mediated",
+    "satisfaction": 5,
+}
 # step → the actions allowed from it (at the grid level, no attempts yet), and where each leads.
 EXPECTED = {
     "reported": {"accept": "accepted", "reject": "rejected"},
@@ -60,18 +65,27 @@ def test_close_before_handling_only_as_withdrawn() -> None:
     assert workflow.apply(_state("accepted"), "close", {"outcome": "withdrawn"}, NOW, RULES).to_step == "closed"
 
 
-@pytest.mark.parametrize(("action", "params", "field"), [
-    ("reject", {}, "reason"),
-    ("reject", {"reason": "duplicate"}, "duplicate_of"),
-    ("dispatch", {}, "assignee"),
-    ("attempt", {"result": "maybe"}, "result"),
-    ("close", {"outcome": "won"}, "outcome"),
-    ("evaluate", {"satisfaction": 6}, "satisfaction"),
-    ("fly", {}, "action"),
-])
+@pytest.mark.parametrize(
+    ("action", "params", "field"),
+    [
+        ("reject", {}, "reason"),
+        ("reject", {"reason": "duplicate"}, "duplicate_of"),
+        ("dispatch", {}, "assignee"),
+        ("attempt", {"result": "maybe"}, "result"),
+        ("close", {"outcome": "won"}, "outcome"),
+        ("evaluate", {"satisfaction": 6}, "satisfaction"),
+        ("fly", {}, "action"),
+    ],
+)
 def test_missing_inputs_name_the_field(action: str, params: dict, field: str) -> None:
-    step = {"reject": "reported", "dispatch": "accepted", "attempt": "handling", "close": "handling",
-            "evaluate": "closed", "fly": "reported"}[action]
+    step = {
+        "reject": "reported",
+        "dispatch": "accepted",
+        "attempt": "handling",
+        "close": "handling",
+        "evaluate": "closed",
+        "fly": "reported",
+    }[action]
     with pytest.raises(MissingInput) as err:
         workflow.apply(_state(step), action, params, NOW, RULES)
     assert err.value.field == field
@@ -79,7 +93,7 @@ def test_missing_inputs_name_the_field(action: str, params: dict, field: str) ->
 
 def test_deadlines_per_level() -> None:
     assert RULES.deadline("grid", NOW) == datetime(2026, 11, 22, 23, 59, 59, tzinfo=CST)  # the same day (当天)
-    late = datetime(2026, 11, 22, 15, 30, tzinfo=timezone.utc)  # 23:30 China time: still that day
+    late = datetime(2026, 11, 22, 15, 30, tzinfo=UTC)  # 23:30 China time: still that day
     assert RULES.deadline("grid", late) == datetime(2026, 11, 22, 23, 59, 59, tzinfo=CST)
     assert RULES.deadline("village", NOW) == NOW + timedelta(days=3)
     assert RULES.deadline("town", NOW) == NOW + timedelta(days=5)

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from services.settings import Settings
 from cli.stack import EmbeddedStack, StackError
+from services.settings import Settings
 
 from .helpers import free_port
 
@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_help_explains_every_command() -> None:
-    out = subprocess.run([sys.executable, "-m", "cli.main", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for cmd in ("db", "serve", "demo", "seed"):
         assert cmd in out
     db_help = CliRunner().invoke(main, ["db", "--help"]).output
@@ -52,10 +54,16 @@ def test_db_migrate_on_an_external_database(fresh_db: str, redis_url: str) -> No
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
-    env = {"YITU_DATABASE_URL": f"postgresql://u:p@127.0.0.1:{free_port()}/x", "YITU_REDIS_URL": "redis://127.0.0.1:1/0"}
+    env = {
+        "YITU_DATABASE_URL": f"postgresql://u:p@127.0.0.1:{free_port()}/x",
+        "YITU_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "db", "migrate"],
-        capture_output=True, text=True, env={**_base_env(), **env}, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**_base_env(), **env},
+        cwd=tmp_path,
     )
     assert result.returncode != 0
     assert "connection" in result.stderr.lower() or "connect" in result.stderr.lower()
@@ -84,8 +92,9 @@ def test_embedded_stack_up_is_idempotent_and_status_tells(scratch_stack: Embedde
 
 
 @pytest.mark.parametrize("running", [True, False])
-def test_a_checkout_cloned_again_at_the_same_path_gets_a_working_cluster(scratch_stack: EmbeddedStack,
-                                                                         running: bool) -> None:
+def test_a_checkout_cloned_again_at_the_same_path_gets_a_working_cluster(
+    scratch_stack: EmbeddedStack, running: bool
+) -> None:
     """As root the data outlives the checkout (/var/lib/yitu/<hash of the path>); its password does not."""
     import shutil
 
@@ -132,9 +141,12 @@ def test_demo_serves_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
     ports = {"YITU_PG_PORT": free_port(), "YITU_REDIS_PORT": free_port(), "YITU_PORT": free_port()}
     env = {**_base_env(), "YITU_HOME": str(tmp_path / "demo-home"), **{k: str(v) for k, v in ports.items()}}
     log = open(tmp_path / "demo.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{ports['YITU_PORT']}"
     try:
+
         def healthy() -> bool:
             assert proc.poll() is None, (tmp_path / "demo.log").read_text()
             try:
@@ -150,8 +162,14 @@ def test_demo_serves_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         log.close()
-        stack = EmbeddedStack(Settings(home=tmp_path / "demo-home", pg_port=ports["YITU_PG_PORT"],
-                                       redis_port=ports["YITU_REDIS_PORT"], _env_file=None))
+        stack = EmbeddedStack(
+            Settings(
+                home=tmp_path / "demo-home",
+                pg_port=ports["YITU_PG_PORT"],
+                redis_port=ports["YITU_REDIS_PORT"],
+                _env_file=None,
+            )
+        )
         running = stack.status()
         stack.purge()
     out = (tmp_path / "demo.log").read_text()

@@ -43,14 +43,21 @@ def test_empty_database_says_so(live_server, db_url: str, redis_url: str, browse
 
 def _open_count(dsn: str, column: str | None = None, code: str | None = None) -> int:
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT count(*) FROM cases WHERE step IN ('reported','accepted','dispatched','handling')"
-                            + (" AND " + {"town": "town_code", "village": "village_code", "grid": "grid_code"}[column]
-                               + " = %s" if column else ""), (code,) if column else ()).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM cases WHERE step IN ('reported','accepted','dispatched','handling')"
+            + (
+                " AND " + {"town": "town_code", "village": "village_code", "grid": "grid_code"}[column] + " = %s"
+                if column
+                else ""
+            ),
+            (code,) if column else (),
+        ).fetchone()[0]
 
 
 @pytest.mark.browser
-def test_wall_screen_shows_every_layer_and_true_numbers(live_server, demo_db: str, redis_url: str,
-                                                        browser: Browser) -> None:  # type: ignore[no-untyped-def]
+def test_wall_screen_shows_every_layer_and_true_numbers(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
     w = Watched(browser, srv.url)
     w.page.goto(srv.url + "/")
@@ -92,11 +99,15 @@ def test_wall_screen_scales_to_4k(live_server, demo_db: str, redis_url: str, bro
 def _click_area(page: Page, dsn: str, code: str) -> None:
     """Click the map inside an area (at a point PostGIS guarantees is on its surface)."""
     with psycopg.connect(dsn) as conn:
-        lon, lat = conn.execute("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM areas WHERE code = %s) s",
-                                (code,)).fetchone()
-    xy = page.evaluate("([lat, lon]) => { const m = window.yitu.maps[window.yitu.maps.length - 1];"
-                       " const p = m.latLngToContainerPoint([lat, lon]); const r = m.getContainer().getBoundingClientRect();"
-                       " return [r.left + p.x, r.top + p.y]; }", [lat, lon])
+        lon, lat = conn.execute(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM areas WHERE code = %s) s", (code,)
+        ).fetchone()
+    xy = page.evaluate(
+        "([lat, lon]) => { const m = window.yitu.maps[window.yitu.maps.length - 1];"
+        " const p = m.latLngToContainerPoint([lat, lon]); const r = m.getContainer().getBoundingClientRect();"
+        " return [r.left + p.x, r.top + p.y]; }",
+        [lat, lon],
+    )
     page.mouse.click(xy[0], xy[1])
 
 
@@ -124,13 +135,22 @@ def test_drill_down_from_banner_to_cell_and_back(live_server, demo_db: str, redi
     page.wait_for_function(SETTLED, timeout=30_000)
     for name in ("调解中心", "视频监控", "矛盾纠纷", "调解车"):  # only polygons under the pointer
         page.locator("#wall-layers label", has_text=name).click()
-    wait_for(lambda: page.locator(".yitu-pin, .yitu-cluster, .yitu-van, .yitu-center").count() == 0,
-             timeout=20, what="the point layers switched off")
+    wait_for(
+        lambda: page.locator(".yitu-pin, .yitu-cluster, .yitu-van, .yitu-center").count() == 0,
+        timeout=20,
+        what="the point layers switched off",
+    )
     with psycopg.connect(demo_db) as conn:
         town = "150623100"
-        village = conn.execute("SELECT code FROM areas WHERE parent_code = %s ORDER BY code LIMIT 1", (town,)).fetchone()[0]
-        cell = conn.execute("SELECT code FROM areas WHERE parent_code = %s ORDER BY code LIMIT 1", (village,)).fetchone()[0]
-        names = dict(conn.execute("SELECT code, name FROM areas WHERE code = ANY(%s)", ([town, village, cell],)).fetchall())
+        village = conn.execute(
+            "SELECT code FROM areas WHERE parent_code = %s ORDER BY code LIMIT 1", (town,)
+        ).fetchone()[0]
+        cell = conn.execute(
+            "SELECT code FROM areas WHERE parent_code = %s ORDER BY code LIMIT 1", (village,)
+        ).fetchone()[0]
+        names = dict(
+            conn.execute("SELECT code, name FROM areas WHERE code = ANY(%s)", ([town, village, cell],)).fetchall()
+        )
     shown_level = 2
     for code, next_level in ((town, 3), (village, 4), (cell, 4)):
         _wait_still(page, shown_level)
@@ -154,10 +174,14 @@ def test_area_page_lists_exactly_the_areas_cases(live_server, demo_db: str, redi
     town = "150623102"
     with psycopg.connect(demo_db) as conn:
         total = conn.execute("SELECT count(*) FROM cases WHERE town_code = %s", (town,)).fetchone()[0]
-        handling = conn.execute("SELECT count(*) FROM cases WHERE town_code = %s AND step = 'handling'", (town,)).fetchone()[0]
+        handling = conn.execute(
+            "SELECT count(*) FROM cases WHERE town_code = %s AND step = 'handling'", (town,)
+        ).fetchone()[0]
     page.goto(f"{srv.url}/area/{town}")
     wait_for(lambda: page.inner_text("#area-total") == f"共 {total} 件", timeout=20, what="the total")
-    wait_for(lambda: page.locator("#area-table td[data-dash-column=code]").count() == 20, timeout=20, what="a page of rows")
+    wait_for(
+        lambda: page.locator("#area-table td[data-dash-column=code]").count() == 20, timeout=20, what="a page of rows"
+    )
     w.close()
     w = Watched(browser, srv.url)  # a shared link with a filter opens filtered
     page = w.page

@@ -18,7 +18,9 @@ from .conftest import DEMO_AS_OF
 
 def _areas(dsn: str) -> list[tuple]:
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT code, name, level, parent_code, ST_AsBinary(geom) FROM areas ORDER BY code").fetchall()
+        return conn.execute(
+            "SELECT code, name, level, parent_code, ST_AsBinary(geom) FROM areas ORDER BY code"
+        ).fetchall()
 
 
 def test_counts_per_level_and_real_names(demo_dsn: str) -> None:
@@ -29,7 +31,12 @@ def test_counts_per_level_and_real_names(demo_dsn: str) -> None:
     assert dict(per_level) == {1: 1, 2: 4, 3: 85, 4: 401}
     names = {code: name for code, name, *_ in rows}
     assert names["150623"] == "鄂托克前旗"
-    assert [names[c] for c in ("150623100", "150623101", "150623102", "150623103")] == ["敖勒召其镇", "上海庙镇", "城川镇", "昂素镇"]
+    assert [names[c] for c in ("150623100", "150623101", "150623102", "150623103")] == [
+        "敖勒召其镇",
+        "上海庙镇",
+        "城川镇",
+        "昂素镇",
+    ]
     real = {d.code: d.name for d in vendored.load_divisions("150623") if d.level == 3}
     assert {c: n for c, n in names.items() if len(c) == 12} == real
 
@@ -102,8 +109,14 @@ def test_resources(demo_dsn: str) -> None:
         status = dict(q("SELECT status, count(*) FROM cameras GROUP BY status"))
         assert 0.01 < status["offline"] / 4000 < 0.15
         assert q("SELECT count(*) FROM cameras WHERE area_code IS NULL OR length(area_code) <> 15") == [(0,)]
-        assert q("SELECT count(*) FROM cameras WHERE device_code !~ '^[0-9]{20}$' OR stream_url !~ '^rtsp://'") == [(0,)]
-        assert q("SELECT level, count(*) FROM mediation_centers GROUP BY level ORDER BY level") == [(1, 1), (2, 4), (3, 85)]
+        assert q("SELECT count(*) FROM cameras WHERE device_code !~ '^[0-9]{20}$' OR stream_url !~ '^rtsp://'") == [
+            (0,)
+        ]
+        assert q("SELECT level, count(*) FROM mediation_centers GROUP BY level ORDER BY level") == [
+            (1, 1),
+            (2, 4),
+            (3, 85),
+        ]
         vans = q("""SELECT v.id, ST_Equals(v.geom, c.geom) FROM vans v JOIN mediation_centers c ON c.id = v.base_center_id
                     WHERE c.level = 1 ORDER BY v.id""")
         assert vans == [("V01", True), ("V02", True), ("V03", True), ("V04", True)]
@@ -140,12 +153,17 @@ def test_case_history_has_the_domain_shape(demo_dsn: str) -> None:
         steps = dict(q("SELECT step, count(*) FROM cases GROUP BY step"))
         for step in ("reported", "accepted", "dispatched", "handling", "closed", "evaluated"):
             assert steps.get(step, 0) >= 30, step
-        open_total, overdue = q("""SELECT count(*), count(*) FILTER (WHERE deadline < %s) FROM cases
-                                   WHERE step IN ('reported', 'accepted', 'dispatched', 'handling')""", DEMO_AS_OF)[0]
+        open_total, overdue = q(
+            """SELECT count(*), count(*) FILTER (WHERE deadline < %s) FROM cases
+                                   WHERE step IN ('reported', 'accepted', 'dispatched', 'handling')""",
+            DEMO_AS_OF,
+        )[0]
         assert 0.05 < overdue / open_total < 0.35
-        weekday, weekend = q("""SELECT count(*) FILTER (WHERE extract(isodow FROM reported_at AT TIME ZONE 'Asia/Shanghai') < 6) / 5.0::float8,
+        weekday, weekend = (
+            q("""SELECT count(*) FILTER (WHERE extract(isodow FROM reported_at AT TIME ZONE 'Asia/Shanghai') < 6) / 5.0::float8,
                                        count(*) FILTER (WHERE extract(isodow FROM reported_at AT TIME ZONE 'Asia/Shanghai') >= 6) / 2.0::float8
                                 FROM cases""")[0]
+        )
         assert weekend < 0.8 * weekday  # quiet weekends
         codes = [r[0] for r in q("SELECT code FROM cases")]
         assert len(set(codes)) == len(codes) and all(re.fullmatch(r"150623-\d{8}-\d{6}", c) for c in codes)
@@ -181,7 +199,10 @@ def test_reseeding_needs_replace_and_is_all_or_nothing(demo_db: str) -> None:
     with pytest.raises(SeedError, match="--replace"):
         seed_demo(demo_db, "banner", seed=1, as_of=DEMO_AS_OF, cases=10)
     with psycopg.connect(demo_db) as conn:
-        assert conn.execute("SELECT count(*) FROM cases").fetchone()[0] == SCALES["banner"].cases + SCALES["banner"].open_cases
+        assert (
+            conn.execute("SELECT count(*) FROM cases").fetchone()[0]
+            == SCALES["banner"].cases + SCALES["banner"].open_cases
+        )
     counts = seed_demo(demo_db, "banner", seed=1, as_of=DEMO_AS_OF, cases=100, cameras=50, replace=True)
     assert counts["cases"] == 100 + SCALES["banner"].open_cases and counts["cameras"] == 50
     with psycopg.connect(demo_db) as conn:
@@ -190,7 +211,9 @@ def test_reseeding_needs_replace_and_is_all_or_nothing(demo_db: str) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".geojson"])
-def test_demo_territory_round_trips_through_export_and_import(demo_dsn: str, db_url: str, tmp_path, suffix: str) -> None:  # type: ignore[no-untyped-def]
+def test_demo_territory_round_trips_through_export_and_import(
+    demo_dsn: str, db_url: str, tmp_path, suffix: str
+) -> None:  # type: ignore[no-untyped-def]
     from geodata.io import export_grids, import_grids
 
     for level in (1, 2, 3, 4):
@@ -202,6 +225,8 @@ def test_demo_territory_round_trips_through_export_and_import(demo_dsn: str, db_
         before = a.execute(query).fetchall()
         after = b.execute(query).fetchall()
     assert [r[:4] for r in after] == [r[:4] for r in before]
-    worst = max(shapely.symmetric_difference(wkb.loads(x[4]), wkb.loads(y[4])).area / wkb.loads(x[4]).area
-                for x, y in zip(before, after))
+    worst = max(
+        shapely.symmetric_difference(wkb.loads(x[4]), wkb.loads(y[4])).area / wkb.loads(x[4]).area
+        for x, y in zip(before, after)
+    )
     assert worst < 1e-9

@@ -9,7 +9,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -19,8 +19,8 @@ import shapely
 from fastapi.testclient import TestClient
 from pyproj import Geod
 
-from services.vans import live_key
 from geodata import tracking
+from services.vans import live_key
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, settings_for, token  # noqa: F401
 from .helpers import wait_for
@@ -34,6 +34,7 @@ VANS = ("V01", "V02", "V03", "V04")
 
 # --- helpers -------------------------------------------------------------------------------------
 
+
 def offset(lon: float, lat: float, metres: float, azimuth: float = 90.0) -> tuple[float, float]:
     x, y, _ = GEOD.fwd(lon, lat, azimuth, metres)
     return float(x), float(y)
@@ -45,8 +46,10 @@ def metres(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 def place_van(dsn: str, van: str, lon: float, lat: float, seen_ago: timedelta = timedelta(seconds=10)) -> None:
     with psycopg.connect(dsn) as conn:
-        conn.execute("UPDATE vans SET geom = ST_SetSRID(ST_MakePoint(%s, %s), 4326), last_seen_at = now() - %s"
-                     " WHERE id = %s", (lon, lat, seen_ago, van))
+        conn.execute(
+            "UPDATE vans SET geom = ST_SetSRID(ST_MakePoint(%s, %s), 4326), last_seen_at = now() - %s WHERE id = %s",
+            (lon, lat, seen_ago, van),
+        )
 
 
 def new_case(client: TestClient, tok: str, lon: float, lat: float, accept: bool = True) -> str:
@@ -79,6 +82,7 @@ def one(dsn: str, sql: str, *params: Any) -> Any:
 
 
 # --- an independent router: shapely for snapping, our own Dijkstra over the roads rows ----------
+
 
 class Roads:
     """The ``roads`` table in memory, routed the way van_candidates.sql promises to."""
@@ -162,8 +166,10 @@ class Roads:
     def far_point(self, dsn: str, min_m: float) -> tuple[float, float]:
         """A point inside the territory farther than ``min_m`` from every road."""
         with psycopg.connect(dsn) as conn:
-            cells = conn.execute("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM areas"
-                                 " WHERE level = 4 ORDER BY code) s").fetchall()
+            cells = conn.execute(
+                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM areas"
+                " WHERE level = 4 ORDER BY code) s"
+            ).fetchall()
         for lon, lat in cells:
             if self.snap((lon, lat))[2] > min_m:
                 return float(lon), float(lat)
@@ -182,19 +188,23 @@ def dispatcher(token: Callable[..., str]) -> str:
 
 # --- candidates ----------------------------------------------------------------------------------
 
+
 def _long_roads(roads: Roads, kind: str, n: int) -> list[int]:
     return sorted((e for e, r in roads.edges.items() if r[0] == kind), key=lambda e: -roads.edges[e][3])[:n]
 
 
-def test_candidates_rank_as_an_independent_dijkstra_does(client: TestClient, dispatcher: str, demo_db: str,
-                                                          roads: Roads) -> None:
+def test_candidates_rank_as_an_independent_dijkstra_does(
+    client: TestClient, dispatcher: str, demo_db: str, roads: Roads
+) -> None:
     village = _long_roads(roads, "village", 3)
     case_at = roads.point_on(village[0], 0.4, 150)
     code = new_case(client, dispatcher, *case_at)
-    spots = {"V01": roads.point_on(village[1], 0.7, 300),   # another village road
-             "V02": roads.point_on(village[0], 0.9, 80),    # the case's own road
-             "V03": roads.far_point(demo_db, 4 * SNAP_MAX),  # off the network: great circle
-             "V04": roads.point_on(village[2], 0.5, 50)}    # close, but offline
+    spots = {
+        "V01": roads.point_on(village[1], 0.7, 300),  # another village road
+        "V02": roads.point_on(village[0], 0.9, 80),  # the case's own road
+        "V03": roads.far_point(demo_db, 4 * SNAP_MAX),  # off the network: great circle
+        "V04": roads.point_on(village[2], 0.5, 50),
+    }  # close, but offline
     for van, (lon, lat) in spots.items():
         place_van(demo_db, van, lon, lat, timedelta(hours=1) if van == "V04" else timedelta(seconds=10))
     r = client.get(f"/api/v1/cases/{code}/van-candidates", headers=auth(dispatcher))
@@ -217,8 +227,9 @@ def test_candidates_rank_as_an_independent_dijkstra_does(client: TestClient, dis
     assert {"name", "plate"} <= set(got[0]) and got[0]["plate"].startswith("蒙K")
 
 
-def test_a_case_far_from_every_road_is_reached_by_great_circle(client: TestClient, dispatcher: str, demo_db: str,
-                                                                roads: Roads) -> None:
+def test_a_case_far_from_every_road_is_reached_by_great_circle(
+    client: TestClient, dispatcher: str, demo_db: str, roads: Roads
+) -> None:
     far = roads.far_point(demo_db, 3 * SNAP_MAX)
     code = new_case(client, dispatcher, *far)
     for i, van in enumerate(VANS):
@@ -233,8 +244,9 @@ def test_a_case_far_from_every_road_is_reached_by_great_circle(client: TestClien
     assert [c["distance_m"] for c in got] == sorted(c["distance_m"] for c in got)
 
 
-def test_busy_vans_are_listed_after_the_free_ones(client: TestClient, dispatcher: str, demo_db: str,
-                                                  roads: Roads) -> None:
+def test_busy_vans_are_listed_after_the_free_ones(
+    client: TestClient, dispatcher: str, demo_db: str, roads: Roads
+) -> None:
     lon, lat, _ = inner_point(demo_db)
     first, second = new_case(client, dispatcher, lon, lat), new_case(client, dispatcher, lon, lat)
     for i, van in enumerate(VANS):
@@ -249,8 +261,10 @@ def test_busy_vans_are_listed_after_the_free_ones(client: TestClient, dispatcher
 
 # --- sending a van -------------------------------------------------------------------------------
 
-def test_dispatch_sends_the_van_and_moves_the_case(client: TestClient, dispatcher: str, demo_db: str,
-                                                   redis_url: str) -> None:
+
+def test_dispatch_sends_the_van_and_moves_the_case(
+    client: TestClient, dispatcher: str, demo_db: str, redis_url: str
+) -> None:
     lon, lat, _ = inner_point(demo_db)
     code = new_case(client, dispatcher, lon, lat)
     place_van(demo_db, "V02", *offset(lon, lat, 3000))
@@ -277,8 +291,12 @@ def test_dispatch_sends_the_van_and_moves_the_case(client: TestClient, dispatche
 
 def test_fifty_dispatchers_one_van_exactly_one_wins(client: TestClient, dispatcher: str, demo_db: str) -> None:
     with psycopg.connect(demo_db) as conn:
-        codes = [r[0] for r in conn.execute(
-            "SELECT code FROM cases WHERE step IN ('accepted', 'dispatched') ORDER BY code LIMIT 50")]
+        codes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT code FROM cases WHERE step IN ('accepted', 'dispatched') ORDER BY code LIMIT 50"
+            )
+        ]
     assert len(codes) == 50
     place_van(demo_db, "V03", 107.5, 38.2)
     with ThreadPoolExecutor(50) as ex:
@@ -297,15 +315,16 @@ def test_fifty_dispatchers_one_van_exactly_one_wins(client: TestClient, dispatch
 def test_the_database_itself_refuses_double_booking(demo_db: str) -> None:
     with psycopg.connect(demo_db) as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM cases ORDER BY id LIMIT 2")]
-        insert = ("INSERT INTO dispatches (case_id, case_code, van_id, created_by)"
-                  " SELECT id, code, 'V01', 'test' FROM cases WHERE id = %s")
+        insert = (
+            "INSERT INTO dispatches (case_id, case_code, van_id, created_by)"
+            " SELECT id, code, 'V01', 'test' FROM cases WHERE id = %s"
+        )
         conn.execute(insert, (ids[0],))
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(insert, (ids[1],))
 
 
-def test_refusals_name_the_field(client: TestClient, dispatcher: str, token: Callable[..., str],
-                                 demo_db: str) -> None:
+def test_refusals_name_the_field(client: TestClient, dispatcher: str, token: Callable[..., str], demo_db: str) -> None:
     lon, lat, _ = inner_point(demo_db)
     code = new_case(client, dispatcher, lon, lat)
     place_van(demo_db, "V01", *offset(lon, lat, 2000))
@@ -334,16 +353,27 @@ def test_bad_bodies_and_parameters(client: TestClient, dispatcher: str, demo_db:
     h = auth(dispatcher)
     r = client.post("/api/v1/dispatches", content=b'{"case": ', headers={**h, "Content-Type": "application/json"})
     assert r.status_code == 422 and r.json()["error"] == "invalid"
-    r = client.post("/api/v1/dispatches", content=b"case=x&van=V01",
-                    headers={**h, "Content-Type": "application/x-www-form-urlencoded"})
+    r = client.post(
+        "/api/v1/dispatches",
+        content=b"case=x&van=V01",
+        headers={**h, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert (r.status_code, r.json()["field"]) == (415, "Content-Type")
     r = client.post("/api/v1/dispatches/1/end", content=b"done", headers={**h, "Content-Type": "text/plain"})
     assert r.status_code == 415
     assert client.post("/api/v1/dispatches", json={"case": "nope", "van": "V01"}, headers=h).json()["field"] == "case"
-    assert client.post("/api/v1/dispatches", json={"case": "150623-20261122-000001", "van": "V 1"},
-                       headers=h).json()["field"] == "van"
-    assert client.post("/api/v1/dispatches", json={"case": "150623-20261122-000001", "van": "V01", "x": 1},
-                       headers=h).json()["field"] == "x"
+    assert (
+        client.post("/api/v1/dispatches", json={"case": "150623-20261122-000001", "van": "V 1"}, headers=h).json()[
+            "field"
+        ]
+        == "van"
+    )
+    assert (
+        client.post(
+            "/api/v1/dispatches", json={"case": "150623-20261122-000001", "van": "V01", "x": 1}, headers=h
+        ).json()["field"]
+        == "x"
+    )
     lon, lat, _ = inner_point(demo_db)
     code = new_case(client, dispatcher, lon, lat)
     for radius in ("0", "5001", "abc", "nan"):
@@ -362,8 +392,7 @@ def test_bad_bodies_and_parameters(client: TestClient, dispatcher: str, demo_db:
 def test_area_scope(client: TestClient, dispatcher: str, token: Callable[..., str], demo_db: str) -> None:
     lon, lat, grid = inner_point(demo_db)
     code = new_case(client, dispatcher, lon, lat)
-    other_town = one(demo_db, "SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1",
-                     grid[:9])
+    other_town = one(demo_db, "SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1", grid[:9])
     place_van(demo_db, "V01", *offset(lon, lat, 2000))
     outsider = token("dispatcher", area=other_town)
     r = client.get(f"/api/v1/cases/{code}/van-candidates", headers=auth(outsider))
@@ -380,9 +409,13 @@ def test_area_scope(client: TestClient, dispatcher: str, token: Callable[..., st
 
 # --- arrival, end, cancel ------------------------------------------------------------------------
 
+
 def _ping(client: TestClient, tok: str, van: str, at: datetime, lon: float, lat: float) -> None:
-    r = client.post("/api/v1/vans/positions", json={"positions": [
-        {"van": van, "lon": lon, "lat": lat, "time": at.isoformat()}]}, headers=auth(tok))
+    r = client.post(
+        "/api/v1/vans/positions",
+        json={"positions": [{"van": van, "lon": lon, "lat": lat, "time": at.isoformat()}]},
+        headers=auth(tok),
+    )
     assert r.status_code == 200, r.text
 
 
@@ -390,9 +423,9 @@ def _dispatch_status(dsn: str, dispatch_id: int) -> tuple[str, datetime | None]:
     return one(dsn, "SELECT status, arrived_at FROM dispatches WHERE id = %s", dispatch_id)
 
 
-def test_arrival_from_the_vans_gps_then_the_end_of_the_visit(client: TestClient, dispatcher: str,
-                                                              token: Callable[..., str], demo_db: str,
-                                                              redis_url: str) -> None:
+def test_arrival_from_the_vans_gps_then_the_end_of_the_visit(
+    client: TestClient, dispatcher: str, token: Callable[..., str], demo_db: str, redis_url: str
+) -> None:
     lon, lat, _ = inner_point(demo_db)
     code = new_case(client, dispatcher, lon, lat)
     place_van(demo_db, "V01", *offset(lon, lat, 5000))
@@ -423,10 +456,15 @@ def test_arrival_from_the_vans_gps_then_the_end_of_the_visit(client: TestClient,
         live.close()
     # the crew ends the visit: mediated
     before = one(demo_db, "SELECT cases_mediated FROM vans WHERE id = 'V01'")
-    assert client.post(f"/api/v1/dispatches/{d['id']}/end", json={}, headers=auth(token("van", name="V02"))
-                       ).status_code == 403
-    r = client.post(f"/api/v1/dispatches/{d['id']}/end", headers=auth(van),
-                    json={"result": "success", "outcome": "mediated", "note": "双方达成协议"})
+    assert (
+        client.post(f"/api/v1/dispatches/{d['id']}/end", json={}, headers=auth(token("van", name="V02"))).status_code
+        == 403
+    )
+    r = client.post(
+        f"/api/v1/dispatches/{d['id']}/end",
+        headers=auth(van),
+        json={"result": "success", "outcome": "mediated", "note": "双方达成协议"},
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["result"], r.json()["outcome"]) == ("ended", "success", "mediated")
     assert one(demo_db, "SELECT status, cases_mediated FROM vans WHERE id = 'V01'") == ("available", before + 1)
@@ -474,11 +512,14 @@ def test_ending_without_a_result_and_failed_attempts(client: TestClient, dispatc
     assert other.status_code == 201, other.text
 
 
-def test_a_case_closed_or_escalated_through_the_loop_frees_its_van(client: TestClient, dispatcher: str,
-                                                                   demo_db: str, redis_url: str) -> None:
+def test_a_case_closed_or_escalated_through_the_loop_frees_its_van(
+    client: TestClient, dispatcher: str, demo_db: str, redis_url: str
+) -> None:
     lon, lat, _ = inner_point(demo_db)
-    for van, action, body in (("V01", "escalate", {"action": "escalate"}),
-                              ("V03", "close", {"action": "close", "outcome": "withdrawn", "note": "当事人撤回"})):
+    for van, action, body in (
+        ("V01", "escalate", {"action": "escalate"}),
+        ("V03", "close", {"action": "close", "outcome": "withdrawn", "note": "当事人撤回"}),
+    ):
         code = new_case(client, dispatcher, lon, lat)
         place_van(demo_db, van, *offset(lon, lat, 3000))
         d = send(client, dispatcher, code, van).json()
@@ -488,8 +529,9 @@ def test_a_case_closed_or_escalated_through_the_loop_frees_its_van(client: TestC
         assert ended["status"] == "ended" and action in ended["end_note"]
         assert one(demo_db, "SELECT status FROM vans WHERE id = %s", van) == "available"
         assert send(client, dispatcher, new_case(client, dispatcher, lon, lat), van).status_code == 201
-    released = wait_for(lambda: [e for e in stream(redis_url, "dispatch.ended") if e.get("reason")],
-                        what="dispatch.ended with a reason")
+    released = wait_for(
+        lambda: [e for e in stream(redis_url, "dispatch.ended") if e.get("reason")], what="dispatch.ended with a reason"
+    )
     assert {e["reason"] for e in released} == {"escalate", "close"}
 
 
@@ -506,7 +548,11 @@ def test_cancel_a_van_on_its_way(client: TestClient, dispatcher: str, demo_db: s
     assert (case["step"], case["assignee"]) == ("dispatched", None)
     last = case["timeline"][-1]
     assert (last["action"], last["from_step"], last["to_step"], last["note"]) == (
-        "cancel_dispatch", "dispatched", "dispatched", "当事人已自行和解")
+        "cancel_dispatch",
+        "dispatched",
+        "dispatched",
+        "当事人已自行和解",
+    )
     assert last["data"]["dispatch"] == d["id"] and last["data"]["van"] == "V03"
     assert wait_for(lambda: stream(redis_url, "dispatch.cancelled"), what="dispatch.cancelled")[0]["id"] == d["id"]
     r = client.post(f"/api/v1/dispatches/{d['id']}/cancel", headers=auth(dispatcher))
@@ -517,13 +563,17 @@ def test_cancel_a_van_on_its_way(client: TestClient, dispatcher: str, demo_db: s
 
 # --- cameras -------------------------------------------------------------------------------------
 
+
 def test_cameras_near_a_case_match_a_brute_force_check(client: TestClient, dispatcher: str, demo_db: str) -> None:
     with psycopg.connect(demo_db) as conn:
-        cams = conn.execute("SELECT device_code, name, kind, status, stream_url, ST_X(geom), ST_Y(geom)"
-                            " FROM cameras").fetchall()
-        busiest = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cameras c ORDER BY"
-                               " (SELECT count(*) FROM cameras o WHERE ST_DWithin(o.geom, c.geom, 0.01)) DESC,"
-                               " device_code LIMIT 1").fetchone()
+        cams = conn.execute(
+            "SELECT device_code, name, kind, status, stream_url, ST_X(geom), ST_Y(geom) FROM cameras"
+        ).fetchall()
+        busiest = conn.execute(
+            "SELECT ST_X(geom), ST_Y(geom) FROM cameras c ORDER BY"
+            " (SELECT count(*) FROM cameras o WHERE ST_DWithin(o.geom, c.geom, 0.01)) DESC,"
+            " device_code LIMIT 1"
+        ).fetchone()
     assert busiest is not None
     at = offset(busiest[0], busiest[1], 120, 45)
     code = new_case(client, dispatcher, *at)
@@ -531,8 +581,10 @@ def test_cameras_near_a_case_match_a_brute_force_check(client: TestClient, dispa
         r = client.get(f"/api/v1/cases/{code}/cameras?radius={radius}", headers=auth(dispatcher))
         assert r.status_code == 200, r.text
         got = r.json()["cameras"]
-        expect = sorted(((metres(at, (c[5], c[6])), c) for c in cams if metres(at, (c[5], c[6])) <= radius),
-                        key=lambda x: (x[0], x[1][0]))
+        expect = sorted(
+            ((metres(at, (c[5], c[6])), c) for c in cams if metres(at, (c[5], c[6])) <= radius),
+            key=lambda x: (x[0], x[1][0]),
+        )
         assert len(got) == len(expect) > 3
         for g, (m, c) in zip(got, expect):
             assert (g["code"], g["name"], g["type"], g["status"], g["stream_url"]) == c[:5]

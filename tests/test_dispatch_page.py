@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser
 
-from services.identity import create_token, revoke_token
 from callbacks import dispatch as page
 from callbacks.pages import render
 from dashboard.app import create_app
+from services.identity import create_token, revoke_token
 
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
 from .cases_fixtures import settings_for
@@ -44,8 +44,11 @@ def _token(dsn: str, role: str, area: str | None = None, name: str | None = None
 def _online(dsn: str, *vans: str, lon: float = SEAT[0], lat: float = SEAT[1]) -> None:
     """Put vans at the seat, available, with a fresh fix (the demo's vans have not reported today)."""
     with psycopg.connect(dsn) as conn:
-        conn.execute("UPDATE vans SET geom = ST_SetSRID(ST_MakePoint(%s, %s), 4326), last_seen_at = now(), "
-                     "status = 'available' WHERE id = ANY(%s)", (lon, lat, list(vans)))
+        conn.execute(
+            "UPDATE vans SET geom = ST_SetSRID(ST_MakePoint(%s, %s), 4326), last_seen_at = now(), "
+            "status = 'available' WHERE id = ANY(%s)",
+            (lon, lat, list(vans)),
+        )
 
 
 def _texts(component: Any) -> str:
@@ -77,8 +80,14 @@ def test_only_a_live_dispatcher_or_admin_token_signs_in(app_client: TestClient, 
     disp = _token(demo_db, "dispatcher", name="值班调度")
     kept, who, msg = page.sign_in(svc, disp, "zh-CN")
     assert kept == disp and who == "值班调度 · dispatcher" and msg == ""
-    for bad, why in ((_token(demo_db, "viewer"), "无调度权限"), (_token(demo_db, "van", name="V01"), "无调度权限"),
-                     ("yitu_not-a-token", "无效"), ("", "无效"), ("x" * 5000, "无效"), ("'; DROP TABLE cases; --", "无效")):
+    for bad, why in (
+        (_token(demo_db, "viewer"), "无调度权限"),
+        (_token(demo_db, "van", name="V01"), "无调度权限"),
+        ("yitu_not-a-token", "无效"),
+        ("", "无效"),
+        ("x" * 5000, "无效"),
+        ("'; DROP TABLE cases; --", "无效"),
+    ):
         kept, who, msg = page.sign_in(svc, bad, "zh-CN")
         assert kept is None and who == "" and why in msg
     with psycopg.connect(demo_db) as conn:
@@ -89,15 +98,20 @@ def test_only_a_live_dispatcher_or_admin_token_signs_in(app_client: TestClient, 
 
 def test_the_queue_is_the_waiting_cases_of_the_area_most_urgent_first(app_client: TestClient, demo_db: str) -> None:
     svc = _svc(app_client)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for area in (None, "150623102"):
         who = page.signed_in(svc, _token(demo_db, "dispatcher", area=area, name=f"d-{area}"))
         assert who is not None
         rows = page.waiting(svc, who, now)
         with psycopg.connect(demo_db) as conn:
-            expected = [r[0] for r in conn.execute(
-                "SELECT code FROM cases WHERE step IN ('reported', 'accepted') AND (%(a)s::text IS NULL OR town_code = %(a)s) "
-                "ORDER BY deadline NULLS LAST, reported_at, id LIMIT 200", {"a": area})]
+            expected = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT code FROM cases WHERE step IN ('reported', 'accepted') AND (%(a)s::text IS NULL OR town_code = %(a)s) "
+                    "ORDER BY deadline NULLS LAST, reported_at, id LIMIT 200",
+                    {"a": area},
+                )
+            ]
         assert [r["code"] for r in rows] == expected and len(expected) > 5
         deadlines = [r["deadline"] for r in rows if r["deadline"]]
         assert deadlines == sorted(deadlines)
@@ -111,7 +125,7 @@ def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client
     svc = _svc(app_client)
     _online(demo_db, "V01", "V02")
     who = page.signed_in(svc, _token(demo_db, "dispatcher"))
-    code = page.waiting(svc, who, datetime.now(timezone.utc))[0]["code"]  # type: ignore[arg-type]
+    code = page.waiting(svc, who, datetime.now(UTC))[0]["code"]  # type: ignore[arg-type]
     card, candidates, cameras, focus = page.case_panels(svc, who, code, "zh-CN")
     text = _texts(card)
     assert code in text and "****" in text  # phones masked on the page too
@@ -124,8 +138,9 @@ def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client
     # A token scoped to another town does not see the case.
     with psycopg.connect(demo_db) as conn:
         town = conn.execute("SELECT town_code FROM cases WHERE code = %s", (code,)).fetchone()[0]
-        other = conn.execute("SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1",
-                             (town,)).fetchone()[0]
+        other = conn.execute(
+            "SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1", (town,)
+        ).fetchone()[0]
     outsider = page.signed_in(svc, _token(demo_db, "dispatcher", area=other, name="outsider"))
     card, candidates, _, _ = page.case_panels(svc, outsider, code, "zh-CN")
     assert card == [] and _ids(candidates, page.SEND) == []
@@ -135,7 +150,7 @@ def test_sending_from_the_page_is_the_api_dispatch_with_its_refusals(app_client:
     svc, rt = _svc(app_client), app_client.app.state.cases_runtime  # type: ignore[attr-defined]
     _online(demo_db, "V01")
     disp = _token(demo_db, "dispatcher")
-    first, second = [r["code"] for r in page.waiting(svc, page.signed_in(svc, disp), datetime.now(timezone.utc))[:2]]
+    first, second = [r["code"] for r in page.waiting(svc, page.signed_in(svc, disp), datetime.now(UTC))[:2]]
     assert page.send(svc, rt, _token(demo_db, "viewer"), first, "V01", "zh-CN")["ok"] is False
     out = page.send(svc, rt, disp, first, "V01", "zh-CN")
     assert out["ok"] is True and "V01" in out["message"] and first in out["message"], out
@@ -148,13 +163,17 @@ def test_sending_from_the_page_is_the_api_dispatch_with_its_refusals(app_client:
     assert unknown["ok"] is False and unknown["field"] == "van"
     assert page.send(svc, rt, disp, None, "V01", "zh-CN")["ok"] is False
     with psycopg.connect(demo_db) as conn:
-        assert conn.execute("SELECT step FROM cases WHERE code = %s", (second,)).fetchone()[0] in ("reported", "accepted")
+        assert conn.execute("SELECT step FROM cases WHERE code = %s", (second,)).fetchone()[0] in (
+            "reported",
+            "accepted",
+        )
         assert conn.execute("SELECT count(*) FROM dispatches").fetchone()[0] == 1
 
 
 @pytest.mark.browser
-def test_a_dispatcher_signs_in_picks_a_case_and_sends_a_van_in_one_click(live_server, demo_db: str, redis_url: str,
-                                                                         browser: Browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_dispatcher_signs_in_picks_a_case_and_sends_a_van_in_one_click(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
     _online(demo_db, "V02")
     disp, admin = _token(demo_db, "dispatcher", name="值班调度"), _token(demo_db, "admin")
@@ -174,17 +193,30 @@ def test_a_dispatcher_signs_in_picks_a_case_and_sends_a_van_in_one_click(live_se
     assert p.input_value("#dispatch-token-input") == ""  # the token is not left in the field
 
     # A case reported now joins the queue while the page is open (live push, no reload).
-    r = httpx.post(srv.url + "/api/v1/cases", headers={"Authorization": f"Bearer {admin}"}, timeout=30,
-                   json={"type": "grassland", "description": "草场边界争议", "lon": SEAT[0] + 0.02, "lat": SEAT[1] + 0.01,
-                         "channel": "hotline_12345", "parties": [{"name": "巴特尔", "phone": "13912345678"}]})
+    r = httpx.post(
+        srv.url + "/api/v1/cases",
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+        json={
+            "type": "grassland",
+            "description": "草场边界争议",
+            "lon": SEAT[0] + 0.02,
+            "lat": SEAT[1] + 0.01,
+            "channel": "hotline_12345",
+            "parties": [{"name": "巴特尔", "phone": "13912345678"}],
+        },
+    )
     assert r.status_code == 201
     code = r.json()["code"]
     item = f"[id*='{code}']"
     p.wait_for_selector(f".yitu-queue-item{item}", timeout=15_000)
     # The page's own map heard of it too: its case layer reloaded (the push bumps the layer's URL).
     p.wait_for_function("c => window.yitu.live.seen[c] !== undefined", arg=code, timeout=15_000)
-    p.wait_for_function("() => window.performance.getEntriesByType('resource').some("
-                        "e => e.name.includes('/api/v1/layers/cases') && e.name.includes('rev='))", timeout=15_000)
+    p.wait_for_function(
+        "() => window.performance.getEntriesByType('resource').some("
+        "e => e.name.includes('/api/v1/layers/cases') && e.name.includes('rev='))",
+        timeout=15_000,
+    )
     p.click(f".yitu-queue-item{item}")
     p.wait_for_selector(".yitu-send", timeout=15_000)
     assert code in p.inner_text("#dispatch-case") and "139****5678" in p.inner_text("#dispatch-case")

@@ -50,8 +50,9 @@ def test_exact_inverse_differs_from_one_step_approximation_but_only_slightly() -
 
 
 @pytest.mark.parametrize(("point", "forward", "inverse"), PRCOORDS)
-def test_matches_prcoords(point: tuple[float, float], forward: tuple[float, float],
-                          inverse: tuple[float, float]) -> None:
+def test_matches_prcoords(
+    point: tuple[float, float], forward: tuple[float, float], inverse: tuple[float, float]
+) -> None:
     assert wgs84_to_gcj02(*point) == pytest.approx(forward, abs=1e-12)
     assert gcj02_to_wgs84(*point) == pytest.approx(inverse, abs=1e-9)
 

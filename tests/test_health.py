@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg
 from fastapi.testclient import TestClient
 
-from dashboard.app import create_app
-from services.settings import Settings
 from cli.stack import EmbeddedStack
+from dashboard.app import create_app
 from geodata.migrate import migrate
+from services.settings import Settings
 
 from .helpers import free_port, wait_for, with_redis_db
 
@@ -39,8 +39,10 @@ def test_redis_outage_gives_503_then_recovers(live_server, scratch_stack: Embedd
     assert body["postgis"][0].isdigit()  # the database side still answers with its version
 
     scratch_stack.start_redis()
-    wait_for(lambda: _health(srv) == (200, {"status": "ok", "postgis": body["postgis"], "redis": "ok"}),
-             what="healthz 200 after Redis came back")
+    wait_for(
+        lambda: _health(srv) == (200, {"status": "ok", "postgis": body["postgis"], "redis": "ok"}),
+        what="healthz 200 after Redis came back",
+    )
     assert srv.proc.poll() is None
 
 
@@ -59,8 +61,10 @@ def test_postgis_outage_gives_503_then_recovers(live_server, scratch_stack: Embe
     assert not body["postgis"][0].isdigit()
 
     scratch_stack.start_pg()
-    wait_for(lambda: _health(srv) == (200, {"status": "ok", "postgis": version, "redis": "ok"}),
-             what="healthz 200 after PostgreSQL came back")
+    wait_for(
+        lambda: _health(srv) == (200, {"status": "ok", "postgis": version, "redis": "ok"}),
+        what="healthz 200 after PostgreSQL came back",
+    )
     assert srv.proc.poll() is None
 
 
@@ -85,8 +89,11 @@ def test_database_without_postgis_is_reported_not_crashed(live_server, fresh_db:
     assert "yitu db migrate" in body["postgis"]
 
 
-def test_a_postgis_outage_answers_the_api_503_in_seconds_then_recovers(live_server, scratch_stack: EmbeddedStack,  # type: ignore[no-untyped-def]
-                                                                      redis_url: str) -> None:
+def test_a_postgis_outage_answers_the_api_503_in_seconds_then_recovers(
+    live_server,
+    scratch_stack: EmbeddedStack,  # type: ignore[no-untyped-def]
+    redis_url: str,
+) -> None:
     """Not a request hanging for the pool's 30 s, nor a 500: a 503 saying nothing was written."""
     import time
 
@@ -97,8 +104,9 @@ def test_a_postgis_outage_answers_the_api_503_in_seconds_then_recovers(live_serv
     migrate(scratch_stack.database_url())
     with psycopg.connect(scratch_stack.database_url()) as conn:
         _, tok = create_token(conn, name="outage", role="dispatcher", area=None)
-    srv = live_server(scratch_stack.database_url(), redis_url, YITU_DB_CONNECT_TIMEOUT="1",
-                      YITU_AUTH_CACHE_SECONDS="300")  # the token stays known while the database is down
+    srv = live_server(
+        scratch_stack.database_url(), redis_url, YITU_DB_CONNECT_TIMEOUT="1", YITU_AUTH_CACHE_SECONDS="300"
+    )  # the token stays known while the database is down
     h = {"Authorization": f"Bearer {tok}"}
     body = {"type": "neighbour", "description": "停电时的上报", "lon": 110.0, "lat": 40.0, "channel": "grid_app"}
 

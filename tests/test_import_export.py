@@ -43,14 +43,17 @@ def problem_lines(result: Result) -> list[str]:
 def areas(dsn: str) -> list[tuple[Any, ...]]:
     """Everything about every area, geometry as EWKB hex: equal snapshots mean an untouched table."""
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT code, name, level, parent_code, ST_AsEWKB(geom)::text, updated_at "
-                            "FROM areas ORDER BY code").fetchall()
+        return conn.execute(
+            "SELECT code, name, level, parent_code, ST_AsEWKB(geom)::text, updated_at FROM areas ORDER BY code"
+        ).fetchall()
 
 
 def cameras(dsn: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT device_code, name, kind, status, stream_url, area_code, ST_X(geom), ST_Y(geom), "
-                            "updated_at FROM cameras ORDER BY device_code").fetchall()
+        return conn.execute(
+            "SELECT device_code, name, kind, status, stream_url, area_code, ST_X(geom), ST_Y(geom), "
+            "updated_at FROM cameras ORDER BY device_code"
+        ).fetchall()
 
 
 def level_counts(dsn: str) -> dict[int, int]:
@@ -193,8 +196,18 @@ def test_field_options_name_other_fields(env: dict[str, str], db_url: str, tmp_p
     assert len(lines) == 2  # both missing fields at once, each naming the candidates tried
     assert "no code field (tried code, 编码, 代码, 区划代码, 网格编码, CODE)" in lines[0]
     assert "no name field (tried name, 名称, 网格名称, NAME)" in lines[1]
-    result = cli(import_group, env, "grids", tmp_path / "custom.geojson", "--code-field", "GRID_ID",
-                 "--name-field", "标签", "--parent-field", "上级")
+    result = cli(
+        import_group,
+        env,
+        "grids",
+        tmp_path / "custom.geojson",
+        "--code-field",
+        "GRID_ID",
+        "--name-field",
+        "标签",
+        "--parent-field",
+        "上级",
+    )
     assert result.exit_code == 0, result.output
     assert level_counts(db_url) == LEVEL_COUNTS
 
@@ -225,8 +238,9 @@ DEFECTS = [
 
 
 @pytest.mark.parametrize(("name", "kind", "expected"), DEFECTS, ids=[d[0] for d in DEFECTS])
-def test_defective_file_is_rejected_and_nothing_changes(env: dict[str, str], db_url: str, name: str, kind: str,
-                                                        expected: list[str]) -> None:
+def test_defective_file_is_rejected_and_nothing_changes(
+    env: dict[str, str], db_url: str, name: str, kind: str, expected: list[str]
+) -> None:
     load_good(env)
     before = areas(db_url)
     result = cli(import_group, env, "grids", FIXTURES / name, "--replace")
@@ -254,8 +268,11 @@ def test_every_problem_is_reported_at_once(env: dict[str, str], db_url: str) -> 
     with pytest.raises(io.ImportRejected) as caught:
         io.import_grids(env["YITU_DATABASE_URL"], FIXTURES / "three_defects.geojson")
     found = {(p.kind, p.codes) for p in caught.value.problems}
-    assert found == {("invalid-geometry", ("150623101001002",)), ("duplicate-code", ("150623100001001",)),
-                     ("gap", ("150623100002",))}
+    assert found == {
+        ("invalid-geometry", ("150623101001002",)),
+        ("duplicate-code", ("150623100001001",)),
+        ("gap", ("150623100002",)),
+    }
     assert all(p.location.startswith("lon/lat ") for p in caught.value.problems)
     assert areas(db_url) == []
 
@@ -372,8 +389,9 @@ def test_replace_alone_refuses_orphans_the_database_would_have_parented(env: dic
 
 # --- export ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("suffix", [".gpkg", ".geojson"])
-def test_export_then_import_round_trip(env: dict[str, str], db_url: str, fresh_db: str, tmp_path: Path,
-                                       suffix: str) -> None:
+def test_export_then_import_round_trip(
+    env: dict[str, str], db_url: str, fresh_db: str, tmp_path: Path, suffix: str
+) -> None:
     load_good(env)
     for level in (1, 2, 3, 4):
         out = tmp_path / f"level{level}{suffix}"
@@ -417,8 +435,14 @@ def test_cameras_import_maps_chinese_values_and_finds_their_cells(env: dict[str,
     assert [r[:6] for r in rows] == [
         ("15062300001320000001", "西城镇北村路口", "dome", "online", "rtsp://10.0.0.1:554/live/1", "150623100001001"),
         ("15062300001320000002", "西城镇南村学校", "bullet", "offline", None, "150623100002002"),
-        ("15062300001320000003", "东城镇北村广场", "mini_dome", "online", "https://video.example.cn/3.m3u8",
-         "150623101001002"),
+        (
+            "15062300001320000003",
+            "东城镇北村广场",
+            "mini_dome",
+            "online",
+            "https://video.example.cn/3.m3u8",
+            "150623101001002",
+        ),
         ("15062300001320000004", "东城镇南村卡口", "checkpoint", "online", "rtmp://10.0.0.4/live", "150623101002001"),
     ]
     again = cli(import_group, env, "cameras", FIXTURES / "cameras.geojson")
@@ -440,8 +464,9 @@ CAMERA_DEFECTS = [
 
 
 @pytest.mark.parametrize(("name", "kind", "expected"), CAMERA_DEFECTS, ids=[d[0] for d in CAMERA_DEFECTS])
-def test_defective_camera_file_is_rejected(env: dict[str, str], db_url: str, name: str, kind: str,
-                                           expected: str) -> None:
+def test_defective_camera_file_is_rejected(
+    env: dict[str, str], db_url: str, name: str, kind: str, expected: str
+) -> None:
     load_good(env)
     assert cli(import_group, env, "cameras", FIXTURES / "cameras.geojson").exit_code == 0
     before = cameras(db_url)

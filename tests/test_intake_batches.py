@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -17,12 +17,12 @@ import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 from psycopg_pool import AsyncConnectionPool
 
-from services.events import STREAM
 from api.intake import IntakeLanes
-from services.scheduler import deadline_rules
 from dashboard.app import create_app
 from geodata import cases
 from geodata.cases import Actor, IntakeRequest, NewCase
+from services.events import STREAM
+from services.scheduler import deadline_rules
 
 from .cases_fixtures import auth, case_body, inner_point, inner_point_where, settings_for, token  # noqa: F401
 
@@ -46,33 +46,39 @@ def _rules(dsn: str):  # type: ignore[no-untyped-def]
 def test_a_batch_gives_each_report_its_own_result(demo_db: str) -> None:
     lon, lat, cell = inner_point(demo_db)
     with psycopg.connect(demo_db) as conn:
-        other_village = conn.execute("SELECT code FROM areas WHERE level = 3 AND code <> %s ORDER BY code LIMIT 1",
-                                     (cell[:12],)).fetchone()[0]
+        other_village = conn.execute(
+            "SELECT code FROM areas WHERE level = 3 AND code <> %s ORDER BY code LIMIT 1", (cell[:12],)
+        ).fetchone()[0]
     n_cases = _count(demo_db, "SELECT count(*) FROM cases")
     reqs = [
-        IntakeRequest(_new(lon, lat), CLERK),                                   # 0 made
-        IntakeRequest(_new(lon, lat, type="unicorn"), CLERK),                   # 1 unknown type
-        IntakeRequest(_new(lon, lat), CLERK, scope=other_village),              # 2 outside the scope
-        IntakeRequest(_new(lon, lat, description="同一键"), CLERK, key="k-1"),   # 3 made
-        IntakeRequest(_new(lon, lat, description="同一键"), CLERK, key="k-1"),   # 4 the retry of 3, same batch
+        IntakeRequest(_new(lon, lat), CLERK),  # 0 made
+        IntakeRequest(_new(lon, lat, type="unicorn"), CLERK),  # 1 unknown type
+        IntakeRequest(_new(lon, lat), CLERK, scope=other_village),  # 2 outside the scope
+        IntakeRequest(_new(lon, lat, description="同一键"), CLERK, key="k-1"),  # 3 made
+        IntakeRequest(_new(lon, lat, description="同一键"), CLERK, key="k-1"),  # 4 the retry of 3, same batch
         IntakeRequest(_new(lon, lat, description="另一件事"), CLERK, key="k-1"),  # 5 the key reused: refused
-        IntakeRequest(_new(100.0, 30.0), CLERK),                                # 6 outside the territory: queued
+        IntakeRequest(_new(100.0, 30.0), CLERK),  # 6 outside the territory: queued
     ]
     with psycopg.connect(demo_db, autocommit=True) as conn:
-        out = cases.intake_many(conn, reqs, _rules(demo_db), datetime.now(timezone.utc))
+        out = cases.intake_many(conn, reqs, _rules(demo_db), datetime.now(UTC))
     assert isinstance(out[1], cases.UnknownType) and out[1].field == "type"
     assert isinstance(out[2], cases.OutsideScope) and other_village in out[2].message
     assert isinstance(out[5], cases.KeyReused) and out[5].field == "Idempotency-Key"
     (made, c0), (keyed, c3), (retry, c4), (outside, c6) = out[0], out[3], out[4], out[6]  # type: ignore[misc]
     assert (c0, c3, c4, c6) == (True, True, False, True)
-    assert made["grid_code"] == cell and made["step"] == "reported" and made["description"] == case_body(0, 0)["description"]
+    assert (
+        made["grid_code"] == cell
+        and made["step"] == "reported"
+        and made["description"] == case_body(0, 0)["description"]
+    )
     assert retry["code"] == keyed["code"] and "request_hash" not in retry
     assert outside["grid_code"] is None and "outside_territory" in outside["flags"] and outside["level"] == "banner"
     assert len({made["code"], keyed["code"], outside["code"]}) == 3
     assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases + 3
     for row in (made, keyed, outside):  # each with its first audit row
-        assert _count(demo_db, "SELECT count(*) FROM case_events WHERE case_id = %s AND action = 'report'",
-                      row["id"]) == 1
+        assert (
+            _count(demo_db, "SELECT count(*) FROM case_events WHERE case_id = %s AND action = 'report'", row["id"]) == 1
+        )
 
 
 def test_a_report_the_database_refuses_does_not_fail_the_reports_beside_it(demo_db: str, redis_url: str) -> None:
@@ -138,27 +144,34 @@ def test_reports_that_arrive_together_are_written_together_and_all_published(dem
         r.close()
 
 
-def test_the_api_refuses_nul_characters_with_the_field_named(client_cached: TestClient, token: Callable[..., str],
-                                                              demo_db: str) -> None:
+def test_the_api_refuses_nul_characters_with_the_field_named(
+    client_cached: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     lon, lat, _ = inner_point(demo_db)
     tok = token("dispatcher")
     n_cases = _count(demo_db, "SELECT count(*) FROM cases")
-    for change, field in (({"description": "a\x00b"}, "description"),
-                          ({"parties": [{"name": "张\x00三"}]}, "parties.0.name"),
-                          ({"reported_at": "0001-01-01T00:00:00+14:00"}, "reported_at")):
+    for change, field in (
+        ({"description": "a\x00b"}, "description"),
+        ({"parties": [{"name": "张\x00三"}]}, "parties.0.name"),
+        ({"reported_at": "0001-01-01T00:00:00+14:00"}, "reported_at"),
+    ):
         for _ in range(2):  # the token not cached yet, then cached (the front hands it to the route)
             r = client_cached.post("/api/v1/cases", json={**case_body(lon, lat), **change}, headers=auth(tok))
             assert r.status_code == 422 and r.json()["field"] == field, r.text
     assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases and _served(client_cached) == 0
     code = client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok)).json()["code"]
-    r = client_cached.post(f"/api/v1/cases/{code}/transitions", json={"action": "accept", "note": "好\x00"},
-                           headers=auth(tok))
+    r = client_cached.post(
+        f"/api/v1/cases/{code}/transitions", json={"action": "accept", "note": "好\x00"}, headers=auth(tok)
+    )
     assert r.status_code == 422 and r.json()["field"] == "note", r.text
-    assert _count(demo_db, "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
-                           "WHERE c.code = %s", code) == 1  # the report only
+    assert (
+        _count(demo_db, "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id WHERE c.code = %s", code)
+        == 1
+    )  # the report only
 
 
 # --- the intake front ----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def client_cached(demo_db: str, redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
@@ -172,13 +185,35 @@ def _served(c: TestClient) -> int:
     return c.app.state.intake.front_served  # type: ignore[attr-defined]
 
 
-_SAME = ("type", "description", "parties", "lon", "lat", "grid", "channel", "reporter", "level", "overdue",
-         "attempts", "max_attempts", "step", "outcome", "satisfaction", "followup_note", "flags", "assignee",
-         "duplicate_of", "closed_at", "version", "allowed_actions")
+_SAME = (
+    "type",
+    "description",
+    "parties",
+    "lon",
+    "lat",
+    "grid",
+    "channel",
+    "reporter",
+    "level",
+    "overdue",
+    "attempts",
+    "max_attempts",
+    "step",
+    "outcome",
+    "satisfaction",
+    "followup_note",
+    "flags",
+    "assignee",
+    "duplicate_of",
+    "closed_at",
+    "version",
+    "allowed_actions",
+)
 
 
-def test_the_front_answers_a_known_token_as_the_route_does(client_cached: TestClient, token: Callable[..., str],
-                                                         demo_db: str) -> None:
+def test_the_front_answers_a_known_token_as_the_route_does(
+    client_cached: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     lon, lat, _ = inner_point(demo_db)
     tok = token("dispatcher")
     body = case_body(lon, lat)
@@ -207,8 +242,9 @@ def test_the_front_answers_a_known_token_as_the_route_does(client_cached: TestCl
     assert "content-encoding" not in plain.headers and plain.headers["vary"] == "Accept-Encoding"
 
 
-def test_the_front_leaves_every_bad_request_to_the_route(client_cached: TestClient, token: Callable[..., str],
-                                                       demo_db: str) -> None:
+def test_the_front_leaves_every_bad_request_to_the_route(
+    client_cached: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     lon, lat, _ = inner_point(demo_db)
     tok = token("dispatcher")
     assert client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok)).status_code == 201
@@ -219,15 +255,27 @@ def test_the_front_leaves_every_bad_request_to_the_route(client_cached: TestClie
         (dict(json={**case_body(lon, lat), "surprise": 1}, headers=headers), 422, "surprise"),
         (dict(content=b'{"type": "grassland", ', headers={**headers, "Content-Type": "application/json"}), 422, None),
         (dict(content=b"[1, 2]", headers={**headers, "Content-Type": "application/json"}), 422, None),
-        (dict(content=b"type=grassland", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}),
-         415, "Content-Type"),
+        (
+            dict(content=b"type=grassland", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}),
+            415,
+            "Content-Type",
+        ),
         (dict(json=case_body(lon, lat), headers={**headers, "Idempotency-Key": "has space"}), 422, "Idempotency-Key"),
         (dict(json=case_body(lon, lat), headers={**headers, "Idempotency-Key": "k" * 201}), 422, "Idempotency-Key"),
         (dict(json=case_body(lon, lat), headers={"Authorization": "Bearer yitu_not-a-token"}), 401, "Authorization"),
-        (dict(content=json.dumps(case_body(lon, lat)).encode(), headers={**headers, "Content-Type": "text/x+json"}),
-         422, None),  # not application/*: FastAPI does not read it as JSON
-        (dict(content=json.dumps({**case_body(lon, lat), "description": "长" * 30000}).encode(),
-              headers={**headers, "Content-Type": "application/json"}), 422, "description"),
+        (
+            dict(content=json.dumps(case_body(lon, lat)).encode(), headers={**headers, "Content-Type": "text/x+json"}),
+            422,
+            None,
+        ),  # not application/*: FastAPI does not read it as JSON
+        (
+            dict(
+                content=json.dumps({**case_body(lon, lat), "description": "长" * 30000}).encode(),
+                headers={**headers, "Content-Type": "application/json"},
+            ),
+            422,
+            "description",
+        ),
     ]
     for kwargs, status, field in cases_:
         r = client_cached.post("/api/v1/cases", **kwargs)
@@ -238,8 +286,9 @@ def test_the_front_leaves_every_bad_request_to_the_route(client_cached: TestClie
     assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases
 
 
-def test_the_front_keeps_idempotency_and_scope(client_cached: TestClient, token: Callable[..., str],
-                                               demo_db: str) -> None:
+def test_the_front_keeps_idempotency_and_scope(
+    client_cached: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     lon_in, lat_in, cell_in = inner_point(demo_db)
     lon_out, lat_out, _ = inner_point_where(demo_db, lambda cell: cell[:12] != cell_in[:12])
     worker = token("grid_worker", area=cell_in[:12])
@@ -249,14 +298,16 @@ def test_the_front_keeps_idempotency_and_scope(client_cached: TestClient, token:
     first = client_cached.post("/api/v1/cases", json=body, headers=headers)
     again = client_cached.post("/api/v1/cases", json=body, headers=headers)
     other = client_cached.post("/api/v1/cases", json={**body, "description": "另一件事"}, headers=headers)
-    outside = client_cached.post("/api/v1/cases", json=case_body(lon_out, lat_out),
-                                 headers={**auth(worker), "Idempotency-Key": "phone-3-report-10"})
+    outside = client_cached.post(
+        "/api/v1/cases",
+        json=case_body(lon_out, lat_out),
+        headers={**auth(worker), "Idempotency-Key": "phone-3-report-10"},
+    )
     assert _served(client_cached) == 4
     assert (first.status_code, again.status_code) == (201, 200) and again.json()["code"] == first.json()["code"]
     assert other.status_code == 409 and other.json()["field"] == "Idempotency-Key"
     assert outside.status_code == 403 and cell_in[:12] in outside.json()["message"]
     assert _count(demo_db, "SELECT count(*) FROM case_idempotency_keys WHERE key LIKE 'phone-3-report-%%'") == 1
-
 
 
 def _asgi(c: TestClient, headers: list[tuple[bytes, bytes]], messages: list[dict]) -> list[dict]:
@@ -270,10 +321,20 @@ def _asgi(c: TestClient, headers: list[tuple[bytes, bytes]], messages: list[dict
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/api/v1/cases", "raw_path": b"/api/v1/cases", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"testserver"), *headers], "client": ("127.0.0.1", 5000),
-             "server": ("testserver", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/cases",
+        "raw_path": b"/api/v1/cases",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
 
     async def call() -> None:
         await c.app(scope, receive, send)  # type: ignore[misc]
@@ -282,23 +343,28 @@ def _asgi(c: TestClient, headers: list[tuple[bytes, bytes]], messages: list[dict
     return sent
 
 
-def test_the_front_reads_a_body_in_parts_and_hands_on_what_it_read(client_cached: TestClient,
-                                                                   token: Callable[..., str], demo_db: str) -> None:
+def test_the_front_reads_a_body_in_parts_and_hands_on_what_it_read(
+    client_cached: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
     lon, lat, _ = inner_point(demo_db)
     tok = token("dispatcher")
     assert client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok)).status_code == 201
     hdrs = [(b"authorization", f"Bearer {tok}".encode()), (b"content-type", b"application/json")]
     body = json.dumps(case_body(lon, lat, description="分三次到达")).encode()
     parts = [body[:10], body[10:40], body[40:]]
-    sent = _asgi(client_cached, hdrs, [{"type": "http.request", "body": p, "more_body": i < 2}
-                                       for i, p in enumerate(parts)])
+    sent = _asgi(
+        client_cached, hdrs, [{"type": "http.request", "body": p, "more_body": i < 2} for i, p in enumerate(parts)]
+    )
     assert sent[0]["status"] == 201 and json.loads(sent[1]["body"])["description"] == "分三次到达"
     assert _served(client_cached) == 1
     # over MAX_BODY: the front stops reading and the route gets every byte (and says what is wrong)
     big = json.dumps(case_body(lon, lat, description="长" * 30000)).encode()
-    chunks = [big[i:i + 20000] for i in range(0, len(big), 20000)]
-    sent = _asgi(client_cached, hdrs, [{"type": "http.request", "body": p, "more_body": i < len(chunks) - 1}
-                                       for i, p in enumerate(chunks)])
+    chunks = [big[i : i + 20000] for i in range(0, len(big), 20000)]
+    sent = _asgi(
+        client_cached,
+        hdrs,
+        [{"type": "http.request", "body": p, "more_body": i < len(chunks) - 1} for i, p in enumerate(chunks)],
+    )
     assert sent[0]["status"] == 422 and json.loads(sent[1]["body"])["field"] == "description"
     assert _served(client_cached) == 1
     # the client gone while the body comes: nothing answered, nothing written
@@ -306,6 +372,9 @@ def test_the_front_reads_a_body_in_parts_and_hands_on_what_it_read(client_cached
     assert _asgi(client_cached, hdrs, [{"type": "http.request", "body": body[:10], "more_body": True}]) == []
     assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases
     # two Authorization headers: the framework decides (the first counts there)
-    sent = _asgi(client_cached, [*hdrs, (b"authorization", b"Bearer yitu_other")],
-                 [{"type": "http.request", "body": body, "more_body": False}])
+    sent = _asgi(
+        client_cached,
+        [*hdrs, (b"authorization", b"Bearer yitu_other")],
+        [{"type": "http.request", "body": body, "more_body": False}],
+    )
     assert sent[0]["status"] == 201 and _served(client_cached) == 1

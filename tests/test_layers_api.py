@@ -31,10 +31,19 @@ def _fc(client: TestClient, url: str) -> dict:
     return r.json()
 
 
-@pytest.mark.parametrize(("query", "level", "count"), [
-    ("level=1", 1, 1), ("level=2", 2, 4), ("level=3", 3, 85), ("level=4", 4, 401),
-    ("zoom=8", 2, 4), ("zoom=9", 2, 4), ("zoom=10", 3, 85), ("zoom=12", 4, 401),
-])
+@pytest.mark.parametrize(
+    ("query", "level", "count"),
+    [
+        ("level=1", 1, 1),
+        ("level=2", 2, 4),
+        ("level=3", 3, 85),
+        ("level=4", 4, 401),
+        ("zoom=8", 2, 4),
+        ("zoom=9", 2, 4),
+        ("zoom=10", 3, 85),
+        ("zoom=12", 4, 401),
+    ],
+)
 def test_grids_by_level_and_by_zoom(client: TestClient, query: str, level: int, count: int) -> None:
     fc = _fc(client, f"/api/v1/layers/grids?{query}")
     assert len(fc["features"]) == count
@@ -77,7 +86,8 @@ def test_point_layers_and_filters(client: TestClient, demo_dsn: str) -> None:
         n_open, n_overdue, n_offline = conn.execute(
             """SELECT count(*) FILTER (WHERE step IN ('reported','accepted','dispatched','handling')),
                       count(*) FILTER (WHERE step IN ('reported','accepted','dispatched','handling') AND deadline < now()),
-                      (SELECT count(*) FROM cameras WHERE status = 'offline') FROM cases""").fetchone()
+                      (SELECT count(*) FROM cameras WHERE status = 'offline') FROM cases"""
+        ).fetchone()
     assert len(_fc(client, "/api/v1/layers/cameras")["features"]) == 4000
     offline = _fc(client, "/api/v1/layers/cameras?status=offline")["features"]
     assert len(offline) == n_offline and {f["properties"]["status"] for f in offline} == {"offline"}
@@ -94,26 +104,29 @@ def test_point_layers_and_filters(client: TestClient, demo_dsn: str) -> None:
     assert [f["properties"]["id"] for f in vans] == ["V01", "V02", "V03", "V04"]
 
 
-@pytest.mark.parametrize(("url", "field"), [
-    ("/api/v1/layers/grids?bbox=1,2,3", "bbox"),
-    ("/api/v1/layers/grids?bbox=a,b,c,d", "bbox"),
-    ("/api/v1/layers/grids?bbox=10,10,5,20", "bbox"),
-    ("/api/v1/layers/grids?bbox=nan,1,2,3", "bbox"),
-    ("/api/v1/layers/grids?bbox=-200,0,10,10", "bbox"),
-    ("/api/v1/layers/grids?level=5", "level"),
-    ("/api/v1/layers/grids?zoom=-1", "zoom"),
-    ("/api/v1/layers/grids?zoom=abc", "zoom"),
-    ("/api/v1/layers/grids?parent=15062x", "parent"),
-    ("/api/v1/layers/grids?format=xml", "format"),
-    ("/api/v1/layers/cameras?status=broken", "status"),
-    ("/api/v1/layers/cases?step=done", "step"),
-    ("/api/v1/layers/cases?type=x;DROP%20TABLE%20cases", "type"),
-    ("/api/v1/layers/cases?closed_hours=99999", "closed_hours"),
-    ("/api/v1/layers/vans?trail_minutes=-5", "trail_minutes"),
-    ("/api/v1/layers/grids/stats?level=0", "level"),
-    ("/api/v1/areas/150623/cases.csv?since=2026-13-01", "since"),
-    ("/api/v1/areas/150623/cases.csv?since=2026-10-02&until=2026-10-01", "until"),
-])
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/api/v1/layers/grids?bbox=1,2,3", "bbox"),
+        ("/api/v1/layers/grids?bbox=a,b,c,d", "bbox"),
+        ("/api/v1/layers/grids?bbox=10,10,5,20", "bbox"),
+        ("/api/v1/layers/grids?bbox=nan,1,2,3", "bbox"),
+        ("/api/v1/layers/grids?bbox=-200,0,10,10", "bbox"),
+        ("/api/v1/layers/grids?level=5", "level"),
+        ("/api/v1/layers/grids?zoom=-1", "zoom"),
+        ("/api/v1/layers/grids?zoom=abc", "zoom"),
+        ("/api/v1/layers/grids?parent=15062x", "parent"),
+        ("/api/v1/layers/grids?format=xml", "format"),
+        ("/api/v1/layers/cameras?status=broken", "status"),
+        ("/api/v1/layers/cases?step=done", "step"),
+        ("/api/v1/layers/cases?type=x;DROP%20TABLE%20cases", "type"),
+        ("/api/v1/layers/cases?closed_hours=99999", "closed_hours"),
+        ("/api/v1/layers/vans?trail_minutes=-5", "trail_minutes"),
+        ("/api/v1/layers/grids/stats?level=0", "level"),
+        ("/api/v1/areas/150623/cases.csv?since=2026-13-01", "since"),
+        ("/api/v1/areas/150623/cases.csv?since=2026-10-02&until=2026-10-01", "until"),
+    ],
+)
 def test_bad_parameters_are_422_naming_the_field(client: TestClient, url: str, field: str) -> None:
     r = client.get(url)
     assert r.status_code == 422, r.text
@@ -124,8 +137,15 @@ def test_gcj02_base_map_shifts_the_overlays(demo_dsn: str, redis_url: str, tmp_p
     from geodata.gcj02 import wgs84_to_gcj02
 
     plain = Settings(database_url=demo_dsn, redis_url=redis_url, home=tmp_path / "a", _env_file=None)
-    amap = Settings(database_url=demo_dsn, redis_url=redis_url, home=tmp_path / "b", _env_file=None,
-                    basemap="xyz", basemap_url="http://tiles.local/{z}/{x}/{y}.png", basemap_gcj02=True)
+    amap = Settings(
+        database_url=demo_dsn,
+        redis_url=redis_url,
+        home=tmp_path / "b",
+        _env_file=None,
+        basemap="xyz",
+        basemap_url="http://tiles.local/{z}/{x}/{y}.png",
+        basemap_gcj02=True,
+    )
     with TestClient(create_app(plain)) as a, TestClient(create_app(amap)) as b:
         p = a.get("/api/v1/layers/centers?max_level=1").json()["features"][0]["geometry"]["coordinates"]
         q = b.get("/api/v1/layers/centers?max_level=1").json()["features"][0]["geometry"]["coordinates"]

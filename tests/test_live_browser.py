@@ -7,7 +7,7 @@ then writes through the API and waits for the page to show it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page
 
-from services.identity import create_token
 from cli.stack import EmbeddedStack
+from services.identity import create_token
 
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
 from .helpers import wait_for, with_redis_db
@@ -26,22 +26,38 @@ SEAT = (107.4812, 38.1834)  # 敖勒召其镇, the banner seat: inside the terri
 
 def _tokens(dsn: str) -> dict[str, str]:
     with psycopg.connect(dsn) as conn:
-        return {"admin": create_token(conn, name="live-admin", role="admin", area=None)[1],
-                "van": create_token(conn, name="V01", role="van", area=None)[1]}
+        return {
+            "admin": create_token(conn, name="live-admin", role="admin", area=None)[1],
+            "van": create_token(conn, name="V01", role="van", area=None)[1],
+        }
 
 
 def _report(base: str, token: str, lon: float, lat: float) -> str:
-    r = httpx.post(base + "/api/v1/cases", headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                   json={"type": "grassland", "description": "牧户草场边界争议（实时推送测试）", "lon": lon, "lat": lat,
-                         "channel": "grid_app", "parties": [{"name": "巴图", "phone": "13812345678"}]})
+    r = httpx.post(
+        base + "/api/v1/cases",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        json={
+            "type": "grassland",
+            "description": "牧户草场边界争议（实时推送测试）",
+            "lon": lon,
+            "lat": lat,
+            "channel": "grid_app",
+            "parties": [{"name": "巴图", "phone": "13812345678"}],
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()["code"]
 
 
 def _ping(base: str, token: str, lon: float, lat: float) -> None:
-    now = datetime.now(timezone.utc).isoformat()
-    r = httpx.post(base + "/api/v1/vans/positions", headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                   json={"positions": [{"van": "V01", "lon": lon, "lat": lat, "time": now, "speed": 30, "heading": 90}]})
+    now = datetime.now(UTC).isoformat()
+    r = httpx.post(
+        base + "/api/v1/vans/positions",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        json={"positions": [{"van": "V01", "lon": lon, "lat": lat, "time": now, "speed": 30, "heading": 90}]},
+    )
     assert r.status_code == 200, r.text
 
 
@@ -67,8 +83,9 @@ def _no_reload(page: Page) -> None:
 
 
 @pytest.mark.browser
-def test_a_reported_case_and_a_van_ping_show_on_an_open_wall_screen(live_server, demo_db: str, redis_url: str,
-                                                                      browser: Browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_reported_case_and_a_van_ping_show_on_an_open_wall_screen(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
     tok = _tokens(demo_db)
     w = Watched(browser, srv.url)
@@ -80,28 +97,38 @@ def test_a_reported_case_and_a_van_ping_show_on_an_open_wall_screen(live_server,
     _wait_pin(page, code)
     assert page.evaluate("code => window.yitu.pins[code]", code) == "reported"
     # The numbers follow: the KPI tile counts the new case.
-    wait_for(lambda: int(page.inner_text("#kpi-new_today .yitu-kpi-value")) == new_today + 1,
-             what="the new-today tile to count the new case")
+    wait_for(
+        lambda: int(page.inner_text("#kpi-new_today .yitu-kpi-value")) == new_today + 1,
+        what="the new-today tile to count the new case",
+    )
 
     # A step change recolours the pin.
-    r = httpx.post(f"{srv.url}/api/v1/cases/{code}/transitions", headers={"Authorization": f"Bearer {tok['admin']}"},
-                   json={"action": "accept"}, timeout=30)
+    r = httpx.post(
+        f"{srv.url}/api/v1/cases/{code}/transitions",
+        headers={"Authorization": f"Bearer {tok['admin']}"},
+        json={"action": "accept"},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     page.wait_for_function("code => window.yitu.pins[code] === 'accepted'", arg=code, timeout=15_000)
 
     # A van ping moves its marker.
     target = (SEAT[0] + 0.01, SEAT[1] - 0.004)
     _ping(srv.url, tok["van"], *target)
-    wait_for(lambda: (_van_at(page) or [0, 0])[:2] == [pytest.approx(target[1], abs=1e-6),
-                                                          pytest.approx(target[0], abs=1e-6)],
-             what="the van marker at the new position")
+    wait_for(
+        lambda: (
+            (_van_at(page) or [0, 0])[:2] == [pytest.approx(target[1], abs=1e-6), pytest.approx(target[0], abs=1e-6)]
+        ),
+        what="the van marker at the new position",
+    )
     _no_reload(page)
     w.close()
 
 
 @pytest.mark.browser
-def test_two_app_processes_each_push_to_their_own_screens(live_server, demo_db: str, redis_url: str,
-                                                          browser: Browser) -> None:  # type: ignore[no-untyped-def]
+def test_two_app_processes_each_push_to_their_own_screens(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
     a, b = live_server(demo_db, redis_url), live_server(demo_db, redis_url)
     tok = _tokens(demo_db)
     wa, wb = Watched(browser, a.url), Watched(browser, b.url)
@@ -112,16 +139,19 @@ def test_two_app_processes_each_push_to_their_own_screens(live_server, demo_db: 
     target = (SEAT[0] - 0.006, SEAT[1] + 0.003)
     _ping(b.url, tok["van"], *target)  # and the other way round
     for page in (pa, pb):
-        wait_for(lambda: (_van_at(page) or [0, 0])[1] == pytest.approx(target[0], abs=1e-6),
-                 what="the van marker moved on both screens")
+        wait_for(
+            lambda: (_van_at(page) or [0, 0])[1] == pytest.approx(target[0], abs=1e-6),
+            what="the van marker moved on both screens",
+        )
         _no_reload(page)
     wa.close()
     wb.close()
 
 
 @pytest.mark.browser
-def test_a_screen_catches_up_after_its_app_process_restarts(live_server, demo_db: str, redis_url: str,
-                                                            browser: Browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_screen_catches_up_after_its_app_process_restarts(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
     a = live_server(demo_db, redis_url)
     other = live_server(demo_db, redis_url)
     tok = _tokens(demo_db)
@@ -147,8 +177,9 @@ def test_a_screen_catches_up_after_its_app_process_restarts(live_server, demo_db
 
 
 @pytest.mark.browser
-def test_a_screen_catches_up_after_a_redis_restart(live_server, demo_db: str, scratch_stack: EmbeddedStack,
-                                                   browser: Browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_screen_catches_up_after_a_redis_restart(
+    live_server, demo_db: str, scratch_stack: EmbeddedStack, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
     redis_url = with_redis_db(scratch_stack.redis_url(), 0)
     srv = live_server(demo_db, redis_url)
     tok = _tokens(demo_db)

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import redis
 
-from services import events
-from services.live import LiveHub, Subscription
 from cli.stack import EmbeddedStack
 from geodata import kpi
 from geodata.kpi import CACHE_KEY as KPI_CACHE
+from services import events
+from services.live import LiveHub, Subscription
 
 from .helpers import with_redis_db
 
@@ -74,9 +74,11 @@ def test_every_screen_gets_every_event_in_order(redis_url: str) -> None:
         async with hub.subscribe(None) as (a, missed_a), hub.subscribe(None) as (b, missed_b):
             assert missed_a == missed_b == []
             assert hub.subscribers == 2
-            await asyncio.to_thread(_publish, redis_url,
-                                    *[{"type": "case.created", "code": f"C{i}", "lon": 107.5, "lat": 38.2}
-                                      for i in range(50)])
+            await asyncio.to_thread(
+                _publish,
+                redis_url,
+                *[{"type": "case.created", "code": f"C{i}", "lon": 107.5, "lat": 38.2} for i in range(50)],
+            )
             got_a, got_b = await _collect(a, 50), await _collect(b, 50)
         assert [e.event["code"] for e in got_a] == [f"C{i}" for i in range(50)]
         assert [e.id for e in got_a] == [e.id for e in got_b]

@@ -67,7 +67,12 @@ def test_area_constraints_reject_codes_that_do_not_fit_their_level(db_url: str) 
     with psycopg.connect(db_url) as conn:
         conn.execute(insert, ("150623", "鄂托克前旗", 1, None, square))
         conn.commit()
-        bad = [("1506231", 2, "150623"), ("150623100", 3, "150623"), ("999999100", 2, "150623"), ("150624", 1, "150623")]
+        bad = [
+            ("1506231", 2, "150623"),
+            ("150623100", 3, "150623"),
+            ("999999100", 2, "150623"),
+            ("150624", 1, "150623"),
+        ]
         for code, level, parent in bad:
             with pytest.raises(psycopg.errors.CheckViolation):
                 conn.execute(insert, (code, "x", level, parent, square))
@@ -140,7 +145,7 @@ def test_concurrent_migrators_apply_each_file_once(fresh_db: str) -> None:
     def run() -> None:
         try:
             results.append(migrate(fresh_db))
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(3)]

@@ -19,8 +19,10 @@ GEOD = Geod(ellps="WGS84")
 @pytest.fixture(scope="module")
 def world(demo_dsn: str) -> dict:
     with psycopg.connect(demo_dsn) as conn:
-        areas = {r[0]: {"name": r[1], "level": r[2], "parent": r[3], "geom": wkb.loads(r[4])}
-                 for r in conn.execute("SELECT code, name, level, parent_code, ST_AsBinary(geom) FROM areas")}
+        areas = {
+            r[0]: {"name": r[1], "level": r[2], "parent": r[3], "geom": wkb.loads(r[4])}
+            for r in conn.execute("SELECT code, name, level, parent_code, ST_AsBinary(geom) FROM areas")
+        }
         cases = conn.execute("SELECT id, ST_X(geom), ST_Y(geom) FROM cases").fetchall()
         cams = conn.execute("SELECT id, ST_X(geom), ST_Y(geom) FROM cameras").fetchall()
     return {"areas": areas, "cases": cases, "cameras": cams}
@@ -45,7 +47,11 @@ def test_grid_chain_matches_shapely(demo_dsn: str, world: dict) -> None:
     for c in codes[:40]:
         ring = cells[c]["geom"].geoms[0].exterior
         p = ring.interpolate(float(rng.uniform(0, ring.length)))
-        inner = shapely.Point(p.x + 0.0001, p.y) if cells[c]["geom"].contains(shapely.Point(p.x + 0.0001, p.y)) else shapely.Point(p.x - 0.0001, p.y)
+        inner = (
+            shapely.Point(p.x + 0.0001, p.y)
+            if cells[c]["geom"].contains(shapely.Point(p.x + 0.0001, p.y))
+            else shapely.Point(p.x - 0.0001, p.y)
+        )
         pts = np.vstack([pts, [inner.x, inner.y]])
     checked_near = 0
     with psycopg.connect(demo_dsn) as conn:
@@ -59,8 +65,11 @@ def test_grid_chain_matches_shapely(demo_dsn: str, world: dict) -> None:
             assert [link.level for link in chain.links] == [4, 3, 2, 1]
             assert chain.links[0].name == cell["name"]
             geom_m = shapely.transform(cell["geom"], lambda xy: np.column_stack(to_m.transform(xy[:, 0], xy[:, 1])))
-            d = geom_m.exterior.distance(shapely.Point(*to_m.transform(lon, lat))) if geom_m.geom_type == "Polygon" else \
-                geom_m.boundary.distance(shapely.Point(*to_m.transform(lon, lat)))
+            d = (
+                geom_m.exterior.distance(shapely.Point(*to_m.transform(lon, lat)))
+                if geom_m.geom_type == "Polygon"
+                else geom_m.boundary.distance(shapely.Point(*to_m.transform(lon, lat)))
+            )
             assert chain.boundary_m == pytest.approx(d, rel=0.01, abs=1.0)
             if abs(d - 50) > 2:
                 assert chain.near_boundary == (d < 50)
@@ -101,11 +110,15 @@ def test_cases_in_area_filters_and_paging(demo_dsn: str) -> None:
         assert handling and all(r["step"] == "handling" for r in handling)
         assert {r["id"] for r in handling} == {r["id"] for r in everything if r["step"] == "handling"}
         grass = queries.cases_in_area(conn, town, type="grassland", limit=100_000)
-        assert {r["id"] for r in grass} <= {r["id"] for r in everything} and all(r["type"] == "grassland" for r in grass)
+        assert {r["id"] for r in grass} <= {r["id"] for r in everything} and all(
+            r["type"] == "grassland" for r in grass
+        )
         mid = everything[len(everything) // 2]["reported_at"]
         recent = queries.cases_in_area(conn, town, since=mid, limit=100_000)
         assert all(r["reported_at"] >= mid for r in recent)
-        pages = queries.cases_in_area(conn, town, limit=10, offset=0) + queries.cases_in_area(conn, town, limit=10, offset=10)
+        pages = queries.cases_in_area(conn, town, limit=10, offset=0) + queries.cases_in_area(
+            conn, town, limit=10, offset=10
+        )
         assert [r["id"] for r in pages] == [r["id"] for r in everything[:20]]
         with pytest.raises(ValueError):
             queries.cases_in_area(conn, "15062")
@@ -115,8 +128,12 @@ def test_children_ancestors_neighbours(demo_dsn: str, world: dict) -> None:
     areas = world["areas"]
     rng = np.random.default_rng(9)
     with psycopg.connect(demo_dsn) as conn:
-        for code in ["150623", "150623100", *rng.choice(sorted(c for c in areas if len(c) == 12), 5).tolist(),
-                     *rng.choice(sorted(c for c in areas if len(c) == 15), 10).tolist()]:
+        for code in [
+            "150623",
+            "150623100",
+            *rng.choice(sorted(c for c in areas if len(c) == 12), 5).tolist(),
+            *rng.choice(sorted(c for c in areas if len(c) == 15), 10).tolist(),
+        ]:
             a = areas[code]
             kids = [r["code"] for r in queries.area_children(conn, code)]
             assert kids == sorted(c for c, x in areas.items() if x["parent"] == code)
@@ -125,9 +142,11 @@ def test_children_ancestors_neighbours(demo_dsn: str, world: dict) -> None:
                 chain.append(p)
                 p = areas[p]["parent"]
             assert [r["code"] for r in queries.area_ancestors(conn, code)] == chain
-            expected = sorted(c for c, x in areas.items()
-                              if x["level"] == a["level"] and c != code
-                              and shapely.relate_pattern(a["geom"], x["geom"], "F***1****"))
+            expected = sorted(
+                c
+                for c, x in areas.items()
+                if x["level"] == a["level"] and c != code and shapely.relate_pattern(a["geom"], x["geom"], "F***1****")
+            )
             assert [r["code"] for r in queries.area_neighbours(conn, code)] == expected
             if a["level"] == 4:
                 assert expected, f"cell {code} has no neighbours"
@@ -155,9 +174,13 @@ def test_cameras_near_match_geodesic_distance(demo_dsn: str, world: dict, radius
 
 def test_cameras_near_uses_the_index(demo_dsn: str) -> None:
     with psycopg.connect(demo_dsn) as conn:
-        plan = "\n".join(r[0] for r in conn.execute(
-            psycopg.sql.SQL("EXPLAIN ") + psycopg.sql.SQL(queries.query("cameras_near")),  # type: ignore[operator]
-            {"lon": 107.48, "lat": 38.18, "radius": 500.0}))
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                psycopg.sql.SQL("EXPLAIN ") + psycopg.sql.SQL(queries.query("cameras_near")),  # type: ignore[operator]
+                {"lon": 107.48, "lat": 38.18, "radius": 500.0},
+            )
+        )
     assert "cameras_geom_gist" in plan
     code = "\n".join(line for line in queries.query("cameras_near").splitlines() if not line.lstrip().startswith("--"))
     assert "geography" not in code

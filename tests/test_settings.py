@@ -64,7 +64,9 @@ def test_secrets_are_not_printed(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) 
         ("YITU_DB_POOL_MAX", "0", "db_pool_max"),
     ],
 )
-def test_bad_values_name_the_field(in_tmp: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str, field: str) -> None:
+def test_bad_values_name_the_field(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str, field: str
+) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ValidationError) as err:
         Settings()

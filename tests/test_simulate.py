@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 
@@ -41,6 +41,7 @@ def _territory(dsn: str) -> Territory:
 
 
 # --- the plan ------------------------------------------------------------------------------------
+
 
 def test_the_plan_is_the_same_for_a_seed_and_differs_for_another(demo_dsn: str) -> None:
     first = list(islice(plan_reports(7, _territory(demo_dsn), 30, START), 80))
@@ -80,6 +81,7 @@ def test_the_plan_follows_the_rate_and_the_daily_rhythm(demo_dsn: str) -> None:
 
 # --- the roads -----------------------------------------------------------------------------------
 
+
 def test_a_route_follows_the_road_network_from_door_to_door(demo_dsn: str) -> None:
     territory = _territory(demo_dsn)
     base = (territory.vans[0].base_lon, territory.vans[0].base_lat)
@@ -97,18 +99,22 @@ def test_a_route_follows_the_road_network_from_door_to_door(demo_dsn: str) -> No
 
 # --- the command ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, option", [
-    (["--rate", "0"], "--rate"),
-    (["--rate", "100000"], "--rate"),
-    (["--speedup", "0"], "--speedup"),
-    (["--speedup", "1001"], "--speedup"),
-    (["--vans", "-1"], "--vans"),
-    (["--seed", "-3"], "--seed"),
-    (["--duration", "0"], "--duration"),
-    (["--url", "ftp://example.org"], "--url"),
-    (["--url", "localhost:8050"], "--url"),
-    (["--sim-start", "25:00"], "--sim-start"),
-])
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["--rate", "0"], "--rate"),
+        (["--rate", "100000"], "--rate"),
+        (["--speedup", "0"], "--speedup"),
+        (["--speedup", "1001"], "--speedup"),
+        (["--vans", "-1"], "--vans"),
+        (["--seed", "-3"], "--seed"),
+        (["--duration", "0"], "--duration"),
+        (["--url", "ftp://example.org"], "--url"),
+        (["--url", "localhost:8050"], "--url"),
+        (["--sim-start", "25:00"], "--sim-start"),
+    ],
+)
 def test_bad_options_are_usage_errors_naming_the_option(args: list[str], option: str) -> None:
     result = CliRunner().invoke(main, ["simulate", *args])
     assert result.exit_code == 2, result.output
@@ -134,6 +140,7 @@ def test_help_explains_every_option_and_demo_can_go_without_it() -> None:
 
 # --- real runs -----------------------------------------------------------------------------------
 
+
 class SimProcess:
     """``yitu simulate`` in a subprocess, as a user runs it; its log in a file."""
 
@@ -141,8 +148,13 @@ class SimProcess:
         env = {**os.environ, "YITU_DATABASE_URL": db, "YITU_REDIS_URL": redis_url}
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "simulate", "--url", url, *args],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._log)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "simulate", "--url", url, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -172,19 +184,26 @@ def _one(dsn: str, sql: str, *params: object) -> object:
 
 
 def _ended_visit(dsn: str) -> object:
-    return _one(dsn, """SELECT d.case_code FROM dispatches d
+    return _one(
+        dsn,
+        """SELECT d.case_code FROM dispatches d
                         WHERE d.status = 'ended' AND d.arrived_at IS NOT NULL AND d.result IS NOT NULL
-                        ORDER BY d.id LIMIT 1""")
+                        ORDER BY d.id LIMIT 1""",
+    )
 
 
 def test_a_short_run_reports_cases_drives_vans_and_completes_a_dispatch(
-        live_server, demo_db: str, redis_url: str, tmp_path: Path, simulator: list[SimProcess]) -> None:  # type: ignore[no-untyped-def]
+    live_server, demo_db: str, redis_url: str, tmp_path: Path, simulator: list[SimProcess]
+) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
-    began = datetime.now(timezone.utc)
+    began = datetime.now(UTC)
     sim = SimProcess(srv.url, demo_db, redis_url, tmp_path / "sim.log", *RUN_ARGS, "--seed", "11")
     simulator.append(sim)
-    code = wait_for(lambda: _ended_visit(demo_db), timeout=150,
-                    what=f"a van visit that arrived and ended (simulator log {sim.log_path})")
+    code = wait_for(
+        lambda: _ended_visit(demo_db),
+        timeout=150,
+        what=f"a van visit that arrived and ended (simulator log {sim.log_path})",
+    )
     rc, out = sim.stop(signal.SIGINT)
     assert rc == 0, sim.log()
     assert "simulated" in out and "cases reported" in out  # the summary, on Ctrl-C
@@ -193,11 +212,17 @@ def test_a_short_run_reports_cases_drives_vans_and_completes_a_dispatch(
         reported = conn.execute("SELECT count(*) FROM cases WHERE reporter = 'sim-dispatcher'").fetchone()[0]
         audited = conn.execute("""SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id
                                   WHERE c.reporter = 'sim-dispatcher' AND e.action = 'report'""").fetchone()[0]
-        moved = conn.execute("""SELECT van_id, count(*) FROM van_positions WHERE recorded_at >= %s
-                                GROUP BY van_id ORDER BY van_id""", (began,)).fetchall()
+        moved = conn.execute(
+            """SELECT van_id, count(*) FROM van_positions WHERE recorded_at >= %s
+                                GROUP BY van_id ORDER BY van_id""",
+            (began,),
+        ).fetchall()
         seen = conn.execute("SELECT min(last_seen_at) FROM vans").fetchone()[0]
-        trail = conn.execute("""SELECT e.actor, e.role, e.action FROM case_events e JOIN cases c ON c.id = e.case_id
-                                WHERE c.code = %s ORDER BY e.occurred_at, e.id""", (code,)).fetchall()
+        trail = conn.execute(
+            """SELECT e.actor, e.role, e.action FROM case_events e JOIN cases c ON c.id = e.case_id
+                                WHERE c.code = %s ORDER BY e.occurred_at, e.id""",
+            (code,),
+        ).fetchall()
         active = conn.execute("SELECT count(*) FROM dispatches WHERE status IN ('en_route', 'on_site')").fetchone()[0]
         live_tokens = conn.execute("SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL").fetchone()[0]
     assert reported >= 3 and audited == reported
@@ -214,7 +239,8 @@ def test_a_short_run_reports_cases_drives_vans_and_completes_a_dispatch(
 
 
 def test_the_simulator_survives_the_server_going_away(
-        live_server, demo_db: str, redis_url: str, tmp_path: Path, simulator: list[SimProcess]) -> None:  # type: ignore[no-untyped-def]
+    live_server, demo_db: str, redis_url: str, tmp_path: Path, simulator: list[SimProcess]
+) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
     sim = SimProcess(srv.url, demo_db, redis_url, tmp_path / "sim.log", *RUN_ARGS, "--seed", "12")
     simulator.append(sim)

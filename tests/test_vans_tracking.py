@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from services.vans import live_key
-from dashboard.app import create_app
-from services.settings import Settings
 from cli.stack import EmbeddedStack
+from dashboard.app import create_app
 from geodata import tracking
+from services.settings import Settings
+from services.vans import live_key
 
 from .cases_fixtures import auth, cases_settings, client, settings_for, token  # noqa: F401
 from .helpers import wait_for
@@ -30,7 +30,7 @@ BASE = (107.48, 38.18)  # near the banner seat
 @pytest.fixture
 def t0(demo_db: str) -> datetime:
     """A start time a little in the past; every van last reported an hour before it."""
-    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=3)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
     with psycopg.connect(demo_db) as conn:
         conn.execute("UPDATE vans SET last_seen_at = %s", (start - timedelta(hours=1),))
     return start
@@ -47,14 +47,17 @@ def ping(van: str, t: datetime, lon: float = BASE[0], lat: float = BASE[1], **ex
 
 def history(dsn: str, van: str) -> list[tuple[datetime, float, float]]:
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT recorded_at, ST_X(geom), ST_Y(geom) FROM van_positions WHERE van_id = %s"
-                            " ORDER BY recorded_at", (van,)).fetchall()
+        return conn.execute(
+            "SELECT recorded_at, ST_X(geom), ST_Y(geom) FROM van_positions WHERE van_id = %s ORDER BY recorded_at",
+            (van,),
+        ).fetchall()
 
 
 def latest(dsn: str, van: str) -> tuple[datetime, float, float, float]:
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT last_seen_at, ST_X(geom), ST_Y(geom), odometer_km FROM vans WHERE id = %s",
-                           (van,)).fetchone()
+        row = conn.execute(
+            "SELECT last_seen_at, ST_X(geom), ST_Y(geom), odometer_km FROM vans WHERE id = %s", (van,)
+        ).fetchone()
     assert row is not None
     return row
 
@@ -73,14 +76,17 @@ def stream_events(redis_url: str, kind: str = "van.moved") -> list[dict[str, Any
 
 
 def test_batch_ingest_stores_history_moves_vans_and_tells_redis(
-        client: TestClient, admin: dict[str, str], demo_db: str, redis_url: str, t0: datetime) -> None:
-    body = {"positions": [
-        ping("V01", t0, 107.48, 38.18, speed=30, heading=90),
-        ping("V02", t0, 107.50, 38.20),
-        ping("V01", t0 + timedelta(seconds=20), 107.482, 38.18, speed=36.5, heading=92.5),
-        ping("V01", t0 + timedelta(seconds=10), 107.481, 38.18),
-        ping("V02", t0 + timedelta(seconds=5), 107.501, 38.201, heading=0),
-    ]}
+    client: TestClient, admin: dict[str, str], demo_db: str, redis_url: str, t0: datetime
+) -> None:
+    body = {
+        "positions": [
+            ping("V01", t0, 107.48, 38.18, speed=30, heading=90),
+            ping("V02", t0, 107.50, 38.20),
+            ping("V01", t0 + timedelta(seconds=20), 107.482, 38.18, speed=36.5, heading=92.5),
+            ping("V01", t0 + timedelta(seconds=10), 107.481, 38.18),
+            ping("V02", t0 + timedelta(seconds=5), 107.501, 38.201, heading=0),
+        ]
+    }
     r = client.post(URL, json=body, headers=admin)
     assert r.status_code == 200, r.text
     assert r.json() == {"received": 5, "stored": 5, "duplicates": 0, "moved": ["V01", "V02"]}
@@ -89,8 +95,12 @@ def test_batch_ingest_stores_history_moves_vans_and_tells_redis(
     assert (seen, round(lon, 6), round(lat, 6)) == (t0 + timedelta(seconds=20), 107.482, 38.18)
     vans = {v["id"]: v for v in client.get("/api/v1/vans", headers=admin).json()["vans"]}
     v1 = vans["V01"]
-    assert (v1["lon"], v1["lat"], v1["speed_kmh"], v1["heading"]) == (pytest.approx(107.482), pytest.approx(38.18),
-                                                                     36.5, 92.5)
+    assert (v1["lon"], v1["lat"], v1["speed_kmh"], v1["heading"]) == (
+        pytest.approx(107.482),
+        pytest.approx(38.18),
+        36.5,
+        92.5,
+    )
     assert v1["status"] == "available" and v1["name"] and v1["plate"] and v1["cases_mediated"] == 0
     assert v1["last_seen_at"] == (t0 + timedelta(seconds=20)).isoformat()
     assert vans["V03"]["status"] == "offline"  # silent for an hour
@@ -100,7 +110,10 @@ def test_batch_ingest_stores_history_moves_vans_and_tells_redis(
         hv = rc.hgetall(live_key("V01"))
         assert (float(hv["lon"]), hv["time"], float(hv["speed_kmh"])) == (107.482, v1["last_seen_at"], 36.5)
         hv2 = rc.hgetall(live_key("V02"))
-        assert (float(hv2["lon"]), float(hv2["lat"])) == (pytest.approx(107.501, abs=1e-5), pytest.approx(38.201, abs=1e-5))
+        assert (float(hv2["lon"]), float(hv2["lat"])) == (
+            pytest.approx(107.501, abs=1e-5),
+            pytest.approx(38.201, abs=1e-5),
+        )
         assert sorted(k for k in rc.scan_iter("yitu:van*")) == sorted(live_key(v) for v in ("V01", "V02"))
     finally:
         rc.close()
@@ -112,17 +125,21 @@ def test_batch_ingest_stores_history_moves_vans_and_tells_redis(
 
 
 def test_late_and_repeated_pings_never_move_a_van_back(
-        client: TestClient, admin: dict[str, str], demo_db: str, redis_url: str, t0: datetime) -> None:
+    client: TestClient, admin: dict[str, str], demo_db: str, redis_url: str, t0: datetime
+) -> None:
     t3 = t0 + timedelta(seconds=30)
     assert client.post(URL, json={"positions": [ping("V01", t3, 107.49)]}, headers=admin).status_code == 200
-    late = [ping("V01", t0, 107.47), ping("V01", t3, 107.40),  # t3 again, elsewhere: a duplicate
-            ping("V01", t0 + timedelta(seconds=10), 107.475), ping("V01", t0, 107.47)]  # t0 twice in one batch
+    late = [
+        ping("V01", t0, 107.47),
+        ping("V01", t3, 107.40),  # t3 again, elsewhere: a duplicate
+        ping("V01", t0 + timedelta(seconds=10), 107.475),
+        ping("V01", t0, 107.47),
+    ]  # t0 twice in one batch
     r = client.post(URL, json={"positions": late}, headers=admin)
     assert r.status_code == 200
     assert r.json() == {"received": 4, "stored": 2, "duplicates": 2, "moved": []}
     rows = history(demo_db, "V01")
-    assert [(t, round(x, 3)) for t, x, _ in rows] == [(t0, 107.47), (t0 + timedelta(seconds=10), 107.475),
-                                                       (t3, 107.49)]
+    assert [(t, round(x, 3)) for t, x, _ in rows] == [(t0, 107.47), (t0 + timedelta(seconds=10), 107.475), (t3, 107.49)]
     seen, lon, _, _ = latest(demo_db, "V01")
     assert (seen, round(lon, 3)) == (t3, 107.49)
     rc = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -134,7 +151,8 @@ def test_late_and_repeated_pings_never_move_a_van_back(
 
 
 def test_concurrent_batches_end_at_the_newest_ping(
-        cases_settings: Settings, admin: dict[str, str], demo_db: str, redis_url: str, t0: datetime) -> None:
+    cases_settings: Settings, admin: dict[str, str], demo_db: str, redis_url: str, t0: datetime
+) -> None:
     times = [t0 + timedelta(seconds=s) for s in range(40)]
     batches = [[ping("V02", t, 107.48 + i * 1e-4) for i, t in enumerate(times) if i % 8 == k] for k in range(8)]
     with TestClient(create_app(cases_settings)) as c, ThreadPoolExecutor(8) as ex:
@@ -149,21 +167,23 @@ def test_concurrent_batches_end_at_the_newest_ping(
         rc.close()
 
 
-def test_offline_is_computed_when_read(client: TestClient, admin: dict[str, str], demo_db: str,
-                                       t0: datetime) -> None:
-    now = datetime.now(timezone.utc)
+def test_offline_is_computed_when_read(client: TestClient, admin: dict[str, str], demo_db: str, t0: datetime) -> None:
+    now = datetime.now(UTC)
     with psycopg.connect(demo_db) as conn:
         conn.execute("UPDATE vans SET last_seen_at = %s WHERE id = 'V01'", (now - timedelta(seconds=299),))
-        conn.execute("UPDATE vans SET last_seen_at = %s, status = 'en_route' WHERE id = 'V02'",
-                     (now - timedelta(seconds=301),))
+        conn.execute(
+            "UPDATE vans SET last_seen_at = %s, status = 'en_route' WHERE id = 'V02'", (now - timedelta(seconds=301),)
+        )
         conn.execute("UPDATE vans SET last_seen_at = NULL WHERE id = 'V03'")
         conn.commit()
         # a frozen clock: the same rows seen at other instants
         at = {r["id"]: r["status"] for r in tracking.van_list(conn, offline_seconds=300, at=now)}
-        later = {r["id"]: r["status"] for r in tracking.van_list(conn, offline_seconds=300,
-                                                                 at=now + timedelta(seconds=2))}
-        earlier = {r["id"]: r["status"] for r in tracking.van_list(conn, offline_seconds=300,
-                                                                   at=now - timedelta(seconds=10))}
+        later = {
+            r["id"]: r["status"] for r in tracking.van_list(conn, offline_seconds=300, at=now + timedelta(seconds=2))
+        }
+        earlier = {
+            r["id"]: r["status"] for r in tracking.van_list(conn, offline_seconds=300, at=now - timedelta(seconds=10))
+        }
     assert at == {"V01": "available", "V02": "offline", "V03": "offline", "V04": "offline"}
     assert later["V01"] == "offline"
     assert earlier["V02"] == "en_route"  # its dispatch status is kept, not overwritten
@@ -176,8 +196,9 @@ def test_offline_is_computed_when_read(client: TestClient, admin: dict[str, str]
     assert vans["V02"]["status"] == "en_route"
 
 
-def test_offline_threshold_is_a_setting(demo_db: str, redis_url: str, tmp_path: Path,
-                                        token: Callable[..., str]) -> None:
+def test_offline_threshold_is_a_setting(
+    demo_db: str, redis_url: str, tmp_path: Path, token: Callable[..., str]
+) -> None:
     with psycopg.connect(demo_db) as conn:
         conn.execute("UPDATE vans SET last_seen_at = now() - interval '90 seconds'")
     settings = settings_for(demo_db, redis_url, tmp_path, van_offline_seconds=60)
@@ -189,16 +210,23 @@ def test_offline_threshold_is_a_setting(demo_db: str, redis_url: str, tmp_path: 
 def _geodesic_km(dsn: str, points: list[tuple[float, float]]) -> list[float]:
     """Independent check: PostGIS's spheroidal distance between consecutive points."""
     with psycopg.connect(dsn) as conn:
-        return [conn.execute("SELECT ST_Distance(ST_MakePoint(%s, %s)::geography, ST_MakePoint(%s, %s)::geography)",
-                             (a[0], a[1], b[0], b[1])).fetchone()[0] / 1000  # type: ignore[index]
-                for a, b in zip(points, points[1:])]
+        return [
+            conn.execute(
+                "SELECT ST_Distance(ST_MakePoint(%s, %s)::geography, ST_MakePoint(%s, %s)::geography)",
+                (a[0], a[1], b[0], b[1]),
+            ).fetchone()[0]
+            / 1000  # type: ignore[index]
+            for a, b in zip(points, points[1:])
+        ]
 
 
 def test_mileage_follows_in_order_pings_and_ignores_glitches(
-        client: TestClient, admin: dict[str, str], demo_db: str, t0: datetime) -> None:
+    client: TestClient, admin: dict[str, str], demo_db: str, t0: datetime
+) -> None:
     with psycopg.connect(demo_db) as conn:
-        conn.execute("UPDATE vans SET geom = ST_SetSRID(ST_MakePoint(107.48, 38.18), 4326), odometer_km = 100 "
-                     "WHERE id = 'V04'")
+        conn.execute(
+            "UPDATE vans SET geom = ST_SetSRID(ST_MakePoint(107.48, 38.18), 4326), odometer_km = 100 WHERE id = 'V04'"
+        )
     start = (107.48, 38.18)
     path = [(107.49, 38.18), (107.50, 38.185), (107.51, 38.19)]  # ~0.9 km a minute: 50-ish km/h
     body = [ping("V04", t0 + timedelta(minutes=i + 1), *p) for i, p in enumerate(path)]
@@ -206,17 +234,23 @@ def test_mileage_follows_in_order_pings_and_ignores_glitches(
     expect = 100 + sum(_geodesic_km(demo_db, [start, *path]))
     assert latest(demo_db, "V04")[3] == pytest.approx(expect, abs=1e-6)
     # a jump of ~50 km in 10 s (a glitch), then back: neither step counts; a late ping counts nothing
-    glitch = [ping("V04", t0 + timedelta(minutes=3, seconds=10), 108.0, 38.19),
-              ping("V04", t0 + timedelta(minutes=4), 107.52, 38.19),
-              ping("V04", t0 + timedelta(seconds=30), 107.0, 38.0)]
+    glitch = [
+        ping("V04", t0 + timedelta(minutes=3, seconds=10), 108.0, 38.19),
+        ping("V04", t0 + timedelta(minutes=4), 107.52, 38.19),
+        ping("V04", t0 + timedelta(seconds=30), 107.0, 38.0),
+    ]
     assert client.post(URL, json={"positions": glitch}, headers=admin).status_code == 200
     after = latest(demo_db, "V04")[3]
     jump = _geodesic_km(demo_db, [path[-1], (108.0, 38.19), (107.52, 38.19)])
     assert jump[0] > 40 and jump[1] > 40
     assert after == pytest.approx(expect, abs=1e-6)
     # the next ordinary step counts again
-    assert client.post(URL, json={"positions": [ping("V04", t0 + timedelta(minutes=5), 107.53, 38.19)]},
-                       headers=admin).status_code == 200
+    assert (
+        client.post(
+            URL, json={"positions": [ping("V04", t0 + timedelta(minutes=5), 107.53, 38.19)]}, headers=admin
+        ).status_code
+        == 200
+    )
     step = _geodesic_km(demo_db, [(107.52, 38.19), (107.53, 38.19)])[0]
     assert latest(demo_db, "V04")[3] == pytest.approx(after + step, abs=1e-6)
     van = next(v for v in client.get("/api/v1/vans", headers=admin).json()["vans"] if v["id"] == "V04")
@@ -245,43 +279,47 @@ def test_who_may_post(client: TestClient, token: Callable[..., str], demo_db: st
 
 
 def _future(minutes: float) -> str:
-    return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).isoformat()
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
 
 
 def _without(key: str) -> dict[str, Any]:
-    p = ping("V01", datetime.now(timezone.utc) - timedelta(minutes=1))
+    p = ping("V01", datetime.now(UTC) - timedelta(minutes=1))
     del p[key]
     return p
 
 
 def _with(**kw: Any) -> dict[str, Any]:
-    return {**ping("V01", datetime.now(timezone.utc) - timedelta(minutes=1)), **kw}
+    return {**ping("V01", datetime.now(UTC) - timedelta(minutes=1)), **kw}
 
 
-@pytest.mark.parametrize(("bad", "field"), [
-    (_without("lon"), "positions.1.lon"),
-    (_without("lat"), "positions.1.lat"),
-    (_without("time"), "positions.1.time"),
-    (_without("van"), "positions.1.van"),
-    (_with(lon=180.5), "positions.1.lon"),
-    (_with(lat=-91), "positions.1.lat"),
-    (_with(lon="east"), "positions.1.lon"),
-    (_with(time=lambda: _future(10)), "positions.1.time"),  # resolved when the test runs, not at collection
-    (_with(time="yesterday"), "positions.1.time"),
-    (_with(time="2026-11-22T08:00:00"), "positions.1.time"),  # no offset: ambiguous
-    (_with(time="1999-01-01T00:00:00Z"), "positions.1.time"),
-    (_with(speed=-1), "positions.1.speed"),
-    (_with(speed=1000), "positions.1.speed"),
-    (_with(heading=360), "positions.1.heading"),
-    (_with(heading=-0.5), "positions.1.heading"),
-    (_with(van="V 01"), "positions.1.van"),
-    (_with(van="V99"), "positions.1.van"),  # no such van
-    (_with(altitude=1200), "positions.1.altitude"),
-])
-def test_a_bad_row_rejects_the_whole_batch(client: TestClient, admin: dict[str, str], demo_db: str,
-                                           bad: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (_without("lon"), "positions.1.lon"),
+        (_without("lat"), "positions.1.lat"),
+        (_without("time"), "positions.1.time"),
+        (_without("van"), "positions.1.van"),
+        (_with(lon=180.5), "positions.1.lon"),
+        (_with(lat=-91), "positions.1.lat"),
+        (_with(lon="east"), "positions.1.lon"),
+        (_with(time=lambda: _future(10)), "positions.1.time"),  # resolved when the test runs, not at collection
+        (_with(time="yesterday"), "positions.1.time"),
+        (_with(time="2026-11-22T08:00:00"), "positions.1.time"),  # no offset: ambiguous
+        (_with(time="1999-01-01T00:00:00Z"), "positions.1.time"),
+        (_with(speed=-1), "positions.1.speed"),
+        (_with(speed=1000), "positions.1.speed"),
+        (_with(heading=360), "positions.1.heading"),
+        (_with(heading=-0.5), "positions.1.heading"),
+        (_with(van="V 01"), "positions.1.van"),
+        (_with(van="V99"), "positions.1.van"),  # no such van
+        (_with(altitude=1200), "positions.1.altitude"),
+    ],
+)
+def test_a_bad_row_rejects_the_whole_batch(
+    client: TestClient, admin: dict[str, str], demo_db: str, bad: dict[str, Any], field: str
+) -> None:
     bad = {k: v() if callable(v) else v for k, v in bad.items()}
-    good = ping("V01", datetime.now(timezone.utc) - timedelta(minutes=2))
+    good = ping("V01", datetime.now(UTC) - timedelta(minutes=2))
     r = client.post(URL, json={"positions": [good, bad]}, headers=admin)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field
@@ -289,7 +327,7 @@ def test_a_bad_row_rejects_the_whole_batch(client: TestClient, admin: dict[str, 
 
 
 def test_every_bad_row_is_reported(client: TestClient, admin: dict[str, str]) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [ping("V01", now), _with(lat=95), ping("V01", now - timedelta(seconds=1)), _with(heading=400)]
     r = client.post(URL, json={"positions": rows}, headers=admin)
     assert r.status_code == 422
@@ -320,8 +358,9 @@ def test_batch_shape_size_and_format(client: TestClient, admin: dict[str, str], 
 
 
 def test_track_for_replay(client: TestClient, admin: dict[str, str], t0: datetime) -> None:
-    pts = [ping("V03", t0 + timedelta(seconds=s), 107.48 + s * 1e-4, 38.18, speed=20, heading=90)
-           for s in (30, 0, 20, 10)]
+    pts = [
+        ping("V03", t0 + timedelta(seconds=s), 107.48 + s * 1e-4, 38.18, speed=20, heading=90) for s in (30, 0, 20, 10)
+    ]
     assert client.post(URL, json={"positions": pts}, headers=admin).status_code == 200
     q = {"since": t0.isoformat(), "until": (t0 + timedelta(seconds=30)).isoformat()}
     fc = client.get("/api/v1/vans/V03/track", params=q, headers=admin).json()
@@ -338,15 +377,19 @@ def test_track_for_replay(client: TestClient, admin: dict[str, str], t0: datetim
     assert client.get("/api/v1/vans/V04/track", headers=admin).json()["features"] == []
 
 
-@pytest.mark.parametrize(("params", "status", "field"), [
-    ({"since": "2026-11-20T00:00:00Z", "until": "2026-11-19T00:00:00Z"}, 422, "since"),
-    ({"since": "2026-11-01T00:00:00Z", "until": "2026-11-20T00:00:00Z"}, 422, "since"),
-    ({"since": "last week"}, 422, "since"),
-    ({"until": "2026-11-20T00:00:00"}, 422, "until"),
-    ({"limit": "0"}, 422, "limit"),
-])
-def test_track_refuses_bad_ranges(client: TestClient, admin: dict[str, str], params: dict[str, str],
-                                  status: int, field: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "status", "field"),
+    [
+        ({"since": "2026-11-20T00:00:00Z", "until": "2026-11-19T00:00:00Z"}, 422, "since"),
+        ({"since": "2026-11-01T00:00:00Z", "until": "2026-11-20T00:00:00Z"}, 422, "since"),
+        ({"since": "last week"}, 422, "since"),
+        ({"until": "2026-11-20T00:00:00"}, 422, "until"),
+        ({"limit": "0"}, 422, "limit"),
+    ],
+)
+def test_track_refuses_bad_ranges(
+    client: TestClient, admin: dict[str, str], params: dict[str, str], status: int, field: str
+) -> None:
     r = client.get("/api/v1/vans/V01/track", params=params, headers=admin)
     assert r.status_code == status and r.json()["field"] == field
 
@@ -358,15 +401,18 @@ def test_track_of_an_unknown_van(client: TestClient, admin: dict[str, str]) -> N
 
 
 @pytest.fixture
-def redis_outage(scratch_stack: EmbeddedStack, demo_db: str, tmp_path: Path) -> Iterator[tuple[TestClient, EmbeddedStack]]:
+def redis_outage(
+    scratch_stack: EmbeddedStack, demo_db: str, tmp_path: Path
+) -> Iterator[tuple[TestClient, EmbeddedStack]]:
     """An app on the demo clone whose Redis is the scratch stack's (so it can be stopped)."""
     settings = settings_for(demo_db, scratch_stack.redis_url(), tmp_path)
     with TestClient(create_app(settings)) as c:
         yield c, scratch_stack
 
 
-def test_redis_down_positions_are_still_saved(redis_outage: tuple[TestClient, EmbeddedStack],
-                                              token: Callable[..., str], demo_db: str, t0: datetime) -> None:
+def test_redis_down_positions_are_still_saved(
+    redis_outage: tuple[TestClient, EmbeddedStack], token: Callable[..., str], demo_db: str, t0: datetime
+) -> None:
     c, stack = redis_outage
     admin = auth(token("admin"))
     assert c.post(URL, json={"positions": [ping("V01", t0)]}, headers=admin).status_code == 200

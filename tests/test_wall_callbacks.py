@@ -8,10 +8,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from services.runtime import Services
 from callbacks import area as area_cb
 from callbacks import wall
 from dashboard.app import create_app
+from services.runtime import Services
 from services.settings import Settings
 
 
@@ -45,7 +45,8 @@ def test_kpi_tiles_are_true_counts(svc: Services, demo_dsn: str) -> None:
     with psycopg.connect(demo_dsn) as conn:
         open_, overdue = conn.execute(
             """SELECT count(*), count(*) FILTER (WHERE deadline < now()) FROM cases
-               WHERE town_code = '150623101' AND step IN ('reported','accepted','dispatched','handling')""").fetchone()
+               WHERE town_code = '150623101' AND step IN ('reported','accepted','dispatched','handling')"""
+        ).fetchone()
     tiles = wall.kpi_tiles(svc, "150623101", "zh-CN")
     by_id = {t.id: _text(t) for t in tiles if getattr(t, "id", None)}
     assert by_id["kpi-in_progress"].startswith(str(open_))
@@ -94,12 +95,15 @@ def test_switched_layers() -> None:
 def test_area_table_page_sort_and_filters(svc: Services, demo_dsn: str) -> None:
     with psycopg.connect(demo_dsn) as conn:
         total = conn.execute("SELECT count(*) FROM cases WHERE village_code = '150623102201'").fetchone()[0]
-        grass = conn.execute("SELECT count(*) FROM cases WHERE village_code = '150623102201' AND type = 'grassland'").fetchone()[0]
+        grass = conn.execute(
+            "SELECT count(*) FROM cases WHERE village_code = '150623102201' AND type = 'grassland'"
+        ).fetchone()[0]
     rows, pages, n = area_cb.table_page(svc, "150623102201", None, None, None, None, 0, [], "zh-CN")
     assert n == total and pages == -(-total // 20) and len(rows) == min(20, total)
     assert [r["reported_at"] for r in rows] == sorted((r["reported_at"] for r in rows), reverse=True)
-    rows, _, n = area_cb.table_page(svc, "150623102201", None, "grassland", None, None, 0,
-                                    [{"column_id": "code", "direction": "asc"}], "zh-CN")
+    rows, _, n = area_cb.table_page(
+        svc, "150623102201", None, "grassland", None, None, 0, [{"column_id": "code", "direction": "asc"}], "zh-CN"
+    )
     assert n == grass and [r["code"] for r in rows] == sorted(r["code"] for r in rows)
     assert area_cb.query_string("handling", None, "2026-10-01", None) == "?step=handling&since=2026-10-01"
     # a malformed date from a hand-edited URL is ignored, not an error
@@ -108,9 +112,11 @@ def test_area_table_page_sort_and_filters(svc: Services, demo_dsn: str) -> None:
 
 def test_choropleth_hideout_carries_the_levels_numbers(svc: Services, demo_dsn: str) -> None:
     with psycopg.connect(demo_dsn) as conn:
-        overdue = dict(conn.execute("""SELECT village_code, count(*) FROM cases
+        overdue = dict(
+            conn.execute("""SELECT village_code, count(*) FROM cases
                                        WHERE step IN ('reported','accepted','dispatched','handling') AND deadline < now()
-                                       GROUP BY 1""").fetchall())
+                                       GROUP BY 1""").fetchall()
+        )
     h = wall.grid_hideout(svc, 3, "overdue", "150623100", 10, {"breaks": {"overdue": [0, 1, 2, 4]}})
     assert h["mode"] == "overdue" and h["selected"] == "150623100" and h["breaks"]["overdue"] == [0, 1, 2, 4]
     assert {c: s["overdue"] for c, s in h["stats"].items() if s["overdue"]} == overdue

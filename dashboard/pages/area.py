@@ -13,8 +13,8 @@ import dash_leaflet as dl
 from dash import dash_table, dcc, html
 
 from dashboard.i18n import translator
-from services.settings import Settings
 from layers import cases, grids
+from services.settings import Settings
 
 STEPS = ("reported", "accepted", "dispatched", "handling", "closed", "evaluated", "rejected")
 PAGE_SIZE = 20
@@ -33,8 +33,9 @@ class Ids(StrEnum):
     MAP = "area-map"
 
 
-def layout(settings: Settings, area: dict[str, Any] | None, types: list[dict[str, str]],
-           query: dict[str, str]) -> html.Div:
+def layout(
+    settings: Settings, area: dict[str, Any] | None, types: list[dict[str, str]], query: dict[str, str]
+) -> html.Div:
     t = translator(settings.lang)
     if area is None:
         return html.Div(className="yitu-empty", children=[html.P("404"), dcc.Link(t("area.back"), href="/")])
@@ -42,50 +43,100 @@ def layout(settings: Settings, area: dict[str, Any] | None, types: list[dict[str
     lang_col = "name_zh" if settings.lang == "zh-CN" else "name_en"
     bbox = f"{minx:.5f},{miny:.5f},{maxx:.5f},{maxy:.5f}"
     child_level = min(4, area["level"] + 1)
-    return html.Div(className="yitu-area", children=[
-        dcc.Store(id=Ids.CODE, data=area["code"]),
-        html.Header(className="yitu-header", children=[
-            dcc.Link(t("area.back"), href="/", className="yitu-back"),
-            html.H1(f"{area['name']}", className="yitu-title"),
-            html.Span(f"{t('panel.code')} {area['code']} · {t('level.' + str(area['level']))} · {t('area.title')}",
-                      className="yitu-subtitle"),
-        ]),
-        html.Div(className="yitu-area-body", children=[
-            html.Div(className="yitu-area-map", children=dl.Map(
-                id=Ids.MAP, center=[(miny + maxy) / 2, (minx + maxx) / 2], zoom=10,
-                bounds=[[miny, minx], [maxy, maxx]], preferCanvas=True, attributionControl=False,
-                className="yitu-map",
+    return html.Div(
+        className="yitu-area",
+        children=[
+            dcc.Store(id=Ids.CODE, data=area["code"]),
+            html.Header(
+                className="yitu-header",
                 children=[
-                    grids.component(f"/api/v1/layers/grids?level={child_level}&parent={area['code']}",
-                                    {"mode": "none", "stats": {}, "selected": None, "labels": child_level < 4}),
-                    cases.component(f"/api/v1/layers/cases?bbox={bbox}&format=geobuf", {}),
+                    dcc.Link(t("area.back"), href="/", className="yitu-back"),
+                    html.H1(f"{area['name']}", className="yitu-title"),
+                    html.Span(
+                        f"{t('panel.code')} {area['code']} · {t('level.' + str(area['level']))} · {t('area.title')}",
+                        className="yitu-subtitle",
+                    ),
                 ],
-            )),
-            html.Div(className="yitu-area-table", children=[
-                html.Div(className="yitu-filters", children=[
-                    dcc.Dropdown(id=Ids.STEP, placeholder=t("area.filter.step"), value=query.get("step"),
-                                 options=[{"label": t(f"step.{s}"), "value": s} for s in STEPS]),
-                    dcc.Dropdown(id=Ids.TYPE, placeholder=t("area.filter.type"), value=query.get("type"),
-                                 options=[{"label": ty[lang_col], "value": ty["code"]} for ty in types]),
-                    dcc.Input(id=Ids.SINCE, type="date", value=query.get("since"), placeholder=t("area.filter.since")),
-                    dcc.Input(id=Ids.UNTIL, type="date", value=query.get("until"), placeholder=t("area.filter.until")),
-                    html.A(t("area.export"), id=Ids.CSV, className="yitu-button", href="#"),
-                    html.Span(id=Ids.TOTAL, className="yitu-total"),
-                ]),
-                dash_table.DataTable(
-                    id=Ids.TABLE,
-                    columns=[{"name": t(f"col.{c}"), "id": c} for c in COLUMNS],
-                    page_current=0,
-                    page_size=PAGE_SIZE,
-                    page_action="custom",
-                    sort_action="custom",
-                    sort_mode="single",
-                    sort_by=[],
-                    style_as_list_view=True,
-                    style_header={"backgroundColor": "#0b1730", "color": "#7fd3ff", "fontWeight": "bold"},
-                    style_cell={"backgroundColor": "#050b18", "color": "#d8e6ff", "border": "1px solid #1f3b6e",
-                                "fontFamily": "inherit", "fontSize": "1.5vh", "padding": "0.6vh 0.8vh"},
-                ),
-            ]),
-        ]),
-    ])
+            ),
+            html.Div(
+                className="yitu-area-body",
+                children=[
+                    html.Div(
+                        className="yitu-area-map",
+                        children=dl.Map(
+                            id=Ids.MAP,
+                            center=[(miny + maxy) / 2, (minx + maxx) / 2],
+                            zoom=10,
+                            bounds=[[miny, minx], [maxy, maxx]],
+                            preferCanvas=True,
+                            attributionControl=False,
+                            className="yitu-map",
+                            children=[
+                                grids.component(
+                                    f"/api/v1/layers/grids?level={child_level}&parent={area['code']}",
+                                    {"mode": "none", "stats": {}, "selected": None, "labels": child_level < 4},
+                                ),
+                                cases.component(f"/api/v1/layers/cases?bbox={bbox}&format=geobuf", {}),
+                            ],
+                        ),
+                    ),
+                    html.Div(
+                        className="yitu-area-table",
+                        children=[
+                            html.Div(
+                                className="yitu-filters",
+                                children=[
+                                    dcc.Dropdown(
+                                        id=Ids.STEP,
+                                        placeholder=t("area.filter.step"),
+                                        value=query.get("step"),
+                                        options=[{"label": t(f"step.{s}"), "value": s} for s in STEPS],
+                                    ),
+                                    dcc.Dropdown(
+                                        id=Ids.TYPE,
+                                        placeholder=t("area.filter.type"),
+                                        value=query.get("type"),
+                                        options=[{"label": ty[lang_col], "value": ty["code"]} for ty in types],
+                                    ),
+                                    dcc.Input(
+                                        id=Ids.SINCE,
+                                        type="date",
+                                        value=query.get("since"),
+                                        placeholder=t("area.filter.since"),
+                                    ),
+                                    dcc.Input(
+                                        id=Ids.UNTIL,
+                                        type="date",
+                                        value=query.get("until"),
+                                        placeholder=t("area.filter.until"),
+                                    ),
+                                    html.A(t("area.export"), id=Ids.CSV, className="yitu-button", href="#"),
+                                    html.Span(id=Ids.TOTAL, className="yitu-total"),
+                                ],
+                            ),
+                            dash_table.DataTable(
+                                id=Ids.TABLE,
+                                columns=[{"name": t(f"col.{c}"), "id": c} for c in COLUMNS],
+                                page_current=0,
+                                page_size=PAGE_SIZE,
+                                page_action="custom",
+                                sort_action="custom",
+                                sort_mode="single",
+                                sort_by=[],
+                                style_as_list_view=True,
+                                style_header={"backgroundColor": "#0b1730", "color": "#7fd3ff", "fontWeight": "bold"},
+                                style_cell={
+                                    "backgroundColor": "#050b18",
+                                    "color": "#d8e6ff",
+                                    "border": "1px solid #1f3b6e",
+                                    "fontFamily": "inherit",
+                                    "fontSize": "1.5vh",
+                                    "padding": "0.6vh 0.8vh",
+                                },
+                            ),
+                        ],
+                    ),
+                ],
+            ),
+        ],
+    )

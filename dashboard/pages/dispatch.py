@@ -18,8 +18,8 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
-from services.settings import Settings
 from layers import cases, grids, vans
+from services.settings import Settings
 
 POINT = "dispatch-point-layer"  # pattern-matching type of the page's live point layers
 QUEUE_ITEM = "dispatch-queue-item"
@@ -28,17 +28,17 @@ LIVE_TICK = {"type": "live-tick", "page": "dispatch"}  # callbacks/live.py TICK
 
 
 class Ids(StrEnum):
-    TOKEN = "dispatch-token"            # session store: the signed-in token
+    TOKEN = "dispatch-token"  # session store: the signed-in token
     TOKEN_INPUT = "dispatch-token-input"
     SIGNIN = "dispatch-signin"
     SIGNOUT = "dispatch-signout"
     WHO = "dispatch-who"
     MESSAGE = "dispatch-message"
-    SELECTED = "dispatch-selected"      # the case code picked
-    SENT = "dispatch-sent"              # the last send's outcome (bumps the panels)
+    SELECTED = "dispatch-selected"  # the case code picked
+    SENT = "dispatch-sent"  # the last send's outcome (bumps the panels)
     QUEUE = "dispatch-queue"
     MAP = "dispatch-map"
-    FOCUS = "dispatch-focus"            # the selected case's marker and its 500 m ring
+    FOCUS = "dispatch-focus"  # the selected case's marker and its 500 m ring
     CASE = "dispatch-case"
     CANDIDATES = "dispatch-candidates"
     CAMERAS = "dispatch-cameras"
@@ -57,48 +57,86 @@ def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
         return html.Div(className="yitu-empty", children=t("map.empty"))
     minx, miny, maxx, maxy = banner["bounds"]
     bbox = f"{minx:.4f},{miny:.4f},{maxx:.4f},{maxy:.4f}"
-    return html.Div(className="yitu-dispatch", children=[
-        dcc.Store(id=Ids.TOKEN, storage_type="session"),
-        dcc.Store(id=Ids.SELECTED),
-        dcc.Store(id=Ids.SENT),
-        dcc.Store(id=LIVE_TICK),
-        html.Header(className="yitu-header", children=[
-            dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
-            html.H1(t("dispatch.title"), className="yitu-title"),
-            html.Span(banner["name"], className="yitu-subtitle"),
-            html.Div(className="yitu-signin", children=[
-                dcc.Input(id=Ids.TOKEN_INPUT, type="password", placeholder=t("dispatch.token"), debounce=False,
-                          autoComplete="off", className="yitu-input"),
-                html.Button(t("dispatch.signin"), id=Ids.SIGNIN, n_clicks=0, className="yitu-button"),
-                html.Button(t("dispatch.signout"), id=Ids.SIGNOUT, n_clicks=0, className="yitu-button yitu-quiet"),
-                html.Span(id=Ids.WHO, className="yitu-who"),
-            ]),
-        ]),
-        html.Div(id=Ids.MESSAGE, className="yitu-message", role="status"),
-        html.Aside(className="yitu-left", children=[
-            html.Section(className="yitu-card yitu-queue-card", children=[
-                html.H3(t("dispatch.queue")), html.Div(id=Ids.QUEUE, className="yitu-queue")]),
-        ]),
-        html.Main(className="yitu-mapbox", children=[
-            dl.Map(
-                id=Ids.MAP, center=[(miny + maxy) / 2, (minx + maxx) / 2], zoom=9,
-                viewport={"bounds": [[miny, minx], [maxy, maxx]]}, preferCanvas=True, zoomSnap=0.5,
-                attributionControl=False, className="yitu-map",
+    return html.Div(
+        className="yitu-dispatch",
+        children=[
+            dcc.Store(id=Ids.TOKEN, storage_type="session"),
+            dcc.Store(id=Ids.SELECTED),
+            dcc.Store(id=Ids.SENT),
+            dcc.Store(id=LIVE_TICK),
+            html.Header(
+                className="yitu-header",
                 children=[
-                    grids.component(f"/api/v1/layers/grids?level=2&bbox={bbox}",
-                                    {"mode": "none", "stats": {}, "selected": None, "labels": True}),
-                    point_layer(cases, f"/api/v1/layers/cases?bbox={bbox}&format=geobuf"),
-                    point_layer(vans, "/api/v1/layers/vans"),
-                    dl.LayerGroup(id=Ids.FOCUS),
-                    dl.ScaleControl(position="bottomleft", imperial=False),
+                    dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
+                    html.H1(t("dispatch.title"), className="yitu-title"),
+                    html.Span(banner["name"], className="yitu-subtitle"),
+                    html.Div(
+                        className="yitu-signin",
+                        children=[
+                            dcc.Input(
+                                id=Ids.TOKEN_INPUT,
+                                type="password",
+                                placeholder=t("dispatch.token"),
+                                debounce=False,
+                                autoComplete="off",
+                                className="yitu-input",
+                            ),
+                            html.Button(t("dispatch.signin"), id=Ids.SIGNIN, n_clicks=0, className="yitu-button"),
+                            html.Button(
+                                t("dispatch.signout"), id=Ids.SIGNOUT, n_clicks=0, className="yitu-button yitu-quiet"
+                            ),
+                            html.Span(id=Ids.WHO, className="yitu-who"),
+                        ],
+                    ),
                 ],
             ),
-        ]),
-        html.Aside(className="yitu-right", children=[
-            html.Section(className="yitu-card yitu-detail", id=Ids.CASE),
-            html.Section(className="yitu-card", children=[
-                html.H3(t("dispatch.candidates")), html.Div(id=Ids.CANDIDATES)]),
-            html.Section(className="yitu-card", children=[html.H3(t("dispatch.cameras")), html.Div(id=Ids.CAMERAS)]),
-            html.Section(className="yitu-card", children=[html.H3(t("vans.title")), html.Div(id=Ids.VANS)]),
-        ]),
-    ])
+            html.Div(id=Ids.MESSAGE, className="yitu-message", role="status"),
+            html.Aside(
+                className="yitu-left",
+                children=[
+                    html.Section(
+                        className="yitu-card yitu-queue-card",
+                        children=[html.H3(t("dispatch.queue")), html.Div(id=Ids.QUEUE, className="yitu-queue")],
+                    ),
+                ],
+            ),
+            html.Main(
+                className="yitu-mapbox",
+                children=[
+                    dl.Map(
+                        id=Ids.MAP,
+                        center=[(miny + maxy) / 2, (minx + maxx) / 2],
+                        zoom=9,
+                        viewport={"bounds": [[miny, minx], [maxy, maxx]]},
+                        preferCanvas=True,
+                        zoomSnap=0.5,
+                        attributionControl=False,
+                        className="yitu-map",
+                        children=[
+                            grids.component(
+                                f"/api/v1/layers/grids?level=2&bbox={bbox}",
+                                {"mode": "none", "stats": {}, "selected": None, "labels": True},
+                            ),
+                            point_layer(cases, f"/api/v1/layers/cases?bbox={bbox}&format=geobuf"),
+                            point_layer(vans, "/api/v1/layers/vans"),
+                            dl.LayerGroup(id=Ids.FOCUS),
+                            dl.ScaleControl(position="bottomleft", imperial=False),
+                        ],
+                    ),
+                ],
+            ),
+            html.Aside(
+                className="yitu-right",
+                children=[
+                    html.Section(className="yitu-card yitu-detail", id=Ids.CASE),
+                    html.Section(
+                        className="yitu-card", children=[html.H3(t("dispatch.candidates")), html.Div(id=Ids.CANDIDATES)]
+                    ),
+                    html.Section(
+                        className="yitu-card", children=[html.H3(t("dispatch.cameras")), html.Div(id=Ids.CAMERAS)]
+                    ),
+                    html.Section(className="yitu-card", children=[html.H3(t("vans.title")), html.Div(id=Ids.VANS)]),
+                ],
+            ),
+        ],
+    )

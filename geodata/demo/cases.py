@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import shapely
@@ -26,19 +26,49 @@ LEVELS = ("grid", "village", "town", "banner")
 DEADLINE_DAYS = {"grid": 0, "village": 3, "town": 5, "banner": 7}
 
 TYPE_WEIGHTS: dict[str, float] = {
-    "neighbour": 15, "marriage_family": 13, "grassland": 11, "private_lending": 8, "land_transfer": 8,
-    "housing_land": 7, "contract": 6, "labour": 6, "damages": 5, "herder_enterprise": 4, "business": 3,
-    "forest_land": 3, "traffic": 3, "seed_corn": 2, "consumer": 1.5, "medical": 1, "expropriation": 1,
-    "pollution": 1, "property_mgmt": 1, "other": 2.5,
+    "neighbour": 15,
+    "marriage_family": 13,
+    "grassland": 11,
+    "private_lending": 8,
+    "land_transfer": 8,
+    "housing_land": 7,
+    "contract": 6,
+    "labour": 6,
+    "damages": 5,
+    "herder_enterprise": 4,
+    "business": 3,
+    "forest_land": 3,
+    "traffic": 3,
+    "seed_corn": 2,
+    "consumer": 1.5,
+    "medical": 1,
+    "expropriation": 1,
+    "pollution": 1,
+    "property_mgmt": 1,
+    "other": 2.5,
 }
 # How much more often a type climbs above the grid (complex matters go to town or banner).
-ESCALATION_PROPENSITY = {"expropriation": 3.0, "herder_enterprise": 2.5, "labour": 2.0, "medical": 2.5,
-                         "pollution": 2.5, "grassland": 1.4, "land_transfer": 1.3, "contract": 1.3}
+ESCALATION_PROPENSITY = {
+    "expropriation": 3.0,
+    "herder_enterprise": 2.5,
+    "labour": 2.0,
+    "medical": 2.5,
+    "pollution": 2.5,
+    "grassland": 1.4,
+    "land_transfer": 1.3,
+    "contract": 1.3,
+}
 CHANNELS = {"grid_app": 0.55, "hotline_12345": 0.15, "window": 0.15, "visit": 0.10, "petition": 0.05}
-OUTCOMES = {"mediated": 0.880, "judicial_confirmation": 0.054, "litigation": 0.037, "arbitration": 0.010,
-            "withdrawn": 0.019}
-SURNAMES = list("王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢") + [
-    "乌兰", "巴图", "其木格", "苏和", "额尔敦", "敖日格乐"]
+OUTCOMES = {
+    "mediated": 0.880,
+    "judicial_confirmation": 0.054,
+    "litigation": 0.037,
+    "arbitration": 0.010,
+    "withdrawn": 0.019,
+}
+SURNAMES = list(
+    "王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
+) + ["乌兰", "巴图", "其木格", "苏和", "额尔敦", "敖日格乐"]
 GIVEN = list("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英文辉力建华玉梅红海鹏飞")
 TEMPLATES = {
     "grassland": "{v}牧户{a}与{b}因草场边界和禁牧期放牧发生争议",
@@ -56,10 +86,13 @@ TEMPLATES = {
 def _day_weights(start: datetime, days: int) -> np.ndarray:
     doy = np.asarray([(start + timedelta(days=i)).timetuple().tm_yday for i in range(days)])
     wd = np.asarray([(start + timedelta(days=i)).weekday() for i in range(days)])
-    season = (1.0 + 0.45 * np.exp(-(((doy - 105) / 28.0) ** 2))  # spring grazing, land transfer
-              + 0.35 * np.exp(-(((doy - 25) / 14.0) ** 2))  # before the Spring Festival
-              + 0.15 * np.exp(-(((doy - 275) / 12.0) ** 2))  # autumn harvest and sales
-              - 0.15 * np.exp(-(((doy - 200) / 25.0) ** 2)))  # midsummer lull
+    season = (
+        1.0
+        + 0.45 * np.exp(-(((doy - 105) / 28.0) ** 2))  # spring grazing, land transfer
+        + 0.35 * np.exp(-(((doy - 25) / 14.0) ** 2))  # before the Spring Festival
+        + 0.15 * np.exp(-(((doy - 275) / 12.0) ** 2))  # autumn harvest and sales
+        - 0.15 * np.exp(-(((doy - 200) / 25.0) ** 2))
+    )  # midsummer lull
     week = np.where(wd == 5, 0.6, np.where(wd == 6, 0.45, 1.0))
     w = season * week
     return w / w.sum()
@@ -95,7 +128,9 @@ def _points_in_cells(territory: Territory, cell_idx: np.ndarray, rng: np.random.
 
 
 def _person(rng: np.random.Generator) -> dict[str, str]:
-    name = SURNAMES[rng.integers(len(SURNAMES))] + "".join(GIVEN[i] for i in rng.integers(len(GIVEN), size=rng.integers(1, 3)))
+    name = SURNAMES[rng.integers(len(SURNAMES))] + "".join(
+        GIVEN[i] for i in rng.integers(len(GIVEN), size=rng.integers(1, 3))
+    )
     phone = "1" + str(rng.choice([3, 5, 7, 8, 9])) + f"{rng.integers(0, 10**9):09d}"
     return {"name": name, "phone": phone}
 
@@ -104,12 +139,13 @@ def _deadline(level: str, start: datetime) -> datetime:
     days = DEADLINE_DAYS[level]
     if days == 0:  # the grid: by the end of the local day
         local = start.astimezone(CST)
-        return (local.replace(hour=23, minute=59, second=59, microsecond=0)).astimezone(timezone.utc)
+        return (local.replace(hour=23, minute=59, second=59, microsecond=0)).astimezone(UTC)
     return start + timedelta(days=days)
 
 
-def generate_cases(territory: Territory, n_history: int, n_open: int, as_of: datetime,
-                   rng: np.random.Generator, first_id: int = 1) -> Iterator[tuple[list[tuple], list[tuple]]]:
+def generate_cases(
+    territory: Territory, n_history: int, n_open: int, as_of: datetime, rng: np.random.Generator, first_id: int = 1
+) -> Iterator[tuple[list[tuple], list[tuple]]]:
     """Yield (case rows, event rows) in chunks, oldest first; ids start at ``first_id``."""
     cells = territory.level(4)
     banner = territory.level(1)[0]
@@ -141,18 +177,33 @@ def generate_cases(territory: Territory, n_history: int, n_open: int, as_of: dat
         ctype = types[type_i[k]]
         cell = cells[cell_i[k]]
         row, events = (_history_case if k < n_history else _open_case)(
-            rng, first_id + k, ctype, cell.code, reported, as_of, str(chan[k]))
+            rng, first_id + k, ctype, cell.code, reported, as_of, str(chan[k])
+        )
         local_day = row[7].astimezone(CST).strftime("%Y%m%d")  # the report time the case really has
         day_seq[local_day] = day_seq.get(local_day, 0) + 1
         code = f"{banner.code}-{local_day}-{day_seq[local_day]:06d}"
         lon, lat = pts[k]
         parties = [_person(rng) | {"role": "申请人"}, _person(rng) | {"role": "被申请人"}]
         desc = TEMPLATES.get(ctype, "{v}{a}与{b}发生纠纷，申请调解").format(
-            v=names[cell.parent_code], a=parties[0]["name"], b=parties[1]["name"])
-        chunk_rows.append((first_id + k, code, ctype, desc, json.dumps(parties, ensure_ascii=False),
-                           f"SRID=4326;POINT({lon:.6f} {lat:.6f})", cell.code, cell.code[:12], cell.code[:9],
-                           banner.code, str(chan[k]), f"gw:{cell.code}" if chan[k] == "grid_app" else str(chan[k]),
-                           *row))
+            v=names[cell.parent_code], a=parties[0]["name"], b=parties[1]["name"]
+        )
+        chunk_rows.append(
+            (
+                first_id + k,
+                code,
+                ctype,
+                desc,
+                json.dumps(parties, ensure_ascii=False),
+                f"SRID=4326;POINT({lon:.6f} {lat:.6f})",
+                cell.code,
+                cell.code[:12],
+                cell.code[:9],
+                banner.code,
+                str(chan[k]),
+                f"gw:{cell.code}" if chan[k] == "grid_app" else str(chan[k]),
+                *row,
+            )
+        )
         chunk_events.extend(events)
         if len(chunk_rows) >= 20000:
             yield chunk_rows, chunk_events
@@ -175,17 +226,37 @@ def _handling_time(rng: np.random.Generator, level: str) -> timedelta:
     return timedelta(hours=float(limit_h * frac))
 
 
-def _ev(case_id: int, when: datetime, actor: str, role: str, action: str, frm: str | None, to: str | None,
-        level: str, note: str = "") -> tuple:
+def _ev(
+    case_id: int,
+    when: datetime,
+    actor: str,
+    role: str,
+    action: str,
+    frm: str | None,
+    to: str | None,
+    level: str,
+    note: str = "",
+) -> tuple:
     return (case_id, when, actor, role, action, frm, to, level, note)
 
 
-def _history_case(rng: np.random.Generator, cid: int, ctype: str, cell: str, reported: datetime,
-                  as_of: datetime, channel: str) -> tuple[tuple, list[tuple]]:
+def _history_case(
+    rng: np.random.Generator, cid: int, ctype: str, cell: str, reported: datetime, as_of: datetime, channel: str
+) -> tuple[tuple, list[tuple]]:
     final = _final_level(rng, ctype)
     t = reported
-    ev = [_ev(cid, t, f"gw:{cell}" if channel == "grid_app" else "clerk", "grid_worker" if channel == "grid_app" else "dispatcher",
-              "report", None, "reported", "grid")]
+    ev = [
+        _ev(
+            cid,
+            t,
+            f"gw:{cell}" if channel == "grid_app" else "clerk",
+            "grid_worker" if channel == "grid_app" else "dispatcher",
+            "report",
+            None,
+            "reported",
+            "grid",
+        )
+    ]
     t += timedelta(minutes=float(rng.integers(5, 90)))
     ev.append(_ev(cid, t, "dispatcher", "dispatcher", "accept", "reported", "accepted", "grid"))
     t += timedelta(minutes=float(rng.integers(5, 60)))
@@ -195,8 +266,19 @@ def _history_case(rng: np.random.Generator, cid: int, ctype: str, cell: str, rep
     level_start = t
     for lv in range(1, final + 1):
         t = level_start + _handling_time(rng, LEVELS[lv - 1]) * 0.6
-        ev.append(_ev(cid, t, "dispatcher", "dispatcher", "escalate", "handling", "handling", LEVELS[lv],
-                      f"{LEVELS[lv - 1]}→{LEVELS[lv]}"))
+        ev.append(
+            _ev(
+                cid,
+                t,
+                "dispatcher",
+                "dispatcher",
+                "escalate",
+                "handling",
+                "handling",
+                LEVELS[lv],
+                f"{LEVELS[lv - 1]}→{LEVELS[lv]}",
+            )
+        )
         level_start = t
     level = LEVELS[final]
     closed = level_start + _handling_time(rng, level)
@@ -223,8 +305,9 @@ OPEN_LEVEL_SHARE = (0.12, 0.50, 0.28, 0.10)
 LIMIT_HOURS = {"grid": 12.0, "village": 72.0, "town": 120.0, "banner": 168.0}
 
 
-def _open_case(rng: np.random.Generator, cid: int, ctype: str, cell: str, reported: datetime,
-               as_of: datetime, channel: str) -> tuple[tuple, list[tuple]]:
+def _open_case(
+    rng: np.random.Generator, cid: int, ctype: str, cell: str, reported: datetime, as_of: datetime, channel: str
+) -> tuple[tuple, list[tuple]]:
     """An open case: its level's clock started so that about one in seven is past its deadline.
 
     The report time drawn by the caller is replaced: open cases are placed backwards from
@@ -244,16 +327,27 @@ def _open_case(rng: np.random.Generator, cid: int, ctype: str, cell: str, report
         level_start = as_of - limit * float(rng.uniform(1.05, 1.8))
     else:
         level_start = as_of - limit * float(rng.uniform(0.05, 0.9))
-    before = sum((timedelta(hours=LIMIT_HOURS[LEVELS[lv]]) * float(rng.uniform(0.3, 0.9)) for lv in range(escalated)),
-                 timedelta())
+    before = sum(
+        (timedelta(hours=LIMIT_HOURS[LEVELS[lv]]) * float(rng.uniform(0.3, 0.9)) for lv in range(escalated)),
+        timedelta(),
+    )
     reported = level_start - before
     order = ["reported", "accepted", "dispatched", "handling"]
-    ev = [_ev(cid, reported, f"gw:{cell}" if channel == "grid_app" else "clerk",
-              "grid_worker" if channel == "grid_app" else "dispatcher", "report", None, "reported",
-              LEVELS[final - escalated])]
+    ev = [
+        _ev(
+            cid,
+            reported,
+            f"gw:{cell}" if channel == "grid_app" else "clerk",
+            "grid_worker" if channel == "grid_app" else "dispatcher",
+            "report",
+            None,
+            "reported",
+            LEVELS[final - escalated],
+        )
+    ]
     t = reported
     gap = max(timedelta(minutes=2), (as_of - reported) / 8)
-    for i, s in enumerate(order[1: order.index(step) + 1], start=1):
+    for i, s in enumerate(order[1 : order.index(step) + 1], start=1):
         t = min(as_of - timedelta(seconds=1), t + gap * float(rng.uniform(0.2, 1.0)))
         action = {"accepted": "accept", "dispatched": "dispatch", "handling": "start"}[s]
         ev.append(_ev(cid, t, "dispatcher", "dispatcher", action, order[i - 1], s, LEVELS[final - escalated]))
@@ -262,8 +356,19 @@ def _open_case(rng: np.random.Generator, cid: int, ctype: str, cell: str, report
         t_lv += timedelta(hours=LIMIT_HOURS[LEVELS[lv - 1]]) * float(rng.uniform(0.3, 0.9))
         t_lv = max(t_lv, t + timedelta(minutes=1))
         t_lv = level_start if lv == escalated else t_lv
-        ev.append(_ev(cid, t_lv, "dispatcher", "dispatcher", "escalate", "handling", "handling", LEVELS[lv],
-                      f"{LEVELS[lv - 1]}→{LEVELS[lv]}"))
+        ev.append(
+            _ev(
+                cid,
+                t_lv,
+                "dispatcher",
+                "dispatcher",
+                "escalate",
+                "handling",
+                "handling",
+                LEVELS[lv],
+                f"{LEVELS[lv - 1]}→{LEVELS[lv]}",
+            )
+        )
     attempts = int(rng.integers(0, 3)) if step == "handling" else 0
     deadline = _deadline(level, level_start)
     return (level, step, deadline, attempts, None, None, None, reported, None, max(t, t_lv)), ev

@@ -92,8 +92,9 @@ def _mst(xy: np.ndarray) -> list[tuple[int, int]]:
     return edges
 
 
-def _wander(a: tuple[float, float], b: tuple[float, float], rng: np.random.Generator,
-            amplitude: float = 0.06, pieces: int = 6) -> shapely.LineString:
+def _wander(
+    a: tuple[float, float], b: tuple[float, float], rng: np.random.Generator, amplitude: float = 0.06, pieces: int = 6
+) -> shapely.LineString:
     """A road from a to b that bends a little, as roads over the steppe do."""
     ax, ay = a
     bx, by = b
@@ -118,12 +119,24 @@ def make_roads(territory: Territory, rng: np.random.Generator) -> tuple[list[Roa
     town_xy = xy[: len(towns)]
     trunk = _mst(town_xy)
     if len(towns) >= 4:  # one shortcut so the trunk is not a bare tree
-        pairs = [(i, j) for i in range(len(towns)) for j in range(i + 1, len(towns)) if (i, j) not in trunk and (j, i) not in trunk]
+        pairs = [
+            (i, j)
+            for i in range(len(towns))
+            for j in range(i + 1, len(towns))
+            if (i, j) not in trunk and (j, i) not in trunk
+        ]
         i, j = min(pairs, key=lambda p: float(np.hypot(*(town_xy[p[0]] - town_xy[p[1]]))))
         trunk.append((i, j))
     for i, j in trunk:
-        roads.append(Road("trunk", f"{towns[i].name}—{towns[j].name}公路", i, j,
-                          _wander(nodes[i], nodes[j], rng, amplitude=0.03, pieces=10)))
+        roads.append(
+            Road(
+                "trunk",
+                f"{towns[i].name}—{towns[j].name}公路",
+                i,
+                j,
+                _wander(nodes[i], nodes[j], rng, amplitude=0.03, pieces=10),
+            )
+        )
     for t in towns:
         vs = [v for v in villages if v.parent_code == t.code]
         ids = [node_of[t.code]] + [node_of[v.code] for v in vs]
@@ -159,7 +172,9 @@ def _points_along(roads: list[Road], n: int, rng: np.random.Generator) -> list[t
     return out
 
 
-def _placements(territory: Territory, roads: list[Road], n: int, rng: np.random.Generator) -> list[tuple[float, float, str]]:
+def _placements(
+    territory: Territory, roads: list[Road], n: int, rng: np.random.Generator
+) -> list[tuple[float, float, str]]:
     """``n`` camera spots: ~45% along roads, ~8% checkpoints at town exits, the rest around settlements."""
     towns = territory.level(2)
     villages = territory.level(3)
@@ -188,8 +203,14 @@ def _placements(territory: Territory, roads: list[Road], n: int, rng: np.random.
     return [placed[i] for i in rng.permutation(len(placed))]
 
 
-def make_cameras(territory: Territory, roads: list[Road], n: int, rng: np.random.Generator,
-                 banner_code: str, offline_share: float = 0.06) -> list[Camera]:
+def make_cameras(
+    territory: Territory,
+    roads: list[Road],
+    n: int,
+    rng: np.random.Generator,
+    banner_code: str,
+    offline_share: float = 0.06,
+) -> list[Camera]:
     """Exactly ``n`` cameras inside the banner (spots that fall outside are drawn again)."""
     boundary = territory.level(1)[0].geom
     shapely.prepare(boundary)
@@ -202,14 +223,17 @@ def make_cameras(territory: Territory, roads: list[Road], n: int, rng: np.random
                 continue
             seq = len(cams) + 1
             code = f"{banner_code}00" + "00" + GB28181_TYPE[kind] + "0" + f"{seq:06d}"
-            cams.append(Camera(
-                device_code=code,
-                name=f"{KIND_ZH[kind]}-{seq:05d}",
-                kind=kind,
-                status="offline" if rng.random() < offline_share else "online",
-                stream_url=f"rtsp://video.yitu.invalid/live/{code}",
-                lon=round(lon, 6), lat=round(lat, 6),
-            ))
+            cams.append(
+                Camera(
+                    device_code=code,
+                    name=f"{KIND_ZH[kind]}-{seq:05d}",
+                    kind=kind,
+                    status="offline" if rng.random() < offline_share else "online",
+                    stream_url=f"rtsp://video.yitu.invalid/live/{code}",
+                    lon=round(lon, 6),
+                    lat=round(lat, 6),
+                )
+            )
     return cams
 
 
@@ -219,16 +243,46 @@ TOWN_SPECIALTIES = ["neighbour", "housing_land", "contract", "damages", "traffic
 
 def make_centres(territory: Territory, banner_name: str, rng: np.random.Generator) -> list[Centre]:
     banner = territory.level(1)[0]
-    out = [Centre(f"MC{banner.code}", f"{banner_name}社会矛盾纠纷调处化解中心", 1, banner.code,
-                  46, BANNER_SPECIALTIES, "0477-6" + f"{rng.integers(0, 10**6):06d}", *territory.level(2)[0].seat)]
+    out = [
+        Centre(
+            f"MC{banner.code}",
+            f"{banner_name}社会矛盾纠纷调处化解中心",
+            1,
+            banner.code,
+            46,
+            BANNER_SPECIALTIES,
+            "0477-6" + f"{rng.integers(0, 10**6):06d}",
+            *territory.level(2)[0].seat,
+        )
+    ]
     for t in territory.level(2):
         specs = list(rng.choice(TOWN_SPECIALTIES, size=3, replace=False))
-        out.append(Centre(f"MC{t.code}", f"{t.name}矛盾纠纷调处化解中心", 2, t.code, int(rng.integers(8, 16)),
-                          ["grassland", *map(str, specs)], "0477-6" + f"{rng.integers(0, 10**6):06d}", *t.seat))
+        out.append(
+            Centre(
+                f"MC{t.code}",
+                f"{t.name}矛盾纠纷调处化解中心",
+                2,
+                t.code,
+                int(rng.integers(8, 16)),
+                ["grassland", *map(str, specs)],
+                "0477-6" + f"{rng.integers(0, 10**6):06d}",
+                *t.seat,
+            )
+        )
     for v in territory.level(3):
         room = "调解室" if v.props.get("kind") == "community" else "人民调解室"
-        out.append(Centre(f"MC{v.code}", f"{v.name}{room}", 3, v.code, int(rng.integers(2, 7)),
-                          ["neighbour", "marriage_family"], "", *v.seat))
+        out.append(
+            Centre(
+                f"MC{v.code}",
+                f"{v.name}{room}",
+                3,
+                v.code,
+                int(rng.integers(2, 7)),
+                ["neighbour", "marriage_family"],
+                "",
+                *v.seat,
+            )
+        )
     return out
 
 

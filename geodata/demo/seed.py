@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
@@ -122,14 +122,28 @@ def database_is_empty(conn: psycopg.Connection) -> bool:
     return bool(row) and row[0] == 0
 
 
-def seed_demo(dsn: str, scale_name: str = "banner", seed: int = 1, as_of: datetime | None = None,
-              replace: bool = False, progress: bool = False, cameras: int | None = None,
-              cases: int | None = None) -> dict[str, int]:
+def seed_demo(
+    dsn: str,
+    scale_name: str = "banner",
+    seed: int = 1,
+    as_of: datetime | None = None,
+    replace: bool = False,
+    progress: bool = False,
+    cameras: int | None = None,
+    cases: int | None = None,
+) -> dict[str, int]:
     """Generate and write the demo; return row counts per table. One transaction: all or nothing."""
     base = SCALES[scale_name]
-    scale = Scale(base.name, base.banner_code, base.cells, cameras if cameras is not None else base.cameras,
-                  cases if cases is not None else base.cases, base.open_cases, base.vans)
-    as_of = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    scale = Scale(
+        base.name,
+        base.banner_code,
+        base.cells,
+        cameras if cameras is not None else base.cameras,
+        cases if cases is not None else base.cases,
+        base.open_cases,
+        base.vans,
+    )
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     log.info("building demo scale=%s seed=%d as_of=%s", scale.name, seed, as_of.isoformat())
     demo = build_demo(scale, seed, progress)
     counts: dict[str, int] = {}
@@ -138,32 +152,67 @@ def seed_demo(dsn: str, scale_name: str = "banner", seed: int = 1, as_of: dateti
             if not replace:
                 raise SeedError("the database already holds a territory or cases; use --replace to wipe and reseed")
             cur.execute("TRUNCATE " + ", ".join(DEMO_TABLES) + " RESTART IDENTITY CASCADE")  # constant names
-        counts["areas"] = _copy(cur, "COPY areas (code, name, level, parent_code, geom, props) FROM STDIN", (
-            (a.code, a.name, a.level, a.parent_code, _ewkb(a.geom),
-             Jsonb({**a.props, "seat": [round(a.seat[0], 6), round(a.seat[1], 6)]}))
-            for a in demo.territory.areas))
-        counts["roads"] = _copy(cur, "COPY roads (kind, name, source, target, length_m, geom) FROM STDIN", (
-            (r.kind, r.name or None, r.source, r.target, r.length_m, _ewkb(r.geom)) for r in demo.roads))
+        counts["areas"] = _copy(
+            cur,
+            "COPY areas (code, name, level, parent_code, geom, props) FROM STDIN",
+            (
+                (
+                    a.code,
+                    a.name,
+                    a.level,
+                    a.parent_code,
+                    _ewkb(a.geom),
+                    Jsonb({**a.props, "seat": [round(a.seat[0], 6), round(a.seat[1], 6)]}),
+                )
+                for a in demo.territory.areas
+            ),
+        )
+        counts["roads"] = _copy(
+            cur,
+            "COPY roads (kind, name, source, target, length_m, geom) FROM STDIN",
+            ((r.kind, r.name or None, r.source, r.target, r.length_m, _ewkb(r.geom)) for r in demo.roads),
+        )
         counts["mediation_centers"] = _copy(
-            cur, "COPY mediation_centers (code, name, level, area_code, mediators, specialties, phone, geom) FROM STDIN",
-            ((c.code, c.name, c.level, c.area_code, c.mediators, c.specialties, c.phone or None,
-              f"SRID=4326;POINT({c.lon:.6f} {c.lat:.6f})") for c in demo.centres))
-        centre_id, base = cur.execute(
-            "SELECT id, ST_AsEWKT(geom) FROM mediation_centers WHERE level = 1").fetchone()  # type: ignore[misc]
-        counts["vans"] = _copy(cur, "COPY vans (id, name, plate, base_center_id, geom, last_seen_at) FROM STDIN",
-                               ((v.id, v.name, v.plate, centre_id, base, as_of) for v in demo.vans))
+            cur,
+            "COPY mediation_centers (code, name, level, area_code, mediators, specialties, phone, geom) FROM STDIN",
+            (
+                (
+                    c.code,
+                    c.name,
+                    c.level,
+                    c.area_code,
+                    c.mediators,
+                    c.specialties,
+                    c.phone or None,
+                    f"SRID=4326;POINT({c.lon:.6f} {c.lat:.6f})",
+                )
+                for c in demo.centres
+            ),
+        )
+        centre_id, base = cur.execute("SELECT id, ST_AsEWKT(geom) FROM mediation_centers WHERE level = 1").fetchone()  # type: ignore[misc]
+        counts["vans"] = _copy(
+            cur,
+            "COPY vans (id, name, plate, base_center_id, geom, last_seen_at) FROM STDIN",
+            ((v.id, v.name, v.plate, centre_id, base, as_of) for v in demo.vans),
+        )
         counts["cameras"] = _copy(
-            cur, "COPY cameras (device_code, name, kind, status, stream_url, geom) FROM STDIN",
-            ((c.device_code, c.name, c.kind, c.status, c.stream_url, f"SRID=4326;POINT({c.lon} {c.lat})")
-             for c in demo.cameras))
+            cur,
+            "COPY cameras (device_code, name, kind, status, stream_url, geom) FROM STDIN",
+            (
+                (c.device_code, c.name, c.kind, c.status, c.stream_url, f"SRID=4326;POINT({c.lon} {c.lat})")
+                for c in demo.cameras
+            ),
+        )
         cur.execute(
             """UPDATE cameras c SET area_code = a.code
                FROM areas a WHERE a.level = 4 AND ST_Intersects(a.geom, c.geom)"""
         )
         first_day = (as_of - timedelta(days=400)).date()
         for table in ("case_events", "van_positions"):
-            cur.execute("SELECT yitu_ensure_month_partitions(%s::regclass, %s, %s)",
-                        (table, first_day, (as_of + timedelta(days=62)).date()))
+            cur.execute(
+                "SELECT yitu_ensure_month_partitions(%s::regclass, %s, %s)",
+                (table, first_day, (as_of + timedelta(days=62)).date()),
+            )
         counts["cases"], counts["case_events"] = _write_cases(cur, demo.territory, scale, as_of, seed, progress)
         cur.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), GREATEST((SELECT max(id) FROM cases), 1))")
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -173,18 +222,27 @@ def seed_demo(dsn: str, scale_name: str = "banner", seed: int = 1, as_of: dateti
     return counts
 
 
-def _write_cases(cur: psycopg.Cursor, territory: Territory, scale: Scale, as_of: datetime, seed: int,
-                 progress: bool) -> tuple[int, int]:
+def _write_cases(
+    cur: psycopg.Cursor, territory: Territory, scale: Scale, as_of: datetime, seed: int, progress: bool
+) -> tuple[int, int]:
     rng = np.random.default_rng([seed, 2])  # its own stream: the territory does not shift the cases
     total = scale.cases + scale.open_cases
     n_cases = n_events = 0
     bar = tqdm(total=total, desc="cases", unit="case", unit_scale=True, disable=not progress, leave=False)
     for rows, events in case_gen.generate_cases(territory, scale.cases, scale.open_cases, as_of, rng):
-        n_cases += _copy(cur, """COPY cases (id, code, type, description, parties, geom, grid_code, village_code,
+        n_cases += _copy(
+            cur,
+            """COPY cases (id, code, type, description, parties, geom, grid_code, village_code,
                  town_code, banner_code, channel, reporter, level, step, deadline, attempts, outcome, satisfaction,
-                 followup_note, reported_at, closed_at, updated_at) FROM STDIN""", rows)
-        n_events += _copy(cur, """COPY case_events (case_id, occurred_at, actor, role, action, from_step, to_step,
-                 level, note) FROM STDIN""", events)
+                 followup_note, reported_at, closed_at, updated_at) FROM STDIN""",
+            rows,
+        )
+        n_events += _copy(
+            cur,
+            """COPY case_events (case_id, occurred_at, actor, role, action, from_step, to_step,
+                 level, note) FROM STDIN""",
+            events,
+        )
         bar.update(len(rows))
     bar.close()
     return n_cases, n_events

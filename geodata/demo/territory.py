@@ -121,8 +121,9 @@ def _random_points_in(poly: BaseGeometry, n: int, rng: np.random.Generator) -> n
     return np.concatenate(out)[:n]
 
 
-def _clustered_points(poly: BaseGeometry, centres: list[tuple[float, float]], n: int, sigma: float,
-                      rng: np.random.Generator) -> np.ndarray:
+def _clustered_points(
+    poly: BaseGeometry, centres: list[tuple[float, float]], n: int, sigma: float, rng: np.random.Generator
+) -> np.ndarray:
     pts = []
     per = max(1, n // max(1, len(centres)))
     for cx, cy in centres:
@@ -132,8 +133,14 @@ def _clustered_points(poly: BaseGeometry, centres: list[tuple[float, float]], n:
     return np.concatenate(pts) if pts else np.empty((0, 2))
 
 
-def make_atoms(boundary_m: BaseGeometry, seats_m: list[tuple[float, float]], n_atoms: int,
-               rng: np.random.Generator, cluster_share: float = 0.3, sigma_m: float = 4000.0) -> np.ndarray:
+def make_atoms(
+    boundary_m: BaseGeometry,
+    seats_m: list[tuple[float, float]],
+    n_atoms: int,
+    rng: np.random.Generator,
+    cluster_share: float = 0.3,
+    sigma_m: float = 4000.0,
+) -> np.ndarray:
     """Voronoi atoms tiling ``boundary_m``: an array of single polygons (multi-part cells exploded)."""
     n_cluster = int(n_atoms * cluster_share)
     seeds = np.concatenate(
@@ -208,8 +215,9 @@ def _component(start: int, allowed: set[int], nbrs: list[set[int]]) -> set[int]:
     return seen
 
 
-def farthest_points(candidates: np.ndarray, k: int, first: int, rng: np.random.Generator,
-                    jitter: float = 0.15) -> list[int]:
+def farthest_points(
+    candidates: np.ndarray, k: int, first: int, rng: np.random.Generator, jitter: float = 0.15
+) -> list[int]:
     """Indices of ``k`` well-spread candidates (greedy farthest-point with a little randomness)."""
     chosen = [first]
     dmin = np.hypot(*(candidates - candidates[first]).T)
@@ -274,8 +282,9 @@ def _row_order(xy: np.ndarray, rows: int) -> list[int]:
     return sorted(range(len(xy)), key=lambda i: (band[i], xy[i, 0]))
 
 
-def _partition(members: np.ndarray, seed_atoms: list[int], centroids: np.ndarray, weights: np.ndarray,
-               nbrs: list[set[int]]) -> list[np.ndarray]:
+def _partition(
+    members: np.ndarray, seed_atoms: list[int], centroids: np.ndarray, weights: np.ndarray, nbrs: list[set[int]]
+) -> list[np.ndarray]:
     """Split ``members`` (atom indices) among seeds; each result contains its seed atom and is connected."""
     labels_arr = assign(centroids, members, centroids[seed_atoms], weights)
     labels = {int(a): int(lab) for a, lab in zip(members, labels_arr)}
@@ -303,9 +312,7 @@ def build_territory(
     c = boundary.centroid
     proj = _Projector(c.x, c.y)
     b_m = shapely.make_valid(proj.to_m(boundary))
-    town_seats = [
-        _snap_inside(b_m, *proj.point_m(*t.seat)) if t.seat else None for t in towns
-    ]
+    town_seats = [_snap_inside(b_m, *proj.point_m(*t.seat)) if t.seat else None for t in towns]
     if any(s is None for s in town_seats):
         known = np.asarray([s for s in town_seats if s is not None] or [(b_m.centroid.x, b_m.centroid.y)])
         pool = _random_points_in(b_m, 4000, rng)
@@ -321,8 +328,9 @@ def build_territory(
         return int(np.argmin(np.hypot(centroids[:, 0] - x, centroids[:, 1] - y)))
 
     town_seed_atoms = [seed_atom(*s) for s in town_seats]  # type: ignore[misc]
-    town_groups = _partition(np.arange(len(atoms)), town_seed_atoms, centroids,
-                             np.asarray([t.weight for t in towns]), nbrs)
+    town_groups = _partition(
+        np.arange(len(atoms)), town_seed_atoms, centroids, np.asarray([t.weight for t in towns]), nbrs
+    )
     _tick(progress, "towns")
 
     by_town: dict[str, list[VillageSpec]] = defaultdict(list)
@@ -385,8 +393,18 @@ def build_territory(
         group = village_groups[v.code]
         vgeom = shapely.union_all(atoms[group])
         vseat = tuple(centroids[village_seed_atom[v.code]])
-        areas.append(_area(v.code, v.name, 3, v.parent_code, vgeom, vseat, proj,  # type: ignore[arg-type]
-                           {"kind": "community" if v.is_community else "village"}))
+        areas.append(
+            _area(
+                v.code,
+                v.name,
+                3,
+                v.parent_code,
+                vgeom,
+                vseat,
+                proj,  # type: ignore[arg-type]
+                {"kind": "community" if v.is_community else "village"},
+            )
+        )
         xy = centroids[group]
         first = int(np.where(group == village_seed_atom[v.code])[0][0])
         seeds = farthest_points(xy, n, first, rng)
@@ -395,14 +413,32 @@ def build_territory(
         cxy = shapely.get_coordinates(shapely.centroid(np.asarray(geoms)))
         for seq, idx in enumerate(_row_order(cxy, max(1, round(math.sqrt(n)))), start=1):
             code = f"{v.code}{seq:03d}"
-            areas.append(_area(code, f"{v.name}第{seq}网格", 4, v.code, geoms[idx], tuple(centroids[group[seeds[idx]]]),  # type: ignore[arg-type]
-                               proj, {"seq": seq}))
+            areas.append(
+                _area(
+                    code,
+                    f"{v.name}第{seq}网格",
+                    4,
+                    v.code,
+                    geoms[idx],
+                    tuple(centroids[group[seeds[idx]]]),  # type: ignore[arg-type]
+                    proj,
+                    {"seq": seq},
+                )
+            )
         _tick(progress, "cells")
     return Territory(areas=areas, origin=(c.x, c.y))
 
 
-def _area(code: str, name: str, level: int, parent: str | None, geom_m: BaseGeometry,
-          seat_m: tuple[float, float], proj: _Projector, props: dict[str, object] | None = None) -> Area:
+def _area(
+    code: str,
+    name: str,
+    level: int,
+    parent: str | None,
+    geom_m: BaseGeometry,
+    seat_m: tuple[float, float],
+    proj: _Projector,
+    props: dict[str, object] | None = None,
+) -> Area:
     geom = proj.to_deg(geom_m)
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
