@@ -50,10 +50,7 @@ def get_grids(
 
 
 @router.get("/grids/stats", summary="Choropleth numbers for every area of a level")
-def get_grid_stats(
-    svc: Annotated[Services, Depends(services)],
-    level: Annotated[int, Query(ge=1, le=4)],
-) -> dict:
+def get_grid_stats(svc: Annotated[Services, Depends(services)], level: Annotated[int, Query(ge=1, le=4)]) -> dict:
     with svc.pool.connection() as conn:
         return grids.stats_cached(conn, svc.redis, level)
 

@@ -267,11 +267,7 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         card, candidates, cameras, focus = case_panels(svc, signed_in(svc, token), code, lang)
         return card, candidates, cameras, focus, van_board(svc, lang)
 
-    @app.callback(
-        Output(Ids.MAP, "viewport"),
-        Input(Ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
+    @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(code):  # type: ignore[no-untyped-def]
         with get().pool.connection() as conn:
             row = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()

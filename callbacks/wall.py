@@ -414,11 +414,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             van_board(svc, lang),
         )
 
-    @app.callback(
-        Output(Ids.MAP, "viewport"),
-        Input(Ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
+    @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(selected):  # type: ignore[no-untyped-def]
         return fly_to(get(), selected["code"]) or no_update
 

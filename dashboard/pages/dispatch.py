@@ -97,7 +97,7 @@ def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
                     html.Section(
                         className="yitu-card yitu-queue-card",
                         children=[html.H3(t("dispatch.queue")), html.Div(id=Ids.QUEUE, className="yitu-queue")],
-                    ),
+                    )
                 ],
             ),
             html.Main(
@@ -122,7 +122,7 @@ def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
                             dl.LayerGroup(id=Ids.FOCUS),
                             dl.ScaleControl(position="bottomleft", imperial=False),
                         ],
-                    ),
+                    )
                 ],
             ),
             html.Aside(
