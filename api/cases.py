@@ -1,8 +1,8 @@
 """``/api/v1/cases``: intake, reading, searching and the closed loop's transitions.
 
 Every write needs a bearer token (api/auth.py), is one transaction (geodata/cases.py) and is
-published to the live stream after it commits (api/events.py). Readers without a need for
-personal data (viewers) get names and phone numbers masked (api/masking.py).
+published to the live stream after it commits (services/events.py). Readers without a need for
+personal data (viewers) get names and phone numbers masked (geodata/masking.py).
 
 Intake is the hot path (a thousand reports a second at peak), so it runs on the event loop end
 to end: the reports waiting at one moment are written in one statement by the intake lanes

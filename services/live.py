@@ -13,7 +13,7 @@ Nothing is lost silently:
   goes live;
 - when that is not possible — the stream was trimmed past the screen's id, Redis was restarted
   and the stream is new, the screen's queue overflowed, or this process lost Redis for a while
-  (events published meanwhile were dropped by the writers, see ``api/events.py``) — the screen
+  (events published meanwhile were dropped by the writers, see ``services/events.py``) — the screen
   gets a ``resync`` message and reloads its layers and numbers from PostGIS, the record.
 
 Seeing case events also drops the cached KPI figures (the hash ``yitu:cache:kpi``), so the tiles a
