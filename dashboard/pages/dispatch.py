@@ -18,13 +18,14 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
+from dashboard.layout import live_tick
 from layers import cases, grids, vans
 from services.settings import Settings
 
 POINT = "dispatch-point-layer"  # pattern-matching type of the page's live point layers
 QUEUE_ITEM = "dispatch-queue-item"
 SEND = "dispatch-send"
-LIVE_TICK = {"type": "live-tick", "page": "dispatch"}  # callbacks/live.py TICK
+LIVE_TICK = live_tick("dispatch")  # bumped by the live push when the numbers are stale
 
 
 class Ids(StrEnum):

@@ -13,6 +13,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
+from dashboard.layout import live_tick
 from layers import cameras, cases, centers, grids, vans
 from services.settings import Settings
 
@@ -37,10 +38,7 @@ class Ids(StrEnum):
 
 CRUMB = "wall-crumb"
 POINT = "wall-point-layer"  # pattern-matching id type of the switchable point layers
-LIVE_TICK = {
-    "type": "live-tick",
-    "page": "wall",
-}  # callbacks/live.py TICK  # bumped by the live push when the numbers are stale
+LIVE_TICK = live_tick("wall")  # bumped by the live push when the numbers are stale
 LAYER_KEYS = ("grids", "centers", "cameras", "cases", "vans")  # the operator's layer switches
 
 
