@@ -45,7 +45,7 @@ def card(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
         row = cur.execute(
             """SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline,
                       c.reported_at, c.grid_code, a.name AS grid_name, c.parties, c.channel, c.attempts,
-                      c.deadline < now() AND c.step IN ('reported', 'accepted', 'dispatched', 'handling') AS overdue
+                      c.deadline < now() AND yitu_step_open(c.step) AS overdue
                FROM cases c JOIN case_types t ON t.code = c.type LEFT JOIN areas a ON a.code = c.grid_code
                WHERE c.code = %s""",
             (code,),
