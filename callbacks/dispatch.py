@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from callbacks.wall import case_card, van_board
 from dashboard.i18n import translator
 from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids
-from geodata import dispatch, queries
+from geodata import dispatch, masking, queries
 from geodata.errors import YituError
 from geodata.queries import query
 from layers import cases as cases_layer
@@ -138,7 +138,7 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         hint = html.P(t("dispatch.pick" if who else "dispatch.need_token"), className="yitu-muted")
         return [], hint, [], []
     with svc.pool.connection() as conn:
-        card = cases_layer.card(conn, code)
+        card = cases_layer.card(conn, code, masking.SCREEN)
         if card is None or not who.sees_case(_chain(conn, code)):
             return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
         rows = dispatch.candidates(conn, code, dispatching.routing(svc.settings), _now())

@@ -15,7 +15,7 @@ from dash_svg import G, Line, Polyline, Svg, Text
 
 from dashboard.i18n import translator
 from dashboard.pages.wall import CRUMB, LIVE_TICK, POINT, Ids, group_id, point_layer
-from geodata import kpi, queries
+from geodata import kpi, masking, queries
 from layers import cameras, cases, grids, vans
 from layers import centers as centers_layer
 from layers.base import level_for_zoom
@@ -264,9 +264,10 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Any]:
 
 
 def case_card(svc: Services, code: str, lang: str) -> list[Any]:
+    """A case's card, read by whoever stands in front of the screen: parties masked (masking.SCREEN)."""
     t = translator(lang)
     with svc.pool.connection() as conn:
-        c = cases.card(conn, code)
+        c = cases.card(conn, code, masking.SCREEN)
     if c is None:
         return []
     name = "type_zh" if lang == "zh-CN" else "type_en"
@@ -285,7 +286,7 @@ def case_card(svc: Services, code: str, lang: str) -> list[Any]:
         html.Div(f"{t('case.deadline')} {c['deadline']:%Y-%m-%d %H:%M}" if c["deadline"] else ""),
         html.Div(f"{t('case.grid')} {c['grid_name'] or '—'} ({c['grid_code'] or '—'})"),
         html.Div(
-            f"{t('case.parties')} " + "，".join(f"{p['name']} {p['phone']}" for p in c["parties"]),
+            f"{t('case.parties')} " + masking.parties_line(masking.SCREEN, c["parties"]),
             className="yitu-parties",
         ),
     ]

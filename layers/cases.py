@@ -8,6 +8,7 @@ import dash_leaflet as dl
 import psycopg
 from psycopg.rows import dict_row
 
+from geodata import masking
 from layers.base import BBox, clustered_points, feature_collection
 
 LAYER_ID = "layer-cases"
@@ -29,18 +30,9 @@ def features(
     )
 
 
-def mask_name(name: str) -> str:
-    """张三丰 → 张**: the wall screen shows who is involved by surname only."""
-    return (name[:1] + "*" * max(1, len(name) - 1)) if name else ""
-
-
-def mask_phone(phone: str) -> str:
-    """13812345678 → 138****5678."""
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
-
-
-def card(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
-    """What a click on a pin shows, with the parties' personal data masked."""
+def card(conn: psycopg.Connection, code: str, role: str | None = None) -> dict[str, Any] | None:
+    """What a click on a pin shows; the parties as a reader of ``role`` may see them
+    (geodata/masking.py: masked unless the role handles cases; the room screens pass SCREEN)."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             """SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline,
@@ -52,10 +44,7 @@ def card(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
         ).fetchone()
     if row is None:
         return None
-    row["parties"] = [
-        {"name": mask_name(p.get("name", "")), "phone": mask_phone(p.get("phone", "")), "role": p.get("role", "")}
-        for p in row["parties"] or []
-    ]
+    row["parties"] = masking.parties_for(role, row["parties"])
     return row
 
 
