@@ -18,7 +18,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from psycopg.rows import dict_row
 
 from callbacks.wall import case_card, van_board
-from dashboard.i18n import translator
+from dashboard.i18n import refusal, translator
 from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids
 from geodata import dispatch, masking, queries
 from geodata.errors import YituError
@@ -185,7 +185,7 @@ def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, v
     try:
         out = dispatching.send_van(svc, rt, who, code, van, None, accept_first=True)
     except YituError as exc:
-        return {"ok": False, "message": getattr(exc, "message", str(exc)), "field": getattr(exc, "field", None)}
+        return {"ok": False, "message": refusal(exc, lang), "field": exc.field}
     eta = f"{out['eta_s'] / 60:.0f}" if out.get("eta_s") is not None else "—"
     return {
         "ok": True,

@@ -16,6 +16,7 @@ from playwright.sync_api import Browser
 from callbacks import dispatch as page
 from callbacks.pages import render
 from dashboard.app import create_app
+from dashboard.i18n import TEXTS
 from services.identity import create_token, revoke_token
 
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
@@ -159,8 +160,12 @@ def test_sending_from_the_page_is_the_api_dispatch_with_its_refusals(app_client:
         assert conn.execute("SELECT status FROM vans WHERE id = 'V01'").fetchone()[0] == "en_route"
     busy = page.send(svc, rt, disp, second, "V01", "zh-CN")  # the van is on its way: refused, named
     assert busy["ok"] is False and busy["field"] == "van"
+    # the refusal in the page's language, from its key: never the exception's English message
+    assert busy["message"] == TEXTS["zh-CN"]["error.van_busy"] == "该调解车当前不可派：任务中、非待命或离线"
+    english = page.send(svc, rt, disp, second, "V01", "en")
+    assert english["message"] == TEXTS["en"]["error.van_busy"] and "dispatch" not in english["message"]
     unknown = page.send(svc, rt, disp, second, "V99", "zh-CN")
-    assert unknown["ok"] is False and unknown["field"] == "van"
+    assert unknown["ok"] is False and unknown["field"] == "van" and unknown["message"] == "未找到该调解车"
     assert page.send(svc, rt, disp, None, "V01", "zh-CN")["ok"] is False
     with psycopg.connect(demo_db) as conn:
         assert conn.execute("SELECT step FROM cases WHERE code = %s", (second,)).fetchone()[0] in (
