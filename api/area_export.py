@@ -1,9 +1,9 @@
 """``GET /api/v1/areas/{code}/cases.csv``: the area view's table as CSV, with the same filters.
 
-Code, type, step, level, times, grid cell, and the parties as the masking policy shows them to a
-reader it does not know (geodata/masking.py: 张**, *******5678): the route names no reader, and a
-file travels further than a screen. UTF-8 with a BOM so that Excel, which command-centre staff
-use, opens the Chinese text correctly.
+No personal data: code, type, step, level, times and grid cell only — stricter than the viewer's
+mask (geodata/masking.py), since the route names no reader and a file travels further than a
+screen. UTF-8 with a BOM so that Excel, which command-centre staff use, opens the Chinese text
+correctly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import services
 from api.errors import Invalid, NotFound
-from geodata import masking, queries
+from geodata import queries
 from geodata.clock import day_start
 from geodata.workflow import STEPS
 from services.runtime import Services
@@ -49,19 +49,7 @@ def cases_csv(
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(
-            [
-                "code",
-                "type",
-                "type_zh",
-                "step",
-                "level",
-                "reported_at",
-                "deadline",
-                "grid",
-                "grid_name",
-                "overdue",
-                "parties",
-            ]
+            ["code", "type", "type_zh", "step", "level", "reported_at", "deadline", "grid", "grid_name", "overdue"]
         )
         yield "\ufeff" + buf.getvalue()
         for r in rows:
@@ -79,7 +67,6 @@ def cases_csv(
                     r["grid"] or "",
                     r["grid_name"] or "",
                     "1" if r["overdue"] else "0",
-                    masking.parties_line(None, r["parties"], "；"),
                 ]
             )
             yield buf.getvalue()

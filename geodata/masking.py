@@ -1,14 +1,14 @@
 """What of a case's personal data each reader sees: one policy per role, one way of masking.
 
 Every place that shows a case's parties — the API, the wall screen's case card, the dispatch
-page, the area export — asks :func:`case_for` / :func:`parties_for` with the reader's role, so a
+page — asks :func:`case_for` / :func:`parties_for` with the reader's role, so a
 rule changed here changes on every screen at once (two copies drifted before: the wall card
 showed 7 digits of an 8-digit landline while the API showed 4).
 
 The policy: the roles that handle cases (admin, dispatcher, grid worker, van crew) see the parties
 as reported; everyone else sees them masked: a viewer token, a screen in the command room (the wall
-screen and the dispatch page, which visitors may read whoever signed in: :data:`SCREEN`), an export
-that names no reader, a role this module does not know.
+screen and the dispatch page, which visitors may read whoever signed in: :data:`SCREEN`), a role this
+module does not know. (The area export shows no parties at all: it names no reader.)
 
 The masks: a name keeps its first character (张三丰 → 张**, the habit of Chinese public-service
 screens); a phone number of any kind, mobile or landline, shows its last four digits only

@@ -1,8 +1,7 @@
 -- One page of an area's cases for the area view and its CSV export: filters, a sort column chosen
--- (the parties as stored: the caller masks them for its reader, geodata/masking.py)
 -- by psycopg.sql from a fixed list ({order} {direction}), then the id for a stable order.
 SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level,
-       c.reported_at, c.deadline, c.grid_code AS grid, a.name AS grid_name, c.parties,
+       c.reported_at, c.deadline, c.grid_code AS grid, a.name AS grid_name,
        yitu_step_open(c.step) AND c.deadline < now() AS overdue
 FROM cases c
 JOIN case_types t ON t.code = c.type
