@@ -296,7 +296,8 @@ def get_case(code: Annotated[str, Path(pattern=CODE)], svc: Svc, rt: Rt, who: Wh
         who.require_case(row)
         events_ = store.timeline(conn, row["id"])
     out = case_out(row, who, rt.rules, now)
-    out["timeline"] = [{**e, "occurred_at": e["occurred_at"].isoformat()} for e in events_]
+    timeline = [{**e, "occurred_at": e["occurred_at"].isoformat()} for e in events_]
+    out["timeline"] = masking.case_for(who.role, {"parties": row["parties"], "timeline": timeline})["timeline"]
     out["time_in"] = workflow.time_in(events_, now, closed=row["step"] not in workflow.OPEN_STEPS)
     return out
 

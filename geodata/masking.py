@@ -83,13 +83,23 @@ def mask_text(text: str, parties: Sequence[Mapping[str, Any]]) -> str:
     return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
 
 
+# The free text of a case that clerks write (and may write the parties into).
+FREE_TEXT = ("description", "followup_note")
+
+
 def mask_case(case: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a case with its personal data masked (the parties, and the description if it has one)."""
+    """A copy of a case with its personal data masked: the parties, its free text, and the notes
+    of its timeline when it has one."""
     parties = case.get("parties") or []
     out = dict(case)
     out["parties"] = [mask_party(p) for p in parties]
-    if "description" in case:
-        out["description"] = mask_text(case.get("description") or "", parties)
+    for key in FREE_TEXT:
+        if case.get(key):
+            out[key] = mask_text(str(case[key]), parties)
+    if case.get("timeline"):
+        out["timeline"] = [
+            {**e, "note": mask_text(str(e["note"]), parties)} if e.get("note") else dict(e) for e in case["timeline"]
+        ]
     return out
 
 

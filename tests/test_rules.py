@@ -78,16 +78,21 @@ def test_a_landline_and_a_mobile_show_their_last_4_digits_in_the_api_and_the_car
         for raw in (MOBILE, LANDLINE, "138*", "812*"):
             assert raw not in text, (raw, text)
 
+    note = f"已电话联系巴图{MOBILE}，乌兰其其格座机{LANDLINE}"  # clerks write the parties into notes too
+    accept = {"action": "accept", "note": note}
+    r = client.post(f"/api/v1/cases/{code}/transitions", json=accept, headers=auth(token("dispatcher")))
+    assert r.status_code == 200, r.text
     # the API, for a viewer (a dispatcher gets the parties as reported)
     viewer = auth(token("viewer"))
     case = client.get(f"/api/v1/cases/{code}", headers=viewer).json()
+    assert case["timeline"][-1]["note"] == f"已电话联系巴*{shown_mobile}，乌****座机{shown_landline}"
     assert [p["phone"] for p in case["parties"]] == [shown_mobile, shown_landline]
     assert [p["name"] for p in case["parties"]] == ["巴*", "乌****"]
     assert case["description"] == f"巴*电话{shown_mobile}，乌****座机{shown_landline}"
     listed = client.get(f"/api/v1/areas/{cell}/cases", headers=viewer).json()["cases"]
     assert next(c for c in listed if c["code"] == code)["parties"] == case["parties"]
     full = client.get(f"/api/v1/cases/{code}", headers=auth(token("dispatcher"))).json()
-    assert [p["phone"] for p in full["parties"]] == [MOBILE, LANDLINE]
+    assert [p["phone"] for p in full["parties"]] == [MOBILE, LANDLINE] and full["timeline"][-1]["note"] == note
     # the area export names no reader: it carries no personal data at all, not even the last 4 digits
     r = client.get(f"/api/v1/areas/{cell}/cases.csv")
     row = next(x for x in csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))) if x["code"] == code)
