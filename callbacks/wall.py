@@ -286,8 +286,7 @@ def case_card(svc: Services, code: str, lang: str) -> list[Any]:
         html.Div(f"{t('case.deadline')} {c['deadline']:%Y-%m-%d %H:%M}" if c["deadline"] else ""),
         html.Div(f"{t('case.grid')} {c['grid_name'] or '—'} ({c['grid_code'] or '—'})"),
         html.Div(
-            f"{t('case.parties')} " + masking.parties_line(masking.SCREEN, c["parties"]),
-            className="yitu-parties",
+            f"{t('case.parties')} " + masking.parties_line(masking.SCREEN, c["parties"]), className="yitu-parties"
         ),
     ]
 

@@ -18,9 +18,10 @@ Nothing is lost silently:
 
 Seeing case events also drops every cached figure — the KPI tiles, charts and ranking and the
 choropleth's numbers, all in the one hash ``yitu:cache:kpi`` (geodata/kpi.py) — so what a screen
-reloads is new rather than up to 15 s old, and the map's shading agrees with the tiles. A process with no screen open skips
-both (the processes that serve screens do it before telling theirs): with no screen open
-anywhere, a screen that opens then reads figures at most the cache's 15 s old, as any cache read.
+reloads is new rather than up to 15 s old, and the map's shading agrees with the tiles. A
+process with no screen open skips both (the processes that serve screens do it before telling
+theirs): with no screen open anywhere, a screen that opens then reads figures at most the cache's
+15 s old, as any cache read.
 """
 
 from __future__ import annotations

@@ -134,9 +134,7 @@ def test_a_viewer_reads_with_personal_data_masked(client: TestClient, token: Cal
     assert "巴图" not in case["description"] and "13812345678" not in case["description"]
     assert case["description"] == "巴*与乌****因草场边界发生争议，电话*******5678"
     listed = client.get(f"/api/v1/areas/{cell}/cases", headers=auth(viewer)).json()["cases"]
-    assert listed and all(
-        re.fullmatch(r"\*+\d{4}", p["phone"]) for c in listed for p in c["parties"] if p.get("phone")
-    )
+    assert listed and all(re.fullmatch(r"\*+\d{4}", p["phone"]) for c in listed for p in c["parties"] if p.get("phone"))
     assert not any(c["parties"] and c["parties"][0]["name"] == "巴图" for c in listed)
 
 

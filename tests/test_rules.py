@@ -240,8 +240,7 @@ def test_road_snapping_is_one_function_used_by_every_route(demo_dsn: str) -> Non
     with psycopg.connect(demo_dsn) as conn:
         lon, lat = 107.4812, 38.1834
         got = conn.execute(
-            "SELECT edge, fraction, snap_m FROM yitu_snap_to_road(ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
-            (lon, lat),
+            "SELECT edge, fraction, snap_m FROM yitu_snap_to_road(ST_SetSRID(ST_MakePoint(%s, %s), 4326))", (lon, lat)
         ).fetchall()
         brute = conn.execute(
             """SELECT r.id, ST_LineLocatePoint(r.geom, p.g),

@@ -350,10 +350,7 @@ def _open_case(
         level_start = as_of - limit * float(rng.uniform(1.05, 1.8))
     else:
         level_start = as_of - limit * float(rng.uniform(0.05, 0.9))
-    before = sum(
-        (_allowed(rules, LEVELS[lv]) * float(rng.uniform(0.3, 0.9)) for lv in range(escalated)),
-        timedelta(),
-    )
+    before = sum((_allowed(rules, LEVELS[lv]) * float(rng.uniform(0.3, 0.9)) for lv in range(escalated)), timedelta())
     reported = level_start - before
     ev = [
         _ev(
