@@ -116,7 +116,10 @@ class Subscription:
         except asyncio.QueueFull:
             self.resync.set()
 
-    async def next(self, timeout: float) -> list[Entry] | None:
+    # The wait is bounded here rather than by the caller's ``asyncio.timeout``: a cancellation
+    # arriving just as the queue hands over an entry would drop that entry, and a screen must
+    # never miss one silently. ``asyncio.wait(timeout=)`` ends the wait without cancelling us.
+    async def next(self, timeout: float) -> list[Entry] | None:  # noqa: ASYNC109 (see above)
         """The entries waiting (at least one, within ``timeout``), ``[]`` on timeout, None for resync."""
         if self.resync.is_set():
             return None
@@ -162,7 +165,7 @@ class LiveHub:
         self._last_id: str | None = None
         self._healthy = False
         self._failed = False  # Redis failed since the last good read: screens must resync
-        self._stopping = False
+        self._stopping = asyncio.Event()  # set by stop(): the reader's loops end, its pauses too
         self.read_entries = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -182,7 +185,7 @@ class LiveHub:
         loop is asked to stop and its XREAD unblocked from the other connection (without that,
         every app shutdown — and every test app — would wait for the block to run out).
         """
-        self._stopping = True
+        self._stopping.set()
         if self._reader_id is not None and self._client is not None:
             with contextlib.suppress(redis.RedisError, OSError):
                 await self._client.client_unblock(self._reader_id)
@@ -261,7 +264,7 @@ class LiveHub:
     # --- the reader --------------------------------------------------------------------------
     async def _run(self) -> None:
         delay = 0.2
-        while not self._stopping:
+        while not self._stopping.is_set():
             try:
                 await self._read_forever()
             except (redis.TimeoutError, TimeoutError) as exc:
@@ -295,9 +298,9 @@ class LiveHub:
             return False
 
     async def _pause(self, seconds: float) -> None:
-        end = asyncio.get_running_loop().time() + seconds
-        while not self._stopping and asyncio.get_running_loop().time() < end:
-            await asyncio.sleep(0.05)
+        """Wait ``seconds`` before the next attempt, or less when the hub is stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _read_forever(self) -> None:
         assert self._client is not None
@@ -314,7 +317,7 @@ class LiveHub:
         assert self._reader is not None
         self._reader_id = int(await self._reader.client_id())
         self._healthy = True
-        while not self._stopping:
+        while not self._stopping.is_set():
             reply = await self._reader.xread({STREAM: self._last_id}, count=READ_COUNT, block=BLOCK_MS)
             if not reply:
                 await self._stream_reset()
@@ -327,7 +330,8 @@ class LiveHub:
 
     async def _stream_reset(self) -> None:
         """Notice a stream that now ends before our position: Redis lost it (restarted without data)."""
-        assert self._client is not None and self._last_id is not None
+        assert self._client is not None
+        assert self._last_id is not None
         newest = await self._client.xrevrange(STREAM, count=1)
         newest_id = newest[0][0] if newest else "0-0"
         if _id_tuple(newest_id) < _id_tuple(self._last_id):
