@@ -11,8 +11,8 @@ transaction, one round trip), and their events go out in one pipeline on an asyn
 client; pool, client and lanes are opened and closed with the app (this router's lifespan; at
 most ``intake.LANES`` connections of its own, besides the main pool's). No thread-pool hop: a
 request that hands its I/O to a thread waits for that thread to get the GIL back from the busy
-event loop, several times per request. The dependencies here are ``async`` too: a plain ``def`` dependency costs a thread-pool
-round trip of its own on every request.
+event loop, several times per request. The dependencies here are ``async`` too: a plain ``def``
+dependency costs a thread-pool round trip of its own on every request.
 """
 
 from __future__ import annotations

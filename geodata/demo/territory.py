@@ -290,7 +290,7 @@ def _partition(
     labels = {int(a): int(lab) for a, lab in zip(members, labels_arr)}
     for i, atom in enumerate(seed_atoms):
         labels[atom] = i
-    labels = make_contiguous(labels, {i: a for i, a in enumerate(seed_atoms)}, nbrs)
+    labels = make_contiguous(labels, dict(enumerate(seed_atoms)), nbrs)
     groups: list[list[int]] = [[] for _ in seed_atoms]
     for atom, lab in labels.items():
         groups[lab].append(atom)
