@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import geobuf
+
+if TYPE_CHECKING:
+    import dash_leaflet as dl
 
 # The whole map: a box that contains any banner (used when no bbox is given).
 WORLD = (-180.0, -90.0, 180.0, 90.0)
