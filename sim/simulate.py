@@ -344,7 +344,7 @@ class Route:
                 pts.append(p)
                 ks.append(k)
         cum, az = [0.0], []
-        for a, b in zip(pts, pts[1:]):
+        for a, b in itertools.pairwise(pts):
             fwd, _, d = GEOD.inv(a[0], a[1], b[0], b[1])
             cum.append(cum[-1] + d)
             az.append(fwd % 360.0)
@@ -1070,7 +1070,7 @@ class Simulator:
             if d is None:
                 run.van_tried = False
                 gen = run.gen
-                self._later(self._backoff_sim(), lambda: self._act(run, gen, "dispatch"))
+                self._later(self._backoff_sim(), lambda gen=gen: self._act(run, gen, "dispatch"))
                 return True
             if d.status == 201:
                 self._van_sent(run, van, d.body)
