@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import redis
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 from services.breaker import Breaker
 
@@ -28,7 +29,7 @@ MAXLEN = 100_000
 _breaker = Breaker()
 
 
-def _fields(event: Mapping[str, Any]) -> dict[str, str]:
+def _fields(event: Mapping[str, Any]) -> dict[FieldT, EncodableT]:
     return {"type": str(event.get("type", "")), "event": orjson.dumps(event, default=str).decode()}
 
 

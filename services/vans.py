@@ -74,11 +74,6 @@ def write_live(client: redis.Redis, fixes: Iterable[Fix]) -> bool:
     return True
 
 
-def read_live(client: redis.Redis, van: str) -> dict[str, str]:
-    """The Redis hash of a van (empty when Redis has none)."""
-    return client.hgetall(live_key(van))  # type: ignore[return-value]
-
-
 def moved_events(result: IngestResult) -> list[dict[str, Any]]:
     """One ``van.moved`` per stored ping; ``latest`` says whether the van now shows it."""
     out = []
