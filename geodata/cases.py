@@ -382,7 +382,9 @@ def _write(
     bump: bool = True,
 ) -> dict[str, Any]:
     values = {"step": change.to_step, "level": change.level, **change.values}
-    sets = [sql.SQL("{} = {}").format(sql.Identifier(col), sql.Placeholder(col)) for col in WRITABLE if col in values]
+    sets: list[sql.Composable] = [
+        sql.SQL("{} = {}").format(sql.Identifier(col), sql.Placeholder(col)) for col in WRITABLE if col in values
+    ]
     sets.append(sql.SQL("updated_at = %(now)s"))
     if bump:
         sets.append(sql.SQL("version = version + 1"))
