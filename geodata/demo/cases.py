@@ -20,6 +20,13 @@ import shapely
 from geodata.clock import CST
 from geodata.demo.territory import Territory
 
+# A COPY row of ``cases`` (the columns seed.py names) and one of ``case_events``.
+CaseRow = tuple[object, ...]
+EventRow = tuple[int, datetime, str, str, str, str | None, str | None, str, str]
+# The workflow columns of a case: level, step, deadline, attempts, outcome, satisfaction, note,
+# reported_at, closed_at, updated_at.
+CaseState = tuple[str, str, datetime, int, str | None, int | None, str | None, datetime, datetime | None, datetime]
+
 LEVELS = ("grid", "village", "town", "banner")
 # Handling time allowed per level (DOMAIN.md, Otog Front four-level loop): the grid the same day,
 # the village 3 days, the town 5, the banner 7.
@@ -94,8 +101,8 @@ def _day_weights(start: datetime, days: int) -> np.ndarray:
         - 0.15 * np.exp(-(((doy - 200) / 25.0) ** 2))
     )  # midsummer lull
     week = np.where(wd == 5, 0.6, np.where(wd == 6, 0.45, 1.0))
-    w = season * week
-    return w / w.sum()
+    w: np.ndarray = season * week
+    return w / float(w.sum())
 
 
 HOUR_W = np.asarray([1, 0.5, 0.3, 0.3, 0.3, 0.5, 1, 3, 8, 11, 11, 9, 5, 6, 9, 10, 9, 7, 4, 3, 2.5, 2, 1.5, 1.2])
@@ -145,13 +152,13 @@ def _deadline(level: str, start: datetime) -> datetime:
 
 def generate_cases(
     territory: Territory, n_history: int, n_open: int, as_of: datetime, rng: np.random.Generator, first_id: int = 1
-) -> Iterator[tuple[list[tuple], list[tuple]]]:
+) -> Iterator[tuple[list[CaseRow], list[EventRow]]]:
     """Yield (case rows, event rows) in chunks, oldest first; ids start at ``first_id``."""
     cells = territory.level(4)
     banner = territory.level(1)[0]
     names = {a.code: a.name for a in territory.areas}
     kinds = {a.code: a.props.get("kind") for a in territory.level(3)}
-    cw = np.asarray([4.0 if kinds.get(c.parent_code) == "community" else 1.0 for c in cells])
+    cw = np.asarray([4.0 if kinds.get(c.parent_code or "") == "community" else 1.0 for c in cells])
     types = list(TYPE_WEIGHTS)
     tw = np.asarray(list(TYPE_WEIGHTS.values()))
     start = (as_of - timedelta(days=365)).astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -168,8 +175,8 @@ def generate_cases(
     type_i = rng.choice(len(types), size=n, p=tw / tw.sum())
     chan = rng.choice(list(CHANNELS), size=n, p=list(CHANNELS.values()))
     day_seq: dict[str, int] = {}
-    chunk_rows: list[tuple] = []
-    chunk_events: list[tuple] = []
+    chunk_rows: list[CaseRow] = []
+    chunk_events: list[EventRow] = []
     for k in range(n):
         reported = start + timedelta(seconds=float(t_all[k]))
         if reported >= as_of:
@@ -236,13 +243,13 @@ def _ev(
     to: str | None,
     level: str,
     note: str = "",
-) -> tuple:
+) -> EventRow:
     return (case_id, when, actor, role, action, frm, to, level, note)
 
 
 def _history_case(
     rng: np.random.Generator, cid: int, ctype: str, cell: str, reported: datetime, as_of: datetime, channel: str
-) -> tuple[tuple, list[tuple]]:
+) -> tuple[CaseState, list[EventRow]]:
     final = _final_level(rng, ctype)
     t = reported
     ev = [
@@ -307,7 +314,7 @@ LIMIT_HOURS = {"grid": 12.0, "village": 72.0, "town": 120.0, "banner": 168.0}
 
 def _open_case(
     rng: np.random.Generator, cid: int, ctype: str, cell: str, reported: datetime, as_of: datetime, channel: str
-) -> tuple[tuple, list[tuple]]:
+) -> tuple[CaseState, list[EventRow]]:
     """An open case: its level's clock started so that about one in seven is past its deadline.
 
     The report time drawn by the caller is replaced: open cases are placed backwards from
