@@ -59,5 +59,5 @@ def card(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
     return row
 
 
-def component(url: str, hideout: dict) -> dl.GeoJSON:
+def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
     return clustered_points(LAYER_ID, url, hideout, js="case", radius=50, max_zoom=14)

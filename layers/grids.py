@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TYPE_CHECKING, Any
 
 import dash_leaflet as dl
 import psycopg
@@ -12,7 +13,12 @@ from psycopg import sql
 from geodata.queries import CHAIN_COLUMN, query
 from layers.base import BBox, feature_collection, level_for_zoom, tolerance_for_zoom
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 LAYER_ID = "layer-grids"
+# Per area code: open, overdue and rate (None for an area with nothing reported this year).
+AreaStats = dict[str, dict[str, float | None]]
 log = logging.getLogger("yitu.layers")
 
 
@@ -29,16 +35,16 @@ def features(
     return feature_collection(conn, "grids", {**bbox.params(), "level": lvl, "tol": tol, "parent": parent})
 
 
-def stats(conn: psycopg.Connection, level: int) -> dict[str, dict[str, float]]:
+def stats(conn: psycopg.Connection, level: int) -> AreaStats:
     """Per-area numbers for the choropleth: open, overdue, rate (resolved ÷ reported this year)."""
     stmt = sql.SQL(query("area_stats_by_level")).format(column=sql.Identifier(CHAIN_COLUMN[level]))
-    out: dict[str, dict[str, float]] = {}
+    out: AreaStats = {}
     for code, open_, overdue, reported, resolved in conn.execute(stmt):
         out[code] = {"open": open_, "overdue": overdue, "rate": round(resolved / reported, 4) if reported else None}
     return out
 
 
-def stats_cached(conn: psycopg.Connection, redis, level: int, ttl: int = 30) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+def stats_cached(conn: psycopg.Connection, redis: Redis, level: int, ttl: int = 30) -> AreaStats:
     """``stats`` through a short Redis cache: every wall screen asks for the same numbers."""
     import redis as redis_lib
 
@@ -46,7 +52,8 @@ def stats_cached(conn: psycopg.Connection, redis, level: int, ttl: int = 30) -> 
     try:
         hit = redis.get(key)
         if hit:
-            return json.loads(hit)
+            cached: AreaStats = json.loads(hit)
+            return cached
     except redis_lib.RedisError:
         hit = None
     value = stats(conn, level)
@@ -57,7 +64,7 @@ def stats_cached(conn: psycopg.Connection, redis, level: int, ttl: int = 30) -> 
     return value
 
 
-def component(url: str, hideout: dict) -> dl.GeoJSON:
+def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
     return dl.GeoJSON(
         id=LAYER_ID,
         url=url,
