@@ -79,13 +79,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Runs inside the app's lifespan (FastAPI nests an included router's), after the services open."""
     svc: Services = app.state.services
     settings = svc.settings
+    main_kwargs = svc.pool.kwargs() if callable(svc.pool.kwargs) else svc.pool.kwargs
     pool = AsyncConnectionPool(
         svc.pool.conninfo,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         name="yitu-intake",
         timeout=checkout_timeout(settings.db_connect_timeout, margin=2.0),
-        kwargs={**(svc.pool.kwargs or {}), "autocommit": True},
+        kwargs={**(main_kwargs or {}), "autocommit": True},
         check=_check_quietly,
         open=False,
     )

@@ -7,7 +7,7 @@ an AMap-style one (settings), so overlays and tiles line up.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -53,7 +53,7 @@ def get_grids(
 def get_grid_stats(
     svc: Annotated[Services, Depends(services)],
     level: Annotated[int, Query(ge=1, le=4)],
-) -> dict:
+) -> dict[str, Any]:
     with svc.pool.connection() as conn:
         return grids.stats_cached(conn, svc.redis, level)
 

@@ -11,7 +11,7 @@ Entry fields: ``type`` (case.created / case.changed) and ``event`` (the JSON obj
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -70,7 +70,7 @@ def stream_client(source: redis.Redis, timeout: float) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-async def publish_many_async(client: aioredis.Redis, events: list[Mapping[str, Any]]) -> bool:
+async def publish_many_async(client: aioredis.Redis, events: Sequence[Mapping[str, Any]]) -> bool:
     """:func:`publish_many` on the event loop (the intake lanes' client): never raises for Redis."""
     if not events:
         return True
