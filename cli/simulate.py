@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
@@ -22,6 +22,9 @@ import psycopg
 
 from cli.common import db_errors, dsn
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from sim.simulate import SimConfig
 
 log = logging.getLogger("yitu.sim")
 
@@ -62,10 +65,11 @@ def _config(
     seed: int | None,
     duration: float | None,
     sim_start: datetime | None,
-) -> Any:
+) -> SimConfig:
     import random
 
-    from sim.simulate import CST, DEFAULT_SPEEDS_KMH, SimConfig
+    from geodata.clock import CST
+    from sim.simulate import DEFAULT_SPEEDS_KMH, SimConfig
 
     start = datetime.now(CST)
     if sim_start is not None:
