@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, set_props
+from dash.backends.ws import DashWebsocketCallback
 from dash.exceptions import PreventUpdate, WebsocketDisconnected
 
 from dashboard.pages import dispatch as dispatch_page
@@ -106,7 +107,7 @@ class _Pusher:
             self.send([], False)
 
 
-async def stream_to_screen(hub: LiveHub, ws: Any, cursor: str | None) -> None:
+async def stream_to_screen(hub: LiveHub, ws: DashWebsocketCallback, cursor: str | None) -> None:
     """Push the hub's entries to one browser until its WebSocket closes."""
     pusher = _Pusher()
     async with hub.subscribe(cursor) as (sub, missed):

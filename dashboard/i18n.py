@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 TEXTS: dict[str, dict[str, str]] = {
     "zh-CN": {
         "title": "一图指挥",
@@ -248,7 +250,7 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
-def translator(lang: str):
+def translator(lang: str) -> Callable[[str], str]:
     table = TEXTS.get(lang, TEXTS["zh-CN"])
     fallback = TEXTS["zh-CN"]
 
