@@ -6,10 +6,9 @@ to the thread pool (a plain ``def`` dependency would take a thread-pool hop on e
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
+from starlette.applications import Starlette
 
 from geodata.errors import Invalid, Unauthorized
 from services.identity import Principal, TokenCache, hash_token, lookup_digest
@@ -18,14 +17,14 @@ from services.runtime import Services
 __all__ = ["Principal", "cached", "principal"]
 
 
-def cached(app: Any, authorization: str) -> Principal | None:
+def cached(app: Starlette, authorization: str) -> Principal | None:
     """The principal of an ``Authorization`` header if this process looked it up lately and it
     is valid; None otherwise (no cache yet, not cached, expired, unknown, or not a bearer token).
 
     For the intake front (api/intake.py): what it does not find here goes the long way, through
     :func:`principal`, which answers and fills the cache.
     """
-    cache = getattr(app.state, "token_cache", None)
+    cache: TokenCache | None = getattr(app.state, "token_cache", None)
     scheme, _, token = authorization.partition(" ")
     if cache is None or scheme.lower() != "bearer" or not token.strip() or len(token) > 200:
         return None

@@ -11,8 +11,8 @@ transaction, one round trip), and their events go out in one pipeline on an asyn
 client; pool, client and lanes are opened and closed with the app (this router's lifespan; at
 most ``intake.LANES`` connections of its own, besides the main pool's). No thread-pool hop: a
 request that hands its I/O to a thread waits for that thread to get the GIL back from the busy
-event loop, several times per request. The dependencies here are ``async`` too: a plain ``def`` dependency costs a thread-pool
-round trip of its own on every request.
+event loop, several times per request. The dependencies here are ``async`` too: a plain ``def``
+dependency costs a thread-pool round trip of its own on every request.
 """
 
 from __future__ import annotations
@@ -78,13 +78,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Runs inside the app's lifespan (FastAPI nests an included router's), after the services open."""
     svc: Services = app.state.services
     settings = svc.settings
+    main_kwargs = svc.pool.kwargs() if callable(svc.pool.kwargs) else svc.pool.kwargs
     pool = AsyncConnectionPool(
         svc.pool.conninfo,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         name="yitu-intake",
         timeout=checkout_timeout(settings.db_connect_timeout, margin=2.0),
-        kwargs={**(svc.pool.kwargs or {}), "autocommit": True},
+        kwargs={**(main_kwargs or {}), "autocommit": True},
         check=_check_quietly,
         open=False,
     )

@@ -8,6 +8,7 @@ turns it into ``{"error": code, "message": ..., "field": ...}`` with the status 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -62,18 +63,18 @@ STATUS: dict[type[YituError], int] = {
 def _status_of(exc: YituError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 
-def _field_of(loc: tuple) -> str:
+def _field_of(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
-def payload(exc: YituError) -> tuple[int, dict, dict[str, str] | None]:
+def payload(exc: YituError) -> tuple[int, dict[str, Any], dict[str, str] | None]:
     """(status, JSON body, extra headers) of an error: the one shape every route answers with."""
-    body = {"error": exc.code, "message": exc.message}
+    body: dict[str, Any] = {"error": exc.code, "message": exc.message}
     if exc.field:
         body["field"] = exc.field
     body.update(exc.extra)

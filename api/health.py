@@ -8,6 +8,7 @@ timeout, so a dead service makes the answer slow by seconds, never hang.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import psycopg
 import redis
@@ -44,12 +45,13 @@ def _redis(svc: Services) -> tuple[bool, str]:
 
 
 @router.get("/healthz", summary="Liveness of PostGIS and Redis")
-def healthz(svc: Services = Depends(services)) -> JSONResponse:
+def healthz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     pg_ok, pg = _postgis(svc)
     redis_ok, rd = _redis(svc)
     body: dict[str, object] = {"status": "ok" if pg_ok and redis_ok else "unavailable", "postgis": pg, "redis": rd}
     if not (pg_ok and redis_ok):
-        body["failing"] = [name for name, ok in (("postgis", pg_ok), ("redis", redis_ok)) if not ok]
-        log.warning("health check failed failing=%s", ",".join(body["failing"]))  # type: ignore[arg-type]
+        failing = [name for name, ok in (("postgis", pg_ok), ("redis", redis_ok)) if not ok]
+        body["failing"] = failing
+        log.warning("health check failed failing=%s", ",".join(failing))
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)

@@ -159,6 +159,8 @@ class IntakeLanes:
                         if not w.done.done():
                             w.done.set_exception(one)
                 return
+        else:  # each attempt either breaks with the results or raises
+            raise AssertionError("unreachable")
         now = datetime.now(UTC)
         created = [
             store.event_of("case.created", r[0], w.req.at or now, channel=r[0]["channel"])
@@ -200,7 +202,7 @@ _LOOKUP_LOST = (
 )
 
 
-def _unavailable(exc: BaseException, n: int, message: str | None = None) -> errors.Unavailable:
+def _unavailable(exc: Exception, n: int, message: str | None = None) -> errors.Unavailable:
     """The 503 of the app's handler (api/errors.py), or one with its own ``message``."""
     if message is None:
         return errors.database_unavailable(exc)

@@ -28,6 +28,7 @@ import orjson
 import psycopg
 import pydantic
 from psycopg_pool import PoolTimeout
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import auth, errors
@@ -56,13 +57,14 @@ class IntakeFront:
                     return
                 continue  # as Starlette's Headers.get: the first one counts
             headers[name] = value
-        app = scope.get("app")
+        app: Starlette | None = scope.get("app")
         who = auth.cached(app, headers.get(b"authorization", b"").decode("latin-1")) if app is not None else None
         key = headers.get(b"idempotency-key")
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         main, _, sub = ctype.partition(b"/")
         if (
             who is None
+            or app is None
             or getattr(app.state, "intake", None) is None
             or not (main == b"application" and (sub == b"json" or sub.endswith(b"+json")))  # as FastAPI reads JSON
             or (key is not None and not (len(key) <= 200 and _KEY.match(key.decode("latin-1"))))

@@ -7,7 +7,7 @@ an AMap-style one (settings), so overlays and tiles line up.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -50,7 +50,9 @@ def get_grids(
 
 
 @router.get("/grids/stats", summary="Choropleth numbers for every area of a level")
-def get_grid_stats(svc: Annotated[Services, Depends(services)], level: Annotated[int, Query(ge=1, le=4)]) -> dict:
+def get_grid_stats(
+    svc: Annotated[Services, Depends(services)], level: Annotated[int, Query(ge=1, le=4)]
+) -> dict[str, Any]:
     with svc.pool.connection() as conn:
         return grids.stats_cached(conn, svc.redis, level)
 

@@ -26,7 +26,7 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
@@ -67,6 +67,12 @@ def parse_time(value: str | None, now: datetime) -> datetime:
         raise errors.Invalid(str(exc), field="timestamp") from None
 
 
+@overload
+def _number(params: Mapping[str, str], name: str, low: float, high: float, *, required: Literal[True]) -> float: ...
+@overload
+def _number(
+    params: Mapping[str, str], name: str, low: float, high: float, *, high_open: bool = False, required: bool = False
+) -> float | None: ...
 def _number(
     params: Mapping[str, str], name: str, low: float, high: float, *, high_open: bool = False, required: bool = False
 ) -> float | None:
@@ -99,8 +105,8 @@ def read_params(params: Mapping[str, str], now: datetime) -> tuple[str, Ping | N
     device = device_of(params)
     params = dict(params)
     if "location" in params and "lat" not in params:
-        lat, _, lon = params["location"].partition(",")
-        params.update(lat=lat, lon=lon)
+        lat_text, _, lon_text = params["location"].partition(",")
+        params.update(lat=lat_text, lon=lon_text)
     if "bearing" not in params and "heading" in params:
         params["bearing"] = params["heading"]
     lat = _number(params, "lat", -90, 90, required=True)
@@ -112,7 +118,7 @@ def read_params(params: Mapping[str, str], now: datetime) -> tuple[str, Ping | N
         return device, None
     heading = None if bearing is None else bearing % 360
     speed = None if knots is None else round(knots * KNOT_KMH, 3)
-    return device, Ping("", when, float(lon), float(lat), speed, heading)  # type: ignore[arg-type]
+    return device, Ping("", when, lon, lat, speed, heading)
 
 
 def json_params(body: Any) -> list[dict[str, str]]:

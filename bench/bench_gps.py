@@ -91,7 +91,7 @@ def _body(batch: list[Row]) -> bytes:
 
 def _stats(samples: list[float]) -> tuple[float, float]:
     s = sorted(samples)
-    return statistics.median(s), s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
+    return statistics.median(s), s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
 
 
 def _reset(dsn: str) -> None:
@@ -185,43 +185,44 @@ def main() -> None:
     n_timed = sum(len(b) for b in batches[1:])
 
     port = _free_port()
-    log = tempfile.NamedTemporaryFile(prefix="bench-gps-serve-", suffix=".log", delete=False)
-    env = {
-        **os.environ,
-        "YITU_DATABASE_URL": dsn,
-        "YITU_REDIS_URL": redis_url,
-        "YITU_PORT": str(port),
-        "YITU_HOST": "127.0.0.1",
-        "YITU_SCHEDULER_INTERVAL": "0",
-        "YITU_LOG_LEVEL": "WARNING",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    results: list[tuple[str, list[float], float]] = []
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit(f"yitu serve did not come up; log: {log.name}")
-            time.sleep(0.2)
-        for clients in (int(c) for c in args.clients.split(",")):
-            _reset(dsn)
-            lat, wall = _api(url, token, bodies, clients)
-            results.append((f"API, {clients} client{'s' if clients > 1 else ''}", lat, wall))
-            with psycopg.connect(dsn) as conn:
-                stored = conn.execute("SELECT count(*) FROM van_positions").fetchone()[0]  # type: ignore[index]
-                odo = conn.execute("SELECT sum(odometer_km) FROM vans").fetchone()[0]  # type: ignore[index]
-            assert stored == len(rows), (stored, len(rows))
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    # The server writes its log here; kept (delete=False) for a look when it does not come up.
+    with tempfile.NamedTemporaryFile(prefix="bench-gps-serve-", suffix=".log", delete=False) as log:
+        env = {
+            **os.environ,
+            "YITU_DATABASE_URL": dsn,
+            "YITU_REDIS_URL": redis_url,
+            "YITU_PORT": str(port),
+            "YITU_HOST": "127.0.0.1",
+            "YITU_SCHEDULER_INTERVAL": "0",
+            "YITU_LOG_LEVEL": "WARNING",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        results: list[tuple[str, list[float], float]] = []
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"yitu serve did not come up; log: {log.name}")
+                time.sleep(0.2)
+            for clients in (int(c) for c in args.clients.split(",")):
+                _reset(dsn)
+                lat, wall = _api(url, token, bodies, clients)
+                results.append((f"API, {clients} client{'s' if clients > 1 else ''}", lat, wall))
+                with psycopg.connect(dsn) as conn:
+                    stored = conn.execute("SELECT count(*) FROM van_positions").fetchone()[0]  # type: ignore[index]
+                    odo = conn.execute("SELECT sum(odometer_km) FROM vans").fetchone()[0]  # type: ignore[index]
+                assert stored == len(rows), (stored, len(rows))
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
     for how in ("copy", "insert"):
         _reset(dsn)
         lat, wall = _raw(dsn, batches, how)

@@ -138,7 +138,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    p95 = sorted(times)[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    p95 = sorted(times)[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
     print(
         f"# bench_wallscreen — {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {platform.node()}, "
         f"{os.cpu_count()} cores, Chromium headless 1920×1080, scale {args.scale}: "

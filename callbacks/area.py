@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Literal, TypedDict
 from urllib.parse import urlencode
 
 from dash import Dash, Input, Output, State
@@ -14,6 +14,25 @@ from dashboard.pages.area import PAGE_SIZE, Ids
 from geodata import queries
 from geodata.clock import day_start
 from services.runtime import Services
+
+
+class SortBy(TypedDict):
+    """One entry of a DataTable's ``sort_by``."""
+
+    column_id: str
+    direction: Literal["asc", "desc"]
+
+
+class Row(TypedDict):
+    """One row of the area's case table (the DataTable's columns, as shown)."""
+
+    code: str
+    type: str
+    step: str
+    level: str
+    reported_at: str
+    deadline: str
+    grid: str
 
 
 def _date(text: str | None) -> date | None:
@@ -36,9 +55,9 @@ def table_page(
     since: str | None,
     until: str | None,
     page: int,
-    sort_by: list[dict[str, str]],
+    sort_by: list[SortBy],
     lang: str,
-) -> tuple[list[dict], int, int]:
+) -> tuple[list[Row], int, int]:
     """Rows of one page, the page count and the total, for the filters and sort given."""
     flt = queries.CaseFilter(
         step=step, type=type_, since=day_start(_date(since)), until=day_start(_date(until), end=True)
@@ -58,7 +77,7 @@ def table_page(
             limit=PAGE_SIZE,
             offset=page * PAGE_SIZE,
         )
-    data: list[dict[str, Any]] = [
+    data: list[Row] = [
         {
             "code": r["code"],
             "type": r[name],
@@ -89,7 +108,16 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         State(Ids.CODE, "data"),
         State("lang", "data"),
     )
-    def _table(step, type_, since, until, page, sort_by, code, lang):  # type: ignore[no-untyped-def]
+    def _table(
+        step: str | None,
+        type_: str | None,
+        since: str | None,
+        until: str | None,
+        page: int | None,
+        sort_by: list[SortBy] | None,
+        code: str,
+        lang: str,
+    ) -> tuple[list[Row], int, str, str, str]:
         data, pages, total = table_page(get(), code, step, type_, since, until, page or 0, sort_by or [], lang)
         qs = query_string(step, type_, since, until)
         return data, pages, translator(lang)("area.total").format(n=total), f"/api/v1/areas/{code}/cases.csv{qs}", qs

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Required, TypedDict
 
 import dash_leaflet as dl
-from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
+import psycopg
+from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, html, no_update
+from dash.development.base_component import Component
 from psycopg.rows import dict_row
 
 from callbacks.wall import case_card, van_board
@@ -32,6 +34,17 @@ from services.scheduler import CasesRuntime
 DISPATCHERS = dispatching.DISPATCHERS
 QUEUE_LIMIT = 200  # the queue scrolls; a banner rarely has more waiting at once
 CAMERA_RADIUS_M = 500
+
+
+class SendOutcome(TypedDict, total=False):
+    """What a send from the page came to (the ``sent`` store): ok and a message, the dispatch's id
+    and time when it went, the refused field when it did not."""
+
+    ok: Required[bool]
+    message: Required[str]
+    field: str | None
+    id: int
+    at: str
 
 
 def _now() -> datetime:
@@ -67,7 +80,7 @@ def waiting(svc: Services, who: auth.Principal, now: datetime) -> list[dict[str,
 
 def queue_items(
     svc: Services, who: auth.Principal | None, selected: str | None, lang: str, now: datetime | None = None
-) -> list[Any]:
+) -> list[Component]:
     t = translator(lang)
     if who is None:
         return [html.P(t("dispatch.need_token"), className="yitu-muted")]
@@ -76,7 +89,7 @@ def queue_items(
     if not rows:
         return [html.P(t("dispatch.queue_empty"), className="yitu-muted")]
     name = "type_zh" if lang == "zh-CN" else "type_en"
-    out = []
+    out: list[Component] = []
     for r in rows:
         left = (r["deadline"] - now).total_seconds() if r["deadline"] else None
         due = "" if left is None else t("dispatch.over" if left < 0 else "dispatch.left").format(h=_hours(left))
@@ -111,7 +124,7 @@ def _candidate_row(r: dict[str, Any], t: Callable[[str], str]) -> html.Tr:
     reason = dispatch.not_dispatchable_because(r)
     km = f"{r['distance_m'] / 1000:.1f}" if r["distance_m"] is not None else "—"
     eta = f"{r['eta_s'] / 60:.0f}" if r["eta_s"] is not None else "—"
-    action: Any = (
+    action: Component = (
         html.Button(
             t("dispatch.send"), id={"type": SEND, "van": r["id"]}, n_clicks=0, className="yitu-button yitu-send"
         )
@@ -131,7 +144,10 @@ def _candidate_row(r: dict[str, Any], t: Callable[[str], str]) -> html.Tr:
     )
 
 
-def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lang: str) -> tuple[Any, Any, Any, Any]:
+Panels = tuple[list[Component], Component, list[Component], list[Component]]
+
+
+def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lang: str) -> Panels:
     """The selected case's card, its candidate vans, its cameras, and its marker on the map."""
     t = translator(lang)
     if who is None or not code:
@@ -142,12 +158,15 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         if card is None or not who.sees_case(_chain(conn, code)):
             return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
         rows = dispatch.candidates(conn, code, dispatching.routing(svc.settings), _now())
-        lon, lat = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
+        where = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
+        if where is None:  # the card was read a moment ago: a case is never deleted
+            return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
+        lon, lat = where
         cams = queries.cameras_near(conn, lon, lat, CAMERA_RADIUS_M)
     table = html.Table(
         className="yitu-table yitu-candidates", children=[html.Tbody([_candidate_row(r, t) for r in rows])]
     )
-    cameras = [
+    cameras: list[Component] = [
         html.Div(
             className="yitu-camera-row",
             children=[
@@ -167,14 +186,14 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
     return case_card(svc, code, lang), table, cameras, focus
 
 
-def _chain(conn: Any, code: str) -> dict[str, Any]:
+def _chain(conn: psycopg.Connection, code: str) -> dict[str, Any]:
     row = conn.execute(
         "SELECT grid_code, village_code, town_code, banner_code FROM cases WHERE code = %s", (code,)
     ).fetchone()
     return dict(zip(("grid_code", "village_code", "town_code", "banner_code"), row or (None,) * 4))
 
 
-def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, van: str, lang: str) -> dict[str, Any]:
+def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, van: str, lang: str) -> SendOutcome:
     """Send ``van`` to case ``code``; the outcome as {"ok", "message", ...} for the page."""
     t = translator(lang)
     who = signed_in(svc, token)
@@ -210,7 +229,15 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         State("lang", "data"),
         prevent_initial_call="initial_duplicate",
     )
-    def _signin(_n, _submit, _out, _ts, typed, kept, lang):  # type: ignore[no-untyped-def]
+    def _signin(
+        _n: int | None,
+        _submit: int | None,
+        _out: int | None,
+        _ts: int | None,
+        typed: str | None,
+        kept: str | None,
+        lang: str,
+    ) -> tuple[str | NoUpdate | None, str, str, str | NoUpdate]:
         trig = ctx.triggered_id
         if trig == Ids.SIGNOUT:
             return None, "", "", ""
@@ -229,7 +256,7 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Input(Ids.SELECTED, "data"),
         State("lang", "data"),
     )
-    def _queue(token, _tick, _sent, selected, lang):  # type: ignore[no-untyped-def]
+    def _queue(token: str | None, _tick: object, _sent: object, selected: str | None, lang: str) -> list[Component]:
         svc = get()
         return queue_items(svc, signed_in(svc, token), selected, lang)
 
@@ -239,15 +266,15 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Input({"type": POINT, "layer": ALL}, "clickData"),
         prevent_initial_call=True,
     )
-    def _select(_clicks, _points):  # type: ignore[no-untyped-def]
+    def _select(_clicks: list[int | None], _points: list[dict[str, Any] | None]) -> str | NoUpdate:
         trig = ctx.triggered_id
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update
         if trig.get("type") == QUEUE_ITEM:
-            return trig["code"]
+            return str(trig["code"])
         props = (ctx.triggered[0]["value"] or {}).get("properties") or {}
         if trig.get("layer") == cases_layer.LAYER_ID and props.get("code") and not props.get("cluster"):
-            return props["code"]
+            return str(props["code"])
         return no_update
 
     @app.callback(
@@ -262,13 +289,15 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Input(Ids.SENT, "data"),
         State("lang", "data"),
     )
-    def _panels(code, token, _tick, _sent, lang):  # type: ignore[no-untyped-def]
+    def _panels(
+        code: str | None, token: str | None, _tick: object, _sent: object, lang: str
+    ) -> tuple[list[Component], Component, list[Component], list[Component], list[Component]]:
         svc = get()
         card, candidates, cameras, focus = case_panels(svc, signed_in(svc, token), code, lang)
         return card, candidates, cameras, focus, van_board(svc, lang)
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
-    def _fly(code):  # type: ignore[no-untyped-def]
+    def _fly(code: str | None) -> dict[str, Any] | NoUpdate:
         with get().pool.connection() as conn:
             row = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
         if row is None:
@@ -284,7 +313,9 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         State("lang", "data"),
         prevent_initial_call=True,
     )
-    def _send(_clicks, code, token, lang):  # type: ignore[no-untyped-def]
+    def _send(
+        _clicks: list[int | None], code: str | None, token: str | None, lang: str
+    ) -> tuple[SendOutcome | NoUpdate, str | NoUpdate]:
         trig = ctx.triggered_id
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update, no_update  # a re-rendered button (n_clicks 0), not a click

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, ctx, set_props
+from dash.backends.ws import DashWebsocketCallback
 from dash.exceptions import PreventUpdate, WebsocketDisconnected
 
 from dashboard.layout import LIVE_TICK as TICK
@@ -94,7 +95,7 @@ class _Pusher:
             self.send([], False)
 
 
-async def stream_to_screen(hub: LiveHub, ws: Any, cursor: str | None) -> None:
+async def stream_to_screen(hub: LiveHub, ws: DashWebsocketCallback, cursor: str | None) -> None:
     """Push the hub's entries to one browser until its WebSocket closes."""
     pusher = _Pusher()
     async with hub.subscribe(cursor) as (sub, missed):

@@ -47,5 +47,5 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
 
 def register(app: Dash, get: Callable[[], Services]) -> None:
     @app.callback(Output("page", "children"), Input("url", "pathname"), State("url", "search"))
-    def _route(pathname, search):  # type: ignore[no-untyped-def]
+    def _route(pathname: str | None, search: str | None) -> html.Div:
         return render(get(), pathname, search)

@@ -8,9 +8,10 @@ layer URLs and ``hideout`` only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
-from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
+from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, html, no_update
+from dash.development.base_component import Component
 from dash_svg import G, Line, Polyline, Svg, Text
 
 from dashboard.i18n import translator
@@ -22,6 +23,13 @@ from layers.base import level_for_zoom
 from services.runtime import Services
 
 GRID_LAYER = grids.LAYER_ID
+
+
+class Selection(TypedDict):
+    """The wall screen's selection store: the area shown and the banner it is in."""
+
+    code: str
+    banner: str
 
 
 def grid_url(zoom: int | None, bounds: list[list[float]] | None) -> tuple[str, int]:
@@ -44,10 +52,10 @@ def grid_url(zoom: int | None, bounds: list[list[float]] | None) -> tuple[str, i
     return url, level
 
 
-EMPTY = {"type": "FeatureCollection", "features": []}
+EMPTY: dict[str, Any] = {"type": "FeatureCollection", "features": []}
 
 
-def switched(url: str, on: bool) -> tuple[str | None, dict | None]:
+def switched(url: str, on: bool) -> tuple[str | None, dict[str, Any] | None]:
     """A layer switched on fetches its URL; switched off it holds no features (url and data)."""
     return (url, None) if on else (None, EMPTY)
 
@@ -71,7 +79,7 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v * 100:.1f}%"
 
 
-def kpi_tiles(svc: Services, code: str, lang: str) -> list[Any]:
+def kpi_tiles(svc: Services, code: str, lang: str) -> list[Component]:
     t = translator(lang)
     with svc.pool.connection() as conn:
         k = kpi.cached(svc.redis, f"tiles:{code}", lambda: kpi.tiles(conn, code))
@@ -108,7 +116,7 @@ def kpi_tiles(svc: Services, code: str, lang: str) -> list[Any]:
     return [*boxes, by_level]
 
 
-def top_types_chart(svc: Services, code: str, lang: str) -> list[Any]:
+def top_types_chart(svc: Services, code: str, lang: str) -> list[Component]:
     with svc.pool.connection() as conn:
         rows = kpi.cached(svc.redis, f"types:{code}", lambda: kpi.top_types(conn, code))
     if not rows:
@@ -187,7 +195,7 @@ def ranking_table(svc: Services, banner: str, lang: str) -> html.Table:
     return html.Table(className="yitu-table", children=[html.Thead(head), html.Tbody(body)])
 
 
-def van_board(svc: Services, lang: str) -> list[Any]:
+def van_board(svc: Services, lang: str) -> list[Component]:
     t = translator(lang)
     with svc.pool.connection() as conn:
         rows = vans.board(conn, svc.settings.van_offline_seconds)
@@ -205,12 +213,12 @@ def van_board(svc: Services, lang: str) -> list[Any]:
     ]
 
 
-def crumbs(svc: Services, code: str, lang: str) -> list[Any]:
+def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
     with svc.pool.connection() as conn:
         chain = list(reversed(queries.area_ancestors(conn, code)))
         here = queries.area_summary(conn, code)
     items = [*chain, here] if here else chain
-    out: list[Any] = []
+    out: list[Component] = []
     for i, a in enumerate(items):
         if i:
             out.append(html.Span("›", className="yitu-crumb-sep"))
@@ -218,7 +226,7 @@ def crumbs(svc: Services, code: str, lang: str) -> list[Any]:
     return out
 
 
-def area_panel(svc: Services, code: str, lang: str) -> list[Any]:
+def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
     t = translator(lang)
     with svc.pool.connection() as conn:
         area = queries.area_summary(conn, code)
@@ -263,7 +271,7 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Any]:
     ]
 
 
-def case_card(svc: Services, code: str, lang: str) -> list[Any]:
+def case_card(svc: Services, code: str, lang: str) -> list[Component]:
     """A case's card, read by whoever stands in front of the screen: parties masked (masking.SCREEN)."""
     t = translator(lang)
     with svc.pool.connection() as conn:
@@ -291,7 +299,7 @@ def case_card(svc: Services, code: str, lang: str) -> list[Any]:
     ]
 
 
-def camera_card(svc: Services, camera_id: int, lang: str) -> list[Any]:
+def camera_card(svc: Services, camera_id: int, lang: str) -> list[Component]:
     t = translator(lang)
     with svc.pool.connection() as conn:
         c = cameras.detail(conn, camera_id)
@@ -305,7 +313,7 @@ def camera_card(svc: Services, camera_id: int, lang: str) -> list[Any]:
     ]
 
 
-def van_card(svc: Services, van_id: str, lang: str) -> list[Any]:
+def van_card(svc: Services, van_id: str, lang: str) -> list[Component]:
     t = translator(lang)
     with svc.pool.connection() as conn:
         row = next((v for v in vans.board(conn, svc.settings.van_offline_seconds) if v["id"] == van_id), None)
@@ -318,7 +326,7 @@ def van_card(svc: Services, van_id: str, lang: str) -> list[Any]:
     ]
 
 
-def detail_for(svc: Services, layer: str, props: dict[str, Any], lang: str) -> Any:
+def detail_for(svc: Services, layer: str, props: dict[str, Any], lang: str) -> list[Component] | NoUpdate:
     """The card for a clicked point: a case, a camera or a van (clusters just zoom)."""
     if props.get("cluster"):
         return no_update
@@ -354,10 +362,18 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         Input(Ids.LAYERS, "value"),
         State(GRID_LAYER, "hideout"),
     )
-    def _grid(zoom, bounds, mode, selected, shown, hideout):  # type: ignore[no-untyped-def]
+    def _grid(
+        zoom: int | None,
+        bounds: list[list[float]] | None,
+        mode: str | None,
+        selected: Selection | None,
+        shown: list[str] | None,
+        hideout: dict[str, Any] | None,
+    ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any]]:
         url, level = grid_url(zoom, bounds)
-        url, data = switched(url, "grids" in (shown or []))
-        return url, data, grid_hideout(get(), level, mode or "none", (selected or {}).get("code"), zoom, hideout)
+        layer_url, data = switched(url, "grids" in (shown or []))
+        code = selected["code"] if selected else None
+        return layer_url, data, grid_hideout(get(), level, mode or "none", code, zoom, hideout)
 
     point_layers = (centers_layer.LAYER_ID, cameras.LAYER_ID, cases.LAYER_ID, vans.LAYER_ID)
 
@@ -367,7 +383,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         State(Ids.URLS, "data"),
         prevent_initial_call=True,
     )
-    def _switch(shown, urls):  # type: ignore[no-untyped-def]
+    def _switch(shown: list[str] | None, urls: dict[str, str]) -> list[list[Component]]:
         return [
             [point_layer(layer, urls[layer])] if layer.removeprefix("layer-") in (shown or []) else []
             for layer in point_layers
@@ -380,7 +396,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         State(Ids.SELECTED, "data"),
         prevent_initial_call=True,
     )
-    def _select(click, _crumbs, selected):  # type: ignore[no-untyped-def]
+    def _select(click: dict[str, Any] | None, _crumbs: list[int | None], selected: Selection) -> Selection | NoUpdate:
         trig = ctx.triggered_id
         if isinstance(trig, dict) and trig.get("type") == CRUMB:
             if not ctx.triggered[0]["value"]:  # a re-rendered crumb (n_clicks 0), not a click
@@ -402,7 +418,9 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         Input(LIVE_TICK, "data"),  # the live push: cases changed, recompute
         State("lang", "data"),
     )
-    def _numbers(selected, _tick, lang):  # type: ignore[no-untyped-def]
+    def _numbers(
+        selected: Selection, _tick: object, lang: str
+    ) -> tuple[list[Component], list[Component], Svg, list[Component], list[Component], html.Table, list[Component]]:
         svc, code = get(), selected["code"]
         return (
             kpi_tiles(svc, code, lang),
@@ -415,7 +433,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         )
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
-    def _fly(selected):  # type: ignore[no-untyped-def]
+    def _fly(selected: Selection) -> dict[str, Any] | NoUpdate:
         return fly_to(get(), selected["code"]) or no_update
 
     @app.callback(
@@ -424,7 +442,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         State("lang", "data"),
         prevent_initial_call=True,
     )
-    def _detail(_clicks, lang):  # type: ignore[no-untyped-def]
+    def _detail(_clicks: list[dict[str, Any] | None], lang: str) -> list[Component] | NoUpdate:
         trig = ctx.triggered_id
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 import click
 import psycopg
@@ -12,6 +12,9 @@ from pydantic import ValidationError
 
 from cli.stack import EmbeddedStack, StackError
 from services.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def dsn(ctx: click.Context) -> str:
@@ -25,12 +28,12 @@ def dsn(ctx: click.Context) -> str:
         raise click.ClickException(str(exc)) from None
 
 
-def db_errors(table: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def db_errors(table: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """An unreachable or unmigrated database (no ``table``) is one clear line and exit code 1."""
 
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return fn(*args, **kwargs)
             except psycopg.errors.UndefinedTable:

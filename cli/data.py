@@ -7,6 +7,7 @@ a summary, warnings on stderr, and on rejection every problem, one a line, with 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def _warn(warnings: list[str]) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
-def _run_import(fn: Any, ctx: click.Context, path: Path, **kwargs: Any) -> None:
+def _run_import(fn: Callable[..., io.ImportReport], ctx: click.Context, path: Path, **kwargs: Any) -> None:
     """Call an import; rejection, unreachable database and the like become exit code 1."""
     import psycopg
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import wraps
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -31,11 +31,15 @@ def _settings() -> Settings:
         raise click.ClickException("invalid settings:\n" + "\n".join(lines)) from None
 
 
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn the errors a user can act on into one clear line and exit code 1, no traceback."""
 
     @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from geodata.demo.seed import SeedError
         from geodata.migrate import MigrationError
 
@@ -255,7 +259,15 @@ def seed() -> None:
 @click.option("--replace", is_flag=True, help="Wipe the territory, resources and cases already in the database first.")
 @click.pass_obj
 @_friendly
-def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, cameras, cases, replace: bool) -> None:  # type: ignore[no-untyped-def]
+def seed_demo_cmd(
+    settings: Settings,
+    seed_value: int,
+    scale: str,
+    as_of: datetime | None,
+    cameras: int | None,
+    cases: int | None,
+    replace: bool,
+) -> None:
     """Seed the demo territory: grid, roads, cameras, mediation centres, vans and a year of cases.
 
     Writes everything in one transaction; refuses a database that already holds data unless --replace.

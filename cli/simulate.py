@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
@@ -24,6 +24,9 @@ from cli.common import db_errors, dsn
 from services.settings import Settings
 from sim import MAX_RATE_PER_HOUR as MAX_RATE
 from sim import MAX_SPEEDUP
+
+if TYPE_CHECKING:
+    from sim.loop import SimConfig
 
 log = logging.getLogger("yitu.sim")
 
@@ -61,7 +64,7 @@ def _config(
     seed: int | None,
     duration: float | None,
     sim_start: datetime | None,
-) -> Any:
+) -> SimConfig:
     import random
 
     from geodata.clock import CST

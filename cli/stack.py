@@ -117,7 +117,7 @@ class EmbeddedStack:
         return ["runuser", "-u", self.settings.service_user, "--", *argv]
 
     def _run(self, argv: list[str], what: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self._as_service(argv), capture_output=True, text=True)
+        proc = subprocess.run(self._as_service(argv), capture_output=True, text=True, check=False)  # exit read below
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise StackError(f"{what} failed (exit {proc.returncode}): " + " | ".join(tail))
@@ -154,6 +154,7 @@ class EmbeddedStack:
             self._as_service([str(self.pg_bindir() / "pg_ctl"), "status", "-D", str(self.pg_data)]),
             capture_output=True,
             text=True,
+            check=False,  # a stopped server is an answer, not an error
         )
         return proc.returncode == 0
 

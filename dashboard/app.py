@@ -98,10 +98,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     dash_app = dash.Dash(
         __name__,
-        server=app,
+        # Dash 4 takes a FastAPI app here (dash[fastapi]); its annotation still reads bool | Callable.
+        server=app,  # type: ignore[arg-type]
         assets_folder=str(ASSETS),
         title=layout.page_title(settings.lang),
-        update_title=None,
+        update_title="",  # the tab's title stays while callbacks run ("" and None both mean that)
         serve_locally=True,
         suppress_callback_exceptions=True,  # pages are built per visit, after the frame
         websocket_allowed_origins=settings.websocket_origins,

@@ -382,7 +382,9 @@ def _write(
     bump: bool = True,
 ) -> dict[str, Any]:
     values = {"step": change.to_step, "level": change.level, **change.values}
-    sets = [sql.SQL("{} = {}").format(sql.Identifier(col), sql.Placeholder(col)) for col in WRITABLE if col in values]
+    sets: list[sql.Composable] = [
+        sql.SQL("{} = {}").format(sql.Identifier(col), sql.Placeholder(col)) for col in WRITABLE if col in values
+    ]
     sets.append(sql.SQL("updated_at = %(now)s"))
     if bump:
         sets.append(sql.SQL("version = version + 1"))
@@ -434,11 +436,9 @@ def transition(
             f"case {code} changed since version {version} (now {row['version']}, {row['step']})",
             workflow.allowed_actions(state, rules, actor.role),
         )
-    if params.get("duplicate_of") and action == "reject":
-        if params["duplicate_of"] == code or get_case(conn, params["duplicate_of"]) is None:
-            raise workflow.MissingInput(
-                f"duplicate_of {params['duplicate_of']!r} is not another case's code", field="duplicate_of"
-            )
+    duplicate_of = params.get("duplicate_of")
+    if duplicate_of and action == "reject" and (duplicate_of == code or get_case(conn, duplicate_of) is None):
+        raise workflow.MissingInput(f"duplicate_of {duplicate_of!r} is not another case's code", field="duplicate_of")
     change = workflow.apply(state, action, params, now, rules, actor.role)
     fresh = _write(conn, row, change, actor, now, params.get("note"))
     return fresh, change

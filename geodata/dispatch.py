@@ -89,12 +89,16 @@ class NotActive(DispatchError, Conflict):
 
 
 class FixLike(Protocol):
-    """A van's position at a time (geodata.tracking.Ping is one)."""
+    """A van's position at a time (geodata.tracking.Ping is one; read-only, as a frozen dataclass's)."""
 
-    van: str
-    time: datetime
-    lon: float
-    lat: float
+    @property
+    def van(self) -> str: ...
+    @property
+    def time(self) -> datetime: ...
+    @property
+    def lon(self) -> float: ...
+    @property
+    def lat(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,7 @@ def not_dispatchable_because(row: Mapping[str, Any]) -> str | None:
     if row["active_dispatch"] is not None:
         return "on_dispatch"
     if row["status"] != "available":
-        return row["status"]
+        return str(row["status"])
     return "no_position"
 
 

@@ -15,10 +15,10 @@ import codecs
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import geopandas as gpd
 import numpy as np
@@ -27,9 +27,12 @@ import psycopg
 import pyogrio
 import shapely
 from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from geodata.errors import Invalid
+
+_T = TypeVar("_T")
 
 # Field names tried in order when the caller names none (exact match first, then ignoring case).
 CODE_FIELDS = ("code", "编码", "代码", "区划代码", "网格编码", "CODE")
@@ -157,12 +160,10 @@ def _shown(text: str, limit: int = 40) -> str:
 
 
 def _is_missing(value: object) -> bool:
-    if value is None:
+    """An empty cell as pandas and GDAL give it: None, NaN (of any float width), <NA> or NaT."""
+    if value is None or value is pd.NA or value is pd.NaT:
         return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
+    return isinstance(value, float | np.floating) and bool(np.isnan(value))
 
 
 def normalise_code(value: object) -> str | None:
@@ -395,12 +396,50 @@ def _with_none(frame: gpd.GeoDataFrame, columns: Sequence[str]) -> gpd.GeoDataFr
     )
 
 
-def _column(frame: gpd.GeoDataFrame, name: str | None, convert: Any) -> list[Any]:
+class _AreaRow(NamedTuple):
+    """One area of a grid frame (``read_grids`` columns), None where the file has no value."""
+
+    feature: object  # the file's feature number; <NA> for an area from the database
+    code: str | None
+    name: str | None
+    level: int | None
+    parent_code: str | None
+    geometry: BaseGeometry | None
+
+
+def _area_rows(frame: gpd.GeoDataFrame) -> list[_AreaRow]:
+    """The frame's rows, typed (``level`` is an ``Int64`` column: <NA> becomes None)."""
+    return [
+        _AreaRow(feature, code, name, None if _is_missing(level) else int(level), parent, geom)
+        for feature, code, name, level, parent, geom in zip(
+            frame["feature"], frame["code"], frame["name"], frame["level"], frame["parent_code"], frame.geometry
+        )
+    ]
+
+
+class _CameraRow(NamedTuple):
+    """One camera of a camera frame (``read_cameras`` columns), None where the file has no value."""
+
+    feature: object
+    device_code: str | None
+    name: str | None
+    kind: str | None
+    status: str | None
+    stream_url: str | None
+    geometry: BaseGeometry | None
+
+
+def _camera_rows(frame: gpd.GeoDataFrame) -> list[_CameraRow]:
+    columns = [frame[c] for c in ("feature", "device_code", "name", "kind", "status", "stream_url")]
+    return [_CameraRow(*values) for values in zip(*columns, frame.geometry)]
+
+
+def _column(frame: gpd.GeoDataFrame, name: str | None, convert: Callable[[object], _T | None]) -> list[_T | None]:
     return [convert(v) for v in frame[name]] if name is not None else [None] * len(frame)
 
 
 # --- validation: one row at a time ------------------------------------------------------------
-def _location(geom: shapely.Geometry | None, feature: object) -> str:
+def _location(geom: BaseGeometry | None, feature: object) -> str:
     """A lon/lat a user can paste into a map, or the feature number when there is no usable geometry."""
     fallback = f"feature #{feature}" if not _is_missing(feature) else "database"
     if geom is None or geom.is_empty or not np.isfinite(shapely.bounds(geom)).all():
@@ -416,7 +455,7 @@ def _location(geom: shapely.Geometry | None, feature: object) -> str:
 
 
 def _geometry_problem(
-    geom: shapely.Geometry | None, code: tuple[str, ...], feature: object, allowed: Sequence[str]
+    geom: BaseGeometry | None, code: tuple[str, ...], feature: object, allowed: Sequence[str]
 ) -> Problem | None:
     where = _location(geom, feature)
     if geom is None or geom.is_empty:
@@ -468,14 +507,13 @@ class _RowVerdict:
     geom_ok: bool
 
 
-def _judge_row(row: Any) -> _RowVerdict:
+def _judge_row(row: _AreaRow) -> _RowVerdict:
     code = row.code
     codes = (code,) if code is not None else ()
     geom_problem = _geometry_problem(row.geometry, codes, row.feature, POLYGONAL)
     where = _location(row.geometry if geom_problem is None else None, row.feature)
     problems = [geom_problem] if geom_problem else []
-    level = None if _is_missing(row.level) else int(row.level)
-    misfit = "the code is missing" if code is None else _code_misfit(code, level, row.parent_code)
+    misfit = "the code is missing" if code is None else _code_misfit(code, row.level, row.parent_code)
     if misfit:
         problems.append(Problem("missing-code" if code is None else "code-level", codes, where, misfit))
     name_problem = _name_problem(row.name, codes, where)
@@ -518,7 +556,7 @@ def _missing_parents(rows: gpd.GeoDataFrame, known: set[str], judged_alone: bool
 
 
 # --- validation: the territory as a whole -----------------------------------------------------
-def _metric_areas(geoms: Sequence[shapely.Geometry] | np.ndarray, metric: CRS) -> np.ndarray:
+def _metric_areas(geoms: Sequence[BaseGeometry] | np.ndarray, metric: CRS) -> np.ndarray:
     if len(geoms) == 0:
         return np.zeros(0)
     return gpd.GeoSeries(list(geoms), crs=4326).to_crs(metric).area.to_numpy()
@@ -616,7 +654,7 @@ def _sibling_overlaps(u: _Union) -> list[Problem]:
     ]
 
 
-def _gaps(u: _Union, incomplete: set[str], unplaced: shapely.Geometry) -> list[Problem]:
+def _gaps(u: _Union, incomplete: set[str], unplaced: BaseGeometry) -> list[Problem]:
     """Children must cover their parent: 全覆盖.
 
     A parent with a child that could not be judged is skipped, and so is ground covered by a
@@ -653,7 +691,7 @@ def validate_grids(gdf: gpd.GeoDataFrame, existing: gpd.GeoDataFrame | None = No
     gdf = _with_none(gdf, ("code", "name", "parent_code"))
     if existing is not None:
         existing = _with_none(existing, ("code", "name", "parent_code"))
-    verdicts = [_judge_row(row) for row in gdf.itertuples(index=False)]
+    verdicts = [_judge_row(row) for row in _area_rows(gdf)]
     problems = [p for v in verdicts for p in v.problems]
     problems += _duplicates(gdf)
     code_ok = np.array([v.code_ok for v in verdicts], dtype=bool)
@@ -670,20 +708,43 @@ def validate_grids(gdf: gpd.GeoDataFrame, existing: gpd.GeoDataFrame | None = No
 
 
 # --- writing the grid -----------------------------------------------------------------------------
-def _ewkb(geom: shapely.Geometry) -> str:
+def _ewkb(geom: BaseGeometry) -> str:
     return shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True)
 
 
-def _multi(geom: shapely.Geometry) -> shapely.Geometry:
-    return geom if geom.geom_type == "MultiPolygon" else shapely.MultiPolygon([geom])
+def _multi(geom: BaseGeometry) -> shapely.MultiPolygon:
+    if isinstance(geom, shapely.MultiPolygon):
+        return geom
+    if isinstance(geom, shapely.Polygon):
+        return shapely.MultiPolygon([geom])
+    raise ValueError(f"a {geom.geom_type} is not polygonal")  # the file was judged: never reached
+
+
+def _area_copy_rows(gdf: gpd.GeoDataFrame) -> Iterator[tuple[str | None, str | None, int, str | None, str]]:
+    for r in _area_rows(gdf):
+        assert r.geometry is not None, "a judged file: each area has its shape"
+        assert r.level is not None, "a judged file: each area has its level"
+        yield r.code, r.name, r.level, r.parent_code, _ewkb(_multi(r.geometry))
+
+
+def _camera_copy_rows(gdf: gpd.GeoDataFrame) -> Iterator[tuple[str | None, ...]]:
+    for r in _camera_rows(gdf):
+        assert r.geometry is not None, "a judged file: each camera has its point"
+        yield r.device_code, r.name, camera_kind(r.kind), camera_status(r.status), r.stream_url, _ewkb(r.geometry)
 
 
 def _copy_rows(
     cur: psycopg.Cursor[Any], statement: str, rows: Iterable[tuple[Any, ...]], total: int, progress: bool, unit: str
 ) -> None:
-    with cur.copy(statement) as cp:  # type: ignore[arg-type]  # constant statement
+    with cur.copy(statement) as cp:
         for row in tqdm(rows, total=total, disable=not progress, file=sys.stderr, unit=unit, leave=False):
             cp.write_row(row)
+
+
+def _count(cur: psycopg.Cursor[Any], statement: str) -> int:
+    row = cur.execute(statement).fetchone()
+    assert row is not None, "a count(*) answers one row"
+    return int(row[0])
 
 
 def existing_areas(conn: psycopg.Connection[Any]) -> gpd.GeoDataFrame:
@@ -706,12 +767,8 @@ def _write_areas(conn: psycopg.Connection[Any], gdf: gpd.GeoDataFrame, replace: 
     with conn.cursor() as cur:
         deleted = cur.execute("DELETE FROM areas").rowcount if replace else 0
         cur.execute(_TEMP_AREAS)
-        rows = (
-            (r.code, r.name, int(r.level), r.parent_code, _ewkb(_multi(r.geometry)))
-            for r in gdf.itertuples(index=False)
-        )
-        _copy_rows(cur, _COPY_AREAS, rows, len(gdf), progress, "area")
-        updated = cur.execute(_COUNT_AREA_UPDATES).fetchone()[0]  # type: ignore[index]
+        _copy_rows(cur, _COPY_AREAS, _area_copy_rows(gdf), len(gdf), progress, "area")
+        updated = _count(cur, _COUNT_AREA_UPDATES)
         cur.execute(_UPSERT_AREAS)
         cur.execute(_ALL_CAMERA_AREAS)
     counts = {f"level {lvl}": int(n) for lvl, n in sorted(gdf.level.value_counts().items())}
@@ -815,7 +872,7 @@ def camera_status(value: str | None) -> str | None:
     return "online" if value is None else STATUSES.get(value.strip().lower())
 
 
-def _camera_row_problems(row: Any) -> list[Problem]:
+def _camera_row_problems(row: _CameraRow) -> list[Problem]:
     code = row.device_code
     codes = (code,) if code is not None else ()
     geom_problem = _geometry_problem(row.geometry, codes, row.feature, ("Point",))
@@ -867,7 +924,7 @@ def _duplicate_devices(gdf: gpd.GeoDataFrame) -> list[Problem]:
     return problems
 
 
-def _outside_territory(gdf: gpd.GeoDataFrame, territory: shapely.Geometry | None) -> list[Problem]:
+def _outside_territory(gdf: gpd.GeoDataFrame, territory: BaseGeometry | None) -> list[Problem]:
     points = gdf[[_geometry_problem(g, (), None, ("Point",)) is None for g in gdf.geometry]]
     if territory is None:
         return [
@@ -882,18 +939,18 @@ def _outside_territory(gdf: gpd.GeoDataFrame, territory: shapely.Geometry | None
             _location(r.geometry, r.feature),
             "the point is not inside any level-1 area of the database",
         )
-        for r in outside.itertuples(index=False)
+        for r in _camera_rows(outside)
     ]
 
 
-def validate_cameras(gdf: gpd.GeoDataFrame, territory: shapely.Geometry | None) -> list[Problem]:
+def validate_cameras(gdf: gpd.GeoDataFrame, territory: BaseGeometry | None) -> list[Problem]:
     """Every problem of a camera file (from ``read_cameras``); ``territory`` is the level-1 union."""
     gdf = _with_none(gdf, ("device_code", "name", "kind", "status", "stream_url"))
-    problems = [p for row in gdf.itertuples(index=False) for p in _camera_row_problems(row)]
+    problems = [p for row in _camera_rows(gdf) for p in _camera_row_problems(row)]
     return problems + _duplicate_devices(gdf) + _outside_territory(gdf, territory)
 
 
-def _territory(conn: psycopg.Connection[Any]) -> shapely.Geometry | None:
+def _territory(conn: psycopg.Connection[Any]) -> BaseGeometry | None:
     row = conn.execute(_TERRITORY).fetchone()
     return shapely.from_wkb(bytes(row[0])) if row and row[0] is not None else None
 
@@ -902,12 +959,8 @@ def _write_cameras(conn: psycopg.Connection[Any], gdf: gpd.GeoDataFrame, replace
     with conn.cursor() as cur:
         deleted = cur.execute("DELETE FROM cameras").rowcount if replace else 0
         cur.execute(_TEMP_CAMERAS)
-        rows = (
-            (r.device_code, r.name, camera_kind(r.kind), camera_status(r.status), r.stream_url, _ewkb(r.geometry))
-            for r in gdf.itertuples(index=False)
-        )
-        _copy_rows(cur, _COPY_CAMERAS, rows, len(gdf), progress, "camera")
-        updated = cur.execute(_COUNT_CAMERA_UPDATES).fetchone()[0]  # type: ignore[index]
+        _copy_rows(cur, _COPY_CAMERAS, _camera_copy_rows(gdf), len(gdf), progress, "camera")
+        updated = _count(cur, _COUNT_CAMERA_UPDATES)
         cur.execute(_UPSERT_CAMERAS)
         cur.execute(_IMPORTED_CAMERA_AREAS)
     kinds = pd.Series([camera_kind(k) for k in gdf.kind]).value_counts()

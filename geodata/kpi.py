@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -21,6 +22,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata import areas_stats
+from geodata.clock import CST
 from geodata.queries import CHAIN_COLUMN, level_of, query
 
 log = logging.getLogger("yitu.kpi")
@@ -60,14 +62,16 @@ def trend(conn: psycopg.Connection, code: str, days: int = 30) -> list[dict[str,
 def town_ranking(conn: psycopg.Connection, banner: str) -> list[dict[str, Any]]:
     """季排名: the banner's towns for the current quarter (the same formula as /api/v1/stats/ranking)."""
     now = datetime.now(UTC)
-    start, end = areas_stats.period_bounds("quarter", now.astimezone(areas_stats.CST).date())
+    start, end = areas_stats.period_bounds("quarter", now.astimezone(CST).date())
     return areas_stats.ranking(conn, 2, banner, start, end, now)
 
 
 def _default(value: object) -> object:
     if isinstance(value, date):
         return value.isoformat()
-    return float(value)  # Decimal from numeric columns
+    if isinstance(value, Decimal):  # numeric columns
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 # One hash for every cached figure (tiles, charts, ranking, choropleth): field = the figure's key,

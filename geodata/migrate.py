@@ -101,7 +101,7 @@ def _apply(conn: psycopg.Connection, mig: Migration) -> None:
         with conn.transaction():
             # A migration file is trusted project code holding several statements: it is sent as
             # one simple-protocol query (no parameters), never built from input.
-            conn.execute(mig.sql.encode("utf-8"), prepare=False)  # type: ignore[call-overload]
+            conn.execute(mig.sql.encode("utf-8"), prepare=False)
             conn.execute(
                 "INSERT INTO schema_migrations (version, filename, checksum) VALUES (%s, %s, %s)",
                 (mig.version, mig.path.name, mig.checksum),

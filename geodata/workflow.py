@@ -12,7 +12,7 @@ grid → village → town → banner and restarts the deadline with the new leve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -326,7 +326,7 @@ _HANDLERS = {
 }
 
 
-def time_in(events: list[Mapping[str, Any]], now: datetime, closed: bool) -> dict[str, dict[str, float]]:
+def time_in(events: Sequence[Mapping[str, Any]], now: datetime, closed: bool) -> dict[str, dict[str, float]]:
     """Seconds spent in each step and at each level, read from the audit trail (oldest first).
 
     The last stretch runs to ``now`` unless the case is closed, evaluated or rejected.

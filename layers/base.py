@@ -9,8 +9,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import geobuf
+
+if TYPE_CHECKING:
+    import dash_leaflet as dl
+    import psycopg
 
 # The whole map: a box that contains any banner (used when no bbox is given).
 WORLD = (-180.0, -90.0, 180.0, 90.0)
@@ -59,7 +64,7 @@ def level_for_zoom(zoom: int) -> int:
 
 def tolerance_for_zoom(zoom: int) -> float:
     """Half a screen pixel in degrees at ``zoom``: simplification nobody can see."""
-    return 0.5 * 360.0 / (256 * 2**zoom)
+    return 0.5 * 360.0 / (256 * 2.0**zoom)
 
 
 def _shift(coords: object) -> object:
@@ -73,7 +78,7 @@ def _shift(coords: object) -> object:
     return coords
 
 
-def to_gcj02(fc: dict) -> dict:
+def to_gcj02(fc: dict[str, Any]) -> dict[str, Any]:
     """Shift every coordinate of a FeatureCollection from WGS-84 to GCJ-02 (for AMap tiles)."""
     for feature in fc.get("features", []):
         geom = feature.get("geometry")
@@ -94,7 +99,9 @@ def encode(geojson_text: str, fmt: str = "geojson", gcj02: bool = False) -> tupl
     return json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), "application/geo+json"
 
 
-def clustered_points(layer_id: str, url: str, hideout: dict, *, js: str, radius: int, max_zoom: int) -> dl.GeoJSON:
+def clustered_points(
+    layer_id: str, url: str, hideout: dict[str, Any], *, js: str, radius: int, max_zoom: int
+) -> dl.GeoJSON:
     """A geobuf point layer clustered in the browser; ``js`` names its functions under yitu.map
     (``<js>Point``, ``<js>Cluster``) and its loaded-feature counter."""
     import dash_leaflet as dl
@@ -113,9 +120,9 @@ def clustered_points(layer_id: str, url: str, hideout: dict, *, js: str, radius:
     )
 
 
-def feature_collection(conn, name: str, params: dict) -> str:  # type: ignore[no-untyped-def]
+def feature_collection(conn: psycopg.Connection, name: str, params: dict[str, Any]) -> str:
     """Run the named layer query (``geodata/sql/layer_<name>.sql``) and return its GeoJSON text."""
     from geodata.queries import query
 
     row = conn.execute(query(f"layer_{name}"), params).fetchone()
-    return row[0] if row else '{"type":"FeatureCollection","features":[]}'
+    return str(row[0]) if row else '{"type":"FeatureCollection","features":[]}'

@@ -26,5 +26,5 @@ def detail(conn: psycopg.Connection, camera_id: int) -> dict[str, Any] | None:
         ).fetchone()
 
 
-def component(url: str, hideout: dict) -> dl.GeoJSON:
+def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
     return clustered_points(LAYER_ID, url, hideout, js="camera", radius=60, max_zoom=15)

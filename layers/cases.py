@@ -48,5 +48,5 @@ def card(conn: psycopg.Connection, code: str, role: str | None = None) -> dict[s
     return row
 
 
-def component(url: str, hideout: dict) -> dl.GeoJSON:
+def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
     return clustered_points(LAYER_ID, url, hideout, js="case", radius=50, max_zoom=14)

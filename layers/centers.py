@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dash_leaflet as dl
 import psycopg
 
@@ -14,7 +16,7 @@ def features(conn: psycopg.Connection, bbox: BBox, *, max_level: int = 3) -> str
     return feature_collection(conn, "centers", {**bbox.params(), "max_level": max_level})
 
 
-def component(url: str, hideout: dict) -> dl.GeoJSON:
+def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
     return dl.GeoJSON(
         id=LAYER_ID,
         url=url,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import dash_leaflet as dl
 import psycopg
 from psycopg import sql
@@ -10,7 +12,12 @@ from geodata import kpi
 from geodata.queries import CHAIN_COLUMN, query
 from layers.base import BBox, feature_collection, level_for_zoom, tolerance_for_zoom
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 LAYER_ID = "layer-grids"
+# Per area code: open, overdue and rate (None for an area with nothing reported this year).
+AreaStats = dict[str, dict[str, float | None]]
 
 
 def features(
@@ -26,22 +33,23 @@ def features(
     return feature_collection(conn, "grids", {**bbox.params(), "level": lvl, "tol": tol, "parent": parent})
 
 
-def stats(conn: psycopg.Connection, level: int) -> dict[str, dict[str, float]]:
+def stats(conn: psycopg.Connection, level: int) -> AreaStats:
     """Per-area numbers for the choropleth: open, overdue, rate (resolved ÷ reported this year)."""
     stmt = sql.SQL(query("area_stats_by_level")).format(column=sql.Identifier(CHAIN_COLUMN[level]))
-    out: dict[str, dict[str, float]] = {}
+    out: AreaStats = {}
     for code, open_, overdue, reported, resolved in conn.execute(stmt):
         out[code] = {"open": open_, "overdue": overdue, "rate": round(resolved / reported, 4) if reported else None}
     return out
 
 
-def stats_cached(conn: psycopg.Connection, redis, level: int) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+def stats_cached(conn: psycopg.Connection, redis: Redis, level: int) -> AreaStats:
     """``stats`` through the one cache of figures (geodata/kpi.py ``cached``), beside the KPI tiles:
     the live hub drops both at once, so the map's shading never disagrees with the tiles."""
-    return kpi.cached(redis, f"area-stats:{level}", lambda: stats(conn, level))
+    value: AreaStats = kpi.cached(redis, f"area-stats:{level}", lambda: stats(conn, level))
+    return value
 
 
-def component(url: str, hideout: dict) -> dl.GeoJSON:
+def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
     return dl.GeoJSON(
         id=LAYER_ID,
         url=url,

@@ -27,7 +27,7 @@ def board(conn: psycopg.Connection, offline_seconds: float = 300) -> list[dict[s
         ).fetchall()
 
 
-def component(url: str, hideout: dict) -> dl.GeoJSON:
+def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
     return dl.GeoJSON(
         id=LAYER_ID,
         url=url,

@@ -120,13 +120,18 @@ BANNERS: dict[str, Banner] = {
                 "150621200": ("展旦召苏木", 19),
             },
             excluded_towns={
-                "150621400": "达拉特经济开发区 — a development zone, not a town; its only unit is a virtual community",
-                "150621401": "鄂尔多斯市生态示范区 — a city-run management zone, not a town; its only unit is a virtual "
-                "community",
+                "150621400": (
+                    "达拉特经济开发区 — a development zone, not a town; its only unit is a virtual community"
+                ),
+                "150621401": (
+                    "鄂尔多斯市生态示范区 — a city-run management zone, not a town; "
+                    "its only unit is a virtual community"
+                ),
             },
             excluded_note=" It is left out of the benchmark territory.",
             notes=(
-                "- 150621102217 白泥井新村社区 is a community (社区) numbered in the village range (217); kept as published.",
+                "- 150621102217 白泥井新村社区 is a community (社区) numbered in the village range (217); "
+                "kept as published.",
             ),
         ),
     )

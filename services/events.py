@@ -11,12 +11,13 @@ Entry fields: ``type`` (case.created / case.changed) and ``event`` (the JSON obj
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 import redis
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 from services.breaker import Breaker
 
@@ -28,7 +29,7 @@ MAXLEN = 100_000
 _breaker = Breaker()
 
 
-def _fields(event: Mapping[str, Any]) -> dict[str, str]:
+def _fields(event: Mapping[str, Any]) -> dict[FieldT, EncodableT]:
     return {"type": str(event.get("type", "")), "event": orjson.dumps(event, default=str).decode()}
 
 
@@ -69,7 +70,7 @@ def stream_client(source: redis.Redis, timeout: float) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-async def publish_many_async(client: aioredis.Redis, events: list[Mapping[str, Any]]) -> bool:
+async def publish_many_async(client: aioredis.Redis, events: Sequence[Mapping[str, Any]]) -> bool:
     """:func:`publish_many` on the event loop (the intake lanes' client): never raises for Redis."""
     if not events:
         return True

@@ -37,6 +37,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.typing import StreamRangeResponse, XReadResponse
 
 from geodata.kpi import CACHE_KEY as KPI_CACHE
 from services.events import STREAM
@@ -98,8 +99,34 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _parse(entry_id: str, fields: dict[str, str]) -> Entry:
-    return Entry(entry_id, fields.get("type") or "", fields.get("event") or "")
+def _text(value: bytes | str | None) -> str:
+    """A reply's value as text (the hub's clients decode replies; the stubs cannot know that)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value or ""
+
+
+def _parse(rows: StreamRangeResponse | None) -> list[Entry]:
+    """XRANGE / XREAD rows as entries."""
+    out = []
+    for entry_id, fields in rows or []:
+        got = fields or {}
+        out.append(Entry(_text(entry_id), _text(got.get("type")), _text(got.get("event"))))
+    return out
+
+
+def _first_id(rows: StreamRangeResponse | None) -> str:
+    """The id of the first row of a reply (``XREVRANGE … COUNT 1``: the newest); "0-0" for none."""
+    return _text(rows[0][0]) if rows else "0-0"
+
+
+def _read_rows(reply: XReadResponse) -> StreamRangeResponse:
+    """The rows of an ``XREAD`` of the one stream: ``[[stream, rows]]``, or empty when the block ran out."""
+    if not reply:
+        return []
+    assert isinstance(reply, list), "the hub's clients speak RESP2: XREAD answers a list"
+    rows: StreamRangeResponse = reply[0][1]
+    return rows
 
 
 @dataclass(eq=False)  # identity: each screen's subscription is its own
@@ -118,7 +145,10 @@ class Subscription:
         except asyncio.QueueFull:
             self.resync.set()
 
-    async def next(self, timeout: float) -> list[Entry] | None:
+    # The wait is bounded here rather than by the caller's ``asyncio.timeout``: a cancellation
+    # arriving just as the queue hands over an entry would drop that entry, and a screen must
+    # never miss one silently. ``asyncio.wait(timeout=)`` ends the wait without cancelling us.
+    async def next(self, timeout: float) -> list[Entry] | None:  # noqa: ASYNC109 (see above)
         """The entries waiting (at least one, within ``timeout``), ``[]`` on timeout, None for resync."""
         if self.resync.is_set():
             return None
@@ -164,16 +194,21 @@ class LiveHub:
         self._last_id: str | None = None
         self._healthy = False
         self._failed = False  # Redis failed since the last good read: screens must resync
-        self._stopping = False
+        self._stopping = asyncio.Event()  # set by stop(): the reader's loops end, its pauses too
         self.read_entries = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        kw = {"decode_responses": True, "socket_connect_timeout": self._timeout}
-        self._client = aioredis.Redis.from_url(self._url, socket_timeout=self._timeout, **kw)
+        self._client = aioredis.Redis.from_url(
+            self._url, decode_responses=True, socket_connect_timeout=self._timeout, socket_timeout=self._timeout
+        )
         # The blocking XREAD gets a connection of its own, so stop() can wake it (CLIENT UNBLOCK).
         self._reader = aioredis.Redis.from_url(
-            self._url, socket_timeout=2 * self._timeout + BLOCK_MS / 1000, single_connection_client=True, **kw
+            self._url,
+            single_connection_client=True,
+            decode_responses=True,
+            socket_connect_timeout=self._timeout,
+            socket_timeout=2 * self._timeout + BLOCK_MS / 1000,
         )
         self._task = asyncio.create_task(self._run(), name="yitu-live-hub")
 
@@ -184,7 +219,7 @@ class LiveHub:
         loop is asked to stop and its XREAD unblocked from the other connection (without that,
         every app shutdown — and every test app — would wait for the block to run out).
         """
-        self._stopping = True
+        self._stopping.set()
         if self._reader_id is not None and self._client is not None:
             with contextlib.suppress(redis.RedisError, OSError):
                 await self._client.client_unblock(self._reader_id)
@@ -247,23 +282,23 @@ class LiveHub:
         try:
             first = await self._client.xrange(STREAM, count=1)
             last = await self._client.xrevrange(STREAM, count=1)
-            if not last or _id_tuple(last[0][0]) < _id_tuple(cursor):
+            if not last or not first or _id_tuple(_first_id(last)) < _id_tuple(cursor):
                 return None  # a new stream (Redis restarted, flushed): the screen's id is from before
-            if _id_tuple(first[0][0]) > _id_tuple(cursor):
+            if _id_tuple(_first_id(first)) > _id_tuple(cursor):
                 # The oldest entry left is newer than the screen's: some may be trimmed away.
                 return None
             rows = await self._client.xrange(STREAM, min=f"({cursor}", count=REPLAY_LIMIT + 1)
         except (redis.RedisError, OSError) as exc:
             log.warning("live replay unavailable error=%s", type(exc).__name__)
             return None
-        if len(rows) > REPLAY_LIMIT:
+        if rows is None or len(rows) > REPLAY_LIMIT:
             return None
-        return [_parse(i, f) for i, f in rows]
+        return _parse(rows)
 
     # --- the reader --------------------------------------------------------------------------
     async def _run(self) -> None:
         delay = 0.2
-        while not self._stopping:
+        while not self._stopping.is_set():
             try:
                 await self._read_forever()
             except (redis.TimeoutError, TimeoutError) as exc:
@@ -297,17 +332,16 @@ class LiveHub:
             return False
 
     async def _pause(self, seconds: float) -> None:
-        end = asyncio.get_running_loop().time() + seconds
-        while not self._stopping and asyncio.get_running_loop().time() < end:
-            await asyncio.sleep(0.05)
+        """Wait ``seconds`` before the next attempt, or less when the hub is stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _read_forever(self) -> None:
         assert self._client is not None
         if self._last_id is None or self._failed:
             # Start at the end. After an outage what was published meanwhile may be lost (the
             # writers drop events while Redis is down): every screen reloads from PostGIS.
-            newest = await self._client.xrevrange(STREAM, count=1)
-            self._last_id = newest[0][0] if newest else "0-0"
+            self._last_id = _first_id(await self._client.xrevrange(STREAM, count=1))
             if self._failed:
                 log.info("live stream back; telling %d screen(s) to resync", len(self._subs))
                 for sub in self._subs:
@@ -316,22 +350,22 @@ class LiveHub:
         assert self._reader is not None
         self._reader_id = int(await self._reader.client_id())
         self._healthy = True
-        while not self._stopping:
-            reply = await self._reader.xread({STREAM: self._last_id}, count=READ_COUNT, block=BLOCK_MS)
-            if not reply:
+        while not self._stopping.is_set():
+            entries = _parse(
+                _read_rows(await self._reader.xread({STREAM: self._last_id}, count=READ_COUNT, block=BLOCK_MS))
+            )
+            if not entries:
                 await self._stream_reset()
                 continue
-            for _stream, rows in reply:
-                entries = [_parse(i, f) for i, f in rows]
-                self._last_id = rows[-1][0]
-                self.read_entries += len(entries)
-                await self._deliver(entries)
+            self._last_id = entries[-1].id
+            self.read_entries += len(entries)
+            await self._deliver(entries)
 
     async def _stream_reset(self) -> None:
         """Notice a stream that now ends before our position: Redis lost it (restarted without data)."""
-        assert self._client is not None and self._last_id is not None
-        newest = await self._client.xrevrange(STREAM, count=1)
-        newest_id = newest[0][0] if newest else "0-0"
+        assert self._client is not None
+        assert self._last_id is not None
+        newest_id = _first_id(await self._client.xrevrange(STREAM, count=1))
         if _id_tuple(newest_id) < _id_tuple(self._last_id):
             log.info("live stream was reset (Redis restarted?); telling %d screen(s) to resync", len(self._subs))
             self._last_id = newest_id

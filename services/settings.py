@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +168,7 @@ class Settings(BaseSettings):
 
     @field_validator("db_pool_max")
     @classmethod
-    def _max_at_least_min(cls, v: int, info) -> int:  # type: ignore[no-untyped-def]
+    def _max_at_least_min(cls, v: int, info: ValidationInfo) -> int:
         low = info.data.get("db_pool_min", 0)
         if v < low:
             raise ValueError(f"db_pool_max ({v}) is smaller than db_pool_min ({low})")

@@ -183,8 +183,9 @@ class CaseRun:
         deadline = case.get("deadline")
         self.deadline = datetime.fromisoformat(deadline) if deadline else None
         self.grid = list(case.get("grid") or [])
-        self.lon = float(case.get("lon") if case.get("lon") is not None else self.report.lon)
-        self.lat = float(case.get("lat") if case.get("lat") is not None else self.report.lat)
+        lon, lat = case.get("lon"), case.get("lat")
+        self.lon = float(lon) if lon is not None else self.report.lon
+        self.lat = float(lat) if lat is not None else self.report.lat
         self.assignee_kind = (case.get("assignee") or {}).get("kind")
         self.allowed = list(case.get("allowed_actions") or [])
 
@@ -520,7 +521,7 @@ class Simulator:
             room = centres.get(village or "", (f"MC{village or 'grid'}", ""))[0]
             return {"kind": "mediator", "id": f"{room}-m{d.mediator_no}", "name": d.mediator}
         level = {"village": 3, "town": 2, "banner": 1}.get(run.level, 1)
-        area = run.area(level) or (run.grid[-1] if run.grid else "")
+        area = run.area(level) or (run.grid[-1] if run.grid else None) or ""
         code, name = centres.get(area, (area or "banner", f"{names.get(area, area)}调解中心"))
         return {"kind": "unit", "id": code[:64], "name": name[:100]}
 

@@ -19,7 +19,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LAYERS = ("grids", "cameras", "cases", "vans", "centers")
-SETTLED = "() => window.yitu && %s.every(k => (window.yitu.loaded[k] || 0) > 0)" % list(LAYERS)
+SETTLED = f"() => window.yitu && {list(LAYERS)}.every(k => (window.yitu.loaded[k] || 0) > 0)"
 
 
 def chromium_path() -> str:

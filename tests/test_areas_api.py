@@ -79,7 +79,7 @@ def test_area_stats_for_a_period(client: TestClient, token: Callable[..., str], 
 
 def test_area_children_and_ancestors(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
     tok = token("viewer")
-    banner, town, village, cell = _codes(demo_db)
+    _, town, _, cell = _codes(demo_db)
     area = client.get(f"/api/v1/areas/{cell}", headers=auth(tok)).json()
     assert area["level"] == 4 and [a["code"] for a in area["ancestors"]] == [cell[:12], cell[:9], cell[:6]]
     children = client.get(f"/api/v1/areas/{town}/children", headers=auth(tok)).json()["children"]

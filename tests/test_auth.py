@@ -54,7 +54,7 @@ def test_token_create_refuses_bad_input(cases_settings: Settings) -> None:
 
 
 def test_a_revoked_token_stops_working(client: TestClient, cases_settings: Settings) -> None:
-    code, out, _ = _cli(cases_settings, "create", "--role", "dispatcher", "--name", "temp")
+    _, out, _ = _cli(cases_settings, "create", "--role", "dispatcher", "--name", "temp")
     tok = out.strip()
     assert client.get("/api/v1/cases?limit=1", headers=auth(tok)).status_code == 200
     _cli(cases_settings, "revoke", "temp")
@@ -104,7 +104,7 @@ def test_a_grid_worker_reports_and_reads_only_inside_its_area(
             "SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1", (cell_in[:9],)
         ).fetchone()[0]
         n_before = conn.execute("SELECT count(*) FROM cases").fetchone()[0]
-    lon_out, lat_out, cell_out = inner_point_where(demo_db, lambda cell: cell[:9] == other_town)
+    lon_out, lat_out, _ = inner_point_where(demo_db, lambda cell: cell[:9] == other_town)
     worker = token("grid_worker", area=cell_in[:12])  # its village
     inside = client.post("/api/v1/cases", json=case_body(lon_in, lat_in), headers=auth(worker))
     assert inside.status_code == 201

@@ -371,6 +371,18 @@ def test_two_clerks_closing_at_once_exactly_one_wins(
     srv = live_server(demo_db, redis_url, YITU_SCHEDULER_INTERVAL="0")
     headers = auth(token("dispatcher"))
     lon, lat, _ = inner_point(demo_db)
+
+    def close(code: str, barrier: threading.Barrier, answers: list[httpx.Response], outcome: str) -> None:
+        barrier.wait()
+        answers.append(
+            httpx.post(
+                f"{srv.url}/api/v1/cases/{code}/transitions",
+                json={"action": "close", "outcome": outcome},
+                headers=headers,
+                timeout=30,
+            )
+        )
+
     for round_ in range(8):
         code = httpx.post(srv.url + "/api/v1/cases", json=case_body(lon, lat), headers=headers, timeout=30).json()[
             "code"
@@ -384,19 +396,7 @@ def test_two_clerks_closing_at_once_exactly_one_wins(
             ).raise_for_status()
         barrier = threading.Barrier(2)
         answers: list[httpx.Response] = []
-
-        def close(outcome: str) -> None:
-            barrier.wait()
-            answers.append(
-                httpx.post(
-                    f"{srv.url}/api/v1/cases/{code}/transitions",
-                    json={"action": "close", "outcome": outcome},
-                    headers=headers,
-                    timeout=30,
-                )
-            )
-
-        threads = [threading.Thread(target=close, args=(o,)) for o in ("mediated", "withdrawn")]
+        threads = [threading.Thread(target=close, args=(code, barrier, answers, o)) for o in ("mediated", "withdrawn")]
         for t in threads:
             t.start()
         for t in threads:

@@ -64,6 +64,7 @@ def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
         text=True,
         env={**_base_env(), **env},
         cwd=tmp_path,
+        check=False,  # the failure is what is tested
     )
     assert result.returncode != 0
     assert "connection" in result.stderr.lower() or "connect" in result.stderr.lower()
@@ -140,10 +141,10 @@ def test_demo_serves_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
 
     ports = {"YITU_PG_PORT": free_port(), "YITU_REDIS_PORT": free_port(), "YITU_PORT": free_port()}
     env = {**_base_env(), "YITU_HOME": str(tmp_path / "demo-home"), **{k: str(v) for k, v in ports.items()}}
-    log = open(tmp_path / "demo.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    with open(tmp_path / "demo.log", "wb") as log:  # the demo keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     base = f"http://127.0.0.1:{ports['YITU_PORT']}"
     try:
 
@@ -161,7 +162,6 @@ def test_demo_serves_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-        log.close()
         stack = EmbeddedStack(
             Settings(
                 home=tmp_path / "demo-home",

@@ -113,7 +113,10 @@ def _click_area(page: Page, dsn: str, code: str) -> None:
 
 def _wait_still(page: Page, level: int) -> None:
     """Until the map has stopped moving and shows grid level ``level``."""
-    state = "() => { const m = window.yitu.maps[window.yitu.maps.length - 1]; return [m.getZoom(), m.getCenter().lat, window.yitu.gridLevel]; }"
+    state = (
+        "() => { const m = window.yitu.maps[window.yitu.maps.length - 1];"
+        " return [m.getZoom(), m.getCenter().lat, window.yitu.gridLevel]; }"
+    )
     last: list = []
 
     def still() -> bool:
@@ -155,7 +158,7 @@ def test_drill_down_from_banner_to_cell_and_back(live_server, demo_db: str, redi
     for code, next_level in ((town, 3), (village, 4), (cell, 4)):
         _wait_still(page, shown_level)
         _click_area(page, demo_db, code)
-        wait_for(lambda: page.inner_text("#panel-name") == names[code], timeout=20, what=f"panel for {code}")
+        wait_for(lambda code=code: page.inner_text("#panel-name") == names[code], timeout=20, what=f"panel for {code}")
         shown_level = next_level  # the map flies to the area and the grid shows the next level down
         assert page.locator(".yitu-crumb").count() == len(code) // 3 - 1
     assert f"/area/{cell}" in page.get_attribute("#panel-link", "href")

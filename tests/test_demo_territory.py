@@ -117,7 +117,8 @@ def test_resources(demo_dsn: str) -> None:
             (2, 4),
             (3, 85),
         ]
-        vans = q("""SELECT v.id, ST_Equals(v.geom, c.geom) FROM vans v JOIN mediation_centers c ON c.id = v.base_center_id
+        vans = q("""SELECT v.id, ST_Equals(v.geom, c.geom)
+                    FROM vans v JOIN mediation_centers c ON c.id = v.base_center_id
                     WHERE c.level = 1 ORDER BY v.id""")
         assert vans == [("V01", True), ("V02", True), ("V03", True), ("V04", True)]
         edges = q("SELECT source, target FROM roads")
@@ -160,9 +161,11 @@ def test_case_history_has_the_domain_shape(demo_dsn: str) -> None:
         )[0]
         assert 0.05 < overdue / open_total < 0.35
         weekday, weekend = (
-            q("""SELECT count(*) FILTER (WHERE extract(isodow FROM reported_at AT TIME ZONE 'Asia/Shanghai') < 6) / 5.0::float8,
-                                       count(*) FILTER (WHERE extract(isodow FROM reported_at AT TIME ZONE 'Asia/Shanghai') >= 6) / 2.0::float8
-                                FROM cases""")[0]
+            q("""SELECT count(*) FILTER (WHERE extract(isodow FROM reported_at AT TIME ZONE 'Asia/Shanghai') < 6)
+                              / 5.0::float8,
+                        count(*) FILTER (WHERE extract(isodow FROM reported_at AT TIME ZONE 'Asia/Shanghai') >= 6)
+                              / 2.0::float8
+                   FROM cases""")[0]
         )
         assert weekend < 0.8 * weekday  # quiet weekends
         codes = [r[0] for r in q("SELECT code FROM cases")]
@@ -190,7 +193,7 @@ def test_seed_is_deterministic_for_a_seed() -> None:
     from geodata.demo.cases import generate_cases
 
     def rows(demo):  # type: ignore[no-untyped-def]
-        return [chunk for chunk in generate_cases(demo.territory, 300, 40, DEMO_AS_OF, np.random.default_rng([3, 2]))]
+        return list(generate_cases(demo.territory, 300, 40, DEMO_AS_OF, np.random.default_rng([3, 2])))
 
     assert rows(a) == rows(b)
 

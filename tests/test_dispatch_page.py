@@ -108,7 +108,8 @@ def test_the_queue_is_the_waiting_cases_of_the_area_most_urgent_first(app_client
             expected = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT code FROM cases WHERE step IN ('reported', 'accepted') AND (%(a)s::text IS NULL OR town_code = %(a)s) "
+                    "SELECT code FROM cases WHERE step IN ('reported', 'accepted')"
+                    " AND (%(a)s::text IS NULL OR town_code = %(a)s) "
                     "ORDER BY deadline NULLS LAST, reported_at, id LIMIT 200",
                     {"a": area},
                 )

@@ -85,7 +85,8 @@ def test_point_layers_and_filters(client: TestClient, demo_dsn: str) -> None:
     with psycopg.connect(demo_dsn) as conn:
         n_open, n_overdue, n_offline = conn.execute(
             """SELECT count(*) FILTER (WHERE step IN ('reported','accepted','dispatched','handling')),
-                      count(*) FILTER (WHERE step IN ('reported','accepted','dispatched','handling') AND deadline < now()),
+                      count(*) FILTER (WHERE step IN ('reported','accepted','dispatched','handling')
+                                         AND deadline < now()),
                       (SELECT count(*) FROM cameras WHERE status = 'offline') FROM cases"""
         ).fetchone()
     assert len(_fc(client, "/api/v1/layers/cameras")["features"]) == 4000

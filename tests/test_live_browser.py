@@ -140,7 +140,7 @@ def test_two_app_processes_each_push_to_their_own_screens(
     _ping(b.url, tok["van"], *target)  # and the other way round
     for page in (pa, pb):
         wait_for(
-            lambda: (_van_at(page) or [0, 0])[1] == pytest.approx(target[0], abs=1e-6),
+            lambda page=page: (_van_at(page) or [0, 0])[1] == pytest.approx(target[0], abs=1e-6),
             what="the van marker moved on both screens",
         )
         _no_reload(page)

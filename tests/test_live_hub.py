@@ -47,19 +47,19 @@ def _run(url: str, body: Callable[[LiveHub], Awaitable[Any]], timeout: float = 2
     return asyncio.run(main())
 
 
-async def _until(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+async def _until(cond: Callable[[], bool], what: str) -> None:
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + 20.0
     while not cond():
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
 
 
-async def _collect(sub: Subscription, n: int, timeout: float = 10.0) -> list[Any]:
+async def _collect(sub: Subscription, n: int) -> list[Any]:
     got: list[Any] = []
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + 10.0
     while len(got) < n:
         batch = await sub.next(max(0.05, end - loop.time()))
         assert batch is not None, "unexpected resync"
@@ -130,7 +130,7 @@ def test_a_screen_that_falls_too_far_behind_is_told_to_resync(redis_url: str) ->
         async with hub.subscribe(None) as (sub, _):
             sub.queue = asyncio.Queue(3)  # a very slow screen
             await asyncio.to_thread(_publish, redis_url, *[{"type": "van.moved", "van": "V01"} for _ in range(10)])
-            await _until(lambda: sub.resync.is_set(), "the overflow to be noticed")
+            await _until(sub.resync.is_set, "the overflow to be noticed")
             first = await sub.next(0.1)
             sub.resynced()
             await asyncio.to_thread(_publish, redis_url, {"type": "van.moved", "van": "V02"})

@@ -127,7 +127,7 @@ def test_a_changed_applied_migration_is_refused(fresh_db: str, tmp_path: Path) -
     migrate(fresh_db, sql_dir)
     target = sql_dir / "002_areas.sql"
     target.write_text(target.read_text() + "\n-- edited later\n")
-    with pytest.raises(MigrationError, match="002_areas.sql.*changed after it was applied"):
+    with pytest.raises(MigrationError, match=r"002_areas\.sql.*changed after it was applied"):
         migrate(fresh_db, sql_dir)
 
 

@@ -149,14 +149,14 @@ class SimProcess:
     def __init__(self, url: str, db: str, redis_url: str, log_path: Path, *args: str) -> None:
         env = {**os.environ, "YITU_DATABASE_URL": db, "YITU_REDIS_URL": redis_url}
         self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "simulate", "--url", url, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-        )
+        with open(log_path, "wb") as log:  # the simulator keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "simulate", "--url", url, *args],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -165,7 +165,6 @@ class SimProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         out, _ = self.proc.communicate(timeout=60)
-        self._log.close()
         return self.proc.returncode, out.decode()
 
 

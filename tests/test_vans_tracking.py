@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -206,7 +207,7 @@ def _geodesic_km(dsn: str, points: list[tuple[float, float]]) -> list[float]:
                 (a[0], a[1], b[0], b[1]),
             ).fetchone()[0]
             / 1000  # type: ignore[index]
-            for a, b in zip(points, points[1:])
+            for a, b in itertools.pairwise(points)
         ]
 
 
@@ -415,7 +416,7 @@ def test_redis_down_positions_are_still_saved(
     stack.start_redis()
     live = redis.Redis.from_url(stack.redis_url(), decode_responses=True)
     try:
-        wait_for(lambda: live.ping(), what="the scratch Redis to return")
+        wait_for(live.ping, what="the scratch Redis to return")
         # after the few seconds' pause, the next moving ping reaches the live stream again
         sent = iter(t0 + timedelta(seconds=s) for s in range(3, 1000))
 

@@ -115,8 +115,8 @@ def test_choropleth_hideout_carries_the_levels_numbers(svc: Services, demo_dsn: 
     with psycopg.connect(demo_dsn) as conn:
         overdue = dict(
             conn.execute("""SELECT village_code, count(*) FROM cases
-                                       WHERE step IN ('reported','accepted','dispatched','handling') AND deadline < now()
-                                       GROUP BY 1""").fetchall()
+                             WHERE step IN ('reported','accepted','dispatched','handling') AND deadline < now()
+                             GROUP BY 1""").fetchall()
         )
     h = wall.grid_hideout(svc, 3, "overdue", "150623100", 10, {"breaks": {"overdue": [0, 1, 2, 4]}})
     assert h["mode"] == "overdue" and h["selected"] == "150623100" and h["breaks"]["overdue"] == [0, 1, 2, 4]

@@ -10,7 +10,8 @@ from enum import StrEnum
 from typing import Any
 
 import dash_leaflet as dl
-from dash import dash_table, dcc, html
+from dash import dcc, html
+from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
 from dashboard.i18n import translator
 from layers import cases, grids
@@ -100,13 +101,13 @@ def layout(
                                     ),
                                     dcc.Input(
                                         id=Ids.SINCE,
-                                        type="date",
+                                        type="date",  # type: ignore[arg-type]  # not in the annotation; rendered as given
                                         value=query.get("since"),
                                         placeholder=t("area.filter.since"),
                                     ),
                                     dcc.Input(
                                         id=Ids.UNTIL,
-                                        type="date",
+                                        type="date",  # type: ignore[arg-type]  # not in the annotation; rendered as given
                                         value=query.get("until"),
                                         placeholder=t("area.filter.until"),
                                     ),
@@ -114,7 +115,7 @@ def layout(
                                     html.Span(id=Ids.TOTAL, className="yitu-total"),
                                 ],
                             ),
-                            dash_table.DataTable(
+                            DataTable(
                                 id=Ids.TABLE,
                                 columns=[{"name": t(f"col.{c}"), "id": c} for c in COLUMNS],
                                 page_current=0,

@@ -21,6 +21,13 @@ from geodata.clock import CST
 from geodata.demo.territory import Territory
 from geodata.workflow import LEVELS, OPEN_STEPS, STEPS, DeadlineRules
 
+# A COPY row of ``cases`` (the columns seed.py names) and one of ``case_events``.
+CaseRow = tuple[object, ...]
+EventRow = tuple[int, datetime, str, str, str, str | None, str | None, str, str]
+# The workflow columns of a case: level, step, deadline, attempts, outcome, satisfaction, note,
+# reported_at, closed_at, updated_at.
+CaseState = tuple[str, str, datetime, int, str | None, int | None, str | None, datetime, datetime | None, datetime]
+
 # Deadlines are the workflow's (DeadlineRules: the grid the same day, the village 3 days, the town
 # 5, the banner 7 by default), so a seeded case is due when a case reported through the API would
 # be. A same-day level (0 hours) gives a case about this long when the generator spreads handling
@@ -96,8 +103,8 @@ def _day_weights(start: datetime, days: int) -> np.ndarray:
         - 0.15 * np.exp(-(((doy - 200) / 25.0) ** 2))
     )  # midsummer lull
     week = np.where(wd == 5, 0.6, np.where(wd == 6, 0.45, 1.0))
-    w = season * week
-    return w / w.sum()
+    w: np.ndarray = season * week
+    return w / float(w.sum())
 
 
 HOUR_W = np.asarray([1, 0.5, 0.3, 0.3, 0.3, 0.5, 1, 3, 8, 11, 11, 9, 5, 6, 9, 10, 9, 7, 4, 3, 2.5, 2, 1.5, 1.2])
@@ -151,7 +158,7 @@ def generate_cases(
     rng: np.random.Generator,
     first_id: int = 1,
     rules: DeadlineRules | None = None,
-) -> Iterator[tuple[list[tuple], list[tuple]]]:
+) -> Iterator[tuple[list[CaseRow], list[EventRow]]]:
     """Yield (case rows, event rows) in chunks, oldest first; ids start at ``first_id``; deadlines
     by ``rules`` (the workflow's defaults unless given)."""
     rules = rules or DeadlineRules()
@@ -159,7 +166,7 @@ def generate_cases(
     banner = territory.level(1)[0]
     names = {a.code: a.name for a in territory.areas}
     kinds = {a.code: a.props.get("kind") for a in territory.level(3)}
-    cw = np.asarray([4.0 if kinds.get(c.parent_code) == "community" else 1.0 for c in cells])
+    cw = np.asarray([4.0 if kinds.get(c.parent_code or "") == "community" else 1.0 for c in cells])
     types = list(TYPE_WEIGHTS)
     tw = np.asarray(list(TYPE_WEIGHTS.values()))
     start = (as_of - timedelta(days=365)).astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -176,8 +183,8 @@ def generate_cases(
     type_i = rng.choice(len(types), size=n, p=tw / tw.sum())
     chan = rng.choice(list(CHANNELS), size=n, p=list(CHANNELS.values()))
     day_seq: dict[str, int] = {}
-    chunk_rows: list[tuple] = []
-    chunk_events: list[tuple] = []
+    chunk_rows: list[CaseRow] = []
+    chunk_events: list[EventRow] = []
     for k in range(n):
         reported = start + timedelta(seconds=float(t_all[k]))
         if reported >= as_of:
@@ -244,7 +251,7 @@ def _ev(
     to: str | None,
     level: str,
     note: str = "",
-) -> tuple:
+) -> EventRow:
     return (case_id, when, actor, role, action, frm, to, level, note)
 
 
@@ -257,7 +264,7 @@ def _history_case(
     as_of: datetime,
     channel: str,
     rules: DeadlineRules,
-) -> tuple[tuple, list[tuple]]:
+) -> tuple[CaseState, list[EventRow]]:
     final = _final_level(rng, ctype)
     t = reported
     ev = [
@@ -330,7 +337,7 @@ def _open_case(
     as_of: datetime,
     channel: str,
     rules: DeadlineRules,
-) -> tuple[tuple, list[tuple]]:
+) -> tuple[CaseState, list[EventRow]]:
     """An open case: its level's clock started so that about one in seven is past its deadline.
 
     The report time drawn by the caller is replaced: open cases are placed backwards from

@@ -17,8 +17,11 @@ import psycopg
 import shapely
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from shapely.geometry import MultiPolygon
+from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
+from geodata import vendored
 from geodata.demo import cases as case_gen
 from geodata.demo import resources
 from geodata.demo.territory import Territory, TownSpec, VillageSpec, build_territory
@@ -81,15 +84,14 @@ class Demo:
     vans: list[resources.VanSpec]
 
 
-def _source(scale: Scale):  # type: ignore[no-untyped-def]
-    from geodata import vendored
-
+def _source(scale: Scale) -> tuple[MultiPolygon, vendored.Division, list[TownSpec], list[VillageSpec]]:
+    """The banner's vendored outline, its own division, its towns and villages."""
     boundary = vendored.load_boundary(scale.banner_code)
     divisions = vendored.load_divisions(scale.banner_code)
     banner = next(d for d in divisions if d.level == 1)
     seats = OTOG_SEATS if scale.banner_code == "150623" else {}
     towns = [_town(d.code, d.name, seats.get(d.code), i) for i, d in enumerate(d for d in divisions if d.level == 2)]
-    villages = [VillageSpec(d.code, d.name, d.parent_code) for d in divisions if d.level == 3]
+    villages = [VillageSpec(d.code, d.name, d.parent_code) for d in divisions if d.level == 3 and d.parent_code]
     return boundary, banner, towns, villages
 
 
@@ -105,13 +107,13 @@ def build_demo(scale: Scale, seed: int, progress: bool = False) -> Demo:
     return Demo(territory, roads, cameras, centres, resources.make_vans(scale.vans))
 
 
-def _ewkb(geom: shapely.Geometry) -> str:
+def _ewkb(geom: BaseGeometry) -> str:
     return shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True)
 
 
-def _copy(cur: psycopg.Cursor, statement: str, rows: Iterable[tuple]) -> int:
+def _copy(cur: psycopg.Cursor, statement: str, rows: Iterable[tuple[object, ...]]) -> int:
     n = 0
-    with cur.copy(statement) as cp:  # type: ignore[arg-type]
+    with cur.copy(statement) as cp:
         for row in rows:
             cp.write_row(row)
             n += 1
@@ -120,7 +122,7 @@ def _copy(cur: psycopg.Cursor, statement: str, rows: Iterable[tuple]) -> int:
 
 def database_is_empty(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT (SELECT count(*) FROM areas) + (SELECT count(*) FROM cases)").fetchone()
-    return bool(row) and row[0] == 0
+    return row is not None and row[0] == 0
 
 
 def seed_demo(
@@ -194,7 +196,9 @@ def seed_demo(
                 for c in demo.centres
             ),
         )
-        centre_id, base = cur.execute("SELECT id, ST_AsEWKT(geom) FROM mediation_centers WHERE level = 1").fetchone()  # type: ignore[misc]
+        centre = cur.execute("SELECT id, ST_AsEWKT(geom) FROM mediation_centers WHERE level = 1").fetchone()
+        assert centre is not None, "the banner's centre was copied just above"
+        centre_id, base = centre
         counts["vans"] = _copy(
             cur,
             "COPY vans (id, name, plate, base_center_id, geom, last_seen_at) FROM STDIN",

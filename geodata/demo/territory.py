@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import shapely
@@ -158,7 +159,8 @@ def make_atoms(
     clipped[crossing] = shapely.intersection(cells[crossing], boundary_m)
     parts = shapely.get_parts(clipped)
     parts = parts[shapely.get_type_id(parts) == 3]  # polygons only (drop slivers reduced to lines)
-    return parts[shapely.area(parts) > 0]
+    atoms: np.ndarray = parts[shapely.area(parts) > 0]
+    return atoms
 
 
 def atom_adjacency(atoms: np.ndarray) -> list[set[int]]:
@@ -181,7 +183,8 @@ def atom_adjacency(atoms: np.ndarray) -> list[set[int]]:
 def assign(centroids: np.ndarray, members: np.ndarray, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Label each member atom with the seed index minimising distance − weight."""
     d = np.hypot(centroids[members, None, 0] - seeds[None, :, 0], centroids[members, None, 1] - seeds[None, :, 1])
-    return np.argmin(d - weights[None, :], axis=1)
+    labels: np.ndarray = np.argmin(d - weights[None, :], axis=1)
+    return labels
 
 
 def make_contiguous(labels: dict[int, int], anchors: dict[int, int], nbrs: list[set[int]]) -> dict[int, int]:
@@ -290,7 +293,7 @@ def _partition(
     labels = {int(a): int(lab) for a, lab in zip(members, labels_arr)}
     for i, atom in enumerate(seed_atoms):
         labels[atom] = i
-    labels = make_contiguous(labels, {i: a for i, a in enumerate(seed_atoms)}, nbrs)
+    labels = make_contiguous(labels, dict(enumerate(seed_atoms)), nbrs)
     groups: list[list[int]] = [[] for _ in seed_atoms]
     for atom, lab in labels.items():
         groups[lab].append(atom)
@@ -306,20 +309,21 @@ def build_territory(
     n_cells: int,
     rng: np.random.Generator,
     n_atoms: int | None = None,
-    progress: object | None = None,
+    progress: Progress | None = None,
 ) -> Territory:
     """Cut ``boundary`` (WGS-84) into towns, villages and ``n_cells`` grid cells."""
     c = boundary.centroid
     proj = _Projector(c.x, c.y)
     b_m = shapely.make_valid(proj.to_m(boundary))
-    town_seats = [_snap_inside(b_m, *proj.point_m(*t.seat)) if t.seat else None for t in towns]
-    if any(s is None for s in town_seats):
-        known = np.asarray([s for s in town_seats if s is not None] or [(b_m.centroid.x, b_m.centroid.y)])
+    given = [_snap_inside(b_m, *proj.point_m(*t.seat)) if t.seat else None for t in towns]
+    town_seats = [s for s in given if s is not None]
+    if len(town_seats) < len(given):  # towns without a known seat get one spread among the others
+        known = np.asarray(town_seats or [(b_m.centroid.x, b_m.centroid.y)])
         pool = _random_points_in(b_m, 4000, rng)
-        extra = iter(_spread(pool, sum(s is None for s in town_seats), known, rng, jitter=0.0))
-        town_seats = [s if s is not None else tuple(pool[next(extra)]) for s in town_seats]
+        extra = iter(_spread(pool, len(given) - len(town_seats), known, rng, jitter=0.0))
+        town_seats = [s if s is not None else _xy(pool[next(extra)]) for s in given]
     n_atoms = n_atoms or max(4000, n_cells * 30)
-    atoms = make_atoms(b_m, town_seats, n_atoms, rng)  # type: ignore[arg-type]
+    atoms = make_atoms(b_m, town_seats, n_atoms, rng)
     centroids = shapely.get_coordinates(shapely.centroid(atoms))
     nbrs = atom_adjacency(atoms)
     _tick(progress, "atoms")
@@ -327,7 +331,7 @@ def build_territory(
     def seed_atom(x: float, y: float) -> int:
         return int(np.argmin(np.hypot(centroids[:, 0] - x, centroids[:, 1] - y)))
 
-    town_seed_atoms = [seed_atom(*s) for s in town_seats]  # type: ignore[misc]
+    town_seed_atoms = [seed_atom(*s) for s in town_seats]
     town_groups = _partition(
         np.arange(len(atoms)), town_seed_atoms, centroids, np.asarray([t.weight for t in towns]), nbrs
     )
@@ -373,8 +377,8 @@ def build_territory(
     order = [v for v in villages if v.code in village_groups]
     area_of = {v.code: float(shapely.area(shapely.union_all(atoms[village_groups[v.code]]))) for v in order}
     med = float(np.median(list(area_of.values())))
-    weights = [(3.0 if v.is_community else 1.0) * math.sqrt(area_of[v.code] / med) ** 0.5 for v in order]
-    counts = allocate(n_cells, weights, minimum=2)
+    cell_weights = [(3.0 if v.is_community else 1.0) * math.sqrt(area_of[v.code] / med) ** 0.5 for v in order]
+    counts = allocate(n_cells, cell_weights, minimum=2)
     counts = [min(c, len(village_groups[v.code])) for c, v in zip(counts, order)]
     short = n_cells - sum(counts)
     while short > 0:  # hand cells a tiny village could not hold to the largest ones
@@ -386,13 +390,13 @@ def build_territory(
     areas: list[Area] = []
     town_geoms_m = [shapely.union_all(atoms[g]) for g in town_groups]
     banner_m = shapely.union_all(town_geoms_m)
-    areas.append(_area(banner_code, banner_name, 1, None, banner_m, town_seats[0], proj))  # type: ignore[arg-type]
-    for town, g, s in zip(towns, town_geoms_m, town_seats):
-        areas.append(_area(town.code, town.name, 2, banner_code, g, s, proj))  # type: ignore[arg-type]
+    areas.append(_area(banner_code, banner_name, 1, None, banner_m, town_seats[0], proj))
+    for town, town_m, seat in zip(towns, town_geoms_m, town_seats):
+        areas.append(_area(town.code, town.name, 2, banner_code, town_m, seat, proj))
     for v, n in zip(order, counts):
         group = village_groups[v.code]
         vgeom = shapely.union_all(atoms[group])
-        vseat = tuple(centroids[village_seed_atom[v.code]])
+        vseat = _xy(centroids[village_seed_atom[v.code]])
         areas.append(
             _area(
                 v.code,
@@ -401,7 +405,7 @@ def build_territory(
                 v.parent_code,
                 vgeom,
                 vseat,
-                proj,  # type: ignore[arg-type]
+                proj,
                 {"kind": "community" if v.is_community else "village"},
             )
         )
@@ -420,7 +424,7 @@ def build_territory(
                     4,
                     v.code,
                     geoms[idx],
-                    tuple(centroids[group[seeds[idx]]]),  # type: ignore[arg-type]
+                    _xy(centroids[group[seeds[idx]]]),
                     proj,
                     {"seq": seq},
                 )
@@ -446,7 +450,18 @@ def _area(
     return Area(code, name, level, parent, shapely.MultiPolygon(polys), proj.point_deg(*seat_m), props or {})
 
 
-def _tick(progress: object | None, what: str) -> None:
+class Progress(Protocol):
+    """A progress bar (tqdm is one): a step done, and what it was."""
+
+    def update(self, n: float = 1) -> object: ...
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None: ...
+
+
+def _xy(point: np.ndarray) -> tuple[float, float]:
+    return float(point[0]), float(point[1])
+
+
+def _tick(progress: Progress | None, what: str) -> None:
     if progress is not None:
-        progress.update(1)  # type: ignore[attr-defined]
-        progress.set_postfix_str(what)  # type: ignore[attr-defined]
+        progress.update(1)
+        progress.set_postfix_str(what)
