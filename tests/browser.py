@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from layers import registry
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -18,8 +21,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-LAYERS = ("grids", "cameras", "cases", "vans", "centers")
-SETTLED = "() => window.yitu && %s.every(k => (window.yitu.loaded[k] || 0) > 0)" % list(LAYERS)
+
+
+def settled(names: list[str]) -> str:
+    """A page function true once every layer named has drawn features (window.yitu.loaded counts them)."""
+    return f"() => window.yitu && {json.dumps(names)}.every(k => (window.yitu.loaded[k] || 0) > 0)"
+
+
+LAYERS = tuple(layer.name for layer in registry.wall_layers())  # every layer the wall screen draws
+SETTLED = settled(list(LAYERS))
 
 
 def chromium_path() -> str:

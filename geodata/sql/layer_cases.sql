@@ -1,5 +1,5 @@
 -- Case pins inside a box: the open cases (and, with %(closed_hours)s, those closed recently), with
--- what the pin shows: step colour, type letter, overdue ring. No personal data here.
+-- what the pin shows: step colour, type (its glyph comes with the page), overdue ring. No personal data here.
 SELECT json_build_object(
     'type', 'FeatureCollection',
     'features', coalesce(json_agg(json_build_object(
@@ -15,4 +15,4 @@ WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
        OR (%(closed_hours)s > 0 AND c.step IN ('closed', 'evaluated') AND c.closed_at > now() - make_interval(hours => %(closed_hours)s)))
   AND (%(step)s::text IS NULL OR c.step = %(step)s)
   AND (%(type)s::text IS NULL OR c.type = %(type)s)
-  AND (NOT %(overdue_only)s OR (c.deadline < now() AND c.step IN ('reported', 'accepted', 'dispatched', 'handling')))
+  AND (NOT %(overdue)s OR (c.deadline < now() AND c.step IN ('reported', 'accepted', 'dispatched', 'handling')))
