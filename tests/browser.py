@@ -65,3 +65,10 @@ class Watched:
         self.page.close()
         assert self.problems == [], self.problems
         assert self.outside == [], f"requests left the server: {self.outside}"
+
+
+# How many features other than polygons the last map holds (markers, cluster bubbles, trails): zero once
+# every layer but the grid is switched off.
+NON_POLYGON_FEATURES = """() => { const m = window.yitu.maps[window.yitu.maps.length - 1]; let n = 0;
+    m.eachLayer(l => { if (l.feature && !/Polygon/.test((l.feature.geometry || {}).type)) { n += 1; } });
+    return n; }"""
