@@ -45,8 +45,7 @@ def _annotation(f: Filter) -> Any:
     base: Any = Literal[f.choices] if f.choices else f.type  # type: ignore[valid-type]
     if f.default is None:
         base = base | None
-    bounds = {k: v for k, v in (("ge", f.ge), ("le", f.le), ("pattern", f.pattern)) if v is not None}
-    return Annotated[base, Query(description=f.description, **bounds)]
+    return Annotated[base, Query(description=f.description, ge=f.ge, le=f.le, pattern=f.pattern)]
 
 
 def _endpoint(layer: Layer) -> Callable[..., Response]:

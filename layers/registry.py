@@ -225,6 +225,8 @@ def discover() -> None:
         layer = getattr(module, "LAYER", None)
         if not isinstance(layer, Layer):
             raise TypeError(f"layers.{info.name} declares no LAYER = Layer(...)")
+        if layer.name != info.name:
+            raise ValueError(f"layers.{info.name} declares a layer named {layer.name!r}: name the module after it")
         register(layer)
     _discovered = True
 
