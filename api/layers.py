@@ -42,7 +42,7 @@ def _respond(svc: Services, text: str, fmt: str) -> Response:
 
 def _annotation(f: Filter) -> Any:
     """A filter as a FastAPI query parameter: its type (or its choices), optional when it has no default."""
-    base: Any = Literal[f.choices] if f.choices else f.type  # type: ignore[valid-type]
+    base: Any = Literal[f.choices] if f.choices else f.type
     if f.default is None:
         base = base | None
     return Annotated[base, Query(description=f.description, ge=f.ge, le=f.le, pattern=f.pattern)]
@@ -68,7 +68,7 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
     return endpoint
 
 
-def get_grid_stats(svc: ServicesDep, level: Annotated[int, Query(ge=1, le=4)]) -> dict:
+def get_grid_stats(svc: ServicesDep, level: Annotated[int, Query(ge=1, le=4)]) -> dict[str, Any]:
     with svc.pool.connection() as conn:
         return grids.stats_cached(conn, svc.redis, level)
 

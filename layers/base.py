@@ -99,5 +99,5 @@ def encode(geojson_text: str, fmt: str = "geojson", gcj02: bool = False) -> tupl
 def feature_collection(conn: psycopg.Connection, query_text: str, params: dict[str, Any]) -> str:
     """Run a layer's query (its SQL file's text, which builds the FeatureCollection in PostGIS) and
     return the GeoJSON text."""
-    row = conn.execute(query_text, params).fetchone()  # type: ignore[call-overload]  # a packaged SQL file
+    row = conn.execute(query_text, params).fetchone()
     return row[0] if row else '{"type":"FeatureCollection","features":[]}'

@@ -52,6 +52,12 @@ def glyphs(conn: psycopg.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT code, coalesce(glyph, left(name_zh, 1)) FROM case_types ORDER BY code").fetchall())
 
 
+def _params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The query's parameters: ``?overdue=true`` narrows to the overdue pins (``overdue_only`` in the SQL,
+    whose ``overdue`` is a property of each pin)."""
+    return {**values, "overdue_only": values["overdue"]}
+
+
 def _card(conn: psycopg.Connection, props: Mapping[str, Any], _configured: Mapping[str, Any]) -> dict[str, Any] | None:
     return card(conn, props["code"]) if props.get("code") else None
 
@@ -70,6 +76,7 @@ LAYER = Layer(
         Filter("overdue", bool, default=False),
         Filter("closed_hours", int, default=0, ge=0, le=24 * 30),
     ),
+    params=_params,
     card=_card,
     page_data=lambda conn: {"glyphs": glyphs(conn)},
     live=("case.", "dispatch."),
