@@ -1,7 +1,9 @@
 """``GET /api/v1/areas/{code}/cases.csv``: the area view's table as CSV, with the same filters.
 
-No personal data: code, type, step, level, times and grid cell only. UTF-8 with a BOM so that
-Excel, which command-centre staff use, opens the Chinese text correctly.
+No personal data: code, type, step, level, times and grid cell only — stricter than the viewer's
+mask (geodata/masking.py), since the route names no reader and a file travels further than a
+screen. UTF-8 with a BOM so that Excel, which command-centre staff use, opens the Chinese text
+correctly.
 """
 
 from __future__ import annotations

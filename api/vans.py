@@ -10,11 +10,10 @@ row (``positions.3.lon``), so a terminal never has to guess what was kept. Pings
 are not an error (a terminal resending its buffer is normal): they are counted as ``duplicates``.
 
 Where things go (geodata/tracking.py): the history to PostGIS and each van's latest fix to
-``vans`` in one transaction; after COMMIT the latest fix to Redis (``yitu:vans:geo`` GEO set and
-the hash ``yitu:van:<id>``, for dispatch and live screens) and one ``van.moved`` event per stored
-ping to the stream. Redis is best effort: when it is down the positions are still saved and the
-request still succeeds. The Redis copy only ever moves forward (a Lua compare on the fix time), so
-two requests finishing in the wrong order cannot put a van back.
+``vans`` in one transaction (the only copy of the latest fix, which every reader reads); after
+COMMIT one ``van.moved`` event per stored ping to the stream, for the live screens
+(services/vans.py). Redis is best effort: when it is down the positions are still saved and the
+request still succeeds.
 
 Offline is computed when read: a van whose ``last_seen_at`` is older than
 ``van_offline_seconds`` (or that never reported) shows ``offline``; ``vans.status`` keeps its
@@ -38,7 +37,7 @@ from geodata import tracking
 from geodata.tracking import IngestResult, Ping
 from services import events
 from services.runtime import Services
-from services.vans import moved_events, write_live
+from services.vans import moved_events
 
 log = logging.getLogger("yitu.vans")
 router = APIRouter(prefix="/api/v1/vans", tags=["vans"])
@@ -95,7 +94,7 @@ def _partitions(request: Request) -> tracking.PartitionCache:
 
 
 def accept(request: Request, pings: list[Ping]) -> IngestResult:
-    """Store a batch (PostGIS, committed), then tell Redis; the shared path of both endpoints."""
+    """Store a batch (PostGIS, committed), then tell the stream; the shared path of both endpoints."""
     svc: Services = request.app.state.services
     with svc.pool.connection() as conn:
         result = tracking.ingest(
@@ -107,7 +106,6 @@ def accept(request: Request, pings: list[Ping]) -> IngestResult:
             rules=runtime(request).rules,
         )
     stream = runtime(request).stream  # short timeouts: a dead Redis costs little
-    write_live(stream, result.moved.values())
     events.publish_many(stream, [*moved_events(result), *result.events])  # + dispatch.arrived, case.changed
     return result
 

@@ -18,9 +18,9 @@ from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from psycopg.rows import dict_row
 
 from callbacks.wall import case_card, van_board
-from dashboard.i18n import translator
+from dashboard.i18n import refusal, translator
 from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids
-from geodata import dispatch, queries
+from geodata import dispatch, masking, queries
 from geodata.errors import YituError
 from geodata.queries import query
 from layers import cases as cases_layer
@@ -138,7 +138,7 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         hint = html.P(t("dispatch.pick" if who else "dispatch.need_token"), className="yitu-muted")
         return [], hint, [], []
     with svc.pool.connection() as conn:
-        card = cases_layer.card(conn, code)
+        card = cases_layer.card(conn, code, masking.SCREEN)
         if card is None or not who.sees_case(_chain(conn, code)):
             return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
         rows = dispatch.candidates(conn, code, dispatching.routing(svc.settings), _now())
@@ -185,7 +185,7 @@ def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, v
     try:
         out = dispatching.send_van(svc, rt, who, code, van, None, accept_first=True)
     except YituError as exc:
-        return {"ok": False, "message": getattr(exc, "message", str(exc)), "field": getattr(exc, "field", None)}
+        return {"ok": False, "message": refusal(exc, lang), "field": exc.field}
     eta = f"{out['eta_s'] / 60:.0f}" if out.get("eta_s") is not None else "—"
     return {
         "ok": True,
@@ -267,11 +267,7 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         card, candidates, cameras, focus = case_panels(svc, signed_in(svc, token), code, lang)
         return card, candidates, cameras, focus, van_board(svc, lang)
 
-    @app.callback(
-        Output(Ids.MAP, "viewport"),
-        Input(Ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
+    @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(code):  # type: ignore[no-untyped-def]
         with get().pool.connection() as conn:
             row = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()

@@ -20,12 +20,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, set_props
+from dash import ALL, Dash, Input, Output, State, ctx, set_props
 from dash.exceptions import PreventUpdate, WebsocketDisconnected
 
+from dashboard.layout import LIVE_TICK as TICK
+from dashboard.layout import LiveIds as Ids
 from dashboard.pages import dispatch as dispatch_page
 from dashboard.pages import wall as wall_page
 from services.live import Entry, LiveHub
@@ -36,19 +37,6 @@ BATCH_SECONDS = 0.2
 NUMBERS_SECONDS = 2.0
 NUMBERS_DELAY = 0.5  # the numbers refresh this long after the change, behind the pins
 IDLE_SECONDS = 15.0  # a heartbeat batch when nothing happens (the page shows the push is alive)
-
-
-class Ids(StrEnum):
-    EVENTS = "live-events"  # the last batch pushed: {"seq", "events", "resync", "numbers", "at"}
-    CURSOR = "live-cursor"  # the id of the last stream entry this browser has seen
-
-
-TICK = "live-tick"  # pattern-matching type: {"type": TICK, "page": ...} is bumped when numbers are stale
-
-
-def stores() -> list[dcc.Store]:
-    """The two stores in the page frame (they outlive page changes, so the cursor survives)."""
-    return [dcc.Store(id=Ids.EVENTS), dcc.Store(id=Ids.CURSOR)]
 
 
 def batch_message(seq: int, entries: list[Entry], *, resync: bool, numbers: bool) -> dict[str, Any]:

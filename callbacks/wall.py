@@ -15,7 +15,7 @@ from dash_svg import G, Line, Polyline, Svg, Text
 
 from dashboard.i18n import translator
 from dashboard.pages.wall import CRUMB, LIVE_TICK, POINT, Ids, group_id, point_layer, switchable
-from geodata import kpi, queries
+from geodata import kpi, masking, queries
 from layers import cameras, cases, grids, registry, vans
 from layers.base import level_for_zoom
 from layers.registry import Layer
@@ -281,8 +281,7 @@ def _case_view(c: dict[str, Any], lang: str) -> list[Any]:
         html.Div(f"{t('case.deadline')} {c['deadline']:%Y-%m-%d %H:%M}" if c["deadline"] else ""),
         html.Div(f"{t('case.grid')} {c['grid_name'] or '—'} ({c['grid_code'] or '—'})"),
         html.Div(
-            f"{t('case.parties')} " + "，".join(f"{p['name']} {p['phone']}" for p in c["parties"]),
-            className="yitu-parties",
+            f"{t('case.parties')} " + masking.parties_line(masking.SCREEN, c["parties"]), className="yitu-parties"
         ),
     ]
 
@@ -325,8 +324,9 @@ CARD_VIEWS: dict[str, Callable[[dict[str, Any], str], list[Any]]] = {
 
 
 def case_card(svc: Services, code: str, lang: str) -> list[Any]:
+    """A case's card, read by whoever stands in front of the screen: parties masked (masking.SCREEN)."""
     with svc.pool.connection() as conn:
-        c = cases.card(conn, code)
+        c = cases.card(conn, code, masking.SCREEN)
     return _case_view(c, lang) if c else []
 
 
@@ -427,11 +427,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             van_board(svc, lang),
         )
 
-    @app.callback(
-        Output(Ids.MAP, "viewport"),
-        Input(Ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
+    @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(selected):  # type: ignore[no-untyped-def]
         return fly_to(get(), selected["code"]) or no_update
 

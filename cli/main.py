@@ -186,7 +186,7 @@ def demo(settings: Settings, host: str | None, port: int | None, no_simulate: bo
     try:
         for name in migrate(stack.database_url()):
             click.echo(f"applied {name}")
-        _seed_if_empty(stack.database_url())
+        _seed_if_empty(stack.database_url(), settings)
         sim = None
         if settings.demo_simulate and not no_simulate:
             from cli.simulate import start_beside_server
@@ -203,10 +203,11 @@ def demo(settings: Settings, host: str | None, port: int | None, no_simulate: bo
             click.echo("stopped: " + ", ".join(stopped))
 
 
-def _seed_if_empty(dsn: str) -> None:
+def _seed_if_empty(dsn: str, settings: Settings) -> None:
     import psycopg
 
     from geodata.demo.seed import database_is_empty, seed_demo
+    from services.scheduler import deadline_rules
 
     with psycopg.connect(dsn) as conn:
         empty = database_is_empty(conn)
@@ -214,7 +215,7 @@ def _seed_if_empty(dsn: str) -> None:
         log.info("database already holds a territory; not seeding")
         return
     click.echo("seeding the demo territory (鄂托克前旗) …")
-    counts = seed_demo(dsn, "banner", seed=1, progress=sys.stderr.isatty())
+    counts = seed_demo(dsn, "banner", seed=1, progress=sys.stderr.isatty(), rules=deadline_rules(settings))
     click.echo("seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -259,8 +260,8 @@ def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, camera
 
     Writes everything in one transaction; refuses a database that already holds data unless --replace.
     """
-
     from geodata.demo.seed import seed_demo
+    from services.scheduler import deadline_rules
 
     when = as_of.replace(tzinfo=UTC) if as_of else None
     counts = seed_demo(
@@ -272,6 +273,7 @@ def seed_demo_cmd(settings: Settings, seed_value: int, scale: str, as_of, camera
         progress=True,
         cameras=cameras,
         cases=cases,
+        rules=deadline_rules(settings),
     )
     click.echo("seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 

@@ -1,9 +1,9 @@
-"""``yitu simulate``: the simulator that keeps the demo alive (geodata/demo/simulate.py), and the
+"""``yitu simulate``: the simulator that keeps the demo alive (sim/), and the
 thread ``yitu demo`` runs it in beside the server.
 
 It talks to the server only through the HTTP API, like the phones and terminals it plays; the
 database is read for the territory and the road routes, and written once to make its tokens
-(revoked when it stops). Register the command in dashboard/cli.py ``_register_groups``.
+(revoked when it stops). Register the command in cli/main.py ``_register_groups``.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ import psycopg
 
 from cli.common import db_errors, dsn
 from services.settings import Settings
+from sim import MAX_RATE_PER_HOUR as MAX_RATE
+from sim import MAX_SPEEDUP
 
 log = logging.getLogger("yitu.sim")
-
-MAX_RATE = 3600.0  # per simulated hour: one a second is already a flood for one banner
-MAX_SPEEDUP = 1000.0
 
 
 def _quiet_http_log() -> None:
@@ -65,7 +64,9 @@ def _config(
 ) -> Any:
     import random
 
-    from sim.simulate import CST, DEFAULT_SPEEDS_KMH, SimConfig
+    from geodata.clock import CST
+    from sim.loop import SimConfig
+    from sim.roads import DEFAULT_SPEEDS_KMH
 
     start = datetime.now(CST)
     if sim_start is not None:
@@ -185,7 +186,8 @@ def simulate_command(
     logged and backed off from, never fatal.
     """
     try:
-        from sim.simulate import SimulationError, Simulator, load_territory
+        from sim.loop import Simulator
+        from sim.plan import SimulationError, load_territory
     except ImportError as exc:  # httpx: a dependency of the simulator only
         raise click.ClickException(f"the simulator cannot run: {exc} (pip install httpx)") from None
 
@@ -228,7 +230,9 @@ class BesideServer:
 
     def _run(self) -> None:
         try:
-            from sim.simulate import Simulator, load_territory, wait_healthy
+            from sim.client import wait_healthy
+            from sim.loop import Simulator
+            from sim.plan import load_territory
         except ImportError as exc:  # httpx is not installed
             log.error("the simulator cannot run (%s); the demo goes on without it", exc)
             return

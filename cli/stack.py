@@ -54,8 +54,7 @@ def _find_pg_bindir(explicit: Path | None) -> Path:
         return explicit
     base = Path("/usr/lib/postgresql")
     versions = sorted(
-        (p for p in base.glob("*") if p.name.isdigit() and (p / "bin" / "postgres").exists()),
-        key=lambda p: int(p.name),
+        (p for p in base.glob("*") if p.name.isdigit() and (p / "bin" / "postgres").exists()), key=lambda p: int(p.name)
     )
     if not versions:
         raise StackError(
@@ -108,8 +107,7 @@ class EmbeddedStack:
         except KeyError:
             log.info("creating system user name=%s (PostgreSQL refuses to run as root)", name)
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                check=True,
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True
             )
             return pwd.getpwnam(name)
 

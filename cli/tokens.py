@@ -1,7 +1,7 @@
 """``yitu token``: make, list and revoke the API's bearer tokens.
 
 A token is printed once, when it is made; the database keeps only its SHA-256. Register the
-group in dashboard/cli.py ``_register_groups``.
+group in cli/main.py ``_register_groups``.
 """
 
 from __future__ import annotations

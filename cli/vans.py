@@ -6,7 +6,7 @@ by ``--generate`` (shown once, to type into the app), and short identifiers are 
 app's default 6-digit one could be guessed). Vehicle terminals that post batches use a van token
 instead: ``yitu token create --role van --name V01`` (the token's name is the van's id).
 
-Register the group in dashboard/cli.py ``_register_groups``.
+Register the group in cli/main.py ``_register_groups``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from geodata.errors import YituError
 from layers import registry
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -126,6 +127,35 @@ TEXTS: dict[str, dict[str, str]] = {
         "dispatch.reason.on_site": "现场调解",
         "dispatch.reason.no_position": "无定位",
         "dispatch.active": "在途/现场任务",
+        "error.error": "操作未能完成",
+        "error.yitu_error": "操作未能完成",
+        "error.bad_request": "请求有误",
+        "error.invalid": "输入的内容有误，请检查后重试",
+        "error.unsupported_media_type": "请求的格式不受支持",
+        "error.unauthorized": "未登录，或令牌无效、已吊销",
+        "error.forbidden": "无权进行此操作",
+        "error.not_found": "未找到要操作的对象",
+        "error.conflict": "此操作与当前状态冲突，请刷新后重试",
+        "error.illegal_transition": "案件当前所处环节不允许此操作",
+        "error.transition_conflict": "案件当前所处环节不允许此操作",
+        "error.service_unavailable": "服务暂不可用，未作任何修改，请稍后重试",
+        "error.unavailable": "服务暂不可用，未作任何修改，请稍后重试",
+        "error.workflow_error": "案件流程不允许此操作",
+        "error.missing_input": "此操作缺少必要的信息",
+        "error.case_not_found": "未找到该案件",
+        "error.unknown_type": "未知的纠纷类型",
+        "error.no_territory": "尚未导入辖区网格，无法受理案件",
+        "error.outside_scope": "该位置不在您的辖区范围内，未作任何修改",
+        "error.key_reused": "该幂等键已用于另一件不同的上报",
+        "error.stale_version": "案件已被他人更新，请刷新后重试",
+        "error.dispatch_error": "无法派车",
+        "error.unknown_van": "未找到该调解车",
+        "error.unknown_dispatch": "未找到该派车任务",
+        "error.van_busy": "该调解车当前不可派：任务中、非待命或离线",
+        "error.case_busy": "该案件已有调解车在途或在现场",
+        "error.not_active": "该派车任务已结束，或已到现场无法取消",
+        "error.import_rejected": "文件未通过校验，未导入任何数据",
+        "error.export_error": "无法按要求导出",
     },
     "en": {
         "title": "One-Map Command",
@@ -242,6 +272,35 @@ TEXTS: dict[str, dict[str, str]] = {
         "dispatch.reason.on_site": "on site",
         "dispatch.reason.no_position": "no position",
         "dispatch.active": "Vans on a job",
+        "error.error": "The action could not be completed",
+        "error.yitu_error": "The action could not be completed",
+        "error.bad_request": "The request is not valid",
+        "error.invalid": "Something in the input is wrong; check it and try again",
+        "error.unsupported_media_type": "The request's format is not supported",
+        "error.unauthorized": "Not signed in, or the token is unknown or revoked",
+        "error.forbidden": "You may not do this",
+        "error.not_found": "Not found",
+        "error.conflict": "This clashes with the current state; reload and try again",
+        "error.illegal_transition": "The case's current step does not allow this",
+        "error.transition_conflict": "The case's current step does not allow this",
+        "error.service_unavailable": "The service is unavailable; nothing was changed, try again shortly",
+        "error.unavailable": "The service is unavailable; nothing was changed, try again shortly",
+        "error.workflow_error": "The case's workflow does not allow this",
+        "error.missing_input": "This action needs more information",
+        "error.case_not_found": "No such case",
+        "error.unknown_type": "Unknown case type",
+        "error.no_territory": "No territory imported yet: a case cannot be taken in",
+        "error.outside_scope": "That place is outside your area; nothing was changed",
+        "error.key_reused": "This idempotency key was already used for a different report",
+        "error.stale_version": "Someone else updated the case; reload and try again",
+        "error.dispatch_error": "The van cannot be sent",
+        "error.unknown_van": "No such van",
+        "error.unknown_dispatch": "No such dispatch",
+        "error.van_busy": "The van is not free: on a job, not available, or offline",
+        "error.case_busy": "The case already has a van on its way or on site",
+        "error.not_active": "The dispatch is over, or on site and can no longer be cancelled",
+        "error.import_rejected": "The file did not pass the checks; nothing was imported",
+        "error.export_error": "The export cannot be made as asked",
     },
 }
 
@@ -264,3 +323,12 @@ def translator(lang: str) -> Callable[[str], str]:
         return table.get(key) or fallback.get(key) or key
 
     return t
+
+
+def refusal(exc: YituError, lang: str) -> str:
+    """A refusal as a page shows it, in the page's language: the text of the error's own key
+    (``error.van_busy``), else of its kind (``error.conflict``). Never the exception's message:
+    that is English for logs and API clients, and may name things a screen need not show."""
+    known = TEXTS["zh-CN"]
+    key = next((k for k in (exc.key, f"error.{exc.code}") if k in known), "error.error")
+    return translator(lang)(key)

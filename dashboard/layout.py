@@ -6,10 +6,27 @@ area view) from the territory in the database.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from dash import dcc, html
 
-from callbacks.live import stores as live_stores
 from dashboard.i18n import translator
+
+
+class LiveIds(StrEnum):
+    """The live push's stores in the frame (they outlive page changes, so the cursor survives)."""
+
+    EVENTS = "live-events"  # the last batch pushed: {"seq", "events", "resync", "numbers", "at"}
+    CURSOR = "live-cursor"  # the id of the last stream entry this browser has seen
+
+
+LIVE_TICK = "live-tick"  # pattern-matching type of the stores the live push bumps when numbers are stale
+
+
+def live_tick(page: str) -> dict[str, str]:
+    """The id of a page's live-tick store: bumped by the live push (callbacks/live.py) when that
+    page's numbers are stale."""
+    return {"type": LIVE_TICK, "page": page}
 
 
 def page_title(lang: str) -> str:
@@ -24,7 +41,8 @@ def root(lang: str) -> html.Div:
         children=[
             dcc.Location(id="url", refresh=False),
             dcc.Store(id="lang", data=lang),
-            *live_stores(),
+            dcc.Store(id=LiveIds.EVENTS),
+            dcc.Store(id=LiveIds.CURSOR),
             html.Div(id="page", className="yitu-page"),
         ],
     )

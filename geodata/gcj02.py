@@ -19,13 +19,7 @@ import numpy as np
 import shapely
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = [
-    "gcj02_to_wgs84",
-    "geometry_gcj02_to_wgs84",
-    "geometry_wgs84_to_gcj02",
-    "out_of_china",
-    "wgs84_to_gcj02",
-]
+__all__ = ["gcj02_to_wgs84", "geometry_gcj02_to_wgs84", "geometry_wgs84_to_gcj02", "out_of_china", "wgs84_to_gcj02"]
 
 _A = 6378245.0  # Krasovsky 1940 semi-major axis, metres
 _EE = 0.00669342162296594323  # Krasovsky 1940 first eccentricity squared

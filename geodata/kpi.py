@@ -2,6 +2,8 @@
 
 Each is one named SQL file over the grid-chain columns of ``cases`` (an indexed equality on the
 area's level), cached for a few seconds in Redis because every wall screen asks the same.
+:func:`cached` is the one cache of figures: the choropleth's numbers (layers/grids.py) live in
+it too, so one drop clears every figure a screen shows and the map agrees with the tiles.
 """
 
 from __future__ import annotations
@@ -68,14 +70,16 @@ def _default(value: object) -> object:
     return float(value)  # Decimal from numeric columns
 
 
-CACHE_KEY = "yitu:cache:kpi"  # one hash: field = the figure's key, value = {"t": when computed, "v": figures}
+# One hash for every cached figure (tiles, charts, ranking, choropleth): field = the figure's key,
+# value = {"t": when computed, "v": figures}.
+CACHE_KEY = "yitu:cache:kpi"
 
 
 def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: int = CACHE_SECONDS) -> Any:
     """``compute()`` through Redis; a Redis outage only costs the query.
 
     Every figure lives in the one hash ``CACHE_KEY`` with the time it was computed, so dropping
-    them all when cases change (the live hub, api/live.py) is one ``DEL``, not a scan of Redis.
+    them all when cases change (the live hub, services/live.py) is one ``DEL``, not a scan of Redis.
     """
     try:
         hit = redis.hget(CACHE_KEY, key)

@@ -85,8 +85,7 @@ def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[str]:
                     filename, checksum = done[mig.version]
                     if checksum != mig.checksum:
                         raise MigrationError(
-                            mig.path.name,
-                            f"changed after it was applied (as {filename}); add a new migration instead",
+                            mig.path.name, f"changed after it was applied (as {filename}); add a new migration instead"
                         )
                     continue
                 _apply(conn, mig)

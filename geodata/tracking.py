@@ -205,9 +205,7 @@ def ingest(
             for van, odometer, status in conn.execute(query("van_update_latest"), params, prepare=True):
                 p = next(x for x in latest if x.van == van)
                 moved[van] = Fix(van, p.time, p.lon, p.lat, p.speed_kmh, p.heading, float(odometer), status)
-            events = dispatch.arrive(
-                conn, latest, arrival_radius_m, rules or DeadlineRules(), datetime.now(UTC)
-            )
+            events = dispatch.arrive(conn, latest, arrival_radius_m, rules or DeadlineRules(), datetime.now(UTC))
             for e in events:
                 if e["type"] == "dispatch.arrived":
                     moved[e["van"]] = replace(moved[e["van"]], status="on_site")

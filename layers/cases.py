@@ -11,39 +11,29 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from geodata import masking, workflow
 from layers.registry import Cluster, Filter, Layer
 
-# The steps a pin can be filtered by (the open ones and, with closed_hours, the recently closed).
-STEPS = ("reported", "accepted", "dispatched", "handling", "closed", "evaluated")
+# The steps a pin can have (the open ones and, with closed_hours, the recently closed): a rejected
+# report is never a pin.
+PIN_STEPS = tuple(step for step in workflow.STEPS if step != "rejected")
 
 
-def mask_name(name: str) -> str:
-    """张三丰 → 张**: the wall screen shows who is involved by surname only."""
-    return (name[:1] + "*" * max(1, len(name) - 1)) if name else ""
-
-
-def mask_phone(phone: str) -> str:
-    """13812345678 → 138****5678."""
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
-
-
-def card(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
-    """What a click on a pin shows, with the parties' personal data masked."""
+def card(conn: psycopg.Connection, code: str, role: str | None = None) -> dict[str, Any] | None:
+    """What a click on a pin shows; the parties as a reader of ``role`` may see them
+    (geodata/masking.py: masked unless the role handles cases; the room screens pass SCREEN)."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             """SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline,
                       c.reported_at, c.grid_code, a.name AS grid_name, c.parties, c.channel, c.attempts,
-                      c.deadline < now() AND c.step IN ('reported', 'accepted', 'dispatched', 'handling') AS overdue
+                      c.deadline < now() AND yitu_step_open(c.step) AS overdue
                FROM cases c JOIN case_types t ON t.code = c.type LEFT JOIN areas a ON a.code = c.grid_code
                WHERE c.code = %s""",
             (code,),
         ).fetchone()
     if row is None:
         return None
-    row["parties"] = [
-        {"name": mask_name(p.get("name", "")), "phone": mask_phone(p.get("phone", "")), "role": p.get("role", "")}
-        for p in row["parties"] or []
-    ]
+    row["parties"] = masking.parties_for(role, row["parties"])
     return row
 
 
@@ -59,7 +49,8 @@ def _params(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _card(conn: psycopg.Connection, props: Mapping[str, Any], _configured: Mapping[str, Any]) -> dict[str, Any] | None:
-    return card(conn, props["code"]) if props.get("code") else None
+    """A pin's card on a room screen: parties as whoever stands in front of it may see them."""
+    return card(conn, props["code"], masking.SCREEN) if props.get("code") else None
 
 
 LAYER = Layer(
@@ -71,7 +62,7 @@ LAYER = Layer(
     cluster=Cluster(radius=50, max_zoom=14, style="caseCluster"),
     format="geobuf",
     filters=(
-        Filter("step", choices=STEPS),
+        Filter("step", choices=PIN_STEPS),
         Filter("type", pattern=r"^[a-z][a-z0-9_]{1,40}$"),
         Filter("overdue", bool, default=False),
         Filter("closed_hours", int, default=0, ge=0, le=24 * 30),

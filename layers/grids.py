@@ -5,19 +5,16 @@ On the wall screen it is the base layer: always present, its URL follows the vie
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from geodata import kpi
 from geodata.queries import CHAIN_COLUMN, query
 from layers.base import level_for_zoom, tolerance_for_zoom
 from layers.registry import Filter, Layer
-
-log = logging.getLogger("yitu.layers")
 
 
 def _params(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,20 +53,7 @@ def stats(conn: psycopg.Connection, level: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def stats_cached(conn: psycopg.Connection, redis, level: int, ttl: int = 30) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
-    """``stats`` through a short Redis cache: every wall screen asks for the same numbers."""
-    import redis as redis_lib
-
-    key = f"yitu:cache:area-stats:{level}"
-    try:
-        hit = redis.get(key)
-        if hit:
-            return json.loads(hit)
-    except redis_lib.RedisError:
-        hit = None
-    value = stats(conn, level)
-    try:
-        redis.set(key, json.dumps(value), ex=ttl)
-    except redis_lib.RedisError as exc:  # the cache is optional: Redis down only costs a query
-        log.warning("area stats not cached error=%s", type(exc).__name__)
-    return value
+def stats_cached(conn: psycopg.Connection, redis, level: int) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """``stats`` through the one cache of figures (geodata/kpi.py ``cached``), beside the KPI tiles:
+    the live hub drops both at once, so the map's shading never disagrees with the tiles."""
+    return kpi.cached(redis, f"area-stats:{level}", lambda: stats(conn, level))

@@ -92,7 +92,7 @@ BANNERS: dict[str, Banner] = {
                 "150623103": ("昂素镇", 19),
             },
             excluded_towns={
-                "150623400": "上海庙经济开发区 — a development zone, not a town; its only unit is a virtual community",
+                "150623400": "上海庙经济开发区 — a development zone, not a town; its only unit is a virtual community"
             },
             excluded_note=" It has no territory of its own in the demo.",
         ),

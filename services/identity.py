@@ -22,13 +22,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from geodata import masking
 from geodata.cases import Actor, chain_of
 from geodata.errors import Forbidden
 from geodata.workflow import ROLES, ROLES_THAT_REPORT
 from services.runtime import Services
 
 TOKEN_PREFIX = "yitu_"
-PERSONAL_DATA_ROLES = frozenset({"admin", "dispatcher", "grid_worker", "van"})
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class Principal:
 
     @property
     def sees_personal_data(self) -> bool:
-        """Viewers (and the wall screen) get names and phones masked."""
-        return self.role in PERSONAL_DATA_ROLES
+        """Whether this caller sees the parties as reported (the one policy: geodata/masking.py)."""
+        return masking.sees_personal_data(self.role)
 
     def sees_case(self, row: Mapping[str, Any]) -> bool:
         return self.area is None or self.area in chain_of(row)

@@ -13,13 +13,15 @@ Nothing is lost silently:
   goes live;
 - when that is not possible — the stream was trimmed past the screen's id, Redis was restarted
   and the stream is new, the screen's queue overflowed, or this process lost Redis for a while
-  (events published meanwhile were dropped by the writers, see ``api/events.py``) — the screen
+  (events published meanwhile were dropped by the writers, see ``services/events.py``) — the screen
   gets a ``resync`` message and reloads its layers and numbers from PostGIS, the record.
 
-Seeing case events also drops the cached KPI figures (the hash ``yitu:cache:kpi``), so the tiles a
-screen reloads are the new ones rather than up to 15 s old. A process with no screen open skips
-both (the processes that serve screens do it before telling theirs): with no screen open
-anywhere, a screen that opens then reads figures at most the cache's 15 s old, as any cache read.
+Seeing case events also drops every cached figure — the KPI tiles, charts and ranking and the
+choropleth's numbers, all in the one hash ``yitu:cache:kpi`` (geodata/kpi.py) — so what a screen
+reloads is new rather than up to 15 s old, and the map's shading agrees with the tiles. A
+process with no screen open skips both (the processes that serve screens do it before telling
+theirs): with no screen open anywhere, a screen that opens then reads figures at most the cache's
+15 s old, as any cache read.
 """
 
 from __future__ import annotations
@@ -350,4 +352,4 @@ class LiveHub:
 
     async def _flush_kpi_cache(self) -> None:
         assert self._client is not None
-        await self._client.delete(KPI_CACHE)  # every figure is a field of the one hash: one command
+        await self._client.delete(KPI_CACHE)  # every figure (tiles, choropleth) is a field of the one hash

@@ -27,9 +27,5 @@ class Services:
 
 def open_redis(url: str, timeout: float) -> redis.Redis:
     return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        health_check_interval=15,
-        decode_responses=True,
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=15, decode_responses=True
     )

@@ -34,12 +34,10 @@ class Settings(BaseSettings):
 
     # --- where the data lives -------------------------------------------------
     database_url: SecretStr | None = Field(
-        default=None,
-        description="PostgreSQL/PostGIS DSN. Unset: the embedded cluster under `home` is used.",
+        default=None, description="PostgreSQL/PostGIS DSN. Unset: the embedded cluster under `home` is used."
     )
     redis_url: SecretStr | None = Field(
-        default=None,
-        description="Redis URL. Unset: the embedded Redis under `home` is used.",
+        default=None, description="Redis URL. Unset: the embedded Redis under `home` is used."
     )
     home: Path = Field(
         default=PROJECT_ROOT / ".yitu",
@@ -48,8 +46,7 @@ class Settings(BaseSettings):
     pg_port: int = Field(default=55432, ge=1024, le=65535, description="Embedded PostgreSQL port.")
     redis_port: int = Field(default=56379, ge=1024, le=65535, description="Embedded Redis port.")
     pg_bindir: Path | None = Field(
-        default=None,
-        description="PostgreSQL server binaries; unset: the newest /usr/lib/postgresql/N/bin.",
+        default=None, description="PostgreSQL server binaries; unset: the newest /usr/lib/postgresql/N/bin."
     )
     service_user: str = Field(
         default="yitu",

@@ -1,82 +1,18 @@
-"""The vans' live state in Redis: each van's latest fix, written after PostGIS commits.
+"""The vans' live state as screens see it: one ``van.moved`` event per stored ping on the stream.
 
-The copy only ever moves forward (a Lua compare on the fix time), so two requests finishing in
-the wrong order cannot put a van back. Redis is best effort: when it is down, the positions are
-still saved in PostGIS and the request still succeeds (the breaker skips Redis for a few seconds).
-Everything here can be rebuilt from ``vans`` in PostGIS.
+A van's latest fix is the ``vans`` row, moved in the same transaction as the history
+(geodata/tracking.py), so it is never older than anything Redis could hold: every reader (the
+board, ``GET /api/v1/vans``, the dispatch candidates, the van layer) reads it there, in the query
+that joins it to what else it needs. The live screens move the vans from the events. No per-van
+copy is kept in Redis: written after the commit, it could only ever repeat PostGIS, and nothing
+read it.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from typing import Any
 
-import redis
-
-from geodata.tracking import Fix, IngestResult
-from services.breaker import Breaker
-
-log = logging.getLogger("yitu.vans")
-
-
-def live_key(van: str) -> str:
-    """The Redis hash of a van's latest fix: lon, lat, time, ts (epoch ms), speed_kmh, heading, …"""
-    return f"yitu:van:{van}"
-
-
-# Write the fix only if it is newer than the one held (ARGV[1] = its time in epoch ms).
-_FORWARD_ONLY = """
-local held = tonumber(redis.call('HGET', KEYS[1], 'ts') or '-1')
-if tonumber(ARGV[1]) <= held then return 0 end
-redis.call('HSET', KEYS[1], 'ts', ARGV[1], unpack(ARGV, 2))
-return 1
-"""
-
-
-_breaker = Breaker()
-
-
-def _fix_fields(fix: Fix) -> list[str]:
-    fields = {
-        "van": fix.van,
-        "lon": repr(fix.lon),
-        "lat": repr(fix.lat),
-        "time": fix.time.isoformat(),
-        "speed_kmh": "" if fix.speed_kmh is None else repr(fix.speed_kmh),
-        "heading": "" if fix.heading is None else repr(fix.heading),
-        "odometer_km": repr(round(fix.odometer_km, 3)),
-        "status": fix.status,
-    }
-    return [x for kv in fields.items() for x in kv]
-
-
-def write_live(client: redis.Redis, fixes: Iterable[Fix]) -> bool:
-    """Put each van's latest fix into Redis (forward only); False, logged, if Redis is unavailable."""
-    fixes = list(fixes)
-    if not fixes:
-        return True
-    if _breaker.open(client):
-        return False
-    try:
-        script = client.register_script(_FORWARD_ONLY)
-        pipe = client.pipeline(transaction=False)
-        for f in fixes:
-            script(keys=[live_key(f.van)], args=[int(f.time.timestamp() * 1000), *_fix_fields(f)], client=pipe)
-        pipe.execute()
-    except redis.RedisError as exc:
-        _breaker.trip(client)
-        log.warning(
-            "live van state unavailable; positions saved in PostGIS error=%s vans=%d", type(exc).__name__, len(fixes)
-        )
-        return False
-    _breaker.reset(client)
-    return True
-
-
-def read_live(client: redis.Redis, van: str) -> dict[str, str]:
-    """The Redis hash of a van (empty when Redis has none)."""
-    return client.hgetall(live_key(van))  # type: ignore[return-value]
+from geodata.tracking import IngestResult
 
 
 def moved_events(result: IngestResult) -> list[dict[str, Any]]:

@@ -147,12 +147,7 @@ def app_settings(db_url: str, redis_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def scratch_stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
     """A throwaway embedded stack on free ports, for tests that stop and restart servers."""
-    settings = Settings(
-        home=tmp_path / "scratch",
-        pg_port=free_port(),
-        redis_port=free_port(),
-        _env_file=None,
-    )
+    settings = Settings(home=tmp_path / "scratch", pg_port=free_port(), redis_port=free_port(), _env_file=None)
     s = EmbeddedStack(settings)
     s.up()
     yield s

@@ -61,13 +61,9 @@ def test_the_scope_is_checked_in_the_statement(demo_db: str) -> None:
     n_keys = _count(demo_db, "SELECT count(*) FROM case_idempotency_keys")
     with psycopg.connect(demo_db) as conn:
         with pytest.raises(cases.OutsideScope, match=f"lies in {cell}, outside your area {other_village}"):
-            cases.intake_committed(
-                conn, _new(lon, lat), CLERK, rules, datetime.now(UTC), "k-1", scope=other_village
-            )
+            cases.intake_committed(conn, _new(lon, lat), CLERK, rules, datetime.now(UTC), "k-1", scope=other_village)
         for scope in (cell, cell[:12], cell[:9], cell[:6]):  # any level of the point's chain
-            row, created = cases.intake_committed(
-                conn, _new(lon, lat), CLERK, rules, datetime.now(UTC), scope=scope
-            )
+            row, created = cases.intake_committed(conn, _new(lon, lat), CLERK, rules, datetime.now(UTC), scope=scope)
             assert created and row["grid_code"] == cell
     assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases + 4
     assert _count(demo_db, "SELECT count(*) FROM case_idempotency_keys") == n_keys  # the refused key was not kept

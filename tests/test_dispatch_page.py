@@ -16,6 +16,7 @@ from playwright.sync_api import Browser
 from callbacks import dispatch as page
 from callbacks.pages import render
 from dashboard.app import create_app
+from dashboard.i18n import TEXTS
 from services.identity import create_token, revoke_token
 
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
@@ -128,7 +129,7 @@ def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client
     code = page.waiting(svc, who, datetime.now(UTC))[0]["code"]  # type: ignore[arg-type]
     card, candidates, cameras, focus = page.case_panels(svc, who, code, "zh-CN")
     text = _texts(card)
-    assert code in text and "****" in text  # phones masked on the page too
+    assert code in text and "*******" in text  # phones masked on the page too (a room screen)
     with psycopg.connect(demo_db) as conn:
         phones = [p["phone"] for p in conn.execute("SELECT parties FROM cases WHERE code = %s", (code,)).fetchone()[0]]
     assert phones and not any(p in text for p in phones)
@@ -159,8 +160,12 @@ def test_sending_from_the_page_is_the_api_dispatch_with_its_refusals(app_client:
         assert conn.execute("SELECT status FROM vans WHERE id = 'V01'").fetchone()[0] == "en_route"
     busy = page.send(svc, rt, disp, second, "V01", "zh-CN")  # the van is on its way: refused, named
     assert busy["ok"] is False and busy["field"] == "van"
+    # the refusal in the page's language, from its key: never the exception's English message
+    assert busy["message"] == TEXTS["zh-CN"]["error.van_busy"] == "该调解车当前不可派：任务中、非待命或离线"
+    english = page.send(svc, rt, disp, second, "V01", "en")
+    assert english["message"] == TEXTS["en"]["error.van_busy"] and "dispatch" not in english["message"]
     unknown = page.send(svc, rt, disp, second, "V99", "zh-CN")
-    assert unknown["ok"] is False and unknown["field"] == "van"
+    assert unknown["ok"] is False and unknown["field"] == "van" and unknown["message"] == "未找到该调解车"
     assert page.send(svc, rt, disp, None, "V01", "zh-CN")["ok"] is False
     with psycopg.connect(demo_db) as conn:
         assert conn.execute("SELECT step FROM cases WHERE code = %s", (second,)).fetchone()[0] in (
@@ -219,7 +224,7 @@ def test_a_dispatcher_signs_in_picks_a_case_and_sends_a_van_in_one_click(
     )
     p.click(f".yitu-queue-item{item}")
     p.wait_for_selector(".yitu-send", timeout=15_000)
-    assert code in p.inner_text("#dispatch-case") and "139****5678" in p.inner_text("#dispatch-case")
+    assert code in p.inner_text("#dispatch-case") and "*******5678" in p.inner_text("#dispatch-case")
     p.click(".yitu-send")
     wait_for(lambda: "V02" in p.inner_text("#dispatch-message"), what="the dispatch confirmation")
     with psycopg.connect(demo_db) as conn:

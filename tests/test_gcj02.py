@@ -8,13 +8,7 @@ import shapely
 from pyproj import Geod
 from shapely.geometry import Point, Polygon
 
-from geodata.gcj02 import (
-    gcj02_to_wgs84,
-    geometry_gcj02_to_wgs84,
-    geometry_wgs84_to_gcj02,
-    out_of_china,
-    wgs84_to_gcj02,
-)
+from geodata.gcj02 import gcj02_to_wgs84, geometry_gcj02_to_wgs84, geometry_wgs84_to_gcj02, out_of_china, wgs84_to_gcj02
 
 GEOD = Geod(ellps="WGS84")
 

@@ -22,8 +22,10 @@ from click.testing import CliRunner
 from pyproj import Geod
 
 from cli.main import main
+from geodata.clock import CST
 from geodata.demo.cases import TYPE_WEIGHTS
-from sim.simulate import CST, Territory, load_territory, plan_reports, route_between
+from sim.plan import Territory, load_territory, plan_reports
+from sim.roads import route_between
 
 from .helpers import wait_for
 

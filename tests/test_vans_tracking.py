@@ -18,7 +18,6 @@ from cli.stack import EmbeddedStack
 from dashboard.app import create_app
 from geodata import tracking
 from services.settings import Settings
-from services.vans import live_key
 
 from .cases_fixtures import auth, cases_settings, client, settings_for, token  # noqa: F401
 from .helpers import wait_for
@@ -104,17 +103,10 @@ def test_batch_ingest_stores_history_moves_vans_and_tells_redis(
     assert v1["status"] == "available" and v1["name"] and v1["plate"] and v1["cases_mediated"] == 0
     assert v1["last_seen_at"] == (t0 + timedelta(seconds=20)).isoformat()
     assert vans["V03"]["status"] == "offline"  # silent for an hour
-    # the live copy in Redis: a hash per van (nothing else: no key that nobody reads)
+    # Redis holds no copy of a van (the vans row is the one every reader reads): only the stream
     rc = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        hv = rc.hgetall(live_key("V01"))
-        assert (float(hv["lon"]), hv["time"], float(hv["speed_kmh"])) == (107.482, v1["last_seen_at"], 36.5)
-        hv2 = rc.hgetall(live_key("V02"))
-        assert (float(hv2["lon"]), float(hv2["lat"])) == (
-            pytest.approx(107.501, abs=1e-5),
-            pytest.approx(38.201, abs=1e-5),
-        )
-        assert sorted(k for k in rc.scan_iter("yitu:van*")) == sorted(live_key(v) for v in ("V01", "V02"))
+        assert sorted(rc.scan_iter("yitu:*")) == ["yitu:events"]
     finally:
         rc.close()
     moved = stream_events(redis_url)
@@ -122,6 +114,9 @@ def test_batch_ingest_stores_history_moves_vans_and_tells_redis(
     assert [e["latest"] for e in moved if e["van"] == "V01"] == [False, False, True]
     last = next(e for e in moved if e["van"] == "V01" and e["latest"])
     assert last["time"] == v1["last_seen_at"] and last["odometer_km"] == v1["odometer_km"]
+    assert (last["lon"], last["speed_kmh"]) == (107.482, 36.5)
+    last2 = next(e for e in moved if e["van"] == "V02" and e["latest"])
+    assert (last2["lon"], last2["lat"]) == (pytest.approx(107.501, abs=1e-5), pytest.approx(38.201, abs=1e-5))
 
 
 def test_late_and_repeated_pings_never_move_a_van_back(
@@ -142,11 +137,8 @@ def test_late_and_repeated_pings_never_move_a_van_back(
     assert [(t, round(x, 3)) for t, x, _ in rows] == [(t0, 107.47), (t0 + timedelta(seconds=10), 107.475), (t3, 107.49)]
     seen, lon, _, _ = latest(demo_db, "V01")
     assert (seen, round(lon, 3)) == (t3, 107.49)
-    rc = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        assert float(rc.hget(live_key("V01"), "lon")) == 107.49  # type: ignore[arg-type]
-    finally:
-        rc.close()
+    v1 = next(v for v in client.get("/api/v1/vans", headers=admin).json()["vans"] if v["id"] == "V01")
+    assert (v1["lon"], v1["last_seen_at"]) == (pytest.approx(107.49), t3.isoformat())  # what readers see
     assert [e["latest"] for e in stream_events(redis_url)] == [True, False, False]  # 3 stored pings, 3 events
 
 
@@ -160,11 +152,9 @@ def test_concurrent_batches_end_at_the_newest_ping(
     assert codes == [200] * 8
     assert len(history(demo_db, "V02")) == 40
     assert latest(demo_db, "V02")[0] == times[-1]
-    rc = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        assert rc.hget(live_key("V02"), "time") == times[-1].isoformat()
-    finally:
-        rc.close()
+    moved = stream_events(redis_url)
+    assert len(moved) == 40  # every ping told, and the newest as the one the van shows
+    assert any(e["latest"] and e["time"] == times[-1].isoformat() for e in moved)
 
 
 def test_offline_is_computed_when_read(client: TestClient, admin: dict[str, str], demo_db: str, t0: datetime) -> None:
@@ -426,14 +416,17 @@ def test_redis_down_positions_are_still_saved(
     live = redis.Redis.from_url(stack.redis_url(), decode_responses=True)
     try:
         wait_for(lambda: live.ping(), what="the scratch Redis to return")
-        # after the few seconds' pause, the next moving ping refreshes the live copy
+        # after the few seconds' pause, the next moving ping reaches the live stream again
         sent = iter(t0 + timedelta(seconds=s) for s in range(3, 1000))
 
         def fresh() -> bool:
             t = next(sent)
             assert c.post(URL, json={"positions": [ping("V01", t)]}, headers=admin).status_code == 200
-            return live.hget(live_key("V01"), "time") == t.isoformat()
+            return any(
+                f["type"] == "van.moved" and json.loads(f["event"])["time"] == t.isoformat()
+                for _, f in live.xrange("yitu:events")
+            )
 
-        wait_for(fresh, timeout=20, what="the live copy to follow again")
+        wait_for(fresh, timeout=20, what="the live stream to follow again")
     finally:
         live.close()

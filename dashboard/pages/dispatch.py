@@ -19,6 +19,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
+from dashboard.layout import live_tick
 from layers import registry
 from layers.registry import Layer
 from services.settings import Settings
@@ -26,7 +27,7 @@ from services.settings import Settings
 POINT = "dispatch-point-layer"  # pattern-matching type of the page's live point layers
 QUEUE_ITEM = "dispatch-queue-item"
 SEND = "dispatch-send"
-LIVE_TICK = {"type": "live-tick", "page": "dispatch"}  # callbacks/live.py TICK
+LIVE_TICK = live_tick("dispatch")  # bumped by the live push when the numbers are stale
 
 
 class Ids(StrEnum):
@@ -107,7 +108,7 @@ def layout(
                     html.Section(
                         className="yitu-card yitu-queue-card",
                         children=[html.H3(t("dispatch.queue")), html.Div(id=Ids.QUEUE, className="yitu-queue")],
-                    ),
+                    )
                 ],
             ),
             html.Main(
@@ -132,7 +133,7 @@ def layout(
                             dl.LayerGroup(id=Ids.FOCUS),
                             dl.ScaleControl(position="bottomleft", imperial=False),
                         ],
-                    ),
+                    )
                 ],
             ),
             html.Aside(

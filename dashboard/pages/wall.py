@@ -14,6 +14,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
+from dashboard.layout import live_tick
 from layers import registry
 from layers.registry import Layer
 from services.settings import Settings
@@ -40,10 +41,7 @@ class Ids(StrEnum):
 
 CRUMB = "wall-crumb"
 POINT = "wall-point-layer"  # pattern-matching id type of the switchable layers (the name is historical)
-LIVE_TICK = {
-    "type": "live-tick",
-    "page": "wall",
-}  # callbacks/live.py TICK  # bumped by the live push when the numbers are stale
+LIVE_TICK = live_tick("wall")  # bumped by the live push when the numbers are stale
 GRIDS = "grids"  # the base layer: always present, its URL follows the view (callbacks/wall.py)
 GRID_HIDEOUT = {
     "mode": "none",

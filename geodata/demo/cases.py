@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import shapely
 
 from geodata.clock import CST
 from geodata.demo.territory import Territory
+from geodata.workflow import LEVELS, OPEN_STEPS, STEPS, DeadlineRules
 
-LEVELS = ("grid", "village", "town", "banner")
-# Handling time allowed per level (DOMAIN.md, Otog Front four-level loop): the grid the same day,
-# the village 3 days, the town 5, the banner 7.
-DEADLINE_DAYS = {"grid": 0, "village": 3, "town": 5, "banner": 7}
+# Deadlines are the workflow's (DeadlineRules: the grid the same day, the village 3 days, the town
+# 5, the banner 7 by default), so a seeded case is due when a case reported through the API would
+# be. A same-day level (0 hours) gives a case about this long when the generator spreads handling
+# times and places open cases before their deadlines.
+SAME_DAY_HOURS = 12.0
 
 TYPE_WEIGHTS: dict[str, float] = {
     "neighbour": 15,
@@ -135,18 +137,24 @@ def _person(rng: np.random.Generator) -> dict[str, str]:
     return {"name": name, "phone": phone}
 
 
-def _deadline(level: str, start: datetime) -> datetime:
-    days = DEADLINE_DAYS[level]
-    if days == 0:  # the grid: by the end of the local day
-        local = start.astimezone(CST)
-        return (local.replace(hour=23, minute=59, second=59, microsecond=0)).astimezone(UTC)
-    return start + timedelta(days=days)
+def _allowed(rules: DeadlineRules, level: str) -> timedelta:
+    """About how long a level has for a case under ``rules`` (a same-day level: SAME_DAY_HOURS)."""
+    hours = rules.hours[level]
+    return timedelta(hours=hours if hours > 0 else SAME_DAY_HOURS)
 
 
 def generate_cases(
-    territory: Territory, n_history: int, n_open: int, as_of: datetime, rng: np.random.Generator, first_id: int = 1
+    territory: Territory,
+    n_history: int,
+    n_open: int,
+    as_of: datetime,
+    rng: np.random.Generator,
+    first_id: int = 1,
+    rules: DeadlineRules | None = None,
 ) -> Iterator[tuple[list[tuple], list[tuple]]]:
-    """Yield (case rows, event rows) in chunks, oldest first; ids start at ``first_id``."""
+    """Yield (case rows, event rows) in chunks, oldest first; ids start at ``first_id``; deadlines
+    by ``rules`` (the workflow's defaults unless given)."""
+    rules = rules or DeadlineRules()
     cells = territory.level(4)
     banner = territory.level(1)[0]
     names = {a.code: a.name for a in territory.areas}
@@ -177,7 +185,7 @@ def generate_cases(
         ctype = types[type_i[k]]
         cell = cells[cell_i[k]]
         row, events = (_history_case if k < n_history else _open_case)(
-            rng, first_id + k, ctype, cell.code, reported, as_of, str(chan[k])
+            rng, first_id + k, ctype, cell.code, reported, as_of, str(chan[k]), rules
         )
         local_day = row[7].astimezone(CST).strftime("%Y%m%d")  # the report time the case really has
         day_seq[local_day] = day_seq.get(local_day, 0) + 1
@@ -219,11 +227,11 @@ def _final_level(rng: np.random.Generator, ctype: str) -> int:
     return int(rng.choice(4, p=probs / probs.sum()))
 
 
-def _handling_time(rng: np.random.Generator, level: str) -> timedelta:
-    limit_h = {"grid": 10, "village": 72, "town": 120, "banner": 168}[level]
+def _handling_time(rng: np.random.Generator, rules: DeadlineRules, level: str) -> timedelta:
+    """How long a level took: mostly well within its time, one case in 25 past it."""
     late = rng.random() < 0.04
     frac = rng.uniform(1.02, 1.6) if late else rng.beta(2.0, 3.0)
-    return timedelta(hours=float(limit_h * frac))
+    return _allowed(rules, level) * float(frac)
 
 
 def _ev(
@@ -241,7 +249,14 @@ def _ev(
 
 
 def _history_case(
-    rng: np.random.Generator, cid: int, ctype: str, cell: str, reported: datetime, as_of: datetime, channel: str
+    rng: np.random.Generator,
+    cid: int,
+    ctype: str,
+    cell: str,
+    reported: datetime,
+    as_of: datetime,
+    channel: str,
+    rules: DeadlineRules,
 ) -> tuple[tuple, list[tuple]]:
     final = _final_level(rng, ctype)
     t = reported
@@ -265,7 +280,7 @@ def _history_case(
     ev.append(_ev(cid, t, f"gw:{cell}", "grid_worker", "start", "dispatched", "handling", "grid"))
     level_start = t
     for lv in range(1, final + 1):
-        t = level_start + _handling_time(rng, LEVELS[lv - 1]) * 0.6
+        t = level_start + _handling_time(rng, rules, LEVELS[lv - 1]) * 0.6
         ev.append(
             _ev(
                 cid,
@@ -281,7 +296,7 @@ def _history_case(
         )
         level_start = t
     level = LEVELS[final]
-    closed = level_start + _handling_time(rng, level)
+    closed = level_start + _handling_time(rng, rules, level)
     if closed >= as_of:
         closed = as_of - timedelta(minutes=1)
     outcome = str(rng.choice(list(OUTCOMES), p=list(OUTCOMES.values())))
@@ -295,31 +310,39 @@ def _history_case(
         note = "回访：当事人对调解结果表示认可" if satisfaction >= 4 else "回访：当事人仍有意见"
         ev.append(_ev(cid, evaluated, "dispatcher", "dispatcher", "evaluate", "closed", "evaluated", level, note))
         updated = evaluated
-    deadline = _deadline(level, level_start)
+    deadline = rules.deadline(level, level_start)
     return (level, step, deadline, attempts, outcome, satisfaction, note, reported, closed, updated), ev
 
 
-OPEN_STEPS = (("reported", 0.15), ("accepted", 0.20), ("dispatched", 0.25), ("handling", 0.40))
+# The standing workload by open step (every one of the workflow's OPEN_STEPS; a test checks).
+OPEN_STEP_SHARE = {"reported": 0.15, "accepted": 0.20, "dispatched": 0.25, "handling": 0.40}
+OPEN_ORDER = [s for s in STEPS if s in OPEN_STEPS]
 OPEN_OVERDUE_SHARE = 0.15
 OPEN_LEVEL_SHARE = (0.12, 0.50, 0.28, 0.10)
-LIMIT_HOURS = {"grid": 12.0, "village": 72.0, "town": 120.0, "banner": 168.0}
 
 
 def _open_case(
-    rng: np.random.Generator, cid: int, ctype: str, cell: str, reported: datetime, as_of: datetime, channel: str
+    rng: np.random.Generator,
+    cid: int,
+    ctype: str,
+    cell: str,
+    reported: datetime,
+    as_of: datetime,
+    channel: str,
+    rules: DeadlineRules,
 ) -> tuple[tuple, list[tuple]]:
     """An open case: its level's clock started so that about one in seven is past its deadline.
 
     The report time drawn by the caller is replaced: open cases are placed backwards from
     ``as_of`` so that step, level and deadline agree with each other.
     """
-    step = str(rng.choice([s for s, _ in OPEN_STEPS], p=[p for _, p in OPEN_STEPS]))
+    step = str(rng.choice(OPEN_ORDER, p=[OPEN_STEP_SHARE[s] for s in OPEN_ORDER]))
     # The grid settles its matters the same day, so the standing workload sits mostly higher up.
     final = int(rng.choice(4, p=OPEN_LEVEL_SHARE))
     level = LEVELS[final]
     escalated = final if step == "handling" else 0  # earlier steps: taken in directly at that level
     overdue = rng.random() < OPEN_OVERDUE_SHARE
-    limit = timedelta(hours=LIMIT_HOURS[level])
+    limit = _allowed(rules, level)
     if final == 0 and not overdue:  # the grid's deadline is the end of the local day
         since_midnight = as_of - as_of.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
         level_start = as_of - since_midnight * float(rng.uniform(0.05, 0.95))
@@ -327,12 +350,8 @@ def _open_case(
         level_start = as_of - limit * float(rng.uniform(1.05, 1.8))
     else:
         level_start = as_of - limit * float(rng.uniform(0.05, 0.9))
-    before = sum(
-        (timedelta(hours=LIMIT_HOURS[LEVELS[lv]]) * float(rng.uniform(0.3, 0.9)) for lv in range(escalated)),
-        timedelta(),
-    )
+    before = sum((_allowed(rules, LEVELS[lv]) * float(rng.uniform(0.3, 0.9)) for lv in range(escalated)), timedelta())
     reported = level_start - before
-    order = ["reported", "accepted", "dispatched", "handling"]
     ev = [
         _ev(
             cid,
@@ -347,13 +366,13 @@ def _open_case(
     ]
     t = reported
     gap = max(timedelta(minutes=2), (as_of - reported) / 8)
-    for i, s in enumerate(order[1 : order.index(step) + 1], start=1):
+    for i, s in enumerate(OPEN_ORDER[1 : OPEN_ORDER.index(step) + 1], start=1):
         t = min(as_of - timedelta(seconds=1), t + gap * float(rng.uniform(0.2, 1.0)))
         action = {"accepted": "accept", "dispatched": "dispatch", "handling": "start"}[s]
-        ev.append(_ev(cid, t, "dispatcher", "dispatcher", action, order[i - 1], s, LEVELS[final - escalated]))
+        ev.append(_ev(cid, t, "dispatcher", "dispatcher", action, OPEN_ORDER[i - 1], s, LEVELS[final - escalated]))
     t_lv = reported
     for lv in range(1, escalated + 1):
-        t_lv += timedelta(hours=LIMIT_HOURS[LEVELS[lv - 1]]) * float(rng.uniform(0.3, 0.9))
+        t_lv += _allowed(rules, LEVELS[lv - 1]) * float(rng.uniform(0.3, 0.9))
         t_lv = max(t_lv, t + timedelta(minutes=1))
         t_lv = level_start if lv == escalated else t_lv
         ev.append(
@@ -370,5 +389,5 @@ def _open_case(
             )
         )
     attempts = int(rng.integers(0, 3)) if step == "handling" else 0
-    deadline = _deadline(level, level_start)
+    deadline = rules.deadline(level, level_start)
     return (level, step, deadline, attempts, None, None, None, reported, None, max(t, t_lv)), ev

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from geodata.demo import cases as case_gen
 from geodata.demo import resources
 from geodata.demo.territory import Territory, TownSpec, VillageSpec, build_territory
+from geodata.workflow import DeadlineRules
 
 log = logging.getLogger("yitu.seed")
 
@@ -131,8 +132,12 @@ def seed_demo(
     progress: bool = False,
     cameras: int | None = None,
     cases: int | None = None,
+    rules: DeadlineRules | None = None,
 ) -> dict[str, int]:
-    """Generate and write the demo; return row counts per table. One transaction: all or nothing."""
+    """Generate and write the demo; return row counts per table. One transaction: all or nothing.
+
+    The cases' deadlines follow ``rules`` (the workflow's defaults unless given: pass the running
+    app's, services.scheduler.deadline_rules, so the demo agrees with the API and the sweep)."""
     base = SCALES[scale_name]
     scale = Scale(
         base.name,
@@ -213,7 +218,9 @@ def seed_demo(
                 "SELECT yitu_ensure_month_partitions(%s::regclass, %s, %s)",
                 (table, first_day, (as_of + timedelta(days=62)).date()),
             )
-        counts["cases"], counts["case_events"] = _write_cases(cur, demo.territory, scale, as_of, seed, progress)
+        counts["cases"], counts["case_events"] = _write_cases(
+            cur, demo.territory, scale, as_of, seed, progress, rules or DeadlineRules()
+        )
         cur.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), GREATEST((SELECT max(id) FROM cases), 1))")
     with psycopg.connect(dsn, autocommit=True) as conn:
         for table in DEMO_TABLES:
@@ -223,13 +230,19 @@ def seed_demo(
 
 
 def _write_cases(
-    cur: psycopg.Cursor, territory: Territory, scale: Scale, as_of: datetime, seed: int, progress: bool
+    cur: psycopg.Cursor,
+    territory: Territory,
+    scale: Scale,
+    as_of: datetime,
+    seed: int,
+    progress: bool,
+    rules: DeadlineRules,
 ) -> tuple[int, int]:
     rng = np.random.default_rng([seed, 2])  # its own stream: the territory does not shift the cases
     total = scale.cases + scale.open_cases
     n_cases = n_events = 0
     bar = tqdm(total=total, desc="cases", unit="case", unit_scale=True, disable=not progress, leave=False)
-    for rows, events in case_gen.generate_cases(territory, scale.cases, scale.open_cases, as_of, rng):
+    for rows, events in case_gen.generate_cases(territory, scale.cases, scale.open_cases, as_of, rng, rules=rules):
         n_cases += _copy(
             cur,
             """COPY cases (id, code, type, description, parties, geom, grid_code, village_code,

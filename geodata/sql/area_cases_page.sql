@@ -2,7 +2,7 @@
 -- by psycopg.sql from a fixed list ({order} {direction}), then the id for a stable order.
 SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level,
        c.reported_at, c.deadline, c.grid_code AS grid, a.name AS grid_name,
-       c.step IN ('reported', 'accepted', 'dispatched', 'handling') AND c.deadline < now() AS overdue
+       yitu_step_open(c.step) AND c.deadline < now() AS overdue
 FROM cases c
 JOIN case_types t ON t.code = c.type
 LEFT JOIN areas a ON a.code = c.grid_code

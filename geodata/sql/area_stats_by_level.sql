@@ -3,11 +3,11 @@
 -- {column} is the grid-chain column of the level (psycopg.sql, from a fixed table).
 WITH y AS (SELECT date_trunc('year', now() AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'Asia/Shanghai' AS start)
 SELECT {column} AS code,
-       count(*) FILTER (WHERE step IN ('reported', 'accepted', 'dispatched', 'handling')) AS open,
-       count(*) FILTER (WHERE step IN ('reported', 'accepted', 'dispatched', 'handling') AND deadline < now()) AS overdue,
+       count(*) FILTER (WHERE yitu_step_open(step)) AS open,
+       count(*) FILTER (WHERE yitu_step_open(step) AND deadline < now()) AS overdue,
        count(*) FILTER (WHERE reported_at >= y.start) AS reported_ytd,
        count(*) FILTER (WHERE reported_at >= y.start AND outcome IN ('mediated', 'judicial_confirmation')) AS resolved_ytd
 FROM cases, y
 WHERE {column} IS NOT NULL
-  AND (step IN ('reported', 'accepted', 'dispatched', 'handling') OR reported_at >= y.start)
+  AND (yitu_step_open(step) OR reported_at >= y.start)
 GROUP BY 1

@@ -12,7 +12,7 @@ WHERE {scope}
   AND (%(since)s::timestamptz IS NULL OR c.reported_at >= %(since)s)
   AND (%(until)s::timestamptz IS NULL OR c.reported_at < %(until)s)
   AND (%(overdue)s::boolean IS NULL
-       OR %(overdue)s = (c.step IN ('reported', 'accepted', 'dispatched', 'handling')
+       OR %(overdue)s = (yitu_step_open(c.step)
                          AND c.deadline IS NOT NULL AND c.deadline < %(now)s))
 ORDER BY c.reported_at DESC, c.id DESC
 LIMIT %(limit)s OFFSET %(offset)s

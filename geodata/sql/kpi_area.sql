@@ -8,16 +8,16 @@ WITH t AS (
            date_trunc('year', now() AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'Asia/Shanghai' AS year
 )
 SELECT count(*) FILTER (WHERE reported_at >= t.day)                                          AS new_today,
-       count(*) FILTER (WHERE step IN ('reported', 'accepted', 'dispatched', 'handling'))    AS in_progress,
+       count(*) FILTER (WHERE yitu_step_open(step))                                          AS in_progress,
        count(*) FILTER (WHERE closed_at >= t.year AND outcome IN ('mediated', 'judicial_confirmation')) AS resolved_ytd,
        count(*) FILTER (WHERE reported_at >= t.year)                                          AS reported_ytd,
        count(*) FILTER (WHERE reported_at >= t.year AND outcome IN ('mediated', 'judicial_confirmation')) AS resolved_of_reported_ytd,
        count(*) FILTER (WHERE closed_at >= t.year AND outcome IN ('mediated', 'judicial_confirmation')
                           AND level IN ('grid', 'village'))                                   AS resolved_low_ytd,
-       count(*) FILTER (WHERE step IN ('reported', 'accepted', 'dispatched', 'handling') AND deadline < now() AND level = 'grid')    AS overdue_grid,
-       count(*) FILTER (WHERE step IN ('reported', 'accepted', 'dispatched', 'handling') AND deadline < now() AND level = 'village') AS overdue_village,
-       count(*) FILTER (WHERE step IN ('reported', 'accepted', 'dispatched', 'handling') AND deadline < now() AND level = 'town')    AS overdue_town,
-       count(*) FILTER (WHERE step IN ('reported', 'accepted', 'dispatched', 'handling') AND deadline < now() AND level = 'banner')  AS overdue_banner
+       count(*) FILTER (WHERE yitu_step_open(step) AND deadline < now() AND level = 'grid')    AS overdue_grid,
+       count(*) FILTER (WHERE yitu_step_open(step) AND deadline < now() AND level = 'village') AS overdue_village,
+       count(*) FILTER (WHERE yitu_step_open(step) AND deadline < now() AND level = 'town')    AS overdue_town,
+       count(*) FILTER (WHERE yitu_step_open(step) AND deadline < now() AND level = 'banner')  AS overdue_banner
 FROM cases, t
 WHERE {column} = %(code)s
-  AND (step IN ('reported', 'accepted', 'dispatched', 'handling') OR reported_at >= t.year OR closed_at >= t.year)
+  AND (yitu_step_open(step) OR reported_at >= t.year OR closed_at >= t.year)

@@ -2,6 +2,6 @@
 SELECT step, count(*) AS n
 FROM cases
 WHERE {column} = %(code)s
-  AND (step IN ('reported', 'accepted', 'dispatched', 'handling')
+  AND (yitu_step_open(step)
        OR reported_at >= date_trunc('year', now() AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'Asia/Shanghai')
 GROUP BY step

@@ -6,13 +6,13 @@ SELECT json_build_object(
         'type', 'Feature',
         'geometry', json_build_object('type', 'Point', 'coordinates', json_build_array(round(ST_X(c.geom)::numeric, 6), round(ST_Y(c.geom)::numeric, 6))),
         'properties', json_build_object('code', c.code, 'type', c.type, 'step', c.step, 'level', c.level,
-                                        'overdue', c.step IN ('reported', 'accepted', 'dispatched', 'handling') AND c.deadline < now())
+                                        'overdue', yitu_step_open(c.step) AND c.deadline < now())
     ) ORDER BY c.id), '[]'::json)
 )::text
 FROM cases c
 WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
-  AND (c.step IN ('reported', 'accepted', 'dispatched', 'handling')
+  AND (yitu_step_open(c.step)
        OR (%(closed_hours)s > 0 AND c.step IN ('closed', 'evaluated') AND c.closed_at > now() - make_interval(hours => %(closed_hours)s)))
   AND (%(step)s::text IS NULL OR c.step = %(step)s)
   AND (%(type)s::text IS NULL OR c.type = %(type)s)
-  AND (NOT %(overdue_only)s OR (c.deadline < now() AND c.step IN ('reported', 'accepted', 'dispatched', 'handling')))
+  AND (NOT %(overdue_only)s OR (c.deadline < now() AND yitu_step_open(c.step)))

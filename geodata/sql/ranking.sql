@@ -10,15 +10,15 @@ WITH per AS (
            count(*) FILTER (WHERE c.reported_at >= %(start)s AND c.reported_at < %(end)s) AS reported,
            count(*) FILTER (WHERE c.reported_at >= %(start)s AND c.reported_at < %(end)s
                               AND c.outcome IN ('mediated', 'judicial_confirmation')) AS resolved,
-           count(*) FILTER (WHERE c.step IN ('reported', 'accepted', 'dispatched', 'handling')) AS open,
-           count(*) FILTER (WHERE c.step IN ('reported', 'accepted', 'dispatched', 'handling')
+           count(*) FILTER (WHERE yitu_step_open(c.step)) AS open,
+           count(*) FILTER (WHERE yitu_step_open(c.step)
                               AND c.deadline < %(now)s) AS overdue,
            avg(c.satisfaction) FILTER (WHERE c.reported_at >= %(start)s AND c.reported_at < %(end)s)::float8
                AS satisfaction
     FROM cases c
     WHERE {parent} = %(parent_code)s AND {column} IS NOT NULL
       AND ((c.reported_at >= %(start)s AND c.reported_at < %(end)s)
-           OR c.step IN ('reported', 'accepted', 'dispatched', 'handling'))
+           OR yitu_step_open(c.step))
     GROUP BY 1
 ),
 scored AS (

@@ -1,9 +1,9 @@
 -- The road a simulated van drives from one point to another (yitu simulate), as the ordered
 -- vertices of its pieces of road, each with the kind of road that leads to it.
 --
--- Both ends are snapped onto their nearest road (the nearest point of the nearest edge, as
--- van_candidates.sql does, but with no distance limit: a van drives the road as far as it goes,
--- the caller adds the straight off-road legs). ONE pgr_dijkstra call goes from the two ends of
+-- Both ends are snapped onto their nearest road (yitu_snap_to_road, as van_candidates.sql does,
+-- but with no distance limit: a van drives the road as far as it goes, the caller adds the
+-- straight off-road legs). ONE pgr_dijkstra call goes from the two ends of
 -- the start's edge to the two ends of the destination's; the cheapest of those four routes (or
 -- driving along one shared edge) wins, with the same cost as the dispatch ranking (metres). A
 -- road's geometry runs from its source to its target, so an edge driven the other way is
@@ -15,15 +15,7 @@ WITH ends (which, geom) AS (
 snap AS (
     SELECT e.which, s.*
     FROM ends e
-    CROSS JOIN LATERAL (
-        SELECT r.id AS edge, r.kind, r.source, r.target, r.length_m, r.geom AS road,
-               ST_LineLocatePoint(r.geom, e.geom) AS fraction,
-               ST_DistanceSpheroid(ST_ClosestPoint(r.geom, e.geom), e.geom,
-                                   'SPHEROID["WGS 84",6378137,298.257223563]') AS snap_m
-        FROM (SELECT * FROM roads ORDER BY geom <-> e.geom LIMIT 8) r  -- KNN, then exact metres
-        ORDER BY snap_m, r.id
-        LIMIT 1
-    ) s
+    CROSS JOIN LATERAL yitu_snap_to_road(e.geom) s  -- 013_road_snap.sql
 ),
 f AS (SELECT * FROM snap WHERE which = 'from'),
 t AS (SELECT * FROM snap WHERE which = 'to'),

@@ -1,11 +1,12 @@
 -- The vans that could go to one case, each with its travel distance and ETA, dispatchable first.
 --
 -- Both ends (the case and each located van) are snapped onto their nearest road — the nearest
--- point of the nearest edge, ellipsoidal metres — when one lies within %(snap_max)s metres. The
--- route is then: off-road leg (great circle × %(detour)s) + along the road network + off-road
--- leg, the road part found by ONE pgr_dijkstra call from the two ends of the case's edge to the
--- two ends of every van's edge (a snapped point reaches its edge's source after fraction ×
--- length and its target after the rest; two points on one edge may also just drive along it).
+-- point of the nearest edge, ellipsoidal metres (yitu_snap_to_road) — when one lies within
+-- %(snap_max)s metres. The route is then: off-road leg (great circle × %(detour)s) + along the
+-- road network + off-road leg, the road part found by ONE pgr_dijkstra call from the two ends of
+-- the case's edge to the two ends of every van's edge (a snapped point reaches its edge's source
+-- after fraction × length and its target after the rest; two points on one edge may also just
+-- drive along it).
 -- An end with no road that near, or no road path between them, gives method 'great_circle': the
 -- straight ellipsoidal distance × %(detour)s. Edges are two-way; a road's geometry runs from
 -- its source to its target (the fraction is measured along it). ETA: each edge's share at its
@@ -28,15 +29,7 @@ located AS (
 snap AS (
     SELECT l.van_id, s.edge, s.source, s.target, s.length_m, s.fraction, s.snap_m, sp.mps
     FROM located l
-    CROSS JOIN LATERAL (
-        SELECT r.id AS edge, r.kind, r.source, r.target, r.length_m,
-               ST_LineLocatePoint(r.geom, l.geom) AS fraction,
-               ST_DistanceSpheroid(ST_ClosestPoint(r.geom, l.geom), l.geom,
-                                   'SPHEROID["WGS 84",6378137,298.257223563]') AS snap_m
-        FROM (SELECT * FROM roads ORDER BY geom <-> l.geom LIMIT 8) r  -- KNN, then exact metres
-        ORDER BY snap_m, r.id
-        LIMIT 1
-    ) s
+    CROSS JOIN LATERAL yitu_snap_to_road(l.geom) s  -- 013_road_snap.sql
     JOIN speeds sp ON sp.kind = s.kind
     WHERE s.snap_m <= %(snap_max)s
 ),

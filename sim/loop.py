@@ -1,19 +1,11 @@
-"""``yitu simulate``: keeps the demo alive by playing the grid workers, the dispatchers and the
-van crews against a running yitu server, through its HTTP API only, as phones and terminals would.
+"""The simulator's loop: the clock, the simulated actors and what they do each turn.
 
-* **The plan** (:func:`plan_reports`): the reports — simulated offset, place, type, channel,
-  parties — and the decisions that will be taken on each (accept or reject, grid worker, mediator
-  or van, failed attempts, escalation, outcome, follow-up, left to run overdue). It is a pure
-  function of the seed, the territory, the rate and the simulated start, so a test can make it
-  twice and compare; the type and channel mix, outcomes and names are the demo generator's
-  (geodata/demo/cases.py). Server answers (codes, 409 races, outages) are external: the loop reads
-  them and carries on.
-* **The vans** (:class:`VanSim`): each drives the road network (a pgRouting path from
-  ``sim_route.sql``, read-only from the same PostGIS) at its road kind's speed and posts its GPS in
-  one batch per turn with its own ``van`` token. The *server* decides arrival (200 m): the van
-  drives to the exact case point and waits there, ends its visit after a mediation, drives home.
 * **The clock** (:class:`SimClock`): simulated time runs ``speedup`` times faster than real time
   for durations and movement; every timestamp sent is wall-clock (the API refuses the future).
+* **The vans** (:class:`VanSim`): each drives the road network at its road kind's speed and posts
+  its GPS in one batch per turn with its own ``van`` token. The *server* decides arrival (200 m): the
+  van drives to the exact case point and waits there, ends its visit after a mediation, drives home.
+* **The cases** (:class:`CaseRun`) follow the plan's decisions through the API.
 
 Deadlines are the server's and run in real time, so a case the plan leaves "overdue" is held open
 until the server's real deadline has passed; every other case closes long before it.
@@ -21,46 +13,28 @@ until the server's real deadline has passed; every other case closes long before
 
 from __future__ import annotations
 
-import bisect
+import functools
 import heapq
 import itertools
 import logging
-import math
 import random
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import psycopg
-import shapely
-from psycopg.rows import dict_row
-from pyproj import Geod
 
-from geodata.demo.cases import (
-    CHANNELS,
-    CST,
-    ESCALATION_PROPENSITY,
-    GIVEN,
-    HOUR_W,
-    OUTCOMES,
-    SURNAMES,
-    TEMPLATES,
-    TYPE_WEIGHTS,
-)
-from geodata.queries import query
+from geodata.clock import CST
+from sim.client import Answer, Api, issue_tokens, revoke_tokens
+from sim.plan import Report, SimulationError, Territory, VanSpec, plan_reports
+from sim.roads import DEFAULT_SPEEDS_KMH, GEOD, Route, route_between
 
 log = logging.getLogger("yitu.sim")
-GEOD = Geod(ellps="WGS84")
-
-MAX_RATE_PER_HOUR = 3600.0
-MAX_SPEEDUP = 1000.0
-DISPATCHER_NAME = "sim-dispatcher"
 TICK_S = 1.0  # real seconds between two turns of the loop
 TURN_BUDGET_S = 3.0  # real seconds a turn may spend on due actions before the vans get their turn
 MOVING_PING_SIM_S = 10.0  # a moving van's terminal reports every few simulated seconds (Traccar: 10 s) …
@@ -71,315 +45,7 @@ OUTBOX_MAX = 2000  # pings a terminal keeps while the server is away
 ARRIVAL_POLL_REAL_S = 1.0
 ARRIVAL_WAIT_REAL_S = 120.0  # at the case point this long without the server seeing it: give up
 STATUS_EVERY_REAL_S = 300.0
-BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 AT_BASE_M = 300.0
-DEFAULT_SPEEDS_KMH = {"trunk": 80.0, "county": 60.0, "village": 40.0, "offroad": 30.0}
-
-# Where reports come from: town seats weigh most, communities more than herding gacha, whose
-# disputes (grassland, boundaries) lie farther out from the seat.
-PLACE_WEIGHT = {"town": 6.0, "community": 3.0, "village": 1.0}
-PLACE_SIGMA_M = {"town": 1500.0, "community": 500.0, "village": 2500.0}
-# Disputes a van is sent to more often (on the spot, far out: 上门服务、就地能调).
-VAN_TYPES = frozenset({"grassland", "herder_enterprise", "land_transfer", "neighbour"})
-SATISFACTION = (1, 2, 3, 4, 5)
-SATISFACTION_W = (0.01, 0.02, 0.07, 0.30, 0.60)  # as the demo's follow-up visits
-FAILURES_W = (0.62, 0.24, 0.09, 0.05)  # failed attempts before the end (3: 三个三, escalate)
-
-
-class SimulationError(RuntimeError):
-    """The simulator cannot start as asked (no territory, no such vans)."""
-
-
-# --- the territory, read once from PostGIS --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Place:
-    """A settlement cases are reported around: a town seat or a village/community seat."""
-
-    code: str
-    name: str
-    town: str
-    kind: str  # town, community, village
-    lon: float
-    lat: float
-
-    @property
-    def label(self) -> str:
-        return self.name if self.kind == "town" else f"{self.name}, {self.town}"
-
-
-@dataclass(frozen=True)
-class VanSpec:
-    id: str
-    name: str
-    lon: float | None
-    lat: float | None
-    base_lon: float
-    base_lat: float
-
-
-@dataclass
-class Territory:
-    places: tuple[Place, ...]
-    outline: shapely.Geometry
-    names: dict[str, str]
-    centres: dict[str, tuple[str, str]]  # area code → (mediation centre code, name)
-    types: tuple[str, ...]
-    vans: tuple[VanSpec, ...]
-
-
-def load_territory(conn: psycopg.Connection) -> Territory:
-    """Everything the plan and the vans need from the database (read only)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(query("sim_places")).fetchall()
-        van_rows = cur.execute(query("sim_vans")).fetchall()
-    outline_row = conn.execute("SELECT ST_AsBinary(ST_Union(geom)) FROM areas WHERE level = 1").fetchone()
-    if not rows or outline_row is None or outline_row[0] is None:
-        raise SimulationError("the database holds no territory: run `yitu seed demo` (or `yitu import grids`)")
-    outline = shapely.from_wkb(bytes(outline_row[0]))
-    shapely.prepare(outline)
-    places = tuple(
-        Place(
-            r["code"],
-            r["name"],
-            r["town_name"] or r["name"],
-            "town" if r["level"] == 2 else ("community" if r["kind"] == "community" else "village"),
-            float(r["lon"]),
-            float(r["lat"]),
-        )
-        for r in rows
-    )
-    names = {str(c): str(n) for c, n in conn.execute("SELECT code, name FROM areas").fetchall()}
-    centres: dict[str, tuple[str, str]] = {}
-    for area, code, name in conn.execute("SELECT area_code, code, name FROM mediation_centers ORDER BY level, code"):
-        centres.setdefault(area, (code, name))
-    types = tuple(r[0] for r in conn.execute("SELECT code FROM case_types WHERE active ORDER BY code"))
-    seat = places[0]
-    vans = tuple(
-        VanSpec(
-            r["id"],
-            r["name"],
-            r["lon"],
-            r["lat"],
-            r["base_lon"] if r["base_lon"] is not None else seat.lon,
-            r["base_lat"] if r["base_lat"] is not None else seat.lat,
-        )
-        for r in van_rows
-    )
-    return Territory(places, outline, names, centres, types, vans)
-
-
-# --- the plan: a pure function of (seed, territory, rate, start) ----------------------------------
-
-
-@dataclass(frozen=True)
-class Party:
-    name: str
-    phone: str
-    role: str
-
-
-@dataclass(frozen=True)
-class Decisions:
-    """What the simulated people will do with a report, decided when it is planned."""
-
-    verify_s: float  # report → accept or reject (simulated seconds)
-    reject: str | None  # None, not_dispute, duplicate
-    route: str  # van, mediator (a people's mediator of the village room), grid (the grid worker)
-    mediator: str
-    mediator_no: int
-    dispatch_s: float
-    start_s: float
-    visit_s: float  # a van's time on site
-    failures: int  # failed attempts before the end
-    escalate: bool
-    gaps_s: tuple[float, ...]  # between the handling actions
-    outcome: str
-    satisfaction: int
-    evaluate_s: float
-    overdue: bool  # held open past the server's deadline
-    overdue_by_s: float
-
-
-@dataclass(frozen=True)
-class Report:
-    seq: int
-    at_s: float  # simulated seconds after the start
-    place: Place
-    lon: float
-    lat: float
-    type: str
-    channel: str
-    parties: tuple[Party, ...]
-    description: str
-    decisions: Decisions
-
-    def body(self) -> dict[str, Any]:
-        """The POST /api/v1/cases body."""
-        return {
-            "type": self.type,
-            "description": self.description,
-            "lon": self.lon,
-            "lat": self.lat,
-            "channel": self.channel,
-            "parties": [{"name": p.name, "phone": p.phone, "role": p.role} for p in self.parties],
-        }
-
-
-def _hour_factors() -> list[float]:
-    """The demo's hour-of-day weights scaled to a mean of 1: few reports at night."""
-    w = [float(x) for x in HOUR_W]
-    total = sum(w)
-    return [x * 24 / total for x in w]
-
-
-def plan_reports(seed: int, territory: Territory, rate_per_hour: float, start: datetime) -> Iterator[Report]:
-    """The reports, in order, without end: Poisson arrivals at ``rate_per_hour`` averaged over a
-    simulated day with the daily rhythm (thinning against the busiest hour), each with its place,
-    parties and decisions drawn from its own stream (so one report never shifts another)."""
-    if rate_per_hour <= 0:
-        raise ValueError(f"rate_per_hour must be > 0, not {rate_per_hour}")
-    arrivals = random.Random(f"yitu-sim/{seed}/arrivals")
-    factors = _hour_factors()
-    peak = max(factors)
-    lam = rate_per_hour * peak / 3600.0
-    weights = [PLACE_WEIGHT[p.kind] for p in territory.places]
-    types = [(t, w) for t, w in TYPE_WEIGHTS.items() if t in territory.types] or [(t, 1.0) for t in territory.types]
-    t = 0.0
-    for seq in itertools.count(1):
-        while True:
-            t += arrivals.expovariate(lam)
-            hour = (start + timedelta(seconds=t)).astimezone(CST).hour
-            if arrivals.random() * peak < factors[hour]:
-                break
-        yield _report(seq, t, random.Random(f"yitu-sim/{seed}/report/{seq}"), territory, weights, types)
-
-
-def _report(
-    seq: int,
-    at_s: float,
-    rng: random.Random,
-    territory: Territory,
-    weights: list[float],
-    types: list[tuple[str, float]],
-) -> Report:
-    place = rng.choices(territory.places, weights=weights)[0]
-    lon, lat = _point_near(rng, place, territory.outline)
-    ctype = rng.choices([t for t, _ in types], weights=[w for _, w in types])[0]
-    channel = rng.choices(list(CHANNELS), weights=list(CHANNELS.values()))[0]
-    parties = (_person(rng, "申请人"), _person(rng, "被申请人"))
-    desc = TEMPLATES.get(ctype, "{v}{a}与{b}发生纠纷，申请调解").format(
-        v=place.name, a=parties[0].name, b=parties[1].name
-    )
-    return Report(seq, round(at_s, 3), place, lon, lat, ctype, channel, parties, desc, _decisions(rng, ctype))
-
-
-def _point_near(rng: random.Random, place: Place, outline: shapely.Geometry) -> tuple[float, float]:
-    """A point scattered around the settlement, inside the territory (the seat itself if unlucky)."""
-    sigma = PLACE_SIGMA_M[place.kind]
-    m_per_deg_lat = 111_320.0
-    m_per_deg_lon = m_per_deg_lat * max(0.1, math.cos(math.radians(place.lat)))
-    for _ in range(20):
-        lon = place.lon + rng.gauss(0, sigma) / m_per_deg_lon
-        lat = place.lat + rng.gauss(0, sigma) / m_per_deg_lat
-        if shapely.contains_xy(outline, lon, lat):
-            return round(lon, 6), round(lat, 6)
-    return round(place.lon, 6), round(place.lat, 6)
-
-
-def _person(rng: random.Random, role: str) -> Party:
-    name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.randint(1, 2)))
-    phone = "1" + rng.choice("35789") + f"{rng.randrange(10**9):09d}"
-    return Party(name, phone, role)
-
-
-def _decisions(rng: random.Random, ctype: str) -> Decisions:
-    reject = None
-    if rng.random() < 0.04:
-        reject = "duplicate" if rng.random() < 0.3 else "not_dispute"
-    van_share = 0.25 + (0.15 if ctype in VAN_TYPES else 0.0)
-    u = rng.random()
-    route = "van" if u < van_share else ("mediator" if u < van_share + 0.3 else "grid")
-    failures = rng.choices(range(4), weights=FAILURES_W)[0]
-    escalate = failures == 3 or rng.random() < 0.06 * ESCALATION_PROPENSITY.get(ctype, 1.0)
-    return Decisions(
-        verify_s=rng.uniform(3, 45) * 60,
-        reject=reject,
-        route=route,
-        mediator=rng.choice(SURNAMES) + "调解员",
-        mediator_no=rng.randint(1, 6),
-        dispatch_s=rng.uniform(2, 30) * 60,
-        start_s=rng.uniform(10, 120) * 60,
-        visit_s=rng.uniform(20, 90) * 60,
-        failures=failures,
-        escalate=escalate,
-        gaps_s=tuple(rng.uniform(0.3, 4.0) * 3600 for _ in range(6)),
-        outcome=rng.choices(list(OUTCOMES), weights=list(OUTCOMES.values()))[0],
-        satisfaction=rng.choices(SATISFACTION, weights=SATISFACTION_W)[0],
-        evaluate_s=rng.uniform(2, 48) * 3600,
-        overdue=rng.random() < 0.05,
-        overdue_by_s=rng.uniform(0.5, 6) * 3600,
-    )
-
-
-# --- roads -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Route:
-    """A polyline to drive: ``kinds[i]`` is the road from ``points[i]`` to ``points[i + 1]``."""
-
-    points: list[tuple[float, float]]
-    kinds: list[str]
-    cum: list[float]  # metres from the start to points[i]
-    azimuths: list[float]
-
-    @classmethod
-    def through(cls, points: list[tuple[float, float]], kinds: list[str]) -> Route:
-        pts, ks = [points[0]], []
-        for p, k in zip(points[1:], kinds):
-            _, _, d = GEOD.inv(pts[-1][0], pts[-1][1], p[0], p[1])
-            if d >= 0.5:  # drop repeated vertices (where pieces of road meet)
-                pts.append(p)
-                ks.append(k)
-        cum, az = [0.0], []
-        for a, b in zip(pts, pts[1:]):
-            fwd, _, d = GEOD.inv(a[0], a[1], b[0], b[1])
-            cum.append(cum[-1] + d)
-            az.append(fwd % 360.0)
-        return cls(pts, ks, cum, az)
-
-    @property
-    def length_m(self) -> float:
-        return self.cum[-1]
-
-    def segment(self, s: float) -> int:
-        return min(max(bisect.bisect_right(self.cum, s) - 1, 0), max(len(self.kinds) - 1, 0))
-
-    def at(self, s: float) -> tuple[float, float, float]:
-        """lon, lat and heading ``s`` metres along (linear within a segment: they are short)."""
-        if not self.kinds:
-            return self.points[0][0], self.points[0][1], 0.0
-        s = min(max(s, 0.0), self.length_m)
-        i = self.segment(s)
-        span = self.cum[i + 1] - self.cum[i]
-        f = 0.0 if span <= 0 else (s - self.cum[i]) / span
-        (x0, y0), (x1, y1) = self.points[i], self.points[i + 1]
-        return x0 + (x1 - x0) * f, y0 + (y1 - y0) * f, self.azimuths[i]
-
-
-def route_between(conn: psycopg.Connection, a: tuple[float, float], b: tuple[float, float]) -> Route:
-    """The road from a to b (pgRouting, ``sim_route.sql``) with the off-road legs at both ends;
-    straight across country when there are no roads."""
-    rows = conn.execute(
-        query("sim_route"), {"from_lon": a[0], "from_lat": a[1], "to_lon": b[0], "to_lat": b[1]}
-    ).fetchall()
-    if not rows:
-        return Route.through([a, b], ["offroad"])
-    points = [a] + [(float(r[0]), float(r[1])) for r in rows] + [b]
-    kinds = ["offroad"] + [str(r[2]) for r in rows[1:]] + ["offroad"]
-    return Route.through(points, kinds)
 
 
 # --- the clock -------------------------------------------------------------------------------------
@@ -403,134 +69,6 @@ class SimClock:
 
     def local(self, sim_s: float) -> datetime:
         return (self.start + timedelta(seconds=sim_s)).astimezone(CST)
-
-
-# --- the server, as a phone or a terminal sees it -------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    body: dict[str, Any]
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def why(self) -> str:
-        return f"{self.status} {self.body.get('error', '')}: {self.body.get('message', '')}".strip()
-
-
-class Api:
-    """JSON over HTTP with bearer tokens. A connection error, a timeout or a 5xx means "the server
-    is away": the call returns None, and calls are skipped (backed off from) for a few seconds,
-    longer while it stays away, so an outage costs the loop nothing."""
-
-    def __init__(self, base_url: str, counts: Counter[str]) -> None:
-        self._client = httpx.Client(
-            base_url=base_url, timeout=httpx.Timeout(10.0, connect=3.0), headers={"User-Agent": "yitu-simulate"}
-        )
-        self.counts = counts
-        self._failures = 0
-        self._retry_at = 0.0
-        self._down_since: float | None = None
-        self._last_warned = 0.0
-
-    def retry_in(self) -> float:
-        return max(0.0, self._retry_at - time.monotonic())
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        token: str,
-        body: Mapping[str, Any] | None = None,
-        key: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> Answer | None:
-        if time.monotonic() < self._retry_at:
-            return None
-        headers = {"Authorization": f"Bearer {token}"}
-        if key:
-            headers["Idempotency-Key"] = key
-        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-        try:
-            r = self._client.request(method, path, headers=headers, json=body, params=params, **extra)
-        except httpx.TransportError as exc:
-            self._trip(f"{type(exc).__name__}: {exc}")
-            return None
-        self.counts["requests"] += 1
-        if r.status_code >= 500 or r.status_code == 429:
-            self._trip(f"HTTP {r.status_code} on {method} {path}")
-            return None
-        self._recovered()
-        try:
-            data = r.json()
-        except ValueError:
-            data = {"message": r.text[:200]}
-        if r.status_code >= 400:
-            self.counts["http_4xx"] += 1
-        return Answer(r.status_code, data if isinstance(data, dict) else {"items": data})
-
-    def _trip(self, why: str) -> None:
-        now = time.monotonic()
-        self._failures += 1
-        self.counts["http_failures"] += 1
-        wait = BACKOFF_S[min(self._failures, len(BACKOFF_S)) - 1]
-        self._retry_at = now + wait
-        if self._down_since is None:
-            self._down_since = self._last_warned = now
-            self.counts["outages"] += 1
-            log.warning("server unreachable (%s): backing off, the simulation goes on", why)
-        elif now - self._last_warned >= 60:
-            self._last_warned = now
-            log.warning("server still unreachable after %.0f s (%s)", now - self._down_since, why)
-
-    def _recovered(self) -> None:
-        if self._down_since is not None:
-            log.info("server back after %.0f s", time.monotonic() - self._down_since)
-        self._failures = 0
-        self._retry_at = 0.0
-        self._down_since = None
-
-    def close(self) -> None:
-        self._client.close()
-
-
-# --- tokens ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Tokens:
-    dispatcher: str
-    vans: dict[str, str]
-    ids: list[int]
-
-
-def issue_tokens(dsn: str, van_ids: list[str]) -> Tokens:
-    """A dispatcher token and one van token per van (named after it), straight into the database;
-    they live in memory only and are revoked when the run ends."""
-    from services.identity import create_token  # the API's own token format and hashing
-
-    ids: list[int] = []
-    with psycopg.connect(dsn) as conn:
-        did, dispatcher = create_token(conn, name=DISPATCHER_NAME, role="dispatcher", area=None)
-        ids.append(did)
-        vans = {}
-        for van in van_ids:
-            vid, vans[van] = create_token(conn, name=van, role="van", area=None)
-            ids.append(vid)
-    return Tokens(dispatcher, vans, ids)
-
-
-def revoke_tokens(dsn: str, ids: list[int]) -> None:
-    try:
-        with psycopg.connect(dsn, connect_timeout=5) as conn:
-            conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE id = ANY(%s) AND revoked_at IS NULL", (ids,))
-    except psycopg.Error as exc:
-        log.warning("could not revoke the simulator's tokens %s: %s", ids, " ".join(str(exc).split()))
 
 
 # --- the simulated actors --------------------------------------------------------------------------
@@ -1051,7 +589,7 @@ class Simulator:
         a = self.api.call("GET", f"/api/v1/cases/{run.code}/van-candidates", self.tokens.dispatcher)
         if a is None:  # the server is away: the same dispatch, later
             gen = run.gen
-            self._later(self._backoff_sim(), lambda: self._act(run, gen, "dispatch"))
+            self._later(self._backoff_sim(), functools.partial(self._act, run, gen, "dispatch"))
             return True
         run.van_tried = True
         if not a.ok:
@@ -1070,7 +608,7 @@ class Simulator:
             if d is None:
                 run.van_tried = False
                 gen = run.gen
-                self._later(self._backoff_sim(), lambda: self._act(run, gen, "dispatch"))
+                self._later(self._backoff_sim(), functools.partial(self._act, run, gen, "dispatch"))
                 return True
             if d.status == 201:
                 self._van_sent(run, van, d.body)
@@ -1219,36 +757,3 @@ class Simulator:
             run.van_active = False
             self._refresh(run)
         self._go_home(van)
-
-
-def wait_healthy(url: str, stop: threading.Event, timeout: float | None = None) -> bool:
-    """Wait until ``GET /healthz`` answers 200 (or ``stop`` is set); True when it did."""
-    began = time.monotonic()
-    while not stop.is_set():
-        try:
-            status = httpx.get(url.rstrip("/") + "/healthz", timeout=3).status_code
-        except httpx.HTTPError:
-            status = None  # not up yet: that is what we wait for
-        if status == 200:
-            return True
-        if timeout is not None and time.monotonic() - began > timeout:
-            return False
-        stop.wait(0.5)
-    return False
-
-
-__all__ = [
-    "MAX_RATE_PER_HOUR",
-    "MAX_SPEEDUP",
-    "Report",
-    "Route",
-    "SimConfig",
-    "SimulationError",
-    "Simulator",
-    "Summary",
-    "Territory",
-    "load_territory",
-    "plan_reports",
-    "route_between",
-    "wait_healthy",
-]
