@@ -1,27 +1,31 @@
-"""``GET /api/v1/layers/{grids|cameras|cases|vans|centers}``: the map's big layers, by URL.
+"""``GET /api/v1/layers/<name>``: the map's big layers, by URL, one route per registered layer.
 
-GeoJSON by default, geobuf with ``?format=geobuf``; ``bbox=minx,miny,maxx,maxy`` in degrees.
-Bad parameters are 422 naming the field. Coordinates are shifted to GCJ-02 when the base map is
-an AMap-style one (settings), so overlays and tiles line up.
+The routes are made from the layer registry (layers/registry.py) when the app is created: each
+layer's filters become its query parameters, with their validation, so a bad parameter is a 422
+naming the field and OpenAPI lists every layer with its parameters. GeoJSON by default, geobuf
+with ``?format=geobuf``; ``bbox=minx,miny,maxx,maxy`` in degrees for the layers that take a box.
+Coordinates are shifted to GCJ-02 when the base map is an AMap-style one (settings), so overlays
+and tiles line up. ``/grids/stats`` (the choropleth's numbers) is the one route of its own.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from api.deps import services
 from api.errors import Invalid
-from layers import cameras, cases, centers, grids, vans
+from layers import grids, registry
 from layers.base import BBox, encode
+from layers.registry import Filter, Layer
 from services.runtime import Services
-
-router = APIRouter(prefix="/api/v1/layers", tags=["layers"])
 
 Format = Annotated[Literal["geojson", "geobuf"], Query(description="geojson (default) or geobuf")]
 BBoxQ = Annotated[str | None, Query(max_length=200, description="minx,miny,maxx,maxy in degrees (WGS-84)")]
-STEPS = Literal["reported", "accepted", "dispatched", "handling", "closed", "evaluated"]
+ServicesDep = Annotated[Services, Depends(services)]
 
 
 def _bbox(text: str | None) -> BBox:
@@ -36,77 +40,46 @@ def _respond(svc: Services, text: str, fmt: str) -> Response:
     return Response(content=body, media_type=media, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/grids", summary="Grid polygons of one level (by level, or by zoom)")
-def get_grids(
-    svc: Annotated[Services, Depends(services)],
-    bbox: BBoxQ = None,
-    level: Annotated[int | None, Query(ge=1, le=4)] = None,
-    zoom: Annotated[int | None, Query(ge=0, le=22)] = None,
-    parent: Annotated[str | None, Query(pattern=r"^[0-9]{6}([0-9]{3}){0,3}$")] = None,
-    format: Format = "geojson",
-) -> Response:
-    with svc.pool.connection() as conn:
-        return _respond(svc, grids.features(conn, _bbox(bbox), level=level, zoom=zoom, parent=parent), format)
+def _annotation(f: Filter) -> Any:
+    """A filter as a FastAPI query parameter: its type (or its choices), optional when it has no default."""
+    base: Any = Literal[f.choices] if f.choices else f.type
+    if f.default is None:
+        base = base | None
+    return Annotated[base, Query(description=f.description, ge=f.ge, le=f.le, pattern=f.pattern)]
 
 
-@router.get("/grids/stats", summary="Choropleth numbers for every area of a level")
-def get_grid_stats(
-    svc: Annotated[Services, Depends(services)], level: Annotated[int, Query(ge=1, le=4)]
-) -> dict[str, Any]:
+def _endpoint(layer: Layer) -> Callable[..., Response]:
+    """The route of one layer: a function whose signature FastAPI reads for the parameters."""
+
+    def endpoint(svc: Services, format: str = "geojson", bbox: str | None = None, **filters: Any) -> Response:
+        box = _bbox(bbox) if layer.bbox else None
+        with svc.pool.connection() as conn:
+            text = layer.features(conn, {**filters, **layer.configured(svc.settings)}, box)
+        return _respond(svc, text, format)
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("svc", kw, annotation=ServicesDep)]
+    if layer.bbox:
+        params.append(inspect.Parameter("bbox", kw, default=None, annotation=BBoxQ))
+    params += [inspect.Parameter(f.name, kw, default=f.default, annotation=_annotation(f)) for f in layer.filters]
+    params.append(inspect.Parameter("format", kw, default="geojson", annotation=Format))
+    endpoint.__signature__ = inspect.Signature(params, return_annotation=Response)  # type: ignore[attr-defined]
+    endpoint.__name__ = endpoint.__qualname__ = f"get_{layer.name}"
+    return endpoint
+
+
+def get_grid_stats(svc: ServicesDep, level: Annotated[int, Query(ge=1, le=4)]) -> dict[str, Any]:
     with svc.pool.connection() as conn:
         return grids.stats_cached(conn, svc.redis, level)
 
 
-@router.get("/cameras", summary="Cameras in a box")
-def get_cameras(
-    svc: Annotated[Services, Depends(services)],
-    bbox: BBoxQ = None,
-    status: Annotated[Literal["online", "offline"] | None, Query()] = None,
-    kind: Annotated[Literal["dome", "bullet", "mini_dome", "checkpoint"] | None, Query()] = None,
-    format: Format = "geojson",
-) -> Response:
-    with svc.pool.connection() as conn:
-        return _respond(svc, cameras.features(conn, _bbox(bbox), status=status, kind=kind), format)
-
-
-@router.get("/cases", summary="Open case pins in a box (no personal data)")
-def get_cases(
-    svc: Annotated[Services, Depends(services)],
-    bbox: BBoxQ = None,
-    step: Annotated[STEPS | None, Query()] = None,
-    type: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{1,40}$")] = None,
-    overdue: bool = False,
-    closed_hours: Annotated[int, Query(ge=0, le=24 * 30)] = 0,
-    format: Format = "geojson",
-) -> Response:
-    with svc.pool.connection() as conn:
-        return _respond(
-            svc,
-            cases.features(conn, _bbox(bbox), step=step, type=type, overdue_only=overdue, closed_hours=closed_hours),
-            format,
-        )
-
-
-@router.get("/vans", summary="Vans and their trails")
-def get_vans(
-    svc: Annotated[Services, Depends(services)],
-    trail_minutes: Annotated[int, Query(ge=0, le=24 * 60)] = 60,
-    format: Format = "geojson",
-) -> Response:
-    with svc.pool.connection() as conn:
-        return _respond(
-            svc,
-            vans.features(conn, trail_minutes=trail_minutes, offline_seconds=svc.settings.van_offline_seconds),
-            format,
-        )
-
-
-@router.get("/centers", summary="Mediation centres in a box")
-def get_centers(
-    svc: Annotated[Services, Depends(services)],
-    bbox: BBoxQ = None,
-    max_level: Annotated[int, Query(ge=1, le=3)] = 3,
-    format: Format = "geojson",
-) -> Response:
-    with svc.pool.connection() as conn:
-        return _respond(svc, centers.features(conn, _bbox(bbox), max_level=max_level), format)
+def make_router() -> APIRouter:
+    """The layers' routes for the layers registered now (an app made later sees layers added since)."""
+    router = APIRouter(prefix=registry.URL_PREFIX, tags=["layers"])
+    for layer in registry.all_layers():
+        router.add_api_route(f"/{layer.name}", _endpoint(layer), methods=["GET"], summary=layer.summary)
+        if layer.name == grids.LAYER.name:
+            router.add_api_route(
+                "/grids/stats", get_grid_stats, methods=["GET"], summary="Choropleth numbers for every area of a level"
+            )
+    return router

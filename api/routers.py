@@ -10,7 +10,7 @@ from api import area_export, areas, cases, dispatch, health, layers, osmand, sta
 def all_routers() -> list[APIRouter]:
     return [
         health.router,
-        layers.router,
+        layers.make_router(),
         area_export.router,
         cases.router,
         areas.router,

@@ -273,7 +273,7 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         if trig.get("type") == QUEUE_ITEM:
             return str(trig["code"])
         props = (ctx.triggered[0]["value"] or {}).get("properties") or {}
-        if trig.get("layer") == cases_layer.LAYER_ID and props.get("code") and not props.get("cluster"):
+        if trig.get("layer") == cases_layer.LAYER.id and props.get("code") and not props.get("cluster"):
             return str(props["code"])
         return no_update
 

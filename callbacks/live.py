@@ -138,13 +138,15 @@ def register(app: Dash, get_hub: Callable[[], LiveHub]) -> None:
         raise PreventUpdate
 
     # What the page does with a batch is pure UI: which layers reload, whether numbers refresh.
+    # Each layer's hideout says which event types reload it (Layer.live in layers/registry.py).
     for point in (wall_page.POINT, dispatch_page.POINT):  # the live point layers of each page
         app.clientside_callback(
-            "function(batch, urls, ids) { return window.yitu.live.layerUrls(batch, urls, ids); }",
+            "function(batch, urls, ids, hideouts) { return window.yitu.live.layerUrls(batch, urls, ids, hideouts); }",
             Output({"type": point, "layer": ALL}, "url"),
             Input(Ids.EVENTS, "data"),
             State({"type": point, "layer": ALL}, "url"),
             State({"type": point, "layer": ALL}, "id"),
+            State({"type": point, "layer": ALL}, "hideout"),
             prevent_initial_call=True,
         )
     app.clientside_callback(

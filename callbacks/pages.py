@@ -9,6 +9,7 @@ from dash import Dash, Input, Output, State, html
 
 from dashboard.pages import area, dispatch, wall
 from geodata import queries
+from layers import registry
 from services.runtime import Services
 
 
@@ -29,9 +30,11 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
             banner = queries.banner(conn)
             if banner is not None:
                 banner["attribution"] = _attribution(banner["code"])
-            return wall.layout(svc.settings, banner)
+            return wall.layout(
+                svc.settings, banner, registry.page_data(conn, [la.name for la in registry.wall_layers()])
+            )
         if path == "/dispatch":
-            return dispatch.layout(svc.settings, queries.banner(conn))
+            return dispatch.layout(svc.settings, queries.banner(conn), registry.page_data(conn, list(dispatch.LAYERS)))
         if path.startswith("/area/"):
             code = path.removeprefix("/area/")
             summary = queries.area_summary(conn, code) if code.isdigit() and len(code) <= 15 else None
@@ -40,7 +43,11 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
             ).fetchall()
             query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items() if v}
             return area.layout(
-                svc.settings, summary, [{"code": c, "name_zh": zh, "name_en": en} for c, zh, en in types], query
+                svc.settings,
+                summary,
+                [{"code": c, "name_zh": zh, "name_en": en} for c, zh, en in types],
+                query,
+                registry.page_data(conn, list(area.LAYERS)),
             )
     return html.Div(className="yitu-empty", children="404")
 

@@ -15,14 +15,14 @@ from dash.development.base_component import Component
 from dash_svg import G, Line, Polyline, Svg, Text
 
 from dashboard.i18n import translator
-from dashboard.pages.wall import CRUMB, LIVE_TICK, POINT, Ids, group_id, point_layer
+from dashboard.pages.wall import CRUMB, LIVE_TICK, POINT, Ids, group_id, point_layer, switchable
 from geodata import kpi, masking, queries
-from layers import cameras, cases, grids, vans
-from layers import centers as centers_layer
+from layers import cameras, cases, grids, registry, vans
 from layers.base import level_for_zoom
+from layers.registry import Layer
 from services.runtime import Services
 
-GRID_LAYER = grids.LAYER_ID
+GRID_LAYER = grids.LAYER.id
 
 
 class Selection(TypedDict):
@@ -37,7 +37,7 @@ def grid_url(zoom: int | None, bounds: list[list[float]] | None) -> tuple[str, i
     half its size and rounded (so small pans reuse the same URL)."""
     z = int(zoom if zoom is not None else 9)
     level = level_for_zoom(z)
-    url = f"/api/v1/layers/grids?level={level}&zoom={z}"
+    url = grids.LAYER.url(level=level, zoom=z)
     if bounds:
         (s, w), (n, e) = bounds
         dx, dy = (e - w) / 2, (n - s) / 2
@@ -271,13 +271,8 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
     ]
 
 
-def case_card(svc: Services, code: str, lang: str) -> list[Component]:
-    """A case's card, read by whoever stands in front of the screen: parties masked (masking.SCREEN)."""
+def _case_view(c: dict[str, Any], lang: str) -> list[Component]:
     t = translator(lang)
-    with svc.pool.connection() as conn:
-        c = cases.card(conn, code, masking.SCREEN)
-    if c is None:
-        return []
     name = "type_zh" if lang == "zh-CN" else "type_en"
     return [
         html.H3(f"{t('case.title')} {c['code']}"),
@@ -299,12 +294,8 @@ def case_card(svc: Services, code: str, lang: str) -> list[Component]:
     ]
 
 
-def camera_card(svc: Services, camera_id: int, lang: str) -> list[Component]:
+def _camera_view(c: dict[str, Any], lang: str) -> list[Component]:
     t = translator(lang)
-    with svc.pool.connection() as conn:
-        c = cameras.detail(conn, camera_id)
-    if c is None:
-        return []
     return [
         html.H3(f"{t('camera.title')} {c['name']}"),
         html.Div(f"{c['device_code']} · {t('camera.' + str(c['kind']))} · {t('camera.' + str(c['status']))}"),
@@ -313,12 +304,8 @@ def camera_card(svc: Services, camera_id: int, lang: str) -> list[Component]:
     ]
 
 
-def van_card(svc: Services, van_id: str, lang: str) -> list[Component]:
+def _van_view(row: dict[str, Any], lang: str) -> list[Component]:
     t = translator(lang)
-    with svc.pool.connection() as conn:
-        row = next((v for v in vans.board(conn, svc.settings.van_offline_seconds) if v["id"] == van_id), None)
-    if row is None:
-        return []
     return [
         html.H3(f"{t('van.title')} {row['id']} · {row['name']}"),
         html.Div(f"{t('van.' + str(row['status']))} · {row['plate'] or ''}"),
@@ -326,17 +313,42 @@ def van_card(svc: Services, van_id: str, lang: str) -> list[Component]:
     ]
 
 
-def detail_for(svc: Services, layer: str, props: dict[str, Any], lang: str) -> list[Component] | NoUpdate:
-    """The card for a clicked point: a case, a camera or a van (clusters just zoom)."""
-    if props.get("cluster"):
+def feature_view(layer: Layer, data: dict[str, Any], lang: str) -> list[Component]:
+    """The card of a layer with no view of its own: its name, the feature's name, its other fields."""
+    t = translator(lang)
+    title = data.get("name") or data.get("code") or data.get("id") or ""
+    return [
+        html.H3(f"{t(f'layer.{layer.name}')} {title}"),
+        *[html.Div(f"{k} {v}", className="yitu-muted") for k, v in data.items() if k != "name" and v is not None],
+    ]
+
+
+# How each layer's card looks, by layer name; a layer not here gets ``feature_view``.
+CARD_VIEWS: dict[str, Callable[[dict[str, Any], str], list[Component]]] = {
+    cases.LAYER.name: _case_view,
+    cameras.LAYER.name: _camera_view,
+    vans.LAYER.name: _van_view,
+}
+
+
+def case_card(svc: Services, code: str, lang: str) -> list[Component]:
+    """A case's card, read by whoever stands in front of the screen: parties masked (masking.SCREEN)."""
+    with svc.pool.connection() as conn:
+        c = cases.card(conn, code, masking.SCREEN)
+    return _case_view(c, lang) if c else []
+
+
+def detail_for(svc: Services, layer_id: str, props: dict[str, Any], lang: str) -> list[Component] | NoUpdate:
+    """The card for a clicked feature, as its layer declares it (clusters just zoom)."""
+    layer = registry.by_id(layer_id)
+    if props.get("cluster") or layer is None or layer.card is None:
         return no_update
-    if layer == cases.LAYER_ID and props.get("code"):
-        return case_card(svc, props["code"], lang)
-    if layer == cameras.LAYER_ID and props.get("id") is not None:
-        return camera_card(svc, int(props["id"]), lang)
-    if layer == vans.LAYER_ID and props.get("kind") == "van":
-        return van_card(svc, str(props["id"]), lang)
-    return no_update
+    with svc.pool.connection() as conn:
+        data = layer.card(conn, props, layer.configured(svc.settings))
+    if data is None:
+        return no_update
+    view = CARD_VIEWS.get(layer.name)
+    return view(data, lang) if view else feature_view(layer, data, lang)
 
 
 def fly_to(svc: Services, code: str) -> dict[str, Any] | None:
@@ -371,22 +383,25 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         hideout: dict[str, Any] | None,
     ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any]]:
         url, level = grid_url(zoom, bounds)
-        layer_url, data = switched(url, "grids" in (shown or []))
+        layer_url, data = switched(url, grids.LAYER.name in (shown or []))
         code = selected["code"] if selected else None
         return layer_url, data, grid_hideout(get(), level, mode or "none", code, zoom, hideout)
 
-    point_layers = (centers_layer.LAYER_ID, cameras.LAYER_ID, cases.LAYER_ID, vans.LAYER_ID)
+    others = switchable()  # the registry's wall layers as this app was made
 
     @app.callback(
-        [Output(group_id(layer), "children") for layer in point_layers],
+        [Output(group_id(layer.id), "children") for layer in others],
         Input(Ids.LAYERS, "value"),
         State(Ids.URLS, "data"),
+        State(Ids.HIDEOUTS, "data"),
         prevent_initial_call=True,
     )
-    def _switch(shown: list[str] | None, urls: dict[str, str]) -> list[list[Component]]:
+    def _switch(
+        shown: list[str] | None, urls: dict[str, str], hideouts: dict[str, dict[str, Any]]
+    ) -> list[list[Component]]:
         return [
-            [point_layer(layer, urls[layer])] if layer.removeprefix("layer-") in (shown or []) else []
-            for layer in point_layers
+            [point_layer(layer.id, urls[layer.id], hideouts[layer.id])] if layer.name in (shown or []) else []
+            for layer in others
         ]
 
     @app.callback(

@@ -1,10 +1,15 @@
-"""UI texts. zh-CN is the default; English with YITU_LANG=en. Keys are English identifiers."""
+"""UI texts. zh-CN is the default; English with YITU_LANG=en. Keys are English identifiers.
+
+A map layer's name (``layer.<name>``) is the layer's own: each Layer in the registry carries its
+label in both languages, so a new layer brings its texts with it (layers/registry.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from geodata.errors import YituError
+from layers import registry
 
 TEXTS: dict[str, dict[str, str]] = {
     "zh-CN": {
@@ -42,11 +47,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "van.en_route": "出车",
         "van.on_site": "现场调解",
         "van.offline": "离线",
-        "layers.grids": "四级网格",
-        "layers.cameras": "视频监控",
-        "layers.cases": "矛盾纠纷",
-        "layers.vans": "调解车",
-        "layers.centers": "调解中心",
         "mode.none": "无专题",
         "mode.open": "在办案件",
         "mode.overdue": "超期案件",
@@ -192,11 +192,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "van.en_route": "En route",
         "van.on_site": "On site",
         "van.offline": "Offline",
-        "layers.grids": "Grid",
-        "layers.cameras": "Cameras",
-        "layers.cases": "Cases",
-        "layers.vans": "Vans",
-        "layers.centers": "Mediation centres",
         "mode.none": "Plain",
         "mode.open": "Open cases",
         "mode.overdue": "Overdue",
@@ -310,11 +305,21 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
+def _layer_label(key: str, lang: str) -> str | None:
+    try:
+        label = registry.get(key.removeprefix("layer.")).label
+    except KeyError:
+        return None
+    return label.get(lang) or label.get("zh-CN")
+
+
 def translator(lang: str) -> Callable[[str], str]:
     table = TEXTS.get(lang, TEXTS["zh-CN"])
     fallback = TEXTS["zh-CN"]
 
     def t(key: str) -> str:
+        if key.startswith("layer."):
+            return _layer_label(key, lang) or key
         return table.get(key) or fallback.get(key) or key
 
     return t

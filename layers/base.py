@@ -9,13 +9,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import geobuf
-
-if TYPE_CHECKING:
-    import dash_leaflet as dl
-    import psycopg
+import psycopg
 
 # The whole map: a box that contains any banner (used when no bbox is given).
 WORLD = (-180.0, -90.0, 180.0, 90.0)
@@ -99,30 +96,8 @@ def encode(geojson_text: str, fmt: str = "geojson", gcj02: bool = False) -> tupl
     return json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), "application/geo+json"
 
 
-def clustered_points(
-    layer_id: str, url: str, hideout: dict[str, Any], *, js: str, radius: int, max_zoom: int
-) -> dl.GeoJSON:
-    """A geobuf point layer clustered in the browser; ``js`` names its functions under yitu.map
-    (``<js>Point``, ``<js>Cluster``) and its loaded-feature counter."""
-    import dash_leaflet as dl
-
-    return dl.GeoJSON(
-        id=layer_id,
-        url=url,
-        format="geobuf",
-        cluster=True,
-        superClusterOptions={"radius": radius, "maxZoom": max_zoom},
-        pointToLayer={"variable": f"yitu.map.{js}Point"},
-        clusterToLayer={"variable": f"yitu.map.{js}Cluster"},
-        onEachFeature={"variable": f"yitu.map.count_{layer_id.removeprefix('layer-')}"},
-        hideout=hideout,
-        zoomToBoundsOnClick=True,
-    )
-
-
-def feature_collection(conn: psycopg.Connection, name: str, params: dict[str, Any]) -> str:
-    """Run the named layer query (``geodata/sql/layer_<name>.sql``) and return its GeoJSON text."""
-    from geodata.queries import query
-
-    row = conn.execute(query(f"layer_{name}"), params).fetchone()
+def feature_collection(conn: psycopg.Connection, query_text: str, params: dict[str, Any]) -> str:
+    """Run a layer's query (its SQL file's text, which builds the FeatureCollection in PostGIS) and
+    return the GeoJSON text."""
+    row = conn.execute(query_text, params).fetchone()
     return str(row[0]) if row else '{"type":"FeatureCollection","features":[]}'

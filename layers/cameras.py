@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import dash_leaflet as dl
 import psycopg
 from psycopg.rows import dict_row
 
-from layers.base import BBox, clustered_points, feature_collection
-
-LAYER_ID = "layer-cameras"
-
-
-def features(conn: psycopg.Connection, bbox: BBox, *, status: str | None = None, kind: str | None = None) -> str:
-    return feature_collection(conn, "cameras", {**bbox.params(), "status": status, "kind": kind})
+from layers.registry import Cluster, Filter, Layer
 
 
 def detail(conn: psycopg.Connection, camera_id: int) -> dict[str, Any] | None:
@@ -26,5 +20,22 @@ def detail(conn: psycopg.Connection, camera_id: int) -> dict[str, Any] | None:
         ).fetchone()
 
 
-def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
-    return clustered_points(LAYER_ID, url, hideout, js="camera", radius=60, max_zoom=15)
+def _card(conn: psycopg.Connection, props: Mapping[str, Any], _configured: Mapping[str, Any]) -> dict[str, Any] | None:
+    return detail(conn, int(props["id"])) if props.get("id") is not None else None
+
+
+LAYER = Layer(
+    name="cameras",
+    summary="Cameras in a box",
+    label={"zh-CN": "视频监控", "en": "Cameras"},
+    geometry="point",
+    style="cameraPoint",
+    cluster=Cluster(radius=60, max_zoom=15, style="cameraCluster"),
+    format="geobuf",
+    filters=(
+        Filter("status", choices=("online", "offline")),
+        Filter("kind", choices=("dome", "bullet", "mini_dome", "checkpoint")),
+    ),
+    card=_card,
+    order=30,
+)

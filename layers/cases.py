@@ -1,33 +1,22 @@
-"""Case pins: colour by workflow step, a letter for the type, a pulsing ring when overdue."""
+"""Case pins: colour by workflow step, a glyph for the type, a pulsing ring when overdue.
+
+The glyphs are the case types' own (``case_types.glyph``): the page gets them in the layer's hideout.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import dash_leaflet as dl
 import psycopg
 from psycopg.rows import dict_row
 
-from geodata import masking
-from layers.base import BBox, clustered_points, feature_collection
+from geodata import masking, workflow
+from layers.registry import Cluster, Filter, Layer
 
-LAYER_ID = "layer-cases"
-
-
-def features(
-    conn: psycopg.Connection,
-    bbox: BBox,
-    *,
-    step: str | None = None,
-    type: str | None = None,
-    overdue_only: bool = False,
-    closed_hours: int = 0,
-) -> str:
-    return feature_collection(
-        conn,
-        "cases",
-        {**bbox.params(), "step": step, "type": type, "overdue_only": overdue_only, "closed_hours": closed_hours},
-    )
+# The steps a pin can have (the open ones and, with closed_hours, the recently closed): a rejected
+# report is never a pin.
+PIN_STEPS = tuple(step for step in workflow.STEPS if step != "rejected")
 
 
 def card(conn: psycopg.Connection, code: str, role: str | None = None) -> dict[str, Any] | None:
@@ -48,5 +37,39 @@ def card(conn: psycopg.Connection, code: str, role: str | None = None) -> dict[s
     return row
 
 
-def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
-    return clustered_points(LAYER_ID, url, hideout, js="case", radius=50, max_zoom=14)
+def glyphs(conn: psycopg.Connection) -> dict[str, str]:
+    """The glyph each case type's pin shows (a type without one shows its name's first character)."""
+    return dict(conn.execute("SELECT code, coalesce(glyph, left(name_zh, 1)) FROM case_types ORDER BY code").fetchall())
+
+
+def _params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The query's parameters: ``?overdue=true`` narrows to the overdue pins (``overdue_only`` in the SQL,
+    whose ``overdue`` is a property of each pin)."""
+    return {**values, "overdue_only": values["overdue"]}
+
+
+def _card(conn: psycopg.Connection, props: Mapping[str, Any], _configured: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A pin's card on a room screen: parties as whoever stands in front of it may see them."""
+    return card(conn, props["code"], masking.SCREEN) if props.get("code") else None
+
+
+LAYER = Layer(
+    name="cases",
+    summary="Open case pins in a box (no personal data)",
+    label={"zh-CN": "矛盾纠纷", "en": "Cases"},
+    geometry="point",
+    style="casePoint",
+    cluster=Cluster(radius=50, max_zoom=14, style="caseCluster"),
+    format="geobuf",
+    filters=(
+        Filter("step", choices=PIN_STEPS),
+        Filter("type", pattern=r"^[a-z][a-z0-9_]{1,40}$"),
+        Filter("overdue", bool, default=False),
+        Filter("closed_hours", int, default=0, ge=0, le=24 * 30),
+    ),
+    params=_params,
+    card=_card,
+    page_data=lambda conn: {"glyphs": glyphs(conn)},
+    live=("case.", "dispatch."),
+    order=40,
+)

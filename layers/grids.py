@@ -1,36 +1,53 @@
-"""The four-level grid: polygons of the level the zoom asks for, styled by hideout."""
+"""The four-level grid: polygons of the level the zoom asks for, styled by hideout (choropleth, selection).
+
+On the wall screen it is the base layer: always present, its URL follows the view (callbacks/wall.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import dash_leaflet as dl
 import psycopg
 from psycopg import sql
 
 from geodata import kpi
 from geodata.queries import CHAIN_COLUMN, query
-from layers.base import BBox, feature_collection, level_for_zoom, tolerance_for_zoom
+from layers.base import level_for_zoom, tolerance_for_zoom
+from layers.registry import Filter, Layer
 
 if TYPE_CHECKING:
     from redis import Redis
 
-LAYER_ID = "layer-grids"
 # Per area code: open, overdue and rate (None for an area with nothing reported this year).
 AreaStats = dict[str, dict[str, float | None]]
 
 
-def features(
-    conn: psycopg.Connection,
-    bbox: BBox,
-    *,
-    level: int | None = None,
-    zoom: int | None = None,
-    parent: str | None = None,
-) -> str:
-    lvl = level or level_for_zoom(zoom if zoom is not None else 9)
-    tol = tolerance_for_zoom(zoom) if zoom is not None else 0.0
-    return feature_collection(conn, "grids", {**bbox.params(), "level": lvl, "tol": tol, "parent": parent})
+def _params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The level the request names, else the one its zoom shows; simplified to half a pixel at that zoom."""
+    zoom = values.get("zoom")
+    return {
+        "level": values.get("level") or level_for_zoom(zoom if zoom is not None else 9),
+        "tol": tolerance_for_zoom(zoom) if zoom is not None else 0.0,
+        "parent": values.get("parent"),
+    }
+
+
+LAYER = Layer(
+    name="grids",
+    summary="Grid polygons of one level (by level, or by zoom)",
+    label={"zh-CN": "四级网格", "en": "Grid"},
+    geometry="polygon",
+    style="gridStyle",
+    functions={"onEachFeature": "gridEach", "hoverStyle": "gridHover"},
+    filters=(
+        Filter("level", int, ge=1, le=4),
+        Filter("zoom", int, ge=0, le=22),
+        Filter("parent", pattern=r"^[0-9]{6}([0-9]{3}){0,3}$"),
+    ),
+    params=_params,
+    order=10,
+)
 
 
 def stats(conn: psycopg.Connection, level: int) -> AreaStats:
@@ -47,15 +64,3 @@ def stats_cached(conn: psycopg.Connection, redis: Redis, level: int) -> AreaStat
     the live hub drops both at once, so the map's shading never disagrees with the tiles."""
     value: AreaStats = kpi.cached(redis, f"area-stats:{level}", lambda: stats(conn, level))
     return value
-
-
-def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
-    return dl.GeoJSON(
-        id=LAYER_ID,
-        url=url,
-        style={"variable": "yitu.map.gridStyle"},
-        onEachFeature={"variable": "yitu.map.gridEach"},
-        hoverStyle={"variable": "yitu.map.gridHover"},
-        hideout=hideout,
-        zoomToBoundsOnClick=False,
-    )

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import dash_leaflet as dl
 import psycopg
 from psycopg.rows import dict_row
 
-from layers.base import feature_collection
-
-LAYER_ID = "layer-vans"
-
-
-def features(conn: psycopg.Connection, *, trail_minutes: int = 60, offline_seconds: float = 300) -> str:
-    return feature_collection(conn, "vans", {"trail_minutes": trail_minutes, "offline_seconds": offline_seconds})
+from layers.registry import Filter, Layer
 
 
 def board(conn: psycopg.Connection, offline_seconds: float = 300) -> list[dict[str, Any]]:
@@ -27,12 +21,24 @@ def board(conn: psycopg.Connection, offline_seconds: float = 300) -> list[dict[s
         ).fetchall()
 
 
-def component(url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
-    return dl.GeoJSON(
-        id=LAYER_ID,
-        url=url,
-        pointToLayer={"variable": "yitu.map.vanPoint"},
-        style={"variable": "yitu.map.trailStyle"},
-        onEachFeature={"variable": "yitu.map.count_vans"},
-        hideout=hideout,
-    )
+def _card(conn: psycopg.Connection, props: Mapping[str, Any], configured: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A van's row of the board (a click on its trail shows nothing)."""
+    if props.get("kind") != "van":
+        return None
+    return next((v for v in board(conn, configured["offline_seconds"]) if v["id"] == str(props.get("id"))), None)
+
+
+LAYER = Layer(
+    name="vans",
+    summary="Vans and their trails",
+    label={"zh-CN": "调解车", "en": "Vans"},
+    geometry="point+line",
+    style="vanPoint",
+    functions={"style": "trailStyle", "onEachFeature": "vanEach"},
+    bbox=False,  # four to a few dozen vans: always all of them
+    filters=(Filter("trail_minutes", int, default=60, ge=0, le=24 * 60),),
+    settings={"offline_seconds": "van_offline_seconds"},
+    card=_card,
+    live=("van.", "dispatch."),
+    order=50,
+)

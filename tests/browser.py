@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from layers import registry
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -18,8 +21,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-LAYERS = ("grids", "cameras", "cases", "vans", "centers")
-SETTLED = f"() => window.yitu && {list(LAYERS)}.every(k => (window.yitu.loaded[k] || 0) > 0)"
+
+
+def settled(names: list[str]) -> str:
+    """A page function true once every layer named has drawn features (window.yitu.loaded counts them)."""
+    return f"() => window.yitu && {json.dumps(names)}.every(k => (window.yitu.loaded[k] || 0) > 0)"
+
+
+LAYERS = tuple(layer.name for layer in registry.wall_layers())  # every layer the wall screen draws
+SETTLED = settled(list(LAYERS))
 
 
 def chromium_path() -> str:
@@ -55,3 +65,10 @@ class Watched:
         self.page.close()
         assert self.problems == [], self.problems
         assert self.outside == [], f"requests left the server: {self.outside}"
+
+
+# How many features other than polygons the last map holds (markers, cluster bubbles, trails): zero once
+# every layer but the grid is switched off.
+NON_POLYGON_FEATURES = """() => { const m = window.yitu.maps[window.yitu.maps.length - 1]; let n = 0;
+    m.eachLayer(l => { if (l.feature && !/Polygon/.test((l.feature.geometry || {}).type)) { n += 1; } });
+    return n; }"""

@@ -8,7 +8,10 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page
 
-from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
+from dashboard.i18n import translator
+from layers import registry
+
+from .browser import NON_POLYGON_FEATURES, SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
 from .conftest import ARTIFACTS
 from .helpers import wait_for
 
@@ -136,13 +139,11 @@ def test_drill_down_from_banner_to_cell_and_back(live_server, demo_db: str, redi
     page = w.page
     page.goto(srv.url + "/")
     page.wait_for_function(SETTLED, timeout=30_000)
-    for name in ("调解中心", "视频监控", "矛盾纠纷", "调解车"):  # only polygons under the pointer
-        page.locator("#wall-layers label", has_text=name).click()
-    wait_for(
-        lambda: page.locator(".yitu-pin, .yitu-cluster, .yitu-van, .yitu-center").count() == 0,
-        timeout=20,
-        what="the point layers switched off",
-    )
+    t = translator("zh-CN")
+    for layer in registry.wall_layers():  # every layer but the grid off: only polygons under the pointer
+        if layer.name != "grids":
+            page.locator("#wall-layers label", has_text=t(f"layer.{layer.name}")).click()
+    wait_for(lambda: page.evaluate(NON_POLYGON_FEATURES) == 0, timeout=20, what="the other layers switched off")
     with psycopg.connect(demo_db) as conn:
         town = "150623100"
         village = conn.execute(
@@ -158,7 +159,7 @@ def test_drill_down_from_banner_to_cell_and_back(live_server, demo_db: str, redi
     for code, next_level in ((town, 3), (village, 4), (cell, 4)):
         _wait_still(page, shown_level)
         _click_area(page, demo_db, code)
-        wait_for(lambda code=code: page.inner_text("#panel-name") == names[code], timeout=20, what=f"panel for {code}")
+        wait_for(lambda c=code: page.inner_text("#panel-name") == names[c], timeout=20, what=f"panel for {code}")
         shown_level = next_level  # the map flies to the area and the grid shows the next level down
         assert page.locator(".yitu-crumb").count() == len(code) // 3 - 1
     assert f"/area/{cell}" in page.get_attribute("#panel-link", "href")

@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from shapely import wkb
 
 from dashboard.app import create_app
+from layers import registry
+from layers.registry import GEOJSON_TYPES
 from services.settings import Settings
 
 
@@ -67,18 +69,34 @@ def test_grids_children_of_a_parent(client: TestClient) -> None:
     assert len(fc["features"]) == 19 and all(f["properties"]["parent_code"] == "150623100" for f in fc["features"])
 
 
-def test_geobuf_round_trip(client: TestClient) -> None:
-    for layer in ("grids?level=3", "cameras", "cases", "centers", "vans"):
-        plain = _fc(client, f"/api/v1/layers/{layer}")
-        sep = "&" if "?" in layer else "?"
-        r = client.get(f"/api/v1/layers/{layer}{sep}format=geobuf")
-        assert r.status_code == 200 and r.headers["content-type"] == "application/x-protobuf"
-        decoded = geobuf.decode(r.content)
-        assert len(decoded["features"]) == len(plain["features"]) > 0
-        for a, b in zip(plain["features"], decoded["features"]):
-            # geobuf leaves null properties out; the styling code reads a missing one as null
-            assert {k: v for k, v in a["properties"].items() if v is not None} == b["properties"]
-            assert shapely.geometry.shape(a["geometry"]).equals_exact(shapely.geometry.shape(b["geometry"]), 1e-6)
+@pytest.mark.parametrize("name", [layer.name for layer in registry.all_layers()])
+def test_every_layer_serves_features_of_its_geometry_kind(client: TestClient, name: str) -> None:
+    layer = registry.get(name)
+    fc = _fc(client, layer.path)
+    assert fc["type"] == "FeatureCollection" and fc["features"], f"{name} serves nothing on the demo"
+    assert {f["geometry"]["type"] for f in fc["features"]} <= GEOJSON_TYPES[layer.geometry]
+
+
+@pytest.mark.parametrize("name", [layer.name for layer in registry.all_layers()])
+def test_geobuf_round_trip(client: TestClient, name: str) -> None:
+    query = "level=3" if name == "grids" else ""  # the grid's villages: more than the four towns
+    plain = _fc(client, f"/api/v1/layers/{name}?{query}")
+    r = client.get(f"/api/v1/layers/{name}?{query}&format=geobuf")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-protobuf"
+    decoded = geobuf.decode(r.content)
+    assert len(decoded["features"]) == len(plain["features"]) > 0
+    for a, b in zip(plain["features"], decoded["features"]):
+        # geobuf leaves null properties out; the styling code reads a missing one as null
+        assert {k: v for k, v in a["properties"].items() if v is not None} == b["properties"]
+        assert shapely.geometry.shape(a["geometry"]).equals_exact(shapely.geometry.shape(b["geometry"]), 1e-6)
+
+
+def test_openapi_lists_every_layer_with_its_filters(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for layer in registry.all_layers():
+        params = [p["name"] for p in paths[layer.path]["get"]["parameters"]]
+        assert params == [*(["bbox"] if layer.bbox else []), *(f.name for f in layer.filters), "format"]
+    assert "/api/v1/layers/grids/stats" in paths
 
 
 def test_point_layers_and_filters(client: TestClient, demo_dsn: str) -> None:

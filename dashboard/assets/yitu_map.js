@@ -1,5 +1,7 @@
 /* yitu map styling: every function the dash-leaflet layers name lives under window.yitu.map.
- * Data drives style through each layer's `hideout` (set by Python callbacks); the logic is here.
+ * Each layer in the registry (layers/registry.py) names its style function here; data drives style
+ * through the layer's `hideout` (its name, the events that reload it, data read from the database
+ * such as the case types' glyphs, and what Python callbacks set); the logic is here.
  * window.yitu.loaded counts features per layer, so tests and the bench can tell the map has settled.
  */
 (function () {
@@ -20,13 +22,6 @@
   };
   var VAN_COLOURS = { available: "#3ddc84", en_route: "#3fb6ff", on_site: "#ffb020", offline: "#7a8599" };
   var LEVEL_LINE = { 1: ["#7fd3ff", 3], 2: ["#4fc3f7", 2.2], 3: ["#2e8bd8", 1.4], 4: ["#1f5fa8", 0.9] };
-  // One glyph per case type, readable at wall-screen distance.
-  var TYPE_GLYPH = {
-    marriage_family: "婚", neighbour: "邻", housing_land: "宅", contract: "合", business: "营",
-    damages: "损", forest_land: "林", expropriation: "拆", pollution: "污", labour: "劳",
-    consumer: "消", medical: "医", traffic: "交", property_mgmt: "物", grassland: "草",
-    herder_enterprise: "企", land_transfer: "流", seed_corn: "种", private_lending: "贷", other: "他"
-  };
   var RAMPS = {
     open: ["#0d2a4a", "#124a7a", "#1c6fb0", "#f0a030", "#ff5a3c"],
     overdue: ["#0d2a4a", "#5a2a4a", "#9a2f45", "#d2393a", "#ff3b30"],
@@ -66,7 +61,12 @@
     });
   }
 
-  yitu.map = {
+  function hideoutOf(context) { return (context && context.hideout) || {}; }
+
+  // Merged into what is there: a second asset file (or a test) may add a layer's function in any order.
+  yitu.map = Object.assign(yitu.map || {}, {
+    // The default onEachFeature of every layer: counts its features under the layer's name.
+    count: function (feature, layer, context) { count(hideoutOf(context).layer || "?"); },
     gridStyle: function (feature, context) {
       var h = (context && context.hideout) || {};
       var p = feature.properties;
@@ -96,10 +96,9 @@
         });
       }
     },
-    count_cameras: function () { count("cameras"); },
-    count_cases: function () { count("cases"); },
-    count_centers: function () { count("centers"); },
-    count_vans: function (feature) { count(feature.properties.kind === "trail" ? "trails" : "vans"); },
+    vanEach: function (feature, layer, context) {
+      count(feature.properties.kind === "trail" ? "trails" : hideoutOf(context).layer || "vans");
+    },
     cameraPoint: function (feature, latlng) {
       var on = feature.properties.status === "online";
       return L.circleMarker(latlng, {
@@ -107,15 +106,16 @@
       });
     },
     cameraCluster: function (feature, latlng) { return cluster(feature, latlng, "camera", 50, 500); },
-    casePoint: function (feature, latlng) {
+    casePoint: function (feature, latlng, context) {
       var p = feature.properties;
+      var glyphs = hideoutOf(context).glyphs || {};  // from case_types, one per type
       if (!(p.code in yitu.drawn)) { yitu.drawn[p.code] = performance.now(); }
       yitu.pins = yitu.pins || {};
       yitu.pins[p.code] = p.step;
       var colour = STEP_COLOURS[p.step] || "#ffffff";
       var icon = L.divIcon({
         className: "yitu-pin" + (p.overdue ? " yitu-pin-overdue" : ""),
-        html: '<div class="yitu-pin-dot" style="background:' + colour + '">' + (TYPE_GLYPH[p.type] || "?") + "</div>",
+        html: '<div class="yitu-pin-dot" style="background:' + colour + '">' + esc(glyphs[p.type] || "?") + "</div>",
         iconSize: L.point(ui(26), ui(26)), iconAnchor: L.point(ui(13), ui(13))
       });
       return L.marker(latlng, { icon: icon, title: p.code, riseOnHover: true });
@@ -150,7 +150,7 @@
       });
       return L.marker(latlng, { icon: icon, title: p.name });
     }
-  };
+  });
 
   // The wall-screen clock: pure UI, so it runs in the browser (no server round trip).
   yitu.clock = function (n, lang) {
@@ -166,16 +166,11 @@
   // the layers it touches reload from their URL (PostGIS is the record), the numbers refresh.
   // yitu.live.seen[code] / yitu.drawn[code] record when an event and its pin reached the page.
   yitu.drawn = yitu.drawn || {};
-  var LAYER_KINDS = {
-    "layer-cases": ["case.", "dispatch."],
-    "layer-vans": ["van.", "dispatch."],
-    "layer-cameras": [],
-    "layer-centers": []
-  };
 
-  function touches(batch, layer) {
+  // Whether a batch touches a layer: the event types that reload it come in its hideout (Layer.live).
+  function touches(batch, hideout) {
     if (batch.resync) { return true; }
-    var kinds = LAYER_KINDS[layer] || [];
+    var kinds = (hideout && hideout.live) || [];
     return (batch.events || []).some(function (e) {
       return kinds.some(function (k) { return String(e.type).indexOf(k) === 0; });
     });
@@ -191,7 +186,7 @@
     batches: 0,
     resyncs: 0,
     last: null,
-    layerUrls: function (batch, urls, ids) {
+    layerUrls: function (batch, urls, ids, hideouts) {
       var nu = window.dash_clientside.no_update;
       if (!batch) { return (ids || []).map(function () { return nu; }); }
       var live = yitu.live;
@@ -207,7 +202,7 @@
       }
       var rev = Math.round(batch.at * 1000) % 1000000000;  // new on every batch, also after a reconnect
       return (ids || []).map(function (id, i) {
-        return urls[i] && touches(batch, id.layer) ? withRev(urls[i], rev) : nu;
+        return urls[i] && touches(batch, (hideouts || [])[i]) ? withRev(urls[i], rev) : nu;
       });
     },
     lastAt: performance.now(),

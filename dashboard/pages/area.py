@@ -6,6 +6,7 @@ view can be shared by copying the address; the CSV link carries the same filters
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -14,7 +15,7 @@ from dash import dcc, html
 from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
 from dashboard.i18n import translator
-from layers import cases, grids
+from layers import registry
 from services.settings import Settings
 
 STEPS = ("reported", "accepted", "dispatched", "handling", "closed", "evaluated", "rejected")
@@ -34,12 +35,22 @@ class Ids(StrEnum):
     MAP = "area-map"
 
 
+LAYERS = ("grids", "cases")  # the registry's layers this page draws (layers/registry.py)
+
+
 def layout(
-    settings: Settings, area: dict[str, Any] | None, types: list[dict[str, str]], query: dict[str, str]
+    settings: Settings,
+    area: dict[str, Any] | None,
+    types: list[dict[str, str]],
+    query: dict[str, str],
+    layer_data: Mapping[str, dict[str, Any]] | None = None,
 ) -> html.Div:
+    """One area's page; ``layer_data`` is what its layers read from the database (``registry.page_data``)."""
     t = translator(settings.lang)
     if area is None:
         return html.Div(className="yitu-empty", children=[html.P("404"), dcc.Link(t("area.back"), href="/")])
+    data = layer_data or {}
+    grids, cases = (registry.get(name) for name in LAYERS)
     minx, miny, maxx, maxy = area["bounds"]
     lang_col = "name_zh" if settings.lang == "zh-CN" else "name_en"
     bbox = f"{minx:.5f},{miny:.5f},{maxx:.5f},{maxy:.5f}"
@@ -74,10 +85,12 @@ def layout(
                             className="yitu-map",
                             children=[
                                 grids.component(
-                                    f"/api/v1/layers/grids?level={child_level}&parent={area['code']}",
-                                    {"mode": "none", "stats": {}, "selected": None, "labels": child_level < 4},
+                                    grids.url(level=child_level, parent=area["code"]),
+                                    grids.hideout(
+                                        data.get("grids"), mode="none", stats={}, selected=None, labels=child_level < 4
+                                    ),
                                 ),
-                                cases.component(f"/api/v1/layers/cases?bbox={bbox}&format=geobuf", {}),
+                                cases.component(cases.url(bbox=bbox), cases.hideout(data.get("cases"))),
                             ],
                         ),
                     ),

@@ -11,6 +11,7 @@ queue, the candidates and the van layer (``callbacks/live.py``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -19,7 +20,8 @@ from dash import dcc, html
 
 from dashboard.i18n import translator
 from dashboard.layout import live_tick
-from layers import cases, grids, vans
+from layers import registry
+from layers.registry import Layer
 from services.settings import Settings
 
 POINT = "dispatch-point-layer"  # pattern-matching type of the page's live point layers
@@ -46,16 +48,24 @@ class Ids(StrEnum):
     VANS = "dispatch-vans"
 
 
-def point_layer(module: Any, url: str) -> dl.GeoJSON:
-    layer = module.component(url, {})
-    layer.id = {"type": POINT, "layer": module.LAYER_ID}
-    return layer
+LAYERS = ("grids", "cases", "vans")  # the registry's layers this page draws (layers/registry.py)
 
 
-def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
+def point_layer(layer: Layer, url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
+    component = layer.component(url, hideout)
+    component.id = {"type": POINT, "layer": layer.id}
+    return component
+
+
+def layout(
+    settings: Settings, banner: dict[str, Any] | None, layer_data: Mapping[str, dict[str, Any]] | None = None
+) -> html.Div:
+    """The dispatch page; ``layer_data`` is what its layers read from the database (``registry.page_data``)."""
     t = translator(settings.lang)
     if banner is None:
         return html.Div(className="yitu-empty", children=t("map.empty"))
+    data = layer_data or {}
+    grids, cases, vans = (registry.get(name) for name in LAYERS)
     minx, miny, maxx, maxy = banner["bounds"]
     bbox = f"{minx:.4f},{miny:.4f},{maxx:.4f},{maxy:.4f}"
     return html.Div(
@@ -115,11 +125,11 @@ def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
                         className="yitu-map",
                         children=[
                             grids.component(
-                                f"/api/v1/layers/grids?level=2&bbox={bbox}",
-                                {"mode": "none", "stats": {}, "selected": None, "labels": True},
+                                grids.url(level=2, bbox=bbox),
+                                grids.hideout(data.get("grids"), mode="none", stats={}, selected=None, labels=True),
                             ),
-                            point_layer(cases, f"/api/v1/layers/cases?bbox={bbox}&format=geobuf"),
-                            point_layer(vans, "/api/v1/layers/vans"),
+                            point_layer(cases, cases.url(bbox=bbox), cases.hideout(data.get("cases"))),
+                            point_layer(vans, vans.url(), vans.hideout(data.get("vans"))),
                             dl.LayerGroup(id=Ids.FOCUS),
                             dl.ScaleControl(position="bottomleft", imperial=False),
                         ],

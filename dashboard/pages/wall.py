@@ -6,6 +6,7 @@ everything that changes afterwards is filled in by callbacks in ``callbacks/wall
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -14,7 +15,8 @@ from dash import dcc, html
 
 from dashboard.i18n import translator
 from dashboard.layout import live_tick
-from layers import cameras, cases, centers, grids, vans
+from layers import registry
+from layers.registry import Layer
 from services.settings import Settings
 
 
@@ -34,28 +36,42 @@ class Ids(StrEnum):
     VANS = "wall-vans"
     LAYERS = "wall-layers"
     URLS = "wall-urls"
+    HIDEOUTS = "wall-hideouts"
 
 
 CRUMB = "wall-crumb"
-POINT = "wall-point-layer"  # pattern-matching id type of the switchable point layers
+POINT = "wall-point-layer"  # pattern-matching id type of the switchable layers (the name is historical)
 LIVE_TICK = live_tick("wall")  # bumped by the live push when the numbers are stale
-LAYER_KEYS = ("grids", "centers", "cameras", "cases", "vans")  # the operator's layer switches
+GRIDS = "grids"  # the base layer: always present, its URL follows the view (callbacks/wall.py)
+GRID_HIDEOUT = {
+    "mode": "none",
+    "stats": {},
+    "selected": None,
+    "labels": True,
+    "breaks": {"open": [0, 2, 5, 10], "overdue": [0, 1, 2, 4], "rate": [0.8, 0.88, 0.92, 0.95]},
+}
 
 
-POINT_LAYERS = {centers.LAYER_ID: centers, cameras.LAYER_ID: cameras, cases.LAYER_ID: cases, vans.LAYER_ID: vans}
+def switchable() -> list[Layer]:
+    """The wall's layers other than the grid, in drawing order: each in a group of its own, taken out
+    of it when switched off and made again when switched on."""
+    return [layer for layer in registry.wall_layers() if layer.name != GRIDS]
 
 
 def group_id(layer_id: str) -> str:
     return f"group-{layer_id}"
 
 
-def point_layer(layer_id: str, url: str) -> dl.GeoJSON:
-    """A point layer as first drawn (switching it off removes it from its group; on re-creates it).
+def point_layer(layer_id: str, url: str, hideout: dict[str, Any] | None = None) -> dl.GeoJSON:
+    """A switchable layer as first drawn (switching it off removes it from its group; on re-creates it).
 
     Its id is a pattern-matching one, so the click callback listens to whichever layers exist."""
-    layer = POINT_LAYERS[layer_id].component(url, {})
-    layer.id = {"type": POINT, "layer": layer_id}
-    return layer
+    layer = registry.by_id(layer_id)
+    if layer is None:
+        raise KeyError(f"no layer with id {layer_id!r}")
+    component = layer.component(url, hideout)
+    component.id = {"type": POINT, "layer": layer_id}
+    return component
 
 
 def basemap_layers(settings: Settings) -> list[Any]:
@@ -85,38 +101,38 @@ def basemap_layers(settings: Settings) -> list[Any]:
     return []
 
 
-def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
+def layout(
+    settings: Settings, banner: dict[str, Any] | None, layer_data: Mapping[str, dict[str, Any]] | None = None
+) -> html.Div:
+    """The wall screen; ``layer_data`` is what the layers read from the database for their hideouts
+    (``registry.page_data``), by layer name."""
     t = translator(settings.lang)
     if banner is None:
         return html.Div(className="yitu-empty", children=t("map.empty"))
+    data = layer_data or {}
     minx, miny, maxx, maxy = banner["bounds"]
     pad_x, pad_y = (maxx - minx) * 0.25, (maxy - miny) * 0.25
     bbox = f"{minx - pad_x:.4f},{miny - pad_y:.4f},{maxx + pad_x:.4f},{maxy + pad_y:.4f}"
-    grid_hideout = {
-        "mode": "none",
-        "stats": {},
-        "selected": None,
-        "labels": True,
-        "breaks": {"open": [0, 2, 5, 10], "overdue": [0, 1, 2, 4], "rate": [0.8, 0.88, 0.92, 0.95]},
-    }
-    point_urls = {
-        centers.LAYER_ID: f"/api/v1/layers/centers?bbox={bbox}",
-        cameras.LAYER_ID: f"/api/v1/layers/cameras?bbox={bbox}&format=geobuf",
-        cases.LAYER_ID: f"/api/v1/layers/cases?bbox={bbox}&format=geobuf",
-        vans.LAYER_ID: "/api/v1/layers/vans",
-    }
+    others = switchable()
+    urls = {layer.id: layer.url(bbox=bbox if layer.bbox else None) for layer in others}
+    hideouts = {layer.id: layer.hideout(data.get(layer.name)) for layer in others}
+    grids = registry.get(GRIDS)
     map_layers = [
-        grids.component(f"/api/v1/layers/grids?level=2&bbox={bbox}", grid_hideout),
+        grids.component(grids.url(level=2, bbox=bbox), grids.hideout(data.get(GRIDS), **GRID_HIDEOUT)),
         *[
-            dl.LayerGroup(id=group_id(layer_id), children=point_layer(layer_id, url))
-            for layer_id, url in point_urls.items()
+            dl.LayerGroup(
+                id=group_id(layer.id),
+                children=point_layer(layer.id, urls[layer.id], hideouts[layer.id]) if layer.wall_on else [],
+            )
+            for layer in others
         ],
     ]
+    shown = registry.wall_layers()
     switches = dcc.Checklist(
         id=Ids.LAYERS,
         className="yitu-layers",
-        value=list(LAYER_KEYS),
-        options=[{"label": t(f"layers.{k}"), "value": k} for k in LAYER_KEYS],
+        value=[layer.name for layer in shown if layer.wall_on],
+        options=[{"label": t(f"layer.{layer.name}"), "value": layer.name} for layer in shown],
     )
     return html.Div(
         className="yitu-wall",
@@ -162,7 +178,8 @@ def layout(settings: Settings, banner: dict[str, Any] | None) -> html.Div:
                             dl.ScaleControl(position="bottomleft", imperial=False),
                         ],
                     ),
-                    dcc.Store(id=Ids.URLS, data=point_urls),
+                    dcc.Store(id=Ids.URLS, data=urls),
+                    dcc.Store(id=Ids.HIDEOUTS, data=hideouts),
                     switches,
                     html.Div(banner.get("attribution", ""), className="yitu-attribution"),
                     dcc.RadioItems(

@@ -1,5 +1,5 @@
 -- Case pins inside a box: the open cases (and, with %(closed_hours)s, those closed recently), with
--- what the pin shows: step colour, type letter, overdue ring. No personal data here.
+-- what the pin shows: step colour, type (its glyph comes with the page), overdue ring. No personal data here.
 SELECT json_build_object(
     'type', 'FeatureCollection',
     'features', coalesce(json_agg(json_build_object(
