@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata import areas_stats
+from geodata.breaker import Breaker
 from geodata.clock import CST
 from geodata.queries import CHAIN_COLUMN, level_of, query
 
@@ -77,6 +78,7 @@ def _default(value: object) -> object:
 # One hash for every cached figure (tiles, charts, ranking, choropleth): field = the figure's key,
 # value = {"t": when computed, "v": figures}.
 CACHE_KEY = "yitu:cache:kpi"
+_breaker = Breaker()
 
 
 def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: int = CACHE_SECONDS) -> Any:
@@ -85,9 +87,12 @@ def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: in
     Every figure lives in the one hash ``CACHE_KEY`` with the time it was computed, so dropping
     them all when cases change (the live hub, services/live.py) is one ``DEL``, not a scan of Redis.
     """
+    if _breaker.open(redis):  # Redis failed a moment ago: compute without waiting on it again
+        return _plain(compute())
     try:
         hit = redis.hget(CACHE_KEY, key)
     except redis_lib.RedisError as exc:
+        _breaker.trip(redis)
         log.warning("kpi cache unavailable error=%s", type(exc).__name__)
         return _plain(compute())
     fresh = _fresh(hit, ttl)
@@ -100,7 +105,10 @@ def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: in
         pipe.expire(CACHE_KEY, ttl * 4)  # an idle hash goes away by itself
         pipe.execute()
     except redis_lib.RedisError as exc:
+        _breaker.trip(redis)
         log.warning("kpi not cached error=%s", type(exc).__name__)
+        return value
+    _breaker.reset(redis)
     return value
 
 

@@ -19,7 +19,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
-from services.breaker import Breaker
+from geodata.breaker import Breaker
 
 log = logging.getLogger("yitu.events")
 STREAM = "yitu:events"

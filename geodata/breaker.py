@@ -1,8 +1,9 @@
 """The one Redis circuit breaker: after a failure, a client is left alone for a few seconds.
 
-Redis is best effort on every write path (events, the vans' live copy, caches): an outage must
-cost requests nothing, so the first failure trips the breaker for that client and the writes in
-the next ``seconds`` skip Redis at once instead of each waiting out a timeout.
+Redis is best effort everywhere yitu uses it beside PostGIS (the event stream, the cache of
+figures): an outage must cost requests nothing, so the first failure trips the breaker for that
+client and the calls in the next ``seconds`` skip Redis at once instead of each waiting out a
+timeout. It sits in geodata/, the lowest package, so every package that talks to Redis uses this one.
 """
 
 from __future__ import annotations
