@@ -9,14 +9,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path
 
 from api import errors
 from api.auth import Principal, principal
-from api.cases import AREA, STEP, TYPE, case_out
+from api.cases import AREA, CaseFilters
 from api.deps import runtime, services
 from geodata import areas_stats, queries
-from geodata import cases as store
 from geodata.clock import day_start
 from services.runtime import Services
 from services.scheduler import CasesRuntime
@@ -68,27 +67,9 @@ def get_area_cases(
     svc: Svc,
     who: Who,
     rt: Annotated[CasesRuntime, Depends(runtime)],
-    step: Annotated[str | None, Query(pattern=STEP)] = None,
-    type: Annotated[str | None, Query(pattern=TYPE)] = None,
-    overdue: bool | None = None,
-    since: date | None = None,
-    until: date | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    filters: Annotated[CaseFilters, Depends()],
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     with svc.pool.connection() as conn:
         _area(conn, code, who)
-        rows = store.search(
-            conn,
-            area=code,
-            step=step,
-            type=type,
-            since=day_start(since),
-            until=day_start(until, end=True),
-            overdue=overdue,
-            now=now,
-            limit=limit,
-            offset=offset,
-        )
-    return {"code": code, "limit": limit, "offset": offset, "cases": [case_out(r, who, rt.rules, now) for r in rows]}
+        return {"code": code, **filters.page(conn, code, who, rt.rules, now)}

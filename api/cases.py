@@ -303,40 +303,53 @@ def get_case(code: Annotated[str, Path(pattern=CODE)], svc: Svc, rt: Rt, who: Wh
     return out
 
 
+@dataclass
+class CaseFilters:
+    """The search's query parameters, the same for every list of cases (a dependency: ``Depends()``)."""
+
+    step: Annotated[str | None, Query(pattern=STEP)] = None
+    type: Annotated[str | None, Query(pattern=TYPE)] = None
+    overdue: bool | None = None
+    since: date | None = None
+    until: date | None = None
+    limit: Annotated[int, Query(ge=1, le=500)] = 50
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0
+
+    def page(
+        self, conn: psycopg.Connection, area: str | None, who: Principal, rules: DeadlineRules, now: datetime
+    ) -> dict[str, Any]:
+        """One page of the matching cases in ``area`` (None: everywhere), each as ``who`` may see it."""
+        rows = store.search(
+            conn,
+            area=area,
+            step=self.step,
+            type=self.type,
+            since=day_start(self.since),
+            until=day_start(self.until, end=True),
+            overdue=self.overdue,
+            now=now,
+            limit=self.limit,
+            offset=self.offset,
+        )
+        return {"limit": self.limit, "offset": self.offset, "cases": [case_out(r, who, rules, now) for r in rows]}
+
+
 @router.get("", summary="Search cases (area of any level, step, type, overdue, reported between since and until)")
 def list_cases(
     svc: Svc,
     rt: Rt,
     who: Who,
+    filters: Annotated[CaseFilters, Depends()],
     area: Annotated[str | None, Query(pattern=AREA)] = None,
-    step: Annotated[str | None, Query(pattern=STEP)] = None,
-    type: Annotated[str | None, Query(pattern=TYPE)] = None,
-    overdue: bool | None = None,
-    since: date | None = None,
-    until: date | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    if since and until and until < since:
+    if filters.since and filters.until and filters.until < filters.since:
         raise errors.Invalid("until is before since", field="until")
     area = area or who.area
     if area:
         who.require_area(area)
     now = _now()
     with svc.pool.connection() as conn:
-        rows = store.search(
-            conn,
-            area=area,
-            step=step,
-            type=type,
-            since=day_start(since),
-            until=day_start(until, end=True),
-            overdue=overdue,
-            now=now,
-            limit=limit,
-            offset=offset,
-        )
-    return {"area": area, "limit": limit, "offset": offset, "cases": [case_out(r, who, rt.rules, now) for r in rows]}
+        return {"area": area, **filters.page(conn, area, who, rt.rules, now)}
 
 
 @router.post(

@@ -42,12 +42,23 @@ def _warn(warnings: list[str]) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
-def _run_import(fn: Callable[..., io.ImportReport], ctx: click.Context, path: Path, **kwargs: Any) -> None:
+def _reading(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every import reads its file with (``io.ReadOptions``)."""
+    command = click.option(
+        "--gcj02", is_flag=True, help="The coordinates are GCJ-02 (AMap/Tencent): convert them to WGS-84."
+    )(command)
+    command = click.option(
+        "--encoding", help="Text encoding of the attributes, e.g. gbk for a Shapefile without .cpg."
+    )(command)
+    return click.option("--layer", help="Layer to read (required when the file holds several).")(command)
+
+
+def _run_import(fn: Callable[..., io.ImportReport], ctx: click.Context, path: Path, *args: Any, replace: bool) -> None:
     """Call an import; rejection, unreachable database and the like become exit code 1."""
     import psycopg
 
     try:
-        report = fn(_dsn(ctx), path, progress=sys.stderr.isatty(), **kwargs)
+        report = fn(_dsn(ctx), path, *args, replace=replace, progress=sys.stderr.isatty())
     except io.ImportRejected as exc:
         _warn(exc.warnings)
         lines = "\n".join(f"  {p}" for p in exc.problems)
@@ -71,7 +82,7 @@ def import_group() -> None:
 
 @import_group.command("grids")
 @click.argument("file", type=_FILE)
-@click.option("--layer", help="Layer to read (required when the file holds several).")
+@_reading
 @click.option("--code-field", help="Field with the NBS area code; " + _defaults(io.CODE_FIELDS) + ".")
 @click.option("--name-field", help="Field with the area name; " + _defaults(io.NAME_FIELDS) + ".")
 @click.option(
@@ -86,8 +97,6 @@ def import_group() -> None:
     + _defaults(io.PARENT_FIELDS)
     + "; without one, the code minus its last 3 digits.",
 )
-@click.option("--encoding", help="Text encoding of the attributes, e.g. gbk for a Shapefile without .cpg.")
-@click.option("--gcj02", is_flag=True, help="The coordinates are GCJ-02 (AMap/Tencent): convert them to WGS-84.")
 @click.option(
     "--replace",
     is_flag=True,
@@ -114,26 +123,13 @@ def import_grids(
     parent, no overlapping siblings and no gaps (全覆盖、不交叉, 1 m² tolerance). A file without a
     CRS is taken as WGS-84 longitude/latitude; Z coordinates are dropped.
     """
-    _run_import(
-        io.import_grids,
-        ctx,
-        file,
-        layer=layer,
-        code_field=code_field,
-        name_field=name_field,
-        level_field=level_field,
-        parent_field=parent_field,
-        encoding=encoding,
-        gcj02=gcj02,
-        replace=replace,
-    )
+    fields = io.GridFields(code_field, name_field, level_field, parent_field)
+    _run_import(io.import_grids, ctx, file, fields, io.ReadOptions(layer, encoding, gcj02), replace=replace)
 
 
 @import_group.command("cameras")
 @click.argument("file", type=_FILE)
-@click.option("--layer", help="Layer to read (required when the file holds several).")
-@click.option("--encoding", help="Text encoding of the attributes, e.g. gbk for a Shapefile without .cpg.")
-@click.option("--gcj02", is_flag=True, help="The coordinates are GCJ-02 (AMap/Tencent): convert them to WGS-84.")
+@_reading
 @click.option(
     "--replace", is_flag=True, help="Replace all cameras with the file. Default: add / update by device code."
 )
@@ -152,7 +148,7 @@ def import_cameras(
       stream URL   stream_url, 视频流, url: rtsp://, rtmp://, http(s):// (optional)
     Every camera must lie inside the territory; its area becomes the smallest area holding it.
     """
-    _run_import(io.import_cameras, ctx, file, layer=layer, encoding=encoding, gcj02=gcj02, replace=replace)
+    _run_import(io.import_cameras, ctx, file, None, io.ReadOptions(layer, encoding, gcj02), replace=replace)
 
 
 @click.group("export")

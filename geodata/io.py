@@ -148,6 +148,56 @@ class ImportReport:
         return f"{self.what}: " + ", ".join(parts) + (f" ({detail})" if detail else "")
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a GIS file, whatever it holds: the import's --layer, --encoding and --gcj02."""
+
+    layer: str | None = None
+    encoding: str | None = None
+    gcj02: bool = False
+
+
+_Wanted = dict[str, tuple[str | None, Sequence[str], bool]]
+
+
+@dataclass(frozen=True)
+class GridFields:
+    """The grid file's field names as the user gave them; None takes the first present of the defaults."""
+
+    code: str | None = None
+    name: str | None = None
+    level: str | None = None
+    parent: str | None = None
+
+    def wanted(self) -> _Wanted:
+        return {
+            "code": (self.code, CODE_FIELDS, True),
+            "name": (self.name, NAME_FIELDS, True),
+            "level": (self.level, LEVEL_FIELDS, False),
+            "parent": (self.parent, PARENT_FIELDS, False),
+        }
+
+
+@dataclass(frozen=True)
+class CameraFields:
+    """The camera file's field names as the user gave them; None takes the first present of the defaults."""
+
+    device_code: str | None = None
+    name: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    stream_url: str | None = None
+
+    def wanted(self) -> _Wanted:
+        return {
+            "device code": (self.device_code, DEVICE_CODE_FIELDS, True),
+            "name": (self.name, CAMERA_NAME_FIELDS, True),
+            "kind": (self.kind, KIND_FIELDS, True),
+            "status": (self.status, STATUS_FIELDS, False),
+            "stream URL": (self.stream_url, STREAM_URL_FIELDS, False),
+        }
+
+
 # --- small value helpers --------------------------------------------------------------------
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
@@ -278,9 +328,7 @@ def _pick_field(
     return None, Problem("missing-field", (), where, f"no {what} field (tried {', '.join(candidates)}){found}{hint}")
 
 
-def _pick_fields(
-    frame: gpd.GeoDataFrame, where: str, wanted: dict[str, tuple[str | None, Sequence[str], bool]]
-) -> dict[str, str | None]:
+def _pick_fields(frame: gpd.GeoDataFrame, where: str, wanted: _Wanted) -> dict[str, str | None]:
     """Every missing field is reported together."""
     columns = [str(c) for c in frame.columns if c != frame.geometry.name]
     chosen: dict[str, str | None] = {}
@@ -335,16 +383,30 @@ def _from_gcj02(arr: np.ndarray) -> np.ndarray:
     return out
 
 
+class _Read(NamedTuple):
+    """A file as both readers start from it: its rows, the fields chosen, WGS-84 shapes, warnings."""
+
+    frame: gpd.GeoDataFrame
+    fields: dict[str, str | None]
+    geoms: np.ndarray
+    warnings: list[str]
+
+
+def _read(path: str | Path, wanted: _Wanted, options: ReadOptions | None) -> _Read:
+    options = options or ReadOptions()
+    frame = _read_vector(path, options.layer, options.encoding)
+    where = Path(path).name
+    fields = _pick_fields(frame, where, wanted)
+    geoms, warnings = _geometries_wgs84(frame, where, options.gcj02)
+    return _Read(frame, fields, geoms, warnings)
+
+
+def _frame(columns: dict[str, Any], geoms: np.ndarray) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(geoms, crs=4326), crs=4326)
+
+
 def read_grids(
-    path: str | Path,
-    *,
-    layer: str | None = None,
-    code_field: str | None = None,
-    name_field: str | None = None,
-    level_field: str | None = None,
-    parent_field: str | None = None,
-    encoding: str | None = None,
-    gcj02: bool = False,
+    path: str | Path, fields: GridFields | None = None, options: ReadOptions | None = None
 ) -> tuple[gpd.GeoDataFrame, list[str]]:
     """Read a grid file into columns feature, code, name, level, parent_code, geometry (EPSG:4326).
 
@@ -352,36 +414,20 @@ def read_grids(
     parent = code minus its last three digits). Raises ImportRejected when the file itself is
     unusable (unreadable, empty, several layers, no code or name field).
     """
-    frame = _read_vector(path, layer, encoding)
-    where = Path(path).name
-    fields = _pick_fields(
-        frame,
-        where,
-        {
-            "code": (code_field, CODE_FIELDS, True),
-            "name": (name_field, NAME_FIELDS, True),
-            "level": (level_field, LEVEL_FIELDS, False),
-            "parent": (parent_field, PARENT_FIELDS, False),
-        },
-    )
-    geoms, warnings = _geometries_wgs84(frame, where, gcj02)
-    codes = [normalise_code(v) for v in frame[fields["code"]]]
-    levels = _column(frame, fields["level"], _level)
+    frame, chosen, geoms, warnings = _read(path, (fields or GridFields()).wanted(), options)
+    codes = [normalise_code(v) for v in frame[chosen["code"]]]
+    levels = _column(frame, chosen["level"], _level)
     levels = [lvl if lvl is not None else _level_from_code(c) for lvl, c in zip(levels, codes)]
-    parents = _column(frame, fields["parent"], normalise_code)
+    parents = _column(frame, chosen["parent"], normalise_code)
     parents = [p if p is not None else _parent_from_code(c, lvl) for p, c, lvl in zip(parents, codes, levels)]
-    out = gpd.GeoDataFrame(
-        {
-            "feature": np.arange(1, len(frame) + 1),
-            "code": _objects(codes),
-            "name": _objects(_text(v) for v in frame[fields["name"]]),
-            "level": pd.array(levels, dtype="Int64"),
-            "parent_code": _objects(parents),
-        },
-        geometry=gpd.GeoSeries(geoms, crs=4326),
-        crs=4326,
-    )
-    return out, warnings
+    columns = {
+        "feature": np.arange(1, len(frame) + 1),
+        "code": _objects(codes),
+        "name": _objects(_text(v) for v in frame[chosen["name"]]),
+        "level": pd.array(levels, dtype="Int64"),
+        "parent_code": _objects(parents),
+    }
+    return _frame(columns, geoms), warnings
 
 
 def _objects(values: Iterable[Any]) -> pd.Series:
@@ -522,18 +568,15 @@ def _judge_row(row: _AreaRow) -> _RowVerdict:
     return _RowVerdict(problems, misfit is None, geom_problem is None)
 
 
-def _duplicates(gdf: gpd.GeoDataFrame) -> list[Problem]:
+def _duplicates(gdf: gpd.GeoDataFrame, column: str, what: str) -> list[Problem]:
+    """One problem per code that several features share (kind ``duplicate-`` + the column's name)."""
     problems = []
-    coded = gdf[gdf.code.notna()]
-    for code, group in coded.groupby("code", sort=False):
+    for code, group in gdf[gdf[column].notna()].groupby(column, sort=False):
         if len(group) > 1:
             features = ", ".join(f"#{f}" for f in group.feature)
             where = _location(group.geometry.iloc[0], group.feature.iloc[0])
-            problems.append(
-                Problem(
-                    "duplicate-code", (str(code),), where, f"the code appears {len(group)} times (features {features})"
-                )
-            )
+            message = f"the {what} appears {len(group)} times (features {features})"
+            problems.append(Problem("duplicate-" + what.replace(" ", "-"), (str(code),), where, message))
     return problems
 
 
@@ -693,7 +736,7 @@ def validate_grids(gdf: gpd.GeoDataFrame, existing: gpd.GeoDataFrame | None = No
         existing = _with_none(existing, ("code", "name", "parent_code"))
     verdicts = [_judge_row(row) for row in _area_rows(gdf)]
     problems = [p for v in verdicts for p in v.problems]
-    problems += _duplicates(gdf)
+    problems += _duplicates(gdf, "code", "code")
     code_ok = np.array([v.code_ok for v in verdicts], dtype=bool)
     geom_ok = np.array([v.geom_ok for v in verdicts], dtype=bool)
     usable = code_ok & geom_ok & ~gdf.code.duplicated(keep="first").to_numpy()
@@ -750,42 +793,26 @@ def _count(cur: psycopg.Cursor[Any], statement: str) -> int:
 def existing_areas(conn: psycopg.Connection[Any]) -> gpd.GeoDataFrame:
     """The database's territory in ``read_grids`` columns (feature is missing: not from a file)."""
     rows = conn.execute(_SELECT_AREAS).fetchall()
-    return gpd.GeoDataFrame(
-        {
-            "feature": pd.array([None] * len(rows), dtype="Int64"),
-            "code": _objects(r[0] for r in rows),
-            "name": _objects(r[1] for r in rows),
-            "level": pd.array([r[2] for r in rows], dtype="Int64"),
-            "parent_code": _objects(r[3] for r in rows),
-        },
-        geometry=gpd.GeoSeries(shapely.from_wkb([bytes(r[4]) for r in rows]), crs=4326),
-        crs=4326,
-    )
+    columns = {
+        "feature": pd.array([None] * len(rows), dtype="Int64"),
+        "code": _objects(r[0] for r in rows),
+        "name": _objects(r[1] for r in rows),
+        "level": pd.array([r[2] for r in rows], dtype="Int64"),
+        "parent_code": _objects(r[3] for r in rows),
+    }
+    return _frame(columns, shapely.from_wkb([bytes(r[4]) for r in rows]))
 
 
-def _write_areas(conn: psycopg.Connection[Any], gdf: gpd.GeoDataFrame, replace: bool, progress: bool) -> ImportReport:
-    with conn.cursor() as cur:
-        deleted = cur.execute("DELETE FROM areas").rowcount if replace else 0
-        cur.execute(_TEMP_AREAS)
-        _copy_rows(cur, _COPY_AREAS, _area_copy_rows(gdf), len(gdf), progress, "area")
-        updated = _count(cur, _COUNT_AREA_UPDATES)
-        cur.execute(_UPSERT_AREAS)
-        cur.execute(_ALL_CAMERA_AREAS)
-    counts = {f"level {lvl}": int(n) for lvl, n in sorted(gdf.level.value_counts().items())}
-    return ImportReport("areas", len(gdf) - updated, updated, deleted, counts)
+def _area_counts(gdf: gpd.GeoDataFrame) -> dict[str, int]:
+    return {f"level {lvl}": int(n) for lvl, n in sorted(gdf.level.value_counts().items())}
 
 
 def import_grids(
     dsn: str,
     path: str | Path,
+    fields: GridFields | None = None,
+    options: ReadOptions | None = None,
     *,
-    layer: str | None = None,
-    code_field: str | None = None,
-    name_field: str | None = None,
-    level_field: str | None = None,
-    parent_field: str | None = None,
-    encoding: str | None = None,
-    gcj02: bool = False,
     replace: bool = False,
     progress: bool = False,
 ) -> ImportReport:
@@ -794,74 +821,36 @@ def import_grids(
     The areas table stays locked against other writers from judging to commit, so the territory
     that was judged is the one the file lands on; readers keep seeing the old one until commit.
     """
-    gdf, warnings = read_grids(
-        path,
-        layer=layer,
-        code_field=code_field,
-        name_field=name_field,
-        level_field=level_field,
-        parent_field=parent_field,
-        encoding=encoding,
-        gcj02=gcj02,
-    )
-    with psycopg.connect(dsn) as conn:
-        conn.execute(_LOCK_AREAS)
-        problems = validate_grids(gdf, None if replace else existing_areas(conn))
-        if problems:
-            raise ImportRejected(problems, warnings)
-        report = _write_areas(conn, gdf, replace, progress)
-    report.warnings = warnings
-    return report
+    gdf, warnings = read_grids(path, fields, options)
+
+    def judge(conn: psycopg.Connection[Any]) -> list[Problem]:
+        return validate_grids(gdf, None if replace else existing_areas(conn))
+
+    return _import(dsn, _AREAS, gdf, warnings, judge, replace=replace, progress=progress)
 
 
 # --- cameras --------------------------------------------------------------------------------------
 def read_cameras(
-    path: str | Path,
-    *,
-    layer: str | None = None,
-    device_code_field: str | None = None,
-    name_field: str | None = None,
-    kind_field: str | None = None,
-    status_field: str | None = None,
-    stream_url_field: str | None = None,
-    encoding: str | None = None,
-    gcj02: bool = False,
+    path: str | Path, fields: CameraFields | None = None, options: ReadOptions | None = None
 ) -> tuple[gpd.GeoDataFrame, list[str]]:
     """Read a camera file into feature, device_code, name, kind, status, stream_url, geometry.
 
     Kind and status stay as written (e.g. 球机, 在线) so problems quote the file; ``camera_kind``
     and ``camera_status`` map them. Single-point MultiPoints (common in Shapefiles) become Points.
     """
-    frame = _read_vector(path, layer, encoding)
-    where = Path(path).name
-    fields = _pick_fields(
-        frame,
-        where,
-        {
-            "device code": (device_code_field, DEVICE_CODE_FIELDS, True),
-            "name": (name_field, CAMERA_NAME_FIELDS, True),
-            "kind": (kind_field, KIND_FIELDS, True),
-            "status": (status_field, STATUS_FIELDS, False),
-            "stream URL": (stream_url_field, STREAM_URL_FIELDS, False),
-        },
-    )
-    geoms, warnings = _geometries_wgs84(frame, where, gcj02)
+    frame, chosen, geoms, warnings = _read(path, (fields or CameraFields()).wanted(), options)
     for i, geom in enumerate(geoms):
         if geom is not None and geom.geom_type == "MultiPoint" and len(geom.geoms) == 1:
             geoms[i] = geom.geoms[0]
-    out = gpd.GeoDataFrame(
-        {
-            "feature": np.arange(1, len(frame) + 1),
-            "device_code": _objects(normalise_code(v) for v in frame[fields["device code"]]),
-            "name": _objects(_text(v) for v in frame[fields["name"]]),
-            "kind": _objects(_text(v) for v in frame[fields["kind"]]),
-            "status": _objects(_column(frame, fields["status"], _text)),
-            "stream_url": _objects(_column(frame, fields["stream URL"], _text)),
-        },
-        geometry=gpd.GeoSeries(geoms, crs=4326),
-        crs=4326,
-    )
-    return out, warnings
+    columns = {
+        "feature": np.arange(1, len(frame) + 1),
+        "device_code": _objects(normalise_code(v) for v in frame[chosen["device code"]]),
+        "name": _objects(_text(v) for v in frame[chosen["name"]]),
+        "kind": _objects(_text(v) for v in frame[chosen["kind"]]),
+        "status": _objects(_column(frame, chosen["status"], _text)),
+        "stream_url": _objects(_column(frame, chosen["stream URL"], _text)),
+    }
+    return _frame(columns, geoms), warnings
 
 
 def camera_kind(value: str | None) -> str | None:
@@ -907,23 +896,6 @@ def _camera_row_problems(row: _CameraRow) -> list[Problem]:
     return problems
 
 
-def _duplicate_devices(gdf: gpd.GeoDataFrame) -> list[Problem]:
-    problems = []
-    for code, group in gdf[gdf.device_code.notna()].groupby("device_code", sort=False):
-        if len(group) > 1:
-            features = ", ".join(f"#{f}" for f in group.feature)
-            where = _location(group.geometry.iloc[0], group.feature.iloc[0])
-            problems.append(
-                Problem(
-                    "duplicate-device-code",
-                    (str(code),),
-                    where,
-                    f"the device code appears {len(group)} times (features {features})",
-                )
-            )
-    return problems
-
-
 def _outside_territory(gdf: gpd.GeoDataFrame, territory: BaseGeometry | None) -> list[Problem]:
     points = gdf[[_geometry_problem(g, (), None, ("Point",)) is None for g in gdf.geometry]]
     if territory is None:
@@ -947,7 +919,7 @@ def validate_cameras(gdf: gpd.GeoDataFrame, territory: BaseGeometry | None) -> l
     """Every problem of a camera file (from ``read_cameras``); ``territory`` is the level-1 union."""
     gdf = _with_none(gdf, ("device_code", "name", "kind", "status", "stream_url"))
     problems = [p for row in _camera_rows(gdf) for p in _camera_row_problems(row)]
-    return problems + _duplicate_devices(gdf) + _outside_territory(gdf, territory)
+    return problems + _duplicates(gdf, "device_code", "device code") + _outside_territory(gdf, territory)
 
 
 def _territory(conn: psycopg.Connection[Any]) -> BaseGeometry | None:
@@ -955,45 +927,104 @@ def _territory(conn: psycopg.Connection[Any]) -> BaseGeometry | None:
     return shapely.from_wkb(bytes(row[0])) if row and row[0] is not None else None
 
 
-def _write_cameras(conn: psycopg.Connection[Any], gdf: gpd.GeoDataFrame, replace: bool, progress: bool) -> ImportReport:
-    with conn.cursor() as cur:
-        deleted = cur.execute("DELETE FROM cameras").rowcount if replace else 0
-        cur.execute(_TEMP_CAMERAS)
-        _copy_rows(cur, _COPY_CAMERAS, _camera_copy_rows(gdf), len(gdf), progress, "camera")
-        updated = _count(cur, _COUNT_CAMERA_UPDATES)
-        cur.execute(_UPSERT_CAMERAS)
-        cur.execute(_IMPORTED_CAMERA_AREAS)
+def _camera_counts(gdf: gpd.GeoDataFrame) -> dict[str, int]:
     kinds = pd.Series([camera_kind(k) for k in gdf.kind]).value_counts()
-    counts = {str(k): int(n) for k, n in sorted(kinds.items())}
-    return ImportReport("cameras", len(gdf) - updated, updated, deleted, counts)
+    return {str(k): int(n) for k, n in sorted(kinds.items())}
 
 
 def import_cameras(
     dsn: str,
     path: str | Path,
+    fields: CameraFields | None = None,
+    options: ReadOptions | None = None,
     *,
-    layer: str | None = None,
-    encoding: str | None = None,
-    gcj02: bool = False,
     replace: bool = False,
     progress: bool = False,
-    **fields: str | None,
 ) -> ImportReport:
-    """Read, judge and upsert a camera file in one transaction (``fields``: see ``read_cameras``).
+    """Read, judge and upsert a camera file in one transaction.
 
     Each camera's area_code becomes the smallest area holding it. The areas stay share-locked
     until commit, so the territory the points were judged against cannot change underneath.
     """
-    gdf, warnings = read_cameras(path, layer=layer, encoding=encoding, gcj02=gcj02, **fields)
+    gdf, warnings = read_cameras(path, fields, options)
+
+    def judge(conn: psycopg.Connection[Any]) -> list[Problem]:
+        return validate_cameras(gdf, _territory(conn))
+
+    return _import(dsn, _CAMERAS, gdf, warnings, judge, replace=replace, progress=progress)
+
+
+# --- one import, either kind ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Target:
+    """Where one kind of feature lands: its locks, its COPY through a temp table, its upsert."""
+
+    what: str
+    unit: str
+    locks: tuple[str, ...]
+    delete: str
+    temp: str
+    copy: str
+    count_updates: str
+    upsert: str
+    camera_areas: str  # a camera's area depends on both tables: each import refreshes what it moved
+    rows: Callable[[gpd.GeoDataFrame], Iterator[tuple[Any, ...]]]
+    counts: Callable[[gpd.GeoDataFrame], dict[str, int]]
+
+
+_AREAS = _Target(
+    "areas",
+    "area",
+    (_LOCK_AREAS,),
+    "DELETE FROM areas",
+    _TEMP_AREAS,
+    _COPY_AREAS,
+    _COUNT_AREA_UPDATES,
+    _UPSERT_AREAS,
+    _ALL_CAMERA_AREAS,
+    _area_copy_rows,
+    _area_counts,
+)
+_CAMERAS = _Target(
+    "cameras",
+    "camera",
+    (_LOCK_AREAS_SHARED, _LOCK_CAMERAS),
+    "DELETE FROM cameras",
+    _TEMP_CAMERAS,
+    _COPY_CAMERAS,
+    _COUNT_CAMERA_UPDATES,
+    _UPSERT_CAMERAS,
+    _IMPORTED_CAMERA_AREAS,
+    _camera_copy_rows,
+    _camera_counts,
+)
+
+
+def _import(
+    dsn: str,
+    target: _Target,
+    gdf: gpd.GeoDataFrame,
+    warnings: list[str],
+    judge: Callable[[psycopg.Connection[Any]], list[Problem]],
+    *,
+    replace: bool,
+    progress: bool,
+) -> ImportReport:
+    """Lock, judge under the lock, and write only a file without problems: all in one transaction."""
     with psycopg.connect(dsn) as conn:
-        conn.execute(_LOCK_AREAS_SHARED)
-        conn.execute(_LOCK_CAMERAS)
-        problems = validate_cameras(gdf, _territory(conn))
+        for lock in target.locks:
+            conn.execute(lock)
+        problems = judge(conn)
         if problems:
             raise ImportRejected(problems, warnings)
-        report = _write_cameras(conn, gdf, replace, progress)
-    report.warnings = warnings
-    return report
+        with conn.cursor() as cur:
+            deleted = cur.execute(target.delete).rowcount if replace else 0
+            cur.execute(target.temp)
+            _copy_rows(cur, target.copy, target.rows(gdf), len(gdf), progress, target.unit)
+            updated = _count(cur, target.count_updates)
+            cur.execute(target.upsert)
+            cur.execute(target.camera_areas)
+    return ImportReport(target.what, len(gdf) - updated, updated, deleted, target.counts(gdf), warnings)
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -1017,16 +1048,13 @@ def export_grids(dsn: str, level: int, out_path: str | Path) -> int:
         rows = conn.execute(_EXPORT_AREAS, {"level": level}).fetchall()
     if not rows:
         raise ExportError(f"the database holds no level-{level} areas: nothing to export")
-    frame = gpd.GeoDataFrame(
-        {
-            "code": pd.array([r[0] for r in rows], dtype="string"),
-            "name": pd.array([r[1] for r in rows], dtype="string"),
-            "level": pd.array([r[2] for r in rows], dtype="int32"),
-            "parent_code": pd.array([r[3] for r in rows], dtype="string"),
-        },
-        geometry=gpd.GeoSeries(shapely.from_wkb([bytes(r[4]) for r in rows]), crs=4326),
-        crs=4326,
-    )
+    columns = {
+        "code": pd.array([r[0] for r in rows], dtype="string"),
+        "name": pd.array([r[1] for r in rows], dtype="string"),
+        "level": pd.array([r[2] for r in rows], dtype="int32"),
+        "parent_code": pd.array([r[3] for r in rows], dtype="string"),
+    }
+    frame = _frame(columns, shapely.from_wkb([bytes(r[4]) for r in rows]))
     out = Path(out_path)
     out.unlink(missing_ok=True)
     pyogrio.write_dataframe(frame, out, driver=driver, layer=f"areas_level{level}")

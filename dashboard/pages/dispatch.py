@@ -19,7 +19,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
-from dashboard.layout import live_tick
+from dashboard.layout import banner_map, live_tick
 from layers import registry
 from layers.registry import Layer
 from services.settings import Settings
@@ -114,15 +114,10 @@ def layout(
             html.Main(
                 className="yitu-mapbox",
                 children=[
-                    dl.Map(
-                        id=Ids.MAP,
-                        center=[(miny + maxy) / 2, (minx + maxx) / 2],
-                        zoom=9,
-                        viewport={"bounds": [[miny, minx], [maxy, maxx]]},
-                        preferCanvas=True,
-                        zoomSnap=0.5,
+                    banner_map(
+                        Ids.MAP,
+                        banner["bounds"],
                         attributionControl=False,
-                        className="yitu-map",
                         children=[
                             grids.component(
                                 grids.url(level=2, bbox=bbox),

@@ -14,7 +14,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
-from dashboard.layout import live_tick
+from dashboard.layout import banner_map, live_tick
 from layers import registry
 from layers.registry import Layer
 from services.settings import Settings
@@ -162,16 +162,11 @@ def layout(
             html.Main(
                 className="yitu-mapbox",
                 children=[
-                    dl.Map(
-                        id=Ids.MAP,
-                        center=[(miny + maxy) / 2, (minx + maxx) / 2],
-                        zoom=9,
-                        viewport={"bounds": [[miny, minx], [maxy, maxx]]},  # fitted on any screen size
-                        preferCanvas=True,
+                    banner_map(
+                        Ids.MAP,
+                        banner["bounds"],
                         trackViewport=True,
-                        zoomSnap=0.5,
                         attributionControl=bool(settings.basemap != "none"),
-                        className="yitu-map",
                         children=[
                             *basemap_layers(settings),
                             *map_layers,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import shapely
@@ -191,9 +192,8 @@ def generate_cases(
             reported = as_of - timedelta(minutes=5)
         ctype = types[type_i[k]]
         cell = cells[cell_i[k]]
-        row, events = (_history_case if k < n_history else _open_case)(
-            rng, first_id + k, ctype, cell.code, reported, as_of, str(chan[k]), rules
-        )
+        drawn = _Drawn(first_id + k, ctype, cell.code, reported, str(chan[k]))
+        row, events = (_history_case if k < n_history else _open_case)(rng, drawn, as_of, rules)
         local_day = row[7].astimezone(CST).strftime("%Y%m%d")  # the report time the case really has
         day_seq[local_day] = day_seq.get(local_day, 0) + 1
         code = f"{banner.code}-{local_day}-{day_seq[local_day]:06d}"
@@ -255,30 +255,35 @@ def _ev(
     return (case_id, when, actor, role, action, frm, to, level, note)
 
 
+class _Drawn(NamedTuple):
+    """One case as the caller drew it: id, type, grid cell, report time and channel."""
+
+    cid: int
+    ctype: str
+    cell: str
+    reported: datetime
+    channel: str
+
+
+def _report(case: _Drawn, when: datetime, level: str) -> EventRow:
+    """The report: a grid worker's from the app, else a clerk's who took the call or the visit."""
+    by_app = case.channel == "grid_app"
+    actor, role = (f"gw:{case.cell}", "grid_worker") if by_app else ("clerk", "dispatcher")
+    return _ev(case.cid, when, actor, role, "report", None, "reported", level)
+
+
+def _escalate(cid: int, when: datetime, lv: int) -> EventRow:
+    note = f"{LEVELS[lv - 1]}→{LEVELS[lv]}"
+    return _ev(cid, when, "dispatcher", "dispatcher", "escalate", "handling", "handling", LEVELS[lv], note)
+
+
 def _history_case(
-    rng: np.random.Generator,
-    cid: int,
-    ctype: str,
-    cell: str,
-    reported: datetime,
-    as_of: datetime,
-    channel: str,
-    rules: DeadlineRules,
+    rng: np.random.Generator, case: _Drawn, as_of: datetime, rules: DeadlineRules
 ) -> tuple[CaseState, list[EventRow]]:
-    final = _final_level(rng, ctype)
+    cid, cell, reported = case.cid, case.cell, case.reported
+    final = _final_level(rng, case.ctype)
     t = reported
-    ev = [
-        _ev(
-            cid,
-            t,
-            f"gw:{cell}" if channel == "grid_app" else "clerk",
-            "grid_worker" if channel == "grid_app" else "dispatcher",
-            "report",
-            None,
-            "reported",
-            "grid",
-        )
-    ]
+    ev = [_report(case, t, "grid")]
     t += timedelta(minutes=float(rng.integers(5, 90)))
     ev.append(_ev(cid, t, "dispatcher", "dispatcher", "accept", "reported", "accepted", "grid"))
     t += timedelta(minutes=float(rng.integers(5, 60)))
@@ -288,19 +293,7 @@ def _history_case(
     level_start = t
     for lv in range(1, final + 1):
         t = level_start + _handling_time(rng, rules, LEVELS[lv - 1]) * 0.6
-        ev.append(
-            _ev(
-                cid,
-                t,
-                "dispatcher",
-                "dispatcher",
-                "escalate",
-                "handling",
-                "handling",
-                LEVELS[lv],
-                f"{LEVELS[lv - 1]}→{LEVELS[lv]}",
-            )
-        )
+        ev.append(_escalate(cid, t, lv))
         level_start = t
     level = LEVELS[final]
     closed = level_start + _handling_time(rng, rules, level)
@@ -329,14 +322,7 @@ OPEN_LEVEL_SHARE = (0.12, 0.50, 0.28, 0.10)
 
 
 def _open_case(
-    rng: np.random.Generator,
-    cid: int,
-    ctype: str,
-    cell: str,
-    reported: datetime,
-    as_of: datetime,
-    channel: str,
-    rules: DeadlineRules,
+    rng: np.random.Generator, case: _Drawn, as_of: datetime, rules: DeadlineRules
 ) -> tuple[CaseState, list[EventRow]]:
     """An open case: its level's clock started so that about one in seven is past its deadline.
 
@@ -359,18 +345,8 @@ def _open_case(
         level_start = as_of - limit * float(rng.uniform(0.05, 0.9))
     before = sum((_allowed(rules, LEVELS[lv]) * float(rng.uniform(0.3, 0.9)) for lv in range(escalated)), timedelta())
     reported = level_start - before
-    ev = [
-        _ev(
-            cid,
-            reported,
-            f"gw:{cell}" if channel == "grid_app" else "clerk",
-            "grid_worker" if channel == "grid_app" else "dispatcher",
-            "report",
-            None,
-            "reported",
-            LEVELS[final - escalated],
-        )
-    ]
+    cid = case.cid
+    ev = [_report(case, reported, LEVELS[final - escalated])]
     t = reported
     gap = max(timedelta(minutes=2), (as_of - reported) / 8)
     for i, s in enumerate(OPEN_ORDER[1 : OPEN_ORDER.index(step) + 1], start=1):
@@ -382,19 +358,7 @@ def _open_case(
         t_lv += _allowed(rules, LEVELS[lv - 1]) * float(rng.uniform(0.3, 0.9))
         t_lv = max(t_lv, t + timedelta(minutes=1))
         t_lv = level_start if lv == escalated else t_lv
-        ev.append(
-            _ev(
-                cid,
-                t_lv,
-                "dispatcher",
-                "dispatcher",
-                "escalate",
-                "handling",
-                "handling",
-                LEVELS[lv],
-                f"{LEVELS[lv - 1]}→{LEVELS[lv]}",
-            )
-        )
+        ev.append(_escalate(cid, t_lv, lv))
     attempts = int(rng.integers(0, 3)) if step == "handling" else 0
     deadline = rules.deadline(level, level_start)
     return (level, step, deadline, attempts, None, None, None, reported, None, max(t, t_lv)), ev
