@@ -38,6 +38,7 @@ from geodata import cases as store
 from geodata import masking, workflow
 from geodata.clock import day_start
 from geodata.db import checkout_timeout
+from geodata.queries import iso, pick
 from geodata.workflow import DeadlineRules
 from services import events
 from services.dispatching import release_van
@@ -182,39 +183,36 @@ async def require_json(request: Request) -> None:
         )
 
 
-def _iso(v: datetime | None) -> str | None:
-    return v.isoformat() if v else None
-
-
 def case_out(row: Mapping[str, Any], who: Principal, rules: DeadlineRules, now: datetime) -> dict[str, Any]:
     """The API shape of a case (masked for readers without a need for personal data)."""
     state = store.state_of(row)
+    plain = (
+        "code",
+        "type",
+        "description",
+        "parties",
+        "lon",
+        "lat",
+        "channel",
+        "reporter",
+        "level",
+        "attempts",
+        "step",
+        "outcome",
+        "satisfaction",
+        "followup_note",
+        "assignee",
+        "duplicate_of",
+        "version",
+    )
     out = {
-        "code": row["code"],
-        "type": row["type"],
-        "description": row["description"],
-        "parties": row["parties"],
-        "lon": row["lon"],
-        "lat": row["lat"],
+        **pick(row, plain),
         "grid": store.chain_of(row),
-        "channel": row["channel"],
-        "reporter": row["reporter"],
-        "level": row["level"],
-        "deadline": _iso(row["deadline"]),
+        "deadline": iso(row["deadline"]),
         "overdue": workflow.is_overdue(row["step"], row["deadline"], now),
-        "attempts": row["attempts"],
         "max_attempts": rules.max_attempts,
-        "step": row["step"],
-        "outcome": row["outcome"],
-        "satisfaction": row["satisfaction"],
-        "followup_note": row["followup_note"],
         "flags": list(row["flags"]),
-        "assignee": row["assignee"],
-        "duplicate_of": row["duplicate_of"],
-        "reported_at": _iso(row["reported_at"]),
-        "closed_at": _iso(row["closed_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "version": row["version"],
+        **{k: iso(row[k]) for k in ("reported_at", "closed_at", "updated_at")},
         "allowed_actions": workflow.allowed_actions(state, rules, who.role),
     }
     return masking.case_for(who.role, out)

@@ -25,7 +25,7 @@ from api.cases import CODE, require_json
 from api.deps import runtime, services
 from geodata import cases as store
 from geodata import dispatch
-from geodata.queries import cameras_near
+from geodata.queries import cameras_near, rounded
 from services import events
 from services.dispatching import (
     DISPATCHERS,
@@ -83,10 +83,6 @@ async def json_if_any(request: Request) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _r(v: float | None, nd: int = 1) -> float | None:
-    return None if v is None else round(v, nd)
 
 
 def _case_in_scope(svc: Services, who: Principal, code: str) -> dict[str, Any]:
@@ -158,7 +154,7 @@ def case_cameras(
                 "stream_url": r["stream_url"],
                 "lon": r["lon"],
                 "lat": r["lat"],
-                "distance_m": _r(r["distance_m"]),
+                "distance_m": rounded(r["distance_m"]),
             }
             for r in rows
         ],

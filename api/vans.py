@@ -34,6 +34,7 @@ from api.auth import Principal, principal
 from api.cases import require_json
 from api.deps import runtime, services
 from geodata import tracking
+from geodata.queries import iso, pick
 from geodata.tracking import IngestResult, Ping
 from services import events
 from services.runtime import Services
@@ -145,25 +146,9 @@ def post_positions(body: PositionsIn, request: Request, who: Who) -> dict[str, A
     }
 
 
-def _iso(v: datetime | None) -> str | None:
-    return v.isoformat() if v else None
-
-
 def van_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "plate": row["plate"],
-        "status": row["status"],
-        "dispatch_status": row["dispatch_status"],
-        "lon": row["lon"],
-        "lat": row["lat"],
-        "heading": row["heading"],
-        "speed_kmh": row["speed_kmh"],
-        "last_seen_at": _iso(row["last_seen_at"]),
-        "odometer_km": round(row["odometer_km"], 3),
-        "cases_mediated": row["cases_mediated"],
-    }
+    plain = ("id", "name", "plate", "status", "dispatch_status", "lon", "lat", "heading", "speed_kmh", "cases_mediated")
+    return {**pick(row, plain), "last_seen_at": iso(row["last_seen_at"]), "odometer_km": round(row["odometer_km"], 3)}
 
 
 @router.get("", summary="Every van: position, status (offline when silent), mileage, cases mediated")
@@ -215,8 +200,8 @@ def track_geojson(
                 "properties": {
                     "van": van,
                     "kind": "track",
-                    "start": _iso(rows[0]["recorded_at"]),
-                    "end": _iso(rows[-1]["recorded_at"]),
+                    "start": iso(rows[0]["recorded_at"]),
+                    "end": iso(rows[-1]["recorded_at"]),
                 },
             }
         )
@@ -227,7 +212,7 @@ def track_geojson(
             "properties": {
                 "van": van,
                 "kind": "ping",
-                "time": _iso(r["recorded_at"]),
+                "time": iso(r["recorded_at"]),
                 "speed_kmh": r["speed_kmh"],
                 "heading": r["heading"],
             },

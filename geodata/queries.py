@@ -6,6 +6,7 @@ cases_in_area) goes through ``psycopg.sql.Identifier`` from a fixed table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -195,3 +196,21 @@ def banner(conn: psycopg.Connection) -> dict[str, Any] | None:
     """The territory's level-1 area (the first by code if several banners were imported)."""
     row = conn.execute("SELECT code FROM areas WHERE level = 1 ORDER BY code LIMIT 1").fetchone()
     return area_summary(conn, row[0]) if row else None
+
+
+# --- rows as JSON ------------------------------------------------------------------------------------
+
+
+def iso(v: datetime | None) -> str | None:
+    """A timestamp column as ISO 8601 text (None stays None)."""
+    return v.isoformat() if v else None
+
+
+def rounded(v: float | None, nd: int = 1) -> float | None:
+    """A measured column rounded for display (None stays None)."""
+    return None if v is None else round(v, nd)
+
+
+def pick(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The columns ``names`` of a row, as they are: the plain part of an API shape."""
+    return {n: row[n] for n in names}

@@ -15,6 +15,7 @@ from typing import Any
 from geodata import cases as store
 from geodata import dispatch
 from geodata.errors import Forbidden
+from geodata.queries import iso, pick, rounded
 from services import events
 from services.identity import Principal
 from services.runtime import Services
@@ -39,14 +40,6 @@ def routing(settings: Settings) -> dispatch.Routing:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(v: datetime | None) -> str | None:
-    return v.isoformat() if v else None
-
-
-def _r(v: float | None, nd: int = 1) -> float | None:
-    return None if v is None else round(v, nd)
 
 
 def scoped(who: Principal, field: str) -> Callable[[Mapping[str, Any]], None]:
@@ -82,45 +75,34 @@ def may_end(who: Principal) -> Callable[[Mapping[str, Any]], None]:
 
 
 def candidate_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    plain = ("id", "name", "plate", "status", "lon", "lat", "method", "dispatchable", "active_dispatch")
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "plate": row["plate"],
-        "status": row["status"],
-        "lon": row["lon"],
-        "lat": row["lat"],
-        "last_seen_at": _iso(row["last_seen_at"]),
-        "distance_m": _r(row["distance_m"]),
-        "eta_s": _r(row["eta_s"], 0),
-        "method": row["method"],
-        "dispatchable": row["dispatchable"],
+        **pick(row, plain),
+        "last_seen_at": iso(row["last_seen_at"]),
+        "distance_m": rounded(row["distance_m"]),
+        "eta_s": rounded(row["eta_s"], 0),
         "reason": dispatch.not_dispatchable_because(row),
-        "active_dispatch": row["active_dispatch"],
     }
+
+
+_DISPATCH_PLAIN = ("id", "status", "method", "created_by", "note", "ended_by", "end_note", "result", "outcome")
+_DISPATCH_RENAMED = {
+    "case": "case_code",
+    "van": "van_id",
+    "van_name": "van_name",
+    "case_step": "case_step",
+    "case_lon": "case_lon",
+    "case_lat": "case_lat",
+}
 
 
 def dispatch_out(d: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "id": d["id"],
-        "case": d["case_code"],
-        "van": d["van_id"],
-        "van_name": d["van_name"],
-        "status": d["status"],
-        "distance_m": _r(d["distance_m"]),
-        "eta_s": _r(d["eta_s"], 0),
-        "method": d["method"],
-        "created_at": _iso(d["created_at"]),
-        "created_by": d["created_by"],
-        "note": d["note"],
-        "arrived_at": _iso(d["arrived_at"]),
-        "ended_at": _iso(d["ended_at"]),
-        "ended_by": d["ended_by"],
-        "end_note": d["end_note"],
-        "result": d["result"],
-        "outcome": d["outcome"],
-        "case_step": d["case_step"],
-        "case_lon": d["case_lon"],
-        "case_lat": d["case_lat"],
+        **pick(d, _DISPATCH_PLAIN),
+        **{out: d[col] for out, col in _DISPATCH_RENAMED.items()},
+        "distance_m": rounded(d["distance_m"]),
+        "eta_s": rounded(d["eta_s"], 0),
+        **{k: iso(d[k]) for k in ("created_at", "arrived_at", "ended_at")},
     }
 
 
