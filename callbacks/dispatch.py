@@ -278,11 +278,7 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         return no_update
 
     @app.callback(
-        Output(Ids.CASE, "children"),
-        Output(Ids.CANDIDATES, "children"),
-        Output(Ids.CAMERAS, "children"),
-        Output(Ids.FOCUS, "children"),
-        Output(Ids.VANS, "children"),
+        [Output(i, "children") for i in (Ids.CASE, Ids.CANDIDATES, Ids.CAMERAS, Ids.FOCUS, Ids.VANS)],
         Input(Ids.SELECTED, "data"),
         Input(Ids.TOKEN, "data"),
         Input(LIVE_TICK, "data"),

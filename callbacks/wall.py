@@ -422,13 +422,10 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         return no_update
 
     @app.callback(
-        Output(Ids.KPIS, "children"),
-        Output(Ids.TOP_TYPES, "children"),
-        Output(Ids.TREND, "children"),
-        Output(Ids.PANEL, "children"),
-        Output(Ids.CRUMBS, "children"),
-        Output(Ids.RANKING, "children"),
-        Output(Ids.VANS, "children"),
+        [
+            Output(i, "children")
+            for i in (Ids.KPIS, Ids.TOP_TYPES, Ids.TREND, Ids.PANEL, Ids.CRUMBS, Ids.RANKING, Ids.VANS)
+        ],
         Input(Ids.SELECTED, "data"),
         Input(LIVE_TICK, "data"),  # the live push: cases changed, recompute
         State("lang", "data"),
