@@ -162,6 +162,10 @@ class Clones:
         create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template:
             create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        if conn.info.server_version >= 150000:
+            # PostgreSQL 15's default (WAL_LOG) writes every page of the copy to the WAL: for a
+            # template of a few dozen MB, copying the files is about three times cheaper.
+            create += sql.SQL(" STRATEGY FILE_COPY")
         try:
             conn.execute(create)
         except psycopg.DatabaseError as exc:  # e.g. a template someone connected to: the test that waits fails
