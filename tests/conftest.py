@@ -220,31 +220,97 @@ DEMO = f"yitu_test_demo_{os.getpid()}"
 DEMO_TEMPLATE = f"yitu_test_demo_template_{os.getpid()}"
 DEMO_AS_OF = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 DEMO_SEED = 7
+DEMO_FIXTURES = {"demo_dsn", "demo_db"}
+
+
+def _module_needs_demo(items: list[pytest.Item]) -> set[str]:
+    return {item.nodeid.split("::")[0] for item in items if DEMO_FIXTURES & set(getattr(item, "fixturenames", ()))}
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules that use the seeded demo run after the others, which run while it is seeded."""
+    later = _module_needs_demo(items)
+    items.sort(key=lambda item: item.nodeid.split("::")[0] in later)  # stable: the order within each part stays
+
+
+class DemoSeeding:
+    """``seed_demo`` into DEMO in a process of its own, started with the session.
+
+    Seeding the banner takes seconds of CPU; the tests that do not need it run meanwhile
+    (``pytest_collection_modifyitems`` puts them first).
+    """
+
+    def __init__(self, server_dsn: str, log_path: Path) -> None:
+        admin = with_dbname(server_dsn, "postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name in (DEMO, DEMO_TEMPLATE):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(DEMO), sql.Identifier(TEMPLATE))
+            )
+        self.dsn = with_dbname(server_dsn, DEMO)
+        self._server_dsn = server_dsn
+        self._log_path = log_path
+        self._log = log_path.open("wb")
+        code = (
+            "import sys; from datetime import datetime; from geodata.demo.seed import seed_demo; "
+            "seed_demo(sys.argv[1], 'banner', seed=int(sys.argv[2]), as_of=datetime.fromisoformat(sys.argv[3]))"
+        )
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code, self.dsn, str(DEMO_SEED), DEMO_AS_OF.isoformat()],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._done = False
+
+    def wait(self) -> str:
+        """The seeded DEMO, and DEMO_TEMPLATE cloned from it."""
+        if not self._done:
+            rc = self._proc.wait()
+            self._log.close()
+            assert rc == 0, f"seeding the demo failed ({rc}): {self._log_path.read_text(errors='replace')}"
+            with psycopg.connect(with_dbname(self._server_dsn, "postgres"), autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(DEMO_TEMPLATE), sql.Identifier(DEMO)
+                    )
+                )
+            self._done = True
+        return self.dsn
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._log.close()
+        _drop(self._server_dsn, DEMO_TEMPLATE)
+        _drop(self._server_dsn, DEMO)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _demo_seeding(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoSeeding | None]:
+    if not _module_needs_demo(request.session.items):
+        yield None
+        return
+    server_dsn = request.getfixturevalue("server_dsn")
+    request.getfixturevalue("template_dsn")
+    seeding = DemoSeeding(server_dsn, tmp_path_factory.mktemp("demo") / "seed.log")
+    yield seeding
+    seeding.stop()
 
 
 @pytest.fixture(scope="session")
-def demo_dsn(server_dsn: str, template_dsn: str, clones: Clones) -> Iterator[str]:
+def demo_dsn(clones: Clones, _demo_seeding: DemoSeeding | None) -> Iterator[str]:
     """The banner-scale demo (seed 7, as of 2026-11-22 08:00 UTC), seeded once per session.
 
     Read-only for tests: a test that writes asks for ``demo_db`` (its own clone) instead.
     """
-    from geodata.demo.seed import seed_demo
-
-    admin = with_dbname(server_dsn, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in (DEMO, DEMO_TEMPLATE):
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(DEMO), sql.Identifier(TEMPLATE)))
-    dsn = with_dbname(server_dsn, DEMO)
-    seed_demo(dsn, "banner", seed=DEMO_SEED, as_of=DEMO_AS_OF)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(DEMO_TEMPLATE), sql.Identifier(DEMO))
-        )
-    yield dsn
-    clones.retire(DEMO_TEMPLATE)
-    _drop(server_dsn, DEMO_TEMPLATE)
-    _drop(server_dsn, DEMO)
+    assert _demo_seeding is not None
+    yield _demo_seeding.wait()
+    clones.retire(DEMO_TEMPLATE)  # the databases go with _demo_seeding
 
 
 def _drop(server_dsn: str, name: str) -> None:
