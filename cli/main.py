@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import ClassVar, ParamSpec, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -51,7 +51,28 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The ``yitu`` group; ``import`` and ``export`` load when asked for.
+
+    They need geopandas and pandas (``geodata.io``): half a second and more at every start of
+    ``yitu serve`` or ``yitu simulate``, which never use them.
+    """
+
+    _LAZY: ClassVar[dict[str, str]] = {"import": "import_group", "export": "export_group"}  # in cli.data
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._LAZY and cmd_name not in self.commands:
+            from cli import data
+
+            for name, attr in self._LAZY.items():
+                self.add_command(getattr(data, attr), name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """yitu 一图指挥: the command-centre dashboard of a banner's grid-governance and
@@ -291,13 +312,12 @@ def seed_demo_cmd(
 
 
 def _register_groups() -> None:
-    """Command groups that live in their own modules."""
-    from cli.data import export_group, import_group
+    """Command groups that live in their own modules (``import`` and ``export``: see :class:`_Commands`)."""
     from cli.simulate import simulate_command
     from cli.tokens import token_group
     from cli.vans import van_group
 
-    for group in (import_group, export_group, token_group, van_group, simulate_command):
+    for group in (token_group, van_group, simulate_command):
         main.add_command(group)
 
 

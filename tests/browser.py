@@ -46,10 +46,14 @@ def browser() -> Iterator[Browser]:
 
 
 class Watched:
-    """A page whose console errors, page errors and requests leaving the server are recorded."""
+    """A page whose console errors, page errors and requests leaving the server are recorded.
+
+    The page prefers reduced motion: the overdue pins' pulse, repainted every frame, otherwise
+    keeps a software-rendering Chromium busy for as long as a wall screen is open.
+    """
 
     def __init__(self, browser: Browser, base: str, width: int = 1920, height: int = 1080) -> None:
-        self.page: Page = browser.new_page(viewport={"width": width, "height": height})
+        self.page: Page = browser.new_page(viewport={"width": width, "height": height}, reduced_motion="reduce")
         self.problems: list[str] = []
         self.outside: list[str] = []
         self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)

@@ -61,10 +61,13 @@ def _ping(base: str, token: str, lon: float, lat: float) -> None:
     assert r.status_code == 200, r.text
 
 
-def _open_wall(w: Watched, base: str) -> Page:
+def _open_wall(w: Watched, base: str, still_pins: bool = False) -> Page:
     page = w.page
     page.goto(base + "/")
     page.wait_for_function(SETTLED, timeout=30_000)
+    if still_pins:  # the screen prefers reduced motion (tests/browser.py): overdue pins keep their ring, unpulsed
+        assert page.locator(".yitu-pin-overdue").count() > 0
+        assert page.evaluate("() => document.getAnimations().length") == 0
     page.evaluate("() => { window.__sameDocument = true; }")  # gone if the page reloads
     page.evaluate("([lon, lat]) => void window.yitu.maps[0].setView([lat, lon], 15, {animate: false})", list(SEAT))
     return page
@@ -89,7 +92,7 @@ def test_a_reported_case_and_a_van_ping_show_on_an_open_wall_screen(
     srv = live_server(demo_db, redis_url)
     tok = _tokens(demo_db)
     w = Watched(browser, srv.url)
-    page = _open_wall(w, srv.url)
+    page = _open_wall(w, srv.url, still_pins=True)
     page.wait_for_selector("#kpi-new_today")
     new_today = int(page.inner_text("#kpi-new_today .yitu-kpi-value"))
 
@@ -129,8 +132,10 @@ def test_a_reported_case_and_a_van_ping_show_on_an_open_wall_screen(
 def test_two_app_processes_each_push_to_their_own_screens(
     live_server, demo_db: str, redis_url: str, browser: Browser
 ) -> None:  # type: ignore[no-untyped-def]
-    a, b = live_server(demo_db, redis_url), live_server(demo_db, redis_url)
-    tok = _tokens(demo_db)
+    a, b = live_server(demo_db, redis_url, ready=False), live_server(demo_db, redis_url, ready=False)
+    tok = _tokens(demo_db)  # while both processes start
+    a.ready()
+    b.ready()
     wa, wb = Watched(browser, a.url), Watched(browser, b.url)
     pa, pb = _open_wall(wa, a.url), _open_wall(wb, b.url)
     code = _report(a.url, tok["admin"], SEAT[0] - 0.002, SEAT[1] + 0.002)  # written through process A
@@ -152,9 +157,10 @@ def test_two_app_processes_each_push_to_their_own_screens(
 def test_a_screen_catches_up_after_its_app_process_restarts(
     live_server, demo_db: str, redis_url: str, browser: Browser
 ) -> None:  # type: ignore[no-untyped-def]
-    a = live_server(demo_db, redis_url)
-    other = live_server(demo_db, redis_url)
-    tok = _tokens(demo_db)
+    a, other = live_server(demo_db, redis_url, ready=False), live_server(demo_db, redis_url, ready=False)
+    tok = _tokens(demo_db)  # while both processes start
+    a.ready()
+    other.ready()
     w = Watched(browser, a.url)
     page = _open_wall(w, a.url)
     first = _report(other.url, tok["admin"], SEAT[0] + 0.001, SEAT[1] - 0.001)

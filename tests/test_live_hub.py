@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from geodata.kpi import CACHE_KEY as KPI_CACHE
 from services import events
 from services.live import LiveHub, Subscription
 
-from .helpers import with_redis_db
+from .helpers import wait_for, with_redis_db
 
 
 def _publish(url: str, *evs: dict[str, Any]) -> None:
@@ -188,16 +189,42 @@ def test_redis_restart_tells_every_screen_to_resync_and_the_stream_goes_on(scrat
     assert [e.event["code"] for e in after] == ["AFTER-RESTART"]
 
 
+class _Records(logging.Handler):
+    """The messages one logger writes during a test."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+        self._logger = logging.getLogger(name)
+        self._level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> _Records:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+
 def test_a_late_reply_is_not_an_outage(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from services import live
 
+    # XREAD blocks 0.5 s at most, so the reader's socket timeout is 2 × 0.5 + 0.5 s.
+    monkeypatch.setattr(live, "BLOCK_MS", 500)
+
     async def body(hub: LiveHub) -> Any:
         async with hub.subscribe(None) as (sub, _):
-            # From now on each XREAD blocks longer than the reader's socket timeout (2 × 0.5 + 2 s):
-            # its reply is "late", while Redis answers a PING at once.
-            monkeypatch.setattr(live, "BLOCK_MS", 6000)
-            await asyncio.sleep(7)
-            monkeypatch.setattr(live, "BLOCK_MS", 2000)
+            with _Records("yitu.live") as log:
+                # From now on each XREAD blocks longer than the reader's socket timeout: its reply
+                # is "late", while Redis answers a PING at once.
+                monkeypatch.setattr(live, "BLOCK_MS", 3000)
+                await _until(lambda: any("timed out" in m for m in log.messages), "a read to time out")
+            monkeypatch.setattr(live, "BLOCK_MS", 500)
             await asyncio.to_thread(_publish, redis_url, {"type": "case.created", "code": "AFTER-LATE"})
             return hub.healthy, await _collect(sub, 1)
 
@@ -207,14 +234,15 @@ def test_a_late_reply_is_not_an_outage(redis_url: str, monkeypatch: pytest.Monke
 
 
 def test_cached_figures_last_their_ttl_and_a_bad_entry_is_recomputed(redis_url: str) -> None:
-    import time
-
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         assert kpi.cached(client, "trend:150623", lambda: [1], ttl=1) == [1]
         assert kpi.cached(client, "trend:150623", lambda: [2], ttl=1) == [1]
-        time.sleep(1.2)
-        assert kpi.cached(client, "trend:150623", lambda: [3], ttl=1) == [3]
+        wait_for(  # as soon as the TTL has run out (and no later than 1.2 s), the figure is computed again
+            lambda: kpi.cached(client, "trend:150623", lambda: [3], ttl=1) == [3],
+            timeout=1.2,
+            what="the figure to be recomputed after its 1 s TTL",
+        )
         assert 0 < client.ttl(KPI_CACHE) <= 4  # the hash goes away when nobody asks
         client.hset(KPI_CACHE, "trend:150623", "not json")
         assert kpi.cached(client, "trend:150623", lambda: [4]) == [4]
