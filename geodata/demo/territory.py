@@ -300,6 +300,12 @@ def _partition(
     return [np.asarray(sorted(g)) for g in groups]
 
 
+def _union(pieces: np.ndarray) -> BaseGeometry:
+    """The union of atoms (or of unions of atoms). They tile the territory edge to edge, so the
+    coverage union is exact (the same polygons as a general union) and some fifteen times faster."""
+    return shapely.coverage_union_all(pieces)
+
+
 def build_territory(
     boundary: BaseGeometry,
     banner_code: str,
@@ -375,7 +381,7 @@ def build_territory(
 
     # grid cells: more of them in communities, at least 2 per village
     order = [v for v in villages if v.code in village_groups]
-    area_of = {v.code: float(shapely.area(shapely.union_all(atoms[village_groups[v.code]]))) for v in order}
+    area_of = {v.code: float(shapely.area(_union(atoms[village_groups[v.code]]))) for v in order}
     med = float(np.median(list(area_of.values())))
     cell_weights = [(3.0 if v.is_community else 1.0) * math.sqrt(area_of[v.code] / med) ** 0.5 for v in order]
     counts = allocate(n_cells, cell_weights, minimum=2)
@@ -388,14 +394,14 @@ def build_territory(
                 short -= 1
 
     areas: list[Area] = []
-    town_geoms_m = [shapely.union_all(atoms[g]) for g in town_groups]
-    banner_m = shapely.union_all(town_geoms_m)
+    town_geoms_m = [_union(atoms[g]) for g in town_groups]
+    banner_m = _union(np.asarray(town_geoms_m))
     areas.append(_area(banner_code, banner_name, 1, None, banner_m, town_seats[0], proj))
     for town, town_m, seat in zip(towns, town_geoms_m, town_seats):
         areas.append(_area(town.code, town.name, 2, banner_code, town_m, seat, proj))
     for v, n in zip(order, counts):
         group = village_groups[v.code]
-        vgeom = shapely.union_all(atoms[group])
+        vgeom = _union(atoms[group])
         vseat = _xy(centroids[village_seed_atom[v.code]])
         areas.append(
             _area(
@@ -413,7 +419,7 @@ def build_territory(
         first = int(np.where(group == village_seed_atom[v.code])[0][0])
         seeds = farthest_points(xy, n, first, rng)
         cells = _partition(group, [int(group[s]) for s in seeds], centroids, np.zeros(n), nbrs)
-        geoms = [shapely.union_all(atoms[cg]) for cg in cells]
+        geoms = [_union(atoms[cg]) for cg in cells]
         cxy = shapely.get_coordinates(shapely.centroid(np.asarray(geoms)))
         for seq, idx in enumerate(_row_order(cxy, max(1, round(math.sqrt(n)))), start=1):
             code = f"{v.code}{seq:03d}"
