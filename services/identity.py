@@ -15,9 +15,11 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import dict_row
@@ -31,16 +33,32 @@ from services.runtime import Services
 TOKEN_PREFIX = "yitu_"
 
 
+Kind = Literal["token", "user", "screen"]
+
+
 @dataclass(frozen=True)
 class Principal:
+    """Who asks: a bearer token (devices, integrations), a signed-in person, or a paired wall screen.
+
+    ``token_id`` is the id of the row that identifies the caller in its own table (api_tokens,
+    users or screens, by ``kind``); ``session_id`` is the server-side session behind a cookie.
+    """
+
     token_id: int
     name: str
     role: str
     area: str | None
+    kind: Kind = "token"
+    session_id: str | None = None
 
     @property
     def actor(self) -> Actor:
         return Actor(self.name, self.role, self.token_id)
+
+    @property
+    def ident(self) -> str:
+        """``token:7``, ``user:3``, ``screen:2``: one identity across the three tables."""
+        return f"{self.kind}:{self.token_id}"
 
     @property
     def sees_personal_data(self) -> bool:
@@ -64,6 +82,26 @@ class Principal:
     def require_reporter(self) -> None:
         if self.role not in ROLES_THAT_REPORT:
             raise Forbidden(f"a {self.role} token cannot report cases")
+
+
+# The caller of the request being served, bound by the guard (api/guard.py) for every request and
+# WebSocket; Dash runs callbacks in a copy of the request's context, so callbacks read it too.
+CURRENT: ContextVar[Principal | None] = ContextVar("yitu_principal", default=None)
+
+
+def current() -> Principal | None:
+    """The principal of the request (or WebSocket message) being served, None when anonymous."""
+    return CURRENT.get()
+
+
+@contextmanager
+def acting_as(who: Principal | None) -> Iterator[None]:
+    """Bind ``who`` as the current principal for a block (the guard, tests, the CLI)."""
+    token = CURRENT.set(who)
+    try:
+        yield
+    finally:
+        CURRENT.reset(token)
 
 
 def hash_token(token: str) -> str:
