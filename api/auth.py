@@ -8,27 +8,12 @@ from __future__ import annotations
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
-from starlette.applications import Starlette
 
 from geodata.errors import Invalid, Unauthorized
 from services.identity import Principal, TokenCache, hash_token, lookup_digest
 from services.runtime import Services
 
-__all__ = ["Principal", "cached", "principal"]
-
-
-def cached(app: Starlette, authorization: str) -> Principal | None:
-    """The principal of an ``Authorization`` header if this process looked it up lately and it
-    is valid; None otherwise (no cache yet, not cached, expired, unknown, or not a bearer token).
-
-    For the intake front (api/intake.py): what it does not find here goes the long way, through
-    :func:`principal`, which answers and fills the cache.
-    """
-    cache: TokenCache | None = getattr(app.state, "token_cache", None)
-    scheme, _, token = authorization.partition(" ")
-    if cache is None or scheme.lower() != "bearer" or not token.strip() or len(token) > 200:
-        return None
-    return cache.get(hash_token(token.strip()))[1]
+__all__ = ["Principal", "principal"]
 
 
 async def principal(request: Request) -> Principal:

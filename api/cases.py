@@ -67,7 +67,6 @@ class IntakeRuntime:
     pool: AsyncConnectionPool
     stream: aioredis.Redis
     lanes: IntakeLanes
-    front_served: int = 0  # reports the intake front answered (api/intake_front.py)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -241,8 +240,7 @@ IDEMPOTENCY_KEY = r"^[\x21-\x7e]+$"  # printable ASCII, no spaces; 1 to 200 char
 async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | None) -> tuple[int, dict[str, Any]]:
     """Intake of one validated report by ``who``: (201 or 200 for a retry, the case as answered).
 
-    The one implementation behind ``POST /api/v1/cases``, for the route below and for the intake
-    front (api/intake_front.py). Raises the API's errors for refusals.
+    The implementation behind ``POST /api/v1/cases``. Raises the API's errors for refusals.
     """
     who.require_reporter()
     now = _now()

@@ -1,8 +1,7 @@
 """Intake at a steady rate while wall screens are open: a report's answer time at 100 reports/s.
 
     .venv/bin/python bench/bench_intake_rate.py                       # the app as deployed, 3 rounds
-    .venv/bin/python bench/bench_intake_rate.py \\
-        --app front=cli.asgi:app --app framework=bench.asgi_variants:without_intake_front
+    .venv/bin/python bench/bench_intake_rate.py --screens 0 --rounds 1   # the server alone
 
 Target (issue 11, item 7): **p95 < 50 ms at 100 reports/s on this machine while 10 wall screens
 are connected**. A banner reports a few dozen cases a day and a league of banners a few thousand,

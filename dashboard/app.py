@@ -18,7 +18,6 @@ from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors
-from api.intake_front import IntakeFront
 from api.routers import all_routers
 from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
@@ -117,6 +116,4 @@ def create_app(settings: Settings) -> FastAPI:
     # (say a shared /area/… link) would go out without them. Collect them now instead.
     dash_app._setup_server()
     app.state.dash = dash_app
-    # Outermost (added last): a well-formed report from a known token skips the layers above.
-    app.add_middleware(IntakeFront)
     return app

@@ -1,6 +1,5 @@
-"""Intake in batches (geodata/cases.py intake_many, api/intake.py lanes) and the intake front
-(api/intake_front.py): each report keeps its own answer, a bad one never costs its neighbours,
-and the front answers exactly as the route does."""
+"""Intake in batches (geodata/cases.py intake_many, api/intake.py lanes): each report keeps its
+own answer, and a bad one never costs its neighbours."""
 
 from __future__ import annotations
 
@@ -144,6 +143,14 @@ def test_reports_that_arrive_together_are_written_together_and_all_published(dem
         r.close()
 
 
+@pytest.fixture
+def client_cached(demo_db: str, redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    """An app that trusts a looked-up token for a minute, as a deployment does."""
+    settings = settings_for(demo_db, redis_url, tmp_path, auth_cache_seconds=60)
+    with TestClient(create_app(settings), raise_server_exceptions=True) as c:
+        yield c
+
+
 def test_the_api_refuses_nul_characters_with_the_field_named(
     client_cached: TestClient, token: Callable[..., str], demo_db: str
 ) -> None:
@@ -155,10 +162,10 @@ def test_the_api_refuses_nul_characters_with_the_field_named(
         ({"parties": [{"name": "张\x00三"}]}, "parties.0.name"),
         ({"reported_at": "0001-01-01T00:00:00+14:00"}, "reported_at"),
     ):
-        for _ in range(2):  # the token not cached yet, then cached (the front hands it to the route)
+        for _ in range(2):  # the token not cached yet, then cached
             r = client_cached.post("/api/v1/cases", json={**case_body(lon, lat), **change}, headers=auth(tok))
             assert r.status_code == 422 and r.json()["field"] == field, r.text
-    assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases and _served(client_cached) == 0
+    assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases
     code = client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok)).json()["code"]
     r = client_cached.post(
         f"/api/v1/cases/{code}/transitions", json={"action": "accept", "note": "好\x00"}, headers=auth(tok)
@@ -168,213 +175,3 @@ def test_the_api_refuses_nul_characters_with_the_field_named(
         _count(demo_db, "SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id WHERE c.code = %s", code)
         == 1
     )  # the report only
-
-
-# --- the intake front ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client_cached(demo_db: str, redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    """An app that trusts a looked-up token for a minute, as a deployment does (the front's case)."""
-    settings = settings_for(demo_db, redis_url, tmp_path, auth_cache_seconds=60)
-    with TestClient(create_app(settings), raise_server_exceptions=True) as c:
-        yield c
-
-
-def _served(c: TestClient) -> int:
-    return c.app.state.intake.front_served  # type: ignore[attr-defined]
-
-
-_SAME = (
-    "type",
-    "description",
-    "parties",
-    "lon",
-    "lat",
-    "grid",
-    "channel",
-    "reporter",
-    "level",
-    "overdue",
-    "attempts",
-    "max_attempts",
-    "step",
-    "outcome",
-    "satisfaction",
-    "followup_note",
-    "flags",
-    "assignee",
-    "duplicate_of",
-    "closed_at",
-    "version",
-    "allowed_actions",
-)
-
-
-def test_the_front_answers_a_known_token_as_the_route_does(
-    client_cached: TestClient, token: Callable[..., str], demo_db: str
-) -> None:
-    lon, lat, _ = inner_point(demo_db)
-    tok = token("dispatcher")
-    body = case_body(lon, lat)
-    by_route = client_cached.post("/api/v1/cases", json=body, headers=auth(tok))  # looks the token up
-    assert by_route.status_code == 201 and _served(client_cached) == 0
-    by_front = client_cached.post("/api/v1/cases", json=body, headers=auth(tok))
-    assert by_front.status_code == 201 and _served(client_cached) == 1
-    a, b = by_route.json(), by_front.json()
-    assert set(a) == set(b)
-    assert {k: a[k] for k in _SAME} == {k: b[k] for k in _SAME}
-    assert b["code"] != a["code"] and by_front.headers["content-type"] == "application/json"
-    assert _count(demo_db, "SELECT count(*) FROM cases WHERE code = ANY(%s)", [a["code"], b["code"]]) == 2
-    # a viewer cannot report: the same 403 from the route (not cached yet) and from the front
-    viewer = token("viewer")
-    first = client_cached.post("/api/v1/cases", json=body, headers=auth(viewer))
-    second = client_cached.post("/api/v1/cases", json=body, headers=auth(viewer))
-    assert first.status_code == second.status_code == 403 and first.json() == second.json()
-    assert _served(client_cached) == 2
-    # gzip as the app's middleware does it, for a client that asks
-    big = {**body, "description": "草场边界争议" * 100}
-    zipped = client_cached.post("/api/v1/cases", json=big, headers={**auth(tok), "Accept-Encoding": "gzip"})
-    assert zipped.status_code == 201 and zipped.headers["content-encoding"] == "gzip"
-    assert zipped.json()["description"] == big["description"] and _served(client_cached) == 3
-    assert zipped.headers["vary"] == "Accept-Encoding"
-    plain = client_cached.post("/api/v1/cases", json=big, headers={**auth(tok), "Accept-Encoding": "identity"})
-    assert "content-encoding" not in plain.headers and plain.headers["vary"] == "Accept-Encoding"
-
-
-def test_the_front_leaves_every_bad_request_to_the_route(
-    client_cached: TestClient, token: Callable[..., str], demo_db: str
-) -> None:
-    lon, lat, _ = inner_point(demo_db)
-    tok = token("dispatcher")
-    assert client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok)).status_code == 201
-    before, n_cases = _served(client_cached), _count(demo_db, "SELECT count(*) FROM cases")
-    headers = auth(tok)
-    cases_ = [
-        (dict(json={**case_body(lon, lat), "lat": 91}, headers=headers), 422, "lat"),
-        (dict(json={**case_body(lon, lat), "surprise": 1}, headers=headers), 422, "surprise"),
-        (dict(content=b'{"type": "grassland", ', headers={**headers, "Content-Type": "application/json"}), 422, None),
-        (dict(content=b"[1, 2]", headers={**headers, "Content-Type": "application/json"}), 422, None),
-        (
-            dict(content=b"type=grassland", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}),
-            415,
-            "Content-Type",
-        ),
-        (dict(json=case_body(lon, lat), headers={**headers, "Idempotency-Key": "has space"}), 422, "Idempotency-Key"),
-        (dict(json=case_body(lon, lat), headers={**headers, "Idempotency-Key": "k" * 201}), 422, "Idempotency-Key"),
-        (dict(json=case_body(lon, lat), headers={"Authorization": "Bearer yitu_not-a-token"}), 401, "Authorization"),
-        (
-            dict(content=json.dumps(case_body(lon, lat)).encode(), headers={**headers, "Content-Type": "text/x+json"}),
-            422,
-            None,
-        ),  # not application/*: FastAPI does not read it as JSON
-        (
-            dict(
-                content=json.dumps({**case_body(lon, lat), "description": "长" * 30000}).encode(),
-                headers={**headers, "Content-Type": "application/json"},
-            ),
-            422,
-            "description",
-        ),
-    ]
-    for kwargs, status, field in cases_:
-        r = client_cached.post("/api/v1/cases", **kwargs)
-        assert r.status_code == status, (kwargs.get("json"), r.text)
-        if field:
-            assert r.json()["field"] == field
-    assert _served(client_cached) == before  # all of them answered by the route
-    assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases
-
-
-def test_the_front_keeps_idempotency_and_scope(
-    client_cached: TestClient, token: Callable[..., str], demo_db: str
-) -> None:
-    lon_in, lat_in, cell_in = inner_point(demo_db)
-    lon_out, lat_out, _ = inner_point_where(demo_db, lambda cell: cell[:12] != cell_in[:12])
-    worker = token("grid_worker", area=cell_in[:12])
-    headers = {**auth(worker), "Idempotency-Key": "phone-3-report-9"}
-    body = case_body(lon_in, lat_in)
-    client_cached.get("/api/v1/cases", headers=auth(worker))  # the token looked up (and cached)
-    first = client_cached.post("/api/v1/cases", json=body, headers=headers)
-    again = client_cached.post("/api/v1/cases", json=body, headers=headers)
-    other = client_cached.post("/api/v1/cases", json={**body, "description": "另一件事"}, headers=headers)
-    outside = client_cached.post(
-        "/api/v1/cases",
-        json=case_body(lon_out, lat_out),
-        headers={**auth(worker), "Idempotency-Key": "phone-3-report-10"},
-    )
-    assert _served(client_cached) == 4
-    assert (first.status_code, again.status_code) == (201, 200) and again.json()["code"] == first.json()["code"]
-    assert other.status_code == 409 and other.json()["field"] == "Idempotency-Key"
-    assert outside.status_code == 403 and cell_in[:12] in outside.json()["message"]
-    assert _count(demo_db, "SELECT count(*) FROM case_idempotency_keys WHERE key LIKE 'phone-3-report-%%'") == 1
-
-
-def _asgi(c: TestClient, headers: list[tuple[bytes, bytes]], messages: list[dict]) -> list[dict]:
-    """Call the app as a server would, with the request body in the given messages."""
-    sent: list[dict] = []
-    pending = list(messages)
-
-    async def receive() -> dict:
-        return pending.pop(0) if pending else {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/cases",
-        "raw_path": b"/api/v1/cases",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-    }
-
-    async def call() -> None:
-        await c.app(scope, receive, send)  # type: ignore[misc]
-
-    c.portal.call(call)  # type: ignore[union-attr]
-    return sent
-
-
-def test_the_front_reads_a_body_in_parts_and_hands_on_what_it_read(
-    client_cached: TestClient, token: Callable[..., str], demo_db: str
-) -> None:
-    lon, lat, _ = inner_point(demo_db)
-    tok = token("dispatcher")
-    assert client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok)).status_code == 201
-    hdrs = [(b"authorization", f"Bearer {tok}".encode()), (b"content-type", b"application/json")]
-    body = json.dumps(case_body(lon, lat, description="分三次到达")).encode()
-    parts = [body[:10], body[10:40], body[40:]]
-    sent = _asgi(
-        client_cached, hdrs, [{"type": "http.request", "body": p, "more_body": i < 2} for i, p in enumerate(parts)]
-    )
-    assert sent[0]["status"] == 201 and json.loads(sent[1]["body"])["description"] == "分三次到达"
-    assert _served(client_cached) == 1
-    # over MAX_BODY: the front stops reading and the route gets every byte (and says what is wrong)
-    big = json.dumps(case_body(lon, lat, description="长" * 30000)).encode()
-    chunks = [big[i : i + 20000] for i in range(0, len(big), 20000)]
-    sent = _asgi(
-        client_cached,
-        hdrs,
-        [{"type": "http.request", "body": p, "more_body": i < len(chunks) - 1} for i, p in enumerate(chunks)],
-    )
-    assert sent[0]["status"] == 422 and json.loads(sent[1]["body"])["field"] == "description"
-    assert _served(client_cached) == 1
-    # the client gone while the body comes: nothing answered, nothing written
-    n_cases = _count(demo_db, "SELECT count(*) FROM cases")
-    assert _asgi(client_cached, hdrs, [{"type": "http.request", "body": body[:10], "more_body": True}]) == []
-    assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases
-    # two Authorization headers: the framework decides (the first counts there)
-    sent = _asgi(
-        client_cached,
-        [*hdrs, (b"authorization", b"Bearer yitu_other")],
-        [{"type": "http.request", "body": body, "more_body": False}],
-    )
-    assert sent[0]["status"] == 201 and _served(client_cached) == 1
