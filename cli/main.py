@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
+from pathlib import Path
 from typing import ClassVar, ParamSpec, TypeVar
 
 import click
@@ -146,6 +147,51 @@ def db_url(settings: Settings, which: str | None) -> None:
     """Print the database DSN in use (contains the password: keep it to yourself)."""
     stack = EmbeddedStack(settings)
     click.echo(stack.redis_url() if which == "redis" else stack.database_url())
+
+
+@db.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+@_friendly
+def db_backup(settings: Settings, file: Path) -> None:
+    """Write the whole database to FILE (pg_dump custom format, the schema version inside).
+
+    FILE must not exist yet. Restore it with `yitu db restore FILE --into NAME` or `--replace`.
+    """
+    from cli import backup
+
+    stack = EmbeddedStack(settings)
+    click.echo(f"backing up to {file} …")
+    done = backup.backup(stack.database_url(), stack.pg_bindir(), file)
+    click.echo(
+        f"backup written: {done.path} ({done.bytes / 1e6:.1f} MB, schema {done.schema_version}, {done.seconds:.1f} s)"
+    )
+
+
+@db.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--into", "into", default=None, metavar="NAME", help="Restore into a new database NAME (same server).")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Restore, then swap it in for the configured database; the old one is kept as <name>_before_<time>.",
+)
+@click.pass_obj
+@_friendly
+def db_restore(settings: Settings, file: Path, into: str | None, replace: bool) -> None:
+    """Restore a backup of `yitu db backup`, all or nothing (one transaction).
+
+    Refuses a backup from a newer schema than this yitu knows. An older one restores as it is:
+    run `yitu db migrate` on it afterwards.
+    """
+    from cli import backup
+
+    stack = EmbeddedStack(settings)
+    click.echo(f"restoring {file} …")
+    name, kept = backup.restore(stack.database_url(), stack.pg_bindir(), file, into=into, replace=replace)
+    click.echo(f"restored into {name}")
+    if kept:
+        click.echo(f"the database it replaced is kept as {kept} (drop it once you have checked the restore)")
 
 
 @db.command("migrate")

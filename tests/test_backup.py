@@ -1,0 +1,168 @@
+"""``yitu db backup`` / ``yitu db restore`` (cli/backup.py): a round trip gives the same data, a
+restore is all or nothing, and a bad file, name or schema is refused with nothing changed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from cli import backup
+from cli.main import main
+from cli.stack import _find_pg_bindir
+
+from .helpers import with_dbname
+
+FINGERPRINT = """
+SELECT (SELECT count(*) FROM areas), (SELECT count(*) FROM cameras), (SELECT count(*) FROM case_events),
+       (SELECT md5(string_agg(code || step || description, ',' ORDER BY code)) FROM cases),
+       (SELECT max(version) FROM schema_migrations)
+"""
+
+
+def _fingerprint(dsn: str) -> tuple[object, ...]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(FINGERPRINT).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _exists(dsn: str, name: str) -> bool:
+    with psycopg.connect(with_dbname(dsn, "postgres")) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+@pytest.fixture
+def extra_dbs(server_dsn: str) -> Iterator[list[str]]:
+    """Names of databases a test makes; dropped afterwards."""
+    names: list[str] = []
+    yield names
+    with psycopg.connect(with_dbname(server_dsn, "postgres"), autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _yitu(dsn: str, redis_url: str, *args: str) -> Result:
+    env = {"YITU_DATABASE_URL": dsn, "YITU_REDIS_URL": redis_url}
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def _name(dsn: str) -> str:
+    return str(conninfo_to_dict(dsn)["dbname"])
+
+
+def test_a_backup_restores_into_a_new_database_with_the_same_data(
+    demo_db: str, redis_url: str, tmp_path: Path, extra_dbs: list[str]
+) -> None:
+    file = tmp_path / "yitu.dump"
+    made = _yitu(demo_db, redis_url, "db", "backup", str(file))
+    assert made.exit_code == 0, made.output
+    assert f"backup written: {file}" in made.output and "schema 0" in made.output
+    assert file.stat().st_size > 100_000 and not list(tmp_path.glob("*.partial"))
+
+    name = _name(demo_db) + "_copy"
+    extra_dbs.append(name)
+    back = _yitu(demo_db, redis_url, "db", "restore", str(file), "--into", name)
+    assert back.exit_code == 0, back.output
+    assert f"restored into {name}" in back.output
+    copy = with_dbname(demo_db, name)
+    assert _fingerprint(copy) == _fingerprint(demo_db)
+    assert _yitu(copy, redis_url, "db", "migrate").output.strip() == "schema up to date"
+
+
+def test_replace_swaps_in_the_backup_and_keeps_the_old_database(
+    demo_db: str, redis_url: str, tmp_path: Path, extra_dbs: list[str]
+) -> None:
+    file = tmp_path / "yitu.dump"
+    assert _yitu(demo_db, redis_url, "db", "backup", str(file)).exit_code == 0
+    before = _fingerprint(demo_db)
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.execute("UPDATE cases SET description = 'changed after the backup' WHERE id IN (1, 2, 3)")
+    changed = _fingerprint(demo_db)
+    assert changed != before
+    holder = psycopg.connect(demo_db, autocommit=True)  # an app's connection, open during the swap
+    try:
+        back = _yitu(demo_db, redis_url, "db", "restore", str(file), "--replace")
+        assert back.exit_code == 0, back.output
+        kept = back.output.split("kept as ", 1)[1].split()[0]
+        extra_dbs.append(kept)
+        assert _fingerprint(demo_db) == before  # the configured name now holds the backup
+        assert _fingerprint(with_dbname(demo_db, kept)) == changed  # nothing was dropped
+        with pytest.raises(psycopg.OperationalError):
+            holder.execute("SELECT 1")  # the old connection went with the swap
+    finally:
+        holder.close()
+    assert not [n for n in _all_names(demo_db) if "_restore_" in n]  # the working copy became the target
+
+
+def _all_names(dsn: str) -> list[str]:
+    with psycopg.connect(with_dbname(dsn, "postgres")) as conn:
+        return [r[0] for r in conn.execute("SELECT datname FROM pg_database")]
+
+
+def test_a_backup_from_a_newer_schema_is_refused_and_nothing_is_created(
+    demo_db: str, redis_url: str, tmp_path: Path, extra_dbs: list[str]
+) -> None:
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, filename, checksum) VALUES ('999', '999_future.sql', 'x')"
+        )
+    file = tmp_path / "future.dump"
+    assert _yitu(demo_db, redis_url, "db", "backup", str(file)).exit_code == 0
+    name = _name(demo_db) + "_future"
+    extra_dbs.append(name)
+    back = _yitu(demo_db, redis_url, "db", "restore", str(file), "--into", name)
+    assert back.exit_code == 1
+    assert "newer schema (999)" in back.output
+    assert not _exists(demo_db, name)
+
+
+def test_bad_files_names_and_options_are_refused_with_nothing_changed(
+    demo_db: str, redis_url: str, tmp_path: Path, extra_dbs: list[str]
+) -> None:
+    junk = tmp_path / "junk.dump"
+    junk.write_bytes(os.urandom(4096))
+    empty_pg = tmp_path / "postgres.dump"  # a real pg_dump archive, but not of a yitu database
+    extra_dbs.extend([_name(demo_db) + "_x", "bad_target"])
+    names_before = _ours(demo_db)
+
+    def refused_on(dsn: str, *args: str) -> str:
+        r = _yitu(dsn, redis_url, *args)
+        assert r.exit_code != 0, r.output
+        assert "Traceback" not in r.output
+        return r.output
+
+    def refused(*args: str) -> str:
+        return refused_on(demo_db, *args)
+
+    assert "not a yitu backup" in refused("db", "restore", str(junk), "--into", "bad_target")
+    assert "no file" in refused("db", "restore", str(tmp_path / "missing.dump"), "--into", "bad_target")
+    assert "no schema yet" in refused_on(with_dbname(demo_db, "postgres"), "db", "backup", str(empty_pg))
+    env, _ = backup._client_env(with_dbname(demo_db, "postgres"))
+    subprocess.run([str(_find_pg_bindir(None) / "pg_dump"), "-Fc", f"--file={empty_pg}"], env=env, check=True)
+    assert "holds no schema_migrations" in refused("db", "restore", str(empty_pg), "--into", "bad_target")
+    assert "--into NAME" in refused("db", "restore", str(junk))
+    assert "--into NAME" in refused("db", "restore", str(junk), "--into", "x", "--replace")
+    good = tmp_path / "good.dump"
+    assert _yitu(demo_db, redis_url, "db", "backup", str(good)).exit_code == 0
+    for hostile in ("x; DROP DATABASE postgres", "Upper", "a" * 64, "", "../x"):
+        assert "not a database name" in refused("db", "restore", str(good), "--into", hostile)
+    assert "exists already" in refused("db", "restore", str(good), "--into", _name(demo_db))
+    size = good.stat().st_size
+    assert "already exists" in refused("db", "backup", str(good))
+    assert good.stat().st_size == size
+    assert "no folder" in refused("db", "backup", str(tmp_path / "nowhere" / "x.dump"))
+    assert _ours(demo_db) == names_before  # not one database made or dropped
+    assert _name(demo_db) in _all_names(demo_db)
+
+
+def _ours(dsn: str) -> set[str]:
+    """The databases on the server but the suite's clones (made ahead and dropped behind meanwhile)."""
+    return {n for n in _all_names(dsn) if not n.startswith("yitu_test_")}
