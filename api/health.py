@@ -1,7 +1,9 @@
 """``GET /healthz``: is PostGIS and Redis reachable from this process?
 
-200 ``{"status": "ok", "postgis": "<version>", "redis": "ok"}``; 503 with the failing part(s)
-named in ``failing`` and an error text in place of the version or "ok". Each probe has a short
+200 ``{"status": "ok", "postgis": "<version>", "redis": "ok", …}``; 503 with the failing part(s)
+named in ``failing`` and an error text in place of the version or "ok". Beside them: the
+scheduler's jobs (each one's last run, last success, last error, failures) and the rows that fell
+into the history tables' DEFAULT partitions (0 while the partitions are made ahead). Each probe has a short
 timeout, so a dead service makes the answer slow by seconds, never hang.
 """
 
@@ -12,21 +14,23 @@ from typing import Annotated
 
 import psycopg
 import redis
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from api.deps import services
+from geodata import partitions
 from services.runtime import Services
 
 log = logging.getLogger("yitu.health")
 router = APIRouter(tags=["health"])
 
 
-def _postgis(svc: Services) -> tuple[bool, str]:
+def _postgis(svc: Services, body: dict[str, object]) -> tuple[bool, str]:
     try:
         with svc.pool.connection(timeout=svc.settings.db_connect_timeout) as conn:
             row = conn.execute("SELECT postgis_lib_version()").fetchone()
+            body["rows_in_default_partitions"] = partitions.rows_in_default(conn)
         return True, str(row[0]) if row else "unknown"
     except psycopg.errors.UndefinedFunction:
         return False, "error: the PostGIS extension is not installed in this database (run `yitu db migrate`)"
@@ -45,10 +49,15 @@ def _redis(svc: Services) -> tuple[bool, str]:
 
 
 @router.get("/healthz", summary="Liveness of PostGIS and Redis")
-def healthz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
-    pg_ok, pg = _postgis(svc)
+def healthz(request: Request, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
+    extra: dict[str, object] = {}
+    pg_ok, pg = _postgis(svc, extra)
     redis_ok, rd = _redis(svc)
     body: dict[str, object] = {"status": "ok" if pg_ok and redis_ok else "unavailable", "postgis": pg, "redis": rd}
+    body.update(extra)
+    runtime = getattr(request.app.state, "cases_runtime", None)
+    if runtime is not None:
+        body["scheduler"] = runtime.scheduler.status()
     if not (pg_ok and redis_ok):
         failing = [name for name, ok in (("postgis", pg_ok), ("redis", redis_ok)) if not ok]
         body["failing"] = failing

@@ -149,6 +149,13 @@ def dispatches(
         return cur.execute(query("dispatch_list"), params).fetchall()
 
 
+def stranded(conn: psycopg.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """Active visits whose case was closed, rejected or escalated since the van was sent, with that
+    action as ``action`` (``dispatch_stranded.sql``): what :func:`release` should have ended."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query("dispatch_stranded"), {"limit": limit}).fetchall()
+
+
 def get(conn: psycopg.Connection, dispatch_id: int) -> dict[str, Any] | None:
     params = {"id": dispatch_id, "active": False, "van": None, "case": None, "area": None, "limit": 1, "offset": 0}
     with conn.cursor(row_factory=dict_row) as cur:

@@ -8,21 +8,37 @@ module adds the caller (a principal with an area), the settings and the live str
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+
+import redis
 
 from geodata import cases as store
 from geodata import dispatch
 from geodata.errors import Forbidden
 from geodata.queries import iso, pick, rounded
+from geodata.workflow import DeadlineRules
 from services import events
 from services.identity import Principal
 from services.runtime import Services
-from services.scheduler import CasesRuntime
 from services.settings import Settings
 
+log = logging.getLogger("yitu.dispatch")
+
 DISPATCHERS = frozenset({"admin", "dispatcher"})
+
+
+class CasesRuntime(Protocol):
+    """What dispatching needs of the case runtime (services/scheduler.py, which runs this module's
+    reconciler and so sits above it): the event stream client and the deadline rules."""
+
+    @property
+    def stream(self) -> redis.Redis: ...
+
+    @property
+    def rules(self) -> DeadlineRules: ...
 
 
 def routing(settings: Settings) -> dispatch.Routing:
@@ -153,3 +169,33 @@ def release_van(svc: Services, rt: CasesRuntime, who: Principal, code: str, acti
         out = dispatch.release(conn, code, action, who.actor, routing(svc.settings), now)
     if out is not None:
         events.publish_many(rt.stream, out.events)
+
+
+RECONCILER = store.Actor("reconciler", "system")
+
+
+def reconcile(
+    svc: Services, stream: redis.Redis, now: datetime | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Free the vans whose visit's case was closed, rejected or escalated by a path that did not
+    free them (the scheduler's auto-escalation, a process that died between the case's commit and
+    the release). Each visit in its own transaction; returns the visits it ended, each logged."""
+    now = now or datetime.now(UTC)
+    with svc.pool.connection() as conn:
+        found = dispatch.stranded(conn, limit)
+    freed = []
+    for row in found:
+        with svc.pool.connection() as conn:
+            out = dispatch.release(conn, row["case_code"], row["action"], RECONCILER, routing(svc.settings), now)
+        if out is None:  # ended meanwhile
+            continue
+        events.publish_many(stream, out.events)
+        log.warning(
+            "reconciler freed a stranded van van=%s case=%s dispatch=%s reason=%s",
+            row["van_id"],
+            row["case_code"],
+            row["id"],
+            row["action"],
+        )
+        freed.append(row)
+    return freed

@@ -1,16 +1,22 @@
 """What the case workflow runs beside the requests: the overdue sweep and the event publisher.
 
 ``start(services)`` is called from the app's lifespan and returns a :class:`CasesRuntime`
-(stopped on shutdown). The sweep runs every ``scheduler_interval`` seconds in a daemon thread:
-it flags open cases past their deadline ('overdue', an audit row, an event) and, with
-``auto_escalate``, escalates them one level. ``run_once`` is the same sweep for one instant,
-for tests with a frozen clock and for operators.
+(stopped on shutdown). Its :class:`Scheduler` runs three jobs in a supervised daemon thread:
+- ``overdue``, every ``scheduler_interval`` seconds: flags open cases past their deadline
+  ('overdue', an audit row, an event) and, with ``auto_escalate``, escalates them one level;
+- ``reconcile``, as often: frees the vans whose case was closed, rejected or escalated by a path
+  that did not free them (services/dispatching.py ``reconcile``);
+- ``partitions``, at start and every ``housekeeping_interval``: the history tables' monthly
+  partitions ahead, old GPS months dropped (geodata/partitions.py).
+``run_once`` is the overdue sweep for one instant, for tests with a frozen clock and for operators.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,9 +25,9 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from geodata import cases
+from geodata import cases, partitions
 from geodata.workflow import DeadlineRules
-from services import events
+from services import dispatching, events
 from services.runtime import Services
 from services.settings import Settings
 
@@ -56,31 +62,130 @@ def run_once(
 
 
 @dataclass
+class JobState:
+    """What /healthz shows of a job: when it last ran, whether that went well, how often it failed."""
+
+    runs: int = 0
+    failures: int = 0
+    last_run: datetime | None = None
+    last_ok: datetime | None = None
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "failures": self.failures,
+            "last_run": self.last_run.isoformat() if self.last_run else None,
+            "last_ok": self.last_ok.isoformat() if self.last_ok else None,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass
+class Job:
+    name: str
+    every: float  # seconds; the first run is one interval after the start, or at once with ``at_start``
+    run: Callable[[], object]
+    at_start: bool = False
+    state: JobState = field(default_factory=JobState)
+    due: float = 0.0
+
+
+@dataclass
 class Scheduler:
-    pool: ConnectionPool
-    stream: redis.Redis
-    settings: Settings
+    """Runs the jobs in one daemon thread, supervised: any error of a job is logged with its
+    traceback and counted, and the job runs again at its next turn (a database outage, a bug in
+    one sweep, an unexpected Redis answer: nothing stops the others or the thread). Should the
+    loop itself fail, the thread restarts it after a second (``restarts``)."""
+
+    jobs: list[Job]
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    restarts: int = 0
 
     def start(self) -> None:
-        if self.settings.scheduler_interval <= 0:
+        if not self.jobs:
             log.info("scheduler off (YITU_SCHEDULER_INTERVAL=0)")
             return
-        self._thread = threading.Thread(target=self._loop, name="yitu-scheduler", daemon=True)
+        now = time.monotonic()
+        for job in self.jobs:
+            job.due = now if job.at_start else now + job.every
+        self._thread = threading.Thread(target=self._supervise, name="yitu-scheduler", daemon=True)
         self._thread.start()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.scheduler_interval):
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
             try:
-                run_once(self.pool, self.stream, self.settings)
-            except (psycopg.Error, PoolTimeout) as exc:  # the database is down: try again next time
-                log.warning("overdue sweep failed error=%s: %s", type(exc).__name__, str(exc).strip()[:200])
+                self._loop()
+            except Exception:  # the loop's own failure: log it and start it again
+                self.restarts += 1
+                log.exception("scheduler loop failed; restarting restarts=%d", self.restarts)
+                self._stop.wait(1.0)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for job in self.jobs:
+                if job.due <= now and not self._stop.is_set():
+                    self.run_job(job)
+                    job.due = time.monotonic() + job.every
+            self._stop.wait(max(0.05, min(job.due for job in self.jobs) - time.monotonic()))
+
+    @staticmethod
+    def run_job(job: Job) -> None:
+        st = job.state
+        st.runs += 1
+        st.last_run = datetime.now(UTC)
+        try:
+            job.run()
+        except (psycopg.Error, PoolTimeout, redis.RedisError) as exc:  # a server is down: next time
+            st.failures += 1
+            st.last_error = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+            log.warning("%s failed error=%s: %s", job.name, type(exc).__name__, str(exc).strip()[:200])
+        except Exception as exc:  # anything else is a bug: loud, with its traceback, and still next time
+            st.failures += 1
+            st.last_error = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+            log.exception("%s failed unexpectedly; it runs again next time", job.name)
+        else:
+            st.last_ok = st.last_run
+            st.last_error = None
+
+    def status(self) -> dict[str, Any]:
+        alive = self._thread is not None and self._thread.is_alive()
+        return {
+            "running": alive,
+            "restarts": self.restarts,
+            "jobs": {job.name: job.state.as_dict() for job in self.jobs},
+        }
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def housekeeping(svc: Services, now: datetime | None = None) -> dict[str, Any]:
+    """The history tables' partitions made ahead and, with ``van_positions_keep_months``, old GPS
+    months dropped (geodata/partitions.py)."""
+    now = now or datetime.now(UTC)
+    with svc.pool.connection() as conn:
+        made = partitions.ensure_ahead(conn, now)
+        dropped = partitions.drop_old_gps(conn, now, svc.settings.van_positions_keep_months)
+    if made or dropped:
+        log.info("partitions made=%d dropped=%s", made, ",".join(dropped) or "-")
+    return {"made": made, "dropped": dropped}
+
+
+def jobs(svc: Services, stream: redis.Redis) -> list[Job]:
+    """The jobs of every app process: the overdue sweep, the reconciler and the partitions."""
+    interval = svc.settings.scheduler_interval
+    if interval <= 0:
+        return []
+    return [
+        Job("overdue", interval, lambda: run_once(svc.pool, stream, svc.settings)),
+        Job("reconcile", interval, lambda: dispatching.reconcile(svc, stream)),
+        Job("partitions", svc.settings.housekeeping_interval, lambda: housekeeping(svc), at_start=True),
+    ]
 
 
 @dataclass
@@ -98,6 +203,6 @@ class CasesRuntime:
 
 def start(svc: Services) -> CasesRuntime:
     stream = events.stream_client(svc.redis, svc.settings.events_timeout)
-    scheduler = Scheduler(svc.pool, stream, svc.settings)
+    scheduler = Scheduler(jobs(svc, stream))
     scheduler.start()
     return CasesRuntime(stream, scheduler, deadline_rules(svc.settings))

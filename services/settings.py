@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     scheduler_interval: float = Field(
         default=60, ge=0, le=86400, description="Seconds between overdue sweeps; 0 turns the scheduler off."
     )
+    housekeeping_interval: float = Field(
+        default=3600, gt=0, le=86400, description="Seconds between the history partitions' upkeep (also at start)."
+    )
+    van_positions_keep_months: int = Field(
+        default=0,
+        ge=0,
+        le=1200,
+        description="Drop GPS history older than this many whole months (0: keep all; case audit never dropped).",
+    )
     events_timeout: float = Field(
         default=0.25, gt=0, le=10, description="Seconds a publish to the live event stream may take."
     )
