@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
 def free_port() -> int:
@@ -35,6 +36,26 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str =
 
 def with_dbname(dsn: str, dbname: str) -> str:
     return make_conninfo(dsn, dbname=dbname)
+
+
+@functools.cache
+def _runtime_login() -> tuple[str, str]:
+    """The runtime role's user and password: the embedded stack's, or YITU_DATABASE_URL's."""
+    from services.settings import Settings
+
+    info = conninfo_to_dict(Settings().database_dsn())
+    return str(info["user"]), str(info.get("password") or "")
+
+
+def as_runtime(dsn: str) -> str:
+    """A test database's DSN (its owner's) for the runtime role the app connects as."""
+    user, password = _runtime_login()
+    return make_conninfo(dsn, user=user, password=password)
+
+
+def app_database(dsn: str) -> dict[str, str]:
+    """The settings of an app on the test database ``dsn``: the runtime role, and the owner."""
+    return {"database_url": as_runtime(dsn), "database_owner_url": dsn}
 
 
 def with_redis_db(url: str, index: int) -> str:
