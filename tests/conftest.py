@@ -509,15 +509,21 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
 
     def start(
-        database_url: str, redis_url: str, port: int | None = None, ready: bool = True, **extra: str
+        database_url: str,
+        redis_url: str,
+        port: int | None = None,
+        ready: bool = True,
+        runtime_url: str | None = None,
+        **extra: str,
     ) -> LiveServer:
         """A new ``yitu serve``; ``port`` to take over from a stopped one (a restarted process).
 
         With ``ready=False`` it returns as soon as the process is spawned; ``.ready()`` waits for it.
+        The app connects as the runtime role (``runtime_url``, default: the tests' server's runtime
+        role on ``database_url``'s database); ``database_url`` is the owner's.
         """
-        # The app connects as the runtime role; the test's database_url is its owner's.
         env = {
-            "YITU_DATABASE_URL": as_runtime(database_url),
+            "YITU_DATABASE_URL": runtime_url or as_runtime(database_url),
             "YITU_DATABASE_OWNER_URL": database_url,
             "YITU_REDIS_URL": redis_url,
             **extra,

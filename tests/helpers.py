@@ -39,18 +39,24 @@ def with_dbname(dsn: str, dbname: str) -> str:
 
 
 @functools.cache
-def _runtime_login() -> tuple[str, str]:
-    """The runtime role's user and password: the embedded stack's, or YITU_DATABASE_URL's."""
+def _runtime_login() -> dict[str, str]:
+    """The runtime role of the tests' server: the embedded stack's, or YITU_DATABASE_URL's."""
     from services.settings import Settings
 
     info = conninfo_to_dict(Settings().database_dsn())
-    return str(info["user"]), str(info.get("password") or "")
+    return {k: str(info.get(k) or "") for k in ("host", "port", "user", "password")}
 
 
 def as_runtime(dsn: str) -> str:
-    """A test database's DSN (its owner's) for the runtime role the app connects as."""
-    user, password = _runtime_login()
-    return make_conninfo(dsn, user=user, password=password)
+    """A test database's DSN (its owner's) for the runtime role the app connects as.
+
+    Only a database on the tests' server has that role's password here; any other DSN (a scratch
+    stack, an unreachable address) comes back as it is: pass that server's runtime DSN instead.
+    """
+    login, info = _runtime_login(), conninfo_to_dict(dsn)
+    if (str(info.get("host") or ""), str(info.get("port") or "")) != (login["host"], login["port"]):
+        return dsn
+    return make_conninfo(dsn, user=login["user"], password=login["password"])
 
 
 def app_database(dsn: str) -> dict[str, str]:
