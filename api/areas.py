@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 
 from api import errors
 from api.auth import Principal, principal
-from api.cases import AREA, CaseFilters
+from api.cases import AREA, CaseFilters, client_address
 from api.deps import runtime, services
 from geodata import areas_stats, queries
 from geodata.clock import day_start
@@ -64,6 +64,7 @@ def get_stats(code: Code, svc: Svc, who: Who, since: date | None = None, until: 
 @router.get("/{code}/cases", summary="An area's cases, newest first (masked for viewers)")
 def get_area_cases(
     code: Code,
+    request: Request,
     svc: Svc,
     who: Who,
     rt: Annotated[CasesRuntime, Depends(runtime)],
@@ -72,4 +73,7 @@ def get_area_cases(
     now = datetime.now(UTC)
     with svc.pool.connection() as conn:
         _area(conn, code, who)
-        return {"code": code, **filters.page(conn, code, who, rt.rules, now)}
+        page = filters.page(
+            conn, code, who, rt.rules, now, route="GET /api/v1/areas/{code}/cases", address=client_address(request)
+        )
+        return {"code": code, **page}

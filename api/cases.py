@@ -40,7 +40,7 @@ from geodata.clock import day_start
 from geodata.db import checkout_timeout
 from geodata.queries import iso, pick
 from geodata.workflow import DeadlineRules
-from services import events
+from services import audit, events
 from services.dispatching import release_van
 from services.runtime import Services
 from services.scheduler import CasesRuntime, deadline_rules
@@ -283,8 +283,13 @@ async def create_case(
     return out
 
 
+def client_address(request: Request) -> str | None:
+    """Where a request came from, for the audit (the peer; behind nginx, uvicorn's proxy headers)."""
+    return request.client.host if request.client else None
+
+
 @router.get("/{code}", summary="One case with its timeline (the audit trail)")
-def get_case(code: Annotated[str, Path(pattern=CODE)], svc: Svc, rt: Rt, who: Who) -> dict[str, Any]:
+def get_case(code: Annotated[str, Path(pattern=CODE)], request: Request, svc: Svc, rt: Rt, who: Who) -> dict[str, Any]:
     now = _now()
     with svc.pool.connection() as conn:
         row = store.get_case(conn, code)
@@ -292,6 +297,7 @@ def get_case(code: Annotated[str, Path(pattern=CODE)], svc: Svc, rt: Rt, who: Wh
             raise errors.NotFound(f"no case with code {code}", field="code")
         who.require_case(row)
         events_ = store.timeline(conn, row["id"])
+        audit.personal_data_read(conn, who, [code], "GET /api/v1/cases/{code}", client_address(request))
     out = case_out(row, who, rt.rules, now)
     timeline = [{**e, "occurred_at": e["occurred_at"].isoformat()} for e in events_]
     out["timeline"] = masking.case_for(who.role, {"parties": row["parties"], "timeline": timeline})["timeline"]
@@ -312,9 +318,21 @@ class CaseFilters:
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0
 
     def page(
-        self, conn: psycopg.Connection, area: str | None, who: Principal, rules: DeadlineRules, now: datetime
+        self,
+        conn: psycopg.Connection,
+        area: str | None,
+        who: Principal,
+        rules: DeadlineRules,
+        now: datetime,
+        *,
+        route: str,
+        address: str | None,
     ) -> dict[str, Any]:
-        """One page of the matching cases in ``area`` (None: everywhere), each as ``who`` may see it."""
+        """One page of the matching cases in ``area`` (None: everywhere), each as ``who`` may see it.
+
+        A page with unmasked parties is logged as a read of personal data (``route``, ``address``)
+        on ``conn``, in the same transaction.
+        """
         rows = store.search(
             conn,
             area=area,
@@ -327,11 +345,13 @@ class CaseFilters:
             limit=self.limit,
             offset=self.offset,
         )
+        audit.personal_data_read(conn, who, [r["code"] for r in rows], route, address)
         return {"limit": self.limit, "offset": self.offset, "cases": [case_out(r, who, rules, now) for r in rows]}
 
 
 @router.get("", summary="Search cases (area of any level, step, type, overdue, reported between since and until)")
 def list_cases(
+    request: Request,
     svc: Svc,
     rt: Rt,
     who: Who,
@@ -345,7 +365,8 @@ def list_cases(
         who.require_area(area)
     now = _now()
     with svc.pool.connection() as conn:
-        return {"area": area, **filters.page(conn, area, who, rt.rules, now)}
+        page = filters.page(conn, area, who, rt.rules, now, route="GET /api/v1/cases", address=client_address(request))
+        return {"area": area, **page}
 
 
 @router.post(
@@ -355,7 +376,7 @@ def list_cases(
     responses={409: {"description": "Not allowed now (or stale version): `allowed` lists what is"}},
 )
 def transition(
-    code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, svc: Svc, rt: Rt, who: Who
+    code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, request: Request, svc: Svc, rt: Rt, who: Who
 ) -> dict[str, Any]:
     if body.action not in workflow.ROLE_ACTIONS.get(who.role, frozenset()):
         raise errors.Forbidden(f"a {who.role} token cannot {body.action} cases", field="action")
@@ -365,6 +386,8 @@ def transition(
         row, change = store.transition(
             conn, code, body.action, params, who.actor, rt.rules, now, version=body.version, authorize=who.require_case
         )
+        # The answer shows the case's parties: a read, logged with the change (same transaction).
+        audit.personal_data_read(conn, who, [code], "POST /api/v1/cases/{code}/transitions", client_address(request))
     extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
     if "from_level" in change.data:
         extra["from_level"] = change.data["from_level"]

@@ -17,11 +17,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def dsn(ctx: click.Context) -> str:
-    """The database in use: YITU_DATABASE_URL, or the embedded one (``yitu db up``)."""
+def dsn(ctx: click.Context, *, owner: bool = False) -> str:
+    """The database in use as the runtime role (the app's: YITU_DATABASE_URL, or the embedded
+    one's), or as the owner role (YITU_DATABASE_OWNER_URL) for what only the owner may do."""
     try:
         settings = ctx.find_object(Settings) or Settings()
-        return EmbeddedStack(settings).database_url()
+        stack = EmbeddedStack(settings)
+        return stack.database_url() if owner else stack.runtime_url()
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings: {exc.error_count()} error(s); see .env.example") from None
     except StackError as exc:

@@ -26,7 +26,8 @@ def _defaults(names: tuple[str, ...]) -> str:
 
 
 def _dsn(ctx: click.Context) -> str:
-    """The database in use: YITU_DATABASE_URL, or the embedded one (``yitu db up``)."""
+    """The database as its owner (YITU_DATABASE_OWNER_URL, or the embedded one's: ``yitu db up``):
+    an import locks and may replace whole tables."""
     settings = ctx.find_object(Settings)
     try:
         settings = settings or Settings()
@@ -57,8 +58,9 @@ def _run_import(fn: Callable[..., io.ImportReport], ctx: click.Context, path: Pa
     """Call an import; rejection, unreachable database and the like become exit code 1."""
     import psycopg
 
+    hook = _audit_replace(path) if replace else None
     try:
-        report = fn(_dsn(ctx), path, *args, replace=replace, progress=sys.stderr.isatty())
+        report = fn(_dsn(ctx), path, *args, replace=replace, progress=sys.stderr.isatty(), audit=hook)
     except io.ImportRejected as exc:
         _warn(exc.warnings)
         lines = "\n".join(f"  {p}" for p in exc.problems)
@@ -69,6 +71,17 @@ def _run_import(fn: Callable[..., io.ImportReport], ctx: click.Context, path: Pa
         raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
     _warn(report.warnings)
     click.echo(report.summary())
+
+
+def _audit_replace(path: Path) -> io.AuditHook:
+    """The admin_events row of an ``import … --replace``, written in the import's transaction."""
+    from services import audit
+
+    def hook(conn: Any, report: io.ImportReport) -> None:
+        detail = {"file": path.name, "inserted": report.inserted, "updated": report.updated, "deleted": report.deleted}
+        audit.record(conn, None, f"import.{report.what}.replace", report.what, detail)
+
+    return hook
 
 
 @click.group("import")

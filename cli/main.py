@@ -141,12 +141,20 @@ def db_status(settings: Settings) -> None:
 
 @db.command("url")
 @click.option("--redis", "which", flag_value="redis", help="Print the Redis URL instead.")
+@click.option(
+    "--owner",
+    "which",
+    flag_value="owner",
+    help="Print the owner role's DSN (migrations, imports, seeding; may alter the audit) instead.",
+)
 @click.pass_obj
 @_friendly
 def db_url(settings: Settings, which: str | None) -> None:
-    """Print the database DSN in use (contains the password: keep it to yourself)."""
+    """Print the DSN the app connects with: the runtime role, which cannot alter the audit
+    (contains the password: keep it to yourself)."""
     stack = EmbeddedStack(settings)
-    click.echo(stack.redis_url() if which == "redis" else stack.database_url())
+    urls = {"redis": stack.redis_url, "owner": stack.database_url}
+    click.echo(urls.get(which or "", stack.runtime_url)())
 
 
 @db.command("backup")
@@ -198,7 +206,8 @@ def db_restore(settings: Settings, file: Path, into: str | None, replace: bool) 
 @click.pass_obj
 @_friendly
 def db_migrate(settings: Settings) -> None:
-    """Apply pending geodata/sql/NNN_*.sql migrations, each in its own transaction."""
+    """Apply pending geodata/sql/NNN_*.sql migrations, each in its own transaction, as the owner role
+    (YITU_DATABASE_OWNER_URL, or the embedded cluster's superuser)."""
     from geodata.migrate import migrate
 
     done = migrate(EmbeddedStack(settings).database_url())
@@ -262,7 +271,7 @@ def demo(settings: Settings, host: str | None, port: int | None, no_simulate: bo
         if settings.demo_simulate and not no_simulate:
             from cli.simulate import start_beside_server
 
-            sim = start_beside_server(settings, stack.database_url(), host, port)
+            sim = start_beside_server(settings, stack.runtime_url(), host, port)
         try:
             _serve(settings, host, port)
         finally:
@@ -339,10 +348,18 @@ def seed_demo_cmd(
 
     Writes everything in one transaction; refuses a database that already holds data unless --replace.
     """
+    import psycopg
+
     from geodata.demo.seed import seed_demo
+    from services import audit
     from services.scheduler import deadline_rules
 
     when = as_of.replace(tzinfo=UTC) if as_of else None
+
+    def record(conn: psycopg.Connection, counts: dict[str, int], wiped: bool) -> None:
+        detail = {"scale": scale, "seed": seed_value, "wiped": wiped, "counts": counts}
+        audit.record(conn, None, "seed.demo.replace", scale, detail)
+
     counts = seed_demo(
         EmbeddedStack(settings).database_url(),
         scale,
@@ -353,6 +370,7 @@ def seed_demo_cmd(
         cameras=cameras,
         cases=cases,
         rules=deadline_rules(settings),
+        audit=record if replace else None,
     )
     click.echo("seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 

@@ -22,10 +22,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.settings import EMBEDDED_DB_NAME as DB_NAME
 from services.settings import EMBEDDED_DB_USER as DB_USER
-from services.settings import Settings
+from services.settings import EMBEDDED_RUNTIME_USER, RUNTIME_GROUP, Settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("yitu.stack")
 
@@ -94,6 +98,11 @@ class EmbeddedStack:
         return self.settings.embedded_secret(name)
 
     def database_url(self) -> str:
+        """The owner's DSN (the embedded superuser): migrations, imports, seeding, making databases."""
+        return self.settings.database_owner_dsn()
+
+    def runtime_url(self) -> str:
+        """The runtime role's DSN: what the app connects with (it cannot alter the audit)."""
         return self.settings.database_dsn()
 
     def redis_url(self) -> str:
@@ -216,6 +225,7 @@ class EmbeddedStack:
         if not (self.pg_data / "PG_VERSION").exists():
             self._initdb(bindir)
         if self.pg_running():
+            self._ensure_database()  # a cluster made before the runtime role existed gets it now
             return False
         port = self.settings.pg_port
         if _port_open(port):
@@ -268,6 +278,33 @@ class EmbeddedStack:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
                 log.info("created database name=%s", DB_NAME)
+            self._ensure_roles(conn)
+
+    def _ensure_roles(self, conn: psycopg.Connection) -> None:
+        """The runtime group (what the migrations grant to) and the app's login role in it.
+
+        The login role's password is the generated ``pg_app_password``; it is set again at every
+        start, so the role and the secrets folder always agree. Roles are cluster-wide: every
+        database of the cluster (the tests' clones too) is reached by the same runtime role.
+        """
+        from psycopg import sql
+
+        have = {
+            r[0]
+            for r in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([RUNTIME_GROUP, EMBEDDED_RUNTIME_USER],)
+            )
+        }
+        group, user = sql.Identifier(RUNTIME_GROUP), sql.Identifier(EMBEDDED_RUNTIME_USER)
+        if RUNTIME_GROUP not in have:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(group))
+        password = sql.Literal(self._secret("pg_app_password"))  # a utility statement takes no parameters
+        if EMBEDDED_RUNTIME_USER not in have:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(user, password))
+            log.info("created the runtime role name=%s", EMBEDDED_RUNTIME_USER)
+        else:
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER PASSWORD {}").format(user, password))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(group, user))
 
     def stop_pg(self) -> bool:
         if not self.pg_running():

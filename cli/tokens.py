@@ -37,6 +37,7 @@ def token_group() -> None:
 @db_errors("api_tokens")
 def create(ctx: click.Context, role: str, area: str | None, name: str) -> None:
     """Make a token and print it (once: only its hash is stored)."""
+    from services import audit
     from services.identity import create_token
 
     name = name.strip()
@@ -47,6 +48,7 @@ def create(ctx: click.Context, role: str, area: str | None, name: str) -> None:
             token_id, token = create_token(conn, name=name, role=role, area=area)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--area") from None
+        audit.record(conn, None, "token.create", f"token:{token_id}", {"name": name, "role": role, "area": area})
     click.echo(f"token {token_id} for {name} ({role}{', area ' + area if area else ''}); shown only now:", err=True)
     click.echo(token)
 
@@ -82,10 +84,13 @@ def list_(ctx: click.Context) -> None:
 @db_errors("api_tokens")
 def revoke(ctx: click.Context, ident: str) -> None:
     """Revoke the token with this id, or every live token with this name."""
+    from services import audit
     from services.identity import revoke_token
 
     with psycopg.connect(dsn(ctx)) as conn:
         n = revoke_token(conn, ident)
+        if n:
+            audit.record(conn, None, "token.revoke", ident, {"revoked": n})
     if not n:
         raise click.ClickException(f"no live token with id or name {ident!r}")
     click.echo(f"revoked {n} token(s)")

@@ -78,11 +78,18 @@ class StaleVersion(WorkflowError, TransitionConflict):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts: recorded in every audit row (``name``, ``role``) and scoping idempotency keys."""
+    """Who acts: recorded in every audit row (``name``, ``role``, and the identity: ``kind`` and
+    ``token_id``, the row in its own table, 0 for none) and scoping idempotency keys."""
 
     name: str
     role: str
     token_id: int = 0
+    kind: str = "token"
+
+    @property
+    def audit_id(self) -> int | None:
+        """The identity's id for the audit row (None for the system, which has no row)."""
+        return self.token_id or None
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,9 @@ def _intake_row(i: int, req: IntakeRequest, rules: DeadlineRules, now: datetime)
         "request_hash": request_hash(new),
         "actor": actor.name,
         "role": actor.role,
+        "actor_kind": actor.kind,
+        "actor_id": actor.audit_id,
+        "client_at": new.reported_at,  # the time the client claims, kept beside the server's
         "scope": req.scope,
         **{f"dl_{lv}": rules.deadline(lv, reported) for lv in workflow.LEVELS},
     }
@@ -392,13 +402,16 @@ def _write(
     params = {col: (Jsonb(v) if col == "assignee" and v is not None else v) for col, v in values.items()}
     conn.execute(stmt, {**params, "now": now, "id": row["id"]})
     conn.execute(
-        """INSERT INTO case_events (case_id, occurred_at, actor, role, action, from_step, to_step, level, note, data)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        """INSERT INTO case_events (case_id, occurred_at, actor, role, actor_kind, actor_id,
+                                    action, from_step, to_step, level, note, data)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         (
             row["id"],
             now,
             actor.name,
             actor.role,
+            actor.kind,
+            actor.audit_id,
             change.action,
             change.from_step,
             change.to_step,
@@ -489,7 +502,7 @@ def sweep_overdue(
         return []
     with conn.cursor(row_factory=dict_row) as cur:
         due = cur.execute(query("case_overdue"), {"now": now, "escalate": escalate, "limit": limit}).fetchall()
-    system = Actor(SYSTEM_ACTOR, "system")
+    system = Actor(SYSTEM_ACTOR, "system", kind="system")
     events = []
     for row in due:
         full = get_case(conn, row["code"])

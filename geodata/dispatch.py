@@ -306,7 +306,7 @@ def arrive(
 def _start_case(
     conn: psycopg.Connection, a: Mapping[str, Any], rules: DeadlineRules, now: datetime
 ) -> list[dict[str, Any]]:
-    actor = Actor(a["van_id"], "van")
+    actor = Actor(a["van_id"], "van", kind="system")  # the server saw the van arrive (its GPS fix)
     out: list[dict[str, Any]] = []
     try:
         case, change = store.transition(conn, a["case_code"], "start", {}, actor, rules, now)

@@ -803,6 +803,11 @@ def existing_areas(conn: psycopg.Connection[Any]) -> gpd.GeoDataFrame:
     return _frame(columns, shapely.from_wkb([bytes(r[4]) for r in rows]))
 
 
+# Called inside an import's transaction once its rows are written, before the commit: the caller's
+# record of the change (the CLI writes an admin_events row), committed with it or not at all.
+AuditHook = Callable[[psycopg.Connection[Any], ImportReport], None]
+
+
 def _area_counts(gdf: gpd.GeoDataFrame) -> dict[str, int]:
     return {f"level {lvl}": int(n) for lvl, n in sorted(gdf.level.value_counts().items())}
 
@@ -815,6 +820,7 @@ def import_grids(
     *,
     replace: bool = False,
     progress: bool = False,
+    audit: AuditHook | None = None,
 ) -> ImportReport:
     """Read, judge and write a grid file in one transaction; ImportRejected lists every problem.
 
@@ -826,7 +832,7 @@ def import_grids(
     def judge(conn: psycopg.Connection[Any]) -> list[Problem]:
         return validate_grids(gdf, None if replace else existing_areas(conn))
 
-    return _import(dsn, _AREAS, gdf, warnings, judge, replace=replace, progress=progress)
+    return _import(dsn, _AREAS, gdf, warnings, judge, replace=replace, progress=progress, audit=audit)
 
 
 # --- cameras --------------------------------------------------------------------------------------
@@ -940,6 +946,7 @@ def import_cameras(
     *,
     replace: bool = False,
     progress: bool = False,
+    audit: AuditHook | None = None,
 ) -> ImportReport:
     """Read, judge and upsert a camera file in one transaction.
 
@@ -951,7 +958,7 @@ def import_cameras(
     def judge(conn: psycopg.Connection[Any]) -> list[Problem]:
         return validate_cameras(gdf, _territory(conn))
 
-    return _import(dsn, _CAMERAS, gdf, warnings, judge, replace=replace, progress=progress)
+    return _import(dsn, _CAMERAS, gdf, warnings, judge, replace=replace, progress=progress, audit=audit)
 
 
 # --- one import, either kind ----------------------------------------------------------------------
@@ -1009,8 +1016,10 @@ def _import(
     *,
     replace: bool,
     progress: bool,
+    audit: AuditHook | None = None,
 ) -> ImportReport:
-    """Lock, judge under the lock, and write only a file without problems: all in one transaction."""
+    """Lock, judge under the lock, and write only a file without problems: all in one transaction
+    (``audit``'s record of it included)."""
     with psycopg.connect(dsn) as conn:
         for lock in target.locks:
             conn.execute(lock)
@@ -1024,7 +1033,10 @@ def _import(
             updated = _count(cur, target.count_updates)
             cur.execute(target.upsert)
             cur.execute(target.camera_areas)
-    return ImportReport(target.what, len(gdf) - updated, updated, deleted, target.counts(gdf), warnings)
+        report = ImportReport(target.what, len(gdf) - updated, updated, deleted, target.counts(gdf), warnings)
+        if audit is not None:
+            audit(conn, report)
+    return report
 
 
 # --- export ---------------------------------------------------------------------------------------

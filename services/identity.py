@@ -53,7 +53,7 @@ class Principal:
 
     @property
     def actor(self) -> Actor:
-        return Actor(self.name, self.role, self.token_id)
+        return Actor(self.name, self.role, self.token_id, self.kind)
 
     @property
     def ident(self) -> str:

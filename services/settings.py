@@ -19,7 +19,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DB_NAME = "yitu"
-EMBEDDED_DB_USER = "yitu"
+EMBEDDED_DB_USER = "yitu"  # the embedded cluster's superuser: the owner role (migrations, imports, seeding)
+# The role the app connects as: it may read and write the data, but only append to the audit
+# (case_events, admin_events). Its privileges come from the group role RUNTIME_GROUP, which the
+# migrations grant to (016_audit.sql); any login role that is a member of it can run the app.
+EMBEDDED_RUNTIME_USER = "yitu_app"
+RUNTIME_GROUP = "yitu_runtime"
 
 
 class Settings(BaseSettings):
@@ -34,7 +39,14 @@ class Settings(BaseSettings):
 
     # --- where the data lives -------------------------------------------------
     database_url: SecretStr | None = Field(
-        default=None, description="PostgreSQL/PostGIS DSN. Unset: the embedded cluster under `home` is used."
+        default=None,
+        description="PostgreSQL/PostGIS DSN the app connects with: the runtime role (a member of yitu_runtime, "
+        "which cannot alter the audit). Unset: the embedded cluster under `home` is used.",
+    )
+    database_owner_url: SecretStr | None = Field(
+        default=None,
+        description="DSN of the owner role (owns the tables): `yitu db migrate`, `yitu import`, `yitu seed`. "
+        "Unset: YITU_DATABASE_URL (one role for both: the audit is then not tamper-proof).",
     )
     redis_url: SecretStr | None = Field(
         default=None, description="Redis URL. Unset: the embedded Redis under `home` is used."
@@ -183,6 +195,13 @@ class Settings(BaseSettings):
             raise ValueError(f"db_pool_max ({v}) is smaller than db_pool_min ({low})")
         return v
 
+    @field_validator("database_owner_url")
+    @classmethod
+    def _owner_needs_runtime(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if v is not None and info.data.get("database_url") is None:
+            raise ValueError("YITU_DATABASE_OWNER_URL needs YITU_DATABASE_URL (the runtime role's DSN) too")
+        return v
+
     @property
     def embedded(self) -> bool:
         """True when yitu runs its own PostgreSQL and Redis (no URL given for either)."""
@@ -191,11 +210,25 @@ class Settings(BaseSettings):
     # --- where the servers are ------------------------------------------------------
     # The one place that knows: every process (server, CLI, simulator, tests) resolves the URLs here.
     def database_dsn(self) -> str:
-        """The PostgreSQL DSN in use: ``database_url``, or the embedded cluster's (``yitu db up``)."""
+        """The DSN the app connects with (the runtime role): ``database_url``, or the embedded
+        cluster's runtime role (``yitu db up`` makes it). It cannot UPDATE or DELETE the audit."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
-        pw = quote(self.embedded_secret("pg_password"), safe="")
-        return f"postgresql://{EMBEDDED_DB_USER}:{pw}@127.0.0.1:{self.pg_port}/{EMBEDDED_DB_NAME}"
+        return self._embedded_dsn(EMBEDDED_RUNTIME_USER, "pg_app_password")
+
+    def database_owner_dsn(self) -> str:
+        """The owner role's DSN, for what changes the schema or wipes data (migrations, imports,
+        seeding, test set-up): ``database_owner_url``, else ``database_url``, else the embedded
+        cluster's superuser."""
+        if self.database_owner_url is not None:
+            return self.database_owner_url.get_secret_value()
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self._embedded_dsn(EMBEDDED_DB_USER, "pg_password")
+
+    def _embedded_dsn(self, user: str, secret: str) -> str:
+        pw = quote(self.embedded_secret(secret), safe="")
+        return f"postgresql://{user}:{pw}@127.0.0.1:{self.pg_port}/{EMBEDDED_DB_NAME}"
 
     def redis_dsn(self) -> str:
         """The Redis URL in use: ``redis_url``, or the embedded Redis's."""

@@ -17,12 +17,14 @@ from dashboard.app import create_app
 from services.identity import create_token
 from services.settings import Settings
 
+from .helpers import app_database
+
 
 def settings_for(db: str, redis_url: str, tmp_path: Path, **extra: Any) -> Settings:
     """Settings for a test app: no background sweep, no token cache (revocation is immediate)."""
     return Settings(
         **{
-            "database_url": db,
+            **app_database(db),
             "redis_url": redis_url,
             "home": tmp_path / "home",
             "_env_file": None,

@@ -33,7 +33,7 @@ from cli.stack import EmbeddedStack, StackError
 from geodata.migrate import migrate
 from services.settings import EMBEDDED_DB_NAME, Settings
 
-from .helpers import free_port, wait_for, with_dbname, with_redis_db
+from .helpers import app_database, as_runtime, free_port, wait_for, with_dbname, with_redis_db
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -354,7 +354,7 @@ def redis_url(stack: EmbeddedStack) -> str:
 
 @pytest.fixture
 def app_settings(db_url: str, redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=db_url, redis_url=redis_url, home=tmp_path / "home", _env_file=None)
+    return Settings(**app_database(db_url), redis_url=redis_url, home=tmp_path / "home", _env_file=None)
 
 
 class ScratchStacks:
@@ -509,13 +509,25 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
 
     def start(
-        database_url: str, redis_url: str, port: int | None = None, ready: bool = True, **extra: str
+        database_url: str,
+        redis_url: str,
+        port: int | None = None,
+        ready: bool = True,
+        runtime_url: str | None = None,
+        **extra: str,
     ) -> LiveServer:
         """A new ``yitu serve``; ``port`` to take over from a stopped one (a restarted process).
 
         With ``ready=False`` it returns as soon as the process is spawned; ``.ready()`` waits for it.
+        The app connects as the runtime role (``runtime_url``, default: the tests' server's runtime
+        role on ``database_url``'s database); ``database_url`` is the owner's.
         """
-        env = {"YITU_DATABASE_URL": database_url, "YITU_REDIS_URL": redis_url, **extra}
+        env = {
+            "YITU_DATABASE_URL": runtime_url or as_runtime(database_url),
+            "YITU_DATABASE_OWNER_URL": database_url,
+            "YITU_REDIS_URL": redis_url,
+            **extra,
+        }
         srv = LiveServer(env, tmp_path / f"serve-{len(started)}.log", port, ready)
         started.append(srv)
         return srv

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
 def free_port() -> int:
@@ -35,6 +36,32 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str =
 
 def with_dbname(dsn: str, dbname: str) -> str:
     return make_conninfo(dsn, dbname=dbname)
+
+
+@functools.cache
+def _runtime_login() -> dict[str, str]:
+    """The runtime role of the tests' server: the embedded stack's, or YITU_DATABASE_URL's."""
+    from services.settings import Settings
+
+    info = conninfo_to_dict(Settings().database_dsn())
+    return {k: str(info.get(k) or "") for k in ("host", "port", "user", "password")}
+
+
+def as_runtime(dsn: str) -> str:
+    """A test database's DSN (its owner's) for the runtime role the app connects as.
+
+    Only a database on the tests' server has that role's password here; any other DSN (a scratch
+    stack, an unreachable address) comes back as it is: pass that server's runtime DSN instead.
+    """
+    login, info = _runtime_login(), conninfo_to_dict(dsn)
+    if (str(info.get("host") or ""), str(info.get("port") or "")) != (login["host"], login["port"]):
+        return dsn
+    return make_conninfo(dsn, user=login["user"], password=login["password"])
+
+
+def app_database(dsn: str) -> dict[str, str]:
+    """The settings of an app on the test database ``dsn``: the runtime role, and the owner."""
+    return {"database_url": as_runtime(dsn), "database_owner_url": dsn}
 
 
 def with_redis_db(url: str, index: int) -> str:

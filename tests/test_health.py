@@ -61,7 +61,9 @@ def test_redis_outage_gives_503_then_recovers(live_server, scratch_stack: Embedd
 
 def test_postgis_outage_gives_503_then_recovers(live_server, scratch_stack: EmbeddedStack, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     migrate(scratch_stack.database_url())
-    srv = live_server(scratch_stack.database_url(), redis_url, YITU_DB_CONNECT_TIMEOUT="1")
+    srv = live_server(
+        scratch_stack.database_url(), redis_url, runtime_url=scratch_stack.runtime_url(), YITU_DB_CONNECT_TIMEOUT="1"
+    )
     status, body = _health(srv)
     assert status == 200
     version = body["postgis"]

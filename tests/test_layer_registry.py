@@ -32,7 +32,7 @@ from services.settings import Settings
 from . import layer_area_points
 from .browser import NON_POLYGON_FEATURES, Watched, browser, settled  # noqa: F401 - browser is a fixture
 from .conftest import ARTIFACTS
-from .helpers import free_port, wait_for
+from .helpers import app_database, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA = layer_area_points.LAYER
@@ -49,7 +49,7 @@ def extra_layer() -> Iterator[Layer]:
 
 
 def _client(dsn: str, redis_url: str, home: Path) -> TestClient:
-    return TestClient(create_app(Settings(database_url=dsn, redis_url=redis_url, home=home, _env_file=None)))
+    return TestClient(create_app(Settings(**app_database(dsn), redis_url=redis_url, home=home, _env_file=None)))
 
 
 def test_every_module_of_layers_declares_one_registered_layer() -> None:
@@ -190,7 +190,7 @@ class AppServer:
 def test_an_extra_layer_is_drawn_on_the_wall_screen(
     extra_layer: Layer, demo_db: str, redis_url: str, browser: Browser, tmp_path: Path
 ) -> None:
-    srv = AppServer(Settings(database_url=demo_db, redis_url=redis_url, home=tmp_path / "h", _env_file=None))
+    srv = AppServer(Settings(**app_database(demo_db), redis_url=redis_url, home=tmp_path / "h", _env_file=None))
     try:
         w = Watched(browser, srv.url)
         page = w.page

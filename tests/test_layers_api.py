@@ -18,10 +18,12 @@ from layers import registry
 from layers.registry import GEOJSON_TYPES
 from services.settings import Settings
 
+from .helpers import app_database
+
 
 @pytest.fixture
 def client(demo_dsn: str, redis_url: str, tmp_path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    settings = Settings(database_url=demo_dsn, redis_url=redis_url, home=tmp_path / "h", _env_file=None)
+    settings = Settings(**app_database(demo_dsn), redis_url=redis_url, home=tmp_path / "h", _env_file=None)
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -155,9 +157,9 @@ def test_bad_parameters_are_422_naming_the_field(client: TestClient, url: str, f
 def test_gcj02_base_map_shifts_the_overlays(demo_dsn: str, redis_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from geodata.gcj02 import wgs84_to_gcj02
 
-    plain = Settings(database_url=demo_dsn, redis_url=redis_url, home=tmp_path / "a", _env_file=None)
+    plain = Settings(**app_database(demo_dsn), redis_url=redis_url, home=tmp_path / "a", _env_file=None)
     amap = Settings(
-        database_url=demo_dsn,
+        **app_database(demo_dsn),
         redis_url=redis_url,
         home=tmp_path / "b",
         _env_file=None,

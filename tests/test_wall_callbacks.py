@@ -14,10 +14,12 @@ from dashboard.app import create_app
 from services.runtime import Services
 from services.settings import Settings
 
+from .helpers import app_database
+
 
 @pytest.fixture
 def svc(demo_dsn: str, redis_url: str, tmp_path) -> Iterator[Services]:  # type: ignore[no-untyped-def]
-    settings = Settings(database_url=demo_dsn, redis_url=redis_url, home=tmp_path / "h", _env_file=None)
+    settings = Settings(**app_database(demo_dsn), redis_url=redis_url, home=tmp_path / "h", _env_file=None)
     with TestClient(create_app(settings)) as client:
         yield client.app.state.services  # type: ignore[attr-defined]
 

@@ -8,7 +8,7 @@ the city scale is a Dalad-sized territory for benchmarks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -125,6 +125,10 @@ def database_is_empty(conn: psycopg.Connection) -> bool:
     return row is not None and row[0] == 0
 
 
+# The caller's record of a seeding, in its transaction: (connection, row counts, whether data was wiped).
+SeedAudit = Callable[[psycopg.Connection, dict[str, int], bool], None]
+
+
 def seed_demo(
     dsn: str,
     scale_name: str = "banner",
@@ -135,11 +139,16 @@ def seed_demo(
     cameras: int | None = None,
     cases: int | None = None,
     rules: DeadlineRules | None = None,
+    audit: SeedAudit | None = None,
 ) -> dict[str, int]:
     """Generate and write the demo; return row counts per table. One transaction: all or nothing.
 
     The cases' deadlines follow ``rules`` (the workflow's defaults unless given: pass the running
-    app's, services.scheduler.deadline_rules, so the demo agrees with the API and the sweep)."""
+    app's, services.scheduler.deadline_rules, so the demo agrees with the API and the sweep).
+    ``audit`` is called in the transaction once everything is written (the CLI's admin_events row).
+
+    ``replace`` wipes the case history too, which is append-only for everyone (016_audit.sql): the
+    owner opens the audit's maintenance path for the TRUNCATE alone, in this transaction."""
     base = SCALES[scale_name]
     scale = Scale(
         base.name,
@@ -154,11 +163,15 @@ def seed_demo(
     log.info("building demo scale=%s seed=%d as_of=%s", scale.name, seed, as_of.isoformat())
     demo = build_demo(scale, seed, progress)
     counts: dict[str, int] = {}
+    wiped = False
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         if not database_is_empty(conn):
             if not replace:
                 raise SeedError("the database already holds a territory or cases; use --replace to wipe and reseed")
+            wiped = True
+            cur.execute("SELECT set_config('yitu.audit_maintenance', 'on', true)")
             cur.execute("TRUNCATE " + ", ".join(DEMO_TABLES) + " RESTART IDENTITY CASCADE")  # constant names
+            cur.execute("SELECT set_config('yitu.audit_maintenance', 'off', true)")
         counts["areas"] = _copy(
             cur,
             "COPY areas (code, name, level, parent_code, geom, props) FROM STDIN",
@@ -226,6 +239,8 @@ def seed_demo(
             cur, demo.territory, scale, as_of, seed, progress, rules or DeadlineRules()
         )
         cur.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), GREATEST((SELECT max(id) FROM cases), 1))")
+        if audit is not None:
+            audit(conn, counts, wiped)
     with psycopg.connect(dsn, autocommit=True) as conn:
         for table in DEMO_TABLES:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))

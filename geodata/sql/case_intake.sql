@@ -2,7 +2,8 @@
 -- request, the point's grid chain (deepest area hit; codes of the levels above are prefixes of
 -- it), the 50 m boundary flag, the banner-level unassigned queue for a point outside the
 -- territory, the reporter's area scope, the per-day case code, the Idempotency-Key row, the case
--- and its first audit row. ``rows`` is a JSON array of requests (see geodata/cases.py,
+-- and its first audit row (at the server's time ``now``; a reported_at the client sent is kept
+-- beside it as client_at, never instead). ``rows`` is a JSON array of requests (see geodata/cases.py,
 -- _intake_row); one output row per request, in the order of ``i``.
 -- A batch is what the app's intake lanes found waiting (api/intake.py): a request is never held
 -- back to fill one, and a single request is a batch of one. Rows are locked in one order in every
@@ -23,7 +24,8 @@ r AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
         i int, type text, description text, lon float8, lat float8, channel text, parties jsonb,
         reporter text, reported_at timestamptz, now timestamptz, day date, token_id bigint, key text,
-        request_hash text, actor text, role text, scope text,
+        request_hash text, actor text, role text, actor_kind text, actor_id bigint, client_at timestamptz,
+        scope text,
         dl_grid timestamptz, dl_village timestamptz, dl_town timestamptz, dl_banner timestamptz)
 ),
 p AS (
@@ -89,8 +91,9 @@ c AS (
     RETURNING *
 ),
 ev AS (
-    INSERT INTO case_events (case_id, occurred_at, actor, role, action, from_step, to_step, level, data)
-    SELECT c.id, c.reported_at, ok.actor, ok.role, 'report', NULL, 'reported', c.level,
+    INSERT INTO case_events (case_id, occurred_at, client_at, actor, role, actor_kind, actor_id,
+                             action, from_step, to_step, level, data)
+    SELECT c.id, ok.now, ok.client_at, ok.actor, ok.role, ok.actor_kind, ok.actor_id, 'report', NULL, 'reported', c.level,
            jsonb_build_object('channel', c.channel, 'flags', c.flags, 'received_at', ok.now)
     FROM c JOIN go ON go.id = c.id JOIN ok ON ok.i = go.i
 )
