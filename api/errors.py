@@ -22,6 +22,9 @@ from geodata.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    PayloadTooLarge,
+    TimedOut,
+    TooManyConnections,
     TransitionConflict,
     Unauthorized,
     Unavailable,
@@ -36,6 +39,9 @@ __all__ = [
     "Forbidden",
     "Invalid",
     "NotFound",
+    "PayloadTooLarge",
+    "TimedOut",
+    "TooManyConnections",
     "TransitionConflict",
     "Unauthorized",
     "Unavailable",
@@ -50,12 +56,14 @@ log = logging.getLogger("yitu.api")
 
 STATUS: dict[type[YituError], int] = {
     Invalid: 422,
+    PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     BadRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    TooManyConnections: 429,
     Unavailable: 503,
 }
 
@@ -88,7 +96,12 @@ def payload(exc: YituError) -> tuple[int, dict[str, Any], dict[str, str] | None]
 
 def database_unavailable(exc: Exception) -> Unavailable:
     """The database down or gone mid-request (a pool timeout, a lost connection; also a deadlock
-    or a cancelled statement): nothing of the request was committed, and trying again is the answer."""
+    or a cancelled statement): nothing of the request was committed, and trying again is the answer.
+    A statement cancelled by its ``statement_timeout`` (psycopg's QueryCanceled, SQLSTATE 57014) is
+    the kind :class:`TimedOut` (503 as well, but says the request was too heavy, not the server down)."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        log.warning("statement timed out for a request error=%s", exc.sqlstate)
+        return TimedOut("the query took longer than its time budget and was cancelled; narrow it or try again")
     log.warning("database unavailable for a request error=%s", type(exc).__name__)
     return Unavailable("the database is unavailable; nothing was written, try again")
 

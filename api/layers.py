@@ -54,7 +54,9 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
     def endpoint(svc: Services, format: str = "geojson", bbox: str | None = None, **filters: Any) -> Response:
         box = _bbox(bbox) if layer.bbox else None
         with svc.pool.connection() as conn:
-            text = layer.features(conn, {**filters, **layer.configured(svc.settings)}, box)
+            text = layer.features(
+                conn, {**filters, **layer.configured(svc.settings)}, box, svc.settings.layer_max_features
+            )
         return _respond(svc, text, format)
 
     kw = inspect.Parameter.KEYWORD_ONLY

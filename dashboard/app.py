@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
-from api import errors
+from api import budgets, errors
 from api.routers import all_routers
 from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
@@ -25,6 +25,7 @@ from callbacks import live as live_callbacks
 from callbacks import pages as pages_callbacks
 from callbacks import wall as wall_callbacks
 from dashboard import layout
+from dashboard.pages import wall
 from geodata.db import open_pool
 from services import scheduler as cases_scheduler
 from services.live import LiveHub
@@ -41,6 +42,8 @@ def _open_services(settings: Settings) -> Services:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout,
+        statement_timeout_ms=settings.statement_timeout_ms,
+        idle_in_transaction_ms=settings.idle_in_transaction_timeout_ms,
     )
     return Services(settings=settings, pool=pool, redis=open_redis(settings.redis_dsn(), settings.redis_timeout))
 
@@ -116,4 +119,17 @@ def create_app(settings: Settings) -> FastAPI:
     # (say a shared /area/… link) would go out without them. Collect them now instead.
     dash_app._setup_server()
     app.state.dash = dash_app
+    # Around everything, Starlette's error layer included: body caps, WebSocket caps, security headers.
+    budgets.install(app, settings, _csp(dash_app, settings))
     return app
+
+
+def _csp(dash_app: dash.Dash, settings: Settings) -> str:
+    """The pages' Content-Security-Policy: Dash's inline scripts by hash, the base map's tile host only."""
+    tiles = wall.basemap_layers(settings)
+    origins = [
+        origin
+        for layer in tiles
+        for origin in budgets.tile_origins([layer.url], getattr(layer, "subdomains", None) or ())
+    ]
+    return budgets.content_security_policy(dash_app.csp_hashes(), origins)

@@ -156,6 +156,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.not_active": "该派车任务已结束，或已到现场无法取消",
         "error.import_rejected": "文件未通过校验，未导入任何数据",
         "error.export_error": "无法按要求导出",
+        "error.payload_too_large": "提交的内容过大，未作任何修改",
+        "error.timeout": "查询耗时过长已被取消，未作任何修改；请缩小范围或稍后重试",
+        "error.timed_out": "查询耗时过长已被取消，未作任何修改；请缩小范围或稍后重试",
+        "error.too_many_connections": "打开的实时画面过多，请先关闭其他页面",
+        "error.too_many_features": "范围内要素过多，请放大地图",
     },
     "en": {
         "title": "One-Map Command",
@@ -301,6 +306,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.not_active": "The dispatch is over, or on site and can no longer be cancelled",
         "error.import_rejected": "The file did not pass the checks; nothing was imported",
         "error.export_error": "The export cannot be made as asked",
+        "error.payload_too_large": "What was sent is too large; nothing was changed",
+        "error.timeout": "The query took too long and was cancelled; nothing was changed. Narrow it or try again",
+        "error.timed_out": "The query took too long and was cancelled; nothing was changed. Narrow it or try again",
+        "error.too_many_connections": "Too many live pages are open; close another one first",
+        "error.too_many_features": "Too many features in view: zoom in",
     },
 }
 

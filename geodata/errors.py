@@ -80,3 +80,22 @@ class Unavailable(YituError):
     """A server yitu needs (PostGIS, Redis) is down: nothing was written, try again."""
 
     code = "service_unavailable"
+
+
+class PayloadTooLarge(BadRequest):
+    """A request body over its cap (api/budgets.py): refused while it streams, before the rest is read."""
+
+    code = "payload_too_large"
+
+
+class TooManyConnections(YituError):
+    """A WebSocket over the process's or the caller's connection cap: close another screen first."""
+
+    code = "too_many_connections"
+
+
+class TimedOut(Unavailable):
+    """A statement ran past its statement_timeout and was cancelled: nothing was written; narrow the
+    request (a smaller area, fewer days) or try again when the server is less busy."""
+
+    code = "timeout"

@@ -6,7 +6,7 @@ cases_in_area) goes through ``psycopg.sql.Identifier`` from a fixed table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -174,6 +174,21 @@ def area_cases_page(
     )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(stmt, {"code": code, **flt.params(), "limit": limit, "offset": offset}).fetchall()
+
+
+def area_cases_all(
+    conn: psycopg.Connection, code: str, flt: CaseFilter, *, batch: int = 2000
+) -> Iterator[dict[str, Any]]:
+    """Every case of an area (as :func:`area_cases_page`, newest first, no limit) from a server-side
+    cursor, ``batch`` rows a fetch: memory stays flat whatever the area's size. The caller holds a
+    transaction open while it iterates (a named cursor lives in one)."""
+    stmt = _area_stmt(
+        "area_cases_page", code, order=sql.Identifier("c", SORTABLE["reported_at"]), direction=sql.SQL("DESC")
+    )
+    with conn.cursor(name="yitu_area_cases", row_factory=dict_row) as cur:
+        cur.itersize = batch
+        cur.execute(stmt, {"code": code, **flt.params(), "limit": None, "offset": 0})
+        yield from cur
 
 
 def area_cases_count(conn: psycopg.Connection, code: str, flt: CaseFilter) -> int:

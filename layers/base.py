@@ -14,6 +14,8 @@ from typing import Any
 import geobuf
 import psycopg
 
+from geodata.errors import Invalid
+
 # The whole map: a box that contains any banner (used when no bbox is given).
 WORLD = (-180.0, -90.0, 180.0, 90.0)
 
@@ -96,8 +98,30 @@ def encode(geojson_text: str, fmt: str = "geojson", gcj02: bool = False) -> tupl
     return json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), "application/geo+json"
 
 
-def feature_collection(conn: psycopg.Connection, query_text: str, params: dict[str, Any]) -> str:
+class TooManyFeatures(Invalid):
+    """More features in the box than a layer request may return: zoom in (a smaller bbox)."""
+
+    code = "too_many_features"
+
+
+def feature_collection(
+    conn: psycopg.Connection, query_text: str, params: dict[str, Any], max_features: int | None = None
+) -> str:
     """Run a layer's query (its SQL file's text, which builds the FeatureCollection in PostGIS) and
-    return the GeoJSON text."""
-    row = conn.execute(query_text, params).fetchone()
-    return str(row[0]) if row else '{"type":"FeatureCollection","features":[]}'
+    return the GeoJSON text.
+
+    A query that can grow with the data (case pins, cameras) reads at most ``%(max_features)s``
+    rows — the cap plus one — and returns their number beside the text: one more than the cap
+    means the box holds too many, refused with :class:`TooManyFeatures` without a second count.
+    """
+    limit = None if max_features is None else max_features + 1
+    row = conn.execute(query_text, {**params, "max_features": limit}).fetchone()
+    if row is None:
+        return '{"type":"FeatureCollection","features":[]}'
+    if max_features is not None and len(row) > 1 and row[1] is not None and int(row[1]) > max_features:
+        raise TooManyFeatures(
+            f"more than {max_features} features in this box: zoom in (a smaller bbox) or narrow the filters",
+            field="bbox",
+            extra={"max_features": max_features},
+        )
+    return str(row[0])

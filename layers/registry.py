@@ -128,12 +128,19 @@ class Layer:
 
         return query(self.sql or f"layer_{self.name}")
 
-    def features(self, conn: psycopg.Connection, values: Mapping[str, Any], bbox: BBox | None = None) -> str:
-        """The layer's GeoJSON text for the request's filter values (and configured values)."""
+    def features(
+        self,
+        conn: psycopg.Connection,
+        values: Mapping[str, Any],
+        bbox: BBox | None = None,
+        max_features: int | None = None,
+    ) -> str:
+        """The layer's GeoJSON text for the request's filter values (and configured values); more
+        than ``max_features`` features is a TooManyFeatures (422) for the layers whose SQL reads the cap."""
         params = self.params(values) if self.params else dict(values)
         if self.bbox:
             params.update((bbox or BBox.parse(None)).params())
-        return feature_collection(conn, self.query_text(), params)
+        return feature_collection(conn, self.query_text(), params, max_features)
 
     def hideout(self, data: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         """What the layer's JavaScript reads: its name (the loaded-feature counter), the events that

@@ -90,6 +90,55 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=3.0, gt=0, le=60, description="Seconds.")
     redis_timeout: float = Field(default=2.0, gt=0, le=60, description="Seconds.")
 
+    # --- resource budgets (api/budgets.py, geodata/db.py) ------------------------------
+    body_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Bytes a request body may have (checked while it streams: 413 before more is read).",
+    )
+    gps_body_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Bytes a GPS batch may have (POST /api/v1/vans/positions and the OsmAnd route).",
+    )
+    statement_timeout_ms: int = Field(
+        default=10_000,
+        ge=0,
+        le=3_600_000,
+        description="Milliseconds any statement of the app's pools may run (reads, writes, callbacks); 0: no limit. "
+        "Over it the request answers 503 {error: timeout}.",
+    )
+    export_statement_timeout_ms: int = Field(
+        default=300_000,
+        ge=0,
+        le=86_400_000,
+        description="Milliseconds each statement of a CSV export may run (one fetch of its cursor); 0: no limit.",
+    )
+    idle_in_transaction_timeout_ms: int = Field(
+        default=60_000,
+        ge=0,
+        le=86_400_000,
+        description="Milliseconds an app connection may sit idle inside a transaction before PostgreSQL ends it "
+        "(a CSV export waiting on a stalled download gets the export timeout instead); 0: no limit.",
+    )
+    layer_max_features: int = Field(
+        default=20_000,
+        ge=1,
+        le=10_000_000,
+        description="Features one layer request may return; more answers 422 asking to zoom in (field bbox).",
+    )
+    ws_max_per_process: int = Field(
+        default=1000, ge=1, le=100_000, description="Live WebSocket connections one server process keeps open."
+    )
+    ws_max_per_identity: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Live WebSocket connections one identity (user, screen, token) keeps open in one process.",
+    )
+
     # --- cases ---------------------------------------------------------------------
     deadline_grid_hours: float = Field(
         default=0,

@@ -45,8 +45,14 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+# Records the page's Content-Security-Policy violations (api/budgets.py's policy): a page that needs
+# something the policy refuses fails its test, even where the browser only warns.
+CSP_WATCH = """document.addEventListener('securitypolicyviolation', e => window.yituCspViolation(
+    e.effectiveDirective + ' refused ' + (e.blockedURI || 'inline') + ' at ' + e.sourceFile + ':' + e.lineNumber));"""
+
+
 class Watched:
-    """A page whose console errors, page errors and requests leaving the server are recorded.
+    """A page whose console errors, page errors, CSP violations and requests leaving the server are recorded.
 
     The page prefers reduced motion: the overdue pins' pulse, repainted every frame, otherwise
     keeps a software-rendering Chromium busy for as long as a wall screen is open.
@@ -56,6 +62,9 @@ class Watched:
         self.page: Page = browser.new_page(viewport={"width": width, "height": height}, reduced_motion="reduce")
         self.problems: list[str] = []
         self.outside: list[str] = []
+        self.csp: list[str] = []  # every document's, across navigations
+        self.page.expose_function("yituCspViolation", lambda text: self.csp.append(str(text)))
+        self.page.add_init_script(CSP_WATCH)
         self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         self.page.on(
@@ -67,6 +76,7 @@ class Watched:
 
     def close(self) -> None:
         self.page.close()
+        assert self.csp == [], f"Content-Security-Policy violations: {self.csp}"
         assert self.problems == [], self.problems
         assert self.outside == [], f"requests left the server: {self.outside}"
 

@@ -1,13 +1,19 @@
--- Cameras inside a box, compact properties (details come on click).
+-- Cameras inside a box, compact properties (details come on click). At most %(max_features)s are read
+-- (the cap + 1); the second column is how many (layers/base.py refuses a box with too many).
 SELECT json_build_object(
     'type', 'FeatureCollection',
-    'features', coalesce(json_agg(json_build_object(
+    'features', coalesce(json_agg(f.feature ORDER BY f.id), '[]'::json)
+)::text, count(*)
+FROM (
+SELECT c.id, json_build_object(
         'type', 'Feature',
         'geometry', json_build_object('type', 'Point', 'coordinates', json_build_array(round(ST_X(c.geom)::numeric, 6), round(ST_Y(c.geom)::numeric, 6))),
         'properties', json_build_object('id', c.id, 'kind', c.kind, 'status', c.status)
-    ) ORDER BY c.id), '[]'::json)
-)::text
+    ) AS feature
 FROM cameras c
 WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
   AND (%(status)s::text IS NULL OR c.status = %(status)s)
   AND (%(kind)s::text IS NULL OR c.kind = %(kind)s)
+ORDER BY c.id
+LIMIT %(max_features)s
+) f

@@ -1,14 +1,18 @@
 -- Case pins inside a box: the open cases (and, with %(closed_hours)s, those closed recently), with
 -- what the pin shows: step colour, type (its glyph comes with the page), overdue ring. No personal data here.
+-- At most %(max_features)s pins (the cap + 1) are read; the second column is how many, so the caller
+-- refuses a box with too many without counting twice (layers/base.py).
 SELECT json_build_object(
     'type', 'FeatureCollection',
-    'features', coalesce(json_agg(json_build_object(
+    'features', coalesce(json_agg(f.feature ORDER BY f.id), '[]'::json)
+)::text, count(*)
+FROM (
+SELECT c.id, json_build_object(
         'type', 'Feature',
         'geometry', json_build_object('type', 'Point', 'coordinates', json_build_array(round(ST_X(c.geom)::numeric, 6), round(ST_Y(c.geom)::numeric, 6))),
         'properties', json_build_object('code', c.code, 'type', c.type, 'step', c.step, 'level', c.level,
                                         'overdue', yitu_step_open(c.step) AND c.deadline < now())
-    ) ORDER BY c.id), '[]'::json)
-)::text
+    ) AS feature
 FROM cases c
 WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
   AND (yitu_step_open(c.step)
@@ -16,3 +20,6 @@ WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
   AND (%(step)s::text IS NULL OR c.step = %(step)s)
   AND (%(type)s::text IS NULL OR c.type = %(type)s)
   AND (NOT %(overdue_only)s OR (c.deadline < now() AND yitu_step_open(c.step)))
+ORDER BY c.id
+LIMIT %(max_features)s
+) f
