@@ -59,10 +59,10 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
     port: int = Field(default=8050, ge=1, le=65535, description="Port the dashboard listens on.")
     lang: Literal["zh-CN", "en"] = Field(default="zh-CN", description="Language of the UI.")
-    trusted_proxies: str = Field(
-        default="127.0.0.1",
-        description="Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the app believes: comma-separated "
-        "addresses or CIDR networks, * for any, empty for none. Nginx on the same host connects from 127.0.0.1.",
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the app believes: addresses or CIDR "
+        'networks (JSON list, e.g. ["10.0.0.2"]; ["*"] any, [] none). Nginx on the same host: loopback.',
     )
     access_log: bool = Field(
         default=False,
@@ -179,10 +179,10 @@ class Settings(BaseSettings):
 
     @field_validator("trusted_proxies")
     @classmethod
-    def _proxy_addresses(cls, v: str) -> str:
+    def _proxy_addresses(cls, v: list[str]) -> list[str]:
         """Checked here so a typo fails at start-up instead of silently trusting no one (uvicorn
         would compare the peer with the misspelt text and never match)."""
-        items = [item.strip() for item in v.split(",") if item.strip()]
+        items = [item.strip() for item in v]
         for item in items:
             if item == "*":
                 continue
@@ -190,7 +190,7 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise ValueError(f"{item!r} is neither an IP address, a CIDR network nor *") from None
-        return ",".join(items)
+        return items
 
     @field_validator("db_pool_max")
     @classmethod
