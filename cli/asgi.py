@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from cli.logs import setup_logging
 from dashboard.app import create_app
 from services.settings import Settings
 
@@ -89,6 +90,7 @@ def app() -> FastAPI:
     headers left on, uvicorn's ``--forwarded-allow-ips`` (default 127.0.0.1 and ::1) applies first.
     """
     settings = Settings()
+    setup_logging(settings.log_level, settings.log_format)  # the same lines as `yitu serve`, YITU_ACCESS_LOG's too
     served = build(settings)
     served.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)  # added last: outermost
     return served

@@ -17,6 +17,7 @@ import re
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def site_of(live_server, redis_url: str, tmp_path: Path) -> Iterator[Callable[[s
         proxy.stop()
 
 
-def _seen(srv: LiveServer, method: str, path: str) -> dict[str, str]:
+def _seen(srv: LiveServer | Factory, method: str, path: str) -> dict[str, str]:
     """The app's access-log line of a request (waits for it): status, client, scheme."""
     pattern = re.compile(rf"yitu\.access: {re.escape(method)} {re.escape(path)} (.*)$", re.M)
 
@@ -192,7 +193,7 @@ def _seen(srv: LiveServer, method: str, path: str) -> dict[str, str]:
     return found
 
 
-def _never_seen(srv: LiveServer, method: str, path: str) -> bool:
+def _never_seen(srv: LiveServer | Factory, method: str, path: str) -> bool:
     return f"yitu.access: {method} {path} " not in srv.log()
 
 
@@ -252,6 +253,59 @@ def test_the_app_sees_https_and_the_browser_address_only_through_the_proxy(site_
         direct.get(srv.url + "/api/v1/probe-direct", headers={"X-Forwarded-For": FORGED, "X-Forwarded-Proto": "https"})
     seen = _seen(srv, "GET", "/api/v1/probe-direct")
     assert (seen["client"], seen["scheme"]) == (CLIENT, "http")
+
+
+class Factory:
+    """``uvicorn --factory cli.asgi:app --no-proxy-headers``, as a deployment runs several workers."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        args = ["--factory", "cli.asgi:app", "--no-proxy-headers", "--host", "127.0.0.1", "--port", str(self.port)]
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", *args],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(lambda: "Application startup complete" in self.log(), timeout=60, what=f"the factory ({log_path})")
+
+    def log(self) -> str:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"uvicorn exited with {self.proc.returncode}: {self.log_path.read_text()}")
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("serve", ["yitu serve", "uvicorn --factory cli.asgi:app"])
+def test_yitu_trusted_proxies_is_the_list_the_app_believes(  # type: ignore[no-untyped-def]
+    serve: str, live_server, db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Both ways of serving the app believe X-Forwarded-* from YITU_TRUSTED_PROXIES and from no one else
+    (uvicorn's own default, loopback, included)."""
+    env = {"YITU_ACCESS_LOG": "true", "YITU_TRUSTED_PROXIES": f'["{CLIENT}"]'}
+    if serve == "yitu serve":
+        srv: LiveServer | Factory = live_server(db_url, redis_url, **env)
+    else:
+        srv = Factory({**env, "YITU_DATABASE_URL": db_url, "YITU_REDIS_URL": redis_url}, tmp_path / "factory.log")
+    forged = {"X-Forwarded-For": FORGED, "X-Forwarded-Proto": "https"}
+    try:
+        for source, path in ((CLIENT, "/api/v1/probe-from-the-proxy"), ("127.0.0.1", "/api/v1/probe-from-loopback")):
+            with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=30) as c:
+                c.get(srv.url + path, headers=forged)
+        from_proxy = _seen(srv, "GET", "/api/v1/probe-from-the-proxy")
+        assert (from_proxy["client"], from_proxy["scheme"]) == (FORGED, "https")
+        from_loopback = _seen(srv, "GET", "/api/v1/probe-from-loopback")
+        assert (from_loopback["client"], from_loopback["scheme"]) == ("127.0.0.1", "http")
+    finally:
+        if isinstance(srv, Factory):
+            srv.stop()
 
 
 def test_bodies_over_the_caps_stop_at_nginx(site_of, db_url: str) -> None:  # type: ignore[no-untyped-def]
