@@ -4,10 +4,12 @@ The shipped file is rendered only where it marks a value "# SITE" (name, certifi
 listen ports, and included in an http { } block like the one Debian's nginx.conf wraps around conf.d/.
 The app runs with YITU_ACCESS_LOG, so its log shows the client address and scheme it sees.
 
-Sign-in (issue 12, part signin): on this branch the pages are open. API calls and pages here carry an
-admin bearer token, which the guard accepts on every face. TODO(lead): when the sign-in fixture lands,
-sign the browser in through nginx in `_signed_in` (POST /login) and assert the yitu_session cookie
-is Secure there: the cookie's flag goes by the https the app sees behind nginx.
+Sign-in (issue 12, part signin): on this branch the pages are open. Requests here, the browser's
+included, carry an admin bearer token (Chromium sends extra headers with the WebSocket handshake too),
+so they should pass a guard that resolves bearer tokens on pages, callbacks and the socket alike.
+TODO(lead): once the sign-in fixture is merged, sign the browser in through nginx in `_signed_in`
+(POST /login) and assert there that the yitu_session cookie is Secure (it goes by the https the app
+sees behind nginx), and that HSTS comes on the answers through nginx and not on plain http.
 """
 
 from __future__ import annotations
