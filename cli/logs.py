@@ -49,4 +49,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("uvicorn").handlers[:] = []
+    logging.getLogger(
+        "uvicorn"
+    ).propagate = True  # under `uvicorn --factory` its own config had stopped it at "uvicorn"
     logging.getLogger("uvicorn.error").handlers[:] = []

@@ -221,12 +221,22 @@ def db_migrate(settings: Settings) -> None:
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
-    from dashboard.app import create_app
+    from cli.asgi import build
 
     host = host or settings.host
     port = port or settings.port
     log.info("serving dashboard url=http://%s:%d/ health=http://%s:%d/healthz", host, port, host, port)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        build(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,  # uvicorn's line carries the query string (OsmAnd's device id): YITU_ACCESS_LOG's has none
+        # X-Forwarded-For / -Proto only from YITU_TRUSTED_PROXIES (nginx on this host: 127.0.0.1), so behind
+        # TLS request.url.scheme is https and the client is the browser; from anyone else they are ignored.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
+    )
 
 
 @main.command()

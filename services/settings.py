@@ -8,6 +8,7 @@ environment variables, the ``.env`` file, the defaults below. Every field is lis
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -70,6 +71,16 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
     port: int = Field(default=8050, ge=1, le=65535, description="Port the dashboard listens on.")
     lang: Literal["zh-CN", "en"] = Field(default="zh-CN", description="Language of the UI.")
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the app believes: addresses or CIDR "
+        'networks (JSON list, e.g. ["10.0.0.2"]; ["*"] any, [] none). Nginx on the same host: loopback.',
+    )
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per request: the client address and scheme as the app sees them (behind a "
+        "trusted proxy, the proxy's client and https), method, path without the query, status, milliseconds.",
+    )
 
     # --- the map ------------------------------------------------------------------
     basemap: Literal["none", "osm", "tianditu-vec", "tianditu-img", "xyz"] = Field(
@@ -235,6 +246,21 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, v: object) -> object:
         return v.upper() if isinstance(v, str) else v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, v: list[str]) -> list[str]:
+        """Checked here so a typo fails at start-up instead of silently trusting no one (uvicorn
+        would compare the peer with the misspelt text and never match)."""
+        items = [item.strip() for item in v]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is neither an IP address, a CIDR network nor *") from None
+        return items
 
     @field_validator("db_pool_max")
     @classmethod
