@@ -43,7 +43,7 @@ from services.settings import Settings
 log = logging.getLogger("yitu.budgets")
 
 # The GPS batch routes: a terminal's buffer of pings after a dead zone may be megabytes.
-GPS_PATHS = frozenset({"/api/v1/vans/positions", "/api/v1/osmand"})
+GPS_PATHS = frozenset({"/api/v1/vans/positions", "/osmand"})
 # Dash 4's WebSocket for callbacks and the live push (dash/backends/_fastapi.py).
 WS_PATH = "/_dash-ws-callback"
 HSTS = b"max-age=31536000; includeSubDomains"
