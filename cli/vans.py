@@ -23,6 +23,14 @@ MIN_DEVICE_LEN = 8
 MAX_DEVICE_LEN = 200
 
 
+def _record(conn: psycopg.Connection, action: str, van: str, device: str, detail: dict[str, object]) -> None:
+    """The admin_events row of a device change, in its transaction: the device is named by the
+    start of its hash (enough to tell devices apart in the log, useless as a credential)."""
+    from services import audit
+
+    audit.record(conn, None, action, f"van:{van}", {**detail, "device": tracking.device_hash(device)[:12]})
+
+
 @click.group("van")
 def van_group() -> None:
     """The roving mediation vans (行走的调解室): devices that report their GPS."""
@@ -58,6 +66,7 @@ def register(ctx: click.Context, van: str, device: str | None, generate: bool) -
             before = tracking.register_device(conn, van, device)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="VAN") from None
+        _record(conn, "van.device.register", van, device, {"moved_from": before})
     moved = f" (it reported for {before} until now)" if before else ""
     click.echo(f"device registered for van {van}{moved}", err=True)
     if generate:
@@ -73,6 +82,8 @@ def unregister(ctx: click.Context, device: str) -> None:
     """Stop accepting positions from a device."""
     with psycopg.connect(dsn(ctx)) as conn:
         van = tracking.unregister_device(conn, device.strip())
+        if van is not None:
+            _record(conn, "van.device.unregister", van, device.strip(), {})
     if van is None:
         raise click.ClickException("no such device is registered")
     click.echo(f"device unregistered from van {van}")

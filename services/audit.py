@@ -79,6 +79,7 @@ def personal_data_read(
 
     Writes nothing when the caller sees the parties masked (the one policy: geodata/masking.py)
     or was shown no case. One row per read, listing every case of it (a page of 50 is one row).
+    An intake's answer is no read: it returns what the reporter has just sent.
     """
     codes = list(dict.fromkeys(case_codes))
     if not codes or not who.sees_personal_data:

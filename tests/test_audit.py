@@ -316,6 +316,29 @@ def test_token_commands_write_admin_events(db_url: str, redis_url: str) -> None:
     assert audit.os_user() == getpass.getuser()
 
 
+def test_van_device_commands_write_admin_events_without_the_identifier(demo_db: str, redis_url: str) -> None:
+    env = _env(demo_db, redis_url)
+    device = "audit-device-" + secrets.token_hex(6)
+    runner = CliRunner()
+    for args in (
+        ["van", "register", "V02", "--device", device],
+        ["van", "register", "V03", "--device", device],  # moved to another van
+        ["van", "unregister", "--device", device],
+    ):
+        result = runner.invoke(main, args, env=env)
+        assert result.exit_code == 0, result.output
+    assert runner.invoke(main, ["van", "unregister", "--device", device], env=env).exit_code == 1  # no change
+    events = _admin_events(demo_db)
+    assert [(e[0], e[2], e[3]) for e in events] == [
+        ("cli", "van.device.register", "van:V02"),
+        ("cli", "van.device.register", "van:V03"),
+        ("cli", "van.device.unregister", "van:V03"),
+    ]
+    assert events[1][4]["moved_from"] == "V02"
+    assert len({e[4]["device"] for e in events}) == 1  # the same device, told apart by its hash's start
+    assert device not in str(events)  # the identifier is a credential: never in the log
+
+
 def test_import_replace_writes_admin_events(db_url: str, redis_url: str) -> None:
     env = _env(db_url, redis_url)
     runner = CliRunner()
