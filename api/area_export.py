@@ -19,9 +19,11 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import services
 from api.errors import Invalid, NotFound
+from api.scope import Reader
 from geodata import queries
 from geodata.clock import day_start
 from geodata.workflow import STEPS
+from services.identity import scope_of
 from services.runtime import Services
 
 router = APIRouter(prefix="/api/v1/areas", tags=["areas"])
@@ -31,6 +33,7 @@ STEP = "^(" + "|".join(STEPS) + ")$"
 @router.get("/{code}/cases.csv", summary="An area's cases as CSV (filters as in the area view)")
 def cases_csv(
     svc: Annotated[Services, Depends(services)],
+    who: Reader,
     code: Annotated[str, Path(pattern=r"^[0-9]{6}([0-9]{3}){0,3}$")],
     step: Annotated[str | None, Query(pattern=STEP)] = None,
     type: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{1,40}$")] = None,
@@ -40,10 +43,12 @@ def cases_csv(
     if since and until and until < since:
         raise Invalid("until is before since", field="until")
     flt = queries.CaseFilter(step=step, type=type, since=day_start(since), until=day_start(until, end=True))
+    if who is not None:
+        who.require_area(code)  # 403 outside the reader's area; the SQL filters by it too
     with svc.pool.connection() as conn:
         if queries.area_summary(conn, code) is None:
             raise NotFound(f"no area with code {code}", field="code")
-        rows = queries.area_cases_page(conn, code, flt, limit=1_000_000)
+        rows = queries.area_cases_page(conn, code, flt, limit=1_000_000, scope=scope_of(who))
 
     def lines() -> Iterator[str]:
         buf = io.StringIO()

@@ -1,5 +1,6 @@
 -- Case pins inside a box: the open cases (and, with %(closed_hours)s, those closed recently), with
 -- what the pin shows: step colour, type (its glyph comes with the page), overdue ring. No personal data here.
+-- %(scope)s: the reader's area (NULL: everywhere), whatever the box.
 SELECT json_build_object(
     'type', 'FeatureCollection',
     'features', coalesce(json_agg(json_build_object(
@@ -11,6 +12,7 @@ SELECT json_build_object(
 )::text
 FROM cases c
 WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
+  AND yitu_in_scope(%(scope)s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)
   AND (yitu_step_open(c.step)
        OR (%(closed_hours)s > 0 AND c.step IN ('closed', 'evaluated') AND c.closed_at > now() - make_interval(hours => %(closed_hours)s)))
   AND (%(step)s::text IS NULL OR c.step = %(step)s)
