@@ -153,7 +153,7 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         hint = html.P(t("dispatch.pick" if who else "dispatch.need_token"), className="yitu-muted")
         return [], hint, [], []
     with svc.pool.connection() as conn:
-        card = cases_layer.card(conn, code, who.role, who.area)  # None outside the reader's area
+        card = cases_layer.card(conn, code, masking.ROOM_READER, who.area)  # None outside the reader's area
         if card is None:
             return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
         rows = dispatch.candidates(conn, code, dispatching.routing(svc.settings), _now())

@@ -6,8 +6,8 @@ layer URLs and ``hideout`` only.
 
 Who reads is ``identity.who_is_asking()`` (the principal Dash's callback runs for): a reader
 scoped to an area sees its area's figures, cards and ranking only (an area outside it is shown as
-its own area; a case outside it shows no card), and the cards are masked for its role
-(geodata/masking.py; nobody known reads as a room screen).
+its own area; a case outside it shows no card); case cards show the parties as a room screen may
+see them (masking.ROOM_READER), camera links follow the reader's role (geodata/masking.py).
 """
 
 from __future__ import annotations
@@ -304,8 +304,7 @@ def _case_view(c: dict[str, Any], lang: str) -> list[Component]:
         html.Div(f"{t('case.deadline')} {c['deadline']:%Y-%m-%d %H:%M}" if c["deadline"] else ""),
         html.Div(f"{t('case.grid')} {c['grid_name'] or '—'} ({c['grid_code'] or '—'})"),
         html.Div(
-            f"{t('case.parties')} " + masking.parties_line(c.get("reader", masking.SCREEN), c["parties"]),
-            className="yitu-parties",
+            f"{t('case.parties')} " + masking.parties_line(masking.ROOM_READER, c["parties"]), className="yitu-parties"
         ),
     ]
 
@@ -350,13 +349,14 @@ CARD_VIEWS: dict[str, Callable[[dict[str, Any], str], list[Component]]] = {
 
 
 def case_card(svc: Services, code: str, lang: str, who: identity.Principal | None = None) -> list[Component]:
-    """A case's card as its reader may see it (``who``, else whoever the callback runs for): parties
-    masked for its role (nobody known: a room screen), nothing for a case outside its area."""
+    """A case's card on a room page (the wall, the dispatch page), for its reader (``who``, else
+    whoever the callback runs for): nothing for a case outside the reader's area, and the parties
+    as a room screen may see them whoever signed in (masking.ROOM_READER: visitors read these
+    pages over the reader's shoulder)."""
     who = who or identity.who_is_asking()
-    role = identity.reader_role(who)
     with svc.pool.connection() as conn:
-        c = cases.card(conn, code, role, identity.scope_of(who))
-    return _case_view({**c, "reader": role}, lang) if c else []
+        c = cases.card(conn, code, masking.ROOM_READER, identity.scope_of(who))
+    return _case_view(c, lang) if c else []
 
 
 def detail_for(svc: Services, layer_id: str, props: dict[str, Any], lang: str) -> list[Component] | NoUpdate:

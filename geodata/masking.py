@@ -41,6 +41,9 @@ SEES_PERSONAL_DATA: Mapping[str, bool] = {
     "screen": False,  # SCREEN: a paired wall screen, or a room page nobody signed in to
 }
 SCREEN = "screen"  # the reader a room screen's card is shown to (wall screen, dispatch page)
+# The room pages (the wall screen, the dispatch page) are read by whoever stands in the command
+# room, over the shoulder of whoever signed in: their case cards show what a screen may see.
+ROOM_READER = SCREEN
 
 # Who gets a camera's stream URL (with its credentials taken out): the roles that act on what they see.
 SEES_STREAMS = frozenset({"admin", "dispatcher"})
