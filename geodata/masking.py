@@ -54,13 +54,15 @@ HIDDEN = "*" * 4  # and this in front of them, whatever its length
 # Digits in free text that are not personal data and stay as they are: a case code
 # (150623-20261205-000123) and a date (2026-12-05).
 _KEEP = r"\d{6}-\d{8}-\d{6,9}(?!\d)|\d{4}-\d{1,2}-\d{1,2}(?!\d)"
-# A number as clerks write one: digits, maybe joined by single hyphens or spaces (138-1234-5678,
-# 0477 812 3456, +86 138…), maybe an area code in brackets first, maybe an ID number's X last. A
-# number never runs on into a case code or a date written after it.
+# A number as clerks write one: groups of digits joined by single hyphens or spaces (138 1234
+# 5678, 0477-812-3456, +86 138…), maybe an area code in brackets first, maybe an ID number's X
+# after its 17 digits. A number never runs on into a case code or a date written after it. Two
+# numbers written side by side with a space between are told apart when the masking splits them
+# (:func:`_split`).
 _NUMBER = (
-    r"(?:\(\d{3,4}\)[- ]?|\+)?\d"
-    rf"(?:\d|[- ](?=\d)(?!{_KEEP}))*"
-    r"(?:[Xx](?![A-Za-z]))?"
+    r"(?:\(\d{3,4}\)[- ]?|\+)?(?<!\d)"
+    rf"(?:\d+[- ](?=\d)(?!{_KEEP}))*\d+"
+    r"(?:(?<=\d{17})(?<!\d{18})[Xx])?"
 )
 _IN_TEXT = re.compile(rf"(?P<keep>{_KEEP})|(?P<number>{_NUMBER})")
 MIN_DIGITS = 7  # a number of fewer digits in a text (an amount, a house number, a time) is not masked
@@ -147,13 +149,34 @@ def mask_text(text: str, parties: Sequence[Mapping[str, Any]] = ()) -> str:
     return _IN_TEXT.sub(_masked_match, text)
 
 
+def _digits(text: str) -> int:
+    return len(re.sub(r"[^\dXx]", "", text))
+
+
+def _split(number: str) -> list[str]:
+    """A run of space-joined groups as the numbers in it: split at a space where what is before
+    and what is after each hold a whole number (MIN_DIGITS or more), so "13987654321 0477-8561234"
+    is two numbers while "138 1234 5678" and "0 86130 0000 0000" are one."""
+    parts = number.split(" ")
+    pieces: list[str] = []
+    current: list[str] = []
+    for i, part in enumerate(parts):
+        current.append(part)
+        if _digits(" ".join(current)) >= MIN_DIGITS and _digits(" ".join(parts[i + 1 :])) >= MIN_DIGITS:
+            pieces.append(" ".join(current))
+            current = []
+    if current:
+        pieces.append(" ".join(current))
+    return pieces
+
+
 def _masked_match(m: re.Match[str]) -> str:
     number = m.group("number")
     if number is None:
         return m.group("keep")
-    if len(re.sub(r"[^\dXx]", "", number)) < MIN_DIGITS:
-        return number
-    return mask_number(number)
+    if _digits(number) < MIN_DIGITS:
+        return number  # every piece of a run of fewer digits is shorter still
+    return " ".join(mask_number(piece) for piece in _split(number))
 
 
 def text_for(role: str | None, text: str | None, parties: Sequence[Mapping[str, Any]] | None = ()) -> str | None:

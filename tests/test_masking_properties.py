@@ -9,6 +9,7 @@ codes, and masking twice changes nothing.
 
 from __future__ import annotations
 
+import os
 import re
 
 from hypothesis import given, settings
@@ -18,7 +19,8 @@ from geodata import masking
 from geodata.masking import mask_name, mask_number, mask_text, stream_url_for, strip_credentials
 
 settings.register_profile("yitu", max_examples=300, deadline=None)
-settings.load_profile("yitu")
+settings.register_profile("yitu-long", max_examples=5000, deadline=None)  # YITU_HYPOTHESIS_PROFILE=yitu-long
+settings.load_profile(os.environ.get("YITU_HYPOTHESIS_PROFILE", "yitu"))
 
 DIGITS = "0123456789"
 SEP = st.sampled_from(["", "-", " "])
