@@ -291,8 +291,13 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(code: str | None) -> dict[str, Any] | NoUpdate:
+        scope = auth.scope_of(auth.who_is_asking())  # a case outside the reader's area is not flown to
         with get().pool.connection() as conn:
-            row = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
+            row = conn.execute(
+                """SELECT ST_X(geom), ST_Y(geom) FROM cases
+                   WHERE code = %s AND yitu_in_scope(%s::text, grid_code, village_code, town_code, banner_code)""",
+                (code, scope),
+            ).fetchone()
         if row is None:
             return no_update
         return {"center": [row[1], row[0]], "zoom": 13, "transition": "flyTo"}
