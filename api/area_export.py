@@ -24,10 +24,12 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import services
 from api.errors import Invalid, NotFound
+from api.scope import Reader
 from geodata import queries
 from geodata.clock import day_start
 from geodata.db import budget
 from geodata.workflow import STEPS
+from services.identity import scope_of
 from services.runtime import Services
 
 router = APIRouter(prefix="/api/v1/areas", tags=["areas"])
@@ -37,6 +39,7 @@ STEP = "^(" + "|".join(STEPS) + ")$"
 @router.get("/{code}/cases.csv", summary="An area's cases as CSV (filters as in the area view)")
 def cases_csv(
     svc: Annotated[Services, Depends(services)],
+    who: Reader,
     code: Annotated[str, Path(pattern=r"^[0-9]{6}([0-9]{3}){0,3}$")],
     step: Annotated[str | None, Query(pattern=STEP)] = None,
     type: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{1,40}$")] = None,
@@ -46,10 +49,12 @@ def cases_csv(
     if since and until and until < since:
         raise Invalid("until is before since", field="until")
     flt = queries.CaseFilter(step=step, type=type, since=day_start(since), until=day_start(until, end=True))
+    if who is not None:
+        who.require_area(code)  # 403 outside the reader's area; the SQL filters by it too
     with svc.pool.connection() as conn:
         if queries.area_summary(conn, code) is None:
             raise NotFound(f"no area with code {code}", field="code")
-    chunks = _chunks(svc, code, flt)
+    chunks = _chunks(svc, code, flt, scope_of(who))
     # The first chunk is read here, in the route: the cursor's first fetch sorts the selection, and
     # a timeout or an outage there is still a 503 in the one JSON shape, not a cut-off download.
     first = next(chunks)
@@ -63,7 +68,7 @@ def cases_csv(
 CHUNK = 64 * 1024  # characters per piece of the response: a thread hop per row would cost more than the row
 
 
-def _chunks(svc: Services, code: str, flt: queries.CaseFilter) -> Iterator[str]:
+def _chunks(svc: Services, code: str, flt: queries.CaseFilter, scope: str | None) -> Iterator[str]:
     """The CSV in pieces of about CHUNK characters, read from a server-side cursor in a transaction of
     its own (held while the client downloads: the export budget bounds how long it may idle)."""
     buf = io.StringIO()
@@ -75,7 +80,7 @@ def _chunks(svc: Services, code: str, flt: queries.CaseFilter) -> Iterator[str]:
     limit = svc.settings.export_statement_timeout_ms
     with svc.pool.connection() as conn, conn.transaction():
         budget(conn, statement_timeout_ms=limit, idle_in_transaction_ms=limit)
-        rows = queries.area_cases_all(conn, code, flt)
+        rows = queries.area_cases_all(conn, code, flt, scope=scope)
         first = next(rows, None)  # the first fetch runs before anything is sent
         for r in itertools.chain([first] if first is not None else [], rows):
             writer.writerow(

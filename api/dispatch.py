@@ -24,7 +24,7 @@ from api.auth import Principal, principal
 from api.cases import CODE, require_json
 from api.deps import runtime, services
 from geodata import cases as store
-from geodata import dispatch
+from geodata import dispatch, masking
 from geodata.queries import cameras_near, rounded
 from services import events
 from services.dispatching import (
@@ -151,7 +151,7 @@ def case_cameras(
                 "name": r["name"],
                 "type": r["kind"],
                 "status": r["status"],
-                "stream_url": r["stream_url"],
+                "stream_url": masking.stream_url_for(who.role, r["stream_url"]),  # admin, dispatcher; no credentials
                 "lon": r["lon"],
                 "lat": r["lat"],
                 "distance_m": rounded(r["distance_m"]),
@@ -192,7 +192,8 @@ def list_dispatches(
 ) -> dict[str, Any]:
     with svc.pool.connection() as conn:
         rows = dispatch.dispatches(conn, active=active, van=van, case=case, area=who.area, limit=limit, offset=offset)
-    return {"active": active, "limit": limit, "offset": offset, "dispatches": [dispatch_out(r) for r in rows]}
+    shown = [masking.case_for(who.role, dispatch_out(r)) for r in rows]  # notes masked for viewers
+    return {"active": active, "limit": limit, "offset": offset, "dispatches": shown}
 
 
 @router.get("/dispatches/{dispatch_id}", summary="One dispatch")
@@ -201,7 +202,7 @@ def get_dispatch(dispatch_id: DispatchId, svc: Svc, who: Who) -> dict[str, Any]:
         row = dispatch.get(conn, dispatch_id)
     if row is None or not who.sees_case(row):
         raise errors.NotFound(f"no dispatch with id {dispatch_id}", field="id")
-    return dispatch_out(row)
+    return masking.case_for(who.role, dispatch_out(row))
 
 
 @router.post(

@@ -6,6 +6,8 @@ naming the field and OpenAPI lists every layer with its parameters. GeoJSON by d
 with ``?format=geobuf``; ``bbox=minx,miny,maxx,maxy`` in degrees for the layers that take a box.
 Coordinates are shifted to GCJ-02 when the base map is an AMap-style one (settings), so overlays
 and tiles line up. ``/grids/stats`` (the choropleth's numbers) is the one route of its own.
+A reader scoped to an area gets only its area's cases and figures, whatever the box: the area
+goes into the layer's SQL as ``%(scope)s`` (services/identity.py ``who_is_asking``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.deps import services
 from api.errors import Invalid
+from api.scope import Reader
 from layers import grids, registry
 from layers.base import BBox, encode
 from layers.registry import Filter, Layer
+from services import identity
+from services.identity import Principal
 from services.runtime import Services
 
 Format = Annotated[Literal["geojson", "geobuf"], Query(description="geojson (default) or geobuf")]
@@ -51,16 +56,19 @@ def _annotation(f: Filter) -> Any:
 def _endpoint(layer: Layer) -> Callable[..., Response]:
     """The route of one layer: a function whose signature FastAPI reads for the parameters."""
 
-    def endpoint(svc: Services, format: str = "geojson", bbox: str | None = None, **filters: Any) -> Response:
+    def endpoint(
+        svc: Services, who: Principal | None, format: str = "geojson", bbox: str | None = None, **filters: Any
+    ) -> Response:
         box = _bbox(bbox) if layer.bbox else None
+        scope = {"scope": identity.scope_of(who)}  # the reader's area, whatever the box
         with svc.pool.connection() as conn:
             text = layer.features(
-                conn, {**filters, **layer.configured(svc.settings)}, box, svc.settings.layer_max_features
+                conn, {**filters, **layer.configured(svc.settings), **scope}, box, svc.settings.layer_max_features
             )
         return _respond(svc, text, format)
 
     kw = inspect.Parameter.KEYWORD_ONLY
-    params = [inspect.Parameter("svc", kw, annotation=ServicesDep)]
+    params = [inspect.Parameter("svc", kw, annotation=ServicesDep), inspect.Parameter("who", kw, annotation=Reader)]
     if layer.bbox:
         params.append(inspect.Parameter("bbox", kw, default=None, annotation=BBoxQ))
     params += [inspect.Parameter(f.name, kw, default=f.default, annotation=_annotation(f)) for f in layer.filters]
@@ -70,9 +78,10 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
     return endpoint
 
 
-def get_grid_stats(svc: ServicesDep, level: Annotated[int, Query(ge=1, le=4)]) -> dict[str, Any]:
+def get_grid_stats(svc: ServicesDep, who: Reader, level: Annotated[int, Query(ge=1, le=4)]) -> dict[str, Any]:
+    scope = identity.scope_of(who)
     with svc.pool.connection() as conn:
-        return grids.stats_cached(conn, svc.redis, level)
+        return grids.stats_cached(conn, svc.redis, level, scope)
 
 
 def make_router() -> APIRouter:

@@ -1,5 +1,7 @@
 """``/api/v1/stats/ranking``: the monthly / quarterly / yearly ranking of towns (or villages).
 
+A caller scoped to an area ranks its own area's children (and only areas inside its own).
+
 The formula is in geodata/areas_stats.py (RANKING_FORMULA) and returned with every answer, so
 whoever reads the ranking can check it.
 """
@@ -26,13 +28,20 @@ router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 def get_ranking(
     svc: Annotated[Services, Depends(services)],
     who: Annotated[Principal, Depends(principal)],
-    level: Annotated[int, Query(ge=2, le=4)] = 2,
+    level: Annotated[
+        int | None, Query(ge=2, le=4, description="Default: one level below the parent area (towns of the banner)")
+    ] = None,
     period: Literal["month", "quarter", "year"] = "quarter",
     at: Annotated[date | None, Query(description="A day in the period (default: today, China time)")] = None,
-    area: Annotated[str | None, Query(pattern=AREA, description="Parent area (default: the banner)")] = None,
+    area: Annotated[
+        str | None, Query(pattern=AREA, description="Parent area (default: the banner, or the caller's own area)")
+    ] = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     start, end = areas_stats.period_bounds(period, at or now.astimezone(CST).date())
+    area = area or who.area  # a scoped caller ranks its own area's children
+    if area is not None:
+        who.require_area(area)
     with svc.pool.connection() as conn:
         if area is None:
             found = queries.banner(conn)
@@ -41,6 +50,7 @@ def get_ranking(
             area = found["code"]
         if queries.area_summary(conn, area) is None:
             raise errors.NotFound(f"no area with code {area}", field="area")
+        level = level or min(4, queries.level_of(area) + 1)
         if not queries.level_of(area) < level:
             raise errors.Invalid(f"level {level} is not below the level of area {area}", field="level")
         rows = areas_stats.ranking(conn, level, area, start, end, now)

@@ -1,4 +1,8 @@
-"""Area-page callbacks: filters ↔ URL, the server-side paged and sorted table, the CSV link."""
+"""Area-page callbacks: filters ↔ URL, the server-side paged and sorted table, the CSV link.
+
+The table shows the cases a reader may see: an area outside a scoped reader's area shows none,
+and the reader's area goes into the SQL as well (``identity.who_is_asking``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from dashboard.i18n import translator
 from dashboard.pages.area import PAGE_SIZE, Ids
 from geodata import queries
 from geodata.clock import day_start
+from services import identity
 from services.runtime import Services
 
 
@@ -66,8 +71,12 @@ def table_page(
     descending = (sort_by[0]["direction"] == "desc") if sort_by else True
     t = translator(lang)
     name = "type_zh" if lang == "zh-CN" else "type_en"
+    who = identity.who_is_asking()
+    if who is not None and not who.sees_area(code):
+        return [], 1, 0
+    scope = identity.scope_of(who)
     with svc.pool.connection() as conn:
-        total = queries.area_cases_count(conn, code, flt)
+        total = queries.area_cases_count(conn, code, flt, scope)
         rows = queries.area_cases_page(
             conn,
             code,
@@ -76,6 +85,7 @@ def table_page(
             descending=descending,
             limit=PAGE_SIZE,
             offset=page * PAGE_SIZE,
+            scope=scope,
         )
     data: list[Row] = [
         {

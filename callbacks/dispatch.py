@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any, Required, TypedDict
 
 import dash_leaflet as dl
-import psycopg
 from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, html, no_update
 from dash.development.base_component import Component
 from psycopg.rows import dict_row
@@ -154,8 +153,8 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         hint = html.P(t("dispatch.pick" if who else "dispatch.need_token"), className="yitu-muted")
         return [], hint, [], []
     with svc.pool.connection() as conn:
-        card = cases_layer.card(conn, code, masking.SCREEN)
-        if card is None or not who.sees_case(_chain(conn, code)):
+        card = cases_layer.card(conn, code, masking.ROOM_READER, who.area)  # None outside the reader's area
+        if card is None:
             return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
         rows = dispatch.candidates(conn, code, dispatching.routing(svc.settings), _now())
         where = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
@@ -166,11 +165,16 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
     table = html.Table(
         className="yitu-table yitu-candidates", children=[html.Tbody([_candidate_row(r, t) for r in rows])]
     )
+
+    def camera_name(c: dict[str, Any]) -> Component:
+        url = masking.stream_url_for(who.role, c["stream_url"])  # admin and dispatcher, no credentials
+        return html.A(c["name"], href=url, target="_blank", className="yitu-link") if url else html.Span(c["name"])
+
     cameras: list[Component] = [
         html.Div(
             className="yitu-camera-row",
             children=[
-                html.A(c["name"], href=c["stream_url"], target="_blank", className="yitu-link"),
+                camera_name(c),
                 html.Span(
                     f"{t('camera.' + c['kind'])} · {t('camera.' + c['status'])} · {c['distance_m']:.0f} m",
                     className="yitu-muted",
@@ -183,14 +187,7 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         dl.Circle(center=[lat, lon], radius=CAMERA_RADIUS_M, color="#ffe066", weight=2, fill=False, dashArray="6 6"),
         dl.CircleMarker(center=[lat, lon], radius=14, color="#ffe066", weight=3, fill=False),
     ]
-    return case_card(svc, code, lang), table, cameras, focus
-
-
-def _chain(conn: psycopg.Connection, code: str) -> dict[str, Any]:
-    row = conn.execute(
-        "SELECT grid_code, village_code, town_code, banner_code FROM cases WHERE code = %s", (code,)
-    ).fetchone()
-    return dict(zip(("grid_code", "village_code", "town_code", "banner_code"), row or (None,) * 4))
+    return case_card(svc, code, lang, who), table, cameras, focus
 
 
 def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, van: str, lang: str) -> SendOutcome:
@@ -294,8 +291,13 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(code: str | None) -> dict[str, Any] | NoUpdate:
+        scope = auth.scope_of(auth.who_is_asking())  # a case outside the reader's area is not flown to
         with get().pool.connection() as conn:
-            row = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
+            row = conn.execute(
+                """SELECT ST_X(geom), ST_Y(geom) FROM cases
+                   WHERE code = %s AND yitu_in_scope(%s::text, grid_code, village_code, town_code, banner_code)""",
+                (code, scope),
+            ).fetchone()
         if row is None:
             return no_update
         return {"center": [row[1], row[0]], "zoom": 13, "transition": "flyTo"}

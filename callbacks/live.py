@@ -30,6 +30,7 @@ from dashboard.layout import LIVE_TICK as TICK
 from dashboard.layout import LiveIds as Ids
 from dashboard.pages import dispatch as dispatch_page
 from dashboard.pages import wall as wall_page
+from services import identity
 from services.live import Entry, LiveHub
 
 log = logging.getLogger("yitu.live")
@@ -95,10 +96,13 @@ class _Pusher:
             self.send([], False)
 
 
-async def stream_to_screen(hub: LiveHub, ws: DashWebsocketCallback, cursor: str | None) -> None:
-    """Push the hub's entries to one browser until its WebSocket closes."""
+async def stream_to_screen(
+    hub: LiveHub, ws: DashWebsocketCallback, cursor: str | None, area: str | None = None
+) -> None:
+    """Push the hub's entries to one browser until its WebSocket closes; a screen scoped to
+    ``area`` gets only the events inside it (services/live.py ``Entry.visible_in``)."""
     pusher = _Pusher()
-    async with hub.subscribe(cursor) as (sub, missed):
+    async with hub.subscribe(cursor, area) as (sub, missed):
         pending, resync = list(missed), sub.resync.is_set()
         while not ws.is_shutdown:
             if pending or resync:
@@ -134,7 +138,9 @@ def register(app: Dash, get_hub: Callable[[], LiveHub]) -> None:
         except TimeoutError:  # a browser that does not answer starts from now
             log.info("live cursor not read in time; the screen starts from now")
             cursor = None
-        await stream_to_screen(get_hub(), ws, cursor if isinstance(cursor, str) else None)
+        # The screen's reader (the session the WebSocket was opened with): its area scopes the push.
+        area = identity.scope_of(identity.who_is_asking())
+        await stream_to_screen(get_hub(), ws, cursor if isinstance(cursor, str) else None, area)
         raise PreventUpdate
 
     # What the page does with a batch is pure UI: which layers reload, whether numbers refresh.

@@ -1,15 +1,21 @@
-"""Routing: the URL's path picks the page; the page is built from the database per visit."""
+"""Routing: the URL's path picks the page; the page is built from the database per visit.
+
+A reader scoped to an area (``identity.who_is_asking``) gets the wall of its own area, and the
+refusal page for an area page outside it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
-from dash import Dash, Input, Output, State, html
+from dash import Dash, Input, Output, State, dcc, html
 
+from dashboard.i18n import translator
 from dashboard.pages import area, dispatch, wall
 from geodata import queries
 from layers import registry
+from services import identity
 from services.runtime import Services
 
 
@@ -23,13 +29,24 @@ def _attribution(banner_code: str) -> str:
         return ""
 
 
+def refused(lang: str) -> html.Div:
+    """The refusal page (403) in the page's language: an area outside the reader's own."""
+    t = translator(lang)
+    return html.Div(
+        className="yitu-empty yitu-refused",
+        id="refused",
+        children=[html.P("403"), html.P(t("error.forbidden")), dcc.Link(t("area.back"), href="/")],
+    )
+
+
 def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
     path = (pathname or "/").rstrip("/") or "/"
+    who = identity.who_is_asking()
     with svc.pool.connection() as conn:
         if path == "/":
-            banner = queries.banner(conn)
+            banner = queries.banner(conn) if who is None or who.area is None else queries.area_summary(conn, who.area)
             if banner is not None:
-                banner["attribution"] = _attribution(banner["code"])
+                banner["attribution"] = _attribution(banner["code"][:6])  # its banner's credit
             return wall.layout(
                 svc.settings, banner, registry.page_data(conn, [la.name for la in registry.wall_layers()])
             )
@@ -37,6 +54,8 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
             return dispatch.layout(svc.settings, queries.banner(conn), registry.page_data(conn, list(dispatch.LAYERS)))
         if path.startswith("/area/"):
             code = path.removeprefix("/area/")
+            if who is not None and not who.sees_area(code):
+                return refused(svc.settings.lang)
             summary = queries.area_summary(conn, code) if code.isdigit() and len(code) <= 15 else None
             types = conn.execute(
                 "SELECT code, name_zh, name_en FROM case_types WHERE active ORDER BY sort_order"

@@ -3,6 +3,11 @@
 The work is in plain module-level functions taking the services first, so tests call them
 directly; ``register`` wires them to Dash. Big data never goes through a callback: they change
 layer URLs and ``hideout`` only.
+
+Who reads is ``identity.who_is_asking()`` (the principal Dash's callback runs for): a reader
+scoped to an area sees its area's figures, cards and ranking only (an area outside it is shown as
+its own area; a case outside it shows no card); case cards show the parties as a room screen may
+see them (masking.ROOM_READER), camera links follow the reader's role (geodata/masking.py).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from geodata import kpi, masking, queries
 from layers import cameras, cases, grids, registry, vans
 from layers.base import level_for_zoom
 from layers.registry import Layer
+from services import identity
 from services.runtime import Services
 
 GRID_LAYER = grids.LAYER.id
@@ -60,6 +66,12 @@ def switched(url: str, on: bool) -> tuple[str | None, dict[str, Any] | None]:
     return (url, None) if on else (None, EMPTY)
 
 
+def in_scope(code: str) -> str:
+    """The area a reader may look at: ``code``, or the reader's own area when ``code`` lies outside it."""
+    who = identity.who_is_asking()
+    return code if who is None or who.sees_area(code) else str(who.area)
+
+
 def grid_hideout(
     svc: Services, level: int, mode: str, selected: str | None, zoom: int | None, current: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -68,8 +80,9 @@ def grid_hideout(
     hideout["selected"] = selected
     hideout["labels"] = level < 4 or (zoom or 0) >= 12
     if mode != "none":
+        scope = identity.scope_of(identity.who_is_asking())
         with svc.pool.connection() as conn:
-            hideout["stats"] = grids.stats_cached(conn, svc.redis, level)
+            hideout["stats"] = grids.stats_cached(conn, svc.redis, level, scope)
     else:
         hideout["stats"] = {}
     return hideout
@@ -168,9 +181,11 @@ def trend_chart(svc: Services, code: str, lang: str) -> Svg:
 
 
 def ranking_table(svc: Services, banner: str, lang: str) -> html.Table:
+    """The quarter's ranking of the children of ``banner`` (a scoped reader: of its own area)."""
     t = translator(lang)
+    parent = in_scope(banner)
     with svc.pool.connection() as conn:
-        rows = kpi.cached(svc.redis, f"ranking:{banner}", lambda: kpi.town_ranking(conn, banner))
+        rows = kpi.cached(svc.redis, f"ranking:{parent}", lambda: kpi.town_ranking(conn, parent))
     head = html.Tr(
         [
             html.Th("#"),
@@ -289,18 +304,20 @@ def _case_view(c: dict[str, Any], lang: str) -> list[Component]:
         html.Div(f"{t('case.deadline')} {c['deadline']:%Y-%m-%d %H:%M}" if c["deadline"] else ""),
         html.Div(f"{t('case.grid')} {c['grid_name'] or '—'} ({c['grid_code'] or '—'})"),
         html.Div(
-            f"{t('case.parties')} " + masking.parties_line(masking.SCREEN, c["parties"]), className="yitu-parties"
+            f"{t('case.parties')} " + masking.parties_line(masking.ROOM_READER, c["parties"]), className="yitu-parties"
         ),
     ]
 
 
 def _camera_view(c: dict[str, Any], lang: str) -> list[Component]:
+    """A camera's card; its stream link only for the roles that get one (masking.stream_url_for)."""
     t = translator(lang)
+    url = masking.stream_url_for(identity.reader_role(identity.who_is_asking()), c.get("stream_url"))
     return [
         html.H3(f"{t('camera.title')} {c['name']}"),
         html.Div(f"{c['device_code']} · {t('camera.' + str(c['kind']))} · {t('camera.' + str(c['status']))}"),
         html.Div(c["area_code"] or "", className="yitu-muted"),
-        html.A(t("camera.stream"), href=c["stream_url"], className="yitu-link", target="_blank"),
+        *([html.A(t("camera.stream"), href=url, className="yitu-link", target="_blank")] if url else []),
     ]
 
 
@@ -331,18 +348,25 @@ CARD_VIEWS: dict[str, Callable[[dict[str, Any], str], list[Component]]] = {
 }
 
 
-def case_card(svc: Services, code: str, lang: str) -> list[Component]:
-    """A case's card, read by whoever stands in front of the screen: parties masked (masking.SCREEN)."""
+def case_card(svc: Services, code: str, lang: str, who: identity.Principal | None = None) -> list[Component]:
+    """A case's card on a room page (the wall, the dispatch page), for its reader (``who``, else
+    whoever the callback runs for): nothing for a case outside the reader's area, and the parties
+    as a room screen may see them whoever signed in (masking.ROOM_READER: visitors read these
+    pages over the reader's shoulder)."""
+    who = who or identity.who_is_asking()
     with svc.pool.connection() as conn:
-        c = cases.card(conn, code, masking.SCREEN)
+        c = cases.card(conn, code, masking.ROOM_READER, identity.scope_of(who))
     return _case_view(c, lang) if c else []
 
 
 def detail_for(svc: Services, layer_id: str, props: dict[str, Any], lang: str) -> list[Component] | NoUpdate:
-    """The card for a clicked feature, as its layer declares it (clusters just zoom)."""
+    """The card for a clicked feature, as its layer declares it (clusters just zoom); a case's
+    card as the reader may see it."""
     layer = registry.by_id(layer_id)
     if props.get("cluster") or layer is None or layer.card is None:
         return no_update
+    if layer.name == cases.LAYER.name:
+        return case_card(svc, str(props.get("code") or ""), lang) or no_update
     with svc.pool.connection() as conn:
         data = layer.card(conn, props, layer.configured(svc.settings))
     if data is None:
@@ -433,7 +457,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     def _numbers(
         selected: Selection, _tick: object, lang: str
     ) -> tuple[list[Component], list[Component], Svg, list[Component], list[Component], html.Table, list[Component]]:
-        svc, code = get(), selected["code"]
+        svc, code = get(), in_scope(selected["code"])
         return (
             kpi_tiles(svc, code, lang),
             top_types_chart(svc, code, lang),

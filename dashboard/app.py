@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import dash
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -27,6 +27,7 @@ from callbacks import wall as wall_callbacks
 from dashboard import layout
 from dashboard.pages import wall
 from geodata.db import open_pool
+from services import identity
 from services import scheduler as cases_scheduler
 from services.live import LiveHub
 from services.runtime import Services, open_redis
@@ -67,6 +68,22 @@ def _offline_docs(app: FastAPI) -> None:
         )
 
 
+def _area_pages_in_scope(app: FastAPI) -> None:
+    """``GET /area/{code}`` of an area outside the reader's own answers 403 (the page is Dash's, so
+    the refusal it renders is in the page's language: callbacks/pages.py ``refused``). Registered
+    before Dash's routes; the page itself is Dash's catch-all's."""
+
+    @app.get("/area/{code}", include_in_schema=False)
+    async def area_page(code: str, request: Request) -> Response:
+        # Dash's catch-all page route, added when the app starts (its path is "{path:path}")
+        dash_page = next(r for r in app.router.routes if str(getattr(r, "path", "")).lstrip("/") == "{path:path}")
+        page: Response = await dash_page.endpoint(request)  # type: ignore[attr-defined]
+        who = identity.who_is_asking()
+        if who is not None and not who.sees_area(code):
+            page.status_code = 403
+        return page
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     # API routes first: Dash adds a catch-all GET route for its pages.
     _offline_docs(app)
+    _area_pages_in_scope(app)
     for router in all_routers():
         app.include_router(router)
 

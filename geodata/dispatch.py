@@ -251,7 +251,8 @@ def create(
 
 
 def dispatch_event(kind: str, d: Mapping[str, Any], at: datetime, **extra: Any) -> dict[str, Any]:
-    """A ``dispatch.*`` event for the live stream: ids, status, route and the case's location."""
+    """A ``dispatch.*`` event for the live stream: ids, status, route, the case's location and grid
+    chain (a scoped screen gets the event only inside its area: services/live.py)."""
     return {
         "type": kind,
         "id": d["id"],
@@ -263,6 +264,7 @@ def dispatch_event(kind: str, d: Mapping[str, Any], at: datetime, **extra: Any) 
         "method": d["method"],
         "lon": d["case_lon"],
         "lat": d["case_lat"],
+        "grid": [d.get("grid_code"), d.get("village_code"), d.get("town_code"), d.get("banner_code")],
         "at": at.isoformat(),
         **extra,
     }

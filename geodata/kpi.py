@@ -61,10 +61,14 @@ def trend(conn: psycopg.Connection, code: str, days: int = 30) -> list[dict[str,
 
 
 def town_ranking(conn: psycopg.Connection, banner: str) -> list[dict[str, Any]]:
-    """季排名: the banner's towns for the current quarter (the same formula as /api/v1/stats/ranking)."""
+    """季排名: the banner's towns (the children of any area given) for the current quarter (the same
+    formula as /api/v1/stats/ranking); a grid cell has no children to rank."""
+    level = level_of(banner) + 1
+    if level > 4:
+        return []
     now = datetime.now(UTC)
     start, end = areas_stats.period_bounds("quarter", now.astimezone(CST).date())
-    return areas_stats.ranking(conn, 2, banner, start, end, now)
+    return areas_stats.ranking(conn, level, banner, start, end, now)
 
 
 def _default(value: object) -> object:

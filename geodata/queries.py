@@ -163,7 +163,9 @@ def area_cases_page(
     descending: bool = True,
     limit: int = 20,
     offset: int = 0,
+    scope: str | None = None,
 ) -> list[dict[str, Any]]:
+    """One page of an area's cases; ``scope`` is the reader's area (None: everywhere), in the WHERE."""
     if sort not in SORTABLE:
         raise ValueError(f"cannot sort by {sort!r}; one of {', '.join(SORTABLE)}")
     stmt = _area_stmt(
@@ -173,11 +175,12 @@ def area_cases_page(
         direction=sql.SQL("DESC" if descending else "ASC"),
     )
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(stmt, {"code": code, **flt.params(), "limit": limit, "offset": offset}).fetchall()
+        params = {"code": code, **flt.params(), "limit": limit, "offset": offset, "scope": scope}
+        return cur.execute(stmt, params).fetchall()
 
 
 def area_cases_all(
-    conn: psycopg.Connection, code: str, flt: CaseFilter, *, batch: int = 2000
+    conn: psycopg.Connection, code: str, flt: CaseFilter, *, scope: str | None = None, batch: int = 2000
 ) -> Iterator[dict[str, Any]]:
     """Every case of an area (as :func:`area_cases_page`, newest first, no limit) from a server-side
     cursor, ``batch`` rows a fetch: memory stays flat whatever the area's size. The caller holds a
@@ -187,12 +190,12 @@ def area_cases_all(
     )
     with conn.cursor(name="yitu_area_cases", row_factory=dict_row) as cur:
         cur.itersize = batch
-        cur.execute(stmt, {"code": code, **flt.params(), "limit": None, "offset": 0})
+        cur.execute(stmt, {"code": code, **flt.params(), "limit": None, "offset": 0, "scope": scope})
         yield from cur
 
 
-def area_cases_count(conn: psycopg.Connection, code: str, flt: CaseFilter) -> int:
-    row = conn.execute(_area_stmt("area_cases_count", code), {"code": code, **flt.params()}).fetchone()
+def area_cases_count(conn: psycopg.Connection, code: str, flt: CaseFilter, scope: str | None = None) -> int:
+    row = conn.execute(_area_stmt("area_cases_count", code), {"code": code, **flt.params(), "scope": scope}).fetchone()
     return int(row[0]) if row else 0
 
 

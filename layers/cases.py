@@ -19,17 +19,21 @@ from layers.registry import Cluster, Filter, Layer
 PIN_STEPS = tuple(step for step in workflow.STEPS if step != "rejected")
 
 
-def card(conn: psycopg.Connection, code: str, role: str | None = None) -> dict[str, Any] | None:
+def card(
+    conn: psycopg.Connection, code: str, role: str | None = None, scope: str | None = None
+) -> dict[str, Any] | None:
     """What a click on a pin shows; the parties as a reader of ``role`` may see them
-    (geodata/masking.py: masked unless the role handles cases; the room screens pass SCREEN)."""
+    (geodata/masking.py: masked unless the role handles cases; the room screens pass SCREEN);
+    None for a case outside the reader's area ``scope`` (in the WHERE)."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             """SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline,
                       c.reported_at, c.grid_code, a.name AS grid_name, c.parties, c.channel, c.attempts,
                       c.deadline < now() AND yitu_step_open(c.step) AS overdue
                FROM cases c JOIN case_types t ON t.code = c.type LEFT JOIN areas a ON a.code = c.grid_code
-               WHERE c.code = %s""",
-            (code,),
+               WHERE c.code = %s
+                 AND yitu_in_scope(%s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)""",
+            (code, scope),
         ).fetchone()
     if row is None:
         return None

@@ -50,17 +50,20 @@ LAYER = Layer(
 )
 
 
-def stats(conn: psycopg.Connection, level: int) -> AreaStats:
-    """Per-area numbers for the choropleth: open, overdue, rate (resolved ÷ reported this year)."""
+def stats(conn: psycopg.Connection, level: int, scope: str | None = None) -> AreaStats:
+    """Per-area numbers for the choropleth: open, overdue, rate (resolved ÷ reported this year);
+    for a reader scoped to an area (``scope``), of the cases inside it only."""
     stmt = sql.SQL(query("area_stats_by_level")).format(column=sql.Identifier(CHAIN_COLUMN[level]))
     out: AreaStats = {}
-    for code, open_, overdue, reported, resolved in conn.execute(stmt):
+    for code, open_, overdue, reported, resolved in conn.execute(stmt, {"scope": scope}):
         out[code] = {"open": open_, "overdue": overdue, "rate": round(resolved / reported, 4) if reported else None}
     return out
 
 
-def stats_cached(conn: psycopg.Connection, redis: Redis, level: int) -> AreaStats:
+def stats_cached(conn: psycopg.Connection, redis: Redis, level: int, scope: str | None = None) -> AreaStats:
     """``stats`` through the one cache of figures (geodata/kpi.py ``cached``), beside the KPI tiles:
-    the live hub drops both at once, so the map's shading never disagrees with the tiles."""
-    value: AreaStats = kpi.cached(redis, f"area-stats:{level}", lambda: stats(conn, level))
+    the live hub drops both at once, so the map's shading never disagrees with the tiles. One
+    entry per scope: a scoped reader never reads the territory's figures."""
+    key = f"area-stats:{level}" + (f":{scope}" if scope else "")
+    value: AreaStats = kpi.cached(redis, key, lambda: stats(conn, level, scope))
     return value

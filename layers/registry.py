@@ -40,7 +40,9 @@ GEOJSON_TYPES: dict[str, frozenset[str]] = {
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 _JS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED = frozenset({"bbox", "format", "svc"})  # query parameters every route has, or its own plumbing
+_RESERVED = frozenset(
+    {"bbox", "format", "svc", "who", "scope"}
+)  # query parameters every route has, or its own plumbing
 LANGS = ("zh-CN", "en")
 
 

@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 
 from geodata import masking
 from geodata.cases import Actor, chain_of
-from geodata.errors import Forbidden
+from geodata.errors import Forbidden, Unauthorized
 from geodata.workflow import ROLES, ROLES_THAT_REPORT
 from services.runtime import Services
 
@@ -102,6 +102,37 @@ def acting_as(who: Principal | None) -> Iterator[None]:
         yield
     finally:
         CURRENT.reset(token)
+
+
+# ---------------------------------------------------------------------------------------------
+# WHO IS ASKING (the callbacks, the layer and CSV routes, the live push). Until the guard of part
+# "signin" (api/guard.py) binds a principal for every request, a page's callback or a layer URL
+# fetched by the browser comes without one: None then means today's behaviour — the whole
+# territory, masked as a room screen (masking.SCREEN). When the guard lands, set GUARDED = True:
+# an unbound principal is then refused (401) instead.
+GUARDED = False
+
+
+def who_is_asking() -> Principal | None:
+    """The principal of the request, callback or WebSocket being served; None when anonymous
+    (only while not GUARDED: then it raises Unauthorized)."""
+    who = current()
+    if who is None and GUARDED:
+        raise Unauthorized("sign in first", field="Authorization")
+    return who
+
+
+def scope_of(who: Principal | None) -> str | None:
+    """The area code a reader is scoped to (None: the whole territory)."""
+    return who.area if who is not None else None
+
+
+def reader_role(who: Principal | None) -> str:
+    """The role masking reads for ``who`` (geodata/masking.py); nobody known reads as a room screen."""
+    return who.role if who is not None else masking.SCREEN
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def hash_token(token: str) -> str:

@@ -16,6 +16,12 @@ Nothing is lost silently:
   (events published meanwhile were dropped by the writers, see ``services/events.py``) — the screen
   gets a ``resync`` message and reloads its layers and numbers from PostGIS, the record.
 
+Area scope: a screen whose reader is scoped to an area (``Principal.area``) subscribes with that
+area, and its subscription takes only the events it may see: those of cases and dispatches whose
+grid chain (the event's ``grid``, as written at commit) contains the area, and the vans' events
+(vans are visible to every signed-in role). An event of a case without a chain reaches only the
+unscoped screens. The filter is per connection, in the hub, before anything is queued for it.
+
 Seeing case events also drops every cached figure — the KPI tiles, charts and ranking and the
 choropleth's numbers, all in the one hash ``yitu:cache:kpi`` (geodata/kpi.py) — so what a screen
 reloads is new rather than up to 15 s old, and the map's shading agrees with the tiles. A
@@ -71,9 +77,21 @@ class Entry:
             return {}
         return event if isinstance(event, dict) else {}
 
+    def visible_in(self, area: str | None) -> bool:
+        """May a screen scoped to ``area`` (None: everywhere) see this entry? Case and dispatch
+        events only when their grid chain contains the area; the vans' events always."""
+        if area is None or not self.type.startswith(SCOPED_TYPES):
+            return True
+        grid = self.event.get("grid")
+        return isinstance(grid, list) and area in grid
+
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, **{k: self.event.get(k) for k in _WIRE_FIELDS if k in self.event}}
 
+
+# The events that belong to a case (and so to the areas of its grid chain): a scoped screen sees
+# them only inside its area.
+SCOPED_TYPES = ("case.", "dispatch.")
 
 # What a screen needs of an event to decide what to refresh; events carry no personal data.
 _WIRE_FIELDS = (
@@ -136,10 +154,13 @@ class Subscription:
     queue: asyncio.Queue[Entry] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     resync: asyncio.Event = field(default_factory=asyncio.Event)
     last_id: str | None = None
+    area: str | None = None  # the screen's reader's area scope (None: everywhere)
 
     def offer(self, entry: Entry) -> None:
         if self.last_id is not None and _id_tuple(entry.id) <= _id_tuple(self.last_id):
             return  # already replayed to this screen
+        if not entry.visible_in(self.area):
+            return  # outside the screen's area: it never reaches it
         try:
             self.queue.put_nowait(entry)
         except asyncio.QueueFull:
@@ -248,14 +269,17 @@ class LiveHub:
 
     # --- subscribing -------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def subscribe(self, cursor: str | None) -> AsyncIterator[tuple[Subscription, list[Entry]]]:
-        """A subscription and the entries after ``cursor`` the screen missed (``[]`` when new).
+    async def subscribe(
+        self, cursor: str | None, area: str | None = None
+    ) -> AsyncIterator[tuple[Subscription, list[Entry]]]:
+        """A subscription and the entries after ``cursor`` the screen missed (``[]`` when new),
+        for a screen scoped to ``area`` (None: everywhere; see :meth:`Entry.visible_in`).
 
         The subscription is registered before the replay is read, so nothing falls between the
         two (duplicates are dropped by id). When the gap cannot be replayed the subscription
         starts with ``resync`` set.
         """
-        sub = Subscription()
+        sub = Subscription(area=area)
         self._subs.add(sub)
         try:
             missed: list[Entry] = []
@@ -264,7 +288,7 @@ class LiveHub:
                 if replay is None:
                     sub.resync.set()
                 else:
-                    missed = replay
+                    missed = [e for e in replay if e.visible_in(area)]
                     sub.last_id = replay[-1].id if replay else cursor
             else:
                 sub.last_id = self._last_id

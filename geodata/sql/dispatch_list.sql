@@ -12,6 +12,6 @@ WHERE (%(id)s::bigint IS NULL OR d.id = %(id)s)
   AND (NOT %(active)s::boolean OR d.status IN ('en_route', 'on_site'))
   AND (%(van)s::text IS NULL OR d.van_id = %(van)s)
   AND (%(case)s::text IS NULL OR d.case_code = %(case)s)
-  AND (%(area)s::text IS NULL OR %(area)s IN (c.grid_code, c.village_code, c.town_code, c.banner_code))
+  AND yitu_in_scope(%(area)s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)
 ORDER BY d.created_at DESC, d.id DESC
 LIMIT %(limit)s OFFSET %(offset)s

@@ -8,6 +8,6 @@ FROM cases c
 JOIN case_types t ON t.code = c.type
 LEFT JOIN areas a ON a.code = c.grid_code
 WHERE c.step IN ('reported', 'accepted')
-  AND (%(area)s::text IS NULL OR %(area)s IN (c.grid_code, c.village_code, c.town_code, c.banner_code))
+  AND yitu_in_scope(%(area)s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)
 ORDER BY c.deadline NULLS LAST, c.reported_at, c.id
 LIMIT %(limit)s

@@ -2,6 +2,7 @@
 -- what the pin shows: step colour, type (its glyph comes with the page), overdue ring. No personal data here.
 -- At most %(max_features)s pins (the cap + 1) are read; the second column is how many, so the caller
 -- refuses a box with too many without counting twice (layers/base.py).
+-- %(scope)s: the reader's area (NULL: everywhere), whatever the box.
 SELECT json_build_object(
     'type', 'FeatureCollection',
     'features', coalesce(json_agg(f.feature ORDER BY f.id), '[]'::json)
@@ -15,6 +16,7 @@ SELECT c.id, json_build_object(
     ) AS feature
 FROM cases c
 WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
+  AND yitu_in_scope(%(scope)s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)
   AND (yitu_step_open(c.step)
        OR (%(closed_hours)s > 0 AND c.step IN ('closed', 'evaluated') AND c.closed_at > now() - make_interval(hours => %(closed_hours)s)))
   AND (%(step)s::text IS NULL OR c.step = %(step)s)
