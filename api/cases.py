@@ -21,19 +21,21 @@ import select
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from psycopg_pool import AsyncConnectionPool
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import errors
 from api.auth import Principal, principal
 from api.deps import runtime, services
 from api.intake import LANES, IntakeLanes
+from api.openapi import READ, WRITE, answers
+from api.params import Day, Instant, SomeText, Text
 from geodata import cases as store
 from geodata import masking, workflow
 from geodata.clock import day_start
@@ -110,33 +112,26 @@ MAX_FUTURE = timedelta(minutes=5)  # phones' clocks drift; more than this is a w
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)  # older is a wrong date (and 0001-01-01 overflows)
 
 
-def _no_nul(v: str | None) -> str | None:
-    if v is not None and "\x00" in v:
-        raise ValueError("must not contain NUL characters")  # PostgreSQL text cannot hold them
-    return v
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-
-
 class Party(BaseModel):
     """A party to the dispute: personal data, masked for viewers."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: Text = Field(min_length=1, max_length=50)
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 \-]{4,19}$")
+    name: SomeText = Field(min_length=1, max_length=50)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 \-]{3,18}[0-9]$")
     role: Text | None = Field(default=None, max_length=20, description="e.g. 申请人 (applicant), 被申请人 (respondent)")
 
 
 class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     type: str = Field(pattern=TYPE, description="An active code of case_types, e.g. grassland, neighbour.")
-    description: Text = Field(min_length=1, max_length=4000)
+    description: SomeText = Field(min_length=1, max_length=4000)
     lon: float = Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="WGS-84 longitude")
     lat: float = Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="WGS-84 latitude")
     channel: Literal["grid_app", "hotline_12345", "window", "visit", "petition"]
     parties: list[Party] = Field(default_factory=list, max_length=10)
-    reported_at: AwareDatetime | None = Field(default=None, description="When it was reported (default: now).")
+    reported_at: Instant | None = Field(
+        default=None, description="When it was reported (default: now): since 2000, at most 5 minutes ahead."
+    )
 
     @field_validator("reported_at")
     @classmethod
@@ -154,7 +149,7 @@ class Assignee(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     kind: Literal["unit", "mediator"]
-    id: Text = Field(min_length=1, max_length=64)
+    id: SomeText = Field(min_length=1, max_length=64)
     name: Text | None = Field(default=None, max_length=100)
 
 
@@ -268,9 +263,9 @@ async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | 
 @router.post(
     "",
     status_code=201,
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(principal), Depends(require_json)],  # who asks, before the body is looked at
     summary="Report a case: grid chain, level and deadline found at intake",
-    responses={200: {"description": "A retry with the same Idempotency-Key: the case it created"}},
+    responses=answers(*WRITE, ok={200: {"description": "A retry with the same Idempotency-Key: the case it created"}}),
 )
 async def create_case(
     body: CaseIn,
@@ -285,7 +280,7 @@ async def create_case(
     return out
 
 
-@router.get("/{code}", summary="One case with its timeline (the audit trail)")
+@router.get("/{code}", summary="One case with its timeline (the audit trail)", responses=answers(*READ))
 def get_case(code: Annotated[str, Path(pattern=CODE)], svc: Svc, rt: Rt, who: Who) -> dict[str, Any]:
     now = _now()
     with svc.pool.connection() as conn:
@@ -308,8 +303,8 @@ class CaseFilters:
     step: Annotated[str | None, Query(pattern=STEP)] = None
     type: Annotated[str | None, Query(pattern=TYPE)] = None
     overdue: bool | None = None
-    since: date | None = None
-    until: date | None = None
+    since: Annotated[Day | None, Query(description="First day (China time), YYYY-MM-DD")] = None
+    until: Annotated[Day | None, Query(description="Last day (China time), YYYY-MM-DD; not before since")] = None
     limit: Annotated[int, Query(ge=1, le=500)] = 50
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0
 
@@ -332,7 +327,11 @@ class CaseFilters:
         return {"limit": self.limit, "offset": self.offset, "cases": [case_out(r, who, rules, now) for r in rows]}
 
 
-@router.get("", summary="Search cases (area of any level, step, type, overdue, reported between since and until)")
+@router.get(
+    "",
+    summary="Search cases (area of any level, step, type, overdue, reported between since and until)",
+    responses=answers(*READ),
+)
 def list_cases(
     svc: Svc,
     rt: Rt,
@@ -352,9 +351,9 @@ def list_cases(
 
 @router.post(
     "/{code}/transitions",
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(principal), Depends(require_json)],  # who asks, before the body is looked at
     summary="Move a case through the loop; 409 lists the actions allowed instead",
-    responses={409: {"description": "Not allowed now (or stale version): `allowed` lists what is"}},
+    responses=answers(*WRITE),
 )
 def transition(
     code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, svc: Svc, rt: Rt, who: Who

@@ -6,7 +6,7 @@ whoever reads the ranking can check it.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -15,11 +15,13 @@ from api import errors
 from api.auth import Principal, principal
 from api.cases import AREA
 from api.deps import services
+from api.openapi import READ, answers
+from api.params import Day
 from geodata import areas_stats, queries
 from geodata.clock import CST
 from services.runtime import Services
 
-router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
+router = APIRouter(prefix="/api/v1/stats", tags=["stats"], responses=answers(*READ))
 
 
 @router.get("/ranking", summary="Ranking of the areas of one level (towns by default) for a period")
@@ -28,8 +30,10 @@ def get_ranking(
     who: Annotated[Principal, Depends(principal)],
     level: Annotated[int, Query(ge=2, le=4)] = 2,
     period: Literal["month", "quarter", "year"] = "quarter",
-    at: Annotated[date | None, Query(description="A day in the period (default: today, China time)")] = None,
-    area: Annotated[str | None, Query(pattern=AREA, description="Parent area (default: the banner)")] = None,
+    at: Annotated[Day | None, Query(description="A day in the period, YYYY-MM-DD (default: today, China time)")] = None,
+    area: Annotated[
+        str | None, Query(pattern=AREA, description="Parent area (default: the banner), of a level above `level`")
+    ] = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     start, end = areas_stats.period_bounds(period, at or now.astimezone(CST).date())

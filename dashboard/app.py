@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
-from api import errors
+from api import errors, openapi
 from api.intake_front import IntakeFront
 from api.routers import all_routers
 from callbacks import area as area_callbacks
@@ -91,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     errors.install(app)
+    openapi.install(app)  # /openapi.json: security schemes, the case types
     # API routes first: Dash adds a catch-all GET route for its pages.
     _offline_docs(app)
     for router in all_routers():
