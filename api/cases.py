@@ -35,7 +35,7 @@ from api.auth import Principal, principal
 from api.deps import runtime, services
 from api.intake import LANES, IntakeLanes
 from api.openapi import READ, WRITE, answers
-from api.params import Day, Instant, SomeText, Text
+from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
 from geodata import masking, workflow
 from geodata.clock import day_start
@@ -154,10 +154,15 @@ class Assignee(BaseModel):
 
 
 class TransitionIn(BaseModel):
+    """One step of the closed loop. What each action needs besides ``action`` (422 naming the field
+    when it is missing): reject a ``reason`` (and ``duplicate_of`` for a duplicate), dispatch an
+    ``assignee``, attempt a ``result``, close an ``outcome`` (``withdrawn`` unless the case is being
+    handled), evaluate a ``satisfaction``. An action the case's step does not allow is a 409."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     action: Literal["accept", "reject", "dispatch", "start", "attempt", "escalate", "close", "evaluate", "reopen"]
     note: Text | None = Field(default=None, max_length=2000)
-    version: int | None = Field(default=None, ge=1, description="Refuse (409) if the case changed since this version.")
+    version: Version | None = Field(default=None, description="Refuse (409) if the case changed since this version.")
     reason: Literal["not_dispute", "duplicate"] | None = Field(default=None, description="reject")
     duplicate_of: str | None = Field(default=None, pattern=CODE, description="reject as duplicate")
     assignee: Assignee | None = Field(default=None, description="dispatch")
@@ -165,7 +170,7 @@ class TransitionIn(BaseModel):
     outcome: Literal["mediated", "judicial_confirmation", "litigation", "arbitration", "withdrawn"] | None = Field(
         default=None, description="close"
     )
-    satisfaction: int | None = Field(default=None, ge=1, le=5, strict=True, description="evaluate")
+    satisfaction: Satisfaction | None = Field(default=None, description="evaluate")
     followup_note: Text | None = Field(default=None, max_length=2000, description="evaluate (回访)")
 
 

@@ -11,6 +11,7 @@ pages: :func:`fallback_router` answers an unknown path 404 and a known path's ot
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -176,7 +177,7 @@ def fallback_router() -> APIRouter:
     return router
 
 
-def _http_answer(exc: HTTPException, headers: dict[str, str] | None) -> JSONResponse:
+def _http_answer(exc: HTTPException, headers: Mapping[str, str] | None) -> JSONResponse:
     status = exc.status_code
     body: dict[str, Any] = {"error": HTTP_CODES.get(status, "error"), "message": str(exc.detail)}
     if status in (400, 413):

@@ -112,7 +112,7 @@ def _build(app: FastAPI) -> tuple[dict[str, Any], bool]:
         "bearer": {"type": "http", "scheme": "bearer", "description": "A token from `yitu token create`."},
         "session": {"type": "apiKey", "in": "cookie", "name": "yitu_session", "description": "A signed-in person."},
     }
-    either = [{"bearer": []}, {"session": []}]
+    either: list[dict[str, list[str]]] = [{"bearer": []}, {"session": []}]
     for route in iter_route_contexts(app.routes):
         dependant = getattr(route, "dependant", None)
         if getattr(route, "include_in_schema", False) and route.methods and dependant and _needs_identity(dependant):

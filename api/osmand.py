@@ -188,7 +188,12 @@ def _query(name: str, description: str, schema: dict[str, Any], required: bool =
 # The protocol's parameters, read by hand above (the route takes them from the query or a form
 # body): what Traccar Client sends. The aliases (deviceid, location, heading) are read too.
 _PARAMETERS = [
-    _query("id", "The device identifier registered to a van (alias: deviceid).", {"type": "string"}, True),
+    _query(
+        "id",
+        "The device identifier registered to a van (alias: deviceid).",
+        {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": r"\S"},
+        True,
+    ),
     _query("lat", "WGS-84 latitude (or location=lat,lon).", {"type": "number", "minimum": -90, "maximum": 90}, True),
     _query("lon", "WGS-84 longitude (or location=lat,lon).", {"type": "number", "minimum": -180, "maximum": 180}, True),
     _query(

@@ -8,6 +8,8 @@ allows, nor have a value the schema forbids read as something else:
 - :data:`Text` and :data:`SomeText` carry in the schema what the validators refuse: NUL characters
   (PostgreSQL's text cannot hold them) and, for the required texts, blank values (the models
   strip whitespace first).
+- :data:`Version` and :data:`Satisfaction` are JSON Schema's integers: ``4.0`` is 4, ``"4"`` and
+  ``true`` are not numbers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
-__all__ = ["NO_NUL", "SOME_TEXT", "Day", "Instant", "SomeText", "Text", "no_nul"]
+__all__ = ["NO_NUL", "SOME_TEXT", "Day", "Instant", "Satisfaction", "SomeText", "Text", "Version", "no_nul"]
 
 NO_NUL = r"^[^\x00]*$"
 SOME_TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"  # not blank once stripped
@@ -45,7 +47,20 @@ def _iso_instant(v: Any) -> Any:
     return v
 
 
+def _whole_number(v: Any) -> Any:
+    if isinstance(v, (bool, str)):
+        raise ValueError("a whole number (not a string or a boolean)")
+    if isinstance(v, float) and v.is_integer():
+        return int(v)  # JSON's 4.0 is the integer 4 (JSON Schema's "integer" allows it)
+    return v
+
+
 Day = Annotated[date, BeforeValidator(_iso_day)]
+# JSON Schema's integers in bounds (the bounds inside, so the schema shows them as minimum/maximum).
+Version = Annotated[Annotated[int, Field(ge=1)], BeforeValidator(_whole_number)]
+Satisfaction = Annotated[Annotated[int, Field(ge=1, le=5)], BeforeValidator(_whole_number)]
+
+
 Instant = Annotated[AwareDatetime, BeforeValidator(_iso_instant)]
 Text = Annotated[str, AfterValidator(no_nul), Field(json_schema_extra={"pattern": NO_NUL})]
 SomeText = Annotated[str, AfterValidator(no_nul), Field(json_schema_extra={"pattern": SOME_TEXT})]
