@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import errors
 from api.auth import Principal, principal
-from api.deps import runtime, services
+from api.deps import role_in, runtime, services
 from api.intake import LANES, IntakeLanes
 from api.openapi import READ, WRITE, answers
 from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
@@ -265,10 +265,15 @@ async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | 
     return (201 if created else 200), case_out(row, who, rt.rules, now)
 
 
+async def _reporter(who: Who) -> None:
+    """The role's 403 before the body is read (the same answer as the intake front's)."""
+    who.require_reporter()
+
+
 @router.post(
     "",
     status_code=201,
-    dependencies=[Depends(principal), Depends(require_json)],  # who asks, before the body is looked at
+    dependencies=[Depends(_reporter), Depends(require_json)],  # who asks and may they, before the body
     summary="Report a case: grid chain, level and deadline found at intake",
     responses=answers(*WRITE, ok={200: {"description": "A retry with the same Idempotency-Key: the case it created"}}),
 )
@@ -356,7 +361,10 @@ def list_cases(
 
 @router.post(
     "/{code}/transitions",
-    dependencies=[Depends(principal), Depends(require_json)],  # who asks, before the body is looked at
+    dependencies=[
+        Depends(role_in({r for r, acts in workflow.ROLE_ACTIONS.items() if acts}, "move cases")),
+        Depends(require_json),
+    ],
     summary="Move a case through the loop; 409 lists the actions allowed instead",
     responses=answers(*WRITE),
 )

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api import errors
 from api.auth import Principal, principal
 from api.cases import CODE, require_json
-from api.deps import runtime, services
+from api.deps import role_in, runtime, services
 from api.openapi import READ, WRITE, answers
 from api.params import Text
 from geodata import cases as store
@@ -169,7 +169,7 @@ def case_cameras(
 @router.post(
     "/dispatches",
     status_code=201,
-    dependencies=[Depends(principal), Depends(require_json)],  # who asks, before the body is looked at
+    dependencies=[Depends(role_in(DISPATCHERS, "dispatch vans (admin or dispatcher only)")), Depends(require_json)],
     summary="Send a van to a case (admin, dispatcher); 409 if the van or the case is not free",
     description="409: van busy / offline / not available, case busy, or the case's step does not allow "
     "dispatch (`allowed` lists what does).",
@@ -205,7 +205,7 @@ def get_dispatch(dispatch_id: DispatchId, svc: Svc, who: Who) -> dict[str, Any]:
 
 @router.post(
     "/dispatches/{dispatch_id}/end",
-    dependencies=[Depends(principal), Depends(json_if_any)],  # who asks, before the body is looked at
+    dependencies=[Depends(role_in(DISPATCHERS | {"van"}, "end a dispatch")), Depends(json_if_any)],
     summary="End a visit (admin, dispatcher, or that van): van available; optionally attempt / close",
     description="409: already ended or cancelled, or the case's step refuses the action.",
     responses=answers(*WRITE),
@@ -234,7 +234,7 @@ def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndI
 
 @router.post(
     "/dispatches/{dispatch_id}/cancel",
-    dependencies=[Depends(principal), Depends(json_if_any)],  # who asks, before the body is looked at
+    dependencies=[Depends(role_in(DISPATCHERS, "dispatch vans (admin or dispatcher only)")), Depends(json_if_any)],
     summary="Call back a van on its way (admin, dispatcher): van available, case left dispatched",
     description="409: not en route (on site: end it; or already over).",
     responses=answers(*WRITE),

@@ -32,7 +32,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from api import errors
 from api.auth import Principal, principal
 from api.cases import require_json
-from api.deps import runtime, services
+from api.deps import role_in, runtime, services
 from api.openapi import READ, WRITE, answers
 from api.params import Instant
 from geodata import tracking
@@ -134,7 +134,7 @@ def _may_post(who: Principal, body: PositionsIn) -> None:
 
 @router.post(
     "/positions",
-    dependencies=[Depends(principal), Depends(require_json)],  # who asks, before the body is looked at
+    dependencies=[Depends(role_in(POSTERS, "report van positions (admin or van only)")), Depends(require_json)],
     summary="A batch of GPS pings from vehicle terminals (all or nothing)",
     responses=answers(*WRITE),
 )
