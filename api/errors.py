@@ -81,6 +81,12 @@ def _field_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
+def _field_error(e: Mapping[str, Any]) -> dict[str, str]:
+    if e.get("type") == "json_invalid":  # loc is ("body", <offset>): the body is at fault
+        return {"field": "body", "message": f"not JSON: {e.get('ctx', {}).get('error', 'decode error')}"}
+    return {"field": _field_of(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+
+
 def payload(exc: YituError) -> tuple[int, dict[str, Any], dict[str, str] | None]:
     """(status, JSON body, extra headers) of an error: the one shape every route answers with."""
     body: dict[str, Any] = {"error": exc.code, "message": exc.message}
@@ -209,9 +215,7 @@ def install(app: FastAPI) -> None:
     async def _invalid(req: Request, exc: RequestValidationError) -> JSONResponse:
         if any(e.get("type") == "json_invalid" for e in exc.errors()) and (refused := await _caller_first(req)):
             return refused
-        errors = [
-            {"field": _field_of(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")} for e in exc.errors()
-        ]
+        errors = [_field_error(e) for e in exc.errors()]
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
         return JSONResponse(
             {

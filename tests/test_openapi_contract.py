@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import schemathesis
@@ -292,3 +293,47 @@ def test_unknown_api_paths_and_methods_answer_json(contract_server: ContractServ
     assert r.status_code == 404 and r.json()["error"] == "not_found"  # not the dashboard's page
     r = srv.get("/api/v1/dispatches/1/cancel")
     assert r.status_code == 405 and r.headers["allow"] == "POST" and r.json()["error"] == "method_not_allowed"
+
+
+def test_timestamps_are_iso_text_never_unix_numbers(contract_server: ContractServer) -> None:
+    """``until=0`` was the 1st of January 1970: now a 422 naming the field, as any other number."""
+    srv, who = contract_server.server, _token("admin")(contract_server.server, contract_server.dsn)
+    for path in (
+        "/api/v1/cases?until=0",
+        "/api/v1/areas/150623/stats?since=20261201",
+        "/api/v1/vans/V01/track?until=0",
+    ):
+        r = srv.get(path, headers=who)
+        assert r.status_code == 422 and r.json()["field"] in ("since", "until"), (path, r.text)
+    assert srv.get("/api/v1/cases?since=0001-01-01&until=9999-12-31", headers=who).status_code == 200  # the ends
+    assert srv.get("/api/v1/vans/V01/track?until=0001-01-01T00:00:00Z", headers=who).status_code == 422
+
+
+def test_who_asks_is_known_before_the_body_is_read(contract_server: ContractServer) -> None:
+    """No identity: 401 whatever the body; a role that may not write: 403 whatever the body."""
+    url = contract_server.server.url
+    for body, ctype in ((b"{not json", "application/json"), (b"\x80\x81", "application/json"), (b"a=1", "text/plain")):
+        for path in ("/api/v1/cases", "/api/v1/dispatches", "/api/v1/vans/positions"):
+            r = httpx.post(url + path, content=body, headers={"Content-Type": ctype}, timeout=30)
+            assert r.status_code == 401 and r.json()["error"] == "unauthorized", (path, body, r.text)
+    viewer = _token("viewer")(contract_server.server, contract_server.dsn)
+    for path in ("/api/v1/cases", "/api/v1/dispatches", "/api/v1/vans/positions", "/api/v1/dispatches/1/end"):
+        r = httpx.post(url + path, json={"no": "such field"}, headers=viewer, timeout=30)
+        assert r.status_code == 403 and r.json()["error"] == "forbidden", (path, r.text)
+    r = httpx.post(url + "/api/v1/cases", content=b"{not json", headers={**viewer, "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["field"] == "body"  # known caller: told what is wrong
+
+
+def test_an_unreadable_body_is_a_400_in_the_one_shape(contract_server: ContractServer) -> None:
+    admin = _token("admin")(contract_server.server, contract_server.dsn)
+    r = httpx.post(
+        contract_server.server.url + "/api/v1/dispatches",
+        content=b"\x80\x81",  # not UTF-8
+        headers={**admin, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 400 and r.json() == {
+        "error": "bad_request",
+        "message": "There was an error parsing the body",
+        "field": "body",
+    }
