@@ -16,7 +16,6 @@ import csv
 import io
 import itertools
 from collections.abc import Iterator
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -24,6 +23,8 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import services
 from api.errors import Invalid, NotFound
+from api.openapi import CSV, READ, answers, content
+from api.params import Day
 from api.scope import Reader
 from geodata import queries
 from geodata.clock import day_start
@@ -36,15 +37,20 @@ router = APIRouter(prefix="/api/v1/areas", tags=["areas"])
 STEP = "^(" + "|".join(STEPS) + ")$"
 
 
-@router.get("/{code}/cases.csv", summary="An area's cases as CSV (filters as in the area view)")
+@router.get(
+    "/{code}/cases.csv",
+    summary="An area's cases as CSV (filters as in the area view)",
+    response_class=StreamingResponse,
+    responses=answers(*READ, ok={200: content(CSV, "The cases, UTF-8 with a BOM")}),
+)
 def cases_csv(
     svc: Annotated[Services, Depends(services)],
     who: Reader,
     code: Annotated[str, Path(pattern=r"^[0-9]{6}([0-9]{3}){0,3}$")],
     step: Annotated[str | None, Query(pattern=STEP)] = None,
     type: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{1,40}$")] = None,
-    since: date | None = None,
-    until: date | None = None,
+    since: Annotated[Day | None, Query(description="First day (China time), YYYY-MM-DD")] = None,
+    until: Annotated[Day | None, Query(description="Last day (China time), YYYY-MM-DD; not before since")] = None,
 ) -> StreamingResponse:
     if since and until and until < since:
         raise Invalid("until is before since", field="until")

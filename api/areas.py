@@ -6,21 +6,23 @@ areas inside its own. The stats are one GROUPING SETS pass over the area's grid-
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from api import errors
 from api.auth import Principal, principal
 from api.cases import AREA, CaseFilters, client_address
 from api.deps import runtime, services
+from api.openapi import READ, answers
+from api.params import Day
 from geodata import areas_stats, queries
 from geodata.clock import day_start
 from services.runtime import Services
 from services.scheduler import CasesRuntime
 
-router = APIRouter(prefix="/api/v1/areas", tags=["areas"])
+router = APIRouter(prefix="/api/v1/areas", tags=["areas"], responses=answers(*READ))
 
 Svc = Annotated[Services, Depends(services)]
 Who = Annotated[Principal, Depends(principal)]
@@ -51,7 +53,13 @@ def get_children(code: Code, svc: Svc, who: Who) -> dict[str, Any]:
 
 
 @router.get("/{code}/stats", summary="Counts by step, type and level; resolution rate, village share, overdue")
-def get_stats(code: Code, svc: Svc, who: Who, since: date | None = None, until: date | None = None) -> dict[str, Any]:
+def get_stats(
+    code: Code,
+    svc: Svc,
+    who: Who,
+    since: Annotated[Day | None, Query(description="First day (China time), YYYY-MM-DD")] = None,
+    until: Annotated[Day | None, Query(description="Last day (China time), YYYY-MM-DD; not before since")] = None,
+) -> dict[str, Any]:
     if since and until and until < since:
         raise errors.Invalid("until is before since", field="until")
     now = datetime.now(UTC)

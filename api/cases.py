@@ -21,19 +21,21 @@ import select
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from psycopg_pool import AsyncConnectionPool
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import errors
 from api.auth import Principal, principal
-from api.deps import runtime, services
+from api.deps import role_in, runtime, services
 from api.intake import LANES, IntakeLanes
+from api.openapi import READ, WRITE, answers
+from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
 from geodata import masking, workflow
 from geodata.clock import day_start
@@ -109,33 +111,26 @@ MAX_FUTURE = timedelta(minutes=5)  # phones' clocks drift; more than this is a w
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)  # older is a wrong date (and 0001-01-01 overflows)
 
 
-def _no_nul(v: str | None) -> str | None:
-    if v is not None and "\x00" in v:
-        raise ValueError("must not contain NUL characters")  # PostgreSQL text cannot hold them
-    return v
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-
-
 class Party(BaseModel):
     """A party to the dispute: personal data, masked for viewers."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: Text = Field(min_length=1, max_length=50)
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 \-]{4,19}$")
+    name: SomeText = Field(min_length=1, max_length=50)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 \-]{3,18}[0-9]$")
     role: Text | None = Field(default=None, max_length=20, description="e.g. 申请人 (applicant), 被申请人 (respondent)")
 
 
 class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     type: str = Field(pattern=TYPE, description="An active code of case_types, e.g. grassland, neighbour.")
-    description: Text = Field(min_length=1, max_length=4000)
+    description: SomeText = Field(min_length=1, max_length=4000)
     lon: float = Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="WGS-84 longitude")
     lat: float = Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="WGS-84 latitude")
     channel: Literal["grid_app", "hotline_12345", "window", "visit", "petition"]
     parties: list[Party] = Field(default_factory=list, max_length=10)
-    reported_at: AwareDatetime | None = Field(default=None, description="When it was reported (default: now).")
+    reported_at: Instant | None = Field(
+        default=None, description="When it was reported (default: now): since 2000, at most 5 minutes ahead."
+    )
 
     @field_validator("reported_at")
     @classmethod
@@ -153,15 +148,20 @@ class Assignee(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     kind: Literal["unit", "mediator"]
-    id: Text = Field(min_length=1, max_length=64)
+    id: SomeText = Field(min_length=1, max_length=64)
     name: Text | None = Field(default=None, max_length=100)
 
 
 class TransitionIn(BaseModel):
+    """One step of the closed loop. What each action needs besides ``action`` (422 naming the field
+    when it is missing): reject a ``reason`` (and ``duplicate_of`` for a duplicate), dispatch an
+    ``assignee``, attempt a ``result``, close an ``outcome`` (``withdrawn`` unless the case is being
+    handled), evaluate a ``satisfaction``. An action the case's step does not allow is a 409."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     action: Literal["accept", "reject", "dispatch", "start", "attempt", "escalate", "close", "evaluate", "reopen"]
     note: Text | None = Field(default=None, max_length=2000)
-    version: int | None = Field(default=None, ge=1, description="Refuse (409) if the case changed since this version.")
+    version: Version | None = Field(default=None, description="Refuse (409) if the case changed since this version.")
     reason: Literal["not_dispute", "duplicate"] | None = Field(default=None, description="reject")
     duplicate_of: str | None = Field(default=None, pattern=CODE, description="reject as duplicate")
     assignee: Assignee | None = Field(default=None, description="dispatch")
@@ -169,7 +169,7 @@ class TransitionIn(BaseModel):
     outcome: Literal["mediated", "judicial_confirmation", "litigation", "arbitration", "withdrawn"] | None = Field(
         default=None, description="close"
     )
-    satisfaction: int | None = Field(default=None, ge=1, le=5, strict=True, description="evaluate")
+    satisfaction: Satisfaction | None = Field(default=None, description="evaluate")
     followup_note: Text | None = Field(default=None, max_length=2000, description="evaluate (回访)")
 
 
@@ -263,12 +263,17 @@ async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | 
     return (201 if created else 200), case_out(row, who, rt.rules, now)
 
 
+async def _reporter(who: Who) -> None:
+    """The role's 403 before the body is read (the same answer as the intake front's)."""
+    who.require_reporter()
+
+
 @router.post(
     "",
     status_code=201,
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(_reporter), Depends(require_json)],  # who asks and may they, before the body
     summary="Report a case: grid chain, level and deadline found at intake",
-    responses={200: {"description": "A retry with the same Idempotency-Key: the case it created"}},
+    responses=answers(*WRITE, ok={200: {"description": "A retry with the same Idempotency-Key: the case it created"}}),
 )
 async def create_case(
     body: CaseIn,
@@ -288,7 +293,7 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-@router.get("/{code}", summary="One case with its timeline (the audit trail)")
+@router.get("/{code}", summary="One case with its timeline (the audit trail)", responses=answers(*READ))
 def get_case(code: Annotated[str, Path(pattern=CODE)], request: Request, svc: Svc, rt: Rt, who: Who) -> dict[str, Any]:
     now = _now()
     with svc.pool.connection() as conn:
@@ -312,8 +317,8 @@ class CaseFilters:
     step: Annotated[str | None, Query(pattern=STEP)] = None
     type: Annotated[str | None, Query(pattern=TYPE)] = None
     overdue: bool | None = None
-    since: date | None = None
-    until: date | None = None
+    since: Annotated[Day | None, Query(description="First day (China time), YYYY-MM-DD")] = None
+    until: Annotated[Day | None, Query(description="Last day (China time), YYYY-MM-DD; not before since")] = None
     limit: Annotated[int, Query(ge=1, le=500)] = 50
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0
 
@@ -349,7 +354,11 @@ class CaseFilters:
         return {"limit": self.limit, "offset": self.offset, "cases": [case_out(r, who, rules, now) for r in rows]}
 
 
-@router.get("", summary="Search cases (area of any level, step, type, overdue, reported between since and until)")
+@router.get(
+    "",
+    summary="Search cases (area of any level, step, type, overdue, reported between since and until)",
+    responses=answers(*READ),
+)
 def list_cases(
     request: Request,
     svc: Svc,
@@ -371,9 +380,12 @@ def list_cases(
 
 @router.post(
     "/{code}/transitions",
-    dependencies=[Depends(require_json)],
+    dependencies=[
+        Depends(role_in({r for r, acts in workflow.ROLE_ACTIONS.items() if acts}, "move cases")),
+        Depends(require_json),
+    ],
     summary="Move a case through the loop; 409 lists the actions allowed instead",
-    responses={409: {"description": "Not allowed now (or stale version): `allowed` lists what is"}},
+    responses=answers(*WRITE),
 )
 def transition(
     code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, request: Request, svc: Svc, rt: Rt, who: Who

@@ -22,7 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api import errors
 from api.auth import Principal, principal
 from api.cases import CODE, require_json
-from api.deps import runtime, services
+from api.deps import role_in, runtime, services
+from api.openapi import READ, WRITE, answers
+from api.params import Text
 from geodata import cases as store
 from geodata import dispatch, masking
 from geodata.queries import cameras_near, rounded
@@ -40,7 +42,7 @@ from services.dispatching import (
 from services.runtime import Services
 from services.scheduler import CasesRuntime
 
-router = APIRouter(prefix="/api/v1", tags=["dispatch"])
+router = APIRouter(prefix="/api/v1", tags=["dispatch"], responses=answers(*READ))
 
 VAN_ID = r"^[A-Za-z0-9_-]{1,32}$"
 
@@ -54,12 +56,12 @@ class DispatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     case: str = Field(pattern=CODE, description="The case's code (一案一码).")
     van: str = Field(pattern=VAN_ID, description="The van's id, e.g. V01.")
-    note: str | None = Field(default=None, max_length=2000, description="Goes into the case's audit row.")
+    note: Text | None = Field(default=None, max_length=2000, description="Goes into the case's audit row.")
 
 
 class EndIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(default=None, max_length=2000)
     result: Literal["success", "failed"] | None = Field(
         default=None, description="Record the mediation attempt (workflow action attempt)."
     )
@@ -70,7 +72,7 @@ class EndIn(BaseModel):
 
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(default=None, max_length=2000)
 
 
 async def json_if_any(request: Request) -> None:
@@ -167,14 +169,11 @@ def case_cameras(
 @router.post(
     "/dispatches",
     status_code=201,
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(role_in(DISPATCHERS, "dispatch vans (admin or dispatcher only)")), Depends(require_json)],
     summary="Send a van to a case (admin, dispatcher); 409 if the van or the case is not free",
-    responses={
-        409: {
-            "description": "Van busy / offline / not available, case busy, or the case's step "
-            "does not allow dispatch (`allowed` lists what does)"
-        }
-    },
+    description="409: van busy / offline / not available, case busy, or the case's step does not allow "
+    "dispatch (`allowed` lists what does).",
+    responses=answers(*WRITE),
 )
 def create_dispatch(body: DispatchIn, svc: Svc, rt: Rt, who: Who) -> dict[str, Any]:
     return send_van(svc, rt, who, body.case, body.van, body.note)
@@ -207,9 +206,10 @@ def get_dispatch(dispatch_id: DispatchId, svc: Svc, who: Who) -> dict[str, Any]:
 
 @router.post(
     "/dispatches/{dispatch_id}/end",
-    dependencies=[Depends(json_if_any)],
+    dependencies=[Depends(role_in(DISPATCHERS | {"van"}, "end a dispatch")), Depends(json_if_any)],
     summary="End a visit (admin, dispatcher, or that van): van available; optionally attempt / close",
-    responses={409: {"description": "Already ended or cancelled, or the case's step refuses the action"}},
+    description="409: already ended or cancelled, or the case's step refuses the action.",
+    responses=answers(*WRITE),
 )
 def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndIn | None = None) -> dict[str, Any]:
     if who.role not in DISPATCHERS | {"van"}:
@@ -235,9 +235,10 @@ def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndI
 
 @router.post(
     "/dispatches/{dispatch_id}/cancel",
-    dependencies=[Depends(json_if_any)],
+    dependencies=[Depends(role_in(DISPATCHERS, "dispatch vans (admin or dispatcher only)")), Depends(json_if_any)],
     summary="Call back a van on its way (admin, dispatcher): van available, case left dispatched",
-    responses={409: {"description": "Not en route (on site: end it; or already over)"}},
+    description="409: not en route (on site: end it; or already over).",
+    responses=answers(*WRITE),
 )
 def cancel_dispatch(
     dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: CancelIn | None = None

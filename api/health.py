@@ -48,7 +48,17 @@ def _redis(svc: Services) -> tuple[bool, str]:
         return False, f"unreachable: {type(exc).__name__}"
 
 
-@router.get("/healthz", summary="Liveness of PostGIS and Redis")
+@router.get(
+    "/healthz",
+    summary="Liveness of PostGIS and Redis",
+    responses={
+        200: {"description": "Both answer"},
+        503: {
+            "description": "PostGIS or Redis does not answer (`failing` names which)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
+)
 def healthz(request: Request, svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     extra: dict[str, object] = {}
     pg_ok, pg = _postgis(svc, extra)

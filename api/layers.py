@@ -20,16 +20,36 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.deps import services
 from api.errors import Invalid
+from api.openapi import GEOBUF, GEOJSON, READ, answers
 from api.scope import Reader
 from layers import grids, registry
-from layers.base import BBox, encode
+from layers.base import BBOX_PATTERN, BBox, encode
 from layers.registry import Filter, Layer
 from services import identity
 from services.identity import Principal
 from services.runtime import Services
 
 Format = Annotated[Literal["geojson", "geobuf"], Query(description="geojson (default) or geobuf")]
-BBoxQ = Annotated[str | None, Query(max_length=200, description="minx,miny,maxx,maxy in degrees (WGS-84)")]
+BBoxQ = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        pattern=BBOX_PATTERN,
+        description="minx,miny,maxx,maxy in degrees (WGS-84), with minx < maxx and miny < maxy",
+    ),
+]
+LAYER_ANSWERS = answers(
+    *READ,
+    ok={
+        200: {
+            "description": "A FeatureCollection: GeoJSON, or geobuf with format=geobuf",
+            "content": {
+                GEOJSON: {"schema": {"type": "object"}},
+                GEOBUF: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
 ServicesDep = Annotated[Services, Depends(services)]
 
 
@@ -88,9 +108,20 @@ def make_router() -> APIRouter:
     """The layers' routes for the layers registered now (an app made later sees layers added since)."""
     router = APIRouter(prefix=registry.URL_PREFIX, tags=["layers"])
     for layer in registry.all_layers():
-        router.add_api_route(f"/{layer.name}", _endpoint(layer), methods=["GET"], summary=layer.summary)
+        router.add_api_route(
+            f"/{layer.name}",
+            _endpoint(layer),
+            methods=["GET"],
+            summary=layer.summary,
+            response_class=Response,
+            responses=LAYER_ANSWERS,
+        )
         if layer.name == grids.LAYER.name:
             router.add_api_route(
-                "/grids/stats", get_grid_stats, methods=["GET"], summary="Choropleth numbers for every area of a level"
+                "/grids/stats",
+                get_grid_stats,
+                methods=["GET"],
+                summary="Choropleth numbers for every area of a level",
+                responses=answers(*READ),
             )
     return router

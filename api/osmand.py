@@ -33,6 +33,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import errors
+from api.openapi import answers
 from api.vans import MAX_SPEED_KMH, accept, check_time
 from geodata import tracking
 from geodata.tracking import Ping
@@ -180,7 +181,36 @@ def _store(request: Request, batch: list[dict[str, str]], now: datetime) -> int:
     return len(accept(request, pings).stored) if pings else 0
 
 
-_DOC: dict[str, Any] = {"response_class": Response, "responses": {200: {"description": "Stored (or a no-fix report)"}}}
+def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+# The protocol's parameters, read by hand above (the route takes them from the query or a form
+# body): what Traccar Client sends. The aliases (deviceid, location, heading) are read too.
+_PARAMETERS = [
+    _query(
+        "id",
+        "The device identifier registered to a van (alias: deviceid).",
+        {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": r"\S"},
+        True,
+    ),
+    _query("lat", "WGS-84 latitude (or location=lat,lon).", {"type": "number", "minimum": -90, "maximum": 90}, True),
+    _query("lon", "WGS-84 longitude (or location=lat,lon).", {"type": "number", "minimum": -180, "maximum": 180}, True),
+    _query(
+        "timestamp",
+        "Unix seconds (milliseconds when too large for seconds) or ISO 8601, within the last year and at most "
+        "5 minutes ahead; default: when it arrived.",
+        {"type": "string"},
+    ),
+    _query("speed", "Knots.", {"type": "number", "minimum": 0, "maximum": MAX_SPEED_KMH / KNOT_KMH}),
+    _query("bearing", "Degrees (alias: heading).", {"type": "number", "minimum": 0, "maximum": 360}),
+    _query("valid", "false: no GPS fix (acknowledged, not stored).", {"type": "string", "enum": ["true", "false"]}),
+]
+_DOC: dict[str, Any] = {
+    "response_class": Response,
+    "responses": answers(403, 413, 422, 429, 503, ok={200: {"description": "Stored (or a no-fix report): no body"}}),
+    "openapi_extra": {"parameters": _PARAMETERS},
+}
 
 
 @router.get("/osmand", operation_id="osmand_get", summary="OsmAnd / Traccar Client position report", **_DOC)

@@ -8,7 +8,7 @@ whoever reads the ranking can check it.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -17,11 +17,13 @@ from api import errors
 from api.auth import Principal, principal
 from api.cases import AREA
 from api.deps import services
+from api.openapi import READ, answers
+from api.params import Day
 from geodata import areas_stats, queries
 from geodata.clock import CST
 from services.runtime import Services
 
-router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
+router = APIRouter(prefix="/api/v1/stats", tags=["stats"], responses=answers(*READ))
 
 
 @router.get("/ranking", summary="Ranking of the areas of one level (towns by default) for a period")
@@ -32,9 +34,13 @@ def get_ranking(
         int | None, Query(ge=2, le=4, description="Default: one level below the parent area (towns of the banner)")
     ] = None,
     period: Literal["month", "quarter", "year"] = "quarter",
-    at: Annotated[date | None, Query(description="A day in the period (default: today, China time)")] = None,
+    at: Annotated[Day | None, Query(description="A day in the period, YYYY-MM-DD (default: today, China time)")] = None,
     area: Annotated[
-        str | None, Query(pattern=AREA, description="Parent area (default: the banner, or the caller's own area)")
+        str | None,
+        Query(
+            pattern=AREA,
+            description="Parent area above `level` (default: the banner, or an area-scoped caller's own area)",
+        ),
     ] = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)

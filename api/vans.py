@@ -32,7 +32,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from api import errors
 from api.auth import Principal, principal
 from api.cases import require_json
-from api.deps import runtime, services
+from api.deps import role_in, runtime, services
+from api.openapi import READ, WRITE, answers
+from api.params import Instant
 from geodata import tracking
 from geodata.queries import iso, pick
 from geodata.tracking import IngestResult, Ping
@@ -132,8 +134,9 @@ def _may_post(who: Principal, body: PositionsIn) -> None:
 
 @router.post(
     "/positions",
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(role_in(POSTERS, "report van positions (admin or van only)")), Depends(require_json)],
     summary="A batch of GPS pings from vehicle terminals (all or nothing)",
+    responses=answers(*WRITE),
 )
 def post_positions(body: PositionsIn, request: Request, who: Who) -> dict[str, Any]:
     _may_post(who, body)
@@ -151,7 +154,9 @@ def van_out(row: dict[str, Any]) -> dict[str, Any]:
     return {**pick(row, plain), "last_seen_at": iso(row["last_seen_at"]), "odometer_km": round(row["odometer_km"], 3)}
 
 
-@router.get("", summary="Every van: position, status (offline when silent), mileage, cases mediated")
+@router.get(
+    "", summary="Every van: position, status (offline when silent), mileage, cases mediated", responses=answers(*READ)
+)
 def list_vans(svc: Svc, who: Who) -> dict[str, Any]:
     now = datetime.now(UTC)
     with svc.pool.connection() as conn:
@@ -163,17 +168,27 @@ def list_vans(svc: Svc, who: Who) -> dict[str, Any]:
     }
 
 
-@router.get("/{van}/track", summary="A van's pings in [since, until) as GeoJSON, oldest first, for replay")
+@router.get(
+    "/{van}/track",
+    summary="A van's pings in [since, until) as GeoJSON, oldest first, for replay",
+    responses=answers(*READ),
+)
 def van_track(
     svc: Svc,
     who: Who,
     van: Annotated[str, Path(pattern=VAN_ID)],
-    since: Annotated[AwareDatetime | None, Query(description="Default: an hour before until.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Default: now.")] = None,
+    since: Annotated[
+        Instant | None,
+        Query(description="Default: an hour before until. Before until, and at most van_track_max_days (7) before it."),
+    ] = None,
+    until: Annotated[Instant | None, Query(description="Default: now.")] = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
 ) -> dict[str, Any]:
     until = until or datetime.now(UTC)
-    since = since or until - timedelta(hours=1)
+    try:
+        since = since or until - timedelta(hours=1)
+    except OverflowError:  # an until in the first hour of year 1
+        raise errors.Invalid("until is too early to have an hour before it", field="until") from None
     if since >= until:
         raise errors.Invalid("since must be before until", field="since")
     max_days = svc.settings.van_track_max_days

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
-from api import budgets, errors
+from api import budgets, errors, openapi
 from api.routers import all_routers
 from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
@@ -110,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     errors.install(app)
+    openapi.install(app)  # /openapi.json: security schemes, the case types
     # API routes first: Dash adds a catch-all GET route for its pages.
     _offline_docs(app)
     _area_pages_in_scope(app)

@@ -11,7 +11,17 @@ CST = timezone(timedelta(hours=8))
 
 
 def day_start(d: date | None, *, end: bool = False) -> datetime | None:
-    """A calendar day (China time) as the instant it starts; ``end`` gives the next day's start."""
+    """A calendar day (China time) as the instant it starts; ``end`` gives the next day's start.
+
+    The calendar's ends stay inside what Python and PostgreSQL can hold in UTC: the 1st of January
+    of year 1 starts at the first instant there is (its China-time midnight is in year 0 in UTC),
+    and the last day of year 9999 ends at its last microsecond.
+    """
     if d is None:
         return None
-    return datetime.combine(d + timedelta(days=1) if end else d, time.min, tzinfo=CST)
+    if end and d == date.max:
+        return datetime.combine(d, time.max, tzinfo=CST)
+    day = d + timedelta(days=1) if end else d
+    if day == date.min:
+        return datetime.combine(day, time(8), tzinfo=CST)  # 0001-01-01T00:00:00+00:00
+    return datetime.combine(day, time.min, tzinfo=CST)

@@ -51,6 +51,15 @@ class Ping:
     speed_kmh: float | None = None
     heading: float | None = None
 
+    def __post_init__(self) -> None:
+        # Speed and heading are stored as ``real``: a value below its smallest (1e-300 km/h) is an
+        # error there, and 359.99999999999994° rounds up to 360, which the column refuses. A
+        # thousandth is finer than any terminal reports; 360° is north, 0°.
+        if self.speed_kmh is not None:
+            object.__setattr__(self, "speed_kmh", round(self.speed_kmh, 3))
+        if self.heading is not None:
+            object.__setattr__(self, "heading", round(self.heading, 3) % 360)
+
 
 @dataclass(frozen=True)
 class Fix:

@@ -22,6 +22,8 @@ WORLD = (-180.0, -90.0, 180.0, 90.0)
 
 @dataclass(frozen=True)
 class BBox:
+    """A box in degrees; :data:`BBOX_PATTERN` is its text form (the API's ``bbox`` parameter)."""
+
     minx: float
     miny: float
     maxx: float
@@ -47,6 +49,12 @@ class BBox:
 
     def params(self) -> dict[str, float]:
         return {"minx": self.minx, "miny": self.miny, "maxx": self.maxx, "maxy": self.maxy}
+
+
+_LON = r"-?(180(\.0+)?|(1[0-7][0-9]|[0-9]{1,2})(\.[0-9]+)?)"
+_LAT = r"-?(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?)"
+# minx,miny,maxx,maxy in range (the order, minx < maxx and miny < maxy, only the parser can check)
+BBOX_PATTERN = f"^{_LON},{_LAT},{_LON},{_LAT}$"
 
 
 def level_for_zoom(zoom: int) -> int:

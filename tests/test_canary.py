@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,7 +161,7 @@ def _read_live(redis_url: str, who: Principal, canary: dict[str, str], reading: 
 @pytest.fixture
 def readings(
     client: TestClient, token: Callable[..., str], canary: dict[str, str], cases_settings: Settings, redis_url: str
-) -> Iterator[dict[str, Reading]]:
+) -> dict[str, Reading]:
     out: dict[str, Reading] = {}
     svc = client.app.state.services  # type: ignore[attr-defined]
     for key, (role, area) in PRINCIPALS.items():
@@ -179,7 +179,7 @@ def readings(
             _read_pages(client, auth(raw), canary, reading)
         _read_callbacks(client, who, canary, reading)
         _read_live(redis_url, who, canary, reading)
-    yield out
+    return out
 
 
 def test_the_canary_shows_unmasked_only_where_the_role_may_see_it(
@@ -223,4 +223,5 @@ def test_the_live_push_carries_no_personal_data(readings: dict[str, Reading]) ->
 
 def test_the_canary_is_of_the_shapes_the_masks_know() -> None:
     """So that the canary tests the masks: each of its numbers masks to four stars and its last four."""
-    assert mask_text(f"{NAME} {MOBILE} {LANDLINE} {ID_NUMBER}", [{"name": NAME}]) == "金***** ****4321 ****1234 ****123X"
+    masked = mask_text(f"{NAME} {MOBILE} {LANDLINE} {ID_NUMBER}", [{"name": NAME}])
+    assert masked == "金***** ****4321 ****1234 ****123X"
