@@ -57,6 +57,11 @@ def get_ranking(
         if queries.area_summary(conn, area) is None:
             raise errors.NotFound(f"no area with code {area}", field="area")
         level = level or min(4, queries.level_of(area) + 1)
+        if who.area is not None and not queries.level_of(who.area) < level:
+            # ranking areas of its own level or above compares it with areas it may not see
+            raise errors.Forbidden(
+                f"a ranking of level {level} compares areas beyond your area {who.area}", field="level"
+            )
         if not queries.level_of(area) < level:
             raise errors.Invalid(f"level {level} is not below the level of area {area}", field="level")
         rows = areas_stats.ranking(conn, level, area, start, end, now)

@@ -133,6 +133,9 @@ def test_a_scoped_token_reads_only_its_area_on_every_list_layer_csv_stats_and_ra
     assert body["area"] == town_a and body["level"] == 3
     assert body["ranking"] and all(r["code"].startswith(town_a) for r in body["ranking"])
     assert client.get(f"/api/v1/stats/ranking?area={BANNER}", headers=worker).status_code == 403
+    # ranking the towns (its own level) would compare it with the others: refused, naming the level
+    towns = client.get("/api/v1/stats/ranking?level=2", headers=worker)
+    assert towns.status_code == 403 and towns.json()["field"] == "level", towns.text
     assert client.get("/api/v1/stats/ranking", headers=everyone).json()["area"] == BANNER
     # dispatches of other towns are not listed; vans are visible to every signed-in role
     assert all(
