@@ -7,7 +7,7 @@ No request may exhaust the process, whoever sends it and before anyone has looke
   Nothing past the cap reaches the app, and what the app may have started to answer is replaced by
   ``413 {"error": "payload_too_large", ...}`` (api/errors.py's one shape) with ``Connection: close``.
   1 MiB by default (``YITU_BODY_MAX_BYTES``), 8 MiB for GPS batches (``YITU_GPS_BODY_MAX_BYTES``:
-  ``POST /api/v1/vans/positions`` and the OsmAnd route).
+  ``POST /api/v1/vans/positions`` and the OsmAnd route ``/osmand``).
 - **Live WebSocket connections are capped** per process (``YITU_WS_MAX_PER_PROCESS``) and per
   identity (``YITU_WS_MAX_PER_IDENTITY``, by ``services.identity.current().ident``). The check is
   made when the app accepts the connection, so it sees the identity the guard bound whether the
@@ -27,7 +27,10 @@ in a task of its own; a pure ASGI layer sees every chunk as it comes and keeps t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -77,6 +80,18 @@ def content_security_policy(script_hashes: Iterable[str] = (), tile_origins: Ite
         "frame-ancestors": "'none'",
     }
     return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def inline_script_hashes(html: str) -> list[str]:
+    """CSP sources (``'sha256-…'``) for the inline scripts of a page the app serves as fixed HTML
+    (Swagger UI's start at /docs), so the policy needs no ``'unsafe-inline'`` for it."""
+    return [
+        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode("ascii") + "'"
+        for body in _INLINE_SCRIPT.findall(html)
+    ]
 
 
 def tile_origins(urls: Iterable[str], subdomains: Iterable[str] = ()) -> list[str]:

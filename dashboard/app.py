@@ -49,23 +49,29 @@ def _open_services(settings: Settings) -> Services:
     return Services(settings=settings, pool=pool, redis=open_redis(settings.redis_dsn(), settings.redis_timeout))
 
 
-def _offline_docs(app: FastAPI) -> None:
-    """``/docs``: Swagger UI from the swagger-ui-bundle package instead of FastAPI's CDN default."""
+def _offline_docs(app: FastAPI) -> str:
+    """``/docs``: Swagger UI from the swagger-ui-bundle package instead of FastAPI's CDN default.
+    Returns the page's HTML (fixed), whose inline script the Content-Security-Policy allows by hash."""
     import swagger_ui_bundle
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.staticfiles import StaticFiles
 
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
+    page = bytes(
+        get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="yitu 一图指挥 API",
             swagger_js_url="/static/swagger/swagger-ui-bundle.js",
             swagger_css_url="/static/swagger/swagger-ui.css",
             swagger_favicon_url="/static/swagger/favicon-32x32.png",
-        )
+        ).body
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    return page.decode("utf-8")
 
 
 def _area_pages_in_scope(app: FastAPI) -> None:
@@ -112,7 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     openapi.install(app)  # /openapi.json: security schemes, the case types
     # API routes first: Dash adds a catch-all GET route for its pages.
-    _offline_docs(app)
+    docs_html = _offline_docs(app)
     _area_pages_in_scope(app)
     for router in all_routers():
         app.include_router(router)
@@ -139,16 +145,17 @@ def create_app(settings: Settings) -> FastAPI:
     dash_app._setup_server()
     app.state.dash = dash_app
     # Around everything, Starlette's error layer included: body caps, WebSocket caps, security headers.
-    budgets.install(app, settings, _csp(dash_app, settings))
+    budgets.install(app, settings, _csp(dash_app, settings, budgets.inline_script_hashes(docs_html)))
     return app
 
 
-def _csp(dash_app: dash.Dash, settings: Settings) -> str:
-    """The pages' Content-Security-Policy: Dash's inline scripts by hash, the base map's tile host only."""
+def _csp(dash_app: dash.Dash, settings: Settings, more_hashes: list[str]) -> str:
+    """The pages' Content-Security-Policy: Dash's (and /docs') inline scripts by hash, the base map's
+    tile host only."""
     tiles = wall.basemap_layers(settings)
     origins = [
         origin
         for layer in tiles
         for origin in budgets.tile_origins([layer.url], getattr(layer, "subdomains", None) or ())
     ]
-    return budgets.content_security_policy(dash_app.csp_hashes(), origins)
+    return budgets.content_security_policy([*dash_app.csp_hashes(), *more_hashes], origins)
