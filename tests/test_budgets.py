@@ -229,6 +229,9 @@ def test_a_statement_over_its_timeout_answers_503_not_500(
             assert r.status_code == 503, (path, r.status_code, r.text[:300])
             assert r.json()["error"] == "timeout" and r.headers["retry-after"] == "5", path
             assert time.monotonic() - t0 < 5, f"{path} waited past its budget"
+        # A page's callback (the area table) reads under the same budget and answers the same way.
+        r = client.post("/_dash-update-component", json=_area_table_call(client, BANNER))
+        assert r.status_code == 503 and r.json()["error"] == "timeout", r.text[:300]
         # Each connection of the app's pool carries the budgets.
         svc = client.app.state.services  # type: ignore[attr-defined]
         with svc.pool.connection() as conn:
@@ -236,6 +239,26 @@ def test_a_statement_over_its_timeout_answers_503_not_500(
                 "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')"
             ).fetchone()
     assert shown == ("300ms", "1min")
+
+
+def _area_table_call(client: TestClient, code: str) -> dict[str, object]:
+    """The body the area page posts to fill its table (Dash's callback protocol)."""
+    dash_app = client.app.state.dash  # type: ignore[attr-defined]
+    key = next(k for k in dash_app.callback_map if ".area-table.data." in k or k.startswith("..area-table.data"))
+    spec = dash_app.callback_map[key]
+    values = {"page_current": 0, "sort_by": [], "data": code}
+    outputs = [
+        {"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1]} for part in key.strip(".").split("...")
+    ]
+    return {
+        "output": key,
+        "outputs": outputs,
+        "inputs": [{**i, "value": values.get(i["property"])} for i in spec["inputs"]],
+        "state": [
+            {**st, "value": "zh-CN" if st["id"] == "lang" else values.get(st["property"])} for st in spec["state"]
+        ],
+        "changedPropIds": [],
+    }
 
 
 # --- the CSV ---------------------------------------------------------------------------------------
