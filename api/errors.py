@@ -22,6 +22,7 @@ from geodata.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    TooManyAttempts,
     TransitionConflict,
     Unauthorized,
     Unavailable,
@@ -36,6 +37,7 @@ __all__ = [
     "Forbidden",
     "Invalid",
     "NotFound",
+    "TooManyAttempts",
     "TransitionConflict",
     "Unauthorized",
     "Unavailable",
@@ -56,6 +58,7 @@ STATUS: dict[type[YituError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    TooManyAttempts: 429,
     Unavailable: 503,
 }
 
@@ -83,6 +86,8 @@ def payload(exc: YituError) -> tuple[int, dict[str, Any], dict[str, str] | None]
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, Unavailable):
         headers = {"Retry-After": "5"}
+    elif isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.extra.get("retry_after", 60))}
     return _status_of(exc), body, headers
 
 

@@ -1,8 +1,9 @@
 """``GET /healthz``: is PostGIS and Redis reachable from this process?
 
-200 ``{"status": "ok", "postgis": "<version>", "redis": "ok"}``; 503 with the failing part(s)
-named in ``failing`` and an error text in place of the version or "ok". Each probe has a short
-timeout, so a dead service makes the answer slow by seconds, never hang.
+Anyone (a load balancer, a monitor) gets only 200 ``{"status": "ok"}`` or 503 ``{"status": "degraded"}``.
+A signed-in admin gets the parts: 200 ``{"status": "ok", "postgis": "<version>", "redis": "ok"}``;
+503 with the failing part(s) named in ``failing`` and an error text in place of the version or "ok".
+Each probe has a short timeout, so a dead service makes the answer slow by seconds, never hang.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from api.deps import services
+from services import identity
 from services.runtime import Services
 
 log = logging.getLogger("yitu.health")
@@ -48,6 +50,13 @@ def _redis(svc: Services) -> tuple[bool, str]:
 def healthz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     pg_ok, pg = _postgis(svc)
     redis_ok, rd = _redis(svc)
+    who = identity.current()
+    if who is None or who.role != "admin":  # versions and errors tell an attacker too much
+        if not (pg_ok and redis_ok):
+            log.warning("health check failed postgis=%s redis=%s", pg_ok, redis_ok)
+        return JSONResponse(
+            {"status": "ok"} if pg_ok and redis_ok else {"status": "degraded"}, 200 if pg_ok and redis_ok else 503
+        )
     body: dict[str, object] = {"status": "ok" if pg_ok and redis_ok else "unavailable", "postgis": pg, "redis": rd}
     if not (pg_ok and redis_ok):
         failing = [name for name, ok in (("postgis", pg_ok), ("redis", redis_ok)) if not ok]

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
 from api import errors
+from api.guard import Guard, enforce_callbacks
 from api.intake_front import IntakeFront
 from api.routers import all_routers
 from callbacks import area as area_callbacks
@@ -116,7 +117,10 @@ def create_app(settings: Settings) -> FastAPI:
     # Dash collects its assets on the first request; with the FastAPI backend the first page served
     # (say a shared /area/… link) would go out without them. Collect them now instead.
     dash_app._setup_server()
+    enforce_callbacks(dash_app)  # each callback's declared roles (api/guard.py CALLBACKS)
     app.state.dash = dash_app
+    # Who asks, and may they: every route, callback and the WebSocket (api/guard.py).
+    app.add_middleware(Guard)
     # Outermost (added last): a well-formed report from a known token skips the layers above.
     app.add_middleware(IntakeFront)
     return app

@@ -102,6 +102,20 @@ class Settings(BaseSettings):
         default=10, ge=0, le=3600, description="How long a process trusts a token it has looked up (revocation lag)."
     )
 
+    # --- sign-in ---------------------------------------------------------------------
+    session_idle_minutes: float = Field(
+        default=30,
+        gt=0,
+        le=24 * 60,
+        description="A person's session ends after this many minutes without a request (absolute limit: 12 h; "
+        "wall screens have no idle timeout).",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="Addresses whose X-Forwarded-Proto is believed (the session cookie is Secure over HTTPS) "
+        '(JSON list, e.g. ["10.0.0.2"]).',
+    )
+
     # --- vans ----------------------------------------------------------------------
     van_offline_seconds: float = Field(
         default=300, gt=0, le=86400, description="A van that has not reported for this many seconds shows offline."
