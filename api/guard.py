@@ -152,7 +152,6 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.wall._fly": ANY_SIGNED_IN,
     "callbacks.wall._detail": ANY_SIGNED_IN,  # the card is masked by role (geodata/masking.py)
     "callbacks.area._table": ANY_SIGNED_IN,
-    "callbacks.dispatch._signin": ANY_SIGNED_IN,  # shows who is signed in, or that they may not dispatch
     "callbacks.dispatch._queue": ANY_SIGNED_IN,  # empty with a hint unless a dispatcher
     "callbacks.dispatch._select": ANY_SIGNED_IN,
     "callbacks.dispatch._panels": ANY_SIGNED_IN,  # empty with a hint unless a dispatcher

@@ -7,9 +7,11 @@ from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, State, html
 
+from callbacks.dispatch import who_line
 from dashboard.pages import area, dispatch, wall
 from geodata import queries
 from layers import registry
+from services import identity
 from services.runtime import Services
 
 
@@ -34,7 +36,12 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
                 svc.settings, banner, registry.page_data(conn, [la.name for la in registry.wall_layers()])
             )
         if path == "/dispatch":
-            return dispatch.layout(svc.settings, queries.banner(conn), registry.page_data(conn, list(dispatch.LAYERS)))
+            return dispatch.layout(
+                svc.settings,
+                queries.banner(conn),
+                registry.page_data(conn, list(dispatch.LAYERS)),
+                who_line(identity.current(), svc.settings.lang),
+            )
         if path.startswith("/area/"):
             code = path.removeprefix("/area/")
             summary = queries.area_summary(conn, code) if code.isdigit() and len(code) <= 15 else None

@@ -113,7 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (pages_callbacks, wall_callbacks, area_callbacks):
         module.register(dash_app, get_services)
     dispatch_callbacks.register(dash_app, get_services, lambda: app.state.cases_runtime)
-    live_callbacks.register(dash_app, lambda: app.state.live)
+    live_callbacks.register(dash_app, lambda: app.state.live, get_services)
     # Dash collects its assets on the first request; with the FastAPI backend the first page served
     # (say a shared /area/… link) would go out without them. Collect them now instead.
     dash_app._setup_server()

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
     port: int = Field(default=8050, ge=1, le=65535, description="Port the dashboard listens on.")
     lang: Literal["zh-CN", "en"] = Field(default="zh-CN", description="Language of the UI.")
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="The address people open (e.g. https://yitu.example); printed links (screen pairing, "
+        "the demo's sign-in) start with it. Unset: http://HOST:PORT.",
+    )
 
     # --- the map ------------------------------------------------------------------
     basemap: Literal["none", "osm", "tianditu-vec", "tianditu-img", "xyz"] = Field(
