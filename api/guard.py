@@ -352,7 +352,8 @@ class Guard:
             return
 
         method = scope["method"]
-        if via_cookie and method not in SAFE_METHODS and not same_origin(scope, svc.settings.websocket_origins):
+        changes = via_cookie and method not in SAFE_METHODS and not policy.anonymous  # public routes check their own
+        if changes and not same_origin(scope, svc.settings.websocket_origins):
             await refuse(
                 send,
                 errors.Forbidden(
