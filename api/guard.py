@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
 from api.auth import SCOPE_KEY
+from layers import registry
 from services import identity
 from services.identity import Principal, TokenCache, hash_token
 from services.runtime import Services
@@ -107,12 +108,12 @@ ROUTES: Mapping[str, Policy] = {
     "/docs": _signed_in(Face.PAGE),
     "/redoc": _signed_in(Face.PAGE),
     "/static/swagger": _signed_in(Face.ASSET),
-    "/api/v1/layers/{name}": _signed_in(Face.API),
+    **{layer.path: _signed_in(Face.API) for layer in registry.all_layers()},  # every map layer (layers/)
+    "/api/v1/layers/grids/stats": _signed_in(Face.API),
     "/api/v1/areas/{code}/cases.csv": _signed_in(Face.API),
     "/api/v1/cases": _signed_in(Face.API),
     "/api/v1/cases/{code}": _signed_in(Face.API),
-    "/api/v1/cases/{code}/actions/{action}": _signed_in(Face.API),
-    "/api/v1/cases/batch": _signed_in(Face.API),
+    "/api/v1/cases/{code}/transitions": _signed_in(Face.API),
     "/api/v1/areas/{code}": _signed_in(Face.API),
     "/api/v1/areas/{code}/children": _signed_in(Face.API),
     "/api/v1/areas/{code}/stats": _signed_in(Face.API),
@@ -121,12 +122,11 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/vans/positions": _signed_in(Face.API),
     "/api/v1/vans": _signed_in(Face.API),
     "/api/v1/vans/{van}/track": _signed_in(Face.API),
-    "/api/v1/cases/{code}/candidates": _signed_in(Face.API),
+    "/api/v1/cases/{code}/van-candidates": _signed_in(Face.API),
     "/api/v1/cases/{code}/cameras": _signed_in(Face.API),
     "/api/v1/dispatches": _signed_in(Face.API),
     "/api/v1/dispatches/{dispatch_id}": _signed_in(Face.API),
-    "/api/v1/dispatches/{dispatch_id}/arrive": _signed_in(Face.API),
-    "/api/v1/dispatches/{dispatch_id}/finish": _signed_in(Face.API),
+    "/api/v1/dispatches/{dispatch_id}/end": _signed_in(Face.API),
     "/api/v1/dispatches/{dispatch_id}/cancel": _signed_in(Face.API),
     # Dash: its assets, internal routes, the callback endpoint, the live WebSocket and the pages
     "/assets": _signed_in(Face.ASSET),
@@ -137,7 +137,10 @@ ROUTES: Mapping[str, Policy] = {
     "/_reload-hash": _signed_in(Face.CALLBACK),
     "/_favicon.ico": _signed_in(Face.ASSET),
     "/_dash-ws-callback": _signed_in(Face.SOCKET),
-    "/": _signed_in(Face.PAGE),  # and every page Dash's catch-all serves (/area/…, /dispatch, …)
+    "/": _signed_in(Face.PAGE),
+    # Dash's catch-all (/area/…, /dispatch, …): what no other entry matches is a signed-in page
+    # (or, under /api/, a signed-in API call): see policy_for.
+    "{path:path}": _signed_in(Face.PAGE),
 }
 
 # Every server-side Dash callback, by ``module.function``: who may have it run. Clientside callbacks
@@ -164,6 +167,8 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
 def _compile(table: Mapping[str, Policy]) -> list[tuple[re.Pattern[str], Policy]]:
     out = []
     for path, policy in table.items():
+        if not path.startswith("/"):  # the catch-all: the fallback of policy_for, not a pattern
+            continue
         if policy.face is Face.ASSET and "{" not in path and "." not in path.rsplit("/", 1)[-1]:
             out.append((re.compile("^" + re.escape(path) + "(/.*)?$"), policy))  # a mounted folder
         else:
@@ -337,9 +342,11 @@ class Guard:
             else:
                 await refuse(send, exc)
             return
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout) as exc:  # the database is down (or not migrated): who asks is unknown
             if websocket:
                 await _close_socket(receive, send)
+            elif policy.anonymous:  # /healthz must still say "degraded", /login still show its page
+                await self._serve(scope, receive, send, None)
             else:
                 await refuse(send, errors.database_unavailable(exc))
             return
@@ -365,7 +372,12 @@ class Guard:
             if policy.face is Face.PAGE and method in SAFE_METHODS:
                 await _redirect(send, login_url(scope["path"], scope.get("query_string", b"")))
             else:
-                await refuse(send, errors.Unauthorized("sign in first (or send Authorization: Bearer <token>)"))
+                await refuse(
+                    send,
+                    errors.Unauthorized(
+                        "sign in first (or send Authorization: Bearer <token>)", field="Authorization"
+                    ),
+                )
             return
         if who is not None and not policy.allows(who):
             await refuse(send, errors.Forbidden(f"a {who.role} may not use {scope['path']}"))

@@ -52,8 +52,8 @@ def healthz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     redis_ok, rd = _redis(svc)
     who = identity.current()
     if who is None or who.role != "admin":  # versions and errors tell an attacker too much
-        if not (pg_ok and redis_ok):
-            log.warning("health check failed postgis=%s redis=%s", pg_ok, redis_ok)
+        if not (pg_ok and redis_ok):  # the parts go to the log, where the operator looks
+            log.warning("health check failed postgis=%r redis=%r", pg, rd)
         return JSONResponse(
             {"status": "ok"} if pg_ok and redis_ok else {"status": "degraded"}, 200 if pg_ok and redis_ok else 503
         )

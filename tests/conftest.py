@@ -220,7 +220,8 @@ DEMO = f"yitu_test_demo_{os.getpid()}"
 DEMO_TEMPLATE = f"yitu_test_demo_template_{os.getpid()}"
 DEMO_AS_OF = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 DEMO_SEED = 7
-DEMO_FIXTURES = {"demo_dsn", "demo_db"}
+DEMO_FIXTURES = {"demo_dsn", "demo_db", "demo_admin"}
+SUITE_ADMIN = "test-suite admin"  # the name of the admin token in the seeded demo (``demo_admin``)
 
 
 def _module_needs_demo(items: list[pytest.Item]) -> set[str]:
@@ -263,6 +264,7 @@ class DemoSeeding:
             stderr=subprocess.STDOUT,
         )
         self._done = False
+        self.admin_token = ""
 
     def wait(self) -> str:
         """The seeded DEMO, and DEMO_TEMPLATE cloned from it."""
@@ -270,6 +272,9 @@ class DemoSeeding:
             rc = self._proc.wait()
             self._log.close()
             assert rc == 0, f"seeding the demo failed ({rc}): {self._log_path.read_text(errors='replace')}"
+            # The one identity the read-only demo holds (every clone too): an admin token for the tests
+            # that only read (``demo_admin``), since nothing is served without one.
+            self.admin_token = make_token(self.dsn, "admin", name=SUITE_ADMIN)
             with psycopg.connect(with_dbname(self._server_dsn, "postgres"), autocommit=True) as conn:
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -311,6 +316,13 @@ def demo_dsn(clones: Clones, _demo_seeding: DemoSeeding | None) -> Iterator[str]
     assert _demo_seeding is not None
     yield _demo_seeding.wait()
     clones.retire(DEMO_TEMPLATE)  # the databases go with _demo_seeding
+
+
+@pytest.fixture(scope="session")
+def demo_admin(demo_dsn: str, _demo_seeding: DemoSeeding | None) -> dict[str, str]:
+    """The headers of an admin token present in the seeded demo and every clone of it."""
+    assert _demo_seeding is not None
+    return {"Authorization": f"Bearer {_demo_seeding.admin_token}"}
 
 
 def _drop(server_dsn: str, name: str) -> None:
