@@ -33,7 +33,10 @@
     window.fetch = function (input, init) {
       var url = typeof input === "string" ? input : (input && input.url) || "";
       return fetch0.apply(this, arguments).then(function (response) {
-        if (response.status === 401 && sameOrigin(url)) { leave(); }
+        if (response.status === 401 && sameOrigin(url)) {
+          leave();
+          return new Promise(function () {});  // the page is leaving: nothing else handles this answer
+        }
         return response;
       });
     };
