@@ -231,7 +231,7 @@ def login_url(path: str, query: bytes = b"") -> str:
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
-            return value.decode("latin-1")
+            return bytes(value).decode("latin-1")
     return None
 
 
@@ -374,9 +374,7 @@ class Guard:
             else:
                 await refuse(
                     send,
-                    errors.Unauthorized(
-                        "sign in first (or send Authorization: Bearer <token>)", field="Authorization"
-                    ),
+                    errors.Unauthorized("sign in first (or send Authorization: Bearer <token>)", field="Authorization"),
                 )
             return
         if who is not None and not policy.allows(who):

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
@@ -502,8 +502,11 @@ def _wait_for(conn: psycopg.Connection, kind: AttemptKind, column: str, key: str
     ).fetchall()
     if len(rows) < limit:
         return None
-    now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-    return max(1, math.ceil((rows[-1][0] + THROTTLE_WINDOW - now).total_seconds()))
+    now_row = conn.execute("SELECT now()").fetchone()
+    assert now_row is not None
+    oldest: datetime = rows[-1][0]
+    left: timedelta = oldest + THROTTLE_WINDOW - now_row[0]
+    return max(1, math.ceil(left.total_seconds()))
 
 
 def throttled(
