@@ -1,11 +1,22 @@
-"""Identities: bearer tokens → a principal with a role and an area scope.
+"""Identities: who asks, as one principal with a role and an area scope, whatever the credential.
 
-Shared by the API (api/auth.py, the FastAPI dependency), the pages (callbacks) and the CLI
-(``yitu token``). Tokens are random (``yitu_`` + 32 bytes, URL-safe) and stored as their SHA-256 only: a copy of
-the table grants nothing, and a token is shown once, when it is made. Looking a token up costs a
-round trip, so each process trusts what it found for ``auth_cache_seconds`` (the revocation lag).
+Three kinds, one :class:`Principal` (shared by the guard, api/guard.py; the API's dependency,
+api/auth.py; the pages' callbacks through :func:`current`; and the CLI):
 
-Scope: a token with an area (a code of any level) sees only what lies inside it — a case whose
+- **Bearer tokens** (devices, integrations; ``yitu token``): random (``yitu_`` + 32 bytes, URL-safe),
+  stored as their SHA-256 only, shown once. Looking one up costs a round trip, so each process
+  trusts what it found for ``auth_cache_seconds`` (the revocation lag).
+- **People** (``yitu user``): a name, a role, an area, an Argon2id password hash (argon2-cffi). Signing
+  in starts a server-side **session** (table ``sessions``): the cookie ``yitu_session`` carries a random
+  value whose SHA-256 names the row; it ends after ``session_idle_minutes`` without a request, 12 h
+  after it began, at sign-out, and at once when the user is disabled or gets a new password.
+- **Wall screens** (``yitu screen``): read-only and masked (role ``screen``); a one-time pairing code
+  (10 minutes) gives a browser a session with no idle timeout, until the screen is revoked.
+
+Guessing is throttled (``signin_attempts``, in PostgreSQL so all processes agree): 5 failed sign-ins
+for an account or 20 failures of a kind from an address in 15 minutes, and the next attempt waits.
+
+Scope: an identity with an area (a code of any level) sees only what lies inside it — a case whose
 grid chain contains the code, an area whose code starts with it.
 """
 
@@ -59,7 +70,9 @@ class Principal:
 
     @property
     def actor(self) -> Actor:
-        return Actor(self.name, self.role, self.token_id)
+        """The actor of the audit rows; its number scopes Idempotency-Keys (case_idempotency_keys.token_id),
+        so a person's and a screen's are negative: they never meet a token's of the same id."""
+        return Actor(self.name, self.role, self.token_id if self.kind == "token" else -self.token_id)
 
     @property
     def ident(self) -> str:

@@ -19,7 +19,7 @@ from dashboard.app import create_app
 from services import identity
 from services.identity import Principal
 
-from .cases_fixtures import settings_for
+from .cases_fixtures import case_body, inner_point, settings_for
 from .conftest import make_token, pair_screen, sign_in
 
 PUBLIC = {path for path, policy in guard.ROUTES.items() if policy.anonymous}
@@ -223,3 +223,21 @@ def test_safe_next() -> None:
     assert guard.safe_next("/area/1?x=1") == "/area/1?x=1"
     for bad in ("", None, "//x", "/\\x", "https://x", "x", "/a\nb", "/" + "a" * 3000):
         assert guard.safe_next(bad) == "/"
+
+
+def test_a_person_and_a_token_with_the_same_id_keep_their_idempotency_keys_apart(
+    app_client: TestClient, demo_db: str, demo_admin: dict[str, str]
+) -> None:
+    c = app_client
+    sign_in(c, demo_db, "dispatcher")
+    with psycopg.connect(demo_db) as conn:
+        user_id = conn.execute("SELECT max(id) FROM users").fetchone()[0]
+        token_ids = [r[0] for r in conn.execute("SELECT id FROM api_tokens")]
+    assert user_id in token_ids  # the suite's admin token and this user share their number
+    lon, lat, _ = inner_point(demo_db)
+    key = {"Idempotency-Key": "same-key-0001"}
+    by_person = c.post("/api/v1/cases", json=case_body(lon, lat), headers={**ORIGIN, **key})
+    c.cookies.clear()
+    by_token = c.post("/api/v1/cases", json=case_body(lon, lat), headers={**demo_admin, **key})
+    assert by_person.status_code == by_token.status_code == 201, (by_person.text, by_token.text)
+    assert by_person.json()["code"] != by_token.json()["code"]
