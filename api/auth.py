@@ -13,11 +13,20 @@ from geodata.errors import Invalid, Unauthorized
 from services.identity import Principal, TokenCache, hash_token, lookup_digest
 from services.runtime import Services
 
+SCOPE_KEY = "yitu.principal"  # where the guard (api/guard.py) leaves the principal in the ASGI scope
+
 __all__ = ["Principal", "principal"]
 
 
 async def principal(request: Request) -> Principal:
-    """The dependency: the caller's principal, or 401 without a valid ``Authorization: Bearer``."""
+    """The dependency: the caller's principal — the one the guard (api/guard.py) resolved from the
+    session cookie or the bearer token — or 401. Without the guard (an app built without it), the
+    bearer token is checked here as before."""
+    if SCOPE_KEY in request.scope:
+        who: Principal | None = request.scope[SCOPE_KEY]
+        if who is None:
+            raise Unauthorized("sign in first (or send Authorization: Bearer <token>)", field="Authorization")
+        return who
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -31,7 +40,8 @@ async def principal(request: Request) -> Principal:
     if cache is None:
         cache = app.state.token_cache = TokenCache()
     digest = hash_token(token.strip())
-    found, who = cache.get(digest)
+    found, cached_who = cache.get(digest)
+    who = cached_who
     if not found:
         svc: Services = app.state.services
         who = await run_in_threadpool(lookup_digest, svc, digest)

@@ -32,6 +32,7 @@ from geodata.errors import (
     NotFound,
     PayloadTooLarge,
     TimedOut,
+    TooManyAttempts,
     TooManyConnections,
     TransitionConflict,
     Unauthorized,
@@ -49,6 +50,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "TimedOut",
+    "TooManyAttempts",
     "TooManyConnections",
     "TransitionConflict",
     "Unauthorized",
@@ -73,6 +75,7 @@ STATUS: dict[type[YituError], int] = {
     NotFound: 404,
     Conflict: 409,
     TooManyConnections: 429,
+    TooManyAttempts: 429,
     Unavailable: 503,
 }
 
@@ -106,6 +109,8 @@ def payload(exc: YituError) -> tuple[int, dict[str, Any], dict[str, str] | None]
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, Unavailable):
         headers = {"Retry-After": "5"}
+    elif isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.extra.get("retry_after", 60))}
     return _status_of(exc), body, headers
 
 

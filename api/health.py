@@ -1,10 +1,11 @@
 """``GET /healthz``: is PostGIS and Redis reachable from this process?
 
-200 ``{"status": "ok", "postgis": "<version>", "redis": "ok", …}``; 503 with the failing part(s)
-named in ``failing`` and an error text in place of the version or "ok". Beside them: the
-scheduler's jobs (each one's last run, last success, last error, failures) and the rows that fell
-into the history tables' DEFAULT partitions (0 while the partitions are made ahead). Each probe has a short
-timeout, so a dead service makes the answer slow by seconds, never hang.
+Anyone (a load balancer, a monitor) gets only 200 ``{"status": "ok"}`` or 503 ``{"status": "degraded"}``.
+A signed-in admin gets the parts: 200 ``{"status": "ok", "postgis": "<version>", "redis": "ok", …}``;
+503 with the failing part(s) named in ``failing`` and an error text in place of the version or "ok".
+Beside them: the scheduler's jobs (each one's last run, last success, last error, failures) and the rows
+that fell into the history tables' DEFAULT partitions (0 while the partitions are made ahead).
+Each probe has a short timeout, so a dead service makes the answer slow by seconds, never hang.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from psycopg_pool import PoolTimeout
 
 from api.deps import services
 from geodata import partitions
+from services import identity
 from services.runtime import Services
 
 log = logging.getLogger("yitu.health")
@@ -63,6 +65,13 @@ def healthz(request: Request, svc: Annotated[Services, Depends(services)]) -> JS
     extra: dict[str, object] = {}
     pg_ok, pg = _postgis(svc, extra)
     redis_ok, rd = _redis(svc)
+    who = identity.current()
+    if who is None or who.role != "admin":  # versions and errors tell an attacker too much
+        if not (pg_ok and redis_ok):  # the parts go to the log, where the operator looks
+            log.warning("health check failed postgis=%r redis=%r", pg, rd)
+        return JSONResponse(
+            {"status": "ok"} if pg_ok and redis_ok else {"status": "degraded"}, 200 if pg_ok and redis_ok else 503
+        )
     body: dict[str, object] = {"status": "ok" if pg_ok and redis_ok else "unavailable", "postgis": pg, "redis": rd}
     body.update(extra)
     runtime = getattr(request.app.state, "cases_runtime", None)

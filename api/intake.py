@@ -94,7 +94,7 @@ class IntakeLanes:
         later: list[_Waiting] = []
         while self._queue and len(batch) < self.max_batch:
             w = self._queue.popleft()
-            ident = (w.req.actor.token_id, w.req.key) if w.req.key is not None else None
+            ident = (w.req.actor.key_scope, w.req.key) if w.req.key is not None else None
             if ident is not None and ident in keys:
                 later.append(w)
                 continue

@@ -17,7 +17,9 @@ So a phone in the van is enough. Per Traccar's decoder (traccar.org/osmand, OsmA
 The app sends no headers, so the device identifier is the credential: it must have been
 registered to a van (``yitu van register V01 --device IDENTIFIER``; only its SHA-256 is stored).
 A missing identifier is 422, an unknown one 403, a bad value 422 naming the parameter; nothing is
-stored then. A stored ping answers ``200`` with an empty body, which is all the app looks at.
+stored then. After 20 unknown identifiers from one address in 15 minutes, that address gets 429 with
+Retry-After (guessing is throttled as sign-ins are). A stored ping answers ``200`` with an empty
+body, which is all the app looks at.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from api.openapi import answers
 from api.vans import MAX_SPEED_KMH, accept, check_time
 from geodata import tracking
 from geodata.tracking import Ping
+from services import identity
 from services.runtime import Services
 
 router = APIRouter(tags=["vans"])
@@ -167,8 +170,20 @@ async def _params_of(request: Request) -> list[dict[str, str]]:
 def _store(request: Request, batch: list[dict[str, str]], now: datetime) -> int:
     svc: Services = request.app.state.services
     device = device_of(batch[0])  # one device per request: the credential comes first
+    address = request.client.host if request.client else None
     with svc.pool.connection() as conn:
+        # Guessing identifiers is throttled as sign-ins are (services/identity.py): 20 unknown ones
+        # from one address in 15 minutes, and that address waits.
+        wait = identity.throttled(conn, "device", address=address) if address else None
+        if wait is not None:
+            raise errors.TooManyAttempts(
+                "too many unknown device identifiers from this address; try again later",
+                field="id",
+                extra={"retry_after": wait},
+            )
         van = tracking.van_of_device(conn, device)
+        if van is None:
+            identity.record_attempt(conn, "device", False, address=address)
     if van is None:
         raise errors.Forbidden(
             "unknown device identifier: register it with `yitu van register VAN --device IDENTIFIER`", field="id"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import area_export, areas, cases, dispatch, errors, health, layers, osmand, stats, vans
+from api import area_export, areas, cases, dispatch, errors, health, layers, osmand, signin, stats, vans
 
 
 def all_routers() -> list[APIRouter]:
     return [
         health.router,
+        signin.router,
         layers.make_router(),
         area_export.router,
         cases.router,

@@ -1,8 +1,10 @@
-"""Dispatch-page callbacks: sign in with a token, the queue, a case's candidates, one-click send.
+"""Dispatch-page callbacks: the queue, a case's candidates, one-click send.
 
 The work is in module-level functions taking the services first (tests call them directly);
-``register`` wires them. Every callback that shows or changes anything checks the token again
-(a revoked token stops working at once), and sending goes through the same function as
+``register`` wires them. Who asks is the signed-in person of the request (``identity.current()``,
+bound by the guard, api/guard.py, from the session cookie): a disabled user or an ended session
+is refused before any callback runs, and only a dispatcher or an admin sees the queue or sends a
+van (the guard's policy table says so for ``_send`` too). Sending goes through the same function as
 ``POST /api/v1/dispatches`` (``services.dispatching.send_van``): one transaction, the same refusals,
 the same events on the stream.
 """
@@ -50,21 +52,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def signed_in(svc: Services, token: str | None) -> auth.Principal | None:
-    """The dispatcher behind ``token``, or None when it is unknown, revoked or may not dispatch."""
-    who = auth.lookup(svc, token or "")
+def signed_in(who: auth.Principal | None = None) -> auth.Principal | None:
+    """The dispatcher asking (``who``, or the request's principal), or None when nobody is signed in
+    or they may not dispatch (only a dispatcher or an admin may)."""
+    who = who if who is not None else auth.current()
     return who if who is not None and who.role in DISPATCHERS else None
 
 
-def sign_in(svc: Services, token: str | None, lang: str) -> tuple[str | None, str, str]:
-    """(token to keep, who is signed in, message) for a token typed into the page."""
-    t = translator(lang)
-    who = auth.lookup(svc, token or "")
+def who_line(who: auth.Principal | None, lang: str) -> str:
+    """The header's "who is signed in" line."""
     if who is None:
-        return None, "", t("dispatch.bad_token")
-    if who.role not in DISPATCHERS:
-        return None, "", t("dispatch.no_right")
-    return token, f"{who.name} · {who.role}" + (f" · {who.area}" if who.area else ""), ""
+        return ""
+    t = translator(lang)
+    return f"{who.name} · {t('role.' + who.role)}" + (f" · {who.area}" if who.area else "")
 
 
 def _hours(seconds: float) -> str:
@@ -82,7 +82,7 @@ def queue_items(
 ) -> list[Component]:
     t = translator(lang)
     if who is None:
-        return [html.P(t("dispatch.need_token"), className="yitu-muted")]
+        return [html.P(t("dispatch.no_right"), className="yitu-muted")]
     now = now or _now()
     rows = waiting(svc, who, now)
     if not rows:
@@ -150,7 +150,7 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
     """The selected case's card, its candidate vans, its cameras, and its marker on the map."""
     t = translator(lang)
     if who is None or not code:
-        hint = html.P(t("dispatch.pick" if who else "dispatch.need_token"), className="yitu-muted")
+        hint = html.P(t("dispatch.pick" if who else "dispatch.no_right"), className="yitu-muted")
         return [], hint, [], []
     with svc.pool.connection() as conn:
         card = cases_layer.card(conn, code, masking.ROOM_READER, who.area)  # None outside the reader's area
@@ -190,10 +190,12 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
     return case_card(svc, code, lang, who), table, cameras, focus
 
 
-def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, van: str, lang: str) -> SendOutcome:
-    """Send ``van`` to case ``code``; the outcome as {"ok", "message", ...} for the page."""
+def send(
+    svc: Services, rt: CasesRuntime, who: auth.Principal | None, code: str | None, van: str, lang: str
+) -> SendOutcome:
+    """Send ``van`` to case ``code`` as ``who``; the outcome as {"ok", "message", ...} for the page."""
     t = translator(lang)
-    who = signed_in(svc, token)
+    who = signed_in(who)
     if who is None:
         return {"ok": False, "message": t("dispatch.no_right")}
     if not code:
@@ -213,49 +215,14 @@ def send(svc: Services, rt: CasesRuntime, token: str | None, code: str | None, v
 
 def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], CasesRuntime]) -> None:
     @app.callback(
-        Output(Ids.TOKEN, "data"),
-        Output(Ids.WHO, "children"),
-        Output(Ids.MESSAGE, "children", allow_duplicate=True),
-        Output(Ids.TOKEN_INPUT, "value"),
-        Input(Ids.SIGNIN, "n_clicks"),
-        Input(Ids.TOKEN_INPUT, "n_submit"),
-        Input(Ids.SIGNOUT, "n_clicks"),
-        Input(Ids.TOKEN, "modified_timestamp"),
-        State(Ids.TOKEN_INPUT, "value"),
-        State(Ids.TOKEN, "data"),
-        State("lang", "data"),
-        prevent_initial_call="initial_duplicate",
-    )
-    def _signin(
-        _n: int | None,
-        _submit: int | None,
-        _out: int | None,
-        _ts: int | None,
-        typed: str | None,
-        kept: str | None,
-        lang: str,
-    ) -> tuple[str | NoUpdate | None, str, str, str | NoUpdate]:
-        trig = ctx.triggered_id
-        if trig == Ids.SIGNOUT:
-            return None, "", "", ""
-        if trig in (Ids.SIGNIN, Ids.TOKEN_INPUT):
-            token, who, msg = sign_in(get(), typed, lang)
-            return token, who, msg, ""
-        # A page opened (or reopened) in a tab that is already signed in.
-        token, who, msg = sign_in(get(), kept, lang) if kept else (None, "", "")
-        return (no_update if token else None), who, msg if kept else "", no_update
-
-    @app.callback(
         Output(Ids.QUEUE, "children"),
-        Input(Ids.TOKEN, "data"),
         Input(LIVE_TICK, "data"),
         Input(Ids.SENT, "data"),
         Input(Ids.SELECTED, "data"),
         State("lang", "data"),
     )
-    def _queue(token: str | None, _tick: object, _sent: object, selected: str | None, lang: str) -> list[Component]:
-        svc = get()
-        return queue_items(svc, signed_in(svc, token), selected, lang)
+    def _queue(_tick: object, _sent: object, selected: str | None, lang: str) -> list[Component]:
+        return queue_items(get(), signed_in(), selected, lang)
 
     @app.callback(
         Output(Ids.SELECTED, "data"),
@@ -277,16 +244,15 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
     @app.callback(
         [Output(i, "children") for i in (Ids.CASE, Ids.CANDIDATES, Ids.CAMERAS, Ids.FOCUS, Ids.VANS)],
         Input(Ids.SELECTED, "data"),
-        Input(Ids.TOKEN, "data"),
         Input(LIVE_TICK, "data"),
         Input(Ids.SENT, "data"),
         State("lang", "data"),
     )
     def _panels(
-        code: str | None, token: str | None, _tick: object, _sent: object, lang: str
+        code: str | None, _tick: object, _sent: object, lang: str
     ) -> tuple[list[Component], Component, list[Component], list[Component], list[Component]]:
         svc = get()
-        card, candidates, cameras, focus = case_panels(svc, signed_in(svc, token), code, lang)
+        card, candidates, cameras, focus = case_panels(svc, signed_in(), code, lang)
         return card, candidates, cameras, focus, van_board(svc, lang)
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
@@ -307,15 +273,12 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Output(Ids.MESSAGE, "children"),
         Input({"type": SEND, "van": ALL}, "n_clicks"),
         State(Ids.SELECTED, "data"),
-        State(Ids.TOKEN, "data"),
         State("lang", "data"),
         prevent_initial_call=True,
     )
-    def _send(
-        _clicks: list[int | None], code: str | None, token: str | None, lang: str
-    ) -> tuple[SendOutcome | NoUpdate, str | NoUpdate]:
+    def _send(_clicks: list[int | None], code: str | None, lang: str) -> tuple[SendOutcome | NoUpdate, str | NoUpdate]:
         trig = ctx.triggered_id
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update, no_update  # a re-rendered button (n_clicks 0), not a click
-        out = send(get(), get_runtime(), token, code, trig["van"], lang)
+        out = send(get(), get_runtime(), auth.current(), code, trig["van"], lang)
         return out, out["message"]

@@ -8,6 +8,10 @@ streams batches to the ``live-events`` store with ``set_props``. What the page d
 batch (reload the case pins, move the vans, refresh the numbers) is a clientside callback in
 ``dashboard/assets/yitu_map.js``: layers still travel by URL, the push only says what changed.
 
+The session behind the socket is checked again every ``SESSION_CHECK_SECONDS``: when it ended
+(signed out, idle, a disabled user, a revoked wall screen) the page is sent to the sign-in page
+(the ``live-leave`` store; dashboard/assets/yitu_auth.js) and the stream stops.
+
 Batches: the first event after a quiet spell goes out at once (a new pin shows within a frame
 or two); events closer together than ``BATCH_SECONDS`` are gathered, so a burst costs each
 screen a handful of layer reloads, not one per event. The numbers (KPI tiles, charts, ranking)
@@ -19,19 +23,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
 from dash import ALL, Dash, Input, Output, State, ctx, set_props
 from dash.backends.ws import DashWebsocketCallback
 from dash.exceptions import PreventUpdate, WebsocketDisconnected
+from psycopg_pool import PoolTimeout
 
 from dashboard.layout import LIVE_TICK as TICK
 from dashboard.layout import LiveIds as Ids
 from dashboard.pages import dispatch as dispatch_page
 from dashboard.pages import wall as wall_page
 from services import identity
+from services.identity import Principal
 from services.live import Entry, LiveHub
+from services.runtime import Services
 
 log = logging.getLogger("yitu.live")
 
@@ -39,6 +47,7 @@ BATCH_SECONDS = 0.2
 NUMBERS_SECONDS = 2.0
 NUMBERS_DELAY = 0.5  # the numbers refresh this long after the change, behind the pins
 IDLE_SECONDS = 15.0  # a heartbeat batch when nothing happens (the page shows the push is alive)
+SESSION_CHECK_SECONDS = 4.0  # an ended session's open page leaves within this (plus a round trip)
 
 
 def batch_message(seq: int, entries: list[Entry], *, resync: bool, numbers: bool) -> dict[str, Any]:
@@ -96,15 +105,26 @@ class _Pusher:
             self.send([], False)
 
 
+Alive = Callable[[], Awaitable[bool]]
+
+
 async def stream_to_screen(
-    hub: LiveHub, ws: DashWebsocketCallback, cursor: str | None, area: str | None = None
+    hub: LiveHub, ws: DashWebsocketCallback, cursor: str | None, area: str | None = None, alive: Alive | None = None
 ) -> None:
-    """Push the hub's entries to one browser until its WebSocket closes; a screen scoped to
-    ``area`` gets only the events inside it (services/live.py ``Entry.visible_in``)."""
+    """Push the hub's entries to one browser until its WebSocket closes, or until ``alive`` (checked
+    every SESSION_CHECK_SECONDS) says the session behind it ended: then the page is sent to /login.
+    A screen scoped to ``area`` gets only the events inside it (services/live.py ``Entry.visible_in``)."""
     pusher = _Pusher()
+    checked_at = time.monotonic()
     async with hub.subscribe(cursor, area) as (sub, missed):
         pending, resync = list(missed), sub.resync.is_set()
         while not ws.is_shutdown:
+            if alive is not None and time.monotonic() - checked_at >= SESSION_CHECK_SECONDS:
+                checked_at = time.monotonic()
+                if not await alive():
+                    log.info("live push stops: the session ended")
+                    set_props(Ids.LEAVE, {"data": "/login"})
+                    return
             if pending or resync:
                 gap = BATCH_SECONDS - (time.monotonic() - pusher.sent_at)
                 if gap > 0 and not resync:  # close behind the last batch: gather for the rest of the window
@@ -116,16 +136,45 @@ async def stream_to_screen(
                 if resync:
                     sub.resynced()
                 pending, resync = [], False
-            got = await sub.next(pusher.wait())
+            wait = pusher.wait()
+            if alive is not None:
+                wait = max(0.02, min(wait, checked_at + SESSION_CHECK_SECONDS - time.monotonic()))
+            got = await sub.next(wait)
             if got is None:
                 resync = True
             elif got:
                 pending.extend(got)
-            else:
-                pusher.idle()
+            elif (
+                alive is None
+                or pusher.numbers_ready_at is not None
+                or time.monotonic() - pusher.sent_at >= IDLE_SECONDS
+            ):
+                pusher.idle()  # numbers due, or a heartbeat (not when the wait only ended for the session check)
 
 
-def register(app: Dash, get_hub: Callable[[], LiveHub]) -> None:
+def session_check(get_services: Callable[[], Services], who: Principal | None) -> Alive | None:
+    """How the stream asks whether the session behind it is still good (None for a bearer token,
+    which was checked when the socket opened)."""
+    if who is None or who.session_id is None:
+        return None
+    session_id = who.session_id
+
+    async def alive() -> bool:
+        svc = get_services()
+
+        def check() -> bool:
+            with svc.pool.connection() as conn:
+                return identity.session_alive(conn, session_id, svc.settings.session_idle_minutes)
+
+        try:
+            return await asyncio.to_thread(check)
+        except (psycopg.OperationalError, PoolTimeout):
+            return True  # the database is away: the requests the page makes are refused meanwhile
+
+    return alive
+
+
+def register(app: Dash, get_hub: Callable[[], LiveHub], get_services: Callable[[], Services] | None = None) -> None:
     @app.callback(websocket=True, persistent=True, hidden=True)
     async def _live() -> None:
         ws = ctx.websocket
@@ -139,9 +188,20 @@ def register(app: Dash, get_hub: Callable[[], LiveHub]) -> None:
             log.info("live cursor not read in time; the screen starts from now")
             cursor = None
         # The screen's reader (the session the WebSocket was opened with): its area scopes the push.
-        area = identity.scope_of(identity.who_is_asking())
-        await stream_to_screen(get_hub(), ws, cursor if isinstance(cursor, str) else None, area)
+        who = identity.who_is_asking()
+        alive = session_check(get_services, who) if get_services is not None else None
+        await stream_to_screen(
+            get_hub(), ws, cursor if isinstance(cursor, str) else None, identity.scope_of(who), alive
+        )
         raise PreventUpdate
+
+    # The session ended while the page was open: to the sign-in page, and back here after it.
+    app.clientside_callback(
+        "function(url) { if (url) { window.yitu.auth.leave(); } return window.dash_clientside.no_update; }",
+        Output(Ids.LEAVE + "-done", "title"),
+        Input(Ids.LEAVE, "data"),
+        prevent_initial_call=True,
+    )
 
     # What the page does with a batch is pure UI: which layers reload, whether numbers refresh.
     # Each layer's hideout says which event types reload it (Layer.live in layers/registry.py).

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, State, dcc, html
 
+from callbacks.dispatch import who_line
 from dashboard.i18n import translator
 from dashboard.pages import area, dispatch, wall
 from geodata import queries
@@ -51,7 +52,12 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
                 svc.settings, banner, registry.page_data(conn, [la.name for la in registry.wall_layers()])
             )
         if path == "/dispatch":
-            return dispatch.layout(svc.settings, queries.banner(conn), registry.page_data(conn, list(dispatch.LAYERS)))
+            return dispatch.layout(
+                svc.settings,
+                queries.banner(conn),
+                registry.page_data(conn, list(dispatch.LAYERS)),
+                who_line(identity.current(), svc.settings.lang),
+            )
         if path.startswith("/area/"):
             code = path.removeprefix("/area/")
             if who is not None and not who.sees_area(code):

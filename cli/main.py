@@ -263,6 +263,9 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
 def demo(settings: Settings, host: str | None, port: int | None, no_simulate: bool) -> None:
     """Start the embedded stack, migrate, seed an empty database, serve until Ctrl-C.
 
+    Prints a sign-in for the local admin (user admin and a random password, new at each start,
+    shown only then) and a one-time pairing link for a local wall screen.
+
     Beside the server runs the simulator (`yitu simulate`, YITU_SIM_RATE and YITU_SIM_SPEEDUP),
     which keeps the wall screen alive: new cases, dispatch and handling, vans on the roads.
     On Ctrl-C it stops the simulator and the servers it started (ones that were already running stay up).
@@ -277,6 +280,11 @@ def demo(settings: Settings, host: str | None, port: int | None, no_simulate: bo
         for name in migrate(stack.database_url()):
             click.echo(f"applied {name}")
         _seed_if_empty(stack.database_url(), settings)
+        from cli.users import base_url, demo_identities
+
+        serving = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+        for line in demo_identities(stack.database_url(), base_url(serving)):
+            click.echo(line)
         sim = None
         if settings.demo_simulate and not no_simulate:
             from cli.simulate import start_beside_server
@@ -389,9 +397,10 @@ def _register_groups() -> None:
     """Command groups that live in their own modules (``import`` and ``export``: see :class:`_Commands`)."""
     from cli.simulate import simulate_command
     from cli.tokens import token_group
+    from cli.users import screen_group, user_group
     from cli.vans import van_group
 
-    for group in (token_group, van_group, simulate_command):
+    for group in (token_group, user_group, screen_group, van_group, simulate_command):
         main.add_command(group)
 
 

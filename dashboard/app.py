@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from starlette.middleware.gzip import GZipMiddleware
 
 from api import budgets, errors, openapi
+from api.guard import Guard, enforce_callbacks
 from api.routers import all_routers
 from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
@@ -139,12 +140,16 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (pages_callbacks, wall_callbacks, area_callbacks):
         module.register(dash_app, get_services)
     dispatch_callbacks.register(dash_app, get_services, lambda: app.state.cases_runtime)
-    live_callbacks.register(dash_app, lambda: app.state.live)
+    live_callbacks.register(dash_app, lambda: app.state.live, get_services)
     # Dash collects its assets on the first request; with the FastAPI backend the first page served
     # (say a shared /area/… link) would go out without them. Collect them now instead.
     dash_app._setup_server()
+    enforce_callbacks(dash_app)  # each callback's declared roles (api/guard.py CALLBACKS)
     app.state.dash = dash_app
-    # Around everything, Starlette's error layer included: body caps, WebSocket caps, security headers.
+    # Who asks, and may they: every route, callback and the WebSocket (api/guard.py).
+    app.add_middleware(Guard)
+    # Around everything, the guard and Starlette's error layer included: body caps, WebSocket caps,
+    # security headers.
     budgets.install(app, settings, _csp(dash_app, settings, budgets.inline_script_hashes(docs_html)))
     return app
 

@@ -21,6 +21,7 @@ class LiveIds(StrEnum):
 
     EVENTS = "live-events"  # the last batch pushed: {"seq", "events", "resync", "numbers", "at"}
     CURSOR = "live-cursor"  # the id of the last stream entry this browser has seen
+    LEAVE = "live-leave"  # set by the live push when the session ended: the page goes to /login
 
 
 LIVE_TICK = "live-tick"  # pattern-matching type of the stores the live push bumps when numbers are stale
@@ -63,6 +64,8 @@ def root(lang: str) -> html.Div:
             dcc.Store(id="lang", data=lang),
             dcc.Store(id=LiveIds.EVENTS),
             dcc.Store(id=LiveIds.CURSOR),
+            dcc.Store(id=LiveIds.LEAVE),
+            html.Div(id=LiveIds.LEAVE + "-done", hidden=True),
             html.Div(id="page", className="yitu-page"),
         ],
     )

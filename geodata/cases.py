@@ -91,6 +91,12 @@ class Actor:
         """The identity's id for the audit row (None for the system, which has no row)."""
         return self.token_id or None
 
+    @property
+    def key_scope(self) -> int:
+        """What scopes this actor's Idempotency-Keys (case_idempotency_keys.token_id): a token's id,
+        a person's (or screen's) negated, so user 1 never replays token 1's report."""
+        return self.token_id if self.kind == "token" else -self.token_id
+
 
 @dataclass(frozen=True)
 class NewCase:
@@ -186,7 +192,7 @@ def _intake_row(i: int, req: IntakeRequest, rules: DeadlineRules, now: datetime)
         "reported_at": reported,
         "now": now,
         "day": reported.astimezone(CST).date(),
-        "token_id": actor.token_id,
+        "token_id": actor.key_scope,
         "key": req.key,
         "request_hash": request_hash(new),
         "actor": actor.name,
@@ -236,7 +242,7 @@ def _rounds(reqs: list[IntakeRequest]) -> list[list[int]]:
     rounds: list[list[int]] = []
     seen: list[set[tuple[int, str]]] = []
     for i, req in enumerate(reqs):
-        ident = (req.actor.token_id, req.key) if req.key is not None else None
+        ident = (req.actor.key_scope, req.key) if req.key is not None else None
         n = 0
         if ident is not None:
             while n < len(seen) and ident in seen[n]:
@@ -268,7 +274,9 @@ def intake_many(
                 if out[i] is None:
                     # The key was used before (perhaps by a retry running right now: the insert
                     # waited for it to commit). This statement sees what it committed.
-                    old = cur.execute(query("case_by_key"), {"token_id": req.actor.token_id, "key": req.key}).fetchone()
+                    old = cur.execute(
+                        query("case_by_key"), {"token_id": req.actor.key_scope, "key": req.key}
+                    ).fetchone()
                     out[i] = _replayed(old, req)
     return [r for r in out if r is not None]
 
@@ -292,7 +300,7 @@ async def intake_many_async(
             result = _intake_outcome(row, req)
             if result is None:
                 try:  # the batch is committed: a failure here is this request's alone
-                    await cur.execute(query("case_by_key"), {"token_id": req.actor.token_id, "key": req.key})
+                    await cur.execute(query("case_by_key"), {"token_id": req.actor.key_scope, "key": req.key})
                     result = _replayed(await cur.fetchone(), req)
                 except psycopg.Error as exc:
                     result = exc

@@ -62,6 +62,12 @@ class Forbidden(YituError):
     code = "forbidden"
 
 
+class TooManyAttempts(YituError):
+    """Too many failed sign-ins or guessed credentials: ``extra["retry_after"]`` says when to try again."""
+
+    code = "too_many_attempts"
+
+
 class NotFound(YituError):
     code = "not_found"
 

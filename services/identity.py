@@ -1,32 +1,49 @@
-"""Identities: bearer tokens → a principal with a role and an area scope.
+"""Identities: who asks, as one principal with a role and an area scope, whatever the credential.
 
-Shared by the API (api/auth.py, the FastAPI dependency), the pages (callbacks) and the CLI
-(``yitu token``). Tokens are random (``yitu_`` + 32 bytes, URL-safe) and stored as their SHA-256 only: a copy of
-the table grants nothing, and a token is shown once, when it is made. Looking a token up costs a
-round trip, so each process trusts what it found for ``auth_cache_seconds`` (the revocation lag).
+Three kinds, one :class:`Principal` (shared by the guard, api/guard.py; the API's dependency,
+api/auth.py; the pages' callbacks through :func:`current`; and the CLI):
 
-Scope: a token with an area (a code of any level) sees only what lies inside it — a case whose
+- **Bearer tokens** (devices, integrations; ``yitu token``): random (``yitu_`` + 32 bytes, URL-safe),
+  stored as their SHA-256 only, shown once. Looking one up costs a round trip, so each process
+  trusts what it found for ``auth_cache_seconds`` (the revocation lag).
+- **People** (``yitu user``): a name, a role, an area, an Argon2id password hash (argon2-cffi). Signing
+  in starts a server-side **session** (table ``sessions``): the cookie ``yitu_session`` carries a random
+  value whose SHA-256 names the row; it ends after ``session_idle_minutes`` without a request, 12 h
+  after it began, at sign-out, and at once when the user is disabled or gets a new password.
+- **Wall screens** (``yitu screen``): read-only and masked (role ``screen``); a one-time pairing code
+  (10 minutes) gives a browser a session with no idle timeout, until the screen is revoked.
+
+Guessing is throttled (``signin_attempts``, in PostgreSQL so all processes agree): 5 failed sign-ins
+for an account or 20 failures of a kind from an address in 15 minutes, and the next attempt waits.
+
+Scope: an identity with an area (a code of any level) sees only what lies inside it — a case whose
 grid chain contains the code, an area whose code starts with it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata import masking
 from geodata.cases import Actor, chain_of
-from geodata.errors import Forbidden, Unauthorized
+from geodata.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from geodata.queries import query
 from geodata.workflow import ROLES, ROLES_THAT_REPORT
 from services.runtime import Services
 
@@ -53,6 +70,7 @@ class Principal:
 
     @property
     def actor(self) -> Actor:
+        """The actor of the audit rows (the identity's kind and id); Actor.key_scope scopes its Idempotency-Keys."""
         return Actor(self.name, self.role, self.token_id, self.kind)
 
     @property
@@ -105,12 +123,11 @@ def acting_as(who: Principal | None) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------
-# WHO IS ASKING (the callbacks, the layer and CSV routes, the live push). Until the guard of part
-# "signin" (api/guard.py) binds a principal for every request, a page's callback or a layer URL
-# fetched by the browser comes without one: None then means today's behaviour — the whole
-# territory, masked as a room screen (masking.SCREEN). When the guard lands, set GUARDED = True:
-# an unbound principal is then refused (401) instead.
-GUARDED = False
+# WHO IS ASKING (the callbacks, the layer and CSV routes, the live push). The guard (api/guard.py)
+# binds a principal for every request and WebSocket and refuses anonymous ones before they reach
+# any of these; should one still arrive unbound (a code path the guard does not cover), it is
+# refused (401) here too, never served as "everyone".
+GUARDED = True
 
 
 def who_is_asking() -> Principal | None:
@@ -196,11 +213,16 @@ class TokenCache:
 
 def lookup_digest(svc: Services, digest: str) -> Principal | None:
     with svc.pool.connection() as conn:
-        row = conn.execute(
-            "SELECT id, name, role, area_code FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
-            (digest,),
-            prepare=True,
-        ).fetchone()
+        return lookup_digest_on(conn, digest)
+
+
+def lookup_digest_on(conn: psycopg.Connection, digest: str) -> Principal | None:
+    """The live token with this SHA-256, on a connection the caller holds."""
+    row = conn.execute(
+        "SELECT id, name, role, area_code FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
+        (digest,),
+        prepare=True,
+    ).fetchone()
     return Principal(int(row[0]), row[1], row[2], row[3]) if row else None
 
 
@@ -210,3 +232,343 @@ def lookup(svc: Services, token: str) -> Principal | None:
     if not token or len(token) > 200:
         return None
     return lookup_digest(svc, hash_token(token))
+
+
+# --- people: users with passwords (Argon2id) ---------------------------------------------------
+
+PEOPLE_ROLES: tuple[str, ...] = ("admin", "dispatcher", "grid_worker", "viewer")
+SCREEN_ROLE = "screen"
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024  # Argon2 hashes any length; this bounds the work a hostile body can ask for
+MAX_NAME = 100
+_hasher = PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106's low-memory profile
+# Checked against when the name is unknown, so an unknown name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("yitu-no-such-user-" + secrets.token_hex(8))
+
+
+def _check_name(name: str, field: str = "name") -> str:
+    name = (name or "").strip()
+    if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+        raise Invalid(f"give a {field} of 1 to {MAX_NAME} printable characters", field=field)
+    return name
+
+
+def check_password_rules(password: str, field: str = "password") -> str:
+    """A new password: at least MIN_PASSWORD characters (and at most MAX_PASSWORD)."""
+    if len(password or "") < MIN_PASSWORD:
+        raise Invalid(f"the password needs at least {MIN_PASSWORD} characters", field=field)
+    if len(password) > MAX_PASSWORD:
+        raise Invalid(f"the password may have at most {MAX_PASSWORD} characters", field=field)
+    return password
+
+
+def _check_area(conn: psycopg.Connection, area: str | None) -> str | None:
+    if area is None:
+        return None
+    if conn.execute("SELECT 1 FROM areas WHERE code = %s", (area,)).fetchone() is None:
+        raise Invalid(f"no area with code {area!r}", field="area")
+    return area
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(check_password_rules(password))
+
+
+def create_user(conn: psycopg.Connection, *, name: str, role: str, password: str, area: str | None = None) -> int:
+    """A new person who signs in; Invalid (naming the field) or Conflict (the name is taken)."""
+    name = _check_name(name)
+    if role not in PEOPLE_ROLES:
+        raise Invalid(f"unknown role {role!r}; one of {', '.join(PEOPLE_ROLES)}", field="role")
+    area = _check_area(conn, area)
+    digest = hash_password(password)
+    if conn.execute("SELECT 1 FROM users WHERE name = %s", (name,)).fetchone():
+        raise Conflict(f"a user named {name!r} exists already", field="name")
+    row = conn.execute(
+        "INSERT INTO users (name, role, area_code, password_hash) VALUES (%s, %s, %s, %s) RETURNING id",
+        (name, role, area, digest),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def list_users(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every user (never a hash), with when they last used a session."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT u.id, u.name, u.role, u.area_code, u.created_at, u.disabled_at,
+                      (SELECT max(s.last_seen_at) FROM sessions s WHERE s.user_id = u.id) AS last_seen_at
+               FROM users u ORDER BY u.id"""
+        ).fetchall()
+
+
+def _user_id(conn: psycopg.Connection, name: str) -> int:
+    row = conn.execute("SELECT id FROM users WHERE name = %s", (name.strip(),)).fetchone()
+    if row is None:
+        raise NotFound(f"no user named {name!r}", field="name")
+    return int(row[0])
+
+
+def end_sessions_of(conn: psycopg.Connection, kind: Literal["user", "screen"], owner_id: int) -> int:
+    """End every live session of a user or a screen (disabled, revoked, new password)."""
+    column = "user_id" if kind == "user" else "screen_id"
+    cur = conn.execute(
+        sql.SQL("UPDATE sessions SET ended_at = now() WHERE {} = %s AND ended_at IS NULL").format(
+            sql.Identifier(column)
+        ),
+        (owner_id,),
+    )
+    return cur.rowcount
+
+
+def set_user_disabled(conn: psycopg.Connection, name: str, disabled: bool) -> bool:
+    """Disable (ending the user's sessions at once) or enable a user; False when nothing changed."""
+    uid = _user_id(conn, name)
+    if disabled:
+        cur = conn.execute("UPDATE users SET disabled_at = now() WHERE id = %s AND disabled_at IS NULL", (uid,))
+        end_sessions_of(conn, "user", uid)
+    else:
+        cur = conn.execute("UPDATE users SET disabled_at = NULL WHERE id = %s AND disabled_at IS NOT NULL", (uid,))
+    return cur.rowcount > 0
+
+
+def set_password(conn: psycopg.Connection, name: str, password: str) -> None:
+    """A new password; the user's sessions end (whoever knew the old one is signed out)."""
+    uid = _user_id(conn, name)
+    conn.execute(
+        "UPDATE users SET password_hash = %s, password_changed_at = now() WHERE id = %s", (hash_password(password), uid)
+    )
+    end_sessions_of(conn, "user", uid)
+
+
+def set_user_role(conn: psycopg.Connection, name: str, role: str, area: str | None) -> None:
+    """Change a user's role and area scope (the admin page); their sessions end so the change holds at once."""
+    if role not in PEOPLE_ROLES:
+        raise Invalid(f"unknown role {role!r}; one of {', '.join(PEOPLE_ROLES)}", field="role")
+    uid = _user_id(conn, name)
+    conn.execute("UPDATE users SET role = %s, area_code = %s WHERE id = %s", (role, _check_area(conn, area), uid))
+    end_sessions_of(conn, "user", uid)
+
+
+def verify_user(conn: psycopg.Connection, name: str, password: str) -> Principal | None:
+    """The user ``name`` if ``password`` is theirs and they are not disabled; None otherwise
+    (an unknown name costs a hash check too, so timing does not tell which names exist)."""
+    row = conn.execute(
+        "SELECT id, name, role, area_code, password_hash, disabled_at FROM users WHERE name = %s", (name.strip(),)
+    ).fetchone()
+    try:
+        _hasher.verify(row[4] if row else _DUMMY_HASH, password)
+    except (VerifyMismatchError, InvalidHashError):
+        return None
+    if row is None or row[5] is not None:
+        return None
+    if _hasher.check_needs_rehash(row[4]):
+        conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (_hasher.hash(password), row[0]))
+    return Principal(int(row[0]), row[1], row[2], row[3], kind="user")
+
+
+# --- sessions: server-side, behind the cookie yitu_session ------------------------------------
+
+SESSION_COOKIE = "yitu_session"
+SESSION_ABSOLUTE = timedelta(hours=12)
+SCREEN_SESSION = timedelta(days=365)  # a wall screen stays paired until revoked (or a year)
+TOUCH_SECONDS = 30  # last_seen_at is written at most this often per session
+
+
+def start_session(
+    conn: psycopg.Connection, who: Principal, *, address: str | None = None, user_agent: str | None = None
+) -> tuple[Principal, str]:
+    """A new session for a user or a screen; returns the principal with its session id and the
+    cookie value (random, 32 bytes; only its SHA-256 is stored)."""
+    if who.kind not in ("user", "screen"):
+        raise ValueError(f"sessions are for users and screens, not {who.kind}")
+    cookie = secrets.token_urlsafe(32)
+    lifetime = SESSION_ABSOLUTE if who.kind == "user" else SCREEN_SESSION
+    row = conn.execute(
+        """INSERT INTO sessions (token_hash, kind, user_id, screen_id, expires_at, address, user_agent)
+           VALUES (%s, %s, %s, %s, now() + %s, %s, %s) RETURNING id""",
+        (
+            hash_token(cookie),
+            who.kind,
+            who.token_id if who.kind == "user" else None,
+            who.token_id if who.kind == "screen" else None,
+            lifetime,
+            (address or "")[:100] or None,
+            (user_agent or "")[:300] or None,
+        ),
+    ).fetchone()
+    assert row is not None
+    return replace(who, session_id=str(row[0])), cookie
+
+
+def session_principal(conn: psycopg.Connection, cookie: str, idle_minutes: float) -> Principal | None:
+    """The principal of a live session cookie, or None (unknown, ended, expired, idle, disabled, revoked)."""
+    cookie = (cookie or "").strip()
+    if not cookie or len(cookie) > 200:
+        return None
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            query("session_principal"),
+            {"hash": hash_token(cookie), "idle_seconds": idle_minutes * 60, "touch_seconds": TOUCH_SECONDS},
+            prepare=True,
+        ).fetchone()
+    if row is None:
+        return None
+    return Principal(
+        int(row["owner_id"]), row["name"], row["role"], row["area"], kind=row["kind"], session_id=str(row["session_id"])
+    )
+
+
+def session_alive(conn: psycopg.Connection, session_id: str, idle_minutes: float) -> bool:
+    """Is this session still good (for an open WebSocket, which checks it again every few seconds)?
+
+    Reading does not count as activity here: only requests the person makes keep a session from idling.
+    """
+    row = conn.execute(
+        """SELECT 1 FROM sessions s
+           LEFT JOIN users u ON u.id = s.user_id AND u.disabled_at IS NULL
+           LEFT JOIN screens sc ON sc.id = s.screen_id AND sc.revoked_at IS NULL
+           WHERE s.id = %(id)s AND s.ended_at IS NULL AND s.expires_at > now()
+             AND (s.kind = 'screen' OR s.last_seen_at > now() - make_interval(secs => %(idle)s))
+             AND (u.id IS NOT NULL OR sc.id IS NOT NULL)""",
+        {"id": int(session_id), "idle": idle_minutes * 60},
+        prepare=True,
+    ).fetchone()
+    return row is not None
+
+
+def end_session(conn: psycopg.Connection, cookie: str) -> bool:
+    """Sign out: the session behind this cookie ends (True when there was a live one)."""
+    if not cookie or len(cookie) > 200:
+        return False
+    cur = conn.execute(
+        "UPDATE sessions SET ended_at = now() WHERE token_hash = %s AND ended_at IS NULL", (hash_token(cookie),)
+    )
+    return cur.rowcount > 0
+
+
+# --- wall screens: paired once through a one-time link ----------------------------------------
+
+PAIRING_LIFETIME = timedelta(minutes=10)
+PAIR_PATH = "/pair/"
+
+
+def _new_pairing(conn: psycopg.Connection, screen_id: int) -> str:
+    code = secrets.token_urlsafe(24)
+    conn.execute(
+        "INSERT INTO screen_pairings (code_hash, screen_id, expires_at) VALUES (%s, %s, now() + %s)",
+        (hash_token(code), screen_id, PAIRING_LIFETIME),
+    )
+    return code
+
+
+def create_screen(conn: psycopg.Connection, name: str, area: str | None = None) -> tuple[int, str]:
+    """A new wall screen and its one-time pairing code (for ``/pair/<code>``, valid 10 minutes)."""
+    name = _check_name(name)
+    area = _check_area(conn, area)
+    if conn.execute("SELECT 1 FROM screens WHERE name = %s", (name,)).fetchone():
+        raise Conflict(
+            f"a screen named {name!r} exists already (`yitu screen pair {name}` for a new link)", field="name"
+        )
+    row = conn.execute("INSERT INTO screens (name, area_code) VALUES (%s, %s) RETURNING id", (name, area)).fetchone()
+    assert row is not None
+    return int(row[0]), _new_pairing(conn, int(row[0]))
+
+
+def pair_again(conn: psycopg.Connection, name: str) -> str:
+    """A new one-time pairing code for an existing, unrevoked screen (another browser, a lost link)."""
+    row = conn.execute("SELECT id FROM screens WHERE name = %s AND revoked_at IS NULL", (name.strip(),)).fetchone()
+    if row is None:
+        raise NotFound(f"no live screen named {name!r}", field="name")
+    return _new_pairing(conn, int(row[0]))
+
+
+def redeem_pairing(conn: psycopg.Connection, code: str) -> Principal | None:
+    """The screen of a pairing code that is unused, unexpired and of a live screen, marking it used
+    (once only: two browsers racing for one code, one wins); None otherwise."""
+    code = (code or "").strip()
+    if not code or len(code) > 100:
+        return None
+    row = conn.execute(
+        """UPDATE screen_pairings p SET used_at = now()
+           FROM screens s
+           WHERE p.code_hash = %s AND p.used_at IS NULL AND p.expires_at > now()
+             AND s.id = p.screen_id AND s.revoked_at IS NULL
+           RETURNING s.id, s.name, s.area_code""",
+        (hash_token(code),),
+    ).fetchone()
+    return Principal(int(row[0]), row[1], SCREEN_ROLE, row[2], kind="screen") if row else None
+
+
+def list_screens(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT sc.id, sc.name, sc.area_code, sc.created_at, sc.revoked_at,
+                      (SELECT count(*) FROM sessions s WHERE s.screen_id = sc.id AND s.ended_at IS NULL
+                         AND s.expires_at > now()) AS sessions,
+                      (SELECT max(s.last_seen_at) FROM sessions s WHERE s.screen_id = sc.id) AS last_seen_at
+               FROM screens sc ORDER BY sc.id"""
+        ).fetchall()
+
+
+def revoke_screen(conn: psycopg.Connection, name: str) -> bool:
+    """Revoke a screen: its sessions end and its pairing links die; False when it was not live."""
+    row = conn.execute(
+        "UPDATE screens SET revoked_at = now() WHERE name = %s AND revoked_at IS NULL RETURNING id", (name.strip(),)
+    ).fetchone()
+    if row is None:
+        return False
+    end_sessions_of(conn, "screen", int(row[0]))
+    conn.execute("UPDATE screen_pairings SET expires_at = now() WHERE screen_id = %s AND used_at IS NULL", (row[0],))
+    return True
+
+
+# --- the throttle: guessed passwords, tokens, device identifiers and pairing codes -------------
+
+AttemptKind = Literal["password", "token", "device", "pairing"]
+THROTTLE_WINDOW = timedelta(minutes=15)
+ACCOUNT_LIMIT = 5  # failed sign-ins of one account in the window
+ADDRESS_LIMIT = 20  # failed attempts of one kind from one address in the window
+
+
+def _wait_for(conn: psycopg.Connection, kind: AttemptKind, column: str, key: str, limit: int) -> int | None:
+    stmt = sql.SQL(query("throttle_failures")).format(column=sql.Identifier(column))
+    rows = conn.execute(
+        stmt,
+        {
+            "key": key,
+            "kind": kind,
+            "limit": limit,
+            "window_seconds": THROTTLE_WINDOW.total_seconds(),
+            "reset_on_success": column == "account",
+        },
+    ).fetchall()
+    if len(rows) < limit:
+        return None
+    now_row = conn.execute("SELECT now()").fetchone()
+    assert now_row is not None
+    oldest: datetime = rows[-1][0]
+    left: timedelta = oldest + THROTTLE_WINDOW - now_row[0]
+    return max(1, math.ceil(left.total_seconds()))
+
+
+def throttled(
+    conn: psycopg.Connection, kind: AttemptKind, *, account: str | None = None, address: str | None = None
+) -> int | None:
+    """Seconds until another attempt is allowed (the Retry-After), or None when it is allowed now:
+    after ACCOUNT_LIMIT failures for one account or ADDRESS_LIMIT from one address in 15 minutes."""
+    waits = []
+    if account:
+        waits.append(_wait_for(conn, kind, "account", account[:200], ACCOUNT_LIMIT))
+    if address:
+        waits.append(_wait_for(conn, kind, "address", address[:100], ADDRESS_LIMIT))
+    found = [w for w in waits if w is not None]
+    return max(found) if found else None
+
+
+def record_attempt(
+    conn: psycopg.Connection, kind: AttemptKind, ok: bool, *, account: str | None = None, address: str | None = None
+) -> None:
+    conn.execute(
+        "INSERT INTO signin_attempts (kind, account, address, ok) VALUES (%s, %s, %s, %s)",
+        (kind, (account or "")[:200] or None, (address or "")[:100] or None, ok),
+    )

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         description="Log one line per request: the client address and scheme as the app sees them (behind a "
         "trusted proxy, the proxy's client and https), method, path without the query, status, milliseconds.",
     )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="The address people open (e.g. https://yitu.example); printed links (screen pairing, "
+        "the demo's sign-in) start with it. Unset: http://HOST:PORT.",
+    )
 
     # --- the map ------------------------------------------------------------------
     basemap: Literal["none", "osm", "tianditu-vec", "tianditu-img", "xyz"] = Field(
@@ -181,6 +187,15 @@ class Settings(BaseSettings):
     )
     auth_cache_seconds: float = Field(
         default=10, ge=0, le=3600, description="How long a process trusts a token it has looked up (revocation lag)."
+    )
+
+    # --- sign-in ---------------------------------------------------------------------
+    session_idle_minutes: float = Field(
+        default=30,
+        gt=0,
+        le=24 * 60,
+        description="A person's session ends after this many minutes without a request (absolute limit: 12 h; "
+        "wall screens have no idle timeout).",
     )
 
     # --- vans ----------------------------------------------------------------------

@@ -52,14 +52,24 @@ CSP_WATCH = """document.addEventListener('securitypolicyviolation', e => window.
 
 
 class Watched:
-    """A page whose console errors, page errors, CSP violations and requests leaving the server are recorded.
+    """A page whose console errors, page errors, CSP violations and requests leaving the server are
+    recorded; with ``cookies``, signed in.
 
     The page prefers reduced motion: the overdue pins' pulse, repainted every frame, otherwise
     keeps a software-rendering Chromium busy for as long as a wall screen is open.
     """
 
-    def __init__(self, browser: Browser, base: str, width: int = 1920, height: int = 1080) -> None:
+    def __init__(
+        self,
+        browser: Browser,
+        base: str,
+        width: int = 1920,
+        height: int = 1080,
+        cookies: list[dict[str, str]] | None = None,
+    ) -> None:
         self.page: Page = browser.new_page(viewport={"width": width, "height": height}, reduced_motion="reduce")
+        if cookies:  # a signed-in browser (LiveServer.browser_cookie): the session cookie
+            self.page.context.add_cookies(cookies)  # type: ignore[arg-type]
         self.problems: list[str] = []
         self.outside: list[str] = []
         self.csp: list[str] = []  # every document's, across navigations

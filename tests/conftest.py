@@ -220,7 +220,8 @@ DEMO = f"yitu_test_demo_{os.getpid()}"
 DEMO_TEMPLATE = f"yitu_test_demo_template_{os.getpid()}"
 DEMO_AS_OF = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 DEMO_SEED = 7
-DEMO_FIXTURES = {"demo_dsn", "demo_db"}
+DEMO_FIXTURES = {"demo_dsn", "demo_db", "demo_admin"}
+SUITE_ADMIN = "test-suite admin"  # the name of the admin token in the seeded demo (``demo_admin``)
 
 
 def _module_needs_demo(items: list[pytest.Item]) -> set[str]:
@@ -263,6 +264,7 @@ class DemoSeeding:
             stderr=subprocess.STDOUT,
         )
         self._done = False
+        self.admin_token = ""
 
     def wait(self) -> str:
         """The seeded DEMO, and DEMO_TEMPLATE cloned from it."""
@@ -270,6 +272,9 @@ class DemoSeeding:
             rc = self._proc.wait()
             self._log.close()
             assert rc == 0, f"seeding the demo failed ({rc}): {self._log_path.read_text(errors='replace')}"
+            # The one identity the read-only demo holds (every clone too): an admin token for the tests
+            # that only read (``demo_admin``), since nothing is served without one.
+            self.admin_token = make_token(self.dsn, "admin", name=SUITE_ADMIN)
             with psycopg.connect(with_dbname(self._server_dsn, "postgres"), autocommit=True) as conn:
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -311,6 +316,13 @@ def demo_dsn(clones: Clones, _demo_seeding: DemoSeeding | None) -> Iterator[str]
     assert _demo_seeding is not None
     yield _demo_seeding.wait()
     clones.retire(DEMO_TEMPLATE)  # the databases go with _demo_seeding
+
+
+@pytest.fixture(scope="session")
+def demo_admin(demo_dsn: str, _demo_seeding: DemoSeeding | None) -> dict[str, str]:
+    """The headers of an admin token present in the seeded demo and every clone of it."""
+    assert _demo_seeding is not None
+    return {"Authorization": f"Bearer {_demo_seeding.admin_token}"}
 
 
 def _drop(server_dsn: str, name: str) -> None:
@@ -455,13 +467,74 @@ def scratch_stack(_scratch_stacks: ScratchStacks) -> EmbeddedStack:
     return _scratch_stacks.get()
 
 
+# --- identities: people, wall screens, tokens ------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"  # every test user's password (at least 10 characters)
+
+
+def create_user(dsn: str, role: str = "admin", area: str | None = None, name: str | None = None) -> str:
+    """A user in the database ``dsn`` with the password PASSWORD; returns the name."""
+    from services.identity import create_user as create
+
+    name = name or f"{role}-{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(dsn) as conn:
+        create(conn, name=name, role=role, area=area, password=PASSWORD)
+    return name
+
+
+def make_token(dsn: str, role: str, area: str | None = None, name: str | None = None) -> str:
+    """A new bearer token in the database ``dsn``."""
+    from services.identity import create_token
+
+    with psycopg.connect(dsn) as conn:
+        return create_token(conn, name=name or f"test-{role}", role=role, area=area)[1]
+
+
+def sign_in(http: httpx.Client, dsn: str, role: str = "admin", area: str | None = None, name: str | None = None) -> str:
+    """Sign ``http`` (a TestClient or an httpx.Client with a base URL) in as a new user of ``role``:
+    it keeps the session cookie. Returns the cookie's value."""
+    name = create_user(dsn, role, area, name)
+    r = http.post("/login", data={"username": name, "password": PASSWORD, "next": "/"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    cookie = r.cookies.get("yitu_session")
+    assert cookie
+    http.cookies.set("yitu_session", cookie)
+    return cookie
+
+
+def pair_screen(http: httpx.Client, dsn: str, name: str | None = None, area: str | None = None) -> str:
+    """Pair ``http`` as a new wall screen (yitu screen create + opening the link); returns the cookie."""
+    from services.identity import create_screen
+
+    with psycopg.connect(dsn) as conn:
+        _, code = create_screen(conn, name or f"screen-{uuid.uuid4().hex[:6]}", area)
+    r = http.get(f"/pair/{code}", follow_redirects=False)
+    assert r.status_code == 303, r.text
+    cookie = r.cookies.get("yitu_session")
+    assert cookie
+    http.cookies.set("yitu_session", cookie)
+    return cookie
+
+
+@pytest.fixture
+def user() -> Callable[..., str]:
+    """``user(dsn, role="admin", area=None, name=None)`` → the name of a new user (password PASSWORD)."""
+    return create_user
+
+
 class LiveServer:
-    """``yitu serve`` in a subprocess: the real process, as a user runs it."""
+    """``yitu serve`` in a subprocess: the real process, as a user runs it.
+
+    ``sign_in()`` makes a user in its database and keeps the session cookie: ``get`` then sends it,
+    and ``browser_cookie()`` gives it to a Chromium page.
+    """
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None, ready: bool = True) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.dsn = env.get("YITU_DATABASE_URL", "")
+        self.cookies: dict[str, str] = {}
         full_env = {**os.environ, **env, "YITU_PORT": str(self.port), "YITU_HOST": "127.0.0.1"}
         with open(log_path, "wb") as log:  # the server keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
@@ -483,11 +556,31 @@ class LiveServer:
         if self.proc.poll() is not None:
             raise AssertionError(f"yitu serve exited with {self.proc.returncode}: {self.log()}")
         try:
-            return httpx.get(self.url + "/openapi.json", timeout=2).status_code == 200
+            return httpx.get(self.url + "/login", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
+    def sign_in(self, role: str = "admin", area: str | None = None, name: str | None = None) -> str:
+        """Sign in as a new user of ``role`` (made in the server's database); returns the session cookie."""
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            cookie = sign_in(http, self.dsn, role, area, name)
+        self.cookies = {"yitu_session": cookie}
+        return cookie
+
+    def pair(self, name: str | None = None, area: str | None = None) -> str:
+        """Pair as a new wall screen; returns the session cookie (kept for ``get``)."""
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            cookie = pair_screen(http, self.dsn, name, area)
+        self.cookies = {"yitu_session": cookie}
+        return cookie
+
+    def browser_cookie(self, cookie: str | None = None) -> list[dict[str, str]]:
+        """The session cookie for Playwright's ``context.add_cookies`` (signing in first if need be)."""
+        value = cookie or self.cookies.get("yitu_session") or self.sign_in()
+        return [{"name": "yitu_session", "value": value, "url": self.url}]
+
     def get(self, path: str, **kw: object) -> httpx.Response:
+        kw.setdefault("cookies", self.cookies)
         return httpx.get(self.url + path, timeout=30, **kw)  # type: ignore[arg-type]
 
     def log(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -156,7 +157,19 @@ def test_demo_serves_and_ctrl_c_stops_what_it_started(tmp_path: Path) -> None:
                 return False
 
         wait_for(healthy, timeout=120, what="yitu demo to serve /healthz")
-        assert "<title>一图指挥" in httpx.get(base + "/", timeout=10).text
+        assert httpx.get(base + "/", timeout=10).status_code == 302  # nothing without signing in
+        # The demo printed a sign-in for its local admin and a pairing link for a wall screen.
+        printed = (tmp_path / "demo.log").read_text()
+        password = re.search(r"sign in: \S+/login  user admin  password (\S+)", printed)
+        pairing = re.search(r"wall screen: open (http://\S+/pair/\S+) in", printed)
+        assert password and pairing, printed
+        with httpx.Client(base_url=base, timeout=10) as person:
+            r = person.post("/login", data={"username": "admin", "password": password.group(1)}, follow_redirects=True)
+            assert r.status_code == 200 and "<title>一图指挥" in r.text, r.text  # 303 to / followed
+        with httpx.Client(timeout=10) as wall:
+            r = wall.get(pairing.group(1), follow_redirects=True)
+            assert r.status_code == 200 and "<title>一图指挥" in r.text
+            assert wall.get(pairing.group(1)).status_code == 404  # once only
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -18,6 +18,8 @@ from .helpers import wait_for
 
 def test_index_is_served_in_chinese_with_no_external_urls(live_server, db_url: str, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(db_url, redis_url)
+    assert srv.get("/", follow_redirects=False).status_code == 302  # nothing without signing in
+    srv.sign_in("viewer")
     r = srv.get("/")
     assert r.status_code == 200
     assert "<title>一图指挥" in r.text
@@ -31,13 +33,15 @@ def test_index_is_served_in_chinese_with_no_external_urls(live_server, db_url: s
 
 def test_english_ui_with_yitu_lang_en(live_server, db_url: str, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(db_url, redis_url, YITU_LANG="en")
+    assert "Sign in" in srv.get("/login").text
+    srv.sign_in("viewer")
     assert "<title>One-Map Command" in srv.get("/").text
 
 
 @pytest.mark.browser
 def test_empty_database_says_so(live_server, db_url: str, redis_url: str, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(db_url, redis_url)
-    w = Watched(browser, srv.url)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
     w.page.goto(srv.url + "/")
     w.page.wait_for_selector(".yitu-empty")
     assert "尚未导入辖区网格" in w.page.inner_text(".yitu-empty")
@@ -62,7 +66,7 @@ def test_wall_screen_shows_every_layer_and_true_numbers(
     live_server, demo_db: str, redis_url: str, browser: Browser
 ) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
-    w = Watched(browser, srv.url)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
     w.page.goto(srv.url + "/")
     w.page.wait_for_function(SETTLED, timeout=30_000)
     loaded = w.page.evaluate("() => window.yitu.loaded")
@@ -88,7 +92,7 @@ def test_wall_screen_shows_every_layer_and_true_numbers(
 @pytest.mark.browser
 def test_wall_screen_scales_to_4k(live_server, demo_db: str, redis_url: str, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
-    w = Watched(browser, srv.url, 3840, 2160)
+    w = Watched(browser, srv.url, 3840, 2160, cookies=srv.browser_cookie())
     w.page.goto(srv.url + "/")
     w.page.wait_for_function(SETTLED, timeout=30_000)
     w.page.wait_for_selector("#kpi-in_progress")
@@ -135,7 +139,7 @@ def _wait_still(page: Page, level: int) -> None:
 @pytest.mark.browser
 def test_drill_down_from_banner_to_cell_and_back(live_server, demo_db: str, redis_url: str, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
-    w = Watched(browser, srv.url)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
     page = w.page
     page.goto(srv.url + "/")
     page.wait_for_function(SETTLED, timeout=30_000)
@@ -173,7 +177,7 @@ def test_drill_down_from_banner_to_cell_and_back(live_server, demo_db: str, redi
 @pytest.mark.browser
 def test_area_page_lists_exactly_the_areas_cases(live_server, demo_db: str, redis_url: str, browser: Browser) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
-    w = Watched(browser, srv.url)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
     page = w.page
     town = "150623102"
     with psycopg.connect(demo_db) as conn:
@@ -187,7 +191,7 @@ def test_area_page_lists_exactly_the_areas_cases(live_server, demo_db: str, redi
         lambda: page.locator("#area-table td[data-dash-column=code]").count() == 20, timeout=20, what="a page of rows"
     )
     w.close()
-    w = Watched(browser, srv.url)  # a shared link with a filter opens filtered
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())  # a shared link with a filter opens filtered
     page = w.page
     page.goto(f"{srv.url}/area/{town}?step=handling")
     wait_for(lambda: page.inner_text("#area-total") == f"共 {handling} 件", timeout=20, what="the filtered total")

@@ -17,14 +17,16 @@ from callbacks import dispatch as page
 from callbacks.pages import render
 from dashboard.app import create_app
 from dashboard.i18n import TEXTS
-from services.identity import create_token, revoke_token
+from services import identity
+from services.identity import Principal, create_token
 
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
 from .cases_fixtures import settings_for
-from .conftest import ARTIFACTS
+from .conftest import ARTIFACTS, PASSWORD, create_user, sign_in
 from .helpers import wait_for
 
 SEAT = (107.4812, 38.1834)
+ORIGIN = {"Origin": "http://testserver"}
 
 
 @pytest.fixture
@@ -76,32 +78,41 @@ def _ids(component: Any, kind: str) -> list[dict[str, Any]]:
     return out + (_ids(children, kind) if children is not None else [])
 
 
-def test_only_a_live_dispatcher_or_admin_token_signs_in(app_client: TestClient, demo_db: str) -> None:
+def _who(role: str, area: str | None = None, name: str | None = None) -> Principal:
+    return Principal(1, name or f"page-{role}", role, area, kind="user", session_id="1")
+
+
+def test_only_a_signed_in_dispatcher_or_admin_dispatches(app_client: TestClient, demo_db: str) -> None:
+    """The page reads who asks from the session (identity.current()); only a dispatcher or an admin
+    sees the queue and sends (the token typed into the page is gone: the person signs in at /login)."""
     svc = _svc(app_client)
-    disp = _token(demo_db, "dispatcher", name="值班调度")
-    kept, who, msg = page.sign_in(svc, disp, "zh-CN")
-    assert kept == disp and who == "值班调度 · dispatcher" and msg == ""
-    for bad, why in (
-        (_token(demo_db, "viewer"), "无调度权限"),
-        (_token(demo_db, "van", name="V01"), "无调度权限"),
-        ("yitu_not-a-token", "无效"),
-        ("", "无效"),
-        ("x" * 5000, "无效"),
-        ("'; DROP TABLE cases; --", "无效"),
-    ):
-        kept, who, msg = page.sign_in(svc, bad, "zh-CN")
-        assert kept is None and who == "" and why in msg
+    for role in ("dispatcher", "admin"):
+        who = _who(role)
+        assert page.signed_in(who) is who
+        with identity.acting_as(who):
+            assert page.signed_in() is who  # the request's principal, as the guard binds it
+    for role in ("viewer", "grid_worker", "screen", "van"):
+        assert page.signed_in(_who(role)) is None
+    assert page.signed_in() is None  # nobody
+    assert "无调度权限" in _texts(page.queue_items(svc, None, None, "zh-CN"))
+    assert page.who_line(_who("dispatcher", "150623102", "值班调度"), "zh-CN") == "值班调度 · 调度员 · 150623102"
+    # Over HTTP: the page needs a session, and a disabled person's page stops at once.
+    c = app_client
+    assert c.get("/dispatch", follow_redirects=False).headers["location"] == "/login?next=/dispatch"
+    sign_in(c, demo_db, "dispatcher", name="值班调度")
+    assert c.get("/dispatch", follow_redirects=False).status_code == 200
     with psycopg.connect(demo_db) as conn:
-        revoke_token(conn, "值班调度")
-    assert page.signed_in(svc, disp) is None  # revoked: the page stops working at once
-    assert "令牌" in _texts(page.queue_items(svc, None, None, "zh-CN"))
+        identity.set_user_disabled(conn, "值班调度", True)
+    assert c.get("/dispatch", follow_redirects=False).status_code == 302
+    r = c.post("/_dash-update-component", json={"output": "dispatch-queue.children"}, headers=ORIGIN)
+    assert r.status_code == 401
 
 
 def test_the_queue_is_the_waiting_cases_of_the_area_most_urgent_first(app_client: TestClient, demo_db: str) -> None:
     svc = _svc(app_client)
     now = datetime.now(UTC)
     for area in (None, "150623102"):
-        who = page.signed_in(svc, _token(demo_db, "dispatcher", area=area, name=f"d-{area}"))
+        who = page.signed_in(_who("dispatcher", area, f"d-{area}"))
         assert who is not None
         rows = page.waiting(svc, who, now)
         with psycopg.connect(demo_db) as conn:
@@ -126,7 +137,7 @@ def test_the_queue_is_the_waiting_cases_of_the_area_most_urgent_first(app_client
 def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client: TestClient, demo_db: str) -> None:
     svc = _svc(app_client)
     _online(demo_db, "V01", "V02")
-    who = page.signed_in(svc, _token(demo_db, "dispatcher"))
+    who = page.signed_in(_who("dispatcher"))
     code = page.waiting(svc, who, datetime.now(UTC))[0]["code"]  # type: ignore[arg-type]
     card, candidates, cameras, focus = page.case_panels(svc, who, code, "zh-CN")
     text = _texts(card)
@@ -143,7 +154,7 @@ def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client
         other = conn.execute(
             "SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1", (town,)
         ).fetchone()[0]
-    outsider = page.signed_in(svc, _token(demo_db, "dispatcher", area=other, name="outsider"))
+    outsider = page.signed_in(_who("dispatcher", other, "outsider"))
     card, candidates, _, _ = page.case_panels(svc, outsider, code, "zh-CN")
     assert card == [] and _ids(candidates, page.SEND) == []
 
@@ -151,9 +162,10 @@ def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client
 def test_sending_from_the_page_is_the_api_dispatch_with_its_refusals(app_client: TestClient, demo_db: str) -> None:
     svc, rt = _svc(app_client), app_client.app.state.cases_runtime  # type: ignore[attr-defined]
     _online(demo_db, "V01")
-    disp = _token(demo_db, "dispatcher")
-    first, second = [r["code"] for r in page.waiting(svc, page.signed_in(svc, disp), datetime.now(UTC))[:2]]
-    assert page.send(svc, rt, _token(demo_db, "viewer"), first, "V01", "zh-CN")["ok"] is False
+    disp = _who("dispatcher")
+    first, second = [r["code"] for r in page.waiting(svc, disp, datetime.now(UTC))[:2]]
+    assert page.send(svc, rt, _who("viewer"), first, "V01", "zh-CN")["ok"] is False
+    assert page.send(svc, rt, None, first, "V01", "zh-CN")["ok"] is False
     out = page.send(svc, rt, disp, first, "V01", "zh-CN")
     assert out["ok"] is True and "V01" in out["message"] and first in out["message"], out
     with psycopg.connect(demo_db) as conn:
@@ -182,21 +194,23 @@ def test_a_dispatcher_signs_in_picks_a_case_and_sends_a_van_in_one_click(
 ) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
     _online(demo_db, "V02")
-    disp, admin = _token(demo_db, "dispatcher", name="值班调度"), _token(demo_db, "admin")
-    wall = Watched(browser, srv.url)
+    admin = _token(demo_db, "admin")
+    create_user(demo_db, "dispatcher", name="值班调度")
+    wall = Watched(browser, srv.url, cookies=[{"name": "yitu_session", "value": srv.pair("大厅"), "url": srv.url}])
     wall.page.goto(srv.url + "/")
     wall.page.wait_for_function(SETTLED, timeout=30_000)
 
     w = Watched(browser, srv.url)
     p = w.page
-    p.goto(srv.url + "/dispatch")
-    p.wait_for_selector("#dispatch-token-input")
-    wait_for(lambda: "令牌" in p.inner_text("#dispatch-queue"), what="the sign-in hint")  # nothing before signing in
-    p.fill("#dispatch-token-input", disp)
-    p.click("#dispatch-signin")
+    p.goto(srv.url + "/dispatch")  # not signed in: the sign-in page, then back to the dispatch page
+    p.wait_for_selector("#username")
+    assert "/login?next=/dispatch" in p.url
+    p.fill("#username", "值班调度")
+    p.fill("#password", PASSWORD)
+    p.click("#signin")
     p.wait_for_selector(".yitu-queue-item", timeout=15_000)
+    assert p.url == srv.url + "/dispatch"
     assert p.inner_text("#dispatch-who").startswith("值班调度")
-    assert p.input_value("#dispatch-token-input") == ""  # the token is not left in the field
 
     # A case reported now joins the queue while the page is open (live push, no reload).
     r = httpx.post(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import geobuf
+import httpx
 import psycopg
 import pytest
 import uvicorn
@@ -31,7 +32,7 @@ from services.settings import Settings
 
 from . import layer_area_points
 from .browser import NON_POLYGON_FEATURES, Watched, browser, settled  # noqa: F401 - browser is a fixture
-from .conftest import ARTIFACTS
+from .conftest import ARTIFACTS, sign_in
 from .helpers import app_database, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,8 +49,9 @@ def extra_layer() -> Iterator[Layer]:
         registry.unregister(EXTRA.name)
 
 
-def _client(dsn: str, redis_url: str, home: Path) -> TestClient:
-    return TestClient(create_app(Settings(**app_database(dsn), redis_url=redis_url, home=home, _env_file=None)))
+def _client(dsn: str, redis_url: str, home: Path, headers: dict[str, str]) -> TestClient:
+    settings = Settings(**app_database(dsn), redis_url=redis_url, home=home, _env_file=None)
+    return TestClient(create_app(settings), headers=headers)
 
 
 def test_every_module_of_layers_declares_one_registered_layer() -> None:
@@ -125,8 +127,10 @@ def _find(component: Any, predicate: Any) -> Any:
     return None
 
 
-def test_the_pages_give_the_case_layer_its_glyphs(demo_dsn: str, redis_url: str, tmp_path: Path) -> None:
-    with _client(demo_dsn, redis_url, tmp_path / "h") as client:
+def test_the_pages_give_the_case_layer_its_glyphs(
+    demo_dsn: str, redis_url: str, tmp_path: Path, demo_admin: dict[str, str]
+) -> None:
+    with _client(demo_dsn, redis_url, tmp_path / "h", demo_admin) as client:
         svc = client.app.state.services  # type: ignore[attr-defined]
         for path, layer_id in (
             ("/", {"type": POINT, "layer": cases.LAYER.id}),
@@ -138,12 +142,14 @@ def test_the_pages_give_the_case_layer_its_glyphs(demo_dsn: str, redis_url: str,
             assert layer.hideout["glyphs"]["grassland"] == "草" and layer.hideout["layer"] == "cases", path
 
 
-def test_an_extra_layer_is_served_and_listed(extra_layer: Layer, demo_dsn: str, redis_url: str, tmp_path: Path) -> None:
+def test_an_extra_layer_is_served_and_listed(
+    extra_layer: Layer, demo_dsn: str, redis_url: str, tmp_path: Path, demo_admin: dict[str, str]
+) -> None:
     with psycopg.connect(demo_dsn) as conn:
         towns, villages = conn.execute(
             "SELECT count(*) FILTER (WHERE level = 2), count(*) FILTER (WHERE level = 3) FROM areas"
         ).fetchone()
-    with _client(demo_dsn, redis_url, tmp_path / "h") as client:
+    with _client(demo_dsn, redis_url, tmp_path / "h", demo_admin) as client:
         r = client.get("/api/v1/layers/area_points")
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/geo+json")
         features = r.json()["features"]
@@ -163,7 +169,9 @@ def test_an_extra_layer_is_served_and_listed(extra_layer: Layer, demo_dsn: str, 
             "level",
             "format",
         ]
-    with _client(demo_dsn, redis_url, tmp_path / "h2") as client:  # the layers of the main package are all there
+    with _client(
+        demo_dsn, redis_url, tmp_path / "h2", demo_admin
+    ) as client:  # the layers of the main package are all there
         assert all(client.get(layer.path).status_code == 200 for layer in registry.all_layers())
 
 
@@ -192,7 +200,9 @@ def test_an_extra_layer_is_drawn_on_the_wall_screen(
 ) -> None:
     srv = AppServer(Settings(**app_database(demo_db), redis_url=redis_url, home=tmp_path / "h", _env_file=None))
     try:
-        w = Watched(browser, srv.url)
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            cookie = sign_in(http, demo_db, "admin")
+        w = Watched(browser, srv.url, cookies=[{"name": "yitu_session", "value": cookie, "url": srv.url}])
         page = w.page
         page.add_init_script(path=str(layer_area_points.SCRIPT))  # its style function, beside yitu_map.js
         page.goto(srv.url + "/")

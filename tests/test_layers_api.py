@@ -22,9 +22,9 @@ from .helpers import app_database
 
 
 @pytest.fixture
-def client(demo_dsn: str, redis_url: str, tmp_path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def client(demo_dsn: str, redis_url: str, tmp_path, demo_admin: dict[str, str]) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     settings = Settings(**app_database(demo_dsn), redis_url=redis_url, home=tmp_path / "h", _env_file=None)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), headers=demo_admin) as c:
         yield c
 
 
@@ -154,7 +154,9 @@ def test_bad_parameters_are_422_naming_the_field(client: TestClient, url: str, f
     assert r.json()["field"] == field
 
 
-def test_gcj02_base_map_shifts_the_overlays(demo_dsn: str, redis_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_gcj02_base_map_shifts_the_overlays(
+    demo_dsn: str, redis_url: str, tmp_path, demo_admin: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
     from geodata.gcj02 import wgs84_to_gcj02
 
     plain = Settings(**app_database(demo_dsn), redis_url=redis_url, home=tmp_path / "a", _env_file=None)
@@ -167,7 +169,7 @@ def test_gcj02_base_map_shifts_the_overlays(demo_dsn: str, redis_url: str, tmp_p
         basemap_url="http://tiles.local/{z}/{x}/{y}.png",
         basemap_gcj02=True,
     )
-    with TestClient(create_app(plain)) as a, TestClient(create_app(amap)) as b:
+    with TestClient(create_app(plain), headers=demo_admin) as a, TestClient(create_app(amap), headers=demo_admin) as b:
         p = a.get("/api/v1/layers/centers?max_level=1").json()["features"][0]["geometry"]["coordinates"]
         q = b.get("/api/v1/layers/centers?max_level=1").json()["features"][0]["geometry"]["coordinates"]
     assert q == pytest.approx([float(v) for v in wgs84_to_gcj02(*p)], abs=1e-6)

@@ -91,7 +91,7 @@ def test_a_reported_case_and_a_van_ping_show_on_an_open_wall_screen(
 ) -> None:  # type: ignore[no-untyped-def]
     srv = live_server(demo_db, redis_url)
     tok = _tokens(demo_db)
-    w = Watched(browser, srv.url)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
     page = _open_wall(w, srv.url, still_pins=True)
     page.wait_for_selector("#kpi-new_today")
     new_today = int(page.inner_text("#kpi-new_today .yitu-kpi-value"))
@@ -136,7 +136,7 @@ def test_two_app_processes_each_push_to_their_own_screens(
     tok = _tokens(demo_db)  # while both processes start
     a.ready()
     b.ready()
-    wa, wb = Watched(browser, a.url), Watched(browser, b.url)
+    wa, wb = Watched(browser, a.url, cookies=a.browser_cookie()), Watched(browser, b.url, cookies=b.browser_cookie())
     pa, pb = _open_wall(wa, a.url), _open_wall(wb, b.url)
     code = _report(a.url, tok["admin"], SEAT[0] - 0.002, SEAT[1] + 0.002)  # written through process A
     _wait_pin(pa, code)
@@ -161,7 +161,7 @@ def test_a_screen_catches_up_after_its_app_process_restarts(
     tok = _tokens(demo_db)  # while both processes start
     a.ready()
     other.ready()
-    w = Watched(browser, a.url)
+    w = Watched(browser, a.url, cookies=a.browser_cookie())
     page = _open_wall(w, a.url)
     first = _report(other.url, tok["admin"], SEAT[0] + 0.001, SEAT[1] - 0.001)
     _wait_pin(page, first)
@@ -189,7 +189,7 @@ def test_a_screen_catches_up_after_a_redis_restart(
     redis_url = with_redis_db(scratch_stack.redis_url(), 0)
     srv = live_server(demo_db, redis_url)
     tok = _tokens(demo_db)
-    w = Watched(browser, srv.url)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
     page = _open_wall(w, srv.url)
     before = _report(srv.url, tok["admin"], SEAT[0] - 0.001, SEAT[1] - 0.002)
     _wait_pin(page, before)

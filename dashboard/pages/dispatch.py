@@ -1,9 +1,9 @@
 """``/dispatch``: the dispatcher's page — the waiting queue, the map, the vans that could go.
 
-A dispatcher signs in with a token (``yitu token create --role dispatcher``): the page can send
-vans, so it asks for the same credential the API does, keeps it only in the browser tab's
-session storage, and every callback checks it again on the server. Parties are shown masked
-here too (the room may have visitors); the API gives a dispatcher the full record.
+A dispatcher or an admin signs in at /login (``yitu user create NAME --role dispatcher``); the
+page shows who is signed in and a sign-out button, and every callback reads the session again on
+the server (api/guard.py): only they see the queue and send vans. Parties are shown masked here
+too (the room may have visitors); the API gives a dispatcher the full record.
 
 Everything that changes is filled in by ``callbacks/dispatch.py``; the live push refreshes the
 queue, the candidates and the van layer (``callbacks/live.py``).
@@ -31,10 +31,7 @@ LIVE_TICK = live_tick("dispatch")  # bumped by the live push when the numbers ar
 
 
 class Ids(StrEnum):
-    TOKEN = "dispatch-token"  # session store: the signed-in token
-    TOKEN_INPUT = "dispatch-token-input"
-    SIGNIN = "dispatch-signin"
-    SIGNOUT = "dispatch-signout"
+    SIGNOUT = "dispatch-signout"  # the sign-out button (a form posting to /logout)
     WHO = "dispatch-who"
     MESSAGE = "dispatch-message"
     SELECTED = "dispatch-selected"  # the case code picked
@@ -58,9 +55,13 @@ def point_layer(layer: Layer, url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
 
 
 def layout(
-    settings: Settings, banner: dict[str, Any] | None, layer_data: Mapping[str, dict[str, Any]] | None = None
+    settings: Settings,
+    banner: dict[str, Any] | None,
+    layer_data: Mapping[str, dict[str, Any]] | None = None,
+    who: str = "",
 ) -> html.Div:
-    """The dispatch page; ``layer_data`` is what its layers read from the database (``registry.page_data``)."""
+    """The dispatch page; ``layer_data`` is what its layers read from the database (``registry.page_data``),
+    ``who`` the line naming who is signed in."""
     t = translator(settings.lang)
     if banner is None:
         return html.Div(className="yitu-empty", children=t("map.empty"))
@@ -71,7 +72,6 @@ def layout(
     return html.Div(
         className="yitu-dispatch",
         children=[
-            dcc.Store(id=Ids.TOKEN, storage_type="session"),
             dcc.Store(id=Ids.SELECTED),
             dcc.Store(id=Ids.SENT),
             dcc.Store(id=LIVE_TICK),
@@ -81,22 +81,15 @@ def layout(
                     dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
                     html.H1(t("dispatch.title"), className="yitu-title"),
                     html.Span(banner["name"], className="yitu-subtitle"),
-                    html.Div(
+                    html.Form(
                         className="yitu-signin",
+                        action="/logout",
+                        method="POST",
                         children=[
-                            dcc.Input(
-                                id=Ids.TOKEN_INPUT,
-                                type="password",
-                                placeholder=t("dispatch.token"),
-                                debounce=False,
-                                autoComplete="off",
-                                className="yitu-input",
-                            ),
-                            html.Button(t("dispatch.signin"), id=Ids.SIGNIN, n_clicks=0, className="yitu-button"),
+                            html.Span(who, id=Ids.WHO, className="yitu-who"),
                             html.Button(
-                                t("dispatch.signout"), id=Ids.SIGNOUT, n_clicks=0, className="yitu-button yitu-quiet"
+                                t("dispatch.signout"), id=Ids.SIGNOUT, type="submit", className="yitu-button yitu-quiet"
                             ),
-                            html.Span(id=Ids.WHO, className="yitu-who"),
                         ],
                     ),
                 ],

@@ -1,0 +1,280 @@
+"""``yitu user`` and ``yitu screen``: the people who sign in, and the wall screens that pair once.
+
+Passwords come on standard input (``--password-stdin``), never as an argument (the process list
+and the shell history would keep them); at a terminal without it, the password is asked twice,
+hidden. Only an Argon2id hash is stored. A wall screen gets a one-time pairing link, valid 10
+minutes: open it in the wall's browser. Registered in cli/main.py ``_register_groups``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import click
+import psycopg
+
+from cli.common import db_errors, dsn
+from geodata.errors import YituError
+from services import identity
+from services.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ROLE_HELP = (
+    "admin: everything, the admin page; dispatcher: sends vans, handles cases; grid_worker: reports and "
+    "handles the cases of its area; viewer: reads, personal data masked."
+)
+
+
+def _refusals(fn: Callable[P, R]) -> Callable[P, R]:
+    """A refusal (a bad name, a short password, an unknown area, a taken name) is one clear line."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except YituError as exc:
+            where = f" ({exc.field})" if exc.field else ""
+            raise click.ClickException(f"{exc.message}{where}") from None
+
+    return wrapper
+
+
+def _password(from_stdin: bool) -> str:
+    """The password from standard input (its first line), or asked twice at a terminal."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise click.UsageError("--password-stdin: standard input held no password")
+    elif sys.stdin.isatty():
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        raise click.UsageError("give the password on standard input with --password-stdin")
+    identity.check_password_rules(password)
+    return password
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "-"
+
+
+def base_url(settings: Settings) -> str:
+    """Where people open yitu: YITU_PUBLIC_URL, or the address it serves on."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+@click.group("user")
+def user_group() -> None:
+    """People who sign in at /login (passwords of at least 10 characters, stored as Argon2id)."""
+
+
+@user_group.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(identity.PEOPLE_ROLES), required=True, help=ROLE_HELP)
+@click.option(
+    "--area",
+    default=None,
+    metavar="CODE",
+    help="Limit the user to an area of any level (6-, 9-, 12- or 15-digit code).",
+)
+@click.option(
+    "--password-stdin",
+    "password_stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (e.g. printf '%s\\n' \"$PW\" | yitu user create …).",
+)
+@click.pass_context
+@db_errors("users")
+@_refusals
+def create(ctx: click.Context, name: str, role: str, area: str | None, password_stdin: bool) -> None:
+    """Make a user NAME who signs in with a password."""
+    password = _password(password_stdin)
+    with psycopg.connect(dsn(ctx)) as conn:
+        uid = identity.create_user(conn, name=name, role=role, area=area, password=password)
+    click.echo(f"user {uid} {name.strip()} ({role}{', area ' + area if area else ''}) created")
+
+
+@user_group.command("list")
+@click.pass_context
+@db_errors("users")
+def list_(ctx: click.Context) -> None:
+    """List the users: id, name, role, area, created, disabled, last seen (never a password)."""
+    with psycopg.connect(dsn(ctx)) as conn:
+        rows = identity.list_users(conn)
+    click.echo("id\tname\trole\tarea\tcreated\tdisabled\tlast_seen")
+    for r in rows:
+        click.echo(
+            "\t".join(
+                [
+                    str(r["id"]),
+                    r["name"],
+                    r["role"],
+                    r["area_code"] or "-",
+                    _when(r["created_at"]),
+                    _when(r["disabled_at"]),
+                    _when(r["last_seen_at"]),
+                ]
+            )
+        )
+
+
+@user_group.command("disable")
+@click.argument("name")
+@click.pass_context
+@db_errors("users")
+@_refusals
+def disable(ctx: click.Context, name: str) -> None:
+    """Disable NAME: their sessions end at once and they cannot sign in (the row stays for the audit)."""
+    with psycopg.connect(dsn(ctx)) as conn:
+        changed = identity.set_user_disabled(conn, name, True)
+    click.echo(f"user {name} disabled" if changed else f"user {name} was already disabled")
+
+
+@user_group.command("enable")
+@click.argument("name")
+@click.pass_context
+@db_errors("users")
+@_refusals
+def enable(ctx: click.Context, name: str) -> None:
+    """Let a disabled user sign in again."""
+    with psycopg.connect(dsn(ctx)) as conn:
+        changed = identity.set_user_disabled(conn, name, False)
+    click.echo(f"user {name} enabled" if changed else f"user {name} was not disabled")
+
+
+@user_group.command("passwd")
+@click.argument("name")
+@click.option(
+    "--password-stdin", "password_stdin", is_flag=True, help="Read the new password from standard input's first line."
+)
+@click.pass_context
+@db_errors("users")
+@_refusals
+def passwd(ctx: click.Context, name: str, password_stdin: bool) -> None:
+    """Set a new password for NAME; their open sessions end."""
+    password = _password(password_stdin)
+    with psycopg.connect(dsn(ctx)) as conn:
+        identity.set_password(conn, name, password)
+    click.echo(f"password of {name} changed; their sessions ended")
+
+
+@click.group("screen")
+def screen_group() -> None:
+    """Wall screens: read-only, masked, optionally area-scoped; paired once through a one-time link."""
+
+
+@screen_group.command("create")
+@click.argument("name")
+@click.option("--area", default=None, metavar="CODE", help="Show the screen only this area (a code of any level).")
+@click.pass_context
+@db_errors("screens")
+@_refusals
+def screen_create(ctx: click.Context, name: str, area: str | None) -> None:
+    """Make a wall screen NAME and print its one-time pairing URL (valid 10 minutes).
+
+    Open the URL in the wall's browser: it gets a long-lived screen session (no idle timeout)
+    and shows the wall. The base is YITU_PUBLIC_URL, or the address yitu serves on.
+    """
+    settings = ctx.find_object(Settings) or Settings()
+    with psycopg.connect(dsn(ctx)) as conn:
+        sid, code = identity.create_screen(conn, name, area)
+    click.echo(
+        f"screen {sid} {name.strip()}{' (area ' + area + ')' if area else ''}; pairing link, once, 10 minutes:",
+        err=True,
+    )
+    click.echo(f"{base_url(settings)}{identity.PAIR_PATH}{code}")
+
+
+@screen_group.command("pair")
+@click.argument("name")
+@click.pass_context
+@db_errors("screens")
+@_refusals
+def screen_pair(ctx: click.Context, name: str) -> None:
+    """Print a new one-time pairing URL for the screen NAME (another browser, or the link ran out)."""
+    settings = ctx.find_object(Settings) or Settings()
+    with psycopg.connect(dsn(ctx)) as conn:
+        code = identity.pair_again(conn, name)
+    click.echo(f"screen {name}; pairing link, once, 10 minutes:", err=True)
+    click.echo(f"{base_url(settings)}{identity.PAIR_PATH}{code}")
+
+
+@screen_group.command("list")
+@click.pass_context
+@db_errors("screens")
+def screen_list(ctx: click.Context) -> None:
+    """List the screens: id, name, area, created, revoked, open sessions, last seen."""
+    with psycopg.connect(dsn(ctx)) as conn:
+        rows = identity.list_screens(conn)
+    click.echo("id\tname\tarea\tcreated\trevoked\tsessions\tlast_seen")
+    for r in rows:
+        click.echo(
+            "\t".join(
+                [
+                    str(r["id"]),
+                    r["name"],
+                    r["area_code"] or "-",
+                    _when(r["created_at"]),
+                    _when(r["revoked_at"]),
+                    str(r["sessions"]),
+                    _when(r["last_seen_at"]),
+                ]
+            )
+        )
+
+
+@screen_group.command("revoke")
+@click.argument("name")
+@click.pass_context
+@db_errors("screens")
+def screen_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke the screen NAME: its sessions end, and an open page of it shows the sign-in page within 10 s."""
+    with psycopg.connect(dsn(ctx)) as conn:
+        done = identity.revoke_screen(conn, name)
+    if not done:
+        raise click.ClickException(f"no live screen named {name!r}")
+    click.echo(f"screen {name} revoked")
+
+
+DEMO_ADMIN = "admin"
+DEMO_SCREEN = "local-wall"
+
+
+def demo_identities(database_url: str, base: str) -> list[str]:
+    """What ``yitu demo`` prints: a fresh random password for the local admin (made on the first run,
+    given a new password on each later one: it is shown only once) and a pairing link for a local
+    wall screen. The lines to print."""
+    import secrets
+
+    password = secrets.token_urlsafe(12)
+    with psycopg.connect(database_url) as conn:
+        if conn.execute("SELECT 1 FROM users WHERE name = %s", (DEMO_ADMIN,)).fetchone():
+            identity.set_password(conn, DEMO_ADMIN, password)
+            identity.set_user_disabled(conn, DEMO_ADMIN, False)
+        else:
+            identity.create_user(conn, name=DEMO_ADMIN, role="admin", password=password)
+        screen = conn.execute("SELECT revoked_at IS NULL FROM screens WHERE name = %s", (DEMO_SCREEN,)).fetchone()
+        if screen is None:
+            code: str | None = identity.create_screen(conn, DEMO_SCREEN)[1]
+        else:  # revoked by someone: it stays so
+            code = identity.pair_again(conn, DEMO_SCREEN) if screen[0] else None
+    wall = (
+        f"wall screen: open {base}{identity.PAIR_PATH}{code} in the wall's browser (once, within 10 minutes; "
+        f"`yitu screen pair {DEMO_SCREEN}` for a new link)"
+        if code
+        else f"wall screen {DEMO_SCREEN} is revoked: `yitu screen create NAME` pairs another"
+    )
+    return [
+        f"sign in: {base}/login  user {DEMO_ADMIN}  password {password}  (shown only now; "
+        f"`yitu user passwd {DEMO_ADMIN} --password-stdin` sets your own)",
+        wall,
+    ]
