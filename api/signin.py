@@ -217,10 +217,31 @@ def _sign_in(svc: Services, username: str, password: str, address: str | None) -
     return who
 
 
+_LOGIN_FORM: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        "username": {"type": "string", "minLength": 1, "maxLength": identity.MAX_NAME},
+                        "password": {"type": "string", "minLength": 1, "maxLength": identity.MAX_PASSWORD},
+                        "next": {"type": "string", "description": "a path of this site to go to afterwards"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
 @router.post(
     "/login",
     summary="Sign in (form: username, password, next); sets the session cookie",
     status_code=303,
+    openapi_extra=_LOGIN_FORM,
     responses={
         303: {"description": "Signed in: to `next`"},
         401: {"description": "Wrong user name or password, or a disabled account"},
