@@ -138,6 +138,8 @@ ROUTES: Mapping[str, Policy] = {
     "/_favicon.ico": _signed_in(Face.ASSET),
     "/_dash-ws-callback": _signed_in(Face.SOCKET),
     "/": _signed_in(Face.PAGE),
+    "/area/{code}": _signed_in(Face.PAGE),  # Dash's page, answered 403 outside the reader's area
+    "/api/{rest:path}": _signed_in(Face.API),  # the rest of /api/: JSON 404 / 405 (api/errors.py)
     # Dash's catch-all (/area/…, /dispatch, …): what no other entry matches is a signed-in page
     # (or, under /api/, a signed-in API call): see policy_for.
     "{path:path}": _signed_in(Face.PAGE),

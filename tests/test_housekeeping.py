@@ -59,12 +59,16 @@ def test_a_job_that_fails_in_any_way_runs_again_and_the_others_go_on() -> None:
     assert not sched.status()["running"]
 
 
-def test_the_apps_scheduler_shows_each_jobs_last_run_in_healthz(demo_db: str, redis_url: str, tmp_path: Path) -> None:
+def test_the_apps_scheduler_shows_each_jobs_last_run_in_healthz(
+    demo_db: str, redis_url: str, tmp_path: Path, token: Callable[..., str]
+) -> None:
     settings = settings_for(demo_db, redis_url, tmp_path, scheduler_interval=0.2)
+    admin = {"Authorization": f"Bearer {token('admin')}"}  # the jobs are an admin's to see
     with TestClient(create_app(settings)) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}  # anyone: the status only
 
         def ran() -> dict[str, object] | None:
-            body = c.get("/healthz").json()
+            body = c.get("/healthz", headers=admin).json()
             jobs = body.get("scheduler", {}).get("jobs", {})
             return body if jobs and all(j["last_ok"] for j in jobs.values()) else None
 
