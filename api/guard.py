@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
 from api.auth import SCOPE_KEY
+from geodata.workflow import ROLES
 from layers import registry
 from services import identity
 from services.identity import Principal, TokenCache, hash_token
@@ -93,6 +94,10 @@ def _public(face: Face) -> Policy:
     return Policy(face, anonymous=True)
 
 
+# A van crew's token acts on the case its van is sent to and nothing else (Principal.sees_case): the
+# lists of cases, which carry the parties, are not for it.
+NOT_VAN = frozenset({*ROLES, identity.SCREEN_ROLE}) - {"van"}
+
 # The one policy table: every route the app serves, by its path template. A route added to the app
 # is declared here before it does anything (tests/test_guard.py fails on one that is not).
 ROUTES: Mapping[str, Policy] = {
@@ -110,14 +115,14 @@ ROUTES: Mapping[str, Policy] = {
     "/static/swagger": _signed_in(Face.ASSET),
     **{layer.path: _signed_in(Face.API) for layer in registry.all_layers()},  # every map layer (layers/)
     "/api/v1/layers/grids/stats": _signed_in(Face.API),
-    "/api/v1/areas/{code}/cases.csv": _signed_in(Face.API),
-    "/api/v1/cases": _signed_in(Face.API),
+    "/api/v1/areas/{code}/cases.csv": _signed_in(Face.API, NOT_VAN),
+    "/api/v1/cases": _signed_in(Face.API, NOT_VAN),
     "/api/v1/cases/{code}": _signed_in(Face.API),
     "/api/v1/cases/{code}/transitions": _signed_in(Face.API),
     "/api/v1/areas/{code}": _signed_in(Face.API),
     "/api/v1/areas/{code}/children": _signed_in(Face.API),
     "/api/v1/areas/{code}/stats": _signed_in(Face.API),
-    "/api/v1/areas/{code}/cases": _signed_in(Face.API),
+    "/api/v1/areas/{code}/cases": _signed_in(Face.API, NOT_VAN),
     "/api/v1/stats/ranking": _signed_in(Face.API),
     "/api/v1/vans/positions": _signed_in(Face.API),
     "/api/v1/vans": _signed_in(Face.API),

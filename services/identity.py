@@ -84,6 +84,12 @@ class Principal:
         return masking.sees_personal_data(self.role)
 
     def sees_case(self, row: Mapping[str, Any]) -> bool:
+        """Inside its area; and a van crew's token only the case its van is sent to (the case's
+        assignee while the visit lasts), never the others' parties."""
+        if self.role == "van":
+            assignee = row.get("assignee") or {}
+            if assignee.get("kind") != "van" or assignee.get("id") != self.name:
+                return False
         return self.area is None or self.area in chain_of(row)
 
     def sees_area(self, code: str) -> bool:

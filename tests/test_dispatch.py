@@ -457,6 +457,15 @@ def test_arrival_from_the_vans_gps_then_the_end_of_the_visit(
         client.post(f"/api/v1/dispatches/{d['id']}/end", json={}, headers=auth(token("van", name="V02"))).status_code
         == 403
     )
+    # A crew's token reads and moves the case its van is sent to, and no other case, nor the lists.
+    other = new_case(client, dispatcher, lon, lat)
+    mine = client.get(f"/api/v1/cases/{code}", headers=auth(van))
+    assert mine.status_code == 200 and mine.json()["parties"][0]["phone"] == case_body(lon, lat)["parties"][0]["phone"]
+    assert client.get(f"/api/v1/cases/{code}", headers=auth(token("van", name="V02"))).status_code == 403
+    for url in (f"/api/v1/cases/{other}", "/api/v1/cases", f"/api/v1/areas/{code[:6]}/cases"):
+        assert client.get(url, headers=auth(van)).status_code == 403, url
+    r = client.post(f"/api/v1/cases/{other}/transitions", json={"action": "start"}, headers=auth(van))
+    assert r.status_code == 403, r.text
     r = client.post(
         f"/api/v1/dispatches/{d['id']}/end",
         headers=auth(van),
