@@ -51,20 +51,24 @@ def _open_services(settings: Settings) -> Services:
 
 
 def _offline_docs(app: FastAPI) -> str:
-    """``/docs``: Swagger UI from the swagger-ui-bundle package instead of FastAPI's CDN default.
+    """``/docs``: Swagger UI served from local files instead of FastAPI's CDN default (a command network
+    may be offline): the files of the fastapi-offline package, whose Swagger UI 5 reads the OpenAPI 3.1
+    FastAPI writes (swagger-ui-bundle's 4.15 could not: "does not specify a valid version field").
     Returns the page's HTML (fixed), whose inline script the Content-Security-Policy allows by hash."""
-    import swagger_ui_bundle
+    from importlib.resources import files
+
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.staticfiles import StaticFiles
 
-    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    static = files("fastapi_offline") / "static"
+    app.mount("/static/swagger", StaticFiles(directory=str(static)), name="swagger")
     page = bytes(
         get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="yitu 一图指挥 API",
             swagger_js_url="/static/swagger/swagger-ui-bundle.js",
             swagger_css_url="/static/swagger/swagger-ui.css",
-            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+            swagger_favicon_url="/static/swagger/favicon.png",
         ).body
     )
 
