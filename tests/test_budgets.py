@@ -23,16 +23,14 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Route
 from starlette.testclient import WebSocketDenialResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.budgets import WS_PATH, Budgets, content_security_policy, tile_origins
 from dashboard.app import create_app
-from services import identity
-from services.identity import Principal, create_token
+from services.identity import create_token
 from services.settings import Settings
 
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
-from .conftest import LiveServer
+from .conftest import LiveServer, sign_in
 from .helpers import wait_for
 
 MiB = 1024 * 1024
@@ -230,7 +228,7 @@ def test_a_statement_over_its_timeout_answers_503_not_500(
             assert r.json()["error"] == "timeout" and r.headers["retry-after"] == "5", path
             assert time.monotonic() - t0 < 5, f"{path} waited past its budget"
         # A page's callback (the area table) reads under the same budget and answers the same way.
-        r = client.post("/_dash-update-component", json=_area_table_call(client, BANNER))
+        r = client.post("/_dash-update-component", json=_area_table_call(client, BANNER), headers=h)
         assert r.status_code == 503 and r.json()["error"] == "timeout", r.text[:300]
         # Each connection of the app's pool carries the budgets.
         svc = client.app.state.services  # type: ignore[attr-defined]
@@ -312,10 +310,12 @@ def test_a_banner_wide_csv_streams_with_flat_memory(
 
 
 @pytest.fixture
-def demo_client(demo_dsn: str, redis_url: str, tmp_path: Path) -> Callable[..., TestClient]:
+def demo_client(demo_dsn: str, demo_admin: dict[str, str], redis_url: str, tmp_path: Path) -> Callable[..., TestClient]:
+    """A client of the seeded demo carrying the demo's admin token (every route needs an identity)."""
+
     def make(**extra: object) -> TestClient:
         settings = Settings(database_url=demo_dsn, redis_url=redis_url, home=tmp_path / "h", _env_file=None, **extra)
-        return TestClient(create_app(settings))
+        return TestClient(create_app(settings), headers=demo_admin)
 
     return make
 
@@ -343,37 +343,31 @@ def test_a_layer_over_its_feature_cap_asks_to_zoom_in(demo_client: Callable[...,
 # --- WebSocket caps -------------------------------------------------------------------------------
 
 
-class BindsIdentity:
-    """Stands in for the guard (part signin): binds the principal named by a test header."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name = dict(scope.get("headers", [])).get(b"x-test-user")
-        who = Principal(int(name), f"user{int(name)}", "viewer", None, kind="user") if name else None
-        with identity.acting_as(who):
-            await self.app(scope, receive, send)
-
-
-def test_websockets_are_capped_per_identity_and_per_process(app_settings: Settings) -> None:
+def test_websockets_are_capped_per_identity_and_per_process(app_settings: Settings, db_url: str) -> None:
+    """Three people signed in (the guard binds each one from the session cookie, as in production)."""
     settings = app_settings.model_copy(update={"ws_max_per_process": 3, "ws_max_per_identity": 2})
     app = create_app(settings)
-    app.add_middleware(BindsIdentity)
     with TestClient(app) as client:
         assert client.get("/healthz").status_code in (200, 503)
         budgets = app.middleware_stack
         assert isinstance(budgets, Budgets)
+        cookies = {n: sign_in(client, db_url, "viewer", name=f"ws-user{n}") for n in (1, 2, 3)}
+        client.cookies.clear()  # each connection names its own person
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("SELECT id FROM users WHERE name = 'ws-user1'").fetchone()
+        assert row is not None
+        first = f"user:{row[0]}"
 
         def connect(user: int):  # type: ignore[no-untyped-def]
-            return client.websocket_connect(WS_PATH, headers={"origin": "http://testserver", "x-test-user": str(user)})
+            headers = {"origin": "http://testserver", "cookie": f"yitu_session={cookies[user]}"}
+            return client.websocket_connect(WS_PATH, headers=headers)
 
         with connect(1), connect(1):
             with pytest.raises(WebSocketDenialResponse) as refused, connect(1):
                 pass
             assert refused.value.status_code == 429
             assert refused.value.json()["error"] == "too_many_connections"
-            assert "user:1" in refused.value.json()["message"]
+            assert first in refused.value.json()["message"]
             with connect(2):
                 assert budgets.ws_open == 3
                 with pytest.raises(WebSocketDenialResponse) as full, connect(3):
@@ -388,11 +382,20 @@ def test_websockets_are_capped_per_identity_and_per_process(app_settings: Settin
 # --- security headers -----------------------------------------------------------------------------
 
 
-def test_security_headers_on_every_kind_of_answer(app_settings: Settings) -> None:
+def test_security_headers_on_every_kind_of_answer(app_settings: Settings, db_url: str) -> None:
     with TestClient(create_app(app_settings), raise_server_exceptions=False) as client:
+        # Before signing in: the sign-in page, its stylesheet and the redirect to it.
+        anonymous = {
+            "login page": client.get("/login"),
+            "login css": client.get("/login.css"),
+            "302 to /login": client.get(f"/area/{BANNER}", follow_redirects=False),
+            "api 401": client.get("/api/v1/vans"),
+        }
+        sign_in(client, db_url)
         page = client.get("/")
         assets = [m for m in re.findall(r'(?:src|href)="(/[^"]+)"', page.text) if "_dash-component-suites" in m]
         answers = {
+            **anonymous,
             "page": page,
             "area page": client.get(f"/area/{BANNER}"),
             "dash asset": client.get(assets[0]),
@@ -401,7 +404,9 @@ def test_security_headers_on_every_kind_of_answer(app_settings: Settings) -> Non
             "openapi": client.get("/openapi.json"),
             "api 404": client.get("/api/v1/cases/150623-20261122-000001"),
             "api 422": client.get("/api/v1/layers/grids?level=9"),
-            "dash callback 4xx": client.post("/_dash-update-component", json={}),
+            "dash callback 4xx": client.post(
+                "/_dash-update-component", json={}, headers={"Origin": "http://testserver"}
+            ),
             "413": client.post("/api/v1/cases", content=b"x" * (MiB + 1)),
         }
         https = TestClient(client.app, base_url="https://testserver").get("/healthz")
@@ -412,6 +417,8 @@ def test_security_headers_on_every_kind_of_answer(app_settings: Settings) -> Non
         assert r.headers.get("referrer-policy") == "same-origin", what
         assert "strict-transport-security" not in r.headers, f"HSTS over plain HTTP on {what}"
     assert answers["413"].status_code == 413
+    assert answers["login page"].status_code == 200 and answers["302 to /login"].status_code == 302
+    assert answers["api 401"].status_code == 401 and answers["page"].status_code == 200
     assert https.headers["strict-transport-security"].startswith("max-age=")
     # No origin but the page's own: no http(s) source, no eval, no blanket inline scripts.
     csp = answers["page"].headers["content-security-policy"]
@@ -443,19 +450,25 @@ def test_pages_draw_under_the_policy_and_a_refused_script_is_caught(
     """Wall, area and dispatch pages draw with no CSP violation (Watched fails on any), and the
     watch is not blind: the same page served without Dash's script hash reports the refusal."""
     srv = live_server(demo_dsn, redis_url, YITU_SCHEDULER_INTERVAL="0")
+    login = Watched(browser, srv.url)  # the sign-in page, anonymous: its form and stylesheet under the policy
+    login.page.goto(srv.url + "/login")
+    login.page.wait_for_selector("form[action='/login'] #signin", timeout=30_000)
+    assert login.page.evaluate("() => getComputedStyle(document.querySelector('.yitu-login')).display") != "none"
+    login.close()
+    srv.sign_in()
     assert "script-src 'self' 'sha256-" in srv.get("/").headers["content-security-policy"]
-    w = Watched(browser, srv.url)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
     w.page.goto(srv.url + "/")
     w.page.wait_for_function(SETTLED, timeout=60_000)
     w.page.goto(f"{srv.url}/area/{BANNER}")
     w.page.wait_for_selector("#area-table td[data-dash-column=code]", timeout=60_000)
     w.page.goto(srv.url + "/dispatch")
-    w.page.wait_for_selector("#dispatch-token-input", timeout=60_000)
+    w.page.wait_for_selector(".yitu-queue-item", timeout=60_000)  # signed in: the queue, no token field
     w.page.goto(srv.url + "/docs")  # Swagger UI: drawn by its inline start, allowed by its hash
     w.page.wait_for_selector("#swagger-ui .swagger-ui", timeout=60_000)
     w.close()
 
-    blind = Watched(browser, srv.url)
+    blind = Watched(browser, srv.url, cookies=srv.browser_cookie())
 
     def without_hashes(route: Route) -> None:
         response = route.fetch()
