@@ -36,6 +36,7 @@ from services.runtime import Services
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, token  # noqa: F401
 from .test_live_hub import _collect, _run
 
+WALL = Principal(1, "wall", "screen", None, kind="screen")  # a paired wall screen, the whole territory
 MOBILE, LANDLINE = "13812345678", "81234567"  # an 8-digit local landline: 7 of its digits showed on the wall
 
 
@@ -101,7 +102,8 @@ def test_a_landline_and_a_mobile_show_their_last_4_digits_in_the_api_and_the_car
     clean(r.content.decode("utf-8-sig"))
     # the wall screen's case card, and the dispatch page's (a room screen, whoever signed in)
     svc = _svc(client)
-    card = _text(wall.case_card(svc, code, "zh-CN"))
+    with acting_as(WALL):  # a callback serves the principal the guard bound (unbound: 401)
+        card = _text(wall.case_card(svc, code, "zh-CN"))
     assert f"巴* {shown_mobile}" in card and f"乌**** {shown_landline}" in card
     clean(card)
     who = dispatch_page.signed_in(Principal(1, "page-dispatcher", "dispatcher", None, kind="user"))
@@ -212,8 +214,9 @@ def test_a_case_change_updates_the_tiles_and_the_map_shading_together(
     town = cell[:9]
 
     def figures() -> tuple[int, int]:
-        tiles = {t.id: _text(t) for t in wall.kpi_tiles(svc, town, "zh-CN") if getattr(t, "id", None)}
-        shading = wall.grid_hideout(svc, 2, "open", None, 9, {})["stats"][town]["open"]
+        with acting_as(WALL):  # what a paired wall screen's callbacks read
+            tiles = {t.id: _text(t) for t in wall.kpi_tiles(svc, town, "zh-CN") if getattr(t, "id", None)}
+            shading = wall.grid_hideout(svc, 2, "open", None, 9, {})["stats"][town]["open"]
         return int(tiles["kpi-in_progress"].split()[0]), int(shading)
 
     before = figures()
