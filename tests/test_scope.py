@@ -3,8 +3,8 @@
 Lists, layers (whatever the box: one covering the whole banner included), the CSV, stats,
 rankings (its own area's children), the callbacks (wall, area page, dispatch page) and the live
 push. The scope is a parameter of the SQL (``yitu_in_scope``); the routes a page's browser
-fetches read the principal the guard binds (here a stand-in that binds one for every request,
-as api/guard.py will), the others their bearer token.
+fetches read the principal the guard (api/guard.py) binds from the session cookie, the others
+their bearer token; callbacks called here as plain functions get theirs through ``acting_as``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import pytest
 from dash import no_update
 from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callbacks import area as area_cb
 from callbacks import dispatch as dispatch_page
@@ -34,21 +33,11 @@ from services.runtime import Services
 from services.settings import Settings
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point_where, token  # noqa: F401
+from .conftest import pair_screen, sign_in
 from .test_live_hub import _collect, _ids, _publish, _run
 
 BANNER = "150623"
 WHOLE_BANNER = "100,30,120,50"  # a box around the whole banner (and far beyond)
-
-
-class Bound:
-    """A stand-in for the guard (api/guard.py, part signin): binds one principal for every request."""
-
-    def __init__(self, app: ASGIApp, who: Principal | None) -> None:
-        self.app, self.who = app, who
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with acting_as(self.who):
-            await self.app(scope, receive, send)
 
 
 def _svc(c: TestClient) -> Services:
@@ -150,8 +139,8 @@ def test_a_scoped_page_reader_gets_its_area_only_through_the_guard(
     """The routes a page's browser fetches (layers, CSV, the area page) read the principal the
     guard binds; an area page outside the reader's area is a 403 (the refusal page)."""
     town_a, town_b = two_towns["town_a"], two_towns["town_b"]
-    screen = Principal(1, "wall-a", "screen", town_a, kind="screen")
-    with TestClient(Bound(create_app(cases_settings), screen)) as c:
+    with TestClient(create_app(cases_settings)) as c:
+        pair_screen(c, demo_db, "wall-a", area=town_a)  # a wall screen of town A, paired through its link
         codes = [f["properties"]["code"] for f in c.get(f"/api/v1/layers/cases?bbox={WHOLE_BANNER}").json()["features"]]
         assert two_towns["code_a"] in codes and _towns_of(demo_db, codes) == {town_a}
         assert c.get(f"/api/v1/areas/{town_b}/cases.csv").status_code == 403
@@ -160,13 +149,15 @@ def test_a_scoped_page_reader_gets_its_area_only_through_the_guard(
         assert c.get(f"/area/{BANNER}").status_code == 403
         inside = c.get(f"/area/{two_towns['cell_a']}")
         assert inside.status_code == 200 and "<html" in inside.text.lower()
-    with TestClient(Bound(create_app(cases_settings), None)) as c:  # no guard yet: as before
+    with TestClient(create_app(cases_settings)) as c:
+        # nobody signed in: the guard sends the page to sign-in (issue 12: no anonymous reader any more)
+        r = c.get(f"/area/{town_b}", follow_redirects=False)
+        assert r.status_code == 302 and r.headers["location"].startswith("/login?next=")
+        sign_in(c, demo_db, "viewer")  # a reader of the whole territory gets town B's page
         assert c.get(f"/area/{town_b}").status_code == 200
 
 
-def test_the_callbacks_show_a_scoped_reader_its_area_only(
-    client: TestClient, token: Callable[..., str], two_towns: dict[str, str]
-) -> None:
+def test_the_callbacks_show_a_scoped_reader_its_area_only(client: TestClient, two_towns: dict[str, str]) -> None:
     svc = _svc(client)
     town_a, town_b = two_towns["town_a"], two_towns["town_b"]
     with acting_as(Principal(1, "wall-a", "screen", town_a, kind="screen")):
@@ -189,8 +180,8 @@ def test_the_callbacks_show_a_scoped_reader_its_area_only(
         assert "敖勒召其镇" not in ranking  # towns are not ranked: its own town's villages are
         stats = wall.grid_hideout(svc, 2, "open", None, 9, {})["stats"]
         assert set(stats) == {town_a}
-    # the dispatch page: a dispatcher scoped to town A does not get town B's case
-    scoped = dispatch_page.signed_in(svc, token("dispatcher", area=town_a, name="disp-a"))
+    # the dispatch page: a dispatcher scoped to town A (signed in: the page's principal) does not get town B's case
+    scoped = dispatch_page.signed_in(Principal(2, "disp-a", "dispatcher", town_a, kind="user"))
     assert scoped is not None
     card, _, _, _ = dispatch_page.case_panels(svc, scoped, two_towns["code_b"], "zh-CN")
     assert card == []
