@@ -4,12 +4,10 @@ The shipped file is rendered only where it marks a value "# SITE" (name, certifi
 listen ports, and included in an http { } block like the one Debian's nginx.conf wraps around conf.d/.
 The app runs with YITU_ACCESS_LOG, so its log shows the client address and scheme it sees.
 
-Sign-in (issue 12, part signin): on this branch the pages are open. Requests here, the browser's
-included, carry an admin bearer token (Chromium sends extra headers with the WebSocket handshake too),
-so they should pass a guard that resolves bearer tokens on pages, callbacks and the socket alike.
-TODO(lead): once the sign-in fixture is merged, sign the browser in through nginx in `_signed_in`
-(POST /login) and assert there that the yitu_session cookie is Secure (it goes by the https the app
-sees behind nginx), and that HSTS comes on the answers through nginx and not on plain http.
+Sign-in (issue 12): API requests here carry an admin bearer token; the browser signs in as a person does,
+through nginx with the sign-in form (POST /login), and `_signed_in` asserts that the yitu_session cookie
+is Secure (it goes by the https the app sees behind nginx) and that HSTS comes on the answers through
+nginx and not on plain http.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from services.identity import create_token
 
 from .browser import CHROMIUM_ARGS, Watched, chromium_path
-from .conftest import ROOT, LiveServer
+from .conftest import PASSWORD, ROOT, LiveServer, create_user
 from .helpers import free_port, wait_for
 from .test_live_browser import SEAT, _open_wall, _wait_pin
 
@@ -351,18 +349,37 @@ def tls_browser() -> Iterator[Browser]:
         b.close()
 
 
-def _signed_in(w: Watched, token: str) -> Page:
-    """The page of a signed-in wall screen. TODO(lead): with the sign-in fixture, sign in through nginx
-    (POST /login) instead of the bearer header and assert the yitu_session cookie is Secure."""
-    w.page.set_extra_http_headers({"Authorization": f"Bearer {token}"})
-    return w.page
+def _signed_in(w: Watched, srv: LiveServer, proxy: Nginx, dsn: str) -> Page:
+    """A browser signed in through nginx with the sign-in form (POST /login): its session cookie is
+    Secure, and the app's answers through nginx carry HSTS (plain http never does)."""
+    name = create_user(dsn, "admin")
+    page = w.page
+    page.goto(proxy.base + "/")  # not signed in: the sign-in page, through nginx
+    page.wait_for_selector("#username")
+    assert page.url.startswith(proxy.base + "/login?next=/"), page.url
+    page.fill("#username", name)
+    page.fill("#password", PASSWORD)
+    with page.expect_response(lambda r: r.url == proxy.base + "/login" and r.request.method == "POST") as posted:
+        page.click("#signin")
+    answer = posted.value
+    assert answer.status == 303, answer.status
+    assert answer.headers["strict-transport-security"].startswith("max-age=")  # the app saw https
+    page.wait_for_url(proxy.base + "/")
+    cookie = next(c for c in page.context.cookies(proxy.base) if c["name"] == "yitu_session")
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
+    with proxy.client() as c:
+        assert c.get(proxy.base + "/login").headers["strict-transport-security"].startswith("max-age=")
+        moved = c.get(f"http://{NAME}:{proxy.http_port}/login")
+        assert moved.status_code == 301 and "strict-transport-security" not in moved.headers
+    assert "strict-transport-security" not in srv.get("/login").headers  # the app itself, on plain http
+    return page
 
 
 @pytest.mark.browser
 def test_the_live_socket_works_through_nginx(site_of, demo_db: str, tls_browser: Browser) -> None:  # type: ignore[no-untyped-def]
     srv, proxy, token = site_of(demo_db)
     w = Watched(tls_browser, proxy.base)
-    _signed_in(w, token)
+    _signed_in(w, srv, proxy, demo_db)
     page = _open_wall(w, proxy.base)
     seen = _seen(srv, "WS", "/_dash-ws-callback")  # the socket reached the app through nginx: wss, from nginx
     assert (seen["status"], seen["scheme"], seen["client"]) == ("101", "wss", "127.0.0.1")
