@@ -6,9 +6,10 @@ of its town, the van crew: geodata/masking.py), masked to a viewer and a wall sc
 all — not even its code — to a grid worker of another town. The room pages (the wall's card, the
 dispatch page) show it masked to everyone.
 
-Anonymous readers are part "signin"'s (api/guard.py). Until that part binds the principal of a
-page's session, the screen reads through a stand-in that binds one for every request (as the guard
-will) on the routes a page fetches by URL, and through ``acting_as`` in the callbacks.
+Anonymous readers are refused by the guard (api/guard.py, tests/test_guard.py). The wall screen is
+paired through its one-time link and reads the routes a page fetches by URL with its session cookie;
+the callbacks, called here as plain functions, read as the principal the guard binds (``acting_as``).
+The van crew's token reads the canary because its van is sent to it (a van token sees no other case).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -31,13 +33,15 @@ from callbacks import pages, wall
 from dashboard.app import create_app
 from geodata.masking import mask_text
 from services import events
-from services.identity import Principal, acting_as, lookup
+from services.identity import Principal, acting_as, lookup, session_principal
 from services.live import _parse
 from services.settings import Settings
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point_where, token  # noqa: F401
+from .conftest import pair_screen
 from .helpers import wait_for
-from .test_scope import WHOLE_BANNER, Bound, _text
+from .test_dispatch import offset, place_van
+from .test_scope import WHOLE_BANNER, _text
 
 NAME, OTHER = "金丝雀巴特尔", "金丝雀其木格"  # 金丝雀: canary; no demo party is called so
 MOBILE, LANDLINE, ID_NUMBER = "13987654321", "0477-8561234", "15062319800101123X"
@@ -81,6 +85,9 @@ def canary(client: TestClient, token: Callable[..., str], demo_db: str) -> dict[
     note = f"已电话联系{NAME} {MOBILE}，{OTHER}座机{LANDLINE}，核对身份证{ID_NUMBER}"
     r = client.post(f"/api/v1/cases/{code}/transitions", json={"action": "accept", "note": note}, headers=dispatcher)
     assert r.status_code == 200, r.text
+    place_van(demo_db, "V01", *offset(lon, lat, 3000))  # a van on line nearby, sent to the canary: the crew's case
+    r = client.post("/api/v1/dispatches", json={"case": code, "van": "V01"}, headers=dispatcher)
+    assert r.status_code == 201, r.text
     return {"code": code, "cell": cell, "town": cell[:9]}
 
 
@@ -160,16 +167,25 @@ def _read_live(redis_url: str, who: Principal, canary: dict[str, str], reading: 
 
 @pytest.fixture
 def readings(
-    client: TestClient, token: Callable[..., str], canary: dict[str, str], cases_settings: Settings, redis_url: str
+    client: TestClient,
+    token: Callable[..., str],
+    canary: dict[str, str],
+    cases_settings: Settings,
+    redis_url: str,
+    demo_db: str,
 ) -> dict[str, Reading]:
     out: dict[str, Reading] = {}
     svc = client.app.state.services  # type: ignore[attr-defined]
     for key, (role, area) in PRINCIPALS.items():
         reading = out[key] = Reading(key)
         if role == "screen":  # no bearer token for a screen: the page's session (the guard's principal)
-            who = Principal(1, "wall", "screen", area, kind="screen")
-            with TestClient(Bound(create_app(cases_settings), who)) as page:
+            with TestClient(create_app(cases_settings)) as page:
+                cookie = pair_screen(page, demo_db, "wall", area)
                 _read_pages(page, {}, canary, reading)
+            with psycopg.connect(demo_db) as conn:
+                paired = session_principal(conn, cookie, cases_settings.session_idle_minutes)
+            assert paired is not None and paired.role == "screen"
+            who = paired
         else:
             raw = token(role, area=area, name="V01" if role == "van" else f"canary-{key}")
             found = lookup(svc, raw)
