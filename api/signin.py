@@ -217,41 +217,18 @@ def _sign_in(svc: Services, username: str, password: str, address: str | None) -
     return who
 
 
-_LOGIN_FORM: dict[str, object] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["username", "password"],
-                    "properties": {
-                        "username": {"type": "string", "minLength": 1, "maxLength": identity.MAX_NAME},
-                        "password": {"type": "string", "minLength": 1, "maxLength": identity.MAX_PASSWORD},
-                        "next": {"type": "string", "description": "a path of this site to go to afterwards"},
-                    },
-                }
-            }
-        },
-    }
-}
+# The form routes are the sign-in page's, not the JSON API's: they answer a browser with HTML and
+# redirects (303 to ``next`` or to /login; 401/403/415/422/429 as the page again, or as the one JSON
+# error shape to a client not asking for HTML), and they are kept out of /openapi.json
+# (``include_in_schema=False``) like ``GET /login`` and ``/pair/<code>``. Published there, a
+# schema-driven client would treat them as API calls: fuzzing ``POST /login`` counts failed sign-ins
+# against the caller's own address until it is throttled (429), and ``POST /logout`` ends the very
+# session that client acts with. Their contract is this module's docstring and tests/test_signin.py.
 
 
-@router.post(
-    "/login",
-    summary="Sign in (form: username, password, next); sets the session cookie",
-    status_code=303,
-    openapi_extra=_LOGIN_FORM,
-    responses={
-        303: {"description": "Signed in: to `next`"},
-        401: {"description": "Wrong user name or password, or a disabled account"},
-        403: {"description": "The form came from another site"},
-        415: {"description": "Not a URL-encoded form"},
-        422: {"description": "A field missing, too long or not UTF-8 (named in `field`)"},
-        429: {"description": "Too many failed attempts; see Retry-After"},
-    },
-)
+@router.post("/login", status_code=303, include_in_schema=False)
 async def login(request: Request) -> Response:
+    """Sign in (form: username, password, next): the session cookie and 303 to ``next``."""
     lang = _lang(request)
     svc: Services = request.app.state.services
     form: dict[str, str] = {}
@@ -281,13 +258,9 @@ def _end(svc: Services, cookie: str) -> bool:
         return identity.end_session(conn, cookie)
 
 
-@router.post(
-    "/logout",
-    summary="Sign out: the session ends and the cookie is cleared",
-    status_code=303,
-    responses={303: {"description": "To the sign-in page"}},
-)
+@router.post("/logout", status_code=303, include_in_schema=False)
 async def logout(request: Request) -> Response:
+    """Sign out: the session ends and the cookie is cleared; 303 to the sign-in page."""
     cookie = cookie_value(request.scope)
     svc: Services = request.app.state.services
     if cookie and same_origin(request.scope, svc.settings.websocket_origins) is not False:
