@@ -44,6 +44,7 @@ from dash.exceptions import PreventUpdate
 from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -388,7 +389,7 @@ class Guard:
             await refuse(send, errors.Forbidden(f"a {who.role} may not use {scope['path']}"))
             return
         screen = who is not None and who.role == identity.SCREEN_ROLE
-        if screen and method not in SAFE_METHODS and policy.face is Face.API:
+        if screen and method not in SAFE_METHODS and policy.face is Face.API and _route_takes(scope):
             await refuse(send, errors.Forbidden("a wall screen is read-only"))
             return
         await self._serve(scope, receive, send, who)
@@ -412,6 +413,12 @@ class Guard:
             return None, False
         who = await run_in_threadpool(_session, svc, cookie)
         return who, who is not None
+
+
+def _route_takes(scope: Scope) -> bool:
+    """Whether an API route takes this method at this path: a method none takes is answered 405 (a
+    path none serves 404) by the app, to a wall screen as to anyone (the contract's undeclared methods)."""
+    return scope["method"] in errors.allowed_methods(Request(scope))
 
 
 def _session(svc: Services, cookie: str) -> Principal | None:
