@@ -450,6 +450,8 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         Output(Ids.USER_PICK, "options"),
         Output(Ids.USER_MESSAGE, "children"),
         Output(Ids.CHANGED, "data", allow_duplicate=True),
+        Output(Ids.USER_PASSWORD, "value"),
+        Output(Ids.EDIT_PASSWORD, "value"),
         Input(Ids.USER_CREATE, "n_clicks"),
         Input(Ids.EDIT_APPLY, "n_clicks"),
         Input(Ids.EDIT_PASSWD, "n_clicks"),
@@ -483,7 +485,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
                 user_action(get(), identity.current(), client_address(), action, fields, lang()), changed
             )
         table, options = users_view(get(), lang())
-        return table, options, message, bumped
+        return table, options, message, bumped, "", ""  # a password typed is never kept in the page
 
     @app.callback(
         Output(Ids.SCREENS, "children"),

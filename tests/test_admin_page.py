@@ -438,7 +438,8 @@ def test_create_a_user_sign_in_as_them_disable_them_and_their_page_goes_to_login
     p = w.page
     p.goto(srv.url + "/admin")
     p.wait_for_selector(f"#{Ids.USERS} table")
-    p.wait_for_selector(f"#{Ids.CHANGES} table")
+    p.wait_for_selector(f"#{Ids.CHANGES} > *")
+    p.wait_for_selector(f"#{Ids.SIGNINS} table")
     ARTIFACTS.mkdir(exist_ok=True)
     p.screenshot(path=str(ARTIFACTS / "admin-1920x1080.png"))
 
