@@ -99,6 +99,8 @@ def test_only_an_admin_gets_the_page_others_the_refusal_anonymous_the_login(
     app_client: TestClient, demo_db: str
 ) -> None:
     c = app_client
+    assert "/admin" in set(guard.route_paths(c.app.routes))  # served, and declared: admins only
+    assert guard.ROUTES["/admin"].face is guard.Face.PAGE and guard.ROUTES["/admin"].roles == {"admin"}
     r = c.get("/admin", follow_redirects=False)
     assert r.status_code == 302 and r.headers["location"] == "/login?next=/admin"
     for role in ("viewer", "grid_worker", "dispatcher"):
