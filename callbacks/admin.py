@@ -416,10 +416,16 @@ def _step(trigger: Any, prev_id: str, next_id: str, page: int | None) -> int:
 # --- wiring ----------------------------------------------------------------------------------------------------------
 
 
+def _request() -> Any:
+    """Dash's view of the request serving the callback (its FastAPI backend's adapter)."""
+    app: Any = dash.get_app()  # type: ignore[no-untyped-call]
+    return app.backend.request_adapter()
+
+
 def client_address() -> str | None:
     """The browser's address, for the log (the request serving the callback)."""
     try:
-        return dash.get_app().backend.request_adapter().remote_addr  # type: ignore[no-any-return]
+        return _request().remote_addr  # type: ignore[no-any-return]
     except (RuntimeError, AttributeError):
         return None
 
@@ -433,7 +439,7 @@ def base_url(svc: Services) -> str:
     if svc.settings.public_url:
         return svc.settings.public_url.rstrip("/")
     try:
-        return str(dash.get_app().backend.request_adapter().root).rstrip("/")
+        return str(_request().root).rstrip("/")
     except (RuntimeError, AttributeError):
         return f"http://{svc.settings.host}:{svc.settings.port}"
 
@@ -442,7 +448,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     def lang() -> str:
         return get().settings.lang
 
-    def act(outcome: Outcome, changed: int | None) -> tuple[Any, int]:
+    def act(outcome: Outcome, changed: int | None) -> tuple[Any, Any]:
         return outcome.show(), _bump(changed) if outcome.ok else dash.no_update
 
     @app.callback(

@@ -10,9 +10,12 @@ once, in the section's message, and never again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
+from typing import Literal
 
 from dash import dcc, html
+from dash.development.base_component import Component
 
 from dashboard.i18n import translator
 from geodata.workflow import ROLES
@@ -82,7 +85,7 @@ class Ids(StrEnum):
 MAX_INPUT = 1024  # the browser's own cap on a field; the server checks again (services/admin.py)
 
 
-def _input(id_: str, placeholder: str, kind: str = "text", size: int = 100) -> dcc.Input:
+def _input(id_: str, placeholder: str, kind: Literal["text", "password"] = "text", size: int = 100) -> dcc.Input:
     return dcc.Input(
         id=id_,
         type=kind,
@@ -98,8 +101,7 @@ def _button(id_: str, label: str, quiet: bool = False) -> html.Button:
     return html.Button(label, id=id_, n_clicks=0, className="yitu-button" + (" yitu-quiet" if quiet else ""))
 
 
-def _roles(roles: tuple[str, ...], t: object) -> list[dict[str, str]]:
-    assert callable(t)
+def _roles(roles: tuple[str, ...], t: Callable[[str], str]) -> list[dict[str, str]]:
     return [{"label": t(f"role.{r}"), "value": r} for r in roles]
 
 
@@ -109,11 +111,11 @@ def _pick(id_: str, placeholder: str, options: list[dict[str, str]] | None = Non
     )
 
 
-def _card(title: str, *children: object, cls: str = "") -> html.Section:
+def _card(title: str, *children: Component, cls: str = "") -> html.Section:
     return html.Section(className=f"yitu-card yitu-admin-card {cls}".strip(), children=[html.H3(title), *children])
 
 
-def _row(*children: object) -> html.Div:
+def _row(*children: Component) -> html.Div:
     return html.Div(className="yitu-admin-form", children=list(children))
 
 
@@ -121,8 +123,7 @@ def _message(id_: str) -> html.Div:
     return html.Div(id=id_, className="yitu-admin-message", role="status")
 
 
-def _pager(prefix: str, filter_id: str, prev_id: str, next_id: str, page_id: str, t: object) -> html.Div:
-    assert callable(t)
+def _pager(prefix: str, filter_id: str, prev_id: str, next_id: str, page_id: str, t: Callable[[str], str]) -> html.Div:
     return _row(
         _input(filter_id, t(f"admin.{prefix}.filter")),
         _button(prev_id, t("admin.prev"), quiet=True),
