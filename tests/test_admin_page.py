@@ -488,7 +488,11 @@ def test_create_a_user_sign_in_as_them_disable_them_and_their_page_goes_to_login
     p.wait_for_selector(f"#{Ids.TOKEN_MESSAGE} .yitu-admin-secret")
     assert p.inner_text(f"#{Ids.TOKEN_MESSAGE} .yitu-admin-secret").startswith("yitu_")
     p.screenshot(path=str(ARTIFACTS / "admin-1366x768.png"))
-    p.screenshot(path=str(ARTIFACTS / "admin-1366x768-full.png"), full_page=True)
+    # the page scrolls (the wall's body does not): the change log at its foot
+    p.evaluate("() => { const a = document.querySelector('.yitu-admin'); a.scrollTop = a.scrollHeight; }")
+    p.wait_for_function(f"() => document.querySelector('#{Ids.CHANGES}').innerText.includes('token.create')")
+    assert p.locator(f"#{Ids.CHANGES}").is_visible()
+    p.screenshot(path=str(ARTIFACTS / "admin-1366x768-logs.png"))
     with psycopg.connect(demo_db) as conn:
         rows = conn.execute(
             "SELECT action, actor_kind, host(address) FROM admin_events WHERE actor_kind = 'user' ORDER BY id"
