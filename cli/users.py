@@ -259,17 +259,17 @@ def demo_identities(database_url: str, base: str) -> list[str]:
     import secrets
 
     password = secrets.token_urlsafe(12)
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url) as conn:  # each change logged, as the commands log theirs
         if conn.execute("SELECT 1 FROM users WHERE name = %s", (DEMO_ADMIN,)).fetchone():
-            identity.set_password(conn, DEMO_ADMIN, password)
-            identity.set_user_disabled(conn, DEMO_ADMIN, False)
+            admin.reset_password(conn, None, None, DEMO_ADMIN, password)
+            admin.set_user_disabled(conn, None, None, DEMO_ADMIN, False)
         else:
-            identity.create_user(conn, name=DEMO_ADMIN, role="admin", password=password)
+            admin.create_user(conn, None, None, name=DEMO_ADMIN, role="admin", password=password)
         screen = conn.execute("SELECT revoked_at IS NULL FROM screens WHERE name = %s", (DEMO_SCREEN,)).fetchone()
         if screen is None:
-            code: str | None = identity.create_screen(conn, DEMO_SCREEN)[1]
+            code: str | None = admin.create_screen(conn, None, None, DEMO_SCREEN, None)[1]
         else:  # revoked by someone: it stays so
-            code = identity.pair_again(conn, DEMO_SCREEN) if screen[0] else None
+            code = admin.pair_screen(conn, None, None, DEMO_SCREEN) if screen[0] else None
     wall = (
         f"wall screen: open {base}{identity.PAIR_PATH}{code} in the wall's browser (once, within 10 minutes; "
         f"`yitu screen pair {DEMO_SCREEN}` for a new link)"

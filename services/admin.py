@@ -162,10 +162,13 @@ def create_token(
 
 
 def revoke_token(conn: psycopg.Connection, who: Principal | None, address: str | None, token_id: int) -> bool:
-    n = identity.revoke_token(conn, str(int(token_id)))
-    if n:
-        audit.record(conn, who, "token.revoke", str(int(token_id)), {"revoked": n}, address)
-    return n > 0
+    """Revoke the live token with this id (by id only: a token may be named like another's number)."""
+    row = conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING name", (int(token_id),)
+    ).fetchone()
+    if row is not None:
+        audit.record(conn, who, "token.revoke", f"token:{int(token_id)}", {"name": row[0], "revoked": 1}, address)
+    return row is not None
 
 
 # --- van devices ------------------------------------------------------------------------------------------------

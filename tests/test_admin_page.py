@@ -21,6 +21,7 @@ from api import guard
 from callbacks import admin as cb
 from callbacks import pages
 from cli.main import main
+from cli.users import demo_identities
 from dashboard.app import create_app
 from dashboard.i18n import TEXTS
 from dashboard.pages.admin import Ids
@@ -360,6 +361,15 @@ def test_every_matching_cli_action_writes_its_row(demo_db: str, redis_url: str, 
         main, ["user", "create", "x", "--role", "viewer", "--password-stdin"], env=env, input="short\n"
     )
     assert result.exit_code != 0 and _events(demo_db, since) == []
+
+
+def test_the_demos_local_admin_and_wall_screen_are_logged_too(demo_db: str) -> None:
+    since = _last_event_id(demo_db)
+    demo_identities(demo_db, "http://127.0.0.1:8050")
+    demo_identities(demo_db, "http://127.0.0.1:8050")  # a later run: a new password, a new link
+    events = _events(demo_db, since)
+    assert [e["action"] for e in events] == ["user.create", "screen.create", "user.password", "screen.pair"]
+    assert {e["actor_kind"] for e in events} == {"cli"}
 
 
 # --- bad and hostile input --------------------------------------------------------------------------------------
