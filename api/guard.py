@@ -15,7 +15,8 @@ One pure-ASGI middleware (it sees HTTP and WebSocket scopes alike, and adds no S
    by omission.
 3. **Answers without an identity**: a page redirects (302) to ``/login?next=<the path>``; an API call,
    a callback or an asset answers 401 in the one JSON error shape (api/errors.py); the WebSocket is
-   refused before it is accepted.
+   refused before it is accepted. A signed-in caller whose role a page does not allow (``/admin``)
+   gets the page frame with 403, whose router shows the refusal page; an API call 403 JSON.
 4. **CSRF.** A state-changing request authenticated by the cookie must carry an ``Origin`` (or
    ``Referer``) of this host: the browser sends it with every POST, Dash's included. Bearer calls
    carry no ambient credential and need none.
@@ -30,7 +31,7 @@ import functools
 import inspect
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from enum import StrEnum
 from http.cookies import SimpleCookie
@@ -60,6 +61,7 @@ log = logging.getLogger("yitu.guard")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DISPATCHERS = frozenset({"admin", "dispatcher"})
+ADMINS = frozenset({"admin"})
 LOGIN = "/login"
 
 
@@ -146,6 +148,7 @@ ROUTES: Mapping[str, Policy] = {
     "/": _signed_in(Face.PAGE),
     "/area/{code}": _signed_in(Face.PAGE),  # Dash's page, answered 403 outside the reader's area
     "/api/{rest:path}": _signed_in(Face.API),  # the rest of /api/: JSON 404 / 405 (api/errors.py)
+    "/admin": _signed_in(Face.PAGE, ADMINS),  # anyone else signed in: the refusal page (403)
     # Dash's catch-all (/area/…, /dispatch, …): what no other entry matches is a signed-in page
     # (or, under /api/, a signed-in API call): see policy_for.
     "{path:path}": _signed_in(Face.PAGE),
@@ -169,6 +172,13 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.dispatch._fly": ANY_SIGNED_IN,
     "callbacks.dispatch._send": DISPATCHERS,  # sends a van: a write
     "callbacks.live._live": ANY_SIGNED_IN,
+    # the admin page (/admin): every one of its callbacks, the tables included, for admins only
+    "callbacks.admin._users": ADMINS,
+    "callbacks.admin._screens": ADMINS,
+    "callbacks.admin._tokens": ADMINS,
+    "callbacks.admin._vans": ADMINS,
+    "callbacks.admin._signins": ADMINS,
+    "callbacks.admin._changes": ADMINS,
 }
 
 
@@ -320,6 +330,21 @@ async def _close_socket(receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": 4401, "reason": "sign in first"})
 
 
+def _frame_scope(scope: Scope) -> Scope:
+    """A refused page is served as the bare page frame (Dash's ``/``: no data in it); the browser keeps
+    its URL, so the frame's router (callbacks/pages.py) renders the refusal for that path."""
+    return {**scope, "path": "/", "raw_path": b"/", "query_string": b""}
+
+
+def _with_status(send: Send, status: int) -> Send:
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "status": status}
+        await send(message)
+
+    return sending
+
+
 # --- the middleware ---------------------------------------------------------------------------------
 
 
@@ -386,7 +411,10 @@ class Guard:
                 )
             return
         if who is not None and not policy.allows(who):
-            await refuse(send, errors.Forbidden(f"a {who.role} may not use {scope['path']}"))
+            if policy.face is Face.PAGE and method in SAFE_METHODS:  # the refusal page, in its language
+                await self._serve(_frame_scope(scope), receive, _with_status(send, 403), who)
+            else:
+                await refuse(send, errors.Forbidden(f"a {who.role} may not use {scope['path']}"))
             return
         screen = who is not None and who.role == identity.SCREEN_ROLE
         if screen and method not in SAFE_METHODS and policy.face is Face.API and _route_takes(scope):

@@ -13,7 +13,7 @@ from dash import Dash, Input, Output, State, dcc, html
 
 from callbacks.dispatch import who_line
 from dashboard.i18n import translator
-from dashboard.pages import area, dispatch, wall
+from dashboard.pages import admin, area, dispatch, wall
 from geodata import queries
 from layers import registry
 from services import identity
@@ -31,7 +31,8 @@ def _attribution(banner_code: str) -> str:
 
 
 def refused(lang: str) -> html.Div:
-    """The refusal page (403) in the page's language: an area outside the reader's own."""
+    """The refusal page (403) in the page's language: an area outside the reader's own, the admin
+    page for anyone but an admin."""
     t = translator(lang)
     return html.Div(
         className="yitu-empty yitu-refused",
@@ -58,6 +59,10 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
                 registry.page_data(conn, list(dispatch.LAYERS)),
                 who_line(identity.current(), svc.settings.lang),
             )
+        if path == "/admin":  # the guard refuses anyone else already; the page says so too
+            if who is None or who.role != "admin":
+                return refused(svc.settings.lang)
+            return admin.layout(svc.settings, who_line(who, svc.settings.lang))
         if path.startswith("/area/"):
             code = path.removeprefix("/area/")
             if who is not None and not who.sees_area(code):

@@ -1,5 +1,8 @@
 """``yitu user`` and ``yitu screen``: the people who sign in, and the wall screens that pair once.
 
+Every change writes its admin_events row (actor_kind ``cli``, the OS user) in its transaction,
+through services/admin.py, the same functions the admin page uses.
+
 Passwords come on standard input (``--password-stdin``), never as an argument (the process list
 and the shell history would keep them); at a terminal without it, the password is asked twice,
 hidden. Only an Argon2id hash is stored. A wall screen gets a one-time pairing link, valid 10
@@ -19,7 +22,7 @@ import psycopg
 
 from cli.common import db_errors, dsn
 from geodata.errors import YituError
-from services import identity
+from services import admin, identity
 from services.settings import Settings
 
 P = ParamSpec("P")
@@ -99,7 +102,7 @@ def create(ctx: click.Context, name: str, role: str, area: str | None, password_
     """Make a user NAME who signs in with a password."""
     password = _password(password_stdin)
     with psycopg.connect(dsn(ctx)) as conn:
-        uid = identity.create_user(conn, name=name, role=role, area=area, password=password)
+        uid = admin.create_user(conn, None, None, name=name, role=role, area=area, password=password)
     click.echo(f"user {uid} {name.strip()} ({role}{', area ' + area if area else ''}) created")
 
 
@@ -135,7 +138,7 @@ def list_(ctx: click.Context) -> None:
 def disable(ctx: click.Context, name: str) -> None:
     """Disable NAME: their sessions end at once and they cannot sign in (the row stays for the audit)."""
     with psycopg.connect(dsn(ctx)) as conn:
-        changed = identity.set_user_disabled(conn, name, True)
+        changed = admin.set_user_disabled(conn, None, None, name, True)
     click.echo(f"user {name} disabled" if changed else f"user {name} was already disabled")
 
 
@@ -147,7 +150,7 @@ def disable(ctx: click.Context, name: str) -> None:
 def enable(ctx: click.Context, name: str) -> None:
     """Let a disabled user sign in again."""
     with psycopg.connect(dsn(ctx)) as conn:
-        changed = identity.set_user_disabled(conn, name, False)
+        changed = admin.set_user_disabled(conn, None, None, name, False)
     click.echo(f"user {name} enabled" if changed else f"user {name} was not disabled")
 
 
@@ -163,7 +166,7 @@ def passwd(ctx: click.Context, name: str, password_stdin: bool) -> None:
     """Set a new password for NAME; their open sessions end."""
     password = _password(password_stdin)
     with psycopg.connect(dsn(ctx)) as conn:
-        identity.set_password(conn, name, password)
+        admin.reset_password(conn, None, None, name, password)
     click.echo(f"password of {name} changed; their sessions ended")
 
 
@@ -186,7 +189,7 @@ def screen_create(ctx: click.Context, name: str, area: str | None) -> None:
     """
     settings = ctx.find_object(Settings) or Settings()
     with psycopg.connect(dsn(ctx)) as conn:
-        sid, code = identity.create_screen(conn, name, area)
+        sid, code = admin.create_screen(conn, None, None, name, area)
     click.echo(
         f"screen {sid} {name.strip()}{' (area ' + area + ')' if area else ''}; pairing link, once, 10 minutes:",
         err=True,
@@ -203,7 +206,7 @@ def screen_pair(ctx: click.Context, name: str) -> None:
     """Print a new one-time pairing URL for the screen NAME (another browser, or the link ran out)."""
     settings = ctx.find_object(Settings) or Settings()
     with psycopg.connect(dsn(ctx)) as conn:
-        code = identity.pair_again(conn, name)
+        code = admin.pair_screen(conn, None, None, name)
     click.echo(f"screen {name}; pairing link, once, 10 minutes:", err=True)
     click.echo(f"{base_url(settings)}{identity.PAIR_PATH}{code}")
 
@@ -239,7 +242,7 @@ def screen_list(ctx: click.Context) -> None:
 def screen_revoke(ctx: click.Context, name: str) -> None:
     """Revoke the screen NAME: its sessions end, and an open page of it shows the sign-in page within 10 s."""
     with psycopg.connect(dsn(ctx)) as conn:
-        done = identity.revoke_screen(conn, name)
+        done = admin.revoke_screen(conn, None, None, name)
     if not done:
         raise click.ClickException(f"no live screen named {name!r}")
     click.echo(f"screen {name} revoked")
@@ -256,17 +259,17 @@ def demo_identities(database_url: str, base: str) -> list[str]:
     import secrets
 
     password = secrets.token_urlsafe(12)
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url) as conn:  # each change logged, as the commands log theirs
         if conn.execute("SELECT 1 FROM users WHERE name = %s", (DEMO_ADMIN,)).fetchone():
-            identity.set_password(conn, DEMO_ADMIN, password)
-            identity.set_user_disabled(conn, DEMO_ADMIN, False)
+            admin.reset_password(conn, None, None, DEMO_ADMIN, password)
+            admin.set_user_disabled(conn, None, None, DEMO_ADMIN, False)
         else:
-            identity.create_user(conn, name=DEMO_ADMIN, role="admin", password=password)
+            admin.create_user(conn, None, None, name=DEMO_ADMIN, role="admin", password=password)
         screen = conn.execute("SELECT revoked_at IS NULL FROM screens WHERE name = %s", (DEMO_SCREEN,)).fetchone()
         if screen is None:
-            code: str | None = identity.create_screen(conn, DEMO_SCREEN)[1]
+            code: str | None = admin.create_screen(conn, None, None, DEMO_SCREEN, None)[1]
         else:  # revoked by someone: it stays so
-            code = identity.pair_again(conn, DEMO_SCREEN) if screen[0] else None
+            code = admin.pair_screen(conn, None, None, DEMO_SCREEN) if screen[0] else None
     wall = (
         f"wall screen: open {base}{identity.PAIR_PATH}{code} in the wall's browser (once, within 10 minutes; "
         f"`yitu screen pair {DEMO_SCREEN}` for a new link)"

@@ -20,6 +20,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from api import budgets, errors, openapi
 from api.guard import Guard, enforce_callbacks
 from api.routers import all_routers
+from callbacks import admin as admin_callbacks
 from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
 from callbacks import live as live_callbacks
@@ -95,6 +96,20 @@ def _area_pages_in_scope(app: FastAPI) -> None:
         return page
 
 
+def _admin_page(app: FastAPI) -> None:
+    """``GET /admin``: Dash's page (callbacks/admin.py fills it). The guard lets only an admin through
+    (anyone else gets the refusal page with 403, api/guard.py); the status says so here too."""
+
+    @app.get("/admin", include_in_schema=False)
+    async def admin_page(request: Request) -> Response:
+        dash_page = next(r for r in app.router.routes if str(getattr(r, "path", "")).lstrip("/") == "{path:path}")
+        page: Response = await dash_page.endpoint(request)  # type: ignore[attr-defined]
+        who = identity.current()
+        if who is None or who.role != "admin":
+            page.status_code = 403
+        return page
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,6 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     # API routes first: Dash adds a catch-all GET route for its pages.
     docs_html = _offline_docs(app)
     _area_pages_in_scope(app)
+    _admin_page(app)
     for router in all_routers():
         app.include_router(router)
 
@@ -145,6 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
         module.register(dash_app, get_services)
     dispatch_callbacks.register(dash_app, get_services, lambda: app.state.cases_runtime)
     live_callbacks.register(dash_app, lambda: app.state.live, get_services)
+    admin_callbacks.register(dash_app, get_services)
     # Dash collects its assets on the first request; with the FastAPI backend the first page served
     # (say a shared /area/… link) would go out without them. Collect them now instead.
     dash_app._setup_server()

@@ -26,11 +26,13 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from callbacks import admin as admin_cb
 from callbacks import area as area_cb
 from callbacks import dispatch as dispatch_page
 from callbacks import live as live_cb
 from callbacks import pages, wall
 from dashboard.app import create_app
+from geodata.errors import Forbidden
 from geodata.masking import mask_text
 from services import events
 from services.identity import Principal, acting_as, lookup, session_principal
@@ -156,6 +158,14 @@ def _read_callbacks(c: TestClient, who: Principal, canary: dict[str, str], readi
         if who.role in dispatch_page.DISPATCHERS:
             reading.add("dispatch.card", _text(dispatch_page.case_panels(svc, who, code, "zh-CN")))
             reading.add("dispatch.queue", _text(dispatch_page.queue_items(svc, who, code, "zh-CN")))
+        # the admin page's logs (callbacks/admin.py): an admin's only; they name cases by code, never their parties
+        if who.role == "admin":
+            reading.add("admin.changes", _text(admin_cb.changes_view(svc, who, None, 0, "zh-CN")[0]))
+            reading.add("admin.signins", _text(admin_cb.signins_view(svc, who, None, 0, "zh-CN")[0]))
+            assert not any(raw in text for surface, text in reading.texts[-2:] for raw in RAW)
+        else:
+            with pytest.raises(Forbidden):
+                admin_cb.changes_view(svc, who, None, 0, "zh-CN")
 
 
 def _read_live(redis_url: str, who: Principal, canary: dict[str, str], reading: Reading) -> None:

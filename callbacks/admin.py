@@ -1,0 +1,627 @@
+"""Admin-page callbacks: the tables, the changes, the logs.
+
+The work is in module-level functions taking the services, the admin and the client address first
+(tests call them directly); ``register`` wires them to the page (dashboard/pages/admin.py). Each
+change goes through services/admin.py: the change and its admin_events row in one transaction.
+Who asks is the request's principal (``identity.current()``, bound by the guard): the guard's
+policy table lets only an admin run these callbacks, and :func:`_admin` checks again.
+
+A refusal is one line in the page's language naming the field (``名称：…``); what the user typed is
+shown only as text (Dash escapes it), never as markup.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import dash
+import psycopg
+from dash import Dash, Input, Output, State, ctx, html
+from dash.exceptions import PreventUpdate
+
+from dashboard.i18n import TEXTS, refusal, translator
+from dashboard.pages.admin import Ids
+from geodata import tracking
+from geodata.clock import CST
+from geodata.errors import Forbidden, Invalid, YituError
+from services import admin, identity
+from services.identity import Principal
+from services.runtime import Services
+
+ADMINS = frozenset({"admin"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a change came to: ok or refused, and the line to show."""
+
+    ok: bool
+    message: str
+    secret: str | None = None  # a token or pairing URL, shown once beside the message
+
+    def show(self) -> html.Div:
+        children: list[Any] = [html.Span(self.message)]
+        if self.secret:
+            children.append(html.Code(self.secret, className="yitu-admin-secret"))
+        return html.Div(className="yitu-admin-ok" if self.ok else "yitu-admin-refused", children=children)
+
+
+def _admin(who: Principal | None) -> Principal:
+    if who is None or who.role not in ADMINS:
+        raise Forbidden("only an admin may use the admin page")
+    return who
+
+
+def explain(exc: YituError, lang: str) -> str:
+    """A refusal in the page's language, naming the field: the field's own text when there is one
+    (``admin.conflict.name``: the name is taken), else the field's rule (``admin.bad.name``), else
+    the kind's text."""
+    t = translator(lang)
+    known = TEXTS["zh-CN"]
+    field = exc.field or ""
+    for key in (f"admin.{exc.code}.{field}", f"admin.bad.{field}" if exc.code == "invalid" else ""):
+        if key in known:
+            text = t(key)
+            break
+    else:
+        text = refusal(exc, lang)
+    label = f"admin.field.{field}"
+    return f"{t(label)}：{text}" if field and label in known else text
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+
+
+def _table(head: list[str], rows: list[list[Any]], empty: str) -> html.Div | html.Table:
+    if not rows:
+        return html.Div(empty, className="yitu-muted")
+    return html.Table(
+        className="yitu-table",
+        children=[
+            html.Thead(html.Tr([html.Th(h) for h in head])),
+            html.Tbody([html.Tr([html.Td(c) for c in row]) for row in rows]),
+        ],
+    )
+
+
+def _run(
+    svc: Services, who: Principal | None, lang: str, change: Callable[[psycopg.Connection, Principal], Outcome]
+) -> Outcome:
+    """One change in one transaction (services/admin.py writes its admin_events row in it); a
+    refusal rolls it back and becomes the line shown."""
+    try:
+        admin_ = _admin(who)
+        with svc.pool.connection() as conn, conn.transaction():
+            return change(conn, admin_)
+    except YituError as exc:
+        return Outcome(False, explain(exc, lang))
+
+
+def _need(value: str | None, field: str) -> str:
+    if not (value or "").strip():
+        raise Invalid(f"give the {field}", field=field)
+    return str(value)
+
+
+# --- users --------------------------------------------------------------------------------------------
+
+
+def users_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
+    """The users table and the names to pick from."""
+    t = translator(lang)
+    with svc.pool.connection() as conn:
+        rows = identity.list_users(conn)
+    table = _table(
+        [t("admin.col.name"), t("admin.col.role"), t("admin.col.area"), t("admin.col.state"), t("admin.col.last_seen")],
+        [
+            [
+                r["name"],
+                t(f"role.{r['role']}"),
+                r["area_code"] or t("admin.all_areas"),
+                t("admin.state.disabled") if r["disabled_at"] else t("admin.state.active"),
+                _when(r["last_seen_at"]),
+            ]
+            for r in rows
+        ],
+        t("admin.none"),
+    )
+    return table, [{"label": r["name"], "value": r["name"]} for r in rows]
+
+
+def user_action(
+    svc: Services, who: Principal | None, address: str | None, action: str, fields: dict[str, Any], lang: str
+) -> Outcome:
+    """``create`` (name, role, area, password), ``role`` (pick, role, area), ``passwd`` (pick,
+    password), ``disable`` / ``enable`` (pick)."""
+    t = translator(lang)
+
+    def change(conn: psycopg.Connection, me: Principal) -> Outcome:
+        if action == "create":
+            name = _need(fields.get("name"), "name")
+            role = _need(fields.get("role"), "role")
+            admin.create_user(
+                conn, me, address, name=name, role=role, password=fields.get("password") or "", area=fields.get("area")
+            )
+            return Outcome(True, t("admin.done.user_create").format(name=name.strip()))
+        name = _need(fields.get("pick"), "pick")
+        if action in ("role", "disable") and me.kind == "user" and name.strip() == me.name:
+            raise Forbidden("an admin cannot disable or demote themselves here", field="pick")
+        if action == "role":
+            admin.set_user_role(conn, me, address, name, _need(fields.get("role"), "role"), fields.get("area"))
+            return Outcome(True, t("admin.done.user_role").format(name=name))
+        if action == "passwd":
+            admin.reset_password(conn, me, address, name, fields.get("password") or "")
+            return Outcome(True, t("admin.done.user_passwd").format(name=name))
+        if action in ("disable", "enable"):
+            changed = admin.set_user_disabled(conn, me, address, name, action == "disable")
+            key = f"admin.done.user_{action}" if changed else "admin.done.unchanged"
+            return Outcome(True, t(key).format(name=name))
+        raise Invalid(f"unknown action {action!r}")
+
+    return _run(svc, who, lang, change)
+
+
+# --- screens -------------------------------------------------------------------------------------------------
+
+
+def screens_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
+    t = translator(lang)
+    with svc.pool.connection() as conn:
+        rows = identity.list_screens(conn)
+    table = _table(
+        [
+            t("admin.col.name"),
+            t("admin.col.area"),
+            t("admin.col.state"),
+            t("admin.col.sessions"),
+            t("admin.col.last_seen"),
+        ],
+        [
+            [
+                r["name"],
+                r["area_code"] or t("admin.all_areas"),
+                t("admin.state.revoked") if r["revoked_at"] else t("admin.state.active"),
+                str(r["sessions"]),
+                _when(r["last_seen_at"]),
+            ]
+            for r in rows
+        ],
+        t("admin.none"),
+    )
+    live = [{"label": r["name"], "value": r["name"]} for r in rows if r["revoked_at"] is None]
+    return table, live
+
+
+def screen_action(
+    svc: Services, who: Principal | None, address: str | None, action: str, fields: dict[str, Any], lang: str, base: str
+) -> Outcome:
+    """``create`` (name, area), ``pair`` (pick), ``revoke`` (pick); a pairing URL ``base/pair/<code>``
+    is shown once."""
+    t = translator(lang)
+
+    def change(conn: psycopg.Connection, me: Principal) -> Outcome:
+        if action == "create":
+            name = _need(fields.get("name"), "name")
+            _, code = admin.create_screen(conn, me, address, name, fields.get("area"))
+            url = f"{base}{identity.PAIR_PATH}{code}"
+            return Outcome(True, t("admin.done.screen_create").format(name=name.strip()), url)
+        name = _need(fields.get("pick"), "pick")
+        if action == "pair":
+            code = admin.pair_screen(conn, me, address, name)
+            return Outcome(True, t("admin.done.screen_pair").format(name=name), f"{base}{identity.PAIR_PATH}{code}")
+        if action == "revoke":
+            if not admin.revoke_screen(conn, me, address, name):
+                return Outcome(False, t("admin.done.unchanged").format(name=name))
+            return Outcome(True, t("admin.done.screen_revoke").format(name=name))
+        raise Invalid(f"unknown action {action!r}")
+
+    return _run(svc, who, lang, change)
+
+
+# --- tokens ------------------------------------------------------------------------------------------------------
+
+
+def tokens_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, Any]]]:
+    t = translator(lang)
+    with svc.pool.connection() as conn:
+        rows = identity.list_tokens(conn)
+    table = _table(
+        [
+            "#",
+            t("admin.col.name"),
+            t("admin.col.role"),
+            t("admin.col.area"),
+            t("admin.col.created"),
+            t("admin.col.state"),
+        ],
+        [
+            [
+                str(r["id"]),
+                r["name"],
+                t(f"role.{r['role']}"),
+                r["area_code"] or t("admin.all_areas"),
+                _when(r["created_at"]),
+                t("admin.state.revoked") if r["revoked_at"] else t("admin.state.active"),
+            ]
+            for r in rows
+        ],
+        t("admin.none"),
+    )
+    live = [{"label": f"#{r['id']} {r['name']}", "value": r["id"]} for r in rows if r["revoked_at"] is None]
+    return table, live
+
+
+def token_action(
+    svc: Services, who: Principal | None, address: str | None, action: str, fields: dict[str, Any], lang: str
+) -> Outcome:
+    """``create`` (name, role, area): the token is shown once; ``revoke`` (pick: the token's id)."""
+    t = translator(lang)
+
+    def change(conn: psycopg.Connection, me: Principal) -> Outcome:
+        if action == "create":
+            name = _need(fields.get("name"), "name")
+            role = _need(fields.get("role"), "role")
+            token_id, token = admin.create_token(conn, me, address, name, role, fields.get("area"))
+            return Outcome(True, t("admin.done.token_create").format(name=name.strip(), id=token_id), token)
+        if action == "revoke":
+            pick = fields.get("pick")
+            if not isinstance(pick, int) and not str(pick or "").isdigit():
+                raise Invalid("pick a token", field="pick")
+            if not admin.revoke_token(conn, me, address, int(str(pick))):
+                return Outcome(False, t("admin.done.unchanged").format(name=f"#{pick}"))
+            return Outcome(True, t("admin.done.token_revoke").format(name=f"#{pick}"))
+        raise Invalid(f"unknown action {action!r}")
+
+    return _run(svc, who, lang, change)
+
+
+# --- van devices ----------------------------------------------------------------------------------------------------
+
+
+def vans_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
+    t = translator(lang)
+    with svc.pool.connection() as conn:
+        rows = tracking.device_counts(conn)
+    table = _table(
+        [t("admin.col.van"), t("admin.col.name"), t("admin.col.devices")],
+        [[van, name, str(n)] for van, name, n in rows],
+        t("admin.none"),
+    )
+    return table, [{"label": f"{van} {name}", "value": van} for van, name, _ in rows]
+
+
+def van_action(
+    svc: Services, who: Principal | None, address: str | None, action: str, fields: dict[str, Any], lang: str
+) -> Outcome:
+    """``register`` (van, device; an empty device makes a random one, shown once), ``unregister`` (device)."""
+    t = translator(lang)
+
+    def change(conn: psycopg.Connection, me: Principal) -> Outcome:
+        if action == "register":
+            van = _need(fields.get("van"), "van")
+            given = (fields.get("device") or "").strip()
+            device = given or tracking_identifier()
+            before = admin.register_device(conn, me, address, van, device)
+            text = t("admin.done.van_register").format(name=van)
+            if before:
+                text += " " + t("admin.done.van_moved").format(name=before)
+            return Outcome(True, text, None if given else device)
+        if action == "unregister":
+            van = admin.unregister_device(conn, me, address, fields.get("device") or "")
+            return Outcome(True, t("admin.done.van_unregister").format(name=van))
+        raise Invalid(f"unknown action {action!r}")
+
+    return _run(svc, who, lang, change)
+
+
+def tracking_identifier() -> str:
+    """A random device identifier (as ``yitu van register --generate`` makes)."""
+    return secrets.token_urlsafe(18)
+
+
+# --- the logs --------------------------------------------------------------------------------------------------------
+
+
+def _pages(total: int, page: int, size: int = admin.PAGE_SIZE) -> tuple[int, int]:
+    last = max(0, (total - 1) // size)
+    return min(max(0, page), last), last
+
+
+def signins_view(
+    svc: Services, who: Principal | None, account: str | None, page: int, lang: str
+) -> tuple[Any, int, str]:
+    """The sign-in log's table, the page shown and its label (``1 / 3 · 45``)."""
+    t = translator(lang)
+    _admin(who)
+    try:
+        with svc.pool.connection() as conn:
+            _, total = admin.signin_log(conn, account, 0, 1)
+            page, last = _pages(total, page)
+            rows, _ = admin.signin_log(conn, account, page)
+    except YituError as exc:
+        return html.Div(explain(exc, lang), className="yitu-admin-refused"), 0, ""
+    table = _table(
+        [t("admin.col.at"), t("admin.col.kind"), t("admin.col.account"), t("admin.col.address"), t("admin.col.result")],
+        [
+            [
+                _when(r["at"]),
+                t(f"admin.attempt.{r['kind']}"),
+                r["account"] or "—",
+                r["address"] or "—",
+                t("admin.attempt.ok") if r["ok"] else t("admin.attempt.failed"),
+            ]
+            for r in rows
+        ],
+        t("admin.none"),
+    )
+    return table, page, f"{page + 1} / {last + 1} · {total}"
+
+
+def _detail(detail: Any) -> str:
+    text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, default=str)
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def changes_view(svc: Services, who: Principal | None, actor: str | None, page: int, lang: str) -> tuple[Any, int, str]:
+    """The change log's table (admin_events), the page shown and its label."""
+    t = translator(lang)
+    _admin(who)
+    try:
+        with svc.pool.connection() as conn:
+            _, total = admin.change_log(conn, actor, 0, 1)
+            page, last = _pages(total, page)
+            rows, _ = admin.change_log(conn, actor, page)
+    except YituError as exc:
+        return html.Div(explain(exc, lang), className="yitu-admin-refused"), 0, ""
+    table = _table(
+        [
+            t("admin.col.at"),
+            t("admin.col.actor"),
+            t("admin.col.action"),
+            t("admin.col.target"),
+            t("admin.col.detail"),
+            t("admin.col.address"),
+        ],
+        [
+            [
+                _when(r["at"]),
+                f"{r['actor_name']} ({r['actor_kind']})",
+                r["action"],
+                r["target"],
+                html.Span(_detail(r["detail"]), className="yitu-admin-detail"),
+                r["address"] or (r["detail"] or {}).get("address_text") or "—",
+            ]
+            for r in rows
+        ],
+        t("admin.none"),
+    )
+    return table, page, f"{page + 1} / {last + 1} · {total}"
+
+
+def _step(trigger: Any, prev_id: str, next_id: str, page: int | None) -> int:
+    page = int(page or 0)
+    if trigger == prev_id:
+        return page - 1
+    if trigger == next_id:
+        return page + 1
+    return 0  # a new filter (or the first load) starts on the newest page
+
+
+# --- wiring ----------------------------------------------------------------------------------------------------------
+
+
+def _request() -> Any:
+    """Dash's view of the request serving the callback (its FastAPI backend's adapter)."""
+    app: Any = dash.get_app()  # type: ignore[no-untyped-call]
+    return app.backend.request_adapter()
+
+
+def client_address() -> str | None:
+    """The browser's address, for the log (the request serving the callback)."""
+    try:
+        return _request().remote_addr  # type: ignore[no-any-return]
+    except (RuntimeError, AttributeError):
+        return None
+
+
+def _bump(changed: int | None) -> int:
+    return int(changed or 0) + 1
+
+
+def base_url(svc: Services) -> str:
+    """Where the pairing links point: YITU_PUBLIC_URL, or the address this page was served from."""
+    if svc.settings.public_url:
+        return svc.settings.public_url.rstrip("/")
+    try:
+        return str(_request().root).rstrip("/")
+    except (RuntimeError, AttributeError):
+        return f"http://{svc.settings.host}:{svc.settings.port}"
+
+
+def register(app: Dash, get: Callable[[], Services]) -> None:
+    def lang() -> str:
+        return get().settings.lang
+
+    def act(outcome: Outcome, changed: int | None) -> tuple[Any, Any]:
+        return outcome.show(), _bump(changed) if outcome.ok else dash.no_update
+
+    @app.callback(
+        Output(Ids.USERS, "children"),
+        Output(Ids.USER_PICK, "options"),
+        Output(Ids.USER_MESSAGE, "children"),
+        Output(Ids.CHANGED, "data", allow_duplicate=True),
+        Output(Ids.USER_PASSWORD, "value"),
+        Output(Ids.EDIT_PASSWORD, "value"),
+        Input(Ids.USER_CREATE, "n_clicks"),
+        Input(Ids.EDIT_APPLY, "n_clicks"),
+        Input(Ids.EDIT_PASSWD, "n_clicks"),
+        Input(Ids.USER_DISABLE, "n_clicks"),
+        Input(Ids.USER_ENABLE, "n_clicks"),
+        State(Ids.USER_NAME, "value"),
+        State(Ids.USER_ROLE, "value"),
+        State(Ids.USER_AREA, "value"),
+        State(Ids.USER_PASSWORD, "value"),
+        State(Ids.USER_PICK, "value"),
+        State(Ids.EDIT_ROLE, "value"),
+        State(Ids.EDIT_AREA, "value"),
+        State(Ids.EDIT_PASSWORD, "value"),
+        State(Ids.CHANGED, "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def _users(*args: Any) -> tuple[Any, ...]:
+        name, role, area, password, pick, edit_role, edit_area, edit_password, changed = args[5:]
+        actions = {
+            Ids.USER_CREATE: ("create", {"name": name, "role": role, "area": area, "password": password}),
+            Ids.EDIT_APPLY: ("role", {"pick": pick, "role": edit_role, "area": edit_area}),
+            Ids.EDIT_PASSWD: ("passwd", {"pick": pick, "password": edit_password}),
+            Ids.USER_DISABLE: ("disable", {"pick": pick}),
+            Ids.USER_ENABLE: ("enable", {"pick": pick}),
+        }
+        message: Any = None
+        bumped: Any = dash.no_update
+        if ctx.triggered_id in actions:
+            action, fields = actions[ctx.triggered_id]
+            message, bumped = act(
+                user_action(get(), identity.current(), client_address(), action, fields, lang()), changed
+            )
+        table, options = users_view(get(), lang())
+        return table, options, message, bumped, "", ""  # a password typed is never kept in the page
+
+    @app.callback(
+        Output(Ids.SCREENS, "children"),
+        Output(Ids.SCREEN_PICK, "options"),
+        Output(Ids.SCREEN_MESSAGE, "children"),
+        Output(Ids.CHANGED, "data", allow_duplicate=True),
+        Input(Ids.SCREEN_CREATE, "n_clicks"),
+        Input(Ids.SCREEN_PAIR, "n_clicks"),
+        Input(Ids.SCREEN_REVOKE, "n_clicks"),
+        State(Ids.SCREEN_NAME, "value"),
+        State(Ids.SCREEN_AREA, "value"),
+        State(Ids.SCREEN_PICK, "value"),
+        State(Ids.CHANGED, "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def _screens(*args: Any) -> tuple[Any, ...]:
+        name, area, pick, changed = args[3:]
+        actions = {
+            Ids.SCREEN_CREATE: ("create", {"name": name, "area": area}),
+            Ids.SCREEN_PAIR: ("pair", {"pick": pick}),
+            Ids.SCREEN_REVOKE: ("revoke", {"pick": pick}),
+        }
+        message: Any = None
+        bumped: Any = dash.no_update
+        if ctx.triggered_id in actions:
+            action, fields = actions[ctx.triggered_id]
+            outcome = screen_action(
+                get(), identity.current(), client_address(), action, fields, lang(), base_url(get())
+            )
+            message, bumped = act(outcome, changed)
+        table, options = screens_view(get(), lang())
+        return table, options, message, bumped
+
+    @app.callback(
+        Output(Ids.TOKENS, "children"),
+        Output(Ids.TOKEN_PICK, "options"),
+        Output(Ids.TOKEN_MESSAGE, "children"),
+        Output(Ids.CHANGED, "data", allow_duplicate=True),
+        Input(Ids.TOKEN_CREATE, "n_clicks"),
+        Input(Ids.TOKEN_REVOKE, "n_clicks"),
+        State(Ids.TOKEN_NAME, "value"),
+        State(Ids.TOKEN_ROLE, "value"),
+        State(Ids.TOKEN_AREA, "value"),
+        State(Ids.TOKEN_PICK, "value"),
+        State(Ids.CHANGED, "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def _tokens(*args: Any) -> tuple[Any, ...]:
+        name, role, area, pick, changed = args[2:]
+        actions = {
+            Ids.TOKEN_CREATE: ("create", {"name": name, "role": role, "area": area}),
+            Ids.TOKEN_REVOKE: ("revoke", {"pick": pick}),
+        }
+        message: Any = None
+        bumped: Any = dash.no_update
+        if ctx.triggered_id in actions:
+            action, fields = actions[ctx.triggered_id]
+            outcome = token_action(get(), identity.current(), client_address(), action, fields, lang())
+            message, bumped = act(outcome, changed)
+        table, options = tokens_view(get(), lang())
+        return table, options, message, bumped
+
+    @app.callback(
+        Output(Ids.VANS, "children"),
+        Output(Ids.VAN_PICK, "options"),
+        Output(Ids.VAN_MESSAGE, "children"),
+        Output(Ids.CHANGED, "data", allow_duplicate=True),
+        Input(Ids.VAN_REGISTER, "n_clicks"),
+        Input(Ids.VAN_UNREGISTER, "n_clicks"),
+        State(Ids.VAN_PICK, "value"),
+        State(Ids.VAN_DEVICE, "value"),
+        State(Ids.VAN_FORGET, "value"),
+        State(Ids.CHANGED, "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def _vans(*args: Any) -> tuple[Any, ...]:
+        van, device, forget, changed = args[2:]
+        actions = {
+            Ids.VAN_REGISTER: ("register", {"van": van, "device": device}),
+            Ids.VAN_UNREGISTER: ("unregister", {"device": forget}),
+        }
+        message: Any = None
+        bumped: Any = dash.no_update
+        if ctx.triggered_id in actions:
+            action, fields = actions[ctx.triggered_id]
+            outcome = van_action(get(), identity.current(), client_address(), action, fields, lang())
+            message, bumped = act(outcome, changed)
+        table, options = vans_view(get(), lang())
+        return table, options, message, bumped
+
+    @app.callback(
+        Output(Ids.SIGNINS, "children"),
+        Output(Ids.SIGNIN_PAGE, "data"),
+        Output(Ids.SIGNIN_PAGE + "-label", "children"),
+        Input(Ids.SIGNIN_FILTER, "value"),
+        Input(Ids.SIGNIN_PREV, "n_clicks"),
+        Input(Ids.SIGNIN_NEXT, "n_clicks"),
+        Input(Ids.CHANGED, "data"),
+        State(Ids.SIGNIN_PAGE, "data"),
+    )
+    def _signins(account: str | None, _p: int, _n: int, _c: int, page: int | None) -> tuple[Any, int, str]:
+        try:
+            return signins_view(
+                get(),
+                identity.current(),
+                account,
+                _step(ctx.triggered_id, Ids.SIGNIN_PREV, Ids.SIGNIN_NEXT, page),
+                lang(),
+            )
+        except Forbidden:
+            raise PreventUpdate from None
+
+    @app.callback(
+        Output(Ids.CHANGES, "children"),
+        Output(Ids.CHANGE_PAGE, "data"),
+        Output(Ids.CHANGE_PAGE + "-label", "children"),
+        Input(Ids.CHANGE_FILTER, "value"),
+        Input(Ids.CHANGE_PREV, "n_clicks"),
+        Input(Ids.CHANGE_NEXT, "n_clicks"),
+        Input(Ids.CHANGED, "data"),
+        State(Ids.CHANGE_PAGE, "data"),
+    )
+    def _changes(actor: str | None, _p: int, _n: int, _c: int, page: int | None) -> tuple[Any, int, str]:
+        try:
+            return changes_view(
+                get(),
+                identity.current(),
+                actor,
+                _step(ctx.triggered_id, Ids.CHANGE_PREV, Ids.CHANGE_NEXT, page),
+                lang(),
+            )
+        except Forbidden:
+            raise PreventUpdate from None

@@ -1,0 +1,246 @@
+"""``/admin``: the administrator's page — users, wall screens, API tokens, van devices, and the
+sign-in and change logs.
+
+Only an admin gets it: the guard (api/guard.py) answers anyone else the refusal page (403) and
+every callback of the page refuses them too; an anonymous browser goes to /login. The page is a
+frame of forms and empty tables: ``callbacks/admin.py`` fills the tables and makes the changes
+(each with its admin_events row, services/admin.py). A token or a pairing link made here is shown
+once, in the section's message, and never again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Literal
+
+from dash import dcc, html
+from dash.development.base_component import Component
+
+from dashboard.i18n import translator
+from geodata.workflow import ROLES
+from services.identity import PEOPLE_ROLES
+from services.settings import Settings
+
+
+class Ids(StrEnum):
+    WHO = "admin-who"
+    SIGNOUT = "admin-signout"
+    # users
+    USERS = "admin-users"
+    USER_NAME = "admin-user-name"
+    USER_ROLE = "admin-user-role"
+    USER_AREA = "admin-user-area"
+    USER_PASSWORD = "admin-user-password"
+    USER_CREATE = "admin-user-create"
+    USER_PICK = "admin-user-pick"
+    EDIT_ROLE = "admin-edit-role"
+    EDIT_AREA = "admin-edit-area"
+    EDIT_APPLY = "admin-edit-apply"
+    EDIT_PASSWORD = "admin-edit-password"
+    EDIT_PASSWD = "admin-edit-passwd"
+    USER_DISABLE = "admin-user-disable"
+    USER_ENABLE = "admin-user-enable"
+    USER_MESSAGE = "admin-user-message"
+    # screens
+    SCREENS = "admin-screens"
+    SCREEN_NAME = "admin-screen-name"
+    SCREEN_AREA = "admin-screen-area"
+    SCREEN_CREATE = "admin-screen-create"
+    SCREEN_PICK = "admin-screen-pick"
+    SCREEN_PAIR = "admin-screen-pair"
+    SCREEN_REVOKE = "admin-screen-revoke"
+    SCREEN_MESSAGE = "admin-screen-message"
+    # tokens
+    TOKENS = "admin-tokens"
+    TOKEN_NAME = "admin-token-name"
+    TOKEN_ROLE = "admin-token-role"
+    TOKEN_AREA = "admin-token-area"
+    TOKEN_CREATE = "admin-token-create"
+    TOKEN_PICK = "admin-token-pick"
+    TOKEN_REVOKE = "admin-token-revoke"
+    TOKEN_MESSAGE = "admin-token-message"
+    # van devices
+    VANS = "admin-vans"
+    VAN_PICK = "admin-van-pick"
+    VAN_DEVICE = "admin-van-device"
+    VAN_REGISTER = "admin-van-register"
+    VAN_FORGET = "admin-van-forget"
+    VAN_UNREGISTER = "admin-van-unregister"
+    VAN_MESSAGE = "admin-van-message"
+    # logs
+    SIGNINS = "admin-signins"
+    SIGNIN_FILTER = "admin-signin-filter"
+    SIGNIN_PREV = "admin-signin-prev"
+    SIGNIN_NEXT = "admin-signin-next"
+    SIGNIN_PAGE = "admin-signin-page"
+    CHANGES = "admin-changes"
+    CHANGE_FILTER = "admin-change-filter"
+    CHANGE_PREV = "admin-change-prev"
+    CHANGE_NEXT = "admin-change-next"
+    CHANGE_PAGE = "admin-change-page"
+    CHANGED = "admin-changed"  # bumped after every change: the change log reloads
+
+
+MAX_INPUT = 1024  # the browser's own cap on a field; the server checks again (services/admin.py)
+
+
+def _input(id_: str, placeholder: str, kind: Literal["text", "password"] = "text", size: int = 100) -> dcc.Input:
+    return dcc.Input(
+        id=id_,
+        type=kind,
+        placeholder=placeholder,
+        maxLength=size,
+        debounce=False,
+        autoComplete="new-password" if kind == "password" else "off",
+        className="yitu-input",
+    )
+
+
+def _button(id_: str, label: str, quiet: bool = False) -> html.Button:
+    return html.Button(label, id=id_, n_clicks=0, className="yitu-button" + (" yitu-quiet" if quiet else ""))
+
+
+def _roles(roles: tuple[str, ...], t: Callable[[str], str]) -> list[dict[str, str]]:
+    return [{"label": t(f"role.{r}"), "value": r} for r in roles]
+
+
+def _pick(id_: str, placeholder: str, options: list[dict[str, str]] | None = None) -> dcc.Dropdown:
+    return dcc.Dropdown(
+        id=id_, options=options or [], placeholder=placeholder, clearable=True, className="yitu-admin-select"
+    )
+
+
+def _card(title: str, *children: Component, cls: str = "") -> html.Section:
+    return html.Section(className=f"yitu-card yitu-admin-card {cls}".strip(), children=[html.H3(title), *children])
+
+
+def _row(*children: Component) -> html.Div:
+    return html.Div(className="yitu-admin-form", children=list(children))
+
+
+def _message(id_: str) -> html.Div:
+    return html.Div(id=id_, className="yitu-admin-message", role="status")
+
+
+def _pager(prefix: str, filter_id: str, prev_id: str, next_id: str, page_id: str, t: Callable[[str], str]) -> html.Div:
+    return _row(
+        _input(filter_id, t(f"admin.{prefix}.filter")),
+        _button(prev_id, t("admin.prev"), quiet=True),
+        html.Span(id=page_id + "-label", className="yitu-muted"),
+        _button(next_id, t("admin.next"), quiet=True),
+        dcc.Store(id=page_id, data=0),
+    )
+
+
+def layout(settings: Settings, who: str = "") -> html.Div:
+    """The admin page's frame; ``who`` is the line naming who is signed in."""
+    t = translator(settings.lang)
+    return html.Div(
+        className="yitu-admin",
+        children=[
+            dcc.Store(id=Ids.CHANGED, data=0),
+            html.Header(
+                className="yitu-header",
+                children=[
+                    dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
+                    html.H1(t("admin.title"), className="yitu-title"),
+                    html.Span(t("admin.subtitle"), className="yitu-subtitle"),
+                    html.Form(
+                        className="yitu-signin",
+                        action="/logout",
+                        method="POST",
+                        children=[
+                            html.Span(who, id=Ids.WHO, className="yitu-who"),
+                            html.Button(
+                                t("dispatch.signout"), id=Ids.SIGNOUT, type="submit", className="yitu-button yitu-quiet"
+                            ),
+                        ],
+                    ),
+                ],
+            ),
+            html.Main(
+                className="yitu-admin-body",
+                children=[
+                    _card(
+                        t("admin.users"),
+                        _row(
+                            _input(Ids.USER_NAME, t("admin.field.name")),
+                            _pick(Ids.USER_ROLE, t("admin.field.role"), _roles(PEOPLE_ROLES, t)),
+                            _input(Ids.USER_AREA, t("admin.field.area_optional"), size=15),
+                            _input(Ids.USER_PASSWORD, t("admin.field.password"), "password", MAX_INPUT),
+                            _button(Ids.USER_CREATE, t("admin.user.create")),
+                        ),
+                        _row(
+                            _pick(Ids.USER_PICK, t("admin.user.pick")),
+                            _pick(Ids.EDIT_ROLE, t("admin.field.role"), _roles(PEOPLE_ROLES, t)),
+                            _input(Ids.EDIT_AREA, t("admin.field.area_optional"), size=15),
+                            _button(Ids.EDIT_APPLY, t("admin.user.apply")),
+                            _input(Ids.EDIT_PASSWORD, t("admin.field.new_password"), "password", MAX_INPUT),
+                            _button(Ids.EDIT_PASSWD, t("admin.user.passwd")),
+                            _button(Ids.USER_DISABLE, t("admin.user.disable"), quiet=True),
+                            _button(Ids.USER_ENABLE, t("admin.user.enable"), quiet=True),
+                        ),
+                        _message(Ids.USER_MESSAGE),
+                        html.Div(id=Ids.USERS, className="yitu-admin-table"),
+                        cls="yitu-admin-wide",
+                    ),
+                    _card(
+                        t("admin.screens"),
+                        _row(
+                            _input(Ids.SCREEN_NAME, t("admin.field.name")),
+                            _input(Ids.SCREEN_AREA, t("admin.field.area_optional"), size=15),
+                            _button(Ids.SCREEN_CREATE, t("admin.screen.create")),
+                        ),
+                        _row(
+                            _pick(Ids.SCREEN_PICK, t("admin.screen.pick")),
+                            _button(Ids.SCREEN_PAIR, t("admin.screen.pair")),
+                            _button(Ids.SCREEN_REVOKE, t("admin.screen.revoke"), quiet=True),
+                        ),
+                        _message(Ids.SCREEN_MESSAGE),
+                        html.Div(id=Ids.SCREENS, className="yitu-admin-table"),
+                    ),
+                    _card(
+                        t("admin.tokens"),
+                        _row(
+                            _input(Ids.TOKEN_NAME, t("admin.field.name")),
+                            _pick(Ids.TOKEN_ROLE, t("admin.field.role"), _roles(ROLES, t)),
+                            _input(Ids.TOKEN_AREA, t("admin.field.area_optional"), size=15),
+                            _button(Ids.TOKEN_CREATE, t("admin.token.create")),
+                        ),
+                        _row(
+                            _pick(Ids.TOKEN_PICK, t("admin.token.pick")),
+                            _button(Ids.TOKEN_REVOKE, t("admin.token.revoke"), quiet=True),
+                        ),
+                        _message(Ids.TOKEN_MESSAGE),
+                        html.Div(id=Ids.TOKENS, className="yitu-admin-table"),
+                    ),
+                    _card(
+                        t("admin.vans"),
+                        _row(
+                            _pick(Ids.VAN_PICK, t("admin.van.pick")),
+                            _input(Ids.VAN_DEVICE, t("admin.field.device_or_generate"), size=200),
+                            _button(Ids.VAN_REGISTER, t("admin.van.register")),
+                        ),
+                        _row(
+                            _input(Ids.VAN_FORGET, t("admin.field.device"), size=200),
+                            _button(Ids.VAN_UNREGISTER, t("admin.van.unregister"), quiet=True),
+                        ),
+                        _message(Ids.VAN_MESSAGE),
+                        html.Div(id=Ids.VANS, className="yitu-admin-table"),
+                    ),
+                    _card(
+                        t("admin.signins"),
+                        _pager("signins", Ids.SIGNIN_FILTER, Ids.SIGNIN_PREV, Ids.SIGNIN_NEXT, Ids.SIGNIN_PAGE, t),
+                        html.Div(id=Ids.SIGNINS, className="yitu-admin-table"),
+                    ),
+                    _card(
+                        t("admin.changes"),
+                        _pager("changes", Ids.CHANGE_FILTER, Ids.CHANGE_PREV, Ids.CHANGE_NEXT, Ids.CHANGE_PAGE, t),
+                        html.Div(id=Ids.CHANGES, className="yitu-admin-table"),
+                        cls="yitu-admin-wide",
+                    ),
+                ],
+            ),
+        ],
+    )

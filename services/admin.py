@@ -1,0 +1,271 @@
+"""The administrative changes (users, wall screens, API tokens, van devices) and the logs, each change
+with its ``admin_events`` row in the same transaction.
+
+One implementation for both faces: the admin page (callbacks/admin.py, ``who`` the signed-in admin,
+``address`` the browser's) and the command line (cli/users.py, ``who`` None: actor_kind ``cli``).
+Each function works on the caller's connection and leaves the commit to it, so the change and its
+audit row commit together or not at all. Refusals are :mod:`geodata.errors` kinds naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from geodata import tracking
+from geodata.errors import Invalid, NotFound
+from geodata.workflow import ROLES
+from services import audit, identity
+from services.identity import Principal
+
+MIN_DEVICE_LEN = 8
+MAX_DEVICE_LEN = 200
+PAGE_SIZE = 20
+MAX_FILTER = 100
+
+
+def check_area(conn: psycopg.Connection, area: str | None) -> str | None:
+    """An area code given in a form: empty is none; else digits of a known area (Invalid naming ``area``)."""
+    area = (area or "").strip() or None
+    if area is None:
+        return None
+    if not area.isdigit() or len(area) > 15:
+        raise Invalid(f"an area code is 6 to 15 digits, not {area[:20]!r}", field="area")
+    if conn.execute("SELECT 1 FROM areas WHERE code = %s", (area,)).fetchone() is None:
+        raise Invalid(f"no area with code {area!r}", field="area")
+    return area
+
+
+def check_device(device: str) -> str:
+    device = (device or "").strip()
+    if not MIN_DEVICE_LEN <= len(device) <= MAX_DEVICE_LEN or not device.isprintable():
+        raise Invalid(
+            f"a device identifier has {MIN_DEVICE_LEN} to {MAX_DEVICE_LEN} printable characters", field="device"
+        )
+    return device
+
+
+# --- users --------------------------------------------------------------------------------------------
+
+
+def create_user(
+    conn: psycopg.Connection,
+    who: Principal | None,
+    address: str | None,
+    *,
+    name: str,
+    role: str,
+    password: str,
+    area: str | None = None,
+) -> int:
+    area = check_area(conn, area)
+    uid = identity.create_user(conn, name=name, role=role, password=password, area=area)
+    audit.record(conn, who, "user.create", f"user:{uid}", {"name": name.strip(), "role": role, "area": area}, address)
+    return uid
+
+
+def set_user_disabled(
+    conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, disabled: bool
+) -> bool:
+    """Disable (their sessions end at once) or enable; the row is written when something changed."""
+    changed = identity.set_user_disabled(conn, name, disabled)
+    if changed:
+        action = "user.disable" if disabled else "user.enable"
+        audit.record(conn, who, action, f"user:{_user_id(conn, name)}", {"name": name.strip()}, address)
+    return changed
+
+
+def reset_password(
+    conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, password: str
+) -> None:
+    """A new password (never logged); the user's sessions end."""
+    identity.set_password(conn, name, password)
+    audit.record(conn, who, "user.password", f"user:{_user_id(conn, name)}", {"name": name.strip()}, address)
+
+
+def set_user_role(
+    conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, role: str, area: str | None
+) -> None:
+    """A new role and area scope; the user's sessions end so the change holds at once."""
+    area = check_area(conn, area)
+    before = conn.execute("SELECT role, area_code FROM users WHERE name = %s", (name.strip(),)).fetchone()
+    identity.set_user_role(conn, name, role, area)
+    assert before is not None  # set_user_role raised NotFound otherwise
+    audit.record(
+        conn,
+        who,
+        "user.role",
+        f"user:{_user_id(conn, name)}",
+        {"name": name.strip(), "role": role, "area": area, "was": {"role": before[0], "area": before[1]}},
+        address,
+    )
+
+
+def _user_id(conn: psycopg.Connection, name: str) -> int:
+    row = conn.execute("SELECT id FROM users WHERE name = %s", (name.strip(),)).fetchone()
+    if row is None:
+        raise NotFound(f"no user named {name!r}", field="name")
+    return int(row[0])
+
+
+# --- wall screens ----------------------------------------------------------------------------------------
+
+
+def create_screen(
+    conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, area: str | None
+) -> tuple[int, str]:
+    """A new screen and its one-time pairing code (the code is never logged)."""
+    area = check_area(conn, area)
+    sid, code = identity.create_screen(conn, name, area)
+    audit.record(conn, who, "screen.create", f"screen:{sid}", {"name": name.strip(), "area": area}, address)
+    return sid, code
+
+
+def pair_screen(conn: psycopg.Connection, who: Principal | None, address: str | None, name: str) -> str:
+    code = identity.pair_again(conn, name)
+    audit.record(conn, who, "screen.pair", f"screen:{_screen_id(conn, name)}", {"name": name.strip()}, address)
+    return code
+
+
+def revoke_screen(conn: psycopg.Connection, who: Principal | None, address: str | None, name: str) -> bool:
+    done = identity.revoke_screen(conn, name)
+    if done:
+        audit.record(conn, who, "screen.revoke", f"screen:{_screen_id(conn, name)}", {"name": name.strip()}, address)
+    return done
+
+
+def _screen_id(conn: psycopg.Connection, name: str) -> int:
+    row = conn.execute("SELECT id FROM screens WHERE name = %s", (name.strip(),)).fetchone()
+    if row is None:
+        raise NotFound(f"no screen named {name!r}", field="name")
+    return int(row[0])
+
+
+# --- API tokens ---------------------------------------------------------------------------------------------
+
+
+def create_token(
+    conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, role: str, area: str | None
+) -> tuple[int, str]:
+    """A new bearer token: (id, the token), the only time it is seen (only its hash is stored or logged)."""
+    name = (name or "").strip()
+    if not name or len(name) > identity.MAX_NAME or not name.isprintable():
+        raise Invalid(f"give a name of 1 to {identity.MAX_NAME} printable characters", field="name")
+    if role not in ROLES:
+        raise Invalid(f"unknown role {role!r}; one of {', '.join(ROLES)}", field="role")
+    area = check_area(conn, area)
+    token_id, token = identity.create_token(conn, name=name, role=role, area=area)
+    audit.record(conn, who, "token.create", f"token:{token_id}", {"name": name, "role": role, "area": area}, address)
+    return token_id, token
+
+
+def revoke_token(conn: psycopg.Connection, who: Principal | None, address: str | None, token_id: int) -> bool:
+    """Revoke the live token with this id (by id only: a token may be named like another's number)."""
+    row = conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING name", (int(token_id),)
+    ).fetchone()
+    if row is not None:
+        audit.record(conn, who, "token.revoke", f"token:{int(token_id)}", {"name": row[0], "revoked": 1}, address)
+    return row is not None
+
+
+# --- van devices ------------------------------------------------------------------------------------------------
+
+
+def register_device(
+    conn: psycopg.Connection, who: Principal | None, address: str | None, van: str, device: str
+) -> str | None:
+    """Let ``device`` report for ``van``; returns the van it reported for before, if another.
+    The log names the device by the start of its hash, never the identifier."""
+    device = check_device(device)
+    try:
+        before = tracking.register_device(conn, (van or "").strip(), device)
+    except ValueError:
+        raise Invalid(f"no van with id {van!r}", field="van") from None
+    _device_event(conn, who, address, "van.device.register", van.strip(), device, {"moved_from": before})
+    return before
+
+
+def unregister_device(conn: psycopg.Connection, who: Principal | None, address: str | None, device: str) -> str:
+    """Forget a device; returns the van it reported for (NotFound naming ``device`` when unknown)."""
+    device = (device or "").strip()
+    if not device or len(device) > MAX_DEVICE_LEN:
+        raise Invalid("give the device identifier to forget", field="device")
+    van = tracking.unregister_device(conn, device)
+    if van is None:
+        raise NotFound("no such device is registered", field="device")
+    _device_event(conn, who, address, "van.device.unregister", van, device, {})
+    return van
+
+
+def _device_event(
+    conn: psycopg.Connection,
+    who: Principal | None,
+    address: str | None,
+    action: str,
+    van: str,
+    device: str,
+    detail: dict[str, Any],
+) -> None:
+    audit.record(conn, who, action, f"van:{van}", {**detail, "device": tracking.device_hash(device)[:12]}, address)
+
+
+# --- the logs -------------------------------------------------------------------------------------------------
+
+
+def _filter(value: str | None) -> str | None:
+    value = (value or "").strip()
+    if len(value) > MAX_FILTER or any(ord(c) < 32 for c in value):
+        raise Invalid(f"a filter has at most {MAX_FILTER} printable characters", field="filter")
+    return value or None
+
+
+def signin_log(
+    conn: psycopg.Connection, account: str | None = None, page: int = 0, size: int = PAGE_SIZE
+) -> tuple[list[dict[str, Any]], int]:
+    """The sign-in attempts, newest first, a page of them, optionally of accounts containing
+    ``account``: (rows, how many match)."""
+    pattern = _like(_filter(account))
+    with conn.cursor(row_factory=dict_row) as cur:
+        total = cur.execute(
+            "SELECT count(*) AS n FROM signin_attempts WHERE (%(p)s::text IS NULL OR account ILIKE %(p)s)",
+            {"p": pattern},
+        ).fetchone()
+        rows = cur.execute(
+            """SELECT id, at, kind, account, address, ok FROM signin_attempts
+               WHERE (%(p)s::text IS NULL OR account ILIKE %(p)s)
+               ORDER BY at DESC, id DESC LIMIT %(size)s OFFSET %(offset)s""",
+            {"p": pattern, "size": size, "offset": max(0, page) * size},
+        ).fetchall()
+    return rows, int(total["n"]) if total else 0
+
+
+def change_log(
+    conn: psycopg.Connection, actor: str | None = None, page: int = 0, size: int = PAGE_SIZE
+) -> tuple[list[dict[str, Any]], int]:
+    """The admin_events rows, newest first, a page of them, optionally of actors whose name
+    contains ``actor``: (rows, how many match)."""
+    pattern = _like(_filter(actor))
+    with conn.cursor(row_factory=dict_row) as cur:
+        total = cur.execute(
+            "SELECT count(*) AS n FROM admin_events WHERE (%(p)s::text IS NULL OR actor_name ILIKE %(p)s)",
+            {"p": pattern},
+        ).fetchone()
+        rows = cur.execute(
+            """SELECT id, at, client_at, actor_kind, actor_id, actor_name, action, target, detail,
+                      host(address) AS address
+               FROM admin_events
+               WHERE (%(p)s::text IS NULL OR actor_name ILIKE %(p)s)
+               ORDER BY at DESC, id DESC LIMIT %(size)s OFFSET %(offset)s""",
+            {"p": pattern, "size": size, "offset": max(0, page) * size},
+        ).fetchall()
+    return rows, int(total["n"]) if total else 0
+
+
+def _like(value: str | None) -> str | None:
+    if value is None:
+        return None
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

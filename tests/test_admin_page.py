@@ -1,0 +1,512 @@
+"""The admin page (/admin, issue 12 item 5): only an admin gets it; each of its changes, and each
+matching CLI action, writes one admin_events row (who, what, when, from where) in its transaction;
+bad and hostile input is refused with a line naming the field, in the page's language."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from dash.exceptions import PreventUpdate
+from fastapi.testclient import TestClient
+from playwright.sync_api import Browser
+
+from api import guard
+from callbacks import admin as cb
+from callbacks import pages
+from cli.main import main
+from cli.users import demo_identities
+from dashboard.app import create_app
+from dashboard.i18n import TEXTS
+from dashboard.pages.admin import Ids
+from services import identity
+from services.identity import Principal, acting_as
+from services.settings import Settings
+
+from .browser import Watched, browser  # noqa: F401 - browser is a fixture
+from .cases_fixtures import settings_for
+from .conftest import ARTIFACTS, PASSWORD, create_user, pair_screen, sign_in
+
+ORIGIN = {"Origin": "http://testserver"}
+ADMIN_CALLBACKS = sorted(name for name in guard.CALLBACKS if name.startswith("callbacks.admin."))
+ADDRESS = "10.20.30.40"
+
+
+@pytest.fixture
+def admin_settings(demo_db: str, redis_url: str, tmp_path: Path) -> Settings:
+    return settings_for(demo_db, redis_url, tmp_path, public_url="https://yitu.example")
+
+
+@pytest.fixture
+def app_client(admin_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(admin_settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def me(demo_db: str) -> Principal:
+    """A signed-in admin (a user row of the demo database)."""
+    name = create_user(demo_db, "admin")
+    with psycopg.connect(demo_db) as conn:
+        who = identity.verify_user(conn, name, PASSWORD)
+    assert who is not None
+    return who
+
+
+def _events(dsn: str, since: int = 0) -> list[dict[str, Any]]:
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(
+            """SELECT id, at, actor_kind, actor_id, actor_name, action, target, detail, host(address) AS address
+               FROM admin_events WHERE id > %s ORDER BY id""",
+            (since,),
+        ).fetchall()
+
+
+def _last_event_id(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return int(conn.execute("SELECT coalesce(max(id), 0) FROM admin_events").fetchone()[0])  # type: ignore[index]
+
+
+def _text(component: Any) -> str:
+    """Every string in a Dash component tree."""
+    if component is None:
+        return ""
+    if isinstance(component, str | int | float):
+        return str(component)
+    if isinstance(component, list | tuple):
+        return " ".join(_text(c) for c in component)
+    return _text(getattr(component, "children", None))
+
+
+def _callback(c: TestClient, name: str) -> Any:
+    dash_app = c.app.state.dash  # type: ignore[attr-defined]
+    return next(
+        spec["callback"]
+        for spec in dash_app.callback_map.values()
+        if "callback" in spec and guard.callback_name(spec["callback"]) == name
+    )
+
+
+# --- who may open it ---------------------------------------------------------------------------------------
+
+
+def test_only_an_admin_gets_the_page_others_the_refusal_anonymous_the_login(
+    app_client: TestClient, demo_db: str
+) -> None:
+    c = app_client
+    assert "/admin" in set(guard.route_paths(c.app.routes))  # served, and declared: admins only
+    assert guard.ROUTES["/admin"].face is guard.Face.PAGE and guard.ROUTES["/admin"].roles == {"admin"}
+    r = c.get("/admin", follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"] == "/login?next=/admin"
+    for role in ("viewer", "grid_worker", "dispatcher"):
+        c.cookies.clear()
+        sign_in(c, demo_db, role)
+        r = c.get("/admin", follow_redirects=False)
+        assert r.status_code == 403, role
+        assert r.headers["content-type"].startswith("text/html") and 'id="react-entry-point"' in r.text
+    c.cookies.clear()
+    pair_screen(c, demo_db)
+    assert c.get("/admin", follow_redirects=False).status_code == 403
+    c.cookies.clear()
+    sign_in(c, demo_db, "admin")
+    assert c.get("/admin", follow_redirects=False).status_code == 200
+    # the page's router: the admin's frame for an admin, the refusal page for anyone else
+    svc = c.app.state.services  # type: ignore[attr-defined]
+    with acting_as(Principal(1, "a", "admin", None, kind="user")):
+        assert "admin-users" in repr(pages.render(svc, "/admin", None))
+    for role in ("viewer", "grid_worker", "dispatcher", "screen", "van"):
+        with acting_as(Principal(1, "x", role, None, kind="user")):
+            page = pages.render(svc, "/admin", None)
+        assert page.id == "refused" and "admin-users" not in repr(page), role
+
+
+def test_every_callback_of_the_page_refuses_anyone_but_an_admin(app_client: TestClient, demo_db: str) -> None:
+    c = app_client
+    assert len(ADMIN_CALLBACKS) == 6
+    assert all(guard.CALLBACKS[name] == frozenset({"admin"}) for name in ADMIN_CALLBACKS)
+    for name in ADMIN_CALLBACKS:
+        fn = _callback(c, name)
+        for role in ("viewer", "grid_worker", "dispatcher", "screen", "van"):
+            with acting_as(Principal(1, "x", role, None, kind="user")), pytest.raises(PreventUpdate):
+                fn()
+        with acting_as(None), pytest.raises(PreventUpdate):
+            fn()
+    # and the work functions check again: a non-admin's change is refused, nothing written
+    before = _last_event_id(demo_db)
+    svc = c.app.state.services  # type: ignore[attr-defined]
+    dispatcher = Principal(1, "d", "dispatcher", None, kind="user")
+    fields = {"name": "sneaky", "role": "admin", "password": "x" * 12}
+    outcome = cb.user_action(svc, dispatcher, ADDRESS, "create", fields, "zh-CN")
+    assert not outcome.ok and outcome.message == TEXTS["zh-CN"]["error.forbidden"]
+    with pytest.raises(Exception, match="admin"):
+        cb.changes_view(svc, dispatcher, None, 0, "zh-CN")
+    assert _last_event_id(demo_db) == before
+    # through HTTP, as a viewer: Dash's "no update", and no user made
+    sign_in(c, demo_db, "viewer")
+    r = c.post(
+        "/_dash-update-component",
+        json=_users_request(c, "create", name="sneaky2", role="admin", password="x" * 12),
+        headers=ORIGIN,
+    )
+    assert r.status_code == 204
+    with psycopg.connect(demo_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users WHERE name LIKE 'sneaky%'").fetchone() == (0,)
+
+
+def _users_request(c: TestClient, action: str, **state: Any) -> dict[str, Any]:
+    """The body Dash posts when a button of the users card is clicked."""
+    dash_app = c.app.state.dash  # type: ignore[attr-defined]
+    key = next(k for k, spec in dash_app.callback_map.items() if "admin-users.children" in k)
+    outputs = [part.rsplit(".", 1) for part in key.strip(".").split("...")]
+    buttons = [Ids.USER_CREATE, Ids.EDIT_APPLY, Ids.EDIT_PASSWD, Ids.USER_DISABLE, Ids.USER_ENABLE]
+    pressed = {"create": Ids.USER_CREATE, "disable": Ids.USER_DISABLE}[action]
+    states = [
+        (Ids.USER_NAME, "name"),
+        (Ids.USER_ROLE, "role"),
+        (Ids.USER_AREA, "area"),
+        (Ids.USER_PASSWORD, "password"),
+        (Ids.USER_PICK, "pick"),
+        (Ids.EDIT_ROLE, "edit_role"),
+        (Ids.EDIT_AREA, "edit_area"),
+        (Ids.EDIT_PASSWORD, "edit_password"),
+    ]
+    return {
+        "output": key,
+        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "inputs": [{"id": str(b), "property": "n_clicks", "value": 1 if b == pressed else 0} for b in buttons],
+        "changedPropIds": [f"{pressed}.n_clicks"],
+        "state": [{"id": str(i), "property": "value", "value": state.get(k)} for i, k in states]
+        + [{"id": str(Ids.CHANGED), "property": "data", "value": 0}],
+    }
+
+
+# --- each change, through the callbacks, and its admin_events row ----------------------------------------
+
+
+def test_each_change_on_the_page_writes_its_row_who_what_when_from_where(
+    app_client: TestClient, demo_db: str, me: Principal
+) -> None:
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    since = _last_event_id(demo_db)
+    name = f"clerk-{uuid.uuid4().hex[:4]}"
+    steps: list[tuple[str, Any]] = [
+        ("user.create", lambda: cb.user_action(svc, me, ADDRESS, "create", _new(name), "zh-CN")),
+        ("user.role", lambda: cb.user_action(svc, me, ADDRESS, "role", {"pick": name, "role": "dispatcher"}, "zh-CN")),
+        (
+            "user.password",
+            lambda: cb.user_action(svc, me, ADDRESS, "passwd", {"pick": name, "password": "another long one"}, "zh-CN"),
+        ),
+        ("user.disable", lambda: cb.user_action(svc, me, ADDRESS, "disable", {"pick": name}, "zh-CN")),
+        ("user.enable", lambda: cb.user_action(svc, me, ADDRESS, "enable", {"pick": name}, "zh-CN")),
+        ("screen.create", lambda: cb.screen_action(svc, me, ADDRESS, "create", {"name": "北厅"}, "zh-CN", "https://y")),
+        ("screen.pair", lambda: cb.screen_action(svc, me, ADDRESS, "pair", {"pick": "北厅"}, "zh-CN", "https://y")),
+        ("screen.revoke", lambda: cb.screen_action(svc, me, ADDRESS, "revoke", {"pick": "北厅"}, "zh-CN", "https://y")),
+        (
+            "token.create",
+            lambda: cb.token_action(svc, me, ADDRESS, "create", {"name": "gis", "role": "viewer"}, "zh-CN"),
+        ),
+        (
+            "van.device.register",
+            lambda: cb.van_action(svc, me, ADDRESS, "register", {"van": "V01", "device": "phone-0001-abc"}, "zh-CN"),
+        ),
+        (
+            "van.device.unregister",
+            lambda: cb.van_action(svc, me, ADDRESS, "unregister", {"device": "phone-0001-abc"}, "zh-CN"),
+        ),
+    ]
+    outcomes = {}
+    for action, step in steps:
+        outcome = step()
+        assert outcome.ok, (action, outcome)
+        outcomes[action] = outcome
+    token_id = int(re.search(r"#(\d+)", outcomes["token.create"].message).group(1))  # type: ignore[union-attr]
+    outcome = cb.token_action(svc, me, ADDRESS, "revoke", {"pick": token_id}, "zh-CN")
+    assert outcome.ok
+    # what is shown once: the pairing URL, the token; never logged
+    assert re.fullmatch(r"https://y/pair/[A-Za-z0-9_-]+", outcomes["screen.create"].secret or "")
+    token = outcomes["token.create"].secret or ""
+    assert token.startswith("yitu_")
+
+    events = _events(demo_db, since)
+    assert [e["action"] for e in events] == [a for a, _ in steps] + ["token.revoke"]
+    for e in events:  # who (the admin, by identity), from where, when (the server's clock)
+        assert (e["actor_kind"], e["actor_id"], e["actor_name"]) == ("user", me.token_id, me.name), e
+        assert e["address"] == ADDRESS and e["at"] is not None
+    logged = repr(events)
+    assert token not in logged and "phone-0001-abc" not in logged and "another long one" not in logged
+    assert outcomes["screen.create"].secret.rsplit("/", 1)[1] not in logged  # type: ignore[union-attr]
+    by_action = {e["action"]: e for e in events}
+    assert by_action["user.role"]["detail"]["was"]["role"] == "viewer"
+    assert by_action["user.create"]["target"].startswith("user:")
+
+    # the effects: the user is a dispatcher with the new password; the screen and the token are revoked
+    with psycopg.connect(demo_db) as conn:
+        who = identity.verify_user(conn, name, "another long one")
+        assert who is not None and who.role == "dispatcher"
+        assert conn.execute("SELECT revoked_at IS NOT NULL FROM screens WHERE name = '北厅'").fetchone() == (True,)
+        assert conn.execute("SELECT revoked_at IS NOT NULL FROM api_tokens WHERE id = %s", (token_id,)).fetchone() == (
+            True,
+        )
+    # and the change log shows them, newest first, filterable by who, paged
+    table, page, label = cb.changes_view(svc, me, me.name, 0, "zh-CN")
+    text = _text(table)
+    assert page == 0 and label.endswith(f"· {len(events)}") and text.index("token.revoke") < text.index("user.create")
+    assert ADDRESS in text and me.name in text
+    table, _, label = cb.changes_view(svc, me, "nobody-of-that-name", 0, "zh-CN")
+    assert label.endswith("· 0") and _text(table) == TEXTS["zh-CN"]["admin.none"]
+
+
+def _new(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "role": "viewer", "area": "", "password": "a long password", **extra}
+
+
+def test_role_change_disable_and_password_reset_end_the_users_sessions(
+    app_client: TestClient, demo_db: str, me: Principal
+) -> None:
+    c = app_client
+    svc = c.app.state.services  # type: ignore[attr-defined]
+    for action, fields in (
+        ("disable", {}),
+        ("role", {"role": "grid_worker", "area": "150623"}),
+        ("passwd", {"password": "a new long password"}),
+    ):
+        c.cookies.clear()
+        name = f"u-{uuid.uuid4().hex[:6]}"
+        cookie = sign_in(c, demo_db, "viewer", name=name)
+        assert c.get("/", follow_redirects=False).status_code == 200
+        assert cb.user_action(svc, me, ADDRESS, action, {"pick": name, **fields}, "en").ok
+        c.cookies.set("yitu_session", cookie)
+        assert c.get("/", follow_redirects=False).status_code == 302, action  # back to /login
+
+
+def test_an_admin_cannot_lock_themselves_out(app_client: TestClient, me: Principal) -> None:
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    for action in ("disable", "role"):
+        outcome = cb.user_action(svc, me, ADDRESS, action, {"pick": me.name, "role": "viewer"}, "zh-CN")
+        assert not outcome.ok and outcome.message.startswith("选择对象：")
+
+
+def test_the_sign_in_log_newest_first_paged_filtered(app_client: TestClient, demo_db: str, me: Principal) -> None:
+    c = app_client
+    svc = c.app.state.services  # type: ignore[attr-defined]
+    c.post("/login", data={"username": "ghost22", "password": "wrong password", "next": "/"})  # a real one
+    with psycopg.connect(demo_db) as conn:  # and older ones (more from one address would be throttled)
+        for i in range(22):
+            conn.execute(
+                "INSERT INTO signin_attempts (at, kind, account, address, ok)"
+                " VALUES (now() - make_interval(mins => %s), 'password', %s, '10.0.0.9', false)",
+                (22 - i, f"ghost{i:02d}"),
+            )
+    table, page, label = cb.signins_view(svc, me, "ghost", 0, "zh-CN")
+    text = _text(table)
+    assert label == "1 / 2 · 23" and "ghost22" in text and "ghost02" not in text
+    assert text.index("ghost22") < text.index("ghost21") and TEXTS["zh-CN"]["admin.attempt.failed"] in text
+    table, page, label = cb.signins_view(svc, me, "ghost", 1, "zh-CN")
+    assert page == 1 and "ghost00" in _text(table) and "ghost22" not in _text(table)
+    table, page, _ = cb.signins_view(svc, me, "ghost", 99, "zh-CN")  # past the end: the last page
+    assert page == 1
+    assert cb._step(Ids.SIGNIN_NEXT, Ids.SIGNIN_PREV, Ids.SIGNIN_NEXT, 0) == 1
+    assert cb._step(Ids.SIGNIN_FILTER, Ids.SIGNIN_PREV, Ids.SIGNIN_NEXT, 5) == 0  # a new filter: the newest
+
+
+# --- the command line writes the same rows -----------------------------------------------------------------------
+
+
+def test_every_matching_cli_action_writes_its_row(demo_db: str, redis_url: str, tmp_path: Path) -> None:
+    env = {"YITU_DATABASE_URL": demo_db, "YITU_REDIS_URL": redis_url, "YITU_HOME": str(tmp_path / "h")}
+    runner = CliRunner()
+    since = _last_event_id(demo_db)
+
+    def run(*args: str, stdin: str | None = None) -> str:
+        result = runner.invoke(main, list(args), env=env, input=stdin)
+        assert result.exit_code == 0, (args, result.output)
+        return result.stdout
+
+    run("user", "create", "cli-clerk", "--role", "viewer", "--password-stdin", stdin="a long password\n")
+    run("user", "disable", "cli-clerk")
+    run("user", "enable", "cli-clerk")
+    run("user", "passwd", "cli-clerk", "--password-stdin", stdin="another long password\n")
+    run("screen", "create", "cli-wall")
+    run("screen", "pair", "cli-wall")
+    run("screen", "revoke", "cli-wall")
+    token = run("token", "create", "--role", "viewer", "--name", "cli-gis").strip()
+    run("token", "revoke", "cli-gis")
+    run("van", "register", "V01", "--device", "cli-phone-0001")
+    run("van", "unregister", "--device", "cli-phone-0001")
+    events = _events(demo_db, since)
+    assert [e["action"] for e in events] == [
+        "user.create",
+        "user.disable",
+        "user.enable",
+        "user.password",
+        "screen.create",
+        "screen.pair",
+        "screen.revoke",
+        "token.create",
+        "token.revoke",
+        "van.device.register",
+        "van.device.unregister",
+    ]
+    assert all(e["actor_kind"] == "cli" and e["actor_name"] and e["at"] for e in events)
+    assert token not in repr(events) and "cli-phone-0001" not in repr(events) and "long password" not in repr(events)
+    # a refused change writes nothing
+    since = _last_event_id(demo_db)
+    result = runner.invoke(
+        main, ["user", "create", "x", "--role", "viewer", "--password-stdin"], env=env, input="short\n"
+    )
+    assert result.exit_code != 0 and _events(demo_db, since) == []
+
+
+def test_the_demos_local_admin_and_wall_screen_are_logged_too(demo_db: str) -> None:
+    since = _last_event_id(demo_db)
+    demo_identities(demo_db, "http://127.0.0.1:8050")
+    demo_identities(demo_db, "http://127.0.0.1:8050")  # a later run: a new password, a new link
+    events = _events(demo_db, since)
+    assert [e["action"] for e in events] == ["user.create", "screen.create", "user.password", "screen.pair"]
+    assert {e["actor_kind"] for e in events} == {"cli"}
+
+
+# --- bad and hostile input --------------------------------------------------------------------------------------
+
+
+BAD_USERS: list[tuple[dict[str, Any], str]] = [  # (the create form, the field named)
+    (_new(""), "name"),
+    (_new("   "), "name"),
+    (_new("x" * 5000), "name"),
+    (_new("nul\x00name"), "name"),
+    (_new("ok-name", role=None), "role"),
+    (_new("ok-name", role="root"), "role"),
+    (_new("ok-name", role="screen"), "role"),
+    (_new("ok-name", area="abc"), "area"),
+    (_new("ok-name", area="999999"), "area"),
+    (_new("ok-name", area="1" * 500), "area"),
+    (_new("ok-name", password="short"), "password"),
+    (_new("ok-name", password=None), "password"),
+    (_new("ok-name", password="p" * 5000), "password"),
+]
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+def test_bad_input_is_refused_naming_the_field_in_the_pages_language(
+    app_client: TestClient, demo_db: str, me: Principal, lang: str
+) -> None:
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    t = TEXTS[lang]
+    sep = "："
+    since = _last_event_id(demo_db)
+    for fields, field in BAD_USERS:
+        outcome = cb.user_action(svc, me, ADDRESS, "create", fields, lang)
+        assert not outcome.ok, fields
+        assert outcome.message.startswith(t[f"admin.field.{field}"] + sep), (fields, outcome.message)
+        assert "Traceback" not in outcome.message and "\x00" not in outcome.message
+    taken = cb.user_action(svc, me, ADDRESS, "create", _new(me.name), lang)
+    assert taken.message == t["admin.field.name"] + sep + t["admin.conflict.name"]
+    cases = [
+        (cb.user_action(svc, me, ADDRESS, "passwd", {"pick": None, "password": "a long password"}, lang), "pick"),
+        (cb.user_action(svc, me, ADDRESS, "disable", {"pick": "no-such-user"}, lang), "name"),
+        (cb.screen_action(svc, me, ADDRESS, "create", {"name": "wall", "area": "15x"}, lang, "https://y"), "area"),
+        (cb.screen_action(svc, me, ADDRESS, "pair", {"pick": ""}, lang, "https://y"), "pick"),
+        (cb.token_action(svc, me, ADDRESS, "create", {"name": "t", "role": "boss"}, lang), "role"),
+        (cb.token_action(svc, me, ADDRESS, "create", {"name": "a\x00b", "role": "viewer"}, lang), "name"),
+        (cb.token_action(svc, me, ADDRESS, "revoke", {"pick": "1; DROP TABLE users"}, lang), "pick"),
+        (cb.van_action(svc, me, ADDRESS, "register", {"van": "V01", "device": "short"}, lang), "device"),
+        (cb.van_action(svc, me, ADDRESS, "register", {"van": "V404", "device": "long-enough-1"}, lang), "van"),
+        (cb.van_action(svc, me, ADDRESS, "register", {"van": None, "device": "long-enough-1"}, lang), "van"),
+        (cb.van_action(svc, me, ADDRESS, "unregister", {"device": "never-registered"}, lang), "device"),
+    ]
+    for outcome, field in cases:
+        assert not outcome.ok and outcome.message.startswith(t[f"admin.field.{field}"] + sep), outcome
+    table, _, _ = cb.changes_view(svc, me, "x\x00" * 80, 0, lang)
+    assert _text(table).startswith(t["admin.field.filter"] + sep)
+    assert _last_event_id(demo_db) == since  # nothing refused was written
+
+
+def test_markup_in_a_name_is_shown_as_text(app_client: TestClient, me: Principal) -> None:
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    name = '<img src=x onerror="alert(1)">'
+    assert cb.user_action(svc, me, ADDRESS, "create", _new(name), "zh-CN").ok
+    table, options = cb.users_view(svc, "zh-CN")
+    cells = [td.children for tr in table.children[1].children for td in tr.children]
+    assert name in cells  # a plain string child: React renders it as text, never as markup
+    assert {"label": name, "value": name} in options
+
+
+# --- in Chromium: the main flow, and how it looks -----------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_create_a_user_sign_in_as_them_disable_them_and_their_page_goes_to_login(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
+    srv = live_server(demo_db, redis_url)
+    admin_cookie = srv.sign_in("admin")
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie(admin_cookie))
+    p = w.page
+    p.goto(srv.url + "/admin")
+    p.wait_for_selector(f"#{Ids.USERS} table")
+    p.wait_for_selector(f"#{Ids.CHANGES} > *")
+    p.wait_for_selector(f"#{Ids.SIGNINS} table")
+    ARTIFACTS.mkdir(exist_ok=True)
+    p.screenshot(path=str(ARTIFACTS / "admin-1920x1080.png"))
+
+    # create a user
+    name = "值班员小王"
+    p.fill(f"#{Ids.USER_NAME}", name)
+    p.click(f"#{Ids.USER_ROLE}")
+    p.get_by_role("option", name=TEXTS["zh-CN"]["role.dispatcher"]).click()
+    p.fill(f"#{Ids.USER_PASSWORD}", "a long password 1")
+    p.click(f"#{Ids.USER_CREATE}")
+    p.wait_for_selector(f"#{Ids.USER_MESSAGE} .yitu-admin-ok")
+    assert name in p.inner_text(f"#{Ids.USERS}")
+    p.wait_for_function(f"() => document.querySelector('#{Ids.CHANGES}').innerText.includes('user.create')")
+
+    # that user signs in, in another browser
+    other = browser.new_context(viewport={"width": 1366, "height": 768})
+    q = other.new_page()
+    q.goto(srv.url + "/login?next=/dispatch")
+    q.fill("#username", name)
+    q.fill("#password", "a long password 1")
+    q.click("button[type=submit]")
+    q.wait_for_url(srv.url + "/dispatch")
+    q.wait_for_selector("#dispatch-who")
+    # they may not open the admin page: the refusal page
+    q.goto(srv.url + "/admin")
+    q.wait_for_selector("#refused")
+    q.goto(srv.url + "/dispatch")
+    q.wait_for_selector("#dispatch-who")
+
+    # the admin disables them: their open page goes to /login
+    p.click(f"#{Ids.USER_PICK}")
+    p.get_by_role("option", name=name).click()
+    p.click(f"#{Ids.USER_DISABLE}")
+    p.wait_for_selector(f"#{Ids.USER_MESSAGE} .yitu-admin-ok")
+    q.wait_for_url(re.compile(r".*/login\?next=.*"), timeout=15_000)
+    other.close()
+
+    # the look at the smaller screen: a token shown once
+    p.set_viewport_size({"width": 1366, "height": 768})
+    p.fill(f"#{Ids.TOKEN_NAME}", "区GIS接口")
+    p.click(f"#{Ids.TOKEN_ROLE}")
+    p.get_by_role("option", name=TEXTS["zh-CN"]["role.viewer"]).click()
+    p.click(f"#{Ids.TOKEN_CREATE}")
+    p.wait_for_selector(f"#{Ids.TOKEN_MESSAGE} .yitu-admin-secret")
+    assert p.inner_text(f"#{Ids.TOKEN_MESSAGE} .yitu-admin-secret").startswith("yitu_")
+    p.screenshot(path=str(ARTIFACTS / "admin-1366x768.png"))
+    # the page scrolls (the wall's body does not): the change log at its foot
+    p.evaluate("() => { const a = document.querySelector('.yitu-admin'); a.scrollTop = a.scrollHeight; }")
+    p.wait_for_function(f"() => document.querySelector('#{Ids.CHANGES}').innerText.includes('token.create')")
+    assert p.locator(f"#{Ids.CHANGES}").is_visible()
+    p.screenshot(path=str(ARTIFACTS / "admin-1366x768-logs.png"))
+    with psycopg.connect(demo_db) as conn:
+        rows = conn.execute(
+            "SELECT action, actor_kind, host(address) FROM admin_events WHERE actor_kind = 'user' ORDER BY id"
+        ).fetchall()
+    assert [r[0] for r in rows][-3:] == ["user.create", "user.disable", "token.create"]
+    assert all(r[2] == "127.0.0.1" for r in rows[-3:])  # from where: the browser's address
+    w.close()
