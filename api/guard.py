@@ -480,17 +480,9 @@ async def bearer(app: Starlette, svc: Services, header: str, address: str | None
 def _checked_lookup(svc: Services, digest: str, address: str | None) -> Principal | None:
     """Look a token up unless its address is throttled; an unknown token counts as a failed attempt."""
     with svc.pool.connection() as conn:
-        wait = identity.throttled(conn, "token", address=address) if address else None
-        if wait is not None:
-            raise errors.TooManyAttempts(
-                "too many unknown tokens from this address; try again later",
-                field="Authorization",
-                extra={"retry_after": wait},
-            )
-        who = identity.lookup_digest_on(conn, digest)
-        if who is None:
-            identity.record_attempt(conn, "token", False, address=address)
-    return who
+        return identity.unless_guessing(
+            conn, "token", address, lambda c: identity.lookup_digest_on(c, digest), what="tokens", field="Authorization"
+        )
 
 
 # --- callbacks ------------------------------------------------------------------------------------------

@@ -174,16 +174,9 @@ def _store(request: Request, batch: list[dict[str, str]], now: datetime) -> int:
     with svc.pool.connection() as conn:
         # Guessing identifiers is throttled as sign-ins are (services/identity.py): 20 unknown ones
         # from one address in 15 minutes, and that address waits.
-        wait = identity.throttled(conn, "device", address=address) if address else None
-        if wait is not None:
-            raise errors.TooManyAttempts(
-                "too many unknown device identifiers from this address; try again later",
-                field="id",
-                extra={"retry_after": wait},
-            )
-        van = tracking.van_of_device(conn, device)
-        if van is None:
-            identity.record_attempt(conn, "device", False, address=address)
+        van = identity.unless_guessing(
+            conn, "device", address, lambda c: tracking.van_of_device(c, device), what="device identifiers", field="id"
+        )
     if van is None:
         raise errors.Forbidden(
             "unknown device identifier: register it with `yitu van register VAN --device IDENTIFIER`", field="id"

@@ -27,12 +27,12 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import psycopg
 from argon2 import PasswordHasher
@@ -42,7 +42,7 @@ from psycopg.rows import dict_row
 
 from geodata import masking
 from geodata.cases import Actor, chain_of
-from geodata.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TooManyAttempts, Unauthorized
 from geodata.queries import query
 from geodata.workflow import ROLES, ROLES_THAT_REPORT
 from services.runtime import Services
@@ -133,14 +133,10 @@ def acting_as(who: Principal | None) -> Iterator[None]:
 # binds a principal for every request and WebSocket and refuses anonymous ones before they reach
 # any of these; should one still arrive unbound (a code path the guard does not cover), it is
 # refused (401) here too, never served as "everyone".
-GUARDED = True
-
-
-def who_is_asking() -> Principal | None:
-    """The principal of the request, callback or WebSocket being served; None when anonymous
-    (only while not GUARDED: then it raises Unauthorized)."""
+def who_is_asking() -> Principal:
+    """The principal of the request, callback or WebSocket being served; Unauthorized when none."""
     who = current()
-    if who is None and GUARDED:
+    if who is None:
         raise Unauthorized("sign in first", field="Authorization")
     return who
 
@@ -569,6 +565,31 @@ def throttled(
         waits.append(_wait_for(conn, kind, "address", address[:100], ADDRESS_LIMIT))
     found = [w for w in waits if w is not None]
     return max(found) if found else None
+
+
+T = TypeVar("T")
+
+
+def unless_guessing(
+    conn: psycopg.Connection,
+    kind: AttemptKind,
+    address: str | None,
+    find: Callable[[psycopg.Connection], T | None],
+    *,
+    what: str,
+    field: str,
+) -> T | None:
+    """``find`` a credential (a token, a device identifier) unless ``address`` has guessed too often:
+    then TooManyAttempts with the Retry-After. What ``find`` does not know counts as a failed guess."""
+    wait = throttled(conn, kind, address=address) if address else None
+    if wait is not None:
+        raise TooManyAttempts(
+            f"too many unknown {what} from this address; try again later", field=field, extra={"retry_after": wait}
+        )
+    found = find(conn)
+    if found is None:
+        record_attempt(conn, kind, False, address=address)
+    return found
 
 
 def record_attempt(
