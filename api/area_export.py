@@ -21,11 +21,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
+from api.auth import Principal, principal
 from api.deps import services
 from api.errors import Invalid, NotFound
 from api.openapi import CSV, READ, answers, content
 from api.params import Day
-from api.scope import Reader
 from geodata import queries
 from geodata.clock import day_start
 from geodata.db import budget
@@ -34,6 +34,7 @@ from services.identity import scope_of
 from services.runtime import Services
 
 router = APIRouter(prefix="/api/v1/areas", tags=["areas"])
+Who = Annotated[Principal, Depends(principal)]
 STEP = "^(" + "|".join(STEPS) + ")$"
 
 
@@ -45,7 +46,7 @@ STEP = "^(" + "|".join(STEPS) + ")$"
 )
 def cases_csv(
     svc: Annotated[Services, Depends(services)],
-    who: Reader,
+    who: Who,
     code: Annotated[str, Path(pattern=r"^[0-9]{6}([0-9]{3}){0,3}$")],
     step: Annotated[str | None, Query(pattern=STEP)] = None,
     type: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{1,40}$")] = None,
@@ -55,8 +56,7 @@ def cases_csv(
     if since and until and until < since:
         raise Invalid("until is before since", field="until")
     flt = queries.CaseFilter(step=step, type=type, since=day_start(since), until=day_start(until, end=True))
-    if who is not None:
-        who.require_area(code)  # 403 outside the reader's area; the SQL filters by it too
+    who.require_area(code)  # 403 outside the reader's area; the SQL filters by it too
     with svc.pool.connection() as conn:
         if queries.area_summary(conn, code) is None:
             raise NotFound(f"no area with code {code}", field="code")

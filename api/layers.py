@@ -7,7 +7,7 @@ with ``?format=geobuf``; ``bbox=minx,miny,maxx,maxy`` in degrees for the layers 
 Coordinates are shifted to GCJ-02 when the base map is an AMap-style one (settings), so overlays
 and tiles line up. ``/grids/stats`` (the choropleth's numbers) is the one route of its own.
 A reader scoped to an area gets only its area's cases and figures, whatever the box: the area
-goes into the layer's SQL as ``%(scope)s`` (services/identity.py ``who_is_asking``).
+goes into the layer's SQL as ``%(scope)s`` (the principal the guard bound, api/auth.py).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from api.auth import principal
 from api.deps import services
 from api.errors import Invalid
 from api.openapi import GEOBUF, GEOJSON, READ, answers
-from api.scope import Reader
 from layers import grids, registry
 from layers.base import BBOX_PATTERN, BBox, encode
 from layers.registry import Filter, Layer
@@ -51,6 +51,7 @@ LAYER_ANSWERS = answers(
     },
 )
 ServicesDep = Annotated[Services, Depends(services)]
+Who = Annotated[Principal, Depends(principal)]  # the guard's principal: a session or a bearer token
 
 
 def _bbox(text: str | None) -> BBox:
@@ -77,7 +78,7 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
     """The route of one layer: a function whose signature FastAPI reads for the parameters."""
 
     def endpoint(
-        svc: Services, who: Principal | None, format: str = "geojson", bbox: str | None = None, **filters: Any
+        svc: Services, who: Principal, format: str = "geojson", bbox: str | None = None, **filters: Any
     ) -> Response:
         box = _bbox(bbox) if layer.bbox else None
         scope = {"scope": identity.scope_of(who)}  # the reader's area, whatever the box
@@ -88,7 +89,7 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
         return _respond(svc, text, format)
 
     kw = inspect.Parameter.KEYWORD_ONLY
-    params = [inspect.Parameter("svc", kw, annotation=ServicesDep), inspect.Parameter("who", kw, annotation=Reader)]
+    params = [inspect.Parameter("svc", kw, annotation=ServicesDep), inspect.Parameter("who", kw, annotation=Who)]
     if layer.bbox:
         params.append(inspect.Parameter("bbox", kw, default=None, annotation=BBoxQ))
     params += [inspect.Parameter(f.name, kw, default=f.default, annotation=_annotation(f)) for f in layer.filters]
@@ -98,7 +99,7 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
     return endpoint
 
 
-def get_grid_stats(svc: ServicesDep, who: Reader, level: Annotated[int, Query(ge=1, le=4)]) -> dict[str, Any]:
+def get_grid_stats(svc: ServicesDep, who: Who, level: Annotated[int, Query(ge=1, le=4)]) -> dict[str, Any]:
     scope = identity.scope_of(who)
     with svc.pool.connection() as conn:
         return grids.stats_cached(conn, svc.redis, level, scope)

@@ -72,7 +72,7 @@ def table_page(
     t = translator(lang)
     name = "type_zh" if lang == "zh-CN" else "type_en"
     who = identity.who_is_asking()
-    if who is not None and not who.sees_area(code):
+    if not who.sees_area(code):
         return [], 1, 0
     scope = identity.scope_of(who)
     with svc.pool.connection() as conn:

@@ -46,7 +46,7 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
     who = identity.who_is_asking()
     with svc.pool.connection() as conn:
         if path == "/":
-            banner = queries.banner(conn) if who is None or who.area is None else queries.area_summary(conn, who.area)
+            banner = queries.banner(conn) if who.area is None else queries.area_summary(conn, who.area)
             if banner is not None:
                 banner["attribution"] = _attribution(banner["code"][:6])  # its banner's credit
             return wall.layout(
@@ -60,12 +60,12 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
                 who_line(identity.current(), svc.settings.lang),
             )
         if path == "/admin":  # the guard refuses anyone else already; the page says so too
-            if who is None or who.role != "admin":
+            if who.role != "admin":
                 return refused(svc.settings.lang)
             return admin.layout(svc.settings, who_line(who, svc.settings.lang))
         if path.startswith("/area/"):
             code = path.removeprefix("/area/")
-            if who is not None and not who.sees_area(code):
+            if not who.sees_area(code):
                 return refused(svc.settings.lang)
             summary = queries.area_summary(conn, code) if code.isdigit() and len(code) <= 15 else None
             types = conn.execute(

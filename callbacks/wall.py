@@ -69,7 +69,7 @@ def switched(url: str, on: bool) -> tuple[str | None, dict[str, Any] | None]:
 def in_scope(code: str) -> str:
     """The area a reader may look at: ``code``, or the reader's own area when ``code`` lies outside it."""
     who = identity.who_is_asking()
-    return code if who is None or who.sees_area(code) else str(who.area)
+    return code if who.sees_area(code) else str(who.area)
 
 
 def grid_hideout(

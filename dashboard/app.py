@@ -91,7 +91,7 @@ def _area_pages_in_scope(app: FastAPI) -> None:
         dash_page = next(r for r in app.router.routes if str(getattr(r, "path", "")).lstrip("/") == "{path:path}")
         page: Response = await dash_page.endpoint(request)  # type: ignore[attr-defined]
         who = identity.who_is_asking()
-        if who is not None and not who.sees_area(code):
+        if not who.sees_area(code):
             page.status_code = 403
         return page
 
