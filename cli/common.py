@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 import psycopg
@@ -46,3 +47,19 @@ def db_errors(table: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return decorate
+
+
+def echo_table(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str]) -> None:
+    """Print ``rows`` tab-separated under a header (``columns``: heading → row key), one line each,
+    so the list commands read alike and pipe into ``cut``/``awk``: nothing as ``-``, a time to the second."""
+    click.echo("\t".join(columns))
+    for row in rows:
+        click.echo("\t".join(_cell(row[key]) for key in columns.values()))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return str(value)

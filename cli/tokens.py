@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 import psycopg
 
-from cli.common import db_errors, dsn
+from cli.common import db_errors, dsn, echo_table
 from geodata.workflow import ROLES
 
 
@@ -62,20 +62,17 @@ def list_(ctx: click.Context) -> None:
 
     with psycopg.connect(dsn(ctx)) as conn:
         rows = list_tokens(conn)
-    click.echo("id\tname\trole\tarea\tcreated\trevoked")
-    for r in rows:
-        click.echo(
-            "\t".join(
-                [
-                    str(r["id"]),
-                    r["name"],
-                    r["role"],
-                    r["area_code"] or "-",
-                    r["created_at"].isoformat(timespec="seconds"),
-                    r["revoked_at"].isoformat(timespec="seconds") if r["revoked_at"] else "-",
-                ]
-            )
-        )
+    echo_table(
+        rows,
+        {
+            "id": "id",
+            "name": "name",
+            "role": "role",
+            "area": "area_code",
+            "created": "created_at",
+            "revoked": "revoked_at",
+        },
+    )
 
 
 @token_group.command("revoke")

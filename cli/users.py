@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
 import click
 import psycopg
 
-from cli.common import db_errors, dsn
+from cli.common import db_errors, dsn, echo_table
 from geodata.errors import YituError
 from services import admin, identity
 from services.settings import Settings
@@ -61,10 +60,6 @@ def _password(from_stdin: bool) -> str:
         raise click.UsageError("give the password on standard input with --password-stdin")
     identity.check_password_rules(password)
     return password
-
-
-def _when(value: datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value else "-"
 
 
 def base_url(settings: Settings) -> str:
@@ -113,21 +108,18 @@ def list_(ctx: click.Context) -> None:
     """List the users: id, name, role, area, created, disabled, last seen (never a password)."""
     with psycopg.connect(dsn(ctx)) as conn:
         rows = identity.list_users(conn)
-    click.echo("id\tname\trole\tarea\tcreated\tdisabled\tlast_seen")
-    for r in rows:
-        click.echo(
-            "\t".join(
-                [
-                    str(r["id"]),
-                    r["name"],
-                    r["role"],
-                    r["area_code"] or "-",
-                    _when(r["created_at"]),
-                    _when(r["disabled_at"]),
-                    _when(r["last_seen_at"]),
-                ]
-            )
-        )
+    echo_table(
+        rows,
+        {
+            "id": "id",
+            "name": "name",
+            "role": "role",
+            "area": "area_code",
+            "created": "created_at",
+            "disabled": "disabled_at",
+            "last_seen": "last_seen_at",
+        },
+    )
 
 
 @user_group.command("disable")
@@ -218,21 +210,18 @@ def screen_list(ctx: click.Context) -> None:
     """List the screens: id, name, area, created, revoked, open sessions, last seen."""
     with psycopg.connect(dsn(ctx)) as conn:
         rows = identity.list_screens(conn)
-    click.echo("id\tname\tarea\tcreated\trevoked\tsessions\tlast_seen")
-    for r in rows:
-        click.echo(
-            "\t".join(
-                [
-                    str(r["id"]),
-                    r["name"],
-                    r["area_code"] or "-",
-                    _when(r["created_at"]),
-                    _when(r["revoked_at"]),
-                    str(r["sessions"]),
-                    _when(r["last_seen_at"]),
-                ]
-            )
-        )
+    echo_table(
+        rows,
+        {
+            "id": "id",
+            "name": "name",
+            "area": "area_code",
+            "created": "created_at",
+            "revoked": "revoked_at",
+            "sessions": "sessions",
+            "last_seen": "last_seen_at",
+        },
+    )
 
 
 @screen_group.command("revoke")
