@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -444,18 +444,35 @@ def base_url(svc: Services) -> str:
         return f"http://{svc.settings.host}:{svc.settings.port}"
 
 
+def _section(table: str, pick: str, message: str) -> list[Output]:
+    """What every section's callback writes: its table, its picker's choices, its message, and the
+    page's change counter (which reloads the other sections and the logs)."""
+    return [
+        Output(table, "children"),
+        Output(pick, "options"),
+        Output(message, "children"),
+        Output(Ids.CHANGED, "data", allow_duplicate=True),
+    ]
+
+
 def register(app: Dash, get: Callable[[], Services]) -> None:
     def lang() -> str:
         return get().settings.lang
 
-    def act(outcome: Outcome, changed: int | None) -> tuple[Any, Any]:
+    def act(
+        actions: Mapping[Any, tuple[str, dict[str, Any]]],
+        doing: Callable[[str, dict[str, Any]], Outcome],
+        changed: int | None,
+    ) -> tuple[Any, Any]:
+        """The action of the button pressed (none on a refresh): its message, and the change counter
+        bumped when it succeeded (so the other tables and the logs reload)."""
+        if ctx.triggered_id not in actions:
+            return None, dash.no_update
+        outcome = doing(*actions[ctx.triggered_id])
         return outcome.show(), _bump(changed) if outcome.ok else dash.no_update
 
     @app.callback(
-        Output(Ids.USERS, "children"),
-        Output(Ids.USER_PICK, "options"),
-        Output(Ids.USER_MESSAGE, "children"),
-        Output(Ids.CHANGED, "data", allow_duplicate=True),
+        *_section(Ids.USERS, Ids.USER_PICK, Ids.USER_MESSAGE),
         Output(Ids.USER_PASSWORD, "value"),
         Output(Ids.EDIT_PASSWORD, "value"),
         Input(Ids.USER_CREATE, "n_clicks"),
@@ -483,21 +500,14 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             Ids.USER_DISABLE: ("disable", {"pick": pick}),
             Ids.USER_ENABLE: ("enable", {"pick": pick}),
         }
-        message: Any = None
-        bumped: Any = dash.no_update
-        if ctx.triggered_id in actions:
-            action, fields = actions[ctx.triggered_id]
-            message, bumped = act(
-                user_action(get(), identity.current(), client_address(), action, fields, lang()), changed
-            )
+        message, bumped = act(
+            actions, lambda a, f: user_action(get(), identity.current(), client_address(), a, f, lang()), changed
+        )
         table, options = users_view(get(), lang())
         return table, options, message, bumped, "", ""  # a password typed is never kept in the page
 
     @app.callback(
-        Output(Ids.SCREENS, "children"),
-        Output(Ids.SCREEN_PICK, "options"),
-        Output(Ids.SCREEN_MESSAGE, "children"),
-        Output(Ids.CHANGED, "data", allow_duplicate=True),
+        *_section(Ids.SCREENS, Ids.SCREEN_PICK, Ids.SCREEN_MESSAGE),
         Input(Ids.SCREEN_CREATE, "n_clicks"),
         Input(Ids.SCREEN_PAIR, "n_clicks"),
         Input(Ids.SCREEN_REVOKE, "n_clicks"),
@@ -514,22 +524,16 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             Ids.SCREEN_PAIR: ("pair", {"pick": pick}),
             Ids.SCREEN_REVOKE: ("revoke", {"pick": pick}),
         }
-        message: Any = None
-        bumped: Any = dash.no_update
-        if ctx.triggered_id in actions:
-            action, fields = actions[ctx.triggered_id]
-            outcome = screen_action(
-                get(), identity.current(), client_address(), action, fields, lang(), base_url(get())
-            )
-            message, bumped = act(outcome, changed)
+        message, bumped = act(
+            actions,
+            lambda a, f: screen_action(get(), identity.current(), client_address(), a, f, lang(), base_url(get())),
+            changed,
+        )
         table, options = screens_view(get(), lang())
         return table, options, message, bumped
 
     @app.callback(
-        Output(Ids.TOKENS, "children"),
-        Output(Ids.TOKEN_PICK, "options"),
-        Output(Ids.TOKEN_MESSAGE, "children"),
-        Output(Ids.CHANGED, "data", allow_duplicate=True),
+        *_section(Ids.TOKENS, Ids.TOKEN_PICK, Ids.TOKEN_MESSAGE),
         Input(Ids.TOKEN_CREATE, "n_clicks"),
         Input(Ids.TOKEN_REVOKE, "n_clicks"),
         State(Ids.TOKEN_NAME, "value"),
@@ -545,20 +549,14 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             Ids.TOKEN_CREATE: ("create", {"name": name, "role": role, "area": area}),
             Ids.TOKEN_REVOKE: ("revoke", {"pick": pick}),
         }
-        message: Any = None
-        bumped: Any = dash.no_update
-        if ctx.triggered_id in actions:
-            action, fields = actions[ctx.triggered_id]
-            outcome = token_action(get(), identity.current(), client_address(), action, fields, lang())
-            message, bumped = act(outcome, changed)
+        message, bumped = act(
+            actions, lambda a, f: token_action(get(), identity.current(), client_address(), a, f, lang()), changed
+        )
         table, options = tokens_view(get(), lang())
         return table, options, message, bumped
 
     @app.callback(
-        Output(Ids.VANS, "children"),
-        Output(Ids.VAN_PICK, "options"),
-        Output(Ids.VAN_MESSAGE, "children"),
-        Output(Ids.CHANGED, "data", allow_duplicate=True),
+        *_section(Ids.VANS, Ids.VAN_PICK, Ids.VAN_MESSAGE),
         Input(Ids.VAN_REGISTER, "n_clicks"),
         Input(Ids.VAN_UNREGISTER, "n_clicks"),
         State(Ids.VAN_PICK, "value"),
@@ -573,55 +571,40 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             Ids.VAN_REGISTER: ("register", {"van": van, "device": device}),
             Ids.VAN_UNREGISTER: ("unregister", {"device": forget}),
         }
-        message: Any = None
-        bumped: Any = dash.no_update
-        if ctx.triggered_id in actions:
-            action, fields = actions[ctx.triggered_id]
-            outcome = van_action(get(), identity.current(), client_address(), action, fields, lang())
-            message, bumped = act(outcome, changed)
+        message, bumped = act(
+            actions, lambda a, f: van_action(get(), identity.current(), client_address(), a, f, lang()), changed
+        )
         table, options = vans_view(get(), lang())
         return table, options, message, bumped
 
-    @app.callback(
-        Output(Ids.SIGNINS, "children"),
-        Output(Ids.SIGNIN_PAGE, "data"),
-        Output(Ids.SIGNIN_PAGE + "-label", "children"),
-        Input(Ids.SIGNIN_FILTER, "value"),
-        Input(Ids.SIGNIN_PREV, "n_clicks"),
-        Input(Ids.SIGNIN_NEXT, "n_clicks"),
-        Input(Ids.CHANGED, "data"),
-        State(Ids.SIGNIN_PAGE, "data"),
-    )
-    def _signins(account: str | None, _p: int, _n: int, _c: int, page: int | None) -> tuple[Any, int, str]:
-        try:
-            return signins_view(
-                get(),
-                identity.current(),
-                account,
-                _step(ctx.triggered_id, Ids.SIGNIN_PREV, Ids.SIGNIN_NEXT, page),
-                lang(),
-            )
-        except Forbidden:
-            raise PreventUpdate from None
+    def paged_log(
+        name: str, view: Callable[..., tuple[Any, int, str]], table: str, page: str, ids: tuple[str, str, str]
+    ) -> None:
+        """One of the two audit logs (sign-ins, admin changes): a filter, previous/next, and a reload
+        after any change on the page. ``ids``: the filter box, the previous and the next button."""
+        flt, prev, nxt = ids
 
-    @app.callback(
-        Output(Ids.CHANGES, "children"),
-        Output(Ids.CHANGE_PAGE, "data"),
-        Output(Ids.CHANGE_PAGE + "-label", "children"),
-        Input(Ids.CHANGE_FILTER, "value"),
-        Input(Ids.CHANGE_PREV, "n_clicks"),
-        Input(Ids.CHANGE_NEXT, "n_clicks"),
-        Input(Ids.CHANGED, "data"),
-        State(Ids.CHANGE_PAGE, "data"),
+        def show(value: str | None, _p: int, _n: int, _c: int, at: int | None) -> tuple[Any, int, str]:
+            try:
+                return view(get(), identity.current(), value, _step(ctx.triggered_id, prev, nxt, at), lang())
+            except Forbidden:
+                raise PreventUpdate from None
+
+        show.__name__ = show.__qualname__ = name  # the guard's CALLBACKS table names it
+        app.callback(
+            Output(table, "children"),
+            Output(page, "data"),
+            Output(page + "-label", "children"),
+            Input(flt, "value"),
+            Input(prev, "n_clicks"),
+            Input(nxt, "n_clicks"),
+            Input(Ids.CHANGED, "data"),
+            State(page, "data"),
+        )(show)
+
+    paged_log(
+        "_signins", signins_view, Ids.SIGNINS, Ids.SIGNIN_PAGE, (Ids.SIGNIN_FILTER, Ids.SIGNIN_PREV, Ids.SIGNIN_NEXT)
     )
-    def _changes(actor: str | None, _p: int, _n: int, _c: int, page: int | None) -> tuple[Any, int, str]:
-        try:
-            return changes_view(
-                get(),
-                identity.current(),
-                actor,
-                _step(ctx.triggered_id, Ids.CHANGE_PREV, Ids.CHANGE_NEXT, page),
-                lang(),
-            )
-        except Forbidden:
-            raise PreventUpdate from None
+    paged_log(
+        "_changes", changes_view, Ids.CHANGES, Ids.CHANGE_PAGE, (Ids.CHANGE_FILTER, Ids.CHANGE_PREV, Ids.CHANGE_NEXT)
+    )
