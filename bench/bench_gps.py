@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, wait_healthy
 from cli.stack import EmbeddedStack
 from geodata.migrate import migrate
 from geodata.queries import query
@@ -45,12 +45,6 @@ from services.identity import create_token
 from services.settings import Settings
 
 Row = tuple[str, datetime, float, float, float, float]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _fresh_database(server_dsn: str, name: str, vans: int) -> str:
@@ -184,7 +178,7 @@ def main() -> None:
     bodies = [_body(b) for b in batches]
     n_timed = sum(len(b) for b in batches[1:])
 
-    port = _free_port()
+    port = free_port()
     # The server writes its log here; kept (delete=False) for a look when it does not come up.
     with tempfile.NamedTemporaryFile(prefix="bench-gps-serve-", suffix=".log", delete=False) as log:
         env = {
@@ -202,16 +196,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         results: list[tuple[str, list[float], float]] = []
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"yitu serve did not come up; log: {log.name}")
-                time.sleep(0.2)
+            wait_healthy(server, url, 60, Path(log.name))
             for clients in (int(c) for c in args.clients.split(",")):
                 _reset(dsn)
                 lat, wall = _api(url, token, bodies, clients)

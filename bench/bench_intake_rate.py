@@ -47,7 +47,6 @@ import asyncio
 import os
 import platform
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,14 +65,13 @@ import psycopg
 import redis
 import uvloop
 from playwright.sync_api import Browser, Page, sync_playwright
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_intake import _body, _cpu_ticks, _points
 from bench.bench_wallscreen import _database
+from bench.common import clone_database, drop_database, free_port, pair, wait_healthy
 from cli.stack import EmbeddedStack
 from services.events import STREAM
 from services.identity import create_token
@@ -347,28 +345,8 @@ def _postmaster(stack: EmbeddedStack) -> int | None:
 # --- one run ---------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _clone(template_dsn: str) -> str:
-    name = f"yitu_bench_rate_{uuid.uuid4().hex[:8]}"
-    template = conninfo_to_dict(template_dsn)["dbname"]
-    with psycopg.connect(make_conninfo(template_dsn, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
-    return make_conninfo(template_dsn, dbname=name)
-
-
-def _drop(dsn: str) -> None:
-    name = conninfo_to_dict(dsn)["dbname"]
-    with psycopg.connect(make_conninfo(dsn, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def _serve(factory: str, dsn: str, redis_url: str, workers: int, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "YITU_DATABASE_URL": dsn, "YITU_REDIS_URL": redis_url, "YITU_LOG_LEVEL": "WARNING"}
     cmd = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
@@ -379,24 +357,16 @@ def _serve(factory: str, dsn: str, redis_url: str, workers: int, log: Path) -> t
         cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"{factory} exited: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit(f"{factory} did not answer /healthz in 120 s")
+    wait_healthy(proc, url, 120, log)
+    return proc, url
 
 
-def _open_screens(browser: Browser, url: str, n: int, animate: bool) -> list[Page]:
+def _open_screens(browser: Browser, url: str, dsn: str, n: int, animate: bool) -> list[Page]:
     pages = []
     for _ in range(n):
-        page = browser.new_context(viewport={"width": 1920, "height": 1080}).new_page()
+        context = browser.new_context(viewport={"width": 1920, "height": 1080})
+        pair(context, url, dsn)
+        page = context.new_page()
         page.add_init_script(_SCREEN_INIT)
         if not animate:
             page.add_init_script(_NO_ANIMATION)
@@ -454,7 +424,7 @@ def one_run(
     r = redis.Redis.from_url(redis_url)
     r.flushdb()
     load_at_start = _load()
-    dsn = _clone(template)
+    dsn = clone_database(template, "yitu_bench_rate")
     tmp = Path(tempfile.mkdtemp(prefix="bench_intake_rate_"))
     proc = None
     contexts: list[Any] = []
@@ -463,7 +433,7 @@ def one_run(
             token = create_token(conn, name="bench-rate", role="dispatcher", area=None)[1]
         points = _points(dsn, 8000)
         proc, url = _serve(factory, dsn, redis_url, args.workers, tmp / "server.log")
-        pages = _open_screens(browser, url, args.screens, args.animate) if browser is not None else []
+        pages = _open_screens(browser, url, dsn, args.screens, args.animate) if browser is not None else []
         contexts = [p.context for p in pages]
         first_probe, _ = _probe(url, token, points[0], pages, 60, strict=True)
         tag = uuid.uuid4().hex[:8]
@@ -520,7 +490,7 @@ def one_run(
             proc.wait(timeout=30)
         r.flushdb()
         r.close()
-        _drop(dsn)
+        drop_database(dsn)
 
 
 def _apps(values: list[str] | None) -> list[tuple[str, str]]:

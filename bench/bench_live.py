@@ -25,18 +25,16 @@ import platform
 import random
 import statistics
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
 from playwright.sync_api import sync_playwright
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_wallscreen import _database, _serve
+from bench.common import clone_database, drop_database, p95, pair
 from services.identity import create_token
 from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path
 
@@ -45,31 +43,14 @@ SEAT = (107.4812, 38.1834)
 REPORT_JS = """async ([token, lon, lat]) => {
   const t0 = performance.now();
   const r = await fetch('/api/v1/cases', {method: 'POST', headers: {'Content-Type': 'application/json',
-      'Authorization': 'Bearer ' + token}, body: JSON.stringify({type: 'neighbour', description: '邻里纠纷（推送测速）',
+      'Authorization': 'Bearer ' + token, 'Idempotency-Key': crypto.randomUUID()},
+      body: JSON.stringify({type: 'neighbour', description: '邻里纠纷（推送测速）',
       lon: lon, lat: lat, channel: 'grid_app', parties: [{name: '王五', phone: '13900001111'}]})});
   const body = await r.json();
   return {status: r.status, code: body.code, t0: t0, answered: performance.now()};
 }"""
 
 WAIT_JS = """code => window.yitu.drawn[code] !== undefined && window.yitu.live.seen[code] !== undefined"""
-
-
-def _p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20, method="inclusive")[18] if len(values) > 1 else values[0]
-
-
-def _scratch(template_dsn: str) -> str:
-    name = f"yitu_bench_live_{uuid.uuid4().hex[:8]}"
-    template = conninfo_to_dict(template_dsn)["dbname"]
-    with psycopg.connect(make_conninfo(template_dsn, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
-    return make_conninfo(template_dsn, dbname=name)
-
-
-def _drop(dsn: str) -> None:
-    name = conninfo_to_dict(dsn)["dbname"]
-    with psycopg.connect(make_conninfo(dsn, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def main() -> None:
@@ -79,7 +60,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    dsn = _scratch(_database("banner"))
+    dsn = clone_database(_database("banner"), "yitu_bench_live")
     proc, url = _serve(dsn)
     try:
         with psycopg.connect(dsn) as conn:
@@ -87,7 +68,9 @@ def main() -> None:
         answered, pushed, drawn = [], [], []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            context = browser.new_context(viewport={"width": 1920, "height": 1080})
+            pair(context, url, dsn)
+            page = context.new_page()
             page.goto(url + "/")
             page.wait_for_function(SETTLED, timeout=60_000)
             page.evaluate(
@@ -110,15 +93,15 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        _drop(dsn)
+        drop_database(dsn)
     print(
         f"live push: {args.reports} reports, one every {args.interval:g} s, banner demo; "
         f"{platform.node()}, {len(__import__('os').sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
     )
     print(f"{'stage (from the POST)':<24}{'median ms':>10}{'p95 ms':>9}{'max ms':>9}")
     for label, values in (("POST answered", answered), ("event on page", pushed), ("pin drawn", drawn)):
-        print(f"{label:<24}{statistics.median(values):>10.1f}{_p95(values):>9.1f}{max(values):>9.1f}")
-    ok = _p95(drawn) < 300
+        print(f"{label:<24}{statistics.median(values):>10.1f}{p95(values):>9.1f}{max(values):>9.1f}")
+    ok = p95(drawn) < 300
     print(f"target: pin drawn p95 < 300 ms — {'met' if ok else 'NOT met'}")
 
 

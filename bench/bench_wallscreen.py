@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,18 +31,14 @@ from psycopg.conninfo import make_conninfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, pair, wait_healthy
 from cli.stack import EmbeddedStack
 from geodata.migrate import migrate
+from services.identity import create_token
 from services.settings import Settings
 from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path
 
 DATABASES = {"banner": "yitu_bench_demo", "city": "yitu_bench"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _database(scale: str) -> str:
@@ -65,24 +60,17 @@ def _database(scale: str) -> str:
 
 
 def _serve(dsn: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "YITU_DATABASE_URL": dsn, "YITU_PORT": str(port), "YITU_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("yitu serve did not come up")
+    wait_healthy(proc, url, 60)
+    return proc, url
 
 
-def _first_view(browser, url: str) -> tuple[float, int, list[str]]:  # type: ignore[no-untyped-def]
+def _first_view(browser, url: str, dsn: str) -> tuple[float, int, list[str]]:  # type: ignore[no-untyped-def]
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    pair(context, url, dsn)
     page = context.new_page()
     cdp = context.new_cdp_session(page)
     cdp.send("Network.enable")
@@ -117,14 +105,17 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             # the very first view also fills the server's short KPI cache (as the first of many screens would)
-            cold = _first_view(browser, url)[0]
+            cold = _first_view(browser, url, dsn)[0]
             for _ in range(args.runs):
-                t, b, layer_urls = _first_view(browser, url)
+                t, b, layer_urls = _first_view(browser, url, dsn)
                 times.append(t)
                 sizes.append(b)
             browser.close()
         base: list[float] = []
-        with httpx.Client(base_url=url, headers={"Accept-Encoding": "gzip"}) as client:
+        with psycopg.connect(dsn) as conn:  # the baseline reads as a viewer (a screen's reads, without a browser)
+            token = create_token(conn, name="bench-wallscreen", role="viewer", area=None)[1]
+        headers = {"Accept-Encoding": "gzip", "Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=url, headers=headers) as client:
             for _ in range(args.runs):
                 t0 = time.perf_counter()
                 for u in layer_urls:

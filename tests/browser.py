@@ -24,8 +24,11 @@ CHROMIUM_ARGS = [
 
 
 def settled(names: list[str]) -> str:
-    """A page function true once every layer named has drawn features (window.yitu.loaded counts them)."""
-    return f"() => window.yitu && {json.dumps(names)}.every(k => (window.yitu.loaded[k] || 0) > 0)"
+    """A page function true once every layer named has drawn features (window.yitu.loaded counts them).
+    False, not an error, while the page's scripts are still starting (window.yitu made, its
+    ``loaded`` not yet): a wait that begins at the first byte (``wait_until="commit"``) polls then."""
+    every = f"{json.dumps(names)}.every(k => (window.yitu.loaded[k] || 0) > 0)"
+    return f"() => !!(window.yitu && window.yitu.loaded) && {every}"
 
 
 LAYERS = tuple(layer.name for layer in registry.wall_layers())  # every layer the wall screen draws

@@ -1,0 +1,79 @@
+"""What the bench scripts share: a free port, a scratch database cloned from a template, a server
+waited for until it answers, and the p95 every script prints beside the median."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+from playwright.sync_api import BrowserContext
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from services.identity import PAIR_PATH, create_screen
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clone_database(template_dsn: str, prefix: str) -> str:
+    """A new database ``<prefix>_<random>`` copied from ``template_dsn``'s (a file copy: seconds even
+    for the city scale), so a run that writes leaves the template as it was; its DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    template = conninfo_to_dict(template_dsn)["dbname"]
+    with psycopg.connect(make_conninfo(template_dsn, dbname="postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    return make_conninfo(template_dsn, dbname=name)
+
+
+def drop_database(dsn: str) -> None:
+    """Drop the database of ``dsn`` (its connections closed first); nothing if it is gone."""
+    name = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(make_conninfo(dsn, dbname="postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, seconds: float, log: Path | None = None) -> None:
+    """Return once ``url``/healthz answers 200; SystemExit (with the end of the server's ``log``) if
+    the server exits or ``seconds`` pass."""
+
+    def tail() -> str:
+        return f"; log {log}: …{log.read_text(errors='replace')[-2000:]}" if log else ""
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with status {proc.returncode} before it answered{tail()}")
+        time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit(f"the server did not answer {url}/healthz within {seconds:.0f} s{tail()}")
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile (inclusive method: a run of 20 values gives its 19th)."""
+    return statistics.quantiles(values, n=20, method="inclusive")[18] if len(values) > 1 else values[0]
+
+
+def pair(context: BrowserContext, url: str, dsn: str, name: str = "bench") -> None:
+    """Sign a browser context in as a new wall screen (as `yitu screen create` + opening its link),
+    so the wall it opens next is measured from its own first request, not the sign-in's redirect."""
+    with psycopg.connect(dsn) as conn:
+        _, code = create_screen(conn, f"{name}-{uuid.uuid4().hex[:6]}")
+    answer = context.request.get(f"{url}{PAIR_PATH}{code}", max_redirects=0)
+    if answer.status != 303:
+        raise SystemExit(f"pairing a screen failed: {answer.status} {answer.text()[:200]}")
