@@ -107,6 +107,7 @@ ROUTES: Mapping[str, Policy] = {
     # anonymous: the sign-in page and what it needs, pairing a wall screen, liveness, device pings
     "/login": _public(Face.PAGE),
     "/login.css": _public(Face.ASSET),
+    "/theme.css": _public(Face.ASSET),
     "/logout": _public(Face.PAGE),
     "/pair/{code}": _public(Face.PAGE),
     "/healthz": _public(Face.API),  # anonymous callers get only the status (api/health.py)

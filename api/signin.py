@@ -37,6 +37,7 @@ router = APIRouter(tags=["sign-in"])
 
 MAX_FORM = 8 * 1024
 CSS = Path(__file__).resolve().parent / "static" / "login.css"
+THEME = Path(__file__).resolve().parent / "static" / "theme.css"
 FIELDS = ("username", "password", "next")
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -92,6 +93,7 @@ def _page(lang: str, *, next_path: str = "/", message: str = "", field: str = ""
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin">
 <title>{esc(t["title"])} · {esc(t["submit"])}</title>
+<link rel="stylesheet" href="/theme.css">
 <link rel="stylesheet" href="/login.css">
 </head>
 <body>
@@ -128,6 +130,12 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 @router.get("/login.css", include_in_schema=False)
 def login_css() -> Response:
     return Response(CSS.read_bytes(), media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/theme.css", include_in_schema=False)
+def theme_css() -> Response:
+    """The colours of every page, the sign-in page's included (so public, like /login.css)."""
+    return Response(THEME.read_bytes(), media_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
 
 async def read_form(request: Request) -> dict[str, str]:

@@ -149,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
         # Dash 4 takes a FastAPI app here (dash[fastapi]); its annotation still reads bool | Callable.
         server=app,  # type: ignore[arg-type]
         assets_folder=str(ASSETS),
+        external_stylesheets=["/theme.css"],  # the colours, shared with the sign-in page (api/signin.py)
         title=layout.page_title(settings.lang),
         update_title="",  # the tab's title stays while callbacks run ("" and None both mean that)
         serve_locally=True,
