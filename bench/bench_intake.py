@@ -53,6 +53,7 @@ from psycopg_pool import ConnectionPool
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import wait_healthy
 from cli.stack import EmbeddedStack
 from geodata import cases as store
 from geodata.migrate import migrate
@@ -414,18 +415,8 @@ def _serve(dsn: str, redis_url: str, port: int, workers: int, pool_max: int, log
         "warning",
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"uvicorn exited: {log.read_text()[-2000:]}")
-        time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit("uvicorn did not become healthy in 120 s")
+    wait_healthy(proc, f"http://127.0.0.1:{port}", 120, log)
+    return proc
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata import tracking
@@ -104,9 +105,16 @@ def set_user_role(
 
 
 def _user_id(conn: psycopg.Connection, name: str) -> int:
-    row = conn.execute("SELECT id FROM users WHERE name = %s", (name.strip(),)).fetchone()
+    return _id_by_name(conn, "users", "user", name)
+
+
+def _id_by_name(conn: psycopg.Connection, table: str, what: str, name: str) -> int:
+    """The id of the user or screen called ``name`` (the audit row names it by id); 404 naming ``name``."""
+    row = conn.execute(
+        sql.SQL("SELECT id FROM {} WHERE name = %s").format(sql.Identifier(table)), (name.strip(),)
+    ).fetchone()
     if row is None:
-        raise NotFound(f"no user named {name!r}", field="name")
+        raise NotFound(f"no {what} named {name!r}", field="name")
     return int(row[0])
 
 
@@ -137,10 +145,7 @@ def revoke_screen(conn: psycopg.Connection, who: Principal | None, address: str 
 
 
 def _screen_id(conn: psycopg.Connection, name: str) -> int:
-    row = conn.execute("SELECT id FROM screens WHERE name = %s", (name.strip(),)).fetchone()
-    if row is None:
-        raise NotFound(f"no screen named {name!r}", field="name")
-    return int(row[0])
+    return _id_by_name(conn, "screens", "screen", name)
 
 
 # --- API tokens ---------------------------------------------------------------------------------------------
@@ -227,19 +232,7 @@ def signin_log(
 ) -> tuple[list[dict[str, Any]], int]:
     """The sign-in attempts, newest first, a page of them, optionally of accounts containing
     ``account``: (rows, how many match)."""
-    pattern = _like(_filter(account))
-    with conn.cursor(row_factory=dict_row) as cur:
-        total = cur.execute(
-            "SELECT count(*) AS n FROM signin_attempts WHERE (%(p)s::text IS NULL OR account ILIKE %(p)s)",
-            {"p": pattern},
-        ).fetchone()
-        rows = cur.execute(
-            """SELECT id, at, kind, account, address, ok FROM signin_attempts
-               WHERE (%(p)s::text IS NULL OR account ILIKE %(p)s)
-               ORDER BY at DESC, id DESC LIMIT %(size)s OFFSET %(offset)s""",
-            {"p": pattern, "size": size, "offset": max(0, page) * size},
-        ).fetchall()
-    return rows, int(total["n"]) if total else 0
+    return _log_page(conn, "id, at, kind, account, address, ok", "signin_attempts", "account", account, page, size)
 
 
 def change_log(
@@ -247,19 +240,27 @@ def change_log(
 ) -> tuple[list[dict[str, Any]], int]:
     """The admin_events rows, newest first, a page of them, optionally of actors whose name
     contains ``actor``: (rows, how many match)."""
-    pattern = _like(_filter(actor))
+    columns = "id, at, client_at, actor_kind, actor_id, actor_name, action, target, detail, host(address) AS address"
+    return _log_page(conn, columns, "admin_events", "actor_name", actor, page, size)
+
+
+def _log_page(
+    conn: psycopg.Connection, columns: str, table: str, column: str, contains: str | None, page: int, size: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of a log table, newest first, of the rows whose ``column`` contains ``contains``
+    (literally: LIKE's wildcards escaped), and how many rows match. ``columns`` is a constant of
+    this module, never input."""
+    where = sql.SQL("FROM {} WHERE (%(p)s::text IS NULL OR {} ILIKE %(p)s)").format(
+        sql.Identifier(table), sql.Identifier(column)
+    )
+    params = {"p": _like(_filter(contains)), "size": size, "offset": max(0, page) * size}
     with conn.cursor(row_factory=dict_row) as cur:
-        total = cur.execute(
-            "SELECT count(*) AS n FROM admin_events WHERE (%(p)s::text IS NULL OR actor_name ILIKE %(p)s)",
-            {"p": pattern},
-        ).fetchone()
+        total = cur.execute(sql.SQL("SELECT count(*) AS n ") + where, params).fetchone()
         rows = cur.execute(
-            """SELECT id, at, client_at, actor_kind, actor_id, actor_name, action, target, detail,
-                      host(address) AS address
-               FROM admin_events
-               WHERE (%(p)s::text IS NULL OR actor_name ILIKE %(p)s)
-               ORDER BY at DESC, id DESC LIMIT %(size)s OFFSET %(offset)s""",
-            {"p": pattern, "size": size, "offset": max(0, page) * size},
+            sql.SQL("SELECT {} ").format(sql.SQL(columns))
+            + where
+            + sql.SQL(" ORDER BY at DESC, id DESC LIMIT %(size)s OFFSET %(offset)s"),
+            params,
         ).fetchall()
     return rows, int(total["n"]) if total else 0
 
