@@ -405,11 +405,11 @@ class LiveHub:
             self._last_id = entries[-1].id
             self.read_entries += len(entries)
             gap = self._gap(entries)
-            if gap:
+            await self._deliver(entries)
+            if gap:  # once the entries are queued: the resync drops them with the rest (the reload has them)
                 log.warning("live stream gap in outbox ids (%s); telling %d screen(s) to resync", gap, len(self._subs))
                 for sub in self._subs:
                     sub.resync.set()
-            await self._deliver(entries)
 
     def _gap(self, entries: list[Entry]) -> str | None:
         """Do ``entries`` not follow on from the last outbox id read (and each other)? The last

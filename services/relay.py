@@ -51,6 +51,7 @@ class RelayState:
     last_error: str | None = None
     last_error_at: datetime | None = None
     published: int = 0
+    lock_tries: int = 0
     last_outbox_id: int | None = None
     restarts: int = 0
 
@@ -65,6 +66,7 @@ class RelayState:
             "last_error": self.last_error,
             "last_error_at": iso(self.last_error_at),
             "published": self.published,
+            "lock_tries": self.lock_tries,
             "last_outbox_id": self.last_outbox_id,
             "restarts": self.restarts,
         }
@@ -153,6 +155,7 @@ class Relay:
             self._conn = psycopg.connect(self.conninfo, **{**self.conn_kwargs, "autocommit": True})
         if self.state.leader:
             return True
+        self.state.lock_tries += 1
         if not outbox.try_lead(self._conn):
             return False
         self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(outbox.CHANNEL)))
