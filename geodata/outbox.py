@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 import psycopg
 
+from geodata.queries import query
+
 # The advisory lock the relay's leader holds (pg_try_advisory_lock; per database): 'yitu' 'ob'.
 RELAY_LOCK = 0x7969_7475_6F62
 CHANNEL = "yitu_outbox"  # what the outbox's trigger notifies (020_outbox.sql)
@@ -101,13 +103,7 @@ def claim(conn: psycopg.Connection, floor: int, limit: int) -> list[Row]:
         if room > 0:
             (last,) = conn.execute("SELECT last_id FROM outbox_counter FOR UPDATE").fetchone() or (0,)
             base = max(int(last), floor)
-            fresh = conn.execute(
-                "WITH todo AS (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM outbox "
-                "              WHERE outbox_id IS NULL ORDER BY seq LIMIT %(room)s) "
-                "UPDATE outbox o SET outbox_id = %(base)s + todo.n FROM todo WHERE o.seq = todo.seq "
-                "RETURNING o.outbox_id, o.type, o.event::text",
-                {"room": room, "base": base},
-            ).fetchall()
+            fresh = conn.execute(query("outbox_number"), {"room": room, "base": base}).fetchall()
             if fresh:
                 conn.execute("UPDATE outbox_counter SET last_id = %s", (base + len(fresh),))
             rows += sorted(fresh)

@@ -65,9 +65,10 @@ def publish(client: redis.Redis, rows: Sequence[tuple[int, str, str]]) -> tuple[
 def last_outbox_id(client: redis.Redis) -> int:
     """The ``outbox_id`` of the stream's newest entry (0: an empty or new stream)."""
     rows = client.xrevrange(STREAM, count=1)
-    if not rows:
+    fields = rows[0][1] if rows else None
+    if not fields:
         return 0
-    value = rows[0][1].get("outbox_id") or rows[0][1].get(b"outbox_id")
+    value = fields.get("outbox_id") or fields.get(b"outbox_id")
     return int(value) if value else 0
 
 

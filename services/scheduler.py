@@ -209,8 +209,9 @@ class CasesRuntime:
 def relay_for(svc: Services) -> Relay:
     """The relay of this process, on a connection of its own to the app's database (as the pool's)."""
     kwargs = svc.pool.kwargs() if callable(svc.pool.kwargs) else dict(svc.pool.kwargs or {})
+    conninfo = svc.pool.conninfo() if callable(svc.pool.conninfo) else svc.pool.conninfo
     return Relay(
-        svc.pool.conninfo,
+        conninfo,
         events.stream_client(svc.redis, svc.settings.events_timeout),
         conn_kwargs={**kwargs, "application_name": "yitu-relay"},
     )
