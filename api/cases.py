@@ -1,14 +1,15 @@
 """``/api/v1/cases``: intake, reading, searching and the closed loop's transitions.
 
-Every write needs a bearer token (api/auth.py), is one transaction (geodata/cases.py) and is
-published to the live stream after it commits (services/events.py). Readers without a need for
+Every write needs a bearer token (api/auth.py) and is one transaction (geodata/cases.py) that
+carries its live events in the outbox (geodata/outbox.py; the relay, services/relay.py, publishes
+them once it commits). Readers without a need for
 personal data (viewers) get names and phone numbers masked (geodata/masking.py, one policy per role).
 
 Intake is the hot path (a thousand reports a second at peak), so it runs on the event loop end
 to end: the reports waiting at one moment are written in one statement by the intake lanes
 (api/intake.py) on an asyncio connection pool of their own (autocommit: the statement is its own
-transaction, one round trip), and their events go out in one pipeline on an asyncio Redis
-client; pool, client and lanes are opened and closed with the app (this router's lifespan; at
+transaction, one round trip, and writes the cases' events to the outbox itself); pool and lanes
+are opened and closed with the app (this router's lifespan; at
 most ``intake.LANES`` connections of its own, besides the main pool's). No thread-pool hop: a
 request that hands its I/O to a thread waits for that thread to get the GIL back from the busy
 event loop, several times per request. The dependencies here are ``async`` too: a plain ``def``
@@ -25,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -37,12 +37,12 @@ from api.intake import LANES, IntakeLanes
 from api.openapi import READ, WRITE, answers
 from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
-from geodata import masking, workflow
+from geodata import masking, outbox, workflow
 from geodata.clock import day_start
 from geodata.db import checkout_timeout
 from geodata.queries import iso, pick
 from geodata.workflow import DeadlineRules
-from services import audit, events
+from services import audit
 from services.dispatching import release_van
 from services.runtime import Services
 from services.scheduler import CasesRuntime, deadline_rules
@@ -64,15 +64,13 @@ async def _check_quietly(conn: psycopg.AsyncConnection) -> None:
 
 @dataclass
 class IntakeRuntime:
-    """The intake route's asyncio pool (autocommit connections), event-stream client and lanes."""
+    """The intake route's asyncio pool (autocommit connections) and lanes."""
 
     pool: AsyncConnectionPool
-    stream: aioredis.Redis
     lanes: IntakeLanes
 
     async def close(self) -> None:
         await self.pool.close()
-        await self.stream.aclose()
 
 
 @asynccontextmanager
@@ -92,9 +90,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         open=False,
     )
     await pool.open(wait=False)  # like the main pool: the app starts while the database is down
-    stream = events.async_stream_client(settings.redis_dsn(), settings.events_timeout)
-    lanes = IntakeLanes(pool, stream, deadline_rules(settings), lanes=min(LANES, settings.db_pool_max))
-    app.state.intake = IntakeRuntime(pool, stream, lanes)
+    lanes = IntakeLanes(pool, deadline_rules(settings), lanes=min(LANES, settings.db_pool_max))
+    app.state.intake = IntakeRuntime(pool, lanes)
     try:
         yield
     finally:
@@ -255,8 +252,8 @@ async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | 
     )
     rt: CasesRuntime = app.state.cases_runtime
     intake: IntakeRuntime = app.state.intake
-    # Written with whatever other reports are waiting (api/intake.py): one statement that commits
-    # as it returns, then the events; a point outside a scoped reporter's area writes nothing.
+    # Written with whatever other reports are waiting (api/intake.py): one statement, with its
+    # events, that commits as it returns; a point outside a scoped reporter's area writes nothing.
     result = await intake.lanes.submit(store.IntakeRequest(new, who.actor, idempotency_key, who.area, now))
     row, created = store.unwrap(result)
     who.require_case(row)  # a retry's case (made by this token, so inside its area)
@@ -400,10 +397,10 @@ def transition(
         )
         # The answer shows the case's parties: a read, logged with the change (same transaction).
         audit.personal_data_read(conn, who, [code], "POST /api/v1/cases/{code}/transitions", client_address(request))
-    extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
-    if "from_level" in change.data:
-        extra["from_level"] = change.data["from_level"]
-    events.publish(rt.stream, store.event_of("case.changed", row, now, **extra))
+        extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
+        if "from_level" in change.data:
+            extra["from_level"] = change.data["from_level"]
+        outbox.append(conn, [store.event_of("case.changed", row, now, **extra)])  # published once committed
     release_van(svc, rt, who, code, change.action, now)
     out = case_out(row, who, rt.rules, now)
     if change.propose:

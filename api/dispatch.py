@@ -4,7 +4,8 @@
 geodata/dispatch.py); ``POST /api/v1/dispatches`` sends one (admin or dispatcher) in one
 transaction with the case's ``dispatch`` action; the van's own GPS marks its arrival
 (geodata/tracking.py); ``POST /api/v1/dispatches/{id}/end`` (or ``/cancel``) frees the van. Every
-committed change is published to the live stream afterwards (``dispatch.created``,
+change writes its live events to the outbox in its own transaction, and the relay publishes them
+once it commits (``dispatch.created``,
 ``dispatch.arrived``, ``dispatch.ended``, ``dispatch.cancelled``, and the ``case.changed`` of each
 workflow step). A refusal is a 409 naming the ``field`` at fault (``van``, ``case``, ``id``, or
 ``action`` with the ``allowed`` actions when the case is not at a step that permits it).
@@ -26,9 +27,8 @@ from api.deps import role_in, runtime, services
 from api.openapi import READ, WRITE, answers
 from api.params import Text
 from geodata import cases as store
-from geodata import dispatch, masking
+from geodata import dispatch, masking, outbox
 from geodata.queries import cameras_near, rounded
-from services import events
 from services.dispatching import (
     DISPATCHERS,
     candidate_out,
@@ -229,7 +229,7 @@ def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndI
             outcome=body.outcome,
             authorize=may_end(who),
         )
-    events.publish_many(rt.stream, out.events)
+        outbox.append(conn, out.events)
     return dispatch_out(out.dispatch)
 
 
@@ -250,5 +250,5 @@ def cancel_dispatch(
         out = dispatch.cancel(
             conn, dispatch_id, who.actor, routing(svc.settings), now, note=body.note, authorize=scoped(who, "id")
         )
-    events.publish_many(rt.stream, out.events)
+        outbox.append(conn, out.events)
     return dispatch_out(out.dispatch)

@@ -3,8 +3,10 @@
 Anyone (a load balancer, a monitor) gets only 200 ``{"status": "ok"}`` or 503 ``{"status": "degraded"}``.
 A signed-in admin gets the parts: 200 ``{"status": "ok", "postgis": "<version>", "redis": "ok", …}``;
 503 with the failing part(s) named in ``failing`` and an error text in place of the version or "ok".
-Beside them: the scheduler's jobs (each one's last run, last success, last error, failures) and the rows
-that fell into the history tables' DEFAULT partitions (0 while the partitions are made ahead).
+Beside them: the scheduler's jobs (each one's last run, last success, last error, failures), the rows
+that fell into the history tables' DEFAULT partitions (0 while the partitions are made ahead), and
+``outbox``: ``pending`` (committed events not yet in the stream) and this process's ``relay``
+(leader or not, last run, last publish, last error; services/relay.py).
 Each probe has a short timeout, so a dead service makes the answer slow by seconds, never hang.
 """
 
@@ -20,7 +22,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from api.deps import services
-from geodata import partitions
+from geodata import outbox, partitions
 from services import identity
 from services.runtime import Services
 
@@ -36,6 +38,7 @@ def _postgis(svc: Services, body: dict[str, object] | None) -> tuple[bool, str]:
             row = conn.execute("SELECT postgis_lib_version()").fetchone()
             if body is not None:
                 body["rows_in_default_partitions"] = partitions.rows_in_default(conn)
+                body["outbox"] = {"pending": outbox.pending(conn)}
         return True, str(row[0]) if row else "unknown"
     except psycopg.errors.UndefinedFunction:
         return False, "error: the PostGIS extension is not installed in this database (run `yitu db migrate`)"
@@ -81,6 +84,9 @@ def healthz(request: Request, svc: Annotated[Services, Depends(services)]) -> JS
     runtime = getattr(request.app.state, "cases_runtime", None)
     if runtime is not None:
         body["scheduler"] = runtime.scheduler.status()
+        ob = body.setdefault("outbox", {"pending": None})  # None: the database did not answer
+        assert isinstance(ob, dict)
+        ob["relay"] = runtime.relay.status()
     if not (pg_ok and redis_ok):
         failing = [name for name, ok in (("postgis", pg_ok), ("redis", redis_ok)) if not ok]
         body["failing"] = failing

@@ -13,8 +13,9 @@ and the latency stays that of one statement plus the queue, like PostgreSQL's ow
 Each report still gets its own answer: the statement gives one result row per request, a
 refusal (unknown type, outside the reporter's area, a reused key) is that request's alone, and a
 statement that fails as a whole (a database error) is retried one request at a time, so only the
-request that causes an error sees it. The batch's events go to the live stream in one pipeline
-after the commit, in the order of the requests, before any of them is answered.
+request that causes an error sees it. The batch's ``case.created`` events are written to the
+outbox by the statement itself (case_intake.sql), in the order of the requests: committed with the
+cases, published by the relay (services/relay.py) once they are.
 """
 
 from __future__ import annotations
@@ -26,13 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
-import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from api import errors
 from geodata import cases as store
 from geodata.workflow import DeadlineRules
-from services import events
 
 log = logging.getLogger("yitu.intake")
 
@@ -50,17 +49,11 @@ class IntakeLanes:
     """Writes the reports of one app process in batches of what is waiting (see the module)."""
 
     def __init__(
-        self,
-        pool: AsyncConnectionPool,
-        stream: aioredis.Redis,
-        rules: DeadlineRules,
-        *,
-        lanes: int = LANES,
-        max_batch: int = MAX_BATCH,
+        self, pool: AsyncConnectionPool, rules: DeadlineRules, *, lanes: int = LANES, max_batch: int = MAX_BATCH
     ) -> None:
         if lanes < 1 or max_batch < 1:
             raise ValueError("lanes and max_batch must be at least 1")
-        self.pool, self.stream, self.rules = pool, stream, rules
+        self.pool, self.rules = pool, rules
         self.lanes, self.max_batch = lanes, max_batch
         self._queue: deque[_Waiting] = deque()
         self._active = 0  # lanes running; changed only on the event loop, never across an await
@@ -70,7 +63,7 @@ class IntakeLanes:
         self.isolated = 0  # batches that failed as a whole and were written one by one
 
     async def submit(self, req: store.IntakeRequest) -> store.IntakeResult:
-        """The request's result once its batch has committed and its event is published.
+        """The request's result once its batch (with its events, in the outbox) has committed.
 
         Raises :class:`api.errors.Unavailable` when the database cannot be reached, and
         an error of the request's own (one the database raised for it alone) as it is.
@@ -161,14 +154,6 @@ class IntakeLanes:
                 return
         else:  # each attempt either breaks with the results or raises
             raise AssertionError("unreachable")
-        now = datetime.now(UTC)
-        created = [
-            store.event_of("case.created", r[0], w.req.at or now, channel=r[0]["channel"])
-            for w, r in zip(batch, results, strict=True)
-            if isinstance(r, tuple) and r[1]
-        ]
-        if created:
-            await events.publish_many_async(self.stream, created)
         for w, result in zip(batch, results, strict=True):
             if not w.done.done():
                 w.done.set_result(result)

@@ -10,10 +10,11 @@ row (``positions.3.lon``), so a terminal never has to guess what was kept. Pings
 are not an error (a terminal resending its buffer is normal): they are counted as ``duplicates``.
 
 Where things go (geodata/tracking.py): the history to PostGIS and each van's latest fix to
-``vans`` in one transaction (the only copy of the latest fix, which every reader reads); after
-COMMIT one ``van.moved`` event per stored ping to the stream, for the live screens
-(services/vans.py). Redis is best effort: when it is down the positions are still saved and the
-request still succeeds.
+``vans`` in one transaction (the only copy of the latest fix, which every reader reads), and in
+the same transaction one ``van.moved`` event per stored ping to the outbox (services/vans.py,
+geodata/outbox.py), which the relay publishes for the live screens once it commits. Redis is not
+on the request's path: when it is down the positions are saved, the request succeeds, and the
+events go out when it is back.
 
 Offline is computed when read: a van whose ``last_seen_at`` is older than
 ``van_offline_seconds`` (or that never reported) shows ``offline``; ``vans.status`` keeps its
@@ -38,7 +39,6 @@ from api.params import Instant
 from geodata import tracking
 from geodata.queries import iso, pick
 from geodata.tracking import IngestResult, Ping
-from services import events
 from services.runtime import Services
 from services.vans import moved_events
 
@@ -97,7 +97,7 @@ def _partitions(request: Request) -> tracking.PartitionCache:
 
 
 def accept(request: Request, pings: list[Ping]) -> IngestResult:
-    """Store a batch (PostGIS, committed), then tell the stream; the shared path of both endpoints."""
+    """Store a batch and its events (one transaction); the shared path of both endpoints."""
     svc: Services = request.app.state.services
     with svc.pool.connection() as conn:
         result = tracking.ingest(
@@ -107,9 +107,8 @@ def accept(request: Request, pings: list[Ping]) -> IngestResult:
             max_speed_kmh=svc.settings.van_max_speed_kmh,
             arrival_radius_m=svc.settings.arrival_radius_m,
             rules=runtime(request).rules,
+            moved_events=moved_events,  # with the arrivals' dispatch.arrived, case.changed: to the outbox
         )
-    stream = runtime(request).stream  # short timeouts: a dead Redis costs little
-    events.publish_many(stream, [*moved_events(result), *result.events])  # + dispatch.arrived, case.changed
     return result
 
 

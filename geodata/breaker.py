@@ -1,7 +1,8 @@
 """The one Redis circuit breaker: after a failure, a client is left alone for a few seconds.
 
-Redis is best effort everywhere yitu uses it beside PostGIS (the event stream, the cache of
-figures): an outage must cost requests nothing, so the first failure trips the breaker for that
+Redis is best effort where a request uses it beside PostGIS (the cache of figures; the event stream
+is published by the outbox relay, off the requests' path, services/relay.py): an outage must cost
+requests nothing, so the first failure trips the breaker for that
 client and the calls in the next ``seconds`` skip Redis at once instead of each waiting out a
 timeout. It sits in geodata/, the lowest package, so every package that talks to Redis uses this one.
 """

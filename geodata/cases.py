@@ -1,7 +1,8 @@
 """Cases in PostGIS: intake, transitions, the audit trail and the overdue sweep.
 
-Every write here is one transaction on the caller's connection (the caller commits, then
-publishes the returned events: a Redis outage must never undo or block a write). Intake is a
+Every write here is one transaction on the caller's connection; the caller writes the returned
+events to the outbox (geodata/outbox.py) in that transaction and commits (the relay publishes them
+then: a Redis outage never undoes or blocks a write). Intake writes its events itself. Intake is a
 single SQL statement (``case_intake.sql``), so it can also run as a transaction of its own
 (:func:`intake_committed`: one round trip, committed when it returns); a transition locks the
 case row (``FOR UPDATE``), so two clerks acting at once are serialised and the second one sees
@@ -129,7 +130,8 @@ def chain_of(row: Mapping[str, Any]) -> list[str | None]:
 
 
 def event_of(kind: str, row: Mapping[str, Any], at: datetime, **extra: Any) -> dict[str, Any]:
-    """The live-stream event of a committed change (``case.created`` / ``case.changed``)."""
+    """The live-stream event of a change (``case.changed``; the intake statement builds the same
+    shape for ``case.created`` in SQL, case_intake.sql), written to the outbox with the change."""
     return {
         "type": kind,
         "code": row["code"],
@@ -201,6 +203,7 @@ def _intake_row(i: int, req: IntakeRequest, rules: DeadlineRules, now: datetime)
         "actor_id": actor.audit_id,
         "client_at": new.reported_at,  # the time the client claims, kept beside the server's
         "scope": req.scope,
+        "at": now.isoformat(),  # the case.created event's ``at`` (the outbox row is written in SQL)
         **{f"dl_{lv}": rules.deadline(lv, reported) for lv in workflow.LEVELS},
     }
 
@@ -502,7 +505,7 @@ def sweep_overdue(
 ) -> list[dict[str, Any]]:
     """Flag open cases past their deadline ('overdue' + an audit row) and, if asked, escalate them.
 
-    Returns the events to publish after the caller commits. A transaction-level advisory lock
+    Returns the events for the caller's outbox, in the same transaction. A transaction-level advisory lock
     keeps two app processes from sweeping at once; rows a clerk holds are skipped this time.
     """
     got = conn.execute("SELECT pg_try_advisory_xact_lock(hashtext('yitu:overdue-sweep'))").fetchone()

@@ -3,8 +3,8 @@ the end of the visit.
 
 Distances come from pgRouting in the same database (``van_candidates.sql``: both ends snapped
 onto their nearest road, one ``pgr_dijkstra`` call for every van), never from a graph search in
-Python. Every write is one transaction on the caller's connection (the caller commits, then
-publishes the returned events): the van row is locked first (``SELECT … FOR UPDATE``), then the
+Python. Every write is one transaction on the caller's connection (the caller writes the returned
+events to the outbox in it, then commits): the van row is locked first (``SELECT … FOR UPDATE``), then the
 dispatch, then the case (``geodata.cases.transition``), always in that order, so a van cannot be
 booked twice and concurrent writers cannot deadlock. Partial unique indexes on ``dispatches``
 (one active visit per van, one per case) make the database refuse double booking even if this
@@ -103,7 +103,7 @@ class FixLike(Protocol):
 
 @dataclass(frozen=True)
 class Written:
-    """What a dispatch write did: the dispatch row, and the events to publish after COMMIT."""
+    """What a dispatch write did: the dispatch row, and the events for the outbox (same transaction)."""
 
     dispatch: dict[str, Any]
     events: list[dict[str, Any]]
@@ -281,8 +281,8 @@ def arrive(
     conn: psycopg.Connection, fixes: Sequence[FixLike], radius_m: float, rules: DeadlineRules, now: datetime
 ) -> list[dict[str, Any]]:
     """Put on site the en_route visits whose van's newest fix (``fixes``: objects with van,
-    time, lon, lat) is within ``radius_m`` of the case, and start those cases; the events to
-    publish after COMMIT. One statement finds and records every arrival of the batch; only the
+    time, lon, lat) is within ``radius_m`` of the case, and start those cases; the events for the
+    outbox, in the same transaction. One statement finds and records every arrival of the batch; only the
     (rare) arrivals then cost a workflow transition each.
 
     A case that is no longer ``dispatched`` (closed or escalated meanwhile) is not started: the

@@ -2,7 +2,8 @@
 
 One batch is one transaction: the vans it names are locked (in id order), its pings go into the
 history with one multi-row INSERT (a ping already stored for that van and time is skipped), and
-each van moves to its newest *new* ping if that is newer than the one it shows. So pings that
+each van moves to its newest *new* ping if that is newer than the one it shows, and the batch's
+live events go to the outbox (geodata/outbox.py) in the same transaction. So pings that
 arrive late or twice land in the history once and never move a van backwards: the latest
 position is always the one with the greatest ``recorded_at``.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -31,7 +33,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pyproj import Geod
 
-from geodata import dispatch
+from geodata import dispatch, outbox
 from geodata.errors import Invalid
 from geodata.queries import query
 from geodata.workflow import DeadlineRules
@@ -80,7 +82,7 @@ class IngestResult:
     received: int
     stored: list[Ping]  # new in the history, oldest first
     moved: dict[str, Fix]  # the vans whose latest position changed
-    events: list[dict[str, Any]] = field(default_factory=list)  # arrivals: publish after COMMIT
+    events: list[dict[str, Any]] = field(default_factory=list)  # arrivals (written to the outbox with the batch)
 
     @property
     def duplicates(self) -> int:
@@ -181,13 +183,15 @@ def ingest(
     max_speed_kmh: float = DEFAULT_MAX_SPEED_KMH,
     arrival_radius_m: float = dispatch.DEFAULT_ARRIVAL_RADIUS_M,
     rules: DeadlineRules | None = None,
+    moved_events: Callable[[IngestResult], Iterable[Mapping[str, Any]]] | None = None,
 ) -> IngestResult:
     """Store a batch and move the vans; commits (call with no transaction open).
 
     A van on its way to a case whose newest in-order fix lies within ``arrival_radius_m`` of it
     arrives, in the same transaction (geodata/dispatch.py ``arrive``: one statement per batch);
-    late pings never move a van, so they never make it arrive. The caller publishes
-    ``IngestResult.events`` after this returns.
+    late pings never move a van, so they never make it arrive. The batch's events go to the
+    outbox in that transaction too: first what ``moved_events`` makes of the result (the screens'
+    ``van.moved``, services/vans.py), then the arrivals' (``IngestResult.events``).
 
     Raises :class:`UnknownVan` (nothing written) if a ping names a van that does not exist.
     """
@@ -218,7 +222,9 @@ def ingest(
             for e in events:
                 if e["type"] == "dispatch.arrived":
                     moved[e["van"]] = replace(moved[e["van"]], status="on_site")
-    return IngestResult(len(pings), stored, moved, events)
+        result = IngestResult(len(pings), stored, moved, events)
+        outbox.append(conn, [*(moved_events(result) if moved_events else ()), *events])
+    return result
 
 
 def _moves(stored: list[Ping], vans: dict[str, dict[str, Any]], max_speed_kmh: float) -> list[tuple[Ping, float]]:

@@ -3,7 +3,8 @@ van in one transaction with its case's step, freeing a van when its case moves o
 of a dispatch and a candidate that both show.
 
 The rules of a dispatch itself (busy vans, arrival, lock order) are geodata/dispatch.py's; this
-module adds the caller (a principal with an area), the settings and the live stream.
+module adds the caller (a principal with an area), the settings and the events: each write puts
+its events in the outbox in its own transaction (geodata/outbox.py), for the relay to publish.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import redis
-
 from geodata import cases as store
-from geodata import dispatch
+from geodata import dispatch, outbox
 from geodata.errors import Forbidden
 from geodata.queries import iso, pick, rounded
 from geodata.workflow import DeadlineRules
-from services import events
 from services.identity import Principal
 from services.runtime import Services
 from services.settings import Settings
@@ -32,10 +30,7 @@ DISPATCHERS = frozenset({"admin", "dispatcher"})
 
 class CasesRuntime(Protocol):
     """What dispatching needs of the case runtime (services/scheduler.py, which runs this module's
-    reconciler and so sits above it): the event stream client and the deadline rules."""
-
-    @property
-    def stream(self) -> redis.Redis: ...
+    reconciler and so sits above it): the deadline rules."""
 
     @property
     def rules(self) -> DeadlineRules: ...
@@ -153,7 +148,7 @@ def send_van(
         out = dispatch.create(
             conn, case, van, note, who.actor, rt.rules, routing(svc.settings), now, authorize=scoped(who, "case")
         )
-    events.publish_many(rt.stream, [*published, *out.events])  # committed: now the screens may hear of it
+        outbox.append(conn, [*published, *out.events])  # with the change: out once it commits
     return dispatch_out(out.dispatch)
 
 
@@ -167,16 +162,14 @@ def release_van(svc: Services, rt: CasesRuntime, who: Principal, code: str, acti
         return
     with svc.pool.connection() as conn:
         out = dispatch.release(conn, code, action, who.actor, routing(svc.settings), now)
-    if out is not None:
-        events.publish_many(rt.stream, out.events)
+        if out is not None:
+            outbox.append(conn, out.events)
 
 
 RECONCILER = store.Actor("reconciler", "system")
 
 
-def reconcile(
-    svc: Services, stream: redis.Redis, now: datetime | None = None, limit: int = 100
-) -> list[dict[str, Any]]:
+def reconcile(svc: Services, now: datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Free the vans whose visit's case was closed, rejected or escalated by a path that did not
     free them (the scheduler's auto-escalation, a process that died between the case's commit and
     the release). Each visit in its own transaction; returns the visits it ended, each logged."""
@@ -187,9 +180,10 @@ def reconcile(
     for row in found:
         with svc.pool.connection() as conn:
             out = dispatch.release(conn, row["case_code"], row["action"], RECONCILER, routing(svc.settings), now)
+            if out is not None:
+                outbox.append(conn, out.events)
         if out is None:  # ended meanwhile
             continue
-        events.publish_many(stream, out.events)
         log.warning(
             "reconciler freed a stranded van van=%s case=%s dispatch=%s reason=%s",
             row["van_id"],

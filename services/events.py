@@ -1,98 +1,80 @@
-"""The live event stream: every committed case change goes to the Redis Stream ``yitu:events``.
+"""The live event stream ``yitu:events``: its entries, and the one way in (the outbox relay's).
 
-Called only after COMMIT, so a screen never shows what the database does not hold. Redis is
-live state, not the record: when it is down the write stands, the failure is logged, and for a
-few seconds publishing is not even tried (so a dead Redis costs requests nothing); screens catch
-up from PostGIS. The stream is capped (``MAXLEN ~ 100000``) so it cannot fill Redis.
+No writer publishes here. A change writes its events to the outbox in its own transaction
+(geodata/outbox.py); the relay (services/relay.py, one leader across all processes) numbers
+them and publishes them with :func:`publish`, so an event is in the stream once its change is
+committed and Redis answers — after a crash, an outage or a restart too — and never twice.
+Redis is live state, not the record: screens that miss entries (a gap in ``outbox_id``, a stream
+lost with Redis) reload from PostGIS (services/live.py). The stream is capped
+(``MAXLEN ~ 100000``) so it cannot fill Redis.
 
-Entry fields: ``type`` (case.created / case.changed) and ``event`` (the JSON object).
+Entry fields: ``type`` (case.created, case.changed, dispatch.*, van.moved), ``event`` (the JSON
+object) and ``outbox_id`` (decimal: 1, 2, 3 … consecutive in stream order).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import orjson
 import redis
-import redis.asyncio as aioredis
-from redis.typing import EncodableT, FieldT
 
-from geodata.breaker import Breaker
-
-log = logging.getLogger("yitu.events")
 STREAM = "yitu:events"
 MAXLEN = 100_000
 
-
-_breaker = Breaker()
-
-
-def _fields(event: Mapping[str, Any]) -> dict[FieldT, EncodableT]:
-    return {"type": str(event.get("type", "")), "event": orjson.dumps(event, default=str).decode()}
-
-
-def publish_many(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> bool:
-    """XADD each event (one pipeline); False, logged, when Redis is unavailable."""
-    batch = list(events)
-    if not batch:
-        return True
-    if _breaker.open(client):
-        log.warning("event stream paused after a Redis failure; dropped events=%d", len(batch))
-        return False
-    try:
-        if len(batch) == 1:  # the common case (one write, one event): no pipeline object to build
-            client.xadd(STREAM, _fields(batch[0]), maxlen=MAXLEN, approximate=True)
-        else:
-            pipe = client.pipeline(transaction=False)
-            for event in batch:
-                pipe.xadd(STREAM, _fields(event), maxlen=MAXLEN, approximate=True)
-            pipe.execute()
-    except redis.RedisError as exc:
-        _breaker.trip(client)
-        log.warning("event stream unavailable; the write stands error=%s dropped=%d", type(exc).__name__, len(batch))
-        return False
-    _breaker.reset(client)
-    return True
+# Appends the rows whose outbox_id is above the stream's last one, in order, and skips the rest:
+# atomic in Redis, so a relay that lost its lead while its XADDs were on the way (another took
+# over and published them) cannot put an entry in twice. ARGV: MAXLEN, then id, type, event per row.
+_PUBLISH = """
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local last = 0
+if #top > 0 then
+  local f = top[1][2]
+  for i = 1, #f, 2 do
+    if f[i] == 'outbox_id' then last = tonumber(f[i + 1]) or 0 end
+  end
+end
+local added = 0
+for i = 2, #ARGV, 3 do
+  local id = tonumber(ARGV[i])
+  if id > last then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+               'type', ARGV[i + 1], 'event', ARGV[i + 2], 'outbox_id', ARGV[i])
+    last = id
+    added = added + 1
+  end
+end
+return {added, last}
+"""
 
 
-def publish(client: redis.Redis, event: Mapping[str, Any]) -> bool:
-    """XADD one event to ``yitu:events``; never raises for a Redis problem."""
-    return publish_many(client, [event])
+def publish(client: redis.Redis, rows: Sequence[tuple[int, str, str]]) -> tuple[int, int]:
+    """XADD ``rows`` (outbox id, type, event JSON; ascending ids) to the stream, in one atomic step.
+
+    Rows at or below the stream's last ``outbox_id`` are already there and are skipped. Returns
+    (entries added, the stream's last outbox id afterwards). Raises Redis's errors.
+    """
+    if not rows:
+        return 0, last_outbox_id(client)
+    args: list[str | int] = [MAXLEN]
+    for outbox_id, kind, event in rows:
+        args += [outbox_id, kind, event]
+    added, last = client.register_script(_PUBLISH)(keys=[STREAM], args=args)
+    return int(added), int(last)
+
+
+def last_outbox_id(client: redis.Redis) -> int:
+    """The ``outbox_id`` of the stream's newest entry (0: an empty or new stream)."""
+    rows = client.xrevrange(STREAM, count=1)
+    fields = rows[0][1] if rows else None
+    if not fields:
+        return 0
+    value = fields.get("outbox_id") or fields.get(b"outbox_id")
+    return int(value) if value else 0
 
 
 def stream_client(source: redis.Redis, timeout: float) -> redis.Redis:
-    """A client on the same server as ``source`` with a short timeout, for publishing only."""
+    """A client on the same server as ``source`` with its own timeout (the relay's)."""
     kwargs = dict(source.connection_pool.connection_kwargs)
     kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
     pool = redis.ConnectionPool(connection_class=source.connection_pool.connection_class, **kwargs)
     return redis.Redis(connection_pool=pool)
-
-
-async def publish_many_async(client: aioredis.Redis, events: Sequence[Mapping[str, Any]]) -> bool:
-    """:func:`publish_many` on the event loop (the intake lanes' client): never raises for Redis."""
-    if not events:
-        return True
-    if _breaker.open(client):
-        log.warning("event stream paused after a Redis failure; dropped events=%d", len(events))
-        return False
-    try:
-        if len(events) == 1:  # a quiet moment's batch of one: no pipeline object to build
-            await client.xadd(STREAM, _fields(events[0]), maxlen=MAXLEN, approximate=True)
-        else:
-            async with client.pipeline(transaction=False) as pipe:
-                for event in events:
-                    pipe.xadd(STREAM, _fields(event), maxlen=MAXLEN, approximate=True)
-                await pipe.execute()
-    except (redis.RedisError, OSError) as exc:
-        _breaker.trip(client)
-        log.warning("event stream unavailable; the write stands error=%s dropped=%d", type(exc).__name__, len(events))
-        return False
-    _breaker.reset(client)
-    return True
-
-
-def async_stream_client(url: str, timeout: float) -> aioredis.Redis:
-    """An asyncio client for publishing only, with a short timeout."""
-    return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)

@@ -12,9 +12,13 @@ Nothing is lost silently:
   entry it saw, and :meth:`LiveHub.subscribe` replays what came after it (``XRANGE``) before it
   goes live;
 - when that is not possible — the stream was trimmed past the screen's id, Redis was restarted
-  and the stream is new, the screen's queue overflowed, or this process lost Redis for a while
-  (events published meanwhile were dropped by the writers, see ``services/events.py``) — the screen
-  gets a ``resync`` message and reloads its layers and numbers from PostGIS, the record.
+  and the stream is new, the screen's queue overflowed, or this process lost Redis for a while —
+  the screen gets a ``resync`` message and reloads its layers and numbers from PostGIS, the record;
+- every entry carries its ``outbox_id`` (1, 2, 3 … consecutive, services/events.py): the hub
+  tracks the last one it read, and an entry that is not the next one (entries lost with a Redis
+  restart, trimmed away, an outbox numbered afresh) makes every screen resync, then the hub goes
+  on from that entry. Nothing committed is ever missing from the stream once Redis answers (the
+  outbox relay, services/relay.py), so a gap means Redis lost entries, not that a writer did.
 
 Area scope: a screen whose reader is scoped to an area (``Principal.area``) subscribes with that
 area, and its subscription takes only the events it may see: those of cases and dispatches whose
@@ -68,6 +72,7 @@ class Entry:
     id: str
     type: str
     raw: str
+    outbox_id: int | None = None
 
     @functools.cached_property
     def event(self) -> dict[str, Any]:
@@ -129,8 +134,22 @@ def _parse(rows: StreamRangeResponse | None) -> list[Entry]:
     out = []
     for entry_id, fields in rows or []:
         got = fields or {}
-        out.append(Entry(_text(entry_id), _text(got.get("type")), _text(got.get("event"))))
+        number = _text(got.get("outbox_id"))
+        out.append(
+            Entry(
+                _text(entry_id),
+                _text(got.get("type")),
+                _text(got.get("event")),
+                int(number) if number.isdigit() else None,
+            )
+        )
     return out
+
+
+def _outbox_id(rows: StreamRangeResponse | None) -> int | None:
+    """The outbox id of the first row of a reply (``XREVRANGE … COUNT 1``: the newest), if any."""
+    entries = _parse(rows[:1] if rows else [])
+    return entries[0].outbox_id if entries else None
 
 
 def _first_id(rows: StreamRangeResponse | None) -> str:
@@ -213,6 +232,7 @@ class LiveHub:
         self._reader: aioredis.Redis | None = None
         self._reader_id: int | None = None
         self._last_id: str | None = None
+        self._last_outbox_id: int | None = None  # of the last entry read; None: take the next as it comes
         self._healthy = False
         self._failed = False  # Redis failed since the last good read: screens must resync
         self._stopping = asyncio.Event()  # set by stop(): the reader's loops end, its pauses too
@@ -363,9 +383,10 @@ class LiveHub:
     async def _read_forever(self) -> None:
         assert self._client is not None
         if self._last_id is None or self._failed:
-            # Start at the end. After an outage what was published meanwhile may be lost (the
-            # writers drop events while Redis is down): every screen reloads from PostGIS.
-            self._last_id = _first_id(await self._client.xrevrange(STREAM, count=1))
+            # Start at the end. After an outage this process may have missed entries (and Redis
+            # may have lost some): every screen reloads from PostGIS.
+            newest = await self._client.xrevrange(STREAM, count=1)
+            self._last_id, self._last_outbox_id = _first_id(newest), _outbox_id(newest)
             if self._failed:
                 log.info("live stream back; telling %d screen(s) to resync", len(self._subs))
                 for sub in self._subs:
@@ -383,16 +404,35 @@ class LiveHub:
                 continue
             self._last_id = entries[-1].id
             self.read_entries += len(entries)
+            gap = self._gap(entries)
             await self._deliver(entries)
+            if gap:  # once the entries are queued: the resync drops them with the rest (the reload has them)
+                log.warning("live stream gap in outbox ids (%s); telling %d screen(s) to resync", gap, len(self._subs))
+                for sub in self._subs:
+                    sub.resync.set()
+
+    def _gap(self, entries: list[Entry]) -> str | None:
+        """Do ``entries`` not follow on from the last outbox id read (and each other)? The last
+        id read moves on to theirs either way; returns what was expected and what came, or None."""
+        gap = None
+        for entry in entries:
+            if entry.outbox_id is None:  # not from the relay: nothing to check it by
+                continue
+            expected = None if self._last_outbox_id is None else self._last_outbox_id + 1
+            if expected is not None and entry.outbox_id != expected and gap is None:
+                gap = f"expected {expected}, got {entry.outbox_id}"
+            self._last_outbox_id = entry.outbox_id
+        return gap
 
     async def _stream_reset(self) -> None:
         """Notice a stream that now ends before our position: Redis lost it (restarted without data)."""
         assert self._client is not None
         assert self._last_id is not None
-        newest_id = _first_id(await self._client.xrevrange(STREAM, count=1))
+        newest = await self._client.xrevrange(STREAM, count=1)
+        newest_id = _first_id(newest)
         if _id_tuple(newest_id) < _id_tuple(self._last_id):
             log.info("live stream was reset (Redis restarted?); telling %d screen(s) to resync", len(self._subs))
-            self._last_id = newest_id
+            self._last_id, self._last_outbox_id = newest_id, _outbox_id(newest)
             for sub in self._subs:
                 sub.resync.set()
 

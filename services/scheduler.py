@@ -1,13 +1,15 @@
-"""What the case workflow runs beside the requests: the overdue sweep and the event publisher.
+"""What the case workflow runs beside the requests: the scheduler's jobs and the outbox relay.
 
 ``start(services)`` is called from the app's lifespan and returns a :class:`CasesRuntime`
-(stopped on shutdown). Its :class:`Scheduler` runs three jobs in a supervised daemon thread:
+(stopped on shutdown): the outbox relay (services/relay.py, the one publisher of the live stream)
+and a :class:`Scheduler` running three jobs in a supervised daemon thread:
 - ``overdue``, every ``scheduler_interval`` seconds: flags open cases past their deadline
   ('overdue', an audit row, an event) and, with ``auto_escalate``, escalates them one level;
 - ``reconcile``, as often: frees the vans whose case was closed, rejected or escalated by a path
   that did not free them (services/dispatching.py ``reconcile``);
 - ``partitions``, at start and every ``housekeeping_interval``: the history tables' monthly
-  partitions ahead, old GPS months dropped (geodata/partitions.py).
+  partitions ahead, old GPS months dropped (geodata/partitions.py), and the outbox's rows sent
+  more than ``OUTBOX_KEEP`` ago deleted.
 ``run_once`` is the overdue sweep for one instant, for tests with a frozen clock and for operators.
 """
 
@@ -18,20 +20,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from geodata import cases, partitions
+from geodata import cases, outbox, partitions
 from geodata.workflow import DeadlineRules
 from services import dispatching, events
+from services.relay import Relay
 from services.runtime import Services
 from services.settings import Settings
 
 log = logging.getLogger("yitu.scheduler")
+
+OUTBOX_KEEP = timedelta(days=1)  # sent outbox rows kept this long (to look into), then deleted
 
 
 def deadline_rules(settings: Settings) -> DeadlineRules:
@@ -47,15 +52,13 @@ def deadline_rules(settings: Settings) -> DeadlineRules:
     )
 
 
-def run_once(
-    pool: ConnectionPool, stream: redis.Redis, settings: Settings, now: datetime | None = None
-) -> list[dict[str, Any]]:
-    """One overdue sweep at ``now`` (default: the clock); returns the events it published."""
+def run_once(pool: ConnectionPool, settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One overdue sweep at ``now`` (default: the clock); returns the events it wrote to the
+    outbox, in the sweep's transaction (the relay publishes them once it commits)."""
     now = now or datetime.now(UTC)
     with pool.connection() as conn:
         out = cases.sweep_overdue(conn, now, deadline_rules(settings), escalate=settings.auto_escalate)
-    # committed: now the screens may hear of it
-    events.publish_many(stream, out)
+        outbox.append(conn, out)
     if out:
         log.info("overdue sweep events=%d", len(out))
     return out
@@ -166,43 +169,57 @@ class Scheduler:
 
 def housekeeping(svc: Services, now: datetime | None = None) -> dict[str, Any]:
     """The history tables' partitions made ahead and, with ``van_positions_keep_months``, old GPS
-    months dropped (geodata/partitions.py)."""
+    months dropped (geodata/partitions.py); the outbox's rows sent before ``OUTBOX_KEEP`` deleted."""
     now = now or datetime.now(UTC)
     with svc.pool.connection() as conn:
         made = partitions.ensure_ahead(conn, now)
         dropped = partitions.drop_old_gps(conn, now, svc.settings.van_positions_keep_months)
-    if made or dropped:
-        log.info("partitions made=%d dropped=%s", made, ",".join(dropped) or "-")
-    return {"made": made, "dropped": dropped}
+        pruned = outbox.prune(conn, now - OUTBOX_KEEP)
+    if made or dropped or pruned:
+        log.info("partitions made=%d dropped=%s; outbox rows pruned=%d", made, ",".join(dropped) or "-", pruned)
+    return {"made": made, "dropped": dropped, "outbox_pruned": pruned}
 
 
-def jobs(svc: Services, stream: redis.Redis) -> list[Job]:
+def jobs(svc: Services) -> list[Job]:
     """The jobs of every app process: the overdue sweep, the reconciler and the partitions."""
     interval = svc.settings.scheduler_interval
     if interval <= 0:
         return []
     return [
-        Job("overdue", interval, lambda: run_once(svc.pool, stream, svc.settings)),
-        Job("reconcile", interval, lambda: dispatching.reconcile(svc, stream)),
+        Job("overdue", interval, lambda: run_once(svc.pool, svc.settings)),
+        Job("reconcile", interval, lambda: dispatching.reconcile(svc)),
         Job("partitions", svc.settings.housekeeping_interval, lambda: housekeeping(svc), at_start=True),
     ]
 
 
 @dataclass
 class CasesRuntime:
-    """The per-process parts of the case workflow: the event stream client and the scheduler."""
+    """The per-process parts of the case workflow: the outbox relay, the scheduler, the rules."""
 
-    stream: redis.Redis
+    relay: Relay
     scheduler: Scheduler
     rules: DeadlineRules
 
     def stop(self) -> None:
         self.scheduler.stop()
-        self.stream.close()
+        self.relay.stop()
+        self.relay.stream.close()
+
+
+def relay_for(svc: Services) -> Relay:
+    """The relay of this process, on a connection of its own to the app's database (as the pool's)."""
+    kwargs = svc.pool.kwargs() if callable(svc.pool.kwargs) else dict(svc.pool.kwargs or {})
+    conninfo = svc.pool.conninfo() if callable(svc.pool.conninfo) else svc.pool.conninfo
+    return Relay(
+        conninfo,
+        events.stream_client(svc.redis, svc.settings.events_timeout),
+        conn_kwargs={**kwargs, "application_name": "yitu-relay"},
+    )
 
 
 def start(svc: Services) -> CasesRuntime:
-    stream = events.stream_client(svc.redis, svc.settings.events_timeout)
-    scheduler = Scheduler(jobs(svc, stream))
+    relay = relay_for(svc)
+    relay.start()
+    scheduler = Scheduler(jobs(svc))
     scheduler.start()
-    return CasesRuntime(stream, scheduler, deadline_rules(svc.settings))
+    return CasesRuntime(relay, scheduler, deadline_rules(svc.settings))

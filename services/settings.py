@@ -183,7 +183,10 @@ class Settings(BaseSettings):
         description="Drop GPS history older than this many whole months (0: keep all; case audit never dropped).",
     )
     events_timeout: float = Field(
-        default=0.25, gt=0, le=10, description="Seconds a publish to the live event stream may take."
+        default=0.25,
+        gt=0,
+        le=10,
+        description="Seconds one publish of the outbox relay to the live event stream may take (then it tries again).",
     )
     auth_cache_seconds: float = Field(
         default=10, ge=0, le=3600, description="How long a process trusts a token it has looked up (revocation lag)."

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -67,3 +70,34 @@ def app_database(dsn: str) -> dict[str, str]:
 def with_redis_db(url: str, index: int) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{index}"))
+
+
+def stream_entries(redis_url: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """The live stream as (outbox id, type, event), oldest first."""
+    import redis
+
+    from services.events import STREAM
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return [(int(f["outbox_id"]), f["type"], json.loads(f["event"])) for _id, f in client.xrange(STREAM)]
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def relay_running(dsn: str, redis_url: str, poll: float = 0.2) -> Iterator[Any]:
+    """An outbox relay (services/relay.py) on ``dsn`` publishing to ``redis_url`` while the block
+    runs: for the tests that write without an app (an app runs its own)."""
+    import redis
+
+    from services.relay import Relay
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+    relay = Relay(dsn, client, poll=poll)
+    relay.start()
+    try:
+        yield relay
+    finally:
+        relay.stop()
+        client.close()

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
 from dashboard.app import create_app
 from geodata import cases
 from geodata.cases import Actor, NewCase
-from services.events import STREAM
 from services.scheduler import deadline_rules, run_once
 
 from .cases_fixtures import auth, case_body, inner_point, settings_for, token  # noqa: F401
-from .helpers import wait_for
+from .helpers import relay_running, stream_entries, wait_for
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 China time; the grid's deadline is 23:59:59
 CLERK = Actor("clerk", "dispatcher", 0)
@@ -30,13 +27,6 @@ CLERK = Actor("clerk", "dispatcher", 0)
 def pool(demo_db: str) -> Iterator[ConnectionPool]:
     with ConnectionPool(demo_db, min_size=1, max_size=2) as p:
         yield p
-
-
-@pytest.fixture
-def stream(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def _new_case(pool: ConnectionPool, demo_db: str, *, accept: bool = False) -> str:
@@ -64,38 +54,44 @@ def _mine(events: list[dict], code: str) -> list[dict]:
 
 
 def test_overdue_is_flagged_once_with_a_frozen_clock(
-    pool: ConnectionPool, stream: redis.Redis, demo_db: str, redis_url: str, tmp_path: Path
+    pool: ConnectionPool, demo_db: str, redis_url: str, tmp_path: Path
 ) -> None:
     settings = settings_for(demo_db, redis_url, tmp_path)
     code = _new_case(pool, demo_db)
-    assert _mine(run_once(pool, stream, settings, now=T0 + timedelta(hours=13)), code) == []  # 23:00: not yet
+    assert _mine(run_once(pool, settings, now=T0 + timedelta(hours=13)), code) == []  # 23:00: not yet
     late = datetime(2026, 11, 22, 16, 0, 1, tzinfo=UTC)  # 00:00:01 the next day, China time
-    published = _mine(run_once(pool, stream, settings, now=late), code)
+    published = _mine(run_once(pool, settings, now=late), code)
     assert [(e["type"], e["action"], e["overdue"]) for e in published] == [("case.changed", "overdue", True)]
     case = _case(pool, code)
     assert "overdue" in case["flags"] and case["step"] == "reported" and case["level"] == "grid"
     assert case["version"] == 1  # a flag, not a workflow change: clerks' versions stay valid
     assert [(e["action"], e["actor"], e["role"]) for e in case["events"]][-1] == ("overdue", "scheduler", "system")
-    entries = [json.loads(f["event"]) for _id, f in stream.xrange(STREAM)]
-    assert any(e["code"] == code and e.get("action") == "overdue" for e in entries)
-    assert _mine(run_once(pool, stream, settings, now=late + timedelta(hours=1)), code) == []  # once only
+    # Written to the outbox with the flag, published by a relay once committed (asynchronously: waited for).
+    with relay_running(demo_db, redis_url):
+        wait_for(
+            lambda: any(
+                e.get("code") == code and e.get("action") == "overdue" for _, _, e in stream_entries(redis_url)
+            ),
+            what="the overdue event in the stream",
+        )
+    assert _mine(run_once(pool, settings, now=late + timedelta(hours=1)), code) == []  # once only
 
 
 def test_auto_escalation_climbs_to_the_banner(
-    pool: ConnectionPool, stream: redis.Redis, demo_db: str, redis_url: str, tmp_path: Path
+    pool: ConnectionPool, demo_db: str, redis_url: str, tmp_path: Path
 ) -> None:
     settings = settings_for(demo_db, redis_url, tmp_path, auto_escalate=True)
     code = _new_case(pool, demo_db, accept=True)
     now = datetime(2026, 11, 22, 16, 0, 1, tzinfo=UTC)
     for level, hours in (("village", 72), ("town", 120), ("banner", 168)):
-        events = _mine(run_once(pool, stream, settings, now=now), code)
+        events = _mine(run_once(pool, settings, now=now), code)
         assert [e["action"] for e in events][-1] == "escalate"
         case = _case(pool, code)
         assert case["level"] == level and case["step"] == "accepted" and "overdue" not in case["flags"]
         assert case["deadline"] == now + timedelta(hours=hours)
-        assert _mine(run_once(pool, stream, settings, now=now + timedelta(hours=hours - 1)), code) == []
+        assert _mine(run_once(pool, settings, now=now + timedelta(hours=hours - 1)), code) == []
         now += timedelta(hours=hours, seconds=1)
-    events = _mine(run_once(pool, stream, settings, now=now), code)
+    events = _mine(run_once(pool, settings, now=now), code)
     assert [e["action"] for e in events] == ["overdue"]
     case = _case(pool, code)
     assert case["level"] == "banner" and "overdue" in case["flags"]
@@ -105,15 +101,15 @@ def test_auto_escalation_climbs_to_the_banner(
         ("scheduler", "town"),
         ("scheduler", "banner"),
     ]
-    assert _mine(run_once(pool, stream, settings, now=now + timedelta(days=1)), code) == []
+    assert _mine(run_once(pool, settings, now=now + timedelta(days=1)), code) == []
 
 
 def test_without_auto_escalate_overdue_cases_stay_at_their_level(
-    pool: ConnectionPool, stream: redis.Redis, demo_db: str, redis_url: str, tmp_path: Path
+    pool: ConnectionPool, demo_db: str, redis_url: str, tmp_path: Path
 ) -> None:
     settings = settings_for(demo_db, redis_url, tmp_path)
     code = _new_case(pool, demo_db, accept=True)
-    run_once(pool, stream, settings, now=T0 + timedelta(days=2))
+    run_once(pool, settings, now=T0 + timedelta(days=2))
     case = _case(pool, code)
     assert case["level"] == "grid" and "overdue" in case["flags"]
 

@@ -31,6 +31,7 @@ def test_healthz_ok_reports_the_postgis_version(app_settings: Settings, db_url: 
     assert _parts(body) == {"status": "ok", "postgis": version, "redis": "ok"}
     assert set(body["scheduler"]["jobs"]) == {"overdue", "reconcile", "partitions"}
     assert body["rows_in_default_partitions"] == {"case_events": 0, "van_positions": 0}
+    assert body["outbox"]["pending"] == 0 and set(body["outbox"]["relay"]) >= {"leader", "last_run", "last_error"}
     assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}
 
 
@@ -57,8 +58,8 @@ def _ok(srv) -> dict | None:  # type: ignore[no-untyped-def,type-arg]
 
 
 def _parts(body: dict) -> dict:  # type: ignore[type-arg]
-    """The parts' answers, without the scheduler's and the partitions' figures beside them."""
-    return {k: v for k, v in body.items() if k not in ("scheduler", "rows_in_default_partitions")}
+    """The parts' answers, without the scheduler's, the partitions' and the outbox's figures beside them."""
+    return {k: v for k, v in body.items() if k not in ("scheduler", "rows_in_default_partitions", "outbox")}
 
 
 def test_redis_outage_gives_503_then_recovers(live_server, scratch_stack: EmbeddedStack, db_url: str) -> None:  # type: ignore[no-untyped-def]

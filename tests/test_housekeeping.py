@@ -109,16 +109,18 @@ def test_the_reconciler_frees_a_van_whose_case_was_escalated_without_freeing_it(
             datetime.now(UTC),
         )
     assert one(demo_db, "SELECT status FROM vans WHERE id = 'V02'") != "available"
-    rt = app_client.app.state.cases_runtime  # type: ignore[attr-defined]
-    freed = dispatching.reconcile(svc, rt.stream)
+    freed = dispatching.reconcile(svc)
     assert [(f["id"], f["van_id"], f["action"]) for f in freed] == [(d["id"], "V02", "escalate")]
     assert one(demo_db, "SELECT status FROM vans WHERE id = 'V02'") == "available"
     assert one(demo_db, "SELECT status, end_note FROM dispatches WHERE id = %s", d["id"]) == (
         "ended",
         "case escalate: visit over",
     )
-    assert any(e.get("reason") == "escalate" and e["id"] == d["id"] for e in stream(redis_url, "dispatch.ended"))
-    assert dispatching.reconcile(svc, rt.stream) == []  # nothing left, nothing twice
+    wait_for(  # published by the app's relay once committed (asynchronously)
+        lambda: any(e.get("reason") == "escalate" and e["id"] == d["id"] for e in stream(redis_url, "dispatch.ended")),
+        what="the dispatch.ended event",
+    )
+    assert dispatching.reconcile(svc) == []  # nothing left, nothing twice
 
 
 def test_the_schedulers_own_auto_escalation_frees_the_van(

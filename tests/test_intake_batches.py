@@ -4,15 +4,12 @@ own answer, and a bad one never costs its neighbours."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
-import redis
-import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 from psycopg_pool import AsyncConnectionPool
 
@@ -20,10 +17,10 @@ from api.intake import IntakeLanes
 from dashboard.app import create_app
 from geodata import cases
 from geodata.cases import Actor, IntakeRequest, NewCase
-from services.events import STREAM
 from services.scheduler import deadline_rules
 
 from .cases_fixtures import auth, case_body, inner_point, inner_point_where, settings_for, token  # noqa: F401
+from .helpers import relay_running, stream_entries, wait_for
 
 CLERK = Actor("clerk", "dispatcher", 7)
 
@@ -36,6 +33,11 @@ def _new(lon: float, lat: float, **change: object) -> NewCase:
 def _count(dsn: str, sql: str, *args: object) -> int:
     with psycopg.connect(dsn) as conn:
         return conn.execute(sql, args).fetchone()[0]  # type: ignore[index]
+
+
+def _rows(dsn: str, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, args).fetchall()
 
 
 def _rules(dsn: str):  # type: ignore[no-untyped-def]
@@ -90,8 +92,7 @@ def test_a_report_the_database_refuses_does_not_fail_the_reports_beside_it(demo_
     async def run() -> tuple[list[object], int]:
         pool = AsyncConnectionPool(demo_db, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False)
         await pool.open()
-        stream = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        lanes = IntakeLanes(pool, stream, rules, lanes=1)
+        lanes = IntakeLanes(pool, rules, lanes=1)
         try:
             bad = IntakeRequest(_new(lon, lat, description="坏\x00字"), CLERK)
             good = [IntakeRequest(_new(lon, lat, description=f"好 {i}"), CLERK) for i in range(5)]
@@ -99,7 +100,6 @@ def test_a_report_the_database_refuses_does_not_fail_the_reports_beside_it(demo_
             return out, lanes.isolated
         finally:
             await pool.close()
-            await stream.aclose()
 
     out, isolated = asyncio.run(run())
     assert isolated == 1  # the batch failed as a whole once, then went one by one
@@ -113,34 +113,39 @@ def test_a_report_the_database_refuses_does_not_fail_the_reports_beside_it(demo_
 def test_reports_that_arrive_together_are_written_together_and_all_published(demo_db: str, redis_url: str) -> None:
     lon, lat, _ = inner_point(demo_db)
     rules = _rules(demo_db)
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    r.delete(STREAM)
 
     async def run() -> tuple[list[object], int]:
         pool = AsyncConnectionPool(demo_db, min_size=1, max_size=2, kwargs={"autocommit": True}, open=False)
         await pool.open()
-        stream = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        lanes = IntakeLanes(pool, stream, rules, lanes=2, max_batch=16)
+        lanes = IntakeLanes(pool, rules, lanes=2, max_batch=16)
         try:
             reqs = [IntakeRequest(_new(lon, lat, description=f"一起 {i}"), CLERK) for i in range(60)]
             out = await asyncio.gather(*(lanes.submit(q) for q in reqs))
             return list(out), lanes.batches
         finally:
             await pool.close()
-            await stream.aclose()
 
-    try:
-        out, batches = asyncio.run(run())
-        assert all(created for _, created in out)  # type: ignore[misc]
-        # 60 queued at once (the lanes start on the loop's next step) through 2 lanes of at most
-        # 16: batches of 16, 16, 16 and 12, not 60 statements
-        assert batches == 4, batches
-        codes = [row["code"] for row, _ in out]  # type: ignore[misc]
-        assert len(set(codes)) == 60
-        published = [json.loads(f["event"])["code"] for _id, f in r.xrange(STREAM) if f["type"] == "case.created"]
-        assert len(published) == 60 and set(published) == set(codes)  # each once, all before the answers
-    finally:
-        r.close()
+    out, batches = asyncio.run(run())
+    assert all(created for _, created in out)  # type: ignore[misc]
+    # 60 queued at once (the lanes start on the loop's next step) through 2 lanes of at most
+    # 16: batches of 16, 16, 16 and 12, not 60 statements
+    assert batches == 4, batches
+    codes = [row["code"] for row, _ in out]  # type: ignore[misc]
+    assert len(set(codes)) == 60
+    # Each case's event was committed with it, before the answers (the outbox) …
+    outboxed = [r[0] for r in _rows(demo_db, "SELECT event->>'code' FROM outbox WHERE type = 'case.created'")]
+    assert sorted(outboxed) == sorted(codes)
+    # … and reaches the stream once, when a relay runs (asynchronously: waited for).
+    with relay_running(demo_db, redis_url):
+        published = wait_for(
+            lambda: (
+                (p := [e["code"] for _, kind, e in stream_entries(redis_url) if kind == "case.created"])
+                and len(p) >= 60
+                and p
+            ),
+            what="60 case.created events",
+        )
+    assert len(published) == 60 and set(published) == set(codes)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from cli.vans import van_group
 from services.settings import Settings
 
 from .cases_fixtures import cases_settings, client  # noqa: F401
+from .helpers import wait_for
 
 DEVICE = "van1-phone-7f3a9c"
 
@@ -110,8 +111,11 @@ def test_get_stores_a_ping_with_speed_in_knots(client: TestClient, device: str, 
     with psycopg.connect(demo_db) as conn:
         assert conn.execute("SELECT last_seen_at FROM vans WHERE id = 'V01'").fetchone() == (t,)
     rc = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        (entry,) = [json.loads(f["event"]) for _, f in rc.xrange("yitu:events") if f["type"] == "van.moved"]
+    try:  # published by the app's relay once committed (asynchronously: waited for)
+        (entry,) = wait_for(
+            lambda: [json.loads(f["event"]) for _, f in rc.xrange("yitu:events") if f["type"] == "van.moved"],
+            what="the van.moved event",
+        )
         assert entry["van"] == "V01" and entry["latest"] is True
     finally:
         rc.close()

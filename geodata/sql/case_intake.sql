@@ -19,13 +19,16 @@
 -- reporting token's area: a point whose chain does not contain it writes nothing (in_scope is
 -- false). No case columns in a row: unknown type, no territory, out of scope, or the key was used
 -- before (the caller then looks the case up by key).
+-- Each case made writes its ``case.created`` event to the outbox in this same statement (``ob``),
+-- in the order of ``i``: the shape of geodata/cases.py event_of, timestamps as Python writes them
+-- (yitu_isoformat), ``at`` as the app sent it (tests/test_outbox.py compares the two).
 WITH
 r AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
         i int, type text, description text, lon float8, lat float8, channel text, parties jsonb,
         reporter text, reported_at timestamptz, now timestamptz, day date, token_id bigint, key text,
         request_hash text, actor text, role text, actor_kind text, actor_id bigint, client_at timestamptz,
-        scope text,
+        scope text, at text,
         dl_grid timestamptz, dl_village timestamptz, dl_town timestamptz, dl_banner timestamptz)
 ),
 p AS (
@@ -96,6 +99,16 @@ ev AS (
     SELECT c.id, ok.now, ok.client_at, ok.actor, ok.role, ok.actor_kind, ok.actor_id, 'report', NULL, 'reported', c.level,
            jsonb_build_object('channel', c.channel, 'flags', c.flags, 'received_at', ok.now)
     FROM c JOIN go ON go.id = c.id JOIN ok ON ok.i = go.i
+),
+ob AS (
+    INSERT INTO outbox (type, event)
+    SELECT 'case.created',
+           json_build_object('type', 'case.created', 'code', c.code, 'step', c.step, 'level', c.level,
+                             'grid', json_build_array(c.grid_code, c.village_code, c.town_code, c.banner_code),
+                             'lon', ST_X(c.geom), 'lat', ST_Y(c.geom), 'case_type', c.type, 'flags', c.flags,
+                             'deadline', yitu_isoformat(c.deadline), 'at', ok.at, 'channel', c.channel)
+    FROM c JOIN go ON go.id = c.id JOIN ok ON ok.i = go.i
+    ORDER BY go.i
 )
 SELECT ok.i, ok.type_ok, ok.banner AS territory, ok.in_scope, coalesce(ok.grid, ok.village, ok.town, ok.banner) AS area,
        c.id, c.code, c.type, c.description, c.parties, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat,
