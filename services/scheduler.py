@@ -7,7 +7,9 @@
 - ``reconcile``, as often: frees the vans whose case was closed, rejected or escalated by a path
   that did not free them (services/dispatching.py ``reconcile``);
 - ``partitions``, at start and every ``housekeeping_interval``: the history tables' monthly
-  partitions ahead, old GPS months dropped (geodata/partitions.py).
+  partitions ahead, old GPS months dropped (geodata/partitions.py);
+- ``idempotency``, as often: the Idempotency-Keys older than ``idempotency_days`` forgotten,
+  reports' keys included (geodata/idempotency.py).
 ``run_once`` is the overdue sweep for one instant, for tests with a frozen clock and for operators.
 """
 
@@ -18,14 +20,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from geodata import cases, partitions
+from geodata import cases, idempotency, partitions
 from geodata.workflow import DeadlineRules
 from services import dispatching, events
 from services.runtime import Services
@@ -176,8 +178,18 @@ def housekeeping(svc: Services, now: datetime | None = None) -> dict[str, Any]:
     return {"made": made, "dropped": dropped}
 
 
+def prune_keys(svc: Services, now: datetime | None = None) -> dict[str, int]:
+    """Forget the Idempotency-Keys (and their stored answers) older than ``idempotency_days``."""
+    now = now or datetime.now(UTC)
+    with svc.pool.connection() as conn:
+        pruned = idempotency.prune(conn, now - timedelta(days=svc.settings.idempotency_days))
+    if any(pruned.values()):
+        log.info("idempotency keys pruned keys=%d report_keys=%d", pruned["keys"], pruned["report_keys"])
+    return pruned
+
+
 def jobs(svc: Services, stream: redis.Redis) -> list[Job]:
-    """The jobs of every app process: the overdue sweep, the reconciler and the partitions."""
+    """The jobs of every app process: the overdue sweep, the reconciler, the partitions and the keys."""
     interval = svc.settings.scheduler_interval
     if interval <= 0:
         return []
@@ -185,6 +197,7 @@ def jobs(svc: Services, stream: redis.Redis) -> list[Job]:
         Job("overdue", interval, lambda: run_once(svc.pool, stream, svc.settings)),
         Job("reconcile", interval, lambda: dispatching.reconcile(svc, stream)),
         Job("partitions", svc.settings.housekeeping_interval, lambda: housekeeping(svc), at_start=True),
+        Job("idempotency", svc.settings.housekeeping_interval, lambda: prune_keys(svc), at_start=True),
     ]
 
 

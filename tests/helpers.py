@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -67,3 +68,8 @@ def app_database(dsn: str) -> dict[str, str]:
 def with_redis_db(url: str, index: int) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{index}"))
+
+
+def keyed(headers: Mapping[str, str] | None = None, key: str | None = None) -> dict[str, str]:
+    """``headers`` with an Idempotency-Key (``key``, else a new one): every report needs one (428 without)."""
+    return {**(headers or {}), "Idempotency-Key": key or f"test-{uuid.uuid4().hex}"}

@@ -21,7 +21,7 @@ from geodata.queries import grid_chain
 from services.events import STREAM
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, settings_for, token  # noqa: F401
-from .helpers import free_port, wait_for
+from .helpers import free_port, keyed, wait_for
 
 CODE = re.compile(r"^150623-\d{8}-\d{6}$")
 
@@ -33,7 +33,7 @@ def _count(dsn: str, sql: str, *params: object) -> int:
 
 
 def _post(client: TestClient, tok: str, body: dict[str, Any], **headers: str) -> httpx.Response:
-    return client.post("/api/v1/cases", json=body, headers={**auth(tok), **headers})
+    return client.post("/api/v1/cases", json=body, headers={**keyed(auth(tok)), **headers})
 
 
 def _act(client: TestClient, tok: str, code: str, action: str, **params: Any) -> httpx.Response:
@@ -269,7 +269,7 @@ def test_an_inactive_type_is_refused(client: TestClient, token: Callable[..., st
 
 
 def test_malformed_json_and_wrong_content_type(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
-    headers = auth(token("dispatcher"))
+    headers = keyed(auth(token("dispatcher")))
     r = client.post(
         "/api/v1/cases", content=b'{"type": "grassland", ', headers={**headers, "Content-Type": "application/json"}
     )
@@ -384,9 +384,9 @@ def test_two_clerks_closing_at_once_exactly_one_wins(
         )
 
     for round_ in range(8):
-        code = httpx.post(srv.url + "/api/v1/cases", json=case_body(lon, lat), headers=headers, timeout=30).json()[
-            "code"
-        ]
+        code = httpx.post(
+            srv.url + "/api/v1/cases", json=case_body(lon, lat), headers=keyed(headers), timeout=30
+        ).json()["code"]
         for action, params in (("accept", {}), ("dispatch", {"assignee": {"kind": "unit", "id": "u"}}), ("start", {})):
             httpx.post(
                 f"{srv.url}/api/v1/cases/{code}/transitions",
