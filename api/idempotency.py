@@ -39,7 +39,7 @@ def key_of(who: Principal, key: str | None, operation: str, body: Any) -> Key | 
     return Key.of(who.actor.key_scope, key, operation, body)
 
 
-def replay(response: Response, answer: Answer) -> Any:
+def replay(response: Response, answer: Answer) -> dict[str, Any]:
     """The stored answer as this request's: its status and body, marked as a replay."""
     response.status_code = answer.status
     response.headers[REPLAYED] = "true"

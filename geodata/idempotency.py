@@ -67,10 +67,10 @@ class Key:
 
 @dataclass(frozen=True)
 class Answer:
-    """The answer a keyed write gave: its HTTP status and JSON body."""
+    """The answer a keyed write gave: its HTTP status and JSON body (an object)."""
 
     status: int
-    body: Any
+    body: dict[str, Any]
 
 
 _CLAIM = """
@@ -113,7 +113,7 @@ def claim(conn: psycopg.Connection, key: Key | None) -> Answer | None:
     return Answer(status, answer)
 
 
-def record(conn: psycopg.Connection, key: Key | None, status: int, body: Any) -> None:
+def record(conn: psycopg.Connection, key: Key | None, status: int, body: dict[str, Any]) -> None:
     """Store the answer of the write that claimed ``key``, in its transaction (before COMMIT)."""
     if key is not None:
         conn.execute(_RECORD, (status, Json(body, dumps=_dumps), key.scope, key.key))

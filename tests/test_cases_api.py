@@ -330,7 +330,7 @@ def test_idempotency_key_returns_the_same_case(client: TestClient, token: Callab
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["code"] == first.json()["code"]
     other = _post(client, tok, {**body, "description": "另一件事"}, **{"Idempotency-Key": "phone-42-report-7"})
-    assert other.status_code == 409 and other.json()["field"] == "Idempotency-Key"
+    assert other.status_code == 422 and other.json()["field"] == "Idempotency-Key"  # 422 (issue 13; was 409)
     # keys are per token: another phone may use the same key
     assert _post(client, token("grid_worker"), body, **{"Idempotency-Key": "phone-42-report-7"}).status_code == 201
 

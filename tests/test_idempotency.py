@@ -6,13 +6,15 @@ on two connections of our own."""
 
 from __future__ import annotations
 
+import http.server
+import socket
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 import pytest
@@ -395,3 +397,58 @@ def test_the_setting_is_validated(tmp_path: Path) -> None:
     for bad in (0, -1, 1000):
         with pytest.raises(ValidationError):
             Settings(_env_file=None, home=tmp_path, idempotency_days=bad)  # type: ignore[call-arg]
+
+
+# --- the simulator's client ------------------------------------------------------------------------
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """A server that loses the first answer (closes the connection), then says 503 with a
+    Retry-After, then answers 201: what a phone sees through a crash and a restart."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_POST(self) -> None:  # the http.server naming
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).seen.append((self.path, self.headers.get("Idempotency-Key")))
+        n = len(type(self).seen)
+        if n == 1:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)  # the answer is lost
+            return
+        status, body = (503, b'{"error": "outcome_unknown"}') if n == 2 else (201, b'{"id": 1}')
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if status == 503:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_simulator_sends_a_write_again_with_the_same_key_until_it_is_answered() -> None:
+    from collections import Counter
+
+    from sim.client import Api, retry_after
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    counts: Counter[str] = Counter()
+    api = Api(f"http://127.0.0.1:{server.server_address[1]}", counts)
+    try:
+        a = api.call("POST", "/api/v1/dispatches", "tok", {"case": "x", "van": "V01"})
+        assert a is not None and a.status == 201, a
+        keys = {k for _, k in _Flaky.seen}
+        assert len(_Flaky.seen) == 3 and len(keys) == 1 and None not in keys  # one key, three sends
+        assert counts["write_retries"] == 2
+        _Flaky.seen.clear()
+        api.call("POST", "/api/v1/cases", "tok", {}, key="sim-run-1")  # the caller's key is the one sent
+        assert _Flaky.seen[0][1] == "sim-run-1"
+    finally:
+        api.close()
+        server.shutdown()
+    assert retry_after("3") == 3.0 and retry_after("3600") == 5.0  # honoured, with a bound
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 1.0 and retry_after("-1") == 0.0
