@@ -226,7 +226,9 @@ def test_a_case_change_updates_the_tiles_and_the_map_shading_together(
 
     async def body(hub: LiveHub) -> tuple[int, int]:
         async with hub.subscribe(None) as (sub, _):  # a screen is open: the hub drops the figures
-            r = await asyncio.to_thread(client.post, "/api/v1/cases", json=case_body(lon, lat), headers=dispatcher)
+            r = await asyncio.to_thread(
+                client.post, "/api/v1/cases", json=case_body(lon, lat), headers=keyed(dispatcher)
+            )
             assert r.status_code == 201, r.text
             got = await _collect(sub, 1)
             assert got[0].type == "case.created"
