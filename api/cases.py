@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api import errors
 from api.auth import Principal, principal
 from api.deps import role_in, runtime, services
-from api.idempotency import OptionalKey, RequiredKey, key_of, keyed, replay
+from api.idempotency import REPLAYED, OptionalKey, RequiredKey, key_of, keyed, replay
 from api.intake import LANES, IntakeLanes
 from api.openapi import READ, WRITE, answers
 from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
@@ -278,15 +278,18 @@ async def _reporter(who: Who) -> None:
     dependencies=[Depends(_reporter), Depends(require_json)],  # who asks and may they, before the body
     summary="Report a case: grid chain, level and deadline found at intake",
     description="Idempotency-Key is required (428 without it): a phone retries a report blindly. A retry with "
-    "the same key and body gets the case the first one created (200); the same key with another body is a 422.",
+    "the same key and body gets the case the first one created (200, `Idempotency-Replayed: true`; the case as "
+    "it is now, which is what a phone that lost the first answer needs); the same key with another body is a 422.",
     responses=answers(
-        *WRITE, 428, ok={200: {"description": "A retry with the same Idempotency-Key: the case it created"}}
+        *WRITE, 428, ok=keyed(200, "A retry with the same Idempotency-Key: the case it created, as it is now")
     ),
 )
 async def create_case(
     body: CaseIn, request: Request, response: Response, who: Who, idempotency_key: RequiredKey
 ) -> dict[str, Any]:
     response.status_code, out = await report(request.app, body, who, idempotency_key)
+    if response.status_code == 200:  # the case this key created before: nothing was written now
+        response.headers[REPLAYED] = "true"
     return out
 
 

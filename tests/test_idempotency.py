@@ -86,6 +86,7 @@ def test_a_report_without_a_key_is_refused_428_naming_the_header(
     again = client.post("/api/v1/cases", json=case_body(lon, lat), headers=headers)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["code"] == first.json()["code"]
+    assert REPLAYED not in first.headers and again.headers[REPLAYED] == "true"
     other = client.post("/api/v1/cases", json=case_body(lon, lat, description="另一件事"), headers=headers)
     assert other.status_code == 422 and other.json()["field"] == "Idempotency-Key", other.text
     assert one(demo_db, "SELECT count(*) FROM cases") == before + 1
