@@ -26,18 +26,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import errors
 from api.auth import Principal, principal
 from api.deps import role_in, runtime, services
+from api.idempotency import REPLAYED, OptionalKey, RequiredKey, key_of, keyed, replay
 from api.intake import LANES, IntakeLanes
 from api.openapi import READ, WRITE, answers
 from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
-from geodata import masking, outbox, workflow
+from geodata import idempotency, masking, outbox, workflow
 from geodata.clock import day_start
 from geodata.db import checkout_timeout
 from geodata.queries import iso, pick
@@ -231,15 +232,18 @@ Rt = Annotated[CasesRuntime, Depends(_runtime)]
 Who = Annotated[Principal, Depends(principal)]
 
 
-IDEMPOTENCY_KEY = r"^[\x21-\x7e]+$"  # printable ASCII, no spaces; 1 to 200 characters
-
-
 async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | None) -> tuple[int, dict[str, Any]]:
     """Intake of one validated report by ``who``: (201 or 200 for a retry, the case as answered).
 
-    The implementation behind ``POST /api/v1/cases``. Raises the API's errors for refusals.
+    The implementation behind ``POST /api/v1/cases``. Raises the API's errors for refusals (428
+    without a key: the route's header is required, this is for callers that bypass it).
     """
     who.require_reporter()
+    if idempotency_key is None:
+        raise errors.PreconditionRequired(
+            "send an Idempotency-Key header with every report (a new one per report, the same one on its retries)",
+            field="Idempotency-Key",
+        )
     now = _now()
     new = store.NewCase(
         body.type,
@@ -270,18 +274,19 @@ async def _reporter(who: Who) -> None:
     status_code=201,
     dependencies=[Depends(_reporter), Depends(require_json)],  # who asks and may they, before the body
     summary="Report a case: grid chain, level and deadline found at intake",
-    responses=answers(*WRITE, ok={200: {"description": "A retry with the same Idempotency-Key: the case it created"}}),
+    description="Idempotency-Key is required (428 without it): a phone retries a report blindly. A retry with "
+    "the same key and body gets the case the first one created (200, `Idempotency-Replayed: true`; the case as "
+    "it is now, which is what a phone that lost the first answer needs); the same key with another body is a 422.",
+    responses=answers(
+        *WRITE, 428, ok=keyed(200, "A retry with the same Idempotency-Key: the case it created, as it is now")
+    ),
 )
 async def create_case(
-    body: CaseIn,
-    request: Request,
-    response: Response,
-    who: Who,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=IDEMPOTENCY_KEY)
-    ] = None,
+    body: CaseIn, request: Request, response: Response, who: Who, idempotency_key: RequiredKey
 ) -> dict[str, Any]:
     response.status_code, out = await report(request.app, body, who, idempotency_key)
+    if response.status_code == 200:  # the case this key created before: nothing was written now
+        response.headers[REPLAYED] = "true"
     return out
 
 
@@ -382,27 +387,44 @@ def list_cases(
         Depends(require_json),
     ],
     summary="Move a case through the loop; 409 lists the actions allowed instead",
-    responses=answers(*WRITE),
+    description="With an Idempotency-Key a retry gets the first answer again and the case moves once "
+    "(an escalation climbs one level, an attempt counts once).",
+    responses=answers(*WRITE, ok=keyed(200, "The case after the action")),
 )
 def transition(
-    code: Annotated[str, Path(pattern=CODE)], body: TransitionIn, request: Request, svc: Svc, rt: Rt, who: Who
+    code: Annotated[str, Path(pattern=CODE)],
+    body: TransitionIn,
+    request: Request,
+    response: Response,
+    svc: Svc,
+    rt: Rt,
+    who: Who,
+    idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
     if body.action not in workflow.ROLE_ACTIONS.get(who.role, frozenset()):
         raise errors.Forbidden(f"a {who.role} token cannot {body.action} cases", field="action")
     now = _now()
+    key = key_of(who, idempotency_key, f"POST /api/v1/cases/{code}/transitions", body.model_dump(mode="json"))
     params = body.model_dump(exclude={"action", "version"}, exclude_none=True)
+    route = "POST /api/v1/cases/{code}/transitions"
     with svc.pool.connection() as conn:
+        stored = idempotency.claim(conn, key)  # first: a retry running now waits here, holding no lock
+        if stored is not None:
+            # The answer shows the case's parties again: a read, logged as the first one was.
+            audit.personal_data_read(conn, who, [code], route, client_address(request))
+            return replay(response, stored)
         row, change = store.transition(
             conn, code, body.action, params, who.actor, rt.rules, now, version=body.version, authorize=who.require_case
         )
         # The answer shows the case's parties: a read, logged with the change (same transaction).
-        audit.personal_data_read(conn, who, [code], "POST /api/v1/cases/{code}/transitions", client_address(request))
+        audit.personal_data_read(conn, who, [code], route, client_address(request))
         extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
         if "from_level" in change.data:
             extra["from_level"] = change.data["from_level"]
         outbox.append(conn, [store.event_of("case.changed", row, now, **extra)])  # published once committed
+        out = case_out(row, who, rt.rules, now)
+        if change.propose:
+            out["proposal"] = change.propose
+        idempotency.record(conn, key, 200, out)
     release_van(svc, rt, who, code, change.action, now)
-    out = case_out(row, who, rt.rules, now)
-    if change.propose:
-        out["proposal"] = change.propose
     return out

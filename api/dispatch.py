@@ -17,17 +17,19 @@ import inspect
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import errors
 from api.auth import Principal, principal
 from api.cases import CODE, require_json
 from api.deps import role_in, runtime, services
+from api.idempotency import OptionalKey, key_of, keyed, replay
 from api.openapi import READ, WRITE, answers
 from api.params import Text
 from geodata import cases as store
-from geodata import dispatch, masking, outbox
+from geodata import dispatch, idempotency, masking, outbox
+from geodata.idempotency import Answer
 from geodata.queries import cameras_near, rounded
 from services.dispatching import (
     DISPATCHERS,
@@ -173,10 +175,13 @@ def case_cameras(
     summary="Send a van to a case (admin, dispatcher); 409 if the van or the case is not free",
     description="409: van busy / offline / not available, case busy, or the case's step does not allow "
     "dispatch (`allowed` lists what does).",
-    responses=answers(*WRITE),
+    responses=answers(*WRITE, ok=keyed(201, "The dispatch (with an Idempotency-Key sent again: the first one's)")),
 )
-def create_dispatch(body: DispatchIn, svc: Svc, rt: Rt, who: Who) -> dict[str, Any]:
-    return send_van(svc, rt, who, body.case, body.van, body.note)
+def create_dispatch(
+    body: DispatchIn, response: Response, svc: Svc, rt: Rt, who: Who, idempotency_key: OptionalKey = None
+) -> dict[str, Any]:
+    out, replayed = send_van(svc, rt, who, body.case, body.van, body.note, key=idempotency_key)
+    return replay(response, Answer(201, out)) if replayed else out
 
 
 @router.get("/dispatches", summary="Dispatches, newest first (active=true: vans on their way or on site)")
@@ -208,15 +213,28 @@ def get_dispatch(dispatch_id: DispatchId, svc: Svc, who: Who) -> dict[str, Any]:
     "/dispatches/{dispatch_id}/end",
     dependencies=[Depends(role_in(DISPATCHERS | {"van"}, "end a dispatch")), Depends(json_if_any)],
     summary="End a visit (admin, dispatcher, or that van): van available; optionally attempt / close",
-    description="409: already ended or cancelled, or the case's step refuses the action.",
-    responses=answers(*WRITE),
+    description="409: already ended or cancelled, or the case's step refuses the action. With an "
+    "Idempotency-Key a retry gets the first answer again (an attempt counts once).",
+    responses=answers(*WRITE, ok=keyed(200, "The dispatch, ended")),
 )
-def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndIn | None = None) -> dict[str, Any]:
+def end_dispatch(
+    dispatch_id: DispatchId,
+    response: Response,
+    svc: Svc,
+    rt: Rt,
+    who: Who,
+    body: EndIn | None = None,
+    idempotency_key: OptionalKey = None,
+) -> dict[str, Any]:
     if who.role not in DISPATCHERS | {"van"}:
         raise errors.Forbidden(f"a {who.role} token cannot end a dispatch", field="Authorization")
     body = body or EndIn()
     now = _now()
+    key = key_of(who, idempotency_key, f"POST /api/v1/dispatches/{dispatch_id}/end", body.model_dump(mode="json"))
     with svc.pool.connection() as conn:
+        stored = idempotency.claim(conn, key)
+        if stored is not None:
+            return replay(response, stored)
         out = dispatch.end(
             conn,
             dispatch_id,
@@ -230,25 +248,40 @@ def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndI
             authorize=may_end(who),
         )
         outbox.append(conn, out.events)
-    return dispatch_out(out.dispatch)
+        answer = dispatch_out(out.dispatch)
+        idempotency.record(conn, key, 200, answer)
+    return answer
 
 
 @router.post(
     "/dispatches/{dispatch_id}/cancel",
     dependencies=[Depends(role_in(DISPATCHERS, "dispatch vans (admin or dispatcher only)")), Depends(json_if_any)],
     summary="Call back a van on its way (admin, dispatcher): van available, case left dispatched",
-    description="409: not en route (on site: end it; or already over).",
-    responses=answers(*WRITE),
+    description="409: not en route (on site: end it; or already over). With an Idempotency-Key a retry "
+    "gets the first answer again.",
+    responses=answers(*WRITE, ok=keyed(200, "The dispatch, cancelled")),
 )
 def cancel_dispatch(
-    dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: CancelIn | None = None
+    dispatch_id: DispatchId,
+    response: Response,
+    svc: Svc,
+    rt: Rt,
+    who: Who,
+    body: CancelIn | None = None,
+    idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
     require_dispatcher(who)
     body = body or CancelIn()
     now = _now()
+    key = key_of(who, idempotency_key, f"POST /api/v1/dispatches/{dispatch_id}/cancel", body.model_dump(mode="json"))
     with svc.pool.connection() as conn:
+        stored = idempotency.claim(conn, key)
+        if stored is not None:
+            return replay(response, stored)
         out = dispatch.cancel(
             conn, dispatch_id, who.actor, routing(svc.settings), now, note=body.note, authorize=scoped(who, "id")
         )
         outbox.append(conn, out.events)
-    return dispatch_out(out.dispatch)
+        answer = dispatch_out(out.dispatch)
+        idempotency.record(conn, key, 200, answer)
+    return answer

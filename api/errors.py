@@ -31,6 +31,7 @@ from geodata.errors import (
     Invalid,
     NotFound,
     PayloadTooLarge,
+    PreconditionRequired,
     TimedOut,
     TooManyAttempts,
     TooManyConnections,
@@ -49,6 +50,7 @@ __all__ = [
     "Invalid",
     "NotFound",
     "PayloadTooLarge",
+    "PreconditionRequired",
     "TimedOut",
     "TooManyAttempts",
     "TooManyConnections",
@@ -74,6 +76,7 @@ STATUS: dict[type[YituError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    PreconditionRequired: 428,
     TooManyConnections: 429,
     TooManyAttempts: 429,
     Unavailable: 503,
@@ -137,6 +140,7 @@ HTTP_CODES: dict[int, str] = {
     413: "payload_too_large",
     415: UnsupportedMediaType.code,
     422: Invalid.code,
+    428: PreconditionRequired.code,
     429: "too_many_requests",
     503: Unavailable.code,
 }
@@ -209,6 +213,10 @@ def _http_answer(exc: HTTPException, headers: Mapping[str, str] | None) -> JSONR
     return JSONResponse(body, status_code=status, headers=headers or exc.headers)
 
 
+# Required headers whose absence is a 428 (a missing precondition), not a 422: a report's key.
+_PRECONDITIONS = {("header", "Idempotency-Key")}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(YituError)
     async def _yitu_error(_req: Request, exc: YituError) -> JSONResponse:
@@ -233,6 +241,14 @@ def install(app: FastAPI) -> None:
     async def _invalid(req: Request, exc: RequestValidationError) -> JSONResponse:
         if any(e.get("type") == "json_invalid" for e in exc.errors()) and (refused := await _caller_first(req)):
             return refused
+        if any(e.get("type") == "missing" and tuple(e.get("loc", ())) in _PRECONDITIONS for e in exc.errors()):
+            return _yitu_answer(
+                PreconditionRequired(
+                    "send an Idempotency-Key header with every report (a new one per report, the same one on "
+                    "its retries)",
+                    field="Idempotency-Key",
+                )
+            )
         errors = [_field_error(e) for e in exc.errors()]
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
         return JSONResponse(

@@ -172,6 +172,7 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.dispatch._panels": ANY_SIGNED_IN,  # empty with a hint unless a dispatcher
     "callbacks.dispatch._fly": ANY_SIGNED_IN,
     "callbacks.dispatch._send": DISPATCHERS,  # sends a van: a write
+    "callbacks.dispatch._next_send_key": ANY_SIGNED_IN,  # a fresh key for the next send; reads nothing
     "callbacks.live._live": ANY_SIGNED_IN,
     # the admin page (/admin): every one of its callbacks, the tables included, for admins only
     "callbacks.admin._users": ADMINS,

@@ -27,16 +27,18 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from api import errors
 from api.auth import Principal, principal
 from api.cases import require_json
 from api.deps import role_in, runtime, services
+from api.idempotency import OptionalKey, key_of, keyed, replay
 from api.openapi import READ, WRITE, answers
 from api.params import Instant
-from geodata import tracking
+from geodata import idempotency, tracking
+from geodata.idempotency import Answer, Key
 from geodata.queries import iso, pick
 from geodata.tracking import IngestResult, Ping
 from services.runtime import Services
@@ -98,18 +100,47 @@ def _partitions(request: Request) -> tracking.PartitionCache:
 
 def accept(request: Request, pings: list[Ping]) -> IngestResult:
     """Store a batch and its events (one transaction); the shared path of both endpoints."""
-    svc: Services = request.app.state.services
-    with svc.pool.connection() as conn:
-        result = tracking.ingest(
-            conn,
-            pings,
-            partitions=_partitions(request),
-            max_speed_kmh=svc.settings.van_max_speed_kmh,
-            arrival_radius_m=svc.settings.arrival_radius_m,
-            rules=runtime(request).rules,
-            moved_events=moved_events,  # with the arrivals' dispatch.arrived, case.changed: to the outbox
-        )
+    result = accept_once(request, pings, None)
+    if isinstance(result, Answer):  # pragma: no cover - only a key finds a stored answer
+        raise AssertionError("a stored answer for a request without a key")
     return result
+
+
+def accept_once(request: Request, pings: list[Ping], key: Key | None) -> IngestResult | Answer:
+    """:func:`accept`; with ``key`` the batch, its events and its answer are stored in one
+    transaction (geodata/idempotency.py), and a batch stored before under that key gives its stored answer."""
+    svc: Services = request.app.state.services
+    options: dict[str, Any] = {
+        "partitions": _partitions(request),
+        "max_speed_kmh": svc.settings.van_max_speed_kmh,
+        "arrival_radius_m": svc.settings.arrival_radius_m,
+        "rules": runtime(request).rules,
+        "moved_events": moved_events,  # with the arrivals' dispatch.arrived, case.changed: to the outbox
+    }
+    with svc.pool.connection() as conn:
+        if key is None:
+            result = tracking.ingest(conn, pings, **options)
+        else:
+            # The months' partitions first, committed on their own (ingest's own call then finds them
+            # made); then the key, the batch, its events and its answer in one transaction.
+            tracking.ensure_partitions(conn, [p.time for p in pings], options["partitions"])
+            with conn.transaction():
+                stored = idempotency.claim(conn, key)
+                if stored is not None:
+                    return stored
+                result = tracking.ingest(conn, pings, **options)
+                idempotency.record(conn, key, 200, positions_answer(result))
+    return result
+
+
+def positions_answer(result: IngestResult) -> dict[str, Any]:
+    """The answer to a batch: how many pings came, were stored, were already there; which vans moved."""
+    return {
+        "received": result.received,
+        "stored": len(result.stored),
+        "duplicates": result.duplicates,
+        "moved": sorted(result.moved),
+    }
 
 
 # --- the endpoints -------------------------------------------------------------------------------
@@ -135,17 +166,17 @@ def _may_post(who: Principal, body: PositionsIn) -> None:
     "/positions",
     dependencies=[Depends(role_in(POSTERS, "report van positions (admin or van only)")), Depends(require_json)],
     summary="A batch of GPS pings from vehicle terminals (all or nothing)",
-    responses=answers(*WRITE),
+    description="Pings already stored are counted as duplicates, never stored twice. With an Idempotency-Key "
+    "a retry of the batch gets the first answer again (with its counts as they were).",
+    responses=answers(*WRITE, ok=keyed(200, "What was stored")),
 )
-def post_positions(body: PositionsIn, request: Request, who: Who) -> dict[str, Any]:
+def post_positions(
+    body: PositionsIn, request: Request, response: Response, who: Who, idempotency_key: OptionalKey = None
+) -> dict[str, Any]:
     _may_post(who, body)
-    result = accept(request, [p.ping() for p in body.positions])
-    return {
-        "received": result.received,
-        "stored": len(result.stored),
-        "duplicates": result.duplicates,
-        "moved": sorted(result.moved),
-    }
+    key = key_of(who, idempotency_key, "POST /api/v1/vans/positions", body.model_dump(mode="json"))
+    result = accept_once(request, [p.ping() for p in body.positions], key)
+    return replay(response, result) if isinstance(result, Answer) else positions_answer(result)
 
 
 def van_out(row: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 
 from callbacks.wall import case_card, van_board
 from dashboard.i18n import refusal, translator
-from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids
+from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids, new_send_key
 from geodata import dispatch, masking, queries
 from geodata.errors import YituError
 from geodata.queries import query
@@ -191,9 +191,20 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
 
 
 def send(
-    svc: Services, rt: CasesRuntime, who: auth.Principal | None, code: str | None, van: str, lang: str
+    svc: Services,
+    rt: CasesRuntime,
+    who: auth.Principal | None,
+    code: str | None,
+    van: str,
+    lang: str,
+    key: str | None = None,
 ) -> SendOutcome:
-    """Send ``van`` to case ``code`` as ``who``; the outcome as {"ok", "message", ...} for the page."""
+    """Send ``van`` to case ``code`` as ``who``; the outcome as {"ok", "message", ...} for the page.
+
+    ``key``: the page's send key (``Ids.SEND_KEY``); the Idempotency-Key is it and the van, so a
+    double click sends that van once (the second click gets the first one's answer) and a click on
+    another van is a request of its own. Without one (a caller outside the page) a fresh key is made.
+    """
     t = translator(lang)
     who = signed_in(who)
     if who is None:
@@ -201,7 +212,8 @@ def send(
     if not code:
         return {"ok": False, "message": t("dispatch.pick")}
     try:
-        out = dispatching.send_van(svc, rt, who, code, van, None, accept_first=True)
+        idem = f"page-{key or new_send_key()}-{van}"[:200]
+        out, _ = dispatching.send_van(svc, rt, who, code, van, None, accept_first=True, key=idem)
     except YituError as exc:
         return {"ok": False, "message": refusal(exc, lang), "field": exc.field}
     eta = f"{out['eta_s'] / 60:.0f}" if out.get("eta_s") is not None else "—"
@@ -274,11 +286,20 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Input({"type": SEND, "van": ALL}, "n_clicks"),
         State(Ids.SELECTED, "data"),
         State("lang", "data"),
+        State(Ids.SEND_KEY, "data"),
         prevent_initial_call=True,
     )
-    def _send(_clicks: list[int | None], code: str | None, lang: str) -> tuple[SendOutcome | NoUpdate, str | NoUpdate]:
+    def _send(
+        _clicks: list[int | None], code: str | None, lang: str, key: str | None
+    ) -> tuple[SendOutcome | NoUpdate, str | NoUpdate]:
         trig = ctx.triggered_id
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update, no_update  # a re-rendered button (n_clicks 0), not a click
-        out = send(get(), get_runtime(), auth.current(), code, trig["van"], lang)
+        out = send(get(), get_runtime(), auth.current(), code, trig["van"], lang, key)
         return out, out["message"]
+
+    @app.callback(
+        Output(Ids.SEND_KEY, "data"), Input(Ids.SELECTED, "data"), Input(Ids.SENT, "data"), prevent_initial_call=True
+    )
+    def _next_send_key(_code: str | None, _sent: object) -> str:
+        return new_send_key()

@@ -65,8 +65,9 @@ class OutsideScope(WorkflowError, Forbidden):
     """The point lies outside the reporter's area scope: nothing was written."""
 
 
-class KeyReused(WorkflowError, Conflict):
-    """An Idempotency-Key came back with a different request than the one it created a case for."""
+class KeyReused(WorkflowError, Invalid):
+    """An Idempotency-Key came back with a different request than the one it created a case for
+    (422 naming the header, as for the other writes' keys: geodata/idempotency.py)."""
 
 
 class StaleVersion(WorkflowError, TransitionConflict):

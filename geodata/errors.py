@@ -54,6 +54,12 @@ class UnsupportedMediaType(BadRequest):
     code = "unsupported_media_type"
 
 
+class PreconditionRequired(YituError):
+    """A header the route requires is missing (a report's Idempotency-Key): ``field`` names it."""
+
+    code = "precondition_required"
+
+
 class Unauthorized(YituError):
     code = "unauthorized"
 

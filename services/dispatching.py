@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from geodata import cases as store
-from geodata import dispatch, outbox
+from geodata import dispatch, idempotency, outbox
 from geodata.errors import Forbidden
 from geodata.queries import iso, pick, rounded
 from geodata.workflow import DeadlineRules
@@ -126,16 +126,25 @@ def send_van(
     note: str | None,
     *,
     accept_first: bool = False,
-) -> dict[str, Any]:
+    key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
     """Send ``van`` to ``case`` for ``who``: the API's POST and the dispatch page's button both call this.
+    Returns the dispatch as answered and whether that is a replay.
 
     ``accept_first`` (the page's 核实并派车 on a case still ``reported``): the dispatcher verifies
     the report and sends the van in one transaction, two audit rows; a refusal undoes both.
+    ``key`` (an Idempotency-Key, the page's or the API client's): a send that was done is answered
+    again from the store (geodata/idempotency.py), so a double click or a retry sends one van.
     """
     require_dispatcher(who)
     now = _now()
+    request = {"case": case, "van": van, "note": note, **({"accept_first": True} if accept_first else {})}
+    idem = idempotency.Key.of(who.actor.key_scope, key, "POST /api/v1/dispatches", request)
     published: list[dict[str, Any]] = []
     with svc.pool.connection() as conn:
+        stored = idempotency.claim(conn, idem)  # first: a second click waits here, holding no lock
+        if stored is not None:
+            return stored.body, True
         if accept_first:
             row = store.get_case(conn, case)
             if row is not None and row["step"] == "reported":
@@ -149,7 +158,9 @@ def send_van(
             conn, case, van, note, who.actor, rt.rules, routing(svc.settings), now, authorize=scoped(who, "case")
         )
         outbox.append(conn, [*published, *out.events])  # with the change: out once it commits
-    return dispatch_out(out.dispatch)
+        answer = dispatch_out(out.dispatch)
+        idempotency.record(conn, idem, 201, answer)
+    return answer, False
 
 
 def release_van(svc: Services, rt: CasesRuntime, who: Principal, code: str, action: str, now: datetime) -> None:

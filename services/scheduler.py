@@ -2,14 +2,16 @@
 
 ``start(services)`` is called from the app's lifespan and returns a :class:`CasesRuntime`
 (stopped on shutdown): the outbox relay (services/relay.py, the one publisher of the live stream)
-and a :class:`Scheduler` running three jobs in a supervised daemon thread:
+and a :class:`Scheduler` running four jobs in a supervised daemon thread:
 - ``overdue``, every ``scheduler_interval`` seconds: flags open cases past their deadline
   ('overdue', an audit row, an event) and, with ``auto_escalate``, escalates them one level;
 - ``reconcile``, as often: frees the vans whose case was closed, rejected or escalated by a path
   that did not free them (services/dispatching.py ``reconcile``);
 - ``partitions``, at start and every ``housekeeping_interval``: the history tables' monthly
   partitions ahead, old GPS months dropped (geodata/partitions.py), and the outbox's rows sent
-  more than ``OUTBOX_KEEP`` ago deleted.
+  more than ``OUTBOX_KEEP`` ago deleted;
+- ``idempotency``, as often: the Idempotency-Keys older than ``idempotency_days`` forgotten,
+  reports' keys included (geodata/idempotency.py).
 ``run_once`` is the overdue sweep for one instant, for tests with a frozen clock and for operators.
 """
 
@@ -27,7 +29,7 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from geodata import cases, outbox, partitions
+from geodata import cases, idempotency, outbox, partitions
 from geodata.workflow import DeadlineRules
 from services import dispatching, events
 from services.relay import Relay
@@ -180,8 +182,18 @@ def housekeeping(svc: Services, now: datetime | None = None) -> dict[str, Any]:
     return {"made": made, "dropped": dropped, "outbox_pruned": pruned}
 
 
+def prune_keys(svc: Services, now: datetime | None = None) -> dict[str, int]:
+    """Forget the Idempotency-Keys (and their stored answers) older than ``idempotency_days``."""
+    now = now or datetime.now(UTC)
+    with svc.pool.connection() as conn:
+        pruned = idempotency.prune(conn, now - timedelta(days=svc.settings.idempotency_days))
+    if any(pruned.values()):
+        log.info("idempotency keys pruned keys=%d report_keys=%d", pruned["keys"], pruned["report_keys"])
+    return pruned
+
+
 def jobs(svc: Services) -> list[Job]:
-    """The jobs of every app process: the overdue sweep, the reconciler and the partitions."""
+    """The jobs of every app process: the overdue sweep, the reconciler, the partitions and the keys."""
     interval = svc.settings.scheduler_interval
     if interval <= 0:
         return []
@@ -189,6 +201,7 @@ def jobs(svc: Services) -> list[Job]:
         Job("overdue", interval, lambda: run_once(svc.pool, svc.settings)),
         Job("reconcile", interval, lambda: dispatching.reconcile(svc)),
         Job("partitions", svc.settings.housekeeping_interval, lambda: housekeeping(svc), at_start=True),
+        Job("idempotency", svc.settings.housekeeping_interval, lambda: prune_keys(svc), at_start=True),
     ]
 
 

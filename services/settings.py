@@ -182,6 +182,12 @@ class Settings(BaseSettings):
         le=1200,
         description="Drop GPS history older than this many whole months (0: keep all; case audit never dropped).",
     )
+    idempotency_days: float = Field(
+        default=7,
+        gt=0,
+        le=366,
+        description="Days an Idempotency-Key and its answer are kept (a retry later than this is a new request).",
+    )
     events_timeout: float = Field(
         default=0.25,
         gt=0,

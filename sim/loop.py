@@ -14,8 +14,10 @@ until the server's real deadline has passed; every other case closes long before
 from __future__ import annotations
 
 import functools
+import hashlib
 import heapq
 import itertools
+import json
 import logging
 import random
 import threading
@@ -259,7 +261,7 @@ class Simulator:
         cfg = self.config
         tokens = issue_tokens(self.dsn, [v.id for v in self.van_specs])
         self.tokens = tokens
-        self.api = Api(cfg.url, self.counts)
+        self.api = Api(cfg.url, self.counts, stop)
         self.clock = SimClock(cfg.speedup, cfg.start)
         log.info(
             "simulating url=%s seed=%d rate=%g/h speedup=%g vans=%s start=%s",
@@ -403,6 +405,13 @@ class Simulator:
         self._plan_next(run)
         self._last_code = run.code
 
+    def _key(self, *parts: Any) -> str:
+        """The Idempotency-Key of one logical write of this run: the same parts, the same key (a
+        write tried again later after an outage is the same request); the body among the parts,
+        so a request that changed meanwhile is a new one (the server would refuse the key: 422)."""
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:24]
+        return f"sim-{self.run_id}-{digest}"
+
     def _where(self, run: CaseRun) -> str:
         names = self.territory.names
         village, town = run.area(3), run.area(2)
@@ -456,7 +465,10 @@ class Simulator:
         if action == "dispatch" and self._try_van(run):
             return
         body = self._body(run, action)
-        a = self.api.call("POST", f"/api/v1/cases/{run.code}/transitions", self.tokens.dispatcher, body)
+        # One key per planned move (gen), kept when the move is tried again after an outage: a
+        # move the server did before its answer was lost is answered again, not done twice.
+        key = self._key("act", run.code, gen, action, body)
+        a = self.api.call("POST", f"/api/v1/cases/{run.code}/transitions", self.tokens.dispatcher, body, key=key)
         if a is None:
             self._later(self._backoff_sim(), lambda: self._act(run, gen, action))
             return
@@ -600,11 +612,13 @@ class Simulator:
             van = self.vans.get(cand.get("id", ""))
             if van is None or not cand.get("dispatchable") or not van.free:
                 continue
+            send = {"case": run.code, "van": van.id, "note": "模拟调度：派车上门调解"}
             d = self.api.call(
                 "POST",
                 "/api/v1/dispatches",
                 self.tokens.dispatcher,
-                {"case": run.code, "van": van.id, "note": "模拟调度：派车上门调解"},
+                send,
+                key=self._key("send", run.code, run.gen, send),
             )
             if d is None:
                 run.van_tried = False
@@ -731,7 +745,7 @@ class Simulator:
         else:
             body = {"note": "出车结束"}
         path = f"/api/v1/dispatches/{van.dispatch_id}/end"
-        a = self.api.call("POST", path, van.token, body)
+        a = self.api.call("POST", path, van.token, body, key=self._key("end", van.dispatch_id, body))
         if a is None:
             van.visit_due = self.clock.now() + self._backoff_sim()
             return

@@ -7,7 +7,8 @@ import functools
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -101,3 +102,8 @@ def relay_running(dsn: str, redis_url: str, poll: float = 0.2) -> Iterator[Any]:
     finally:
         relay.stop()
         client.close()
+
+
+def keyed(headers: Mapping[str, str] | None = None, key: str | None = None) -> dict[str, str]:
+    """``headers`` with an Idempotency-Key (``key``, else a new one): every report needs one (428 without)."""
+    return {**(headers or {}), "Idempotency-Key": key or f"test-{uuid.uuid4().hex}"}

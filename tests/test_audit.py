@@ -32,7 +32,7 @@ from services.settings import EMBEDDED_RUNTIME_USER, RUNTIME_GROUP, Settings
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, token  # noqa: F401
 from .conftest import LiveServer
-from .helpers import as_runtime, free_port, wait_for, with_dbname
+from .helpers import as_runtime, free_port, keyed, wait_for, with_dbname
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "import"
 REFUSED = (psycopg.errors.InsufficientPrivilege,)
@@ -153,7 +153,7 @@ def test_the_app_and_its_routes_work_on_the_runtime_role(
         assert conn.execute("SELECT current_user").fetchone() == (EMBEDDED_RUNTIME_USER,)
     tok = token("dispatcher", name="值班调度")
     lon, lat, cell = inner_point(demo_db, offset=3)
-    made = client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok))
+    made = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth(tok)))
     assert made.status_code == 201, made.text
     code = made.json()["code"]
     for path in (
@@ -179,7 +179,9 @@ def test_case_events_carry_the_identity_and_the_servers_time(
     claimed = (datetime.now(UTC) - timedelta(hours=5)).replace(microsecond=0)
     lon, lat, _ = inner_point(demo_db, offset=4)
     before = datetime.now(UTC)
-    made = client.post("/api/v1/cases", json=case_body(lon, lat, reported_at=claimed.isoformat()), headers=auth(tok))
+    made = client.post(
+        "/api/v1/cases", json=case_body(lon, lat, reported_at=claimed.isoformat()), headers=keyed(auth(tok))
+    )
     assert made.status_code == 201, made.text
     assert made.json()["reported_at"] == claimed.isoformat()  # the case keeps what the reporter said
     code = made.json()["code"]
@@ -206,7 +208,7 @@ def test_unmasked_reads_of_personal_data_are_logged(
 ) -> None:
     dispatcher, viewer = token("dispatcher", name="调度员"), token("viewer", name="观察员")
     lon, lat, cell = inner_point(demo_db, offset=6)
-    code = client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(dispatcher)).json()["code"]
+    code = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth(dispatcher))).json()["code"]
 
     def reads() -> list[tuple[Any, ...]]:
         with psycopg.connect(demo_db) as conn:
@@ -427,7 +429,7 @@ def test_an_external_database_migrates_as_owner_and_serves_as_runtime(
     try:
         assert srv.get("/api/v1/areas/150623", headers=auth(tok)).status_code == 200
         lon, lat, _ = inner_point(owner, level=4, margin_m=50)
-        r = httpx.post(srv.url + "/api/v1/cases", json=case_body(lon, lat), headers=auth(tok), timeout=30)
+        r = httpx.post(srv.url + "/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth(tok)), timeout=30)
         assert r.status_code == 201, r.text
         code = r.json()["code"]
         assert srv.get(f"/api/v1/cases/{code}", headers=auth(tok)).status_code == 200

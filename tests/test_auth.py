@@ -15,6 +15,7 @@ from geodata.masking import mask_name, mask_phone, mask_text
 from services.settings import Settings
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, inner_point_where, token  # noqa: F401
+from .helpers import keyed
 
 TOWN = "150623100"
 
@@ -65,7 +66,7 @@ def test_a_revoked_token_stops_working(client: TestClient, cases_settings: Setti
 def test_writes_and_reads_need_a_token(client: TestClient, demo_db: str) -> None:
     lon, lat, _ = inner_point(demo_db)
     assert client.post("/api/v1/cases", json=case_body(lon, lat)).status_code == 401
-    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth("yitu_nope")).status_code == 401
+    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth("yitu_nope"))).status_code == 401
     assert (
         client.post("/api/v1/cases", json=case_body(lon, lat), headers={"Authorization": "Basic eDp5"}).status_code
         == 401
@@ -76,9 +77,9 @@ def test_writes_and_reads_need_a_token(client: TestClient, demo_db: str) -> None
 def test_roles(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
     lon, lat, _ = inner_point(demo_db)
     viewer, van, worker, dispatcher = (token(r) for r in ("viewer", "van", "grid_worker", "dispatcher"))
-    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(viewer)).status_code == 403
-    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(van)).status_code == 403
-    code = client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(worker)).json()["code"]
+    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth(viewer))).status_code == 403
+    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth(van))).status_code == 403
+    code = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth(worker))).json()["code"]
     r = client.post(f"/api/v1/cases/{code}/transitions", json={"action": "accept"}, headers=auth(worker))
     assert r.status_code == 403 and r.json()["field"] == "action"
     assert (
@@ -106,13 +107,15 @@ def test_a_grid_worker_reports_and_reads_only_inside_its_area(
         n_before = conn.execute("SELECT count(*) FROM cases").fetchone()[0]
     lon_out, lat_out, _ = inner_point_where(demo_db, lambda cell: cell[:9] == other_town)
     worker = token("grid_worker", area=cell_in[:12])  # its village
-    inside = client.post("/api/v1/cases", json=case_body(lon_in, lat_in), headers=auth(worker))
+    inside = client.post("/api/v1/cases", json=case_body(lon_in, lat_in), headers=keyed(auth(worker)))
     assert inside.status_code == 201
-    outside = client.post("/api/v1/cases", json=case_body(lon_out, lat_out), headers=auth(worker))
+    outside = client.post("/api/v1/cases", json=case_body(lon_out, lat_out), headers=keyed(auth(worker)))
     assert outside.status_code == 403
     with psycopg.connect(demo_db) as conn:
         assert conn.execute("SELECT count(*) FROM cases").fetchone()[0] == n_before + 1  # the refused one rolled back
-    foreign = client.post("/api/v1/cases", json=case_body(lon_out, lat_out), headers=auth(token("dispatcher"))).json()
+    foreign = client.post(
+        "/api/v1/cases", json=case_body(lon_out, lat_out), headers=keyed(auth(token("dispatcher")))
+    ).json()
     assert client.get(f"/api/v1/cases/{foreign['code']}", headers=auth(worker)).status_code == 403
     r = client.post(f"/api/v1/cases/{foreign['code']}/transitions", json={"action": "start"}, headers=auth(worker))
     assert r.status_code == 403
@@ -126,7 +129,9 @@ def test_a_grid_worker_reports_and_reads_only_inside_its_area(
 
 def test_a_viewer_reads_with_personal_data_masked(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
     lon, lat, cell = inner_point(demo_db)
-    code = client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(token("dispatcher"))).json()["code"]
+    code = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth(token("dispatcher")))).json()[
+        "code"
+    ]
     viewer = token("viewer")
     case = client.get(f"/api/v1/cases/{code}", headers=auth(viewer)).json()
     assert [p["name"] for p in case["parties"]] == ["巴*", "乌****"]

@@ -41,7 +41,7 @@ from services.settings import Settings
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point_where, token  # noqa: F401
 from .conftest import pair_screen
-from .helpers import wait_for
+from .helpers import keyed, wait_for
 from .test_dispatch import offset, place_van
 from .test_scope import WHOLE_BANNER, _text
 
@@ -81,7 +81,7 @@ def canary(client: TestClient, token: Callable[..., str], demo_db: str) -> dict[
         parties=[{"name": NAME, "phone": MOBILE, "role": "申请人"}, {"name": OTHER, "phone": LANDLINE}],
     )
     dispatcher = auth(token("dispatcher", name="canary-clerk"))
-    r = client.post("/api/v1/cases", json=body, headers=dispatcher)
+    r = client.post("/api/v1/cases", json=body, headers=keyed(dispatcher))
     assert r.status_code == 201, r.text
     code = r.json()["code"]
     note = f"已电话联系{NAME} {MOBILE}，{OTHER}座机{LANDLINE}，核对身份证{ID_NUMBER}"

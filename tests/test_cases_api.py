@@ -21,7 +21,7 @@ from geodata.queries import grid_chain
 from services.events import STREAM
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, settings_for, token  # noqa: F401
-from .helpers import free_port, wait_for
+from .helpers import free_port, keyed, wait_for
 
 CODE = re.compile(r"^150623-\d{8}-\d{6}$")
 
@@ -33,7 +33,7 @@ def _count(dsn: str, sql: str, *params: object) -> int:
 
 
 def _post(client: TestClient, tok: str, body: dict[str, Any], **headers: str) -> httpx.Response:
-    return client.post("/api/v1/cases", json=body, headers={**auth(tok), **headers})
+    return client.post("/api/v1/cases", json=body, headers={**keyed(auth(tok)), **headers})
 
 
 def _act(client: TestClient, tok: str, code: str, action: str, **params: Any) -> httpx.Response:
@@ -269,7 +269,7 @@ def test_an_inactive_type_is_refused(client: TestClient, token: Callable[..., st
 
 
 def test_malformed_json_and_wrong_content_type(client: TestClient, token: Callable[..., str], demo_db: str) -> None:
-    headers = auth(token("dispatcher"))
+    headers = keyed(auth(token("dispatcher")))
     r = client.post(
         "/api/v1/cases", content=b'{"type": "grassland", ', headers={**headers, "Content-Type": "application/json"}
     )
@@ -330,7 +330,7 @@ def test_idempotency_key_returns_the_same_case(client: TestClient, token: Callab
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["code"] == first.json()["code"]
     other = _post(client, tok, {**body, "description": "另一件事"}, **{"Idempotency-Key": "phone-42-report-7"})
-    assert other.status_code == 409 and other.json()["field"] == "Idempotency-Key"
+    assert other.status_code == 422 and other.json()["field"] == "Idempotency-Key"  # 422 (issue 13; was 409)
     # keys are per token: another phone may use the same key
     assert _post(client, token("grid_worker"), body, **{"Idempotency-Key": "phone-42-report-7"}).status_code == 201
 
@@ -384,9 +384,9 @@ def test_two_clerks_closing_at_once_exactly_one_wins(
         )
 
     for round_ in range(8):
-        code = httpx.post(srv.url + "/api/v1/cases", json=case_body(lon, lat), headers=headers, timeout=30).json()[
-            "code"
-        ]
+        code = httpx.post(
+            srv.url + "/api/v1/cases", json=case_body(lon, lat), headers=keyed(headers), timeout=30
+        ).json()["code"]
         for action, params in (("accept", {}), ("dispatch", {"assignee": {"kind": "unit", "id": "u"}}), ("start", {})):
             httpx.post(
                 f"{srv.url}/api/v1/cases/{code}/transitions",

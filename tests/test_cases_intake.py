@@ -16,7 +16,7 @@ from geodata.cases import Actor, NewCase
 from services.scheduler import deadline_rules
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, inner_point_where, settings_for, token  # noqa: F401
-from .helpers import stream_entries, wait_for
+from .helpers import keyed, stream_entries, wait_for
 
 CLERK = Actor("clerk", "dispatcher", 0)
 
@@ -86,7 +86,7 @@ def test_intake_recovers_from_connections_the_server_closed(
 ) -> None:
     lon, lat, _ = inner_point(demo_db)
     headers = auth(token("dispatcher"))
-    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=headers).status_code == 201
+    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(headers)).status_code == 201
     with psycopg.connect(demo_db, autocommit=True) as conn:  # what a server restart does to the pools
         killed = conn.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -94,7 +94,7 @@ def test_intake_recovers_from_connections_the_server_closed(
         ).fetchone()[0]
     assert killed >= 1
     for _ in range(3):
-        r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=headers)
+        r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(headers))
         assert r.status_code == 201, r.text
     # Published by the relay once committed (asynchronously: waited for), each once.
     created = wait_for(

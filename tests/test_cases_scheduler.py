@@ -17,7 +17,7 @@ from geodata.cases import Actor, NewCase
 from services.scheduler import deadline_rules, run_once
 
 from .cases_fixtures import auth, case_body, inner_point, settings_for, token  # noqa: F401
-from .helpers import relay_running, stream_entries, wait_for
+from .helpers import keyed, relay_running, stream_entries, wait_for
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # 10:00 China time; the grid's deadline is 23:59:59
 CLERK = Actor("clerk", "dispatcher", 0)
@@ -120,9 +120,9 @@ def test_the_scheduler_runs_in_the_app(demo_db: str, redis_url: str, tmp_path: P
     two_days_ago = (datetime.now(UTC) - timedelta(days=2)).isoformat()
     with TestClient(create_app(settings)) as c:
         tok = token("dispatcher")
-        code = c.post("/api/v1/cases", json=case_body(lon, lat, reported_at=two_days_ago), headers=auth(tok)).json()[
-            "code"
-        ]
+        code = c.post(
+            "/api/v1/cases", json=case_body(lon, lat, reported_at=two_days_ago), headers=keyed(auth(tok))
+        ).json()["code"]
 
         def flagged() -> bool:
             return "overdue" in c.get(f"/api/v1/cases/{code}", headers=auth(tok)).json()["flags"]

@@ -22,7 +22,7 @@ from pyproj import Geod
 from geodata import tracking
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, settings_for, token  # noqa: F401
-from .helpers import wait_for
+from .helpers import keyed, wait_for
 
 GEOD = Geod(ellps="WGS84")
 DETOUR, SNAP_MAX = 1.3, 2000.0
@@ -52,7 +52,7 @@ def place_van(dsn: str, van: str, lon: float, lat: float, seen_ago: timedelta = 
 
 
 def new_case(client: TestClient, tok: str, lon: float, lat: float, accept: bool = True) -> str:
-    r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok))
+    r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth(tok)))
     assert r.status_code == 201, r.text
     code = r.json()["code"]
     if accept:

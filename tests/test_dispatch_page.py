@@ -23,7 +23,7 @@ from services.identity import Principal, create_token
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
 from .cases_fixtures import settings_for
 from .conftest import ARTIFACTS, PASSWORD, create_user, sign_in
-from .helpers import wait_for
+from .helpers import keyed, wait_for
 
 SEAT = (107.4812, 38.1834)
 ORIGIN = {"Origin": "http://testserver"}
@@ -215,7 +215,7 @@ def test_a_dispatcher_signs_in_picks_a_case_and_sends_a_van_in_one_click(
     # A case reported now joins the queue while the page is open (live push, no reload).
     r = httpx.post(
         srv.url + "/api/v1/cases",
-        headers={"Authorization": f"Bearer {admin}"},
+        headers=keyed({"Authorization": f"Bearer {admin}"}),
         timeout=30,
         json={
             "type": "grassland",

@@ -16,7 +16,7 @@ from geodata.migrate import migrate
 from services.settings import Settings
 
 from .conftest import make_token
-from .helpers import free_port, wait_for, with_redis_db
+from .helpers import free_port, keyed, wait_for, with_redis_db
 
 
 def test_healthz_ok_reports_the_postgis_version(app_settings: Settings, db_url: str) -> None:
@@ -29,7 +29,7 @@ def test_healthz_ok_reports_the_postgis_version(app_settings: Settings, db_url: 
     assert r.status_code == 200
     body = r.json()
     assert _parts(body) == {"status": "ok", "postgis": version, "redis": "ok"}
-    assert set(body["scheduler"]["jobs"]) == {"overdue", "reconcile", "partitions"}
+    assert set(body["scheduler"]["jobs"]) == {"overdue", "reconcile", "partitions", "idempotency"}
     assert body["rows_in_default_partitions"] == {"case_events": 0, "van_positions": 0}
     assert body["outbox"]["pending"] == 0 and set(body["outbox"]["relay"]) >= {"leader", "last_run", "last_error"}
     assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}
@@ -155,7 +155,7 @@ def test_a_postgis_outage_answers_the_api_503_in_seconds_then_recovers(
     body = {"type": "neighbour", "description": "停电时的上报", "lon": 110.0, "lat": 40.0, "channel": "grid_app"}
 
     def post() -> httpx.Response:
-        return httpx.post(f"{srv.url}/api/v1/cases", json=body, headers=h, timeout=60)
+        return httpx.post(f"{srv.url}/api/v1/cases", json=body, headers=keyed(h), timeout=60)
 
     assert post().status_code == 409  # no territory in this database: refused, but answered
     assert post().json()["error"] == "conflict"  # (now through the intake front: the token is cached)

@@ -20,7 +20,7 @@ from geodata.cases import Actor, IntakeRequest, NewCase
 from services.scheduler import deadline_rules
 
 from .cases_fixtures import auth, case_body, inner_point, inner_point_where, settings_for, token  # noqa: F401
-from .helpers import relay_running, stream_entries, wait_for
+from .helpers import keyed, relay_running, stream_entries, wait_for
 
 CLERK = Actor("clerk", "dispatcher", 7)
 
@@ -168,10 +168,10 @@ def test_the_api_refuses_nul_characters_with_the_field_named(
         ({"reported_at": "0001-01-01T00:00:00+14:00"}, "reported_at"),
     ):
         for _ in range(2):  # the token not cached yet, then cached
-            r = client_cached.post("/api/v1/cases", json={**case_body(lon, lat), **change}, headers=auth(tok))
+            r = client_cached.post("/api/v1/cases", json={**case_body(lon, lat), **change}, headers=keyed(auth(tok)))
             assert r.status_code == 422 and r.json()["field"] == field, r.text
     assert _count(demo_db, "SELECT count(*) FROM cases") == n_cases
-    code = client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=auth(tok)).json()["code"]
+    code = client_cached.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(auth(tok))).json()["code"]
     r = client_cached.post(
         f"/api/v1/cases/{code}/transitions", json={"action": "accept", "note": "好\x00"}, headers=auth(tok)
     )

@@ -19,7 +19,7 @@ from cli.stack import EmbeddedStack
 from services.identity import create_token
 
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
-from .helpers import wait_for, with_redis_db
+from .helpers import keyed, wait_for, with_redis_db
 
 SEAT = (107.4812, 38.1834)  # 敖勒召其镇, the banner seat: inside the territory, near the vans' base
 
@@ -35,7 +35,7 @@ def _tokens(dsn: str) -> dict[str, str]:
 def _report(base: str, token: str, lon: float, lat: float) -> str:
     r = httpx.post(
         base + "/api/v1/cases",
-        headers={"Authorization": f"Bearer {token}"},
+        headers=keyed({"Authorization": f"Bearer {token}"}),
         timeout=30,
         json={
             "type": "grassland",

@@ -28,12 +28,14 @@ moment or to what exists in the database. The routes document those rules in the
 (``since`` not after ``until``, a bbox's ``minx < maxx``, a track window of at most seven days, a
 ranking's level below its area's, a van's fix within the last year and at most 5 minutes ahead, a
 report dated since 2000, positions of vans that exist, what each transition needs) and refuse a
-request that breaks them with a 422 naming the field. The hook :func:`_documented_rules` makes
-schemathesis's *valid* requests follow them too; the invalid ones are sent as generated.
+request that breaks them with a 422 naming the field; likewise an Idempotency-Key names one request
+(the same key with another body is a 422). The hook :func:`_documented_rules` makes schemathesis's
+*valid* requests follow them too (a fresh key each); the invalid ones are sent as generated.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -134,7 +136,12 @@ def _schema(contract: ContractServer, headers: dict[str, str]) -> schemathesis.B
         {
             "seed": SEED,
             "headers": headers,
-            "checks": {"enabled": True},  # all of them, not only not_a_server_error
+            "checks": {
+                "enabled": True,  # all of them, not only not_a_server_error
+                # A report without its required Idempotency-Key is a 428 (Precondition Required, as
+                # the schema says): schemathesis's default list for a missing header, and 428.
+                "missing_required_header": {"expected-statuses": ["400", "401", "403", "406", "415", "422", "428"]},
+            },
             "generation": {"max-examples": MAX_EXAMPLES, "mode": "all", "database": "none"},
             "phases": {"enabled": True},  # examples, coverage, fuzzing, stateful
             "workers": 1,
@@ -218,6 +225,8 @@ def _documented_rules(vans: list[str]) -> Callable[[HookContext, Case], Case]:
                 _track_window(query)
             if path == "/api/v1/stats/ranking":
                 _ranking_level(query)
+        if case.headers and "Idempotency-Key" in case.headers:
+            case.headers["Idempotency-Key"] = f"contract-{uuid.uuid4().hex}"  # a new key for a new request
         body = case.body
         if path == "/api/v1/cases/{code}/transitions" and isinstance(body, dict):
             _action_inputs(body)

@@ -34,6 +34,7 @@ from services.live import LiveHub
 from services.runtime import Services
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, token  # noqa: F401
+from .helpers import keyed
 from .test_live_hub import _collect, _run
 
 WALL = Principal(1, "wall", "screen", None, kind="screen")  # a paired wall screen, the whole territory
@@ -70,7 +71,7 @@ def test_a_landline_and_a_mobile_show_their_last_4_digits_in_the_api_and_the_car
     lon, lat, cell = inner_point(demo_db)
     parties = [{"name": "巴图", "phone": MOBILE}, {"name": "乌兰其其格", "phone": LANDLINE}]
     body = case_body(lon, lat, parties=parties, description=f"巴图电话{MOBILE}，乌兰其其格座机{LANDLINE}")
-    r = client.post("/api/v1/cases", json=body, headers=auth(token("dispatcher")))
+    r = client.post("/api/v1/cases", json=body, headers=keyed(auth(token("dispatcher"))))
     assert r.status_code == 201, r.text
     code = r.json()["code"]
     shown_mobile, shown_landline = "****5678", "****4567"
@@ -225,7 +226,9 @@ def test_a_case_change_updates_the_tiles_and_the_map_shading_together(
 
     async def body(hub: LiveHub) -> tuple[int, int]:
         async with hub.subscribe(None) as (sub, _):  # a screen is open: the hub drops the figures
-            r = await asyncio.to_thread(client.post, "/api/v1/cases", json=case_body(lon, lat), headers=dispatcher)
+            r = await asyncio.to_thread(
+                client.post, "/api/v1/cases", json=case_body(lon, lat), headers=keyed(dispatcher)
+            )
             assert r.status_code == 201, r.text
             got = await _collect(sub, 1)
             assert got[0].type == "case.created"

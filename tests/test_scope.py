@@ -34,6 +34,7 @@ from services.settings import Settings
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point_where, token  # noqa: F401
 from .conftest import pair_screen, sign_in
+from .helpers import keyed
 from .test_live_hub import _collect, _ids, _publish, _run
 
 BANNER = "150623"
@@ -60,8 +61,8 @@ def two_towns(client: TestClient, token: Callable[..., str], demo_db: str) -> di
     lon_a, lat_a, cell_a = inner_point_where(demo_db, lambda c: c.startswith("150623100"))
     lon_b, lat_b, cell_b = inner_point_where(demo_db, lambda c: not c.startswith("150623100"))
     dispatcher = auth(token("dispatcher"))
-    code_a = client.post("/api/v1/cases", json=case_body(lon_a, lat_a), headers=dispatcher).json()["code"]
-    code_b = client.post("/api/v1/cases", json=case_body(lon_b, lat_b), headers=dispatcher).json()["code"]
+    code_a = client.post("/api/v1/cases", json=case_body(lon_a, lat_a), headers=keyed(dispatcher)).json()["code"]
+    code_b = client.post("/api/v1/cases", json=case_body(lon_b, lat_b), headers=keyed(dispatcher)).json()["code"]
     return {
         "town_a": cell_a[:9],
         "town_b": cell_b[:9],

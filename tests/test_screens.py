@@ -23,6 +23,7 @@ from services.settings import Settings
 from .browser import SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
 from .cases_fixtures import settings_for
 from .conftest import make_token
+from .helpers import keyed
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ def test_a_revoked_screens_open_page_shows_the_login_page_within_10_seconds(
     admin = make_token(demo_db, "admin")
     r = httpx.post(
         srv.url + "/api/v1/cases",
-        headers={"Authorization": f"Bearer {admin}"},
+        headers=keyed({"Authorization": f"Bearer {admin}"}),
         json={"type": "grassland", "description": "草场争议", "lon": 107.5, "lat": 38.2, "channel": "hotline_12345"},
         timeout=30,
     )

@@ -11,6 +11,7 @@ queue, the candidates and the van layer (``callbacks/live.py``).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
@@ -36,6 +37,7 @@ class Ids(StrEnum):
     MESSAGE = "dispatch-message"
     SELECTED = "dispatch-selected"  # the case code picked
     SENT = "dispatch-sent"  # the last send's outcome (bumps the panels)
+    SEND_KEY = "dispatch-send-key"  # the Idempotency-Key of the next send (new per selection and per send)
     QUEUE = "dispatch-queue"
     MAP = "dispatch-map"
     FOCUS = "dispatch-focus"  # the selected case's marker and its 500 m ring
@@ -46,6 +48,13 @@ class Ids(StrEnum):
 
 
 LAYERS = ("grids", "cases", "vans")  # the registry's layers this page draws (layers/registry.py)
+
+
+def new_send_key() -> str:
+    """A fresh Idempotency-Key for the page's sends: made when the page is shown, again when a case is
+    picked and after each send, so a double click (or a callback the browser sends again) carries the
+    same key and sends one van, and the next deliberate send is a new request."""
+    return uuid.uuid4().hex
 
 
 def point_layer(layer: Layer, url: str, hideout: dict[str, Any]) -> dl.GeoJSON:
@@ -74,6 +83,7 @@ def layout(
         children=[
             dcc.Store(id=Ids.SELECTED),
             dcc.Store(id=Ids.SENT),
+            dcc.Store(id=Ids.SEND_KEY, data=new_send_key()),
             dcc.Store(id=LIVE_TICK),
             html.Header(
                 className="yitu-header",
