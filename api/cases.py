@@ -39,7 +39,7 @@ from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
 from geodata import masking, workflow
 from geodata.clock import day_start
-from geodata.db import checkout_timeout
+from geodata.db import checkout_timeout, writing
 from geodata.queries import iso, pick
 from geodata.workflow import DeadlineRules
 from services import audit, events
@@ -86,7 +86,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         name="yitu-intake",
-        timeout=checkout_timeout(settings.db_connect_timeout, margin=2.0),
+        timeout=checkout_timeout(settings.db_connect_timeout),
         kwargs={**(main_kwargs or {}), "autocommit": True},
         check=_check_quietly,
         open=False,
@@ -394,7 +394,7 @@ def transition(
         raise errors.Forbidden(f"a {who.role} token cannot {body.action} cases", field="action")
     now = _now()
     params = body.model_dump(exclude={"action", "version"}, exclude_none=True)
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:  # the COMMIT's connection lost: 503 outcome_unknown (geodata/db.py)
         row, change = store.transition(
             conn, code, body.action, params, who.actor, rt.rules, now, version=body.version, authorize=who.require_case
         )

@@ -27,6 +27,7 @@ from api.openapi import READ, WRITE, answers
 from api.params import Text
 from geodata import cases as store
 from geodata import dispatch, masking
+from geodata.db import writing
 from geodata.queries import cameras_near, rounded
 from services import events
 from services.dispatching import (
@@ -216,7 +217,7 @@ def end_dispatch(dispatch_id: DispatchId, svc: Svc, rt: Rt, who: Who, body: EndI
         raise errors.Forbidden(f"a {who.role} token cannot end a dispatch", field="Authorization")
     body = body or EndIn()
     now = _now()
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:
         out = dispatch.end(
             conn,
             dispatch_id,
@@ -246,7 +247,7 @@ def cancel_dispatch(
     require_dispatcher(who)
     body = body or CancelIn()
     now = _now()
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:
         out = dispatch.cancel(
             conn, dispatch_id, who.actor, routing(svc.settings), now, note=body.note, authorize=scoped(who, "id")
         )

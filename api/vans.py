@@ -36,6 +36,7 @@ from api.deps import role_in, runtime, services
 from api.openapi import READ, WRITE, answers
 from api.params import Instant
 from geodata import tracking
+from geodata.db import writing
 from geodata.queries import iso, pick
 from geodata.tracking import IngestResult, Ping
 from services import events
@@ -99,7 +100,7 @@ def _partitions(request: Request) -> tracking.PartitionCache:
 def accept(request: Request, pings: list[Ping]) -> IngestResult:
     """Store a batch (PostGIS, committed), then tell the stream; the shared path of both endpoints."""
     svc: Services = request.app.state.services
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:  # ingest commits itself: a lost COMMIT is outcome_unknown (geodata/db.py)
         result = tracking.ingest(
             conn,
             pings,

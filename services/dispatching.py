@@ -13,11 +13,14 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import psycopg
 import redis
+from psycopg_pool import PoolTimeout
 
 from geodata import cases as store
 from geodata import dispatch
-from geodata.errors import Forbidden
+from geodata.db import writing
+from geodata.errors import Forbidden, OutcomeUnknown
 from geodata.queries import iso, pick, rounded
 from geodata.workflow import DeadlineRules
 from services import events
@@ -140,7 +143,7 @@ def send_van(
     require_dispatcher(who)
     now = _now()
     published: list[dict[str, Any]] = []
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:  # the COMMIT's connection lost: OutcomeUnknown (geodata/db.py)
         if accept_first:
             row = store.get_case(conn, case)
             if row is not None and row["step"] == "reported":
@@ -165,8 +168,14 @@ def release_van(svc: Services, rt: CasesRuntime, who: Principal, code: str, acti
     """
     if action not in dispatch.RELEASING_ACTIONS:
         return
-    with svc.pool.connection() as conn:
-        out = dispatch.release(conn, code, action, who.actor, routing(svc.settings), now)
+    try:
+        with svc.pool.connection() as conn:
+            out = dispatch.release(conn, code, action, who.actor, routing(svc.settings), now)
+    except (psycopg.Error, PoolTimeout, OutcomeUnknown) as exc:
+        # The case's change is committed and answered as such (a 503 here would say "nothing was
+        # written" of a change that was): the reconciler frees the van at its next run.
+        log.warning("van not released after case=%s action=%s; left to the reconciler error=%s", code, action, exc)
+        return
     if out is not None:
         events.publish_many(rt.stream, out.events)
 
