@@ -190,3 +190,37 @@ def test_the_dispatch_page_says_when_the_outcome_of_a_send_is_unknown(
     refused = page.send(svc, rt, who, other, "V02", "zh-CN")
     assert refused["ok"] is False and refused["message"] == TEXTS["zh-CN"]["error.service_unavailable"]
     assert _one(demo_db, "SELECT count(*) FROM dispatches WHERE case_code = %s", other) == 0
+
+
+def test_a_dispatch_cut_after_its_commit_is_in_doubt_and_not_sent_twice(
+    client: TestClient, relay: TcpCut, demo_db: str, token: Callable[..., str]
+) -> None:
+    headers = auth(token("dispatcher"))
+    code = _reported_case(client, headers, demo_db)
+    ok = client.post(f"/api/v1/cases/{code}/transitions", json={"action": "accept"}, headers=headers)
+    assert ok.status_code == 200, ok.text
+    with psycopg.connect(demo_db) as conn:
+        conn.execute(
+            "UPDATE vans SET geom = ST_SetSRID(ST_MakePoint(107.4812, 38.1834), 4326), last_seen_at = now(), "
+            "status = 'available' WHERE id = 'V04'"
+        )
+    mark = _marker()
+    send = {"case": code, "van": "V04", "note": mark}
+
+    relay.arm(b"COMMIT", after=mark.encode(), forward=True)
+    _in_doubt(client.post("/api/v1/dispatches", json=send, headers=headers))
+    assert _one(demo_db, "SELECT count(*) FROM dispatches WHERE case_code = %s AND note = %s", code, mark) == 1
+    again = client.post("/api/v1/dispatches", json=send, headers=headers)
+    assert again.status_code == 409, again.text  # the van is on its way already: not sent twice
+    assert _one(demo_db, "SELECT count(*) FROM dispatches WHERE case_code = %s", code) == 1
+
+
+def test_a_read_whose_connection_breaks_keeps_the_plain_503(
+    client: TestClient, relay: TcpCut, demo_db: str, token: Callable[..., str]
+) -> None:
+    headers = auth(token("dispatcher"))
+    code = _reported_case(client, headers, demo_db)
+    relay.arm(b"COMMIT", after=code.encode(), forward=True)
+    _nothing_written(client.get(f"/api/v1/cases/{code}", headers=headers))
+    assert relay.cuts == 1
+    assert client.get(f"/api/v1/cases/{code}", headers=headers).status_code == 200
