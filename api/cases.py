@@ -40,7 +40,7 @@ from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
 from geodata import idempotency, masking, outbox, workflow
 from geodata.clock import day_start
-from geodata.db import checkout_timeout
+from geodata.db import checkout_timeout, writing
 from geodata.queries import iso, pick
 from geodata.workflow import DeadlineRules
 from services import audit
@@ -85,7 +85,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         name="yitu-intake",
-        timeout=checkout_timeout(settings.db_connect_timeout, margin=2.0),
+        timeout=checkout_timeout(settings.db_connect_timeout),
         kwargs={**(main_kwargs or {}), "autocommit": True},
         check=_check_quietly,
         open=False,
@@ -407,7 +407,7 @@ def transition(
     key = key_of(who, idempotency_key, f"POST /api/v1/cases/{code}/transitions", body.model_dump(mode="json"))
     params = body.model_dump(exclude={"action", "version"}, exclude_none=True)
     route = "POST /api/v1/cases/{code}/transitions"
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:  # the COMMIT's connection lost: 503 outcome_unknown (geodata/db.py)
         stored = idempotency.claim(conn, key)  # first: a retry running now waits here, holding no lock
         if stored is not None:
             # The answer shows the case's parties again: a read, logged as the first one was.

@@ -29,6 +29,7 @@ from api.openapi import READ, WRITE, answers
 from api.params import Text
 from geodata import cases as store
 from geodata import dispatch, idempotency, masking, outbox
+from geodata.db import writing
 from geodata.idempotency import Answer
 from geodata.queries import cameras_near, rounded
 from services.dispatching import (
@@ -231,7 +232,7 @@ def end_dispatch(
     body = body or EndIn()
     now = _now()
     key = key_of(who, idempotency_key, f"POST /api/v1/dispatches/{dispatch_id}/end", body.model_dump(mode="json"))
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:
         stored = idempotency.claim(conn, key)
         if stored is not None:
             return replay(response, stored)
@@ -274,7 +275,7 @@ def cancel_dispatch(
     body = body or CancelIn()
     now = _now()
     key = key_of(who, idempotency_key, f"POST /api/v1/dispatches/{dispatch_id}/cancel", body.model_dump(mode="json"))
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:
         stored = idempotency.claim(conn, key)
         if stored is not None:
             return replay(response, stored)

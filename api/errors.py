@@ -24,12 +24,14 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from api.auth import principal
+from geodata.db import database_unavailable
 from geodata.errors import (
     BadRequest,
     Conflict,
     Forbidden,
     Invalid,
     NotFound,
+    OutcomeUnknown,
     PayloadTooLarge,
     PreconditionRequired,
     TimedOut,
@@ -49,6 +51,7 @@ __all__ = [
     "Forbidden",
     "Invalid",
     "NotFound",
+    "OutcomeUnknown",
     "PayloadTooLarge",
     "PreconditionRequired",
     "TimedOut",
@@ -59,6 +62,7 @@ __all__ = [
     "Unavailable",
     "UnsupportedMediaType",
     "YituError",
+    "database_unavailable",
     "fallback_router",
     "install",
     "payload",
@@ -80,6 +84,7 @@ STATUS: dict[type[YituError], int] = {
     TooManyConnections: 429,
     TooManyAttempts: 429,
     Unavailable: 503,
+    OutcomeUnknown: 503,
 }
 
 
@@ -112,21 +117,11 @@ def payload(exc: YituError) -> tuple[int, dict[str, Any], dict[str, str] | None]
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, Unavailable):
         headers = {"Retry-After": "5"}
+    elif isinstance(exc, OutcomeUnknown):  # the server may well be up: the retry (same key) tells
+        headers = {"Retry-After": "1"}
     elif isinstance(exc, TooManyAttempts):
         headers = {"Retry-After": str(exc.extra.get("retry_after", 60))}
     return _status_of(exc), body, headers
-
-
-def database_unavailable(exc: Exception) -> Unavailable:
-    """The database down or gone mid-request (a pool timeout, a lost connection; also a deadlock
-    or a cancelled statement): nothing of the request was committed, and trying again is the answer.
-    A statement cancelled by its ``statement_timeout`` (psycopg's QueryCanceled, SQLSTATE 57014) is
-    the kind :class:`TimedOut` (503 as well, but says the request was too heavy, not the server down)."""
-    if isinstance(exc, psycopg.errors.QueryCanceled):
-        log.warning("statement timed out for a request error=%s", exc.sqlstate)
-        return TimedOut("the query took longer than its time budget and was cancelled; narrow it or try again")
-    log.warning("database unavailable for a request error=%s", type(exc).__name__)
-    return Unavailable("the database is unavailable; nothing was written, try again")
 
 
 # The framework's refusals (starlette's HTTPException) by status: the ``error`` code of the one shape.

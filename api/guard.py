@@ -51,6 +51,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
 from api.auth import SCOPE_KEY
+from geodata import db
 from geodata.workflow import ROLES
 from layers import registry
 from services import identity
@@ -357,6 +358,16 @@ class Guard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        svc: Services | None = getattr(getattr(scope.get("app"), "state", None), "services", None)
+        if scope["type"] != "http" or svc is None:
+            await self._check(scope, receive, send)
+            return
+        # From its arrival, a request waits for the database at most the documented bound (its
+        # checkouts, the intake lanes' included, and the guard's own lookups): geodata/db.py.
+        with db.answer_by(db.answer_within(svc.settings.db_connect_timeout)):
+            await self._check(scope, receive, send)
+
+    async def _check(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return

@@ -16,12 +16,23 @@ statement that fails as a whole (a database error) is retried one request at a t
 request that causes an error sees it. The batch's ``case.created`` events are written to the
 outbox by the statement itself (case_intake.sql), in the order of the requests: committed with the
 cases, published by the relay (services/relay.py) once they are.
+
+The database failing is answered honestly and in time. A batch waits for a connection only until
+the deadline of its oldest request (geodata/db.py: the connect timeout + 2 s from the request's
+arrival, set by the guard), so with the database down the batches queued behind one another
+do not each wait a whole pool timeout: every report gets its 503 within the bound. No connection
+(or an error from the server, which rolled the statement back): ``service_unavailable``, nothing
+was written. The connection lost while the statement was in flight (it is its own transaction,
+in autocommit): it may have committed, so ``outcome_unknown`` for every request of the batch,
+never a retry one by one (that would write twice what did commit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +42,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from api import errors
 from geodata import cases as store
+from geodata import db
 from geodata.workflow import DeadlineRules
 
 log = logging.getLogger("yitu.intake")
@@ -42,6 +54,7 @@ MAX_BATCH = 64  # requests per statement
 @dataclass
 class _Waiting:
     req: store.IntakeRequest
+    deadline: float  # time.monotonic() by which the request is answered when the database is down
     done: asyncio.Future[store.IntakeResult] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -68,11 +81,12 @@ class IntakeLanes:
         Raises :class:`api.errors.Unavailable` when the database cannot be reached, and
         an error of the request's own (one the database raised for it alone) as it is.
         """
-        waiting = _Waiting(req)
+        waiting = _Waiting(req, db.deadline() or time.monotonic() + self.pool.timeout)
         self._queue.append(waiting)
         if self._active < self.lanes:
             self._active += 1
-            task = asyncio.get_running_loop().create_task(self._lane())
+            # A context of its own: the lane outlives this request, and must not carry its deadline.
+            task = asyncio.get_running_loop().create_task(self._lane(), context=contextvars.Context())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         # The lane sets the result even if this request is cancelled (its client went away):
@@ -119,10 +133,10 @@ class IntakeLanes:
     async def _write(self, batch: list[_Waiting]) -> None:
         for attempt in range(3):
             try:
-                results = await self._statement([w.req for w in batch])
+                results = await self._statement([w.req for w in batch], min(w.deadline for w in batch))
                 break
-            except errors.Unavailable:
-                raise
+            except (errors.Unavailable, errors.OutcomeUnknown):
+                raise  # nothing written, or perhaps all of it: not one by one either way
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 # Two batches taking the same rows (a day's first code of two banners, two keys) in
                 # opposite order: nothing was written; once more (the statement orders its writes).
@@ -143,11 +157,13 @@ class IntakeLanes:
                 down: errors.Unavailable | None = None
                 for w in batch:
                     try:
-                        if down is not None:  # not one pool timeout per request
+                        if down is not None:  # the database gone: the rest are not sent
                             raise down
                         await self._write([w])
                     except Exception as one:
-                        if isinstance(one, errors.Unavailable):
+                        if isinstance(one, errors.OutcomeUnknown):
+                            down = _unavailable(one, 1)
+                        elif isinstance(one, errors.Unavailable):
                             down = one
                         if not w.done.done():
                             w.done.set_exception(one)
@@ -158,27 +174,26 @@ class IntakeLanes:
             if not w.done.done():
                 w.done.set_result(result)
 
-    async def _statement(self, reqs: list[store.IntakeRequest]) -> list[store.IntakeResult]:
+    async def _statement(self, reqs: list[store.IntakeRequest], deadline: float) -> list[store.IntakeResult]:
+        """The batch's one statement; waits for a connection until ``deadline`` at most."""
+        sent = False
         try:
-            async with self.pool.connection() as conn:
+            async with self.pool.connection(timeout=max(deadline - time.monotonic(), db.MIN_WAIT)) as conn:
+                sent = True  # from here on the statement may reach the server (autocommit: it commits)
                 results = await store.intake_many_async(conn, reqs, self.rules, datetime.now(UTC))
         except (PoolTimeout, PoolClosed) as exc:
             raise _unavailable(exc, len(reqs)) from exc
         except psycopg.OperationalError as exc:
-            if not _connection_lost(exc):
-                raise  # a deadlock, a cancelled statement: not an outage
+            if not db.connection_lost(exc):
+                raise  # a deadlock, a cancelled statement: the server rolled it back, not an outage
+            if sent:
+                raise db.in_doubt(exc) from exc
             raise _unavailable(exc, len(reqs)) from exc
         self.batches += 1
         self.requests += len(reqs)
         # A retry's lookup of the case its key made, failed after the statement committed: that
         # request alone is told to send again (its key keeps it from being written twice).
         return [_unavailable(r, 1, _LOOKUP_LOST) if isinstance(r, psycopg.Error) else r for r in results]
-
-
-def _connection_lost(exc: psycopg.Error) -> bool:
-    """The server or the connection is gone (no SQLSTATE, class 08, or a shutdown: 57P01–57P03)."""
-    state = exc.sqlstate
-    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 _LOOKUP_LOST = (

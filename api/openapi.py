@@ -66,7 +66,10 @@ _WHY: dict[int, str] = {
     422: "A parameter or body field is invalid; ``field`` names it.",
     428: "A precondition header is required.",
     429: "Too many attempts: wait for ``Retry-After`` seconds.",
-    503: "PostGIS or Redis is unavailable: nothing was written, try again (``Retry-After``).",
+    503: "``service_unavailable`` / ``timeout``: PostGIS is unavailable (or the query ran past its budget) and "
+    "nothing was written; try again after ``Retry-After``. A write only: ``outcome_unknown``, the connection "
+    "was lost while the change was being committed, so it may or may not have been written; send it again "
+    "with the same ``Idempotency-Key``.",
 }
 # What a reading route can answer besides its success (401 / 403 / 429 also come from the guard in
 # front of every route), and a writing one with a JSON body besides those.

@@ -38,6 +38,7 @@ from api.idempotency import OptionalKey, key_of, keyed, replay
 from api.openapi import READ, WRITE, answers
 from api.params import Instant
 from geodata import idempotency, tracking
+from geodata.db import writing
 from geodata.idempotency import Answer, Key
 from geodata.queries import iso, pick
 from geodata.tracking import IngestResult, Ping
@@ -117,7 +118,7 @@ def accept_once(request: Request, pings: list[Ping], key: Key | None) -> IngestR
         "rules": runtime(request).rules,
         "moved_events": moved_events,  # with the arrivals' dispatch.arrived, case.changed: to the outbox
     }
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:  # ingest commits itself: a lost COMMIT is outcome_unknown (geodata/db.py)
         if key is None:
             result = tracking.ingest(conn, pings, **options)
         else:

@@ -16,15 +16,18 @@ from datetime import UTC, datetime
 from typing import Any, Required, TypedDict
 
 import dash_leaflet as dl
+import psycopg
 from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, html, no_update
 from dash.development.base_component import Component
 from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
 
 from callbacks.wall import case_card, van_board
 from dashboard.i18n import refusal, translator
 from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids, new_send_key
 from geodata import dispatch, masking, queries
-from geodata.errors import YituError
+from geodata.db import database_unavailable
+from geodata.errors import OutcomeUnknown, YituError
 from geodata.queries import query
 from layers import cases as cases_layer
 from services import dispatching
@@ -214,8 +217,12 @@ def send(
     try:
         idem = f"page-{key or new_send_key()}-{van}"[:200]
         out, _ = dispatching.send_van(svc, rt, who, code, van, None, accept_first=True, key=idem)
+    except OutcomeUnknown as exc:  # perhaps sent: the dispatcher looks before sending again
+        return {"ok": False, "message": t("dispatch.outcome_unknown").format(van=van, case=code), "field": exc.field}
     except YituError as exc:
         return {"ok": False, "message": refusal(exc, lang), "field": exc.field}
+    except (psycopg.Error, PoolTimeout) as exc:  # no connection, or lost before the COMMIT: nothing sent
+        return {"ok": False, "message": refusal(database_unavailable(exc), lang)}
     eta = f"{out['eta_s'] / 60:.0f}" if out.get("eta_s") is not None else "—"
     return {
         "ok": True,

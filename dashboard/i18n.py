@@ -117,6 +117,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "dispatch.cameras": "周边500米监控",
         "dispatch.no_cameras": "500米内无监控",
         "dispatch.sent": "已派 {van} 前往 {case}，预计 {eta} 分钟到达",
+        "dispatch.outcome_unknown": "派车结果未知：提交时与数据库的连接中断，{van} 可能已派往 {case}，也可能没有。"
+        "请先查看该案件和车辆的状态（页面会自动刷新），确认未派出后再重试",
         "dispatch.left": "剩余 {h}",
         "dispatch.over": "超期 {h}",
         "dispatch.km": "公里",
@@ -142,6 +144,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.illegal_transition": "案件当前所处环节不允许此操作",
         "error.transition_conflict": "案件当前所处环节不允许此操作",
         "error.service_unavailable": "服务暂不可用，未作任何修改，请稍后重试",
+        "error.outcome_unknown": "提交时与数据库的连接中断：此操作可能已生效，也可能没有。"
+        "请先查看当前状态，确认未生效后再重试",
         "error.unavailable": "服务暂不可用，未作任何修改，请稍后重试",
         "error.workflow_error": "案件流程不允许此操作",
         "error.missing_input": "此操作缺少必要的信息",
@@ -366,6 +370,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "dispatch.cameras": "Cameras within 500 m",
         "dispatch.no_cameras": "No camera within 500 m",
         "dispatch.sent": "{van} sent to {case}, ETA {eta} min",
+        "dispatch.outcome_unknown": "Dispatch outcome unknown: the connection to the database broke while saving, "
+        "so {van} may or may not be on its way to {case}. Check the case and the van (the page refreshes by "
+        "itself) and send again only if it was not sent",
         "dispatch.left": "{h} left",
         "dispatch.over": "{h} overdue",
         "dispatch.km": "km",
@@ -391,6 +398,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "error.illegal_transition": "The case's current step does not allow this",
         "error.transition_conflict": "The case's current step does not allow this",
         "error.service_unavailable": "The service is unavailable; nothing was changed, try again shortly",
+        "error.outcome_unknown": "The connection to the database broke while saving: this may or may not have "
+        "taken effect. Check the current state first, and try again only if it did not",
         "error.unavailable": "The service is unavailable; nothing was changed, try again shortly",
         "error.workflow_error": "The case's workflow does not allow this",
         "error.missing_input": "This action needs more information",

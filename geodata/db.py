@@ -1,30 +1,197 @@
-"""The PostGIS connection pool.
+"""The PostGIS connection pool, and the honest answer of a write whose connection failed.
 
 Opened without waiting, so the app starts (and answers /healthz with 503) while the database
 is down; every checkout tests the connection, so a restarted server is picked up by itself. Every
 connection starts with a ``statement_timeout`` and an ``idle_in_transaction_session_timeout`` (set in
 the startup packet, so they cost no round trip): no request can keep a backend busy, or hold locks
 while its client dawdles, for longer than its budget. A route class that needs more (the CSV export)
-raises its own budget with ``SET LOCAL`` in its transaction (:func:`budget`). A checkout waits
-at most :func:`checkout_timeout` for a connection (not psycopg_pool's 30 s): with
-the database down a request is answered 503 in seconds (api/errors.py), not left hanging.
+raises its own budget with ``SET LOCAL`` in its transaction (:func:`budget`).
+
+**Bounded waits.** A request's checkouts wait at most until :func:`answer_within` of its *arrival*
+(the guard sets the deadline, :func:`answer_by`), not a fixed time from the checkout: a request
+that first queued for a thread or an intake lane does not then wait a whole pool timeout on top,
+so with the database down every request is answered 503 within the documented bound however
+many queue. Callers without a deadline (the scheduler, the command line) wait the pool's timeout.
+
+**What a failed write says** (:func:`writing`, the intake lanes): no connection obtained, or an
+error from a server that was there (it rolled the transaction back), or the connection lost
+before COMMIT was sent (PostgreSQL aborts the transaction): nothing was written, a plain 503.
+The connection lost (or the server shutting down) *while* COMMIT — or an autocommit write
+statement — was in flight: nobody can tell whether it committed, and the answer says so
+(:class:`~geodata.errors.OutcomeUnknown`, 503 ``outcome_unknown``: send it again with the same
+Idempotency-Key). Reads keep their plain 503.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
+
+from geodata.errors import OutcomeUnknown, TimedOut, Unavailable
 
 log = logging.getLogger("yitu.db")
 
+ANSWER_MARGIN = 2.0  # seconds beyond one connection attempt before a request is answered 503
+MIN_WAIT = 0.01  # a request past its deadline still takes a connection that is ready at once
+SHUTDOWN_STATES = ("57P01", "57P02", "57P03")  # admin_shutdown, crash_shutdown, cannot_connect_now
 
-def checkout_timeout(connect_timeout: float, margin: float = 7.0) -> float:
-    """How long a request waits for a pooled connection: one connection attempt and a margin
-    (the main pool's 7 s lets a burst of slow wall-screen queries queue rather than fail; the
-    intake pool's 2 s: its lanes hold at most two connections, only an outage makes them wait)."""
+IN_DOUBT = (
+    "the connection to the database was lost while the change was being committed: it may or may "
+    "not have been written; send it again with the same Idempotency-Key"
+)
+
+
+def checkout_timeout(connect_timeout: float, margin: float = ANSWER_MARGIN) -> float:
+    """How long a request may wait for a pooled connection: one connection attempt and a margin.
+    One bound for every route (reports, transitions, reads): a pool that cannot hand out a
+    connection in that time is down or overloaded, and a 503 with Retry-After is the answer."""
     return connect_timeout + margin
+
+
+def answer_within(connect_timeout: float) -> float:
+    """The documented bound of a 503 while the database is down, counted from a request's arrival."""
+    return checkout_timeout(connect_timeout)
+
+
+_DEADLINE: ContextVar[float | None] = ContextVar("yitu_db_deadline", default=None)
+
+
+@contextmanager
+def answer_by(seconds: float) -> Iterator[float]:
+    """Give the current request (its task, and the threads it hands work to) a deadline ``seconds``
+    from now: every checkout of :class:`Pool` and the intake lanes waits at most until then."""
+    deadline = time.monotonic() + seconds
+    token = _DEADLINE.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _DEADLINE.reset(token)
+
+
+def deadline() -> float | None:
+    """The current request's deadline (``time.monotonic()`` clock), None outside a request."""
+    return _DEADLINE.get()
+
+
+def wait_left(default: float) -> float:
+    """How long a checkout may wait now: until the request's deadline (at least :data:`MIN_WAIT`),
+    or ``default`` outside a request."""
+    end = _DEADLINE.get()
+    if end is None:
+        return default
+    return min(default, max(end - time.monotonic(), MIN_WAIT))
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The server or the connection is gone: an OperationalError without a SQLSTATE (the socket),
+    of class 08 (connection exception) or a server shutdown (57P01–57P03). Any other SQLSTATE
+    came from a server that was there and rolled the statement's transaction back."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in SHUTDOWN_STATES
+
+
+def database_unavailable(exc: Exception) -> Unavailable:
+    """The database down or gone mid-request (a pool timeout, a lost connection; also a deadlock
+    or a cancelled statement): nothing of the request was committed, and trying again is the answer.
+    Only a read, or a write before its COMMIT, gets here: a write losing its connection *during*
+    the COMMIT is :func:`in_doubt` instead. A statement cancelled by its ``statement_timeout``
+    (psycopg's QueryCanceled, SQLSTATE 57014) is the kind :class:`TimedOut` (503 as well, but says
+    the request was too heavy, not the server down)."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        log.warning("statement timed out for a request error=%s", exc.sqlstate)
+        return TimedOut("the query took longer than its time budget and was cancelled; narrow it or try again")
+    log.warning("database unavailable for a request error=%s", type(exc).__name__)
+    return Unavailable("the database is unavailable; nothing was written, try again")
+
+
+def in_doubt(exc: BaseException) -> OutcomeUnknown:
+    """The answer of a write whose commit's fate is unknown (logged once, with the cause)."""
+    log.warning("the outcome of a write is unknown: connection lost while committing error=%s", type(exc).__name__)
+    return OutcomeUnknown(IN_DOUBT, field="Idempotency-Key")
+
+
+@contextmanager
+def _lost_means_unknown(committing: Callable[[], bool]) -> Iterator[None]:
+    """Around a COMMIT: losing the connection raises :class:`OutcomeUnknown` when ``committing()``
+    (asked only then: a transaction with a write was open and its COMMIT on its way); anything
+    else passes as it is."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        if committing() and connection_lost(exc):
+            raise in_doubt(exc) from exc
+        raise
+
+
+class Connection(psycopg.Connection[Any]):
+    """The pool's connections. While one carries a request's write (:func:`writing` sets
+    ``writes``), a lost connection during a COMMIT — its own, or that of an outermost
+    ``conn.transaction()`` block inside the write (GPS batches commit so) — raises
+    :class:`OutcomeUnknown` instead of the bare OperationalError that means "nothing written"."""
+
+    writes: bool = False
+
+    def commit(self) -> None:
+        pending = self.writes and self.info.transaction_status == TransactionStatus.INTRANS
+        with _lost_means_unknown(lambda: pending):
+            super().commit()
+
+    @contextmanager
+    def transaction(
+        self, savepoint_name: str | None = None, force_rollback: bool = False
+    ) -> Iterator[psycopg.Transaction]:
+        outer = self.info.transaction_status == TransactionStatus.IDLE  # BEGIN here, COMMIT at the end
+        committing = False
+        with (
+            _lost_means_unknown(lambda: committing and self.writes),
+            super().transaction(savepoint_name, force_rollback) as tx,
+        ):
+            yield tx
+            committing = outer and not force_rollback
+
+
+def commit(conn: psycopg.Connection[Any]) -> None:
+    """Commit a write, telling a lost connection during the COMMIT apart (:class:`OutcomeUnknown`)."""
+    pending = conn.info.transaction_status == TransactionStatus.INTRANS
+    with _lost_means_unknown(lambda: pending):
+        conn.commit()
+
+
+@contextmanager
+def writing(pool: ConnectionPool[Any], timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled connection for one request's write, committed here when the block ends.
+
+    As ``pool.connection()``, but a failure is answered honestly: no connection (PoolTimeout) or
+    an error before the COMMIT left the database as it was (the handler's plain 503); the
+    connection lost during the COMMIT raises :class:`OutcomeUnknown` (503 ``outcome_unknown``).
+    """
+    with pool.connection(timeout) as conn:
+        mark = isinstance(conn, Connection)
+        if mark:
+            conn.writes = True
+        try:
+            yield conn
+            commit(conn)
+        finally:
+            if mark:
+                conn.writes = False
+
+
+class Pool(ConnectionPool[Connection]):
+    """psycopg's pool, whose checkouts wait at most until the request's deadline (:func:`answer_by`)."""
+
+    def getconn(self, timeout: float | None = None) -> Connection:
+        return super().getconn(wait_left(self.timeout) if timeout is None else timeout)
 
 
 def session_options(statement_timeout_ms: int = 0, idle_in_transaction_ms: int = 0) -> str:
@@ -54,9 +221,10 @@ def open_pool(
     name: str = "yitu",
     statement_timeout_ms: int = 0,
     idle_in_transaction_ms: int = 0,
-) -> ConnectionPool:
-    pool = ConnectionPool(
+) -> ConnectionPool[Any]:
+    pool = Pool(
         dsn,
+        connection_class=Connection,
         min_size=min_size,
         max_size=max_size,
         timeout=checkout_timeout(connect_timeout),

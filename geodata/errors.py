@@ -94,6 +94,16 @@ class Unavailable(YituError):
     code = "service_unavailable"
 
 
+class OutcomeUnknown(YituError):
+    """The connection to the database was lost after a write was sent to be committed (a COMMIT,
+    or an autocommit statement in flight), or the server shut down at that moment: the change may
+    or may not have been written, and nobody here can tell. Not :class:`Unavailable` (whose promise
+    is "nothing was written"): the client sends the request again with the same Idempotency-Key,
+    which answers what the first attempt made if it was committed and writes it once if not."""
+
+    code = "outcome_unknown"
+
+
 class PayloadTooLarge(BadRequest):
     """A request body over its cap (api/budgets.py): refused while it streams, before the rest is read."""
 

@@ -14,9 +14,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
 from geodata import cases as store
 from geodata import dispatch, idempotency, outbox
-from geodata.errors import Forbidden
+from geodata.db import writing
+from geodata.errors import Forbidden, OutcomeUnknown
 from geodata.queries import iso, pick, rounded
 from geodata.workflow import DeadlineRules
 from services.identity import Principal
@@ -141,7 +145,7 @@ def send_van(
     request = {"case": case, "van": van, "note": note, **({"accept_first": True} if accept_first else {})}
     idem = idempotency.Key.of(who.actor.key_scope, key, "POST /api/v1/dispatches", request)
     published: list[dict[str, Any]] = []
-    with svc.pool.connection() as conn:
+    with writing(svc.pool) as conn:  # the COMMIT's connection lost: OutcomeUnknown (geodata/db.py)
         stored = idempotency.claim(conn, idem)  # first: a second click waits here, holding no lock
         if stored is not None:
             return stored.body, True
@@ -171,10 +175,15 @@ def release_van(svc: Services, rt: CasesRuntime, who: Principal, code: str, acti
     """
     if action not in dispatch.RELEASING_ACTIONS:
         return
-    with svc.pool.connection() as conn:
-        out = dispatch.release(conn, code, action, who.actor, routing(svc.settings), now)
-        if out is not None:
-            outbox.append(conn, out.events)
+    try:
+        with svc.pool.connection() as conn:
+            out = dispatch.release(conn, code, action, who.actor, routing(svc.settings), now)
+            if out is not None:
+                outbox.append(conn, out.events)
+    except (psycopg.Error, PoolTimeout, OutcomeUnknown) as exc:
+        # The case's change is committed and answered as such (a 503 here would say "nothing was
+        # written" of a change that was): the reconciler frees the van at its next run.
+        log.warning("van not released after case=%s action=%s; left to the reconciler error=%s", code, action, exc)
 
 
 RECONCILER = store.Actor("reconciler", "system")
