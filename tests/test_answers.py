@@ -28,7 +28,7 @@ from dashboard.i18n import TEXTS
 from services.identity import Principal
 
 from .cases_fixtures import auth, case_body, inner_point, settings_for, token  # noqa: F401
-from .helpers import as_runtime
+from .helpers import as_runtime, keyed
 from .tcp_cut import TcpCut
 
 
@@ -81,7 +81,7 @@ def test_a_report_whose_connection_is_cut_after_its_statement_is_in_doubt_and_it
 ) -> None:
     lon, lat, _ = inner_point(demo_db)
     headers = auth(token("grid_worker"))
-    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=headers).status_code == 201
+    assert client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(headers)).status_code == 201
     mark = _marker()
     body = case_body(lon, lat, description=f"断线上报 {mark}")
     key = {**headers, "Idempotency-Key": f"report-{mark}"}

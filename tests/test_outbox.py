@@ -31,7 +31,7 @@ from services.scheduler import deadline_rules
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, settings_for, token  # noqa: F401
 from .conftest import make_token
-from .helpers import as_runtime, relay_running, stream_entries, wait_for, with_redis_db
+from .helpers import as_runtime, keyed, relay_running, stream_entries, wait_for, with_redis_db
 
 CLERK = cases.Actor("clerk", "dispatcher", 0)
 
@@ -79,9 +79,9 @@ def _report(url_or_client: Any, headers: dict[str, str], demo_db: str, i: int) -
     lon, lat, _ = inner_point(demo_db, offset=i)
     body = case_body(lon, lat, description=f"outbox {i}")
     if isinstance(url_or_client, str):
-        r = httpx.post(url_or_client + "/api/v1/cases", json=body, headers=headers, timeout=30)
+        r = httpx.post(url_or_client + "/api/v1/cases", json=body, headers=keyed(headers), timeout=30)
     else:
-        r = url_or_client.post("/api/v1/cases", json=body, headers=headers)
+        r = url_or_client.post("/api/v1/cases", json=body, headers=keyed(headers))
     assert r.status_code == 201, r.text
     return str(r.json()["code"])
 
