@@ -17,8 +17,9 @@ Two measurements in the same run, printed side by side:
   loopback. Intake is driven by ``wrk`` (one thread in C, so the load client takes a small share
   of the machine's CPU) with a Lua script POSTing varied points, types and descriptions with the
   bearer token; every answer must be 201, and the cases written and events published (by the
-  outbox relay, after the commit) are counted in PostGIS and Redis, not taken from the client. Cases-in-area is one request at a time over
-  every area of levels 1–3 and 200 cells (latency, not throughput).
+  outbox relay, after the commit) are counted in PostGIS and Redis, not taken from the client.
+  Cases-in-area is one request at a time over every area of levels 1–3 and 200 cells (latency,
+  not throughput).
 
 The load average before and after the HTTP run is printed: on a shared machine, say what else ran.
 """
