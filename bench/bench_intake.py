@@ -1,4 +1,4 @@
-"""Sustained case intake (grid assignment + audit + publish) and cases-in-area, on the city scale.
+"""Sustained case intake (grid assignment + audit + outbox) and cases-in-area, on the city scale.
 
 Run (wrk is the load client: ``apt-get install wrk``; without it, ``--client httpx``)::
 
@@ -16,9 +16,10 @@ Two measurements in the same run, printed side by side:
 * HTTP: ``uvicorn --factory cli.asgi:app --workers N --loop uvloop --http httptools`` on
   loopback. Intake is driven by ``wrk`` (one thread in C, so the load client takes a small share
   of the machine's CPU) with a Lua script POSTing varied points, types and descriptions with the
-  bearer token; every answer must be 201, and the cases written and events published are counted
-  in PostGIS and Redis, not taken from the client. Cases-in-area is one request at a time over
-  every area of levels 1–3 and 200 cells (latency, not throughput).
+  bearer token; every answer must be 201, and the cases written and events published (by the
+  outbox relay, after the commit) are counted in PostGIS and Redis, not taken from the client.
+  Cases-in-area is one request at a time over every area of levels 1–3 and 200 cells (latency,
+  not throughput).
 
 The load average before and after the HTTP run is printed: on a shared machine, say what else ran.
 """

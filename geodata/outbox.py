@@ -24,7 +24,6 @@ from geodata.queries import query
 
 # The advisory lock the relay's leader holds (pg_try_advisory_lock; per database): 'yitu' 'ob'.
 RELAY_LOCK = 0x7969_7475_6F62
-CHANNEL = "yitu_outbox"  # what the outbox's trigger notifies (020_outbox.sql)
 
 _APPEND = (
     "INSERT INTO outbox (type, event) "
@@ -108,6 +107,16 @@ def claim(conn: psycopg.Connection, floor: int, limit: int) -> list[Row]:
                 conn.execute("UPDATE outbox_counter SET last_id = %s", (base + len(fresh),))
             rows += sorted(fresh)
     return [Row(int(i), t, e) for i, t, e in rows]
+
+
+def waiting(conn: psycopg.Connection) -> bool:
+    """Is anything to publish (the relay's poll: two probes of partial indexes, no transaction)?"""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE outbox_id IS NULL)"
+        " OR EXISTS (SELECT 1 FROM outbox WHERE sent_at IS NULL AND outbox_id IS NOT NULL)",
+        prepare=True,
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def pending(conn: psycopg.Connection) -> int:

@@ -5,8 +5,10 @@ second it tries ``pg_try_advisory_lock`` on that connection; the holder is the l
 lives as long as the connection, so when the leader's process dies (or its connection does) it
 is free at once and another process's relay takes it at its next try, within about a second.
 
-The leader LISTENs to ``yitu_outbox`` (the outbox's trigger notifies at each commit that wrote
-events) and polls every second besides. Each round it claims the next rows (geodata/outbox.py
+The leader looks for new rows every ``IDLE`` seconds (a probe of a partial index, far cheaper
+than the LISTEN/NOTIFY it replaces: a transaction that notifies holds a cluster-wide lock through
+its commit's WAL flush, which made every writer's commit wait for the others', see 020_outbox.sql),
+and goes straight on while there are more. Each round it claims the next rows (geodata/outbox.py
 ``claim``: numbered 1, 2, 3 … and the numbers committed first), publishes them in one atomic
 step (services/events.py ``publish``, which skips what the stream already holds), and marks
 them sent. On taking the lead, and after any Redis error, it first reads the stream's last
@@ -23,21 +25,21 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from logging import DEBUG, WARNING
 from typing import Any
 
 import psycopg
 import redis
-from psycopg import sql
 
 from geodata import outbox
 from services import events
 
 log = logging.getLogger("yitu.relay")
 
-POLL = 1.0  # seconds between tries for the lead, and between rounds without a notification
+POLL = 1.0  # seconds between tries for the lead
+IDLE = 0.05  # seconds between the leader's looks for new rows while there were none
 BATCH = 500  # rows per claim and per publish
 
 
@@ -81,6 +83,7 @@ class Relay:
     stream: redis.Redis
     conn_kwargs: dict[str, Any] = field(default_factory=dict)
     poll: float = POLL
+    idle: float = IDLE
     batch: int = BATCH
     state: RelayState = field(default_factory=RelayState)
     _conn: psycopg.Connection | None = None
@@ -133,19 +136,31 @@ class Relay:
         while not self._stop.is_set():
             try:
                 if self._lead():
-                    self.run_once()
-                    self._wait()
+                    self.state.last_run = datetime.now(UTC)
+                    if not self._synced or outbox.waiting(self._conn_or_fail()):
+                        self.run_once()
+                    self._stop.wait(self.idle)
                 else:
                     self._stop.wait(self.poll)
             except psycopg.Error as exc:  # the database is gone (or the statement failed): reconnect
+                first = self.state.last_error is None  # once per outage in the log, not every second
                 self._failed(exc)
-                log.warning("outbox relay: database error; reconnecting error=%s", self.state.last_error)
+                log.log(
+                    WARNING if first else DEBUG,
+                    "outbox relay: database error; reconnecting error=%s",
+                    self.state.last_error,
+                )
                 self._drop()
                 self._stop.wait(self.poll)
             except redis.RedisError as exc:  # rows stay pending; the stream is read again first
+                first = self.state.last_error is None
                 self._failed(exc)
                 self._synced = False
-                log.warning("outbox relay: Redis unavailable; events wait error=%s", self.state.last_error)
+                log.log(
+                    WARNING if first else DEBUG,
+                    "outbox relay: Redis unavailable; events wait error=%s",
+                    self.state.last_error,
+                )
                 self._stop.wait(self.poll)
 
     def _lead(self) -> bool:
@@ -156,9 +171,10 @@ class Relay:
         if self.state.leader:
             return True
         self.state.lock_tries += 1
-        if not outbox.try_lead(self._conn):
+        led = outbox.try_lead(self._conn)
+        self.state.last_error = None  # the database answers (a leader clears it after its first round)
+        if not led:
             return False
-        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(outbox.CHANNEL)))
         self.state.leader = True
         self._synced = False
         log.info("outbox relay: this process publishes the events now")
@@ -192,17 +208,10 @@ class Relay:
         self.state.last_error = None
         return total
 
-    def _wait(self) -> None:
-        """Until a commit notifies, ``poll`` seconds pass, or the relay is stopped."""
-        assert self._conn is not None
-        deadline = time.monotonic() + self.poll
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            # In slices, so stop() is prompt; any notification ends the wait (their payload is empty).
-            for _ in self._conn.notifies(timeout=min(left, 0.2), stop_after=1):
-                return
+    def _conn_or_fail(self) -> psycopg.Connection:
+        if self._conn is None:
+            raise psycopg.OperationalError("the relay has no connection")
+        return self._conn
 
     def _failed(self, exc: BaseException) -> None:
         self.state.last_error = f"{type(exc).__name__}: {str(exc).strip()[:200]}"

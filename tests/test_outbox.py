@@ -322,3 +322,29 @@ def test_sent_rows_are_pruned_after_a_day_and_the_ids_go_on(demo_db: str, redis_
     with relay_running(as_runtime(demo_db), redis_url):
         wait_for(lambda: _pending(demo_db) == 0, what="the third sent")
     assert [(i, e["code"]) for i, _, e in _assert_consecutive_once(redis_url)] == [(1, "P1"), (2, "P2"), (3, "P3")]
+
+
+class _Broken:
+    """A stream client with a bug in it (not a Redis error): what the supervision is for."""
+
+    def xrevrange(self, *args: object, **kwargs: object) -> object:
+        raise ValueError("a bug, not an outage")
+
+
+def test_the_relay_is_supervised_an_unexpected_error_is_logged_and_the_loop_goes_on(
+    demo_db: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _append(demo_db, "S1")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    relay = Relay(as_runtime(demo_db), _Broken(), poll=0.1)  # type: ignore[arg-type]
+    relay.start()
+    try:
+        wait_for(lambda: relay.state.restarts >= 2, what="two restarts of the relay's loop")
+        assert relay.status()["running"] and "ValueError: a bug, not an outage" in (relay.state.last_error or "")
+        assert any(r.exc_info and "restarting" in r.getMessage() for r in caplog.records)  # with its traceback
+        relay.stream = client  # the bug gone: the same thread publishes what waited
+        wait_for(lambda: _codes(redis_url) == ["S1"], what="the event after the restarts")
+        wait_for(lambda: relay.state.last_error is None, what="the error cleared")
+    finally:
+        relay.stop()
+        client.close()

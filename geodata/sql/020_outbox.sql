@@ -36,19 +36,10 @@ CREATE TABLE outbox_counter (
 );
 INSERT INTO outbox_counter DEFAULT VALUES;
 
--- Wake the relay: one notification per statement that inserted rows (NOTIFY is delivered at
--- COMMIT, and repeats within a transaction fold into one). The relay also polls every second,
--- so a lost notification only delays.
-CREATE FUNCTION yitu_outbox_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM inserted) THEN
-        PERFORM pg_notify('yitu_outbox', '');
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION yitu_outbox_notify();
+-- No NOTIFY here, on purpose: a transaction that notifies takes one cluster-wide lock at COMMIT
+-- and holds it through its WAL flush, so every writer's commit would queue behind every other's
+-- (measured: intake at a third of its rate, bench/bench_intake.py). The relay polls instead
+-- (services/relay.py), with a query that costs an index probe.
 
 -- A timestamp as Python's datetime.isoformat() writes it (the session's zone, microseconds only
 -- when not zero), so an event built here (the intake statement's) reads exactly like one built by
