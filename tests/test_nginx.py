@@ -30,7 +30,7 @@ from services.identity import create_token
 
 from .browser import CHROMIUM_ARGS, Watched, chromium_path
 from .conftest import PASSWORD, ROOT, LiveServer, create_user
-from .helpers import free_port, wait_for
+from .helpers import free_port, keyed, wait_for
 from .test_live_browser import SEAT, _open_wall, _wait_pin
 
 DEPLOY = ROOT / "deploy" / "nginx.conf"
@@ -388,7 +388,7 @@ def test_the_live_socket_works_through_nginx(site_of, demo_db: str, tls_browser:
     with proxy.client() as c:
         r = c.post(
             proxy.base + "/api/v1/cases",
-            headers={"Authorization": f"Bearer {token}"},
+            headers=keyed({"Authorization": f"Bearer {token}"}),
             json={
                 "type": "grassland",
                 "description": "草场边界争议（经 nginx 推送）",
