@@ -42,10 +42,8 @@ SEAT = (107.4812, 38.1834)
 
 REPORT_JS = """async ([token, lon, lat]) => {
   const t0 = performance.now();
-  const key = 'bench-' + Date.now() + '-' + Math.random().toString(36).slice(2);  // each report its own
   const r = await fetch('/api/v1/cases', {method: 'POST', headers: {'Content-Type': 'application/json',
-      'Authorization': 'Bearer ' + token, 'Idempotency-Key': key},
-      body: JSON.stringify({type: 'neighbour', description: '邻里纠纷（推送测速）',
+      'Authorization': 'Bearer ' + token}, body: JSON.stringify({type: 'neighbour', description: '邻里纠纷（推送测速）',
       lon: lon, lat: lat, channel: 'grid_app', parties: [{name: '王五', phone: '13900001111'}]})});
   const body = await r.json();
   return {status: r.status, code: body.code, t0: t0, answered: performance.now()};
