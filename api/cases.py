@@ -40,7 +40,7 @@ from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
 from geodata import idempotency, masking, outbox, workflow
 from geodata.clock import day_start
-from geodata.db import checkout_timeout, writing
+from geodata.db import INTAKE_MARGIN, checkout_timeout, writing
 from geodata.queries import iso, pick
 from geodata.workflow import DeadlineRules
 from services import audit
@@ -85,7 +85,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         name="yitu-intake",
-        timeout=checkout_timeout(settings.db_connect_timeout),
+        timeout=checkout_timeout(settings.db_connect_timeout, margin=INTAKE_MARGIN),
         kwargs={**(main_kwargs or {}), "autocommit": True},
         check=_check_quietly,
         open=False,

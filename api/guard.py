@@ -362,9 +362,9 @@ class Guard:
         if scope["type"] != "http" or svc is None:
             await self._check(scope, receive, send)
             return
-        # From its arrival, a request waits for the database at most the documented bound (its
+        # A request waits for the database at most its pool's timeout from its arrival (its
         # checkouts, the intake lanes' included, and the guard's own lookups): geodata/db.py.
-        with db.answer_by(db.answer_within(svc.settings.db_connect_timeout)):
+        with db.arrived():
             await self._check(scope, receive, send)
 
     async def _check(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -18,9 +18,10 @@ outbox by the statement itself (case_intake.sql), in the order of the requests: 
 cases, published by the relay (services/relay.py) once they are.
 
 The database failing is answered honestly and in time. A batch waits for a connection only until
-the deadline of its oldest request (geodata/db.py: the connect timeout + 2 s from the request's
-arrival, set by the guard), so with the database down the batches queued behind one another
-do not each wait a whole pool timeout: every report gets its 503 within the bound. No connection
+the deadline of its oldest request (the intake pool's timeout, connect timeout + 2 s, from the
+request's arrival, which the guard notes: geodata/db.py), so with the database down the batches
+queued behind one another do not each wait a whole pool timeout: every report gets its 503
+within the bound. No connection
 (or an error from the server, which rolled the statement back): ``service_unavailable``, nothing
 was written. The connection lost while the statement was in flight (it is its own transaction,
 in autocommit): it may have committed, so ``outcome_unknown`` for every request of the batch,
@@ -78,10 +79,12 @@ class IntakeLanes:
     async def submit(self, req: store.IntakeRequest) -> store.IntakeResult:
         """The request's result once its batch (with its events, in the outbox) has committed.
 
-        Raises :class:`api.errors.Unavailable` when the database cannot be reached, and
-        an error of the request's own (one the database raised for it alone) as it is.
+        Raises :class:`api.errors.Unavailable` when the database cannot be reached (within the
+        pool's timeout of the request's arrival), :class:`api.errors.OutcomeUnknown` when the
+        connection was lost with its statement in flight, and an error of the request's own (one
+        the database raised for it alone) as it is.
         """
-        waiting = _Waiting(req, db.deadline() or time.monotonic() + self.pool.timeout)
+        waiting = _Waiting(req, (db.arrival() or time.monotonic()) + self.pool.timeout)
         self._queue.append(waiting)
         if self._active < self.lanes:
             self._active += 1

@@ -7,11 +7,15 @@ the startup packet, so they cost no round trip): no request can keep a backend b
 while its client dawdles, for longer than its budget. A route class that needs more (the CSV export)
 raises its own budget with ``SET LOCAL`` in its transaction (:func:`budget`).
 
-**Bounded waits.** A request's checkouts wait at most until :func:`answer_within` of its *arrival*
-(the guard sets the deadline, :func:`answer_by`), not a fixed time from the checkout: a request
-that first queued for a thread or an intake lane does not then wait a whole pool timeout on top,
-so with the database down every request is answered 503 within the documented bound however
-many queue. Callers without a deadline (the scheduler, the command line) wait the pool's timeout.
+**Bounded waits.** A pool's timeout counts from a request's *arrival* (the guard notes it,
+:func:`arrived`), not from the checkout: a request that first queued for a thread or behind an
+intake batch does not then wait a whole pool timeout on top, so with the database down every
+request is answered 503 within its pool's bound however many queue: a report within the connect
+timeout + 2 s (the intake pool, :data:`INTAKE_MARGIN`), any other route within + 7 s
+(:data:`MAIN_MARGIN`). Not one bound for both: opening connections takes seconds on a busy
+server, and the main pool's routes (a burst of GPS batches, of wall screens) must queue through
+that rather than fail; the intake lanes hold at most two connections, which only an outage
+makes wait. Callers outside a request (the scheduler, the command line) wait the pool's timeout.
 
 **What a failed write says** (:func:`writing`, the intake lanes): no connection obtained, or an
 error from a server that was there (it rolled the transaction back), or the connection lost
@@ -39,7 +43,8 @@ from geodata.errors import OutcomeUnknown, TimedOut, Unavailable
 
 log = logging.getLogger("yitu.db")
 
-ANSWER_MARGIN = 2.0  # seconds beyond one connection attempt before a request is answered 503
+INTAKE_MARGIN = 2.0  # seconds beyond one connection attempt before a report is answered 503
+MAIN_MARGIN = 7.0  # the same for the main pool's routes (see the module's docstring)
 MIN_WAIT = 0.01  # a request past its deadline still takes a connection that is ready at once
 SHUTDOWN_STATES = ("57P01", "57P02", "57P03")  # admin_shutdown, crash_shutdown, cannot_connect_now
 
@@ -49,45 +54,38 @@ IN_DOUBT = (
 )
 
 
-def checkout_timeout(connect_timeout: float, margin: float = ANSWER_MARGIN) -> float:
-    """How long a request may wait for a pooled connection: one connection attempt and a margin.
-    One bound for every route (reports, transitions, reads): a pool that cannot hand out a
-    connection in that time is down or overloaded, and a 503 with Retry-After is the answer."""
+def checkout_timeout(connect_timeout: float, margin: float = MAIN_MARGIN) -> float:
+    """A pool's timeout: one connection attempt and a margin (counted from a request's arrival)."""
     return connect_timeout + margin
 
 
-def answer_within(connect_timeout: float) -> float:
-    """The documented bound of a 503 while the database is down, counted from a request's arrival."""
-    return checkout_timeout(connect_timeout)
-
-
-_DEADLINE: ContextVar[float | None] = ContextVar("yitu_db_deadline", default=None)
+_ARRIVAL: ContextVar[float | None] = ContextVar("yitu_request_arrival", default=None)
 
 
 @contextmanager
-def answer_by(seconds: float) -> Iterator[float]:
-    """Give the current request (its task, and the threads it hands work to) a deadline ``seconds``
-    from now: every checkout of :class:`Pool` and the intake lanes waits at most until then."""
-    deadline = time.monotonic() + seconds
-    token = _DEADLINE.set(deadline)
+def arrived() -> Iterator[float]:
+    """Note the current request's arrival (its task, and the threads it hands work to): every
+    checkout of :class:`Pool` and the intake lanes waits at most until the pool's timeout after it."""
+    now = time.monotonic()
+    token = _ARRIVAL.set(now)
     try:
-        yield deadline
+        yield now
     finally:
-        _DEADLINE.reset(token)
+        _ARRIVAL.reset(token)
 
 
-def deadline() -> float | None:
-    """The current request's deadline (``time.monotonic()`` clock), None outside a request."""
-    return _DEADLINE.get()
+def arrival() -> float | None:
+    """When the current request arrived (``time.monotonic()`` clock), None outside a request."""
+    return _ARRIVAL.get()
 
 
-def wait_left(default: float) -> float:
-    """How long a checkout may wait now: until the request's deadline (at least :data:`MIN_WAIT`),
-    or ``default`` outside a request."""
-    end = _DEADLINE.get()
-    if end is None:
-        return default
-    return min(default, max(end - time.monotonic(), MIN_WAIT))
+def wait_left(timeout: float) -> float:
+    """How long a checkout may wait now: until ``timeout`` after the request's arrival (at least
+    :data:`MIN_WAIT`: a connection ready at once is still taken), or ``timeout`` outside a request."""
+    at = _ARRIVAL.get()
+    if at is None:
+        return timeout
+    return min(timeout, max(at + timeout - time.monotonic(), MIN_WAIT))
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -188,7 +186,7 @@ def writing(pool: ConnectionPool[Any], timeout: float | None = None) -> Iterator
 
 
 class Pool(ConnectionPool[Connection]):
-    """psycopg's pool, whose checkouts wait at most until the request's deadline (:func:`answer_by`)."""
+    """psycopg's pool, whose timeout counts from the request's arrival (:func:`arrived`)."""
 
     def getconn(self, timeout: float | None = None) -> Connection:
         return super().getconn(wait_left(self.timeout) if timeout is None else timeout)

@@ -143,8 +143,8 @@ def test_a_postgis_outage_answers_every_request_503_within_the_bound_however_man
 ) -> None:
     """Not a request hanging for the pool's 30 s, nor a 500, nor a queue of batches each waiting a
     pool timeout: with PostgreSQL down and more clients than the intake lanes and the thread pool
-    take at once, every answer is a 503 saying nothing was written, within the connect timeout
-    + 2 s (geodata/db.py's one bound) of its own sending."""
+    take at once, every answer is a 503 saying nothing was written, within its pool's timeout of
+    its own sending: a report the connect timeout + 2 s, the other routes + 7 s (geodata/db.py)."""
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -194,13 +194,15 @@ def test_a_postgis_outage_answers_every_request_503_within_the_bound_however_man
             answers = list(pool.map(one, kinds))
     finally:
         scratch_stack.start_pg()
-    bound = connect_timeout + 2.0 + 1.5  # the README's bound, and slack for a busy test machine
+    slack = 1.5  # for a busy test machine: 88 answers are made at about the same moment
+    bound = {"report": connect_timeout + 2.0 + slack, "transition": connect_timeout + 7.0 + slack}
+    bound["read"] = bound["transition"]
     for kind, took, r in answers:
         assert r.status_code == 503, (kind, r.text)
         # "nothing was written, try again" (the handler and the intake lanes alike)
         assert r.json()["error"] == "service_unavailable" and " written" in r.json()["message"], (kind, r.text)
         assert r.headers["retry-after"] == "5"
-        assert took < bound, (kind, took, sorted(round(t, 2) for _, t, _ in answers))
+        assert took < bound[kind], (kind, took, sorted(round(t, 2) for _, t, _ in answers))
     with httpx.Client(base_url=srv.url, timeout=60) as http:
         wait_for(lambda: calls["report"](http).status_code == 409, what="intake answering after PostgreSQL came back")
         wait_for(lambda: calls["transition"](http).status_code == 404, what="the other routes answering again")
