@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol
 
 ADDRESS = re.compile(r"^[0-9a-f]{64}$")
 STAGING = "tmp"
@@ -233,7 +233,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def copy_into(store: BlobStore, source: BinaryIO) -> tuple[str, bool]:
+def copy_into(store: BlobStore, source: IO[bytes]) -> tuple[str, bool]:
     """Store what ``source`` holds (read in chunks): (its address, whether it is new)."""
     with store.stage() as staged:
         while chunk := source.read(_CHUNK):
