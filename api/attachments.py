@@ -406,8 +406,6 @@ def _store(
         log.info("attachments stored case=%s files=%d by=%s", code, len(rows), who.ident)
         return 201, _listing(code, rows, present + len(rows), who)
     except BaseException as exc:
-        for p in prepared:
-            p.discard()
         _forget(svc, blobs, created)
         if isinstance(exc, psycopg.errors.UniqueViolation) and key is not None:
             # another request with this key committed between our look and our rows: answer as its retry
@@ -416,6 +414,9 @@ def _store(
             if rows:
                 return 200, _listing(code, _replay(rows, code, request_hash), len(rows), who)
         raise
+    finally:  # a replay found under the lock, a refusal, a failure: no staging file stays (a stored blob does)
+        for p in prepared:
+            p.discard()
 
 
 def _forget(svc: Services, blobs: LocalBlobStore, created: list[str]) -> None:
@@ -504,6 +505,7 @@ async def upload(
     reader = _reader(who)
 
     def in_scope() -> bool:
+        blobs.sweep_staging()  # staging files a killed process left (older than an hour)
         with svc.pool.connection() as conn:
             return store.case_for(conn, code, reader) is not None
 

@@ -413,7 +413,7 @@ def test_a_retry_with_the_same_key_stores_once(
 
 
 def test_two_uploads_with_one_key_at_once_store_once(
-    client: TestClient, token: Callable[..., str], demo_db: str
+    client: TestClient, token: Callable[..., str], demo_db: str, blob_dir: Path
 ) -> None:
     tok = token("grid_worker")
     code = new_case(client, tok, demo_db, offset=7)["code"]
@@ -434,6 +434,7 @@ def test_two_uploads_with_one_key_at_once_store_once(
     assert sorted(r.status_code for r in answers) == [200, 200, 200, 201]
     assert len({str(r.json()) for r in answers}) == 1
     assert rows(demo_db, code) == 3 and len(audit_rows(demo_db, code)) == 1
+    assert staging_left(blob_dir) == [] and len(stored_blobs(blob_dir)) == 9  # 3 files: original, copy, thumbnail
 
 
 # --- an upload cut off halfway -------------------------------------------------------------------------
