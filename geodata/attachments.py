@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from geodata.cases import Actor
-from geodata.queries import CHAIN_COLUMN, level_of, query
+from geodata.queries import query
 
 MAX_PER_CASE = 20
 MAX_FILE_BYTES = 10 * 1024 * 1024  # each file: 10 MiB
@@ -63,13 +63,14 @@ class NewAttachment:
 
 
 def scope(reader: Reader) -> sql.Composable:
-    """The WHERE condition on ``cases c`` that keeps a reader inside its scope."""
-    parts: list[sql.Composable] = []
-    if reader.area:
-        parts.append(sql.SQL("{} = %(area)s").format(sql.Identifier("c", CHAIN_COLUMN[level_of(reader.area)])))
+    """The WHERE condition on ``cases c`` that keeps a reader inside its scope: the area (the one
+    rule, ``yitu_in_scope`` of 018_scope.sql) and, for a van crew, the case its van is sent to."""
+    parts: list[sql.Composable] = [
+        sql.SQL("yitu_in_scope(%(area)s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)")
+    ]
     if reader.van is not None:
         parts.append(sql.SQL("c.assignee->>'kind' = 'van' AND c.assignee->>'id' = %(van)s"))
-    return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
+    return sql.SQL(" AND ").join(parts)
 
 
 def _params(reader: Reader, **more: Any) -> dict[str, Any]:
