@@ -106,8 +106,13 @@ def blob_store(svc: Services) -> LocalBlobStore:
     return LocalBlobStore(svc.settings.blob_path())
 
 
-def _reader(who: Principal) -> store.Reader:
-    return store.Reader(area=who.area, van=who.name if who.role == "van" else None)
+def _case(conn: psycopg.Connection, code: str, who: Principal, *, lock: bool = False) -> dict[str, Any]:
+    """The case ``code`` if ``who`` may see it (its area in the SQL, a van crew's case by
+    Principal.sees_case); 404 otherwise, unknown or not: outside the scope nothing is found."""
+    case = store.case_for(conn, code, who.area, lock=lock)
+    if case is None or not who.sees_case(case):
+        raise errors.NotFound(f"no case with code {code}", field="code")
+    return case
 
 
 def _item(row: dict[str, Any], who: Principal) -> dict[str, Any]:
@@ -374,13 +379,10 @@ def _store(
 ) -> tuple[int, dict[str, Any]]:
     """Judge, copy and store an upload in one transaction: (201 or 200 for a replay, the answer)."""
     request_hash = _request_hash(code, uploads)
-    reader = _reader(who)
     with svc.pool.connection() as conn:  # the cheap refusals first: a retry, a full case
         if key is not None and (rows := store.by_key(conn, who.actor.key_scope, key)):
             return 200, _listing(code, _replay(rows, code, request_hash), len(rows), who)
-        case = store.case_for(conn, code, reader)
-        if case is None:
-            raise errors.NotFound(f"no case with code {code}", field="code")
+        case = _case(conn, code, who)
         present = store.count(conn, case["id"])
         if present + len(uploads) > store.MAX_PER_CASE:
             raise _too_many(code, present, len(uploads))
@@ -388,9 +390,7 @@ def _store(
     created: list[str] = []
     try:
         with svc.pool.connection() as conn:
-            case = store.case_for(conn, code, reader, lock=True)  # uploads to this case take turns from here
-            if case is None:
-                raise errors.NotFound(f"no case with code {code}", field="code")
+            case = _case(conn, code, who, lock=True)  # uploads to this case take turns from here
             if key is not None and (rows := store.by_key(conn, who.actor.key_scope, key)):
                 return 200, _listing(code, _replay(rows, code, request_hash), len(rows), who)
             present = store.count(conn, case["id"])
@@ -502,15 +502,13 @@ async def upload(
 ) -> Response:
     svc = services(request)
     blobs = blob_store(svc)
-    reader = _reader(who)
 
-    def in_scope() -> bool:
+    def in_scope() -> None:
         blobs.sweep_staging()  # staging files a killed process left (older than an hour)
         with svc.pool.connection() as conn:
-            return store.case_for(conn, code, reader) is not None
+            _case(conn, code, who)
 
-    if not await run_in_threadpool(in_scope):  # before a byte of the body is read
-        raise errors.NotFound(f"no case with code {code}", field="code")
+    await run_in_threadpool(in_scope)  # 404 before a byte of the body is read
     try:
         uploads = await _read_files(request, blobs)
     except ClientDisconnect:
@@ -534,10 +532,7 @@ async def upload(
 def list_attachments(code: Annotated[str, Path(pattern=CODE)], request: Request, who: Who) -> dict[str, Any]:
     svc = services(request)
     with svc.pool.connection() as conn:
-        case = store.case_for(conn, code, _reader(who))
-        if case is None:
-            raise errors.NotFound(f"no case with code {code}", field="code")
-        rows = store.of_case(conn, case["id"])
+        rows = store.of_case(conn, _case(conn, code, who)["id"])
     return _listing(code, rows, len(rows), who)
 
 
@@ -546,8 +541,8 @@ AttachmentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 def _content_row(svc: Services, attachment_id: int, who: Principal, what: str) -> dict[str, Any]:
     with svc.pool.connection() as conn:
-        row = store.get(conn, attachment_id, _reader(who))
-    if row is None:
+        row = store.get(conn, attachment_id, who.area)
+    if row is None or not who.sees_case(row):
         raise errors.NotFound(f"no attachment {attachment_id}", field="attachment_id")
     if not masking.sees_attachment_content(who.role):
         raise errors.Forbidden(f"a {who.role} sees that attachments exist, not their {what}", field="attachment_id")

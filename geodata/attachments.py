@@ -4,8 +4,9 @@ The bytes are in the blob store (geodata/blobs.py); here are the rows (``attachm
 023) and the rules that need the database:
 
 - **Scope in the SQL.** A reader with an area sees the attachments of the cases whose grid chain
-  holds it, and a van crew those of the case its van is sent to, by the WHERE clause of the query
-  (:func:`scope`), as api/cases.py's lists do: an attachment outside it is not found at all.
+  holds it, by the WHERE clause of the query (``yitu_in_scope``, as every list of cases): an
+  attachment outside it is not found at all. The rows carry their case's grid chain and assignee
+  for Principal.sees_case (a van crew: its van's case only), which the API applies to the one case.
 - **At most :data:`MAX_PER_CASE` per case**, counted while the case's row is locked (uploads to
   one case take turns), so two phones sending at once cannot pass it together.
 - **One audit row per upload** on the case (``case_events``, action ``attachment``: the step and
@@ -38,14 +39,6 @@ AUDIT_ACTION = "attachment"
 
 
 @dataclass(frozen=True)
-class Reader:
-    """Whose scope applies: an area code (None: the whole territory) and, for a van crew, its van."""
-
-    area: str | None = None
-    van: str | None = None
-
-
-@dataclass(frozen=True)
 class NewAttachment:
     """One judged file with its stored blobs, ready for its row."""
 
@@ -62,28 +55,19 @@ class NewAttachment:
     filename: str | None
 
 
-def scope(reader: Reader) -> sql.Composable:
-    """The WHERE condition on ``cases c`` that keeps a reader inside its scope: the area (the one
-    rule, ``yitu_in_scope`` of 018_scope.sql) and, for a van crew, the case its van is sent to."""
-    parts: list[sql.Composable] = [
-        sql.SQL("yitu_in_scope(%(area)s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)")
-    ]
-    if reader.van is not None:
-        parts.append(sql.SQL("c.assignee->>'kind' = 'van' AND c.assignee->>'id' = %(van)s"))
-    return sql.SQL(" AND ").join(parts)
+# The reader's area scope: the one rule every query uses (yitu_in_scope, 018_scope.sql). A van
+# crew's narrower rule (its van's case only) is Principal.sees_case's, on the rows these return.
+SCOPE = sql.SQL("yitu_in_scope(%(area)s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)")
 
 
-def _params(reader: Reader, **more: Any) -> dict[str, Any]:
-    return {"area": reader.area, "van": reader.van, **more}
-
-
-def case_for(conn: psycopg.Connection, code: str, reader: Reader, *, lock: bool = False) -> dict[str, Any] | None:
-    """The case ``code`` (id, code, step, level) if ``reader`` may see it; locked for an upload."""
-    stmt = sql.SQL(query("attachment_case")).format(scope=scope(reader))
+def case_for(conn: psycopg.Connection, code: str, area: str | None, *, lock: bool = False) -> dict[str, Any] | None:
+    """The case ``code`` (id, code, step, level, grid chain, assignee) if it lies in ``area`` (None:
+    the whole territory); locked for an upload."""
+    stmt = sql.SQL(query("attachment_case")).format(scope=SCOPE)
     if lock:
         stmt = sql.Composed([stmt, sql.SQL(" FOR UPDATE OF c")])
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(stmt, _params(reader, code=code)).fetchone()
+        return cur.execute(stmt, {"area": area, "code": code}).fetchone()
 
 
 def _select(conn: psycopg.Connection, where: sql.Composable, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -102,10 +86,9 @@ def count(conn: psycopg.Connection, case_id: int) -> int:
     return int(row[0]) if row else 0
 
 
-def get(conn: psycopg.Connection, attachment_id: int, reader: Reader) -> dict[str, Any] | None:
-    """One attachment if ``reader``'s scope reaches its case; None otherwise (as if there were none)."""
-    where = sql.SQL("a.id = %(id)s AND {}").format(scope(reader))
-    rows = _select(conn, where, _params(reader, id=attachment_id))
+def get(conn: psycopg.Connection, attachment_id: int, area: str | None) -> dict[str, Any] | None:
+    """One attachment (with its case's grid chain and assignee) if its case lies in ``area``; else None."""
+    rows = _select(conn, sql.SQL("a.id = %(id)s AND {}").format(SCOPE), {"id": attachment_id, "area": area})
     return rows[0] if rows else None
 
 

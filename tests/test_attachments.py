@@ -380,7 +380,13 @@ def test_scope_and_roles(client: TestClient, token: Callable[..., str], demo_db:
     # a van crew: only the case its van is sent to
     van = token("van", name="V01")
     _refused(client.get(f"/api/v1/cases/{code}/attachments", headers=auth(van)), 404, "code")
-    assert rows(demo_db, code) == 1
+    _refused(client.get(url, headers=auth(van)), 404, "attachment_id")
+    _refused(upload(client, van, code, ("b.png", png(), "image/png")), 404, "code")
+    with psycopg.connect(demo_db, autocommit=True) as conn:  # the van is sent to the case
+        conn.execute("""UPDATE cases SET assignee = '{"kind": "van", "id": "V01"}' WHERE code = %s""", (code,))
+    assert client.get(url, headers=auth(van)).status_code == 200
+    assert upload(client, van, code, ("signed.png", png(), "image/png")).status_code == 201
+    assert rows(demo_db, code) == 2
 
 
 # --- retries -----------------------------------------------------------------------------------------
