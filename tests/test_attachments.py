@@ -23,9 +23,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from callbacks import wall
 from dashboard.app import create_app
 from geodata import blobs, media
 from geodata.attachments import MAX_FILE_BYTES, MAX_PER_CASE
+from services.identity import Principal, acting_as
 from services.settings import Settings
 
 from .cases_fixtures import auth, case_body, inner_point, settings_for, token  # noqa: F401
@@ -118,6 +120,16 @@ def pdf_with_xmp() -> bytes:
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+def _text(component: Any) -> str:
+    if component is None:
+        return ""
+    if isinstance(component, (str, int, float)):
+        return str(component)
+    if isinstance(component, (list, tuple)):
+        return " ".join(_text(c) for c in component)
+    return _text(getattr(component, "children", None))
 
 
 # --- helpers --------------------------------------------------------------------------------------------
@@ -253,6 +265,13 @@ def test_heic_webp_and_pdf_are_judged_and_served_without_location(
     assert pdf_served.content.startswith(b"%PDF-1.7") and pdf_served.content.rstrip().endswith(b"%%EOF")
     assert b"GPSLatitude" in client.get(p["url"] + "?original=true", headers=auth(tok)).content
     assert client.get(p["url"] + "/thumbnail", headers=auth(tok)).status_code == 404
+
+    # the wall's case card (and the dispatch page's, the same card) says they exist
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    with acting_as(Principal(1, "wall", "screen", None, kind="screen")):
+        card = _text(wall.case_card(svc, case["code"], "zh-CN"))
+        assert "附件 3 个（照片 2，文件 1）" in card
+        assert "3 attachments (2 photos, 1 documents)" in _text(wall.case_card(svc, case["code"], "en"))
 
 
 # --- bad input ------------------------------------------------------------------------------------------
