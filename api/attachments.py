@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 import psycopg
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -96,8 +96,8 @@ class AttachmentOut(BaseModel):
 
 class AttachmentsOut(BaseModel):
     case: str
-    count: int
-    max: int
+    count: int = Field(description="How many attachments this answer lists (a list: all of the case's)")
+    max: int = Field(description="How many a case may have")
     attachments: list[AttachmentOut]
 
 
@@ -304,7 +304,6 @@ class _Prepared:
     served: Staged
     served_type: str
     thumb: Staged | None
-    stored: list[tuple[str, bool]] = field(default_factory=list)
 
     def discard(self) -> None:
         for staged in (self.upload.staged, self.served, self.thumb):
@@ -404,7 +403,7 @@ def _store(
                         if new:
                             created.append(address)
         log.info("attachments stored case=%s files=%d by=%s", code, len(rows), who.ident)
-        return 201, _listing(code, rows, present + len(rows), who)
+        return 201, _listing(code, rows, len(rows), who)
     except BaseException as exc:
         _forget(svc, blobs, created)
         if isinstance(exc, psycopg.errors.UniqueViolation) and key is not None:

@@ -419,11 +419,12 @@ def test_a_retry_with_the_same_key_stores_once(
     key = uuid.uuid4().hex
     files = [("a.jpg", jpeg_with_gps(), "image/jpeg"), ("b.png", png(), "image/png")]
     first = upload(client, tok, code, *files, key=key)
-    assert first.status_code == 201
-    again = upload(client, tok, code, *files, key=key)
+    assert first.status_code == 201 and first.json()["count"] == 2
+    assert upload(client, tok, code, ("later.png", png(color=(5, 5, 5, 255)), "image/png")).status_code == 201
+    again = upload(client, tok, code, *files, key=key)  # the same answer, whatever came since
     assert again.status_code == 200 and again.headers["idempotency-replayed"] == "true"
     assert again.json() == first.json()
-    assert rows(demo_db, code) == 2 and len(audit_rows(demo_db, code)) == 1
+    assert rows(demo_db, code) == 3 and len(audit_rows(demo_db, code)) == 2
 
     other = upload(client, tok, code, ("c.png", png(color=(1, 2, 3, 255)), "image/png"), key=key)
     _refused(other, 422, "Idempotency-Key")
@@ -433,7 +434,7 @@ def test_a_retry_with_the_same_key_stores_once(
     assert upload(client, token("grid_worker", name="other"), code, *files, key=key).status_code == 201
     for hostile in ("has space", "x" * 201, "tab\there"):
         _refused(upload(client, tok, code, *files, key=hostile), 422, "Idempotency-Key")
-    assert rows(demo_db, code) == 4 and rows(demo_db, other_case) == 0
+    assert rows(demo_db, code) == 5 and rows(demo_db, other_case) == 0
     assert staging_left(blob_dir) == []
 
 
