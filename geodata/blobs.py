@@ -74,16 +74,6 @@ class Staged:
     def address(self) -> str:
         return self._hash.hexdigest()
 
-    def head(self, n: int) -> bytes:
-        """The first ``n`` bytes written (for judging a file's type by its magic bytes)."""
-        self.flush()
-        with open(self.path, "rb") as f:
-            return f.read(n)
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
     def finish(self) -> None:
         """Flush, fsync and close the staging file (before it is renamed into the store)."""
         if self._file is not None:
