@@ -7,7 +7,8 @@ No request may exhaust the process, whoever sends it and before anyone has looke
   Nothing past the cap reaches the app, and what the app may have started to answer is replaced by
   ``413 {"error": "payload_too_large", ...}`` (api/errors.py's one shape) with ``Connection: close``.
   1 MiB by default (``YITU_BODY_MAX_BYTES``), 8 MiB for GPS batches (``YITU_GPS_BODY_MAX_BYTES``:
-  ``POST /api/v1/vans/positions`` and the OsmAnd route ``/osmand``).
+  ``POST /api/v1/vans/positions`` and the OsmAnd route ``/osmand``), 101 MiB for an attachment
+  upload (``POST /api/v1/cases/{code}/attachments``: 10 files of 10 MiB, each capped by the route).
 - **Live WebSocket connections are capped** per process (``YITU_WS_MAX_PER_PROCESS``) and per
   identity (``YITU_WS_MAX_PER_IDENTITY``, by ``services.identity.current().ident``). The check is
   made when the app accepts the connection, so it sees the identity the guard bound whether the
@@ -40,6 +41,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
+from geodata.attachments import UPLOAD_BODY_MAX
 from services import identity
 from services.settings import Settings
 
@@ -47,6 +49,9 @@ log = logging.getLogger("yitu.budgets")
 
 # The GPS batch routes: a terminal's buffer of pings after a dead zone may be megabytes.
 GPS_PATHS = frozenset({"/api/v1/vans/positions", "/osmand"})
+# Attachment uploads (api/attachments.py): up to 10 files of 10 MiB each; each file's own cap is
+# the route's (413 naming ``file``), checked as it streams.
+UPLOAD_PATH = re.compile(r"^/api/v1/cases/[^/]+/attachments$")
 # Dash 4's WebSocket for callbacks and the live push (dash/backends/_fastapi.py).
 WS_PATH = "/_dash-ws-callback"
 HSTS = b"max-age=31536000; includeSubDomains"
@@ -140,7 +145,11 @@ class Budgets:
         return extra
 
     def _cap(self, scope: Scope) -> int:
-        return self.gps_body_max if scope["path"] in GPS_PATHS else self.body_max
+        if scope["path"] in GPS_PATHS:
+            return self.gps_body_max
+        if scope.get("method") == "POST" and UPLOAD_PATH.match(scope["path"]):
+            return max(self.body_max, UPLOAD_BODY_MAX)
+        return self.body_max
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         extra = self._headers(scope)

@@ -41,6 +41,7 @@ from geodata import cases as store
 from geodata import idempotency, masking, outbox, workflow
 from geodata.clock import day_start
 from geodata.db import INTAKE_MARGIN, checkout_timeout, writing
+from geodata.gcj02 import CHINA_LAT, CHINA_LON
 from geodata.queries import iso, pick
 from geodata.workflow import DeadlineRules
 from services import audit
@@ -122,8 +123,20 @@ class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     type: str = Field(pattern=TYPE, description="An active code of case_types, e.g. grassland, neighbour.")
     description: SomeText = Field(min_length=1, max_length=4000)
-    lon: float = Field(ge=-180, le=180, strict=True, allow_inf_nan=False, description="WGS-84 longitude")
-    lat: float = Field(ge=-90, le=90, strict=True, allow_inf_nan=False, description="WGS-84 latitude")
+    lon: float = Field(
+        ge=CHINA_LON[0],
+        le=CHINA_LON[1],
+        strict=True,
+        allow_inf_nan=False,
+        description=f"WGS-84 longitude, in China ({CHINA_LON[0]}–{CHINA_LON[1]}; outside: 422 naming lon)",
+    )
+    lat: float = Field(
+        ge=CHINA_LAT[0],
+        le=CHINA_LAT[1],
+        strict=True,
+        allow_inf_nan=False,
+        description=f"WGS-84 latitude, in China ({CHINA_LAT[0]}–{CHINA_LAT[1]}; outside: 422 naming lat)",
+    )
     channel: Literal["grid_app", "hotline_12345", "window", "visit", "petition"]
     parties: list[Party] = Field(default_factory=list, max_length=10)
     reported_at: Instant | None = Field(

@@ -124,6 +124,11 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/cases": _signed_in(Face.API, NOT_VAN),
     "/api/v1/cases/{code}": _signed_in(Face.API),
     "/api/v1/cases/{code}/transitions": _signed_in(Face.API),
+    # attachments: the list for anyone who sees the case; content and uploads by role in the route
+    # (api/attachments.py, geodata/masking.py): a viewer or wall screen gets 403 for content
+    "/api/v1/cases/{code}/attachments": _signed_in(Face.API),
+    "/api/v1/attachments/{attachment_id}": _signed_in(Face.API),
+    "/api/v1/attachments/{attachment_id}/thumbnail": _signed_in(Face.API),
     "/api/v1/areas/{code}": _signed_in(Face.API),
     "/api/v1/areas/{code}/children": _signed_in(Face.API),
     "/api/v1/areas/{code}/stats": _signed_in(Face.API),

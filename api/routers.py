@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import area_export, areas, cases, dispatch, errors, health, layers, osmand, signin, stats, vans
+from api import area_export, areas, attachments, cases, dispatch, errors, health, layers, osmand, signin, stats, vans
 
 
 def all_routers() -> list[APIRouter]:
@@ -14,6 +14,7 @@ def all_routers() -> list[APIRouter]:
         layers.make_router(),
         area_export.router,
         cases.router,
+        attachments.router,
         areas.router,
         stats.router,
         vans.router,

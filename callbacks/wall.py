@@ -306,7 +306,19 @@ def _case_view(c: dict[str, Any], lang: str) -> list[Component]:
         html.Div(
             f"{t('case.parties')} " + masking.parties_line(masking.ROOM_READER, c["parties"]), className="yitu-parties"
         ),
+        *_attachments_line(c, t),
     ]
+
+
+def _attachments_line(c: dict[str, Any], t: Callable[[str], str]) -> list[Component]:
+    """How many photos and documents the case has: a room page's readers see that they exist, never
+    their content (geodata/masking.py: wall screens and viewers get the list, not the files)."""
+    n = int(c.get("attachments") or 0)
+    if not n:
+        return []
+    images = int(c.get("images") or 0)
+    text = t("case.attachments").format(n=n, images=images, documents=n - images)
+    return [html.Div(text, className="yitu-muted yitu-attachments")]
 
 
 def _camera_view(c: dict[str, Any], lang: str) -> list[Component]:

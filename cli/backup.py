@@ -14,28 +14,44 @@ the restored data is checked).
 
 Passwords go to the client binaries through the environment (``PGPASSWORD``), never on a command
 line that ``ps`` shows.
+
+The blobs (attachments: geodata/blobs.py) are not in the database: they go to a tar beside the
+dump, ``FILE.blobs.tar`` (one member ``blobs/<sha256>`` a blob, then ``MANIFEST.json`` listing them:
+an archive without its manifest is a cut-off one). It is written after the dump, so it holds every
+blob the dump's rows name (blobs never change; they are only added). A restore checks the whole
+archive first — every member's bytes hash to its name, the manifest is there and lists exactly
+those — and refuses a half or tampered one before it touches anything; then the database is
+restored, then the blobs are added to the configured blob store (content-addressed: nothing there
+is replaced or removed). A backup of a schema with attachments (023 and later) needs its archive.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import subprocess
+import tarfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from geodata import blobs as blobstore
 from geodata.migrate import discover
 
 DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # One row of schema_migrations in pg_restore's COPY output: version, filename, ... (tab-separated).
 _COPY_ROW = re.compile(r"^(\d{3})\t")
+ATTACHMENTS_SCHEMA = "023"  # from this schema on, a backup has its blobs archive beside it
+MANIFEST = "MANIFEST.json"
 
 
 class BackupError(click.ClickException):
@@ -48,6 +64,14 @@ class Backup:
     bytes: int
     schema_version: str
     seconds: float
+    blobs_path: Path | None = None
+    blobs: int = 0
+    blobs_bytes: int = 0
+
+
+def blobs_archive(path: Path) -> Path:
+    """Where the blobs of the backup ``path`` are: ``<path>.blobs.tar`` beside it."""
+    return path.with_name(path.name + ".blobs.tar")
 
 
 def _client_env(dsn: str) -> tuple[dict[str, str], dict[str, str | int | None]]:
@@ -92,10 +116,13 @@ def current_schema_version(dsn: str) -> str:
     return str(row[0])
 
 
-def backup(dsn: str, bindir: Path, path: Path) -> Backup:
-    """Write the database of ``dsn`` to ``path`` (custom format); a file there is refused, not replaced."""
+def backup(dsn: str, bindir: Path, path: Path, blob_dir: Path | None = None) -> Backup:
+    """Write the database of ``dsn`` to ``path`` (custom format) and, with ``blob_dir``, its blobs to
+    ``<path>.blobs.tar``; a file at either place is refused, not replaced."""
     if path.exists():
         raise BackupError(f"{path} already exists: pick a new file name (a backup never overwrites one)")
+    if blob_dir is not None and blobs_archive(path).exists():
+        raise BackupError(f"{blobs_archive(path)} already exists: pick a new file name (a backup never overwrites one)")
     if not path.parent.is_dir():
         raise BackupError(f"no folder {path.parent}")
     version = current_schema_version(dsn)
@@ -107,7 +134,93 @@ def backup(dsn: str, bindir: Path, path: Path) -> Backup:
         partial.rename(path)  # a file under the asked name is always a whole backup
     finally:
         partial.unlink(missing_ok=True)
-    return Backup(path, path.stat().st_size, version, time.monotonic() - started)
+    if blob_dir is None:
+        return Backup(path, path.stat().st_size, version, time.monotonic() - started)
+    archive = blobs_archive(path)
+    count, size = _write_blobs(blobstore.LocalBlobStore(blob_dir), archive)
+    return Backup(path, path.stat().st_size, version, time.monotonic() - started, archive, count, size)
+
+
+def _write_blobs(store: blobstore.LocalBlobStore, archive: Path) -> tuple[int, int]:
+    """Every blob of ``store`` into the tar ``archive``, its manifest last; (blobs, their bytes)."""
+    partial = archive.with_name(archive.name + ".partial")
+    addresses: list[str] = []
+    size = 0
+    try:
+        with tarfile.open(partial, "w") as tar:
+            for address in store.addresses():
+                path = store.path_of(address)
+                tar.add(path, arcname=f"blobs/{address}", recursive=False)
+                addresses.append(address)
+                size += path.stat().st_size
+            manifest = json.dumps({"blobs": addresses, "count": len(addresses)}).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(manifest)
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(manifest))
+        with open(partial, "rb+") as f:
+            os.fsync(f.fileno())
+        partial.rename(archive)
+    finally:
+        partial.unlink(missing_ok=True)
+    return len(addresses), size
+
+
+def check_blobs(archive: Path) -> list[str]:
+    """The addresses in a blobs archive, after reading all of it: BackupError if it is cut off,
+    holds a member whose bytes do not hash to its name, or lacks its manifest (or disagrees with it)."""
+    if not archive.is_file():
+        raise BackupError(f"the backup's blobs archive {archive} is missing (a backup is the dump and its archive)")
+    found: list[str] = []
+    manifest: dict[str, Any] | None = None
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            for member in tar:
+                if manifest is not None:
+                    raise BackupError(f"{archive} has members after its manifest: not a yitu blobs archive")
+                if member.name == MANIFEST and member.isfile():
+                    manifest = json.loads(_read_member(tar, member))
+                    continue
+                name = member.name.removeprefix("blobs/")
+                if not member.isfile() or not member.name.startswith("blobs/") or not blobstore.ADDRESS.match(name):
+                    raise BackupError(f"{archive} holds {member.name!r}: not a yitu blobs archive")
+                if blobstore.address_of(_read_member(tar, member)) != name:
+                    raise BackupError(f"{archive}: blob {name} does not hash to its name (damaged)")
+                found.append(name)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise BackupError(f"{archive} is cut off or damaged ({exc}): nothing was restored") from None
+    if manifest is None:
+        raise BackupError(f"{archive} has no manifest: it was cut off (nothing was restored)")
+    if manifest.get("blobs") != found:
+        raise BackupError(f"{archive}: its manifest does not list the blobs it holds (nothing was restored)")
+    return found
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    f = tar.extractfile(member)
+    if f is None:
+        raise BackupError(f"cannot read {member.name} from the blobs archive")
+    data = f.read()
+    if len(data) != member.size:
+        raise EOFError(f"{member.name} is cut off")
+    return data
+
+
+def restore_blobs(archive: Path, blob_dir: Path) -> int:
+    """Add the blobs of a checked archive to the store at ``blob_dir``; returns how many were new."""
+    store = blobstore.LocalBlobStore(blob_dir)
+    new = 0
+    with tarfile.open(archive, "r:") as tar:
+        for member in tar:
+            if member.name == MANIFEST:
+                continue
+            f = tar.extractfile(member)
+            assert f is not None  # check_blobs read it already
+            address, added = blobstore.copy_into(store, f)
+            if address != member.name.removeprefix("blobs/"):
+                raise BackupError(f"{archive}: blob {member.name} changed while it was restored")
+            new += added
+    return new
 
 
 def schema_version_of(path: Path, bindir: Path) -> str:
@@ -137,8 +250,11 @@ def _database_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
-def restore(dsn: str, bindir: Path, path: Path, *, into: str | None, replace: bool) -> tuple[str, str | None]:
-    """Restore ``path``; returns (the database it is in now, the name the replaced one was kept under)."""
+def restore(
+    dsn: str, bindir: Path, path: Path, *, into: str | None, replace: bool, blob_dir: Path | None = None
+) -> tuple[str, str | None]:
+    """Restore ``path`` (and, with ``blob_dir``, its blobs archive into that store); returns (the
+    database it is in now, the name the replaced one was kept under)."""
     if (into is None) == (not replace):
         raise BackupError("say where: --into NAME (a new database) or --replace (the configured one)")
     if into is not None and not DB_NAME.match(into):
@@ -150,6 +266,9 @@ def restore(dsn: str, bindir: Path, path: Path, *, into: str | None, replace: bo
             f"{path} is from a newer schema ({theirs}) than this yitu knows ({ours}): "
             "restore it with the yitu release that made it"
         )
+    archive = blobs_archive(path)
+    if blob_dir is not None and (theirs >= ATTACHMENTS_SCHEMA or archive.exists()):
+        check_blobs(archive)  # a missing, cut-off or damaged archive: refused before anything is touched
     env, params = _client_env(dsn)
     target = str(params.get("dbname") or "")
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -176,6 +295,8 @@ def restore(dsn: str, bindir: Path, path: Path, *, into: str | None, replace: bo
         with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(fresh)))
         raise
+    if blob_dir is not None and archive.exists():
+        restore_blobs(archive, blob_dir)
     if into is not None:
         return fresh, None
     kept = f"{target}_before_{stamp}"[:63]

@@ -162,18 +162,20 @@ def db_url(settings: Settings, which: str | None) -> None:
 @click.pass_obj
 @_friendly
 def db_backup(settings: Settings, file: Path) -> None:
-    """Write the whole database to FILE (pg_dump custom format, the schema version inside).
+    """Write the whole database to FILE (pg_dump custom format, the schema version inside) and the
+    blob store (attachments) to FILE.blobs.tar beside it.
 
-    FILE must not exist yet. Restore it with `yitu db restore FILE --into NAME` or `--replace`.
+    Neither may exist yet. Restore them with `yitu db restore FILE --into NAME` or `--replace`.
     """
     from cli import backup
 
     stack = EmbeddedStack(settings)
     click.echo(f"backing up to {file} …")
-    done = backup.backup(stack.database_url(), stack.pg_bindir(), file)
+    done = backup.backup(stack.database_url(), stack.pg_bindir(), file, settings.blob_path())
     click.echo(
         f"backup written: {done.path} ({done.bytes / 1e6:.1f} MB, schema {done.schema_version}, {done.seconds:.1f} s)"
     )
+    click.echo(f"blobs written: {done.blobs_path} ({done.blobs} blobs, {done.blobs_bytes / 1e6:.1f} MB)")
 
 
 @db.command("restore")
@@ -187,16 +189,19 @@ def db_backup(settings: Settings, file: Path) -> None:
 @click.pass_obj
 @_friendly
 def db_restore(settings: Settings, file: Path, into: str | None, replace: bool) -> None:
-    """Restore a backup of `yitu db backup`, all or nothing (one transaction).
+    """Restore a backup of `yitu db backup`, all or nothing (one transaction), and its blobs
+    (FILE.blobs.tar, checked whole before anything is touched) into the blob store.
 
-    Refuses a backup from a newer schema than this yitu knows. An older one restores as it is:
-    run `yitu db migrate` on it afterwards.
+    Refuses a backup from a newer schema than this yitu knows, and a cut-off or damaged blobs
+    archive. An older one restores as it is: run `yitu db migrate` on it afterwards.
     """
     from cli import backup
 
     stack = EmbeddedStack(settings)
     click.echo(f"restoring {file} …")
-    name, kept = backup.restore(stack.database_url(), stack.pg_bindir(), file, into=into, replace=replace)
+    name, kept = backup.restore(
+        stack.database_url(), stack.pg_bindir(), file, into=into, replace=replace, blob_dir=settings.blob_path()
+    )
     click.echo(f"restored into {name}")
     if kept:
         click.echo(f"the database it replaced is kept as {kept} (drop it once you have checked the restore)")

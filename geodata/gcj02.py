@@ -19,7 +19,15 @@ import numpy as np
 import shapely
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["gcj02_to_wgs84", "geometry_gcj02_to_wgs84", "geometry_wgs84_to_gcj02", "out_of_china", "wgs84_to_gcj02"]
+__all__ = [
+    "CHINA_LAT",
+    "CHINA_LON",
+    "gcj02_to_wgs84",
+    "geometry_gcj02_to_wgs84",
+    "geometry_wgs84_to_gcj02",
+    "out_of_china",
+    "wgs84_to_gcj02",
+]
 
 _A = 6378245.0  # Krasovsky 1940 semi-major axis, metres
 _EE = 0.00669342162296594323  # Krasovsky 1940 first eccentricity squared
@@ -29,11 +37,17 @@ _MAX_ITER = 30  # the iteration contracts ~1000x per step; 3-4 steps suffice in 
 FloatArray = NDArray[np.float64]
 
 
+# The box in which GCJ-02 applies (the customary test), also the bounds of a report's position
+# (api/cases.py): a point outside it is not in China (a phone's GPS at 0,0, a swapped lon/lat).
+CHINA_LON = (72.004, 137.8347)
+CHINA_LAT = (0.8293, 55.8271)
+
+
 def out_of_china(lon: ArrayLike, lat: ArrayLike) -> NDArray[np.bool_]:
     """True where the point lies outside the box in which GCJ-02 applies (the customary test)."""
     lon_a = np.asarray(lon, dtype=np.float64)
     lat_a = np.asarray(lat, dtype=np.float64)
-    return (lon_a < 72.004) | (lon_a > 137.8347) | (lat_a < 0.8293) | (lat_a > 55.8271)
+    return (lon_a < CHINA_LON[0]) | (lon_a > CHINA_LON[1]) | (lat_a < CHINA_LAT[0]) | (lat_a > CHINA_LAT[1])
 
 
 def _offset(lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:

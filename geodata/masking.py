@@ -101,6 +101,17 @@ def sees_personal_data(role: str | None) -> bool:
     return SEES_PERSONAL_DATA.get(role or "", False)
 
 
+def sees_attachment_content(role: str | None) -> bool:
+    """Does a reader of ``role`` get a case's attachments (photos, agreements), not only their list?
+
+    The photos show the parties, their faces, houses and signatures: the same readers as the
+    parties' names. The others (viewers, wall screens) see that attachments exist, no more. The
+    original as uploaded (which may hold the phone's GPS position) goes to these roles too, when
+    asked for: everyone gets the copy without location data by default (api/attachments.py).
+    """
+    return sees_personal_data(role)
+
+
 def sees_streams(role: str | None) -> bool:
     """Does a reader of ``role`` get cameras' stream URLs? Admin and dispatcher only."""
     return (role or "") in SEES_STREAMS

@@ -29,7 +29,9 @@ def card(
         row = cur.execute(
             """SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline,
                       c.reported_at, c.grid_code, a.name AS grid_name, c.parties, c.channel, c.attempts,
-                      c.deadline < now() AND yitu_step_open(c.step) AS overdue
+                      c.deadline < now() AND yitu_step_open(c.step) AS overdue,
+                      (SELECT count(*) FROM attachments x WHERE x.case_id = c.id)::int AS attachments,
+                      (SELECT count(*) FROM attachments x WHERE x.case_id = c.id AND x.kind = 'image')::int AS images
                FROM cases c JOIN case_types t ON t.code = c.type LEFT JOIN areas a ON a.code = c.grid_code
                WHERE c.code = %s
                  AND yitu_in_scope(%s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)""",

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / ".yitu",
         description="State folder of the embedded stack (data, logs, generated passwords).",
     )
+    blob_dir: Path | None = Field(
+        default=None,
+        description="Folder of the blob store (attachments: photos, signed agreements), content-addressed. "
+        "Unset: <home>/blobs. Back it up with the database (`yitu db backup` does both).",
+    )
     pg_port: int = Field(default=55432, ge=1024, le=65535, description="Embedded PostgreSQL port.")
     redis_port: int = Field(default=56379, ge=1024, le=65535, description="Embedded Redis port.")
     pg_bindir: Path | None = Field(
@@ -335,6 +340,10 @@ class Settings(BaseSettings):
             return self.redis_url.get_secret_value()
         pw = quote(self.embedded_secret("redis_password"), safe="")
         return f"redis://:{pw}@127.0.0.1:{self.redis_port}/0"
+
+    def blob_path(self) -> Path:
+        """The blob store's folder: ``blob_dir``, or ``<home>/blobs``."""
+        return (self.blob_dir or self.home / "blobs").resolve()
 
     def embedded_secret(self, name: str) -> str:
         """A generated password of the embedded stack (``<home>/secrets/<name>``, mode 0600),

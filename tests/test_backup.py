@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 from cli import backup
 from cli.main import main
 from cli.stack import _find_pg_bindir
+from geodata.blobs import LocalBlobStore, address_of
 
 from .helpers import with_dbname
 
@@ -49,8 +50,18 @@ def extra_dbs(server_dsn: str) -> Iterator[list[str]]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _yitu(dsn: str, redis_url: str, *args: str) -> Result:
+@pytest.fixture(autouse=True)
+def blob_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The commands' blob store: the test's own folder, never the checkout's .yitu/blobs."""
+    folder = tmp_path / "blobs"
+    monkeypatch.setenv("YITU_BLOB_DIR", str(folder))
+    return folder
+
+
+def _yitu(dsn: str, redis_url: str, *args: str, blob_dir: Path | None = None) -> Result:
     env = {"YITU_DATABASE_URL": dsn, "YITU_REDIS_URL": redis_url}
+    if blob_dir is not None:
+        env["YITU_BLOB_DIR"] = str(blob_dir)
     return CliRunner().invoke(main, list(args), env=env)
 
 
@@ -166,3 +177,65 @@ def test_bad_files_names_and_options_are_refused_with_nothing_changed(
 def _ours(dsn: str) -> set[str]:
     """The databases on the server but the suite's clones (made ahead and dropped behind meanwhile)."""
     return {n for n in _all_names(dsn) if not n.startswith("yitu_test_")}
+
+
+def test_the_blobs_travel_with_the_backup_and_a_half_archive_is_refused(
+    demo_db: str, redis_url: str, tmp_path: Path, extra_dbs: list[str], blob_dir: Path
+) -> None:
+    """Attachments' blobs go to FILE.blobs.tar beside the dump and come back into the blob store; an
+    archive cut off, damaged or missing is refused before anything is restored."""
+    photo, agreement = b"\xff\xd8\xff a photo's bytes", b"%PDF-1.7 an agreement %%EOF"
+    store = LocalBlobStore(blob_dir)
+    (a, _), (b, _) = store.put(photo), store.put(agreement)
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.execute(
+            """INSERT INTO attachments (case_id, sha256, served_sha256, kind, media_type, served_type, size,
+                                        served_size, actor_kind, actor_name, actor_role)
+               VALUES ((SELECT min(id) FROM cases), %s, %s, 'pdf', 'application/pdf', 'application/pdf', %s, %s,
+                       'cli', 'test', 'admin')""",
+            (b, b, len(agreement), len(agreement)),
+        )
+    file = tmp_path / "yitu.dump"
+    made = _yitu(demo_db, redis_url, "db", "backup", str(file))
+    assert made.exit_code == 0, made.output
+    archive = backup.blobs_archive(file)
+    assert f"blobs written: {archive} (2 blobs" in made.output
+    assert sorted(backup.check_blobs(archive)) == sorted([a, b]) and not list(tmp_path.glob("*.partial"))
+    taken = tmp_path / "taken.dump"
+    backup.blobs_archive(taken).write_bytes(b"someone's file")
+    refused = _yitu(demo_db, redis_url, "db", "backup", str(taken))
+    assert refused.exit_code == 1 and "already exists" in refused.output and not taken.exists()
+
+    # the round trip: a new database and an empty blob store get the rows and the bytes
+    elsewhere = tmp_path / "other-blobs"
+    name = _name(demo_db) + "_blobs"
+    extra_dbs.append(name)
+    back = _yitu(demo_db, redis_url, "db", "restore", str(file), "--into", name, blob_dir=elsewhere)
+    assert back.exit_code == 0, back.output
+    restored = LocalBlobStore(elsewhere)
+    assert sorted(restored.addresses()) == sorted([a, b]) and restored.staging_files() == []
+    with restored.open(b) as f:
+        assert address_of(f.read()) == b
+    with psycopg.connect(with_dbname(demo_db, name)) as conn:
+        assert conn.execute("SELECT sha256 FROM attachments").fetchall() == [(b,)]
+
+    # a half archive, a damaged one, none at all: refused, no database made, no blob added
+    extra_dbs.append(name + "_x")
+    names_before = _ours(demo_db)
+    whole = archive.read_bytes()
+    for case, damage in (
+        ("half", lambda p: p.write_bytes(whole[:700])),  # inside the first blob's bytes
+        ("no manifest", lambda p: p.write_bytes(whole[: whole.index(b"MANIFEST.json")])),
+        ("damaged", lambda p: p.write_bytes(whole.replace(photo, photo[::-1]))),
+        ("missing", lambda p: None),
+    ):
+        copy = tmp_path / f"{case.replace(' ', '-')}.dump"
+        copy.write_bytes(file.read_bytes())
+        damage(backup.blobs_archive(copy))
+        target = tmp_path / f"blobs-{case.replace(' ', '-')}"
+        r = _yitu(demo_db, redis_url, "db", "restore", str(copy), "--into", name + "_x", blob_dir=target)
+        assert r.exit_code == 1 and "Traceback" not in r.output, (case, r.output)
+        assert "blobs archive" in r.output or "cut off" in r.output or "damaged" in r.output, (case, r.output)
+        assert list(LocalBlobStore(target).addresses()) == [], case
+        assert not _exists(demo_db, name + "_x"), case
+    assert _ours(demo_db) == names_before

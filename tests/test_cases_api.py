@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,10 @@ def test_escalation_through_all_levels(client: TestClient, token: Callable[..., 
         ({"lat": 91}, "lat"),
         ({"lon": 181.5}, "lon"),
         ({"lon": "107.5"}, "lon"),
+        ({"lon": 0.0, "lat": 0.0}, "lon"),  # a phone's GPS without a fix: outside China
+        ({"lon": 2.35, "lat": 48.86}, "lon"),  # Paris
+        ({"lat": 60.0}, "lat"),  # north of China
+        ({"lon": 38.18, "lat": 107.48}, "lon"),  # lon and lat swapped
         ({"type": "unicorn"}, "type"),
         ({"type": "Bad Type"}, "type"),
         ({"description": "x" * 4001}, "description"),
@@ -245,6 +250,7 @@ def test_escalation_through_all_levels(client: TestClient, token: Callable[..., 
         ({"parties": [{"name": "张三", "phone": "call me"}]}, "parties.0.phone"),
         ({"reported_at": "2026-11-22T10:00:00"}, "reported_at"),
         ({"reported_at": "2099-01-01T00:00:00+08:00"}, "reported_at"),
+        ({"reported_at": (datetime.now(UTC) + timedelta(hours=3)).isoformat()}, "reported_at"),  # a clock hours ahead
         ({"surprise": 1}, "surprise"),
     ],
 )

@@ -73,6 +73,7 @@ def _sample(path: str, demo: dict[str, str]) -> str:
         "name": "cases",
         "van": "V01",
         "dispatch_id": "1",
+        "attachment_id": "1",
         "action": "accept",
         "package_name": "dash",
         "fingerprinted_path:path": "dash.min.js",

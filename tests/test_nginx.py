@@ -331,6 +331,13 @@ def test_bodies_over_the_caps_stop_at_nginx(site_of, db_url: str) -> None:  # ty
             assert too_big.status_code == 413
             assert too_big.headers["content-type"].startswith("text/html")  # nginx's page, not the app's JSON
 
+        # Attachment uploads (photos) may carry up to 101 MiB: 2 MiB reach the app (a case that does not
+        # exist: its JSON 404, not nginx's 413).
+        path = "/api/v1/cases/150623-20200101-999999/attachments"
+        photo = {**auth, "Content-Type": "multipart/form-data; boundary=x"}
+        upload = c.post(proxy.base + path, content=b" " * (2 * MiB), headers=photo)
+        assert upload.status_code == 404 and upload.json()["field"] == "code", upload.text
+
         c.get(proxy.base + "/api/v1/probe-after-the-bodies")
         _seen(srv, "GET", "/api/v1/probe-after-the-bodies")  # the app has logged everything sent before it
     assert _never_seen(srv, "POST", "/api/v1/cases")
