@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import psycopg
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from python_multipart.exceptions import MultipartParseError
@@ -40,8 +40,9 @@ from starlette.requests import ClientDisconnect
 
 from api import errors
 from api.auth import Principal, principal
-from api.cases import CODE, IDEMPOTENCY_KEY, client_address
+from api.cases import CODE, client_address
 from api.deps import role_in, services
+from api.idempotency import OptionalKey
 from api.openapi import READ, WRITE, answers
 from geodata import attachments as store
 from geodata import masking, media
@@ -496,12 +497,7 @@ _THUMB = {
     ),
 )
 async def upload(
-    code: Annotated[str, Path(pattern=CODE)],
-    request: Request,
-    who: Who,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=IDEMPOTENCY_KEY)
-    ] = None,
+    code: Annotated[str, Path(pattern=CODE)], request: Request, who: Who, idempotency_key: OptionalKey = None
 ) -> Response:
     svc = services(request)
     blobs = blob_store(svc)
