@@ -771,18 +771,15 @@ def check_writes(ops: list[Op], st: Stored) -> tuple[Verdict, Verdict]:
         if op.state == "unresolved":
             unresolved.append(op)
     kinds = ", ".join(f"{k} {by_kind[k]}" for k in ("report", "transition", "dispatch", "end", "gps"))
-    refused = Counter(
-        f"{op.kind}{'/' + op.action if op.action else ''} {op.status}{' after a retry' if op.tries > 1 else ''}"
-        for op in ops
-        if op.state == "refused"
-    )
+    refused = Counter(_refusal(op) for op in ops if op.state == "refused")
     eq = Verdict(
         "acknowledged = stored",
         not missing and not phantom and not unresolved,
         f"acknowledged {len(acked)} ({kinds}), stored {len(acked) - len(missing)}; stored but answered otherwise"
         f" {len(phantom)}; unanswered {len(unresolved)}; refusals {sum(refused.values())}"
         + (f" ({', '.join(f'{k} x{v}' for k, v in refused.most_common())})" if refused else ""),
-        [f"stored but not acknowledged: {_op(op)}" for op in phantom[:10]]
+        [f"refused ({k}), e.g. {v}" for k, v in _examples(ops).items()]
+        + [f"stored but not acknowledged: {_op(op)}" for op in phantom[:10]]
         + [f"never answered: {_op(op)}" for op in unresolved[:10]],
         {"acked": len(acked), "missing": len(missing), "phantom": len(phantom), "unresolved": len(unresolved)},
     )
@@ -794,6 +791,19 @@ def check_writes(ops: list[Op], st: Stored) -> tuple[Verdict, Verdict]:
         {"lost": len(missing), "mismatched": len(mismatched)},
     )
     return eq, lost
+
+
+def _refusal(op: Op) -> str:
+    return f"{op.kind}{'/' + op.action if op.action else ''} {op.status}{' after a retry' if op.tries > 1 else ''}"
+
+
+def _examples(ops: list[Op]) -> dict[str, str]:
+    """One refusal's message per kind of refusal (what the server said)."""
+    out: dict[str, str] = {}
+    for op in ops:
+        if op.state == "refused":
+            out.setdefault(_refusal(op), f"{op.answer.get('error', '')}: {str(op.answer.get('message', ''))[:140]}")
+    return out
 
 
 def _op(op: Op) -> str:
