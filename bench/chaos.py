@@ -1064,7 +1064,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds Redis stays stopped (default 20, a quarter of a short run)",
     )
     ap.add_argument("--reconcile", type=float, default=5, help="the app's scheduler/reconciler interval (default 5 s)")
-    ap.add_argument("--recovery", type=float, default=120, help="how long recovery may take before a check fails")
+    ap.add_argument(
+        "--recovery", type=float, default=120, help="seconds recovery may take before a check fails (default 120)"
+    )
     ap.add_argument("--home", type=Path, default=None, help="the stack's home (default: a temporary folder, removed)")
     ap.add_argument("--keep", action="store_true", help="leave the stack and the app running at the end")
     args = ap.parse_args(argv)
