@@ -61,7 +61,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -83,6 +82,7 @@ from psycopg.rows import dict_row
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, pair
 from cli.stack import EmbeddedStack
 from services.settings import Settings
 
@@ -92,12 +92,6 @@ VANS = ("V01", "V02", "V03", "V04")  # the demo's vans (geodata/demo)
 PROGRESS_SECONDS = 5.0
 MAX_RETRY_WAIT = 5.0
 BACKOFF = (0.2, 0.5, 1.0, 2.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _say(msg: str) -> None:
@@ -201,7 +195,7 @@ def prepare_stack(home: Path, seed: int) -> EmbeddedStack:
     from geodata.migrate import migrate
     from services.settings import EMBEDDED_DB_NAME
 
-    settings = Settings(home=home, pg_port=_free_port(), redis_port=_free_port(), _env_file=None)
+    settings = Settings(home=home, pg_port=free_port(), redis_port=free_port(), _env_file=None)
     stack = EmbeddedStack(settings)
     stack.up()
     admin = stack.database_url().rsplit("/", 1)[0] + "/postgres"
@@ -630,19 +624,17 @@ class Screens:
             return
         from playwright.sync_api import sync_playwright
 
-        from services.identity import create_screen
         from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path
 
         self._pw = sync_playwright().start()
         self.browser = self._pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         for i in range(self.n):
-            with psycopg.connect(self.dsn) as conn:
-                _, code = create_screen(conn, f"chaos-screen-{i + 1}-{uuid.uuid4().hex[:4]}")
             ctx = self.browser.new_context(viewport={"width": 1920, "height": 1080}, reduced_motion="reduce")
+            pair(ctx, self.url, self.dsn, f"chaos-screen-{i + 1}")  # a paired wall screen, as in a room
             page = ctx.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e, errs=errors: errs.append(str(e)))
-            page.goto(f"{self.url}/pair/{code}", wait_until="commit")
+            page.goto(f"{self.url}/", wait_until="commit")
             self.pages.append(page)
             self.errors.append(errors)
         for page in self.pages:
@@ -1085,7 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack = prepare_stack(home, args.seed)
         dsn = stack.database_url()
-        app = App(stack, _free_port(), home / "serve.log", args.reconcile)
+        app = App(stack, free_port(), home / "serve.log", args.reconcile)
         app.start()
         wait_until(app.healthy, 120, "the app's /healthz")
         dispatcher, admin = _tokens(dsn)
