@@ -1,8 +1,9 @@
-# yitu: two commands. Both install what is missing first and are safe to run again.
+# yitu: the commands. Each installs what is missing first and is safe to run again.
 #   make demo   set up, start the embedded PostGIS + Redis, migrate, seed, serve http://127.0.0.1:8050
-#   make test   set up (with Chromium for browser tests), run the gates, then the whole test suite
+#   make test   set up (with Chromium for browser tests), run the gates, the whole test suite, then the fault run
+#   make chaos  the 60-second fault run alone (bench/chaos.py: kills, restarts, outages; then nothing lost or twice)
 #   make gates  the import contracts, ruff (lint and format) and mypy, without the tests
-.PHONY: demo test gates setup setup-test stop help
+.PHONY: demo test chaos gates setup setup-test stop help
 
 help:  ## default target when no command is given
 	@sed -n 's/^#   //p' Makefile
@@ -19,6 +20,11 @@ demo: setup
 test: setup-test
 	@$(MAKE) --no-print-directory gates
 	.venv/bin/python -m pytest
+	@$(MAKE) --no-print-directory chaos
+
+# A stack of its own on free ports (never the suite's), removed at the end; exit status 1 on any FAIL.
+chaos: setup-test
+	.venv/bin/python bench/chaos.py --seconds 60
 
 gates: setup-test
 	.venv/bin/lint-imports

@@ -212,6 +212,33 @@
     }
   };
 
+  // dash-leaflet's GeoJSON (1.1.3) marks itself loading before it fetches its url and clears the
+  // mark only when the answer was read: one fetch that fails (the app restarting, a 503 while the
+  // database is away) and the layer ignores every later url, so a wall screen's pins freeze while
+  // its numbers go on (bench/chaos.py found it). So a layer fetch is tried again, backing off up to
+  // 5 s, until an answer the layer can read comes; the newest data is what the server then holds.
+  var fetch0 = window.fetch;
+  if (fetch0 && !yitu._layerRetry) {
+    yitu._layerRetry = true;
+    yitu.layerRetries = 0;
+    window.fetch = function (input) {
+      var url = typeof input === "string" ? input : (input && input.url) || "";
+      if (url.indexOf("/api/v1/layers/") < 0) { return fetch0.apply(this, arguments); }
+      var self = this, args = arguments, wait = 250;
+      function attempt() {
+        return fetch0.apply(self, args).then(function (r) {
+          if (r.status >= 500 || r.status === 429) { throw new Error("layer answered " + r.status); }
+          return r;
+        }).catch(function () {
+          yitu.layerRetries += 1;
+          wait = Math.min(wait * 2, 5000);
+          return new Promise(function (ok) { setTimeout(ok, wait); }).then(attempt);
+        });
+      }
+      return attempt();
+    };
+  }
+
   // A wall screen runs unattended. The push sends at least a heartbeat every 15 s; when it has
   // been silent for a minute (Dash's WebSocket gives up after ten failed reconnects) and the
   // server answers again, reload the page rather than show a frozen picture.
