@@ -107,3 +107,17 @@ def relay_running(dsn: str, redis_url: str, poll: float = 0.2) -> Iterator[Any]:
 def keyed(headers: Mapping[str, str] | None = None, key: str | None = None) -> dict[str, str]:
     """``headers`` with an Idempotency-Key (``key``, else a new one): every report needs one (428 without)."""
     return {**(headers or {}), "Idempotency-Key": key or f"test-{uuid.uuid4().hex}"}
+
+
+def all_published(dsn: str, timeout: float = 15.0) -> None:
+    """Wait until the outbox relay has published every event committed in ``dsn`` (nothing pending):
+    a test that counts events in the stream, including that a replay added none, counts after this."""
+    import psycopg
+
+    from geodata import outbox
+
+    def drained() -> bool:
+        with psycopg.connect(dsn) as conn:
+            return outbox.pending(conn) == 0
+
+    wait_for(drained, timeout=timeout, what="the outbox relay publishing every committed event")

@@ -27,7 +27,7 @@ from services.identity import Principal
 from services.scheduler import prune_keys
 
 from .cases_fixtures import auth, case_body, inner_point, settings_for, token  # noqa: F401
-from .helpers import keyed, wait_for
+from .helpers import all_published, keyed, wait_for
 from .test_dispatch import new_case, one, place_van, stream
 
 REPLAYED = "idempotency-replayed"
@@ -154,6 +154,7 @@ def test_a_retried_escalation_climbs_one_level_and_a_retried_attempt_counts_once
         "escalate",
     )
     assert audit == 1
+    all_published(demo_db)
     changed = [e for e in stream(redis_url, "case.changed") if e["code"] == code and e["action"] == "escalate"]
     assert len(changed) == 1  # the replay published nothing
     # The same key with another request: 422 naming the header, nothing done.
@@ -277,6 +278,7 @@ def test_a_retried_dispatch_sends_one_van_and_a_retried_end_counts_one_attempt(
     assert (first.status_code, again.status_code) == (201, 201), again.text
     assert again.json() == first.json() and again.headers[REPLAYED] == "true"
     assert one(demo_db, "SELECT count(*) FROM dispatches WHERE case_code = %s", code) == 1
+    all_published(demo_db)
     assert len([e for e in stream(redis_url, "dispatch.created") if e["case"] == code]) == 1
     other = client.post("/api/v1/dispatches", json={**body, "van": "V03"}, headers=key)
     assert other.status_code == 422 and other.json()["field"] == "Idempotency-Key"
@@ -354,6 +356,7 @@ def test_a_retried_gps_batch_is_stored_once_and_answered_as_the_first(
     assert first.json() == again.json() == {"received": 5, "stored": 5, "duplicates": 0, "moved": ["V04"]}
     assert again.headers[REPLAYED] == "true"
     assert one(demo_db, "SELECT count(*) FROM van_positions WHERE van_id = 'V04'") == before + 5
+    all_published(demo_db)
     moved = [e for e in stream(redis_url, "van.moved") if e.get("van") == "V04"]
     assert len(moved) == 5  # one per stored ping, none for the replay
     other = client.post("/api/v1/vans/positions", json={"positions": pings[:4]}, headers=key)
