@@ -23,6 +23,19 @@ AS $$
     ) grams
 $$;
 
+-- The grams a query's matches must hold, fewest that still say it: a digit pair is in a fifth of the
+-- rows, so where the query has a run of four digits its digit pairs add nothing but work (every
+-- digit pair of a run of four or more lies inside one of its four-digit grams).
+CREATE FUNCTION yitu_query_grams(q text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN q !~ '[0-9]{4}' THEN yitu_grams(q)
+                ELSE ARRAY(SELECT g FROM unnest(yitu_grams(q)) g
+                           WHERE g !~ '^[0-9]{2}$' OR NOT EXISTS (
+                               SELECT 1 FROM regexp_matches(lower(q), '[0-9]{4,}', 'g') m(r) WHERE strpos(m.r[1], g) > 0))
+           END
+$$;
+
 -- The parties as one searchable text: each party's name, phone as written, and the phone's digits
 -- alone (0477-8123456 is found by 04778123456 too). Only names and phones: what item 4 searches.
 CREATE FUNCTION yitu_party_text(parties jsonb) RETURNS text
@@ -68,8 +81,17 @@ ALTER TABLE cases
     ADD COLUMN search_parties text GENERATED ALWAYS AS (yitu_party_text(parties)) STORED,
     ADD COLUMN search_description text GENERATED ALWAYS AS (yitu_unnamed(description, parties)) STORED;
 
-CREATE INDEX cases_description_grams ON cases USING gin (yitu_grams(search_description));
-CREATE INDEX cases_party_grams ON cases USING gin (yitu_grams(search_parties));
+-- A case's areas as tags beside its grams ('@' and a code: no gram is that long), so that a reader
+-- scoped to an area asks the index for the grams *and* its area's tag, and reads only its own
+-- area's candidates instead of the whole territory's.
+CREATE FUNCTION yitu_area_tags(grid text, village text, town text, banner text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT array_remove(ARRAY['@' || grid, '@' || village, '@' || town, '@' || banner], NULL) $$;
+
+CREATE INDEX cases_description_grams ON cases USING gin (
+    (yitu_grams(search_description) || yitu_area_tags(grid_code, village_code, town_code, banner_code)));
+CREATE INDEX cases_party_grams ON cases USING gin (
+    (yitu_grams(search_parties) || yitu_area_tags(grid_code, village_code, town_code, banner_code)));
 -- Code prefixes as a range in byte order (a parameter, so prepared plans use it too: LIKE 'x%'
 -- needs a constant), newest codes first by walking it backwards.
 CREATE INDEX cases_code_bytes ON cases ((code COLLATE "C"));

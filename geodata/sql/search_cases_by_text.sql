@@ -6,8 +6,9 @@
 -- planner guesses of a word's frequency (it multiplies its grams' and is far off for a phrase):
 --   recent: the newest %(window)s cases in scope, walked by index (reported_at DESC), checked one by
 --           one. When %(limit)s of them match, they are the newest matches of all: done.
---   all:    otherwise the word is rare: its candidates come from the gram index (a bitmap), the
---           literal matches are sorted (reported_at + 0 s keeps the planner off the index walk).
+--   all:    otherwise the word is rare: its candidates come from the gram index (a bitmap; with the
+--           reader's area tag, only its area's), the literal matches are sorted (reported_at + 0 s
+--           keeps the planner off the index walk).
 WITH recent AS MATERIALIZED (
     SELECT r.id, r.reported_at
     FROM (
@@ -26,7 +27,8 @@ WITH recent AS MATERIALIZED (
     (SELECT c.id
      FROM cases c
      WHERE (SELECT count(*) FROM recent) < %(limit)s::int
-       AND yitu_grams(c.{column}) @> yitu_grams(%(q)s::text)
+       AND (yitu_grams(c.{column}) || yitu_area_tags(c.grid_code, c.village_code, c.town_code, c.banner_code))
+           @> (yitu_query_grams(%(q)s::text) || yitu_area_tags(NULL, NULL, NULL, %(area)s::text))
        AND yitu_contains(c.{column}, %(q)s::text)
        AND {scope}
      ORDER BY c.reported_at + interval '0 s' DESC, c.id DESC
