@@ -7,10 +7,10 @@ The rules that decide what a reader finds live where the rest of them do:
 - **the area scope** in the SQL (a grid-chain column = the reader's area, as geodata/cases.py's
   ``search``; ``yitu_area_in_scope`` for areas), never by filtering rows afterwards;
 - **personal data** by geodata/masking.py: the party group is searched only for readers who see the
-  parties; the description group never matches a case through its parties' names or phones (the
-  SQL leaves those out), and for the other readers only through what their masked text still shows
-  (a party's name written into a description next to other words is masked on their screen, so a
-  query that spans it finds nothing); every case comes back through :func:`masking.case_for`.
+  parties; the description group never matches a case through its parties' names or phones (it
+  reads the description with them taken out, ``search_description`` of 024_search.sql), and for
+  the other readers only through what their masked text still shows (another number written into
+  a description is masked on their screen); every case comes back through :func:`masking.case_for`.
 
 Queries are literal: no LIKE pattern is ever built from them (%, _ and \\ are characters like any
 other), and they go to PostgreSQL as parameters, planned with their values (``prepare=False``:
