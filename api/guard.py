@@ -143,6 +143,7 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/dispatches/{dispatch_id}": _signed_in(Face.API),
     "/api/v1/dispatches/{dispatch_id}/end": _signed_in(Face.API),
     "/api/v1/dispatches/{dispatch_id}/cancel": _signed_in(Face.API),
+    "/api/v1/search": _signed_in(Face.API, NOT_VAN),  # finds cases by their parties: a list of cases
     # Dash: its assets, internal routes, the callback endpoint, the live WebSocket and the pages
     "/assets": _signed_in(Face.ASSET),
     "/_dash-component-suites/{package_name}/{fingerprinted_path:path}": _signed_in(Face.ASSET),
@@ -180,6 +181,7 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.dispatch._send": DISPATCHERS,  # sends a van: a write
     "callbacks.dispatch._next_send_key": ANY_SIGNED_IN,  # a fresh key for the next send; reads nothing
     "callbacks.live._live": ANY_SIGNED_IN,
+    "callbacks.search._results": NOT_VAN,  # the search box (every page): cases found, masked for the room
     # the admin page (/admin): every one of its callbacks, the tables included, for admins only
     "callbacks.admin._users": ADMINS,
     "callbacks.admin._screens": ADMINS,

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import area_export, areas, attachments, cases, dispatch, errors, health, layers, osmand, signin, stats, vans
+from api import (
+    area_export,
+    areas,
+    attachments,
+    cases,
+    dispatch,
+    errors,
+    health,
+    layers,
+    osmand,
+    search,
+    signin,
+    stats,
+    vans,
+)
 
 
 def all_routers() -> list[APIRouter]:
@@ -20,5 +34,6 @@ def all_routers() -> list[APIRouter]:
         vans.router,
         osmand.router,
         dispatch.router,
+        search.router,
         errors.fallback_router(),  # last: the rest of /api/ is a JSON 404 / 405, never a page
     ]

@@ -25,6 +25,7 @@ from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
 from callbacks import live as live_callbacks
 from callbacks import pages as pages_callbacks
+from callbacks import search as search_callbacks
 from callbacks import wall as wall_callbacks
 from dashboard import layout
 from dashboard.pages import wall
@@ -158,7 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     dash_app.layout = layout.root(settings.lang)
     get_services = lambda: app.state.services  # noqa: E731 - the lifespan opens them after start
-    for module in (pages_callbacks, wall_callbacks, area_callbacks):
+    for module in (pages_callbacks, wall_callbacks, area_callbacks, search_callbacks):
         module.register(dash_app, get_services)
     dispatch_callbacks.register(dash_app, get_services, lambda: app.state.cases_runtime)
     live_callbacks.register(dash_app, lambda: app.state.live, get_services)

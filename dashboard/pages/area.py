@@ -15,6 +15,7 @@ from dash import dcc, html
 from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
 from dashboard.i18n import translator
+from dashboard.search import search_box
 from layers import registry
 from services.settings import Settings
 
@@ -68,6 +69,7 @@ def layout(
                         f"{t('panel.code')} {area['code']} · {t('level.' + str(area['level']))} · {t('area.title')}",
                         className="yitu-subtitle",
                     ),
+                    search_box(settings.lang),
                 ],
             ),
             html.Div(

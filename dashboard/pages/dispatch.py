@@ -21,6 +21,7 @@ from dash import dcc, html
 
 from dashboard.i18n import translator
 from dashboard.layout import banner_map, live_tick
+from dashboard.search import search_box
 from layers import registry
 from layers.registry import Layer
 from services.settings import Settings
@@ -91,6 +92,7 @@ def layout(
                     dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
                     html.H1(t("dispatch.title"), className="yitu-title"),
                     html.Span(banner["name"], className="yitu-subtitle"),
+                    search_box(settings.lang),
                     html.Form(
                         className="yitu-signin",
                         action="/logout",

@@ -15,6 +15,7 @@ from dash import dcc, html
 
 from dashboard.i18n import translator
 from dashboard.layout import banner_map, live_tick
+from dashboard.search import search_box
 from layers import registry
 from layers.registry import Layer
 from services.settings import Settings
@@ -146,6 +147,7 @@ def layout(
                     html.H1(t("title"), className="yitu-title"),
                     html.Span(f"{banner['name']} · {t('subtitle')}", className="yitu-subtitle"),
                     html.Nav(id=Ids.CRUMBS, className="yitu-crumbs"),
+                    search_box(settings.lang),
                     html.Span(id=Ids.CLOCK, className="yitu-clock"),
                 ],
             ),
