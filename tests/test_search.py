@@ -22,6 +22,7 @@ from services.identity import Principal, acting_as
 
 from .browser import Watched, browser  # noqa: F401 - browser is a fixture
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point_where, token  # noqa: F401
+from .helpers import keyed
 
 # Names, a phone and words the seeded demo does not hold (its surnames are single characters or
 # Mongolian names; its descriptions come from nine templates).
@@ -58,8 +59,8 @@ def two_cases(client: TestClient, token: Callable[..., str], demo_db: str) -> di
     lon_a, lat_a, cell_a = inner_point_where(demo_db, lambda c: c.startswith("150623100"))
     lon_b, lat_b, cell_b = inner_point_where(demo_db, lambda c: not c.startswith("150623100"))
     dispatcher = auth(token("dispatcher"))
-    code_a = client.post("/api/v1/cases", json=_body(lon_a, lat_a), headers=dispatcher).json()["code"]
-    code_b = client.post("/api/v1/cases", json=_body(lon_b, lat_b), headers=dispatcher).json()["code"]
+    code_a = client.post("/api/v1/cases", json=_body(lon_a, lat_a), headers=keyed(dispatcher)).json()["code"]
+    code_b = client.post("/api/v1/cases", json=_body(lon_b, lat_b), headers=keyed(dispatcher)).json()["code"]
     return {"code_a": code_a, "code_b": code_b, "town_a": cell_a[:9], "town_b": cell_b[:9], "cell_a": cell_a}
 
 
@@ -202,7 +203,7 @@ def test_literal_wildcards_find_only_what_holds_them(
 ) -> None:
     lon, lat, _ = inner_point_where(demo_db, lambda c: True)
     admin = auth(token("admin"))
-    code = client.post("/api/v1/cases", json=_body(lon, lat, LITERAL), headers=admin).json()["code"]
+    code = client.post("/api/v1/cases", json=_body(lon, lat, LITERAL), headers=keyed(admin)).json()["code"]
     for q in ("50%_", "%_以", "上\\按", "\\按"):
         assert _codes(_search(client, admin, q, limit=50), "by_description") == [code], q
     # one character is no word: it finds codes and areas only
