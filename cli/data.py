@@ -1,4 +1,4 @@
-"""``yitu import`` and ``yitu export``: the grid and the cameras in and out of GIS files.
+"""``yitu import`` and ``yitu export``: the grid, the cameras and the roads in and out of GIS files.
 
 The logic is in geodata/io.py; this module turns its outcomes into what a terminal user needs:
 a summary, warnings on stderr, and on rejection every problem, one a line, with exit code 1.
@@ -15,7 +15,7 @@ import click
 from pydantic import ValidationError
 
 from cli.stack import EmbeddedStack, StackError
-from geodata import io
+from geodata import io, roads
 from services.settings import Settings
 
 _FILE = click.Path(exists=True, dir_okay=True, path_type=Path)
@@ -54,13 +54,17 @@ def _reading(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--layer", help="Layer to read (required when the file holds several).")(command)
 
 
-def _run_import(fn: Callable[..., io.ImportReport], ctx: click.Context, path: Path, *args: Any, replace: bool) -> None:
-    """Call an import; rejection, unreachable database and the like become exit code 1."""
+def _run_import(
+    fn: Callable[..., io.ImportReport], ctx: click.Context, path: Path, *args: Any, replace: bool, check: bool = False
+) -> None:
+    """Call an import; rejection, unreachable database and the like become exit code 1. ``check``
+    (the importers that take it): judge and say what would change, write nothing."""
     import psycopg
 
-    hook = _audit_replace(path) if replace else None
+    hook = _audit_replace(path) if replace and not check else None
+    extra = {"check": True} if check else {}
     try:
-        report = fn(_dsn(ctx), path, *args, replace=replace, progress=sys.stderr.isatty(), audit=hook)
+        report = fn(_dsn(ctx), path, *args, replace=replace, progress=sys.stderr.isatty(), audit=hook, **extra)
     except io.ImportRejected as exc:
         _warn(exc.warnings)
         lines = "\n".join(f"  {p}" for p in exc.problems)
@@ -69,8 +73,10 @@ def _run_import(fn: Callable[..., io.ImportReport], ctx: click.Context, path: Pa
         ) from None
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
+    except psycopg.errors.UndefinedTable:
+        raise click.ClickException("the database has no yitu tables yet: run `yitu db migrate` first") from None
     _warn(report.warnings)
-    click.echo(report.summary())
+    click.echo(("check only, nothing written; the import would write " if check else "") + report.summary())
 
 
 def _audit_replace(path: Path) -> io.AuditHook:
@@ -162,6 +168,47 @@ def import_cameras(
     Every camera must lie inside the territory; its area becomes the smallest area holding it.
     """
     _run_import(io.import_cameras, ctx, file, None, io.ReadOptions(layer, encoding, gcj02), replace=replace)
+
+
+@import_group.command("roads")
+@click.argument("file", type=_FILE)
+@_reading
+@click.option(
+    "--class-field",
+    help="Field with the road class (ignored for OSM, which has highway=*); " + _defaults(roads.CLASS_FIELDS) + ".",
+)
+@click.option("--name-field", help="Field with the road name; " + _defaults(roads.NAME_FIELDS) + ".")
+@click.option("--check", is_flag=True, help="Judge the file and print what would change; write nothing.")
+@click.option(
+    "--replace", is_flag=True, help="Replace the whole road network with the file. Default: add the file's roads."
+)
+@click.pass_context
+def import_roads(
+    ctx: click.Context,
+    file: Path,
+    layer: str | None,
+    encoding: str | None,
+    gcj02: bool,
+    class_field: str | None,
+    name_field: str | None,
+    check: bool,
+    replace: bool,
+) -> None:
+    """Import the road network dispatch drives on from FILE: an OpenStreetMap extract (.osm.pbf,
+    .osm) or any GDAL line file with a road class field.
+
+    \b
+    Classes, by the speed they get (YITU_DISPATCH_SPEED_{TRUNK,COUNTY,VILLAGE}_KMH):
+      trunk    国道 省道 高速; OSM motorway trunk primary (and _link)
+      county   县道 乡道; OSM secondary tertiary (and _link)
+      village  村道 专用公路; OSM unclassified residential road track service living_street
+    OSM ways no van drives (footway, path, cycleway, ...) are left out and counted. Lines are cut
+    where they share a vertex (OSM ways share their nodes), and ends that meet a road already in
+    the database join it. Every problem is listed at once and nothing is written unless all is well.
+    """
+    fields = roads.RoadFields(class_field, name_field)
+    options = io.ReadOptions(layer, encoding, gcj02)
+    _run_import(roads.import_roads, ctx, file, fields, options, replace=replace, check=check)
 
 
 @click.group("export")

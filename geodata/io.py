@@ -300,6 +300,11 @@ def _read_vector(path: str | Path, layer: str | None, encoding: str | None) -> g
     return frame
 
 
+def read_vector(path: str | Path, layer: str | None, encoding: str | None) -> gpd.GeoDataFrame:
+    """A GIS file as a frame, or ImportRejected saying why it cannot be read (for the other importers)."""
+    return _read_vector(path, layer, encoding)
+
+
 def _looks_misdecoded(names: Iterable[str]) -> bool:
     """GBK bytes read as Latin-1 look like '±àÂë': the tell-tale of a DBF without its .cpg."""
     return any(any("\x80" <= ch <= "\xff" for ch in name) for name in names)
