@@ -1,6 +1,7 @@
 -- 我的待办 (geodata/warnings.py inbox): the open cases waiting on one person, by deadline —
 -- assigned to their mediator row (mediators.user_id), to its unit or to its van, or, with %(queue)s,
--- waiting with nobody assigned at %(level)s (NULL: any level) — all inside the reader's area scope
+-- waiting to be verified or dispatched (reported, accepted: the dispatcher's queue, dispatch_queue.sql)
+-- with nobody assigned at %(level)s (NULL: any level) — all inside the reader's area scope
 -- %(scope)s. Each row carries the totals of the whole list (before the LIMIT): overdue, due before
 -- the end of today (China time, %(day_end)s), due within 24 hours, warned (a deadline warning raised
 -- for the case's current level and deadline, deadline not yet passed).
@@ -20,7 +21,7 @@ WITH me AS (
     WHERE yitu_step_open(c.step) AND c.assignee ->> 'kind' = 'van'
     UNION ALL
     SELECT c.id, 'queue' FROM cases c
-    WHERE %(queue)s AND yitu_step_open(c.step) AND c.assignee IS NULL
+    WHERE %(queue)s AND c.step IN ('reported', 'accepted') AND c.assignee IS NULL
       AND (%(level)s::text IS NULL OR c.level = %(level)s)
 )
 SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline, c.reported_at,
