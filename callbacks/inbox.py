@@ -143,10 +143,11 @@ def wall_view(svc: Services, who: Principal | None, lang: str, now: datetime | N
         kind = r["type_zh"] if lang == "zh-CN" else r["type_en"]
         items.append(
             html.Li(
-                [
+                title=kind,
+                children=[
                     dcc.Link(r["code"], href=f"/cases/{r['code']}", className="yitu-case-link"),
-                    html.Span(f" {kind} · {t('level.' + r['level'])} · {due}", className="yitu-muted"),
-                ]
+                    html.Span(f" {t('level.' + r['level'])} · {due}", className="yitu-muted"),
+                ],
             )
         )
     return [
