@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
@@ -24,6 +25,8 @@ from cli.main import main
 from dashboard.app import create_app
 from geodata import cases
 from geodata.cases import Actor, NewCase
+from services import notify
+from services.runtime import Services
 from services.scheduler import deadline_rules, raise_warnings
 from services.settings import Settings
 
@@ -305,6 +308,39 @@ def test_the_webhook_gets_each_warning_once_through_failures_and_a_restart(
     text = json.dumps(body, ensure_ascii=False)
     assert names and not any(n in text for n in names) and (not description or description not in text)
     assert all(h.get("Idempotency-Key", "").startswith("yitu-warning-") for h in receiver.headers)
+
+
+def test_processes_delivering_at_once_send_each_warning_once(
+    pool: ConnectionPool, demo_db: str, redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = _webhook_settings(demo_db, redis_url, tmp_path, receiver.url)
+    codes = [_new_case(pool, demo_db, settings) for _ in range(8)]
+    raised = _mine_all(raise_warnings(pool, settings, now=GRID_DEADLINE - timedelta(hours=1)), codes)
+    assert len(raised) == 8
+    delivery = notify.Delivery.of(settings)
+    assert delivery is not None
+    barrier = threading.Barrier(3)
+
+    def process() -> None:
+        with ConnectionPool(demo_db, min_size=1, max_size=1) as own:
+            svc = Services(settings=settings, pool=own, redis=redis.Redis.from_url(redis_url))
+            barrier.wait()
+            while notify.deliver_due(svc, delivery)["sent"]:
+                pass
+            svc.redis.close()
+
+    threads = [threading.Thread(target=process) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [e["warning"] for e in raised]
+    assert {i: receiver.tries[i] for i in ids} == dict.fromkeys(ids, 1)  # one POST each, none twice
+    assert set(_states(demo_db, ids).values()) == {"sent"}
+
+
+def _mine_all(events: list[dict[str, Any]], codes: list[str]) -> list[dict[str, Any]]:
+    return [e for e in events if e["code"] in codes]
 
 
 def test_a_receiver_that_keeps_failing_is_given_up_after_the_attempts(
