@@ -87,7 +87,8 @@ class Delivery:
         """When to try again after ``attempts`` failed ones (None: give up)."""
         if attempts >= self.max_attempts:
             return None
-        return now + min(self.backoff * 2 ** (attempts - 1), BACKOFF_MAX)
+        wait: timedelta = min(self.backoff * 2 ** (attempts - 1), BACKOFF_MAX)
+        return now + wait
 
 
 def _left(deadline: datetime, now: datetime, lang: str) -> str:
