@@ -11,9 +11,9 @@ processes would run at once. The webhook's delivery state lives on the same rows
 
 The inbox (:func:`inbox`) is the open cases waiting on one person: assigned to their mediator row
 (``mediators.user_id``), its unit or its van; or, for the roles that act on cases, waiting to be
-verified or dispatched (reported, accepted) with nobody assigned at their level (from the length of their area code: 6 banner, 9 town, 12 village,
-15 grid) inside their area — an admin or a dispatcher without an area sees every such case of the
-banner. The area scope is applied in the SQL.
+verified or dispatched (reported, accepted) with nobody assigned at their level (from the length of
+their area code: 6 banner, 9 town, 12 village, 15 grid) inside their area — an admin or a dispatcher
+without an area sees every such case of the banner. The area scope is applied in the SQL.
 """
 
 from __future__ import annotations
