@@ -138,6 +138,10 @@ def test_a_mediator_sees_what_is_assigned_to_them_and_their_unit_and_their_level
     _set(conn, done, "closed", "village", 1, {"kind": "mediator", "id": str(me), "name": "我"})
     _set(conn, grid_level, "reported", "grid", 1)  # the grid's, not the village's
     _set(conn, handling, "handling", "village", 1)  # being handled (no assignee recorded): not a queue's
+    outside = conn.execute(
+        "SELECT code FROM cases WHERE village_code <> %s AND yitu_step_open(step) LIMIT 1", (village_code,)
+    ).fetchone()[0]
+    _set(conn, outside, "handling", "village", 1, {"kind": "mediator", "id": str(me), "name": "我"})  # out of scope
     box = _inbox(conn, person)
     assert [(c["code"], c["why"]) for c in box.cases] == [(mine, "mine"), (ours, "unit"), (queued, "queue")]
     # 10:00 China time: -2 h overdue; +1 h today and within 24 h; +20 h (06:00 tomorrow) within 24 h only

@@ -5,7 +5,9 @@
 -- %(scope)s. Each row carries the totals of the whole list (before the LIMIT): overdue, due before
 -- the end of today (China time, %(day_end)s), due within 24 hours, warned (a deadline warning raised
 -- for the case's current level and deadline, deadline not yet passed).
--- The assignee branches read cases_assignee_open_idx; the queue reads the open cases (cases_open_idx).
+-- The assignee branches read cases_assignee_open_idx; the queue reads the open cases (cases_open_idx),
+-- scoped before the join (a city's grid-level queue is long; one grid's is short). The scope is
+-- applied once more to every row: a case assigned to me outside my area stays out of sight.
 WITH me AS (
     SELECT m.id::text AS mediator, m.unit_id::text AS unit, m.van_id AS van
     FROM mediators m
@@ -23,6 +25,7 @@ WITH me AS (
     SELECT c.id, 'queue' FROM cases c
     WHERE %(queue)s AND c.step IN ('reported', 'accepted') AND c.assignee IS NULL
       AND (%(level)s::text IS NULL OR c.level = %(level)s)
+      AND yitu_in_scope(%(scope)s::text, c.grid_code, c.village_code, c.town_code, c.banner_code)
 )
 SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline, c.reported_at,
        w.why, c.grid_code, coalesce(g.name, v.name) AS place, c.flags, dw.raised_at AS warned_at,
