@@ -181,6 +181,8 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.dispatch._send": DISPATCHERS,  # sends a van: a write
     "callbacks.dispatch._next_send_key": ANY_SIGNED_IN,  # a fresh key for the next send; reads nothing
     "callbacks.live._live": ANY_SIGNED_IN,
+    "callbacks.inbox._inbox": ANY_SIGNED_IN,  # 我的待办: the caller's own cases, inside their area (SQL)
+    "callbacks.inbox._wall_warnings": ANY_SIGNED_IN,  # the wall's deadline warnings: codes, no personal data
     "callbacks.search._results": NOT_VAN,  # the search box (every page): cases found, masked for the room
     # the admin page (/admin): every one of its callbacks, the tables included, for admins only
     "callbacks.admin._users": ADMINS,

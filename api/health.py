@@ -84,6 +84,8 @@ def healthz(request: Request, svc: Annotated[Services, Depends(services)]) -> JS
     runtime = getattr(request.app.state, "cases_runtime", None)
     if runtime is not None:
         body["scheduler"] = runtime.scheduler.status()
+        if runtime.notifier is not None:  # the webhook's thread (services/notify.py)
+            body["notify"] = runtime.notifier.status()
         ob = body.setdefault("outbox", {"pending": None})  # None: the database did not answer
         assert isinstance(ob, dict)
         ob["relay"] = runtime.relay.status()

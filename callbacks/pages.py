@@ -13,7 +13,7 @@ from dash import Dash, Input, Output, State, dcc, html
 
 from callbacks.dispatch import who_line
 from dashboard.i18n import translator
-from dashboard.pages import admin, area, dispatch, wall
+from dashboard.pages import admin, area, dispatch, inbox, wall
 from geodata import queries
 from layers import registry
 from services import identity
@@ -59,6 +59,8 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
                 registry.page_data(conn, list(dispatch.LAYERS)),
                 who_line(identity.current(), svc.settings.lang),
             )
+        if path == inbox.PATH:  # 我的待办: anyone signed in, their own (callbacks/inbox.py)
+            return inbox.layout(svc.settings, who_line(who, svc.settings.lang))
         if path == "/admin":  # the guard refuses anyone else already; the page says so too
             if who.role != "admin":
                 return refused(svc.settings.lang)

@@ -23,6 +23,7 @@ from api.routers import all_routers
 from callbacks import admin as admin_callbacks
 from callbacks import area as area_callbacks
 from callbacks import dispatch as dispatch_callbacks
+from callbacks import inbox as inbox_callbacks
 from callbacks import live as live_callbacks
 from callbacks import pages as pages_callbacks
 from callbacks import search as search_callbacks
@@ -159,7 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     dash_app.layout = layout.root(settings.lang)
     get_services = lambda: app.state.services  # noqa: E731 - the lifespan opens them after start
-    for module in (pages_callbacks, wall_callbacks, area_callbacks, search_callbacks):
+    for module in (pages_callbacks, wall_callbacks, area_callbacks, search_callbacks, inbox_callbacks):
         module.register(dash_app, get_services)
     dispatch_callbacks.register(dash_app, get_services, lambda: app.state.cases_runtime)
     live_callbacks.register(dash_app, lambda: app.state.live, get_services)

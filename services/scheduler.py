@@ -11,7 +11,13 @@ and a :class:`Scheduler` running four jobs in a supervised daemon thread:
   partitions ahead, old GPS months dropped (geodata/partitions.py), and the outbox's rows sent
   more than ``OUTBOX_KEEP`` ago deleted;
 - ``idempotency``, as often: the Idempotency-Keys older than ``idempotency_days`` forgotten,
-  reports' keys included (geodata/idempotency.py).
+  reports' keys included (geodata/idempotency.py);
+- ``warnings``, every ``scheduler_interval`` seconds: deadline warnings raised for the open cases whose
+  deadline passes within ``warn_grid_hours`` (grid level) or ``warn_hours`` (the others), once per
+  (case, level, deadline), their events through the outbox (geodata/warnings.py).
+With ``notify_webhook_url``, a second supervised thread (``notifier``, job ``notify``, every few
+seconds) sends the warnings to the webhook (services/notify.py), so a slow receiver never holds up
+the sweeps.
 ``run_once`` is the overdue sweep for one instant, for tests with a frozen clock and for operators.
 """
 
@@ -29,9 +35,9 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from geodata import cases, idempotency, outbox, partitions
+from geodata import cases, idempotency, outbox, partitions, warnings
 from geodata.workflow import DeadlineRules
-from services import dispatching, events
+from services import dispatching, events, notify
 from services.relay import Relay
 from services.runtime import Services
 from services.settings import Settings
@@ -63,6 +69,23 @@ def run_once(pool: ConnectionPool, settings: Settings, now: datetime | None = No
         outbox.append(conn, out)
     if out:
         log.info("overdue sweep events=%d", len(out))
+    return out
+
+
+def warn_rules(settings: Settings) -> warnings.WarnRules:
+    """How long before a deadline its warning is raised, from the settings."""
+    return warnings.WarnRules.hours(settings.warn_grid_hours, settings.warn_hours)
+
+
+def raise_warnings(pool: ConnectionPool, settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One warnings sweep at ``now`` (default: the clock): the warnings due raised and their events
+    written to the outbox, in one transaction. Returns the events."""
+    now = now or datetime.now(UTC)
+    with pool.connection() as conn:
+        out = warnings.raise_due(conn, now, warn_rules(settings), notify=settings.notify_webhook_url is not None)
+        outbox.append(conn, out)
+    if out:
+        log.info("deadline warnings raised=%d", len(out))
     return out
 
 
@@ -104,6 +127,7 @@ class Scheduler:
     loop itself fail, the thread restarts it after a second (``restarts``)."""
 
     jobs: list[Job]
+    name: str = "yitu-scheduler"
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     restarts: int = 0
@@ -115,7 +139,7 @@ class Scheduler:
         now = time.monotonic()
         for job in self.jobs:
             job.due = now if job.at_start else now + job.every
-        self._thread = threading.Thread(target=self._supervise, name="yitu-scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name=self.name, daemon=True)
         self._thread.start()
 
     def _supervise(self) -> None:
@@ -163,6 +187,10 @@ class Scheduler:
             "jobs": {job.name: job.state.as_dict() for job in self.jobs},
         }
 
+    def stopping(self) -> bool:
+        """Asked to stop: a long job ends its round early."""
+        return self._stop.is_set()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -202,7 +230,21 @@ def jobs(svc: Services) -> list[Job]:
         Job("reconcile", interval, lambda: dispatching.reconcile(svc)),
         Job("partitions", svc.settings.housekeeping_interval, lambda: housekeeping(svc), at_start=True),
         Job("idempotency", svc.settings.housekeeping_interval, lambda: prune_keys(svc), at_start=True),
+        Job("warnings", interval, lambda: raise_warnings(svc.pool, svc.settings), at_start=True),
     ]
+
+
+def notifier(svc: Services) -> Scheduler | None:
+    """The webhook's own supervised thread (job ``notify``), or None without a webhook or a scheduler."""
+    delivery = notify.Delivery.of(svc.settings)
+    if delivery is None or svc.settings.scheduler_interval <= 0:
+        return None
+    every = min(svc.settings.scheduler_interval, notify.POLL_SECONDS)
+    runner = Scheduler([], name="yitu-notify")
+    runner.jobs.append(
+        Job("notify", every, lambda: notify.deliver_due(svc, delivery, stopping=runner.stopping), at_start=True)
+    )
+    return runner
 
 
 @dataclass
@@ -212,8 +254,11 @@ class CasesRuntime:
     relay: Relay
     scheduler: Scheduler
     rules: DeadlineRules
+    notifier: Scheduler | None = None  # the webhook's thread (services/notify.py), when one is configured
 
     def stop(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop()
         self.scheduler.stop()
         self.relay.stop()
         self.relay.stream.close()
@@ -235,4 +280,7 @@ def start(svc: Services) -> CasesRuntime:
     relay.start()
     scheduler = Scheduler(jobs(svc))
     scheduler.start()
-    return CasesRuntime(relay, scheduler, deadline_rules(svc.settings))
+    sender = notifier(svc)
+    if sender is not None:
+        sender.start()
+    return CasesRuntime(relay, scheduler, deadline_rules(svc.settings), sender)

@@ -13,7 +13,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +26,7 @@ EMBEDDED_DB_USER = "yitu"  # the embedded cluster's superuser: the owner role (m
 # migrations grant to (016_audit.sql); any login role that is a member of it can run the app.
 EMBEDDED_RUNTIME_USER = "yitu_app"
 RUNTIME_GROUP = "yitu_runtime"
+WEBHOOK_URL_MAX = 2000  # characters of YITU_NOTIFY_WEBHOOK_URL
 
 
 class Settings(BaseSettings):
@@ -199,6 +200,36 @@ class Settings(BaseSettings):
         le=10,
         description="Seconds one publish of the outbox relay to the live event stream may take (then it tries again).",
     )
+    warn_grid_hours: float = Field(
+        default=2,
+        ge=0,
+        le=24,
+        description="Hours before a grid-level deadline its warning is raised (inbox, wall, webhook); 0: none.",
+    )
+    warn_hours: float = Field(
+        default=24,
+        ge=0,
+        le=24 * 30,
+        description="Hours before a village, town or banner deadline its warning is raised; 0: none.",
+    )
+
+    # --- notifications (services/notify.py) -------------------------------------------
+    notify_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Deadline warnings are POSTed here as JSON (a WeCom or DingTalk group robot's URL, or any "
+        "http(s) receiver), each once. Unset: no webhook. A secret (a robot's URL carries its key).",
+    )
+    notify_timeout: float = Field(default=5, gt=0, le=60, description="Seconds one webhook POST may take.")
+    notify_backoff_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="Seconds before a failed webhook POST is tried again, doubled after each failure (1 h at most).",
+    )
+    notify_max_attempts: int = Field(
+        default=10, ge=1, le=100, description="Webhook POSTs of one warning before it is given up (logged)."
+    )
+
     auth_cache_seconds: float = Field(
         default=10, ge=0, le=3600, description="How long a process trusts a token it has looked up (revocation lag)."
     )
@@ -290,6 +321,31 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is neither an IP address, a CIDR network nor *") from None
         return items
+
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: SecretStr | None) -> SecretStr | None:
+        """An http(s) URL with a host, of sane length, or nothing. The messages never repeat the value:
+        a robot's URL carries its key."""
+        if v is None:
+            return None
+        url = v.get_secret_value().strip()
+        if len(url) > WEBHOOK_URL_MAX:
+            raise ValueError(f"is {len(url)} characters long; a webhook URL has at most {WEBHOOK_URL_MAX}")
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+            raise ValueError("contains spaces or control characters; give the URL exactly as the robot shows it")
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            shown = parts.scheme or "no scheme"
+            raise ValueError(
+                f"must be an http(s) URL with a host, e.g. https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=… "
+                f"(got {shown}{'://' if parts.scheme else ''}…)"
+            )
+        return SecretStr(url)
 
     @field_validator("db_pool_max")
     @classmethod

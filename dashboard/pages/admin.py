@@ -18,6 +18,7 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from dashboard.i18n import translator
+from dashboard.pages import inbox
 from dashboard.search import search_box
 from geodata.workflow import ROLES
 from services.identity import PEOPLE_ROLES
@@ -148,6 +149,7 @@ def layout(settings: Settings, who: str = "") -> html.Div:
                     html.H1(t("admin.title"), className="yitu-title"),
                     html.Span(t("admin.subtitle"), className="yitu-subtitle"),
                     search_box(settings.lang),
+                    inbox.header_link(settings.lang),
                     html.Form(
                         className="yitu-signin",
                         action="/logout",

@@ -15,6 +15,7 @@ from dash import dcc, html
 from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
 from dashboard.i18n import translator
+from dashboard.pages import inbox
 from dashboard.search import search_box
 from layers import registry
 from services.settings import Settings
@@ -70,6 +71,7 @@ def layout(
                         className="yitu-subtitle",
                     ),
                     search_box(settings.lang),
+                    inbox.header_link(settings.lang),
                 ],
             ),
             html.Div(

@@ -21,6 +21,7 @@ from dash import dcc, html
 
 from dashboard.i18n import translator
 from dashboard.layout import banner_map, live_tick
+from dashboard.pages import inbox
 from dashboard.search import search_box
 from layers import registry
 from layers.registry import Layer
@@ -93,6 +94,7 @@ def layout(
                     html.H1(t("dispatch.title"), className="yitu-title"),
                     html.Span(banner["name"], className="yitu-subtitle"),
                     search_box(settings.lang),
+                    inbox.header_link(settings.lang),
                     html.Form(
                         className="yitu-signin",
                         action="/logout",

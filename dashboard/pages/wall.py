@@ -15,6 +15,7 @@ from dash import dcc, html
 
 from dashboard.i18n import translator
 from dashboard.layout import banner_map, live_tick
+from dashboard.pages import inbox
 from dashboard.search import search_box
 from layers import registry
 from layers.registry import Layer
@@ -148,6 +149,7 @@ def layout(
                     html.Span(f"{banner['name']} · {t('subtitle')}", className="yitu-subtitle"),
                     html.Nav(id=Ids.CRUMBS, className="yitu-crumbs"),
                     search_box(settings.lang),
+                    inbox.header_link(settings.lang),
                     html.Span(id=Ids.CLOCK, className="yitu-clock"),
                 ],
             ),
@@ -178,6 +180,7 @@ def layout(
                     dcc.Store(id=Ids.URLS, data=urls),
                     dcc.Store(id=Ids.HIDEOUTS, data=hideouts),
                     switches,
+                    inbox.wall_warnings(),
                     html.Div(banner.get("attribution", ""), className="yitu-attribution"),
                     dcc.RadioItems(
                         id=Ids.MODE,
