@@ -68,7 +68,8 @@ VENDOR = STATIC / "vendor"
 ROLES = FIELD_PAGE
 MAX_PHOTOS = 9  # a report's photos (the attachments API takes 10 a request, 20 a case)
 CLOCK_TOLERANCE_SECONDS = 180  # the phone's clock is trusted for reported_at within this of the server's
-EVENTS_SECONDS = 300  # one live stream's length: the reconnect re-checks the session (api/guard.py)
+EVENTS_SECONDS = 60  # one live stream's length: the reconnect re-checks the session (api/guard.py), and
+# a server stopping waits for open streams: at most this long
 HEARTBEAT_SECONDS = 15.0
 # The report API's optional triage fields (issue 14 item 5), sent by the page only once CaseIn has
 # them (before that CaseIn forbids unknown fields, and the page folds them into the description).
@@ -236,6 +237,7 @@ def _page() -> str:
 <span id="m-net" class="m-net" data-online="true">{esc(t["online"])}</span>
 </header>
 <p id="m-who" class="m-who"></p>
+<p id="m-clock" class="m-banner" data-kind="warn" role="status" hidden></p>
 <p id="m-banner" class="m-banner" role="status" hidden></p>
 <nav class="m-tabs" role="tablist">
 <button type="button" role="tab" data-tab="report" aria-selected="true">{esc(t["tab_report"])}</button>

@@ -339,12 +339,13 @@ def test_the_shell_opens_with_the_server_gone(
     _open(page, srv.url)
     page.wait_for_timeout(500)  # the worker keeps the grid polygons as the map fetched them
     assert page.evaluate("() => caches.keys()") != []
+    page.close()  # the phone put away (its live stream closes with the page)
     srv.stop()  # no server at all: everything the page opens with comes from the phone
     again = w.new_page()
     again.goto(srv.url + "/m")
     again.wait_for_function("() => document.querySelectorAll('#m-type option').length > 1", timeout=30_000)
     assert again.locator("button[data-action=submit-report]").is_visible()
-    again.wait_for_function("() => window.L && document.querySelectorAll('#m-map path').length > 0", timeout=30_000)
+    again.wait_for_function("() => window.yituM.grids() > 0", timeout=30_000)  # the map's kept polygons
     # a report made now waits for the server
     again.evaluate("([lon, lat]) => window.yituM.setPoint(lon, lat, 'tap')", list(SEAT))
     again.wait_for_function("() => document.querySelector('#m-where').dataset.state === 'inside'", timeout=15_000)
@@ -411,10 +412,11 @@ def test_a_phone_clock_hours_off_leaves_the_time_to_the_server_and_says_so(
     page = w.page
     page.clock.set_system_time(datetime.now(UTC) + timedelta(hours=3))  # the phone's clock 3 h ahead
     _open(page, srv.url)
-    page.wait_for_function("() => /相差 1[78]\\d 分钟/.test(document.querySelector('#m-banner').textContent)")
+    page.wait_for_function("() => /相差 1[78]\\d 分钟/.test(document.querySelector('#m-clock').textContent)")
     _fill(page, "时钟不准的上报", [("a.jpg", jpeg(7))])
     page.click("button[data-action=submit-report]")
-    page.wait_for_function("() => !document.querySelector('#m-outbox-list li')", timeout=30_000)
+    wait_for(lambda: _cases(demo_db, "时钟不准"), what="the case")
+    page.wait_for_function("() => /已上报/.test(document.querySelector('#m-banner').textContent)", timeout=30_000)
     ((code, photos, reported_at),) = _cases(demo_db, "时钟不准")
     assert photos == 1
     assert abs((reported_at - datetime.now(UTC)).total_seconds()) < 120  # the server's time, not the phone's

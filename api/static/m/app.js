@@ -455,7 +455,9 @@
       state = s;
       setOnline(true);
       var clock = OB.clockOf(s);
-      if (!clock.ok) { banner(fmt("clock_off", { minutes: Math.abs(clock.offMinutes) }), "warn"); }
+      var warn = $("m-clock");
+      warn.hidden = clock.ok;
+      warn.textContent = clock.ok ? "" : fmt("clock_off", { minutes: Math.abs(clock.offMinutes) });
       return OB.kvSet("state", s);
     }, function (e) {
       if (e.status === 401) { banner(T.signed_out, "signed-out"); }
@@ -638,7 +640,8 @@
       listen();
     });
     window.yituM = { flush: flush, refresh: refresh, setPoint: setPoint, state: function () { return state; },
-                     photos: function () { return photos.length; } };
+                     photos: function () { return photos.length; },
+                     grids: function () { return grids ? grids.features.length : 0; } };
   }
 
   start();

@@ -16,6 +16,7 @@ var VERSION = "__VERSION__";
 var SHELL = "yitu-m-shell-" + VERSION;
 var DATA = "yitu-m-data";
 var PAGE = "/m";
+var GRIDS = "/api/v1/layers/grids?level=4&zoom=12";  // the map's one request (app.js)
 var FILES = [
   "/m/app.js", "/m/outbox.js", "/m/app.css", "/m/manifest.webmanifest", "/m/icon-192.png", "/m/icon-512.png",
   "/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css"
@@ -28,6 +29,11 @@ self.addEventListener("install", function (event) {
       return fetch(PAGE, { credentials: "same-origin" }).then(function (r) {
         if (r.ok && !r.redirected) { return cache.put(PAGE, r); }
       }).catch(function () { /* kept on the page's next visit */ });
+    }).then(function () {
+      // The grid polygons too: the page's first visit fetched them before this worker was there.
+      return fetch(GRIDS, { credentials: "same-origin" }).then(function (r) {
+        if (r.ok && !r.redirected) { return caches.open(DATA).then(function (c) { return c.put(GRIDS, r); }); }
+      }).catch(function () { /* kept when the map next fetches them */ });
     });
   }).then(function () { return self.skipWaiting(); }));
 });
