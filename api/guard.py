@@ -492,7 +492,9 @@ def _route_takes(scope: Scope) -> bool:
 
 def _session(svc: Services, cookie: str) -> Principal | None:
     with svc.pool.connection() as conn:
-        return identity.session_principal(conn, cookie, svc.settings.session_idle_minutes)
+        return identity.session_principal(
+            conn, cookie, svc.settings.session_idle_minutes, svc.settings.session_field_idle_minutes
+        )
 
 
 async def bearer(app: Starlette, svc: Services, header: str, address: str | None) -> Principal:

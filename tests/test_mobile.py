@@ -180,6 +180,29 @@ def test_my_reports_are_mine_by_identity_and_my_tasks_the_cases_dispatched_to_me
     assert c.get("/m/api/state", params={"lists": "false"}).json().keys() >= {"now", "me", "clock_tolerance_seconds"}
 
 
+def test_a_grid_workers_phone_stays_signed_in_for_a_shift_without_requests(
+    app_client: TestClient, demo_db: str
+) -> None:
+    """Out of signal for two hours: the grid worker's session holds (YITU_SESSION_FIELD_IDLE_MINUTES),
+    a dispatcher's ends after YITU_SESSION_IDLE_MINUTES as before; the 12 h limit holds for both."""
+    c = app_client
+    for role, after_two_hours in (("grid_worker", 200), ("dispatcher", 401)):
+        c.cookies.clear()
+        sign_in(c, demo_db, role)
+        assert c.get("/m/api/state").status_code == 200
+        with psycopg.connect(demo_db) as conn:
+            conn.execute("UPDATE sessions SET last_seen_at = now() - interval '2 hours' WHERE ended_at IS NULL")
+        assert c.get("/m/api/state").status_code == after_two_hours, role
+    c.cookies.clear()
+    sign_in(c, demo_db, "grid_worker")
+    with psycopg.connect(demo_db) as conn:
+        conn.execute(
+            "UPDATE sessions SET last_seen_at = now() - interval '13 hours', expires_at = now() + interval '1 hour' "
+            "WHERE ended_at IS NULL"
+        )
+    assert c.get("/m/api/state").status_code == 401
+
+
 # --- the page in a phone ---------------------------------------------------------------------------------
 
 
