@@ -200,6 +200,10 @@ TEXTS: dict[str, str] = {
     "err_409": "案件状态已变化，请刷新后再试",
     "err_other": "{message}",
     "refused_page": "此页面供网格员、调度员和管理员使用",
+    "role_grid_worker": "网格员",
+    "role_dispatcher": "调度员",
+    "role_admin": "管理员",
+    "mediator": "调解员",
 }
 
 

@@ -38,9 +38,7 @@ def my_tasks(conn: psycopg.Connection, user_id: int, area: str | None, limit: in
 def mediator_of(conn: psycopg.Connection, user_id: int) -> dict[str, Any] | None:
     """The mediator row (id, name) a signed-in person is, if any."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            "SELECT id, name, active FROM mediators WHERE user_id = %s", (user_id,)
-        ).fetchone()
+        return cur.execute("SELECT id, name, active FROM mediators WHERE user_id = %s", (user_id,)).fetchone()
 
 
 def case_types(conn: psycopg.Connection) -> list[dict[str, Any]]:

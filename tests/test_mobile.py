@@ -131,7 +131,7 @@ def test_the_page_is_for_grid_workers_dispatchers_and_admins(app_client: TestCli
             for name in ("type", "severity", "description"):
                 assert f'name="{name}"' in page.text
             assert 'type="file" accept="image/*" capture="environment"' in page.text
-            assert "一图指挥" in page.text and "<html lang=\"zh-CN\">" in page.text
+            assert "一图指挥" in page.text and '<html lang="zh-CN">' in page.text
 
 
 def test_locate_names_the_grid_cell_or_outside(app_client: TestClient, demo_db: str) -> None:
@@ -277,10 +277,7 @@ def _cases(dsn: str, description: str) -> list[tuple[str, int, Any]]:
 
 
 def test_a_report_made_offline_waits_and_is_sent_once_with_its_photos_when_the_network_returns(
-    browser: Browser,  # noqa: F811
-    live_server: Any,
-    demo_db: str,
-    redis_url: str,
+    browser: Browser, live_server: Any, demo_db: str, redis_url: str
 ) -> None:
     srv = live_server(demo_db, redis_url)
     w = Phone(browser, srv.url, srv.sign_in("grid_worker"))
@@ -317,20 +314,19 @@ def test_a_report_made_offline_waits_and_is_sent_once_with_its_photos_when_the_n
 
 
 def test_an_upload_cut_off_halfway_with_the_page_closed_is_finished_once_by_the_next_page(
-    browser: Browser,  # noqa: F811
-    live_server: Any,
-    demo_db: str,
-    redis_url: str,
+    browser: Browser, live_server: Any, demo_db: str, redis_url: str
 ) -> None:
     srv = live_server(demo_db, redis_url)
     with TcpCut("127.0.0.1", srv.port) as relay:  # the phone's network: it drops a connection on command
         base = f"http://127.0.0.1:{relay.port}"
         w = Phone(browser, base, srv.sign_in("grid_worker"))
-        page, ctx = w.page, w.ctx
+        page = w.page
         _open(page, base)
         # the second photo's part of the upload never arrives: the connection drops after the first
         relay.arm(b'filename="b.jpg"', forward=False)
-        _fill(page, "上传中断：牲畜损害赔偿", [("a.jpg", jpeg(3, 360, noise=True)), ("b.jpg", jpeg(4, 360, noise=True))])
+        _fill(
+            page, "上传中断：牲畜损害赔偿", [("a.jpg", jpeg(3, 360, noise=True)), ("b.jpg", jpeg(4, 360, noise=True))]
+        )
         page.click("button[data-action=submit-report]")
         assert relay.cut_done.wait(30), "the upload was not cut"
         page.close()  # the phone's page closed mid-send
@@ -341,7 +337,8 @@ def test_an_upload_cut_off_halfway_with_the_page_closed_is_finished_once_by_the_
         again = w.new_page()
         again.goto(base + "/m")  # the page opened again: it finishes what waits
         again.wait_for_function(
-            "() => document.querySelectorAll('#m-type option').length > 1 && !document.querySelector('#m-outbox-list li')",
+            "() => document.querySelectorAll('#m-type option').length > 1"
+            " && !document.querySelector('#m-outbox-list li')",
             timeout=45_000,
         )
         got = _cases(demo_db, "上传中断")
@@ -350,18 +347,17 @@ def test_an_upload_cut_off_halfway_with_the_page_closed_is_finished_once_by_the_
         w.close(offline_noise=True)
 
 
-def test_the_shell_opens_with_the_server_gone(
-    browser: Browser,  # noqa: F811
-    live_server: Any,
-    demo_db: str,
-    redis_url: str,
-) -> None:
+def test_the_shell_opens_with_the_server_gone(browser: Browser, live_server: Any, demo_db: str, redis_url: str) -> None:
     srv = live_server(demo_db, redis_url)
     w = Phone(browser, srv.url, srv.sign_in("grid_worker"))
-    page, ctx = w.page, w.ctx
+    page = w.page
     _open(page, srv.url)
-    page.wait_for_timeout(500)  # the worker keeps the grid polygons as the map fetched them
-    assert page.evaluate("() => caches.keys()") != []
+    # the worker keeps the shell and the grid polygons
+    page.wait_for_function(
+        "async () => (await caches.keys()).includes('yitu-m-data')"
+        " && !!(await (await caches.open('yitu-m-data')).match('/api/v1/layers/grids?level=4&zoom=12'))",
+        polling=200,
+    )
     page.close()  # the phone put away (its live stream closes with the page)
     srv.stop()  # no server at all: everything the page opens with comes from the phone
     again = w.new_page()
@@ -382,10 +378,7 @@ def test_the_shell_opens_with_the_server_gone(
 
 
 def test_bad_input_on_the_phone_is_refused_in_chinese(
-    browser: Browser,  # noqa: F811
-    live_server: Any,
-    demo_db: str,
-    redis_url: str,
+    browser: Browser, live_server: Any, demo_db: str, redis_url: str
 ) -> None:
     srv = live_server(demo_db, redis_url)
     w = Phone(browser, srv.url, srv.sign_in("grid_worker"))
@@ -397,7 +390,11 @@ def test_bad_input_on_the_phone_is_refused_in_chinese(
         page.set_input_files(pick, [{"name": n, "mimeType": "image/jpeg", "buffer": b} for n, b in named])  # type: ignore[misc]
 
     # a script named .jpg, a corrupt image, a file over 10 MB: refused, each named
-    files(("evil.jpg", b"#!/bin/sh\nrm -rf /\n"), ("broken.jpg", jpeg(5)[:200]), ("huge.jpg", b"\xff\xd8\xff" + os.urandom(11 * 1024 * 1024)))
+    files(
+        ("evil.jpg", b"#!/bin/sh\nrm -rf /\n"),
+        ("broken.jpg", jpeg(5)[:200]),
+        ("huge.jpg", b"\xff\xd8\xff" + os.urandom(11 * 1024 * 1024)),
+    )
     page.wait_for_function("() => document.querySelectorAll('#m-form-error span').length === 3")
     error = page.inner_text("#m-form-error")
     assert "“evil.jpg”不是照片" in error and "照片“broken.jpg”已损坏" in error and "照片“huge.jpg”超过 10 MB" in error
@@ -423,10 +420,7 @@ def test_bad_input_on_the_phone_is_refused_in_chinese(
 
 
 def test_a_phone_clock_hours_off_leaves_the_time_to_the_server_and_says_so(
-    browser: Browser,  # noqa: F811
-    live_server: Any,
-    demo_db: str,
-    redis_url: str,
+    browser: Browser, live_server: Any, demo_db: str, redis_url: str
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -448,10 +442,7 @@ def test_a_phone_clock_hours_off_leaves_the_time_to_the_server_and_says_so(
 
 
 def test_my_tasks_start_attempt_and_close_with_the_agreement_photo_live(
-    browser: Browser,  # noqa: F811
-    live_server: Any,
-    demo_db: str,
-    redis_url: str,
+    browser: Browser, live_server: Any, demo_db: str, redis_url: str
 ) -> None:
     srv = live_server(demo_db, redis_url)
     name = create_user(demo_db, "grid_worker")
@@ -478,12 +469,16 @@ def test_my_tasks_start_attempt_and_close_with_the_agreement_photo_live(
     task.locator("button[data-action=task-attempt]").click()
     page.select_option("#m-dialog select[name=result]", "success")
     page.click("#m-dialog button[data-action=task-confirm]")
-    page.wait_for_function("c => document.querySelector(`#m-tasks li[data-code='${c}'] [data-action=task-close]`)", arg=code)
+    page.wait_for_function(
+        "c => document.querySelector(`#m-tasks li[data-code='${c}'] [data-action=task-close]`)", arg=code
+    )
     task.locator("button[data-action=task-close]").click()
     page.select_option("#m-dialog select[name=outcome]", "mediated")
     page.click("#m-dialog button[data-action=task-confirm]")  # without the agreement's photo: refused
     assert "请拍摄签字的调解协议书" in page.inner_text("#m-dialog")
-    page.set_input_files("#m-dialog input[name=agreement]", [{"name": "协议书.jpg", "mimeType": "image/jpeg", "buffer": jpeg(9)}])
+    page.set_input_files(
+        "#m-dialog input[name=agreement]", [{"name": "协议书.jpg", "mimeType": "image/jpeg", "buffer": jpeg(9)}]
+    )
     page.click("#m-dialog button[data-action=task-confirm]")
     page.wait_for_function(
         "c => document.querySelector(`#m-tasks li[data-code='${c}']`)?.dataset.step === 'closed'", arg=code

@@ -169,6 +169,7 @@
     if (!map || !fc.features.length) { return; }
     var layer = L.geoJSON(fc, { interactive: false, style: { color: "#3d8fd1", weight: 1, fillColor: "#ffffff", fillOpacity: 0.5 } });
     layer.addTo(map);
+    layer.bringToBack();  // under the chosen place's marker
     if (!point) { map.fitBounds(layer.getBounds()); }
   }
 
@@ -444,7 +445,8 @@
     var open = (s.tasks || []).filter(function (c) { return c.step !== "closed"; }).length;
     $("m-count-tasks").textContent = open ? String(open) : "";
     if (s.me) {
-      $("m-who").textContent = s.me.name + (s.me.area ? " · " + s.me.area : "") + (s.me.mediator ? " · 调解员" : "");
+      $("m-who").textContent = [s.me.name, T["role_" + s.me.role] || s.me.role, s.me.area, s.me.mediator ? T.mediator : null]
+        .filter(Boolean).join(" · ");
     }
   }
 
