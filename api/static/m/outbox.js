@@ -128,7 +128,12 @@
   }
 
   function sendCase(item, clock) {
-    if (!item.sent) { fixBody(item, clock); }
+    if (!item.sent) {
+      // Fixed and kept before the first try: a page closed mid-request must retry the very same body
+      // (the same key with another body is refused), whatever the clock says by then.
+      fixBody(item, clock);
+      return put(item).then(function () { return sendCase(item, clock); });
+    }
     return call("/api/v1/cases", {
       method: "POST",
       headers: { "Content-Type": "application/json", "Idempotency-Key": item.caseKey },
