@@ -308,8 +308,14 @@ def test_a_report_made_offline_waits_and_is_sent_once_with_its_photos_when_the_n
             "SELECT description, parties FROM cases WHERE code = %s", (got[0][0],)
         ).fetchone()  # type: ignore[misc]
     assert parties == [{"name": "巴特尔", "phone": "13812345678", "role": "申请人"}]
-    if "severity" not in mobile.TRIAGE_FIELDS:
+    if "severity" not in mobile.TRIAGE_FIELDS:  # the report API does not take them yet (issue 14 item 5)
         assert "严重程度：重大" in description and "涉及人数：6" in description
+    else:
+        with psycopg.connect(demo_db) as conn:
+            triage = conn.execute(
+                "SELECT severity, people_involved FROM cases WHERE code = %s", (got[0][0],)
+            ).fetchone()
+        assert triage == ("major", 6) and "严重程度" not in description
     w.close(offline_noise=True)
 
 
