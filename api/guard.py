@@ -102,6 +102,18 @@ def _public(face: Face) -> Policy:
 # lists of cases, which carry the parties, are not for it.
 NOT_VAN = frozenset({*ROLES, identity.SCREEN_ROLE}) - {"van"}
 
+# The phone page's shell files (api/mobile.py) and who the page is for.
+MOBILE_SHELL = (
+    "/m/app.js",
+    "/m/outbox.js",
+    "/m/app.css",
+    "/m/sw.js",
+    "/m/manifest.webmanifest",
+    "/m/icon-192.png",
+    "/m/icon-512.png",
+)
+FIELD_PAGE = frozenset({"grid_worker", "dispatcher", "admin"})
+
 # The one policy table: every route the app serves, by its path template. A route added to the app
 # is declared here before it does anything (tests/test_guard.py fails on one that is not).
 ROUTES: Mapping[str, Policy] = {
@@ -113,6 +125,10 @@ ROUTES: Mapping[str, Policy] = {
     "/pair/{code}": _public(Face.PAGE),
     "/healthz": _public(Face.API),  # anonymous callers get only the status (api/health.py)
     "/osmand": _public(Face.API),  # the device identifier is the credential (api/osmand.py), throttled
+    # the phone page's shell (api/mobile.py): fixed files without data, kept by its service worker
+    # (which the browser fetches, like the manifest, without the session cookie)
+    **{path: _public(Face.ASSET) for path in MOBILE_SHELL},
+    "/static/vendor/{path:path}": _public(Face.ASSET),  # Leaflet, for the phone pages
     # the API and its documentation
     "/openapi.json": _signed_in(Face.API),
     "/docs": _signed_in(Face.PAGE),
@@ -144,6 +160,11 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/dispatches/{dispatch_id}/end": _signed_in(Face.API),
     "/api/v1/dispatches/{dispatch_id}/cancel": _signed_in(Face.API),
     "/api/v1/search": _signed_in(Face.API, NOT_VAN),  # finds cases by their parties: a list of cases
+    "/api/v1/locate": _signed_in(Face.API),  # a point's grid chain (no cases in it)
+    # the grid worker's phone page (api/mobile.py): the page answers other roles 403 itself
+    "/m": _signed_in(Face.PAGE),
+    "/m/api/state": _signed_in(Face.API, FIELD_PAGE),  # my reports and my tasks
+    "/m/events": _signed_in(Face.API, FIELD_PAGE),  # the live push (Server-Sent Events)
     # Dash: its assets, internal routes, the callback endpoint, the live WebSocket and the pages
     "/assets": _signed_in(Face.ASSET),
     "/_dash-component-suites/{package_name}/{fingerprinted_path:path}": _signed_in(Face.ASSET),
@@ -473,7 +494,9 @@ def _route_takes(scope: Scope) -> bool:
 
 def _session(svc: Services, cookie: str) -> Principal | None:
     with svc.pool.connection() as conn:
-        return identity.session_principal(conn, cookie, svc.settings.session_idle_minutes)
+        return identity.session_principal(
+            conn, cookie, svc.settings.session_idle_minutes, svc.settings.session_field_idle_minutes
+        )
 
 
 async def bearer(app: Starlette, svc: Services, header: str, address: str | None) -> Principal:

@@ -13,6 +13,7 @@ from api import (
     errors,
     health,
     layers,
+    mobile,
     osmand,
     search,
     signin,
@@ -35,5 +36,6 @@ def all_routers() -> list[APIRouter]:
         osmand.router,
         dispatch.router,
         search.router,
+        mobile.router,  # /m, the grid worker's phone page, and /api/v1/locate
         errors.fallback_router(),  # last: the rest of /api/ is a JSON 404 / 405, never a page
     ]

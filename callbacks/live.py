@@ -164,7 +164,9 @@ def session_check(get_services: Callable[[], Services], who: Principal | None) -
 
         def check() -> bool:
             with svc.pool.connection() as conn:
-                return identity.session_alive(conn, session_id, svc.settings.session_idle_minutes)
+                return identity.session_alive(
+                    conn, session_id, svc.settings.session_idle_minutes, svc.settings.session_field_idle_minutes
+                )
 
         try:
             return await asyncio.to_thread(check)

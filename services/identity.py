@@ -402,15 +402,25 @@ def start_session(
     return replace(who, session_id=str(row[0])), cookie
 
 
-def session_principal(conn: psycopg.Connection, cookie: str, idle_minutes: float) -> Principal | None:
-    """The principal of a live session cookie, or None (unknown, ended, expired, idle, disabled, revoked)."""
+def session_principal(
+    conn: psycopg.Connection, cookie: str, idle_minutes: float, field_idle_minutes: float | None = None
+) -> Principal | None:
+    """The principal of a live session cookie, or None (unknown, ended, expired, idle, disabled, revoked).
+
+    Idle: after ``idle_minutes`` without a request; a grid worker's after ``field_idle_minutes``
+    (default: the same), whose phone may go hours without network (yitu_session_fresh, 029)."""
     cookie = (cookie or "").strip()
     if not cookie or len(cookie) > 200:
         return None
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             query("session_principal"),
-            {"hash": hash_token(cookie), "idle_seconds": idle_minutes * 60, "touch_seconds": TOUCH_SECONDS},
+            {
+                "hash": hash_token(cookie),
+                "idle_seconds": idle_minutes * 60,
+                "field_idle_seconds": (field_idle_minutes if field_idle_minutes is not None else idle_minutes) * 60,
+                "touch_seconds": TOUCH_SECONDS,
+            },
             prepare=True,
         ).fetchone()
     if row is None:
@@ -420,19 +430,26 @@ def session_principal(conn: psycopg.Connection, cookie: str, idle_minutes: float
     )
 
 
-def session_alive(conn: psycopg.Connection, session_id: str, idle_minutes: float) -> bool:
+def session_alive(
+    conn: psycopg.Connection, session_id: str, idle_minutes: float, field_idle_minutes: float | None = None
+) -> bool:
     """Is this session still good (for an open WebSocket, which checks it again every few seconds)?
 
     Reading does not count as activity here: only requests the person makes keep a session from idling.
+    The idle rule is session_principal's (yitu_session_fresh).
     """
     row = conn.execute(
         """SELECT 1 FROM sessions s
            LEFT JOIN users u ON u.id = s.user_id AND u.disabled_at IS NULL
            LEFT JOIN screens sc ON sc.id = s.screen_id AND sc.revoked_at IS NULL
            WHERE s.id = %(id)s AND s.ended_at IS NULL AND s.expires_at > now()
-             AND (s.kind = 'screen' OR s.last_seen_at > now() - make_interval(secs => %(idle)s))
+             AND yitu_session_fresh(s.kind, u.role, s.last_seen_at, %(idle)s, %(field_idle)s)
              AND (u.id IS NOT NULL OR sc.id IS NOT NULL)""",
-        {"id": int(session_id), "idle": idle_minutes * 60},
+        {
+            "id": int(session_id),
+            "idle": idle_minutes * 60,
+            "field_idle": (field_idle_minutes if field_idle_minutes is not None else idle_minutes) * 60,
+        },
         prepare=True,
     ).fetchone()
     return row is not None

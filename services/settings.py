@@ -242,6 +242,13 @@ class Settings(BaseSettings):
         description="A person's session ends after this many minutes without a request (absolute limit: 12 h; "
         "wall screens have no idle timeout).",
     )
+    session_field_idle_minutes: float = Field(
+        default=12 * 60,
+        gt=0,
+        le=24 * 60,
+        description="The same for a grid worker (the phone page /m, used where the network comes and goes): by "
+        "default a whole shift, so a phone out of signal for hours is still signed in (absolute limit: 12 h).",
+    )
 
     # --- vans ----------------------------------------------------------------------
     van_offline_seconds: float = Field(

@@ -1,14 +1,15 @@
 -- The principal behind a session cookie (by its SHA-256), if the session is alive: not ended, not past
--- its absolute expiry, not idle longer than %(idle_seconds)s (people only: screens have no idle
--- timeout), and its user not disabled / its screen not revoked. Touches last_seen_at at most once a
+-- its absolute expiry, not idle too long (yitu_session_fresh, 029: %(idle_seconds)s, a grid worker
+-- %(field_idle_seconds)s, a screen never), and its user not disabled / its screen not revoked. Touches last_seen_at at most once a
 -- %(touch_seconds)s, so a busy page does not write on every request.
 WITH s AS (
     SELECT s.id, s.kind, s.user_id, s.screen_id, s.last_seen_at
     FROM sessions s
+    LEFT JOIN users lu ON lu.id = s.user_id
     WHERE s.token_hash = %(hash)s
       AND s.ended_at IS NULL
       AND s.expires_at > now()
-      AND (s.kind = 'screen' OR s.last_seen_at > now() - make_interval(secs => %(idle_seconds)s))
+      AND yitu_session_fresh(s.kind, lu.role, s.last_seen_at, %(idle_seconds)s, %(field_idle_seconds)s)
 ), touched AS (
     UPDATE sessions t SET last_seen_at = now()
     FROM s
