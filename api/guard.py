@@ -101,6 +101,8 @@ def _public(face: Face) -> Policy:
 # A van crew's token acts on the case its van is sent to and nothing else (Principal.sees_case): the
 # lists of cases, which carry the parties, are not for it.
 NOT_VAN = frozenset({*ROLES, identity.SCREEN_ROLE}) - {"van"}
+# The van crew's page and its read: the crew, and the people who send vans.
+CREW_READERS = frozenset({identity.CREW_ROLE, *DISPATCHERS})
 
 # The one policy table: every route the app serves, by its path template. A route added to the app
 # is declared here before it does anything (tests/test_guard.py fails on one that is not).
@@ -137,6 +139,12 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/vans/positions": _signed_in(Face.API),
     "/api/v1/vans": _signed_in(Face.API),
     "/api/v1/vans/{van}/track": _signed_in(Face.API),
+    # the van crew's phone page (api/mobile_van.py): the crew (its own van), dispatchers, admins
+    "/api/v1/vans/{van}/dispatch": _signed_in(Face.API, CREW_READERS),
+    "/m/van": _signed_in(Face.PAGE, CREW_READERS),
+    "/m/van/app.js": _signed_in(Face.ASSET),
+    "/m/van/app.css": _signed_in(Face.ASSET),
+    "/static/vendor/{name:path}": _signed_in(Face.ASSET),  # Leaflet for the phone pages
     "/api/v1/cases/{code}/van-candidates": _signed_in(Face.API),
     "/api/v1/cases/{code}/cameras": _signed_in(Face.API),
     "/api/v1/dispatches": _signed_in(Face.API),

@@ -13,6 +13,7 @@ from api import (
     errors,
     health,
     layers,
+    mobile_van,
     osmand,
     search,
     signin,
@@ -34,6 +35,7 @@ def all_routers() -> list[APIRouter]:
         vans.router,
         osmand.router,
         dispatch.router,
+        mobile_van.router,
         search.router,
         errors.fallback_router(),  # last: the rest of /api/ is a JSON 404 / 405, never a page
     ]
