@@ -86,6 +86,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "gps_denied": "无法获取位置：{msg}",
         "gps_unsupported": "此浏览器不支持定位",
         "offline": "网络中断，定位点已保存在本机，恢复后自动补发",
+        "net_down": "网络中断，正在重试…",
         "end_title": "结束走访",
         "result": "调解结果",
         "result_none": "不记录",
@@ -101,6 +102,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "note": "走访记录",
         "photos": "现场照片 / 协议书",
         "photos_hint": "最多 10 张",
+        "photos_pick": "拍照 / 选择照片",
+        "photos_count": "已选 {n} 张",
         "end": "结束走访",
         "ending": "正在提交…",
         "ended": "走访已结束",
@@ -144,6 +147,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "gps_denied": "No position: {msg}",
         "gps_unsupported": "This browser cannot locate",
         "offline": "No network: fixes are kept on the phone and sent when it is back",
+        "net_down": "No network; trying again…",
         "end_title": "End the visit",
         "result": "Result",
         "result_none": "Not recorded",
@@ -159,6 +163,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "note": "Note",
         "photos": "Photos / signed agreement",
         "photos_hint": "up to 10",
+        "photos_pick": "Take or choose photos",
+        "photos_count": "{n} chosen",
         "end": "End the visit",
         "ending": "Sending…",
         "ended": "Visit ended",
@@ -316,12 +322,12 @@ def page_html(settings: Settings, who: Principal, van: str) -> str:
 </header>
 <div id="mvan-net" class="mvan-net" hidden></div>
 <div id="mvan-map" class="mvan-map" role="img" aria-label="map"></div>
+<section class="mvan-gps">
+<button type="button" data-action="share-gps" class="mvan-button" aria-pressed="false">{esc(t["gps_share"])}</button>
+<p id="mvan-gps-status" class="mvan-muted" role="status">{esc(t["gps_off"])}</p>
+</section>
 <section id="mvan-dispatch" class="mvan-card" data-state="loading">
 <p class="mvan-muted">{esc(t["loading"])}</p>
-</section>
-<section class="mvan-card mvan-gps">
-<button type="button" data-action="share-gps" class="mvan-button" aria-pressed="false">{esc(t["gps_share"])}</button>
-<p id="mvan-gps-status" class="mvan-muted">{esc(t["gps_off"])}</p>
 </section>
 <section id="mvan-end" class="mvan-card" hidden>
 <h2>{esc(t["end_title"])}</h2>
@@ -332,8 +338,10 @@ def page_html(settings: Settings, who: Principal, van: str) -> str:
 <select id="mvan-outcome" name="outcome">{_options(t, "outcome", OUTCOMES)}</select>
 <label for="mvan-note">{esc(t["note"])}</label>
 <textarea id="mvan-note" name="note" rows="3" maxlength="2000"></textarea>
-<label for="mvan-photos">{esc(t["photos"])} <span class="mvan-muted">({esc(t["photos_hint"])})</span></label>
-<input id="mvan-photos" name="photos" type="file" accept="image/*" capture="environment" multiple>
+<span class="mvan-label">{esc(t["photos"])} <span class="mvan-muted">({esc(t["photos_hint"])})</span></span>
+<input id="mvan-photos" name="photos" type="file" accept="image/*" capture="environment" multiple class="mvan-file">
+<label for="mvan-photos" class="mvan-button mvan-pick">{esc(t["photos_pick"])}</label>
+<p id="mvan-photos-count" class="mvan-muted"></p>
 <button type="submit" data-action="end-visit" class="mvan-button mvan-primary">{esc(t["end"])}</button>
 <p id="mvan-end-status" class="mvan-status" role="status"></p>
 </form>

@@ -59,7 +59,7 @@
     netDown[which] = down;
     var banner = $('mvan-net');
     banner.hidden = !(netDown.read || netDown.gps);
-    banner.textContent = T.offline;
+    banner.textContent = netDown.gps || queued() ? T.offline : T.net_down;
   }
 
   // --- the map -------------------------------------------------------------------------------------------
@@ -332,6 +332,10 @@
   }
 
   form.addEventListener('change', function (e) {
+    if (e.target.name === 'photos') {
+      var n = e.target.files.length;
+      $('mvan-photos-count').textContent = n ? fmt(T.photos_count, { n: n }) : '';
+    }
     if (!pending) { return; }
     if (e.target.name === 'photos') { pending.uploadKey = newKey(); pending.uploaded = false; }
     pending.endKey = newKey();
@@ -369,6 +373,7 @@
       pending = null;
       lastEnded = d.case;
       form.reset();
+      $('mvan-photos-count').textContent = '';
       endStatus('ok', T.ended);
       refresh();
     } catch (err) {
