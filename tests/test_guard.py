@@ -77,6 +77,7 @@ def _sample(path: str, demo: dict[str, str]) -> str:
         "action": "accept",
         "package_name": "dash",
         "fingerprinted_path:path": "dash.min.js",
+        "name:path": "leaflet/leaflet.js",  # /static/vendor/… (api/mobile_van.py)
         "rest:path": "v1/no-such-thing",  # the JSON 404 of the rest of /api/: no data, no hint either
     }
     if path.startswith("/pair/"):
