@@ -43,6 +43,7 @@ from api.deps import services
 from api.openapi import READ, answers
 from api.vans import VAN_ID, van_out
 from geodata import dispatch, tracking
+from geodata.queries import rounded
 from services.dispatching import DISPATCHERS, dispatch_out, routing
 from services.identity import CREW_ROLE
 from services.runtime import Services
@@ -259,8 +260,8 @@ def crew_state(svc: Services, who: Principal, van: str, now: datetime) -> dict[s
         if route is None
         else {
             "method": route["method"],
-            "distance_m": None if route["distance_m"] is None else round(route["distance_m"], 1),
-            "eta_s": None if route["eta_s"] is None else round(route["eta_s"]),
+            "distance_m": rounded(route["distance_m"]),  # as the candidates and the dispatch show them
+            "eta_s": rounded(route["eta_s"], 0),
             "line": _line(route["line"]),
         },
     }

@@ -313,6 +313,11 @@ def test_a_crew_member_sees_only_its_van_and_the_case_it_is_sent_to(
     assert state["dispatch"]["status"] == "en_route" and state["route"]["line"][0] == pytest.approx(
         [round(x, 6) for x in mine["start"]], abs=1e-6
     )
+    assert state["route"]["line"][-1] == pytest.approx([round(x, 6) for x in mine["case"]], abs=1e-6)
+    candidates = client.get(f"/api/v1/cases/{mine['code']}/van-candidates", headers=admin).json()["candidates"]
+    ranked = next(v for v in candidates if v["id"] == "V01")  # the ETA the dispatcher read, from the same code
+    _as(client, cookie)
+    assert (state["route"]["method"], state["route"]["eta_s"]) == (ranked["method"], ranked["eta_s"])
     case = c.get(f"/api/v1/cases/{mine['code']}")
     assert case.status_code == 200 and case.json()["parties"][0]["phone"] == "13812345678"
     for asset in ("/m/van/app.js", "/m/van/app.css", "/static/vendor/leaflet/leaflet.js"):
