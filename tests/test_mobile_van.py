@@ -87,8 +87,20 @@ def signed_in(url: str, name: str) -> str:
     return r.cookies["yitu_session"]
 
 
+class _OwnContext:
+    """A browser whose pages each get a context of their own that outlives them, so a test can
+    close the page and open the same phone's browser again (its localStorage kept)."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+
+    def new_page(self, **options: Any) -> Page:
+        return self.browser.new_context(**options).new_page()
+
+
 def phone(browser: Browser, url: str, cookie: str) -> Watched:
-    w = Watched(browser, url, cookies=[{"name": "yitu_session", "value": cookie, "url": url}], **PHONE)
+    cookies = [{"name": "yitu_session", "value": cookie, "url": url}]
+    w = Watched(_OwnContext(browser), url, cookies=cookies, **PHONE)  # type: ignore[arg-type]
     w.page.context.grant_permissions(["geolocation"], origin=url)
     return w
 
@@ -206,6 +218,7 @@ def test_the_crew_sees_its_dispatch_drives_there_sharing_gps_and_ends_the_visit_
     assert photos[0] == 1
     p.click("button[data-action=share-gps]")  # stop sharing
     w.close()
+    p.context.close()
 
 
 @pytest.mark.browser
@@ -255,15 +268,24 @@ def test_a_gap_in_the_network_keeps_the_fixes_and_resends_them_each_stored_once(
     p.wait_for_function("() => window.yitu.mvan.queued() >= 3", timeout=20_000)
     p.wait_for_selector("#mvan-net:not([hidden])", timeout=20_000)
     assert int(p.get_attribute("#mvan-gps-status", "data-waiting") or 0) >= 3
-    p.context.set_offline(False)
+    waiting = p.evaluate("() => window.yitu.mvan.queued()")
+    sent_before = p.evaluate("() => window.yitu.mvan.sent")
+    # … and the page is closed before the network is back: the fixes live on the phone (localStorage).
+    p.close()
+    w.page.context.set_offline(False)
+    p2 = w.page.context.new_page()
+    p2.goto(srv.url + "/m/van")  # opened again: it sends what waited and shares the GPS as before
+    p2.wait_for_selector(f"#mvan-dispatch[data-case='{scene['code']}']", timeout=20_000)
+    until(p2, f"window.yitu.mvan.queued() === 0 && window.yitu.mvan.sent >= {waiting}", "the kept fixes sent")
+    assert p2.get_attribute("button[data-action=share-gps]", "aria-pressed") == "true"
     for point in track[4:]:
-        gps(p, *point)
-        p.wait_for_timeout(1100)
-    p.wait_for_function("() => window.yitu.mvan.queued() === 0 && window.yitu.mvan.sent >= 6", timeout=30_000)
-    p.wait_for_selector("#mvan-net[hidden]", state="attached", timeout=20_000)
+        gps(p2, *point)
+        p2.wait_for_timeout(1100)
+    until(p2, f"window.yitu.mvan.queued() === 0 && window.yitu.mvan.sent >= {waiting + 2}", "the new fixes sent")
+    p2.wait_for_selector("#mvan-net[hidden]", state="attached", timeout=20_000)
 
     # Every fix the phone took is stored, each once.
-    taken = p.evaluate("() => window.yitu.mvan.sent")
+    taken = sent_before + p2.evaluate("() => window.yitu.mvan.sent")
     rows = stored_fixes(demo_db, "V02")
     times = [r[0] for r in rows]
     assert len(times) == len(set(times)) == taken, (len(times), taken)
@@ -271,7 +293,9 @@ def test_a_gap_in_the_network_keeps_the_fixes_and_resends_them_each_stored_once(
     with psycopg.connect(demo_db) as conn:
         keys = conn.execute("SELECT count(*) FROM idempotency_keys WHERE key = %s", (lost[0],)).fetchone()[0]
     assert keys == 1
-    p.click("button[data-action=share-gps]")
+    p2.click("button[data-action=share-gps]")
+    p2.close()
+    w.page.context.close()
     # The failed fetches of the offline minute are the browser's console errors, not the page's.
     w.problems = [x for x in w.problems if "Failed to load resource" not in x and "ERR_" not in x]
     w.close()
