@@ -101,6 +101,8 @@ def _public(face: Face) -> Policy:
 # A van crew's token acts on the case its van is sent to and nothing else (Principal.sees_case): the
 # lists of cases, which carry the parties, are not for it.
 NOT_VAN = frozenset({*ROLES, identity.SCREEN_ROLE}) - {"van"}
+# The van crew's page and its read: the crew, and the people who send vans.
+CREW_READERS = frozenset({identity.CREW_ROLE, *DISPATCHERS})
 
 # The phone page's shell files (api/mobile.py) and who the page is for.
 MOBILE_SHELL = (
@@ -153,6 +155,11 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/vans/positions": _signed_in(Face.API),
     "/api/v1/vans": _signed_in(Face.API),
     "/api/v1/vans/{van}/track": _signed_in(Face.API),
+    # the van crew's phone page (api/mobile_van.py): the crew (its own van), dispatchers, admins
+    "/api/v1/vans/{van}/dispatch": _signed_in(Face.API, CREW_READERS),
+    "/m/van": _signed_in(Face.PAGE, CREW_READERS),
+    "/m/van/app.js": _signed_in(Face.ASSET),
+    "/m/van/app.css": _signed_in(Face.ASSET),
     "/api/v1/cases/{code}/van-candidates": _signed_in(Face.API),
     "/api/v1/cases/{code}/cameras": _signed_in(Face.API),
     "/api/v1/dispatches": _signed_in(Face.API),

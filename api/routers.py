@@ -14,6 +14,7 @@ from api import (
     health,
     layers,
     mobile,
+    mobile_van,
     osmand,
     search,
     signin,
@@ -35,6 +36,7 @@ def all_routers() -> list[APIRouter]:
         vans.router,
         osmand.router,
         dispatch.router,
+        mobile_van.router,
         search.router,
         mobile.router,  # /m, the grid worker's phone page, and /api/v1/locate
         errors.fallback_router(),  # last: the rest of /api/ is a JSON 404 / 405, never a page

@@ -250,7 +250,10 @@ async def login(request: Request) -> Response:
     except errors.YituError as exc:
         return _refusal(request, lang, exc, form.get("username", ""), safe_next(form.get("next")))
     log.info("signed in user=%s role=%s", who.name, who.role)
-    response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    target = safe_next(form.get("next"))
+    if who.role == identity.CREW_ROLE and target == "/":  # a van crew's home is its phone page
+        target = "/m/van"
+    response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, cookie, who)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -155,11 +155,11 @@ def _may_post(who: Principal, body: PositionsIn) -> None:
         raise errors.Forbidden(
             f"a {who.role} token cannot report van positions (admin or van only)", field="Authorization"
         )
-    if who.role == "van":
+    if who.role == "van":  # a van's token, or a signed-in crew member (/m/van): that van only
         for i, p in enumerate(body.positions):
-            if p.van != who.name:
+            if p.van != who.van:
                 raise errors.Forbidden(
-                    f"this van token reports for {who.name} only, not {p.van}", field=f"positions.{i}.van"
+                    f"this van crew reports for {who.van} only, not {p.van}", field=f"positions.{i}.van"
                 )
 
 

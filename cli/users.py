@@ -29,7 +29,8 @@ R = TypeVar("R")
 
 ROLE_HELP = (
     "admin: everything, the admin page; dispatcher: sends vans, handles cases; grid_worker: reports and "
-    "handles the cases of its area; viewer: reads, personal data masked."
+    "handles the cases of its area; viewer: reads, personal data masked; van: a van's crew member (with "
+    "--van), who opens /m/van on a phone and sees only the case the van is sent to."
 )
 
 
@@ -77,13 +78,14 @@ def user_group() -> None:
 
 @user_group.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(identity.PEOPLE_ROLES), required=True, help=ROLE_HELP)
+@click.option("--role", type=click.Choice(identity.USER_ROLES), required=True, help=ROLE_HELP)
 @click.option(
     "--area",
     default=None,
     metavar="CODE",
     help="Limit the user to an area of any level (6-, 9-, 12- or 15-digit code).",
 )
+@click.option("--van", default=None, metavar="VAN", help="For --role van: the van the crew member rides in (e.g. V01).")
 @click.option(
     "--password-stdin",
     "password_stdin",
@@ -93,19 +95,20 @@ def user_group() -> None:
 @click.pass_context
 @db_errors("users")
 @_refusals
-def create(ctx: click.Context, name: str, role: str, area: str | None, password_stdin: bool) -> None:
+def create(ctx: click.Context, name: str, role: str, area: str | None, van: str | None, password_stdin: bool) -> None:
     """Make a user NAME who signs in with a password."""
     password = _password(password_stdin)
     with psycopg.connect(dsn(ctx)) as conn:
-        uid = admin.create_user(conn, None, None, name=name, role=role, area=area, password=password)
-    click.echo(f"user {uid} {name.strip()} ({role}{', area ' + area if area else ''}) created")
+        uid = admin.create_user(conn, None, None, name=name, role=role, area=area, password=password, van=van)
+    where = (f", area {area}" if area else "") + (f", van {van.strip()}" if van else "")
+    click.echo(f"user {uid} {name.strip()} ({role}{where}) created")
 
 
 @user_group.command("list")
 @click.pass_context
 @db_errors("users")
 def list_(ctx: click.Context) -> None:
-    """List the users: id, name, role, area, created, disabled, last seen (never a password)."""
+    """List the users: id, name, role, area, created, disabled, last seen, van (never a password)."""
     with psycopg.connect(dsn(ctx)) as conn:
         rows = identity.list_users(conn)
     echo_table(
@@ -118,6 +121,7 @@ def list_(ctx: click.Context) -> None:
             "created": "created_at",
             "disabled": "disabled_at",
             "last_seen": "last_seen_at",
+            "van": "van_id",  # last: the columns before it keep their places for scripts
         },
     )
 

@@ -121,6 +121,27 @@ def candidates(
         return cur.execute(query("van_candidates"), params).fetchall()
 
 
+def route_to_case(
+    conn: psycopg.Connection, code: str, van: str, case_at: tuple[float, float], routing: Routing, at: datetime
+) -> dict[str, Any] | None:
+    """The way from ``van``'s latest fix to case ``code`` as a crew's phone draws it: the method,
+    distance and ETA of the dispatch ranking (:func:`candidates` for this van, so the figures are
+    the ones a dispatcher read) and the line itself: for a road route the pgRouting path between
+    the two snapped ends (``sim_route.sql``, the same cheapest pair of ends) with the straight
+    off-road legs at both ends; else the straight line. None when the van has no position."""
+    rows = candidates(conn, code, routing, at, van=van)
+    if not rows or rows[0]["method"] is None:
+        return None
+    r = rows[0]
+    start = (float(r["lon"]), float(r["lat"]))
+    line = [start, case_at]
+    if r["method"] == "road":
+        params = {"from_lon": start[0], "from_lat": start[1], "to_lon": case_at[0], "to_lat": case_at[1]}
+        road = [(float(p[0]), float(p[1])) for p in conn.execute(query("sim_route"), params).fetchall()]
+        line = [start, *road, case_at]
+    return {"method": r["method"], "distance_m": r["distance_m"], "eta_s": r["eta_s"], "line": line}
+
+
 def not_dispatchable_because(row: Mapping[str, Any]) -> str | None:
     """Why a candidate cannot be sent now (None if it can): what a dispatcher needs to read."""
     if row["dispatchable"]:

@@ -60,10 +60,12 @@ def create_user(
     role: str,
     password: str,
     area: str | None = None,
+    van: str | None = None,
 ) -> int:
     area = check_area(conn, area)
-    uid = identity.create_user(conn, name=name, role=role, password=password, area=area)
-    audit.record(conn, who, "user.create", f"user:{uid}", {"name": name.strip(), "role": role, "area": area}, address)
+    uid = identity.create_user(conn, name=name, role=role, password=password, area=area, van=van)
+    details = {"name": name.strip(), "role": role, "area": area, **({"van": van.strip()} if van else {})}
+    audit.record(conn, who, "user.create", f"user:{uid}", details, address)
     return uid
 
 

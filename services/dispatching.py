@@ -75,13 +75,14 @@ def require_dispatcher(who: Principal) -> None:
 
 
 def may_end(who: Principal) -> Callable[[Mapping[str, Any]], None]:
-    """Dispatchers (within their area), or the crew of that very van (a ``van`` token named so)."""
+    """Dispatchers (within their area), or the crew of that very van (a ``van`` token named so, or
+    a signed-in crew member of that van)."""
     scope = scoped(who, "id")
 
     def check(d: Mapping[str, Any]) -> None:
         if who.role == "van":
-            if who.name != d["van_id"]:
-                raise Forbidden(f"this van token is for {who.name}, not {d['van_id']}", field="Authorization")
+            if who.van != d["van_id"]:
+                raise Forbidden(f"this van crew is {who.van}'s, not {d['van_id']}'s", field="Authorization")
             return
         require_dispatcher(who)
         scope(d)

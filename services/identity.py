@@ -67,6 +67,7 @@ class Principal:
     area: str | None
     kind: Kind = "token"
     session_id: str | None = None
+    van: str | None = None  # the van a ``van`` role acts for: a van token's name, a crew member's users.van_id
 
     @property
     def actor(self) -> Actor:
@@ -84,11 +85,11 @@ class Principal:
         return masking.sees_personal_data(self.role)
 
     def sees_case(self, row: Mapping[str, Any]) -> bool:
-        """Inside its area; and a van crew's token only the case its van is sent to (the case's
-        assignee while the visit lasts), never the others' parties."""
+        """Inside its area; and a van crew (its token or a signed-in crew member) only the case its
+        van is sent to (the case's assignee while the visit lasts), never the others' parties."""
         if self.role == "van":
             assignee = row.get("assignee") or {}
-            if assignee.get("kind") != "van" or assignee.get("id") != self.name:
+            if self.van is None or assignee.get("kind") != "van" or assignee.get("id") != self.van:
                 return False
         return self.area is None or self.area in chain_of(row)
 
@@ -225,7 +226,10 @@ def lookup_digest_on(conn: psycopg.Connection, digest: str) -> Principal | None:
         (digest,),
         prepare=True,
     ).fetchone()
-    return Principal(int(row[0]), row[1], row[2], row[3]) if row else None
+    if row is None:
+        return None
+    # A van token reports for the van it is named after (``yitu token create --role van --name V01``).
+    return Principal(int(row[0]), row[1], row[2], row[3], van=row[1] if row[2] == "van" else None)
 
 
 def lookup(svc: Services, token: str) -> Principal | None:
@@ -239,6 +243,11 @@ def lookup(svc: Services, token: str) -> Principal | None:
 # --- people: users with passwords (Argon2id) ---------------------------------------------------
 
 PEOPLE_ROLES: tuple[str, ...] = ("admin", "dispatcher", "grid_worker", "viewer")
+# A van's crew member (/m/van): a person who signs in for one van (users.van_id, 028_van_crew.sql).
+# Not among PEOPLE_ROLES, which the admin page's role pickers offer: a crew member needs a van,
+# given with ``yitu user create NAME --role van --van V01``.
+CREW_ROLE = "van"
+USER_ROLES: tuple[str, ...] = (*PEOPLE_ROLES, CREW_ROLE)
 SCREEN_ROLE = "screen"
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # Argon2 hashes any length; this bounds the work a hostile body can ask for
@@ -276,18 +285,36 @@ def hash_password(password: str) -> str:
     return _hasher.hash(check_password_rules(password))
 
 
-def create_user(conn: psycopg.Connection, *, name: str, role: str, password: str, area: str | None = None) -> int:
-    """A new person who signs in; Invalid (naming the field) or Conflict (the name is taken)."""
+def _check_van(conn: psycopg.Connection, role: str, van: str | None) -> str | None:
+    """The van of a crew member (required, and known), None for every other role (refused if given)."""
+    van = (van or "").strip() or None
+    if role != CREW_ROLE:
+        if van is not None:
+            raise Invalid(f"only a van crew member (role {CREW_ROLE}) rides in a van", field="van")
+        return None
+    if van is None:
+        raise Invalid("a van crew member needs the van they ride in (e.g. --van V01)", field="van")
+    if conn.execute("SELECT 1 FROM vans WHERE id = %s", (van,)).fetchone() is None:
+        raise Invalid(f"no van with id {van!r}", field="van")
+    return van
+
+
+def create_user(
+    conn: psycopg.Connection, *, name: str, role: str, password: str, area: str | None = None, van: str | None = None
+) -> int:
+    """A new person who signs in (a crew member: with ``van``); Invalid (naming the field) or
+    Conflict (the name is taken)."""
     name = _check_name(name)
-    if role not in PEOPLE_ROLES:
-        raise Invalid(f"unknown role {role!r}; one of {', '.join(PEOPLE_ROLES)}", field="role")
+    if role not in USER_ROLES:
+        raise Invalid(f"unknown role {role!r}; one of {', '.join(USER_ROLES)}", field="role")
     area = _check_area(conn, area)
+    van = _check_van(conn, role, van)
     digest = hash_password(password)
     if conn.execute("SELECT 1 FROM users WHERE name = %s", (name,)).fetchone():
         raise Conflict(f"a user named {name!r} exists already", field="name")
     row = conn.execute(
-        "INSERT INTO users (name, role, area_code, password_hash) VALUES (%s, %s, %s, %s) RETURNING id",
-        (name, role, area, digest),
+        "INSERT INTO users (name, role, area_code, password_hash, van_id) VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (name, role, area, digest, van),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -297,7 +324,7 @@ def list_users(conn: psycopg.Connection) -> list[dict[str, Any]]:
     """Every user (never a hash), with when they last used a session."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """SELECT u.id, u.name, u.role, u.area_code, u.created_at, u.disabled_at,
+            """SELECT u.id, u.name, u.role, u.area_code, u.van_id, u.created_at, u.disabled_at,
                       (SELECT max(s.last_seen_at) FROM sessions s WHERE s.user_id = u.id) AS last_seen_at
                FROM users u ORDER BY u.id"""
         ).fetchall()
@@ -342,12 +369,16 @@ def set_password(conn: psycopg.Connection, name: str, password: str) -> None:
     end_sessions_of(conn, "user", uid)
 
 
-def set_user_role(conn: psycopg.Connection, name: str, role: str, area: str | None) -> None:
-    """Change a user's role and area scope (the admin page); their sessions end so the change holds at once."""
-    if role not in PEOPLE_ROLES:
-        raise Invalid(f"unknown role {role!r}; one of {', '.join(PEOPLE_ROLES)}", field="role")
+def set_user_role(conn: psycopg.Connection, name: str, role: str, area: str | None, van: str | None = None) -> None:
+    """Change a user's role and area scope (the admin page; a crew member's van with it: any other
+    role leaves the van); their sessions end so the change holds at once."""
+    if role not in USER_ROLES:
+        raise Invalid(f"unknown role {role!r}; one of {', '.join(USER_ROLES)}", field="role")
     uid = _user_id(conn, name)
-    conn.execute("UPDATE users SET role = %s, area_code = %s WHERE id = %s", (role, _check_area(conn, area), uid))
+    conn.execute(
+        "UPDATE users SET role = %s, area_code = %s, van_id = %s WHERE id = %s",
+        (role, _check_area(conn, area), _check_van(conn, role, van), uid),
+    )
     end_sessions_of(conn, "user", uid)
 
 
@@ -355,7 +386,8 @@ def verify_user(conn: psycopg.Connection, name: str, password: str) -> Principal
     """The user ``name`` if ``password`` is theirs and they are not disabled; None otherwise
     (an unknown name costs a hash check too, so timing does not tell which names exist)."""
     row = conn.execute(
-        "SELECT id, name, role, area_code, password_hash, disabled_at FROM users WHERE name = %s", (name.strip(),)
+        "SELECT id, name, role, area_code, password_hash, disabled_at, van_id FROM users WHERE name = %s",
+        (name.strip(),),
     ).fetchone()
     try:
         _hasher.verify(row[4] if row else _DUMMY_HASH, password)
@@ -365,7 +397,7 @@ def verify_user(conn: psycopg.Connection, name: str, password: str) -> Principal
         return None
     if _hasher.check_needs_rehash(row[4]):
         conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (_hasher.hash(password), row[0]))
-    return Principal(int(row[0]), row[1], row[2], row[3], kind="user")
+    return Principal(int(row[0]), row[1], row[2], row[3], kind="user", van=row[6])
 
 
 # --- sessions: server-side, behind the cookie yitu_session ------------------------------------
@@ -426,7 +458,13 @@ def session_principal(
     if row is None:
         return None
     return Principal(
-        int(row["owner_id"]), row["name"], row["role"], row["area"], kind=row["kind"], session_id=str(row["session_id"])
+        int(row["owner_id"]),
+        row["name"],
+        row["role"],
+        row["area"],
+        kind=row["kind"],
+        session_id=str(row["session_id"]),
+        van=row["van_id"],
     )
 
 

@@ -11,12 +11,12 @@ CREATE INDEX cases_assignee_closed_idx ON cases ((assignee ->> 'kind'), (assigne
     WHERE step = 'closed';
 
 -- A session's idle rule, in one place for the guard's lookup (session_principal.sql) and the live
--- stream's re-check (services/identity.py session_alive): wall screens never idle out; grid workers,
+-- stream's re-check (services/identity.py session_alive): wall screens never idle out; grid workers and van crews,
 -- whose phones go without network for hours, after field_idle_seconds (YITU_SESSION_FIELD_IDLE_MINUTES,
 -- a shift); everyone else after idle_seconds (YITU_SESSION_IDLE_MINUTES).
 CREATE FUNCTION yitu_session_fresh(kind text, role text, last_seen timestamptz, idle_seconds float8,
                                    field_idle_seconds float8) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT kind = 'screen'
-          OR last_seen > now() - make_interval(secs => CASE WHEN role = 'grid_worker' THEN field_idle_seconds
+          OR last_seen > now() - make_interval(secs => CASE WHEN role IN ('grid_worker', 'van') THEN field_idle_seconds
                                                             ELSE idle_seconds END) $$;

@@ -21,6 +21,7 @@ SELECT s.id AS session_id, s.kind,
        coalesce(u.name, sc.name) AS name,
        CASE WHEN s.kind = 'screen' THEN 'screen' ELSE u.role END AS role,
        coalesce(u.area_code, sc.area_code) AS area,
+       u.van_id,  -- a van crew member's van (028_van_crew.sql)
        (SELECT count(*) FROM touched) AS touched
 FROM s
 LEFT JOIN users u ON u.id = s.user_id AND u.disabled_at IS NULL
