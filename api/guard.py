@@ -157,7 +157,8 @@ ROUTES: Mapping[str, Policy] = {
     "/area/{code}": _signed_in(Face.PAGE),  # Dash's page, answered 403 outside the reader's area
     "/api/{rest:path}": _signed_in(Face.API),  # the rest of /api/: JSON 404 / 405 (api/errors.py)
     "/admin": _signed_in(Face.PAGE, ADMINS),  # anyone else signed in: the refusal page (403)
-    # Dash's catch-all (/area/…, /dispatch, …): what no other entry matches is a signed-in page
+    # Dash's catch-all (/area/…, /dispatch, /cases/… — a case outside the reader's area: "not found" —, …):
+    # what no other entry matches is a signed-in page
     # (or, under /api/, a signed-in API call): see policy_for.
     "{path:path}": _signed_in(Face.PAGE),
 }
@@ -181,6 +182,11 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.dispatch._send": DISPATCHERS,  # sends a van: a write
     "callbacks.dispatch._next_send_key": ANY_SIGNED_IN,  # a fresh key for the next send; reads nothing
     "callbacks.live._live": ANY_SIGNED_IN,
+    # the case page (/cases/{code}): drawn for its reader (masked by role, scoped to their area); the
+    # actions are refused by role in services/casework.py (workflow.ROLE_ACTIONS), as the API's are
+    "callbacks.case._panels": ANY_SIGNED_IN,
+    "callbacks.case._form": ANY_SIGNED_IN,
+    "callbacks.case._act": ANY_SIGNED_IN,
     "callbacks.search._results": NOT_VAN,  # the search box (every page): cases found, masked for the room
     # the admin page (/admin): every one of its callbacks, the tables included, for admins only
     "callbacks.admin._users": ADMINS,
