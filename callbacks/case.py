@@ -338,6 +338,7 @@ class Page(TypedDict):
     timeline: list[Component]
     dispatches: list[Component]
     actions: list[Component]
+    allowed: list[str]
     version: int | None
 
 
@@ -372,6 +373,7 @@ def view(svc: Services, rules: DeadlineRules, who: auth.Principal | None, code: 
         "timeline": timeline_view(events, c, role, now, lang),
         "dispatches": visits_view(visits, lang),
         "actions": actions_bar(allowed, lang),
+        "allowed": allowed,
         "version": c["version"],
     }
 
@@ -569,6 +571,7 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Output(Ids.DISPATCHES, "children"),
         Output(Ids.ACTIONS, "children"),
         Output(Ids.VERSION, "data"),
+        Output(Ids.ALLOWED, "data"),
     ]
 
     @app.callback(
@@ -576,30 +579,29 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Input(Ids.CODE, "data"),
         Input({"type": TICK, "code": ALL}, "data"),
         Input(Ids.DONE, "data"),
+        State(Ids.ALLOWED, "data"),
         State("lang", "data"),
     )
-    def _panels(code: str, _tick: object, _done: object, lang: str) -> tuple[Any, ...]:
+    def _panels(code: str, _tick: object, _done: object, shown: list[str] | None, lang: str) -> tuple[Any, ...]:
         page = view(get(), get_runtime().rules, auth.current(), code, lang)
         if page is None:
-            return ([],) * 7 + (None,)
-        return tuple(
-            page[k]
-            for k in ("facts", "parties", "attachments", "focus", "timeline", "dispatches", "actions", "version")
-        )  # type: ignore[literal-required]
+            return ([],) * 7 + (None, [])
+        # The buttons are redrawn only when the actions change: a redraw while someone clicks would
+        # swallow the click (the newer callback round supersedes the one the click started).
+        actions = no_update if shown is not None and page["allowed"] == shown else page["actions"]
+        keys = ("facts", "parties", "attachments", "focus", "timeline", "dispatches")
+        return (*(page[k] for k in keys), actions, page["version"], page["allowed"])  # type: ignore[literal-required]
 
     @app.callback(
         Output(Ids.FORM, "children"),
         Output(Ids.CHOSEN, "data"),
         Input({"type": ACTION, "action": ALL}, "n_clicks"),
-        Input(Ids.DONE, "data"),
         State(Ids.CODE, "data"),
         State("lang", "data"),
         prevent_initial_call=True,
     )
-    def _form(_clicks: list[int | None], done: Outcome | None, code: str, lang: str) -> tuple[Any, Any]:
+    def _form(_clicks: list[int | None], code: str, lang: str) -> tuple[Any, Any]:
         trig = ctx.triggered_id
-        if trig == Ids.DONE:
-            return ([], None) if done and done.get("ok") else (no_update, no_update)
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update, no_update  # a re-rendered button (n_clicks 0), not a click
         action = str(trig["action"])
@@ -609,6 +611,7 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Output(Ids.DONE, "data"),
         Output(Ids.MESSAGE, "children"),
         Output(Ids.KEY, "data"),
+        Output(Ids.FORM, "children", allow_duplicate=True),  # a form that did its work closes
         Input({"type": CONFIRM, "action": ALL}, "n_clicks"),
         State({"type": FIELD, "name": ALL}, "value"),
         State({"type": FIELD, "name": ALL}, "id"),
@@ -626,15 +629,15 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         version: int | None,
         key: str | None,
         lang: str,
-    ) -> tuple[Outcome | NoUpdate, str | NoUpdate, str | NoUpdate]:
+    ) -> tuple[Outcome | NoUpdate, str | NoUpdate, str | NoUpdate, list[Component] | NoUpdate]:
         trig = ctx.triggered_id
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
-            return no_update, no_update, no_update
+            return no_update, no_update, no_update, no_update
         fields = {i["name"]: v for i, v in zip(ids, values, strict=True)}
         out = act(
             get(), get_runtime(), auth.current(), code, str(trig["action"]), fields, lang, version=version, key=key
         )
-        return out, out["message"], new_key()
+        return out, out["message"], new_key(), ([] if out["ok"] else no_update)
 
     # The live push: an event of this case (another screen acted) redraws the page; the vans move.
     app.clientside_callback(

@@ -144,12 +144,13 @@ def test_a_refusal_says_in_chinese_what_is_allowed_now(app_client: TestClient, d
 def _act(p: Page, action: str, fill: dict[str, str] | None = None, pick: dict[str, str] | None = None) -> None:
     """Click the action's button, fill its form, send it."""
     p.click(f"button[data-action={action}]", timeout=15_000)
-    p.wait_for_selector("button[data-action=confirm]", timeout=15_000)
+    confirm = f'#case-form button[data-action=confirm][id*=\'"action":"{action}"\']'  # this action's form
+    p.wait_for_selector(confirm, timeout=15_000)
     for name, text in (pick or {}).items():
         p.locator(f".yitu-{name}-option", has_text=text).first.click()
     for name, value in (fill or {}).items():
         p.fill(f'[id*=\'"name":"{name}"\']', value)
-    p.click("button[data-action=confirm]")
+    p.click(confirm)
 
 
 def _events(dsn: str, code: str) -> list[str]:
@@ -205,7 +206,10 @@ def test_the_whole_loop_from_the_page_with_a_second_screen_following(
     ]
     for n, (p, action, fill, pick) in enumerate(steps, start=2):  # the report is the first row
         _act(p, action, fill, pick)
-        wait_for(lambda n=n: len(_events(demo_db, code)) == n, what=f"{action} written")
+        wait_for(
+            lambda n=n: len(_events(demo_db, code)) == n,
+            what=f"{action} written (the page says: {p.inner_text('#case-message')!r})",
+        )
         for q in (d, g, v):  # every open screen follows: the timeline grows by the row (live push)
             q.wait_for_function("n => document.querySelectorAll('.yitu-event').length === n", arg=n, timeout=15_000)
         assert v.locator("button[data-action]").count() == 0  # a viewer never gets a button
@@ -222,7 +226,10 @@ def test_the_whole_loop_from_the_page_with_a_second_screen_following(
     assert data["agreement_no"] == "XY-2026-001" and data["outcome"] == "mediated"
     assert first != second
     assert "XY-2026-001" in v.inner_text("#case-timeline")
-    assert d.locator("button[data-action=reopen]").count() == 1 and g.locator("button[data-action]").count() == 0
+    assert g.locator("button[data-action]").count() == 0, (
+        g.inner_html("#case-form") + " | " + g.inner_html("#case-actions")
+    )
+    assert d.locator("button[data-action=reopen]").count() == 1
     ARTIFACTS.mkdir(exist_ok=True)
     d.screenshot(path=str(ARTIFACTS / "case-1920x1080.png"))
     for w in (disp, worker, watcher):

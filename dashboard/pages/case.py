@@ -35,6 +35,7 @@ class Ids(StrEnum):
     KEY = "case-key"  # the Idempotency-Key of the next action (new per page and after each action)
     VERSION = "case-version"  # the case's version as shown: an action on an older view is refused
     CHOSEN = "case-chosen"  # the action whose form is open
+    ALLOWED = "case-allowed"  # the actions whose buttons are shown (redrawn only when they change)
     WHO = "case-who"
     MESSAGE = "case-message"
     FACTS = "case-facts"
@@ -69,6 +70,7 @@ def layout(settings: Settings, code: str, center: tuple[float, float] | None, wh
             dcc.Store(id=Ids.KEY, data=new_key()),
             dcc.Store(id=Ids.VERSION),
             dcc.Store(id=Ids.CHOSEN),
+            dcc.Store(id=Ids.ALLOWED),
             html.Header(
                 className="yitu-header",
                 children=[
