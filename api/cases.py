@@ -393,3 +393,38 @@ def transition(
     if replayed:
         response.headers[REPLAYED] = "true"
     return out
+
+
+class CellIn(BaseModel):
+    """Confirm a case's cell or put it in another: ``cell`` null confirms the one intake found for a
+    case flagged ``near_boundary``; a grid cell's code (one within 3 km of the case) moves it there
+    (a case flagged ``outside_territory`` gets its cell so). Both flags go; the audit records it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    cell: str | None = Field(pattern=r"^[0-9]{15}$", description="A grid cell's code, or null to confirm")
+    version: Version | None = Field(default=None, description="Refuse (409) if the case changed since this version.")
+
+
+@router.post(
+    "/{code}/cell",
+    dependencies=[Depends(role_in({"admin", "dispatcher"}, "change a case's cell")), Depends(require_json)],
+    summary="Confirm a case's grid cell, or move it to the right one (audited)",
+    responses=answers(*WRITE, ok=keyed(200, "The case after the change")),
+)
+def place_case(
+    code: Annotated[str, Path(pattern=CODE)],
+    body: CellIn,
+    request: Request,
+    response: Response,
+    svc: Svc,
+    rt: Rt,
+    who: Who,
+    idempotency_key: OptionalKey = None,
+) -> dict[str, Any]:
+    key = key_of(who, idempotency_key, f"POST /api/v1/cases/{code}/cell", body.model_dump(mode="json"))
+    out, replayed = casework.place(
+        svc, rt, who, code, body.cell, version=body.version, key=key, address=client_address(request)
+    )
+    if replayed:
+        response.headers[REPLAYED] = "true"
+    return out

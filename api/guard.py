@@ -124,6 +124,7 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/cases": _signed_in(Face.API, NOT_VAN),
     "/api/v1/cases/{code}": _signed_in(Face.API),
     "/api/v1/cases/{code}/transitions": _signed_in(Face.API),
+    "/api/v1/cases/{code}/cell": _signed_in(Face.API, DISPATCHERS),  # confirm or change a case's cell
     # attachments: the list for anyone who sees the case; content and uploads by role in the route
     # (api/attachments.py, geodata/masking.py): a viewer or wall screen gets 403 for content
     "/api/v1/cases/{code}/attachments": _signed_in(Face.API),
@@ -187,6 +188,7 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.case._panels": ANY_SIGNED_IN,
     "callbacks.case._form": ANY_SIGNED_IN,
     "callbacks.case._act": ANY_SIGNED_IN,
+    "callbacks.case._place": DISPATCHERS,  # confirms or changes a case's cell: a write
     "callbacks.search._results": NOT_VAN,  # the search box (every page): cases found, masked for the room
     # the admin page (/admin): every one of its callbacks, the tables included, for admins only
     "callbacks.admin._users": ADMINS,

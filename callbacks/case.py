@@ -22,7 +22,7 @@ from dash.development.base_component import Component
 from psycopg_pool import PoolTimeout
 
 from dashboard.i18n import refusal, translator
-from dashboard.pages.case import ACTION, CONFIRM, FIELD, POINT, TICK, Ids, button, new_key
+from dashboard.pages.case import ACTION, CELL, CELL_PICK, CONFIRM, FIELD, POINT, TICK, Ids, button, new_key
 from geodata import attachments, casefile, dispatch, idempotency, masking, queries, suggest, workflow
 from geodata import cases as store
 from geodata.clock import CST
@@ -64,7 +64,9 @@ def _now() -> datetime:
 
 
 def _span(seconds: float) -> str:
-    """A duration as a person reads it: 2天3小时, 5小时12分, 40分."""
+    """A duration as a person reads it: 2d3h, 5h12m, 40m, 25s."""
+    if abs(seconds) < 60:
+        return f"{int(abs(seconds))}s"
     m = int(abs(seconds)) // 60
     d, rest = divmod(m, 24 * 60)
     h, mm = divmod(rest, 60)
@@ -110,8 +112,11 @@ def _assignee(a: Mapping[str, Any] | None, t: Callable[[str], str]) -> str:
     return f"{kind} · {a.get('name') or a.get('id')}"
 
 
-def facts(c: Mapping[str, Any], rules: DeadlineRules, now: datetime, lang: str) -> list[Component]:
-    """The case's facts: what, where, which step and level, due when, who has it, the triage."""
+def facts(
+    c: Mapping[str, Any], rules: DeadlineRules, now: datetime, lang: str, cells: Sequence[Mapping[str, Any]] = ()
+) -> list[Component]:
+    """The case's facts: what, where, which step and level, due when, who has it, the triage; with
+    ``cells`` (a dispatcher, a case flagged near an edge or outside), the cell to confirm or move it to."""
     t = translator(lang)
     name = "type_zh" if lang == "zh-CN" else "type_en"
     overdue = workflow.is_overdue(c["step"], c["deadline"], now)
@@ -156,7 +161,62 @@ def facts(c: Mapping[str, Any], rules: DeadlineRules, now: datetime, lang: str) 
         for i, d in enumerate(c["duplicates"]):
             links += ([" "] if i else []) + [case_link(d)]
         rows.append(html.Div(links, id="case-duplicates"))
-    return [html.H3(t("casepage.facts")), *rows]
+    return [html.H3(t("casepage.facts")), *rows, *cell_picker(c, cells, t)]
+
+
+def cell_picker(c: Mapping[str, Any], cells: Sequence[Mapping[str, Any]], t: Callable[[str], str]) -> list[Component]:
+    """For a case flagged near a cell's edge or outside the territory: the nearby cells to choose
+    from, a button to confirm the cell intake found (near an edge) and one to move it to the chosen."""
+    if not cells or not set(casefile.CELL_FLAGS) & set(c["flags"]):
+        return []
+    opts = [
+        {"label": f"{x['name']} ({x['code']}) · {x['distance_m']:.0f} m", "value": x["code"]}
+        for x in cells
+        if x["code"] != c["grid_code"]
+    ]
+    buttons: list[Component] = []
+    if "near_boundary" in c["flags"]:
+        buttons.append(
+            html.Button(
+                t("casepage.cell.confirm"),
+                id={"type": CELL, "do": "confirm"},
+                n_clicks=0,
+                className="yitu-button yitu-action",
+                **{"data-action": "confirm_cell"},
+            )
+        )
+    if opts:
+        buttons.append(
+            html.Button(
+                t("casepage.cell.move"),
+                id={"type": CELL, "do": "move"},
+                n_clicks=0,
+                className="yitu-button yitu-action",
+                **{"data-action": "move_cell"},
+            )
+        )
+    return [
+        html.Div(
+            className="yitu-cell-picker",
+            children=[
+                html.H4(t("casepage.cell.title")),
+                *(
+                    [
+                        dcc.RadioItems(
+                            id={"type": CELL_PICK, "i": 0},
+                            options=opts,
+                            value=opts[0]["value"],
+                            className="yitu-radio",
+                            labelClassName="yitu-radio-label yitu-cell-option",
+                        )
+                    ]
+                    if opts
+                    else []
+                ),
+                html.Div(buttons, className="yitu-action-bar"),
+            ],
+        )
+    ]
 
 
 def parties(c: Mapping[str, Any], role: str, lang: str) -> list[Component]:
@@ -364,9 +424,11 @@ def view(svc: Services, rules: DeadlineRules, who: auth.Principal | None, code: 
         files = attachments.of_case(conn, c["id"])
         visits = casefile.visits(conn, code, auth.scope_of(who), now)
         cams = queries.cameras_near(conn, c["lon"], c["lat"], CAMERA_RADIUS_M)
+        flagged = set(casefile.CELL_FLAGS) & set(c["flags"])
+        cells = casefile.cells_near(conn, code) if flagged and who.role in casework.PLACERS else []
     allowed = workflow.allowed_actions(store.state_of(c), rules, who.role) if who.role in workflow.ROLES else []
     return {
-        "facts": facts(c, rules, now, lang),
+        "facts": facts(c, rules, now, lang, cells),
         "parties": parties(c, role, lang),
         "attachments": attachment_list(files, role, lang),
         "focus": focus(c, cams, visits),
@@ -561,6 +623,38 @@ def act(
     }
 
 
+def place(
+    svc: Services,
+    rt: CasesRuntime,
+    who: auth.Principal | None,
+    code: str,
+    cell: str | None,
+    lang: str,
+    *,
+    version: int | None = None,
+    key: str | None = None,
+) -> Outcome:
+    """Confirm case ``code``'s cell (``cell`` None) or move it to ``cell``, as ``who``; the outcome
+    for the page (services.casework.place: the API's path, audited)."""
+    t = translator(lang)
+    if who is None:
+        return {"ok": False, "message": t("error.unauthorized")}
+    body = {"cell": cell, "version": version}
+    try:
+        idem = idempotency.Key.of(
+            who.actor.key_scope, f"page-{key or new_key()}-cell"[:200], f"POST /api/v1/cases/{code}/cell", body
+        )
+        casework.place(svc, rt, who, code, cell, version=version, key=idem)
+    except OutcomeUnknown as exc:
+        return {"ok": False, "message": refusal(exc, lang), "field": exc.field}
+    except YituError as exc:
+        return {"ok": False, "message": refused(exc, lang), "field": exc.field, "at": _now().isoformat()}
+    except (psycopg.Error, PoolTimeout) as exc:
+        return {"ok": False, "message": refusal(database_unavailable(exc), lang)}
+    done = "casepage.cell.confirmed" if cell is None else "casepage.cell.moved"
+    return {"ok": True, "message": t(done).format(cell=cell or ""), "at": _now().isoformat()}
+
+
 def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], CasesRuntime]) -> None:
     outputs = [
         Output(Ids.FACTS, "children"),
@@ -638,6 +732,30 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
             get(), get_runtime(), auth.current(), code, str(trig["action"]), fields, lang, version=version, key=key
         )
         return out, out["message"], new_key(), ([] if out["ok"] else no_update)
+
+    @app.callback(
+        Output(Ids.DONE, "data", allow_duplicate=True),
+        Output(Ids.MESSAGE, "children", allow_duplicate=True),
+        Output(Ids.KEY, "data", allow_duplicate=True),
+        Input({"type": CELL, "do": ALL}, "n_clicks"),
+        State({"type": CELL_PICK, "i": ALL}, "value"),
+        State(Ids.CODE, "data"),
+        State(Ids.VERSION, "data"),
+        State(Ids.KEY, "data"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )
+    def _place(
+        _clicks: list[int | None], picks: list[str | None], code: str, version: int | None, key: str | None, lang: str
+    ) -> tuple[Outcome | NoUpdate, str | NoUpdate, str | NoUpdate]:
+        trig = ctx.triggered_id
+        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+            return no_update, no_update, no_update
+        cell = None if trig["do"] == "confirm" else next(iter(picks), None)
+        if trig["do"] == "move" and not cell:
+            return no_update, no_update, no_update
+        out = place(get(), get_runtime(), auth.current(), code, cell, lang, version=version, key=key)
+        return out, out["message"], new_key()
 
     # The live push: an event of this case (another screen acted) redraws the page; the vans move.
     app.clientside_callback(

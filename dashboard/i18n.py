@@ -366,6 +366,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "casepage.none": "无",
         "casepage.allowed_now": "当前可执行：{actions}。",
         "casepage.done": "已完成：{action}",
+        "casepage.cell.title": "所属网格待核实",
+        "casepage.cell.confirm": "确认所在网格",
+        "casepage.cell.move": "改到所选网格",
+        "casepage.cell.confirmed": "已确认所在网格",
+        "casepage.cell.moved": "已改到网格 {cell}",
+        "caseaction.confirm_cell": "确认网格",
+        "caseaction.move_cell": "更改网格",
     },
     "en": {
         "title": "One-Map Command",
@@ -725,6 +732,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "casepage.none": "none",
         "casepage.allowed_now": "Allowed now: {actions}.",
         "casepage.done": "Done: {action}",
+        "casepage.cell.title": "Which cell?",
+        "casepage.cell.confirm": "Confirm this cell",
+        "casepage.cell.move": "Move to the chosen cell",
+        "casepage.cell.confirmed": "Cell confirmed",
+        "casepage.cell.moved": "Moved to cell {cell}",
+        "caseaction.confirm_cell": "cell confirmed",
+        "caseaction.move_cell": "cell changed",
     },
 }
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from geodata import casefile, idempotency, masking, outbox, workflow
 from geodata import cases as store
-from geodata import idempotency, masking, outbox, workflow
 from geodata.db import writing
 from geodata.errors import Forbidden
 from geodata.queries import iso, pick
@@ -107,4 +107,40 @@ def move(
             out["proposal"] = change.propose
         idempotency.record(conn, key, 200, out)
     release_van(svc, rt, who, code, change.action, now)
+    return out, False
+
+
+PLACERS = frozenset({"admin", "dispatcher"})  # who confirms or changes a case's cell (a dispatcher's check)
+
+
+def place(
+    svc: Services,
+    rt: CasesRuntime,
+    who: Principal,
+    code: str,
+    cell: str | None,
+    *,
+    version: int | None = None,
+    key: idempotency.Key | None = None,
+    address: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Confirm case ``code``'s cell (``cell`` None) or move it to ``cell`` for ``who``: (the case as
+    answered, replayed?). One transaction with its audit row and its event, like :func:`move`."""
+    if who.role not in PLACERS:
+        raise Forbidden(f"a {who.role} cannot change a case's cell (admin or dispatcher only)", field="cell")
+    if cell is not None and not who.sees_area(cell):
+        raise Forbidden(f"cell {cell} is outside your area {who.area}", field="cell")
+    now = datetime.now(UTC)
+    route = "POST /api/v1/cases/{code}/cell"
+    with writing(svc.pool) as conn:
+        stored = idempotency.claim(conn, key)
+        if stored is not None:
+            audit.personal_data_read(conn, who, [code], route, address)
+            return stored.body, True
+        row = casefile.place(conn, code, cell, who.actor, now, version=version, authorize=who.require_case)
+        audit.personal_data_read(conn, who, [code], route, address)
+        action = "confirm_cell" if cell is None else "move_cell"
+        outbox.append(conn, [store.event_of("case.changed", row, now, action=action, from_step=row["step"])])
+        out = case_out(row, who.role, rt.rules, now)
+        idempotency.record(conn, key, 200, out)
     return out, False

@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page
 
 from callbacks import case as page
 from dashboard.app import create_app
+from geodata import casefile
 from services.identity import Principal
 
 from .browser import Watched, browser  # noqa: F401 - browser is a fixture
@@ -235,3 +236,62 @@ def test_the_whole_loop_from_the_page_with_a_second_screen_following(
     for w in (disp, worker, watcher):
         w.problems = [x for x in w.problems if "Password field" not in x]
         w.close()
+
+
+def _ids_of(component: Any, kind: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if isinstance(component, (list, tuple)):
+        for c in component:
+            out += _ids_of(c, kind)
+        return out
+    cid = getattr(component, "id", None)
+    if isinstance(cid, dict) and cid.get("type") == kind:
+        out.append(cid)
+    children = getattr(component, "children", None)
+    return out + (_ids_of(children, kind) if children is not None else [])
+
+
+def test_a_flagged_case_has_its_cell_confirmed_or_moved_audited(app_client: TestClient, demo_db: str) -> None:
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    rt = app_client.app.state.cases_runtime  # type: ignore[attr-defined]
+    with psycopg.connect(demo_db) as conn:
+        code, cell = conn.execute(
+            "SELECT code, grid_code FROM cases WHERE step = 'accepted' AND grid_code IS NOT NULL ORDER BY id LIMIT 1"
+        ).fetchone()
+        conn.execute("UPDATE cases SET flags = '{near_boundary}' WHERE code = %s", (code,))
+    disp = _who("dispatcher")
+    shown = page.view(svc, rt.rules, disp, code, "zh-CN")
+    assert {i["do"] for i in _ids_of(shown["facts"], "case-cell")} == {"confirm", "move"}  # type: ignore[index]
+    assert "靠近网格边界" in _texts(shown["facts"])  # type: ignore[index]
+    assert _ids_of(page.view(svc, rt.rules, _who("viewer"), code, "zh-CN")["facts"], "case-cell") == []  # type: ignore[index]
+    assert page.place(svc, rt, _who("viewer"), code, None, "zh-CN")["message"].startswith("无权进行此操作")
+    assert page.place(svc, rt, disp, code, None, "zh-CN")["ok"] is True
+    refused = page.place(svc, rt, disp, code, None, "zh-CN")  # nothing left to confirm
+    assert refused["ok"] is False and refused["field"] == "cell"
+    # Outside the territory: a dispatcher assigns a neighbouring cell; the chain follows it.
+    with psycopg.connect(demo_db) as conn:
+        conn.execute("UPDATE cases SET flags = '{outside_territory}' WHERE code = %s", (code,))
+        other = next(c for c in casefile.cells_near(conn, code) if c["code"] != cell)
+    assert page.place(svc, rt, disp, code, "150623000000000", "zh-CN")["ok"] is False  # not a cell near it
+    assert page.place(svc, rt, disp, code, other["code"], "zh-CN")["ok"] is True
+    with psycopg.connect(demo_db) as conn:
+        row = conn.execute(
+            "SELECT grid_code, village_code, town_code, flags FROM cases WHERE code = %s", (code,)
+        ).fetchone()
+        events = conn.execute(
+            "SELECT e.action, e.data FROM case_events e JOIN cases c ON c.id = e.case_id WHERE c.code = %s "
+            "AND e.action LIKE '%%cell' ORDER BY e.id",
+            (code,),
+        ).fetchall()
+    assert row == (other["code"], other["code"][:12], other["code"][:9], [])
+    assert events == [("confirm_cell", {"cell": cell}), ("move_cell", {"from": cell, "to": other["code"]})]
+    # The same through the API: a dispatcher's token may, a viewer's may not.
+    with psycopg.connect(demo_db) as conn:
+        conn.execute("UPDATE cases SET flags = '{near_boundary}' WHERE code = %s", (code,))
+    viewer, dispatcher = make_token(demo_db, "viewer"), make_token(demo_db, "dispatcher")
+    url = f"/api/v1/cases/{code}/cell"
+    origin = {"Content-Type": "application/json"}
+    r = app_client.post(url, json={"cell": None}, headers={**origin, "Authorization": f"Bearer {viewer}"})
+    assert r.status_code == 403
+    r = app_client.post(url, json={"cell": cell}, headers={**origin, "Authorization": f"Bearer {dispatcher}"})
+    assert r.status_code == 200 and r.json()["grid"][0] == cell and r.json()["flags"] == []

@@ -24,6 +24,8 @@ from services.settings import Settings
 
 ACTION = "case-action"  # pattern-matching type of the action buttons ({"type", "action"})
 CONFIRM = "case-confirm"  # of the open form's send button ({"type", "action"})
+CELL = "case-cell"  # of the cell picker's buttons ({"type", "do": "confirm" | "move"})
+CELL_PICK = "case-cell-pick"  # of its choice of cells ({"type", "i": 0})
 FIELD = "case-field"  # of the open form's fields ({"type", "name"})
 POINT = "case-point-layer"  # of the page's live point layers (the vans), reloaded by the push
 TICK = "case-tick"  # of the store the live push bumps when an event of this case comes ({"type", "code"})
