@@ -364,7 +364,7 @@ def focus(
         out.append(
             dl.GeoJSON(
                 data={"type": "Feature", "geometry": c["cell"], "properties": {}},
-                style={"color": "#5ec8ff", "weight": 2, "fillOpacity": 0.06},
+                style={"color": "#7fe3ff", "weight": 3, "fillColor": "#5ec8ff", "fillOpacity": 0.14},
                 id="case-cell",
             )
         )
@@ -425,7 +425,7 @@ def view(svc: Services, rules: DeadlineRules, who: auth.Principal | None, code: 
         visits = casefile.visits(conn, code, auth.scope_of(who), now)
         cams = queries.cameras_near(conn, c["lon"], c["lat"], CAMERA_RADIUS_M)
         flagged = set(casefile.CELL_FLAGS) & set(c["flags"])
-        cells = casefile.cells_near(conn, code) if flagged and who.role in casework.PLACERS else []
+        cells = casefile.cells_near(conn, code, limit=5) if flagged and who.role in casework.PLACERS else []
     allowed = workflow.allowed_actions(store.state_of(c), rules, who.role) if who.role in workflow.ROLES else []
     return {
         "facts": facts(c, rules, now, lang, cells),

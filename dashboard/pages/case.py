@@ -10,6 +10,7 @@ Each action button (``button[data-action=<action>]``) opens its form, sent by it
 
 from __future__ import annotations
 
+import math
 import uuid
 from enum import StrEnum
 from typing import Any
@@ -27,6 +28,7 @@ CONFIRM = "case-confirm"  # of the open form's send button ({"type", "action"})
 CELL = "case-cell"  # of the cell picker's buttons ({"type", "do": "confirm" | "move"})
 CELL_PICK = "case-cell-pick"  # of its choice of cells ({"type", "i": 0})
 FIELD = "case-field"  # of the open form's fields ({"type", "name"})
+VIEW_M = 750  # the map shows this many metres around the case (the 500 m camera ring and a margin)
 POINT = "case-point-layer"  # of the page's live point layers (the vans), reloaded by the push
 TICK = "case-tick"  # of the store the live push bumps when an event of this case comes ({"type", "code"})
 
@@ -63,6 +65,14 @@ def layout(settings: Settings, code: str, center: tuple[float, float] | None, wh
     van_layer = vans.component(vans.url(), vans.hideout(None))
     van_layer.id = {"type": POINT, "layer": vans.id}
     lat, lon = center or (0.0, 0.0)
+    # The map opens on the case's 500 m ring and a little more, whatever the screen's size; the
+    # neighbouring cells drawn around it (the grid layer, by URL) show where the edges run.
+    dlat, dlon = VIEW_M / 111_000, VIEW_M / (111_000 * max(0.2, math.cos(math.radians(lat))))
+    grids = registry.get("grids")
+    bbox = f"{lon - 3 * dlon:.4f},{lat - 3 * dlat:.4f},{lon + 3 * dlon:.4f},{lat + 3 * dlat:.4f}"
+    cells = grids.component(
+        grids.url(level=4, bbox=bbox), grids.hideout(None, mode="none", stats={}, selected=None, labels=True)
+    )
     return html.Div(
         className="yitu-casepage",
         children=[
@@ -109,11 +119,13 @@ def layout(settings: Settings, code: str, center: tuple[float, float] | None, wh
                                 id=Ids.MAP,
                                 center=[lat, lon],
                                 zoom=15,
+                                viewport={"bounds": [[lat - dlat, lon - dlon], [lat + dlat, lon + dlon]]},
                                 preferCanvas=True,
                                 zoomSnap=0.5,
                                 className="yitu-map",
                                 attributionControl=False,
                                 children=[
+                                    cells,
                                     dl.LayerGroup(id=Ids.FOCUS),
                                     van_layer,
                                     dl.ScaleControl(position="bottomleft", imperial=False),
