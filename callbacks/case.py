@@ -337,20 +337,21 @@ def visits_view(rows: Sequence[Mapping[str, Any]], lang: str) -> list[Component]
     out = []
     for d in rows:
         km = f"{d['distance_m'] / 1000:.1f} {t('dispatch.km')}" if d["distance_m"] is not None else "—"
+        how = t("dispatch." + d["method"]) if d["method"] else "—"
         out.append(
-            html.Tr(
-                className="yitu-visit",
+            html.Div(
+                className=f"yitu-visit yitu-van-{d['status']}",
                 children=[
-                    html.Td(f"{d['van_id']} {d['van_name']}"),
-                    html.Td(t(f"casepage.visit.{d['status']}")),
-                    html.Td(f"{t('casepage.sent')} {at(d['created_at'])}"),
-                    html.Td(f"{t('casepage.arrived')} {at(d['arrived_at'])}"),
-                    html.Td(f"{t('casepage.ended')} {at(d['ended_at'])}"),
-                    html.Td(f"{km} · {t('dispatch.' + d['method']) if d['method'] else '—'}"),
+                    html.Div([html.B(f"{d['van_id']} {d['van_name']}"), " · ", t(f"casepage.visit.{d['status']}")]),
+                    html.Div(
+                        f"{t('casepage.sent')} {at(d['created_at'])} · {t('casepage.arrived')} {at(d['arrived_at'])}"
+                        f" · {t('casepage.ended')} {at(d['ended_at'])} · {km} · {how}",
+                        className="yitu-muted",
+                    ),
                 ],
             )
         )
-    return [html.Table(className="yitu-table yitu-visits", children=[html.Tbody(out)])]
+    return out
 
 
 def focus(

@@ -295,3 +295,46 @@ def test_a_flagged_case_has_its_cell_confirmed_or_moved_audited(app_client: Test
     assert r.status_code == 403
     r = app_client.post(url, json={"cell": cell}, headers={**origin, "Authorization": f"Bearer {dispatcher}"})
     assert r.status_code == 200 and r.json()["grid"][0] == cell and r.json()["flags"] == []
+
+
+def test_a_double_click_acts_once_and_a_van_is_sent_from_the_same_form(app_client: TestClient, demo_db: str) -> None:
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    rt = app_client.app.state.cases_runtime  # type: ignore[attr-defined]
+    disp = _who("dispatcher")
+    with psycopg.connect(demo_db) as conn:
+        code = conn.execute("SELECT code FROM cases WHERE step = 'handling' ORDER BY id LIMIT 1").fetchone()[0]
+        attempts = conn.execute("SELECT attempts FROM cases WHERE code = %s", (code,)).fetchone()[0]
+    values = {"result": "failed", "note": "未成"}
+    first = page.act(svc, rt, disp, code, "attempt", values, "zh-CN", key="k1")
+    again = page.act(svc, rt, disp, code, "attempt", values, "zh-CN", key="k1")  # the same form sent twice
+    assert first["ok"] and again["ok"]
+    with psycopg.connect(demo_db) as conn:
+        assert conn.execute("SELECT attempts FROM cases WHERE code = %s", (code,)).fetchone()[0] == attempts + 1
+        accepted = conn.execute("SELECT code FROM cases WHERE step = 'accepted' ORDER BY id LIMIT 1").fetchone()[0]
+        conn.execute(
+            "UPDATE vans SET geom = ST_SetSRID(ST_MakePoint(107.4812, 38.1834), 4326), last_seen_at = now(), "
+            "status = 'available' WHERE id = 'V01'"
+        )
+    options = [f"{r['kind']}:{r['id']}" for r in page.targets(svc, accepted)]
+    assert "van:V01" in options
+    sent = page.act(svc, rt, disp, accepted, "dispatch", {"target": "van:V01"}, "zh-CN", key="k2")
+    assert sent["ok"] is True, sent
+    with psycopg.connect(demo_db) as conn:
+        step, assignee = conn.execute("SELECT step, assignee FROM cases WHERE code = %s", (accepted,)).fetchone()
+    assert step == "dispatched" and assignee["kind"] == "van" and assignee["id"] == "V01"
+    visits = page.view(svc, rt.rules, disp, accepted, "zh-CN")["dispatches"]  # type: ignore[index]
+    assert "V01" in _texts(visits) and "在途" in _texts(visits)
+    nobody = page.act(svc, rt, disp, accepted, "dispatch", {"target": "mediator:999999"}, "zh-CN")
+    assert nobody["ok"] is False and nobody["field"] == "assignee"
+
+
+def test_attachments_show_thumbnails_only_to_roles_that_see_content() -> None:
+    rows = [
+        {"id": 7, "kind": "image", "filename": "现场.jpg", "thumb_sha256": "ab"},
+        {"id": 8, "kind": "document", "filename": "协议书.pdf", "thumb_sha256": None},
+    ]
+    dispatcher = str(page.attachment_list(rows, "dispatcher", "zh-CN"))
+    assert "/api/v1/attachments/7/thumbnail" in dispatcher and "/api/v1/attachments/8" in dispatcher
+    viewer = page.attachment_list(rows, "viewer", "zh-CN")
+    assert "/api/v1/attachments" not in str(viewer) and "协议书.pdf" in _texts(viewer)
+    assert "无附件" in _texts(page.attachment_list([], "viewer", "zh-CN"))
