@@ -22,7 +22,7 @@ from dash.development.base_component import Component
 from psycopg_pool import PoolTimeout
 
 from dashboard.i18n import refusal, translator
-from dashboard.pages.case import ACTION, CELL, CELL_PICK, CONFIRM, FIELD, POINT, TICK, Ids, button, new_key
+from dashboard.pages.case import ACTION, CELL, CELL_PICK, CONFIRM, FIELD, POINT, TICK, Ids, button, data_action, new_key
 from geodata import attachments, casefile, dispatch, idempotency, masking, queries, suggest, workflow
 from geodata import cases as store
 from geodata.clock import CST
@@ -157,7 +157,7 @@ def facts(
     if c["duplicate_of"]:
         rows.append(html.Div([t("casepage.duplicate_of") + " ", case_link(c["duplicate_of"])], id="case-dup-of"))
     if c["duplicates"]:
-        links: list[Component] = [t("casepage.duplicates") + " "]
+        links: list[Component | str] = [t("casepage.duplicates") + " "]
         for i, d in enumerate(c["duplicates"]):
             links += ([" "] if i else []) + [case_link(d)]
         rows.append(html.Div(links, id="case-duplicates"))
@@ -182,7 +182,7 @@ def cell_picker(c: Mapping[str, Any], cells: Sequence[Mapping[str, Any]], t: Cal
                 id={"type": CELL, "do": "confirm"},
                 n_clicks=0,
                 className="yitu-button yitu-action",
-                **{"data-action": "confirm_cell"},
+                **data_action("confirm_cell"),
             )
         )
     if opts:
@@ -192,7 +192,7 @@ def cell_picker(c: Mapping[str, Any], cells: Sequence[Mapping[str, Any]], t: Cal
                 id={"type": CELL, "do": "move"},
                 n_clicks=0,
                 className="yitu-button yitu-action",
-                **{"data-action": "move_cell"},
+                **data_action("move_cell"),
             )
         )
     return [
@@ -334,7 +334,7 @@ def visits_view(rows: Sequence[Mapping[str, Any]], lang: str) -> list[Component]
     def at(v: datetime | None) -> str:
         return f"{v.astimezone(CST):%m-%d %H:%M}" if v else "—"
 
-    out = []
+    out: list[Component] = []
     for d in rows:
         km = f"{d['distance_m'] / 1000:.1f} {t('dispatch.km')}" if d["distance_m"] is not None else "—"
         how = t("dispatch." + d["method"]) if d["method"] else "—"
@@ -490,6 +490,7 @@ def form(svc: Services, who: auth.Principal | None, code: str, action: str, lang
     if who is None or action not in workflow.ACTIONS:
         return []
     fields: list[Component] = []
+    opts: list[dict[str, Any]]
     for name in FIELDS_OF[action]:
         label = t(f"casepage.field.{name}")
         if name == "note":
@@ -511,7 +512,7 @@ def form(svc: Services, who: auth.Principal | None, code: str, action: str, lang
             opts = [{"label": t(f"outcome.{o}"), "value": o} for o in workflow.OUTCOMES]
             fields.append(_field(name, _radio(name, opts), label))
         elif name == "satisfaction":
-            opts = [{"label": str(s), "value": s} for s in range(1, 6)]
+            opts = [{"label": str(n), "value": n} for n in range(1, 6)]
             fields.append(_field(name, _radio(name, opts), label))
         elif name == "target":
             rows = targets(svc, code)
@@ -531,7 +532,7 @@ def form(svc: Services, who: auth.Principal | None, code: str, action: str, lang
                     id={"type": CONFIRM, "action": action},
                     n_clicks=0,
                     className="yitu-button yitu-confirm",
-                    **{"data-action": "confirm"},
+                    **data_action("confirm"),
                 )
             ],
         ),

@@ -134,11 +134,9 @@ def layout(
                                 id=Ids.TABLE,
                                 # the code is a link to the case page (callbacks/area.py writes it as markdown)
                                 columns=[
-                                    {
-                                        "name": t(f"col.{c}"),
-                                        "id": c,
-                                        **({"presentation": "markdown"} if c == "code" else {}),
-                                    }
+                                    {"name": t(f"col.{c}"), "id": c, "presentation": "markdown"}
+                                    if c == "code"
+                                    else {"name": t(f"col.{c}"), "id": c}
                                     for c in COLUMNS
                                 ],
                                 markdown_options={"link_target": "_self"},

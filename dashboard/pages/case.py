@@ -170,6 +170,11 @@ def not_found(settings: Settings, code: str) -> html.Div:
     )
 
 
+def data_action(action: str) -> dict[str, Any]:
+    """The ``data-action`` attribute that names a button's action (what the browser tests select on)."""
+    return {"data-action": action}
+
+
 def button(action: str, label: str, **props: Any) -> html.Button:
     """An action button: ``button[data-action=<action>]``."""
     return html.Button(
@@ -177,6 +182,6 @@ def button(action: str, label: str, **props: Any) -> html.Button:
         id={"type": ACTION, "action": action},
         n_clicks=0,
         className="yitu-button yitu-action",
-        **{"data-action": action},
+        **data_action(action),
         **props,
     )
