@@ -33,19 +33,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api import errors
 from api.auth import Principal, principal
 from api.deps import role_in, runtime, services
-from api.idempotency import REPLAYED, OptionalKey, RequiredKey, key_of, keyed, replay
+from api.idempotency import REPLAYED, OptionalKey, RequiredKey, key_of, keyed
 from api.intake import LANES, IntakeLanes
 from api.openapi import READ, WRITE, answers
 from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
-from geodata import idempotency, masking, outbox, workflow
+from geodata import masking, workflow
 from geodata.clock import day_start
-from geodata.db import INTAKE_MARGIN, checkout_timeout, writing
+from geodata.db import INTAKE_MARGIN, checkout_timeout
 from geodata.gcj02 import CHINA_LAT, CHINA_LON
-from geodata.queries import iso, pick
 from geodata.workflow import DeadlineRules
-from services import audit
-from services.dispatching import release_van
+from services import audit, casework
 from services.runtime import Services
 from services.scheduler import CasesRuntime, deadline_rules
 
@@ -180,6 +178,9 @@ class TransitionIn(BaseModel):
     outcome: Literal["mediated", "judicial_confirmation", "litigation", "arbitration", "withdrawn"] | None = Field(
         default=None, description="close"
     )
+    agreement_no: Text | None = Field(
+        default=None, max_length=64, description="close: the mediation agreement's number (调解协议书编号)"
+    )
     satisfaction: Satisfaction | None = Field(default=None, description="evaluate")
     followup_note: Text | None = Field(default=None, max_length=2000, description="evaluate (回访)")
 
@@ -195,37 +196,7 @@ async def require_json(request: Request) -> None:
 
 def case_out(row: Mapping[str, Any], who: Principal, rules: DeadlineRules, now: datetime) -> dict[str, Any]:
     """The API shape of a case (masked for readers without a need for personal data)."""
-    state = store.state_of(row)
-    plain = (
-        "code",
-        "type",
-        "description",
-        "parties",
-        "lon",
-        "lat",
-        "channel",
-        "reporter",
-        "level",
-        "attempts",
-        "step",
-        "outcome",
-        "satisfaction",
-        "followup_note",
-        "assignee",
-        "duplicate_of",
-        "version",
-    )
-    out = {
-        **pick(row, plain),
-        "grid": store.chain_of(row),
-        "deadline": iso(row["deadline"]),
-        "overdue": workflow.is_overdue(row["step"], row["deadline"], now),
-        "max_attempts": rules.max_attempts,
-        "flags": list(row["flags"]),
-        **{k: iso(row[k]) for k in ("reported_at", "closed_at", "updated_at")},
-        "allowed_actions": workflow.allowed_actions(state, rules, who.role),
-    }
-    return masking.case_for(who.role, out)
+    return casework.case_out(row, who.role, rules, now)
 
 
 def _now() -> datetime:
@@ -414,30 +385,46 @@ def transition(
     who: Who,
     idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
-    if body.action not in workflow.ROLE_ACTIONS.get(who.role, frozenset()):
-        raise errors.Forbidden(f"a {who.role} token cannot {body.action} cases", field="action")
-    now = _now()
     key = key_of(who, idempotency_key, f"POST /api/v1/cases/{code}/transitions", body.model_dump(mode="json"))
     params = body.model_dump(exclude={"action", "version"}, exclude_none=True)
-    route = "POST /api/v1/cases/{code}/transitions"
-    with writing(svc.pool) as conn:  # the COMMIT's connection lost: 503 outcome_unknown (geodata/db.py)
-        stored = idempotency.claim(conn, key)  # first: a retry running now waits here, holding no lock
-        if stored is not None:
-            # The answer shows the case's parties again: a read, logged as the first one was.
-            audit.personal_data_read(conn, who, [code], route, client_address(request))
-            return replay(response, stored)
-        row, change = store.transition(
-            conn, code, body.action, params, who.actor, rt.rules, now, version=body.version, authorize=who.require_case
-        )
-        # The answer shows the case's parties: a read, logged with the change (same transaction).
-        audit.personal_data_read(conn, who, [code], route, client_address(request))
-        extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
-        if "from_level" in change.data:
-            extra["from_level"] = change.data["from_level"]
-        outbox.append(conn, [store.event_of("case.changed", row, now, **extra)])  # published once committed
-        out = case_out(row, who, rt.rules, now)
-        if change.propose:
-            out["proposal"] = change.propose
-        idempotency.record(conn, key, 200, out)
-    release_van(svc, rt, who, code, change.action, now)
+    out, replayed = casework.move(
+        svc, rt, who, code, body.action, params, version=body.version, key=key, address=client_address(request)
+    )
+    if replayed:
+        response.headers[REPLAYED] = "true"
+    return out
+
+
+class CellIn(BaseModel):
+    """Confirm a case's cell or put it in another: ``cell`` null confirms the one intake found for a
+    case flagged ``near_boundary``; a grid cell's code (one within 3 km of the case) moves it there
+    (a case flagged ``outside_territory`` gets its cell so). Both flags go; the audit records it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    cell: str | None = Field(pattern=r"^[0-9]{15}$", description="A grid cell's code, or null to confirm")
+    version: Version | None = Field(default=None, description="Refuse (409) if the case changed since this version.")
+
+
+@router.post(
+    "/{code}/cell",
+    dependencies=[Depends(role_in({"admin", "dispatcher"}, "change a case's cell")), Depends(require_json)],
+    summary="Confirm a case's grid cell, or move it to the right one (audited)",
+    responses=answers(*WRITE, ok=keyed(200, "The case after the change")),
+)
+def place_case(
+    code: Annotated[str, Path(pattern=CODE)],
+    body: CellIn,
+    request: Request,
+    response: Response,
+    svc: Svc,
+    rt: Rt,
+    who: Who,
+    idempotency_key: OptionalKey = None,
+) -> dict[str, Any]:
+    key = key_of(who, idempotency_key, f"POST /api/v1/cases/{code}/cell", body.model_dump(mode="json"))
+    out, replayed = casework.place(
+        svc, rt, who, code, body.cell, version=body.version, key=key, address=client_address(request)
+    )
+    if replayed:
+        response.headers[REPLAYED] = "true"
     return out

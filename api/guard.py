@@ -142,6 +142,7 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/cases": _signed_in(Face.API, NOT_VAN),
     "/api/v1/cases/{code}": _signed_in(Face.API),
     "/api/v1/cases/{code}/transitions": _signed_in(Face.API),
+    "/api/v1/cases/{code}/cell": _signed_in(Face.API, DISPATCHERS),  # confirm or change a case's cell
     # attachments: the list for anyone who sees the case; content and uploads by role in the route
     # (api/attachments.py, geodata/masking.py): a viewer or wall screen gets 403 for content
     "/api/v1/cases/{code}/attachments": _signed_in(Face.API),
@@ -185,7 +186,8 @@ ROUTES: Mapping[str, Policy] = {
     "/area/{code}": _signed_in(Face.PAGE),  # Dash's page, answered 403 outside the reader's area
     "/api/{rest:path}": _signed_in(Face.API),  # the rest of /api/: JSON 404 / 405 (api/errors.py)
     "/admin": _signed_in(Face.PAGE, ADMINS),  # anyone else signed in: the refusal page (403)
-    # Dash's catch-all (/area/…, /dispatch, …): what no other entry matches is a signed-in page
+    # Dash's catch-all (/area/…, /dispatch, /cases/… — a case outside the reader's area: "not found" —, …):
+    # what no other entry matches is a signed-in page
     # (or, under /api/, a signed-in API call): see policy_for.
     "{path:path}": _signed_in(Face.PAGE),
 }
@@ -211,6 +213,12 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.live._live": ANY_SIGNED_IN,
     "callbacks.inbox._inbox": ANY_SIGNED_IN,  # 我的待办: the caller's own cases, inside their area (SQL)
     "callbacks.inbox._wall_warnings": ANY_SIGNED_IN,  # the wall's deadline warnings: codes, no personal data
+    # the case page (/cases/{code}): drawn for its reader (masked by role, scoped to their area); the
+    # actions are refused by role in services/casework.py (workflow.ROLE_ACTIONS), as the API's are
+    "callbacks.case._panels": ANY_SIGNED_IN,
+    "callbacks.case._form": ANY_SIGNED_IN,
+    "callbacks.case._act": ANY_SIGNED_IN,
+    "callbacks.case._place": DISPATCHERS,  # confirms or changes a case's cell: a write
     "callbacks.search._results": NOT_VAN,  # the search box (every page): cases found, masked for the room
     # the admin page (/admin): every one of its callbacks, the tables included, for admins only
     "callbacks.admin._users": ADMINS,

@@ -89,7 +89,7 @@ def table_page(
         )
     data: list[Row] = [
         {
-            "code": r["code"],
+            "code": f"[{r['code']}](/cases/{r['code']})",  # a link to the case page (markdown cell)
             "type": r[name],
             "step": t(f"step.{r['step']}") + (" ⚠" if r["overdue"] else ""),
             "level": t(f"level.{r['level']}"),

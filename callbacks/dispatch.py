@@ -17,7 +17,7 @@ from typing import Any, Required, TypedDict
 
 import dash_leaflet as dl
 import psycopg
-from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, html, no_update
+from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
@@ -103,7 +103,7 @@ def queue_items(
                 + (" yitu-overdue" if r["overdue"] else "")
                 + (" yitu-selected" if r["code"] == selected else ""),
                 children=[
-                    html.Span(r["code"], className="yitu-queue-code"),
+                    dcc.Link(r["code"], href=f"/cases/{r['code']}", className="yitu-queue-code"),  # the case page
                     html.Span(r[name], className="yitu-chip"),
                     html.Span(t(f"step.{r['step']}"), className=f"yitu-chip yitu-step-{r['step']}"),
                     html.Span(t(f"level.{r['level']}"), className="yitu-chip"),

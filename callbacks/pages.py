@@ -13,7 +13,7 @@ from dash import Dash, Input, Output, State, dcc, html
 
 from callbacks.dispatch import who_line
 from dashboard.i18n import translator
-from dashboard.pages import admin, area, dispatch, inbox, wall
+from dashboard.pages import admin, area, case, dispatch, inbox, wall
 from geodata import queries
 from layers import registry
 from services import identity
@@ -65,6 +65,18 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
             if who.role != "admin":
                 return refused(svc.settings.lang)
             return admin.layout(svc.settings, who_line(who, svc.settings.lang))
+        if path.startswith("/cases/"):
+            code = path.removeprefix("/cases/")
+            where = conn.execute(
+                """SELECT ST_Y(geom), ST_X(geom) FROM cases WHERE code = %s
+                   AND yitu_in_scope(%s::text, grid_code, village_code, town_code, banner_code)""",
+                (code, who.area),
+            ).fetchone()
+            if where is None or who.role == "van":  # a van crew's token acts on its visit only
+                return case.not_found(svc.settings, code)
+            return case.layout(
+                svc.settings, code, (where[0], where[1]), who_line(identity.current(), svc.settings.lang)
+            )
         if path.startswith("/area/"):
             code = path.removeprefix("/area/")
             if not who.sees_area(code):

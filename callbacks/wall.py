@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypedDict
 
-from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, html, no_update
+from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 from dash_svg import G, Line, Polyline, Svg, Text
 
@@ -290,7 +290,7 @@ def _case_view(c: dict[str, Any], lang: str) -> list[Component]:
     t = translator(lang)
     name = "type_zh" if lang == "zh-CN" else "type_en"
     return [
-        html.H3(f"{t('case.title')} {c['code']}"),
+        html.H3([f"{t('case.title')} ", dcc.Link(c["code"], href=f"/cases/{c['code']}", className="yitu-case-link")]),
         html.Div(
             className="yitu-chips",
             children=[

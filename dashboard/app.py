@@ -22,6 +22,7 @@ from api.guard import Guard, enforce_callbacks
 from api.routers import all_routers
 from callbacks import admin as admin_callbacks
 from callbacks import area as area_callbacks
+from callbacks import case as case_callbacks
 from callbacks import dispatch as dispatch_callbacks
 from callbacks import inbox as inbox_callbacks
 from callbacks import live as live_callbacks
@@ -163,6 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (pages_callbacks, wall_callbacks, area_callbacks, search_callbacks, inbox_callbacks):
         module.register(dash_app, get_services)
     dispatch_callbacks.register(dash_app, get_services, lambda: app.state.cases_runtime)
+    case_callbacks.register(dash_app, get_services, lambda: app.state.cases_runtime)
     live_callbacks.register(dash_app, lambda: app.state.live, get_services)
     admin_callbacks.register(dash_app, get_services)
     # Dash collects its assets on the first request; with the FastAPI backend the first page served

@@ -277,7 +277,8 @@ def _close(state: CaseState, p: Mapping[str, Any], now: datetime, rules: Deadlin
         "close",
         "closed",
         {"outcome": outcome, "closed_at": now, "flags": _without(state.flags, "overdue", "escalation_proposed")},
-        {"outcome": outcome},
+        # A mediated agreement's number (调解协议书编号) stays in the audit row, beside the outcome.
+        {"outcome": outcome, **({"agreement_no": p["agreement_no"]} if p.get("agreement_no") else {})},
     )
 
 

@@ -171,7 +171,9 @@ def test_the_callbacks_show_a_scoped_reader_its_area_only(client: TestClient, tw
         # the area page's table
         assert area_cb.table_page(svc, town_b, None, None, None, None, 0, [], "zh-CN") == ([], 1, 0)
         rows, _, total = area_cb.table_page(svc, town_a, None, None, None, None, 0, [], "zh-CN")
-        assert total > 0 and rows and all(r["code"].startswith(BANNER) for r in rows)
+        # each code a link to its case page: [code](/cases/code)
+        assert total > 0 and rows and all(r["code"].startswith(f"[{BANNER}") for r in rows)
+        assert all(r["code"].endswith(f"(/cases/{r['code'][1:].split(']')[0]})") for r in rows)
         # the wall: cards, numbers, ranking, shading
         assert wall.case_card(svc, two_towns["code_b"], "zh-CN") == []
         assert two_towns["code_a"] in _text(wall.case_card(svc, two_towns["code_a"], "zh-CN"))

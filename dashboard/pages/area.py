@@ -134,7 +134,14 @@ def layout(
                             ),
                             DataTable(
                                 id=Ids.TABLE,
-                                columns=[{"name": t(f"col.{c}"), "id": c} for c in COLUMNS],
+                                # the code is a link to the case page (callbacks/area.py writes it as markdown)
+                                columns=[
+                                    {"name": t(f"col.{c}"), "id": c, "presentation": "markdown"}
+                                    if c == "code"
+                                    else {"name": t(f"col.{c}"), "id": c}
+                                    for c in COLUMNS
+                                ],
+                                markdown_options={"link_target": "_self"},
                                 page_current=0,
                                 page_size=PAGE_SIZE,
                                 page_action="custom",

@@ -1,0 +1,146 @@
+"""Moving a case through the closed loop, as the API and the case page both do it.
+
+``POST /api/v1/cases/{code}/transitions`` (api/cases.py) and the buttons of the case page
+(callbacks/case.py) call :func:`move`: one transaction with the idempotency claim, the locked case,
+the audit row, the read of personal data the answer shows and the event in the outbox; then the van
+of a visit the action ended is freed. Two copies of this path would drift (one would forget the
+outbox, and a second screen would never hear of the change), so it lives here, below both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from geodata import casefile, idempotency, masking, outbox, workflow
+from geodata import cases as store
+from geodata.db import writing
+from geodata.errors import Forbidden
+from geodata.queries import iso, pick
+from geodata.workflow import DeadlineRules
+from services import audit
+from services.dispatching import CasesRuntime, release_van
+from services.identity import Principal
+from services.runtime import Services
+
+ROUTE = "POST /api/v1/cases/{code}/transitions"
+
+_PLAIN = (
+    "code",
+    "type",
+    "description",
+    "parties",
+    "lon",
+    "lat",
+    "channel",
+    "reporter",
+    "level",
+    "attempts",
+    "step",
+    "outcome",
+    "satisfaction",
+    "followup_note",
+    "assignee",
+    "duplicate_of",
+    "version",
+)
+
+
+def case_out(row: Mapping[str, Any], role: str, rules: DeadlineRules, now: datetime) -> dict[str, Any]:
+    """The API shape of a case for a reader of ``role`` (masked for readers without a need for
+    personal data), with the actions that role may take now."""
+    state = store.state_of(row)
+    out = {
+        **pick(row, _PLAIN),
+        "grid": store.chain_of(row),
+        "deadline": iso(row["deadline"]),
+        "overdue": workflow.is_overdue(row["step"], row["deadline"], now),
+        "max_attempts": rules.max_attempts,
+        "flags": list(row["flags"]),
+        **{k: iso(row[k]) for k in ("reported_at", "closed_at", "updated_at")},
+        "allowed_actions": workflow.allowed_actions(state, rules, role),
+    }
+    return masking.case_for(role, out)
+
+
+def move(
+    svc: Services,
+    rt: CasesRuntime,
+    who: Principal,
+    code: str,
+    action: str,
+    params: Mapping[str, Any],
+    *,
+    version: int | None = None,
+    key: idempotency.Key | None = None,
+    address: str | None = None,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Apply ``action`` to case ``code`` for ``who``: (the case as answered, replayed?).
+
+    ``params`` are the action's inputs (reason, assignee, result, outcome, satisfaction, note...);
+    ``version`` refuses a change made on an older view of the case; ``key`` (geodata/idempotency.py)
+    answers a retry with the first answer and moves the case once. Raises the domain's refusals
+    (Forbidden for a role that may not take the action, IllegalTransition naming what is allowed).
+    """
+    if action not in workflow.ROLE_ACTIONS.get(who.role, frozenset()):
+        raise Forbidden(f"a {who.role} token cannot {action} cases", field="action")
+    now = now or datetime.now(UTC)
+    with writing(svc.pool) as conn:  # the COMMIT's connection lost: OutcomeUnknown (geodata/db.py)
+        stored = idempotency.claim(conn, key)  # first: a retry running now waits here, holding no lock
+        if stored is not None:
+            # The answer shows the case's parties again: a read, logged as the first one was.
+            audit.personal_data_read(conn, who, [code], ROUTE, address)
+            return stored.body, True
+        row, change = store.transition(
+            conn, code, action, params, who.actor, rt.rules, now, version=version, authorize=who.require_case
+        )
+        # The answer shows the case's parties: a read, logged with the change (same transaction).
+        audit.personal_data_read(conn, who, [code], ROUTE, address)
+        extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
+        if "from_level" in change.data:
+            extra["from_level"] = change.data["from_level"]
+        outbox.append(conn, [store.event_of("case.changed", row, now, **extra)])  # published once committed
+        out = case_out(row, who.role, rt.rules, now)
+        if change.propose:
+            out["proposal"] = change.propose
+        idempotency.record(conn, key, 200, out)
+    release_van(svc, rt, who, code, change.action, now)
+    return out, False
+
+
+PLACERS = frozenset({"admin", "dispatcher"})  # who confirms or changes a case's cell (a dispatcher's check)
+
+
+def place(
+    svc: Services,
+    rt: CasesRuntime,
+    who: Principal,
+    code: str,
+    cell: str | None,
+    *,
+    version: int | None = None,
+    key: idempotency.Key | None = None,
+    address: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Confirm case ``code``'s cell (``cell`` None) or move it to ``cell`` for ``who``: (the case as
+    answered, replayed?). One transaction with its audit row and its event, like :func:`move`."""
+    if who.role not in PLACERS:
+        raise Forbidden(f"a {who.role} cannot change a case's cell (admin or dispatcher only)", field="cell")
+    if cell is not None and not who.sees_area(cell):
+        raise Forbidden(f"cell {cell} is outside your area {who.area}", field="cell")
+    now = datetime.now(UTC)
+    route = "POST /api/v1/cases/{code}/cell"
+    with writing(svc.pool) as conn:
+        stored = idempotency.claim(conn, key)
+        if stored is not None:
+            audit.personal_data_read(conn, who, [code], route, address)
+            return stored.body, True
+        row = casefile.place(conn, code, cell, who.actor, now, version=version, authorize=who.require_case)
+        audit.personal_data_read(conn, who, [code], route, address)
+        action = "confirm_cell" if cell is None else "move_cell"
+        outbox.append(conn, [store.event_of("case.changed", row, now, action=action, from_step=row["step"])])
+        out = case_out(row, who.role, rt.rules, now)
+        idempotency.record(conn, key, 200, out)
+    return out, False
