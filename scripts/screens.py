@@ -51,7 +51,7 @@ from psycopg.conninfo import make_conninfo
 from services import identity
 from services.settings import Settings
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.test_layout import PAGES, SIZES, Shown, page_path, wait_ready
+from tests.test_layout import PAGES, SIZES, Shown, page_path, sizes_of, wait_ready
 
 OUT = ROOT / "docs" / "screens"
 WHO = {"screen": "on a paired wall screen", "anon": "not signed in"}  # how README names who looks
@@ -253,20 +253,16 @@ def readme_section(out: Path) -> str:
         "",
     ]
     for shown in PAGES:
-        main = next(out.glob(f"{shown.name}-1920x1080.*"), None)
-        if main is None:
+        files = [f for w, h in sizes_of(shown) for f in sorted(out.glob(f"{shown.name}-{w}x{h}.*"))]
+        if not files:
             continue
-        others = [
-            f"[{w}×{h}]({rel}/{f.name})"
-            for w, h in SIZES
-            if (w, h) != (1920, 1080)
-            for f in sorted(out.glob(f"{shown.name}-{w}x{h}.*"))
-        ]
+        main = next((f for f in files if "-1920x1080." in f.name), files[0])
+        others = [f"[{f.stem.rsplit('-', 1)[1].replace('x', '×')}]({rel}/{f.name})" for f in files if f != main]
         path = re.sub(r"\{(banner|case)\}", "{code}", shown.path)
         lines += [
             f"**`{path}`**, {WHO.get(shown.who, 'signed in as ' + shown.who)} · " + " · ".join(others),
             "",
-            f"![{shown.name} at 1920×1080]({rel}/{main.name})",
+            f"![{shown.name} at {main.stem.rsplit('-', 1)[1].replace('x', '×')}]({rel}/{main.name})",
             "",
         ]
     return "\n".join(lines).rstrip() + "\n"
@@ -307,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dsn", help="with --url: its database (owner), where the people signed in as are made")
     ap.add_argument("--out", type=Path, default=OUT, help=f"where the pictures go (default {OUT.relative_to(ROOT)})")
     ap.add_argument("--pages", default=",".join(names), help="comma-separated page names (default: all)")
-    ap.add_argument("--sizes", type=_parse_sizes, default=list(SIZES), help="comma-separated WIDTHxHEIGHT")
+    ap.add_argument("--sizes", type=_parse_sizes, help="comma-separated WIDTHxHEIGHT (default: each page's sizes)")
     ap.add_argument("--max-kb", type=int, default=400, help="the most a picture may weigh (default 400)")
     ap.add_argument("--readme", action="store_true", help='rewrite the "Screens" section of README.md afterwards')
     args = ap.parse_args(argv)
@@ -322,22 +318,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.url
         else own_server(settings)
     )
-    total = len(pages) * len(args.sizes)
+    shots = sorted(((size, shown) for shown in pages for size in (args.sizes or sizes_of(shown))), key=lambda s: s[0])
     with target_cm as target, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        n = 0
-        for size in args.sizes:
-            for shown in pages:
-                n += 1
-                started = time.monotonic()
-                path = shoot(browser, target, shown, size, args.out, args.max_kb)
-                kb = path.stat().st_size / 1024
-                heavy = f", more than --max-kb {args.max_kb}" if kb > args.max_kb else ""
-                _say(
-                    f"[{n}/{total}] {shown.name} {size[0]}x{size[1]} as {shown.who}: "
-                    f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
-                    f"({kb:.0f} KB{heavy}, {time.monotonic() - started:.1f} s)"
-                )
+        for n, (size, shown) in enumerate(shots, 1):
+            started = time.monotonic()
+            path = shoot(browser, target, shown, size, args.out, args.max_kb)
+            kb = path.stat().st_size / 1024
+            heavy = f", more than --max-kb {args.max_kb}" if kb > args.max_kb else ""
+            _say(
+                f"[{n}/{len(shots)}] {shown.name} {size[0]}x{size[1]} as {shown.who}: "
+                f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
+                f"({kb:.0f} KB{heavy}, {time.monotonic() - started:.1f} s)"
+            )
         browser.close()
     if args.readme:
         write_readme(args.out)
