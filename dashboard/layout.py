@@ -28,8 +28,9 @@ LIVE_TICK = "live-tick"  # pattern-matching type of the stores the live push bum
 
 
 def banner_map(map_id: str, bounds: Sequence[float], children: list[Any], **props: Any) -> dl.Map:
-    """The map the wall and the dispatch page open on: the banner fitted on any screen size, canvas
-    markers (thousands of pins) and half-step zoom; ``props`` adds what one page needs."""
+    """The map the wall, the dispatch page and the area page open on: the banner (or the area's
+    ``bounds``) fitted on any screen size, canvas markers (thousands of pins) and half-step zoom;
+    ``props`` adds what one page needs."""
     minx, miny, maxx, maxy = bounds
     return dl.Map(
         id=map_id,

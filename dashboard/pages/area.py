@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-import dash_leaflet as dl
 from dash import dcc, html
 from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
 from dashboard.i18n import translator
 from dashboard.pages import inbox
+from dashboard.layout import banner_map
 from dashboard.search import search_box
 from layers import registry
 from services.settings import Settings
@@ -79,14 +79,12 @@ def layout(
                 children=[
                     html.Div(
                         className="yitu-area-map",
-                        children=dl.Map(
-                            id=Ids.MAP,
-                            center=[(miny + maxy) / 2, (minx + maxx) / 2],
-                            zoom=10,
-                            bounds=[[miny, minx], [maxy, maxx]],
-                            preferCanvas=True,
+                        # fitted to the area by its viewport, whatever the panel's size (a fixed zoom
+                        # showed a corner of the banner at 1920x1080 and all of it at 3840x2160)
+                        children=banner_map(
+                            Ids.MAP,
+                            area["bounds"],
                             attributionControl=False,
-                            className="yitu-map",
                             children=[
                                 grids.component(
                                     grids.url(level=child_level, parent=area["code"]),
@@ -117,12 +115,14 @@ def layout(
                                         options=[{"label": ty[lang_col], "value": ty["code"]} for ty in types],
                                     ),
                                     dcc.Input(
+                                        className="yitu-input yitu-date",
                                         id=Ids.SINCE,
                                         type="date",  # type: ignore[arg-type]  # not in the annotation; rendered as given
                                         value=query.get("since"),
                                         placeholder=t("area.filter.since"),
                                     ),
                                     dcc.Input(
+                                        className="yitu-input yitu-date",
                                         id=Ids.UNTIL,
                                         type="date",  # type: ignore[arg-type]  # not in the annotation; rendered as given
                                         value=query.get("until"),
@@ -157,6 +157,7 @@ def layout(
                                     "fontFamily": "inherit",
                                     "fontSize": "1.5vh",
                                     "padding": "0.6vh 0.8vh",
+                                    "textAlign": "left",
                                 },
                             ),
                         ],
