@@ -14,8 +14,8 @@ from dash import dcc, html
 from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
 from dashboard.i18n import translator
-from dashboard.pages import inbox
 from dashboard.layout import banner_map
+from dashboard.pages import inbox
 from dashboard.search import search_box
 from layers import registry
 from services.settings import Settings
