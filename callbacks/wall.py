@@ -350,6 +350,7 @@ def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
 
 
 def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
+    """The selected area: name, code, level, its figures and cases by step, a link to its page."""
     t = translator(lang)
     with svc.pool.connection() as conn:
         area = queries.area_summary(conn, code)
@@ -357,8 +358,6 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
             return [html.P(t("panel.hint"), className="yitu-muted")]
         k = kpi.cached(svc.redis, f"tiles:{code}", lambda: kpi.tiles(conn, code))
         steps = kpi.cached(svc.redis, f"steps:{code}", lambda: kpi.steps(conn, code))
-        types = kpi.cached(svc.redis, f"types:{code}", lambda: kpi.top_types(conn, code))
-    name = "name_zh" if lang == "zh-CN" else "name_en"
     return [
         html.H3(t("panel.area")),
         html.Div(area["name"], className="yitu-panel-name", id="panel-name"),
@@ -385,11 +384,7 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
                 for s in ("reported", "accepted", "dispatched", "handling", "closed", "evaluated")
             ],
         ),
-        html.H4(t("panel.by_type")),
-        html.Div(
-            className="yitu-chips",
-            children=[html.Span(f"{r[name]} {r['n']}", className="yitu-chip") for r in types[:6]],
-        ),
+        # (its types are the left column's chart, which follows the same area)
         html.A(t("panel.open_page"), href=f"/area/{area['code']}", className="yitu-link", id="panel-link"),
     ]
 
@@ -658,7 +653,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
 
     app.clientside_callback(
         "function(p) { return p === 'dates' ? {} : {display: 'none'}; }",
-        Output(Ids.PERIOD_DATES, "style"),
+        Output(Ids.PERIOD_DATES_BOX, "style"),
         Input(Ids.PERIOD, "value"),
     )
 

@@ -375,9 +375,9 @@ def test_the_wall_filters_pins_picks_a_period_and_opens_rows(
             (BANNER, month.start, month.end),
         ).fetchone()[0]
     assert p.inner_text("#kpi-resolved .yitu-kpi-value") == str(resolved)
-    assert p.is_hidden("#wall-period-dates")
+    assert p.is_hidden("#wall-period-dates-box")
     p.click("#wall-period label:has-text('自选')")
-    p.wait_for_selector("#wall-period-dates", state="visible")
+    p.wait_for_selector("#wall-period-dates-box", state="visible")
     # no dates picked yet: the default period's numbers (drawn again, the van board with them)
     p.wait_for_function("() => document.querySelector('#wall-ranking-title').innerText === '本年镇级排名'")
 

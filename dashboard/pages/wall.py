@@ -50,6 +50,7 @@ class Ids(StrEnum):
     # the period of the KPIs and the ranking
     PERIOD = "wall-period"
     PERIOD_DATES = "wall-period-dates"
+    PERIOD_DATES_BOX = "wall-period-dates-box"  # shown for the period "dates" only
     RANKING_TITLE = "wall-ranking-title"
 
 
@@ -157,7 +158,7 @@ def pin_filters(t: Callable[[str], str]) -> html.Div:
                 options=[{"label": t("filter.overdue"), "value": "overdue"}],
                 value=[],
             ),
-            html.Button(t("filter.clear"), id=Ids.FILTER_CLEAR, n_clicks=0, className="yitu-crumb yitu-filter-clear"),
+            html.Button(t("filter.clear"), id=Ids.FILTER_CLEAR, n_clicks=0, className="yitu-filter-clear"),
         ],
     )
 
@@ -175,14 +176,17 @@ def period_picker(t: Callable[[str], str]) -> html.Div:
                 options=[{"label": t(f"period.{p}"), "value": p} for p in PERIODS],
                 inline=True,
             ),
-            dcc.DatePickerRange(
-                id=Ids.PERIOD_DATES,
-                className="yitu-period-dates",
-                display_format="YYYY-MM-DD",
-                start_date_placeholder_text=t("period.from"),
-                end_date_placeholder_text=t("period.to"),
-                minimum_nights=0,
+            html.Div(
+                id=Ids.PERIOD_DATES_BOX,
                 style={"display": "none"},
+                children=dcc.DatePickerRange(
+                    id=Ids.PERIOD_DATES,
+                    className="yitu-period-dates",
+                    display_format="YYYY-MM-DD",
+                    start_date_placeholder_text=t("period.from"),
+                    end_date_placeholder_text=t("period.to"),
+                    minimum_nights=0,
+                ),
             ),
         ],
     )
