@@ -37,7 +37,7 @@ from api.deps import role_in, runtime, services
 from api.idempotency import REPLAYED, OptionalKey, RequiredKey, key_of, keyed, replay
 from api.intake import LANES, IntakeLanes
 from api.openapi import READ, WRITE, answers
-from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
+from api.params import Day, Instant, People, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
 from geodata import idempotency, masking, outbox, workflow
 from geodata.clock import day_start
@@ -165,11 +165,8 @@ class CaseIn(BaseModel):
         description="Triage (研判): sets the level the case starts at (YITU_SEVERITY_LEVELS; simple → grid, "
         "ordinary → village, complex → town, major → banner by default) and so its first deadline. None: grid.",
     )
-    people_involved: int | None = Field(
+    people_involved: People | None = Field(
         default=None,
-        ge=1,
-        le=100_000,
-        strict=True,
         description="People involved; from YITU_GROUP_DISPUTE_PEOPLE (5) up the case is 群体性 (flag group).",
     )
     amount_yuan: Amount | None = Field(

@@ -277,3 +277,13 @@ def test_kpis_count_open_major_and_group_cases(client: TestClient, token: Callab
         after = kpi.tiles(conn, town)
     assert after["open_major"] == before["open_major"] + 1
     assert after["open_group"] == before["open_group"] + 2
+
+
+def test_a_whole_number_written_as_a_float_is_a_number_of_people(
+    client: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
+    """JSON Schema's integer allows 6.0 (the schema says integer, and a generated client may send it)."""
+    lon, lat, _ = inner_point(demo_db)
+    r = _post(client, token("dispatcher"), case_body(lon, lat, people_involved=6.0))
+    assert r.status_code == 201, r.text
+    assert r.json()["people_involved"] == 6 and r.json()["group"] is True
