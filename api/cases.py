@@ -23,12 +23,13 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from api import errors
 from api.auth import Principal, principal
@@ -36,7 +37,7 @@ from api.deps import role_in, runtime, services
 from api.idempotency import REPLAYED, OptionalKey, RequiredKey, key_of, keyed
 from api.intake import LANES, IntakeLanes
 from api.openapi import READ, WRITE, answers
-from api.params import Day, Instant, Satisfaction, SomeText, Text, Version
+from api.params import Day, Instant, People, Satisfaction, SomeText, Text, Version
 from geodata import cases as store
 from geodata import masking, workflow
 from geodata.clock import day_start
@@ -108,6 +109,23 @@ MAX_FUTURE = timedelta(minutes=5)  # phones' clocks drift; more than this is a w
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)  # older is a wrong date (and 0001-01-01 overflows)
 
 
+def _number(v: object) -> object:
+    """A sum is a JSON number: the text "12.5" is refused as it would be in any other number field."""
+    if isinstance(v, str | bool):
+        raise ValueError("amount_yuan is a number of yuan (at most 2 decimals), not text")
+    return v
+
+
+# A sum of money in yuan, to the fen. The schema says what the validation does (pydantic's own for a
+# Decimal leaves out the two decimals and lets text in), so a client made from it sends what is accepted.
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_number),
+    Field(ge=0, le=Decimal("1e12"), max_digits=15, decimal_places=2, allow_inf_nan=False),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1e12, "multipleOf": 0.01}),
+]
+
+
 class Party(BaseModel):
     """A party to the dispute: personal data, masked for viewers."""
 
@@ -139,6 +157,18 @@ class CaseIn(BaseModel):
     parties: list[Party] = Field(default_factory=list, max_length=10)
     reported_at: Instant | None = Field(
         default=None, description="When it was reported (default: now): since 2000, at most 5 minutes ahead."
+    )
+    severity: Literal["simple", "ordinary", "complex", "major"] | None = Field(
+        default=None,
+        description="Triage (研判): sets the level the case starts at (YITU_SEVERITY_LEVELS; simple → grid, "
+        "ordinary → village, complex → town, major → banner by default) and so its first deadline. None: grid.",
+    )
+    people_involved: People | None = Field(
+        default=None,
+        description="People involved; from YITU_GROUP_DISPUTE_PEOPLE (5) up the case is 群体性 (flag group).",
+    )
+    amount_yuan: Amount | None = Field(
+        default=None, description="The sum at stake in yuan: a number, 0 to 10^12, at most 2 decimals."
     )
 
     @field_validator("reported_at")
@@ -237,6 +267,9 @@ async def report(app: Any, body: CaseIn, who: Principal, idempotency_key: str | 
         body.channel,
         [p.model_dump(exclude_none=True) for p in body.parties],
         body.reported_at,
+        body.severity,
+        body.people_involved,
+        body.amount_yuan,
     )
     rt: CasesRuntime = app.state.cases_runtime
     intake: IntakeRuntime = app.state.intake

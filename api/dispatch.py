@@ -24,24 +24,14 @@ from api import errors
 from api.auth import Principal, principal
 from api.cases import CODE, require_json
 from api.deps import role_in, runtime, services
-from api.idempotency import OptionalKey, key_of, keyed, replay
+from api.idempotency import OptionalKey, keyed, replay
 from api.openapi import READ, WRITE, answers
 from api.params import Text
 from geodata import cases as store
-from geodata import dispatch, idempotency, masking, outbox
-from geodata.db import writing
+from geodata import dispatch, masking
 from geodata.idempotency import Answer
 from geodata.queries import cameras_near, rounded
-from services.dispatching import (
-    DISPATCHERS,
-    candidate_out,
-    dispatch_out,
-    may_end,
-    require_dispatcher,
-    routing,
-    scoped,
-    send_van,
-)
+from services.dispatching import DISPATCHERS, cancel_van, candidate_out, dispatch_out, end_visit, routing, send_van
 from services.runtime import Services
 from services.scheduler import CasesRuntime
 
@@ -227,31 +217,11 @@ def end_dispatch(
     body: EndIn | None = None,
     idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
-    if who.role not in DISPATCHERS | {"van"}:
-        raise errors.Forbidden(f"a {who.role} token cannot end a dispatch", field="Authorization")
     body = body or EndIn()
-    now = _now()
-    key = key_of(who, idempotency_key, f"POST /api/v1/dispatches/{dispatch_id}/end", body.model_dump(mode="json"))
-    with writing(svc.pool) as conn:
-        stored = idempotency.claim(conn, key)
-        if stored is not None:
-            return replay(response, stored)
-        out = dispatch.end(
-            conn,
-            dispatch_id,
-            who.actor,
-            rt.rules,
-            routing(svc.settings),
-            now,
-            note=body.note,
-            result=body.result,
-            outcome=body.outcome,
-            authorize=may_end(who),
-        )
-        outbox.append(conn, out.events)
-        answer = dispatch_out(out.dispatch)
-        idempotency.record(conn, key, 200, answer)
-    return answer
+    out, replayed = end_visit(
+        svc, rt, who, dispatch_id, note=body.note, result=body.result, outcome=body.outcome, key=idempotency_key
+    )
+    return replay(response, Answer(200, out)) if replayed else out
 
 
 @router.post(
@@ -271,18 +241,6 @@ def cancel_dispatch(
     body: CancelIn | None = None,
     idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
-    require_dispatcher(who)
     body = body or CancelIn()
-    now = _now()
-    key = key_of(who, idempotency_key, f"POST /api/v1/dispatches/{dispatch_id}/cancel", body.model_dump(mode="json"))
-    with writing(svc.pool) as conn:
-        stored = idempotency.claim(conn, key)
-        if stored is not None:
-            return replay(response, stored)
-        out = dispatch.cancel(
-            conn, dispatch_id, who.actor, routing(svc.settings), now, note=body.note, authorize=scoped(who, "id")
-        )
-        outbox.append(conn, out.events)
-        answer = dispatch_out(out.dispatch)
-        idempotency.record(conn, key, 200, answer)
-    return answer
+    out, replayed = cancel_van(svc, who, dispatch_id, note=body.note, key=idempotency_key)
+    return replay(response, Answer(200, out)) if replayed else out

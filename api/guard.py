@@ -203,12 +203,17 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.wall._numbers": ANY_SIGNED_IN,
     "callbacks.wall._fly": ANY_SIGNED_IN,
     "callbacks.wall._detail": ANY_SIGNED_IN,  # the card is masked by role (geodata/masking.py)
+    "callbacks.wall._filter": ANY_SIGNED_IN,  # the pins' URL; the layer route scopes what it serves
+    "callbacks.wall._chip": ANY_SIGNED_IN,  # sets the pin filters; reads nothing
+    "callbacks.wall._types": ANY_SIGNED_IN,  # the case types' names
+    "callbacks.wall._focus_van": ANY_SIGNED_IN,  # a van's card and where it is (the board shows them all)
     "callbacks.area._table": ANY_SIGNED_IN,
     "callbacks.dispatch._queue": ANY_SIGNED_IN,  # empty with a hint unless a dispatcher
     "callbacks.dispatch._select": ANY_SIGNED_IN,
     "callbacks.dispatch._panels": ANY_SIGNED_IN,  # empty with a hint unless a dispatcher
     "callbacks.dispatch._fly": ANY_SIGNED_IN,
     "callbacks.dispatch._send": DISPATCHERS,  # sends a van: a write
+    "callbacks.dispatch._visit": DISPATCHERS,  # calls a van back or ends its visit: a write
     "callbacks.dispatch._next_send_key": ANY_SIGNED_IN,  # a fresh key for the next send; reads nothing
     "callbacks.live._live": ANY_SIGNED_IN,
     "callbacks.inbox._inbox": ANY_SIGNED_IN,  # 我的待办: the caller's own cases, inside their area (SQL)

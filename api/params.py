@@ -59,6 +59,7 @@ Day = Annotated[date, BeforeValidator(_iso_day)]
 # JSON Schema's integers in bounds (the bounds inside, so the schema shows them as minimum/maximum).
 Version = Annotated[Annotated[int, Field(ge=1)], BeforeValidator(_whole_number)]
 Satisfaction = Annotated[Annotated[int, Field(ge=1, le=5)], BeforeValidator(_whole_number)]
+People = Annotated[Annotated[int, Field(ge=1, le=100_000)], BeforeValidator(_whole_number)]
 
 
 Instant = Annotated[AwareDatetime, BeforeValidator(_iso_instant)]

@@ -24,8 +24,9 @@ from psycopg_pool import PoolTimeout
 
 from callbacks.wall import case_card, van_board
 from dashboard.i18n import refusal, translator
-from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, SEND, Ids, new_send_key
+from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, QUEUE_VIEWS, SEND, VISIT_ACTION, Ids, new_send_key
 from geodata import dispatch, masking, queries
+from geodata.clock import CST
 from geodata.db import database_unavailable
 from geodata.errors import OutcomeUnknown, YituError
 from geodata.queries import query
@@ -75,21 +76,36 @@ def _hours(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m"
 
 
-def waiting(svc: Services, who: auth.Principal, now: datetime) -> list[dict[str, Any]]:
+# The steps of each view of the queue: waiting to be sent, or sent and not yet closed (to chase).
+VIEW_STEPS: dict[str, list[str]] = {"waiting": ["reported", "accepted"], "active": ["dispatched", "handling"]}
+
+
+def waiting(svc: Services, who: auth.Principal, now: datetime, view: str = "waiting") -> list[dict[str, Any]]:
+    """The queue's cases in ``who``'s area: ``waiting`` to be sent (the default) or ``active``
+    (dispatched or in handling), the most urgent first."""
+    steps = VIEW_STEPS.get(view, VIEW_STEPS["waiting"])
     with svc.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query("dispatch_queue"), {"area": who.area, "now": now, "limit": QUEUE_LIMIT}).fetchall()
+        return cur.execute(
+            query("dispatch_queue"), {"area": who.area, "now": now, "limit": QUEUE_LIMIT, "steps": steps}
+        ).fetchall()
 
 
 def queue_items(
-    svc: Services, who: auth.Principal | None, selected: str | None, lang: str, now: datetime | None = None
+    svc: Services,
+    who: auth.Principal | None,
+    selected: str | None,
+    lang: str,
+    now: datetime | None = None,
+    view: str = "waiting",
 ) -> list[Component]:
     t = translator(lang)
     if who is None:
         return [html.P(t("dispatch.no_right"), className="yitu-muted")]
     now = now or _now()
-    rows = waiting(svc, who, now)
+    rows = waiting(svc, who, now, view)
     if not rows:
-        return [html.P(t("dispatch.queue_empty"), className="yitu-muted")]
+        empty = "dispatch.queue_active_empty" if view == "active" else "dispatch.queue_empty"
+        return [html.P(t(empty), className="yitu-muted")]
     name = "type_zh" if lang == "zh-CN" else "type_en"
     out: list[Component] = []
     for r in rows:
@@ -109,10 +125,22 @@ def queue_items(
                     html.Span(t(f"level.{r['level']}"), className="yitu-chip"),
                     html.Span(due, className="yitu-due" + (" yitu-red" if r["overdue"] else "")),
                     html.Span(r["grid_name"] or "", className="yitu-muted"),
+                    *(
+                        [html.Span(f"{t('dispatch.assignee')} {_assignee(r)}", className="yitu-assignee")]
+                        if r["assignee_name"] or r["assignee_id"]
+                        else []
+                    ),
                 ],
             )
         )
     return out
+
+
+def _assignee(r: dict[str, Any]) -> str:
+    """Who a case was sent to: a van by its number and name, a mediator or a unit by name."""
+    if r["assignee_kind"] == "van":
+        return f"{r['assignee_id']} {r['assignee_name'] or ''}".strip()
+    return str(r["assignee_name"] or r["assignee_id"])
 
 
 def _why(reason: str | None, status: str, t: Callable[[str], str]) -> str:
@@ -193,6 +221,82 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
     return case_card(svc, code, lang, who), table, cameras, focus
 
 
+def visits_panel(svc: Services, who: auth.Principal | None, code: str | None, lang: str) -> list[Component]:
+    """The selected case's vans on their way or on site, each with what may be done now: call it
+    back (on its way: 撤回) or end the visit (on site: 结束走访). Empty without a case."""
+    t = translator(lang)
+    if who is None or not code:
+        return []
+    with svc.pool.connection() as conn:
+        rows = dispatch.dispatches(conn, active=True, case=code, area=who.area, limit=20, offset=0)
+    items: list[Component] = [html.H3(t("dispatch.visits"))]
+    if not rows:
+        return [*items, html.P(t("dispatch.no_visits"), className="yitu-muted")]
+    for d in rows:
+        since = t("dispatch.since").format(t=_clock(d["created_at"]))
+        if d["arrived_at"]:
+            since += " · " + t("dispatch.arrived").format(t=_clock(d["arrived_at"]))
+        action = "cancel" if d["status"] == "en_route" else "end"
+        button = html.Button(
+            t(f"dispatch.{action}"),
+            id={"type": VISIT_ACTION, "id": d["id"], "action": action},
+            n_clicks=0,
+            className="yitu-button yitu-visit-" + action,
+        )
+        setattr(button, "data-action", action)  # tests and people find it by what it does
+        items.append(
+            html.Div(
+                className=f"yitu-visit yitu-van-{d['status']}",
+                children=[
+                    html.Span(f"{d['van_id']} {d['van_name']}", className="yitu-van-id"),
+                    html.Span(t(f"van.{d['status']}"), className="yitu-van-status"),
+                    html.Span(since, className="yitu-muted"),
+                    button,
+                ],
+            )
+        )
+    return items
+
+
+def _clock(at: datetime | None) -> str:
+    return "—" if at is None else at.astimezone(CST).strftime("%H:%M")
+
+
+def act_on_visit(
+    svc: Services,
+    rt: CasesRuntime,
+    who: auth.Principal | None,
+    dispatch_id: int,
+    action: str,
+    lang: str,
+    key: str | None = None,
+) -> SendOutcome:
+    """Call back a van (``cancel``) or end its visit (``end``) from the page, as ``who``: the same
+    functions as ``POST /api/v1/dispatches/{id}/cancel`` and ``/end``, the same refusals. ``key``
+    is the page's send key (a double click acts once)."""
+    t = translator(lang)
+    who = signed_in(who)
+    if who is None:
+        return {"ok": False, "message": t("dispatch.no_right")}
+    idem = f"page-{key or new_send_key()}-{action}-{dispatch_id}"[:200]
+    try:
+        if action == "cancel":
+            out, _ = dispatching.cancel_van(svc, who, dispatch_id, key=idem)
+        elif action == "end":
+            out, _ = dispatching.end_visit(svc, rt, who, dispatch_id, key=idem)
+        else:
+            return {"ok": False, "message": t("error.invalid"), "field": "action"}
+    except OutcomeUnknown as exc:
+        return {"ok": False, "message": refusal(exc, lang), "field": exc.field}
+    except YituError as exc:
+        return {"ok": False, "message": refusal(exc, lang), "field": exc.field}
+    except (psycopg.Error, PoolTimeout) as exc:
+        return {"ok": False, "message": refusal(database_unavailable(exc), lang)}
+    van = f"{out['van']} {out.get('van_name') or ''}".strip()
+    done = "dispatch.cancelled" if action == "cancel" else "dispatch.ended"
+    return {"ok": True, "id": out["id"], "at": _now().isoformat(), "message": t(done).format(van=van, case=out["case"])}
+
+
 def send(
     svc: Services,
     rt: CasesRuntime,
@@ -238,10 +342,11 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Input(LIVE_TICK, "data"),
         Input(Ids.SENT, "data"),
         Input(Ids.SELECTED, "data"),
+        Input(Ids.QUEUE_VIEW, "value"),
         State("lang", "data"),
     )
-    def _queue(_tick: object, _sent: object, selected: str | None, lang: str) -> list[Component]:
-        return queue_items(get(), signed_in(), selected, lang)
+    def _queue(_tick: object, _sent: object, selected: str | None, view: str | None, lang: str) -> list[Component]:
+        return queue_items(get(), signed_in(), selected, lang, view=view if view in QUEUE_VIEWS else "waiting")
 
     @app.callback(
         Output(Ids.SELECTED, "data"),
@@ -261,7 +366,7 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         return no_update
 
     @app.callback(
-        [Output(i, "children") for i in (Ids.CASE, Ids.CANDIDATES, Ids.CAMERAS, Ids.FOCUS, Ids.VANS)],
+        [Output(i, "children") for i in (Ids.CASE, Ids.CANDIDATES, Ids.CAMERAS, Ids.FOCUS, Ids.VANS, Ids.VISITS)],
         Input(Ids.SELECTED, "data"),
         Input(LIVE_TICK, "data"),
         Input(Ids.SENT, "data"),
@@ -269,10 +374,10 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
     )
     def _panels(
         code: str | None, _tick: object, _sent: object, lang: str
-    ) -> tuple[list[Component], Component, list[Component], list[Component], list[Component]]:
-        svc = get()
-        card, candidates, cameras, focus = case_panels(svc, signed_in(), code, lang)
-        return card, candidates, cameras, focus, van_board(svc, lang)
+    ) -> tuple[list[Component], Component, list[Component], list[Component], list[Component], list[Component]]:
+        svc, who = get(), signed_in()
+        card, candidates, cameras, focus = case_panels(svc, who, code, lang)
+        return card, candidates, cameras, focus, van_board(svc, lang), visits_panel(svc, who, code, lang)
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(code: str | None) -> dict[str, Any] | NoUpdate:
@@ -303,6 +408,21 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update, no_update  # a re-rendered button (n_clicks 0), not a click
         out = send(get(), get_runtime(), auth.current(), code, trig["van"], lang, key)
+        return out, out["message"]
+
+    @app.callback(
+        Output(Ids.SENT, "data", allow_duplicate=True),
+        Output(Ids.MESSAGE, "children", allow_duplicate=True),
+        Input({"type": VISIT_ACTION, "id": ALL, "action": ALL}, "n_clicks"),
+        State("lang", "data"),
+        State(Ids.SEND_KEY, "data"),
+        prevent_initial_call=True,
+    )
+    def _visit(_clicks: list[int | None], lang: str, key: str | None) -> tuple[SendOutcome | NoUpdate, str | NoUpdate]:
+        trig = ctx.triggered_id
+        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+            return no_update, no_update  # a re-rendered button (n_clicks 0), not a click
+        out = act_on_visit(get(), get_runtime(), auth.current(), int(trig["id"]), str(trig["action"]), lang, key)
         return out, out["message"]
 
     @app.callback(

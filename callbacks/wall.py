@@ -13,15 +13,30 @@ see them (masking.ROOM_READER), camera links follow the reader's role (geodata/m
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypedDict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple, TypedDict
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import psycopg
 from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 from dash_svg import G, Line, Polyline, Svg, Text
 
 from dashboard.i18n import translator
-from dashboard.pages.wall import CRUMB, LIVE_TICK, POINT, Ids, group_id, point_layer, switchable
-from geodata import kpi, masking, queries
+from dashboard.pages.wall import (
+    CRUMB,
+    DEFAULT_PERIOD,
+    LEVEL_CHIP,
+    LIVE_TICK,
+    POINT,
+    VAN_ROW,
+    Ids,
+    group_id,
+    point_layer,
+    switchable,
+)
+from geodata import areas_stats, kpi, masking, queries, workflow
+from geodata.clock import CST
 from layers import cameras, cases, grids, registry, vans
 from layers.base import level_for_zoom
 from layers.registry import Layer
@@ -66,6 +81,19 @@ def switched(url: str, on: bool) -> tuple[str | None, dict[str, Any] | None]:
     return (url, None) if on else (None, EMPTY)
 
 
+# The case layer's query parameters the pin filters set (the rest of its URL, the box, stays).
+PIN_FILTERS = ("step", "type", "level", "severity", "overdue")
+
+
+def filtered_url(url: str, **filters: str | bool | None) -> str:
+    """The case layer's ``url`` with the pin filters set (None or False: not filtered): the
+    layer is redrawn from it, and the live push reloads that same URL (with its filters)."""
+    parts = urlsplit(url)
+    keep = [(k, v) for k, v in parse_qsl(parts.query) if k not in PIN_FILTERS and k != "rev"]
+    chosen = [(k, "true" if v is True else str(v)) for k, v in filters.items() if k in PIN_FILTERS and v]
+    return parts.path + "?" + urlencode([*keep, *chosen], safe=",")
+
+
 def in_scope(code: str) -> str:
     """The area a reader may look at: ``code``, or the reader's own area when ``code`` lies outside it."""
     who = identity.who_is_asking()
@@ -92,36 +120,91 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v * 100:.1f}%"
 
 
-def kpi_tiles(svc: Services, code: str, lang: str) -> list[Component]:
+class Period(NamedTuple):
+    """The span the KPIs and the ranking count: [start, end) in China time, and its name
+    (month, quarter, year or dates) for the labels."""
+
+    start: datetime
+    end: datetime
+    name: str
+
+    @property
+    def key(self) -> str:
+        """The figures' cache key part: two screens on the same period share their figures."""
+        return f"{self.start:%Y%m%d}-{self.end:%Y%m%d}"
+
+
+def period_of(name: str | None, start_date: str | None = None, end_date: str | None = None) -> Period:
+    """The wall's period: this month, quarter or year (China time) around today, or the days from
+    ``start_date`` to ``end_date`` (both included; reversed ones swapped). Dates not given yet, or
+    not dates: the default period (the year)."""
+    today = datetime.now(UTC).astimezone(CST).date()
+    if name == "dates":
+        try:
+            first, last = date.fromisoformat(str(start_date)[:10]), date.fromisoformat(str(end_date)[:10])
+        except ValueError:
+            return period_of(DEFAULT_PERIOD)
+        first, last = min(first, last), max(first, last)
+        start = datetime.combine(first, datetime.min.time(), tzinfo=CST)
+        return Period(start, datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=CST), "dates")
+    if name not in ("month", "quarter", "year"):
+        name = DEFAULT_PERIOD
+    start, end = areas_stats.period_bounds(name, today)
+    return Period(start, end, name)
+
+
+def period_label(period: Period, t: Callable[[str], str]) -> str:
+    """本月 / 本季度 / 本年 or the dates, for the tiles' and the ranking's titles."""
+    if period.name != "dates":
+        return t(f"period.this_{period.name}")
+    last = (period.end - timedelta(days=1)).date()
+    return f"{period.start:%m-%d}~{last:%m-%d}"
+
+
+def kpi_tiles(svc: Services, code: str, lang: str, period: Period | None = None) -> list[Component]:
+    """The KPI tiles: resolved, rate and village share of ``period`` (default: this year), the
+    rest as of now; the overdue-by-level chips filter the pins (a click: callbacks below)."""
     t = translator(lang)
+    period = period or period_of(DEFAULT_PERIOD)
     with svc.pool.connection() as conn:
-        k = kpi.cached(svc.redis, f"tiles:{code}", lambda: kpi.tiles(conn, code))
+        k = kpi.cached(svc.redis, f"tiles:{code}:{period.key}", lambda: kpi.tiles(conn, code, period.start, period.end))
     overdue_total = sum(k["overdue"].values())
+    p = period_label(period, t)
     tiles = [
-        ("new_today", k["new_today"], "yitu-kpi-blue"),
-        ("in_progress", k["in_progress"], "yitu-kpi-violet"),
-        ("resolved", k["resolved_ytd"], "yitu-kpi-green"),
-        ("rate", _pct(k["rate_ytd"]), "yitu-kpi-green"),
-        ("overdue", overdue_total, "yitu-kpi-red" if overdue_total else "yitu-kpi-green"),
-        ("village_share", _pct(k["village_share"]), "yitu-kpi-cyan"),
+        ("new_today", k["new_today"], "yitu-kpi-blue", t("kpi.new_today")),
+        ("in_progress", k["in_progress"], "yitu-kpi-violet", t("kpi.in_progress")),
+        ("overdue", overdue_total, "yitu-kpi-red" if overdue_total else "yitu-kpi-green", t("kpi.overdue")),
+        ("open_major", k["open_major"], "yitu-kpi-red" if k["open_major"] else "yitu-kpi-green", t("kpi.open_major")),
+        ("resolved", k["resolved_ytd"], "yitu-kpi-green", t("kpi.resolved_in").format(p=p)),
+        ("rate", _pct(k["rate_ytd"]), "yitu-kpi-green", t("kpi.rate_in").format(p=p)),
+        ("village_share", _pct(k["village_share"]), "yitu-kpi-cyan", t("kpi.village_share")),
+        (
+            "open_group",
+            k["open_group"],
+            "yitu-kpi-orange" if k["open_group"] else "yitu-kpi-green",
+            t("kpi.open_group"),
+        ),
     ]
     boxes = [
         html.Div(
             className=f"yitu-kpi {cls}",
             id=f"kpi-{key}",
-            children=[
-                html.Div(str(value), className="yitu-kpi-value"),
-                html.Div(t(f"kpi.{key}"), className="yitu-kpi-label"),
-            ],
+            children=[html.Div(str(value), className="yitu-kpi-value"), html.Div(label, className="yitu-kpi-label")],
         )
-        for key, value, cls in tiles
+        for key, value, cls, label in tiles
     ]
     by_level = html.Div(
         className="yitu-kpi-levels",
         children=[
             html.Span(t("kpi.overdue_by_level"), className="yitu-kpi-levels-title"),
             *[
-                html.Span(f"{t(f'level.{lv}')} {n}", className="yitu-chip" + (" yitu-chip-red" if n else ""))
+                html.Button(
+                    f"{t(f'level.{lv}')} {n}",
+                    id={"type": LEVEL_CHIP, "level": lv},
+                    n_clicks=0,
+                    title=t("filter.by_level"),
+                    className="yitu-chip yitu-chip-button" + (" yitu-chip-red" if n else ""),
+                )
                 for lv, n in k["overdue"].items()
             ],
         ],
@@ -180,12 +263,24 @@ def trend_chart(svc: Services, code: str, lang: str) -> Svg:
     )
 
 
-def ranking_table(svc: Services, banner: str, lang: str) -> html.Table:
-    """The quarter's ranking of the children of ``banner`` (a scoped reader: of its own area)."""
+def ranking_title(lang: str, period: Period | None = None) -> str:
+    t = translator(lang)
+    return t("ranking.title_in").format(p=period_label(period or period_of(DEFAULT_PERIOD), t))
+
+
+def ranking_table(svc: Services, banner: str, lang: str, period: Period | None = None) -> html.Table:
+    """The ranking of the children of ``banner`` (a scoped reader: of its own area) over ``period``
+    (default: this year). A row opens its area's page (``data-href``: yitu_wall.js follows a click
+    anywhere on the row; the name is a plain link too)."""
     t = translator(lang)
     parent = in_scope(banner)
+    period = period or period_of(DEFAULT_PERIOD)
     with svc.pool.connection() as conn:
-        rows = kpi.cached(svc.redis, f"ranking:{parent}", lambda: kpi.town_ranking(conn, parent))
+        rows = kpi.cached(
+            svc.redis,
+            f"ranking:{parent}:{period.key}",
+            lambda: kpi.town_ranking(conn, parent, period.start, period.end),
+        )
     head = html.Tr(
         [
             html.Th("#"),
@@ -196,36 +291,49 @@ def ranking_table(svc: Services, banner: str, lang: str) -> html.Table:
         ]
     )
     body = [
-        html.Tr(
+        _linked_row(
             [
                 html.Td(i),
-                html.Td(r["name"]),
+                html.Td(html.A(r["name"], href=f"/area/{r['code']}", className="yitu-row-name")),
                 html.Td(f"{float(r['score']):.1f}"),
                 html.Td(_pct(r["resolved"] / r["reported"]) if r["reported"] else "—"),
                 html.Td(r["overdue"]),
-            ]
+            ],
+            f"/area/{r['code']}",
         )
         for i, r in enumerate(rows, start=1)
     ]
     return html.Table(className="yitu-table", children=[html.Thead(head), html.Tbody(body)])
 
 
-def van_board(svc: Services, lang: str) -> list[Component]:
+def van_board(svc: Services, lang: str, row_type: str | None = None) -> list[Component]:
+    """The vans' board; with ``row_type`` each row is a button of that pattern-matching type (the
+    wall's: a click focuses the van on the map)."""
     t = translator(lang)
     with svc.pool.connection() as conn:
         rows = vans.board(conn, svc.settings.van_offline_seconds)
-    return [
-        html.Div(
-            className=f"yitu-van-row yitu-van-{r['status']}",
-            children=[
-                html.Span(r["id"], className="yitu-van-id"),
-                html.Span(r["name"]),
-                html.Span(t(f"van.{r['status']}"), className="yitu-van-status"),
-                html.Span(f"{r['odometer_km']:.0f} km", className="yitu-muted"),
-            ],
-        )
-        for r in rows
-    ]
+    out: list[Component] = []
+    for r in rows:
+        cells = [
+            html.Span(r["id"], className="yitu-van-id"),
+            html.Span(r["name"]),
+            html.Span(t(f"van.{r['status']}"), className="yitu-van-status"),
+            html.Span(f"{r['odometer_km']:.0f} km", className="yitu-muted"),
+        ]
+        cls = f"yitu-van-row yitu-van-{r['status']}"
+        if row_type:
+            key = {"type": row_type, "van": r["id"]}
+            out.append(html.Button(cells, id=key, n_clicks=0, className=cls + " yitu-row-link", title=r["name"]))
+        else:
+            out.append(html.Div(cells, className=cls))
+    return out
+
+
+def _linked_row(cells: list[Component], href: str) -> html.Tr:
+    """A table row that opens ``href`` when clicked anywhere (yitu_wall.js reads ``data-href``)."""
+    row = html.Tr(cells, className="yitu-row-link")
+    setattr(row, "data-href", href)  # a data-* attribute: Dash hands it to the DOM as it is
+    return row
 
 
 def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
@@ -242,6 +350,7 @@ def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
 
 
 def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
+    """The selected area: name, code, level, its figures and cases by step, a link to its page."""
     t = translator(lang)
     with svc.pool.connection() as conn:
         area = queries.area_summary(conn, code)
@@ -249,8 +358,6 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
             return [html.P(t("panel.hint"), className="yitu-muted")]
         k = kpi.cached(svc.redis, f"tiles:{code}", lambda: kpi.tiles(conn, code))
         steps = kpi.cached(svc.redis, f"steps:{code}", lambda: kpi.steps(conn, code))
-        types = kpi.cached(svc.redis, f"types:{code}", lambda: kpi.top_types(conn, code))
-    name = "name_zh" if lang == "zh-CN" else "name_en"
     return [
         html.H3(t("panel.area")),
         html.Div(area["name"], className="yitu-panel-name", id="panel-name"),
@@ -277,11 +384,7 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
                 for s in ("reported", "accepted", "dispatched", "handling", "closed", "evaluated")
             ],
         ),
-        html.H4(t("panel.by_type")),
-        html.Div(
-            className="yitu-chips",
-            children=[html.Span(f"{r[name]} {r['n']}", className="yitu-chip") for r in types[:6]],
-        ),
+        # (its types are the left column's chart, which follows the same area)
         html.A(t("panel.open_page"), href=f"/area/{area['code']}", className="yitu-link", id="panel-link"),
     ]
 
@@ -300,6 +403,7 @@ def _case_view(c: dict[str, Any], lang: str) -> list[Component]:
                 *([html.Span(t("case.overdue"), className="yitu-chip yitu-chip-red")] if c["overdue"] else []),
             ],
         ),
+        *_triage_line(c, t),
         html.Div(f"{t('case.reported')} {c['reported_at']:%Y-%m-%d %H:%M}", className="yitu-muted"),
         html.Div(f"{t('case.deadline')} {c['deadline']:%Y-%m-%d %H:%M}" if c["deadline"] else ""),
         html.Div(f"{t('case.grid')} {c['grid_name'] or '—'} ({c['grid_code'] or '—'})"),
@@ -307,7 +411,30 @@ def _case_view(c: dict[str, Any], lang: str) -> list[Component]:
             f"{t('case.parties')} " + masking.parties_line(masking.ROOM_READER, c["parties"]), className="yitu-parties"
         ),
         *_attachments_line(c, t),
+        html.A(t("case.open"), href=f"/cases/{c['code']}", className="yitu-link yitu-case-link", id="case-link"),
     ]
+
+
+def _triage_line(c: dict[str, Any], t: Callable[[str], str]) -> list[Component]:
+    """The triage at intake: severity, 群体性, people involved, the sum at stake (what was given)."""
+    chips: list[Component] = []
+    if c.get("severity"):
+        major = c["severity"] == "major"
+        chips.append(
+            html.Span(
+                f"{t('case.severity')} {t('severity.' + c['severity'])}",
+                className="yitu-chip yitu-severity" + (" yitu-chip-red" if major else ""),
+            )
+        )
+    if c.get("group"):
+        chips.append(html.Span(t("case.group"), className="yitu-chip yitu-chip-orange yitu-group"))
+    if c.get("people_involved") is not None:
+        chips.append(html.Span(f"{t('case.people')} {c['people_involved']}", className="yitu-chip"))
+    if c.get("amount_yuan") is not None:
+        chips.append(
+            html.Span(f"{t('case.amount')} {float(c['amount_yuan']):,.2f} {t('case.yuan')}", className="yitu-chip")
+        )
+    return [html.Div(className="yitu-chips yitu-triage", children=chips)] if chips else []
 
 
 def _attachments_line(c: dict[str, Any], t: Callable[[str], str]) -> list[Component]:
@@ -387,6 +514,29 @@ def detail_for(svc: Services, layer_id: str, props: dict[str, Any], lang: str) -
     return view(data, lang) if view else feature_view(layer, data, lang)
 
 
+def case_types(conn: psycopg.Connection, lang: str) -> list[dict[str, str]]:
+    """The pin filter's choice of types: the active case types, by their name in ``lang``."""
+    name = "name_zh" if lang == "zh-CN" else "name_en"
+    rows = conn.execute(
+        "SELECT code, name_zh, name_en FROM case_types WHERE active ORDER BY sort_order, code"
+    ).fetchall()
+    return [{"label": r[1] if name == "name_zh" else r[2], "value": r[0]} for r in rows]
+
+
+def van_focus(svc: Services, van: str, lang: str) -> tuple[dict[str, Any] | NoUpdate, list[Component] | NoUpdate]:
+    """A click on a van's row: the map flies to where the van is and its card shows (a van
+    without a fix yet only shows its card, saying so)."""
+    t = translator(lang)
+    with svc.pool.connection() as conn:
+        row = next((r for r in vans.board(conn, svc.settings.van_offline_seconds) if r["id"] == van), None)
+    if row is None:
+        return no_update, no_update
+    card = _van_view(row, lang)
+    if row["lon"] is None:
+        return no_update, [*card, html.Div(t("van.no_position"), className="yitu-muted")]
+    return {"center": [row["lat"], row["lon"]], "zoom": 13, "transition": "flyTo"}, card
+
+
 def fly_to(svc: Services, code: str) -> dict[str, Any] | None:
     with svc.pool.connection() as conn:
         area = queries.area_summary(conn, code)
@@ -460,25 +610,127 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     @app.callback(
         [
             Output(i, "children")
-            for i in (Ids.KPIS, Ids.TOP_TYPES, Ids.TREND, Ids.PANEL, Ids.CRUMBS, Ids.RANKING, Ids.VANS)
+            for i in (
+                Ids.KPIS,
+                Ids.TOP_TYPES,
+                Ids.TREND,
+                Ids.PANEL,
+                Ids.CRUMBS,
+                Ids.RANKING,
+                Ids.VANS,
+                Ids.RANKING_TITLE,
+            )
         ],
         Input(Ids.SELECTED, "data"),
         Input(LIVE_TICK, "data"),  # the live push: cases changed, recompute
+        Input(Ids.PERIOD, "value"),
+        Input(Ids.PERIOD_DATES, "start_date"),
+        Input(Ids.PERIOD_DATES, "end_date"),
         State("lang", "data"),
     )
     def _numbers(
-        selected: Selection, _tick: object, lang: str
-    ) -> tuple[list[Component], list[Component], Svg, list[Component], list[Component], html.Table, list[Component]]:
+        selected: Selection,
+        _tick: object,
+        period_name: str | None,
+        start_date: str | None,
+        end_date: str | None,
+        lang: str,
+    ) -> tuple[
+        list[Component], list[Component], Svg, list[Component], list[Component], html.Table, list[Component], str
+    ]:
         svc, code = get(), in_scope(selected["code"])
+        period = period_of(period_name, start_date, end_date)
         return (
-            kpi_tiles(svc, code, lang),
+            kpi_tiles(svc, code, lang, period),
             top_types_chart(svc, code, lang),
             trend_chart(svc, code, lang),
             area_panel(svc, code, lang),
             crumbs(svc, code, lang),
-            ranking_table(svc, selected["banner"], lang),
-            van_board(svc, lang),
+            ranking_table(svc, selected["banner"], lang, period),
+            van_board(svc, lang, VAN_ROW),
+            ranking_title(lang, period),
         )
+
+    app.clientside_callback(
+        "function(p) { return p === 'dates' ? {} : {display: 'none'}; }",
+        Output(Ids.PERIOD_DATES_BOX, "style"),
+        Input(Ids.PERIOD, "value"),
+    )
+
+    cases_group = group_id(cases.LAYER.id)
+
+    @app.callback(
+        Output(Ids.URLS, "data"),
+        Output(cases_group, "children", allow_duplicate=True),
+        Input(Ids.FILTER_STEP, "value"),
+        Input(Ids.FILTER_TYPE, "value"),
+        Input(Ids.FILTER_LEVEL, "value"),
+        Input(Ids.FILTER_SEVERITY, "value"),
+        Input(Ids.FILTER_OVERDUE, "value"),
+        State(Ids.URLS, "data"),
+        State(Ids.HIDEOUTS, "data"),
+        State(Ids.LAYERS, "value"),
+        prevent_initial_call=True,
+    )
+    def _filter(
+        step: str | None,
+        type_: str | None,
+        level: str | None,
+        severity: str | None,
+        overdue: list[str] | None,
+        urls: dict[str, str],
+        hideouts: dict[str, dict[str, Any]],
+        shown: list[str] | None,
+    ) -> tuple[dict[str, str], list[Component] | NoUpdate]:
+        lid = cases.LAYER.id
+        url = filtered_url(
+            urls[lid], step=step, type=type_, level=level, severity=severity, overdue="overdue" in (overdue or [])
+        )
+        pins = [point_layer(lid, url, hideouts[lid])] if cases.LAYER.name in (shown or []) else no_update
+        return {**urls, lid: url}, pins
+
+    @app.callback(
+        Output(Ids.FILTER_LEVEL, "value"),
+        Output(Ids.FILTER_OVERDUE, "value"),
+        Output(Ids.FILTER_STEP, "value"),
+        Output(Ids.FILTER_TYPE, "value"),
+        Output(Ids.FILTER_SEVERITY, "value"),
+        Input({"type": LEVEL_CHIP, "level": ALL}, "n_clicks"),
+        Input(Ids.FILTER_CLEAR, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def _chip(_chips: list[int | None], _clear: int | None) -> tuple[Any, ...]:
+        """Level, overdue, step, type, severity: an overdue-by-level chip shows that level's overdue
+        cases whatever their step, type or severity; the clear button shows every pin again."""
+        trig = ctx.triggered_id
+        nothing = (no_update,) * 5
+        if not ctx.triggered or not ctx.triggered[0]["value"]:  # a re-rendered chip (n_clicks 0), not a click
+            return nothing
+        if trig == Ids.FILTER_CLEAR:
+            return None, [], None, None, None
+        if isinstance(trig, dict) and trig.get("level") in workflow.LEVELS:
+            return str(trig["level"]), ["overdue"], None, None, None
+        return nothing
+
+    @app.callback(Output(Ids.FILTER_TYPE, "options"), Input(Ids.SELECTED, "data"), State("lang", "data"))
+    def _types(_selected: object, lang: str) -> list[dict[str, str]]:
+        with get().pool.connection() as conn:
+            return case_types(conn, lang)
+
+    @app.callback(
+        Output(Ids.MAP, "viewport", allow_duplicate=True),
+        Output(Ids.DETAIL, "children", allow_duplicate=True),
+        Input({"type": VAN_ROW, "van": ALL}, "n_clicks"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )
+    def _focus_van(
+        _clicks: list[int | None], lang: str
+    ) -> tuple[dict[str, Any] | NoUpdate, list[Component] | NoUpdate]:
+        trig = ctx.triggered_id
+        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+            return no_update, no_update
+        return van_focus(get(), str(trig["van"]), lang)
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(selected: Selection) -> dict[str, Any] | NoUpdate:

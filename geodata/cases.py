@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -33,6 +34,7 @@ from geodata.queries import CHAIN_COLUMN, level_of, query
 from geodata.workflow import DeadlineRules, WorkflowError
 
 SYSTEM_ACTOR = "scheduler"
+CENT = Decimal("0.01")  # amounts are kept to the fen (numeric(14, 2))
 # Columns a transition may set (identifiers for the UPDATE come only from here).
 WRITABLE = (
     "step",
@@ -109,11 +111,24 @@ class NewCase:
     channel: str
     parties: list[dict[str, Any]]
     reported_at: datetime | None = None
+    # Triage (all optional; workflow.SEVERITIES): the starting level, 群体性, the sum at stake.
+    severity: str | None = None
+    people_involved: int | None = None
+    amount_yuan: Decimal | None = None
 
 
 def request_hash(new: NewCase) -> str:
-    """A stable fingerprint of an intake request, to tell a retry from a reused key."""
+    """A stable fingerprint of an intake request, to tell a retry from a reused key.
+
+    The triage fields count only when given, so a report of an older client hashes as it always
+    did (its stored keys still match a retry after an upgrade)."""
+    triage = {
+        "severity": new.severity,
+        "people_involved": new.people_involved,
+        "amount_yuan": None if new.amount_yuan is None else str(new.amount_yuan.quantize(CENT)),
+    }
     body = {
+        **{k: v for k, v in triage.items() if v is not None},
         "type": new.type,
         "description": new.description,
         "lon": new.lon,
@@ -204,6 +219,12 @@ def _intake_row(i: int, req: IntakeRequest, rules: DeadlineRules, now: datetime)
         "actor_id": actor.audit_id,
         "client_at": new.reported_at,  # the time the client claims, kept beside the server's
         "scope": req.scope,
+        "severity": new.severity,
+        "people_involved": new.people_involved,
+        "amount_yuan": None if new.amount_yuan is None else str(new.amount_yuan),
+        # the lowest level the case may start at (its point may lie higher: no cell there) and 群体性
+        "start_rank": workflow.LEVELS.index(rules.start_level(new.severity)),
+        "group_flag": workflow.GROUP_FLAG if rules.is_group(new.people_involved) else None,
         "at": now.isoformat(),  # the case.created event's ``at`` (the outbox row is written in SQL)
         **{f"dl_{lv}": rules.deadline(lv, reported) for lv in workflow.LEVELS},
     }

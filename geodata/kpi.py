@@ -36,8 +36,12 @@ def _run(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list[
         return cur.execute(stmt, {"code": code, **params}).fetchall()
 
 
-def tiles(conn: psycopg.Connection, code: str) -> dict[str, Any]:
-    row = _run(conn, "kpi_area", code)[0]
+def tiles(
+    conn: psycopg.Connection, code: str, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """The KPI tiles of ``code``; the resolved, rate and village share of the period [start, end)
+    (the ``_ytd`` keys; default the year to date), the rest as of now."""
+    row = _run(conn, "kpi_area", code, start=start, end=end)[0]
     rate = row["resolved_of_reported_ytd"] / row["reported_ytd"] if row["reported_ytd"] else None
     share = row["resolved_low_ytd"] / row["resolved_ytd"] if row["resolved_ytd"] else None
     return {
@@ -60,14 +64,18 @@ def trend(conn: psycopg.Connection, code: str, days: int = 30) -> list[dict[str,
     return _run(conn, "kpi_trend", code, days=days)
 
 
-def town_ranking(conn: psycopg.Connection, banner: str) -> list[dict[str, Any]]:
-    """季排名: the banner's towns (the children of any area given) for the current quarter (the same
-    formula as /api/v1/stats/ranking); a grid cell has no children to rank."""
+def town_ranking(
+    conn: psycopg.Connection, banner: str, start: datetime | None = None, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """季排名: the banner's towns (the children of any area given) for the period [start, end),
+    the current quarter by default (the same formula as /api/v1/stats/ranking); a grid cell has
+    no children to rank."""
     level = level_of(banner) + 1
     if level > 4:
         return []
     now = datetime.now(UTC)
-    start, end = areas_stats.period_bounds("quarter", now.astimezone(CST).date())
+    if start is None or end is None:
+        start, end = areas_stats.period_bounds("quarter", now.astimezone(CST).date())
     return areas_stats.ranking(conn, level, banner, start, end, now)
 
 

@@ -64,6 +64,17 @@ ROLE_ACTIONS: Mapping[str, frozenset[str]] = {
     "viewer": frozenset(),
 }
 ROLES_THAT_REPORT: frozenset[str] = frozenset({"admin", "dispatcher", "grid_worker"})
+# Triage at intake (研判分级): how serious a dispute is, least first; each sets the level the case
+# starts at (DeadlineRules.severity_levels). A case involving GROUP_FLAG's number of people or more
+# is 群体性 and carries the flag ``group``.
+SEVERITIES: tuple[str, ...] = ("simple", "ordinary", "complex", "major")
+DEFAULT_SEVERITY_LEVELS: Mapping[str, str] = {
+    "simple": "grid",
+    "ordinary": "village",
+    "complex": "town",
+    "major": "banner",
+}
+GROUP_FLAG = "group"
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,18 @@ class DeadlineRules:
 
     hours: Mapping[str, float] = field(default_factory=lambda: {"grid": 0, "village": 72, "town": 120, "banner": 168})
     max_attempts: int = 3
+    # Triage: the level a report of each severity starts at, and from how many people involved a
+    # dispute is 群体性. Here because they decide the first deadline, as the hours do.
+    severity_levels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY_LEVELS))
+    group_people: int = 5
+
+    def start_level(self, severity: str | None) -> str:
+        """The lowest level a report of ``severity`` may start at (grid without one: older clients)."""
+        return "grid" if severity is None else self.severity_levels[severity]
+
+    def is_group(self, people_involved: int | None) -> bool:
+        """Whether a dispute involving that many people is 群体性 (unknown: not)."""
+        return people_involved is not None and people_involved >= self.group_people
 
     def deadline(self, level: str, start: datetime) -> datetime:
         """When a case that reached ``level`` at ``start`` is due."""

@@ -102,8 +102,21 @@ def encode(geojson_text: str, fmt: str = "geojson", gcj02: bool = False) -> tupl
     if gcj02:
         fc = to_gcj02(fc)
     if fmt == "geobuf":
-        return geobuf.encode(fc, 6), "application/x-protobuf"
+        return _geobuf(fc), "application/x-protobuf"
     return json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), "application/geo+json"
+
+
+# An empty FeatureCollection message (field 4, length 0). The Python encoder leaves it out when a
+# collection has no features, and the browser's decoder then returns no ``features`` at all:
+# dash-leaflet fails on it (a pin filter that matches nothing). The JavaScript encoder writes it.
+_EMPTY_COLLECTION = b"\x22\x00"
+
+
+def _geobuf(fc: dict[str, Any]) -> bytes:
+    data: bytes = geobuf.encode(fc, 6)
+    if fc.get("type") == "FeatureCollection" and not fc.get("features"):
+        data += _EMPTY_COLLECTION
+    return data
 
 
 class TooManyFeatures(Invalid):

@@ -1,4 +1,5 @@
-"""Case pins: colour by workflow step, a glyph for the type, a pulsing ring when overdue.
+"""Case pins: colour by workflow step, a glyph for the type, a pulsing ring when overdue, a mark
+for a major or 群体性 (group) case.
 
 The glyphs are the case types' own (``case_types.glyph``): the page gets them in the layer's hideout.
 """
@@ -29,6 +30,7 @@ def card(
         row = cur.execute(
             """SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline,
                       c.reported_at, c.grid_code, a.name AS grid_name, c.parties, c.channel, c.attempts,
+                      c.severity, c.people_involved, c.amount_yuan, 'group' = ANY(c.flags) AS "group",
                       c.deadline < now() AND yitu_step_open(c.step) AS overdue,
                       (SELECT count(*) FROM attachments x WHERE x.case_id = c.id)::int AS attachments,
                       (SELECT count(*) FROM attachments x WHERE x.case_id = c.id AND x.kind = 'image')::int AS images
@@ -71,6 +73,8 @@ LAYER = Layer(
         Filter("step", choices=PIN_STEPS),
         Filter("type", pattern=r"^[a-z][a-z0-9_]{1,40}$"),
         Filter("overdue", bool, default=False),
+        Filter("level", choices=workflow.LEVELS),
+        Filter("severity", choices=workflow.SEVERITIES),
         Filter("closed_hours", int, default=0, ge=0, le=24 * 30),
     ),
     params=_params,

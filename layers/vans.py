@@ -12,11 +12,13 @@ from layers.registry import Filter, Layer
 
 
 def board(conn: psycopg.Connection, offline_seconds: float = 300) -> list[dict[str, Any]]:
-    """The van status board: every van, its status (offline when silent too long) and mileage."""
+    """The van status board: every van, its status (offline when silent too long), mileage and
+    where it was last (lon, lat; None before its first fix: the wall focuses the map on it)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """SELECT id, name, plate, yitu_van_status(status, last_seen_at, make_interval(secs => %s)) AS status,
-                      odometer_km, cases_mediated, last_seen_at FROM vans ORDER BY id""",
+                      odometer_km, cases_mediated, last_seen_at, ST_X(geom) AS lon, ST_Y(geom) AS lat
+               FROM vans ORDER BY id""",
             (offline_seconds,),
         ).fetchall()
 

@@ -44,6 +44,8 @@ _PLAIN = (
     "assignee",
     "duplicate_of",
     "version",
+    "severity",
+    "people_involved",
 )
 
 
@@ -51,8 +53,11 @@ def case_out(row: Mapping[str, Any], role: str, rules: DeadlineRules, now: datet
     """The API shape of a case for a reader of ``role`` (masked for readers without a need for
     personal data), with the actions that role may take now."""
     state = store.state_of(row)
+    amount = row.get("amount_yuan")
     out = {
         **pick(row, _PLAIN),
+        "amount_yuan": None if amount is None else float(amount),
+        "group": workflow.GROUP_FLAG in row["flags"],
         "grid": store.chain_of(row),
         "deadline": iso(row["deadline"]),
         "overdue": workflow.is_overdue(row["step"], row["deadline"], now),

@@ -168,6 +168,67 @@ def send_van(
     return answer, False
 
 
+def end_visit(
+    svc: Services,
+    rt: CasesRuntime,
+    who: Principal,
+    dispatch_id: int,
+    *,
+    note: str | None = None,
+    result: str | None = None,
+    outcome: str | None = None,
+    key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """End a visit (the van is free again; optionally record an attempt or close the case): the
+    API's ``POST /dispatches/{id}/end`` and the dispatch page's 结束走访 both call this. Returns the
+    dispatch as answered and whether that is a replay of ``key``'s first answer."""
+    if who.role not in DISPATCHERS | {"van"}:
+        raise Forbidden(f"a {who.role} cannot end a dispatch", field="Authorization")
+    body = {"note": note, "result": result, "outcome": outcome}
+    idem = idempotency.Key.of(who.actor.key_scope, key, f"POST /api/v1/dispatches/{dispatch_id}/end", body)
+    with writing(svc.pool) as conn:
+        stored = idempotency.claim(conn, idem)
+        if stored is not None:
+            return stored.body, True
+        out = dispatch.end(
+            conn,
+            dispatch_id,
+            who.actor,
+            rt.rules,
+            routing(svc.settings),
+            _now(),
+            note=note,
+            result=result,
+            outcome=outcome,
+            authorize=may_end(who),
+        )
+        outbox.append(conn, out.events)
+        answer = dispatch_out(out.dispatch)
+        idempotency.record(conn, idem, 200, answer)
+    return answer, False
+
+
+def cancel_van(
+    svc: Services, who: Principal, dispatch_id: int, *, note: str | None = None, key: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Call back a van on its way (the case stays dispatched, to send another): the API's
+    ``POST /dispatches/{id}/cancel`` and the dispatch page's 撤回 both call this. Returns the
+    dispatch as answered and whether that is a replay of ``key``'s first answer."""
+    require_dispatcher(who)
+    idem = idempotency.Key.of(who.actor.key_scope, key, f"POST /api/v1/dispatches/{dispatch_id}/cancel", {"note": note})
+    with writing(svc.pool) as conn:
+        stored = idempotency.claim(conn, idem)
+        if stored is not None:
+            return stored.body, True
+        out = dispatch.cancel(
+            conn, dispatch_id, who.actor, routing(svc.settings), _now(), note=note, authorize=scoped(who, "id")
+        )
+        outbox.append(conn, out.events)
+        answer = dispatch_out(out.dispatch)
+        idempotency.record(conn, idem, 200, answer)
+    return answer, False
+
+
 def release_van(svc: Services, rt: CasesRuntime, who: Principal, code: str, action: str, now: datetime) -> None:
     """A case closed, rejected or escalated with a van on its way or on site: the visit is over.
 

@@ -57,6 +57,8 @@ def deadline_rules(settings: Settings) -> DeadlineRules:
             "banner": settings.deadline_banner_hours,
         },
         max_attempts=settings.max_attempts_per_level,
+        severity_levels=dict(settings.severity_levels),
+        group_people=settings.group_dispute_people,
     )
 
 

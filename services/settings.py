@@ -18,6 +18,8 @@ from urllib.parse import quote, urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from geodata.workflow import DEFAULT_SEVERITY_LEVELS, LEVELS, SEVERITIES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DB_NAME = "yitu"
 EMBEDDED_DB_USER = "yitu"  # the embedded cluster's superuser: the owner role (migrations, imports, seeding)
@@ -174,6 +176,18 @@ class Settings(BaseSettings):
     deadline_banner_hours: float = Field(default=168, ge=0, le=24 * 90, description="Banner level: 7 days.")
     max_attempts_per_level: int = Field(
         default=3, ge=1, le=20, description="Mediation attempts per level before escalation is proposed (三个三)."
+    )
+    severity_levels: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_LEVELS),
+        description="Triage: the level a report of each severity starts at (JSON object of simple, ordinary, "
+        'complex, major → grid, village, town or banner; e.g. {"simple": "grid", "ordinary": "grid", '
+        '"complex": "village", "major": "town"}); it sets the first deadline. A report without one starts at the grid.',
+    )
+    group_dispute_people: int = Field(
+        default=5,
+        ge=2,
+        le=100_000,
+        description="A report involving this many people or more is 群体性 (a group dispute: the flag group).",
     )
     auto_escalate: bool = Field(default=False, description="The scheduler escalates overdue cases by one level.")
     scheduler_interval: float = Field(
@@ -353,6 +367,21 @@ class Settings(BaseSettings):
                 f"(got {shown}{'://' if parts.scheme else ''}…)"
             )
         return SecretStr(url)
+
+    @field_validator("severity_levels")
+    @classmethod
+    def _severity_levels(cls, v: dict[str, str]) -> dict[str, str]:
+        """Every severity given a level, and only levels that exist, ordered as the severities are:
+        a typo would otherwise surface as a refused report at intake."""
+        if set(v) != set(SEVERITIES):
+            raise ValueError(f"give a level for each of {', '.join(SEVERITIES)} (got {', '.join(sorted(v)) or 'none'})")
+        bad = {k: lv for k, lv in v.items() if lv not in LEVELS}
+        if bad:
+            raise ValueError(f"levels must be one of {', '.join(LEVELS)}; not {bad}")
+        ranks = [LEVELS.index(v[s]) for s in SEVERITIES]
+        if ranks != sorted(ranks):
+            raise ValueError("a more serious severity may not start at a lower level than a less serious one")
+        return {s: v[s] for s in SEVERITIES}
 
     @field_validator("db_pool_max")
     @classmethod

@@ -43,6 +43,11 @@ VAN_TYPES = frozenset({"grassland", "herder_enterprise", "land_transfer", "neigh
 SATISFACTION = (1, 2, 3, 4, 5)
 SATISFACTION_W = (0.01, 0.02, 0.07, 0.30, 0.60)  # as the demo's follow-up visits
 FAILURES_W = (0.62, 0.24, 0.09, 0.05)  # failed attempts before the end (3: 三个三, escalate)
+# Triage at intake: how often a grid worker judges a report simple … major (most settle in the cell),
+# how many people a dispute involves (a 群体性 one now and then), and which types are about money.
+SEVERITY_W = {"simple": 0.62, "ordinary": 0.27, "complex": 0.09, "major": 0.02}
+GROUP_SHARE = 0.05
+MONEY_TYPES = frozenset({"private_lending", "labour", "contract", "business", "damages", "land_transfer", "consumer"})
 
 
 class SimulationError(RuntimeError):
@@ -173,9 +178,13 @@ class Report:
     parties: tuple[Party, ...]
     description: str
     decisions: Decisions
+    severity: str | None = None
+    people_involved: int | None = None
+    amount_yuan: float | None = None
 
     def body(self) -> dict[str, Any]:
-        """The POST /api/v1/cases body."""
+        """The POST /api/v1/cases body (the triage fields when the plan has them)."""
+        triage = {"severity": self.severity, "people_involved": self.people_involved, "amount_yuan": self.amount_yuan}
         return {
             "type": self.type,
             "description": self.description,
@@ -183,6 +192,7 @@ class Report:
             "lat": self.lat,
             "channel": self.channel,
             "parties": [{"name": p.name, "phone": p.phone, "role": p.role} for p in self.parties],
+            **{k: v for k, v in triage.items() if v is not None},
         }
 
 
@@ -231,7 +241,14 @@ def _report(
     desc = TEMPLATES.get(ctype, "{v}{a}与{b}发生纠纷，申请调解").format(
         v=place.name, a=parties[0].name, b=parties[1].name
     )
-    return Report(seq, round(at_s, 3), place, lon, lat, ctype, channel, parties, desc, _decisions(rng, ctype))
+    decisions = _decisions(rng, ctype)
+    # drawn after everything else, so the plan's earlier draws (places, decisions) stay as they were
+    severity = rng.choices(list(SEVERITY_W), weights=list(SEVERITY_W.values()))[0]
+    people = rng.randint(5, 40) if rng.random() < GROUP_SHARE else rng.choice((2, 2, 2, 3, 4))
+    amount = round(rng.lognormvariate(9.0, 1.3), 2) if ctype in MONEY_TYPES or rng.random() < 0.2 else None
+    return Report(
+        seq, round(at_s, 3), place, lon, lat, ctype, channel, parties, desc, decisions, severity, people, amount
+    )
 
 
 def _point_near(rng: random.Random, place: Place, outline: shapely.Geometry) -> tuple[float, float]:

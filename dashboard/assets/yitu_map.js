@@ -113,9 +113,12 @@
       yitu.pins = yitu.pins || {};
       yitu.pins[p.code] = p.step;
       var colour = STEP_COLOURS[p.step] || "#ffffff";
+      // Triage: a major case wears a red corner mark 重, a group (群体性) one a 群; both: 重.
+      var mark = p.severity === "major" ? "major" : p["group"] ? "group" : "";
       var icon = L.divIcon({
-        className: "yitu-pin" + (p.overdue ? " yitu-pin-overdue" : ""),
-        html: '<div class="yitu-pin-dot" style="background:' + colour + '">' + esc(glyphs[p.type] || "?") + "</div>",
+        className: "yitu-pin" + (p.overdue ? " yitu-pin-overdue" : "") + (mark ? " yitu-pin-" + mark : ""),
+        html: '<div class="yitu-pin-dot" style="background:' + colour + '">' + esc(glyphs[p.type] || "?") + "</div>" +
+              (mark ? '<span class="yitu-pin-mark">' + (mark === "major" ? "重" : "群") + "</span>" : ""),
         iconSize: L.point(ui(26), ui(26)), iconAnchor: L.point(ui(13), ui(13))
       });
       return L.marker(latlng, { icon: icon, title: p.code, riseOnHover: true });

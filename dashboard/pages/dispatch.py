@@ -30,6 +30,8 @@ from services.settings import Settings
 POINT = "dispatch-point-layer"  # pattern-matching type of the page's live point layers
 QUEUE_ITEM = "dispatch-queue-item"
 SEND = "dispatch-send"
+VISIT_ACTION = "dispatch-visit-action"  # pattern-matching type of a visit's buttons (cancel, end)
+QUEUE_VIEWS = ("waiting", "active")  # the queue: cases waiting to be sent, or sent and not closed (to chase)
 LIVE_TICK = live_tick("dispatch")  # bumped by the live push when the numbers are stale
 
 
@@ -41,6 +43,8 @@ class Ids(StrEnum):
     SENT = "dispatch-sent"  # the last send's outcome (bumps the panels)
     SEND_KEY = "dispatch-send-key"  # the Idempotency-Key of the next send (new per selection and per send)
     QUEUE = "dispatch-queue"
+    QUEUE_VIEW = "dispatch-queue-view"
+    VISITS = "dispatch-visits"  # the selected case's vans on their way or on site, with cancel / end
     MAP = "dispatch-map"
     FOCUS = "dispatch-focus"  # the selected case's marker and its 500 m ring
     CASE = "dispatch-case"
@@ -114,7 +118,17 @@ def layout(
                 children=[
                     html.Section(
                         className="yitu-card yitu-queue-card",
-                        children=[html.H3(t("dispatch.queue")), html.Div(id=Ids.QUEUE, className="yitu-queue")],
+                        children=[
+                            html.H3(t("dispatch.queue")),
+                            dcc.RadioItems(
+                                id=Ids.QUEUE_VIEW,
+                                className="yitu-queue-view",
+                                value=QUEUE_VIEWS[0],
+                                options=[{"label": t(f"dispatch.view.{v}"), "value": v} for v in QUEUE_VIEWS],
+                                inline=True,
+                            ),
+                            html.Div(id=Ids.QUEUE, className="yitu-queue"),
+                        ],
                     )
                 ],
             ),
@@ -142,6 +156,7 @@ def layout(
                 className="yitu-right",
                 children=[
                     html.Section(className="yitu-card yitu-detail", id=Ids.CASE),
+                    html.Section(className="yitu-card yitu-visits", id=Ids.VISITS),
                     html.Section(
                         className="yitu-card", children=[html.H3(t("dispatch.candidates")), html.Div(id=Ids.CANDIDATES)]
                     ),

@@ -6,7 +6,7 @@ everything that changes afterwards is filled in by callbacks in ``callbacks/wall
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -17,7 +17,8 @@ from dashboard.i18n import translator
 from dashboard.layout import banner_map, live_tick
 from dashboard.pages import inbox
 from dashboard.search import search_box
-from layers import registry
+from geodata import workflow
+from layers import cases, registry
 from layers.registry import Layer
 from services.settings import Settings
 
@@ -39,9 +40,26 @@ class Ids(StrEnum):
     LAYERS = "wall-layers"
     URLS = "wall-urls"
     HIDEOUTS = "wall-hideouts"
+    # the pin filters (the case layer's URL follows them: callbacks/wall.py)
+    FILTERS = "wall-filters"
+    FILTER_STEP = "wall-filter-step"
+    FILTER_TYPE = "wall-filter-type"
+    FILTER_LEVEL = "wall-filter-level"
+    FILTER_SEVERITY = "wall-filter-severity"
+    FILTER_OVERDUE = "wall-filter-overdue"
+    FILTER_CLEAR = "wall-filter-clear"
+    # the period of the KPIs and the ranking
+    PERIOD = "wall-period"
+    PERIOD_DATES = "wall-period-dates"
+    PERIOD_DATES_BOX = "wall-period-dates-box"  # shown for the period "dates" only
+    RANKING_TITLE = "wall-ranking-title"
 
 
 CRUMB = "wall-crumb"
+LEVEL_CHIP = "wall-level-chip"  # pattern-matching type of the overdue-by-level chips (a click filters the pins)
+VAN_ROW = "wall-van-row"  # pattern-matching type of the van board's rows (a click focuses the van)
+PERIODS = ("month", "quarter", "year", "dates")
+DEFAULT_PERIOD = "year"
 POINT = "wall-point-layer"  # pattern-matching id type of the switchable layers (the name is historical)
 LIVE_TICK = live_tick("wall")  # bumped by the live push when the numbers are stale
 GRIDS = "grids"  # the base layer: always present, its URL follows the view (callbacks/wall.py)
@@ -103,6 +121,78 @@ def basemap_layers(settings: Settings) -> list[Any]:
     return []
 
 
+def pin_filters(t: Callable[[str], str]) -> html.Div:
+    """The case pins' filters over the map: step, type, level, severity (triage), overdue only.
+    The type's options are the active case types, filled in by a callback (callbacks/wall.py)."""
+
+    def choose(id_: str, label: str, options: list[dict[str, str]], searchable: bool = False) -> dcc.Dropdown:
+        return dcc.Dropdown(
+            id=id_,
+            options=options,
+            value=None,
+            placeholder=label,
+            clearable=True,
+            searchable=searchable,  # a short list is picked, not searched; the twenty types are searched
+            labels={"search": t("filter.search")},
+            className="yitu-pin-filter",
+        )
+
+    return html.Div(
+        id=Ids.FILTERS,
+        className="yitu-pin-filters",
+        children=[
+            choose(Ids.FILTER_STEP, t("filter.step"), [{"label": t(f"step.{s}"), "value": s} for s in cases.PIN_STEPS]),
+            choose(Ids.FILTER_TYPE, t("filter.type"), [], searchable=True),
+            choose(
+                Ids.FILTER_LEVEL,
+                t("filter.level"),
+                [{"label": t(f"level.{lv}"), "value": lv} for lv in workflow.LEVELS],
+            ),
+            choose(
+                Ids.FILTER_SEVERITY,
+                t("filter.severity"),
+                [{"label": t(f"severity.{s}"), "value": s} for s in workflow.SEVERITIES],
+            ),
+            dcc.Checklist(
+                id=Ids.FILTER_OVERDUE,
+                className="yitu-pin-overdue-only",
+                options=[{"label": t("filter.overdue"), "value": "overdue"}],
+                value=[],
+            ),
+            html.Button(t("filter.clear"), id=Ids.FILTER_CLEAR, n_clicks=0, className="yitu-filter-clear"),
+        ],
+    )
+
+
+def period_picker(t: Callable[[str], str]) -> html.Div:
+    """The period of the KPIs and the ranking: this month, quarter, year, or two dates."""
+    return html.Div(
+        className="yitu-period",
+        children=[
+            html.Span(t("period.title"), className="yitu-muted"),
+            dcc.RadioItems(
+                id=Ids.PERIOD,
+                className="yitu-period-choice",
+                value=DEFAULT_PERIOD,
+                options=[{"label": t(f"period.{p}"), "value": p} for p in PERIODS],
+                inline=True,
+            ),
+            html.Div(
+                id=Ids.PERIOD_DATES_BOX,
+                style={"display": "none"},
+                children=dcc.DatePickerRange(
+                    id=Ids.PERIOD_DATES,
+                    className="yitu-period-dates",
+                    display_format="YYYY-MM-DD",
+                    start_date_placeholder_text=t("period.from"),
+                    end_date_placeholder_text=t("period.to"),
+                    minimum_nights=0,
+                ),
+            ),
+        ],
+    )
+
+
 def layout(
     settings: Settings, banner: dict[str, Any] | None, layer_data: Mapping[str, dict[str, Any]] | None = None
 ) -> html.Div:
@@ -129,6 +219,7 @@ def layout(
             for layer in others
         ],
     ]
+    filters = pin_filters(t)
     shown = registry.wall_layers()
     switches = dcc.Checklist(
         id=Ids.LAYERS,
@@ -156,6 +247,7 @@ def layout(
             html.Aside(
                 className="yitu-left",
                 children=[
+                    period_picker(t),
                     html.Div(id=Ids.KPIS, className="yitu-kpis"),
                     html.Section(
                         className="yitu-card", children=[html.H3(t("chart.top_types")), html.Div(id=Ids.TOP_TYPES)]
@@ -181,6 +273,7 @@ def layout(
                     dcc.Store(id=Ids.HIDEOUTS, data=hideouts),
                     switches,
                     inbox.wall_warnings(),
+                    filters,
                     html.Div(banner.get("attribution", ""), className="yitu-attribution"),
                     dcc.RadioItems(
                         id=Ids.MODE,
@@ -196,7 +289,8 @@ def layout(
                     html.Section(className="yitu-card yitu-panel", id=Ids.PANEL),
                     html.Section(className="yitu-card yitu-detail", id=Ids.DETAIL),
                     html.Section(
-                        className="yitu-card", children=[html.H3(t("ranking.title")), html.Div(id=Ids.RANKING)]
+                        className="yitu-card yitu-ranking",
+                        children=[html.H3(t("ranking.title"), id=Ids.RANKING_TITLE), html.Div(id=Ids.RANKING)],
                     ),
                     html.Section(className="yitu-card", children=[html.H3(t("vans.title")), html.Div(id=Ids.VANS)]),
                 ],

@@ -15,7 +15,9 @@
 -- The boundary distance is planar on a locally scaled plane (0.2 ms); only near the 50 m
 -- threshold is the exact spheroidal distance computed (several ms on detailed cells).
 -- Deadlines for every possible level come in with each request (computed by geodata/workflow.py),
--- and the one of the level found is used. ``scope`` (an area code of any level, or NULL) is the
+-- and the one of the level found is used: the level of the deepest area hit, or the triage's
+-- (``start_rank``, from the severity: 0 grid … 3 banner) when that is higher; ``group_flag`` is
+-- the 群体性 flag when the report involves enough people. ``scope`` (an area code of any level, or NULL) is the
 -- reporting token's area: a point whose chain does not contain it writes nothing (in_scope is
 -- false). No case columns in a row: unknown type, no territory, out of scope, or the key was used
 -- before (the caller then looks the case up by key).
@@ -28,7 +30,8 @@ r AS (
         i int, type text, description text, lon float8, lat float8, channel text, parties jsonb,
         reporter text, reported_at timestamptz, now timestamptz, day date, token_id bigint, key text,
         request_hash text, actor text, role text, actor_kind text, actor_id bigint, client_at timestamptz,
-        scope text, at text,
+        scope text, at text, severity text, people_involved int, amount_yuan numeric, start_rank int,
+        group_flag text,
         dl_grid timestamptz, dl_village timestamptz, dl_town timestamptz, dl_banner timestamptz)
 ),
 p AS (
@@ -78,18 +81,20 @@ go AS (
 ),
 c AS (
     INSERT INTO cases (id, code, type, description, parties, geom, grid_code, village_code, town_code, banner_code,
-                       channel, reporter, level, step, deadline, attempts, flags, reported_at, updated_at)
+                       channel, reporter, level, step, deadline, attempts, flags, reported_at, updated_at,
+                       severity, people_involved, amount_yuan)
     SELECT go.id, yitu_next_case_code(ok.banner, ok.day), ok.type, ok.description, ok.parties,
            ok.g, ok.grid, ok.village, ok.town, ok.banner, ok.channel, ok.reporter, lv.level, 'reported',
            CASE lv.level WHEN 'grid' THEN ok.dl_grid WHEN 'village' THEN ok.dl_village
                          WHEN 'town' THEN ok.dl_town ELSE ok.dl_banner END,
            0,
            array_remove(ARRAY[CASE WHEN ok.deep IS NULL THEN 'outside_territory' END,
-                              CASE WHEN ok.boundary_m < 50 THEN 'near_boundary' END], NULL),
-           coalesce(ok.reported_at, ok.now), ok.now
+                              CASE WHEN ok.boundary_m < 50 THEN 'near_boundary' END, ok.group_flag], NULL),
+           coalesce(ok.reported_at, ok.now), ok.now, ok.severity, ok.people_involved, ok.amount_yuan
     FROM go JOIN ok ON ok.i = go.i,
-         LATERAL (SELECT CASE ok.deep_level WHEN 4 THEN 'grid' WHEN 3 THEN 'village' WHEN 2 THEN 'town'
-                                            ELSE 'banner' END AS level) lv
+         LATERAL (SELECT (ARRAY['grid', 'village', 'town', 'banner'])[
+                             greatest(CASE ok.deep_level WHEN 4 THEN 0 WHEN 3 THEN 1 WHEN 2 THEN 2 ELSE 3 END,
+                                      coalesce(ok.start_rank, 0)) + 1] AS level) lv
     ORDER BY ok.banner, ok.day, go.i
     RETURNING *
 ),
@@ -114,6 +119,6 @@ SELECT ok.i, ok.type_ok, ok.banner AS territory, ok.in_scope, coalesce(ok.grid, 
        c.id, c.code, c.type, c.description, c.parties, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat,
        c.grid_code, c.village_code, c.town_code, c.banner_code, c.channel, c.reporter, c.level, c.step,
        c.deadline, c.attempts, c.outcome, c.satisfaction, c.followup_note, c.flags, c.assignee, c.duplicate_of,
-       c.reported_at, c.closed_at, c.updated_at, c.version
+       c.reported_at, c.closed_at, c.updated_at, c.version, c.severity, c.people_involved, c.amount_yuan
 FROM ok LEFT JOIN go ON go.i = ok.i LEFT JOIN c ON c.id = go.id
 ORDER BY ok.i

@@ -1,5 +1,6 @@
 -- Case pins inside a box: the open cases (and, with %(closed_hours)s, those closed recently), with
--- what the pin shows: step colour, type (its glyph comes with the page), overdue ring. No personal data here.
+-- what the pin shows: step colour, type (its glyph comes with the page), overdue ring, the triage's
+-- severity and the 群体性 flag (a major or group case wears a mark). No personal data here.
 -- At most %(max_features)s pins (the cap + 1) are read; the second column is how many, so the caller
 -- refuses a box with too many without counting twice (layers/base.py).
 -- %(scope)s: the reader's area (NULL: everywhere), whatever the box.
@@ -12,7 +13,8 @@ SELECT c.id, json_build_object(
         'type', 'Feature',
         'geometry', json_build_object('type', 'Point', 'coordinates', json_build_array(round(ST_X(c.geom)::numeric, 6), round(ST_Y(c.geom)::numeric, 6))),
         'properties', json_build_object('code', c.code, 'type', c.type, 'step', c.step, 'level', c.level,
-                                        'overdue', yitu_step_open(c.step) AND c.deadline < now())
+                                        'overdue', yitu_step_open(c.step) AND c.deadline < now(),
+                                        'severity', c.severity, 'group', 'group' = ANY(c.flags))
     ) AS feature
 FROM cases c
 WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
@@ -21,6 +23,8 @@ WHERE c.geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
        OR (%(closed_hours)s > 0 AND c.step IN ('closed', 'evaluated') AND c.closed_at > now() - make_interval(hours => %(closed_hours)s)))
   AND (%(step)s::text IS NULL OR c.step = %(step)s)
   AND (%(type)s::text IS NULL OR c.type = %(type)s)
+  AND (%(level)s::text IS NULL OR c.level = %(level)s)
+  AND (%(severity)s::text IS NULL OR c.severity = %(severity)s)
   AND (NOT %(overdue_only)s OR (c.deadline < now() AND yitu_step_open(c.step)))
 ORDER BY c.id
 LIMIT %(max_features)s
