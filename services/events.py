@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import redis
 
+from services import redisconn
+
 STREAM = "yitu:events"
 MAXLEN = 100_000
 
@@ -72,9 +74,7 @@ def last_outbox_id(client: redis.Redis) -> int:
     return int(value) if value else 0
 
 
-def stream_client(source: redis.Redis, timeout: float) -> redis.Redis:
-    """A client on the same server as ``source`` with its own timeout (the relay's)."""
-    kwargs = dict(source.connection_pool.connection_kwargs)
-    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-    pool = redis.ConnectionPool(connection_class=source.connection_pool.connection_class, **kwargs)
-    return redis.Redis(connection_pool=pool)
+def stream_client(url: str, timeout: float) -> redis.Redis:
+    """A client of the Redis ``url`` names (a Sentinel set's master too) with its own timeout: the
+    relay's. Through Sentinel, the first command after a failover's error reaches the new master."""
+    return redisconn.client(url, timeout=timeout)
