@@ -190,17 +190,7 @@ class Relay:
         if not self._synced:
             last = events.last_outbox_id(self.stream)
             if 0 < last < self._floor:
-                # The stream ends before what this relay published: a failover's new master had
-                # not received the last entries. They go out again, under the same ids, so the
-                # stream stays consecutive (an empty stream is a Redis without its data: the
-                # screens resync from PostGIS, services/live.py).
-                again = outbox.resend(self._conn, last, self._floor)
-                log.warning(
-                    "outbox relay: the stream lost entries %d-%d (a Redis failover?); publishing %d again",
-                    last + 1,
-                    self._floor,
-                    again,
-                )
+                self._resend(last)
             self._floor = last
             marked = outbox.mark_sent_through(self._conn, self._floor)
             if marked:
@@ -211,7 +201,13 @@ class Relay:
             rows = outbox.claim(self._conn, self._floor, self.batch)
             if not rows:
                 break
-            added, last = events.publish(self.stream, [(r.outbox_id, r.type, r.event) for r in rows])
+            try:
+                added, last = events.publish(
+                    self.stream, [(r.outbox_id, r.type, r.event) for r in rows], expect=self._floor
+                )
+            except events.StreamBehind as behind:  # redis-py retried onto a new master: see _resend
+                self._resend(behind.last)
+                continue
             self._floor = max(self._floor, last)
             outbox.mark_sent_through(self._conn, rows[-1].outbox_id)
             total += added
@@ -222,6 +218,21 @@ class Relay:
                 break
         self.state.last_error = None
         return total
+
+    def _resend(self, last: int) -> None:
+        """The stream ends at ``last``, before what this relay published: a failover's new master
+        had not received the last entries. They go out again, under the same ids, before anything
+        newer, so the stream stays consecutive. (An empty stream is a Redis without its data
+        instead: the screens resync from PostGIS, services/live.py, and the numbering goes on.)"""
+        assert self._conn is not None
+        again = outbox.resend(self._conn, last, self._floor)
+        log.warning(
+            "outbox relay: the stream lost entries %d-%d (a Redis failover?); publishing %d again",
+            last + 1,
+            self._floor,
+            again,
+        )
+        self._floor = last
 
     def _conn_or_fail(self) -> psycopg.Connection:
         if self._conn is None:
