@@ -17,8 +17,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from cli.main import main
 from cli.stack import EmbeddedStack
 from dashboard.app import create_app
 from geodata.migrate import migrate
@@ -217,3 +219,29 @@ def client_plain(app_settings: Settings, db_url: str) -> Iterator[TestClient]:
     with TestClient(create_app(app_settings)) as c:
         c.headers["Authorization"] = f"Bearer {make_token(db_url, 'admin')}"
         yield c
+
+
+def test_the_replica_commands(primary: EmbeddedStack) -> None:
+    """``yitu db replica up|down|status|url`` on this module's stack."""
+    s = primary.settings
+    env = {
+        "YITU_HOME": str(s.home),
+        "YITU_PG_PORT": str(s.pg_port),
+        "YITU_REDIS_PORT": str(s.redis_port),
+        "YITU_PG_REPLICA_PORT": str(s.replica_port),
+    }
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(main, ["db", "replica", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert run("url").strip() == primary.replica_url()
+    wait_for(lambda: "streaming" in run("status"), what="the standby streaming")
+    assert "running" in run("status")
+    assert "stopped" in run("down")
+    assert "stopped (made" in run("status")
+    assert "started" in run("up")
+    assert "already running" in run("up")
+    wait_for(lambda: "streaming" in run("status"), what="the standby streaming again")
