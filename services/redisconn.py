@@ -42,12 +42,11 @@ class SentinelSet:
 
 
 def parse(url: str) -> SentinelSet | None:
-    """The Sentinel set a ``redis+sentinel://`` URL names (None for any other Redis URL, which
-    redis-py reads itself). Raises ValueError naming what is wrong."""
+    """The Sentinel set a ``redis+sentinel://`` URL names (None for any other URL: redis-py reads
+    it, and says what is wrong with it when it connects, as before). Raises ValueError naming what
+    is wrong with a Sentinel URL."""
     parts = urlsplit(url)
     if parts.scheme != SCHEME:
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"a Redis URL starts with redis://, rediss://, unix:// or {SCHEME}://, not {url[:20]!r}")
         return None
     userinfo, _, hosts = parts.netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
