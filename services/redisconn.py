@@ -66,7 +66,7 @@ def parse(url: str) -> SentinelSet | None:
         db=int(path[1]) if len(path) == 2 else 0,
         username=unquote(user) or None,
         password=unquote(password) or None,
-        sentinel_password=(query.get("sentinel_password") or [None])[0],
+        sentinel_password=next(iter(query.get("sentinel_password", [])), None),
     )
 
 
@@ -95,7 +95,8 @@ def client(url: str, *, timeout: float, **kwargs: Any) -> redis.Redis:
         return redis.Redis.from_url(url, **opts)
     single = bool(opts.pop("single_connection_client", False))  # the client's, not its connections'
     sentinel = Sentinel(list(spec.sentinels), sentinel_kwargs=_sentinel_kwargs(spec, timeout))
-    pool = SentinelConnectionPool(spec.master, sentinel, is_master=True, **_node_kwargs(spec, opts))
+    # redis-py leaves the Sentinel pools' constructors unannotated
+    pool = SentinelConnectionPool(spec.master, sentinel, is_master=True, **_node_kwargs(spec, opts))  # type: ignore[no-untyped-call]
     out = redis.Redis(connection_pool=pool, single_connection_client=single)
     out.auto_close_connection_pool = True  # the pool is this client's alone
     return out
@@ -114,7 +115,7 @@ def async_client(url: str, *, timeout: float, **kwargs: Any) -> aioredis.Redis:
         return aioredis.Redis.from_url(url, **opts)
     single = bool(opts.pop("single_connection_client", False))
     sentinel = AsyncSentinel(list(spec.sentinels), sentinel_kwargs=_sentinel_kwargs(spec, timeout))
-    pool = AsyncSentinelPool(spec.master, sentinel, is_master=True, **_node_kwargs(spec, opts))
+    pool = AsyncSentinelPool(spec.master, sentinel, is_master=True, **_node_kwargs(spec, opts))  # type: ignore[no-untyped-call]
     out = aioredis.Redis(connection_pool=pool, single_connection_client=single)
     out.auto_close_connection_pool = True
     return out
