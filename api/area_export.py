@@ -57,7 +57,7 @@ def cases_csv(
         raise Invalid("until is before since", field="until")
     flt = queries.CaseFilter(step=step, type=type, since=day_start(since), until=day_start(until, end=True))
     who.require_area(code)  # 403 outside the reader's area; the SQL filters by it too
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         if queries.area_summary(conn, code) is None:
             raise NotFound(f"no area with code {code}", field="code")
     chunks = _chunks(svc, code, flt, scope_of(who))
@@ -84,7 +84,7 @@ def _chunks(svc: Services, code: str, flt: queries.CaseFilter, scope: str | None
         ["code", "type", "type_zh", "step", "level", "reported_at", "deadline", "grid", "grid_name", "overdue"]
     )
     limit = svc.settings.export_statement_timeout_ms
-    with svc.pool.connection() as conn, conn.transaction():
+    with svc.reading() as conn, conn.transaction():
         budget(conn, statement_timeout_ms=limit, idle_in_transaction_ms=limit)
         rows = queries.area_cases_all(conn, code, flt, scope=scope)
         first = next(rows, None)  # the first fetch runs before anything is sent

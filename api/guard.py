@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import errors
+from api import consistency, errors
 from api.auth import SCOPE_KEY
 from geodata import db
 from geodata.workflow import ROLES
@@ -414,8 +414,13 @@ class Guard:
             return
         # A request waits for the database at most its pool's timeout from its arrival (its
         # checkouts, the intake lanes' included, and the guard's own lookups): geodata/db.py.
-        with db.arrived():
-            await self._check(scope, receive, send)
+        with (
+            db.arrived(),
+            consistency.reads_after_writes(
+                scope, send, svc, cookie_value(scope, consistency.COOKIE), is_https(scope, svc.settings.trusted_proxies)
+            ) as sending,
+        ):
+            await self._check(scope, receive, sending)
 
     async def _check(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):

@@ -6,7 +6,11 @@ A signed-in admin gets the parts: 200 ``{"status": "ok", "postgis": "<version>",
 Beside them: the scheduler's jobs (each one's last run, last success, last error, failures), the rows
 that fell into the history tables' DEFAULT partitions (0 while the partitions are made ahead), and
 ``outbox``: ``pending`` (committed events not yet in the stream) and this process's ``relay``
-(leader or not, last run, last publish, last error; services/relay.py).
+(leader or not, last run, last publish, last error; services/relay.py). With a replica
+(``YITU_DATABASE_READ_URL``), ``replica``: whether the read-heavy paths read there now (``in_use``,
+``reads``: replica or primary), why not (``reason``: lagging, unreachable …), the lag and the WAL
+positions of the last background check (services/replica.py). A replica that is down or lags does
+not make the answer 503: the primary serves its reads.
 Each probe has a short timeout, so a dead service makes the answer slow by seconds, never hang.
 """
 
@@ -81,6 +85,8 @@ def healthz(request: Request, svc: Annotated[Services, Depends(services)]) -> JS
         )
     body: dict[str, object] = {"status": "ok" if pg_ok and redis_ok else "unavailable", "postgis": pg, "redis": rd}
     body.update(extra)
+    if svc.replica is not None:  # reads from a streaming replica: in use, or why the primary serves them
+        body["replica"] = svc.replica.status()
     runtime = getattr(request.app.state, "cases_runtime", None)
     if runtime is not None:
         body["scheduler"] = runtime.scheduler.status()

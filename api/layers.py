@@ -82,7 +82,7 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
     ) -> Response:
         box = _bbox(bbox) if layer.bbox else None
         scope = {"scope": identity.scope_of(who)}  # the reader's area, whatever the box
-        with svc.pool.connection() as conn:
+        with svc.reading() as conn:
             text = layer.features(
                 conn, {**filters, **layer.configured(svc.settings), **scope}, box, svc.settings.layer_max_features
             )
@@ -101,7 +101,7 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
 
 def get_grid_stats(svc: ServicesDep, who: Who, level: Annotated[int, Query(ge=1, le=4)]) -> dict[str, Any]:
     scope = identity.scope_of(who)
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         return grids.stats_cached(conn, svc.redis, level, scope)
 
 

@@ -49,7 +49,7 @@ def search(
     problem = finder.check_query(q)
     if problem:
         raise errors.Invalid(f"q: {problem}", field="q")
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         found = finder.search(conn, q, finder.Reader(who.role, who.area), limit)
         audit.personal_data_read(conn, who, finder.cases_shown(found), "GET /api/v1/search", client_address(request))
     return found

@@ -48,7 +48,7 @@ def get_ranking(
     area = area or who.area  # a scoped caller ranks its own area's children
     if area is not None:
         who.require_area(area)
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         if area is None:
             found = queries.banner(conn)
             if found is None:

@@ -190,7 +190,7 @@ def van_out(row: dict[str, Any]) -> dict[str, Any]:
 )
 def list_vans(svc: Svc, who: Who) -> dict[str, Any]:
     now = datetime.now(UTC)
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         rows = tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=now)
     return {
         "as_of": now.isoformat(),
@@ -225,7 +225,7 @@ def van_track(
     max_days = svc.settings.van_track_max_days
     if until - since > timedelta(days=max_days):
         raise errors.Invalid(f"ask for at most {max_days:g} days at a time", field="since")
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         if not tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=until, van=van):
             raise errors.NotFound(f"no van with id {van!r}", field="van")
         rows = tracking.track(conn, van, since, until, limit + 1)

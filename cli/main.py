@@ -157,6 +157,53 @@ def db_url(settings: Settings, which: str | None) -> None:
     click.echo(urls.get(which or "", stack.runtime_url)())
 
 
+@db.group("replica")
+def replica() -> None:
+    """A streaming standby of the embedded PostgreSQL on loopback, for the read-heavy paths.
+
+    \b
+    yitu db replica up       make it (pg_basebackup -R from the running primary) and start it
+    yitu db replica url      its DSN: give it to the app as YITU_DATABASE_READ_URL
+    Port: YITU_PG_REPLICA_PORT (unset: YITU_PG_PORT + 10). Not started by `yitu demo`.
+    """
+
+
+@replica.command("up")
+@click.pass_obj
+@_friendly
+def replica_up(settings: Settings) -> None:
+    """Make the standby if need be (a copy of the primary) and start it streaming."""
+    stack = EmbeddedStack(settings)
+    started = stack.start_replica()
+    click.echo(f"postgresql-replica: {'started' if started else 'already running'} (127.0.0.1:{settings.replica_port})")
+
+
+@replica.command("down")
+@click.option("--purge", is_flag=True, help="Also delete its data and drop the primary's replication slot.")
+@click.pass_obj
+@_friendly
+def replica_down(settings: Settings, purge: bool) -> None:
+    """Stop the standby (the primary keeps the WAL it needs to catch up, unless --purge)."""
+    stopped = EmbeddedStack(settings).stop_replica(purge=purge)
+    click.echo("postgresql-replica: " + ("stopped" if stopped else "was not running") + (", purged" if purge else ""))
+
+
+@replica.command("status")
+@click.pass_obj
+@_friendly
+def replica_status(settings: Settings) -> None:
+    """Say whether the standby runs, where, and how far behind the primary it is."""
+    click.echo(f"postgresql-replica: {EmbeddedStack(settings).replica_status()}")
+
+
+@replica.command("url")
+@click.pass_obj
+@_friendly
+def replica_url(settings: Settings) -> None:
+    """Print the standby's DSN for the runtime role (YITU_DATABASE_READ_URL; contains the password)."""
+    click.echo(EmbeddedStack(settings).replica_url())
+
+
 @db.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj

@@ -81,6 +81,8 @@ class EmbeddedStack:
             self.run_dir = self.home / "run"
         self.pg_data = self.run_dir / "pg"
         self.pg_log = self.run_dir / "postgresql.log"
+        self.replica_data = self.run_dir / "pg-replica"
+        self.replica_log = self.run_dir / "postgresql-replica.log"
         self.redis_dir = self.run_dir / "redis"
         self.secrets_dir = self.home / "secrets"
 
@@ -125,8 +127,11 @@ class EmbeddedStack:
             return argv
         return ["runuser", "-u", self.settings.service_user, "--", *argv]
 
-    def _run(self, argv: list[str], what: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self._as_service(argv), capture_output=True, text=True, check=False)  # exit read below
+    def _run(self, argv: list[str], what: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, **env} if env else None
+        proc = subprocess.run(  # exit read below
+            self._as_service(argv), capture_output=True, text=True, check=False, env=full_env
+        )
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise StackError(f"{what} failed (exit {proc.returncode}): " + " | ".join(tail))
@@ -394,6 +399,166 @@ class EmbeddedStack:
         log.info("Redis stopped port=%d", self.settings.redis_port)
         return True
 
+    # --- the streaming standby (`yitu db replica …`) -------------------------------------------
+    # A hot standby of the embedded cluster on loopback, for reads (YITU_DATABASE_READ_URL): made by
+    # pg_basebackup -R from the running primary, streaming through a physical replication slot (the
+    # primary keeps the WAL a stopped standby still needs). The primary needs no change: initdb's
+    # defaults are wal_level=replica, max_wal_senders=10, and pg_hba lets 127.0.0.1 replicate with
+    # a password.
+    REPLICA_SLOT = "yitu_replica"
+
+    def _pg_ctl_status(self, data: Path) -> bool:
+        if not (data / "PG_VERSION").exists():
+            return False
+        proc = subprocess.run(
+            self._as_service([str(self.pg_bindir() / "pg_ctl"), "status", "-D", str(data)]),
+            capture_output=True,
+            text=True,
+            check=False,  # a stopped server is an answer, not an error
+        )
+        return proc.returncode == 0
+
+    def replica_running(self) -> bool:
+        return self._pg_ctl_status(self.replica_data)
+
+    def replica_url(self) -> str:
+        """The runtime role's DSN on the standby: what YITU_DATABASE_READ_URL takes."""
+        return self.settings.embedded_dsn_at(self.settings.replica_port)
+
+    def _basebackup(self, bindir: Path) -> None:
+        import psycopg
+
+        with psycopg.connect(self.database_url(), autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (self.REPLICA_SLOT,)
+            ).fetchone()
+            if row is not None and row[0]:
+                raise StackError(f"the replication slot {self.REPLICA_SLOT} is in use by another standby")
+            if row is not None:  # left by a standby whose data is gone: made afresh below
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (self.REPLICA_SLOT,))
+        log.info("copying the primary for the standby data=%s", self.replica_data)
+        self._run(
+            [
+                str(bindir / "pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.settings.pg_port),
+                "-U",
+                DB_USER,
+                "-D",
+                str(self.replica_data),
+                "-R",  # standby.signal and primary_conninfo: it streams from the primary
+                "-X",
+                "stream",
+                "-C",
+                "-S",
+                self.REPLICA_SLOT,
+                "-c",
+                "fast",
+                "--no-password",
+            ],
+            "pg_basebackup (making the standby)",
+            env={"PGPASSWORD": self._secret("pg_password")},
+        )
+        with open(self.replica_data / "postgresql.auto.conf", "a") as f:
+            # Long reads (a CSV export) are not cancelled by the primary's vacuum of rows they see.
+            f.write("# yitu embedded standby\nhot_standby = on\nhot_standby_feedback = on\n")
+
+    def start_replica(self) -> bool:
+        """Start the standby (making it first if need be); return True if this call started it."""
+        if not self.wants_pg:
+            raise StackError(
+                "YITU_DATABASE_URL names an external PostgreSQL: set up its replica there and give it as "
+                "YITU_DATABASE_READ_URL (README: External replica)"
+            )
+        if not self.pg_running():
+            raise StackError("the embedded PostgreSQL is not running: run `yitu db up` first")
+        if self.replica_running():
+            return False
+        port = self.settings.replica_port
+        if _port_open(port):
+            raise StackError(f"port {port} is already taken; set YITU_PG_REPLICA_PORT to a free port")
+        bindir = self.pg_bindir()
+        if not (self.replica_data / "PG_VERSION").exists():
+            if self.replica_data.exists():
+                shutil.rmtree(self.replica_data)
+            self._basebackup(bindir)
+        self._run(
+            [
+                str(bindir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(self.replica_data),
+                "-l",
+                str(self.replica_log),
+                "-o",
+                f"-p {port}",
+            ],
+            f"starting the standby (log: {self.replica_log})",
+        )
+        log.info("PostgreSQL standby started port=%d data=%s", port, self.replica_data)
+        return True
+
+    def stop_replica(self, purge: bool = False) -> bool:
+        """Stop the standby; with ``purge`` also delete its data and free the primary's slot."""
+        stopped = False
+        if self.replica_running():
+            self._run(
+                [
+                    str(self.pg_bindir() / "pg_ctl"),
+                    "stop",
+                    "-w",
+                    "-t",
+                    "60",
+                    "-m",
+                    "fast",
+                    "-D",
+                    str(self.replica_data),
+                ],
+                "stopping the standby",
+            )
+            log.info("PostgreSQL standby stopped port=%d", self.settings.replica_port)
+            stopped = True
+        if purge:
+            if self.replica_data.exists():
+                shutil.rmtree(self.replica_data)
+            if self.pg_running():
+                import psycopg
+
+                with psycopg.connect(self.database_url(), autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                        (self.REPLICA_SLOT,),
+                    )
+        return stopped
+
+    def replica_status(self) -> str:
+        """One line: running or not, where, and how far behind (from the primary's view)."""
+        port = self.settings.replica_port
+        if not self.replica_running():
+            made = "made, " if (self.replica_data / "PG_VERSION").exists() else ""
+            return f"stopped ({made}embedded standby, 127.0.0.1:{port}, data {self.replica_data})"
+        lag = "unknown"
+        if self.pg_running():
+            import psycopg
+
+            with psycopg.connect(self.database_url(), autocommit=True, connect_timeout=10) as conn:
+                row = conn.execute(
+                    "SELECT r.state, pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint,"
+                    " extract(epoch FROM r.replay_lag)::float8 FROM pg_stat_replication r"
+                    " JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = %s",
+                    (self.REPLICA_SLOT,),
+                ).fetchone()
+            if row is None:
+                lag = "not connected to the primary"
+            else:
+                lag = f"{row[0]}, {row[1]} bytes behind, replay lag {row[2] or 0:.3f} s"
+        return f"running (embedded standby, 127.0.0.1:{port}, data {self.replica_data}; {lag})"
+
     # --- the whole stack --------------------------------------------------------------
     def up(self) -> UpReport:
         report = UpReport()
@@ -411,6 +576,8 @@ class EmbeddedStack:
 
     def down(self, only: list[str] | None = None) -> list[str]:
         stopped = []
+        if only is None and self.stop_replica():  # before its primary: it would only retry
+            stopped.append("postgresql-replica")
         if (only is None or "redis" in only) and self.stop_redis():
             stopped.append("redis")
         if (only is None or "postgresql" in only) and self.stop_pg():
@@ -432,7 +599,7 @@ class EmbeddedStack:
         return out
 
     def purge(self) -> None:
-        """Stop both servers and delete their data (the demo database is rebuilt on next up)."""
+        """Stop both servers (and the standby) and delete their data (the demo database is rebuilt on next up)."""
         self.down()
         if self.run_dir.exists():
             shutil.rmtree(self.run_dir)

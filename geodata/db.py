@@ -74,6 +74,46 @@ def arrived() -> Iterator[float]:
         _ARRIVAL.reset(token)
 
 
+class WriteMark:
+    """Whether the current request reads after a write of its caller's: one it committed itself
+    (``wrote``, set by :func:`commit` and :func:`writing`), or one its caller made a moment ago
+    (``earlier``: the "read your writes" cookie, api/consistency.py). Either way its reads go to
+    the primary (services/runtime.py ``Services.reading``): a replica may not have replayed it yet."""
+
+    __slots__ = ("earlier", "wrote")
+
+    def __init__(self, earlier: bool = False) -> None:
+        self.earlier = earlier
+        self.wrote = False
+
+
+_WRITES: ContextVar[WriteMark | None] = ContextVar("yitu_request_writes", default=None)
+
+
+@contextmanager
+def write_mark(earlier: bool = False) -> Iterator[WriteMark]:
+    """Track the current request's writes (see :class:`WriteMark`); the mark is returned to look at
+    once the request is answered."""
+    mark = WriteMark(earlier)
+    token = _WRITES.set(mark)
+    try:
+        yield mark
+    finally:
+        _WRITES.reset(token)
+
+
+def _wrote() -> None:
+    mark = _WRITES.get()
+    if mark is not None:
+        mark.wrote = True
+
+
+def follows_write() -> bool:
+    """Does the current request read after its caller's own write (then: from the primary)?"""
+    mark = _WRITES.get()
+    return mark is not None and (mark.wrote or mark.earlier)
+
+
 def arrival() -> float | None:
     """When the current request arrived (``time.monotonic()`` clock), None outside a request."""
     return _ARRIVAL.get()
@@ -163,6 +203,7 @@ def commit(conn: psycopg.Connection[Any]) -> None:
     pending = conn.info.transaction_status == TransactionStatus.INTRANS
     with _lost_means_unknown(lambda: pending):
         conn.commit()
+    _wrote()
 
 
 @contextmanager
@@ -219,6 +260,7 @@ def open_pool(
     name: str = "yitu",
     statement_timeout_ms: int = 0,
     idle_in_transaction_ms: int = 0,
+    application_name: str = "yitu",
 ) -> ConnectionPool[Any]:
     pool = Pool(
         dsn,
@@ -229,7 +271,7 @@ def open_pool(
         name=name,
         kwargs={
             "connect_timeout": max(1, round(connect_timeout)),
-            "application_name": "yitu",
+            "application_name": application_name,
             "options": session_options(statement_timeout_ms, idle_in_transaction_ms),
         },
         check=ConnectionPool.check_connection,

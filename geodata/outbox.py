@@ -86,6 +86,16 @@ def mark_sent_through(conn: psycopg.Connection, outbox_id: int, now: datetime | 
     return cur.rowcount
 
 
+def resend(conn: psycopg.Connection, after: int, through: int) -> int:
+    """Mark the rows numbered in (``after``, ``through``] unsent again, so the relay publishes them
+    once more under the same ids: the stream lost them (a Redis failover promoted a replica that
+    had not received them yet). Returns how many (rows already pruned are gone for good)."""
+    return conn.execute(
+        "UPDATE outbox SET sent_at = NULL WHERE outbox_id > %s AND outbox_id <= %s AND sent_at IS NOT NULL",
+        (after, through),
+    ).rowcount
+
+
 def claim(conn: psycopg.Connection, floor: int, limit: int) -> list[Row]:
     """The next rows to publish, in outbox-id order: those numbered but not yet sent (a publish
     that failed), then the unnumbered rows this transaction can see, numbered after the last id

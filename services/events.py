@@ -18,12 +18,17 @@ from collections.abc import Sequence
 
 import redis
 
+from services import redisconn
+
 STREAM = "yitu:events"
 MAXLEN = 100_000
 
 # Appends the rows whose outbox_id is above the stream's last one, in order, and skips the rest:
 # atomic in Redis, so a relay that lost its lead while its XADDs were on the way (another took
-# over and published them) cannot put an entry in twice. ARGV: MAXLEN, then id, type, event per row.
+# over and published them) cannot put an entry in twice. ARGV: MAXLEN, the outbox id the stream
+# should end at or after (0: any), then id, type, event per row. A stream that ends before that
+# id (a Sentinel failover promoted a replica the last entries had not reached) takes nothing:
+# {-1, its last id}, and the relay publishes the missing entries again first (StreamBehind).
 _PUBLISH = """
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last = 0
@@ -33,8 +38,12 @@ if #top > 0 then
     if f[i] == 'outbox_id' then last = tonumber(f[i + 1]) or 0 end
   end
 end
+local expect = tonumber(ARGV[2])
+if last > 0 and last < expect then
+  return {-1, last}
+end
 local added = 0
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local id = tonumber(ARGV[i])
   if id > last then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
@@ -47,18 +56,31 @@ return {added, last}
 """
 
 
-def publish(client: redis.Redis, rows: Sequence[tuple[int, str, str]]) -> tuple[int, int]:
+class StreamBehind(redis.RedisError):
+    """The stream ends before what the publisher put there (it lost entries to a failover)."""
+
+    def __init__(self, last: int, expected: int) -> None:
+        super().__init__(f"the stream ends at outbox id {last}, {expected} was published")
+        self.last = last
+        self.expected = expected
+
+
+def publish(client: redis.Redis, rows: Sequence[tuple[int, str, str]], expect: int = 0) -> tuple[int, int]:
     """XADD ``rows`` (outbox id, type, event JSON; ascending ids) to the stream, in one atomic step.
 
     Rows at or below the stream's last ``outbox_id`` are already there and are skipped. Returns
-    (entries added, the stream's last outbox id afterwards). Raises Redis's errors.
+    (entries added, the stream's last outbox id afterwards). With ``expect`` (the last id this
+    publisher put there), a non-empty stream ending before it takes nothing and raises
+    :class:`StreamBehind`. Raises Redis's errors.
     """
     if not rows:
         return 0, last_outbox_id(client)
-    args: list[str | int] = [MAXLEN]
+    args: list[str | int] = [MAXLEN, expect]
     for outbox_id, kind, event in rows:
         args += [outbox_id, kind, event]
     added, last = client.register_script(_PUBLISH)(keys=[STREAM], args=args)
+    if int(added) < 0:
+        raise StreamBehind(int(last), expect)
     return int(added), int(last)
 
 
@@ -72,9 +94,7 @@ def last_outbox_id(client: redis.Redis) -> int:
     return int(value) if value else 0
 
 
-def stream_client(source: redis.Redis, timeout: float) -> redis.Redis:
-    """A client on the same server as ``source`` with its own timeout (the relay's)."""
-    kwargs = dict(source.connection_pool.connection_kwargs)
-    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-    pool = redis.ConnectionPool(connection_class=source.connection_pool.connection_class, **kwargs)
-    return redis.Redis(connection_pool=pool)
+def stream_client(url: str, timeout: float) -> redis.Redis:
+    """A client of the Redis ``url`` names (a Sentinel set's master too) with its own timeout: the
+    relay's. Through Sentinel, the first command after a failover's error reaches the new master."""
+    return redisconn.client(url, timeout=timeout)

@@ -50,6 +50,7 @@ import redis.asyncio as aioredis
 from redis.typing import StreamRangeResponse, XReadResponse
 
 from geodata.kpi import CACHE_KEY as KPI_CACHE
+from services import redisconn
 from services.events import STREAM
 
 log = logging.getLogger("yitu.live")
@@ -240,15 +241,12 @@ class LiveHub:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._client = aioredis.Redis.from_url(
-            self._url, decode_responses=True, socket_connect_timeout=self._timeout, socket_timeout=self._timeout
-        )
+        self._client = redisconn.async_client(self._url, timeout=self._timeout)
         # The blocking XREAD gets a connection of its own, so stop() can wake it (CLIENT UNBLOCK).
-        self._reader = aioredis.Redis.from_url(
+        self._reader = redisconn.async_client(
             self._url,
+            timeout=self._timeout,
             single_connection_client=True,
-            decode_responses=True,
-            socket_connect_timeout=self._timeout,
             socket_timeout=2 * self._timeout + BLOCK_MS / 1000,
         )
         self._task = asyncio.create_task(self._run(), name="yitu-live-hub")
@@ -356,6 +354,7 @@ class LiveHub:
                 delay = min(RETRY_MAX, delay * 2)
             except (redis.RedisError, OSError) as exc:
                 self._lost(exc)
+                await self._reconnect()
                 await self._pause(delay)
                 delay = min(RETRY_MAX, delay * 2)
             else:
@@ -366,6 +365,18 @@ class LiveHub:
             log.warning("live stream unavailable; screens will resync when Redis is back error=%s", type(exc).__name__)
         self._healthy = False
         self._failed = True
+
+    async def _reconnect(self) -> None:
+        """Drop both clients' connections after an error: the next command connects afresh, and
+        through Sentinel asks where the master is now (after a failover the old one may still
+        answer, as a replica: a blocked XREAD there ends with an error and must not go on there)."""
+        for client in (self._reader, self._client):
+            if client is None:
+                continue
+            with contextlib.suppress(redis.RedisError, OSError):
+                if client.connection is not None:  # the reader's single connection
+                    await client.connection.disconnect()
+                await client.connection_pool.disconnect()
 
     async def _answers(self) -> bool:
         """Does Redis answer a PING now (the connection is fine, the read was only late)?"""

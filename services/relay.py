@@ -15,7 +15,9 @@ them sent. On taking the lead, and after any Redis error, it first reads the str
 ``outbox_id`` and marks the rows up to it sent: a leader that died between the XADD and the mark
 left them there, and they must not go out twice.
 
-Redis down: the rows wait (pending) and go out in order when it answers. PostgreSQL down: the
+Redis down: the rows wait (pending) and go out in order when it answers. A Redis failover (Sentinel,
+services/redisconn.py) may promote a replica that lacks the last entries published to the old
+master: the relay sees the stream end before what it published and publishes those rows again. PostgreSQL down: the
 connection is dropped (and with it the lead) and made again. Any other error is logged with its
 traceback and the loop goes on (as the scheduler's jobs, services/scheduler.py). ``status()`` is
 what ``/healthz`` shows an admin.
@@ -186,7 +188,10 @@ class Relay:
         assert self._conn is not None
         self.state.last_run = datetime.now(UTC)
         if not self._synced:
-            self._floor = events.last_outbox_id(self.stream)
+            last = events.last_outbox_id(self.stream)
+            if 0 < last < self._floor:
+                self._resend(last)
+            self._floor = last
             marked = outbox.mark_sent_through(self._conn, self._floor)
             if marked:
                 log.info("outbox relay: %d event(s) were in the stream already; marked sent", marked)
@@ -196,7 +201,13 @@ class Relay:
             rows = outbox.claim(self._conn, self._floor, self.batch)
             if not rows:
                 break
-            added, last = events.publish(self.stream, [(r.outbox_id, r.type, r.event) for r in rows])
+            try:
+                added, last = events.publish(
+                    self.stream, [(r.outbox_id, r.type, r.event) for r in rows], expect=self._floor
+                )
+            except events.StreamBehind as behind:  # redis-py retried onto a new master: see _resend
+                self._resend(behind.last)
+                continue
             self._floor = max(self._floor, last)
             outbox.mark_sent_through(self._conn, rows[-1].outbox_id)
             total += added
@@ -207,6 +218,21 @@ class Relay:
                 break
         self.state.last_error = None
         return total
+
+    def _resend(self, last: int) -> None:
+        """The stream ends at ``last``, before what this relay published: a failover's new master
+        had not received the last entries. They go out again, under the same ids, before anything
+        newer, so the stream stays consecutive. (An empty stream is a Redis without its data
+        instead: the screens resync from PostGIS, services/live.py, and the numbering goes on.)"""
+        assert self._conn is not None
+        again = outbox.resend(self._conn, last, self._floor)
+        log.warning(
+            "outbox relay: the stream lost entries %d-%d (a Redis failover?); publishing %d again",
+            last + 1,
+            self._floor,
+            again,
+        )
+        self._floor = last
 
     def _conn_or_fail(self) -> psycopg.Connection:
         if self._conn is None:

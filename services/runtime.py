@@ -1,31 +1,100 @@
-"""The shared parts of one app process: settings, the PostGIS pool, the Redis client.
+"""The shared parts of one app process: settings, the PostGIS pools, the Redis client.
 
 Built once in the app factory's lifespan; routes reach it through ``api.deps.services``, callbacks
 through the getter the app factory hands them.
+
+With ``YITU_DATABASE_READ_URL`` a second pool reads from the streaming replica: the read-heavy
+routes take their connection with :meth:`Services.reading` instead of ``pool.connection()``, and
+get the replica's while the background check (services/replica.py) finds it streaming within
+``YITU_REPLICA_MAX_LAG_S`` and the request does not read after its caller's own write
+(geodata/db.py ``follows_write``: a write in this request, or one a moment ago, api/consistency.py);
+otherwise, the primary's. Everything else — every write, every other read — uses ``pool``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
+import psycopg
 import redis
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from geodata import db
+from services import redisconn
+from services.replica import ReplicaMonitor
 from services.settings import Settings
+
+log = logging.getLogger("yitu.runtime")
+
+REPLICA_CHECKOUT_S = 0.5  # a replica that gives no connection this fast: the request reads the primary
 
 
 @dataclass
 class Services:
+    """The process's pools and clients. ``read_pool`` and ``replica`` are opened here when the
+    settings name a replica (``YITU_DATABASE_READ_URL``) and not given."""
+
     settings: Settings
     pool: ConnectionPool
     redis: redis.Redis
+    read_pool: ConnectionPool | None = None
+    replica: ReplicaMonitor | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        read_dsn = self.settings.database_read_dsn()
+        if read_dsn is None or self.read_pool is not None:
+            return
+        s = self.settings
+        self.read_pool = db.open_pool(
+            read_dsn,
+            min_size=s.db_pool_min,
+            max_size=s.db_pool_max,
+            connect_timeout=s.db_connect_timeout,
+            name="yitu-read",
+            statement_timeout_ms=s.statement_timeout_ms,
+            idle_in_transaction_ms=s.idle_in_transaction_timeout_ms,
+            application_name="yitu-read",
+        )
+        self.replica = ReplicaMonitor(s.database_dsn(), read_dsn, s.replica_max_lag_s)
+        self.replica.start()
+
+    def reads_replica(self) -> bool:
+        """Would a read now go to the replica (see the module)?"""
+        return (
+            self.read_pool is not None and self.replica is not None and self.replica.usable and not db.follows_write()
+        )
+
+    @contextmanager
+    def reading(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for a read-heavy route: the replica's when it may serve (see the module),
+        else the primary's. A replica that gives no connection at once is reported to the check
+        (reads move to the primary now, not at the next check) and this read goes to the primary."""
+        with ExitStack() as stack:
+            conn: psycopg.Connection[Any] | None = None
+            if self.reads_replica():
+                assert self.read_pool is not None
+                assert self.replica is not None
+                try:
+                    conn = stack.enter_context(self.read_pool.connection(REPLICA_CHECKOUT_S))
+                except (PoolTimeout, psycopg.OperationalError) as exc:
+                    self.replica.failed(exc)
+            if conn is None:
+                conn = stack.enter_context(self.pool.connection())
+            yield conn
 
     def close(self) -> None:
+        if self.replica is not None:
+            self.replica.stop()
+        if self.read_pool is not None:
+            self.read_pool.close()
         self.pool.close()
         self.redis.close()
 
 
 def open_redis(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=15, decode_responses=True
-    )
+    """The process's Redis client (a Sentinel set's master too: services/redisconn.py)."""
+    return redisconn.client(url, timeout=timeout, health_check_interval=15)

@@ -272,7 +272,7 @@ def relay_for(svc: Services) -> Relay:
     conninfo = svc.pool.conninfo() if callable(svc.pool.conninfo) else svc.pool.conninfo
     return Relay(
         conninfo,
-        events.stream_client(svc.redis, svc.settings.events_timeout),
+        events.stream_client(svc.settings.redis_dsn(), svc.settings.events_timeout),
         conn_kwargs={**kwargs, "application_name": "yitu-relay"},
     )
 

@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from geodata.workflow import DEFAULT_SEVERITY_LEVELS, LEVELS, SEVERITIES
+from services.redisconn import parse as parse_redis_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DB_NAME = "yitu"
@@ -53,7 +54,30 @@ class Settings(BaseSettings):
         "Unset: YITU_DATABASE_URL (one role for both: the audit is then not tamper-proof).",
     )
     redis_url: SecretStr | None = Field(
-        default=None, description="Redis URL. Unset: the embedded Redis under `home` is used."
+        default=None,
+        description="Redis URL: redis://[:password@]host:port/db, or a Sentinel set "
+        "redis+sentinel://[:password@]host:port[,host:port…]/mastername[/db] (services/redisconn.py). "
+        "Unset: the embedded Redis under `home` is used.",
+    )
+    database_read_url: SecretStr | None = Field(
+        default=None,
+        description="DSN of a PostgreSQL streaming replica (hot standby) of the database, as the runtime role: "
+        "the read-heavy API paths (layers, KPIs, rankings, area lists and CSV, search, the van board) read "
+        "there while it keeps up. Unset: every read goes to the primary. `yitu db replica url` prints the "
+        "embedded standby's.",
+    )
+    pg_replica_port: int | None = Field(
+        default=None,
+        ge=1024,
+        le=65535,
+        description="Port of the embedded standby (`yitu db replica up`). Unset: YITU_PG_PORT + 10.",
+    )
+    replica_max_lag_s: float = Field(
+        default=5,
+        gt=0,
+        le=3600,
+        description="Seconds the replica may lag behind the primary (checked every second in the background); "
+        "beyond it, or when the replica is down, reads go to the primary until it catches up.",
     )
     home: Path = Field(
         default=PROJECT_ROOT / ".yitu",
@@ -398,6 +422,31 @@ class Settings(BaseSettings):
             raise ValueError("YITU_DATABASE_OWNER_URL needs YITU_DATABASE_URL (the runtime role's DSN) too")
         return v
 
+    @field_validator("pg_replica_port")
+    @classmethod
+    def _replica_port_free(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and v in (info.data.get("pg_port"), info.data.get("redis_port")):
+            raise ValueError(f"pg_replica_port ({v}) is the port of the embedded PostgreSQL or Redis")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_form(cls, v: SecretStr | None) -> SecretStr | None:
+        """A Sentinel URL is checked here (its hosts, ports and master name), so a typo fails at
+        start-up instead of at the first publish."""
+        if v is not None:
+            parse_redis_url(v.get_secret_value())
+        return v
+
+    @property
+    def replica_port(self) -> int:
+        """The embedded standby's port: ``pg_replica_port``, or ``pg_port`` + 10."""
+        return self.pg_replica_port if self.pg_replica_port is not None else self.pg_port + 10
+
+    def database_read_dsn(self) -> str | None:
+        """The replica's DSN the read-heavy paths use (None: they read from the primary)."""
+        return self.database_read_url.get_secret_value() if self.database_read_url is not None else None
+
     @property
     def embedded(self) -> bool:
         """True when yitu runs its own PostgreSQL and Redis (no URL given for either)."""
@@ -422,9 +471,13 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return self._embedded_dsn(EMBEDDED_DB_USER, "pg_password")
 
-    def _embedded_dsn(self, user: str, secret: str) -> str:
+    def _embedded_dsn(self, user: str, secret: str, port: int | None = None) -> str:
         pw = quote(self.embedded_secret(secret), safe="")
-        return f"postgresql://{user}:{pw}@127.0.0.1:{self.pg_port}/{EMBEDDED_DB_NAME}"
+        return f"postgresql://{user}:{pw}@127.0.0.1:{port or self.pg_port}/{EMBEDDED_DB_NAME}"
+
+    def embedded_dsn_at(self, port: int) -> str:
+        """The embedded runtime role's DSN on another server of the cluster's (its standby's port)."""
+        return self._embedded_dsn(EMBEDDED_RUNTIME_USER, "pg_app_password", port)
 
     def redis_dsn(self) -> str:
         """The Redis URL in use: ``redis_url``, or the embedded Redis's."""

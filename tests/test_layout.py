@@ -74,7 +74,10 @@ PAGES: tuple[Shown, ...] = (
     Shown("admin", "/admin", "admin", ("#admin-users table", "#admin-signins table"),
           panels=(".yitu-admin-card:has(#admin-users)",)),
     Shown("login", "/login", "anon", ("#username",), header=None, panels=("main.yitu-login",)),
-    # e.g. Shown("case", "/cases/{case}", "dispatcher", ("#case-timeline",), maps=("#case-map",), panels=(...)),
+    Shown("case", "/cases/{case}", "dispatcher", ("#case-timeline tr", "#case-actions button", "#case-map .leaflet-overlay-pane path"),
+          maps=("#case-map",), panels=(".yitu-left", ".yitu-case-middle", ".yitu-right")),
+    Shown("inbox", "/inbox", "dispatcher", ("#inbox-list table", _rows_at_least("#inbox-list", 10)),
+          tables=("#inbox-list table",), panels=(".yitu-inbox-counts", ".yitu-inbox-list")),
 )
 # fmt: on
 

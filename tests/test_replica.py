@@ -1,0 +1,247 @@
+"""Reads from a streaming replica (issue 17, item 2), on a real primary and a real hot standby.
+
+The stack of this module is its own (an embedded cluster on free ports, and its standby made by
+``yitu db replica up``'s code), so pausing or stopping the standby touches no other test. Where a
+read was served is proven by data: with the standby's replay paused, a row committed on the primary
+is missing on the standby, so an answer without it came from the standby, an answer with it from
+the primary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from cli.main import main
+from cli.stack import EmbeddedStack
+from dashboard.app import create_app
+from geodata.migrate import migrate
+from services.settings import Settings
+
+from .conftest import make_token
+from .helpers import free_port, wait_for
+
+
+@pytest.fixture(scope="module")
+def primary(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    """A migrated embedded cluster with a streaming standby (on YITU_PG_REPLICA_PORT)."""
+    settings = Settings(
+        home=tmp_path_factory.mktemp("replica") / "home",
+        pg_port=free_port(),
+        redis_port=free_port(),
+        pg_replica_port=base_settings.replica_port,
+        _env_file=None,
+    )
+    stack = EmbeddedStack(settings)
+    stack.up()
+    try:
+        migrate(stack.database_url())
+        assert stack.start_replica()
+        yield stack
+    finally:
+        stack.purge()
+
+
+def _owner_on(stack: EmbeddedStack, port: int) -> str:
+    return stack.database_url().replace(f":{stack.settings.pg_port}/", f":{port}/")
+
+
+def _replay(stack: EmbeddedStack, paused: bool) -> None:
+    with psycopg.connect(_owner_on(stack, stack.settings.replica_port), autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()" if paused else "SELECT pg_wal_replay_resume()")
+
+
+def _add_van(stack: EmbeddedStack, van: str) -> None:
+    with psycopg.connect(stack.database_url()) as conn:
+        conn.execute("INSERT INTO vans (id, name) VALUES (%s, %s)", (van, f"van {van}"))
+
+
+def _on_replica(stack: EmbeddedStack, van: str) -> bool:
+    with psycopg.connect(_owner_on(stack, stack.settings.replica_port)) as conn:
+        return conn.execute("SELECT 1 FROM vans WHERE id = %s", (van,)).fetchone() is not None
+
+
+def _vans(client: TestClient, headers: dict[str, str], **kw: Any) -> set[str]:
+    r = client.get("/api/v1/vans", headers=headers, **kw)
+    assert r.status_code == 200, r.text
+    return {v["id"] for v in r.json()["vans"]}
+
+
+@pytest.fixture
+def app_on(primary: EmbeddedStack, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """``app_on(max_lag)``: a started app reading from the standby, and the admin's headers."""
+    opened: list[TestClient] = []
+
+    def start(max_lag: float = 60) -> TestClient:
+        settings = Settings(
+            database_url=primary.runtime_url(),
+            database_owner_url=primary.database_url(),
+            database_read_url=primary.replica_url(),
+            replica_max_lag_s=max_lag,
+            redis_url=primary.redis_url(),
+            home=tmp_path / "home",
+            _env_file=None,
+        )
+        client = TestClient(create_app(settings))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield start
+    for client in opened:
+        client.__exit__(None, None, None)
+    _replay(primary, paused=False)
+
+
+def _replica_health(client: TestClient, admin: dict[str, str]) -> dict[str, Any]:
+    body = client.get("/healthz", headers=admin).json()
+    return dict(body["replica"])
+
+
+def _in_use(client: TestClient, admin: dict[str, str]) -> bool:
+    return bool(_replica_health(client, admin)["in_use"])
+
+
+def test_the_read_heavy_paths_read_from_the_replica(primary: EmbeddedStack, app_on: Callable[..., TestClient]) -> None:
+    client = app_on()
+    admin = {"Authorization": f"Bearer {make_token(primary.database_url(), 'admin')}"}
+    wait_for(lambda: _in_use(client, admin), what="the replica in use")
+    _replay(primary, paused=True)
+    _add_van(primary, "ONLY-PRIMARY")
+    with psycopg.connect(primary.database_url()) as conn:  # an area of its own, on the primary only
+        conn.execute(
+            "INSERT INTO areas (code, name, level, geom) VALUES ('159999', 'primary only', 1,"
+            " ST_Multi(ST_MakeEnvelope(100, 30, 101, 31, 4326)))"
+        )
+    assert not _on_replica(primary, "ONLY-PRIMARY")
+    assert "ONLY-PRIMARY" not in _vans(client, admin)  # the van board: from the replica
+    assert client.get("/api/v1/areas/159999", headers=admin).status_code == 404  # an area: from the replica
+    assert client.get("/api/v1/search", params={"q": "primary only"}, headers=admin).json()["areas"] == []
+    with psycopg.connect(primary.database_url()) as conn:  # the app's replica connections, by name
+        names = {r[0] for r in conn.execute("SELECT application_name FROM pg_stat_activity")}
+    assert "yitu-read" not in names  # none on the primary: they are on the standby
+    with psycopg.connect(_owner_on(primary, primary.settings.replica_port)) as conn:
+        names = {r[0] for r in conn.execute("SELECT application_name FROM pg_stat_activity")}
+    assert "yitu-read" in names
+    _replay(primary, paused=False)
+    wait_for(lambda: "ONLY-PRIMARY" in _vans(client, admin), what="the replica replaying the new van")
+    assert client.get("/api/v1/areas/159999", headers=admin).status_code == 200
+
+
+def test_a_read_after_ones_own_write_goes_to_the_primary(
+    primary: EmbeddedStack, app_on: Callable[..., TestClient]
+) -> None:
+    client = app_on()
+    admin = {"Authorization": f"Bearer {make_token(primary.database_url(), 'admin')}"}
+    _add_van(primary, "RW1")
+    wait_for(lambda: _on_replica(primary, "RW1") and _in_use(client, admin), what="the van on the replica")
+    _replay(primary, paused=True)
+    now = datetime.now(UTC).isoformat()
+    r = client.post(
+        "/api/v1/vans/positions",
+        json={"positions": [{"van": "RW1", "lon": 107.1, "lat": 38.1, "time": now}]},
+        headers=admin,
+    )
+    assert r.status_code in (200, 201, 202), r.text
+    assert "yitu_rw" in r.cookies  # the writer's window: its reads go to the primary
+
+    def seen_at(**kw: Any) -> str | None:
+        got = client.get("/api/v1/vans", headers=admin, **kw).json()["vans"]
+        return next(v["last_seen_at"] for v in got if v["id"] == "RW1")
+
+    assert seen_at() is not None  # the writer (its cookie): the primary, its own write
+    client.cookies.clear()
+    assert seen_at() is None  # anyone else: the replica, which has not replayed it yet
+    _replay(primary, paused=False)
+    wait_for(lambda: seen_at() is not None, what="the replica replaying the ping")
+
+
+def test_a_lagging_replica_is_left_until_it_catches_up(
+    primary: EmbeddedStack, app_on: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = app_on(max_lag=1)
+    admin = {"Authorization": f"Bearer {make_token(primary.database_url(), 'admin')}"}
+    wait_for(lambda: _in_use(client, admin), what="the replica in use")
+    caplog.set_level(logging.INFO, logger="yitu.replica")
+    _replay(primary, paused=True)
+    _add_van(primary, "LAG1")
+    wait_for(lambda: not _in_use(client, admin), timeout=10, what="the lag noticed")
+    health = _replica_health(client, admin)
+    assert health["reads"] == "primary" and health["reason"].startswith("lagging") and health["lag_s"] >= 1
+    assert health["replay_paused"] is True
+    assert client.get("/healthz", headers=admin).status_code == 200  # the primary serves: not degraded
+    assert "LAG1" in _vans(client, admin)  # served by the primary
+    _replay(primary, paused=False)
+    wait_for(lambda: _in_use(client, admin), timeout=10, what="the replica back in use")
+    assert "LAG1" in _vans(client, admin)
+    lines = [r.getMessage() for r in caplog.records if r.name == "yitu.replica"]
+    assert len([m for m in lines if "not in use" in m and "lagging" in m]) == 1, lines  # one line per change
+    assert len([m for m in lines if "replica in use" in m]) == 1, lines
+
+
+def test_a_stopped_replica_sends_reads_to_the_primary_without_an_error(
+    primary: EmbeddedStack, app_on: Callable[..., TestClient]
+) -> None:
+    client = app_on()
+    admin = {"Authorization": f"Bearer {make_token(primary.database_url(), 'admin')}"}
+    _add_van(primary, "STOP1")
+    wait_for(lambda: _in_use(client, admin) and "STOP1" in _vans(client, admin), what="the replica in use")
+    try:
+        assert primary.stop_replica()
+        for _ in range(5):  # at once, before the background check has run: still answered
+            assert "STOP1" in _vans(client, admin)
+            assert client.get("/api/v1/layers/centers", headers=admin).status_code == 200
+        health = _replica_health(client, admin)
+        assert not health["in_use"] and health["reason"].startswith("unreachable")
+    finally:
+        primary.start_replica()
+    wait_for(lambda: _in_use(client, admin), timeout=20, what="the replica back after its restart")
+
+
+def test_without_a_replica_nothing_changes(client_plain: TestClient) -> None:
+    """The default (no YITU_DATABASE_READ_URL): one pool, no cookie, no replica entry."""
+    admin = client_plain.headers
+    r = client_plain.post("/api/v1/vans/positions", json={"positions": []})
+    assert "yitu_rw" not in r.cookies
+    assert "replica" not in client_plain.get("/healthz", headers=admin).json()
+
+
+@pytest.fixture
+def client_plain(app_settings: Settings, db_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(app_settings)) as c:
+        c.headers["Authorization"] = f"Bearer {make_token(db_url, 'admin')}"
+        yield c
+
+
+def test_the_replica_commands(primary: EmbeddedStack) -> None:
+    """``yitu db replica up|down|status|url`` on this module's stack."""
+    s = primary.settings
+    env = {
+        "YITU_HOME": str(s.home),
+        "YITU_PG_PORT": str(s.pg_port),
+        "YITU_REDIS_PORT": str(s.redis_port),
+        "YITU_PG_REPLICA_PORT": str(s.replica_port),
+    }
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(main, ["db", "replica", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert run("url").strip() == primary.replica_url()
+    wait_for(lambda: "streaming" in run("status"), what="the standby streaming")
+    assert "running" in run("status")
+    assert "stopped" in run("down")
+    assert "stopped (made" in run("status")
+    assert "started" in run("up")
+    assert "already running" in run("up")
+    wait_for(lambda: "streaming" in run("status"), what="the standby streaming again")
