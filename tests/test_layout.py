@@ -75,7 +75,7 @@ PAGES: tuple[Shown, ...] = (
           panels=(".yitu-admin-card:has(#admin-users)",)),
     Shown("login", "/login", "anon", ("#username",), header=None, panels=("main.yitu-login",)),
     Shown("case", "/cases/{case}", "dispatcher",
-          ("#case-timeline tr", "#case-actions button", "#case-map .leaflet-overlay-pane path"),
+          ("#case-timeline tr", "#case-actions button", "#case-map .leaflet-overlay-pane canvas"),
           maps=("#case-map",), panels=(".yitu-left", ".yitu-case-middle", ".yitu-right")),
     Shown("inbox", "/inbox", "dispatcher", ("#inbox-list table", _rows_at_least("#inbox-list", 10)),
           tables=("#inbox-list table",), panels=(".yitu-inbox-counts", ".yitu-inbox-list")),
