@@ -14,6 +14,7 @@ from api import (
     health,
     layers,
     osmand,
+    roster,
     search,
     signin,
     stats,
@@ -35,5 +36,6 @@ def all_routers() -> list[APIRouter]:
         osmand.router,
         dispatch.router,
         search.router,
+        roster.router,
         errors.fallback_router(),  # last: the rest of /api/ is a JSON 404 / 405, never a page
     ]
