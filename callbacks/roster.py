@@ -27,7 +27,7 @@ from services import roster as changes
 from services.identity import Principal
 from services.runtime import Services
 
-ROWS = 100  # rows a section lists at once; the filter finds the others
+ROWS = 25  # rows a section lists at once (each row is a dozen components to render); the filter finds the others
 MAX_FILTER = 100
 
 
