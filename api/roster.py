@@ -4,24 +4,26 @@ Anyone signed in reads the roster of their area (and the areas above it, whose u
 the scope is applied in the SQL, geodata/sql/roster_*.sql); each mediator comes with the count of
 their open cases. Phones are shown to the roles that see personal data and masked for the others
 (geodata/masking.py: ``****5678``). Only an admin adds or changes a row (POST, PATCH), each change
-with its admin_events row (services/roster.py); ``"active": false`` deactivates — rows are never
-deleted, an old case's timeline names them.
+with its admin_events row (services/roster.py) and, with an Idempotency-Key, done once however often
+it is sent; ``"active": false`` deactivates — rows are never deleted, an old case's timeline names them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+import psycopg
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Principal, principal
 from api.cases import require_json
 from api.deps import role_in, services
 from api.guard import client_address
+from api.idempotency import OptionalKey, key_of, keyed, replay
 from api.openapi import READ, WRITE, answers
-from geodata import masking, roster
+from geodata import idempotency, masking, roster
 from geodata.db import writing
 from geodata.queries import iso
 from services import roster as changes
@@ -223,18 +225,44 @@ def _address(request: Request) -> str | None:
     return client_address(request.scope)
 
 
+def _keyed_write(
+    svc: Services,
+    who: Principal,
+    request: Request,
+    response: Response,
+    key: str | None,
+    body: BaseModel,
+    status: int,
+    write: Callable[[psycopg.Connection[Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """One write with its Idempotency-Key: a retry of a done request gets the first answer again."""
+    operation = f"{request.method} {request.url.path}"
+    idem = key_of(who, key, operation, body.model_dump(mode="json", exclude_unset=True))
+    with writing(svc.pool) as conn:
+        stored = idempotency.claim(conn, idem)
+        if stored is not None:
+            return replay(response, stored)
+        out = write(conn)
+        idempotency.record(conn, idem, status, out)
+        return out
+
+
 @router.post(
     "/units",
     status_code=201,
     dependencies=_ADMIN,
     summary="Add a unit (admin)",
     description=RULES,
-    responses=answers(*WRITE, ok={201: {"description": "The unit"}}),
+    responses=answers(*WRITE, ok=keyed(201, "The unit")),
 )
-def create_unit(svc: Svc, who: Who, body: UnitIn, request: Request) -> dict[str, Any]:
-    with writing(svc.pool) as conn:
+def create_unit(
+    svc: Svc, who: Who, body: UnitIn, request: Request, response: Response, idempotency_key: OptionalKey = None
+) -> dict[str, Any]:
+    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         ident = changes.create(conn, who, _address(request), "units", _fields(body, False))
         return unit_out(roster.get_unit(conn, None, ident), who)
+
+    return _keyed_write(svc, who, request, response, idempotency_key, body, 201, write)
 
 
 @router.patch(
@@ -242,14 +270,22 @@ def create_unit(svc: Svc, who: Who, body: UnitIn, request: Request) -> dict[str,
     dependencies=_ADMIN,
     summary="Change a unit (admin); active false deactivates it",
     description=RULES,
-    responses=answers(*WRITE, ok={200: {"description": "The unit"}}),
+    responses=answers(*WRITE, ok=keyed(200, "The unit")),
 )
 def update_unit(
-    svc: Svc, who: Who, unit_id: Annotated[int, Path(ge=1, le=2**62)], body: UnitPatch, request: Request
+    svc: Svc,
+    who: Who,
+    unit_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: UnitPatch,
+    request: Request,
+    response: Response,
+    idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
-    with writing(svc.pool) as conn:
+    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         changes.update(conn, who, _address(request), "units", unit_id, _fields(body, True))
         return unit_out(roster.get_unit(conn, None, unit_id), who)
+
+    return _keyed_write(svc, who, request, response, idempotency_key, body, 200, write)
 
 
 @router.post(
@@ -258,12 +294,16 @@ def update_unit(
     dependencies=_ADMIN,
     summary="Add a mediator (admin)",
     description=RULES,
-    responses=answers(*WRITE, ok={201: {"description": "The mediator"}}),
+    responses=answers(*WRITE, ok=keyed(201, "The mediator")),
 )
-def create_mediator(svc: Svc, who: Who, body: MediatorIn, request: Request) -> dict[str, Any]:
-    with writing(svc.pool) as conn:
+def create_mediator(
+    svc: Svc, who: Who, body: MediatorIn, request: Request, response: Response, idempotency_key: OptionalKey = None
+) -> dict[str, Any]:
+    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         ident = changes.create(conn, who, _address(request), "mediators", _fields(body, False))
         return mediator_out(roster.get_mediator(conn, None, ident), who)
+
+    return _keyed_write(svc, who, request, response, idempotency_key, body, 201, write)
 
 
 @router.patch(
@@ -271,11 +311,19 @@ def create_mediator(svc: Svc, who: Who, body: MediatorIn, request: Request) -> d
     dependencies=_ADMIN,
     summary="Change a mediator (admin); active false deactivates them, null clears a unit, centre, van or user",
     description=RULES,
-    responses=answers(*WRITE, ok={200: {"description": "The mediator"}}),
+    responses=answers(*WRITE, ok=keyed(200, "The mediator")),
 )
 def update_mediator(
-    svc: Svc, who: Who, mediator_id: Annotated[int, Path(ge=1, le=2**62)], body: MediatorPatch, request: Request
+    svc: Svc,
+    who: Who,
+    mediator_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: MediatorPatch,
+    request: Request,
+    response: Response,
+    idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
-    with writing(svc.pool) as conn:
+    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         changes.update(conn, who, _address(request), "mediators", mediator_id, _fields(body, True))
         return mediator_out(roster.get_mediator(conn, None, mediator_id), who)
+
+    return _keyed_write(svc, who, request, response, idempotency_key, body, 200, write)

@@ -475,6 +475,15 @@ def test_only_an_admin_changes_the_roster_each_change_audited(api: tuple[str, st
         for role in ("viewer", "dispatcher", "grid_worker"):
             r = http.post("/api/v1/units", json=body, headers=_h(dsn, role))
             assert r.status_code == 403, (role, r.text)
+        # with an Idempotency-Key, a retry gets the first answer and nothing is made twice
+        keyed = {**admin, "Idempotency-Key": "roster-test-1"}
+        first = http.post("/api/v1/units", json={**body, "name": "幂等调委会"}, headers=keyed)
+        again = http.post("/api/v1/units", json={**body, "name": "幂等调委会"}, headers=keyed)
+        assert first.status_code == again.status_code == 201 and again.headers["Idempotency-Replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+        other = http.post("/api/v1/units", json={**body, "name": "别的调委会"}, headers=keyed)
+        assert other.status_code == 422 and other.json()["field"] == "Idempotency-Key"
+        assert _one(dsn, "SELECT count(*) FROM units WHERE name = '幂等调委会'") == 1
         r = http.post("/api/v1/units", json=body, headers=admin)
         assert r.status_code == 201, r.text
         unit = r.json()
