@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.auth import Principal, principal
 from api.cases import require_json
@@ -23,6 +23,7 @@ from api.deps import role_in, services
 from api.guard import client_address
 from api.idempotency import OptionalKey, key_of, keyed, replay
 from api.openapi import READ, WRITE, answers
+from api.params import _whole_number
 from geodata import idempotency, masking, roster
 from geodata.db import writing
 from geodata.queries import iso
@@ -166,12 +167,17 @@ def get_unit(svc: Svc, who: Who, unit_id: Annotated[int, Path(ge=1, le=2**62)]) 
 # --- writes (admin) -----------------------------------------------------------------------------------
 
 
+# JSON's types as the schema says them: a unit's id a whole number (4.0 is 4; "4" and true are not),
+# active true or false (not "yes", not 1).
+UnitId = Annotated[Annotated[int, Field(ge=1, le=2**62)], BeforeValidator(_whole_number)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
     phone: str | None = Field(default=None, pattern=PHONE)
     level: Level | None = Field(default=None, description="Default: the area code's level.")
     specialties: list[Annotated[str, Field(pattern=TYPE)]] | None = Field(default=None, max_length=20)
-    active: bool | None = None
+    active: bool | None = Field(default=None, strict=True)
 
 
 class UnitIn(_Body):
@@ -187,7 +193,7 @@ class UnitPatch(_Body):
 
 
 class _MediatorRefs(BaseModel):
-    unit: int | None = Field(default=None, ge=1, le=2**62, description="The unit's id.")
+    unit: UnitId | None = Field(default=None, description="The unit's id.")
     centre: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     van: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
     user: str | None = Field(default=None, min_length=1, max_length=100, pattern=NAME, description="A user name.")
