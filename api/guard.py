@@ -173,6 +173,11 @@ ROUTES: Mapping[str, Policy] = {
     "/m": _signed_in(Face.PAGE),
     "/m/api/state": _signed_in(Face.API, FIELD_PAGE),  # my reports and my tasks
     "/m/events": _signed_in(Face.API, FIELD_PAGE),  # the live push (Server-Sent Events)
+    # the roster (api/roster.py): read by anyone signed in (phones masked by role), changed by an admin
+    "/api/v1/mediators": _signed_in(Face.API),  # POST: admin only, checked by the route (role_in)
+    "/api/v1/mediators/{mediator_id}": _signed_in(Face.API),  # PATCH: admin only (role_in)
+    "/api/v1/units": _signed_in(Face.API),  # POST: admin only (role_in)
+    "/api/v1/units/{unit_id}": _signed_in(Face.API),  # PATCH: admin only (role_in)
     # Dash: its assets, internal routes, the callback endpoint, the live WebSocket and the pages
     "/assets": _signed_in(Face.ASSET),
     "/_dash-component-suites/{package_name}/{fingerprinted_path:path}": _signed_in(Face.ASSET),
@@ -232,6 +237,11 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.admin._vans": ADMINS,
     "callbacks.admin._signins": ADMINS,
     "callbacks.admin._changes": ADMINS,
+    # the admin page's roster sections (callbacks/roster.py): admins only, as the rest of the page
+    "callbacks.roster._mediators": ADMINS,
+    "callbacks.roster._mediator_form": ADMINS,
+    "callbacks.roster._units": ADMINS,
+    "callbacks.roster._unit_form": ADMINS,
 }
 
 

@@ -16,6 +16,7 @@ from api import (
     mobile,
     mobile_van,
     osmand,
+    roster,
     search,
     signin,
     stats,
@@ -39,5 +40,6 @@ def all_routers() -> list[APIRouter]:
         mobile_van.router,
         search.router,
         mobile.router,  # /m, the grid worker's phone page, and /api/v1/locate
+        roster.router,
         errors.fallback_router(),  # last: the rest of /api/ is a JSON 404 / 405, never a page
     ]

@@ -1,4 +1,5 @@
-"""``yitu import`` and ``yitu export``: the grid, the cameras and the roads in and out of GIS files.
+"""``yitu import`` and ``yitu export``: the grid, the cameras and the roads in and out of GIS files,
+the roster in.
 
 The logic is in geodata/io.py; this module turns its outcomes into what a terminal user needs:
 a summary, warnings on stderr, and on rejection every problem, one a line, with exit code 1.
@@ -92,10 +93,11 @@ def _audit_replace(path: Path) -> io.AuditHook:
 
 @click.group("import")
 def import_group() -> None:
-    """Import the four-level grid or the cameras from a GIS file.
+    """Import the four-level grid, the cameras or the roster (units, mediators) from a file.
 
-    Reads anything GDAL reads (GeoPackage, GeoJSON, Shapefile, ...) in any CRS. The whole file is
-    checked before anything is written and every problem is listed; one transaction writes it all.
+    Grids and cameras: anything GDAL reads (GeoPackage, GeoJSON, Shapefile, ...) in any CRS. The
+    roster: CSV (UTF-8 or GBK), XLSX or GeoPackage. The whole file is checked before anything is
+    written and every problem is listed; one transaction writes it all.
     """
 
 
@@ -209,6 +211,80 @@ def import_roads(
     fields = roads.RoadFields(class_field, name_field)
     options = io.ReadOptions(layer, encoding, gcj02)
     _run_import(roads.import_roads, ctx, file, fields, options, replace=replace, check=check)
+
+
+def _run_roster(
+    ctx: click.Context, what: str, path: Path, layer: str | None, encoding: str | None, replace: bool
+) -> None:
+    """A roster import (geodata/roster_import.py) through :func:`_run_import`'s terminal answers."""
+    from geodata import roster_import
+
+    def run(dsn: str, file: Path, **kwargs: Any) -> io.ImportReport:
+        return roster_import.import_roster(dsn, what, file, layer=layer, encoding=encoding, **kwargs)
+
+    _run_import(run, ctx, path, replace=replace)
+
+
+_ROSTER_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _roster_reading(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--replace",
+        is_flag=True,
+        help="The file is the whole roster: what it does not hold is deactivated (never deleted). "
+        "Default: add / update the rows it holds.",
+    )(command)
+    command = click.option("--encoding", help="Text encoding of a CSV (default: UTF-8, else GBK).")(command)
+    return click.option("--layer", help="Sheet of a workbook, or layer of a GeoPackage (default: the first).")(command)
+
+
+@import_group.command("units")
+@click.argument("file", type=_ROSTER_FILE)
+@_roster_reading
+@click.pass_context
+def import_units(ctx: click.Context, file: Path, layer: str | None, encoding: str | None, replace: bool) -> None:
+    """Import the mediation units (调解组织 and the bodies cases go to) from FILE: CSV, XLSX or GeoPackage.
+
+    \b
+    Columns (the first present of each; English or Chinese names):
+      name         name, 名称, 单位名称
+      kind         kind, 类型: committee/professional/justice_office/police_station/court/petition/
+                   hotline/department or 人民调解委员会/行业性专业性调解委员会/司法所/派出所/人民法庭/
+                   信访/12345/部门
+      area_code    area_code, 区划代码: the area it serves (6/9/12/15 digits, in the database)
+      level        level, 级别: banner/town/village/grid or 旗/镇/村/网格 (default: the area's)
+      phone        phone, 电话 (optional)
+      specialties  specialties, 专长: case type codes or names, separated by , or 、 (optional)
+      active       active, 在岗: yes/no, 是/否 (default yes)
+    A unit is matched on its area and name. Every problem is listed, naming the row and the field;
+    nothing is written unless the whole file is good.
+    """
+    _run_roster(ctx, "units", file, layer, encoding, replace)
+
+
+@import_group.command("mediators")
+@click.argument("file", type=_ROSTER_FILE)
+@_roster_reading
+@click.pass_context
+def import_mediators(ctx: click.Context, file: Path, layer: str | None, encoding: str | None, replace: bool) -> None:
+    """Import the mediators (调解员) from FILE: CSV, XLSX or GeoPackage. Import their units first.
+
+    \b
+    Columns (the first present of each; English or Chinese names):
+      name         name, 姓名
+      area_code    area_code, 区划代码: where they work (6/9/12/15 digits, in the database)
+      level        level, 级别: banner/town/village/grid or 旗/镇/村/网格 (default: the area's)
+      phone        phone, 电话 (optional)
+      unit         unit, 所属单位: a unit's id, or its name in the area or an area above it
+      centre       centre, 调解中心: a mediation centre's code (optional)
+      van          van, 车辆: the van whose crew they are (optional)
+      specialties  specialties, 专长: case type codes or names (optional)
+      active       active, 在岗: yes/no, 是/否 (default yes)
+      user         user, 用户名: the account they sign in with (optional)
+    A mediator is matched on area, name and phone.
+    """
+    _run_roster(ctx, "mediators", file, layer, encoding, replace)
 
 
 @click.group("export")

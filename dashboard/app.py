@@ -27,6 +27,7 @@ from callbacks import dispatch as dispatch_callbacks
 from callbacks import inbox as inbox_callbacks
 from callbacks import live as live_callbacks
 from callbacks import pages as pages_callbacks
+from callbacks import roster as roster_callbacks
 from callbacks import search as search_callbacks
 from callbacks import wall as wall_callbacks
 from dashboard import layout
@@ -167,6 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
     case_callbacks.register(dash_app, get_services, lambda: app.state.cases_runtime)
     live_callbacks.register(dash_app, lambda: app.state.live, get_services)
     admin_callbacks.register(dash_app, get_services)
+    roster_callbacks.register(dash_app, get_services)
     # Dash collects its assets on the first request; with the FastAPI backend the first page served
     # (say a shared /area/… link) would go out without them. Collect them now instead.
     dash_app._setup_server()

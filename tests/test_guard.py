@@ -73,6 +73,8 @@ def _sample(path: str, demo: dict[str, str]) -> str:
         "name": "cases",
         "van": "V01",
         "dispatch_id": "1",
+        "mediator_id": "1",
+        "unit_id": "1",
         "attachment_id": "1",
         "action": "accept",
         "package_name": "dash",

@@ -245,6 +245,8 @@ def _documented_rules(vans: list[str]) -> Callable[[HookContext, Case], Case]:
                     p["time"] = _iso(datetime.now(UTC) - timedelta(minutes=1))
         if path == "/api/v1/cases/{code}/attachments" and case.method == "POST" and isinstance(body, dict):
             _attachments(case, body)
+        if path.startswith(("/api/v1/units", "/api/v1/mediators")) and isinstance(body, dict):
+            _roster_body(body)
         if path == "/api/v1/cases" and case.method == "POST" and isinstance(body, dict) and "reported_at" in body:
             body["reported_at"] = _iso(datetime.now(UTC) - timedelta(hours=1))  # since 2000, not ahead
         return case
@@ -267,6 +269,19 @@ def _action_inputs(body: dict[str, Any]) -> None:
         body["outcome"] = "withdrawn"  # the one outcome every open step takes
     elif action == "evaluate" and body.get("satisfaction") is None:
         body["satisfaction"] = 4
+
+
+def _roster_body(body: dict[str, Any]) -> None:
+    """What a roster write needs (api/roster.py RULES): an area that exists, the level left to it, case
+    types that exist, no unit, centre, van or user that may not."""
+    if "area_code" in body:
+        body["area_code"] = "150623"  # the demo's banner
+    body.pop("level", None)
+    if "specialties" in body:
+        body["specialties"] = ["neighbour"] if body["specialties"] else []
+    for ref in ("unit", "centre", "van", "user"):
+        if ref in body:
+            body[ref] = None
 
 
 def _tiny_png() -> bytes:

@@ -1,5 +1,5 @@
-"""``/admin``: the administrator's page — users, wall screens, API tokens, van devices, and the
-sign-in and change logs.
+"""``/admin``: the administrator's page — users, the roster (mediators and units), wall screens, API
+tokens, van devices, and the sign-in and change logs.
 
 Only an admin gets it: the guard (api/guard.py) answers anyone else the refusal page (403) and
 every callback of the page refuses them too; an anonymous browser goes to /login. The page is a
@@ -82,6 +82,41 @@ class Ids(StrEnum):
     CHANGE_NEXT = "admin-change-next"
     CHANGE_PAGE = "admin-change-page"
     CHANGED = "admin-changed"  # bumped after every change: the change log reloads
+    # the roster: mediators
+    MEDIATORS = "admin-mediators"
+    MED_FILTER = "admin-med-filter"
+    MED_COUNT = "admin-med-count"
+    MED_NAME = "admin-med-name"
+    MED_PHONE = "admin-med-phone"
+    MED_AREA = "admin-med-area"
+    MED_LEVEL = "admin-med-level"
+    MED_UNIT = "admin-med-unit"
+    MED_CENTRE = "admin-med-centre"
+    MED_VAN = "admin-med-van"
+    MED_SPECIALTIES = "admin-med-specialties"
+    MED_USER = "admin-med-user"
+    MED_CREATE = "admin-med-create"
+    MED_PICK = "admin-med-pick"
+    MED_APPLY = "admin-med-apply"
+    MED_DEACTIVATE = "admin-med-deactivate"
+    MED_ACTIVATE = "admin-med-activate"
+    MED_MESSAGE = "admin-med-message"
+    # the roster: units
+    UNITS = "admin-units"
+    UNIT_FILTER = "admin-unit-filter"
+    UNIT_COUNT = "admin-unit-count"
+    UNIT_NAME = "admin-unit-name"
+    UNIT_KIND = "admin-unit-kind"
+    UNIT_AREA = "admin-unit-area"
+    UNIT_LEVEL = "admin-unit-level"
+    UNIT_PHONE = "admin-unit-phone"
+    UNIT_SPECIALTIES = "admin-unit-specialties"
+    UNIT_CREATE = "admin-unit-create"
+    UNIT_PICK = "admin-unit-pick"
+    UNIT_APPLY = "admin-unit-apply"
+    UNIT_DEACTIVATE = "admin-unit-deactivate"
+    UNIT_ACTIVATE = "admin-unit-activate"
+    UNIT_MESSAGE = "admin-unit-message"
 
 
 MAX_INPUT = 1024  # the browser's own cap on a field; the server checks again (services/admin.py)
@@ -107,9 +142,14 @@ def _roles(roles: tuple[str, ...], t: Callable[[str], str]) -> list[dict[str, st
     return [{"label": t(f"role.{r}"), "value": r} for r in roles]
 
 
-def _pick(id_: str, placeholder: str, options: list[dict[str, str]] | None = None) -> dcc.Dropdown:
+def _pick(id_: str, placeholder: str, options: list[dict[str, str]] | None = None, multi: bool = False) -> dcc.Dropdown:
     return dcc.Dropdown(
-        id=id_, options=options or [], placeholder=placeholder, clearable=True, className="yitu-admin-select"
+        id=id_,
+        options=options or [],
+        placeholder=placeholder,
+        clearable=True,
+        multi=multi,
+        className="yitu-admin-select" + (" yitu-admin-multi" if multi else ""),
     )
 
 
@@ -132,6 +172,89 @@ def _pager(prefix: str, filter_id: str, prev_id: str, next_id: str, page_id: str
         html.Span(id=page_id + "-label", className="yitu-muted"),
         _button(next_id, t("admin.next"), quiet=True),
         dcc.Store(id=page_id, data=0),
+    )
+
+
+LEVELS = ("banner", "town", "village", "grid")
+UNIT_KINDS = (
+    "committee",
+    "professional",
+    "justice_office",
+    "police_station",
+    "court",
+    "petition",
+    "hotline",
+    "department",
+)
+
+
+def _filter(id_: str, count_id: str, t: Callable[[str], str]) -> html.Div:
+    box = dcc.Input(
+        id=id_,
+        type="text",
+        placeholder=t("admin.roster.filter"),
+        maxLength=100,
+        debounce=True,
+        autoComplete="off",
+        className="yitu-input",
+    )
+    return _row(box, html.Span(id=count_id, className="yitu-muted"))
+
+
+def _mediators_card(t: Callable[[str], str]) -> html.Section:
+    """The mediators: a form to add one (or, once picked, to change them), the list with open cases."""
+    levels = [{"label": t(f"level.{lvl}"), "value": lvl} for lvl in LEVELS]
+    return _card(
+        t("admin.mediators"),
+        _row(
+            _input(Ids.MED_NAME, t("admin.field.name"), size=50),
+            _input(Ids.MED_PHONE, t("admin.field.phone"), size=20),
+            _input(Ids.MED_AREA, t("admin.field.area_code"), size=15),
+            _pick(Ids.MED_LEVEL, t("admin.field.level"), levels),
+            _pick(Ids.MED_UNIT, t("admin.field.unit")),
+            _input(Ids.MED_CENTRE, t("admin.field.centre"), size=64),
+            _pick(Ids.MED_VAN, t("admin.field.van")),
+            _pick(Ids.MED_SPECIALTIES, t("admin.field.specialties"), multi=True),
+            _input(Ids.MED_USER, t("admin.field.user"), size=100),
+            _button(Ids.MED_CREATE, t("admin.roster.create")),
+        ),
+        _row(
+            _pick(Ids.MED_PICK, t("admin.mediator.pick")),
+            _button(Ids.MED_APPLY, t("admin.roster.apply")),
+            _button(Ids.MED_DEACTIVATE, t("admin.roster.deactivate"), quiet=True),
+            _button(Ids.MED_ACTIVATE, t("admin.roster.activate"), quiet=True),
+        ),
+        _message(Ids.MED_MESSAGE),
+        _filter(Ids.MED_FILTER, Ids.MED_COUNT, t),
+        html.Div(id=Ids.MEDIATORS, className="yitu-admin-table yitu-admin-roster"),
+        cls="yitu-admin-wide",
+    )
+
+
+def _units_card(t: Callable[[str], str]) -> html.Section:
+    levels = [{"label": t(f"level.{lvl}"), "value": lvl} for lvl in LEVELS]
+    kinds = [{"label": t(f"unit_kind.{k}"), "value": k} for k in UNIT_KINDS]
+    return _card(
+        t("admin.units"),
+        _row(
+            _input(Ids.UNIT_NAME, t("admin.field.name"), size=100),
+            _pick(Ids.UNIT_KIND, t("admin.field.kind"), kinds),
+            _input(Ids.UNIT_AREA, t("admin.field.area_code"), size=15),
+            _pick(Ids.UNIT_LEVEL, t("admin.field.level"), levels),
+            _input(Ids.UNIT_PHONE, t("admin.field.phone"), size=20),
+            _pick(Ids.UNIT_SPECIALTIES, t("admin.field.specialties"), multi=True),
+            _button(Ids.UNIT_CREATE, t("admin.roster.create")),
+        ),
+        _row(
+            _pick(Ids.UNIT_PICK, t("admin.unit.pick")),
+            _button(Ids.UNIT_APPLY, t("admin.roster.apply")),
+            _button(Ids.UNIT_DEACTIVATE, t("admin.roster.deactivate"), quiet=True),
+            _button(Ids.UNIT_ACTIVATE, t("admin.roster.activate"), quiet=True),
+        ),
+        _message(Ids.UNIT_MESSAGE),
+        _filter(Ids.UNIT_FILTER, Ids.UNIT_COUNT, t),
+        html.Div(id=Ids.UNITS, className="yitu-admin-table yitu-admin-roster"),
+        cls="yitu-admin-wide",
     )
 
 
@@ -189,6 +312,8 @@ def layout(settings: Settings, who: str = "") -> html.Div:
                         html.Div(id=Ids.USERS, className="yitu-admin-table"),
                         cls="yitu-admin-wide",
                     ),
+                    _mediators_card(t),
+                    _units_card(t),
                     _card(
                         t("admin.screens"),
                         _row(

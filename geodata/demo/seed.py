@@ -24,12 +24,25 @@ from tqdm import tqdm
 from geodata import vendored
 from geodata.demo import cases as case_gen
 from geodata.demo import resources
+from geodata.demo import roster as roster_gen
 from geodata.demo.territory import Territory, TownSpec, VillageSpec, build_territory
+from geodata.queries import query
 from geodata.workflow import DeadlineRules
 
 log = logging.getLogger("yitu.seed")
 
-DEMO_TABLES = ("case_events", "cases", "van_positions", "vans", "mediation_centers", "cameras", "roads", "areas")
+DEMO_TABLES = (
+    "mediators",
+    "units",
+    "case_events",
+    "cases",
+    "van_positions",
+    "vans",
+    "mediation_centers",
+    "cameras",
+    "roads",
+    "areas",
+)
 
 
 @dataclass(frozen=True)
@@ -225,6 +238,7 @@ def seed_demo(
                 for c in demo.cameras
             ),
         )
+        counts["units"], counts["mediators"] = _write_roster(cur, demo.territory, [v.id for v in demo.vans], seed)
         cur.execute(
             """UPDATE cameras c SET area_code = a.code
                FROM areas a WHERE a.level = 4 AND ST_Intersects(a.geom, c.geom)"""
@@ -239,6 +253,8 @@ def seed_demo(
             cur, demo.territory, scale, as_of, seed, progress, rules or DeadlineRules()
         )
         cur.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), GREATEST((SELECT max(id) FROM cases), 1))")
+        assigned = cur.execute(query("demo_assign_roster")).rowcount
+        log.info("open cases assigned to the roster's mediators: %d", assigned)
         if audit is not None:
             audit(conn, counts, wiped)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -246,6 +262,37 @@ def seed_demo(
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     log.info("demo seeded %s", " ".join(f"{k}={v}" for k, v in counts.items()))
     return counts
+
+
+def _write_roster(cur: psycopg.Cursor, territory: Territory, vans: list[str], seed: int) -> tuple[int, int]:
+    """The units, then the mediators linked to them by id, to their centres by code and to their vans."""
+    roster = roster_gen.make_roster(territory, vans, np.random.default_rng([seed, 3]))  # its own stream
+    n_units = _copy(
+        cur,
+        "COPY units (name, kind, level, area_code, phone, specialties) FROM STDIN",
+        ((u.name, u.kind, u.level, u.area_code, u.phone, u.specialties) for u in roster.units),
+    )
+    ids = {(a, n): i for i, a, n in cur.execute("SELECT id, area_code, name FROM units").fetchall()}
+    unit_id = {u.key: ids[(u.area_code, u.name)] for u in roster.units}
+    centres: dict[str, int] = dict(cur.execute("SELECT code, id FROM mediation_centers").fetchall())
+    n_mediators = _copy(
+        cur,
+        "COPY mediators (name, phone, unit_id, center_id, van_id, level, area_code, specialties) FROM STDIN",
+        (
+            (
+                m.name,
+                m.phone,
+                unit_id[m.unit] if m.unit else None,
+                centres.get(m.centre) if m.centre else None,
+                m.van,
+                m.level,
+                m.area_code,
+                m.specialties,
+            )
+            for m in roster.mediators
+        ),
+    )
+    return n_units, n_mediators
 
 
 def _write_cases(

@@ -1,0 +1,373 @@
+"""The admin page's roster sections: the mediators and the units, listed, added, changed, deactivated.
+
+As the rest of the admin page (callbacks/admin.py): the work is in module-level functions that take
+the services, the admin and the client address first (tests call them directly), each change goes
+through services/roster.py (the change and its admin_events row in one transaction), a refusal is one
+line in the page's language naming the field. Each mediator shows their open cases beside the name:
+how many, and the first codes, each a link to the case page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import dash
+import psycopg
+from dash import Dash, Input, Output, State, ctx, dcc, html
+from dash.exceptions import PreventUpdate
+
+from callbacks.admin import Outcome, _admin, _run, _section, _table, client_address, explain
+from dashboard.i18n import translator
+from dashboard.pages.admin import Ids
+from geodata import roster, tracking
+from geodata.errors import Invalid, YituError
+from services import identity
+from services import roster as changes
+from services.identity import Principal
+from services.runtime import Services
+
+ROWS = 25  # rows a section lists at once (each row is a dozen components to render); the filter finds the others
+MAX_FILTER = 100
+
+
+def _filter(q: str | None) -> str | None:
+    q = (q or "").strip()
+    if len(q) > MAX_FILTER or not q.isprintable():
+        raise Invalid("at most 100 printable characters", field="filter")
+    return q or None
+
+
+def _open(n: int, codes: list[str], t: Callable[[str], str]) -> html.Span:
+    """The open cases beside a name: a count, then the first codes as links to the case page."""
+    if not n:
+        return html.Span(t("admin.roster.idle"), className="yitu-roster-load yitu-muted")
+    links: list[Any] = [html.Span(t("admin.roster.open_cases").format(n=n), className="yitu-roster-count")]
+    links += [dcc.Link(code, href=f"/cases/{code}", className="yitu-roster-case") for code in codes]
+    return html.Span(links, className="yitu-roster-load")
+
+
+def _state(active: bool, t: Callable[[str], str]) -> str:
+    return t("admin.state.active") if active else t("admin.state.disabled")
+
+
+def _types(svc: Services) -> tuple[dict[str, str], list[dict[str, str]]]:
+    with svc.pool.connection() as conn:
+        types = roster.case_types(conn)
+    return dict(types), [{"label": name, "value": code} for code, name in types]
+
+
+def _count(t: Callable[[str], str], rows: list[dict[str, Any]]) -> str:
+    total = int(rows[0]["total"]) if rows else 0
+    return t("admin.roster.shown").format(shown=len(rows), total=total)
+
+
+# --- mediators --------------------------------------------------------------------------------------
+
+
+def mediators_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any, ...]:
+    """The mediators' table (open cases beside each name), the pick's choices, the form's choices
+    (units, vans, case types) and the count line."""
+    t = translator(lang)
+    try:
+        flt = roster.MediatorFilter(active=None, limit=ROWS, q=_filter(q))
+    except YituError as exc:
+        refused = html.Div(explain(exc, lang), className="yitu-admin-refused")
+        return refused, [], [], [], [], ""
+    names, type_options = _types(svc)
+    with svc.pool.connection() as conn:
+        rows = roster.list_mediators(conn, None, flt)
+        codes = roster.open_case_codes(conn, "mediator", [r["id"] for r in rows])
+        units = roster.list_units(conn, None, roster.UnitFilter(limit=2000))
+        vans = tracking.device_counts(conn)
+    table = _table(
+        [
+            t("admin.col.name"),
+            t("admin.col.open_cases"),
+            t("admin.col.phone"),
+            t("admin.col.level"),
+            t("admin.col.area"),
+            t("admin.col.unit"),
+            t("admin.col.centre"),
+            t("admin.col.van"),
+            t("admin.col.specialties"),
+            t("admin.col.state"),
+        ],
+        [
+            [
+                html.Span(r["name"], className="yitu-roster-name"),
+                _open(r["open_cases"], codes.get(r["id"], []), t),
+                r["phone"] or "—",
+                t(f"level.{r['level']}"),
+                f"{r['area_name'] or ''} {r['area_code']}".strip(),
+                r["unit_name"] or "—",
+                r["centre_name"] or "—",
+                r["van_id"] or "—",
+                "、".join(names.get(s, s) for s in r["specialties"]) or "—",
+                _state(r["active"], t),
+            ]
+            for r in rows
+        ],
+        t("admin.none"),
+    )
+    picks = [{"label": f"#{r['id']} {r['name']}（{r['area_name'] or r['area_code']}）", "value": r["id"]} for r in rows]
+    unit_options = [{"label": f"{u['name']}（{u['area_name'] or u['area_code']}）", "value": u["id"]} for u in units]
+    van_options = [{"label": f"{van} {name}", "value": van} for van, name, _ in vans]
+    return table, picks, unit_options, van_options, type_options, _count(t, rows)
+
+
+_MEDIATOR_FORM = ("name", "phone", "area_code", "level", "unit", "centre", "van", "specialties", "user")
+
+
+def _form(fields: Mapping[str, Any], keys: tuple[str, ...], patch: bool) -> dict[str, Any]:
+    """The form as the roster's fields: blanks are empty (left out of a new row; clearing on a change)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        value = fields.get(key)
+        if isinstance(value, str):
+            value = value.strip() or None
+        if key == "unit" and value is not None:
+            value = str(value)
+        if key == "specialties":
+            value = list(value or [])
+        if value is not None or patch:
+            out[key] = value
+    return out
+
+
+def _pick_id(pick: Any) -> int:
+    if isinstance(pick, int) or str(pick or "").isdigit():
+        return int(str(pick))
+    raise Invalid("pick one first", field="pick")
+
+
+def roster_action(
+    svc: Services,
+    who: Principal | None,
+    address: str | None,
+    table: changes.Table,
+    action: str,
+    fields: dict[str, Any],
+    lang: str,
+) -> Outcome:
+    """``create`` (the form), ``apply`` (pick + the form), ``deactivate`` / ``activate`` (pick)."""
+    t = translator(lang)
+    keys = _MEDIATOR_FORM if table == "mediators" else _UNIT_FORM
+
+    def change(conn: psycopg.Connection, me: Principal) -> Outcome:
+        if action == "create":
+            given = _form(fields, keys, patch=False)
+            changes.create(conn, me, address, table, given)
+            return Outcome(True, t("admin.done.roster_create").format(name=given.get("name")))
+        ident = _pick_id(fields.get("pick"))
+        if action == "apply":
+            row = changes.update(conn, me, address, table, ident, _form(fields, keys, patch=True))
+            return Outcome(True, t("admin.done.roster_update").format(name=row["name"]))
+        if action in ("deactivate", "activate"):
+            done = changes.set_active(conn, me, address, table, ident, action == "activate")
+            if not done:
+                return Outcome(False, t("admin.done.unchanged").format(name=f"#{ident}"))
+            return Outcome(True, t(f"admin.done.roster_{action}").format(name=f"#{ident}"))
+        raise Invalid(f"unknown action {action!r}")
+
+    return _run(svc, who, lang, change)
+
+
+def mediator_form(svc: Services, who: Principal | None, pick: Any) -> tuple[Any, ...]:
+    """A picked mediator's values, into the form (to change them)."""
+    _admin(who)
+    with svc.pool.connection() as conn:
+        r = roster.get_mediator(conn, None, _pick_id(pick))
+    return (
+        r["name"],
+        r["phone"] or "",
+        r["area_code"],
+        r["level"],
+        r["unit_id"],
+        r["centre_code"] or "",
+        r["van_id"],
+        list(r["specialties"]),
+        r["user_name"] or "",
+    )
+
+
+# --- units ------------------------------------------------------------------------------------------
+
+_UNIT_FORM = ("name", "kind", "area_code", "level", "phone", "specialties")
+
+
+def units_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any, ...]:
+    """The units' table, the pick's choices, the case types to choose from and the count line."""
+    t = translator(lang)
+    try:
+        flt = roster.UnitFilter(active=None, limit=ROWS, q=_filter(q))
+    except YituError as exc:
+        return html.Div(explain(exc, lang), className="yitu-admin-refused"), [], [], ""
+    names, type_options = _types(svc)
+    with svc.pool.connection() as conn:
+        rows = roster.list_units(conn, None, flt)
+        codes = roster.open_case_codes(conn, "unit", [r["id"] for r in rows])
+    table = _table(
+        [
+            t("admin.col.name"),
+            t("admin.col.open_cases"),
+            t("admin.col.kind"),
+            t("admin.col.level"),
+            t("admin.col.area"),
+            t("admin.col.phone"),
+            t("admin.col.mediators"),
+            t("admin.col.specialties"),
+            t("admin.col.state"),
+        ],
+        [
+            [
+                html.Span(r["name"], className="yitu-roster-name"),
+                _open(r["open_cases"], codes.get(r["id"], []), t),
+                t(f"unit_kind.{r['kind']}"),
+                t(f"level.{r['level']}"),
+                f"{r['area_name'] or ''} {r['area_code']}".strip(),
+                r["phone"] or "—",
+                str(r["mediators"]),
+                "、".join(names.get(s, s) for s in r["specialties"]) or "—",
+                _state(r["active"], t),
+            ]
+            for r in rows
+        ],
+        t("admin.none"),
+    )
+    picks = [{"label": f"#{r['id']} {r['name']}", "value": r["id"]} for r in rows]
+    return table, picks, type_options, _count(t, rows)
+
+
+def unit_form(svc: Services, who: Principal | None, pick: Any) -> tuple[Any, ...]:
+    _admin(who)
+    with svc.pool.connection() as conn:
+        r = roster.get_unit(conn, None, _pick_id(pick))
+    return r["name"], r["kind"], r["area_code"], r["level"], r["phone"] or "", list(r["specialties"])
+
+
+# --- wiring -----------------------------------------------------------------------------------------
+
+
+def register(app: Dash, get: Callable[[], Services]) -> None:
+    def lang() -> str:
+        return get().settings.lang
+
+    def act(
+        table: changes.Table, actions: Mapping[Any, tuple[str, dict[str, Any]]], changed: int | None
+    ) -> tuple[Any, Any]:
+        if ctx.triggered_id not in actions:
+            return None, dash.no_update
+        action, fields = actions[ctx.triggered_id]
+        outcome = roster_action(get(), identity.current(), client_address(), table, action, fields, lang())
+        return outcome.show(), int(changed or 0) + 1 if outcome.ok else dash.no_update
+
+    @app.callback(
+        *_section(Ids.MEDIATORS, Ids.MED_PICK, Ids.MED_MESSAGE),
+        Output(Ids.MED_UNIT, "options"),
+        Output(Ids.MED_VAN, "options"),
+        Output(Ids.MED_SPECIALTIES, "options"),
+        Output(Ids.MED_COUNT, "children"),
+        Input(Ids.MED_CREATE, "n_clicks"),
+        Input(Ids.MED_APPLY, "n_clicks"),
+        Input(Ids.MED_DEACTIVATE, "n_clicks"),
+        Input(Ids.MED_ACTIVATE, "n_clicks"),
+        Input(Ids.MED_FILTER, "value"),
+        State(Ids.MED_NAME, "value"),
+        State(Ids.MED_PHONE, "value"),
+        State(Ids.MED_AREA, "value"),
+        State(Ids.MED_LEVEL, "value"),
+        State(Ids.MED_UNIT, "value"),
+        State(Ids.MED_CENTRE, "value"),
+        State(Ids.MED_VAN, "value"),
+        State(Ids.MED_SPECIALTIES, "value"),
+        State(Ids.MED_USER, "value"),
+        State(Ids.MED_PICK, "value"),
+        State(Ids.CHANGED, "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def _mediators(*args: Any) -> tuple[Any, ...]:
+        q = args[4]
+        form = dict(zip(_MEDIATOR_FORM, args[5:14], strict=True))
+        pick, changed = args[14:]
+        actions = {
+            Ids.MED_CREATE: ("create", form),
+            Ids.MED_APPLY: ("apply", {**form, "pick": pick}),
+            Ids.MED_DEACTIVATE: ("deactivate", {"pick": pick}),
+            Ids.MED_ACTIVATE: ("activate", {"pick": pick}),
+        }
+        message, bumped = act("mediators", actions, changed)
+        table, picks, units, vans, types, count = mediators_view(get(), lang(), q)
+        return table, picks, message, bumped, units, vans, types, count
+
+    @app.callback(
+        Output(Ids.MED_NAME, "value"),
+        Output(Ids.MED_PHONE, "value"),
+        Output(Ids.MED_AREA, "value"),
+        Output(Ids.MED_LEVEL, "value"),
+        Output(Ids.MED_UNIT, "value"),
+        Output(Ids.MED_CENTRE, "value"),
+        Output(Ids.MED_VAN, "value"),
+        Output(Ids.MED_SPECIALTIES, "value"),
+        Output(Ids.MED_USER, "value"),
+        Input(Ids.MED_PICK, "value"),
+        prevent_initial_call=True,
+    )
+    def _mediator_form(pick: Any) -> tuple[Any, ...]:
+        if pick is None:
+            raise PreventUpdate
+        try:
+            return mediator_form(get(), identity.current(), pick)
+        except YituError:
+            raise PreventUpdate from None
+
+    @app.callback(
+        *_section(Ids.UNITS, Ids.UNIT_PICK, Ids.UNIT_MESSAGE),
+        Output(Ids.UNIT_SPECIALTIES, "options"),
+        Output(Ids.UNIT_COUNT, "children"),
+        Input(Ids.UNIT_CREATE, "n_clicks"),
+        Input(Ids.UNIT_APPLY, "n_clicks"),
+        Input(Ids.UNIT_DEACTIVATE, "n_clicks"),
+        Input(Ids.UNIT_ACTIVATE, "n_clicks"),
+        Input(Ids.UNIT_FILTER, "value"),
+        State(Ids.UNIT_NAME, "value"),
+        State(Ids.UNIT_KIND, "value"),
+        State(Ids.UNIT_AREA, "value"),
+        State(Ids.UNIT_LEVEL, "value"),
+        State(Ids.UNIT_PHONE, "value"),
+        State(Ids.UNIT_SPECIALTIES, "value"),
+        State(Ids.UNIT_PICK, "value"),
+        State(Ids.CHANGED, "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def _units(*args: Any) -> tuple[Any, ...]:
+        q = args[4]
+        form = dict(zip(_UNIT_FORM, args[5:11], strict=True))
+        pick, changed = args[11:]
+        actions = {
+            Ids.UNIT_CREATE: ("create", form),
+            Ids.UNIT_APPLY: ("apply", {**form, "pick": pick}),
+            Ids.UNIT_DEACTIVATE: ("deactivate", {"pick": pick}),
+            Ids.UNIT_ACTIVATE: ("activate", {"pick": pick}),
+        }
+        message, bumped = act("units", actions, changed)
+        table, picks, types, count = units_view(get(), lang(), q)
+        return table, picks, message, bumped, types, count
+
+    @app.callback(
+        Output(Ids.UNIT_NAME, "value"),
+        Output(Ids.UNIT_KIND, "value"),
+        Output(Ids.UNIT_AREA, "value"),
+        Output(Ids.UNIT_LEVEL, "value"),
+        Output(Ids.UNIT_PHONE, "value"),
+        Output(Ids.UNIT_SPECIALTIES, "value"),
+        Input(Ids.UNIT_PICK, "value"),
+        prevent_initial_call=True,
+    )
+    def _unit_form(pick: Any) -> tuple[Any, ...]:
+        if pick is None:
+            raise PreventUpdate
+        try:
+            return unit_form(get(), identity.current(), pick)
+        except YituError:
+            raise PreventUpdate from None
