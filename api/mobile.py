@@ -59,7 +59,7 @@ from services.runtime import Services
 from services.scheduler import CasesRuntime
 
 log = logging.getLogger("yitu.mobile")
-router = APIRouter(tags=["phone"])
+router = APIRouter()  # only /api/v1/locate is in the schema (tag "areas"): one tag, one block in /docs
 
 STATIC = Path(__file__).resolve().parent / "static"
 SHELL = STATIC / "m"

@@ -411,7 +411,6 @@ def _case_view(c: dict[str, Any], lang: str) -> list[Component]:
             f"{t('case.parties')} " + masking.parties_line(masking.ROOM_READER, c["parties"]), className="yitu-parties"
         ),
         *_attachments_line(c, t),
-        html.A(t("case.open"), href=f"/cases/{c['code']}", className="yitu-link yitu-case-link", id="case-link"),
     ]
 
 
