@@ -386,6 +386,70 @@ def import_vans(
     _run_resource(ctx, "vans", file, layer, encoding, replace=replace, check=check)
 
 
+@import_group.command("users")
+@click.argument("file", type=_ROSTER_FILE)
+@click.option("--layer", help="Sheet of a workbook (default: the first).")
+@click.option("--encoding", help="Text encoding of a CSV (default: UTF-8, else GBK).")
+@click.option("--check", is_flag=True, help="Judge the file and print what would change; write nothing.")
+@click.option(
+    "--links-out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the welcome links to this file (readable by you alone) instead of printing them.",
+)
+@click.pass_context
+def import_users(
+    ctx: click.Context, file: Path, layer: str | None, encoding: str | None, check: bool, links_out: Path | None
+) -> None:
+    """Create the accounts of the people in FILE (CSV or XLSX), each with a one-time welcome link.
+
+    \b
+    Columns (the first present of each; English or Chinese names):
+      name       name, 姓名, 用户名: the name they sign in with (new: an existing one is a problem)
+      role       role, 角色: admin/dispatcher/grid_worker/viewer/van or 管理员/调度员/网格员/只读/车组
+      area_code  area_code, area, 区划代码: the area they see (empty: the whole territory)
+      van        van, 车辆: the van of a crew member (role van only)
+    Nobody gets a password from the file: each account gets a link /welcome/<code>, valid 72
+    hours and usable once, where its person sets their own password (at least 10 characters) and
+    then signs in. The links are printed once, one line per user (name, role, link), or written to
+    --links-out; only their SHA-256 is stored, so a lost or expired link cannot be shown again:
+    an administrator then sets a password with `yitu user passwd NAME`.
+    """
+    import os
+
+    import psycopg
+
+    from cli.users import base_url
+    from services import welcome
+
+    settings = ctx.find_object(Settings) or Settings()
+    try:
+        report, links = welcome.import_users(
+            _dsn(ctx), file, layer=layer, encoding=encoding, check=check, progress=sys.stderr.isatty()
+        )
+    except io.ImportRejected as exc:
+        _warn(exc.warnings)
+        lines = "\n".join(f"  {p}" for p in exc.problems)
+        raise click.ClickException(
+            f"{file.name} rejected, {len(exc.problems)} problem(s), nothing was written:\n{lines}"
+        ) from None
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
+    _warn(report.warnings)
+    if check:
+        click.echo("check only, nothing written; the import would write " + report.summary())
+        return
+    rows = [f"{w.name}\t{w.role}\t{base_url(settings)}{welcome.WELCOME_PATH}{w.code}" for w in links]
+    if links_out is not None:
+        fd = os.open(links_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write("".join(row + "\n" for row in rows))
+        click.echo(f"{report.summary()}; welcome links (once, 72 hours) written to {links_out}", err=True)
+        return
+    click.echo(f"{report.summary()}; welcome links, shown only now, each usable once within 72 hours:", err=True)
+    for row in rows:
+        click.echo(row)
+
+
 @click.group("export")
 def export_group() -> None:
     """Export the grid to a GIS file."""

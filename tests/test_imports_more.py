@@ -9,14 +9,22 @@ file with several defects is refused whole, every problem named by row and field
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from click.testing import CliRunner, Result
+from fastapi.testclient import TestClient
 
 from cli.data import import_group
+from dashboard.app import create_app
 from geodata import tracking
+from services import identity
+
+from .cases_fixtures import settings_for
 
 BANNER = "150623"
 
@@ -269,3 +277,144 @@ def test_the_cli_help_explains_the_new_imports() -> None:
         assert result.exit_code == 0
         for word in words:
             assert word in result.output, (command, word)
+
+
+# --- people and their welcome links ----------------------------------------------------------------
+
+ORIGIN = {"Origin": "http://testserver"}
+
+
+@pytest.fixture
+def app_client(demo_db: str, redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_for(demo_db, redis_url, tmp_path))) as c:
+        yield c
+
+
+def _links(result: Result) -> dict[str, str]:
+    """name -> the path of its welcome link, from the command's stdout."""
+    out: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        name, _role, url = line.split("\t")
+        out[name] = url[url.index("/welcome/") :]
+    return out
+
+
+def _login(c: TestClient, name: str, password: str) -> int:
+    r = c.post("/login", data={"username": name, "password": password}, headers=ORIGIN, follow_redirects=False)
+    return r.status_code
+
+
+def test_users_are_created_with_one_time_welcome_links(app_client: TestClient, demo_db: str, tmp_path: Path) -> None:
+    town = _one(demo_db, "SELECT code FROM areas WHERE level = 2 ORDER BY code LIMIT 1")
+    van = _one(demo_db, "SELECT id FROM vans ORDER BY id LIMIT 1")
+    path = _csv(
+        tmp_path / "users.csv",
+        ["姓名", "角色", "区划代码", "车辆"],
+        [["张调度", "调度员", BANNER, ""], ["李网格", "grid_worker", town, ""], ["王司机", "车组", "", van]],
+    )
+    result = _cli(demo_db, "users", path, "--check")
+    assert result.exit_code == 0, result.output
+    assert "inserted 3" in result.output and _rows(demo_db, "SELECT 1 FROM users WHERE name = '张调度'") == []
+
+    result = CliRunner().invoke(import_group, ["users", str(path)], env={"YITU_DATABASE_URL": demo_db})
+    assert result.exit_code == 0, result.output
+    links = _links(result)
+    assert set(links) == {"张调度", "李网格", "王司机"}
+    rows = _rows(
+        demo_db, "SELECT name, role, area_code, van_id FROM users WHERE name = ANY(%s) ORDER BY name", (list(links),)
+    )
+    assert ("李网格", "grid_worker", town, None) in rows and ("王司机", "van", None, van) in rows
+    # only hashes are kept; the link lives 72 hours
+    codes = [link.rsplit("/", 1)[1] for link in links.values()]
+    stored = {r[0] for r in _rows(demo_db, "SELECT code_hash FROM user_welcomes")}
+    assert stored == {identity.hash_token(code) for code in codes}
+    assert _one(demo_db, "SELECT min(expires_at - created_at) FROM user_welcomes") == timedelta(hours=72)
+    assert _one(demo_db, "SELECT count(*) FROM admin_events WHERE action = 'import.users'") == 1
+
+    c = app_client
+    link = links["李网格"]
+    assert _login(c, "李网格", "") in (401, 422)  # no password works before the welcome
+    page = c.get(link)
+    assert page.status_code == 200 and "李网格" in page.text
+    # the admin page's rules: too short, and two different entries, are refused and use nothing up
+    r = c.post(link, data={"password": "short", "password2": "short"}, headers=ORIGIN, follow_redirects=False)
+    assert r.status_code == 422
+    r = c.post(link, data={"password": "long-enough-1", "password2": "long-enough-2"}, headers=ORIGIN)
+    assert r.status_code == 422
+    r = c.post(
+        link,
+        data={"password": "ok-password-1", "password2": "ok-password-1"},
+        headers={"Origin": "http://evil.example"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 403  # another site's form
+    r = c.post(
+        link, data={"password": "ok-password-1", "password2": "ok-password-1"}, headers=ORIGIN, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert _login(c, "李网格", "ok-password-1") == 303
+    # used once: the link is refused after, on GET and on POST
+    c.cookies.clear()
+    assert c.get(link).status_code == 404
+    r = c.post(link, data={"password": "other-pass-22", "password2": "other-pass-22"}, headers=ORIGIN)
+    assert r.status_code == 404
+    assert _login(c, "李网格", "other-pass-22") == 401
+
+    # an expired link is refused
+    with psycopg.connect(demo_db) as conn:
+        conn.execute(
+            "UPDATE user_welcomes SET expires_at = now() - interval '1 minute' WHERE code_hash = %s",
+            (identity.hash_token(links["张调度"].rsplit("/", 1)[1]),),
+        )
+    assert c.get(links["张调度"]).status_code == 404
+    r = c.post(links["张调度"], data={"password": "ok-password-1", "password2": "ok-password-1"}, headers=ORIGIN)
+    assert r.status_code == 404
+    assert c.get("/welcome/not-a-real-code").status_code == 404
+
+
+def test_links_out_writes_the_links_to_a_private_file(demo_db: str, tmp_path: Path) -> None:
+    path = _csv(tmp_path / "users.csv", ["name", "role", "area"], [["viewer-one", "viewer", ""]])
+    out = tmp_path / "links.tsv"
+    result = CliRunner().invoke(
+        import_group, ["users", str(path), "--links-out", str(out)], env={"YITU_DATABASE_URL": demo_db}
+    )
+    assert result.exit_code == 0, result.output
+    assert "/welcome/" not in result.stdout
+    assert out.read_text().startswith("viewer-one\tviewer\t") and "/welcome/" in out.read_text()
+    assert out.stat().st_mode & 0o077 == 0
+
+
+def test_a_bad_user_file_names_every_problem_and_writes_nothing(demo_db: str, tmp_path: Path) -> None:
+    existing = (
+        _one(demo_db, "SELECT name FROM users ORDER BY id LIMIT 1")
+        if _rows(demo_db, "SELECT 1 FROM users LIMIT 1")
+        else None
+    )
+    rows = [
+        ["好人", "viewer", "", ""],
+        ["坏角色", "boss", "", ""],
+        ["坏区域", "viewer", "999999999", ""],
+        ["没车", "van", "", ""],
+        ["好人", "viewer", "", ""],
+        ["多车", "viewer", "", "V01"],
+    ]
+    if existing:
+        rows.append([existing, "viewer", "", ""])
+    path = _csv(tmp_path / "users.csv", ["name", "role", "area_code", "van"], rows)
+    before = _one(demo_db, "SELECT count(*) FROM users")
+    result = _cli(demo_db, "users", path)
+    assert result.exit_code == 1
+    text = "\n".join(_problems(result))
+    for expected in ("row 3, role", "row 4, area_code", "row 5, van", "duplicate: 好人 @ row 6", "row 7, van"):
+        assert expected in text, (expected, result.output)
+    if existing:
+        assert "exists: " in text and "row 8, name" in text
+    assert _one(demo_db, "SELECT count(*) FROM users") == before
+    assert _one(demo_db, "SELECT count(*) FROM user_welcomes") == 0
+
+
+def test_the_users_import_is_explained_in_its_help() -> None:
+    result = CliRunner().invoke(import_group, ["users", "--help"])
+    assert result.exit_code == 0
+    for word in ("/welcome/", "72", "--links-out", "role", "SHA-256", "--check"):
+        assert word in result.output, word
