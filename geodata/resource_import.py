@@ -142,7 +142,7 @@ def update_camera_status(
     sheet = _read_json_feed(p) if p.suffix.lower() == ".json" else read_sheet(p, "camera-status", layer=layer)
     with psycopg.connect(dsn) as conn:
         conn.execute("LOCK TABLE cameras IN SHARE ROW EXCLUSIVE MODE")
-        known = dict(conn.execute("SELECT device_code, status FROM cameras").fetchall())
+        known: dict[str, str] = dict(conn.execute("SELECT device_code, status FROM cameras").fetchall())
         problems: list[Problem] = []
         wanted: dict[str, str] = {}
         first: dict[str, int] = {}

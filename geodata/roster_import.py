@@ -223,28 +223,36 @@ def _read_vector(path: Path, fields: Sequence[str], what: str, layer: str | None
     where = path.name
     points = "lon" in fields  # a table of places: its point geometry gives lon/lat
     try:
-        frame = pyogrio.read_dataframe(path, layer=layer, encoding=encoding, read_geometry=points)
+        frame: Any = (
+            pyogrio.read_dataframe(path, layer=layer, encoding=encoding)
+            if points
+            else pyogrio.read_dataframe(path, layer=layer, encoding=encoding, read_geometry=False)
+        )
     except (RuntimeError, OSError, ValueError, UnicodeError) as exc:
         raise _rejected(where, "unreadable", f"GDAL cannot read it: {' '.join(str(exc).split())[:200]}") from None
     if len(frame) == 0:
         raise _rejected(where, "empty", "the layer holds no features")
     geometry = None
+    reprojected: list[str] = []
     if points and getattr(frame, "geometry", None) is not None:
-        geometry = _points_of(frame)
+        *geometry, reprojected = _points_of(frame)
         frame = frame.drop(columns=frame.geometry.name)
     header = [str(c) for c in frame.columns]
     chosen, warnings = _match_columns(header, fields, what, where)
     columns = {f: frame.iloc[:, i].tolist() for i, f in chosen.items()}
     if geometry is not None:
         columns["lon"], columns["lat"] = geometry
+        warnings += reprojected
     rows = [(n + 1, {f: values[n] for f, values in columns.items()}) for n in range(len(frame))]
     return Sheet(rows, "feature", warnings)
 
 
-def _points_of(frame: Any) -> tuple[list[Any], list[Any]]:
-    """Longitudes and latitudes (WGS-84) of a layer's points; None for a feature without a point,
-    NaN for one that is not a point (the judging names the feature)."""
+def _points_of(frame: Any) -> tuple[list[Any], list[Any], list[str]]:
+    """Longitudes and latitudes (WGS-84) of a layer's points, and a warning if they were reprojected;
+    None for a feature without a point, a text for one that is not a point (the judging names it)."""
+    warnings: list[str] = []
     if frame.crs is not None and not frame.crs.equals("EPSG:4326"):
+        warnings.append(f"the points were reprojected from {frame.crs.to_string()} to WGS-84")
         frame = frame.to_crs("EPSG:4326")
     lons: list[Any] = []
     lats: list[Any] = []
@@ -258,7 +266,7 @@ def _points_of(frame: Any) -> tuple[list[Any], list[Any]]:
         else:
             lons.append(float(geom.x))
             lats.append(float(geom.y))
-    return lons, lats
+    return lons, lats, warnings
 
 
 def read_sheet(path: str | Path, what: str, *, layer: str | None = None, encoding: str | None = None) -> Sheet:

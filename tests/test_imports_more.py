@@ -143,11 +143,11 @@ def test_centres_from_csv_and_a_geopackage_matched_by_code(demo_db: str, tmp_pat
         {"code": [existing[0]], "name": ["改名中心"], "area_code": [town]},
         geometry=[shapely.Point(lon, lat)],
         crs="EPSG:4326",
-    )
+    ).to_crs("EPSG:3857")  # a GIS office's web Mercator: reprojected, and said so
     gdf.to_file(tmp_path / "centres.gpkg", driver="GPKG")
     result = _cli(demo_db, "centers", tmp_path / "centres.gpkg")
     assert result.exit_code == 0, result.output
-    assert "updated 1" in result.output
+    assert "updated 1" in result.output and "reprojected from EPSG:3857" in result.output
     assert _one(demo_db, "SELECT name FROM mediation_centers WHERE code = %s", (existing[0],)) == "改名中心"
 
 
