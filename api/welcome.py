@@ -103,14 +103,16 @@ def _page(lang: str, code: str, name: str | None, message: str = "", field: str 
 
 
 def _look_up(svc: Services, code: str, address: str | None) -> str:
-    """The account of a live code; TooManyAttempts for an address that guesses, NotFound otherwise."""
+    """The account of a live code; TooManyAttempts for an address that guesses, NotFound otherwise.
+    The failed attempt is committed before NotFound is raised (the pool rolls back on an exception)."""
     with svc.pool.connection() as conn:
         _throttle(conn, address)
         name = welcome.welcome_user(conn, code)
         if name is None:
             identity.record_attempt(conn, "welcome", False, address=address)
-            raise errors.NotFound("unknown, used or expired welcome link", field="code")
-        return name
+    if name is None:
+        raise errors.NotFound("unknown, used or expired welcome link", field="code")
+    return name
 
 
 def _throttle(conn: psycopg.Connection, address: str | None) -> None:
@@ -128,9 +130,9 @@ def _redeem(svc: Services, code: str, password: str, address: str | None) -> str
         _throttle(conn, address)
         name = welcome.redeem_welcome(conn, code, password)
         identity.record_attempt(conn, "welcome", name is not None, address=address)
-        if name is None:
-            raise errors.NotFound("unknown, used or expired welcome link", field="code")
-        return name
+    if name is None:
+        raise errors.NotFound("unknown, used or expired welcome link", field="code")
+    return name
 
 
 def _refused(lang: str, code: str, name: str | None, exc: errors.YituError) -> HTMLResponse:

@@ -418,3 +418,10 @@ def test_the_users_import_is_explained_in_its_help() -> None:
     assert result.exit_code == 0
     for word in ("/welcome/", "72", "--links-out", "role", "SHA-256", "--check"):
         assert word in result.output, word
+
+
+def test_guessed_welcome_codes_are_throttled_per_address(app_client: TestClient) -> None:
+    for i in range(identity.ADDRESS_LIMIT):
+        assert app_client.get(f"/welcome/guess-{i}").status_code == 404
+    r = app_client.get("/welcome/guess-last")
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
