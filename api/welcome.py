@@ -31,6 +31,8 @@ router = APIRouter(tags=["sign-in"])
 TEXTS: dict[str, dict[str, str]] = {
     "zh-CN": {
         "title": "一图指挥 · 设置密码",
+        "brand": "一图指挥",
+        "heading": "设置密码",
         "hello": "欢迎，{name}。请为您的账号设置密码（至少 {min} 个字符），然后用它登录。",
         "password": "新密码",
         "password2": "再次输入新密码",
@@ -42,6 +44,8 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "en": {
         "title": "One-Map Command · Set your password",
+        "brand": "One-Map Command",
+        "heading": "Set your password",
         "hello": "Welcome, {name}. Set a password for your account (at least {min} characters), then sign in with it.",
         "password": "New password",
         "password2": "New password again",
@@ -94,7 +98,8 @@ def _page(lang: str, code: str, name: str | None, message: str = "", field: str 
 </head>
 <body>
 <main class="yitu-login">
-<h1>{esc(t["title"])}</h1>
+<h1>{esc(t["brand"])}</h1>
+<p class="yitu-sub">{esc(t["heading"])}</p>
 {form}
 </main>
 </body>
