@@ -119,12 +119,14 @@ FIELD_PAGE = frozenset({"grid_worker", "dispatcher", "admin"})
 # The one policy table: every route the app serves, by its path template. A route added to the app
 # is declared here before it does anything (tests/test_guard.py fails on one that is not).
 ROUTES: Mapping[str, Policy] = {
-    # anonymous: the sign-in page and what it needs, pairing a wall screen, liveness, device pings
+    # anonymous: the sign-in page and what it needs, pairing a wall screen, an imported account's welcome
+    # link, liveness, device pings
     "/login": _public(Face.PAGE),
     "/login.css": _public(Face.ASSET),
     "/theme.css": _public(Face.ASSET),
     "/logout": _public(Face.PAGE),
     "/pair/{code}": _public(Face.PAGE),
+    "/welcome/{code}": _public(Face.PAGE),  # an imported account's first password (api/welcome.py), throttled
     "/healthz": _public(Face.API),  # anonymous callers get only the status (api/health.py)
     "/osmand": _public(Face.API),  # the device identifier is the credential (api/osmand.py), throttled
     # the phone page's shell (api/mobile.py): fixed files without data, kept by its service worker

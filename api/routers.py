@@ -21,6 +21,7 @@ from api import (
     signin,
     stats,
     vans,
+    welcome,
 )
 
 
@@ -28,6 +29,7 @@ def all_routers() -> list[APIRouter]:
     return [
         health.router,
         signin.router,
+        welcome.router,  # /welcome/<code>: an imported account's first password
         layers.make_router(),
         area_export.router,
         cases.router,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -138,13 +139,13 @@ def theme_css() -> Response:
     return Response(THEME.read_bytes(), media_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """The login form's fields, read within MAX_FORM bytes; YituError naming what is wrong."""
+async def read_urlencoded(request: Request, fields: Iterable[str], names: str) -> dict[str, str]:
+    """A browser form's ``fields`` (others ignored, the first of a repeated one kept), read within
+    MAX_FORM bytes and decoded as UTF-8; YituError naming what is wrong. ``names`` lists the fields
+    for the message a wrong content type gets."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        raise errors.UnsupportedMediaType(
-            "send the form as application/x-www-form-urlencoded (username, password, next)", field="body"
-        )
+        raise errors.UnsupportedMediaType(f"send the form as application/x-www-form-urlencoded ({names})", field="body")
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -156,12 +157,18 @@ async def read_form(request: Request) -> dict[str, str]:
         raise errors.Invalid("the form is not URL-encoded", field="body") from None
     out: dict[str, str] = {}
     for key, raw in pairs:
-        if key not in FIELDS or key in out:
+        if key not in fields or key in out:
             continue
         try:
             out[key] = raw.encode("latin-1").decode("utf-8")
         except UnicodeDecodeError:
             raise errors.Invalid(f"{key} is not UTF-8", field=key) from None
+    return out
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The login form's fields, read within MAX_FORM bytes; YituError naming what is wrong."""
+    out = await read_urlencoded(request, FIELDS, "username, password, next")
     for key in ("username", "password"):
         if not out.get(key, "").strip() if key == "username" else not out.get(key):
             raise errors.Invalid(f"{key} is required", field=key)

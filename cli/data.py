@@ -154,11 +154,26 @@ def import_grids(
 @click.option(
     "--replace", is_flag=True, help="Replace all cameras with the file. Default: add / update by device code."
 )
+@click.option(
+    "--update-status",
+    is_flag=True,
+    help="FILE is a status feed (CSV, XLSX or JSON list of {device_code, status}): set only the status "
+    "of the cameras it names.",
+)
+@click.option("--check", is_flag=True, help="With --update-status: judge the feed, print what would change.")
 @click.pass_context
 def import_cameras(
-    ctx: click.Context, file: Path, layer: str | None, encoding: str | None, gcj02: bool, replace: bool
+    ctx: click.Context,
+    file: Path,
+    layer: str | None,
+    encoding: str | None,
+    gcj02: bool,
+    replace: bool,
+    update_status: bool,
+    check: bool,
 ) -> None:
-    """Import cameras (points) from FILE, matched on their device code.
+    """Import cameras (points) from FILE, matched on their device code; or, with --update-status,
+    their online/offline status from a feed.
 
     \b
     Fields (the first present of each):
@@ -168,7 +183,19 @@ def import_cameras(
       status       status, 状态: online/offline or 在线/离线 (default online)
       stream URL   stream_url, 视频流, url: rtsp://, rtmp://, http(s):// (optional)
     Every camera must lie inside the territory; its area becomes the smallest area holding it.
+
+    \b
+    A status feed (--update-status): columns device_code (设备编码) and status (状态): online/offline,
+    在线/离线 or 1/0; or JSON, a list of {"device_code": ..., "status": ...}. Unknown device codes
+    and statuses are listed by row and nothing is written; it prints how many cameras changed.
     """
+    if update_status:
+        if replace:
+            raise click.UsageError("--update-status changes statuses only; it does not take --replace")
+        _run_resource(ctx, "camera-status", file, layer, encoding, replace=False, check=check)
+        return
+    if check:
+        raise click.UsageError("--check goes with --update-status")
     _run_import(io.import_cameras, ctx, file, None, io.ReadOptions(layer, encoding, gcj02), replace=replace)
 
 
@@ -285,6 +312,142 @@ def import_mediators(ctx: click.Context, file: Path, layer: str | None, encoding
     A mediator is matched on area, name and phone.
     """
     _run_roster(ctx, "mediators", file, layer, encoding, replace)
+
+
+def _run_resource(
+    ctx: click.Context, what: str, path: Path, layer: str | None, encoding: str | None, *, replace: bool, check: bool
+) -> None:
+    """A centre, van or camera status import (geodata/resource_import.py) through :func:`_run_import`."""
+    from geodata import resource_import
+
+    def run(dsn: str, file: Path, **kwargs: Any) -> io.ImportReport:
+        if what == "camera-status":
+            kwargs.pop("replace", None)
+            kwargs.pop("audit", None)
+            return resource_import.update_camera_status(dsn, file, layer=layer, encoding=encoding, **kwargs)
+        fn = resource_import.import_centers if what == "centers" else resource_import.import_vans
+        return fn(dsn, file, layer=layer, encoding=encoding, **kwargs)
+
+    _run_import(run, ctx, path, replace=replace, check=check)
+
+
+def _resource_reading(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--check", is_flag=True, help="Judge the file and print what would change; write nothing.")(
+        command
+    )
+    return _roster_reading(command)
+
+
+@import_group.command("centers")
+@click.argument("file", type=_ROSTER_FILE)
+@_resource_reading
+@click.pass_context
+def import_centers(
+    ctx: click.Context, file: Path, layer: str | None, encoding: str | None, replace: bool, check: bool
+) -> None:
+    """Import the mediation centres (调解中心, 站, 室) from FILE: CSV, XLSX, or a GIS point file.
+
+    \b
+    Columns (the first present of each; English or Chinese names):
+      code         code, 编码, 中心编码: the centre's code (letters, digits, _ -)
+      name         name, 名称
+      area_code    area_code, 区划代码: the banner, town or village it serves
+      level        level, 级别: 1-3 or 旗/镇/村 (default: the area's)
+      mediators    mediators, 调解员数 (default 0)
+      specialties  specialties, 专长: case type codes or names (optional)
+      phone        phone, 电话 (optional)
+      lon, lat     lon/经度, lat/纬度 (WGS-84); a GIS file's point geometry instead
+    A centre is matched on its code; its point must lie in its area. --replace deletes the centres
+    the file does not hold (refused while a van is based or a mediator works at one).
+    """
+    _run_resource(ctx, "centers", file, layer, encoding, replace=replace, check=check)
+
+
+@import_group.command("vans")
+@click.argument("file", type=_ROSTER_FILE)
+@_resource_reading
+@click.pass_context
+def import_vans(
+    ctx: click.Context, file: Path, layer: str | None, encoding: str | None, replace: bool, check: bool
+) -> None:
+    """Import the mediation vans (行走的调解室) and their GPS devices from FILE: CSV, XLSX or GeoPackage.
+
+    \b
+    Columns (the first present of each; English or Chinese names):
+      id       id, 车辆编号: the van's id (1-32 letters, digits, _ -)
+      name     name, 名称
+      plate    plate, 车牌 (optional)
+      base     base, 所属中心: the code of the centre it is based at (optional; import centres first)
+      devices  devices, 设备: device identifiers set in Traccar Client, separated by , ; or | (optional;
+               at least 8 characters each; stored only as SHA-256, like `yitu van register`)
+    A van is matched on its id. --replace: each van's devices become exactly the file's, and the
+    vans the file does not hold go offline and lose their devices (never deleted).
+    """
+    _run_resource(ctx, "vans", file, layer, encoding, replace=replace, check=check)
+
+
+@import_group.command("users")
+@click.argument("file", type=_ROSTER_FILE)
+@click.option("--layer", help="Sheet of a workbook (default: the first).")
+@click.option("--encoding", help="Text encoding of a CSV (default: UTF-8, else GBK).")
+@click.option("--check", is_flag=True, help="Judge the file and print what would change; write nothing.")
+@click.option(
+    "--links-out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the welcome links to this file (readable by you alone) instead of printing them.",
+)
+@click.pass_context
+def import_users(
+    ctx: click.Context, file: Path, layer: str | None, encoding: str | None, check: bool, links_out: Path | None
+) -> None:
+    """Create the accounts of the people in FILE (CSV or XLSX), each with a one-time welcome link.
+
+    \b
+    Columns (the first present of each; English or Chinese names):
+      name       name, 姓名, 用户名: the name they sign in with (new: an existing one is a problem)
+      role       role, 角色: admin/dispatcher/grid_worker/viewer/van or 管理员/调度员/网格员/只读/车组
+      area_code  area_code, area, 区划代码: the area they see (empty: the whole territory)
+      van        van, 车辆: the van of a crew member (role van only)
+    Nobody gets a password from the file: each account gets a link /welcome/<code>, valid 72
+    hours and usable once, where its person sets their own password (at least 10 characters) and
+    then signs in. The links are printed once, one line per user (name, role, link), or written to
+    --links-out; only their SHA-256 is stored, so a lost or expired link cannot be shown again:
+    an administrator then sets a password with `yitu user passwd NAME`.
+    """
+    import os
+
+    import psycopg
+
+    from cli.users import base_url
+    from services import welcome
+
+    settings = ctx.find_object(Settings) or Settings()
+    try:
+        report, links = welcome.import_users(
+            _dsn(ctx), file, layer=layer, encoding=encoding, check=check, progress=sys.stderr.isatty()
+        )
+    except io.ImportRejected as exc:
+        _warn(exc.warnings)
+        lines = "\n".join(f"  {p}" for p in exc.problems)
+        raise click.ClickException(
+            f"{file.name} rejected, {len(exc.problems)} problem(s), nothing was written:\n{lines}"
+        ) from None
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
+    _warn(report.warnings)
+    if check:
+        click.echo("check only, nothing written; the import would write " + report.summary())
+        return
+    rows = [f"{w.name}\t{w.role}\t{base_url(settings)}{welcome.WELCOME_PATH}{w.code}" for w in links]
+    if links_out is not None:
+        fd = os.open(links_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write("".join(row + "\n" for row in rows))
+        click.echo(f"{report.summary()}; welcome links (once, 72 hours) written to {links_out}", err=True)
+        return
+    click.echo(f"{report.summary()}; welcome links, shown only now, each usable once within 72 hours:", err=True)
+    for row in rows:
+        click.echo(row)
 
 
 @click.group("export")

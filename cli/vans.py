@@ -19,8 +19,8 @@ import psycopg
 from cli.common import db_errors, dsn
 from geodata import tracking
 
-MIN_DEVICE_LEN = 8
-MAX_DEVICE_LEN = 200
+MIN_DEVICE_LEN = tracking.MIN_DEVICE_LEN
+MAX_DEVICE_LEN = tracking.MAX_DEVICE_LEN
 
 
 def _record(conn: psycopg.Connection, action: str, van: str, device: str, detail: dict[str, object]) -> None:
@@ -56,11 +56,8 @@ def register(ctx: click.Context, van: str, device: str | None, generate: bool) -
         device = secrets.token_urlsafe(18)
     assert device is not None
     device = device.strip()
-    if not MIN_DEVICE_LEN <= len(device) <= MAX_DEVICE_LEN or not device.isprintable():
-        raise click.BadParameter(
-            f"use {MIN_DEVICE_LEN} to {MAX_DEVICE_LEN} printable characters: the identifier is the device's password",
-            param_hint="--device",
-        )
+    if (why := tracking.device_identifier_problem(device)) is not None:
+        raise click.BadParameter(why, param_hint="--device")
     with psycopg.connect(dsn(ctx)) as conn:
         try:
             before = tracking.register_device(conn, van, device)

@@ -37,7 +37,7 @@ XLSX_SUFFIXES = (".xlsx", ".xlsm")
 
 # Column names tried for each field (compared without case and spaces).
 COLUMNS: Mapping[str, tuple[str, ...]] = {
-    "name": ("name", "名称", "姓名", "单位名称", "调解员", "调解员姓名"),
+    "name": ("name", "名称", "姓名", "单位名称", "调解员", "调解员姓名", "中心名称", "车辆名称", "用户名", "账号"),
     "kind": ("kind", "type", "类型", "类别", "单位类型"),
     "level": ("level", "级别", "层级"),
     "area_code": ("area_code", "area", "区划代码", "区域代码", "行政区划代码", "网格编码", "所在区域"),
@@ -48,10 +48,42 @@ COLUMNS: Mapping[str, tuple[str, ...]] = {
     "van": ("van", "车辆", "调解车", "车辆编号"),
     "active": ("active", "在岗", "是否在岗", "状态", "启用"),
     "user": ("user", "用户", "账号", "用户名"),
+    # mediation centres, vans, accounts and the cameras' status feed (geodata/resource_import.py,
+    # services/welcome.py)
+    "code": ("code", "编码", "中心编码", "代码", "编号"),
+    "mediators": ("mediators", "调解员数", "调解员人数", "人数"),
+    "lon": ("lon", "lng", "longitude", "x", "经度"),
+    "lat": ("lat", "latitude", "y", "纬度"),
+    "id": ("id", "van_id", "van", "车辆编号", "编号"),
+    "plate": ("plate", "车牌", "车牌号", "车牌号码"),
+    "base": ("base", "base_center", "base_centre", "centre", "center", "所属中心", "调解中心", "中心编码", "驻地"),
+    "devices": ("devices", "device", "设备", "设备标识", "终端"),
+    "role": ("role", "角色"),
+    "device_code": ("device_code", "设备编码", "设备编号", "编码", "code"),
+    "status": ("status", "状态", "在线状态"),
 }
 UNIT_FIELDS = ("name", "kind", "level", "area_code", "phone", "specialties", "active")
 MEDIATOR_FIELDS = ("name", "phone", "unit", "centre", "van", "level", "area_code", "specialties", "active", "user")
-REQUIRED = {"units": ("name", "kind", "area_code"), "mediators": ("name", "area_code")}
+CENTRE_FIELDS = ("code", "name", "level", "area_code", "mediators", "specialties", "phone", "lon", "lat")
+VAN_FIELDS = ("id", "name", "plate", "base", "devices")
+USER_FIELDS = ("name", "role", "area_code", "van")
+STATUS_FIELDS = ("device_code", "status")
+FIELDS: Mapping[str, tuple[str, ...]] = {
+    "units": UNIT_FIELDS,
+    "mediators": MEDIATOR_FIELDS,
+    "centers": CENTRE_FIELDS,
+    "vans": VAN_FIELDS,
+    "users": USER_FIELDS,
+    "camera-status": STATUS_FIELDS,
+}
+REQUIRED = {
+    "units": ("name", "kind", "area_code"),
+    "mediators": ("name", "area_code"),
+    "centers": ("code", "name", "area_code"),
+    "vans": ("id", "name"),
+    "users": ("name", "role"),
+    "camera-status": ("device_code", "status"),
+}
 
 
 @dataclass(frozen=True)
@@ -189,23 +221,59 @@ def _read_vector(path: Path, fields: Sequence[str], what: str, layer: str | None
     import pyogrio
 
     where = path.name
+    points = "lon" in fields  # a table of places: its point geometry gives lon/lat
     try:
-        frame = pyogrio.read_dataframe(path, layer=layer, encoding=encoding, read_geometry=False)
+        frame: Any = (
+            pyogrio.read_dataframe(path, layer=layer, encoding=encoding)
+            if points
+            else pyogrio.read_dataframe(path, layer=layer, encoding=encoding, read_geometry=False)
+        )
     except (RuntimeError, OSError, ValueError, UnicodeError) as exc:
         raise _rejected(where, "unreadable", f"GDAL cannot read it: {' '.join(str(exc).split())[:200]}") from None
     if len(frame) == 0:
         raise _rejected(where, "empty", "the layer holds no features")
+    geometry = None
+    reprojected: list[str] = []
+    if points and getattr(frame, "geometry", None) is not None:
+        *geometry, reprojected = _points_of(frame)
+        frame = frame.drop(columns=frame.geometry.name)
     header = [str(c) for c in frame.columns]
     chosen, warnings = _match_columns(header, fields, what, where)
     columns = {f: frame.iloc[:, i].tolist() for i, f in chosen.items()}
+    if geometry is not None:
+        columns["lon"], columns["lat"] = geometry
+        warnings += reprojected
     rows = [(n + 1, {f: values[n] for f, values in columns.items()}) for n in range(len(frame))]
     return Sheet(rows, "feature", warnings)
 
 
+def _points_of(frame: Any) -> tuple[list[Any], list[Any], list[str]]:
+    """Longitudes and latitudes (WGS-84) of a layer's points, and a warning if they were reprojected;
+    None for a feature without a point, a text for one that is not a point (the judging names it)."""
+    warnings: list[str] = []
+    if frame.crs is not None and not frame.crs.equals("EPSG:4326"):
+        warnings.append(f"the points were reprojected from {frame.crs.to_string()} to WGS-84")
+        frame = frame.to_crs("EPSG:4326")
+    lons: list[Any] = []
+    lats: list[Any] = []
+    for geom in frame.geometry:
+        if geom is None or geom.is_empty:
+            lons.append(None)
+            lats.append(None)
+        elif geom.geom_type != "Point":
+            lons.append(f"a {geom.geom_type}, not a point")
+            lats.append(f"a {geom.geom_type}, not a point")
+        else:
+            lons.append(float(geom.x))
+            lats.append(float(geom.y))
+    return lons, lats, warnings
+
+
 def read_sheet(path: str | Path, what: str, *, layer: str | None = None, encoding: str | None = None) -> Sheet:
-    """Read a roster file (CSV, XLSX, or anything GDAL reads) into rows; ImportRejected when it cannot."""
+    """Read a table file (CSV, XLSX, or anything GDAL reads) into rows of the fields ``what`` has
+    (FIELDS: a roster, centres, vans, accounts, a camera status feed); ImportRejected when it cannot."""
     p = Path(path)
-    fields = UNIT_FIELDS if what == "units" else MEDIATOR_FIELDS
+    fields = FIELDS[what]
     if not p.is_file():
         raise _rejected(p.name, "unreadable", f"no such file: {p}")
     size = p.stat().st_size
@@ -228,7 +296,7 @@ def read_sheet(path: str | Path, what: str, *, layer: str | None = None, encodin
 # --- judging --------------------------------------------------------------------------------------
 
 
-def _cell_problems(n: int, unit: str, cells: Mapping[str, Any]) -> list[Problem]:
+def cell_problems(n: int, unit: str, cells: Mapping[str, Any]) -> list[Problem]:
     """What no field may hold, whatever it is: a formula, control characters, a cell too long."""
     out: list[Problem] = []
     for f, value in cells.items():
@@ -266,7 +334,7 @@ def judge(
     first: dict[tuple[Any, ...], int] = {}
     users: dict[int, int] = {}
     for n, cells in tqdm(sheet.rows, disable=not progress, file=sys.stderr, unit="row", leave=False):
-        bad = _cell_problems(n, sheet.unit, cells)
+        bad = cell_problems(n, sheet.unit, cells)
         problems += bad
         if bad:
             continue
@@ -344,7 +412,7 @@ def import_roster(
     audit: AuditHook | None = None,
 ) -> ImportReport:
     """Read, judge and write a roster file (``what``: units or mediators) in one transaction."""
-    if what not in REQUIRED:
+    if what not in ("units", "mediators"):
         raise ValueError(what)
     sheet = read_sheet(path, what, layer=layer, encoding=encoding)
     statement = _UPSERT_UNIT if what == "units" else _UPSERT_MEDIATOR
@@ -385,4 +453,14 @@ def import_roster(
     return report
 
 
-__all__ = ["MAX_FILE_BYTES", "MAX_ROWS", "Sheet", "import_roster", "judge", "read_sheet"]
+__all__ = [
+    "FIELDS",
+    "MAX_FILE_BYTES",
+    "MAX_ROWS",
+    "Formula",
+    "Sheet",
+    "cell_problems",
+    "import_roster",
+    "judge",
+    "read_sheet",
+]

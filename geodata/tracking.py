@@ -259,6 +259,19 @@ def track(conn: psycopg.Connection, van: str, since: datetime, until: datetime, 
 # --- devices (the OsmAnd credential) -------------------------------------------------------------
 
 
+# A device identifier is the device's password: short ones (Traccar Client's default is 6 digits)
+# could be guessed. ``yitu van register`` and ``yitu import vans`` both refuse them.
+MIN_DEVICE_LEN = 8
+MAX_DEVICE_LEN = 200
+
+
+def device_identifier_problem(identifier: str) -> str | None:
+    """Why an identifier may not be registered, or None."""
+    if not MIN_DEVICE_LEN <= len(identifier) <= MAX_DEVICE_LEN or not identifier.isprintable():
+        return f"use {MIN_DEVICE_LEN} to {MAX_DEVICE_LEN} printable characters: the identifier is the device's password"
+    return None
+
+
 def device_hash(identifier: str) -> str:
     return hashlib.sha256(identifier.encode("utf-8")).hexdigest()
 

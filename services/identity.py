@@ -581,7 +581,7 @@ def revoke_screen(conn: psycopg.Connection, name: str) -> bool:
 
 # --- the throttle: guessed passwords, tokens, device identifiers and pairing codes -------------
 
-AttemptKind = Literal["password", "token", "device", "pairing"]
+AttemptKind = Literal["password", "token", "device", "pairing", "welcome"]
 THROTTLE_WINDOW = timedelta(minutes=15)
 ACCOUNT_LIMIT = 5  # failed sign-ins of one account in the window
 ADDRESS_LIMIT = 20  # failed attempts of one kind from one address in the window
