@@ -142,13 +142,16 @@ def test_a_screen_through_nginx_moves_to_the_surviving_process(  # type: ignore[
     a, b, proxy = two_behind_nginx(demo_db)
     token = _token(demo_db)
     w = Watched(tls_browser, proxy.base)
-    _signed_in(w, a, proxy, demo_db)  # the session is in PostgreSQL: either process knows it
-    page = _open_wall(w, proxy.base)
-    page.wait_for_function("() => !!window.dash_clientside", timeout=10_000)
-
     socket = "yitu.access: WS /_dash-ws-callback "
+    _signed_in(w, a, proxy, demo_db)  # the session is in PostgreSQL: either process knows it
+    wait_for(lambda: any(socket in s.log() for s in (a, b)), timeout=15, what="the signed-in page's socket")
+    counts = {s.port: s.log().count(socket) for s in (a, b)}
+    page = _open_wall(w, proxy.base)  # loaded again: a new socket, to either process
+    page.wait_for_function("() => !!window.dash_clientside", timeout=10_000)
     holder = wait_for(
-        lambda: next((s for s in (a, b) if socket in s.log()), None), timeout=15, what="the screen's socket"
+        lambda: next((s for s in (a, b) if s.log().count(socket) > counts[s.port]), None),
+        timeout=15,
+        what="the wall screen's socket",
     )
     assert isinstance(holder, LiveServer)
     survivor = b if holder is a else a
