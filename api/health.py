@@ -3,7 +3,9 @@
 Anyone (a load balancer, a monitor) gets only 200 ``{"status": "ok"}`` or 503 ``{"status": "degraded"}``.
 A signed-in admin gets the parts: 200 ``{"status": "ok", "postgis": "<version>", "redis": "ok", …}``;
 503 with the failing part(s) named in ``failing`` and an error text in place of the version or "ok".
-Beside them: the scheduler's jobs (each one's last run, last success, last error, failures), the rows
+Beside them: the scheduler's jobs (each one's last run, last success, last error, failures) and who
+runs them (``leader``: this process; ``process``: its host:pid; ``leader_process``: the process that
+leads now, services/leader.py — one across all app processes), the rows
 that fell into the history tables' DEFAULT partitions (0 while the partitions are made ahead), and
 ``outbox``: ``pending`` (committed events not yet in the stream) and this process's ``relay``
 (leader or not, last run, last publish, last error; services/relay.py). With a replica

@@ -118,6 +118,10 @@ async def stream_to_screen(
     checked_at = time.monotonic()
     async with hub.subscribe(cursor, area) as (sub, missed):
         pending, resync = list(missed), sub.resync.is_set()
+        if cursor is None and sub.last_id is not None:
+            # A screen that has seen no entry yet gets the point it starts from as its cursor: should
+            # its socket drop (its app process dies), the next one, to any process, replays from there.
+            set_props(Ids.CURSOR, {"data": sub.last_id})
         while not ws.is_shutdown:
             if alive is not None and time.monotonic() - checked_at >= SESSION_CHECK_SECONDS:
                 checked_at = time.monotonic()

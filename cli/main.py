@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import ClassVar, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -270,7 +270,7 @@ def db_migrate(settings: Settings) -> None:
         click.echo("schema up to date")
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int = 1) -> None:
     import uvicorn
 
     from cli.asgi import build
@@ -278,27 +278,47 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     host = host or settings.host
     port = port or settings.port
     log.info("serving dashboard url=http://%s:%d/ health=http://%s:%d/healthz", host, port, host, port)
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,  # uvicorn's line carries the query string (OsmAnd's device id): YITU_ACCESS_LOG's has none
+    }
+    if workers > 1:
+        # N processes on one socket (uvicorn's supervisor: it restarts a worker that dies). Each builds
+        # the app from the same settings (cli.asgi:app, the factory), applies YITU_TRUSTED_PROXIES itself,
+        # and has its own pools, live hub and WebSockets; the scheduler's jobs and the relay run in one.
+        log.info("app processes workers=%d", workers)
+        uvicorn.run("cli.asgi:app", factory=True, workers=workers, proxy_headers=False, **common)
+        return
     uvicorn.run(
         build(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,  # uvicorn's line carries the query string (OsmAnd's device id): YITU_ACCESS_LOG's has none
         # X-Forwarded-For / -Proto only from YITU_TRUSTED_PROXIES (nginx on this host: 127.0.0.1), so behind
         # TLS request.url.scheme is https and the client is the browser; from anyone else they are ignored.
         proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,
+        **common,
     )
 
 
 @main.command()
 @click.option("--host", default=None, help="Listen address (YITU_HOST, default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (YITU_PORT, default 8050).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="App processes on this host, on the one port (the scheduler and the relay run in one of them).",
+)
 @click.pass_obj
 @_friendly
-def serve(settings: Settings, host: str | None, port: int | None) -> None:
-    """Serve the dashboard, the API and /healthz (starts no database; see `yitu db up`)."""
-    _serve(settings, host, port)
+def serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
+    """Serve the dashboard, the API and /healthz (starts no database; see `yitu db up`).
+
+    With --workers N, N processes share the port; more hosts (or processes on other ports) go behind
+    nginx (deploy/nginx.conf, one `server` line each in its upstream)."""
+    _serve(settings, host, port, workers)
 
 
 @main.command()

@@ -15,9 +15,14 @@ and a :class:`Scheduler` running four jobs in a supervised daemon thread:
 - ``warnings``, every ``scheduler_interval`` seconds: deadline warnings raised for the open cases whose
   deadline passes within ``warn_grid_hours`` (grid level) or ``warn_hours`` (the others), once per
   (case, level, deadline), their events through the outbox (geodata/warnings.py).
+The jobs run once across all app processes: only the process holding the scheduler's advisory lock
+(services/leader.py, its own connection) runs them; every other process checks the lock every
+``LEAD_POLL`` seconds and idles its jobs, so when the leader dies another one takes over within
+seconds and runs the ``at_start`` jobs at once.
 With ``notify_webhook_url``, a second supervised thread (``notifier``, job ``notify``, every few
 seconds) sends the warnings to the webhook (services/notify.py), so a slow receiver never holds up
-the sweeps.
+the sweeps (it runs in every process: its rows are claimed FOR UPDATE SKIP LOCKED with a lease,
+geodata/sql/warnings_claim.sql, so processes delivering at once each send other warnings).
 ``run_once`` is the overdue sweep for one instant, for tests with a frozen clock and for operators.
 """
 
@@ -38,12 +43,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from geodata import cases, idempotency, outbox, partitions, warnings
 from geodata.workflow import DeadlineRules
 from services import dispatching, events, notify
+from services.leader import SCHEDULER_LOCK, Leadership
 from services.relay import Relay
 from services.runtime import Services
 from services.settings import Settings
 
 log = logging.getLogger("yitu.scheduler")
 
+LEAD_POLL = 1.0  # seconds between a follower's tries for the scheduler's lead
 OUTBOX_KEEP = timedelta(days=1)  # sent outbox rows kept this long (to look into), then deleted
 
 
@@ -126,10 +133,15 @@ class Scheduler:
     """Runs the jobs in one daemon thread, supervised: any error of a job is logged with its
     traceback and counted, and the job runs again at its next turn (a database outage, a bug in
     one sweep, an unexpected Redis answer: nothing stops the others or the thread). Should the
-    loop itself fail, the thread restarts it after a second (``restarts``)."""
+    loop itself fail, the thread restarts it after a second (``restarts``).
+
+    With ``leadership``, the jobs run only while this process holds the lead (checked every
+    ``poll`` seconds); a process that takes the lead starts its jobs afresh, ``at_start`` ones at once."""
 
     jobs: list[Job]
     name: str = "yitu-scheduler"
+    leadership: Leadership | None = None
+    poll: float = LEAD_POLL
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     restarts: int = 0
@@ -138,9 +150,7 @@ class Scheduler:
         if not self.jobs:
             log.info("scheduler off (YITU_SCHEDULER_INTERVAL=0)")
             return
-        now = time.monotonic()
-        for job in self.jobs:
-            job.due = now if job.at_start else now + job.every
+        self._schedule(time.monotonic())
         self._thread = threading.Thread(target=self._supervise, name=self.name, daemon=True)
         self._thread.start()
 
@@ -154,13 +164,29 @@ class Scheduler:
                 self._stop.wait(1.0)
 
     def _loop(self) -> None:
+        led = self.leadership is None
         while not self._stop.is_set():
+            if self.leadership is not None:
+                leads = self.leadership.check()
+                if leads and not led:  # just took the lead: the jobs from their start
+                    self._schedule(time.monotonic())
+                led = leads
+                if not leads:
+                    self._stop.wait(self.poll)
+                    continue
             now = time.monotonic()
             for job in self.jobs:
                 if job.due <= now and not self._stop.is_set():
                     self.run_job(job)
                     job.due = time.monotonic() + job.every
-            self._stop.wait(max(0.05, min(job.due for job in self.jobs) - time.monotonic()))
+            wait = min(job.due for job in self.jobs) - time.monotonic()
+            if self.leadership is not None:
+                wait = min(wait, self.poll)  # a leader that lost its connection stops within a poll
+            self._stop.wait(max(0.05, wait))
+
+    def _schedule(self, now: float) -> None:
+        for job in self.jobs:
+            job.due = now if job.at_start else now + job.every
 
     @staticmethod
     def run_job(job: Job) -> None:
@@ -183,11 +209,15 @@ class Scheduler:
 
     def status(self) -> dict[str, Any]:
         alive = self._thread is not None and self._thread.is_alive()
-        return {
+        out: dict[str, Any] = {
             "running": alive,
             "restarts": self.restarts,
             "jobs": {job.name: job.state.as_dict() for job in self.jobs},
         }
+        if self.leadership is not None:  # this process leads (runs the jobs) or idles them
+            out.update(self.leadership.status())
+            out["leader_process"] = self.leadership.holder()
+        return out
 
     def stopping(self) -> bool:
         """Asked to stop: a long job ends its round early."""
@@ -197,6 +227,8 @@ class Scheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.leadership is not None:
+            self.leadership.drop()  # the next process takes the lead at once
 
 
 def housekeeping(svc: Services, now: datetime | None = None) -> dict[str, Any]:
@@ -266,10 +298,22 @@ class CasesRuntime:
         self.relay.stream.close()
 
 
-def relay_for(svc: Services) -> Relay:
-    """The relay of this process, on a connection of its own to the app's database (as the pool's)."""
+def _own_connection(svc: Services) -> tuple[str, dict[str, Any]]:
+    """How to open a connection of one's own to the app's database (as the pool's)."""
     kwargs = svc.pool.kwargs() if callable(svc.pool.kwargs) else dict(svc.pool.kwargs or {})
     conninfo = svc.pool.conninfo() if callable(svc.pool.conninfo) else svc.pool.conninfo
+    return conninfo, kwargs
+
+
+def leadership_for(svc: Services) -> Leadership:
+    """The scheduler's lead of this process (services/leader.py)."""
+    conninfo, kwargs = _own_connection(svc)
+    return Leadership(conninfo, SCHEDULER_LOCK, "yitu-scheduler", conn_kwargs=kwargs)
+
+
+def relay_for(svc: Services) -> Relay:
+    """The relay of this process, on a connection of its own to the app's database (as the pool's)."""
+    conninfo, kwargs = _own_connection(svc)
     return Relay(
         conninfo,
         events.stream_client(svc.settings.redis_dsn(), svc.settings.events_timeout),
@@ -280,7 +324,7 @@ def relay_for(svc: Services) -> Relay:
 def start(svc: Services) -> CasesRuntime:
     relay = relay_for(svc)
     relay.start()
-    scheduler = Scheduler(jobs(svc))
+    scheduler = Scheduler(jobs(svc), leadership=leadership_for(svc))
     scheduler.start()
     sender = notifier(svc)
     if sender is not None:
