@@ -300,6 +300,7 @@ def _pair(svc: Services, code: str, address: str | None, agent: str | None) -> t
         who = identity.redeem_pairing(conn, code)
         identity.record_attempt(conn, "pairing", who is not None, address=address)
         if who is None:
+            conn.commit()  # the failure counts for the throttle: the pool rolls back what a raise leaves open
             raise errors.NotFound("unknown, used or expired pairing code", field="code")
         return identity.start_session(conn, who, address=address, user_agent=agent)
 

@@ -48,6 +48,15 @@ def _code(out: str) -> str:
     return m.group(1)
 
 
+def test_guessed_pairing_codes_are_throttled_by_address(app_client: TestClient, db_url: str) -> None:
+    statuses = [app_client.get(f"/pair/guess{n:04d}", follow_redirects=False).status_code for n in range(25)]
+    assert statuses[:20] == [404] * 20  # ADDRESS_LIMIT unknown codes from one address in the window...
+    assert set(statuses[20:]) == {429}  # ...then refused before any code is looked at
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM signin_attempts WHERE kind = 'pairing' AND NOT ok").fetchone()
+    assert row == (20,)
+
+
 def test_a_pairing_link_works_once(app_client: TestClient, screen_settings: Settings, db_url: str) -> None:
     code, out, err = _cli(screen_settings, "create", "会议室大屏")
     assert code == 0 and "once, 10 minutes" in err, err
