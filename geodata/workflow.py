@@ -55,11 +55,12 @@ FROM_STEPS: Mapping[str, frozenset[str]] = {
     "reopen": frozenset({"closed", "evaluated", "rejected"}),
 }
 # Who may do what. Grid workers and van crews mediate on the spot (就地能调): they start, record
-# attempts, escalate and close; verifying, routing and follow-up stay with the dispatchers.
+# attempts, escalate and close; a grid worker also makes the follow-up visit (回访) of a closed case
+# in their grid, from the phone page's tasks. Verifying and routing stay with the dispatchers.
 ROLE_ACTIONS: Mapping[str, frozenset[str]] = {
     "admin": frozenset(ACTIONS),
     "dispatcher": frozenset(ACTIONS),
-    "grid_worker": frozenset({"start", "attempt", "escalate", "close"}),
+    "grid_worker": frozenset({"start", "attempt", "escalate", "close", "evaluate"}),
     "van": frozenset({"start", "attempt", "close"}),
     "viewer": frozenset(),
 }

@@ -56,6 +56,9 @@ def test_allowed_actions_follow_the_role() -> None:
     assert workflow.allowed_actions(handling, RULES, "van") == ["attempt", "close"]
     assert workflow.allowed_actions(handling, RULES, "viewer") == []
     assert workflow.allowed_actions(_state("reported"), RULES, "grid_worker") == []
+    # the follow-up visit (回访) of a closed case is a grid worker's task too (the phone page's tasks)
+    assert workflow.allowed_actions(_state("closed"), RULES, "grid_worker") == ["evaluate"]
+    assert workflow.allowed_actions(_state("closed"), RULES, "van") == []
 
 
 def test_close_before_handling_only_as_withdrawn() -> None:

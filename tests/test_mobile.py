@@ -496,6 +496,17 @@ def test_my_tasks_start_attempt_and_close_with_the_agreement_photo_live(
             (code,),
         ).fetchone()  # type: ignore[misc]
     assert (step, outcome, attempts, files) == ("closed", "mediated", 1, 1)
-    # the follow-up visit (回访) is the dispatchers' (geodata/workflow.py): a grid worker is not offered it
-    assert page.locator(f"#m-tasks li[data-code='{code}'] [data-action=task-evaluate]").count() == 0
+    # the follow-up visit (回访) of the closed case, from the same task
+    page.locator(f"#m-tasks li[data-code='{code}'] [data-action=task-evaluate]").click()
+    page.select_option("#m-dialog select[name=satisfaction]", "4")
+    page.fill("#m-dialog textarea[name=followup_note]", "电话回访，双方已履行协议")
+    page.click("#m-dialog button[data-action=task-confirm]")
+    page.wait_for_function(
+        "c => !document.querySelector(`#m-tasks li[data-code='${c}'] [data-action=task-evaluate]`)", arg=code
+    )
+    with psycopg.connect(demo_db) as conn:
+        evaluated = conn.execute(
+            "SELECT step, satisfaction, followup_note FROM cases WHERE code = %s", (code,)
+        ).fetchone()
+    assert evaluated == ("evaluated", 4, "电话回访，双方已履行协议")
     w.close(offline_noise=True)
