@@ -31,13 +31,13 @@ from .helpers import free_port, wait_for
 
 
 @pytest.fixture(scope="module")
-def primary(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+def primary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     """A migrated embedded cluster with a streaming standby (on YITU_PG_REPLICA_PORT)."""
     settings = Settings(
         home=tmp_path_factory.mktemp("replica") / "home",
         pg_port=free_port(),
         redis_port=free_port(),
-        pg_replica_port=base_settings.replica_port,
+        pg_replica_port=free_port(),  # a fixed port (YITU_PG_PORT + 10) is in the ephemeral range: taken at times
         _env_file=None,
     )
     stack = EmbeddedStack(settings)
