@@ -510,3 +510,54 @@ def test_my_tasks_start_attempt_and_close_with_the_agreement_photo_live(
         ).fetchone()
     assert evaluated == ("evaluated", 4, "电话回访，双方已履行协议")
     w.close(offline_noise=True)
+
+
+# The phone's reads of its lists, held in the page until the test opens the gate (the server has
+# answered by then: the state is read when asked, shown when let through); without the live push, so
+# that the page reads only when the test asks it to.
+HELD_READS = """
+(() => {
+  window.EventSource = undefined;
+  const fetch0 = window.fetch;
+  window.yituGate = { held: null, answered: 0 };
+  window.fetch = function (url, init) {
+    const answer = fetch0.apply(this, arguments);
+    const gate = window.yituGate;
+    if (!gate.held || !String(url).includes('/m/api/state')) { return answer; }
+    const held = gate.held;
+    return answer.then(r => { gate.answered += 1; return held.then(() => r); });
+  };
+})();
+"""
+
+
+def test_a_refresh_asked_for_while_a_read_is_under_way_shows_what_came_after_it(
+    browser: Browser, live_server: Any, demo_db: str, redis_url: str
+) -> None:
+    """An action answered (or a push come) while the lists are being read must not be shown the
+    read that began before it: in a CI run the close of a task was answered while a read was under
+    way, the page kept that read's lists, and the task stayed "handling" on the phone."""
+    srv = live_server(demo_db, redis_url)
+    name = create_user(demo_db, "grid_worker")
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        http.post("/login", data={"username": name, "password": "correct horse battery staple", "next": "/m"})
+        cookie = http.cookies.get("yitu_session")
+    assert cookie
+    mediator = _mediator(demo_db, name)
+    w = Phone(browser, srv.url, cookie)
+    page = w.page
+    page.add_init_script(HELD_READS)
+    _open(page, srv.url)
+    page.click(".m-tabs [data-tab=tasks]")
+    assert page.locator("#m-tasks li[data-code]").count() == 0
+    # a read under way: answered by the server (before the dispatch below), held in the page
+    page.evaluate("() => { const g = window.yituGate; g.held = new Promise(r => { g.open = r; }); }")
+    page.evaluate("() => { window.yituM.refresh(); }")
+    page.wait_for_function("() => window.yituGate.answered === 1")
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        code = _dispatched_to(http, _token(demo_db, "dispatcher"), mediator, {})
+    # the page asks again (as after an action's answer), then the first read is let through
+    page.evaluate("() => { window.yituM.refresh(); const g = window.yituGate; g.held = null; g.open(); }")
+    page.locator(f"#m-tasks li[data-code='{code}']").wait_for(timeout=15_000)
+    assert page.inner_text("#m-count-tasks") == "1"
+    w.close(offline_noise=True)

@@ -450,9 +450,12 @@
     }
   }
 
-  var refreshing = null;
+  // One read of the state at a time. A refresh asked for while one is under way (an action just
+  // answered, a push just came) must see what happened after that read began: it runs once more
+  // when the read ends, and its callers wait for that second read.
+  var refreshing = null, again = false;
   function refresh() {
-    if (refreshing) { return refreshing; }
+    if (refreshing) { again = true; return refreshing; }
     refreshing = OB.call("/m/api/state", {}).then(function (s) {
       state = s;
       setOnline(true);
@@ -467,6 +470,7 @@
     }).then(function () {
       refreshing = null;
       fillTypes(); renderLists(); renderOutbox();
+      if (again) { again = false; return refresh(); }
     });
     return refreshing;
   }
