@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from callbacks import dispatch as dpage
 from callbacks import wall
@@ -304,6 +305,26 @@ def _wait_case_url(p: Page, *parts: str) -> None:
     )
 
 
+# What the wall shows, told when a wait runs out: which of its parts did not come.
+WALL_STATE = """() => { const m = window.yitu.maps[window.yitu.maps.length - 1]; const c = m && m.getCenter();
+    const text = s => (document.querySelector(s) || {}).innerText;
+    return {title: text('#wall-ranking-title'), detail: text('#wall-detail'), maps: window.yitu.maps.length,
+            center: c && [c.lat, c.lng], zoom: m && m.getZoom(), period: text('#wall-period')}; }"""
+
+
+def _wait_or_tell(p: Page, condition: str, what: str, timeout: float = 30_000) -> None:
+    """Wait for ``condition``; if it does not come, fail saying what the wall showed instead (and keep
+    a screenshot): a bare timeout once failed a CI run without a clue."""
+    try:
+        p.wait_for_function(condition, timeout=timeout)
+    except PlaywrightTimeout as err:
+        ARTIFACTS.mkdir(exist_ok=True)
+        p.screenshot(path=str(ARTIFACTS / "wall-operable-timeout.png"))
+        raise AssertionError(
+            f"{what} did not come within {timeout / 1000:.0f} s; the wall: {p.evaluate(WALL_STATE)}"
+        ) from err
+
+
 # The case pins the map shows now (not clusters): their properties.
 PINS = """() => { const m = window.yitu.maps[window.yitu.maps.length - 1]; const out = [];
     m.eachLayer(l => { const p = l.feature && l.feature.properties;
@@ -379,14 +400,17 @@ def test_the_wall_filters_pins_picks_a_period_and_opens_rows(
     p.click("#wall-period label:has-text('自选')")
     p.wait_for_selector("#wall-period-dates-box", state="visible")
     # no dates picked yet: the default period's numbers (drawn again, the van board with them)
-    p.wait_for_function("() => document.querySelector('#wall-ranking-title').innerText === '本年镇级排名'")
+    _wait_or_tell(
+        p, "() => document.querySelector('#wall-ranking-title').innerText === '本年镇级排名'", "the year's title"
+    )
 
     # a van's row: the map flies to it and its card shows
     p.click(f"#wall-vans button[id*='{VAN_ROW}'][id*='V03']")
-    p.wait_for_function(
+    _wait_or_tell(
+        p,
         """() => { const m = window.yitu.maps[window.yitu.maps.length - 1]; const c = m.getCenter();
                    return Math.abs(c.lat - 38.3) < 0.01 && Math.abs(c.lng - 107.6) < 0.01 && m.getZoom() === 13; }""",
-        timeout=30_000,  # the flight is animated
+        "the flight to V03",  # animated
     )
     assert "V03" in p.inner_text("#wall-detail")
     ARTIFACTS.mkdir(exist_ok=True)
