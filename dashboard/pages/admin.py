@@ -17,9 +17,9 @@ from typing import Literal
 from dash import dcc, html
 from dash.development.base_component import Component
 
+from dashboard.header import page_header
 from dashboard.i18n import translator
 from dashboard.pages import inbox
-from dashboard.search import search_box
 from geodata.workflow import ROLES
 from services.identity import PEOPLE_ROLES
 from services.settings import Settings
@@ -265,26 +265,14 @@ def layout(settings: Settings, who: str = "") -> html.Div:
         className="yitu-admin",
         children=[
             dcc.Store(id=Ids.CHANGED, data=0),
-            html.Header(
-                className="yitu-header",
-                children=[
-                    dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
-                    html.H1(t("admin.title"), className="yitu-title"),
-                    html.Span(t("admin.subtitle"), className="yitu-subtitle"),
-                    search_box(settings.lang),
-                    inbox.header_link(settings.lang),
-                    html.Form(
-                        className="yitu-signin",
-                        action="/logout",
-                        method="POST",
-                        children=[
-                            html.Span(who, id=Ids.WHO, className="yitu-who"),
-                            html.Button(
-                                t("dispatch.signout"), id=Ids.SIGNOUT, type="submit", className="yitu-button yitu-quiet"
-                            ),
-                        ],
-                    ),
-                ],
+            page_header(
+                settings.lang,
+                t("admin.title"),
+                inbox.header_link(settings.lang),
+                subtitle=t("admin.subtitle"),
+                who=who,
+                who_id=Ids.WHO,
+                signout_id=Ids.SIGNOUT,
             ),
             html.Main(
                 className="yitu-admin-body",
