@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.guard import client_address, cookie_value, is_https, safe_next, same_origin
+from api.page_head import page_head
 from services import identity
 from services.identity import SESSION_COOKIE, Principal
 from services.runtime import Services
@@ -87,16 +88,10 @@ def _page(lang: str, *, next_path: str = "/", message: str = "", field: str = ""
     t = TEXTS[lang]
     esc = html.escape
     error = f'<p class="yitu-error" role="alert" data-field="{esc(field)}">{esc(message)}</p>' if message else ""
-    return f"""<!DOCTYPE html>
-<html lang="{esc(lang)}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="same-origin">
-<title>{esc(t["title"])} · {esc(t["submit"])}</title>
-<link rel="stylesheet" href="/theme.css">
-<link rel="stylesheet" href="/login.css">
-</head>
+    head = page_head(
+        lang, f"{t['title']} · {t['submit']}", [("stylesheet", "/theme.css"), ("stylesheet", "/login.css")]
+    )
+    return f"""{head}
 <body>
 <main class="yitu-login">
 <h1>{esc(t["title"])}</h1>
