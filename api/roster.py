@@ -21,12 +21,11 @@ from api.auth import Principal, principal
 from api.cases import require_json
 from api.deps import role_in, services
 from api.guard import client_address
-from api.idempotency import OptionalKey, key_of, keyed, replay
+from api.idempotency import OptionalKey, answered, key_of, keyed
 from api.openapi import READ, WRITE, answers
 from api.params import _whole_number
 from geodata import idempotency, masking, roster
 from geodata.db import writing
-from geodata.idempotency import Answer
 from geodata.queries import iso
 from services import roster as changes
 from services.roster import Table
@@ -262,7 +261,7 @@ def _save(
 
     with writing(svc.pool) as conn:
         out, replayed = idempotency.once(conn, idem, status, lambda: write(conn))
-    return replay(response, Answer(status, out)) if replayed else out
+    return answered(response, out, replayed, status)
 
 
 @router.post(

@@ -34,12 +34,12 @@ from api import errors
 from api.auth import Principal, principal
 from api.cases import require_json
 from api.deps import role_in, runtime, services
-from api.idempotency import OptionalKey, key_of, keyed, replay
+from api.idempotency import OptionalKey, answered, key_of, keyed
 from api.openapi import READ, WRITE, answers
 from api.params import Instant
 from geodata import idempotency, tracking
 from geodata.db import writing
-from geodata.idempotency import Answer, Key
+from geodata.idempotency import Key
 from geodata.queries import iso, pick
 from geodata.tracking import IngestResult, Ping
 from services.runtime import Services
@@ -177,7 +177,7 @@ def post_positions(
     if key is None:
         return positions_answer(accept(request, pings))
     out, replayed = accept_once(request, pings, key)
-    return replay(response, Answer(200, out)) if replayed else out
+    return answered(response, out, replayed)
 
 
 def van_out(row: dict[str, Any]) -> dict[str, Any]:
