@@ -201,60 +201,63 @@ def _filter(id_: str, count_id: str, t: Callable[[str], str]) -> html.Div:
     return _row(box, html.Span(id=count_id, className="yitu-muted"))
 
 
-def _mediators_card(t: Callable[[str], str]) -> html.Section:
-    """The mediators: a form to add one (or, once picked, to change them), the list with open cases."""
-    levels = [{"label": t(f"level.{lvl}"), "value": lvl} for lvl in LEVELS]
+def _roster_card(t: Callable[[str], str], kind: str, prefix: str, table: str, *form: Component) -> html.Section:
+    """A roster card (``kind`` mediator or unit; its ids ``Ids.<prefix>_*``): the form to add one
+    (or, once one is picked, to change it), the row to change or (de)activate the one picked, the
+    message, the filter and the list with open cases."""
+
+    def ids(name: str) -> str:
+        return Ids[f"{prefix}_{name}"]
+
     return _card(
-        t("admin.mediators"),
+        t(f"admin.{kind}s"),
+        _row(*form, _button(ids("CREATE"), t("admin.roster.create"))),
         _row(
-            _input(Ids.MED_NAME, t("admin.field.name"), size=50),
-            _input(Ids.MED_PHONE, t("admin.field.phone"), size=20),
-            _input(Ids.MED_AREA, t("admin.field.area_code"), size=15),
-            _pick(Ids.MED_LEVEL, t("admin.field.level"), levels),
-            _pick(Ids.MED_UNIT, t("admin.field.unit")),
-            _input(Ids.MED_CENTRE, t("admin.field.centre"), size=64),
-            _pick(Ids.MED_VAN, t("admin.field.van")),
-            _pick(Ids.MED_SPECIALTIES, t("admin.field.specialties"), multi=True),
-            _input(Ids.MED_USER, t("admin.field.user"), size=100),
-            _button(Ids.MED_CREATE, t("admin.roster.create")),
+            _pick(ids("PICK"), t(f"admin.{kind}.pick")),
+            _button(ids("APPLY"), t("admin.roster.apply")),
+            _button(ids("DEACTIVATE"), t("admin.roster.deactivate"), quiet=True),
+            _button(ids("ACTIVATE"), t("admin.roster.activate"), quiet=True),
         ),
-        _row(
-            _pick(Ids.MED_PICK, t("admin.mediator.pick")),
-            _button(Ids.MED_APPLY, t("admin.roster.apply")),
-            _button(Ids.MED_DEACTIVATE, t("admin.roster.deactivate"), quiet=True),
-            _button(Ids.MED_ACTIVATE, t("admin.roster.activate"), quiet=True),
-        ),
-        _message(Ids.MED_MESSAGE),
-        _filter(Ids.MED_FILTER, Ids.MED_COUNT, t),
-        html.Div(id=Ids.MEDIATORS, className="yitu-admin-table yitu-admin-roster"),
+        _message(ids("MESSAGE")),
+        _filter(ids("FILTER"), ids("COUNT"), t),
+        html.Div(id=table, className="yitu-admin-table yitu-admin-roster"),
         cls="yitu-admin-wide",
+    )
+
+
+def _mediators_card(t: Callable[[str], str]) -> html.Section:
+    levels = [{"label": t(f"level.{lvl}"), "value": lvl} for lvl in LEVELS]
+    return _roster_card(
+        t,
+        "mediator",
+        "MED",
+        Ids.MEDIATORS,
+        _input(Ids.MED_NAME, t("admin.field.name"), size=50),
+        _input(Ids.MED_PHONE, t("admin.field.phone"), size=20),
+        _input(Ids.MED_AREA, t("admin.field.area_code"), size=15),
+        _pick(Ids.MED_LEVEL, t("admin.field.level"), levels),
+        _pick(Ids.MED_UNIT, t("admin.field.unit")),
+        _input(Ids.MED_CENTRE, t("admin.field.centre"), size=64),
+        _pick(Ids.MED_VAN, t("admin.field.van")),
+        _pick(Ids.MED_SPECIALTIES, t("admin.field.specialties"), multi=True),
+        _input(Ids.MED_USER, t("admin.field.user"), size=100),
     )
 
 
 def _units_card(t: Callable[[str], str]) -> html.Section:
     levels = [{"label": t(f"level.{lvl}"), "value": lvl} for lvl in LEVELS]
     kinds = [{"label": t(f"unit_kind.{k}"), "value": k} for k in UNIT_KINDS]
-    return _card(
-        t("admin.units"),
-        _row(
-            _input(Ids.UNIT_NAME, t("admin.field.name"), size=100),
-            _pick(Ids.UNIT_KIND, t("admin.field.kind"), kinds),
-            _input(Ids.UNIT_AREA, t("admin.field.area_code"), size=15),
-            _pick(Ids.UNIT_LEVEL, t("admin.field.level"), levels),
-            _input(Ids.UNIT_PHONE, t("admin.field.phone"), size=20),
-            _pick(Ids.UNIT_SPECIALTIES, t("admin.field.specialties"), multi=True),
-            _button(Ids.UNIT_CREATE, t("admin.roster.create")),
-        ),
-        _row(
-            _pick(Ids.UNIT_PICK, t("admin.unit.pick")),
-            _button(Ids.UNIT_APPLY, t("admin.roster.apply")),
-            _button(Ids.UNIT_DEACTIVATE, t("admin.roster.deactivate"), quiet=True),
-            _button(Ids.UNIT_ACTIVATE, t("admin.roster.activate"), quiet=True),
-        ),
-        _message(Ids.UNIT_MESSAGE),
-        _filter(Ids.UNIT_FILTER, Ids.UNIT_COUNT, t),
-        html.Div(id=Ids.UNITS, className="yitu-admin-table yitu-admin-roster"),
-        cls="yitu-admin-wide",
+    return _roster_card(
+        t,
+        "unit",
+        "UNIT",
+        Ids.UNITS,
+        _input(Ids.UNIT_NAME, t("admin.field.name"), size=100),
+        _pick(Ids.UNIT_KIND, t("admin.field.kind"), kinds),
+        _input(Ids.UNIT_AREA, t("admin.field.area_code"), size=15),
+        _pick(Ids.UNIT_LEVEL, t("admin.field.level"), levels),
+        _input(Ids.UNIT_PHONE, t("admin.field.phone"), size=20),
+        _pick(Ids.UNIT_SPECIALTIES, t("admin.field.specialties"), multi=True),
     )
 
 
