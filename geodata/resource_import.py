@@ -97,6 +97,29 @@ def _text(
     return text
 
 
+def _key_and_name(
+    sheet: Sheet,
+    n: int,
+    cells: Mapping[str, Any],
+    label: tuple[str, ...],
+    problems: list[Problem],
+    key: str,
+    pattern: re.Pattern[str],
+    rule: str,
+    shown: int,
+) -> tuple[str | None, str | None]:
+    """A row's key (``key``, matching ``pattern``; ``rule`` says how, the first ``shown`` characters
+    are echoed) and its name (required, at most NAME_MAX characters); each fault added to ``problems``."""
+    value = roster.text_of(cells.get(key))
+    if value is None or not pattern.fullmatch(value):
+        echoed = repr(value[:shown]) if value else "missing"
+        problems.append(Problem(f"bad-{key}", label, _where(sheet, n, key), f"{echoed}: {rule}"))
+    name = _text(cells, "name", _where(sheet, n, "name"), problems, label, limit=NAME_MAX)
+    if roster.text_of(cells.get("name")) is None:
+        problems.append(Problem("bad-name", label, _where(sheet, n, "name"), "the name is missing"))
+    return value, name
+
+
 # --- the camera status feed ----------------------------------------------------------------------
 
 
@@ -226,13 +249,7 @@ def _check_centre(
 ) -> tuple[CentreIn | None, list[Problem]]:
     label = _label(cells, "code", "name")
     problems: list[Problem] = []
-    code = roster.text_of(cells.get("code"))
-    if code is None or not CENTRE_CODE.fullmatch(code):
-        shown = repr(code[:20]) if code else "missing"
-        problems.append(Problem("bad-code", label, _where(sheet, n, "code"), f"{shown}: letters, digits, _ or -"))
-    name = _text(cells, "name", _where(sheet, n, "name"), problems, label, limit=NAME_MAX)
-    if name is None and roster.text_of(cells.get("name")) is None:
-        problems.append(Problem("bad-name", label, _where(sheet, n, "name"), "the name is missing"))
+    code, name = _key_and_name(sheet, n, cells, label, problems, "code", CENTRE_CODE, "letters, digits, _ or -", 20)
     found: list[roster.Problem] = []
     area = roster._area(cells.get("area_code"), known, found)
     phone = roster._phone(cells.get("phone"), found)
@@ -399,13 +416,7 @@ def _check_van(
 ) -> tuple[VanIn | None, list[Problem]]:
     label = _label(cells, "id", "name")
     problems: list[Problem] = []
-    van_id = roster.text_of(cells.get("id"))
-    if van_id is None or not VAN_ID.fullmatch(van_id):
-        shown = repr(van_id[:40]) if van_id else "missing"
-        problems.append(Problem("bad-id", label, _where(sheet, n, "id"), f"{shown}: 1-32 letters, digits, _ or -"))
-    name = _text(cells, "name", _where(sheet, n, "name"), problems, label, limit=NAME_MAX)
-    if roster.text_of(cells.get("name")) is None:
-        problems.append(Problem("bad-name", label, _where(sheet, n, "name"), "the name is missing"))
+    van_id, name = _key_and_name(sheet, n, cells, label, problems, "id", VAN_ID, "1-32 letters, digits, _ or -", 40)
     plate = _text(cells, "plate", _where(sheet, n, "plate"), problems, label, limit=PLATE_MAX)
     base = roster.text_of(cells.get("base"))
     base_id = None
