@@ -213,13 +213,8 @@ def _refusal(request: Request, lang: str, exc: errors.YituError, username: str =
 
 def _sign_in(svc: Services, username: str, password: str, address: str | None) -> Principal:
     with svc.pool.connection() as conn:
-        wait = identity.throttled(conn, "password", account=username.strip(), address=address)
-        if wait is not None:
-            raise errors.TooManyAttempts(
-                "too many failed sign-ins for this account or from this address; try again later",
-                field="username",
-                extra={"retry_after": wait},
-            )
+        what = "failed sign-ins for this account or from this address"
+        identity.refuse_if_throttled(conn, "password", what, "username", account=username.strip(), address=address)
         who = identity.verify_user(conn, username, password)
         identity.record_attempt(conn, "password", who is not None, account=username.strip(), address=address)
     if who is None:
@@ -285,13 +280,9 @@ async def logout(request: Request) -> Response:
 
 def _pair(svc: Services, code: str, address: str | None, agent: str | None) -> tuple[Principal, str]:
     with svc.pool.connection() as conn:
-        wait = identity.throttled(conn, "pairing", address=address)
-        if wait is not None:
-            raise errors.TooManyAttempts(
-                "too many unknown pairing codes from this address; try again later",
-                field="code",
-                extra={"retry_after": wait},
-            )
+        identity.refuse_if_throttled(
+            conn, "pairing", "unknown pairing codes from this address", "code", address=address
+        )
         who = identity.redeem_pairing(conn, code)
         identity.record_attempt(conn, "pairing", who is not None, address=address)
         if who is None:

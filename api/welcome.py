@@ -116,13 +116,7 @@ def _look_up(svc: Services, code: str, address: str | None) -> str:
 
 
 def _throttle(conn: psycopg.Connection, address: str | None) -> None:
-    wait = identity.throttled(conn, "welcome", address=address)
-    if wait is not None:
-        raise errors.TooManyAttempts(
-            "too many unknown welcome links from this address; try again later",
-            field="code",
-            extra={"retry_after": wait},
-        )
+    identity.refuse_if_throttled(conn, "welcome", "unknown welcome links from this address", "code", address=address)
 
 
 def _redeem(svc: Services, code: str, password: str, address: str | None) -> str:
