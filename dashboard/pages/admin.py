@@ -10,7 +10,7 @@ once, in the section's message, and never again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Literal
 
@@ -165,6 +165,23 @@ def _message(id_: str) -> html.Div:
     return html.Div(id=id_, className="yitu-admin-message", role="status")
 
 
+def _section(
+    title: str,
+    form: Sequence[Component],
+    picked: Sequence[Component],
+    message: str,
+    table: str,
+    *between: Component,
+    cls: str = "",
+    table_cls: str = "yitu-admin-table",
+) -> html.Section:
+    """A section of the page: the row that adds one, the row acting on the one picked, the message,
+    what comes ``between`` (a filter), and the table."""
+    return _card(
+        title, _row(*form), _row(*picked), _message(message), *between, html.Div(id=table, className=table_cls), cls=cls
+    )
+
+
 def _pager(prefix: str, filter_id: str, prev_id: str, next_id: str, page_id: str, t: Callable[[str], str]) -> html.Div:
     return _row(
         _input(filter_id, t(f"admin.{prefix}.filter")),
@@ -209,19 +226,20 @@ def _roster_card(t: Callable[[str], str], kind: str, prefix: str, table: str, *f
     def ids(name: str) -> str:
         return Ids[f"{prefix}_{name}"]
 
-    return _card(
+    return _section(
         t(f"admin.{kind}s"),
-        _row(*form, _button(ids("CREATE"), t("admin.roster.create"))),
-        _row(
+        [*form, _button(ids("CREATE"), t("admin.roster.create"))],
+        [
             _pick(ids("PICK"), t(f"admin.{kind}.pick")),
             _button(ids("APPLY"), t("admin.roster.apply")),
             _button(ids("DEACTIVATE"), t("admin.roster.deactivate"), quiet=True),
             _button(ids("ACTIVATE"), t("admin.roster.activate"), quiet=True),
-        ),
-        _message(ids("MESSAGE")),
+        ],
+        ids("MESSAGE"),
+        table,
         _filter(ids("FILTER"), ids("COUNT"), t),
-        html.Div(id=table, className="yitu-admin-table yitu-admin-roster"),
         cls="yitu-admin-wide",
+        table_cls="yitu-admin-table yitu-admin-roster",
     )
 
 
@@ -280,16 +298,16 @@ def layout(settings: Settings, who: str = "") -> html.Div:
             html.Main(
                 className="yitu-admin-body",
                 children=[
-                    _card(
+                    _section(
                         t("admin.users"),
-                        _row(
+                        [
                             _input(Ids.USER_NAME, t("admin.field.name")),
                             _pick(Ids.USER_ROLE, t("admin.field.role"), _roles(PEOPLE_ROLES, t)),
                             _input(Ids.USER_AREA, t("admin.field.area_optional"), size=15),
                             _input(Ids.USER_PASSWORD, t("admin.field.password"), "password", MAX_INPUT),
                             _button(Ids.USER_CREATE, t("admin.user.create")),
-                        ),
-                        _row(
+                        ],
+                        [
                             _pick(Ids.USER_PICK, t("admin.user.pick")),
                             _pick(Ids.EDIT_ROLE, t("admin.field.role"), _roles(PEOPLE_ROLES, t)),
                             _input(Ids.EDIT_AREA, t("admin.field.area_optional"), size=15),
@@ -298,56 +316,56 @@ def layout(settings: Settings, who: str = "") -> html.Div:
                             _button(Ids.EDIT_PASSWD, t("admin.user.passwd")),
                             _button(Ids.USER_DISABLE, t("admin.user.disable"), quiet=True),
                             _button(Ids.USER_ENABLE, t("admin.user.enable"), quiet=True),
-                        ),
-                        _message(Ids.USER_MESSAGE),
-                        html.Div(id=Ids.USERS, className="yitu-admin-table"),
+                        ],
+                        Ids.USER_MESSAGE,
+                        Ids.USERS,
                         cls="yitu-admin-wide",
                     ),
                     _mediators_card(t),
                     _units_card(t),
-                    _card(
+                    _section(
                         t("admin.screens"),
-                        _row(
+                        [
                             _input(Ids.SCREEN_NAME, t("admin.field.name")),
                             _input(Ids.SCREEN_AREA, t("admin.field.area_optional"), size=15),
                             _button(Ids.SCREEN_CREATE, t("admin.screen.create")),
-                        ),
-                        _row(
+                        ],
+                        [
                             _pick(Ids.SCREEN_PICK, t("admin.screen.pick")),
                             _button(Ids.SCREEN_PAIR, t("admin.screen.pair")),
                             _button(Ids.SCREEN_REVOKE, t("admin.screen.revoke"), quiet=True),
-                        ),
-                        _message(Ids.SCREEN_MESSAGE),
-                        html.Div(id=Ids.SCREENS, className="yitu-admin-table"),
+                        ],
+                        Ids.SCREEN_MESSAGE,
+                        Ids.SCREENS,
                     ),
-                    _card(
+                    _section(
                         t("admin.tokens"),
-                        _row(
+                        [
                             _input(Ids.TOKEN_NAME, t("admin.field.name")),
                             _pick(Ids.TOKEN_ROLE, t("admin.field.role"), _roles(ROLES, t)),
                             _input(Ids.TOKEN_AREA, t("admin.field.area_optional"), size=15),
                             _button(Ids.TOKEN_CREATE, t("admin.token.create")),
-                        ),
-                        _row(
+                        ],
+                        [
                             _pick(Ids.TOKEN_PICK, t("admin.token.pick")),
                             _button(Ids.TOKEN_REVOKE, t("admin.token.revoke"), quiet=True),
-                        ),
-                        _message(Ids.TOKEN_MESSAGE),
-                        html.Div(id=Ids.TOKENS, className="yitu-admin-table"),
+                        ],
+                        Ids.TOKEN_MESSAGE,
+                        Ids.TOKENS,
                     ),
-                    _card(
+                    _section(
                         t("admin.vans"),
-                        _row(
+                        [
                             _pick(Ids.VAN_PICK, t("admin.van.pick")),
                             _input(Ids.VAN_DEVICE, t("admin.field.device_or_generate"), size=200),
                             _button(Ids.VAN_REGISTER, t("admin.van.register")),
-                        ),
-                        _row(
+                        ],
+                        [
                             _input(Ids.VAN_FORGET, t("admin.field.device"), size=200),
                             _button(Ids.VAN_UNREGISTER, t("admin.van.unregister"), quiet=True),
-                        ),
-                        _message(Ids.VAN_MESSAGE),
-                        html.Div(id=Ids.VANS, className="yitu-admin-table"),
+                        ],
+                        Ids.VAN_MESSAGE,
+                        Ids.VANS,
                     ),
                     _card(
                         t("admin.signins"),
