@@ -34,7 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from api import errors
 from api.auth import Principal, principal
 from api.deps import role_in, runtime, services
-from api.idempotency import REPLAYED, OptionalKey, RequiredKey, key_of, keyed
+from api.idempotency import REPLAYED, OptionalKey, RequiredKey, answered, key_of, keyed
 from api.intake import LANES, IntakeLanes
 from api.openapi import READ, WRITE, answers
 from api.params import Day, Instant, People, Satisfaction, SomeText, Text, Version
@@ -423,9 +423,7 @@ def transition(
     out, replayed = casework.move(
         svc, rt, who, code, body.action, params, version=body.version, key=key, address=client_address(request)
     )
-    if replayed:
-        response.headers[REPLAYED] = "true"
-    return out
+    return answered(response, out, replayed)
 
 
 class CellIn(BaseModel):
@@ -458,6 +456,4 @@ def place_case(
     out, replayed = casework.place(
         svc, rt, who, code, body.cell, version=body.version, key=key, address=client_address(request)
     )
-    if replayed:
-        response.headers[REPLAYED] = "true"
-    return out
+    return answered(response, out, replayed)

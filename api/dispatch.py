@@ -24,12 +24,11 @@ from api import errors
 from api.auth import Principal, principal
 from api.cases import CODE, require_json
 from api.deps import role_in, runtime, services
-from api.idempotency import OptionalKey, keyed, replay
+from api.idempotency import OptionalKey, answered, keyed
 from api.openapi import READ, WRITE, answers
 from api.params import Text
 from geodata import cases as store
 from geodata import dispatch, masking
-from geodata.idempotency import Answer
 from geodata.queries import cameras_near, rounded
 from services.dispatching import DISPATCHERS, cancel_van, candidate_out, dispatch_out, end_visit, routing, send_van
 from services.runtime import Services
@@ -172,7 +171,7 @@ def create_dispatch(
     body: DispatchIn, response: Response, svc: Svc, rt: Rt, who: Who, idempotency_key: OptionalKey = None
 ) -> dict[str, Any]:
     out, replayed = send_van(svc, rt, who, body.case, body.van, body.note, key=idempotency_key)
-    return replay(response, Answer(201, out)) if replayed else out
+    return answered(response, out, replayed, 201)
 
 
 @router.get("/dispatches", summary="Dispatches, newest first (active=true: vans on their way or on site)")
@@ -221,7 +220,7 @@ def end_dispatch(
     out, replayed = end_visit(
         svc, rt, who, dispatch_id, note=body.note, result=body.result, outcome=body.outcome, key=idempotency_key
     )
-    return replay(response, Answer(200, out)) if replayed else out
+    return answered(response, out, replayed)
 
 
 @router.post(
@@ -243,4 +242,4 @@ def cancel_dispatch(
 ) -> dict[str, Any]:
     body = body or CancelIn()
     out, replayed = cancel_van(svc, who, dispatch_id, note=body.note, key=idempotency_key)
-    return replay(response, Answer(200, out)) if replayed else out
+    return answered(response, out, replayed)

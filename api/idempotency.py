@@ -46,6 +46,12 @@ def replay(response: Response, answer: Answer) -> dict[str, Any]:
     return answer.body
 
 
+def answered(response: Response, body: dict[str, Any], replayed: bool, status: int = 200) -> dict[str, Any]:
+    """A keyed write's answer: ``body`` as it is, or, when it is a stored answer (``replayed``), the
+    first request's (``status``: the route's success status, what the first one got) marked so."""
+    return replay(response, Answer(status, body)) if replayed else body
+
+
 def keyed(status: int, description: str) -> dict[int | str, dict[str, Any]]:
     """``ok=`` of :func:`api.openapi.answers` for a keyed write: its success, and the replay header."""
     return {

@@ -51,6 +51,7 @@ from api.cases import CaseIn, case_out
 from api.deps import services
 from api.guard import FIELD_PAGE
 from api.openapi import READ, answers
+from api.page_head import page_head
 from geodata import field, queries
 from geodata.attachments import MAX_FILE_BYTES
 from geodata.gcj02 import CHINA_LAT, CHINA_LON
@@ -221,20 +222,20 @@ def _page() -> str:
     severities = "".join(
         f'<option value="{v}">{esc(t["severity_" + v])}</option>' for v in ("simple", "ordinary", "complex", "major")
     )
-    return f"""<!DOCTYPE html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1, viewport-fit=cover">
-<meta name="referrer" content="same-origin">
-<meta name="theme-color" content="#0b1f33">
-<title>{esc(t["title"])}</title>
-<link rel="manifest" href="/m/manifest.webmanifest">
-<link rel="icon" href="/m/icon-192.png">
-<link rel="apple-touch-icon" href="/m/icon-192.png">
-<link rel="stylesheet" href="/static/vendor/leaflet/leaflet.css">
-<link rel="stylesheet" href="/m/app.css">
-</head>
+    head = page_head(
+        "zh-CN",
+        t["title"],
+        [
+            ("manifest", "/m/manifest.webmanifest"),
+            ("icon", "/m/icon-192.png"),
+            ("apple-touch-icon", "/m/icon-192.png"),
+            ("stylesheet", "/static/vendor/leaflet/leaflet.css"),
+            ("stylesheet", "/m/app.css"),
+        ],
+        theme="#0b1f33",
+        app=True,
+    )
+    return f"""{head}
 <body class="m">
 <header class="m-top">
 <h1>{esc(t["title"])}</h1>

@@ -41,6 +41,7 @@ from api import errors
 from api.auth import Principal, principal
 from api.deps import services
 from api.openapi import READ, answers
+from api.page_head import page_head
 from api.vans import VAN_ID, van_out
 from geodata import dispatch, tracking
 from geodata.queries import rounded
@@ -301,18 +302,9 @@ def page_html(settings: Settings, who: Principal, van: str) -> str:
         "lang": lang,
         "user": who.name,
     }
-    return f"""<!DOCTYPE html>
-<html lang="{esc(lang)}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1, viewport-fit=cover">
-<meta name="referrer" content="same-origin">
-<meta name="theme-color" content="#050b18">
-<title>{esc(t["title"])}</title>
-<link rel="stylesheet" href="/theme.css">
-<link rel="stylesheet" href="/static/vendor/leaflet/leaflet.css">
-<link rel="stylesheet" href="/m/van/app.css">
-</head>
+    styles = ["/theme.css", "/static/vendor/leaflet/leaflet.css", "/m/van/app.css"]
+    head = page_head(lang, t["title"], [("stylesheet", s) for s in styles], theme="#050b18", app=True)
+    return f"""{head}
 <body class="mvan" data-config="{esc(json.dumps(config, ensure_ascii=False))}"
  data-texts="{esc(json.dumps(t, ensure_ascii=False))}">
 <header class="mvan-head">

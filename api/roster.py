@@ -21,13 +21,14 @@ from api.auth import Principal, principal
 from api.cases import require_json
 from api.deps import role_in, services
 from api.guard import client_address
-from api.idempotency import OptionalKey, key_of, keyed, replay
+from api.idempotency import OptionalKey, answered, key_of, keyed
 from api.openapi import READ, WRITE, answers
 from api.params import _whole_number
 from geodata import idempotency, masking, roster
 from geodata.db import writing
 from geodata.queries import iso
 from services import roster as changes
+from services.roster import Table
 from services.runtime import Services
 
 router = APIRouter(prefix="/api/v1", tags=["roster"])
@@ -227,30 +228,40 @@ _CLEARABLE = frozenset({"phone", "level", "unit", "centre", "van", "user"})
 _ADMIN = [Depends(role_in(ADMINS, "change the roster (admin only)")), Depends(require_json)]
 
 
-def _address(request: Request) -> str | None:
-    return client_address(request.scope)
+_TABLES: dict[
+    str, tuple[Callable[..., Mapping[str, Any]], Callable[[Mapping[str, Any], Principal], dict[str, Any]]]
+] = {"units": (roster.get_unit, unit_out), "mediators": (roster.get_mediator, mediator_out)}
 
 
-def _keyed_write(
+def _save(
     svc: Services,
     who: Principal,
     request: Request,
     response: Response,
     key: str | None,
     body: BaseModel,
-    status: int,
-    write: Callable[[psycopg.Connection[Any]], dict[str, Any]],
+    table: Table,
+    ident: int | None = None,
 ) -> dict[str, Any]:
-    """One write with its Idempotency-Key: a retry of a done request gets the first answer again."""
+    """Add a row of ``table`` (``ident`` None: 201) or change row ``ident`` (200), with its
+    Idempotency-Key: a retry of a done request gets the first answer again."""
+    get, shown = _TABLES[table]
+    status = 201 if ident is None else 200
     operation = f"{request.method} {request.url.path}"
     idem = key_of(who, key, operation, body.model_dump(mode="json", exclude_unset=True))
+
+    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+        address = client_address(request.scope)
+        if ident is None:
+            row_id = changes.create(conn, who, address, table, _fields(body, False))
+        else:
+            row_id = ident
+            changes.update(conn, who, address, table, ident, _fields(body, True))
+        return shown(get(conn, None, row_id), who)
+
     with writing(svc.pool) as conn:
-        stored = idempotency.claim(conn, idem)
-        if stored is not None:
-            return replay(response, stored)
-        out = write(conn)
-        idempotency.record(conn, idem, status, out)
-        return out
+        out, replayed = idempotency.once(conn, idem, status, lambda: write(conn))
+    return answered(response, out, replayed, status)
 
 
 @router.post(
@@ -264,11 +275,7 @@ def _keyed_write(
 def create_unit(
     svc: Svc, who: Who, body: UnitIn, request: Request, response: Response, idempotency_key: OptionalKey = None
 ) -> dict[str, Any]:
-    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-        ident = changes.create(conn, who, _address(request), "units", _fields(body, False))
-        return unit_out(roster.get_unit(conn, None, ident), who)
-
-    return _keyed_write(svc, who, request, response, idempotency_key, body, 201, write)
+    return _save(svc, who, request, response, idempotency_key, body, "units")
 
 
 @router.patch(
@@ -287,11 +294,7 @@ def update_unit(
     response: Response,
     idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
-    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-        changes.update(conn, who, _address(request), "units", unit_id, _fields(body, True))
-        return unit_out(roster.get_unit(conn, None, unit_id), who)
-
-    return _keyed_write(svc, who, request, response, idempotency_key, body, 200, write)
+    return _save(svc, who, request, response, idempotency_key, body, "units", unit_id)
 
 
 @router.post(
@@ -305,11 +308,7 @@ def update_unit(
 def create_mediator(
     svc: Svc, who: Who, body: MediatorIn, request: Request, response: Response, idempotency_key: OptionalKey = None
 ) -> dict[str, Any]:
-    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-        ident = changes.create(conn, who, _address(request), "mediators", _fields(body, False))
-        return mediator_out(roster.get_mediator(conn, None, ident), who)
-
-    return _keyed_write(svc, who, request, response, idempotency_key, body, 201, write)
+    return _save(svc, who, request, response, idempotency_key, body, "mediators")
 
 
 @router.patch(
@@ -328,8 +327,4 @@ def update_mediator(
     response: Response,
     idempotency_key: OptionalKey = None,
 ) -> dict[str, Any]:
-    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-        changes.update(conn, who, _address(request), "mediators", mediator_id, _fields(body, True))
-        return mediator_out(roster.get_mediator(conn, None, mediator_id), who)
-
-    return _keyed_write(svc, who, request, response, idempotency_key, body, 200, write)
+    return _save(svc, who, request, response, idempotency_key, body, "mediators", mediator_id)

@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.guard import client_address, cookie_value, is_https, safe_next, same_origin
+from api.page_head import page_head
 from services import identity
 from services.identity import SESSION_COOKIE, Principal
 from services.runtime import Services
@@ -87,16 +88,10 @@ def _page(lang: str, *, next_path: str = "/", message: str = "", field: str = ""
     t = TEXTS[lang]
     esc = html.escape
     error = f'<p class="yitu-error" role="alert" data-field="{esc(field)}">{esc(message)}</p>' if message else ""
-    return f"""<!DOCTYPE html>
-<html lang="{esc(lang)}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="same-origin">
-<title>{esc(t["title"])} · {esc(t["submit"])}</title>
-<link rel="stylesheet" href="/theme.css">
-<link rel="stylesheet" href="/login.css">
-</head>
+    head = page_head(
+        lang, f"{t['title']} · {t['submit']}", [("stylesheet", "/theme.css"), ("stylesheet", "/login.css")]
+    )
+    return f"""{head}
 <body>
 <main class="yitu-login">
 <h1>{esc(t["title"])}</h1>
@@ -218,13 +213,8 @@ def _refusal(request: Request, lang: str, exc: errors.YituError, username: str =
 
 def _sign_in(svc: Services, username: str, password: str, address: str | None) -> Principal:
     with svc.pool.connection() as conn:
-        wait = identity.throttled(conn, "password", account=username.strip(), address=address)
-        if wait is not None:
-            raise errors.TooManyAttempts(
-                "too many failed sign-ins for this account or from this address; try again later",
-                field="username",
-                extra={"retry_after": wait},
-            )
+        what = "failed sign-ins for this account or from this address"
+        identity.refuse_if_throttled(conn, "password", what, "username", account=username.strip(), address=address)
         who = identity.verify_user(conn, username, password)
         identity.record_attempt(conn, "password", who is not None, account=username.strip(), address=address)
     if who is None:
@@ -290,13 +280,9 @@ async def logout(request: Request) -> Response:
 
 def _pair(svc: Services, code: str, address: str | None, agent: str | None) -> tuple[Principal, str]:
     with svc.pool.connection() as conn:
-        wait = identity.throttled(conn, "pairing", address=address)
-        if wait is not None:
-            raise errors.TooManyAttempts(
-                "too many unknown pairing codes from this address; try again later",
-                field="code",
-                extra={"retry_after": wait},
-            )
+        identity.refuse_if_throttled(
+            conn, "pairing", "unknown pairing codes from this address", "code", address=address
+        )
         who = identity.redeem_pairing(conn, code)
         identity.record_attempt(conn, "pairing", who is not None, address=address)
         if who is None:

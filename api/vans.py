@@ -34,12 +34,12 @@ from api import errors
 from api.auth import Principal, principal
 from api.cases import require_json
 from api.deps import role_in, runtime, services
-from api.idempotency import OptionalKey, key_of, keyed, replay
+from api.idempotency import OptionalKey, answered, key_of, keyed
 from api.openapi import READ, WRITE, answers
 from api.params import Instant
 from geodata import idempotency, tracking
 from geodata.db import writing
-from geodata.idempotency import Answer, Key
+from geodata.idempotency import Key
 from geodata.queries import iso, pick
 from geodata.tracking import IngestResult, Ping
 from services.runtime import Services
@@ -99,39 +99,36 @@ def _partitions(request: Request) -> tracking.PartitionCache:
     return cache
 
 
-def accept(request: Request, pings: list[Ping]) -> IngestResult:
-    """Store a batch and its events (one transaction); the shared path of both endpoints."""
-    result = accept_once(request, pings, None)
-    if isinstance(result, Answer):  # pragma: no cover - only a key finds a stored answer
-        raise AssertionError("a stored answer for a request without a key")
-    return result
-
-
-def accept_once(request: Request, pings: list[Ping], key: Key | None) -> IngestResult | Answer:
-    """:func:`accept`; with ``key`` the batch, its events and its answer are stored in one
-    transaction (geodata/idempotency.py), and a batch stored before under that key gives its stored answer."""
+def _options(request: Request) -> dict[str, Any]:
     svc: Services = request.app.state.services
-    options: dict[str, Any] = {
+    return {
         "partitions": _partitions(request),
         "max_speed_kmh": svc.settings.van_max_speed_kmh,
         "arrival_radius_m": svc.settings.arrival_radius_m,
         "rules": runtime(request).rules,
         "moved_events": moved_events,  # with the arrivals' dispatch.arrived, case.changed: to the outbox
     }
+
+
+def accept(request: Request, pings: list[Ping]) -> IngestResult:
+    """Store a batch and its events (one transaction); the shared path of both endpoints."""
+    svc: Services = request.app.state.services
     with writing(svc.pool) as conn:  # ingest commits itself: a lost COMMIT is outcome_unknown (geodata/db.py)
-        if key is None:
-            result = tracking.ingest(conn, pings, **options)
-        else:
-            # The months' partitions first, committed on their own (ingest's own call then finds them
-            # made); then the key, the batch, its events and its answer in one transaction.
-            tracking.ensure_partitions(conn, [p.time for p in pings], options["partitions"])
-            with conn.transaction():
-                stored = idempotency.claim(conn, key)
-                if stored is not None:
-                    return stored
-                result = tracking.ingest(conn, pings, **options)
-                idempotency.record(conn, key, 200, positions_answer(result))
-    return result
+        return tracking.ingest(conn, pings, **_options(request))
+
+
+def accept_once(request: Request, pings: list[Ping], key: Key) -> tuple[dict[str, Any], bool]:
+    """:func:`accept` with ``key``: the batch, its events and its answer are stored in one
+    transaction (geodata/idempotency.py), and a batch stored before under that key gives its
+    stored answer: (the answer, replayed?)."""
+    svc: Services = request.app.state.services
+    options = _options(request)
+    with writing(svc.pool) as conn:
+        # The months' partitions first, committed on their own (ingest's own call then finds them
+        # made); then the key, the batch, its events and its answer in one transaction.
+        tracking.ensure_partitions(conn, [p.time for p in pings], options["partitions"])
+        with conn.transaction():
+            return idempotency.once(conn, key, 200, lambda: positions_answer(tracking.ingest(conn, pings, **options)))
 
 
 def positions_answer(result: IngestResult) -> dict[str, Any]:
@@ -175,9 +172,12 @@ def post_positions(
     body: PositionsIn, request: Request, response: Response, who: Who, idempotency_key: OptionalKey = None
 ) -> dict[str, Any]:
     _may_post(who, body)
+    pings = [p.ping() for p in body.positions]
     key = key_of(who, idempotency_key, "POST /api/v1/vans/positions", body.model_dump(mode="json"))
-    result = accept_once(request, [p.ping() for p in body.positions], key)
-    return replay(response, result) if isinstance(result, Answer) else positions_answer(result)
+    if key is None:
+        return positions_answer(accept(request, pings))
+    out, replayed = accept_once(request, pings, key)
+    return answered(response, out, replayed)
 
 
 def van_out(row: dict[str, Any]) -> dict[str, Any]:

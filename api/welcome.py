@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import errors
 from api.guard import client_address, same_origin
+from api.page_head import page_head
 from api.signin import read_urlencoded
 from services import identity, welcome
 from services.runtime import Services
@@ -86,16 +87,10 @@ def _page(lang: str, code: str, name: str | None, message: str = "", field: str 
 </form>"""
     else:
         form = error
-    return f"""<!DOCTYPE html>
-<html lang="{esc(lang)}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{esc(t["title"])}</title>
-<link rel="stylesheet" href="/theme.css">
-<link rel="stylesheet" href="/login.css">
-</head>
+    head = page_head(
+        lang, t["title"], [("stylesheet", "/theme.css"), ("stylesheet", "/login.css")], referrer="no-referrer"
+    )
+    return f"""{head}
 <body>
 <main class="yitu-login">
 <h1>{esc(t["brand"])}</h1>
@@ -121,13 +116,7 @@ def _look_up(svc: Services, code: str, address: str | None) -> str:
 
 
 def _throttle(conn: psycopg.Connection, address: str | None) -> None:
-    wait = identity.throttled(conn, "welcome", address=address)
-    if wait is not None:
-        raise errors.TooManyAttempts(
-            "too many unknown welcome links from this address; try again later",
-            field="code",
-            extra={"retry_after": wait},
-        )
+    identity.refuse_if_throttled(conn, "welcome", "unknown welcome links from this address", "code", address=address)
 
 
 def _redeem(svc: Services, code: str, password: str, address: str | None) -> str:

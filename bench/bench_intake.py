@@ -54,7 +54,7 @@ from psycopg_pool import ConnectionPool
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import wait_healthy
+from bench.common import Ticks, cpu_line, cpu_spent, cpu_ticks, descendants, wait_healthy
 from cli.stack import EmbeddedStack
 from geodata import cases as store
 from geodata.migrate import migrate
@@ -115,55 +115,26 @@ def _client_cpu() -> float:
 _PG_SERVER = ("postgres: walwriter", "postgres: checkpointer", "postgres: background writer")
 
 
-def _cpu_ticks() -> dict[int, tuple[int, int, str]]:
-    """pid → (user+system clock ticks, parent pid, command line) of every process (Linux /proc)."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        out[int(entry)] = (int(fields[11]) + int(fields[12]), int(fields[1]), args)
-    return out
-
-
 def _cpu_share(
-    before: dict[int, tuple[int, int, str]],
-    after: dict[int, tuple[int, int, str]],
-    seconds: float,
-    server_pid: int,
-    scratch: str,
-    client_seconds: float,
+    before: Ticks, after: Ticks, seconds: float, server_pid: int, scratch: str, client_seconds: float
 ) -> str:
     """Where the machine's CPU went during a run, in % of one core (2 cores = 200%).
 
     ``client_seconds``: the load client's CPU (wrk has exited by now: it is counted from this
     process's rusage of its children, and the httpx client is this process itself)."""
-    app = {server_pid}
-    for _ in range(3):  # the uvicorn workers are children (and grandchildren) of the server
-        app |= {pid for pid, (_, ppid, _) in after.items() if ppid in app}
-    groups: dict[str, float] = {"app workers": 0, "PostgreSQL": 0, "Redis": 0, "load client": 0, "other processes": 0}
-    for pid, (ticks, _, args) in after.items():
-        spent = ticks - before.get(pid, (0, 0, ""))[0]
-        if spent <= 0 or pid == os.getpid():
-            continue
+    app = descendants(after, {server_pid})  # the uvicorn workers are children (and grandchildren) of the server
+
+    def group_of(pid: int, args: str) -> str:
         if pid in app:
-            key = "app workers"
-        elif scratch in args or args.startswith(_PG_SERVER):  # the bench database's backends, WAL, checkpoints
-            key = "PostgreSQL"
-        elif "redis-server" in args:
-            key = "Redis"
-        else:
-            key = "other processes"
-        groups[key] += spent
-    hz = os.sysconf("SC_CLK_TCK")
-    groups["load client"] = client_seconds * hz
-    return ", ".join(f"{k} {v / hz / seconds * 100:.0f}%" for k, v in groups.items())
+            return "app workers"
+        if scratch in args or args.startswith(_PG_SERVER):  # the bench database's backends, WAL, checkpoints
+            return "PostgreSQL"
+        return "Redis" if "redis-server" in args else "other processes"
+
+    groups: dict[str, float] = {"app workers": 0, "PostgreSQL": 0, "Redis": 0, "load client": 0, "other processes": 0}
+    cpu_spent(before, after, groups, group_of)
+    groups["load client"] = client_seconds * os.sysconf("SC_CLK_TCK")
+    return cpu_line(groups, seconds)
 
 
 def _ensure_source(server: str) -> None:
@@ -514,14 +485,14 @@ def main() -> None:
                     break
                 id_before, events_before = now
         load_before = _load()
-        ticks_before, t_run, client_before = _cpu_ticks(), time.monotonic(), _client_cpu()
+        ticks_before, t_run, client_before = cpu_ticks(), time.monotonic(), _client_cpu()
         split: list[str] = []
         sampler = threading.Timer(min(3.0, args.seconds / 3), lambda: split.append(_connections_per_worker(args.port)))
         sampler.start()
         res = run(args.seconds)
         sampler.join()
         cpu = _cpu_share(
-            ticks_before, _cpu_ticks(), time.monotonic() - t_run, proc.pid, scratch, _client_cpu() - client_before
+            ticks_before, cpu_ticks(), time.monotonic() - t_run, proc.pid, scratch, _client_cpu() - client_before
         )
         # The requests in flight when the client stopped finish on their own (a case is
         # committed before its event is added, and a slow XADD is retried): count when every

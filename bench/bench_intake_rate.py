@@ -69,9 +69,20 @@ from playwright.sync_api import Browser, Page, sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_intake import _body, _cpu_ticks, _points
+from bench.bench_intake import _body, _points
 from bench.bench_wallscreen import _database
-from bench.common import clone_database, drop_database, free_port, pair, wait_healthy
+from bench.common import (
+    Ticks,
+    clone_database,
+    cpu_line,
+    cpu_spent,
+    cpu_ticks,
+    descendants,
+    drop_database,
+    free_port,
+    pair,
+    wait_healthy,
+)
 from cli.stack import EmbeddedStack
 from services.events import STREAM
 from services.identity import create_token
@@ -275,18 +286,9 @@ def _healthz(url: str) -> Request:
 # --- where the CPU went --------------------------------------------------------------------------
 
 
-def _descendants(ticks: dict[int, tuple[int, int, str]], roots: set[int]) -> set[int]:
-    found = set(roots)
-    while True:
-        more = {pid for pid, (_, ppid, _) in ticks.items() if ppid in found} - found
-        if not more:
-            return found
-        found |= more
-
-
 def _cpu_share(
-    before: dict[int, tuple[int, int, str]],
-    after: dict[int, tuple[int, int, str]],
+    before: Ticks,
+    after: Ticks,
     seconds: float,
     server_pid: int,
     postmaster: int | None,
@@ -298,29 +300,24 @@ def _cpu_share(
     PostgreSQL, this Redis, the browser (Playwright's driver and Chromium), this load client, and
     everything else on the machine (the other workers' test suites, including processes that
     started and ended within the run, which only the machine's total ``busy`` ticks show)."""
-    app = _descendants(after, {server_pid})
-    pg = _descendants(after, {postmaster}) if postmaster else set()
-    mine = _descendants(after, {os.getpid()}) - app
-    groups = dict.fromkeys(("app", "PostgreSQL", "Redis", "browser", "load client", "other processes"), 0.0)
-    for pid, (ticks, _, args) in after.items():
-        spent = ticks - before.get(pid, (0, 0, ""))[0]
-        if spent <= 0 or pid == os.getpid():
-            continue
+    app = descendants(after, {server_pid})
+    pg = descendants(after, {postmaster}) if postmaster else set()
+    mine = descendants(after, {os.getpid()}) - app
+
+    def group_of(pid: int, args: str) -> str:
         if pid in app:
-            key = "app"
-        elif pid in pg:
-            key = "PostgreSQL"
-        elif "redis-server" in args and f":{redis_port}" in args:
-            key = "Redis"
-        elif pid in mine:
-            key = "browser"
-        else:
-            key = "other processes"
-        groups[key] += spent
-    hz = os.sysconf("SC_CLK_TCK")
-    groups["load client"] = self_cpu * hz
+            return "app"
+        if pid in pg:
+            return "PostgreSQL"
+        if "redis-server" in args and f":{redis_port}" in args:
+            return "Redis"
+        return "browser" if pid in mine else "other processes"
+
+    groups = dict.fromkeys(("app", "PostgreSQL", "Redis", "browser", "load client", "other processes"), 0.0)
+    cpu_spent(before, after, groups, group_of)
+    groups["load client"] = self_cpu * os.sysconf("SC_CLK_TCK")
     groups["other processes"] += max(0.0, busy - sum(groups.values()))
-    return ", ".join(f"{k} {v / hz / seconds * 100:.0f}%" for k, v in groups.items())
+    return cpu_line(groups, seconds)
 
 
 def _busy_ticks() -> int:
@@ -446,13 +443,13 @@ def one_run(
             id_before = conn.execute("SELECT max(id) FROM cases").fetchone()[0]  # type: ignore[index]
         events_before = r.xlen(STREAM)
         reloads0 = [p.evaluate(RELOADS_JS) for p in pages]
-        ticks, t_run, cpu0, busy0 = _cpu_ticks(), time.monotonic(), _self_cpu(), _busy_ticks()
+        ticks, t_run, cpu0, busy0 = cpu_ticks(), time.monotonic(), _self_cpu(), _busy_ticks()
         intake = _in_thread(
             _open_loop(url, args.rate, args.seconds, _reports(url, token, points, f"m{tag}"), 201, "POST /api/v1/cases")
         )
         cpu = _cpu_share(
             ticks,
-            _cpu_ticks(),
+            cpu_ticks(),
             time.monotonic() - t_run,
             proc.pid,
             _postmaster(stack),

@@ -1,13 +1,16 @@
 """What the bench scripts share: a free port, a scratch database cloned from a template, a server
-waited for until it answers, and the p95 every script prints beside the median."""
+waited for until it answers, the p95 every script prints beside the median, and where the
+machine's CPU went during a run (per process, from /proc)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -77,3 +80,48 @@ def pair(context: BrowserContext, url: str, dsn: str, name: str = "bench") -> No
     answer = context.request.get(f"{url}{PAIR_PATH}{code}", max_redirects=0)
     if answer.status != 303:
         raise SystemExit(f"pairing a screen failed: {answer.status} {answer.text()[:200]}")
+
+
+Ticks = dict[int, tuple[int, int, str]]  # pid → (CPU clock ticks so far, parent pid, command line)
+
+
+def cpu_ticks() -> Ticks:
+    """Every process's CPU so far (user + system clock ticks), its parent and its command line."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        out[int(entry)] = (int(fields[11]) + int(fields[12]), int(fields[1]), args)
+    return out
+
+
+def descendants(ticks: Ticks, roots: set[int]) -> set[int]:
+    """``roots`` and all their children, grandchildren… (a server's workers, a cluster's backends)."""
+    found = set(roots)
+    while True:
+        more = {pid for pid, (_, ppid, _) in ticks.items() if ppid in found} - found
+        if not more:
+            return found
+        found |= more
+
+
+def cpu_spent(before: Ticks, after: Ticks, groups: dict[str, float], group_of: Callable[[int, str], str]) -> None:
+    """Add to ``groups`` the ticks each process spent between the two readings, in the group
+    ``group_of(pid, command line)`` names (this process itself is left out: it counts its own)."""
+    for pid, (ticks, _, args) in after.items():
+        spent = ticks - before.get(pid, (0, 0, ""))[0]
+        if spent > 0 and pid != os.getpid():
+            groups[group_of(pid, args)] += spent
+
+
+def cpu_line(groups: dict[str, float], seconds: float) -> str:
+    """The groups' ticks as % of one core over ``seconds`` (2 cores = 200%)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    return ", ".join(f"{k} {v / hz / seconds * 100:.0f}%" for k, v in groups.items())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -455,127 +455,114 @@ def _section(table: str, pick: str, message: str) -> list[Output]:
     ]
 
 
+Buttons = Mapping[str, tuple[str, Mapping[str, str]]]  # a button's id → (its action, {field: the input's id})
+
+
+def wire_section(
+    app: Dash,
+    name: str,
+    ids: tuple[str, str, str],
+    buttons: Buttons,
+    do: Callable[[str, dict[str, Any]], Outcome],
+    view: Callable[..., tuple[Any, ...]],
+    *,
+    filters: Sequence[str] = (),
+    more: Sequence[Output] = (),
+    cleared: Sequence[str] = (),
+) -> None:
+    """Wire one section of the admin page: its buttons (each an action on fields read from the
+    form), its table and picker (``ids``: table, picker, message). The pressed button's action runs
+    through ``do`` (none on a refresh); its message shows, and the change counter is bumped when it
+    succeeded (so the other tables and the logs reload); then ``view(*filters' values)`` redraws the
+    table, the picker's choices and ``more``. ``cleared``: inputs emptied every time (a password typed
+    is never kept in the page). ``name`` is ``module._function``, as the guard's CALLBACKS table names it."""
+    states = list(dict.fromkeys(i for _, fields in buttons.values() for i in fields.values()))
+
+    def run(*args: Any) -> tuple[Any, ...]:
+        pressed, given = args[: len(buttons) + len(filters)], args[len(buttons) + len(filters) :]
+        values, changed = dict(zip(states, given[:-1], strict=True)), given[-1]
+        message: Any = None
+        bumped: Any = dash.no_update
+        if ctx.triggered_id in buttons:
+            action, fields = buttons[ctx.triggered_id]
+            outcome = do(action, {key: values[i] for key, i in fields.items()})
+            message, bumped = outcome.show(), _bump(changed) if outcome.ok else dash.no_update
+        table, options, *rest = view(*pressed[len(buttons) :])
+        return (table, options, message, bumped, *rest, *("" for _ in cleared))
+
+    run.__module__, run.__name__ = name.rsplit(".", 1)
+    run.__qualname__ = run.__name__
+    app.callback(
+        *_section(*ids),
+        *more,
+        *(Output(i, "value") for i in cleared),
+        *(Input(b, "n_clicks") for b in buttons),
+        *(Input(f, "value") for f in filters),
+        *(State(i, "value") for i in states),
+        State(Ids.CHANGED, "data"),
+        prevent_initial_call="initial_duplicate",
+    )(run)
+
+
 def register(app: Dash, get: Callable[[], Services]) -> None:
     def lang() -> str:
         return get().settings.lang
 
-    def act(
-        actions: Mapping[Any, tuple[str, dict[str, Any]]],
-        doing: Callable[[str, dict[str, Any]], Outcome],
-        changed: int | None,
-    ) -> tuple[Any, Any]:
-        """The action of the button pressed (none on a refresh): its message, and the change counter
-        bumped when it succeeded (so the other tables and the logs reload)."""
-        if ctx.triggered_id not in actions:
-            return None, dash.no_update
-        outcome = doing(*actions[ctx.triggered_id])
-        return outcome.show(), _bump(changed) if outcome.ok else dash.no_update
+    def doing(action_of: Callable[..., Outcome], *extra: Any) -> Callable[[str, dict[str, Any]], Outcome]:
+        return lambda a, f: action_of(get(), identity.current(), client_address(), a, f, lang(), *extra)
 
-    @app.callback(
-        *_section(Ids.USERS, Ids.USER_PICK, Ids.USER_MESSAGE),
-        Output(Ids.USER_PASSWORD, "value"),
-        Output(Ids.EDIT_PASSWORD, "value"),
-        Input(Ids.USER_CREATE, "n_clicks"),
-        Input(Ids.EDIT_APPLY, "n_clicks"),
-        Input(Ids.EDIT_PASSWD, "n_clicks"),
-        Input(Ids.USER_DISABLE, "n_clicks"),
-        Input(Ids.USER_ENABLE, "n_clicks"),
-        State(Ids.USER_NAME, "value"),
-        State(Ids.USER_ROLE, "value"),
-        State(Ids.USER_AREA, "value"),
-        State(Ids.USER_PASSWORD, "value"),
-        State(Ids.USER_PICK, "value"),
-        State(Ids.EDIT_ROLE, "value"),
-        State(Ids.EDIT_AREA, "value"),
-        State(Ids.EDIT_PASSWORD, "value"),
-        State(Ids.CHANGED, "data"),
-        prevent_initial_call="initial_duplicate",
+    wire_section(
+        app,
+        "callbacks.admin._users",
+        (Ids.USERS, Ids.USER_PICK, Ids.USER_MESSAGE),
+        {
+            Ids.USER_CREATE: (
+                "create",
+                {"name": Ids.USER_NAME, "role": Ids.USER_ROLE, "area": Ids.USER_AREA, "password": Ids.USER_PASSWORD},
+            ),
+            Ids.EDIT_APPLY: ("role", {"pick": Ids.USER_PICK, "role": Ids.EDIT_ROLE, "area": Ids.EDIT_AREA}),
+            Ids.EDIT_PASSWD: ("passwd", {"pick": Ids.USER_PICK, "password": Ids.EDIT_PASSWORD}),
+            Ids.USER_DISABLE: ("disable", {"pick": Ids.USER_PICK}),
+            Ids.USER_ENABLE: ("enable", {"pick": Ids.USER_PICK}),
+        },
+        doing(user_action),
+        lambda: users_view(get(), lang()),
+        cleared=(Ids.USER_PASSWORD, Ids.EDIT_PASSWORD),
     )
-    def _users(*args: Any) -> tuple[Any, ...]:
-        name, role, area, password, pick, edit_role, edit_area, edit_password, changed = args[5:]
-        actions = {
-            Ids.USER_CREATE: ("create", {"name": name, "role": role, "area": area, "password": password}),
-            Ids.EDIT_APPLY: ("role", {"pick": pick, "role": edit_role, "area": edit_area}),
-            Ids.EDIT_PASSWD: ("passwd", {"pick": pick, "password": edit_password}),
-            Ids.USER_DISABLE: ("disable", {"pick": pick}),
-            Ids.USER_ENABLE: ("enable", {"pick": pick}),
-        }
-        message, bumped = act(
-            actions, lambda a, f: user_action(get(), identity.current(), client_address(), a, f, lang()), changed
-        )
-        table, options = users_view(get(), lang())
-        return table, options, message, bumped, "", ""  # a password typed is never kept in the page
-
-    @app.callback(
-        *_section(Ids.SCREENS, Ids.SCREEN_PICK, Ids.SCREEN_MESSAGE),
-        Input(Ids.SCREEN_CREATE, "n_clicks"),
-        Input(Ids.SCREEN_PAIR, "n_clicks"),
-        Input(Ids.SCREEN_REVOKE, "n_clicks"),
-        State(Ids.SCREEN_NAME, "value"),
-        State(Ids.SCREEN_AREA, "value"),
-        State(Ids.SCREEN_PICK, "value"),
-        State(Ids.CHANGED, "data"),
-        prevent_initial_call="initial_duplicate",
+    wire_section(
+        app,
+        "callbacks.admin._screens",
+        (Ids.SCREENS, Ids.SCREEN_PICK, Ids.SCREEN_MESSAGE),
+        {
+            Ids.SCREEN_CREATE: ("create", {"name": Ids.SCREEN_NAME, "area": Ids.SCREEN_AREA}),
+            Ids.SCREEN_PAIR: ("pair", {"pick": Ids.SCREEN_PICK}),
+            Ids.SCREEN_REVOKE: ("revoke", {"pick": Ids.SCREEN_PICK}),
+        },
+        lambda a, f: screen_action(get(), identity.current(), client_address(), a, f, lang(), base_url(get())),
+        lambda: screens_view(get(), lang()),
     )
-    def _screens(*args: Any) -> tuple[Any, ...]:
-        name, area, pick, changed = args[3:]
-        actions = {
-            Ids.SCREEN_CREATE: ("create", {"name": name, "area": area}),
-            Ids.SCREEN_PAIR: ("pair", {"pick": pick}),
-            Ids.SCREEN_REVOKE: ("revoke", {"pick": pick}),
-        }
-        message, bumped = act(
-            actions,
-            lambda a, f: screen_action(get(), identity.current(), client_address(), a, f, lang(), base_url(get())),
-            changed,
-        )
-        table, options = screens_view(get(), lang())
-        return table, options, message, bumped
-
-    @app.callback(
-        *_section(Ids.TOKENS, Ids.TOKEN_PICK, Ids.TOKEN_MESSAGE),
-        Input(Ids.TOKEN_CREATE, "n_clicks"),
-        Input(Ids.TOKEN_REVOKE, "n_clicks"),
-        State(Ids.TOKEN_NAME, "value"),
-        State(Ids.TOKEN_ROLE, "value"),
-        State(Ids.TOKEN_AREA, "value"),
-        State(Ids.TOKEN_PICK, "value"),
-        State(Ids.CHANGED, "data"),
-        prevent_initial_call="initial_duplicate",
+    wire_section(
+        app,
+        "callbacks.admin._tokens",
+        (Ids.TOKENS, Ids.TOKEN_PICK, Ids.TOKEN_MESSAGE),
+        {
+            Ids.TOKEN_CREATE: ("create", {"name": Ids.TOKEN_NAME, "role": Ids.TOKEN_ROLE, "area": Ids.TOKEN_AREA}),
+            Ids.TOKEN_REVOKE: ("revoke", {"pick": Ids.TOKEN_PICK}),
+        },
+        doing(token_action),
+        lambda: tokens_view(get(), lang()),
     )
-    def _tokens(*args: Any) -> tuple[Any, ...]:
-        name, role, area, pick, changed = args[2:]
-        actions = {
-            Ids.TOKEN_CREATE: ("create", {"name": name, "role": role, "area": area}),
-            Ids.TOKEN_REVOKE: ("revoke", {"pick": pick}),
-        }
-        message, bumped = act(
-            actions, lambda a, f: token_action(get(), identity.current(), client_address(), a, f, lang()), changed
-        )
-        table, options = tokens_view(get(), lang())
-        return table, options, message, bumped
-
-    @app.callback(
-        *_section(Ids.VANS, Ids.VAN_PICK, Ids.VAN_MESSAGE),
-        Input(Ids.VAN_REGISTER, "n_clicks"),
-        Input(Ids.VAN_UNREGISTER, "n_clicks"),
-        State(Ids.VAN_PICK, "value"),
-        State(Ids.VAN_DEVICE, "value"),
-        State(Ids.VAN_FORGET, "value"),
-        State(Ids.CHANGED, "data"),
-        prevent_initial_call="initial_duplicate",
+    wire_section(
+        app,
+        "callbacks.admin._vans",
+        (Ids.VANS, Ids.VAN_PICK, Ids.VAN_MESSAGE),
+        {
+            Ids.VAN_REGISTER: ("register", {"van": Ids.VAN_PICK, "device": Ids.VAN_DEVICE}),
+            Ids.VAN_UNREGISTER: ("unregister", {"device": Ids.VAN_FORGET}),
+        },
+        doing(van_action),
+        lambda: vans_view(get(), lang()),
     )
-    def _vans(*args: Any) -> tuple[Any, ...]:
-        van, device, forget, changed = args[2:]
-        actions = {
-            Ids.VAN_REGISTER: ("register", {"van": van, "device": device}),
-            Ids.VAN_UNREGISTER: ("unregister", {"device": forget}),
-        }
-        message, bumped = act(
-            actions, lambda a, f: van_action(get(), identity.current(), client_address(), a, f, lang()), changed
-        )
-        table, options = vans_view(get(), lang())
-        return table, options, message, bumped
 
     def paged_log(
         name: str, view: Callable[..., tuple[Any, int, str]], table: str, page: str, ids: tuple[str, str, str]

@@ -22,7 +22,7 @@ from dash.development.base_component import Component
 from psycopg_pool import PoolTimeout
 
 from dashboard.i18n import refusal, translator
-from dashboard.pages.case import ACTION, CELL, CELL_PICK, CONFIRM, FIELD, POINT, TICK, Ids, button, data_action, new_key
+from dashboard.pages.case import ACTION, CELL, CELL_PICK, CONFIRM, FIELD, TICK, Ids, button, data_action, new_key
 from geodata import attachments, casefile, dispatch, idempotency, masking, queries, suggest, workflow
 from geodata import cases as store
 from geodata.clock import CST
@@ -589,9 +589,8 @@ def act(
     moves the case once. ``version``: the version the page showed (a change since is refused).
     """
     t = translator(lang)
-    if who is None:
-        return {"ok": False, "message": t("error.unauthorized")}
-    try:
+
+    def do(who: auth.Principal) -> str:
         params = _params(action, values)
         if action == "dispatch" and str(params.get("target", "")).startswith("van:"):
             van = params["target"].removeprefix("van:")
@@ -612,17 +611,9 @@ def act(
                 body,
             )
             casework.move(svc, rt, who, code, action, params, version=version, key=idem_key)
-    except OutcomeUnknown as exc:
-        return {"ok": False, "message": refusal(exc, lang), "field": exc.field}
-    except YituError as exc:
-        return {"ok": False, "message": refused(exc, lang), "field": exc.field, "at": _now().isoformat()}
-    except (psycopg.Error, PoolTimeout) as exc:  # no connection, or lost before the COMMIT: nothing done
-        return {"ok": False, "message": refusal(database_unavailable(exc), lang)}
-    return {
-        "ok": True,
-        "message": t("casepage.done").format(action=t(f"caseaction.{action}")),
-        "at": _now().isoformat(),
-    }
+        return t("casepage.done").format(action=t(f"caseaction.{action}"))
+
+    return _attempt(who, lang, do)
 
 
 def place(
@@ -638,23 +629,41 @@ def place(
 ) -> Outcome:
     """Confirm case ``code``'s cell (``cell`` None) or move it to ``cell``, as ``who``; the outcome
     for the page (services.casework.place: the API's path, audited)."""
-    t = translator(lang)
-    if who is None:
-        return {"ok": False, "message": t("error.unauthorized")}
-    body = {"cell": cell, "version": version}
-    try:
+
+    def do(who: auth.Principal) -> str:
+        body = {"cell": cell, "version": version}
         idem = idempotency.Key.of(
             who.actor.key_scope, f"page-{key or new_key()}-cell"[:200], f"POST /api/v1/cases/{code}/cell", body
         )
         casework.place(svc, rt, who, code, cell, version=version, key=idem)
+        done = "casepage.cell.confirmed" if cell is None else "casepage.cell.moved"
+        return translator(lang)(done).format(cell=cell or "")
+
+    return _attempt(who, lang, do)
+
+
+def _attempt(who: auth.Principal | None, lang: str, do: Callable[[auth.Principal], str]) -> Outcome:
+    """A write of the page as ``who``: ``do`` returns the line to show when it is done; a refusal
+    names its field, a lost COMMIT says the outcome is unknown, no database says so (nothing done)."""
+    if who is None:
+        return {"ok": False, "message": translator(lang)("error.unauthorized")}
+    try:
+        message = do(who)
     except OutcomeUnknown as exc:
         return {"ok": False, "message": refusal(exc, lang), "field": exc.field}
     except YituError as exc:
         return {"ok": False, "message": refused(exc, lang), "field": exc.field, "at": _now().isoformat()}
-    except (psycopg.Error, PoolTimeout) as exc:
+    except (psycopg.Error, PoolTimeout) as exc:  # no connection, or lost before the COMMIT: nothing done
         return {"ok": False, "message": refusal(database_unavailable(exc), lang)}
-    done = "casepage.cell.confirmed" if cell is None else "casepage.cell.moved"
-    return {"ok": True, "message": t(done).format(cell=cell or ""), "at": _now().isoformat()}
+    return {"ok": True, "message": message, "at": _now().isoformat()}
+
+
+def _clicked() -> dict[str, Any] | None:
+    """The pattern id of the button clicked; None for a re-rendered one (n_clicks 0), not a click."""
+    trig = ctx.triggered_id
+    if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+        return None
+    return trig
 
 
 def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], CasesRuntime]) -> None:
@@ -697,9 +706,9 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         prevent_initial_call=True,
     )
     def _form(_clicks: list[int | None], code: str, lang: str) -> tuple[Any, Any]:
-        trig = ctx.triggered_id
-        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
-            return no_update, no_update  # a re-rendered button (n_clicks 0), not a click
+        trig = _clicked()
+        if trig is None:
+            return no_update, no_update
         action = str(trig["action"])
         return form(get(), auth.current(), code, action, lang), action
 
@@ -726,8 +735,8 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         key: str | None,
         lang: str,
     ) -> tuple[Outcome | NoUpdate, str | NoUpdate, str | NoUpdate, list[Component] | NoUpdate]:
-        trig = ctx.triggered_id
-        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+        trig = _clicked()
+        if trig is None:
             return no_update, no_update, no_update, no_update
         fields = {i["name"]: v for i, v in zip(ids, values, strict=True)}
         out = act(
@@ -750,8 +759,8 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
     def _place(
         _clicks: list[int | None], picks: list[str | None], code: str, version: int | None, key: str | None, lang: str
     ) -> tuple[Outcome | NoUpdate, str | NoUpdate, str | NoUpdate]:
-        trig = ctx.triggered_id
-        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+        trig = _clicked()
+        if trig is None:
             return no_update, no_update, no_update
         cell = None if trig["do"] == "confirm" else next(iter(picks), None)
         if trig["do"] == "move" and not cell:
@@ -759,7 +768,8 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         out = place(get(), get_runtime(), auth.current(), code, cell, lang, version=version, key=key)
         return out, out["message"], new_key()
 
-    # The live push: an event of this case (another screen acted) redraws the page; the vans move.
+    # The live push: an event of this case (another screen acted) redraws the page (the vans' layer
+    # reloads in callbacks/live.py, as on the other pages).
     app.clientside_callback(
         """function(batch, ids, ticks) {
             var nu = window.dash_clientside.no_update;
@@ -773,14 +783,5 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         Input("live-events", "data"),
         State({"type": TICK, "code": ALL}, "id"),
         State({"type": TICK, "code": ALL}, "data"),
-        prevent_initial_call=True,
-    )
-    app.clientside_callback(
-        "function(batch, urls, ids, hideouts) { return window.yitu.live.layerUrls(batch, urls, ids, hideouts); }",
-        Output({"type": POINT, "layer": ALL}, "url"),
-        Input("live-events", "data"),
-        State({"type": POINT, "layer": ALL}, "url"),
-        State({"type": POINT, "layer": ALL}, "id"),
-        State({"type": POINT, "layer": ALL}, "hideout"),
         prevent_initial_call=True,
     )

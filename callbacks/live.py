@@ -34,6 +34,7 @@ from psycopg_pool import PoolTimeout
 
 from dashboard.layout import LIVE_TICK as TICK
 from dashboard.layout import LiveIds as Ids
+from dashboard.pages import case as case_page
 from dashboard.pages import dispatch as dispatch_page
 from dashboard.pages import wall as wall_page
 from services import identity
@@ -211,7 +212,7 @@ def register(app: Dash, get_hub: Callable[[], LiveHub], get_services: Callable[[
 
     # What the page does with a batch is pure UI: which layers reload, whether numbers refresh.
     # Each layer's hideout says which event types reload it (Layer.live in layers/registry.py).
-    for point in (wall_page.POINT, dispatch_page.POINT):  # the live point layers of each page
+    for point in (wall_page.POINT, dispatch_page.POINT, case_page.POINT):  # the live point layers of each page
         app.clientside_callback(
             "function(batch, urls, ids, hideouts) { return window.yitu.live.layerUrls(batch, urls, ids, hideouts); }",
             Output({"type": point, "layer": ALL}, "url"),

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import dash
 import psycopg
-from dash import Dash, Input, Output, State, ctx, dcc, html
+from dash import Dash, Input, Output, dcc, html
 from dash.exceptions import PreventUpdate
 
-from callbacks.admin import Outcome, _admin, _run, _section, _table, client_address, explain
+from callbacks.admin import Buttons, Outcome, _admin, _run, _table, client_address, explain, wire_section
 from dashboard.i18n import translator
 from dashboard.pages.admin import Ids
 from geodata import roster, tracking
@@ -249,125 +248,89 @@ def unit_form(svc: Services, who: Principal | None, pick: Any) -> tuple[Any, ...
 # --- wiring -----------------------------------------------------------------------------------------
 
 
+_MEDIATOR_IDS = (
+    Ids.MED_NAME,
+    Ids.MED_PHONE,
+    Ids.MED_AREA,
+    Ids.MED_LEVEL,
+    Ids.MED_UNIT,
+    Ids.MED_CENTRE,
+    Ids.MED_VAN,
+    Ids.MED_SPECIALTIES,
+    Ids.MED_USER,
+)
+_UNIT_IDS = (Ids.UNIT_NAME, Ids.UNIT_KIND, Ids.UNIT_AREA, Ids.UNIT_LEVEL, Ids.UNIT_PHONE, Ids.UNIT_SPECIALTIES)
+
+
+def _buttons(keys: tuple[str, ...], ids: tuple[str, ...], pick: str, buttons: tuple[str, str, str, str]) -> Buttons:
+    """A roster section's four buttons (create, apply, deactivate, activate) and the fields each reads."""
+    form = dict(zip(keys, ids, strict=True))
+    create, apply, deactivate, activate = buttons
+    return {
+        create: ("create", form),
+        apply: ("apply", {**form, "pick": pick}),
+        deactivate: ("deactivate", {"pick": pick}),
+        activate: ("activate", {"pick": pick}),
+    }
+
+
 def register(app: Dash, get: Callable[[], Services]) -> None:
     def lang() -> str:
         return get().settings.lang
 
-    def act(
-        table: changes.Table, actions: Mapping[Any, tuple[str, dict[str, Any]]], changed: int | None
-    ) -> tuple[Any, Any]:
-        if ctx.triggered_id not in actions:
-            return None, dash.no_update
-        action, fields = actions[ctx.triggered_id]
-        outcome = roster_action(get(), identity.current(), client_address(), table, action, fields, lang())
-        return outcome.show(), int(changed or 0) + 1 if outcome.ok else dash.no_update
+    def section(table: changes.Table) -> Callable[[str, dict[str, Any]], Outcome]:
+        return lambda action, fields: roster_action(
+            get(), identity.current(), client_address(), table, action, fields, lang()
+        )
 
-    @app.callback(
-        *_section(Ids.MEDIATORS, Ids.MED_PICK, Ids.MED_MESSAGE),
-        Output(Ids.MED_UNIT, "options"),
-        Output(Ids.MED_VAN, "options"),
-        Output(Ids.MED_SPECIALTIES, "options"),
-        Output(Ids.MED_COUNT, "children"),
-        Input(Ids.MED_CREATE, "n_clicks"),
-        Input(Ids.MED_APPLY, "n_clicks"),
-        Input(Ids.MED_DEACTIVATE, "n_clicks"),
-        Input(Ids.MED_ACTIVATE, "n_clicks"),
-        Input(Ids.MED_FILTER, "value"),
-        State(Ids.MED_NAME, "value"),
-        State(Ids.MED_PHONE, "value"),
-        State(Ids.MED_AREA, "value"),
-        State(Ids.MED_LEVEL, "value"),
-        State(Ids.MED_UNIT, "value"),
-        State(Ids.MED_CENTRE, "value"),
-        State(Ids.MED_VAN, "value"),
-        State(Ids.MED_SPECIALTIES, "value"),
-        State(Ids.MED_USER, "value"),
-        State(Ids.MED_PICK, "value"),
-        State(Ids.CHANGED, "data"),
-        prevent_initial_call="initial_duplicate",
-    )
-    def _mediators(*args: Any) -> tuple[Any, ...]:
-        q = args[4]
-        form = dict(zip(_MEDIATOR_FORM, args[5:14], strict=True))
-        pick, changed = args[14:]
-        actions = {
-            Ids.MED_CREATE: ("create", form),
-            Ids.MED_APPLY: ("apply", {**form, "pick": pick}),
-            Ids.MED_DEACTIVATE: ("deactivate", {"pick": pick}),
-            Ids.MED_ACTIVATE: ("activate", {"pick": pick}),
-        }
-        message, bumped = act("mediators", actions, changed)
-        table, picks, units, vans, types, count = mediators_view(get(), lang(), q)
-        return table, picks, message, bumped, units, vans, types, count
+    def form(name: str, pick: str, ids: tuple[str, ...], fill: Callable[..., tuple[Any, ...]]) -> None:
+        """The form filled with the row picked (nothing when none is, or it cannot be read)."""
 
-    @app.callback(
-        Output(Ids.MED_NAME, "value"),
-        Output(Ids.MED_PHONE, "value"),
-        Output(Ids.MED_AREA, "value"),
-        Output(Ids.MED_LEVEL, "value"),
-        Output(Ids.MED_UNIT, "value"),
-        Output(Ids.MED_CENTRE, "value"),
-        Output(Ids.MED_VAN, "value"),
-        Output(Ids.MED_SPECIALTIES, "value"),
-        Output(Ids.MED_USER, "value"),
-        Input(Ids.MED_PICK, "value"),
-        prevent_initial_call=True,
-    )
-    def _mediator_form(pick: Any) -> tuple[Any, ...]:
-        if pick is None:
-            raise PreventUpdate
-        try:
-            return mediator_form(get(), identity.current(), pick)
-        except YituError:
-            raise PreventUpdate from None
+        def run(chosen: Any) -> tuple[Any, ...]:
+            if chosen is None:
+                raise PreventUpdate
+            try:
+                return fill(get(), identity.current(), chosen)
+            except YituError:
+                raise PreventUpdate from None
 
-    @app.callback(
-        *_section(Ids.UNITS, Ids.UNIT_PICK, Ids.UNIT_MESSAGE),
-        Output(Ids.UNIT_SPECIALTIES, "options"),
-        Output(Ids.UNIT_COUNT, "children"),
-        Input(Ids.UNIT_CREATE, "n_clicks"),
-        Input(Ids.UNIT_APPLY, "n_clicks"),
-        Input(Ids.UNIT_DEACTIVATE, "n_clicks"),
-        Input(Ids.UNIT_ACTIVATE, "n_clicks"),
-        Input(Ids.UNIT_FILTER, "value"),
-        State(Ids.UNIT_NAME, "value"),
-        State(Ids.UNIT_KIND, "value"),
-        State(Ids.UNIT_AREA, "value"),
-        State(Ids.UNIT_LEVEL, "value"),
-        State(Ids.UNIT_PHONE, "value"),
-        State(Ids.UNIT_SPECIALTIES, "value"),
-        State(Ids.UNIT_PICK, "value"),
-        State(Ids.CHANGED, "data"),
-        prevent_initial_call="initial_duplicate",
-    )
-    def _units(*args: Any) -> tuple[Any, ...]:
-        q = args[4]
-        form = dict(zip(_UNIT_FORM, args[5:11], strict=True))
-        pick, changed = args[11:]
-        actions = {
-            Ids.UNIT_CREATE: ("create", form),
-            Ids.UNIT_APPLY: ("apply", {**form, "pick": pick}),
-            Ids.UNIT_DEACTIVATE: ("deactivate", {"pick": pick}),
-            Ids.UNIT_ACTIVATE: ("activate", {"pick": pick}),
-        }
-        message, bumped = act("units", actions, changed)
-        table, picks, types, count = units_view(get(), lang(), q)
-        return table, picks, message, bumped, types, count
+        run.__name__ = run.__qualname__ = name  # the guard's CALLBACKS table names it
+        app.callback(*(Output(i, "value") for i in ids), Input(pick, "value"), prevent_initial_call=True)(run)
 
-    @app.callback(
-        Output(Ids.UNIT_NAME, "value"),
-        Output(Ids.UNIT_KIND, "value"),
-        Output(Ids.UNIT_AREA, "value"),
-        Output(Ids.UNIT_LEVEL, "value"),
-        Output(Ids.UNIT_PHONE, "value"),
-        Output(Ids.UNIT_SPECIALTIES, "value"),
-        Input(Ids.UNIT_PICK, "value"),
-        prevent_initial_call=True,
+    wire_section(
+        app,
+        "callbacks.roster._mediators",
+        (Ids.MEDIATORS, Ids.MED_PICK, Ids.MED_MESSAGE),
+        _buttons(
+            _MEDIATOR_FORM,
+            _MEDIATOR_IDS,
+            Ids.MED_PICK,
+            (Ids.MED_CREATE, Ids.MED_APPLY, Ids.MED_DEACTIVATE, Ids.MED_ACTIVATE),
+        ),
+        section("mediators"),
+        lambda q: mediators_view(get(), lang(), q),
+        filters=(Ids.MED_FILTER,),
+        more=(
+            Output(Ids.MED_UNIT, "options"),
+            Output(Ids.MED_VAN, "options"),
+            Output(Ids.MED_SPECIALTIES, "options"),
+            Output(Ids.MED_COUNT, "children"),
+        ),
     )
-    def _unit_form(pick: Any) -> tuple[Any, ...]:
-        if pick is None:
-            raise PreventUpdate
-        try:
-            return unit_form(get(), identity.current(), pick)
-        except YituError:
-            raise PreventUpdate from None
+    form("_mediator_form", Ids.MED_PICK, _MEDIATOR_IDS, mediator_form)
+    wire_section(
+        app,
+        "callbacks.roster._units",
+        (Ids.UNITS, Ids.UNIT_PICK, Ids.UNIT_MESSAGE),
+        _buttons(
+            _UNIT_FORM,
+            _UNIT_IDS,
+            Ids.UNIT_PICK,
+            (Ids.UNIT_CREATE, Ids.UNIT_APPLY, Ids.UNIT_DEACTIVATE, Ids.UNIT_ACTIVATE),
+        ),
+        section("units"),
+        lambda q: units_view(get(), lang(), q),
+        filters=(Ids.UNIT_FILTER,),
+        more=(Output(Ids.UNIT_SPECIALTIES, "options"), Output(Ids.UNIT_COUNT, "children")),
+    )
+    form("_unit_form", Ids.UNIT_PICK, _UNIT_IDS, unit_form)

@@ -49,6 +49,42 @@ def db_errors(table: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorate
 
 
+# The list commands' headings and the row keys under them: one vocabulary for ``yitu user|screen|token list``.
+HEADINGS = {
+    "id": "id",
+    "name": "name",
+    "role": "role",
+    "area": "area_code",
+    "created": "created_at",
+    "disabled": "disabled_at",
+    "revoked": "revoked_at",
+    "sessions": "sessions",
+    "last_seen": "last_seen_at",
+    "van": "van_id",
+}
+
+
+def list_command(
+    group: click.Group,
+    table: str,
+    fetch: Callable[[psycopg.Connection[Any]], Iterable[Mapping[str, Any]]],
+    headings: tuple[str, ...],
+    help: str,
+) -> click.Command:
+    """``<group> list``: ``fetch``'s rows under ``headings`` (of :data:`HEADINGS`), as :func:`echo_table`
+    prints them; an unreachable database or one without ``table`` is one clear line."""
+
+    @group.command("list", help=help)
+    @click.pass_context
+    @db_errors(table)
+    def command(ctx: click.Context) -> None:
+        with psycopg.connect(dsn(ctx)) as conn:
+            rows = fetch(conn)
+        echo_table(rows, {h: HEADINGS[h] for h in headings})
+
+    return command
+
+
 def echo_table(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str]) -> None:
     """Print ``rows`` tab-separated under a header (``columns``: heading → row key), one line each,
     so the list commands read alike and pipe into ``cut``/``awk``: nothing as ``-``, a time to the second."""

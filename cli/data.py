@@ -8,7 +8,8 @@ a summary, warnings on stderr, and on rejection every problem, one a line, with 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +56,17 @@ def _reading(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--layer", help="Layer to read (required when the file holds several).")(command)
 
 
-def _run_import(
-    fn: Callable[..., io.ImportReport], ctx: click.Context, path: Path, *args: Any, replace: bool, check: bool = False
-) -> None:
-    """Call an import; rejection, unreachable database and the like become exit code 1. ``check``
-    (the importers that take it): judge and say what would change, write nothing."""
+_CHECK = click.option("--check", is_flag=True, help="Judge the file and print what would change; write nothing.")
+
+
+@contextmanager
+def _answers(path: Path) -> Iterator[None]:
+    """An import's failures as a terminal user needs them: a rejection lists every problem (its
+    warnings on stderr), an unreachable or unmigrated database says so; each exits with code 1."""
     import psycopg
 
-    hook = _audit_replace(path) if replace and not check else None
-    extra = {"check": True} if check else {}
     try:
-        report = fn(_dsn(ctx), path, *args, replace=replace, progress=sys.stderr.isatty(), audit=hook, **extra)
+        yield
     except io.ImportRejected as exc:
         _warn(exc.warnings)
         lines = "\n".join(f"  {p}" for p in exc.problems)
@@ -76,6 +77,17 @@ def _run_import(
         raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
     except psycopg.errors.UndefinedTable:
         raise click.ClickException("the database has no yitu tables yet: run `yitu db migrate` first") from None
+
+
+def _run_import(
+    fn: Callable[..., io.ImportReport], ctx: click.Context, path: Path, *args: Any, replace: bool, check: bool = False
+) -> None:
+    """Call an import; rejection, unreachable database and the like become exit code 1. ``check``
+    (the importers that take it): judge and say what would change, write nothing."""
+    hook = _audit_replace(path) if replace and not check else None
+    extra = {"check": True} if check else {}
+    with _answers(path):
+        report = fn(_dsn(ctx), path, *args, replace=replace, progress=sys.stderr.isatty(), audit=hook, **extra)
     _warn(report.warnings)
     click.echo(("check only, nothing written; the import would write " if check else "") + report.summary())
 
@@ -207,7 +219,7 @@ def import_cameras(
     help="Field with the road class (ignored for OSM, which has highway=*); " + _defaults(roads.CLASS_FIELDS) + ".",
 )
 @click.option("--name-field", help="Field with the road name; " + _defaults(roads.NAME_FIELDS) + ".")
-@click.option("--check", is_flag=True, help="Judge the file and print what would change; write nothing.")
+@_CHECK
 @click.option(
     "--replace", is_flag=True, help="Replace the whole road network with the file. Default: add the file's roads."
 )
@@ -255,6 +267,12 @@ def _run_roster(
 _ROSTER_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
+def _sheet_reading(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every table import (roster, centres, vans, users) reads its file with."""
+    command = click.option("--encoding", help="Text encoding of a CSV (default: UTF-8, else GBK).")(command)
+    return click.option("--layer", help="Sheet of a workbook, or layer of a GeoPackage (default: the first).")(command)
+
+
 def _roster_reading(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--replace",
@@ -262,8 +280,7 @@ def _roster_reading(command: Callable[..., Any]) -> Callable[..., Any]:
         help="The file is the whole roster: what it does not hold is deactivated (never deleted). "
         "Default: add / update the rows it holds.",
     )(command)
-    command = click.option("--encoding", help="Text encoding of a CSV (default: UTF-8, else GBK).")(command)
-    return click.option("--layer", help="Sheet of a workbook, or layer of a GeoPackage (default: the first).")(command)
+    return _sheet_reading(command)
 
 
 @import_group.command("units")
@@ -332,19 +349,30 @@ def _run_resource(
 
 
 def _resource_reading(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option("--check", is_flag=True, help="Judge the file and print what would change; write nothing.")(
-        command
-    )
-    return _roster_reading(command)
+    return _roster_reading(_CHECK(command))
 
 
-@import_group.command("centers")
-@click.argument("file", type=_ROSTER_FILE)
-@_resource_reading
-@click.pass_context
-def import_centers(
-    ctx: click.Context, file: Path, layer: str | None, encoding: str | None, replace: bool, check: bool
-) -> None:
+def _resource_command(what: str) -> Callable[[Callable[..., None]], click.Command]:
+    """``yitu import centers|vans``: the same file options and the same path (:func:`_run_resource`);
+    the decorated function gives the command its help (its docstring) and nothing else."""
+
+    def command(doc: Callable[..., None]) -> click.Command:
+        @import_group.command(what, help=doc.__doc__)
+        @click.argument("file", type=_ROSTER_FILE)
+        @_resource_reading
+        @click.pass_context
+        def run(
+            ctx: click.Context, file: Path, layer: str | None, encoding: str | None, replace: bool, check: bool
+        ) -> None:
+            _run_resource(ctx, what, file, layer, encoding, replace=replace, check=check)
+
+        return run
+
+    return command
+
+
+@_resource_command("centers")
+def import_centers() -> None:
     """Import the mediation centres (调解中心, 站, 室) from FILE: CSV, XLSX, or a GIS point file.
 
     \b
@@ -360,16 +388,10 @@ def import_centers(
     A centre is matched on its code; its point must lie in its area. --replace deletes the centres
     the file does not hold (refused while a van is based or a mediator works at one).
     """
-    _run_resource(ctx, "centers", file, layer, encoding, replace=replace, check=check)
 
 
-@import_group.command("vans")
-@click.argument("file", type=_ROSTER_FILE)
-@_resource_reading
-@click.pass_context
-def import_vans(
-    ctx: click.Context, file: Path, layer: str | None, encoding: str | None, replace: bool, check: bool
-) -> None:
+@_resource_command("vans")
+def import_vans() -> None:
     """Import the mediation vans (行走的调解室) and their GPS devices from FILE: CSV, XLSX or GeoPackage.
 
     \b
@@ -383,14 +405,12 @@ def import_vans(
     A van is matched on its id. --replace: each van's devices become exactly the file's, and the
     vans the file does not hold go offline and lose their devices (never deleted).
     """
-    _run_resource(ctx, "vans", file, layer, encoding, replace=replace, check=check)
 
 
 @import_group.command("users")
 @click.argument("file", type=_ROSTER_FILE)
-@click.option("--layer", help="Sheet of a workbook (default: the first).")
-@click.option("--encoding", help="Text encoding of a CSV (default: UTF-8, else GBK).")
-@click.option("--check", is_flag=True, help="Judge the file and print what would change; write nothing.")
+@_sheet_reading
+@_CHECK
 @click.option(
     "--links-out",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
@@ -416,24 +436,14 @@ def import_users(
     """
     import os
 
-    import psycopg
-
     from cli.users import base_url
     from services import welcome
 
     settings = ctx.find_object(Settings) or Settings()
-    try:
+    with _answers(file):
         report, links = welcome.import_users(
             _dsn(ctx), file, layer=layer, encoding=encoding, check=check, progress=sys.stderr.isatty()
         )
-    except io.ImportRejected as exc:
-        _warn(exc.warnings)
-        lines = "\n".join(f"  {p}" for p in exc.problems)
-        raise click.ClickException(
-            f"{file.name} rejected, {len(exc.problems)} problem(s), nothing was written:\n{lines}"
-        ) from None
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
     _warn(report.warnings)
     if check:
         click.echo("check only, nothing written; the import would write " + report.summary())

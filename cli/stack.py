@@ -235,22 +235,7 @@ class EmbeddedStack:
         port = self.settings.pg_port
         if _port_open(port):
             raise StackError(f"port {port} is already taken by another program; set YITU_PG_PORT to a free port")
-        self._run(
-            [
-                str(bindir / "pg_ctl"),
-                "start",
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                str(self.pg_data),
-                "-l",
-                str(self.pg_log),
-                "-o",
-                f"-p {port}",
-            ],
-            f"starting PostgreSQL (log: {self.pg_log})",
-        )
+        self._pg_start(bindir, self.pg_data, self.pg_log, port, "PostgreSQL")
         self._ensure_database()
         log.info("PostgreSQL started port=%d data=%s", port, self.pg_data)
         return True
@@ -407,6 +392,12 @@ class EmbeddedStack:
     # a password.
     REPLICA_SLOT = "yitu_replica"
 
+    def _pg_start(self, bindir: Path, data: Path, log_file: Path, port: int, what: str) -> None:
+        """``pg_ctl start`` of the cluster in ``data`` on ``port`` (the primary or the standby), waiting
+        up to 60 s for it to accept connections; its server log goes to ``log_file``."""
+        args = ["start", "-w", "-t", "60", "-D", str(data), "-l", str(log_file), "-o", f"-p {port}"]
+        self._run([str(bindir / "pg_ctl"), *args], f"starting {what} (log: {log_file})")
+
     def _pg_ctl_status(self, data: Path) -> bool:
         if not (data / "PG_VERSION").exists():
             return False
@@ -484,22 +475,7 @@ class EmbeddedStack:
             if self.replica_data.exists():
                 shutil.rmtree(self.replica_data)
             self._basebackup(bindir)
-        self._run(
-            [
-                str(bindir / "pg_ctl"),
-                "start",
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                str(self.replica_data),
-                "-l",
-                str(self.replica_log),
-                "-o",
-                f"-p {port}",
-            ],
-            f"starting the standby (log: {self.replica_log})",
-        )
+        self._pg_start(bindir, self.replica_data, self.replica_log, port, "the standby")
         log.info("PostgreSQL standby started port=%d data=%s", port, self.replica_data)
         return True
 

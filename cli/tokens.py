@@ -6,10 +6,12 @@ group in cli/main.py ``_register_groups``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 import psycopg
 
-from cli.common import db_errors, dsn, echo_table
+from cli.common import db_errors, dsn, list_command
 from geodata.workflow import ROLES
 
 
@@ -53,26 +55,19 @@ def create(ctx: click.Context, role: str, area: str | None, name: str) -> None:
     click.echo(token)
 
 
-@token_group.command("list")
-@click.pass_context
-@db_errors("api_tokens")
-def list_(ctx: click.Context) -> None:
-    """List the tokens (never the tokens themselves): id, name, role, area, created, revoked."""
+def _tokens(conn: psycopg.Connection) -> list[dict[str, Any]]:
     from services.identity import list_tokens
 
-    with psycopg.connect(dsn(ctx)) as conn:
-        rows = list_tokens(conn)
-    echo_table(
-        rows,
-        {
-            "id": "id",
-            "name": "name",
-            "role": "role",
-            "area": "area_code",
-            "created": "created_at",
-            "revoked": "revoked_at",
-        },
-    )
+    return list_tokens(conn)
+
+
+list_command(
+    token_group,
+    "api_tokens",
+    _tokens,
+    ("id", "name", "role", "area", "created", "revoked"),
+    "List the tokens (never the tokens themselves): id, name, role, area, created, revoked.",
+)
 
 
 @token_group.command("revoke")

@@ -19,7 +19,7 @@ from typing import ParamSpec, TypeVar
 import click
 import psycopg
 
-from cli.common import db_errors, dsn, echo_table
+from cli.common import db_errors, dsn, list_command
 from geodata.errors import YituError
 from services import admin, identity
 from services.settings import Settings
@@ -104,26 +104,13 @@ def create(ctx: click.Context, name: str, role: str, area: str | None, van: str 
     click.echo(f"user {uid} {name.strip()} ({role}{where}) created")
 
 
-@user_group.command("list")
-@click.pass_context
-@db_errors("users")
-def list_(ctx: click.Context) -> None:
-    """List the users: id, name, role, area, created, disabled, last seen, van (never a password)."""
-    with psycopg.connect(dsn(ctx)) as conn:
-        rows = identity.list_users(conn)
-    echo_table(
-        rows,
-        {
-            "id": "id",
-            "name": "name",
-            "role": "role",
-            "area": "area_code",
-            "created": "created_at",
-            "disabled": "disabled_at",
-            "last_seen": "last_seen_at",
-            "van": "van_id",  # last: the columns before it keep their places for scripts
-        },
-    )
+list_command(
+    user_group,
+    "users",
+    identity.list_users,
+    ("id", "name", "role", "area", "created", "disabled", "last_seen", "van"),  # van last: scripts keep the rest
+    "List the users: id, name, role, area, created, disabled, last seen, van (never a password).",
+)
 
 
 @user_group.command("disable")
@@ -207,25 +194,13 @@ def screen_pair(ctx: click.Context, name: str) -> None:
     click.echo(f"{base_url(settings)}{identity.PAIR_PATH}{code}")
 
 
-@screen_group.command("list")
-@click.pass_context
-@db_errors("screens")
-def screen_list(ctx: click.Context) -> None:
-    """List the screens: id, name, area, created, revoked, open sessions, last seen."""
-    with psycopg.connect(dsn(ctx)) as conn:
-        rows = identity.list_screens(conn)
-    echo_table(
-        rows,
-        {
-            "id": "id",
-            "name": "name",
-            "area": "area_code",
-            "created": "created_at",
-            "revoked": "revoked_at",
-            "sessions": "sessions",
-            "last_seen": "last_seen_at",
-        },
-    )
+list_command(
+    screen_group,
+    "screens",
+    identity.list_screens,
+    ("id", "name", "area", "created", "revoked", "sessions", "last_seen"),
+    "List the screens: id, name, area, created, revoked, open sessions, last seen.",
+)
 
 
 @screen_group.command("revoke")

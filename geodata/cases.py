@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 from geodata import workflow
 from geodata.clock import CST
 from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TransitionConflict
-from geodata.queries import CHAIN_COLUMN, level_of, query
+from geodata.queries import area_scope, query
 from geodata.workflow import DeadlineRules, WorkflowError
 
 SYSTEM_ACTOR = "scheduler"
@@ -503,10 +503,7 @@ def search(
     limit: int,
     offset: int,
 ) -> list[dict[str, Any]]:
-    scope: sql.Composable = sql.SQL("TRUE")
-    if area:
-        scope = sql.SQL("{} = %(area)s").format(sql.Identifier("c", CHAIN_COLUMN[level_of(area)]))
-    stmt = sql.SQL(query("case_search")).format(scope=scope)
+    stmt = sql.SQL(query("case_search")).format(scope=area_scope(area))
     params = {
         "area": area,
         "step": step,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -117,6 +118,21 @@ def record(conn: psycopg.Connection, key: Key | None, status: int, body: dict[st
     """Store the answer of the write that claimed ``key``, in its transaction (before COMMIT)."""
     if key is not None:
         conn.execute(_RECORD, (status, Json(body, dumps=_dumps), key.scope, key.key))
+
+
+def once(
+    conn: psycopg.Connection, key: Key | None, status: int, write: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], bool]:
+    """A keyed write in ``conn``'s transaction: (its answer, replayed?). The one shape every keyed
+    write shares, so none can forget a step: :func:`claim` first (a retry running now waits there,
+    holding no lock), then either the stored answer, or ``write()`` and its answer :func:`record`-ed
+    as ``status`` before the caller's COMMIT. Without a key ``write()`` simply runs."""
+    stored = claim(conn, key)
+    if stored is not None:
+        return stored.body, True
+    body = write()
+    record(conn, key, status, body)
+    return body, False
 
 
 def prune(conn: psycopg.Connection, before: datetime) -> dict[str, int]:

@@ -347,23 +347,46 @@ def _pick_fields(frame: gpd.GeoDataFrame, where: str, wanted: _Wanted) -> dict[s
     return chosen
 
 
+def _features(mask: np.ndarray, limit: int = 10) -> str:
+    """The features a warning is about, by their number in the file (1-based): the first ``limit``."""
+    picked = np.flatnonzero(mask)
+    shown = ", ".join(f"#{i + 1}" for i in picked[:limit])
+    return shown + (f" and {len(picked) - limit} more" if len(picked) > limit else "")
+
+
 def _geometries_wgs84(frame: gpd.GeoDataFrame, where: str, gcj02: bool) -> tuple[np.ndarray, list[str]]:
-    """Any CRS to WGS-84 lon/lat (CGCS2000 / EPSG:4490 counts as WGS-84 within a metre)."""
+    """Any CRS to WGS-84 lon/lat (CGCS2000 / EPSG:4490 counts as WGS-84 within a metre), 2-D.
+
+    Every importer reads its shapes through here (grid, cameras, roads; centres' and vans' points), so
+    each says the same when it changes what the file holds: a reprojection names the CRS it came
+    from, dropped heights (Z) and measures (M) name the features that had them."""
     warnings: list[str] = []
     geoms = frame.geometry
     if geoms.crs is None:
         warnings.append(f"{where} has no coordinate reference system; assuming WGS-84 longitude/latitude (EPSG:4326)")
         _require_lonlat(geoms.to_numpy(), where)
     elif geoms.crs.to_epsg() != 4326:
+        warnings.append(
+            f"{where} reprojected from {geoms.crs.name} ({geoms.crs.to_string()}) to WGS-84 longitude/latitude"
+        )
         geoms = geoms.to_crs(4326)
     arr = geoms.to_numpy()
     has_z = shapely.has_z(arr)
+    has_m = shapely.has_m(arr)
     if has_z.any():
-        warnings.append(f"{int(has_z.sum())} feature(s) have Z coordinates; heights dropped")
+        warnings.append(f"{int(has_z.sum())} feature(s) have Z coordinates; heights dropped: {_features(has_z)}")
+    if has_m.any():
+        warnings.append(f"{int(has_m.sum())} feature(s) have M values; measures dropped: {_features(has_m)}")
+    if has_z.any() or has_m.any():
         arr = shapely.force_2d(arr)
     if gcj02:
         arr = _from_gcj02(arr)
     return arr, warnings
+
+
+def geometries_wgs84(frame: gpd.GeoDataFrame, where: str, gcj02: bool = False) -> tuple[np.ndarray, list[str]]:
+    """A frame's shapes in WGS-84, 2-D, and the warnings saying what that changed (for the other importers)."""
+    return _geometries_wgs84(frame, where, gcj02)
 
 
 def _require_lonlat(arr: np.ndarray, where: str) -> None:

@@ -38,6 +38,19 @@ def level_of(code: str) -> int:
     return (len(code) - 3) // 3
 
 
+def area_column(code: str) -> sql.Identifier:
+    """The column of ``cases c`` that holds the area ``code`` at its level (the grid chain intake
+    wrote): an area's cases are an indexed equality on it, never a polygon test."""
+    return sql.Identifier("c", CHAIN_COLUMN[level_of(code)])
+
+
+def area_scope(area: str | None) -> sql.Composable:
+    """The WHERE part keeping the cases inside ``area`` (parameter ``%(area)s``), or TRUE for none."""
+    if not area:
+        return sql.SQL("TRUE")
+    return sql.SQL("{} = %(area)s::text").format(area_column(area))
+
+
 @dataclass(frozen=True)
 class ChainLink:
     code: str
@@ -82,8 +95,7 @@ def cases_in_area(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    column = sql.Identifier("c", CHAIN_COLUMN[level_of(code)])
-    stmt = sql.SQL(query("cases_in_area")).format(column=column)
+    stmt = sql.SQL(query("cases_in_area")).format(column=area_column(code))
     params = {
         "code": code,
         "step": step,
@@ -151,7 +163,7 @@ class CaseFilter:
 
 
 def _area_stmt(name: str, code: str, **extra: sql.Composable) -> sql.Composed:
-    return sql.SQL(query(name)).format(column=sql.Identifier("c", CHAIN_COLUMN[level_of(code)]), **extra)
+    return sql.SQL(query(name)).format(column=area_column(code), **extra)
 
 
 def area_cases_page(

@@ -25,12 +25,13 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import psycopg
+from psycopg import sql
 from tqdm import tqdm
 
 from geodata import roster, tracking
@@ -94,6 +95,29 @@ def _text(
         problems.append(Problem(f"bad-{f}", label, where, f"{len(text)} characters; at most {limit}"))
         return None
     return text
+
+
+def _key_and_name(
+    sheet: Sheet,
+    n: int,
+    cells: Mapping[str, Any],
+    label: tuple[str, ...],
+    problems: list[Problem],
+    key: str,
+    pattern: re.Pattern[str],
+    rule: str,
+    shown: int,
+) -> tuple[str | None, str | None]:
+    """A row's key (``key``, matching ``pattern``; ``rule`` says how, the first ``shown`` characters
+    are echoed) and its name (required, at most NAME_MAX characters); each fault added to ``problems``."""
+    value = roster.text_of(cells.get(key))
+    if value is None or not pattern.fullmatch(value):
+        echoed = repr(value[:shown]) if value else "missing"
+        problems.append(Problem(f"bad-{key}", label, _where(sheet, n, key), f"{echoed}: {rule}"))
+    name = _text(cells, "name", _where(sheet, n, "name"), problems, label, limit=NAME_MAX)
+    if roster.text_of(cells.get("name")) is None:
+        problems.append(Problem("bad-name", label, _where(sheet, n, "name"), "the name is missing"))
+    return value, name
 
 
 # --- the camera status feed ----------------------------------------------------------------------
@@ -225,13 +249,7 @@ def _check_centre(
 ) -> tuple[CentreIn | None, list[Problem]]:
     label = _label(cells, "code", "name")
     problems: list[Problem] = []
-    code = roster.text_of(cells.get("code"))
-    if code is None or not CENTRE_CODE.fullmatch(code):
-        shown = repr(code[:20]) if code else "missing"
-        problems.append(Problem("bad-code", label, _where(sheet, n, "code"), f"{shown}: letters, digits, _ or -"))
-    name = _text(cells, "name", _where(sheet, n, "name"), problems, label, limit=NAME_MAX)
-    if name is None and roster.text_of(cells.get("name")) is None:
-        problems.append(Problem("bad-name", label, _where(sheet, n, "name"), "the name is missing"))
+    code, name = _key_and_name(sheet, n, cells, label, problems, "code", CENTRE_CODE, "letters, digits, _ or -", 20)
     found: list[roster.Problem] = []
     area = roster._area(cells.get("area_code"), known, found)
     phone = roster._phone(cells.get("phone"), found)
@@ -302,10 +320,13 @@ FROM mediation_centers c WHERE NOT (c.code = ANY(%s))
 ORDER BY c.code"""
 
 
+Good = list[tuple[int, Any]]  # the rows judged good: (row number, what it holds)
+
+
 def _judge_all(
     sheet: Sheet, check_row: Any, key: str, what: str, known: roster.Known, progress: bool
-) -> tuple[list[tuple[int, Any]], list[Problem]]:
-    good: list[tuple[int, Any]] = []
+) -> tuple[Good, list[Problem]]:
+    good: Good = []
     problems: list[Problem] = []
     first: dict[str, int] = {}
     for n, cells in tqdm(sheet.rows, disable=not progress, file=sys.stderr, unit="row", leave=False):
@@ -328,69 +349,53 @@ def _judge_all(
     return good, problems
 
 
-def import_centers(
-    dsn: str,
-    path: str | Path,
-    *,
-    layer: str | None = None,
-    encoding: str | None = None,
-    replace: bool = False,
-    check: bool = False,
-    progress: bool = False,
-    audit: AuditHook | None = None,
-) -> ImportReport:
-    """Read, judge and upsert mediation centres (by code) in one transaction."""
-    sheet = read_sheet(path, "centers", layer=layer, encoding=encoding)
-    with psycopg.connect(dsn) as conn:
-        conn.execute("LOCK TABLE mediation_centers IN SHARE ROW EXCLUSIVE MODE")
-        good, problems = _judge_all(sheet, _check_centre, "code", "centre", roster.Known.read(conn), progress)
-        if good:
-            rows = conn.execute(
-                _OUTSIDE,
-                (
-                    [n for n, _ in good],
-                    [c.area_code for _, c in good],
-                    [c.lon for _, c in good],
-                    [c.lat for _, c in good],
-                ),
-            ).fetchall()
-            by_n = dict(good)
-            for (n,) in rows:
-                c = by_n[n]
-                problems.append(
-                    Problem("outside-area", (c.code,), _where(sheet, n), f"the point lies outside area {c.area_code}")
-                )
-        deleted = 0
+def _centre_problems(conn: psycopg.Connection, sheet: Sheet, good: Good, replace: bool) -> list[Problem]:
+    """What only the database knows: a point outside its area; with ``replace``, a centre the file
+    drops that a van or a mediator still points at."""
+    problems: list[Problem] = []
+    if good:
+        rows = conn.execute(
+            _OUTSIDE,
+            ([n for n, _ in good], [c.area_code for _, c in good], [c.lon for _, c in good], [c.lat for _, c in good]),
+        ).fetchall()
+        by_n = dict(good)
+        for (n,) in rows:
+            c = by_n[n]
+            problems.append(
+                Problem("outside-area", (c.code,), _where(sheet, n), f"the point lies outside area {c.area_code}")
+            )
+    if replace:
+        for code, vans, mediators in conn.execute(_HELD, ([c.code for _, c in good],)).fetchall():
+            held = ([f"van(s) {vans} are based there"] if vans else []) + (
+                [f"{mediators} mediator(s) work there"] if mediators else []
+            )
+            problems.append(
+                Problem("still-used", (code,), "not in the file", "; ".join(held) + ": keep it, or move them first")
+            )
+    return problems
+
+
+def _write_centres(conn: psycopg.Connection, sheet: Sheet, good: Good, replace: bool, progress: bool) -> ImportReport:
+    inserted = deleted = 0
+    with conn.cursor() as cur:
+        for _, centre in tqdm(good, disable=not progress, file=sys.stderr, unit="centre", leave=False):
+            row = cur.execute(_UPSERT_CENTRE, centre.__dict__).fetchone()
+            assert row is not None
+            inserted += bool(row[1])
         if replace:
-            for code, vans, mediators in conn.execute(_HELD, ([c.code for _, c in good],)).fetchall():
-                held = ([f"van(s) {vans} are based there"] if vans else []) + (
-                    [f"{mediators} mediator(s) work there"] if mediators else []
-                )
-                problems.append(
-                    Problem("still-used", (code,), "not in the file", "; ".join(held) + ": keep it, or move them first")
-                )
-        if problems:
-            raise ImportRejected(problems, sheet.warnings)
-        inserted = 0
-        with conn.cursor() as cur:
-            for _, centre in tqdm(good, disable=not progress, file=sys.stderr, unit="centre", leave=False):
-                row = cur.execute(_UPSERT_CENTRE, centre.__dict__).fetchone()
-                assert row is not None
-                inserted += bool(row[1])
-            if replace:
-                deleted = cur.execute(
-                    "DELETE FROM mediation_centers WHERE NOT (code = ANY(%s))", ([c.code for _, c in good],)
-                ).rowcount
-        counts: dict[str, int] = {}
-        for _, c in good:
-            key = roster.LEVELS[c.level - 1]
-            counts[key] = counts.get(key, 0) + 1
-        report = ImportReport("centres", inserted, len(good) - inserted, deleted, counts, sheet.warnings)
-        if check:
-            conn.rollback()
-        elif audit is not None:
-            audit(conn, report)
-    return report
+            deleted = cur.execute(
+                "DELETE FROM mediation_centers WHERE NOT (code = ANY(%s))", ([c.code for _, c in good],)
+            ).rowcount
+    counts: dict[str, int] = {}
+    for _, c in good:
+        key = roster.LEVELS[c.level - 1]
+        counts[key] = counts.get(key, 0) + 1
+    return ImportReport("centres", inserted, len(good) - inserted, deleted, counts, sheet.warnings)
+
+
+def import_centers(dsn: str, path: str | Path, **options: Unpack[ImportOptions]) -> ImportReport:
+    """Read, judge and upsert mediation centres (by code) in one transaction."""
+    return _import(_CENTRES, dsn, path, **options)
 
 
 # --- vans and their devices ----------------------------------------------------------------------
@@ -411,13 +416,7 @@ def _check_van(
 ) -> tuple[VanIn | None, list[Problem]]:
     label = _label(cells, "id", "name")
     problems: list[Problem] = []
-    van_id = roster.text_of(cells.get("id"))
-    if van_id is None or not VAN_ID.fullmatch(van_id):
-        shown = repr(van_id[:40]) if van_id else "missing"
-        problems.append(Problem("bad-id", label, _where(sheet, n, "id"), f"{shown}: 1-32 letters, digits, _ or -"))
-    name = _text(cells, "name", _where(sheet, n, "name"), problems, label, limit=NAME_MAX)
-    if roster.text_of(cells.get("name")) is None:
-        problems.append(Problem("bad-name", label, _where(sheet, n, "name"), "the name is missing"))
+    van_id, name = _key_and_name(sheet, n, cells, label, problems, "id", VAN_ID, "1-32 letters, digits, _ or -", 40)
     plate = _text(cells, "plate", _where(sheet, n, "plate"), problems, label, limit=PLATE_MAX)
     base = roster.text_of(cells.get("base"))
     base_id = None
@@ -449,7 +448,90 @@ ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, plate = EXCLUDED.plate,
 RETURNING (xmax = 0) AS inserted"""
 
 
-def import_vans(
+def _van_problems(conn: psycopg.Connection, sheet: Sheet, good: Good, replace: bool) -> list[Problem]:
+    """A device given to two vans of the file."""
+    problems: list[Problem] = []
+    owner: dict[str, int] = {}
+    for n, van in good:
+        for device in van.devices:
+            digest = tracking.device_hash(device)
+            if digest in owner and owner[digest] != n:
+                problems.append(
+                    Problem(
+                        "duplicate", (van.id,), _where(sheet, n, "devices"), f"a device of {sheet.unit} {owner[digest]}"
+                    )
+                )
+            owner.setdefault(digest, n)
+    return problems
+
+
+def _write_vans(conn: psycopg.Connection, sheet: Sheet, good: Good, replace: bool, progress: bool) -> ImportReport:
+    warnings = list(sheet.warnings)
+    ids = [v.id for _, v in good]
+    inserted = devices = deleted = 0
+    with conn.cursor() as cur:
+        for _, van in tqdm(good, disable=not progress, file=sys.stderr, unit="van", leave=False):
+            row = cur.execute(_UPSERT_VAN, van.__dict__).fetchone()
+            assert row is not None
+            inserted += bool(row[0])
+            if replace and van.devices_given:
+                keep = [tracking.device_hash(d) for d in van.devices]
+                cur.execute("DELETE FROM van_devices WHERE van_id = %s AND NOT (device_hash = ANY(%s))", (van.id, keep))
+            for device in van.devices:
+                before = tracking.register_device(conn, van.id, device)
+                devices += 1
+                if before is not None:
+                    warnings.append(f"van {van.id}: a device moved to it from van {before}")
+        if replace:
+            deleted = cur.execute(
+                """UPDATE vans SET status = 'offline', updated_at = now()
+                   WHERE NOT (id = ANY(%s)) AND status <> 'offline'""",
+                (ids,),
+            ).rowcount
+            cur.execute("DELETE FROM van_devices WHERE NOT (van_id = ANY(%s))", (ids,))
+    return ImportReport("vans", inserted, len(good) - inserted, deleted, {"devices": devices}, warnings)
+
+
+def import_vans(dsn: str, path: str | Path, **options: Unpack[ImportOptions]) -> ImportReport:
+    """Read, judge and upsert vans (by id) and register their devices (hashes only), in one transaction."""
+    return _import(_VANS, dsn, path, **options)
+
+
+# --- the one path of both ------------------------------------------------------------------------
+
+
+class ImportOptions(TypedDict, total=False):
+    """The options of :func:`import_centers` and :func:`import_vans` (``yitu import centers|vans``)."""
+
+    layer: str | None
+    encoding: str | None
+    replace: bool
+    check: bool
+    progress: bool
+    audit: AuditHook | None
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One importer of this module: the sheet it reads, the tables it locks from judging to commit,
+    how a row is judged (and its key, unique in the file), what only the database can judge, and
+    how the good rows are written."""
+
+    sheet: str
+    tables: tuple[str, ...]
+    check_row: Callable[[Sheet, int, Mapping[str, Any], roster.Known], tuple[Any, list[Problem]]]
+    key: str
+    noun: str
+    judge: Callable[[psycopg.Connection, Sheet, Good, bool], list[Problem]]
+    write: Callable[[psycopg.Connection, Sheet, Good, bool, bool], ImportReport]
+
+
+_CENTRES = _Kind("centers", ("mediation_centers",), _check_centre, "code", "centre", _centre_problems, _write_centres)
+_VANS = _Kind("vans", ("vans", "van_devices"), _check_van, "id", "van", _van_problems, _write_vans)
+
+
+def _import(
+    kind: _Kind,
     dsn: str,
     path: str | Path,
     *,
@@ -460,56 +542,17 @@ def import_vans(
     progress: bool = False,
     audit: AuditHook | None = None,
 ) -> ImportReport:
-    """Read, judge and upsert vans (by id) and register their devices (hashes only), in one transaction."""
-    sheet = read_sheet(path, "vans", layer=layer, encoding=encoding)
+    """Read and judge the whole file under the locks; every problem at once, or the rows written
+    (``check``: rolled back) and the caller's audit row in the same transaction."""
+    sheet = read_sheet(path, kind.sheet, layer=layer, encoding=encoding)
     with psycopg.connect(dsn) as conn:
-        conn.execute("LOCK TABLE vans IN SHARE ROW EXCLUSIVE MODE")
-        conn.execute("LOCK TABLE van_devices IN SHARE ROW EXCLUSIVE MODE")
-        good, problems = _judge_all(sheet, _check_van, "id", "van", roster.Known.read(conn), progress)
-        owner: dict[str, int] = {}
-        for n, van in good:
-            for device in van.devices:
-                digest = tracking.device_hash(device)
-                if digest in owner and owner[digest] != n:
-                    problems.append(
-                        Problem(
-                            "duplicate",
-                            (van.id,),
-                            _where(sheet, n, "devices"),
-                            f"a device of {sheet.unit} {owner[digest]}",
-                        )
-                    )
-                owner.setdefault(digest, n)
+        for table in kind.tables:
+            conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(table)))
+        good, problems = _judge_all(sheet, kind.check_row, kind.key, kind.noun, roster.Known.read(conn), progress)
+        problems += kind.judge(conn, sheet, good, replace)
         if problems:
             raise ImportRejected(problems, sheet.warnings)
-        warnings = list(sheet.warnings)
-        ids = [v.id for _, v in good]
-        inserted = devices = 0
-        with conn.cursor() as cur:
-            for _, van in tqdm(good, disable=not progress, file=sys.stderr, unit="van", leave=False):
-                row = cur.execute(_UPSERT_VAN, van.__dict__).fetchone()
-                assert row is not None
-                inserted += bool(row[0])
-                if replace and van.devices_given:
-                    keep = [tracking.device_hash(d) for d in van.devices]
-                    cur.execute(
-                        "DELETE FROM van_devices WHERE van_id = %s AND NOT (device_hash = ANY(%s))", (van.id, keep)
-                    )
-                for device in van.devices:
-                    before = tracking.register_device(conn, van.id, device)
-                    devices += 1
-                    if before is not None:
-                        warnings.append(f"van {van.id}: a device moved to it from van {before}")
-            deleted = 0
-            if replace:
-                deleted = cur.execute(
-                    """UPDATE vans SET status = 'offline', updated_at = now()
-                       WHERE NOT (id = ANY(%s)) AND status <> 'offline'""",
-                    (ids,),
-                ).rowcount
-                cur.execute("DELETE FROM van_devices WHERE NOT (van_id = ANY(%s))", (ids,))
-        counts = {"devices": devices}
-        report = ImportReport("vans", inserted, len(good) - inserted, deleted, counts, warnings)
+        report = kind.write(conn, sheet, good, replace, progress)
         if check:
             conn.rollback()
         elif audit is not None:

@@ -35,7 +35,7 @@ from pyproj import Geod
 from tqdm import tqdm
 
 from geodata.gcj02 import out_of_china
-from geodata.io import AuditHook, ImportRejected, ImportReport, Problem, ReadOptions, read_vector
+from geodata.io import AuditHook, ImportRejected, ImportReport, Problem, ReadOptions, geometries_wgs84, read_vector
 
 OSM_SUFFIXES = (".osm", ".pbf")
 MAX_FEATURES = 2_000_000  # a whole province's OSM roads are about a million ways
@@ -124,7 +124,6 @@ def read_roads(path: str | Path, fields: RoadFields | None = None, options: Read
     frame = read_vector(path, "lines" if osm else options.layer, options.encoding)
     columns = [str(c) for c in frame.columns if c != frame.geometry.name]
     problems: list[Problem] = []
-    warnings: list[str] = []
     if len(frame) > MAX_FEATURES:
         raise ImportRejected(
             [Problem("too-large", (), where, f"{len(frame)} features; at most {MAX_FEATURES} in one import")]
@@ -150,23 +149,7 @@ def read_roads(path: str | Path, fields: RoadFields | None = None, options: Read
     if fields.name_field is not None and name_field is None:
         problems.append(Problem("missing-field", (), where, f"no field {fields.name_field!r} for the road name"))
 
-    geoms = frame.geometry
-    crs = geoms.crs
-    if crs is None:
-        warnings.append(f"{where} has no coordinate reference system; assuming WGS-84 longitude/latitude (EPSG:4326)")
-    elif crs.to_epsg() != 4326:
-        warnings.append(f"{where} reprojected from {crs.name} (EPSG:{crs.to_epsg()}) to WGS-84 longitude/latitude")
-        geoms = geoms.to_crs(4326)
-    arr = geoms.to_numpy()
-    has_z = shapely.has_z(arr)
-    if has_z.any():
-        firsts = ", ".join(f"#{i + 1}" for i in np.flatnonzero(has_z)[:10])
-        warnings.append(f"{int(has_z.sum())} feature(s) have Z coordinates ({firsts}...); heights dropped")
-        arr = shapely.force_2d(arr)
-    if options.gcj02:
-        from geodata.gcj02 import geometry_gcj02_to_wgs84
-
-        arr = np.asarray([g if g is None or g.is_empty else geometry_gcj02_to_wgs84(g) for g in arr], dtype=object)
+    arr, warnings = geometries_wgs84(frame, where, options.gcj02)  # a file without a CRS must be lon/lat
 
     classes = frame[class_field].to_numpy()
     names = frame[name_field].to_numpy() if name_field else np.full(len(frame), None, dtype=object)
@@ -206,9 +189,6 @@ def read_roads(path: str | Path, fields: RoadFields | None = None, options: Read
         xy = shapely.get_coordinates(geom)
         if not np.isfinite(xy).all():
             problems.append(Problem("bad-geometry", (), feature, "coordinates that are not numbers"))
-            continue
-        if crs is None and ((np.abs(xy[:, 0]) > 180).any() or (np.abs(xy[:, 1]) > 90).any()):
-            problems.append(Problem("bad-coordinates", (), feature, "not longitude/latitude: add the CRS to the file"))
             continue
         if out_of_china(xy[:, 0], xy[:, 1]).any():
             lon, lat = xy[0]

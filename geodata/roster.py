@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
@@ -366,43 +366,30 @@ class MediatorFilter:
     q: str | None = None  # a part of the name, or the start of the area code (the admin page's filter)
 
 
+def _rows(
+    conn: psycopg.Connection[Any],
+    statement: str,
+    scope: str | None,
+    flt: MediatorFilter | UnitFilter,
+    ident: int | None,
+) -> list[dict[str, Any]]:
+    """A roster query's rows: the list (``ident`` None) and one row (its id) read through the same SQL."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query(statement), {"scope": scope, "id": ident, **asdict(flt)}).fetchall()
+
+
 def list_mediators(conn: psycopg.Connection[Any], scope: str | None, flt: MediatorFilter) -> list[dict[str, Any]]:
     """The mediators the reader's ``scope`` allows, each with its unit's and centre's names and its
     open cases' count, by area then name."""
-    params = {
-        "scope": scope,
-        "area": flt.area,
-        "level": flt.level,
-        "specialty": flt.specialty,
-        "active": flt.active,
-        "id": None,
-        "limit": flt.limit,
-        "offset": flt.offset,
-        "q": flt.q,
-    }
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query("roster_mediators"), params).fetchall()
+    return _rows(conn, "roster_mediators", scope, flt, None)
 
 
 def get_mediator(conn: psycopg.Connection[Any], scope: str | None, mediator_id: int) -> dict[str, Any]:
     """One mediator (NotFound outside the scope, as for one that does not exist), with its open cases."""
-    params = {
-        "scope": scope,
-        "area": None,
-        "level": None,
-        "specialty": None,
-        "active": None,
-        "id": mediator_id,
-        "limit": 1,
-        "offset": 0,
-        "q": None,
-    }
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query("roster_mediators"), params).fetchone()
-        if row is None:
-            raise NotFound(f"no mediator with id {mediator_id}", field="id")
-        row["cases"] = open_cases(conn, "mediator", mediator_id)
-    return row
+    rows = _rows(conn, "roster_mediators", scope, MediatorFilter(active=None, limit=1), mediator_id)
+    if not rows:
+        raise NotFound(f"no mediator with id {mediator_id}", field="id")
+    return {**rows[0], "cases": open_cases(conn, "mediator", mediator_id)}
 
 
 def open_cases(conn: psycopg.Connection[Any], kind: str, ident: int, limit: int = 50) -> list[dict[str, Any]]:
@@ -449,38 +436,14 @@ class UnitFilter:
 
 def list_units(conn: psycopg.Connection[Any], scope: str | None, flt: UnitFilter) -> list[dict[str, Any]]:
     """The units the reader's ``scope`` allows, with their active mediators' and open cases' counts."""
-    params = {
-        "scope": scope,
-        "area": flt.area,
-        "kind": flt.kind,
-        "level": flt.level,
-        "active": flt.active,
-        "id": None,
-        "limit": flt.limit,
-        "offset": flt.offset,
-        "q": flt.q,
-    }
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query("roster_units"), params).fetchall()
+    return _rows(conn, "roster_units", scope, flt, None)
 
 
 def get_unit(conn: psycopg.Connection[Any], scope: str | None, unit_id: int) -> dict[str, Any]:
-    params = {
-        "scope": scope,
-        "area": None,
-        "kind": None,
-        "level": None,
-        "active": None,
-        "id": unit_id,
-        "limit": 1,
-        "offset": 0,
-        "q": None,
-    }
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query("roster_units"), params).fetchone()
-    if row is None:
+    rows = _rows(conn, "roster_units", scope, UnitFilter(active=None, limit=1), unit_id)
+    if not rows:
         raise NotFound(f"no unit with id {unit_id}", field="id")
-    return row
+    return rows[0]
 
 
 # --- writes (in the caller's transaction) ----------------------------------------------------------

@@ -27,7 +27,7 @@ import psycopg
 from tqdm import tqdm
 
 from geodata import roster
-from geodata.io import AuditHook, ImportRejected, ImportReport, Problem
+from geodata.io import AuditHook, ImportRejected, ImportReport, Problem, geometries_wgs84
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # a banner's roster is a few hundred kB; more is not a roster
 MAX_ROWS = 50_000
@@ -235,7 +235,7 @@ def _read_vector(path: Path, fields: Sequence[str], what: str, layer: str | None
     geometry = None
     reprojected: list[str] = []
     if points and getattr(frame, "geometry", None) is not None:
-        *geometry, reprojected = _points_of(frame)
+        *geometry, reprojected = _points_of(frame, where)
         frame = frame.drop(columns=frame.geometry.name)
     header = [str(c) for c in frame.columns]
     chosen, warnings = _match_columns(header, fields, what, where)
@@ -247,16 +247,13 @@ def _read_vector(path: Path, fields: Sequence[str], what: str, layer: str | None
     return Sheet(rows, "feature", warnings)
 
 
-def _points_of(frame: Any) -> tuple[list[Any], list[Any], list[str]]:
+def _points_of(frame: Any, where: str) -> tuple[list[Any], list[Any], list[str]]:
     """Longitudes and latitudes (WGS-84) of a layer's points, and a warning if they were reprojected;
     None for a feature without a point, a text for one that is not a point (the judging names it)."""
-    warnings: list[str] = []
-    if frame.crs is not None and not frame.crs.equals("EPSG:4326"):
-        warnings.append(f"the points were reprojected from {frame.crs.to_string()} to WGS-84")
-        frame = frame.to_crs("EPSG:4326")
+    geoms, warnings = geometries_wgs84(frame, where)  # the importers' one reader: the same warnings
     lons: list[Any] = []
     lats: list[Any] = []
-    for geom in frame.geometry:
+    for geom in geoms:
         if geom is None or geom.is_empty:
             lons.append(None)
             lats.append(None)

@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata import masking
-from geodata.queries import CHAIN_COLUMN, iso, level_of, query
+from geodata.queries import area_scope, iso, query
 
 MAX_QUERY = 100  # characters of a query
 MAX_LIMIT = 50  # results per group
@@ -67,17 +67,11 @@ def area_href(code: str) -> str:
     return f"/area/{code}"
 
 
-def _scope(area: str | None) -> sql.Composable:
-    if not area:
-        return sql.SQL("TRUE")
-    return sql.SQL("{} = %(area)s::text").format(sql.Identifier("c", CHAIN_COLUMN[level_of(area)]))
-
-
 def _rows(
     conn: psycopg.Connection, name: str, params: Mapping[str, Any], area: str | None, column: str | None = None
 ) -> list[dict[str, Any]]:
     """``column`` (of :data:`TEXT_COLUMNS` only) is the text ``search_cases_by_text`` reads."""
-    parts: dict[str, sql.Composable] = {"scope": _scope(area)}
+    parts: dict[str, sql.Composable] = {"scope": area_scope(area)}
     if column is not None:
         parts["column"] = sql.Identifier(TEXT_COLUMNS[column])
     stmt = sql.SQL(query(name)).format(**parts)

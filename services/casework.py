@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
 from geodata import casefile, idempotency, masking, outbox, workflow
 from geodata import cases as store
 from geodata.db import writing
@@ -92,17 +94,14 @@ def move(
     if action not in workflow.ROLE_ACTIONS.get(who.role, frozenset()):
         raise Forbidden(f"a {who.role} token cannot {action} cases", field="action")
     now = now or datetime.now(UTC)
-    with writing(svc.pool) as conn:  # the COMMIT's connection lost: OutcomeUnknown (geodata/db.py)
-        stored = idempotency.claim(conn, key)  # first: a retry running now waits here, holding no lock
-        if stored is not None:
-            # The answer shows the case's parties again: a read, logged as the first one was.
-            audit.personal_data_read(conn, who, [code], ROUTE, address)
-            return stored.body, True
+    taken = action
+
+    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+        nonlocal taken
         row, change = store.transition(
             conn, code, action, params, who.actor, rt.rules, now, version=version, authorize=who.require_case
         )
-        # The answer shows the case's parties: a read, logged with the change (same transaction).
-        audit.personal_data_read(conn, who, [code], ROUTE, address)
+        taken = change.action
         extra: dict[str, Any] = {"action": change.action, "from_step": change.from_step}
         if "from_level" in change.data:
             extra["from_level"] = change.data["from_level"]
@@ -110,9 +109,15 @@ def move(
         out = case_out(row, who.role, rt.rules, now)
         if change.propose:
             out["proposal"] = change.propose
-        idempotency.record(conn, key, 200, out)
-    release_van(svc, rt, who, code, change.action, now)
-    return out, False
+        return out
+
+    with writing(svc.pool) as conn:  # the COMMIT's connection lost: OutcomeUnknown (geodata/db.py)
+        out, replayed = idempotency.once(conn, key, 200, lambda: write(conn))
+        # The answer shows the case's parties (a replay's again): a read, logged in the same transaction.
+        audit.personal_data_read(conn, who, [code], ROUTE, address)
+    if not replayed:
+        release_van(svc, rt, who, code, taken, now)
+    return out, replayed
 
 
 PLACERS = frozenset({"admin", "dispatcher"})  # who confirms or changes a case's cell (a dispatcher's check)
@@ -137,15 +142,14 @@ def place(
         raise Forbidden(f"cell {cell} is outside your area {who.area}", field="cell")
     now = datetime.now(UTC)
     route = "POST /api/v1/cases/{code}/cell"
-    with writing(svc.pool) as conn:
-        stored = idempotency.claim(conn, key)
-        if stored is not None:
-            audit.personal_data_read(conn, who, [code], route, address)
-            return stored.body, True
+    action = "confirm_cell" if cell is None else "move_cell"
+
+    def write(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         row = casefile.place(conn, code, cell, who.actor, now, version=version, authorize=who.require_case)
-        audit.personal_data_read(conn, who, [code], route, address)
-        action = "confirm_cell" if cell is None else "move_cell"
         outbox.append(conn, [store.event_of("case.changed", row, now, action=action, from_step=row["step"])])
-        out = case_out(row, who.role, rt.rules, now)
-        idempotency.record(conn, key, 200, out)
-    return out, False
+        return case_out(row, who.role, rt.rules, now)
+
+    with writing(svc.pool) as conn:
+        out, replayed = idempotency.once(conn, key, 200, lambda: write(conn))
+        audit.personal_data_read(conn, who, [code], route, address)  # as in move: a replay's read too
+    return out, replayed

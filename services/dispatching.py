@@ -122,6 +122,28 @@ def dispatch_out(d: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _once(
+    svc: Services,
+    who: Principal,
+    key: str | None,
+    operation: str,
+    request: Mapping[str, Any],
+    status: int,
+    write: Callable[[psycopg.Connection], dispatch.Written],
+) -> tuple[dict[str, Any], bool]:
+    """A dispatch write with ``key`` (geodata/idempotency.py): its events to the outbox in its
+    transaction, the dispatch as answered; a retry of one done gets the first answer again."""
+    idem = idempotency.Key.of(who.actor.key_scope, key, operation, request)
+
+    def act(conn: psycopg.Connection) -> dict[str, Any]:
+        out = write(conn)
+        outbox.append(conn, out.events)  # with the change: out once it commits
+        return dispatch_out(out.dispatch)
+
+    with writing(svc.pool) as conn:  # the COMMIT's connection lost: OutcomeUnknown (geodata/db.py)
+        return idempotency.once(conn, idem, status, lambda: act(conn))
+
+
 def send_van(
     svc: Services,
     rt: CasesRuntime,
@@ -144,12 +166,9 @@ def send_van(
     require_dispatcher(who)
     now = _now()
     request = {"case": case, "van": van, "note": note, **({"accept_first": True} if accept_first else {})}
-    idem = idempotency.Key.of(who.actor.key_scope, key, "POST /api/v1/dispatches", request)
-    published: list[dict[str, Any]] = []
-    with writing(svc.pool) as conn:  # the COMMIT's connection lost: OutcomeUnknown (geodata/db.py)
-        stored = idempotency.claim(conn, idem)  # first: a second click waits here, holding no lock
-        if stored is not None:
-            return stored.body, True
+
+    def write(conn: psycopg.Connection) -> dispatch.Written:
+        published: list[dict[str, Any]] = []
         if accept_first:
             row = store.get_case(conn, case)
             if row is not None and row["step"] == "reported":
@@ -162,10 +181,9 @@ def send_van(
         out = dispatch.create(
             conn, case, van, note, who.actor, rt.rules, routing(svc.settings), now, authorize=scoped(who, "case")
         )
-        outbox.append(conn, [*published, *out.events])  # with the change: out once it commits
-        answer = dispatch_out(out.dispatch)
-        idempotency.record(conn, idem, 201, answer)
-    return answer, False
+        return dispatch.Written(out.dispatch, [*published, *out.events])
+
+    return _once(svc, who, key, "POST /api/v1/dispatches", request, 201, write)
 
 
 def end_visit(
@@ -185,12 +203,9 @@ def end_visit(
     if who.role not in DISPATCHERS | {"van"}:
         raise Forbidden(f"a {who.role} cannot end a dispatch", field="Authorization")
     body = {"note": note, "result": result, "outcome": outcome}
-    idem = idempotency.Key.of(who.actor.key_scope, key, f"POST /api/v1/dispatches/{dispatch_id}/end", body)
-    with writing(svc.pool) as conn:
-        stored = idempotency.claim(conn, idem)
-        if stored is not None:
-            return stored.body, True
-        out = dispatch.end(
+
+    def write(conn: psycopg.Connection) -> dispatch.Written:
+        return dispatch.end(
             conn,
             dispatch_id,
             who.actor,
@@ -202,10 +217,8 @@ def end_visit(
             outcome=outcome,
             authorize=may_end(who),
         )
-        outbox.append(conn, out.events)
-        answer = dispatch_out(out.dispatch)
-        idempotency.record(conn, idem, 200, answer)
-    return answer, False
+
+    return _once(svc, who, key, f"POST /api/v1/dispatches/{dispatch_id}/end", body, 200, write)
 
 
 def cancel_van(
@@ -215,18 +228,13 @@ def cancel_van(
     ``POST /dispatches/{id}/cancel`` and the dispatch page's 撤回 both call this. Returns the
     dispatch as answered and whether that is a replay of ``key``'s first answer."""
     require_dispatcher(who)
-    idem = idempotency.Key.of(who.actor.key_scope, key, f"POST /api/v1/dispatches/{dispatch_id}/cancel", {"note": note})
-    with writing(svc.pool) as conn:
-        stored = idempotency.claim(conn, idem)
-        if stored is not None:
-            return stored.body, True
-        out = dispatch.cancel(
+
+    def write(conn: psycopg.Connection) -> dispatch.Written:
+        return dispatch.cancel(
             conn, dispatch_id, who.actor, routing(svc.settings), _now(), note=note, authorize=scoped(who, "id")
         )
-        outbox.append(conn, out.events)
-        answer = dispatch_out(out.dispatch)
-        idempotency.record(conn, idem, 200, answer)
-    return answer, False
+
+    return _once(svc, who, key, f"POST /api/v1/dispatches/{dispatch_id}/cancel", {"note": note}, 200, write)
 
 
 def release_van(svc: Services, rt: CasesRuntime, who: Principal, code: str, action: str, now: datetime) -> None:

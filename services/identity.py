@@ -622,6 +622,22 @@ def throttled(
     return max(found) if found else None
 
 
+def refuse_if_throttled(
+    conn: psycopg.Connection,
+    kind: AttemptKind,
+    what: str,
+    field: str,
+    *,
+    account: str | None = None,
+    address: str | None = None,
+) -> None:
+    """TooManyAttempts naming ``what`` was tried too often (and the Retry-After) while :func:`throttled`
+    holds another attempt back; the sign-in, pairing, welcome and credential checks all ask here."""
+    wait = throttled(conn, kind, account=account, address=address)
+    if wait is not None:
+        raise TooManyAttempts(f"too many {what}; try again later", field=field, extra={"retry_after": wait})
+
+
 T = TypeVar("T")
 
 
@@ -636,11 +652,7 @@ def unless_guessing(
 ) -> T | None:
     """``find`` a credential (a token, a device identifier) unless ``address`` has guessed too often:
     then TooManyAttempts with the Retry-After. What ``find`` does not know counts as a failed guess."""
-    wait = throttled(conn, kind, address=address) if address else None
-    if wait is not None:
-        raise TooManyAttempts(
-            f"too many unknown {what} from this address; try again later", field=field, extra={"retry_after": wait}
-        )
+    refuse_if_throttled(conn, kind, f"unknown {what} from this address", field, address=address)
     found = find(conn)
     if found is None:
         record_attempt(conn, kind, False, address=address)

@@ -17,7 +17,7 @@ reaches the new master, and the relay's and the live hub's own retry loops carry
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -81,9 +81,11 @@ def _node_kwargs(spec: SentinelSet, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"db": spec.db, "username": spec.username, "password": spec.password, **kwargs}
 
 
-def client(url: str, *, timeout: float, **kwargs: Any) -> redis.Redis:
-    """A sync client of the Redis (or the Sentinel set's master) ``url`` names: replies decoded,
-    ``timeout`` seconds to connect and per command; ``kwargs`` go to the client (they win)."""
+def _connect(url: str, timeout: float, kwargs: dict[str, Any], kind: tuple[Any, Any, Any]) -> Any:
+    """A client of ``kind`` (its Redis, Sentinel and Sentinel pool classes: sync or asyncio) for
+    ``url``: replies decoded, ``timeout`` seconds to connect and per command; ``kwargs`` go to the
+    client (they win). A Sentinel set's client owns its pool (closed with it)."""
+    client_class, sentinel_class, pool_class = kind
     opts: dict[str, Any] = {
         "socket_connect_timeout": timeout,
         "socket_timeout": timeout,
@@ -92,30 +94,20 @@ def client(url: str, *, timeout: float, **kwargs: Any) -> redis.Redis:
     }
     spec = parse(url)
     if spec is None:
-        return redis.Redis.from_url(url, **opts)
+        return client_class.from_url(url, **opts)
     single = bool(opts.pop("single_connection_client", False))  # the client's, not its connections'
-    sentinel = Sentinel(list(spec.sentinels), sentinel_kwargs=_sentinel_kwargs(spec, timeout))
-    # redis-py leaves the Sentinel pools' constructors unannotated
-    pool = SentinelConnectionPool(spec.master, sentinel, is_master=True, **_node_kwargs(spec, opts))  # type: ignore[no-untyped-call]
-    out = redis.Redis(connection_pool=pool, single_connection_client=single)
+    sentinel = sentinel_class(list(spec.sentinels), sentinel_kwargs=_sentinel_kwargs(spec, timeout))
+    pool = pool_class(spec.master, sentinel, is_master=True, **_node_kwargs(spec, opts))
+    out = client_class(connection_pool=pool, single_connection_client=single)
     out.auto_close_connection_pool = True  # the pool is this client's alone
     return out
 
 
+def client(url: str, *, timeout: float, **kwargs: Any) -> redis.Redis:
+    """A sync client of the Redis (or the Sentinel set's master) ``url`` names (:func:`_connect`)."""
+    return cast(redis.Redis, _connect(url, timeout, kwargs, (redis.Redis, Sentinel, SentinelConnectionPool)))
+
+
 def async_client(url: str, *, timeout: float, **kwargs: Any) -> aioredis.Redis:
     """:func:`client` for asyncio (the live hub's)."""
-    opts: dict[str, Any] = {
-        "socket_connect_timeout": timeout,
-        "socket_timeout": timeout,
-        "decode_responses": True,
-        **kwargs,
-    }
-    spec = parse(url)
-    if spec is None:
-        return aioredis.Redis.from_url(url, **opts)
-    single = bool(opts.pop("single_connection_client", False))
-    sentinel = AsyncSentinel(list(spec.sentinels), sentinel_kwargs=_sentinel_kwargs(spec, timeout))
-    pool = AsyncSentinelPool(spec.master, sentinel, is_master=True, **_node_kwargs(spec, opts))  # type: ignore[no-untyped-call]
-    out = aioredis.Redis(connection_pool=pool, single_connection_client=single)
-    out.auto_close_connection_pool = True
-    return out
+    return cast(aioredis.Redis, _connect(url, timeout, kwargs, (aioredis.Redis, AsyncSentinel, AsyncSentinelPool)))

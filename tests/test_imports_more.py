@@ -147,7 +147,7 @@ def test_centres_from_csv_and_a_geopackage_matched_by_code(demo_db: str, tmp_pat
     gdf.to_file(tmp_path / "centres.gpkg", driver="GPKG")
     result = _cli(demo_db, "centers", tmp_path / "centres.gpkg")
     assert result.exit_code == 0, result.output
-    assert "updated 1" in result.output and "reprojected from EPSG:3857" in result.output
+    assert "updated 1" in result.output and "reprojected from WGS 84 / Pseudo-Mercator (EPSG:3857)" in result.output
     assert _one(demo_db, "SELECT name FROM mediation_centers WHERE code = %s", (existing[0],)) == "改名中心"
 
 

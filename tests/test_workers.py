@@ -27,9 +27,9 @@ from services.identity import create_token
 
 from .browser import Watched
 from .conftest import ROOT, LiveServer
-from .helpers import as_runtime, free_port, keyed, wait_for
-from .test_live_browser import SEAT, _open_wall, _wait_pin
-from .test_nginx import Nginx, _signed_in, tls_browser  # noqa: F401  (the fixture)
+from .helpers import as_runtime, free_port, wait_for
+from .nginx import Nginx, Proxies, _signed_in, report_through, tls_browser  # noqa: F401  (the fixture)
+from .test_live_browser import _open_wall, _wait_pin
 
 FAST = {"YITU_SCHEDULER_INTERVAL": "1", "YITU_ACCESS_LOG": "true"}
 
@@ -58,20 +58,17 @@ Pair = tuple[LiveServer, LiveServer, Nginx]
 
 @pytest.fixture
 def two_behind_nginx(live_server, redis_url: str, tmp_path: Path) -> Iterator[Callable[[str], Pair]]:  # type: ignore[no-untyped-def]
-    proxies: list[Nginx] = []
+    proxies = Proxies(tmp_path)
 
     def start(dsn: str) -> Pair:
         a, b = live_server(dsn, redis_url, ready=False, **FAST), live_server(dsn, redis_url, ready=False, **FAST)
         a.ready()
         b.ready()
         # deploy/nginx.conf's upstream as a site with two processes writes it: one `server` line for each.
-        proxy = Nginx(tmp_path / "nginx", f"127.0.0.1:{a.port};\n    server 127.0.0.1:{b.port}")
-        proxies.append(proxy)
-        return a, b, proxy
+        return a, b, proxies.start(f"127.0.0.1:{a.port};\n    server 127.0.0.1:{b.port}")
 
     yield start
-    for proxy in proxies:
-        proxy.stop()
+    proxies.stop()
 
 
 def _leader_of(a: LiveServer, b: LiveServer, token: str) -> tuple[LiveServer, LiveServer]:
@@ -159,21 +156,9 @@ def test_a_screen_through_nginx_moves_to_the_surviving_process(  # type: ignore[
     os.kill(holder.proc.pid, signal.SIGKILL)  # the screen's process dies; its socket with it
     holder.proc.wait(timeout=10)
 
-    with proxy.client() as c:  # a case reported through nginx (served by the survivor)
-        r = c.post(
-            proxy.base + "/api/v1/cases",
-            headers=keyed({"Authorization": f"Bearer {token}"}),
-            json={
-                "type": "grassland",
-                "description": "草场边界争议（进程被杀后）",
-                "lon": SEAT[0] + 0.002,
-                "lat": SEAT[1] - 0.002,
-                "channel": "grid_app",
-                "parties": [{"name": "巴图", "phone": "13812345678"}],
-            },
-        )
-    assert r.status_code == 201, r.text
-    _wait_pin(page, r.json()["code"], timeout=60_000)  # pushed on the new socket, through nginx, by the survivor
+    # A case reported through nginx (served by the survivor), pushed on the new socket, through nginx.
+    code = report_through(proxy, token, "草场边界争议（进程被杀后）", 0.002, -0.002)
+    _wait_pin(page, code, timeout=60_000)
     assert survivor.log().count(socket) > before
     assert page.evaluate("() => window.__sameDocument === true"), "the page reloaded"
     # The browser logged the lost connection; nothing else went wrong.

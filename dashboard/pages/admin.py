@@ -10,16 +10,16 @@ once, in the section's message, and never again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Literal
 
 from dash import dcc, html
 from dash.development.base_component import Component
 
+from dashboard.header import page_header
 from dashboard.i18n import translator
 from dashboard.pages import inbox
-from dashboard.search import search_box
 from geodata.workflow import ROLES
 from services.identity import PEOPLE_ROLES
 from services.settings import Settings
@@ -165,6 +165,23 @@ def _message(id_: str) -> html.Div:
     return html.Div(id=id_, className="yitu-admin-message", role="status")
 
 
+def _section(
+    title: str,
+    form: Sequence[Component],
+    picked: Sequence[Component],
+    message: str,
+    table: str,
+    *between: Component,
+    cls: str = "",
+    table_cls: str = "yitu-admin-table",
+) -> html.Section:
+    """A section of the page: the row that adds one, the row acting on the one picked, the message,
+    what comes ``between`` (a filter), and the table."""
+    return _card(
+        title, _row(*form), _row(*picked), _message(message), *between, html.Div(id=table, className=table_cls), cls=cls
+    )
+
+
 def _pager(prefix: str, filter_id: str, prev_id: str, next_id: str, page_id: str, t: Callable[[str], str]) -> html.Div:
     return _row(
         _input(filter_id, t(f"admin.{prefix}.filter")),
@@ -201,60 +218,64 @@ def _filter(id_: str, count_id: str, t: Callable[[str], str]) -> html.Div:
     return _row(box, html.Span(id=count_id, className="yitu-muted"))
 
 
-def _mediators_card(t: Callable[[str], str]) -> html.Section:
-    """The mediators: a form to add one (or, once picked, to change them), the list with open cases."""
-    levels = [{"label": t(f"level.{lvl}"), "value": lvl} for lvl in LEVELS]
-    return _card(
-        t("admin.mediators"),
-        _row(
-            _input(Ids.MED_NAME, t("admin.field.name"), size=50),
-            _input(Ids.MED_PHONE, t("admin.field.phone"), size=20),
-            _input(Ids.MED_AREA, t("admin.field.area_code"), size=15),
-            _pick(Ids.MED_LEVEL, t("admin.field.level"), levels),
-            _pick(Ids.MED_UNIT, t("admin.field.unit")),
-            _input(Ids.MED_CENTRE, t("admin.field.centre"), size=64),
-            _pick(Ids.MED_VAN, t("admin.field.van")),
-            _pick(Ids.MED_SPECIALTIES, t("admin.field.specialties"), multi=True),
-            _input(Ids.MED_USER, t("admin.field.user"), size=100),
-            _button(Ids.MED_CREATE, t("admin.roster.create")),
-        ),
-        _row(
-            _pick(Ids.MED_PICK, t("admin.mediator.pick")),
-            _button(Ids.MED_APPLY, t("admin.roster.apply")),
-            _button(Ids.MED_DEACTIVATE, t("admin.roster.deactivate"), quiet=True),
-            _button(Ids.MED_ACTIVATE, t("admin.roster.activate"), quiet=True),
-        ),
-        _message(Ids.MED_MESSAGE),
-        _filter(Ids.MED_FILTER, Ids.MED_COUNT, t),
-        html.Div(id=Ids.MEDIATORS, className="yitu-admin-table yitu-admin-roster"),
+def _roster_card(t: Callable[[str], str], kind: str, prefix: str, table: str, *form: Component) -> html.Section:
+    """A roster card (``kind`` mediator or unit; its ids ``Ids.<prefix>_*``): the form to add one
+    (or, once one is picked, to change it), the row to change or (de)activate the one picked, the
+    message, the filter and the list with open cases."""
+
+    def ids(name: str) -> str:
+        return Ids[f"{prefix}_{name}"]
+
+    return _section(
+        t(f"admin.{kind}s"),
+        [*form, _button(ids("CREATE"), t("admin.roster.create"))],
+        [
+            _pick(ids("PICK"), t(f"admin.{kind}.pick")),
+            _button(ids("APPLY"), t("admin.roster.apply")),
+            _button(ids("DEACTIVATE"), t("admin.roster.deactivate"), quiet=True),
+            _button(ids("ACTIVATE"), t("admin.roster.activate"), quiet=True),
+        ],
+        ids("MESSAGE"),
+        table,
+        _filter(ids("FILTER"), ids("COUNT"), t),
         cls="yitu-admin-wide",
+        table_cls="yitu-admin-table yitu-admin-roster",
+    )
+
+
+def _mediators_card(t: Callable[[str], str]) -> html.Section:
+    levels = [{"label": t(f"level.{lvl}"), "value": lvl} for lvl in LEVELS]
+    return _roster_card(
+        t,
+        "mediator",
+        "MED",
+        Ids.MEDIATORS,
+        _input(Ids.MED_NAME, t("admin.field.name"), size=50),
+        _input(Ids.MED_PHONE, t("admin.field.phone"), size=20),
+        _input(Ids.MED_AREA, t("admin.field.area_code"), size=15),
+        _pick(Ids.MED_LEVEL, t("admin.field.level"), levels),
+        _pick(Ids.MED_UNIT, t("admin.field.unit")),
+        _input(Ids.MED_CENTRE, t("admin.field.centre"), size=64),
+        _pick(Ids.MED_VAN, t("admin.field.van")),
+        _pick(Ids.MED_SPECIALTIES, t("admin.field.specialties"), multi=True),
+        _input(Ids.MED_USER, t("admin.field.user"), size=100),
     )
 
 
 def _units_card(t: Callable[[str], str]) -> html.Section:
     levels = [{"label": t(f"level.{lvl}"), "value": lvl} for lvl in LEVELS]
     kinds = [{"label": t(f"unit_kind.{k}"), "value": k} for k in UNIT_KINDS]
-    return _card(
-        t("admin.units"),
-        _row(
-            _input(Ids.UNIT_NAME, t("admin.field.name"), size=100),
-            _pick(Ids.UNIT_KIND, t("admin.field.kind"), kinds),
-            _input(Ids.UNIT_AREA, t("admin.field.area_code"), size=15),
-            _pick(Ids.UNIT_LEVEL, t("admin.field.level"), levels),
-            _input(Ids.UNIT_PHONE, t("admin.field.phone"), size=20),
-            _pick(Ids.UNIT_SPECIALTIES, t("admin.field.specialties"), multi=True),
-            _button(Ids.UNIT_CREATE, t("admin.roster.create")),
-        ),
-        _row(
-            _pick(Ids.UNIT_PICK, t("admin.unit.pick")),
-            _button(Ids.UNIT_APPLY, t("admin.roster.apply")),
-            _button(Ids.UNIT_DEACTIVATE, t("admin.roster.deactivate"), quiet=True),
-            _button(Ids.UNIT_ACTIVATE, t("admin.roster.activate"), quiet=True),
-        ),
-        _message(Ids.UNIT_MESSAGE),
-        _filter(Ids.UNIT_FILTER, Ids.UNIT_COUNT, t),
-        html.Div(id=Ids.UNITS, className="yitu-admin-table yitu-admin-roster"),
-        cls="yitu-admin-wide",
+    return _roster_card(
+        t,
+        "unit",
+        "UNIT",
+        Ids.UNITS,
+        _input(Ids.UNIT_NAME, t("admin.field.name"), size=100),
+        _pick(Ids.UNIT_KIND, t("admin.field.kind"), kinds),
+        _input(Ids.UNIT_AREA, t("admin.field.area_code"), size=15),
+        _pick(Ids.UNIT_LEVEL, t("admin.field.level"), levels),
+        _input(Ids.UNIT_PHONE, t("admin.field.phone"), size=20),
+        _pick(Ids.UNIT_SPECIALTIES, t("admin.field.specialties"), multi=True),
     )
 
 
@@ -265,40 +286,28 @@ def layout(settings: Settings, who: str = "") -> html.Div:
         className="yitu-admin",
         children=[
             dcc.Store(id=Ids.CHANGED, data=0),
-            html.Header(
-                className="yitu-header",
-                children=[
-                    dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
-                    html.H1(t("admin.title"), className="yitu-title"),
-                    html.Span(t("admin.subtitle"), className="yitu-subtitle"),
-                    search_box(settings.lang),
-                    inbox.header_link(settings.lang),
-                    html.Form(
-                        className="yitu-signin",
-                        action="/logout",
-                        method="POST",
-                        children=[
-                            html.Span(who, id=Ids.WHO, className="yitu-who"),
-                            html.Button(
-                                t("dispatch.signout"), id=Ids.SIGNOUT, type="submit", className="yitu-button yitu-quiet"
-                            ),
-                        ],
-                    ),
-                ],
+            page_header(
+                settings.lang,
+                t("admin.title"),
+                inbox.header_link(settings.lang),
+                subtitle=t("admin.subtitle"),
+                who=who,
+                who_id=Ids.WHO,
+                signout_id=Ids.SIGNOUT,
             ),
             html.Main(
                 className="yitu-admin-body",
                 children=[
-                    _card(
+                    _section(
                         t("admin.users"),
-                        _row(
+                        [
                             _input(Ids.USER_NAME, t("admin.field.name")),
                             _pick(Ids.USER_ROLE, t("admin.field.role"), _roles(PEOPLE_ROLES, t)),
                             _input(Ids.USER_AREA, t("admin.field.area_optional"), size=15),
                             _input(Ids.USER_PASSWORD, t("admin.field.password"), "password", MAX_INPUT),
                             _button(Ids.USER_CREATE, t("admin.user.create")),
-                        ),
-                        _row(
+                        ],
+                        [
                             _pick(Ids.USER_PICK, t("admin.user.pick")),
                             _pick(Ids.EDIT_ROLE, t("admin.field.role"), _roles(PEOPLE_ROLES, t)),
                             _input(Ids.EDIT_AREA, t("admin.field.area_optional"), size=15),
@@ -307,56 +316,56 @@ def layout(settings: Settings, who: str = "") -> html.Div:
                             _button(Ids.EDIT_PASSWD, t("admin.user.passwd")),
                             _button(Ids.USER_DISABLE, t("admin.user.disable"), quiet=True),
                             _button(Ids.USER_ENABLE, t("admin.user.enable"), quiet=True),
-                        ),
-                        _message(Ids.USER_MESSAGE),
-                        html.Div(id=Ids.USERS, className="yitu-admin-table"),
+                        ],
+                        Ids.USER_MESSAGE,
+                        Ids.USERS,
                         cls="yitu-admin-wide",
                     ),
                     _mediators_card(t),
                     _units_card(t),
-                    _card(
+                    _section(
                         t("admin.screens"),
-                        _row(
+                        [
                             _input(Ids.SCREEN_NAME, t("admin.field.name")),
                             _input(Ids.SCREEN_AREA, t("admin.field.area_optional"), size=15),
                             _button(Ids.SCREEN_CREATE, t("admin.screen.create")),
-                        ),
-                        _row(
+                        ],
+                        [
                             _pick(Ids.SCREEN_PICK, t("admin.screen.pick")),
                             _button(Ids.SCREEN_PAIR, t("admin.screen.pair")),
                             _button(Ids.SCREEN_REVOKE, t("admin.screen.revoke"), quiet=True),
-                        ),
-                        _message(Ids.SCREEN_MESSAGE),
-                        html.Div(id=Ids.SCREENS, className="yitu-admin-table"),
+                        ],
+                        Ids.SCREEN_MESSAGE,
+                        Ids.SCREENS,
                     ),
-                    _card(
+                    _section(
                         t("admin.tokens"),
-                        _row(
+                        [
                             _input(Ids.TOKEN_NAME, t("admin.field.name")),
                             _pick(Ids.TOKEN_ROLE, t("admin.field.role"), _roles(ROLES, t)),
                             _input(Ids.TOKEN_AREA, t("admin.field.area_optional"), size=15),
                             _button(Ids.TOKEN_CREATE, t("admin.token.create")),
-                        ),
-                        _row(
+                        ],
+                        [
                             _pick(Ids.TOKEN_PICK, t("admin.token.pick")),
                             _button(Ids.TOKEN_REVOKE, t("admin.token.revoke"), quiet=True),
-                        ),
-                        _message(Ids.TOKEN_MESSAGE),
-                        html.Div(id=Ids.TOKENS, className="yitu-admin-table"),
+                        ],
+                        Ids.TOKEN_MESSAGE,
+                        Ids.TOKENS,
                     ),
-                    _card(
+                    _section(
                         t("admin.vans"),
-                        _row(
+                        [
                             _pick(Ids.VAN_PICK, t("admin.van.pick")),
                             _input(Ids.VAN_DEVICE, t("admin.field.device_or_generate"), size=200),
                             _button(Ids.VAN_REGISTER, t("admin.van.register")),
-                        ),
-                        _row(
+                        ],
+                        [
                             _input(Ids.VAN_FORGET, t("admin.field.device"), size=200),
                             _button(Ids.VAN_UNREGISTER, t("admin.van.unregister"), quiet=True),
-                        ),
-                        _message(Ids.VAN_MESSAGE),
-                        html.Div(id=Ids.VANS, className="yitu-admin-table"),
+                        ],
+                        Ids.VAN_MESSAGE,
+                        Ids.VANS,
                     ),
                     _card(
                         t("admin.signins"),

@@ -13,10 +13,10 @@ from typing import Any
 from dash import dcc, html
 from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
+from dashboard.header import page_header
 from dashboard.i18n import translator
 from dashboard.layout import banner_map
 from dashboard.pages import inbox
-from dashboard.search import search_box
 from layers import registry
 from services.settings import Settings
 
@@ -61,18 +61,12 @@ def layout(
         className="yitu-area",
         children=[
             dcc.Store(id=Ids.CODE, data=area["code"]),
-            html.Header(
-                className="yitu-header",
-                children=[
-                    dcc.Link(t("area.back"), href="/", className="yitu-back"),
-                    html.H1(f"{area['name']}", className="yitu-title"),
-                    html.Span(
-                        f"{t('panel.code')} {area['code']} · {t('level.' + str(area['level']))} · {t('area.title')}",
-                        className="yitu-subtitle",
-                    ),
-                    search_box(settings.lang),
-                    inbox.header_link(settings.lang),
-                ],
+            page_header(
+                settings.lang,
+                f"{area['name']}",
+                inbox.header_link(settings.lang),
+                subtitle=f"{t('panel.code')} {area['code']} · {t('level.' + str(area['level']))} · {t('area.title')}",
+                back="area.back",
             ),
             html.Div(
                 className="yitu-area-body",

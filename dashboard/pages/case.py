@@ -18,8 +18,8 @@ from typing import Any
 import dash_leaflet as dl
 from dash import dcc, html
 
+from dashboard.header import page_header
 from dashboard.i18n import translator
-from dashboard.search import search_box
 from layers import registry
 from services.settings import Settings
 
@@ -83,22 +83,12 @@ def layout(settings: Settings, code: str, center: tuple[float, float] | None, wh
             dcc.Store(id=Ids.VERSION),
             dcc.Store(id=Ids.CHOSEN),
             dcc.Store(id=Ids.ALLOWED),
-            html.Header(
-                className="yitu-header",
-                children=[
-                    dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
-                    html.H1(f"{t('case.title')} {code}", className="yitu-title yitu-case-code"),
-                    search_box(settings.lang),
-                    html.Form(
-                        className="yitu-signin",
-                        action="/logout",
-                        method="POST",
-                        children=[
-                            html.Span(who, id=Ids.WHO, className="yitu-who"),
-                            html.Button(t("dispatch.signout"), type="submit", className="yitu-button yitu-quiet"),
-                        ],
-                    ),
-                ],
+            page_header(
+                settings.lang,
+                f"{t('case.title')} {code}",
+                who=who,
+                who_id=Ids.WHO,
+                title_class="yitu-title yitu-case-code",
             ),
             html.Div(id=Ids.MESSAGE, className="yitu-message", role="status"),
             html.Aside(

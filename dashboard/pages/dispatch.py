@@ -19,10 +19,10 @@ from typing import Any
 import dash_leaflet as dl
 from dash import dcc, html
 
+from dashboard.header import page_header
 from dashboard.i18n import translator
 from dashboard.layout import banner_map, live_tick
 from dashboard.pages import inbox
-from dashboard.search import search_box
 from layers import registry
 from layers.registry import Layer
 from services.settings import Settings
@@ -91,26 +91,14 @@ def layout(
             dcc.Store(id=Ids.SENT),
             dcc.Store(id=Ids.SEND_KEY, data=new_send_key()),
             dcc.Store(id=LIVE_TICK),
-            html.Header(
-                className="yitu-header",
-                children=[
-                    dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
-                    html.H1(t("dispatch.title"), className="yitu-title"),
-                    html.Span(banner["name"], className="yitu-subtitle"),
-                    search_box(settings.lang),
-                    inbox.header_link(settings.lang),
-                    html.Form(
-                        className="yitu-signin",
-                        action="/logout",
-                        method="POST",
-                        children=[
-                            html.Span(who, id=Ids.WHO, className="yitu-who"),
-                            html.Button(
-                                t("dispatch.signout"), id=Ids.SIGNOUT, type="submit", className="yitu-button yitu-quiet"
-                            ),
-                        ],
-                    ),
-                ],
+            page_header(
+                settings.lang,
+                t("dispatch.title"),
+                inbox.header_link(settings.lang),
+                subtitle=banner["name"],
+                who=who,
+                who_id=Ids.WHO,
+                signout_id=Ids.SIGNOUT,
             ),
             html.Div(id=Ids.MESSAGE, className="yitu-message", role="status"),
             html.Aside(

@@ -14,9 +14,9 @@ from enum import StrEnum
 
 from dash import dcc, html
 
+from dashboard.header import page_header
 from dashboard.i18n import translator
 from dashboard.layout import live_tick
-from dashboard.search import search_box
 from services.settings import Settings
 
 LIVE_TICK = live_tick("inbox")  # bumped by the live push when the numbers are stale
@@ -50,25 +50,7 @@ def layout(settings: Settings, who: str = "") -> html.Div:
         className="yitu-inbox",
         children=[
             dcc.Store(id=LIVE_TICK),
-            html.Header(
-                className="yitu-header",
-                children=[
-                    dcc.Link(t("dispatch.back"), href="/", className="yitu-back"),
-                    html.H1(t("inbox.title"), className="yitu-title"),
-                    search_box(settings.lang),
-                    html.Form(
-                        className="yitu-signin",
-                        action="/logout",
-                        method="POST",
-                        children=[
-                            html.Span(who, id=Ids.WHO, className="yitu-who"),
-                            html.Button(
-                                t("dispatch.signout"), id=Ids.SIGNOUT, type="submit", className="yitu-button yitu-quiet"
-                            ),
-                        ],
-                    ),
-                ],
-            ),
+            page_header(settings.lang, t("inbox.title"), who=who, who_id=Ids.WHO, signout_id=Ids.SIGNOUT),
             html.Section(id=Ids.COUNTS, className="yitu-inbox-counts", role="status"),
             html.Main(className="yitu-card yitu-inbox-list", children=html.Div(id=Ids.LIST)),
         ],
