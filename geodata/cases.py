@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 from geodata import workflow
 from geodata.clock import CST
 from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TransitionConflict
-from geodata.queries import CHAIN_COLUMN, level_of, query
+from geodata.queries import chain_column, level_of, query
 from geodata.workflow import DeadlineRules, WorkflowError
 
 SYSTEM_ACTOR = "scheduler"
@@ -505,7 +505,7 @@ def search(
 ) -> list[dict[str, Any]]:
     scope: sql.Composable = sql.SQL("TRUE")
     if area:
-        scope = sql.SQL("{} = %(area)s").format(sql.Identifier("c", CHAIN_COLUMN[level_of(area)]))
+        scope = sql.SQL("{} = %(area)s").format(chain_column(level_of(area), "c"))
     stmt = sql.SQL(query("case_search")).format(scope=scope)
     params = {
         "area": area,

@@ -31,11 +31,33 @@ def query(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+ROOT_DIGITS = 4  # the league's / city's code: the 4-digit NBS prefix of its banners' (150600 → 1506)
+
+
 def level_of(code: str) -> int:
-    """The grid level a code belongs to (6/9/12/15 digits → 1/2/3/4); ValueError otherwise."""
-    if not code.isdigit() or len(code) not in (6, 9, 12, 15):
-        raise ValueError(f"{code!r} is not an area code (6, 9, 12 or 15 digits)")
-    return (len(code) - 3) // 3
+    """The grid level a code belongs to (4/6/9/12/15 digits → 0 root/1/2/3/4); ValueError otherwise."""
+    if not code.isdigit() or len(code) not in (ROOT_DIGITS, 6, 9, 12, 15):
+        raise ValueError(f"{code!r} is not an area code (4, 6, 9, 12 or 15 digits)")
+    return 0 if len(code) == ROOT_DIGITS else (len(code) - 3) // 3
+
+
+def root_code(code: str) -> str:
+    """The level-0 code a league or city is stored under: its 4-digit prefix (150600 and 1506 → 1506)."""
+    if code.isdigit() and (len(code) == ROOT_DIGITS or (len(code) == 6 and code.endswith("00"))):
+        return code[:ROOT_DIGITS]
+    raise ValueError(f"{code!r} is not a league or city code (4 digits, or 6 ending in 00, e.g. 150600)")
+
+
+def chain_column(level: int, table: str | None = None) -> sql.Composable:
+    """The cases' grid-chain column of ``level`` as SQL (``table``: the alias to qualify it with).
+
+    The root (level 0) has no column of its own: its code is the prefix of every banner code under
+    it, so its cases are those whose banner code starts with it (``left(banner_code, 4)``).
+    """
+    qualify = (table,) if table else ()
+    if level == 0:
+        return sql.SQL("left({}, {})").format(sql.Identifier(*qualify, "banner_code"), sql.Literal(ROOT_DIGITS))
+    return sql.Identifier(*qualify, CHAIN_COLUMN[level])
 
 
 @dataclass(frozen=True)
@@ -82,8 +104,7 @@ def cases_in_area(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    column = sql.Identifier("c", CHAIN_COLUMN[level_of(code)])
-    stmt = sql.SQL(query("cases_in_area")).format(column=column)
+    stmt = sql.SQL(query("cases_in_area")).format(column=chain_column(level_of(code), "c"))
     params = {
         "code": code,
         "step": step,
@@ -151,7 +172,7 @@ class CaseFilter:
 
 
 def _area_stmt(name: str, code: str, **extra: sql.Composable) -> sql.Composed:
-    return sql.SQL(query(name)).format(column=sql.Identifier("c", CHAIN_COLUMN[level_of(code)]), **extra)
+    return sql.SQL(query(name)).format(column=chain_column(level_of(code), "c"), **extra)
 
 
 def area_cases_page(
@@ -211,9 +232,16 @@ def area_summary(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
 
 
 def banner(conn: psycopg.Connection) -> dict[str, Any] | None:
-    """The territory's level-1 area (the first by code if several banners were imported)."""
-    row = conn.execute("SELECT code FROM areas WHERE level = 1 ORDER BY code LIMIT 1").fetchone()
+    """The top of the territory, where the wall opens: the root (league or city) when it holds two
+    banners or more, else the one banner (the first by code). One banner: nothing changes."""
+    row = conn.execute(query("territory_top")).fetchone()
     return area_summary(conn, row[0]) if row else None
+
+
+def is_league(conn: psycopg.Connection) -> bool:
+    """Whether the territory is several banners under a root (the wall then opens at the root)."""
+    top = banner(conn)
+    return top is not None and top["level"] == 0
 
 
 # --- rows as JSON ------------------------------------------------------------------------------------

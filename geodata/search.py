@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata import masking
-from geodata.queries import CHAIN_COLUMN, iso, level_of, query
+from geodata.queries import chain_column, iso, level_of, query
 
 MAX_QUERY = 100  # characters of a query
 MAX_LIMIT = 50  # results per group
@@ -70,7 +70,7 @@ def area_href(code: str) -> str:
 def _scope(area: str | None) -> sql.Composable:
     if not area:
         return sql.SQL("TRUE")
-    return sql.SQL("{} = %(area)s::text").format(sql.Identifier("c", CHAIN_COLUMN[level_of(area)]))
+    return sql.SQL("{} = %(area)s::text").format(chain_column(level_of(area), "c"))
 
 
 def _rows(

@@ -43,7 +43,7 @@ from psycopg.rows import dict_row
 from geodata import masking
 from geodata.cases import Actor, chain_of
 from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TooManyAttempts, Unauthorized
-from geodata.queries import query
+from geodata.queries import ROOT_DIGITS, query
 from geodata.workflow import ROLES, ROLES_THAT_REPORT
 from services.runtime import Services
 
@@ -68,6 +68,12 @@ class Principal:
     kind: Kind = "token"
     session_id: str | None = None
     van: str | None = None  # the van a ``van`` role acts for: a van token's name, a crew member's users.van_id
+
+    def __post_init__(self) -> None:
+        # The root's area (the league or city: a 4-digit code, queries.ROOT_DIGITS) holds every banner
+        # of the deployment (the grid importer keeps it so): scoped to it is scoped to nothing.
+        if self.area is not None and len(self.area) == ROOT_DIGITS:
+            object.__setattr__(self, "area", None)
 
     @property
     def actor(self) -> Actor:
