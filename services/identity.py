@@ -171,6 +171,7 @@ def create_token(conn: psycopg.Connection, *, name: str, role: str, area: str | 
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if area is not None and conn.execute("SELECT 1 FROM areas WHERE code = %s", (area,)).fetchone() is None:
         raise ValueError(f"no area with code {area!r}")
+    area = _league_wide(area)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = conn.execute(
         "INSERT INTO api_tokens (name, role, area_code, token_hash) VALUES (%s, %s, %s, %s) RETURNING id",
@@ -284,7 +285,13 @@ def _check_area(conn: psycopg.Connection, area: str | None) -> str | None:
         return None
     if conn.execute("SELECT 1 FROM areas WHERE code = %s", (area,)).fetchone() is None:
         raise Invalid(f"no area with code {area!r}", field="area")
-    return area
+    return _league_wide(area)
+
+
+def _league_wide(area: str | None) -> str | None:
+    """An identity given the league/city root's area is stored unscoped: the root holds every banner
+    of the deployment (geodata/league.py), so it sees what an unscoped one sees."""
+    return None if area is not None and len(area) == ROOT_DIGITS else area
 
 
 def hash_password(password: str) -> str:
