@@ -219,7 +219,7 @@ def layout(
     grids = registry.get(GRIDS)
     map_layers = [
         grids.component(
-            grids.url(level=1 if banner["level"] == 0 else 2, bbox=bbox), grids.hideout(data.get(GRIDS), **GRID_HIDEOUT)
+            grids.url(level=1 if focus["level"] == 0 else 2, bbox=bbox), grids.hideout(data.get(GRIDS), **GRID_HIDEOUT)
         ),
         *[
             dl.LayerGroup(
