@@ -264,3 +264,33 @@ def test_one_banner_keeps_its_wall(client: TestClient) -> None:
         layout = pages.render(svc, "/", None)
         assert _find(layout, Ids.SELECTED).data == {"code": FIRST, "banner": FIRST}
         assert "镇级排名" in wall.ranking_title("zh-CN", None, wall.ranking_parent(FIRST))
+
+
+def test_the_area_commands_and_the_import_options(db_url: str, redis_url: str, tmp_path: Path) -> None:
+    from cli.areas import area_group
+    from cli.data import import_group
+
+    from .test_import_export import GOOD, cli
+
+    env = {"YITU_DATABASE_URL": db_url, "YITU_REDIS_URL": redis_url}
+    assert cli(import_group, env, "grids", GOOD).exit_code == 0
+    listed = cli(area_group, env, "list")
+    assert listed.exit_code == 0 and listed.output.splitlines()[1:] == [f"{FIRST}\t示例旗\t1\t-\t8"]
+
+    made = cli(
+        import_group, env, "grids", second_banner_file(tmp_path), "--root", "150600", "--root-name", "鄂尔多斯市"
+    )
+    assert made.exit_code == 0, made.output
+    assert cli(area_group, env, "list").output.splitlines()[1:] == [
+        f"{ROOT}\t鄂尔多斯市\t0\t-\t10",
+        f"{SECOND}\t示例二旗\t1\t{ROOT}\t2",
+        f"{FIRST}\t示例旗\t1\t{ROOT}\t8",
+    ]
+    renamed = cli(area_group, env, "root", "1506", "鄂尔多斯")
+    assert renamed.exit_code == 0 and renamed.output.strip() == f"root {ROOT} 鄂尔多斯"
+    other = cli(area_group, env, "root", "150700", "包头市")
+    assert other.exit_code == 1 and "already 1506" in other.output
+    bad = cli(area_group, env, "root", "150621", "达拉特旗")
+    assert bad.exit_code == 1 and "not a league or city code" in bad.output
+    outside = cli(import_group, env, "grids", second_banner_file(tmp_path, "152921", 110.0, 40.6))
+    assert outside.exit_code == 1 and "outside-root: 152921" in outside.output
