@@ -405,11 +405,13 @@ def seed() -> None:
 )
 @click.option(
     "--scale",
-    type=click.Choice(["banner", "city"]),
+    type=click.Choice(["banner", "city", "league"]),
     default="banner",
     show_default=True,
     help="banner: Otog Front Banner (4 towns, 85 villages, 401 cells, 4,000 cameras, 6,000 cases); "
-    "city: Dalad-sized for benchmarks (~1,700 cells, 17,000 cameras, 1,000,000 cases).",
+    "city: Dalad-sized for benchmarks (~1,700 cells, 17,000 cameras, 1,000,000 cases); "
+    "league: all of Ordos (鄂尔多斯市), its nine banners and districts under the league root "
+    "(~3,900 cells, 9,000 cameras, 27,000 cases; --cases N shares N among them).",
 )
 @click.option(
     "--as-of",

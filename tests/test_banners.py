@@ -294,3 +294,17 @@ def test_the_area_commands_and_the_import_options(db_url: str, redis_url: str, t
     assert bad.exit_code == 1 and "not a league or city code" in bad.output
     outside = cli(import_group, env, "grids", second_banner_file(tmp_path, "152921", 110.0, 40.6))
     assert outside.exit_code == 1 and "outside-root: 152921" in outside.output
+
+
+def test_the_league_demo_shares_its_figures_among_the_nine_banners() -> None:
+    from geodata.demo.seed import SCALES, league_parts
+
+    total = SCALES["league"]
+    parts = dict(league_parts(total))
+    assert sorted(parts) == ["150602", "150603", "150621", "150622", "150623", "150624", "150625", "150626", "150627"]
+    assert abs(sum(p.cases for p in parts.values()) - total.cases) <= len(parts)
+    assert abs(sum(p.cameras for p in parts.values()) - total.cameras) <= len(parts)
+    assert sum(p.vans for p in parts.values()) == total.vans
+    # the biggest banner (鄂托克旗, ~20,000 km²) has the most cells, the smallest district the fewest
+    assert max(parts, key=lambda c: parts[c].cells) == "150624"
+    assert min(parts, key=lambda c: parts[c].cells) == "150603"
