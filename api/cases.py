@@ -102,7 +102,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"], lifespan=_lifespan)
 
 CODE = r"^[0-9]{6}-[0-9]{8}-[0-9]{6,9}$"
-AREA = r"^[0-9]{6}([0-9]{3}){0,3}$"
+AREA = r"^([0-9]{4}|[0-9]{6}([0-9]{3}){0,3})$"  # 4 digits: the league/city root above several banners
 TYPE = r"^[a-z][a-z0-9_]{1,40}$"
 STEP = "^(" + "|".join(workflow.STEPS) + ")$"
 MAX_FUTURE = timedelta(minutes=5)  # phones' clocks drift; more than this is a wrong date

@@ -1,4 +1,5 @@
-"""``/api/v1/stats/ranking``: the monthly / quarterly / yearly ranking of towns (or villages).
+"""``/api/v1/stats/ranking``: the monthly / quarterly / yearly ranking of towns (or villages; or the
+banners of a league/city root).
 
 A caller scoped to an area ranks its own area's children (and only areas inside its own).
 
@@ -31,7 +32,12 @@ def get_ranking(
     svc: Annotated[Services, Depends(services)],
     who: Annotated[Principal, Depends(principal)],
     level: Annotated[
-        int | None, Query(ge=2, le=4, description="Default: one level below the parent area (towns of the banner)")
+        int | None,
+        Query(
+            ge=1,
+            le=4,
+            description="Default: one level below the parent area (towns of a banner; banners of the league/city root)",
+        ),
     ] = None,
     period: Literal["month", "quarter", "year"] = "quarter",
     at: Annotated[Day | None, Query(description="A day in the period, YYYY-MM-DD (default: today, China time)")] = None,

@@ -32,6 +32,7 @@ from dash.backends.ws import DashWebsocketCallback
 from dash.exceptions import PreventUpdate, WebsocketDisconnected
 from psycopg_pool import PoolTimeout
 
+from dashboard.layout import AREAS_REV_TYPE
 from dashboard.layout import LIVE_TICK as TICK
 from dashboard.layout import LiveIds as Ids
 from dashboard.pages import case as case_page
@@ -63,7 +64,7 @@ def batch_message(seq: int, entries: list[Entry], *, resync: bool, numbers: bool
 
 
 def _touches_numbers(entries: list[Entry]) -> bool:
-    return any(e.type.startswith(("case.", "dispatch.")) for e in entries)
+    return any(e.type.startswith(("case.", "dispatch.", "areas.")) for e in entries)
 
 
 class _Pusher:
@@ -222,6 +223,14 @@ def register(app: Dash, get_hub: Callable[[], LiveHub], get_services: Callable[[
             State({"type": point, "layer": ALL}, "hideout"),
             prevent_initial_call=True,
         )
+    # A grid import (areas.changed): the pages' grid layers fetch their URL again.
+    app.clientside_callback(
+        "function(batch, ids) { return window.yitu.live.areasRev(batch, ids); }",
+        Output({"type": AREAS_REV_TYPE, "page": ALL}, "data"),
+        Input(Ids.EVENTS, "data"),
+        State({"type": AREAS_REV_TYPE, "page": ALL}, "id"),
+        prevent_initial_call=True,
+    )
     app.clientside_callback(
         "function(batch, ids) { return window.yitu.live.ticks(batch, ids); }",
         Output({"type": TICK, "page": ALL}, "data"),

@@ -7,6 +7,7 @@ refusal page for an area page outside it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, State, dcc, html
@@ -20,14 +21,31 @@ from services import identity
 from services.runtime import Services
 
 
-def _attribution(banner_code: str) -> str:
-    """The boundary's source credit when it is one of the vendored banners (its licence asks for it)."""
+def _attribution(banner_codes: list[str]) -> str:
+    """The boundaries' source credit for those of the banners that are vendored (their licence asks
+    for it), each credit once."""
     from geodata.vendored import TerritoryNotVendored, load_attribution
 
+    credits: list[str] = []
+    for code in banner_codes:
+        try:
+            credit = load_attribution(code)
+        except TerritoryNotVendored:
+            continue
+        if credit not in credits:
+            credits.append(credit)
+    return " · ".join(credits)
+
+
+def _wall_focus(conn: Any, who: identity.Principal, search: str | None) -> dict[str, Any] | None:
+    """The area a wall URL asks to show (``/?area=CODE``: a drill-down from the root's ranking), when
+    it exists and the reader may see it; None: the top."""
+    code = (parse_qs((search or "").lstrip("?")).get("area") or [""])[0]
     try:
-        return load_attribution(banner_code)
-    except TerritoryNotVendored:
-        return ""
+        queries.level_of(code)
+    except ValueError:
+        return None
+    return queries.area_summary(conn, code) if who.sees_area(code) else None
 
 
 def refused(lang: str) -> html.Div:
@@ -48,9 +66,13 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
         if path == "/":
             banner = queries.banner(conn) if who.area is None else queries.area_summary(conn, who.area)
             if banner is not None:
-                banner["attribution"] = _attribution(banner["code"][:6])  # its banner's credit
+                under = [r[0] for r in conn.execute(queries.query("banners_under"), {"code": banner["code"]})]
+                banner["attribution"] = _attribution(under)  # its banners' credit
             return wall.layout(
-                svc.settings, banner, registry.page_data(conn, [la.name for la in registry.wall_layers()])
+                svc.settings,
+                banner,
+                registry.page_data(conn, [la.name for la in registry.wall_layers()]),
+                _wall_focus(conn, who, search),
             )
         if path == "/dispatch":
             return dispatch.layout(

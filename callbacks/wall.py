@@ -24,6 +24,7 @@ from dash_svg import G, Line, Polyline, Svg, Text
 
 from dashboard.i18n import translator
 from dashboard.pages.wall import (
+    AREAS_REV,
     CRUMB,
     DEFAULT_PERIOD,
     LEVEL_CHIP,
@@ -47,17 +48,24 @@ GRID_LAYER = grids.LAYER.id
 
 
 class Selection(TypedDict):
-    """The wall screen's selection store: the area shown and the banner it is in."""
+    """The wall screen's selection store: the area shown and the top the wall opened at (the
+    banner; the league/city root when there are several banners)."""
 
     code: str
     banner: str
 
 
-def grid_url(zoom: int | None, bounds: list[list[float]] | None) -> tuple[str, int]:
-    """The grid layer's URL for a view: the level follows the zoom, the box is the view padded by
-    half its size and rounded (so small pans reuse the same URL)."""
+ROOT_ZOOM = 8  # at the root, zoomed out this far or more, the map shows the banners (level 1)
+
+
+def grid_url(
+    zoom: int | None, bounds: list[list[float]] | None, at_root: bool = False, rev: int | None = None
+) -> tuple[str, int]:
+    """The grid layer's URL for a view: the level follows the zoom (the banners when the wall shows
+    the root, zoomed out), the box is the view padded by half its size and rounded (so small pans
+    reuse the same URL); ``rev`` (the live push of a grid import) makes the layer fetch it again."""
     z = int(zoom if zoom is not None else 9)
-    level = level_for_zoom(z)
+    level = 1 if at_root and z <= ROOT_ZOOM else level_for_zoom(z)
     url = grids.LAYER.url(level=level, zoom=z)
     if bounds:
         (s, w), (n, e) = bounds
@@ -70,6 +78,8 @@ def grid_url(zoom: int | None, bounds: list[list[float]] | None) -> tuple[str, i
             min(90, ((n + dy) // r + 1) * r),
         ]
         url += "&bbox=" + ",".join(f"{v:.2f}" for v in box)
+    if rev:
+        url += f"&rev={rev}"
     return url, level
 
 
@@ -263,15 +273,29 @@ def trend_chart(svc: Services, code: str, lang: str) -> Svg:
     )
 
 
-def ranking_title(lang: str, period: Period | None = None) -> str:
+def ranking_parent(code: str) -> str:
+    """Whose children the wall ranks while it shows ``code``: the root ranks its banners; a banner,
+    and anything inside it, its towns (``code``'s banner: the first 6 digits)."""
+    return code if queries.level_of(code) == 0 else code[:6]
+
+
+def ranking_title(lang: str, period: Period | None = None, parent: str | None = None) -> str:
     t = translator(lang)
-    return t("ranking.title_in").format(p=period_label(period or period_of(DEFAULT_PERIOD), t))
+    key = "ranking.title_in_banners" if parent is not None and queries.level_of(parent) == 0 else "ranking.title_in"
+    return t(key).format(p=period_label(period or period_of(DEFAULT_PERIOD), t))
+
+
+def ranking_href(code: str) -> str:
+    """Where a ranking row leads: a banner drills the wall down into it (``/?area=CODE``); a town
+    opens its area page."""
+    return f"/?area={code}" if queries.level_of(code) == 1 else f"/area/{code}"
 
 
 def ranking_table(svc: Services, banner: str, lang: str, period: Period | None = None) -> html.Table:
     """The ranking of the children of ``banner`` (a scoped reader: of its own area) over ``period``
-    (default: this year). A row opens its area's page (``data-href``: yitu_wall.js follows a click
-    anywhere on the row; the name is a plain link too)."""
+    (default: this year): the towns of a banner, the banners of the league/city root. A row opens
+    its area (``data-href``: yitu_wall.js follows a click anywhere on the row; the name is a plain
+    link too): a town's page, or the wall drilled down into a banner."""
     t = translator(lang)
     parent = in_scope(banner)
     period = period or period_of(DEFAULT_PERIOD)
@@ -284,7 +308,7 @@ def ranking_table(svc: Services, banner: str, lang: str, period: Period | None =
     head = html.Tr(
         [
             html.Th("#"),
-            html.Th(t("level.2")),
+            html.Th(t(f"level.{queries.level_of(parent) + 1}")),
             html.Th(t("ranking.score")),
             html.Th(t("ranking.rate")),
             html.Th(t("ranking.overdue")),
@@ -294,12 +318,12 @@ def ranking_table(svc: Services, banner: str, lang: str, period: Period | None =
         _linked_row(
             [
                 html.Td(i),
-                html.Td(html.A(r["name"], href=f"/area/{r['code']}", className="yitu-row-name")),
+                html.Td(html.A(r["name"], href=ranking_href(r["code"]), className="yitu-row-name")),
                 html.Td(f"{float(r['score']):.1f}"),
                 html.Td(_pct(r["resolved"] / r["reported"]) if r["reported"] else "—"),
                 html.Td(r["overdue"]),
             ],
-            f"/area/{r['code']}",
+            ranking_href(r["code"]),
         )
         for i, r in enumerate(rows, start=1)
     ]
@@ -337,8 +361,9 @@ def _linked_row(cells: list[Component], href: str) -> html.Tr:
 
 
 def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
+    who = identity.who_is_asking()
     with svc.pool.connection() as conn:
-        chain = list(reversed(queries.area_ancestors(conn, code)))
+        chain = [a for a in reversed(queries.area_ancestors(conn, code)) if who.sees_area(a["code"])]
         here = queries.area_summary(conn, code)
     items = [*chain, here] if here else chain
     out: list[Component] = []
@@ -557,6 +582,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         Input(Ids.MODE, "value"),
         Input(Ids.SELECTED, "data"),
         Input(Ids.LAYERS, "value"),
+        Input(AREAS_REV, "data"),  # the live push of a grid import: the areas changed, fetch again
         State(GRID_LAYER, "hideout"),
     )
     def _grid(
@@ -565,11 +591,12 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         mode: str | None,
         selected: Selection | None,
         shown: list[str] | None,
+        rev: int | None,
         hideout: dict[str, Any] | None,
     ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any]]:
-        url, level = grid_url(zoom, bounds)
-        layer_url, data = switched(url, grids.LAYER.name in (shown or []))
         code = selected["code"] if selected else None
+        url, level = grid_url(zoom, bounds, code is not None and queries.level_of(in_scope(code)) == 0, rev)
+        layer_url, data = switched(url, grids.LAYER.name in (shown or []))
         return layer_url, data, grid_hideout(get(), level, mode or "none", code, zoom, hideout)
 
     others = switchable()  # the registry's wall layers as this app was made
@@ -645,9 +672,9 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             trend_chart(svc, code, lang),
             area_panel(svc, code, lang),
             crumbs(svc, code, lang),
-            ranking_table(svc, selected["banner"], lang, period),
+            ranking_table(svc, ranking_parent(code), lang, period),
             van_board(svc, lang, VAN_ROW),
-            ranking_title(lang, period),
+            ranking_title(lang, period, ranking_parent(code)),
         )
 
     app.clientside_callback(

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from cli.stack import EmbeddedStack, StackError
 from geodata import io, roads
+from geodata.errors import YituError
 from services.settings import Settings
 
 _FILE = click.Path(exists=True, dir_okay=True, path_type=Path)
@@ -73,6 +74,8 @@ def _answers(path: Path) -> Iterator[None]:
         raise click.ClickException(
             f"{path.name} rejected, {len(exc.problems)} problem(s), nothing was written:\n{lines}"
         ) from None
+    except YituError as exc:  # the root asked for cannot be made (geodata/league.py)
+        raise click.ClickException(exc.message) from None
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot reach the database: {' '.join(str(exc).split())}") from None
     except psycopg.errors.UndefinedTable:
@@ -80,12 +83,18 @@ def _answers(path: Path) -> Iterator[None]:
 
 
 def _run_import(
-    fn: Callable[..., io.ImportReport], ctx: click.Context, path: Path, *args: Any, replace: bool, check: bool = False
+    fn: Callable[..., io.ImportReport],
+    ctx: click.Context,
+    path: Path,
+    *args: Any,
+    replace: bool,
+    check: bool = False,
+    **options: Any,
 ) -> None:
     """Call an import; rejection, unreachable database and the like become exit code 1. ``check``
     (the importers that take it): judge and say what would change, write nothing."""
     hook = _audit_replace(path) if replace and not check else None
-    extra = {"check": True} if check else {}
+    extra = {"check": True, **options} if check else options
     with _answers(path):
         report = fn(_dsn(ctx), path, *args, replace=replace, progress=sys.stderr.isatty(), audit=hook, **extra)
     _warn(report.warnings)
@@ -133,9 +142,16 @@ def import_group() -> None:
 @click.option(
     "--replace",
     is_flag=True,
-    help="Replace the whole territory with the file (checked alone). Default: add to / update "
-    "the areas already in the database, checking the result as a whole.",
+    help="Replace the banners the file is about (their whole grid) with the file; other banners stay. "
+    "Default: add to / update the areas already in the database, checking the result as a whole.",
 )
+@click.option(
+    "--root",
+    metavar="CODE",
+    help="The league/city above the banners (e.g. 150600): made if missing; the file's banners must lie "
+    "under it. Without it, a second banner of the same prefix makes the root by itself.",
+)
+@click.option("--root-name", metavar="NAME", help="The root's name (e.g. 鄂尔多斯市), with --root or when one is made.")
 @click.pass_context
 def import_grids(
     ctx: click.Context,
@@ -148,6 +164,8 @@ def import_grids(
     encoding: str | None,
     gcj02: bool,
     replace: bool,
+    root: str | None,
+    root_name: str | None,
 ) -> None:
     """Import grid areas (banner, towns, villages, grid cells) from FILE.
 
@@ -157,7 +175,16 @@ def import_grids(
     CRS is taken as WGS-84 longitude/latitude; Z coordinates are dropped.
     """
     fields = io.GridFields(code_field, name_field, level_field, parent_field)
-    _run_import(io.import_grids, ctx, file, fields, io.ReadOptions(layer, encoding, gcj02), replace=replace)
+    _run_import(
+        io.import_grids,
+        ctx,
+        file,
+        fields,
+        io.ReadOptions(layer, encoding, gcj02),
+        replace=replace,
+        root=root,
+        root_name=root_name,
+    )
 
 
 @import_group.command("cameras")

@@ -405,11 +405,13 @@ def seed() -> None:
 )
 @click.option(
     "--scale",
-    type=click.Choice(["banner", "city"]),
+    type=click.Choice(["banner", "city", "league"]),
     default="banner",
     show_default=True,
     help="banner: Otog Front Banner (4 towns, 85 villages, 401 cells, 4,000 cameras, 6,000 cases); "
-    "city: Dalad-sized for benchmarks (~1,700 cells, 17,000 cameras, 1,000,000 cases).",
+    "city: Dalad-sized for benchmarks (~1,700 cells, 17,000 cameras, 1,000,000 cases); "
+    "league: all of Ordos (鄂尔多斯市), its nine banners and districts under the league root "
+    "(~3,900 cells, 9,000 cameras, 27,000 cases; --cases N shares N among them).",
 )
 @click.option(
     "--as-of",
@@ -467,12 +469,13 @@ def seed_demo_cmd(
 
 def _register_groups() -> None:
     """Command groups that live in their own modules (``import`` and ``export``: see :class:`_Commands`)."""
+    from cli.areas import area_group
     from cli.simulate import simulate_command
     from cli.tokens import token_group
     from cli.users import screen_group, user_group
     from cli.vans import van_group
 
-    for group in (token_group, user_group, screen_group, van_group, simulate_command):
+    for group in (area_group, token_group, user_group, screen_group, van_group, simulate_command):
         main.add_command(group)
 
 

@@ -45,6 +45,11 @@ def banner_map(map_id: str, bounds: Sequence[float], children: list[Any], **prop
     )
 
 
+# The pattern-matching type of a page's store that the live push of a grid import bumps (the wall's grid
+# layer fetches its URL again: callbacks/live.py, yitu.live.areasRev in yitu_map.js).
+AREAS_REV_TYPE = "yitu-areas-rev"
+
+
 def live_tick(page: str) -> dict[str, str]:
     """The id of a page's live-tick store: bumped by the live push (callbacks/live.py) when that
     page's numbers are stale."""

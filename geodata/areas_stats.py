@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata.clock import CST
-from geodata.queries import CHAIN_COLUMN, level_of, query
+from geodata.queries import chain_column, level_of, query
 from geodata.workflow import LEVELS
 
 RANKING_FORMULA = (
@@ -31,7 +31,7 @@ def _ratio(a: int, b: int) -> float | None:
 def area_stats(
     conn: psycopg.Connection, code: str, now: datetime, *, since: datetime | None = None, until: datetime | None = None
 ) -> dict[str, Any]:
-    stmt = sql.SQL(query("area_stats")).format(column=sql.Identifier("c", CHAIN_COLUMN[level_of(code)]))
+    stmt = sql.SQL(query("area_stats")).format(column=chain_column(level_of(code), "c"))
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(stmt, {"code": code, "now": now, "since": since, "until": until}).fetchall()
     total = next(r for r in rows if r["g_step"] and r["g_type"] and r["g_level"])
@@ -87,9 +87,7 @@ def ranking(
     """The areas of ``level`` under ``parent`` ranked by the score of RANKING_FORMULA."""
     if not level_of(parent) < level <= 4:
         raise ValueError(f"level {level} is not below the level of {parent}")
-    stmt = sql.SQL(query("ranking")).format(
-        column=sql.Identifier("c", CHAIN_COLUMN[level]), parent=sql.Identifier("c", CHAIN_COLUMN[level_of(parent)])
-    )
+    stmt = sql.SQL(query("ranking")).format(column=chain_column(level, "c"), parent=chain_column(level_of(parent), "c"))
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             stmt, {"level": level, "parent_code": parent, "start": start, "end": end, "now": now}

@@ -30,6 +30,7 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
+from geodata import league, queries
 from geodata.errors import Invalid
 
 _T = TypeVar("_T")
@@ -68,7 +69,12 @@ _REASON_AT = re.compile(r"\[\s*(-?[0-9.eE+-]+)\s+(-?[0-9.eE+-]+)")
 
 # --- SQL: constant statements, values always as parameters or COPY rows -------------------------
 _LOCK_AREAS = "LOCK TABLE areas IN SHARE ROW EXCLUSIVE MODE"
-_SELECT_AREAS = "SELECT code, name, level, parent_code, ST_AsBinary(geom) FROM areas"
+# The territory a grid file is judged on: every banner's subtree but those the import replaces; the
+# root (level 0) is derived from its banners, not judged, and banners are judged as siblings.
+_SELECT_AREAS = """SELECT code, name, level, CASE WHEN level > 1 THEN parent_code END, ST_AsBinary(geom) FROM areas
+WHERE level > 0 AND NOT left(code, 6) = ANY(%(replaced)s::text[])"""
+# --replace swaps the subtrees of the banners the file is about, and leaves the other banners be.
+_DELETE_AREAS = "DELETE FROM areas WHERE level > 0 AND left(code, 6) = ANY(%(replaced)s::text[])"
 _TEMP_AREAS = """CREATE TEMP TABLE import_areas (
     code text PRIMARY KEY, name text NOT NULL, level smallint NOT NULL, parent_code text,
     geom geometry(MultiPolygon, 4326) NOT NULL) ON COMMIT DROP"""
@@ -818,9 +824,10 @@ def _count(cur: psycopg.Cursor[Any], statement: str) -> int:
     return int(row[0])
 
 
-def existing_areas(conn: psycopg.Connection[Any]) -> gpd.GeoDataFrame:
-    """The database's territory in ``read_grids`` columns (feature is missing: not from a file)."""
-    rows = conn.execute(_SELECT_AREAS).fetchall()
+def existing_areas(conn: psycopg.Connection[Any], replaced: Sequence[str] = ()) -> gpd.GeoDataFrame:
+    """The database's territory in ``read_grids`` columns (feature is missing: not from a file),
+    without the subtrees of the banners ``replaced`` (6-digit codes)."""
+    rows = conn.execute(_SELECT_AREAS, {"replaced": list(replaced)}).fetchall()
     columns = {
         "feature": pd.array([None] * len(rows), dtype="Int64"),
         "code": _objects(r[0] for r in rows),
@@ -849,18 +856,58 @@ def import_grids(
     replace: bool = False,
     progress: bool = False,
     audit: AuditHook | None = None,
+    root: str | None = None,
+    root_name: str | None = None,
 ) -> ImportReport:
     """Read, judge and write a grid file in one transaction; ImportRejected lists every problem.
 
     The areas table stays locked against other writers from judging to commit, so the territory
     that was judged is the one the file lands on; readers keep seeing the old one until commit.
+    Other banners are left as they are (``replace`` swaps only the subtrees of the file's banners),
+    the league/city root is made or refreshed (geodata/league.py; ``root``: its code, e.g.
+    150600), and the commit carries an ``areas.changed`` event so open screens redraw.
     """
     gdf, warnings = read_grids(path, fields, options)
+    touched = sorted({c[:6] for c in gdf.code.dropna() if len(c) >= 6})
 
     def judge(conn: psycopg.Connection[Any]) -> list[Problem]:
-        return validate_grids(gdf, None if replace else existing_areas(conn))
+        problems = validate_grids(gdf, existing_areas(conn, touched if replace else ()))
+        return problems + _root_problems(conn, touched, root)
 
-    return _import(dsn, _AREAS, gdf, warnings, judge, replace=replace, progress=progress, audit=audit)
+    def finish(conn: psycopg.Connection[Any]) -> list[str]:
+        found = league.settle(conn, root, root_name)
+        league.announce(conn, touched)
+        return found
+
+    return _import(
+        dsn,
+        _AREAS,
+        gdf,
+        warnings,
+        judge,
+        replace=replace,
+        progress=progress,
+        audit=audit,
+        delete_params={"replaced": touched},
+        finish=finish,
+    )
+
+
+def _root_problems(conn: psycopg.Connection[Any], touched: Sequence[str], asked: str | None) -> list[Problem]:
+    """A file's banners must lie under the root (the one there is, or the one ``asked`` for)."""
+    have = league.root(conn)
+    try:
+        at = queries.root_code(asked) if asked is not None else have[0] if have else None
+    except ValueError as exc:
+        return [Problem("bad-root", (asked or "",), "option --root", str(exc))]
+    if at is None:
+        return []
+    if have is not None and have[0] != at:
+        return [Problem("bad-root", (at,), "option --root", f"the root is already {have[0]} ({have[1]})")]
+    return [
+        Problem("outside-root", (code,), "database", f"banner {code} does not lie under the league/city root {at}")
+        for code in league.outside(touched, at)
+    ]
 
 
 # --- cameras --------------------------------------------------------------------------------------
@@ -1011,7 +1058,7 @@ _AREAS = _Target(
     "areas",
     "area",
     (_LOCK_AREAS,),
-    "DELETE FROM areas",
+    _DELETE_AREAS,
     _TEMP_AREAS,
     _COPY_AREAS,
     _COUNT_AREA_UPDATES,
@@ -1045,9 +1092,11 @@ def _import(
     replace: bool,
     progress: bool,
     audit: AuditHook | None = None,
+    delete_params: dict[str, Any] | None = None,
+    finish: Callable[[psycopg.Connection[Any]], list[str]] | None = None,
 ) -> ImportReport:
     """Lock, judge under the lock, and write only a file without problems: all in one transaction
-    (``audit``'s record of it included)."""
+    (``audit``'s record of it included; ``finish``, run after the write, adds warnings)."""
     with psycopg.connect(dsn) as conn:
         for lock in target.locks:
             conn.execute(lock)
@@ -1055,12 +1104,14 @@ def _import(
         if problems:
             raise ImportRejected(problems, warnings)
         with conn.cursor() as cur:
-            deleted = cur.execute(target.delete).rowcount if replace else 0
+            deleted = cur.execute(target.delete, delete_params).rowcount if replace else 0
             cur.execute(target.temp)
             _copy_rows(cur, target.copy, target.rows(gdf), len(gdf), progress, target.unit)
             updated = _count(cur, target.count_updates)
             cur.execute(target.upsert)
             cur.execute(target.camera_areas)
+        if finish is not None:
+            warnings = [*warnings, *finish(conn)]
         report = ImportReport(target.what, len(gdf) - updated, updated, deleted, target.counts(gdf), warnings)
         if audit is not None:
             audit(conn, report)

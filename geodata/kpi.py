@@ -24,14 +24,14 @@ from psycopg.rows import dict_row
 from geodata import areas_stats
 from geodata.breaker import Breaker
 from geodata.clock import CST
-from geodata.queries import CHAIN_COLUMN, level_of, query
+from geodata.queries import chain_column, level_of, query
 
 log = logging.getLogger("yitu.kpi")
 CACHE_SECONDS = 15
 
 
 def _run(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list[dict[str, Any]]:
-    stmt = sql.SQL(query(name)).format(column=sql.Identifier(CHAIN_COLUMN[level_of(code)]))
+    stmt = sql.SQL(query(name)).format(column=chain_column(level_of(code)))
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(stmt, {"code": code, **params}).fetchall()
 

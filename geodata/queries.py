@@ -31,17 +31,40 @@ def query(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+ROOT_DIGITS = 4  # the league's / city's code: the 4-digit NBS prefix of its banners' (150600 → 1506)
+
+
 def level_of(code: str) -> int:
-    """The grid level a code belongs to (6/9/12/15 digits → 1/2/3/4); ValueError otherwise."""
-    if not code.isdigit() or len(code) not in (6, 9, 12, 15):
-        raise ValueError(f"{code!r} is not an area code (6, 9, 12 or 15 digits)")
-    return (len(code) - 3) // 3
+    """The grid level a code belongs to (4/6/9/12/15 digits → 0 root/1/2/3/4); ValueError otherwise."""
+    if not code.isdigit() or len(code) not in (ROOT_DIGITS, 6, 9, 12, 15):
+        raise ValueError(f"{code!r} is not an area code (4, 6, 9, 12 or 15 digits)")
+    return 0 if len(code) == ROOT_DIGITS else (len(code) - 3) // 3
 
 
-def area_column(code: str) -> sql.Identifier:
+def root_code(code: str) -> str:
+    """The level-0 code a league or city is stored under: its 4-digit prefix (150600 and 1506 → 1506)."""
+    if code.isdigit() and (len(code) == ROOT_DIGITS or (len(code) == 6 and code.endswith("00"))):
+        return code[:ROOT_DIGITS]
+    raise ValueError(f"{code!r} is not a league or city code (4 digits, or 6 ending in 00, e.g. 150600)")
+
+
+def chain_column(level: int, table: str | None = None) -> sql.Composable:
+    """The cases' grid-chain column of ``level`` as SQL (``table``: the alias to qualify it with).
+
+    The root (level 0) has no column of its own: its code is the prefix of every banner code under
+    it, so its cases are those whose banner code starts with it (``left(banner_code, 4)``).
+    """
+    qualify = (table,) if table else ()
+    if level == 0:
+        return sql.SQL("left({}, {})").format(sql.Identifier(*qualify, "banner_code"), sql.Literal(ROOT_DIGITS))
+    return sql.Identifier(*qualify, CHAIN_COLUMN[level])
+
+
+def area_column(code: str) -> sql.Composable:
     """The column of ``cases c`` that holds the area ``code`` at its level (the grid chain intake
-    wrote): an area's cases are an indexed equality on it, never a polygon test."""
-    return sql.Identifier("c", CHAIN_COLUMN[level_of(code)])
+    wrote): an area's cases are an indexed equality on it, never a polygon test (the root's: the
+    prefix of the banner code, see :func:`chain_column`)."""
+    return chain_column(level_of(code), "c")
 
 
 def area_scope(area: str | None) -> sql.Composable:
@@ -223,9 +246,16 @@ def area_summary(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
 
 
 def banner(conn: psycopg.Connection) -> dict[str, Any] | None:
-    """The territory's level-1 area (the first by code if several banners were imported)."""
-    row = conn.execute("SELECT code FROM areas WHERE level = 1 ORDER BY code LIMIT 1").fetchone()
+    """The top of the territory, where the wall opens: the root (league or city) when it holds two
+    banners or more, else the one banner (the first by code). One banner: nothing changes."""
+    row = conn.execute(query("territory_top")).fetchone()
     return area_summary(conn, row[0]) if row else None
+
+
+def is_league(conn: psycopg.Connection) -> bool:
+    """Whether the territory is several banners under a root (the wall then opens at the root)."""
+    top = banner(conn)
+    return top is not None and top["level"] == 0
 
 
 # --- rows as JSON ------------------------------------------------------------------------------------

@@ -24,7 +24,17 @@ from shapely.geometry import MultiPolygon, shape
 __all__ = ["VENDORED", "Division", "TerritoryNotVendored", "load_attribution", "load_boundary", "load_divisions"]
 
 # banner code -> directory under geodata/territory/
-VENDORED: dict[str, str] = {"150623": "otog_front", "150621": "dalad"}
+VENDORED: dict[str, str] = {
+    "150623": "otog_front",
+    "150621": "dalad",
+    "150602": "dongsheng",
+    "150603": "kangbashi",
+    "150622": "jungar",
+    "150624": "otog",
+    "150625": "hanggin",
+    "150626": "uxin",
+    "150627": "ejin_horo",
+}
 DEFAULT_BANNER = "150623"
 
 

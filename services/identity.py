@@ -43,7 +43,7 @@ from psycopg.rows import dict_row
 from geodata import masking
 from geodata.cases import Actor, chain_of
 from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TooManyAttempts, Unauthorized
-from geodata.queries import query
+from geodata.queries import ROOT_DIGITS, query
 from geodata.workflow import ROLES, ROLES_THAT_REPORT
 from services.runtime import Services
 
@@ -68,6 +68,12 @@ class Principal:
     kind: Kind = "token"
     session_id: str | None = None
     van: str | None = None  # the van a ``van`` role acts for: a van token's name, a crew member's users.van_id
+
+    def __post_init__(self) -> None:
+        # The root's area (the league or city: a 4-digit code, queries.ROOT_DIGITS) holds every banner
+        # of the deployment (the grid importer keeps it so): scoped to it is scoped to nothing.
+        if self.area is not None and len(self.area) == ROOT_DIGITS:
+            object.__setattr__(self, "area", None)
 
     @property
     def actor(self) -> Actor:
@@ -165,6 +171,7 @@ def create_token(conn: psycopg.Connection, *, name: str, role: str, area: str | 
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if area is not None and conn.execute("SELECT 1 FROM areas WHERE code = %s", (area,)).fetchone() is None:
         raise ValueError(f"no area with code {area!r}")
+    area = _league_wide(area)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = conn.execute(
         "INSERT INTO api_tokens (name, role, area_code, token_hash) VALUES (%s, %s, %s, %s) RETURNING id",
@@ -278,7 +285,13 @@ def _check_area(conn: psycopg.Connection, area: str | None) -> str | None:
         return None
     if conn.execute("SELECT 1 FROM areas WHERE code = %s", (area,)).fetchone() is None:
         raise Invalid(f"no area with code {area!r}", field="area")
-    return area
+    return _league_wide(area)
+
+
+def _league_wide(area: str | None) -> str | None:
+    """An identity given the league/city root's area is stored unscoped: the root holds every banner
+    of the deployment (geodata/league.py), so it sees what an unscoped one sees."""
+    return None if area is not None and len(area) == ROOT_DIGITS else area
 
 
 def hash_password(password: str) -> str:

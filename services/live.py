@@ -453,7 +453,7 @@ class LiveHub:
             # nothing to flush for; the processes that serve screens flush before telling them.
             return
         # Caches first: a screen told of a change must not then read the figures from before it.
-        if any(e.type.startswith(("case.", "dispatch.")) for e in entries):
+        if any(e.type.startswith(("case.", "dispatch.", "areas.")) for e in entries):  # areas: a grid import
             await self._flush_kpi_cache()
         for sub in list(self._subs):
             for entry in entries:

@@ -108,7 +108,43 @@ def test_unknown_banner_is_a_clear_error() -> None:
 def test_default_banner_is_still_otog_front() -> None:
     assert load_boundary().equals(load_boundary("150623"))
     assert load_divisions() == load_divisions("150623")
-    assert VENDORED == {"150623": "otog_front", "150621": "dalad"}
+    assert VENDORED["150623"] == "otog_front" and VENDORED["150621"] == "dalad"
+
+
+# --- the league (鄂尔多斯市, 150600): its nine banners and districts -------------------------------------------
+
+ORDOS = {
+    "150602": ("东胜区", 15),
+    "150603": ("康巴什区", 4),
+    "150621": ("达拉特旗", 15),
+    "150622": ("准格尔旗", 14),
+    "150623": ("鄂托克前旗", 4),
+    "150624": ("鄂托克旗", 6),
+    "150625": ("杭锦旗", 6),
+    "150626": ("乌审旗", 6),
+    "150627": ("伊金霍洛旗", 7),
+}
+
+
+def test_the_nine_banners_of_ordos_are_vendored_and_tile_the_league() -> None:
+    assert sorted(VENDORED) == sorted(ORDOS)
+    outlines = {}
+    for code, (name, n_towns) in ORDOS.items():
+        divisions = load_divisions(code)
+        banner = [d for d in divisions if d.level == 1]
+        assert [(d.code, d.name) for d in banner] == [(code, name)]
+        assert sum(d.level == 2 for d in divisions) == n_towns
+        villages = [d for d in divisions if d.level == 3]
+        assert villages and all(d.code.startswith(d.parent_code or "-") for d in villages)
+        outline = load_boundary(code)
+        assert outline.is_valid and "高德" in load_attribution(code)
+        outlines[code] = outline
+    # neighbours share edges, never ground: the league is one piece, no two banners overlap
+    codes = sorted(outlines)
+    for i, a in enumerate(codes):
+        for b in codes[i + 1 :]:
+            assert outlines[a].intersection(outlines[b]).area < 1e-9, (a, b)
+    assert shapely.union_all(list(outlines.values())).geom_type == "Polygon"
 
 
 # --- Dalad Banner (达拉特旗, 150621), the city-scale benchmark territory ------------------------------------------

@@ -209,6 +209,11 @@
       });
     },
     lastAt: performance.now(),
+    areasRev: function (batch, ids) {  // a grid import was committed: the grid layers fetch again
+      var nu = window.dash_clientside.no_update;
+      var changed = batch && (batch.events || []).some(function (e) { return String(e.type).indexOf("areas.") === 0; });
+      return (ids || []).map(function () { return changed ? batch.seq : nu; });
+    },
     ticks: function (batch, ids) {
       var nu = window.dash_clientside.no_update;
       return (ids || []).map(function () { return batch && (batch.numbers || batch.resync) ? batch.seq : nu; });

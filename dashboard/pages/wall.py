@@ -14,7 +14,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.i18n import translator
-from dashboard.layout import banner_map, live_tick
+from dashboard.layout import AREAS_REV_TYPE, banner_map, live_tick
 from dashboard.pages import inbox
 from dashboard.search import search_box
 from geodata import workflow
@@ -62,6 +62,8 @@ PERIODS = ("month", "quarter", "year", "dates")
 DEFAULT_PERIOD = "year"
 POINT = "wall-point-layer"  # pattern-matching id type of the switchable layers (the name is historical)
 LIVE_TICK = live_tick("wall")  # bumped by the live push when the numbers are stale
+# bumped by the live push of a grid import (``areas.changed``): the grid layer fetches its URL again
+AREAS_REV = {"type": AREAS_REV_TYPE, "page": "wall"}
 GRIDS = "grids"  # the base layer: always present, its URL follows the view (callbacks/wall.py)
 GRID_HIDEOUT = {
     "mode": "none",
@@ -194,13 +196,19 @@ def period_picker(t: Callable[[str], str]) -> html.Div:
 
 
 def layout(
-    settings: Settings, banner: dict[str, Any] | None, layer_data: Mapping[str, dict[str, Any]] | None = None
+    settings: Settings,
+    banner: dict[str, Any] | None,
+    layer_data: Mapping[str, dict[str, Any]] | None = None,
+    focus: dict[str, Any] | None = None,
 ) -> html.Div:
-    """The wall screen; ``layer_data`` is what the layers read from the database for their hideouts
+    """The wall screen opened at ``banner`` (the top: a banner, or the league/city root above
+    several) and showing ``focus`` (an area inside it, ``/?area=CODE``; default the top itself);
+    ``layer_data`` is what the layers read from the database for their hideouts
     (``registry.page_data``), by layer name."""
     t = translator(settings.lang)
-    if banner is None:
+    if banner is None or banner["bounds"][0] is None:  # no territory, or a root with no banner yet
         return html.Div(className="yitu-empty", children=t("map.empty"))
+    focus = focus or banner
     data = layer_data or {}
     minx, miny, maxx, maxy = banner["bounds"]
     pad_x, pad_y = (maxx - minx) * 0.25, (maxy - miny) * 0.25
@@ -210,7 +218,9 @@ def layout(
     hideouts = {layer.id: layer.hideout(data.get(layer.name)) for layer in others}
     grids = registry.get(GRIDS)
     map_layers = [
-        grids.component(grids.url(level=2, bbox=bbox), grids.hideout(data.get(GRIDS), **GRID_HIDEOUT)),
+        grids.component(
+            grids.url(level=1 if focus["level"] == 0 else 2, bbox=bbox), grids.hideout(data.get(GRIDS), **GRID_HIDEOUT)
+        ),
         *[
             dl.LayerGroup(
                 id=group_id(layer.id),
@@ -230,9 +240,10 @@ def layout(
     return html.Div(
         className="yitu-wall",
         children=[
-            dcc.Store(id=Ids.SELECTED, data={"code": banner["code"], "banner": banner["code"]}),
+            dcc.Store(id=Ids.SELECTED, data={"code": focus["code"], "banner": banner["code"]}),
             dcc.Interval(id=Ids.TICK, interval=1000),
             dcc.Store(id=LIVE_TICK),
+            dcc.Store(id=AREAS_REV),
             html.Header(
                 className="yitu-header",
                 children=[
@@ -260,7 +271,7 @@ def layout(
                 children=[
                     banner_map(
                         Ids.MAP,
-                        banner["bounds"],
+                        focus["bounds"],
                         trackViewport=True,
                         attributionControl=bool(settings.basemap != "none"),
                         children=[

@@ -286,6 +286,6 @@ def make_centres(territory: Territory, banner_name: str, rng: np.random.Generato
     return out
 
 
-def make_vans(n: int = 4) -> list[VanSpec]:
-    """Dalad runs four 行走的调解室 (DOMAIN.md); ids V01…"""
-    return [VanSpec(f"V{i:02d}", f"行走的调解室{i}号", f"蒙K·T{2300 + i:04d}") for i in range(1, n + 1)]
+def make_vans(n: int = 4, first: int = 1) -> list[VanSpec]:
+    """Dalad runs four 行走的调解室 (DOMAIN.md); ids V01… (a league's banners number theirs on from ``first``)."""
+    return [VanSpec(f"V{i:02d}", f"行走的调解室{i}号", f"蒙K·T{2300 + i:04d}") for i in range(first, first + n)]

@@ -2,12 +2,15 @@
 
 Deterministic for a seed and an ``as_of`` time: the same pair gives the same rows. The banner
 scale is Otog Front Banner (real boundary and NBS names/codes, synthetic geometry below level 1);
-the city scale is a Dalad-sized territory for benchmarks.
+the city scale is a Dalad-sized territory for benchmarks; the league scale is the whole of Ordos
+(鄂尔多斯市, 150600): its nine banners and districts, each built as the banner scale is, under the
+league root (geodata/league.py).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,11 +20,12 @@ import psycopg
 import shapely
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from pyproj import Geod
 from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
-from geodata import vendored
+from geodata import league, vendored
 from geodata.demo import cases as case_gen
 from geodata.demo import resources
 from geodata.demo import roster as roster_gen
@@ -59,6 +63,23 @@ class Scale:
 SCALES = {
     "banner": Scale("banner", "150623", cells=401, cameras=4000, cases=6000, open_cases=320),
     "city": Scale("city", "150621", cells=1700, cameras=17000, cases=1_000_000, open_cases=2400),
+    # the league's figures are totals, shared among its banners by their village-level units
+    "league": Scale("league", "1506", cells=0, cameras=9000, cases=27_000, open_cases=1800, vans=18),
+}
+LEAGUE = ("150600", "鄂尔多斯市")
+LEAGUE_KM2_PER_CELL = 20.0  # a league banner's cells: one per 20 km², at least two per village
+# The seats of the league's banners and districts (their governments, from public maps), around which
+# the subdistricts (街道) lie; a seat outside its outline falls back to a point inside it.
+LEAGUE_SEATS = {
+    "150602": (109.98, 39.82),  # 东胜区
+    "150603": (109.79, 39.61),  # 康巴什区
+    "150621": (110.03, 40.39),  # 达拉特旗 树林召
+    "150622": (111.24, 39.86),  # 准格尔旗 薛家湾
+    "150623": (107.48, 38.18),  # 鄂托克前旗 敖勒召其
+    "150624": (107.98, 39.10),  # 鄂托克旗 乌兰
+    "150625": (108.73, 39.84),  # 杭锦旗 锡尼
+    "150626": (108.84, 38.59),  # 乌审旗 嘎鲁图
+    "150627": (109.74, 39.58),  # 伊金霍洛旗 阿勒腾席热
 }
 
 # Approximate seats of Otog Front's towns (敖勒召其镇 from DOMAIN.md; the others placed where the
@@ -74,13 +95,23 @@ OTOG_SEATS = {
 # Dalad's seat (DOMAIN.md): its subdistricts (街道, town codes 001–099) ring it; the towns and the
 # sumu are spread over the banner by the generator.
 DALAD_SEAT = (110.03, 40.39)
+DALAD_KM2 = 8190.0  # the banner the subdistricts' weight was tuned on
 
 
-def _town(code: str, name: str, seat: tuple[float, float] | None, index: int) -> TownSpec:
+def _town(
+    code: str,
+    name: str,
+    seat: tuple[float, float] | None,
+    index: int,
+    centre: tuple[float, float] = DALAD_SEAT,
+    small: float = 1.0,
+) -> TownSpec:
+    """``small``: how much less a subdistrict gives way in a banner smaller than Dalad (1: as in Dalad)."""
     if seat is None and int(code[-3:]) < 100:  # a subdistrict: urban, small, around the seat
-        angle = index * 1.047
-        seat = (DALAD_SEAT[0] + 0.05 * np.cos(angle), DALAD_SEAT[1] + 0.035 * np.sin(angle))
-        return TownSpec(code, name, seat, weight=-6000.0)
+        ring = index // 6  # six to a ring (Dalad has six); a district with more rings them outwards
+        angle = index * 1.047 + ring * 0.524
+        seat = (centre[0] + 0.05 * (1 + ring) * np.cos(angle), centre[1] + 0.035 * (1 + ring) * np.sin(angle))
+        return TownSpec(code, name, seat, weight=-6000.0 * small)
     return TownSpec(code, name, seat)
 
 
@@ -99,25 +130,97 @@ class Demo:
 
 def _source(scale: Scale) -> tuple[MultiPolygon, vendored.Division, list[TownSpec], list[VillageSpec]]:
     """The banner's vendored outline, its own division, its towns and villages."""
-    boundary = vendored.load_boundary(scale.banner_code)
-    divisions = vendored.load_divisions(scale.banner_code)
+    return _source_of(scale.banner_code)
+
+
+def _source_of(
+    code: str, centre: tuple[float, float] = DALAD_SEAT, small: float = 1.0
+) -> tuple[MultiPolygon, vendored.Division, list[TownSpec], list[VillageSpec]]:
+    boundary = vendored.load_boundary(code)
+    divisions = vendored.load_divisions(code)
     banner = next(d for d in divisions if d.level == 1)
-    seats = OTOG_SEATS if scale.banner_code == "150623" else {}
-    towns = [_town(d.code, d.name, seats.get(d.code), i) for i, d in enumerate(d for d in divisions if d.level == 2)]
+    seats = OTOG_SEATS if code == "150623" else {}
+    towns = [
+        _town(d.code, d.name, seats.get(d.code), i, centre, small)
+        for i, d in enumerate(d for d in divisions if d.level == 2)
+    ]
     villages = [VillageSpec(d.code, d.name, d.parent_code) for d in divisions if d.level == 3 and d.parent_code]
     return boundary, banner, towns, villages
 
 
 def build_demo(scale: Scale, seed: int, progress: bool = False) -> Demo:
+    return _build(_source(scale), scale, seed, progress)
+
+
+def _build(
+    source: tuple[MultiPolygon, vendored.Division, list[TownSpec], list[VillageSpec]],
+    scale: Scale,
+    seed: int | list[int],
+    progress: bool,
+    first_van: int = 1,
+) -> Demo:
     rng = np.random.default_rng(seed)
-    boundary, banner, towns, villages = _source(scale)
-    bar = tqdm(total=len(villages) + 3, desc="territory", unit="step", disable=not progress, leave=False)
+    boundary, banner, towns, villages = source
+    bar = tqdm(total=len(villages) + 3, desc=f"territory {banner.name}", unit="step", disable=not progress, leave=False)
     territory = build_territory(boundary, banner.code, banner.name, towns, villages, scale.cells, rng, progress=bar)
     bar.close()
     roads, _nodes = resources.make_roads(territory, rng)
     cameras = resources.make_cameras(territory, roads, scale.cameras, rng, banner.code)
     centres = resources.make_centres(territory, banner.name, rng)
-    return Demo(territory, roads, cameras, centres, resources.make_vans(scale.vans))
+    return Demo(territory, roads, cameras, centres, resources.make_vans(scale.vans, first_van))
+
+
+def league_parts(total: Scale) -> list[tuple[str, Scale]]:
+    """The league's banners and each one's share of ``total`` (by its village-level units: where people
+    live), in code order; cells by area."""
+    codes = sorted(vendored.VENDORED)
+    villages = {c: sum(d.level == 3 for d in vendored.load_divisions(c)) for c in codes}
+    km2 = {c: _km2(vendored.load_boundary(c)) for c in codes}
+    whole = sum(villages.values())
+
+    def share(n: int, c: str) -> int:
+        return max(1, round(n * villages[c] / whole))
+
+    return [
+        (
+            c,
+            Scale(
+                "league",
+                c,
+                cells=max(2 * villages[c], round(km2[c] / LEAGUE_KM2_PER_CELL)),
+                cameras=share(total.cameras, c),
+                cases=share(total.cases, c),
+                open_cases=share(total.open_cases, c),
+                vans=2,
+            ),
+        )
+        for c in codes
+    ]
+
+
+def _km2(geom: BaseGeometry) -> float:
+    return abs(Geod(ellps="WGS84").geometry_area_perimeter(geom)[0]) / 1e6
+
+
+def _seat(code: str) -> tuple[float, float]:
+    """The banner's seat, or a point inside its outline when the table's is not."""
+    seat = LEAGUE_SEATS.get(code)
+    outline = vendored.load_boundary(code)
+    if seat is None or not outline.contains(shapely.Point(seat)):
+        p = outline.representative_point()
+        return (p.x, p.y)
+    return seat
+
+
+def build_league(total: Scale, seed: int, progress: bool = False) -> list[tuple[Scale, Demo]]:
+    """Each banner of the league built as a banner demo (its own random stream), vans numbered on."""
+    out: list[tuple[Scale, Demo]] = []
+    for i, (code, part) in enumerate(league_parts(total)):
+        small = min(1.0, math.sqrt(_km2(vendored.load_boundary(code)) / DALAD_KM2))
+        source = _source_of(code, _seat(code), small)
+        demo = _build(source, part, [seed, 10 + i], progress, first_van=1 + 2 * i)
+        out.append((part, demo))
+    return out
 
 
 def _ewkb(geom: BaseGeometry) -> str:
@@ -174,7 +277,9 @@ def seed_demo(
     )
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     log.info("building demo scale=%s seed=%d as_of=%s", scale.name, seed, as_of.isoformat())
-    demo = build_demo(scale, seed, progress)
+    parts = (
+        build_league(scale, seed, progress) if scale.name == "league" else [(scale, build_demo(scale, seed, progress))]
+    )
     counts: dict[str, int] = {}
     wiped = False
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
@@ -185,73 +290,23 @@ def seed_demo(
             cur.execute("SELECT set_config('yitu.audit_maintenance', 'on', true)")
             cur.execute("TRUNCATE " + ", ".join(DEMO_TABLES) + " RESTART IDENTITY CASCADE")  # constant names
             cur.execute("SELECT set_config('yitu.audit_maintenance', 'off', true)")
-        counts["areas"] = _copy(
-            cur,
-            "COPY areas (code, name, level, parent_code, geom, props) FROM STDIN",
-            (
-                (
-                    a.code,
-                    a.name,
-                    a.level,
-                    a.parent_code,
-                    _ewkb(a.geom),
-                    Jsonb({**a.props, "seat": [round(a.seat[0], 6), round(a.seat[1], 6)]}),
-                )
-                for a in demo.territory.areas
-            ),
-        )
-        counts["roads"] = _copy(
-            cur,
-            "COPY roads (kind, name, source, target, length_m, geom) FROM STDIN",
-            ((r.kind, r.name or None, r.source, r.target, r.length_m, _ewkb(r.geom)) for r in demo.roads),
-        )
-        counts["mediation_centers"] = _copy(
-            cur,
-            "COPY mediation_centers (code, name, level, area_code, mediators, specialties, phone, geom) FROM STDIN",
-            (
-                (
-                    c.code,
-                    c.name,
-                    c.level,
-                    c.area_code,
-                    c.mediators,
-                    c.specialties,
-                    c.phone or None,
-                    f"SRID=4326;POINT({c.lon:.6f} {c.lat:.6f})",
-                )
-                for c in demo.centres
-            ),
-        )
-        centre = cur.execute("SELECT id, ST_AsEWKT(geom) FROM mediation_centers WHERE level = 1").fetchone()
-        assert centre is not None, "the banner's centre was copied just above"
-        centre_id, base = centre
-        counts["vans"] = _copy(
-            cur,
-            "COPY vans (id, name, plate, base_center_id, geom, last_seen_at) FROM STDIN",
-            ((v.id, v.name, v.plate, centre_id, base, as_of) for v in demo.vans),
-        )
-        counts["cameras"] = _copy(
-            cur,
-            "COPY cameras (device_code, name, kind, status, stream_url, geom) FROM STDIN",
-            (
-                (c.device_code, c.name, c.kind, c.status, c.stream_url, f"SRID=4326;POINT({c.lon} {c.lat})")
-                for c in demo.cameras
-            ),
-        )
-        counts["units"], counts["mediators"] = _write_roster(cur, demo.territory, [v.id for v in demo.vans], seed)
-        cur.execute(
-            """UPDATE cameras c SET area_code = a.code
-               FROM areas a WHERE a.level = 4 AND ST_Intersects(a.geom, c.geom)"""
-        )
         first_day = (as_of - timedelta(days=400)).date()
         for table in ("case_events", "van_positions"):
             cur.execute(
                 "SELECT yitu_ensure_month_partitions(%s::regclass, %s, %s)",
                 (table, first_day, (as_of + timedelta(days=62)).date()),
             )
-        counts["cases"], counts["case_events"] = _write_cases(
-            cur, demo.territory, scale, as_of, seed, progress, rules or DeadlineRules()
-        )
+        nodes = first_id = 0
+        for i, (part, demo) in enumerate(parts):
+            # one banner of several (the league): its own random streams, road nodes and case ids numbered on
+            stream = [seed] if len(parts) == 1 else [seed, 10 + i]
+            written = _write_part(cur, demo, part, as_of, stream, progress, rules or DeadlineRules(), nodes, first_id)
+            for k, v in written.items():
+                counts[k] = counts.get(k, 0) + v
+            nodes += 1 + max((max(r.source, r.target) for r in demo.roads), default=-1)
+            first_id += written["cases"]
+        if len(parts) > 1:
+            league.set_root(conn, *LEAGUE)
         cur.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), GREATEST((SELECT max(id) FROM cases), 1))")
         assigned = cur.execute(query("demo_assign_roster")).rowcount
         log.info("open cases assigned to the roster's mediators: %d", assigned)
@@ -264,9 +319,92 @@ def seed_demo(
     return counts
 
 
-def _write_roster(cur: psycopg.Cursor, territory: Territory, vans: list[str], seed: int) -> tuple[int, int]:
+def _write_part(
+    cur: psycopg.Cursor,
+    demo: Demo,
+    scale: Scale,
+    as_of: datetime,
+    stream: list[int],
+    progress: bool,
+    rules: DeadlineRules,
+    node_offset: int = 0,
+    id_offset: int = 0,
+) -> dict[str, int]:
+    """One banner's territory, resources, roster and cases; road nodes and case ids after the offsets."""
+    counts: dict[str, int] = {}
+    banner = demo.territory.level(1)[0].code
+    counts["areas"] = _copy(
+        cur,
+        "COPY areas (code, name, level, parent_code, geom, props) FROM STDIN",
+        (
+            (
+                a.code,
+                a.name,
+                a.level,
+                a.parent_code,
+                _ewkb(a.geom),
+                Jsonb({**a.props, "seat": [round(a.seat[0], 6), round(a.seat[1], 6)]}),
+            )
+            for a in demo.territory.areas
+        ),
+    )
+    counts["roads"] = _copy(
+        cur,
+        "COPY roads (kind, name, source, target, length_m, geom) FROM STDIN",
+        (
+            (r.kind, r.name or None, node_offset + r.source, node_offset + r.target, r.length_m, _ewkb(r.geom))
+            for r in demo.roads
+        ),
+    )
+    counts["mediation_centers"] = _copy(
+        cur,
+        "COPY mediation_centers (code, name, level, area_code, mediators, specialties, phone, geom) FROM STDIN",
+        (
+            (
+                c.code,
+                c.name,
+                c.level,
+                c.area_code,
+                c.mediators,
+                c.specialties,
+                c.phone or None,
+                f"SRID=4326;POINT({c.lon:.6f} {c.lat:.6f})",
+            )
+            for c in demo.centres
+        ),
+    )
+    centre = cur.execute(
+        "SELECT id, ST_AsEWKT(geom) FROM mediation_centers WHERE code = %s", ("MC" + banner,)
+    ).fetchone()
+    assert centre is not None, "the banner's centre was copied just above"
+    centre_id, base = centre
+    counts["vans"] = _copy(
+        cur,
+        "COPY vans (id, name, plate, base_center_id, geom, last_seen_at) FROM STDIN",
+        ((v.id, v.name, v.plate, centre_id, base, as_of) for v in demo.vans),
+    )
+    counts["cameras"] = _copy(
+        cur,
+        "COPY cameras (device_code, name, kind, status, stream_url, geom) FROM STDIN",
+        (
+            (c.device_code, c.name, c.kind, c.status, c.stream_url, f"SRID=4326;POINT({c.lon} {c.lat})")
+            for c in demo.cameras
+        ),
+    )
+    counts["units"], counts["mediators"] = _write_roster(cur, demo.territory, [v.id for v in demo.vans], stream)
+    cur.execute(
+        """UPDATE cameras c SET area_code = a.code
+           FROM areas a WHERE c.area_code IS NULL AND a.level = 4 AND ST_Intersects(a.geom, c.geom)"""
+    )
+    counts["cases"], counts["case_events"] = _write_cases(
+        cur, demo.territory, scale, as_of, stream, progress, rules, id_offset
+    )
+    return counts
+
+
+def _write_roster(cur: psycopg.Cursor, territory: Territory, vans: list[str], stream: list[int]) -> tuple[int, int]:
     """The units, then the mediators linked to them by id, to their centres by code and to their vans."""
-    roster = roster_gen.make_roster(territory, vans, np.random.default_rng([seed, 3]))  # its own stream
+    roster = roster_gen.make_roster(territory, vans, np.random.default_rng([*stream, 3]))  # its own stream
     n_units = _copy(
         cur,
         "COPY units (name, kind, level, area_code, phone, specialties) FROM STDIN",
@@ -300,15 +438,19 @@ def _write_cases(
     territory: Territory,
     scale: Scale,
     as_of: datetime,
-    seed: int,
+    stream: list[int],
     progress: bool,
     rules: DeadlineRules,
+    id_offset: int = 0,
 ) -> tuple[int, int]:
-    rng = np.random.default_rng([seed, 2])  # its own stream: the territory does not shift the cases
+    rng = np.random.default_rng([*stream, 2])  # its own stream: the territory does not shift the cases
     total = scale.cases + scale.open_cases
     n_cases = n_events = 0
     bar = tqdm(total=total, desc="cases", unit="case", unit_scale=True, disable=not progress, leave=False)
-    for rows, events in case_gen.generate_cases(territory, scale.cases, scale.open_cases, as_of, rng, rules=rules):
+    cases = case_gen.generate_cases(
+        territory, scale.cases, scale.open_cases, as_of, rng, first_id=1 + id_offset, rules=rules
+    )
+    for rows, events in cases:
         n_cases += _copy(
             cur,
             """COPY cases (id, code, type, description, parties, geom, grid_code, village_code,

@@ -54,7 +54,7 @@ info AS (
                WHERE a.level = 4 AND ST_Intersects(a.geom, p.g) ORDER BY a.code LIMIT 1)
               UNION ALL
               (SELECT a.code, a.level, a.geom FROM areas a
-               WHERE a.level < 4 AND ST_Intersects(a.geom, p.g) ORDER BY a.level DESC, a.code LIMIT 1)
+               WHERE a.level BETWEEN 1 AND 3 AND ST_Intersects(a.geom, p.g) ORDER BY a.level DESC, a.code LIMIT 1)
               LIMIT 1) hit,
              LATERAL (SELECT ST_Distance(ST_Scale(ST_Boundary(hit.geom), cos(radians(p.lat)), 1),
                                          ST_Scale(p.g, cos(radians(p.lat)), 1)) * 111195.08 AS approx_m) near
