@@ -56,11 +56,7 @@ Colour = tuple[int, int, int, int]
 LAND: Colour = (22, 36, 62, 150)
 WATER_FILL: Colour = (24, 64, 104, 210)
 WATER_LINE: Colour = (44, 104, 150, 230)
-ROAD: dict[str, Colour] = {
-    "village": (70, 80, 102, 230),
-    "county": (96, 106, 128, 240),
-    "trunk": (138, 130, 112, 255),
-}
+ROAD: dict[str, Colour] = {"village": (70, 80, 102, 230), "county": (96, 106, 128, 240), "trunk": (138, 130, 112, 255)}
 ROAD_WIDTH = {"village": 1.0, "county": 1.6, "trunk": 2.4}  # pixels at zoom 9, growing with the zoom
 WATER_WIDTH = {"river": 1.6, "canal": 1.2}  # the other lines (stream): 0.8
 PLACE_DOT: dict[int, Colour] = {2: (200, 208, 224, 255), 3: (150, 162, 186, 255)}
@@ -193,7 +189,7 @@ def labels(places: Iterable[Place], z: int, font: tuple[str, int] | None) -> lis
     for place in sorted(places, key=lambda p: (p.level, p.name, p.lon, p.lat)):
         px, py = _world_px(place.lon, place.lat, z)
         f = _font(font[0], font[1], NAME_SIZE.get(place.level, 12))
-        left, top, right, bottom = f.getbbox(place.name, anchor="mb", stroke_width=HALO_WIDTH)
+        left, top, right, _ = f.getbbox(place.name, anchor="mb", stroke_width=HALO_WIDTH)
         gap = 3
         box = (px + left - gap, py - _dot(place.level) - 2 + top - gap, px + right + gap, py + _dot(place.level) + gap)
         if any(_overlap(box, other.box) for other in chosen):
@@ -392,9 +388,7 @@ def etag(gen: int, key: TileKey, font: tuple[str, int] | None) -> str:
 STYLE_VERSION = 1  # bump when the drawing changes: cached tiles and browsers' copies are then stale
 
 
-def render(
-    conn: psycopg.Connection[Any], key: TileKey, gen: int, font: tuple[str, int] | None, cache: Places
-) -> bytes:
+def render(conn: psycopg.Connection[Any], key: TileKey, gen: int, font: tuple[str, int] | None, cache: Places) -> bytes:
     """The tile's PNG (the empty tile when nothing falls on it)."""
     places = cache.places(conn, gen)
     named = cache.labels(places, key.z, font, gen)

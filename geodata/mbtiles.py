@@ -164,8 +164,8 @@ def _judge(conn: sqlite3.Connection, path: Path, size: int, problems: list[str],
         problems.append(f"table metadata has columns {sorted(meta_cols)}, not name and value")
     if tile_cols is None:
         problems.append("no 'tiles' table")
-    elif not TILES_COLUMNS <= tile_cols:
-        problems.append(f"table tiles lacks the column(s) {', '.join(sorted(TILES_COLUMNS - tile_cols))}")
+    elif missing := TILES_COLUMNS - tile_cols:
+        problems.append(f"table tiles lacks the column(s) {', '.join(sorted(missing))}")
     if problems:
         raise MBTilesRejected(path, problems)
     meta = {str(k): (None if v is None else str(v)) for k, v in conn.execute("SELECT name, value FROM metadata")}
@@ -192,13 +192,15 @@ def _judge(conn: sqlite3.Connection, path: Path, size: int, problems: list[str],
     if fmt is not None and count != 0:
         first = conn.execute("SELECT tile_data FROM tiles LIMIT 1").fetchone()[0]
         head = bytes(first or b"")[:12]
-        if head.startswith(b"\x1f\x8b") or head.startswith(b"\x1a"):
+        if head.startswith((b"\x1f\x8b", b"\x1a")):
             problems.append(f"metadata says format {fmt}, but the tiles are vector (pbf) data")
         elif not any(head.startswith(m) for m in TILE_MAGIC[fmt]) or (fmt == "webp" and head[8:12] != b"WEBP"):
             problems.append(f"metadata says format {fmt}, but the first tile is not a {fmt} image")
     if problems:
         raise MBTilesRejected(path, problems)
-    assert fmt is not None and minzoom is not None and maxzoom is not None
+    assert fmt is not None
+    assert minzoom is not None
+    assert maxzoom is not None
     return Info(
         name=(meta.get("name") or "").strip(),
         format=fmt,
@@ -213,7 +215,7 @@ def _judge(conn: sqlite3.Connection, path: Path, size: int, problems: list[str],
 
 def install(path: Path, folder: Path, max_bytes: int) -> Info:
     """Judge ``path`` and, when sound, put a copy in ``folder`` in place of the one there."""
-    info = inspect(path, max_bytes)
+    inspect(path, max_bytes, thorough=False)  # the quick refusals before a copy of gigabytes
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".import-", suffix=".mbtiles", dir=folder)
     try:
@@ -221,7 +223,10 @@ def install(path: Path, folder: Path, max_bytes: int) -> Info:
             shutil.copyfileobj(src, out, 1024 * 1024)
             out.flush()
             os.fsync(out.fileno())
-        copied = inspect(Path(tmp), max_bytes)  # the copy is what will be served
+        try:  # the copy is what will be served: every page of it is checked
+            copied = inspect(Path(tmp), max_bytes)
+        except MBTilesRejected as exc:
+            raise MBTilesRejected(path, exc.problems) from None
         os.chmod(tmp, 0o644)
         os.replace(tmp, folder / FILE_NAME)
     except BaseException:

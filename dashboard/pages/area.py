@@ -13,6 +13,7 @@ from typing import Any
 from dash import dcc, html
 from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
+from dashboard.basemap import attribution_shown, basemap_layers
 from dashboard.i18n import translator
 from dashboard.layout import banner_map
 from dashboard.pages import inbox
@@ -84,8 +85,9 @@ def layout(
                         children=banner_map(
                             Ids.MAP,
                             area["bounds"],
-                            attributionControl=False,
+                            attributionControl=attribution_shown(settings),
                             children=[
+                                *basemap_layers(settings),
                                 grids.component(
                                     grids.url(level=child_level, parent=area["code"]),
                                     grids.hideout(

@@ -18,6 +18,7 @@ from typing import Any
 import dash_leaflet as dl
 from dash import dcc, html
 
+from dashboard.basemap import attribution_shown, basemap_layers
 from dashboard.i18n import translator
 from dashboard.search import search_box
 from layers import registry
@@ -123,8 +124,9 @@ def layout(settings: Settings, code: str, center: tuple[float, float] | None, wh
                                 preferCanvas=True,
                                 zoomSnap=0.5,
                                 className="yitu-map",
-                                attributionControl=False,
+                                attributionControl=attribution_shown(settings),
                                 children=[
+                                    *basemap_layers(settings),
                                     cells,
                                     dl.LayerGroup(id=Ids.FOCUS),
                                     van_layer,
