@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import redis
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from redis.client import NEVER_DECODE
 
 from api.deps import services
@@ -85,6 +85,10 @@ def get_tile(
             description="Row 0..2^z-1, @2x for a 512-pixel tile, and an extension (png, jpg or webp)",
         ),
     ],
+    style: Annotated[
+        Literal["dark", "light"],
+        Query(description="basemap=own: dark (the wall, the desk pages) or light (the grid worker's phone page)"),
+    ] = "dark",
 ) -> Response:
     row, scale = _parse_y(y, z)
     key = basemap.TileKey(z, x, row, scale)  # 422 naming z, x or y out of range
@@ -93,7 +97,7 @@ def get_tile(
         return _mbtiles_tile(svc, key)
     if settings.basemap != "own":
         raise NotFound(f"this server draws no base map (YITU_BASEMAP={settings.basemap})", field="basemap")
-    return _own_tile(request, svc, key)
+    return _own_tile(request, svc, key, style)
 
 
 def _mbtiles_tile(svc: Services, key: basemap.TileKey) -> Response:
@@ -115,18 +119,18 @@ def _png(body: bytes, tag: str | None) -> Response:
     return Response(body, media_type="image/png", headers=headers)
 
 
-def _own_tile(request: Request, svc: Services, key: basemap.TileKey) -> Response:
+def _own_tile(request: Request, svc: Services, key: basemap.TileKey, style: str) -> Response:
     font = basemap.font_path(svc.settings.basemap_font)
     with svc.reading() as conn:
         gen = basemap.generation(conn)
-        tag = basemap.etag(gen, key, font)
+        tag = basemap.etag(gen, key, font, style)
         if tag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers={"ETag": tag, "Cache-Control": CACHE_CONTROL})
         cache_key = f"{CACHE_PREFIX}{gen}:{tag.strip(chr(34))}:{key.z}/{key.x}/{key.y}@{key.scale}"
         hit = _cache_get(svc, cache_key)
         if hit is not None:
             return _png(hit, tag)
-        body = basemap.render(conn, key, gen, font, _places(request))
+        body = basemap.render(conn, key, gen, font, _places(request), style)
     _cache_set(svc, cache_key, body)
     return _png(body, tag)
 

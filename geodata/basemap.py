@@ -52,16 +52,48 @@ FONT_CANDIDATES = (
 )
 
 Colour = tuple[int, int, int, int]
-# Quiet colours: the base map is under the grid, the pins and the vans, never louder than them.
-LAND: Colour = (22, 36, 62, 150)
-WATER_FILL: Colour = (24, 64, 104, 210)
-WATER_LINE: Colour = (44, 104, 150, 230)
-ROAD: dict[str, Colour] = {"village": (70, 80, 102, 230), "county": (96, 106, 128, 240), "trunk": (138, 130, 112, 255)}
-ROAD_WIDTH = {"village": 1.0, "county": 1.6, "trunk": 2.4}  # pixels at zoom 9, growing with the zoom
+
+
+@dataclass(frozen=True)
+class Style:
+    """The colours of a tile. Quiet ones: the base map is under the grid, the pins and the vans,
+    never louder than them."""
+
+    land: Colour
+    water_fill: Colour
+    water_line: Colour
+    road: dict[str, Colour]
+    place_dot: dict[int, Colour]
+    place_text: dict[int, Colour]
+    halo: Colour
+
+
+STYLES: dict[str, Style] = {
+    # the wall, the desk pages and the van crew's phone: dark
+    "dark": Style(
+        land=(22, 36, 62, 150),
+        water_fill=(24, 64, 104, 210),
+        water_line=(44, 104, 150, 230),
+        road={"village": (74, 86, 110, 235), "county": (104, 116, 140, 245), "trunk": (156, 146, 120, 255)},
+        place_dot={2: (200, 208, 224, 255), 3: (150, 162, 186, 255)},
+        place_text={2: (214, 222, 236, 255), 3: (168, 180, 202, 255)},
+        halo=(5, 11, 24, 235),
+    ),
+    # the grid worker's phone page (api/static/m/): light, under its white-filled cells
+    "light": Style(
+        land=(246, 244, 236, 160),
+        water_fill=(160, 196, 226, 230),
+        water_line=(110, 160, 205, 240),
+        road={"village": (172, 172, 168, 255), "county": (150, 146, 138, 255), "trunk": (206, 150, 72, 255)},
+        place_dot={2: (60, 66, 80, 255), 3: (96, 102, 116, 255)},
+        place_text={2: (30, 36, 48, 255), 3: (64, 70, 84, 255)},
+        halo=(255, 255, 255, 230),
+    ),
+}
+ROAD = STYLES["dark"].road  # the wall's road colours (tests look for them)
+WATER_FILL = STYLES["dark"].water_fill
+ROAD_WIDTH = {"village": 1.0, "county": 1.7, "trunk": 2.6}  # pixels at zoom 9, growing with the zoom
 WATER_WIDTH = {"river": 1.6, "canal": 1.2}  # the other lines (stream): 0.8
-PLACE_DOT: dict[int, Colour] = {2: (200, 208, 224, 255), 3: (150, 162, 186, 255)}
-PLACE_TEXT: dict[int, Colour] = {2: (214, 222, 236, 255), 3: (168, 180, 202, 255)}
-HALO: Colour = (5, 11, 24, 235)
 NAME_SIZE = {2: 15, 3: 12}  # pixels at scale 1
 HALO_WIDTH = 2
 
@@ -291,6 +323,7 @@ def draw_tile(
     places: Sequence[Place],
     named: Sequence[Label],
     font: tuple[str, int] | None,
+    style: Style,
 ) -> bytes | None:
     """The tile's PNG, or None when nothing falls on it (the caller answers the empty tile)."""
     canvas = _Canvas(key.size)
@@ -304,7 +337,7 @@ def draw_tile(
         mask, draw = canvas.mask()
         for _, _, geom in by["land"]:
             _fill(draw, geom)
-        canvas.lay(mask, LAND)
+        canvas.lay(mask, style.land)
     if by["water"]:
         fill, fdraw = canvas.mask()
         line, ldraw = canvas.mask()
@@ -313,16 +346,16 @@ def draw_tile(
                 _fill(fdraw, geom)
             else:
                 _stroke(ldraw, geom, WATER_WIDTH.get(kind or "", 0.8) * grow * px)
-        canvas.lay(fill, WATER_FILL)
-        canvas.lay(line, WATER_LINE)
+        canvas.lay(fill, style.water_fill)
+        canvas.lay(line, style.water_line)
     for kind in ("village", "county", "trunk"):
         geoms_of_kind = [g for _, k, g in by["road"] if k == kind]
         if geoms_of_kind:
             mask, draw = canvas.mask()
             for geom in geoms_of_kind:
                 _stroke(draw, geom, ROAD_WIDTH[kind] * grow * px)
-            canvas.lay(mask, ROAD[kind])
-    _draw_places(canvas, key, places, named, font)
+            canvas.lay(mask, style.road[kind])
+    _draw_places(canvas, key, places, named, font, style)
     if not canvas.drawn:
         return None
     out = io.BytesIO()
@@ -331,7 +364,12 @@ def draw_tile(
 
 
 def _draw_places(
-    canvas: _Canvas, key: TileKey, places: Sequence[Place], named: Sequence[Label], font: tuple[str, int] | None
+    canvas: _Canvas,
+    key: TileKey,
+    places: Sequence[Place],
+    named: Sequence[Label],
+    font: tuple[str, int] | None,
+    style: Style,
 ) -> None:
     """The seats as dots, then the names chosen for the zoom (halo under text), in the tile's pixels."""
     left, top = key.x * TILE, key.y * TILE
@@ -349,7 +387,7 @@ def _draw_places(
             if -16 * k <= x <= (TILE + 16) * k and -16 * k <= y <= (TILE + 16) * k:
                 r = _dot(level) * k
                 draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
-        canvas.lay(mask, PLACE_DOT[level])
+        canvas.lay(mask, style.place_dot[level])
     if not named or font is None:
         return
     halo = Image.new("L", canvas.image.size, 0)
@@ -367,9 +405,9 @@ def _draw_places(
             m = Image.new("L", canvas.image.size, 0)
             text[level] = (m, ImageDraw.Draw(m))
         text[level][1].text((x, y), label.place.name, font=f, anchor="mb", fill=255)
-    canvas.lay(halo, HALO)
+    canvas.lay(halo, style.halo)
     for level, (m, _) in sorted(text.items(), reverse=True):
-        canvas.lay(m, PLACE_TEXT[level])
+        canvas.lay(m, style.place_text[level])
 
 
 @cache
@@ -380,17 +418,24 @@ def empty_tile(size: int) -> bytes:
     return out.getvalue()
 
 
-def etag(gen: int, key: TileKey, font: tuple[str, int] | None) -> str:
-    """The validator of a drawn tile: its generation and what drew it (a new font draws anew)."""
-    return f'"own-{gen}-{zlib.crc32(repr((key, font, STYLE_VERSION)).encode()):08x}"'
-
-
 STYLE_VERSION = 1  # bump when the drawing changes: cached tiles and browsers' copies are then stale
 
 
-def render(conn: psycopg.Connection[Any], key: TileKey, gen: int, font: tuple[str, int] | None, cache: Places) -> bytes:
-    """The tile's PNG (the empty tile when nothing falls on it)."""
+def etag(gen: int, key: TileKey, font: tuple[str, int] | None, style: str) -> str:
+    """The validator of a drawn tile: its generation and what drew it (a new font draws anew)."""
+    return f'"own-{gen}-{zlib.crc32(repr((key, font, style, STYLE_VERSION)).encode()):08x}"'
+
+
+def render(
+    conn: psycopg.Connection[Any],
+    key: TileKey,
+    gen: int,
+    font: tuple[str, int] | None,
+    cache: Places,
+    style: str = "dark",
+) -> bytes:
+    """The tile's PNG in ``style`` (the empty tile when nothing falls on it)."""
     places = cache.places(conn, gen)
     named = cache.labels(places, key.z, font, gen)
-    drawn = draw_tile(key, tile_rows(conn, key), places, named, font)
+    drawn = draw_tile(key, tile_rows(conn, key), places, named, font, STYLES[style])
     return drawn if drawn is not None else empty_tile(key.size)

@@ -136,7 +136,8 @@ class Settings(BaseSettings):
         default=16 * 1024**3,
         ge=1024,
         le=1024**4,
-        description="Bytes an MBTiles file may have for `yitu basemap import` (a whole province at zoom 14 is a few GB).",
+        description="Bytes an MBTiles file may have for `yitu basemap import` "
+        "(a whole province at zoom 14 is a few GB).",
     )
     basemap_cache_s: int = Field(
         default=7 * 86400,

@@ -357,3 +357,55 @@ def test_the_wall_and_area_page_draw_the_own_base_map_from_their_own_origin(
     assert tiles and all(status == 200 for _, status in tiles), tiles
     assert all(url.startswith(srv.url + "/api/v1/basemap/") for url, _ in tiles)
     w.close()  # no request left the server, no console error, no policy violation
+
+
+# --- water ----------------------------------------------------------------------------------------
+
+
+WATER_GEOJSON = """{"type": "FeatureCollection", "features": [
+ {"type": "Feature", "properties": {"类型": "河流", "名称": "都思兔河"},
+  "geometry": {"type": "LineString", "coordinates": [[107.40, 38.15], [107.48, 38.19], [107.56, 38.22]]}},
+ {"type": "Feature", "properties": {"类型": "水库", "名称": "测试水库"},
+  "geometry": {"type": "Polygon",
+   "coordinates": [[[107.47, 38.18], [107.49, 38.18], [107.49, 38.20], [107.47, 38.20], [107.47, 38.18]]]}}
+]}"""
+
+OSM_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="test">
+ <node id="1" lat="38.15" lon="107.40"/><node id="2" lat="38.19" lon="107.48"/><node id="3" lat="38.22" lon="107.56"/>
+ <node id="4" lat="38.18" lon="107.47"/><node id="5" lat="38.18" lon="107.49"/><node id="6" lat="38.20" lon="107.49"/>
+ <node id="7" lat="38.20" lon="107.47"/>
+ <way id="10"><nd ref="1"/><nd ref="2"/><nd ref="3"/><tag k="waterway" v="river"/><tag k="name" v="都思兔河"/></way>
+ <way id="11"><nd ref="4"/><nd ref="5"/><nd ref="6"/><nd ref="7"/><nd ref="4"/>
+  <tag k="natural" v="water"/><tag k="water" v="reservoir"/></way>
+ <way id="12"><nd ref="1"/><nd ref="3"/><tag k="highway" v="track"/></way>
+</osm>"""
+
+
+def test_water_is_imported_and_drawn(db_url: str, redis_url: str, tmp_path: Path) -> None:
+    env = {"YITU_HOME": str(tmp_path / "h"), "YITU_DATABASE_URL": db_url, "YITU_REDIS_URL": redis_url}
+    runner = CliRunner()
+    good = tmp_path / "water.geojson"
+    good.write_text(WATER_GEOJSON, encoding="utf-8")
+    out = runner.invoke(main, ["import", "water", str(good)], env=env)
+    assert out.exit_code == 0, out.output
+    assert "water: inserted 2" in out.output and "river: 1" in out.output and "reservoir: 1" in out.output
+    bad = tmp_path / "bad.geojson"
+    bad.write_text(WATER_GEOJSON.replace("河流", "火山").replace("107.47, 38.18]", "7.47, 38.18]"), encoding="utf-8")
+    refused = runner.invoke(main, ["import", "water", str(bad)], env=env)
+    assert refused.exit_code == 1, refused.output
+    assert "2 problem(s), nothing was written" in refused.output
+    assert "kind '火山' is none of" in refused.output and "water outside China" in refused.output
+    osm = tmp_path / "water.osm"
+    osm.write_text(OSM_XML, encoding="utf-8")
+    out = runner.invoke(main, ["import", "water", "--replace", str(osm)], env=env)
+    assert out.exit_code == 0, out.output
+    assert "replaced 2 old" in out.output and "river: 1" in out.output and "reservoir: 1" in out.output
+    # drawn: the reservoir's blue at the seat
+    token = make_token(db_url, "viewer")
+    x, y = _tile_of(*SEAT, 13)
+    with TestClient(
+        create_app(_settings(db_url, redis_url, tmp_path / "h2")), headers={"Authorization": f"Bearer {token}"}
+    ) as c:
+        tile = _image(c.get(f"/api/v1/basemap/13/{x}/{y}.png").content)
+    assert _pixels_near(tile, basemap.WATER_FILL[:3], 12) > 2000
