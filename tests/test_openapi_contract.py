@@ -356,14 +356,18 @@ def _ranking_level(query: dict[str, Any]) -> None:
 
 
 def _tile_address(params: dict[str, Any]) -> None:
-    """A tile's column and row lie in 0..2^z-1 (the route's description)."""
+    """A tile's column and row lie in 0..2^z-1 (the route's description). The coverage phase may give
+    the path's numbers as text."""
     z, x, y = params.get("z"), params.get("x"), params.get("y")
-    if isinstance(z, int) and 0 <= z <= 30:
-        side = 1 << z
-        if isinstance(x, int):
-            params["x"] = x % side
-        if isinstance(y, str) and (row := y.split(".", 1)[0].removesuffix("@2x")).isdigit():
-            params["y"] = f"{int(row) % side}{y[len(row) :]}"
+    if isinstance(z, str) and z.isdigit():
+        z = int(z)
+    if not (isinstance(z, int) and 0 <= z <= 30):
+        return
+    side = 1 << z
+    if isinstance(x, int) or (isinstance(x, str) and x.isdigit()):
+        params["x"] = type(x)(int(x) % side)
+    if isinstance(y, str) and (row := y.split(".", 1)[0].removesuffix("@2x")).isdigit():
+        params["y"] = f"{int(row) % side}{y[len(row) :]}"
 
 
 # --- the test --------------------------------------------------------------------------------------
