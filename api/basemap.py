@@ -149,7 +149,7 @@ def _cache_get(svc: Services, key: str) -> bytes | None:
         return None
     try:
         # the process's client decodes replies; a tile is bytes (redis-py's DUMP reads the same way)
-        hit = svc.redis.execute_command("GET", key, **{NEVER_DECODE: []})
+        hit = svc.redis.execute_command("GET", key, **{NEVER_DECODE: []})  # type: ignore[no-untyped-call]
     except redis.RedisError as exc:
         _breaker.trip(svc.redis)
         log.warning("basemap cache unavailable error=%s", type(exc).__name__)

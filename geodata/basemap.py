@@ -166,7 +166,7 @@ def font_path(configured: Path | None) -> tuple[str, int] | None:
         best = 0
         for index in range(12):  # a .ttc holds several faces: take the SC one
             try:
-                name = " ".join(ImageFont.truetype(candidate, 12, index=index).getname())
+                name = " ".join(str(part) for part in ImageFont.truetype(candidate, 12, index=index).getname())
             except OSError:
                 break
             if " SC" in name:
@@ -329,7 +329,7 @@ def draw_tile(
     canvas = _Canvas(key.size)
     px = key.scale * SUPERSAMPLE  # mask pixels per CSS pixel
     grow = _zoom_factor(key.z)
-    geoms = shapely.from_wkb([r[4] for r in rows]) if rows else []
+    geoms: list[shapely.Geometry] = list(shapely.from_wkb([r[4] for r in rows])) if rows else []
     by: dict[str, list[tuple[int, str | None, shapely.Geometry]]] = {"land": [], "water": [], "road": []}
     for (layer, rank, kind, _name, _), geom in zip(rows, geoms, strict=True):
         by[("land", "water", "road")[layer]].append((rank, kind, geom))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ class WaterFile:
     skipped: Counter[str]
 
 
-def _osm_kind(row: dict[str, Any]) -> str | None:
+def _osm_kind(row: Mapping[Any, Any]) -> str | None:
     """The kind of an OSM feature, from its waterway / natural / water tags."""
     tags = {m["k"]: m["v"] for m in _OTHER_TAG.finditer(str(row.get("other_tags") or ""))}
     waterway = _text(row.get("waterway"))

@@ -13,7 +13,7 @@ from typing import Any
 import dash_leaflet as dl
 from dash import dcc, html
 
-from dashboard.basemap import attribution_shown, basemap_layers  # basemap_layers: dashboard/app.py's CSP
+from dashboard.basemap import attribution_shown, basemap_layers
 from dashboard.i18n import translator
 from dashboard.layout import banner_map, live_tick
 from dashboard.pages import inbox
