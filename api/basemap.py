@@ -107,9 +107,7 @@ def _mbtiles_tile(svc: Services, key: basemap.TileKey) -> Response:
     data = mbtiles.read_tile(folder, key.z, key.x, key.y)
     if data is None:
         return _png(basemap.empty_tile(key.size), None)
-    info = mbtiles.installed(folder)
-    media = info.media_type if info is not None else "image/png"
-    return Response(data, media_type=media, headers={"Cache-Control": CACHE_CONTROL})
+    return Response(data, media_type=mbtiles.media_type(data), headers={"Cache-Control": CACHE_CONTROL})
 
 
 def _png(body: bytes, tag: str | None) -> Response:

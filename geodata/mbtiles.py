@@ -252,6 +252,15 @@ def remove(folder: Path) -> bool:
     return True
 
 
+def media_type(tile: bytes) -> str:
+    """The image type of a stored tile, from its first bytes (the import checked the file's format)."""
+    if tile.startswith(TILE_MAGIC["jpg"]):
+        return RASTER["jpg"]
+    if tile.startswith(b"RIFF") and tile[8:12] == b"WEBP":
+        return RASTER["webp"]
+    return RASTER["png"]
+
+
 def read_tile(folder: Path, z: int, x: int, y: int) -> bytes | None:
     """The tile at XYZ ``z/x/y`` (TMS row flipped), or None when the file has none there."""
     path = folder / FILE_NAME

@@ -244,6 +244,23 @@ def test_an_imported_mbtiles_is_served_tile_for_tile_with_the_rows_flipped(
     assert (layer.minNativeZoom, layer.maxNativeZoom, layer.bounds) == (0, 2, [[-85.0, -180.0], [85.0, 180.0]])
 
 
+@pytest.mark.parametrize(("fmt", "pil", "media"), [("jpg", "JPEG", "image/jpeg"), ("webp", "WEBP", "image/webp")])
+def test_jpeg_and_webp_mbtiles_are_served_as_what_they_are(
+    demo_dsn: str, redis_url: str, tmp_path: Path, demo_admin: dict[str, str], fmt: str, pil: str, media: str
+) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (256, 256), (30, 60, 90)).save(out, pil)
+    meta = {"name": fmt, "format": fmt, "minzoom": "0", "maxzoom": "0"}
+    src = write_mbtiles(tmp_path / f"{fmt}.mbtiles", metadata=meta, tiles={(0, 0, 0): out.getvalue()})
+    settings = _settings(demo_dsn, redis_url, tmp_path / "h", basemap="mbtiles")
+    mbtiles.install(src, settings.basemap_path(), settings.basemap_mbtiles_max_bytes)
+    with TestClient(create_app(settings), headers=demo_admin) as c:
+        r = c.get(f"/api/v1/basemap/0/0/0.{fmt}")
+    assert r.status_code == 200 and r.headers["content-type"] == media and r.content == out.getvalue()
+    (layer,) = basemap_layers(settings)
+    assert layer.url == f"/api/v1/basemap/{{z}}/{{x}}/{{y}}.{fmt}" and getattr(layer, "bounds", None) is None
+
+
 def test_own_tiles_are_not_served_when_another_base_map_is_chosen(
     demo_dsn: str, redis_url: str, tmp_path: Path, demo_admin: dict[str, str]
 ) -> None:
