@@ -218,15 +218,24 @@ def labels(places: Iterable[Place], z: int, font: tuple[str, int] | None) -> lis
     if z < NAMES_FROM or font is None:
         return []
     chosen: list[Label] = []
+    near: dict[tuple[int, int], list[Label]] = {}  # the chosen by the tiles their boxes touch
     for place in sorted(places, key=lambda p: (p.level, p.name, p.lon, p.lat)):
         px, py = _world_px(place.lon, place.lat, z)
         f = _font(font[0], font[1], NAME_SIZE.get(place.level, 12))
         left, top, right, _ = f.getbbox(place.name, anchor="mb", stroke_width=HALO_WIDTH)
         gap = 3
         box = (px + left - gap, py - _dot(place.level) - 2 + top - gap, px + right + gap, py + _dot(place.level) + gap)
-        if any(_overlap(box, other.box) for other in chosen):
+        cells = [
+            (cx, cy)
+            for cx in range(int(box[0] // TILE), int(box[2] // TILE) + 1)
+            for cy in range(int(box[1] // TILE), int(box[3] // TILE) + 1)
+        ]
+        if any(_overlap(box, other.box) for cell in cells for other in near.get(cell, ())):
             continue
-        chosen.append(Label(place, px, py, box))
+        label = Label(place, px, py, box)
+        chosen.append(label)
+        for cell in cells:
+            near.setdefault(cell, []).append(label)
     return chosen
 
 
