@@ -140,6 +140,7 @@ ROUTES: Mapping[str, Policy] = {
     "/static/swagger": _signed_in(Face.ASSET),
     **{layer.path: _signed_in(Face.API) for layer in registry.all_layers()},  # every map layer (layers/)
     "/api/v1/layers/grids/stats": _signed_in(Face.API),
+    "/api/v1/basemap/{z}/{x}/{y}": _signed_in(Face.API),  # the base map's tiles: geography, no cases
     "/api/v1/areas/{code}/cases.csv": _signed_in(Face.API, NOT_VAN),
     "/api/v1/cases": _signed_in(Face.API, NOT_VAN),
     "/api/v1/cases/{code}": _signed_in(Face.API),

@@ -4,7 +4,8 @@ A plain server-rendered page, one vanilla script and a stylesheet (``api/static/
 ``api/static/vendor/`` — no Dash: a phone on the steppe must open the page with no network at all,
 so its shell is a handful of fixed files a service worker keeps (``/m/sw.js``, scope ``/m``), and a
 web app manifest (``/m/manifest.webmanifest``) makes it installable. Nothing comes from another
-origin: the map shows the deployment's own grid polygons (``/api/v1/layers/grids``), no tiles.
+origin: the map shows the deployment's own grid polygons (``/api/v1/layers/grids``) over the base map
+this server draws (services/basemap.py, light style; none with ``YITU_BASEMAP=none``).
 
 The shell (page, script, style, worker, manifest, icons, Leaflet) holds no data: the same files
 for everyone, so the worker may keep them. The page's data comes from:
@@ -55,6 +56,7 @@ from api.page_head import page_head
 from geodata import field, queries
 from geodata.attachments import MAX_FILE_BYTES
 from geodata.gcj02 import CHINA_LAT, CHINA_LON
+from services.basemap import phone_tiles
 from services.live import LiveHub
 from services.runtime import Services
 from services.scheduler import CasesRuntime
@@ -436,6 +438,7 @@ def _state(svc: Services, rules: Any, who: Principal, lists: bool) -> dict[str, 
         "triage_fields": list(TRIAGE_FIELDS),
         "max_photos": MAX_PHOTOS,
         "china": {"lon": list(CHINA_LON), "lat": list(CHINA_LAT)},
+        "tiles": phone_tiles(svc.settings, light=True),  # the base map under the cells (light), or None
     }
     if not lists:
         return out

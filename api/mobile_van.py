@@ -45,6 +45,7 @@ from api.page_head import page_head
 from api.vans import VAN_ID, van_out
 from geodata import dispatch, tracking
 from geodata.queries import rounded
+from services.basemap import phone_tiles
 from services.dispatching import DISPATCHERS, dispatch_out, routing
 from services.identity import CREW_ROLE
 from services.runtime import Services
@@ -194,15 +195,6 @@ def _lang(settings: Settings) -> str:
     return settings.lang if settings.lang in TEXTS else "zh-CN"
 
 
-def _tiles(settings: Settings) -> dict[str, Any] | None:
-    """The base map the wall uses, for Leaflet on the phone (none by default: the lines on dark)."""
-    if settings.basemap == "osm":
-        return {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "attribution": "© OpenStreetMap"}
-    if settings.basemap == "xyz" and settings.basemap_url:
-        return {"url": settings.basemap_url, "attribution": ""}
-    return None  # tianditu needs its key in the URL: not handed to a phone page
-
-
 def crew_van(who: Principal, van: str | None) -> str:
     """The van ``who`` may look at: a crew member's own (another is 403 naming ``van``); any van for
     the people who send them (their area is applied to the dispatch in the SQL)."""
@@ -298,7 +290,7 @@ def page_html(settings: Settings, who: Principal, van: str) -> str:
         "poll_ms": POLL_SECONDS * 1000,
         "batch_ms": GPS_BATCH_SECONDS * 1000,
         "batch_fixes": GPS_BATCH_FIXES,
-        "tiles": _tiles(settings),
+        "tiles": phone_tiles(settings),
         "lang": lang,
         "user": who.name,
     }

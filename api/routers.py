@@ -8,6 +8,7 @@ from api import (
     area_export,
     areas,
     attachments,
+    basemap,
     cases,
     dispatch,
     errors,
@@ -31,6 +32,7 @@ def all_routers() -> list[APIRouter]:
         signin.router,
         welcome.router,  # /welcome/<code>: an imported account's first password
         layers.make_router(),
+        basemap.router,  # the base map's tiles (basemap=own / mbtiles)
         area_export.router,
         cases.router,
         attachments.router,

@@ -17,7 +17,7 @@ import click
 from pydantic import ValidationError
 
 from cli.stack import EmbeddedStack, StackError
-from geodata import io, roads
+from geodata import io, roads, water
 from geodata.errors import YituError
 from services.settings import Settings
 
@@ -277,6 +277,46 @@ def import_roads(
     fields = roads.RoadFields(class_field, name_field)
     options = io.ReadOptions(layer, encoding, gcj02)
     _run_import(roads.import_roads, ctx, file, fields, options, replace=replace, check=check)
+
+
+@import_group.command("water")
+@click.argument("file", type=_FILE)
+@_reading
+@click.option(
+    "--kind-field", help="Field with the kind of water (ignored for OSM); " + _defaults(water.KIND_FIELDS) + "."
+)
+@click.option("--name-field", help="Field with the name; " + _defaults(roads.NAME_FIELDS) + ".")
+@click.option("--check", is_flag=True, help="Judge the file and print what would change; write nothing.")
+@click.option("--replace", is_flag=True, help="Replace the water imported before. Default: add the file's.")
+@click.pass_context
+def import_water(
+    ctx: click.Context,
+    file: Path,
+    layer: str | None,
+    encoding: str | None,
+    gcj02: bool,
+    kind_field: str | None,
+    name_field: str | None,
+    check: bool,
+    replace: bool,
+) -> None:
+    """Import rivers, canals, lakes and reservoirs for the base map (YITU_BASEMAP=own) from FILE: an
+    OpenStreetMap extract (.osm.pbf, .osm) or any GDAL file with a kind field.
+
+    \b
+    Kinds (lines or areas):
+      river      河流 江; OSM waterway=river
+      stream     溪流 沟; OSM waterway=stream|drain|ditch (drawn from zoom 11)
+      canal      渠 运河; OSM waterway=canal
+      lake       湖泊 海子 淖尔; OSM natural=water
+      reservoir  水库; OSM water=reservoir, landuse=reservoir
+      pond       池塘 (from zoom 11)
+      wetland    湿地 (from zoom 11)
+    Every problem is listed at once and nothing is written unless all is well.
+    """
+    fields = water.WaterFields(kind_field, name_field)
+    options = io.ReadOptions(layer, encoding, gcj02)
+    _run_import(water.import_water, ctx, file, fields, options, replace=replace, check=check)
 
 
 def _run_roster(

@@ -31,10 +31,10 @@ from callbacks import roster as roster_callbacks
 from callbacks import search as search_callbacks
 from callbacks import wall as wall_callbacks
 from dashboard import layout
-from dashboard.pages import wall
 from geodata.db import open_pool
 from services import identity
 from services import scheduler as cases_scheduler
+from services.basemap import tile_sources
 from services.live import LiveHub
 from services.runtime import Services, open_redis
 from services.settings import Settings
@@ -185,10 +185,9 @@ def create_app(settings: Settings) -> FastAPI:
 def _csp(dash_app: dash.Dash, settings: Settings, more_hashes: list[str]) -> str:
     """The pages' Content-Security-Policy: Dash's (and /docs') inline scripts by hash, the base map's
     tile host only."""
-    tiles = wall.basemap_layers(settings)
     origins = [
         origin
-        for layer in tiles
-        for origin in budgets.tile_origins([layer.url], getattr(layer, "subdomains", None) or ())
+        for source in tile_sources(settings)
+        for origin in budgets.tile_origins([source.url], source.options.get("subdomains") or ())
     ]
     return budgets.content_security_policy([*dash_app.csp_hashes(), *more_hashes], origins)

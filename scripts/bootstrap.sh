@@ -2,7 +2,7 @@
 # Installs what yitu needs on a Debian/Ubuntu machine, and nothing twice.
 #
 #   scripts/bootstrap.sh          system packages for the stack + .venv with the project
-#   scripts/bootstrap.sh --test   the same, plus Chromium, ChromeDriver, CJK fonts, nginx, openssl and the test extras
+#   scripts/bootstrap.sh --test   the same, plus Chromium, ChromeDriver, nginx, openssl and the test extras
 #
 # Safe to run again: packages already installed and an up-to-date .venv are left alone,
 # so a second run takes a second or two. Root installs directly; a normal user needs sudo.
@@ -29,11 +29,12 @@ if [[ -d /usr/lib/postgresql ]]; then
 fi
 pg_major="${YITU_PG_MAJOR:-${pg_major:-15}}"
 
-packages=("postgresql-$pg_major" "postgresql-$pg_major-postgis-3" "postgresql-$pg_major-pgrouting" redis-server)
+# fonts-noto-cjk: the place names of the server's own base map (geodata/basemap.py; the browsers' too).
+packages=("postgresql-$pg_major" "postgresql-$pg_major-postgis-3" "postgresql-$pg_major-pgrouting" redis-server fonts-noto-cjk)
 if (( want_test )); then
   # nginx and openssl: tests/test_nginx.py runs deploy/nginx.conf in front of the app with a throwaway
   # certificate (its own prefix and ports; the package's service is neither needed nor started by the test).
-  packages+=(chromium chromium-driver fonts-noto-cjk nginx openssl)
+  packages+=(chromium chromium-driver nginx openssl)
 fi
 
 missing=()

@@ -121,9 +121,35 @@ class Settings(BaseSettings):
     )
 
     # --- the map ------------------------------------------------------------------
-    basemap: Literal["none", "osm", "tianditu-vec", "tianditu-img", "xyz"] = Field(
-        default="none",
-        description="Base map: none (own layers on dark, works offline), osm, tianditu-vec/-img, or xyz.",
+    basemap: Literal["own", "mbtiles", "none", "osm", "tianditu-vec", "tianditu-img", "xyz"] = Field(
+        default="own",
+        description="Base map: own (drawn by yitu from the deployment's roads, places and water: offline), "
+        "mbtiles (the raster MBTiles of `yitu basemap import`, served by yitu: offline), none (the layers on "
+        "dark), or from another origin: osm, tianditu-vec/-img, xyz.",
+    )
+    basemap_dir: Path | None = Field(
+        default=None,
+        description="Folder of the base map's imported MBTiles (`yitu basemap import`). Unset: <home>/basemap. "
+        "Every server process reads it: behind nginx on several hosts, import on each.",
+    )
+    basemap_mbtiles_max_bytes: int = Field(
+        default=16 * 1024**3,
+        ge=1024,
+        le=1024**4,
+        description="Bytes an MBTiles file may have for `yitu basemap import` "
+        "(a whole province at zoom 14 is a few GB).",
+    )
+    basemap_cache_s: int = Field(
+        default=7 * 86400,
+        ge=0,
+        le=365 * 86400,
+        description="Seconds Redis keeps a tile of basemap=own (an import of roads, areas or water draws anew "
+        "at once whatever is cached); 0: no cache.",
+    )
+    basemap_font: Path | None = Field(
+        default=None,
+        description="A TrueType/OpenType font with Chinese for the place names of basemap=own. Unset: the "
+        "first of Noto Sans CJK, WenQuanYi, Droid Sans Fallback found; none found: no names drawn.",
     )
     basemap_url: str | None = Field(
         default=None,
@@ -489,6 +515,10 @@ class Settings(BaseSettings):
     def blob_path(self) -> Path:
         """The blob store's folder: ``blob_dir``, or ``<home>/blobs``."""
         return (self.blob_dir or self.home / "blobs").resolve()
+
+    def basemap_path(self) -> Path:
+        """The imported base map's folder: ``basemap_dir``, or ``<home>/basemap``."""
+        return (self.basemap_dir or self.home / "basemap").resolve()
 
     def embedded_secret(self, name: str) -> str:
         """A generated password of the embedded stack (``<home>/secrets/<name>``, mode 0600),

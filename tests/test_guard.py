@@ -79,7 +79,10 @@ def _sample(path: str, demo: dict[str, str]) -> str:
         "action": "accept",
         "package_name": "dash",
         "fingerprinted_path:path": "dash.min.js",
-        "rest:path": "v1/no-such-thing",  # the JSON 404 of the rest of /api/: no data, no hint either
+        "rest:path": "v1/no-such-thing",
+        "z": "9",  # a base map tile (api/basemap.py)
+        "x": "418",
+        "y": "195.png",  # the JSON 404 of the rest of /api/: no data, no hint either
     }
     if path.startswith("/pair/"):
         return "/pair/not-a-code"

@@ -233,6 +233,8 @@ def _documented_rules(vans: list[str]) -> Callable[[HookContext, Case], Case]:
                 _track_window(query)
             if path == "/api/v1/stats/ranking":
                 _ranking_level(query)
+        if path == "/api/v1/basemap/{z}/{x}/{y}" and case.path_parameters:
+            _tile_address(case.path_parameters)
         if case.headers and "Idempotency-Key" in case.headers:
             case.headers["Idempotency-Key"] = f"contract-{uuid.uuid4().hex}"  # a new key for a new request
         body = case.body
@@ -351,6 +353,21 @@ def _ranking_level(query: dict[str, Any]) -> None:
     area, level = query.get("area"), query.get("level")
     if isinstance(area, str) and isinstance(level, int) and (len(area) - 3) // 3 >= level:
         query.pop("area")
+
+
+def _tile_address(params: dict[str, Any]) -> None:
+    """A tile's column and row lie in 0..2^z-1 (the route's description). The coverage phase may give
+    the path's numbers as text."""
+    z, x, y = params.get("z"), params.get("x"), params.get("y")
+    if isinstance(z, str) and z.isdigit():
+        z = int(z)
+    if not (isinstance(z, int) and 0 <= z <= 30):
+        return
+    side = 1 << z
+    if isinstance(x, int) or (isinstance(x, str) and x.isdigit()):
+        params["x"] = type(x)(int(x) % side)
+    if isinstance(y, str) and (row := y.split(".", 1)[0].removesuffix("@2x")).isdigit():
+        params["y"] = f"{int(row) % side}{y[len(row) :]}"
 
 
 # --- the test --------------------------------------------------------------------------------------

@@ -16,6 +16,23 @@
     yitu._hooked = true;
   }
 
+  // The server's own base map (services/basemap.py, class yitu-basemap) is drawn for 1080 lines, like
+  // the icons: a 4K wall of one device pixel per pixel gets its roads and names twice as large, as
+  // 512-pixel tiles of one zoom less drawn at twice the scale ("@2x"). A HiDPI screen already asks
+  // for "@2x" tiles through Leaflet's {r}.
+  if (window.L && window.L.TileLayer && !yitu._tilesHooked) {
+    window.L.TileLayer.addInitHook(function () {
+      var big = (window.innerHeight || 1080) / 1080 >= 1.5 && !window.L.Browser.retina;
+      if (this.options.className === "yitu-basemap" && big && this._url.indexOf("{r}") >= 0) {
+        this._url = this._url.replace("{r}", "@2x");
+        this.options.tileSize = 512;
+        this.options.zoomOffset = -1;
+        this.options.minZoom = Math.max(this.options.minZoom || 0, 1);  // no zoom -1 tile
+      }
+    });
+    yitu._tilesHooked = true;
+  }
+
   var STEP_COLOURS = {
     reported: "#ffb020", accepted: "#ffd84d", dispatched: "#3fb6ff",
     handling: "#a070ff", closed: "#3ddc84", evaluated: "#2fa86a", rejected: "#7a8599"

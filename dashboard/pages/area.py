@@ -14,6 +14,7 @@ from dash import dcc, html
 from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
 from dashboard.header import page_header
+from dashboard.basemap import attribution_shown, basemap_layers
 from dashboard.i18n import translator
 from dashboard.layout import banner_map
 from dashboard.pages import inbox
@@ -78,8 +79,9 @@ def layout(
                         children=banner_map(
                             Ids.MAP,
                             area["bounds"],
-                            attributionControl=False,
+                            attributionControl=attribution_shown(settings),
                             children=[
+                                *basemap_layers(settings),
                                 grids.component(
                                     grids.url(level=child_level, parent=area["code"]),
                                     grids.hideout(

@@ -19,6 +19,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.header import page_header
+from dashboard.basemap import attribution_shown, basemap_layers
 from dashboard.i18n import translator
 from layers import registry
 from services.settings import Settings
@@ -113,8 +114,9 @@ def layout(settings: Settings, code: str, center: tuple[float, float] | None, wh
                                 preferCanvas=True,
                                 zoomSnap=0.5,
                                 className="yitu-map",
-                                attributionControl=False,
+                                attributionControl=attribution_shown(settings),
                                 children=[
+                                    *basemap_layers(settings),
                                     cells,
                                     dl.LayerGroup(id=Ids.FOCUS),
                                     van_layer,

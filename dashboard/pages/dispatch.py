@@ -20,6 +20,7 @@ import dash_leaflet as dl
 from dash import dcc, html
 
 from dashboard.header import page_header
+from dashboard.basemap import attribution_shown, basemap_layers
 from dashboard.i18n import translator
 from dashboard.layout import banner_map, live_tick
 from dashboard.pages import inbox
@@ -126,8 +127,9 @@ def layout(
                     banner_map(
                         Ids.MAP,
                         banner["bounds"],
-                        attributionControl=False,
+                        attributionControl=attribution_shown(settings),
                         children=[
+                            *basemap_layers(settings),
                             grids.component(
                                 grids.url(level=2, bbox=bbox),
                                 grids.hideout(data.get("grids"), mode="none", stats={}, selected=None, labels=True),

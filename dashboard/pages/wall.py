@@ -13,6 +13,7 @@ from typing import Any
 import dash_leaflet as dl
 from dash import dcc, html
 
+from dashboard.basemap import attribution_shown, basemap_layers
 from dashboard.i18n import translator
 from dashboard.layout import AREAS_REV_TYPE, banner_map, live_tick
 from dashboard.pages import inbox
@@ -94,33 +95,6 @@ def point_layer(layer_id: str, url: str, hideout: dict[str, Any] | None = None) 
     component = layer.component(url, hideout)
     component.id = {"type": POINT, "layer": layer_id}
     return component
-
-
-def basemap_layers(settings: Settings) -> list[Any]:
-    """Tile layers for the configured base map; none by default (a command network may be offline)."""
-    if settings.basemap == "osm":
-        return [
-            dl.TileLayer(
-                url="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-                maxZoom=19,
-                attribution="© OpenStreetMap contributors",
-            )
-        ]
-    if settings.basemap in ("tianditu-vec", "tianditu-img") and settings.tianditu_token:
-        token = settings.tianditu_token.get_secret_value()
-        base, note = ("vec", "cva") if settings.basemap == "tianditu-vec" else ("img", "cia")
-        tmpl = (
-            "https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=%s"
-            "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk=" + token
-        )
-        sub = "01234567"
-        return [
-            dl.TileLayer(url=tmpl % (base, base), subdomains=sub, maxZoom=18, attribution="© 天地图"),
-            dl.TileLayer(url=tmpl % (note, note), subdomains=sub, maxZoom=18),
-        ]
-    if settings.basemap == "xyz" and settings.basemap_url:
-        return [dl.TileLayer(url=settings.basemap_url, maxZoom=19)]
-    return []
 
 
 def pin_filters(t: Callable[[str], str]) -> html.Div:
@@ -273,7 +247,7 @@ def layout(
                         Ids.MAP,
                         focus["bounds"],
                         trackViewport=True,
-                        attributionControl=bool(settings.basemap != "none"),
+                        attributionControl=attribution_shown(settings),
                         children=[
                             *basemap_layers(settings),
                             *map_layers,

@@ -45,6 +45,7 @@ DEMO_TABLES = (
     "mediation_centers",
     "cameras",
     "roads",
+    "water",  # the base map's (036_basemap.sql): another territory's rivers would not fit
     "areas",
 )
 

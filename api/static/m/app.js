@@ -167,10 +167,20 @@
   function drawGrids(fc) {
     grids = fc;
     if (!map || !fc.features.length) { return; }
-    var layer = L.geoJSON(fc, { interactive: false, style: { color: "#3d8fd1", weight: 1, fillColor: "#ffffff", fillOpacity: 0.5 } });
+    var layer = L.geoJSON(fc, { interactive: false, style: { color: "#3d8fd1", weight: 1, fillColor: "#ffffff", fillOpacity: 0.2 } });
     layer.addTo(map);
     layer.bringToBack();  // under the chosen place's marker
     if (!point) { map.fitBounds(layer.getBounds()); }
+  }
+
+  // The server's base map (light, drawn by the server from its own roads and places: services/basemap.py),
+  // added once the server has named it: never from a kept state, so a page opened offline asks for no tiles.
+  var tiles = null;
+  function addTiles(t) {
+    if (!map || tiles || !t) { return; }
+    tiles = L.tileLayer(t.url, Object.assign({ maxZoom: 19 }, t.options || {}, { attribution: t.attribution || "" }));
+    tiles.addTo(map);
+    tiles.bringToBack();
   }
 
   function initMap() {
@@ -459,6 +469,7 @@
     refreshing = OB.call("/m/api/state", {}).then(function (s) {
       state = s;
       setOnline(true);
+      addTiles(s.tiles);
       var clock = OB.clockOf(s);
       var warn = $("m-clock");
       warn.hidden = clock.ok;

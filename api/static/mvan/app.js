@@ -63,8 +63,10 @@
   }
 
   // --- the map -------------------------------------------------------------------------------------------
-  var map = L.map('mvan-map', { zoomControl: true, attributionControl: !!cfg.tiles }).setView([42, 112], 5);
-  if (cfg.tiles) { L.tileLayer(cfg.tiles.url, { maxZoom: 19, attribution: cfg.tiles.attribution }).addTo(map); }
+  var map = L.map('mvan-map', { zoomControl: true, attributionControl: !!(cfg.tiles && cfg.tiles.attribution) }).setView([42, 112], 5);
+  if (cfg.tiles) {  // the server's base map (services/basemap.py): its own tiles unless a setting says otherwise
+    L.tileLayer(cfg.tiles.url, Object.assign({ maxZoom: 19 }, cfg.tiles.options || {}, { attribution: cfg.tiles.attribution })).addTo(map);
+  }
   // The grid cells around (GET /api/v1/layers/grids, the level the zoom shows): where the line runs.
   var grids = L.geoJSON(null, {
     interactive: false,
