@@ -5,9 +5,8 @@ once, for a fixed time, against N app processes behind nginx, with or without th
     .venv/bin/python bench/bench_mix.py --processes 2 --replica --fault kill-app
     .venv/bin/python bench/bench_mix.py --processes 1 --seconds 30 --screens 4 --rate 10 --gps 100
 
-What runs, all on loopback (the ports: free ones the OS gives, the Sentinels' beside this checkout's
-Redis, YITU_REDIS_PORT + 20 … + 24 from .env; the database server and Redis: this checkout's
-embedded stack, `yitu db up`):
+What runs, all on loopback (the ports: free ones the OS gives; the database server, its standby and
+Redis: this checkout's embedded stack, `yitu db up`, on the ports of its .env):
 
 - the data: a scratch copy (``CREATE DATABASE … TEMPLATE``, file copy) of the scale's bench database
   (``--scale city``: ``yitu_bench``, 1,000,000 cases, the largest seed there is — the league demo of
@@ -33,6 +32,10 @@ embedded stack, `yitu db up`):
   transitions ``--transitions``/s on the cases reported in the run (accept, escalate, dispatch to a
   mediator, start, attempt, close), searches ``--searches``/s (``GET /api/v1/search``) and area views
   ``--areas``/s (``GET /api/v1/areas/{code}/stats`` and ``…/cases``, towns and villages).
+
+Beside them, in the same run, the baseline: ``GET /healthz`` at ``--baseline``/s (nginx, the app's
+front, one query and a Redis ping): on a machine shared with other work it shows what the moment's
+contention costs any request, whatever it does.
 
 Printed: a progress line every 5 s; then per path n, p50/p95/p99/max in ms and errors, the push
 latency to the screens (from the moment the harness had a report's 201 — the write committed — to
@@ -62,6 +65,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import signal
 import ssl
 import statistics
@@ -96,12 +100,17 @@ from bench.common import drop_database, free_port, wait_healthy
 from cli.stack import EmbeddedStack
 from services.identity import PAIR_PATH, create_screen, create_token
 from services.settings import Settings
+from tests import test_nginx
 from tests.test_nginx import NAME, Nginx
 from tests.test_sentinel import MASTER, PASSWORD, SentinelSet
 
 # --- what the issue asks (this 2-core machine, 2 processes + replica) ------------------------------
 TARGETS_MS = {"push": 150.0, "intake": 50.0, "layer": 100.0, "kpi": 100.0}
 RECONNECT_TARGET_S = 10.0
+
+MAIN = test_nginx.MAIN.replace("worker_processes 1;", "worker_processes auto;").replace(
+    "worker_connections 256;", "worker_connections 768;"
+)
 
 # The wall page's ids (dashboard/pages/wall.py, callbacks/live.py, callbacks/wall.py).
 POINT = "wall-point-layer"
@@ -168,6 +177,7 @@ class Figures:
     """Every path's series; a sample counts when the request was due inside [start, end)."""
 
     ORDER = (
+        ("baseline", "baseline: GET /healthz", None),
         ("intake", "POST /api/v1/cases", "intake"),
         ("gps", "POST /api/v1/vans/positions", None),
         ("transition", "POST /api/v1/cases/{code}/transitions", None),
@@ -702,11 +712,14 @@ class Mix:
             if now() > deadline:
                 raise SystemExit(f"only {sum(s.connected for s in self.screens)} of {len(self.screens)} screens live")
             await asyncio.sleep(0.1)
-        clients = {k: Https(self.port, self.tls) for k in ("intake", "gps", "transition", "search", "area")}
+        clients = {k: Https(self.port, self.tls) for k in ("intake", "gps", "transition", "search", "area", "base")}
         t0 = now()
         self.figures.start = t0 + args.warmup
         self.figures.end = self.figures.start + args.seconds
         senders = [
+            asyncio.create_task(
+                self.open_loop("baseline", args.baseline, clients["base"], lambda i: ("GET", "/healthz", None, {}, 200))
+            ),
             asyncio.create_task(self.open_loop("intake", args.rate, clients["intake"], self.report)),
             asyncio.create_task(
                 self.open_loop("gps", args.gps / args.gps_batch, clients["gps"], self.gps) if args.gps > 0 else _noop()
@@ -795,6 +808,7 @@ class CpuWindow:
         self.t0 = self.t1 = 0.0
         self.busy0 = self.busy1 = 0
         self.self0 = self.self1 = 0.0
+        self.last_seen: dict[int, tuple[int, int, str]] = {}  # ticks of processes about to be killed
 
     def open(self) -> None:
         self.before, self.t0, self.busy0, self.self0 = _cpu_ticks(), time.monotonic(), _busy_ticks(), _self_cpu()
@@ -810,7 +824,8 @@ class CpuWindow:
         out: dict[str, float] = {}
         counted = 0.0
         for name, pids in groups.items():
-            spent = sum(max(0, self.after[p][0] - before.get(p, (0, 0, ""))[0]) for p in pids if p in self.after)
+            after = {**self.last_seen, **self.after}
+            spent = sum(max(0, after[p][0] - before.get(p, (0, 0, ""))[0]) for p in pids if p in after)
             out[name] = spent / hz / seconds * 100
             counted += spent
         mine = (self.self1 - self.self0) * hz
@@ -843,6 +858,7 @@ class Fault:
 
     async def _kill_app(self, mix: Mix) -> None:
         victim = self.site.apps[0]
+        mix.cpu.last_seen = _cpu_ticks()  # what the victim spent until now still counts as its own
         t = now()
         os.kill(victim.pid, signal.SIGKILL)
         await asyncio.to_thread(victim.wait, 10)
@@ -883,7 +899,7 @@ class Fault:
             f"screens caught up (an event of a report answered after the fault on screen): {len(caught)} of"
             f" {len(mix.screens)}, the last {max(late, default=float('nan')):.1f} s after the fault; push after the"
             f" fault p95 {_p95(after_ms):.0f} ms, max {max(after_ms, default=float('nan')):.0f} ms;"
-            f" resync batches since the fault {sum(1 for r in mix.resync_at if r > t)}"
+            f" resync batches by then {sum(1 for r in mix.resync_at if r > t)}"
         )
 
     async def _stop_replica(self, mix: Mix) -> None:
@@ -973,6 +989,9 @@ class Site:
         for proc, port, i in zip(self.apps, self.ports, range(len(self.apps)), strict=True):
             wait_healthy(proc, f"http://127.0.0.1:{port}", 180, self.tmp / f"app{i + 1}.log")
         upstream = ";\n    server ".join(f"127.0.0.1:{p}" for p in self.ports)
+        # Debian's own nginx.conf around deploy/nginx.conf: a worker per core, 768 connections each (the
+        # test's 256 run out under an open-loop client whose requests pile up while the server is slow).
+        test_nginx.MAIN = MAIN
         self.nginx = Nginx(self.tmp / "nginx", upstream)
 
     def _replica_dsn(self) -> str:
@@ -980,8 +999,8 @@ class Site:
 
     def _redis(self) -> None:
         if self.args.fault == "redis-failover":
-            base = self.stack.settings.redis_port + 20
-            self.sentinels = SentinelSet(self.tmp, [base + i for i in range(5)])
+            # Free ports (YITU_REDIS_PORT + 20 is the next checkout's Redis on a shared machine).
+            self.sentinels = SentinelSet(self.tmp, _free_ports(5))
             self.sentinels.start()
             hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinels.ports[2:])
             self.redis_url = f"redis+sentinel://:{PASSWORD}@{hosts}/{MASTER}/0"
@@ -1064,6 +1083,7 @@ class Site:
                 self.stack.stop_replica()
             elif self.replica_was_running and not self.stack.replica_running():
                 self.stack.start_replica()  # the fault stopped it: as it was found
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _clone(template_dsn: str, prefix: str) -> str:
@@ -1077,6 +1097,14 @@ def _clone(template_dsn: str, prefix: str) -> str:
             create += sql.SQL(" STRATEGY FILE_COPY")
         conn.execute(create)
     return make_conninfo(template_dsn, dbname=name)
+
+
+def _free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        if (p := free_port()) not in ports:
+            ports.append(p)
+    return ports
 
 
 def _answers(dsn: str) -> bool:
@@ -1247,6 +1275,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transitions", type=float, default=10, help="case transitions per second (default 10)")
     ap.add_argument("--searches", type=float, default=5, help="searches per second (default 5)")
     ap.add_argument("--areas", type=float, default=5, help="area views per second, stats + cases each (default 5)")
+    ap.add_argument(
+        "--baseline", type=float, default=5, help="GET /healthz per second, the baseline of the run (default 5)"
+    )
     ap.add_argument(
         "--fault",
         choices=("kill-app", "stop-replica", "redis-failover"),
