@@ -945,6 +945,7 @@ class Site:
         self.sentinels: SentinelSet | None = None
         self.redis_url = ""
         self.admin = ""
+        self.keep = False  # leave the app and nginx logs in self.tmp
 
     # --- up -----------------------------------------------------------------------------------------
     def up(self) -> None:
@@ -1083,7 +1084,8 @@ class Site:
                 self.stack.stop_replica()
             elif self.replica_was_running and not self.stack.replica_running():
                 self.stack.start_replica()  # the fault stopped it: as it was found
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _clone(template_dsn: str, prefix: str) -> str:
@@ -1258,6 +1260,10 @@ def print_table(out: dict[str, Any]) -> None:
     )
     for note in out["fault_notes"]:
         _say("fault: " + note)
+    for note in out["app_exits"]:
+        _say("NOTE: " + note)
+    if out.get("logs_kept"):
+        _say(f"the app and nginx logs of this run are kept in {out['logs_kept']}")
     _say(f"errors {out['errors']}; load average after: {out['load_after']}")
 
 
@@ -1332,8 +1338,17 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
         out = report(args, mix, site, meta)
+        victim = 0 if args.fault == "kill-app" else None
+        out["app_exits"] = [
+            f"app process {i + 1} exited with status {p.returncode} during the run"
+            for i, p in enumerate(site.apps)
+            if p.poll() is not None and i != victim
+        ]
+        site.keep = bool(out["errors"] or out["app_exits"])  # the servers' logs, to see why
     finally:
         site.down()
+    if site.keep:
+        out["logs_kept"] = str(site.tmp)
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
     else:
