@@ -79,9 +79,16 @@ def get_area_cases(
     filters: Annotated[CaseFilters, Depends()],
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
-    with svc.reading() as conn:
+    with svc.reading() as conn, svc.writable(conn) as log:  # the audit row: on the primary
         _area(conn, code, who)
         page = filters.page(
-            conn, code, who, rt.rules, now, route="GET /api/v1/areas/{code}/cases", address=client_address(request)
+            conn,
+            code,
+            who,
+            rt.rules,
+            now,
+            route="GET /api/v1/areas/{code}/cases",
+            address=client_address(request),
+            log=log,
         )
         return {"code": code, **page}

@@ -351,11 +351,13 @@ class CaseFilters:
         *,
         route: str,
         address: str | None,
+        log: psycopg.Connection | None = None,
     ) -> dict[str, Any]:
         """One page of the matching cases in ``area`` (None: everywhere), each as ``who`` may see it.
 
         A page with unmasked parties is logged as a read of personal data (``route``, ``address``)
-        on ``conn``, in the same transaction.
+        on ``log`` (a primary connection when ``conn`` is the replica's), else on ``conn``, in the
+        same transaction.
         """
         rows = store.search(
             conn,
@@ -369,7 +371,7 @@ class CaseFilters:
             limit=self.limit,
             offset=self.offset,
         )
-        audit.personal_data_read(conn, who, [r["code"] for r in rows], route, address)
+        audit.personal_data_read(log or conn, who, [r["code"] for r in rows], route, address)
         return {"limit": self.limit, "offset": self.offset, "cases": [case_out(r, who, rules, now) for r in rows]}
 
 

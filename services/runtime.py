@@ -86,6 +86,17 @@ class Services:
                 conn = stack.enter_context(self.pool.connection())
             yield conn
 
+    @contextmanager
+    def writable(self, conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+        """``conn`` itself when it is the primary's, else one of the primary's: a read from the replica
+        that must leave a row (the audit of a read of personal data) cannot write on a hot standby
+        (PostgreSQL reports ``in_hot_standby`` to every client, so no query is needed to tell)."""
+        if conn.info.parameter_status("in_hot_standby") != "on":
+            yield conn
+            return
+        with self.pool.connection() as primary:
+            yield primary
+
     def close(self) -> None:
         if self.replica is not None:
             self.replica.stop()

@@ -27,7 +27,7 @@ from geodata.migrate import migrate
 from services.settings import Settings
 
 from .conftest import make_token
-from .helpers import free_port, wait_for
+from .helpers import free_port, keyed, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -249,3 +249,57 @@ def test_the_replica_commands(primary: EmbeddedStack) -> None:
     assert "started" in run("up")
     assert "already running" in run("up")
     wait_for(lambda: "streaming" in run("status"), what="the standby streaming again")
+
+
+def test_a_read_of_personal_data_from_the_replica_is_audited_on_the_primary(
+    primary: EmbeddedStack, app_on: Callable[..., TestClient]
+) -> None:
+    """The search and an area's case list show a dispatcher the parties, and each such read leaves an
+    audit row: written on the primary when the read came from the replica (a hot standby refuses
+    writes: these routes answered 500 under bench/bench_mix.py with the replica, issue 17)."""
+    client = app_on()
+    admin = {"Authorization": f"Bearer {make_token(primary.database_url(), 'admin')}"}
+    dispatcher = {"Authorization": f"Bearer {make_token(primary.database_url(), 'dispatcher', name='replica-reader')}"}
+    with psycopg.connect(primary.database_url()) as conn:  # a grid chain of its own: a banner down to a cell
+        for level, code in enumerate(("158888", "158888001", "158888001001", "158888001001001"), start=1):
+            conn.execute(
+                "INSERT INTO areas (code, name, level, parent_code, geom) VALUES (%s, %s, %s, %s,"
+                " ST_Multi(ST_MakeEnvelope(102, 32, 103, 33, 4326)))",
+                (code, f"audit {level}", level, code[:-3] if level > 1 else None),
+            )
+    r = client.post(
+        "/api/v1/cases",
+        json={
+            "type": "neighbour",
+            "description": "邻里纠纷（副本读取）",
+            "lon": 102.5,
+            "lat": 32.5,
+            "channel": "grid_app",
+            "parties": [{"name": "副本甲", "phone": "13900002222"}],
+        },
+        headers=keyed(admin),
+    )
+    assert r.status_code == 201, r.text
+    code = r.json()["code"]
+    client.cookies.clear()  # not the writer any more: its reads may go to the replica
+
+    def on_replica() -> bool:
+        with psycopg.connect(_owner_on(primary, primary.settings.replica_port)) as conn:
+            return conn.execute("SELECT 1 FROM cases WHERE code = %s", (code,)).fetchone() is not None
+
+    wait_for(lambda: on_replica() and _in_use(client, admin), what="the case on the replica, the replica in use")
+    found = client.get("/api/v1/search", params={"q": "副本甲"}, headers=dispatcher)
+    assert found.status_code == 200, found.text
+    listed = client.get("/api/v1/areas/158888/cases", headers=dispatcher)
+    assert listed.status_code == 200, listed.text
+    assert [c["code"] for c in listed.json()["cases"]] == [code]
+    assert _in_use(client, admin)  # both were read while the replica served
+    with psycopg.connect(primary.database_url()) as conn:
+        rows = conn.execute(
+            "SELECT target, detail FROM admin_events WHERE actor_name = 'replica-reader' AND action = %s ORDER BY id",
+            ("personal_data.read",),
+        ).fetchall()
+    assert [(t, d["cases"]) for t, d in rows] == [
+        ("GET /api/v1/search", [code]),
+        ("GET /api/v1/areas/{code}/cases", [code]),
+    ]
