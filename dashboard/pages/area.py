@@ -13,8 +13,8 @@ from typing import Any
 from dash import dcc, html
 from dash.dash_table.DataTable import DataTable  # the class (mypy reads dash_table.DataTable as the module)
 
-from dashboard.header import page_header
 from dashboard.basemap import attribution_shown, basemap_layers
+from dashboard.header import page_header
 from dashboard.i18n import translator
 from dashboard.layout import banner_map
 from dashboard.pages import inbox

@@ -19,8 +19,8 @@ from typing import Any
 import dash_leaflet as dl
 from dash import dcc, html
 
-from dashboard.header import page_header
 from dashboard.basemap import attribution_shown, basemap_layers
+from dashboard.header import page_header
 from dashboard.i18n import translator
 from dashboard.layout import banner_map, live_tick
 from dashboard.pages import inbox
