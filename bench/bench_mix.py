@@ -907,6 +907,7 @@ class Fault:
         )
 
     async def _stop_replica(self, mix: Mix) -> None:
+        mix.cpu.last_seen = _cpu_ticks()  # what the standby spent until now still counts as its own
         t = now()
         await asyncio.to_thread(self.site.stack.stop_replica)
         mix.fault_notes.append(
