@@ -792,8 +792,12 @@ async def _poll(done: Callable[[], bool], deadline: float, every: float = 0.2) -
 
 
 def _p95(values: list[float]) -> float:
+    return _pct(values, 0.95)
+
+
+def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(0.95 * len(s)))] if s else float("nan")
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
 
 # --- CPU per process --------------------------------------------------------------------------------
@@ -903,6 +907,7 @@ class Fault:
         )
 
     async def _stop_replica(self, mix: Mix) -> None:
+        mix.cpu.last_seen = _cpu_ticks()  # what the standby spent until now still counts as its own
         t = now()
         await asyncio.to_thread(self.site.stack.stop_replica)
         mix.fault_notes.append(
@@ -1205,6 +1210,18 @@ def report(args: argparse.Namespace, mix: Mix, site: Site, meta: dict[str, Any])
             continue
         row = next(r for r in rows if r["path"] == name)
         verdicts[name] = row["p95"] is not None and row["p95"] < TARGETS_MS[target] and row["errors"] == 0
+    if mix.fault_at is not None:  # the push around the fault, over the rest of the run
+        t = mix.fault_at
+        after = [(a - t, ms) for a, ms in mix.push_samples if t <= a < mix.figures.end]
+        before = [ms for a, ms in mix.push_samples if mix.figures.start <= a < t]
+        slow = [dt for dt, ms in after if ms > 1000]
+        mix.fault_notes.append(
+            f"push before the fault p50 {_pct(before, 0.5):.0f} / p95 {_pct(before, 0.95):.0f} ms; of the reports"
+            f" answered after it p50 {_pct([ms for _, ms in after], 0.5):.0f} / p95"
+            f" {_pct([ms for _, ms in after], 0.95):.0f} / max {max((ms for _, ms in after), default=float('nan')):.0f}"
+            f" ms; the last whose event took over 1 s was answered"
+            f" {f'{max(slow):.1f} s' if slow else '(none)'} after the fault"
+        )
     return {
         **meta,
         "rows": rows,
