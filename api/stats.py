@@ -60,7 +60,11 @@ def get_ranking(
             if found is None:
                 raise errors.NotFound("no territory loaded", field="area")
             area = found["code"]
-        if queries.area_summary(conn, area) is None:
+            if level is not None and not queries.level_of(area) < level:
+                # the territory's banners (level 1) with one banner and no league root: ranked under their
+                # league's prefix all the same (codes nest; the root need not exist)
+                area = area[: queries.ROOT_DIGITS]
+        elif queries.area_summary(conn, area) is None:
             raise errors.NotFound(f"no area with code {area}", field="area")
         level = level or min(4, queries.level_of(area) + 1)
         if who.area is not None and not queries.level_of(who.area) < level:

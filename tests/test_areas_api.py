@@ -145,7 +145,11 @@ def test_period_bounds() -> None:
 
 def test_ranking_input_is_checked(client: TestClient, token: Callable[..., str]) -> None:
     tok = token("viewer")
-    assert client.get("/api/v1/stats/ranking?level=1", headers=auth(tok)).status_code == 422
+    assert client.get("/api/v1/stats/ranking?level=0", headers=auth(tok)).status_code == 422
+    # level 1 ranks the territory's banners (issue 16: several banners under a league root; here the one)
+    assert [r["code"] for r in client.get("/api/v1/stats/ranking?level=1", headers=auth(tok)).json()["ranking"]] == [
+        "150623"
+    ]
     assert client.get("/api/v1/stats/ranking?period=week", headers=auth(tok)).json()["field"] == "period"
     assert client.get("/api/v1/stats/ranking?level=3&area=150623100", headers=auth(tok)).status_code == 200
     assert client.get("/api/v1/stats/ranking?level=2&area=150623100", headers=auth(tok)).status_code == 422

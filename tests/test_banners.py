@@ -258,7 +258,12 @@ def test_the_wall_opens_at_the_root_and_drills_down(client: TestClient, two_bann
         assert [c.id["code"] for c in wall.crumbs(svc, SECOND, "zh-CN") if hasattr(c, "id")] == [SECOND]
 
 
-def test_one_banner_keeps_its_wall(client: TestClient) -> None:
+def test_one_banner_keeps_its_wall(client: TestClient, token: Callable[..., str]) -> None:
+    # the ranking of the territory's banners works without a root too: the one banner
+    banners = client.get("/api/v1/stats/ranking?level=1", headers=auth(token("viewer"))).json()
+    assert (banners["level"], [r["code"] for r in banners["ranking"]]) == (1, [FIRST])
+    towns = client.get("/api/v1/stats/ranking", headers=auth(token("viewer"))).json()
+    assert (towns["area"], towns["level"], len(towns["ranking"])) == (FIRST, 2, 4)
     svc = _svc(client)
     with acting_as(Principal(1, "admin", "admin", None, kind="user")):
         layout = pages.render(svc, "/", None)

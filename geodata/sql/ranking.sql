@@ -27,7 +27,7 @@ scored AS (
            coalesce(per.resolved::float8 / nullif(per.reported, 0), 0) AS resolution_rate,
            coalesce(per.overdue::float8 / nullif(per.open, 0), 0) AS overdue_share
     FROM areas a LEFT JOIN per ON per.code = a.code
-    WHERE a.level = %(level)s AND a.parent_code LIKE %(parent_code)s || '%%'
+    WHERE a.level = %(level)s AND starts_with(a.code, %(parent_code)s)  -- codes nest: banners too, root or not
 )
 SELECT rank() OVER (ORDER BY s.score DESC) AS rank, s.*
 FROM (SELECT scored.*,
