@@ -347,7 +347,11 @@ def van_board(svc: Services, lang: str, row_type: str | None = None) -> list[Com
         cls = f"yitu-van-row yitu-van-{r['status']}"
         if row_type:
             key = {"type": row_type, "van": r["id"]}
-            out.append(html.Button(cells, id=key, n_clicks=0, className=cls + " yitu-row-link", title=r["name"]))
+            # the click is read by one listener on the document (assets/yitu_wall.js): a row drawn
+            # again by the live push while it is clicked keeps the click
+            out.append(
+                html.Button(cells, id=key, className=cls + " yitu-row-link", title=r["name"], **{"data-van": r["id"]})
+            )
         else:
             out.append(html.Div(cells, className=cls))
     return out
@@ -746,17 +750,18 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     @app.callback(
         Output(Ids.MAP, "viewport", allow_duplicate=True),
         Output(Ids.DETAIL, "children", allow_duplicate=True),
-        Input({"type": VAN_ROW, "van": ALL}, "n_clicks"),
+        Input(Ids.VAN_FOCUS, "data"),
         State("lang", "data"),
         prevent_initial_call=True,
     )
     def _focus_van(
-        _clicks: list[int | None], lang: str
+        focus: dict[str, Any] | None, lang: str
     ) -> tuple[dict[str, Any] | NoUpdate, list[Component] | NoUpdate]:
-        trig = ctx.triggered_id
-        if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+        """A van's row clicked (yitu_wall.js sets the store, with the time, so a second click on
+        the same row counts too): the map flies to the van and its card shows."""
+        if not focus or not focus.get("van"):
             return no_update, no_update
-        return van_focus(get(), str(trig["van"]), lang)
+        return van_focus(get(), str(focus["van"]), lang)
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(selected: Selection) -> dict[str, Any] | NoUpdate:

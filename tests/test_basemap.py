@@ -135,13 +135,15 @@ def test_a_bad_tile_address_is_a_422_naming_the_field(client: TestClient, path: 
     assert body["field"] == field or field in {e["field"] for e in body.get("errors") or []}, body
 
 
-def test_tiles_are_for_any_signed_in_identity_and_wall_screens(demo_dsn: str, redis_url: str, tmp_path: Path) -> None:
+def test_tiles_are_for_any_signed_in_identity_and_wall_screens(demo_db: str, redis_url: str, tmp_path: Path) -> None:
+    # its own clone: the tokens it makes must not stay in the suite's read-only demo (test_simulate
+    # counts the tokens there)
     x, y = _tile_of(*SEAT, 9)
     path = f"/api/v1/basemap/9/{x}/{y}.png"
-    with TestClient(create_app(_settings(demo_dsn, redis_url, tmp_path / "h"))) as c:
+    with TestClient(create_app(_settings(demo_db, redis_url, tmp_path / "h"))) as c:
         assert c.get(path).status_code == 401
         for role in ("viewer", "van", "grid_worker"):
-            token = make_token(demo_dsn, role, name=f"basemap-{role}")
+            token = make_token(demo_db, role, name=f"basemap-{role}")
             assert c.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200, role
 
 

@@ -38,6 +38,7 @@ class Ids(StrEnum):
     DETAIL = "wall-detail"
     RANKING = "wall-ranking"
     VANS = "wall-vans"
+    VAN_FOCUS = "wall-van-focus"  # the van whose row was clicked (set by yitu_wall.js, read by callbacks/wall.py)
     LAYERS = "wall-layers"
     URLS = "wall-urls"
     HIDEOUTS = "wall-hideouts"
@@ -217,6 +218,7 @@ def layout(
             dcc.Store(id=Ids.SELECTED, data={"code": focus["code"], "banner": banner["code"]}),
             dcc.Interval(id=Ids.TICK, interval=1000),
             dcc.Store(id=LIVE_TICK),
+            dcc.Store(id=Ids.VAN_FOCUS),
             dcc.Store(id=AREAS_REV),
             html.Header(
                 className="yitu-header",
