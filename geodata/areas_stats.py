@@ -29,24 +29,28 @@ def _ratio(a: int, b: int) -> float | None:
 
 
 def area_stats(
-    conn: psycopg.Connection, code: str, now: datetime, *, since: datetime | None = None, until: datetime | None = None
+    conn: psycopg.Connection,
+    code: str,
+    now: datetime,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    scan: bool = False,
 ) -> dict[str, Any]:
     """The stats of the area panel: from the KPI counters when the period is whole days (the API's
-    always is), else counted from the cases; overdue is always counted from the open cases."""
+    always is), else (or with ``scan``: the baseline of the bench and the tests) counted from the
+    cases; overdue changes with the clock and is always counted from the open cases."""
     column = sql.Identifier("c", CHAIN_COLUMN[level_of(code)])
     first, after = day_of(since), day_of(until)
     whole_days = (since is None or first is not None) and (until is None or after is not None)
-    params = {"code": code, "now": now, "since": first, "until": after}
-    if not whole_days:
-        params = {"code": code, "now": now, "since": since, "until": until}
+    params = {"code": code, "now": now, "since": since, "until": until}
     with conn.cursor(row_factory=dict_row) as cur:
-        if whole_days:
-            rows = cur.execute(sql.SQL(query("area_stats")), params).fetchall()
-            late_params = {"code": code, "now": now, "since": since, "until": until}
+        if whole_days and not scan:
+            rows = cur.execute(query("area_stats"), {**params, "since": first, "until": after}).fetchall()
             late_stmt = sql.SQL(query("area_overdue")).format(column=column)
-            late = {r["level"]: r["overdue"] for r in cur.execute(late_stmt, late_params).fetchall()}
-            for r in rows:
-                r["overdue"] = sum(late.values()) if r["g_level"] else late.get(r["level"], 0)
+            late = {r["level"]: r["overdue"] for r in cur.execute(late_stmt, params).fetchall()}
+            for r in rows:  # the totals' row (and those by step or type) get the sum
+                r["overdue"] = late.get(r["level"], 0) if not r["g_level"] else sum(late.values())
         else:
             rows = cur.execute(sql.SQL(query("area_stats_scan")).format(column=column), params).fetchall()
     total = next(r for r in rows if r["g_step"] and r["g_type"] and r["g_level"])

@@ -1,0 +1,175 @@
+"""The figures around the map, read from the KPI counters, beside the scan of the cases they replace.
+
+    .venv/bin/python bench/bench_kpi.py --scale banner   # the demo territory (6,320 cases)
+    .venv/bin/python bench/bench_kpi.py --scale city     # Dalad-sized, a million cases
+
+Seeds the scale into its own database on the configured server the first time (``yitu seed demo
+--scale …``: the counters fill from the bulk COPY through their triggers). Each figure — the KPI
+tiles, the town ranking, the choropleth at town and cell level, the area panel — is timed cold:
+a new connection each time (no plan cache, no Redis cache of figures; PostgreSQL's buffers stay as
+the previous query left them) for the banner and each of a sample of its towns, once from the
+counters (what the screens run) and once from the ``*_scan`` SQL over the cases (the baseline).
+Prints the median and p95 in milliseconds, and checks both give the same figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import p95
+from cli.stack import EmbeddedStack
+from geodata import areas_stats, kpi
+from geodata.clock import CST
+from geodata.migrate import migrate
+from geodata.queries import CHAIN_COLUMN, level_of, query
+from layers import grids
+from services.settings import Settings
+
+DATABASES = {"banner": "yitu_bench_kpi_banner", "city": "yitu_bench_kpi_city"}
+
+
+def _database(scale: str) -> str:
+    server = EmbeddedStack(Settings()).database_url()
+    name = DATABASES[scale]
+    with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(server, dbname=name)
+    migrate(dsn)
+    with psycopg.connect(dsn) as conn:
+        empty = conn.execute("SELECT count(*) = 0 FROM areas").fetchone()[0]  # type: ignore[index]
+    if empty:
+        from geodata.demo.seed import seed_demo
+
+        print(f"seeding {scale} scale into {name}…", file=sys.stderr)
+        t0 = time.perf_counter()
+        seed_demo(dsn, scale, seed=1, progress=True)
+        print(f"seeded in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return dsn
+
+
+def _scan(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list[dict[str, Any]]:
+    stmt = sql.SQL(query(name)).format(column=sql.Identifier(CHAIN_COLUMN[level_of(code)]))
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(stmt, {"code": code, **params}).fetchall()
+
+
+def _ranking_scan(conn: psycopg.Connection, parent: str, start: datetime, end: datetime, now: datetime) -> Any:
+    level = level_of(parent) + 1
+    stmt = sql.SQL(query("ranking_scan")).format(
+        column=sql.Identifier("c", CHAIN_COLUMN[level]), parent=sql.Identifier("c", CHAIN_COLUMN[level_of(parent)])
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        params = {"level": level, "parent_code": parent, "start": start, "end": end, "now": now}
+        return cur.execute(stmt, params).fetchall()
+
+
+def _grids_scan(conn: psycopg.Connection, level: int) -> Any:
+    stmt = sql.SQL(query("area_stats_by_level_scan")).format(column=sql.Identifier(CHAIN_COLUMN[level]))
+    return {
+        code: {"open": o, "overdue": late, "rate": round(res / rep, 4) if rep else None}
+        for code, o, late, rep, res in conn.execute(stmt, {"scope": None})
+    }
+
+
+Figure = Callable[[psycopg.Connection, str], Any]
+
+
+def _figures(now: datetime) -> dict[str, tuple[Figure, Figure, bool]]:
+    """name → (from the counters, from the cases, per area?)."""
+    start, end = areas_stats.period_bounds("quarter", now.astimezone(CST).date())
+    return {
+        "KPI tiles": (kpi.tiles, lambda c, a: _scan(c, "kpi_area_scan", a, start=None, end=None)[0], True),
+        "steps + top types + trend": (
+            lambda c, a: (kpi.steps(c, a), kpi.top_types(c, a), kpi.trend(c, a)),
+            lambda c, a: (
+                {r["step"]: r["n"] for r in _scan(c, "kpi_steps_scan", a)},
+                _scan(c, "kpi_top_types_scan", a),
+                _scan(c, "kpi_trend_scan", a, days=30),
+            ),
+            True,
+        ),
+        "ranking of the children": (
+            lambda c, a: areas_stats.ranking(c, level_of(a) + 1, a, start, end, now),
+            lambda c, a: _ranking_scan(c, a, start, end, now),
+            True,
+        ),
+        "area panel": (
+            lambda c, a: areas_stats.area_stats(c, a, now),
+            lambda c, a: areas_stats.area_stats(c, a, now, scan=True),
+            True,
+        ),
+        "choropleth, towns": (lambda c, a: grids.stats(c, 2), lambda c, a: _grids_scan(c, 2), False),
+        "choropleth, cells": (lambda c, a: grids.stats(c, 4), lambda c, a: _grids_scan(c, 4), False),
+    }
+
+
+def _time(dsn: str, fn: Figure, area: str) -> tuple[float, Any]:
+    with psycopg.connect(dsn) as conn:  # cold: a connection of its own, no prepared plan
+        t0 = time.perf_counter()
+        out = fn(conn, area)
+        return (time.perf_counter() - t0) * 1000, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=sorted(DATABASES), default="banner")
+    ap.add_argument("--towns", type=int, default=10, help="towns sampled beside the banner")
+    ap.add_argument("--runs", type=int, default=5, help="rounds over the areas")
+    args = ap.parse_args()
+    dsn = _database(args.scale)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("ANALYZE case_counters")
+        banner = conn.execute("SELECT code FROM areas WHERE level = 1 ORDER BY code LIMIT 1").fetchone()[0]  # type: ignore[index]
+        towns = [
+            r[0] for r in conn.execute("SELECT code FROM areas WHERE level = 2 ORDER BY code LIMIT %s", (args.towns,))
+        ]
+        n_cases = conn.execute("SELECT count(*) FROM cases").fetchone()[0]  # type: ignore[index]
+        n_rows = conn.execute("SELECT count(*) FROM case_counters").fetchone()[0]  # type: ignore[index]
+    now = datetime.now(UTC)
+    print(
+        f"# bench_kpi — {now:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, scale {args.scale}: "
+        f"{n_cases} cases, {n_rows} counter rows; cold = a new connection per query, ms"
+    )
+    print(f"{'figure':28s} {'areas':>12s} {'counters med':>13s} {'p95':>8s} {'scan med':>10s} {'p95':>8s}")
+    for name, (counted, scanned, per_area) in _figures(now).items():
+        for label, areas in (
+            (("banner", [banner]), (f"{len(towns)} towns", towns)) if per_area else (("all", [banner]),)
+        ):
+            fast: list[float] = []
+            slow: list[float] = []
+            for _ in range(args.runs):
+                for area in areas:
+                    t_fast, a = _time(dsn, counted, area)
+                    t_slow, b = _time(dsn, scanned, area)
+                    if isinstance(a, dict) and isinstance(b, dict) and set(b) < set(a):
+                        a = {k: a[k] for k in b}  # the tiles add rates and shares to the counts
+                    if a != b:
+                        raise SystemExit(f"{name} of {area}: the counters and the scan disagree")
+                    fast.append(t_fast)
+                    slow.append(t_slow)
+            print(
+                f"{name:28s} {label:>12s} {statistics.median(fast):13.1f} {p95(fast):8.1f}"
+                f" {statistics.median(slow):10.1f} {p95(slow):8.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The KPI counters (033_counters.sql) agree exactly with a full count of the cases, whatever happens.
+
+A bulk-loaded demo, then a random mix of single and batch intake, transitions, escalations (by
+hand and by the overdue sweep), reopens, a bulk UPDATE and a DELETE; after it the counters equal a
+recount, and every figure read from them (tiles, ranking, choropleth, area panel) equals the same
+figure counted from the cases by the ``*_scan`` queries. ``yitu kpi check`` finds a counter gone
+wrong and ``yitu kpi rebuild`` puts it right.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from click.testing import CliRunner
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from cli.main import main
+from geodata import areas_stats, cases, counters, kpi, workflow
+from geodata.cases import Actor, IntakeRequest, NewCase
+from geodata.clock import CST
+from geodata.queries import CHAIN_COLUMN, level_of, query
+from layers import grids
+from services.scheduler import deadline_rules
+
+from .cases_fixtures import inner_point, settings_for
+
+CLERK = Actor("clerk", "dispatcher", 0)
+TYPES = ("grassland", "land_transfer", "neighbour", "marriage_family", "labour")
+
+
+def _new(rng: random.Random, dsn: str, now: datetime) -> NewCase:
+    lon, lat, _ = inner_point(dsn, level=4, offset=rng.randrange(0, 200, 7))
+    return NewCase(
+        rng.choice(TYPES),
+        "草场边界争议",
+        lon,
+        lat,
+        rng.choice(workflow.CHANNELS),
+        [{"name": "巴图", "phone": "13812345678", "role": "申请人"}],
+        now - timedelta(days=rng.randrange(0, 400), hours=rng.randrange(24)),
+        severity=rng.choice((None, *workflow.SEVERITIES)),
+        people_involved=rng.choice((None, 1, 3, 12)),
+    )
+
+
+def _params(rng: random.Random, action: str, step: str) -> dict[str, Any]:
+    if action == "reject":
+        return {"reason": "not_dispute"}
+    if action == "dispatch":
+        return {"assignee": {"kind": "unit", "id": 1, "name": "司法所"}}
+    if action == "attempt":
+        return {"result": rng.choice(("success", "failed"))}
+    if action == "close":
+        return {"outcome": rng.choice(workflow.OUTCOMES) if step == "handling" else "withdrawn"}
+    if action == "evaluate":
+        return {"satisfaction": rng.randint(1, 5)}
+    return {}
+
+
+def _random_history(dsn: str, now: datetime) -> list[str]:
+    """Cases made and moved at random; their codes."""
+    rng = random.Random(16)
+    rules = deadline_rules(settings_for(dsn, "redis://unused", Path("/tmp")))
+    codes: list[str] = []
+    with psycopg.connect(dsn) as conn:
+        for _ in range(25):  # single intakes, each its own transaction
+            with conn.transaction():
+                row, _ = cases.intake(conn, _new(rng, dsn, now), CLERK, rules, now)
+            codes.append(row["code"])
+        with conn.transaction():  # one batch: one statement, one delta
+            batch = [IntakeRequest(_new(rng, dsn, now), CLERK, None, None) for _ in range(15)]
+            codes += [cases.unwrap(r)[0]["code"] for r in cases.intake_many(conn, batch, rules, now)]
+        for _ in range(300):
+            code = rng.choice(codes)
+            with conn.transaction():
+                row = cases.get_case(conn, code)
+                assert row is not None
+                allowed = workflow.allowed_actions(cases.state_of(row), rules, "admin")
+                if not allowed:
+                    continue
+                action = rng.choice(allowed)
+                cases.transition(conn, code, action, _params(rng, action, row["step"]), CLERK, rules, now)
+        with conn.transaction():  # the scheduler: flags and escalates the overdue a week on
+            cases.sweep_overdue(conn, now + timedelta(days=7), rules, escalate=True)
+        with conn.transaction():  # a bulk edit by hand: the triage of many cases at once
+            conn.execute("UPDATE cases SET severity = 'major' WHERE id % 11 = 0")
+            conn.execute("UPDATE cases SET flags = array_append(flags, 'group') WHERE id % 13 = 0")
+        with conn.transaction():
+            conn.execute("DELETE FROM cases WHERE code = %s", (codes.pop(),))
+    return codes
+
+
+def _scan(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list[dict[str, Any]]:
+    stmt = sql.SQL(query(name)).format(column=sql.Identifier(CHAIN_COLUMN[level_of(code)]))
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(stmt, {"code": code, **params}).fetchall()
+
+
+def _figures_match_the_scans(conn: psycopg.Connection) -> None:
+    """Every figure read from the counters equals the one the scan of the cases gives."""
+    banner, town = conn.execute(
+        "SELECT banner_code, town_code FROM cases WHERE town_code IS NOT NULL ORDER BY id LIMIT 1"
+    ).fetchone()
+    now = datetime.now(UTC)
+    start, end = areas_stats.period_bounds("year", now.astimezone(CST).date())
+    for code in (banner, town):
+        tiles = kpi.tiles(conn, code)
+        scan = _scan(conn, "kpi_area_scan", code, start=None, end=None)[0]
+        assert {k: tiles[k] for k in scan} == scan
+        period = kpi.tiles(conn, code, start, end)
+        scan = _scan(conn, "kpi_area_scan", code, start=start, end=end)[0]
+        assert {k: period[k] for k in scan} == scan
+        assert kpi.steps(conn, code) == {r["step"]: r["n"] for r in _scan(conn, "kpi_steps_scan", code)}
+        assert kpi.top_types(conn, code) == _scan(conn, "kpi_top_types_scan", code)
+        assert kpi.trend(conn, code, 60) == _scan(conn, "kpi_trend_scan", code, days=60)
+        assert areas_stats.area_stats(conn, code, now) == areas_stats.area_stats(conn, code, now, scan=True)
+        since = start - timedelta(days=400)
+        assert areas_stats.area_stats(conn, code, now, since=since, until=end) == areas_stats.area_stats(
+            conn, code, now, since=since, until=end, scan=True
+        )
+    for level, parent in ((2, banner), (3, town), (4, banner)):
+        ranked = areas_stats.ranking(conn, level, parent, start, end, now)
+        stmt = sql.SQL(query("ranking_scan")).format(
+            column=sql.Identifier("c", CHAIN_COLUMN[level]), parent=sql.Identifier("c", CHAIN_COLUMN[level_of(parent)])
+        )
+        with conn.cursor(row_factory=dict_row) as cur:
+            params = {"level": level, "parent_code": parent, "start": start, "end": end, "now": now}
+            assert ranked == cur.execute(stmt, params).fetchall()
+    for level in (1, 2, 3, 4):
+        for scope in (None, banner, town):
+            assert grids.stats(conn, level, scope) == _grid_stats_scan(conn, level, scope)
+
+
+def _grid_stats_scan(conn: psycopg.Connection, level: int, scope: str | None) -> grids.AreaStats:
+    stmt = sql.SQL(query("area_stats_by_level_scan")).format(column=sql.Identifier(CHAIN_COLUMN[level]))
+    return {
+        code: {"open": o, "overdue": late, "rate": round(res / rep, 4) if rep else None}
+        for code, o, late, rep, res in conn.execute(stmt, {"scope": scope})
+    }
+
+
+def test_counters_agree_with_a_full_count_after_a_random_history(demo_db: str) -> None:
+    with psycopg.connect(demo_db) as conn:
+        assert counters.differences(conn) == []  # the bulk-loaded demo
+        assert conn.execute("SELECT count(*) FROM case_counters").fetchone()[0] > 0
+    _random_history(demo_db, datetime.now(UTC))
+    with psycopg.connect(demo_db) as conn:
+        assert counters.differences(conn) == []
+        _figures_match_the_scans(conn)
+
+
+def test_kpi_check_finds_a_wrong_counter_and_rebuild_mends_it(demo_db: str, redis_url: str) -> None:
+    env = {"YITU_DATABASE_URL": demo_db, "YITU_REDIS_URL": redis_url}
+    runner = CliRunner()
+    ok = runner.invoke(main, ["kpi", "check"], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert "agree" in ok.output
+    with psycopg.connect(demo_db) as conn:
+        key = conn.execute(
+            "UPDATE case_counters SET n = n + 2 WHERE ctid = (SELECT ctid FROM case_counters WHERE area_level = 2 "
+            "ORDER BY area_code, day LIMIT 1) RETURNING area_code"
+        ).fetchone()
+    wrong = runner.invoke(main, ["kpi", "check"], env=env)
+    assert wrong.exit_code == 1
+    assert key[0] in wrong.output and "differ" in wrong.output
+    rebuilt = runner.invoke(main, ["kpi", "rebuild"], env=env)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    again = runner.invoke(main, ["kpi", "check"], env=env)
+    assert again.exit_code == 0, again.output
+    with psycopg.connect(demo_db) as conn:
+        assert conn.execute("SELECT count(*) FROM case_counters WHERE shard <> 0 OR n = 0").fetchone()[0] == 0
