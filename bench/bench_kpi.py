@@ -10,6 +10,13 @@ a new connection each time (no plan cache, no Redis cache of figures; PostgreSQL
 the previous query left them) for the banner and each of a sample of its towns, once from the
 counters (what the screens run) and once from the ``*_scan`` SQL over the cases (the baseline).
 Prints the median and p95 in milliseconds, and checks both give the same figures.
+
+``--hot`` measures instead what the counters cost the intake at its worst: THREADS connections
+each report cases one by one (a transaction each), all of the same type at the same point on the
+same day, so every intake adds to the same counter rows (banner, town, village, cell). Three runs
+on a scratch copy of the scale's database: the counters' triggers off (the baseline), on with
+one shard (``yitu.counter_shards = 1``: every intake waits for the previous one's row locks), and
+on with the default eight shards.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from psycopg.rows import dict_row
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import p95
+from bench.common import clone_database, drop_database, p95
 from cli.stack import EmbeddedStack
 from geodata import areas_stats, kpi
 from geodata.clock import CST
@@ -128,13 +135,79 @@ def _time(dsn: str, fn: Figure, area: str) -> tuple[float, Any]:
         return (time.perf_counter() - t0) * 1000, out
 
 
+def _intakes(dsn: str, shards: int, n: int, at: tuple[float, float], rules: Any, times: list[float], lock: Any) -> None:
+    """``n`` single intakes at ``at``, one transaction each, timed into ``times``."""
+    from geodata import cases
+    from geodata.cases import Actor, NewCase
+
+    mine: list[float] = []
+    with psycopg.connect(dsn, options=f"-c yitu.counter_shards={shards}") as conn:
+        for _ in range(n):
+            now = datetime.now(UTC)
+            new = NewCase("grassland", "草场边界争议", at[0], at[1], "grid_app", [], now)
+            t0 = time.perf_counter()
+            cases.intake_committed(conn, new, Actor("bench", "dispatcher", 0), rules, now)
+            mine.append((time.perf_counter() - t0) * 1000)
+    with lock:
+        times.extend(mine)
+
+
+def _hot(dsn: str, threads: int, per_thread: int) -> None:
+    import threading
+
+    from services.scheduler import deadline_rules
+
+    scratch = clone_database(dsn, "yitu_bench_kpi_hot")
+    try:
+        rules = deadline_rules(Settings())
+        with psycopg.connect(scratch) as conn:
+            lon, lat = conn.execute(  # type: ignore[misc]
+                "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM areas WHERE level = 4 "
+                "ORDER BY code LIMIT 1) s"
+            ).fetchone()
+        print(f"# hot counter rows: {threads} connections × {per_thread} single intakes, same type, place and day")
+        print(f"{'counters':22s} {'intakes/s':>10s} {'median ms':>10s} {'p95 ms':>8s}")
+        for label, shards, on in (("off (baseline)", 8, False), ("on, 1 shard", 1, True), ("on, 8 shards", 8, True)):
+            with psycopg.connect(scratch, autocommit=True) as conn:
+                verb = "ENABLE" if on else "DISABLE"
+                for trig in ("yitu_counters_insert", "yitu_counters_update", "yitu_counters_delete"):
+                    conn.execute(sql.SQL("ALTER TABLE cases {} TRIGGER {}").format(sql.SQL(verb), sql.Identifier(trig)))
+            times: list[float] = []
+            lock = threading.Lock()
+
+            pool = [
+                threading.Thread(target=_intakes, args=(scratch, shards, per_thread, (lon, lat), rules, times, lock))
+                for _ in range(threads)
+            ]
+            t0 = time.perf_counter()
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+            wall = time.perf_counter() - t0
+            print(f"{label:22s} {len(times) / wall:10.0f} {statistics.median(times):10.1f} {p95(times):8.1f}")
+        with psycopg.connect(scratch, autocommit=True) as conn:
+            for trig in ("yitu_counters_insert", "yitu_counters_update", "yitu_counters_delete"):
+                conn.execute(sql.SQL("ALTER TABLE cases ENABLE TRIGGER {}").format(sql.Identifier(trig)))
+            conn.execute("DELETE FROM case_counters")
+            conn.execute(query("counters_rebuild"))
+    finally:
+        drop_database(scratch)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(DATABASES), default="banner")
     ap.add_argument("--towns", type=int, default=10, help="towns sampled beside the banner")
     ap.add_argument("--runs", type=int, default=5, help="rounds over the areas")
+    ap.add_argument("--hot", action="store_true", help="measure the intake on one hot counter row instead")
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--per-thread", type=int, default=100)
     args = ap.parse_args()
     dsn = _database(args.scale)
+    if args.hot:
+        _hot(dsn, args.threads, args.per_thread)
+        return
     with psycopg.connect(dsn) as conn:
         conn.execute("ANALYZE case_counters")
         banner = conn.execute("SELECT code FROM areas WHERE level = 1 ORDER BY code LIMIT 1").fetchone()[0]  # type: ignore[index]

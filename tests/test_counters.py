@@ -62,11 +62,12 @@ def _params(rng: random.Random, action: str, step: str) -> dict[str, Any]:
     return {}
 
 
-def _random_history(dsn: str, now: datetime) -> list[str]:
-    """Cases made and moved at random; their codes."""
+def _random_history(dsn: str, now: datetime) -> set[str]:
+    """Cases made and moved at random; the actions taken."""
     rng = random.Random(16)
     rules = deadline_rules(settings_for(dsn, "redis://unused", Path("/tmp")))
     codes: list[str] = []
+    done: set[str] = set()
     with psycopg.connect(dsn) as conn:
         for _ in range(25):  # single intakes, each its own transaction
             with conn.transaction():
@@ -85,14 +86,16 @@ def _random_history(dsn: str, now: datetime) -> list[str]:
                     continue
                 action = rng.choice(allowed)
                 cases.transition(conn, code, action, _params(rng, action, row["step"]), CLERK, rules, now)
+                done.add(action)
         with conn.transaction():  # the scheduler: flags and escalates the overdue a week on
-            cases.sweep_overdue(conn, now + timedelta(days=7), rules, escalate=True)
+            if cases.sweep_overdue(conn, now + timedelta(days=7), rules, escalate=True):
+                done.add("sweep")
         with conn.transaction():  # a bulk edit by hand: the triage of many cases at once
             conn.execute("UPDATE cases SET severity = 'major' WHERE id % 11 = 0")
             conn.execute("UPDATE cases SET flags = array_append(flags, 'group') WHERE id % 13 = 0")
         with conn.transaction():
             conn.execute("DELETE FROM cases WHERE code = %s", (codes.pop(),))
-    return codes
+    return done
 
 
 def _scan(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list[dict[str, Any]]:
@@ -148,7 +151,8 @@ def test_counters_agree_with_a_full_count_after_a_random_history(demo_db: str) -
     with psycopg.connect(demo_db) as conn:
         assert counters.differences(conn) == []  # the bulk-loaded demo
         assert conn.execute("SELECT count(*) FROM case_counters").fetchone()[0] > 0
-    _random_history(demo_db, datetime.now(UTC))
+    done = _random_history(demo_db, datetime.now(UTC))
+    assert {"accept", "reject", "escalate", "close", "evaluate", "reopen", "sweep"} <= done
     with psycopg.connect(demo_db) as conn:
         assert counters.differences(conn) == []
         _figures_match_the_scans(conn)

@@ -8,7 +8,7 @@
 -- Maintained in the same transaction as the change, by statement triggers with transition tables:
 -- a bulk COPY of the demo adds one aggregated delta per statement, not a row per case.
 -- ``shard`` spreads the hot rows (a busy day's intakes of one type all land on the same key at
--- banner level): each transaction writes to shard txid % 8, so concurrent intakes rarely wait on
+-- banner level): each transaction writes to shard txid % 8 (yitu.counter_shards), so concurrent intakes rarely wait on
 -- each other's row lock; readers sum over the shards. Rows may reach n = 0 (or a shard below 0,
 -- when a case is added in one shard and changed in another): only the sums mean anything, and
 -- ``yitu kpi rebuild`` compacts them.
@@ -96,7 +96,10 @@ CREATE FUNCTION yitu_counters_apply() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    shard_no smallint := (txid_current() % 8)::smallint;
+    -- yitu.counter_shards: the number of shards (8; bench/bench_kpi.py --hot sets 1 to measure
+    -- what the sharding saves).
+    shard_no smallint := (txid_current()
+                          % coalesce(nullif(current_setting('yitu.counter_shards', true), '')::int, 8))::smallint;
 BEGIN
     -- Each branch names only the transition tables its event has.
     IF TG_OP = 'INSERT' THEN
