@@ -33,6 +33,8 @@ CREATE UNIQUE INDEX case_counters_key ON case_counters
 -- The choropleth and the ranking read one level's areas; the trend, the resolved-by-day figures.
 CREATE INDEX case_counters_level_idx ON case_counters (area_level, area_code text_pattern_ops, day);
 CREATE INDEX case_counters_resolved_idx ON case_counters (area_code, resolved_day) WHERE resolved_day IS NOT NULL;
+-- The open cases' counters of an area (in progress, by step, major, 群体性): few rows, any day.
+CREATE INDEX case_counters_open_idx ON case_counters (area_code) WHERE yitu_step_open(step);
 
 -- The counter keys of one case: one row per level of its grid chain. The one definition the
 -- triggers, ``yitu kpi rebuild`` and ``yitu kpi check`` share.
