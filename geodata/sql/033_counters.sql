@@ -8,8 +8,8 @@
 -- Maintained in the same transaction as the change, by statement triggers with transition tables:
 -- a bulk COPY of the demo adds one aggregated delta per statement, not a row per case.
 -- ``shard`` spreads the hot rows (a busy day's intakes of one type all land on the same key at
--- banner level): each transaction writes to shard txid % 8 (yitu.counter_shards), so concurrent intakes rarely wait on
--- each other's row lock; readers sum over the shards. Rows may reach n = 0 (or a shard below 0,
+-- banner level): each transaction writes to shard txid % 8 (yitu.counter_shards), so concurrent
+-- intakes rarely wait on each other's row lock; readers sum over the shards. Rows may reach n = 0 (or a shard below 0,
 -- when a case is added in one shard and changed in another): only the sums mean anything, and
 -- ``yitu kpi rebuild`` compacts them.
 CREATE TABLE case_counters (
