@@ -189,7 +189,6 @@ def _hot(dsn: str, threads: int, per_thread: int) -> None:
         with psycopg.connect(scratch, autocommit=True) as conn:
             for trig in ("yitu_counters_insert", "yitu_counters_update", "yitu_counters_delete"):
                 conn.execute(sql.SQL("ALTER TABLE cases ENABLE TRIGGER {}").format(sql.Identifier(trig)))
-            conn.execute("DELETE FROM case_counters")
             conn.execute(query("counters_rebuild"))
     finally:
         drop_database(scratch)

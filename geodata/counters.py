@@ -1,4 +1,5 @@
-"""The KPI counters (``case_counters``, 033_counters.sql): rebuild them from the cases, and check them.
+"""The KPI counters (033_counters.sql: ``case_counters`` by day, ``case_counters_month``,
+``case_counters_open`` and ``case_counters_area``): rebuild them from the cases, and check them.
 
 The triggers on ``cases`` keep the counters in the transaction of every change, so a rebuild is
 for a database restored from elsewhere, a hand edit done with the triggers off, or to compact the
@@ -24,13 +25,13 @@ def rebuild(conn: psycopg.Connection) -> int:
     """
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("LOCK TABLE cases IN SHARE MODE")
-        cur.execute("DELETE FROM case_counters")
-        cur.execute(query("counters_rebuild"))
-        return cur.rowcount
+        row = cur.execute(query("counters_rebuild")).fetchone()
+        return int(row[0]) if row else 0
 
 
 def differences(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """The keys where the counters and a full count disagree (empty when they agree)."""
+    """The keys where the counters and a full count disagree (empty when they agree): the daily
+    counters against a recount of the cases, the coarser ones against the daily ones."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         return cur.execute(query("counters_diff")).fetchall()

@@ -30,6 +30,7 @@ from services.scheduler import deadline_rules
 from .cases_fixtures import inner_point, settings_for
 
 CLERK = Actor("clerk", "dispatcher", 0)
+GRAINS = ("case_counters", "case_counters_month", "case_counters_open", "case_counters_area")
 TYPES = ("grassland", "land_transfer", "neighbour", "marriage_family", "labour")
 
 
@@ -115,28 +116,42 @@ def _figures_match_the_scans(conn: psycopg.Connection) -> None:
         tiles = kpi.tiles(conn, code)
         scan = _scan(conn, "kpi_area_scan", code, start=None, end=None)[0]
         assert {k: tiles[k] for k in scan} == scan
-        period = kpi.tiles(conn, code, start, end)
-        scan = _scan(conn, "kpi_area_scan", code, start=start, end=end)[0]
-        assert {k: period[k] for k in scan} == scan
+        for first, after in _periods(start, end):  # whole months, ragged ends, within one month
+            period = kpi.tiles(conn, code, first, after)
+            scan = _scan(conn, "kpi_area_scan", code, start=first, end=after)[0]
+            assert {k: period[k] for k in scan} == scan
         assert kpi.steps(conn, code) == {r["step"]: r["n"] for r in _scan(conn, "kpi_steps_scan", code)}
         assert kpi.top_types(conn, code) == _scan(conn, "kpi_top_types_scan", code)
         assert kpi.trend(conn, code, 60) == _scan(conn, "kpi_trend_scan", code, days=60)
         assert areas_stats.area_stats(conn, code, now) == areas_stats.area_stats(conn, code, now, scan=True)
-        since = start - timedelta(days=400)
-        assert areas_stats.area_stats(conn, code, now, since=since, until=end) == areas_stats.area_stats(
-            conn, code, now, since=since, until=end, scan=True
-        )
+        for since, until in ((start - timedelta(days=400), end), *_periods(start, end)):
+            assert areas_stats.area_stats(conn, code, now, since=since, until=until) == areas_stats.area_stats(
+                conn, code, now, since=since, until=until, scan=True
+            )
     for level, parent in ((2, banner), (3, town), (4, banner)):
-        ranked = areas_stats.ranking(conn, level, parent, start, end, now)
-        stmt = sql.SQL(query("ranking_scan")).format(
-            column=sql.Identifier("c", CHAIN_COLUMN[level]), parent=sql.Identifier("c", CHAIN_COLUMN[level_of(parent)])
-        )
-        with conn.cursor(row_factory=dict_row) as cur:
-            params = {"level": level, "parent_code": parent, "start": start, "end": end, "now": now}
-            assert ranked == cur.execute(stmt, params).fetchall()
+        for first, after in _periods(start, end):
+            ranked = areas_stats.ranking(conn, level, parent, first, after, now)
+            stmt = sql.SQL(query("ranking_scan")).format(
+                column=sql.Identifier("c", CHAIN_COLUMN[level]),
+                parent=sql.Identifier("c", CHAIN_COLUMN[level_of(parent)]),
+            )
+            with conn.cursor(row_factory=dict_row) as cur:
+                params = {"level": level, "parent_code": parent, "start": first, "end": after, "now": now}
+                assert ranked == cur.execute(stmt, params).fetchall()
     for level in (1, 2, 3, 4):
         for scope in (None, banner, town):
             assert grids.stats(conn, level, scope) == _grid_stats_scan(conn, level, scope)
+
+
+def _periods(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """Periods of whole days (China time) that the counters read differently: the year (whole
+    months only), one reaching back over a year with ragged ends on both sides (daily rows around
+    monthly ones), and one inside a single month (daily rows only)."""
+    return [
+        (start, end),
+        (start - timedelta(days=395), end - timedelta(days=45)),
+        (end - timedelta(days=70), end - timedelta(days=55)),
+    ]
 
 
 def _grid_stats_scan(conn: psycopg.Connection, level: int, scope: str | None) -> grids.AreaStats:
@@ -164,17 +179,45 @@ def test_kpi_check_finds_a_wrong_counter_and_rebuild_mends_it(demo_db: str, redi
     ok = runner.invoke(main, ["kpi", "check"], env=env)
     assert ok.exit_code == 0, ok.output
     assert "agree" in ok.output
+    for table in GRAINS:  # a wrong row in any grain is found, and the rebuild mends it
+        with psycopg.connect(demo_db) as conn:
+            stmt = sql.SQL(
+                "UPDATE {t} SET n = n + 2 WHERE ctid = (SELECT ctid FROM {t} WHERE area_level = 2 "
+                "ORDER BY area_code LIMIT 1) RETURNING area_code"
+            ).format(t=sql.Identifier(table))
+            key = conn.execute(stmt).fetchone()
+        wrong = runner.invoke(main, ["kpi", "check"], env=env)
+        assert wrong.exit_code == 1
+        assert table in wrong.output and key[0] in wrong.output and "differ" in wrong.output
+        rebuilt = runner.invoke(main, ["kpi", "rebuild"], env=env)
+        assert rebuilt.exit_code == 0, rebuilt.output
+        again = runner.invoke(main, ["kpi", "check"], env=env)
+        assert again.exit_code == 0, again.output
     with psycopg.connect(demo_db) as conn:
-        key = conn.execute(
-            "UPDATE case_counters SET n = n + 2 WHERE ctid = (SELECT ctid FROM case_counters WHERE area_level = 2 "
-            "ORDER BY area_code, day LIMIT 1) RETURNING area_code"
-        ).fetchone()
-    wrong = runner.invoke(main, ["kpi", "check"], env=env)
-    assert wrong.exit_code == 1
-    assert key[0] in wrong.output and "differ" in wrong.output
-    rebuilt = runner.invoke(main, ["kpi", "rebuild"], env=env)
-    assert rebuilt.exit_code == 0, rebuilt.output
-    again = runner.invoke(main, ["kpi", "check"], env=env)
-    assert again.exit_code == 0, again.output
-    with psycopg.connect(demo_db) as conn:
-        assert conn.execute("SELECT count(*) FROM case_counters WHERE shard <> 0 OR n = 0").fetchone()[0] == 0
+        for table in GRAINS:
+            stmt = sql.SQL("SELECT count(*) FROM {} WHERE shard <> 0 OR n = 0").format(sql.Identifier(table))
+            assert conn.execute(stmt).fetchone()[0] == 0, table
+
+
+def test_a_bulk_load_skips_the_triggers_and_rebuilds_once(demo_db: str) -> None:
+    """The demo seeding sets yitu.counters_bulk for its transaction and rebuilds after: the
+    counters agree, and nothing was added to them per COPY batch (every row is shard 0)."""
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        assert counters.differences(conn) == []
+        for table in GRAINS:
+            stmt = sql.SQL("SELECT count(*) FILTER (WHERE shard <> 0), count(*) FROM {}").format(sql.Identifier(table))
+            other_shards, rows = conn.execute(stmt).fetchone()
+            assert rows > 0 and other_shards == 0, table
+        tag = (
+            "UPDATE cases SET flags = array_append(flags, 'group') "
+            "WHERE id = (SELECT min(id) FROM cases WHERE NOT 'group' = ANY (flags))"
+        )
+        with conn.transaction():
+            conn.execute("SELECT set_config('yitu.counters_bulk', 'on', true)")
+            conn.execute(tag)
+        assert counters.differences(conn)  # the switch did bypass the triggers
+        counters.rebuild(conn)
+        assert counters.differences(conn) == []
+        with conn.transaction():  # the switch was the transaction's own: a plain write counts again
+            conn.execute(tag)
+        assert counters.differences(conn) == []

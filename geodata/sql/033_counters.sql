@@ -1,17 +1,29 @@
 -- KPI counters (issue 16 item 4): the figures around the map read these, never a scan of cases.
--- One row counts the cases of one area (every level of a case's grid chain has its own rows), of
--- one reported day and one resolved day (China time), of one type, step, handling level and
--- triage flags. Everything the KPI tiles, the ranking, the choropleth and the area panel count is
--- a sum over these rows, except "overdue": open and past the deadline *now* changes with the clock,
--- not with a write, so it stays a count over the open cases' partial index (cases_open_idx).
+-- Every level of a case's grid chain (banner, town, village, cell; any area code) has its own
+-- rows, in four grains, each the coarsest that answers some figure:
+--   case_counters        per area, reported day, resolved day (China time), type, step, handling
+--                        level, major / 群体性 flags and resolved or not: the trend, today's new
+--                        cases, and the ragged ends of a period that is not whole months;
+--   case_counters_month  the same per reported month and resolved month, without the flags: the
+--                        whole months of a period (tiles, steps, top types, the area panel);
+--   case_counters_open   the open cases now, per area, type, step, level and flags, any day: in
+--                        progress, open major, open 群体性, the open of the ranking and the map;
+--   case_counters_area   per area and reported month only (reported, resolved, satisfaction):
+--                        a whole level at once (the choropleth, the ranking).
+-- Everything the KPI tiles, the ranking, the choropleth and the area panel count is a sum over
+-- these rows, except "overdue": open and past the deadline *now* changes with the clock, not with
+-- a write, so it stays a count over the open cases' partial index (cases_open_idx).
 --
 -- Maintained in the same transaction as the change, by statement triggers with transition tables:
--- a bulk COPY of the demo adds one aggregated delta per statement, not a row per case.
--- ``shard`` spreads the hot rows (a busy day's intakes of one type all land on the same key at
--- banner level): each transaction writes to shard txid % 8 (yitu.counter_shards), so concurrent
--- intakes rarely wait on each other's row lock; readers sum over the shards. Rows may reach n = 0 (or a shard below 0,
--- when a case is added in one shard and changed in another): only the sums mean anything, and
--- ``yitu kpi rebuild`` compacts them.
+-- one aggregated delta per statement (a bulk UPDATE adds one delta, not a row per case), written
+-- to the four tables by one statement; a key whose delta is zero is not written at all (a step
+-- change leaves case_counters_area alone). ``shard`` spreads the hot rows (a busy month's intakes
+-- all land on the banner's row): each transaction writes to shard txid % 8
+-- (yitu.counter_shards), so concurrent intakes rarely wait on each other's row lock; readers sum
+-- over the shards. Rows may reach n = 0 (or a shard below 0, when a case is added in one shard and
+-- changed in another): only the sums mean anything, and ``yitu kpi rebuild`` compacts them.
+-- The coarse grains are a grouping of the daily rows (the case_counters_by_* views below): the
+-- rebuild fills them from the daily rows, the check compares them with the daily rows.
 CREATE TABLE case_counters (
     area_code    text     NOT NULL,
     area_level   smallint NOT NULL,
@@ -30,11 +42,53 @@ CREATE TABLE case_counters (
 );
 CREATE UNIQUE INDEX case_counters_key ON case_counters
     (area_code, day, resolved_day, type, step, level, major, grp, resolved, shard) NULLS NOT DISTINCT;
--- The choropleth and the ranking read one level's areas; the trend, the resolved-by-day figures.
+-- The ranking's ragged days read one level's areas; the trend, the resolved-by-day figures.
 CREATE INDEX case_counters_level_idx ON case_counters (area_level, area_code text_pattern_ops, day);
 CREATE INDEX case_counters_resolved_idx ON case_counters (area_code, resolved_day) WHERE resolved_day IS NOT NULL;
--- The open cases' counters of an area (in progress, by step, major, 群体性): few rows, any day.
-CREATE INDEX case_counters_open_idx ON case_counters (area_code) WHERE yitu_step_open(step);
+
+CREATE TABLE case_counters_month (
+    area_code      text     NOT NULL,
+    area_level     smallint NOT NULL,
+    month          date     NOT NULL,        -- first day of the reported month, China time
+    resolved_month date,                      -- first day of the resolved month, else NULL
+    type           text     NOT NULL,
+    step           text     NOT NULL,
+    level          text     NOT NULL,
+    resolved       boolean  NOT NULL,
+    shard          smallint NOT NULL DEFAULT 0,
+    n              bigint   NOT NULL DEFAULT 0,
+    sat_sum        bigint   NOT NULL DEFAULT 0,
+    sat_n          bigint   NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX case_counters_month_key ON case_counters_month
+    (area_code, month, resolved_month, type, step, level, resolved, shard) NULLS NOT DISTINCT;
+
+CREATE TABLE case_counters_open (
+    area_code  text     NOT NULL,
+    area_level smallint NOT NULL,
+    type       text     NOT NULL,
+    step       text     NOT NULL,            -- an open step (yitu_step_open)
+    level      text     NOT NULL,
+    major      boolean  NOT NULL,
+    grp        boolean  NOT NULL,
+    shard      smallint NOT NULL DEFAULT 0,
+    n          bigint   NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX case_counters_open_key ON case_counters_open (area_code, type, step, level, major, grp, shard);
+CREATE INDEX case_counters_open_level_idx ON case_counters_open (area_level, area_code text_pattern_ops);
+
+CREATE TABLE case_counters_area (
+    area_code  text     NOT NULL,
+    area_level smallint NOT NULL,
+    month      date     NOT NULL,            -- first day of the reported month, China time
+    shard      smallint NOT NULL DEFAULT 0,
+    n          bigint   NOT NULL DEFAULT 0,  -- reported
+    resolved_n bigint   NOT NULL DEFAULT 0,  -- of which resolved
+    sat_sum    bigint   NOT NULL DEFAULT 0,
+    sat_n      bigint   NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX case_counters_area_key ON case_counters_area (area_code, month, shard);
+CREATE INDEX case_counters_area_level_idx ON case_counters_area (area_level, month, area_code text_pattern_ops);
 
 -- The counter keys of one case: one row per level of its grid chain. The one definition the
 -- triggers, ``yitu kpi rebuild`` and ``yitu kpi check`` share.
@@ -54,7 +108,12 @@ AS $$
     WHERE v.code IS NOT NULL
 $$;
 
--- The counters of every case, as a full count computes them (rebuild and check).
+-- The month a day falls in (its first day): the key of the monthly grains.
+CREATE FUNCTION yitu_month(day date) RETURNS date
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT date_trunc('month', day)::date $$;
+
+-- The daily counters of every case, as a full count computes them (rebuild and check).
 CREATE VIEW case_counters_recount AS
 SELECT k.area_code, k.area_level, k.day, k.resolved_day, c.type, c.step, c.level, k.major, k.grp, k.resolved,
        count(*) AS n, coalesce(sum(c.satisfaction), 0) AS sat_sum, count(c.satisfaction) AS sat_n
@@ -63,9 +122,31 @@ FROM cases c,
                        c.grid_code, c.village_code, c.town_code, c.banner_code) k
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;
 
--- Adds the counters of ``news`` and takes away those of ``olds``: one delta per key (an UPDATE that
--- changes none of the counted columns cancels out and writes nothing). Keys in order, so two
--- transactions lock the rows they share in the same order and cannot deadlock on them.
+-- The coarse grains as groupings of the daily counters (summed over their shards): what the
+-- rebuild writes and the check compares with. The triggers group their delta the same way.
+CREATE VIEW case_counters_by_month AS
+SELECT area_code, area_level, yitu_month(day) AS month, yitu_month(resolved_day) AS resolved_month, type, step,
+       level, resolved, sum(n)::bigint AS n, sum(sat_sum)::bigint AS sat_sum, sum(sat_n)::bigint AS sat_n
+FROM case_counters
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
+
+CREATE VIEW case_counters_by_open AS
+SELECT area_code, area_level, type, step, level, major, grp, sum(n)::bigint AS n
+FROM case_counters
+WHERE yitu_step_open(step)
+GROUP BY 1, 2, 3, 4, 5, 6, 7;
+
+CREATE VIEW case_counters_by_area AS
+SELECT area_code, area_level, yitu_month(day) AS month, sum(n)::bigint AS n,
+       coalesce(sum(n) FILTER (WHERE resolved), 0)::bigint AS resolved_n,
+       sum(sat_sum)::bigint AS sat_sum, sum(sat_n)::bigint AS sat_n
+FROM case_counters
+GROUP BY 1, 2, 3;
+
+-- Adds the counters of ``news`` and takes away those of ``olds`` in every grain, in one
+-- statement: one delta per key, and a key whose delta is zero is not written (an UPDATE that
+-- changes none of a grain's columns writes nothing to it). Keys in order, so two transactions
+-- lock the rows they share in the same order and cannot deadlock on them.
 CREATE FUNCTION yitu_counters_add(olds cases[], news cases[], shard_no smallint) RETURNS void
 LANGUAGE sql
 AS $$
@@ -74,7 +155,7 @@ AS $$
         UNION ALL
         SELECT 1 AS sign, n.* FROM unnest(news) n
     ),
-    delta AS (
+    delta AS MATERIALIZED (
         SELECT k.area_code, k.area_level, k.day, k.resolved_day, d.type, d.step, d.level, k.major, k.grp,
                k.resolved, sum(d.sign) AS n, coalesce(sum(d.sign * d.satisfaction), 0) AS sat_sum,
                coalesce(sum(d.sign) FILTER (WHERE d.satisfaction IS NOT NULL), 0) AS sat_n
@@ -82,6 +163,41 @@ AS $$
              yitu_counter_keys(d.reported_at, d.closed_at, d.outcome, d.severity, d.flags,
                                d.grid_code, d.village_code, d.town_code, d.banner_code) k
         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+    ),
+    by_month AS (  -- as case_counters_by_month
+        INSERT INTO case_counters_month AS cc
+            (area_code, area_level, month, resolved_month, type, step, level, resolved, shard, n, sat_sum, sat_n)
+        SELECT area_code, area_level, yitu_month(day), yitu_month(resolved_day), type, step, level, resolved,
+               shard_no, sum(n), sum(sat_sum), sum(sat_n)
+        FROM delta
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+        HAVING sum(n) <> 0 OR sum(sat_sum) <> 0 OR sum(sat_n) <> 0
+        ORDER BY 1, 3, 4, 5, 6, 7, 8
+        ON CONFLICT (area_code, month, resolved_month, type, step, level, resolved, shard)
+        DO UPDATE SET n = cc.n + excluded.n, sat_sum = cc.sat_sum + excluded.sat_sum, sat_n = cc.sat_n + excluded.sat_n
+    ),
+    by_open AS (  -- as case_counters_by_open
+        INSERT INTO case_counters_open AS cc (area_code, area_level, type, step, level, major, grp, shard, n)
+        SELECT area_code, area_level, type, step, level, major, grp, shard_no, sum(n)
+        FROM delta
+        WHERE yitu_step_open(step)
+        GROUP BY 1, 2, 3, 4, 5, 6, 7
+        HAVING sum(n) <> 0
+        ORDER BY 1, 3, 4, 5, 6, 7
+        ON CONFLICT (area_code, type, step, level, major, grp, shard) DO UPDATE SET n = cc.n + excluded.n
+    ),
+    by_area AS (  -- as case_counters_by_area
+        INSERT INTO case_counters_area AS cc (area_code, area_level, month, shard, n, resolved_n, sat_sum, sat_n)
+        SELECT area_code, area_level, yitu_month(day), shard_no, sum(n), coalesce(sum(n) FILTER (WHERE resolved), 0),
+               sum(sat_sum), sum(sat_n)
+        FROM delta
+        GROUP BY 1, 2, 3
+        HAVING sum(n) <> 0 OR coalesce(sum(n) FILTER (WHERE resolved), 0) <> 0 OR sum(sat_sum) <> 0
+            OR sum(sat_n) <> 0
+        ORDER BY 1, 3
+        ON CONFLICT (area_code, month, shard)
+        DO UPDATE SET n = cc.n + excluded.n, resolved_n = cc.resolved_n + excluded.resolved_n,
+                      sat_sum = cc.sat_sum + excluded.sat_sum, sat_n = cc.sat_n + excluded.sat_n
     )
     INSERT INTO case_counters AS cc
         (area_code, area_level, day, resolved_day, type, step, level, major, grp, resolved, shard, n, sat_sum, sat_n)
@@ -103,6 +219,11 @@ DECLARE
     shard_no smallint := (txid_current()
                           % coalesce(nullif(current_setting('yitu.counter_shards', true), '')::int, 8))::smallint;
 BEGIN
+    -- yitu.counters_bulk = on (set for its transaction only): a bulk load (the demo seeding) skips
+    -- the counters, then rebuilds them once in the same transaction (yitu_counters_rebuild).
+    IF current_setting('yitu.counters_bulk', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     -- Each branch names only the transition tables its event has.
     IF TG_OP = 'INSERT' THEN
         PERFORM yitu_counters_add('{}', ARRAY(SELECT r::cases FROM new_rows r), shard_no);
@@ -128,12 +249,91 @@ LANGUAGE plpgsql
 AS $$
 BEGIN
     DELETE FROM case_counters;
+    DELETE FROM case_counters_month;
+    DELETE FROM case_counters_open;
+    DELETE FROM case_counters_area;
     RETURN NULL;
 END $$;
 CREATE TRIGGER yitu_counters_truncate AFTER TRUNCATE ON cases
     FOR EACH STATEMENT EXECUTE FUNCTION yitu_counters_truncate();
 
+-- Every counter recomputed from the cases, one row per key (shard 0, no row at zero): the daily
+-- rows from a full count, the coarse grains from the daily rows. ``yitu kpi rebuild`` and the bulk
+-- seeding (with the triggers off) call it; the caller holds the cases still. The daily row count.
+CREATE FUNCTION yitu_counters_rebuild() RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rows bigint;
+BEGIN
+    DELETE FROM case_counters;
+    DELETE FROM case_counters_month;
+    DELETE FROM case_counters_open;
+    DELETE FROM case_counters_area;
+    INSERT INTO case_counters
+        (area_code, area_level, day, resolved_day, type, step, level, major, grp, resolved, n, sat_sum, sat_n)
+    SELECT area_code, area_level, day, resolved_day, type, step, level, major, grp, resolved, n, sat_sum, sat_n
+    FROM case_counters_recount;
+    GET DIAGNOSTICS rows = ROW_COUNT;
+    INSERT INTO case_counters_month
+        (area_code, area_level, month, resolved_month, type, step, level, resolved, n, sat_sum, sat_n)
+    SELECT * FROM case_counters_by_month;
+    INSERT INTO case_counters_open (area_code, area_level, type, step, level, major, grp, n)
+    SELECT * FROM case_counters_by_open WHERE n <> 0;
+    INSERT INTO case_counters_area (area_code, area_level, month, n, resolved_n, sat_sum, sat_n)
+    SELECT * FROM case_counters_by_area;
+    RETURN rows;
+END $$;
+
+-- The whole months inside the days [first, after), as [m_first, m_after): a period's counts are
+-- the monthly rows of those months plus the daily rows of [first, m_first) and [m_after, after).
+-- No whole month inside: m_first = m_after = after (all from the daily rows).
+CREATE FUNCTION yitu_month_span(first date, after date, OUT m_first date, OUT m_after date)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN s < e THEN s ELSE after END, CASE WHEN s < e THEN e ELSE after END
+    FROM (SELECT CASE WHEN first = yitu_month(first) THEN first
+                      ELSE (yitu_month(first) + interval '1 month')::date END AS s,
+                 yitu_month(after) AS e) b
+$$;
+
+-- The cases of one area reported on the days [first, after) (NULL: open-ended), as counter rows:
+-- the whole months inside the period from the monthly counters, the days before and after them
+-- from the daily ones. ``resolved_day`` is the resolved month's first day on a monthly row.
+CREATE FUNCTION yitu_counters_reported(code text, first date, after date)
+RETURNS TABLE (type text, step text, level text, resolved boolean, n bigint, sat_sum bigint, sat_n bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    WITH p AS (SELECT coalesce(first, '-infinity') AS first, coalesce(after, 'infinity') AS after),
+    s AS (SELECT p.*, m.* FROM p, yitu_month_span(p.first, p.after) m)
+    SELECT k.type, k.step, k.level, k.resolved, k.n, k.sat_sum, k.sat_n
+    FROM case_counters_month k, s
+    WHERE k.area_code = code AND k.month >= s.m_first AND k.month < s.m_after
+    UNION ALL
+    SELECT k.type, k.step, k.level, k.resolved, k.n, k.sat_sum, k.sat_n
+    FROM case_counters k, s
+    WHERE k.area_code = code
+      AND ((k.day >= s.first AND k.day < s.m_first) OR (k.day >= s.m_after AND k.day < s.after))
+$$;
+
+-- The cases of one area resolved on the days [first, after) (NULL: open-ended), by handling
+-- level: whole months from the monthly counters, the ragged ends from the daily ones.
+CREATE FUNCTION yitu_counters_resolved(code text, first date, after date)
+RETURNS TABLE (level text, n bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    WITH p AS (SELECT coalesce(first, '-infinity') AS first, coalesce(after, 'infinity') AS after),
+    s AS (SELECT p.*, m.* FROM p, yitu_month_span(p.first, p.after) m)
+    SELECT k.level, k.n
+    FROM case_counters_month k, s
+    WHERE k.area_code = code AND k.resolved_month >= s.m_first AND k.resolved_month < s.m_after
+    UNION ALL
+    SELECT k.level, k.n
+    FROM case_counters k, s
+    WHERE k.area_code = code AND k.resolved_day IS NOT NULL
+      AND ((k.resolved_day >= s.first AND k.resolved_day < s.m_first)
+           OR (k.resolved_day >= s.m_after AND k.resolved_day < s.after))
+$$;
+
 -- Today's cases, counted once.
-INSERT INTO case_counters
-    (area_code, area_level, day, resolved_day, type, step, level, major, grp, resolved, n, sat_sum, sat_n)
-SELECT * FROM case_counters_recount;
+SELECT yitu_counters_rebuild();

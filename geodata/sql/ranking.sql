@@ -1,18 +1,31 @@
 -- 月通报、季排名 from the counters (033_counters.sql): the areas of one level under a parent, ranked
 -- for a period of whole days [%(start)s, %(end)s) (China time). The formula and the figures are
--- those of ranking_scan.sql, which counts them from the cases; overdue depends on the clock and
--- is counted from the open cases (cases_open_idx). {column} is the grid-chain column of the
--- ranked level, {parent} that of the parent's level (psycopg.sql, from a fixed table).
-WITH per AS (
-    SELECT k.area_code AS code,
-           sum(k.n) FILTER (WHERE k.day >= %(start)s AND k.day < %(end)s) AS reported,
-           sum(k.n) FILTER (WHERE k.day >= %(start)s AND k.day < %(end)s AND k.resolved) AS resolved,
-           sum(k.n) FILTER (WHERE yitu_step_open(k.step)) AS open,
-           (sum(k.sat_sum) FILTER (WHERE k.day >= %(start)s AND k.day < %(end)s)::numeric
-            / nullif(sum(k.sat_n) FILTER (WHERE k.day >= %(start)s AND k.day < %(end)s), 0))::float8 AS satisfaction
-    FROM case_counters k
+-- those of ranking_scan.sql, which counts them from the cases. The period's figures come from the
+-- per-area monthly counters for its whole months and the daily ones for the days around them; open
+-- from the open cases' counters. Overdue depends on the clock and is counted from the open cases
+-- (cases_open_idx). {column} is the grid-chain column of the ranked level, {parent} that of the
+-- parent's level (psycopg.sql, from a fixed table).
+WITH s AS (SELECT * FROM yitu_month_span(%(start)s::date, %(end)s::date)),
+per AS (
+    SELECT code, sum(n) AS reported, sum(resolved_n) AS resolved,
+           (sum(sat_sum)::numeric / nullif(sum(sat_n), 0))::float8 AS satisfaction
+    FROM (
+        SELECT k.area_code AS code, k.n, k.resolved_n, k.sat_sum, k.sat_n
+        FROM case_counters_area k, s
+        WHERE k.area_level = %(level)s AND starts_with(k.area_code, %(parent_code)s)
+          AND k.month >= s.m_first AND k.month < s.m_after
+        UNION ALL
+        SELECT k.area_code, k.n, CASE WHEN k.resolved THEN k.n ELSE 0 END, k.sat_sum, k.sat_n
+        FROM case_counters k, s
+        WHERE k.area_level = %(level)s AND starts_with(k.area_code, %(parent_code)s)
+          AND ((k.day >= %(start)s AND k.day < s.m_first) OR (k.day >= s.m_after AND k.day < %(end)s))
+    ) k
+    GROUP BY 1
+),
+open AS (
+    SELECT k.area_code AS code, sum(k.n) AS open
+    FROM case_counters_open k
     WHERE k.area_level = %(level)s AND starts_with(k.area_code, %(parent_code)s)
-      AND ((k.day >= %(start)s AND k.day < %(end)s) OR yitu_step_open(k.step))
     GROUP BY 1
 ),
 late AS (
@@ -24,10 +37,11 @@ late AS (
 ),
 scored AS (
     SELECT a.code, a.name, coalesce(per.reported, 0)::bigint AS reported, coalesce(per.resolved, 0)::bigint AS resolved,
-           coalesce(per.open, 0)::bigint AS open, coalesce(late.overdue, 0) AS overdue, per.satisfaction,
+           coalesce(open.open, 0)::bigint AS open, coalesce(late.overdue, 0) AS overdue, per.satisfaction,
            coalesce(per.resolved::float8 / nullif(per.reported, 0), 0) AS resolution_rate,
-           coalesce(late.overdue::float8 / nullif(per.open, 0), 0) AS overdue_share
-    FROM areas a LEFT JOIN per ON per.code = a.code LEFT JOIN late ON late.code = a.code
+           coalesce(late.overdue::float8 / nullif(open.open, 0), 0) AS overdue_share
+    FROM areas a LEFT JOIN per ON per.code = a.code LEFT JOIN open ON open.code = a.code
+         LEFT JOIN late ON late.code = a.code
     WHERE a.level = %(level)s AND a.parent_code LIKE %(parent_code)s || '%%'
 )
 SELECT rank() OVER (ORDER BY s.score DESC) AS rank, s.*
