@@ -1,5 +1,6 @@
 """The KPI counters (033_counters.sql: ``case_counters`` by day, ``case_counters_month``,
-``case_counters_open`` and ``case_counters_area``): rebuild them from the cases, and check them.
+``case_counters_open``, ``case_counters_area_month``, ``case_counters_area_day``): rebuild
+them from the cases, and check them.
 
 The triggers on ``cases`` keep the counters in the transaction of every change, so a rebuild is
 for a database restored from elsewhere, a hand edit done with the triggers off, or to compact the

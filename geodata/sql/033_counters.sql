@@ -1,23 +1,26 @@
 -- KPI counters (issue 16 item 4): the figures around the map read these, never a scan of cases.
 -- Every level of a case's grid chain (banner, town, village, cell; any area code) has its own
--- rows, in four grains, each the coarsest that answers some figure:
---   case_counters        per area, reported day, resolved day (China time), type, step, handling
---                        level, major / 群体性 flags and resolved or not: the trend, today's new
---                        cases, and the ragged ends of a period that is not whole months;
---   case_counters_month  the same per reported month and resolved month, without the flags: the
---                        whole months of a period (tiles, steps, top types, the area panel);
---   case_counters_open   the open cases now, per area, type, step, level and flags, any day: in
---                        progress, open major, open 群体性, the open of the ranking and the map;
---   case_counters_area   per area and reported month only (reported, resolved, satisfaction):
---                        a whole level at once (the choropleth, the ranking).
+-- rows, in five grains, each the coarsest that answers some figure:
+--   case_counters             per area, reported day, resolved day (China time), type, step,
+--                             handling level, major / 群体性 flags and resolved or not: the ragged
+--                             ends of a period that is not whole months (tiles, area panel);
+--   case_counters_month       the same per reported month and resolved month, without the flags:
+--                             the whole months of a period (tiles, steps, top types, area panel);
+--   case_counters_open        the open cases now, per area, type, step, level and flags, any day:
+--                             in progress, open major, open 群体性, the open of the ranking and map;
+--   case_counters_area_month  per area and reported month only (reported, resolved, satisfaction):
+--                             a whole level at once (the choropleth, the ranking);
+--   case_counters_area_day    per area and day only: reported that day (and of them resolved,
+--                             satisfaction) and resolved that day: the trend, today's new cases,
+--                             the ranking's ragged days.
 -- Everything the KPI tiles, the ranking, the choropleth and the area panel count is a sum over
 -- these rows, except "overdue": open and past the deadline *now* changes with the clock, not with
 -- a write, so it stays a count over the open cases' partial index (cases_open_idx).
 --
 -- Maintained in the same transaction as the change, by statement triggers with transition tables:
 -- one aggregated delta per statement (a bulk UPDATE adds one delta, not a row per case), written
--- to the four tables by one statement; a key whose delta is zero is not written at all (a step
--- change leaves case_counters_area alone). ``shard`` spreads the hot rows (a busy month's intakes
+-- to the five tables by one statement; a key whose delta is zero is not written at all (a step
+-- change leaves the per-area grains alone). ``shard`` spreads the hot rows (a busy month's intakes
 -- all land on the banner's row): each transaction writes to shard txid % 8
 -- (yitu.counter_shards), so concurrent intakes rarely wait on each other's row lock; readers sum
 -- over the shards. Rows may reach n = 0 (or a shard below 0, when a case is added in one shard and
@@ -77,7 +80,7 @@ CREATE TABLE case_counters_open (
 CREATE UNIQUE INDEX case_counters_open_key ON case_counters_open (area_code, type, step, level, major, grp, shard);
 CREATE INDEX case_counters_open_level_idx ON case_counters_open (area_level, area_code text_pattern_ops);
 
-CREATE TABLE case_counters_area (
+CREATE TABLE case_counters_area_month (
     area_code  text     NOT NULL,
     area_level smallint NOT NULL,
     month      date     NOT NULL,            -- first day of the reported month, China time
@@ -87,8 +90,23 @@ CREATE TABLE case_counters_area (
     sat_sum    bigint   NOT NULL DEFAULT 0,
     sat_n      bigint   NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX case_counters_area_key ON case_counters_area (area_code, month, shard);
-CREATE INDEX case_counters_area_level_idx ON case_counters_area (area_level, month, area_code text_pattern_ops);
+CREATE UNIQUE INDEX case_counters_area_month_key ON case_counters_area_month (area_code, month, shard);
+CREATE INDEX case_counters_area_month_level_idx
+    ON case_counters_area_month (area_level, month, area_code text_pattern_ops);
+
+CREATE TABLE case_counters_area_day (
+    area_code     text     NOT NULL,
+    area_level    smallint NOT NULL,
+    day           date     NOT NULL,         -- China time
+    shard         smallint NOT NULL DEFAULT 0,
+    n             bigint   NOT NULL DEFAULT 0, -- reported on the day
+    resolved_n    bigint   NOT NULL DEFAULT 0, -- of which resolved (by now)
+    sat_sum       bigint   NOT NULL DEFAULT 0,
+    sat_n         bigint   NOT NULL DEFAULT 0,
+    resolved_on_n bigint   NOT NULL DEFAULT 0  -- resolved (closed_at) on the day, whenever reported
+);
+CREATE UNIQUE INDEX case_counters_area_day_key ON case_counters_area_day (area_code, day, shard);
+CREATE INDEX case_counters_area_day_level_idx ON case_counters_area_day (area_level, area_code text_pattern_ops, day);
 
 -- The counter keys of one case: one row per level of its grid chain. The one definition the
 -- triggers, ``yitu kpi rebuild`` and ``yitu kpi check`` share.
@@ -136,11 +154,23 @@ FROM case_counters
 WHERE yitu_step_open(step)
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
 
-CREATE VIEW case_counters_by_area AS
+CREATE VIEW case_counters_by_area_month AS
 SELECT area_code, area_level, yitu_month(day) AS month, sum(n)::bigint AS n,
        coalesce(sum(n) FILTER (WHERE resolved), 0)::bigint AS resolved_n,
        sum(sat_sum)::bigint AS sat_sum, sum(sat_n)::bigint AS sat_n
 FROM case_counters
+GROUP BY 1, 2, 3;
+
+CREATE VIEW case_counters_by_area_day AS
+SELECT area_code, area_level, day, sum(n)::bigint AS n, sum(resolved_n)::bigint AS resolved_n,
+       sum(sat_sum)::bigint AS sat_sum, sum(sat_n)::bigint AS sat_n, sum(resolved_on_n)::bigint AS resolved_on_n
+FROM (
+    SELECT area_code, area_level, day, n, CASE WHEN resolved THEN n ELSE 0 END AS resolved_n, sat_sum, sat_n,
+           0 AS resolved_on_n
+    FROM case_counters
+    UNION ALL
+    SELECT area_code, area_level, resolved_day, 0, 0, 0, 0, n FROM case_counters WHERE resolved_day IS NOT NULL
+) d
 GROUP BY 1, 2, 3;
 
 -- Adds the counters of ``news`` and takes away those of ``olds`` in every grain, in one
@@ -186,8 +216,8 @@ AS $$
         ORDER BY 1, 3, 4, 5, 6, 7
         ON CONFLICT (area_code, type, step, level, major, grp, shard) DO UPDATE SET n = cc.n + excluded.n
     ),
-    by_area AS (  -- as case_counters_by_area
-        INSERT INTO case_counters_area AS cc (area_code, area_level, month, shard, n, resolved_n, sat_sum, sat_n)
+    by_area_month AS (  -- as case_counters_by_area_month
+        INSERT INTO case_counters_area_month AS cc (area_code, area_level, month, shard, n, resolved_n, sat_sum, sat_n)
         SELECT area_code, area_level, yitu_month(day), shard_no, sum(n), coalesce(sum(n) FILTER (WHERE resolved), 0),
                sum(sat_sum), sum(sat_n)
         FROM delta
@@ -198,6 +228,27 @@ AS $$
         ON CONFLICT (area_code, month, shard)
         DO UPDATE SET n = cc.n + excluded.n, resolved_n = cc.resolved_n + excluded.resolved_n,
                       sat_sum = cc.sat_sum + excluded.sat_sum, sat_n = cc.sat_n + excluded.sat_n
+    ),
+    by_area_day AS (  -- as case_counters_by_area_day
+        INSERT INTO case_counters_area_day AS cc
+            (area_code, area_level, day, shard, n, resolved_n, sat_sum, sat_n, resolved_on_n)
+        SELECT area_code, area_level, day, shard_no, sum(n), sum(resolved_n), sum(sat_sum), sum(sat_n),
+               sum(resolved_on_n)
+        FROM (
+            SELECT area_code, area_level, day, n, CASE WHEN resolved THEN n ELSE 0 END AS resolved_n, sat_sum,
+                   sat_n, 0 AS resolved_on_n
+            FROM delta
+            UNION ALL
+            SELECT area_code, area_level, resolved_day, 0, 0, 0, 0, n FROM delta WHERE resolved_day IS NOT NULL
+        ) dd
+        GROUP BY 1, 2, 3
+        HAVING sum(n) <> 0 OR sum(resolved_n) <> 0 OR sum(sat_sum) <> 0 OR sum(sat_n) <> 0
+            OR sum(resolved_on_n) <> 0
+        ORDER BY 1, 3
+        ON CONFLICT (area_code, day, shard)
+        DO UPDATE SET n = cc.n + excluded.n, resolved_n = cc.resolved_n + excluded.resolved_n,
+                      sat_sum = cc.sat_sum + excluded.sat_sum, sat_n = cc.sat_n + excluded.sat_n,
+                      resolved_on_n = cc.resolved_on_n + excluded.resolved_on_n
     )
     INSERT INTO case_counters AS cc
         (area_code, area_level, day, resolved_day, type, step, level, major, grp, resolved, shard, n, sat_sum, sat_n)
@@ -251,7 +302,8 @@ BEGIN
     DELETE FROM case_counters;
     DELETE FROM case_counters_month;
     DELETE FROM case_counters_open;
-    DELETE FROM case_counters_area;
+    DELETE FROM case_counters_area_month;
+    DELETE FROM case_counters_area_day;
     RETURN NULL;
 END $$;
 CREATE TRIGGER yitu_counters_truncate AFTER TRUNCATE ON cases
@@ -269,19 +321,24 @@ BEGIN
     DELETE FROM case_counters;
     DELETE FROM case_counters_month;
     DELETE FROM case_counters_open;
-    DELETE FROM case_counters_area;
+    DELETE FROM case_counters_area_month;
+    DELETE FROM case_counters_area_day;
+    -- In key order: an area's rows lie together on disk, so a cold read of one area touches few pages.
     INSERT INTO case_counters
         (area_code, area_level, day, resolved_day, type, step, level, major, grp, resolved, n, sat_sum, sat_n)
     SELECT area_code, area_level, day, resolved_day, type, step, level, major, grp, resolved, n, sat_sum, sat_n
-    FROM case_counters_recount;
+    FROM case_counters_recount
+    ORDER BY area_code, day;
     GET DIAGNOSTICS rows = ROW_COUNT;
     INSERT INTO case_counters_month
         (area_code, area_level, month, resolved_month, type, step, level, resolved, n, sat_sum, sat_n)
-    SELECT * FROM case_counters_by_month;
+    SELECT * FROM case_counters_by_month ORDER BY area_code, month;
     INSERT INTO case_counters_open (area_code, area_level, type, step, level, major, grp, n)
     SELECT * FROM case_counters_by_open WHERE n <> 0;
-    INSERT INTO case_counters_area (area_code, area_level, month, n, resolved_n, sat_sum, sat_n)
-    SELECT * FROM case_counters_by_area;
+    INSERT INTO case_counters_area_month (area_code, area_level, month, n, resolved_n, sat_sum, sat_n)
+    SELECT * FROM case_counters_by_area_month;
+    INSERT INTO case_counters_area_day (area_code, area_level, day, n, resolved_n, sat_sum, sat_n, resolved_on_n)
+    SELECT * FROM case_counters_by_area_day ORDER BY area_code, day;
     RETURN rows;
 END $$;
 
@@ -299,21 +356,27 @@ $$;
 
 -- The cases of one area reported on the days [first, after) (NULL: open-ended), as counter rows:
 -- the whole months inside the period from the monthly counters, the days before and after them
--- from the daily ones. ``resolved_day`` is the resolved month's first day on a monthly row.
+-- from the daily ones. Three plain index ranges (no join on the bounds), so the planner reads
+-- only the rows of the period; inlined into the caller's query.
 CREATE FUNCTION yitu_counters_reported(code text, first date, after date)
 RETURNS TABLE (type text, step text, level text, resolved boolean, n bigint, sat_sum bigint, sat_n bigint)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    WITH p AS (SELECT coalesce(first, '-infinity') AS first, coalesce(after, 'infinity') AS after),
-    s AS (SELECT p.*, m.* FROM p, yitu_month_span(p.first, p.after) m)
     SELECT k.type, k.step, k.level, k.resolved, k.n, k.sat_sum, k.sat_n
-    FROM case_counters_month k, s
-    WHERE k.area_code = code AND k.month >= s.m_first AND k.month < s.m_after
+    FROM case_counters_month k
+    WHERE k.area_code = code
+      AND k.month >= (yitu_month_span(coalesce(first, '-infinity'), coalesce(after, 'infinity'))).m_first
+      AND k.month < (yitu_month_span(coalesce(first, '-infinity'), coalesce(after, 'infinity'))).m_after
     UNION ALL
     SELECT k.type, k.step, k.level, k.resolved, k.n, k.sat_sum, k.sat_n
-    FROM case_counters k, s
-    WHERE k.area_code = code
-      AND ((k.day >= s.first AND k.day < s.m_first) OR (k.day >= s.m_after AND k.day < s.after))
+    FROM case_counters k
+    WHERE k.area_code = code AND k.day >= coalesce(first, '-infinity')
+      AND k.day < (yitu_month_span(coalesce(first, '-infinity'), coalesce(after, 'infinity'))).m_first
+    UNION ALL
+    SELECT k.type, k.step, k.level, k.resolved, k.n, k.sat_sum, k.sat_n
+    FROM case_counters k
+    WHERE k.area_code = code AND k.day < coalesce(after, 'infinity')
+      AND k.day >= (yitu_month_span(coalesce(first, '-infinity'), coalesce(after, 'infinity'))).m_after
 $$;
 
 -- The cases of one area resolved on the days [first, after) (NULL: open-ended), by handling
@@ -322,17 +385,21 @@ CREATE FUNCTION yitu_counters_resolved(code text, first date, after date)
 RETURNS TABLE (level text, n bigint)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    WITH p AS (SELECT coalesce(first, '-infinity') AS first, coalesce(after, 'infinity') AS after),
-    s AS (SELECT p.*, m.* FROM p, yitu_month_span(p.first, p.after) m)
     SELECT k.level, k.n
-    FROM case_counters_month k, s
-    WHERE k.area_code = code AND k.resolved_month >= s.m_first AND k.resolved_month < s.m_after
+    FROM case_counters_month k
+    WHERE k.area_code = code
+      AND k.resolved_month >= (yitu_month_span(coalesce(first, '-infinity'), coalesce(after, 'infinity'))).m_first
+      AND k.resolved_month < (yitu_month_span(coalesce(first, '-infinity'), coalesce(after, 'infinity'))).m_after
     UNION ALL
     SELECT k.level, k.n
-    FROM case_counters k, s
-    WHERE k.area_code = code AND k.resolved_day IS NOT NULL
-      AND ((k.resolved_day >= s.first AND k.resolved_day < s.m_first)
-           OR (k.resolved_day >= s.m_after AND k.resolved_day < s.after))
+    FROM case_counters k
+    WHERE k.area_code = code AND k.resolved_day >= coalesce(first, '-infinity')
+      AND k.resolved_day < (yitu_month_span(coalesce(first, '-infinity'), coalesce(after, 'infinity'))).m_first
+    UNION ALL
+    SELECT k.level, k.n
+    FROM case_counters k
+    WHERE k.area_code = code AND k.resolved_day < coalesce(after, 'infinity')
+      AND k.resolved_day >= (yitu_month_span(coalesce(first, '-infinity'), coalesce(after, 'infinity'))).m_after
 $$;
 
 -- Today's cases, counted once.

@@ -10,7 +10,7 @@
 WITH y AS (SELECT date_trunc('year', now() AT TIME ZONE 'Asia/Shanghai')::date AS start),
 k AS (
     SELECT left(k.area_code, %(width)s) AS code, sum(k.n) AS reported_ytd, sum(k.resolved_n) AS resolved_ytd
-    FROM case_counters_area k, y
+    FROM case_counters_area_month k, y
     WHERE k.area_level = %(lvl)s AND k.month >= y.start AND starts_with(k.area_code, coalesce(%(scope)s::text, ''))
     GROUP BY 1
 ),

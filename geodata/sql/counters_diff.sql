@@ -58,30 +58,53 @@ area AS (
         SELECT area_code, month, n AS kept_n, 0 AS counted_n, resolved_n AS kept_resolved_n,
                0 AS counted_resolved_n, sat_sum AS kept_sat_sum, 0 AS counted_sat_sum, sat_n AS kept_sat_n,
                0 AS counted_sat_n
-        FROM case_counters_area
+        FROM case_counters_area_month
         UNION ALL
-        SELECT area_code, month, 0, n, 0, resolved_n, 0, sat_sum, 0, sat_n FROM case_counters_by_area
+        SELECT area_code, month, 0, n, 0, resolved_n, 0, sat_sum, 0, sat_n FROM case_counters_by_area_month
     ) b
     GROUP BY area_code, month
+),
+area_day AS (
+    SELECT area_code, day::text AS key,
+           sum(kept_n) AS kept_n, sum(counted_n) AS counted_n, sum(kept_resolved_n) AS kept_resolved_n,
+           sum(counted_resolved_n) AS counted_resolved_n, sum(kept_sat_sum) AS kept_sat_sum,
+           sum(counted_sat_sum) AS counted_sat_sum, sum(kept_sat_n) AS kept_sat_n, sum(counted_sat_n) AS counted_sat_n,
+           sum(kept_on) AS kept_resolved_on_n, sum(counted_on) AS counted_resolved_on_n
+    FROM (
+        SELECT area_code, day, n AS kept_n, 0 AS counted_n, resolved_n AS kept_resolved_n,
+               0 AS counted_resolved_n, sat_sum AS kept_sat_sum, 0 AS counted_sat_sum, sat_n AS kept_sat_n,
+               0 AS counted_sat_n, resolved_on_n AS kept_on, 0 AS counted_on
+        FROM case_counters_area_day
+        UNION ALL
+        SELECT area_code, day, 0, n, 0, resolved_n, 0, sat_sum, 0, sat_n, 0, resolved_on_n
+        FROM case_counters_by_area_day
+    ) b
+    GROUP BY area_code, day
 )
 SELECT counters, area_code, key,
        jsonb_build_object('n', kept_n, 'sat_sum', kept_sat_sum, 'sat_n', kept_sat_n)
-           || CASE WHEN kept_resolved_n IS NOT NULL THEN jsonb_build_object('resolved_n', kept_resolved_n) ELSE '{}' END AS kept,
+           || jsonb_strip_nulls(jsonb_build_object('resolved_n', kept_resolved_n, 'resolved_on_n', kept_resolved_on_n))
+           AS kept,
        jsonb_build_object('n', counted_n, 'sat_sum', counted_sat_sum, 'sat_n', counted_sat_n)
-           || CASE WHEN counted_resolved_n IS NOT NULL THEN jsonb_build_object('resolved_n', counted_resolved_n) ELSE '{}' END
-           AS counted
+           || jsonb_strip_nulls(jsonb_build_object('resolved_n', counted_resolved_n,
+                                                   'resolved_on_n', counted_resolved_on_n)) AS counted
 FROM (
-    SELECT 'case_counters' AS counters, *, NULL::numeric AS kept_resolved_n, NULL::numeric AS counted_resolved_n
+    SELECT 'case_counters' AS counters, *, NULL::numeric AS kept_resolved_n, NULL::numeric AS counted_resolved_n,
+           NULL::numeric AS kept_resolved_on_n, NULL::numeric AS counted_resolved_on_n
     FROM daily
     UNION ALL
-    SELECT 'case_counters_month', *, NULL, NULL FROM monthly
+    SELECT 'case_counters_month', *, NULL, NULL, NULL, NULL FROM monthly
     UNION ALL
-    SELECT 'case_counters_open', *, NULL, NULL FROM open
+    SELECT 'case_counters_open', *, NULL, NULL, NULL, NULL FROM open
     UNION ALL
-    SELECT 'case_counters_area', area_code, key, kept_n, counted_n, kept_sat_sum, counted_sat_sum, kept_sat_n,
-           counted_sat_n, kept_resolved_n, counted_resolved_n
+    SELECT 'case_counters_area_month', area_code, key, kept_n, counted_n, kept_sat_sum, counted_sat_sum, kept_sat_n,
+           counted_sat_n, kept_resolved_n, counted_resolved_n, NULL, NULL
     FROM area
+    UNION ALL
+    SELECT 'case_counters_area_day', area_code, key, kept_n, counted_n, kept_sat_sum, counted_sat_sum, kept_sat_n,
+           counted_sat_n, kept_resolved_n, counted_resolved_n, kept_resolved_on_n, counted_resolved_on_n
+    FROM area_day
 ) d
 WHERE kept_n <> counted_n OR kept_sat_sum <> counted_sat_sum OR kept_sat_n <> counted_sat_n
-   OR kept_resolved_n <> counted_resolved_n
+   OR kept_resolved_n <> counted_resolved_n OR kept_resolved_on_n <> counted_resolved_on_n
 ORDER BY counters, area_code, key

@@ -3,10 +3,9 @@
 -- the period's first day and the day after its last (China time); NULL: the year to date. The
 -- period's figures come from the monthly counters for its whole months and the daily ones for the
 -- rest; the as-of-now ones from the open cases' counters. Overdue depends on the clock, not on a
--- write: counted from the open cases (cases_open_idx).
+-- write: counted from the open cases (cases_open_idx). Today's new cases: the per-area daily counters.
 WITH t AS (
-    SELECT (now() AT TIME ZONE 'Asia/Shanghai')::date AS today,
-           coalesce(%(start)s::date, date_trunc('year', now() AT TIME ZONE 'Asia/Shanghai')::date) AS first,
+    SELECT coalesce(%(start)s::date, date_trunc('year', now() AT TIME ZONE 'Asia/Shanghai')::date) AS first,
            %(end)s::date AS after
 ),
 rep AS (
@@ -21,8 +20,8 @@ res AS (
 ),
 new AS (
     SELECT coalesce(sum(k.n), 0)::bigint AS new_today
-    FROM case_counters k, t
-    WHERE k.area_code = %(code)s AND k.day >= t.today
+    FROM case_counters_area_day k
+    WHERE k.area_code = %(code)s AND k.day >= (now() AT TIME ZONE 'Asia/Shanghai')::date
 ),
 open AS (
     SELECT coalesce(sum(n), 0)::bigint AS in_progress,

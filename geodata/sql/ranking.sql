@@ -1,24 +1,29 @@
 -- 月通报、季排名 from the counters (033_counters.sql): the areas of one level under a parent, ranked
 -- for a period of whole days [%(start)s, %(end)s) (China time). The formula and the figures are
 -- those of ranking_scan.sql, which counts them from the cases. The period's figures come from the
--- per-area monthly counters for its whole months and the daily ones for the days around them; open
--- from the open cases' counters. Overdue depends on the clock and is counted from the open cases
--- (cases_open_idx). {column} is the grid-chain column of the ranked level, {parent} that of the
+-- per-area monthly counters for its whole months and the per-area daily ones for the days around
+-- them (plain index ranges: the bounds fold to constants); open from the open cases' counters.
+-- Overdue depends on the clock and is counted from the open cases (cases_open_idx). {column} is the grid-chain column of the ranked level, {parent} that of the
 -- parent's level (psycopg.sql, from a fixed table).
-WITH s AS (SELECT * FROM yitu_month_span(%(start)s::date, %(end)s::date)),
-per AS (
+WITH per AS (
     SELECT code, sum(n) AS reported, sum(resolved_n) AS resolved,
            (sum(sat_sum)::numeric / nullif(sum(sat_n), 0))::float8 AS satisfaction
     FROM (
         SELECT k.area_code AS code, k.n, k.resolved_n, k.sat_sum, k.sat_n
-        FROM case_counters_area k, s
+        FROM case_counters_area_month k
         WHERE k.area_level = %(level)s AND starts_with(k.area_code, %(parent_code)s)
-          AND k.month >= s.m_first AND k.month < s.m_after
+          AND k.month >= (yitu_month_span(%(start)s, %(end)s)).m_first
+          AND k.month < (yitu_month_span(%(start)s, %(end)s)).m_after
         UNION ALL
-        SELECT k.area_code, k.n, CASE WHEN k.resolved THEN k.n ELSE 0 END, k.sat_sum, k.sat_n
-        FROM case_counters k, s
+        SELECT k.area_code, k.n, k.resolved_n, k.sat_sum, k.sat_n
+        FROM case_counters_area_day k
         WHERE k.area_level = %(level)s AND starts_with(k.area_code, %(parent_code)s)
-          AND ((k.day >= %(start)s AND k.day < s.m_first) OR (k.day >= s.m_after AND k.day < %(end)s))
+          AND k.day >= %(start)s AND k.day < (yitu_month_span(%(start)s, %(end)s)).m_first
+        UNION ALL
+        SELECT k.area_code, k.n, k.resolved_n, k.sat_sum, k.sat_n
+        FROM case_counters_area_day k
+        WHERE k.area_level = %(level)s AND starts_with(k.area_code, %(parent_code)s)
+          AND k.day >= (yitu_month_span(%(start)s, %(end)s)).m_after AND k.day < %(end)s
     ) k
     GROUP BY 1
 ),
