@@ -13,10 +13,11 @@ Prints the median and p95 in milliseconds, and checks both give the same figures
 
 ``--hot`` measures instead what the counters cost the intake at its worst: THREADS connections
 each report cases one by one (a transaction each), all of the same type at the same point on the
-same day, so every intake adds to the same counter rows (banner, town, village, cell). Three runs
-on a scratch copy of the scale's database: the counters' triggers off (the baseline), on with
-one shard (``yitu.counter_shards = 1``: every intake waits for the previous one's row locks), and
-on with the default eight shards.
+same day, so every intake adds to the same counter rows (banner, town, village, cell). Three
+variants on a scratch copy of the scale's database: the counters' triggers off (the baseline), on
+with one shard (``yitu.counter_shards = 1``: every intake waits for the previous one's row locks),
+and on with the default eight shards; interleaved in ``--rounds`` rounds, so a change in the
+machine's load falls on the three alike.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def _intakes(dsn: str, shards: int, n: int, at: tuple[float, float], rules: Any,
         times.extend(mine)
 
 
-def _hot(dsn: str, threads: int, per_thread: int) -> None:
+def _hot(dsn: str, threads: int, per_thread: int, rounds: int) -> None:
     import threading
 
     from services.scheduler import deadline_rules
@@ -165,27 +166,36 @@ def _hot(dsn: str, threads: int, per_thread: int) -> None:
                 "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM areas WHERE level = 4 "
                 "ORDER BY code LIMIT 1) s"
             ).fetchone()
-        print(f"# hot counter rows: {threads} connections × {per_thread} single intakes, same type, place and day")
+        print(
+            f"# hot counter rows: {threads} connections × {per_thread} single intakes, same type, place and day; "
+            f"the three variants interleaved in {rounds} rounds (the machine's load drifts)"
+        )
         print(f"{'counters':22s} {'intakes/s':>10s} {'median ms':>10s} {'p95 ms':>8s}")
-        for label, shards, on in (("off (baseline)", 8, False), ("on, 1 shard", 1, True), ("on, 8 shards", 8, True)):
-            with psycopg.connect(scratch, autocommit=True) as conn:
-                verb = "ENABLE" if on else "DISABLE"
-                for trig in ("yitu_counters_insert", "yitu_counters_update", "yitu_counters_delete"):
-                    conn.execute(sql.SQL("ALTER TABLE cases {} TRIGGER {}").format(sql.SQL(verb), sql.Identifier(trig)))
-            times: list[float] = []
-            lock = threading.Lock()
-
-            pool = [
-                threading.Thread(target=_intakes, args=(scratch, shards, per_thread, (lon, lat), rules, times, lock))
-                for _ in range(threads)
-            ]
-            t0 = time.perf_counter()
-            for t in pool:
-                t.start()
-            for t in pool:
-                t.join()
-            wall = time.perf_counter() - t0
-            print(f"{label:22s} {len(times) / wall:10.0f} {statistics.median(times):10.1f} {p95(times):8.1f}")
+        variants = (("off (baseline)", 8, False), ("on, 1 shard", 1, True), ("on, 8 shards", 8, True))
+        times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+        walls = dict.fromkeys(times, 0.0)
+        lock = threading.Lock()
+        for _ in range(rounds):
+            for label, shards, on in variants:
+                with psycopg.connect(scratch, autocommit=True) as conn:
+                    verb = "ENABLE" if on else "DISABLE"
+                    for trig in ("yitu_counters_insert", "yitu_counters_update", "yitu_counters_delete"):
+                        conn.execute(
+                            sql.SQL("ALTER TABLE cases {} TRIGGER {}").format(sql.SQL(verb), sql.Identifier(trig))
+                        )
+                n = max(1, per_thread // rounds)
+                pool = [
+                    threading.Thread(target=_intakes, args=(scratch, shards, n, (lon, lat), rules, times[label], lock))
+                    for _ in range(threads)
+                ]
+                t0 = time.perf_counter()
+                for t in pool:
+                    t.start()
+                for t in pool:
+                    t.join()
+                walls[label] += time.perf_counter() - t0
+        for label, got in times.items():
+            print(f"{label:22s} {len(got) / walls[label]:10.0f} {statistics.median(got):10.1f} {p95(got):8.1f}")
         with psycopg.connect(scratch, autocommit=True) as conn:
             for trig in ("yitu_counters_insert", "yitu_counters_update", "yitu_counters_delete"):
                 conn.execute(sql.SQL("ALTER TABLE cases ENABLE TRIGGER {}").format(sql.Identifier(trig)))
@@ -202,10 +212,11 @@ def main() -> None:
     ap.add_argument("--hot", action="store_true", help="measure the intake on one hot counter row instead")
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--per-thread", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=5, help="--hot: rounds the variants are interleaved in")
     args = ap.parse_args()
     dsn = _database(args.scale)
     if args.hot:
-        _hot(dsn, args.threads, args.per_thread)
+        _hot(dsn, args.threads, args.per_thread, args.rounds)
         return
     with psycopg.connect(dsn) as conn:
         conn.execute("ANALYZE case_counters")
@@ -214,11 +225,16 @@ def main() -> None:
             r[0] for r in conn.execute("SELECT code FROM areas WHERE level = 2 ORDER BY code LIMIT %s", (args.towns,))
         ]
         n_cases = conn.execute("SELECT count(*) FROM cases").fetchone()[0]  # type: ignore[index]
-        n_rows = conn.execute("SELECT count(*) FROM case_counters").fetchone()[0]  # type: ignore[index]
+        n_rows = conn.execute(  # type: ignore[index]
+            "SELECT (SELECT count(*) FROM case_counters) || ' daily, ' || (SELECT count(*) FROM case_counters_month)"
+            " || ' monthly, ' || (SELECT count(*) FROM case_counters_open) || ' open, '"
+            " || (SELECT count(*) FROM case_counters_area_month) || ' per area and month, '"
+            " || (SELECT count(*) FROM case_counters_area_day) || ' per area and day'"
+        ).fetchone()[0]
     now = datetime.now(UTC)
     print(
         f"# bench_kpi — {now:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, scale {args.scale}: "
-        f"{n_cases} cases, {n_rows} counter rows; cold = a new connection per query, ms"
+        f"{n_cases} cases, counter rows {n_rows}; cold = a new connection per query, ms"
     )
     print(f"{'figure':28s} {'areas':>12s} {'counters med':>13s} {'p95':>8s} {'scan med':>10s} {'p95':>8s}")
     for name, (counted, scanned, per_area) in _figures(now).items():
