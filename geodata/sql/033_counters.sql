@@ -179,7 +179,7 @@ GROUP BY 1, 2, 3;
 -- changes none of a grain's columns writes nothing to it). Keys in order, so two transactions
 -- lock the rows they share in the same order and cannot deadlock on them. PL/pgSQL, not SQL: it
 -- keeps the statement's plan from call to call (a SQL function plans it again on every intake:
--- 2.6 → 1.8 ms of trigger time per single intake, docs/performance.md).
+-- 1.5 → 1.1 ms of trigger time per single intake, docs/performance.md).
 CREATE FUNCTION yitu_counters_add(olds cases[], news cases[], shard_no smallint) RETURNS void
 LANGUAGE plpgsql
 AS $$
