@@ -16,7 +16,7 @@ Redis: this checkout's embedded stack, `yitu db up`, on the ports of its .env):
   running, and stopped again at the end only then), named to the apps as YITU_DATABASE_READ_URL;
 - ``--processes`` N × ``yitu serve``, each a process of its own on its own port, and the real nginx
   (Debian's) with deploy/nginx.conf in front of them (one ``server`` line each; TLS on loopback, as
-  tests/test_nginx.py renders it). Every request and every screen goes through nginx;
+  tests/nginx.py renders it). Every request and every screen goes through nginx;
 - ``--screens`` headless wall screens. A screen does on the wire what the wall page does: it pairs
   (``/pair/<code>``: a cookie), asks for the wall's layout (Dash's ``page.children`` callback), opens
   the live WebSocket (``/_dash-ws-callback``), starts the persistent live callback and answers its
@@ -93,15 +93,14 @@ from websockets.exceptions import WebSocketException
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_intake import _cpu_ticks
-from bench.bench_intake_rate import _busy_ticks, _descendants, _postmaster
+from bench.bench_intake_rate import _busy_ticks, _postmaster
 from bench.bench_wallscreen import _database
-from bench.common import drop_database, free_port, wait_healthy
+from bench.common import cpu_ticks, descendants, drop_database, free_port, wait_healthy
 from cli.stack import EmbeddedStack
 from services.identity import PAIR_PATH, create_screen, create_token
 from services.settings import Settings
-from tests import test_nginx
-from tests.test_nginx import NAME, Nginx
+from tests import nginx as test_nginx
+from tests.nginx import NAME, Nginx
 from tests.test_sentinel import MASTER, PASSWORD, SentinelSet
 
 # --- what the issue asks (this 2-core machine, 2 processes + replica) ------------------------------
@@ -815,10 +814,10 @@ class CpuWindow:
         self.last_seen: dict[int, tuple[int, int, str]] = {}  # ticks of processes about to be killed
 
     def open(self) -> None:
-        self.before, self.t0, self.busy0, self.self0 = _cpu_ticks(), time.monotonic(), _busy_ticks(), _self_cpu()
+        self.before, self.t0, self.busy0, self.self0 = cpu_ticks(), time.monotonic(), _busy_ticks(), _self_cpu()
 
     def close(self) -> None:
-        self.after, self.t1, self.busy1, self.self1 = _cpu_ticks(), time.monotonic(), _busy_ticks(), _self_cpu()
+        self.after, self.t1, self.busy1, self.self1 = cpu_ticks(), time.monotonic(), _busy_ticks(), _self_cpu()
 
     def shares(self, groups: dict[str, set[int]]) -> dict[str, float]:
         """% of one core per group (2 cores = 200 %); 'this client' and 'everything else' added."""
@@ -862,7 +861,7 @@ class Fault:
 
     async def _kill_app(self, mix: Mix) -> None:
         victim = self.site.apps[0]
-        mix.cpu.last_seen = _cpu_ticks()  # what the victim spent until now still counts as its own
+        mix.cpu.last_seen = cpu_ticks()  # what the victim spent until now still counts as its own
         t = now()
         os.kill(victim.pid, signal.SIGKILL)
         await asyncio.to_thread(victim.wait, 10)
@@ -907,7 +906,7 @@ class Fault:
         )
 
     async def _stop_replica(self, mix: Mix) -> None:
-        mix.cpu.last_seen = _cpu_ticks()  # what the standby spent until now still counts as its own
+        mix.cpu.last_seen = cpu_ticks()  # what the standby spent until now still counts as its own
         t = now()
         await asyncio.to_thread(self.site.stack.stop_replica)
         mix.fault_notes.append(
@@ -997,8 +996,7 @@ class Site:
         upstream = ";\n    server ".join(f"127.0.0.1:{p}" for p in self.ports)
         # Debian's own nginx.conf around deploy/nginx.conf: a worker per core, 768 connections each (the
         # test's 256 run out under an open-loop client whose requests pile up while the server is slow).
-        test_nginx.MAIN = MAIN
-        self.nginx = Nginx(self.tmp / "nginx", upstream)
+        self.nginx = Nginx(self.tmp / "nginx", upstream, MAIN)
 
     def _replica_dsn(self) -> str:
         return make_conninfo(self.dsn, port=str(self.stack.settings.replica_port))
@@ -1041,18 +1039,18 @@ class Site:
 
     def pids(self) -> dict[str, set[int]]:
         """The processes per group, for the CPU table."""
-        ticks = _cpu_ticks()
+        ticks = cpu_ticks()
         groups: dict[str, set[int]] = {}
         for i, proc in enumerate(self.apps):
-            groups[f"app process {i + 1}"] = _descendants(ticks, {proc.pid})
+            groups[f"app process {i + 1}"] = descendants(ticks, {proc.pid})
         if self.nginx is not None:
-            groups["nginx"] = _descendants(ticks, {self.nginx.proc.pid})
+            groups["nginx"] = descendants(ticks, {self.nginx.proc.pid})
         master = _postmaster(self.stack)
-        groups["PostgreSQL primary"] = _descendants(ticks, {master}) if master else set()
+        groups["PostgreSQL primary"] = descendants(ticks, {master}) if master else set()
         if self.args.replica:
             try:
                 rep = int((self.stack.replica_data / "postmaster.pid").read_text().split()[0])
-                groups["PostgreSQL replica"] = _descendants(ticks, {rep})
+                groups["PostgreSQL replica"] = descendants(ticks, {rep})
             except (OSError, ValueError, IndexError):
                 groups["PostgreSQL replica"] = set()
         ports = self.sentinels.ports if self.sentinels else [int(self.redis_url.rsplit(":", 1)[1].split("/")[0])]

@@ -92,7 +92,9 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
 class Nginx:
     """nginx from Debian in the foreground, its own prefix, deploy/nginx.conf rendered for free ports."""
 
-    def __init__(self, prefix: Path, upstream: str) -> None:
+    def __init__(self, prefix: Path, upstream: str, main: str = MAIN) -> None:
+        """``main``: the nginx.conf around deploy/nginx.conf (bench/bench_mix.py gives Debian's worker
+        counts instead of the test's one worker)."""
         prefix.mkdir()
         self.prefix = prefix
         self.http_port, self.https_port = free_port(), free_port()
@@ -108,7 +110,7 @@ class Nginx:
         (prefix / "yitu.conf").write_text(site)
         # As root the workers would drop to nobody, who cannot enter the test's temporary folder.
         user = "user root;" if os.geteuid() == 0 else ""
-        (prefix / "nginx.conf").write_text(MAIN.format(prefix=prefix, user=user))
+        (prefix / "nginx.conf").write_text(main.format(prefix=prefix, user=user))
         self.args = ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
         test = subprocess.run([*self.args, "-t"], check=False, capture_output=True, text=True)
         assert test.returncode == 0, test.stderr
