@@ -46,7 +46,7 @@ def import_(settings: Settings, file: Path) -> None:
     """Check FILE.mbtiles (raster: png, jpg or webp) and make it the base map."""
     try:
         info = mbtiles.install(file, settings.basemap_path(), settings.basemap_mbtiles_max_bytes)
-    except mbtiles.MBTilesRejected as exc:
+    except mbtiles.MbtilesRejected as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"imported {_describe(info)} into {settings.basemap_path() / mbtiles.FILE_NAME}; {_hint(settings)}")
 
@@ -59,7 +59,7 @@ def status(settings: Settings) -> None:
     click.echo(f"basemap: {settings.basemap}")
     try:
         info = mbtiles.installed(folder, thorough=True)
-    except mbtiles.MBTilesRejected as exc:
+    except mbtiles.MbtilesRejected as exc:
         raise click.ClickException(f"the imported file cannot be served: {exc.message}") from None
     if info is None:
         click.echo(f"mbtiles: none imported (in {folder})")

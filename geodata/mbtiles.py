@@ -36,7 +36,7 @@ MAX_ZOOM = 24
 TILES_COLUMNS = {"zoom_level", "tile_column", "tile_row", "tile_data"}
 
 
-class MBTilesRejected(Invalid):
+class MbtilesRejected(Invalid):
     """The file was judged and refused; nothing was written. ``problems`` lists every defect."""
 
     def __init__(self, path: Path, problems: list[str]) -> None:
@@ -129,33 +129,33 @@ def _format(value: str | None, problems: list[str]) -> str | None:
 
 
 def inspect(path: Path, max_bytes: int, thorough: bool = True) -> Info:
-    """Judge ``path`` as a raster MBTiles; every problem at once (:class:`MBTilesRejected`).
+    """Judge ``path`` as a raster MBTiles; every problem at once (:class:`MbtilesRejected`).
 
     ``thorough``: also check every page of the database and count the tiles (minutes for a big
     file: an import does it, a look at the file already imported does not)."""
     problems: list[str] = []
     if not path.is_file():
-        raise MBTilesRejected(path, [f"{path} is not a file"])
+        raise MbtilesRejected(path, [f"{path} is not a file"])
     size = path.stat().st_size
     if size > max_bytes:
-        raise MBTilesRejected(
+        raise MbtilesRejected(
             path, [f"the file has {size} bytes, over the {max_bytes} allowed (YITU_BASEMAP_MBTILES_MAX_BYTES)"]
         )
     with path.open("rb") as f:
         if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-            raise MBTilesRejected(path, ["not an SQLite database (an MBTiles file is one)"])
+            raise MbtilesRejected(path, ["not an SQLite database (an MBTiles file is one)"])
     try:
         with _open(path) as conn:
             return _judge(conn, path, size, problems, thorough)
     except sqlite3.DatabaseError as exc:
-        raise MBTilesRejected(path, [*problems, f"the SQLite database is damaged: {exc}"]) from None
+        raise MbtilesRejected(path, [*problems, f"the SQLite database is damaged: {exc}"]) from None
 
 
 def _judge(conn: sqlite3.Connection, path: Path, size: int, problems: list[str], thorough: bool) -> Info:
     check = conn.execute("PRAGMA quick_check").fetchall() if thorough else [("ok",)]
     if check != [("ok",)]:
         damage = "; ".join(str(r[0]) for r in check[:3])
-        raise MBTilesRejected(path, [f"the SQLite database is damaged: {damage}"])
+        raise MbtilesRejected(path, [f"the SQLite database is damaged: {damage}"])
     meta_cols = _columns(conn, "metadata")
     tile_cols = _columns(conn, "tiles")
     if meta_cols is None:
@@ -167,7 +167,7 @@ def _judge(conn: sqlite3.Connection, path: Path, size: int, problems: list[str],
     elif missing := TILES_COLUMNS - tile_cols:
         problems.append(f"table tiles lacks the column(s) {', '.join(sorted(missing))}")
     if problems:
-        raise MBTilesRejected(path, problems)
+        raise MbtilesRejected(path, problems)
     meta = {str(k): (None if v is None else str(v)) for k, v in conn.execute("SELECT name, value FROM metadata")}
     if not (meta.get("name") or "").strip():
         problems.append("metadata has no 'name'")
@@ -197,7 +197,7 @@ def _judge(conn: sqlite3.Connection, path: Path, size: int, problems: list[str],
         elif not any(head.startswith(m) for m in TILE_MAGIC[fmt]) or (fmt == "webp" and head[8:12] != b"WEBP"):
             problems.append(f"metadata says format {fmt}, but the first tile is not a {fmt} image")
     if problems:
-        raise MBTilesRejected(path, problems)
+        raise MbtilesRejected(path, problems)
     assert fmt is not None
     assert minzoom is not None
     assert maxzoom is not None
@@ -225,8 +225,8 @@ def install(path: Path, folder: Path, max_bytes: int) -> Info:
             os.fsync(out.fileno())
         try:  # the copy is what will be served: every page of it is checked
             copied = inspect(Path(tmp), max_bytes)
-        except MBTilesRejected as exc:
-            raise MBTilesRejected(path, exc.problems) from None
+        except MbtilesRejected as exc:
+            raise MbtilesRejected(path, exc.problems) from None
         os.chmod(tmp, 0o644)
         os.replace(tmp, folder / FILE_NAME)
     except BaseException:

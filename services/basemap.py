@@ -71,7 +71,7 @@ def _mbtiles(settings: Settings) -> list[TileSource]:
     it), its bounds (no request for tiles outside), its attribution."""
     try:
         info = mbtiles.installed(settings.basemap_path())
-    except mbtiles.MBTilesRejected as exc:
+    except mbtiles.MbtilesRejected as exc:
         log.warning("basemap=mbtiles: the imported file cannot be read: %s", exc.message)
         return []
     if info is None:

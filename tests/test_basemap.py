@@ -314,7 +314,7 @@ def test_a_bad_mbtiles_is_refused_naming_every_problem(
 ) -> None:
     folder = tmp_path / "basemap"
     src = make(tmp_path / "bad.mbtiles")
-    with pytest.raises(mbtiles.MBTilesRejected) as caught:
+    with pytest.raises(mbtiles.MbtilesRejected) as caught:
         mbtiles.install(src, folder, 10**9)
     text = caught.value.message
     assert "bad.mbtiles rejected" in text and "nothing was written" in text
@@ -327,7 +327,7 @@ def test_a_bad_mbtiles_is_refused_naming_every_problem(
 
 def test_an_oversized_mbtiles_is_refused_before_it_is_read(tmp_path: Path) -> None:
     src = write_mbtiles(tmp_path / "big.mbtiles")
-    with pytest.raises(mbtiles.MBTilesRejected, match=r"over the 1024 allowed \(YITU_BASEMAP_MBTILES_MAX_BYTES\)"):
+    with pytest.raises(mbtiles.MbtilesRejected, match=r"over the 1024 allowed \(YITU_BASEMAP_MBTILES_MAX_BYTES\)"):
         mbtiles.install(src, tmp_path / "basemap", 1024)
     assert not (tmp_path / "basemap").exists()
 
