@@ -471,12 +471,13 @@ def _register_groups() -> None:
     """Command groups that live in their own modules (``import`` and ``export``: see :class:`_Commands`)."""
     from cli.areas import area_group
     from cli.basemap import basemap_group
+    from cli.kpi import kpi_group
     from cli.simulate import simulate_command
     from cli.tokens import token_group
     from cli.users import screen_group, user_group
     from cli.vans import van_group
 
-    for group in (area_group, token_group, user_group, screen_group, van_group, basemap_group, simulate_command):
+    for group in (area_group, token_group, user_group, screen_group, van_group, basemap_group, kpi_group, simulate_command):
         main.add_command(group)
 
 

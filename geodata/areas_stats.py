@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from geodata.clock import CST
+from geodata.clock import CST, day_of
 from geodata.queries import chain_column, level_of, query
 from geodata.workflow import LEVELS
 
@@ -29,11 +29,30 @@ def _ratio(a: int, b: int) -> float | None:
 
 
 def area_stats(
-    conn: psycopg.Connection, code: str, now: datetime, *, since: datetime | None = None, until: datetime | None = None
+    conn: psycopg.Connection,
+    code: str,
+    now: datetime,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    scan: bool = False,
 ) -> dict[str, Any]:
-    stmt = sql.SQL(query("area_stats")).format(column=chain_column(level_of(code), "c"))
+    """The stats of the area panel: from the KPI counters when the period is whole days (the API's
+    always is), else (or with ``scan``: the baseline of the bench and the tests) counted from the
+    cases; overdue changes with the clock and is always counted from the open cases."""
+    column = chain_column(level_of(code), "c")
+    first, after = day_of(since), day_of(until)
+    whole_days = (since is None or first is not None) and (until is None or after is not None)
+    params = {"code": code, "now": now, "since": since, "until": until}
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(stmt, {"code": code, "now": now, "since": since, "until": until}).fetchall()
+        if whole_days and not scan:
+            rows = cur.execute(query("area_stats"), {**params, "since": first, "until": after}).fetchall()
+            late_stmt = sql.SQL(query("area_overdue")).format(column=column)
+            late = {r["level"]: r["overdue"] for r in cur.execute(late_stmt, params).fetchall()}
+            for r in rows:  # the totals' row (and those by step or type) get the sum
+                r["overdue"] = late.get(r["level"], 0) if not r["g_level"] else sum(late.values())
+        else:
+            rows = cur.execute(sql.SQL(query("area_stats_scan")).format(column=column), params).fetchall()
     total = next(r for r in rows if r["g_step"] and r["g_type"] and r["g_level"])
     by_step = {r["step"]: r["n"] for r in rows if not r["g_step"]}
     by_type = dict(sorted(((r["type"], r["n"]) for r in rows if not r["g_type"]), key=lambda kv: (-kv[1], kv[0])))
@@ -87,8 +106,11 @@ def ranking(
     """The areas of ``level`` under ``parent`` ranked by the score of RANKING_FORMULA."""
     if not level_of(parent) < level <= 4:
         raise ValueError(f"level {level} is not below the level of {parent}")
-    stmt = sql.SQL(query("ranking")).format(column=chain_column(level, "c"), parent=chain_column(level_of(parent), "c"))
+    first, after = day_of(start), day_of(end)
+    name = "ranking" if first is not None and after is not None else "ranking_scan"  # whole days: counters
+    stmt = sql.SQL(query(name)).format(
+        column=chain_column(level, "c"), parent=chain_column(level_of(parent), "c")
+    )
+    bounds = {"start": first, "end": after} if name == "ranking" else {"start": start, "end": end}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            stmt, {"level": level, "parent_code": parent, "start": start, "end": end, "now": now}
-        ).fetchall()
+        return cur.execute(stmt, {"level": level, "parent_code": parent, **bounds, "now": now}).fetchall()

@@ -25,3 +25,15 @@ def day_start(d: date | None, *, end: bool = False) -> datetime | None:
     if day == date.min:
         return datetime.combine(day, time(8), tzinfo=CST)  # 0001-01-01T00:00:00+00:00
     return datetime.combine(day, time.min, tzinfo=CST)
+
+
+def day_of(t: datetime | None) -> date | None:
+    """The China-time day that starts at ``t``; None when ``t`` is None or not a day's start.
+
+    The KPI counters count by day: a period whose bounds are whole days can be read from them,
+    any other needs the cases themselves.
+    """
+    if t is None:
+        return None
+    local = t.astimezone(CST)
+    return local.date() if local.time() == time.min else None

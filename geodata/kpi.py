@@ -1,7 +1,10 @@
 """The numbers around the map: KPI tiles, steps, top types, trend and the town ranking.
 
-Each is one named SQL file over the grid-chain columns of ``cases`` (an indexed equality on the
-area's level), cached for a few seconds in Redis because every wall screen asks the same.
+Each is one named SQL file over the KPI counters (``case_counters``, 033_counters.sql: per area
+of every level, day, type, step and level, kept in the transaction of each case change), plus the
+open cases' partial index for "overdue", which changes with the clock; the ``*_scan`` files
+compute the same from the cases (the baseline of bench/bench_kpi.py, and periods that are not
+whole days). Cached for a few seconds in Redis because every wall screen asks the same.
 :func:`cached` is the one cache of figures: the choropleth's numbers (layers/grids.py) live in
 it too, so one drop clears every figure a screen shows and the map agrees with the tiles.
 """
@@ -23,7 +26,7 @@ from psycopg.rows import dict_row
 
 from geodata import areas_stats
 from geodata.breaker import Breaker
-from geodata.clock import CST
+from geodata.clock import CST, day_of
 from geodata.queries import chain_column, level_of, query
 
 log = logging.getLogger("yitu.kpi")
@@ -41,7 +44,11 @@ def tiles(
 ) -> dict[str, Any]:
     """The KPI tiles of ``code``; the resolved, rate and village share of the period [start, end)
     (the ``_ytd`` keys; default the year to date), the rest as of now."""
-    row = _run(conn, "kpi_area", code, start=start, end=end)[0]
+    first, after = day_of(start), day_of(end)
+    if (start is None or first is not None) and (end is None or after is not None):
+        row = _run(conn, "kpi_area", code, start=first, end=after)[0]
+    else:  # a period that is not whole days: the counters count by day, the cases can say
+        row = _run(conn, "kpi_area_scan", code, start=start, end=end)[0]
     rate = row["resolved_of_reported_ytd"] / row["reported_ytd"] if row["reported_ytd"] else None
     share = row["resolved_low_ytd"] / row["resolved_ytd"] if row["resolved_ytd"] else None
     return {

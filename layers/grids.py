@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from geodata import kpi
-from geodata.queries import CHAIN_COLUMN, query
+from geodata.queries import CHAIN_COLUMN, level_of, query
 from layers.base import level_for_zoom, tolerance_for_zoom
 from layers.registry import Filter, Layer
 
@@ -52,10 +52,13 @@ LAYER = Layer(
 
 def stats(conn: psycopg.Connection, level: int, scope: str | None = None) -> AreaStats:
     """Per-area numbers for the choropleth: open, overdue, rate (resolved ÷ reported this year);
-    for a reader scoped to an area (``scope``), of the cases inside it only."""
+    for a reader scoped to an area (``scope``), of the cases inside it only. Read from the KPI
+    counters (033_counters.sql), overdue from the open cases."""
     stmt = sql.SQL(query("area_stats_by_level")).format(column=sql.Identifier(CHAIN_COLUMN[level]))
+    read_level = max(level, level_of(scope)) if scope else level  # a deeper scope: its own counters
+    params = {"scope": scope, "lvl": read_level, "width": 3 + 3 * level}
     out: AreaStats = {}
-    for code, open_, overdue, reported, resolved in conn.execute(stmt, {"scope": scope}):
+    for code, open_, overdue, reported, resolved in conn.execute(stmt, params):
         out[code] = {"open": open_, "overdue": overdue, "rate": round(resolved / reported, 4) if reported else None}
     return out
 

@@ -1,21 +1,16 @@
--- The stats of one area (GET /api/v1/areas/CODE/stats): an area's cases (any level; {column} is its grid-chain column)
--- counted by step, by type and by handling level in one pass (GROUPING SETS; the () row holds
--- the totals). "Resolved" = mediated or judicially confirmed; "open" = yitu_step_open(step);
--- "overdue" = open and past the deadline at %(now)s; "low" = settled at grid or village level.
--- Optional period: reported in [since, until).
-SELECT GROUPING(c.step) AS g_step, GROUPING(c.type) AS g_type, GROUPING(c.level) AS g_level,
-       c.step, c.type, c.level,
-       count(*) AS n,
-       count(*) FILTER (WHERE c.outcome IN ('mediated', 'judicial_confirmation')) AS resolved,
-       count(*) FILTER (WHERE c.step IN ('closed', 'evaluated')) AS closed,
-       count(*) FILTER (WHERE yitu_step_open(c.step)) AS open,
-       count(*) FILTER (WHERE yitu_step_open(c.step)
-                          AND c.deadline < %(now)s) AS overdue,
-       count(*) FILTER (WHERE c.outcome IN ('mediated', 'judicial_confirmation')
-                          AND c.level IN ('grid', 'village')) AS resolved_low,
-       avg(c.satisfaction)::float8 AS satisfaction
-FROM cases c
-WHERE {column} = %(code)s
-  AND (%(since)s::timestamptz IS NULL OR c.reported_at >= %(since)s)
-  AND (%(until)s::timestamptz IS NULL OR c.reported_at < %(until)s)
-GROUP BY GROUPING SETS ((), (c.step), (c.type), (c.level))
+-- The stats of one area (GET /api/v1/areas/CODE/stats) from the counters (033_counters.sql): by
+-- step, by type and by handling level in one pass (GROUPING SETS; the () row holds the totals),
+-- the figures of area_stats_scan.sql, which counts them from the cases. Overdue depends on the
+-- clock: area_overdue.sql counts it from the open cases. Optional period: reported on the days
+-- [since, until) (China time); its whole months are read from the monthly counters.
+SELECT GROUPING(k.step) AS g_step, GROUPING(k.type) AS g_type, GROUPING(k.level) AS g_level,
+       k.step, k.type, k.level,
+       coalesce(sum(k.n), 0)::bigint AS n,
+       coalesce(sum(k.n) FILTER (WHERE k.resolved), 0)::bigint AS resolved,
+       coalesce(sum(k.n) FILTER (WHERE k.step IN ('closed', 'evaluated')), 0)::bigint AS closed,
+       coalesce(sum(k.n) FILTER (WHERE yitu_step_open(k.step)), 0)::bigint AS open,
+       coalesce(sum(k.n) FILTER (WHERE k.resolved AND k.level IN ('grid', 'village')), 0)::bigint AS resolved_low,
+       (sum(k.sat_sum)::numeric / nullif(sum(k.sat_n), 0))::float8 AS satisfaction
+FROM yitu_counters_reported(%(code)s, %(since)s::date, %(until)s::date) k
+GROUP BY GROUPING SETS ((), (k.step), (k.type), (k.level))
+HAVING sum(k.n) > 0 OR GROUPING(k.step, k.type, k.level) = 7

@@ -1,34 +1,44 @@
--- The wall screen's KPI tiles for one area (any level; {column} is its grid-chain column).
--- Days, quarters and years are China time. "Resolved" = mediated or judicially confirmed;
--- the resolution rate is resolved ÷ reported in the period (the seeds' 化解率; by default the year
--- to date, since 1 January: the ``_ytd`` columns are the period's); the village share (村级化解占比)
--- is the share of the period's resolved cases settled at the grid or village level.
--- %(start)s / %(end)s: the period [start, end) the wall chose (this month, quarter, year, or dates);
--- NULL: the year to date. New today, in progress, overdue and the open major / 群体性 (group)
--- cases of the triage are of now, whatever the period.
+-- The wall screen's KPI tiles for one area, from the counters (033_counters.sql); the same figures
+-- as kpi_area_scan.sql computes from the cases (its header defines them). %(start)s / %(end)s:
+-- the period's first day and the day after its last (China time); NULL: the year to date. The
+-- period's figures come from the monthly counters for its whole months and the daily ones for the
+-- rest; the as-of-now ones from the open cases' counters. Overdue depends on the clock, not on a
+-- write: counted from the open cases (cases_open_idx). Today's new cases: the per-area daily counters.
 WITH t AS (
-    SELECT date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'Asia/Shanghai' AS day,
-           coalesce(%(start)s::timestamptz,
-                    date_trunc('year', now() AT TIME ZONE 'Asia/Shanghai') AT TIME ZONE 'Asia/Shanghai') AS year,
-           coalesce(%(end)s::timestamptz, 'infinity'::timestamptz) AS until
+    SELECT coalesce(%(start)s::date, date_trunc('year', now() AT TIME ZONE 'Asia/Shanghai')::date) AS first,
+           %(end)s::date AS after
+),
+rep AS (
+    SELECT coalesce(sum(r.n), 0)::bigint AS reported_ytd,
+           coalesce(sum(r.n) FILTER (WHERE r.resolved), 0)::bigint AS resolved_of_reported_ytd
+    FROM t, yitu_counters_reported(%(code)s, t.first, t.after) r
+),
+res AS (
+    SELECT coalesce(sum(r.n), 0)::bigint AS resolved_ytd,
+           coalesce(sum(r.n) FILTER (WHERE r.level IN ('grid', 'village')), 0)::bigint AS resolved_low_ytd
+    FROM t, yitu_counters_resolved(%(code)s, t.first, t.after) r
+),
+new AS (
+    SELECT coalesce(sum(k.n), 0)::bigint AS new_today
+    FROM case_counters_area_day k
+    WHERE k.area_code = %(code)s AND k.day >= (now() AT TIME ZONE 'Asia/Shanghai')::date
+),
+open AS (
+    SELECT coalesce(sum(n), 0)::bigint AS in_progress,
+           coalesce(sum(n) FILTER (WHERE major), 0)::bigint AS open_major,
+           coalesce(sum(n) FILTER (WHERE grp), 0)::bigint AS open_group
+    FROM case_counters_open
+    WHERE area_code = %(code)s
+),
+o AS (
+    SELECT count(*) FILTER (WHERE level = 'grid')    AS overdue_grid,
+           count(*) FILTER (WHERE level = 'village') AS overdue_village,
+           count(*) FILTER (WHERE level = 'town')    AS overdue_town,
+           count(*) FILTER (WHERE level = 'banner')  AS overdue_banner
+    FROM cases
+    WHERE {column} = %(code)s AND yitu_step_open(step) AND deadline < now()
 )
-SELECT count(*) FILTER (WHERE reported_at >= t.day)                                          AS new_today,
-       count(*) FILTER (WHERE yitu_step_open(step))                                          AS in_progress,
-       count(*) FILTER (WHERE closed_at >= t.year AND closed_at < t.until
-                          AND outcome IN ('mediated', 'judicial_confirmation'))               AS resolved_ytd,
-       count(*) FILTER (WHERE reported_at >= t.year AND reported_at < t.until)                AS reported_ytd,
-       count(*) FILTER (WHERE reported_at >= t.year AND reported_at < t.until
-                          AND outcome IN ('mediated', 'judicial_confirmation'))               AS resolved_of_reported_ytd,
-       count(*) FILTER (WHERE closed_at >= t.year AND closed_at < t.until
-                          AND outcome IN ('mediated', 'judicial_confirmation')
-                          AND level IN ('grid', 'village'))                                   AS resolved_low_ytd,
-       count(*) FILTER (WHERE yitu_step_open(step) AND deadline < now() AND level = 'grid')    AS overdue_grid,
-       count(*) FILTER (WHERE yitu_step_open(step) AND deadline < now() AND level = 'village') AS overdue_village,
-       count(*) FILTER (WHERE yitu_step_open(step) AND deadline < now() AND level = 'town')    AS overdue_town,
-       count(*) FILTER (WHERE yitu_step_open(step) AND deadline < now() AND level = 'banner')  AS overdue_banner,
-       count(*) FILTER (WHERE yitu_step_open(step) AND severity = 'major')                    AS open_major,
-       count(*) FILTER (WHERE yitu_step_open(step) AND 'group' = ANY(flags))                  AS open_group
-FROM cases, t
-WHERE {column} = %(code)s
-  AND (yitu_step_open(step) OR (reported_at >= t.year AND reported_at < t.until)
-       OR (closed_at >= t.year AND closed_at < t.until))
+SELECT new.new_today, open.in_progress, res.resolved_ytd, rep.reported_ytd, rep.resolved_of_reported_ytd,
+       res.resolved_low_ytd, o.overdue_grid, o.overdue_village, o.overdue_town, o.overdue_banner, open.open_major,
+       open.open_group
+FROM new, open, res, rep, o

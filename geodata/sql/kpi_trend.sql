@@ -1,19 +1,17 @@
--- Reported and resolved cases per day (China time) over the last %(days)s days, zero-filled.
+-- Reported and resolved cases per day (China time) over the last %(days)s days, zero-filled, from
+-- the per-area daily counters (kpi_trend_scan.sql counts the same from the cases).
 WITH days AS (
     SELECT generate_series(
         (date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai') - make_interval(days => %(days)s - 1))::date,
         date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')::date, interval '1 day')::date AS day
 ),
-since AS (SELECT (min(day)::timestamp AT TIME ZONE 'Asia/Shanghai') AS t FROM days),
-rep AS (
-    SELECT (reported_at AT TIME ZONE 'Asia/Shanghai')::date AS day, count(*) AS n
-    FROM cases, since WHERE {column} = %(code)s AND reported_at >= since.t GROUP BY 1
-),
-res AS (
-    SELECT (closed_at AT TIME ZONE 'Asia/Shanghai')::date AS day, count(*) AS n
-    FROM cases, since WHERE {column} = %(code)s AND closed_at >= since.t
-      AND outcome IN ('mediated', 'judicial_confirmation') GROUP BY 1
+k AS (
+    SELECT k.day, sum(k.n) AS reported, sum(k.resolved_on_n) AS resolved
+    FROM case_counters_area_day k
+    WHERE k.area_code = %(code)s
+      AND k.day >= (date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai') - make_interval(days => %(days)s - 1))::date
+    GROUP BY 1
 )
-SELECT days.day, coalesce(rep.n, 0) AS reported, coalesce(res.n, 0) AS resolved
-FROM days LEFT JOIN rep USING (day) LEFT JOIN res USING (day)
+SELECT days.day, coalesce(k.reported, 0)::bigint AS reported, coalesce(k.resolved, 0)::bigint AS resolved
+FROM days LEFT JOIN k USING (day)
 ORDER BY days.day
