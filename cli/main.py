@@ -477,7 +477,16 @@ def _register_groups() -> None:
     from cli.users import screen_group, user_group
     from cli.vans import van_group
 
-    for group in (area_group, token_group, user_group, screen_group, van_group, basemap_group, kpi_group, simulate_command):
+    for group in (
+        area_group,
+        token_group,
+        user_group,
+        screen_group,
+        van_group,
+        basemap_group,
+        kpi_group,
+        simulate_command,
+    ):
         main.add_command(group)
 
 

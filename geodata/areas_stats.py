@@ -108,9 +108,7 @@ def ranking(
         raise ValueError(f"level {level} is not below the level of {parent}")
     first, after = day_of(start), day_of(end)
     name = "ranking" if first is not None and after is not None else "ranking_scan"  # whole days: counters
-    stmt = sql.SQL(query(name)).format(
-        column=chain_column(level, "c"), parent=chain_column(level_of(parent), "c")
-    )
+    stmt = sql.SQL(query(name)).format(column=chain_column(level, "c"), parent=chain_column(level_of(parent), "c"))
     bounds = {"start": first, "end": after} if name == "ranking" else {"start": start, "end": end}
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(stmt, {"level": level, "parent_code": parent, **bounds, "now": now}).fetchall()
