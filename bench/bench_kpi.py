@@ -29,7 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def _figures(now: datetime) -> dict[str, tuple[Figure, Figure, bool]]:
             lambda c, a: (kpi.steps(c, a), kpi.top_types(c, a), kpi.trend(c, a)),
             lambda c, a: (
                 {r["step"]: r["n"] for r in _scan(c, "kpi_steps_scan", a)},
-                _scan(c, "kpi_top_types_scan", a),
+                _scan(c, "kpi_top_types_scan", a, first=start.date(), after=now.astimezone(CST).date() + timedelta(1)),
                 _scan(c, "kpi_trend_scan", a, days=30),
             ),
             True,

@@ -222,14 +222,20 @@ def kpi_tiles(svc: Services, code: str, lang: str, period: Period | None = None)
     return [*boxes, by_level]
 
 
-def top_types_chart(svc: Services, code: str, lang: str) -> list[Component]:
+def top_types_chart(svc: Services, code: str, lang: str, period: Period | None = None) -> list[Component]:
+    """The ten most frequent types of the cases reported in ``period`` (default: this year), under
+    a title naming the period, as the tiles and the ranking do."""
+    t = translator(lang)
+    period = period or period_of(DEFAULT_PERIOD)
+    first, after = period.start.date(), period.end.date()
     with svc.pool.connection() as conn:
-        rows = kpi.cached(svc.redis, f"types:{code}", lambda: kpi.top_types(conn, code))
+        rows = kpi.cached(svc.redis, f"types:{code}:{period.key}", lambda: kpi.top_types(conn, code, first, after))
+    title = html.H3(t("chart.top_types").format(p=period_label(period, t)))
     if not rows:
-        return [html.Div("—", className="yitu-muted")]
+        return [title, html.Div("—", className="yitu-muted")]
     top = max(r["n"] for r in rows)
     name = "name_zh" if lang == "zh-CN" else "name_en"
-    return [
+    return [title] + [
         html.Div(
             className="yitu-bar",
             children=[
@@ -672,7 +678,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         period = period_of(period_name, start_date, end_date)
         return (
             kpi_tiles(svc, code, lang, period),
-            top_types_chart(svc, code, lang),
+            top_types_chart(svc, code, lang, period),
             trend_chart(svc, code, lang),
             area_panel(svc, code, lang),
             crumbs(svc, code, lang),

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -63,8 +63,16 @@ def steps(conn: psycopg.Connection, code: str) -> dict[str, int]:
     return {r["step"]: r["n"] for r in _run(conn, "kpi_steps", code)}
 
 
-def top_types(conn: psycopg.Connection, code: str) -> list[dict[str, Any]]:
-    return _run(conn, "kpi_top_types", code)
+def top_types(
+    conn: psycopg.Connection, code: str, first: date | None = None, after: date | None = None
+) -> list[dict[str, Any]]:
+    """The ten most frequent types among the cases reported on the days [first, after) (China
+    time); by default this quarter, up to today."""
+    if first is None or after is None:
+        today = datetime.now(CST).date()
+        first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+        after = today + timedelta(days=1)
+    return _run(conn, "kpi_top_types", code, first=first, after=after)
 
 
 def trend(conn: psycopg.Connection, code: str, days: int = 30) -> list[dict[str, Any]]:

@@ -127,7 +127,13 @@ def _figures_match_the_scans(conn: psycopg.Connection) -> None:
             scan = _scan(conn, "kpi_area_scan", code, start=first, end=after)[0]
             assert {k: period[k] for k in scan} == scan
         assert kpi.steps(conn, code) == {r["step"]: r["n"] for r in _scan(conn, "kpi_steps_scan", code)}
-        assert kpi.top_types(conn, code) == _scan(conn, "kpi_top_types_scan", code)
+        quarter = areas_stats.period_bounds("quarter", now.astimezone(CST).date())
+        assert kpi.top_types(conn, code) == _scan(
+            conn, "kpi_top_types_scan", code, first=quarter[0].date(), after=now.astimezone(CST).date() + timedelta(1)
+        )  # the default: this quarter
+        for first, after in _periods(start, end):  # the wall's period: whole months, ragged ends
+            days = {"first": first.astimezone(CST).date(), "after": after.astimezone(CST).date()}
+            assert kpi.top_types(conn, code, **days) == _scan(conn, "kpi_top_types_scan", code, **days)
         assert kpi.trend(conn, code, 60) == _scan(conn, "kpi_trend_scan", code, days=60)
         assert areas_stats.area_stats(conn, code, now) == areas_stats.area_stats(conn, code, now, scan=True)
         for since, until in ((start - timedelta(days=400), end), *_periods(start, end)):

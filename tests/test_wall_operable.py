@@ -388,6 +388,8 @@ def test_the_wall_filters_pins_picks_a_period_and_opens_rows(
     p.click("#wall-period label:has-text('本月')")
     p.wait_for_function("() => document.querySelector('#wall-ranking-title').innerText === '本月镇级排名'")
     p.wait_for_function("() => document.querySelector('#kpi-resolved').innerText.includes('本月已化解')")
+    # the top ten types follow the period too
+    p.wait_for_function("() => document.querySelector('#wall-top-types h3').innerText === '本月十大纠纷类型'")
     month = wall.period_of("month")
     with psycopg.connect(demo_db) as conn:
         resolved = conn.execute(

@@ -237,7 +237,13 @@ def layout(
                     period_picker(t),
                     html.Div(id=Ids.KPIS, className="yitu-kpis"),
                     html.Section(
-                        className="yitu-card", children=[html.H3(t("chart.top_types")), html.Div(id=Ids.TOP_TYPES)]
+                        className="yitu-card",
+                        children=[
+                            html.Div(
+                                id=Ids.TOP_TYPES,
+                                children=[html.H3(t("chart.top_types").format(p=t("period.this_year")))],
+                            )
+                        ],
                     ),
                     html.Section(className="yitu-card", children=[html.H3(t("chart.trend")), html.Div(id=Ids.TREND)]),
                 ],
