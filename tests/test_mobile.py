@@ -22,6 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from api import mobile
 from dashboard.app import create_app
@@ -486,9 +487,24 @@ def test_my_tasks_start_attempt_and_close_with_the_agreement_photo_live(
         "#m-dialog input[name=agreement]", [{"name": "协议书.jpg", "mimeType": "image/jpeg", "buffer": jpeg(9)}]
     )
     page.click("#m-dialog button[data-action=task-confirm]")
-    page.wait_for_function(
-        "c => document.querySelector(`#m-tasks li[data-code='${c}']`)?.dataset.step === 'closed'", arg=code
-    )
+    try:
+        page.wait_for_function(
+            "c => document.querySelector(`#m-tasks li[data-code='${c}']`)?.dataset.step === 'closed'", arg=code
+        )
+    except PlaywrightTimeout as err:  # twice a bare timeout in full runs: say what the phone showed
+        shown = page.evaluate(
+            """c => ({dialog: document.querySelector('#m-dialog')?.innerText,
+                      open: document.querySelector('#m-dialog')?.open,
+                      task: {...(document.querySelector(`#m-tasks li[data-code='${c}']`)?.dataset || {})}})""",
+            code,
+        )
+        with psycopg.connect(demo_db) as conn:
+            stored = conn.execute(
+                "SELECT step, level, version, deadline, (SELECT count(*) FROM attachments a WHERE a.case_id = c.id) "
+                "FROM cases c WHERE code = %s",
+                (code,),
+            ).fetchone()
+        raise AssertionError(f"the close did not show: phone {shown}, stored {stored}, problems {w.problems}") from err
     with psycopg.connect(demo_db) as conn:
         step, outcome, attempts, files = conn.execute(
             "SELECT step, outcome, attempts, (SELECT count(*) FROM attachments a WHERE a.case_id = c.id) "
