@@ -577,3 +577,47 @@ def test_a_refresh_asked_for_while_a_read_is_under_way_shows_what_came_after_it(
     page.locator(f"#m-tasks li[data-code='{code}']").wait_for(timeout=15_000)
     assert page.inner_text("#m-count-tasks") == "1"
     w.close(offline_noise=True)
+
+
+def test_an_action_answered_while_an_older_read_is_under_way_is_kept(
+    browser: Browser, live_server: Any, demo_db: str, redis_url: str
+) -> None:
+    """The action's answer shows at once, and a read answered before it never puts the case back
+    (in a clean clone the close was sent with the version before the attempt and refused: 409)."""
+    srv = live_server(demo_db, redis_url)
+    name = create_user(demo_db, "grid_worker")
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        http.post("/login", data={"username": name, "password": "correct horse battery staple", "next": "/m"})
+        cookie = http.cookies.get("yitu_session")
+        code = _dispatched_to(http, _token(demo_db, "dispatcher"), _mediator(demo_db, name), {})
+    assert cookie
+    w = Phone(browser, srv.url, cookie)
+    page = w.page
+    page.add_init_script(HELD_READS)
+    _open(page, srv.url)
+    page.click(".m-tabs [data-tab=tasks]")
+    task = page.locator(f"#m-tasks li[data-code='{code}']")
+    task.wait_for(timeout=15_000)
+    assert task.get_attribute("data-step") == "dispatched"
+    # a read answered now (the case dispatched), held in the page
+    page.evaluate("() => { const g = window.yituGate; g.held = new Promise(r => { g.open = r; }); }")
+    page.evaluate("() => { window.yituM.refresh(); }")
+    page.wait_for_function("() => window.yituGate.answered === 1")
+    task.locator("button[data-action=task-start]").click()
+    page.click("#m-dialog button[data-action=task-confirm]")
+    # the answer shows at once, the read still held
+    page.wait_for_function(
+        "c => document.querySelector(`#m-tasks li[data-code='${c}']`)?.dataset.step === 'handling'", arg=code
+    )
+    assert page.evaluate("() => window.yituGate.answered") == 1
+    # every list drawn from now on: the held read, then the one asked for after the answer
+    page.evaluate(
+        """c => { window.yituSteps = []; new MutationObserver(() => window.yituSteps.push(
+                    document.querySelector(`#m-tasks li[data-code='${c}']`)?.dataset.step)).observe(
+                    document.querySelector('#m-tasks'), {childList: true, subtree: true}); }""",
+        code,
+    )
+    page.evaluate("() => { const g = window.yituGate; g.held = null; g.open(); }")
+    page.wait_for_function("() => window.yituGate.answered === 1 && window.yituSteps.length >= 2")
+    assert set(page.evaluate("() => window.yituSteps")) == {"handling"}, page.evaluate("() => window.yituSteps")
+    w.close(offline_noise=True)

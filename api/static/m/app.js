@@ -460,6 +460,33 @@
     }
   }
 
+  // A case as the page knows it never goes back to an older version: a read answered before an
+  // action of this page (or begun before it) keeps the action's answer for that case, so the next
+  // action is sent with the version the server has (else it is refused: "状态已变化").
+  function newest(kept, got) {
+    if (!kept || !got) { return got; }
+    ["tasks", "reports"].forEach(function (list) {
+      var had = {};
+      (kept[list] || []).forEach(function (c) { had[c.code] = c; });
+      got[list] = (got[list] || []).map(function (c) {
+        var old = had[c.code];
+        return old && old.version > c.version ? old : c;
+      });
+    });
+    return got;
+  }
+
+  // An action's answer (the case as it is now) replaces the case in the lists at once.
+  function answered(c) {
+    if (!state || !c || !c.code || c.version == null) { return; }
+    ["tasks", "reports"].forEach(function (list) {
+      state[list] = (state[list] || []).map(function (old) {
+        return old.code === c.code && !(old.version > c.version) ? Object.assign({}, old, c) : old;
+      });
+    });
+    renderLists();
+  }
+
   // One read of the state at a time. A refresh asked for while one is under way (an action just
   // answered, a push just came) must see what happened after that read began: it runs once more
   // when the read ends, and its callers wait for that second read.
@@ -467,7 +494,7 @@
   function refresh() {
     if (refreshing) { again = true; return refreshing; }
     refreshing = OB.call("/m/api/state", {}).then(function (s) {
-      state = s;
+      state = newest(state, s);
       setOnline(true);
       addTiles(s.tiles);
       var clock = OB.clockOf(s);
@@ -590,7 +617,8 @@
         headers: { "Content-Type": "application/json", "Idempotency-Key": keys.action },
         body: JSON.stringify(body)
       });
-    }).then(function () {
+    }).then(function (c) {
+      answered(c);
       error.textContent = T.done;
       $("m-dialog").close ? $("m-dialog").close() : $("m-dialog").removeAttribute("open");
       refresh();
