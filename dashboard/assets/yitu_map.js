@@ -16,18 +16,6 @@
     yitu._hooked = true;
   }
 
-  // A map removed while a tile layer or an animation still has work queued (a page left by a Dash
-  // link while the base map loads) asks for its map pane's position after the pane is gone, and
-  // Leaflet throws "Cannot read properties of undefined (reading '_leaflet_pos')". A removed map has
-  // no position to give: answer the origin instead of throwing into the next page.
-  if (window.L && window.L.Map && !yitu._paneGuarded) {
-    var panePos = window.L.Map.prototype._getMapPanePos;
-    window.L.Map.prototype._getMapPanePos = function () {
-      return this._mapPane ? panePos.call(this) : new window.L.Point(0, 0);
-    };
-    yitu._paneGuarded = true;
-  }
-
   // The server's own base map (services/basemap.py, class yitu-basemap) is drawn for 1080 lines, like
   // the icons: a 4K wall of one device pixel per pixel gets its roads and names twice as large, as
   // 512-pixel tiles of one zoom less drawn at twice the scale ("@2x"). A HiDPI screen already asks
