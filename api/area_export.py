@@ -27,7 +27,7 @@ from api.errors import Invalid, NotFound
 from api.openapi import CSV, READ, answers, content
 from api.params import Day
 from geodata import queries
-from geodata.clock import day_start
+from geodata.clock import CST, day_start
 from geodata.db import budget
 from geodata.workflow import STEPS
 from services.identity import scope_of
@@ -96,8 +96,8 @@ def _chunks(svc: Services, code: str, flt: queries.CaseFilter, scope: str | None
                     r["type_zh"],
                     r["step"],
                     r["level"],
-                    r["reported_at"].isoformat(),
-                    r["deadline"].isoformat() if r["deadline"] else "",
+                    r["reported_at"].astimezone(CST).isoformat(),  # China time, its offset written
+                    r["deadline"].astimezone(CST).isoformat() if r["deadline"] else "",
                     r["grid"] or "",
                     r["grid_name"] or "",
                     "1" if r["overdue"] else "0",

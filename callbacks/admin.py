@@ -27,7 +27,7 @@ from dash.exceptions import PreventUpdate
 from dashboard.i18n import TEXTS, refusal, translator
 from dashboard.pages.admin import Ids
 from geodata import tracking
-from geodata.clock import CST
+from geodata.clock import shown
 from geodata.errors import Forbidden, Invalid, YituError
 from services import admin, identity
 from services.identity import Principal
@@ -75,7 +75,7 @@ def explain(exc: YituError, lang: str) -> str:
 
 
 def _when(value: datetime | None) -> str:
-    return value.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+    return shown(value, "%Y-%m-%d %H:%M:%S")
 
 
 def _table(head: list[str], rows: list[list[Any]], empty: str) -> html.Div | html.Table:

@@ -16,7 +16,7 @@ from dash import Dash, Input, Output, State
 from dashboard.i18n import translator
 from dashboard.pages.area import PAGE_SIZE, Ids
 from geodata import queries
-from geodata.clock import day_start
+from geodata.clock import day_start, shown
 from services import identity
 from services.runtime import Services
 
@@ -93,8 +93,8 @@ def table_page(
             "type": r[name],
             "step": t(f"step.{r['step']}") + (" ⚠" if r["overdue"] else ""),
             "level": t(f"level.{r['level']}"),
-            "reported_at": f"{r['reported_at']:%Y-%m-%d %H:%M}",
-            "deadline": f"{r['deadline']:%Y-%m-%d %H:%M}" if r["deadline"] else "",
+            "reported_at": shown(r["reported_at"]),
+            "deadline": shown(r["deadline"], empty=""),
             "grid": r["grid_name"] or r["grid"] or "",
         }
         for r in rows

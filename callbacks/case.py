@@ -25,7 +25,7 @@ from dashboard.i18n import refusal, translator
 from dashboard.pages.case import ACTION, CELL, CELL_PICK, CONFIRM, FIELD, TICK, Ids, button, data_action, new_key
 from geodata import attachments, casefile, dispatch, idempotency, masking, queries, suggest, workflow
 from geodata import cases as store
-from geodata.clock import CST
+from geodata.clock import shown
 from geodata.db import database_unavailable
 from geodata.errors import Invalid, OutcomeUnknown, YituError
 from geodata.workflow import DeadlineRules
@@ -96,12 +96,12 @@ def _deadline_line(c: Mapping[str, Any], now: datetime, t: Callable[[str], str])
     if c["deadline"] is None:
         return html.Div(f"{t('case.deadline')} —")
     left = (c["deadline"] - now).total_seconds()
-    shown = f"{t('case.deadline')} {c['deadline'].astimezone(CST):%Y-%m-%d %H:%M}"
+    line = f"{t('case.deadline')} {shown(c['deadline'])}"
     if c["step"] not in workflow.OPEN_STEPS:
-        return html.Div(shown)
+        return html.Div(line)
     due = t("dispatch.over" if left < 0 else "dispatch.left").format(h=_span(left))
     return html.Div(
-        [shown, " · ", html.Span(due, className="yitu-due" + (" yitu-red" if left < 0 else ""))], id="case-deadline"
+        [line, " · ", html.Span(due, className="yitu-due" + (" yitu-red" if left < 0 else ""))], id="case-deadline"
     )
 
 
@@ -137,7 +137,7 @@ def facts(
         html.Div(f"{t('casepage.assignee')} {_assignee(c['assignee'], t)}", id="case-assignee"),
         html.Div(f"{t('case.grid')} {c['grid_name'] or '—'} ({c['grid_code'] or '—'})"),
         html.Div(f"{t('casepage.channel')} {t('channel.' + c['channel'])}"),
-        html.Div(f"{t('case.reported')} {c['reported_at'].astimezone(CST):%Y-%m-%d %H:%M}"),
+        html.Div(f"{t('case.reported')} {shown(c['reported_at'])}"),
         html.Div(
             className="yitu-triage",
             children=[
@@ -302,7 +302,7 @@ def timeline_view(
             html.Tr(
                 className="yitu-event",
                 children=[
-                    html.Td(f"{e['occurred_at'].astimezone(CST):%m-%d %H:%M}"),
+                    html.Td(shown(e["occurred_at"], "%m-%d %H:%M")),
                     html.Td(f"{e['actor']} · {t('role.' + e['role']) if e['role'] else ''}"),
                     html.Td(t(f"caseaction.{e['action']}")),
                     html.Td(steps),
@@ -332,7 +332,7 @@ def visits_view(rows: Sequence[Mapping[str, Any]], lang: str) -> list[Component]
         return [html.P(t("casepage.no_dispatches"), className="yitu-muted")]
 
     def at(v: datetime | None) -> str:
-        return f"{v.astimezone(CST):%m-%d %H:%M}" if v else "—"
+        return shown(v, "%m-%d %H:%M")
 
     out: list[Component] = []
     for d in rows:

@@ -26,7 +26,7 @@ from callbacks.wall import case_card, van_board
 from dashboard.i18n import refusal, translator
 from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, QUEUE_VIEWS, SEND, VISIT_ACTION, Ids, new_send_key
 from geodata import dispatch, masking, queries
-from geodata.clock import CST
+from geodata.clock import shown
 from geodata.db import database_unavailable
 from geodata.errors import OutcomeUnknown, YituError
 from geodata.queries import query
@@ -259,7 +259,7 @@ def visits_panel(svc: Services, who: auth.Principal | None, code: str | None, la
 
 
 def _clock(at: datetime | None) -> str:
-    return "—" if at is None else at.astimezone(CST).strftime("%H:%M")
+    return shown(at, "%H:%M")
 
 
 def act_on_visit(

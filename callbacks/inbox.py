@@ -20,7 +20,7 @@ from dash.development.base_component import Component
 from dashboard.i18n import translator
 from dashboard.pages.inbox import LIVE_TICK, WALL_TICK, Ids
 from geodata import warnings
-from geodata.clock import CST
+from geodata.clock import shown
 from geodata.warnings import Inbox, InboxQuery
 from services import identity
 from services.identity import Principal
@@ -78,7 +78,7 @@ def counts(box: Inbox, t: Callable[[str], str]) -> list[Component]:
 def _row(r: Mapping[str, Any], now: datetime, lang: str, t: Callable[[str], str]) -> html.Tr:
     due, overdue = left(r["deadline"], now, t)
     warned = r["warned_at"] is not None and not overdue
-    deadline = r["deadline"].astimezone(CST).strftime("%m-%d %H:%M") if r["deadline"] else "—"
+    deadline = shown(r["deadline"], "%m-%d %H:%M")
     return html.Tr(
         className="yitu-inbox-row" + (" yitu-overdue" if overdue else "") + (" yitu-warned" if warned else ""),
         **{"data-code": r["code"], "data-why": r["why"]},

@@ -10,6 +10,15 @@ from datetime import date, datetime, time, timedelta, timezone
 CST = timezone(timedelta(hours=8))
 
 
+def shown(t: datetime | None, fmt: str = "%Y-%m-%d %H:%M", empty: str = "—") -> str:
+    """``t`` as people in the centre read it: China time in ``fmt``; ``empty`` when there is none.
+
+    PostgreSQL hands timestamps back in the session's zone (UTC), so every page, message and
+    export shows a time through here, never by formatting the value it got.
+    """
+    return empty if t is None else t.astimezone(CST).strftime(fmt)
+
+
 def day_start(d: date | None, *, end: bool = False) -> datetime | None:
     """A calendar day (China time) as the instant it starts; ``end`` gives the next day's start.
 

@@ -33,7 +33,7 @@ import httpx
 import orjson
 
 from geodata import warnings
-from geodata.clock import CST
+from geodata.clock import shown
 from services.runtime import Services
 from services.settings import Settings
 
@@ -111,7 +111,7 @@ def message(row: Mapping[str, Any], delivery: Delivery, now: datetime) -> dict[s
             code=row["code"],
             type=row["type_zh"] if lang == "zh-CN" else row["type_en"],
             level=_LEVELS[lang][row["level"]],
-            deadline=deadline.astimezone(CST).strftime("%m-%d %H:%M"),
+            deadline=shown(deadline, "%m-%d %H:%M"),
             left=_left(deadline, now, lang),
             place=place,
         )

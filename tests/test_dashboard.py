@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from dashboard.i18n import translator
+from geodata.clock import CST
 from layers import registry
 
 from .browser import NON_POLYGON_FEATURES, SETTLED, Watched, browser  # noqa: F401 - browser is a fixture
@@ -207,6 +208,12 @@ def test_area_page_lists_exactly_the_areas_cases(live_server, demo_db: str, redi
     wait_for(
         lambda: page.locator("#area-table td[data-dash-column=code]").count() == 20, timeout=20, what="a page of rows"
     )
+    # the times read as China time (the database hands them back in UTC)
+    codes = [c.strip() for c in page.locator("#area-table td[data-dash-column=code]").all_inner_texts()]
+    shown = page.locator("#area-table td[data-dash-column=reported_at]").all_inner_texts()
+    with psycopg.connect(demo_db) as conn:
+        stored = dict(conn.execute("SELECT code, reported_at FROM cases WHERE code = ANY(%s)", (codes,)).fetchall())
+    assert [s.strip() for s in shown] == [f"{stored[c].astimezone(CST):%Y-%m-%d %H:%M}" for c in codes]
     w.close()
     w = Watched(browser, srv.url, cookies=srv.browser_cookie())  # a shared link with a filter opens filtered
     page = w.page

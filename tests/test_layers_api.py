@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import datetime
 
 import geobuf
 import psycopg
@@ -194,5 +195,9 @@ def test_area_csv_export_matches_the_database(client: TestClient, demo_dsn: str)
                             AND reported_at >= '2026-06-01 00:00+08'""").fetchone()[0]
     assert len(rows) == n > 0
     assert {row["step"] for row in rows} == {"evaluated"}
+    with psycopg.connect(demo_dsn) as conn:  # China time with its offset, the instant stored
+        stored = dict(conn.execute("SELECT code, reported_at FROM cases WHERE town_code = '150623101'").fetchall())
+    assert all(row["reported_at"].endswith("+08:00") for row in rows)
+    assert all(datetime.fromisoformat(row["reported_at"]) == stored[row["code"]] for row in rows)
     assert "phone" not in r.text and "parties" not in r.text
     assert client.get("/api/v1/areas/150623999/cases.csv").status_code == 404
