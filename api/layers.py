@@ -61,9 +61,9 @@ def _bbox(text: str | None) -> BBox:
         raise Invalid(str(exc), field="bbox") from None
 
 
-def _respond(svc: Services, text: str, fmt: str) -> Response:
+def _encode(svc: Services, text: str, fmt: str) -> tuple[bytes, str]:
     body, media = encode(text, fmt, gcj02=svc.settings.basemap == "xyz" and svc.settings.basemap_gcj02)
-    return Response(content=body, media_type=media, headers={"Cache-Control": "no-store"})
+    return body, media
 
 
 def _annotation(f: Filter) -> Any:
@@ -82,11 +82,21 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
     ) -> Response:
         box = _bbox(bbox) if layer.bbox else None
         scope = {"scope": identity.scope_of(who)}  # the reader's area, whatever the box
-        with svc.reading() as conn:
-            text = layer.features(
-                conn, {**filters, **layer.configured(svc.settings), **scope}, box, svc.settings.layer_max_features
-            )
-        return _respond(svc, text, format)
+
+        def compute() -> tuple[bytes, str]:
+            with svc.reading() as conn:
+                text = layer.features(
+                    conn, {**filters, **layer.configured(svc.settings), **scope}, box, svc.settings.layer_max_features
+                )
+            return _encode(svc, text, format)
+
+        # The screens that reload after the same events share one answer (services/layer_answers.py):
+        # keyed by everything that shapes it: the filters, the reader's area, the box and the format
+        # (a layer's answer carries no personal data, so the role does not shape it).
+        parts = {**filters, **scope, "bbox": box.params() if box else None, "format": format}
+        (body, media), shared = svc.layer_answers.answer(svc.redis, layer.name, layer.live, parts, compute)
+        headers = {"Cache-Control": "no-store", "X-Yitu-Shared": "1" if shared else "0"}
+        return Response(content=body, media_type=media, headers=headers)
 
     kw = inspect.Parameter.KEYWORD_ONLY
     params = [inspect.Parameter("svc", kw, annotation=ServicesDep), inspect.Parameter("who", kw, annotation=Who)]

@@ -22,6 +22,10 @@ from services import redisconn
 
 STREAM = "yitu:events"
 MAXLEN = 100_000
+# family (an event type up to its first dot: case, dispatch, van, areas) → the outbox id of its
+# newest event in the stream, set in the same atomic step as the XADD: a map layer's generation
+# (services/layer_answers.py), read without scanning the stream.
+LAST_KEY = "yitu:events:last"
 
 # Appends the rows whose outbox_id is above the stream's last one, in order, and skips the rest:
 # atomic in Redis, so a relay that lost its lead while its XADDs were on the way (another took
@@ -29,6 +33,7 @@ MAXLEN = 100_000
 # should end at or after (0: any), then id, type, event per row. A stream that ends before that
 # id (a Sentinel failover promoted a replica the last entries had not reached) takes nothing:
 # {-1, its last id}, and the relay publishes the missing entries again first (StreamBehind).
+# KEYS: the stream, LAST_KEY (each family's newest outbox id among the entries added).
 _PUBLISH = """
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last = 0
@@ -43,6 +48,7 @@ if last > 0 and last < expect then
   return {-1, last}
 end
 local added = 0
+local newest = {}
 for i = 3, #ARGV, 3 do
   local id = tonumber(ARGV[i])
   if id > last then
@@ -50,8 +56,15 @@ for i = 3, #ARGV, 3 do
                'type', ARGV[i + 1], 'event', ARGV[i + 2], 'outbox_id', ARGV[i])
     last = id
     added = added + 1
+    newest[string.match(ARGV[i + 1], '^[^.]*')] = ARGV[i]
   end
 end
+local pairs_ = {}
+for family, id in pairs(newest) do
+  pairs_[#pairs_ + 1] = family
+  pairs_[#pairs_ + 1] = id
+end
+if #pairs_ > 0 then redis.call('HSET', KEYS[2], unpack(pairs_)) end
 return {added, last}
 """
 
@@ -78,7 +91,7 @@ def publish(client: redis.Redis, rows: Sequence[tuple[int, str, str]], expect: i
     args: list[str | int] = [MAXLEN, expect]
     for outbox_id, kind, event in rows:
         args += [outbox_id, kind, event]
-    added, last = client.register_script(_PUBLISH)(keys=[STREAM], args=args)
+    added, last = client.register_script(_PUBLISH)(keys=[STREAM, LAST_KEY], args=args)
     if int(added) < 0:
         raise StreamBehind(int(last), expect)
     return int(added), int(last)

@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from geodata import db
 from services import redisconn
+from services.layer_answers import LayerAnswers
 from services.replica import ReplicaMonitor
 from services.settings import Settings
 
@@ -43,6 +44,8 @@ class Services:
     redis: redis.Redis
     read_pool: ConnectionPool | None = None
     replica: ReplicaMonitor | None = field(default=None)
+    # the live layers' answers, shared by the screens that ask after the same events
+    layer_answers: LayerAnswers = field(default_factory=LayerAnswers)
 
     def __post_init__(self) -> None:
         read_dsn = self.settings.database_read_dsn()

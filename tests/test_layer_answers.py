@@ -1,0 +1,136 @@
+"""The live layers' shared answers (services/layer_answers.py): the screens that reload after the
+same events get one answer, never one from before the event they reload for, never another
+area's, another filter's or another box's."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import geobuf
+import redis
+from fastapi.testclient import TestClient
+
+from services import events
+from services.layer_answers import LayerAnswers, generation
+
+from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, token  # noqa: F401
+from .helpers import keyed, stream_entries, wait_for
+
+PINS = "/api/v1/layers/cases?format=geojson"
+
+
+def _codes(r: object) -> set[str]:
+    assert getattr(r, "status_code", None) == 200, getattr(r, "text", r)
+    return {f["properties"]["code"] for f in r.json()["features"]}  # type: ignore[attr-defined]
+
+
+def test_screens_reloading_after_the_same_events_share_one_answer_with_the_new_event_in_it(
+    client: TestClient, token: Callable[..., str], demo_db: str, redis_url: str
+) -> None:
+    screen = auth(token("viewer", name="wall-1"))
+    reporter = auth(token("dispatcher"))
+    first = client.get(f"{PINS}&rev=1", headers=screen)
+    again = client.get(f"{PINS}&rev=2", headers=screen)  # another screen, same events seen
+    assert (first.headers["x-yitu-shared"], again.headers["x-yitu-shared"]) == ("0", "1")
+    assert again.content == first.content and len(_codes(first)) > 0
+
+    lon, lat, _ = inner_point(demo_db)
+    r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(reporter))
+    assert r.status_code == 201, r.text
+    code = r.json()["code"]
+    wait_for(
+        lambda: any(e.get("code") == code for _i, _t, e in stream_entries(redis_url)),
+        what="the report's event in the stream",
+    )
+    # The screens reload because of that event: each gets the new pin, the first computes it.
+    after = [client.get(f"{PINS}&rev=3", headers=screen) for _ in range(3)]
+    assert [a.headers["x-yitu-shared"] for a in after] == ["0", "1", "1"]
+    assert all(code in _codes(a) for a in after)
+    assert _codes(after[0]) == _codes(first) | {code}
+
+
+def test_concurrent_screens_wait_for_the_one_computation(
+    client: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
+    screen = auth(token("viewer"))
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    misses = svc.layer_answers.misses
+    got: list[tuple[str, bytes]] = []
+    lock = threading.Lock()
+
+    def ask() -> None:
+        r = client.get(f"{PINS}&closed_hours=24", headers=screen)
+        with lock:
+            got.append((r.headers["x-yitu-shared"], r.content))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(got) == 8
+    assert sorted(s for s, _ in got) == ["0"] + ["1"] * 7
+    assert len({body for _, body in got}) == 1
+    assert svc.layer_answers.misses == misses + 1
+
+
+def test_an_area_a_filter_a_box_and_a_format_each_have_their_own_answer(
+    client: TestClient, token: Callable[..., str], demo_db: str
+) -> None:
+    everyone = auth(token("viewer"))
+    _lon, _lat, town = inner_point(demo_db, level=2)
+    townsfolk = auth(token("viewer", area=town, name="town-screen"))
+    whole = _codes(client.get(PINS, headers=everyone))
+    mine = client.get(PINS, headers=townsfolk)  # right after the whole territory's answer was made
+    assert mine.headers["x-yitu-shared"] == "0"
+    assert 0 < len(_codes(mine)) < len(whole)
+    assert all(c in whole for c in _codes(mine))
+    # and the other way round: the territory's reader never gets the town's shared answer
+    assert _codes(client.get(PINS, headers=everyone)) == whole
+
+    handling = client.get(f"{PINS}&step=handling", headers=everyone)
+    assert handling.headers["x-yitu-shared"] == "0"
+    assert {f["properties"]["step"] for f in handling.json()["features"]} == {"handling"}
+
+    boxed = client.get(f"{PINS}&bbox=107.40,38.00,107.60,38.20", headers=everyone)
+    assert boxed.headers["x-yitu-shared"] == "0" and _codes(boxed) < whole
+
+    buf = client.get("/api/v1/layers/cases?format=geobuf", headers=everyone)
+    assert buf.headers["x-yitu-shared"] == "0"
+    assert {f["properties"]["code"] for f in geobuf.decode(buf.content)["features"]} == whole
+
+
+def test_a_layer_without_live_events_is_not_shared(client: TestClient, token: Callable[..., str]) -> None:
+    h = auth(token("viewer"))
+    shared = [client.get("/api/v1/layers/grids?level=2", headers=h).headers["x-yitu-shared"] for _ in range(2)]
+    assert shared == ["0", "0"]
+
+
+def test_the_generation_moves_with_the_published_events_of_the_layers_families(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert generation(client, ("case", "dispatch")) == "-.-"  # nothing published yet
+        events.publish(client, [(1, "case.created", "{}"), (2, "van.moved", "{}"), (3, "van.moved", "{}")])
+        assert generation(client, ("case", "dispatch")) == "1.-"
+        assert generation(client, ("van",)) == "3"
+        answers = LayerAnswers()
+        computed: list[int] = []
+
+        def compute() -> int:
+            computed.append(1)
+            return len(computed)
+
+        ask = (client, "cases", ("case.", "dispatch."), {"scope": None}, compute)
+        assert [answers.answer(*ask) for _ in range(2)] == [(1, False), (1, True)]
+        events.publish(client, [(4, "van.moved", "{}")], expect=3)  # not a family of the pins
+        assert answers.answer(*ask) == (1, True)
+        events.publish(client, [(5, "dispatch.created", "{}")], expect=4)
+        assert answers.answer(*ask) == (2, False)
+        # entries already in the stream are skipped, and so is their family's mark
+        events.publish(client, [(5, "case.changed", "{}")], expect=5)
+        assert generation(client, ("case", "dispatch")) == "1.5"
+        stale = LayerAnswers(ttl_s=0)  # an answer past its time is computed again
+        assert [stale.answer(*ask)[1] for _ in range(2)] == [False, False]
+    finally:
+        client.close()
