@@ -38,6 +38,16 @@ BBoxQ = Annotated[
         description="minx,miny,maxx,maxy in degrees (WGS-84), with minx < maxx and miny < maxy",
     ),
 ]
+RevQ = Annotated[
+    str | None,
+    Query(
+        max_length=20,
+        pattern=r"^[0-9a-z]+$",
+        description="Which push the page reloads for: the outbox id of the newest event of its batch (an "
+        "answer computed after that event may be shared with other screens), or any other token to "
+        "only make the URL new (services/layer_answers.py)",
+    ),
+]
 LAYER_ANSWERS = answers(
     *READ,
     ok={
@@ -78,7 +88,12 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
     """The route of one layer: a function whose signature FastAPI reads for the parameters."""
 
     def endpoint(
-        svc: Services, who: Principal, format: str = "geojson", bbox: str | None = None, **filters: Any
+        svc: Services,
+        who: Principal,
+        format: str = "geojson",
+        bbox: str | None = None,
+        rev: str | None = None,
+        **filters: Any,
     ) -> Response:
         box = _bbox(bbox) if layer.bbox else None
         scope = {"scope": identity.scope_of(who)}  # the reader's area, whatever the box
@@ -94,7 +109,9 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
         # keyed by everything that shapes it: the filters, the reader's area, the box and the format
         # (a layer's answer carries no personal data, so the role does not shape it).
         parts = {**filters, **scope, "bbox": box.params() if box else None, "format": format}
-        (body, media), shared = svc.layer_answers.answer(svc.redis, layer.name, layer.live, parts, compute)
+        (body, media), shared = svc.layer_answers.answer(
+            svc.redis, layer.name, layer.live, parts, compute, rev=int(rev) if rev and rev.isdigit() else None
+        )
         headers = {"Cache-Control": "no-store", "X-Yitu-Shared": "1" if shared else "0"}
         return Response(content=body, media_type=media, headers=headers)
 
@@ -104,6 +121,7 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
         params.append(inspect.Parameter("bbox", kw, default=None, annotation=BBoxQ))
     params += [inspect.Parameter(f.name, kw, default=f.default, annotation=_annotation(f)) for f in layer.filters]
     params.append(inspect.Parameter("format", kw, default="geojson", annotation=Format))
+    params.append(inspect.Parameter("rev", kw, default=None, annotation=RevQ))
     endpoint.__signature__ = inspect.Signature(params, return_annotation=Response)  # type: ignore[attr-defined]
     endpoint.__name__ = endpoint.__qualname__ = f"get_{layer.name}"
     return endpoint

@@ -59,6 +59,8 @@ def batch_message(seq: int, entries: list[Entry], *, resync: bool, numbers: bool
         "resync": resync,
         "numbers": numbers,
         "at": time.time(),
+        # the newest event's outbox id: the layers reload "after" it (services/layer_answers.py)
+        "outbox": max((e.outbox_id for e in entries if e.outbox_id is not None), default=None),
         "events": [e.as_json() for e in entries],
     }
 

@@ -22,9 +22,9 @@ from services import redisconn
 
 STREAM = "yitu:events"
 MAXLEN = 100_000
-# family (an event type up to its first dot: case, dispatch, van, areas) → the outbox id of its
-# newest event in the stream, set in the same atomic step as the XADD: a map layer's generation
-# (services/layer_answers.py), read without scanning the stream.
+# family (an event type up to its first dot: case, dispatch, van, areas; ``*`` for all) → the
+# outbox id of its newest event in the stream, set in the same atomic step as the XADD: a map
+# layer's generation (services/layer_answers.py), read without scanning the stream.
 LAST_KEY = "yitu:events:last"
 
 # Appends the rows whose outbox_id is above the stream's last one, in order, and skips the rest:
@@ -57,6 +57,7 @@ for i = 3, #ARGV, 3 do
     last = id
     added = added + 1
     newest[string.match(ARGV[i + 1], '^[^.]*')] = ARGV[i]
+    newest['*'] = ARGV[i]
   end
 end
 local pairs_ = {}

@@ -3,20 +3,26 @@
 A batch of case events makes every open wall screen reload its case pins (dashboard/assets/
 yitu_map.js): ten screens ask for the same answer within a few hundred milliseconds, and each
 used to cost the layer's query and its encoding — the largest cost of a busy command centre
-(docs/scaling.md). Now each process computes an answer once per (layer, reader's area, role,
-parameters, **generation**) and hands it to every request for the same key, the ones that came
-while it was being computed included.
+(docs/scaling.md). Now each process keeps one answer per (layer, reader's area, filters, box,
+format) with the point of the event stream it was computed at, and hands it to every request it
+is recent enough for; requests that come while it is being computed wait for it.
 
-The generation is the outbox id of the newest event of the layer's families (``case``,
-``dispatch``, ``van`` …, the prefixes of ``Layer.live``), which the stream's one publisher keeps
-in the same atomic step as its XADD (services/events.py ``LAST_KEY``). An answer computed after
-reading generation G holds every change up to G, so a screen that reloads because of G's event
-never gets one older than that event. What changes without an event (time passing: a deadline
-falling due, a closed pin leaving the ``closed_hours`` window) is at most :data:`TTL_S` late.
+The stream's one publisher keeps, in the same atomic step as its XADD (services/events.py
+``LAST_KEY``), the outbox id of the newest event of each family (``case``, ``dispatch``, ``van``
+…, the prefixes of ``Layer.live``) and of all (``*``). An answer computed after reading those
+holds every change whose event is at or below them (the relay publishes after the commit). So an
+answer serves a request when
 
-Not cached: a layer without live events (the grid, cameras: a page loads them once), a read that
-follows the caller's own write (it goes to the primary, and must see that write before its event
-is published), and everything while Redis does not answer (the breaker: the generation is unknown).
+- the request names the event it reloads for (``rev``: the outbox id of the newest event of the
+  screen's batch, yitu_map.js) and that event is at or below the answer's ``*``; or
+- no event of the layer's families came since the answer (a page opening, a resync).
+
+No screen therefore gets pins from before the event it reloads for, and under 1,000 GPS fixes a
+second the screens of one batch still share one vans answer. What changes without an event (time
+passing: a deadline falling due, a closed pin leaving the ``closed_hours`` window) is at most
+:data:`TTL_S` late. Not shared: a layer without live events (the grid, cameras: a page loads them
+once), a read that follows the caller's own write (it goes to the primary and must see that write
+before its event is published), and everything while Redis does not answer (the breaker).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis as redis_lib
@@ -49,25 +56,49 @@ def families(prefixes: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({p.split(".", 1)[0] for p in prefixes}))
 
 
-def generation(client: redis_lib.Redis, fams: tuple[str, ...]) -> str | None:
-    """The layer's generation: the newest outbox id of each family (``-`` for none yet); None
-    when Redis does not answer (then nothing is shared)."""
+ALL = "*"  # the field of LAST_KEY with the newest outbox id of any family
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Where the stream stood for a layer: its families' newest outbox ids, and the newest of all."""
+
+    families: tuple[int, ...]
+    everything: int
+
+
+def generation(client: redis_lib.Redis, fams: tuple[str, ...]) -> Generation | None:
+    """The layer's generation now (0 for a family with no event yet); None when Redis does not
+    answer (then nothing is shared)."""
     if _breaker.open(client):
         return None
     try:
-        values = client.hmget(LAST_KEY, list(fams))
+        values = client.hmget(LAST_KEY, [*fams, ALL])
     except redis_lib.RedisError as exc:
         _breaker.trip(client)
         log.warning("layer answers not shared: no generation error=%s", type(exc).__name__)
         return None
     _breaker.reset(client)
-    return ".".join(str(v) if v else "-" for v in values)
+    ids = tuple(int(v) if v else 0 for v in values)
+    return Generation(ids[:-1], ids[-1])
 
 
-def key(layer: str, gen: str, parts: Mapping[str, Any]) -> str:
-    """The answer's key: the layer, its generation and everything that shapes the answer."""
-    text = json.dumps([layer, gen, sorted(parts.items())], default=str, ensure_ascii=False)
+def key(layer: str, parts: Mapping[str, Any]) -> str:
+    """The answer's key: the layer and everything that shapes the answer."""
+    text = json.dumps([layer, sorted(parts.items())], default=str, ensure_ascii=False)
     return hashlib.sha1(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Kept:
+    at: float  # time.monotonic() when computed
+    gen: Generation  # read before computing: the answer holds at least this
+    value: Any
+
+    def serves(self, now: Generation, rev: int | None, ttl_s: float) -> bool:
+        if time.monotonic() - self.at > ttl_s:
+            return False
+        return (rev is not None and rev <= self.gen.everything) or now.families == self.gen.families
 
 
 class LayerAnswers:
@@ -77,7 +108,7 @@ class LayerAnswers:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._entries: OrderedDict[str, _Kept] = OrderedDict()
         self._computing: dict[str, threading.Lock] = {}
         self.hits = 0
         self.misses = 0
@@ -89,29 +120,32 @@ class LayerAnswers:
         live: Iterable[str],
         parts: Mapping[str, Any],
         compute: Callable[[], Any],
+        rev: int | None = None,
     ) -> tuple[Any, bool]:
-        """(answer, whether it was shared) for ``parts`` (the reader's area, filters, box, format)."""
+        """(answer, whether it was shared) for ``parts`` (the reader's area, filters, box, format),
+        asked for after the event ``rev`` (its outbox id; None: not after a particular event)."""
         fams = families(live)
         if not fams or db.follows_write():
             return compute(), False
         gen = generation(client, fams)
         if gen is None:
             return compute(), False
-        k = key(layer, gen, parts)
-        got = self._fresh(k)
+        k = key(layer, parts)
+        got = self._kept(k, gen, rev)
         if got is not None:
-            return got, True
+            return got.value, True
         with self._lock:
             guard = self._computing.setdefault(k, threading.Lock())
         with guard:  # one computes; the others asking meanwhile take its answer
             try:
-                got = self._fresh(k)
+                got = self._kept(k, gen, rev)
                 if got is not None:
-                    return got, True
+                    return got.value, True
+                gen = generation(client, fams) or gen  # read again: the wait may have been long
                 value = compute()
                 with self._lock:
                     self.misses += 1
-                    self._entries[k] = (time.monotonic(), value)
+                    self._entries[k] = _Kept(time.monotonic(), gen, value)
                     self._entries.move_to_end(k)
                     while len(self._entries) > self.max_entries:
                         self._entries.popitem(last=False)
@@ -120,13 +154,10 @@ class LayerAnswers:
                     self._computing.pop(k, None)
         return value, False
 
-    def _fresh(self, k: str) -> Any | None:
+    def _kept(self, k: str, gen: Generation, rev: int | None) -> _Kept | None:
         with self._lock:
-            hit = self._entries.get(k)
-            if hit is None:
-                return None
-            if time.monotonic() - hit[0] > self.ttl_s:
-                del self._entries[k]
+            kept = self._entries.get(k)
+            if kept is None or not kept.serves(gen, rev, self.ttl_s):
                 return None
             self.hits += 1
-            return hit[1]
+            return kept

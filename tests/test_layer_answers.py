@@ -11,8 +11,10 @@ import geobuf
 import redis
 from fastapi.testclient import TestClient
 
+from callbacks.live import batch_message
 from services import events
-from services.layer_answers import LayerAnswers, generation
+from services.layer_answers import Generation, LayerAnswers, generation
+from services.live import Entry
 
 from .cases_fixtures import auth, case_body, cases_settings, client, inner_point, token  # noqa: F401
 from .helpers import keyed, stream_entries, wait_for
@@ -30,8 +32,8 @@ def test_screens_reloading_after_the_same_events_share_one_answer_with_the_new_e
 ) -> None:
     screen = auth(token("viewer", name="wall-1"))
     reporter = auth(token("dispatcher"))
-    first = client.get(f"{PINS}&rev=1", headers=screen)
-    again = client.get(f"{PINS}&rev=2", headers=screen)  # another screen, same events seen
+    first = client.get(PINS, headers=screen)
+    again = client.get(f"{PINS}&rev=r1", headers=screen)  # another screen, nothing new since
     assert (first.headers["x-yitu-shared"], again.headers["x-yitu-shared"]) == ("0", "1")
     assert again.content == first.content and len(_codes(first)) > 0
 
@@ -39,12 +41,12 @@ def test_screens_reloading_after_the_same_events_share_one_answer_with_the_new_e
     r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(reporter))
     assert r.status_code == 201, r.text
     code = r.json()["code"]
-    wait_for(
-        lambda: any(e.get("code") == code for _i, _t, e in stream_entries(redis_url)),
+    outbox_id = wait_for(
+        lambda: next((i for i, _t, e in stream_entries(redis_url) if e.get("code") == code), None),
         what="the report's event in the stream",
     )
     # The screens reload because of that event: each gets the new pin, the first computes it.
-    after = [client.get(f"{PINS}&rev=3", headers=screen) for _ in range(3)]
+    after = [client.get(f"{PINS}&rev={outbox_id}", headers=screen) for _ in range(3)]
     assert [a.headers["x-yitu-shared"] for a in after] == ["0", "1", "1"]
     assert all(code in _codes(a) for a in after)
     assert _codes(after[0]) == _codes(first) | {code}
@@ -110,10 +112,10 @@ def test_a_layer_without_live_events_is_not_shared(client: TestClient, token: Ca
 def test_the_generation_moves_with_the_published_events_of_the_layers_families(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        assert generation(client, ("case", "dispatch")) == "-.-"  # nothing published yet
+        assert generation(client, ("case", "dispatch")) == Generation((0, 0), 0)  # nothing published yet
         events.publish(client, [(1, "case.created", "{}"), (2, "van.moved", "{}"), (3, "van.moved", "{}")])
-        assert generation(client, ("case", "dispatch")) == "1.-"
-        assert generation(client, ("van",)) == "3"
+        assert generation(client, ("case", "dispatch")) == Generation((1, 0), 3)
+        assert generation(client, ("van",)) == Generation((3,), 3)
         answers = LayerAnswers()
         computed: list[int] = []
 
@@ -121,16 +123,61 @@ def test_the_generation_moves_with_the_published_events_of_the_layers_families(r
             computed.append(1)
             return len(computed)
 
-        ask = (client, "cases", ("case.", "dispatch."), {"scope": None}, compute)
-        assert [answers.answer(*ask) for _ in range(2)] == [(1, False), (1, True)]
+        pins = (client, "cases", ("case.", "dispatch."), {"scope": None}, compute)
+        assert [answers.answer(*pins) for _ in range(2)] == [(1, False), (1, True)]
         events.publish(client, [(4, "van.moved", "{}")], expect=3)  # not a family of the pins
-        assert answers.answer(*ask) == (1, True)
+        assert answers.answer(*pins) == (1, True)
         events.publish(client, [(5, "dispatch.created", "{}")], expect=4)
-        assert answers.answer(*ask) == (2, False)
+        assert answers.answer(*pins, rev=5) == (2, False)  # reloading for event 5: computed after it
+        assert answers.answer(*pins) == (2, True)
         # entries already in the stream are skipped, and so is their family's mark
         events.publish(client, [(5, "case.changed", "{}")], expect=5)
-        assert generation(client, ("case", "dispatch")) == "1.5"
+        assert generation(client, ("case", "dispatch")) == Generation((1, 5), 5)
         stale = LayerAnswers(ttl_s=0)  # an answer past its time is computed again
-        assert [stale.answer(*ask)[1] for _ in range(2)] == [False, False]
+        assert [stale.answer(*pins)[1] for _ in range(2)] == [False, False]
     finally:
         client.close()
+
+
+def test_under_a_stream_of_gps_fixes_the_screens_of_one_batch_share_the_vans(redis_url: str) -> None:
+    """The vans' family moves with every fix: a screen reloading for event R takes any answer
+    computed after R, however many fixes came since; one reloading for a later event does not."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        answers = LayerAnswers()
+        n = 0
+
+        def compute() -> int:
+            nonlocal n
+            n += 1
+            return n
+
+        vans = (client, "vans", ("van.", "dispatch."), {"scope": None}, compute)
+        events.publish(client, [(i, "van.moved", "{}") for i in range(1, 11)])
+        assert answers.answer(*vans, rev=10) == (1, False)  # the first screen of the batch up to 10
+        events.publish(client, [(i, "van.moved", "{}") for i in range(11, 21)], expect=10)
+        assert answers.answer(*vans, rev=10) == (1, True)  # another screen of that batch
+        assert answers.answer(*vans, rev=7) == (1, True)  # a screen whose batch ended earlier
+        assert answers.answer(*vans, rev=20) == (2, False)  # the next batch
+        assert answers.answer(*vans) == (2, True)  # a page opening: nothing new since
+        events.publish(client, [(21, "case.created", "{}")], expect=20)  # no family of the vans
+        assert answers.answer(*vans, rev=21) == (2, True)  # nothing of theirs since: the same answer
+    finally:
+        client.close()
+
+
+def test_a_push_names_the_newest_event_of_its_batch() -> None:
+    entries = [
+        Entry("1-0", "case.created", "{}", outbox_id=41),
+        Entry("1-1", "van.moved", "{}", outbox_id=43),
+        Entry("1-2", "dispatch.created", "{}", outbox_id=42),
+    ]
+    assert batch_message(1, entries, resync=False, numbers=False)["outbox"] == 43
+    assert batch_message(2, [], resync=True, numbers=False)["outbox"] is None
+
+
+def test_a_bad_rev_is_refused_naming_it(client: TestClient, token: Callable[..., str]) -> None:
+    h = auth(token("viewer"))
+    for rev in ("<b>", "1" * 21, "1;DROP", "%00"):
+        r = client.get(f"{PINS}&rev={rev}", headers=h)
+        assert r.status_code == 422 and r.json()["field"] == "rev", (rev, r.text)

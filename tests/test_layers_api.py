@@ -98,7 +98,7 @@ def test_openapi_lists_every_layer_with_its_filters(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for layer in registry.all_layers():
         params = [p["name"] for p in paths[layer.path]["get"]["parameters"]]
-        assert params == [*(["bbox"] if layer.bbox else []), *(f.name for f in layer.filters), "format"]
+        assert params == [*(["bbox"] if layer.bbox else []), *(f.name for f in layer.filters), "format", "rev"]
     assert "/api/v1/layers/grids/stats" in paths
 
 

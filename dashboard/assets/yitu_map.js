@@ -197,7 +197,7 @@
   }
 
   function withRev(url, rev) {
-    var base = String(url).replace(/([?&])rev=\d+(&|$)/, function (m, a, b) { return b ? a : ""; });
+    var base = String(url).replace(/([?&])rev=[0-9a-z]+(&|$)/, function (m, a, b) { return b ? a : ""; });
     return base + (base.indexOf("?") >= 0 ? "&" : "?") + "rev=" + rev;
   }
 
@@ -220,7 +220,10 @@
         live.lastAt = t;
         (batch.events || []).forEach(function (e) { if (e.code && !(e.code in live.seen)) { live.seen[e.code] = t; } });
       }
-      var rev = Math.round(batch.at * 1000) % 1000000000;  // new on every batch, also after a reconnect
+      // The event the layers reload for (its outbox id): the server hands every screen asking after
+      // it one shared answer (services/layer_answers.py). A resync names no event: a new token.
+      var rev = batch.outbox && !batch.resync ? String(batch.outbox)
+        : "r" + (Math.round(batch.at * 1000) % 1000000000).toString(36);
       return (ids || []).map(function (id, i) {
         return urls[i] && touches(batch, (hideouts || [])[i]) ? withRev(urls[i], rev) : nu;
       });
