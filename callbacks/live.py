@@ -13,9 +13,13 @@ The session behind the socket is checked again every ``SESSION_CHECK_SECONDS``: 
 (the ``live-leave`` store; dashboard/assets/yitu_auth.js) and the stream stops.
 
 Batches: the first event after a quiet spell goes out at once (a new pin shows within a frame
-or two); events closer together than ``BATCH_SECONDS`` are gathered, so a burst costs each
-screen a handful of layer reloads, not one per event. The numbers (KPI tiles, charts, ranking)
-follow ``NUMBERS_DELAY`` behind the pins and are recomputed at most every ``NUMBERS_SECONDS``.
+or two); events closer together than the window are gathered, so a burst costs each screen a
+handful of layer reloads, not one per event. The window is ``BATCH_SECONDS`` when a case,
+dispatch or area event waits, ``VAN_BATCH_SECONDS`` when only the vans moved: a thousand GPS
+fixes a second then cost each screen one vans reload a second and never hold a case event back.
+Within a batch only each van's newest move is sent (the page draws where a van is, not its
+path). The numbers (KPI tiles, charts, ranking) follow ``NUMBERS_DELAY`` behind the pins and
+are recomputed at most every ``NUMBERS_SECONDS``.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ from services.runtime import Services
 
 log = logging.getLogger("yitu.live")
 
-BATCH_SECONDS = 0.2
+BATCH_SECONDS = 0.1
+VAN_BATCH_SECONDS = 1.0  # a batch of nothing but van moves
+POLL_SECONDS = 0.025  # how often a gathering batch looks at what came
 NUMBERS_SECONDS = 2.0
 NUMBERS_DELAY = 0.5  # the numbers refresh this long after the change, behind the pins
 IDLE_SECONDS = 15.0  # a heartbeat batch when nothing happens (the page shows the push is alive)
@@ -63,6 +69,20 @@ def batch_message(seq: int, entries: list[Entry], *, resync: bool, numbers: bool
         "outbox": max((e.outbox_id for e in entries if e.outbox_id is not None), default=None),
         "events": [e.as_json() for e in entries],
     }
+
+
+def window(entries: list[Entry]) -> float:
+    """How long after the last batch ``entries`` may wait to be gathered with what follows."""
+    return VAN_BATCH_SECONDS if entries and all(e.type.startswith("van.") for e in entries) else BATCH_SECONDS
+
+
+def newest_moves(entries: list[Entry]) -> list[Entry]:
+    """``entries`` with each van's ``van.moved`` but its newest left out (order kept)."""
+    last: dict[object, int] = {}
+    for i, e in enumerate(entries):
+        if e.type == "van.moved":
+            last[e.event.get("van")] = i
+    return [e for i, e in enumerate(entries) if e.type != "van.moved" or last.get(e.event.get("van")) == i]
 
 
 def _touches_numbers(entries: list[Entry]) -> bool:
@@ -89,7 +109,8 @@ class _Pusher:
         if (resync or _touches_numbers(entries)) and self.numbers_ready_at is None:
             self.numbers_ready_at = max(now + NUMBERS_DELAY, self.numbers_at + NUMBERS_SECONDS)
         self.seq += 1
-        set_props(Ids.EVENTS, {"data": batch_message(self.seq, entries, resync=resync, numbers=numbers)})
+        message = batch_message(self.seq, newest_moves(entries), resync=resync, numbers=numbers)
+        set_props(Ids.EVENTS, {"data": message})
         cursor = entries[-1].id if entries else position if resync else None
         if cursor:
             set_props(Ids.CURSOR, {"data": cursor})
@@ -134,9 +155,12 @@ async def stream_to_screen(
                     set_props(Ids.LEAVE, {"data": "/login"})
                     return
             if pending or resync:
-                gap = BATCH_SECONDS - (time.monotonic() - pusher.sent_at)
-                if gap > 0 and not resync:  # close behind the last batch: gather for the rest of the window
-                    await asyncio.sleep(gap)
+                while not resync:  # close behind the last batch: gather for the rest of the window
+                    gap = window(pending) - (time.monotonic() - pusher.sent_at)
+                    if gap <= 0:
+                        break
+                    # look again every POLL_SECONDS: a case event coming meanwhile shortens the window
+                    await asyncio.sleep(min(gap, POLL_SECONDS))
                     more = await sub.next(0)
                     resync = more is None
                     pending.extend(more or [])

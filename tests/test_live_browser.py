@@ -7,7 +7,7 @@ then writes through the API and waits for the page to show it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -73,6 +73,13 @@ def _open_wall(w: Watched, base: str, still_pins: bool = False) -> Page:
     return page
 
 
+# Records each batch the page is pushed (its events' types, by batch number) as the page handles it.
+TAP_BATCHES = """() => { const live = window.yitu.live, handle = live.layerUrls; window.__batches = {};
+    live.layerUrls = function (batch) {
+        if (batch) { window.__batches[batch.seq] = (batch.events || []).map(e => e.type); }
+        return handle.apply(this, arguments); }; }"""
+
+
 def _wait_pin(page: Page, code: str, timeout: float = 15_000) -> None:
     page.wait_for_function("code => window.yitu.drawn[code] !== undefined", arg=code, timeout=timeout)
 
@@ -124,6 +131,44 @@ def test_a_reported_case_and_a_van_ping_show_on_an_open_wall_screen(
         ),
         what="the van marker at the new position",
     )
+    _no_reload(page)
+    w.close()
+
+
+@pytest.mark.browser
+def test_a_burst_of_gps_fixes_reaches_the_screen_as_each_vans_newest_move(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
+    """Thirty fixes of one van in one upload: the screen is told of its newest only (callbacks/live.py
+    newest_moves), as the page's batches show, and the marker ends where the van is."""
+    srv = live_server(demo_db, redis_url)
+    tok = _tokens(demo_db)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
+    page = _open_wall(w, srv.url)
+    page.evaluate(TAP_BATCHES)
+    start = datetime.now(UTC) - timedelta(seconds=60)
+    track = [(SEAT[0] + 0.0002 * i, SEAT[1] - 0.0001 * i) for i in range(30)]
+    r = httpx.post(
+        srv.url + "/api/v1/vans/positions",
+        headers={"Authorization": f"Bearer {tok['van']}"},
+        timeout=30,
+        json={
+            "positions": [
+                {"van": "V01", "lon": lon, "lat": lat, "time": (start + timedelta(seconds=2 * i)).isoformat()}
+                for i, (lon, lat) in enumerate(track)
+            ]
+        },
+    )
+    assert r.status_code == 200, r.text
+    last = track[-1]
+    wait_for(
+        lambda: (_van_at(page) or [0, 0])[:2] == [pytest.approx(last[1], abs=1e-6), pytest.approx(last[0], abs=1e-6)],
+        what="the van marker at its newest fix",
+    )
+    batches = page.evaluate("() => Object.values(window.__batches)")
+    moves = [b.count("van.moved") for b in batches if "van.moved" in b]
+    assert moves and max(moves) == 1, f"van moves per pushed batch: {moves}"
+    assert sum(moves) < len(track)
     _no_reload(page)
     w.close()
 

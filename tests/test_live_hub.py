@@ -15,7 +15,7 @@ from cli.stack import EmbeddedStack
 from geodata import kpi
 from geodata.kpi import CACHE_KEY as KPI_CACHE
 from services import events
-from services.live import LiveHub, Subscription
+from services.live import Entry, LiveHub, Subscription
 
 from .helpers import wait_for, with_redis_db
 
@@ -290,3 +290,14 @@ def test_cached_figures_last_their_ttl_and_a_bad_entry_is_recomputed(redis_url: 
         assert kpi.cached(client, "trend:150623", lambda: [4]) == [4]
     finally:
         client.close()
+
+
+def test_a_batch_of_van_moves_waits_longer_and_a_case_event_does_not_wait_behind_it() -> None:
+    from callbacks.live import BATCH_SECONDS, VAN_BATCH_SECONDS, newest_moves, window
+
+    moves = [Entry(f"1-{i}", "van.moved", json.dumps({"van": f"V0{i % 2}"}), outbox_id=i) for i in range(6)]
+    case = Entry("2-0", "case.created", "{}", outbox_id=6)
+    assert window(moves) == VAN_BATCH_SECONDS > BATCH_SECONDS
+    assert window([*moves, case]) == window([case]) == window([]) == BATCH_SECONDS
+    kept = newest_moves([*moves[:3], case, *moves[3:]])
+    assert [e.outbox_id for e in kept] == [6, 4, 5]  # the case event, then each van's newest move
