@@ -85,7 +85,8 @@ class Entry:
 
     def visible_in(self, area: str | None) -> bool:
         """May a screen scoped to ``area`` (None: everywhere) see this entry? Case and dispatch
-        events only when their grid chain contains the area; the vans' events always."""
+        events only when their grid chain contains the area; every other (the vans' moves,
+        ``areas.changed`` of a grid import) always: they carry no case and no personal data."""
         if area is None or not self.type.startswith(SCOPED_TYPES):
             return True
         grid = self.event.get("grid")
