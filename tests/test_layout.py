@@ -15,6 +15,10 @@ page's content is there and its boxes have stopped moving, then assert with getB
   changed size afterwards draws in a corner);
 * a table shows at least TABLE_ROWS[size] whole rows without scrolling anything.
 
+On a phone (PHONE: the area, case and inbox pages a leader or a dispatcher opens from a link) the page
+is one column that scrolls down: it may be taller than the screen, never wider; a table's rows count
+below the fold too, not those its own box clips.
+
 PAGES is the one list of pages: a page is added by one line (scripts/screens.py shoots the same list).
 """
 
@@ -63,12 +67,18 @@ def _rows_at_least(table: str, n: int) -> str:
     return f"() => document.querySelectorAll('{table} tr:has(td)').length >= {n}"
 
 
+SIZES: tuple[tuple[int, int], ...] = ((1920, 1080), (1366, 768), (3840, 2160))
+PHONE = (390, 844)
+PHONE_MAX_WIDTH = 700  # up to this width the page is a phone's: one column the page scrolls down
+DESK_AND_PHONE = (*SIZES, PHONE)  # the desk pages a leader or a dispatcher also opens on a phone
+
+
 # fmt: off
 PAGES: tuple[Shown, ...] = (
     Shown("wall", "/", "screen", (SETTLED, "#kpi-in_progress .yitu-kpi-value"),
           maps=("#yitu-map",), panels=(".yitu-left", ".yitu-right")),
     Shown("area", "/area/{banner}", "viewer", (settled(["grids", "cases"]), _rows_at_least("#area-table", 20)),
-          maps=("#area-map",), tables=("#area-table",), panels=(".yitu-area-table",)),
+          maps=("#area-map",), tables=("#area-table",), panels=(".yitu-area-table",), sizes=DESK_AND_PHONE),
     Shown("dispatch", "/dispatch", "dispatcher", (settled(["grids", "cases"]), ".yitu-queue-item"),
           maps=("#dispatch-map",), panels=(".yitu-left", ".yitu-right")),
     Shown("admin", "/admin", "admin", ("#admin-users table", "#admin-signins table"),
@@ -76,13 +86,13 @@ PAGES: tuple[Shown, ...] = (
     Shown("login", "/login", "anon", ("#username",), header=None, panels=("main.yitu-login",)),
     Shown("case", "/cases/{case}", "dispatcher",
           ("#case-timeline tr", "#case-actions button", "#case-map .leaflet-overlay-pane canvas"),
-          maps=("#case-map",), panels=(".yitu-left", ".yitu-case-middle", ".yitu-right")),
+          maps=("#case-map",), panels=(".yitu-left", ".yitu-case-middle", ".yitu-right"), sizes=DESK_AND_PHONE),
     Shown("inbox", "/inbox", "dispatcher", ("#inbox-list table", _rows_at_least("#inbox-list", 10)),
-          tables=(".yitu-inbox-list",), panels=(".yitu-inbox-counts",)),  # the list scrolls inside its panel
+          tables=(".yitu-inbox-list",), panels=(".yitu-inbox-counts",),  # the list scrolls inside its panel
+          sizes=DESK_AND_PHONE),
 )
 # fmt: on
 
-SIZES: tuple[tuple[int, int], ...] = ((1920, 1080), (1366, 768), (3840, 2160))
 MAP_SHARE = 0.6  # of its panel, in width and in height
 MAP_MIN_HEIGHT = 300  # px, at every size (1366x768 is the smallest)
 TABLE_ROWS = {(1920, 1080): 10, (3840, 2160): 10}  # whole rows in sight, nothing scrolled; other sizes 5
@@ -90,9 +100,10 @@ SLACK = 1.5  # px: borders that touch, sub-pixel layout
 
 
 # One evaluation measures everything the assertions read (in the page: the boxes of one moment).
-MEASURE = """([keys]) => {
+MEASURE = """([keys, scrolls]) => {
   const box = el => { const r = el.getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; };
   const shown = el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  // scrolls: a phone's page scrolls down, so a row below the fold counts (not one its box clips)
   const wholeRows = table => {
     const clips = [];  // the boxes of the ancestors that clip what overflows them
     for (let a = table; a && a !== document.body; a = a.parentElement) {
@@ -101,7 +112,7 @@ MEASURE = """([keys]) => {
     }
     return [...table.querySelectorAll('tr')].filter(tr => tr.querySelector('td')).filter(tr => {
       const r = tr.getBoundingClientRect();
-      return r.height > 0 && r.top >= -0.5 && r.bottom <= innerHeight + 0.5
+      return r.height > 0 && (scrolls || (r.top >= -0.5 && r.bottom <= innerHeight + 0.5))
         && clips.every(c => r.top >= c.top - 0.5 && r.bottom <= c.bottom + 0.5); }).length;
   };
   const out = {vw: innerWidth, vh: innerHeight, docW: document.documentElement.scrollWidth,
@@ -178,8 +189,10 @@ def _inside(inner: dict[str, float], outer: dict[str, float]) -> bool:
 def layout_problems(m: dict[str, Any], size: tuple[int, int]) -> list[str]:
     """What is wrong with one measured page (MEASURE's answer), in words: empty when it looks right."""
     problems: list[str] = []
-    screen = {"x": 0.0, "y": 0.0, "w": float(m["vw"]), "h": float(m["vh"])}
-    if m["docW"] > m["vw"] + SLACK or m["docH"] > m["vh"] + SLACK:
+    phone = size[0] <= PHONE_MAX_WIDTH
+    # a phone's page scrolls down: "the screen" is then the viewport's width and the page's height
+    screen = {"x": 0.0, "y": 0.0, "w": float(m["vw"]), "h": float(m["docH"] if phone else m["vh"])}
+    if m["docW"] > m["vw"] + SLACK or (m["docH"] > m["vh"] + SLACK and not phone):
         problems.append(f"the page scrolls: {m['docW']}x{m['docH']} in a {m['vw']}x{m['vh']} viewport")
     els = {sel: e for sel, e in m["els"].items() if e is not None}
     problems += [f"{sel}: not on the page" for sel, e in m["els"].items() if e is None]
@@ -307,7 +320,7 @@ def test_page_looks_right(site: Site, browser: Browser, shown: Shown, size: tupl
     w = Watched(browser, site.srv.url, *size, cookies=site.cookies(shown.who, shown.area))
     w.page.goto(site.srv.url + page_path(shown, site.srv.dsn))
     wait_ready(w.page, shown)
-    measured = w.page.evaluate(MEASURE, [key_elements(shown)])
+    measured = w.page.evaluate(MEASURE, [key_elements(shown), size[0] <= PHONE_MAX_WIDTH])
     problems = layout_problems(measured, size)
     if problems:  # the picture of what was measured, for whoever reads the failure
         ARTIFACTS.mkdir(exist_ok=True)
