@@ -17,10 +17,11 @@ a :class:`TileUnreadable` saying which, never another exception and never unboun
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import shapely
 from google.protobuf.message import DecodeError
 from mapbox_vector_tile.Mapbox import vector_tile_pb2
@@ -105,17 +106,18 @@ class Tile:
             known = self._decoded[name] = list(self._decode(name))
         return known
 
-    def _decode(self, name: str) -> Iterator[Feature]:
+    def _decode(self, name: str) -> list[Feature]:
         layer = self._layers.get(name)
         if layer is None:
-            return
+            return []
         keys = list(layer.keys)
         values = [_value(v) for v in layer.values]
+        shapes = _Shapes()
+        props_of: list[dict[str, Value]] = []
         for feature in layer.features:
-            geom = decode_geometry(feature.geometry, feature.type)
-            if geom is None:
+            if not shapes.add(_parts(feature.geometry), feature.type):
                 continue
-            tags = feature.tags
+            tags = list(feature.tags)
             if len(tags) % 2:
                 raise TileUnreadable(f"layer {name!r}: a feature has an odd number of tags")
             props: dict[str, Value] = {}
@@ -123,7 +125,8 @@ class Tile:
                 if k >= len(keys) or v >= len(values):
                     raise TileUnreadable(f"layer {name!r}: a tag points past the layer's keys or values")
                 props[keys[k]] = values[v]
-            yield Feature(geom, props)
+            props_of.append(props)
+        return [Feature(geom, props) for geom, props in zip(shapes.build(), props_of, strict=True)]
 
 
 def _value(value: Any) -> Value:
@@ -142,22 +145,79 @@ def check(tile: Tile) -> int:
 def decode_geometry(commands: Sequence[int], kind: int) -> shapely.Geometry | None:
     """The geometry of a feature's command integers (MoveTo, LineTo, ClosePath; zigzag deltas),
     or None for an unknown type or nothing drawable (a line of one point, a ring of zero area)."""
-    parts = _parts(commands)
-    if kind == POINT:
-        points = [p for part in parts for p in part]
-        return shapely.MultiPoint(points) if points else None
-    if kind == LINE:
-        lines = [part for part in parts if len(part) >= 2]
-        if not lines:
-            return None
-        return shapely.LineString(lines[0]) if len(lines) == 1 else shapely.MultiLineString(lines)
-    if kind == POLYGON:
-        return _polygons(parts)
-    return None
+    shapes = _Shapes()
+    return shapes.build()[0] if shapes.add(_parts(commands), kind) else None
+
+
+class _Shapes:
+    """A layer's geometries gathered as coordinates and part numbers, then made by shapely in one
+    call per kind (one shapely object at a time costs more than decoding the tile)."""
+
+    def __init__(self) -> None:
+        self.owner: list[tuple[int, int]] = []  # per feature: kind, its number among those of its kind
+        self.points: tuple[list[tuple[int, int]], list[int]] = ([], [])  # coordinates, feature
+        self.lines: tuple[list[tuple[int, int]], list[int], list[int]] = ([], [], [])  # coordinates, line, feature
+        self.rings: tuple[list[tuple[int, int]], list[int], list[int], list[int]] = ([], [], [], [])
+        # rings: coordinates, ring; per ring: polygon; per polygon: feature
+        self.count = {POINT: 0, LINE: 0, POLYGON: 0}
+
+    def add(self, parts: list[list[tuple[int, int]]], kind: int) -> bool:
+        """Gather the next feature; False when it has nothing to draw (it is then left out)."""
+        number = self.count.get(kind)
+        if number is None:
+            return False
+        if kind == POINT:
+            found = [p for part in parts for p in part]
+            if not found:
+                return False
+            self.points[0].extend(found)
+            self.points[1].extend([number] * len(found))
+        elif kind == LINE:
+            lines = [part for part in parts if len(part) >= 2]
+            if not lines:
+                return False
+            coords, line_of, feature_of = self.lines
+            for line in lines:
+                coords.extend(line)
+                line_of.extend([len(feature_of)] * len(line))
+                feature_of.append(number)
+        else:
+            polygons = _polygons(parts)
+            if not polygons:
+                return False
+            coords, ring_of, polygon_of, feature_of = self.rings
+            for polygon in polygons:
+                for ring in polygon:
+                    coords.extend(ring)
+                    ring_of.extend([len(polygon_of)] * len(ring))
+                    polygon_of.append(len(feature_of))
+                feature_of.append(number)
+        self.count[kind] = number + 1
+        self.owner.append((kind, number))
+        return True
+
+    def build(self) -> list[shapely.Geometry]:
+        """The features' geometries, in the order they were added (multi-part ones all)."""
+        made: dict[int, Any] = {}
+        if self.count[POINT]:
+            coords, feature_of = self.points
+            points: Any = shapely.points(np.asarray(coords, dtype=float))
+            made[POINT] = shapely.multipoints(points, indices=np.asarray(feature_of))
+        if self.count[LINE]:
+            coords, line_of, feature_of = self.lines
+            lines: Any = shapely.linestrings(np.asarray(coords, dtype=float), indices=np.asarray(line_of))
+            made[LINE] = shapely.multilinestrings(lines, indices=np.asarray(feature_of))
+        if self.count[POLYGON]:
+            coords, ring_of, polygon_of, feature_of = self.rings
+            rings: Any = shapely.linearrings(np.asarray(coords, dtype=float), indices=np.asarray(ring_of))
+            polygons: Any = shapely.polygons(rings, indices=np.asarray(polygon_of))
+            made[POLYGON] = shapely.multipolygons(polygons, indices=np.asarray(feature_of))
+        return [made[kind][number] for kind, number in self.owner]
 
 
 def _parts(commands: Sequence[int]) -> list[list[tuple[int, int]]]:
     """The runs of points the commands draw: each MoveTo starts one, a ClosePath ends one."""
+    commands = list(commands)  # a plain list: indexing protobuf's repeated field costs more per item
     parts: list[list[tuple[int, int]]] = []
     current: list[tuple[int, int]] = []
     x = y = 0
@@ -194,10 +254,10 @@ def _area2(ring: Sequence[tuple[int, int]]) -> int:
     return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, [*ring[1:], ring[0]], strict=True))
 
 
-def _polygons(rings: Iterable[list[tuple[int, int]]]) -> shapely.Geometry | None:
-    """Outer rings each followed by their holes. A tile of the old spec wound the other way round:
-    the first ring's sign says which way this one winds."""
-    polygons: list[tuple[list[tuple[int, int]], list[list[tuple[int, int]]]]] = []
+def _polygons(rings: Iterable[list[tuple[int, int]]]) -> list[list[list[tuple[int, int]]]]:
+    """The polygons of a feature's rings, each its outer ring then its holes. A tile of the old spec
+    wound the other way round: the first ring's sign says which way this one winds."""
+    polygons: list[list[list[tuple[int, int]]]] = []
     outer_sign = 0
     for ring in rings:
         if len(ring) < 3:
@@ -209,10 +269,7 @@ def _polygons(rings: Iterable[list[tuple[int, int]]]) -> shapely.Geometry | None
         if outer_sign == 0:
             outer_sign = sign
         if sign == outer_sign:
-            polygons.append((ring, []))
+            polygons.append([ring])
         elif polygons:
-            polygons[-1][1].append(ring)
-    if not polygons:
-        return None
-    shapes = [shapely.Polygon(shell, holes) for shell, holes in polygons]
-    return shapes[0] if len(shapes) == 1 else shapely.MultiPolygon(shapes)
+            polygons[-1].append(ring)
+    return polygons

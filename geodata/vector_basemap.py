@@ -7,8 +7,10 @@ painter of its own map (geodata/basemap.py): the same colours for water and for 
 the same font, dots and halos for the places, the same supersampling; the pages keep the one
 raster tile layer they have, on their own origin.
 
-The common schemas' layer names are mapped to what the own map draws (:data:`LAYERS`): water,
-waterways, land cover and land use, buildings, boundaries, roads by class (:data:`ROADS`: motorway,
+The common schemas' layer names are mapped to what the own map draws (:data:`LAYERS`): land where a
+schema has land polygons (Protomaps' ``earth``; elsewhere the tiles are transparent where nothing is
+drawn, as the own map's are outside the banner), water, waterways, land cover and land use,
+buildings, boundaries, roads by class (:data:`ROADS`: motorway,
 trunk and primary in the own map's trunk colour, secondary and tertiary in its county colour, the
 rest in its village colour, thinner for service roads, tracks and paths), places, and road and water
 names. Anything else (POIs, aeroways, housenumbers) is left out: the base map lies under the grid,
@@ -45,7 +47,8 @@ log = logging.getLogger("yitu.basemap")
 STYLE_VERSION = 1  # bump when the drawing changes: cached tiles and browsers' copies are then stale
 DECODED_TILES = 128  # tiles kept parsed in this process (a screenful, and the deepest tiles overzoomed)
 BUILDINGS_FROM = 13
-LINE_NAMES_FROM = 13  # road and river names along their lines
+LINE_NAMES_FROM = 13  # road and river names along their lines, on every other tile (a checkerboard):
+# a name in each tile a long road crosses, some 256 pixels apart, says it too often
 NAME_GAP = 3  # pixels kept free around a name
 
 
@@ -83,6 +86,7 @@ EXTRA: dict[str, Extra] = {
 # The layer names of the common schemas (OpenMapTiles, Shortbread, Protomaps, Mapbox Streets) and
 # what the own map draws them as.
 LAYERS: dict[str, str] = {
+    "earth": "land",  # Protomaps' land polygons: the own map's land colour, as its banner
     **dict.fromkeys(("water", "water_polygons", "ocean"), "water"),
     **dict.fromkeys(("waterway", "waterways", "water_lines"), "waterway"),
     **dict.fromkeys(("landcover", "landuse", "landuse_overlay", "park", "land", "sites", "natural"), "cover"),
@@ -270,7 +274,10 @@ def _draw(folder: Path, served: mbtiles.Served, key: TileKey, font: tuple[str, i
     view = _View(key, depth, canvas.big)
     px = key.scale * SUPERSAMPLE  # mask pixels per CSS pixel
     grow = basemap.zoom_factor(key.z)
-    canvas.lay(Image.new("L", canvas.image.size, 255), colours.land)  # the file's ground: land
+    mask, draw = canvas.mask()
+    for _, geom in _layer(tile, view, "land"):
+        basemap.fill_polygons(draw, geom)
+    canvas.lay(mask, colours.land)
     _draw_cover(canvas, tile, view, extra)
     _draw_water(canvas, tile, view, colours, grow * px)
     if key.z >= BUILDINGS_FROM:
@@ -282,10 +289,12 @@ def _draw(folder: Path, served: mbtiles.Served, key: TileKey, font: tuple[str, i
     _draw_roads(canvas, tile, view, colours, grow * px)
     places = _places(folder, served.identity, z, key.x >> depth, key.y >> depth)
     named = basemap.labels(places, key.z, font)
-    if font is not None and key.z >= LINE_NAMES_FROM:
+    if font is not None and key.z >= LINE_NAMES_FROM and (key.x + key.y) % 2 == 0:
         taken = [_tile_box(label.box, key) for label in named]
         _draw_line_names(canvas, key, tile, view, font, colours, extra, taken)
     basemap.draw_places(canvas, key, places, named, font, colours)
+    if not canvas.drawn:
+        return None
     out = io.BytesIO()
     canvas.image.save(out, "PNG", optimize=False, compress_level=6)
     return out.getvalue()

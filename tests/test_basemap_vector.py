@@ -31,7 +31,7 @@ from PIL import Image
 from cli.main import main
 from dashboard.app import create_app
 from dashboard.basemap import basemap_layers
-from geodata import basemap, mbtiles
+from geodata import basemap, mbtiles, vector_basemap
 from services.basemap import phone_tiles
 from services.settings import Settings
 
@@ -59,9 +59,9 @@ def _near(
     return int(near.sum())
 
 
-def vector_tile(water: bool = True) -> bytes:
-    """A lake in the top-left corner, a primary road across at 3000/4096 of the height, a town at
-    the middle (tile grid 4096, y down)."""
+def vector_tile(water: bool = True, earth: bool = True) -> bytes:
+    """Land (Protomaps' ``earth``) all over, a lake in the top-left corner, a primary road across at
+    3000/4096 of the height, a town at the middle (tile grid 4096, y down)."""
     layers = [
         {
             "name": "transportation",
@@ -76,6 +76,9 @@ def vector_tile(water: bool = True) -> bytes:
     if water:
         polygon = "POLYGON ((0 0, 0 1500, 1500 1500, 1500 0, 0 0))"
         layers.insert(0, {"name": "water", "features": [{"geometry": polygon, "properties": {"class": "lake"}}]})
+    if earth:
+        polygon = "POLYGON ((-64 -64, -64 4160, 4160 4160, 4160 -64, -64 -64))"
+        layers.insert(0, {"name": "earth", "features": [{"geometry": polygon, "properties": {}}]})
     return mapbox_vector_tile.encode(layers, default_options={"y_coord_down": True})
 
 
@@ -135,7 +138,7 @@ def test_a_vector_tile_is_drawn_in_the_own_maps_colours(
         # the town: its dot at the middle and its name above it, in the own map's place colours
         assert _near(im, DARK.place_dot[2], 12, box=(124, 124, 132, 132)) > 10
         assert _near(im, DARK.place_text[2], 30, box=(96, 100, 160, 124)) > 30
-        assert int((np.asarray(im)[..., 3] > 0).sum()) == 256 * 256  # the file's ground: land everywhere
+        assert int((np.asarray(im)[..., 3] > 0).sum()) == 256 * 256  # land all over, as the earth layer says
         # kept in Redis under the imported file, revalidated by its ETag
         cache = redis.Redis.from_url(redis_url)
         keys = cache.keys("yitu:basemap:mvt:*")
@@ -148,12 +151,14 @@ def test_a_vector_tile_is_drawn_in_the_own_maps_colours(
         light = _image(c.get(f"/api/v1/basemap/{Z}/{X}/{Y}.png?style=light").content)
         assert _near(light, basemap.STYLES["light"].water_fill, box=(0, 0, 88, 88)) > 88 * 88 * 0.9
         # a new import is drawn at once: no lake now, whatever was cached or validated before
-        src = write_vector_mbtiles(tmp_path / "dry.mbtiles", {(Z, X, Y): vector_tile(water=False)})
+        # (and without land polygons the tile is transparent where nothing is drawn, as the own map's)
+        src = write_vector_mbtiles(tmp_path / "dry.mbtiles", {(Z, X, Y): vector_tile(water=False, earth=False)})
         mbtiles.install(src, settings.basemap_path(), settings.basemap_mbtiles_max_bytes)
         dry = c.get(f"/api/v1/basemap/{Z}/{X}/{Y}.png", headers={"If-None-Match": r.headers["etag"]})
         assert dry.status_code == 200 and dry.headers["etag"] != r.headers["etag"]
-        assert _near(_image(dry.content), DARK.water_fill) == 0
-        assert _near(_image(dry.content), DARK.road["trunk"]) > 256 * 3
+        dry_im = _image(dry.content)
+        assert _near(dry_im, DARK.water_fill) == 0 and _near(dry_im, DARK.road["trunk"]) > 256 * 3
+        assert dry_im.crop((0, 0, 88, 88)).getextrema()[3] == (0, 0)
 
 
 def test_beyond_the_deepest_zoom_the_tile_is_enlarged_and_outside_the_file_it_is_empty(
@@ -178,7 +183,7 @@ def test_beyond_the_deepest_zoom_the_tile_is_enlarged_and_outside_the_file_it_is
         assert full == list(range(full[0], full[0] + len(full))) and 5 <= len(full) <= 7, rows
         assert full[0] <= 237 and full[-1] >= 238 and sum(rows) < 256 * 9, rows
         assert _near(road, DARK.water_fill) == 0
-        # the bottom row of z14 tiles: land only
+        # the bottom row of z14 tiles: land only (the earth layer's)
         bottom = tile(Z + 2, 4 * X + 1, 4 * Y + 3)
         assert _near(bottom, DARK.road["trunk"]) == 0 and bottom.getextrema()[3] == (150, 150)
         # z20 (the deepest Leaflet asks for): still drawn from the z12 tile
@@ -266,3 +271,31 @@ def test_the_basemap_command_imports_a_vector_file_and_says_what_it_draws(
     assert status.exit_code == 0, status.output
     assert "basemap: mbtiles" in status.output and "pbf, zoom 12-12" in status.output
     assert "1 tiles" in status.output and "vector, drawn by yitu" in status.output
+
+
+def test_holes_islands_and_several_parts_are_drawn_as_they_are(tmp_path: Path) -> None:
+    """A lake with an island and a second lake in one feature, a road of two pieces: the island is
+    land, both lakes water, both pieces road (the geometries are built a layer at a time)."""
+    lakes = (
+        "MULTIPOLYGON (((0 0, 2048 0, 2048 2048, 0 2048, 0 0), (512 512, 512 1536, 1536 1536, 1536 512, 512 512)),"
+        " ((2560 0, 4096 0, 4096 1024, 2560 1024, 2560 0)))"
+    )
+    roads = "MULTILINESTRING ((0 3000, 1500 3000), (2600 3000, 4096 3000))"
+    data = mapbox_vector_tile.encode(
+        [
+            {"name": "water", "features": [{"geometry": lakes, "properties": {"class": "lake"}}]},
+            {"name": "transportation", "features": [{"geometry": roads, "properties": {"class": "motorway"}}]},
+        ],
+        default_options={"y_coord_down": True},
+    )
+    folder = tmp_path / "basemap"
+    mbtiles.install(write_vector_mbtiles(tmp_path / "v.mbtiles", {(Z, X, Y): data}), folder, 10**9)
+    served = mbtiles.served(folder)
+    assert served is not None and served.info.vector
+    im = _image(vector_basemap.render(folder, served, basemap.TileKey(Z, X, Y), None))
+    assert _near(im, DARK.water_fill, box=(4, 4, 28, 124)) == 24 * 120  # the first lake's rim
+    assert im.crop((40, 40, 88, 88)).getextrema()[3] == (0, 0)  # its island: nothing drawn
+    assert _near(im, DARK.water_fill, box=(164, 4, 252, 60)) == 88 * 56  # the second lake
+    assert _near(im, DARK.road["trunk"], box=(0, 186, 90, 189)) == 90 * 3  # the first piece
+    assert _near(im, DARK.road["trunk"], box=(110, 180, 150, 196)) == 0  # the gap
+    assert _near(im, DARK.road["trunk"], box=(170, 186, 256, 189)) == 86 * 3  # the second piece
