@@ -67,7 +67,7 @@ class Extra:
 EXTRA: dict[str, Extra] = {
     "dark": Extra(
         green=(30, 60, 58, 120),
-        sand=(62, 58, 46, 110),
+        sand=(80, 70, 46, 110),
         built=(38, 50, 80, 140),
         building=(52, 64, 92, 210),
         boundary=(124, 112, 156, 200),
@@ -289,9 +289,9 @@ def _draw(folder: Path, served: mbtiles.Served, key: TileKey, font: tuple[str, i
     _draw_roads(canvas, tile, view, colours, grow * px)
     places = _places(folder, served.identity, z, key.x >> depth, key.y >> depth)
     named = basemap.labels(places, key.z, font)
-    if font is not None and key.z >= LINE_NAMES_FROM and (key.x + key.y) % 2 == 0:
+    if font is not None and key.z >= basemap.NAMES_FROM:
         taken = [_tile_box(label.box, key) for label in named]
-        _draw_line_names(canvas, key, tile, view, font, colours, extra, taken)
+        _draw_names(canvas, key, tile, view, font, colours, extra, taken)
     basemap.draw_places(canvas, key, places, named, font, colours)
     if not canvas.drawn:
         return None
@@ -386,7 +386,7 @@ def _tile_box(box: Box, key: TileKey) -> Box:
     return (box[0] - left) * s, (box[1] - top) * s, (box[2] - left) * s, (box[3] - top) * s
 
 
-def _draw_line_names(
+def _draw_names(
     canvas: Canvas,
     key: TileKey,
     tile: mvt.Tile,
@@ -396,10 +396,12 @@ def _draw_line_names(
     extra: Extra,
     taken: list[Box],
 ) -> None:
-    """Road and river names, level along the longest piece of their line in the tile and wholly
-    inside it (a name cut by the tile edge would be cut on the next tile too), none over another
-    or over a place's name; each name once a tile."""
+    """Lake names at their points; road and river names (from LINE_NAMES_FROM, every other tile)
+    level along the longest piece of their line in the tile. Each wholly inside the tile (a name
+    cut by the tile edge would be cut on the next tile too), none over another or over a place's
+    name, each name once a tile."""
     size = canvas.size
+    lines = key.z >= LINE_NAMES_FROM and (key.x + key.y) % 2 == 0
     halo = Image.new("L", canvas.image.size, 0)
     hd = ImageDraw.Draw(halo)
     texts = {colour: Image.new("L", canvas.image.size, 0) for colour in ("road", "water")}
@@ -413,7 +415,7 @@ def _draw_line_names(
             if not text or text in done:
                 continue
             spot = _spot(geom, canvas.big)
-            if spot is None:
+            if spot is None or (spot[1] != math.inf and not lines):
                 continue
             (x, y), room = spot
             f = basemap.font_of(font[0], font[1], (11 if colour == "road" else 12) * key.scale)
