@@ -20,13 +20,13 @@ in one rename, so the processes serving the old one never read half a file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import tempfile
 import threading
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -373,11 +373,27 @@ def read_tiles(folder: Path, z: int, cells: Iterable[tuple[int, int]]) -> dict[t
 
 @dataclass(frozen=True)
 class Served:
-    """The imported file as the server draws from it: its description and its identity (which
-    changes with every import, so a tile drawn from the file before is never taken for one after)."""
+    """The imported file as the server draws from it: its description and its identity (another
+    file has another, so a tile drawn from the file before is never taken for one after; the same
+    file imported on several hosts has the same, so they share Redis and browsers' ETags)."""
 
     info: Info
     identity: str
+
+
+FINGERPRINT_BYTES = 1024 * 1024
+
+
+def _fingerprint(path: Path, size: int) -> str:
+    """The file's identity from its size, its first and its last MiB: SQLite counts every change
+    in its header (the file change counter, on the first page), so a file changed in place or
+    another file reads differently there, and a few MiB read once per import cost nothing."""
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        f.seek(max(0, size - FINGERPRINT_BYTES))
+        digest.update(f.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()[:16]
 
 
 _served_lock = threading.Lock()
@@ -398,7 +414,7 @@ def served(folder: Path) -> Served | None:
     if known is not None and known[0] == stamp:
         return known[1]
     info = inspect(path, st.st_size, thorough=False)
-    result = Served(info, f"{zlib.crc32(repr(stamp).encode()):08x}")
+    result = Served(info, _fingerprint(path, st.st_size))
     with _served_lock:
         _served[path] = (stamp, result)
     return result

@@ -299,3 +299,16 @@ def test_holes_islands_and_several_parts_are_drawn_as_they_are(tmp_path: Path) -
     assert _near(im, DARK.road["trunk"], box=(0, 186, 90, 189)) == 90 * 3  # the first piece
     assert _near(im, DARK.road["trunk"], box=(110, 180, 150, 196)) == 0  # the gap
     assert _near(im, DARK.road["trunk"], box=(170, 186, 256, 189)) == 86 * 3  # the second piece
+
+
+def test_the_same_file_on_two_hosts_has_one_identity_and_another_file_another(tmp_path: Path) -> None:
+    """Hosts behind nginx that each imported the same file share its Redis tiles and its ETags."""
+    src = write_vector_mbtiles(tmp_path / "v.mbtiles", {(Z, X, Y): vector_tile()})
+    other = write_vector_mbtiles(tmp_path / "w.mbtiles", {(Z, X, Y): vector_tile(water=False)})
+    ids = []
+    for host, file in (("a", src), ("b", src), ("c", other)):
+        mbtiles.install(file, tmp_path / host, 10**9)
+        served = mbtiles.served(tmp_path / host)
+        assert served is not None
+        ids.append(served.identity)
+    assert ids[0] == ids[1] != ids[2]
