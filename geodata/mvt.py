@@ -80,8 +80,10 @@ class Tile:
 
     def __init__(self, data: bytes) -> None:
         message = vector_tile_pb2.tile()
+        raw = inflate(data)
+        self.size = len(raw)  # bytes of protobuf: what the tile weighs once parsed and decoded, some 40 times
         try:
-            message.ParseFromString(inflate(data))
+            message.ParseFromString(raw)
         except DecodeError as exc:
             raise TileUnreadable(f"not a vector tile: {exc}") from None
         self._layers: dict[str, Any] = {}

@@ -29,10 +29,11 @@ import io
 import logging
 import math
 import sqlite3
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ from geodata.basemap import HALO_WIDTH, LINE_BUFFER, SUPERSAMPLE, TILE, Canvas, 
 log = logging.getLogger("yitu.basemap")
 
 STYLE_VERSION = 1  # bump when the drawing changes: cached tiles and browsers' copies are then stale
-DECODED_TILES = 128  # tiles kept parsed in this process (a screenful, and the deepest tiles overzoomed)
+DECODED_TILES = 128  # tiles kept parsed in this process (_Kept)
+DECODED_BYTES = 8 * 1024 * 1024  # and at most this many inflated bytes of them
 BUILDINGS_FROM = 13
 LINE_NAMES_FROM = 13  # road and river names along their lines, on every other tile (a checkerboard):
 # a name in each tile a long road crosses, some 256 pixels apart, says it too often
@@ -183,18 +185,45 @@ def render(
     """The tile's PNG in ``style``; the empty tile where the file has nothing to draw."""
     try:
         drawn = _draw(folder, served, key, font, style)
-    except (mvt.TileUnreadable, sqlite3.DatabaseError) as exc:
+    except (mvt.TileUnreadable, sqlite3.DatabaseError, shapely.errors.GEOSException) as exc:
         log.warning("basemap tile %s/%s/%s of the imported MBTiles not drawn: %s", key.z, key.x, key.y, exc)
         drawn = None
     return drawn if drawn is not None else basemap.empty_tile(key.size)
 
 
-@lru_cache(maxsize=DECODED_TILES)
-def _tile(folder: Path, identity: str, z: int, x: int, y: int) -> mvt.Tile | None:
-    """The file's tile at XYZ ``z/x/y``, parsed (None where the file has none). ``identity``: a new
-    import is never answered from the tiles of the one before."""
-    data = mbtiles.read_tile(folder, z, x, y)
-    return None if data is None else mvt.Tile(data)
+class _Kept:
+    """The tiles parsed lately, the least recently used dropped first past DECODED_TILES of them or
+    DECODED_BYTES of their protobuf: a parsed and decoded tile takes some 40 times its inflated
+    bytes (a dense city's 800 kB tile, 30 MB), and the deepest tiles, drawn again for each tile
+    enlarged from them, and the neighbours, read for their place names, are the ones worth keeping."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tiles: OrderedDict[tuple[Path, str, int, int, int], mvt.Tile | None] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, folder: Path, identity: str, z: int, x: int, y: int) -> mvt.Tile | None:
+        """The file's tile at XYZ ``z/x/y``, parsed (None where the file has none). ``identity``: a
+        new import is never answered from the tiles of the one before."""
+        key = (folder, identity, z, x, y)
+        with self._lock:
+            if key in self._tiles:
+                self._tiles.move_to_end(key)
+                return self._tiles[key]
+        data = mbtiles.read_tile(folder, z, x, y)
+        tile = None if data is None else mvt.Tile(data)
+        with self._lock:
+            if key not in self._tiles:
+                self._tiles[key] = tile
+                self._bytes += tile.size if tile else 0
+            while len(self._tiles) > DECODED_TILES or (self._bytes > DECODED_BYTES and len(self._tiles) > 1):
+                _, dropped = self._tiles.popitem(last=False)
+                self._bytes -= dropped.size if dropped else 0
+        return tile
+
+
+_kept = _Kept()
+_tile = _kept.get
 
 
 def _within(bounds: tuple[float, float, float, float] | None, key: TileKey) -> bool:
