@@ -4,8 +4,10 @@
 (geodata/basemap.py), kept in Redis per generation of the data (an import of roads, areas or water
 is drawn at once) and answered with an ETag, so a screen that pans back gets 304s.
 ``basemap=mbtiles``: the tile of the MBTiles file ``yitu basemap import`` put in the data folder
-(geodata/mbtiles.py), TMS row flipped. A tile with nothing on it (or missing from the file) is the
-transparent PNG, never a 404: a map does not fill its console with errors over empty steppe.
+(geodata/mbtiles.py), TMS row flipped: a raster file's image as stored; a vector file's tile drawn
+to PNG like the own map's (geodata/vector_basemap.py), kept in Redis per imported file and answered
+with an ETag the same way. A tile with nothing on it (or missing from the file, or unreadable) is the
+transparent PNG, never a 404 or a 500: a map does not fill its console with errors over empty steppe.
 
 Tiles show geography, not cases: any signed-in identity and any wall screen may read them
 (api/guard.py). The pages reach them on their own origin, so the Content-Security-Policy stays as
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import redis
@@ -25,7 +28,7 @@ from redis.client import NEVER_DECODE
 from api.deps import services
 from api.errors import Invalid, NotFound
 from api.openapi import READ, answers
-from geodata import basemap, mbtiles
+from geodata import basemap, mbtiles, vector_basemap
 from geodata.breaker import Breaker
 from services.runtime import Services
 
@@ -45,8 +48,8 @@ TILE_ANSWERS = answers(
     *READ,
     ok={
         200: {
-            "description": "The tile: a PNG of basemap=own (transparent where nothing is), or the imported "
-            "MBTiles' own image (png, jpeg or webp)",
+            "description": "The tile: a PNG of basemap=own or of an imported vector MBTiles (transparent "
+            "where nothing is), or an imported raster MBTiles' own image (png, jpeg or webp)",
             "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in IMAGES},
         },
         304: {"description": "Not modified: the tile of the If-None-Match ETag is still the one"},
@@ -87,23 +90,36 @@ def get_tile(
     ],
     style: Annotated[
         Literal["dark", "light"],
-        Query(description="basemap=own: dark (the wall, the desk pages) or light (the grid worker's phone page)"),
+        Query(
+            description="basemap=own or a vector MBTiles: dark (the wall, the desk pages) or light (the grid "
+            "worker's phone page)"
+        ),
     ] = "dark",
 ) -> Response:
     row, scale = _parse_y(y, z)
     key = basemap.TileKey(z, x, row, scale)  # 422 naming z, x or y out of range
     settings = svc.settings
     if settings.basemap == "mbtiles":
-        return _mbtiles_tile(svc, key)
+        return _mbtiles_tile(request, svc, key, style)
     if settings.basemap != "own":
         raise NotFound(f"this server draws no base map (YITU_BASEMAP={settings.basemap})", field="basemap")
     return _own_tile(request, svc, key, style)
 
 
-def _mbtiles_tile(svc: Services, key: basemap.TileKey) -> Response:
+def _mbtiles_tile(request: Request, svc: Services, key: basemap.TileKey, style: str) -> Response:
     folder = svc.settings.basemap_path()
-    if not (folder / mbtiles.FILE_NAME).is_file():
+    try:
+        served = mbtiles.served(folder)
+    except mbtiles.MbtilesRejected as exc:
+        log.warning("basemap=mbtiles: the imported file cannot be served: %s", exc.message)
+        return _png(basemap.empty_tile(key.size), None)
+    if served is None:
         raise NotFound("no base map imported: `yitu basemap import FILE.mbtiles`", field="basemap")
+    if served.info.vector:
+        font = basemap.font_path(svc.settings.basemap_font)
+        tag = vector_basemap.etag(served.identity, key, font, style)
+        cache_key = f"{CACHE_PREFIX}mvt:{served.identity}:{tag.strip(chr(34))}:{key.z}/{key.x}/{key.y}@{key.scale}"
+        return _drawn(request, svc, tag, cache_key, lambda: vector_basemap.render(folder, served, key, font, style))
     data = mbtiles.read_tile(folder, key.z, key.x, key.y)
     if data is None:
         return _png(basemap.empty_tile(key.size), None)
@@ -117,20 +133,27 @@ def _png(body: bytes, tag: str | None) -> Response:
     return Response(body, media_type="image/png", headers=headers)
 
 
+def _drawn(request: Request, svc: Services, tag: str, cache_key: str, draw: Callable[[], bytes]) -> Response:
+    """A tile this server draws: 304 for the browser's copy, else from Redis, else drawn and kept."""
+    if tag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers={"ETag": tag, "Cache-Control": CACHE_CONTROL})
+    hit = _cache_get(svc, cache_key)
+    if hit is not None:
+        return _png(hit, tag)
+    body = draw()
+    _cache_set(svc, cache_key, body)
+    return _png(body, tag)
+
+
 def _own_tile(request: Request, svc: Services, key: basemap.TileKey, style: str) -> Response:
     font = basemap.font_path(svc.settings.basemap_font)
     with svc.reading() as conn:
         gen = basemap.generation(conn)
         tag = basemap.etag(gen, key, font, style)
-        if tag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers={"ETag": tag, "Cache-Control": CACHE_CONTROL})
         cache_key = f"{CACHE_PREFIX}{gen}:{tag.strip(chr(34))}:{key.z}/{key.x}/{key.y}@{key.scale}"
-        hit = _cache_get(svc, cache_key)
-        if hit is not None:
-            return _png(hit, tag)
-        body = basemap.render(conn, key, gen, font, _places(request), style)
-    _cache_set(svc, cache_key, body)
-    return _png(body, tag)
+        return _drawn(
+            request, svc, tag, cache_key, lambda: basemap.render(conn, key, gen, font, _places(request), style)
+        )
 
 
 def _places(request: Request) -> basemap.Places:

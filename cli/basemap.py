@@ -2,9 +2,10 @@
 
 ``import`` judges the file (every problem at once, nothing written unless it is sound) and copies
 it into the data folder (YITU_BASEMAP_DIR, default <YITU_HOME>/basemap); with ``YITU_BASEMAP=mbtiles``
-the pages draw it from /api/v1/basemap/… on their own origin. Raster tiles only (png, jpg, webp):
-see geodata/mbtiles.py for why a vector MBTiles is refused. The running servers read the file per
-tile, so a new import shows without a restart.
+the pages draw it from /api/v1/basemap/… on their own origin. Raster tiles (png, jpg, webp) are
+served as stored; vector tiles (pbf) are drawn to PNG by the server in the own map's colours
+(geodata/vector_basemap.py). The running servers read the file per tile, so a new import shows
+without a restart.
 
 Register the group in cli/main.py ``_register_groups``.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from geodata import mbtiles
+from geodata import mbtiles, vector_basemap
 from services.settings import Settings
 
 
@@ -24,8 +25,22 @@ def _describe(info: mbtiles.Info) -> str:
     tiles = f"{info.tiles} tiles, " if info.tiles is not None else ""
     return (
         f"{info.name}: {info.format}, zoom {info.minzoom}-{info.maxzoom}, bounds {bounds}, "
-        f"{tiles}{info.size / 1024**2:.1f} MB"
+        f"{tiles}{info.size / 1024**2:.1f} MB; {_kind(info)}"
     )
+
+
+def _kind(info: mbtiles.Info) -> str:
+    """Raster or vector, and for vector what of it the server draws."""
+    if not info.vector:
+        return "raster, served as stored"
+    drawn = [name for name in info.layers if name in vector_basemap.LAYERS]
+    left = [name for name in info.layers if name not in vector_basemap.LAYERS]
+    text = "vector, drawn by yitu"
+    if info.layers:
+        text += f"; layers drawn: {', '.join(drawn) or 'none'}"
+    if left:
+        text += f"; not drawn: {', '.join(left)}"
+    return text
 
 
 def _hint(settings: Settings) -> str:
@@ -43,7 +58,7 @@ def basemap_group() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_obj
 def import_(settings: Settings, file: Path) -> None:
-    """Check FILE.mbtiles (raster: png, jpg or webp) and make it the base map."""
+    """Check FILE.mbtiles (raster: png, jpg or webp; or vector: pbf) and make it the base map."""
     try:
         info = mbtiles.install(file, settings.basemap_path(), settings.basemap_mbtiles_max_bytes)
     except mbtiles.MbtilesRejected as exc:

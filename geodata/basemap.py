@@ -149,7 +149,7 @@ def generation(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def _world_px(lon: float, lat: float, z: int) -> tuple[float, float]:
+def world_px(lon: float, lat: float, z: int) -> tuple[float, float]:
     """Web Mercator pixels of the whole world at zoom ``z`` (scale 1), origin top left."""
     side = TILE * (1 << z)
     lat = max(-85.05112878, min(85.05112878, lat))
@@ -177,7 +177,7 @@ def font_path(configured: Path | None) -> tuple[str, int] | None:
 
 
 @cache
-def _font(path: str, index: int, size: int) -> ImageFont.FreeTypeFont:
+def font_of(path: str, index: int, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size, index=index)
 
 
@@ -220,17 +220,22 @@ def labels(places: Iterable[Place], z: int, font: tuple[str, int] | None) -> lis
     chosen: list[Label] = []
     near: dict[tuple[int, int], list[Label]] = {}  # the chosen by the tiles their boxes touch
     for place in sorted(places, key=lambda p: (p.level, p.name, p.lon, p.lat)):
-        px, py = _world_px(place.lon, place.lat, z)
-        f = _font(font[0], font[1], NAME_SIZE.get(place.level, 12))
+        px, py = world_px(place.lon, place.lat, z)
+        f = font_of(font[0], font[1], NAME_SIZE.get(place.level, 12))
         left, top, right, _ = f.getbbox(place.name, anchor="mb", stroke_width=HALO_WIDTH)
         gap = 3
-        box = (px + left - gap, py - _dot(place.level) - 2 + top - gap, px + right + gap, py + _dot(place.level) + gap)
+        box = (
+            px + left - gap,
+            py - dot_radius(place.level) - 2 + top - gap,
+            px + right + gap,
+            py + dot_radius(place.level) + gap,
+        )
         cells = [
             (cx, cy)
             for cx in range(int(box[0] // TILE), int(box[2] // TILE) + 1)
             for cy in range(int(box[1] // TILE), int(box[3] // TILE) + 1)
         ]
-        if any(_overlap(box, other.box) for cell in cells for other in near.get(cell, ())):
+        if any(overlaps(box, other.box) for cell in cells for other in near.get(cell, ())):
             continue
         label = Label(place, px, py, box)
         chosen.append(label)
@@ -239,15 +244,15 @@ def labels(places: Iterable[Place], z: int, font: tuple[str, int] | None) -> lis
     return chosen
 
 
-def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+def overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _dot(level: int) -> float:
+def dot_radius(level: int) -> float:
     return 3.5 if level == 2 else 2.2
 
 
-def _zoom_factor(z: int) -> float:
+def zoom_factor(z: int) -> float:
     """How much wider the lines are at ``z`` than at zoom 9: a road stays a line when zoomed out
     and gains body when zoomed in."""
     return max(0.7, min(2.6, 1.0 + 0.3 * (z - 9)))
@@ -264,7 +269,7 @@ def tile_rows(conn: psycopg.Connection[Any], key: TileKey) -> list[tuple[int, in
     ]
 
 
-class _Canvas:
+class Canvas:
     """The tile being drawn: layers of one colour each, drawn as masks and laid on in order."""
 
     def __init__(self, size: int) -> None:
@@ -306,7 +311,7 @@ def _lines(geom: shapely.Geometry) -> Iterable[shapely.LineString]:
             yield from _lines(part)
 
 
-def _fill(draw: ImageDraw.ImageDraw, geom: shapely.Geometry) -> None:
+def fill_polygons(draw: ImageDraw.ImageDraw, geom: shapely.Geometry) -> None:
     """Polygons with their holes (a lake's island) on a mask."""
     for poly in _polygons(geom):
         draw.polygon([tuple(c) for c in poly.exterior.coords], fill=255)
@@ -314,7 +319,7 @@ def _fill(draw: ImageDraw.ImageDraw, geom: shapely.Geometry) -> None:
             draw.polygon([tuple(c) for c in hole.coords], fill=0)
 
 
-def _stroke(draw: ImageDraw.ImageDraw, geom: shapely.Geometry, width: float) -> None:
+def stroke_lines(draw: ImageDraw.ImageDraw, geom: shapely.Geometry, width: float) -> None:
     """Lines with round joins and ends on a mask."""
     w = max(1, round(width))
     r = w / 2
@@ -335,9 +340,9 @@ def draw_tile(
     style: Style,
 ) -> bytes | None:
     """The tile's PNG, or None when nothing falls on it (the caller answers the empty tile)."""
-    canvas = _Canvas(key.size)
+    canvas = Canvas(key.size)
     px = key.scale * SUPERSAMPLE  # mask pixels per CSS pixel
-    grow = _zoom_factor(key.z)
+    grow = zoom_factor(key.z)
     geoms: list[shapely.Geometry] = list(shapely.from_wkb([r[4] for r in rows])) if rows else []
     by: dict[str, list[tuple[int, str | None, shapely.Geometry]]] = {"land": [], "water": [], "road": []}
     for (layer, rank, kind, _name, _), geom in zip(rows, geoms, strict=True):
@@ -345,16 +350,16 @@ def draw_tile(
     if by["land"]:
         mask, draw = canvas.mask()
         for _, _, geom in by["land"]:
-            _fill(draw, geom)
+            fill_polygons(draw, geom)
         canvas.lay(mask, style.land)
     if by["water"]:
         fill, fdraw = canvas.mask()
         line, ldraw = canvas.mask()
         for rank, kind, geom in by["water"]:
             if rank == 0:
-                _fill(fdraw, geom)
+                fill_polygons(fdraw, geom)
             else:
-                _stroke(ldraw, geom, WATER_WIDTH.get(kind or "", 0.8) * grow * px)
+                stroke_lines(ldraw, geom, WATER_WIDTH.get(kind or "", 0.8) * grow * px)
         canvas.lay(fill, style.water_fill)
         canvas.lay(line, style.water_line)
     for kind in ("village", "county", "trunk"):
@@ -362,9 +367,9 @@ def draw_tile(
         if geoms_of_kind:
             mask, draw = canvas.mask()
             for geom in geoms_of_kind:
-                _stroke(draw, geom, ROAD_WIDTH[kind] * grow * px)
+                stroke_lines(draw, geom, ROAD_WIDTH[kind] * grow * px)
             canvas.lay(mask, style.road[kind])
-    _draw_places(canvas, key, places, named, font, style)
+    draw_places(canvas, key, places, named, font, style)
     if not canvas.drawn:
         return None
     out = io.BytesIO()
@@ -372,8 +377,8 @@ def draw_tile(
     return out.getvalue()
 
 
-def _draw_places(
-    canvas: _Canvas,
+def draw_places(
+    canvas: Canvas,
     key: TileKey,
     places: Sequence[Place],
     named: Sequence[Label],
@@ -391,10 +396,10 @@ def _draw_places(
         for p in places:
             if p.level != level:
                 continue
-            wx, wy = _world_px(p.lon, p.lat, key.z)
+            wx, wy = world_px(p.lon, p.lat, key.z)
             x, y = (wx - left) * k, (wy - top) * k
             if -16 * k <= x <= (TILE + 16) * k and -16 * k <= y <= (TILE + 16) * k:
-                r = _dot(level) * k
+                r = dot_radius(level) * k
                 draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
         canvas.lay(mask, style.place_dot[level])
     if not named or font is None:
@@ -407,8 +412,8 @@ def _draw_places(
         if b[2] < left or b[0] > left + TILE or b[3] < top or b[1] > top + TILE:
             continue
         level = label.place.level
-        f = _font(font[0], font[1], NAME_SIZE.get(level, 12) * s)
-        x, y = (label.px - left) * s, (label.py - top - _dot(level) - 2) * s
+        f = font_of(font[0], font[1], NAME_SIZE.get(level, 12) * s)
+        x, y = (label.px - left) * s, (label.py - top - dot_radius(level) - 2) * s
         hd.text((x, y), label.place.name, font=f, anchor="mb", fill=255, stroke_width=HALO_WIDTH * s, stroke_fill=255)
         if level not in text:
             m = Image.new("L", canvas.image.size, 0)

@@ -29,6 +29,7 @@ class TileSource:
 
     url: str
     options: dict[str, Any] = field(default_factory=dict)
+    drawn_here: bool = False  # this server draws the tiles: ``?style=light`` gives the light palette
 
     @property
     def attribution(self) -> str:
@@ -39,7 +40,7 @@ def tile_sources(settings: Settings) -> list[TileSource]:
     """The tile layers of the configured base map, bottom first; none for ``none``."""
     kind = settings.basemap
     if kind == "own":
-        return [TileSource(OWN_TILES, {"maxZoom": basemap.MAX_ZOOM, "className": CLASS_NAME})]
+        return [TileSource(OWN_TILES, {"maxZoom": basemap.MAX_ZOOM, "className": CLASS_NAME}, drawn_here=True)]
     if kind == "mbtiles":
         return _mbtiles(settings)
     if kind == "osm":
@@ -67,8 +68,10 @@ def tile_sources(settings: Settings) -> list[TileSource]:
 
 
 def _mbtiles(settings: Settings) -> list[TileSource]:
-    """The imported MBTiles, as far as it reaches: its zooms (Leaflet enlarges its deepest beyond
-    it), its bounds (no request for tiles outside), its attribution."""
+    """The imported MBTiles, as far as it reaches: its bounds (no request for tiles outside), its
+    attribution; a raster file's zooms (Leaflet enlarges its deepest beyond it), a vector file drawn
+    here at every zoom (the server enlarges its deepest as geometry, sharp) and in @2x on HiDPI
+    screens, as the own map."""
     try:
         info = mbtiles.installed(settings.basemap_path())
     except mbtiles.MbtilesRejected as exc:
@@ -77,29 +80,28 @@ def _mbtiles(settings: Settings) -> list[TileSource]:
     if info is None:
         log.warning("basemap=mbtiles but none imported (yitu basemap import FILE.mbtiles): no base map drawn")
         return []
-    options: dict[str, Any] = {
-        "minNativeZoom": info.minzoom,
-        "maxNativeZoom": info.maxzoom,
-        "maxZoom": basemap.MAX_ZOOM,
-        "className": CLASS_NAME,
-    }
+    options: dict[str, Any] = {"maxZoom": basemap.MAX_ZOOM, "className": CLASS_NAME}
+    if not info.vector:
+        options = {"minNativeZoom": info.minzoom, "maxNativeZoom": info.maxzoom, **options}
     if info.attribution:
         options["attribution"] = info.attribution
     if info.bounds is not None:
         w, s, e, n = info.bounds
         options["bounds"] = [[s, w], [n, e]]
+    if info.vector:
+        return [TileSource(OWN_TILES, options, drawn_here=True)]
     return [TileSource(f"/api/v1/basemap/{{z}}/{{x}}/{{y}}.{info.format}", options)]
 
 
 def phone_tiles(settings: Settings, light: bool = False) -> dict[str, Any] | None:
     """The base map for Leaflet on a phone page: ``{url, attribution, options}``, or None. Not
     tianditu: its key is in the URL, and a phone page is not a place to hand it out. ``light``:
-    the own tiles in their light style (a page on a light background)."""
+    the tiles this server draws in their light style (a page on a light background)."""
     if settings.basemap.startswith("tianditu"):
         return None
     sources = tile_sources(settings)
     if not sources:
         return None
     source = sources[0]
-    url = source.url + "?style=light" if light and settings.basemap == "own" else source.url
+    url = source.url + "?style=light" if light and source.drawn_here else source.url
     return {"url": url, "attribution": source.attribution, "options": source.options}

@@ -124,8 +124,9 @@ class Settings(BaseSettings):
     basemap: Literal["own", "mbtiles", "none", "osm", "tianditu-vec", "tianditu-img", "xyz"] = Field(
         default="own",
         description="Base map: own (drawn by yitu from the deployment's roads, places and water: offline), "
-        "mbtiles (the raster MBTiles of `yitu basemap import`, served by yitu: offline), none (the layers on "
-        "dark), or from another origin: osm, tianditu-vec/-img, xyz.",
+        "mbtiles (the MBTiles of `yitu basemap import`, served by yitu: offline; raster tiles as stored, vector "
+        "tiles drawn to PNG in the own map's colours), none (the layers on dark), or from another origin: osm, "
+        "tianditu-vec/-img, xyz.",
     )
     basemap_dir: Path | None = Field(
         default=None,
@@ -143,12 +144,13 @@ class Settings(BaseSettings):
         default=7 * 86400,
         ge=0,
         le=365 * 86400,
-        description="Seconds Redis keeps a tile of basemap=own (an import of roads, areas or water draws anew "
-        "at once whatever is cached); 0: no cache.",
+        description="Seconds Redis keeps a tile yitu draws, of basemap=own or a vector MBTiles (an import of "
+        "roads, areas, water or a new MBTiles draws anew at once whatever is cached); 0: no cache.",
     )
     basemap_font: Path | None = Field(
         default=None,
-        description="A TrueType/OpenType font with Chinese for the place names of basemap=own. Unset: the "
+        description="A TrueType/OpenType font with Chinese for the names yitu draws on its base map (own or a "
+        "vector MBTiles). Unset: the "
         "first of Noto Sans CJK, WenQuanYi, Droid Sans Fallback found; none found: no names drawn.",
     )
     basemap_url: str | None = Field(

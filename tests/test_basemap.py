@@ -294,9 +294,9 @@ def _corrupt(path: Path) -> Path:
             lambda p: write_mbtiles(p, metadata={"name": "x", "format": "gif", "bounds": "1,2,3"}),
             ["format 'gif' is not one of png, jpg, webp", "bounds '1,2,3'"],
         ),
-        (
+        (  # vector MBTiles are drawn by the server now (tests/test_basemap_vector.py): one of images is not one
             lambda p: write_mbtiles(p, metadata={"name": "v", "format": "pbf"}),
-            ["vector MBTiles; yitu serves raster MBTiles only"],
+            ["says format pbf, but the first tile is not a vector tile"],
         ),
         (
             lambda p: write_mbtiles(p, metadata={"name": "x", "format": "jpg"}),
@@ -345,7 +345,7 @@ def test_the_basemap_command_imports_shows_and_removes(tmp_path: Path, redis_url
     stored = tmp_path / "h" / "basemap" / mbtiles.FILE_NAME
     assert stored.read_bytes() == good.read_bytes()
     refused = runner.invoke(main, ["basemap", "import", str(bad)], env=env)
-    assert refused.exit_code == 1 and "vector MBTiles" in refused.output
+    assert refused.exit_code == 1 and "the first tile is not a vector tile" in refused.output
     assert stored.read_bytes() == good.read_bytes()  # the one imported before stays
     status = runner.invoke(main, ["basemap", "status"], env={**env, "YITU_BASEMAP": "mbtiles"})
     assert status.exit_code == 0 and "basemap: mbtiles" in status.output and "1 tiles" in status.output
