@@ -377,7 +377,7 @@ def _seed_if_empty(dsn: str, settings: Settings) -> None:
     import psycopg
 
     from geodata.demo.seed import database_is_empty, seed_demo
-    from services.scheduler import deadline_rules
+    from services.deadlines import deadline_rules
 
     with psycopg.connect(dsn) as conn:
         empty = database_is_empty(conn)
@@ -444,7 +444,7 @@ def seed_demo_cmd(
 
     from geodata.demo.seed import seed_demo
     from services import audit
-    from services.scheduler import deadline_rules
+    from services.deadlines import deadline_rules
 
     when = as_of.replace(tzinfo=UTC) if as_of else None
 
