@@ -471,6 +471,7 @@ def _register_groups() -> None:
     """Command groups that live in their own modules (``import`` and ``export``: see :class:`_Commands`)."""
     from cli.areas import area_group
     from cli.basemap import basemap_group
+    from cli.deadlines import deadlines_group
     from cli.kpi import kpi_group
     from cli.simulate import simulate_command
     from cli.tokens import token_group
@@ -485,6 +486,7 @@ def _register_groups() -> None:
         van_group,
         basemap_group,
         kpi_group,
+        deadlines_group,
         simulate_command,
     ):
         main.add_command(group)
