@@ -15,6 +15,7 @@ A change (``set``/``clear``) writes its admin_events row in its transaction, as 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection
 from typing import Any
 
@@ -32,7 +33,7 @@ from services.settings import Settings
 log = logging.getLogger("yitu.deadlines")
 
 POLL = 1.0  # seconds between a process's looks at the overrides' generation
-START_TIMEOUT = 2.0  # seconds the first load may wait for a connection as the app starts
+START_TIMEOUT = 1.0  # seconds the first load may wait for a connection as the app starts
 
 
 def deadline_rules(settings: Settings) -> DeadlineRules:
@@ -57,6 +58,8 @@ class LiveRules:
         self.pool = pool
         self.defaults = defaults
         self.book = deadlines.RulesBook(defaults)  # the settings' alone until the first load
+        self._swap = threading.Lock()
+        self.failing = False  # the last look failed (said once in the log, and once when it answers again)
 
     def of(self, banner: str | None) -> DeadlineRules:
         return self.book.of(banner)
@@ -65,24 +68,38 @@ class LiveRules:
         return self.book.own_banners()
 
     def refresh(self, timeout: float | None = None) -> bool:
-        """Reload the book if the table changed since it was loaded; whether it did."""
-        with self.pool.connection(timeout) as conn:
-            if self.book.generation and deadlines.generation(conn) == self.book.generation:
+        """Reload the book if the table changed since it was loaded; whether it did. A database
+        that does not answer keeps the book as it is (logged once, not at every look)."""
+        try:
+            with self.pool.connection(timeout) as conn:
+                if self.book.generation and deadlines.generation(conn) == self.book.generation:
+                    self._answered()
+                    return False
+                book = deadlines.load(conn, self.defaults)
+        except (psycopg.Error, PoolTimeout) as exc:
+            if not self.failing:
+                log.warning("deadline rules not reloaded (%s: %s); keeping the ones loaded", type(exc).__name__, exc)
+            self.failing = True
+            return False
+        self._answered()
+        with self._swap:  # the API's reload and the watcher's may cross: the newer generation stays
+            if book.generation < self.book.generation:
                 return False
-            book = deadlines.load(conn, self.defaults)
-        changed = book.overrides != self.book.overrides or book.root != self.book.root
-        self.book = book  # one assignment: a reader sees the old book or the new one, whole
+            changed = book.overrides != self.book.overrides or book.root != self.book.root
+            self.book = book  # one assignment: a reader sees the old book or the new one, whole
         if changed:
             log.info("deadline rules reloaded generation=%d overrides=%d", book.generation, len(book.overrides))
         return changed
 
+    def _answered(self) -> None:
+        if self.failing:
+            log.info("deadline rules: the database answers again")
+        self.failing = False
+
     def first_load(self) -> None:
         """The book as the app starts; a database not answering yet leaves the settings' until the
         watcher's next look (the app starts while the database is down, as its pools do)."""
-        try:
-            self.refresh(START_TIMEOUT)
-        except (psycopg.Error, PoolTimeout) as exc:
-            log.warning("deadline rules not loaded at start (%s); the settings' until the database answers", exc)
+        self.refresh(START_TIMEOUT)
 
 
 # --- what the API and the CLI share ------------------------------------------------------------------
