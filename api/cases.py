@@ -43,10 +43,10 @@ from geodata import masking, workflow
 from geodata.clock import day_start
 from geodata.db import INTAKE_MARGIN, checkout_timeout
 from geodata.gcj02 import CHINA_LAT, CHINA_LON
-from geodata.workflow import DeadlineRules
+from geodata.workflow import Rules
 from services import audit, casework
 from services.runtime import Services
-from services.scheduler import CasesRuntime, deadline_rules
+from services.scheduler import CasesRuntime
 
 
 async def _check_quietly(conn: psycopg.AsyncConnection) -> None:
@@ -91,7 +91,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         open=False,
     )
     await pool.open(wait=False)  # like the main pool: the app starts while the database is down
-    lanes = IntakeLanes(pool, deadline_rules(settings), lanes=min(LANES, settings.db_pool_max))
+    lanes = IntakeLanes(pool, app.state.cases_runtime.rules, lanes=min(LANES, settings.db_pool_max))
     app.state.intake = IntakeRuntime(pool, lanes)
     try:
         yield
@@ -224,7 +224,7 @@ async def require_json(request: Request) -> None:
         )
 
 
-def case_out(row: Mapping[str, Any], who: Principal, rules: DeadlineRules, now: datetime) -> dict[str, Any]:
+def case_out(row: Mapping[str, Any], who: Principal, rules: Rules, now: datetime) -> dict[str, Any]:
     """The API shape of a case (masked for readers without a need for personal data)."""
     return casework.case_out(row, who.role, rules, now)
 
@@ -346,7 +346,7 @@ class CaseFilters:
         conn: psycopg.Connection,
         area: str | None,
         who: Principal,
-        rules: DeadlineRules,
+        rules: Rules,
         now: datetime,
         *,
         route: str,

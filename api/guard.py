@@ -181,6 +181,9 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/mediators/{mediator_id}": _signed_in(Face.API),  # PATCH: admin only (role_in)
     "/api/v1/units": _signed_in(Face.API),  # POST: admin only (role_in)
     "/api/v1/units/{unit_id}": _signed_in(Face.API),  # PATCH: admin only (role_in)
+    # deadlines per banner or for the league (api/deadlines.py): read by anyone signed in (their area's
+    # banners), PUT by an admin within their area (role_in, then services/deadlines.py may_change)
+    "/api/v1/deadlines": _signed_in(Face.API),
     # Dash: its assets, internal routes, the callback endpoint, the live WebSocket and the pages
     "/assets": _signed_in(Face.ASSET),
     "/_dash-component-suites/{package_name}/{fingerprinted_path:path}": _signed_in(Face.ASSET),

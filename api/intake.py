@@ -44,7 +44,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from api import errors
 from geodata import cases as store
 from geodata import db
-from geodata.workflow import DeadlineRules
+from geodata.workflow import Rules
 
 log = logging.getLogger("yitu.intake")
 
@@ -63,7 +63,7 @@ class IntakeLanes:
     """Writes the reports of one app process in batches of what is waiting (see the module)."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, rules: DeadlineRules, *, lanes: int = LANES, max_batch: int = MAX_BATCH
+        self, pool: AsyncConnectionPool, rules: Rules, *, lanes: int = LANES, max_batch: int = MAX_BATCH
     ) -> None:
         if lanes < 1 or max_batch < 1:
             raise ValueError("lanes and max_batch must be at least 1")

@@ -10,6 +10,7 @@ from api import (
     attachments,
     basemap,
     cases,
+    deadlines,
     dispatch,
     errors,
     health,
@@ -45,5 +46,6 @@ def all_routers() -> list[APIRouter]:
         search.router,
         mobile.router,  # /m, the grid worker's phone page, and /api/v1/locate
         roster.router,
+        deadlines.router,  # /api/v1/deadlines: per banner or for the league
         errors.fallback_router(),  # last: the rest of /api/ is a JSON 404 / 405, never a page
     ]

@@ -59,9 +59,9 @@ from cli.stack import EmbeddedStack
 from geodata import cases as store
 from geodata.migrate import migrate
 from geodata.queries import cases_in_area
+from services.deadlines import deadline_rules
 from services.events import STREAM
 from services.identity import create_token
-from services.scheduler import deadline_rules
 from services.settings import Settings
 
 SOURCE_DB = "yitu_bench"

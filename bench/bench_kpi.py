@@ -156,7 +156,7 @@ def _intakes(dsn: str, shards: int, n: int, at: tuple[float, float], rules: Any,
 def _hot(dsn: str, threads: int, per_thread: int, rounds: int) -> None:
     import threading
 
-    from services.scheduler import deadline_rules
+    from services.deadlines import deadline_rules
 
     scratch = clone_database(dsn, "yitu_bench_kpi_hot")
     try:

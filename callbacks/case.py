@@ -28,7 +28,7 @@ from geodata import cases as store
 from geodata.clock import shown
 from geodata.db import database_unavailable
 from geodata.errors import Invalid, OutcomeUnknown, YituError
-from geodata.workflow import DeadlineRules
+from geodata.workflow import DeadlineRules, Rules
 from services import casework, dispatching
 from services import identity as auth
 from services.runtime import Services
@@ -411,7 +411,7 @@ def actions_bar(allowed: Sequence[str], lang: str) -> list[Component]:
     return [button(a, t(f"caseaction.{a}")) for a in allowed]
 
 
-def view(svc: Services, rules: DeadlineRules, who: auth.Principal | None, code: str, lang: str) -> Page | None:
+def view(svc: Services, rules: Rules, who: auth.Principal | None, code: str, lang: str) -> Page | None:
     """The page's panels for ``who`` (None: nothing; a case outside their area: None too)."""
     if who is None or who.role == "van":  # a van crew's token sees its visit's case through the API only
         return None
@@ -427,9 +427,10 @@ def view(svc: Services, rules: DeadlineRules, who: auth.Principal | None, code: 
         cams = queries.cameras_near(conn, c["lon"], c["lat"], CAMERA_RADIUS_M)
         flagged = set(casefile.CELL_FLAGS) & set(c["flags"])
         cells = casefile.cells_near(conn, code, limit=5) if flagged and who.role in casework.PLACERS else []
-    allowed = workflow.allowed_actions(store.state_of(c), rules, who.role) if who.role in workflow.ROLES else []
+    own = rules.of(c["banner_code"])  # the case's banner's deadlines and attempts (geodata/deadlines.py)
+    allowed = workflow.allowed_actions(store.state_of(c), own, who.role) if who.role in workflow.ROLES else []
     return {
-        "facts": facts(c, rules, now, lang, cells),
+        "facts": facts(c, own, now, lang, cells),
         "parties": parties(c, role, lang),
         "attachments": attachment_list(files, role, lang),
         "focus": focus(c, cams, visits),

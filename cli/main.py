@@ -377,7 +377,7 @@ def _seed_if_empty(dsn: str, settings: Settings) -> None:
     import psycopg
 
     from geodata.demo.seed import database_is_empty, seed_demo
-    from services.scheduler import deadline_rules
+    from services.deadlines import deadline_rules
 
     with psycopg.connect(dsn) as conn:
         empty = database_is_empty(conn)
@@ -444,7 +444,7 @@ def seed_demo_cmd(
 
     from geodata.demo.seed import seed_demo
     from services import audit
-    from services.scheduler import deadline_rules
+    from services.deadlines import deadline_rules
 
     when = as_of.replace(tzinfo=UTC) if as_of else None
 
@@ -471,6 +471,7 @@ def _register_groups() -> None:
     """Command groups that live in their own modules (``import`` and ``export``: see :class:`_Commands`)."""
     from cli.areas import area_group
     from cli.basemap import basemap_group
+    from cli.deadlines import deadlines_group
     from cli.kpi import kpi_group
     from cli.simulate import simulate_command
     from cli.tokens import token_group
@@ -485,6 +486,7 @@ def _register_groups() -> None:
         van_group,
         basemap_group,
         kpi_group,
+        deadlines_group,
         simulate_command,
     ):
         main.add_command(group)

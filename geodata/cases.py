@@ -31,7 +31,7 @@ from geodata import workflow
 from geodata.clock import CST
 from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TransitionConflict
 from geodata.queries import area_scope, query
-from geodata.workflow import DeadlineRules, WorkflowError
+from geodata.workflow import Rules, WorkflowError
 
 SYSTEM_ACTOR = "scheduler"
 CENT = Decimal("0.01")  # amounts are kept to the fen (numeric(14, 2))
@@ -195,9 +195,10 @@ class IntakeRequest:
 IntakeResult = tuple[dict[str, Any], bool] | Exception
 
 
-def _intake_row(i: int, req: IntakeRequest, rules: DeadlineRules, now: datetime) -> dict[str, Any]:
+def _intake_row(i: int, req: IntakeRequest, rules: Rules, now: datetime) -> dict[str, Any]:
     new, actor, now = req.new, req.actor, req.at or now
     reported = new.reported_at or now
+    base = rules.of(None)  # the league's (or the settings'): the banner is found in the statement
     return {
         "i": i,
         "type": new.type,
@@ -223,14 +224,20 @@ def _intake_row(i: int, req: IntakeRequest, rules: DeadlineRules, now: datetime)
         "people_involved": new.people_involved,
         "amount_yuan": None if new.amount_yuan is None else str(new.amount_yuan),
         # the lowest level the case may start at (its point may lie higher: no cell there) and 群体性
-        "start_rank": workflow.LEVELS.index(rules.start_level(new.severity)),
-        "group_flag": workflow.GROUP_FLAG if rules.is_group(new.people_involved) else None,
+        "start_rank": workflow.LEVELS.index(base.start_level(new.severity)),
+        "group_flag": workflow.GROUP_FLAG if base.is_group(new.people_involved) else None,
         "at": now.isoformat(),  # the case.created event's ``at`` (the outbox row is written in SQL)
-        **{f"dl_{lv}": rules.deadline(lv, reported) for lv in workflow.LEVELS},
+        **{f"dl_{lv}": base.deadline(lv, reported) for lv in workflow.LEVELS},
+        # the banners with deadlines of their own (geodata/deadlines.py): theirs, by banner and level
+        "dl_by": {b: _deadlines(rules.of(b), reported) for b in rules.own_banners()} or None,
     }
 
 
-def _intake_params(reqs: list[IntakeRequest], rules: DeadlineRules, now: datetime) -> dict[str, Any]:
+def _deadlines(rules: workflow.DeadlineRules, start: datetime) -> dict[str, datetime]:
+    return {lv: rules.deadline(lv, start) for lv in workflow.LEVELS}
+
+
+def _intake_params(reqs: list[IntakeRequest], rules: Rules, now: datetime) -> dict[str, Any]:
     rows = [_intake_row(i, req, rules, now) for i, req in enumerate(reqs)]
     return {"rows": orjson.dumps(rows).decode()}  # aware datetimes as RFC 3339, which timestamptz reads
 
@@ -281,9 +288,7 @@ def _rounds(reqs: list[IntakeRequest]) -> list[list[int]]:
     return rounds
 
 
-def intake_many(
-    conn: psycopg.Connection, reqs: list[IntakeRequest], rules: DeadlineRules, now: datetime
-) -> list[IntakeResult]:
+def intake_many(conn: psycopg.Connection, reqs: list[IntakeRequest], rules: Rules, now: datetime) -> list[IntakeResult]:
     """Create the cases of ``reqs`` (or find the ones their keys created before), in order.
 
     One statement for the whole batch (more only when a key repeats in it), on the caller's
@@ -307,7 +312,7 @@ def intake_many(
 
 
 async def intake_many_async(
-    conn: psycopg.AsyncConnection, reqs: list[IntakeRequest], rules: DeadlineRules, now: datetime
+    conn: psycopg.AsyncConnection, reqs: list[IntakeRequest], rules: Rules, now: datetime
 ) -> list[IntakeResult]:
     """:func:`intake_many` on an asyncio connection in autocommit, as one statement: the batch is
     written as a whole or not at all, and durable when this returns (as with COMMIT). So no
@@ -344,7 +349,7 @@ def intake(
     conn: psycopg.Connection,
     new: NewCase,
     actor: Actor,
-    rules: DeadlineRules,
+    rules: Rules,
     now: datetime,
     key: str | None = None,
     *,
@@ -362,7 +367,7 @@ def intake_committed(
     conn: psycopg.Connection,
     new: NewCase,
     actor: Actor,
-    rules: DeadlineRules,
+    rules: Rules,
     now: datetime,
     key: str | None = None,
     *,
@@ -389,7 +394,7 @@ async def intake_async(
     conn: psycopg.AsyncConnection,
     new: NewCase,
     actor: Actor,
-    rules: DeadlineRules,
+    rules: Rules,
     now: datetime,
     key: str | None = None,
     *,
@@ -464,7 +469,7 @@ def transition(
     action: str,
     params: Mapping[str, Any],
     actor: Actor,
-    rules: DeadlineRules,
+    rules: Rules,
     now: datetime,
     *,
     version: int | None = None,
@@ -477,15 +482,16 @@ def transition(
     if authorize:
         authorize(row)
     state = state_of(row)
+    own = rules.of(row["banner_code"])  # the case's banner's deadlines and attempts
     if version is not None and version != row["version"]:
         raise StaleVersion(
             f"case {code} changed since version {version} (now {row['version']}, {row['step']})",
-            workflow.allowed_actions(state, rules, actor.role),
+            workflow.allowed_actions(state, own, actor.role),
         )
     duplicate_of = params.get("duplicate_of")
     if duplicate_of and action == "reject" and (duplicate_of == code or get_case(conn, duplicate_of) is None):
         raise workflow.MissingInput(f"duplicate_of {duplicate_of!r} is not another case's code", field="duplicate_of")
-    change = workflow.apply(state, action, params, now, rules, actor.role)
+    change = workflow.apply(state, action, params, now, own, actor.role)
     fresh = _write(conn, row, change, actor, now, params.get("note"))
     return fresh, change
 
@@ -520,7 +526,7 @@ def search(
 
 
 def sweep_overdue(
-    conn: psycopg.Connection, now: datetime, rules: DeadlineRules, *, escalate: bool, limit: int = 1000
+    conn: psycopg.Connection, now: datetime, rules: Rules, *, escalate: bool, limit: int = 1000
 ) -> list[dict[str, Any]]:
     """Flag open cases past their deadline ('overdue' + an audit row) and, if asked, escalate them.
 
@@ -550,8 +556,9 @@ def sweep_overdue(
             full = _write(conn, full, flag, system, now, None, bump=False)
             events.append(event_of("case.changed", full, now, action="overdue", overdue=True))
             state = state_of(full)
-        if escalate and "escalate" in workflow.allowed_actions(state, rules, "admin"):
-            change = workflow.apply(state, "escalate", {}, now, rules, "admin")
+        own = rules.of(full["banner_code"])  # the new level's deadline: the case's banner's
+        if escalate and "escalate" in workflow.allowed_actions(state, own, "admin"):
+            change = workflow.apply(state, "escalate", {}, now, own, "admin")
             full = _write(conn, full, change, system, now, "overdue: escalated by the scheduler")
             events.append(
                 event_of(

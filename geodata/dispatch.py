@@ -32,7 +32,7 @@ from geodata import workflow
 from geodata.cases import Actor, CaseNotFound
 from geodata.errors import Conflict, NotFound
 from geodata.queries import query
-from geodata.workflow import DeadlineRules, WorkflowError
+from geodata.workflow import Rules, WorkflowError
 
 ACTIVE = ("en_route", "on_site")
 DEFAULT_ARRIVAL_RADIUS_M = 200.0
@@ -222,7 +222,7 @@ def create(
     van: str,
     note: str | None,
     actor: Actor,
-    rules: DeadlineRules,
+    rules: Rules,
     routing: Routing,
     now: datetime,
     authorize: Authorize | None = None,
@@ -299,7 +299,7 @@ def _round(v: float | None) -> float | None:
 
 
 def arrive(
-    conn: psycopg.Connection, fixes: Sequence[FixLike], radius_m: float, rules: DeadlineRules, now: datetime
+    conn: psycopg.Connection, fixes: Sequence[FixLike], radius_m: float, rules: Rules, now: datetime
 ) -> list[dict[str, Any]]:
     """Put on site the en_route visits whose van's newest fix (``fixes``: objects with van,
     time, lon, lat) is within ``radius_m`` of the case, and start those cases; the events for the
@@ -326,9 +326,7 @@ def arrive(
     return events
 
 
-def _start_case(
-    conn: psycopg.Connection, a: Mapping[str, Any], rules: DeadlineRules, now: datetime
-) -> list[dict[str, Any]]:
+def _start_case(conn: psycopg.Connection, a: Mapping[str, Any], rules: Rules, now: datetime) -> list[dict[str, Any]]:
     actor = Actor(a["van_id"], "van", kind="system")  # the server saw the van arrive (its GPS fix)
     out: list[dict[str, Any]] = []
     try:
@@ -401,7 +399,7 @@ def end(
     conn: psycopg.Connection,
     dispatch_id: int,
     actor: Actor,
-    rules: DeadlineRules,
+    rules: Rules,
     routing: Routing,
     now: datetime,
     *,

@@ -36,7 +36,7 @@ from pyproj import Geod
 from geodata import dispatch, outbox
 from geodata.errors import Invalid
 from geodata.queries import query
-from geodata.workflow import DeadlineRules
+from geodata.workflow import DeadlineRules, Rules
 
 GEOD = Geod(ellps="WGS84")
 DEFAULT_MAX_SPEED_KMH = 200.0
@@ -182,7 +182,7 @@ def ingest(
     partitions: PartitionCache,
     max_speed_kmh: float = DEFAULT_MAX_SPEED_KMH,
     arrival_radius_m: float = dispatch.DEFAULT_ARRIVAL_RADIUS_M,
-    rules: DeadlineRules | None = None,
+    rules: Rules | None = None,
     moved_events: Callable[[IngestResult], Iterable[Mapping[str, Any]]] | None = None,
 ) -> IngestResult:
     """Store a batch and move the vans; commits (call with no transaction open).

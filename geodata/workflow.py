@@ -12,10 +12,10 @@ grid → village → town → banner and restarts the deadline with the new leve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from geodata.clock import CST
 from geodata.errors import Invalid, TransitionConflict, YituError
@@ -104,6 +104,27 @@ class DeadlineRules:
             local = start.astimezone(CST)
             return datetime.combine(local.date(), time(23, 59, 59), tzinfo=CST).astimezone(UTC)
         return start + timedelta(hours=hours)
+
+    def of(self, banner: str | None) -> DeadlineRules:
+        """The rules of a case in ``banner``: these, whatever the banner (one set for the deployment)."""
+        return self
+
+    def own_banners(self) -> tuple[str, ...]:
+        """The banners whose rules differ from ``of(None)``'s: none."""
+        return ()
+
+
+class Rules(Protocol):
+    """Where the deadline rules of a case come from: its banner's (geodata/deadlines.py RulesBook,
+    services/deadlines.py LiveRules), or one :class:`DeadlineRules` for every banner."""
+
+    def of(self, banner: str | None) -> DeadlineRules:
+        """The rules of a case in ``banner`` (None: the league's default)."""
+        ...
+
+    def own_banners(self) -> Collection[str]:
+        """The banners that have rules of their own; every other one follows ``of(None)``."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def own_server(settings: Settings) -> Iterator[Target]:
     from cli.stack import EmbeddedStack
     from geodata.demo.seed import seed_demo
     from geodata.migrate import migrate
-    from services.scheduler import deadline_rules
+    from services.deadlines import deadline_rules
 
     stack = EmbeddedStack(settings)
     report = stack.up()

@@ -20,7 +20,7 @@ from geodata import cases as store
 from geodata.db import writing
 from geodata.errors import Forbidden
 from geodata.queries import iso, pick
-from geodata.workflow import DeadlineRules
+from geodata.workflow import Rules
 from services import audit
 from services.dispatching import CasesRuntime, release_van
 from services.identity import Principal
@@ -51,10 +51,11 @@ _PLAIN = (
 )
 
 
-def case_out(row: Mapping[str, Any], role: str, rules: DeadlineRules, now: datetime) -> dict[str, Any]:
+def case_out(row: Mapping[str, Any], role: str, rules: Rules, now: datetime) -> dict[str, Any]:
     """The API shape of a case for a reader of ``role`` (masked for readers without a need for
-    personal data), with the actions that role may take now."""
+    personal data), with the actions that role may take now (by its banner's rules)."""
     state = store.state_of(row)
+    own = rules.of(row.get("banner_code"))
     amount = row.get("amount_yuan")
     out = {
         **pick(row, _PLAIN),
@@ -63,10 +64,10 @@ def case_out(row: Mapping[str, Any], role: str, rules: DeadlineRules, now: datet
         "grid": store.chain_of(row),
         "deadline": iso(row["deadline"]),
         "overdue": workflow.is_overdue(row["step"], row["deadline"], now),
-        "max_attempts": rules.max_attempts,
+        "max_attempts": own.max_attempts,
         "flags": list(row["flags"]),
         **{k: iso(row[k]) for k in ("reported_at", "closed_at", "updated_at")},
-        "allowed_actions": workflow.allowed_actions(state, rules, role),
+        "allowed_actions": workflow.allowed_actions(state, own, role),
     }
     return masking.case_for(role, out)
 

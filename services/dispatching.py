@@ -22,7 +22,7 @@ from geodata import dispatch, idempotency, outbox
 from geodata.db import writing
 from geodata.errors import Forbidden, OutcomeUnknown
 from geodata.queries import iso, pick, rounded
-from geodata.workflow import DeadlineRules
+from geodata.workflow import Rules
 from services.identity import Principal
 from services.runtime import Services
 from services.settings import Settings
@@ -37,7 +37,7 @@ class CasesRuntime(Protocol):
     reconciler and so sits above it): the deadline rules."""
 
     @property
-    def rules(self) -> DeadlineRules: ...
+    def rules(self) -> Rules: ...
 
 
 def routing(settings: Settings) -> dispatch.Routing:

@@ -15,6 +15,8 @@ and a :class:`Scheduler` running four jobs in a supervised daemon thread:
 - ``warnings``, every ``scheduler_interval`` seconds: deadline warnings raised for the open cases whose
   deadline passes within ``warn_grid_hours`` (grid level) or ``warn_hours`` (the others), once per
   (case, level, deadline), their events through the outbox (geodata/warnings.py).
+Beside them, in every process, a thread ``yitu-deadlines`` keeps the process's deadline rules
+current (services/deadlines.py: the overrides' generation, every second).
 The jobs run once across all app processes: only the process holding the scheduler's advisory lock
 (services/leader.py, its own connection) runs them; every other process checks the lock every
 ``LEAD_POLL`` seconds and idles its jobs, so when the leader dies another one takes over within
@@ -41,8 +43,13 @@ import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from geodata import cases, idempotency, outbox, partitions, warnings
-from geodata.workflow import DeadlineRules
+from geodata import deadlines as geodeadlines
 from services import dispatching, events, notify
+from services.deadlines import POLL as DEADLINES_POLL
+from services.deadlines import (
+    LiveRules,
+    deadline_rules,  # where it was: tests and tools import it here too
+)
 from services.leader import SCHEDULER_LOCK, Leadership
 from services.relay import Relay
 from services.runtime import Services
@@ -54,27 +61,14 @@ LEAD_POLL = 1.0  # seconds between a follower's tries for the scheduler's lead
 OUTBOX_KEEP = timedelta(days=1)  # sent outbox rows kept this long (to look into), then deleted
 
 
-def deadline_rules(settings: Settings) -> DeadlineRules:
-    """The workflow's deadline rules from the ``# --- cases`` settings."""
-    return DeadlineRules(
-        hours={
-            "grid": settings.deadline_grid_hours,
-            "village": settings.deadline_village_hours,
-            "town": settings.deadline_town_hours,
-            "banner": settings.deadline_banner_hours,
-        },
-        max_attempts=settings.max_attempts_per_level,
-        severity_levels=dict(settings.severity_levels),
-        group_people=settings.group_dispute_people,
-    )
-
-
 def run_once(pool: ConnectionPool, settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
     """One overdue sweep at ``now`` (default: the clock); returns the events it wrote to the
-    outbox, in the sweep's transaction (the relay publishes them once it commits)."""
+    outbox, in the sweep's transaction (the relay publishes them once it commits). The deadline
+    rules are loaded afresh for it: a case it escalates gets its banner's new deadline."""
     now = now or datetime.now(UTC)
     with pool.connection() as conn:
-        out = cases.sweep_overdue(conn, now, deadline_rules(settings), escalate=settings.auto_escalate)
+        book = geodeadlines.load(conn, deadline_rules(settings))
+        out = cases.sweep_overdue(conn, now, book, escalate=settings.auto_escalate)
         outbox.append(conn, out)
     if out:
         log.info("overdue sweep events=%d", len(out))
@@ -287,10 +281,13 @@ class CasesRuntime:
 
     relay: Relay
     scheduler: Scheduler
-    rules: DeadlineRules
+    rules: LiveRules  # the deadline rules of each banner (services/deadlines.py)
     notifier: Scheduler | None = None  # the webhook's thread (services/notify.py), when one is configured
+    watcher: Scheduler | None = None  # keeps ``rules`` current (job ``deadlines``, in every process)
 
     def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.notifier is not None:
             self.notifier.stop()
         self.scheduler.stop()
@@ -329,4 +326,13 @@ def start(svc: Services) -> CasesRuntime:
     sender = notifier(svc)
     if sender is not None:
         sender.start()
-    return CasesRuntime(relay, scheduler, deadline_rules(svc.settings), sender)
+    rules = LiveRules(svc.pool, deadline_rules(svc.settings))
+    rules.first_load()
+    watcher = rules_watcher(rules)
+    watcher.start()
+    return CasesRuntime(relay, scheduler, rules, sender, watcher)
+
+
+def rules_watcher(rules: LiveRules) -> Scheduler:
+    """The thread of every process that keeps its deadline rules current (job ``deadlines``)."""
+    return Scheduler([Job("deadlines", DEADLINES_POLL, rules.refresh, at_start=True)], name="yitu-deadlines")

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from geodata.deadlines import MAX_ATTEMPTS, MAX_HOURS
 from geodata.workflow import DEFAULT_SEVERITY_LEVELS, LEVELS, SEVERITIES
 from services.redisconn import parse as parse_redis_url
 
@@ -217,17 +218,24 @@ class Settings(BaseSettings):
     )
 
     # --- cases ---------------------------------------------------------------------
+    # The deployment's default; a league's or a banner's own rules go over it (`yitu deadlines`,
+    # /api/v1/deadlines: geodata/deadlines.py, whose MAX_HOURS the bounds here and there are).
     deadline_grid_hours: float = Field(
         default=0,
         ge=0,
-        le=24 * 30,
+        le=MAX_HOURS["grid"],
         description="Hours a grid cell has to settle a case; 0: by the end of the day it arrived (当天, China time).",
     )
-    deadline_village_hours: float = Field(default=72, ge=0, le=24 * 90, description="Village level: 3 days.")
-    deadline_town_hours: float = Field(default=120, ge=0, le=24 * 90, description="Town level: 5 days.")
-    deadline_banner_hours: float = Field(default=168, ge=0, le=24 * 90, description="Banner level: 7 days.")
+    deadline_village_hours: float = Field(
+        default=72, ge=0, le=MAX_HOURS["village"], description="Village level: 3 days."
+    )
+    deadline_town_hours: float = Field(default=120, ge=0, le=MAX_HOURS["town"], description="Town level: 5 days.")
+    deadline_banner_hours: float = Field(default=168, ge=0, le=MAX_HOURS["banner"], description="Banner level: 7 days.")
     max_attempts_per_level: int = Field(
-        default=3, ge=1, le=20, description="Mediation attempts per level before escalation is proposed (三个三)."
+        default=3,
+        ge=1,
+        le=MAX_ATTEMPTS,
+        description="Mediation attempts per level before escalation is proposed (三个三).",
     )
     severity_levels: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_SEVERITY_LEVELS),

@@ -10,6 +10,7 @@ reader scoped to one banner sees nothing of the other (API and wall callbacks).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,12 @@ from callbacks import pages, wall
 from dashboard.pages.wall import Ids
 from geodata import io, kpi, league, queries
 from geodata.errors import Conflict
-from services.identity import Principal, acting_as, create_screen
+from services.identity import Principal, acting_as, create_screen, redeem_pairing
+from services.live import Entry
 from services.runtime import Services
 
 from .cases_fixtures import auth, case_body, cases_settings, client, token  # noqa: F401
+from .conftest import sign_in
 from .helpers import keyed
 
 FIRST = "150623"  # the demo's banner
@@ -313,3 +316,60 @@ def test_the_league_demo_shares_its_figures_among_the_nine_banners() -> None:
     # the biggest banner (鄂托克旗, ~20,000 km²) has the most cells, the smallest district the fewest
     assert max(parts, key=lambda c: parts[c].cells) == "150624"
     assert min(parts, key=lambda c: parts[c].cells) == "150603"
+
+
+def test_users_screens_and_tokens_are_per_banner_or_league_wide(
+    client: TestClient, token: Callable[..., str], demo_db: str, two_banners: io.ImportReport
+) -> None:
+    """Issue 16 item 2: users, screens and tokens are per banner or for the whole league. A banner's
+    screen opens the wall at its banner and a league-wide one at the root; a person signed in with a
+    banner's area reads only its cases and KPIs; the live push gives a banner's screen only its
+    banner's case events (vans' events go to every screen: vans drive across banners)."""
+    dispatcher = auth(token("dispatcher"))
+    made = client.post("/api/v1/cases", json=case_body(*SECOND_POINT), headers=keyed(dispatcher))
+    assert made.status_code == 201, made.text
+    second_code = made.json()["code"]
+    first_code = _cases_of(demo_db, FIRST)[0][0]
+
+    # screens: paired as a banner's or the league's (the root's code is stored league-wide)
+    with psycopg.connect(demo_db) as conn:
+        banner_screen = redeem_pairing(conn, create_screen(conn, "二旗墙", SECOND)[1])
+        league_screen = redeem_pairing(conn, create_screen(conn, "市墙", ROOT)[1])
+    assert banner_screen is not None and league_screen is not None
+    assert (banner_screen.area, league_screen.area) == (SECOND, None)
+    svc = _svc(client)
+    with acting_as(banner_screen):
+        assert _find(pages.render(svc, "/", None), Ids.SELECTED).data == {"code": SECOND, "banner": SECOND}
+    with acting_as(league_screen):
+        assert _find(pages.render(svc, "/", None), Ids.SELECTED).data == {"code": ROOT, "banner": ROOT}
+
+    # a person signed in with the banner's area: its cases, its KPIs, nothing of the other banner
+    sign_in(client, demo_db, "viewer", area=SECOND)
+    listed = client.get("/api/v1/cases?limit=500").json()["cases"]
+    assert [c["code"] for c in listed] == [second_code]
+    assert client.get(f"/api/v1/cases/{first_code}").status_code in (403, 404)
+    assert client.get(f"/api/v1/areas/{SECOND}/stats").status_code == 200
+    assert client.get(f"/api/v1/areas/{FIRST}/stats").status_code == 403
+    assert client.get(f"/api/v1/areas/{ROOT}/stats").status_code == 403
+    assert [r["code"] for r in client.get("/api/v1/stats/ranking").json()["ranking"]] == [SECOND + "100"]
+    client.cookies.clear()
+    sign_in(client, demo_db, "viewer", area=ROOT)  # a league-wide person: both banners
+    assert client.get(f"/api/v1/cases/{first_code}").status_code == 200
+    assert client.get(f"/api/v1/cases/{second_code}").status_code == 200
+    assert client.get(f"/api/v1/areas/{ROOT}/stats").status_code == 200
+    client.cookies.clear()
+
+    # the live push: the hub's filter for a banner's screen, on the events as committed
+    with psycopg.connect(demo_db) as conn:
+        rows = conn.execute(
+            "SELECT seq, type, event::text FROM outbox WHERE type = 'case.created' AND event->>'code' = %s",
+            (second_code,),
+        ).fetchall()
+        van = conn.execute("SELECT id FROM vans ORDER BY id LIMIT 1").fetchone()
+    ((seq, kind, raw),) = rows
+    created = Entry(f"{seq}-0", kind, raw, seq)
+    first_event = Entry("1-0", "case.changed", json.dumps({"code": first_code, "grid": [None, None, None, FIRST]}))
+    moved = Entry("2-0", "van.moved", json.dumps({"van": van[0] if van else "V01"}))
+    assert created.visible_in(SECOND) and created.visible_in(None) and not created.visible_in(FIRST)
+    assert first_event.visible_in(FIRST) and not first_event.visible_in(SECOND)
+    assert moved.visible_in(SECOND) and moved.visible_in(FIRST)

@@ -20,7 +20,7 @@ import shapely
 
 from geodata.clock import CST
 from geodata.demo.territory import Territory
-from geodata.workflow import LEVELS, OPEN_STEPS, STEPS, DeadlineRules
+from geodata.workflow import LEVELS, OPEN_STEPS, STEPS, DeadlineRules, Rules
 
 # A COPY row of ``cases`` (the columns seed.py names) and one of ``case_events``.
 CaseRow = tuple[object, ...]
@@ -158,13 +158,13 @@ def generate_cases(
     as_of: datetime,
     rng: np.random.Generator,
     first_id: int = 1,
-    rules: DeadlineRules | None = None,
+    rules: Rules | None = None,
 ) -> Iterator[tuple[list[CaseRow], list[EventRow]]]:
     """Yield (case rows, event rows) in chunks, oldest first; ids start at ``first_id``; deadlines
-    by ``rules`` (the workflow's defaults unless given)."""
-    rules = rules or DeadlineRules()
+    by ``rules`` of the territory's banner (the workflow's defaults unless given)."""
     cells = territory.level(4)
     banner = territory.level(1)[0]
+    own = (rules or DeadlineRules()).of(banner.code)
     names = {a.code: a.name for a in territory.areas}
     kinds = {a.code: a.props.get("kind") for a in territory.level(3)}
     cw = np.asarray([4.0 if kinds.get(c.parent_code or "") == "community" else 1.0 for c in cells])
@@ -193,7 +193,7 @@ def generate_cases(
         ctype = types[type_i[k]]
         cell = cells[cell_i[k]]
         drawn = _Drawn(first_id + k, ctype, cell.code, reported, str(chan[k]))
-        row, events = (_history_case if k < n_history else _open_case)(rng, drawn, as_of, rules)
+        row, events = (_history_case if k < n_history else _open_case)(rng, drawn, as_of, own)
         local_day = row[7].astimezone(CST).strftime("%Y%m%d")  # the report time the case really has
         day_seq[local_day] = day_seq.get(local_day, 0) + 1
         code = f"{banner.code}-{local_day}-{day_seq[local_day]:06d}"

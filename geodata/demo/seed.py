@@ -25,13 +25,13 @@ from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
-from geodata import counters, league, vendored
+from geodata import counters, deadlines, league, vendored
 from geodata.demo import cases as case_gen
 from geodata.demo import resources
 from geodata.demo import roster as roster_gen
 from geodata.demo.territory import Territory, TownSpec, VillageSpec, build_territory
 from geodata.queries import query
-from geodata.workflow import DeadlineRules
+from geodata.workflow import DeadlineRules, Rules
 
 log = logging.getLogger("yitu.seed")
 
@@ -255,13 +255,14 @@ def seed_demo(
     progress: bool = False,
     cameras: int | None = None,
     cases: int | None = None,
-    rules: DeadlineRules | None = None,
+    rules: Rules | None = None,
     audit: SeedAudit | None = None,
 ) -> dict[str, int]:
     """Generate and write the demo; return row counts per table. One transaction: all or nothing.
 
     The cases' deadlines follow ``rules`` (the workflow's defaults unless given: pass the running
-    app's, services.scheduler.deadline_rules, so the demo agrees with the API and the sweep).
+    app's, services.deadlines.deadline_rules, so the demo agrees with the API and the sweep), with
+    the league's and each banner's own rules over them (geodata/deadlines.py).
     ``audit`` is called in the transaction once everything is written (the CLI's admin_events row).
 
     ``replace`` wipes the case history too, which is append-only for everyone (016_audit.sql): the
@@ -300,11 +301,15 @@ def seed_demo(
         # The KPI counters' triggers stand aside for the bulk load (033_counters.sql): one rebuild
         # after it, in this transaction, costs a fraction of a delta per COPY batch.
         cur.execute("SELECT set_config('yitu.counters_bulk', 'on', true)")
+        # each banner's deadlines: the rules given with the league's and the banners' own over them
+        # (geodata/deadlines.py; the table survives a --replace), unless a book is given
+        book = rules if rules is not None and not isinstance(rules, DeadlineRules) else None
+        book = book or deadlines.load(conn, rules if isinstance(rules, DeadlineRules) else DeadlineRules())
         nodes = first_id = 0
         for i, (part, demo) in enumerate(parts):
             # one banner of several (the league): its own random streams, road nodes and case ids numbered on
             stream = [seed] if len(parts) == 1 else [seed, 10 + i]
-            written = _write_part(cur, demo, part, as_of, stream, progress, rules or DeadlineRules(), nodes, first_id)
+            written = _write_part(cur, demo, part, as_of, stream, progress, book, nodes, first_id)
             for k, v in written.items():
                 counts[k] = counts.get(k, 0) + v
             nodes += 1 + max((max(r.source, r.target) for r in demo.roads), default=-1)
@@ -332,7 +337,7 @@ def _write_part(
     as_of: datetime,
     stream: list[int],
     progress: bool,
-    rules: DeadlineRules,
+    rules: Rules,
     node_offset: int = 0,
     id_offset: int = 0,
 ) -> dict[str, int]:
@@ -446,7 +451,7 @@ def _write_cases(
     as_of: datetime,
     stream: list[int],
     progress: bool,
-    rules: DeadlineRules,
+    rules: Rules,
     id_offset: int = 0,
 ) -> tuple[int, int]:
     rng = np.random.default_rng([*stream, 2])  # its own stream: the territory does not shift the cases

@@ -15,7 +15,9 @@
 -- The boundary distance is planar on a locally scaled plane (0.2 ms); only near the 50 m
 -- threshold is the exact spheroidal distance computed (several ms on detailed cells).
 -- Deadlines for every possible level come in with each request (computed by geodata/workflow.py),
--- and the one of the level found is used: the level of the deepest area hit, or the triage's
+-- the league's (or the settings') in dl_grid … dl_banner and, for the banners with deadlines of their
+-- own (geodata/deadlines.py), theirs in ``dl_by`` (banner → level → deadline; NULL without any),
+-- and the one of the case's banner and the level found is used: the level of the deepest area hit, or the triage's
 -- (``start_rank``, from the severity: 0 grid … 3 banner) when that is higher; ``group_flag`` is
 -- the 群体性 flag when the report involves enough people. ``scope`` (an area code of any level, or NULL) is the
 -- reporting token's area: a point whose chain does not contain it writes nothing (in_scope is
@@ -32,7 +34,7 @@ r AS (
         request_hash text, actor text, role text, actor_kind text, actor_id bigint, client_at timestamptz,
         scope text, at text, severity text, people_involved int, amount_yuan numeric, start_rank int,
         group_flag text,
-        dl_grid timestamptz, dl_village timestamptz, dl_town timestamptz, dl_banner timestamptz)
+        dl_grid timestamptz, dl_village timestamptz, dl_town timestamptz, dl_banner timestamptz, dl_by jsonb)
 ),
 p AS (
     SELECT r.*, ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS g,
@@ -85,8 +87,9 @@ c AS (
                        severity, people_involved, amount_yuan)
     SELECT go.id, yitu_next_case_code(ok.banner, ok.day), ok.type, ok.description, ok.parties,
            ok.g, ok.grid, ok.village, ok.town, ok.banner, ok.channel, ok.reporter, lv.level, 'reported',
-           CASE lv.level WHEN 'grid' THEN ok.dl_grid WHEN 'village' THEN ok.dl_village
-                         WHEN 'town' THEN ok.dl_town ELSE ok.dl_banner END,
+           coalesce((ok.dl_by -> ok.banner ->> lv.level)::timestamptz,
+                    CASE lv.level WHEN 'grid' THEN ok.dl_grid WHEN 'village' THEN ok.dl_village
+                                  WHEN 'town' THEN ok.dl_town ELSE ok.dl_banner END),
            0,
            array_remove(ARRAY[CASE WHEN ok.deep IS NULL THEN 'outside_territory' END,
                               CASE WHEN ok.boundary_m < 50 THEN 'near_boundary' END, ok.group_flag], NULL),
