@@ -18,8 +18,9 @@ from dash import Dash, Input, Output, State, dcc, html
 from dash.development.base_component import Component
 
 from dashboard.i18n import translator
+from dashboard.pages import wall as wall_page
 from dashboard.pages.inbox import LIVE_TICK, WALL_TICK, Ids
-from geodata import warnings
+from geodata import queries, warnings
 from geodata.clock import shown
 from geodata.warnings import Inbox, InboxQuery
 from services import identity
@@ -128,13 +129,27 @@ def view(svc: Services, who: Principal | None, lang: str, now: datetime | None =
     return counts(box, t), table(box, now, lang)
 
 
-def wall_view(svc: Services, who: Principal | None, lang: str, now: datetime | None = None) -> list[Component]:
-    """The wall's badge: how many deadline warnings are running inside the reader's scope, and the
-    soonest few (a case code each, its type and time left) under it; nothing when there are none."""
+def _below_root(code: str) -> bool:
+    """A banner or an area in one (the root, or no area code at all, stands for the whole territory)."""
+    try:
+        return queries.level_of(code) > 0
+    except ValueError:
+        return False
+
+
+def wall_view(
+    svc: Services, who: Principal | None, lang: str, now: datetime | None = None, area: str | None = None
+) -> list[Component]:
+    """The wall's badge: how many deadline warnings are running in the area the wall shows (``area``,
+    the one drilled into, when the reader may see it; else the reader's scope), and the soonest few
+    (a case code each, its type and time left) under it; nothing when there are none."""
     t = translator(lang)
     now = now or _now()
+    scope = identity.scope_of(who)
+    if area and who is not None and who.sees_area(area) and _below_root(area):
+        scope = area
     with svc.pool.connection() as conn:
-        total, rows = warnings.current(conn, identity.scope_of(who), now, WALL_SHOWN)
+        total, rows = warnings.current(conn, scope, now, WALL_SHOWN)
     if not total:
         return []
     items = []
@@ -171,6 +186,14 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     def _inbox(_tick: object, lang: str | None) -> tuple[Any, Any]:
         return view(get(), identity.current(), lang or get().settings.lang)
 
-    @app.callback(Output(Ids.WALL_WARNINGS, "children"), Input(WALL_TICK, "data"), State("lang", "data"))
-    def _wall_warnings(_tick: object, lang: str | None) -> list[Component]:
-        return wall_view(get(), identity.current(), lang or get().settings.lang)
+    @app.callback(
+        Output(Ids.WALL_WARNINGS, "children"),
+        Input(WALL_TICK, "data"),
+        Input(wall_page.Ids.SELECTED, "data"),
+        State("lang", "data"),
+    )
+    def _wall_warnings(_tick: object, selected: dict[str, Any] | None, lang: str | None) -> list[Component]:
+        area = (selected or {}).get("code")
+        return wall_view(
+            get(), identity.current(), lang or get().settings.lang, area=area if isinstance(area, str) else None
+        )

@@ -256,3 +256,28 @@ def test_the_inbox_follows_the_live_push_and_the_wall_shows_the_warning(
     p.click("#inbox-link")
     p.wait_for_selector(f"tr[data-code='{code}']", timeout=20_000)
     w.close()
+
+
+def test_the_walls_warning_badge_counts_the_area_the_wall_shows(
+    app_client: TestClient, conn: psycopg.Connection
+) -> None:
+    """Drilled into a town, the badge counts that town's running warnings, not the whole territory's;
+    the root (or an area outside the reader's) counts the reader's whole scope."""
+    towns = [r[0] for r in conn.execute("SELECT code FROM areas WHERE level = 2 ORDER BY code LIMIT 2").fetchall()]
+    for i, town in enumerate(towns):
+        for code in _codes(conn, "town_code", town, i + 1):  # one case running in the first, two in the second
+            _set(conn, code, "accepted", "grid", 2)
+    with conn.transaction():
+        raised = warnings.raise_due(conn, NOW, warnings.WarnRules.hours(24, 24), notify=False)
+    assert len(raised) >= 3
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    dispatcher = _user(conn, "dispatcher")
+
+    def badge(area: str | None, who: Principal = dispatcher) -> int:
+        out = page.wall_view(svc, who, "zh-CN", NOW, area=area)
+        return int(out[0].children[0].children[-1].children) if out else 0
+
+    whole = warnings.current(conn, None, NOW)[0]
+    assert [badge(t) for t in towns] == [1, 2]
+    assert badge(None) == badge("1506") == badge("bogus") == whole > 2
+    assert badge(towns[1], _user(conn, "dispatcher", towns[0])) == 1  # not the reader's area: its own scope
