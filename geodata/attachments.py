@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -27,7 +28,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from geodata.cases import Actor
+from geodata import outbox
+from geodata.cases import Actor, chain_of
 from geodata.queries import query
 
 MAX_PER_CASE = 20
@@ -36,6 +38,7 @@ MAX_FILES_PER_REQUEST = 10
 # The body cap of one upload (api/budgets.py): every file at its largest, and the multipart framing.
 UPLOAD_BODY_MAX = MAX_FILES_PER_REQUEST * MAX_FILE_BYTES + 1024 * 1024
 AUDIT_ACTION = "attachment"
+ATTACHED_EVENT = "case.attached"  # its live event (no personal data: the case, its place in the grid, how many files)
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,21 @@ def add(
             note,
             Jsonb(detail),
         ),
+    )
+    # the live push: a screen showing the case (its page, a phone's task) redraws it with the files
+    outbox.append(
+        conn,
+        [
+            {
+                "type": ATTACHED_EVENT,
+                "code": case["code"],
+                "step": case["step"],
+                "level": case["level"],
+                "grid": chain_of(case),
+                "count": len(files),
+                "at": datetime.now(UTC).isoformat(),
+            }
+        ],
     )
     return _select(conn, sql.SQL("a.id = ANY(%(ids)s)"), {"ids": ids})
 

@@ -173,6 +173,15 @@ def audit_rows(dsn: str, code: str) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
+def attached_events(dsn: str, code: str) -> list[dict[str, Any]]:
+    """The live events an upload to ``code`` wrote to the outbox (with its rows, in their transaction)."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT event FROM outbox WHERE type = 'case.attached' AND event->>'code' = %s ORDER BY seq", (code,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
 def stored_blobs(blob_dir: Path) -> list[str]:
     return list(blobs.LocalBlobStore(blob_dir).addresses())
 
@@ -230,6 +239,10 @@ def test_photos_are_stored_listed_and_served_without_location(
     assert not more and action == "attachment" and from_step == to_step == case["step"] and kind == "token"
     assert [a["id"] for a in data["attachments"]] == [first["id"], second["id"]]
     assert client.get(f"/api/v1/cases/{case['code']}", headers=auth(tok)).json()["step"] == case["step"]
+    # one live event: a screen showing the case redraws it; no file name, no personal data in it
+    (event,) = attached_events(demo_db, case["code"])
+    assert event["count"] == 2 and event["step"] == case["step"] and event["grid"] == case["grid"]
+    assert "IMG_0001" not in str(event) and "13812345678" not in str(event)
     # original, served copy and thumbnail of each, content-addressed; nothing left in staging
     assert media.sniff(photo) == "image/jpeg"
     assert blobs.address_of(photo) in stored_blobs(blob_dir) and len(stored_blobs(blob_dir)) == 6
@@ -425,6 +438,7 @@ def test_a_retry_with_the_same_key_stores_once(
     assert again.status_code == 200 and again.headers["idempotency-replayed"] == "true"
     assert again.json() == first.json()
     assert rows(demo_db, code) == 3 and len(audit_rows(demo_db, code)) == 2
+    assert [e["count"] for e in attached_events(demo_db, code)] == [2, 1]  # the replay pushed nothing
 
     other = upload(client, tok, code, ("c.png", png(color=(1, 2, 3, 255)), "image/png"), key=key)
     _refused(other, 422, "Idempotency-Key")
