@@ -37,7 +37,7 @@ from services.runtime import Services
 from services.scheduler import CasesRuntime
 
 DISPATCHERS = dispatching.DISPATCHERS
-QUEUE_LIMIT = 200  # the queue scrolls; a banner rarely has more waiting at once
+QUEUE_LIMIT = 200  # the most urgent listed (the queue scrolls); a league may have more: the page says so
 CAMERA_RADIUS_M = 500
 
 
@@ -133,6 +133,9 @@ def queue_items(
                 ],
             )
         )
+    total = int(rows[0]["total"])
+    if total > len(rows):  # the rest are less urgent; the area page lists them all
+        out.append(html.P(t("dispatch.queue_more").format(shown=len(rows), total=total), className="yitu-muted"))
     return out
 
 

@@ -8,8 +8,9 @@ Redis is live state, not the record: screens that miss entries (a gap in ``outbo
 lost with Redis) reload from PostGIS (services/live.py). The stream is capped
 (``MAXLEN ~ 100000``) so it cannot fill Redis.
 
-Entry fields: ``type`` (case.created, case.changed, case.attached, dispatch.*, van.moved, areas.changed), ``event`` (the JSON
-object) and ``outbox_id`` (decimal: 1, 2, 3 … consecutive in stream order).
+Entry fields: ``type`` (case.created, case.changed, case.attached, dispatch.*, van.moved,
+areas.changed), ``event`` (the JSON object) and ``outbox_id`` (decimal: 1, 2, 3 … consecutive in
+stream order).
 """
 
 from __future__ import annotations

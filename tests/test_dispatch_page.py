@@ -132,6 +132,20 @@ def test_the_queue_is_the_waiting_cases_of_the_area_most_urgent_first(app_client
         items = page.queue_items(svc, who, expected[0], "zh-CN", now)
         assert [i["code"] for i in _ids(items, page.QUEUE_ITEM)] == expected
         assert "yitu-selected" in items[0].className
+        assert "仅列出" not in _texts(items)  # all of them listed: nothing more to say
+
+
+def test_a_queue_longer_than_the_page_lists_says_how_many_more_wait(
+    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = _svc(app_client)
+    who = page.signed_in(_who("dispatcher"))
+    assert who is not None
+    total = len(page.waiting(svc, who, datetime.now(UTC)))
+    monkeypatch.setattr(page, "QUEUE_LIMIT", 3)
+    items = page.queue_items(svc, who, None, "zh-CN")
+    assert len(_ids(items, page.QUEUE_ITEM)) == 3
+    assert f"仅列出最紧急的 3 件（共 {total} 件）" in _texts(items)
 
 
 def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client: TestClient, demo_db: str) -> None:

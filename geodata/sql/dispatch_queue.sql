@@ -2,8 +2,9 @@
 -- accepted into a level's queue), or already sent (dispatched, handling: to chase them) — inside an
 -- area of any level (NULL: the whole territory), the most urgent first: by deadline, then by report
 -- time. No personal data: the page shows parties masked from the case card; who a case is assigned
--- to (a mediator, a unit or a van) is the assignee's name.
-SELECT c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline, c.reported_at,
+-- to (a mediator, a unit or a van) is the assignee's name. ``total``: how many there are in all (the
+-- page lists the most urgent %(limit)s and says so when there are more).
+SELECT count(*) OVER () AS total, c.code, c.type, t.name_zh AS type_zh, t.name_en AS type_en, c.step, c.level, c.deadline, c.reported_at,
        c.grid_code, a.name AS grid_name, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat,
        c.deadline IS NOT NULL AND c.deadline < %(now)s AS overdue,
        c.assignee->>'kind' AS assignee_kind, c.assignee->>'name' AS assignee_name, c.assignee->>'id' AS assignee_id
