@@ -137,7 +137,7 @@ def users_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
 def user_action(
     svc: Services, who: Principal | None, address: str | None, action: str, fields: dict[str, Any], lang: str
 ) -> Outcome:
-    """``create`` (name, role, area, password), ``role`` (pick, role, area), ``passwd`` (pick,
+    """``create`` (name, role, area, password; van for a crew member), ``role`` (pick, role, area), ``passwd`` (pick,
     password), ``disable`` / ``enable`` (pick)."""
     t = translator(lang)
 
@@ -145,8 +145,10 @@ def user_action(
         if action == "create":
             name = _need(fields.get("name"), "name")
             role = _need(fields.get("role"), "role")
+            password = fields.get("password") or ""
+            van = fields.get("van") or None  # a crew member's van (role van); refused for any other role
             admin.create_user(
-                conn, me, address, name=name, role=role, password=fields.get("password") or "", area=fields.get("area")
+                conn, me, address, name=name, role=role, password=password, area=fields.get("area"), van=van
             )
             return Outcome(True, t("admin.done.user_create").format(name=name.strip()))
         name = _need(fields.get("pick"), "pick")
@@ -518,7 +520,13 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         {
             Ids.USER_CREATE: (
                 "create",
-                {"name": Ids.USER_NAME, "role": Ids.USER_ROLE, "area": Ids.USER_AREA, "password": Ids.USER_PASSWORD},
+                {
+                    "name": Ids.USER_NAME,
+                    "role": Ids.USER_ROLE,
+                    "area": Ids.USER_AREA,
+                    "van": Ids.USER_VAN,
+                    "password": Ids.USER_PASSWORD,
+                },
             ),
             Ids.EDIT_APPLY: ("role", {"pick": Ids.USER_PICK, "role": Ids.EDIT_ROLE, "area": Ids.EDIT_AREA}),
             Ids.EDIT_PASSWD: ("passwd", {"pick": Ids.USER_PICK, "password": Ids.EDIT_PASSWORD}),

@@ -170,6 +170,7 @@ def _users_request(c: TestClient, action: str, **state: Any) -> dict[str, Any]:
         (Ids.USER_NAME, "name"),
         (Ids.USER_ROLE, "role"),
         (Ids.USER_AREA, "area"),
+        (Ids.USER_VAN, "van"),
         (Ids.USER_PASSWORD, "password"),
         (Ids.USER_PICK, "pick"),
         (Ids.EDIT_ROLE, "edit_role"),
@@ -389,6 +390,10 @@ BAD_USERS: list[tuple[dict[str, Any], str]] = [  # (the create form, the field n
     (_new("ok-name", password="short"), "password"),
     (_new("ok-name", password=None), "password"),
     (_new("ok-name", password="p" * 5000), "password"),
+    (_new("ok-name", role="van"), "van"),  # a crew member needs the van they ride in
+    (_new("ok-name", role="van", van="V404"), "van"),
+    (_new("ok-name", role="van", van="V01'; --"), "van"),
+    (_new("ok-name", van="V01"), "van"),  # only a crew member rides in a van
 ]
 
 
@@ -425,6 +430,23 @@ def test_bad_input_is_refused_naming_the_field_in_the_pages_language(
     table, _, _ = cb.changes_view(svc, me, "x\x00" * 80, 0, lang)
     assert _text(table).startswith(t["admin.field.filter"] + sep)
     assert _last_event_id(demo_db) == since  # nothing refused was written
+
+
+def test_an_admin_makes_a_vans_crew_member_on_the_page(app_client: TestClient, demo_db: str) -> None:
+    c = app_client
+    sign_in(c, demo_db, "admin")
+    name = f"crew-{uuid.uuid4().hex[:4]}"
+    body = _users_request(c, "create", name=name, role="van", van="V02", password="a long password")
+    r = c.post("/_dash-update-component", json=body, headers=ORIGIN)
+    assert r.status_code == 200, r.text
+    with psycopg.connect(demo_db) as conn:
+        assert conn.execute("SELECT role, van_id FROM users WHERE name = %s", (name,)).fetchone() == ("van", "V02")
+        (details,) = conn.execute(
+            "SELECT detail FROM admin_events WHERE action = 'user.create' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert details["van"] == "V02" and details["role"] == "van"
+    options = cb.users_view(c.app.state.services, "zh-CN")  # type: ignore[attr-defined]
+    assert {"label": name, "value": name} in options[1]
 
 
 def test_markup_in_a_name_is_shown_as_text(app_client: TestClient, me: Principal) -> None:

@@ -21,7 +21,7 @@ from dashboard.header import page_header
 from dashboard.i18n import translator
 from dashboard.pages import inbox
 from geodata.workflow import ROLES
-from services.identity import PEOPLE_ROLES
+from services.identity import CREW_ROLE, PEOPLE_ROLES, USER_ROLES
 from services.settings import Settings
 
 
@@ -34,6 +34,7 @@ class Ids(StrEnum):
     USER_ROLE = "admin-user-role"
     USER_AREA = "admin-user-area"
     USER_PASSWORD = "admin-user-password"
+    USER_VAN = "admin-user-van"  # the van a crew member rides in (role van)
     USER_CREATE = "admin-user-create"
     USER_PICK = "admin-user-pick"
     EDIT_ROLE = "admin-edit-role"
@@ -138,8 +139,10 @@ def _button(id_: str, label: str, quiet: bool = False) -> html.Button:
     return html.Button(label, id=id_, n_clicks=0, className="yitu-button" + (" yitu-quiet" if quiet else ""))
 
 
-def _roles(roles: tuple[str, ...], t: Callable[[str], str]) -> list[dict[str, str]]:
-    return [{"label": t(f"role.{r}"), "value": r} for r in roles]
+def _roles(roles: tuple[str, ...], t: Callable[[str], str], people: bool = False) -> list[dict[str, str]]:
+    """The role picker's options; for people, role van reads as a van's crew member (a token of role
+    van is the van's own device)."""
+    return [{"label": t("role.van_crew" if people and r == CREW_ROLE else f"role.{r}"), "value": r} for r in roles]
 
 
 def _pick(id_: str, placeholder: str, options: list[dict[str, str]] | None = None, multi: bool = False) -> dcc.Dropdown:
@@ -302,8 +305,9 @@ def layout(settings: Settings, who: str = "") -> html.Div:
                         t("admin.users"),
                         [
                             _input(Ids.USER_NAME, t("admin.field.name")),
-                            _pick(Ids.USER_ROLE, t("admin.field.role"), _roles(PEOPLE_ROLES, t)),
+                            _pick(Ids.USER_ROLE, t("admin.field.role"), _roles(USER_ROLES, t, people=True)),
                             _input(Ids.USER_AREA, t("admin.field.area_optional"), size=15),
+                            _input(Ids.USER_VAN, t("admin.field.crew_van"), size=10),
                             _input(Ids.USER_PASSWORD, t("admin.field.password"), "password", MAX_INPUT),
                             _button(Ids.USER_CREATE, t("admin.user.create")),
                         ],
