@@ -6,7 +6,7 @@ import re
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 
 from dashboard.i18n import translator
 from geodata.clock import CST
@@ -190,6 +190,40 @@ def test_drill_down_from_banner_to_cell_and_back(live_server, demo_db: str, redi
     wait_for(lambda: page.inner_text("#panel-name") == "鄂托克前旗", timeout=20, what="back to the banner")
     assert page.locator(".yitu-crumb").count() == 1
     w.close()
+
+
+@pytest.mark.browser
+def test_leaving_the_wall_while_its_layers_load_throws_nothing_into_the_next_page(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
+    """The wall's layer answers held until a link has taken the page to the inbox: dash-leaflet would
+    ask the removed map for its bounds ('_leaflet_pos', a page error); the late answers are dropped."""
+    srv = live_server(demo_db, redis_url)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie(srv.sign_in("dispatcher")))
+    page = w.page
+    held: list[Route] = []
+    page.add_init_script(
+        "window.__errors = []; ['error', 'unhandledrejection'].forEach(k => "
+        "window.addEventListener(k, e => window.__errors.push(String(e.reason || e.message))));"
+    )
+
+    def hold(route: Route) -> None:  # a function: Playwright does not take a bound builtin
+        held.append(route)
+
+    page.route("**/api/v1/layers/**", hold)
+    page.goto(srv.url + "/")
+    page.wait_for_selector("#inbox-link", timeout=30_000)
+    wait_for(lambda: page.wait_for_timeout(50) or len(held) >= 2, timeout=30, what="the wall's layers asked for")
+    page.click("#inbox-link")
+    page.wait_for_selector(".yitu-inbox", timeout=30_000)
+    for route in held:  # the answers come now, after the page was left
+        route.continue_()
+    # until the page has dropped every late answer, or thrown (without the fix: '_leaflet_pos')
+    page.wait_for_function(
+        f"() => (window.yitu.layerDropped || 0) >= {len(held)} || window.__errors.length > 0", timeout=30_000
+    )
+    assert page.evaluate("() => window.__errors") == []
+    w.close()  # no page error, no console error
 
 
 @pytest.mark.browser

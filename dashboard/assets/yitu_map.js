@@ -245,17 +245,31 @@
   // database is away) and the layer ignores every later url, so a wall screen's pins freeze while
   // its numbers go on (bench/chaos.py found it). So a layer fetch is tried again, backing off up to
   // 5 s, until an answer the layer can read comes; the newest data is what the server then holds.
+  //
+  // An answer that comes after the page was left (a Dash link to another page while the wall's
+  // layers load) is dropped: the layer that asked is gone with its map, and dash-leaflet would ask
+  // that removed map for its bounds ("Cannot read properties of undefined (reading '_leaflet_pos')",
+  // tests/test_dashboard.py). A promise that never settles is what an unmounted layer can be given.
   var fetch0 = window.fetch;
   if (fetch0 && !yitu._layerRetry) {
     yitu._layerRetry = true;
     yitu.layerRetries = 0;
+    yitu.layerDropped = 0;
+    var never = function () { yitu.layerDropped += 1; return new Promise(function () {}); };
     window.fetch = function (input) {
       var url = typeof input === "string" ? input : (input && input.url) || "";
       if (url.indexOf("/api/v1/layers/") < 0) { return fetch0.apply(this, arguments); }
-      var self = this, args = arguments, wait = 250;
+      var self = this, args = arguments, wait = 250, page = window.location.pathname;
+      function left() { return window.location.pathname !== page; }
       function attempt() {
+        if (left()) { return never(); }
         return fetch0.apply(self, args).then(function (r) {
           if (r.status >= 500 || r.status === 429) { throw new Error("layer answered " + r.status); }
+          if (left()) { return never(); }
+          ["json", "arrayBuffer", "text"].forEach(function (how) {  // the body read after the page was left
+            var read = r[how].bind(r);
+            r[how] = function () { return read().then(function (body) { return left() ? never() : body; }); };
+          });
           return r;
         }).catch(function () {
           yitu.layerRetries += 1;
