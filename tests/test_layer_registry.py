@@ -171,6 +171,7 @@ def test_an_extra_layer_is_served_and_listed(
             "bbox",
             "level",
             "format",
+            "rev",
         ]
     with _client(
         demo_dsn, redis_url, tmp_path / "h2", demo_admin

@@ -106,10 +106,13 @@ def test_batch_ingest_stores_history_moves_vans_and_tells_redis(
     assert vans["V03"]["status"] == "offline"  # silent for an hour
     moved = wait_for(lambda: len(e := stream_events(redis_url)) >= 5 and e, what="5 van.moved events")
     assert len(moved) == 5  # type: ignore[arg-type]
-    # Redis holds no copy of a van (the vans row is the one every reader reads): only the stream
+    # Redis holds no copy of a van (the vans row is the one every reader reads): only the stream, and
+    # beside it the newest outbox id of each family of events in it (services/layer_answers.py)
     rc = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        assert sorted(rc.scan_iter("yitu:*")) == ["yitu:events"]
+        assert sorted(rc.scan_iter("yitu:*")) == ["yitu:events", "yitu:events:last"]
+        last = max(int(f["outbox_id"]) for _, f in rc.xrange("yitu:events"))
+        assert rc.hgetall("yitu:events:last") == {"van": str(last), "*": str(last)}
     finally:
         rc.close()
     assert [e["latest"] for e in moved if e["van"] == "V01"] == [False, False, True]
