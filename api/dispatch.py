@@ -8,7 +8,9 @@ change writes its live events to the outbox in its own transaction, and the rela
 once it commits (``dispatch.created``,
 ``dispatch.arrived``, ``dispatch.ended``, ``dispatch.cancelled``, and the ``case.changed`` of each
 workflow step). A refusal is a 409 naming the ``field`` at fault (``van``, ``case``, ``id``, or
-``action`` with the ``allowed`` actions when the case is not at a step that permits it).
+``action`` with the ``allowed`` actions when the case is not at a step that permits it). A
+dispatcher scoped to an area is offered and may send only the vans of its banner and the league's
+(039_van_banner.sql): another banner's van is a 404 naming ``van``, and nothing is written.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def van_candidates(code: Annotated[str, Path(pattern=CODE)], svc: Svc, who: Who)
     now = _now()
     route = routing(svc.settings)
     with svc.pool.connection() as conn:
-        rows = dispatch.candidates(conn, code, route, now)
+        rows = dispatch.candidates(conn, code, route, now, scope=who.area)  # its banner's vans and the league's
     return {
         "case": code,
         "lon": case["lon"],

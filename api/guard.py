@@ -157,6 +157,7 @@ ROUTES: Mapping[str, Policy] = {
     "/api/v1/areas/{code}/cases": _signed_in(Face.API, NOT_VAN),
     "/api/v1/stats/ranking": _signed_in(Face.API),
     "/api/v1/vans/positions": _signed_in(Face.API),
+    # the vans of the reader's banner and the league's (a van's banner is its base centre's, in the SQL)
     "/api/v1/vans": _signed_in(Face.API),
     "/api/v1/vans/{van}/track": _signed_in(Face.API),
     # the van crew's phone page (api/mobile_van.py): the crew (its own van), dispatchers, admins
@@ -217,7 +218,7 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.wall._filter": ANY_SIGNED_IN,  # the pins' URL; the layer route scopes what it serves
     "callbacks.wall._chip": ANY_SIGNED_IN,  # sets the pin filters; reads nothing
     "callbacks.wall._types": ANY_SIGNED_IN,  # the case types' names
-    "callbacks.wall._focus_van": ANY_SIGNED_IN,  # a van's card and where it is (the board shows them all)
+    "callbacks.wall._focus_van": ANY_SIGNED_IN,  # a van's card and where it is: of the reader's banner's vans
     "callbacks.area._table": ANY_SIGNED_IN,
     "callbacks.dispatch._queue": ANY_SIGNED_IN,  # empty with a hint unless a dispatcher
     "callbacks.dispatch._select": ANY_SIGNED_IN,

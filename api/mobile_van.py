@@ -22,7 +22,8 @@ What the page does, all through the API everyone uses:
 
 Least privilege is the van token's (services/identity.py ``Principal.sees_case``): a crew member
 reads its own van and the case that van is sent to, nothing else. Dispatchers and admins may open
-``/m/van?van=V01`` to see what a crew sees (within their area).
+``/m/van?van=V01`` to see what a crew sees (within their area: only the vans of their banner and
+the league's, 039_van_banner.sql; another banner's van is a 404 naming ``van``).
 """
 
 from __future__ import annotations
@@ -196,8 +197,8 @@ def _lang(settings: Settings) -> str:
 
 
 def crew_van(who: Principal, van: str | None) -> str:
-    """The van ``who`` may look at: a crew member's own (another is 403 naming ``van``); any van for
-    the people who send them (their area is applied to the dispatch in the SQL)."""
+    """The van ``who`` may look at: a crew member's own (another is 403 naming ``van``); for the
+    people who send them any van their area sees (applied in the SQL: :func:`van_scope`)."""
     if who.role == CREW_ROLE:
         if who.van is None:
             raise errors.Forbidden("this van crew identity has no van", field="van")
@@ -218,15 +219,21 @@ def _line(points: list[tuple[float, float]]) -> list[list[float]]:
     return [[round(x, 6), round(y, 6)] for x, y in points]
 
 
+def van_scope(who: Principal) -> str | None:
+    """The area the vans ``who`` may open are read within: none for a crew member (its own van,
+    wherever its area lies: :func:`crew_van` already holds it to that van), else the reader's."""
+    return None if who.role == CREW_ROLE else who.area
+
+
 def crew_state(svc: Services, who: Principal, van: str, now: datetime) -> dict[str, Any]:
     """The van, its active visit (within the reader's area) and, on the way, its route and ETA."""
     settings = svc.settings
     route_rules = routing(settings)
+    area = van_scope(who)
     with svc.pool.connection() as conn:
-        vans = tracking.van_list(conn, offline_seconds=settings.van_offline_seconds, at=now, van=van)
-        if not vans:
+        vans = tracking.van_list(conn, offline_seconds=settings.van_offline_seconds, at=now, van=van, scope=area)
+        if not vans:  # no such van, or another banner's: the same answer
             raise errors.NotFound(f"no van with id {van!r}", field="van")
-        area = None if who.role == CREW_ROLE else who.area
         active = dispatch.dispatches(conn, active=True, van=van, area=area, limit=1)
         d = active[0] if active else None
         route = None
@@ -263,7 +270,8 @@ def crew_state(svc: Services, who: Principal, van: str, now: datetime) -> dict[s
     "/api/v1/vans/{van}/dispatch",
     summary="A van's active visit with its route (pgRouting) and ETA: the crew page's read (van crew, dispatchers)",
     description="A van crew (token or signed-in crew member) reads its own van only (403 naming van otherwise); "
-    "admins and dispatchers any van, the visit only within their area. dispatch is null when the van is "
+    "admins and dispatchers the vans of their area's banner and the league's (404 naming van otherwise), "
+    "the visit only within their area. dispatch is null when the van is "
     "not on a visit; route is null once the van is on site or when it has no position.",
     responses=answers(*READ),
 )
@@ -346,11 +354,11 @@ def crew_page(
     offline = svc.settings.van_offline_seconds
     if who.role in DISPATCHERS and van is None:
         with svc.pool.connection() as conn:
-            every = tracking.van_list(conn, offline_seconds=offline, at=datetime.now(UTC))
+            every = tracking.van_list(conn, offline_seconds=offline, at=datetime.now(UTC), scope=van_scope(who))
         return HTMLResponse(picker_html(svc.settings, every), headers={"Cache-Control": "no-store"})
     chosen = crew_van(who, van)
     with svc.pool.connection() as conn:
-        known = tracking.van_list(conn, offline_seconds=offline, at=datetime.now(UTC), van=chosen)
+        known = tracking.van_list(conn, offline_seconds=offline, at=datetime.now(UTC), van=chosen, scope=van_scope(who))
     if not known:
         raise errors.NotFound(f"no van with id {chosen!r}", field="van")
     return HTMLResponse(page_html(svc.settings, who, chosen), headers={"Cache-Control": "no-store"})

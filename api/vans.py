@@ -16,6 +16,10 @@ geodata/outbox.py), which the relay publishes for the live screens once it commi
 on the request's path: when it is down the positions are saved, the request succeeds, and the
 events go out when it is back.
 
+A reader scoped to an area sees the vans of its banner and the league's own vans only (a van
+belongs to its base centre's banner: 039_van_banner.sql), in the list and in a track: another
+banner's van is a 404 naming ``van``, as an unknown one.
+
 Offline is computed when read: a van whose ``last_seen_at`` is older than
 ``van_offline_seconds`` (or that never reported) shows ``offline``; ``vans.status`` keeps its
 dispatch status, so a van that reports again is back as it was. No sweep writes 'offline'.
@@ -186,12 +190,15 @@ def van_out(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get(
-    "", summary="Every van: position, status (offline when silent), mileage, cases mediated", responses=answers(*READ)
+    "",
+    summary="Every van the reader's area sees (its banner's and the league's): position, status (offline when "
+    "silent), mileage, cases mediated",
+    responses=answers(*READ),
 )
 def list_vans(svc: Svc, who: Who) -> dict[str, Any]:
     now = datetime.now(UTC)
     with svc.reading() as conn:
-        rows = tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=now)
+        rows = tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=now, scope=who.area)
     return {
         "as_of": now.isoformat(),
         "offline_after_seconds": svc.settings.van_offline_seconds,
@@ -226,7 +233,10 @@ def van_track(
     if until - since > timedelta(days=max_days):
         raise errors.Invalid(f"ask for at most {max_days:g} days at a time", field="since")
     with svc.reading() as conn:
-        if not tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=until, van=van):
+        known = tracking.van_list(
+            conn, offline_seconds=svc.settings.van_offline_seconds, at=until, van=van, scope=who.area
+        )
+        if not known:  # no such van, or one of another banner: the same answer
             raise errors.NotFound(f"no van with id {van!r}", field="van")
         rows = tracking.track(conn, van, since, until, limit + 1)
     return track_geojson(van, rows[:limit], since, until, truncated=len(rows) > limit)

@@ -464,12 +464,13 @@ def _text(name: str, placeholder: str = "", area: bool = False) -> Component:
     return dcc.Input(id=ident, value="", placeholder=placeholder, className="yitu-input", debounce=False)
 
 
-def targets(svc: Services, code: str, now: datetime | None = None) -> list[dict[str, Any]]:
+def targets(svc: Services, code: str, now: datetime | None = None, scope: str | None = None) -> list[dict[str, Any]]:
     """Whom the case could go to, best first: the roster's mediators and units (geodata/suggest.py),
-    then the vans that could go now (geodata/dispatch.py, by road)."""
+    then the vans that could go now (geodata/dispatch.py, by road) of those a reader scoped to
+    ``scope`` may send (its banner's and the league's)."""
     with svc.pool.connection() as conn:
         people = suggest.candidates(conn, code)
-        vans = dispatch.candidates(conn, code, dispatching.routing(svc.settings), now or _now())
+        vans = dispatch.candidates(conn, code, dispatching.routing(svc.settings), now or _now(), scope=scope)
     return [*people, *({"kind": "van", **v} for v in vans if v["dispatchable"])]
 
 
@@ -516,7 +517,7 @@ def form(svc: Services, who: auth.Principal | None, code: str, action: str, lang
             opts = [{"label": str(n), "value": n} for n in range(1, 6)]
             fields.append(_field(name, _radio(name, opts), label))
         elif name == "target":
-            rows = targets(svc, code)
+            rows = targets(svc, code, scope=who.area)
             opts = [{"label": _target_label(r, t), "value": f"{r['kind']}:{r['id']}"} for r in rows]
             if not opts:
                 fields.append(html.P(t("casepage.no_targets"), className="yitu-muted"))

@@ -190,7 +190,7 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         card = cases_layer.card(conn, code, masking.ROOM_READER, who.area)  # None outside the reader's area
         if card is None:
             return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
-        rows = dispatch.candidates(conn, code, dispatching.routing(svc.settings), _now())
+        rows = dispatch.candidates(conn, code, dispatching.routing(svc.settings), _now(), scope=who.area)
         where = conn.execute("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE code = %s", (code,)).fetchone()
         if where is None:  # the card was read a moment ago: a case is never deleted
             return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
@@ -380,7 +380,8 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
     ) -> tuple[list[Component], Component, list[Component], list[Component], list[Component], list[Component]]:
         svc, who = get(), signed_in()
         card, candidates, cameras, focus = case_panels(svc, who, code, lang)
-        return card, candidates, cameras, focus, van_board(svc, lang), visits_panel(svc, who, code, lang)
+        board = van_board(svc, lang, who=who or auth.who_is_asking())  # the reader's banner's vans
+        return card, candidates, cameras, focus, board, visits_panel(svc, who, code, lang)
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(code: str | None) -> dict[str, Any] | NoUpdate:

@@ -6,7 +6,8 @@ layer URLs and ``hideout`` only.
 
 Who reads is ``identity.who_is_asking()`` (the principal Dash's callback runs for): a reader
 scoped to an area sees its area's figures, cards and ranking only (an area outside it is shown as
-its own area; a case outside it shows no card); case cards show the parties as a room screen may
+its own area; a case outside it shows no card) and its banner's vans and the league's (the board,
+a van's card and focus; layers/vans.py); case cards show the parties as a room screen may
 see them (masking.ROOM_READER), camera links follow the reader's role (geodata/masking.py).
 """
 
@@ -336,12 +337,16 @@ def ranking_table(svc: Services, banner: str, lang: str, period: Period | None =
     return html.Table(className="yitu-table", children=[html.Thead(head), html.Tbody(body)])
 
 
-def van_board(svc: Services, lang: str, row_type: str | None = None) -> list[Component]:
-    """The vans' board; with ``row_type`` each row is a button of that pattern-matching type (the
-    wall's: a click focuses the van on the map)."""
+def van_board(
+    svc: Services, lang: str, row_type: str | None = None, who: identity.Principal | None = None
+) -> list[Component]:
+    """The vans' board for its reader (``who``, else whoever the callback runs for): the vans of the
+    reader's banner and the league's; with ``row_type`` each row is a button of that
+    pattern-matching type (the wall's: a click focuses the van on the map)."""
     t = translator(lang)
+    scope = identity.scope_of(who or identity.who_is_asking())
     with svc.pool.connection() as conn:
-        rows = vans.board(conn, svc.settings.van_offline_seconds)
+        rows = vans.board(conn, svc.settings.van_offline_seconds, scope)
     out: list[Component] = []
     for r in rows:
         cells = [
@@ -540,8 +545,9 @@ def detail_for(svc: Services, layer_id: str, props: dict[str, Any], lang: str) -
         return no_update
     if layer.name == cases.LAYER.name:
         return case_card(svc, str(props.get("code") or ""), lang) or no_update
+    scope = identity.scope_of(identity.who_is_asking())
     with svc.pool.connection() as conn:
-        data = layer.card(conn, props, layer.configured(svc.settings))
+        data = layer.card(conn, props, {**layer.configured(svc.settings), "scope": scope})
     if data is None:
         return no_update
     view = CARD_VIEWS.get(layer.name)
@@ -561,8 +567,9 @@ def van_focus(svc: Services, van: str, lang: str) -> tuple[dict[str, Any] | NoUp
     """A click on a van's row: the map flies to where the van is and its card shows (a van
     without a fix yet only shows its card, saying so)."""
     t = translator(lang)
+    scope = identity.scope_of(identity.who_is_asking())  # another banner's van: nothing to fly to
     with svc.pool.connection() as conn:
-        row = next((r for r in vans.board(conn, svc.settings.van_offline_seconds) if r["id"] == van), None)
+        row = next(iter(vans.board(conn, svc.settings.van_offline_seconds, scope, van)), None)
     if row is None:
         return no_update, no_update
     card = _van_view(row, lang)

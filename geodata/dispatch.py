@@ -113,10 +113,17 @@ class Written:
 
 
 def candidates(
-    conn: psycopg.Connection, code: str, routing: Routing, at: datetime, van: str | None = None
+    conn: psycopg.Connection,
+    code: str,
+    routing: Routing,
+    at: datetime,
+    van: str | None = None,
+    scope: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every van (or one) with its road distance and ETA to the case, dispatchable ones first."""
-    params = {"code": code, "van": van, "at": at, **routing.params()}
+    """Every van (or one) with its road distance and ETA to the case, dispatchable ones first; of
+    the vans a dispatcher scoped to ``scope`` may send (its banner's and the league's: a banner's
+    dispatcher is never offered another banner's van; 039_van_banner.sql)."""
+    params = {"code": code, "van": van, "at": at, "scope": scope, **routing.params()}
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query("van_candidates"), params).fetchall()
 
@@ -186,11 +193,14 @@ def get(conn: psycopg.Connection, dispatch_id: int) -> dict[str, Any] | None:
 # --- sending a van -------------------------------------------------------------------------------
 
 
-def _lock_van(conn: psycopg.Connection, van: str, routing: Routing, at: datetime) -> dict[str, Any]:
+def _lock_van(
+    conn: psycopg.Connection, van: str, routing: Routing, at: datetime, scope: str | None = None
+) -> dict[str, Any]:
+    """The van, locked; UnknownVan (404, ``van``) when there is none, or none the caller scoped to
+    ``scope`` may send: another banner's van is not confirmed to exist, as in every read."""
+    params = {"van": van, "offline_seconds": routing.offline_seconds, "at": at, "scope": scope}
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            query("dispatch_van_lock"), {"van": van, "offline_seconds": routing.offline_seconds, "at": at}
-        ).fetchone()
+        row = cur.execute(query("dispatch_van_lock"), params).fetchone()
     if row is None:
         raise UnknownVan(f"no van with id {van!r}", field="van")
     return row
@@ -226,14 +236,17 @@ def create(
     routing: Routing,
     now: datetime,
     authorize: Authorize | None = None,
+    scope: str | None = None,
 ) -> Written:
     """Send ``van`` to case ``code``: van locked and checked, case ``dispatch``ed, visit recorded.
 
+    ``scope``: the dispatcher's area; a van outside it (another banner's) is an :class:`UnknownVan`
+    before anything is locked or written.
     Raises :class:`UnknownVan`, :class:`VanBusy`, :class:`CaseBusy`, ``CaseNotFound`` (field
     ``case``) or the workflow's ``IllegalTransition``; nothing is written then (the caller's
     transaction rolls back).
     """
-    vrow = _lock_van(conn, van, routing, now)
+    vrow = _lock_van(conn, van, routing, now, scope)
     _require_free(vrow)
     assignee = {"kind": "van", "id": vrow["id"], "name": vrow["name"]}
     params = {"assignee": assignee, **({"note": note} if note else {})}

@@ -34,6 +34,15 @@ def query(name: str) -> str:
 ROOT_DIGITS = 4  # the league's / city's code: the 4-digit NBS prefix of its banners' (150600 → 1506)
 
 
+def van_in_scope(scope: str | None, banner: str | None) -> bool:
+    """Is a van of ``banner`` (None: the league's own, 市级) inside a reader's ``scope`` (None: the
+    whole territory)? The rule of the SQL function ``yitu_van_in_scope`` (039_van_banner.sql), for
+    the vans' live events, which are filtered per screen in the hub rather than in a query: yes
+    when the scope lies in the van's banner (a van roams its whole banner, so a town's reader
+    sees it), when the scope holds the banner (the root), or when the van is the league's."""
+    return scope is None or banner is None or scope.startswith(banner) or banner.startswith(scope)
+
+
 def level_of(code: str) -> int:
     """The grid level a code belongs to (4/6/9/12/15 digits → 0 root/1/2/3/4); ValueError otherwise."""
     if not code.isdigit() or len(code) not in (ROOT_DIGITS, 6, 9, 12, 15):
@@ -155,10 +164,12 @@ def cameras_near(conn: psycopg.Connection, lon: float, lat: float, radius_m: flo
 
 
 def vans_nearest(
-    conn: psycopg.Connection, lon: float, lat: float, k: int = 4, status: str | None = None
+    conn: psycopg.Connection, lon: float, lat: float, k: int = 4, status: str | None = None, scope: str | None = None
 ) -> list[dict[str, Any]]:
+    """The ``k`` located vans nearest to a point, of those a reader scoped to ``scope`` sees."""
+    params = {"lon": lon, "lat": lat, "k": k, "status": status, "scope": scope}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query("vans_nearest"), {"lon": lon, "lat": lat, "k": k, "status": status}).fetchall()
+        return cur.execute(query("vans_nearest"), params).fetchall()
 
 
 SORTABLE = {

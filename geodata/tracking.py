@@ -83,6 +83,9 @@ class IngestResult:
     stored: list[Ping]  # new in the history, oldest first
     moved: dict[str, Fix]  # the vans whose latest position changed
     events: list[dict[str, Any]] = field(default_factory=list)  # arrivals (written to the outbox with the batch)
+    # Each van of the batch → its banner (None: the league's; 039_van_banner.sql): its live events
+    # carry it, so a banner's screens get only their banner's vans (services/live.py).
+    banners: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> int:
@@ -222,7 +225,7 @@ def ingest(
             for e in events:
                 if e["type"] == "dispatch.arrived":
                     moved[e["van"]] = replace(moved[e["van"]], status="on_site")
-        result = IngestResult(len(pings), stored, moved, events)
+        result = IngestResult(len(pings), stored, moved, events, {v: r["banner"] for v, r in vans.items()})
         outbox.append(conn, [*(moved_events(result) if moved_events else ()), *events])
     return result
 
@@ -245,10 +248,13 @@ def _moves(stored: list[Ping], vans: dict[str, dict[str, Any]], max_speed_kmh: f
 
 
 def van_list(
-    conn: psycopg.Connection, *, offline_seconds: float, at: datetime, van: str | None = None
+    conn: psycopg.Connection, *, offline_seconds: float, at: datetime, van: str | None = None, scope: str | None = None
 ) -> list[dict[str, Any]]:
+    """Every van (or ``van`` alone) as the API shows it, of those a reader scoped to ``scope`` sees
+    (its banner's and the league's, in the WHERE: 039_van_banner.sql); None: every van."""
+    params = {"offline_seconds": offline_seconds, "at": at, "id": van, "scope": scope}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query("van_list"), {"offline_seconds": offline_seconds, "at": at, "id": van}).fetchall()
+        return cur.execute(query("van_list"), params).fetchall()
 
 
 def track(conn: psycopg.Connection, van: str, since: datetime, until: datetime, limit: int) -> list[dict[str, Any]]:

@@ -75,7 +75,8 @@ class Cluster:
 
 
 # What a click on one of the layer's features shows: the data of its card, read with the feature's
-# properties and the layer's configured values (see Layer.settings); None when the feature has none.
+# properties and the layer's configured values (see Layer.settings) with the reader's area as
+# ``scope`` (None: everywhere); None when the feature has none, or none the reader may see.
 CardData = Callable[[psycopg.Connection, Mapping[str, Any], Mapping[str, Any]], dict[str, Any] | None]
 
 

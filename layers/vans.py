@@ -1,4 +1,9 @@
-"""Roving mediation vans (行走的调解室): position, status colour, heading, the last hour's trail."""
+"""Roving mediation vans (行走的调解室): position, status colour, heading, the last hour's trail.
+
+A reader scoped to an area sees the vans of its banner and the league's own (a van belongs to its
+base centre's banner, 039_van_banner.sql): the layer's SQL, the board and the card all take the
+reader's area as ``scope`` and apply it in the WHERE.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +16,32 @@ from psycopg.rows import dict_row
 from layers.registry import Filter, Layer
 
 
-def board(conn: psycopg.Connection, offline_seconds: float = 300) -> list[dict[str, Any]]:
-    """The van status board: every van, its status (offline when silent too long), mileage and
+def board(
+    conn: psycopg.Connection, offline_seconds: float = 300, scope: str | None = None, van: str | None = None
+) -> list[dict[str, Any]]:
+    """The van status board: every van a reader scoped to ``scope`` sees (its banner's and the
+    league's; None: all), or ``van`` alone, its status (offline when silent too long), mileage and
     where it was last (lon, lat; None before its first fix: the wall focuses the map on it)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """SELECT id, name, plate, yitu_van_status(status, last_seen_at, make_interval(secs => %s)) AS status,
+            """SELECT id, name, plate,
+                      yitu_van_status(status, last_seen_at, make_interval(secs => %(offline)s)) AS status,
                       odometer_km, cases_mediated, last_seen_at, ST_X(geom) AS lon, ST_Y(geom) AS lat
-               FROM vans ORDER BY id""",
-            (offline_seconds,),
+               FROM vans
+               WHERE (%(van)s::text IS NULL OR id = %(van)s)
+                 AND yitu_van_in_scope(%(scope)s::text, yitu_van_banner(base_center_id))
+               ORDER BY id""",
+            {"offline": offline_seconds, "scope": scope, "van": van},
         ).fetchall()
 
 
 def _card(conn: psycopg.Connection, props: Mapping[str, Any], configured: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A van's row of the board (a click on its trail shows nothing)."""
-    if props.get("kind") != "van":
+    """A van's row of the board (a click on its trail shows nothing); nothing for a van outside the
+    reader's area (``configured["scope"]``, which the card's caller adds)."""
+    if props.get("kind") != "van" or not props.get("id"):
         return None
-    return next((v for v in board(conn, configured["offline_seconds"]) if v["id"] == str(props.get("id"))), None)
+    rows = board(conn, configured["offline_seconds"], configured.get("scope"), str(props["id"]))
+    return rows[0] if rows else None
 
 
 LAYER = Layer(

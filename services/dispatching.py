@@ -158,6 +158,8 @@ def send_van(
     """Send ``van`` to ``case`` for ``who``: the API's POST and the dispatch page's button both call this.
     Returns the dispatch as answered and whether that is a replay.
 
+    A dispatcher scoped to an area sends only vans it sees (its banner's and the league's): another
+    banner's van is refused as unknown (404, field ``van``) and nothing is written.
     ``accept_first`` (the page's 核实并派车 on a case still ``reported``): the dispatcher verifies
     the report and sends the van in one transaction, two audit rows; a refusal undoes both.
     ``key`` (an Idempotency-Key, the page's or the API client's): a send that was done is answered
@@ -179,7 +181,16 @@ def send_van(
                     store.event_of("case.changed", accepted, now, action="accept", from_step=change.from_step)
                 )
         out = dispatch.create(
-            conn, case, van, note, who.actor, rt.rules, routing(svc.settings), now, authorize=scoped(who, "case")
+            conn,
+            case,
+            van,
+            note,
+            who.actor,
+            rt.rules,
+            routing(svc.settings),
+            now,
+            authorize=scoped(who, "case"),
+            scope=who.area,  # another banner's van: 404 naming ``van``, nothing written
         )
         return dispatch.Written(out.dispatch, [*published, *out.events])
 

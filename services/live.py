@@ -22,9 +22,11 @@ Nothing is lost silently:
 
 Area scope: a screen whose reader is scoped to an area (``Principal.area``) subscribes with that
 area, and its subscription takes only the events it may see: those of cases and dispatches whose
-grid chain (the event's ``grid``, as written at commit) contains the area, and the vans' events
-(vans are visible to every signed-in role). An event of a case without a chain reaches only the
-unscoped screens. The filter is per connection, in the hub, before anything is queued for it.
+grid chain (the event's ``grid``, as written at commit) contains the area, and those of the vans
+of its banner (the event's ``banner``: a van belongs to its base centre's banner) and of the
+league's own vans (``banner`` null; geodata/queries.py ``van_in_scope``, the rule the van queries
+apply in SQL). An event of a case without a chain reaches only the unscoped screens. The filter
+is per connection, in the hub, before anything is queued for it.
 
 Seeing case events also drops every cached figure — the KPI tiles, charts and ranking and the
 choropleth's numbers, all in the one hash ``yitu:cache:kpi`` (geodata/kpi.py) — so what a screen
@@ -50,6 +52,7 @@ import redis.asyncio as aioredis
 from redis.typing import StreamRangeResponse, XReadResponse
 
 from geodata.kpi import CACHE_KEY as KPI_CACHE
+from geodata.queries import van_in_scope
 from services import redisconn
 from services.events import STREAM
 
@@ -85,9 +88,15 @@ class Entry:
 
     def visible_in(self, area: str | None) -> bool:
         """May a screen scoped to ``area`` (None: everywhere) see this entry? Case and dispatch
-        events only when their grid chain contains the area; every other (the vans' moves,
-        ``areas.changed`` of a grid import) always: they carry no case and no personal data."""
-        if area is None or not self.type.startswith(SCOPED_TYPES):
+        events only when their grid chain contains the area; a van's only inside its banner (or
+        the league's vans', banner null, everywhere: as the van queries, van_in_scope); every other
+        (``areas.changed`` of a grid import) always: it carries no case and no personal data."""
+        if area is None:
+            return True
+        if self.type.startswith(VAN_TYPES):
+            banner = self.event.get("banner")
+            return van_in_scope(area, banner if isinstance(banner, str) else None)
+        if not self.type.startswith(SCOPED_TYPES):
             return True
         grid = self.event.get("grid")
         return isinstance(grid, list) and area in grid
@@ -99,6 +108,9 @@ class Entry:
 # The events that belong to a case (and so to the areas of its grid chain): a scoped screen sees
 # them only inside its area.
 SCOPED_TYPES = ("case.", "dispatch.")
+# The events of a van (``van.moved``): a scoped screen sees them only for its banner's vans (the
+# event's ``banner``) and the league's (``banner`` null, or an event written before vans had one).
+VAN_TYPES = ("van.",)
 
 # What a screen needs of an event to decide what to refresh; events carry no personal data.
 _WIRE_FIELDS = (

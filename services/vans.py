@@ -6,6 +6,12 @@ board, ``GET /api/v1/vans``, the dispatch candidates, the van layer) reads it th
 that joins it to what else it needs. The live screens move the vans from the events. No per-van
 copy is kept in Redis: written after the commit, it could only ever repeat PostGIS, and nothing
 read it.
+
+A van belongs to its base centre's banner (039_van_banner.sql; none: the league's own). Each
+``van.moved`` carries that ``banner`` (a code, or null for a league van), and the live hub gives
+it only to the screens whose area lies in that banner or holds it (services/live.py): a banner's
+screens move only their banner's vans, as their map and board show only those. The event names
+the van and where it is, never its crew.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from geodata.tracking import IngestResult
 
 
 def moved_events(result: IngestResult) -> list[dict[str, Any]]:
-    """One ``van.moved`` per stored ping; ``latest`` says whether the van now shows it."""
+    """One ``van.moved`` per stored ping; ``latest`` says whether the van now shows it; ``banner``
+    whose screens may see it (None: every screen, a league van)."""
     out = []
     for p in result.stored:
         fix = result.moved.get(p.van)
@@ -24,6 +31,7 @@ def moved_events(result: IngestResult) -> list[dict[str, Any]]:
         event = {
             "type": "van.moved",
             "van": p.van,
+            "banner": result.banners.get(p.van),
             "lon": p.lon,
             "lat": p.lat,
             "time": p.time.isoformat(),

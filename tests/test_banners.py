@@ -324,7 +324,8 @@ def test_users_screens_and_tokens_are_per_banner_or_league_wide(
     """Issue 16 item 2: users, screens and tokens are per banner or for the whole league. A banner's
     screen opens the wall at its banner and a league-wide one at the root; a person signed in with a
     banner's area reads only its cases and KPIs; the live push gives a banner's screen only its
-    banner's case events (vans' events go to every screen: vans drive across banners)."""
+    banner's case events (a van's events go to its banner's screens, a league van's to every
+    screen: tests/test_van_scope.py; an event without a banner, as here, is a league van's)."""
     dispatcher = auth(token("dispatcher"))
     made = client.post("/api/v1/cases", json=case_body(*SECOND_POINT), headers=keyed(dispatcher))
     assert made.status_code == 201, made.text

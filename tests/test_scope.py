@@ -127,7 +127,7 @@ def test_a_scoped_token_reads_only_its_area_on_every_list_layer_csv_stats_and_ra
     towns = client.get("/api/v1/stats/ranking?level=2", headers=worker)
     assert towns.status_code == 403 and towns.json()["field"] == "level", towns.text
     assert client.get("/api/v1/stats/ranking", headers=everyone).json()["area"] == BANNER
-    # dispatches of other towns are not listed; vans are visible to every signed-in role
+    # dispatches of other towns are not listed; the vans of its banner are visible to a town's reader
     assert all(
         d["case"] != two_towns["code_b"] for d in client.get("/api/v1/dispatches", headers=worker).json()["dispatches"]
     )

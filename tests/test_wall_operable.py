@@ -165,13 +165,14 @@ def test_van_rows_focus_the_van(app_client: TestClient, demo_db: str) -> None:
     _place(demo_db, "V02", 107.5, 38.2)
     with psycopg.connect(demo_db) as conn:
         conn.execute("UPDATE vans SET geom = NULL WHERE id = 'V03'")
-    board = wall.van_board(svc, "zh-CN", VAN_ROW)
-    assert [i["van"] for i in _ids(board, VAN_ROW)] == ["V01", "V02", "V03", "V04"]
-    assert _ids(wall.van_board(svc, "zh-CN"), VAN_ROW) == []  # the dispatch page's board: plain rows
-    viewport, card = wall.van_focus(svc, "V02", "zh-CN")
-    assert viewport["center"] == pytest.approx([38.2, 107.5]) and "V02" in _text(card)  # type: ignore[index]
-    viewport, card = wall.van_focus(svc, "V03", "zh-CN")
-    assert viewport is wall.no_update and "尚无定位" in _text(card)
+    with acting_as(_who("viewer")):  # the board is its reader's (the vans of the reader's banner)
+        board = wall.van_board(svc, "zh-CN", VAN_ROW)
+        assert [i["van"] for i in _ids(board, VAN_ROW)] == ["V01", "V02", "V03", "V04"]
+        assert _ids(wall.van_board(svc, "zh-CN"), VAN_ROW) == []  # the dispatch page's board: plain rows
+        viewport, card = wall.van_focus(svc, "V02", "zh-CN")
+        assert viewport["center"] == pytest.approx([38.2, 107.5]) and "V02" in _text(card)  # type: ignore[index]
+        viewport, card = wall.van_focus(svc, "V03", "zh-CN")
+        assert viewport is wall.no_update and "尚无定位" in _text(card)
 
 
 def test_the_case_card_links_to_the_case_page_and_shows_the_triage(app_client: TestClient, demo_db: str) -> None:

@@ -1,5 +1,7 @@
 -- Vans with their latest position, and their trail over the last %(trail_minutes)s minutes.
 -- A van silent for %(offline_seconds)s seconds shows offline (yitu_van_status, as GET /api/v1/vans).
+-- %(scope)s: the reader's area (NULL: everywhere): only its banner's vans and the league's, and
+-- their trails (yitu_van_in_scope, 039_van_banner.sql).
 SELECT json_build_object(
     'type', 'FeatureCollection',
     'features', coalesce((SELECT json_agg(f ORDER BY f->'properties'->>'id', f->'properties'->>'kind') FROM (
@@ -9,15 +11,17 @@ SELECT json_build_object(
             'properties', json_build_object('id', v.id, 'kind', 'van', 'name', v.name, 'status', yitu_van_status(v.status, v.last_seen_at, make_interval(secs => %(offline_seconds)s)),
                                             'heading', v.heading, 'speed', v.speed_kmh, 'seen', v.last_seen_at)
         ) AS f
-        FROM vans v WHERE v.geom IS NOT NULL
+        FROM vans v
+        WHERE v.geom IS NOT NULL AND yitu_van_in_scope(%(scope)s::text, yitu_van_banner(v.base_center_id))
         UNION ALL
         SELECT json_build_object(
             'type', 'Feature',
             'geometry', ST_AsGeoJSON(ST_MakeLine(p.geom ORDER BY p.recorded_at), 6)::json,
             'properties', json_build_object('id', p.van_id, 'kind', 'trail')
         )
-        FROM van_positions p
+        FROM van_positions p JOIN vans v ON v.id = p.van_id
         WHERE p.recorded_at > now() - make_interval(mins => %(trail_minutes)s)
+          AND yitu_van_in_scope(%(scope)s::text, yitu_van_banner(v.base_center_id))
         GROUP BY p.van_id
         HAVING count(*) > 1
     ) t), '[]'::json)

@@ -12,7 +12,9 @@
 -- its source to its target (the fraction is measured along it). ETA: each edge's share at its
 -- kind's speed, off-road legs at %(offroad_kmh)s.
 --
--- %(van)s NULL: every van; else only that one (the route a dispatch records).
+-- %(van)s NULL: every van; else only that one (the route a dispatch records). Either way only the
+-- vans a dispatcher scoped to %(scope)s may send: its banner's and the league's
+-- (yitu_van_in_scope, 039_van_banner.sql); NULL: every van.
 WITH c AS (
     SELECT id, code, geom FROM cases WHERE code = %(code)s AND geom IS NOT NULL
 ),
@@ -25,6 +27,7 @@ located AS (
     UNION ALL
     SELECT v.id, v.geom FROM vans v, c
     WHERE v.geom IS NOT NULL AND (%(van)s::text IS NULL OR v.id = %(van)s)
+      AND yitu_van_in_scope(%(scope)s::text, yitu_van_banner(v.base_center_id))
 ),
 snap AS (
     SELECT l.van_id, s.edge, s.source, s.target, s.length_m, s.fraction, s.snap_m, sp.mps
@@ -94,7 +97,8 @@ scored AS (
     LEFT JOIN vs ON vs.van_id = v.id
     LEFT JOIN cs ON true
     LEFT JOIN dispatches d ON d.van_id = v.id AND d.status IN ('en_route', 'on_site')
-    WHERE %(van)s::text IS NULL OR v.id = %(van)s
+    WHERE (%(van)s::text IS NULL OR v.id = %(van)s)
+      AND yitu_van_in_scope(%(scope)s::text, yitu_van_banner(v.base_center_id))
 )
 SELECT *, (status = 'available' AND active_dispatch IS NULL AND distance_m IS NOT NULL) AS dispatchable
 FROM scored
