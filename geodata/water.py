@@ -25,7 +25,7 @@ import shapely
 from tqdm import tqdm
 
 from geodata.gcj02 import out_of_china
-from geodata.io import AuditHook, ImportRejected, ImportReport, Problem, ReadOptions, read_vector
+from geodata.io import AuditHook, ImportRejected, ImportReport, Problem, ReadOptions, geometries_wgs84, read_vector
 from geodata.roads import NAME_FIELDS, _pick, _text, is_osm
 
 KINDS = ("river", "stream", "canal", "lake", "reservoir", "pond", "wetland")
@@ -99,8 +99,7 @@ def read_water(path: str | Path, fields: WaterFields | None = None, options: Rea
     skipped: Counter[str] = Counter()
     osm = is_osm(path)
     if osm:
-        features = _read_osm(path, options.encoding)
-        crs_known = True
+        features = _read_osm(path, options.encoding)  # OSM is WGS-84 lon/lat, 2-D
     else:
         frame = read_vector(path, options.layer, options.encoding)
         columns = [str(c) for c in frame.columns if c != frame.geometry.name]
@@ -124,17 +123,13 @@ def read_water(path: str | Path, fields: WaterFields | None = None, options: Rea
             )
         if fields.name_field is not None and name_field is None:
             problems.append(Problem("missing-field", (), where, f"no field {fields.name_field!r} for the name"))
-        geoms = frame.geometry
-        crs_known = geoms.crs is not None
-        if geoms.crs is None:
-            warnings.append(f"{where} has no coordinate reference system; assuming WGS-84 longitude/latitude")
-        elif geoms.crs.to_epsg() != 4326:
-            warnings.append(f"{where} reprojected from {geoms.crs.name} to WGS-84 longitude/latitude")
-            geoms = geoms.to_crs(4326)
+        # as every importer: reprojected, heights and measures dropped, GCJ-02 undone, each said
+        geoms, changed = geometries_wgs84(frame, where, options.gcj02)
+        warnings += changed
         kinds = frame[kind_field].to_numpy()
         names = frame[name_field].to_numpy() if name_field else np.full(len(frame), None, dtype=object)
         features = []
-        for i, (value, name, geom) in enumerate(zip(kinds, names, geoms.to_numpy(), strict=True)):
+        for i, (value, name, geom) in enumerate(zip(kinds, names, geoms, strict=True)):
             text = _text(value)
             kind = NAMED_KINDS.get(text.lower() if text else "", NAMED_KINDS.get(text or ""))
             if text is not None and kind is None:
@@ -150,7 +145,7 @@ def read_water(path: str | Path, fields: WaterFields | None = None, options: Rea
             features.append((i + 1, kind, _text(name), geom))
     if len(features) > MAX_FEATURES:
         raise ImportRejected([Problem("too-large", (), where, f"{len(features)} features; at most {MAX_FEATURES}")])
-    rows, repaired = _judge(features, osm, crs_known, options, problems, skipped)
+    rows, repaired = _judge(features, osm, problems, skipped)
     if problems:
         raise ImportRejected(problems, warnings)
     if repaired:
@@ -163,12 +158,7 @@ def read_water(path: str | Path, fields: WaterFields | None = None, options: Rea
 
 
 def _judge(
-    features: list[tuple[int, str | None, str | None, Any]],
-    osm: bool,
-    crs_known: bool,
-    options: ReadOptions,
-    problems: list[Problem],
-    skipped: Counter[str],
+    features: list[tuple[int, str | None, str | None, Any]], osm: bool, problems: list[Problem], skipped: Counter[str]
 ) -> tuple[list[tuple[str, str | None, shapely.Geometry]], int]:
     rows: list[tuple[str, str | None, shapely.Geometry]] = []
     repaired = 0
@@ -183,20 +173,13 @@ def _judge(
         if raw is None or raw.is_empty:
             problems.append(Problem("no-geometry", (), feature, "empty or missing geometry"))
             continue
-        geom = shapely.force_2d(raw)
-        if options.gcj02:
-            from geodata.gcj02 import geometry_gcj02_to_wgs84
-
-            geom = geometry_gcj02_to_wgs84(geom)
+        geom = raw
         if geom.geom_type not in ("LineString", "MultiLineString", "Polygon", "MultiPolygon"):
             problems.append(Problem("bad-geometry", (), feature, f"a {geom.geom_type}, not a line or an area"))
             continue
         xy = shapely.get_coordinates(geom)
         if not np.isfinite(xy).all():
             problems.append(Problem("bad-geometry", (), feature, "coordinates that are not numbers"))
-            continue
-        if not crs_known and ((np.abs(xy[:, 0]) > 180).any() or (np.abs(xy[:, 1]) > 90).any()):
-            problems.append(Problem("bad-coordinates", (), feature, "not longitude/latitude: add the CRS to the file"))
             continue
         if out_of_china(xy[:, 0], xy[:, 1]).any():
             lon, lat = xy[0]

@@ -428,3 +428,26 @@ def test_water_is_imported_and_drawn(db_url: str, redis_url: str, tmp_path: Path
     ) as c:
         tile = _image(c.get(f"/api/v1/basemap/13/{x}/{y}.png").content)
     assert _pixels_near(tile, basemap.WATER_FILL[:3], 12) > 2000
+
+
+def test_water_in_a_projected_crs_with_heights_is_reprojected_and_each_change_said(tmp_path: Path) -> None:
+    """The water importer reads its shapes as every importer does (geodata/io.py geometries_wgs84):
+    reprojected to lon/lat, heights dropped, and the warnings name the CRS and the features."""
+    import geopandas as gpd
+    import shapely
+
+    from geodata.water import read_water
+
+    lon, lat = SEAT
+    lake = shapely.Polygon([(lon, lat, 1300.0), (lon + 0.01, lat, 1300.0), (lon + 0.01, lat + 0.01, 1301.0)])
+    river = shapely.LineString([(lon - 0.02, lat), (lon - 0.01, lat + 0.005)])
+    frame = gpd.GeoDataFrame({"类型": ["湖泊", "河流"], "name": ["测试湖", "测试河"]}, geometry=[lake, river], crs=4326)
+    path = tmp_path / "water_utm.gpkg"
+    frame.to_crs(32648).to_file(path, driver="GPKG")
+    out = read_water(path)
+    assert any("reprojected from WGS 84 / UTM zone 48N" in w for w in out.warnings), out.warnings
+    assert any("1 feature(s) have Z coordinates; heights dropped: #1" in w for w in out.warnings), out.warnings
+    (kind1, name1, geom1), (kind2, _, geom2) = out.rows
+    assert (kind1, name1, kind2) == ("lake", "测试湖", "river")
+    assert not geom1.has_z and geom1.equals_exact(shapely.force_2d(lake), 1e-6)
+    assert geom2.equals_exact(river, 1e-6)
