@@ -15,7 +15,7 @@ import codecs
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -317,12 +317,20 @@ def _looks_misdecoded(names: Iterable[str]) -> bool:
 
 
 def _pick_field(
-    columns: list[str], explicit: str | None, candidates: Sequence[str], what: str, required: bool, where: str
+    columns: list[str],
+    explicit: str | None,
+    candidates: Sequence[str],
+    what: str,
+    required: bool,
+    where: str,
+    option: str | None = None,
 ) -> tuple[str | None, Problem | None]:
     found = f"; the file has: {', '.join(columns[:30]) or 'no fields'}"
     hint = (
         " (field names look mis-decoded: add a .cpg file or pass --encoding gbk)" if _looks_misdecoded(columns) else ""
     )
+    if option:  # the command's option that names the field
+        hint += f"; name it with {option}"
     if explicit is not None:
         if explicit in columns:
             return explicit, None
@@ -339,13 +347,19 @@ def _pick_field(
     return None, Problem("missing-field", (), where, f"no {what} field (tried {', '.join(candidates)}){found}{hint}")
 
 
-def _pick_fields(frame: gpd.GeoDataFrame, where: str, wanted: _Wanted) -> dict[str, str | None]:
-    """Every missing field is reported together."""
+def pick_fields(
+    frame: gpd.GeoDataFrame, where: str, wanted: _Wanted, options: Mapping[str, str] | None = None
+) -> dict[str, str | None]:
+    """The columns of ``wanted`` ({what: (the field named, else the usual names tried, required)}),
+    exact names before any case; every missing field reported together, each with the command's
+    option that names it (``options``: {what: "--class-field"}) and a hint when the names look
+    mis-decoded. Every importer picks its fields here."""
     columns = [str(c) for c in frame.columns if c != frame.geometry.name]
     chosen: dict[str, str | None] = {}
     problems: list[Problem] = []
     for what, (explicit, candidates, required) in wanted.items():
-        chosen[what], problem = _pick_field(columns, explicit, candidates, what, required, where)
+        option = (options or {}).get(what)
+        chosen[what], problem = _pick_field(columns, explicit, candidates, what, required, where, option)
         if problem:
             problems.append(problem)
     if problems:
@@ -430,7 +444,7 @@ def _read(path: str | Path, wanted: _Wanted, options: ReadOptions | None) -> _Re
     options = options or ReadOptions()
     frame = _read_vector(path, options.layer, options.encoding)
     where = Path(path).name
-    fields = _pick_fields(frame, where, wanted)
+    fields = pick_fields(frame, where, wanted)
     geoms, warnings = _geometries_wgs84(frame, where, options.gcj02)
     return _Read(frame, fields, geoms, warnings)
 

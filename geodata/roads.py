@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,16 @@ from pyproj import Geod
 from tqdm import tqdm
 
 from geodata.gcj02 import out_of_china
-from geodata.io import AuditHook, ImportRejected, ImportReport, Problem, ReadOptions, geometries_wgs84, read_vector
+from geodata.io import (
+    AuditHook,
+    ImportRejected,
+    ImportReport,
+    Problem,
+    ReadOptions,
+    geometries_wgs84,
+    pick_fields,
+    read_vector,
+)
 
 OSM_SUFFIXES = (".osm", ".pbf")
 MAX_FEATURES = 2_000_000  # a whole province's OSM roads are about a million ways
@@ -102,13 +111,6 @@ def _text(value: object) -> str | None:
     return text or None
 
 
-def _pick(columns: Sequence[str], explicit: str | None, defaults: Sequence[str]) -> str | None:
-    if explicit is not None:
-        return explicit if explicit in columns else None
-    lower = {c.lower(): c for c in columns}
-    return next((lower[d.lower()] for d in defaults if d.lower() in lower), None)
-
-
 def _lines(geom: Any) -> list[np.ndarray]:
     """The coordinate arrays of a LineString or each part of a MultiLineString (2-D)."""
     parts = list(geom.geoms) if geom.geom_type == "MultiLineString" else [geom]
@@ -122,32 +124,22 @@ def read_roads(path: str | Path, fields: RoadFields | None = None, options: Read
     where = Path(path).name
     osm = is_osm(path)
     frame = read_vector(path, "lines" if osm else options.layer, options.encoding)
-    columns = [str(c) for c in frame.columns if c != frame.geometry.name]
     problems: list[Problem] = []
     if len(frame) > MAX_FEATURES:
         raise ImportRejected(
             [Problem("too-large", (), where, f"{len(frame)} features; at most {MAX_FEATURES} in one import")]
         )
-    class_field = "highway" if osm else _pick(columns, fields.class_field, CLASS_FIELDS)
-    name_field = _pick(columns, fields.name_field, NAME_FIELDS)
-    if class_field is None or class_field not in columns:
-        asked = (
-            f"no field {fields.class_field!r}"
-            if fields.class_field
-            else f"no road class field (tried {', '.join(CLASS_FIELDS)})"
-        )
-        raise ImportRejected(
-            [
-                Problem(
-                    "missing-field",
-                    (),
-                    where,
-                    f"{asked}; the file has: {', '.join(columns[:30]) or 'no fields'}; name it with --class-field",
-                )
-            ]
-        )
-    if fields.name_field is not None and name_field is None:
-        problems.append(Problem("missing-field", (), where, f"no field {fields.name_field!r} for the road name"))
+    chosen = pick_fields(
+        frame,
+        where,
+        {
+            "road class": ("highway" if osm else fields.class_field, CLASS_FIELDS, True),
+            "road name": (fields.name_field, NAME_FIELDS, False),
+        },
+        {"road class": "--class-field", "road name": "--name-field"},
+    )
+    class_field, name_field = chosen["road class"], chosen["road name"]
+    assert class_field is not None  # required: pick_fields refused the file otherwise
 
     arr, warnings = geometries_wgs84(frame, where, options.gcj02)  # a file without a CRS must be lon/lat
 

@@ -25,8 +25,17 @@ import shapely
 from tqdm import tqdm
 
 from geodata.gcj02 import out_of_china
-from geodata.io import AuditHook, ImportRejected, ImportReport, Problem, ReadOptions, geometries_wgs84, read_vector
-from geodata.roads import NAME_FIELDS, _pick, _text, is_osm
+from geodata.io import (
+    AuditHook,
+    ImportRejected,
+    ImportReport,
+    Problem,
+    ReadOptions,
+    geometries_wgs84,
+    pick_fields,
+    read_vector,
+)
+from geodata.roads import NAME_FIELDS, _text, is_osm
 
 KINDS = ("river", "stream", "canal", "lake", "reservoir", "pond", "wetland")
 NAMED_KINDS: dict[str, str] = {
@@ -102,27 +111,14 @@ def read_water(path: str | Path, fields: WaterFields | None = None, options: Rea
         features = _read_osm(path, options.encoding)  # OSM is WGS-84 lon/lat, 2-D
     else:
         frame = read_vector(path, options.layer, options.encoding)
-        columns = [str(c) for c in frame.columns if c != frame.geometry.name]
-        kind_field = _pick(columns, fields.kind_field, KIND_FIELDS)
-        name_field = _pick(columns, fields.name_field, NAME_FIELDS)
-        if kind_field is None:
-            asked = (
-                f"no field {fields.kind_field!r}"
-                if fields.kind_field
-                else f"no kind field (tried {', '.join(KIND_FIELDS)})"
-            )
-            raise ImportRejected(
-                [
-                    Problem(
-                        "missing-field",
-                        (),
-                        where,
-                        f"{asked}; the file has: {', '.join(columns[:30]) or 'no fields'}; name it with --kind-field",
-                    )
-                ]
-            )
-        if fields.name_field is not None and name_field is None:
-            problems.append(Problem("missing-field", (), where, f"no field {fields.name_field!r} for the name"))
+        chosen = pick_fields(
+            frame,
+            where,
+            {"kind": (fields.kind_field, KIND_FIELDS, True), "name": (fields.name_field, NAME_FIELDS, False)},
+            {"kind": "--kind-field", "name": "--name-field"},
+        )
+        kind_field, name_field = chosen["kind"], chosen["name"]
+        assert kind_field is not None  # required: pick_fields refused the file otherwise
         # as every importer: reprojected, heights and measures dropped, GCJ-02 undone, each said
         geoms, changed = geometries_wgs84(frame, where, options.gcj02)
         warnings += changed

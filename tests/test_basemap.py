@@ -436,6 +436,7 @@ def test_water_in_a_projected_crs_with_heights_is_reprojected_and_each_change_sa
     import geopandas as gpd
     import shapely
 
+    from geodata.io import ImportRejected
     from geodata.water import read_water
 
     lon, lat = SEAT
@@ -451,3 +452,9 @@ def test_water_in_a_projected_crs_with_heights_is_reprojected_and_each_change_sa
     assert (kind1, name1, kind2) == ("lake", "测试湖", "river")
     assert not geom1.has_z and geom1.equals_exact(shapely.force_2d(lake), 1e-6)
     assert geom2.equals_exact(river, 1e-6)
+    # a file without a kind field: refused, naming what was tried and the option that names it
+    frame.drop(columns=["类型"]).to_file(tmp_path / "no_kind.gpkg", driver="GPKG")
+    with pytest.raises(ImportRejected) as refused:
+        read_water(tmp_path / "no_kind.gpkg")
+    text = str(refused.value.problems)
+    assert "no kind field (tried kind, class" in text and "name it with --kind-field" in text
