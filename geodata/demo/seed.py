@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Never
 
 import numpy as np
 import psycopg
@@ -318,15 +319,18 @@ def seed_demo(
         # insertions into each.
         cur.execute("SELECT set_config('yitu.counters_bulk', 'on', true)")
         indexes = _drop_indexes(cur, "cases")
+        total = sum(part.cases + part.open_cases for part, _ in parts)  # one bar for every banner's cases
+        bar = tqdm(total=total, desc="cases", unit="case", unit_scale=True, disable=not progress, leave=False)
         nodes = first_id = 0
         for i, (part, demo) in enumerate(parts):
             # one banner of several (the league): its own random streams, road nodes and case ids numbered on
             stream = [seed] if len(parts) == 1 else [seed, 10 + i]
-            written = _write_part(cur, demo, part, as_of, stream, progress, rules or DeadlineRules(), nodes, first_id)
+            written = _write_part(cur, demo, part, as_of, stream, bar, rules or DeadlineRules(), nodes, first_id)
             for k, v in written.items():
                 counts[k] = counts.get(k, 0) + v
             nodes += 1 + max((max(r.source, r.target) for r in demo.roads), default=-1)
             first_id += written["cases"]
+        bar.close()
         if len(parts) > 1:
             league.set_root(conn, *LEAGUE)
         log.info("territories, resources and cases written in %.0f s", time.perf_counter() - t_start)
@@ -358,12 +362,12 @@ def _searched(definition: str) -> bool:
 
 
 def _after_commit(dsn: str, search_indexes: list[tuple[str, str]], progress: bool) -> None:
-    """The KPI counters' rebuild and the search's GIN indexes, side by side on two connections.
+    """The KPI counters' rebuild and the search's GIN indexes, side by side on connections of their own.
 
     Outside the seeding transaction, and on purpose: at league scale (five million cases) these
     three are single-threaded statements of 5–12 minutes each (PostgreSQL 15 builds GIN in one
     process and runs no INSERT … SELECT in parallel), which in one transaction add up to more than
-    the 30 minutes the whole seeding may take; on two connections they use both cores. All three
+    the 30 minutes the whole seeding may take; on three connections they use both cores. All three
     take SHARE locks on ``cases`` (compatible with each other), so no case changes meanwhile: the
     counters agree with the cases the moment their rebuild commits, and a reader meanwhile sees
     the new cases with figures of zero and a search without its index (slow, not wrong). If one of
@@ -373,14 +377,16 @@ def _after_commit(dsn: str, search_indexes: list[tuple[str, str]], progress: boo
     jobs: list[tuple[str, Callable[[], None]]] = [
         (name, functools.partial(_build_index, dsn, definition)) for name, definition in search_indexes
     ]
-    jobs.insert(min(1, len(jobs)), ("KPI counters", lambda: _rebuild_counters(dsn)))
+    jobs.append(("KPI counters", functools.partial(_rebuild_counters, dsn)))
     bar = tqdm(total=len(jobs), desc="counters + search indexes", unit="job", disable=not progress, leave=False)
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # All at once: the server shares the two cores among them, so they end at about half their sum
+    # (or with the longest), whatever order they were listed in.
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {pool.submit(fn): name for name, fn in jobs}
         with psycopg.connect(dsn, autocommit=True) as watch:
             while True:
                 done, _ = wait(futures, timeout=1.0)
-                bar.n = len(done) + _index_progress(watch)  # the GIN builds say how far their scan is
+                bar.n = round(len(done) + _index_progress(watch), 2)  # the GIN builds say how far their scan is
                 bar.set_postfix_str(", ".join(futures[f] for f in futures if f not in done))
                 bar.refresh()
                 if len(done) == len(futures):
@@ -452,7 +458,7 @@ def _write_part(
     scale: Scale,
     as_of: datetime,
     stream: list[int],
-    progress: bool,
+    bar: tqdm[Never],
     rules: DeadlineRules,
     node_offset: int = 0,
     id_offset: int = 0,
@@ -524,7 +530,7 @@ def _write_part(
            FROM areas a WHERE c.area_code IS NULL AND a.level = 4 AND ST_Intersects(a.geom, c.geom)"""
     )
     counts["cases"], counts["case_events"] = _write_cases(
-        cur, demo.territory, scale, as_of, stream, progress, rules, id_offset
+        cur, demo.territory, scale, as_of, stream, bar, rules, id_offset
     )
     return counts
 
@@ -566,14 +572,12 @@ def _write_cases(
     scale: Scale,
     as_of: datetime,
     stream: list[int],
-    progress: bool,
+    bar: tqdm[Never],
     rules: DeadlineRules,
     id_offset: int = 0,
 ) -> tuple[int, int]:
     rng = np.random.default_rng([*stream, 2])  # its own stream: the territory does not shift the cases
-    total = scale.cases + scale.open_cases
     n_cases = n_events = 0
-    bar = tqdm(total=total, desc="cases", unit="case", unit_scale=True, disable=not progress, leave=False)
     batches = case_gen.generate(
         territory, scale.cases, scale.open_cases, as_of, rng, first_id=1 + id_offset, rules=rules, days=scale.days
     )
@@ -589,7 +593,6 @@ def _write_cases(
             n_cases += _copy(cur, CASES_COPY, batch.cases)
             n_events += _copy(cur, EVENTS_COPY, batch.events)
         bar.update(len(batch.cases) if isinstance(batch, case_gen.OpenBatch) else len(batch))
-    bar.close()
     return n_cases, n_events
 
 
