@@ -440,8 +440,8 @@ def seed_demo_cmd(
     """Seed the demo territory: grid, roads, cameras, mediation centres, vans and a year of cases.
 
     Writes the territory, resources and cases in one transaction, then rebuilds the KPI counters and
-    the search's indexes beside each other on connections of their own; refuses a database that already holds
-    data unless --replace.
+    the search's indexes beside each other on connections of their own; refuses a database that
+    already holds data unless --replace.
     """
     import psycopg
 
