@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Request, sync_playwright
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -105,6 +105,8 @@ CRUMBS = "() => [...document.querySelectorAll('#wall-crumbs .yitu-crumb')].map(e
 # A click on an area's polygon, as Leaflet raises it on the polygon's layer (and on to the GeoJSON
 # layer whose clickData the wall reads): at the league's density pins, cameras and labels lie over
 # any point a mouse would press, and would take the click instead.
+ON_MAP = """code => { let hit = false; window.yitu.maps[window.yitu.maps.length - 1].eachLayer(
+    l => { if (l.feature && l.feature.properties && l.feature.properties.code === code) hit = true; }); return hit; }"""
 CLICK_AREA = """([code, lat, lon]) => { const m = window.yitu.maps[window.yitu.maps.length - 1]; let hit = null;
     m.eachLayer(l => { if (l.feature && l.feature.properties && l.feature.properties.code === code) hit = l; });
     if (!hit) return false; hit.fire('click', {latlng: L.latLng(lat, lon)}, true); return true; }"""
@@ -127,12 +129,35 @@ def _chain(dsn: str) -> list[tuple[str, str, float, float]]:
     return [(str(c), str(n), float(x), float(y)) for c, n, x, y in rows]
 
 
-def _drill(browser, url: str, dsn: str, chain: list[tuple[str, str, float, float]]) -> list[float]:  # type: ignore[no-untyped-def]
-    """Seconds from each click until the wall has settled on the area: a banner from the ranking, a
-    town and a village from the map."""
+def _drill(browser, url: str, dsn: str, chain: list[tuple[str, str, float, float]]) -> list[tuple[float, float]]:  # type: ignore[no-untyped-def]
+    """Seconds from each click until the wall's numbers are the area's (crumbs, tiles, ranking and
+    panel come in one answer), and until the map has settled as well (the last response of the
+    layers and tiles its flight to the area reloads): a banner from the ranking, a town and a
+    village from the map, each clicked once the page is idle."""
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
     pair(context, url, dsn)
     page = context.new_page()
+    inflight: set[object] = set()
+    last = [0.0]  # when the latest response ended
+
+    def sent(r: Request) -> None:  # the map's and the numbers' requests (not the live socket's, never done)
+        if any(k in r.url for k in ("/api/v1/layers/", "/api/v1/basemap/", "/_dash-update-component")):
+            inflight.add(r)
+
+    def done(r: Request) -> None:
+        inflight.discard(r)
+        last[0] = time.perf_counter()
+
+    page.on("request", sent)
+    page.on("requestfinished", done)
+    page.on("requestfailed", done)
+
+    def idle() -> None:
+        quiet, deadline = 0, time.monotonic() + 30
+        while quiet < 6 and time.monotonic() < deadline:  # 6 × 50 ms without a request in flight
+            quiet = quiet + 1 if not inflight else 0
+            page.wait_for_timeout(50)
+
     page.goto(url + "/", wait_until="commit")
     page.wait_for_function(SETTLED, timeout=60_000)
     page.wait_for_selector("#kpi-in_progress", timeout=60_000)
@@ -143,26 +168,27 @@ def _drill(browser, url: str, dsn: str, chain: list[tuple[str, str, float, float
         if i == 0:
             row = f'#wall-ranking tr[data-href="/?area={code}"]'
             page.wait_for_selector(row, timeout=30_000)
+            idle()
             t0 = time.perf_counter()
             page.click(row)
         else:  # the map shows the level of the area to click at this zoom (layers/base.py level_for_zoom)
             zoom = 9 if i == 1 else 10
             _still(page)  # the wall's own flight to the area selected before has ended
             page.evaluate(
-                "([lat, lon, z]) => { window.yitu.gridsDrawn = {}; window.yitu.maps[window.yitu.maps.length - 1]"
+                "([lat, lon, z]) => { window.yitu.maps[window.yitu.maps.length - 1]"
                 ".setView([lat, lon], z, {animate: false}); }",
                 [lat, lon, zoom],
             )
-            page.wait_for_function(  # drawn at its own level (yitu_map.js)
-                "([c, lv]) => window.yitu.gridsDrawn && window.yitu.gridsDrawn[c] === lv",
-                arg=[code, i + 1],
-                timeout=30_000,
-            )
+            page.wait_for_function(ON_MAP, arg=code, timeout=30_000)  # its polygon drawn
+            idle()
             t0 = time.perf_counter()
             if not page.evaluate(CLICK_AREA, [code, lat, lon]):
                 raise SystemExit(f"{code} is not on the map")
         page.wait_for_function(f"w => ({CRUMBS})() === w", arg=want, timeout=30_000)
-        out.append(time.perf_counter() - t0)
+        numbers = time.perf_counter() - t0
+        _still(page)
+        idle()
+        out.append((numbers, max(numbers, last[0] - t0)))  # the map: its last response after the click
     context.close()
     return out
 
@@ -244,13 +270,14 @@ def main() -> None:
     print(f"bytes transferred    median {statistics.median(sizes) / 1e6:.2f} MB   max {max(sizes) / 1e6:.2f} MB")
     print(f"baseline: the {len(layer_urls)} layer requests over plain HTTP   median {statistics.median(base):.2f} s")
     for i, (code, name, _, _) in enumerate(chain):
-        clicks = [d[i] for d in drills]
+        clicks = [d[i][0] for d in drills]
+        still = [d[i][1] for d in drills]
         urls = [o[i] for o in opened]
         how = "ranking row" if i == 0 else "map click"
         print(
-            f"drill-down to level {i + 1} {code} {name} ({how})   median {statistics.median(clicks):.2f} s"
-            f"   max {max(clicks):.2f} s   runs {len(clicks)}"
-            f"   |   opened by /?area= median {statistics.median(urls):.2f} s"
+            f"drill-down to level {i + 1} {code} {name} ({how})   numbers median {statistics.median(clicks):.2f} s"
+            f" max {max(clicks):.2f} s   map still median {statistics.median(still):.2f} s max {max(still):.2f} s"
+            f"   runs {len(clicks)}   |   opened by /?area= median {statistics.median(urls):.2f} s"
         )
 
 
