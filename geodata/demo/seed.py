@@ -386,7 +386,9 @@ def _after_commit(dsn: str, search_indexes: list[tuple[str, str]], progress: boo
         with psycopg.connect(dsn, autocommit=True) as watch:
             while True:
                 done, _ = wait(futures, timeout=1.0)
-                bar.n = round(len(done) + _index_progress(watch), 2)  # the GIN builds say how far their scan is
+                # the GIN builds say how far their scan is (its counters start again in a later phase:
+                # the bar never goes back)
+                bar.n = max(bar.n, round(len(done) + _index_progress(watch), 2))
                 bar.set_postfix_str(", ".join(futures[f] for f in futures if f not in done))
                 bar.refresh()
                 if len(done) == len(futures):
