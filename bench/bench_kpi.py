@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/bench_kpi.py --scale banner   # the demo territory (6,320 cases)
     .venv/bin/python bench/bench_kpi.py --scale city     # Dalad-sized, a million cases
+    .venv/bin/python bench/bench_kpi.py --scale league   # all of Ordos, five million cases over three years
 
 Seeds the scale into its own database on the configured server the first time (``yitu seed demo
 --scale …``: the counters fill from the bulk COPY through their triggers). Each figure — the KPI
 tiles, the town ranking, the choropleth at town and cell level, the area panel — is timed cold:
 a new connection each time (no plan cache, no Redis cache of figures; PostgreSQL's buffers stay as
-the previous query left them) for the banner and each of a sample of its towns, once from the
+the previous query left them) for the league's root (level 0) where there is one, the first
+banner, and a sample of towns and of villages, once from the
 counters (what the screens run) and once from the ``*_scan`` SQL over the cases (the baseline).
 Prints the median and p95 in milliseconds, and checks both give the same figures.
 
@@ -46,16 +48,16 @@ from cli.stack import EmbeddedStack
 from geodata import areas_stats, kpi
 from geodata.clock import CST
 from geodata.migrate import migrate
-from geodata.queries import CHAIN_COLUMN, level_of, query
+from geodata.queries import chain_column, level_of, query
 from layers import grids
 from services.settings import Settings
 
-DATABASES = {"banner": "yitu_bench_kpi_banner", "city": "yitu_bench_kpi_city"}
+DATABASES = {"banner": "yitu_bench_kpi_banner", "city": "yitu_bench_kpi_city", "league": "yitu_bench_league"}
 
 
-def _database(scale: str) -> str:
+def _database(scale: str, name: str | None = None) -> str:
     server = EmbeddedStack(Settings()).database_url()
-    name = DATABASES[scale]
+    name = name or DATABASES[scale]
     with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -74,7 +76,7 @@ def _database(scale: str) -> str:
 
 
 def _scan(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list[dict[str, Any]]:
-    stmt = sql.SQL(query(name)).format(column=sql.Identifier(CHAIN_COLUMN[level_of(code)]))
+    stmt = sql.SQL(query(name)).format(column=chain_column(level_of(code)))
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(stmt, {"code": code, **params}).fetchall()
 
@@ -82,7 +84,7 @@ def _scan(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list
 def _ranking_scan(conn: psycopg.Connection, parent: str, start: datetime, end: datetime, now: datetime) -> Any:
     level = level_of(parent) + 1
     stmt = sql.SQL(query("ranking_scan")).format(
-        column=sql.Identifier("c", CHAIN_COLUMN[level]), parent=sql.Identifier("c", CHAIN_COLUMN[level_of(parent)])
+        column=chain_column(level, "c"), parent=chain_column(level_of(parent), "c")
     )
     with conn.cursor(row_factory=dict_row) as cur:
         params = {"level": level, "parent_code": parent, "start": start, "end": end, "now": now}
@@ -90,7 +92,7 @@ def _ranking_scan(conn: psycopg.Connection, parent: str, start: datetime, end: d
 
 
 def _grids_scan(conn: psycopg.Connection, level: int) -> Any:
-    stmt = sql.SQL(query("area_stats_by_level_scan")).format(column=sql.Identifier(CHAIN_COLUMN[level]))
+    stmt = sql.SQL(query("area_stats_by_level_scan")).format(column=chain_column(level))
     return {
         code: {"open": o, "overdue": late, "rate": round(res / rep, 4) if rep else None}
         for code, o, late, rep, res in conn.execute(stmt, {"scope": None})
@@ -208,13 +210,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=sorted(DATABASES), default="banner")
     ap.add_argument("--towns", type=int, default=10, help="towns sampled beside the banner")
+    ap.add_argument("--villages", type=int, default=3, help="villages sampled beside the towns")
     ap.add_argument("--runs", type=int, default=5, help="rounds over the areas")
     ap.add_argument("--hot", action="store_true", help="measure the intake on one hot counter row instead")
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--per-thread", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=5, help="--hot: rounds the variants are interleaved in")
+    ap.add_argument("--database", help="the scale's database by another name (seeded there when empty)")
     args = ap.parse_args()
-    dsn = _database(args.scale)
+    dsn = _database(args.scale, args.database)
     if args.hot:
         _hot(dsn, args.threads, args.per_thread, args.rounds)
         return
@@ -224,6 +228,11 @@ def main() -> None:
         towns = [
             r[0] for r in conn.execute("SELECT code FROM areas WHERE level = 2 ORDER BY code LIMIT %s", (args.towns,))
         ]
+        villages = [
+            r[0]
+            for r in conn.execute("SELECT code FROM areas WHERE level = 3 ORDER BY code LIMIT %s", (args.villages,))
+        ]
+        root = [r[0] for r in conn.execute("SELECT code FROM areas WHERE level = 0")]
         n_cases = conn.execute("SELECT count(*) FROM cases").fetchone()[0]  # type: ignore[index]
         n_rows = conn.execute(  # type: ignore[index]
             "SELECT (SELECT count(*) FROM case_counters) || ' daily, ' || (SELECT count(*) FROM case_counters_month)"
@@ -238,9 +247,9 @@ def main() -> None:
     )
     print(f"{'figure':28s} {'areas':>12s} {'counters med':>13s} {'p95':>8s} {'scan med':>10s} {'p95':>8s}")
     for name, (counted, scanned, per_area) in _figures(now).items():
-        for label, areas in (
-            (("banner", [banner]), (f"{len(towns)} towns", towns)) if per_area else (("all", [banner]),)
-        ):
+        levels = [("root", root)] if root else []
+        levels += [("banner", [banner]), (f"{len(towns)} towns", towns), (f"{len(villages)} villages", villages)]
+        for label, areas in levels if per_area else [("all", [banner])]:
             fast: list[float] = []
             slow: list[float] = []
             for _ in range(args.runs):

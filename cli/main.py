@@ -411,14 +411,15 @@ def seed() -> None:
     help="banner: Otog Front Banner (4 towns, 85 villages, 401 cells, 4,000 cameras, 6,000 cases); "
     "city: Dalad-sized for benchmarks (~1,700 cells, 17,000 cameras, 1,000,000 cases); "
     "league: all of Ordos (鄂尔多斯市), its nine banners and districts under the league root "
-    "(~3,900 cells, 9,000 cameras, 27,000 cases; --cases N shares N among them).",
+    "(~4,500 cells, 9,000 cameras, 5,000,000 cases over three years, 4,000 of them open; "
+    "--cases N shares N historical cases among them).",
 )
 @click.option(
     "--as-of",
     "as_of",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
     default=None,
-    help="End of the year of history, UTC (default: now).",
+    help="End of the history (a year; three at league scale), UTC (default: now).",
 )
 @click.option("--cameras", type=click.IntRange(0, 200_000), default=None, help="Override the number of cameras.")
 @click.option(
@@ -438,7 +439,9 @@ def seed_demo_cmd(
 ) -> None:
     """Seed the demo territory: grid, roads, cameras, mediation centres, vans and a year of cases.
 
-    Writes everything in one transaction; refuses a database that already holds data unless --replace.
+    Writes the territory, resources and cases in one transaction, then rebuilds the KPI counters and
+    the search's indexes beside each other on connections of their own; refuses a database that
+    already holds data unless --replace.
     """
     import psycopg
 

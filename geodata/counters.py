@@ -17,6 +17,15 @@ from psycopg.rows import dict_row
 
 from geodata.queries import query
 
+# The five grains (033_counters.sql), every one emptied and refilled by a rebuild.
+TABLES = (
+    "case_counters",
+    "case_counters_month",
+    "case_counters_open",
+    "case_counters_area_month",
+    "case_counters_area_day",
+)
+
 
 def rebuild(conn: psycopg.Connection) -> int:
     """Recompute every counter from the cases in one transaction; the number of counter rows.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -374,3 +375,37 @@ def test_users_screens_and_tokens_are_per_banner_or_league_wide(
     assert created.visible_in(SECOND) and created.visible_in(None) and not created.visible_in(FIRST)
     assert first_event.visible_in(FIRST) and not first_event.visible_in(SECOND)
     assert moved.visible_in(SECOND) and moved.visible_in(FIRST)
+
+
+def test_the_league_demo_seeds_every_banner_with_its_own_cases_and_figures(db_url: str) -> None:
+    """`yitu seed demo --scale league --cases N` (small N here; five million by default): every case
+    inside its banner with its banner's code prefix, years of history beside today's open cases,
+    the cases' indexes all back after the bulk load, and counters that agree with a full count."""
+    from geodata import counters
+    from geodata.demo.seed import SCALES, seed_demo
+
+    as_of = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    with psycopg.connect(db_url) as conn:
+        indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'cases'").fetchall()
+    counts = seed_demo(db_url, "league", seed=2, as_of=as_of, cases=3000)
+    total = SCALES["league"]
+    assert abs(counts["cases"] - 3000 - total.open_cases) <= 18
+    with psycopg.connect(db_url) as conn:
+        q = lambda s, *a: conn.execute(s, a).fetchall()  # noqa: E731
+        assert q("SELECT code, level FROM areas WHERE level = 0") == [(ROOT, 0)]
+        banners = [r[0] for r in q("SELECT banner_code FROM cases GROUP BY 1 ORDER BY 1")]
+        assert len(banners) == 9
+        assert q("""SELECT count(*) FROM cases c JOIN areas b ON b.code = c.banner_code
+                    WHERE NOT ST_Intersects(b.geom, c.geom)""") == [(0,)]
+        assert q("""SELECT count(*) FROM cases c JOIN areas a ON a.code = c.grid_code
+                    WHERE NOT ST_Intersects(a.geom, c.geom) OR c.village_code <> a.parent_code
+                       OR left(c.code, 7) <> c.banner_code || '-'""") == [(0,)]
+        first, opened = q("SELECT min(reported_at), count(*) FILTER (WHERE yitu_step_open(step)) FROM cases")[0]
+        assert first < as_of - timedelta(days=2 * 365)  # years of history
+        assert abs(opened - total.open_cases) <= 9
+        assert q("SELECT count(*) FROM cases WHERE reported_at > %s", as_of) == [(0,)]
+        assert q("""SELECT count(*) FROM cases c WHERE NOT EXISTS
+                    (SELECT 1 FROM case_events e WHERE e.case_id = c.id AND e.action = 'report')""") == [(0,)]
+        assert sorted(q("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'cases'")) == sorted(indexes)
+    with psycopg.connect(db_url) as conn:  # what `yitu kpi check` runs, in a transaction of its own
+        assert counters.differences(conn) == []

@@ -9,11 +9,17 @@ league root (geodata/league.py).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import queue
+import threading
+import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Never
 
 import numpy as np
 import psycopg
@@ -59,13 +65,15 @@ class Scale:
     cases: int
     open_cases: int
     vans: int = 4
+    days: int = 365  # the history's span before ``as_of``
 
 
 SCALES = {
     "banner": Scale("banner", "150623", cells=401, cameras=4000, cases=6000, open_cases=320),
     "city": Scale("city", "150621", cells=1700, cameras=17000, cases=1_000_000, open_cases=2400),
-    # the league's figures are totals, shared among its banners by their village-level units
-    "league": Scale("league", "1506", cells=0, cameras=9000, cases=27_000, open_cases=1800, vans=18),
+    # the league's figures are totals, shared among its banners by their village-level units: five
+    # million cases over three years, of which a few thousand open today
+    "league": Scale("league", "1506", cells=0, cameras=9000, cases=4_996_000, open_cases=4000, vans=18, days=3 * 365),
 }
 LEAGUE = ("150600", "鄂尔多斯市")
 LEAGUE_KM2_PER_CELL = 20.0  # a league banner's cells: one per 20 km², at least two per village
@@ -193,6 +201,7 @@ def league_parts(total: Scale) -> list[tuple[str, Scale]]:
                 cases=share(total.cases, c),
                 open_cases=share(total.open_cases, c),
                 vans=2,
+                days=total.days,
             ),
         )
         for c in codes
@@ -276,8 +285,10 @@ def seed_demo(
         cases if cases is not None else base.cases,
         base.open_cases,
         base.vans,
+        base.days,
     )
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    t_start = time.perf_counter()
     log.info("building demo scale=%s seed=%d as_of=%s", scale.name, seed, as_of.isoformat())
     parts = (
         build_league(scale, seed, progress) if scale.name == "league" else [(scale, build_demo(scale, seed, progress))]
@@ -292,42 +303,160 @@ def seed_demo(
             cur.execute("SELECT set_config('yitu.audit_maintenance', 'on', true)")
             cur.execute("TRUNCATE " + ", ".join(DEMO_TABLES) + " RESTART IDENTITY CASCADE")  # constant names
             cur.execute("SELECT set_config('yitu.audit_maintenance', 'off', true)")
-        first_day = (as_of - timedelta(days=400)).date()
+        # Memory for this transaction's sorts: the indexes built after the load, the counters' rebuild.
+        cur.execute(
+            "SELECT set_config('maintenance_work_mem', %s, true), set_config('work_mem', %s, true)",
+            (BULK_MAINTENANCE_MEM, BULK_WORK_MEM),
+        )
+        first_day = (as_of - timedelta(days=scale.days + 35)).date()
         for table in ("case_events", "van_positions"):
             cur.execute(
                 "SELECT yitu_ensure_month_partitions(%s::regclass, %s, %s)",
                 (table, first_day, (as_of + timedelta(days=62)).date()),
             )
         # The KPI counters' triggers stand aside for the bulk load (033_counters.sql): one rebuild
-        # after it, in this transaction, costs a fraction of a delta per COPY batch.
+        # after it costs a fraction of a delta per COPY batch. The secondary indexes of the cases go
+        # too: built once from the loaded table (a sort each) they cost a fraction of millions of
+        # insertions into each.
         cur.execute("SELECT set_config('yitu.counters_bulk', 'on', true)")
         # each banner's deadlines: the rules given with the league's and the banners' own over them
         # (geodata/deadlines.py; the table survives a --replace), unless a book is given
         book = rules if rules is not None and not isinstance(rules, DeadlineRules) else None
         book = book or deadlines.load(conn, rules if isinstance(rules, DeadlineRules) else DeadlineRules())
+        indexes = _drop_indexes(cur, "cases")
+        total = sum(part.cases + part.open_cases for part, _ in parts)  # one bar for every banner's cases
+        bar = tqdm(total=total, desc="cases", unit="case", unit_scale=True, disable=not progress, leave=False)
         nodes = first_id = 0
         for i, (part, demo) in enumerate(parts):
             # one banner of several (the league): its own random streams, road nodes and case ids numbered on
             stream = [seed] if len(parts) == 1 else [seed, 10 + i]
-            written = _write_part(cur, demo, part, as_of, stream, progress, book, nodes, first_id)
+            written = _write_part(cur, demo, part, as_of, stream, bar, book, nodes, first_id)
             for k, v in written.items():
                 counts[k] = counts.get(k, 0) + v
             nodes += 1 + max((max(r.source, r.target) for r in demo.roads), default=-1)
             first_id += written["cases"]
+        bar.close()
         if len(parts) > 1:
             league.set_root(conn, *LEAGUE)
+        log.info("territories, resources and cases written in %.0f s", time.perf_counter() - t_start)
+        now = [(n, d) for n, d in indexes if not _searched(d)]
+        bar = tqdm(total=len(now), desc="indexes", unit="index", disable=not progress, leave=False)
+        for name, definition in now:
+            bar.set_postfix_str(name)
+            cur.execute(sql.SQL(definition))  # the catalog's own text, as it was
+            bar.update()
+        bar.close()
         cur.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), GREATEST((SELECT max(id) FROM cases), 1))")
         assigned = cur.execute(query("demo_assign_roster")).rowcount
         log.info("open cases assigned to the roster's mediators: %d", assigned)
-        cur.execute("SELECT set_config('yitu.counters_bulk', 'off', true)")
-        counters.rebuild(conn)
         if audit is not None:
             audit(conn, counts, wiped)
+    log.info("committed after %.0f s", time.perf_counter() - t_start)
+    _after_commit(dsn, [(n, d) for n, d in indexes if _searched(d)], progress)
     with psycopg.connect(dsn, autocommit=True) as conn:
         for table in DEMO_TABLES:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+    log.info("seeded in %.0f s", time.perf_counter() - t_start)
     log.info("demo seeded %s", " ".join(f"{k}={v}" for k, v in counts.items()))
     return counts
+
+
+def _searched(definition: str) -> bool:
+    """An index of the search's grams (024_search.sql): GIN, the longest builds of all."""
+    return "USING gin" in definition
+
+
+def _after_commit(dsn: str, search_indexes: list[tuple[str, str]], progress: bool) -> None:
+    """The KPI counters' rebuild and the search's GIN indexes, side by side on connections of their own.
+
+    Outside the seeding transaction, and on purpose: at league scale (five million cases) these
+    three are single-threaded statements of 5–12 minutes each (PostgreSQL 15 builds GIN in one
+    process and runs no INSERT … SELECT in parallel), which in one transaction add up to more than
+    the 30 minutes the whole seeding may take; on three connections they use both cores. All three
+    take SHARE locks on ``cases`` (compatible with each other), so no case changes meanwhile: the
+    counters agree with the cases the moment their rebuild commits, and a reader meanwhile sees
+    the new cases with figures of zero and a search without its index (slow, not wrong). If one of
+    them fails, the cases stay seeded: ``yitu kpi rebuild`` redoes the counters and the error names
+    the index to create.
+    """
+    jobs: list[tuple[str, Callable[[], None]]] = [
+        (name, functools.partial(_build_index, dsn, definition)) for name, definition in search_indexes
+    ]
+    jobs.append(("KPI counters", functools.partial(_rebuild_counters, dsn)))
+    bar = tqdm(total=len(jobs), desc="counters + search indexes", unit="job", disable=not progress, leave=False)
+    # All at once: the server shares the two cores among them, so they end at about half their sum
+    # (or with the longest), whatever order they were listed in.
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {pool.submit(fn): name for name, fn in jobs}
+        with psycopg.connect(dsn, autocommit=True) as watch:
+            while True:
+                done, _ = wait(futures, timeout=1.0)
+                # the GIN builds say how far their scan is (its counters start again in a later phase:
+                # the bar never goes back)
+                bar.n = max(bar.n, round(len(done) + _index_progress(watch), 2))
+                bar.set_postfix_str(", ".join(futures[f] for f in futures if f not in done))
+                bar.refresh()
+                if len(done) == len(futures):
+                    break
+        bar.close()
+        for future, name in futures.items():
+            if future.exception() is not None:
+                raise SeedError(f"the cases are seeded but {name} failed: {future.exception()}")
+
+
+def _index_progress(conn: psycopg.Connection) -> float:
+    """How far the index builds running in this database are, summed (each from 0 to 1)."""
+    row = conn.execute(
+        """SELECT coalesce(sum(CASE WHEN blocks_total > 0 THEN blocks_done::float8 / blocks_total ELSE 0 END), 0)
+           FROM pg_stat_progress_create_index WHERE datname = current_database()"""
+    ).fetchone()
+    return float(row[0]) * 0.95 if row else 0.0  # the scan; the last part (writing the index) is not counted
+
+
+def _build_index(dsn: str, definition: str) -> None:
+    t0 = time.perf_counter()
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (BULK_MAINTENANCE_MEM,))
+        conn.execute(sql.SQL(definition))  # the catalog's own text, as it was
+    log.info("built in %.0f s: %s", time.perf_counter() - t0, definition)
+
+
+def _rebuild_counters(dsn: str) -> None:
+    """``counters.rebuild`` with the counters' own indexes out of the way while their rows go in."""
+    t0 = time.perf_counter()
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "SELECT set_config('maintenance_work_mem', %s, true), set_config('work_mem', %s, true)",
+            (BULK_MAINTENANCE_MEM, BULK_WORK_MEM),
+        )
+        conn.execute("LOCK TABLE cases IN SHARE MODE")
+        with conn.cursor() as cur:
+            indexes = [ix for table in counters.TABLES for ix in _drop_indexes(cur, table)]
+        rows = counters.rebuild(conn)
+        for _, definition in indexes:
+            conn.execute(sql.SQL(definition))  # the catalog's own text, as it was
+    log.info("KPI counters rebuilt in %.0f s: %d daily rows", time.perf_counter() - t0, rows)
+
+
+# This transaction's memory for sorts (SET LOCAL): the index builds and the counters' rebuild after a
+# load of millions of rows sort in memory instead of in temporary files.
+BULK_MAINTENANCE_MEM = "1GB"
+BULK_WORK_MEM = "256MB"
+
+
+def _drop_indexes(cur: psycopg.Cursor, table: str) -> list[tuple[str, str]]:
+    """Drop the indexes of ``table`` that no constraint needs (in this transaction); their names and
+    definitions (``pg_get_indexdef``), to build them again once the rows are in."""
+    indexes = cur.execute(
+        """SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           WHERE i.indrelid = %s::regclass
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+           ORDER BY c.relname""",
+        (table,),
+    ).fetchall()
+    for name, _ in indexes:
+        cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    return [(str(n), str(d)) for n, d in indexes]
 
 
 def _write_part(
@@ -336,7 +465,7 @@ def _write_part(
     scale: Scale,
     as_of: datetime,
     stream: list[int],
-    progress: bool,
+    bar: tqdm[Never],
     rules: Rules,
     node_offset: int = 0,
     id_offset: int = 0,
@@ -408,7 +537,7 @@ def _write_part(
            FROM areas a WHERE c.area_code IS NULL AND a.level = 4 AND ST_Intersects(a.geom, c.geom)"""
     )
     counts["cases"], counts["case_events"] = _write_cases(
-        cur, demo.territory, scale, as_of, stream, progress, rules, id_offset
+        cur, demo.territory, scale, as_of, stream, bar, rules, id_offset
     )
     return counts
 
@@ -450,34 +579,66 @@ def _write_cases(
     scale: Scale,
     as_of: datetime,
     stream: list[int],
-    progress: bool,
+    bar: tqdm[Never],
     rules: Rules,
     id_offset: int = 0,
 ) -> tuple[int, int]:
     rng = np.random.default_rng([*stream, 2])  # its own stream: the territory does not shift the cases
-    total = scale.cases + scale.open_cases
     n_cases = n_events = 0
-    bar = tqdm(total=total, desc="cases", unit="case", unit_scale=True, disable=not progress, leave=False)
-    cases = case_gen.generate_cases(
-        territory, scale.cases, scale.open_cases, as_of, rng, first_id=1 + id_offset, rules=rules
+    batches = case_gen.generate(
+        territory, scale.cases, scale.open_cases, as_of, rng, first_id=1 + id_offset, rules=rules, days=scale.days
     )
-    for rows, events in cases:
-        n_cases += _copy(
-            cur,
-            """COPY cases (id, code, type, description, parties, geom, grid_code, village_code,
-                 town_code, banner_code, channel, reporter, level, step, deadline, attempts, outcome, satisfaction,
-                 followup_note, reported_at, closed_at, updated_at) FROM STDIN""",
-            rows,
-        )
-        n_events += _copy(
-            cur,
-            """COPY case_events (case_id, occurred_at, actor, role, action, from_step, to_step,
-                 level, note) FROM STDIN""",
-            events,
-        )
-        bar.update(len(rows))
-    bar.close()
+    for batch, text in _ahead(batches):
+        if text is not None:
+            with cur.copy(CASES_COPY) as cp:
+                cp.write(text[0])
+            with cur.copy(EVENTS_COPY) as cp:
+                cp.write(text[1])
+            n_cases += len(batch)
+            n_events += text[2]
+        elif isinstance(batch, case_gen.OpenBatch):
+            n_cases += _copy(cur, CASES_COPY, batch.cases)
+            n_events += _copy(cur, EVENTS_COPY, batch.events)
+        bar.update(len(batch.cases) if isinstance(batch, case_gen.OpenBatch) else len(batch))
     return n_cases, n_events
+
+
+Rendered = tuple[bytes, bytes, int]  # a history batch's cases and events as COPY text, and its number of events
+
+
+def _ahead(
+    batches: Iterable[case_gen.HistoryBatch | case_gen.OpenBatch],
+) -> Iterable[tuple[case_gen.HistoryBatch | case_gen.OpenBatch, Rendered | None]]:
+    """The batches, each history batch with its COPY text, drawn and rendered in a thread of their own
+    a batch or two ahead: the server takes in one batch while the next is made (both cores busy)."""
+    out: queue.Queue[tuple[case_gen.HistoryBatch | case_gen.OpenBatch, Rendered | None] | BaseException | None]
+    out = queue.Queue(maxsize=2)
+
+    def make() -> None:
+        try:
+            for batch in batches:
+                if isinstance(batch, case_gen.HistoryBatch):
+                    cases, events = batch.copy_text()
+                    out.put((batch, (cases, events, len(batch.ev_case))))
+                else:
+                    out.put((batch, None))
+            out.put(None)
+        except BaseException as e:  # handed to the consumer, which raises it
+            out.put(e)
+
+    worker = threading.Thread(target=make, name="demo-cases", daemon=True)
+    worker.start()
+    while (item := out.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    worker.join()
+
+
+CASES_COPY = """COPY cases (id, code, type, description, parties, geom, grid_code, village_code, town_code, banner_code,
+    channel, reporter, level, step, deadline, attempts, outcome, satisfaction, followup_note, reported_at,
+    closed_at, updated_at) FROM STDIN"""
+EVENTS_COPY = "COPY case_events (case_id, occurred_at, actor, role, action, from_step, to_step, level, note) FROM STDIN"
 
 
 __all__ = ["SCALES", "Scale", "SeedError", "build_demo", "database_is_empty", "seed_demo"]
