@@ -267,7 +267,8 @@ def seed_demo(
     rules: Rules | None = None,
     audit: SeedAudit | None = None,
 ) -> dict[str, int]:
-    """Generate and write the demo; return row counts per table. One transaction: all or nothing.
+    """Generate and write the demo; return row counts per table. One transaction: all or nothing
+    (from AFTER_COMMIT_CASES cases on, the counters and the search's indexes follow the commit).
 
     The cases' deadlines follow ``rules`` (the workflow's defaults unless given: pass the running
     app's, services.deadlines.deadline_rules, so the demo agrees with the API and the sweep), with
@@ -349,16 +350,30 @@ def seed_demo(
         cur.execute("SELECT setval(pg_get_serial_sequence('cases', 'id'), GREATEST((SELECT max(id) FROM cases), 1))")
         assigned = cur.execute(query("demo_assign_roster")).rowcount
         log.info("open cases assigned to the roster's mediators: %d", assigned)
+        searched = [(n, d) for n, d in indexes if _searched(d)]
+        split = total >= AFTER_COMMIT_CASES
+        if not split:  # a banner or a city: minutes at most, so all of it stays one transaction
+            for name, definition in searched:
+                log.info("building %s", name)
+                cur.execute(sql.SQL(definition))  # the catalog's own text, as it was
+            cur.execute("SELECT set_config('yitu.counters_bulk', 'off', true)")
+            counters.rebuild(conn)
         if audit is not None:
             audit(conn, counts, wiped)
     log.info("committed after %.0f s", time.perf_counter() - t_start)
-    _after_commit(dsn, [(n, d) for n, d in indexes if _searched(d)], progress)
+    if split:
+        _after_commit(dsn, searched, progress)
     with psycopg.connect(dsn, autocommit=True) as conn:
         for table in DEMO_TABLES:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     log.info("seeded in %.0f s", time.perf_counter() - t_start)
     log.info("demo seeded %s", " ".join(f"{k}={v}" for k, v in counts.items()))
     return counts
+
+
+# From this many cases (the league's five million) the counters' rebuild and the search's GIN
+# indexes are made after the commit, side by side (see _after_commit); below it, in the transaction.
+AFTER_COMMIT_CASES = 2_000_000
 
 
 def _searched(definition: str) -> bool:
@@ -369,15 +384,14 @@ def _searched(definition: str) -> bool:
 def _after_commit(dsn: str, search_indexes: list[tuple[str, str]], progress: bool) -> None:
     """The KPI counters' rebuild and the search's GIN indexes, side by side on connections of their own.
 
-    Outside the seeding transaction, and on purpose: at league scale (five million cases) these
-    three are single-threaded statements of 5–12 minutes each (PostgreSQL 15 builds GIN in one
-    process and runs no INSERT … SELECT in parallel), which in one transaction add up to more than
-    the 30 minutes the whole seeding may take; on three connections they use both cores. All three
-    take SHARE locks on ``cases`` (compatible with each other), so no case changes meanwhile: the
-    counters agree with the cases the moment their rebuild commits, and a reader meanwhile sees
-    the new cases with figures of zero and a search without its index (slow, not wrong). If one of
-    them fails, the cases stay seeded: ``yitu kpi rebuild`` redoes the counters and the error names
-    the index to create.
+    Outside the seeding transaction (from AFTER_COMMIT_CASES cases on), and on purpose: at league scale (five
+    million cases) these three are single-threaded statements of 5–12 minutes each (PostgreSQL 15 builds GIN in
+    one process and runs no INSERT … SELECT in parallel), which in one transaction add up to more than the 30
+    minutes the whole seeding may take; on three connections they use both cores. All three take SHARE locks on
+    ``cases`` (compatible with each other), so no case changes meanwhile: the counters agree with the cases the
+    moment their rebuild commits, and a reader meanwhile sees the new cases with figures of zero and a search
+    without its index (slow, not wrong). If one of them fails, the cases stay seeded: ``yitu kpi rebuild``
+    redoes the counters and the error names the index to create.
     """
     jobs: list[tuple[str, Callable[[], None]]] = [
         (name, functools.partial(_build_index, dsn, definition)) for name, definition in search_indexes
