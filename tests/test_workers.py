@@ -161,8 +161,16 @@ def test_a_screen_through_nginx_moves_to_the_surviving_process(  # type: ignore[
     _wait_pin(page, code, timeout=60_000)
     assert survivor.log().count(socket) > before
     assert page.evaluate("() => window.__sameDocument === true"), "the page reloaded"
-    # The browser logged the lost connection; nothing else went wrong.
-    w.problems = [p for p in w.problems if "WebSocket" not in p and "Failed to load resource" not in p]
+    # The browser logged the lost connection — the socket, and a callback request in flight to the
+    # killed process, which nginx answered 502 Bad Gateway (the page's next one goes to the survivor);
+    # nothing else went wrong.
+    w.problems = [
+        p
+        for p in w.problems
+        if "WebSocket" not in p
+        and "Failed to load resource" not in p
+        and not ("Callback error updating" in p and "502 Bad Gateway" in p)
+    ]
     w.close()
 
 
