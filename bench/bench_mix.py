@@ -21,7 +21,7 @@ Redis: this checkout's embedded stack, `yitu db up`, on the ports of its .env):
   (``/pair/<code>``: a cookie), asks for the wall's layout (Dash's ``page.children`` callback), opens
   the live WebSocket (``/_dash-ws-callback``), starts the persistent live callback and answers its
   ``get_props`` for the cursor as the page's store would; on each live batch it reloads the point
-  layers the batch touches (their URL from the layout with a new ``rev``, as yitu_map.js's
+  layers the batch touches (their URL from the layout with the batch's ``rev``, as yitu_map.js's
   ``layerUrls`` does: cases on case events, vans on van events) and, when the batch says the numbers
   are due, runs the wall's numbers and warnings callbacks (``/_dash-update-component``). A screen
   whose socket drops reconnects after a second (Dash's own first retry delay) with its cursor;
@@ -469,7 +469,13 @@ class Screen:
         mix.last_batch[self.index] = at
         if events:
             mix.event_batch[self.index] = at
-        rev = round(float(batch.get("at", time.time())) * 1000) % 1_000_000_000
+        # as yitu_map.js's layerUrls: the outbox id of the batch's newest event (the server shares one
+        # answer among the screens asking after it, services/layer_answers.py); a resync names no event
+        outbox = batch.get("outbox")
+        if outbox and not batch.get("resync"):
+            rev = str(outbox)
+        else:
+            rev = f"r{round(float(batch.get('at', time.time())) * 1000) % 1_000_000_000}"
         for layer, (url, live) in self.layout.layers.items():
             if batch.get("resync") or any(str(e.get("type", "")).startswith(live) for e in events if live):
                 sep = "&" if "?" in url else "?"
