@@ -76,7 +76,7 @@ def test_panel_crumbs_and_ranking(svc: Services) -> None:
     ranking = _text(wall.ranking_table(svc, "150623", "zh-CN"))
     for town in ("敖勒召其镇", "上海庙镇", "城川镇", "昂素镇"):
         assert town in ranking
-    assert wall.fly_to(svc, cell)["transition"] == "flyToBounds"
+    assert wall.fly_to(svc, cell)["transition"] == "fitBounds"  # one zoom animation, not a flight
     assert wall.fly_to(svc, "150623999999999") is None
 
 
