@@ -584,10 +584,9 @@ def fly_to(svc: Services, code: str) -> dict[str, Any] | None:
     if area is None:
         return None
     minx, miny, maxx, maxy = area["bounds"]
-    # fitted, not flown: a flight places every open label (the grid's area names) again at each of
-    # its frames — 2.7 s of a village drill-down on the league (docs/performance.md); a fit moves
-    # them once, in Leaflet's one zoom animation
-    return {"bounds": [[miny, minx], [maxy, maxx]], "transition": "fitBounds"}
+    # set at once, not flown: a flight places every open label (the grid's area names) again at each
+    # of its frames — 2.7 s of a village drill-down on the league (docs/performance.md)
+    return {"bounds": [[miny, minx], [maxy, maxx]], "transition": "fitBounds", "options": {"animate": False}}
 
 
 def register(app: Dash, get: Callable[[], Services]) -> None:
