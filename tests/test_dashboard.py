@@ -192,6 +192,71 @@ def test_drill_down_from_banner_to_cell_and_back(live_server, demo_db: str, redi
     w.close()
 
 
+LABELS = (
+    "() => Array.from(document.querySelectorAll('.leaflet-pane .yitu-label')).map(e => {"
+    " const r = e.firstChild.getBoundingClientRect(); const m = window.yitu.maps[window.yitu.maps.length - 1];"
+    " const c = m.getContainer().getBoundingClientRect();"
+    " const at = m.containerPointToLatLng([(r.left + r.right) / 2 - c.left, (r.top + r.bottom) / 2 - c.top]);"
+    " return {text: e.textContent, shown: e.style.visibility !== 'hidden', level: +e.dataset.level,"
+    " l: r.left, r: r.right, t: r.top, b: r.bottom, lat: at.lat, lon: at.lng}; })"
+)
+
+
+def _overlapping(labels: list[dict]) -> list[tuple[str, str]]:
+    shown = [x for x in labels if x["shown"]]
+    return [
+        (a["text"], b["text"])
+        for i, a in enumerate(shown)
+        for b in shown[i + 1 :]
+        if a["l"] < b["r"] and a["r"] > b["l"] and a["t"] < b["b"] and a["b"] > b["t"]
+    ]
+
+
+@pytest.mark.browser
+def test_area_names_are_drawn_on_their_areas_and_never_over_each_other(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
+    """The grid's names are markers placed by a transform, not permanent tooltips (a tooltip measures
+    itself as it opens: 1.1 s of a league village's drill-down); where two would overlap on screen the
+    larger area's is shown, the other hidden, decided again after each zoom or pan."""
+    srv = live_server(demo_db, redis_url)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
+    page = w.page
+    page.goto(srv.url + "/")
+    page.wait_for_function(SETTLED, timeout=30_000)
+    with psycopg.connect(demo_db) as conn:
+        towns = dict(conn.execute("SELECT name, code FROM areas WHERE level = 2 AND parent_code = '150623'").fetchall())
+        town = "150623100"
+        villages = {r[0] for r in conn.execute("SELECT name FROM areas WHERE parent_code = %s", (town,))}
+    wait_for(lambda: sorted(x["text"] for x in page.evaluate(LABELS)) == sorted(towns), timeout=20, what="town names")
+    assert page.locator(".leaflet-tooltip").count() == 0
+    with psycopg.connect(demo_db) as conn:  # each name is drawn inside its own area's box
+        for x in page.evaluate(LABELS):
+            inside = conn.execute(
+                "SELECT ST_Envelope(geom) && ST_SetSRID(ST_Point(%s, %s), 4326) FROM areas WHERE code = %s",
+                (x["lon"], x["lat"], towns[x["text"]]),
+            ).fetchone()[0]
+            assert inside, x
+    t = translator("zh-CN")
+    for layer in registry.wall_layers():  # the town's villages, by a click on it (only polygons there)
+        if layer.name != "grids":
+            page.locator("#wall-layers label", has_text=t(f"layer.{layer.name}")).click()
+    wait_for(lambda: page.evaluate(NON_POLYGON_FEATURES) == 0, timeout=20, what="the other layers switched off")
+    _wait_still(page, 2)
+    _click_area(page, demo_db, town)
+    wait_for(lambda: {x["text"] for x in page.evaluate(LABELS)} >= villages, timeout=20, what="village names")
+    assert not {x["text"] for x in page.evaluate(LABELS)} & set(towns)  # the towns' names went with their level
+
+    def apart() -> bool:  # some names hidden (the town's are crowded at this zoom), none of the shown overlap
+        labels = page.evaluate(LABELS)
+        return any(not x["shown"] for x in labels) and any(x["shown"] for x in labels) and not _overlapping(labels)
+
+    wait_for(apart, timeout=10, what="crowded names hidden")
+    page.evaluate("() => window.yitu.maps[window.yitu.maps.length - 1].panBy([-300, 120], {animate: false})")
+    wait_for(apart, timeout=10, what="crowded names hidden after a pan")
+    w.close()
+
+
 @pytest.mark.browser
 def test_leaving_the_wall_while_its_layers_load_throws_nothing_into_the_next_page(
     live_server, demo_db: str, redis_url: str, browser: Browser

@@ -78,6 +78,67 @@
     });
   }
 
+  // An area's name on the map, at its polygon's centre, added and removed with the polygon. A marker
+  // with a size-less divIcon centred by CSS, not a permanent tooltip: a tooltip measures itself
+  // (offsetWidth) as it opens and at every zoom, one forced layout per label — 1.1 s for the
+  // labels of a league village's box (profiled) — where a marker is placed by a transform only.
+  function label(layer, p) {
+    var marker = null;
+    layer.on("add", function () {
+      var map = layer._map;
+      if (!map.getPane("yitu-labels")) {
+        var pane = map.createPane("yitu-labels");
+        pane.style.zIndex = 650;
+        pane.style.pointerEvents = "none";
+      }
+      marker = L.marker(layer.getCenter(), {
+        pane: "yitu-labels", interactive: false, keyboard: false,
+        icon: L.divIcon({
+          className: "yitu-label yitu-label-l" + p.level, iconSize: null, iconAnchor: [0, 0],
+          html: "<span>" + esc(p.name) + "</span>"
+        })
+      }).addTo(map);
+      marker._icon.setAttribute("data-level", p.level);
+      declutter(map);
+    });
+    layer.on("remove", function () {
+      if (marker) { marker.remove(); marker = null; }
+    });
+  }
+
+  // Names that would overlap on screen: the larger area's (lower level) is shown, the other hidden,
+  // once per frame after labels are added and after each zoom or pan. All boxes are read in one pass
+  // (one layout), then the visibility written, so the cost is one layout however many labels.
+  function declutter(map) {
+    if (!map._yituLabelsHooked) {
+      map.on("zoomend moveend", function () { declutter(map); });
+      map._yituLabelsHooked = true;
+    }
+    if (map._yituDeclutter) { return; }
+    map._yituDeclutter = requestAnimationFrame(function () {
+      map._yituDeclutter = null;
+      var pane = map.getPane("yitu-labels");
+      if (!pane) { return; }
+      var items = [];
+      for (var i = 0; i < pane.children.length; i++) {
+        var el = pane.children[i];
+        var r = el.firstChild ? el.firstChild.getBoundingClientRect() : null;
+        items.push({ el: el, level: +el.getAttribute("data-level") || 9, r: r, i: i });
+      }
+      items.sort(function (a, b) { return a.level - b.level || a.i - b.i; });
+      var kept = [];
+      items.forEach(function (it) {
+        var r = it.r;
+        it.hide = !r || r.width === 0 ? false : kept.some(function (k) {
+          return r.left < k.right && r.right > k.left && r.top < k.bottom && r.bottom > k.top;
+        });
+        if (!it.hide && r && r.width) { kept.push(r); }
+      });
+      items.forEach(function (it) { it.el.style.visibility = it.hide ? "hidden" : ""; });
+      yitu.labelsShown = kept.length;  // how many names are on screen (tests)
+    });
+  }
+
   function hideoutOf(context) { return (context && context.hideout) || {}; }
 
   // Merged into what is there: a second asset file (or a test) may add a layer's function in any order.
@@ -107,11 +168,7 @@
       yitu.gridsDrawn = yitu.gridsDrawn || {};   // which areas were drawn (a layer may redraw)
       yitu.gridsDrawn[feature.properties.code] = feature.properties.level;
       var h = (context && context.hideout) || {};
-      if (h.labels !== false) {
-        layer.bindTooltip(esc(feature.properties.name), {
-          permanent: true, direction: "center", className: "yitu-label yitu-label-l" + feature.properties.level
-        });
-      }
+      if (h.labels !== false) { label(layer, feature.properties); }
     },
     vanEach: function (feature, layer, context) {
       count(feature.properties.kind === "trail" ? "trails" : hideoutOf(context).layer || "vans");
