@@ -115,6 +115,7 @@ def queue_items(
             html.Button(
                 id={"type": QUEUE_ITEM, "code": r["code"]},
                 n_clicks=0,
+                **{"data-code": r["code"]},  # yitu_wall.js picks the case from it (Ids.PICK)
                 className="yitu-queue-item"
                 + (" yitu-overdue" if r["overdue"] else "")
                 + (" yitu-selected" if r["code"] == selected else ""),
@@ -353,16 +354,20 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
 
     @app.callback(
         Output(Ids.SELECTED, "data"),
-        Input({"type": QUEUE_ITEM, "code": ALL}, "n_clicks"),
+        Input(Ids.PICK, "data"),
         Input({"type": POINT, "layer": ALL}, "clickData"),
         prevent_initial_call=True,
     )
-    def _select(_clicks: list[int | None], _points: list[dict[str, Any] | None]) -> str | NoUpdate:
+    def _select(pick: dict[str, Any] | None, _points: list[dict[str, Any] | None]) -> str | NoUpdate:
+        # A queue item's click comes through a store that yitu_wall.js sets from the clicked
+        # button's data-code: the queue is drawn again by the live push, and a click on an item
+        # being replaced was lost through its n_clicks (the test of the visits caught it, 1 in 5).
+        if ctx.triggered_id == Ids.PICK:
+            code = (pick or {}).get("code")
+            return code if isinstance(code, str) and code else no_update
         trig = ctx.triggered_id
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update
-        if trig.get("type") == QUEUE_ITEM:
-            return str(trig["code"])
         props = (ctx.triggered[0]["value"] or {}).get("properties") or {}
         if trig.get("layer") == cases_layer.LAYER.id and props.get("code") and not props.get("cluster"):
             return str(props["code"])

@@ -612,11 +612,17 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         shown: list[str] | None,
         rev: int | None,
         hideout: dict[str, Any] | None,
-    ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any]]:
+    ) -> tuple[str | NoUpdate | None, dict[str, Any] | NoUpdate | None, dict[str, Any]]:
         code = selected["code"] if selected else None
         url, level = grid_url(zoom, bounds, code is not None and queries.level_of(in_scope(code)) == 0, rev)
+        hideout = grid_hideout(get(), level, mode or "none", code, zoom, hideout)
+        if [t["prop_id"] for t in ctx.triggered] == [f"{Ids.SELECTED}.data"]:
+            # A drill-down: _fly sets the map on the area at once, and its new zoom and bounds call
+            # this again; a grid fetched now for the view being left would be thrown away (a
+            # league's banner drill-down fetched the root's towns first).
+            return no_update, no_update, hideout
         layer_url, data = switched(url, grids.LAYER.name in (shown or []))
-        return layer_url, data, grid_hideout(get(), level, mode or "none", code, zoom, hideout)
+        return layer_url, data, hideout
 
     others = switchable()  # the registry's wall layers as this app was made
 
@@ -639,11 +645,17 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         Output(Ids.SELECTED, "data"),
         Input(GRID_LAYER, "clickData"),
         Input({"type": CRUMB, "code": ALL}, "n_clicks"),
+        Input(Ids.DRILL, "data"),
         State(Ids.SELECTED, "data"),
         prevent_initial_call=True,
     )
-    def _select(click: dict[str, Any] | None, _crumbs: list[int | None], selected: Selection) -> Selection | NoUpdate:
+    def _select(
+        click: dict[str, Any] | None, _crumbs: list[int | None], drill: dict[str, Any] | None, selected: Selection
+    ) -> Selection | NoUpdate:
         trig = ctx.triggered_id
+        if trig == Ids.DRILL:  # a banner's ranking row, drilled into on the page (no page load)
+            code = (drill or {}).get("code")
+            return {**selected, "code": code} if isinstance(code, str) and code.isdigit() else no_update
         if isinstance(trig, dict) and trig.get("type") == CRUMB:
             if not ctx.triggered[0]["value"]:  # a re-rendered crumb (n_clicks 0), not a click
                 return no_update

@@ -69,10 +69,13 @@ def test_a_second_banner_arrives_while_a_screen_is_open_and_the_league_drills_do
     )
     page.screenshot(path=str(tmp_path / "league.png"))
 
-    # A ranking row drills the wall down into its banner; its towns are ranked there.
+    # A ranking row drills the wall down into its banner, on the page (not loaded again: the mark
+    # stays), the address following; its towns are ranked there.
+    page.evaluate("() => { window.__notReloaded = true; }")
     page.click(f'#wall-ranking tr[data-href="/?area={SECOND}"]')
     page.wait_for_url(f"{srv.url}/?area={SECOND}")
     page.wait_for_function("() => document.querySelectorAll('#wall-crumbs .yitu-crumb').length === 2")
+    assert page.evaluate("() => window.__notReloaded === true")
     assert _crumbs(page) == ["鄂尔多斯市", "示例二旗"]
     page.wait_for_selector(f'#wall-ranking tr[data-href="/area/{SECOND}100"]')
     assert "镇级排名" in _ranking_title(page)

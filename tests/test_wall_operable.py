@@ -457,7 +457,10 @@ def test_the_dispatch_page_chases_a_case_calls_a_van_back_and_ends_a_visit(
     p.wait_for_function(
         "t => document.querySelector('#dispatch-visits').innerText.includes(t)", arg=ZH["dispatch.no_visits"]
     )
-    # on site: end the visit
+    # the queue shows the call-back (no van on the case any more); then, on site: end the visit
+    p.wait_for_function(
+        "c => !document.querySelector(`.yitu-queue-item[id*='${c}']`).innerText.includes('V01')", arg=going
+    )
     p.click(f".yitu-queue-item[id*='{there}']")
     p.wait_for_selector("#dispatch-visits button[data-action=end]", timeout=15_000)
     p.click("#dispatch-visits button[data-action=end]")

@@ -41,6 +41,7 @@ class Ids(StrEnum):
     WHO = "dispatch-who"
     MESSAGE = "dispatch-message"
     SELECTED = "dispatch-selected"  # the case code picked
+    PICK = "dispatch-pick"  # the queue item clicked (set by yitu_wall.js from its data-code)
     SENT = "dispatch-sent"  # the last send's outcome (bumps the panels)
     SEND_KEY = "dispatch-send-key"  # the Idempotency-Key of the next send (new per selection and per send)
     QUEUE = "dispatch-queue"
@@ -89,6 +90,7 @@ def layout(
         className="yitu-dispatch",
         children=[
             dcc.Store(id=Ids.SELECTED),
+            dcc.Store(id=Ids.PICK),
             dcc.Store(id=Ids.SENT),
             dcc.Store(id=Ids.SEND_KEY, data=new_send_key()),
             dcc.Store(id=LIVE_TICK),

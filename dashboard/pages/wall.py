@@ -39,6 +39,7 @@ class Ids(StrEnum):
     RANKING = "wall-ranking"
     VANS = "wall-vans"
     VAN_FOCUS = "wall-van-focus"  # the van whose row was clicked (set by yitu_wall.js, read by callbacks/wall.py)
+    DRILL = "wall-drill"  # the banner whose ranking row was clicked (set by yitu_wall.js, read by callbacks/wall.py)
     LAYERS = "wall-layers"
     URLS = "wall-urls"
     HIDEOUTS = "wall-hideouts"
@@ -219,6 +220,7 @@ def layout(
             dcc.Interval(id=Ids.TICK, interval=1000),
             dcc.Store(id=LIVE_TICK),
             dcc.Store(id=Ids.VAN_FOCUS),
+            dcc.Store(id=Ids.DRILL),
             dcc.Store(id=AREAS_REV),
             html.Header(
                 className="yitu-header",
