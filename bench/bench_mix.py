@@ -353,6 +353,9 @@ def wall_layout(page: dict[str, Any], deps: list[dict[str, Any]]) -> WallLayout:
     return WallLayout(layers, numbers_body, warnings_body, numbers["output"])
 
 
+RELOAD_S = 1.0  # a layer reloads at most once a second on a busy screen (yitu_map.js RELOAD_MS)
+
+
 class Screen:
     """One headless wall screen (see the module): its socket, its reloads, its reconnections."""
 
@@ -370,6 +373,8 @@ class Screen:
         self.busy: dict[str, bool] = {}
         self.again: dict[str, bool] = {}
         self.want: dict[str, Callable[[], Awaitable[int]]] = {}
+        self.reloaded: dict[str, float] = {}  # layer → when its URL was last set (yitu_map.js reload)
+        self.trailing: dict[str, asyncio.TimerHandle] = {}
         self.seq = 0
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -479,11 +484,34 @@ class Screen:
         for layer, (url, live) in self.layout.layers.items():
             if batch.get("resync") or any(str(e.get("type", "")).startswith(live) for e in events if live):
                 sep = "&" if "?" in url else "?"
-                self._fetch(f"layer_{layer}", functools.partial(self._get, f"{url}{sep}rev={rev}"))
+                self._reload(layer, functools.partial(self._get, f"{url}{sep}rev={rev}"), bool(batch.get("resync")))
         if batch.get("numbers") or batch.get("resync"):
             self.seq = int(batch.get("seq", self.seq + 1))
             self._fetch("numbers", functools.partial(self._callback, self.layout.numbers_body))
             self._fetch("warnings", functools.partial(self._callback, self.layout.warnings_body))
+
+    def _reload(self, layer: str, do: Callable[[], Awaitable[int]], at_once: bool) -> None:
+        """As yitu_map.js's ``yitu.live.reload``: a layer's URL is set at most once a RELOAD_S, the
+        first batch after a quiet spell at once, a busy spell's batches as one trailing reload with
+        the newest rev; a resync at once."""
+        key, t = f"layer_{layer}", time.monotonic()
+        last = self.reloaded.get(layer, -RELOAD_S)
+        if at_once or t - last >= RELOAD_S:
+            if layer in self.trailing:
+                self.trailing.pop(layer).cancel()
+            self.reloaded[layer] = t
+            self._fetch(key, do)
+            return
+        self.want[key] = do  # the newest wins
+        if layer not in self.trailing:
+
+            def fire() -> None:
+                self.trailing.pop(layer, None)
+                self.reloaded[layer] = time.monotonic()
+                if not self.mix.stopping:
+                    self._fetch(key, self.want[key])
+
+            self.trailing[layer] = asyncio.get_running_loop().call_later(last + RELOAD_S - t, fire)
 
     def _fetch(self, key: str, do: Callable[[], Awaitable[int]]) -> None:
         """One request per layer (or callback) in flight, as the page has: a newer want while one is

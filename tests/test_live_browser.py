@@ -7,6 +7,8 @@ then writes through the API and waits for the page to show it.
 
 from __future__ import annotations
 
+import itertools
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -169,6 +171,44 @@ def test_a_burst_of_gps_fixes_reaches_the_screen_as_each_vans_newest_move(
     moves = [b.count("van.moved") for b in batches if "van.moved" in b]
     assert moves and max(moves) == 1, f"van moves per pushed batch: {moves}"
     assert sum(moves) < len(track)
+    _no_reload(page)
+    w.close()
+
+
+@pytest.mark.browser
+def test_a_busy_spell_reloads_the_pins_at_most_once_a_second_and_ends_with_the_newest(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
+    """Twelve reports 0.25 s apart: each reaches the screen as it comes (its event in a batch of
+    its own), the cases layer is fetched at most once a second (yitu_map.js RELOAD_MS) — the first
+    at once, the rest as trailing reloads with the newest event — and every pin is drawn."""
+    srv = live_server(demo_db, redis_url)
+    tok = _tokens(demo_db)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
+    page = _open_wall(w, srv.url)
+    page.evaluate(TAP_BATCHES)
+    page.wait_for_function(  # the layers of the view just set are in: none asked for in the last second
+        "() => performance.now() - Math.max(0, ...performance.getEntriesByType('resource')"
+        ".filter(e => e.name.includes('/api/v1/layers/')).map(e => e.responseEnd)) > 1000"
+    )
+    start = page.evaluate("() => performance.now()")
+    codes = []
+    for i in range(12):
+        codes.append(_report(srv.url, tok["admin"], SEAT[0] + 0.0003 * i, SEAT[1]))
+        time.sleep(0.25)
+    for code in codes:
+        _wait_pin(page, code)
+    seen = page.evaluate("cs => cs.map(c => window.yitu.live.seen[c] !== undefined)", codes)
+    assert all(seen)
+    batches = [b for b in page.evaluate("() => Object.values(window.__batches)") if "case.created" in b]
+    fetched = page.evaluate(  # when the page asked for its pins (the browser's clock, ms)
+        "t => performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/layers/cases')"
+        " && e.startTime > t).map(e => e.startTime / 1000)",
+        start,
+    )
+    gaps = [b - a for a, b in itertools.pairwise(fetched)]
+    assert len(batches) > len(fetched), (len(batches), len(fetched))  # fewer reloads than pushed batches
+    assert fetched and all(g > 0.9 for g in gaps), gaps  # never two reloads within a second
     _no_reload(page)
     w.close()
 

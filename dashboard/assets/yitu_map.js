@@ -282,8 +282,40 @@
       var rev = batch.outbox && !batch.resync ? String(batch.outbox)
         : "r" + (Math.round(batch.at * 1000) % 1000000000).toString(36);
       return (ids || []).map(function (id, i) {
-        return urls[i] && touches(batch, (hideouts || [])[i]) ? withRev(urls[i], rev) : nu;
+        if (!urls[i] || !touches(batch, (hideouts || [])[i])) { return nu; }
+        return live.reload(id, withRev(urls[i], rev), !!batch.resync);
       });
+    },
+    // A layer reloads at most once a RELOAD_MS: the first batch after a quiet spell at once, the
+    // batches of a busy one as one trailing reload with the newest event, RELOAD_MS after the last.
+    // A screen follows each event within the push window (the event's arrival is what is timed),
+    // and a centre taking 50 reports a second does not have every screen fetch its pins ten times a
+    // second (docs/scaling.md). A resync reloads at once.
+    RELOAD_MS: 1000,
+    layers: {},
+    reload: function (id, url, now) {
+      var live = yitu.live;
+      var key = JSON.stringify(id);
+      var st = live.layers[key] || (live.layers[key] = { at: -Infinity, url: null, timer: null });
+      var t = performance.now();
+      if (now || t - st.at >= live.RELOAD_MS) {
+        if (st.timer) { clearTimeout(st.timer); st.timer = null; }
+        st.at = t;
+        return url;
+      }
+      st.url = url;  // the newest wins
+      if (!st.timer) {
+        var map = yitu.maps[yitu.maps.length - 1];  // the page's map: not reloaded once it is gone
+        st.timer = setTimeout(function () {
+          st.timer = null;
+          st.at = performance.now();
+          var here = map && map._container && document.body.contains(map._container);
+          if (here && window.dash_clientside && window.dash_clientside.set_props) {
+            window.dash_clientside.set_props(id, { url: st.url });
+          }
+        }, st.at + live.RELOAD_MS - t);
+      }
+      return window.dash_clientside.no_update;
     },
     lastAt: performance.now(),
     areasRev: function (batch, ids) {  // a grid import was committed: the grid layers fetch again
