@@ -435,3 +435,25 @@ def test_redis_down_positions_are_still_saved(
         assert ids == list(range(ids[0], ids[0] + len(ids)))  # consecutive outbox ids
     finally:
         live.close()
+
+
+def test_the_vans_layer_draws_a_trail_by_its_shape_not_by_every_fix(
+    client: TestClient, admin: dict[str, str], demo_db: str, redis_url: str
+) -> None:
+    """A van reporting every second along a straight road, then turning: its trail on the map keeps
+    the start, the corner and the end (~5 m tolerance), not the 120 fixes (a wall fetching every
+    van's hour at 1 Hz drew 3,600 points a van)."""
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    east = [ping("V01", start + timedelta(seconds=i), BASE[0] + 0.0001 * i, BASE[1]) for i in range(60)]
+    corner = (BASE[0] + 0.0059, BASE[1])
+    north = [
+        ping("V01", start + timedelta(seconds=60 + i), corner[0], corner[1] + 0.0001 * (i + 1)) for i in range(60)
+    ]
+    assert client.post(URL, json={"positions": east + north}, headers=admin).status_code == 200
+    layer = client.get("/api/v1/layers/vans", headers=admin).json()
+    trail = next(f for f in layer["features"] if f["properties"] == {"id": "V01", "kind": "trail"})
+    points = trail["geometry"]["coordinates"]
+    assert 3 <= len(points) <= 4, points
+    assert points[0] == [pytest.approx(BASE[0]), pytest.approx(BASE[1])]
+    assert [pytest.approx(corner[0], abs=1e-6), pytest.approx(corner[1], abs=1e-6)] in points
+    assert points[-1] == [pytest.approx(corner[0]), pytest.approx(BASE[1] + 0.006)]

@@ -1,4 +1,6 @@
--- Vans with their latest position, and their trail over the last %(trail_minutes)s minutes.
+-- Vans with their latest position, and their trail over the last %(trail_minutes)s minutes,
+-- simplified to ~5 m (0.00005°: a van reporting every second on a straight road is two points,
+-- not 3,600 an hour; a bend keeps its shape at any zoom the wall uses).
 -- A van silent for %(offline_seconds)s seconds shows offline (yitu_van_status, as GET /api/v1/vans).
 -- %(scope)s: the reader's area (NULL: everywhere): only its banner's vans and the league's, and
 -- their trails (yitu_van_in_scope, 039_van_banner.sql).
@@ -16,7 +18,7 @@ SELECT json_build_object(
         UNION ALL
         SELECT json_build_object(
             'type', 'Feature',
-            'geometry', ST_AsGeoJSON(ST_MakeLine(p.geom ORDER BY p.recorded_at), 6)::json,
+            'geometry', ST_AsGeoJSON(ST_Simplify(ST_MakeLine(p.geom ORDER BY p.recorded_at), 0.00005, true), 6)::json,
             'properties', json_build_object('id', p.van_id, 'kind', 'trail')
         )
         FROM van_positions p JOIN vans v ON v.id = p.van_id
