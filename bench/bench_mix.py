@@ -22,7 +22,9 @@ Redis: this checkout's embedded stack, `yitu db up`, on the ports of its .env):
   the live WebSocket (``/_dash-ws-callback``), starts the persistent live callback and answers its
   ``get_props`` for the cursor as the page's store would; on each live batch it reloads the point
   layers the batch touches (their URL from the layout with the batch's ``rev``, as yitu_map.js's
-  ``layerUrls`` does: cases on case events, vans on van events) and, when the batch says the numbers
+  ``layerUrls`` does: cases on case events, vans on dispatch events; each layer at most once a
+  second, a busy spell's batches as one trailing reload; van moves alone move the markers from the
+  events, the vans layer reloading for its trails every ``--trails`` s) and, when the batch says the numbers
   are due, runs the wall's numbers and warnings callbacks (``/_dash-update-component``). A screen
   whose socket drops reconnects after a second (Dash's own first retry delay) with its cursor;
 - the load, open loop (request *i* is sent at ``start + i / rate`` whatever became of the earlier
@@ -482,27 +484,41 @@ class Screen:
         else:
             rev = f"r{round(float(batch.get('at', time.time())) * 1000) % 1_000_000_000}"
         for layer, (url, live) in self.layout.layers.items():
-            if batch.get("resync") or any(str(e.get("type", "")).startswith(live) for e in events if live):
+            mine = [e for e in events if live and str(e.get("type", "")).startswith(live)]
+            if batch.get("resync") or mine:
                 sep = "&" if "?" in url else "?"
-                self._reload(layer, functools.partial(self._get, f"{url}{sep}rev={rev}"), bool(batch.get("resync")))
+                # as yitu_map.js's moveVans: van moves alone move the markers from the events, and
+                # the vans layer reloads for its trails every TRAIL_S only
+                moves = not batch.get("resync") and all(e.get("type") == "van.moved" for e in mine)
+                trails = layer.endswith("vans") and moves
+                every = self.mix.args.trails if trails else RELOAD_S
+                do = functools.partial(self._get, f"{url}{sep}rev={rev}")
+                self._reload(layer, do, bool(batch.get("resync")), every, trailing=trails)
         if batch.get("numbers") or batch.get("resync"):
             self.seq = int(batch.get("seq", self.seq + 1))
             self._fetch("numbers", functools.partial(self._callback, self.layout.numbers_body))
             self._fetch("warnings", functools.partial(self._callback, self.layout.warnings_body))
 
-    def _reload(self, layer: str, do: Callable[[], Awaitable[int]], at_once: bool) -> None:
-        """As yitu_map.js's ``yitu.live.reload``: a layer's URL is set at most once a RELOAD_S, the
-        first batch after a quiet spell at once, a busy spell's batches as one trailing reload with
-        the newest rev; a resync at once."""
+    def _reload(
+        self, layer: str, do: Callable[[], Awaitable[int]], at_once: bool, every: float, trailing: bool = False
+    ) -> None:
+        """As yitu_map.js's ``yitu.live.reload``: a layer's URL is set at most once every ``every``
+        seconds, the first batch after a quiet spell at once, a busy spell's batches as one trailing
+        reload with the newest rev; a resync at once."""
         key, t = f"layer_{layer}", time.monotonic()
-        last = self.reloaded.get(layer, -RELOAD_S)
-        if at_once or t - last >= RELOAD_S:
+        last = self.reloaded.get(layer, -every)
+        if trailing and t - last > every:  # the vans' trails: only after a whole gap, never at once
+            last = self.reloaded[layer] = t
+        if at_once or (not trailing and t - last >= every):
             if layer in self.trailing:
                 self.trailing.pop(layer).cancel()
             self.reloaded[layer] = t
             self._fetch(key, do)
             return
         self.want[key] = do  # the newest wins
+        pending = self.trailing.get(layer)
+        if pending is not None and pending.when() > asyncio.get_running_loop().time() + (last + every - t):
+            self.trailing.pop(layer).cancel()  # due sooner now
         if layer not in self.trailing:
 
             def fire() -> None:
@@ -511,7 +527,7 @@ class Screen:
                 if not self.mix.stopping:
                     self._fetch(key, self.want[key])
 
-            self.trailing[layer] = asyncio.get_running_loop().call_later(last + RELOAD_S - t, fire)
+            self.trailing[layer] = asyncio.get_running_loop().call_later(last + every - t, fire)
 
     def _fetch(self, key: str, do: Callable[[], Awaitable[int]]) -> None:
         """One request per layer (or callback) in flight, as the page has: a newer want while one is
@@ -1326,6 +1342,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=50, help="reports per second (default 50)")
     ap.add_argument("--gps", type=float, default=1000, help="GPS fixes per second (default 1000)")
     ap.add_argument("--gps-batch", type=int, default=50, help="fixes per GPS request (default 50: 20 requests/s)")
+    ap.add_argument(
+        "--trails",
+        type=float,
+        default=30.0,
+        help="seconds between a screen's vans-layer reloads for the trails while the vans only move (default 30,"
+        " yitu_map.js TRAIL_MS: the markers move from the events)",
+    )
     ap.add_argument("--vans", type=int, default=200, help="vans driving (default 200)")
     ap.add_argument("--transitions", type=float, default=10, help="case transitions per second (default 10)")
     ap.add_argument("--searches", type=float, default=5, help="searches per second (default 5)")

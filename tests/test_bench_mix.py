@@ -21,7 +21,7 @@ def test_the_mix_drives_every_path_without_an_error(demo_db: str, redis_url: str
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_mix.py"), "--database", demo_db, "--redis-url", redis_url]
         + ["--processes", "2", "--screens", "2", "--warmup", "2", "--seconds", "6", "--json"]
-        + ["--rate", "3", "--gps", "40", "--gps-batch", "10", "--vans", "8"]
+        + ["--rate", "3", "--gps", "40", "--gps-batch", "10", "--vans", "8", "--trails", "2"]
         + ["--transitions", "2", "--searches", "1", "--areas", "1"],
         cwd=ROOT,
         capture_output=True,

@@ -214,6 +214,47 @@ def test_a_busy_spell_reloads_the_pins_at_most_once_a_second_and_ends_with_the_n
 
 
 @pytest.mark.browser
+def test_van_moves_move_the_marker_from_their_events_and_the_trails_follow_later(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
+    """Three pings of V01: the marker goes to each newest fix from the pushed event itself (the
+    same marker, turned to its heading), and the vans layer is not fetched for them — its trails
+    reload within yitu_map.js's TRAIL_MS (set short here), once."""
+    srv = live_server(demo_db, redis_url)
+    tok = _tokens(demo_db)
+    w = Watched(browser, srv.url, cookies=srv.browser_cookie())
+    page = _open_wall(w, srv.url)
+    page.wait_for_function("() => window.yitu.vanMarkers && window.yitu.vanMarkers['V01']")
+    page.wait_for_function(  # the layers of the view just set are in: none asked for in the last second
+        "() => performance.now() - Math.max(0, ...performance.getEntriesByType('resource')"
+        ".filter(e => e.name.includes('/api/v1/layers/')).map(e => e.responseEnd)) > 1000"
+    )
+    page.evaluate("() => { window.yitu.live.TRAIL_MS = 4000; window.__v01 = window.yitu.vanMarkers['V01'].marker; }")
+    start = page.evaluate("() => performance.now()")
+    vans_fetched = (
+        "t => performance.getEntriesByType('resource')"
+        ".filter(e => e.name.includes('/api/v1/layers/vans') && e.startTime > t).length"
+    )
+    for k in range(3):
+        target = (SEAT[0] + 0.004 * (k + 1), SEAT[1] - 0.002 * (k + 1))
+        _ping(srv.url, tok["van"], *target)
+        wait_for(
+            lambda t=target: (
+                (_van_at(page) or [0, 0])[:2] == [pytest.approx(t[1], abs=1e-6), pytest.approx(t[0], abs=1e-6)]
+            ),
+            what=f"the van marker at fix {k}",
+        )
+        # the very marker the layer drew, moved (not a new one from a reload), none fetched
+        assert page.evaluate("() => window.yitu.vanMarkers['V01'].marker === window.__v01")
+        assert page.evaluate(vans_fetched, start) == 0
+    assert page.evaluate("() => window.yitu.live.vanMoves") >= 3
+    assert "rotate(90deg)" in page.evaluate("() => window.__v01.getElement().innerHTML")  # the ping's heading
+    wait_for(lambda: page.evaluate(vans_fetched, start) == 1, timeout=15, what="the trails' one reload")
+    _no_reload(page)
+    w.close()
+
+
+@pytest.mark.browser
 def test_two_app_processes_each_push_to_their_own_screens(
     live_server, demo_db: str, redis_url: str, browser: Browser
 ) -> None:  # type: ignore[no-untyped-def]

@@ -446,9 +446,7 @@ def test_the_vans_layer_draws_a_trail_by_its_shape_not_by_every_fix(
     start = datetime.now(UTC) - timedelta(minutes=5)
     east = [ping("V01", start + timedelta(seconds=i), BASE[0] + 0.0001 * i, BASE[1]) for i in range(60)]
     corner = (BASE[0] + 0.0059, BASE[1])
-    north = [
-        ping("V01", start + timedelta(seconds=60 + i), corner[0], corner[1] + 0.0001 * (i + 1)) for i in range(60)
-    ]
+    north = [ping("V01", start + timedelta(seconds=60 + i), corner[0], corner[1] + 0.0001 * (i + 1)) for i in range(60)]
     assert client.post(URL, json={"positions": east + north}, headers=admin).status_code == 200
     layer = client.get("/api/v1/layers/vans", headers=admin).json()
     trail = next(f for f in layer["features"] if f["properties"] == {"id": "V01", "kind": "trail"})

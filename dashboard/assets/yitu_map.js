@@ -139,6 +139,47 @@
     });
   }
 
+  function vanIcon(p) {
+    var colour = VAN_COLOURS[p.status] || "#ffffff";
+    var heading = p.heading === null || p.heading === undefined ? 0 : p.heading;
+    return L.divIcon({
+      className: "yitu-van",
+      html: '<div class="yitu-van-body" style="border-color:' + colour + '">' +
+            '<div class="yitu-van-arrow" style="transform:rotate(' + heading + 'deg);border-bottom-color:' + colour + '"></div>' +
+            '<span>' + esc(p.id) + "</span></div>",
+      iconSize: L.point(ui(40), ui(40)), iconAnchor: L.point(ui(20), ui(20))
+    });
+  }
+
+  // A batch whose only events for the vans layer are van moves: each van's marker goes to its newest
+  // fix from the event itself (heading and status with it), no reload. False when a move names a van
+  // the page has not drawn (or is not the newest fix it knows), so the layer reloads instead.
+  function moveVans(batch, hideout) {
+    if (batch.resync || !hideout || hideout.layer !== "vans") { return false; }
+    var kinds = hideout.live || [];
+    var mine = (batch.events || []).filter(function (e) {
+      return kinds.some(function (k) { return String(e.type).indexOf(k) === 0; });
+    });
+    var markers = yitu.vanMarkers || {};
+    var ok = mine.length > 0 && mine.every(function (e) {
+      var m = markers[e.van];
+      return e.type === "van.moved" && m && m.marker._map && typeof e.lat === "number" && typeof e.lon === "number";
+    });
+    if (!ok) { return false; }
+    mine.forEach(function (e) {
+      if (e.latest === false) { return; }  // a late fix: the van stays where it is
+      var m = markers[e.van];
+      var next = Object.assign({}, m.props, { heading: e.heading, status: e.status || m.props.status });
+      m.marker.setLatLng([e.lat, e.lon]);
+      if (next.heading !== m.props.heading || next.status !== m.props.status) { m.marker.setIcon(vanIcon(next)); }
+      m.props = next;
+      yitu.vanAt = yitu.vanAt || {};
+      yitu.vanAt[e.van] = [e.lat, e.lon, next.status];
+    });
+    yitu.live.vanMoves = (yitu.live.vanMoves || 0) + 1;
+    return true;
+  }
+
   function hideoutOf(context) { return (context && context.hideout) || {}; }
 
   // Merged into what is there: a second asset file (or a test) may add a layer's function in any order.
@@ -202,16 +243,10 @@
       var p = feature.properties;
       yitu.vanAt = yitu.vanAt || {};
       yitu.vanAt[p.id] = [latlng.lat, latlng.lng, p.status];  // where each van is drawn (tests, bench)
-      var colour = VAN_COLOURS[p.status] || "#ffffff";
-      var heading = p.heading === null || p.heading === undefined ? 0 : p.heading;
-      var icon = L.divIcon({
-        className: "yitu-van",
-        html: '<div class="yitu-van-body" style="border-color:' + colour + '">' +
-              '<div class="yitu-van-arrow" style="transform:rotate(' + heading + 'deg);border-bottom-color:' + colour + '"></div>' +
-              '<span>' + esc(p.id) + "</span></div>",
-        iconSize: L.point(ui(40), ui(40)), iconAnchor: L.point(ui(20), ui(20))
-      });
-      return L.marker(latlng, { icon: icon, title: p.name, zIndexOffset: 1000 });
+      var marker = L.marker(latlng, { icon: vanIcon(p), title: p.name, zIndexOffset: 1000 });
+      yitu.vanMarkers = yitu.vanMarkers || {};
+      yitu.vanMarkers[p.id] = { marker: marker, props: Object.assign({}, p) };  // moved by van.moved events
+      return marker;
     },
     trailStyle: function (feature) {
       var p = feature.properties;
@@ -282,7 +317,11 @@
       var rev = batch.outbox && !batch.resync ? String(batch.outbox)
         : "r" + (Math.round(batch.at * 1000) % 1000000000).toString(36);
       return (ids || []).map(function (id, i) {
-        if (!urls[i] || !touches(batch, (hideouts || [])[i])) { return nu; }
+        var hideout = (hideouts || [])[i];
+        if (!urls[i] || !touches(batch, hideout)) { return nu; }
+        if (moveVans(batch, hideout)) {  // moved in place; the trails follow at a slower pace
+          return live.reload(id, withRev(urls[i], rev), false, live.TRAIL_MS, true);
+        }
         return live.reload(id, withRev(urls[i], rev), !!batch.resync);
       });
     },
@@ -291,21 +330,27 @@
     // A screen follows each event within the push window (the event's arrival is what is timed),
     // and a centre taking 50 reports a second does not have every screen fetch its pins ten times a
     // second (docs/scaling.md). A resync reloads at once.
+    // The vans moved from their events reload their layer (for the trails) at most this often.
     RELOAD_MS: 1000,
+    TRAIL_MS: 30000,
     layers: {},
-    reload: function (id, url, now) {
+    reload: function (id, url, now, every, trailing) {
       var live = yitu.live;
+      var gap = every || live.RELOAD_MS;
       var key = JSON.stringify(id);
-      var st = live.layers[key] || (live.layers[key] = { at: -Infinity, url: null, timer: null });
+      var st = live.layers[key] || (live.layers[key] = { at: -Infinity, url: null, timer: null, due: 0 });
       var t = performance.now();
-      if (now || t - st.at >= live.RELOAD_MS) {
+      if (trailing && st.at < t - gap) { st.at = t; }  // only after: the first move waits a whole gap too
+      if (now || (!trailing && t - st.at >= gap)) {
         if (st.timer) { clearTimeout(st.timer); st.timer = null; }
         st.at = t;
         return url;
       }
       st.url = url;  // the newest wins
+      if (st.timer && st.due > st.at + gap) { clearTimeout(st.timer); st.timer = null; }  // sooner now
       if (!st.timer) {
         var map = yitu.maps[yitu.maps.length - 1];  // the page's map: not reloaded once it is gone
+        st.due = st.at + gap;
         st.timer = setTimeout(function () {
           st.timer = null;
           st.at = performance.now();
@@ -313,7 +358,7 @@
           if (here && window.dash_clientside && window.dash_clientside.set_props) {
             window.dash_clientside.set_props(id, { url: st.url });
           }
-        }, st.at + live.RELOAD_MS - t);
+        }, st.due - t);
       }
       return window.dash_clientside.no_update;
     },
