@@ -378,6 +378,7 @@ class Screen:
         self.reloaded: dict[str, float] = {}  # layer → when its URL was last set (yitu_map.js reload)
         self.trailing: dict[str, asyncio.TimerHandle] = {}
         self.seq = 0
+        self.tick: dict[str, Any] = {"seq": 0, "outbox": None}
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -496,6 +497,8 @@ class Screen:
                 self._reload(layer, do, bool(batch.get("resync")), every, trailing=trails)
         if batch.get("numbers") or batch.get("resync"):
             self.seq = int(batch.get("seq", self.seq + 1))
+            # as yitu_map.js's ticks: the batch's newest event, after which the numbers are asked
+            self.tick = {"seq": self.seq, "outbox": None if batch.get("resync") else batch.get("outbox")}
             self._fetch("numbers", functools.partial(self._callback, self.layout.numbers_body))
             self._fetch("warnings", functools.partial(self._callback, self.layout.warnings_body))
 
@@ -570,7 +573,7 @@ class Screen:
     async def _callback(self, body: dict[str, Any]) -> int:
         for dep in body["inputs"]:
             if dep["id"] == WALL_TICK:
-                dep["value"] = self.seq
+                dep["value"] = self.tick
         origin = {"Origin": f"https://{NAME}:{self.mix.port}"}
         status, _ = await self.http.request("POST", "/_dash-update-component", orjson.dumps(body), origin)
         return status

@@ -131,6 +131,13 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v * 100:.1f}%"
 
 
+# What the wall's numbers callback answers, and the events after which it is computed again.
+NumbersAnswer = tuple[
+    list[Component], list[Component], Svg, list[Component], list[Component], html.Table, list[Component], str
+]
+NUMBERS_LIVE = ("case.", "dispatch.", "van.", "areas.")
+
+
 class Period(NamedTuple):
     """The span the KPIs and the ranking count: [start, end) in China time, and its name
     (month, quarter, year or dates) for the labels."""
@@ -589,6 +596,37 @@ def fly_to(svc: Services, code: str) -> dict[str, Any] | None:
     return {"bounds": [[miny, minx], [maxy, maxx]], "transition": "fitBounds", "options": {"animate": False}}
 
 
+def numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> NumbersAnswer:
+    """The wall's numbers for ``code`` (the tiles, charts, panel, crumbs, ranking, van board), asked
+    for after the event ``rev`` (its outbox id; None: not after a particular event). The screens
+    showing the same area to readers of the same scope, told of the same event, share one answer
+    (services/layer_answers.py, as the map's layers): ten screens refreshing after a batch made
+    the figures ten times, the largest cost of the push after the pins (docs/scaling.md)."""
+
+    def compute() -> NumbersAnswer:
+        return (
+            kpi_tiles(svc, code, lang, period),
+            top_types_chart(svc, code, lang, period),
+            trend_chart(svc, code, lang),
+            area_panel(svc, code, lang),
+            crumbs(svc, code, lang),
+            ranking_table(svc, ranking_parent(code), lang, period),
+            van_board(svc, lang, VAN_ROW),
+            ranking_title(lang, period, ranking_parent(code)),
+        )
+
+    parts = {
+        "code": code,
+        "scope": identity.scope_of(identity.who_is_asking()),
+        "period": period.key,
+        "name": period.name,
+        "lang": lang,
+    }
+    value, _ = svc.layer_answers.answer(svc.redis, "wall-numbers", NUMBERS_LIVE, parts, compute, rev)
+    answer: NumbersAnswer = value
+    return answer
+
+
 def register(app: Dash, get: Callable[[], Services]) -> None:
     """Wire the wall screen's callbacks; ``get`` returns this process's services."""
 
@@ -687,26 +725,15 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     )
     def _numbers(
         selected: Selection,
-        _tick: object,
+        tick: object,
         period_name: str | None,
         start_date: str | None,
         end_date: str | None,
         lang: str,
-    ) -> tuple[
-        list[Component], list[Component], Svg, list[Component], list[Component], html.Table, list[Component], str
-    ]:
-        svc, code = get(), in_scope(selected["code"])
+    ) -> NumbersAnswer:
+        rev = tick.get("outbox") if isinstance(tick, dict) else None
         period = period_of(period_name, start_date, end_date)
-        return (
-            kpi_tiles(svc, code, lang, period),
-            top_types_chart(svc, code, lang, period),
-            trend_chart(svc, code, lang),
-            area_panel(svc, code, lang),
-            crumbs(svc, code, lang),
-            ranking_table(svc, ranking_parent(code), lang, period),
-            van_board(svc, lang, VAN_ROW),
-            ranking_title(lang, period, ranking_parent(code)),
-        )
+        return numbers(get(), in_scope(selected["code"]), lang, period, rev if isinstance(rev, int) else None)
 
     app.clientside_callback(
         "function(p) { return p === 'dates' ? {} : {display: 'none'}; }",

@@ -8,11 +8,14 @@ import threading
 from collections.abc import Callable
 
 import geobuf
+import psycopg
 import redis
 from fastapi.testclient import TestClient
 
+from callbacks import wall
 from callbacks.live import batch_message
 from services import events
+from services.identity import Principal, acting_as
 from services.layer_answers import Generation, LayerAnswers, generation
 from services.live import Entry
 
@@ -181,3 +184,49 @@ def test_a_bad_rev_is_refused_naming_it(client: TestClient, token: Callable[...,
     for rev in ("<b>", "1" * 21, "1;DROP", "%00"):
         r = client.get(f"{PINS}&rev={rev}", headers=h)
         assert r.status_code == 422 and r.json()["field"] == "rev", (rev, r.text)
+
+
+def test_the_wall_numbers_are_shared_by_the_screens_told_of_the_same_event(
+    client: TestClient, token: Callable[..., str], demo_db: str, redis_url: str
+) -> None:
+    """callbacks/wall.py ``numbers``: computed once for the screens of the same area and scope that
+    were told of the same event; a newer event, another area or another reader's scope computes
+    again; the new case is counted in the first answer after its event."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    viewer = Principal(1, "wall-viewer", "viewer", None, kind="user", session_id="1")
+    town = Principal(2, "town-viewer", "viewer", "150623100", kind="user", session_id="2")
+    year = wall.period_of("year")
+    reporter = auth(token("dispatcher"))
+    lon, lat, _ = inner_point(demo_db)
+    r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(reporter))
+    assert r.status_code == 201, r.text
+    code = r.json()["code"]
+    rev = wait_for(
+        lambda: next((i for i, _t, e in stream_entries(redis_url) if e.get("code") == code), None),
+        what="the report's event in the stream",
+    )
+    misses = svc.layer_answers.misses
+    with acting_as(viewer):
+        first = wall.numbers(svc, "150623", "zh-CN", year, rev)
+        again = wall.numbers(svc, "150623", "zh-CN", year, rev)  # another screen, the same batch
+        town_numbers = wall.numbers(svc, "150623100", "zh-CN", year, rev)  # another area
+    with acting_as(town):
+        scoped = wall.numbers(svc, "150623100", "zh-CN", year, rev)  # another reader's scope
+    assert again is first and town_numbers is not first and scoped is not town_numbers
+    assert svc.layer_answers.misses == misses + 3
+    with psycopg.connect(demo_db) as conn:
+        new_today = conn.execute(
+            "SELECT count(*) FROM cases WHERE reported_at >= date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')"
+            " AT TIME ZONE 'Asia/Shanghai'"
+        ).fetchone()[0]
+    tiles = {getattr(c, "id", None): c for c in first[0]}
+    assert str(new_today) in str(tiles["kpi-new_today"].to_plotly_json())  # the new case is counted
+    r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(reporter))
+    assert r.status_code == 201, r.text
+    newer = wait_for(
+        lambda: next((i for i, _t, e in stream_entries(redis_url) if e.get("code") == r.json()["code"]), None),
+        what="the second report's event",
+    )
+    with acting_as(viewer):
+        after = wall.numbers(svc, "150623", "zh-CN", year, newer)
+    assert after is not first and svc.layer_answers.misses == misses + 4

@@ -370,7 +370,10 @@
     },
     ticks: function (batch, ids) {
       var nu = window.dash_clientside.no_update;
-      return (ids || []).map(function () { return batch && (batch.numbers || batch.resync) ? batch.seq : nu; });
+      // the batch's newest event (its outbox id): screens told of the same event share one answer of
+      // their numbers (callbacks/wall.py); the seq makes every batch a new value
+      var tick = batch ? { seq: batch.seq, outbox: batch.resync ? null : batch.outbox || null } : null;
+      return (ids || []).map(function () { return batch && (batch.numbers || batch.resync) ? tick : nu; });
     }
   };
 
