@@ -498,7 +498,7 @@ class Screen:
         if batch.get("numbers") or batch.get("resync"):
             self.seq = int(batch.get("seq", self.seq + 1))
             # as yitu_map.js's ticks: the batch's newest event, after which the numbers are asked
-            self.tick = {"seq": self.seq, "outbox": None if batch.get("resync") else batch.get("outbox")}
+            self.tick = {"seq": self.seq, "outbox": None if batch.get("resync") else batch.get("upto")}
             self._fetch("numbers", functools.partial(self._callback, self.layout.numbers_body))
             self._fetch("warnings", functools.partial(self._callback, self.layout.warnings_body))
 

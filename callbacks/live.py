@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -76,6 +77,25 @@ def window(entries: list[Entry]) -> float:
     return VAN_BATCH_SECONDS if entries and all(e.type.startswith("van.") for e in entries) else BATCH_SECONDS
 
 
+def aligned(at: float, grid: float) -> float:
+    """``at`` (time.monotonic()) moved on to the next multiple of ``grid`` seconds of the wall clock.
+    Every screen of every process on a host (and of hosts whose clocks agree) sends its batch at the
+    same moments, so the screens of a busy centre are told of the same newest event and share the
+    answers they ask for after it (services/layer_answers.py): the pins, the vans, the numbers."""
+    wall = time.time() + (at - time.monotonic())
+    return at + (math.ceil(wall / grid) * grid - wall)
+
+
+def gather_for(entries: list[Entry], sent_at: float) -> float:
+    """Seconds ``entries`` wait before they go: none after a quiet spell (a window since the last
+    batch: a centre's lone report goes at once), else until the window's next boundary."""
+    w = window(entries)
+    now = time.monotonic()
+    if now - sent_at >= w:
+        return 0.0
+    return aligned(now, w) - now
+
+
 def newest_moves(entries: list[Entry]) -> list[Entry]:
     """``entries`` with each van's ``van.moved`` but its newest left out (order kept)."""
     last: dict[object, int] = {}
@@ -102,14 +122,19 @@ class _Pusher:
         self.sent_at = 0.0
         self.numbers_at = -NUMBERS_SECONDS
         self.numbers_ready_at: float | None = None  # None: the numbers on screen are current
+        self.upto: int | None = None  # the newest outbox id this screen was told of
 
     def send(self, entries: list[Entry], resync: bool, position: str | None = None) -> None:
         now = time.monotonic()
         numbers = self.numbers_ready_at is not None and now >= self.numbers_ready_at
         if (resync or _touches_numbers(entries)) and self.numbers_ready_at is None:
-            self.numbers_ready_at = max(now + NUMBERS_DELAY, self.numbers_at + NUMBERS_SECONDS)
+            ready = max(now + NUMBERS_DELAY, self.numbers_at + NUMBERS_SECONDS)
+            self.numbers_ready_at = aligned(ready, NUMBERS_DELAY)  # the screens' numbers at the same moments
         self.seq += 1
         message = batch_message(self.seq, newest_moves(entries), resync=resync, numbers=numbers)
+        if message["outbox"] is not None:
+            self.upto = max(self.upto or 0, int(message["outbox"]))
+        message["upto"] = self.upto  # what the numbers are asked after (callbacks/wall.py numbers)
         set_props(Ids.EVENTS, {"data": message})
         cursor = entries[-1].id if entries else position if resync else None
         if cursor:
@@ -155,9 +180,9 @@ async def stream_to_screen(
                     set_props(Ids.LEAVE, {"data": "/login"})
                     return
             if pending or resync:
-                while not resync:  # close behind the last batch: gather for the rest of the window
-                    gap = window(pending) - (time.monotonic() - pusher.sent_at)
-                    if gap <= 0:
+                while not resync:  # close behind the last batch: gather until the window's boundary
+                    gap = gather_for(pending, pusher.sent_at)
+                    if gap <= 0.001:
                         break
                     # look again every POLL_SECONDS: a case event coming meanwhile shortens the window
                     await asyncio.sleep(min(gap, POLL_SECONDS))

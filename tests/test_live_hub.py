@@ -301,3 +301,37 @@ def test_a_batch_of_van_moves_waits_longer_and_a_case_event_does_not_wait_behind
     assert window([*moves, case]) == window([case]) == window([]) == BATCH_SECONDS
     kept = newest_moves([*moves[:3], case, *moves[3:]])
     assert [e.outbox_id for e in kept] == [6, 4, 5]  # the case event, then each van's newest move
+
+
+def test_busy_screens_send_their_batches_at_the_same_moments_and_say_what_they_were_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """callbacks/live.py: a batch gathered behind the last one goes at the next multiple of its
+    window on the wall clock (every screen of every process at the same moments: they are told of
+    the same newest event and share the answers asked after it); after a quiet spell at once. Each
+    push says the newest event the screen was told of (``upto``), kept through batches without one."""
+    import time
+
+    from callbacks import live as push
+
+    case = [Entry("1-1", "case.created", "{}", outbox_id=7)]
+    vans = [Entry("1-2", "van.moved", "{}", outbox_id=8)]
+    now = time.monotonic()
+    assert push.gather_for(case, now - push.BATCH_SECONDS) == 0.0  # quiet: at once
+    for entries, w in ((case, push.BATCH_SECONDS), (vans, push.VAN_BATCH_SECONDS)):
+        gap = push.gather_for(entries, time.monotonic())  # just sent: to the window's boundary
+        assert 0 <= gap <= w
+        at_wall = time.time() + gap
+        assert min(at_wall % w, w - at_wall % w) < 0.005, (at_wall, w)
+    due = push.aligned(now + 0.3, push.NUMBERS_DELAY)
+    wall = time.time() + (due - time.monotonic())
+    assert due >= now + 0.3 and min(wall % push.NUMBERS_DELAY, push.NUMBERS_DELAY - wall % push.NUMBERS_DELAY) < 0.005
+
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(push, "set_props", lambda _id, props: sent.append(props))
+    pusher = push._Pusher()
+    pusher.send(case, False)
+    pusher.send([], False)
+    pusher.send(vans, False)
+    batches = [p["data"] for p in sent if isinstance(p.get("data"), dict)]
+    assert [(b["outbox"], b["upto"]) for b in batches] == [(7, 7), (None, 7), (8, 8)]

@@ -370,9 +370,9 @@
     },
     ticks: function (batch, ids) {
       var nu = window.dash_clientside.no_update;
-      // the batch's newest event (its outbox id): screens told of the same event share one answer of
-      // their numbers (callbacks/wall.py); the seq makes every batch a new value
-      var tick = batch ? { seq: batch.seq, outbox: batch.resync ? null : batch.outbox || null } : null;
+      // the newest event the screen was told of (its outbox id): screens told of the same event share
+      // one answer of their numbers (callbacks/wall.py); the seq makes every batch a new value
+      var tick = batch ? { seq: batch.seq, outbox: batch.resync ? null : batch.upto || null } : null;
       return (ids || []).map(function () { return batch && (batch.numbers || batch.resync) ? tick : nu; });
     }
   };
