@@ -63,6 +63,7 @@ import collections
 import contextlib
 import functools
 import json
+import math
 import os
 import platform
 import random
@@ -520,7 +521,7 @@ class Screen:
             return
         self.want[key] = do  # the newest wins
         pending = self.trailing.get(layer)
-        if pending is not None and pending.when() > asyncio.get_running_loop().time() + (last + every - t):
+        if pending is not None and pending.when() > asyncio.get_running_loop().time() + (last + every - t) + every:
             self.trailing.pop(layer).cancel()  # due sooner now
         if layer not in self.trailing:
 
@@ -530,7 +531,9 @@ class Screen:
                 if not self.mix.stopping:
                     self._fetch(key, self.want[key])
 
-            self.trailing[layer] = asyncio.get_running_loop().call_later(last + every - t, fire)
+            wall = time.time() + (last + every - t)  # on the wall clock's boundaries, as the page
+            delay = last + every - t + (math.ceil(wall / every) * every - wall)
+            self.trailing[layer] = asyncio.get_running_loop().call_later(delay, fire)
 
     def _fetch(self, key: str, do: Callable[[], Awaitable[int]]) -> None:
         """One request per layer (or callback) in flight, as the page has: a newer want while one is

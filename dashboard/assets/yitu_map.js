@@ -347,10 +347,13 @@
         return url;
       }
       st.url = url;  // the newest wins
-      if (st.timer && st.due > st.at + gap) { clearTimeout(st.timer); st.timer = null; }  // sooner now
+      if (st.timer && st.due > st.at + 2 * gap) { clearTimeout(st.timer); st.timer = null; }  // sooner now
       if (!st.timer) {
         var map = yitu.maps[yitu.maps.length - 1];  // the page's map: not reloaded once it is gone
-        st.due = st.at + gap;
+        // on the gap's boundaries of the wall clock, as the pushes (callbacks/live.py aligned): the
+        // screens reload together, after the same event, and share one answer
+        var wall = Date.now() + (st.at + gap - t);
+        st.due = st.at + gap + (Math.ceil(wall / gap) * gap - wall);
         st.timer = setTimeout(function () {
           st.timer = null;
           st.at = performance.now();
