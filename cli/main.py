@@ -35,6 +35,12 @@ def _settings() -> Settings:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# How long `yitu serve` keeps an idle HTTP connection open (uvicorn's default is 5 s). Longer than
+# nginx keeps its idle upstream connections (deploy/nginx.conf ``keepalive_timeout 30s``): when the app
+# closed first, a request nginx sent on the closing connection got a reset and the client a 502 (seen
+# once in a bench_mix run, a case transition).
+KEEP_ALIVE_S = 65
+
 
 def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn the errors a user can act on into one clear line and exit code 1, no traceback."""
@@ -283,6 +289,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         "port": port,
         "log_config": None,
         "access_log": False,  # uvicorn's line carries the query string (OsmAnd's device id): YITU_ACCESS_LOG's has none
+        "timeout_keep_alive": KEEP_ALIVE_S,
     }
     if workers > 1:
         # N processes on one socket (uvicorn's supervisor: it restarts a worker that dies). Each builds

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
 from playwright.sync_api import Browser
 
+from cli.main import KEEP_ALIVE_S
 from services.identity import create_token
 
 from .browser import Watched
@@ -232,3 +236,36 @@ def test_the_live_socket_works_through_nginx(site_of, demo_db: str, tls_browser:
     _wait_pin(page, report_through(proxy, token, "草场边界争议（经 nginx 推送）", 0.003, -0.001))
     assert page.evaluate("() => window.__sameDocument === true"), "the page reloaded"
     w.close()  # no console errors, and no request left https://localhost:<port>
+
+
+def test_nginx_lets_go_of_an_idle_app_connection_before_the_app_does(live_server, db_url: str, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+    """nginx keeps idle connections to the app for its upstream ``keepalive_timeout``; the app must keep
+    them longer, or a request nginx sends on one the app is closing gets a reset and the client a 502
+    (one case transition in a bench_mix run, with uvicorn's default of 5 s). A real `yitu serve`: a
+    connection idle for 6 s still answers."""
+    upstream = re.search(r"upstream yitu_app \{(.*?)\}", (ROOT / "deploy" / "nginx.conf").read_text(), re.S)
+    assert upstream is not None
+    nginx_s = re.search(r"keepalive_timeout\s+(\d+)s;", upstream.group(1))
+    assert nginx_s is not None and int(nginx_s.group(1)) < KEEP_ALIVE_S
+    srv = live_server(db_url, redis_url)
+    host, port = urlsplit(srv.url).hostname, urlsplit(srv.url).port
+
+    def answer(s: socket.socket) -> bytes:  # one whole response (headers, then Content-Length bytes)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = s.recv(65536)
+            assert chunk, "the app closed the connection"
+            got += chunk
+        head, body = got.split(b"\r\n\r\n", 1)
+        size = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < size:
+            body += s.recv(65536)
+        return head
+
+    with socket.create_connection((host, port), timeout=10) as s:
+        ask = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        s.sendall(ask)
+        assert answer(s).startswith(b"HTTP/1.1 200")
+        time.sleep(6)  # the condition is time itself: past uvicorn's default keep-alive
+        s.sendall(ask)
+        assert answer(s).startswith(b"HTTP/1.1 200")
