@@ -31,7 +31,7 @@ from services.live import LiveHub
 from services.settings import Settings
 
 from .conftest import make_token
-from .helpers import all_published, app_database, wait_for
+from .helpers import all_published, app_database, free_port, wait_for
 
 MASTER = "yitu"
 PASSWORD = "sentinel-test-pw"
@@ -103,8 +103,15 @@ class SentinelSet:
         path = self.root / f"{port}.conf"  # a Sentinel rewrites its file: one each
         path.write_text("\n".join(conf) + "\n")
         log = open(self.root / f"{port}.log", "wb")  # noqa: SIM115 - the process keeps it
-        self.procs.append(subprocess.Popen([server, str(path), *extra], stdout=log, stderr=subprocess.STDOUT))
-        wait_for(lambda: self._answers(port), what=f"Redis on port {port}")
+        proc = subprocess.Popen([server, str(path), *extra], stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+
+        def up() -> bool:
+            if proc.poll() is not None:  # it exited: say why instead of waiting out the timeout
+                raise AssertionError(f"redis-server on {port} exited: {(self.root / f'{port}.log').read_text()}")
+            return self._answers(port)
+
+        wait_for(up, what=f"Redis on port {port}")
 
     def _answers(self, port: int) -> bool:
         client = redis.Redis(host="127.0.0.1", port=port, password=PASSWORD, socket_timeout=1)
@@ -125,10 +132,14 @@ class SentinelSet:
 
 
 @pytest.fixture
-def sentinels(base_settings: Settings, tmp_path: Path) -> Iterator[SentinelSet]:
-    """The set on YITU_REDIS_PORT + 10 … + 14 (beside this checkout's own Redis)."""
-    base = base_settings.redis_port + 10
-    found = SentinelSet(tmp_path, [base + i for i in range(5)])
+def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
+    """The set on five ports free now (a fixed YITU_REDIS_PORT + 10 … + 14 lies in the kernel's
+    ephemeral range: a clean clone's run once found the first taken by some connection's own end)."""
+    ports: list[int] = []
+    while len(ports) < 5:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    found = SentinelSet(tmp_path, ports)
     try:
         found.start()
         yield found
