@@ -30,6 +30,20 @@ def _codes(r: object) -> set[str]:
     return {f["properties"]["code"] for f in r.json()["features"]}  # type: ignore[attr-defined]
 
 
+def _report(client: TestClient, reporter: dict[str, str], demo_db: str, redis_url: str) -> tuple[str, int]:
+    """A new case reported, and its event's outbox id once the event is in the stream."""
+    lon, lat, _ = inner_point(demo_db)
+    r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(reporter))
+    assert r.status_code == 201, r.text
+    code = r.json()["code"]
+    outbox_id = wait_for(
+        lambda: next((i for i, _t, e in stream_entries(redis_url) if e.get("code") == code), None),
+        what="the report's event in the stream",
+    )
+    assert isinstance(outbox_id, int)
+    return code, outbox_id
+
+
 def test_screens_reloading_after_the_same_events_share_one_answer_with_the_new_event_in_it(
     client: TestClient, token: Callable[..., str], demo_db: str, redis_url: str
 ) -> None:
@@ -40,14 +54,7 @@ def test_screens_reloading_after_the_same_events_share_one_answer_with_the_new_e
     assert (first.headers["x-yitu-shared"], again.headers["x-yitu-shared"]) == ("0", "1")
     assert again.content == first.content and len(_codes(first)) > 0
 
-    lon, lat, _ = inner_point(demo_db)
-    r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(reporter))
-    assert r.status_code == 201, r.text
-    code = r.json()["code"]
-    outbox_id = wait_for(
-        lambda: next((i for i, _t, e in stream_entries(redis_url) if e.get("code") == code), None),
-        what="the report's event in the stream",
-    )
+    code, outbox_id = _report(client, reporter, demo_db, redis_url)
     # The screens reload because of that event: each gets the new pin, the first computes it.
     after = [client.get(f"{PINS}&rev={outbox_id}", headers=screen) for _ in range(3)]
     assert [a.headers["x-yitu-shared"] for a in after] == ["0", "1", "1"]
@@ -197,14 +204,7 @@ def test_the_wall_numbers_are_shared_by_the_screens_told_of_the_same_event(
     town = Principal(2, "town-viewer", "viewer", "150623100", kind="user", session_id="2")
     year = wall.period_of("year")
     reporter = auth(token("dispatcher"))
-    lon, lat, _ = inner_point(demo_db)
-    r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(reporter))
-    assert r.status_code == 201, r.text
-    code = r.json()["code"]
-    rev = wait_for(
-        lambda: next((i for i, _t, e in stream_entries(redis_url) if e.get("code") == code), None),
-        what="the report's event in the stream",
-    )
+    _code, rev = _report(client, reporter, demo_db, redis_url)
     misses = svc.layer_answers.misses
     with acting_as(viewer):
         first = wall.numbers(svc, "150623", "zh-CN", year, rev)
@@ -221,12 +221,7 @@ def test_the_wall_numbers_are_shared_by_the_screens_told_of_the_same_event(
         ).fetchone()[0]
     tiles = {getattr(c, "id", None): c for c in first[0]}
     assert str(new_today) in str(tiles["kpi-new_today"].to_plotly_json())  # the new case is counted
-    r = client.post("/api/v1/cases", json=case_body(lon, lat), headers=keyed(reporter))
-    assert r.status_code == 201, r.text
-    newer = wait_for(
-        lambda: next((i for i, _t, e in stream_entries(redis_url) if e.get("code") == r.json()["code"]), None),
-        what="the second report's event",
-    )
+    _code, newer = _report(client, reporter, demo_db, redis_url)
     with acting_as(viewer):
         after = wall.numbers(svc, "150623", "zh-CN", year, newer)
     assert after is not first and svc.layer_answers.misses == misses + 4

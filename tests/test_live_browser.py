@@ -86,6 +86,14 @@ def _wait_pin(page: Page, code: str, timeout: float = 15_000) -> None:
     page.wait_for_function("code => window.yitu.drawn[code] !== undefined", arg=code, timeout=timeout)
 
 
+def _layers_quiet(page: Page) -> None:
+    """Until the layers of the view just set are in: none asked for in the last second."""
+    page.wait_for_function(
+        "() => performance.now() - Math.max(0, ...performance.getEntriesByType('resource')"
+        ".filter(e => e.name.includes('/api/v1/layers/')).map(e => e.responseEnd)) > 1000"
+    )
+
+
 def _van_at(page: Page) -> Any:
     return page.evaluate("() => (window.yitu.vanAt || {})['V01']")
 
@@ -187,10 +195,7 @@ def test_a_busy_spell_reloads_the_pins_at_most_once_a_second_and_ends_with_the_n
     w = Watched(browser, srv.url, cookies=srv.browser_cookie())
     page = _open_wall(w, srv.url)
     page.evaluate(TAP_BATCHES)
-    page.wait_for_function(  # the layers of the view just set are in: none asked for in the last second
-        "() => performance.now() - Math.max(0, ...performance.getEntriesByType('resource')"
-        ".filter(e => e.name.includes('/api/v1/layers/')).map(e => e.responseEnd)) > 1000"
-    )
+    _layers_quiet(page)
     start = page.evaluate("() => performance.now()")
     codes = []
     for i in range(12):
@@ -225,10 +230,7 @@ def test_van_moves_move_the_marker_from_their_events_and_the_trails_follow_later
     w = Watched(browser, srv.url, cookies=srv.browser_cookie())
     page = _open_wall(w, srv.url)
     page.wait_for_function("() => window.yitu.vanMarkers && window.yitu.vanMarkers['V01']")
-    page.wait_for_function(  # the layers of the view just set are in: none asked for in the last second
-        "() => performance.now() - Math.max(0, ...performance.getEntriesByType('resource')"
-        ".filter(e => e.name.includes('/api/v1/layers/')).map(e => e.responseEnd)) > 1000"
-    )
+    _layers_quiet(page)
     page.evaluate("() => { window.yitu.live.TRAIL_MS = 4000; window.__v01 = window.yitu.vanMarkers['V01'].marker; }")
     start = page.evaluate("() => performance.now()")
     vans_fetched = (
