@@ -114,8 +114,7 @@ def queue_items(
         out.append(
             html.Button(
                 id={"type": QUEUE_ITEM, "code": r["code"]},
-                n_clicks=0,
-                **{"data-code": r["code"]},  # yitu_wall.js picks the case from it (Ids.PICK)
+                **{"data-code": r["code"]},  # a click picks the case through yitu_wall.js (Ids.PICK)
                 className="yitu-queue-item"
                 + (" yitu-overdue" if r["overdue"] else "")
                 + (" yitu-selected" if r["code"] == selected else ""),

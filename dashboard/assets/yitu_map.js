@@ -330,9 +330,8 @@
     // A screen follows each event within the push window (the event's arrival is what is timed),
     // and a centre taking 50 reports a second does not have every screen fetch its pins ten times a
     // second (docs/scaling.md). A resync reloads at once.
-    // The vans moved from their events reload their layer (for the trails) at most this often.
     RELOAD_MS: 1000,
-    TRAIL_MS: 30000,
+    TRAIL_MS: 30000,  // the vans, moved from their events, reload their layer (for the trails) this often
     layers: {},
     reload: function (id, url, now, every, trailing) {
       var live = yitu.live;

@@ -1,7 +1,8 @@
 /* The wall's clickable rows (issue 14 item 6): a ranking row carries its area page in data-href;
  * a click anywhere on the row opens it (its name is a plain link too, for the keyboard), and a
- * banner's row drills the wall down on the page; a van's row (a button, data-van) focuses the van.
- * One listener on the document, so rows the callbacks draw again need no wiring of their own. */
+ * banner's row drills the wall down on the page; a van's row (a button, data-van) focuses the van;
+ * a case in the dispatch page's queue (data-code) is picked. One listener on the document, so rows
+ * the callbacks (and the live push) draw again need no wiring of their own. */
 (function () {
   document.addEventListener("click", function (e) {
     var target = e.target;
