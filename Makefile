@@ -19,7 +19,7 @@ demo: setup
 
 test: setup-test
 	@$(MAKE) --no-print-directory gates
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 	@$(MAKE) --no-print-directory chaos
 
 # A stack of its own on free ports (never the suite's), removed at the end; exit status 1 on any FAIL.

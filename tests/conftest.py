@@ -39,8 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 # Per test session: two runs on one cluster (two checkouts, or a developer beside CI) never collide.
 TEMPLATE = f"yitu_test_template_{os.getpid()}"
-# Redis database flushed per test; two suites running at once on one Redis each need their own.
-TEST_REDIS_DB = int(os.environ.get("YITU_TEST_REDIS_DB", "15"))
+# pytest-xdist's worker ("gw0", "gw1", …; "" when the suite runs in one process): each worker is a
+# test session of its own (its own template, demo, clones: named by its pid), on the one stack.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_INDEX = int(WORKER[2:]) if WORKER.startswith("gw") and WORKER[2:].isdigit() else 0
+# Redis database flushed per test; two suites (or two workers) running at once on one Redis each need
+# their own: 15, 14, … (0 is the servers' own default).
+TEST_REDIS_DB = int(os.environ.get("YITU_TEST_REDIS_DB", "15")) - WORKER_INDEX
+assert TEST_REDIS_DB > 0, f"no Redis database left for worker {WORKER}"
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +54,36 @@ def base_settings() -> Settings:
     return Settings()
 
 
+_STARTED = pytest.StashKey[tuple[EmbeddedStack, list[str]]]()  # the controller's stack, what it started
+
+
+def _parallel(config: pytest.Config) -> bool:
+    """The controlling process of an xdist run (``-n N``): it runs no test, its workers do."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``-n N``, the controller brings the stack up once, before any worker starts (two workers
+    starting one embedded cluster would race), and stops at the end what it started."""
+    if _parallel(config):
+        s = EmbeddedStack(Settings())
+        config.stash[_STARTED] = (s, s.up().started)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    s, started = config.stash.get(_STARTED, (None, ()))
+    if s is not None and started:
+        s.down(only=started)
+
+
 @pytest.fixture(scope="session")
 def stack(base_settings: Settings) -> Iterator[EmbeddedStack]:
+    """The stack, brought up if it is not. The workers of an xdist run use the one their controller
+    brought up (``up`` on a running stack still sets its roles: two at once collide)."""
     s = EmbeddedStack(base_settings)
+    if WORKER:
+        yield s
+        return
     report = s.up()
     yield s
     if report.started:
@@ -228,10 +261,32 @@ def _module_needs_demo(items: list[pytest.Item]) -> set[str]:
     return {item.nodeid.split("::")[0] for item in items if DEMO_FIXTURES & set(getattr(item, "fixturenames", ()))}
 
 
+# A test that starts servers or a browser costs seconds; most others, tenths (the durations pytest prints).
+HEAVY_FIXTURES = {"browser", "live_server", "scratch_stack", "contract_server"}
+
+
+def _module_weights(items: list[pytest.Item]) -> dict[str, int]:
+    """A guess of each module's time: 10 for each test with a server or a browser, 1 for the others."""
+    weights: dict[str, int] = {}
+    for item in items:
+        heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("browser")
+        module = item.nodeid.split("::")[0]
+        weights[module] = weights.get(module, 0) + (10 if heavy else 1)
+    return weights
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The modules that use the seeded demo run after the others, which run while it is seeded."""
+    """The modules that use the seeded demo run after the others, which run while it is seeded; within
+    each part the heaviest modules first, so that with two workers (``-n 2 --dist loadfile``: a module
+    is one worker's) the run does not end on one long module while the other worker has nothing left."""
     later = _module_needs_demo(items)
-    items.sort(key=lambda item: item.nodeid.split("::")[0] in later)  # stable: the order within each part stays
+    weights = _module_weights(items)
+
+    def key(item: pytest.Item) -> tuple[bool, int, str]:
+        module = item.nodeid.split("::")[0]
+        return module in later, -weights[module], module
+
+    items.sort(key=key)  # stable: the order within each module stays
 
 
 class DemoSeeding:

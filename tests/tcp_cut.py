@@ -163,9 +163,11 @@ class TcpCut:
             with contextlib.suppress(OSError):
                 link.server.sendall(forward)
             link.replied.wait(REPLY_WAIT)
-        self._close(link)
+        # Counted before the sockets close: the app sees the close and answers, and a test may read
+        # ``cuts`` before this thread runs again (seen with two test workers on two cores).
         with self._lock:
             self.cuts += 1
+        self._close(link)
         self.cut_done.set()
 
     def _close(self, link: _Link) -> None:
