@@ -37,17 +37,14 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import clone_database, drop_database, p95
-from cli.stack import EmbeddedStack
+from bench.common import clone_database, drop_database, p95, seeded_database
 from geodata import areas_stats, kpi
 from geodata.clock import CST
-from geodata.migrate import migrate
 from geodata.queries import chain_column, level_of, query
 from layers import grids
 from services.settings import Settings
@@ -56,23 +53,7 @@ DATABASES = {"banner": "yitu_bench_kpi_banner", "city": "yitu_bench_kpi_city", "
 
 
 def _database(scale: str, name: str | None = None) -> str:
-    server = EmbeddedStack(Settings()).database_url()
-    name = name or DATABASES[scale]
-    with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = make_conninfo(server, dbname=name)
-    migrate(dsn)
-    with psycopg.connect(dsn) as conn:
-        empty = conn.execute("SELECT count(*) = 0 FROM areas").fetchone()[0]  # type: ignore[index]
-    if empty:
-        from geodata.demo.seed import seed_demo
-
-        print(f"seeding {scale} scale into {name}…", file=sys.stderr)
-        t0 = time.perf_counter()
-        seed_demo(dsn, scale, seed=1, progress=True)
-        print(f"seeded in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    return dsn
+    return seeded_database(scale, name or DATABASES[scale])
 
 
 def _scan(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list[dict[str, Any]]:

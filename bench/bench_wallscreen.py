@@ -35,38 +35,19 @@ from pathlib import Path
 import httpx
 import psycopg
 from playwright.sync_api import Request, sync_playwright
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, pair, wait_healthy
-from cli.stack import EmbeddedStack
-from geodata.migrate import migrate
+from bench.common import free_port, pair, seeded_database, wait_healthy
 from services.identity import create_token
-from services.settings import Settings
 from tests.browser import CHROMIUM_ARGS, SETTLED, chromium_path
 
 DATABASES = {"banner": "yitu_bench_demo", "city": "yitu_bench", "league": "yitu_bench_league"}
 
 
 def _database(scale: str, name: str | None = None) -> str:
-    server = EmbeddedStack(Settings()).database_url()
-    name = name or DATABASES[scale]
-    with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = make_conninfo(server, dbname=name)
-    migrate(dsn)
-    with psycopg.connect(dsn) as conn:
-        empty = conn.execute("SELECT count(*) = 0 FROM areas").fetchone()[0]  # type: ignore[index]
-    if empty:
-        from geodata.demo.seed import seed_demo
-
-        print(f"seeding {scale} scale into {name}…", file=sys.stderr)
-        seed_demo(dsn, scale, seed=1, progress=True)
-    return dsn
+    return seeded_database(scale, name or DATABASES[scale])
 
 
 def _serve(dsn: str) -> tuple[subprocess.Popen, str]:

@@ -1,6 +1,6 @@
-"""What the bench scripts share: a free port, a scratch database cloned from a template, a server
-waited for until it answers, the p95 every script prints beside the median, and where the
-machine's CPU went during a run (per process, from /proc)."""
+"""What the bench scripts share: a seeded bench database, a free port, a scratch database cloned
+from a template, a server waited for until it answers, the p95 every script prints beside the
+median, and where the machine's CPU went during a run (per process, from /proc)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,31 @@ from playwright.sync_api import BrowserContext
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cli.stack import EmbeddedStack
+from geodata.migrate import migrate
 from services.identity import PAIR_PATH, create_screen
+from services.settings import Settings
+
+
+def seeded_database(scale: str, name: str) -> str:
+    """The DSN of ``name`` on this checkout's embedded stack, created, migrated and seeded at
+    ``scale`` (seed 1, with a progress bar) when it holds no territory yet."""
+    server = EmbeddedStack(Settings()).database_url()
+    with psycopg.connect(make_conninfo(server, dbname="postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(server, dbname=name)
+    migrate(dsn)
+    with psycopg.connect(dsn) as conn:
+        empty = conn.execute("SELECT count(*) = 0 FROM areas").fetchone()[0]  # type: ignore[index]
+    if empty:
+        from geodata.demo.seed import seed_demo
+
+        print(f"seeding {scale} scale into {name}…", file=sys.stderr)
+        t0 = time.perf_counter()
+        seed_demo(dsn, scale, seed=1, progress=True)
+        print(f"seeded in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return dsn
 
 
 def free_port() -> int:
