@@ -91,6 +91,13 @@ class LiveRules:
             log.info("deadline rules reloaded generation=%d overrides=%d", book.generation, len(book.overrides))
         return changed
 
+    def look(self) -> bool:
+        """The watcher's look (every :data:`POLL` seconds, services/scheduler.py ``rules_watcher``):
+        :meth:`refresh` waiting for a connection no longer than until the next look. With the pool's
+        own timeout (10 s), a process stopping while its database is gone waited that long for the
+        watcher's thread to end."""
+        return self.refresh(POLL)
+
     def _answered(self) -> None:
         if self.failing:
             log.info("deadline rules: the database answers again")

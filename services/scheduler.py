@@ -335,4 +335,4 @@ def start(svc: Services) -> CasesRuntime:
 
 def rules_watcher(rules: LiveRules) -> Scheduler:
     """The thread of every process that keeps its deadline rules current (job ``deadlines``)."""
-    return Scheduler([Job("deadlines", DEADLINES_POLL, rules.refresh, at_start=True)], name="yitu-deadlines")
+    return Scheduler([Job("deadlines", DEADLINES_POLL, rules.look, at_start=True)], name="yitu-deadlines")

@@ -30,10 +30,10 @@ from geodata.errors import Forbidden, Invalid
 from geodata.workflow import DeadlineRules
 from services import deadlines as live
 from services.identity import Principal
-from services.scheduler import deadline_rules, run_once
+from services.scheduler import deadline_rules, rules_watcher, run_once
 
 from .cases_fixtures import auth, case_body, inner_point_where, settings_for, token  # noqa: F401
-from .helpers import keyed, wait_for
+from .helpers import free_port, keyed, wait_for
 from .test_banners import FIRST, ROOT, SECOND, SECOND_POINT, second_banner_file
 from .test_import_export import cli
 
@@ -403,3 +403,26 @@ def test_a_second_process_picks_a_change_up(
         assert done.exit_code == 0, done.output
         for rules in (rules_a, rules_b):
             wait_for(lambda r=rules: r.of(FIRST).hours["village"] == 30, timeout=10, what="the command's change")
+
+
+def test_the_rules_watcher_stops_at_once_while_the_database_is_gone() -> None:
+    """A process stopping during an outage: its watcher's look waits for a connection at most until
+    the next look (1 s), not the pool's timeout (here 30 s), so the thread ends and the stop returns."""
+    pool: ConnectionPool[Any] = ConnectionPool(
+        f"host=127.0.0.1 port={free_port()} dbname=gone user=nobody connect_timeout=1", timeout=30, open=False
+    )
+    pool.open(wait=False)  # nothing listens on the port: every connection attempt fails
+    try:
+        defaults = DeadlineRules()
+        rules = live.LiveRules(pool, defaults)
+        watcher = rules_watcher(rules)
+        watcher.start()
+        wait_for(lambda: rules.failing, timeout=10, what="the first look to fail")
+        started = datetime.now(UTC)
+        watcher.stop()
+        stopped_in = (datetime.now(UTC) - started).total_seconds()
+        assert watcher.status()["running"] is False
+        assert stopped_in < 5, f"the watcher took {stopped_in:.1f} s to stop"
+        assert rules.of(None) == defaults  # the settings' rules are kept meanwhile
+    finally:
+        pool.close()
