@@ -63,7 +63,6 @@ import collections
 import contextlib
 import functools
 import json
-import math
 import os
 import platform
 import random
@@ -99,6 +98,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_intake_rate import _busy_ticks, _postmaster
 from bench.bench_wallscreen import _database
 from bench.common import cpu_ticks, descendants, drop_database, free_port, wait_healthy
+from callbacks.live import aligned
 from cli.stack import EmbeddedStack
 from services.identity import PAIR_PATH, create_screen, create_token
 from services.settings import Settings
@@ -531,8 +531,7 @@ class Screen:
                 if not self.mix.stopping:
                     self._fetch(key, self.want[key])
 
-            wall = time.time() + (last + every - t)  # on the wall clock's boundaries, as the page
-            delay = last + every - t + (math.ceil(wall / every) * every - wall)
+            delay = aligned(last + every, every) - t  # on the wall clock's boundaries, as the page
             self.trailing[layer] = asyncio.get_running_loop().call_later(delay, fire)
 
     def _fetch(self, key: str, do: Callable[[], Awaitable[int]]) -> None:

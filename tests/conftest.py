@@ -261,32 +261,11 @@ def _module_needs_demo(items: list[pytest.Item]) -> set[str]:
     return {item.nodeid.split("::")[0] for item in items if DEMO_FIXTURES & set(getattr(item, "fixturenames", ()))}
 
 
-# A test that starts servers or a browser costs seconds; most others, tenths (the durations pytest prints).
-HEAVY_FIXTURES = {"browser", "live_server", "scratch_stack", "contract_server"}
-
-
-def _module_weights(items: list[pytest.Item]) -> dict[str, int]:
-    """A guess of each module's time: 10 for each test with a server or a browser, 1 for the others."""
-    weights: dict[str, int] = {}
-    for item in items:
-        heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("browser")
-        module = item.nodeid.split("::")[0]
-        weights[module] = weights.get(module, 0) + (10 if heavy else 1)
-    return weights
-
-
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The modules that use the seeded demo run after the others, which run while it is seeded; within
-    each part the heaviest modules first, so that with two workers (``-n 2 --dist loadfile``: a module
-    is one worker's) the run does not end on one long module while the other worker has nothing left."""
+    """The modules that use the seeded demo run after the others, which run while it is seeded (with
+    two workers too: `make test` keeps this order, ``--no-loadscope-reorder``)."""
     later = _module_needs_demo(items)
-    weights = _module_weights(items)
-
-    def key(item: pytest.Item) -> tuple[bool, int, str]:
-        module = item.nodeid.split("::")[0]
-        return module in later, -weights[module], module
-
-    items.sort(key=key)  # stable: the order within each module stays
+    items.sort(key=lambda item: item.nodeid.split("::")[0] in later)  # stable: the order within each part stays
 
 
 class DemoSeeding:
