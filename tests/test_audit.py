@@ -139,8 +139,12 @@ def test_partitions_the_app_makes_belong_to_the_owner(db_url: str) -> None:
 
 
 def _db_user(conn: psycopg.Connection[Any], dbname: str) -> set[str]:
+    # Sessions of a role only: an autovacuum worker on the database has no user (usename NULL);
+    # backend_type would say so too, but a role without pg_read_all_stats reads it NULL.
     rows = conn.execute(
-        "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)
+        "SELECT DISTINCT usename FROM pg_stat_activity"
+        " WHERE datname = %s AND usename IS NOT NULL AND pid <> pg_backend_pid()",
+        (dbname,),
     ).fetchall()
     return {r[0] for r in rows}
 
