@@ -246,6 +246,7 @@ class LiveHub:
         self._reader: aioredis.Redis | None = None
         self._reader_id: int | None = None
         self._last_id: str | None = None
+        self._delivered_id: str | None = None  # of the last entry handed to the screens (a resync included)
         self._last_outbox_id: int | None = None  # of the last entry read; None: take the next as it comes
         self._healthy = False
         self._failed = False  # Redis failed since the last good read: screens must resync
@@ -293,6 +294,12 @@ class LiveHub:
     def position(self) -> str | None:
         """The id of the last entry read: where a screen that reloads now stands."""
         return self._last_id
+
+    @property
+    def delivered(self) -> str | None:
+        """The id of the last entry handed to the screens, with the resync its batch called for:
+        an entry added to the stream after it reaches a screen as itself, not within a resync."""
+        return self._delivered_id
 
     @property
     def subscribers(self) -> int:
@@ -434,6 +441,7 @@ class LiveHub:
                 log.warning("live stream gap in outbox ids (%s); telling %d screen(s) to resync", gap, len(self._subs))
                 for sub in self._subs:
                     sub.resync.set()
+            self._delivered_id = entries[-1].id
 
     def _gap(self, entries: list[Entry]) -> str | None:
         """Do ``entries`` not follow on from the last outbox id read (and each other)? The last

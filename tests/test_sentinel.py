@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from dashboard.app import create_app
 from geodata import outbox
 from services import events, redisconn
-from services.live import LiveHub
+from services.live import LiveHub, Subscription
 from services.settings import Settings
 
 from .conftest import make_token
@@ -155,9 +155,16 @@ class Screen:
         self.codes: list[str] = []
         self.resyncs = 0
         self.stop = False
+        self.sub: Subscription | None = None
+
+    @property
+    def resyncing(self) -> bool:
+        """Told to resync and not yet done (what it has queued is dropped when it does)."""
+        return self.sub is not None and self.sub.resync.is_set()
 
     async def follow(self, hub: LiveHub) -> None:
         async with hub.subscribe(None) as (sub, _):
+            self.sub = sub
             while not self.stop:
                 batch = await sub.next(0.2)
                 if batch is None:
@@ -176,6 +183,14 @@ def _stream_ids(url: str) -> list[int]:
     client = redisconn.client(url, timeout=2)
     try:
         return [int(f["outbox_id"]) for _, f in client.xrange(events.STREAM)]
+    finally:
+        client.close()
+
+
+def _last_stream_id(url: str) -> str:
+    client = redisconn.client(url, timeout=2)
+    try:
+        return str(client.xrevrange(events.STREAM, count=1)[0][0])
     finally:
         client.close()
 
@@ -234,7 +249,14 @@ def test_a_failover_loses_nothing_publishing_resumes_and_screens_catch_up(
         assert last == 20 + len(written) + 1
 
         # The screen saw every event, or was told to reload from PostGIS (a resync drops what it
-        # had queued: the reload has it); and from then on it follows the new master live.
+        # had queued: the reload has it); and from then on it follows the new master live. "From
+        # then on": once the hub has handed the screen the stream's last entry (AFTER) and the
+        # screen took the resync that came with it. (Until then a new entry may arrive in the same
+        # batch as the gap, and the resync covers it: the hub may read a replica's stream, blocked
+        # while that replica loads the new master's data, and get everything since in one read.)
+        top = _last_stream_id(sentinels.url)
+        wait_for(lambda: hub.delivered == top, what="the hub handing the screen the new master's last entry")
+        wait_for(lambda: not screen.resyncing, what="the screen taking its resync")
         assert screen.resyncs > 0 or {*written, "AFTER"} <= set(screen.codes)
         _append(db_url, "LIVE")
         wait_for(lambda: "LIVE" in screen.codes, timeout=20, what="the screen following the new master")
