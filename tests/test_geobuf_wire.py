@@ -1,0 +1,130 @@
+"""geodata/geobuf_wire.py writes the very bytes of the ``geobuf`` package's encoder.
+
+Generated GeoJSON of every geometry type, with properties of every kind the package types
+differently (strings, whole and fractional floats, big and negative integers, booleans, None, lists
+and objects), ids, custom properties at each level; then collections shaped as the layers' and the
+layers' own answers on the seeded demo, through the route's encoding path (layers/base.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import geobuf
+import psycopg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geodata import geobuf_wire
+from layers import registry
+from layers.base import encode
+
+lon = st.floats(min_value=-180, max_value=180, allow_nan=False)
+lat = st.floats(min_value=-90, max_value=90, allow_nan=False)
+point = st.tuples(lon, lat).map(list)
+line = st.lists(point, min_size=2, max_size=6)
+ring = st.lists(point, min_size=3, max_size=6).map(lambda ps: [*ps, ps[0]])  # closed, as GeoJSON's
+polygon = st.lists(ring, min_size=1, max_size=3)
+keys = st.sampled_from(["code", "type", "step", "名称", "level", "overdue", "n", "extra", "id2"])
+scalar = st.one_of(
+    st.text(max_size=8),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda f: float(round(f))),  # whole floats
+    st.integers(min_value=-(2**70), max_value=2**70),  # past uint64 both ways: the double fallback
+    st.booleans(),
+    st.none(),
+)
+value = st.one_of(scalar, st.lists(scalar, max_size=3), st.dictionaries(keys, scalar, max_size=2))
+props = st.dictionaries(keys, value, max_size=5)
+
+
+def _geometry(depth: int = 1) -> st.SearchStrategy[dict[str, Any]]:
+    simple = st.one_of(
+        st.builds(lambda c: {"type": "Point", "coordinates": c}, point),
+        st.builds(lambda c: {"type": "MultiPoint", "coordinates": c}, line),
+        st.builds(lambda c: {"type": "LineString", "coordinates": c}, line),
+        st.builds(lambda c: {"type": "MultiLineString", "coordinates": c}, st.lists(line, min_size=1, max_size=3)),
+        st.builds(lambda c: {"type": "Polygon", "coordinates": c}, polygon),
+        st.builds(lambda c: {"type": "MultiPolygon", "coordinates": c}, st.lists(polygon, min_size=1, max_size=3)),
+    )
+    with_custom = st.builds(lambda g, extra: {**g, **extra}, simple, st.dictionaries(st.just("extra"), scalar))
+    if depth == 0:
+        return with_custom
+    collection = st.builds(
+        lambda gs: {"type": "GeometryCollection", "geometries": gs}, st.lists(_geometry(depth - 1), max_size=3)
+    )
+    return st.one_of(with_custom, collection)
+
+
+feature_id = st.one_of(st.none(), st.integers(min_value=-(2**40), max_value=2**40), st.text(max_size=6))
+
+
+@st.composite
+def features(draw: st.DrawFn) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "Feature", "geometry": draw(_geometry()), "properties": draw(st.none() | props)}
+    fid = draw(feature_id)
+    if fid is not None:
+        out["id"] = fid
+    out.update(draw(st.dictionaries(st.sampled_from(["extra", "bbox"]), value, max_size=2)))
+    return out
+
+
+collections = st.builds(
+    lambda fs, extra: {"type": "FeatureCollection", "features": fs, **extra},
+    st.lists(features(), max_size=6),
+    st.dictionaries(st.just("name"), scalar, max_size=1),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(collections, features(), _geometry()))
+def test_the_bytes_are_the_packages(obj: dict[str, Any]) -> None:
+    assert geobuf_wire.encode(obj, 6) == geobuf.encode(obj, 6)
+
+
+def test_a_layer_shaped_collection_and_an_empty_one() -> None:
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [111.123456, 40.654321]},
+                "properties": {
+                    "code": f"Y{i:06d}",
+                    "type": "land",
+                    "step": "accepted",
+                    "level": "village",
+                    "overdue": i % 2 == 0,
+                    "severity": None,
+                    "group": False,
+                },
+            }
+            for i in range(300)
+        ],
+    }
+    assert geobuf_wire.encode(fc) == geobuf.encode(fc, 6)
+    assert geobuf.decode(geobuf_wire.encode(fc))["features"][7]["properties"]["code"] == "Y000007"
+    empty = {"type": "FeatureCollection", "features": []}
+    assert geobuf_wire.encode(empty) == geobuf.encode(empty, 6)
+
+
+@pytest.mark.parametrize("layer", [layer.name for layer in registry.all_layers()])
+def test_every_layer_of_the_demo_encodes_as_the_package_does(layer: str, demo_db: str) -> None:
+    spec = registry.get(layer)
+    values: dict[str, Any] = {f.name: f.default for f in spec.filters}
+    values["scope"] = None
+    with psycopg.connect(demo_db) as conn:
+        text = spec.features(conn, {**values, **_configured(spec)}, None, 50_000)
+    fc = json.loads(text)
+    assert fc["features"] or layer not in ("cases", "grids"), f"the demo has no {layer}"
+    body, media = encode(text, "geobuf")
+    assert media == "application/x-protobuf"
+    assert body == geobuf.encode(fc, 6) + (b"\x22\x00" if not fc["features"] else b"")
+
+
+def _configured(spec: registry.Layer) -> dict[str, Any]:
+    from services.settings import Settings
+
+    return spec.configured(Settings(_env_file=None))
