@@ -1021,7 +1021,10 @@ class Site:
             self.dsn = _clone(_database(args.scale), "yitu_bench_mix")
             self.scratch = True
         if args.replica:
-            _wait(lambda: _answers(self._replica_dsn()), 120, "the scratch database on the standby")
+            try:
+                _wait(lambda: _answers(self._replica_dsn()), 120, "the scratch database on the standby")
+            except SystemExit as gave_up:  # say where the standby stands (replaying a long backlog?)
+                raise SystemExit(f"{gave_up}; postgresql-replica: {self.stack.replica_status()}") from None
         self._redis()
         env = {
             **os.environ,

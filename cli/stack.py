@@ -529,11 +529,40 @@ class EmbeddedStack:
                     " JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = %s",
                     (self.REPLICA_SLOT,),
                 ).fetchone()
+                current = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
             if row is None:
-                lag = "not connected to the primary"
+                lag = "not connected to the primary; " + self._standby_view(current[0] if current else None)
             else:
                 lag = f"{row[0]}, {row[1]} bytes behind, replay lag {row[2] or 0:.3f} s"
         return f"running (embedded standby, 127.0.0.1:{port}, data {self.replica_data}; {lag})"
+
+    def _standby_view(self, primary_lsn: str | None) -> str:
+        """What the standby itself says while the primary does not see it: how far it has replayed
+        (a standby started after a long stop replays the WAL it holds before it streams again, for
+        minutes after a test suite's gigabytes) — or that it takes no connections yet."""
+        import psycopg
+
+        try:
+            with psycopg.connect(self.replica_url(), autocommit=True, connect_timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT pg_last_wal_replay_lsn()::text, pg_last_wal_receive_lsn()::text,"
+                    " pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::bigint,"
+                    " to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')",
+                    (primary_lsn,),
+                ).fetchone()
+        except psycopg.OperationalError as exc:
+            return f"the standby takes no connections yet ({str(exc).strip().splitlines()[-1]})"
+        if row is None or row[0] is None:
+            return "the standby has replayed nothing yet"
+        replayed, received, behind, last = row
+        out = f"the standby replayed to {replayed}"
+        if behind is not None:
+            out += f", {_size(max(0, int(behind)))} behind the primary"
+        if received is not None:
+            out += f" (received to {received})"
+        if last is not None:
+            out += f"; its last transaction replayed is from {last} UTC"
+        return out
 
     # --- the whole stack --------------------------------------------------------------
     def up(self) -> UpReport:
@@ -582,3 +611,14 @@ class EmbeddedStack:
         link = self.home / "run"
         if link.is_symlink():
             link.unlink()
+
+
+def _size(n: int) -> str:
+    """Bytes as an operator reads them: 512 bytes, 3.4 MB, 1.3 GB."""
+    if n < 1000:
+        return f"{n} bytes"
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f} kB"
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e9:.1f} GB"

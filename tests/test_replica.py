@@ -10,6 +10,7 @@ the primary.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from psycopg import sql
 
 from cli.main import main
 from cli.stack import EmbeddedStack
@@ -249,6 +251,41 @@ def test_the_replica_commands(primary: EmbeddedStack) -> None:
     assert "started" in run("up")
     assert "already running" in run("up")
     wait_for(lambda: "streaming" in run("status"), what="the standby streaming again")
+
+
+def _set_conninfo(conninfo: str) -> sql.Composed:
+    return sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo))  # no bind parameters here
+
+
+def test_the_status_of_a_standby_the_primary_does_not_see_says_how_far_it_replayed(primary: EmbeddedStack) -> None:
+    """A standby that does not stream (here: pointed at a port nobody listens on; after a long stop:
+    still replaying the WAL it holds) is described from its own side, not only "not connected"."""
+    standby = _owner_on(primary, primary.settings.replica_port)
+    _add_van(primary, "VSA")  # a transaction the standby replays before it loses the primary
+    wait_for(lambda: _on_replica(primary, "VSA"), what="the standby replaying the van")
+    with psycopg.connect(standby, autocommit=True) as conn:
+        (conninfo,) = conn.execute("SHOW primary_conninfo").fetchone() or ("",)
+        assert f"port={primary.settings.pg_port}" in conninfo
+        elsewhere = conninfo.replace(f"port={primary.settings.pg_port}", f"port={free_port()}")
+        conn.execute(_set_conninfo(elsewhere))
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        wait_for(
+            lambda: "not connected to the primary" in primary.replica_status(),
+            what="the primary no longer seeing the standby",
+        )
+        for i in range(3):  # the primary moves on without it
+            _add_van(primary, f"VS{i}")
+        status = primary.replica_status()
+        assert "not connected to the primary; the standby replayed to " in status, status
+        behind = re.search(r"replayed to [0-9A-F]+/[0-9A-F]+, ([0-9.]+) (bytes|kB|MB|GB) behind the primary", status)
+        assert behind is not None and float(behind[1]) > 0, status
+        assert "(received to " in status and "its last transaction replayed is from 20" in status, status
+    finally:
+        with psycopg.connect(standby, autocommit=True) as conn:
+            conn.execute(_set_conninfo(conninfo))
+            conn.execute("SELECT pg_reload_conf()")
+        wait_for(lambda: "streaming" in primary.replica_status(), what="the standby streaming again")
 
 
 def test_a_read_of_personal_data_from_the_replica_is_audited_on_the_primary(
