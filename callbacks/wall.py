@@ -18,10 +18,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import orjson
 import psycopg
 from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 from dash_svg import G, Line, Polyline, Svg, Text
+from plotly.io.json import to_json_plotly
 
 from dashboard.i18n import translator
 from dashboard.pages.wall import (
@@ -136,6 +138,28 @@ NumbersAnswer = tuple[
     list[Component], list[Component], Svg, list[Component], list[Component], html.Table, list[Component], str
 ]
 NUMBERS_LIVE = ("case.", "dispatch.", "van.", "areas.")
+# The same answer as the browser receives it: each output already serialized (an orjson Fragment,
+# which plotly's orjson engine — Dash's serializer — copies into the response as it is).
+NumbersWire = tuple[orjson.Fragment, ...]
+
+
+class _Numbers(NamedTuple):
+    """A shared answer of the wall's numbers: the components, and their JSON made once."""
+
+    components: NumbersAnswer
+    wire: NumbersWire
+
+
+def _passes_fragments() -> bool:
+    """Does Dash's serializer copy a Fragment as it is (plotly's orjson engine)? Otherwise each
+    request serializes the components, as before."""
+    try:
+        return bool(to_json_plotly([orjson.Fragment(b"1")]) == "[1]")
+    except (TypeError, ValueError):
+        return False
+
+
+_FRAGMENTS = _passes_fragments()
 
 
 class Period(NamedTuple):
@@ -602,9 +626,20 @@ def numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None
     showing the same area to readers of the same scope, told of the same event, share one answer
     (services/layer_answers.py, as the map's layers): ten screens refreshing after a batch made
     the figures ten times, the largest cost of the push after the pins (docs/scaling.md)."""
+    return _shared_numbers(svc, code, lang, period, rev).components
 
-    def compute() -> NumbersAnswer:
-        return (
+
+def numbers_wire(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> NumbersWire | NumbersAnswer:
+    """:func:`numbers` as the callback sends it: serialized once per shared answer. Dash serialized
+    each screen's copy of the same answer again (the van board alone is a thousand components): a
+    tenth of the time an app process held the GIL under the mix (docs/scaling.md)."""
+    shared = _shared_numbers(svc, code, lang, period, rev)
+    return shared.wire if _FRAGMENTS else shared.components
+
+
+def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> _Numbers:
+    def compute() -> _Numbers:
+        components: NumbersAnswer = (
             kpi_tiles(svc, code, lang, period),
             top_types_chart(svc, code, lang, period),
             trend_chart(svc, code, lang),
@@ -614,6 +649,8 @@ def numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None
             van_board(svc, lang, VAN_ROW),
             ranking_title(lang, period, ranking_parent(code)),
         )
+        wire = tuple(orjson.Fragment(to_json_plotly(c)) for c in components) if _FRAGMENTS else ()
+        return _Numbers(components, wire)
 
     parts = {
         "code": code,
@@ -623,7 +660,7 @@ def numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None
         "lang": lang,
     }
     value, _ = svc.layer_answers.answer(svc.redis, "wall-numbers", NUMBERS_LIVE, parts, compute, rev)
-    answer: NumbersAnswer = value
+    answer: _Numbers = value
     return answer
 
 
@@ -730,10 +767,10 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         start_date: str | None,
         end_date: str | None,
         lang: str,
-    ) -> NumbersAnswer:
+    ) -> NumbersWire | NumbersAnswer:
         rev = tick.get("outbox") if isinstance(tick, dict) else None
         period = period_of(period_name, start_date, end_date)
-        return numbers(get(), in_scope(selected["code"]), lang, period, rev if isinstance(rev, int) else None)
+        return numbers_wire(get(), in_scope(selected["code"]), lang, period, rev if isinstance(rev, int) else None)
 
     app.clientside_callback(
         "function(p) { return p === 'dates' ? {} : {display: 'none'}; }",

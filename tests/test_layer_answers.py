@@ -8,9 +8,11 @@ import threading
 from collections.abc import Callable
 
 import geobuf
+import orjson
 import psycopg
 import redis
 from fastapi.testclient import TestClient
+from plotly.io.json import to_json_plotly
 
 from callbacks import wall
 from callbacks.live import batch_message
@@ -191,6 +193,29 @@ def test_a_bad_rev_is_refused_naming_it(client: TestClient, token: Callable[...,
     for rev in ("<b>", "1" * 21, "1;DROP", "%00"):
         r = client.get(f"{PINS}&rev={rev}", headers=h)
         assert r.status_code == 422 and r.json()["field"] == "rev", (rev, r.text)
+
+
+def test_the_wall_numbers_go_out_serialized_once_as_dash_would_serialize_them(client: TestClient) -> None:
+    """callbacks/wall.py ``numbers_wire``: the callback's answer is the shared answer's JSON, made
+    once for every screen that shares it, and byte for byte what Dash makes of the components."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    viewer = Principal(1, "wall-viewer", "viewer", None, kind="user", session_id="1")
+    year = wall.period_of("year")
+    with acting_as(viewer):
+        wire = wall.numbers_wire(svc, "150623", "zh-CN", year, None)
+        again = wall.numbers_wire(svc, "150623", "zh-CN", year, None)  # another screen
+        components = wall.numbers(svc, "150623", "zh-CN", year, None)
+    assert again is wire and len(wire) == len(components) == 8
+    assert all(isinstance(w, orjson.Fragment) for w in wire)
+    response = {"multi": True, "response": {"wall-vans": {"children": wire[6]}, "wall-kpis": {"children": wire[0]}}}
+    sent = to_json_plotly(response)  # as dash/_callback.py serializes a callback's response
+    assert sent == to_json_plotly(
+        {
+            "multi": True,
+            "response": {"wall-vans": {"children": components[6]}, "wall-kpis": {"children": components[0]}},
+        }
+    )
+    assert '"data-van":"V01"' in sent  # the van board's rows, as the page's click listener reads them
 
 
 def test_the_wall_numbers_are_shared_by_the_screens_told_of_the_same_event(
