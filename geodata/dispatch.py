@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 
@@ -324,13 +325,8 @@ def arrive(
     """
     if not fixes:
         return []
-    params = {
-        "van": [f.van for f in fixes],
-        "time": [f.time for f in fixes],
-        "lon": [f.lon for f in fixes],
-        "lat": [f.lat for f in fixes],
-        "radius": radius_m,
-    }
+    fix_rows = [{"van_id": f.van, "recorded_at": f.time, "lon": f.lon, "lat": f.lat} for f in fixes]
+    params = {"fixes": orjson.dumps(fix_rows).decode(), "radius": radius_m}  # one JSON text (tracking.py _batch)
     with conn.cursor(row_factory=dict_row) as cur:
         arrived = cur.execute(query("dispatch_arrive"), params, prepare=True).fetchall()
     events: list[dict[str, Any]] = []

@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 from pyproj import Geod
@@ -153,15 +154,29 @@ def _distinct(pings: list[Ping]) -> list[Ping]:
     return out
 
 
-def _columns(pings: list[Ping]) -> dict[str, list[Any]]:
-    return {
-        "van": [p.van for p in pings],
-        "time": [p.time for p in pings],
-        "lon": [p.lon for p in pings],
-        "lat": [p.lat for p in pings],
-        "speed": [p.speed_kmh for p in pings],
-        "heading": [p.heading for p in pings],
-    }
+def _batch(pings: list[Ping], km: list[float] | None = None) -> str:
+    """The pings as one JSON array for ``json_to_recordset`` (van_positions_insert.sql; with ``km``
+    the latest fixes for van_update_latest.sql): one text parameter, where six arrays cost psycopg
+    five times the Python time to dump (0.53 against 0.12 ms for 50 pings; docs/scaling.md)."""
+    if km is None:
+        rows = [
+            {"van": p.van, "time": p.time, "lon": p.lon, "lat": p.lat, "speed": p.speed_kmh, "heading": p.heading}
+            for p in pings
+        ]
+    else:
+        rows = [
+            {
+                "van_id": p.van,
+                "recorded_at": p.time,
+                "lon": p.lon,
+                "lat": p.lat,
+                "speed_kmh": p.speed_kmh,
+                "heading": p.heading,
+                "km": k,
+            }
+            for p, k in zip(pings, km, strict=True)
+        ]
+    return orjson.dumps(rows).decode()
 
 
 def mileage_km(track: list[tuple[float, float, datetime]], max_speed_kmh: float) -> float:
@@ -210,14 +225,14 @@ def ingest(
         for i, p in enumerate(pings):
             if p.van not in vans:
                 raise UnknownVan(p.van, i)
-        new = {(r[0], r[1]) for r in conn.execute(query("van_positions_insert"), _columns(rows), prepare=True)}
+        new = {(r[0], r[1]) for r in conn.execute(query("van_positions_insert"), {"batch": _batch(rows)}, prepare=True)}
         stored = sorted((p for p in rows if (p.van, p.time) in new), key=lambda p: p.time)
         moves = _moves(stored, vans, max_speed_kmh)
         moved: dict[str, Fix] = {}
         events: list[dict[str, Any]] = []
         if moves:
             latest = [m[0] for m in moves]
-            params = {**_columns(latest), "km": [m[1] for m in moves]}
+            params = {"batch": _batch(latest, [m[1] for m in moves])}
             for van, odometer, status in conn.execute(query("van_update_latest"), params, prepare=True):
                 p = next(x for x in latest if x.van == van)
                 moved[van] = Fix(van, p.time, p.lon, p.lat, p.speed_kmh, p.heading, float(odometer), status)

@@ -1,11 +1,10 @@
 -- Arrival (到达现场), one statement per GPS batch: each van's newest in-order fix of the batch
--- (the arrays) that lies within %(radius)s metres (ellipsoidal) of the case of the van's en_route
--- dispatch puts that dispatch on site — arrived at the fix's time — and the van too. A fix taken
+-- (%(fixes)s: a JSON array of {van_id, recorded_at, lon, lat}) that lies within %(radius)s metres
+-- (ellipsoidal) of the case of the van's en_route dispatch puts that dispatch on site — arrived at the fix's time — and the van too. A fix taken
 -- before the dispatch was made does not count (a buffered old ping is not an arrival). The
 -- caller holds the batch's van rows locked, and every dispatch write locks its van first.
 WITH fix AS (
-    SELECT * FROM unnest(%(van)s::text[], %(time)s::timestamptz[], %(lon)s::float8[], %(lat)s::float8[])
-         AS f(van_id, recorded_at, lon, lat)
+    SELECT * FROM json_to_recordset(%(fixes)s::json) AS f(van_id text, recorded_at timestamptz, lon float8, lat float8)
 ),
 hit AS (
     SELECT d.id, f.recorded_at, f.lon, f.lat
