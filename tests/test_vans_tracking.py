@@ -6,7 +6,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,23 @@ def test_late_and_repeated_pings_never_move_a_van_back(
     assert (v1["lon"], v1["last_seen_at"]) == (pytest.approx(107.49), t3.isoformat())  # what readers see
     moved = wait_for(lambda: len(e := stream_events(redis_url)) >= 3 and e, what="3 van.moved events")
     assert [e["latest"] for e in moved] == [True, False, False]  # type: ignore[union-attr]  # 3 stored pings, 3 events
+
+
+def test_a_fix_in_any_offset_is_stored_at_its_instant_to_the_microsecond_and_the_last_bit(
+    client: TestClient, admin: dict[str, str], demo_db: str, t0: datetime
+) -> None:
+    """The batch reaches PostgreSQL as JSON text (geodata/tracking.py ``_batch``): a China-time
+    offset, microseconds and a coordinate's every bit come through as they were sent."""
+    t = (t0 + timedelta(seconds=5, microseconds=123457)).astimezone(timezone(timedelta(hours=8)))
+    lon, lat = 107.48123456789012, 38.18098765432109
+    r = client.post(URL, json={"positions": [ping("V02", t, lon, lat, speed=12.5, heading=271.25)]}, headers=admin)
+    assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+    assert history(demo_db, "V02")[-1] == (t, lon, lat)  # the same instant, the same doubles
+    seen, x, y, _ = latest(demo_db, "V02")
+    assert (seen, x, y) == (t, lon, lat)
+    with psycopg.connect(demo_db) as conn:
+        row = conn.execute("SELECT speed_kmh, heading FROM vans WHERE id = 'V02'").fetchone()
+    assert row == (12.5, 271.25)
 
 
 def test_concurrent_batches_end_at_the_newest_ping(
