@@ -41,12 +41,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 from redis.typing import StreamRangeResponse, XReadResponse
@@ -81,8 +81,8 @@ class Entry:
     @functools.cached_property
     def event(self) -> dict[str, Any]:
         try:
-            event = json.loads(self.raw or "{}")
-        except json.JSONDecodeError:
+            event = orjson.loads(self.raw or "{}")
+        except orjson.JSONDecodeError:
             return {}
         return event if isinstance(event, dict) else {}
 
@@ -102,7 +102,14 @@ class Entry:
         return isinstance(grid, list) and area in grid
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, **{k: self.event.get(k) for k in _WIRE_FIELDS if k in self.event}}
+        """What a screen is sent of the entry (made once: every screen of the process gets the same
+        entry; read only)."""
+        return self._wire
+
+    @functools.cached_property
+    def _wire(self) -> dict[str, Any]:
+        event = self.event
+        return {"id": self.id, "type": self.type, **{k: event[k] for k in _WIRE_FIELDS if k in event}}
 
 
 # The events that belong to a case (and so to the areas of its grid chain): a scoped screen sees

@@ -75,6 +75,18 @@ async def _collect(sub: Subscription, n: int) -> list[Any]:
     return got
 
 
+def test_an_entry_is_sent_as_its_wire_fields_made_once_and_junk_as_nothing() -> None:
+    """What a screen is sent of an entry: its id, type and the wire fields only (never a party's
+    name or phone), made once for every screen of the process; a raw that is not a JSON object
+    (or not JSON) carries no fields."""
+    raw = json.dumps({"type": "case.created", "code": "C1", "lon": 107.5, "lat": 38.2, "party_phone": "13800138000"})
+    e = Entry("1-0", "case.created", raw, 1)
+    assert e.as_json() == {"id": "1-0", "type": "case.created", "code": "C1", "lon": 107.5, "lat": 38.2}
+    assert e.as_json() is e.as_json()  # the second screen gets the first one's
+    for junk in ("not json", "[1, 2]", '{"code": NaN}', ""):
+        assert Entry("2-0", "case.changed", junk).as_json() == {"id": "2-0", "type": "case.changed"}
+
+
 def test_every_screen_gets_every_event_in_order(redis_url: str) -> None:
     async def body(hub: LiveHub) -> None:
         async with hub.subscribe(None) as (a, missed_a), hub.subscribe(None) as (b, missed_b):
