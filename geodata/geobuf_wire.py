@@ -1,8 +1,9 @@
-"""geobuf, written straight to bytes: the same bytes as the ``geobuf`` package's encoder, 4-5x sooner.
+"""geobuf, written straight to bytes: the same bytes as the ``geobuf`` package's encoder, 1.7x sooner.
 
-The wall screens reload the case pins as geobuf after each batch of events, and the package's
-encoder (a protobuf message built field by field in Python) was a third of what an app process
-held the GIL for under the command centre's mix (docs/scaling.md). This writes the protobuf wire
+The wall screens reload the case pins as geobuf after each batch of events, and the layers'
+encoding (the text parsed, then the package's encoder building a protobuf message field by field)
+was a third of what an app process held the GIL for under the command centre's mix
+(docs/scaling.md: the bench's 320 pins 3.46 → 2.01 ms, 3,200 pins about half). This writes the protobuf wire
 format of geobuf's ``Data`` message directly, following that encoder rule for rule — which keys
 are properties and which custom properties, how a value is typed (a whole float is an integer,
 ``None`` an empty value, a list or object JSON text), the coordinates' integer scaling, delta
@@ -10,8 +11,8 @@ coding and lengths — so the browser's decoder reads the same collection. tests
 holds it to the package's bytes on generated GeoJSON of every geometry type and on the layers.
 
 The schema (geobuf.proto, v3; proto3, so a scalar field at zero is not written, a oneof's member
-always is): Data {keys=1, dimensions=2, precision=3, feature_collection=4,
-feature=5, geometry=6}; FeatureCollection {features=1, values=13, custom_properties=15};
+always is): Data {keys=1, dimensions=2, precision=3, feature_collection=4, feature=5, geometry=6};
+FeatureCollection {features=1, values=13, custom_properties=15};
 Feature {geometry=1, id=11, int_id=12, values=13, properties=14, custom_properties=15};
 Geometry {type=1, lengths=2, coords=3, geometries=4, values=13, custom_properties=15};
 Value {string_value=1, double_value=2, pos_int_value=3, neg_int_value=4, bool_value=5, json_value=6}.

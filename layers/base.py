@@ -114,7 +114,7 @@ _EMPTY_COLLECTION = b"\x22\x00"
 
 
 def _geobuf(fc: dict[str, Any]) -> bytes:
-    data = geobuf_wire.encode(fc, 6)  # the geobuf package's bytes, 4-5x sooner (geodata/geobuf_wire.py)
+    data = geobuf_wire.encode(fc, 6)  # the geobuf package's bytes, 1.7x sooner (geodata/geobuf_wire.py)
     if fc.get("type") == "FeatureCollection" and not fc.get("features"):
         data += _EMPTY_COLLECTION
     return data

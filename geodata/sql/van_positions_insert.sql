@@ -1,6 +1,6 @@
 -- A batch of GPS pings into the history, one statement: %(batch)s is the batch as one JSON array
 -- of {van, time, lon, lat, speed, heading} (geodata/tracking.py: one text to send, where six arrays
--- cost psycopg five times the Python time to dump). A ping already stored (same van, same time) is
+-- cost psycopg four times the Python time to dump). A ping already stored (same van, same time) is
 -- skipped; RETURNING tells which were new.
 INSERT INTO van_positions (van_id, recorded_at, geom, speed_kmh, heading)
 SELECT b.van, b.time, ST_SetSRID(ST_MakePoint(b.lon, b.lat), 4326), b.speed, b.heading
