@@ -356,6 +356,7 @@ def wall_layout(page: dict[str, Any], deps: list[dict[str, Any]]) -> WallLayout:
     return WallLayout(layers, numbers_body, warnings_body, numbers["output"])
 
 
+LAG_TICK_S = 0.01  # the client's own loop-lag tick (Mix._watch_loop)
 RELOAD_S = 1.0  # a layer reloads at most once a second on a busy screen (yitu_map.js RELOAD_MS)
 
 
@@ -605,6 +606,7 @@ class Mix:
         self.stopping = False
         self.answered: dict[str, float] = {}  # report code → when its 201 was read
         self.push_samples: list[tuple[float, float]] = []  # (answered at, ms)
+        self.loop_lag_ms: list[float] = []  # how late this client's own ticks woke (measured window)
         self.resync_at: list[float] = []
         self.last_batch: dict[int, float] = {}
         self.event_batch: dict[int, float] = {}
@@ -787,6 +789,7 @@ class Mix:
                 self.open_loop("area_cases", args.areas, Https(self.port, self.tls), lambda i: self.area(i, "cases"))
             ),
         ]
+        lag_task = asyncio.create_task(self._watch_loop())
         cpu = self.cpu
         fault_task: asyncio.Task[None] | None = None
         next_progress = t0 + 5
@@ -807,6 +810,7 @@ class Mix:
         if fault_task is not None:
             await fault_task
         self.stopping = True
+        await lag_task
         await asyncio.gather(*senders)
         await asyncio.gather(*screen_tasks, return_exceptions=True)
         for s in self.screens:
@@ -815,6 +819,17 @@ class Mix:
             s.http.close()
         for c in clients.values():
             c.close()
+
+    async def _watch_loop(self) -> None:
+        """This client's own lateness: a tick every LAG_TICK_S, and how much later than asked it woke.
+        Every figure above is timed by this one event loop, so a late loop shows in all of them; this row
+        says how much of a tail is the measuring client's rather than the server's."""
+        while not self.stopping:
+            asked = now()
+            await asyncio.sleep(LAG_TICK_S)
+            woke = now()
+            if self.figures.counted(asked):
+                self.loop_lag_ms.append((woke - asked - LAG_TICK_S) * 1000)
 
     def progress(self, t0: float) -> None:
         f = self.figures
@@ -1296,6 +1311,12 @@ def report(args: argparse.Namespace, mix: Mix, site: Site, meta: dict[str, Any])
         "fault_notes": mix.fault_notes,
         "targets_met": verdicts,
         "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "client_loop_lag_ms": {
+            "p50": _pct(mix.loop_lag_ms, 0.5),
+            "p95": _pct(mix.loop_lag_ms, 0.95),
+            "p99": _pct(mix.loop_lag_ms, 0.99),
+            "max": max(mix.loop_lag_ms, default=float("nan")),
+        },
     }
 
 
@@ -1330,6 +1351,11 @@ def print_table(out: dict[str, Any]) -> None:
     _say(
         "CPU, % of one core (2 cores = 200 %): "
         + ", ".join(f"{k} {v:.0f}" for k, v in out["cpu_percent_of_one_core"].items())
+    )
+    lag = out["client_loop_lag_ms"]
+    _say(
+        f"this client's event loop, late by (ms; every row above is timed by it): p50 {lag['p50']:.1f},"
+        f" p95 {lag['p95']:.1f}, p99 {lag['p99']:.1f}, max {lag['max']:.1f}"
     )
     for note in out["fault_notes"]:
         _say("fault: " + note)
