@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from cli import heap
 from cli.logs import setup_logging
 from dashboard.app import create_app
 from services.settings import Settings
@@ -80,6 +81,7 @@ def build(settings: Settings) -> FastAPI:
     served = create_app(settings)
     if settings.access_log:
         served.add_middleware(AccessLog)  # outermost of the app's own layers, inside the proxy-headers step
+    heap.settle()  # what the built app keeps, out of the collector's full passes (cli/heap.py)
     return served
 
 
