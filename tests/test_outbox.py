@@ -7,6 +7,7 @@ a Redis outage, across a relay crash between XADD and the mark, and when the lea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -116,6 +117,31 @@ def test_a_rolled_back_change_leaves_no_event_and_the_runtime_role_cannot_rewrit
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE outbox SET event = '{}'::json")
     assert [e["code"] for _, e in _outboxed(demo_db)] == ["KEPT"]
+
+
+def test_events_are_stored_as_written_in_order_on_both_connections(demo_db: str) -> None:
+    """The batch goes as one JSON text (geodata/outbox.py): each event's text is orjson's, to the byte,
+    whatever it holds (quotes, backslashes, Chinese, nesting, a time), its type beside it, in order."""
+    awkward = [
+        {"type": "van.moved", "van": 'v"1', "note": 'back\\slash \\" and \u0000-free', "lon": 111.123456789012},
+        {"type": "case.changed", "code": "150623-20261206-000001", "名": "张三", "grid": [None, ["a", {"b": 1}]]},
+        {"type": "areas.changed", "at": datetime(2026, 12, 6, 8, 0, 0, 123456, tzinfo=UTC), "ok": True},
+        {"code": "no type"},
+    ]
+    with psycopg.connect(demo_db) as conn:
+        assert outbox.append(conn, awkward[:2]) == 2
+        assert outbox.append(conn, []) == 0
+        conn.commit()
+
+    async def more() -> None:
+        async with await psycopg.AsyncConnection.connect(demo_db) as conn:
+            assert await outbox.append_async(conn, awkward[2:]) == 2
+            await conn.commit()
+
+    asyncio.run(more())
+    with psycopg.connect(demo_db) as conn:
+        rows = conn.execute("SELECT type, event::text FROM outbox ORDER BY seq").fetchall()
+    assert rows == [(str(e.get("type", "")), orjson.dumps(e, default=str).decode()) for e in awkward]
 
 
 # --- published once, in order, whatever happened --------------------------------------------------
