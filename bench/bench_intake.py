@@ -48,13 +48,12 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import Ticks, cpu_line, cpu_spent, cpu_ticks, descendants, wait_healthy
+from bench.common import Ticks, clone_database, cpu_line, cpu_spent, cpu_ticks, descendants, drop_database, wait_healthy
 from cli.stack import EmbeddedStack
 from geodata import cases as store
 from geodata.migrate import migrate
@@ -426,15 +425,10 @@ def main() -> None:
     stack = EmbeddedStack(Settings())
     server = stack.database_url()
     _ensure_source(server)
-    admin = psycopg.conninfo.make_conninfo(server, dbname="postgres")
-    scratch = f"yitu_bench_intake_{uuid.uuid4().hex[:8]}"
     redis_url = stack.redis_url().rsplit("/", 1)[0] + "/14"
     t = time.monotonic()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(scratch), sql.Identifier(SOURCE_DB))
-        )
-    dsn = psycopg.conninfo.make_conninfo(server, dbname=scratch)
+    dsn = clone_database(psycopg.conninfo.make_conninfo(server, dbname=SOURCE_DB), "yitu_bench_intake")
+    scratch = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
     proc = None
     tmp = Path(tempfile.mkdtemp(prefix="bench_intake_"))
     try:
@@ -538,8 +532,7 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
+        drop_database(dsn)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

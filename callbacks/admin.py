@@ -78,9 +78,15 @@ def _when(value: datetime | None) -> str:
     return shown(value, "%Y-%m-%d %H:%M:%S")
 
 
-def _table(head: list[str], rows: list[list[Any]], empty: str) -> html.Div | html.Table:
+def _head(t: Callable[[str], str], *columns: str) -> list[str]:
+    """A table's head: the columns' names (``admin.col.<column>``) in the page's language."""
+    return [t(f"admin.col.{column}") for column in columns]
+
+
+def _table(t: Callable[[str], str], head: list[str], rows: list[list[Any]]) -> html.Div | html.Table:
+    """An admin table, or the muted "none" line when there are no rows."""
     if not rows:
-        return html.Div(empty, className="yitu-muted")
+        return html.Div(t("admin.none"), className="yitu-muted")
     return html.Table(
         className="yitu-table",
         children=[
@@ -103,6 +109,11 @@ def _run(
         return Outcome(False, explain(exc, lang))
 
 
+def _refused(exc: YituError, lang: str) -> html.Div:
+    """A view's refusal (a bad filter), shown where its table would be."""
+    return html.Div(explain(exc, lang), className="yitu-admin-refused")
+
+
 def _need(value: str | None, field: str) -> str:
     if not (value or "").strip():
         raise Invalid(f"give the {field}", field=field)
@@ -118,7 +129,8 @@ def users_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
     with svc.pool.connection() as conn:
         rows = identity.list_users(conn)
     table = _table(
-        [t("admin.col.name"), t("admin.col.role"), t("admin.col.area"), t("admin.col.state"), t("admin.col.last_seen")],
+        t,
+        _head(t, "name", "role", "area", "state", "last_seen"),
         [
             [
                 r["name"],
@@ -129,7 +141,6 @@ def users_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
             ]
             for r in rows
         ],
-        t("admin.none"),
     )
     return table, [{"label": r["name"], "value": r["name"]} for r in rows]
 
@@ -177,13 +188,8 @@ def screens_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
     with svc.pool.connection() as conn:
         rows = identity.list_screens(conn)
     table = _table(
-        [
-            t("admin.col.name"),
-            t("admin.col.area"),
-            t("admin.col.state"),
-            t("admin.col.sessions"),
-            t("admin.col.last_seen"),
-        ],
+        t,
+        _head(t, "name", "area", "state", "sessions", "last_seen"),
         [
             [
                 r["name"],
@@ -194,7 +200,6 @@ def screens_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
             ]
             for r in rows
         ],
-        t("admin.none"),
     )
     live = [{"label": r["name"], "value": r["name"]} for r in rows if r["revoked_at"] is None]
     return table, live
@@ -234,14 +239,8 @@ def tokens_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, Any]]]:
     with svc.pool.connection() as conn:
         rows = identity.list_tokens(conn)
     table = _table(
-        [
-            "#",
-            t("admin.col.name"),
-            t("admin.col.role"),
-            t("admin.col.area"),
-            t("admin.col.created"),
-            t("admin.col.state"),
-        ],
+        t,
+        ["#", *_head(t, "name", "role", "area", "created", "state")],
         [
             [
                 str(r["id"]),
@@ -253,7 +252,6 @@ def tokens_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, Any]]]:
             ]
             for r in rows
         ],
-        t("admin.none"),
     )
     live = [{"label": f"#{r['id']} {r['name']}", "value": r["id"]} for r in rows if r["revoked_at"] is None]
     return table, live
@@ -290,11 +288,7 @@ def vans_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
     t = translator(lang)
     with svc.pool.connection() as conn:
         rows = tracking.device_counts(conn)
-    table = _table(
-        [t("admin.col.van"), t("admin.col.name"), t("admin.col.devices")],
-        [[van, name, str(n)] for van, name, n in rows],
-        t("admin.none"),
-    )
+    table = _table(t, _head(t, "van", "name", "devices"), [[van, name, str(n)] for van, name, n in rows])
     return table, [{"label": f"{van} {name}", "value": van} for van, name, _ in rows]
 
 
@@ -335,34 +329,55 @@ def _pages(total: int, page: int, size: int = admin.PAGE_SIZE) -> tuple[int, int
     return min(max(0, page), last), last
 
 
+_Row = dict[str, Any]  # a log row as services/admin.py reads it
+
+
+def _log_view(
+    svc: Services,
+    who: Principal | None,
+    lang: str,
+    page: int,
+    read: Callable[[psycopg.Connection, int, int], tuple[list[_Row], int]],
+    head: list[str],
+    cells: Callable[[_Row], list[Any]],
+) -> tuple[Any, int, str]:
+    """A log's table, the page shown and its label (``1 / 3 · 45``); ``read(conn, page, size)`` gives a
+    page of the log's rows and their total. A page past the end shows the last; a bad filter, the refusal."""
+    _admin(who)
+    try:
+        with svc.pool.connection() as conn:
+            _, total = read(conn, 0, 1)
+            page, last = _pages(total, page)
+            rows, _ = read(conn, page, admin.PAGE_SIZE)
+    except YituError as exc:
+        return _refused(exc, lang), 0, ""
+    return _table(translator(lang), head, [cells(r) for r in rows]), page, f"{page + 1} / {last + 1} · {total}"
+
+
 def signins_view(
     svc: Services, who: Principal | None, account: str | None, page: int, lang: str
 ) -> tuple[Any, int, str]:
     """The sign-in log's table, the page shown and its label (``1 / 3 · 45``)."""
     t = translator(lang)
-    _admin(who)
-    try:
-        with svc.pool.connection() as conn:
-            _, total = admin.signin_log(conn, account, 0, 1)
-            page, last = _pages(total, page)
-            rows, _ = admin.signin_log(conn, account, page)
-    except YituError as exc:
-        return html.Div(explain(exc, lang), className="yitu-admin-refused"), 0, ""
-    table = _table(
-        [t("admin.col.at"), t("admin.col.kind"), t("admin.col.account"), t("admin.col.address"), t("admin.col.result")],
-        [
-            [
-                _when(r["at"]),
-                t(f"admin.attempt.{r['kind']}"),
-                r["account"] or "—",
-                r["address"] or "—",
-                t("admin.attempt.ok") if r["ok"] else t("admin.attempt.failed"),
-            ]
-            for r in rows
-        ],
-        t("admin.none"),
+
+    def cells(r: _Row) -> list[Any]:
+        return [
+            _when(r["at"]),
+            t(f"admin.attempt.{r['kind']}"),
+            r["account"] or "—",
+            r["address"] or "—",
+            t("admin.attempt.ok") if r["ok"] else t("admin.attempt.failed"),
+        ]
+
+    return _log_view(
+        svc,
+        who,
+        lang,
+        page,
+        lambda conn, at, size: admin.signin_log(conn, account, at, size),
+        _head(t, "at", "kind", "account", "address", "result"),
+        cells,
     )
-    return table, page, f"{page + 1} / {last + 1} · {total}"
 
 
 def _detail(detail: Any) -> str:
@@ -373,37 +388,26 @@ def _detail(detail: Any) -> str:
 def changes_view(svc: Services, who: Principal | None, actor: str | None, page: int, lang: str) -> tuple[Any, int, str]:
     """The change log's table (admin_events), the page shown and its label."""
     t = translator(lang)
-    _admin(who)
-    try:
-        with svc.pool.connection() as conn:
-            _, total = admin.change_log(conn, actor, 0, 1)
-            page, last = _pages(total, page)
-            rows, _ = admin.change_log(conn, actor, page)
-    except YituError as exc:
-        return html.Div(explain(exc, lang), className="yitu-admin-refused"), 0, ""
-    table = _table(
-        [
-            t("admin.col.at"),
-            t("admin.col.actor"),
-            t("admin.col.action"),
-            t("admin.col.target"),
-            t("admin.col.detail"),
-            t("admin.col.address"),
-        ],
-        [
-            [
-                _when(r["at"]),
-                f"{r['actor_name']} ({r['actor_kind']})",
-                r["action"],
-                r["target"],
-                html.Span(_detail(r["detail"]), className="yitu-admin-detail"),
-                r["address"] or (r["detail"] or {}).get("address_text") or "—",
-            ]
-            for r in rows
-        ],
-        t("admin.none"),
+
+    def cells(r: _Row) -> list[Any]:
+        return [
+            _when(r["at"]),
+            f"{r['actor_name']} ({r['actor_kind']})",
+            r["action"],
+            r["target"],
+            html.Span(_detail(r["detail"]), className="yitu-admin-detail"),
+            r["address"] or (r["detail"] or {}).get("address_text") or "—",
+        ]
+
+    return _log_view(
+        svc,
+        who,
+        lang,
+        page,
+        lambda conn, at, size: admin.change_log(conn, actor, at, size),
+        _head(t, "at", "actor", "action", "target", "detail", "address"),
+        cells,
     )
-    return table, page, f"{page + 1} / {last + 1} · {total}"
 
 
 def _step(trigger: Any, prev_id: str, next_id: str, page: int | None) -> int:

@@ -16,7 +16,7 @@ import psycopg
 from dash import Dash, Input, Output, dcc, html
 from dash.exceptions import PreventUpdate
 
-from callbacks.admin import Buttons, Outcome, _admin, _run, _table, client_address, explain, wire_section
+from callbacks.admin import Buttons, Outcome, _admin, _head, _refused, _run, _table, client_address, wire_section
 from dashboard.i18n import translator
 from dashboard.pages.admin import Ids
 from geodata import roster, tracking
@@ -71,8 +71,7 @@ def mediators_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any,
     try:
         flt = roster.MediatorFilter(active=None, limit=ROWS, q=_filter(q))
     except YituError as exc:
-        refused = html.Div(explain(exc, lang), className="yitu-admin-refused")
-        return refused, [], [], [], [], ""
+        return _refused(exc, lang), [], [], [], [], ""
     names, type_options = _types(svc)
     with svc.pool.connection() as conn:
         rows = roster.list_mediators(conn, None, flt)
@@ -80,18 +79,8 @@ def mediators_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any,
         units = roster.list_units(conn, None, roster.UnitFilter(limit=2000))
         vans = tracking.device_counts(conn)
     table = _table(
-        [
-            t("admin.col.name"),
-            t("admin.col.open_cases"),
-            t("admin.col.phone"),
-            t("admin.col.level"),
-            t("admin.col.area"),
-            t("admin.col.unit"),
-            t("admin.col.centre"),
-            t("admin.col.van"),
-            t("admin.col.specialties"),
-            t("admin.col.state"),
-        ],
+        t,
+        _head(t, "name", "open_cases", "phone", "level", "area", "unit", "centre", "van", "specialties", "state"),
         [
             [
                 html.Span(r["name"], className="yitu-roster-name"),
@@ -107,7 +96,6 @@ def mediators_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any,
             ]
             for r in rows
         ],
-        t("admin.none"),
     )
     picks = [{"label": f"#{r['id']} {r['name']}（{r['area_name'] or r['area_code']}）", "value": r["id"]} for r in rows]
     unit_options = [{"label": f"{u['name']}（{u['area_name'] or u['area_code']}）", "value": u["id"]} for u in units]
@@ -201,23 +189,14 @@ def units_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any, ...
     try:
         flt = roster.UnitFilter(active=None, limit=ROWS, q=_filter(q))
     except YituError as exc:
-        return html.Div(explain(exc, lang), className="yitu-admin-refused"), [], [], ""
+        return _refused(exc, lang), [], [], ""
     names, type_options = _types(svc)
     with svc.pool.connection() as conn:
         rows = roster.list_units(conn, None, flt)
         codes = roster.open_case_codes(conn, "unit", [r["id"] for r in rows])
     table = _table(
-        [
-            t("admin.col.name"),
-            t("admin.col.open_cases"),
-            t("admin.col.kind"),
-            t("admin.col.level"),
-            t("admin.col.area"),
-            t("admin.col.phone"),
-            t("admin.col.mediators"),
-            t("admin.col.specialties"),
-            t("admin.col.state"),
-        ],
+        t,
+        _head(t, "name", "open_cases", "kind", "level", "area", "phone", "mediators", "specialties", "state"),
         [
             [
                 html.Span(r["name"], className="yitu-roster-name"),
@@ -232,7 +211,6 @@ def units_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any, ...
             ]
             for r in rows
         ],
-        t("admin.none"),
     )
     picks = [{"label": f"#{r['id']} {r['name']}", "value": r["id"]} for r in rows]
     return table, picks, type_options, _count(t, rows)

@@ -824,9 +824,10 @@ def _camera_copy_rows(gdf: gpd.GeoDataFrame) -> Iterator[tuple[str | None, ...]]
         yield r.device_code, r.name, camera_kind(r.kind), camera_status(r.status), r.stream_url, _ewkb(r.geometry)
 
 
-def _copy_rows(
+def copy_rows(
     cur: psycopg.Cursor[Any], statement: str, rows: Iterable[tuple[Any, ...]], total: int, progress: bool, unit: str
 ) -> None:
+    """``rows`` through ``statement`` (a COPY … FROM STDIN), with a progress bar on stderr if ``progress``."""
     with cur.copy(statement) as cp:
         for row in tqdm(rows, total=total, disable=not progress, file=sys.stderr, unit=unit, leave=False):
             cp.write_row(row)
@@ -1120,7 +1121,7 @@ def _import(
         with conn.cursor() as cur:
             deleted = cur.execute(target.delete, delete_params).rowcount if replace else 0
             cur.execute(target.temp)
-            _copy_rows(cur, target.copy, target.rows(gdf), len(gdf), progress, target.unit)
+            copy_rows(cur, target.copy, target.rows(gdf), len(gdf), progress, target.unit)
             updated = _count(cur, target.count_updates)
             cur.execute(target.upsert)
             cur.execute(target.camera_areas)

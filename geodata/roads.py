@@ -21,7 +21,6 @@ all is well; one transaction.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ import numpy as np
 import psycopg
 import shapely
 from pyproj import Geod
-from tqdm import tqdm
 
 from geodata.gcj02 import out_of_china
 from geodata.io import (
@@ -41,6 +39,7 @@ from geodata.io import (
     ImportReport,
     Problem,
     ReadOptions,
+    copy_rows,
     geometries_wgs84,
     pick_fields,
     read_vector,
@@ -322,16 +321,7 @@ def import_roads(
         with conn.cursor() as cur:
             if replace:
                 cur.execute("DELETE FROM roads")
-            with cur.copy(_COPY) as cp:
-                for row in tqdm(
-                    _rows(edges, ends),
-                    total=len(edges),
-                    disable=not progress,
-                    file=sys.stderr,
-                    unit="edge",
-                    leave=False,
-                ):
-                    cp.write_row(row)
+            copy_rows(cur, _COPY, _rows(edges, ends), len(edges), progress, "edge")
         conn.execute("ANALYZE roads")
         if audit is not None:
             audit(conn, report)

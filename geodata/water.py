@@ -12,7 +12,6 @@ repaired (``make_valid``) and counted in a warning: hand-drawn lakes often touch
 from __future__ import annotations
 
 import re
-import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from typing import Any
 import numpy as np
 import psycopg
 import shapely
-from tqdm import tqdm
 
 from geodata.gcj02 import out_of_china
 from geodata.io import (
@@ -31,6 +29,7 @@ from geodata.io import (
     ImportReport,
     Problem,
     ReadOptions,
+    copy_rows,
     geometries_wgs84,
     pick_fields,
     read_vector,
@@ -223,13 +222,11 @@ def import_water(
         with conn.cursor() as cur:
             if replace:
                 cur.execute("DELETE FROM water")
-            with cur.copy(_COPY) as cp:
-                for kind, name, geom in tqdm(
-                    water.rows, disable=not progress, file=sys.stderr, unit="feature", leave=False
-                ):
-                    cp.write_row(
-                        (kind, name, shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True))
-                    )
+            rows = (
+                (kind, name, shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True))
+                for kind, name, geom in water.rows
+            )
+            copy_rows(cur, _COPY, rows, len(water.rows), progress, "feature")
         conn.execute("ANALYZE water")
         if audit is not None:
             audit(conn, report)

@@ -110,19 +110,15 @@ def layout(
                                         value=query.get("type"),
                                         options=[{"label": ty[lang_col], "value": ty["code"]} for ty in types],
                                     ),
-                                    dcc.Input(
-                                        className="yitu-input yitu-date",
-                                        id=Ids.SINCE,
-                                        type="date",  # type: ignore[arg-type]  # not in the annotation; rendered as given
-                                        value=query.get("since"),
-                                        placeholder=t("area.filter.since"),
-                                    ),
-                                    dcc.Input(
-                                        className="yitu-input yitu-date",
-                                        id=Ids.UNTIL,
-                                        type="date",  # type: ignore[arg-type]  # not in the annotation; rendered as given
-                                        value=query.get("until"),
-                                        placeholder=t("area.filter.until"),
+                                    *(
+                                        dcc.Input(
+                                            className="yitu-input yitu-date",
+                                            id=id_,
+                                            type="date",  # type: ignore[arg-type]  # not in the annotation; rendered as given
+                                            value=query.get(key),
+                                            placeholder=t(f"area.filter.{key}"),
+                                        )
+                                        for id_, key in ((Ids.SINCE, "since"), (Ids.UNTIL, "until"))
                                     ),
                                     html.A(t("area.export"), id=Ids.CSV, className="yitu-button", href="#"),
                                     html.Span(id=Ids.TOTAL, className="yitu-total"),
