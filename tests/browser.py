@@ -80,6 +80,10 @@ class Watched:
         self.page.add_init_script(CSP_WATCH)
         self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        # Not a problem by itself (a page may abandon a request), but what names the request behind a
+        # problem such as "Failed to fetch": shown beside the problems when there are any.
+        self.failed: list[str] = []
+        self.page.on("requestfailed", lambda r: self.failed.append(f"{r.method} {r.url}: {r.failure}"))
         self.page.on(
             "request",
             lambda r: (
@@ -90,7 +94,7 @@ class Watched:
     def close(self) -> None:
         self.page.close()
         assert self.csp == [], f"Content-Security-Policy violations: {self.csp}"
-        assert self.problems == [], self.problems
+        assert self.problems == [], f"{self.problems}; requests that failed: {self.failed}"
         assert self.outside == [], f"requests left the server: {self.outside}"
 
 
