@@ -369,15 +369,8 @@ def signins_view(
             t("admin.attempt.ok") if r["ok"] else t("admin.attempt.failed"),
         ]
 
-    return _log_view(
-        svc,
-        who,
-        lang,
-        page,
-        lambda conn, at, size: admin.signin_log(conn, account, at, size),
-        _head(t, "at", "kind", "account", "address", "result"),
-        cells,
-    )
+    head = _head(t, "at", "kind", "account", "address", "result")
+    return _log_view(svc, who, lang, page, lambda c, at, n: admin.signin_log(c, account, at, n), head, cells)
 
 
 def _detail(detail: Any) -> str:
@@ -399,15 +392,8 @@ def changes_view(svc: Services, who: Principal | None, actor: str | None, page: 
             r["address"] or (r["detail"] or {}).get("address_text") or "—",
         ]
 
-    return _log_view(
-        svc,
-        who,
-        lang,
-        page,
-        lambda conn, at, size: admin.change_log(conn, actor, at, size),
-        _head(t, "at", "actor", "action", "target", "detail", "address"),
-        cells,
-    )
+    head = _head(t, "at", "actor", "action", "target", "detail", "address")
+    return _log_view(svc, who, lang, page, lambda c, at, n: admin.change_log(c, actor, at, n), head, cells)
 
 
 def _step(trigger: Any, prev_id: str, next_id: str, page: int | None) -> int:

@@ -38,7 +38,8 @@ def test_a_freeze_takes_what_is_alive_out_of_the_full_pass_and_collection_still_
     garbage = _cycle()  # unreachable already: collected before the freeze, not frozen
     frozen = heap.freeze()
     assert garbage() is None
-    assert frozen == gc.get_freeze_count() >= len(kept)
+    # (not equal to the count read now: a frozen object of another thread may be freed meanwhile)
+    assert frozen >= len(kept) and gc.get_freeze_count() >= len(kept)
     tracked = {id(o) for o in gc.get_objects()}
     assert not any(id(o) in tracked for o in kept)  # a full pass no longer looks at them
 

@@ -305,8 +305,19 @@ def test_a_screen_catches_up_after_its_app_process_restarts(
     # Caught up by replaying the stream from the screen's cursor, not by reloading everything.
     assert page.evaluate("() => window.yitu.live.resyncs") == resyncs
     assert page.evaluate("code => code in window.yitu.live.seen", missed)
-    # While the process was down the browser logged the lost connection; nothing else went wrong.
-    w.problems = [p for p in w.problems if "WebSocket" not in p and "Failed to load resource" not in p]
+    # While the process was down the browser logged the lost connection; nothing else went wrong. A
+    # callback the page sent to it while it was down (the numbers, due half a second after a batch)
+    # is logged by Dash's renderer as "the server did not respond": allowed only when every request
+    # that failed was refused by the stopped process's address.
+    down = a.url + "/"
+    refused = bool(w.failed) and all(f.endswith("ERR_CONNECTION_REFUSED") and down in f for f in w.failed)
+    w.problems = [
+        p
+        for p in w.problems
+        if "WebSocket" not in p
+        and "Failed to load resource" not in p
+        and not (refused and "Callback failed: the server did not respond" in p)
+    ]
     w.close()
 
 
