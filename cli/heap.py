@@ -5,7 +5,7 @@ built yitu app holds about 200,000 of them for good — Dash's component registr
 routes, pydantic's validators, the layer registry, imported modules — and under the command centre's
 mix (bench/bench_mix.py) the requests' churn set off a full pass every few seconds, each 120–160 ms
 with the whole process stopped (the GIL held): every request, WebSocket push and callback of that
-process waited behind it, which was most of the tails at p95 and above.
+process waited behind it: a large part of the tails at p95 and above (docs/scaling.md).
 
 ``gc.freeze()`` moves everything alive at that moment to a generation the collector never scans
 (the objects are still freed by reference counting when they go). Done once the app is built and
