@@ -325,8 +325,9 @@ def arrive(
     """
     if not fixes:
         return []
-    fix_rows = [{"van_id": f.van, "recorded_at": f.time, "lon": f.lon, "lat": f.lat} for f in fixes]
-    params = {"fixes": orjson.dumps(fix_rows).decode(), "radius": radius_m}  # one JSON text (tracking.py _batch)
+    # one JSON text in the GPS batch's shape (tracking.py _batch: the same keys, read by the same kind of statement)
+    fix_rows = [{"van": f.van, "time": f.time, "lon": f.lon, "lat": f.lat} for f in fixes]
+    params = {"fixes": orjson.dumps(fix_rows).decode(), "radius": radius_m}
     with conn.cursor(row_factory=dict_row) as cur:
         arrived = cur.execute(query("dispatch_arrive"), params, prepare=True).fetchall()
     events: list[dict[str, Any]] = []

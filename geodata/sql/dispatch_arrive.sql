@@ -1,10 +1,11 @@
 -- Arrival (到达现场), one statement per GPS batch: each van's newest in-order fix of the batch
--- (%(fixes)s: a JSON array of {van_id, recorded_at, lon, lat}) that lies within %(radius)s metres
+-- (%(fixes)s: a JSON array of {van, time, lon, lat}, the GPS batch's shape) that lies within %(radius)s metres
 -- (ellipsoidal) of the case of the van's en_route dispatch puts that dispatch on site — arrived at the fix's time — and the van too. A fix taken
 -- before the dispatch was made does not count (a buffered old ping is not an arrival). The
 -- caller holds the batch's van rows locked, and every dispatch write locks its van first.
 WITH fix AS (
-    SELECT * FROM json_to_recordset(%(fixes)s::json) AS f(van_id text, recorded_at timestamptz, lon float8, lat float8)
+    SELECT f.van AS van_id, f.time AS recorded_at, f.lon, f.lat
+    FROM json_to_recordset(%(fixes)s::json) AS f(van text, time timestamptz, lon float8, lat float8)
 ),
 hit AS (
     SELECT d.id, f.recorded_at, f.lon, f.lat
