@@ -343,10 +343,14 @@ def test_an_upload_cut_off_halfway_with_the_page_closed_is_finished_once_by_the_
         assert _cases(demo_db, "上传中断")[0][1] in (0, 2)
         again = w.new_page()
         again.goto(base + "/m")  # the page opened again: it finishes what waits
+        # settled: it has read what waits on the phone and sent it; until then an empty list says nothing
+        # (the list is drawn after the case types come, and the item leaves it only once sent)
         again.wait_for_function(
-            "() => document.querySelectorAll('#m-type option').length > 1"
+            "async () => window.yituM && window.yituM.settled()"
+            " && (await window.yituOutbox.all()).length === 0"
             " && !document.querySelector('#m-outbox-list li')",
             timeout=45_000,
+            polling=200,
         )
         got = _cases(demo_db, "上传中断")
         assert [(c, n) for c, n, _ in got] == [(code, 2)], got  # exactly one case with two attachments

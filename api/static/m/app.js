@@ -666,6 +666,7 @@
     }, OB.RETRY_MS);
   }
 
+  var settled = false;
   function start() {
     setOnline(navigator.onLine);
     wire();
@@ -679,12 +680,15 @@
     }).catch(function () { /* no IndexedDB: nothing kept */ }).then(function () {
       return refresh();
     }).then(function () {
-      renderOutbox();
-      flush();
+      var drawn = renderOutbox();
+      var sent = flush();
       locate();
       listen();
-    });
+      return Promise.all([drawn, sent]);
+    }).then(function () { settled = true; }, function () { settled = true; });
+    // settled: the outbox kept on the phone was read, drawn and sent as far as it could go once
     window.yituM = { flush: flush, refresh: refresh, setPoint: setPoint, state: function () { return state; },
+                     settled: function () { return settled; },
                      photos: function () { return photos.length; },
                      grids: function () { return grids ? grids.features.length : 0; } };
   }
