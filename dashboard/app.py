@@ -30,7 +30,7 @@ from callbacks import pages as pages_callbacks
 from callbacks import roster as roster_callbacks
 from callbacks import search as search_callbacks
 from callbacks import wall as wall_callbacks
-from dashboard import layout
+from dashboard import callback_route, layout
 from geodata.db import open_pool
 from services import identity
 from services import scheduler as cases_scheduler
@@ -160,6 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
         suppress_callback_exceptions=True,  # pages are built per visit, after the frame
         websocket_allowed_origins=settings.websocket_origins,
     )
+    callback_route.install(dash_app, app)  # the callbacks in the thread pool, not on the event loop
     dash_app.layout = layout.root(settings.lang)
     get_services = lambda: app.state.services  # noqa: E731 - the lifespan opens them after start
     for module in (pages_callbacks, wall_callbacks, area_callbacks, search_callbacks, inbox_callbacks):
