@@ -9,6 +9,10 @@ scoped to an area sees its area's figures, cards and ranking only (an area outsi
 its own area; a case outside it shows no card) and its banner's vans and the league's (the board,
 a van's card and focus; layers/vans.py); case cards show the parties as a room screen may
 see them (masking.ROOM_READER), camera links follow the reader's role (geodata/masking.py).
+
+The numbers (tiles, charts, panel, crumbs, ranking, van board) read from the read replica when
+there is one (services/runtime.py ``reading``), as the API's figures do; computed for the screens
+told of an event, they come from the primary while the replica has not replayed it.
 """
 
 from __future__ import annotations
@@ -208,7 +212,7 @@ def kpi_tiles(svc: Services, code: str, lang: str, period: Period | None = None)
     rest as of now; the overdue-by-level chips filter the pins (a click: callbacks below)."""
     t = translator(lang)
     period = period or period_of(DEFAULT_PERIOD)
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         k = kpi.cached(svc.redis, f"tiles:{code}:{period.key}", lambda: kpi.tiles(conn, code, period.start, period.end))
     overdue_total = sum(k["overdue"].values())
     p = period_label(period, t)
@@ -260,7 +264,7 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
     t = translator(lang)
     period = period or period_of(DEFAULT_PERIOD)
     first, after = period.start.date(), period.end.date()
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         rows = kpi.cached(svc.redis, f"types:{code}:{period.key}", lambda: kpi.top_types(conn, code, first, after))
     title = html.H3(t("chart.top_types").format(p=period_label(period, t)))
     if not rows:
@@ -285,7 +289,7 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
 
 def trend_chart(svc: Services, code: str, lang: str) -> Svg:
     t = translator(lang)
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         rows = kpi.cached(svc.redis, f"trend:{code}", lambda: kpi.trend(conn, code, 30))
     w, h, pad = 300.0, 110.0, 14.0
     top = max([1] + [max(r["reported"], r["resolved"]) for r in rows])
@@ -337,7 +341,7 @@ def ranking_table(svc: Services, banner: str, lang: str, period: Period | None =
     t = translator(lang)
     parent = in_scope(banner)
     period = period or period_of(DEFAULT_PERIOD)
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         rows = kpi.cached(
             svc.redis,
             f"ranking:{parent}:{period.key}",
@@ -376,7 +380,7 @@ def van_board(
     pattern-matching type (the wall's: a click focuses the van on the map)."""
     t = translator(lang)
     scope = identity.scope_of(who or identity.who_is_asking())
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         rows = vans.board(conn, svc.settings.van_offline_seconds, scope)
     out: list[Component] = []
     for r in rows:
@@ -408,7 +412,7 @@ def _linked_row(cells: list[Component], href: str) -> html.Tr:
 
 def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
     who = identity.who_is_asking()
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         chain = [a for a in reversed(queries.area_ancestors(conn, code)) if who.sees_area(a["code"])]
         here = queries.area_summary(conn, code)
     items = [*chain, here] if here else chain
@@ -423,7 +427,7 @@ def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
 def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
     """The selected area: name, code, level, its figures and cases by step, a link to its page."""
     t = translator(lang)
-    with svc.pool.connection() as conn:
+    with svc.reading() as conn:
         area = queries.area_summary(conn, code)
         if area is None:
             return [html.P(t("panel.hint"), className="yitu-muted")]

@@ -108,6 +108,52 @@ def _wrote() -> None:
         mark.wrote = True
 
 
+class ReadFloor:
+    """What the reads of a block must hold, and what they held: ``at_least``, the outbox id of the
+    event they are made for (None: no event; any replica within its lag serves), and ``seen``, the
+    newest outbox id that the replica they read from had replayed (None: none of them read a
+    replica). Set by :func:`read_floor`; honoured and filled in by services/runtime.py ``reading``."""
+
+    __slots__ = ("at_least", "seen")
+
+    def __init__(self, at_least: int | None) -> None:
+        self.at_least = at_least
+        self.seen: int | None = None
+
+    def replica_read(self, seen: int) -> None:
+        self.seen = seen if self.seen is None else min(self.seen, seen)
+
+
+_FLOOR: ContextVar[ReadFloor | None] = ContextVar("yitu_read_floor", default=None)
+
+
+@contextmanager
+def read_floor(at_least: int | None) -> Iterator[ReadFloor]:
+    """Reads in this block must hold every change whose event is at or below ``at_least`` (an answer
+    made for the screens told of that event, services/layer_answers.py): a replica that has not
+    replayed that far is passed over for the primary. The mark returned says how far the replicas
+    read had replayed, for the answer to say which events it holds."""
+    mark = ReadFloor(at_least)
+    token = _FLOOR.set(mark)
+    try:
+        yield mark
+    finally:
+        _FLOOR.reset(token)
+
+
+def floor() -> ReadFloor | None:
+    """The current block's :class:`ReadFloor`, if one is set."""
+    return _FLOOR.get()
+
+
+def replayed_through(conn: psycopg.Connection[Any]) -> int:
+    """The newest outbox id a (replica's) connection can see numbered. The relay numbers an event's
+    row after the write that made it committed (geodata/outbox.py ``claim``), so a server that sees
+    the number ``n`` holds every change of an event at or below ``n``."""
+    row = conn.execute("SELECT last_id FROM outbox_counter", prepare=True).fetchone()
+    return int(row[0]) if row else 0
+
+
 def follows_write() -> bool:
     """Does the current request read after its caller's own write (then: from the primary)?"""
     mark = _WRITES.get()

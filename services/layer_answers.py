@@ -17,6 +17,11 @@ answer serves a request when
   screen's batch, yitu_map.js) and that event is at or below the answer's ``*``; or
 - no event of the layer's families came since the answer (a page opening, a resync).
 
+With a read replica (services/runtime.py) an answer holds what the replica had replayed, which may
+be less than the stream said: the computation runs inside a read floor at the event asked after
+(a replica that has not replayed it is passed over for the primary), and the answer is kept as
+holding the events up to what the replica had replayed (:func:`_held`), not up to the stream's.
+
 No screen therefore gets pins from before the event it reloads for, and under 1,000 GPS fixes a
 second the screens of one batch still share one vans answer. What changes without an event (time
 passing: a deadline falling due, a closed pin leaving the ``closed_hours`` window) is at most
@@ -101,6 +106,17 @@ class _Kept:
         return (rev is not None and rev <= self.gen.everything) or now.families == self.gen.families
 
 
+def _held(gen: Generation, seen: int | None) -> Generation:
+    """What an answer computed after reading ``gen`` holds, when a replica that had replayed the
+    events up to ``seen`` served it (None: only the primary did): the events up to the lesser of the
+    two, and the layer's families only if the replica had them all (else it never matches "no event
+    since", and is handed out only to the screens told of an event it holds)."""
+    if seen is None or seen >= gen.everything:
+        return gen
+    families = gen.families if all(f <= seen for f in gen.families) else tuple(-1 for _ in gen.families)
+    return Generation(families, seen)
+
+
 class LayerAnswers:
     """A process's shared answers: at most one computation per key at a time, the rest wait for it."""
 
@@ -129,7 +145,8 @@ class LayerAnswers:
             return compute(), False
         gen = generation(client, fams)
         if gen is None:
-            return compute(), False
+            with db.read_floor(rev):  # no generation known: at least the event asked after
+                return compute(), False
         k = key(layer, parts)
         got = self._kept(k, gen, rev)
         if got is not None:
@@ -142,7 +159,9 @@ class LayerAnswers:
                 if got is not None:
                     return got.value, True
                 gen = generation(client, fams) or gen  # read again: the wait may have been long
-                value = compute()
+                with db.read_floor(rev) as mark:  # a replica behind the event asked after: the primary
+                    value = compute()
+                gen = _held(gen, mark.seen)
                 with self._lock:
                     self.misses += 1
                     self._entries[k] = _Kept(time.monotonic(), gen, value)

@@ -75,6 +75,7 @@ class ReplicaState:
     replay_paused: bool | None = None
     changes: int = 0
     kind: str = ""
+    behind_floor: int = 0  # reads for an event's answer sent to the primary: not replayed that far yet
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +89,7 @@ class ReplicaState:
             "primary_lsn": self.primary_lsn,
             "replay_paused": self.replay_paused,
             "changes": self.changes,
+            "behind_floor": self.behind_floor,
         }
 
 

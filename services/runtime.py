@@ -9,6 +9,12 @@ get the replica's while the background check (services/replica.py) finds it stre
 ``YITU_REPLICA_MAX_LAG_S`` and the request does not read after its caller's own write
 (geodata/db.py ``follows_write``: a write in this request, or one a moment ago, api/consistency.py);
 otherwise, the primary's. Everything else — every write, every other read — uses ``pool``.
+
+A screen that reloads after an event must see that event's change: inside a read floor (geodata/db.py
+``read_floor``, set by services/layer_answers.py for the answers the screens share) a replica is
+used only if it has replayed the event's outbox number (``outbox_counter``: the relay numbers an
+event's row after its write committed, so the number replayed means the write replayed), else the
+read goes to the primary (counted as ``behind_floor`` in ``/healthz``).
 """
 
 from __future__ import annotations
@@ -82,12 +88,40 @@ class Services:
                 assert self.read_pool is not None
                 assert self.replica is not None
                 try:
-                    conn = stack.enter_context(self.read_pool.connection(REPLICA_CHECKOUT_S))
+                    conn = self._replica_at_floor(stack, self.read_pool, self.replica)
                 except (PoolTimeout, psycopg.OperationalError) as exc:
                     self.replica.failed(exc)
             if conn is None:
                 conn = stack.enter_context(self.pool.connection())
             yield conn
+
+    @staticmethod
+    def _replica_at_floor(
+        stack: ExitStack, pool: ConnectionPool, replica: ReplicaMonitor
+    ) -> psycopg.Connection[Any] | None:
+        """A replica's connection, entered on ``stack``. Inside a read floor (geodata/db.py
+        ``read_floor``: an answer for the screens told of an event) the replica must have replayed
+        that event's change, else None and the read goes to the primary; how far it had replayed is
+        noted on the floor's mark."""
+        mark = db.floor()
+        held = ExitStack()
+        conn: psycopg.Connection[Any] = held.enter_context(pool.connection(REPLICA_CHECKOUT_S))
+        if mark is None:
+            stack.enter_context(held)
+            return conn
+        try:
+            seen = db.replayed_through(conn)
+        except BaseException as exc:  # the connection goes back as the pool's own block would return it
+            held.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if mark.at_least is not None and seen < mark.at_least:
+            held.close()
+            replica.state.behind_floor += 1  # not locked: a count for /healthz, not a decision
+            log.debug("replica read passed over: it has replayed outbox id %d, the read needs %d", seen, mark.at_least)
+            return None
+        mark.replica_read(seen)
+        stack.enter_context(held)
+        return conn
 
     @contextmanager
     def writable(self, conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:

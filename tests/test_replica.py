@@ -18,14 +18,18 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from psycopg import sql
 
+from callbacks import wall
 from cli.main import main
 from cli.stack import EmbeddedStack
 from dashboard.app import create_app
 from geodata.migrate import migrate
+from services.events import LAST_KEY
+from services.identity import Principal, acting_as
 from services.settings import Settings
 
 from .conftest import make_token
@@ -125,6 +129,13 @@ def test_the_read_heavy_paths_read_from_the_replica(primary: EmbeddedStack, app_
         )
     assert not _on_replica(primary, "ONLY-PRIMARY")
     assert "ONLY-PRIMARY" not in _vans(client, admin)  # the van board: from the replica
+    svc = client.app.state.services  # type: ignore[attr-defined]
+
+    def board() -> set[str]:  # the wall's van board (a figure of its numbers callback): the replica too
+        with acting_as(Principal(1, "wall", "screen", None, kind="screen")):
+            return {row.children[0].children for row in wall.van_board(svc, "zh-CN")}
+
+    assert "ONLY-PRIMARY" not in board()
     assert client.get("/api/v1/areas/159999", headers=admin).status_code == 404  # an area: from the replica
     assert client.get("/api/v1/search", params={"q": "primary only"}, headers=admin).json()["areas"] == []
     with psycopg.connect(primary.database_url()) as conn:  # the app's replica connections, by name
@@ -136,6 +147,7 @@ def test_the_read_heavy_paths_read_from_the_replica(primary: EmbeddedStack, app_
     _replay(primary, paused=False)
     wait_for(lambda: "ONLY-PRIMARY" in _vans(client, admin), what="the replica replaying the new van")
     assert client.get("/api/v1/areas/159999", headers=admin).status_code == 200
+    assert "ONLY-PRIMARY" in board()
 
 
 def test_a_read_after_ones_own_write_goes_to_the_primary(
@@ -340,3 +352,49 @@ def test_a_read_of_personal_data_from_the_replica_is_audited_on_the_primary(
         ("GET /api/v1/search", [code]),
         ("GET /api/v1/areas/{code}/cases", [code]),
     ]
+
+
+def _mapped_vans(client: TestClient, headers: dict[str, str], **params: Any) -> set[str]:
+    """The vans drawn on the map (the vans layer's points), asked for as a wall screen asks."""
+    r = client.get("/api/v1/layers/vans", params=params, headers=headers)
+    assert r.status_code == 200, r.text
+    return {f["properties"]["id"] for f in r.json()["features"] if f["geometry"]["type"] == "Point"}
+
+
+def test_a_screen_told_of_an_event_gets_its_change_while_the_replica_has_not_replayed_it(
+    primary: EmbeddedStack, app_on: Callable[..., TestClient]
+) -> None:
+    """A wall screen reloads a layer for the event it was told of (``rev``, its outbox id): the answer
+    must hold that event's change. A replica that has not replayed it is passed over for the primary
+    (services/runtime.py); what the replica served before is not handed to that screen."""
+    client = app_on()
+    admin = {"Authorization": f"Bearer {make_token(primary.database_url(), 'admin')}"}
+    _add_van(primary, "EV1")
+    wait_for(lambda: _on_replica(primary, "EV1") and _in_use(client, admin), what="the van on the replica")
+    _replay(primary, paused=True)
+    before = _replica_health(client, admin)["behind_floor"]
+    r = client.post(
+        "/api/v1/vans/positions",
+        json={"positions": [{"van": "EV1", "lon": 107.1, "lat": 38.1, "time": datetime.now(UTC).isoformat()}]},
+        headers=admin,
+    )
+    assert r.status_code in (200, 201, 202), r.text
+    client.cookies.clear()  # a screen, not the writer (whose reads go to the primary anyway)
+    redis_client = redis.Redis.from_url(primary.redis_url())
+    with psycopg.connect(primary.database_url()) as conn:
+        (moved,) = conn.execute("SELECT max(seq) FROM outbox WHERE type = 'van.moved'").fetchone()  # type: ignore[misc]
+
+    def published() -> int | None:
+        with psycopg.connect(primary.database_url()) as conn:
+            row = conn.execute(
+                "SELECT outbox_id FROM outbox WHERE seq = %s AND sent_at IS NOT NULL", (moved,)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    rev = wait_for(published, what="the van.moved event published")
+    assert int(redis_client.hget(LAST_KEY, "van") or 0) >= rev  # type: ignore[arg-type]
+    assert "EV1" not in _mapped_vans(client, admin)  # not after an event: the replica, paused before the fix
+    assert "EV1" in _mapped_vans(client, admin, rev=rev)  # after it: the primary
+    assert _replica_health(client, admin)["behind_floor"] > before
+    _replay(primary, paused=False)
+    wait_for(lambda: "EV1" in _mapped_vans(client, admin), what="the replica replaying the fix")
