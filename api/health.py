@@ -11,7 +11,8 @@ that fell into the history tables' DEFAULT partitions (0 while the partitions ar
 (leader or not, last run, last publish, last error; services/relay.py). With a replica
 (``YITU_DATABASE_READ_URL``), ``replica``: whether the read-heavy paths read there now (``in_use``,
 ``reads``: replica or primary), why not (``reason``: lagging, unreachable …), the lag and the WAL
-positions of the last background check (services/replica.py). A replica that is down or lags does
+positions of the last background check (services/replica.py), and how many reads made for a screen's
+event it had not replayed yet went to the primary (``behind_floor``). A replica that is down or lags does
 not make the answer 503: the primary serves its reads.
 Each probe has a short timeout, so a dead service makes the answer slow by seconds, never hang.
 """
