@@ -164,6 +164,7 @@ def _passes_fragments() -> bool:
 
 
 _FRAGMENTS = _passes_fragments()
+BOARD = 6  # the van board's place among the numbers' outputs
 
 
 class Period(NamedTuple):
@@ -378,29 +379,56 @@ def van_board(
     """The vans' board for its reader (``who``, else whoever the callback runs for): the vans of the
     reader's banner and the league's; with ``row_type`` each row is a button of that
     pattern-matching type (the wall's: a click focuses the van on the map)."""
+    return [component for component, _ in van_board_rows(svc, lang, row_type, who)]
+
+
+def van_board_rows(
+    svc: Services, lang: str, row_type: str | None = None, who: identity.Principal | None = None
+) -> list[tuple[Component, str]]:
+    """:func:`van_board`, each row with its JSON as Dash serializes it (the wall's numbers send the
+    board as the rows' JSON joined: a league's 200 vans took 13 ms to build and 16–22 ms to serialize
+    in every round of the live push, docs/scaling.md). A row is made again only when what it shows
+    changes (its van's name, status or kilometre; the language, the row's type)."""
     t = translator(lang)
     scope = identity.scope_of(who or identity.who_is_asking())
     with svc.reading() as conn:
         rows = vans.board(conn, svc.settings.van_offline_seconds, scope)
-    out: list[Component] = []
-    for r in rows:
-        cells = [
-            html.Span(r["id"], className="yitu-van-id"),
-            html.Span(r["name"]),
-            html.Span(t(f"van.{r['status']}"), className="yitu-van-status"),
-            html.Span(f"{r['odometer_km']:.0f} km", className="yitu-muted"),
-        ]
-        cls = f"yitu-van-row yitu-van-{r['status']}"
-        if row_type:
-            key = {"type": row_type, "van": r["id"]}
-            # the click is read by one listener on the document (assets/yitu_wall.js): a row drawn
-            # again by the live push while it is clicked keeps the click
-            out.append(
-                html.Button(cells, id=key, className=cls + " yitu-row-link", title=r["name"], **{"data-van": r["id"]})
-            )
-        else:
-            out.append(html.Div(cells, className=cls))
-    return out
+    return [_van_row(r["id"], r["name"], r["status"], f"{r['odometer_km']:.0f}", lang, row_type, t) for r in rows]
+
+
+_ROWS: dict[tuple[str, ...], tuple[Component, str]] = {}  # a board row, as shown: made once (read-only)
+ROWS_KEPT = 4096  # rows kept: dropped all at once past this (a few rounds of every van's kilometre)
+
+
+def _van_row(
+    van: str, name: str, status: str, km: str, lang: str, row_type: str | None, t: Callable[[str], str]
+) -> tuple[Component, str]:
+    key = (van, name, status, km, lang, row_type or "")
+    kept = _ROWS.get(key)
+    if kept is not None:
+        return kept
+    cells = [
+        html.Span(van, className="yitu-van-id"),
+        html.Span(name),
+        html.Span(t(f"van.{status}"), className="yitu-van-status"),
+        html.Span(f"{km} km", className="yitu-muted"),
+    ]
+    cls = f"yitu-van-row yitu-van-{status}"
+    row: Component
+    if row_type:
+        # the click is read by one listener on the document (assets/yitu_wall.js): a row drawn
+        # again by the live push while it is clicked keeps the click
+        data: dict[str, Any] = {"data-van": van}
+        row = html.Button(
+            cells, id={"type": row_type, "van": van}, className=cls + " yitu-row-link", title=name, **data
+        )
+    else:
+        row = html.Div(cells, className=cls)
+    made = (row, to_json_plotly(row))
+    if len(_ROWS) >= ROWS_KEPT:
+        _ROWS.clear()  # threads may race here: at worst a row is made twice
+    _ROWS[key] = made
+    return made
 
 
 def _linked_row(cells: list[Component], href: str) -> html.Tr:
@@ -643,6 +671,7 @@ def numbers_wire(svc: Services, code: str, lang: str, period: Period, rev: int |
 
 def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> _Numbers:
     def compute() -> _Numbers:
+        board = van_board_rows(svc, lang, VAN_ROW)
         components: NumbersAnswer = (
             kpi_tiles(svc, code, lang, period),
             top_types_chart(svc, code, lang, period),
@@ -650,10 +679,13 @@ def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: in
             area_panel(svc, code, lang),
             crumbs(svc, code, lang),
             ranking_table(svc, ranking_parent(code), lang, period),
-            van_board(svc, lang, VAN_ROW),
+            [row for row, _ in board],  # BOARD
             ranking_title(lang, period, ranking_parent(code)),
         )
-        wire = tuple(orjson.Fragment(to_json_plotly(c)) for c in components) if _FRAGMENTS else ()
+        if not _FRAGMENTS:
+            return _Numbers(components, ())
+        rows = orjson.Fragment("[" + ",".join(text for _, text in board) + "]")  # the rows' JSON, kept
+        wire = tuple(rows if i == BOARD else orjson.Fragment(to_json_plotly(c)) for i, c in enumerate(components))
         return _Numbers(components, wire)
 
     parts = {

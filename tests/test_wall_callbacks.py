@@ -7,10 +7,12 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from plotly.io.json import to_json_plotly
 
 from callbacks import area as area_cb
 from callbacks import wall
 from dashboard.app import create_app
+from dashboard.i18n import translator
 from services.identity import Principal, acting_as
 from services.runtime import Services
 from services.settings import Settings
@@ -134,3 +136,21 @@ def test_choropleth_hideout_carries_the_levels_numbers(svc: Services, demo_dsn: 
     assert {c: s["overdue"] for c, s in h["stats"].items() if s["overdue"]} == overdue
     plain = wall.grid_hideout(svc, 4, "none", None, 11, h)
     assert plain["stats"] == {} and plain["labels"] is False  # cell names only from zoom 12
+
+
+def test_the_van_board_makes_a_row_again_only_when_what_it_shows_changes(svc: Services) -> None:
+    """The wall's numbers send the board as its rows' JSON, kept per row (callbacks/wall.py
+    ``van_board_rows``): the same vans give the very same rows, joined exactly as Dash serializes the
+    board; a row whose van shows something else is made anew."""
+    first = wall.van_board_rows(svc, "zh-CN", wall.VAN_ROW)
+    again = wall.van_board_rows(svc, "zh-CN", wall.VAN_ROW)
+    assert len(first) >= 2 and all(a is b for (a, _), (b, _) in zip(first, again, strict=True))
+    assert "[" + ",".join(text for _, text in first) + "]" == to_json_plotly([row for row, _ in first])
+    english = wall.van_board_rows(svc, "en", wall.VAN_ROW)
+    assert all(a is not b for (a, _), (b, _) in zip(first, english, strict=True))  # another language
+    t = translator("zh-CN")
+    row, text = wall._van_row("V99", "一号车", "available", "12", "zh-CN", wall.VAN_ROW, t)
+    assert wall._van_row("V99", "一号车", "available", "12", "zh-CN", wall.VAN_ROW, t)[0] is row
+    moved, moved_text = wall._van_row("V99", "一号车", "available", "13", "zh-CN", wall.VAN_ROW, t)  # a kilometre on
+    assert moved is not row and "13 km" in moved_text and "12 km" in text
+    assert wall._van_row("V99", "一号车", "en_route", "13", "zh-CN", wall.VAN_ROW, t)[0] is not moved  # dispatched
