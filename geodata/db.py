@@ -31,9 +31,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -42,6 +42,7 @@ from psycopg_pool import ConnectionPool
 from geodata.errors import OutcomeUnknown, TimedOut, Unavailable
 
 log = logging.getLogger("yitu.db")
+T = TypeVar("T")
 
 INTAKE_MARGIN = 2.0  # seconds beyond one connection attempt before a report is answered 503
 MAIN_MARGIN = 7.0  # the same for the main pool's routes (see the module's docstring)
@@ -63,15 +64,20 @@ _ARRIVAL: ContextVar[float | None] = ContextVar("yitu_request_arrival", default=
 
 
 @contextmanager
-def arrived() -> Iterator[float]:
+def _bound(var: ContextVar[T | None], value: T) -> Iterator[T]:
+    """``value`` in ``var`` for a block (the current request's task, and the threads it hands work
+    to with a copy of its context), the previous value after."""
+    token = var.set(value)
+    try:
+        yield value
+    finally:
+        var.reset(token)
+
+
+def arrived() -> AbstractContextManager[float]:
     """Note the current request's arrival (its task, and the threads it hands work to): every
     checkout of :class:`Pool` and the intake lanes waits at most until the pool's timeout after it."""
-    now = time.monotonic()
-    token = _ARRIVAL.set(now)
-    try:
-        yield now
-    finally:
-        _ARRIVAL.reset(token)
+    return _bound(_ARRIVAL, time.monotonic())
 
 
 class WriteMark:
@@ -90,16 +96,10 @@ class WriteMark:
 _WRITES: ContextVar[WriteMark | None] = ContextVar("yitu_request_writes", default=None)
 
 
-@contextmanager
-def write_mark(earlier: bool = False) -> Iterator[WriteMark]:
+def write_mark(earlier: bool = False) -> AbstractContextManager[WriteMark]:
     """Track the current request's writes (see :class:`WriteMark`); the mark is returned to look at
     once the request is answered."""
-    mark = WriteMark(earlier)
-    token = _WRITES.set(mark)
-    try:
-        yield mark
-    finally:
-        _WRITES.reset(token)
+    return _bound(_WRITES, WriteMark(earlier))
 
 
 def _wrote() -> None:
@@ -127,18 +127,12 @@ class ReadFloor:
 _FLOOR: ContextVar[ReadFloor | None] = ContextVar("yitu_read_floor", default=None)
 
 
-@contextmanager
-def read_floor(at_least: int | None) -> Iterator[ReadFloor]:
+def read_floor(at_least: int | None) -> AbstractContextManager[ReadFloor]:
     """Reads in this block must hold every change whose event is at or below ``at_least`` (an answer
     made for the screens told of that event, services/layer_answers.py): a replica that has not
     replayed that far is passed over for the primary. The mark returned says how far the replicas
     read had replayed, for the answer to say which events it holds."""
-    mark = ReadFloor(at_least)
-    token = _FLOOR.set(mark)
-    try:
-        yield mark
-    finally:
-        _FLOOR.reset(token)
+    return _bound(_FLOOR, ReadFloor(at_least))
 
 
 def floor() -> ReadFloor | None:
