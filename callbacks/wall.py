@@ -10,9 +10,10 @@ its own area; a case outside it shows no card) and its banner's vans and the lea
 a van's card and focus; layers/vans.py); case cards show the parties as a room screen may
 see them (masking.ROOM_READER), camera links follow the reader's role (geodata/masking.py).
 
-The numbers (tiles, charts, panel, crumbs, ranking, van board) read from the read replica when
-there is one (services/runtime.py ``reading``), as the API's figures do; computed for the screens
-told of an event, they come from the primary while the replica has not replayed it.
+The numbers (tiles, charts, panel, crumbs, ranking, van board) read the primary: their figures go
+through the Redis figure cache (geodata/kpi.py ``cached``), which the live hub drops at each event; a
+figure computed on a lagging replica could be cached again after that drop and outlive the event
+(the read floor of services/layer_answers.py decides the connection, not the cache).
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def kpi_tiles(svc: Services, code: str, lang: str, period: Period | None = None)
     rest as of now; the overdue-by-level chips filter the pins (a click: callbacks below)."""
     t = translator(lang)
     period = period or period_of(DEFAULT_PERIOD)
-    with svc.reading() as conn:
+    with svc.pool.connection() as conn:
         k = kpi.cached(svc.redis, f"tiles:{code}:{period.key}", lambda: kpi.tiles(conn, code, period.start, period.end))
     overdue_total = sum(k["overdue"].values())
     p = period_label(period, t)
@@ -265,7 +266,7 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
     t = translator(lang)
     period = period or period_of(DEFAULT_PERIOD)
     first, after = period.start.date(), period.end.date()
-    with svc.reading() as conn:
+    with svc.pool.connection() as conn:
         rows = kpi.cached(svc.redis, f"types:{code}:{period.key}", lambda: kpi.top_types(conn, code, first, after))
     title = html.H3(t("chart.top_types").format(p=period_label(period, t)))
     if not rows:
@@ -290,7 +291,7 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
 
 def trend_chart(svc: Services, code: str, lang: str) -> Svg:
     t = translator(lang)
-    with svc.reading() as conn:
+    with svc.pool.connection() as conn:
         rows = kpi.cached(svc.redis, f"trend:{code}", lambda: kpi.trend(conn, code, 30))
     w, h, pad = 300.0, 110.0, 14.0
     top = max([1] + [max(r["reported"], r["resolved"]) for r in rows])
@@ -342,7 +343,7 @@ def ranking_table(svc: Services, banner: str, lang: str, period: Period | None =
     t = translator(lang)
     parent = in_scope(banner)
     period = period or period_of(DEFAULT_PERIOD)
-    with svc.reading() as conn:
+    with svc.pool.connection() as conn:
         rows = kpi.cached(
             svc.redis,
             f"ranking:{parent}:{period.key}",
@@ -391,7 +392,7 @@ def van_board_rows(
     changes (its van's name, status or kilometre; the language, the row's type)."""
     t = translator(lang)
     scope = identity.scope_of(who or identity.who_is_asking())
-    with svc.reading() as conn:
+    with svc.pool.connection() as conn:
         rows = vans.board(conn, svc.settings.van_offline_seconds, scope)
     return [_van_row(r["id"], r["name"], r["status"], f"{r['odometer_km']:.0f}", lang, row_type, t) for r in rows]
 
@@ -440,7 +441,7 @@ def _linked_row(cells: list[Component], href: str) -> html.Tr:
 
 def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
     who = identity.who_is_asking()
-    with svc.reading() as conn:
+    with svc.pool.connection() as conn:
         chain = [a for a in reversed(queries.area_ancestors(conn, code)) if who.sees_area(a["code"])]
         here = queries.area_summary(conn, code)
     items = [*chain, here] if here else chain
@@ -455,7 +456,7 @@ def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
 def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
     """The selected area: name, code, level, its figures and cases by step, a link to its page."""
     t = translator(lang)
-    with svc.reading() as conn:
+    with svc.pool.connection() as conn:
         area = queries.area_summary(conn, code)
         if area is None:
             return [html.P(t("panel.hint"), className="yitu-muted")]
