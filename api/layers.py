@@ -23,7 +23,7 @@ from api.deps import services
 from api.errors import Invalid
 from api.openapi import GEOBUF, GEOJSON, READ, answers
 from layers import grids, registry
-from layers.base import BBOX_PATTERN, BBox, encode
+from layers.base import BBOX_PATTERN, BBox, encode_answer
 from layers.registry import Filter, Layer
 from services import identity
 from services.identity import Principal
@@ -71,11 +71,6 @@ def _bbox(text: str | None) -> BBox:
         raise Invalid(str(exc), field="bbox") from None
 
 
-def _encode(svc: Services, text: str, fmt: str) -> tuple[bytes, str]:
-    body, media = encode(text, fmt, gcj02=svc.settings.basemap == "xyz" and svc.settings.basemap_gcj02)
-    return body, media
-
-
 def _annotation(f: Filter) -> Any:
     """A filter as a FastAPI query parameter: its type (or its choices), optional when it has no default."""
     base: Any = Literal[f.choices] if f.choices else f.type
@@ -99,11 +94,11 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
         scope = {"scope": identity.scope_of(who)}  # the reader's area, whatever the box
 
         def compute() -> tuple[bytes, str]:
+            values = {**filters, **layer.configured(svc.settings), **scope}
+            gcj02 = svc.settings.basemap == "xyz" and svc.settings.basemap_gcj02
             with svc.reading() as conn:
-                text = layer.features(
-                    conn, {**filters, **layer.configured(svc.settings), **scope}, box, svc.settings.layer_max_features
-                )
-            return _encode(svc, text, format)
+                got = layer.read(conn, values, box, svc.settings.layer_max_features)
+            return encode_answer(got, format, gcj02)  # encoded after the connection is back in the pool
 
         # The screens that reload after the same events share one answer (services/layer_answers.py):
         # keyed by everything that shapes it: the filters, the reader's area, the box and the format

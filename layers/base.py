@@ -126,6 +126,14 @@ class TooManyFeatures(Invalid):
     code = "too_many_features"
 
 
+def _too_many(max_features: int) -> TooManyFeatures:
+    return TooManyFeatures(
+        f"more than {max_features} features in this box: zoom in (a smaller bbox) or narrow the filters",
+        field="bbox",
+        extra={"max_features": max_features},
+    )
+
+
 def feature_collection(
     conn: psycopg.Connection, query_text: str, params: dict[str, Any], max_features: int | None = None
 ) -> str:
@@ -141,9 +149,77 @@ def feature_collection(
     if row is None:
         return '{"type":"FeatureCollection","features":[]}'
     if max_features is not None and len(row) > 1 and row[1] is not None and int(row[1]) > max_features:
-        raise TooManyFeatures(
-            f"more than {max_features} features in this box: zoom in (a smaller bbox) or narrow the filters",
-            field="bbox",
-            extra={"max_features": max_features},
-        )
+        raise _too_many(max_features)
     return str(row[0])
+
+
+@dataclass(frozen=True)
+class Points:
+    """A point layer's features as its query returned them: one row ``(lon, lat, *values)`` per
+    feature, ``keys`` naming the values (the query's other columns)."""
+
+    keys: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def shifted(self) -> Points:
+        """The same points in GCJ-02 (for AMap tiles), rounded as :func:`to_gcj02` rounds them."""
+        from geodata.gcj02 import wgs84_to_gcj02
+
+        out = []
+        for row in self.rows:
+            lon, lat = wgs84_to_gcj02(float(row[0]), float(row[1]))
+            out.append((round(float(lon), 6), round(float(lat), 6), *row[2:]))
+        return Points(self.keys, out)
+
+    def geojson(self) -> str:
+        """The FeatureCollection's GeoJSON text (its properties in ``keys`` order)."""
+        keys = self.keys
+        features = [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [row[0], row[1]]},
+                "properties": dict(zip(keys, row[2:], strict=True)),
+            }
+            for row in self.rows
+        ]
+        return orjson.dumps({"type": "FeatureCollection", "features": features}).decode("utf-8")
+
+    def body(self, fmt: str) -> tuple[bytes, str]:
+        """The response body and its media type: geobuf written from the rows (the bytes
+        :func:`encode` writes for :meth:`geojson`), or the GeoJSON text."""
+        if fmt == "geobuf":
+            data = geobuf_wire.encode_points(self.keys, self.rows, 6)
+            return (data if self.rows else data + _EMPTY_COLLECTION), "application/x-protobuf"
+        return self.geojson().encode("utf-8"), "application/geo+json"
+
+
+def encode_answer(got: str | Points, fmt: str = "geojson", gcj02: bool = False) -> tuple[bytes, str]:
+    """A layer's answer (registry.Layer.read) as the response body and its media type."""
+    if isinstance(got, Points):
+        return (got.shifted() if gcj02 else got).body(fmt)
+    return encode(got, fmt, gcj02)
+
+
+def point_rows(
+    conn: psycopg.Connection, query_text: str, params: dict[str, Any], max_features: int | None = None
+) -> Points:
+    """Run a point layer's row query (``lon``, ``lat`` and a column per property, at most
+    ``%(max_features)s`` rows: the cap plus one, as :func:`feature_collection` reads it). No JSON is
+    built in PostgreSQL nor parsed here: for a layer of thousands of pins reloaded after every batch
+    of events that was most of its cost (docs/scaling.md)."""
+    limit = None if max_features is None else max_features + 1
+    with conn.cursor() as cur:
+        rows = cur.execute(query_text, {**params, "max_features": limit}).fetchall()
+        names = tuple(c.name for c in cur.description or ())
+    if max_features is not None and len(rows) > max_features:
+        raise _too_many(max_features)
+    if names[:2] != ("lon", "lat"):
+        raise ValueError(f"a point layer's query returns lon, lat, then its properties, not {names}")
+    for name, val in zip(names[2:], rows[0][2:], strict=True) if rows else ():
+        if val is not None and not isinstance(val, _ROW_TYPES):  # a timestamp, a numeric: cast it in the SQL
+            raise ValueError(f"a point layer's column {name} is a {type(val).__name__}: cast it to text or float8")
+    return Points(names[2:], rows)
+
+
+# The values a point layer's row may hold: those GeoJSON and geobuf write alike (layers/base.py Points).
+_ROW_TYPES = (str, bool, int, float, list, dict)

@@ -69,6 +69,7 @@ LAYER = Layer(
     style="casePoint",
     cluster=Cluster(radius=50, max_zoom=14, style="caseCluster"),
     format="geobuf",
+    rows=True,  # thousands of pins reloaded after every batch: rows to the wire (layers/base.py Points)
     filters=(
         Filter("step", choices=PIN_STEPS),
         Filter("type", pattern=r"^[a-z][a-z0-9_]{1,40}$"),

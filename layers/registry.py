@@ -24,7 +24,7 @@ from urllib.parse import quote
 import dash_leaflet as dl
 import psycopg
 
-from layers.base import BBox, feature_collection
+from layers.base import BBox, Points, feature_collection, point_rows
 
 # Where the layers are served: the API mounts its routes here and the pages build their URLs on it.
 URL_PREFIX = "/api/v1/layers"
@@ -90,6 +90,9 @@ class Layer:
     geometry: GeometryKind
     style: str  # window.yitu.map.<style>: pointToLayer for point kinds, style for lines and polygons
     sql: str | Path | None = None  # a named query of geodata/sql/ (default layer_<name>) or a file's path
+    # The SQL returns one row per point (lon, lat, a column per property) instead of the
+    # FeatureCollection's text: a point layer of thousands of pins reloaded live (layers/base.py Points).
+    rows: bool = False
     filters: tuple[Filter, ...] = ()
     bbox: bool = True  # the route takes ?bbox= and the SQL reads %(minx)s %(miny)s %(maxx)s %(maxy)s
     params: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None  # filters → SQL parameters (default: as is)
@@ -140,10 +143,30 @@ class Layer:
     ) -> str:
         """The layer's GeoJSON text for the request's filter values (and configured values); more
         than ``max_features`` features is a TooManyFeatures (422) for the layers whose SQL reads the cap."""
+        params = self._params(values, bbox)
+        if self.rows:
+            return point_rows(conn, self.query_text(), params, max_features).geojson()
+        return feature_collection(conn, self.query_text(), params, max_features)
+
+    def read(
+        self,
+        conn: psycopg.Connection,
+        values: Mapping[str, Any],
+        bbox: BBox | None = None,
+        max_features: int | None = None,
+    ) -> str | Points:
+        """What the layer's query gave: the GeoJSON text (as :meth:`features`), or for a layer of
+        ``rows`` its points, which go from the rows to the wire with no JSON in between (encode
+        either with layers/base.py ``encode_answer``, after the connection is given back)."""
+        if not self.rows:
+            return self.features(conn, values, bbox, max_features)
+        return point_rows(conn, self.query_text(), self._params(values, bbox), max_features)
+
+    def _params(self, values: Mapping[str, Any], bbox: BBox | None) -> dict[str, Any]:
         params = self.params(values) if self.params else dict(values)
         if self.bbox:
             params.update((bbox or BBox.parse(None)).params())
-        return feature_collection(conn, self.query_text(), params, max_features)
+        return params
 
     def hideout(self, data: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         """What the layer's JavaScript reads: its name (the loaded-feature counter), the events that
@@ -202,6 +225,8 @@ def _check(layer: Layer) -> None:
     for name in names:
         if not name.isidentifier() or name in _RESERVED or names.count(name) > 1:
             raise ValueError(f"layer {layer.name}: filter {name!r} is not a free identifier (reserved: {_RESERVED})")
+    if layer.rows and layer.geometry != "point":
+        raise ValueError(f"layer {layer.name}: rows (lon, lat) are for a point layer, not {layer.geometry!r}")
     if isinstance(layer.sql, Path) and not layer.sql.is_file():
         raise ValueError(f"layer {layer.name}: no SQL file {layer.sql}")
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from geodata import geobuf_wire
 from layers import registry
-from layers.base import encode
+from layers.base import Points, encode, encode_answer
 
 lon = st.floats(min_value=-180, max_value=180, allow_nan=False)
 lat = st.floats(min_value=-90, max_value=90, allow_nan=False)
@@ -110,6 +110,54 @@ def test_a_layer_shaped_collection_and_an_empty_one() -> None:
     assert geobuf_wire.encode(empty) == geobuf.encode(empty, 6)
 
 
+# What a row from PostgreSQL holds (text, float8, bigint, boolean, NULL; arrays and json as lists
+# and objects): a bigint fits 64 bits.
+db_scalar = st.one_of(
+    st.text(max_size=8),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda f: float(round(f))),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.none(),
+)
+db_value = st.one_of(db_scalar, st.lists(db_scalar, max_size=3), st.dictionaries(keys, db_scalar, max_size=2))
+rows = st.lists(st.tuples(lon, lat, db_scalar, db_value, db_scalar), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows)
+def test_points_from_rows_are_the_packages_bytes_of_their_collection(points: list[tuple[Any, ...]]) -> None:
+    keys = ("code", "名称", "n")
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [row[0], row[1]]},
+                "properties": dict(zip(keys, row[2:], strict=True)),
+            }
+            for row in points
+        ],
+    }
+    assert geobuf_wire.encode_points(keys, points) == geobuf_wire.encode(fc) == geobuf.encode(fc, 6)
+    assert json.loads(Points(keys, points).geojson()) == json.loads(json.dumps(fc))
+
+
+def test_a_pin_layer_of_rows_refuses_a_query_of_other_columns(demo_db: str) -> None:
+    from layers.base import point_rows
+
+    with psycopg.connect(demo_db) as conn:
+        with pytest.raises(ValueError, match="lon, lat"):
+            point_rows(conn, "SELECT 1 AS x, 2 AS y, 'a' AS code", {})
+        with pytest.raises(ValueError, match="seen"):  # a timestamp would be text in JSON, empty in geobuf
+            point_rows(conn, "SELECT 1.5::float8 AS lon, 2.5::float8 AS lat, now() AS seen", {})
+        got = point_rows(conn, "SELECT 1.5::float8 AS lon, 2.5::float8 AS lat, 'a' AS code", {})
+        assert (got.keys, got.rows) == (("code",), [(1.5, 2.5, "a")])
+        none = point_rows(conn, "SELECT 1.5::float8 AS lon, 2.5::float8 AS lat, 'a' AS code WHERE false", {})
+        assert (none.keys, none.rows) == (("code",), [])
+        assert encode_answer(none, "geobuf") == encode('{"type":"FeatureCollection","features":[]}', "geobuf")
+
+
 @pytest.mark.parametrize("layer", [layer.name for layer in registry.all_layers()])
 def test_every_layer_of_the_demo_encodes_as_the_package_does(layer: str, demo_db: str) -> None:
     spec = registry.get(layer)
@@ -122,6 +170,17 @@ def test_every_layer_of_the_demo_encodes_as_the_package_does(layer: str, demo_db
     body, media = encode(text, "geobuf")
     assert media == "application/x-protobuf"
     assert body == geobuf.encode(fc, 6) + (b"\x22\x00" if not fc["features"] else b"")
+    # The route's path (Layer.read, then encode_answer): a layer of rows goes from its rows to the
+    # wire; every format, in GCJ-02 too, is what the GeoJSON text would have given.
+    with psycopg.connect(demo_db) as conn:
+        got = spec.read(conn, {**values, **_configured(spec)}, None, 50_000)
+    assert isinstance(got, Points) == spec.rows
+    for fmt in ("geobuf", "geojson"):
+        for gcj02 in (False, True):
+            want, want_media = encode(text, fmt, gcj02)
+            body, media = encode_answer(got, fmt, gcj02)
+            assert media == want_media
+            assert (body == want) if fmt == "geobuf" else (json.loads(body) == json.loads(want)), (fmt, gcj02)
 
 
 def _configured(spec: registry.Layer) -> dict[str, Any]:
