@@ -61,7 +61,9 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import copy
 import functools
+import gzip
 import json
 import os
 import platform
@@ -128,6 +130,7 @@ NUMBERS_OUTPUTS = (
     "wall-vans",
     "wall-ranking-title",
 )
+SHOWN = "wall-numbers-shown"  # what a screen shows of the numbers: sent back, as the page's store is
 PLAN: list[tuple[str, dict[str, Any]]] = [  # bench/chaos.py's mediator plan
     ("accept", {}),
     ("escalate", {}),
@@ -341,7 +344,7 @@ def wall_layout(page: dict[str, Any], deps: list[dict[str, Any]]) -> WallLayout:
     tick = json.dumps(WALL_TICK, separators=(",", ":"), sort_keys=True) + ".data"
     numbers_body = {
         "output": numbers["output"],
-        "outputs": [{"id": i, "property": "children"} for i in NUMBERS_OUTPUTS],
+        "outputs": [*({"id": i, "property": "children"} for i in NUMBERS_OUTPUTS), {"id": SHOWN, "property": "data"}],
         "inputs": [entry(d) for d in numbers["inputs"]],
         "state": [entry(d) for d in numbers["state"]],
         "changedPropIds": [tick],
@@ -365,6 +368,7 @@ class Screen:
 
     def __init__(self, index: int, mix: Mix, cookie: str, layout: WallLayout, live_output: str) -> None:
         self.index, self.mix, self.layout, self.live_output = index, mix, layout, live_output
+        self.numbers_body = copy.deepcopy(layout.numbers_body)  # its own: it carries what this screen shows
         self.http = Https(mix.port, mix.tls, cookie)
         self.cookie = cookie
         self.cursor: str | None = None
@@ -501,7 +505,7 @@ class Screen:
             self.seq = int(batch.get("seq", self.seq + 1))
             # as yitu_map.js's ticks: the batch's newest event, after which the numbers are asked
             self.tick = {"seq": self.seq, "outbox": None if batch.get("resync") else batch.get("upto")}
-            self._fetch("numbers", functools.partial(self._callback, self.layout.numbers_body))
+            self._fetch("numbers", functools.partial(self._callback, self.numbers_body))
             self._fetch("warnings", functools.partial(self._callback, self.layout.warnings_body))
 
     def _reload(
@@ -578,8 +582,14 @@ class Screen:
             if dep["id"] == WALL_TICK:
                 dep["value"] = self.tick
         origin = {"Origin": f"https://{NAME}:{self.mix.port}"}
-        status, _ = await self.http.request("POST", "/_dash-update-component", orjson.dumps(body), origin)
-        return status
+        status, data = await self.http.request("POST", "/_dash-update-component", orjson.dumps(body), origin)
+        shown = next((d for d in body["state"] if d["id"] == SHOWN), None)
+        if status == 200 and shown is not None:  # the screen now shows what it was sent, as the page's store
+            data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+            got = orjson.loads(data).get("response", {}).get(SHOWN)
+            if got is not None:
+                shown["value"] = got["data"]
+        return 200 if status == 204 else status  # 204: nothing changed, nothing sent (callbacks/wall.py)
 
 
 # --- the mix ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ figure computed on a lagging replica could be cached again after that drop and o
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, TypedDict
@@ -27,6 +28,7 @@ import orjson
 import psycopg
 from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
+from dash.exceptions import PreventUpdate
 from dash_svg import G, Line, Polyline, Svg, Text
 from plotly.io.json import to_json_plotly
 
@@ -149,10 +151,36 @@ NumbersWire = tuple[orjson.Fragment, ...]
 
 
 class _Numbers(NamedTuple):
-    """A shared answer of the wall's numbers: the components, and their JSON made once."""
+    """A shared answer of the wall's numbers: the components, their JSON made once, and a digest of
+    each output's JSON (what a screen that shows it already need not be sent again)."""
 
     components: NumbersAnswer
     wire: NumbersWire
+    digests: tuple[str, ...] = ()
+
+
+def _digest(fragment: orjson.Fragment) -> str:
+    return hashlib.blake2b(orjson.dumps(fragment), digest_size=12).hexdigest()
+
+
+# A screen's round of the numbers: each output, or no_update where the screen shows it already, then
+# the digests of what it will show (the SHOWN store).
+NumbersRound = tuple[Any, ...]
+
+
+def numbers_round(shared: _Numbers, shown: object) -> NumbersRound:
+    """What one screen is sent of a shared answer: only the outputs whose JSON differs from what it
+    shows (``shown``: the digests it was sent last, the SHOWN store; None on a page just opened).
+    Every round of the live push sent every output — the van board alone a thousand components,
+    117 kB for a league's 200 vans — and the browser drew them all again, though most rounds change
+    a tile or two (docs/scaling.md). Nothing changed: nothing is sent (Dash answers 204)."""
+    if not shared.digests:  # no JSON made here (Dash does not take fragments): everything, as before
+        return (*shared.components, no_update)
+    old = shown if isinstance(shown, list) and len(shown) == len(shared.digests) else [None] * len(shared.digests)
+    parts = [no_update if old[i] == d else shared.wire[i] for i, d in enumerate(shared.digests)]
+    if all(p is no_update for p in parts):
+        raise PreventUpdate
+    return (*parts, list(shared.digests))
 
 
 def _passes_fragments() -> bool:
@@ -670,6 +698,11 @@ def numbers_wire(svc: Services, code: str, lang: str, period: Period, rev: int |
     return shared.wire if _FRAGMENTS else shared.components
 
 
+def numbers_for(svc: Services, code: str, lang: str, period: Period, rev: int | None, shown: object) -> NumbersRound:
+    """The callback's answer to a screen that shows ``shown`` (:func:`numbers_round`)."""
+    return numbers_round(_shared_numbers(svc, code, lang, period, rev), shown)
+
+
 def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> _Numbers:
     def compute() -> _Numbers:
         board = van_board_rows(svc, lang, VAN_ROW)
@@ -687,7 +720,7 @@ def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: in
             return _Numbers(components, ())
         rows = orjson.Fragment("[" + ",".join(text for _, text in board) + "]")  # the rows' JSON, kept
         wire = tuple(rows if i == BOARD else orjson.Fragment(to_json_plotly(c)) for i, c in enumerate(components))
-        return _Numbers(components, wire)
+        return _Numbers(components, wire, tuple(_digest(w) for w in wire))
 
     parts = {
         "code": code,
@@ -790,12 +823,14 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
                 Ids.RANKING_TITLE,
             )
         ],
+        Output(Ids.SHOWN, "data"),
         Input(Ids.SELECTED, "data"),
         Input(LIVE_TICK, "data"),  # the live push: cases changed, recompute
         Input(Ids.PERIOD, "value"),
         Input(Ids.PERIOD_DATES, "start_date"),
         Input(Ids.PERIOD_DATES, "end_date"),
         State("lang", "data"),
+        State(Ids.SHOWN, "data"),
     )
     def _numbers(
         selected: Selection,
@@ -804,10 +839,12 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         start_date: str | None,
         end_date: str | None,
         lang: str,
-    ) -> NumbersWire | NumbersAnswer:
+        shown: object,
+    ) -> NumbersRound:
         rev = tick.get("outbox") if isinstance(tick, dict) else None
         period = period_of(period_name, start_date, end_date)
-        return numbers_wire(get(), in_scope(selected["code"]), lang, period, rev if isinstance(rev, int) else None)
+        code = in_scope(selected["code"])
+        return numbers_for(get(), code, lang, period, rev if isinstance(rev, int) else None, shown)
 
     app.clientside_callback(
         "function(p) { return p === 'dates' ? {} : {display: 'none'}; }",

@@ -10,12 +10,16 @@ from collections.abc import Callable
 import geobuf
 import orjson
 import psycopg
+import pytest
 import redis
+from dash import no_update
+from dash.exceptions import PreventUpdate
 from fastapi.testclient import TestClient
 from plotly.io.json import to_json_plotly
 
 from callbacks import wall
 from callbacks.live import batch_message
+from geodata.kpi import CACHE_KEY as KPI_CACHE
 from services import events
 from services.identity import Principal, acting_as
 from services.layer_answers import Generation, LayerAnswers, generation
@@ -250,3 +254,32 @@ def test_the_wall_numbers_are_shared_by_the_screens_told_of_the_same_event(
     with acting_as(viewer):
         after = wall.numbers(svc, "150623", "zh-CN", year, newer)
     assert after is not first and svc.layer_answers.misses == misses + 4
+
+
+def test_a_screen_is_sent_only_the_numbers_that_changed_since_its_last_round(
+    client: TestClient, token: Callable[..., str], demo_db: str, redis_url: str
+) -> None:
+    """callbacks/wall.py ``numbers_for``: a screen that opens gets every output and their digests
+    (its SHOWN store); the next round with nothing new sends nothing (Dash answers 204); after a
+    report only the outputs it changes are sent — the tiles, not the van board."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    viewer = Principal(1, "wall-viewer", "viewer", None, kind="user", session_id="1")
+    year = wall.period_of("year")
+    with acting_as(viewer):
+        opened = wall.numbers_for(svc, "150623", "zh-CN", year, None, None)
+        parts, shown = opened[:-1], opened[-1]
+        assert len(parts) == 8 and all(isinstance(p, orjson.Fragment) for p in parts)
+        assert isinstance(shown, list) and len(shown) == 8 and len(set(shown)) == 8
+        with pytest.raises(PreventUpdate):  # nothing new since: nothing sent
+            wall.numbers_for(svc, "150623", "zh-CN", year, None, shown)
+        assert wall.numbers_for(svc, "150623", "zh-CN", year, None, [*shown[:-1], "other"])[7] is not no_update
+        _code, rev = _report(client, auth(token("dispatcher")), demo_db, redis_url)
+        svc.redis.delete(KPI_CACHE)  # as the live hub does at a case event (services/live.py; not run here)
+        later = wall.numbers_for(svc, "150623", "zh-CN", year, rev, shown)
+        full = wall.numbers_wire(svc, "150623", "zh-CN", year, rev)
+    sent = {i for i, p in enumerate(later[:-1]) if p is not no_update}
+    assert 0 in sent, "the tiles count the new case"
+    assert wall.BOARD not in sent, "the van board did not change"
+    assert later[-1][wall.BOARD] == shown[wall.BOARD] and later[-1][0] != shown[0]
+    # what was sent is the shared answer's JSON, as the full answer has it
+    assert later[0] is full[0]

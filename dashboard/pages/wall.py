@@ -56,6 +56,8 @@ class Ids(StrEnum):
     PERIOD_DATES = "wall-period-dates"
     PERIOD_DATES_BOX = "wall-period-dates-box"  # shown for the period "dates" only
     RANKING_TITLE = "wall-ranking-title"
+    # what the screen shows of the numbers: a digest per output (callbacks/wall.py sends only the changed ones)
+    SHOWN = "wall-numbers-shown"
 
 
 CRUMB = "wall-crumb"
@@ -220,6 +222,7 @@ def layout(
             dcc.Interval(id=Ids.TICK, interval=1000),
             dcc.Store(id=LIVE_TICK),
             dcc.Store(id=Ids.VAN_FOCUS),
+            dcc.Store(id=Ids.SHOWN),
             dcc.Store(id=Ids.DRILL),
             dcc.Store(id=AREAS_REV),
             html.Header(
