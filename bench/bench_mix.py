@@ -30,7 +30,9 @@ Redis: this checkout's embedded stack, `yitu db up`, on the ports of its .env):
 - the load, open loop (request *i* is sent at ``start + i / rate`` whatever became of the earlier
   ones, and timed from then, so a stalled server shows in the figures instead of slowing the sender):
   reports ``--rate``/s (``POST /api/v1/cases``, each with its Idempotency-Key), GPS ``--gps`` fixes/s
-  in batches of ``--gps-batch`` (``POST /api/v1/vans/positions``, ``--vans`` vans driving), case
+  in batches of ``--gps-batch`` (``POST /api/v1/vans/positions``, ``--vans`` vans driving at 40 km/h,
+  turning at junctions now and then, their fixes a metre off as a phone's: until 2026-12-07 each fix
+  jumped up to 30 m anywhere, a trail no simplification could thin), case
   transitions ``--transitions``/s on the cases reported in the run (accept, escalate, dispatch to a
   mediator, start, attempt, close), searches ``--searches``/s (``GET /api/v1/search``) and area views
   ``--areas``/s (``GET /api/v1/areas/{code}/stats`` and ``…/cases``, towns and villages).
@@ -65,6 +67,7 @@ import copy
 import functools
 import gzip
 import json
+import math
 import os
 import platform
 import random
@@ -625,6 +628,7 @@ class Mix:
         self.tag = uuid.uuid4().hex[:8]
         self.rng = random.Random(args.seed)
         self.van_at = {v: world.points[i % len(world.points)] for i, v in enumerate(world.vans)}
+        self.heading = {v: self.rng.choice((0.0, 90.0, 180.0, 270.0)) for v in world.vans}
         self.van_time = datetime.now(UTC) - timedelta(minutes=5)
         self.negative_push = 0
         self.fault_at: float | None = None
@@ -722,17 +726,21 @@ class Mix:
         self.van_time = max(datetime.now(UTC), self.van_time + timedelta(milliseconds=1))
         for k in range(self.args.gps_batch):
             van = self.world.vans[(i * self.args.gps_batch + k) % len(self.world.vans)]
-            lon, lat = self.van_at[van]
-            lon, lat = lon + self.rng.uniform(-3e-4, 3e-4), lat + self.rng.uniform(-3e-4, 3e-4)
+            lon, lat, heading = *self.van_at[van], self.heading[van]
+            if self.rng.random() < TURN_CHANCE:  # a junction now and then: the road turns
+                heading = self.heading[van] = (heading + self.rng.choice((-90.0, 90.0))) % 360
+            lon, lat = _drive(lon, lat, heading, VAN_KMH / 3.6 * len(self.world.vans) / self.args.gps)
             self.van_at[van] = (lon, lat)
+            jitter = self.rng.uniform(-GPS_JITTER, GPS_JITTER), self.rng.uniform(-GPS_JITTER, GPS_JITTER)
+            lon, lat = lon + jitter[0], lat + jitter[1]
             fixes.append(
                 {
                     "van": van,
                     "lon": round(lon, 6),
                     "lat": round(lat, 6),
                     "time": (self.van_time + timedelta(microseconds=k)).isoformat(),
-                    "speed": 40.0,
-                    "heading": 90.0,
+                    "speed": VAN_KMH,
+                    "heading": heading,
                 }
             )
         body = orjson.dumps({"positions": fixes})
@@ -1210,6 +1218,19 @@ def _wait(predicate: Callable[[], bool], seconds: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"gave up waiting for {what} after {seconds:.0f} s")
         time.sleep(0.5)
+
+
+VAN_KMH = 40.0  # the vans drive at 40 km/h ...
+TURN_CHANCE = 0.01  # ... turning at a junction every hundred fixes or so ...
+GPS_JITTER = 1e-5  # ... their fixes off by up to a metre or so, as a phone's GPS
+
+
+def _drive(lon: float, lat: float, heading: float, metres: float) -> tuple[float, float]:
+    """Where a van at (lon, lat) is after ``metres`` on ``heading`` (degrees from north)."""
+    rad = math.radians(heading)
+    dlat = metres * math.cos(rad) / 111_320
+    dlon = metres * math.sin(rad) / (111_320 * math.cos(math.radians(lat)))
+    return lon + dlon, lat + dlat
 
 
 def prepare_world(dsn: str, n_vans: int, seed: int) -> World:

@@ -274,10 +274,14 @@ class Pool(ConnectionPool[Connection]):
 
 
 def session_options(statement_timeout_ms: int = 0, idle_in_transaction_ms: int = 0) -> str:
-    """libpq ``options`` giving every statement of a connection its time budget (0: none)."""
+    """libpq ``options`` giving every statement of a connection its time budget (0: none), and no
+    JIT: the app's statements run in milliseconds, but PostgreSQL compiles any whose estimate passes
+    ``jit_above_cost`` — a per-van LATERAL over the GPS history, a word common to many cases — and
+    the compiling alone took 150–900 ms of a 10 ms read (the vans layer's trails, the search)."""
     return (
         f"-c statement_timeout={int(statement_timeout_ms)} "
-        f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)}"
+        f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)} "
+        "-c jit=off"
     )
 
 

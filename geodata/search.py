@@ -135,7 +135,9 @@ def search(conn: psycopg.Connection, q: str, reader: Reader, limit: int = 10) ->
 def _quick(conn: psycopg.Connection) -> None:
     """For the rest of this transaction: no JIT and no parallel workers. The gram index's step is
     costed for every case holding a common word (it never runs for one: the newest cases answer
-    first), and that estimate alone would compile the query (150 ms) and start workers (50 ms)."""
+    first), and that estimate alone would compile the query (150 ms) and start workers (50 ms).
+    The app's pools have JIT off already (geodata/db.py ``session_options``); a connection of
+    another's making (a script's) may not."""
     conn.execute("SET LOCAL jit = off")
     conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
 

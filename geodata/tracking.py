@@ -252,6 +252,27 @@ def _moves(stored: list[Ping], vans: dict[str, dict[str, Any]], max_speed_kmh: f
     return out
 
 
+# The longest trail the vans layer draws (its trail_minutes): the scheduler's first roll of a van
+# reaches this far back, and trail points older than this are forgotten.
+TRAIL_WINDOW = timedelta(hours=24)
+
+
+def roll_trails(conn: psycopg.Connection) -> dict[str, int]:
+    """Roll every van's fixes stored since the end of its trail into ``van_trail``, simplified
+    (geodata/sql/van_trail_roll.sql), and forget the trail points older than :data:`TRAIL_WINDOW`;
+    one transaction. The scheduler's ``trails`` job (services/scheduler.py); returns how many vans
+    moved on, how many fixes they had and how many trail points those kept."""
+    with conn.transaction():
+        rows = conn.execute(query("van_trail_roll"), {"window": TRAIL_WINDOW}, prepare=True).fetchall()
+        forgotten = conn.execute("DELETE FROM van_trail WHERE at < now() - %s", (TRAIL_WINDOW,)).rowcount
+    return {
+        "vans": len(rows),
+        "fixes": sum(int(r[2]) for r in rows),
+        "points": sum(int(r[1]) for r in rows),
+        "forgotten": max(forgotten, 0),
+    }
+
+
 def van_list(
     conn: psycopg.Connection, *, offline_seconds: float, at: datetime, van: str | None = None, scope: str | None = None
 ) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from geodata import tracking
 from layers.registry import Filter, Layer
 
 
@@ -52,7 +53,7 @@ LAYER = Layer(
     style="vanPoint",
     functions={"style": "trailStyle", "onEachFeature": "vanEach"},
     bbox=False,  # four to a few dozen vans: always all of them
-    filters=(Filter("trail_minutes", int, default=60, ge=0, le=24 * 60),),
+    filters=(Filter("trail_minutes", int, default=60, ge=0, le=int(tracking.TRAIL_WINDOW.total_seconds() // 60)),),
     settings={"offline_seconds": "van_offline_seconds"},
     card=_card,
     live=("van.", "dispatch."),

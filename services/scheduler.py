@@ -2,7 +2,7 @@
 
 ``start(services)`` is called from the app's lifespan and returns a :class:`CasesRuntime`
 (stopped on shutdown): the outbox relay (services/relay.py, the one publisher of the live stream)
-and a :class:`Scheduler` running four jobs in a supervised daemon thread:
+and a :class:`Scheduler` running its jobs in a supervised daemon thread:
 - ``overdue``, every ``scheduler_interval`` seconds: flags open cases past their deadline
   ('overdue', an audit row, an event) and, with ``auto_escalate``, escalates them one level;
 - ``reconcile``, as often: frees the vans whose case was closed, rejected or escalated by a path
@@ -15,6 +15,8 @@ and a :class:`Scheduler` running four jobs in a supervised daemon thread:
 - ``warnings``, every ``scheduler_interval`` seconds: deadline warnings raised for the open cases whose
   deadline passes within ``warn_grid_hours`` (grid level) or ``warn_hours`` (the others), once per
   (case, level, deadline), their events through the outbox (geodata/warnings.py).
+- ``trails``, every few seconds (``TRAILS_EVERY``): the vans' fixes since the last roll rolled into
+  their trails, simplified, for the vans layer to read (geodata/tracking.py ``roll_trails``).
 Beside them, in every process, a thread ``yitu-deadlines`` keeps the process's deadline rules
 current (services/deadlines.py: the overrides' generation, every second).
 The jobs run once across all app processes: only the process holding the scheduler's advisory lock
@@ -42,7 +44,7 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from geodata import cases, idempotency, outbox, partitions, warnings
+from geodata import cases, idempotency, outbox, partitions, tracking, warnings
 from geodata import deadlines as geodeadlines
 from services import dispatching, events, notify
 from services.deadlines import POLL as DEADLINES_POLL
@@ -259,7 +261,20 @@ def jobs(svc: Services) -> list[Job]:
         Job("partitions", svc.settings.housekeeping_interval, lambda: housekeeping(svc), at_start=True),
         Job("idempotency", svc.settings.housekeeping_interval, lambda: prune_keys(svc), at_start=True),
         Job("warnings", interval, lambda: raise_warnings(svc.pool, svc.settings), at_start=True),
+        Job("trails", min(interval, TRAILS_EVERY), lambda: roll_trails(svc), at_start=True),
     ]
+
+
+TRAILS_EVERY = 5.0  # seconds between the vans' trail rolls: the vans layer reads the fixes since the last one
+
+
+def roll_trails(svc: Services) -> dict[str, int]:
+    """The vans' new fixes rolled into their trails, simplified (geodata/tracking.py ``roll_trails``)."""
+    with svc.pool.connection() as conn:
+        rolled = tracking.roll_trails(conn)
+    if rolled["forgotten"]:
+        log.info("van trails: points older than the longest trail forgotten=%d", rolled["forgotten"])
+    return rolled
 
 
 def notifier(svc: Services) -> Scheduler | None:

@@ -32,7 +32,7 @@ def test_healthz_ok_reports_the_postgis_version(app_settings: Settings, db_url: 
     assert r.status_code == 200
     body = r.json()
     assert _parts(body) == {"status": "ok", "postgis": version, "redis": "ok"}
-    assert set(body["scheduler"]["jobs"]) == {"overdue", "reconcile", "partitions", "idempotency", "warnings"}
+    assert set(body["scheduler"]["jobs"]) == {"overdue", "reconcile", "partitions", "idempotency", "warnings", "trails"}
     assert body["rows_in_default_partitions"] == {"case_events": 0, "van_positions": 0}
     assert body["outbox"]["pending"] == 0 and set(body["outbox"]["relay"]) >= {"leader", "last_run", "last_error"}
     assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}

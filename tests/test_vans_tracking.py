@@ -472,3 +472,60 @@ def test_the_vans_layer_draws_a_trail_by_its_shape_not_by_every_fix(
     assert points[0] == [pytest.approx(BASE[0]), pytest.approx(BASE[1])]
     assert [pytest.approx(corner[0], abs=1e-6), pytest.approx(corner[1], abs=1e-6)] in points
     assert points[-1] == [pytest.approx(corner[0]), pytest.approx(BASE[1] + 0.006)]
+
+
+def test_the_trail_is_kept_rolled_simplified_and_the_layer_draws_the_same_shape_from_it(
+    client: TestClient, admin: dict[str, str], demo_db: str
+) -> None:
+    """geodata/tracking.py ``roll_trails`` (the scheduler's ``trails`` job): 120 fixes along a road
+    with a corner become the trail's few points of shape; the layer draws the same line from them
+    as from the fixes, goes on with the fixes stored since, and a fix that comes later for an
+    earlier time stays in the history only."""
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    east = [ping("V01", start + timedelta(seconds=i), BASE[0] + 0.0001 * i, BASE[1]) for i in range(60)]
+    corner = (BASE[0] + 0.0059, BASE[1])
+    north = [ping("V01", start + timedelta(seconds=60 + i), corner[0], corner[1] + 0.0001 * (i + 1)) for i in range(60)]
+    assert client.post(URL, json={"positions": east + north}, headers=admin).status_code == 200
+
+    def trail() -> list[list[float]]:
+        layer = client.get("/api/v1/layers/vans", headers=admin).json()
+        found = [f for f in layer["features"] if f["properties"] == {"id": "V01", "kind": "trail"}]
+        assert len(found) == 1, layer
+        return list(found[0]["geometry"]["coordinates"])
+
+    from_fixes = trail()
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        rolled = tracking.roll_trails(conn)
+        kept = conn.execute(
+            "SELECT at, ST_X(geom), ST_Y(geom) FROM van_trail WHERE van_id = 'V01' ORDER BY at"
+        ).fetchall()
+        until = conn.execute("SELECT until FROM van_trail_until WHERE van_id = 'V01'").fetchone()
+        again = tracking.roll_trails(conn)
+    assert rolled["fixes"] >= 120 and 3 <= len(kept) <= 4, (rolled, kept)  # start, corner, end
+    assert until is not None and until[0] == start + timedelta(seconds=119)
+    assert (kept[0][1], kept[0][2]) == (pytest.approx(BASE[0]), pytest.approx(BASE[1]))
+    assert any(x == pytest.approx(corner[0], abs=1e-6) and y == pytest.approx(corner[1], abs=1e-6) for _, x, y in kept)
+    assert again["fixes"] == 0  # nothing new: nothing rolled twice
+    with psycopg.connect(demo_db, autocommit=True) as conn:  # the rolled fixes out of the layer's reach
+        conn.execute("DELETE FROM van_positions WHERE van_id = 'V01' AND recorded_at <= %s", until)
+    assert trail() == from_fixes  # the same line, drawn from the rolled trail alone
+
+    # fixes after the roll: on the layer at once (read from the history since the trail's end)
+    west = [
+        ping("V01", start + timedelta(seconds=120 + i), corner[0] - 0.0001 * (i + 1), BASE[1] + 0.006)
+        for i in range(30)
+    ]
+    late = ping("V01", start + timedelta(seconds=30.5), BASE[0], BASE[1] - 0.01)  # an earlier time, come late
+    assert client.post(URL, json={"positions": [*west, late]}, headers=admin).status_code == 200
+    end = [pytest.approx(corner[0] - 0.003), pytest.approx(BASE[1] + 0.006)]
+    # (the screens' shared answer is made anew once the fixes' events are out: services/layer_answers.py)
+    wait_for(lambda: trail()[-1] == end, what="the fixes since the trail's end on the layer")
+    after = trail()
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        tracking.roll_trails(conn)
+        lowest = conn.execute("SELECT min(ST_Y(geom)) FROM van_trail WHERE van_id = 'V01'").fetchone()[0]
+    assert trail() == after
+    assert lowest == pytest.approx(BASE[1])  # the late fix is not on the trail ...
+    assert (start + timedelta(seconds=30.5), BASE[0], BASE[1] - 0.01) in [  # (the rest of it deleted above)
+        (t, pytest.approx(x), pytest.approx(y)) for t, x, y in history(demo_db, "V01")
+    ]  # ... but in the history

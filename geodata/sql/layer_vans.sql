@@ -1,6 +1,8 @@
 -- Vans with their latest position, and their trail over the last %(trail_minutes)s minutes,
 -- simplified to ~5 m (0.00005°: a van reporting every second on a straight road is two points,
--- not 3,600 an hour; a bend keeps its shape at any zoom the wall uses).
+-- not 3,600 an hour; a bend keeps its shape at any zoom the wall uses). The trail is read from
+-- van_trail, where the scheduler keeps it simplified as it goes (040_van_trail.sql), plus the
+-- fixes since its end: a reload reads the trail's points of shape, not every fix of the hour.
 -- A van silent for %(offline_seconds)s seconds shows offline (yitu_van_status, as GET /api/v1/vans).
 -- %(scope)s: the reader's area (NULL: everywhere): only its banner's vans and the league's, and
 -- their trails (yitu_van_in_scope, 039_van_banner.sql).
@@ -18,12 +20,28 @@ SELECT json_build_object(
         UNION ALL
         SELECT json_build_object(
             'type', 'Feature',
-            'geometry', ST_AsGeoJSON(ST_Simplify(ST_MakeLine(p.geom ORDER BY p.recorded_at), 0.00005, true), 6)::json,
+            'geometry', ST_AsGeoJSON(ST_Simplify(ST_MakeLine(p.geom ORDER BY p.at), 0.00005, true), 6)::json,
             'properties', json_build_object('id', p.van_id, 'kind', 'trail')
         )
-        FROM van_positions p JOIN vans v ON v.id = p.van_id
-        WHERE p.recorded_at > now() - make_interval(mins => %(trail_minutes)s)
-          AND yitu_van_in_scope(%(scope)s::text, yitu_van_banner(v.base_center_id))
+        FROM (
+            -- the trail as the scheduler rolled it (its points of shape, 040_van_trail.sql) ...
+            SELECT t.van_id, t.at, t.geom
+            FROM van_trail t
+            WHERE t.at > now() - make_interval(mins => %(trail_minutes)s)
+            UNION ALL
+            -- ... and the fixes stored since its end (all of them when no trail was rolled)
+            SELECT v.id, p.recorded_at, p.geom
+            FROM vans v
+            LEFT JOIN van_trail_until u ON u.van_id = v.id
+            CROSS JOIN LATERAL (  -- per van, by the history's key: never a scan of it
+                SELECT p.recorded_at, p.geom
+                FROM van_positions p
+                WHERE p.van_id = v.id AND p.recorded_at > greatest(u.until, now() - make_interval(mins => %(trail_minutes)s))
+                OFFSET 0  -- kept a subquery, run per van: the planner would join the whole history
+            ) p
+        ) p
+        JOIN vans v ON v.id = p.van_id
+        WHERE yitu_van_in_scope(%(scope)s::text, yitu_van_banner(v.base_center_id))
         GROUP BY p.van_id
         HAVING count(*) > 1
     ) t), '[]'::json)
