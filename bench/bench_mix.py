@@ -123,16 +123,6 @@ MAIN = test_nginx.MAIN.replace("worker_processes 1;", "worker_processes auto;").
 POINT = "wall-point-layer"
 LIVE_EVENTS, LIVE_CURSOR = "live-events", "live-cursor"
 WALL_TICK = {"page": "wall", "type": "live-tick"}
-NUMBERS_OUTPUTS = (
-    "wall-kpis",
-    "wall-top-types",
-    "wall-trend",
-    "wall-panel",
-    "wall-crumbs",
-    "wall-ranking",
-    "wall-vans",
-    "wall-ranking-title",
-)
 SHOWN = "wall-numbers-shown"  # what a screen shows of the numbers: sent back, as the page's store is
 PLAN: list[tuple[str, dict[str, Any]]] = [  # bench/chaos.py's mediator plan
     ("accept", {}),
@@ -347,7 +337,7 @@ def wall_layout(page: dict[str, Any], deps: list[dict[str, Any]]) -> WallLayout:
     tick = json.dumps(WALL_TICK, separators=(",", ":"), sort_keys=True) + ".data"
     numbers_body = {
         "output": numbers["output"],
-        "outputs": [*({"id": i, "property": "children"} for i in NUMBERS_OUTPUTS), {"id": SHOWN, "property": "data"}],
+        "outputs": _outputs(numbers["output"]),
         "inputs": [entry(d) for d in numbers["inputs"]],
         "state": [entry(d) for d in numbers["state"]],
         "changedPropIds": [tick],
@@ -360,6 +350,11 @@ def wall_layout(page: dict[str, Any], deps: list[dict[str, Any]]) -> WallLayout:
         "changedPropIds": [tick],
     }
     return WallLayout(layers, numbers_body, warnings_body, numbers["output"])
+
+
+def _outputs(spec: str) -> list[dict[str, str]]:
+    """A multi-output callback's outputs from its dependency key (``..a.children...b.data..``)."""
+    return [{"id": ident, "property": prop} for ident, prop in (o.rsplit(".", 1) for o in spec.strip(".").split("..."))]
 
 
 LAG_TICK_S = 0.01  # the client's own loop-lag tick (Mix._watch_loop)
