@@ -252,16 +252,30 @@ def _coord(n: int) -> bytes:
     return _uvarint(z)
 
 
-def encode_points(keys: Sequence[str], rows: Iterable[Sequence[Any]], precision: int = 6) -> bytes:
+def encode_points(
+    keys: Sequence[str], rows: Iterable[Sequence[Any]], precision: int = 6, memo: dict[Any, bytes] | None = None
+) -> bytes:
     """A FeatureCollection of points given as rows ``(lon, lat, *values)``, each value the property of
     its key in ``keys``: the very bytes :func:`encode` writes for that collection (its features'
     properties in ``keys`` order, a None an empty value), without the collection being built first —
-    a pin layer's rows go from the database to the wire (layers/base.py ``Points``)."""
+    a pin layer's rows go from the database to the wire (layers/base.py ``Points``).
+
+    ``memo`` keeps each row's feature bytes for the next collection of the same ``keys`` and
+    ``precision`` (the caller's to keep per query: its columns' types never change): a layer
+    reloaded after every batch of events has nearly all its pins unchanged."""
     e = pow(10, precision)
     props = _packed(0x72, [i for k in range(len(keys)) for i in (k, k)])  # every feature has every key
     fields: dict[tuple[type, Any], bytes] = {}
     features = []
     for row in rows:
+        if memo is not None:
+            try:
+                kept = memo.get(row)
+            except TypeError:  # a list or an object among the values: not kept
+                kept = None
+            if kept is not None:
+                features.append(kept)
+                continue
         values = []
         for val in row[2:]:
             if isinstance(val, (dict, list)):  # not hashable: written each time, as encode() does
@@ -275,7 +289,10 @@ def encode_points(keys: Sequence[str], rows: Iterable[Sequence[Any]], precision:
         xy = _coord(round(row[0] * e)) + _coord(round(row[1] * e))
         geometry = b"\x1a" + _uvarint(len(xy)) + xy  # Geometry {coords=3}: a Point's type (0) is not written
         feature = b"\x0a" + _uvarint(len(geometry)) + geometry + b"".join(values) + props
-        features.append(b"\x0a" + _uvarint(len(feature)) + feature)
+        made = b"\x0a" + _uvarint(len(feature)) + feature
+        features.append(made)
+        if memo is not None and not any(isinstance(v, (dict, list)) for v in row[2:]):
+            memo[tuple(row)] = made
     head = b"".join(_field(0x0A, k.encode("utf-8")) for k in keys) if features else b""
     body = b"".join(features)
     return head + b"\x10\x02" + b"\x18" + _uvarint(precision) + (_field(0x22, body) if body else b"")

@@ -160,6 +160,7 @@ class Points:
 
     keys: tuple[str, ...]
     rows: list[tuple[Any, ...]]
+    query: str = ""  # the query that gave them: its features' bytes are kept from answer to answer
 
     def shifted(self) -> Points:
         """The same points in GCJ-02 (for AMap tiles), rounded as :func:`to_gcj02` rounds them."""
@@ -169,7 +170,7 @@ class Points:
         for row in self.rows:
             lon, lat = wgs84_to_gcj02(float(row[0]), float(row[1]))
             out.append((round(float(lon), 6), round(float(lat), 6), *row[2:]))
-        return Points(self.keys, out)
+        return Points(self.keys, out, self.query + " -- gcj02")
 
     def geojson(self) -> str:
         """The FeatureCollection's GeoJSON text (its properties in ``keys`` order)."""
@@ -188,9 +189,23 @@ class Points:
         """The response body and its media type: geobuf written from the rows (the bytes
         :func:`encode` writes for :meth:`geojson`), or the GeoJSON text."""
         if fmt == "geobuf":
-            data = geobuf_wire.encode_points(self.keys, self.rows, 6)
+            data = geobuf_wire.encode_points(self.keys, self.rows, 6, _memo(self.query, self.keys))
             return (data if self.rows else data + _EMPTY_COLLECTION), "application/x-protobuf"
         return self.geojson().encode("utf-8"), "application/geo+json"
+
+
+# Each point query's features as geobuf bytes, by row: a layer reloaded after every batch of events
+# has nearly all its pins unchanged, and writes them once (2,320 pins: 9 ms -> ~1 ms). Dropped whole
+# past MEMO_ROWS rows (a few reloads' worth of change); threads may race on a drop: a row is made again.
+MEMO_ROWS = 50_000
+_memos: dict[tuple[str, tuple[str, ...]], dict[Any, bytes]] = {}
+
+
+def _memo(query: str, keys: tuple[str, ...]) -> dict[Any, bytes]:
+    memo = _memos.setdefault((query, keys), {})
+    if len(memo) > MEMO_ROWS:
+        memo.clear()
+    return memo
 
 
 def encode_answer(got: str | Points, fmt: str = "geojson", gcj02: bool = False) -> tuple[bytes, str]:
@@ -218,7 +233,7 @@ def point_rows(
     for name, val in zip(names[2:], rows[0][2:], strict=True) if rows else ():
         if val is not None and not isinstance(val, _ROW_TYPES):  # a timestamp, a numeric: cast it in the SQL
             raise ValueError(f"a point layer's column {name} is a {type(val).__name__}: cast it to text or float8")
-    return Points(names[2:], rows)
+    return Points(names[2:], rows, query_text)
 
 
 # The values a point layer's row may hold: those GeoJSON and geobuf write alike (layers/base.py Points).

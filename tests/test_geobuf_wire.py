@@ -141,6 +141,25 @@ def test_points_from_rows_are_the_packages_bytes_of_their_collection(points: lis
     }
     assert geobuf_wire.encode_points(keys, points) == geobuf_wire.encode(fc) == geobuf.encode(fc, 6)
     assert json.loads(Points(keys, points).geojson()) == json.loads(json.dumps(fc))
+    # kept from answer to answer: the same bytes again, and for a collection with a row changed
+    memo: dict[Any, bytes] = {}
+    assert geobuf_wire.encode_points(keys, points, 6, memo) == geobuf.encode(fc, 6)
+    assert geobuf_wire.encode_points(keys, points, 6, memo) == geobuf.encode(fc, 6)
+    if points:
+        changed = [*points[1:], (points[0][0], points[0][1], "changed", None, 7)]
+        moved = {
+            **fc,
+            "features": [*fc["features"][1:], _feature(points[0][0], points[0][1], keys, ("changed", None, 7))],
+        }
+        assert geobuf_wire.encode_points(keys, changed, 6, memo) == geobuf.encode(moved, 6)
+
+
+def _feature(lon: float, lat: float, keys: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+        "properties": dict(zip(keys, values, strict=True)),
+    }
 
 
 def test_a_pin_layer_of_rows_refuses_a_query_of_other_columns(demo_db: str) -> None:
