@@ -482,13 +482,15 @@ def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
 
 
 def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
-    """The selected area: name, code, level, its figures and cases by step, a link to its page."""
+    """The selected area: name, code, level, its figures (the year's rate, as the tiles of the
+    default period: one figure for both) and cases by step, a link to its page."""
     t = translator(lang)
+    year = period_of(DEFAULT_PERIOD)
     with svc.pool.connection() as conn:
         area = queries.area_summary(conn, code)
         if area is None:
             return [html.P(t("panel.hint"), className="yitu-muted")]
-        k = kpi.cached(svc.redis, f"tiles:{code}", lambda: kpi.tiles(conn, code))
+        k = kpi.cached(svc.redis, f"tiles:{code}:{year.key}", lambda: kpi.tiles(conn, code, year.start, year.end))
         steps = kpi.cached(svc.redis, f"steps:{code}", lambda: kpi.steps(conn, code))
     return [
         html.H3(t("panel.area")),
