@@ -19,7 +19,9 @@ figure computed on a lagging replica could be cached again after that drop and o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -242,7 +244,7 @@ def kpi_tiles(svc: Services, code: str, lang: str, period: Period | None = None)
     rest as of now; the overdue-by-level chips filter the pins (a click: callbacks below)."""
     t = translator(lang)
     period = period or period_of(DEFAULT_PERIOD)
-    with svc.pool.connection() as conn:
+    with _connection(svc) as conn:
         k = kpi.cached(svc.redis, f"tiles:{code}:{period.key}", lambda: kpi.tiles(conn, code, period.start, period.end))
     overdue_total = sum(k["overdue"].values())
     p = period_label(period, t)
@@ -294,7 +296,7 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
     t = translator(lang)
     period = period or period_of(DEFAULT_PERIOD)
     first, after = period.start.date(), period.end.date()
-    with svc.pool.connection() as conn:
+    with _connection(svc) as conn:
         rows = kpi.cached(svc.redis, f"types:{code}:{period.key}", lambda: kpi.top_types(conn, code, first, after))
     title = html.H3(t("chart.top_types").format(p=period_label(period, t)))
     if not rows:
@@ -319,7 +321,7 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
 
 def trend_chart(svc: Services, code: str, lang: str) -> Svg:
     t = translator(lang)
-    with svc.pool.connection() as conn:
+    with _connection(svc) as conn:
         rows = kpi.cached(svc.redis, f"trend:{code}", lambda: kpi.trend(conn, code, 30))
     w, h, pad = 300.0, 110.0, 14.0
     top = max([1] + [max(r["reported"], r["resolved"]) for r in rows])
@@ -371,7 +373,7 @@ def ranking_table(svc: Services, banner: str, lang: str, period: Period | None =
     t = translator(lang)
     parent = in_scope(banner)
     period = period or period_of(DEFAULT_PERIOD)
-    with svc.pool.connection() as conn:
+    with _connection(svc) as conn:
         rows = kpi.cached(
             svc.redis,
             f"ranking:{parent}:{period.key}",
@@ -420,7 +422,7 @@ def van_board_rows(
     changes (its van's name, status or kilometre; the language, the row's type)."""
     t = translator(lang)
     scope = identity.scope_of(who or identity.who_is_asking())
-    with svc.pool.connection() as conn:
+    with _connection(svc) as conn:
         rows = vans.board(conn, svc.settings.van_offline_seconds, scope)
     return [_van_row(r["id"], r["name"], r["status"], f"{r['odometer_km']:.0f}", lang, row_type, t) for r in rows]
 
@@ -469,7 +471,7 @@ def _linked_row(cells: list[Component], href: str) -> html.Tr:
 
 def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
     who = identity.who_is_asking()
-    with svc.pool.connection() as conn:
+    with _connection(svc) as conn:
         chain = [a for a in reversed(queries.area_ancestors(conn, code)) if who.sees_area(a["code"])]
         here = queries.area_summary(conn, code)
     items = [*chain, here] if here else chain
@@ -486,7 +488,7 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
     default period: one figure for both) and cases by step, a link to its page."""
     t = translator(lang)
     year = period_of(DEFAULT_PERIOD)
-    with svc.pool.connection() as conn:
+    with _connection(svc) as conn:
         area = queries.area_summary(conn, code)
         if area is None:
             return [html.P(t("panel.hint"), className="yitu-muted")]
@@ -705,8 +707,33 @@ def numbers_for(svc: Services, code: str, lang: str, period: Period, rev: int | 
     return numbers_round(_shared_numbers(svc, code, lang, period, rev), shown)
 
 
+# The connection the numbers' parts share while one computation runs (:func:`_connection`).
+_NUMBERS_CONN: ContextVar[psycopg.Connection[Any] | None] = ContextVar("yitu_numbers_conn", default=None)
+
+
+@contextmanager
+def _connection(svc: Services) -> Iterator[psycopg.Connection[Any]]:
+    """The primary's connection for one of the numbers' parts: the computation's own while the
+    parts run for :func:`_shared_numbers` (seven parts, one checkout and its check instead of seven),
+    else one from the pool (a part called alone: the dispatch page's board, tests)."""
+    shared = _NUMBERS_CONN.get()
+    if shared is not None:
+        yield shared
+        return
+    with svc.pool.connection() as conn:
+        yield conn
+
+
 def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> _Numbers:
     def compute() -> _Numbers:
+        with svc.pool.connection() as conn:
+            token = _NUMBERS_CONN.set(conn)
+            try:
+                return made()
+            finally:
+                _NUMBERS_CONN.reset(token)
+
+    def made() -> _Numbers:
         board = van_board_rows(svc, lang, VAN_ROW)
         components: NumbersAnswer = (
             kpi_tiles(svc, code, lang, period),

@@ -283,3 +283,19 @@ def test_a_screen_is_sent_only_the_numbers_that_changed_since_its_last_round(
     assert later[-1][wall.BOARD] == shown[wall.BOARD] and later[-1][0] != shown[0]
     # what was sent is the shared answer's JSON, as the full answer has it
     assert later[0] is full[0]
+
+
+def test_the_wall_numbers_take_one_connection_for_all_their_parts(client: TestClient) -> None:
+    """callbacks/wall.py ``_shared_numbers``: the seven parts of a computation share one checkout
+    of the pool (each checkout is a round trip to check the connection); a part alone takes its own."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    viewer = Principal(1, "wall-viewer", "viewer", None, kind="user", session_id="1")
+    quarter = wall.period_of("quarter")
+    with acting_as(viewer):
+        before = svc.pool.get_stats()["requests_num"]
+        misses = svc.layer_answers.misses
+        wall.numbers(svc, "150623", "en", quarter, None)  # an answer no test made yet: computed
+        assert svc.layer_answers.misses == misses + 1
+        assert svc.pool.get_stats()["requests_num"] - before == 1
+        wall.van_board(svc, "en")
+        assert svc.pool.get_stats()["requests_num"] - before == 2
