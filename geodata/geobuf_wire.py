@@ -260,19 +260,21 @@ def encode_points(
     properties in ``keys`` order, a None an empty value), without the collection being built first —
     a pin layer's rows go from the database to the wire (layers/base.py ``Points``).
 
-    ``memo`` keeps each row's feature bytes for the next collection of the same ``keys`` and
-    ``precision`` (the caller's to keep per query: its columns' types never change): a layer
-    reloaded after every batch of events has nearly all its pins unchanged."""
+    ``memo`` keeps each row's feature bytes (by its values and their types) for the next collection
+    of the same ``keys`` and ``precision``: a layer reloaded after every batch of events has nearly
+    all its pins unchanged."""
     e = pow(10, precision)
     props = _packed(0x72, [i for k in range(len(keys)) for i in (k, k)])  # every feature has every key
     fields: dict[tuple[type, Any], bytes] = {}
     features = []
     for row in rows:
+        key = None
         if memo is not None:
+            key = (row, tuple(map(type, row)))  # the types too: True == 1 == 1.0 to a dict, not to geobuf
             try:
-                kept = memo.get(row)
+                kept = memo.get(key)
             except TypeError:  # a list or an object among the values: not kept
-                kept = None
+                key = kept = None
             if kept is not None:
                 features.append(kept)
                 continue
@@ -291,8 +293,8 @@ def encode_points(
         feature = b"\x0a" + _uvarint(len(geometry)) + geometry + b"".join(values) + props
         made = b"\x0a" + _uvarint(len(feature)) + feature
         features.append(made)
-        if memo is not None and not any(isinstance(v, (dict, list)) for v in row[2:]):
-            memo[tuple(row)] = made
+        if memo is not None and key is not None:
+            memo[key] = made
     head = b"".join(_field(0x0A, k.encode("utf-8")) for k in keys) if features else b""
     body = b"".join(features)
     return head + b"\x10\x02" + b"\x18" + _uvarint(precision) + (_field(0x22, body) if body else b"")

@@ -255,18 +255,25 @@ def _moves(stored: list[Ping], vans: dict[str, dict[str, Any]], max_speed_kmh: f
 # The longest trail the vans layer draws (its trail_minutes): the scheduler's first roll of a van
 # reaches this far back, and trail points older than this are forgotten.
 TRAIL_WINDOW = timedelta(hours=24)
+TRAIL_ROLL_FIXES = 1000  # a van's fixes per roll at most: one far behind catches up roll by roll
 
 
 def roll_trails(conn: psycopg.Connection) -> dict[str, int]:
     """Roll every van's fixes stored since the end of its trail into ``van_trail``, simplified
-    (geodata/sql/van_trail_roll.sql), and forget the trail points older than :data:`TRAIL_WINDOW`;
-    one transaction. The scheduler's ``trails`` job (services/scheduler.py); returns how many vans
-    moved on, how many fixes they had and how many trail points those kept."""
+    together with the trail's newest point (taken off first: geodata/sql/van_trail_take.sql, then
+    van_trail_roll.sql), and forget the trail points older than :data:`TRAIL_WINDOW`; one
+    transaction. The scheduler's ``trails`` job (services/scheduler.py); returns how many vans moved
+    on, how many fixes they had and how many trail points those kept."""
     with conn.transaction():
-        rows = conn.execute(query("van_trail_roll"), {"window": TRAIL_WINDOW}, prepare=True).fetchall()
+        taken = [
+            {"van": van, "at": at.isoformat(), "lon": lon, "lat": lat}
+            for van, at, lon, lat in conn.execute(query("van_trail_take"), prepare=True)
+        ]
+        params = {"window": TRAIL_WINDOW, "per_van": TRAIL_ROLL_FIXES, "taken": orjson.dumps(taken).decode()}
+        rows = conn.execute(query("van_trail_roll"), params, prepare=True).fetchall()
         forgotten = conn.execute("DELETE FROM van_trail WHERE at < now() - %s", (TRAIL_WINDOW,)).rowcount
     return {
-        "vans": len(rows),
+        "vans": sum(1 for r in rows if int(r[2])),
         "fixes": sum(int(r[2]) for r in rows),
         "points": sum(int(r[1]) for r in rows),
         "forgotten": max(forgotten, 0),

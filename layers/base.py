@@ -1,7 +1,8 @@
 """What every map layer shares: the box, zoom → level, and the wire formats.
 
-Layers return GeoJSON text built by PostGIS; this module turns it into the bytes the browser
-asks for (GeoJSON or geobuf), shifted to GCJ-02 when the base map is an AMap-style one.
+Layers return GeoJSON text built by PostGIS, or for a point layer of many pins (``Layer.rows``)
+one row per point (:class:`Points`); this module turns either into the bytes the browser asks for
+(GeoJSON or geobuf), shifted to GCJ-02 when the base map is an AMap-style one.
 """
 
 from __future__ import annotations
@@ -225,16 +226,24 @@ def point_rows(
     limit = None if max_features is None else max_features + 1
     with conn.cursor() as cur:
         rows = cur.execute(query_text, {**params, "max_features": limit}).fetchall()
-        names = tuple(c.name for c in cur.description or ())
-    if max_features is not None and len(rows) > max_features:
-        raise _too_many(max_features)
+        columns = [(c.name, _type_name(conn, c.type_code)) for c in cur.description or ()]
+    names = tuple(name for name, _ in columns)
     if names[:2] != ("lon", "lat"):
         raise ValueError(f"a point layer's query returns lon, lat, then its properties, not {names}")
-    for name, val in zip(names[2:], rows[0][2:], strict=True) if rows else ():
-        if val is not None and not isinstance(val, _ROW_TYPES):  # a timestamp, a numeric: cast it in the SQL
-            raise ValueError(f"a point layer's column {name} is a {type(val).__name__}: cast it to text or float8")
+    for name, kind in columns[2:]:
+        if kind not in _ROW_TYPES:  # a timestamp, a numeric: cast it in the SQL
+            raise ValueError(f"a point layer's column {name} is a {kind}: cast it to text or float8")
+    if max_features is not None and len(rows) > max_features:
+        raise _too_many(max_features)
     return Points(names[2:], rows, query_text)
 
 
-# The values a point layer's row may hold: those GeoJSON and geobuf write alike (layers/base.py Points).
-_ROW_TYPES = (str, bool, int, float, list, dict)
+# The column types a point layer's row may hold: those GeoJSON and geobuf write alike (Points).
+_ROW_TYPES = frozenset(
+    {"text", "varchar", "bpchar", "bool", "int2", "int4", "int8", "float4", "float8", "json", "jsonb"}
+)
+
+
+def _type_name(conn: psycopg.Connection, oid: int) -> str:
+    info = conn.adapters.types.get(oid)
+    return info.name if info is not None else f"type {oid}"

@@ -145,6 +145,11 @@ def test_points_from_rows_are_the_packages_bytes_of_their_collection(points: lis
     memo: dict[Any, bytes] = {}
     assert geobuf_wire.encode_points(keys, points, 6, memo) == geobuf.encode(fc, 6)
     assert geobuf_wire.encode_points(keys, points, 6, memo) == geobuf.encode(fc, 6)
+    # a memo shared across rows whose values are equal to a dict but not to geobuf (True == 1 == 1.0)
+    mixed = [(1.5, 2.5, False, None, None), (1.5, 2.5, 0, None, None), (1.5, 2.5, 0.0, None, 1.0)]
+    mixed_fc = {**fc, "features": [_feature(x, y, keys, rest) for x, y, *rest in mixed]}
+    assert geobuf_wire.encode_points(keys, mixed, 6, memo) == geobuf.encode(mixed_fc, 6)
+    assert geobuf_wire.encode_points(keys, mixed, 6, memo) == geobuf.encode(mixed_fc, 6)
     if points:
         changed = [*points[1:], (points[0][0], points[0][1], "changed", None, 7)]
         moved = {
@@ -170,6 +175,8 @@ def test_a_pin_layer_of_rows_refuses_a_query_of_other_columns(demo_db: str) -> N
             point_rows(conn, "SELECT 1 AS x, 2 AS y, 'a' AS code", {})
         with pytest.raises(ValueError, match="seen"):  # a timestamp would be text in JSON, empty in geobuf
             point_rows(conn, "SELECT 1.5::float8 AS lon, 2.5::float8 AS lat, now() AS seen", {})
+        with pytest.raises(ValueError, match="amount is a numeric"):  # whatever its first row holds
+            point_rows(conn, "SELECT 1.5::float8 AS lon, 2.5::float8 AS lat, NULL::numeric AS amount", {})
         got = point_rows(conn, "SELECT 1.5::float8 AS lon, 2.5::float8 AS lat, 'a' AS code", {})
         assert (got.keys, got.rows) == (("code",), [(1.5, 2.5, "a")])
         none = point_rows(conn, "SELECT 1.5::float8 AS lon, 2.5::float8 AS lat, 'a' AS code WHERE false", {})

@@ -74,7 +74,14 @@ def test_the_apps_scheduler_shows_each_jobs_last_run_in_healthz(
 
         body = wait_for(ran, timeout=20, what="every job run once")
         assert isinstance(body, dict)
-        assert set(body["scheduler"]["jobs"]) == {"overdue", "reconcile", "partitions", "idempotency", "warnings", "trails"}
+        assert set(body["scheduler"]["jobs"]) == {
+            "overdue",
+            "reconcile",
+            "partitions",
+            "idempotency",
+            "warnings",
+            "trails",
+        }
         assert body["scheduler"]["running"] is True
         assert body["rows_in_default_partitions"] == {"case_events": 0, "van_positions": 0}
 

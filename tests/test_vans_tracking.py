@@ -488,10 +488,8 @@ def test_the_trail_is_kept_rolled_simplified_and_the_layer_draws_the_same_shape_
     assert client.post(URL, json={"positions": east + north}, headers=admin).status_code == 200
 
     def trail() -> list[list[float]]:
-        layer = client.get("/api/v1/layers/vans", headers=admin).json()
-        found = [f for f in layer["features"] if f["properties"] == {"id": "V01", "kind": "trail"}]
-        assert len(found) == 1, layer
-        return list(found[0]["geometry"]["coordinates"])
+        # the layer's query itself (the route shares an answer between screens for a few seconds)
+        return _trail(demo_db, "V01")
 
     from_fixes = trail()
     with psycopg.connect(demo_db, autocommit=True) as conn:
@@ -517,10 +515,8 @@ def test_the_trail_is_kept_rolled_simplified_and_the_layer_draws_the_same_shape_
     ]
     late = ping("V01", start + timedelta(seconds=30.5), BASE[0], BASE[1] - 0.01)  # an earlier time, come late
     assert client.post(URL, json={"positions": [*west, late]}, headers=admin).status_code == 200
-    end = [pytest.approx(corner[0] - 0.003), pytest.approx(BASE[1] + 0.006)]
-    # (the screens' shared answer is made anew once the fixes' events are out: services/layer_answers.py)
-    wait_for(lambda: trail()[-1] == end, what="the fixes since the trail's end on the layer")
     after = trail()
+    assert after[-1] == [pytest.approx(corner[0] - 0.003), pytest.approx(BASE[1] + 0.006)]
     with psycopg.connect(demo_db, autocommit=True) as conn:
         tracking.roll_trails(conn)
         lowest = conn.execute("SELECT min(ST_Y(geom)) FROM van_trail WHERE van_id = 'V01'").fetchone()[0]
@@ -529,3 +525,59 @@ def test_the_trail_is_kept_rolled_simplified_and_the_layer_draws_the_same_shape_
     assert (start + timedelta(seconds=30.5), BASE[0], BASE[1] - 0.01) in [  # (the rest of it deleted above)
         (t, pytest.approx(x), pytest.approx(y)) for t, x, y in history(demo_db, "V01")
     ]  # ... but in the history
+
+
+KEPT = "SELECT ST_X(geom), ST_Y(geom) FROM van_trail WHERE van_id = 'V01' ORDER BY at"  # V01's trail points
+
+
+def _trail(dsn: str, van: str, minutes: int = 60) -> list[list[float]]:
+    """The van's trail as the vans layer's query draws it (registry.get("vans").features)."""
+    from layers import registry
+    from services.settings import Settings
+
+    spec = registry.get("vans")
+    configured = spec.configured(Settings(_env_file=None))
+    values = {**{f.name: f.default for f in spec.filters}, **configured, "scope": None, "trail_minutes": minutes}
+    with psycopg.connect(dsn) as conn:
+        layer = json.loads(spec.features(conn, values))
+    found = [f for f in layer["features"] if f["properties"] == {"id": van, "kind": "trail"}]
+    assert len(found) == 1, layer
+    return list(found[0]["geometry"]["coordinates"])
+
+
+def test_a_trail_rolled_as_it_is_driven_stays_its_shape_however_long_the_road(
+    client: TestClient, admin: dict[str, str], demo_db: str
+) -> None:
+    """Each roll simplifies the trail's newest point again with the new fixes: a van driving a
+    straight road for ten rolls keeps a trail of two points (where it started, where it is), and
+    a turn adds the corner; the layer draws the same line as from every fix, and a shorter
+    window starts where the van was when it opened, on the straight road's first stretch."""
+    start = datetime.now(UTC) - timedelta(minutes=3)
+    fixes = [ping("V01", start + timedelta(seconds=i), BASE[0] + 0.0001 * i, BASE[1]) for i in range(100)]
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        for chunk in range(10):
+            batch = fixes[chunk * 10 : chunk * 10 + 10]
+            assert client.post(URL, json={"positions": batch}, headers=admin).status_code == 200
+            rolled = tracking.roll_trails(conn)
+            assert rolled["fixes"] == 10, rolled
+        points = conn.execute(
+            "SELECT ST_X(geom), ST_Y(geom) FROM van_trail WHERE van_id = 'V01' ORDER BY at"
+        ).fetchall()
+        assert [(pytest.approx(x), pytest.approx(y)) for x, y in points] == [BASE, (BASE[0] + 0.0099, BASE[1])]
+        north = [
+            ping("V01", start + timedelta(seconds=100 + i), BASE[0] + 0.0099, BASE[1] + 0.0001 * (i + 1))
+            for i in range(20)
+        ]
+        assert client.post(URL, json={"positions": north}, headers=admin).status_code == 200
+        tracking.roll_trails(conn)
+        points = conn.execute(
+            "SELECT ST_X(geom), ST_Y(geom) FROM van_trail WHERE van_id = 'V01' ORDER BY at"
+        ).fetchall()
+    corner, end = (BASE[0] + 0.0099, BASE[1]), (BASE[0] + 0.0099, BASE[1] + 0.002)
+    assert [(pytest.approx(x), pytest.approx(y)) for x, y in points] == [BASE, corner, end]
+    assert _trail(demo_db, "V01") == [[pytest.approx(x), pytest.approx(y)] for x, y in (BASE, corner, end)]
+    opened = datetime.now(UTC) - timedelta(minutes=2)  # within the straight road's first 100 s
+    drawn = _trail(demo_db, "V01", minutes=2)
+    first = 0.0001 * ((opened - start).total_seconds() // 1 + 1)  # its first fix after the window opened
+    assert drawn[0] == [pytest.approx(BASE[0] + first, abs=0.00025), pytest.approx(BASE[1])], drawn
+    assert drawn[1:] == [[pytest.approx(x), pytest.approx(y)] for x, y in (corner, end)]

@@ -39,6 +39,18 @@ SELECT json_build_object(
                 WHERE p.van_id = v.id AND p.recorded_at > greatest(u.until, now() - make_interval(mins => %(trail_minutes)s))
                 OFFSET 0  -- kept a subquery, run per van: the planner would join the whole history
             ) p
+            UNION ALL
+            -- ... and where it was when the window opened: its first fix in it (a straight road is
+            -- two trail points however long, and the first may lie before the window)
+            SELECT v.id, f.recorded_at, f.geom
+            FROM vans v
+            CROSS JOIN LATERAL (
+                SELECT p.recorded_at, p.geom
+                FROM van_positions p
+                WHERE p.van_id = v.id AND p.recorded_at > now() - make_interval(mins => %(trail_minutes)s)
+                ORDER BY p.recorded_at
+                LIMIT 1
+            ) f
         ) p
         JOIN vans v ON v.id = p.van_id
         WHERE yitu_van_in_scope(%(scope)s::text, yitu_van_banner(v.base_center_id))
