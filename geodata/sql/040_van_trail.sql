@@ -4,27 +4,23 @@
 --
 -- The scheduler's ``trails`` job (services/scheduler.py, every few seconds, on the leader) rolls
 -- each van's fixes since the end of its trail (van_trail_until) into ``van_trail``, simplified
--- as the layer simplifies them (~5 m, ST_Simplify keeping each kept fix's time as its M), and
--- simplifies the trail's last point again with them, so a straight road stays two points however
--- long it is driven (geodata/tracking.py ``roll_trails``). The layer reads the trail's points in
--- its window plus the few fixes not rolled yet, and simplifies once more (layer_vans.sql). A fix
--- that arrives after its time was rolled (a phone's late resend) is in the history
--- (van_positions) but not on the trail.
---
--- No foreign key to vans: checking one would take a KEY SHARE lock on the van's row at each
--- insert, and the GPS intake locks those rows FOR UPDATE: the job must never wait for the intake
--- nor make it wait (or deadlock with it). A removed van's points go with the window (the job
--- forgets what is older than the longest trail); the layer joins the vans.
+-- as the layer simplifies them (~5 m, ST_Simplify keeping each kept fix's time as its M), so a
+-- trail holds the points of its shape, not one per fix. The layer reads the trail's points in
+-- its window plus the few fixes not rolled yet (after its until), and simplifies once more
+-- across the chunks (layer_vans.sql). A fix that arrives after its time was rolled (a phone's
+-- late resend) is in the history (van_positions) but not on the trail.
 CREATE TABLE van_trail (
-    van_id text NOT NULL,
+    van_id text NOT NULL REFERENCES vans (id) ON DELETE CASCADE,
     at     timestamptz NOT NULL,
     geom   geometry(Point, 4326) NOT NULL,
     PRIMARY KEY (van_id, at)
 );
 CREATE INDEX van_trail_at ON van_trail (at);  -- the job forgets points older than any window
 
--- Where each van's trail ends: its fixes up to ``until`` are on it. Written by the job alone.
+-- Where each van's trail ends: its fixes up to ``until`` are on it. A table of its own, written by
+-- the job alone: the GPS intake locks the vans' rows, and the job must never wait for it or make
+-- it wait.
 CREATE TABLE van_trail_until (
-    van_id text PRIMARY KEY,
+    van_id text PRIMARY KEY REFERENCES vans (id) ON DELETE CASCADE,
     until  timestamptz NOT NULL
 );
