@@ -76,12 +76,17 @@ def tolerance_for_zoom(zoom: int) -> float:
     return 0.5 * 360.0 / (256 * 2.0**zoom)
 
 
-def _shift(coords: object) -> object:
+def _shift_point(lon: float, lat: float) -> tuple[float, float]:
+    """One point from WGS-84 to GCJ-02, rounded to the 6 decimals the layers write."""
     from geodata.gcj02 import wgs84_to_gcj02
 
+    x, y = wgs84_to_gcj02(float(lon), float(lat))
+    return round(float(x), 6), round(float(y), 6)
+
+
+def _shift(coords: object) -> object:
     if isinstance(coords, list) and coords and isinstance(coords[0], (int, float)):
-        lon, lat = wgs84_to_gcj02(float(coords[0]), float(coords[1]))
-        return [round(float(lon), 6), round(float(lat), 6)]
+        return list(_shift_point(coords[0], coords[1]))
     if isinstance(coords, list):
         return [_shift(c) for c in coords]
     return coords
@@ -164,13 +169,8 @@ class Points:
     query: str = ""  # the query that gave them: its features' bytes are kept from answer to answer
 
     def shifted(self) -> Points:
-        """The same points in GCJ-02 (for AMap tiles), rounded as :func:`to_gcj02` rounds them."""
-        from geodata.gcj02 import wgs84_to_gcj02
-
-        out = []
-        for row in self.rows:
-            lon, lat = wgs84_to_gcj02(float(row[0]), float(row[1]))
-            out.append((round(float(lon), 6), round(float(lat), 6), *row[2:]))
+        """The same points in GCJ-02 (for AMap tiles), as :func:`to_gcj02` shifts a collection."""
+        out = [(*_shift_point(row[0], row[1]), *row[2:]) for row in self.rows]
         return Points(self.keys, out, self.query + " -- gcj02")
 
     def geojson(self) -> str:

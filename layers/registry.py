@@ -143,10 +143,8 @@ class Layer:
     ) -> str:
         """The layer's GeoJSON text for the request's filter values (and configured values); more
         than ``max_features`` features is a TooManyFeatures (422) for the layers whose SQL reads the cap."""
-        params = self._params(values, bbox)
-        if self.rows:
-            return point_rows(conn, self.query_text(), params, max_features).geojson()
-        return feature_collection(conn, self.query_text(), params, max_features)
+        got = self.read(conn, values, bbox, max_features)
+        return got.geojson() if isinstance(got, Points) else got
 
     def read(
         self,
@@ -155,18 +153,14 @@ class Layer:
         bbox: BBox | None = None,
         max_features: int | None = None,
     ) -> str | Points:
-        """What the layer's query gave: the GeoJSON text (as :meth:`features`), or for a layer of
-        ``rows`` its points, which go from the rows to the wire with no JSON in between (encode
-        either with layers/base.py ``encode_answer``, after the connection is given back)."""
-        if not self.rows:
-            return self.features(conn, values, bbox, max_features)
-        return point_rows(conn, self.query_text(), self._params(values, bbox), max_features)
-
-    def _params(self, values: Mapping[str, Any], bbox: BBox | None) -> dict[str, Any]:
+        """What the layer's query gave: the GeoJSON text, or for a layer of ``rows`` its points,
+        which go from the rows to the wire with no JSON in between (encode either with
+        layers/base.py ``encode_answer``, after the connection is given back)."""
         params = self.params(values) if self.params else dict(values)
         if self.bbox:
             params.update((bbox or BBox.parse(None)).params())
-        return params
+        read = point_rows if self.rows else feature_collection
+        return read(conn, self.query_text(), params, max_features)
 
     def hideout(self, data: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         """What the layer's JavaScript reads: its name (the loaded-feature counter), the events that
