@@ -246,7 +246,7 @@ def encode(obj: Mapping[str, Any], precision: int = 6, dim: int = 2) -> bytes:
 
 def _coord(n: int) -> bytes:
     """One coordinate of a point as a zigzag varint (a degree times 10^6 is 4 or 5 bytes: in one step)."""
-    z = (n << 1) if n >= 0 else ((-n << 1) - 1)
+    z = _zigzag(n)
     if 1 << 28 <= z < 1 << 35:
         return bytes((z & 0x7F | 0x80, z >> 7 & 0x7F | 0x80, z >> 14 & 0x7F | 0x80, z >> 21 & 0x7F | 0x80, z >> 28))
     return _uvarint(z)
@@ -265,7 +265,7 @@ def encode_points(
     all its pins unchanged."""
     e = pow(10, precision)
     props = _packed(0x72, [i for k in range(len(keys)) for i in (k, k)])  # every feature has every key
-    fields: dict[tuple[type, Any], bytes] = {}
+    encoder = Encoder(precision)  # its values' fields, typed and kept as encode() does
     features = []
     for row in rows:
         key = None
@@ -278,16 +278,8 @@ def encode_points(
             if kept is not None:
                 features.append(kept)
                 continue
-        values = []
-        for val in row[2:]:
-            if isinstance(val, (dict, list)):  # not hashable: written each time, as encode() does
-                values.append(_field(0x6A, _value(val)))
-                continue
-            k = (val.__class__, val)
-            field = fields.get(k)
-            if field is None:
-                field = fields[k] = _field(0x6A, _value(val))
-            values.append(field)
+        values: list[bytes] = []
+        encoder._props(zip(keys, row[2:], strict=True), (), values, [])
         xy = _coord(round(row[0] * e)) + _coord(round(row[1] * e))
         geometry = b"\x1a" + _uvarint(len(xy)) + xy  # Geometry {coords=3}: a Point's type (0) is not written
         feature = b"\x0a" + _uvarint(len(geometry)) + geometry + b"".join(values) + props
