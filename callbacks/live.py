@@ -58,6 +58,10 @@ VAN_BATCH_SECONDS = 1.0  # a batch of nothing but van moves
 POLL_SECONDS = 0.025  # how often a gathering batch looks at what came
 NUMBERS_SECONDS = 2.0
 NUMBERS_DELAY = 0.5  # the numbers refresh this long after the change, behind the pins
+# ... on the NUMBERS_DELAY grid shifted by a quarter second: the layers reload on the whole seconds
+# of the wall clock (dashboard/assets/yitu_map.js RELOAD_MS, the vans' batches), and a numbers round
+# on the same moment made every screen's pins and numbers wait on each other (docs/scaling.md)
+NUMBERS_PHASE = 0.25
 IDLE_SECONDS = 15.0  # a heartbeat batch when nothing happens (the page shows the push is alive)
 SESSION_CHECK_SECONDS = 4.0  # an ended session's open page leaves within this (plus a round trip)
 
@@ -80,13 +84,13 @@ def window(entries: list[Entry]) -> float:
     return VAN_BATCH_SECONDS if entries and all(e.type.startswith("van.") for e in entries) else BATCH_SECONDS
 
 
-def aligned(at: float, grid: float) -> float:
-    """``at`` (time.monotonic()) moved on to the next multiple of ``grid`` seconds of the wall clock.
-    Every screen of every process on a host (and of hosts whose clocks agree) sends its batch at the
+def aligned(at: float, grid: float, phase: float = 0.0) -> float:
+    """``at`` (time.monotonic()) moved on to the next multiple of ``grid`` seconds of the wall clock,
+    plus ``phase``. Every screen of every process on a host (and of hosts whose clocks agree) sends its batch at the
     same moments, so the screens of a busy centre are told of the same newest event and share the
     answers they ask for after it (services/layer_answers.py): the pins, the vans, the numbers."""
     wall = time.time() + (at - time.monotonic())
-    return at + (math.ceil(wall / grid) * grid - wall)
+    return at + (math.ceil((wall - phase) / grid) * grid + phase - wall)
 
 
 def gather_for(entries: list[Entry], sent_at: float) -> float:
@@ -132,7 +136,8 @@ class _Pusher:
         numbers = self.numbers_ready_at is not None and now >= self.numbers_ready_at
         if (resync or _touches_numbers(entries)) and self.numbers_ready_at is None:
             ready = max(now + NUMBERS_DELAY, self.numbers_at + NUMBERS_SECONDS)
-            self.numbers_ready_at = aligned(ready, NUMBERS_DELAY)  # the screens' numbers at the same moments
+            # the screens' numbers at the same moments, between the layers' reloads
+            self.numbers_ready_at = aligned(ready, NUMBERS_DELAY, NUMBERS_PHASE)
         self.seq += 1
         message = batch_message(self.seq, newest_moves(entries), resync=resync, numbers=numbers)
         if message["outbox"] is not None:

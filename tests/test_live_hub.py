@@ -347,3 +347,12 @@ def test_busy_screens_send_their_batches_at_the_same_moments_and_say_what_they_w
     pusher.send(vans, False)
     batches = [p["data"] for p in sent if isinstance(p.get("data"), dict)]
     assert [(b["outbox"], b["upto"]) for b in batches] == [(7, 7), (None, 7), (8, 8)]
+    # the numbers come between the layers' reloads (on the whole seconds): a quarter second off them
+    numbers = push._Pusher()
+    for _ in range(5):
+        numbers.numbers_ready_at, numbers.numbers_at = None, -push.NUMBERS_SECONDS
+        numbers.send(case, False)
+        assert numbers.numbers_ready_at is not None
+        off = (time.time() + (numbers.numbers_ready_at - time.monotonic())) % 1.0
+        assert min(abs(off - 0.25), abs(off - 0.75)) < 0.005, off
+        time.sleep(0.13)
