@@ -10,10 +10,11 @@ its own area; a case outside it shows no card) and its banner's vans and the lea
 a van's card and focus; layers/vans.py); case cards show the parties as a room screen may
 see them (masking.ROOM_READER), camera links follow the reader's role (geodata/masking.py).
 
-The numbers (tiles, charts, panel, crumbs, ranking, van board) read the primary: their figures go
-through the Redis figure cache (geodata/kpi.py ``cached``), which the live hub drops at each event; a
-figure computed on a lagging replica could be cached again after that drop and outlive the event
-(the read floor of services/layer_answers.py decides the connection, not the cache).
+The numbers (tiles, charts, panel, crumbs, ranking, van board) read the replica when one serves
+(services/runtime.py ``reading``; the primary's otherwise, and for a screen told of an event the
+replica has not replayed: the read floor of services/layer_answers.py). Their figures go through the
+Redis figure cache (geodata/kpi.py ``cached``), which the live hub drops at each event: a figure read
+on a replica is kept there only if it holds every event published that drops it.
 """
 
 from __future__ import annotations
@@ -245,7 +246,9 @@ def kpi_tiles(svc: Services, code: str, lang: str, period: Period | None = None)
     t = translator(lang)
     period = period or period_of(DEFAULT_PERIOD)
     with _connection(svc) as conn:
-        k = kpi.cached(svc.redis, f"tiles:{code}:{period.key}", lambda: kpi.tiles(conn, code, period.start, period.end))
+        k = kpi.cached(
+            svc.redis, f"tiles:{code}:{period.key}", lambda: kpi.tiles(conn, code, period.start, period.end), conn=conn
+        )
     overdue_total = sum(k["overdue"].values())
     p = period_label(period, t)
     tiles = [
@@ -297,7 +300,9 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
     period = period or period_of(DEFAULT_PERIOD)
     first, after = period.start.date(), period.end.date()
     with _connection(svc) as conn:
-        rows = kpi.cached(svc.redis, f"types:{code}:{period.key}", lambda: kpi.top_types(conn, code, first, after))
+        rows = kpi.cached(
+            svc.redis, f"types:{code}:{period.key}", lambda: kpi.top_types(conn, code, first, after), conn=conn
+        )
     title = html.H3(t("chart.top_types").format(p=period_label(period, t)))
     if not rows:
         return [title, html.Div("—", className="yitu-muted")]
@@ -322,7 +327,7 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
 def trend_chart(svc: Services, code: str, lang: str) -> Svg:
     t = translator(lang)
     with _connection(svc) as conn:
-        rows = kpi.cached(svc.redis, f"trend:{code}", lambda: kpi.trend(conn, code, 30))
+        rows = kpi.cached(svc.redis, f"trend:{code}", lambda: kpi.trend(conn, code, 30), conn=conn)
     w, h, pad = 300.0, 110.0, 14.0
     top = max([1] + [max(r["reported"], r["resolved"]) for r in rows])
 
@@ -378,6 +383,7 @@ def ranking_table(svc: Services, banner: str, lang: str, period: Period | None =
             svc.redis,
             f"ranking:{parent}:{period.key}",
             lambda: kpi.town_ranking(conn, parent, period.start, period.end),
+            conn=conn,
         )
     head = html.Tr(
         [
@@ -492,8 +498,10 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
         area = queries.area_summary(conn, code)
         if area is None:
             return [html.P(t("panel.hint"), className="yitu-muted")]
-        k = kpi.cached(svc.redis, f"tiles:{code}:{year.key}", lambda: kpi.tiles(conn, code, year.start, year.end))
-        steps = kpi.cached(svc.redis, f"steps:{code}", lambda: kpi.steps(conn, code))
+        k = kpi.cached(
+            svc.redis, f"tiles:{code}:{year.key}", lambda: kpi.tiles(conn, code, year.start, year.end), conn=conn
+        )
+        steps = kpi.cached(svc.redis, f"steps:{code}", lambda: kpi.steps(conn, code), conn=conn)
     return [
         html.H3(t("panel.area")),
         html.Div(area["name"], className="yitu-panel-name", id="panel-name"),
@@ -713,9 +721,9 @@ _NUMBERS_CONN: ContextVar[psycopg.Connection[Any] | None] = ContextVar("yitu_num
 
 @contextmanager
 def _connection(svc: Services) -> Iterator[psycopg.Connection[Any]]:
-    """The primary's connection for one of the numbers' parts: the computation's own while the
-    parts run for :func:`_shared_numbers` (seven parts, one checkout and its check instead of seven),
-    else one from the pool (a part called alone: the dispatch page's board, tests)."""
+    """The connection for one of the numbers' parts: the computation's own while the parts run for
+    :func:`_shared_numbers` (seven parts, one checkout and its check instead of seven), else one of
+    the primary's pool (a part called alone: the dispatch page's board, tests)."""
     shared = _NUMBERS_CONN.get()
     if shared is not None:
         yield shared
@@ -726,7 +734,7 @@ def _connection(svc: Services) -> Iterator[psycopg.Connection[Any]]:
 
 def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> _Numbers:
     def compute() -> _Numbers:
-        with svc.pool.connection() as conn:
+        with svc.reading() as conn:  # the replica's when it serves (inside the answer's read floor)
             token = _NUMBERS_CONN.set(conn)
             try:
                 return made()

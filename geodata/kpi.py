@@ -7,6 +7,13 @@ compute the same from the cases (the baseline of bench/bench_kpi.py, and periods
 whole days). Cached for a few seconds in Redis because every wall screen asks the same.
 :func:`cached` is the one cache of figures: the choropleth's numbers (layers/grids.py) live in
 it too, so one drop clears every figure a screen shows and the map agrees with the tiles.
+
+The live hub drops the cache when an event of :data:`FIGURE_FAMILIES` comes (services/live.py).
+A figure read from a streaming replica may lack an event already published — and dropped — if the
+replica had not replayed it: it would then be cached after the drop and outlive the event. So a
+figure read on a replica is kept only if the replica had replayed, before the read, every event of
+those families published when it is kept (one atomic step in Redis); else it is answered and not
+kept.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ import redis as redis_lib
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from geodata import areas_stats
+from geodata import areas_stats, db
 from geodata.breaker import Breaker
 from geodata.clock import CST, day_of
+from geodata.outbox import LAST_KEY
 from geodata.queries import chain_column, level_of, query
 
 log = logging.getLogger("yitu.kpi")
@@ -105,14 +113,36 @@ def _default(value: object) -> object:
 # One hash for every cached figure (tiles, charts, ranking, choropleth): field = the figure's key,
 # value = {"t": when computed, "v": figures}.
 CACHE_KEY = "yitu:cache:kpi"
+# The event families whose events drop the cached figures (services/live.py): what they count.
+FIGURE_FAMILIES = ("case", "dispatch", "areas")
+# Keeps a figure read on a replica only if no event of FIGURE_FAMILIES newer than what the replica
+# had replayed is published. KEYS: CACHE_KEY, LAST_KEY; ARGV: field, value, expiry (s), the outbox
+# id the replica had replayed, then the families. 1 kept, 0 not.
+_KEEP_IF_HELD = """
+local held = tonumber(ARGV[4])
+for i = 5, #ARGV do
+  if tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0') > held then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 _breaker = Breaker()
 
 
-def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: int = CACHE_SECONDS) -> Any:
+def cached(
+    redis: redis_lib.Redis,
+    key: str,
+    compute: Callable[[], Any],
+    ttl: int = CACHE_SECONDS,
+    conn: psycopg.Connection[Any] | None = None,
+) -> Any:
     """``compute()`` through Redis; a Redis outage only costs the query.
 
     Every figure lives in the one hash ``CACHE_KEY`` with the time it was computed, so dropping
     them all when cases change (the live hub, services/live.py) is one ``DEL``, not a scan of Redis.
+    ``conn``: the connection ``compute`` reads; on a replica's, the figure is kept only if it holds
+    every event published that drops the cache (see the module).
     """
     if _breaker.open(redis):  # Redis failed a moment ago: compute without waiting on it again
         return _plain(compute())
@@ -125,18 +155,35 @@ def cached(redis: redis_lib.Redis, key: str, compute: Callable[[], Any], ttl: in
     fresh = _fresh(hit, ttl)
     if fresh is not None:
         return fresh[0]
+    held = _replayed(conn)  # before the read: the figure holds at least this
     value = _plain(compute())
+    entry = json.dumps({"t": time.time(), "v": value})
     try:
-        pipe = redis.pipeline(transaction=False)
-        pipe.hset(CACHE_KEY, key, json.dumps({"t": time.time(), "v": value}))
-        pipe.expire(CACHE_KEY, ttl * 4)  # an idle hash goes away by itself
-        pipe.execute()
+        if held is None:
+            pipe = redis.pipeline(transaction=False)
+            pipe.hset(CACHE_KEY, key, entry)
+            pipe.expire(CACHE_KEY, ttl * 4)  # an idle hash goes away by itself
+            pipe.execute()
+        else:
+            args: list[str | int] = [key, entry, ttl * 4, held, *FIGURE_FAMILIES]
+            redis.register_script(_KEEP_IF_HELD)(keys=[CACHE_KEY, LAST_KEY], args=args)
     except redis_lib.RedisError as exc:
         _breaker.trip(redis)
         log.warning("kpi not cached error=%s", type(exc).__name__)
         return value
     _breaker.reset(redis)
     return value
+
+
+def _replayed(conn: psycopg.Connection[Any] | None) -> int | None:
+    """The newest outbox id a replica's ``conn`` had replayed (None: the primary's, or not said):
+    the read floor's (services/runtime.py noted it at the checkout), else asked now."""
+    if conn is None or conn.info.parameter_status("in_hot_standby") != "on":
+        return None
+    mark = db.floor()
+    if mark is not None and mark.seen is not None:
+        return mark.seen
+    return db.replayed_through(conn)
 
 
 def _plain(value: Any) -> Any:

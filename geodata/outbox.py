@@ -24,6 +24,11 @@ from geodata.queries import query
 
 # The advisory lock the relay's leader holds (pg_try_advisory_lock; per database): 'yitu' 'ob'.
 RELAY_LOCK = 0x7969_7475_6F62
+# family (an event type up to its first dot: case, dispatch, van, areas; ``*`` for all) → the
+# outbox id of its newest event in the stream, set by the relay in the same atomic step as the XADD
+# (services/events.py): a map layer's generation (services/layer_answers.py), and what a figure
+# read from a replica must hold to be cached (geodata/kpi.py), read without scanning the stream.
+LAST_KEY = "yitu:events:last"
 
 # The two arrays go in binary (%b): psycopg writes a text array's elements one by one in Python,
 # each event's quotes escaped by a regular expression — 2.3 ms for a GPS batch's 50 van moves, against

@@ -68,5 +68,5 @@ def stats_cached(conn: psycopg.Connection, redis: Redis, level: int, scope: str 
     the live hub drops both at once, so the map's shading never disagrees with the tiles. One
     entry per scope: a scoped reader never reads the territory's figures."""
     key = f"area-stats:{level}" + (f":{scope}" if scope else "")
-    value: AreaStats = kpi.cached(redis, key, lambda: stats(conn, level, scope))
+    value: AreaStats = kpi.cached(redis, key, lambda: stats(conn, level, scope), conn=conn)
     return value

@@ -19,14 +19,11 @@ from collections.abc import Sequence
 
 import redis
 
+from geodata.outbox import LAST_KEY
 from services import redisconn
 
 STREAM = "yitu:events"
 MAXLEN = 100_000
-# family (an event type up to its first dot: case, dispatch, van, areas; ``*`` for all) → the
-# outbox id of its newest event in the stream, set in the same atomic step as the XADD: a map
-# layer's generation (services/layer_answers.py), read without scanning the stream.
-LAST_KEY = "yitu:events:last"
 
 # Appends the rows whose outbox_id is above the stream's last one, in order, and skips the rest:
 # atomic in Redis, so a relay that lost its lead while its XADDs were on the way (another took

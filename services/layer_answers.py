@@ -7,7 +7,7 @@ used to cost the layer's query and its encoding — the largest cost of a busy c
 format) with the point of the event stream it was computed at, and hands it to every request it
 is recent enough for; requests that come while it is being computed wait for it.
 
-The stream's one publisher keeps, in the same atomic step as its XADD (services/events.py
+The stream's one publisher keeps, in the same atomic step as its XADD (geodata/outbox.py
 ``LAST_KEY``), the outbox id of the newest event of each family (``case``, ``dispatch``, ``van``
 …, the prefixes of ``Layer.live``) and of all (``*``). An answer computed after reading those
 holds every change whose event is at or below them (the relay publishes after the commit). So an
@@ -46,7 +46,7 @@ import redis as redis_lib
 
 from geodata import db
 from geodata.breaker import Breaker
-from services.events import LAST_KEY
+from geodata.outbox import LAST_KEY
 
 log = logging.getLogger("yitu.layers")
 

@@ -52,6 +52,7 @@ import redis.asyncio as aioredis
 from redis.typing import StreamRangeResponse, XReadResponse
 
 from geodata.kpi import CACHE_KEY as KPI_CACHE
+from geodata.kpi import FIGURE_FAMILIES
 from geodata.queries import van_in_scope
 from services import redisconn
 from services.events import STREAM
@@ -481,7 +482,7 @@ class LiveHub:
             # nothing to flush for; the processes that serve screens flush before telling them.
             return
         # Caches first: a screen told of a change must not then read the figures from before it.
-        if any(e.type.startswith(("case.", "dispatch.", "areas.")) for e in entries):  # areas: a grid import
+        if any(e.type.split(".", 1)[0] in FIGURE_FAMILIES for e in entries):  # areas: a grid import
             await self._flush_kpi_cache()
         for sub in list(self._subs):
             for entry in entries:

@@ -23,11 +23,15 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from psycopg import sql
 
+from callbacks import wall
 from cli.main import main
 from cli.stack import EmbeddedStack
 from dashboard.app import create_app
+from geodata import kpi, outbox
+from geodata.db import replayed_through
 from geodata.migrate import migrate
-from services.events import LAST_KEY
+from geodata.outbox import LAST_KEY
+from services.identity import Principal, acting_as
 from services.settings import Settings
 
 from .conftest import make_token
@@ -388,3 +392,53 @@ def test_a_screen_told_of_an_event_gets_its_change_while_the_replica_has_not_rep
     assert _replica_health(client, admin)["behind_floor"] > before
     _replay(primary, paused=False)
     wait_for(lambda: "EV1" in _mapped_vans(client, admin), what="the replica replaying the fix")
+
+
+def test_the_wall_numbers_read_the_replica_and_keep_a_figure_only_if_it_holds_what_was_published(
+    primary: EmbeddedStack, app_on: Callable[..., TestClient]
+) -> None:
+    """callbacks/wall.py: the wall's numbers (its van board among them) read the replica. The live hub
+    drops the cache of figures at each case event; a figure read on a replica that had not replayed
+    a published one is answered but not kept (geodata/kpi.py ``cached``): kept, it would have
+    outlived the drop that event made. Once the replica has replayed it, the figure is kept."""
+    client = app_on()
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    admin = {"Authorization": f"Bearer {make_token(primary.database_url(), 'admin')}"}
+    _add_van(primary, "NUM1")
+    wait_for(lambda: _on_replica(primary, "NUM1") and _in_use(client, admin), what="the van on the replica")
+    _replay(primary, paused=True)
+    _add_van(primary, "NUM2")
+    viewer = Principal(1, "wall-viewer", "viewer", None, kind="user", session_id="1")
+    with acting_as(viewer):
+        board = str(wall.numbers(svc, "150623", "zh-CN", wall.period_of("year"), None)[wall.BOARD])
+    assert "NUM1" in board and "NUM2" not in board  # read on the replica, paused before NUM2
+
+    redis_client = redis.Redis.from_url(primary.redis_url())
+
+    def newest_case_event() -> int:
+        return int(redis_client.hget(LAST_KEY, "case") or 0)  # type: ignore[arg-type]
+
+    before = newest_case_event()
+    with psycopg.connect(primary.database_url()) as conn:  # a case event, published by the app's relay
+        outbox.append(conn, [{"type": "case.updated", "code": "150623001001001"}])
+    published = int(wait_for(lambda: newest_case_event() > before and newest_case_event(), what="the event published"))
+    steps = "steps:replica-test"
+    redis_client.hdel(kpi.CACHE_KEY, steps)
+    with svc.reading() as conn:
+        assert conn.info.parameter_status("in_hot_standby") == "on"
+        assert replayed_through(conn) < published  # the replica has not replayed the event
+        assert kpi.cached(redis_client, steps, lambda: kpi.steps(conn, "150623"), conn=conn) == {}
+    assert redis_client.hget(kpi.CACHE_KEY, steps) is None  # answered, not kept
+    with svc.pool.connection() as conn:  # the primary holds every committed change: kept as before
+        kpi.cached(redis_client, "steps:primary-test", lambda: kpi.steps(conn, "150623"), conn=conn)
+    assert redis_client.hget(kpi.CACHE_KEY, "steps:primary-test") is not None
+    _replay(primary, paused=False)
+
+    def replayed() -> bool:
+        with svc.reading() as conn:
+            return conn.info.parameter_status("in_hot_standby") == "on" and replayed_through(conn) >= published
+
+    wait_for(replayed, what="the replica replaying the event")
+    with svc.reading() as conn:
+        kpi.cached(redis_client, steps, lambda: kpi.steps(conn, "150623"), conn=conn)
+    assert redis_client.hget(kpi.CACHE_KEY, steps) is not None  # it holds what was published: kept
