@@ -43,6 +43,7 @@ from dashboard.layout import LiveIds as Ids
 from dashboard.pages import case as case_page
 from dashboard.pages import dispatch as dispatch_page
 from dashboard.pages import wall as wall_page
+from geodata.kpi import FIGURE_FAMILIES
 from services import identity
 from services.identity import Principal
 from services.live import Entry, LiveHub
@@ -93,14 +94,17 @@ def aligned(at: float, grid: float, phase: float = 0.0) -> float:
     return at + (math.ceil((wall - phase) / grid) * grid + phase - wall)
 
 
-def gather_for(entries: list[Entry], sent_at: float) -> float:
+def gather_for(entries: list[Entry], sent_at: float, numbers_at: float | None = None) -> float:
     """Seconds ``entries`` wait before they go: none after a quiet spell (a window since the last
-    batch: a centre's lone report goes at once), else until the window's next boundary."""
+    batch: a centre's lone report goes at once), else until the window's next boundary — or until
+    ``numbers_at`` (time.monotonic()), when the numbers are due before it: a stream of van moves,
+    gathered to the whole seconds, would otherwise carry them there, onto the layers' reloads."""
     w = window(entries)
     now = time.monotonic()
     if now - sent_at >= w:
         return 0.0
-    return aligned(now, w) - now
+    gap = aligned(now, w) - now
+    return gap if numbers_at is None else max(0.0, min(gap, numbers_at - now))
 
 
 def newest_moves(entries: list[Entry]) -> list[Entry]:
@@ -113,7 +117,7 @@ def newest_moves(entries: list[Entry]) -> list[Entry]:
 
 
 def _touches_numbers(entries: list[Entry]) -> bool:
-    return any(e.type.startswith(("case.", "dispatch.", "areas.")) for e in entries)
+    return any(e.type.split(".", 1)[0] in FIGURE_FAMILIES for e in entries)
 
 
 class _Pusher:
@@ -189,7 +193,7 @@ async def stream_to_screen(
                     return
             if pending or resync:
                 while not resync:  # close behind the last batch: gather until the window's boundary
-                    gap = gather_for(pending, pusher.sent_at)
+                    gap = gather_for(pending, pusher.sent_at, pusher.numbers_ready_at)
                     if gap <= 0.001:
                         break
                     # look again every POLL_SECONDS: a case event coming meanwhile shortens the window

@@ -355,4 +355,10 @@ def test_busy_screens_send_their_batches_at_the_same_moments_and_say_what_they_w
         assert numbers.numbers_ready_at is not None
         off = (time.time() + (numbers.numbers_ready_at - time.monotonic())) % 1.0
         assert min(abs(off - 0.25), abs(off - 0.75)) < 0.005, off
+        # ... and go then: van moves gathered behind a batch go at the next whole second or at the
+        # numbers' moment, whichever comes first (else the numbers would ride on the whole second)
+        gap = push.gather_for(vans, time.monotonic(), numbers.numbers_ready_at)
+        at_wall = (time.time() + gap) % 1.0
+        assert gap <= numbers.numbers_ready_at - time.monotonic() + 0.005
+        assert min(at_wall, 1 - at_wall, abs(at_wall - 0.25), abs(at_wall - 0.75)) < 0.01, at_wall
         time.sleep(0.13)
