@@ -9,10 +9,11 @@ whole days). Cached for a few seconds in Redis because every wall screen asks th
 it too, so one drop clears every figure a screen shows and the map agrees with the tiles.
 
 The live hub drops the cache when an event of :data:`FIGURE_FAMILIES` comes (services/live.py).
-A figure read from a streaming replica may lack an event already published — and dropped — if the
-replica had not replayed it: it would then be cached after the drop and outlive the event. So a
-figure read on a replica is kept only if the replica had replayed, before the read, every event of
-those families published when it is kept (one atomic step in Redis); else it is answered and not
+A figure may lack an event already published — and dropped — if its read began before the event's
+change was committed (on the primary), or on a replica that had not replayed it: kept after the
+drop, it would outlive the event. So a figure is kept only if the server it was read on had, before
+the read, every event of those families published when it is kept (the outbox number the relay
+gives an event after its change committed; one atomic step in Redis); else it is answered and not
 kept.
 """
 
@@ -115,9 +116,9 @@ def _default(value: object) -> object:
 CACHE_KEY = "yitu:cache:kpi"
 # The event families whose events drop the cached figures (services/live.py): what they count.
 FIGURE_FAMILIES = ("case", "dispatch", "areas")
-# Keeps a figure read on a replica only if no event of FIGURE_FAMILIES newer than what the replica
-# had replayed is published. KEYS: CACHE_KEY, LAST_KEY; ARGV: field, value, expiry (s), the outbox
-# id the replica had replayed, then the families. 1 kept, 0 not.
+# Keeps a figure only if no event of FIGURE_FAMILIES newer than what its read held is published.
+# KEYS: CACHE_KEY, LAST_KEY; ARGV: field, value, expiry (s), the outbox id the read held, then the
+# families. 1 kept, 0 not.
 _KEEP_IF_HELD = """
 local held = tonumber(ARGV[4])
 for i = 5, #ARGV do
@@ -141,8 +142,8 @@ def cached(
 
     Every figure lives in the one hash ``CACHE_KEY`` with the time it was computed, so dropping
     them all when cases change (the live hub, services/live.py) is one ``DEL``, not a scan of Redis.
-    ``conn``: the connection ``compute`` reads; on a replica's, the figure is kept only if it holds
-    every event published that drops the cache (see the module).
+    ``conn``: the connection ``compute`` reads; given, the figure is kept only if it holds every
+    event published that drops the cache (see the module).
     """
     if _breaker.open(redis):  # Redis failed a moment ago: compute without waiting on it again
         return _plain(compute())
@@ -155,7 +156,7 @@ def cached(
     fresh = _fresh(hit, ttl)
     if fresh is not None:
         return fresh[0]
-    held = _replayed(conn)  # before the read: the figure holds at least this
+    held = None if conn is None else _held(conn)  # before the read: the figure holds at least this
     value = _plain(compute())
     entry = json.dumps({"t": time.time(), "v": value})
     try:
@@ -175,13 +176,12 @@ def cached(
     return value
 
 
-def _replayed(conn: psycopg.Connection[Any] | None) -> int | None:
-    """The newest outbox id a replica's ``conn`` had replayed (None: the primary's, or not said):
-    the read floor's (services/runtime.py noted it at the checkout), else asked now."""
-    if conn is None or conn.info.parameter_status("in_hot_standby") != "on":
-        return None
+def _held(conn: psycopg.Connection[Any]) -> int:
+    """The newest outbox id whose event's change a read on ``conn`` from now on holds: on a replica
+    the read floor's (services/runtime.py noted how far it had replayed at the checkout), else the
+    server's ``outbox_counter`` now."""
     mark = db.floor()
-    if mark is not None and mark.seen is not None:
+    if mark is not None and mark.seen is not None and conn.info.parameter_status("in_hot_standby") == "on":
         return mark.seen
     return db.replayed_through(conn)
 

@@ -429,9 +429,27 @@ def test_the_wall_numbers_read_the_replica_and_keep_a_figure_only_if_it_holds_wh
         assert replayed_through(conn) < published  # the replica has not replayed the event
         assert kpi.cached(redis_client, steps, lambda: kpi.steps(conn, "150623"), conn=conn) == {}
     assert redis_client.hget(kpi.CACHE_KEY, steps) is None  # answered, not kept
+    redis_client.delete(kpi.CACHE_KEY)
+    with svc.reading() as conn:
+        seen = replayed_through(conn)
+    with acting_as(viewer):  # the wall's parts, in the read floor of a screen told of what the replica has
+        numbers = wall.numbers(svc, "150623", "en", wall.period_of("year"), seen or None)
+    assert "NUM2" not in str(numbers[wall.BOARD])  # read on the replica
+    assert not redis_client.hkeys(kpi.CACHE_KEY)  # behind the published event: no figure kept
     with svc.pool.connection() as conn:  # the primary holds every committed change: kept as before
         kpi.cached(redis_client, "steps:primary-test", lambda: kpi.steps(conn, "150623"), conn=conn)
     assert redis_client.hget(kpi.CACHE_KEY, "steps:primary-test") is not None
+
+    def an_event_meanwhile() -> dict[str, int]:  # committed and published while the figure is made
+        last = newest_case_event()
+        with psycopg.connect(primary.database_url()) as other:
+            outbox.append(other, [{"type": "case.updated", "code": "150623001001002"}])
+        wait_for(lambda: newest_case_event() > last, what="the second event published")
+        return {}
+
+    with svc.pool.connection() as conn:
+        kpi.cached(redis_client, "steps:primary-race", an_event_meanwhile, conn=conn)
+    assert redis_client.hget(kpi.CACHE_KEY, "steps:primary-race") is None  # its drop may have come first
     _replay(primary, paused=False)
 
     def replayed() -> bool:
