@@ -9,6 +9,7 @@ dispatch candidates of the API, the dispatch page and the case page, the crew pa
 picker, the live push); a reader of the second banner only B01 and L01; the root-scoped and the
 unscoped reader every van. A dispatcher of one banner sending the other's van is refused (404
 naming ``van``) and nothing is written. The events name the van and its banner, never its crew.
+The mediation centres on the map follow the vans' rule; the cameras the cases' (the reader's area).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ SECOND_VAN = "B01"
 EVERY_VAN = sorted([*FIRST_VANS, SECOND_VAN, LEAGUE_VAN])
 SEES_FIRST = sorted([*FIRST_VANS, LEAGUE_VAN])
 SEES_SECOND = sorted([SECOND_VAN, LEAGUE_VAN])
+WHOLE = "100,30,120,50"  # a box around both banners (and far beyond)
 # What a van's live event may carry: where it is and how it moves, never who rides in it.
 VAN_EVENT_FIELDS = {
     "type",
@@ -416,3 +418,59 @@ def test_one_banner_deployments_see_every_van_as_before(
     # an event written before vans had a banner reaches every screen, as it did
     legacy = Entry("1-0", "van.moved", '{"van": "V01", "lon": 107.5, "lat": 38.2}')
     assert legacy.visible_in(FIRST) and legacy.visible_in(town) and legacy.visible_in(None)
+
+
+# --- the banners' other resources: cameras and mediation centres ------------------------------------
+
+
+def test_cameras_stay_in_the_readers_area_and_centres_in_its_banner(
+    client: TestClient, token: Callable[..., str], demo_db: str, two_banners_with_vans: dict[str, Any]
+) -> None:
+    """layers/cameras.py: a scoped reader's camera layer and camera cards hold the cameras inside its
+    area only (a camera's stream is a view into a place); layer_centers.sql: the mediation centres
+    of its banner and the league's, as the vans based at them. A camera of the second banner is not
+    the first banner's readers'; one outside every area is the whole territory's readers' only."""
+    town = _town_of(demo_db, FIRST)
+    with psycopg.connect(demo_db) as conn:
+        conn.execute(
+            """INSERT INTO cameras (device_code, name, kind, status, stream_url, area_code, geom) VALUES
+               ('CAM-B2', '二旗探头', 'dome', 'online', 'rtsp://b2.example/1', %s,
+                ST_SetSRID(ST_MakePoint(%s, %s), 4326)),
+               ('CAM-OUT', '境外探头', 'dome', 'online', 'rtsp://out.example/1', NULL,
+                ST_SetSRID(ST_MakePoint(100.5, 30.5), 4326))""",
+            (SECOND + "100001001", *SECOND_POINT),
+        )
+        cameras = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, device_code, area_code FROM cameras")}
+        centres = {r[0]: r[1] for r in conn.execute("SELECT code, area_code FROM mediation_centers WHERE level <= 3")}
+        conn.execute(
+            "INSERT INTO mediation_centers (code, name, level, area_code, geom)"
+            " VALUES ('LEAGUE-CENTRE', '市调解中心', 1, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
+            (ROOT, *SECOND_POINT),
+        )
+    centres["LEAGUE-CENTRE"] = ROOT
+    by_code = {code: cid for cid, (code, _area) in cameras.items()}
+    assert len(cameras) > 2 and any(a and a.startswith(town) for _c, a in cameras.values())
+
+    def in_area(area: str | None) -> set[int]:
+        return {c for c, (_code, a) in cameras.items() if area is None or (a is not None and a.startswith(area))}
+
+    def in_banner(area: str | None) -> set[str]:
+        return {c for c, a in centres.items() if area is None or len(a) < 6 or a[:6] == area[:6] or area == ROOT}
+
+    svc = _svc(client)
+    for area in (None, ROOT, FIRST, town, SECOND):
+        headers = auth(token("viewer", area=area))
+        r = client.get(f"/api/v1/layers/cameras?bbox={WHOLE}", headers=headers)
+        assert r.status_code == 200, r.text
+        shown = {f["properties"]["id"] for f in r.json()["features"]}
+        wanted = in_area(None if area == ROOT else area)  # the root's reader is the whole territory's
+        assert shown == wanted, area
+        r = client.get(f"/api/v1/layers/centers?bbox={WHOLE}", headers=headers)
+        assert r.status_code == 200, r.text
+        assert {f["properties"]["code"] for f in r.json()["features"]} == in_banner(area), area
+        with acting_as(Principal(9, "墙", "viewer", area, kind="user")):
+            for camera in (by_code["CAM-B2"], next(iter(in_area(town)))):
+                card = wall.detail_for(svc, "layer-cameras", {"id": camera}, "zh-CN")
+                assert (card is not wall.no_update) == (camera in wanted), (area, camera)
+            for junk in ("1", 1.5, True, None, [1]):  # a forged click: no card, no error
+                assert wall.detail_for(svc, "layer-cameras", {"id": junk}, "zh-CN") is wall.no_update
