@@ -46,8 +46,14 @@ def _open(n: int, codes: list[str], t: Callable[[str], str]) -> html.Span:
     return html.Span(links, className="yitu-roster-load")
 
 
-def _state(active: bool, t: Callable[[str], str]) -> str:
-    return t("admin.state.active") if active else t("admin.state.disabled")
+def _state(active: bool, t: Callable[[str], str]) -> html.Span:
+    return _short(t("admin.state.active") if active else t("admin.state.disabled"))
+
+
+def _short(text: str) -> html.Span:
+    """A short value kept on one line (a phone number, a level, a state): the table's long columns
+    (open cases, unit, centre) wrap instead, not an 11-digit number before its last digit."""
+    return html.Span(text, className="yitu-roster-short")
 
 
 def _types(svc: Services) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -85,12 +91,12 @@ def mediators_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any,
             [
                 html.Span(r["name"], className="yitu-roster-name"),
                 _open(r["open_cases"], codes.get(r["id"], []), t),
-                r["phone"] or "—",
-                t(f"level.{r['level']}"),
+                _short(r["phone"] or "—"),
+                _short(t(f"level.{r['level']}")),
                 f"{r['area_name'] or ''} {r['area_code']}".strip(),
                 r["unit_name"] or "—",
                 r["centre_name"] or "—",
-                r["van_id"] or "—",
+                _short(r["van_id"] or "—"),
                 "、".join(names.get(s, s) for s in r["specialties"]) or "—",
                 _state(r["active"], t),
             ]
@@ -202,10 +208,10 @@ def units_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any, ...
                 html.Span(r["name"], className="yitu-roster-name"),
                 _open(r["open_cases"], codes.get(r["id"], []), t),
                 t(f"unit_kind.{r['kind']}"),
-                t(f"level.{r['level']}"),
+                _short(t(f"level.{r['level']}")),
                 f"{r['area_name'] or ''} {r['area_code']}".strip(),
-                r["phone"] or "—",
-                str(r["mediators"]),
+                _short(r["phone"] or "—"),
+                _short(str(r["mediators"])),
                 "、".join(names.get(s, s) for s in r["specialties"]) or "—",
                 _state(r["active"], t),
             ]

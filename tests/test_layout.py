@@ -81,7 +81,8 @@ PAGES: tuple[Shown, ...] = (
           maps=("#area-map",), tables=("#area-table",), panels=(".yitu-area-table",), sizes=DESK_AND_PHONE),
     Shown("dispatch", "/dispatch", "dispatcher", (settled(["grids", "cases"]), ".yitu-queue-item"),
           maps=("#dispatch-map",), panels=(".yitu-left", ".yitu-right")),
-    Shown("admin", "/admin", "admin", ("#admin-users table", "#admin-signins table"),
+    Shown("admin", "/admin", "admin",
+          ("#admin-users table", "#admin-signins table", _rows_at_least("#admin-mediators", 5)),
           panels=(".yitu-admin-card:has(#admin-users)",)),
     Shown("login", "/login", "anon", ("#username",), header=None, panels=("main.yitu-login",)),
     Shown("case", "/cases/{case}", "dispatcher",
@@ -314,6 +315,12 @@ def sizes_of(shown: Shown) -> tuple[tuple[int, int], ...]:
 SHOTS = [(p, size) for p in PAGES for size in sizes_of(p)]
 
 
+# A short value (a phone number, a level, a state in the admin page's roster) broken over two lines:
+# an inline box that wraps has a rect per line.
+WRAPPED = """() => [...document.querySelectorAll('.yitu-roster-short')]
+  .filter((e) => e.getClientRects().length > 1).map((e) => e.textContent)"""
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize(("shown", "size"), SHOTS, ids=[f"{p.name}-{w}x{h}" for p, (w, h) in SHOTS])
 def test_page_looks_right(site: Site, browser: Browser, shown: Shown, size: tuple[int, int]) -> None:
@@ -322,6 +329,7 @@ def test_page_looks_right(site: Site, browser: Browser, shown: Shown, size: tupl
     wait_ready(w.page, shown)
     measured = w.page.evaluate(MEASURE, [key_elements(shown), size[0] <= PHONE_MAX_WIDTH])
     problems = layout_problems(measured, size)
+    problems += [f"broken over two lines: {text!r}" for text in w.page.evaluate(WRAPPED)]
     if problems:  # the picture of what was measured, for whoever reads the failure
         ARTIFACTS.mkdir(exist_ok=True)
         w.page.screenshot(path=str(ARTIFACTS / f"layout-{shown.name}-{size[0]}x{size[1]}.png"))
