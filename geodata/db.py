@@ -112,13 +112,16 @@ class ReadFloor:
     """What the reads of a block must hold, and what they held: ``at_least``, the outbox id of the
     event they are made for (None: no event; any replica within its lag serves), and ``seen``, the
     newest outbox id that the replica they read from had replayed (None: none of them read a
-    replica). Set by :func:`read_floor`; honoured and filled in by services/runtime.py ``reading``."""
+    replica). Set by :func:`read_floor`; honoured and filled in by services/runtime.py ``reading``.
+    ``primary``: the primary's ``outbox_counter`` as first read in the block (geodata/kpi.py), a
+    lower bound of what every later read of the block on the primary holds."""
 
-    __slots__ = ("at_least", "seen")
+    __slots__ = ("at_least", "primary", "seen")
 
     def __init__(self, at_least: int | None) -> None:
         self.at_least = at_least
         self.seen: int | None = None
+        self.primary: int | None = None
 
     def replica_read(self, seen: int) -> None:
         self.seen = seen if self.seen is None else min(self.seen, seen)

@@ -178,12 +178,17 @@ def cached(
 
 def _held(conn: psycopg.Connection[Any]) -> int:
     """The newest outbox id whose event's change a read on ``conn`` from now on holds: on a replica
-    the read floor's (services/runtime.py noted how far it had replayed at the checkout), else the
-    server's ``outbox_counter`` now."""
+    the read floor's (services/runtime.py noted how far it had replayed at the checkout), on the
+    primary its ``outbox_counter`` — read once per read floor (the wall's numbers: one query, not one
+    per figure; an earlier value is still a lower bound), else now."""
     mark = db.floor()
-    if mark is not None and mark.seen is not None and conn.info.parameter_status("in_hot_standby") == "on":
-        return mark.seen
-    return db.replayed_through(conn)
+    if conn.info.parameter_status("in_hot_standby") == "on":
+        return mark.seen if mark is not None and mark.seen is not None else db.replayed_through(conn)
+    if mark is None:
+        return db.replayed_through(conn)
+    if mark.primary is None:
+        mark.primary = db.replayed_through(conn)
+    return mark.primary
 
 
 def _plain(value: Any) -> Any:

@@ -27,7 +27,7 @@ from callbacks import wall
 from cli.main import main
 from cli.stack import EmbeddedStack
 from dashboard.app import create_app
-from geodata import kpi, outbox
+from geodata import db, kpi, outbox
 from geodata.db import replayed_through
 from geodata.migrate import migrate
 from geodata.outbox import LAST_KEY
@@ -395,7 +395,7 @@ def test_a_screen_told_of_an_event_gets_its_change_while_the_replica_has_not_rep
 
 
 def test_the_wall_numbers_read_the_replica_and_keep_a_figure_only_if_it_holds_what_was_published(
-    primary: EmbeddedStack, app_on: Callable[..., TestClient]
+    primary: EmbeddedStack, app_on: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """callbacks/wall.py: the wall's numbers (its van board among them) read the replica. The live hub
     drops the cache of figures at each case event; a figure read on a replica that had not replayed
@@ -450,6 +450,19 @@ def test_the_wall_numbers_read_the_replica_and_keep_a_figure_only_if_it_holds_wh
     with svc.pool.connection() as conn:
         kpi.cached(redis_client, "steps:primary-race", an_event_meanwhile, conn=conn)
     assert redis_client.hget(kpi.CACHE_KEY, "steps:primary-race") is None  # its drop may have come first
+    counted: list[int] = []
+
+    def counting(conn: psycopg.Connection[Any]) -> int:
+        counted.append(replayed_through(conn))
+        return counted[-1]
+
+    monkeypatch.setattr(kpi.db, "replayed_through", counting)
+    with db.read_floor(None), svc.pool.connection() as conn:  # the numbers' parts on the primary
+        for figure in ("steps:p1", "steps:p2", "steps:p3"):
+            kpi.cached(redis_client, figure, lambda: kpi.steps(conn, "150623"), conn=conn)
+    assert len(counted) == 1  # the counter read once for the block's figures, not once per figure
+    assert all(redis_client.hget(kpi.CACHE_KEY, f) is not None for f in ("steps:p1", "steps:p2", "steps:p3"))
+    monkeypatch.undo()
     _replay(primary, paused=False)
 
     def replayed() -> bool:
