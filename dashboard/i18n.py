@@ -134,6 +134,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "area.filter.type": "类型",
         "area.filter.since": "起始日期",
         "area.filter.until": "截止日期",
+        "area.date.since": "自",  # beside the date inputs: 自 [日期] 至 [日期]
+        "area.date.until": "至",
         "area.export": "导出CSV",
         "area.total": "共 {n} 件",
         "area.back": "← 返回指挥大屏",
@@ -622,6 +624,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "area.filter.type": "Type",
         "area.filter.since": "From",
         "area.filter.until": "Until",
+        "area.date.since": "from",
+        "area.date.until": "to",
         "area.export": "Export CSV",
         "area.total": "{n} cases",
         "area.back": "← Back to the wall screen",

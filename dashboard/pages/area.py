@@ -111,12 +111,20 @@ def layout(
                                         options=[{"label": ty[lang_col], "value": ty["code"]} for ty in types],
                                     ),
                                     *(
-                                        dcc.Input(
-                                            className="yitu-input yitu-date",
-                                            id=id_,
-                                            type="date",  # type: ignore[arg-type]  # not in the annotation; rendered as given
-                                            value=query.get(key),
-                                            placeholder=t(f"area.filter.{key}"),
+                                        # named beside it: a date input shows the browser's own
+                                        # format (年/月/日, mm/dd/yyyy), never its placeholder
+                                        html.Label(
+                                            className="yitu-date-field",
+                                            children=[
+                                                html.Span(t(f"area.date.{key}"), className="yitu-date-name"),
+                                                dcc.Input(
+                                                    className="yitu-input yitu-date",
+                                                    id=id_,
+                                                    type="date",  # type: ignore[arg-type]  # not in the annotation; rendered as given
+                                                    value=query.get(key),
+                                                    placeholder=t(f"area.filter.{key}"),
+                                                ),
+                                            ],
                                         )
                                         for id_, key in ((Ids.SINCE, "since"), (Ids.UNTIL, "until"))
                                     ),
