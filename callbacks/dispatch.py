@@ -22,6 +22,7 @@ from dash.development.base_component import Component
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
+from callbacks.shown import only_changed
 from callbacks.wall import case_card, van_board
 from dashboard.i18n import refusal, translator
 from dashboard.pages.dispatch import LIVE_TICK, POINT, QUEUE_ITEM, QUEUE_VIEWS, SEND, VISIT_ACTION, Ids, new_send_key
@@ -342,14 +343,19 @@ def send(
 def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], CasesRuntime]) -> None:
     @app.callback(
         Output(Ids.QUEUE, "children"),
+        Output(Ids.QUEUE_SHOWN, "data"),
         Input(LIVE_TICK, "data"),
         Input(Ids.SENT, "data"),
         Input(Ids.SELECTED, "data"),
         Input(Ids.QUEUE_VIEW, "value"),
         State("lang", "data"),
+        State(Ids.QUEUE_SHOWN, "data"),
     )
-    def _queue(_tick: object, _sent: object, selected: str | None, view: str | None, lang: str) -> list[Component]:
-        return queue_items(get(), signed_in(), selected, lang, view=view if view in QUEUE_VIEWS else "waiting")
+    def _queue(
+        _tick: object, _sent: object, selected: str | None, view: str | None, lang: str, shown: object
+    ) -> tuple[Any, ...]:
+        items = queue_items(get(), signed_in(), selected, lang, view=view if view in QUEUE_VIEWS else "waiting")
+        return only_changed([items], shown)  # a live round that changed nothing leaves the queue alone
 
     @app.callback(
         Output(Ids.SELECTED, "data"),
@@ -374,18 +380,20 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
 
     @app.callback(
         [Output(i, "children") for i in (Ids.CASE, Ids.CANDIDATES, Ids.CAMERAS, Ids.FOCUS, Ids.VANS, Ids.VISITS)],
+        Output(Ids.PANELS_SHOWN, "data"),
         Input(Ids.SELECTED, "data"),
         Input(LIVE_TICK, "data"),
         Input(Ids.SENT, "data"),
         State("lang", "data"),
+        State(Ids.PANELS_SHOWN, "data"),
     )
-    def _panels(
-        code: str | None, _tick: object, _sent: object, lang: str
-    ) -> tuple[list[Component], Component, list[Component], list[Component], list[Component], list[Component]]:
+    def _panels(code: str | None, _tick: object, _sent: object, lang: str, shown: object) -> tuple[Any, ...]:
         svc, who = get(), signed_in()
         card, candidates, cameras, focus = case_panels(svc, who, code, lang)
         board = van_board(svc, lang, who=who or auth.who_is_asking())  # the reader's banner's vans
-        return card, candidates, cameras, focus, board, visits_panel(svc, who, code, lang)
+        # Only what changed goes: a live round redrew every panel, and a click on 撤回 or 结束走访
+        # while its button was being replaced was lost.
+        return only_changed([card, candidates, cameras, focus, board, visits_panel(svc, who, code, lang)], shown)
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(code: str | None) -> dict[str, Any] | NoUpdate:

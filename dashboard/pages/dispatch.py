@@ -53,6 +53,8 @@ class Ids(StrEnum):
     CANDIDATES = "dispatch-candidates"
     CAMERAS = "dispatch-cameras"
     VANS = "dispatch-vans"
+    QUEUE_SHOWN = "dispatch-queue-shown"  # a digest of the queue as last sent (callbacks/shown.py)
+    PANELS_SHOWN = "dispatch-panels-shown"  # a digest of each panel as last sent
 
 
 LAYERS = ("grids", "cases", "vans")  # the registry's layers this page draws (layers/registry.py)
@@ -93,6 +95,8 @@ def layout(
             dcc.Store(id=Ids.PICK),
             dcc.Store(id=Ids.SENT),
             dcc.Store(id=Ids.SEND_KEY, data=new_send_key()),
+            dcc.Store(id=Ids.QUEUE_SHOWN),
+            dcc.Store(id=Ids.PANELS_SHOWN),
             dcc.Store(id=LIVE_TICK),
             page_header(
                 settings.lang,
