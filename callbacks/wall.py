@@ -13,8 +13,8 @@ see them (masking.ROOM_READER), camera links follow the reader's role (geodata/m
 The numbers (tiles, charts, panel, crumbs, ranking, van board) read the replica when one serves
 (services/runtime.py ``reading``; the primary's otherwise, and for a screen told of an event the
 replica has not replayed: the read floor of services/layer_answers.py). Their figures go through the
-Redis figure cache (geodata/kpi.py ``cached``), which the live hub drops at each event: a figure read
-on a replica is kept there only if it holds every event published that drops it.
+Redis figure cache (geodata/kpi.py ``cached``), which the live hub drops at each event: a figure, read
+on the replica or on the primary, is kept only if it holds every event published that drops it.
 """
 
 from __future__ import annotations

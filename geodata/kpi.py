@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -31,6 +32,7 @@ import psycopg
 import redis as redis_lib
 from psycopg import sql
 from psycopg.rows import dict_row
+from redis.commands.core import Script
 
 from geodata import areas_stats, db
 from geodata.breaker import Breaker
@@ -167,13 +169,24 @@ def cached(
             pipe.execute()
         else:
             args: list[str | int] = [key, entry, ttl * 4, held, *FIGURE_FAMILIES]
-            redis.register_script(_KEEP_IF_HELD)(keys=[CACHE_KEY, LAST_KEY], args=args)
+            _keep_if_held(redis)(keys=[CACHE_KEY, LAST_KEY], args=args)
     except redis_lib.RedisError as exc:
         _breaker.trip(redis)
         log.warning("kpi not cached error=%s", type(exc).__name__)
         return value
     _breaker.reset(redis)
     return value
+
+
+_SCRIPTS: weakref.WeakKeyDictionary[redis_lib.Redis, Script] = weakref.WeakKeyDictionary()
+
+
+def _keep_if_held(redis: redis_lib.Redis) -> Script:
+    """The keeping script, registered once per client (its digest computed once, not per figure)."""
+    script = _SCRIPTS.get(redis)
+    if script is None:
+        script = _SCRIPTS[redis] = redis.register_script(_KEEP_IF_HELD)
+    return script
 
 
 def _held(conn: psycopg.Connection[Any]) -> int:
