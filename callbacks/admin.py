@@ -123,11 +123,11 @@ def _need(value: str | None, field: str) -> str:
 # --- users --------------------------------------------------------------------------------------------
 
 
-def users_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
-    """The users table and the names to pick from."""
+def users_view(svc: Services, lang: str, who: Principal | None) -> tuple[Any, list[dict[str, str]]]:
+    """The users in ``who``'s reach (services/admin.py) and the names to pick from."""
     t = translator(lang)
     with svc.pool.connection() as conn:
-        rows = identity.list_users(conn)
+        rows = identity.list_users(conn, admin.reach(_admin(who)))
     table = _table(
         t,
         _head(t, "name", "role", "area", "state", "last_seen"),
@@ -183,10 +183,10 @@ def user_action(
 # --- screens -------------------------------------------------------------------------------------------------
 
 
-def screens_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
+def screens_view(svc: Services, lang: str, who: Principal | None) -> tuple[Any, list[dict[str, str]]]:
     t = translator(lang)
     with svc.pool.connection() as conn:
-        rows = identity.list_screens(conn)
+        rows = identity.list_screens(conn, admin.reach(_admin(who)))
     table = _table(
         t,
         _head(t, "name", "area", "state", "sessions", "last_seen"),
@@ -234,10 +234,10 @@ def screen_action(
 # --- tokens ------------------------------------------------------------------------------------------------------
 
 
-def tokens_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, Any]]]:
+def tokens_view(svc: Services, lang: str, who: Principal | None) -> tuple[Any, list[dict[str, Any]]]:
     t = translator(lang)
     with svc.pool.connection() as conn:
-        rows = identity.list_tokens(conn)
+        rows = identity.list_tokens(conn, admin.reach(_admin(who)))
     table = _table(
         t,
         ["#", *_head(t, "name", "role", "area", "created", "state")],
@@ -284,10 +284,10 @@ def token_action(
 # --- van devices ----------------------------------------------------------------------------------------------------
 
 
-def vans_view(svc: Services, lang: str) -> tuple[Any, list[dict[str, str]]]:
+def vans_view(svc: Services, lang: str, who: Principal | None) -> tuple[Any, list[dict[str, str]]]:
     t = translator(lang)
     with svc.pool.connection() as conn:
-        rows = tracking.device_counts(conn)
+        rows = tracking.device_counts(conn, admin.reach(_admin(who)))
     table = _table(t, _head(t, "van", "name", "devices"), [[van, name, str(n)] for van, name, n in rows])
     return table, [{"label": f"{van} {name}", "value": van} for van, name, _ in rows]
 
@@ -370,7 +370,7 @@ def signins_view(
         ]
 
     head = _head(t, "at", "kind", "account", "address", "result")
-    return _log_view(svc, who, lang, page, lambda c, at, n: admin.signin_log(c, account, at, n), head, cells)
+    return _log_view(svc, who, lang, page, lambda c, at, n: admin.signin_log(c, account, at, n, who), head, cells)
 
 
 def _detail(detail: Any) -> str:
@@ -393,7 +393,7 @@ def changes_view(svc: Services, who: Principal | None, actor: str | None, page: 
         ]
 
     head = _head(t, "at", "actor", "action", "target", "detail", "address")
-    return _log_view(svc, who, lang, page, lambda c, at, n: admin.change_log(c, actor, at, n), head, cells)
+    return _log_view(svc, who, lang, page, lambda c, at, n: admin.change_log(c, actor, at, n, who), head, cells)
 
 
 def _step(trigger: Any, prev_id: str, next_id: str, page: int | None) -> int:
@@ -524,7 +524,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             Ids.USER_ENABLE: ("enable", {"pick": Ids.USER_PICK}),
         },
         doing(user_action),
-        lambda: users_view(get(), lang()),
+        lambda: users_view(get(), lang(), identity.current()),
         cleared=(Ids.USER_PASSWORD, Ids.EDIT_PASSWORD),
     )
     wire_section(
@@ -537,7 +537,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             Ids.SCREEN_REVOKE: ("revoke", {"pick": Ids.SCREEN_PICK}),
         },
         lambda a, f: screen_action(get(), identity.current(), client_address(), a, f, lang(), base_url(get())),
-        lambda: screens_view(get(), lang()),
+        lambda: screens_view(get(), lang(), identity.current()),
     )
     wire_section(
         app,
@@ -548,7 +548,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             Ids.TOKEN_REVOKE: ("revoke", {"pick": Ids.TOKEN_PICK}),
         },
         doing(token_action),
-        lambda: tokens_view(get(), lang()),
+        lambda: tokens_view(get(), lang(), identity.current()),
     )
     wire_section(
         app,
@@ -559,7 +559,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             Ids.VAN_UNREGISTER: ("unregister", {"device": Ids.VAN_FORGET}),
         },
         doing(van_action),
-        lambda: vans_view(get(), lang()),
+        lambda: vans_view(get(), lang(), identity.current()),
     )
 
     def paged_log(

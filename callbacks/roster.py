@@ -70,7 +70,7 @@ def _count(t: Callable[[str], str], rows: list[dict[str, Any]]) -> str:
 # --- mediators --------------------------------------------------------------------------------------
 
 
-def mediators_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any, ...]:
+def mediators_view(svc: Services, lang: str, who: Principal | None, q: str | None = None) -> tuple[Any, ...]:
     """The mediators' table (open cases beside each name), the pick's choices, the form's choices
     (units, vans, case types) and the count line."""
     t = translator(lang)
@@ -80,10 +80,11 @@ def mediators_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any,
         return _refused(exc, lang), [], [], [], [], ""
     names, type_options = _types(svc)
     with svc.pool.connection() as conn:
-        rows = roster.list_mediators(conn, None, flt)
+        area = _admin(who).area  # its area's rows and those above it (services/roster.py)
+        rows = roster.list_mediators(conn, area, flt)
         codes = roster.open_case_codes(conn, "mediator", [r["id"] for r in rows])
-        units = roster.list_units(conn, None, roster.UnitFilter(limit=2000))
-        vans = tracking.device_counts(conn)
+        units = roster.list_units(conn, area, roster.UnitFilter(limit=2000))
+        vans = tracking.device_counts(conn, area)
     table = _table(
         t,
         _head(t, "name", "open_cases", "phone", "level", "area", "unit", "centre", "van", "specialties", "state"),
@@ -168,9 +169,8 @@ def roster_action(
 
 def mediator_form(svc: Services, who: Principal | None, pick: Any) -> tuple[Any, ...]:
     """A picked mediator's values, into the form (to change them)."""
-    _admin(who)
     with svc.pool.connection() as conn:
-        r = roster.get_mediator(conn, None, _pick_id(pick))
+        r = roster.get_mediator(conn, _admin(who).area, _pick_id(pick))
     return (
         r["name"],
         r["phone"] or "",
@@ -189,7 +189,7 @@ def mediator_form(svc: Services, who: Principal | None, pick: Any) -> tuple[Any,
 _UNIT_FORM = ("name", "kind", "area_code", "level", "phone", "specialties")
 
 
-def units_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any, ...]:
+def units_view(svc: Services, lang: str, who: Principal | None, q: str | None = None) -> tuple[Any, ...]:
     """The units' table, the pick's choices, the case types to choose from and the count line."""
     t = translator(lang)
     try:
@@ -198,7 +198,7 @@ def units_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any, ...
         return _refused(exc, lang), [], [], ""
     names, type_options = _types(svc)
     with svc.pool.connection() as conn:
-        rows = roster.list_units(conn, None, flt)
+        rows = roster.list_units(conn, _admin(who).area, flt)
         codes = roster.open_case_codes(conn, "unit", [r["id"] for r in rows])
     table = _table(
         t,
@@ -223,9 +223,8 @@ def units_view(svc: Services, lang: str, q: str | None = None) -> tuple[Any, ...
 
 
 def unit_form(svc: Services, who: Principal | None, pick: Any) -> tuple[Any, ...]:
-    _admin(who)
     with svc.pool.connection() as conn:
-        r = roster.get_unit(conn, None, _pick_id(pick))
+        r = roster.get_unit(conn, _admin(who).area, _pick_id(pick))
     return r["name"], r["kind"], r["area_code"], r["level"], r["phone"] or "", list(r["specialties"])
 
 
@@ -292,7 +291,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             (Ids.MED_CREATE, Ids.MED_APPLY, Ids.MED_DEACTIVATE, Ids.MED_ACTIVATE),
         ),
         section("mediators"),
-        lambda q: mediators_view(get(), lang(), q),
+        lambda q: mediators_view(get(), lang(), identity.current(), q),
         filters=(Ids.MED_FILTER,),
         more=(
             Output(Ids.MED_UNIT, "options"),
@@ -313,7 +312,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             (Ids.UNIT_CREATE, Ids.UNIT_APPLY, Ids.UNIT_DEACTIVATE, Ids.UNIT_ACTIVATE),
         ),
         section("units"),
-        lambda q: units_view(get(), lang(), q),
+        lambda q: units_view(get(), lang(), identity.current(), q),
         filters=(Ids.UNIT_FILTER,),
         more=(Output(Ids.UNIT_SPECIALTIES, "options"), Output(Ids.UNIT_COUNT, "children")),
     )

@@ -347,12 +347,16 @@ def unregister_device(conn: psycopg.Connection, identifier: str) -> str | None:
     return row[0] if row else None
 
 
-def device_counts(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
-    """(van id, name, registered devices) for every van."""
+def device_counts(conn: psycopg.Connection, reach: str | None = None) -> list[tuple[str, str, int]]:
+    """(van id, name, registered devices) for every van an admin of ``reach`` manages (None: every van;
+    else its banner's, never the league's own: services/admin.py ``reach``)."""
     return [
         (r[0], r[1], int(r[2]))
         for r in conn.execute(
             """SELECT v.id, v.name, count(d.device_hash) FROM vans v LEFT JOIN van_devices d ON d.van_id = v.id
-           GROUP BY v.id, v.name ORDER BY v.id"""
+               WHERE (%(reach)s::text IS NULL OR (yitu_van_banner(v.base_center_id) IS NOT NULL
+                      AND yitu_van_in_scope(%(reach)s, yitu_van_banner(v.base_center_id))))
+               GROUP BY v.id, v.name ORDER BY v.id""",
+            {"reach": reach},
         )
     ]

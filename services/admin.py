@@ -1,6 +1,15 @@
 """The administrative changes (users, wall screens, API tokens, van devices) and the logs, each change
 with its ``admin_events`` row in the same transaction.
 
+**An admin's reach is its area.** An admin scoped to an area (a banner's, a town's) manages only the
+identities inside it — users, screens and tokens whose area lies in its own —, the devices of its
+banner's vans, and reads only the log rows of those; it cannot make an identity of the whole territory
+or of another area (403 naming ``area``), and an identity outside its reach is to it as one that does
+not exist (404: its name is not confirmed). Otherwise an admin of one town could make an unscoped
+admin, or set the league admin's password and sign in as them. An unscoped admin, and the command
+line (``who`` None: whoever runs it on the host), reach everything. services/roster.py applies the
+same rule to the roster.
+
 One implementation for both faces: the admin page (callbacks/admin.py, ``who`` the signed-in admin,
 ``address`` the browser's) and the command line (cli/users.py, ``who`` None: actor_kind ``cli``).
 Each function works on the caller's connection and leaves the commit to it, so the change and its
@@ -16,7 +25,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata import tracking
-from geodata.errors import Invalid, NotFound
+from geodata.errors import Forbidden, Invalid, NotFound
 from geodata.workflow import ROLES
 from services import audit, identity
 from services.identity import Principal
@@ -25,6 +34,63 @@ MIN_DEVICE_LEN = 8
 MAX_DEVICE_LEN = 200
 PAGE_SIZE = 20
 MAX_FILTER = 100
+
+
+# --- an admin's reach ---------------------------------------------------------------------------------
+
+
+def reach(who: Principal | None) -> str | None:
+    """The area ``who`` manages (None: everything — an unscoped admin, or the command line)."""
+    return None if who is None else who.area
+
+
+def require_reach(who: Principal | None, area: str | None, field: str = "area") -> None:
+    """403 naming ``field`` unless an identity or row of ``area`` (None: the whole territory) lies in
+    ``who``'s reach."""
+    scope = reach(who)
+    if scope is not None and not (area or "").startswith(scope):
+        where = f"area {area}" if area else "the whole territory"
+        raise Forbidden(f"{where} is outside your area {scope}: an admin manages its own area only", field=field)
+
+
+# The SQL of "this row's area is inside the reach %(reach)s" (NULL: everything); a row of no area
+# (the whole territory) is outside any area.
+IN_REACH = "(%(reach)s::text IS NULL OR starts_with({area}, %(reach)s))"
+# A van in reach: the unscoped reach everything; a scoped admin its banner's vans (the banner holds its
+# area, or lies in it), never the league's own (a van of no banner: geodata/sql/039_van_banner.sql).
+VAN_IN_REACH = (
+    "(%(reach)s::text IS NULL OR (yitu_van_banner({van}.base_center_id) IS NOT NULL"
+    " AND yitu_van_in_scope(%(reach)s, yitu_van_banner({van}.base_center_id))))"
+)
+
+
+def _in_reach(
+    conn: psycopg.Connection, who: Principal | None, table: str, where: str, value: object, what: str
+) -> None:
+    """NotFound naming ``name`` (as for one that does not exist) unless the ``table`` row whose ``where``
+    column is ``value`` lies in ``who``'s reach. ``table`` and ``where`` are constants of this module."""
+    scope = reach(who)
+    if scope is None:
+        return
+    row = conn.execute(
+        sql.SQL("SELECT 1 FROM {} WHERE {} = %(v)s AND " + IN_REACH.format(area="area_code")).format(
+            sql.Identifier(table), sql.Identifier(where)
+        ),
+        {"v": value, "reach": scope},
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no {what} named {value!r}", field="name")
+
+
+def _van_in_reach(conn: psycopg.Connection, who: Principal | None, van: str) -> None:
+    scope = reach(who)
+    if scope is None:
+        return
+    row = conn.execute(
+        "SELECT 1 FROM vans v WHERE v.id = %(v)s AND " + VAN_IN_REACH.format(van="v"), {"v": van, "reach": scope}
+    ).fetchone()
+    if row is None:
+        raise Invalid(f"no van with id {van!r}", field="van")
 
 
 def check_area(conn: psycopg.Connection, area: str | None) -> str | None:
@@ -63,6 +129,7 @@ def create_user(
     van: str | None = None,
 ) -> int:
     area = check_area(conn, area)
+    require_reach(who, area)
     uid = identity.create_user(conn, name=name, role=role, password=password, area=area, van=van)
     details = {"name": name.strip(), "role": role, "area": area, **({"van": van.strip()} if van else {})}
     audit.record(conn, who, "user.create", f"user:{uid}", details, address)
@@ -73,6 +140,7 @@ def set_user_disabled(
     conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, disabled: bool
 ) -> bool:
     """Disable (their sessions end at once) or enable; the row is written when something changed."""
+    _in_reach(conn, who, "users", "name", name.strip(), "user")
     changed = identity.set_user_disabled(conn, name, disabled)
     if changed:
         action = "user.disable" if disabled else "user.enable"
@@ -84,6 +152,7 @@ def reset_password(
     conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, password: str
 ) -> None:
     """A new password (never logged); the user's sessions end."""
+    _in_reach(conn, who, "users", "name", name.strip(), "user")
     identity.set_password(conn, name, password)
     audit.record(conn, who, "user.password", f"user:{_user_id(conn, name)}", {"name": name.strip()}, address)
 
@@ -92,7 +161,9 @@ def set_user_role(
     conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, role: str, area: str | None
 ) -> None:
     """A new role and area scope; the user's sessions end so the change holds at once."""
+    _in_reach(conn, who, "users", "name", name.strip(), "user")
     area = check_area(conn, area)
+    require_reach(who, area)
     before = conn.execute("SELECT role, area_code FROM users WHERE name = %s", (name.strip(),)).fetchone()
     identity.set_user_role(conn, name, role, area)
     assert before is not None  # set_user_role raised NotFound otherwise
@@ -128,18 +199,21 @@ def create_screen(
 ) -> tuple[int, str]:
     """A new screen and its one-time pairing code (the code is never logged)."""
     area = check_area(conn, area)
+    require_reach(who, area)
     sid, code = identity.create_screen(conn, name, area)
     audit.record(conn, who, "screen.create", f"screen:{sid}", {"name": name.strip(), "area": area}, address)
     return sid, code
 
 
 def pair_screen(conn: psycopg.Connection, who: Principal | None, address: str | None, name: str) -> str:
+    _in_reach(conn, who, "screens", "name", name.strip(), "screen")
     code = identity.pair_again(conn, name)
     audit.record(conn, who, "screen.pair", f"screen:{_screen_id(conn, name)}", {"name": name.strip()}, address)
     return code
 
 
 def revoke_screen(conn: psycopg.Connection, who: Principal | None, address: str | None, name: str) -> bool:
+    _in_reach(conn, who, "screens", "name", name.strip(), "screen")
     done = identity.revoke_screen(conn, name)
     if done:
         audit.record(conn, who, "screen.revoke", f"screen:{_screen_id(conn, name)}", {"name": name.strip()}, address)
@@ -163,15 +237,20 @@ def create_token(
     if role not in ROLES:
         raise Invalid(f"unknown role {role!r}; one of {', '.join(ROLES)}", field="role")
     area = check_area(conn, area)
+    require_reach(who, area)
     token_id, token = identity.create_token(conn, name=name, role=role, area=area)
     audit.record(conn, who, "token.create", f"token:{token_id}", {"name": name, "role": role, "area": area}, address)
     return token_id, token
 
 
 def revoke_token(conn: psycopg.Connection, who: Principal | None, address: str | None, token_id: int) -> bool:
-    """Revoke the live token with this id (by id only: a token may be named like another's number)."""
+    """Revoke the live token with this id (by id only: a token may be named like another's number), if
+    it is in ``who``'s reach (one outside is left as it is, as one that does not exist)."""
     row = conn.execute(
-        "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING name", (int(token_id),)
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = %(id)s AND revoked_at IS NULL AND "
+        + IN_REACH.format(area="area_code")
+        + " RETURNING name",
+        {"id": int(token_id), "reach": reach(who)},
     ).fetchone()
     if row is not None:
         audit.record(conn, who, "token.revoke", f"token:{int(token_id)}", {"name": row[0], "revoked": 1}, address)
@@ -187,6 +266,13 @@ def register_device(
     """Let ``device`` report for ``van``; returns the van it reported for before, if another.
     The log names the device by the start of its hash, never the identifier."""
     device = check_device(device)
+    _van_in_reach(conn, who, (van or "").strip())
+    now_for = tracking.van_of_device(conn, device)
+    if now_for is not None:
+        try:
+            _van_in_reach(conn, who, now_for)  # not taken from another banner's van by its admin
+        except Invalid:
+            raise Forbidden("this device reports for a van outside your area", field="device") from None
     try:
         before = tracking.register_device(conn, (van or "").strip(), device)
     except ValueError:
@@ -200,7 +286,13 @@ def unregister_device(conn: psycopg.Connection, who: Principal | None, address: 
     device = (device or "").strip()
     if not device or len(device) > MAX_DEVICE_LEN:
         raise Invalid("give the device identifier to forget", field="device")
-    van = tracking.unregister_device(conn, device)
+    known = tracking.van_of_device(conn, device)
+    if known is not None:
+        try:
+            _van_in_reach(conn, who, known)
+        except Invalid:  # another banner's van's device: as one not registered
+            known = None
+    van = tracking.unregister_device(conn, device) if known is not None else None
     if van is None:
         raise NotFound("no such device is registered", field="device")
     _device_event(conn, who, address, "van.device.unregister", van, device, {})
@@ -229,33 +321,67 @@ def _filter(value: str | None) -> str | None:
     return value or None
 
 
+_R = IN_REACH.format(area="area_code")
+# A sign-in attempt in reach: of an account that is a user or a screen in it.
+_SIGNIN_IN_REACH = f"""(%(reach)s::text IS NULL OR account IN (
+    SELECT name FROM users WHERE {_R} UNION ALL SELECT name FROM screens WHERE {_R}))"""
+# A change in reach: made by a user or token in it, or made to an identity, van, roster row or area in it.
+_CHANGE_IN_REACH = f"""(%(reach)s::text IS NULL
+    OR (actor_kind = 'user' AND actor_id IN (SELECT id FROM users WHERE {_R}))
+    OR (actor_kind = 'token' AND actor_id IN (SELECT id FROM api_tokens WHERE {_R}))
+    OR target IN (SELECT 'user:' || id FROM users WHERE {_R}
+                  UNION ALL SELECT 'screen:' || id FROM screens WHERE {_R}
+                  UNION ALL SELECT 'token:' || id FROM api_tokens WHERE {_R}
+                  UNION ALL SELECT 'unit:' || id FROM units WHERE {_R}
+                  UNION ALL SELECT 'mediator:' || id FROM mediators WHERE {_R}
+                  UNION ALL SELECT 'van:' || v.id FROM vans v WHERE {VAN_IN_REACH.format(van="v")})
+    OR starts_with(target, %(reach)s))"""
+
+
 def signin_log(
-    conn: psycopg.Connection, account: str | None = None, page: int = 0, size: int = PAGE_SIZE
+    conn: psycopg.Connection,
+    account: str | None = None,
+    page: int = 0,
+    size: int = PAGE_SIZE,
+    who: Principal | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The sign-in attempts, newest first, a page of them, optionally of accounts containing
-    ``account``: (rows, how many match)."""
-    return _log_page(conn, "id, at, kind, account, address, ok", "signin_attempts", "account", account, page, size)
+    """The sign-in attempts in ``who``'s reach, newest first, a page of them, optionally of accounts
+    containing ``account``: (rows, how many match)."""
+    columns = "id, at, kind, account, address, ok"
+    return _log_page(conn, columns, "signin_attempts", "account", account, page, size, _SIGNIN_IN_REACH, who)
 
 
 def change_log(
-    conn: psycopg.Connection, actor: str | None = None, page: int = 0, size: int = PAGE_SIZE
+    conn: psycopg.Connection,
+    actor: str | None = None,
+    page: int = 0,
+    size: int = PAGE_SIZE,
+    who: Principal | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The admin_events rows, newest first, a page of them, optionally of actors whose name
-    contains ``actor``: (rows, how many match)."""
+    """The admin_events rows in ``who``'s reach, newest first, a page of them, optionally of actors
+    whose name contains ``actor``: (rows, how many match)."""
     columns = "id, at, client_at, actor_kind, actor_id, actor_name, action, target, detail, host(address) AS address"
-    return _log_page(conn, columns, "admin_events", "actor_name", actor, page, size)
+    return _log_page(conn, columns, "admin_events", "actor_name", actor, page, size, _CHANGE_IN_REACH, who)
 
 
 def _log_page(
-    conn: psycopg.Connection, columns: str, table: str, column: str, contains: str | None, page: int, size: int
+    conn: psycopg.Connection,
+    columns: str,
+    table: str,
+    column: str,
+    contains: str | None,
+    page: int,
+    size: int,
+    in_reach: str,
+    who: Principal | None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of a log table, newest first, of the rows whose ``column`` contains ``contains``
-    (literally: LIKE's wildcards escaped), and how many rows match. ``columns`` is a constant of
-    this module, never input."""
-    where = sql.SQL("FROM {} WHERE (%(p)s::text IS NULL OR {} ILIKE %(p)s)").format(
+    """One page of a log table, newest first, of the rows in ``who``'s reach (``in_reach``) whose
+    ``column`` contains ``contains`` (literally: LIKE's wildcards escaped), and how many rows match.
+    ``columns`` and ``in_reach`` are constants of this module, never input."""
+    where = sql.SQL("FROM {} WHERE (%(p)s::text IS NULL OR {} ILIKE %(p)s) AND ").format(
         sql.Identifier(table), sql.Identifier(column)
-    )
-    params = {"p": _like(_filter(contains)), "size": size, "offset": max(0, page) * size}
+    ) + sql.SQL(in_reach)  # a constant of this module
+    params = {"p": _like(_filter(contains)), "size": size, "offset": max(0, page) * size, "reach": reach(who)}
     with conn.cursor(row_factory=dict_row) as cur:
         total = cur.execute(sql.SQL("SELECT count(*) AS n ") + where, params).fetchone()
         rows = cur.execute(

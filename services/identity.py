@@ -181,10 +181,13 @@ def create_token(conn: psycopg.Connection, *, name: str, role: str, area: str | 
     return int(row[0]), token
 
 
-def list_tokens(conn: psycopg.Connection) -> list[dict[str, Any]]:
+def list_tokens(conn: psycopg.Connection, reach: str | None = None) -> list[dict[str, Any]]:
+    """The tokens (never a hash) whose area lies in ``reach`` (None: all; services/admin.py ``reach``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT id, name, role, area_code, created_at, revoked_at FROM api_tokens ORDER BY id"
+            "SELECT id, name, role, area_code, created_at, revoked_at FROM api_tokens"
+            " WHERE (%(reach)s::text IS NULL OR starts_with(area_code, %(reach)s)) ORDER BY id",
+            {"reach": reach},
         ).fetchall()
 
 
@@ -333,13 +336,15 @@ def create_user(
     return int(row[0])
 
 
-def list_users(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """Every user (never a hash), with when they last used a session."""
+def list_users(conn: psycopg.Connection, reach: str | None = None) -> list[dict[str, Any]]:
+    """The users (never a hash) whose area lies in ``reach`` (None: all), with when they last used a session."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """SELECT u.id, u.name, u.role, u.area_code, u.van_id, u.created_at, u.disabled_at,
                       (SELECT max(s.last_seen_at) FROM sessions s WHERE s.user_id = u.id) AS last_seen_at
-               FROM users u ORDER BY u.id"""
+               FROM users u WHERE (%(reach)s::text IS NULL OR starts_with(u.area_code, %(reach)s))
+               ORDER BY u.id""",
+            {"reach": reach},
         ).fetchall()
 
 
@@ -569,14 +574,17 @@ def redeem_pairing(conn: psycopg.Connection, code: str) -> Principal | None:
     return Principal(int(row[0]), row[1], SCREEN_ROLE, row[2], kind="screen") if row else None
 
 
-def list_screens(conn: psycopg.Connection) -> list[dict[str, Any]]:
+def list_screens(conn: psycopg.Connection, reach: str | None = None) -> list[dict[str, Any]]:
+    """The wall screens whose area lies in ``reach`` (None: all), with their live sessions."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """SELECT sc.id, sc.name, sc.area_code, sc.created_at, sc.revoked_at,
                       (SELECT count(*) FROM sessions s WHERE s.screen_id = sc.id AND s.ended_at IS NULL
                          AND s.expires_at > now()) AS sessions,
                       (SELECT max(s.last_seen_at) FROM sessions s WHERE s.screen_id = sc.id) AS last_seen_at
-               FROM screens sc ORDER BY sc.id"""
+               FROM screens sc WHERE (%(reach)s::text IS NULL OR starts_with(sc.area_code, %(reach)s))
+               ORDER BY sc.id""",
+            {"reach": reach},
         ).fetchall()
 
 

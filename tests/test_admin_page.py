@@ -445,7 +445,8 @@ def test_an_admin_makes_a_vans_crew_member_on_the_page(app_client: TestClient, d
             "SELECT detail FROM admin_events WHERE action = 'user.create' ORDER BY id DESC LIMIT 1"
         ).fetchone()
     assert details["van"] == "V02" and details["role"] == "van"
-    options = cb.users_view(c.app.state.services, "zh-CN")  # type: ignore[attr-defined]
+    admin = Principal(1, "admin", "admin", None, kind="user")
+    options = cb.users_view(c.app.state.services, "zh-CN", admin)  # type: ignore[attr-defined]
     assert {"label": name, "value": name} in options[1]
 
 
@@ -453,7 +454,7 @@ def test_markup_in_a_name_is_shown_as_text(app_client: TestClient, me: Principal
     svc = app_client.app.state.services  # type: ignore[attr-defined]
     name = '<img src=x onerror="alert(1)">'
     assert cb.user_action(svc, me, ADDRESS, "create", _new(name), "zh-CN").ok
-    table, options = cb.users_view(svc, "zh-CN")
+    table, options = cb.users_view(svc, "zh-CN", me)
     cells = [td.children for tr in table.children[1].children for td in tr.children]
     assert name in cells  # a plain string child: React renders it as text, never as markup
     assert {"label": name, "value": name} in options
@@ -532,3 +533,93 @@ def test_create_a_user_sign_in_as_them_disable_them_and_their_page_goes_to_login
     assert [r[0] for r in rows][-3:] == ["user.create", "user.disable", "token.create"]
     assert all(r[2] == "127.0.0.1" for r in rows[-3:])  # from where: the browser's address
     w.close()
+
+
+# --- an admin's reach is its area (services/admin.py) ------------------------------------------------------------
+
+
+def test_an_admin_of_one_town_manages_only_its_town(app_client: TestClient, demo_db: str, me: Principal) -> None:
+    """An admin scoped to a town: makes identities of its town only (none of the whole territory,
+    none of another town: 403 naming ``area``), cannot touch the league admin (as if it did not
+    exist: no password reset, no disabling), lists and logs only its town's identities, its banner's
+    vans and not the league's own, and changes only its town's roster. Nothing refused is written."""
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    t = TEXTS["zh-CN"]
+    sep = "："
+    town, other = "150623102", "150623101"
+    with psycopg.connect(demo_db) as conn:
+        local = identity.verify_user(conn, create_user(demo_db, "admin", area=town), PASSWORD)
+        conn.execute("INSERT INTO vans (id, name) VALUES ('L01', '市级调解车')")  # the league's own van (no base)
+        conn.commit()
+    assert local is not None and local.area == town
+    since = _last_event_id(demo_db)
+
+    def refused(outcome: cb.Outcome, field: str) -> None:
+        assert not outcome.ok and outcome.message.startswith(t[f"admin.field.{field}"] + sep), outcome
+
+    refused(cb.user_action(svc, local, ADDRESS, "create", _new("全域管理员", role="admin"), "zh-CN"), "area")
+    refused(cb.user_action(svc, local, ADDRESS, "create", _new("邻镇用户", area=other), "zh-CN"), "area")
+    refused(
+        cb.user_action(svc, local, ADDRESS, "passwd", {"pick": me.name, "password": "taken over 123"}, "zh-CN"), "name"
+    )
+    refused(cb.user_action(svc, local, ADDRESS, "disable", {"pick": me.name}, "zh-CN"), "name")
+    refused(
+        cb.screen_action(svc, local, ADDRESS, "create", {"name": "全域屏", "area": ""}, "zh-CN", "http://x"), "area"
+    )
+    refused(
+        cb.token_action(svc, local, ADDRESS, "create", {"name": "全域", "role": "viewer", "area": ""}, "zh-CN"), "area"
+    )
+    refused(cb.van_action(svc, local, ADDRESS, "register", {"van": "L01", "device": "league-device-1"}, "zh-CN"), "van")
+    assert _events(demo_db, since) == []  # nothing refused was written, nor logged
+    with psycopg.connect(demo_db) as conn:
+        assert identity.verify_user(conn, me.name, PASSWORD) is not None  # the league admin's password holds
+        assert conn.execute("SELECT count(*) FROM users WHERE name IN ('全域管理员', '邻镇用户')").fetchone() == (0,)
+
+    # inside its town: it works, and only its town shows
+    assert cb.user_action(svc, local, ADDRESS, "create", _new("本镇用户", area=town + "001"), "zh-CN").ok
+    refused(
+        cb.user_action(svc, local, ADDRESS, "role", {"pick": "本镇用户", "role": "viewer", "area": ""}, "zh-CN"), "area"
+    )
+    assert cb.token_action(
+        svc, me, ADDRESS, "create", {"name": "邻镇令牌", "role": "viewer", "area": other}, "zh-CN"
+    ).ok
+    with psycopg.connect(demo_db) as conn:
+        (token_id,) = conn.execute("SELECT id FROM api_tokens WHERE name = '邻镇令牌'").fetchone()  # type: ignore[misc]
+    assert not cb.token_action(svc, local, ADDRESS, "revoke", {"pick": token_id}, "zh-CN").ok
+    _, users = cb.users_view(svc, "zh-CN", local)
+    assert {o["value"] for o in users} == {local.name, "本镇用户"}
+    _, tokens = cb.tokens_view(svc, "zh-CN", local)
+    assert token_id not in {o["value"] for o in tokens}  # another town's, still live
+    _, vans = cb.vans_view(svc, "zh-CN", local)
+    assert {o["value"] for o in vans} == {"V01", "V02", "V03", "V04"}  # the banner's, not L01
+    assert {o["value"] for o in cb.vans_view(svc, "zh-CN", me)[1]} >= {"V01", "L01"}
+    table, _, _ = cb.changes_view(svc, local, None, 0, "zh-CN")
+    shown = _text(table)
+    assert "本镇用户" in shown and "邻镇令牌" not in shown  # the league admin's change elsewhere is not its to read
+    assert "邻镇令牌" in _text(cb.changes_view(svc, me, None, 0, "zh-CN")[0])
+    table, _, _ = cb.signins_view(svc, local, None, 0, "zh-CN")
+    assert me.name not in _text(table)
+
+    # the roster: its town's rows only
+    from callbacks import roster as roster_page
+
+    form = {
+        "name": "邻镇调委会",
+        "kind": "committee",
+        "area_code": other,
+        "level": None,
+        "phone": "",
+        "specialties": [],
+    }
+    refused(roster_page.roster_action(svc, local, ADDRESS, "units", "create", form, "zh-CN"), "area_code")
+    with psycopg.connect(demo_db) as conn:
+        (banner_unit,) = conn.execute("SELECT id FROM units WHERE area_code = '150623' ORDER BY id LIMIT 1").fetchone()  # type: ignore[misc]
+        assert conn.execute("SELECT count(*) FROM units WHERE name = '邻镇调委会'").fetchone() == (0,)
+    refused(
+        roster_page.roster_action(svc, local, ADDRESS, "units", "deactivate", {"pick": banner_unit}, "zh-CN"),
+        "area_code",
+    )
+    assert roster_page.roster_action(
+        svc, local, ADDRESS, "units", "create", {**form, "name": "本镇调委会", "area_code": town}, "zh-CN"
+    ).ok
+    assert _events(demo_db, since)[-1]["action"] == "unit.create"

@@ -475,6 +475,13 @@ def test_only_an_admin_changes_the_roster_each_change_audited(api: tuple[str, st
         for role in ("viewer", "dispatcher", "grid_worker"):
             r = http.post("/api/v1/units", json=body, headers=_h(dsn, role))
             assert r.status_code == 403, (role, r.text)
+        # an admin of another town changes nothing here, nor the banner's units above it (services/roster.py)
+        elsewhere = _h(dsn, "admin", area=_areas(dsn)[2][1])
+        r = http.post("/api/v1/units", json=body, headers=elsewhere)
+        assert r.status_code == 403 and r.json()["field"] == "area_code", r.text
+        r = http.patch("/api/v1/units/1", json={"active": False}, headers=elsewhere)  # the banner's own
+        assert r.status_code == 403 and r.json()["field"] == "area_code", r.text
+        assert _one(dsn, "SELECT count(*) FROM units WHERE name = 'API人民调解委员会'") == 0
         # with an Idempotency-Key, a retry gets the first answer and nothing is made twice
         keyed = {**admin, "Idempotency-Key": "roster-test-1"}
         first = http.post("/api/v1/units", json={**body, "name": "幂等调委会"}, headers=keyed)
