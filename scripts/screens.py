@@ -51,7 +51,7 @@ from psycopg.conninfo import make_conninfo
 from services import identity
 from services.settings import Settings
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.test_layout import PAGES, SIZES, Shown, page_path, sizes_of, wait_ready
+from tests.test_layout import PAGES, PHONE_MAX_WIDTH, SIZES, Shown, page_path, sizes_of, wait_ready
 
 OUT = ROOT / "docs" / "screens"
 WHO = {"screen": "on a paired wall screen", "anon": "not signed in"}  # how README names who looks
@@ -231,7 +231,8 @@ def shoot(browser: Browser, target: Target, shown: Shown, size: tuple[int, int],
         wait_ready(page, shown)
         # two frames more: what the last layout moved is painted (the maps draw on a canvas)
         page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-        data, ext = small(page.screenshot(), max_kb)
+        # a phone's page scrolls down: the whole of it (a desk's or a wall's page fits its screen)
+        data, ext = small(page.screenshot(full_page=width <= PHONE_MAX_WIDTH), max_kb)
     finally:
         page.close()
     path = out / f"{shown.name}-{width}x{height}.{ext}"

@@ -130,6 +130,8 @@ def create_user(
 ) -> int:
     area = check_area(conn, area)
     require_reach(who, area)
+    if van:
+        _van_in_reach(conn, who, van.strip())  # a crew member of its banner's van only
     uid = identity.create_user(conn, name=name, role=role, password=password, area=area, van=van)
     details = {"name": name.strip(), "role": role, "area": area, **({"van": van.strip()} if van else {})}
     audit.record(conn, who, "user.create", f"user:{uid}", details, address)

@@ -570,6 +570,8 @@ def test_an_admin_of_one_town_manages_only_its_town(app_client: TestClient, demo
         cb.token_action(svc, local, ADDRESS, "create", {"name": "全域", "role": "viewer", "area": ""}, "zh-CN"), "area"
     )
     refused(cb.van_action(svc, local, ADDRESS, "register", {"van": "L01", "device": "league-device-1"}, "zh-CN"), "van")
+    crew = _new("市级车组", role="van", area=town, van="L01")
+    refused(cb.user_action(svc, local, ADDRESS, "create", crew, "zh-CN"), "van")  # the league's van: not its own
     assert _events(demo_db, since) == []  # nothing refused was written, nor logged
     with psycopg.connect(demo_db) as conn:
         assert identity.verify_user(conn, me.name, PASSWORD) is not None  # the league admin's password holds
