@@ -53,44 +53,32 @@ def require_reach(who: Principal | None, area: str | None, field: str = "area") 
         raise Forbidden(f"{where} is outside your area {scope}: an admin manages its own area only", field=field)
 
 
-# The SQL of "this row's area is inside the reach %(reach)s" (NULL: everything); a row of no area
-# (the whole territory) is outside any area.
-IN_REACH = "(%(reach)s::text IS NULL OR starts_with({area}, %(reach)s))"
-# A van in reach: the unscoped reach everything; a scoped admin its banner's vans (the banner holds its
-# area, or lies in it), never the league's own (a van of no banner: geodata/sql/039_van_banner.sql).
-VAN_IN_REACH = (
-    "(%(reach)s::text IS NULL OR (yitu_van_banner({van}.base_center_id) IS NOT NULL"
-    " AND yitu_van_in_scope(%(reach)s, yitu_van_banner({van}.base_center_id))))"
-)
+# The row of ``name`` in reach, by table (constants: never input); services/identity.py has the rules.
+_IN_REACH = {
+    "users": "SELECT 1 FROM users u WHERE u.name = %(v)s AND " + identity.USER_IN_REACH,
+    "screens": "SELECT 1 FROM screens WHERE name = %(v)s AND " + identity.AREA_IN_REACH.format(area="area_code"),
+}
 
 
-def _in_reach(
-    conn: psycopg.Connection, who: Principal | None, table: str, where: str, value: object, what: str
-) -> None:
-    """NotFound naming ``name`` (as for one that does not exist) unless the ``table`` row whose ``where``
-    column is ``value`` lies in ``who``'s reach. ``table`` and ``where`` are constants of this module."""
+def _in_reach(conn: psycopg.Connection, who: Principal | None, table: str, name: str, what: str) -> None:
+    """NotFound naming ``name`` (as for one that does not exist) unless the user or screen called
+    ``name`` lies in ``who``'s reach (a crew member: its van too)."""
+    scope = reach(who)
+    if scope is not None and conn.execute(_IN_REACH[table], {"v": name, "reach": scope}).fetchone() is None:
+        raise NotFound(f"no {what} named {name!r}", field="name")
+
+
+def van_in_reach(conn: psycopg.Connection, who: Principal | None, van: str, field: str = "van") -> None:
+    """Invalid naming ``field`` (as for a van that does not exist) unless ``van`` is one ``who`` manages."""
     scope = reach(who)
     if scope is None:
         return
     row = conn.execute(
-        sql.SQL("SELECT 1 FROM {} WHERE {} = %(v)s AND " + IN_REACH.format(area="area_code")).format(
-            sql.Identifier(table), sql.Identifier(where)
-        ),
-        {"v": value, "reach": scope},
+        "SELECT 1 FROM vans v WHERE v.id = %(v)s AND " + identity.VAN_IN_REACH.format(van="v"),
+        {"v": van, "reach": scope},
     ).fetchone()
     if row is None:
-        raise NotFound(f"no {what} named {value!r}", field="name")
-
-
-def _van_in_reach(conn: psycopg.Connection, who: Principal | None, van: str) -> None:
-    scope = reach(who)
-    if scope is None:
-        return
-    row = conn.execute(
-        "SELECT 1 FROM vans v WHERE v.id = %(v)s AND " + VAN_IN_REACH.format(van="v"), {"v": van, "reach": scope}
-    ).fetchone()
-    if row is None:
-        raise Invalid(f"no van with id {van!r}", field="van")
+        raise Invalid(f"no van with id {van!r}", field=field)
 
 
 def check_area(conn: psycopg.Connection, area: str | None) -> str | None:
@@ -131,7 +119,7 @@ def create_user(
     area = check_area(conn, area)
     require_reach(who, area)
     if van:
-        _van_in_reach(conn, who, van.strip())  # a crew member of its banner's van only
+        van_in_reach(conn, who, van.strip())  # a crew member of its banner's van only
     uid = identity.create_user(conn, name=name, role=role, password=password, area=area, van=van)
     details = {"name": name.strip(), "role": role, "area": area, **({"van": van.strip()} if van else {})}
     audit.record(conn, who, "user.create", f"user:{uid}", details, address)
@@ -142,7 +130,7 @@ def set_user_disabled(
     conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, disabled: bool
 ) -> bool:
     """Disable (their sessions end at once) or enable; the row is written when something changed."""
-    _in_reach(conn, who, "users", "name", name.strip(), "user")
+    _in_reach(conn, who, "users", name.strip(), "user")
     changed = identity.set_user_disabled(conn, name, disabled)
     if changed:
         action = "user.disable" if disabled else "user.enable"
@@ -154,7 +142,7 @@ def reset_password(
     conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, password: str
 ) -> None:
     """A new password (never logged); the user's sessions end."""
-    _in_reach(conn, who, "users", "name", name.strip(), "user")
+    _in_reach(conn, who, "users", name.strip(), "user")
     identity.set_password(conn, name, password)
     audit.record(conn, who, "user.password", f"user:{_user_id(conn, name)}", {"name": name.strip()}, address)
 
@@ -163,7 +151,7 @@ def set_user_role(
     conn: psycopg.Connection, who: Principal | None, address: str | None, name: str, role: str, area: str | None
 ) -> None:
     """A new role and area scope; the user's sessions end so the change holds at once."""
-    _in_reach(conn, who, "users", "name", name.strip(), "user")
+    _in_reach(conn, who, "users", name.strip(), "user")
     area = check_area(conn, area)
     require_reach(who, area)
     before = conn.execute("SELECT role, area_code FROM users WHERE name = %s", (name.strip(),)).fetchone()
@@ -208,14 +196,14 @@ def create_screen(
 
 
 def pair_screen(conn: psycopg.Connection, who: Principal | None, address: str | None, name: str) -> str:
-    _in_reach(conn, who, "screens", "name", name.strip(), "screen")
+    _in_reach(conn, who, "screens", name.strip(), "screen")
     code = identity.pair_again(conn, name)
     audit.record(conn, who, "screen.pair", f"screen:{_screen_id(conn, name)}", {"name": name.strip()}, address)
     return code
 
 
 def revoke_screen(conn: psycopg.Connection, who: Principal | None, address: str | None, name: str) -> bool:
-    _in_reach(conn, who, "screens", "name", name.strip(), "screen")
+    _in_reach(conn, who, "screens", name.strip(), "screen")
     done = identity.revoke_screen(conn, name)
     if done:
         audit.record(conn, who, "screen.revoke", f"screen:{_screen_id(conn, name)}", {"name": name.strip()}, address)
@@ -240,6 +228,8 @@ def create_token(
         raise Invalid(f"unknown role {role!r}; one of {', '.join(ROLES)}", field="role")
     area = check_area(conn, area)
     require_reach(who, area)
+    if role == "van":
+        van_in_reach(conn, who, name, "name")  # a van token acts for the van it is named after
     token_id, token = identity.create_token(conn, name=name, role=role, area=area)
     audit.record(conn, who, "token.create", f"token:{token_id}", {"name": name, "role": role, "area": area}, address)
     return token_id, token
@@ -249,9 +239,9 @@ def revoke_token(conn: psycopg.Connection, who: Principal | None, address: str |
     """Revoke the live token with this id (by id only: a token may be named like another's number), if
     it is in ``who``'s reach (one outside is left as it is, as one that does not exist)."""
     row = conn.execute(
-        "UPDATE api_tokens SET revoked_at = now() WHERE id = %(id)s AND revoked_at IS NULL AND "
-        + IN_REACH.format(area="area_code")
-        + " RETURNING name",
+        "UPDATE api_tokens t SET revoked_at = now() WHERE t.id = %(id)s AND t.revoked_at IS NULL AND "
+        + identity.TOKEN_IN_REACH
+        + " RETURNING t.name",
         {"id": int(token_id), "reach": reach(who)},
     ).fetchone()
     if row is not None:
@@ -268,11 +258,11 @@ def register_device(
     """Let ``device`` report for ``van``; returns the van it reported for before, if another.
     The log names the device by the start of its hash, never the identifier."""
     device = check_device(device)
-    _van_in_reach(conn, who, (van or "").strip())
+    van_in_reach(conn, who, (van or "").strip())
     now_for = tracking.van_of_device(conn, device)
     if now_for is not None:
         try:
-            _van_in_reach(conn, who, now_for)  # not taken from another banner's van by its admin
+            van_in_reach(conn, who, now_for)  # not taken from another banner's van by its admin
         except Invalid:
             raise Forbidden("this device reports for a van outside your area", field="device") from None
     try:
@@ -291,7 +281,7 @@ def unregister_device(conn: psycopg.Connection, who: Principal | None, address: 
     known = tracking.van_of_device(conn, device)
     if known is not None:
         try:
-            _van_in_reach(conn, who, known)
+            van_in_reach(conn, who, known)
         except Invalid:  # another banner's van's device: as one not registered
             known = None
     van = tracking.unregister_device(conn, device) if known is not None else None
@@ -323,20 +313,21 @@ def _filter(value: str | None) -> str | None:
     return value or None
 
 
-_R = IN_REACH.format(area="area_code")
-# A sign-in attempt in reach: of an account that is a user or a screen in it.
-_SIGNIN_IN_REACH = f"""(%(reach)s::text IS NULL OR account IN (
-    SELECT name FROM users WHERE {_R} UNION ALL SELECT name FROM screens WHERE {_R}))"""
+_R = identity.AREA_IN_REACH.format(area="area_code")
+# A sign-in attempt in reach: a password typed for a user in it (only those name an account that is
+# one: a screen's name may be any user's, and a token's guess names nobody).
+_SIGNIN_IN_REACH = f"""(%(reach)s::text IS NULL OR (kind = 'password' AND account IN (
+    SELECT u.name FROM users u WHERE {identity.USER_IN_REACH})))"""
 # A change in reach: made by a user or token in it, or made to an identity, van, roster row or area in it.
 _CHANGE_IN_REACH = f"""(%(reach)s::text IS NULL
-    OR (actor_kind = 'user' AND actor_id IN (SELECT id FROM users WHERE {_R}))
-    OR (actor_kind = 'token' AND actor_id IN (SELECT id FROM api_tokens WHERE {_R}))
-    OR target IN (SELECT 'user:' || id FROM users WHERE {_R}
+    OR (actor_kind = 'user' AND actor_id IN (SELECT u.id FROM users u WHERE {identity.USER_IN_REACH}))
+    OR (actor_kind = 'token' AND actor_id IN (SELECT t.id FROM api_tokens t WHERE {identity.TOKEN_IN_REACH}))
+    OR target IN (SELECT 'user:' || u.id FROM users u WHERE {identity.USER_IN_REACH}
                   UNION ALL SELECT 'screen:' || id FROM screens WHERE {_R}
-                  UNION ALL SELECT 'token:' || id FROM api_tokens WHERE {_R}
+                  UNION ALL SELECT 'token:' || t.id FROM api_tokens t WHERE {identity.TOKEN_IN_REACH}
                   UNION ALL SELECT 'unit:' || id FROM units WHERE {_R}
                   UNION ALL SELECT 'mediator:' || id FROM mediators WHERE {_R}
-                  UNION ALL SELECT 'van:' || v.id FROM vans v WHERE {VAN_IN_REACH.format(van="v")})
+                  UNION ALL SELECT 'van:' || v.id FROM vans v WHERE {identity.VAN_IN_REACH.format(van="v")})
     OR starts_with(target, %(reach)s))"""
 
 

@@ -181,12 +181,35 @@ def create_token(conn: psycopg.Connection, *, name: str, role: str, area: str | 
     return int(row[0]), token
 
 
+# An admin's reach (services/admin.py): the SQL of "in the reach %(reach)s" (NULL: everything) for a
+# row's area (a row of no area, the whole territory, is outside any area), for a van (its banner's vans,
+# never the league's own: geodata/sql/039_van_banner.sql), for a user (its area, and a crew member's van
+# too) and for a token (its area, and a van token's van: it acts for the van it is named after).
+AREA_IN_REACH = "(%(reach)s::text IS NULL OR starts_with({area}, %(reach)s))"
+VAN_IN_REACH = (
+    "(%(reach)s::text IS NULL OR (yitu_van_banner({van}.base_center_id) IS NOT NULL"
+    " AND yitu_van_in_scope(%(reach)s, yitu_van_banner({van}.base_center_id))))"
+)
+USER_IN_REACH = (
+    AREA_IN_REACH.format(area="u.area_code")
+    + " AND (u.van_id IS NULL OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = u.van_id AND "
+    + VAN_IN_REACH.format(van="rv")
+    + "))"
+)
+TOKEN_IN_REACH = (
+    AREA_IN_REACH.format(area="t.area_code")
+    + " AND (t.role <> 'van' OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = t.name AND "
+    + VAN_IN_REACH.format(van="rv")
+    + "))"
+)
+
+
 def list_tokens(conn: psycopg.Connection, reach: str | None = None) -> list[dict[str, Any]]:
     """The tokens (never a hash) whose area lies in ``reach`` (None: all; services/admin.py ``reach``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT id, name, role, area_code, created_at, revoked_at FROM api_tokens"
-            " WHERE (%(reach)s::text IS NULL OR starts_with(area_code, %(reach)s)) ORDER BY id",
+            "SELECT t.id, t.name, t.role, t.area_code, t.created_at, t.revoked_at FROM api_tokens t"
+            " WHERE " + TOKEN_IN_REACH + " ORDER BY t.id",
             {"reach": reach},
         ).fetchall()
 
@@ -342,8 +365,9 @@ def list_users(conn: psycopg.Connection, reach: str | None = None) -> list[dict[
         return cur.execute(
             """SELECT u.id, u.name, u.role, u.area_code, u.van_id, u.created_at, u.disabled_at,
                       (SELECT max(s.last_seen_at) FROM sessions s WHERE s.user_id = u.id) AS last_seen_at
-               FROM users u WHERE (%(reach)s::text IS NULL OR starts_with(u.area_code, %(reach)s))
-               ORDER BY u.id""",
+               FROM users u WHERE """
+            + USER_IN_REACH
+            + " ORDER BY u.id",
             {"reach": reach},
         ).fetchall()
 
@@ -582,8 +606,9 @@ def list_screens(conn: psycopg.Connection, reach: str | None = None) -> list[dic
                       (SELECT count(*) FROM sessions s WHERE s.screen_id = sc.id AND s.ended_at IS NULL
                          AND s.expires_at > now()) AS sessions,
                       (SELECT max(s.last_seen_at) FROM sessions s WHERE s.screen_id = sc.id) AS last_seen_at
-               FROM screens sc WHERE (%(reach)s::text IS NULL OR starts_with(sc.area_code, %(reach)s))
-               ORDER BY sc.id""",
+               FROM screens sc WHERE """
+            + AREA_IN_REACH.format(area="sc.area_code")
+            + " ORDER BY sc.id",
             {"reach": reach},
         ).fetchall()
 

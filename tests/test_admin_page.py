@@ -572,6 +572,8 @@ def test_an_admin_of_one_town_manages_only_its_town(app_client: TestClient, demo
     refused(cb.van_action(svc, local, ADDRESS, "register", {"van": "L01", "device": "league-device-1"}, "zh-CN"), "van")
     crew = _new("市级车组", role="van", area=town, van="L01")
     refused(cb.user_action(svc, local, ADDRESS, "create", crew, "zh-CN"), "van")  # the league's van: not its own
+    van_token = {"name": "L01", "role": "van", "area": town}  # a van token acts for the van it is named after
+    refused(cb.token_action(svc, local, ADDRESS, "create", van_token, "zh-CN"), "name")
     assert _events(demo_db, since) == []  # nothing refused was written, nor logged
     with psycopg.connect(demo_db) as conn:
         assert identity.verify_user(conn, me.name, PASSWORD) is not None  # the league admin's password holds
@@ -599,8 +601,18 @@ def test_an_admin_of_one_town_manages_only_its_town(app_client: TestClient, demo
     shown = _text(table)
     assert "本镇用户" in shown and "邻镇令牌" not in shown  # the league admin's change elsewhere is not its to read
     assert "邻镇令牌" in _text(cb.changes_view(svc, me, None, 0, "zh-CN")[0])
-    table, _, _ = cb.signins_view(svc, local, None, 0, "zh-CN")
-    assert me.name not in _text(table)
+    # a crew member of its town riding the league's van, made by the league admin: not its to take over
+    rider = _new("市级车组员", role="van", area=town, van="L01")
+    assert cb.user_action(svc, me, ADDRESS, "create", rider, "zh-CN").ok
+    taken = {"pick": "市级车组员", "password": "taken over 1234"}
+    refused(cb.user_action(svc, local, ADDRESS, "passwd", taken, "zh-CN"), "name")
+    assert "市级车组员" not in _text(cb.users_view(svc, "zh-CN", local)[0])
+    # the sign-in log: not the league admin's sign-ins, not even through a screen named like it
+    r = app_client.post("/login", data={"username": me.name, "password": PASSWORD, "next": "/"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert cb.screen_action(svc, local, ADDRESS, "create", {"name": me.name, "area": town}, "zh-CN", "http://x").ok
+    assert me.name not in _text(cb.signins_view(svc, local, None, 0, "zh-CN")[0])
+    assert me.name in _text(cb.signins_view(svc, me, None, 0, "zh-CN")[0])
 
     # the roster: its town's rows only
     from callbacks import roster as roster_page
@@ -621,7 +633,26 @@ def test_an_admin_of_one_town_manages_only_its_town(app_client: TestClient, demo
         roster_page.roster_action(svc, local, ADDRESS, "units", "deactivate", {"pick": banner_unit}, "zh-CN"),
         "area_code",
     )
+    with psycopg.connect(demo_db) as conn:
+        (elsewhere,) = conn.execute("SELECT id FROM units WHERE area_code LIKE %s", (other + "%",)).fetchone()  # type: ignore[misc]
+    refused(roster_page.roster_action(svc, local, ADDRESS, "units", "deactivate", {"pick": elsewhere}, "zh-CN"), "id")
+    mediator = {
+        "name": "本镇调解员",
+        "phone": "13600000001",
+        "area_code": town,
+        "level": None,
+        "unit": banner_unit,
+        "centre": "",
+        "van": None,
+        "specialties": [],
+        "user": me.name,
+    }
+    refused(roster_page.roster_action(svc, local, ADDRESS, "mediators", "create", mediator, "zh-CN"), "user")
+    league_van = {**mediator, "user": "", "van": "L01"}
+    refused(roster_page.roster_action(svc, local, ADDRESS, "mediators", "create", league_van, "zh-CN"), "van")
+    own_van = {**mediator, "user": "", "van": "V01"}
+    assert roster_page.roster_action(svc, local, ADDRESS, "mediators", "create", own_van, "zh-CN").ok
     assert roster_page.roster_action(
         svc, local, ADDRESS, "units", "create", {**form, "name": "本镇调委会", "area_code": town}, "zh-CN"
     ).ok
-    assert _events(demo_db, since)[-1]["action"] == "unit.create"
+    assert [e["action"] for e in _events(demo_db, since)][-2:] == ["mediator.create", "unit.create"]
