@@ -135,7 +135,7 @@ def case_cameras(
     rows: list[dict[str, Any]] = []
     if case["lon"] is not None:
         with svc.pool.connection() as conn:
-            rows = cameras_near(conn, case["lon"], case["lat"], radius)
+            rows = cameras_near(conn, case["lon"], case["lat"], radius, scope=who.area)
     return {
         "case": code,
         "lon": case["lon"],
@@ -186,19 +186,33 @@ def list_dispatches(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
+    if who.role == "van":  # a van's crew reads its own van's visits, never another van's
+        if who.van is None or (van is not None and van != who.van):
+            return {"active": active, "limit": limit, "offset": offset, "dispatches": []}
+        van = who.van
+    area = None if who.role == "van" else who.area  # a van roams its whole banner: its van is its scope
     with svc.pool.connection() as conn:
-        rows = dispatch.dispatches(conn, active=active, van=van, case=case, area=who.area, limit=limit, offset=offset)
-    shown = [masking.case_for(who.role, dispatch_out(r)) for r in rows]  # notes masked for viewers
-    return {"active": active, "limit": limit, "offset": offset, "dispatches": shown}
+        rows = dispatch.dispatches(conn, active=active, van=van, case=case, area=area, limit=limit, offset=offset)
+    return {"active": active, "limit": limit, "offset": offset, "dispatches": [_shown(who, r) for r in rows]}
+
+
+def _shown(who: Principal, row: dict[str, Any]) -> dict[str, Any]:
+    """A dispatch as ``who`` may see it: its notes masked for a reader who does not see the parties
+    (their names found in the text by the case's parties), the parties themselves never shown."""
+    out = masking.case_for(who.role, {**dispatch_out(row), "parties": row["parties"] or []})
+    del out["parties"]
+    return out
 
 
 @router.get("/dispatches/{dispatch_id}", summary="One dispatch")
 def get_dispatch(dispatch_id: DispatchId, svc: Svc, who: Who) -> dict[str, Any]:
     with svc.pool.connection() as conn:
         row = dispatch.get(conn, dispatch_id)
-    if row is None or not who.sees_case(row):
+    # a van's crew: its own van's visits; anyone else: those of the cases of its area
+    seen = row is not None and (row["van_id"] == who.van if who.role == "van" else who.sees_case(row))
+    if row is None or not seen:
         raise errors.NotFound(f"no dispatch with id {dispatch_id}", field="id")
-    return masking.case_for(who.role, dispatch_out(row))
+    return _shown(who, row)
 
 
 @router.post(

@@ -143,7 +143,7 @@ def main() -> None:
         cam = lambda p: {"lon": p[0], "lat": p[1], "radius": 500.0}  # noqa: E731
         api, raw = _compare(
             pts,
-            lambda p: queries.cameras_near(conn, p[0], p[1], 500.0),
+            lambda p: queries.cameras_near(conn, p[0], p[1], 500.0, scope=None),
             lambda p: conn.execute(cam_sql, cam(p)).fetchall(),
         )
         naive = (

@@ -424,7 +424,7 @@ def view(svc: Services, rules: Rules, who: auth.Principal | None, code: str, lan
         events = casefile.timeline(conn, c["id"])
         files = attachments.of_case(conn, c["id"])
         visits = casefile.visits(conn, code, auth.scope_of(who), now)
-        cams = queries.cameras_near(conn, c["lon"], c["lat"], CAMERA_RADIUS_M)
+        cams = queries.cameras_near(conn, c["lon"], c["lat"], CAMERA_RADIUS_M, scope=auth.scope_of(who))
         flagged = set(casefile.CELL_FLAGS) & set(c["flags"])
         cells = casefile.cells_near(conn, code, limit=5) if flagged and who.role in casework.PLACERS else []
     own = rules.of(c["banner_code"])  # the case's banner's deadlines and attempts (geodata/deadlines.py)

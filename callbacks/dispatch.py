@@ -196,7 +196,7 @@ def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lan
         if where is None:  # the card was read a moment ago: a case is never deleted
             return [], html.P(t("dispatch.pick"), className="yitu-muted"), [], []
         lon, lat = where
-        cams = queries.cameras_near(conn, lon, lat, CAMERA_RADIUS_M)
+        cams = queries.cameras_near(conn, lon, lat, CAMERA_RADIUS_M, scope=who.area)
     table = html.Table(
         className="yitu-table yitu-candidates", children=[html.Tbody([_candidate_row(r, t) for r in rows])]
     )

@@ -158,9 +158,13 @@ def area_neighbours(conn: psycopg.Connection, code: str) -> list[dict[str, Any]]
     return _areas(conn, "area_neighbours", code)
 
 
-def cameras_near(conn: psycopg.Connection, lon: float, lat: float, radius_m: float) -> list[dict[str, Any]]:
+def cameras_near(
+    conn: psycopg.Connection, lon: float, lat: float, radius_m: float, *, scope: str | None
+) -> list[dict[str, Any]]:
+    """The cameras within ``radius_m`` of a point that a reader scoped to ``scope`` sees, nearest first."""
+    params = {"lon": lon, "lat": lat, "radius": radius_m, "scope": scope}
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query("cameras_near"), {"lon": lon, "lat": lat, "radius": radius_m}).fetchall()
+        return cur.execute(query("cameras_near"), params).fetchall()
 
 
 def vans_nearest(

@@ -406,6 +406,34 @@ def test_area_scope(client: TestClient, dispatcher: str, token: Callable[..., st
     assert client.post(f"/api/v1/dispatches/{d['id']}/cancel", headers=auth(outsider)).status_code == 403
 
 
+def test_a_vans_crew_reads_its_own_vans_visits_and_a_viewer_the_notes_masked(
+    client: TestClient, dispatcher: str, token: Callable[..., str], demo_db: str
+) -> None:
+    """``GET /api/v1/dispatches``: a van's crew (its token) reads its own van's visits, never another
+    van's (it listed every visit of the territory, notes unmasked); a viewer reads a note with the
+    parties' names masked (only long numbers were), and never the parties themselves."""
+    lon, lat, _ = inner_point(demo_db)
+    a = new_case(client, dispatcher, lon, lat)
+    b = new_case(client, dispatcher, *offset(lon, lat, 300))
+    place_van(demo_db, "V01", *offset(lon, lat, 2000))
+    place_van(demo_db, "V02", *offset(lon, lat, 2500))
+    mine = send(client, dispatcher, a, "V01", note="先去巴图家，再找乌兰其其格").json()
+    theirs = send(client, dispatcher, b, "V02").json()
+    crew = token("van", name="V01")
+    listed = client.get("/api/v1/dispatches", headers=auth(crew)).json()["dispatches"]
+    assert mine["id"] in {x["id"] for x in listed} and {x["van"] for x in listed} == {"V01"}
+    assert client.get("/api/v1/dispatches", params={"van": "V02"}, headers=auth(crew)).json()["dispatches"] == []
+    assert client.get(f"/api/v1/dispatches/{theirs['id']}", headers=auth(crew)).status_code == 404
+    own = client.get(f"/api/v1/dispatches/{mine['id']}", headers=auth(crew))
+    assert own.status_code == 200 and own.json()["note"] == "先去巴图家，再找乌兰其其格"  # the crew goes to them
+    seen = client.get(f"/api/v1/dispatches/{mine['id']}", headers=auth(token("viewer"))).json()
+    assert "巴图" not in seen["note"] and "乌兰其其格" not in seen["note"] and "parties" not in seen
+    listed = client.get("/api/v1/dispatches", params={"case": a}, headers=auth(token("viewer"))).json()["dispatches"]
+    assert [x["note"] for x in listed] == [seen["note"]]
+    full = client.get(f"/api/v1/dispatches/{mine['id']}", headers=auth(dispatcher)).json()
+    assert full["note"] == "先去巴图家，再找乌兰其其格" and "parties" not in full
+
+
 # --- arrival, end, cancel ------------------------------------------------------------------------
 
 

@@ -165,7 +165,7 @@ def test_cameras_near_match_geodesic_distance(demo_dsn: str, world: dict, radius
             _, _, dist = GEOD.inv(np.full(len(lon), x), np.full(len(lat), y), lon, lat)
             expected = set(ids[dist <= radius - 0.01].tolist())
             borderline = set(ids[np.abs(dist - radius) <= 0.01].tolist())
-            got = queries.cameras_near(conn, float(x), float(y), radius)
+            got = queries.cameras_near(conn, float(x), float(y), radius, scope=None)
             got_ids = {r["id"] for r in got}
             assert expected <= got_ids <= expected | borderline
             assert all(r["distance_m"] <= radius for r in got)
@@ -178,12 +178,32 @@ def test_cameras_near_uses_the_index(demo_dsn: str) -> None:
             r[0]
             for r in conn.execute(
                 psycopg.sql.SQL("EXPLAIN ") + psycopg.sql.SQL(queries.query("cameras_near")),  # type: ignore[operator]
-                {"lon": 107.48, "lat": 38.18, "radius": 500.0},
+                {"lon": 107.48, "lat": 38.18, "radius": 500.0, "scope": None},
             )
         )
     assert "cameras_geom_gist" in plan
     code = "\n".join(line for line in queries.query("cameras_near").splitlines() if not line.lstrip().startswith("--"))
     assert "geography" not in code
+
+
+def test_cameras_near_keep_to_the_readers_area(demo_dsn: str) -> None:
+    """A town's reader gets its town's cameras only, however near the next town's are (a case by a
+    town's edge showed the next town's cameras and their streams)."""
+    with psycopg.connect(demo_dsn) as conn:
+        # a camera with another town's cameras within 3 km of it
+        row = conn.execute(
+            """SELECT ST_X(a.geom), ST_Y(a.geom), left(a.area_code, 9) FROM cameras a
+               WHERE EXISTS (SELECT 1 FROM cameras b WHERE left(b.area_code, 9) <> left(a.area_code, 9)
+                             AND ST_DWithin(a.geom::geography, b.geom::geography, 3000))
+               ORDER BY a.id LIMIT 1"""
+        ).fetchone()
+        assert row is not None, "the demo has cameras near a town's edge"
+        lon, lat, town = row
+        everyone = queries.cameras_near(conn, lon, lat, 3000.0, scope=None)
+        mine = queries.cameras_near(conn, lon, lat, 3000.0, scope=town)
+    assert {r["area_code"][:9] for r in everyone} > {town}
+    assert mine and all(r["area_code"].startswith(town) for r in mine)
+    assert [r["id"] for r in mine] == [r["id"] for r in everyone if r["area_code"].startswith(town)]
 
 
 def test_k_nearest_vans(demo_db: str) -> None:
