@@ -2,7 +2,8 @@
 
 Anyone signed in reads the roster of their area (and the areas above it, whose units serve it too:
 the scope is applied in the SQL, geodata/sql/roster_*.sql); each mediator comes with the count of
-their open cases. Phones are shown to the roles that see personal data and masked for the others
+their open cases that the caller sees (one above the caller's area also works other areas' cases:
+those are neither counted nor listed). Phones are shown to the roles that see personal data and masked for the others
 (geodata/masking.py: ``****5678``). Only an admin adds or changes a row (POST, PATCH), each change
 with its admin_events row (services/roster.py) and, with an Idempotency-Key, done once however often
 it is sent; ``"active": false`` deactivates — rows are never deleted, an old case's timeline names them.

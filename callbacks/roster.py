@@ -82,7 +82,7 @@ def mediators_view(svc: Services, lang: str, who: Principal | None, q: str | Non
     with svc.pool.connection() as conn:
         area = _admin(who).area  # its area's rows and those above it (services/roster.py)
         rows = roster.list_mediators(conn, area, flt)
-        codes = roster.open_case_codes(conn, "mediator", [r["id"] for r in rows])
+        codes = roster.open_case_codes(conn, "mediator", [r["id"] for r in rows], area)
         units = roster.list_units(conn, area, roster.UnitFilter(limit=2000))
         vans = tracking.device_counts(conn, area)
     table = _table(
@@ -202,8 +202,9 @@ def units_view(svc: Services, lang: str, who: Principal | None, q: str | None = 
         return _refused(exc, lang), [], [], ""
     names, type_options = _types(svc)
     with svc.pool.connection() as conn:
-        rows = roster.list_units(conn, _admin(who).area, flt)
-        codes = roster.open_case_codes(conn, "unit", [r["id"] for r in rows])
+        area = _admin(who).area
+        rows = roster.list_units(conn, area, flt)
+        codes = roster.open_case_codes(conn, "unit", [r["id"] for r in rows], area)
     table = _table(
         t,
         _head(t, "name", "open_cases", "kind", "level", "area", "phone", "mediators", "specialties", "state"),

@@ -389,31 +389,39 @@ def get_mediator(conn: psycopg.Connection[Any], scope: str | None, mediator_id: 
     rows = _rows(conn, "roster_mediators", scope, MediatorFilter(active=None, limit=1), mediator_id)
     if not rows:
         raise NotFound(f"no mediator with id {mediator_id}", field="id")
-    return {**rows[0], "cases": open_cases(conn, "mediator", mediator_id)}
+    return {**rows[0], "cases": open_cases(conn, "mediator", mediator_id, scope)}
 
 
-def open_cases(conn: psycopg.Connection[Any], kind: str, ident: int, limit: int = 50) -> list[dict[str, Any]]:
-    """The open cases assigned to a mediator or a unit, soonest deadline first."""
+def open_cases(
+    conn: psycopg.Connection[Any], kind: str, ident: int, scope: str | None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The open cases assigned to a mediator or a unit that a reader scoped to ``scope`` sees (one
+    above its area works other areas' too), soonest deadline first."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """SELECT code, type, step, level, deadline FROM cases
-               WHERE assignee ->> 'kind' = %s AND assignee ->> 'id' = %s
+               WHERE assignee ->> 'kind' = %(kind)s AND assignee ->> 'id' = %(id)s
                  AND step NOT IN ('closed', 'evaluated', 'rejected')
-               ORDER BY deadline NULLS LAST, code LIMIT %s""",
-            (kind, str(ident), limit),
+                 AND yitu_in_scope(%(scope)s::text, grid_code, village_code, town_code, banner_code)
+               ORDER BY deadline NULLS LAST, code LIMIT %(limit)s""",
+            {"kind": kind, "id": str(ident), "scope": scope, "limit": limit},
         ).fetchall()
 
 
-def open_case_codes(conn: psycopg.Connection[Any], kind: str, ids: Sequence[int], per: int = 3) -> dict[int, list[str]]:
-    """The codes of the open cases of each of ``ids`` (mediators or units), soonest deadline first."""
+def open_case_codes(
+    conn: psycopg.Connection[Any], kind: str, ids: Sequence[int], scope: str | None, per: int = 3
+) -> dict[int, list[str]]:
+    """The codes of the open cases of each of ``ids`` (mediators or units) that a reader scoped to
+    ``scope`` sees, soonest deadline first."""
     rows = conn.execute(
-        """SELECT id, codes[1:%s] FROM (
+        """SELECT id, codes[1:%(per)s] FROM (
                SELECT (assignee ->> 'id') AS id, array_agg(code ORDER BY deadline NULLS LAST, code) AS codes
                FROM cases
-               WHERE assignee ->> 'kind' = %s AND assignee ->> 'id' = ANY(%s)
+               WHERE assignee ->> 'kind' = %(kind)s AND assignee ->> 'id' = ANY(%(ids)s)
                  AND step NOT IN ('closed', 'evaluated', 'rejected')
+                 AND yitu_in_scope(%(scope)s::text, grid_code, village_code, town_code, banner_code)
                GROUP BY 1) k""",
-        (per, kind, [str(i) for i in ids]),
+        {"per": per, "kind": kind, "ids": [str(i) for i in ids], "scope": scope},
     ).fetchall()
     return {int(i): list(codes) for i, codes in rows if str(i).isdigit()}
 

@@ -24,6 +24,7 @@ from playwright.sync_api import Browser
 from cli.data import import_group
 from dashboard.i18n import TEXTS
 from dashboard.pages.admin import Ids
+from geodata import roster as geodata_roster
 from geodata import roster_import
 from geodata.demo.roster import BANNER_EXPERTS, DEPARTMENTS, TRADES, VAN_CREW
 from geodata.io import ImportRejected
@@ -464,6 +465,32 @@ def test_the_api_lists_the_roster_in_scope_with_open_cases_and_masks_phones(api:
         assert re.fullmatch(r"\*{4}\d{4}", viewed["phone"]) and viewed["phone"][-4:] == one["phone"][-4:]
         vunits = http.get("/api/v1/units", params={"kind": "justice_office"}, headers=_h(dsn, "viewer")).json()
         assert vunits["units"] and all(u["phone"] is None or u["phone"].startswith("****") for u in vunits["units"])
+
+
+def test_a_mediator_above_the_readers_area_shows_only_the_readers_cases(api: tuple[str, str]) -> None:
+    """A banner's mediator works cases of every town; a reader of one town sees the mediator (who serves
+    its town too) with its town's open cases only — their count, their list and their codes on the admin
+    page — not the other towns' (codes, steps and deadlines of cases it may not read)."""
+    url, dsn = api
+    town, other = _areas(dsn)[2][:2]
+    mediator = _one(dsn, "SELECT id FROM mediators WHERE length(area_code) = 6 AND active ORDER BY id LIMIT 1")
+    assign = """UPDATE cases SET assignee = jsonb_build_object('kind', 'mediator', 'id', %s::text, 'name', 'x')
+                WHERE id IN (SELECT id FROM cases WHERE step IN ('reported', 'accepted') AND town_code = %s
+                             ORDER BY id LIMIT %s) RETURNING code"""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE cases SET assignee = NULL WHERE assignee ->> 'id' = %s::text", (mediator,))
+        mine = [r[0] for r in conn.execute(assign, (mediator, town, 2))]
+        theirs = [r[0] for r in conn.execute(assign, (mediator, other, 1))]
+    assert len(mine) == 2 and len(theirs) == 1
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for headers, expected in ((_h(dsn, "viewer", area=town), mine), (_h(dsn, "admin"), mine + theirs)):
+            one = http.get(f"/api/v1/mediators/{mediator}", headers=headers).json()
+            assert sorted(c["code"] for c in one["cases"]) == sorted(expected)
+            listed = http.get("/api/v1/mediators", params={"limit": 2000}, headers=headers).json()["mediators"]
+            assert next(m for m in listed if m["id"] == mediator)["open_cases"] == len(expected)
+    with psycopg.connect(dsn) as conn:
+        codes = geodata_roster.open_case_codes(conn, "mediator", [mediator], town, per=9)
+    assert sorted(codes[mediator]) == sorted(mine)
 
 
 def test_only_an_admin_changes_the_roster_each_change_audited(api: tuple[str, str]) -> None:

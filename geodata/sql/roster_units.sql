@@ -5,7 +5,8 @@ SELECT u.id, u.name, u.kind, u.level, u.area_code, a.name AS area_name, u.phone,
        (SELECT count(*) FROM mediators m WHERE m.unit_id = u.id AND m.active)::int AS mediators,
        (SELECT count(*) FROM cases k
          WHERE k.assignee ->> 'kind' = 'unit' AND k.assignee ->> 'id' = u.id::text
-           AND k.step NOT IN ('closed', 'evaluated', 'rejected'))::int AS open_cases
+           AND k.step NOT IN ('closed', 'evaluated', 'rejected')
+           AND yitu_in_scope(%(scope)s::text, k.grid_code, k.village_code, k.town_code, k.banner_code))::int AS open_cases
 FROM units u
 LEFT JOIN areas a ON a.code = u.area_code
 WHERE (yitu_area_in_scope(%(scope)s::text, u.area_code) OR starts_with(%(scope)s::text, u.area_code))
