@@ -88,7 +88,9 @@ class AttachmentOut(BaseModel):
     size: int
     width: int | None
     height: int | None
-    filename: str | None
+    filename: str | None = Field(
+        description="The name the file was sent with; null for the roles that do not see the content."
+    )
     sha256: str
     uploaded_by: Uploader
     created_at: str
@@ -130,7 +132,9 @@ def _item(row: dict[str, Any], who: Principal) -> dict[str, Any]:
         "size": row["size"],
         "width": row["width"],
         "height": row["height"],
-        "filename": row["filename"],
+        # the client's own name for the file may name the parties ("张三身份证.jpg"): only to the
+        # readers of its content, as the content
+        "filename": row["filename"] if content else None,
         "sha256": row["sha256"],
         "uploaded_by": {
             "kind": row["actor_kind"],

@@ -244,7 +244,8 @@ def attachment_list(rows: Sequence[Mapping[str, Any]], role: str, lang: str) -> 
     items: list[Component] = []
     for a in rows:
         url = f"/api/v1/attachments/{a['id']}"
-        label = a["filename"] or t(f"casepage.kind.{a['kind']}")
+        # the client's name for the file may name the parties: only for the readers of the content
+        label = (a["filename"] if content else None) or t(f"casepage.kind.{a['kind']}")
         if content and a["thumb_sha256"]:
             items.append(
                 html.A(
@@ -485,11 +486,19 @@ def _target_label(r: Mapping[str, Any], t: Callable[[str], str]) -> str:
     return " · ".join(bits)
 
 
-def form(svc: Services, who: auth.Principal | None, code: str, action: str, lang: str) -> list[Component]:
+def form(svc: Services, rules: Rules, who: auth.Principal | None, code: str, action: str, lang: str) -> list[Component]:
     """The form of ``action`` on case ``code``: its fields, and its send button
-    (``button[data-action=confirm]``)."""
+    (``button[data-action=confirm]``). Nothing for a case outside the reader's area or an action the
+    reader may not take on it now (the code and the action come from the browser: a form made for
+    any code told whether the case existed, and its mediators, units and how far each van was)."""
     t = translator(lang)
-    if who is None or action not in workflow.ACTIONS:
+    if who is None or who.role == "van" or action not in workflow.ACTIONS:
+        return []
+    with svc.pool.connection() as conn:
+        c = casefile.case(conn, code, auth.scope_of(who))
+    if c is None or who.role not in workflow.ROLES:
+        return []
+    if action not in workflow.allowed_actions(store.state_of(c), rules.of(c["banner_code"]), who.role):
         return []
     fields: list[Component] = []
     opts: list[dict[str, Any]]
@@ -712,7 +721,7 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         if trig is None:
             return no_update, no_update
         action = str(trig["action"])
-        return form(get(), auth.current(), code, action, lang), action
+        return form(get(), get_runtime().rules, auth.current(), code, action, lang), action
 
     @app.callback(
         Output(Ids.DONE, "data"),

@@ -393,6 +393,7 @@ def test_scope_and_roles(client: TestClient, token: Callable[..., str], demo_db:
     (item,) = listed["attachments"]
     assert item["id"] == att["id"] and item["url"] is None and item["thumbnail_url"] is None
     assert item["original_url"] is None
+    assert att["filename"] == "a.jpg" and item["filename"] is None  # the client's name may name the parties
     for path in (url, url + "/thumbnail", url + "?original=true"):
         _refused(client.get(path, headers=auth(viewer)), 403, "attachment_id")
     assert upload(client, viewer, code, ("b.png", png(), "image/png")).status_code == 403

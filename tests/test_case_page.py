@@ -335,6 +335,32 @@ def test_attachments_show_thumbnails_only_to_roles_that_see_content() -> None:
     ]
     dispatcher = str(page.attachment_list(rows, "dispatcher", "zh-CN"))
     assert "/api/v1/attachments/7/thumbnail" in dispatcher and "/api/v1/attachments/8" in dispatcher
+    assert "协议书.pdf" in _texts(page.attachment_list(rows, "dispatcher", "zh-CN"))
+    # a viewer sees that there is a photo and a document, not the names they were sent with (which
+    # may name the parties: "张三身份证.jpg")
     viewer = page.attachment_list(rows, "viewer", "zh-CN")
-    assert "/api/v1/attachments" not in str(viewer) and "协议书.pdf" in _texts(viewer)
+    assert "/api/v1/attachments" not in str(viewer) and "协议书.pdf" not in str(viewer)
+    assert _texts(viewer) == "附件 照片 文件"
     assert "无附件" in _texts(page.attachment_list([], "viewer", "zh-CN"))
+
+
+def test_an_action_form_is_made_only_for_a_case_in_the_readers_area_and_an_action_it_may_take(
+    app_client: TestClient, demo_db: str
+) -> None:
+    """callbacks/case.py ``form``: the case code and the action come from the browser; the dispatch form
+    lists the mediators, units and vans by road for the case. A reader of another town, a viewer, and
+    an action the case's step does not allow get no form at all (they got the whole list)."""
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    rules = app_client.app.state.cases_runtime.rules  # type: ignore[attr-defined]
+    with psycopg.connect(demo_db) as conn:
+        code, town = conn.execute(
+            "SELECT code, town_code FROM cases WHERE step = 'accepted' ORDER BY id LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        other = conn.execute("SELECT code FROM areas WHERE level = 2 AND code <> %s LIMIT 1", (town,)).fetchone()[0]  # type: ignore[index]
+    dispatcher = _who("dispatcher")
+    assert "data-action" in str(page.form(svc, rules, dispatcher, code, "dispatch", "zh-CN"))  # its confirm button
+    elsewhere = Principal(9, "outsider", "dispatcher", other, kind="user", session_id="9")
+    assert page.form(svc, rules, elsewhere, code, "dispatch", "zh-CN") == []
+    assert page.form(svc, rules, _who("viewer"), code, "dispatch", "zh-CN") == []
+    assert page.form(svc, rules, dispatcher, code, "evaluate", "zh-CN") == []  # not at this step
+    assert page.form(svc, rules, dispatcher, "150623-20990101-000001", "dispatch", "zh-CN") == []
