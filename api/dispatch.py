@@ -186,10 +186,10 @@ def list_dispatches(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    if who.role == "van":  # a van's crew reads its own van's visits, never another van's
+    if who.role == "van":  # a van's crew reads its own van's visit now, never another van's nor past ones
         if who.van is None or (van is not None and van != who.van):
             return {"active": active, "limit": limit, "offset": offset, "dispatches": []}
-        van = who.van
+        van, active = who.van, True
     area = None if who.role == "van" else who.area  # a van roams its whole banner: its van is its scope
     with svc.pool.connection() as conn:
         rows = dispatch.dispatches(conn, active=active, van=van, case=case, area=area, limit=limit, offset=offset)
@@ -208,8 +208,11 @@ def _shown(who: Principal, row: dict[str, Any]) -> dict[str, Any]:
 def get_dispatch(dispatch_id: DispatchId, svc: Svc, who: Who) -> dict[str, Any]:
     with svc.pool.connection() as conn:
         row = dispatch.get(conn, dispatch_id)
-    # a van's crew: its own van's visits; anyone else: those of the cases of its area
-    seen = row is not None and (row["van_id"] == who.van if who.role == "van" else who.sees_case(row))
+    # a van's crew: its own van's visit now (the case it is sent to); anyone else: the cases of its area
+    if who.role == "van":
+        seen = row is not None and row["van_id"] == who.van and row["status"] in dispatch.ACTIVE
+    else:
+        seen = row is not None and who.sees_case(row)
     if row is None or not seen:
         raise errors.NotFound(f"no dispatch with id {dispatch_id}", field="id")
     return _shown(who, row)

@@ -140,7 +140,7 @@ def main() -> None:
                 ]
             rows.append(("cases in area (100 newest)", f"level {level}", api, raw, naive))
         cam_sql = queries.query("cameras_near")
-        cam = lambda p: {"lon": p[0], "lat": p[1], "radius": 500.0}  # noqa: E731
+        cam = lambda p: {"lon": p[0], "lat": p[1], "radius": 500.0, "scope": None}  # noqa: E731
         api, raw = _compare(
             pts,
             lambda p: queries.cameras_near(conn, p[0], p[1], 500.0, scope=None),

@@ -107,8 +107,11 @@ def mediators_view(svc: Services, lang: str, who: Principal | None, q: str | Non
     picks = [{"label": f"#{r['id']} {r['name']}（{r['area_name'] or r['area_code']}）", "value": r["id"]} for r in rows]
     unit_options = [{"label": f"{u['name']}（{u['area_name'] or u['area_code']}）", "value": u["id"]} for u in units]
     van_options = [{"label": f"{van} {name}", "value": van} for van, name, _ in vans]
-    # a van a listed mediator has already (another banner's, the league's) stays a choice: an admin
-    # who cannot give it keeps it on a change (the dropdown drops a value that is not among its options)
+    # a unit or a van a listed mediator has already (another area's, the league's) stays a choice: an
+    # admin who cannot give it keeps it on a change (the dropdown drops a value not among its options)
+    listed = {u["id"] for u in units}
+    units_kept = {r["unit_id"]: r["unit_name"] for r in rows if r["unit_id"] and r["unit_id"] not in listed}
+    unit_options += [{"label": name or f"#{i}", "value": i} for i, name in sorted(units_kept.items())]
     kept = sorted({r["van_id"] for r in rows if r["van_id"]} - {o["value"] for o in van_options})
     van_options += [{"label": van, "value": van} for van in kept]
     return table, picks, unit_options, van_options, type_options, _count(t, rows)

@@ -19,10 +19,10 @@ kept.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -32,7 +32,6 @@ import psycopg
 import redis as redis_lib
 from psycopg import sql
 from psycopg.rows import dict_row
-from redis.commands.core import Script
 
 from geodata import areas_stats, db
 from geodata.breaker import Breaker
@@ -169,7 +168,7 @@ def cached(
             pipe.execute()
         else:
             args: list[str | int] = [key, entry, ttl * 4, held, *FIGURE_FAMILIES]
-            _keep_if_held(redis)(keys=[CACHE_KEY, LAST_KEY], args=args)
+            _keep_if_held(redis, [CACHE_KEY, LAST_KEY], args)
     except redis_lib.RedisError as exc:
         _breaker.trip(redis)
         log.warning("kpi not cached error=%s", type(exc).__name__)
@@ -178,15 +177,15 @@ def cached(
     return value
 
 
-_SCRIPTS: weakref.WeakKeyDictionary[redis_lib.Redis, Script] = weakref.WeakKeyDictionary()
+_KEEP_SHA = hashlib.sha1(_KEEP_IF_HELD.encode()).hexdigest()  # Redis names a script by its SHA-1
 
 
-def _keep_if_held(redis: redis_lib.Redis) -> Script:
-    """The keeping script, registered once per client (its digest computed once, not per figure)."""
-    script = _SCRIPTS.get(redis)
-    if script is None:
-        script = _SCRIPTS[redis] = redis.register_script(_KEEP_IF_HELD)
-    return script
+def _keep_if_held(redis: redis_lib.Redis, keys: list[str], args: list[str | int]) -> None:
+    """Run the keeping script by its digest (computed once), loading it when the server lacks it."""
+    try:
+        redis.evalsha(_KEEP_SHA, len(keys), *keys, *args)
+    except redis_lib.exceptions.NoScriptError:
+        redis.eval(_KEEP_IF_HELD, len(keys), *keys, *args)
 
 
 def _held(conn: psycopg.Connection[Any]) -> int:

@@ -191,16 +191,16 @@ VAN_IN_REACH = (
     " AND yitu_van_in_scope(%(reach)s, yitu_van_banner({van}.base_center_id))))"
 )
 USER_IN_REACH = (
-    AREA_IN_REACH.format(area="u.area_code")
-    + " AND (u.van_id IS NULL OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = u.van_id AND "
+    "(%(reach)s::text IS NULL OR (starts_with(u.area_code, %(reach)s)"
+    " AND (u.van_id IS NULL OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = u.van_id AND "
     + VAN_IN_REACH.format(van="rv")
-    + "))"
+    + "))))"
 )
 TOKEN_IN_REACH = (
-    AREA_IN_REACH.format(area="t.area_code")
-    + " AND (t.role <> 'van' OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = t.name AND "
+    "(%(reach)s::text IS NULL OR (starts_with(t.area_code, %(reach)s)"
+    " AND (t.role <> 'van' OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = t.name AND "
     + VAN_IN_REACH.format(van="rv")
-    + "))"
+    + "))))"
 )
 
 

@@ -594,6 +594,12 @@ def test_an_admin_of_one_town_manages_only_its_town(app_client: TestClient, demo
     assert {o["value"] for o in users} == {local.name, "本镇用户"}
     _, tokens = cb.tokens_view(svc, "zh-CN", local)
     assert token_id not in {o["value"] for o in tokens}  # another town's, still live
+    # the league admin still lists and revokes every token, a van token of no known van too
+    assert cb.token_action(svc, me, ADDRESS, "create", {"name": "V99", "role": "van", "area": ""}, "zh-CN").ok
+    with psycopg.connect(demo_db) as conn:
+        (stray,) = conn.execute("SELECT id FROM api_tokens WHERE name = 'V99'").fetchone()  # type: ignore[misc]
+    assert {token_id, stray} <= {o["value"] for o in cb.tokens_view(svc, "zh-CN", me)[1]}
+    assert cb.token_action(svc, me, ADDRESS, "revoke", {"pick": stray}, "zh-CN").ok
     _, vans = cb.vans_view(svc, "zh-CN", local)
     assert {o["value"] for o in vans} == {"V01", "V02", "V03", "V04"}  # the banner's, not L01
     assert {o["value"] for o in cb.vans_view(svc, "zh-CN", me)[1]} >= {"V01", "L01"}

@@ -409,8 +409,8 @@ def test_area_scope(client: TestClient, dispatcher: str, token: Callable[..., st
 def test_a_vans_crew_reads_its_own_vans_visits_and_a_viewer_the_notes_masked(
     client: TestClient, dispatcher: str, token: Callable[..., str], demo_db: str
 ) -> None:
-    """``GET /api/v1/dispatches``: a van's crew (its token) reads its own van's visits, never another
-    van's (it listed every visit of the territory, notes unmasked); a viewer reads a note with the
+    """``GET /api/v1/dispatches``: a van's crew (its token) reads its own van's visit while it lasts,
+    never another van's (it listed every visit of the territory, notes unmasked); a viewer reads a note with the
     parties' names masked (only long numbers were), and never the parties themselves."""
     lon, lat, _ = inner_point(demo_db)
     a = new_case(client, dispatcher, lon, lat)
@@ -432,6 +432,10 @@ def test_a_vans_crew_reads_its_own_vans_visits_and_a_viewer_the_notes_masked(
     assert [x["note"] for x in listed] == [seen["note"]]
     full = client.get(f"/api/v1/dispatches/{mine['id']}", headers=auth(dispatcher)).json()
     assert full["note"] == "先去巴图家，再找乌兰其其格" and "parties" not in full
+    # called back: the visit is over, and with it the crew's sight of that case
+    assert client.post(f"/api/v1/dispatches/{mine['id']}/cancel", headers=auth(dispatcher)).status_code == 200
+    assert client.get(f"/api/v1/dispatches/{mine['id']}", headers=auth(crew)).status_code == 404
+    assert client.get("/api/v1/dispatches", headers=auth(crew)).json()["dispatches"] == []
 
 
 # --- arrival, end, cancel ------------------------------------------------------------------------
