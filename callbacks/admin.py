@@ -13,6 +13,7 @@ shown only as text (Dash escapes it), never as markup.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,10 +115,33 @@ def _refused(exc: YituError, lang: str) -> html.Div:
     return html.Div(explain(exc, lang), className="yitu-admin-refused")
 
 
+ID_DIGITS = re.compile(r"[0-9]{1,18}")
+MAX_ID = 2**62  # the ids a page may name (the API's bound too)
+
+
+def pick_id(pick: Any, field: str = "pick", what: str = "one") -> int:
+    """A row id picked on the page (any JSON from the browser): a whole number from 1 to MAX_ID, as a
+    number or in ASCII digits; else Invalid naming ``field`` ("²" is a digit to ``str.isdigit``, a
+    5,000-digit string too long for ``int``, a larger one beyond PostgreSQL's bigint)."""
+    if type(pick) is int:
+        number = pick
+    elif isinstance(pick, str) and ID_DIGITS.fullmatch(pick.strip()):
+        number = int(pick.strip())
+    else:
+        raise Invalid(f"pick {what} first", field=field)
+    if not 1 <= number <= MAX_ID:
+        raise Invalid(f"pick {what} first", field=field)
+    return number
+
+
 def _need(value: str | None, field: str) -> str:
-    if not (value or "").strip():
+    """A text the form must have: given, printable, at most 200 characters (the browser may send any
+    JSON: a NUL reached PostgreSQL, which refuses it, as a 500)."""
+    if not isinstance(value, str) or not value.strip():
         raise Invalid(f"give the {field}", field=field)
-    return str(value)
+    if not value.isprintable() or len(value) > 200:
+        raise Invalid(f"the {field} has at most 200 printable characters", field=field)
+    return value
 
 
 # --- users --------------------------------------------------------------------------------------------
@@ -270,10 +294,8 @@ def token_action(
             token_id, token = admin.create_token(conn, me, address, name, role, fields.get("area"))
             return Outcome(True, t("admin.done.token_create").format(name=name.strip(), id=token_id), token)
         if action == "revoke":
-            pick = fields.get("pick")
-            if not isinstance(pick, int) and not str(pick or "").isdigit():
-                raise Invalid("pick a token", field="pick")
-            if not admin.revoke_token(conn, me, address, int(str(pick))):
+            pick = pick_id(fields.get("pick"), what="a token")
+            if not admin.revoke_token(conn, me, address, pick):
                 return Outcome(False, t("admin.done.unchanged").format(name=f"#{pick}"))
             return Outcome(True, t("admin.done.token_revoke").format(name=f"#{pick}"))
         raise Invalid(f"unknown action {action!r}")

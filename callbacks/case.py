@@ -28,6 +28,7 @@ from geodata import cases as store
 from geodata.clock import shown
 from geodata.db import database_unavailable
 from geodata.errors import Invalid, OutcomeUnknown, YituError
+from geodata.search import is_case_code
 from geodata.workflow import DeadlineRules, Rules
 from services import casework, dispatching
 from services import identity as auth
@@ -416,6 +417,8 @@ def view(svc: Services, rules: Rules, who: auth.Principal | None, code: str, lan
     """The page's panels for ``who`` (None: nothing; a case outside their area: None too)."""
     if who is None or who.role == "van":  # a van crew's token sees its visit's case through the API only
         return None
+    if not is_case_code(code):  # the page's store, as the browser sends it back: any JSON
+        return None
     now = _now()
     role = auth.reader_role(who)
     with svc.pool.connection() as conn:
@@ -492,7 +495,7 @@ def form(svc: Services, rules: Rules, who: auth.Principal | None, code: str, act
     reader may not take on it now (the code and the action come from the browser: a form made for
     any code told whether the case existed, and its mediators, units and how far each van was)."""
     t = translator(lang)
-    if who is None or who.role == "van" or action not in workflow.ACTIONS:
+    if who is None or who.role == "van" or action not in workflow.ACTIONS or not is_case_code(code):
         return []
     with svc.pool.connection() as conn:
         c = casefile.case(conn, code, auth.scope_of(who))

@@ -31,6 +31,7 @@ from geodata.clock import shown
 from geodata.db import database_unavailable
 from geodata.errors import OutcomeUnknown, YituError
 from geodata.queries import query
+from geodata.search import is_case_code
 from layers import cases as cases_layer
 from services import dispatching
 from services import identity as auth
@@ -184,7 +185,7 @@ Panels = tuple[list[Component], Component, list[Component], list[Component]]
 def case_panels(svc: Services, who: auth.Principal | None, code: str | None, lang: str) -> Panels:
     """The selected case's card, its candidate vans, its cameras, and its marker on the map."""
     t = translator(lang)
-    if who is None or not code:
+    if who is None or not is_case_code(code):  # the selection's store, as the browser sends it: any JSON
         hint = html.P(t("dispatch.pick" if who else "dispatch.no_right"), className="yitu-muted")
         return [], hint, [], []
     with svc.pool.connection() as conn:
@@ -229,7 +230,7 @@ def visits_panel(svc: Services, who: auth.Principal | None, code: str | None, la
     """The selected case's vans on their way or on site, each with what may be done now: call it
     back (on its way: 撤回) or end the visit (on site: 结束走访). Empty without a case."""
     t = translator(lang)
-    if who is None or not code:
+    if who is None or not is_case_code(code):
         return []
     with svc.pool.connection() as conn:
         rows = dispatch.dispatches(conn, active=True, case=code, area=who.area, limit=20, offset=0)
@@ -397,6 +398,8 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
 
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(code: str | None) -> dict[str, Any] | NoUpdate:
+        if not is_case_code(code):
+            return no_update
         scope = auth.scope_of(auth.who_is_asking())  # a case outside the reader's area is not flown to
         with get().pool.connection() as conn:
             row = conn.execute(

@@ -16,7 +16,18 @@ import psycopg
 from dash import Dash, Input, Output, dcc, html
 from dash.exceptions import PreventUpdate
 
-from callbacks.admin import Buttons, Outcome, _admin, _head, _refused, _run, _table, client_address, wire_section
+from callbacks.admin import (
+    Buttons,
+    Outcome,
+    _admin,
+    _head,
+    _refused,
+    _run,
+    _table,
+    client_address,
+    pick_id,
+    wire_section,
+)
 from dashboard.i18n import translator
 from dashboard.pages.admin import Ids
 from geodata import roster, tracking
@@ -137,9 +148,7 @@ def _form(fields: Mapping[str, Any], keys: tuple[str, ...], patch: bool) -> dict
 
 
 def _pick_id(pick: Any) -> int:
-    if isinstance(pick, int) or str(pick or "").isdigit():
-        return int(str(pick))
-    raise Invalid("pick one first", field="pick")
+    return pick_id(pick)
 
 
 def roster_action(

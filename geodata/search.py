@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import psycopg
 from psycopg import sql
@@ -35,6 +35,13 @@ MAX_QUERY = 100  # characters of a query
 MAX_LIMIT = 50  # results per group
 MIN_TEXT = 2  # a party or description search needs this many characters (one character is no word)
 CASE_CODE = re.compile(r"^[0-9]{6}-[0-9]{8}-[0-9]{6,9}$")  # 一案一码: banner-day-number
+
+
+def is_case_code(value: object) -> TypeGuard[str]:
+    """Is ``value`` a case code? A page's store comes back from the browser as any JSON."""
+    return isinstance(value, str) and CASE_CODE.fullmatch(value) is not None
+
+
 CODE_PREFIX = re.compile(r"^[0-9][0-9-]*$")  # what may begin a case code
 # What can only be a case code's beginning (six digits and a hyphen: no phone is written so, an area
 # code has three or four digits), so nothing else is searched.

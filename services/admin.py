@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 
 from geodata import tracking
 from geodata.errors import Forbidden, Invalid, NotFound
+from geodata.resource_import import VAN_ID
 from geodata.workflow import ROLES
 from services import audit, identity
 from services.identity import Principal
@@ -64,7 +65,11 @@ def _in_reach(conn: psycopg.Connection, who: Principal | None, table: str, name:
     """NotFound naming ``name`` (as for one that does not exist) unless the user or screen called
     ``name`` lies in ``who``'s reach (a crew member: its van too)."""
     scope = reach(who)
-    if scope is not None and conn.execute(_IN_REACH[table], {"v": name, "reach": scope}).fetchone() is None:
+    if scope is None:
+        return
+    if not name.isprintable() or len(name) > identity.MAX_NAME:  # a NUL would reach PostgreSQL: a 500
+        raise NotFound(f"no {what} named {str(name)[:40]!r}", field="name")
+    if conn.execute(_IN_REACH[table], {"v": name, "reach": scope}).fetchone() is None:
         raise NotFound(f"no {what} named {name!r}", field="name")
 
 
@@ -73,6 +78,8 @@ def van_in_reach(conn: psycopg.Connection, who: Principal | None, van: str, fiel
     scope = reach(who)
     if scope is None:
         return
+    if not VAN_ID.fullmatch(van):  # not a van's id (a NUL would reach PostgreSQL: a 500)
+        raise Invalid(f"no van with id {str(van)[:40]!r}", field=field)
     row = conn.execute(
         "SELECT 1 FROM vans v WHERE v.id = %(v)s AND " + identity.VAN_IN_REACH.format(van="v"),
         {"v": van, "reach": scope},

@@ -118,6 +118,8 @@ def _links_in_reach(
     def given(key: str) -> str | None:
         value = fields.get(key)
         text = str(value).strip() if value is not None else ""
+        if len(text) > 200 or not text.isprintable():  # a NUL would reach PostgreSQL: a 500
+            raise Invalid(f"no {key} {text[:40]!r}", field=key)
         return text if text and text != str(had.get(key) or "") else None
 
     reach = {"reach": who.area}

@@ -662,3 +662,43 @@ def test_an_admin_of_one_town_manages_only_its_town(app_client: TestClient, demo
         svc, local, ADDRESS, "units", "create", {**form, "name": "本镇调委会", "area_code": town}, "zh-CN"
     ).ok
     assert [e["action"] for e in _events(demo_db, since)][-2:] == ["mediator.create", "unit.create"]
+
+
+def test_hostile_values_from_the_page_are_refused_naming_the_field(
+    app_client: TestClient, demo_db: str, me: Principal
+) -> None:
+    """What the browser sends back may be any JSON: a NUL in a name or a van (PostgreSQL refuses it:
+    a 500), a digit that ``int`` cannot read ("²"), a number past PostgreSQL's bigint, a boolean.
+    Each is a refusal naming the field, for a scoped admin as for the league's."""
+    from callbacks import roster as roster_page
+
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    t = TEXTS["zh-CN"]
+    town = "150623102"
+    with psycopg.connect(demo_db) as conn:
+        local = identity.verify_user(conn, create_user(demo_db, "admin", area=town), PASSWORD)
+        (unit,) = conn.execute("SELECT id FROM units WHERE area_code = %s LIMIT 1", (town,)).fetchone()  # type: ignore[misc]
+    assert local is not None
+    since = _last_event_id(demo_db)
+
+    def refused(outcome: cb.Outcome, field: str) -> None:
+        assert not outcome.ok and outcome.message.startswith(t[f"admin.field.{field}"] + "："), outcome
+
+    mediator = {"name": "甲", "phone": "13600000002", "area_code": town, "level": None, "unit": unit,
+                "centre": "", "van": None, "specialties": [], "user": ""}  # fmt: skip
+    for who in (local, me):
+        for key, value in (("user", "a\x00b"), ("van", "V\x0001"), ("centre", "c\x00"), ("unit", "1\x00")):
+            outcome = roster_page.roster_action(
+                svc, who, ADDRESS, "mediators", "create", {**mediator, key: value}, "zh-CN"
+            )
+            refused(outcome, key)
+        for pick in ("²", "9" * 5000, True, 2**70, "99999999999999999999", {"a": 1}, [1], -1):
+            refused(cb.token_action(svc, who, ADDRESS, "revoke", {"pick": pick}, "zh-CN"), "pick")
+            refused(
+                roster_page.roster_action(svc, who, ADDRESS, "units", "deactivate", {"pick": pick}, "zh-CN"), "pick"
+            )
+    for who in (local, me):
+        refused(cb.user_action(svc, who, ADDRESS, "passwd", {"pick": "a\x00b", "password": "x" * 12}, "zh-CN"), "pick")
+        refused(cb.screen_action(svc, who, ADDRESS, "revoke", {"pick": "s\x00"}, "zh-CN", "http://x"), "pick")
+    refused(cb.van_action(svc, local, ADDRESS, "register", {"van": "V01\n", "device": "long-enough-2"}, "zh-CN"), "van")
+    assert _events(demo_db, since) == []

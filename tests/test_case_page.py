@@ -364,3 +364,6 @@ def test_an_action_form_is_made_only_for_a_case_in_the_readers_area_and_an_actio
     assert page.form(svc, rules, _who("viewer"), code, "dispatch", "zh-CN") == []
     assert page.form(svc, rules, dispatcher, code, "evaluate", "zh-CN") == []  # not at this step
     assert page.form(svc, rules, dispatcher, "150623-20990101-000001", "dispatch", "zh-CN") == []
+    for hostile in ({}, [code], 5, True, code + "\x00", code + "\n"):  # the page's store: any JSON back
+        assert page.form(svc, rules, dispatcher, hostile, "dispatch", "zh-CN") == []  # type: ignore[arg-type]
+        assert page.view(svc, rules, dispatcher, hostile, "zh-CN") is None  # type: ignore[arg-type]

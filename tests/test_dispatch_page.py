@@ -168,6 +168,10 @@ def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client
         other = conn.execute(
             "SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1", (town,)
         ).fetchone()[0]
+    for hostile in ({"code": code}, [code], 7, code + "\x00"):  # the selection's store: any JSON back
+        card, candidates, cameras, focus = page.case_panels(svc, who, hostile, "zh-CN")  # type: ignore[arg-type]
+        assert (card, cameras, focus) == ([], [], []) and "在左侧队列" in _texts(candidates)
+        assert page.visits_panel(svc, who, hostile, "zh-CN") == []  # type: ignore[arg-type]
     outsider = page.signed_in(_who("dispatcher", other, "outsider"))
     card, candidates, _, _ = page.case_panels(svc, outsider, code, "zh-CN")
     assert card == [] and _ids(candidates, page.SEND) == []
