@@ -82,7 +82,7 @@ def _now() -> datetime:
 
 
 def _case_in_scope(svc: Services, who: Principal, code: str) -> dict[str, Any]:
-    """The case (404 if unknown, 403 outside the token's area), as GET /api/v1/cases/{code} does."""
+    """The case (404 if unknown or outside the caller's area), as GET /api/v1/cases/{code} does."""
     with svc.pool.connection() as conn:
         row = store.get_case(conn, code)
     if row is None:

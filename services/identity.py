@@ -103,8 +103,11 @@ class Principal:
         return self.area is None or code.startswith(self.area)
 
     def require_case(self, row: Mapping[str, Any]) -> None:
+        """NotFound unless the caller sees the case: one outside its area (or, for a van crew, not its
+        van's) is to it as one that does not exist — a 403 told a scoped caller that the code exists,
+        and the codes run banner-day-number (attachments and the case page answered 404 already)."""
         if not self.sees_case(row):
-            raise Forbidden(f"case {row['code']} is outside your area {self.area}", field="code")
+            raise NotFound(f"no case with code {row['code']}", field="code")
 
     def require_area(self, code: str) -> None:
         if not self.sees_area(code):

@@ -394,16 +394,19 @@ def test_area_scope(client: TestClient, dispatcher: str, token: Callable[..., st
     other_town = one(demo_db, "SELECT code FROM areas WHERE level = 2 AND code <> %s ORDER BY code LIMIT 1", grid[:9])
     place_van(demo_db, "V01", *offset(lon, lat, 2000))
     outsider = token("dispatcher", area=other_town)
+    # a case of another town is to the outsider as one that does not exist (a 403 told it exists)
     r = client.get(f"/api/v1/cases/{code}/van-candidates", headers=auth(outsider))
-    assert (r.status_code, r.json()["field"]) == (403, "code")
-    assert client.get(f"/api/v1/cases/{code}/cameras", headers=auth(outsider)).status_code == 403
+    assert (r.status_code, r.json()["field"]) == (404, "code")
+    assert client.get(f"/api/v1/cases/{code}/cameras", headers=auth(outsider)).status_code == 404
     r = send(client, outsider, code, "V01")
-    assert (r.status_code, r.json()["field"]) == (403, "case")
+    assert (r.status_code, r.json()["field"]) == (404, "case")
+    assert send(client, outsider, "150623-20000101-999999", "V01").json()["field"] == "case"
     insider = token("dispatcher", area=grid[:9])
     d = send(client, insider, code, "V01").json()
     assert client.get("/api/v1/dispatches", headers=auth(outsider)).json()["dispatches"] == []
     assert [x["id"] for x in client.get("/api/v1/dispatches", headers=auth(insider)).json()["dispatches"]] == [d["id"]]
-    assert client.post(f"/api/v1/dispatches/{d['id']}/cancel", headers=auth(outsider)).status_code == 403
+    r = client.post(f"/api/v1/dispatches/{d['id']}/cancel", headers=auth(outsider))
+    assert (r.status_code, r.json()["field"]) == (404, "id")
 
 
 def test_a_vans_crew_reads_its_own_vans_visits_and_a_viewer_the_notes_masked(
@@ -493,11 +496,13 @@ def test_arrival_from_the_vans_gps_then_the_end_of_the_visit(
     other = new_case(client, dispatcher, lon, lat)
     mine = client.get(f"/api/v1/cases/{code}", headers=auth(van))
     assert mine.status_code == 200 and mine.json()["parties"][0]["phone"] == case_body(lon, lat)["parties"][0]["phone"]
-    assert client.get(f"/api/v1/cases/{code}", headers=auth(token("van", name="V02"))).status_code == 403
-    for url in (f"/api/v1/cases/{other}", "/api/v1/cases", f"/api/v1/areas/{code[:6]}/cases"):
+    # another van's case, or one no van is sent to: as one that does not exist; the lists: not a crew's
+    assert client.get(f"/api/v1/cases/{code}", headers=auth(token("van", name="V02"))).status_code == 404
+    assert client.get(f"/api/v1/cases/{other}", headers=auth(van)).status_code == 404
+    for url in ("/api/v1/cases", f"/api/v1/areas/{code[:6]}/cases"):
         assert client.get(url, headers=auth(van)).status_code == 403, url
     r = client.post(f"/api/v1/cases/{other}/transitions", json={"action": "start"}, headers=auth(van))
-    assert r.status_code == 403, r.text
+    assert (r.status_code, r.json()["field"]) == (404, "code"), r.text
     r = client.post(
         f"/api/v1/dispatches/{d['id']}/end",
         headers=auth(van),
