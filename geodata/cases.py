@@ -489,8 +489,17 @@ def transition(
             workflow.allowed_actions(state, own, actor.role),
         )
     duplicate_of = params.get("duplicate_of")
-    if duplicate_of and action == "reject" and (duplicate_of == code or get_case(conn, duplicate_of) is None):
-        raise workflow.MissingInput(f"duplicate_of {duplicate_of!r} is not another case's code", field="duplicate_of")
+    if duplicate_of and action == "reject":
+        other = None if duplicate_of == code else get_case(conn, duplicate_of)
+        if other is not None and authorize:
+            try:
+                authorize(other)  # one the caller may not see: as a code that does not exist
+            except (NotFound, Forbidden):
+                other = None
+        if other is None:
+            raise workflow.MissingInput(
+                f"duplicate_of {duplicate_of!r} is not another case's code", field="duplicate_of"
+            )
     change = workflow.apply(state, action, params, now, own, actor.role)
     fresh = _write(conn, row, change, actor, now, params.get("note"))
     return fresh, change

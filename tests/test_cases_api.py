@@ -193,6 +193,15 @@ def test_reject_as_duplicate_names_the_other_case(client: TestClient, token: Cal
     second = _post(client, tok, case_body(lon, lat)).json()["code"]
     r = _act(client, tok, second, "reject", reason="duplicate", duplicate_of="150623-19990101-000001")
     assert r.status_code == 422 and r.json()["field"] == "duplicate_of"
+    # a case of another town, to a dispatcher of this one: as a code that does not exist
+    with psycopg.connect(demo_db) as conn:
+        here = conn.execute("SELECT town_code FROM cases WHERE code = %s", (second,)).fetchone()[0]  # type: ignore[index]
+        elsewhere = conn.execute(
+            "SELECT code FROM cases WHERE town_code <> %s ORDER BY id LIMIT 1", (here,)
+        ).fetchone()[0]  # type: ignore[index]
+    local = token("dispatcher", area=here)
+    r = _act(client, local, second, "reject", reason="duplicate", duplicate_of=elsewhere)
+    assert r.status_code == 422 and r.json()["field"] == "duplicate_of"
     r = _act(client, tok, second, "reject", reason="duplicate", duplicate_of=first)
     assert r.status_code == 200 and r.json()["step"] == "rejected" and r.json()["duplicate_of"] == first
     # nothing is deleted: the rejected case stays, and can be taken back
