@@ -135,12 +135,13 @@ def pick_id(pick: Any, field: str = "pick", what: str = "one") -> int:
 
 
 def _need(value: str | None, field: str) -> str:
-    """A text the form must have: given, printable, at most 200 characters (the browser may send any
-    JSON: a NUL reached PostgreSQL, which refuses it, as a 500)."""
+    """A text the form must have: given, at most 200 characters, no control character inside it (the
+    browser may send any JSON: a NUL reached PostgreSQL, which refuses it, as a 500). A name may hold
+    any other character a name was made with (a full-width or a Mongolian space)."""
     if not isinstance(value, str) or not value.strip():
         raise Invalid(f"give the {field}", field=field)
-    if not value.isprintable() or len(value) > 200:
-        raise Invalid(f"the {field} has at most 200 printable characters", field=field)
+    if len(value) > 200 or any(ord(c) < 32 for c in value.strip()):
+        raise Invalid(f"the {field} has at most 200 characters, none a control character", field=field)
     return value
 
 
@@ -322,7 +323,7 @@ def van_action(
 
     def change(conn: psycopg.Connection, me: Principal) -> Outcome:
         if action == "register":
-            van = _need(fields.get("van"), "van")
+            van = _need(fields.get("van"), "van").strip()
             given = (fields.get("device") or "").strip()
             device = given or tracking_identifier()
             before = admin.register_device(conn, me, address, van, device)

@@ -605,6 +605,7 @@ def act(
     t = translator(lang)
 
     def do(who: auth.Principal) -> str:
+        _a_code(code)
         params = _params(action, values)
         if action == "dispatch" and str(params.get("target", "")).startswith("van:"):
             van = params["target"].removeprefix("van:")
@@ -645,15 +646,25 @@ def place(
     for the page (services.casework.place: the API's path, audited)."""
 
     def do(who: auth.Principal) -> str:
-        body = {"cell": cell, "version": version}
+        _a_code(code)
+        given = None if cell is None else str(cell)  # the radio's value, as the browser sends it
+        if given is not None and not (given.isascii() and given.isdigit() and len(given) <= 15):
+            raise Invalid("pick one of the cells offered", field="cell")
+        body = {"cell": given, "version": version}
         idem = idempotency.Key.of(
             who.actor.key_scope, f"page-{key or new_key()}-cell"[:200], f"POST /api/v1/cases/{code}/cell", body
         )
-        casework.place(svc, rt, who, code, cell, version=version, key=idem)
-        done = "casepage.cell.confirmed" if cell is None else "casepage.cell.moved"
-        return translator(lang)(done).format(cell=cell or "")
+        casework.place(svc, rt, who, code, given, version=version, key=idem)
+        done = "casepage.cell.confirmed" if given is None else "casepage.cell.moved"
+        return translator(lang)(done).format(cell=given or "")
 
     return _attempt(who, lang, do)
+
+
+def _a_code(code: object) -> None:
+    """The page's case code, as the browser sends it back (any JSON): a case code, or no such case."""
+    if not is_case_code(code):
+        raise store.CaseNotFound(f"no case with code {str(code)[:40]!r}", field="code")
 
 
 def _attempt(who: auth.Principal | None, lang: str, do: Callable[[auth.Principal], str]) -> Outcome:

@@ -31,6 +31,7 @@ from geodata.clock import shown
 from geodata.db import database_unavailable
 from geodata.errors import OutcomeUnknown, YituError
 from geodata.queries import query
+from geodata.resource_import import VAN_ID
 from geodata.search import is_case_code
 from layers import cases as cases_layer
 from services import dispatching
@@ -321,8 +322,11 @@ def send(
     who = signed_in(who)
     if who is None:
         return {"ok": False, "message": t("dispatch.no_right")}
-    if not code:
+    if not is_case_code(code):  # none picked, or not a code (the page's store: any JSON back)
         return {"ok": False, "message": t("dispatch.pick")}
+    if not VAN_ID.fullmatch(str(van)):  # the button's id, as the browser sends it: any JSON
+        return {"ok": False, "message": t("error.invalid"), "field": "van"}
+    van = str(van)
     try:
         idem = f"page-{key or new_send_key()}-{van}"[:200]
         out, _ = dispatching.send_van(svc, rt, who, code, van, None, accept_first=True, key=idem)
@@ -441,7 +445,9 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         trig = ctx.triggered_id
         if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update, no_update  # a re-rendered button (n_clicks 0), not a click
-        out = act_on_visit(get(), get_runtime(), auth.current(), int(trig["id"]), str(trig["action"]), lang, key)
+        if type(trig.get("id")) is not int:  # the button's id, as the browser sends it: any JSON
+            return no_update, no_update
+        out = act_on_visit(get(), get_runtime(), auth.current(), trig["id"], str(trig["action"]), lang, key)
         return out, out["message"]
 
     @app.callback(

@@ -67,7 +67,7 @@ def _in_reach(conn: psycopg.Connection, who: Principal | None, table: str, name:
     scope = reach(who)
     if scope is None:
         return
-    if not name.isprintable() or len(name) > identity.MAX_NAME:  # a NUL would reach PostgreSQL: a 500
+    if len(name) > identity.MAX_NAME or any(ord(c) < 32 for c in name):  # a NUL would reach PostgreSQL: a 500
         raise NotFound(f"no {what} named {str(name)[:40]!r}", field="name")
     if conn.execute(_IN_REACH[table], {"v": name, "reach": scope}).fetchone() is None:
         raise NotFound(f"no {what} named {name!r}", field="name")

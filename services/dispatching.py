@@ -20,7 +20,7 @@ from psycopg_pool import PoolTimeout
 from geodata import cases as store
 from geodata import dispatch, idempotency, outbox
 from geodata.db import writing
-from geodata.errors import Forbidden, NotFound, OutcomeUnknown
+from geodata.errors import Forbidden, OutcomeUnknown
 from geodata.queries import iso, pick, rounded
 from geodata.workflow import Rules
 from services.identity import Principal
@@ -62,9 +62,9 @@ def scoped(who: Principal, field: str) -> Callable[[Mapping[str, Any]], None]:
 
     def check(row: Mapping[str, Any]) -> None:
         if not who.sees_case(row):  # as one that does not exist (Principal.require_case)
-            if field == "id":  # a dispatch of a case outside the area
-                raise NotFound(f"no dispatch with id {row.get('id')}", field=field)
-            raise NotFound(f"no case with code {row.get('code') or row.get('case_code')}", field=field)
+            if field == "id":  # a dispatch of a case outside the area: the unknown id's answer
+                raise dispatch.UnknownDispatch(f"no dispatch with id {row.get('id')}", field=field)
+            raise store.CaseNotFound(f"no case with code {row.get('code') or row.get('case_code')}", field=field)
 
     return check
 

@@ -41,7 +41,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata import masking
-from geodata.cases import Actor, chain_of
+from geodata.cases import Actor, CaseNotFound, chain_of
 from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TooManyAttempts, Unauthorized
 from geodata.queries import ROOT_DIGITS, query
 from geodata.workflow import ROLES, ROLES_THAT_REPORT
@@ -107,7 +107,7 @@ class Principal:
         van's) is to it as one that does not exist — a 403 told a scoped caller that the code exists,
         and the codes run banner-day-number (attachments and the case page answered 404 already)."""
         if not self.sees_case(row):
-            raise NotFound(f"no case with code {row['code']}", field="code")
+            raise CaseNotFound(f"no case with code {row['code']}", field="code")  # the unknown code's answer
 
     def require_area(self, code: str) -> None:
         if not self.sees_area(code):

@@ -118,9 +118,11 @@ def _links_in_reach(
     def given(key: str) -> str | None:
         value = fields.get(key)
         text = str(value).strip() if value is not None else ""
-        if len(text) > 200 or not text.isprintable():  # a NUL would reach PostgreSQL: a 500
+        if not text or text == str(had.get(key) or ""):  # none, or the link the row has: kept
+            return None
+        if len(text) > 200 or any(ord(c) < 32 for c in text):  # a NUL would reach PostgreSQL: a 500
             raise Invalid(f"no {key} {text[:40]!r}", field=key)
-        return text if text and text != str(had.get(key) or "") else None
+        return text
 
     reach = {"reach": who.area}
     if (user := given("user")) is not None:

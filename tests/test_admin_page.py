@@ -700,5 +700,9 @@ def test_hostile_values_from_the_page_are_refused_naming_the_field(
     for who in (local, me):
         refused(cb.user_action(svc, who, ADDRESS, "passwd", {"pick": "a\x00b", "password": "x" * 12}, "zh-CN"), "pick")
         refused(cb.screen_action(svc, who, ADDRESS, "revoke", {"pick": "s\x00"}, "zh-CN", "http://x"), "pick")
-    refused(cb.van_action(svc, local, ADDRESS, "register", {"van": "V01\n", "device": "long-enough-2"}, "zh-CN"), "van")
+    refused(cb.van_action(svc, local, ADDRESS, "register", {"van": "V0\x001", "device": "long-enough-2"}, "zh-CN"), "van")
     assert _events(demo_db, since) == []
+    # a name with a full-width or a Mongolian space is a name: its admin manages it
+    spaced = "巴特尔\u3000其木格\u202f"
+    assert cb.user_action(svc, me, ADDRESS, "create", _new(spaced, area=town), "zh-CN").ok
+    assert cb.user_action(svc, local, ADDRESS, "passwd", {"pick": spaced, "password": "a new password"}, "zh-CN").ok

@@ -116,9 +116,10 @@ def test_a_grid_worker_reports_and_reads_only_inside_its_area(
     foreign = client.post(
         "/api/v1/cases", json=case_body(lon_out, lat_out), headers=keyed(auth(token("dispatcher")))
     ).json()
-    assert client.get(f"/api/v1/cases/{foreign['code']}", headers=auth(worker)).status_code == 403
+    # another town's case: as a code that does not exist (a 403 told the worker it existed)
+    assert client.get(f"/api/v1/cases/{foreign['code']}", headers=auth(worker)).status_code == 404
     r = client.post(f"/api/v1/cases/{foreign['code']}/transitions", json={"action": "start"}, headers=auth(worker))
-    assert r.status_code == 403
+    assert (r.status_code, r.json()["field"]) == (404, "code")
     listed = client.get("/api/v1/cases?limit=500", headers=auth(worker)).json()
     assert listed["area"] == cell_in[:12] and listed["cases"]
     assert all(c["grid"][1] == cell_in[:12] for c in listed["cases"])

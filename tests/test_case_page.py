@@ -367,3 +367,9 @@ def test_an_action_form_is_made_only_for_a_case_in_the_readers_area_and_an_actio
     for hostile in ({}, [code], 5, True, code + "\x00", code + "\n"):  # the page's store: any JSON back
         assert page.form(svc, rules, dispatcher, hostile, "dispatch", "zh-CN") == []  # type: ignore[arg-type]
         assert page.view(svc, rules, dispatcher, hostile, "zh-CN") is None  # type: ignore[arg-type]
+        rt = app_client.app.state.cases_runtime  # type: ignore[attr-defined]
+        done = page.act(svc, rt, dispatcher, hostile, "accept", {}, "zh-CN")  # type: ignore[arg-type]
+        assert done["ok"] is False and done["field"] == "code"
+        assert page.place(svc, rt, dispatcher, hostile, None, "zh-CN")["field"] == "code"  # type: ignore[arg-type]
+    for cell in ({"x": 1}, ["1"], "1\x00", "9" * 40):  # the radio's value, as the browser sends it
+        assert page.place(svc, rt, dispatcher, code, cell, "zh-CN")["field"] == "cell"  # type: ignore[arg-type]

@@ -172,6 +172,11 @@ def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client
         card, candidates, cameras, focus = page.case_panels(svc, who, hostile, "zh-CN")  # type: ignore[arg-type]
         assert (card, cameras, focus) == ([], [], []) and "在左侧队列" in _texts(candidates)
         assert page.visits_panel(svc, who, hostile, "zh-CN") == []  # type: ignore[arg-type]
+        rt = app_client.app.state.cases_runtime  # type: ignore[attr-defined]
+        assert page.send(svc, rt, who, hostile, "V01", "zh-CN")["ok"] is False  # type: ignore[arg-type]
+    for van in ({"id": "V01"}, "V0\x001", "V01\n", 7):  # the send button's id, as the browser sends it
+        out = page.send(svc, app_client.app.state.cases_runtime, who, code, van, "zh-CN")  # type: ignore[arg-type,attr-defined]
+        assert out["ok"] is False and out["field"] == "van", out
     outsider = page.signed_in(_who("dispatcher", other, "outsider"))
     card, candidates, _, _ = page.case_panels(svc, outsider, code, "zh-CN")
     assert card == [] and _ids(candidates, page.SEND) == []
