@@ -700,7 +700,8 @@ def test_hostile_values_from_the_page_are_refused_naming_the_field(
     for who in (local, me):
         refused(cb.user_action(svc, who, ADDRESS, "passwd", {"pick": "a\x00b", "password": "x" * 12}, "zh-CN"), "pick")
         refused(cb.screen_action(svc, who, ADDRESS, "revoke", {"pick": "s\x00"}, "zh-CN", "http://x"), "pick")
-    refused(cb.van_action(svc, local, ADDRESS, "register", {"van": "V0\x001", "device": "long-enough-2"}, "zh-CN"), "van")
+    nul_van = {"van": "V0\x001", "device": "long-enough-2"}
+    refused(cb.van_action(svc, local, ADDRESS, "register", nul_van, "zh-CN"), "van")
     assert _events(demo_db, since) == []
     # a name with a full-width or a Mongolian space is a name: its admin manages it
     spaced = "巴特尔\u3000其木格\u202f"
