@@ -19,7 +19,6 @@ on the replica or on the primary, is kept only if it holds every event published
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,10 +30,10 @@ import orjson
 import psycopg
 from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
-from dash.exceptions import PreventUpdate
 from dash_svg import G, Line, Polyline, Svg, Text
 from plotly.io.json import to_json_plotly
 
+from callbacks.shown import FRAGMENTS, changed, digest
 from dashboard.i18n import translator
 from dashboard.pages.wall import (
     AREAS_REV,
@@ -162,10 +161,6 @@ class _Numbers(NamedTuple):
     digests: tuple[str, ...] = ()
 
 
-def _digest(fragment: orjson.Fragment) -> str:
-    return hashlib.blake2b(orjson.dumps(fragment), digest_size=12).hexdigest()
-
-
 # A screen's round of the numbers: each output, or no_update where the screen shows it already, then
 # the digests of what it will show (the SHOWN store).
 NumbersRound = tuple[Any, ...]
@@ -179,23 +174,9 @@ def numbers_round(shared: _Numbers, shown: object) -> NumbersRound:
     a tile or two (docs/scaling.md). Nothing changed: nothing is sent (Dash answers 204)."""
     if not shared.digests:  # no JSON made here (Dash does not take fragments): everything, as before
         return (*shared.components, no_update)
-    old = shown if isinstance(shown, list) and len(shown) == len(shared.digests) else [None] * len(shared.digests)
-    parts = [no_update if old[i] == d else shared.wire[i] for i, d in enumerate(shared.digests)]
-    if all(p is no_update for p in parts):
-        raise PreventUpdate
-    return (*parts, list(shared.digests))
+    return changed(shared.wire, shared.digests, shown)
 
 
-def _passes_fragments() -> bool:
-    """Does Dash's serializer copy a Fragment as it is (plotly's orjson engine)? Otherwise each
-    request serializes the components, as before."""
-    try:
-        return bool(to_json_plotly([orjson.Fragment(b"1")]) == "[1]")
-    except (TypeError, ValueError):
-        return False
-
-
-_FRAGMENTS = _passes_fragments()
 BOARD = 6  # the van board's place among the numbers' outputs
 
 
@@ -707,7 +688,7 @@ def numbers_wire(svc: Services, code: str, lang: str, period: Period, rev: int |
     each screen's copy of the same answer again (the van board alone is a thousand components): a
     tenth of the time an app process held the GIL under the mix (docs/scaling.md)."""
     shared = _shared_numbers(svc, code, lang, period, rev)
-    return shared.wire if _FRAGMENTS else shared.components
+    return shared.wire if FRAGMENTS else shared.components
 
 
 def numbers_for(svc: Services, code: str, lang: str, period: Period, rev: int | None, shown: object) -> NumbersRound:
@@ -753,11 +734,11 @@ def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: in
             [row for row, _ in board],  # BOARD
             ranking_title(lang, period, ranking_parent(code)),
         )
-        if not _FRAGMENTS:
+        if not FRAGMENTS:
             return _Numbers(components, ())
         rows = orjson.Fragment("[" + ",".join(text for _, text in board) + "]")  # the rows' JSON, kept
         wire = tuple(rows if i == BOARD else orjson.Fragment(to_json_plotly(c)) for i, c in enumerate(components))
-        return _Numbers(components, wire, tuple(_digest(w) for w in wire))
+        return _Numbers(components, wire, tuple(digest(w) for w in wire))
 
     parts = {
         "code": code,
