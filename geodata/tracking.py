@@ -347,16 +347,23 @@ def unregister_device(conn: psycopg.Connection, identifier: str) -> str | None:
     return row[0] if row else None
 
 
+# The vans an admin of the reach %(reach)s manages (NULL: every van): its banner's, never the league's
+# own (a van of no banner: geodata/sql/039_van_banner.sql); ``{van}`` is the vans row's alias.
+# services/identity.py builds the reach of users and tokens on it.
+VAN_IN_REACH = (
+    "(%(reach)s::text IS NULL OR (yitu_van_banner({van}.base_center_id) IS NOT NULL"
+    " AND yitu_van_in_scope(%(reach)s, yitu_van_banner({van}.base_center_id))))"
+)
+
+
 def device_counts(conn: psycopg.Connection, reach: str | None = None) -> list[tuple[str, str, int]]:
     """(van id, name, registered devices) for every van an admin of ``reach`` manages (None: every van;
     else its banner's, never the league's own: services/admin.py ``reach``)."""
     return [
         (r[0], r[1], int(r[2]))
         for r in conn.execute(
-            """SELECT v.id, v.name, count(d.device_hash) FROM vans v LEFT JOIN van_devices d ON d.van_id = v.id
-               WHERE (%(reach)s::text IS NULL OR (yitu_van_banner(v.base_center_id) IS NOT NULL
-                      AND yitu_van_in_scope(%(reach)s, yitu_van_banner(v.base_center_id))))
-               GROUP BY v.id, v.name ORDER BY v.id""",
+            "SELECT v.id, v.name, count(d.device_hash) FROM vans v LEFT JOIN van_devices d ON d.van_id = v.id"
+            " WHERE " + VAN_IN_REACH.format(van="v") + " GROUP BY v.id, v.name ORDER BY v.id",
             {"reach": reach},
         )
     ]

@@ -81,7 +81,7 @@ def van_in_reach(conn: psycopg.Connection, who: Principal | None, van: str, fiel
     if not VAN_ID.fullmatch(van):  # not a van's id (a NUL would reach PostgreSQL: a 500)
         raise Invalid(f"no van with id {str(van)[:40]!r}", field=field)
     row = conn.execute(
-        "SELECT 1 FROM vans v WHERE v.id = %(v)s AND " + identity.VAN_IN_REACH.format(van="v"),
+        "SELECT 1 FROM vans v WHERE v.id = %(v)s AND " + tracking.VAN_IN_REACH.format(van="v"),
         {"v": van, "reach": scope},
     ).fetchone()
     if row is None:
@@ -334,7 +334,7 @@ _CHANGE_IN_REACH = f"""(%(reach)s::text IS NULL
                   UNION ALL SELECT 'token:' || t.id FROM api_tokens t WHERE {identity.TOKEN_IN_REACH}
                   UNION ALL SELECT 'unit:' || id FROM units WHERE {_R}
                   UNION ALL SELECT 'mediator:' || id FROM mediators WHERE {_R}
-                  UNION ALL SELECT 'van:' || v.id FROM vans v WHERE {identity.VAN_IN_REACH.format(van="v")})
+                  UNION ALL SELECT 'van:' || v.id FROM vans v WHERE {tracking.VAN_IN_REACH.format(van="v")})
     OR starts_with(target, %(reach)s))"""
 
 

@@ -44,6 +44,7 @@ from geodata import masking
 from geodata.cases import Actor, CaseNotFound, chain_of
 from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TooManyAttempts, Unauthorized
 from geodata.queries import ROOT_DIGITS, query
+from geodata.tracking import VAN_IN_REACH
 from geodata.workflow import ROLES, ROLES_THAT_REPORT
 from services.runtime import Services
 
@@ -185,25 +186,26 @@ def create_token(conn: psycopg.Connection, *, name: str, role: str, area: str | 
 
 
 # An admin's reach (services/admin.py): the SQL of "in the reach %(reach)s" (NULL: everything) for a
-# row's area (a row of no area, the whole territory, is outside any area), for a van (its banner's vans,
-# never the league's own: geodata/sql/039_van_banner.sql), for a user (its area, and a crew member's van
-# too) and for a token (its area, and a van token's van: it acts for the van it is named after).
-AREA_IN_REACH = "(%(reach)s::text IS NULL OR starts_with({area}, %(reach)s))"
-VAN_IN_REACH = (
-    "(%(reach)s::text IS NULL OR (yitu_van_banner({van}.base_center_id) IS NOT NULL"
-    " AND yitu_van_in_scope(%(reach)s, yitu_van_banner({van}.base_center_id))))"
-)
+# row's area — the readers' own rule, yitu_area_in_scope (a row of no area, the whole territory, is
+# outside any area) —, for a van (geodata/tracking.py VAN_IN_REACH), for a user (its area, and a crew
+# member's van too) and for a token (its area, and a van token's van: it acts for the van it is named
+# after). Unscoped, every row: a van token of no known van too.
+AREA_IN_REACH = "yitu_area_in_scope(%(reach)s::text, {area})"
 USER_IN_REACH = (
-    "(%(reach)s::text IS NULL OR (starts_with(u.area_code, %(reach)s)"
-    " AND (u.van_id IS NULL OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = u.van_id AND "
+    "("
+    + AREA_IN_REACH.format(area="u.area_code")
+    + " AND (%(reach)s::text IS NULL OR u.van_id IS NULL OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = u.van_id"
+    + " AND "
     + VAN_IN_REACH.format(van="rv")
-    + "))))"
+    + ")))"
 )
 TOKEN_IN_REACH = (
-    "(%(reach)s::text IS NULL OR (starts_with(t.area_code, %(reach)s)"
-    " AND (t.role <> 'van' OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = t.name AND "
+    "("
+    + AREA_IN_REACH.format(area="t.area_code")
+    + " AND (%(reach)s::text IS NULL OR t.role <> 'van' OR EXISTS (SELECT 1 FROM vans rv WHERE rv.id = t.name"
+    + " AND "
     + VAN_IN_REACH.format(van="rv")
-    + "))))"
+    + ")))"
 )
 
 
