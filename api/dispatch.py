@@ -208,12 +208,7 @@ def _shown(who: Principal, row: dict[str, Any]) -> dict[str, Any]:
 def get_dispatch(dispatch_id: DispatchId, svc: Svc, who: Who) -> dict[str, Any]:
     with svc.pool.connection() as conn:
         row = dispatch.get(conn, dispatch_id)
-    # a van's crew: its own van's visit now (the case it is sent to); anyone else: the cases of its area
-    if who.role == "van":
-        seen = row is not None and row["van_id"] == who.van and row["status"] in dispatch.ACTIVE
-    else:
-        seen = row is not None and who.sees_case(row)
-    if row is None or not seen:
+    if row is None or not who.sees_dispatch(row):
         raise errors.NotFound(f"no dispatch with id {dispatch_id}", field="id")
     return _shown(who, row)
 

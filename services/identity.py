@@ -42,6 +42,7 @@ from psycopg.rows import dict_row
 
 from geodata import masking
 from geodata.cases import Actor, CaseNotFound, chain_of
+from geodata.dispatch import ACTIVE as ACTIVE_VISIT
 from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TooManyAttempts, Unauthorized
 from geodata.queries import ROOT_DIGITS, query
 from geodata.tracking import VAN_IN_REACH
@@ -99,6 +100,14 @@ class Principal:
             if self.van is None or assignee.get("kind") != "van" or assignee.get("id") != self.van:
                 return False
         return self.area is None or self.area in chain_of(row)
+
+    def sees_dispatch(self, row: Mapping[str, Any]) -> bool:
+        """A van's visit (a row of geodata/sql/dispatch_list.sql): a crew sees its own van's while it
+        lasts (the case it is sent to), never another van's nor a past one; anyone else, the visits
+        to the cases of its area."""
+        if self.role == "van":
+            return self.van is not None and row["van_id"] == self.van and row["status"] in ACTIVE_VISIT
+        return self.sees_case(row)
 
     def sees_area(self, code: str) -> bool:
         return self.area is None or code.startswith(self.area)
