@@ -227,6 +227,8 @@ CALLBACKS: Mapping[str, frozenset[str] | None] = {
     "callbacks.dispatch._send": DISPATCHERS,  # sends a van: a write
     "callbacks.dispatch._visit": DISPATCHERS,  # calls a van back or ends its visit: a write
     "callbacks.dispatch._next_send_key": ANY_SIGNED_IN,  # a fresh key for the next send; reads nothing
+    # the live push; its messages: events inside the reader's area (services/live.py visible_in) and the
+    # wall's numbers, made for the reader the socket was opened by as callbacks.wall._numbers makes them
     "callbacks.live._live": ANY_SIGNED_IN,
     "callbacks.inbox._inbox": ANY_SIGNED_IN,  # 我的待办: the caller's own cases, inside their area (SQL)
     "callbacks.inbox._wall_warnings": ANY_SIGNED_IN,  # the wall's deadline warnings: codes, no personal data

@@ -24,9 +24,13 @@ Redis: this checkout's embedded stack, `yitu db up`, on the ports of its .env):
   layers the batch touches (their URL from the layout with the batch's ``rev``, as yitu_map.js's
   ``layerUrls`` does: cases on case events, vans on dispatch events; each layer at most once a
   second, a busy spell's batches as one trailing reload; van moves alone move the markers from the
-  events, the vans layer reloading for its trails every ``--trails`` s) and, when the batch says the numbers
-  are due, runs the wall's numbers and warnings callbacks (``/_dash-update-component``). A screen
-  whose socket drops reconnects after a second (Dash's own first retry delay) with its cursor;
+  events, the vans layer reloading for its trails every ``--trails`` s). The wall's numbers and
+  warnings come by the push, as the page gets them: once the screen is open it runs their callbacks
+  once (``/_dash-update-component``, as the page does when it opens), then answers the push's
+  ``get_props`` for its numbers view (the area, the period, the language and the digests of what it
+  shows) and keeps what each pushed round sends, timed from the moment the round was due (the push
+  stamps it) to its arrival. A screen whose socket drops reconnects after a second (Dash's own first
+  retry delay) with its cursor;
 - the load, open loop (request *i* is sent at ``start + i / rate`` whatever became of the earlier
   ones, and timed from then, so a stalled server shows in the figures instead of slowing the sender):
   reports ``--rate``/s (``POST /api/v1/cases``, each with its Idempotency-Key), GPS ``--gps`` fixes/s
@@ -122,8 +126,8 @@ MAIN = test_nginx.MAIN.replace("worker_processes 1;", "worker_processes auto;").
 # The wall page's ids (dashboard/pages/wall.py, callbacks/live.py, callbacks/wall.py).
 POINT = "wall-point-layer"
 LIVE_EVENTS, LIVE_CURSOR = "live-events", "live-cursor"
-WALL_TICK = {"page": "wall", "type": "live-tick"}
 SHOWN = "wall-numbers-shown"  # what a screen shows of the numbers: sent back, as the page's store is
+LIVE_VIEW, LIVE_NUMBERS = "live-numbers-view", "live-numbers"  # the numbers the push sends (callbacks/live.py)
 PLAN: list[tuple[str, dict[str, Any]]] = [  # bench/chaos.py's mediator plan
     ("accept", {}),
     ("escalate", {}),
@@ -184,8 +188,7 @@ class Figures:
         ("area_cases", "GET /api/v1/areas/{code}/cases", None),
         ("layer_cases", "screen: GET /api/v1/layers/cases", "layer"),
         ("layer_vans", "screen: GET /api/v1/layers/vans", "layer"),
-        ("numbers", "screen: wall numbers callback (KPIs)", "kpi"),
-        ("warnings", "screen: wall warnings callback", None),
+        ("numbers", "screen: wall numbers pushed (KPIs), due → on screen", "kpi"),
         ("push", "push: report answered → event on screen", "push"),
     )
 
@@ -324,8 +327,6 @@ def wall_layout(page: dict[str, Any], deps: list[dict[str, Any]]) -> WallLayout:
     warnings = next(d for d in deps if d["output"] == "wall-warnings.children")
 
     def value(dep: dict[str, Any]) -> Any:
-        if dep["id"] == json.dumps(WALL_TICK, separators=(",", ":"), sort_keys=True):
-            return 0
         if dep["id"] == "lang":
             return "zh-CN"
         return props.get(dep["id"], {}).get(dep["property"])
@@ -334,20 +335,19 @@ def wall_layout(page: dict[str, Any], deps: list[dict[str, Any]]) -> WallLayout:
         ident: Any = json.loads(dep["id"]) if dep["id"].startswith("{") else dep["id"]
         return {"id": ident, "property": dep["property"], "value": value(dep)}
 
-    tick = json.dumps(WALL_TICK, separators=(",", ":"), sort_keys=True) + ".data"
-    numbers_body = {
+    numbers_body = {  # as the page asks when it opens: every input is new
         "output": numbers["output"],
         "outputs": _outputs(numbers["output"]),
         "inputs": [entry(d) for d in numbers["inputs"]],
         "state": [entry(d) for d in numbers["state"]],
-        "changedPropIds": [tick],
+        "changedPropIds": [f"{d['id']}.{d['property']}" for d in numbers["inputs"]],
     }
     warnings_body = {
         "output": warnings["output"],
         "outputs": {"id": "wall-warnings", "property": "children"},
         "inputs": [entry(d) for d in warnings["inputs"]],
         "state": [entry(d) for d in warnings["state"]],
-        "changedPropIds": [tick],
+        "changedPropIds": [f"{d['id']}.{d['property']}" for d in warnings["inputs"]],
     }
     return WallLayout(layers, numbers_body, warnings_body, numbers["output"])
 
@@ -381,8 +381,7 @@ class Screen:
         self.want: dict[str, Callable[[], Awaitable[int]]] = {}
         self.reloaded: dict[str, float] = {}  # layer → when its URL was last set (yitu_map.js reload)
         self.trailing: dict[str, asyncio.TimerHandle] = {}
-        self.seq = 0
-        self.tick: dict[str, Any] = {"seq": 0, "outbox": None}
+        self.opened = False  # the numbers asked for once, as the page does when it opens
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -444,15 +443,16 @@ class Screen:
 
     async def _message(self, ws: ClientConnection, m: dict[str, Any], at: float) -> None:
         kind = m.get("type")
-        if kind == "get_props_request":  # the live callback reads the cursor store
+        if kind == "get_props_request":  # the live callback reads the cursor store, or the numbers' view
             prop = m["payload"]["properties"][0]
+            value = self.view() if m["payload"]["componentId"] == LIVE_VIEW else self.cursor
             await ws.send(
                 orjson.dumps(
                     {
                         "type": "get_props_response",
                         "rendererId": m.get("rendererId"),
                         "requestId": m.get("requestId"),
-                        "payload": {prop: self.cursor},
+                        "payload": {prop: value},
                     }
                 ).decode()
             )
@@ -462,6 +462,37 @@ class Screen:
                 self.cursor = props.get("data")
             elif comp == LIVE_EVENTS and isinstance(props.get("data"), dict):
                 self._batch(props["data"], at)
+            elif comp == LIVE_NUMBERS and isinstance(props.get("data"), dict):
+                self._numbers(props["data"], at)
+
+    def _inputs(self) -> dict[str, Any]:
+        return {f"{d['id']}.{d['property']}": d["value"] for d in self.numbers_body["inputs"]}
+
+    def view(self) -> dict[str, Any]:
+        """The page's numbers view (yitu_map.js ``numbersView``): what it shows, for the push."""
+        inputs = self._inputs()
+        selected = next((v for k, v in inputs.items() if k.endswith("selected.data")), None) or {}
+        period = next((v for k, v in inputs.items() if k.endswith("period.value")), None)
+        start = next((v for k, v in inputs.items() if k.endswith(".start_date")), None)
+        end = next((v for k, v in inputs.items() if k.endswith(".end_date")), None)
+        return {"key": [selected.get("code"), period, start, end, "zh-CN"], "shown": self._shown().get("value")}
+
+    def _shown(self) -> dict[str, Any]:
+        return next((d for d in self.numbers_body["state"] if d["id"] == SHOWN), {})
+
+    def _numbers(self, push: dict[str, Any], at: float) -> None:
+        """A pushed round of the numbers (yitu_map.js ``numbers``): kept when it is of the view shown;
+        timed from when the push says it was due (the same host's clock) to its arrival."""
+        late_s = max(0.0, time.time() - float(push.get("at") or 0))
+        self.mix.figures.ok("numbers", at - late_s, at)
+        view, parts, digests = self.view(), push.get("parts") or [], push.get("shown") or []
+        if push.get("key") != view["key"] or len(parts) != len(digests):
+            return
+        shown = self._shown()
+        old = shown.get("value") if isinstance(shown.get("value"), list) else [None] * len(digests)
+        if len(old) != len(digests):
+            old = [None] * len(digests)
+        shown["value"] = [d if parts[i] is not None else old[i] for i, d in enumerate(digests)]
 
     def _batch(self, batch: dict[str, Any], at: float) -> None:
         mix = self.mix
@@ -499,12 +530,23 @@ class Screen:
                 every = self.mix.args.trails if trails else RELOAD_S
                 do = functools.partial(self._get, f"{url}{sep}rev={rev}")
                 self._reload(layer, do, bool(batch.get("resync")), every, trailing=trails)
-        if batch.get("numbers") or batch.get("resync"):
-            self.seq = int(batch.get("seq", self.seq + 1))
-            # as yitu_map.js's ticks: the batch's newest event, after which the numbers are asked
-            self.tick = {"seq": self.seq, "outbox": None if batch.get("resync") else batch.get("upto")}
-            self._fetch("numbers", functools.partial(self._callback, self.numbers_body))
-            self._fetch("warnings", functools.partial(self._callback, self.layout.warnings_body))
+        if not self.opened:  # the page opened: it asks for its numbers and warnings once, then they are pushed
+            self.opened = True
+
+            async def ask() -> None:
+                for body in (self.numbers_body, self.layout.warnings_body):
+                    due = now()
+                    try:
+                        status = await asyncio.wait_for(self._callback(body), 30)
+                    except ERRORS as exc:
+                        self.mix.figures.error("numbers", due, type(exc).__name__)
+                    else:
+                        if status != 200:
+                            self.mix.figures.error("numbers", due, str(status))
+
+            task = asyncio.create_task(ask())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     def _reload(
         self, layer: str, do: Callable[[], Awaitable[int]], at_once: bool, every: float, trailing: bool = False
@@ -576,9 +618,6 @@ class Screen:
         return status
 
     async def _callback(self, body: dict[str, Any]) -> int:
-        for dep in body["inputs"]:
-            if dep["id"] == WALL_TICK:
-                dep["value"] = self.tick
         origin = {"Origin": f"https://{NAME}:{self.mix.port}"}
         status, data = await self.http.request("POST", "/_dash-update-component", orjson.dumps(body), origin)
         shown = next((d for d in body["state"] if d["id"] == SHOWN), None)

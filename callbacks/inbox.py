@@ -19,7 +19,7 @@ from dash.development.base_component import Component
 
 from dashboard.i18n import translator
 from dashboard.pages import wall as wall_page
-from dashboard.pages.inbox import LIVE_TICK, WALL_TICK, Ids
+from dashboard.pages.inbox import LIVE_TICK, Ids
 from geodata import queries, warnings
 from geodata.clock import shown
 from geodata.warnings import Inbox, InboxQuery
@@ -186,13 +186,10 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     def _inbox(_tick: object, lang: str | None) -> tuple[Any, Any]:
         return view(get(), identity.current(), lang or get().settings.lang)
 
-    @app.callback(
-        Output(Ids.WALL_WARNINGS, "children"),
-        Input(WALL_TICK, "data"),
-        Input(wall_page.Ids.SELECTED, "data"),
-        State("lang", "data"),
-    )
-    def _wall_warnings(_tick: object, selected: dict[str, Any] | None, lang: str | None) -> list[Component]:
+    @app.callback(Output(Ids.WALL_WARNINGS, "children"), Input(wall_page.Ids.SELECTED, "data"), State("lang", "data"))
+    def _wall_warnings(selected: dict[str, Any] | None, lang: str | None) -> list[Component]:
+        """The area the wall shows was chosen (opening, a click): its warnings. The live rounds
+        after that come with the numbers, by the push (callbacks/wall.py numbers_push)."""
         area = (selected or {}).get("code")
         return wall_view(
             get(), identity.current(), lang or get().settings.lang, area=area if isinstance(area, str) else None

@@ -7,6 +7,10 @@ this process's :class:`services.live.LiveHub` from there — replaying what the 
 streams batches to the ``live-events`` store with ``set_props``. What the page does with a
 batch (reload the case pins, move the vans, refresh the numbers) is a clientside callback in
 ``dashboard/assets/yitu_map.js``: layers still travel by URL, the push only says what changed.
+The wall's numbers are the exception: when they are due, the push asks the page which numbers it
+shows (the ``live-numbers-view`` store), computes them where it runs and sends what changed
+(``live-numbers``; callbacks/wall.py ``numbers_push``) — a page asking for them was two requests a
+round and screen through nginx, slower under a centre's load than the figures (docs/scaling.md).
 
 The session behind the socket is checked again every ``SESSION_CHECK_SECONDS``: when it ended
 (signed out, idle, a disabled user, a revoked wall screen) the page is sent to the sign-in page
@@ -25,6 +29,7 @@ are recomputed at most every ``NUMBERS_SECONDS``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -37,12 +42,14 @@ from dash.backends.ws import DashWebsocketCallback
 from dash.exceptions import PreventUpdate, WebsocketDisconnected
 from psycopg_pool import PoolTimeout
 
+from callbacks import wall
 from dashboard.layout import AREAS_REV_TYPE
 from dashboard.layout import LIVE_TICK as TICK
 from dashboard.layout import LiveIds as Ids
 from dashboard.pages import case as case_page
 from dashboard.pages import dispatch as dispatch_page
 from dashboard.pages import wall as wall_page
+from geodata.errors import YituError
 from geodata.kpi import FIGURE_FAMILIES
 from services import identity
 from services.identity import Principal
@@ -128,7 +135,8 @@ class _Pusher:
     layer reload goes first. After that at most one refresh every NUMBERS_SECONDS.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, numbers: _NumbersPush | None = None) -> None:
+        self.numbers = numbers  # the page's numbers, pushed (None: the page is told to ask)
         self.seq = 0
         self.sent_at = 0.0
         self.numbers_at = -NUMBERS_SECONDS
@@ -151,6 +159,8 @@ class _Pusher:
         cursor = entries[-1].id if entries else position if resync else None
         if cursor:
             set_props(Ids.CURSOR, {"data": cursor})
+        if (numbers or resync) and self.numbers is not None:
+            self.numbers.due(None if resync else self.upto)
         if numbers:
             self.numbers_at, self.numbers_ready_at = now, None
         self.sent_at = now
@@ -168,15 +178,75 @@ class _Pusher:
 
 
 Alive = Callable[[], Awaitable[bool]]
+# A round of a page's numbers: (the view its store holds, the newest outbox id it was told of, the
+# digest of the warnings it was sent last) → (the message, or None when nothing changed; that digest)
+NumbersHook = Callable[[object, int | None, str | None], tuple[dict[str, Any] | None, str | None]]
+NUMBERS_VIEW_SECONDS = 5.0  # a page that does not say which numbers it shows within this gets none this round
+
+
+class _NumbersPush:
+    """Sends one page its numbers when they are due: asks which numbers it shows, computes them off
+    the event loop, sends what changed. One round in flight; a round due meanwhile follows it."""
+
+    def __init__(self, ws: DashWebsocketCallback, hook: NumbersHook) -> None:
+        self.ws, self.hook = ws, hook
+        self.task: asyncio.Task[None] | None = None
+        self.next: tuple[int | None, float] | None = None
+        self.warned: str | None = None
+        self.view_key: object = None
+
+    def due(self, rev: int | None) -> None:
+        self.next = (rev, time.time())
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._rounds())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _rounds(self) -> None:
+        while self.next is not None and not self.ws.is_shutdown:
+            (rev, at), self.next = self.next, None
+            try:
+                view = await self.ws.get_prop(Ids.VIEW, "data", timeout=NUMBERS_VIEW_SECONDS)
+            except (WebsocketDisconnected, TimeoutError):
+                return
+            key = view.get("key") if isinstance(view, dict) else None
+            if key != self.view_key:  # another area or period: its warnings were not sent yet
+                self.view_key, self.warned = key, None
+            try:
+                message, self.warned = await asyncio.to_thread(self.hook, view, rev, self.warned)
+            except (psycopg.Error, PoolTimeout, YituError) as exc:  # the page's own callback answers meanwhile
+                log.warning("the numbers of a screen were not pushed this round: %s", exc)
+                continue
+            if message is not None:
+                message["at"] = at
+                self.ws.set_prop_sync(Ids.NUMBERS, "data", message)
 
 
 async def stream_to_screen(
-    hub: LiveHub, ws: DashWebsocketCallback, cursor: str | None, area: str | None = None, alive: Alive | None = None
+    hub: LiveHub,
+    ws: DashWebsocketCallback,
+    cursor: str | None,
+    area: str | None = None,
+    alive: Alive | None = None,
+    numbers: NumbersHook | None = None,
 ) -> None:
     """Push the hub's entries to one browser until its WebSocket closes, or until ``alive`` (checked
     every SESSION_CHECK_SECONDS) says the session behind it ended: then the page is sent to /login.
-    A screen scoped to ``area`` gets only the events inside it (services/live.py ``Entry.visible_in``)."""
-    pusher = _Pusher()
+    A screen scoped to ``area`` gets only the events inside it (services/live.py ``Entry.visible_in``).
+    When the numbers are due, ``numbers`` makes the page's round of them (:class:`_NumbersPush`)."""
+    pusher = _Pusher(_NumbersPush(ws, numbers) if numbers is not None else None)
+    try:
+        await _stream(hub, ws, cursor, area, alive, pusher)
+    finally:
+        if pusher.numbers is not None:
+            pusher.numbers.stop()
+
+
+async def _stream(
+    hub: LiveHub, ws: DashWebsocketCallback, cursor: str | None, area: str | None, alive: Alive | None, pusher: _Pusher
+) -> None:
     checked_at = time.monotonic()
     async with hub.subscribe(cursor, area) as (sub, missed):
         pending, resync = list(missed), sub.resync.is_set()
@@ -261,10 +331,22 @@ def register(app: Dash, get_hub: Callable[[], LiveHub], get_services: Callable[[
         # The screen's reader (the session the WebSocket was opened with): its area scopes the push.
         who = identity.who_is_asking()
         alive = session_check(get_services, who) if get_services is not None else None
+        hook = None
+        if get_services is not None:
+            svc = get_services()
+            hook = functools.partial(wall.pushed_round, svc)
         await stream_to_screen(
-            get_hub(), ws, cursor if isinstance(cursor, str) else None, identity.scope_of(who), alive
+            get_hub(), ws, cursor if isinstance(cursor, str) else None, identity.scope_of(who), alive, hook
         )
         raise PreventUpdate
+
+    # A page's numbers view is its own: a page left empties it (the wall writes its own when it opens).
+    app.clientside_callback(
+        "function(path) { return null; }",
+        Output(Ids.VIEW, "data", allow_duplicate=True),
+        Input("url", "pathname"),
+        prevent_initial_call=True,
+    )
 
     # The session ended while the page was open: to the sign-in page, and back here after it.
     app.clientside_callback(

@@ -30,17 +30,20 @@ import orjson
 import psycopg
 from dash import ALL, Dash, Input, NoUpdate, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
+from dash.exceptions import PreventUpdate
 from dash_svg import G, Line, Polyline, Svg, Text
 from plotly.io.json import to_json_plotly
 
+from callbacks import inbox
 from callbacks.shown import FRAGMENTS, changed, digest
-from dashboard.i18n import translator
+from dashboard.i18n import TEXTS, translator
+from dashboard.layout import LiveIds
+from dashboard.pages.inbox import Ids as InboxIds
 from dashboard.pages.wall import (
     AREAS_REV,
     CRUMB,
     DEFAULT_PERIOD,
     LEVEL_CHIP,
-    LIVE_TICK,
     POINT,
     VAN_ROW,
     Ids,
@@ -178,6 +181,8 @@ def numbers_round(shared: _Numbers, shown: object) -> NumbersRound:
 
 
 BOARD = 6  # the van board's place among the numbers' outputs
+# The page's elements the numbers go into, in the order of NumbersAnswer
+NUMBERS_OUTPUTS = (Ids.KPIS, Ids.TOP_TYPES, Ids.TREND, Ids.PANEL, Ids.CRUMBS, Ids.RANKING, Ids.VANS, Ids.RANKING_TITLE)
 
 
 class Period(NamedTuple):
@@ -752,6 +757,80 @@ def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: in
     return answer
 
 
+class NumbersView(NamedTuple):
+    """What a wall page shows of the numbers, as its view store says (``LiveIds.VIEW``): the area,
+    the period, the language, and the digests of the outputs it shows (the SHOWN store)."""
+
+    key: list[str | None]  # [area, period, first day, last day, language] as the page wrote them
+    code: str
+    period: Period
+    lang: str
+    shown: object
+
+
+VIEW_FIELD_MAX = 40  # no value the page writes in its view is longer
+
+
+def view_of(data: object) -> NumbersView | None:
+    """The view a page's store holds, or None: not a wall page (the store is empty on the others),
+    or values that are not what the page writes (nothing is pushed to it; the page's own callback
+    still answers it)."""
+    if not isinstance(data, dict):
+        return None
+    key = data.get("key")
+    if not isinstance(key, list) or len(key) != 5:
+        return None
+    if not all(v is None or (isinstance(v, str) and len(v) <= VIEW_FIELD_MAX) for v in key):
+        return None
+    code, period_name, start, end, lang = key
+    if code is None or lang not in TEXTS:
+        return None
+    try:
+        queries.level_of(code)
+    except ValueError:
+        return None
+    return NumbersView(key, code, period_of(period_name, start, end), lang, data.get("shown"))
+
+
+def numbers_push(
+    svc: Services, view: NumbersView, rev: int | None, warned: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """One round of a wall screen's numbers as its live push sends them (callbacks/live.py), and the
+    digest of the warnings sent (``warned``: the last one this screen was sent).
+
+    The push used to bump a store, and each page then asked for its numbers and its warnings: two
+    callbacks a round and screen, each a request through nginx and the app's front, which under a
+    centre's load took longer than the figures themselves (docs/scaling.md). Now the push computes
+    the round where it runs — the shared answer of the screens of the same area, scope and period
+    (:func:`_shared_numbers`) — and sends each screen what changed since what its view says it shows,
+    with the view it was made for: the page applies it only while it still shows that view (a click
+    on another area meanwhile is answered by the page's own callback, which wins). None: nothing
+    changed."""
+    code = in_scope(view.code)
+    shared = _shared_numbers(svc, code, view.lang, view.period, rev)
+    try:
+        *parts, shown = numbers_round(shared, view.shown)
+    except PreventUpdate:
+        parts, shown = [no_update] * len(shared.components), view.shown
+    who = identity.who_is_asking()
+    badge = orjson.Fragment(to_json_plotly(inbox.wall_view(svc, who, view.lang, area=view.code)))
+    badge_digest = digest(badge)
+    sent = [None if p is no_update else p for p in parts]
+    if all(p is None for p in sent) and badge_digest == warned:
+        return None, warned
+    message = {"key": view.key, "parts": sent, "shown": shown, "warnings": None if badge_digest == warned else badge}
+    return message, badge_digest
+
+
+def pushed_round(
+    svc: Services, data: object, rev: int | None, warned: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """:func:`numbers_push` for the view a page's store holds (``data``, as the page sent it): nothing
+    for a page that is not the wall or says nothing it could have written (:func:`view_of`)."""
+    view = view_of(data)
+    return (None, warned) if view is None else numbers_push(svc, view, rev, warned)
+
+
 def register(app: Dash, get: Callable[[], Services]) -> None:
     """Wire the wall screen's callbacks; ``get`` returns this process's services."""
 
@@ -828,22 +907,9 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         return no_update
 
     @app.callback(
-        [
-            Output(i, "children")
-            for i in (
-                Ids.KPIS,
-                Ids.TOP_TYPES,
-                Ids.TREND,
-                Ids.PANEL,
-                Ids.CRUMBS,
-                Ids.RANKING,
-                Ids.VANS,
-                Ids.RANKING_TITLE,
-            )
-        ],
+        [Output(i, "children") for i in NUMBERS_OUTPUTS],
         Output(Ids.SHOWN, "data"),
         Input(Ids.SELECTED, "data"),
-        Input(LIVE_TICK, "data"),  # the live push: cases changed, recompute
         Input(Ids.PERIOD, "value"),
         Input(Ids.PERIOD_DATES, "start_date"),
         Input(Ids.PERIOD_DATES, "end_date"),
@@ -852,17 +918,42 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     )
     def _numbers(
         selected: Selection,
-        tick: object,
         period_name: str | None,
         start_date: str | None,
         end_date: str | None,
         lang: str,
         shown: object,
     ) -> NumbersRound:
-        rev = tick.get("outbox") if isinstance(tick, dict) else None
+        """The numbers of the area and period the page chose (opening, a click, a period): the live
+        rounds after that come by the push (:func:`numbers_push`)."""
         period = period_of(period_name, start_date, end_date)
         code = in_scope(selected["code"])
-        return numbers_for(get(), code, lang, period, rev if isinstance(rev, int) else None, shown)
+        return numbers_for(get(), code, lang, period, None, shown)
+
+    # What the live push needs to send this page its numbers: the view it shows (the frame's store,
+    # emptied when the page is left: callbacks/live.py), and a pushed round applied while the page
+    # still shows the view it was made for (yitu_map.js yitu.live.numbers).
+    app.clientside_callback(
+        "function(s, p, a, b, shown, lang) { return window.yitu.live.numbersView(s, p, a, b, shown, lang); }",
+        Output(LiveIds.VIEW, "data", allow_duplicate=True),
+        Input(Ids.SELECTED, "data"),
+        Input(Ids.PERIOD, "value"),
+        Input(Ids.PERIOD_DATES, "start_date"),
+        Input(Ids.PERIOD_DATES, "end_date"),
+        Input(Ids.SHOWN, "data"),
+        State("lang", "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    app.clientside_callback(
+        "function(push, view, shown) { return window.yitu.live.numbers(push, view, shown); }",
+        [Output(i, "children", allow_duplicate=True) for i in NUMBERS_OUTPUTS],
+        Output(InboxIds.WALL_WARNINGS, "children", allow_duplicate=True),
+        Output(Ids.SHOWN, "data", allow_duplicate=True),
+        Input(LiveIds.NUMBERS, "data"),
+        State(LiveIds.VIEW, "data"),
+        State(Ids.SHOWN, "data"),
+        prevent_initial_call=True,
+    )
 
     app.clientside_callback(
         "function(p) { return p === 'dates' ? {} : {display: 'none'}; }",

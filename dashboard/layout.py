@@ -22,6 +22,10 @@ class LiveIds(StrEnum):
     EVENTS = "live-events"  # the last batch pushed: {"seq", "events", "resync", "numbers", "at"}
     CURSOR = "live-cursor"  # the id of the last stream entry this browser has seen
     LEAVE = "live-leave"  # set by the live push when the session ended: the page goes to /login
+    # The numbers the page shows, for the push to send it theirs: {"key": [area, period, first day, last
+    # day, language], "shown": [digests]} on the wall, empty elsewhere (emptied when the page changes)
+    VIEW = "live-numbers-view"
+    NUMBERS = "live-numbers"  # a round of numbers pushed: {"key", "parts", "shown", "warnings", "at"}
 
 
 LIVE_TICK = "live-tick"  # pattern-matching type of the stores the live push bumps when numbers are stale
@@ -71,6 +75,8 @@ def root(lang: str) -> html.Div:
             dcc.Store(id=LiveIds.EVENTS),
             dcc.Store(id=LiveIds.CURSOR),
             dcc.Store(id=LiveIds.LEAVE),
+            dcc.Store(id=LiveIds.VIEW),
+            dcc.Store(id=LiveIds.NUMBERS),
             html.Div(id=LiveIds.LEAVE + "-done", hidden=True),
             html.Div(id="page", className="yitu-page"),
         ],

@@ -311,3 +311,87 @@ def test_the_wall_numbers_take_one_connection_for_all_their_parts(
         assert len(checkouts) == 1
         wall.van_board(svc, "en")
         assert len(checkouts) == 2
+
+
+WALL_VIEW = ["150623", "year", None, None, "zh-CN"]
+
+
+def test_a_screens_numbers_are_pushed_as_what_changed_with_its_warnings_sent_once(
+    client: TestClient, token: Callable[..., str], demo_db: str, redis_url: str
+) -> None:
+    """callbacks/wall.py ``pushed_round`` (the live push's round of a wall's numbers, callbacks/live.py):
+    a page that shows nothing yet gets every output and its warnings badge; the next round with nothing
+    new sends nothing; after a report only what it changed — the tiles, not the van board, not the
+    badge again. The round names the view it was made for (the page drops it when it shows another)."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    viewer = Principal(1, "wall-viewer", "viewer", None, kind="user", session_id="1")
+    view = {"key": WALL_VIEW, "shown": None}
+    with acting_as(viewer):
+        first, warned = wall.pushed_round(svc, view, None, None)
+        assert first is not None and warned is not None
+        assert first["key"] == WALL_VIEW and len(first["parts"]) == 8
+        assert all(isinstance(p, orjson.Fragment) for p in first["parts"]) and first["warnings"] is not None
+        shown = first["shown"]
+        assert wall.pushed_round(svc, {"key": WALL_VIEW, "shown": shown}, None, warned) == (None, warned)
+        _code, rev = _report(client, auth(token("dispatcher")), demo_db, redis_url)
+        svc.redis.delete(KPI_CACHE)  # as the live hub does at a case event (services/live.py; not run here)
+        later, again = wall.pushed_round(svc, {"key": WALL_VIEW, "shown": shown}, rev, warned)
+    assert later is not None and again == warned and later["warnings"] is None
+    sent = {i for i, p in enumerate(later["parts"]) if p is not None}
+    assert 0 in sent and wall.BOARD not in sent
+    assert later["shown"][wall.BOARD] == shown[wall.BOARD] and later["shown"][0] != shown[0]
+
+
+def test_a_pushed_round_keeps_a_scoped_reader_to_its_area(client: TestClient) -> None:
+    """A page scoped to a town whose view names the whole banner is pushed its own town's numbers,
+    as its own callback answers it (``in_scope``), never the banner's."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    town = Principal(2, "town-viewer", "viewer", "150623100", kind="user", session_id="2")
+    year = wall.period_of("year")
+    with acting_as(town):
+        pushed, _ = wall.pushed_round(svc, {"key": WALL_VIEW, "shown": None}, None, None)
+        own = wall.numbers_wire(svc, "150623100", "zh-CN", year, None)
+        banner = wall.numbers_wire(svc, "150623", "zh-CN", year, None)
+    assert pushed is not None
+    crumbs = 4  # the crumbs name the area the numbers are of
+    assert orjson.dumps(pushed["parts"][crumbs]) == orjson.dumps(own[crumbs])
+    assert orjson.dumps(pushed["parts"][0]) == orjson.dumps(own[0]) != orjson.dumps(banner[0])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        "150623",
+        [WALL_VIEW],
+        {"shown": None},
+        {"key": "150623"},
+        {"key": WALL_VIEW[:4]},
+        {"key": [*WALL_VIEW, "x"]},
+        {"key": [150623, "year", None, None, "zh-CN"]},
+        {"key": [None, "year", None, None, "zh-CN"]},
+        {"key": ["15062x", "year", None, None, "zh-CN"]},
+        {"key": ["1506231", "year", None, None, "zh-CN"]},
+        {"key": ["150623", "year", None, None, "xx-XX"]},
+        {"key": ["150623", "year", None, None, None]},
+        {"key": ["150623", "dates", "2026-01-01" * 10, None, "zh-CN"]},
+        {"key": ["150623'; DROP TABLE cases; --", "year", None, None, "zh-CN"]},
+        {"key": ["150623", {"$gt": 1}, None, None, "zh-CN"]},
+    ],
+)
+def test_a_view_the_wall_could_not_have_written_is_pushed_nothing(client: TestClient, data: object) -> None:
+    """The view comes from the page (its store, read over the WebSocket): anything the wall does not
+    write — another page's empty store, a wrong shape, a code that is no area code, an unknown
+    language, oversized or non-text values — gets no round, and nothing is read for it."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    viewer = Principal(1, "wall-viewer", "viewer", None, kind="user", session_id="1")
+    assert wall.view_of(data) is None
+    misses = svc.layer_answers.misses
+    with acting_as(viewer):
+        assert wall.pushed_round(svc, data, None, "w") == (None, "w")
+    assert svc.layer_answers.misses == misses
+
+
+def test_a_view_with_odd_dates_gets_the_default_period_as_the_callback_does() -> None:
+    view = wall.view_of({"key": ["150623", "dates", "not a date", "2026-13-45", "zh-CN"], "shown": [1, 2]})
+    assert view is not None and view.period == wall.period_of("year") and view.shown == [1, 2]

@@ -112,15 +112,41 @@ def test_a_reported_case_and_a_van_ping_show_on_an_open_wall_screen(
     page = _open_wall(w, srv.url, still_pins=True)
     page.wait_for_selector("#kpi-new_today")
     new_today = int(page.inner_text("#kpi-new_today .yitu-kpi-value"))
+    asked: list[str] = []  # the page's own requests for its numbers or warnings (callbacks/wall.py)
+    page.on(
+        "request",
+        lambda r: (
+            asked.append(r.url)
+            if "_dash-update-component" in r.url
+            and any(k in (r.post_data or "") for k in ("wall-kpis", "wall-warnings"))
+            else None
+        ),
+    )
 
     code = _report(srv.url, tok["admin"], SEAT[0] + 0.002, SEAT[1] + 0.001)
     _wait_pin(page, code)
     assert page.evaluate("code => window.yitu.pins[code]", code) == "reported"
-    # The numbers follow: the KPI tile counts the new case.
+    # The numbers follow: the KPI tile counts the new case — pushed over the live WebSocket, the page
+    # asks for nothing (callbacks/live.py _NumbersPush).
     wait_for(
         lambda: int(page.inner_text("#kpi-new_today .yitu-kpi-value")) == new_today + 1,
         what="the new-today tile to count the new case",
     )
+    assert page.evaluate("() => window.yitu.live.numbersPushed") >= 1
+    assert asked == [], f"the page asked for its numbers: {asked}"
+    # A round made for another view than the page shows (another area clicked meanwhile) is dropped.
+    dropped = page.evaluate(
+        """() => {
+          const nu = window.dash_clientside.no_update;
+          const view = {key: ["150623", "year", null, null, "zh-CN"], shown: null};
+          const push = {key: ["150623001", "year", null, null, "zh-CN"], parts: Array(8).fill("x"),
+                        shown: Array(8).fill("d"), warnings: [], at: 0};
+          const out = window.yitu.live.numbers(push, view, null);
+          const kept = window.yitu.live.numbers({...push, key: view.key}, view, null);
+          return [out.length, out.every(o => o === nu), kept[0] === "x", kept[9].length];
+        }"""
+    )
+    assert dropped == [10, True, True, 8]
 
     # A step change recolours the pin.
     r = httpx.post(

@@ -370,6 +370,32 @@
       var changed = batch && (batch.events || []).some(function (e) { return String(e.type).indexOf("areas.") === 0; });
       return (ids || []).map(function () { return changed ? batch.seq : nu; });
     },
+    // The wall's numbers come by the push (callbacks/live.py, callbacks/wall.py numbers_push): the
+    // view says which numbers the page shows (the area, the period, the language) and the digests of
+    // what it shows; a pushed round is applied only while the page still shows the view it was made
+    // for (a click meanwhile is answered by the page's own callback), each output it carries replacing
+    // the shown one, the others kept with their own digests.
+    numbersView: function (selected, period, start, end, shown, lang) {
+      var code = selected && typeof selected.code === "string" ? selected.code : null;
+      return { key: [code, period || null, start || null, end || null, lang || null], shown: shown || null };
+    },
+    numbers: function (push, view, shown) {
+      var nu = window.dash_clientside.no_update;
+      var n = push && Array.isArray(push.parts) ? push.parts.length : 0;
+      var none = [];
+      for (var i = 0; i < 10; i++) { none.push(nu); }
+      if (!n || !view || JSON.stringify(push.key) !== JSON.stringify(view.key)) {
+        yitu.live.numbersDropped = (yitu.live.numbersDropped || 0) + (push ? 1 : 0);
+        return none;
+      }
+      var old = Array.isArray(shown) && shown.length === n ? shown : null;
+      var out = push.parts.map(function (p) { return p === null ? nu : p; });
+      var kept = push.shown.map(function (d, i) { return push.parts[i] !== null ? d : (old ? old[i] : null); });
+      out.push(push.warnings === null || push.warnings === undefined ? nu : push.warnings);
+      out.push(kept);
+      yitu.live.numbersPushed = (yitu.live.numbersPushed || 0) + 1;
+      return out;
+    },
     ticks: function (batch, ids) {
       var nu = window.dash_clientside.no_update;
       // the newest event the screen was told of (its outbox id): screens told of the same event share

@@ -20,7 +20,6 @@ from dashboard.layout import live_tick
 from services.settings import Settings
 
 LIVE_TICK = live_tick("inbox")  # bumped by the live push when the numbers are stale
-WALL_TICK = live_tick("wall")  # the wall's own (dashboard/pages/wall.py LIVE_TICK)
 PATH = "/inbox"
 
 

@@ -15,7 +15,7 @@ from dash import dcc, html
 
 from dashboard.basemap import attribution_shown, basemap_layers
 from dashboard.i18n import translator
-from dashboard.layout import AREAS_REV_TYPE, banner_map, live_tick
+from dashboard.layout import AREAS_REV_TYPE, banner_map
 from dashboard.pages import inbox
 from dashboard.search import search_box
 from geodata import workflow
@@ -66,7 +66,6 @@ VAN_ROW = "wall-van-row"  # pattern-matching type of the van board's rows (a cli
 PERIODS = ("month", "quarter", "year", "dates")
 DEFAULT_PERIOD = "year"
 POINT = "wall-point-layer"  # pattern-matching id type of the switchable layers (the name is historical)
-LIVE_TICK = live_tick("wall")  # bumped by the live push when the numbers are stale
 # bumped by the live push of a grid import (``areas.changed``): the grid layer fetches its URL again
 AREAS_REV = {"type": AREAS_REV_TYPE, "page": "wall"}
 GRIDS = "grids"  # the base layer: always present, its URL follows the view (callbacks/wall.py)
@@ -220,7 +219,6 @@ def layout(
         children=[
             dcc.Store(id=Ids.SELECTED, data={"code": focus["code"], "banner": banner["code"]}),
             dcc.Interval(id=Ids.TICK, interval=1000),
-            dcc.Store(id=LIVE_TICK),
             dcc.Store(id=Ids.VAN_FOCUS),
             dcc.Store(id=Ids.SHOWN),
             dcc.Store(id=Ids.DRILL),
