@@ -812,14 +812,31 @@ def numbers_push(
         *parts, shown = numbers_round(shared, view.shown)
     except PreventUpdate:
         parts, shown = [no_update] * len(shared.components), view.shown
-    who = identity.who_is_asking()
-    badge = orjson.Fragment(to_json_plotly(inbox.wall_view(svc, who, view.lang, area=view.code)))
-    badge_digest = digest(badge)
+    badge, badge_digest = _shared_badge(svc, view, rev)
     sent = [None if p is no_update else p for p in parts]
     if all(p is None for p in sent) and badge_digest == warned:
         return None, warned
     message = {"key": view.key, "parts": sent, "shown": shown, "warnings": None if badge_digest == warned else badge}
     return message, badge_digest
+
+
+WARNINGS_LIVE = ("case.",)  # a warning starts or ends with its case's events (case.warning, case.changed)
+
+
+def _shared_badge(svc: Services, view: NumbersView, rev: int | None) -> tuple[orjson.Fragment, str]:
+    """The warnings badge of a pushed round and its digest, made once for the screens of the same area,
+    reader's scope and language told of the same event, as the numbers (its time left at most
+    services/layer_answers.py ``TTL_S`` old): each screen's own query was a tenth of a round's time."""
+    who = identity.who_is_asking()
+
+    def compute() -> tuple[orjson.Fragment, str]:
+        badge = orjson.Fragment(to_json_plotly(inbox.wall_view(svc, who, view.lang, area=view.code)))
+        return badge, digest(badge)
+
+    parts = {"area": view.code, "scope": identity.scope_of(who), "lang": view.lang}
+    value, _ = svc.layer_answers.answer(svc.redis, "wall-warnings", WARNINGS_LIVE, parts, compute, rev)
+    answer: tuple[orjson.Fragment, str] = value
+    return answer
 
 
 def pushed_round(

@@ -395,3 +395,25 @@ def test_a_view_the_wall_could_not_have_written_is_pushed_nothing(client: TestCl
 def test_a_view_with_odd_dates_gets_the_default_period_as_the_callback_does() -> None:
     view = wall.view_of({"key": ["150623", "dates", "not a date", "2026-13-45", "zh-CN"], "shown": [1, 2]})
     assert view is not None and view.period == wall.period_of("year") and view.shown == [1, 2]
+
+
+def test_the_screens_of_one_view_share_the_pushed_warnings_badge(
+    client: TestClient, token: Callable[..., str], demo_db: str, redis_url: str
+) -> None:
+    """The warnings badge of a pushed round is made once for the screens of the same area, scope and
+    language told of the same event (callbacks/wall.py ``_shared_badge``), as their numbers; a case
+    event makes it again."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    viewer = Principal(1, "wall-viewer", "viewer", None, kind="user", session_id="1")
+    _code, rev = _report(client, auth(token("dispatcher")), demo_db, redis_url)
+    view = {"key": WALL_VIEW, "shown": None}
+    with acting_as(viewer):
+        misses = svc.layer_answers.misses
+        one, _ = wall.pushed_round(svc, view, rev, None)
+        made = svc.layer_answers.misses - misses
+        two, _ = wall.pushed_round(svc, view, rev, None)  # another screen, the same batch
+        assert svc.layer_answers.misses - misses == made and made >= 1
+        assert one is not None and two is not None and one["warnings"] is two["warnings"]
+        _code, newer = _report(client, auth(token("dispatcher")), demo_db, redis_url)
+        three, _ = wall.pushed_round(svc, view, newer, None)
+    assert three is not None and three["warnings"] is not one["warnings"]
