@@ -358,6 +358,7 @@ def _outputs(spec: str) -> list[dict[str, str]]:
 
 
 LAG_TICK_S = 0.01  # the client's own loop-lag tick (Mix._watch_loop)
+NUMBERS_LOST_S = 5.0  # a pushed round of the numbers not come this long after it was due is counted lost
 RELOAD_S = 1.0  # a layer reloads at most once a second on a busy screen (yitu_map.js RELOAD_MS)
 
 
@@ -382,6 +383,7 @@ class Screen:
         self.reloaded: dict[str, float] = {}  # layer → when its URL was last set (yitu_map.js reload)
         self.trailing: dict[str, asyncio.TimerHandle] = {}
         self.opened = False  # the numbers asked for once, as the page does when it opens
+        self.numbers_due: float | None = None  # a pushed round due and not come yet: since when
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -485,6 +487,7 @@ class Screen:
         timed from when the push says it was due (the same host's clock) to its arrival."""
         late_s = max(0.0, time.time() - float(push.get("at") or 0))
         self.mix.figures.ok("numbers", at - late_s, at)
+        self.numbers_due = None
         view, parts, digests = self.view(), push.get("parts") or [], push.get("shown") or []
         if push.get("key") != view["key"] or len(parts) != len(digests):
             return
@@ -530,6 +533,12 @@ class Screen:
                 every = self.mix.args.trails if trails else RELOAD_S
                 do = functools.partial(self._get, f"{url}{sep}rev={rev}")
                 self._reload(layer, do, bool(batch.get("resync")), every, trailing=trails)
+        if (batch.get("numbers") or batch.get("resync")) and self.opened:
+            # a round is due now (the push makes it after this batch): one that never came is an error
+            if self.numbers_due is not None and at - self.numbers_due > NUMBERS_LOST_S:
+                self.mix.figures.error("numbers", self.numbers_due, "no round")
+            if self.numbers_due is None or at - self.numbers_due > NUMBERS_LOST_S:
+                self.numbers_due = at
         if not self.opened:  # the page opened: it asks for its numbers and warnings once, then they are pushed
             self.opened = True
 

@@ -3,8 +3,9 @@
 The work is in module-level functions taking the services first (tests call them directly);
 ``register`` wires them. Who asks is the request's principal (``identity.current()``, bound by the
 guard): the inbox is theirs (geodata/warnings.py decides in SQL what waits on them, inside their
-area scope). Both refresh when the live push says the numbers are stale (the pages' live-tick
-stores, callbacks/live.py): a case reported, dispatched, escalated or closed, a warning raised.
+area scope). The inbox refreshes when the live push says the numbers are stale (its live-tick store,
+callbacks/live.py): a case reported, dispatched, escalated or closed, a warning raised; the wall's
+badge comes with the wall's numbers, pushed (callbacks/wall.py ``numbers_push``).
 Nothing shown carries personal data: codes, types, steps, levels, deadlines, places.
 """
 

@@ -49,7 +49,6 @@ from dashboard.layout import LiveIds as Ids
 from dashboard.pages import case as case_page
 from dashboard.pages import dispatch as dispatch_page
 from dashboard.pages import wall as wall_page
-from geodata.errors import YituError
 from geodata.kpi import FIGURE_FAMILIES
 from services import identity
 from services.identity import Principal
@@ -136,7 +135,7 @@ class _Pusher:
     """
 
     def __init__(self, numbers: _NumbersPush | None = None) -> None:
-        self.numbers = numbers  # the page's numbers, pushed (None: the page is told to ask)
+        self.numbers = numbers  # the wall's numbers, pushed (None: only the pages' ticks are bumped)
         self.seq = 0
         self.sent_at = 0.0
         self.numbers_at = -NUMBERS_SECONDS
@@ -154,7 +153,7 @@ class _Pusher:
         message = batch_message(self.seq, newest_moves(entries), resync=resync, numbers=numbers)
         if message["outbox"] is not None:
             self.upto = max(self.upto or 0, int(message["outbox"]))
-        message["upto"] = self.upto  # what the numbers are asked after (callbacks/wall.py numbers)
+        message["upto"] = self.upto  # what the pages' numbers are asked after (yitu_map.js ticks)
         set_props(Ids.EVENTS, {"data": message})
         cursor = entries[-1].id if entries else position if resync else None
         if cursor:
@@ -178,22 +177,24 @@ class _Pusher:
 
 
 Alive = Callable[[], Awaitable[bool]]
-# A round of a page's numbers: (the view its store holds, the newest outbox id it was told of, the
-# digest of the warnings it was sent last) → (the message, or None when nothing changed; that digest)
-NumbersHook = Callable[[object, int | None, str | None], tuple[dict[str, Any] | None, str | None]]
-NUMBERS_VIEW_SECONDS = 5.0  # a page that does not say which numbers it shows within this gets none this round
+# A round of a page's numbers: (the view its store holds, the newest outbox id it was told of) → the
+# message to send it, or None (not a wall page, or a view the wall could not have written)
+NumbersHook = Callable[[object, int | None], dict[str, Any] | None]
+NUMBERS_VIEW_SECONDS = 5.0  # how long the page may take to say which numbers it shows
+NUMBERS_RETRY_SECONDS = (1.0, 30.0)  # a round that failed is made again after 1 s, doubling up to 30 s
 
 
 class _NumbersPush:
     """Sends one page its numbers when they are due: asks which numbers it shows, computes them off
-    the event loop, sends what changed. One round in flight; a round due meanwhile follows it."""
+    the event loop, sends what changed. One round in flight; a round due meanwhile follows it. A round
+    that could not be made (the page did not answer, the database was away) is made again, backing
+    off: the page no longer asks for its numbers itself."""
 
     def __init__(self, ws: DashWebsocketCallback, hook: NumbersHook) -> None:
         self.ws, self.hook = ws, hook
         self.task: asyncio.Task[None] | None = None
         self.next: tuple[int | None, float] | None = None
-        self.warned: str | None = None
-        self.view_key: object = None
+        self.retry = NUMBERS_RETRY_SECONDS[0]
 
     def due(self, rev: int | None) -> None:
         self.next = (rev, time.time())
@@ -204,21 +205,29 @@ class _NumbersPush:
         if self.task is not None:
             self.task.cancel()
 
+    async def _again(self, rev: int | None, at: float) -> None:
+        if self.next is None:
+            self.next = (rev, at)
+        await asyncio.sleep(self.retry)
+        self.retry = min(self.retry * 2, NUMBERS_RETRY_SECONDS[1])
+
     async def _rounds(self) -> None:
         while self.next is not None and not self.ws.is_shutdown:
             (rev, at), self.next = self.next, None
             try:
                 view = await self.ws.get_prop(Ids.VIEW, "data", timeout=NUMBERS_VIEW_SECONDS)
-            except (WebsocketDisconnected, TimeoutError):
+                message = await asyncio.to_thread(self.hook, view, rev)
+            except WebsocketDisconnected:
                 return
-            key = view.get("key") if isinstance(view, dict) else None
-            if key != self.view_key:  # another area or period: its warnings were not sent yet
-                self.view_key, self.warned = key, None
-            try:
-                message, self.warned = await asyncio.to_thread(self.hook, view, rev, self.warned)
-            except (psycopg.Error, PoolTimeout, YituError) as exc:  # the page's own callback answers meanwhile
-                log.warning("the numbers of a screen were not pushed this round: %s", exc)
+            except (TimeoutError, psycopg.OperationalError, PoolTimeout) as exc:  # the page or the database away
+                log.warning("the numbers of a screen were not pushed (%s); again in %.0f s", exc, self.retry)
+                await self._again(rev, at)
                 continue
+            except Exception:  # anything else: logged with its trace, and the round made again
+                log.exception("the numbers of a screen were not pushed; again in %.0f s", self.retry)
+                await self._again(rev, at)
+                continue
+            self.retry = NUMBERS_RETRY_SECONDS[0]
             if message is not None:
                 message["at"] = at
                 self.ws.set_prop_sync(Ids.NUMBERS, "data", message)

@@ -199,6 +199,9 @@ class Period(NamedTuple):
         return f"{self.start:%Y%m%d}-{self.end:%Y%m%d}"
 
 
+PERIOD_YEARS = (2000, 2100)  # the dates a period may span (reports are dated since 2000)
+
+
 def period_of(name: str | None, start_date: str | None = None, end_date: str | None = None) -> Period:
     """The wall's period: this month, quarter or year (China time) around today, or the days from
     ``start_date`` to ``end_date`` (both included; reversed ones swapped). Dates not given yet, or
@@ -210,6 +213,8 @@ def period_of(name: str | None, start_date: str | None = None, end_date: str | N
         except ValueError:
             return period_of(DEFAULT_PERIOD)
         first, last = min(first, last), max(first, last)
+        if first.year < PERIOD_YEARS[0] or last.year > PERIOD_YEARS[1]:  # 9999-12-31 + 1 day overflowed
+            return period_of(DEFAULT_PERIOD)
         start = datetime.combine(first, datetime.min.time(), tzinfo=CST)
         return Period(start, datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=CST), "dates")
     if name not in ("month", "quarter", "year"):
@@ -783,7 +788,7 @@ def view_of(data: object) -> NumbersView | None:
     if not all(v is None or (isinstance(v, str) and len(v) <= VIEW_FIELD_MAX) for v in key):
         return None
     code, period_name, start, end, lang = key
-    if code is None or lang not in TEXTS:
+    if code is None or not code.isascii() or lang not in TEXTS:
         return None
     try:
         queries.level_of(code)
@@ -792,11 +797,8 @@ def view_of(data: object) -> NumbersView | None:
     return NumbersView(key, code, period_of(period_name, start, end), lang, data.get("shown"))
 
 
-def numbers_push(
-    svc: Services, view: NumbersView, rev: int | None, warned: str | None
-) -> tuple[dict[str, Any] | None, str | None]:
-    """One round of a wall screen's numbers as its live push sends them (callbacks/live.py), and the
-    digest of the warnings sent (``warned``: the last one this screen was sent).
+def numbers_push(svc: Services, view: NumbersView, rev: int | None) -> dict[str, Any]:
+    """One round of a wall screen's numbers as its live push sends them (callbacks/live.py).
 
     The push used to bump a store, and each page then asked for its numbers and its warnings: two
     callbacks a round and screen, each a request through nginx and the app's front, which under a
@@ -804,48 +806,46 @@ def numbers_push(
     the round where it runs — the shared answer of the screens of the same area, scope and period
     (:func:`_shared_numbers`) — and sends each screen what changed since what its view says it shows,
     with the view it was made for: the page applies it only while it still shows that view (a click
-    on another area meanwhile is answered by the page's own callback, which wins). None: nothing
-    changed."""
+    on another area meanwhile is answered by the page's own callback, which sends every part). The
+    warnings badge (a few lines) goes every round: its time left moves without an event, and a digest
+    kept here would not know what the page dropped."""
     code = in_scope(view.code)
     shared = _shared_numbers(svc, code, view.lang, view.period, rev)
     try:
         *parts, shown = numbers_round(shared, view.shown)
     except PreventUpdate:
         parts, shown = [no_update] * len(shared.components), view.shown
-    badge, badge_digest = _shared_badge(svc, view, rev)
-    sent = [None if p is no_update else p for p in parts]
-    if all(p is None for p in sent) and badge_digest == warned:
-        return None, warned
-    message = {"key": view.key, "parts": sent, "shown": shown, "warnings": None if badge_digest == warned else badge}
-    return message, badge_digest
+    return {
+        "key": view.key,
+        "parts": [None if p is no_update else p for p in parts],
+        "shown": None if shown is no_update else shown,  # no digests where Dash takes no fragments
+        "warnings": _shared_badge(svc, view, rev),
+    }
 
 
 WARNINGS_LIVE = ("case.",)  # a warning starts or ends with its case's events (case.warning, case.changed)
 
 
-def _shared_badge(svc: Services, view: NumbersView, rev: int | None) -> tuple[orjson.Fragment, str]:
-    """The warnings badge of a pushed round and its digest, made once for the screens of the same area,
-    reader's scope and language told of the same event, as the numbers (its time left at most
-    services/layer_answers.py ``TTL_S`` old): each screen's own query was a tenth of a round's time."""
+def _shared_badge(svc: Services, view: NumbersView, rev: int | None) -> orjson.Fragment:
+    """The warnings badge of a pushed round, made once for the screens of the same area, reader's scope
+    and language told of the same event, as the numbers (its time left at most services/layer_answers.py
+    ``TTL_S`` old): each screen's own query was a tenth of a round's time."""
     who = identity.who_is_asking()
 
-    def compute() -> tuple[orjson.Fragment, str]:
-        badge = orjson.Fragment(to_json_plotly(inbox.wall_view(svc, who, view.lang, area=view.code)))
-        return badge, digest(badge)
+    def compute() -> orjson.Fragment:
+        return orjson.Fragment(to_json_plotly(inbox.wall_view(svc, who, view.lang, area=view.code)))
 
     parts = {"area": view.code, "scope": identity.scope_of(who), "lang": view.lang}
     value, _ = svc.layer_answers.answer(svc.redis, "wall-warnings", WARNINGS_LIVE, parts, compute, rev)
-    answer: tuple[orjson.Fragment, str] = value
-    return answer
+    badge: orjson.Fragment = value
+    return badge
 
 
-def pushed_round(
-    svc: Services, data: object, rev: int | None, warned: str | None
-) -> tuple[dict[str, Any] | None, str | None]:
+def pushed_round(svc: Services, data: object, rev: int | None) -> dict[str, Any] | None:
     """:func:`numbers_push` for the view a page's store holds (``data``, as the page sent it): nothing
     for a page that is not the wall or says nothing it could have written (:func:`view_of`)."""
     view = view_of(data)
-    return (None, warned) if view is None else numbers_push(svc, view, rev, warned)
+    return None if view is None else numbers_push(svc, view, rev)
 
 
 def register(app: Dash, get: Callable[[], Services]) -> None:
@@ -931,7 +931,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         Input(Ids.PERIOD_DATES, "start_date"),
         Input(Ids.PERIOD_DATES, "end_date"),
         State("lang", "data"),
-        State(Ids.SHOWN, "data"),
+        State(LiveIds.EVENTS, "data"),
     )
     def _numbers(
         selected: Selection,
@@ -939,13 +939,16 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         start_date: str | None,
         end_date: str | None,
         lang: str,
-        shown: object,
+        batch: object,
     ) -> NumbersRound:
-        """The numbers of the area and period the page chose (opening, a click, a period): the live
-        rounds after that come by the push (:func:`numbers_push`)."""
+        """The numbers of the area and period the page chose (opening, a click, a period), read after
+        the newest event the page was told of (``batch``: the last live batch): every part and its
+        digest — a pushed round may land while this answer travels, so it says all the page will
+        show, never "as before". The live rounds after that come by the push (:func:`numbers_push`)."""
+        upto = batch.get("upto") if isinstance(batch, dict) else None
         period = period_of(period_name, start_date, end_date)
         code = in_scope(selected["code"])
-        return numbers_for(get(), code, lang, period, None, shown)
+        return numbers_for(get(), code, lang, period, upto if isinstance(upto, int) else None, None)
 
     # What the live push needs to send this page its numbers: the view it shows (the frame's store,
     # emptied when the page is left: callbacks/live.py), and a pushed round applied while the page

@@ -316,27 +316,28 @@ def test_the_wall_numbers_take_one_connection_for_all_their_parts(
 WALL_VIEW = ["150623", "year", None, None, "zh-CN"]
 
 
-def test_a_screens_numbers_are_pushed_as_what_changed_with_its_warnings_sent_once(
+def test_a_screens_numbers_are_pushed_as_what_changed_with_its_warnings(
     client: TestClient, token: Callable[..., str], demo_db: str, redis_url: str
 ) -> None:
     """callbacks/wall.py ``pushed_round`` (the live push's round of a wall's numbers, callbacks/live.py):
-    a page that shows nothing yet gets every output and its warnings badge; the next round with nothing
-    new sends nothing; after a report only what it changed — the tiles, not the van board, not the
-    badge again. The round names the view it was made for (the page drops it when it shows another)."""
+    a page that shows nothing yet gets every output; the next round with nothing new sends no part;
+    after a report only what it changed — the tiles, not the van board. The warnings badge goes every
+    round. The round names the view it was made for (the page drops it when it shows another)."""
     svc = client.app.state.services  # type: ignore[attr-defined]
     viewer = Principal(1, "wall-viewer", "viewer", None, kind="user", session_id="1")
-    view = {"key": WALL_VIEW, "shown": None}
     with acting_as(viewer):
-        first, warned = wall.pushed_round(svc, view, None, None)
-        assert first is not None and warned is not None
-        assert first["key"] == WALL_VIEW and len(first["parts"]) == 8
-        assert all(isinstance(p, orjson.Fragment) for p in first["parts"]) and first["warnings"] is not None
+        first = wall.pushed_round(svc, {"key": WALL_VIEW, "shown": None}, None)
+        assert first is not None and first["key"] == WALL_VIEW and len(first["parts"]) == 8
+        assert all(isinstance(p, orjson.Fragment) for p in first["parts"])
+        assert isinstance(first["warnings"], orjson.Fragment)
         shown = first["shown"]
-        assert wall.pushed_round(svc, {"key": WALL_VIEW, "shown": shown}, None, warned) == (None, warned)
+        again = wall.pushed_round(svc, {"key": WALL_VIEW, "shown": shown}, None)
+        assert again is not None and again["parts"] == [None] * 8 and again["shown"] == shown
+        assert isinstance(again["warnings"], orjson.Fragment)
         _code, rev = _report(client, auth(token("dispatcher")), demo_db, redis_url)
         svc.redis.delete(KPI_CACHE)  # as the live hub does at a case event (services/live.py; not run here)
-        later, again = wall.pushed_round(svc, {"key": WALL_VIEW, "shown": shown}, rev, warned)
-    assert later is not None and again == warned and later["warnings"] is None
+        later = wall.pushed_round(svc, {"key": WALL_VIEW, "shown": shown}, rev)
+    assert later is not None
     sent = {i for i, p in enumerate(later["parts"]) if p is not None}
     assert 0 in sent and wall.BOARD not in sent
     assert later["shown"][wall.BOARD] == shown[wall.BOARD] and later["shown"][0] != shown[0]
@@ -349,7 +350,7 @@ def test_a_pushed_round_keeps_a_scoped_reader_to_its_area(client: TestClient) ->
     town = Principal(2, "town-viewer", "viewer", "150623100", kind="user", session_id="2")
     year = wall.period_of("year")
     with acting_as(town):
-        pushed, _ = wall.pushed_round(svc, {"key": WALL_VIEW, "shown": None}, None, None)
+        pushed = wall.pushed_round(svc, {"key": WALL_VIEW, "shown": None}, None)
         own = wall.numbers_wire(svc, "150623100", "zh-CN", year, None)
         banner = wall.numbers_wire(svc, "150623", "zh-CN", year, None)
     assert pushed is not None
@@ -372,6 +373,7 @@ def test_a_pushed_round_keeps_a_scoped_reader_to_its_area(client: TestClient) ->
         {"key": [None, "year", None, None, "zh-CN"]},
         {"key": ["15062x", "year", None, None, "zh-CN"]},
         {"key": ["1506231", "year", None, None, "zh-CN"]},
+        {"key": ["\u0661\u0665\u0660\u0666\u0662\u0663", "year", None, None, "zh-CN"]},  # Arabic-Indic digits
         {"key": ["150623", "year", None, None, "xx-XX"]},
         {"key": ["150623", "year", None, None, None]},
         {"key": ["150623", "dates", "2026-01-01" * 10, None, "zh-CN"]},
@@ -388,13 +390,25 @@ def test_a_view_the_wall_could_not_have_written_is_pushed_nothing(client: TestCl
     assert wall.view_of(data) is None
     misses = svc.layer_answers.misses
     with acting_as(viewer):
-        assert wall.pushed_round(svc, data, None, "w") == (None, "w")
+        assert wall.pushed_round(svc, data, None) is None
     assert svc.layer_answers.misses == misses
 
 
-def test_a_view_with_odd_dates_gets_the_default_period_as_the_callback_does() -> None:
-    view = wall.view_of({"key": ["150623", "dates", "not a date", "2026-13-45", "zh-CN"], "shown": [1, 2]})
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        ("not a date", "2026-13-45"),
+        ("9999-12-31", "9999-12-31"),
+        ("0001-01-01", "2026-01-01"),
+        ("1999-12-31", "2026-01-01"),
+    ],
+)
+def test_a_view_with_odd_dates_gets_the_default_period_as_the_callback_does(first: str, last: str) -> None:
+    """Dates that are no dates, or outside 2000–2100 (9999-12-31 overflowed the day after), give the
+    default period — the page's callback and the push read them with the same rule."""
+    view = wall.view_of({"key": ["150623", "dates", first, last, "zh-CN"], "shown": [1, 2]})
     assert view is not None and view.period == wall.period_of("year") and view.shown == [1, 2]
+    assert wall.period_of("dates", first, last) == wall.period_of("year")
 
 
 def test_the_screens_of_one_view_share_the_pushed_warnings_badge(
@@ -409,11 +423,11 @@ def test_the_screens_of_one_view_share_the_pushed_warnings_badge(
     view = {"key": WALL_VIEW, "shown": None}
     with acting_as(viewer):
         misses = svc.layer_answers.misses
-        one, _ = wall.pushed_round(svc, view, rev, None)
+        one = wall.pushed_round(svc, view, rev)
         made = svc.layer_answers.misses - misses
-        two, _ = wall.pushed_round(svc, view, rev, None)  # another screen, the same batch
+        two = wall.pushed_round(svc, view, rev)  # another screen, the same batch
         assert svc.layer_answers.misses - misses == made and made >= 1
         assert one is not None and two is not None and one["warnings"] is two["warnings"]
         _code, newer = _report(client, auth(token("dispatcher")), demo_db, redis_url)
-        three, _ = wall.pushed_round(svc, view, newer, None)
+        three = wall.pushed_round(svc, view, newer)
     assert three is not None and three["warnings"] is not one["warnings"]

@@ -362,3 +362,70 @@ def test_busy_screens_send_their_batches_at_the_same_moments_and_say_what_they_w
         assert gap <= numbers.numbers_ready_at - time.monotonic() + 0.005
         assert min(at_wall, 1 - at_wall, abs(at_wall - 0.25), abs(at_wall - 0.75)) < 0.01, at_wall
         time.sleep(0.13)
+
+
+def test_a_pushed_round_that_failed_or_was_not_answered_is_made_again_then_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """callbacks/live.py ``_NumbersPush``: the page no longer asks for its numbers, so a round the push
+    could not make — the page slow to say what it shows, the database away — is made again, backing
+    off, and sent once it can be; a round due meanwhile is not lost; stopping the stream stops it.
+    Dash's own WebSocket callback object, its queue read as the browser's worker reads it."""
+    import threading
+
+    import janus
+    import psycopg
+    from dash.backends.ws import DashWebsocketCallback
+
+    from callbacks import live as push
+
+    monkeypatch.setattr(push, "NUMBERS_RETRY_SECONDS", (0.02, 0.05))
+    monkeypatch.setattr(push, "NUMBERS_VIEW_SECONDS", 0.2)
+    view = {"key": ["150623", "year", None, None, "zh-CN"], "shown": None}
+    calls: list[tuple[object, int | None]] = []
+
+    def hook(data: object, rev: int | None) -> dict[str, Any] | None:
+        calls.append((data, rev))
+        if len(calls) == 1:
+            raise psycopg.OperationalError("the database is away")
+        return {"round": len(calls), "rev": rev}
+
+    async def main() -> tuple[list[dict[str, Any]], int, bool]:
+        queue: janus.Queue[str] = janus.Queue()
+        pending: dict[str, Any] = {}
+        ws = DashWebsocketCallback(pending, "r1", queue, threading.Event(), asyncio.get_running_loop())
+        sent: list[dict[str, Any]] = []
+        asks = 0
+
+        async def browser() -> None:  # the page: the first ask is left unanswered (a page busy drawing)
+            nonlocal asks
+            while True:
+                msg = json.loads(await queue.async_q.get())
+                if msg["type"] == "get_props_request":
+                    asks += 1
+                    if asks > 1:
+                        pending[msg["requestId"]].set_result({"data": view})
+                else:
+                    sent.append(msg["payload"])
+
+        page = asyncio.create_task(browser())
+        numbers = push._NumbersPush(ws, hook)
+        numbers.due(7)
+        await _until(lambda: len(sent) >= 1, "the round made again and sent")
+        numbers.due(8)  # the next round
+        await _until(lambda: len(sent) >= 2, "the next round sent")
+        numbers.due(9)
+        numbers.stop()
+        await asyncio.sleep(0.05)
+        stopped = numbers.task is not None and numbers.task.done()
+        page.cancel()
+        queue.close()
+        return sent, asks, stopped
+
+    sent, asks, stopped = asyncio.run(main())
+    # ask 1 timed out, ask 2 → the hook failed, ask 3 → sent; then the next round
+    assert asks >= 4 and [rev for _, rev in calls] == [7, 7, 8]
+    assert [m["componentId"] for m in sent] == ["live-numbers", "live-numbers"]
+    first, second = (m["props"]["data"] for m in sent)
+    assert first["round"] == 2 and first["rev"] == 7 and isinstance(first["at"], float)
+    assert second["rev"] == 8 and stopped

@@ -390,7 +390,8 @@
       }
       var old = Array.isArray(shown) && shown.length === n ? shown : null;
       var out = push.parts.map(function (p) { return p === null ? nu : p; });
-      var kept = push.shown.map(function (d, i) { return push.parts[i] !== null ? d : (old ? old[i] : null); });
+      var digests = Array.isArray(push.shown) && push.shown.length === n ? push.shown : null;
+      var kept = digests ? digests.map(function (d, i) { return push.parts[i] !== null ? d : (old ? old[i] : null); }) : null;
       out.push(push.warnings === null || push.warnings === undefined ? nu : push.warnings);
       out.push(kept);
       yitu.live.numbersPushed = (yitu.live.numbersPushed || 0) + 1;
