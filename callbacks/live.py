@@ -12,9 +12,10 @@ shows (the ``live-numbers-view`` store), computes them where it runs and sends w
 (``live-numbers``; callbacks/wall.py ``numbers_push``) — a page asking for them was two requests a
 round and screen through nginx, slower under a centre's load than the figures (docs/scaling.md).
 
-The session behind the socket is checked again every ``SESSION_CHECK_SECONDS``: when it ended
-(signed out, idle, a disabled user, a revoked wall screen) the page is sent to the sign-in page
-(the ``live-leave`` store; dashboard/assets/yitu_auth.js) and the stream stops.
+The session behind the socket (or the bearer token it was opened with) is checked again every
+``SESSION_CHECK_SECONDS``: when it ended (signed out, idle, a disabled user, a revoked wall screen or
+token) the page is sent to the sign-in page (the ``live-leave`` store; dashboard/assets/yitu_auth.js)
+and the stream stops.
 
 Batches: the first event after a quiet spell goes out at once (a new pin shows within a frame
 or two); events closer together than the window are gathered, so a burst costs each screen a
@@ -301,17 +302,20 @@ async def _stream(
 
 
 def session_check(get_services: Callable[[], Services], who: Principal | None) -> Alive | None:
-    """How the stream asks whether the session behind it is still good (None for a bearer token,
-    which was checked when the socket opened)."""
-    if who is None or who.session_id is None:
+    """How the stream asks whether the session behind it is still good: a cookie's session, or the
+    bearer token the socket was opened with (revoked: the stream stops, as a signed-out page's does;
+    before 2026-12-07 a token's socket was never checked again and kept its events and numbers)."""
+    if who is None or (who.session_id is None and who.kind != "token"):
         return None
-    session_id = who.session_id
+    session_id, token_id = who.session_id, who.token_id
 
     async def alive() -> bool:
         svc = get_services()
 
         def check() -> bool:
             with svc.pool.connection() as conn:
+                if session_id is None:
+                    return identity.token_alive(conn, token_id)
                 return identity.session_alive(
                     conn, session_id, svc.settings.session_idle_minutes, svc.settings.session_field_idle_minutes
                 )

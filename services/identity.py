@@ -549,6 +549,14 @@ def session_alive(
     return row is not None
 
 
+def token_alive(conn: psycopg.Connection, token_id: int) -> bool:
+    """Is this bearer token still good (for an open WebSocket opened with it, checked as a session is)?"""
+    row = conn.execute(
+        "SELECT 1 FROM api_tokens WHERE id = %s AND revoked_at IS NULL", (token_id,), prepare=True
+    ).fetchone()
+    return row is not None
+
+
 def end_session(conn: psycopg.Connection, cookie: str) -> bool:
     """Sign out: the session behind this cookie ends (True when there was a live one)."""
     if not cookie or len(cookie) > 200:

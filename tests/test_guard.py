@@ -248,3 +248,26 @@ def test_a_person_and_a_token_with_the_same_id_keep_their_idempotency_keys_apart
     by_token = c.post("/api/v1/cases", json=case_body(lon, lat), headers={**demo_admin, **key})
     assert by_person.status_code == by_token.status_code == 201, (by_person.text, by_token.text)
     assert by_person.json()["code"] != by_token.json()["code"]
+
+
+def test_a_live_socket_opened_with_a_token_is_checked_again_and_ends_with_the_token(
+    app_client: TestClient, demo_db: str
+) -> None:
+    """callbacks/live.py ``session_check``: the live push asks every few seconds whether what opened the
+    socket is still good — a cookie's session, and a bearer token too (a revoked token's socket kept its
+    events and the wall's numbers, since they are pushed)."""
+    import asyncio
+
+    from callbacks import live
+
+    svc = app_client.app.state.services  # type: ignore[attr-defined]
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        _id, raw = identity.create_token(conn, name="wall-feed", role="viewer", area=None)
+    who = identity.lookup(svc, raw)
+    assert who is not None and who.kind == "token"
+    alive = live.session_check(lambda: svc, who)
+    assert alive is not None and asyncio.run(alive()) is True
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        assert identity.revoke_token(conn, "wall-feed") == 1
+    assert asyncio.run(alive()) is False
+    assert live.session_check(lambda: svc, None) is None
