@@ -22,6 +22,7 @@ from api.auth import principal
 from api.deps import services
 from api.errors import Invalid
 from api.openapi import GEOBUF, GEOJSON, READ, answers
+from geodata import queries
 from layers import grids, registry
 from layers.base import BBOX_PATTERN, BBox, encode_answer
 from layers.registry import Filter, Layer
@@ -105,7 +106,7 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
         # (a layer's answer carries no personal data, so the role does not shape it).
         parts = {**filters, **scope, "bbox": box.params() if box else None, "format": format}
         (body, media), shared = svc.layer_answers.answer(
-            svc.redis, layer.name, layer.live, parts, compute, rev=int(rev) if rev and rev.isdigit() else None
+            svc.redis, layer.name, layer.live, parts, compute, rev=int(rev) if rev and queries.digits(rev) else None
         )
         headers = {"Cache-Control": "no-store", "X-Yitu-Shared": "1" if shared else "0"}
         return Response(content=body, media_type=media, headers=headers)

@@ -384,6 +384,8 @@ class Screen:
         self.trailing: dict[str, asyncio.TimerHandle] = {}
         self.opened = False  # the numbers asked for once, as the page does when it opens
         self.numbers_due: float | None = None  # a pushed round due and not come yet: since when
+        self.shown: list[str | None] | None = None  # the page's SHOWN store: a digest per numbers part
+        self.rounds = self.parts = 0  # pushed rounds of the numbers, and the parts they carried
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -477,10 +479,7 @@ class Screen:
         period = next((v for k, v in inputs.items() if k.endswith("period.value")), None)
         start = next((v for k, v in inputs.items() if k.endswith(".start_date")), None)
         end = next((v for k, v in inputs.items() if k.endswith(".end_date")), None)
-        return {"key": [selected.get("code"), period, start, end, "zh-CN"], "shown": self._shown().get("value")}
-
-    def _shown(self) -> dict[str, Any]:
-        return next((d for d in self.numbers_body["state"] if d["id"] == SHOWN), {})
+        return {"key": [selected.get("code"), period, start, end, "zh-CN"], "shown": self.shown}
 
     def _numbers(self, push: dict[str, Any], at: float) -> None:
         """A pushed round of the numbers (yitu_map.js ``numbers``): kept when it is of the view shown;
@@ -488,14 +487,13 @@ class Screen:
         late_s = max(0.0, time.time() - float(push.get("at") or 0))
         self.mix.figures.ok("numbers", at - late_s, at)
         self.numbers_due = None
+        self.rounds += 1
+        self.parts += sum(p is not None for p in push.get("parts") or [])
         view, parts, digests = self.view(), push.get("parts") or [], push.get("shown") or []
         if push.get("key") != view["key"] or len(parts) != len(digests):
             return
-        shown = self._shown()
-        old = shown.get("value") if isinstance(shown.get("value"), list) else [None] * len(digests)
-        if len(old) != len(digests):
-            old = [None] * len(digests)
-        shown["value"] = [d if parts[i] is not None else old[i] for i, d in enumerate(digests)]
+        old = self.shown if isinstance(self.shown, list) and len(self.shown) == len(digests) else [None] * len(digests)
+        self.shown = [d if parts[i] is not None else old[i] for i, d in enumerate(digests)]
 
     def _batch(self, batch: dict[str, Any], at: float) -> None:
         mix = self.mix
@@ -629,12 +627,11 @@ class Screen:
     async def _callback(self, body: dict[str, Any]) -> int:
         origin = {"Origin": f"https://{NAME}:{self.mix.port}"}
         status, data = await self.http.request("POST", "/_dash-update-component", orjson.dumps(body), origin)
-        shown = next((d for d in body["state"] if d["id"] == SHOWN), None)
-        if status == 200 and shown is not None:  # the screen now shows what it was sent, as the page's store
+        if status == 200:  # the screen now shows what it was sent, and its SHOWN store says so (the page's)
             data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
             got = orjson.loads(data).get("response", {}).get(SHOWN)
             if got is not None:
-                shown["value"] = got["data"]
+                self.shown = got["data"]
         return 200 if status == 204 else status  # 204: nothing changed, nothing sent (callbacks/wall.py)
 
 
@@ -1376,6 +1373,8 @@ def report(args: argparse.Namespace, mix: Mix, site: Site, meta: dict[str, Any])
             "count": len(mix.screens),
             "batches": sum(s.batches for s in mix.screens),
             "resyncs": sum(s.resyncs for s in mix.screens),
+            "numbers_rounds": sum(s.rounds for s in mix.screens),  # pushed rounds of the numbers
+            "numbers_parts": sum(s.parts for s in mix.screens),  # of their 8 parts, how many were sent
             "connects": sum(s.connects for s in mix.screens),
             "reconnects": reconnects,
         },
@@ -1419,7 +1418,9 @@ def print_table(out: dict[str, Any]) -> None:
     sc = out["screens"]
     _say(
         f"screens: {sc['count']}, live batches {sc['batches']}, resyncs {sc['resyncs']},"
-        f" sockets opened {sc['connects']}, reconnections {len(sc['reconnects'])}; sent {out['sent']};"
+        f" sockets opened {sc['connects']}, reconnections {len(sc['reconnects'])};"
+        f" pushed rounds of the numbers {sc['numbers_rounds']} carrying {sc['numbers_parts']} parts;"
+        f" sent {out['sent']};"
         f" events on screen before the harness read the answer {out['push_before_answer']}"
     )
     _say(

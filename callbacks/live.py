@@ -194,44 +194,73 @@ class _NumbersPush:
     def __init__(self, ws: DashWebsocketCallback, hook: NumbersHook) -> None:
         self.ws, self.hook = ws, hook
         self.task: asyncio.Task[None] | None = None
-        self.next: tuple[int | None, float] | None = None
+        self.next: tuple[int | None, float] | None = None  # the round due: after which event, since when
         self.retry = NUMBERS_RETRY_SECONDS[0]
+        self.failing = False
+        self.view_key: object = None  # the view the last round was made for
+        self.rev: int | None = None  # the event the last round was made after
+        self.follow: asyncio.TimerHandle | None = None
 
-    def due(self, rev: int | None) -> None:
-        self.next = (rev, time.time())
+    def due(self, rev: int | None, at: float | None = None) -> None:
+        """A round is due, after the event ``rev``; one due already keeps its time (what it waited
+        is measured from when it was first due) and takes the newer event."""
+        self.next = (rev, min(self.next[1], at or time.time()) if self.next else at or time.time())
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._rounds())
 
     def stop(self) -> None:
+        if self.follow is not None:
+            self.follow.cancel()
         if self.task is not None:
             self.task.cancel()
 
     async def _again(self, rev: int | None, at: float) -> None:
-        if self.next is None:
-            self.next = (rev, at)
+        self.next = (self.next[0], min(self.next[1], at)) if self.next else (rev, at)
         await asyncio.sleep(self.retry)
         self.retry = min(self.retry * 2, NUMBERS_RETRY_SECONDS[1])
+
+    def _failed(self, text: str, trace: bool) -> None:
+        """The first failure of a spell is logged (with its trace when unexpected), the rest quietly."""
+        if self.failing:
+            log.debug("the numbers of a screen were not pushed again: %s", text)
+        elif trace:
+            log.exception("the numbers of a screen were not pushed; again in %.0f s, backing off", self.retry)
+        else:
+            log.warning("the numbers of a screen were not pushed (%s); again in %.0f s, backing off", text, self.retry)
+        self.failing = True
 
     async def _rounds(self) -> None:
         while self.next is not None and not self.ws.is_shutdown:
             (rev, at), self.next = self.next, None
+            self.rev = rev
             try:
                 view = await self.ws.get_prop(Ids.VIEW, "data", timeout=NUMBERS_VIEW_SECONDS)
                 message = await asyncio.to_thread(self.hook, view, rev)
+                if message is not None:
+                    message["at"] = at
+                    self.ws.set_prop_sync(Ids.NUMBERS, "data", message)
             except WebsocketDisconnected:
                 return
             except (TimeoutError, psycopg.OperationalError, PoolTimeout) as exc:  # the page or the database away
-                log.warning("the numbers of a screen were not pushed (%s); again in %.0f s", exc, self.retry)
+                self._failed(str(exc) or type(exc).__name__, trace=False)
                 await self._again(rev, at)
                 continue
-            except Exception:  # anything else: logged with its trace, and the round made again
-                log.exception("the numbers of a screen were not pushed; again in %.0f s", self.retry)
+            except Exception as exc:  # anything else: logged with its trace, and the round made again
+                self._failed(repr(exc), trace=True)
                 await self._again(rev, at)
                 continue
-            self.retry = NUMBERS_RETRY_SECONDS[0]
-            if message is not None:
-                message["at"] = at
-                self.ws.set_prop_sync(Ids.NUMBERS, "data", message)
+            if self.failing:
+                log.info("the numbers of a screen are pushed again")
+            self.retry, self.failing = NUMBERS_RETRY_SECONDS[0], False
+            key = view.get("key") if isinstance(view, dict) else None
+            if key != self.view_key:
+                # The page chose another view: its own answer for it may land after this round and
+                # show figures read before it; a round a while later sends what moved since.
+                self.view_key = key
+                if key is not None:
+                    if self.follow is not None:
+                        self.follow.cancel()
+                    self.follow = asyncio.get_running_loop().call_later(NUMBERS_SECONDS, lambda: self.due(self.rev))
 
 
 async def stream_to_screen(

@@ -103,7 +103,7 @@ def render(svc: Services, pathname: str | None, search: str | None) -> html.Div:
             code = path.removeprefix("/area/")
             if not who.sees_area(code):
                 return refused(svc.settings.lang)
-            summary = queries.area_summary(conn, code) if code.isdigit() and len(code) <= 15 else None
+            summary = queries.area_summary(conn, code) if queries.digits(code) and len(code) <= 15 else None
             types = conn.execute(
                 "SELECT code, name_zh, name_en FROM case_types WHERE active ORDER BY sort_order"
             ).fetchall()

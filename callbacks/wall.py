@@ -788,7 +788,7 @@ def view_of(data: object) -> NumbersView | None:
     if not all(v is None or (isinstance(v, str) and len(v) <= VIEW_FIELD_MAX) for v in key):
         return None
     code, period_name, start, end, lang = key
-    if code is None or not code.isascii() or lang not in TEXTS:
+    if code is None or lang not in TEXTS:
         return None
     try:
         queries.level_of(code)
@@ -914,7 +914,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         trig = ctx.triggered_id
         if trig == Ids.DRILL:  # a banner's ranking row, drilled into on the page (no page load)
             code = (drill or {}).get("code")
-            return {**selected, "code": code} if isinstance(code, str) and code.isdigit() else no_update
+            return {**selected, "code": code} if isinstance(code, str) and queries.digits(code) else no_update
         if isinstance(trig, dict) and trig.get("type") == CRUMB:
             if not ctx.triggered[0]["value"]:  # a re-rendered crumb (n_clicks 0), not a click
                 return no_update
@@ -945,7 +945,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
         the newest event the page was told of (``batch``: the last live batch): every part and its
         digest — a pushed round may land while this answer travels, so it says all the page will
         show, never "as before". The live rounds after that come by the push (:func:`numbers_push`)."""
-        upto = batch.get("upto") if isinstance(batch, dict) else None
+        upto = batch.get("upto") if isinstance(batch, dict) and not batch.get("resync") else None
         period = period_of(period_name, start_date, end_date)
         code = in_scope(selected["code"])
         return numbers_for(get(), code, lang, period, upto if isinstance(upto, int) else None, None)

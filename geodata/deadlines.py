@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata.errors import Invalid
-from geodata.queries import ROOT_DIGITS
+from geodata.queries import ROOT_DIGITS, digits
 from geodata.workflow import LEVELS, DeadlineRules
 
 # The settings' bounds (services/settings.py reads them from here), and the table's CHECKs.
@@ -142,7 +142,7 @@ def target(conn: psycopg.Connection[Any], code: str) -> tuple[str, int]:
     The root may be named as its 4 digits or as its 6-digit form (150600 → 1506).
     """
     code = (code or "").strip()
-    if not code.isdigit() or len(code) not in (ROOT_DIGITS, 6, 9, 12, 15):
+    if not digits(code) or len(code) not in (ROOT_DIGITS, 6, 9, 12, 15):
         raise Invalid(f"{code!r} is not an area code: a banner's 6 digits or the league's 4", field="area")
     asked = [code, code[:ROOT_DIGITS]] if len(code) == 6 and code.endswith("00") else [code]
     row = conn.execute(

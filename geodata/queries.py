@@ -43,16 +43,22 @@ def van_in_scope(scope: str | None, banner: str | None) -> bool:
     return scope is None or banner is None or scope.startswith(banner) or banner.startswith(scope)
 
 
+def digits(text: str) -> bool:
+    """Only the ASCII digits 0-9 (and at least one). ``str.isdigit`` also takes ² and ١٢, which
+    ``int()`` or PostgreSQL then refuse: a hostile value got past the check and answered 500."""
+    return text.isascii() and text.isdigit()
+
+
 def level_of(code: str) -> int:
     """The grid level a code belongs to (4/6/9/12/15 digits → 0 root/1/2/3/4); ValueError otherwise."""
-    if not code.isdigit() or len(code) not in (ROOT_DIGITS, 6, 9, 12, 15):
+    if not digits(code) or len(code) not in (ROOT_DIGITS, 6, 9, 12, 15):
         raise ValueError(f"{code!r} is not an area code (4, 6, 9, 12 or 15 digits)")
     return 0 if len(code) == ROOT_DIGITS else (len(code) - 3) // 3
 
 
 def root_code(code: str) -> str:
     """The level-0 code a league or city is stored under: its 4-digit prefix (150600 and 1506 → 1506)."""
-    if code.isdigit() and (len(code) == ROOT_DIGITS or (len(code) == 6 and code.endswith("00"))):
+    if digits(code) and (len(code) == ROOT_DIGITS or (len(code) == 6 and code.endswith("00"))):
         return code[:ROOT_DIGITS]
     raise ValueError(f"{code!r} is not a league or city code (4 digits, or 6 ending in 00, e.g. 150600)")
 

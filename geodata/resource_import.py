@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from geodata import roster, tracking
 from geodata.io import AuditHook, ImportRejected, ImportReport, Problem
+from geodata.queries import digits
 from geodata.roster_import import MAX_FILE_BYTES, MAX_ROWS, Sheet, cell_problems, read_sheet
 
 CENTRE_LEVELS: Mapping[str, int] = {
@@ -278,7 +279,7 @@ def _check_centre(
     mediators_text = roster.text_of(cells.get("mediators"))
     mediators = 0
     if mediators_text is not None:
-        if mediators_text.isdigit() and int(mediators_text) < 100_000:
+        if digits(mediators_text) and int(mediators_text) < 100_000:
             mediators = int(mediators_text)
         else:
             problems.append(

@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata.errors import Conflict, Invalid, NotFound
-from geodata.queries import query
+from geodata.queries import digits, query
 
 # The unit kinds as the importer and the forms accept them: the codes and their Chinese names.
 UNIT_KINDS: Mapping[str, str] = {
@@ -300,7 +300,7 @@ def _unit_ref(value: object, area: str | None, known: Known, problems: list[Prob
     text = text_of(value)
     if text is None:
         return None
-    if text.isdigit():
+    if digits(text):
         if int(text) in known.unit_ids:
             return int(text)
         problems.append(Problem("unit", f"no unit with id {text}"))
@@ -423,7 +423,7 @@ def open_case_codes(
                GROUP BY 1) k""",
         {"per": per, "kind": kind, "ids": [str(i) for i in ids], "scope": scope},
     ).fetchall()
-    return {int(i): list(codes) for i, codes in rows if str(i).isdigit()}
+    return {int(i): list(codes) for i, codes in rows if digits(str(i))}
 
 
 def case_types(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:

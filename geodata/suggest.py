@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata.errors import Invalid
-from geodata.queries import query
+from geodata.queries import digits, query
 
 Kind = Literal["mediator", "unit"]
 KINDS: tuple[str, ...] = ("mediator", "unit")
@@ -40,7 +40,7 @@ def assignee(conn: psycopg.Connection, kind: str, ident: str) -> dict[str, str] 
     """The assignee a dispatch writes for roster entry (``kind``, ``ident``): {"kind", "id", "name"};
     None when there is no such active entry (the page offers only active ones; a row deactivated
     meanwhile is refused rather than assigned)."""
-    if kind not in KINDS or not ident.isdigit():
+    if kind not in KINDS or not digits(ident):
         return None
     table = "mediators" if kind == "mediator" else "units"
     stmt = sql.SQL("SELECT name FROM {} WHERE id = %s AND active").format(sql.Identifier(table))

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from geodata import tracking
+from geodata import queries, tracking
 from geodata.errors import Forbidden, Invalid, NotFound
 from geodata.resource_import import VAN_ID
 from geodata.workflow import ROLES
@@ -93,7 +93,7 @@ def check_area(conn: psycopg.Connection, area: str | None) -> str | None:
     area = (area or "").strip() or None
     if area is None:
         return None
-    if not area.isdigit() or len(area) > 15:
+    if not queries.digits(area) or len(area) > 15:
         raise Invalid(f"an area code is 6 to 15 digits, not {area[:20]!r}", field="area")
     if conn.execute("SELECT 1 FROM areas WHERE code = %s", (area,)).fetchone() is None:
         raise Invalid(f"no area with code {area!r}", field="area")

@@ -40,6 +40,9 @@ def test_the_mix_drives_every_path_without_an_error(demo_db: str, redis_url: str
     assert out["errors"] == 0
     assert out["processes"] == 2 and out["screens"]["count"] == 2
     assert out["screens"]["batches"] > 0 and out["screens"]["reconnects"] == []
+    # the screens keep what they show, as the page: a pushed round carries the parts that changed, not all 8
+    rounds, parts = out["screens"]["numbers_rounds"], out["screens"]["numbers_parts"]
+    assert rounds > 0 and parts < 8 * rounds, (rounds, parts)
     cpu = out["cpu_percent_of_one_core"]
     assert {"app process 1", "app process 2", "nginx", "PostgreSQL primary"} <= set(cpu)
     assert cpu["app process 1"] > 0 and cpu["app process 2"] > 0  # both processes served

@@ -143,6 +143,7 @@ def test_point_layers_and_filters(client: TestClient, demo_dsn: str) -> None:
         ("/api/v1/layers/cases?step=done", "step"),
         ("/api/v1/layers/cases?type=x;DROP%20TABLE%20cases", "type"),
         ("/api/v1/layers/cases?closed_hours=99999", "closed_hours"),
+        ("/api/v1/layers/cases?rev=%C2%B2", "rev"),  # ², which str.isdigit takes and int() refuses
         ("/api/v1/layers/vans?trail_minutes=-5", "trail_minutes"),
         ("/api/v1/layers/grids/stats?level=0", "level"),
         ("/api/v1/areas/150623/cases.csv?since=2026-13-01", "since"),

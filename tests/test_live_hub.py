@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -369,8 +370,10 @@ def test_a_pushed_round_that_failed_or_was_not_answered_is_made_again_then_sent(
 ) -> None:
     """callbacks/live.py ``_NumbersPush``: the page no longer asks for its numbers, so a round the push
     could not make — the page slow to say what it shows, the database away — is made again, backing
-    off, and sent once it can be; a round due meanwhile is not lost; stopping the stream stops it.
-    Dash's own WebSocket callback object, its queue read as the browser's worker reads it."""
+    off, and sent once it can be, timed from when it was first due; the next round follows; a view
+    the push had not served yet gets one more round a while later (the page's own answer for it may
+    have landed after the push's, with older figures); stopping the stream stops it. Dash's own
+    WebSocket callback object, its queue read as the browser's worker reads it."""
     import threading
 
     import janus
@@ -381,6 +384,7 @@ def test_a_pushed_round_that_failed_or_was_not_answered_is_made_again_then_sent(
 
     monkeypatch.setattr(push, "NUMBERS_RETRY_SECONDS", (0.02, 0.05))
     monkeypatch.setattr(push, "NUMBERS_VIEW_SECONDS", 0.2)
+    monkeypatch.setattr(push, "NUMBERS_SECONDS", 0.3)
     view = {"key": ["150623", "year", None, None, "zh-CN"], "shown": None}
     calls: list[tuple[object, int | None]] = []
 
@@ -410,22 +414,25 @@ def test_a_pushed_round_that_failed_or_was_not_answered_is_made_again_then_sent(
 
         page = asyncio.create_task(browser())
         numbers = push._NumbersPush(ws, hook)
+        due_at = time.time()
         numbers.due(7)
         await _until(lambda: len(sent) >= 1, "the round made again and sent")
         numbers.due(8)  # the next round
         await _until(lambda: len(sent) >= 2, "the next round sent")
+        await _until(lambda: len(sent) >= 3, "the follow-up round of a view not served before")
+        await _until(lambda: numbers.task is not None and numbers.task.done(), "the rounds to end")
         numbers.due(9)
         numbers.stop()
         await asyncio.sleep(0.05)
-        stopped = numbers.task is not None and numbers.task.done()
+        stopped = numbers.task.done() and numbers.task.cancelled()
         page.cancel()
         queue.close()
-        return sent, asks, stopped
+        return sent, asks, stopped, due_at
 
-    sent, asks, stopped = asyncio.run(main())
-    # ask 1 timed out, ask 2 → the hook failed, ask 3 → sent; then the next round
-    assert asks >= 4 and [rev for _, rev in calls] == [7, 7, 8]
-    assert [m["componentId"] for m in sent] == ["live-numbers", "live-numbers"]
-    first, second = (m["props"]["data"] for m in sent)
-    assert first["round"] == 2 and first["rev"] == 7 and isinstance(first["at"], float)
-    assert second["rev"] == 8 and stopped
+    sent, asks, stopped, due_at = asyncio.run(main())
+    # ask 1 timed out, ask 2 → the hook failed, ask 3 → sent; the next round; the follow-up (after the newest)
+    assert asks >= 5 and [rev for _, rev in calls] == [7, 7, 8, 8]
+    assert [m["componentId"] for m in sent] == ["live-numbers"] * 3
+    first, second, follow = (m["props"]["data"] for m in sent)
+    assert first["round"] == 2 and first["rev"] == 7 and first["at"] == pytest.approx(due_at, abs=0.05)
+    assert second["rev"] == 8 and follow["rev"] == 8 and stopped

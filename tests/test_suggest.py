@@ -82,4 +82,6 @@ def test_candidates_come_by_specialty_then_level_then_load_then_distance(demo_db
         assert suggest.assignee(conn, "mediator", near_fit) == {"kind": "mediator", "id": near_fit, "name": "近而对口"}
         assert suggest.assignee(conn, "mediator", gone) is None
         assert suggest.assignee(conn, "van", "V01") is None
+        assert suggest.assignee(conn, "mediator", "²") is None  # str.isdigit took it, int() refused it
+        assert suggest.assignee(conn, "mediator", f"{near_fit}\u0662") is None  # a non-ASCII digit
         assert suggest.candidates(conn, "150000-20000101-000000") == []
