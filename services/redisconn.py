@@ -26,6 +26,8 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelPool
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from geodata.queries import digits
+
 SCHEME = "redis+sentinel"
 
 
@@ -53,11 +55,11 @@ def parse(url: str) -> SentinelSet | None:
     sentinels = []
     for item in hosts.split(","):
         host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not digits(port) or not 0 < int(port) < 65536:
             raise ValueError(f"{item!r} in {SCHEME}:// is not host:port (e.g. 10.0.0.5:26379)")
         sentinels.append((host.strip("[]"), int(port)))
     path = [p for p in parts.path.split("/") if p]
-    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+    if not path or len(path) > 2 or (len(path) == 2 and not digits(path[1])):
         raise ValueError(f"{SCHEME}:// needs /mastername or /mastername/db after the Sentinels, not {parts.path!r}")
     query = parse_qs(parts.query)
     return SentinelSet(

@@ -281,6 +281,13 @@ def test_the_sentinel_url_form_is_checked() -> None:
     assert spec.sentinels == (("10.0.0.5", 26379), ("10.0.0.6", 26380))
     assert (spec.master, spec.db, spec.password, spec.sentinel_password) == ("yitu", 2, "p@ss", "s")
     assert redisconn.parse("redis://:x@127.0.0.1:6379/0") is None
-    for bad in ("redis+sentinel://10.0.0.5/yitu", "redis+sentinel://10.0.0.5:26379/", "redis+sentinel://h:1/m/x"):
+    bad_urls = (
+        "redis+sentinel://10.0.0.5/yitu",
+        "redis+sentinel://10.0.0.5:26379/",
+        "redis+sentinel://h:1/m/x",
+        "redis+sentinel://h:²/m",  # ² passes str.isdigit, and int() refused it with its own words
+        "redis+sentinel://h:1/m/²",
+    )
+    for bad in bad_urls:
         with pytest.raises(ValueError, match=r"host:port|mastername"):
             Settings(redis_url=bad, _env_file=None)
