@@ -923,13 +923,18 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
             return {**selected, "code": click["properties"]["code"]}
         return no_update
 
-    @app.callback(
-        [Output(i, "children") for i in NUMBERS_OUTPUTS],
-        Output(Ids.SHOWN, "data"),
+    # What the numbers are of: the area, the period and its dates (the page's callback and its view)
+    chosen = [
         Input(Ids.SELECTED, "data"),
         Input(Ids.PERIOD, "value"),
         Input(Ids.PERIOD_DATES, "start_date"),
         Input(Ids.PERIOD_DATES, "end_date"),
+    ]
+
+    @app.callback(
+        [Output(i, "children") for i in NUMBERS_OUTPUTS],
+        Output(Ids.SHOWN, "data"),
+        *chosen,
         State("lang", "data"),
         State(LiveIds.EVENTS, "data"),
     )
@@ -956,10 +961,7 @@ def register(app: Dash, get: Callable[[], Services]) -> None:
     app.clientside_callback(
         "function(s, p, a, b, shown, lang) { return window.yitu.live.numbersView(s, p, a, b, shown, lang); }",
         Output(LiveIds.VIEW, "data", allow_duplicate=True),
-        Input(Ids.SELECTED, "data"),
-        Input(Ids.PERIOD, "value"),
-        Input(Ids.PERIOD_DATES, "start_date"),
-        Input(Ids.PERIOD_DATES, "end_date"),
+        *chosen,
         Input(Ids.SHOWN, "data"),
         State("lang", "data"),
         prevent_initial_call="initial_duplicate",
