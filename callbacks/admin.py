@@ -27,7 +27,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard.i18n import TEXTS, refusal, translator
 from dashboard.pages.admin import Ids
-from geodata import tracking
+from geodata import queries, tracking
 from geodata.clock import shown
 from geodata.errors import Forbidden, Invalid, YituError
 from services import admin, identity
@@ -140,7 +140,7 @@ def _need(value: str | None, field: str) -> str:
     any other character a name was made with (a full-width or a Mongolian space)."""
     if not isinstance(value, str) or not value.strip():
         raise Invalid(f"give the {field}", field=field)
-    if len(value) > 200 or any(ord(c) < 32 for c in value.strip()):
+    if not queries.plain(value.strip(), 200) or len(value) > 200:
         raise Invalid(f"the {field} has at most 200 characters, none a control character", field=field)
     return value
 

@@ -648,7 +648,7 @@ def place(
     def do(who: auth.Principal) -> str:
         _a_code(code)
         given = None if cell is None else str(cell)  # the radio's value, as the browser sends it
-        if given is not None and not (given.isascii() and given.isdigit() and len(given) <= 15):
+        if given is not None and not (queries.digits(given) and len(given) <= 15):
             raise Invalid("pick one of the cells offered", field="cell")
         body = {"cell": given, "version": version}
         idem = idempotency.Key.of(

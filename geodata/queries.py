@@ -49,6 +49,12 @@ def digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def plain(text: str, limit: int) -> bool:
+    """At most ``limit`` characters and none a control character: what a name, a filter or a form's
+    text may be (a NUL reaches PostgreSQL, which refuses it: a 500)."""
+    return len(text) <= limit and not any(ord(c) < 32 for c in text)
+
+
 def level_of(code: str) -> int:
     """The grid level a code belongs to (4/6/9/12/15 digits → 0 root/1/2/3/4); ValueError otherwise."""
     if not digits(code) or len(code) not in (ROOT_DIGITS, 6, 9, 12, 15):

@@ -67,7 +67,7 @@ def _in_reach(conn: psycopg.Connection, who: Principal | None, table: str, name:
     scope = reach(who)
     if scope is None:
         return
-    if len(name) > identity.MAX_NAME or any(ord(c) < 32 for c in name):  # a NUL would reach PostgreSQL: a 500
+    if not queries.plain(name, identity.MAX_NAME):
         raise NotFound(f"no {what} named {str(name)[:40]!r}", field="name")
     if conn.execute(_IN_REACH[table], {"v": name, "reach": scope}).fetchone() is None:
         raise NotFound(f"no {what} named {name!r}", field="name")
@@ -315,7 +315,7 @@ def _device_event(
 
 def _filter(value: str | None) -> str | None:
     value = (value or "").strip()
-    if len(value) > MAX_FILTER or any(ord(c) < 32 for c in value):
+    if not queries.plain(value, MAX_FILTER):
         raise Invalid(f"a filter has at most {MAX_FILTER} printable characters", field="filter")
     return value or None
 

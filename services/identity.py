@@ -44,7 +44,7 @@ from geodata import masking
 from geodata.cases import Actor, CaseNotFound, chain_of
 from geodata.dispatch import ACTIVE as ACTIVE_VISIT
 from geodata.errors import Conflict, Forbidden, Invalid, NotFound, TooManyAttempts, Unauthorized
-from geodata.queries import ROOT_DIGITS, query
+from geodata.queries import ROOT_DIGITS, plain, query
 from geodata.tracking import VAN_IN_REACH
 from geodata.workflow import ROLES, ROLES_THAT_REPORT
 from services.runtime import Services
@@ -306,7 +306,7 @@ _DUMMY_HASH = _hasher.hash("yitu-no-such-user-" + secrets.token_hex(8))
 
 def _check_name(name: str, field: str = "name") -> str:
     name = (name or "").strip()
-    if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+    if not name or not plain(name, MAX_NAME):
         raise Invalid(f"give a {field} of 1 to {MAX_NAME} printable characters", field=field)
     return name
 

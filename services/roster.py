@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from geodata import roster
+from geodata import queries, roster
 from geodata.errors import Invalid, NotFound
 from services import audit, identity
 from services.admin import require_reach, van_in_reach
@@ -120,7 +120,7 @@ def _links_in_reach(
         text = str(value).strip() if value is not None else ""
         if not text or text == str(had.get(key) or ""):  # none, or the link the row has: kept
             return None
-        if len(text) > 200 or any(ord(c) < 32 for c in text):  # a NUL would reach PostgreSQL: a 500
+        if not queries.plain(text, 200):
             raise Invalid(f"no {key} {text[:40]!r}", field=key)
         return text
 
