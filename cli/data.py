@@ -17,7 +17,7 @@ import click
 from pydantic import ValidationError
 
 from cli.stack import EmbeddedStack, StackError
-from geodata import io, roads, water
+from geodata import import_report, io, roads, water
 from geodata.errors import YituError
 from services.settings import Settings
 
@@ -68,7 +68,7 @@ def _answers(path: Path) -> Iterator[None]:
 
     try:
         yield
-    except io.ImportRejected as exc:
+    except import_report.ImportRejected as exc:
         _warn(exc.warnings)
         lines = "\n".join(f"  {p}" for p in exc.problems)
         raise click.ClickException(
@@ -83,7 +83,7 @@ def _answers(path: Path) -> Iterator[None]:
 
 
 def _run_import(
-    fn: Callable[..., io.ImportReport],
+    fn: Callable[..., import_report.ImportReport],
     ctx: click.Context,
     path: Path,
     *args: Any,
@@ -101,11 +101,11 @@ def _run_import(
     click.echo(("check only, nothing written; the import would write " if check else "") + report.summary())
 
 
-def _audit_replace(path: Path) -> io.AuditHook:
+def _audit_replace(path: Path) -> import_report.AuditHook:
     """The admin_events row of an ``import … --replace``, written in the import's transaction."""
     from services import audit
 
-    def hook(conn: Any, report: io.ImportReport) -> None:
+    def hook(conn: Any, report: import_report.ImportReport) -> None:
         detail = {"file": path.name, "inserted": report.inserted, "updated": report.updated, "deleted": report.deleted}
         audit.record(conn, None, f"import.{report.what}.replace", report.what, detail)
 
@@ -325,7 +325,7 @@ def _run_roster(
     """A roster import (geodata/roster_import.py) through :func:`_run_import`'s terminal answers."""
     from geodata import roster_import
 
-    def run(dsn: str, file: Path, **kwargs: Any) -> io.ImportReport:
+    def run(dsn: str, file: Path, **kwargs: Any) -> import_report.ImportReport:
         return roster_import.import_roster(dsn, what, file, layer=layer, encoding=encoding, **kwargs)
 
     _run_import(run, ctx, path, replace=replace)
@@ -404,7 +404,7 @@ def _run_resource(
     """A centre, van or camera status import (geodata/resource_import.py) through :func:`_run_import`."""
     from geodata import resource_import
 
-    def run(dsn: str, file: Path, **kwargs: Any) -> io.ImportReport:
+    def run(dsn: str, file: Path, **kwargs: Any) -> import_report.ImportReport:
         if what == "camera-status":
             kwargs.pop("replace", None)
             kwargs.pop("audit", None)

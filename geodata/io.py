@@ -16,7 +16,7 @@ import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from geodata import league, queries
 from geodata.errors import Invalid
+from geodata.import_report import AuditHook, ImportRejected, ImportReport, Problem, one_line, shown
 
 _T = TypeVar("_T")
 
@@ -107,51 +108,8 @@ _EXPORT_AREAS = """SELECT code, name, level, parent_code, ST_AsBinary(geom) FROM
 WHERE level = %(level)s ORDER BY code"""
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One defect of an input file: what, which code(s), where (lon/lat or feature #N), why."""
-
-    kind: str
-    codes: tuple[str, ...]
-    location: str
-    message: str
-
-    def __str__(self) -> str:
-        codes = ", ".join(_shown(c) for c in self.codes) if self.codes else "-"
-        return f"{self.kind}: {codes} @ {self.location}: {_one_line(self.message)}"
-
-
-class ImportRejected(Invalid):
-    """The file was judged and refused; nothing was written. ``problems`` lists every defect."""
-
-    def __init__(self, problems: Sequence[Problem], warnings: Sequence[str] = ()) -> None:
-        self.problems = list(problems)
-        self.warnings = list(warnings)
-        lines = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s), nothing was written:\n{lines}", field="file")
-
-
 class ExportError(Invalid):
     """The export cannot be made as asked (format, level, or nothing to export)."""
-
-
-@dataclass
-class ImportReport:
-    """What an import wrote: ``counts`` breaks the file down (per level, or per camera kind)."""
-
-    what: str
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        parts = [f"inserted {self.inserted}", f"updated {self.updated}"]
-        if self.deleted:
-            parts.append(f"replaced {self.deleted} old")
-        detail = ", ".join(f"{k}: {v}" for k, v in self.counts.items())
-        return f"{self.what}: " + ", ".join(parts) + (f" ({detail})" if detail else "")
 
 
 @dataclass(frozen=True)
@@ -205,16 +163,6 @@ class CameraFields:
 
 
 # --- small value helpers --------------------------------------------------------------------
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _shown(text: str, limit: int = 40) -> str:
-    """A code as a user can read it: control characters escaped, huge values cut."""
-    shown = text if text.isprintable() else repr(text)
-    return shown if len(shown) <= limit else shown[:limit] + "…"
-
-
 def _is_missing(value: object) -> bool:
     """An empty cell as pandas and GDAL give it: None, NaN (of any float width), <NA> or NaT."""
     if value is None or value is pd.NA or value is pd.NaT:
@@ -298,7 +246,7 @@ def _read_vector(path: str | Path, layer: str | None, encoding: str | None) -> g
         frame = pyogrio.read_dataframe(p, layer=chosen, encoding=encoding)
     except (RuntimeError, OSError, ValueError, UnicodeError) as exc:  # pyogrio's errors are RuntimeErrors
         hint = " (if its text is GBK, add a .cpg file or pass --encoding gbk)" if isinstance(exc, UnicodeError) else ""
-        raise _rejected("unreadable", p.name, f"GDAL cannot read it: {_one_line(str(exc))}{hint}") from None
+        raise _rejected("unreadable", p.name, f"GDAL cannot read it: {one_line(str(exc))}{hint}") from None
     if len(frame) == 0:
         raise _rejected("empty", p.name, "the file holds no features")
     if not isinstance(frame, gpd.GeoDataFrame):
@@ -370,8 +318,8 @@ def pick_fields(
 def _features(mask: np.ndarray, limit: int = 10) -> str:
     """The features a warning is about, by their number in the file (1-based): the first ``limit``."""
     picked = np.flatnonzero(mask)
-    shown = ", ".join(f"#{i + 1}" for i in picked[:limit])
-    return shown + (f" and {len(picked) - limit} more" if len(picked) > limit else "")
+    listed = ", ".join(f"#{i + 1}" for i in picked[:limit])
+    return listed + (f" and {len(picked) - limit} more" if len(picked) > limit else "")
 
 
 def _geometries_wgs84(frame: gpd.GeoDataFrame, where: str, gcj02: bool) -> tuple[np.ndarray, list[str]]:
@@ -853,11 +801,6 @@ def existing_areas(conn: psycopg.Connection[Any], replaced: Sequence[str] = ()) 
     return _frame(columns, shapely.from_wkb([bytes(r[4]) for r in rows]))
 
 
-# Called inside an import's transaction once its rows are written, before the commit: the caller's
-# record of the change (the CLI writes an admin_events row), committed with it or not at all.
-AuditHook = Callable[[psycopg.Connection[Any], ImportReport], None]
-
-
 def _area_counts(gdf: gpd.GeoDataFrame) -> dict[str, int]:
     return {f"level {lvl}": int(n) for lvl, n in sorted(gdf.level.value_counts().items())}
 
@@ -986,7 +929,7 @@ def _camera_row_problems(row: _CameraRow) -> list[Problem]:
                 "bad-stream-url",
                 codes,
                 where,
-                f"stream URL {_shown(url, 60)!r} is not an rtsp://, rtmp://, http:// or https:// URL",
+                f"stream URL {shown(url, 60)!r} is not an rtsp://, rtmp://, http:// or https:// URL",
             )
         )
     return problems

@@ -35,7 +35,7 @@ from psycopg import sql
 from tqdm import tqdm
 
 from geodata import roster, tracking
-from geodata.io import AuditHook, ImportRejected, ImportReport, Problem
+from geodata.import_report import AuditHook, ImportRejected, ImportReport, Problem
 from geodata.queries import digits
 from geodata.roster_import import MAX_FILE_BYTES, MAX_ROWS, Sheet, cell_problems, read_sheet
 

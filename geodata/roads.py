@@ -33,17 +33,8 @@ import shapely
 from pyproj import Geod
 
 from geodata.gcj02 import out_of_china
-from geodata.io import (
-    AuditHook,
-    ImportRejected,
-    ImportReport,
-    Problem,
-    ReadOptions,
-    copy_rows,
-    geometries_wgs84,
-    pick_fields,
-    read_vector,
-)
+from geodata.import_report import AuditHook, ImportRejected, ImportReport, Problem
+from geodata.io import ReadOptions, copy_rows, geometries_wgs84, pick_fields, read_vector
 
 OSM_SUFFIXES = (".osm", ".pbf")
 MAX_FEATURES = 2_000_000  # a whole province's OSM roads are about a million ways

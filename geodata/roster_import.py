@@ -27,7 +27,7 @@ import psycopg
 from tqdm import tqdm
 
 from geodata import roster
-from geodata.io import AuditHook, ImportRejected, ImportReport, Problem, geometries_wgs84
+from geodata.import_report import AuditHook, ImportRejected, ImportReport, Problem
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # a banner's roster is a few hundred kB; more is not a roster
 MAX_ROWS = 50_000
@@ -250,6 +250,8 @@ def _read_vector(path: Path, fields: Sequence[str], what: str, layer: str | None
 def _points_of(frame: Any, where: str) -> tuple[list[Any], list[Any], list[str]]:
     """Longitudes and latitudes (WGS-84) of a layer's points, and a warning if they were reprojected;
     None for a feature without a point, a text for one that is not a point (the judging names it)."""
+    from geodata.io import geometries_wgs84  # the GIS stack, loaded when a layer is read (geodata/import_report.py)
+
     geoms, warnings = geometries_wgs84(frame, where)  # the importers' one reader: the same warnings
     lons: list[Any] = []
     lats: list[Any] = []

@@ -23,17 +23,8 @@ import psycopg
 import shapely
 
 from geodata.gcj02 import out_of_china
-from geodata.io import (
-    AuditHook,
-    ImportRejected,
-    ImportReport,
-    Problem,
-    ReadOptions,
-    copy_rows,
-    geometries_wgs84,
-    pick_fields,
-    read_vector,
-)
+from geodata.import_report import AuditHook, ImportRejected, ImportReport, Problem
+from geodata.io import ReadOptions, copy_rows, geometries_wgs84, pick_fields, read_vector
 from geodata.roads import NAME_FIELDS, _text, is_osm
 
 KINDS = ("river", "stream", "canal", "lake", "reservoir", "pond", "wetland")

@@ -300,8 +300,11 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # Argon2 hashes any length; this bounds the work a hostile body can ask for
 MAX_NAME = 100
 _hasher = PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106's low-memory profile
-# Checked against when the name is unknown, so an unknown name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("yitu-no-such-user-" + secrets.token_hex(8))
+# Checked against when the name is unknown, so an unknown name costs as long as a wrong password:
+# a hash made with the hasher's parameters of a random password nobody kept (it was made at every
+# import until 2026-12-07: a quarter to half a second of CPU at the start of every ``yitu`` process).
+# tests/test_auth.py checks that its parameters are the hasher's (argon2-cffi's defaults may change).
+DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$fgOjbF94B9bYV4SCruRIpA$wQkHycCn01wrOn7xt2cRqBFax6FERe2eCtOAPEdhiZQ"
 
 
 def _check_name(name: str, field: str = "name") -> str:
@@ -446,7 +449,7 @@ def verify_user(conn: psycopg.Connection, name: str, password: str) -> Principal
         (name.strip(),),
     ).fetchone()
     try:
-        _hasher.verify(row[4] if row else _DUMMY_HASH, password)
+        _hasher.verify(row[4] if row else DUMMY_HASH, password)
     except (VerifyMismatchError, InvalidHashError):
         return None
     if row is None or row[5] is not None:

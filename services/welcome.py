@@ -27,7 +27,7 @@ import psycopg
 from tqdm import tqdm
 
 from geodata import roster
-from geodata.io import ImportRejected, ImportReport, Problem
+from geodata.import_report import ImportRejected, ImportReport, Problem
 from geodata.roster_import import cell_problems, read_sheet
 from services import audit, identity
 

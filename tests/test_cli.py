@@ -33,6 +33,32 @@ def test_help_explains_every_command() -> None:
         assert f"  {cmd} " in db_help
 
 
+# What ``yitu serve`` loads before it listens: the app as it serves, built (no connection is made).
+_SERVE_LOADS = """
+import sys, argon2
+def _refuse(*_a, **_k):
+    raise AssertionError("a password was hashed while the server loaded")
+argon2.PasswordHasher.hash = _refuse
+from cli.main import main
+from cli import asgi
+from dashboard.app import create_app
+from services.settings import Settings
+create_app(Settings(_env_file=None))
+print(" ".join(sorted(m for m in ("pandas", "geopandas", "pyogrio") if m in sys.modules)) or "-")
+"""
+
+
+def test_the_server_starts_without_the_gis_readers_or_a_password_hash(tmp_path: Path) -> None:
+    """Every ``yitu`` process (each worker of ``yitu serve``, a restarted one) paid 0.5 s of CPU for
+    geopandas and pandas, which only the importers use, and a quarter to half a second for an Argon2
+    hash made at import (2026-12-07; geodata/import_report.py, services/identity.py DUMMY_HASH)."""
+    env = {**os.environ, "YITU_HOME": str(tmp_path)}
+    argv = [sys.executable, "-c", _SERVE_LOADS]
+    r = subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["-"], f"yitu serve loads {r.stdout.strip()}"
+
+
 def test_external_servers_are_used_and_nothing_is_started(db_url: str, redis_url: str, tmp_path: Path) -> None:
     env = {"YITU_DATABASE_URL": db_url, "YITU_REDIS_URL": redis_url, "YITU_HOME": str(tmp_path / "h")}
     runner = CliRunner()

@@ -124,6 +124,18 @@ def test_wrong_passwords_and_disabled_users_are_refused(app_client: TestClient, 
     assert _login(c, name).status_code == 303
 
 
+def test_an_unknown_name_is_checked_against_a_hash_as_costly_as_a_users() -> None:
+    """The hash an unknown name is checked against (so that timing does not tell which names exist)
+    is a constant since 2026-12-07: it must keep the parameters the hasher gives every password, or an
+    unknown name would answer faster (or slower) than a wrong password."""
+    hasher = identity.PasswordHasher()
+    assert identity.DUMMY_HASH.split("$")[3] == identity.hash_password(PASSWORD).split("$")[3]  # m=…,t=…,p=…
+    assert not hasher.check_needs_rehash(identity.DUMMY_HASH)
+    for guess in ("", PASSWORD, "yitu-no-such-user-"):
+        with pytest.raises(identity.VerifyMismatchError):
+            hasher.verify(identity.DUMMY_HASH, guess)
+
+
 def test_idle_and_absolute_expiry(app_client: TestClient, db_url: str) -> None:
     c = app_client
     name = create_user(db_url, "viewer")
