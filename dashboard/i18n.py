@@ -188,7 +188,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "dispatch.queue": "案件队列（按期限）",
         "dispatch.queue_empty": "暂无待派遣案件",
         "dispatch.queue_more": "仅列出最紧急的 {shown} 件（共 {total} 件），其余请在区域页查看",
-        "dispatch.pick": "在左侧队列或地图上选择一个案件",
+        "dispatch.pick": "在队列或地图上选择一个案件",
         "dispatch.candidates": "可派调解车（路网距离）",
         "dispatch.send": "派车",
         "dispatch.busy": "不可派",

@@ -170,7 +170,7 @@ def test_a_case_shows_masked_parties_its_vans_by_road_and_its_cameras(app_client
         ).fetchone()[0]
     for hostile in ({"code": code}, [code], 7, code + "\x00"):  # the selection's store: any JSON back
         card, candidates, cameras, focus = page.case_panels(svc, who, hostile, "zh-CN")  # type: ignore[arg-type]
-        assert (card, cameras, focus) == ([], [], []) and "在左侧队列" in _texts(candidates)
+        assert (card, cameras, focus) == ([], [], []) and "在队列或地图上选择" in _texts(candidates)
         assert page.visits_panel(svc, who, hostile, "zh-CN") == []  # type: ignore[arg-type]
         rt = app_client.app.state.cases_runtime  # type: ignore[attr-defined]
         assert page.send(svc, rt, who, hostile, "V01", "zh-CN")["ok"] is False  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ page's content is there and its boxes have stopped moving, then assert with getB
   changed size afterwards draws in a corner);
 * a table shows at least TABLE_ROWS[size] whole rows without scrolling anything.
 
-On a phone (PHONE: the wall, the area, case and inbox pages a leader or a dispatcher opens from a link) the page
+On a phone (PHONE: the wall, the area, case, inbox and dispatch pages a leader or a dispatcher opens from a link) the page
 is one column that scrolls down: it may be taller than the screen, never wider; a table's rows count
 below the fold too, not those its own box clips.
 
@@ -80,7 +80,7 @@ PAGES: tuple[Shown, ...] = (
     Shown("area", "/area/{banner}", "viewer", (settled(["grids", "cases"]), _rows_at_least("#area-table", 20)),
           maps=("#area-map",), tables=("#area-table",), panels=(".yitu-area-table",), sizes=DESK_AND_PHONE),
     Shown("dispatch", "/dispatch", "dispatcher", (settled(["grids", "cases"]), ".yitu-queue-item"),
-          maps=("#dispatch-map",), panels=(".yitu-left", ".yitu-right")),
+          maps=("#dispatch-map",), panels=(".yitu-left", ".yitu-right"), sizes=DESK_AND_PHONE),
     Shown("admin", "/admin", "admin",
           ("#admin-users table", "#admin-signins table", _rows_at_least("#admin-mediators", 5)),
           panels=(".yitu-admin-card:has(#admin-users)",)),
