@@ -15,9 +15,9 @@ page's content is there and its boxes have stopped moving, then assert with getB
   changed size afterwards draws in a corner);
 * a table shows at least TABLE_ROWS[size] whole rows without scrolling anything.
 
-On a phone (PHONE: the wall, the area, case, inbox and dispatch pages a leader or a dispatcher opens from a link) the page
-is one column that scrolls down: it may be taller than the screen, never wider; a table's rows count
-below the fold too, not those its own box clips.
+On a phone (PHONE: the wall, the area, case, inbox and dispatch pages a leader or a dispatcher opens
+from a link) the page is one column that scrolls down: it may be taller than the screen, never wider;
+a table's rows count below the fold too, not those its own box clips.
 
 PAGES is the one list of pages: a page is added by one line (scripts/screens.py shoots the same list).
 """
