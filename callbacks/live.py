@@ -30,6 +30,7 @@ are recomputed at most every ``NUMBERS_SECONDS``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -200,11 +201,15 @@ class _NumbersPush:
         self.view_key: object = None  # the view the last round was made for
         self.rev: int | None = None  # the event the last round was made after
         self.follow: asyncio.TimerHandle | None = None
+        self.wake = asyncio.Event()  # set by a round due: one backing off is made at once
 
     def due(self, rev: int | None, at: float | None = None) -> None:
         """A round is due, after the event ``rev``; one due already keeps its time (what it waited
-        is measured from when it was first due) and takes the newer event."""
+        is measured from when it was first due) and takes the newer event. A round backing off after a
+        failure is made now: an event came, so the outbox relay reads the database again (before
+        2026-12-07 a screen waited out the rest of its backoff, up to 30 s after an outage ended)."""
         self.next = (rev, min(self.next[1], at or time.time()) if self.next else at or time.time())
+        self.wake.set()
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._rounds())
 
@@ -215,8 +220,11 @@ class _NumbersPush:
             self.task.cancel()
 
     async def _again(self, rev: int | None, at: float) -> None:
+        """Wait before the failed round is made again: the backoff, or until another round is due."""
         self.next = (self.next[0], min(self.next[1], at)) if self.next else (rev, at)
-        await asyncio.sleep(self.retry)
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), self.retry)
         self.retry = min(self.retry * 2, NUMBERS_RETRY_SECONDS[1])
 
     def _failed(self, text: str, trace: bool) -> None:

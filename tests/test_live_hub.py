@@ -365,6 +365,65 @@ def test_busy_screens_send_their_batches_at_the_same_moments_and_say_what_they_w
         time.sleep(0.13)
 
 
+def test_a_round_backing_off_is_made_at_once_when_another_round_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round that failed waits its backoff (1 s doubling to 30 s) — unless another round becomes
+    due meanwhile: an event came, so the relay reads the database again, and the screen gets its
+    numbers now, not at the end of a backoff grown during the outage. Timed from when it was first due."""
+    import threading
+
+    import janus
+    import psycopg
+    from dash.backends.ws import DashWebsocketCallback
+
+    from callbacks import live as push
+
+    monkeypatch.setattr(push, "NUMBERS_RETRY_SECONDS", (30.0, 30.0))  # the test's 20 s would run out first
+    monkeypatch.setattr(push, "NUMBERS_SECONDS", 60.0)  # no follow-up round within the test
+    view = {"key": ["150623", "year", None, None, "zh-CN"], "shown": None}
+    calls: list[int | None] = []
+
+    def hook(data: object, rev: int | None) -> dict[str, Any] | None:
+        calls.append(rev)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("the database is away")
+        return {"rev": rev}
+
+    async def main() -> tuple[list[dict[str, Any]], float, float]:
+        queue: janus.Queue[str] = janus.Queue()
+        pending: dict[str, Any] = {}
+        ws = DashWebsocketCallback(pending, "r1", queue, threading.Event(), asyncio.get_running_loop())
+        sent: list[dict[str, Any]] = []
+
+        async def browser() -> None:
+            while True:
+                msg = json.loads(await queue.async_q.get())
+                if msg["type"] == "get_props_request":
+                    pending[msg["requestId"]].set_result({"data": view})
+                else:
+                    sent.append(msg["payload"])
+
+        page = asyncio.create_task(browser())
+        numbers = push._NumbersPush(ws, hook)
+        due_at = time.time()
+        numbers.due(7)
+        await _until(lambda: calls == [7], "the first round to fail")
+        await asyncio.sleep(0.2)
+        assert sent == []  # backing off
+        woken = time.monotonic()
+        numbers.due(8)  # the next event's round
+        await _until(lambda: len(sent) >= 1, "the round made at once")
+        took = time.monotonic() - woken
+        numbers.stop()
+        page.cancel()
+        queue.close()
+        return sent, due_at, took
+
+    sent, due_at, took = asyncio.run(main())
+    assert calls == [7, 8] and took < 5.0  # not the 30 s backoff
+    data = sent[0]["props"]["data"]
+    assert data["rev"] == 8 and data["at"] == pytest.approx(due_at, abs=0.05)
+
+
 def test_a_pushed_round_that_failed_or_was_not_answered_is_made_again_then_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
