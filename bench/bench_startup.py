@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import p95
 
+PACKAGES = ("api", "callbacks", "cli", "dashboard", "geodata", "layers", "services")  # what the app loads
 LOAD = (
     "from cli.main import main\n"
     "from cli import asgi\n"
@@ -70,6 +71,9 @@ def main() -> None:
             worktree = home / "against"
             add = ["git", "worktree", "add", "--detach", "-q", str(worktree), args.against]
             subprocess.run(add, cwd=ROOT, check=True)
+            missing = [name for name in PACKAGES if not (worktree / name).is_dir()]
+            if missing:  # the editable install would load this checkout's instead: a mix of the two
+                ap.error(f"--against {args.against}: no {', '.join(missing)} there")
             variants[f"{args.against}: load + create_app"] = ([sys.executable, "-c", LOAD], worktree)
         for argv, cwd in variants.values():  # once each unmeasured: the bytecode caches written
             _timed(argv, cwd, {**env, "PYTHONPATH": str(cwd)})

@@ -303,7 +303,7 @@ _hasher = PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106's low-m
 # Checked against when the name is unknown, so an unknown name costs as long as a wrong password:
 # a hash made with the hasher's parameters of a random password nobody kept (it was made at every
 # import until 2026-12-07: a quarter to half a second of CPU at the start of every ``yitu`` process).
-# tests/test_auth.py checks that its parameters are the hasher's (argon2-cffi's defaults may change).
+# tests/test_signin.py checks that its parameters are the hasher's (argon2-cffi's defaults may change).
 DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$fgOjbF94B9bYV4SCruRIpA$wQkHycCn01wrOn7xt2cRqBFax6FERe2eCtOAPEdhiZQ"
 
 
