@@ -708,15 +708,15 @@ def numbers_for(svc: Services, code: str, lang: str, period: Period, rev: int | 
     return numbers_round(_shared_numbers(svc, code, lang, period, rev), shown)
 
 
-# The connection the numbers' parts share while one computation runs (:func:`_connection`).
+# The reading connection a numbers' part runs on while a computation runs (:func:`_apart`, :func:`_connection`).
 _NUMBERS_CONN: ContextVar[psycopg.Connection[Any] | None] = ContextVar("yitu_numbers_conn", default=None)
 
 
 @contextmanager
 def _connection(svc: Services) -> Iterator[psycopg.Connection[Any]]:
-    """The connection for one of the numbers' parts: the computation's own while the parts run for
-    :func:`_shared_numbers` (seven parts, one checkout and its check instead of seven), else one of
-    the primary's pool (a part called alone: the dispatch page's board, tests)."""
+    """The connection for one of the numbers' parts: the reading connection :func:`_apart` took for it
+    (the replica's when it serves) while the parts run for :func:`_shared_numbers`, else one of the
+    primary's pool (a part called alone: the dispatch page's board, tests)."""
     shared = _NUMBERS_CONN.get()
     if shared is not None:
         yield shared
