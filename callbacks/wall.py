@@ -19,13 +19,11 @@ on the replica or on the primary, is kept only if it holds every event published
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NamedTuple, TypedDict, TypeVar
+from typing import Any, NamedTuple, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
@@ -708,15 +706,15 @@ def numbers_for(svc: Services, code: str, lang: str, period: Period, rev: int | 
     return numbers_round(_shared_numbers(svc, code, lang, period, rev), shown)
 
 
-# The reading connection a numbers' part runs on while a computation runs (:func:`_apart`, :func:`_connection`).
+# The connection the numbers' parts share while one computation runs (:func:`_connection`).
 _NUMBERS_CONN: ContextVar[psycopg.Connection[Any] | None] = ContextVar("yitu_numbers_conn", default=None)
 
 
 @contextmanager
 def _connection(svc: Services) -> Iterator[psycopg.Connection[Any]]:
-    """The connection for one of the numbers' parts: the reading connection :func:`_apart` took for it
-    (the replica's when it serves) while the parts run for :func:`_shared_numbers`, else one of the
-    primary's pool (a part called alone: the dispatch page's board, tests)."""
+    """The connection for one of the numbers' parts: the computation's own while the parts run for
+    :func:`_shared_numbers` (seven parts, one checkout and its check instead of seven), else one of
+    the primary's pool (a part called alone: the dispatch page's board, tests)."""
     shared = _NUMBERS_CONN.get()
     if shared is not None:
         yield shared
@@ -725,53 +723,31 @@ def _connection(svc: Services) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-# The numbers' parts are read side by side, each on a connection of its own (the replica's when it
-# serves): one after the other they took 50–160 ms a round under a centre's load (docs/scaling.md).
-NUMBERS_THREADS = 3
-_T = TypeVar("_T")
-_PARTS = ThreadPoolExecutor(max_workers=NUMBERS_THREADS, thread_name_prefix="yitu-numbers")
-
-
-def _apart(svc: Services, part: Callable[[], _T]) -> Future[_T]:
-    """``part`` started on a thread of _PARTS, on a reading connection of its own, in a copy of the
-    caller's context (who asks, the answer's read floor: services/runtime.py ``reading``)."""
-
-    def run() -> _T:
+def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> _Numbers:
+    def compute() -> _Numbers:
         with svc.reading() as conn:  # the replica's when it serves (inside the answer's read floor)
             token = _NUMBERS_CONN.set(conn)
             try:
-                return part()
+                return made()
             finally:
                 _NUMBERS_CONN.reset(token)
 
-    return _PARTS.submit(contextvars.copy_context().run, run)
-
-
-def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> _Numbers:
-    def compute() -> _Numbers:
-        parent = ranking_parent(code)
-        board = _apart(svc, lambda: van_board_rows(svc, lang, VAN_ROW))
-        tiles = _apart(svc, lambda: kpi_tiles(svc, code, lang, period))
-        types = _apart(svc, lambda: top_types_chart(svc, code, lang, period))
-        trend = _apart(svc, lambda: trend_chart(svc, code, lang))
-        panel = _apart(svc, lambda: area_panel(svc, code, lang))
-        path = _apart(svc, lambda: crumbs(svc, code, lang))
-        ranking = _apart(svc, lambda: ranking_table(svc, parent, lang, period))
-        rows = board.result()
+    def made() -> _Numbers:
+        board = van_board_rows(svc, lang, VAN_ROW)
         components: NumbersAnswer = (
-            tiles.result(),
-            types.result(),
-            trend.result(),
-            panel.result(),
-            path.result(),
-            ranking.result(),
-            [row for row, _ in rows],  # BOARD
-            ranking_title(lang, period, parent),
+            kpi_tiles(svc, code, lang, period),
+            top_types_chart(svc, code, lang, period),
+            trend_chart(svc, code, lang),
+            area_panel(svc, code, lang),
+            crumbs(svc, code, lang),
+            ranking_table(svc, ranking_parent(code), lang, period),
+            [row for row, _ in board],  # BOARD
+            ranking_title(lang, period, ranking_parent(code)),
         )
         if not FRAGMENTS:
             return _Numbers(components, ())
-        joined = orjson.Fragment("[" + ",".join(text for _, text in rows) + "]")  # the rows' JSON, kept
-        wire = tuple(joined if i == BOARD else orjson.Fragment(to_json_plotly(c)) for i, c in enumerate(components))
+        rows = orjson.Fragment("[" + ",".join(text for _, text in board) + "]")  # the rows' JSON, kept
+        wire = tuple(rows if i == BOARD else orjson.Fragment(to_json_plotly(c)) for i, c in enumerate(components))
         return _Numbers(components, wire, tuple(digest(w) for w in wire))
 
     parts = {

@@ -29,7 +29,6 @@ Idempotency-Key). Reads keep their plain 503.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -117,17 +116,15 @@ class ReadFloor:
     ``primary``: the primary's ``outbox_counter`` as first read in the block (geodata/kpi.py), a
     lower bound of what every later read of the block on the primary holds."""
 
-    __slots__ = ("_lock", "at_least", "primary", "seen")
+    __slots__ = ("at_least", "primary", "seen")
 
     def __init__(self, at_least: int | None) -> None:
         self.at_least = at_least
         self.seen: int | None = None
         self.primary: int | None = None
-        self._lock = threading.Lock()  # the wall's numbers read their parts on several threads
 
     def replica_read(self, seen: int) -> None:
-        with self._lock:  # two reads noted at once must not lose the lower (a figure would claim too much)
-            self.seen = seen if self.seen is None else min(self.seen, seen)
+        self.seen = seen if self.seen is None else min(self.seen, seen)
 
 
 _FLOOR: ContextVar[ReadFloor | None] = ContextVar("yitu_read_floor", default=None)
