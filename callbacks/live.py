@@ -201,13 +201,16 @@ class _NumbersPush:
         self.view_key: object = None  # the view the last round was made for
         self.rev: int | None = None  # the event the last round was made after
         self.follow: asyncio.TimerHandle | None = None
-        self.wake = asyncio.Event()  # set by a round due: one backing off is made at once
+        self.wake = asyncio.Event()  # set by a round due since the last round began
+        self.woken = False  # a wake cut this failing spell's backoff already (only the first may)
 
     def due(self, rev: int | None, at: float | None = None) -> None:
         """A round is due, after the event ``rev``; one due already keeps its time (what it waited
         is measured from when it was first due) and takes the newer event. A round backing off after a
         failure is made now: an event came, so the outbox relay reads the database again (before
-        2026-12-07 a screen waited out the rest of its backoff, up to 30 s after an outage ended)."""
+        2026-12-07 a screen waited out the rest of its backoff, up to 30 s after an outage ended). Once
+        per failing spell: failures while events flow (the pool or the statements timing out under
+        load) back off as before, rather than come again at every round."""
         self.next = (rev, min(self.next[1], at or time.time()) if self.next else at or time.time())
         self.wake.set()
         if self.task is None or self.task.done():
@@ -220,11 +223,15 @@ class _NumbersPush:
             self.task.cancel()
 
     async def _again(self, rev: int | None, at: float) -> None:
-        """Wait before the failed round is made again: the backoff, or until another round is due."""
+        """Wait before the failed round is made again: the backoff, or — the first time in a failing
+        spell — until another round is due (one due while the round failed counts: it is made now)."""
         self.next = (self.next[0], min(self.next[1], at)) if self.next else (rev, at)
-        self.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), self.retry)
+        if self.woken:
+            await asyncio.sleep(self.retry)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.retry)
+            self.woken = self.wake.is_set()
         self.retry = min(self.retry * 2, NUMBERS_RETRY_SECONDS[1])
 
     def _failed(self, text: str, trace: bool) -> None:
@@ -241,6 +248,7 @@ class _NumbersPush:
         while self.next is not None and not self.ws.is_shutdown:
             (rev, at), self.next = self.next, None
             self.rev = rev
+            self.wake.clear()  # a round due from now on finds this one made (or wakes its backoff)
             try:
                 view = await self.ws.get_prop(Ids.VIEW, "data", timeout=NUMBERS_VIEW_SECONDS)
                 message = await asyncio.to_thread(self.hook, view, rev)
@@ -259,7 +267,7 @@ class _NumbersPush:
                 continue
             if self.failing:
                 log.info("the numbers of a screen are pushed again")
-            self.retry, self.failing = NUMBERS_RETRY_SECONDS[0], False
+            self.retry, self.failing, self.woken = NUMBERS_RETRY_SECONDS[0], False, False
             key = view.get("key") if isinstance(view, dict) else None
             if key != self.view_key:
                 # The page chose another view: its own answer for it may land after this round and

@@ -424,6 +424,62 @@ def test_a_round_backing_off_is_made_at_once_when_another_round_is_due(monkeypat
     assert data["rev"] == 8 and data["at"] == pytest.approx(due_at, abs=0.05)
 
 
+def test_a_round_due_while_one_fails_wakes_its_backoff_once_per_failing_spell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round that comes due while the round being made fails is made at once after the failure (it
+    is not lost to the backoff); but only the first wake of a failing spell cuts a backoff: a woken
+    round that fails too backs off even while rounds keep coming due (failures while events flow are
+    the load's — the pool or the statements timing out — and coming again every round sheds nothing)."""
+    import threading
+
+    import janus
+    import psycopg
+    from dash.backends.ws import DashWebsocketCallback
+
+    from callbacks import live as push
+
+    monkeypatch.setattr(push, "NUMBERS_RETRY_SECONDS", (30.0, 30.0))
+    view = {"key": ["150623", "year", None, None, "zh-CN"], "shown": None}
+    calls: list[int | None] = []
+    release = threading.Event()
+
+    def hook(data: object, rev: int | None) -> dict[str, Any] | None:
+        calls.append(rev)
+        if len(calls) == 1:
+            release.wait(10)  # the first round takes a while, then fails
+        raise psycopg.OperationalError("the database is away")
+
+    async def main() -> tuple[list[int | None], list[int | None]]:
+        queue: janus.Queue[str] = janus.Queue()
+        pending: dict[str, Any] = {}
+        ws = DashWebsocketCallback(pending, "r1", queue, threading.Event(), asyncio.get_running_loop())
+
+        async def browser() -> None:
+            while True:
+                msg = json.loads(await queue.async_q.get())
+                if msg["type"] == "get_props_request":
+                    pending[msg["requestId"]].set_result({"data": view})
+
+        page = asyncio.create_task(browser())
+        numbers = push._NumbersPush(ws, hook)
+        numbers.due(7)
+        await _until(lambda: calls == [7], "the first round to start")
+        numbers.due(8)  # due while the first round is being made
+        release.set()
+        await _until(lambda: len(calls) >= 2, "the round due meanwhile, made at once after the failure")
+        woken = list(calls)
+        numbers.due(9)  # due again while the woken round's backoff runs
+        await asyncio.sleep(1.0)
+        later = list(calls)
+        numbers.stop()
+        page.cancel()
+        queue.close()
+        return woken, later
+
+    woken, later = asyncio.run(main())
+    assert woken == [7, 8]
+    assert later == [7, 8]  # the second failure backs off (30 s): the round due at 9 waits for it
+
+
 def test_a_pushed_round_that_failed_or_was_not_answered_is_made_again_then_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
