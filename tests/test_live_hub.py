@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -61,6 +62,38 @@ async def _until(cond: Callable[[], bool], what: str) -> None:
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+class _Page:
+    """The page at the other end of a numbers push's WebSocket (callbacks/live.py ``_NumbersPush``),
+    reading Dash's queue as the browser's worker does: it answers the requests for its view but the
+    first ``unanswered`` (a page busy drawing), counts them, and keeps what it is sent."""
+
+    def __init__(self, view: dict[str, Any], unanswered: int = 0) -> None:
+        import janus
+        from dash.backends.ws import DashWebsocketCallback
+
+        self.view, self.unanswered = view, unanswered
+        self.queue: janus.Queue[str] = janus.Queue()
+        self.pending: dict[str, Any] = {}
+        self.ws = DashWebsocketCallback(self.pending, "r1", self.queue, threading.Event(), asyncio.get_running_loop())
+        self.sent: list[dict[str, Any]] = []
+        self.asks = 0
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            msg = json.loads(await self.queue.async_q.get())
+            if msg["type"] == "get_props_request":
+                self.asks += 1
+                if self.asks > self.unanswered:
+                    self.pending[msg["requestId"]].set_result({"data": self.view})
+            else:
+                self.sent.append(msg["payload"])
+
+    def close(self) -> None:
+        self.task.cancel()
+        self.queue.close()
 
 
 async def _collect(sub: Subscription, n: int) -> list[Any]:
@@ -369,11 +402,8 @@ def test_a_round_backing_off_is_made_at_once_when_another_round_is_due(monkeypat
     """A round that failed waits its backoff (1 s doubling to 30 s) — unless another round becomes
     due meanwhile: an event came, so the relay reads the database again, and the screen gets its
     numbers now, not at the end of a backoff grown during the outage. Timed from when it was first due."""
-    import threading
 
-    import janus
     import psycopg
-    from dash.backends.ws import DashWebsocketCallback
 
     from callbacks import live as push
 
@@ -389,21 +419,9 @@ def test_a_round_backing_off_is_made_at_once_when_another_round_is_due(monkeypat
         return {"rev": rev}
 
     async def main() -> tuple[list[dict[str, Any]], float, float]:
-        queue: janus.Queue[str] = janus.Queue()
-        pending: dict[str, Any] = {}
-        ws = DashWebsocketCallback(pending, "r1", queue, threading.Event(), asyncio.get_running_loop())
-        sent: list[dict[str, Any]] = []
-
-        async def browser() -> None:
-            while True:
-                msg = json.loads(await queue.async_q.get())
-                if msg["type"] == "get_props_request":
-                    pending[msg["requestId"]].set_result({"data": view})
-                else:
-                    sent.append(msg["payload"])
-
-        page = asyncio.create_task(browser())
-        numbers = push._NumbersPush(ws, hook)
+        page = _Page(view)
+        sent = page.sent
+        numbers = push._NumbersPush(page.ws, hook)
         due_at = time.time()
         numbers.due(7)
         await _until(lambda: calls == [7], "the first round to fail")
@@ -414,8 +432,7 @@ def test_a_round_backing_off_is_made_at_once_when_another_round_is_due(monkeypat
         await _until(lambda: len(sent) >= 1, "the round made at once")
         took = time.monotonic() - woken
         numbers.stop()
-        page.cancel()
-        queue.close()
+        page.close()
         return sent, due_at, took
 
     sent, due_at, took = asyncio.run(main())
@@ -429,11 +446,8 @@ def test_a_round_due_while_one_fails_wakes_its_backoff_once_per_failing_spell(mo
     is not lost to the backoff); but only the first wake of a failing spell cuts a backoff: a woken
     round that fails too backs off even while rounds keep coming due (failures while events flow are
     the load's — the pool or the statements timing out — and coming again every round sheds nothing)."""
-    import threading
 
-    import janus
     import psycopg
-    from dash.backends.ws import DashWebsocketCallback
 
     from callbacks import live as push
 
@@ -449,18 +463,8 @@ def test_a_round_due_while_one_fails_wakes_its_backoff_once_per_failing_spell(mo
         raise psycopg.OperationalError("the database is away")
 
     async def main() -> tuple[list[int | None], list[int | None]]:
-        queue: janus.Queue[str] = janus.Queue()
-        pending: dict[str, Any] = {}
-        ws = DashWebsocketCallback(pending, "r1", queue, threading.Event(), asyncio.get_running_loop())
-
-        async def browser() -> None:
-            while True:
-                msg = json.loads(await queue.async_q.get())
-                if msg["type"] == "get_props_request":
-                    pending[msg["requestId"]].set_result({"data": view})
-
-        page = asyncio.create_task(browser())
-        numbers = push._NumbersPush(ws, hook)
+        page = _Page(view)
+        numbers = push._NumbersPush(page.ws, hook)
         numbers.due(7)
         await _until(lambda: calls == [7], "the first round to start")
         numbers.due(8)  # due while the first round is being made
@@ -471,8 +475,7 @@ def test_a_round_due_while_one_fails_wakes_its_backoff_once_per_failing_spell(mo
         await asyncio.sleep(1.0)
         later = list(calls)
         numbers.stop()
-        page.cancel()
-        queue.close()
+        page.close()
         return woken, later
 
     woken, later = asyncio.run(main())
@@ -489,11 +492,8 @@ def test_a_pushed_round_that_failed_or_was_not_answered_is_made_again_then_sent(
     the push had not served yet gets one more round a while later (the page's own answer for it may
     have landed after the push's, with older figures); stopping the stream stops it. Dash's own
     WebSocket callback object, its queue read as the browser's worker reads it."""
-    import threading
 
-    import janus
     import psycopg
-    from dash.backends.ws import DashWebsocketCallback
 
     from callbacks import live as push
 
@@ -510,25 +510,9 @@ def test_a_pushed_round_that_failed_or_was_not_answered_is_made_again_then_sent(
         return {"round": len(calls), "rev": rev}
 
     async def main() -> tuple[list[dict[str, Any]], int, bool]:
-        queue: janus.Queue[str] = janus.Queue()
-        pending: dict[str, Any] = {}
-        ws = DashWebsocketCallback(pending, "r1", queue, threading.Event(), asyncio.get_running_loop())
-        sent: list[dict[str, Any]] = []
-        asks = 0
-
-        async def browser() -> None:  # the page: the first ask is left unanswered (a page busy drawing)
-            nonlocal asks
-            while True:
-                msg = json.loads(await queue.async_q.get())
-                if msg["type"] == "get_props_request":
-                    asks += 1
-                    if asks > 1:
-                        pending[msg["requestId"]].set_result({"data": view})
-                else:
-                    sent.append(msg["payload"])
-
-        page = asyncio.create_task(browser())
-        numbers = push._NumbersPush(ws, hook)
+        page = _Page(view, unanswered=1)  # the first ask is left unanswered (a page busy drawing)
+        sent = page.sent
+        numbers = push._NumbersPush(page.ws, hook)
         due_at = time.time()
         numbers.due(7)
         await _until(lambda: len(sent) >= 1, "the round made again and sent")
@@ -540,9 +524,8 @@ def test_a_pushed_round_that_failed_or_was_not_answered_is_made_again_then_sent(
         numbers.stop()
         await asyncio.sleep(0.05)
         stopped = numbers.task.done() and numbers.task.cancelled()
-        page.cancel()
-        queue.close()
-        return sent, asks, stopped, due_at
+        page.close()
+        return sent, page.asks, stopped, due_at
 
     sent, asks, stopped, due_at = asyncio.run(main())
     # ask 1 timed out, ask 2 → the hook failed, ask 3 → sent; the next round; the follow-up (after the newest)
