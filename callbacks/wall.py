@@ -12,16 +12,16 @@ see them (masking.ROOM_READER), camera links follow the reader's role (geodata/m
 
 The numbers (tiles, charts, panel, crumbs, ranking, van board) read the replica when one serves
 (services/runtime.py ``reading``; the primary's otherwise, and for a screen told of an event the
-replica has not replayed: the read floor of services/layer_answers.py). Their figures go through the
-Redis figure cache (geodata/kpi.py ``cached``), which the live hub drops at each event: a figure, read
-on the replica or on the primary, is kept only if it holds every event published that drops it.
+replica has not replayed: the read floor of services/layer_answers.py). A round reads its figures
+together — one look in the Redis figure cache, one statement for what it lacks, one keeping
+(geodata/kpi.py ``figures``) — then draws each part from them; the live hub drops that cache at each
+event, and a figure, read on the replica or on the primary, is kept only if it holds every event
+published that drops it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -234,12 +234,21 @@ def period_label(period: Period, t: Callable[[str], str]) -> str:
 def kpi_tiles(svc: Services, code: str, lang: str, period: Period | None = None) -> list[Component]:
     """The KPI tiles: resolved, rate and village share of ``period`` (default: this year), the
     rest as of now; the overdue-by-level chips filter the pins (a click: callbacks below)."""
-    t = translator(lang)
     period = period or period_of(DEFAULT_PERIOD)
-    with _connection(svc) as conn:
-        k = kpi.cached(
-            svc.redis, f"tiles:{code}:{period.key}", lambda: kpi.tiles(conn, code, period.start, period.end), conn=conn
-        )
+    return _tiles_view(_read(svc, _tiles_wanted(code, period)), code, lang, period)
+
+
+def _tiles_key(code: str, period: Period) -> str:
+    return f"tiles:{code}:{period.key}"
+
+
+def _tiles_wanted(code: str, period: Period) -> Wanted:
+    return {_tiles_key(code, period): kpi.tiles_figure(code, period.start, period.end)}
+
+
+def _tiles_view(figs: Figures, code: str, lang: str, period: Period) -> list[Component]:
+    t = translator(lang)
+    k = figs[_tiles_key(code, period)]
     overdue_total = sum(k["overdue"].values())
     p = period_label(period, t)
     tiles = [
@@ -287,13 +296,17 @@ def kpi_tiles(svc: Services, code: str, lang: str, period: Period | None = None)
 def top_types_chart(svc: Services, code: str, lang: str, period: Period | None = None) -> list[Component]:
     """The ten most frequent types of the cases reported in ``period`` (default: this year), under
     a title naming the period, as the tiles and the ranking do."""
-    t = translator(lang)
     period = period or period_of(DEFAULT_PERIOD)
-    first, after = period.start.date(), period.end.date()
-    with _connection(svc) as conn:
-        rows = kpi.cached(
-            svc.redis, f"types:{code}:{period.key}", lambda: kpi.top_types(conn, code, first, after), conn=conn
-        )
+    return _types_view(_read(svc, _types_wanted(code, period)), code, lang, period)
+
+
+def _types_wanted(code: str, period: Period) -> Wanted:
+    return {f"types:{code}:{period.key}": kpi.top_types_figure(code, period.start.date(), period.end.date())}
+
+
+def _types_view(figs: Figures, code: str, lang: str, period: Period) -> list[Component]:
+    t = translator(lang)
+    rows = figs[f"types:{code}:{period.key}"]
     title = html.H3(t("chart.top_types").format(p=period_label(period, t)))
     if not rows:
         return [title, html.Div("—", className="yitu-muted")]
@@ -316,9 +329,16 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
 
 
 def trend_chart(svc: Services, code: str, lang: str) -> Svg:
+    return _trend_view(_read(svc, _trend_wanted(code)), code, lang)
+
+
+def _trend_wanted(code: str) -> Wanted:
+    return {f"trend:{code}": kpi.trend_figure(code, 30)}
+
+
+def _trend_view(figs: Figures, code: str, lang: str) -> Svg:
     t = translator(lang)
-    with _connection(svc) as conn:
-        rows = kpi.cached(svc.redis, f"trend:{code}", lambda: kpi.trend(conn, code, 30), conn=conn)
+    rows = figs[f"trend:{code}"]
     w, h, pad = 300.0, 110.0, 14.0
     top = max([1] + [max(r["reported"], r["resolved"]) for r in rows])
 
@@ -366,16 +386,19 @@ def ranking_table(svc: Services, banner: str, lang: str, period: Period | None =
     (default: this year): the towns of a banner, the banners of the league/city root. A row opens
     its area (``data-href``: yitu_wall.js follows a click anywhere on the row; the name is a plain
     link too): a town's page, or the wall drilled down into a banner."""
-    t = translator(lang)
     parent = in_scope(banner)
     period = period or period_of(DEFAULT_PERIOD)
-    with _connection(svc) as conn:
-        rows = kpi.cached(
-            svc.redis,
-            f"ranking:{parent}:{period.key}",
-            lambda: kpi.town_ranking(conn, parent, period.start, period.end),
-            conn=conn,
-        )
+    return _ranking_view(_read(svc, _ranking_wanted(parent, period)), parent, lang, period)
+
+
+def _ranking_wanted(parent: str, period: Period) -> Wanted:
+    figure = kpi.town_ranking_figure(parent, period.start, period.end)
+    return {} if figure is None else {f"ranking:{parent}:{period.key}": figure}
+
+
+def _ranking_view(figs: Figures, parent: str, lang: str, period: Period) -> html.Table:
+    t = translator(lang)
+    rows = figs.get(f"ranking:{parent}:{period.key}", [])  # none: a grid cell ranks no children
     head = html.Tr(
         [
             html.Th("#"),
@@ -417,10 +440,17 @@ def van_board_rows(
     board as the rows' JSON joined: a league's 200 vans took 13 ms to build and 16–22 ms to serialize
     in every round of the live push, docs/scaling.md). A row is made again only when what it shows
     changes (its van's name, status or kilometre; the language, the row's type)."""
-    t = translator(lang)
     scope = identity.scope_of(who or identity.who_is_asking())
-    with _connection(svc) as conn:
-        rows = vans.board(conn, svc.settings.van_offline_seconds, scope)
+    return _board_view(_read(svc, _board_wanted(svc, scope)), lang, row_type)
+
+
+def _board_wanted(svc: Services, scope: str | None) -> Wanted:
+    return {"board": vans.board_figure(svc.settings.van_offline_seconds, scope)}
+
+
+def _board_view(figs: Figures, lang: str, row_type: str | None) -> list[tuple[Component, str]]:
+    t = translator(lang)
+    rows = figs["board"]
     return [_van_row(r["id"], r["name"], r["status"], f"{r['odometer_km']:.0f}", lang, row_type, t) for r in rows]
 
 
@@ -467,10 +497,21 @@ def _linked_row(cells: list[Component], href: str) -> html.Tr:
 
 
 def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
+    return _crumbs_view(_read(svc, _crumbs_wanted(code)), code)
+
+
+def _crumbs_wanted(code: str) -> Wanted:
+    return {f"ancestors:{code}": queries.areas_figure("area_ancestors", code), **_area_wanted(code)}
+
+
+def _area_wanted(code: str) -> Wanted:
+    return {f"area:{code}": queries.area_summary_figure(code)}
+
+
+def _crumbs_view(figs: Figures, code: str) -> list[Component]:
     who = identity.who_is_asking()
-    with _connection(svc) as conn:
-        chain = [a for a in reversed(queries.area_ancestors(conn, code)) if who.sees_area(a["code"])]
-        here = queries.area_summary(conn, code)
+    chain = [a for a in reversed(figs[f"ancestors:{code}"]) if who.sees_area(a["code"])]
+    here = figs[f"area:{code}"]
     items = [*chain, here] if here else chain
     out: list[Component] = []
     for i, a in enumerate(items):
@@ -483,16 +524,21 @@ def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
 def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
     """The selected area: name, code, level, its figures (the year's rate, as the tiles of the
     default period: one figure for both) and cases by step, a link to its page."""
-    t = translator(lang)
+    return _panel_view(_read(svc, _panel_wanted(code)), code, lang)
+
+
+def _panel_wanted(code: str) -> Wanted:
     year = period_of(DEFAULT_PERIOD)
-    with _connection(svc) as conn:
-        area = queries.area_summary(conn, code)
-        if area is None:
-            return [html.P(t("panel.hint"), className="yitu-muted")]
-        k = kpi.cached(
-            svc.redis, f"tiles:{code}:{year.key}", lambda: kpi.tiles(conn, code, year.start, year.end), conn=conn
-        )
-        steps = kpi.cached(svc.redis, f"steps:{code}", lambda: kpi.steps(conn, code), conn=conn)
+    return {**_area_wanted(code), **_tiles_wanted(code, year), f"steps:{code}": kpi.steps_figure(code)}
+
+
+def _panel_view(figs: Figures, code: str, lang: str) -> list[Component]:
+    t = translator(lang)
+    area = figs[f"area:{code}"]
+    if area is None:
+        return [html.P(t("panel.hint"), className="yitu-muted")]
+    k = figs[_tiles_key(code, period_of(DEFAULT_PERIOD))]
+    steps = figs[f"steps:{code}"]
     return [
         html.H3(t("panel.area")),
         html.Div(area["name"], className="yitu-panel-name", id="panel-name"),
@@ -706,41 +752,48 @@ def numbers_for(svc: Services, code: str, lang: str, period: Period, rev: int | 
     return numbers_round(_shared_numbers(svc, code, lang, period, rev), shown)
 
 
-# The connection the numbers' parts share while one computation runs (:func:`_connection`).
-_NUMBERS_CONN: ContextVar[psycopg.Connection[Any] | None] = ContextVar("yitu_numbers_conn", default=None)
+# What a part of the numbers reads (field in the figures' cache, or a name for what is read every
+# time → its figure), and what the reads gave (the same keys → the figures).
+Wanted = dict[str, queries.Figure]
+Figures = dict[str, Any]
 
 
-@contextmanager
-def _connection(svc: Services) -> Iterator[psycopg.Connection[Any]]:
-    """The connection for one of the numbers' parts: the computation's own while the parts run for
-    :func:`_shared_numbers` (seven parts, one checkout and its check instead of seven), else one of
-    the primary's pool (a part called alone: the dispatch page's board, tests)."""
-    shared = _NUMBERS_CONN.get()
-    if shared is not None:
-        yield shared
-        return
-    with svc.pool.connection() as conn:
-        yield conn
+def _read(svc: Services, wanted: Wanted, conn: psycopg.Connection[Any] | None = None) -> Figures:
+    """The figures of ``wanted`` through the figures' cache: one look in Redis, one statement for
+    the rest, one keeping (geodata/kpi.py ``figures``); on ``conn``, else on a connection of the
+    primary's pool (a part called alone: the dispatch page's board, tests)."""
+    if conn is not None:
+        return kpi.figures(svc.redis, conn, wanted)
+    with svc.pool.connection() as own:
+        return kpi.figures(svc.redis, own, wanted)
 
 
 def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: int | None) -> _Numbers:
     def compute() -> _Numbers:
+        parent = in_scope(ranking_parent(code))
+        scope = identity.scope_of(identity.who_is_asking())
+        wanted = {
+            **_tiles_wanted(code, period),
+            **_types_wanted(code, period),
+            **_trend_wanted(code),
+            **_panel_wanted(code),
+            **_crumbs_wanted(code),
+            **_ranking_wanted(parent, period),
+            **_board_wanted(svc, scope),
+        }
         with svc.reading() as conn:  # the replica's when it serves (inside the answer's read floor)
-            token = _NUMBERS_CONN.set(conn)
-            try:
-                return made()
-            finally:
-                _NUMBERS_CONN.reset(token)
+            figs = _read(svc, wanted, conn)  # the round's reads together, the parts drawn from them
+        return made(figs, parent)
 
-    def made() -> _Numbers:
-        board = van_board_rows(svc, lang, VAN_ROW)
+    def made(figs: Figures, parent: str) -> _Numbers:
+        board = _board_view(figs, lang, VAN_ROW)
         components: NumbersAnswer = (
-            kpi_tiles(svc, code, lang, period),
-            top_types_chart(svc, code, lang, period),
-            trend_chart(svc, code, lang),
-            area_panel(svc, code, lang),
-            crumbs(svc, code, lang),
-            ranking_table(svc, ranking_parent(code), lang, period),
+            _tiles_view(figs, code, lang, period),
+            _types_view(figs, code, lang, period),
+            _trend_view(figs, code, lang),
+            _panel_view(figs, code, lang),
+            _crumbs_view(figs, code),
+            _ranking_view(figs, parent, lang, period),
             [row for row, _ in board],  # BOARD
             ranking_title(lang, period, ranking_parent(code)),
         )

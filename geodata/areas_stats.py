@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from geodata.clock import CST, day_of
-from geodata.queries import chain_column, level_of, query
+from geodata.queries import Figure, chain_column, level_of, query, read_figure
 from geodata.workflow import LEVELS
 
 RANKING_FORMULA = (
@@ -100,15 +100,22 @@ def period_bounds(period: str, at: date) -> tuple[datetime, datetime]:
     )
 
 
-def ranking(
-    conn: psycopg.Connection, level: int, parent: str, start: datetime, end: datetime, now: datetime
-) -> list[dict[str, Any]]:
-    """The areas of ``level`` under ``parent`` ranked by the score of RANKING_FORMULA."""
+def ranking_figure(level: int, parent: str, start: datetime, end: datetime, now: datetime) -> Figure:
+    """The areas of ``level`` under ``parent`` ranked by the score of RANKING_FORMULA, as a figure
+    (geodata/queries.py: read alone or with the wall's other numbers)."""
     if not level_of(parent) < level <= 4:
         raise ValueError(f"level {level} is not below the level of {parent}")
     first, after = day_of(start), day_of(end)
     name = "ranking" if first is not None and after is not None else "ranking_scan"  # whole days: counters
-    stmt = sql.SQL(query(name)).format(column=chain_column(level, "c"), parent=chain_column(level_of(parent), "c"))
+    text = sql.SQL(query(name))
+    stmt = text.format(column=chain_column(level, "c"), parent=chain_column(level_of(parent), "c"))
     bounds = {"start": first, "end": after} if name == "ranking" else {"start": start, "end": end}
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(stmt, {"level": level, "parent_code": parent, **bounds, "now": now}).fetchall()
+    return Figure(stmt, {"level": level, "parent_code": parent, **bounds, "now": now})
+
+
+def ranking(
+    conn: psycopg.Connection, level: int, parent: str, start: datetime, end: datetime, now: datetime
+) -> list[dict[str, Any]]:
+    """The areas of ``level`` under ``parent`` ranked by the score of RANKING_FORMULA."""
+    rows: list[dict[str, Any]] = read_figure(conn, ranking_figure(level, parent, start, end, now))
+    return rows

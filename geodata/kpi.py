@@ -4,7 +4,9 @@ Each is one named SQL file over the KPI counters (``case_counters``, 033_counter
 of every level, day, type, step and level, kept in the transaction of each case change), plus the
 open cases' partial index for "overdue", which changes with the clock; the ``*_scan`` files
 compute the same from the cases (the baseline of bench/bench_kpi.py, and periods that are not
-whole days). Cached for a few seconds in Redis because every wall screen asks the same.
+whole days). Each is a figure (``*_figure``, geodata/queries.py ``Figure``): read alone, or with the
+others of a wall's round in one statement (:func:`figures`). Cached for a few seconds in Redis
+because every wall screen asks the same.
 :func:`cached` is the one cache of figures: the choropleth's numbers (layers/grids.py) live in
 it too, so one drop clears every figure a screen shows and the map agrees with the tiles.
 
@@ -23,7 +25,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -31,34 +33,24 @@ from typing import Any
 import psycopg
 import redis as redis_lib
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from geodata import areas_stats, db
 from geodata.breaker import Breaker
 from geodata.clock import CST, day_of
 from geodata.outbox import LAST_KEY
-from geodata.queries import chain_column, level_of, query
+from geodata.queries import Figure, chain_column, level_of, query, read_figure, read_together
 
 log = logging.getLogger("yitu.kpi")
 CACHE_SECONDS = 15
 
 
-def _run(conn: psycopg.Connection, name: str, code: str, **params: Any) -> list[dict[str, Any]]:
+def _figure(name: str, code: str, shape: Callable[[list[dict[str, Any]]], Any], **params: Any) -> Figure:
     stmt = sql.SQL(query(name)).format(column=chain_column(level_of(code)))
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(stmt, {"code": code, **params}).fetchall()
+    return Figure(stmt, {"code": code, **params}, shape)
 
 
-def tiles(
-    conn: psycopg.Connection, code: str, start: datetime | None = None, end: datetime | None = None
-) -> dict[str, Any]:
-    """The KPI tiles of ``code``; the resolved, rate and village share of the period [start, end)
-    (the ``_ytd`` keys; default the year to date), the rest as of now."""
-    first, after = day_of(start), day_of(end)
-    if (start is None or first is not None) and (end is None or after is not None):
-        row = _run(conn, "kpi_area", code, start=first, end=after)[0]
-    else:  # a period that is not whole days: the counters count by day, the cases can say
-        row = _run(conn, "kpi_area_scan", code, start=start, end=end)[0]
+def _tiles(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    row = rows[0]
     rate = row["resolved_of_reported_ytd"] / row["reported_ytd"] if row["reported_ytd"] else None
     share = row["resolved_low_ytd"] / row["resolved_ytd"] if row["resolved_ytd"] else None
     return {
@@ -69,39 +61,84 @@ def tiles(
     }
 
 
+def tiles_figure(code: str, start: datetime | None = None, end: datetime | None = None) -> Figure:
+    """The KPI tiles of ``code``; the resolved, rate and village share of the period [start, end)
+    (the ``_ytd`` keys; default the year to date), the rest as of now."""
+    first, after = day_of(start), day_of(end)
+    if (start is None or first is not None) and (end is None or after is not None):
+        return _figure("kpi_area", code, _tiles, start=first, end=after)
+    # a period that is not whole days: the counters count by day, the cases can say
+    return _figure("kpi_area_scan", code, _tiles, start=start, end=end)
+
+
+def tiles(
+    conn: psycopg.Connection, code: str, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """:func:`tiles_figure`, read."""
+    figure: dict[str, Any] = read_figure(conn, tiles_figure(code, start, end))
+    return figure
+
+
+def _steps(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {r["step"]: r["n"] for r in rows}
+
+
+def steps_figure(code: str) -> Figure:
+    return _figure("kpi_steps", code, _steps)
+
+
 def steps(conn: psycopg.Connection, code: str) -> dict[str, int]:
-    return {r["step"]: r["n"] for r in _run(conn, "kpi_steps", code)}
+    figure: dict[str, int] = read_figure(conn, steps_figure(code))
+    return figure
 
 
-def top_types(
-    conn: psycopg.Connection, code: str, first: date | None = None, after: date | None = None
-) -> list[dict[str, Any]]:
+def top_types_figure(code: str, first: date | None = None, after: date | None = None) -> Figure:
     """The ten most frequent types among the cases reported on the days [first, after) (China
     time); by default this quarter, up to today."""
     if first is None or after is None:
         today = datetime.now(CST).date()
         first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
         after = today + timedelta(days=1)
-    return _run(conn, "kpi_top_types", code, first=first, after=after)
+    return _figure("kpi_top_types", code, list, first=first, after=after)
+
+
+def top_types(
+    conn: psycopg.Connection, code: str, first: date | None = None, after: date | None = None
+) -> list[dict[str, Any]]:
+    """:func:`top_types_figure`, read."""
+    figure: list[dict[str, Any]] = read_figure(conn, top_types_figure(code, first, after))
+    return figure
+
+
+def trend_figure(code: str, days: int = 30) -> Figure:
+    return _figure("kpi_trend", code, list, days=days)
 
 
 def trend(conn: psycopg.Connection, code: str, days: int = 30) -> list[dict[str, Any]]:
-    return _run(conn, "kpi_trend", code, days=days)
+    figure: list[dict[str, Any]] = read_figure(conn, trend_figure(code, days))
+    return figure
+
+
+def town_ranking_figure(banner: str, start: datetime | None = None, end: datetime | None = None) -> Figure | None:
+    """季排名: the banner's towns (the children of any area given) for the period [start, end),
+    the current quarter by default (the same formula as /api/v1/stats/ranking); None for a grid
+    cell, which has no children to rank."""
+    level = level_of(banner) + 1
+    if level > 4:
+        return None
+    now = datetime.now(UTC)
+    if start is None or end is None:
+        start, end = areas_stats.period_bounds("quarter", now.astimezone(CST).date())
+    return areas_stats.ranking_figure(level, banner, start, end, now)
 
 
 def town_ranking(
     conn: psycopg.Connection, banner: str, start: datetime | None = None, end: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """季排名: the banner's towns (the children of any area given) for the period [start, end),
-    the current quarter by default (the same formula as /api/v1/stats/ranking); a grid cell has
-    no children to rank."""
-    level = level_of(banner) + 1
-    if level > 4:
-        return []
-    now = datetime.now(UTC)
-    if start is None or end is None:
-        start, end = areas_stats.period_bounds("quarter", now.astimezone(CST).date())
-    return areas_stats.ranking(conn, level, banner, start, end, now)
+    """:func:`town_ranking_figure`, read."""
+    figure = town_ranking_figure(banner, start, end)
+    rows: list[dict[str, Any]] = [] if figure is None else read_figure(conn, figure)
+    return rows
 
 
 def _default(value: object) -> object:
@@ -117,16 +154,19 @@ def _default(value: object) -> object:
 CACHE_KEY = "yitu:cache:kpi"
 # The event families whose events drop the cached figures (services/live.py): what they count.
 FIGURE_FAMILIES = ("case", "dispatch", "areas")
-# Keeps a figure only if no event of FIGURE_FAMILIES newer than what its read held is published.
-# KEYS: CACHE_KEY, LAST_KEY; ARGV: field, value, expiry (s), the outbox id the read held, then the
-# families. 1 kept, 0 not.
+# Keeps figures only if no event of FIGURE_FAMILIES newer than what their read held is published.
+# KEYS: CACHE_KEY, LAST_KEY; ARGV: expiry (s), the outbox id the read held, the number of families,
+# the families, then a field and its value for each figure. 1 kept, 0 not.
 _KEEP_IF_HELD = """
-local held = tonumber(ARGV[4])
-for i = 5, #ARGV do
+local held = tonumber(ARGV[2])
+local fams = tonumber(ARGV[3])
+for i = 4, 3 + fams do
   if tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0') > held then return 0 end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+for i = 4 + fams, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 _breaker = Breaker()
@@ -167,8 +207,7 @@ def cached(
             pipe.expire(CACHE_KEY, ttl * 4)  # an idle hash goes away by itself
             pipe.execute()
         else:
-            args: list[str | int] = [key, entry, ttl * 4, held, *FIGURE_FAMILIES]
-            _keep_if_held(redis, [CACHE_KEY, LAST_KEY], args)
+            _keep_if_held(redis, held, {key: entry}, ttl)
     except redis_lib.RedisError as exc:
         _breaker.trip(redis)
         log.warning("kpi not cached error=%s", type(exc).__name__)
@@ -180,12 +219,58 @@ def cached(
 _KEEP_SHA = hashlib.sha1(_KEEP_IF_HELD.encode()).hexdigest()  # Redis names a script by its SHA-1
 
 
-def _keep_if_held(redis: redis_lib.Redis, keys: list[str], args: list[str | int]) -> None:
-    """Run the keeping script by its digest (computed once), loading it when the server lacks it."""
+def _keep_if_held(redis: redis_lib.Redis, held: int, entries: dict[str, str], ttl: int) -> None:
+    """Keep ``entries`` (field → value) if no event that drops them came after ``held``: the keeping
+    script by its digest (computed once), loaded when the server lacks it."""
+    keys = [CACHE_KEY, LAST_KEY]
+    args: list[str | int] = [ttl * 4, held, len(FIGURE_FAMILIES), *FIGURE_FAMILIES]
+    for field, value in entries.items():
+        args += [field, value]
     try:
         redis.evalsha(_KEEP_SHA, len(keys), *keys, *args)
     except redis_lib.exceptions.NoScriptError:
         redis.eval(_KEEP_IF_HELD, len(keys), *keys, *args)
+
+
+def figures(
+    redis: redis_lib.Redis, conn: psycopg.Connection[Any], wanted: Mapping[str, Figure], ttl: int = CACHE_SECONDS
+) -> dict[str, Any]:
+    """The figures of ``wanted`` (its keys: their fields in the cache), as :func:`cached` gives one,
+    with one look in Redis for all, one statement for those it lacks (geodata/queries.py
+    ``read_together``: the van board and the area's names among them, which are never kept) and one
+    keeping of what was read — a round of the wall's numbers made some twenty round trips to Redis and
+    the database one after the other (docs/scaling.md). Kept only if ``conn``'s read held every event
+    published that drops them, as :func:`cached` keeps one."""
+    found: dict[str, Any] = {}
+    keyed = [k for k, f in wanted.items() if f.kept]
+    usable = not _breaker.open(redis)
+    if keyed and usable:
+        try:
+            hits = redis.hmget(CACHE_KEY, keyed)
+        except redis_lib.RedisError as exc:
+            _breaker.trip(redis)
+            log.warning("kpi cache unavailable error=%s", type(exc).__name__)
+            usable = False
+        else:
+            for key, hit in zip(keyed, hits, strict=True):
+                fresh = _fresh(hit, ttl)
+                if fresh is not None:
+                    found[key] = fresh[0]
+    missing = {k: f for k, f in wanted.items() if k not in found}
+    to_keep = [k for k, f in missing.items() if f.kept] if usable else []
+    held = _held(conn) if to_keep else None  # before the read: the figures hold at least this
+    read = read_together(conn, missing)
+    if held is not None:
+        now = time.time()
+        entries = {k: json.dumps({"t": now, "v": read[k]}) for k in to_keep}
+        try:
+            _keep_if_held(redis, held, entries, ttl)
+        except redis_lib.RedisError as exc:
+            _breaker.trip(redis)
+            log.warning("kpi not cached error=%s", type(exc).__name__)
+        else:
+            _breaker.reset(redis)
+    return {**found, **read}
 
 
 def _held(conn: psycopg.Connection[Any]) -> int:

@@ -6,8 +6,9 @@ cases_in_area) goes through ``psycopg.sql.Identifier`` from a fixed table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -153,9 +154,65 @@ def cases_in_area(
         return cur.execute(stmt, params).fetchall()
 
 
-def _areas(conn: psycopg.Connection, name: str, code: str) -> list[dict[str, Any]]:
+# --- figures read together ----------------------------------------------------------------------
+
+
+def _rows(rows: list[dict[str, Any]]) -> Any:
+    return rows
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One read among those a screen's numbers make together (callbacks/wall.py): its statement and
+    parameters, what its rows become (``shape``: the same function whether the rows come as the
+    statement's own or as JSON gives them back, :func:`read_together`), and whether it may be kept
+    in the figures' cache (geodata/kpi.py; the van board and the area's names are read every time:
+    the events that drop that cache do not say when they change)."""
+
+    stmt: sql.SQL | sql.Composed
+    params: Mapping[str, Any] = field(default_factory=dict)
+    shape: Callable[[list[dict[str, Any]]], Any] = _rows
+    kept: bool = True
+
+
+def read_figure(conn: psycopg.Connection, figure: Figure) -> Any:
+    """One figure alone, from its statement's own rows (dates as dates, numerics as Decimals)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query(name), {"code": code}).fetchall()
+        return figure.shape(cur.execute(figure.stmt, figure.params).fetchall())
+
+
+_PLACEHOLDER = re.compile(r"(?<!%)%\((\w+)\)s")
+
+
+def read_together(conn: psycopg.Connection, figures: Mapping[str, Figure]) -> dict[str, Any]:
+    """Every figure of ``figures`` by one statement: a column each, its rows as a JSON array (dates
+    as ISO text, numerics as numbers: as the figures' cache gives them back), in its statement's
+    order (an aggregate over an ordered subquery keeps its order in PostgreSQL). A wall's round of
+    numbers read nine statements one after the other, each a round trip to the server and a wait for
+    the GIL under load (docs/scaling.md); it is one now. Each statement's placeholders are renamed
+    for its column (``%(code)s`` → ``%(code__3)s``), so two figures may give one name two values."""
+    if not figures:
+        return {}
+    columns: list[str] = []
+    params: dict[str, Any] = {}
+    for i, f in enumerate(figures.values()):
+        text = _PLACEHOLDER.sub(rf"%(\1__{i})s", f.stmt.as_string(conn))
+        columns.append(f"(SELECT coalesce(json_agg(q), '[]'::json) FROM (\n{text}\n) q) AS f{i}")
+        params.update({f"{k}__{i}": v for k, v in f.params.items()})
+    # our own files' text and the fixed identifiers of chain_column; every value goes as a parameter
+    row = conn.execute("SELECT " + ",\n".join(columns), params).fetchone()
+    assert row is not None  # a SELECT of scalar subqueries has one row
+    return {name: f.shape(rows) for (name, f), rows in zip(figures.items(), row, strict=True)}
+
+
+def areas_figure(name: str, code: str) -> Figure:
+    """The areas a named query lists for ``code`` (its ancestors, children, neighbours), read every time."""
+    return Figure(sql.SQL(query(name)), {"code": code}, kept=False)
+
+
+def _areas(conn: psycopg.Connection, name: str, code: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = read_figure(conn, areas_figure(name, code))
+    return rows
 
 
 def area_children(conn: psycopg.Connection, code: str) -> list[dict[str, Any]]:
@@ -261,15 +318,24 @@ def area_cases_count(conn: psycopg.Connection, code: str, flt: CaseFilter, scope
     return int(row[0]) if row else 0
 
 
+def _first(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return rows[0] if rows else None
+
+
+def area_summary_figure(code: str) -> Figure:
+    """Name, level, parent and bounds (minx, miny, maxx, maxy) of one area (None: no such area)."""
+    stmt = sql.SQL(
+        """SELECT code, name, level, parent_code,
+                  ARRAY[ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)] AS bounds
+           FROM areas WHERE code = %(code)s"""
+    )
+    return Figure(stmt, {"code": code}, _first, kept=False)
+
+
 def area_summary(conn: psycopg.Connection, code: str) -> dict[str, Any] | None:
     """Name, level, parent and bounds (minx, miny, maxx, maxy) of one area."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            """SELECT code, name, level, parent_code,
-                      ARRAY[ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)] AS bounds
-               FROM areas WHERE code = %s""",
-            (code,),
-        ).fetchone()
+    summary: dict[str, Any] | None = read_figure(conn, area_summary_figure(code))
+    return summary
 
 
 def banner(conn: psycopg.Connection) -> dict[str, Any] | None:

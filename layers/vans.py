@@ -11,29 +11,36 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg import sql
 
 from geodata import tracking
+from geodata.queries import Figure, read_figure
 from layers.registry import Filter, Layer
+
+
+def board_figure(offline_seconds: float = 300, scope: str | None = None, van: str | None = None) -> Figure:
+    """The van status board: every van a reader scoped to ``scope`` sees (its banner's and the
+    league's; None: all), or ``van`` alone, its status (offline when silent too long), mileage and
+    where it was last (lon, lat; None before its first fix: the wall focuses the map on it). Read
+    every time (the vans' moves do not drop the figures' cache)."""
+    stmt = sql.SQL(
+        """SELECT id, name, plate,
+                  yitu_van_status(status, last_seen_at, make_interval(secs => %(offline)s)) AS status,
+                  odometer_km, cases_mediated, last_seen_at, ST_X(geom) AS lon, ST_Y(geom) AS lat
+           FROM vans
+           WHERE (%(van)s::text IS NULL OR id = %(van)s)
+             AND yitu_van_in_scope(%(scope)s::text, yitu_van_banner(base_center_id))
+           ORDER BY id"""
+    )
+    return Figure(stmt, {"offline": offline_seconds, "scope": scope, "van": van}, kept=False)
 
 
 def board(
     conn: psycopg.Connection, offline_seconds: float = 300, scope: str | None = None, van: str | None = None
 ) -> list[dict[str, Any]]:
-    """The van status board: every van a reader scoped to ``scope`` sees (its banner's and the
-    league's; None: all), or ``van`` alone, its status (offline when silent too long), mileage and
-    where it was last (lon, lat; None before its first fix: the wall focuses the map on it)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            """SELECT id, name, plate,
-                      yitu_van_status(status, last_seen_at, make_interval(secs => %(offline)s)) AS status,
-                      odometer_km, cases_mediated, last_seen_at, ST_X(geom) AS lon, ST_Y(geom) AS lat
-               FROM vans
-               WHERE (%(van)s::text IS NULL OR id = %(van)s)
-                 AND yitu_van_in_scope(%(scope)s::text, yitu_van_banner(base_center_id))
-               ORDER BY id""",
-            {"offline": offline_seconds, "scope": scope, "van": van},
-        ).fetchall()
+    """:func:`board_figure`, read."""
+    rows: list[dict[str, Any]] = read_figure(conn, board_figure(offline_seconds, scope, van))
+    return rows
 
 
 def _card(conn: psycopg.Connection, props: Mapping[str, Any], configured: Mapping[str, Any]) -> dict[str, Any] | None:
