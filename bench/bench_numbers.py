@@ -15,7 +15,8 @@ Each variant runs in a process of its own — this checkout, and with ``--agains
 ``git worktree`` of REV run by the same interpreter —, the variants' rounds taken in turns. ``--busy``:
 the numbers of threads that meanwhile run plain Python in the same process, as an app process's other
 requests do under a centre's load (bench_mix): every wait on the network gives the GIL away, and
-getting it back takes a switch interval (5 ms) while they run. Prints per variant and busy count the
+getting it back takes a switch interval (5 ms) while they run. They spin only while their process's
+round runs (the other variants' rounds run on a machine as quiet as it is). Prints per variant and busy count the
 median, p95 and max of a round, in milliseconds.
 """
 
@@ -32,6 +33,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,12 +52,13 @@ from services.settings import Settings
 
 dsn, redis_url, banner, busy = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 svc = _open_services(Settings(database_url=dsn, redis_url=redis_url, _env_file=None))
-stop = threading.Event()
+running = threading.Event()  # the busy threads spin only while a round runs: other variants' rounds run alone
 
 def spin() -> None:
     n = 0
-    while not stop.is_set():
-        n += 1
+    while running.wait():
+        while running.is_set():
+            n += 1
 
 for _ in range(busy):
     threading.Thread(target=spin, daemon=True).start()
@@ -65,10 +68,12 @@ with acting_as(Principal(1, "bench", "screen", None, kind="screen")):
     for line in sys.stdin:
         svc.redis.delete(kpi.CACHE_KEY)  # as the live hub at a case event
         svc.layer_answers = LayerAnswers()  # no screen's shared answer either
+        running.set()
         t0 = time.perf_counter()
         wall.numbers(svc, banner, "zh-CN", period, None)
-        print(json.dumps((time.perf_counter() - t0) * 1000), flush=True)
-stop.set()
+        spent = time.perf_counter() - t0
+        running.clear()
+        print(json.dumps(spent * 1000), flush=True)
 """
 
 
@@ -88,6 +93,8 @@ def main() -> None:
         ap.error("--busy: a comma list of whole numbers, as 0,2")
     if not busy_counts or any(not 0 <= b <= 16 for b in busy_counts):
         ap.error("--busy: each 0 to 16")
+    if len(set(busy_counts)) != len(busy_counts):
+        ap.error("--busy: each count once")
     if not 0 <= args.redis_db <= 15:
         ap.error("--redis-db: 0 to 15")
 
@@ -97,7 +104,8 @@ def main() -> None:
 
     name = {"banner": "yitu_bench_demo", "city": "yitu_bench"}[args.scale]
     dsn = seeded_database(args.scale, name)
-    redis_url = EmbeddedStack(Settings()).redis_url().rsplit("/", 1)[0] + f"/{args.redis_db}"
+    stack_redis = urlsplit(EmbeddedStack(Settings()).redis_url())
+    redis_url = urlunsplit(stack_redis._replace(path=f"/{args.redis_db}"))
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
@@ -116,9 +124,10 @@ def main() -> None:
     try:
         if args.against:
             worktree = home / "against"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", "-q", str(worktree), args.against], cwd=ROOT, check=True
-            )
+            add = ["git", "worktree", "add", "--detach", "-q", str(worktree), args.against]
+            if subprocess.run(add, cwd=ROOT, check=False).returncode != 0:
+                worktree = None
+                ap.error(f"--against {args.against}: not a commit of this repository (git's words above)")
             missing = [p for p in PACKAGES if not (worktree / p).is_dir()]
             if missing:
                 ap.error(f"--against {args.against}: no {', '.join(missing)} there")
@@ -151,7 +160,10 @@ def main() -> None:
         for child in children.values():
             if child.stdin is not None:
                 child.stdin.close()
-            child.wait(30)
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
         if worktree is not None:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False)
         shutil.rmtree(home, ignore_errors=True)

@@ -524,20 +524,22 @@ def _crumbs_view(figs: Figures, code: str) -> list[Component]:
 def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
     """The selected area: name, code, level, its figures (the year's rate, as the tiles of the
     default period: one figure for both) and cases by step, a link to its page."""
-    return _panel_view(_read(svc, _panel_wanted(code)), code, lang)
-
-
-def _panel_wanted(code: str) -> Wanted:
     year = period_of(DEFAULT_PERIOD)
+    return _panel_view(_read(svc, _panel_wanted(code, year)), code, lang, year)
+
+
+def _panel_wanted(code: str, year: Period) -> Wanted:
+    """``year``: the default period, named once for the reads and the view (a round made across
+    midnight on 1 January would look for the new year's tiles among the old year's)."""
     return {**_area_wanted(code), **_tiles_wanted(code, year), f"steps:{code}": kpi.steps_figure(code)}
 
 
-def _panel_view(figs: Figures, code: str, lang: str) -> list[Component]:
+def _panel_view(figs: Figures, code: str, lang: str, year: Period) -> list[Component]:
     t = translator(lang)
     area = figs[f"area:{code}"]
     if area is None:
         return [html.P(t("panel.hint"), className="yitu-muted")]
-    k = figs[_tiles_key(code, period_of(DEFAULT_PERIOD))]
+    k = figs[_tiles_key(code, year)]
     steps = figs[f"steps:{code}"]
     return [
         html.H3(t("panel.area")),
@@ -772,26 +774,27 @@ def _shared_numbers(svc: Services, code: str, lang: str, period: Period, rev: in
     def compute() -> _Numbers:
         parent = in_scope(ranking_parent(code))
         scope = identity.scope_of(identity.who_is_asking())
+        year = period_of(DEFAULT_PERIOD)
         wanted = {
             **_tiles_wanted(code, period),
             **_types_wanted(code, period),
             **_trend_wanted(code),
-            **_panel_wanted(code),
+            **_panel_wanted(code, year),
             **_crumbs_wanted(code),
             **_ranking_wanted(parent, period),
             **_board_wanted(svc, scope),
         }
         with svc.reading() as conn:  # the replica's when it serves (inside the answer's read floor)
             figs = _read(svc, wanted, conn)  # the round's reads together, the parts drawn from them
-        return made(figs, parent)
+        return made(figs, parent, year)
 
-    def made(figs: Figures, parent: str) -> _Numbers:
+    def made(figs: Figures, parent: str, year: Period) -> _Numbers:
         board = _board_view(figs, lang, VAN_ROW)
         components: NumbersAnswer = (
             _tiles_view(figs, code, lang, period),
             _types_view(figs, code, lang, period),
             _trend_view(figs, code, lang),
-            _panel_view(figs, code, lang),
+            _panel_view(figs, code, lang, year),
             _crumbs_view(figs, code),
             _ranking_view(figs, parent, lang, period),
             [row for row, _ in board],  # BOARD

@@ -190,14 +190,19 @@ def read_together(conn: psycopg.Connection, figures: Mapping[str, Figure]) -> di
     order (an aggregate over an ordered subquery keeps its order in PostgreSQL). A wall's round of
     numbers read nine statements one after the other, each a round trip to the server and a wait for
     the GIL under load (docs/scaling.md); it is one now. Each statement's placeholders are renamed
-    for its column (``%(code)s`` → ``%(code__3)s``), so two figures may give one name two values."""
+    for its column (``%(code)s`` → ``%(code__3)s``), so two figures may give one name two values.
+    The statement timeout now bounds their sum: the wall's figures read counters (tens of ms at
+    league scale, docs/performance.md); the ``*_scan`` variants, for periods that are not whole
+    days, are made by no page."""
     if not figures:
         return {}
     columns: list[str] = []
     params: dict[str, Any] = {}
     for i, f in enumerate(figures.values()):
         text = _PLACEHOLDER.sub(rf"%(\1__{i})s", f.stmt.as_string(conn))
-        columns.append(f"(SELECT coalesce(json_agg(q), '[]'::json) FROM (\n{text}\n) q) AS f{i}")
+        # (the row's alias is one no figure's column takes: json_agg(alias) of a column so named
+        # would aggregate that column instead of the rows)
+        columns.append(f"(SELECT coalesce(json_agg(yitu_row), '[]'::json) FROM (\n{text}\n) yitu_row) AS f{i}")
         params.update({f"{k}__{i}": v for k, v in f.params.items()})
     # our own files' text and the fixed identifiers of chain_column; every value goes as a parameter
     row = conn.execute("SELECT " + ",\n".join(columns), params).fetchone()
