@@ -400,6 +400,13 @@ def register(app: Dash, get: Callable[[], Services], get_runtime: Callable[[], C
         # while its button was being replaced was lost.
         return only_changed([card, candidates, cameras, focus, board, visits_panel(svc, who, code, lang)], shown)
 
+    # On a phone the case card is below the map: the page scrolls to it when a case is picked.
+    app.clientside_callback(
+        "function(code) { return window.yitu.dispatch.showCase(code); }",
+        Input(Ids.SELECTED, "data"),
+        prevent_initial_call=True,
+    )
+
     @app.callback(Output(Ids.MAP, "viewport"), Input(Ids.SELECTED, "data"), prevent_initial_call=True)
     def _fly(code: str | None) -> dict[str, Any] | NoUpdate:
         if not is_case_code(code):

@@ -328,6 +328,39 @@ def test_a_dispatcher_signs_in_picks_a_case_and_sends_a_van_in_one_click(
     wall.close()
 
 
+@pytest.mark.browser
+def test_on_a_phone_picking_a_case_scrolls_to_its_card(
+    live_server, demo_db: str, redis_url: str, browser: Browser
+) -> None:  # type: ignore[no-untyped-def]
+    """At 390×844 the desk is one column — the queue, the map, then the case card, below the fold: a
+    case picked in the queue brings its card into view."""
+    srv = live_server(demo_db, redis_url)
+    create_user(demo_db, "dispatcher", name="手机调度")
+    w = Watched(browser, srv.url, width=390, height=844)
+    p = w.page
+    p.goto(srv.url + "/dispatch")
+    p.wait_for_selector("#username")
+    p.fill("#username", "手机调度")
+    p.fill("#password", PASSWORD)
+    p.click("#signin")
+    p.wait_for_selector(".yitu-queue-item", timeout=15_000)
+    top = "() => document.getElementById('dispatch-case').getBoundingClientRect().top"
+    assert p.evaluate("() => window.scrollY") == 0
+    assert p.evaluate("() => document.getElementById('dispatch-map').getBoundingClientRect().bottom") > 844 / 2
+    item = p.locator(".yitu-queue-item").first
+    code = item.get_attribute("data-code")
+    item.click()
+    assert code
+    p.wait_for_function("c => document.getElementById('dispatch-case').innerText.includes(c)", arg=code, timeout=15_000)
+    # the card starts below the map: in view only because the page scrolled to it
+    p.wait_for_function(f"() => {{ const t = ({top})(); return t >= 0 && t < 844 / 2; }}", timeout=5_000)
+    assert p.evaluate("() => window.scrollY") > 844 / 2
+    ARTIFACTS.mkdir(exist_ok=True)
+    p.screenshot(path=str(ARTIFACTS / "dispatch-picked-390x844.png"))
+    w.problems = [x for x in w.problems if "Password field" not in x]
+    w.close()
+
+
 def test_dispatch_page_without_a_territory_says_so(db_url: str, redis_url: str, tmp_path: Path) -> None:
     with TestClient(create_app(settings_for(db_url, redis_url, tmp_path))) as c, identity.acting_as(_who("dispatcher")):
         out = render(_svc(c), "/dispatch", "")  # for the signed-in dispatcher the guard let in (unbound: 401)

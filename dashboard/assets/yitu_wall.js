@@ -42,4 +42,32 @@
       window.dash_clientside.set_props("wall-van-focus", { data: { van: van.getAttribute("data-van"), at: Date.now() } });
     }
   });
+
+  // The dispatch desk on a phone (one column up to 700 px wide, yitu_phone.css): a case picked in
+  // the queue or on the map fills the case card below the map; the page scrolls to the card, which the
+  // dispatcher otherwise had to look for past the map (callbacks/dispatch.py calls it when a case is
+  // picked). Above the card only the queue and the map, so where it starts does not depend on its
+  // content; but an empty card is not shown (yitu.css .yitu-card:empty): the first pick waits for the
+  // card to be filled (at most 15 s, then lets it be).
+  var yitu = (window.yitu = window.yitu || {});
+  yitu.dispatch = {
+    showCase: function (code) {
+      var card = document.getElementById("dispatch-case");
+      if (!code || !card || !window.matchMedia || !window.matchMedia("(max-width: 700px)").matches) {
+        return window.dash_clientside.no_update;
+      }
+      if (card.childElementCount) {
+        card.scrollIntoView({ block: "start" });
+      } else {
+        var watch = new MutationObserver(function () {
+          if (!card.childElementCount) { return; }
+          watch.disconnect();
+          card.scrollIntoView({ block: "start" });
+        });
+        watch.observe(card, { childList: true });
+        window.setTimeout(function () { watch.disconnect(); }, 15000);
+      }
+      return window.dash_clientside.no_update;
+    }
+  };
 })();
