@@ -186,34 +186,55 @@ def cached(
     ``conn``: the connection ``compute`` reads; given, the figure is kept only if it holds every
     event published that drops the cache (see the module).
     """
-    if _breaker.open(redis):  # Redis failed a moment ago: compute without waiting on it again
+    found = _look(redis, [key], ttl)
+    if found is None:  # Redis away: computed, not kept
         return _plain(compute())
+    if key in found:
+        return found[key]
+    held = None if conn is None else _held(conn)  # before the read: the figure holds at least this
+    value = _plain(compute())
+    _keep(redis, held, {key: value}, ttl)
+    return value
+
+
+def _look(redis: redis_lib.Redis, keys: list[str], ttl: int) -> dict[str, Any] | None:
+    """The fresh figures of ``keys`` in the cache (one HMGET), or None when Redis does not answer
+    (the breaker open, or tripped now: the callers then compute and keep nothing)."""
+    if _breaker.open(redis):  # Redis failed a moment ago: compute without waiting on it again
+        return None
     try:
-        hit = redis.hget(CACHE_KEY, key)
+        hits = redis.hmget(CACHE_KEY, keys)
     except redis_lib.RedisError as exc:
         _breaker.trip(redis)
         log.warning("kpi cache unavailable error=%s", type(exc).__name__)
-        return _plain(compute())
-    fresh = _fresh(hit, ttl)
-    if fresh is not None:
-        return fresh[0]
-    held = None if conn is None else _held(conn)  # before the read: the figure holds at least this
-    value = _plain(compute())
-    entry = json.dumps({"t": time.time(), "v": value})
+        return None
+    found: dict[str, Any] = {}
+    for key, hit in zip(keys, hits, strict=True):
+        fresh = _fresh(hit, ttl)
+        if fresh is not None:
+            found[key] = fresh[0]
+    return found
+
+
+def _keep(redis: redis_lib.Redis, held: int | None, values: dict[str, Any], ttl: int) -> None:
+    """Keep ``values`` (field → figures) with the time: only if no event that drops them came after
+    ``held`` (the outbox id their read held), or, with no ``held`` (no connection to tell), as they are."""
+    now = time.time()
+    entries = {key: json.dumps({"t": now, "v": value}) for key, value in values.items()}
     try:
         if held is None:
             pipe = redis.pipeline(transaction=False)
-            pipe.hset(CACHE_KEY, key, entry)
+            for key, entry in entries.items():
+                pipe.hset(CACHE_KEY, key, entry)
             pipe.expire(CACHE_KEY, ttl * 4)  # an idle hash goes away by itself
             pipe.execute()
         else:
-            _keep_if_held(redis, held, {key: entry}, ttl)
+            _keep_if_held(redis, held, entries, ttl)
     except redis_lib.RedisError as exc:
         _breaker.trip(redis)
         log.warning("kpi not cached error=%s", type(exc).__name__)
-        return value
+        return
     _breaker.reset(redis)
-    return value
 
 
 _KEEP_SHA = hashlib.sha1(_KEEP_IF_HELD.encode()).hexdigest()  # Redis names a script by its SHA-1
@@ -241,36 +262,15 @@ def figures(
     keeping of what was read — a round of the wall's numbers made some twenty round trips to Redis and
     the database one after the other (docs/scaling.md). Kept only if ``conn``'s read held every event
     published that drops them, as :func:`cached` keeps one."""
-    found: dict[str, Any] = {}
     keyed = [k for k, f in wanted.items() if f.kept]
-    usable = not _breaker.open(redis)
-    if keyed and usable:
-        try:
-            hits = redis.hmget(CACHE_KEY, keyed)
-        except redis_lib.RedisError as exc:
-            _breaker.trip(redis)
-            log.warning("kpi cache unavailable error=%s", type(exc).__name__)
-            usable = False
-        else:
-            for key, hit in zip(keyed, hits, strict=True):
-                fresh = _fresh(hit, ttl)
-                if fresh is not None:
-                    found[key] = fresh[0]
-    missing = {k: f for k, f in wanted.items() if k not in found}
-    to_keep = [k for k, f in missing.items() if f.kept] if usable else []
+    found = _look(redis, keyed, ttl) if keyed else {}
+    missing = {k: f for k, f in wanted.items() if found is None or k not in found}
+    to_keep = [k for k, f in missing.items() if f.kept] if found is not None else []
     held = _held(conn) if to_keep else None  # before the read: the figures hold at least this
     read = read_together(conn, missing)
     if held is not None:
-        now = time.time()
-        entries = {k: json.dumps({"t": now, "v": read[k]}) for k in to_keep}
-        try:
-            _keep_if_held(redis, held, entries, ttl)
-        except redis_lib.RedisError as exc:
-            _breaker.trip(redis)
-            log.warning("kpi not cached error=%s", type(exc).__name__)
-        else:
-            _breaker.reset(redis)
-    return {**found, **read}
+        _keep(redis, held, {k: read[k] for k in to_keep}, ttl)
+    return {**(found or {}), **read}
 
 
 def _held(conn: psycopg.Connection[Any]) -> int:
