@@ -238,8 +238,37 @@ def kpi_tiles(svc: Services, code: str, lang: str, period: Period | None = None)
     return _tiles_view(_read(svc, _tiles_wanted(code, period)), code, lang, period)
 
 
+# Each figure's field in the figures' cache (what a part wants and what its view reads), or its
+# name in a round's reads when it is read every time (the area, its ancestors, the van board).
 def _tiles_key(code: str, period: Period) -> str:
     return f"tiles:{code}:{period.key}"
+
+
+def _types_key(code: str, period: Period) -> str:
+    return f"types:{code}:{period.key}"
+
+
+def _trend_key(code: str) -> str:
+    return f"trend:{code}"
+
+
+def _ranking_key(parent: str, period: Period) -> str:
+    return f"ranking:{parent}:{period.key}"
+
+
+def _steps_key(code: str) -> str:
+    return f"steps:{code}"
+
+
+def _ancestors_key(code: str) -> str:
+    return f"ancestors:{code}"
+
+
+def _area_key(code: str) -> str:
+    return f"area:{code}"
+
+
+BOARD_KEY = "board"
 
 
 def _tiles_wanted(code: str, period: Period) -> Wanted:
@@ -301,12 +330,12 @@ def top_types_chart(svc: Services, code: str, lang: str, period: Period | None =
 
 
 def _types_wanted(code: str, period: Period) -> Wanted:
-    return {f"types:{code}:{period.key}": kpi.top_types_figure(code, period.start.date(), period.end.date())}
+    return {_types_key(code, period): kpi.top_types_figure(code, period.start.date(), period.end.date())}
 
 
 def _types_view(figs: Figures, code: str, lang: str, period: Period) -> list[Component]:
     t = translator(lang)
-    rows = figs[f"types:{code}:{period.key}"]
+    rows = figs[_types_key(code, period)]
     title = html.H3(t("chart.top_types").format(p=period_label(period, t)))
     if not rows:
         return [title, html.Div("—", className="yitu-muted")]
@@ -333,12 +362,12 @@ def trend_chart(svc: Services, code: str, lang: str) -> Svg:
 
 
 def _trend_wanted(code: str) -> Wanted:
-    return {f"trend:{code}": kpi.trend_figure(code, 30)}
+    return {_trend_key(code): kpi.trend_figure(code, 30)}
 
 
 def _trend_view(figs: Figures, code: str, lang: str) -> Svg:
     t = translator(lang)
-    rows = figs[f"trend:{code}"]
+    rows = figs[_trend_key(code)]
     w, h, pad = 300.0, 110.0, 14.0
     top = max([1] + [max(r["reported"], r["resolved"]) for r in rows])
 
@@ -393,12 +422,12 @@ def ranking_table(svc: Services, banner: str, lang: str, period: Period | None =
 
 def _ranking_wanted(parent: str, period: Period) -> Wanted:
     figure = kpi.town_ranking_figure(parent, period.start, period.end)
-    return {} if figure is None else {f"ranking:{parent}:{period.key}": figure}
+    return {} if figure is None else {_ranking_key(parent, period): figure}
 
 
 def _ranking_view(figs: Figures, parent: str, lang: str, period: Period) -> html.Table:
     t = translator(lang)
-    rows = figs.get(f"ranking:{parent}:{period.key}", [])  # none: a grid cell ranks no children
+    rows = figs.get(_ranking_key(parent, period), [])  # none: a grid cell ranks no children
     head = html.Tr(
         [
             html.Th("#"),
@@ -445,12 +474,12 @@ def van_board_rows(
 
 
 def _board_wanted(svc: Services, scope: str | None) -> Wanted:
-    return {"board": vans.board_figure(svc.settings.van_offline_seconds, scope)}
+    return {BOARD_KEY: vans.board_figure(svc.settings.van_offline_seconds, scope)}
 
 
 def _board_view(figs: Figures, lang: str, row_type: str | None) -> list[tuple[Component, str]]:
     t = translator(lang)
-    rows = figs["board"]
+    rows = figs[BOARD_KEY]
     return [_van_row(r["id"], r["name"], r["status"], f"{r['odometer_km']:.0f}", lang, row_type, t) for r in rows]
 
 
@@ -501,17 +530,17 @@ def crumbs(svc: Services, code: str, lang: str) -> list[Component]:
 
 
 def _crumbs_wanted(code: str) -> Wanted:
-    return {f"ancestors:{code}": queries.areas_figure("area_ancestors", code), **_area_wanted(code)}
+    return {_ancestors_key(code): queries.areas_figure("area_ancestors", code), **_area_wanted(code)}
 
 
 def _area_wanted(code: str) -> Wanted:
-    return {f"area:{code}": queries.area_summary_figure(code)}
+    return {_area_key(code): queries.area_summary_figure(code)}
 
 
 def _crumbs_view(figs: Figures, code: str) -> list[Component]:
     who = identity.who_is_asking()
-    chain = [a for a in reversed(figs[f"ancestors:{code}"]) if who.sees_area(a["code"])]
-    here = figs[f"area:{code}"]
+    chain = [a for a in reversed(figs[_ancestors_key(code)]) if who.sees_area(a["code"])]
+    here = figs[_area_key(code)]
     items = [*chain, here] if here else chain
     out: list[Component] = []
     for i, a in enumerate(items):
@@ -531,16 +560,16 @@ def area_panel(svc: Services, code: str, lang: str) -> list[Component]:
 def _panel_wanted(code: str, year: Period) -> Wanted:
     """``year``: the default period, named once for the reads and the view (a round made across
     midnight on 1 January would look for the new year's tiles among the old year's)."""
-    return {**_area_wanted(code), **_tiles_wanted(code, year), f"steps:{code}": kpi.steps_figure(code)}
+    return {**_area_wanted(code), **_tiles_wanted(code, year), _steps_key(code): kpi.steps_figure(code)}
 
 
 def _panel_view(figs: Figures, code: str, lang: str, year: Period) -> list[Component]:
     t = translator(lang)
-    area = figs[f"area:{code}"]
+    area = figs[_area_key(code)]
     if area is None:
         return [html.P(t("panel.hint"), className="yitu-muted")]
     k = figs[_tiles_key(code, year)]
-    steps = figs[f"steps:{code}"]
+    steps = figs[_steps_key(code)]
     return [
         html.H3(t("panel.area")),
         html.Div(area["name"], className="yitu-panel-name", id="panel-name"),
