@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
@@ -98,7 +99,7 @@ def main() -> None:
     if not 0 <= args.redis_db <= 15:
         ap.error("--redis-db: 0 to 15")
 
-    from bench.common import p95, seeded_database
+    from bench.common import p95, seeded_database, worktree
     from cli.stack import EmbeddedStack
     from services.settings import Settings
 
@@ -119,19 +120,14 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="yitu-bench-numbers-"))
     variants: dict[str, Path] = {"this checkout": ROOT}
-    worktree: Path | None = None
+    trees = ExitStack()
     children: dict[tuple[str, int], subprocess.Popen[str]] = {}
     try:
         if args.against:
-            worktree = home / "against"
-            add = ["git", "worktree", "add", "--detach", "-q", str(worktree), args.against]
-            if subprocess.run(add, cwd=ROOT, check=False).returncode != 0:
-                worktree = None
-                ap.error(f"--against {args.against}: not a commit of this repository (git's words above)")
-            missing = [p for p in PACKAGES if not (worktree / p).is_dir()]
-            if missing:
-                ap.error(f"--against {args.against}: no {', '.join(missing)} there")
-            variants[args.against] = worktree
+            try:
+                variants[args.against] = trees.enter_context(worktree(args.against, PACKAGES, home / "against"))
+            except ValueError as exc:
+                ap.error(str(exc))
         for label, cwd in variants.items():
             for busy in busy_counts:
                 env = {**os.environ, "PYTHONPATH": str(cwd), "YITU_HOME": str(home / "home")}
@@ -164,8 +160,7 @@ def main() -> None:
                 child.wait(30)
             except subprocess.TimeoutExpired:
                 child.kill()
-        if worktree is not None:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False)
+        trees.close()
         shutil.rmtree(home, ignore_errors=True)
 
     now = datetime.now(UTC)

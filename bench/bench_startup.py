@@ -24,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import p95
+from bench.common import p95, worktree
 
 PACKAGES = ("api", "callbacks", "cli", "dashboard", "geodata", "layers", "services")  # what the app loads
 LOAD = (
@@ -65,16 +66,14 @@ def main() -> None:
         "python -c pass (baseline)": ([sys.executable, "-c", "pass"], ROOT),
         "this checkout: load + create_app": ([sys.executable, "-c", LOAD], ROOT),
     }
-    worktree: Path | None = None
+    trees = ExitStack()
     try:
         if args.against:
-            worktree = home / "against"
-            add = ["git", "worktree", "add", "--detach", "-q", str(worktree), args.against]
-            subprocess.run(add, cwd=ROOT, check=True)
-            missing = [name for name in PACKAGES if not (worktree / name).is_dir()]
-            if missing:  # the editable install would load this checkout's instead: a mix of the two
-                ap.error(f"--against {args.against}: no {', '.join(missing)} there")
-            variants[f"{args.against}: load + create_app"] = ([sys.executable, "-c", LOAD], worktree)
+            try:
+                tree = trees.enter_context(worktree(args.against, PACKAGES, home / "against"))
+            except ValueError as exc:
+                ap.error(str(exc))
+            variants[f"{args.against}: load + create_app"] = ([sys.executable, "-c", LOAD], tree)
         for argv, cwd in variants.values():  # once each unmeasured: the bytecode caches written
             _timed(argv, cwd, {**env, "PYTHONPATH": str(cwd)})
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
@@ -83,8 +82,7 @@ def main() -> None:
                 results[name].append(_timed(argv, cwd, {**env, "PYTHONPATH": str(cwd)}))
             print(f"[startup] round {i + 1}/{args.rounds}", file=sys.stderr, flush=True)
     finally:
-        if worktree is not None:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=False)
+        trees.close()
         shutil.rmtree(home, ignore_errors=True)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"# bench_startup — {now}, {platform.node()}, {os.cpu_count()} cores, {args.rounds} rounds, seconds")

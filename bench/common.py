@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -45,6 +46,27 @@ def seeded_database(scale: str, name: str) -> str:
         seed_demo(dsn, scale, seed=1, progress=True)
         print(f"seeded in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return dsn
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def worktree(rev: str, packages: Iterable[str], where: Path) -> Iterator[Path]:
+    """A temporary ``git worktree`` of ``rev`` at ``where`` (a bench's ``--against REV``), removed
+    afterwards (a killed run leaves it registered: ``git worktree prune``). ValueError, saying why,
+    when ``rev`` is not a commit here or lacks one of ``packages`` (the editable install would then
+    load this checkout's in their place: a mix of the two)."""
+    add = ["git", "worktree", "add", "--detach", "-q", str(where), rev]
+    if subprocess.run(add, cwd=REPO, check=False).returncode != 0:
+        raise ValueError(f"--against {rev}: not a commit of this repository (git's words above)")
+    try:
+        missing = [name for name in packages if not (where / name).is_dir()]
+        if missing:
+            raise ValueError(f"--against {rev}: no {', '.join(missing)} there")
+        yield where
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=REPO, check=False)
 
 
 def free_port() -> int:
