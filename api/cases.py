@@ -18,7 +18,6 @@ dependency costs a thread-pool round trip of its own on every request.
 
 from __future__ import annotations
 
-import select
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from api.params import Day, Instant, People, Satisfaction, SomeText, Text, Versi
 from geodata import cases as store
 from geodata import masking, workflow
 from geodata.clock import day_start
-from geodata.db import INTAKE_MARGIN, checkout_timeout
+from geodata.db import INTAKE_MARGIN, checkout_timeout, stirred
 from geodata.gcj02 import CHINA_LAT, CHINA_LON
 from geodata.workflow import Rules
 from services import audit, casework
@@ -50,16 +49,9 @@ from services.scheduler import CasesRuntime
 
 
 async def _check_quietly(conn: psycopg.AsyncConnection) -> None:
-    """The pool's check on checkout, without a round trip while the connection is quiet.
-
-    An idle connection has nothing to read; one the server closed (a restart, a terminated
-    backend) has, and so has one with a notice pending: only then is the full check (an empty
-    query) run, and a failing connection is replaced by the pool as with the full check.
-    """
-    if conn.closed:
-        raise psycopg.OperationalError("the connection is closed")
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
+    """The pool's check on checkout, without a round trip while the connection is quiet
+    (geodata/db.py ``stirred``)."""
+    if stirred(conn):
         await AsyncConnectionPool.check_connection(conn)
 
 

@@ -1,11 +1,12 @@
 """The PostGIS connection pool, and the honest answer of a write whose connection failed.
 
-Opened without waiting, so the app starts (and answers /healthz with 503) while the database
-is down; every checkout tests the connection, so a restarted server is picked up by itself. Every
-connection starts with a ``statement_timeout`` and an ``idle_in_transaction_session_timeout`` (set in
-the startup packet, so they cost no round trip): no request can keep a backend busy, or hold locks
-while its client dawdles, for longer than its budget. A route class that needs more (the CSV export)
-raises its own budget with ``SET LOCAL`` in its transaction (:func:`budget`).
+Opened without waiting, so the app starts (and answers /healthz with 503) while the database is
+down; every checkout tests the connection (:func:`check_quietly`), so a restarted server is picked
+up by itself. Every connection starts with a ``statement_timeout`` and an
+``idle_in_transaction_session_timeout`` (set in the startup packet, so they cost no round trip): no
+request can keep a backend busy, or hold locks while its client dawdles, for longer than its budget.
+A route class that needs more (the CSV export) raises its own budget with ``SET LOCAL`` in its
+transaction (:func:`budget`).
 
 **Bounded waits.** A pool's timeout counts from a request's *arrival* (the guard notes it,
 :func:`arrived`), not from the checkout: a request that first queued for a thread or behind an
@@ -29,6 +30,7 @@ Idempotency-Key). Reads keep their plain 503.
 from __future__ import annotations
 
 import logging
+import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -147,8 +149,28 @@ def replayed_through(conn: psycopg.Connection[Any]) -> int:
     """The newest outbox id a (replica's) connection can see numbered. The relay numbers an event's
     row after the write that made it committed (geodata/outbox.py ``claim``), so a server that sees
     the number ``n`` holds every change of an event at or below ``n``."""
-    row = conn.execute("SELECT last_id FROM outbox_counter", prepare=True).fetchone()
+    with alone(conn):
+        row = conn.execute("SELECT last_id FROM outbox_counter", prepare=True).fetchone()
     return int(row[0]) if row else 0
+
+
+@contextmanager
+def alone(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A read of one statement on an idle connection, run by itself (autocommit): no ``BEGIN`` and
+    ``COMMIT`` round trips around it. Under load each round trip also waits for the GIL to come back
+    to the thread (up to a switch interval per other busy thread; docs/scaling.md); one statement
+    sees one snapshot, in a transaction or not. A connection already in a transaction reads in it."""
+    if conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+        yield conn
+        return
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        try:
+            conn.autocommit = False
+        except psycopg.Error:  # lost meanwhile, or mid-statement: never back in the pool in autocommit
+            conn.close()
 
 
 def follows_write() -> bool:
@@ -269,6 +291,25 @@ def writing(pool: ConnectionPool[Any], timeout: float | None = None) -> Iterator
                 conn.writes = False
 
 
+def stirred(conn: psycopg.BaseConnection[Any]) -> bool:
+    """Has an idle connection something to read (the server closed it: a restart, a terminated
+    backend; or a notice pending)? Then the pool's full check (an empty query) is worth its round
+    trip; a quiet one is as good as checked (one ``poll``, no round trip). Raises for a closed one."""
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    ready = select.poll()
+    ready.register(conn.pgconn.socket, select.POLLIN)
+    return bool(ready.poll(0))
+
+
+def check_quietly(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check at each checkout, without a round trip while the connection is quiet
+    (:func:`stirred`): a round trip per request is, under load, also a wait for the GIL; a failing
+    connection is replaced by the pool as with the full check."""
+    if stirred(conn):
+        ConnectionPool.check_connection(conn)
+
+
 class Pool(ConnectionPool[Connection]):
     """psycopg's pool, whose timeout counts from the request's arrival (:func:`arrived`)."""
 
@@ -321,7 +362,7 @@ def open_pool(
             "application_name": application_name,
             "options": session_options(statement_timeout_ms, idle_in_transaction_ms),
         },
-        check=ConnectionPool.check_connection,
+        check=check_quietly,
         open=False,
     )
     pool.open(wait=False)

@@ -266,11 +266,22 @@ def figures(
     found = _look(redis, keyed, ttl) if keyed else {}
     missing = {k: f for k, f in wanted.items() if found is None or k not in found}
     to_keep = [k for k, f in missing.items() if f.kept] if found is not None else []
-    held = _held(conn) if to_keep else None  # before the read: the figures hold at least this
-    read = read_together(conn, missing)
-    if held is not None:
+    held = _held_known(conn) if to_keep else None  # before the read: the figures hold at least this
+    asked = {**missing, _HELD: _HELD_FIGURE} if to_keep and held is None else missing
+    with db.alone(conn):  # one statement, no transaction around it: one round trip
+        read = read_together(conn, asked)
+    if to_keep:
+        if held is None:  # read in the statement itself: its snapshot holds exactly this
+            held = _note_held(conn, read.pop(_HELD))
         _keep(redis, held, {k: read[k] for k in to_keep}, ttl)
     return {**(found or {}), **read}
+
+
+# The newest outbox id a read sees numbered (db.replayed_through), as a column of the figures' statement.
+_HELD = "\x00held"  # no figure's field: the wanted keys are the cache's printable fields
+_HELD_FIGURE = Figure(
+    sql.SQL("SELECT last_id FROM outbox_counter"), {}, lambda rows: int(rows[0]["last_id"]), kept=False
+)
 
 
 def _held(conn: psycopg.Connection[Any]) -> int:
@@ -278,14 +289,26 @@ def _held(conn: psycopg.Connection[Any]) -> int:
     the read floor's (services/runtime.py noted how far it had replayed at the checkout), on the
     primary its ``outbox_counter`` — read once per read floor (the wall's numbers: one query, not one
     per figure; an earlier value is still a lower bound), else now."""
+    known = _held_known(conn)
+    return known if known is not None else _note_held(conn, db.replayed_through(conn))
+
+
+def _held_known(conn: psycopg.Connection[Any]) -> int | None:
+    """:func:`_held` when it needs no query: what the read floor noted; None: to be read."""
     mark = db.floor()
-    if conn.info.parameter_status("in_hot_standby") == "on":
-        return mark.seen if mark is not None and mark.seen is not None else db.replayed_through(conn)
     if mark is None:
-        return db.replayed_through(conn)
-    if mark.primary is None:
-        mark.primary = db.replayed_through(conn)
+        return None
+    if conn.info.parameter_status("in_hot_standby") == "on":
+        return mark.seen
     return mark.primary
+
+
+def _note_held(conn: psycopg.Connection[Any], held: int) -> int:
+    """``held``, read on ``conn`` now, noted on the read floor for the primary's next reads in it."""
+    mark = db.floor()
+    if mark is not None and mark.primary is None and conn.info.parameter_status("in_hot_standby") != "on":
+        mark.primary = held
+    return held
 
 
 def _plain(value: Any) -> Any:

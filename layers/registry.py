@@ -24,6 +24,7 @@ from urllib.parse import quote
 import dash_leaflet as dl
 import psycopg
 
+from geodata.db import alone
 from layers.base import BBox, Points, feature_collection, point_rows
 
 # Where the layers are served: the API mounts its routes here and the pages build their URLs on it.
@@ -160,7 +161,8 @@ class Layer:
         if self.bbox:
             params.update((bbox or BBox.parse(None)).params())
         read = point_rows if self.rows else feature_collection
-        return read(conn, self.query_text(), params, max_features)
+        with alone(conn):  # one statement: no BEGIN and COMMIT round trips around it
+            return read(conn, self.query_text(), params, max_features)
 
     def hideout(self, data: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         """What the layer's JavaScript reads: its name (the loaded-feature counter), the events that

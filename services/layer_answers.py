@@ -153,24 +153,28 @@ class LayerAnswers:
             return got.value, True
         with self._lock:
             guard = self._computing.setdefault(k, threading.Lock())
-        with guard:  # one computes; the others asking meanwhile take its answer
-            try:
-                got = self._kept(k, gen, rev)
-                if got is not None:
-                    return got.value, True
-                gen = generation(client, fams) or gen  # read again: the wait may have been long
-                with db.read_floor(rev) as mark:  # a replica behind the event asked after: the primary
-                    value = compute()
-                gen = _held(gen, mark.seen)
-                with self._lock:
-                    self.misses += 1
-                    self._entries[k] = _Kept(time.monotonic(), gen, value)
-                    self._entries.move_to_end(k)
-                    while len(self._entries) > self.max_entries:
-                        self._entries.popitem(last=False)
-            finally:
-                with self._lock:
-                    self._computing.pop(k, None)
+        waited = not guard.acquire(blocking=False)
+        if waited:
+            guard.acquire()  # one computes; the others asking meanwhile take its answer
+        try:
+            got = self._kept(k, gen, rev)
+            if got is not None:
+                return got.value, True
+            if waited:  # read again: the wait may have been long (else it was read a moment ago)
+                gen = generation(client, fams) or gen
+            with db.read_floor(rev) as mark:  # a replica behind the event asked after: the primary
+                value = compute()
+            gen = _held(gen, mark.seen)
+            with self._lock:
+                self.misses += 1
+                self._entries[k] = _Kept(time.monotonic(), gen, value)
+                self._entries.move_to_end(k)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+        finally:
+            with self._lock:
+                self._computing.pop(k, None)
+            guard.release()
         return value, False
 
     def _kept(self, k: str, gen: Generation, rev: int | None) -> _Kept | None:
