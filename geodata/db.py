@@ -243,6 +243,7 @@ class Connection(psycopg.Connection[Any]):
     :class:`OutcomeUnknown` instead of the bare OperationalError that means "nothing written"."""
 
     writes: bool = False
+    idle_since: float = float("-inf")  # time.monotonic() when last given back to the pool (never: -inf)
 
     def commit(self) -> None:
         pending = self.writes and self.info.transaction_status == TransactionStatus.INTRANS
@@ -302,19 +303,30 @@ def stirred(conn: psycopg.BaseConnection[Any]) -> bool:
     return bool(ready.poll(0))
 
 
-def check_quietly(conn: psycopg.Connection[Any]) -> None:
+# A connection idle in the pool longer than this gets the full check: a firewall or NAT between
+# the app and the server may forget an idle flow without a word (no FIN: the socket stays quiet).
+QUIET_CHECK_S = 30.0
+
+
+def check_quietly(conn: Connection) -> None:
     """The pool's check at each checkout, without a round trip while the connection is quiet
-    (:func:`stirred`): a round trip per request is, under load, also a wait for the GIL; a failing
-    connection is replaced by the pool as with the full check."""
-    if stirred(conn):
+    (:func:`stirred`) and was given back less than :data:`QUIET_CHECK_S` ago: a round trip per
+    request is, under load, also a wait for the GIL. Otherwise psycopg's full check (an empty
+    query); a failing connection is replaced by the pool."""
+    if stirred(conn) or time.monotonic() - conn.idle_since > QUIET_CHECK_S:
         ConnectionPool.check_connection(conn)
 
 
 class Pool(ConnectionPool[Connection]):
-    """psycopg's pool, whose timeout counts from the request's arrival (:func:`arrived`)."""
+    """psycopg's pool, whose timeout counts from the request's arrival (:func:`arrived`), and which
+    notes when each connection came back (:func:`check_quietly`)."""
 
     def getconn(self, timeout: float | None = None) -> Connection:
         return super().getconn(wait_left(self.timeout) if timeout is None else timeout)
+
+    def putconn(self, conn: Connection) -> None:
+        conn.idle_since = time.monotonic()
+        super().putconn(conn)
 
 
 def session_options(statement_timeout_ms: int = 0, idle_in_transaction_ms: int = 0) -> str:

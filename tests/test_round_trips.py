@@ -11,6 +11,7 @@ generation once. What the protocol carried is read from libpq's own trace of the
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -70,12 +71,18 @@ def _end(dsn: str, pid: int) -> None:
 
 
 def test_a_quiet_connection_is_checked_without_a_round_trip_and_one_the_server_ended_fails(db_url: str) -> None:
-    with psycopg.connect(db_url) as conn:
+    with db.Connection.connect(db_url) as conn:
         conn.execute("SELECT 1")
         conn.commit()
+        conn.idle_since = time.monotonic()  # as the pool notes it when the connection comes back
         with traced(conn) as lines:
             db.check_quietly(conn)
         assert lines == []  # nothing sent, nothing read
+        conn.idle_since = time.monotonic() - db.QUIET_CHECK_S - 1  # idle long: a firewall may have dropped it
+        with traced(conn) as lines:
+            db.check_quietly(conn)
+        assert sent(lines) == ["Query"] and round_trips(lines) == 1  # psycopg's full check, an empty query
+        conn.idle_since = time.monotonic()
         _end(db_url, conn.info.backend_pid)
         wait_for(lambda: db.stirred(conn), timeout=10, what="the closed socket readable")
         with pytest.raises(psycopg.OperationalError):
@@ -114,13 +121,18 @@ def test_a_read_alone_is_one_round_trip_without_a_transaction(db_url: str) -> No
         assert conn.autocommit is False
 
 
-def test_a_connection_lost_in_a_read_alone_is_closed_never_left_in_autocommit(db_url: str) -> None:
-    conn = psycopg.connect(db_url)
-    with db.alone(conn):
-        _end(db_url, conn.info.backend_pid)
-        with pytest.raises(psycopg.OperationalError):
-            conn.execute("SELECT 1")
-    assert conn.closed
+def test_a_connection_that_cannot_go_back_out_of_autocommit_is_closed(db_url: str) -> None:
+    """Never handed back to the pool in autocommit (its next user's writes would commit one by one)."""
+    with db.Connection.connect(db_url) as conn:
+        with db.alone(conn):
+            conn.execute("BEGIN")  # a transaction left open in the block: autocommit cannot be turned off
+        assert conn.closed
+    with db.Connection.connect(db_url) as conn:
+        with db.alone(conn):
+            _end(db_url, conn.info.backend_pid)
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+        assert conn.closed
 
 
 def test_a_round_of_figures_is_one_statement_and_keeps_what_it_read_with_the_id_it_held(
