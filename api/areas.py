@@ -39,7 +39,7 @@ def _area(conn: Any, code: str, who: Principal) -> dict[str, Any]:
 
 @router.get("/{code}", summary="One area: name, level, parent, bounds and its ancestors")
 def get_area(code: Code, svc: Svc, who: Who) -> dict[str, Any]:
-    with svc.reading() as conn:
+    with svc.reading(alone=True) as conn:
         out = _area(conn, code, who)
         out["ancestors"] = queries.area_ancestors(conn, code)
     return out
@@ -47,7 +47,7 @@ def get_area(code: Code, svc: Svc, who: Who) -> dict[str, Any]:
 
 @router.get("/{code}/children", summary="The areas one level down")
 def get_children(code: Code, svc: Svc, who: Who) -> dict[str, Any]:
-    with svc.reading() as conn:
+    with svc.reading(alone=True) as conn:
         _area(conn, code, who)
         return {"code": code, "children": queries.area_children(conn, code)}
 
@@ -63,7 +63,7 @@ def get_stats(
     if since and until and until < since:
         raise errors.Invalid("until is before since", field="until")
     now = datetime.now(UTC)
-    with svc.reading() as conn:
+    with svc.reading(alone=True) as conn:
         _area(conn, code, who)
         stats = areas_stats.area_stats(conn, code, now, since=day_start(since), until=day_start(until, end=True))
     return {"code": code, "since": since, "until": until, **stats}

@@ -125,7 +125,7 @@ def _endpoint(layer: Layer) -> Callable[..., Response]:
 
 def get_grid_stats(svc: ServicesDep, who: Who, level: Annotated[int, Query(ge=1, le=4)]) -> dict[str, Any]:
     scope = identity.scope_of(who)
-    with svc.reading() as conn:
+    with svc.reading(alone=True) as conn:
         return grids.stats_cached(conn, svc.redis, level, scope)
 
 

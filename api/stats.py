@@ -54,7 +54,7 @@ def get_ranking(
     area = area or who.area  # a scoped caller ranks its own area's children
     if area is not None:
         who.require_area(area)
-    with svc.reading() as conn:
+    with svc.reading(alone=True) as conn:
         if area is None:
             found = queries.banner(conn)
             if found is None:

@@ -197,7 +197,7 @@ def van_out(row: dict[str, Any]) -> dict[str, Any]:
 )
 def list_vans(svc: Svc, who: Who) -> dict[str, Any]:
     now = datetime.now(UTC)
-    with svc.reading() as conn:
+    with svc.reading(alone=True) as conn:
         rows = tracking.van_list(conn, offline_seconds=svc.settings.van_offline_seconds, at=now, scope=who.area)
     return {
         "as_of": now.isoformat(),

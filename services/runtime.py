@@ -78,10 +78,14 @@ class Services:
         )
 
     @contextmanager
-    def reading(self) -> Iterator[psycopg.Connection[Any]]:
+    def reading(self, *, alone: bool = False) -> Iterator[psycopg.Connection[Any]]:
         """A connection for a read-heavy route: the replica's when it may serve (see the module),
         else the primary's. A replica that gives no connection at once is reported to the check
-        (reads move to the primary now, not at the next check) and this read goes to the primary."""
+        (reads move to the primary now, not at the next check) and this read goes to the primary.
+        ``alone``: the block's statements run each by itself (geodata/db.py ``alone``: no ``BEGIN``
+        and ``COMMIT`` round trips; each sees its own snapshot, as in a READ COMMITTED transaction),
+        for a route that only reads and sets nothing for a transaction (no ``budget``, no
+        server-side cursor)."""
         with ExitStack() as stack:
             conn: psycopg.Connection[Any] | None = None
             if self.reads_replica():
@@ -93,6 +97,8 @@ class Services:
                     self.replica.failed(exc)
             if conn is None:
                 conn = stack.enter_context(self.pool.connection())
+            if alone:
+                stack.enter_context(db.alone(conn))
             yield conn
 
     @staticmethod

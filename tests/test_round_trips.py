@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -26,6 +26,8 @@ from geodata.outbox import LAST_KEY
 from layers import vans
 from services import events
 from services.layer_answers import LayerAnswers
+from services.runtime import Services
+from services.settings import Settings
 
 from .helpers import wait_for
 
@@ -190,3 +192,24 @@ def test_an_answer_computed_without_waiting_reads_the_generation_once(redis_url:
         assert client.commands == ["HMGET", "HMGET"]
     finally:
         client.close()
+
+
+def test_a_route_that_only_reads_takes_no_transaction_and_gives_the_connection_back_as_it_was(db_url: str) -> None:
+    pool = db.open_pool(db_url, min_size=1, max_size=1, connect_timeout=5)
+    svc = Services(settings=Settings(database_url=db_url, _env_file=None), pool=pool, redis=None)  # type: ignore[arg-type]
+    try:
+        with ExitStack() as trace:  # the trace ends after the connection went back: its COMMIT, if any
+            with svc.reading(alone=True) as conn:
+                lines = trace.enter_context(traced(conn))
+                conn.execute("SELECT 1")
+                conn.execute("SELECT 2")
+        assert sent(lines) == ["Query", "Query"] and round_trips(lines) == 2  # no BEGIN, no COMMIT
+        with ExitStack() as trace:
+            with svc.reading() as conn:  # the same connection, in a transaction as before
+                lines = trace.enter_context(traced(conn))
+                assert conn.autocommit is False
+                conn.execute("SELECT 3")
+        queried = [line.split("\t")[3].strip() for line in lines if line.startswith("F\t") and "\tQuery\t" in line]
+        assert queried == ['"BEGIN"', '"SELECT 3"', '"COMMIT"']
+    finally:
+        pool.close()
