@@ -222,7 +222,8 @@ class Https:
     def __init__(self, port: int, tls: ssl.SSLContext, cookie: str | None = None) -> None:
         self.port, self.tls, self.cookie = port, tls, cookie
         self.host = f"{NAME}:{port}"
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # connections free for the next request, with when each was given back (time.monotonic())
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
 
     async def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
@@ -234,10 +235,7 @@ class Https:
         if body is not None:
             head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
         raw = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
-        if self.idle:
-            reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port, ssl=self.tls, server_hostname=NAME)
+        reader, writer = await self._connection()
         try:
             writer.write(raw)
             status, data, close = await self._answer(reader)
@@ -247,8 +245,19 @@ class Https:
         if close:
             writer.close()
         else:
-            self.idle.append((reader, writer))
+            self.idle.append((reader, writer, time.monotonic()))
         return status, data
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A free connection nginx has not closed, else a new one. As a browser's: one idle past
+        nginx's ``keepalive_timeout`` (75 s) is not reused — the request would race nginx's close
+        (until 2026-12-07 runs over a minute counted a few such races as the server's errors)."""
+        while self.idle:
+            reader, writer, since = self.idle.pop()
+            if not reader.at_eof() and time.monotonic() - since < KEEPALIVE_S:
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection("127.0.0.1", self.port, ssl=self.tls, server_hostname=NAME)
 
     @staticmethod
     async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
@@ -277,11 +286,12 @@ class Https:
         return status, await reader.readexactly(length), close
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for _, writer, _ in self.idle:
             writer.close()
         self.idle.clear()
 
 
+KEEPALIVE_S = 60.0  # a free connection is reused this long: under nginx's keepalive_timeout (75 s)
 ERRORS = (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ssl.SSLError)
 
 
