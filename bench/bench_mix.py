@@ -219,6 +219,8 @@ class Https:
     client starved of CPU is late, which an open-loop timing rightly counts against the server), with
     TLS, chunked answers and the answer's body returned."""
 
+    found_closed = 0  # free connections nginx had closed when taken (every client; in the summary)
+
     def __init__(self, port: int, tls: ssl.SSLContext, cookie: str | None = None) -> None:
         self.port, self.tls, self.cookie = port, tls, cookie
         self.host = f"{NAME}:{port}"
@@ -256,6 +258,8 @@ class Https:
             reader, writer, since = self.idle.pop()
             if not reader.at_eof() and time.monotonic() - since < KEEPALIVE_S:
                 return reader, writer
+            if reader.at_eof():  # nginx closed it idle: at its timeout, or short of worker_connections
+                Https.found_closed += 1
             writer.close()
         return await asyncio.open_connection("127.0.0.1", self.port, ssl=self.tls, server_hostname=NAME)
 
@@ -1390,6 +1394,7 @@ def report(args: argparse.Namespace, mix: Mix, site: Site, meta: dict[str, Any])
         },
         "sent": dict(mix.sent),
         "push_before_answer": mix.negative_push,
+        "free_connections_found_closed": Https.found_closed,
         "fault": args.fault,
         "fault_notes": mix.fault_notes,
         "targets_met": verdicts,
@@ -1431,7 +1436,8 @@ def print_table(out: dict[str, Any]) -> None:
         f" sockets opened {sc['connects']}, reconnections {len(sc['reconnects'])};"
         f" pushed rounds of the numbers {sc['numbers_rounds']} carrying {sc['numbers_parts']} parts;"
         f" sent {out['sent']};"
-        f" events on screen before the harness read the answer {out['push_before_answer']}"
+        f" events on screen before the harness read the answer {out['push_before_answer']};"
+        f" free connections found closed by nginx {out['free_connections_found_closed']}"
     )
     _say(
         "CPU, % of one core (2 cores = 200 %): "

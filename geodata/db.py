@@ -156,10 +156,12 @@ def replayed_through(conn: psycopg.Connection[Any]) -> int:
 
 @contextmanager
 def alone(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    """A read of one statement on an idle connection, run by itself (autocommit): no ``BEGIN`` and
-    ``COMMIT`` round trips around it. Under load each round trip also waits for the GIL to come back
-    to the thread (up to a switch interval per other busy thread; docs/scaling.md); one statement
-    sees one snapshot, in a transaction or not. A connection already in a transaction reads in it."""
+    """Reads on an idle connection, each statement run by itself (autocommit): no ``BEGIN`` and
+    ``COMMIT`` round trips around them. Under load each round trip also waits for the GIL to come
+    back to the thread (up to a switch interval per other busy thread; docs/scaling.md); a statement
+    sees one snapshot, in a transaction or not, and several see one each, as in a READ COMMITTED
+    transaction. Not for a block that writes, sets anything for its transaction or holds a
+    server-side cursor. A connection already in a transaction reads in it."""
     if conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
         yield conn
         return

@@ -213,3 +213,27 @@ def test_a_route_that_only_reads_takes_no_transaction_and_gives_the_connection_b
         assert queried == ['"BEGIN"', '"SELECT 3"', '"COMMIT"']
     finally:
         pool.close()
+
+
+def test_a_read_alone_that_fails_gives_a_sane_connection_back(db_url: str) -> None:
+    """A statement that fails in the block (a route's 4xx raised there alike): the pool gets the
+    connection back out of autocommit, and the next route's reads run on it as before."""
+    pool = db.open_pool(db_url, min_size=1, max_size=1, connect_timeout=5)
+    svc = Services(settings=Settings(database_url=db_url, _env_file=None), pool=pool, redis=None)  # type: ignore[arg-type]
+    pids: list[int] = []
+
+    def failing_read() -> None:
+        with svc.reading(alone=True) as conn:
+            pids.append(conn.info.backend_pid)
+            conn.execute("SELECT 1 / 0")
+
+    try:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            failing_read()
+        with svc.reading() as conn:
+            assert pids == [conn.info.backend_pid]  # the same connection, kept
+            assert conn.autocommit is False
+            assert conn.execute("SELECT 2").fetchone() == (2,)
+            assert conn.info.transaction_status == pq.TransactionStatus.INTRANS
+    finally:
+        pool.close()
