@@ -150,8 +150,11 @@ def replayed_through(conn: psycopg.Connection[Any]) -> int:
     row after the write that made it committed (geodata/outbox.py ``claim``), so a server that sees
     the number ``n`` holds every change of an event at or below ``n``."""
     with alone(conn):
-        row = conn.execute("SELECT last_id FROM outbox_counter", prepare=True).fetchone()
+        row = conn.execute(REPLAYED_THROUGH, prepare=True).fetchone()
     return int(row[0]) if row else 0
+
+
+REPLAYED_THROUGH = "SELECT last_id FROM outbox_counter"  # :func:`replayed_through`'s statement
 
 
 @contextmanager

@@ -279,9 +279,7 @@ def figures(
 
 # The newest outbox id a read sees numbered (db.replayed_through), as a column of the figures' statement.
 _HELD = "\x00held"  # no figure's field: the wanted keys are the cache's printable fields
-_HELD_FIGURE = Figure(
-    sql.SQL("SELECT last_id FROM outbox_counter"), {}, lambda rows: int(rows[0]["last_id"]), kept=False
-)
+_HELD_FIGURE = Figure(sql.SQL(db.REPLAYED_THROUGH), {}, lambda rows: int(rows[0]["last_id"]), kept=False)
 
 
 def _held(conn: psycopg.Connection[Any]) -> int:
