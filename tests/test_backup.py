@@ -175,8 +175,14 @@ def test_bad_files_names_and_options_are_refused_with_nothing_changed(
 
 
 def _ours(dsn: str) -> set[str]:
-    """The databases on the server but the suite's clones (made ahead and dropped behind meanwhile)."""
-    return {n for n in _all_names(dsn) if not n.startswith("yitu_test_")}
+    """The databases on the server that a command of these tests could make or drop: the demo's own
+    (``dsn``'s), those named after it (a restore's target, ``--replace``'s working copy and the one
+    it keeps), and every name not of yitu's (``bad_target``, ``x``, the hostile names, postgres).
+    Not yitu's other databases: other test sessions, and other workers of this one, make and drop
+    theirs meanwhile (``yitu_test_…`` clones, ``yitu_ext_…``, ``yitu``; counting them failed the test
+    under four xdist workers)."""
+    own = _name(dsn)
+    return {n for n in _all_names(dsn) if n.startswith(own) or not n.startswith("yitu")}
 
 
 def test_the_blobs_travel_with_the_backup_and_a_half_archive_is_refused(
