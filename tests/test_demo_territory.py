@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+import numpy as np
 import psycopg
 import pytest
 import shapely
@@ -12,6 +13,7 @@ from shapely import wkb
 
 from geodata import vendored
 from geodata.demo.seed import SCALES, SeedError, build_demo, seed_demo
+from geodata.demo.territory import atom_adjacency
 
 from .conftest import DEMO_AS_OF
 
@@ -233,3 +235,12 @@ def test_demo_territory_round_trips_through_export_and_import(
         for x, y in zip(before, after)
     )
     assert worst < 1e-9
+
+
+def test_atoms_are_neighbours_only_across_an_edge() -> None:
+    """A 2 × 2 block of squares and one beside it sharing half an edge, and one touching a corner
+    only: neighbours are those whose outlines share a line, however short, never a point."""
+    sq = lambda x, y, size=1.0: shapely.box(x, y, x + size, y + size)  # noqa: E731
+    atoms = np.array([sq(0, 0), sq(1, 0), sq(0, 1), sq(1, 1), sq(2, 0.5), sq(2, 2), sq(0.5, 2, 0.001)], dtype=object)
+    # 0 1 / 2 3 the block; 4 beside 1 and 3 (half an edge each); 5 touches 3's corner; 6 a 1 mm square on 2's top
+    assert atom_adjacency(atoms) == [{1, 2}, {0, 3, 4}, {0, 3, 6}, {1, 2, 4}, {1, 3}, set(), {2}]
