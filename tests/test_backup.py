@@ -19,6 +19,7 @@ from cli.main import main
 from cli.stack import _find_pg_bindir
 from geodata.blobs import LocalBlobStore, address_of
 
+from .conftest import DEMO, DEMO_TEMPLATE, TEMPLATE
 from .helpers import with_dbname
 
 FINGERPRINT = """
@@ -177,13 +178,15 @@ def test_bad_files_names_and_options_are_refused_with_nothing_changed(
 def _ours(dsn: str) -> set[str]:
     """The databases on the server that a command of these tests could make or drop: the demo's own
     (``dsn``'s), those named after it (a restore's target, ``--replace``'s working copy and the one
-    it keeps), and every name not of yitu's (``bad_target``, ``x``, the hostile names, postgres).
+    it keeps), this test session's templates, and every name not of yitu's (``bad_target``, ``x``,
+    the hostile names, postgres).
     Not yitu's other databases: other test sessions, and other workers of this one, make and drop
     theirs meanwhile (``yitu_test_…`` clones, ``yitu_ext_…``, ``yitu``). Before, every name but the
     clones' was counted — the test failed once under four xdist workers (docs/performance.md) — and
     the names made after the demo's were not."""
     own = _name(dsn)
-    return {n for n in _all_names(dsn) if n.startswith(own) or not n.startswith("yitu")}
+    session = {TEMPLATE, DEMO, DEMO_TEMPLATE}  # this session's own, there throughout the test
+    return {n for n in _all_names(dsn) if n.startswith(own) or n in session or not n.startswith("yitu")}
 
 
 def test_the_blobs_travel_with_the_backup_and_a_half_archive_is_refused(

@@ -239,7 +239,7 @@ def test_demo_territory_round_trips_through_export_and_import(
 
 def test_atoms_are_neighbours_only_across_an_edge() -> None:
     """A 2 × 2 block of squares and one beside it sharing half an edge, and one touching a corner
-    only: neighbours are those whose outlines share a line, however short, never a point."""
+    only: neighbours are those whose outlines share a line (here as short as 1 mm), never a point."""
     sq = lambda x, y, size=1.0: shapely.box(x, y, x + size, y + size)  # noqa: E731
     atoms = np.array([sq(0, 0), sq(1, 0), sq(0, 1), sq(1, 1), sq(2, 0.5), sq(2, 2), sq(0.5, 2, 0.001)], dtype=object)
     # 0 1 / 2 3 the block; 4 beside 1 and 3 (half an edge each); 5 touches 3's corner; 6 a 1 mm square on 2's top
